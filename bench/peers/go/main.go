@@ -1,0 +1,177 @@
+// Go peer (goroutines, channels, sync.WaitGroup, time.Sleep) for weft's benchmark driver.
+// Standard library only.
+//
+// usage: go-peer <workload> <n> [k] [-w <workers>]     (workers default 2 -> GOMAXPROCS)
+// prints: go <workload> n=<N> r=<result> ms=<wall ms> rss_kb=<ru_maxrss>
+//
+// Timing EXCLUDES runtime start (Go's scheduler is already running when main starts):
+// the clock starts after runtime.GOMAXPROCS(workers), just before the root work begins.
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Lace style: spawn fib(n-1) as a goroutine, compute fib(n-2) directly, wait.
+func fib(n int64) int64 {
+	if n < 2 {
+		return n
+	}
+	var a int64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		a = fib(n - 1)
+		wg.Done()
+	}()
+	b := fib(n - 2)
+	wg.Wait()
+	return a + b
+}
+
+func skynet(num, size int64, out chan<- int64) {
+	if size == 1 {
+		out <- num
+		return
+	}
+	sub := size / 10
+	ch := make(chan int64, 10)
+	for i := int64(0); i < 10; i++ {
+		go skynet(num+i*sub, sub, ch)
+	}
+	var s int64
+	for i := 0; i < 10; i++ {
+		s += <-ch
+	}
+	out <- s
+}
+
+func spawnAll(n int64) int64 {
+	res := make([]int64, n)
+	var wg sync.WaitGroup
+	wg.Add(int(n))
+	for i := int64(0); i < n; i++ {
+		go func(i int64) {
+			res[i] = 1
+			wg.Done()
+		}(i)
+	}
+	wg.Wait()
+	var s int64
+	for _, v := range res {
+		s += v
+	}
+	return s
+}
+
+// gatherEach runs n goroutines, each computing body(i), and returns the sum of the results.
+func gatherEach(n int64, body func(i int64) int64) int64 {
+	res := make([]int64, n)
+	var wg sync.WaitGroup
+	wg.Add(int(n))
+	for i := int64(0); i < n; i++ {
+		go func(i int64) {
+			res[i] = body(i)
+			wg.Done()
+		}(i)
+	}
+	wg.Wait()
+	var s int64
+	for _, v := range res {
+		s += v
+	}
+	return s
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: go-peer <fib|skynet|spawn|yield|sleep|gather> <n> [k] [-w workers]")
+	os.Exit(2)
+}
+
+func main() {
+	wl := ""
+	n := int64(-1)
+	k := int64(10)
+	workers := 2
+	pos := 0
+	args := os.Args[1:]
+	for i := 0; i < len(args); i++ {
+		if args[i] == "-w" && i+1 < len(args) {
+			i++
+			w, err := strconv.Atoi(args[i])
+			if err != nil {
+				usage()
+			}
+			workers = w
+			continue
+		}
+		switch pos {
+		case 0:
+			wl = args[i]
+		case 1, 2:
+			v, err := strconv.ParseInt(args[i], 10, 64)
+			if err != nil {
+				usage()
+			}
+			if pos == 1 {
+				n = v
+			} else {
+				k = v
+			}
+		}
+		pos++
+	}
+	if wl == "" || n < 0 || workers < 1 {
+		usage()
+	}
+	runtime.GOMAXPROCS(workers)
+
+	var r int64
+	t0 := time.Now()
+	switch wl {
+	case "fib":
+		r = fib(n)
+	case "skynet":
+		ch := make(chan int64, 1)
+		go skynet(0, n, ch)
+		r = <-ch
+	case "spawn":
+		r = spawnAll(n)
+	case "yield":
+		per := n / 1000
+		r = gatherEach(1000, func(int64) int64 {
+			var c int64
+			for j := int64(0); j < per; j++ {
+				runtime.Gosched()
+				c++
+			}
+			return c
+		})
+	case "sleep":
+		r = gatherEach(n, func(i int64) int64 {
+			time.Sleep(time.Duration(i*7919%1000) * time.Millisecond)
+			return i
+		})
+	case "gather":
+		r = gatherEach(n, func(int64) int64 {
+			var c int64
+			for j := int64(0); j < k; j++ {
+				time.Sleep(time.Millisecond)
+				c++
+			}
+			return c
+		})
+	default:
+		usage()
+	}
+	ms := float64(time.Since(t0).Nanoseconds()) / 1e6
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	fmt.Printf("go %s n=%d r=%d ms=%.1f rss_kb=%d\n", wl, n, r, ms, ru.Maxrss)
+}

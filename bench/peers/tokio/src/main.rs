@@ -1,0 +1,146 @@
+//! Tokio peer (multi-thread runtime) for weft's benchmark driver.
+//!
+//! usage: tokio-peer <workload> <n> [k] [-w <workers>]   (workers default 2 -> worker_threads)
+//! prints: tokio <workload> n=<N> r=<result> ms=<wall ms> rss_kb=<VmHWM>
+//!
+//! Timing INCLUDES runtime start: the clock starts just before the multi-thread runtime is
+//! built. The root task is spawned onto the runtime (so all work runs on the <workers> worker
+//! threads, not on the thread calling block_on) and the clock stops once it has finished.
+//! "spawn" = tokio::spawn + awaiting the JoinHandle; a "direct call" = awaiting a boxed future.
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+type BoxFut = Pin<Box<dyn Future<Output = i64> + Send>>;
+
+/// Lace style: spawn fib(n-1), compute fib(n-2) by a direct (boxed, recursive) call, wait.
+fn fib(n: i64) -> BoxFut {
+    Box::pin(async move {
+        if n < 2 {
+            return n;
+        }
+        let h = tokio::spawn(fib(n - 1));
+        let b = fib(n - 2).await;
+        h.await.unwrap() + b
+    })
+}
+
+fn skynet(num: i64, size: i64) -> BoxFut {
+    Box::pin(async move {
+        if size == 1 {
+            return num;
+        }
+        let sub = size / 10;
+        let hs: Vec<_> = (0..10).map(|i| tokio::spawn(skynet(num + i * sub, sub))).collect();
+        let mut s = 0;
+        for h in hs {
+            s += h.await.unwrap();
+        }
+        s
+    })
+}
+
+async fn gather_each<F, Fut>(n: i64, body: F) -> i64
+where
+    F: Fn(i64) -> Fut,
+    Fut: Future<Output = i64> + Send + 'static,
+{
+    let hs: Vec<_> = (0..n).map(|i| tokio::spawn(body(i))).collect();
+    let mut s = 0;
+    for h in hs {
+        s += h.await.unwrap();
+    }
+    s
+}
+
+async fn root(wl: String, n: i64, k: i64) -> i64 {
+    match wl.as_str() {
+        "fib" => fib(n).await,
+        "skynet" => skynet(0, n).await,
+        "spawn" => gather_each(n, |_| async { 1 }).await,
+        "yield" => {
+            let per = n / 1000;
+            gather_each(1000, move |_| async move {
+                let mut c = 0;
+                for _ in 0..per {
+                    tokio::task::yield_now().await;
+                    c += 1;
+                }
+                c
+            })
+            .await
+        }
+        "sleep" => {
+            gather_each(n, |i| async move {
+                tokio::time::sleep(Duration::from_millis((i * 7919 % 1000) as u64)).await;
+                i
+            })
+            .await
+        }
+        "gather" => {
+            gather_each(n, move |_| async move {
+                let mut c = 0;
+                for _ in 0..k {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    c += 1;
+                }
+                c
+            })
+            .await
+        }
+        _ => unreachable!(),
+    }
+}
+
+fn peak_rss_kb() -> i64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(-1)
+}
+
+fn usage() -> ! {
+    eprintln!("usage: tokio-peer <fib|skynet|spawn|yield|sleep|gather> <n> [k] [-w workers]");
+    std::process::exit(2);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut pos: Vec<&str> = Vec::new();
+    let mut workers = 2usize;
+    let mut i = 0;
+    while i < args.len() {
+        if args[i] == "-w" && i + 1 < args.len() {
+            workers = args[i + 1].parse().unwrap_or_else(|_| usage());
+            i += 2;
+            continue;
+        }
+        pos.push(&args[i]);
+        i += 1;
+    }
+    if pos.len() < 2 || workers < 1 {
+        usage();
+    }
+    let wl = pos[0].to_string();
+    let n: i64 = pos[1].parse().unwrap_or_else(|_| usage());
+    let k: i64 = if pos.len() > 2 { pos[2].parse().unwrap_or_else(|_| usage()) } else { 10 };
+    if n < 0 || !matches!(wl.as_str(), "fib" | "skynet" | "spawn" | "yield" | "sleep" | "gather") {
+        usage();
+    }
+
+    let t0 = Instant::now();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_time()
+        .build()
+        .expect("tokio runtime");
+    let h = rt.spawn(root(wl.clone(), n, k));
+    let r = rt.block_on(h).unwrap();
+    let ms = t0.elapsed().as_secs_f64() * 1e3;
+    println!("tokio {} n={} r={} ms={:.1} rss_kb={}", wl, n, r, ms, peak_rss_kb());
+    drop(rt);
+}

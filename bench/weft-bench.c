@@ -1,0 +1,278 @@
+/*
+ * weft-bench: one line per run, in the format the peer programs of bench/peers/ print:
+ *   weft <workload> n=<N> r=<result> ms=<wall ms> rss_kb=<peak RSS KiB>
+ * Usage: weft-bench <workload> <n> [-w workers] [-s stack_bytes] [-k k]
+ * Workloads: fib skynet yield spawn gather sleep switch timer-lateness (see bench/README.md).
+ * Wall time includes starting and stopping the runtime (as the peers' does).
+ */
+#include "weft.h"
+
+#include "../lib/internal.h" /* the switch microbenchmark drives weft__context_switch directly */
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+static long peak_rss_kb(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss;
+}
+
+static void check(int err, const char *what) {
+  if (err) {
+    fprintf(stderr, "weft-bench: %s: %s\n", what, weft_strerror(err));
+    exit(1);
+  }
+}
+
+/* ---- fib: one spawned task per internal call (Lace's SPAWN / CALL / SYNC) ---- */
+static void *fib(void *arg) {
+  long n = (long)(intptr_t)arg;
+  if (n < 2) return (void *)(intptr_t)n;
+  weft_task_t *t;
+  check(weft_spawn(&t, fib, (void *)(intptr_t)(n - 1)), "spawn");
+  long b = (long)(intptr_t)fib((void *)(intptr_t)(n - 2));
+  void *a;
+  weft_join(t, &a);
+  return (void *)(intptr_t)((long)(intptr_t)a + b);
+}
+
+/* ---- skynet: 10-ary tree, leaves return their number ---- */
+typedef struct {
+  int64_t num, size;
+} sky_arg_t;
+static void *skynet(void *arg) {
+  sky_arg_t *a = arg;
+  if (a->size == 1) return (void *)(intptr_t)a->num;
+  sky_arg_t kids[10];
+  weft_call_t calls[10];
+  void *res[10];
+  for (int i = 0; i < 10; i++) {
+    kids[i] = (sky_arg_t){a->num + i * (a->size / 10), a->size / 10};
+    calls[i] = (weft_call_t){skynet, &kids[i]};
+  }
+  check(weft_gather_calls(calls, 10, res), "gather");
+  int64_t sum = 0;
+  for (int i = 0; i < 10; i++) sum += (int64_t)(intptr_t)res[i];
+  return (void *)(intptr_t)sum;
+}
+
+/* ---- spawn: n empty tasks, gathered ---- */
+static void *one(void *arg) {
+  (void)arg;
+  return (void *)1;
+}
+static void *spawn_main(void *arg) {
+  long n = (long)(intptr_t)arg;
+  weft_task_t **ts = malloc(sizeof *ts * (size_t)n);
+  for (long i = 0; i < n; i++) check(weft_spawn(&ts[i], one, NULL), "spawn");
+  void **res = malloc(sizeof *res * (size_t)n);
+  check(weft_gather(ts, (size_t)n, res), "gather");
+  long sum = 0;
+  for (long i = 0; i < n; i++) {
+    sum += (long)(intptr_t)res[i];
+    weft_task_release(ts[i]);
+  }
+  free(ts);
+  free(res);
+  return (void *)(intptr_t)sum;
+}
+
+/* ---- yield: 1000 tasks yielding n/1000 times each ---- */
+static void *yielder(void *arg) {
+  long k = (long)(intptr_t)arg, done = 0;
+  for (long i = 0; i < k; i++) {
+    weft_yield();
+    done++;
+  }
+  return (void *)(intptr_t)done;
+}
+static void *many_main(void *arg); /* spawns `count` copies of fn(arg), gathers, sums */
+typedef struct {
+  long count;
+  weft_fn fn;
+  void *(*arg_of)(long i, void *ctx);
+  void *ctx;
+} many_t;
+static void *many_main(void *arg) {
+  many_t *m = arg;
+  weft_task_t **ts = malloc(sizeof *ts * (size_t)m->count);
+  for (long i = 0; i < m->count; i++) check(weft_spawn(&ts[i], m->fn, m->arg_of(i, m->ctx)), "spawn");
+  void **res = malloc(sizeof *res * (size_t)m->count);
+  check(weft_gather(ts, (size_t)m->count, res), "gather");
+  int64_t sum = 0;
+  for (long i = 0; i < m->count; i++) {
+    sum += (int64_t)(intptr_t)res[i];
+    weft_task_release(ts[i]);
+  }
+  free(ts);
+  free(res);
+  return (void *)(intptr_t)sum;
+}
+static void *arg_const(long i, void *ctx) {
+  (void)i;
+  return ctx;
+}
+static void *arg_index(long i, void *ctx) {
+  (void)ctx;
+  return (void *)(intptr_t)i;
+}
+
+/* ---- sleep: task i sleeps (i*7919 % 1000) ms, returns i ---- */
+static void *sleeper(void *arg) {
+  long i = (long)(intptr_t)arg;
+  weft_sleep_ms((uint64_t)(i * 7919 % 1000));
+  return (void *)(intptr_t)i;
+}
+
+/* ---- gather: n tasks each doing k sleeps of 1 ms ---- */
+static long gather_k = 10;
+static void *ticker(void *arg) {
+  (void)arg;
+  for (long i = 0; i < gather_k; i++) weft_sleep_ms(1);
+  return (void *)(intptr_t)gather_k;
+}
+
+/* ---- timer-lateness: n sleeps, lateness recorded ---- */
+typedef struct {
+  long n;
+  uint64_t *late_ns;
+  int busy;
+} late_t;
+static volatile int spin_stop;
+static void *cpu_hog(void *arg) {
+  (void)arg;
+  while (!spin_stop) {
+    for (volatile int i = 0; i < 100000; i++) {
+    }
+    weft_yield();
+  }
+  return NULL;
+}
+typedef struct {
+  late_t *l;
+  long i;
+} late_arg_t;
+static void *late_sleeper(void *arg) {
+  late_arg_t *a = arg;
+  uint64_t d = (uint64_t)(1 + a->i * 37 % 20) * 1000000u;
+  uint64_t deadline = weft_now_ns() + d;
+  weft_sleep_until(deadline);
+  uint64_t now = weft_now_ns();
+  a->l->late_ns[a->i] = now >= deadline ? now - deadline : UINT64_MAX; /* early: flagged */
+  return NULL;
+}
+static int cmp_u64(const void *x, const void *y) {
+  uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+  return a < b ? -1 : a > b;
+}
+static void *late_main(void *arg) {
+  late_t *l = arg;
+  weft_task_t *hogs[4];
+  int hog_count = l->busy ? 4 : 0; /* more CPU-bound tasks than workers */
+  spin_stop = 0;
+  for (int i = 0; i < hog_count; i++) check(weft_spawn(&hogs[i], cpu_hog, NULL), "spawn");
+  late_arg_t *args = malloc(sizeof *args * (size_t)l->n);
+  weft_task_t **ts = malloc(sizeof *ts * (size_t)l->n);
+  for (long i = 0; i < l->n; i++) {
+    args[i] = (late_arg_t){l, i};
+    check(weft_spawn(&ts[i], late_sleeper, &args[i]), "spawn");
+  }
+  check(weft_gather(ts, (size_t)l->n, NULL), "gather");
+  for (long i = 0; i < l->n; i++) weft_task_release(ts[i]);
+  spin_stop = 1;
+  for (int i = 0; i < hog_count; i++) weft_join(hogs[i], NULL);
+  free(args);
+  free(ts);
+  return NULL;
+}
+
+/* ---- switch: raw context switches between two stacks ---- */
+static weft__ctx_t sw_main, sw_other;
+static long sw_left;
+static void sw_entry(void *arg) {
+  (void)arg;
+  for (;;) weft__context_switch(&sw_other.sp, sw_main.sp);
+}
+
+static double ms_since(uint64_t t0) { return (double)(weft_now_ns() - t0) / 1e6; }
+
+int main(int argc, char **argv) {
+  if (argc < 3) {
+    fprintf(stderr, "usage: %s <fib|skynet|yield|spawn|gather|sleep|switch|timer-lateness> <n> "
+                    "[-w workers] [-s stack_bytes] [-k k]\n", argv[0]);
+    return 2;
+  }
+  const char *work = argv[1];
+  long n = strtol(argv[2], NULL, 10);
+  weft_options_t opts = WEFT_OPTIONS_INIT;
+  opts.workers = 2;
+  for (int i = 3; i + 1 < argc; i += 2) {
+    if (!strcmp(argv[i], "-w")) opts.workers = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "-s")) opts.stack_size = strtoul(argv[i + 1], NULL, 10);
+    else if (!strcmp(argv[i], "-k")) gather_k = strtol(argv[i + 1], NULL, 10);
+  }
+  void *r = NULL;
+  int64_t result = 0;
+  uint64_t t0 = weft_now_ns();
+  if (!strcmp(work, "fib")) {
+    check(weft_run(&opts, fib, (void *)(intptr_t)n, &r), "run");
+    result = (int64_t)(intptr_t)r;
+  } else if (!strcmp(work, "skynet")) {
+    sky_arg_t a = {0, n};
+    check(weft_run(&opts, skynet, &a, &r), "run");
+    result = (int64_t)(intptr_t)r;
+  } else if (!strcmp(work, "spawn")) {
+    check(weft_run(&opts, spawn_main, (void *)(intptr_t)n, &r), "run");
+    result = (int64_t)(intptr_t)r;
+  } else if (!strcmp(work, "yield")) {
+    many_t m = {1000, yielder, arg_const, (void *)(intptr_t)(n / 1000)};
+    check(weft_run(&opts, many_main, &m, &r), "run");
+    result = (int64_t)(intptr_t)r;
+  } else if (!strcmp(work, "sleep")) {
+    many_t m = {n, sleeper, arg_index, NULL};
+    check(weft_run(&opts, many_main, &m, &r), "run");
+    result = (int64_t)(intptr_t)r;
+  } else if (!strcmp(work, "gather")) {
+    many_t m = {n, ticker, arg_const, NULL};
+    check(weft_run(&opts, many_main, &m, &r), "run");
+    result = (int64_t)(intptr_t)r;
+  } else if (!strcmp(work, "switch")) {
+    size_t bytes = 64 * 1024;
+    char *stack = malloc(bytes);
+    sw_other.sp = weft__context_make(stack + bytes, sw_entry, NULL);
+    weft__context_switch(&sw_main.sp, sw_other.sp); /* warm up */
+    uint64_t s0 = weft_now_ns();
+    for (sw_left = n / 2; sw_left > 0; sw_left--) weft__context_switch(&sw_main.sp, sw_other.sp);
+    double ns = (double)(weft_now_ns() - s0) / (double)(n / 2 * 2);
+    free(stack);
+    printf("weft switch n=%ld r=%ld ms=%.1f rss_kb=%ld ns_per_switch=%.2f\n", n, n, ms_since(t0),
+           peak_rss_kb(), ns);
+    return 0;
+  } else if (!strcmp(work, "timer-lateness")) {
+    for (int busy = 0; busy < 2; busy++) {
+      late_t l = {n, calloc((size_t)n, sizeof(uint64_t)), busy};
+      uint64_t s0 = weft_now_ns();
+      check(weft_run(&opts, late_main, &l, NULL), "run");
+      qsort(l.late_ns, (size_t)n, sizeof(uint64_t), cmp_u64);
+      long early = 0;
+      for (long i = 0; i < n; i++) early += l.late_ns[i] == UINT64_MAX;
+      printf("weft timer-lateness n=%ld r=%ld ms=%.1f rss_kb=%ld load=%s p50_us=%.1f p99_us=%.1f "
+             "max_us=%.1f early=%ld\n",
+             n, n - early, ms_since(s0), peak_rss_kb(), busy ? "cpu" : "idle",
+             (double)l.late_ns[n / 2] / 1e3, (double)l.late_ns[n * 99 / 100] / 1e3,
+             early ? -1.0 : (double)l.late_ns[n - 1] / 1e3, early);
+      free(l.late_ns);
+    }
+    return 0;
+  } else {
+    fprintf(stderr, "weft-bench: unknown workload '%s'\n", work);
+    return 2;
+  }
+  printf("weft %s n=%ld r=%" PRId64 " ms=%.1f rss_kb=%ld\n", work, n, result, ms_since(t0),
+         peak_rss_kb());
+  return 0;
+}

@@ -1,0 +1,198 @@
+/*
+ * weft.h — asyncio's model in C, on every core.
+ *
+ * One header, read top to bottom: export macro and version, error codes, handles, the runtime,
+ * tasks, gather, futures, sleeping. Every function that can fail returns 0 or a negative
+ * errno-style WEFT_E* code; weft_strerror() names it. Misuse that cannot be returned (awaiting
+ * outside a task from a worker thread, destroying a runtime from one of its own tasks, ...)
+ * aborts the process with one sentence that names the misuse.
+ *
+ * Ownership, in one place:
+ *   - weft_spawn(&t, ...) gives the caller a handle; the caller releases it exactly once with
+ *     weft_task_release() (or weft_join(), which is await + release). weft_spawn(NULL, ...) makes
+ *     a detached task: its resources are freed when it ends.
+ *   - Awaiting a finished task again returns the same result at once (as in asyncio); using a
+ *     handle after releasing it is undefined (debug builds abort on it when they can tell).
+ *   - Releasing the handle of a task that still runs detaches it; it runs to completion.
+ *   - weft_runtime_destroy() stops the workers after the tasks that are running reach a
+ *     suspension point; tasks still queued, sleeping or waiting are discarded without running
+ *     further and every resource is freed (as asyncio.run cancels what is left).
+ */
+#ifndef WEFT_H
+#define WEFT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The library builds with hidden visibility; only this macro makes a symbol public. */
+#if defined(__GNUC__)
+#define WEFT_EXTERN __attribute__((visibility("default")))
+#else
+#define WEFT_EXTERN /* nothing */
+#endif
+
+#define WEFT_VERSION_MAJOR 0
+#define WEFT_VERSION_MINOR 1
+#define WEFT_VERSION_PATCH 0
+#define WEFT_VERSION_HEX \
+  ((WEFT_VERSION_MAJOR << 16) | (WEFT_VERSION_MINOR << 8) | WEFT_VERSION_PATCH)
+
+WEFT_EXTERN unsigned int weft_version(void);
+WEFT_EXTERN const char *weft_version_string(void);
+
+/* ---- Errors ------------------------------------------------------------------------------- */
+
+/* X(name, negative errno value, text). Adding a code means adding its text. */
+#define WEFT_ERRNO_MAP(X)                                                                    \
+  X(EINVAL, -22, "invalid argument")                                                         \
+  X(ENOMEM, -12, "out of memory (or of memory mappings) for a task, stack or thread")        \
+  X(EAGAIN, -11, "resource temporarily unavailable")                                         \
+  X(ETIMEDOUT, -110, "the deadline passed before the awaited work finished")                 \
+  X(ESHUTDOWN, -108, "the runtime is shutting down")                                         \
+  X(EALREADY, -114, "the future was already resolved")                                       \
+  X(EPERM, -1, "operation not permitted from this thread")                                   \
+  X(ERANGE, -34, "value out of range")
+
+typedef enum {
+#define WEFT__ERRNO_ENUM(name, value, text) WEFT_##name = (value),
+  WEFT_ERRNO_MAP(WEFT__ERRNO_ENUM)
+#undef WEFT__ERRNO_ENUM
+} weft_errno_t;
+
+/* Text for a code returned by any weft function; "unknown error" for anything else. */
+WEFT_EXTERN const char *weft_strerror(int err);
+/* The code's name ("WEFT_ETIMEDOUT"). */
+WEFT_EXTERN const char *weft_err_name(int err);
+
+/* ---- Handles ------------------------------------------------------------------------------ */
+
+typedef struct weft_runtime weft_runtime_t;
+typedef struct weft_task weft_task_t;
+typedef struct weft_future weft_future_t;
+
+/* A task's body: asyncio's `async def f(arg)`. It may call anything that suspends. */
+typedef void *(*weft_fn)(void *arg);
+
+/* ---- Runtime ------------------------------------------------------------------------------ */
+
+/* Options: a size-prefixed struct, so fields can be added without breaking callers.
+ * Always start from WEFT_OPTIONS_INIT. More fields may be added at any time (at the end). */
+typedef struct weft_options {
+  size_t options_size; /* sizeof(weft_options_t) as the caller compiled it */
+  /* Worker threads. 0: WEFT_WORKERS from the environment if set (an invalid value makes
+   * weft_runtime_create fail with WEFT_EINVAL), else the CPUs this process may run on. */
+  int workers;
+  /* Usable bytes of each task stack (a guard page is added below it). 0: WEFT_STACK_DEFAULT.
+   * Rounded up to a page; at least WEFT_STACK_MIN. */
+  size_t stack_size;
+} weft_options_t;
+
+#define WEFT_STACK_DEFAULT ((size_t)64 * 1024)
+#define WEFT_STACK_MIN ((size_t)4096)
+#define WEFT_WORKERS_MAX 1024
+#define WEFT_OPTIONS_INIT {sizeof(weft_options_t), 0, 0}
+
+WEFT_EXTERN int weft_runtime_create(weft_runtime_t **rt, const weft_options_t *options);
+/* Stops the workers and frees everything (see the ownership notes above). Must not be called
+ * from one of the runtime's own tasks (that aborts). */
+WEFT_EXTERN int weft_runtime_destroy(weft_runtime_t *rt);
+WEFT_EXTERN int weft_runtime_workers(const weft_runtime_t *rt);
+
+/* asyncio.run(main(arg)): create a runtime, run main as a task, wait for it from this thread,
+ * destroy the runtime. *result (if not NULL) receives main's return value. */
+WEFT_EXTERN int weft_run(const weft_options_t *options, weft_fn main, void *arg, void **result);
+
+/* Counters for tests and diagnostics. More fields may be added at any time. */
+typedef struct weft_stats {
+  size_t stats_size;
+  uint64_t tasks_spawned;
+  uint64_t tasks_inlined;   /* awaited before any worker started them: ran as plain calls */
+  uint64_t tasks_stolen;    /* taken from another worker's deque */
+  uint64_t parks;           /* times a worker went to sleep */
+  uint64_t stacks_mapped;   /* stacks ever mapped */
+} weft_stats_t;
+#define WEFT_STATS_INIT {sizeof(weft_stats_t), 0, 0, 0, 0, 0}
+WEFT_EXTERN int weft_runtime_stats(weft_runtime_t *rt, weft_stats_t *stats);
+
+/* ---- Tasks -------------------------------------------------------------------------------- */
+
+/* asyncio.create_task(fn(arg)) from inside a task: the task is runnable at once, on any worker
+ * of the caller's runtime. task == NULL makes it detached. Fails with WEFT_EPERM outside a task
+ * (use weft_runtime_spawn there), WEFT_ENOMEM when no descriptor or stack can be had (every
+ * running task is unaffected), WEFT_EINVAL for a NULL fn. */
+WEFT_EXTERN int weft_spawn(weft_task_t **task, weft_fn fn, void *arg);
+/* The same from any thread, onto a given runtime. WEFT_ESHUTDOWN once destroy has begun. */
+WEFT_EXTERN int weft_runtime_spawn(weft_runtime_t *rt, weft_task_t **task, weft_fn fn, void *arg);
+
+/* await task: suspends the calling task (or blocks a thread that is not a worker) until the
+ * task ends, then stores its result. A task that no worker has started yet runs inline, as a
+ * plain call on the caller's stack. */
+WEFT_EXTERN int weft_await(weft_task_t *task, void **result);
+/* The same with an absolute deadline on CLOCK_MONOTONIC in nanoseconds (weft_now_ns());
+ * WEFT_ETIMEDOUT leaves the task running and awaitable again. */
+WEFT_EXTERN int weft_await_until(weft_task_t *task, uint64_t deadline_ns, void **result);
+WEFT_EXTERN int weft_await_timeout(weft_task_t *task, uint64_t timeout_ns, void **result);
+/* await + release, the fork-join idiom. */
+WEFT_EXTERN int weft_join(weft_task_t *task, void **result);
+WEFT_EXTERN void weft_task_release(weft_task_t *task);
+
+/* task.done() and task.result(): result fails with WEFT_EAGAIN while the task runs. */
+WEFT_EXTERN int weft_task_done(const weft_task_t *task);
+WEFT_EXTERN int weft_task_result(const weft_task_t *task, void **result);
+
+/* The running task, or NULL outside tasks. An inlined task is itself here too. */
+WEFT_EXTERN weft_task_t *weft_current(void);
+/* Names are for diagnostics (stack-overflow reports). The string is not copied: it must
+ * outlive the task (a literal, typically). */
+WEFT_EXTERN void weft_task_set_name(weft_task_t *task, const char *name);
+WEFT_EXTERN const char *weft_task_name(const weft_task_t *task);
+WEFT_EXTERN uint64_t weft_task_id(const weft_task_t *task);
+
+/* await asyncio.sleep(0): let other ready tasks run. Fails with WEFT_EPERM outside a task. */
+WEFT_EXTERN int weft_yield(void);
+
+/* ---- Gather ------------------------------------------------------------------------------- */
+
+/* asyncio.gather over tasks already spawned: waits for all n, results[i] from tasks[i]
+ * (results may be NULL). Handles stay owned by the caller. */
+WEFT_EXTERN int weft_gather(weft_task_t *const *tasks, size_t n, void **results);
+
+/* asyncio.gather over work not yet spawned: fns[i](args[i]) for each i, concurrently, results in
+ * argument order. Children that nobody has stolen run inline on the caller's stack. */
+typedef struct weft_call {
+  weft_fn fn;
+  void *arg;
+} weft_call_t;
+WEFT_EXTERN int weft_gather_calls(const weft_call_t *calls, size_t n, void **results);
+
+/* ---- Futures ------------------------------------------------------------------------------ */
+
+/* asyncio.Future: a one-shot value that tasks (and threads) await and that any thread
+ * resolves. The creator destroys it once no one awaits it any more. */
+WEFT_EXTERN int weft_future_create(weft_future_t **future);
+WEFT_EXTERN void weft_future_destroy(weft_future_t *future);
+/* WEFT_EALREADY if already resolved (the first value stays). Safe from any thread, including
+ * signal-free callbacks and threads the runtime does not know. */
+WEFT_EXTERN int weft_future_resolve(weft_future_t *future, void *value);
+WEFT_EXTERN int weft_future_done(const weft_future_t *future);
+WEFT_EXTERN int weft_future_await(weft_future_t *future, void **value);
+WEFT_EXTERN int weft_future_await_until(weft_future_t *future, uint64_t deadline_ns,
+                                        void **value);
+
+/* ---- Time --------------------------------------------------------------------------------- */
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+WEFT_EXTERN uint64_t weft_now_ns(void);
+/* await asyncio.sleep(d): never returns early; 0 yields. */
+WEFT_EXTERN int weft_sleep_ns(uint64_t duration_ns);
+WEFT_EXTERN int weft_sleep_ms(uint64_t duration_ms);
+WEFT_EXTERN int weft_sleep_until(uint64_t deadline_ns);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEFT_H */

@@ -1,0 +1,124 @@
+/*
+ * Private to weft: the Chase–Lev work-stealing deque, written once and instantiated twice —
+ * with C11 <stdatomic.h> for the library (lib/deque.c) and with relacy's atomics for the model
+ * checker (tests/model/). The includer defines the types and these macros:
+ *
+ *   WD_LOAD(obj, mo)  WD_STORE(obj, v, mo)  WD_CAS(obj, expected_lvalue, desired, mo)
+ *   WD_RLX WD_ACQ WD_REL WD_SC            memory orders
+ *   WD_SLOT(array, index)                 the atomic slot object
+ *   WD_GROW(d, a, top, bottom)            returns a larger array holding [top, bottom)
+ *   WD_FN(name)                           the name of each function
+ * and may override the three orders and the switch that the negative controls plant bugs in:
+ *   WD_PUSH_BOTTOM_ORDER (release), WD_EMPTY_PUSH_ORDER (seq_cst), WD_TAKE_ORDER (seq_cst),
+ *   WD_LAST_CAS (1).
+ *
+ * Design (Lê, Pop, Cohen, Zappa Nardelli, PPoPP 2013), changed to suit ThreadSanitizer:
+ * the paper orders take and steal with standalone seq_cst fences, which TSan does not model
+ * (it reports the task payload as racing: 2–4 false reports per 200k-task run here). Here the
+ * fences are replaced by seq_cst on the operations they ordered: take's store of bottom and
+ * load of top, steal's loads of top and bottom, and the CAS on top. This variant was clean
+ * under TSan in 10/10 runs and passes the relacy model with its negative controls.
+ * Rejected: a seq_cst exchange on bottom followed by a relaxed load of top (right on x86
+ * hardware, wrong under C11: relacy finds two takers of the last element); Lace's split deque
+ * (no atomics on the owner's fast path, 1.7 ns spawn+sync, but a second protocol to prove, and
+ * weft's inline-await CAS already costs what the split would save).
+ *
+ * Indices are signed 64-bit: an empty take computes bottom - 1, which must compare below top.
+ * When full, push grows the array (2x); the old array stays readable until the runtime is
+ * destroyed, because a thief may still be reading a slot of it (reclamation by retirement:
+ * the retired arrays are at most as large as the live one, so memory is bounded by 2x).
+ */
+
+#ifndef WD_PUSH_BOTTOM_ORDER
+#define WD_PUSH_BOTTOM_ORDER WD_REL
+#endif
+#ifndef WD_EMPTY_PUSH_ORDER
+#define WD_EMPTY_PUSH_ORDER WD_SC
+#endif
+#ifndef WD_TAKE_ORDER
+#define WD_TAKE_ORDER WD_SC
+#endif
+#ifndef WD_LAST_CAS
+#define WD_LAST_CAS 1
+#endif
+
+/* Owner only. Returns 1 if the deque was seen empty before this push, 0 if not, and -1 if it
+ * was full and could not grow (nothing pushed; the caller spills elsewhere). On 1 the caller
+ * checks for idle workers to wake (an empty→non-empty transition is the only one that can
+ * leave work unseen; see worker.c). That push stores bottom seq_cst: the store side of the
+ * wake check's store→load (Dekker) pattern; pushes onto a non-empty deque need only release. */
+static inline int WD_FN(push)(WD_DEQUE *d, uintptr_t x) {
+  int64_t b = WD_LOAD(d->bottom, WD_RLX); /* relaxed: only the owner writes bottom */
+  /* acquire: pairs with a thief's CAS of top, so a slot is reused only after the thief that
+   * took its old element has read it. */
+  int64_t t = WD_LOAD(d->top, WD_ACQ);
+  WD_ARRAY *a = WD_LOAD(d->array, WD_RLX); /* relaxed: only the owner replaces the array */
+  if (b - t > (int64_t)a->mask) {
+    a = WD_GROW(d, a, t, b);
+    if (!a) return -1;
+  }
+  WD_STORE(WD_SLOT(a, b), x, WD_RLX); /* relaxed: published by the store of bottom below */
+  if (b - t <= 0)
+    WD_STORE(d->bottom, b + 1, WD_EMPTY_PUSH_ORDER); /* seq_cst: the wake check's store side */
+  else
+    WD_STORE(d->bottom, b + 1, WD_PUSH_BOTTOM_ORDER); /* release: the slot (and the task it
+                                                         names) happen-before a thief's load */
+  return b - t <= 0;
+}
+
+/* Owner only: the newest element, or 0 if empty. */
+static inline uintptr_t WD_FN(take)(WD_DEQUE *d) {
+  int64_t b = WD_LOAD(d->bottom, WD_RLX) - 1; /* relaxed: only the owner writes bottom */
+  /* relaxed pre-check: top only grows, so a stale top can only make us do the full take. */
+  if (b < WD_LOAD(d->top, WD_RLX)) return 0;
+  WD_ARRAY *a = WD_LOAD(d->array, WD_RLX); /* relaxed: only the owner replaces the array */
+  /* seq_cst store then seq_cst load: a thief's seq_cst loads of top and bottom see either our
+   * reservation of slot b or we see its increment of top — never neither (the paper's fence). */
+  WD_STORE(d->bottom, b, WD_TAKE_ORDER);
+  int64_t t = WD_LOAD(d->top, WD_TAKE_ORDER);
+  if (t > b) { /* a thief emptied it meanwhile */
+    WD_STORE(d->bottom, b + 1, WD_RLX); /* relaxed: restoring our own index */
+    return 0;
+  }
+  uintptr_t x = WD_LOAD(WD_SLOT(a, b), WD_RLX); /* relaxed: we own slot b now, or race below */
+  if (t == b) {
+    /* The last element: a thief may be taking it too; the CAS on top settles who wins.
+     * seq_cst: it is in the same total order as the thieves' CAS and loads. */
+#if WD_LAST_CAS
+    if (!WD_CAS(d->top, t, t + 1, WD_SC)) x = 0;
+#else
+    WD_STORE(d->top, t + 1, WD_SC);
+#endif
+    WD_STORE(d->bottom, b + 1, WD_RLX); /* relaxed: owner's own index, empty either way */
+  }
+  return x;
+}
+
+/* Any thread: the oldest element; 0 if empty; WD_ABORT if another thief or the owner won the
+ * race for it (the caller may retry or move on). */
+#define WD_ABORT ((uintptr_t)1)
+static inline uintptr_t WD_FN(steal)(WD_DEQUE *d) {
+  int64_t t = WD_LOAD(d->top, WD_SC);    /* seq_cst: ordered against take's store of bottom */
+  int64_t b = WD_LOAD(d->bottom, WD_SC); /* seq_cst (⊇ acquire): pairs with push's release */
+  if (t >= b) return 0;
+  WD_ARRAY *a = WD_LOAD(d->array, WD_ACQ); /* acquire: pairs with the release in grow */
+  uintptr_t x = WD_LOAD(WD_SLOT(a, t), WD_RLX); /* relaxed: validated by the CAS below */
+  /* seq_cst: one total order with take's last-element CAS and with other thieves. */
+  if (!WD_CAS(d->top, t, t + 1, WD_SC)) return WD_ABORT;
+  return x;
+}
+
+/* Any thread: a racy size estimate, for heuristics only. */
+static inline int64_t WD_FN(size_hint)(WD_DEQUE *d) {
+  int64_t b = WD_LOAD(d->bottom, WD_RLX); /* relaxed: a hint, validated by take/steal */
+  int64_t t = WD_LOAD(d->top, WD_RLX);
+  return b - t;
+}
+
+/* Owner only: the newest element without removing it (a hint; take() decides). */
+static inline uintptr_t WD_FN(peek_newest)(WD_DEQUE *d) {
+  int64_t b = WD_LOAD(d->bottom, WD_RLX); /* relaxed: only the owner writes bottom */
+  if (b <= WD_LOAD(d->top, WD_RLX)) return 0; /* relaxed: a hint */
+  WD_ARRAY *a = WD_LOAD(d->array, WD_RLX);
+  return WD_LOAD(WD_SLOT(a, b - 1), WD_RLX);
+}

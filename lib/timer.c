@@ -1,0 +1,263 @@
+/*
+ * One hierarchical timing wheel for all workers (Varghese & Lauck).
+ *
+ * Geometry, derived from the constants below:
+ *   tick                     = TICK_NS                      = 1 ms
+ *   slots per level          = 1 << SLOT_BITS               = 64
+ *   level L slot width       = 64^L ticks: 1 ms, 64 ms, 4.1 s, 4.4 min, 4.7 h, 12.4 days
+ *   level L range            = 64^(L+1) ticks: 64 ms, 4.1 s, 4.4 min, 4.7 h, 12.4 days, 2.2 years
+ *   LEVELS                   = 6: the wheel spans 64^6 ms ≈ 2.2 years.
+ * A deadline past the range is parked in the last slot of the top level and re-inserted when
+ * that slot comes due (so it is late by nothing and early never: it simply goes round again).
+ *
+ * Trade-off: entries cascade (Tokio), not expire coarsely (Linux). When a higher-level slot
+ * comes due, its entries are re-inserted at lower levels, so every sleep fires in the first
+ * tick at or after its deadline: a sleep never returns early and is late by at most one tick
+ * plus scheduling. Linux accepts up to 12.5% lateness to never cascade because its timeouts
+ * are mostly cancelled; weft's sleeps mostly fire (asyncio's sleep is the common case), and
+ * asyncio users expect sleep(1) to take 1 s, not 1.125 s. Each entry cascades at most once per
+ * level (≤ 5 moves), and O(1) insert and cancel remain.
+ * Rejected: a binary heap (O(log n) insert and cancel, and 10^6 sleepers make it 20 levels of
+ * cache misses under the lock); per-worker wheels (Tokio tried sharding and reverted:
+ * contention moved to parking, and a sleeper that wakes on another worker needs a cross-wheel
+ * cancel queue). One wheel, one mutex held for a few instructions per insert or cancel —
+ * measured in bench/README.md (sleep 10^6: 10^6 inserts from 2 workers).
+ *
+ * Firing happens outside the lock: a poll unlinks at most FIRE_BATCH due entries under the lock
+ * and runs their callbacks after releasing it; the rest wait in a "due" list for the next poll,
+ * so a storm of timers cannot starve running tasks. A timer and a cancel race on one atomic
+ * state word changed only under the lock: ARMED → FIRING (poll) or ARMED → IDLE (cancel), so
+ * exactly one wins.
+ * Parking: a worker about to park reads the earliest deadline (next_ns) and parks until then;
+ * arming an earlier timer wakes one parked worker (weft__timer_arm → worker.c).
+ */
+#include "internal.h"
+
+#include <string.h>
+
+enum {
+  SLOT_BITS = 6,
+  SLOTS = 1 << SLOT_BITS,
+  SLOT_MASK = SLOTS - 1,
+  LEVELS = 6,
+  FIRE_BATCH = 256,
+  DUE_LIST = LEVELS * SLOTS, /* level_slot value of an entry waiting in the due list */
+};
+#define TICK_NS UINT64_C(1000000)
+#define MAX_TICKS ((UINT64_C(1) << (SLOT_BITS * LEVELS)) - 1)
+
+enum { TIMER_IDLE = 0, TIMER_ARMED = 1, TIMER_FIRING = 2 };
+
+typedef struct list {
+  weft__timer_entry_t *head;
+} list_t;
+
+struct weft__timer {
+  pthread_mutex_t lock;
+  struct weft_runtime *rt;
+  uint64_t start_ns;    /* tick 0 */
+  uint64_t elapsed;     /* ticks processed */
+  uint64_t occupied[LEVELS];
+  list_t slots[LEVELS][SLOTS];
+  list_t due;
+  long count;
+  _Atomic uint64_t next_ns; /* earliest time a poll has work; UINT64_MAX if none */
+};
+
+static void list_push(list_t *l, weft__timer_entry_t *e) {
+  e->prev = NULL;
+  e->next = l->head;
+  if (l->head) l->head->prev = e;
+  l->head = e;
+}
+
+static void list_unlink(list_t *l, weft__timer_entry_t *e) {
+  if (e->prev)
+    e->prev->next = e->next;
+  else
+    l->head = e->next;
+  if (e->next) e->next->prev = e->prev;
+}
+
+int weft__timer_create(struct weft__timer **out, struct weft_runtime *rt) {
+  struct weft__timer *t = calloc(1, sizeof *t);
+  if (!t) return WEFT_ENOMEM;
+  pthread_mutex_init(&t->lock, NULL);
+  t->rt = rt;
+  t->start_ns = weft_now_ns();
+  atomic_init(&t->next_ns, UINT64_MAX);
+  *out = t;
+  return 0;
+}
+
+void weft__timer_destroy(struct weft__timer *t) {
+  pthread_mutex_destroy(&t->lock);
+  free(t);
+}
+
+/* The first tick at or after a deadline: a timer never fires early. */
+static uint64_t deadline_tick(const struct weft__timer *t, uint64_t deadline_ns) {
+  if (deadline_ns <= t->start_ns) return 0;
+  return (deadline_ns - t->start_ns + TICK_NS - 1) / TICK_NS;
+}
+
+/* The last tick that has fully begun: entries due at or before it are due now. */
+static uint64_t now_tick(const struct weft__timer *t, uint64_t now_ns) {
+  return now_ns <= t->start_ns ? 0 : (now_ns - t->start_ns) / TICK_NS;
+}
+
+static int level_for(uint64_t elapsed, uint64_t when) {
+  uint64_t masked = (elapsed ^ when) | SLOT_MASK;
+  if (masked > MAX_TICKS) masked = MAX_TICKS;
+  int significant = 63 - __builtin_clzll(masked);
+  return significant / SLOT_BITS;
+}
+
+/* Links an entry due after `elapsed`. Caller holds the lock. */
+static void wheel_link(struct weft__timer *t, weft__timer_entry_t *e) {
+  uint64_t when = deadline_tick(t, e->deadline_ns);
+  if (when - t->elapsed > MAX_TICKS) when = t->elapsed + MAX_TICKS; /* past the range: go round */
+  int level = level_for(t->elapsed, when);
+  int slot = (int)((when >> (level * SLOT_BITS)) & SLOT_MASK);
+  e->level_slot = (uint32_t)(level * SLOTS + slot);
+  list_push(&t->slots[level][slot], e);
+  t->occupied[level] |= UINT64_C(1) << slot;
+}
+
+static void wheel_unlink(struct weft__timer *t, weft__timer_entry_t *e) {
+  if (e->level_slot == DUE_LIST) {
+    list_unlink(&t->due, e);
+    return;
+  }
+  int level = (int)e->level_slot / SLOTS, slot = (int)e->level_slot % SLOTS;
+  list_unlink(&t->slots[level][slot], e);
+  if (!t->slots[level][slot].head) t->occupied[level] &= ~(UINT64_C(1) << slot);
+}
+
+/* The tick of the earliest non-empty slot at or after `elapsed` (lower levels first: an entry
+ * sits at level L only if it is due after the current cycle of level L-1). */
+static bool next_expiration(const struct weft__timer *t, int *level_out, int *slot_out,
+                            uint64_t *tick_out) {
+  for (int level = 0; level < LEVELS; level++) {
+    if (!t->occupied[level]) continue;
+    uint64_t width = UINT64_C(1) << (level * SLOT_BITS);
+    uint64_t range = width << SLOT_BITS;
+    int now_slot = (int)((t->elapsed / width) & SLOT_MASK);
+    uint64_t rotated = t->occupied[level] >> now_slot | (now_slot ? t->occupied[level] << (SLOTS - now_slot) : 0);
+    int slot = (now_slot + __builtin_ctzll(rotated)) & SLOT_MASK;
+    uint64_t level_start = t->elapsed - t->elapsed % range;
+    uint64_t tick = level_start + (uint64_t)slot * width;
+    if (slot < now_slot) tick += range;
+    *level_out = level;
+    *slot_out = slot;
+    *tick_out = tick;
+    return true;
+  }
+  return false;
+}
+
+static void publish_next(struct weft__timer *t) {
+  uint64_t next = UINT64_MAX;
+  int level, slot;
+  uint64_t tick;
+  if (t->due.head)
+    next = 0;
+  else if (next_expiration(t, &level, &slot, &tick))
+    next = t->start_ns + tick * TICK_NS;
+  /* seq_cst: the store side of the park check (a parker reads next_ns after publishing
+   * itself as idle; see weft__timer_arm). */
+  atomic_store_explicit(&t->next_ns, next, memory_order_seq_cst);
+}
+
+/* Moves due entries into t->due, processing slots up to now's tick. Caller holds the lock. */
+static void advance(struct weft__timer *t, uint64_t now_tick) {
+  int level, slot;
+  uint64_t tick;
+  while (next_expiration(t, &level, &slot, &tick) && tick <= now_tick) {
+    list_t l = t->slots[level][slot];
+    t->slots[level][slot].head = NULL;
+    t->occupied[level] &= ~(UINT64_C(1) << slot);
+    t->elapsed = tick;
+    for (weft__timer_entry_t *e = l.head, *next; e; e = next) {
+      next = e->next;
+      if (deadline_tick(t, e->deadline_ns) <= tick) {
+        e->level_slot = DUE_LIST;
+        list_push(&t->due, e);
+      } else {
+        wheel_link(t, e); /* cascade to a finer level */
+      }
+    }
+  }
+  if (now_tick > t->elapsed) t->elapsed = now_tick;
+}
+
+static void fire_now(weft__timer_entry_t *e) { e->fire(e); }
+
+void weft__timer_arm(struct weft__timer *t, weft__timer_entry_t *e) {
+  uint64_t now = weft_now_ns();
+  if (e->deadline_ns <= now) { /* already due: no need to touch the wheel */
+    atomic_store_explicit(&e->state, TIMER_FIRING, memory_order_relaxed); /* relaxed: ours */
+    fire_now(e);
+    return;
+  }
+  pthread_mutex_lock(&t->lock);
+  /* relaxed: the state changes only under the lock; the lock orders it */
+  atomic_store_explicit(&e->state, TIMER_ARMED, memory_order_relaxed);
+  wheel_link(t, e);
+  t->count++;
+  uint64_t before = atomic_load_explicit(&t->next_ns, memory_order_relaxed);
+  publish_next(t);
+  uint64_t after = atomic_load_explicit(&t->next_ns, memory_order_relaxed);
+  pthread_mutex_unlock(&t->lock);
+  /* An earlier deadline than any parked worker waits for: wake one so it re-arms its sleep. */
+  if (after < before) weft__timer_deadline_moved(t->rt);
+}
+
+bool weft__timer_cancel(struct weft__timer *t, weft__timer_entry_t *e) {
+  /* acquire: pairs with the poller's release of FIRING, so a loser sees the callback's start */
+  if (atomic_load_explicit(&e->state, memory_order_acquire) != TIMER_ARMED) return false;
+  pthread_mutex_lock(&t->lock);
+  bool won = atomic_load_explicit(&e->state, memory_order_relaxed) == TIMER_ARMED;
+  if (won) {
+    wheel_unlink(t, e);
+    t->count--;
+    atomic_store_explicit(&e->state, TIMER_IDLE, memory_order_relaxed); /* relaxed: lock */
+    publish_next(t);
+  }
+  pthread_mutex_unlock(&t->lock);
+  return won;
+}
+
+uint64_t weft__timer_poll(struct weft__timer *t, uint64_t now_ns) {
+  /* relaxed: a hint; a stale value only delays the poll to the next check */
+  if (atomic_load_explicit(&t->next_ns, memory_order_relaxed) > now_ns)
+    return atomic_load_explicit(&t->next_ns, memory_order_relaxed);
+  weft__timer_entry_t *batch[FIRE_BATCH];
+  int n = 0;
+  if (pthread_mutex_trylock(&t->lock) != 0) return now_ns; /* another worker is polling */
+  advance(t, now_tick(t, now_ns));
+  while (n < FIRE_BATCH && t->due.head) {
+    weft__timer_entry_t *e = t->due.head;
+    list_unlink(&t->due, e);
+    t->count--;
+    atomic_store_explicit(&e->state, TIMER_FIRING, memory_order_release); /* release: cancel */
+    batch[n++] = e;
+  }
+  publish_next(t);
+  uint64_t next = atomic_load_explicit(&t->next_ns, memory_order_relaxed);
+  pthread_mutex_unlock(&t->lock);
+  for (int i = 0; i < n; i++) fire_now(batch[i]);
+  return next;
+}
+
+uint64_t weft__timer_next_deadline(struct weft__timer *t) {
+  /* seq_cst: the load side of the park check (see weft__timer_arm). */
+  return atomic_load_explicit(&t->next_ns, memory_order_seq_cst);
+}
+
+bool weft__timer_pending(struct weft__timer *t) {
+  pthread_mutex_lock(&t->lock);
+  bool any = t->count > 0;
+  pthread_mutex_unlock(&t->lock);
+  return any;
+}

@@ -1,0 +1,354 @@
+/*
+ * Workers: the scheduler loop, stealing, spinning and parking.
+ *
+ * Where a worker looks for its next task, in order:
+ *   1. every 61st tick, the inject queue and then its yield queue first (so that tasks that
+ *      yielded, or were spawned by other threads, cannot starve behind local work; 61 is
+ *      Go's choice, prime so that it does not beat with a program's own periods);
+ *   2. its own deque, newest first (LIFO: the task just spawned or woken shares the cache);
+ *   3. its yield queue, oldest first (asyncio's sleep(0) goes behind the ready tasks);
+ *   4. the inject queue (FIFO: spawns and wake-ups from threads that are not workers);
+ *   5. due timers;
+ *   6. stealing: the oldest entry of a random victim's deque, then of its yield queue;
+ *   7. after a bounded spin, parking.
+ * Guarantee: no ready task starves. A task in a deque runs when its owner drains the LIFO end
+ * or a thief takes it (oldest first); yielded and injected tasks are checked every 61 ticks.
+ * The order among ready tasks is otherwise unspecified, as in asyncio.
+ *
+ * Spinning and parking (Go's rule, proc.go). A worker with nothing to do becomes a spinner
+ * and looks for work for a bounded number of rounds before it parks on its own futex word.
+ * Making work runnable wakes a parked worker only if no worker is spinning and some worker is
+ * parked; a spinner that finds work and was the last spinner wakes another, so that a burst
+ * of spawns fans out one worker at a time. Hence the spawn and completion fast paths make no
+ * futex call while all workers are busy.
+ *   No lost wake-ups: the producer's side is "store the work (seq_cst) → load nspinning and
+ *   nidle (seq_cst)", the parker's "increment nidle and decrement nspinning (seq_cst RMWs) →
+ *   load every queue (seq_cst)". In the single total order one of the two sees the other.
+ *   Only a push onto an empty deque needs this (deque_impl.h makes that push seq_cst): a push
+ *   onto a non-empty deque comes after the push that made it non-empty, which already woke
+ *   someone or was seen by a spinner, and a spinner that steals wakes the next one.
+ * Cost measured on this 2-vCPU VM: waking a parked worker ~84 µs round trip (a halted vCPU),
+ * so the spin budget is generous (WEFT__SPIN_ROUNDS rounds, ~20-50 µs) before a futex wait.
+ * Rejected: busy-waiting forever (Lace: 100% CPU while idle), one condition variable for all
+ * (thundering herd and a mutex on every spawn), ck_ec (its wait/wake live in uninstrumented
+ * libck.so: every hand-off would need TSan annotations that the futex word gives for free).
+ */
+#include "deque.h"
+#include "internal.h"
+
+#include <ck_backoff.h>
+#include <ck_pr.h>
+
+enum {
+  FAIRNESS_TICKS = 61,
+  SPIN_ROUNDS = 64,
+  STEAL_TRIES = 4, /* victims per round */
+};
+
+static __thread weft__worker_t *tls_worker;
+
+weft__worker_t *weft__worker_self(void) {
+  /* The barrier keeps the compiler from reusing a TLS address computed before a switch. */
+  __asm__ __volatile__("" ::: "memory");
+  return tls_worker;
+}
+
+void weft__worker_set_self(weft__worker_t *w) { tls_worker = w; }
+
+static uint32_t next_random(weft__worker_t *w) {
+  /* xorshift32: victims need spreading, not quality */
+  uint32_t x = w->rng;
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  return w->rng = x;
+}
+
+static void bump(_Atomic uint64_t *counter) {
+  /* relaxed: an owner-written statistic, read racily by weft_runtime_stats */
+  atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + 1,
+                        memory_order_relaxed);
+}
+
+/* ---- Inject queue --------------------------------------------------------------------------- */
+
+void weft__inject_push(struct weft_runtime *rt, uintptr_t entry) {
+  struct weft_task *t = (struct weft_task *)(entry & ~WEFT__ENTRY_TAGS);
+  t->next = NULL;
+  pthread_mutex_lock(&rt->inject_lock);
+  /* The tag travels in the link's low bits: the entry says start or resume. */
+  if (rt->inject_tail)
+    ((struct weft_task *)(rt->inject_tail & ~WEFT__ENTRY_TAGS))->next = (struct weft_task *)entry;
+  else
+    rt->inject_head = entry;
+  rt->inject_tail = entry;
+  /* seq_cst: the store side of the wake check (see the design comment). */
+  atomic_fetch_add_explicit(&rt->inject_len, 1, memory_order_seq_cst);
+  pthread_mutex_unlock(&rt->inject_lock);
+}
+
+uintptr_t weft__inject_pop(struct weft_runtime *rt) {
+  /* relaxed: a hint; the mutex orders the real read */
+  if (atomic_load_explicit(&rt->inject_len, memory_order_relaxed) == 0) return 0;
+  pthread_mutex_lock(&rt->inject_lock);
+  uintptr_t e = rt->inject_head;
+  if (e) {
+    struct weft_task *t = (struct weft_task *)(e & ~WEFT__ENTRY_TAGS);
+    rt->inject_head = (uintptr_t)t->next;
+    if (!rt->inject_head) rt->inject_tail = 0;
+    atomic_fetch_sub_explicit(&rt->inject_len, 1, memory_order_relaxed); /* relaxed: under lock */
+  }
+  pthread_mutex_unlock(&rt->inject_lock);
+  return e;
+}
+
+/* ---- Waking ------------------------------------------------------------------------------- */
+
+static void wake_one(struct weft_runtime *rt) {
+  pthread_mutex_lock(&rt->idle_lock);
+  weft__worker_t *w = rt->idle_list;
+  if (w) {
+    rt->idle_list = w->next_idle;
+    w->idle_listed = false;
+    atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_seq_cst); /* seq_cst: wake check */
+    /* The woken worker starts out spinning; counting it now keeps concurrent producers from
+     * waking a second worker for the same work (Go's wakep). */
+    atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_seq_cst);
+  }
+  pthread_mutex_unlock(&rt->idle_lock);
+  if (w) {
+    atomic_store_explicit(&w->park_word, 1, memory_order_release); /* release: pairs with park */
+    weft__futex_wake(&w->park_word, 1);
+  }
+}
+
+void weft__wake_one_if_needed(struct weft_runtime *rt) {
+  /* seq_cst loads: the load side of the producer's store→load pair. */
+  if (atomic_load_explicit(&rt->nspinning, memory_order_seq_cst) != 0) return;
+  if (atomic_load_explicit(&rt->nidle, memory_order_seq_cst) == 0) return;
+  wake_one(rt);
+}
+
+void weft__timer_deadline_moved(struct weft_runtime *rt) { weft__wake_one_if_needed(rt); }
+
+void weft__schedule(struct weft_runtime *rt, uintptr_t entry) {
+  weft__worker_t *w = weft__worker_self();
+  if (WEFT__LIKELY(w && w->rt == rt)) {
+    int r = weft__deque_push(&w->deque, entry);
+    if (WEFT__LIKELY(r == 0)) return; /* non-empty before: someone already knows */
+    if (r < 0) weft__inject_push(rt, entry); /* the deque could not grow: spill */
+  } else {
+    weft__inject_push(rt, entry);
+  }
+  weft__wake_one_if_needed(rt);
+}
+
+/* ---- Finding work ------------------------------------------------------------------------- */
+
+static uintptr_t steal_one(weft__worker_t *w) {
+  struct weft_runtime *rt = w->rt;
+  int n = rt->nworkers;
+  if (n < 2) return 0;
+  for (int i = 0; i < STEAL_TRIES; i++) {
+    weft__worker_t *victim = &rt->workers[next_random(w) % (uint32_t)n];
+    if (victim == w) continue;
+    uintptr_t e = weft__deque_steal(&victim->deque);
+    if (e == WEFT__DEQUE_ABORT) e = 0; /* lost a race: someone is busy there, try elsewhere */
+    if (!e) {
+      e = weft__deque_steal(&victim->yieldq);
+      if (e == WEFT__DEQUE_ABORT) e = 0;
+    }
+    if (e) {
+      bump(&w->n_stolen);
+      return e;
+    }
+  }
+  return 0;
+}
+
+static uintptr_t take_own_yielded(weft__worker_t *w) {
+  uintptr_t e = weft__deque_steal(&w->yieldq); /* FIFO: the owner takes the oldest, as thieves do */
+  return e == WEFT__DEQUE_ABORT ? 0 : e;
+}
+
+static uintptr_t local_work(weft__worker_t *w) {
+  uintptr_t e;
+  if (WEFT__UNLIKELY(++w->tick % FAIRNESS_TICKS == 0)) {
+    weft__timer_poll(w->rt->timer, weft_now_ns()); /* busy workers fire timers too */
+    if ((e = weft__inject_pop(w->rt)) || (e = take_own_yielded(w))) return e;
+  }
+  if ((e = weft__deque_take(&w->deque))) return e;
+  if ((e = take_own_yielded(w))) return e;
+  return weft__inject_pop(w->rt);
+}
+
+static bool any_work_visible(struct weft_runtime *rt) {
+  /* seq_cst loads (inside the deque's size check and here): the parker's load side. */
+  if (atomic_load_explicit(&rt->inject_len, memory_order_seq_cst) > 0) return true;
+  for (int i = 0; i < rt->nworkers; i++) {
+    weft__worker_t *v = &rt->workers[i];
+    if (atomic_load_explicit(&v->deque.bottom, memory_order_seq_cst) >
+            atomic_load_explicit(&v->deque.top, memory_order_seq_cst) ||
+        atomic_load_explicit(&v->yieldq.bottom, memory_order_seq_cst) >
+            atomic_load_explicit(&v->yieldq.top, memory_order_seq_cst))
+      return true;
+  }
+  return false;
+}
+
+static void stop_spinning(weft__worker_t *w, bool *spinning) {
+  if (!*spinning) return;
+  *spinning = false;
+  /* seq_cst: the last spinner to find work wakes another (the load side is in the call). */
+  if (atomic_fetch_sub_explicit(&w->rt->nspinning, 1, memory_order_seq_cst) == 1)
+    weft__wake_one_if_needed(w->rt);
+}
+
+static bool idle_unlist(weft__worker_t *w) {
+  struct weft_runtime *rt = w->rt;
+  pthread_mutex_lock(&rt->idle_lock);
+  bool was_listed = w->idle_listed;
+  if (was_listed) {
+    weft__worker_t **p = &rt->idle_list;
+    while (*p != w) p = &(*p)->next_idle;
+    *p = w->next_idle;
+    w->idle_listed = false;
+    atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_seq_cst); /* seq_cst: wake check */
+  }
+  pthread_mutex_unlock(&rt->idle_lock);
+  return was_listed;
+}
+
+/* Parks until woken, a timer is due, or the runtime stops. Returns with *spinning set the way
+ * the wake left it (a waker counts us as spinning). */
+static void park(weft__worker_t *w, bool *spinning) {
+  struct weft_runtime *rt = w->rt;
+  pthread_mutex_lock(&rt->idle_lock);
+  atomic_store_explicit(&w->park_word, 0, memory_order_relaxed); /* relaxed: under the lock */
+  w->next_idle = rt->idle_list;
+  rt->idle_list = w;
+  w->idle_listed = true;
+  atomic_fetch_add_explicit(&rt->nidle, 1, memory_order_seq_cst); /* seq_cst: parker's store */
+  pthread_mutex_unlock(&rt->idle_lock);
+  if (*spinning) {
+    *spinning = false;
+    atomic_fetch_sub_explicit(&rt->nspinning, 1, memory_order_seq_cst); /* seq_cst: as above */
+  }
+  uint64_t deadline = weft__timer_next_deadline(rt->timer);
+  /* seq_cst: ordered after our registration, so a concurrent stop cannot be missed */
+  if (!any_work_visible(rt) && !atomic_load_explicit(&rt->stopping, memory_order_seq_cst) &&
+      deadline > weft_now_ns()) {
+    bump(&w->n_parks);
+    /* acquire: pairs with the waker's release store */
+    while (atomic_load_explicit(&w->park_word, memory_order_acquire) == 0 &&
+           !atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
+      weft__futex_wait(&w->park_word, 0, deadline);
+      if (deadline != UINT64_MAX && weft_now_ns() >= deadline) break;
+      deadline = weft__timer_next_deadline(rt->timer);
+    }
+  }
+  if (idle_unlist(w)) {
+    *spinning = true; /* we left on our own: count ourselves as a spinner again */
+    atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_seq_cst); /* seq_cst: wake check */
+  } else {
+    /* A waker took us off the list and counted us as spinning; wait for its store so that
+     * the next park does not consume a stale wake. acquire: pairs with its release. */
+    while (atomic_load_explicit(&w->park_word, memory_order_acquire) == 0) ck_pr_stall();
+    *spinning = true;
+  }
+}
+
+/* The next entry to run, or 0 once the runtime stops. */
+static uintptr_t find_work(weft__worker_t *w) {
+  struct weft_runtime *rt = w->rt;
+  uintptr_t e = local_work(w);
+  if (WEFT__LIKELY(e)) return e;
+  bool spinning = false;
+  for (;;) {
+    if (!spinning) {
+      spinning = true;
+      atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_seq_cst); /* seq_cst: wake check */
+    }
+    ck_backoff_t backoff = CK_BACKOFF_INITIALIZER;
+    for (int round = 0; round < SPIN_ROUNDS; round++) {
+      /* relaxed: a prompt exit is all we need; join() orders the rest */
+      if (atomic_load_explicit(&rt->stopping, memory_order_relaxed)) {
+        stop_spinning(w, &spinning);
+        return 0;
+      }
+      weft__timer_poll(rt->timer, weft_now_ns());
+      if ((e = local_work(w)) || (e = steal_one(w))) {
+        stop_spinning(w, &spinning);
+        return e;
+      }
+      if (backoff < 1024) ck_backoff_eb(&backoff);
+      else ck_pr_stall();
+    }
+    park(w, &spinning);
+  }
+}
+
+/* ---- Running ------------------------------------------------------------------------------ */
+
+static void after_switch(weft__worker_t *w) {
+  weft__after_t after = w->after;
+  w->after = WEFT__AFTER_NOTHING;
+  w->current = NULL;
+  switch (after) {
+  case WEFT__AFTER_NOTHING:
+    break;
+  case WEFT__AFTER_FINISHED: {
+    weft__stack_t *s = w->after_stack;
+#if WEFT_TSAN
+    __tsan_destroy_fiber(s->ctx.tsan_fiber);
+    s->ctx.tsan_fiber = NULL;
+#endif
+    weft__stack_put(w->rt->stacks, &w->stacks, s);
+    break;
+  }
+  case WEFT__AFTER_YIELD: {
+    uintptr_t e = (uintptr_t)w->after_arg | WEFT__ENTRY_RESUME;
+    if (weft__deque_push(&w->yieldq, e) < 0) weft__inject_push(w->rt, e);
+    break;
+  }
+  case WEFT__AFTER_JOIN:
+    weft__join_release(w->after_arg);
+    break;
+  case WEFT__AFTER_TIMER:
+    weft__timer_arm(w->rt->timer, w->after_arg);
+    break;
+  case WEFT__AFTER_TIMED_JOIN: {
+    weft__join_t *j = w->after_arg;
+    weft__timer_arm(w->rt->timer, &j->task->timer);
+    weft__join_release(j);
+    break;
+  }
+  }
+}
+
+void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg) {
+  struct weft_task *t = w->current;
+  w->after = after;
+  w->after_arg = arg;
+  weft__ctx_switch(&t->runs_on->ctx, &w->sched, false);
+  /* Resumed, possibly by another worker: callers re-read weft__worker_self(). */
+}
+
+static void run_entry(weft__worker_t *w, uintptr_t e) {
+  struct weft_task *t = (struct weft_task *)(e & ~WEFT__ENTRY_TAGS);
+  if (e & WEFT__ENTRY_RESUME) {
+    w->current = t;
+    weft__ctx_switch(&w->sched, &t->runs_on->ctx, false);
+  } else {
+    weft__task_start(w, t);
+  }
+  after_switch(w);
+}
+
+void weft__worker_main_loop(weft__worker_t *w) {
+  weft__worker_set_self(w);
+  uintptr_t e;
+  /* relaxed: a prompt exit is all we need; pthread_join orders the rest */
+  while (!atomic_load_explicit(&w->rt->stopping, memory_order_relaxed) && (e = find_work(w)))
+    run_entry(w, e);
+}
