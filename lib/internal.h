@@ -64,7 +64,7 @@ typedef struct weft__stack {
 } weft__stack_t;
 
 typedef struct weft__stack_cache {
-  weft__stack_t *head;
+  weft__stack_t *head, *tail; /* hot end, cold end */
   size_t count;
 } weft__stack_cache_t;
 
@@ -74,6 +74,9 @@ void weft__stack_pool_destroy(struct weft__stack_pool *pool);
 /* From the worker's cache, refilling from the pool (which may map a new slab). */
 int weft__stack_get(struct weft__stack_pool *pool, weft__stack_cache_t *cache, weft__stack_t **out);
 void weft__stack_put(struct weft__stack_pool *pool, weft__stack_cache_t *cache, weft__stack_t *s);
+/* 0 if a stack can be had now (cache non-empty, or the pool refills it); the spawn-time check.
+ * cache NULL: a thread that is not a worker asks the pool. */
+int weft__stack_check(struct weft__stack_pool *pool, weft__stack_cache_t *cache);
 void weft__stack_cache_drain(struct weft__stack_pool *pool, weft__stack_cache_t *cache);
 uint64_t weft__stack_pool_mapped(struct weft__stack_pool *pool);
 /* Per worker thread: the alternate signal stack and the SIGSEGV handler for overflow reports. */
@@ -150,7 +153,7 @@ struct weft_task {
   weft_fn fn;
   void *arg;
   struct weft_runtime *rt;
-  weft__stack_t *stack;  /* reserved at spawn, returned unused if the task runs inline */
+  int error; /* WEFT_ENOMEM if it could not be started */
   weft__stack_t *runs_on; /* the stack whose top holds this task's frames */
   struct weft_task *next; /* free list, inject queue (a task is in at most one queue) */
   const char *name;
@@ -217,6 +220,8 @@ void weft__worker_main_loop(weft__worker_t *w);
 /* Make a task runnable (start or resume entry): local deque if on a worker, else the inject
  * queue; wakes a parked worker if no one is looking for work. */
 void weft__schedule(struct weft_runtime *rt, uintptr_t entry);
+/* The same, known to run on worker w of the task's runtime (spawn's fast path). */
+void weft__schedule_local(weft__worker_t *w, uintptr_t entry);
 /* Switch from the running task to the scheduler, which then performs `after`. */
 void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg);
 void weft__wake_one_if_needed(struct weft_runtime *rt);

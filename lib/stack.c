@@ -170,6 +170,21 @@ static int slab_map(struct weft__stack_pool *p) {
   return 0;
 }
 
+static void cache_push_hot(weft__stack_cache_t *c, weft__stack_t *s) {
+  s->next = c->head;
+  c->head = s;
+  if (!c->tail) c->tail = s;
+  c->count++;
+}
+
+static weft__stack_t *cache_pop_hot(weft__stack_cache_t *c) {
+  weft__stack_t *s = c->head;
+  c->head = s->next;
+  if (!c->head) c->tail = NULL;
+  c->count--;
+  return s;
+}
+
 static int cache_refill(struct weft__stack_pool *p, weft__stack_cache_t *c) {
   int err = 0;
   pthread_mutex_lock(&p->lock);
@@ -177,33 +192,34 @@ static int cache_refill(struct weft__stack_pool *p, weft__stack_cache_t *c) {
   for (int i = 0; i < CACHE_REFILL && p->free_list; i++) {
     weft__stack_t *s = p->free_list;
     p->free_list = s->next;
-    s->next = c->head;
-    c->head = s;
-    c->count++;
+    cache_push_hot(c, s);
   }
   pthread_mutex_unlock(&p->lock);
   return c->head ? 0 : (err ? err : WEFT_ENOMEM);
 }
 
-int weft__stack_get(struct weft__stack_pool *p, weft__stack_cache_t *c, weft__stack_t **out) {
+int weft__stack_check(struct weft__stack_pool *p, weft__stack_cache_t *c) {
   if (WEFT__UNLIKELY(weft__fault_hit(WEFT__FAULT_STACK))) return WEFT_ENOMEM;
+  if (WEFT__LIKELY(c && c->head)) return 0;
+  pthread_mutex_lock(&p->lock);
+  int err = p->free_list ? 0 : slab_map(p);
+  pthread_mutex_unlock(&p->lock);
+  return err;
+}
+
+int weft__stack_get(struct weft__stack_pool *p, weft__stack_cache_t *c, weft__stack_t **out) {
   if (WEFT__UNLIKELY(!c->head)) {
     int err = cache_refill(p, c);
     if (err) return err;
   }
-  weft__stack_t *s = c->head;
-  c->head = s->next;
-  c->count--;
-  *out = s;
+  *out = cache_pop_hot(c);
   return 0;
 }
 
 static void cache_spill(struct weft__stack_pool *p, weft__stack_cache_t *c, size_t keep) {
   pthread_mutex_lock(&p->lock);
   while (c->count > keep) {
-    weft__stack_t *s = c->head;
-    c->head = s->next;
-    c->count--;
+    weft__stack_t *s = cache_pop_hot(c);
     s->next = p->free_list;
     p->free_list = s;
   }
@@ -211,9 +227,8 @@ static void cache_spill(struct weft__stack_pool *p, weft__stack_cache_t *c, size
 }
 
 void weft__stack_put(struct weft__stack_pool *p, weft__stack_cache_t *c, weft__stack_t *s) {
-  s->next = c->head;
-  c->head = s;
-  if (WEFT__UNLIKELY(++c->count > CACHE_MAX)) cache_spill(p, c, CACHE_MAX / 2);
+  cache_push_hot(c, s);
+  if (WEFT__UNLIKELY(c->count > CACHE_MAX)) cache_spill(p, c, CACHE_MAX / 2);
 }
 
 void weft__stack_cache_drain(struct weft__stack_pool *p, weft__stack_cache_t *c) {

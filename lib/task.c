@@ -2,16 +2,19 @@
  * Tasks, join counters and futures.
  *
  * A spawned task is a 64-byte-aligned descriptor from the spawning worker's free list (no
- * malloc on the fast path) plus a stack reserved from the worker's stack cache — reserved, not
- * touched: its pages cost nothing until a worker starts the task from its scheduler loop. The
- * reservation is what lets spawn fail with WEFT_ENOMEM when stacks or map entries run out,
- * instead of a worker failing later with nowhere to report it.
+ * malloc on the fast path); it gets a stack only when a worker starts it from its scheduler
+ * loop, from that worker's LIFO cache (the hottest stack first). Spawn checks that the
+ * spawning worker's cache can supply a stack (refilling it maps slabs, which is where
+ * exhausted memory or map entries show), so exhaustion is reported by the spawn that meets
+ * it. A stack can still run out between a spawn and the start (other tasks took them): that
+ * task then ends unrun and its awaiter gets WEFT_ENOMEM. Rejected: binding a stack to each
+ * task at spawn (exact, but 10^6 spawned-and-gathered tasks then map 10^6 stacks: 250 ns of
+ * guard install each, and the cache stops being hot).
  *
  * Inline awaits. A task that awaits (or gathers) a task whose start entry is the newest in its
  * own worker's deque takes the entry back (Chase–Lev take) and runs the task as a plain call
  * on its own stack — Lace's SYNC, Java ForkJoin's tryUnfork. Extraction from a deque is
- * exactly-once, so the inline path needs no claim CAS and no stale entries exist. The reserved
- * stack goes back to the (hot, LIFO) cache unused. Rejected: claiming any unstarted task by a
+ * exactly-once, so the inline path needs no claim CAS and no stale entries exist. Rejected: claiming any unstarted task by a
  * CAS on its state from wherever it sits (inlines more awaits, but costs a CAS per task and
  * leaves stale entries whose owners must then be reference-counted); and "helping" — running
  * other queued tasks while waiting — which can deadlock when the helped task waits for
@@ -168,17 +171,6 @@ static void task_cache_spill(struct weft_runtime *rt, weft__worker_t *w) {
 }
 
 void weft__task_free(struct weft_runtime *rt, weft__worker_t *w, struct weft_task *t) {
-  if (t->stack) { /* never started: the reserved stack goes back too */
-    weft__stack_t *s = t->stack;
-    t->stack = NULL;
-    if (w && w->rt == rt) {
-      weft__stack_put(rt->stacks, &w->stacks, s);
-    } else {
-      weft__stack_cache_t one = {.head = NULL, .count = 0};
-      weft__stack_put(rt->stacks, &one, s);
-      weft__stack_cache_drain(rt->stacks, &one);
-    }
-  }
   if (w && w->rt == rt) {
     t->next = w->free_tasks;
     w->free_tasks = t;
@@ -393,8 +385,14 @@ static void task_entry(void *arg) {
 }
 
 void weft__task_start(weft__worker_t *w, struct weft_task *t) {
-  weft__stack_t *s = t->stack;
-  t->stack = NULL;
+  weft__stack_t *s;
+  if (WEFT__UNLIKELY(weft__stack_get(w->rt->stacks, &w->stacks, &s) != 0)) {
+    /* Out of stacks or map entries since the spawn checked: the task ends unrun and its
+     * awaiter gets WEFT_ENOMEM; the worker and every other task go on. */
+    t->error = WEFT_ENOMEM;
+    task_complete(t, NULL);
+    return;
+  }
   t->runs_on = s;
   WEFT_UNPOISON(s->lo, s->bytes); /* a pooled stack keeps the poison of its last task */
   s->ctx.sp = weft__context_make(s->lo + s->bytes, task_entry, t);
@@ -408,8 +406,6 @@ void weft__task_start(weft__worker_t *w, struct weft_task *t) {
 /* Runs t, whose start entry we took back from our own deque, as a plain call. */
 static void run_inline(weft__worker_t *w, struct weft_task *t) {
   struct weft_task *awaiter = w->current;
-  weft__stack_put(w->rt->stacks, &w->stacks, t->stack);
-  t->stack = NULL;
   t->runs_on = awaiter->runs_on;
   w->current = t;
   atomic_store_explicit(&w->n_inlined, atomic_load_explicit(&w->n_inlined, memory_order_relaxed) + 1,
@@ -444,28 +440,18 @@ static int spawn(struct weft_runtime *rt, weft__worker_t *w, weft_task_t **out, 
   /* relaxed: a best-effort early answer; destroy discards whatever still slips in */
   if (WEFT__UNLIKELY(atomic_load_explicit(&rt->stopping, memory_order_relaxed)))
     return WEFT_ESHUTDOWN;
+  /* Stacks are taken when a worker starts the task, not here; but a spawn that could not
+   * get one now fails now, while the caller can still handle it. */
+  int err = weft__stack_check(rt->stacks, w ? &w->stacks : NULL);
+  if (WEFT__UNLIKELY(err)) return err;
   struct weft_task *t = weft__task_alloc(rt, w);
   if (WEFT__UNLIKELY(!t)) return WEFT_ENOMEM;
-  weft__stack_t *stack;
-  int err;
-  if (w) {
-    err = weft__stack_get(rt->stacks, &w->stacks, &stack);
-  } else {
-    weft__stack_cache_t one = {.head = NULL, .count = 0};
-    err = weft__stack_get(rt->stacks, &one, &stack);
-    weft__stack_cache_drain(rt->stacks, &one);
-  }
-  if (WEFT__UNLIKELY(err)) {
-    t->stack = NULL;
-    weft__task_free(rt, w, t);
-    return err;
-  }
   atomic_init(&t->word, out ? 0 : WEFT__RELEASED);
   t->result = NULL;
   t->fn = fn;
   t->arg = arg;
   t->rt = rt;
-  t->stack = stack;
+  t->error = 0;
   t->runs_on = NULL;
   t->name = NULL;
   if (w) {
@@ -477,7 +463,10 @@ static int spawn(struct weft_runtime *rt, weft__worker_t *w, weft_task_t **out, 
             atomic_fetch_add_explicit(&rt->foreign_ids, 1, memory_order_relaxed); /* unique only */
   }
   if (out) *out = t;
-  weft__schedule(rt, (uintptr_t)t);
+  if (w)
+    weft__schedule_local(w, (uintptr_t)t);
+  else
+    weft__schedule(rt, (uintptr_t)t);
   return 0;
 }
 
@@ -522,7 +511,7 @@ int weft_task_done(const weft_task_t *t) {
 int weft_task_result(const weft_task_t *t, void **result) {
   if (!weft_task_done(t)) return WEFT_EAGAIN;
   if (result) *result = t->result;
-  return 0;
+  return t->error;
 }
 
 int weft_await(weft_task_t *t, void **result) {
@@ -536,7 +525,7 @@ int weft_await(weft_task_t *t, void **result) {
   await_word(w, self, &t->word);
 done:
   if (result) *result = t->result;
-  return 0;
+  return t->error;
 }
 
 void weft_task_release(weft_task_t *t) {
@@ -565,7 +554,7 @@ int weft_await_until(weft_task_t *t, uint64_t deadline_ns, void **result) {
     err = await_word_until(w, self, &t->word, deadline_ns);
   }
   if (!err && result) *result = t->result;
-  return err;
+  return err ? err : t->error;
 }
 
 int weft_await_timeout(weft_task_t *t, uint64_t timeout_ns, void **result) {

@@ -131,15 +131,20 @@ void weft__wake_one_if_needed(struct weft_runtime *rt) {
 
 void weft__timer_deadline_moved(struct weft_runtime *rt) { weft__wake_one_if_needed(rt); }
 
+void weft__schedule_local(weft__worker_t *w, uintptr_t entry) {
+  int r = weft__deque_push(&w->deque, entry);
+  if (WEFT__LIKELY(r == 0)) return; /* non-empty before: someone already knows */
+  if (r < 0) weft__inject_push(w->rt, entry); /* the deque could not grow: spill */
+  weft__wake_one_if_needed(w->rt);
+}
+
 void weft__schedule(struct weft_runtime *rt, uintptr_t entry) {
   weft__worker_t *w = weft__worker_self();
   if (WEFT__LIKELY(w && w->rt == rt)) {
-    int r = weft__deque_push(&w->deque, entry);
-    if (WEFT__LIKELY(r == 0)) return; /* non-empty before: someone already knows */
-    if (r < 0) weft__inject_push(rt, entry); /* the deque could not grow: spill */
-  } else {
-    weft__inject_push(rt, entry);
+    weft__schedule_local(w, entry);
+    return;
   }
+  weft__inject_push(rt, entry);
   weft__wake_one_if_needed(rt);
 }
 

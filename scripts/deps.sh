@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages weft's build, tests and benchmarks need, if any is missing.
+# Usage: scripts/deps.sh [build|test|bench]...   (as root on Debian; no-op when all present)
+set -euo pipefail
+declare -A sets=(
+  [build]="build-essential cmake pkg-config libck-dev"
+  [test]="libcriterion-dev g++ relacy-dev valgrind gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
+  [bench]="libtbb-dev golang-go libboost-fiber-dev librust-tokio-dev clang libomp-14-dev gnuplot-nox python3"
+)
+want=()
+for s in "${@:-build}"; do
+  for p in ${sets[$s]}; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || want+=("$p")
+  done
+done
+if ((${#want[@]})); then
+  echo "deps: installing ${want[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
+fi

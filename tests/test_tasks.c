@@ -1,0 +1,478 @@
+/* Tasks, await, gather, futures, inline awaits, stealing, yields: issue 2's behaviour. */
+#include "support.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+/* ---- spawn / await ---- */
+
+static void *square(void *arg) { return IPTR(PINT(arg) * PINT(arg)); }
+
+static void *spawn_await_main(void *arg) {
+  (void)arg;
+  weft_task_t *t[8];
+  for (long i = 0; i < 8; i++) OK(weft_spawn(&t[i], square, IPTR(i + 1)));
+  long sum = 0;
+  for (long i = 0; i < 8; i++) {
+    void *r;
+    OK(weft_await(t[i], &r));
+    cr_assert_eq(PINT(r), (i + 1) * (i + 1));
+    void *again;
+    OK(weft_await(t[i], &again)); /* a second await returns the same result at once */
+    cr_assert_eq(again, r);
+    cr_assert(weft_task_done(t[i]));
+    OK(weft_task_result(t[i], &again));
+    cr_assert_eq(again, r);
+    weft_task_release(t[i]);
+    sum += PINT(r);
+  }
+  return IPTR(sum);
+}
+
+Test(tasks, spawn_await_returns_results) {
+  cr_assert_eq(PINT(run_on(2, spawn_await_main, NULL)), 204);
+}
+
+Test(tasks, await_from_a_foreign_thread) {
+  weft_runtime_t *rt = test_runtime(2);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, square, IPTR(9)));
+  void *r;
+  OK(weft_await(t, &r));
+  cr_assert_eq(PINT(r), 81);
+  weft_task_release(t);
+  OK(weft_runtime_destroy(rt));
+}
+
+Test(tasks, bad_arguments_are_errors) {
+  weft_runtime_t *rt = test_runtime(1);
+  weft_task_t *t;
+  cr_assert_eq(weft_runtime_spawn(rt, &t, NULL, NULL), WEFT_EINVAL);
+  cr_assert_eq(weft_runtime_spawn(NULL, &t, square, NULL), WEFT_EINVAL);
+  cr_assert_eq(weft_spawn(&t, square, NULL), WEFT_EPERM); /* not inside a task */
+  cr_assert_eq(weft_yield(), WEFT_EPERM);
+  OK(weft_runtime_destroy(rt));
+  cr_assert_str_eq(weft_strerror(WEFT_ETIMEDOUT),
+                   "the deadline passed before the awaited work finished");
+  cr_assert_str_eq(weft_err_name(WEFT_ENOMEM), "WEFT_ENOMEM");
+  cr_assert_str_eq(weft_strerror(12345), "unknown error");
+}
+
+/* ---- detached tasks ---- */
+
+static atomic_long detached_ran;
+static void *count_and_resolve(void *arg) {
+  if (atomic_fetch_add(&detached_ran, 1) + 1 == 100) weft_future_resolve(arg, IPTR(1));
+  return NULL;
+}
+static void *detached_main(void *arg) {
+  (void)arg;
+  weft_future_t *f;
+  OK(weft_future_create(&f));
+  for (int i = 0; i < 100; i++) OK(weft_spawn(NULL, count_and_resolve, f));
+  OK(weft_future_await(f, NULL));
+  weft_future_destroy(f);
+  return NULL;
+}
+Test(tasks, detached_tasks_run_and_free_themselves) {
+  atomic_store(&detached_ran, 0);
+  run_on(2, detached_main, NULL);
+  cr_assert_eq(atomic_load(&detached_ran), 100);
+}
+
+/* ---- futures ---- */
+
+typedef struct {
+  weft_future_t *f;
+  atomic_int waiting;
+} fut_ctx_t;
+
+static void *await_future(void *arg) {
+  fut_ctx_t *c = arg;
+  atomic_fetch_add(&c->waiting, 1);
+  void *v;
+  OK(weft_future_await(c->f, &v));
+  return v;
+}
+
+static void *resolver_thread(void *arg) {
+  fut_ctx_t *c = arg;
+  while (atomic_load(&c->waiting) < 16) sched_yield(); /* all 16 have at least started */
+  cr_assert_eq(weft_future_resolve(c->f, IPTR(42)), 0);
+  cr_assert_eq(weft_future_resolve(c->f, IPTR(43)), WEFT_EALREADY);
+  return NULL;
+}
+
+Test(futures, foreign_thread_resolve_wakes_every_awaiter) {
+  weft_runtime_t *rt = test_runtime(2);
+  fut_ctx_t c = {0};
+  OK(weft_future_create(&c.f));
+  weft_task_t *t[16];
+  for (int i = 0; i < 16; i++) OK(weft_runtime_spawn(rt, &t[i], await_future, &c));
+  pthread_t th;
+  pthread_create(&th, NULL, resolver_thread, &c);
+  for (int i = 0; i < 16; i++) {
+    void *v;
+    OK(weft_join(t[i], &v));
+    cr_assert_eq(PINT(v), 42);
+  }
+  pthread_join(th, NULL);
+  cr_assert(weft_future_done(c.f));
+  weft_future_destroy(c.f);
+  OK(weft_runtime_destroy(rt));
+}
+
+static void *await_resolved(void *arg) {
+  void *v;
+  OK(weft_future_await(arg, &v));
+  return v;
+}
+
+Test(futures, resolved_before_await_is_seen_at_once) {
+  weft_future_t *f;
+  OK(weft_future_create(&f));
+  OK(weft_future_resolve(f, IPTR(7)));
+  cr_assert_eq(PINT(run_on(1, await_resolved, f)), 7);
+  void *v;
+  OK(weft_future_await(f, &v)); /* from a plain thread too */
+  cr_assert_eq(PINT(v), 7);
+  weft_future_destroy(f);
+}
+
+/* ---- gather ---- */
+
+static void *ret_after_yields(void *arg) {
+  long i = PINT(arg);
+  for (long k = 0; k < i % 4; k++) weft_yield();
+  return IPTR(i * 10);
+}
+
+static void *gather_order_main(void *arg) {
+  (void)arg;
+  enum { N = 40 };
+  weft_task_t *t[N];
+  for (long i = 0; i < N; i++) OK(weft_spawn(&t[i], ret_after_yields, IPTR(i)));
+  /* Some finish before the gather: await a few first. */
+  for (long i = 0; i < N; i += 7) OK(weft_await(t[i], NULL));
+  void *res[N];
+  OK(weft_gather(t, N, res));
+  for (long i = 0; i < N; i++) {
+    cr_assert_eq(PINT(res[i]), i * 10, "result %ld out of order", i);
+    weft_task_release(t[i]);
+  }
+  /* gather of calls, with more than fit on the stack */
+  weft_call_t calls[N];
+  for (long i = 0; i < N; i++) calls[i] = (weft_call_t){ret_after_yields, IPTR(N - i)};
+  OK(weft_gather_calls(calls, N, res));
+  for (long i = 0; i < N; i++) cr_assert_eq(PINT(res[i]), (N - i) * 10);
+  OK(weft_gather(NULL, 0, NULL));
+  return NULL;
+}
+
+Test(gather, keeps_argument_order_before_during_after) {
+  for (int w = 1; w <= 4; w *= 2) run_on(w, gather_order_main, NULL);
+}
+
+static void *sleepy_child(void *arg) {
+  weft_sleep_ms((uint64_t)PINT(arg));
+  return arg;
+}
+
+static void *gather_after_children_main(void *arg) {
+  (void)arg;
+  weft_task_t *t[3];
+  OK(weft_spawn(&t[0], sleepy_child, IPTR(0)));
+  OK(weft_spawn(&t[1], sleepy_child, IPTR(5)));
+  OK(weft_spawn(&t[2], sleepy_child, IPTR(30)));
+  weft_sleep_ms(15); /* t0 and t1 are done by now; t2 finishes after the gather starts */
+  void *res[3];
+  OK(weft_gather(t, 3, res));
+  for (int i = 0; i < 3; i++) weft_task_release(t[i]);
+  return IPTR(PINT(res[0]) + PINT(res[1]) * 100 + PINT(res[2]) * 10000);
+}
+
+Test(gather, children_finishing_before_and_after) {
+  cr_assert_eq(PINT(run_on(2, gather_after_children_main, NULL)), 0 + 500 + 300000);
+}
+
+static void *nested(void *arg) {
+  long depth = PINT(arg);
+  if (depth == 0) return IPTR(1);
+  weft_call_t calls[3];
+  for (int i = 0; i < 3; i++) calls[i] = (weft_call_t){nested, IPTR(depth - 1)};
+  void *res[3];
+  OK(weft_gather_calls(calls, 3, res));
+  return IPTR(PINT(res[0]) + PINT(res[1]) + PINT(res[2]));
+}
+
+Test(gather, nested_gathers) { cr_assert_eq(PINT(run_on(3, nested, IPTR(6))), 729); }
+
+/* ---- fib ---- */
+
+static void *fib(void *arg) {
+  long n = PINT(arg);
+  if (n < 2) return arg;
+  weft_task_t *t;
+  OK(weft_spawn(&t, fib, IPTR(n - 1)));
+  long b = PINT(fib(IPTR(n - 2)));
+  void *a;
+  OK(weft_join(t, &a));
+  return IPTR(PINT(a) + b);
+}
+
+Test(tasks, fib25_one_task_per_call) {
+  for (int w = 1; w <= 4; w *= 2) cr_assert_eq(PINT(run_on(w, fib, IPTR(25))), 75025);
+}
+
+/* ---- a million tasks, each exactly once ---- */
+
+typedef struct {
+  _Atomic unsigned char *ran;
+  long n;
+} once_ctx_t;
+static once_ctx_t once;
+
+static void *mark_once(void *arg) {
+  long i = PINT(arg);
+  atomic_fetch_add_explicit(&once.ran[i], 1, memory_order_relaxed);
+  return arg;
+}
+
+static void *million_main(void *arg) {
+  long batch = PINT(arg);
+  weft_task_t **t = malloc(sizeof *t * (size_t)batch);
+  for (long base = 0; base < once.n; base += batch) {
+    long m = once.n - base < batch ? once.n - base : batch;
+    for (long i = 0; i < m; i++) OK(weft_spawn(&t[i], mark_once, IPTR(base + i)));
+    OK(weft_gather(t, (size_t)m, NULL));
+    for (long i = 0; i < m; i++) weft_task_release(t[i]);
+  }
+  free(t);
+  return NULL;
+}
+
+Test(tasks, million_tasks_each_run_exactly_once, .timeout = 600) {
+  once.n = SCALE(1000000, 200000);
+  once.ran = calloc((size_t)once.n, 1);
+  for (int w = 1; w <= 8; w *= 2) {
+    memset((void *)once.ran, 0, (size_t)once.n);
+    run_on(w, million_main, IPTR(SCALE(100000, 2000)));
+    for (long i = 0; i < once.n; i++)
+      cr_assert_eq(atomic_load(&once.ran[i]), 1, "task %ld ran %d times with %d workers", i,
+                   atomic_load(&once.ran[i]), w);
+  }
+  free((void *)once.ran);
+}
+
+/* ---- spawns from foreign threads ---- */
+
+typedef struct {
+  weft_runtime_t *rt;
+  long first, count;
+} feeder_t;
+
+static void *feeder(void *arg) {
+  feeder_t *f = arg;
+  weft_task_t **t = malloc(sizeof *t * (size_t)f->count);
+  for (long i = 0; i < f->count; i++)
+    cr_assert_eq(weft_runtime_spawn(f->rt, &t[i], mark_once, IPTR(f->first + i)), 0);
+  for (long i = 0; i < f->count; i++) {
+    void *r;
+    cr_assert_eq(weft_join(t[i], &r), 0);
+    cr_assert_eq(PINT(r), f->first + i);
+  }
+  free(t);
+  return NULL;
+}
+
+static void *busy_spawner(void *arg) {
+  (void)arg;
+  for (int round = 0; round < 50; round++) {
+    weft_call_t calls[16];
+    for (int i = 0; i < 16; i++) calls[i] = (weft_call_t){square, IPTR(i)};
+    OK(weft_gather_calls(calls, 16, NULL));
+  }
+  return NULL;
+}
+
+Test(tasks, foreign_threads_spawn_while_workers_steal, .timeout = 300) {
+  once.n = SCALE(100000, 20000);
+  once.ran = calloc((size_t)once.n, 1);
+  weft_runtime_t *rt = test_runtime(3);
+  weft_task_t *busy;
+  OK(weft_runtime_spawn(rt, &busy, busy_spawner, NULL));
+  pthread_t th[4];
+  feeder_t f[4];
+  for (int i = 0; i < 4; i++) {
+    f[i] = (feeder_t){rt, i * (once.n / 4), once.n / 4};
+    pthread_create(&th[i], NULL, feeder, &f[i]);
+  }
+  for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+  OK(weft_join(busy, NULL));
+  OK(weft_runtime_destroy(rt));
+  for (long i = 0; i < once.n; i++) cr_assert_eq(atomic_load(&once.ran[i]), 1, "task %ld", i);
+  free((void *)once.ran);
+}
+
+/* ---- stealing and inline awaits ---- */
+
+static atomic_int spin_release;
+static void *spin_until_released(void *arg) {
+  while (!atomic_load(&spin_release)) sched_yield();
+  return arg;
+}
+
+static void *steal_main(void *arg) {
+  weft_runtime_t *rt = arg;
+  enum { N = 64 };
+  weft_task_t *t[N];
+  atomic_store(&spin_release, 0);
+  for (long i = 0; i < N; i++) OK(weft_spawn(&t[i], spin_until_released, IPTR(i)));
+  /* The other worker is idle: it must steal (oldest first) while we hold ours. */
+  weft_stats_t st = WEFT_STATS_INIT;
+  do {
+    OK(weft_runtime_stats(rt, &st));
+    sched_yield();
+  } while (st.tasks_stolen == 0);
+  atomic_store(&spin_release, 1);
+  void *res[N];
+  OK(weft_gather(t, N, res));
+  for (long i = 0; i < N; i++) {
+    cr_assert_eq(PINT(res[i]), i);
+    weft_task_release(t[i]);
+  }
+  return NULL;
+}
+
+Test(scheduler, an_idle_worker_steals) {
+  weft_runtime_t *rt = test_runtime(2);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, steal_main, rt));
+  OK(weft_join(t, NULL));
+  weft_stats_t st = WEFT_STATS_INIT;
+  OK(weft_runtime_stats(rt, &st));
+  cr_assert_gt(st.tasks_stolen, 0);
+  OK(weft_runtime_destroy(rt));
+}
+
+typedef struct {
+  weft_task_t *self_seen;
+  pthread_t thread_seen;
+} inline_probe_t;
+
+static void *probe(void *arg) {
+  inline_probe_t *p = arg;
+  p->self_seen = weft_current();
+  p->thread_seen = pthread_self();
+  weft_task_set_name(weft_current(), "probe");
+  return IPTR(5);
+}
+
+static void *inline_main(void *arg) {
+  weft_runtime_t *rt = arg;
+  inline_probe_t p = {0};
+  weft_stats_t before = WEFT_STATS_INIT, after = WEFT_STATS_INIT;
+  OK(weft_runtime_stats(rt, &before));
+  weft_task_t *t;
+  OK(weft_spawn(&t, probe, &p));
+  void *r;
+  OK(weft_await(t, &r)); /* nobody started it: it runs here, as a plain call */
+  OK(weft_runtime_stats(rt, &after));
+  cr_assert_eq(PINT(r), 5);
+  cr_assert_eq(p.self_seen, t, "an inlined task is still itself for weft_current()");
+  cr_assert(pthread_equal(p.thread_seen, pthread_self()));
+  cr_assert_eq(after.tasks_inlined, before.tasks_inlined + 1);
+  cr_assert_str_eq(weft_task_name(t), "probe");
+  weft_task_release(t);
+  return NULL;
+}
+
+Test(scheduler, await_of_an_unstarted_task_runs_it_inline) {
+  weft_runtime_t *rt = test_runtime(1);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, inline_main, rt));
+  OK(weft_join(t, NULL));
+  OK(weft_runtime_destroy(rt));
+}
+
+static void *stolen_waiter_main(void *arg) {
+  weft_runtime_t *rt = arg;
+  weft_task_t *t;
+  atomic_store(&spin_release, 0);
+  OK(weft_spawn(&t, spin_until_released, IPTR(3)));
+  weft_task_t *filler;
+  OK(weft_spawn(&filler, square, IPTR(2))); /* t is no longer our newest entry */
+  weft_stats_t st = WEFT_STATS_INIT;
+  do { /* wait until the other worker took t (it steals the oldest) */
+    OK(weft_runtime_stats(rt, &st));
+    sched_yield();
+  } while (st.tasks_stolen == 0);
+  atomic_store(&spin_release, 1);
+  void *r;
+  OK(weft_join(t, &r)); /* suspends until the thief's run ends, then resumes */
+  cr_assert_eq(PINT(r), 3);
+  OK(weft_join(filler, &r));
+  cr_assert_eq(PINT(r), 4);
+  return NULL;
+}
+
+Test(scheduler, await_of_a_stolen_task_suspends_and_resumes) {
+  weft_runtime_t *rt = test_runtime(2);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, stolen_waiter_main, rt));
+  OK(weft_join(t, NULL));
+  OK(weft_runtime_destroy(rt));
+}
+
+/* ---- yields ---- */
+
+static atomic_long yield_progress[1000];
+static void *yield_loop(void *arg) {
+  long i = PINT(arg);
+  for (int k = 0; k < 100; k++) {
+    atomic_fetch_add(&yield_progress[i], 1);
+    OK(weft_yield());
+  }
+  return NULL;
+}
+static void *yield_main(void *arg) {
+  (void)arg;
+  weft_task_t *t[1000];
+  for (long i = 0; i < 1000; i++) OK(weft_spawn(&t[i], yield_loop, IPTR(i)));
+  OK(weft_gather(t, 1000, NULL));
+  for (long i = 0; i < 1000; i++) weft_task_release(t[i]);
+  return NULL;
+}
+Test(scheduler, a_thousand_yielding_tasks_all_progress) {
+  for (int w = 1; w <= 4; w *= 2) {
+    for (int i = 0; i < 1000; i++) atomic_store(&yield_progress[i], 0);
+    run_on(w, yield_main, NULL);
+    for (int i = 0; i < 1000; i++) cr_assert_eq(atomic_load(&yield_progress[i]), 100);
+  }
+}
+
+/* A yielder must not starve a task that another thread is waiting for. */
+static atomic_int stop_spinning_yielder;
+static void *yield_forever(void *arg) {
+  (void)arg;
+  while (!atomic_load(&stop_spinning_yielder)) weft_yield();
+  return NULL;
+}
+static void *starve_main(void *arg) {
+  (void)arg;
+  weft_task_t *y;
+  atomic_store(&stop_spinning_yielder, 0);
+  OK(weft_spawn(&y, yield_forever, NULL));
+  weft_task_t *t;
+  OK(weft_spawn(&t, square, IPTR(6)));
+  void *r;
+  OK(weft_await_timeout(t, 10ull * 1000000000u, &r)); /* must not time out */
+  atomic_store(&stop_spinning_yielder, 1);
+  OK(weft_join(y, NULL));
+  weft_task_release(t);
+  return r;
+}
+Test(scheduler, yielders_do_not_starve_others) {
+  cr_assert_eq(PINT(run_on(1, starve_main, NULL)), 36);
+}

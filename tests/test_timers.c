@@ -1,0 +1,203 @@
+/* Sleeps and timeouts on the shared timing wheel: issue 3's behaviour. */
+#include "support.h"
+
+#include "../lib/internal.h" /* to check that the wheel is empty after the races */
+
+#include <stdatomic.h>
+#include <string.h>
+
+#define MS 1000000ull
+
+typedef struct {
+  uint64_t want_ns, woke_ns;
+  atomic_long order;
+} sleep_rec_t;
+static atomic_long wake_counter;
+
+static void *timed_sleeper(void *arg) {
+  sleep_rec_t *r = arg;
+  uint64_t start = weft_now_ns();
+  OK(weft_sleep_ns(r->want_ns));
+  r->woke_ns = weft_now_ns() - start;
+  atomic_store(&r->order, atomic_fetch_add(&wake_counter, 1));
+  return NULL;
+}
+
+static void *random_sleeps_main(void *arg) {
+  sleep_rec_t *recs = arg;
+  enum { N = 1000 };
+  weft_task_t *t[N];
+  for (int i = 0; i < N; i++) OK(weft_spawn(&t[i], timed_sleeper, &recs[i]));
+  OK(weft_gather(t, N, NULL));
+  for (int i = 0; i < N; i++) weft_task_release(t[i]);
+  return NULL;
+}
+
+Test(timers, random_sleeps_never_return_early_and_keep_deadline_order, .timeout = 60) {
+  enum { N = 1000 };
+  static sleep_rec_t recs[N];
+  uint64_t seed = test_seed();
+  for (int i = 0; i < N; i++) recs[i].want_ns = test_rand(&seed) % (50 * MS + 1);
+  atomic_store(&wake_counter, 0);
+  run_on(2, random_sleeps_main, recs);
+  for (int i = 0; i < N; i++)
+    cr_assert_geq(recs[i].woke_ns, recs[i].want_ns, "sleep %d returned early (seed %llu)", i,
+                  (unsigned long long)test_seed());
+  /* Deadline order where deadlines differ by more than one tick (1 ms) plus spawn skew: spawns
+   * of all 1000 take well under the 5 ms margin on this machine even under TSan. */
+  long inversions = 0;
+  for (int i = 0; i < N; i++)
+    for (int j = 0; j < N; j++)
+      if (recs[i].want_ns + 5 * MS < recs[j].want_ns && recs[i].order > recs[j].order) inversions++;
+  cr_assert_eq(inversions, 0, "%ld wake-order inversions (seed %llu)", inversions,
+               (unsigned long long)test_seed());
+}
+
+static atomic_long resumed;
+static void *sleep_once(void *arg) {
+  weft_sleep_ms((uint64_t)PINT(arg));
+  atomic_fetch_add(&resumed, 1);
+  return NULL;
+}
+static void *many_sleepers_main(void *arg) {
+  long n = PINT(arg);
+  weft_task_t **t = malloc(sizeof *t * (size_t)n);
+  for (long i = 0; i < n; i++) OK(weft_spawn(&t[i], sleep_once, IPTR(i % 100)));
+  OK(weft_gather(t, (size_t)n, NULL));
+  for (long i = 0; i < n; i++) weft_task_release(t[i]);
+  free(t);
+  return NULL;
+}
+Test(timers, concurrent_sleepers_each_resume_exactly_once, .timeout = 120) {
+  long n = SCALE(100000, 3000); /* gcc's TSan allows ~8k live fibers */
+  atomic_store(&resumed, 0);
+  run_on(2, many_sleepers_main, IPTR(n));
+  cr_assert_eq(atomic_load(&resumed), n);
+}
+
+static void *far_sleeper(void *arg) {
+  weft_sleep_ms(60 * 1000);
+  return arg;
+}
+static void *near_sleeper(void *arg) {
+  uint64_t t0 = weft_now_ns();
+  weft_sleep_ms(20);
+  return IPTR((long)((weft_now_ns() - t0) / MS));
+}
+Test(timers, earlier_timer_wakes_workers_parked_on_a_far_deadline) {
+  weft_runtime_t *rt = test_runtime(2);
+  weft_task_t *far;
+  OK(weft_runtime_spawn(rt, &far, far_sleeper, NULL));
+  /* Wait until every worker parked (the far sleeper is the only timer). */
+  weft_stats_t st = WEFT_STATS_INIT;
+  do {
+    OK(weft_runtime_stats(rt, &st));
+    weft_sleep_ms(1);
+  } while (atomic_load(&((struct weft_runtime *)rt)->nidle) < 2);
+  weft_task_t *near;
+  OK(weft_runtime_spawn(rt, &near, near_sleeper, NULL));
+  void *elapsed;
+  OK(weft_join(near, &elapsed));
+  cr_assert_geq(PINT(elapsed), 20);
+  cr_assert_lt(PINT(elapsed), 20 + 500, "fired %ld ms after a 20 ms sleep", PINT(elapsed));
+  weft_task_release(far);
+  OK(weft_runtime_destroy(rt)); /* with a sleeper pending for a minute: returns promptly */
+}
+
+static void *finishes_after(void *arg) {
+  weft_sleep_ms((uint64_t)PINT(arg));
+  return arg;
+}
+static void *timeout_both_ways(void *arg) {
+  (void)arg;
+  weft_task_t *slow, *fast;
+  OK(weft_spawn(&slow, finishes_after, IPTR(200)));
+  OK(weft_spawn(&fast, finishes_after, IPTR(5)));
+  void *r = IPTR(-1);
+  uint64_t t0 = weft_now_ns();
+  cr_assert_eq(weft_await_timeout(slow, 20 * MS, &r), WEFT_ETIMEDOUT);
+  cr_assert_geq(weft_now_ns() - t0, 20 * MS, "a timeout fired early");
+  cr_assert_eq(PINT(r), -1, "a timed-out await wrote a result");
+  cr_assert(!weft_task_done(slow));
+  OK(weft_await_timeout(fast, 5000 * MS, &r));
+  cr_assert_eq(PINT(r), 5);
+  OK(weft_await(slow, &r)); /* still running and awaitable again */
+  cr_assert_eq(PINT(r), 200);
+  weft_task_release(slow);
+  weft_task_release(fast);
+  return NULL;
+}
+Test(timers, await_with_timeout_both_ways) { run_on(2, timeout_both_ways, NULL); }
+
+Test(timers, foreign_thread_await_with_timeout) {
+  weft_runtime_t *rt = test_runtime(2);
+  weft_task_t *slow;
+  OK(weft_runtime_spawn(rt, &slow, finishes_after, IPTR(100)));
+  cr_assert_eq(weft_await_timeout(slow, 10 * MS, NULL), WEFT_ETIMEDOUT);
+  void *r;
+  OK(weft_await_timeout(slow, 10000 * MS, &r));
+  cr_assert_eq(PINT(r), 100);
+  weft_task_release(slow);
+  weft_future_t *f;
+  OK(weft_future_create(&f));
+  cr_assert_eq(weft_future_await_until(f, weft_now_ns() + 5 * MS, NULL), WEFT_ETIMEDOUT);
+  weft_future_destroy(f);
+  OK(weft_runtime_destroy(rt));
+}
+
+/* Timer and completion racing: deadlines equal to the children's finishing times. */
+static void *race_main(void *arg) {
+  long rounds = PINT(arg);
+  uint64_t seed = test_seed();
+  long timeouts = 0, completions = 0;
+  for (long i = 0; i < rounds; i++) {
+    weft_task_t *t;
+    long d = (long)(test_rand(&seed) % 3);
+    OK(weft_spawn(&t, finishes_after, IPTR(d)));
+    int err = weft_await_timeout(t, (uint64_t)(test_rand(&seed) % 3) * MS, NULL);
+    cr_assert(err == 0 || err == WEFT_ETIMEDOUT, "%s", weft_strerror(err));
+    if (err) timeouts++;
+    else completions++;
+    OK(weft_join(t, NULL));
+  }
+  cr_assert_eq(timeouts + completions, rounds);
+  return NULL;
+}
+Test(timers, timer_and_completion_races_leave_the_wheel_empty, .timeout = 120) {
+  weft_runtime_t *rt = test_runtime(2);
+  weft_task_t *t[4];
+  for (int i = 0; i < 4; i++) OK(weft_runtime_spawn(rt, &t[i], race_main, IPTR(SCALE(300, 100))));
+  for (int i = 0; i < 4; i++) OK(weft_join(t[i], NULL));
+  cr_assert(!weft__timer_pending(((struct weft_runtime *)rt)->timer), "entries left in the wheel");
+  OK(weft_runtime_destroy(rt));
+}
+
+Test(timers, zero_and_past_sleeps_yield) {
+  weft_runtime_t *rt = test_runtime(1);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, finishes_after, IPTR(0)));
+  OK(weft_join(t, NULL));
+  OK(weft_runtime_destroy(rt));
+  uint64_t t0 = weft_now_ns();
+  OK(weft_sleep_ms(2)); /* from a plain thread: a plain sleep */
+  cr_assert_geq(weft_now_ns() - t0, 2 * MS);
+}
+
+static void *hour_sleeper(void *arg) {
+  weft_sleep_ms(3600 * 1000);
+  return arg;
+}
+Test(timers, shutdown_with_sleepers_pending_returns_promptly) {
+  weft_runtime_t *rt = test_runtime(2);
+  for (int i = 0; i < 100; i++) OK(weft_runtime_spawn(rt, NULL, hour_sleeper, NULL));
+  weft_task_t *probe;
+  OK(weft_runtime_spawn(rt, &probe, finishes_after, IPTR(10)));
+  OK(weft_join(probe, NULL)); /* the sleepers are asleep by now */
+  uint64_t t0 = weft_now_ns();
+  OK(weft_runtime_destroy(rt));
+  cr_assert_lt(weft_now_ns() - t0, 2000 * MS, "destroy took %llu ms",
+               (unsigned long long)((weft_now_ns() - t0) / MS));
+#if TEST_ASAN
+  cr_assert_eq(__lsan_do_recoverable_leak_check(), 0);
+#endif
+}
