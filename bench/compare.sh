@@ -375,7 +375,8 @@ md = [f"# weft vs peers{' (--quick: correctness only, one run)' if quick else ''
       f"workers={os.environ['WORKERS']}, median of {os.environ['ROUNDS']} alternating rounds "
       f"(each round runs every runtime once, in the order of the columns), per-run limit {limit} s.", "",
       "## Wall time, median ms", "", t_ms,
-      "## weft's ratio to each peer: peer_ms / weft_ms (> 1: weft is faster)", "", t_ratio,
+      "## weft's ratio to each peer: peer_ms / weft_ms (> 1: weft is faster)", "",
+      t_ratio if "weft" in rts else "(weft was not run)\n",
       "## Peak RSS, median KiB (ru_maxrss / VmHWM)", "", t_rss,
       "Cells: `n/a` the runtime has no natural form of that workload (exit 3); "
       f"`left out (>{limit} s)` a run exceeded the limit at that n, so the runtime was left out "

@@ -242,6 +242,9 @@ struct join_test : rl::test_suite<join_test<SubOrder>, 3> {
 
 /* ---- Driver ----------------------------------------------------------------------------- */
 
+int passed = 0, failed = 0;
+bool verbose = false, full_search = false;
+
 struct outcome {
   bool failed;
   std::string what;
@@ -272,8 +275,6 @@ outcome run_model(unsigned long long iterations, std::string *log) {
   return o;
 }
 
-int passed = 0, failed = 0;
-bool verbose = false, full_search = false;
 
 template <class Test>
 void expect_pass(const char *name, unsigned long long iterations) {

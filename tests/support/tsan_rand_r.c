@@ -7,7 +7,7 @@
  */
 #include <stdlib.h>
 
-int rand_r(unsigned int *seed) {
+__attribute__((visibility("default"))) int rand_r(unsigned int *seed) {
   *seed = *seed * 1103515245u + 12345u;
   /* (0x560000000000 - 0x200000000000) >> 24 = 0x360000; 0x8000 slots of 16 MiB above it. */
   return (int)(0x360000u + ((*seed >> 8) & 0x7fffu));
