@@ -21,10 +21,11 @@
 #   --rebuild             rebuild every peer even if up to date
 #   --install             apt-get install the Debian packages of missing peers first
 #
-# weft itself: ${WEFT_BENCH:-build/release/bench/weft-bench} <workload> <n> [k] -w <workers>
-# (k only for gather). If WEFT_BENCH is unset and the default binary is missing, the script tries
-# `cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release && cmake --build build/release
-# --target weft-bench` once. Every program prints one line per run:
+# Every runtime is run as: <program> <workload> <n> [-k <k>] -w <workers>   (-k only for gather;
+# the peers also accept k as a third positional argument). weft's driver is
+# ${WEFT_BENCH:-build/release/bench/weft-bench}; if WEFT_BENCH is unset and that binary is
+# missing, the script tries `cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release &&
+# cmake --build build/release --target weft-bench` once. Every program prints one line per run:
 #   <runtime> <workload> n=<N> r=<result> ms=<wall ms> rss_kb=<peak RSS KiB>
 # and exits 3 (printing nothing) for a workload it cannot do naturally: that cell stays empty.
 #
@@ -265,7 +266,7 @@ for ((row = 0; row < ${#ROW_W[@]}; row++)); do
             [ -n "$only" ] && [[ " $only " != *" $rt "* ]] && continue
             [ -n "${LEFT[$row $rt]:-}" ] && continue
             args=("$w" "$n")
-            [ "$w" = gather ] && args+=("$k")
+            [ "$w" = gather ] && args+=(-k "$k")
             args+=(-w "$WORKERS")
             # shellcheck disable=SC2086  # BIN may be "python3 script.py"
             # (the outer 2>/dev/null only silences bash's "Segmentation fault" job notice)

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Python asyncio peer for weft's benchmark driver (run with Debian's /usr/bin/python3).
 
-usage: asyncio_peer.py <workload> <n> [k] [-w <workers>]   (workers is accepted and ignored:
-       asyncio runs on one thread)
+usage: asyncio_peer.py <workload> <n> [k | -k <k>] [-w <workers>]   (k: gather only, default 10;
+       workers is accepted and ignored: asyncio runs on one thread)
 prints: asyncio <workload> n=<N> r=<result> ms=<wall ms> rss_kb=<ru_maxrss>
 
 Timing INCLUDES runtime start: the clock starts just before asyncio.run() creates the event
@@ -84,17 +84,22 @@ async def gather_sleeps(n, k):
 
 
 def usage():
-    sys.stderr.write("usage: asyncio_peer.py <fib|skynet|spawn|yield|sleep|gather> <n> [k] [-w workers]\n")
+    sys.stderr.write("usage: asyncio_peer.py <fib|skynet|spawn|yield|sleep|gather> <n> [k | -k k] [-w workers]\n")
     sys.exit(2)
 
 
 def main():
     args = sys.argv[1:]
     pos = []
+    kopt = None
     i = 0
     while i < len(args):
         if args[i] == "-w" and i + 1 < len(args):
             i += 2  # workers: ignored, asyncio is single-threaded
+            continue
+        if args[i] == "-k" and i + 1 < len(args):
+            kopt = args[i + 1]
+            i += 2
             continue
         pos.append(args[i])
         i += 1
@@ -103,7 +108,7 @@ def main():
     wl = pos[0]
     try:
         n = int(pos[1])
-        k = int(pos[2]) if len(pos) > 2 else 10
+        k = int(kopt if kopt is not None else pos[2] if len(pos) > 2 else 10)
     except ValueError:
         usage()
     roots = {

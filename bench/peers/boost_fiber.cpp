@@ -1,6 +1,7 @@
 // Boost.Fiber peer (algo::work_stealing scheduler) for weft's benchmark driver.
 //
-// usage: boost-fiber-peer <workload> <n> [k] [-w <workers>]     (workers default 2)
+// usage: boost-fiber-peer <workload> <n> [k | -k <k>] [-w <workers>]
+//        (workers default 2; k: gather only, default 10)
 // prints: boost-fiber <workload> n=<N> r=<result> ms=<wall ms> rss_kb=<ru_maxrss>
 //
 // Timing INCLUDES runtime start: the clock starts just before the <workers>-1 extra threads are
@@ -72,7 +73,7 @@ template <typename F> static int64_t gather_each(int64_t n, F body)
 
 static void usage()
 {
-    std::fprintf(stderr, "usage: boost-fiber-peer <fib|skynet|spawn|yield|sleep|gather> <n> [k] [-w workers]\n");
+    std::fprintf(stderr, "usage: boost-fiber-peer <fib|skynet|spawn|yield|sleep|gather> <n> [k | -k k] [-w workers]\n");
     std::exit(2);
 }
 
@@ -81,16 +82,22 @@ int main(int argc, char **argv)
     const char *wl = nullptr;
     long long n = -1, k = 10;
     int workers = 2, pos = 0;
+    bool kset = false;
     for (int i = 1; i < argc; i++) {
         if (!std::strcmp(argv[i], "-w") && i + 1 < argc) {
             workers = std::atoi(argv[++i]);
+            continue;
+        }
+        if (!std::strcmp(argv[i], "-k") && i + 1 < argc) {
+            k = std::strtoll(argv[++i], nullptr, 10);
+            kset = true; // an explicit -k wins over a positional k
             continue;
         }
         if (pos == 0)
             wl = argv[i];
         else if (pos == 1)
             n = std::strtoll(argv[i], nullptr, 10);
-        else if (pos == 2)
+        else if (pos == 2 && !kset)
             k = std::strtoll(argv[i], nullptr, 10);
         pos++;
     }

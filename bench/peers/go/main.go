@@ -1,7 +1,8 @@
 // Go peer (goroutines, channels, sync.WaitGroup, time.Sleep) for weft's benchmark driver.
 // Standard library only.
 //
-// usage: go-peer <workload> <n> [k] [-w <workers>]     (workers default 2 -> GOMAXPROCS)
+// usage: go-peer <workload> <n> [k | -k <k>] [-w <workers>]
+// (workers default 2 -> GOMAXPROCS; k: gather only, default 10)
 // prints: go <workload> n=<N> r=<result> ms=<wall ms> rss_kb=<ru_maxrss>
 //
 // Timing EXCLUDES runtime start (Go's scheduler is already running when main starts):
@@ -90,7 +91,7 @@ func gatherEach(n int64, body func(i int64) int64) int64 {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: go-peer <fib|skynet|spawn|yield|sleep|gather> <n> [k] [-w workers]")
+	fmt.Fprintln(os.Stderr, "usage: go-peer <fib|skynet|spawn|yield|sleep|gather> <n> [k | -k k] [-w workers]")
 	os.Exit(2)
 }
 
@@ -100,6 +101,7 @@ func main() {
 	k := int64(10)
 	workers := 2
 	pos := 0
+	kset := false
 	args := os.Args[1:]
 	for i := 0; i < len(args); i++ {
 		if args[i] == "-w" && i+1 < len(args) {
@@ -109,6 +111,16 @@ func main() {
 				usage()
 			}
 			workers = w
+			continue
+		}
+		if args[i] == "-k" && i+1 < len(args) {
+			i++
+			v, err := strconv.ParseInt(args[i], 10, 64)
+			if err != nil {
+				usage()
+			}
+			k = v
+			kset = true // an explicit -k wins over a positional k
 			continue
 		}
 		switch pos {
@@ -121,7 +133,7 @@ func main() {
 			}
 			if pos == 1 {
 				n = v
-			} else {
+			} else if !kset {
 				k = v
 			}
 		}

@@ -1,6 +1,7 @@
 //! Tokio peer (multi-thread runtime) for weft's benchmark driver.
 //!
-//! usage: tokio-peer <workload> <n> [k] [-w <workers>]   (workers default 2 -> worker_threads)
+//! usage: tokio-peer <workload> <n> [k | -k <k>] [-w <workers>]
+//!        (workers default 2 -> worker_threads; k: gather only, default 10)
 //! prints: tokio <workload> n=<N> r=<result> ms=<wall ms> rss_kb=<VmHWM>
 //!
 //! Timing INCLUDES runtime start: the clock starts just before the multi-thread runtime is
@@ -31,7 +32,9 @@ fn skynet(num: i64, size: i64) -> BoxFut {
             return num;
         }
         let sub = size / 10;
-        let hs: Vec<_> = (0..10).map(|i| tokio::spawn(skynet(num + i * sub, sub))).collect();
+        let hs: Vec<_> = (0..10)
+            .map(|i| tokio::spawn(skynet(num + i * sub, sub)))
+            .collect();
         let mut s = 0;
         for h in hs {
             s += h.await.unwrap();
@@ -104,7 +107,9 @@ fn peak_rss_kb() -> i64 {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: tokio-peer <fib|skynet|spawn|yield|sleep|gather> <n> [k] [-w workers]");
+    eprintln!(
+        "usage: tokio-peer <fib|skynet|spawn|yield|sleep|gather> <n> [k | -k k] [-w workers]"
+    );
     std::process::exit(2);
 }
 
@@ -112,8 +117,14 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut pos: Vec<&str> = Vec::new();
     let mut workers = 2usize;
+    let mut kopt: Option<i64> = None;
     let mut i = 0;
     while i < args.len() {
+        if args[i] == "-k" && i + 1 < args.len() {
+            kopt = Some(args[i + 1].parse().unwrap_or_else(|_| usage()));
+            i += 2;
+            continue;
+        }
         if args[i] == "-w" && i + 1 < args.len() {
             workers = args[i + 1].parse().unwrap_or_else(|_| usage());
             i += 2;
@@ -127,8 +138,17 @@ fn main() {
     }
     let wl = pos[0].to_string();
     let n: i64 = pos[1].parse().unwrap_or_else(|_| usage());
-    let k: i64 = if pos.len() > 2 { pos[2].parse().unwrap_or_else(|_| usage()) } else { 10 };
-    if n < 0 || !matches!(wl.as_str(), "fib" | "skynet" | "spawn" | "yield" | "sleep" | "gather") {
+    let k: i64 = match kopt {
+        Some(k) => k,
+        None if pos.len() > 2 => pos[2].parse().unwrap_or_else(|_| usage()),
+        None => 10,
+    };
+    if n < 0
+        || !matches!(
+            wl.as_str(),
+            "fib" | "skynet" | "spawn" | "yield" | "sleep" | "gather"
+        )
+    {
         usage();
     }
 
@@ -141,6 +161,13 @@ fn main() {
     let h = rt.spawn(root(wl.clone(), n, k));
     let r = rt.block_on(h).unwrap();
     let ms = t0.elapsed().as_secs_f64() * 1e3;
-    println!("tokio {} n={} r={} ms={:.1} rss_kb={}", wl, n, r, ms, peak_rss_kb());
+    println!(
+        "tokio {} n={} r={} ms={:.1} rss_kb={}",
+        wl,
+        n,
+        r,
+        ms,
+        peak_rss_kb()
+    );
     drop(rt);
 }
