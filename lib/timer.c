@@ -2,11 +2,13 @@
  * One hierarchical timing wheel for all workers (Varghese & Lauck).
  *
  * Geometry, derived from the constants below:
- *   tick                     = TICK_NS                      = 1 ms
+ *   tick                     = TICK_NS                      = 250 µs
  *   slots per level          = 1 << SLOT_BITS               = 64
- *   level L slot width       = 64^L ticks: 1 ms, 64 ms, 4.1 s, 4.4 min, 4.7 h, 12.4 days
- *   level L range            = 64^(L+1) ticks: 64 ms, 4.1 s, 4.4 min, 4.7 h, 12.4 days, 2.2 years
- *   LEVELS                   = 6: the wheel spans 64^6 ms ≈ 2.2 years.
+ *   level L slot width       = 64^L ticks: 0.25 ms, 16 ms, 1.0 s, 65.5 s, 69.9 min, 3.1 days
+ *   level L range            = 64^(L+1) ticks: 16 ms, 1.0 s, 65.5 s, 69.9 min, 3.1 days, 199 days
+ *   LEVELS                   = 6: the wheel spans 64^6 ticks ≈ 199 days.
+ * The tick is a quarter of a millisecond so that a sleep's lateness from rounding (< 1 tick)
+ * stays well under the 1 ms p99 target; a 1 ms tick measured p99 1.12 ms idle.
  * A deadline past the range is parked in the last slot of the top level and re-inserted when
  * that slot comes due (so it is late by nothing and early never: it simply goes round again).
  *
@@ -43,7 +45,7 @@ enum {
   FIRE_BATCH = 256,
   DUE_LIST = LEVELS * SLOTS, /* level_slot value of an entry waiting in the due list */
 };
-#define TICK_NS UINT64_C(1000000)
+#define TICK_NS UINT64_C(250000)
 #define MAX_TICKS ((UINT64_C(1) << (SLOT_BITS * LEVELS)) - 1)
 
 enum { TIMER_IDLE = 0, TIMER_ARMED = 1, TIMER_FIRING = 2 };

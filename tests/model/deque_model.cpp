@@ -241,26 +241,37 @@ struct join_test : rl::test_suite<join_test<SubOrder>, 3> {
 };
 
 /* ---- Driver ----------------------------------------------------------------------------- */
+/* Every variant is searched twice:
+ *   random:  relacy's random scheduler, seeded by the iteration number (same schedules every
+ *            run), for a fixed number of iterations;
+ *   bounded: relacy's context-bound scheduler, which enumerates EVERY execution with at most
+ *            `bound` preemptions (and every value a load may read) and stops when done.
+ * A correct variant must pass both; a planted bug must be caught by both. */
 
-int passed = 0, failed = 0;
-bool verbose = false, full_search = false;
+struct search {
+  const char *name;
+  rl::scheduler_type_e type;
+  unsigned long long iterations; /* random only */
+  unsigned bound;                /* bounded only */
+};
 
 struct outcome {
   bool failed;
-  std::string what;
+  std::string what; /* relacy's description of the failure */
+  std::string log;  /* relacy's full report with the failing execution */
   double seconds;
   unsigned long long iterations;
 };
 
 template <class Test>
-outcome run_model(unsigned long long iterations, std::string *log) {
+outcome run_model(const search &s) {
   /* relacy replaces the global operator new/delete and serves them from its own heap while a
    * model runs: whatever it writes to must allocate with its raw allocator. */
   rl::ostringstream out;
   rl::test_params p;
-  p.iteration_count = iterations;
-  /* random: seeded by the iteration number, so every run explores the same schedules */
-  p.search_type = full_search ? rl::sched_full : rl::sched_random;
+  p.search_type = s.type;
+  p.iteration_count = s.iterations;
+  p.context_bound = s.bound;
   p.output_stream = &out;
   p.progress_stream = &out;
   auto t0 = std::chrono::steady_clock::now();
@@ -268,72 +279,73 @@ outcome run_model(unsigned long long iterations, std::string *log) {
   auto t1 = std::chrono::steady_clock::now();
   outcome o;
   o.failed = p.test_result != rl::test_result_success;
+  o.log = out.str().c_str();
   o.what = rl::test_result_str(p.test_result);
+  if (o.failed) { /* the report's second line: the result with the failed assertion */
+    size_t a = o.log.find('\n'), b = a == std::string::npos ? a : o.log.find('\n', a + 1);
+    if (b != std::string::npos) o.what = o.log.substr(a + 1, b - a - 1);
+  }
   o.seconds = std::chrono::duration<double>(t1 - t0).count();
   o.iterations = (unsigned long long)p.stop_iteration;
-  if (log) *log = out.str().c_str();
   return o;
 }
 
+int passed = 0, failed = 0;
+bool verbose = false;
+search searches[2] = {{"random", rl::sched_random, 200000, 0}, {"bounded", rl::sched_bound, 0, 3}};
 
 template <class Test>
-void expect_pass(const char *name, unsigned long long iterations) {
-  std::string log;
-  outcome o = run_model<Test>(iterations, &log);
-  if (!o.failed) {
-    passed++;
-    std::printf("model %s: passed (%llu iterations, %.2f s)\n", name, iterations, o.seconds);
-  } else {
-    failed++;
-    std::printf("model %s: FAILED: %s at iteration %llu\n%s\n", name, o.what.c_str(),
-                o.iterations, log.c_str());
+void check(const char *name, bool expect_bug) {
+  std::string detail, logs;
+  bool ok = true;
+  for (const search &s : searches) {
+    outcome o = run_model<Test>(s);
+    char buf[512];
+    if (o.failed)
+      std::snprintf(buf, sizeof buf, "%s%s: %s at iteration %llu, %.2f s", detail.empty() ? "" : "; ",
+                    s.name, o.what.c_str(), o.iterations, o.seconds);
+    else
+      std::snprintf(buf, sizeof buf, "%s%s: %llu iterations, %.2f s", detail.empty() ? "" : "; ",
+                    s.name, o.iterations, o.seconds);
+    detail += buf;
+    if (o.failed != expect_bug) ok = false;
+    if (o.failed && (verbose || !expect_bug)) logs += o.log;
   }
+  const char *verdict = expect_bug ? (ok ? "bug caught (as required)" : "BUG NOT CAUGHT")
+                                   : (ok ? "passed" : "FAILED");
+  std::printf("model %s: %s (%s)\n", name, verdict, detail.c_str());
+  if (!logs.empty()) std::printf("%s\n", logs.c_str());
   std::fflush(stdout);
-}
-
-template <class Test>
-void expect_bug(const char *name, unsigned long long iterations) {
-  std::string log;
-  outcome o = run_model<Test>(iterations, &log);
-  if (o.failed) {
-    passed++;
-    std::printf("model %s: bug caught (as required): %s at iteration %llu (%.2f s)\n", name,
-                o.what.c_str(), o.iterations, o.seconds);
-    if (verbose) std::printf("%s\n", log.c_str());
-  } else {
-    failed++;
-    std::printf("model %s: NOT CAUGHT in %llu iterations (%.2f s): the model is too weak\n",
-                name, iterations, o.seconds);
-  }
-  std::fflush(stdout);
+  (ok ? passed : failed)++;
 }
 
 } // namespace
 
 int main(int argc, char **argv) {
-  /* A factor scales every iteration budget (e.g. `deque_model 10` for a deeper search). */
-  unsigned long long scale = 1;
   for (int i = 1; i < argc; i++) {
-    if (!std::strcmp(argv[i], "-v")) verbose = true;
-    else if (!std::strcmp(argv[i], "--full")) full_search = true;
-    else scale = std::strtoull(argv[i], nullptr, 10);
+    if (!std::strcmp(argv[i], "-v")) {
+      verbose = true; /* print relacy's report of each caught bug */
+    } else if (!std::strcmp(argv[i], "--random") && i + 1 < argc) {
+      searches[0].iterations = std::strtoull(argv[++i], nullptr, 10);
+    } else if (!std::strcmp(argv[i], "--bound") && i + 1 < argc) {
+      searches[1].bound = (unsigned)std::strtoul(argv[++i], nullptr, 10);
+    } else {
+      std::fprintf(stderr, "usage: %s [-v] [--random ITERATIONS] [--bound PREEMPTIONS]\n", argv[0]);
+      return 2;
+    }
   }
-  if (scale == 0) scale = 1;
-  const unsigned long long pass_iters = 200000 * scale, bug_iters = 200000 * scale;
   auto t0 = std::chrono::steady_clock::now();
 
-  expect_pass<deque_test<ops_v_correct>>("deque correct", pass_iters);
-  expect_bug<deque_test<ops_v_take_relaxed>>("deque no-seq-cst-take (relaxed)", bug_iters);
-  expect_bug<deque_test<ops_v_take_acq_rel>>("deque no-seq-cst-take (release/acquire)",
-                                             bug_iters);
-  expect_bug<deque_test<ops_v_no_last_cas>>("deque no-last-cas", bug_iters);
-  expect_bug<deque_test<ops_v_push_relaxed>>("deque no-release-push", bug_iters);
-  expect_bug<deque_test<ops_v_push_relaxed, true>>("deque no-release-push (payload race only)",
-                                                   bug_iters);
+  check<deque_test<ops_v_correct>>("deque correct", false);
+  check<deque_test<ops_v_take_relaxed>>("deque no-seq-cst-take (relaxed)", true);
+  check<deque_test<ops_v_take_acq_rel>>("deque no-seq-cst-take (release/acquire)", true);
+  check<deque_test<ops_v_no_last_cas>>("deque no-last-cas", true);
+  check<deque_test<ops_v_push_relaxed>>("deque no-release-push", true);
+  check<deque_test<ops_v_push_relaxed, true>>("deque no-release-push (payload race only)", true);
 
-  expect_pass<join_test<rl::mo_acq_rel>>("join correct", pass_iters);
-  expect_bug<join_test<rl::mo_release>>("join no-acquire (fetch_sub release)", bug_iters);
-  expect_bug<join_test<rl::mo_acquire>>("join no-release (fetch_sub acquire)", bug_iters);
+  check<join_test<rl::mo_acq_rel>>("join correct", false);
+  check<join_test<rl::mo_release>>("join no-acquire (fetch_sub release)", true);
+  check<join_test<rl::mo_acquire>>("join no-release (fetch_sub acquire)", true);
 
   double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%d passed, %d failed (%.2f s)\n", passed, failed, total);
