@@ -1,0 +1,50 @@
+/* Proof that the sanitizer builds are on (the way Go's race-detector suite has tests that must
+ * race). `race`: two tasks on different workers write one plain int with no synchronisation —
+ * the TSan build must report a data race. `uaf`: a task reads a freed block — the ASan build
+ * must report a heap-use-after-free. ctest passes only if the report appears (see
+ * tests/CMakeLists.txt); if these ever pass silently, the sanitizer setup is broken. */
+#include "weft.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int shared_plain;        /* the deliberate race */
+static atomic_int both_started; /* so the two writers overlap on two workers */
+
+static void *writer(void *arg) {
+  atomic_fetch_add(&both_started, 1);
+  while (atomic_load(&both_started) < 2) {
+  }
+  for (int i = 0; i < 1000; i++) shared_plain += (int)(intptr_t)arg;
+  return NULL;
+}
+
+static void *race_main(void *arg) {
+  (void)arg;
+  weft_task_t *a, *b;
+  weft_spawn(&a, writer, (void *)1);
+  weft_spawn(&b, writer, (void *)2);
+  weft_join(b, NULL); /* b runs inline here, a on the other worker (stolen) */
+  weft_join(a, NULL);
+  return NULL;
+}
+
+static void *uaf_main(void *arg) {
+  (void)arg;
+  volatile char *p = malloc(64);
+  memset((void *)p, 1, 64);
+  free((void *)p);
+  return (void *)(intptr_t)p[7]; /* the deliberate use after free */
+}
+
+int main(int argc, char **argv) {
+  weft_options_t o = WEFT_OPTIONS_INIT;
+  o.workers = 2;
+  if (argc > 1 && !strcmp(argv[1], "race")) return weft_run(&o, race_main, NULL, NULL);
+  if (argc > 1 && !strcmp(argv[1], "uaf")) return weft_run(&o, uaf_main, NULL, NULL);
+  fprintf(stderr, "usage: %s race|uaf\n", argv[0]);
+  return 2;
+}
