@@ -171,6 +171,9 @@ static void task_cache_spill(struct weft_runtime *rt, weft__worker_t *w) {
 }
 
 void weft__task_free(struct weft_runtime *rt, weft__worker_t *w, struct weft_task *t) {
+  /* Poison: a release of this handle before the descriptor is reused aborts with a sentence.
+   * relaxed: nobody else may touch a freed descriptor. */
+  atomic_store_explicit(&t->word, WEFT__DONE | WEFT__RELEASED, memory_order_relaxed);
   if (w && w->rt == rt) {
     t->next = w->free_tasks;
     w->free_tasks = t;

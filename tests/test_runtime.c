@@ -202,3 +202,34 @@ Test(stacks, overflow_is_reported_in_one_line_naming_the_task) {
   cr_assert(strstr(buf, ") overflowed its 65536-byte stack\n") != NULL, "stderr was: %s", buf);
 #endif
 }
+
+/* ---- misuse that cannot be returned: one sentence, then abort ---- */
+
+static void *destroy_own_runtime(void *arg) {
+  weft_runtime_destroy(arg); /* aborts: it would wait for itself */
+  return NULL;
+}
+Test(misuse, destroying_the_runtime_from_its_own_task_aborts, .signal = SIGABRT) {
+  weft_runtime_t *rt = test_runtime(1);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, destroy_own_runtime, rt));
+  weft_join(t, NULL);
+}
+
+static void *release_twice(void *arg) {
+  (void)arg;
+  weft_task_t *t;
+  OK(weft_spawn(&t, one, NULL));
+  OK(weft_await(t, NULL));
+  weft_task_release(t);
+  weft_task_release(t); /* aborts: the handle was already released */
+  return NULL;
+}
+Test(misuse, releasing_a_handle_twice_aborts, .signal = SIGABRT) { run_on(1, release_twice, NULL); }
+
+static void *await_self(void *arg) {
+  (void)arg;
+  weft_await(weft_current(), NULL); /* aborts: it could never finish */
+  return NULL;
+}
+Test(misuse, a_task_awaiting_itself_aborts, .signal = SIGABRT) { run_on(1, await_self, NULL); }
