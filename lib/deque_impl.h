@@ -98,8 +98,12 @@ static inline uintptr_t WD_FN(take)(WD_DEQUE *d) {
  * race for it (the caller may retry or move on). */
 #define WD_ABORT ((uintptr_t)1)
 static inline uintptr_t WD_FN(steal)(WD_DEQUE *d) {
-  int64_t t = WD_LOAD(d->top, WD_SC);    /* seq_cst: ordered against take's store of bottom */
-  int64_t b = WD_LOAD(d->bottom, WD_SC); /* seq_cst (⊇ acquire): pairs with push's release */
+  /* seq_cst on top is more than needed (acquire passes the model; the CAS below settles it) but
+   * free on x86. seq_cst on bottom is needed: made acquire, the model consumes an element
+   * twice (it must be ordered against take's seq_cst store of bottom); ⊇ acquire, it also
+   * pairs with push's release. */
+  int64_t t = WD_LOAD(d->top, WD_SC);
+  int64_t b = WD_LOAD(d->bottom, WD_SC);
   if (t >= b) return 0;
   WD_ARRAY *a = WD_LOAD(d->array, WD_ACQ); /* acquire: pairs with the release in grow */
   uintptr_t x = WD_LOAD(WD_SLOT(a, t), WD_RLX); /* relaxed: validated by the CAS below */
