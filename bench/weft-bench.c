@@ -60,25 +60,10 @@ static void *skynet(void *arg) {
   return (void *)(intptr_t)sum;
 }
 
-/* ---- spawn: n empty tasks, gathered ---- */
+/* ---- spawn: n empty tasks, gathered (many_main with `one`) ---- */
 static void *one(void *arg) {
   (void)arg;
   return (void *)1;
-}
-static void *spawn_main(void *arg) {
-  long n = (long)(intptr_t)arg;
-  weft_task_t **ts = malloc(sizeof *ts * (size_t)n);
-  for (long i = 0; i < n; i++) check(weft_spawn(&ts[i], one, NULL), "spawn");
-  void **res = malloc(sizeof *res * (size_t)n);
-  check(weft_gather(ts, (size_t)n, res), "gather");
-  long sum = 0;
-  for (long i = 0; i < n; i++) {
-    sum += (long)(intptr_t)res[i];
-    weft_task_release(ts[i]);
-  }
-  free(ts);
-  free(res);
-  return (void *)(intptr_t)sum;
 }
 
 /* ---- yield: 1000 tasks yielding n/1000 times each ---- */
@@ -90,7 +75,7 @@ static void *yielder(void *arg) {
   }
   return (void *)(intptr_t)done;
 }
-static void *many_main(void *arg); /* spawns `count` copies of fn(arg), gathers, sums */
+/* Spawns `count` tasks fn(arg_of(i)), gathers them, sums their results. */
 typedef struct {
   long count;
   weft_fn fn;
@@ -226,7 +211,8 @@ int main(int argc, char **argv) {
     check(weft_run(&opts, skynet, &a, &r), "run");
     result = (int64_t)(intptr_t)r;
   } else if (!strcmp(work, "spawn")) {
-    check(weft_run(&opts, spawn_main, (void *)(intptr_t)n, &r), "run");
+    many_t m = {n, one, arg_const, NULL};
+    check(weft_run(&opts, many_main, &m, &r), "run");
     result = (int64_t)(intptr_t)r;
   } else if (!strcmp(work, "yield")) {
     many_t m = {1000, yielder, arg_const, (void *)(intptr_t)(n / 1000)};

@@ -119,6 +119,14 @@ static inline int64_t WD_FN(size_hint)(WD_DEQUE *d) {
   return b - t;
 }
 
+/* Any thread: whether the deque held something, with seq_cst loads: the load side of the
+ * wake check's store→load pattern (a parker that sees nothing here cannot miss a push that
+ * the spawner followed with a check for idle workers). */
+static inline int WD_FN(seen_nonempty)(WD_DEQUE *d) {
+  int64_t t = WD_LOAD(d->top, WD_SC);
+  return WD_LOAD(d->bottom, WD_SC) > t;
+}
+
 /* Owner only: the newest element without removing it (a hint; take() decides). */
 static inline uintptr_t WD_FN(peek_newest)(WD_DEQUE *d) {
   int64_t b = WD_LOAD(d->bottom, WD_RLX); /* relaxed: only the owner writes bottom */

@@ -210,6 +210,13 @@ typedef struct weft__worker {
   _Atomic uint64_t n_spawned, n_inlined, n_stolen, n_parks;
 } weft__worker_t;
 
+/* Owner-written statistic: a plain increment made of relaxed atomics, so weft_runtime_stats
+ * may read it from another thread (no locked instruction on the hot path). */
+static inline void weft__stat_bump(_Atomic uint64_t *counter) {
+  atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + 1,
+                        memory_order_relaxed);
+}
+
 /* The worker of the calling thread, or NULL. noinline + barrier: a task can resume on another
  * thread, and a compiler that cached the TLS address across the switch would read the old
  * worker's variable (seen with gcc 12; see shared/field-notes.md). */
@@ -254,14 +261,13 @@ struct weft_runtime {
 void weft__inject_push(struct weft_runtime *rt, uintptr_t entry);
 uintptr_t weft__inject_pop(struct weft_runtime *rt);
 
-struct weft_task *weft__task_alloc(struct weft_runtime *rt, weft__worker_t *w);
 void weft__task_slabs_free(struct weft_runtime *rt);
 
 /* Test-only fault injection: make the n-th allocation of a kind fail (0 disables). */
 enum { WEFT__FAULT_STACK, WEFT__FAULT_TASK, WEFT__FAULT_THREAD, WEFT__FAULT_KINDS };
 bool weft__fault_hit(int kind);
-WEFT_EXTERN void weft__fault_set(int kind, long nth);
-WEFT_EXTERN void weft__stack_force_mprotect_guards(int force);
+void weft__fault_set(int kind, long nth);            /* tests link weft_static */
+void weft__stack_force_mprotect_guards(int force);
 
 /* ---- Timers (lib/timer.c) ------------------------------------------------------------------- */
 

@@ -6,6 +6,8 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <unistd.h>
 #include <sched.h>
 #include <string.h>
 
@@ -44,6 +46,36 @@ const char *weft_err_name(int err) {
 #undef WEFT__ERRNO_NAME
   }
   return "WEFT_UNKNOWN";
+}
+
+_Noreturn void weft__die(const char *fmt, ...) {
+  char line[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+  va_end(ap);
+  if (n < 0) n = 0;
+  if (n > (int)sizeof line - 2) n = (int)sizeof line - 2;
+  line[n++] = '\n';
+  ssize_t ignored = write(STDERR_FILENO, line, (size_t)n);
+  (void)ignored;
+  abort();
+}
+
+/* ---- Fault injection (test-only) ---------------------------------------------------------- */
+
+static _Atomic long fault_countdown[WEFT__FAULT_KINDS];
+
+void weft__fault_set(int kind, long nth) {
+  if (kind >= 0 && kind < WEFT__FAULT_KINDS)
+    atomic_store_explicit(&fault_countdown[kind], nth, memory_order_relaxed);
+}
+
+bool weft__fault_hit(int kind) {
+  /* relaxed: a test knob; the countdown itself is the only shared state */
+  if (WEFT__LIKELY(atomic_load_explicit(&fault_countdown[kind], memory_order_relaxed) <= 0))
+    return false;
+  return atomic_fetch_sub_explicit(&fault_countdown[kind], 1, memory_order_relaxed) == 1;
 }
 
 /* ---- Options ------------------------------------------------------------------------------ */

@@ -14,9 +14,10 @@
  * Inline awaits. A task that awaits (or gathers) a task whose start entry is the newest in its
  * own worker's deque takes the entry back (Chase–Lev take) and runs the task as a plain call
  * on its own stack — Lace's SYNC, Java ForkJoin's tryUnfork. Extraction from a deque is
- * exactly-once, so the inline path needs no claim CAS and no stale entries exist. Rejected: claiming any unstarted task by a
- * CAS on its state from wherever it sits (inlines more awaits, but costs a CAS per task and
- * leaves stale entries whose owners must then be reference-counted); and "helping" — running
+ * exactly-once, so the inline path needs no claim CAS and no stale entries exist.
+ * Rejected: claiming any unstarted task by a CAS on its state from wherever it sits (inlines
+ * more awaits, but costs a CAS per task and leaves stale entries whose owners must then be
+ * reference-counted); and "helping" — running
  * other queued tasks while waiting — which can deadlock when the helped task waits for
  * something the helper would do after its await returns.
  *
@@ -32,10 +33,7 @@
 
 #include <errno.h>
 #include <sched.h>
-#include <linux/futex.h>
-#include <stdarg.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,60 +42,6 @@ enum {
   TASK_CACHE_MAX = 1024, /* a worker's free list beyond this spills half to the runtime */
   TASK_REFILL = 64
 };
-
-_Noreturn void weft__die(const char *fmt, ...) {
-  char line[512];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(line, sizeof line - 1, fmt, ap);
-  va_end(ap);
-  if (n < 0) n = 0;
-  if (n > (int)sizeof line - 2) n = (int)sizeof line - 2;
-  line[n++] = '\n';
-  ssize_t ignored = write(STDERR_FILENO, line, (size_t)n);
-  (void)ignored;
-  abort();
-}
-
-/* ---- Fault injection (test-only) ---------------------------------------------------------- */
-
-static _Atomic long fault_countdown[WEFT__FAULT_KINDS];
-
-void weft__fault_set(int kind, long nth) {
-  if (kind >= 0 && kind < WEFT__FAULT_KINDS)
-    atomic_store_explicit(&fault_countdown[kind], nth, memory_order_relaxed);
-}
-
-bool weft__fault_hit(int kind) {
-  /* relaxed: a test knob; the countdown itself is the only shared state */
-  if (WEFT__LIKELY(atomic_load_explicit(&fault_countdown[kind], memory_order_relaxed) <= 0))
-    return false;
-  return atomic_fetch_sub_explicit(&fault_countdown[kind], 1, memory_order_relaxed) == 1;
-}
-
-/* ---- Futex -------------------------------------------------------------------------------- */
-
-void weft__futex_wait(_Atomic uint32_t *word, uint32_t expected, uint64_t deadline_ns) {
-  struct timespec ts, *tsp = NULL;
-  if (deadline_ns != UINT64_MAX) {
-    ts.tv_sec = (time_t)(deadline_ns / 1000000000u);
-    ts.tv_nsec = (long)(deadline_ns % 1000000000u);
-    tsp = &ts;
-  }
-  /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline (FUTEX_WAIT a relative one). */
-  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected, tsp, NULL,
-          FUTEX_BITSET_MATCH_ANY);
-}
-
-void weft__futex_wake(_Atomic uint32_t *word, int n) {
-  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n, NULL, NULL, 0);
-}
-
-uint64_t weft_now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- Descriptors -------------------------------------------------------------------------- */
 
@@ -147,7 +91,7 @@ static struct weft_task *task_alloc_shared(struct weft_runtime *rt, weft__worker
   return t;
 }
 
-struct weft_task *weft__task_alloc(struct weft_runtime *rt, weft__worker_t *w) {
+static struct weft_task *task_alloc(struct weft_runtime *rt, weft__worker_t *w) {
   if (WEFT__UNLIKELY(weft__fault_hit(WEFT__FAULT_TASK))) return NULL;
   if (WEFT__LIKELY(w && w->free_tasks)) {
     struct weft_task *t = w->free_tasks;
@@ -203,12 +147,17 @@ void weft__join_release(weft__join_t *j) {
 
 enum { FIRED_BY_COMPLETION = 1, FIRED_BY_TIMER = 2 };
 
-/* One side of a timed wait's race; the loser's last touch of j is its done flag. */
-static void timed_race(weft__join_t *j, uint32_t side, _Atomic uint32_t *done_flag) {
+/* True for the first of completion and timer to claim a timed join. */
+static bool claim_fired(weft__join_t *j, uint32_t side) {
   uint32_t expected = 0;
   /* acq_rel: the winner's release reaches the waiter through the join's acq_rel count. */
-  bool won = atomic_compare_exchange_strong_explicit(&j->fired, &expected, side,
-                                                     memory_order_acq_rel, memory_order_acquire);
+  return atomic_compare_exchange_strong_explicit(&j->fired, &expected, side,
+                                                 memory_order_acq_rel, memory_order_acquire);
+}
+
+/* One side of a timed wait's race; the loser's last touch of j is its done flag. */
+static void timed_race(weft__join_t *j, uint32_t side, _Atomic uint32_t *done_flag) {
+  bool won = claim_fired(j, side);
   atomic_store_explicit(done_flag, 1, memory_order_release); /* release: the waiter may go */
   if (won) weft__join_release(j);
 }
@@ -254,7 +203,7 @@ static void wake_waiters(weft__waiter_t *node) {
 
 /* Blocks the calling thread (not a task) until the join's count reaches zero. */
 static void thread_wait_join(weft__join_t *j) {
-  /* acquire: pairs with the release store in weft__join_arrive. */
+  /* acquire: pairs with the release store in weft__join_release. */
   while (atomic_load_explicit(&j->thread_word, memory_order_acquire) == 0)
     weft__futex_wait(&j->thread_word, 0, UINT64_MAX);
 }
@@ -333,10 +282,7 @@ static int await_word_until(weft__worker_t *w, struct weft_task *self, _Atomic u
   weft__join_release(&j); /* a thread waits on its futex word with the deadline itself */
   while (atomic_load_explicit(&j.thread_word, memory_order_acquire) == 0) { /* acquire: results */
     if (weft_now_ns() >= deadline_ns) {
-      uint32_t expected = 0;
-      /* acq_rel: as in timed_race */
-      if (atomic_compare_exchange_strong_explicit(&j.fired, &expected, FIRED_BY_TIMER,
-                                                  memory_order_acq_rel, memory_order_acquire)) {
+      if (claim_fired(&j, FIRED_BY_TIMER)) {
         remove_waiter(word, &node, &j);
         return WEFT_ETIMEDOUT;
       }
@@ -349,12 +295,11 @@ static int await_word_until(weft__worker_t *w, struct weft_task *self, _Atomic u
 }
 
 /* Waits until a completion word is DONE (one waiter node, a join of one). */
-static void await_word(weft__worker_t *w, struct weft_task *self, _Atomic uintptr_t *word) {
+static void await_word(struct weft_task *self, _Atomic uintptr_t *word) {
   weft__join_t j;
   join_init(&j, self, 2, false); /* the awaited, and ourselves until we are switched out */
   weft__waiter_t node = {.join = &j};
   if (word_add_waiter(word, &node)) wait_join(&j);
-  (void)w;
 }
 
 /* ---- Starting and finishing tasks --------------------------------------------------------- */
@@ -411,8 +356,7 @@ static void run_inline(weft__worker_t *w, struct weft_task *t) {
   struct weft_task *awaiter = w->current;
   t->runs_on = awaiter->runs_on;
   w->current = t;
-  atomic_store_explicit(&w->n_inlined, atomic_load_explicit(&w->n_inlined, memory_order_relaxed) + 1,
-                        memory_order_relaxed); /* relaxed: owner-written statistic */
+  weft__stat_bump(&w->n_inlined);
   void *result = t->fn(t->arg);
   w = weft__worker_self(); /* t may have suspended and resumed elsewhere */
   w->current = awaiter;
@@ -425,12 +369,8 @@ static bool try_inline(struct weft_task *t) {
    * and the deque operations below are for the owner's thread only. */
   weft__worker_t *w = weft__worker_self();
   if (w->rt != t->rt || weft__deque_peek_newest(&w->deque) != (uintptr_t)t) return false;
-  uintptr_t e = weft__deque_take(&w->deque);
-  if (e != (uintptr_t)t) {
-    /* A thief took it between the peek and the take; anything else we took goes back. */
-    if (e) weft__deque_push(&w->deque, e);
-    return false;
-  }
+  /* Only we change the bottom end, so the take returns t, or 0 if a thief took it since. */
+  if (weft__deque_take(&w->deque) != (uintptr_t)t) return false;
   run_inline(w, t);
   return true;
 }
@@ -447,7 +387,7 @@ static int spawn(struct weft_runtime *rt, weft__worker_t *w, weft_task_t **out, 
    * get one now fails now, while the caller can still handle it. */
   int err = weft__stack_check(rt->stacks, w ? &w->stacks : NULL);
   if (WEFT__UNLIKELY(err)) return err;
-  struct weft_task *t = weft__task_alloc(rt, w);
+  struct weft_task *t = task_alloc(rt, w);
   if (WEFT__UNLIKELY(!t)) return WEFT_ENOMEM;
   atomic_init(&t->word, out ? 0 : WEFT__RELEASED);
   t->result = NULL;
@@ -459,8 +399,7 @@ static int spawn(struct weft_runtime *rt, weft__worker_t *w, weft_task_t **out, 
   t->name = NULL;
   if (w) {
     t->id = ((uint64_t)w->index << 48) | ++w->ids;
-    atomic_store_explicit(&w->n_spawned, atomic_load_explicit(&w->n_spawned, memory_order_relaxed) + 1,
-                          memory_order_relaxed); /* relaxed: owner-written statistic */
+    weft__stat_bump(&w->n_spawned);
   } else {
     t->id = ((uint64_t)0xffff << 48) |
             atomic_fetch_add_explicit(&rt->foreign_ids, 1, memory_order_relaxed); /* unique only */
@@ -525,7 +464,7 @@ int weft_await(weft_task_t *t, void **result) {
   struct weft_task *self = awaiting_task(w, "weft_await");
   if (self == t) weft__die("weft: a task awaited itself, which can never finish.");
   if (self && try_inline(t)) goto done;
-  await_word(w, self, &t->word);
+  await_word(self, &t->word);
 done:
   if (result) *result = t->result;
   return t->error;
@@ -759,7 +698,7 @@ int weft_future_await(weft_future_t *f, void **value) {
   if (!f) return WEFT_EINVAL;
   weft__worker_t *w = weft__worker_self();
   struct weft_task *self = awaiting_task(w, "weft_future_await");
-  await_word(w, self, &f->word);
+  await_word(self, &f->word);
   if (value) *value = f->value;
   return 0;
 }

@@ -36,6 +36,7 @@
 #include "internal.h"
 
 #include <string.h>
+#include <time.h>
 
 enum {
   SLOT_BITS = 6,
@@ -79,6 +80,12 @@ static void list_unlink(list_t *l, weft__timer_entry_t *e) {
   else
     l->head = e->next;
   if (e->next) e->next->prev = e->prev;
+}
+
+uint64_t weft_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 int weft__timer_create(struct weft__timer **out, struct weft_runtime *rt) {

@@ -37,6 +37,10 @@
 #include "internal.h"
 
 #include <ck_backoff.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 #include <ck_pr.h>
 
 enum {
@@ -64,10 +68,22 @@ static uint32_t next_random(weft__worker_t *w) {
   return w->rng = x;
 }
 
-static void bump(_Atomic uint64_t *counter) {
-  /* relaxed: an owner-written statistic, read racily by weft_runtime_stats */
-  atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + 1,
-                        memory_order_relaxed);
+/* ---- Futex -------------------------------------------------------------------------------- */
+
+void weft__futex_wait(_Atomic uint32_t *word, uint32_t expected, uint64_t deadline_ns) {
+  struct timespec ts, *tsp = NULL;
+  if (deadline_ns != UINT64_MAX) {
+    ts.tv_sec = (time_t)(deadline_ns / 1000000000u);
+    ts.tv_nsec = (long)(deadline_ns % 1000000000u);
+    tsp = &ts;
+  }
+  /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline (FUTEX_WAIT a relative one). */
+  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected, tsp, NULL,
+          FUTEX_BITSET_MATCH_ANY);
+}
+
+void weft__futex_wake(_Atomic uint32_t *word, int n) {
+  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n, NULL, NULL, 0);
 }
 
 /* ---- Inject queue --------------------------------------------------------------------------- */
@@ -131,12 +147,15 @@ void weft__wake_one_if_needed(struct weft_runtime *rt) {
 
 void weft__timer_deadline_moved(struct weft_runtime *rt) { weft__wake_one_if_needed(rt); }
 
-void weft__schedule_local(weft__worker_t *w, uintptr_t entry) {
-  int r = weft__deque_push(&w->deque, entry);
+/* Pushes onto one of w's own queues; an empty→non-empty push may need a parked worker woken. */
+static void push_local(weft__worker_t *w, weft__deque_t *q, uintptr_t entry) {
+  int r = weft__deque_push(q, entry);
   if (WEFT__LIKELY(r == 0)) return; /* non-empty before: someone already knows */
   if (r < 0) weft__inject_push(w->rt, entry); /* the deque could not grow: spill */
   weft__wake_one_if_needed(w->rt);
 }
+
+void weft__schedule_local(weft__worker_t *w, uintptr_t entry) { push_local(w, &w->deque, entry); }
 
 void weft__schedule(struct weft_runtime *rt, uintptr_t entry) {
   weft__worker_t *w = weft__worker_self();
@@ -164,7 +183,7 @@ static uintptr_t steal_one(weft__worker_t *w) {
       if (e == WEFT__DEQUE_ABORT) e = 0;
     }
     if (e) {
-      bump(&w->n_stolen);
+      weft__stat_bump(&w->n_stolen);
       return e;
     }
   }
@@ -188,16 +207,12 @@ static uintptr_t local_work(weft__worker_t *w) {
 }
 
 static bool any_work_visible(struct weft_runtime *rt) {
-  /* seq_cst loads (inside the deque's size check and here): the parker's load side. */
+  /* seq_cst loads (here and in seen_nonempty): the parker's load side of the wake check. */
   if (atomic_load_explicit(&rt->inject_len, memory_order_seq_cst) > 0) return true;
-  for (int i = 0; i < rt->nworkers; i++) {
-    weft__worker_t *v = &rt->workers[i];
-    if (atomic_load_explicit(&v->deque.bottom, memory_order_seq_cst) >
-            atomic_load_explicit(&v->deque.top, memory_order_seq_cst) ||
-        atomic_load_explicit(&v->yieldq.bottom, memory_order_seq_cst) >
-            atomic_load_explicit(&v->yieldq.top, memory_order_seq_cst))
+  for (int i = 0; i < rt->nworkers; i++)
+    if (weft__deque_seen_nonempty(&rt->workers[i].deque) ||
+        weft__deque_seen_nonempty(&rt->workers[i].yieldq))
       return true;
-  }
   return false;
 }
 
@@ -243,7 +258,7 @@ static void park(weft__worker_t *w, bool *spinning) {
   /* seq_cst: ordered after our registration, so a concurrent stop cannot be missed */
   if (!any_work_visible(rt) && !atomic_load_explicit(&rt->stopping, memory_order_seq_cst) &&
       deadline > weft_now_ns()) {
-    bump(&w->n_parks);
+    weft__stat_bump(&w->n_parks);
     /* acquire: pairs with the waker's release store */
     while (atomic_load_explicit(&w->park_word, memory_order_acquire) == 0 &&
            !atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
@@ -311,11 +326,9 @@ static void after_switch(weft__worker_t *w) {
     weft__stack_put(w->rt->stacks, &w->stacks, s);
     break;
   }
-  case WEFT__AFTER_YIELD: {
-    uintptr_t e = (uintptr_t)w->after_arg | WEFT__ENTRY_RESUME;
-    if (weft__deque_push(&w->yieldq, e) < 0) weft__inject_push(w->rt, e);
+  case WEFT__AFTER_YIELD: /* a parked worker may take it while we run something long */
+    push_local(w, &w->yieldq, (uintptr_t)w->after_arg | WEFT__ENTRY_RESUME);
     break;
-  }
   case WEFT__AFTER_JOIN:
     weft__join_release(w->after_arg);
     break;

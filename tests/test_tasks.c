@@ -318,6 +318,18 @@ Test(tasks, foreign_threads_spawn_while_workers_steal, .timeout = 300) {
 /* ---- stealing and inline awaits ---- */
 
 static atomic_int spin_release;
+
+/* Returns once some worker of rt has stolen a task; fails the test after 30 s without one. */
+static void wait_until_stolen(weft_runtime_t *rt) {
+  weft_stats_t st = WEFT_STATS_INIT;
+  uint64_t give_up = weft_now_ns() + 30ull * 1000000000u;
+  do {
+    OK(weft_runtime_stats(rt, &st));
+    cr_assert_lt(weft_now_ns(), give_up, "no worker stole a task within 30 s");
+    sched_yield();
+  } while (st.tasks_stolen == 0);
+}
+
 static void *spin_until_released(void *arg) {
   while (!atomic_load(&spin_release)) sched_yield();
   return arg;
@@ -329,12 +341,7 @@ static void *steal_main(void *arg) {
   weft_task_t *t[N];
   atomic_store(&spin_release, 0);
   for (long i = 0; i < N; i++) OK(weft_spawn(&t[i], spin_until_released, IPTR(i)));
-  /* The other worker is idle: it must steal (oldest first) while we hold ours. */
-  weft_stats_t st = WEFT_STATS_INIT;
-  do {
-    OK(weft_runtime_stats(rt, &st));
-    sched_yield();
-  } while (st.tasks_stolen == 0);
+  wait_until_stolen(rt); /* the other worker is idle: it must steal (oldest first) */
   atomic_store(&spin_release, 1);
   void *res[N];
   OK(weft_gather(t, N, res));
@@ -345,16 +352,7 @@ static void *steal_main(void *arg) {
   return NULL;
 }
 
-Test(scheduler, an_idle_worker_steals) {
-  weft_runtime_t *rt = test_runtime(2);
-  weft_task_t *t;
-  OK(weft_runtime_spawn(rt, &t, steal_main, rt));
-  OK(weft_join(t, NULL));
-  weft_stats_t st = WEFT_STATS_INIT;
-  OK(weft_runtime_stats(rt, &st));
-  cr_assert_gt(st.tasks_stolen, 0);
-  OK(weft_runtime_destroy(rt));
-}
+Test(scheduler, an_idle_worker_steals) { run_given_runtime(2, steal_main); }
 
 typedef struct {
   weft_task_t *self_seen;
@@ -388,13 +386,7 @@ static void *inline_main(void *arg) {
   return NULL;
 }
 
-Test(scheduler, await_of_an_unstarted_task_runs_it_inline) {
-  weft_runtime_t *rt = test_runtime(1);
-  weft_task_t *t;
-  OK(weft_runtime_spawn(rt, &t, inline_main, rt));
-  OK(weft_join(t, NULL));
-  OK(weft_runtime_destroy(rt));
-}
+Test(scheduler, await_of_an_unstarted_task_runs_it_inline) { run_given_runtime(1, inline_main); }
 
 static void *stolen_waiter_main(void *arg) {
   weft_runtime_t *rt = arg;
@@ -403,11 +395,7 @@ static void *stolen_waiter_main(void *arg) {
   OK(weft_spawn(&t, spin_until_released, IPTR(3)));
   weft_task_t *filler;
   OK(weft_spawn(&filler, square, IPTR(2))); /* t is no longer our newest entry */
-  weft_stats_t st = WEFT_STATS_INIT;
-  do { /* wait until the other worker took t (it steals the oldest) */
-    OK(weft_runtime_stats(rt, &st));
-    sched_yield();
-  } while (st.tasks_stolen == 0);
+  wait_until_stolen(rt); /* the other worker took t: thieves take the oldest */
   atomic_store(&spin_release, 1);
   void *r;
   OK(weft_join(t, &r)); /* suspends until the thief's run ends, then resumes */
@@ -418,11 +406,7 @@ static void *stolen_waiter_main(void *arg) {
 }
 
 Test(scheduler, await_of_a_stolen_task_suspends_and_resumes) {
-  weft_runtime_t *rt = test_runtime(2);
-  weft_task_t *t;
-  OK(weft_runtime_spawn(rt, &t, stolen_waiter_main, rt));
-  OK(weft_join(t, NULL));
-  OK(weft_runtime_destroy(rt));
+  run_given_runtime(2, stolen_waiter_main);
 }
 
 /* ---- yields ---- */

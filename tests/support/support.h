@@ -67,6 +67,17 @@ static inline void *run_on(int workers, weft_fn fn, void *arg) {
   return r;
 }
 
+/* Runs fn(rt) as a task on a fresh runtime of `workers`, for tests that read the runtime's
+ * statistics from inside; destroys the runtime afterwards. */
+static inline void run_given_runtime(int workers, weft_fn fn) {
+  weft_runtime_t *rt = test_runtime(workers);
+  weft_task_t *t;
+  int err = weft_runtime_spawn(rt, &t, fn, rt);
+  cr_assert_eq(err, 0, "weft_runtime_spawn: %s", weft_strerror(err));
+  cr_assert_eq(weft_join(t, NULL), 0);
+  cr_assert_eq(weft_runtime_destroy(rt), 0);
+}
+
 #define IPTR(x) ((void *)(intptr_t)(x))
 #define PINT(p) ((long)(intptr_t)(p))
 
