@@ -64,6 +64,7 @@ _Noreturn void weft__die(const char *fmt, ...) {
 
 /* ---- Fault injection (test-only) ---------------------------------------------------------- */
 
+/* relaxed throughout: a test knob; the countdown itself is the only shared state. */
 static _Atomic long fault_countdown[WEFT__FAULT_KINDS];
 
 void weft__fault_set(int kind, long nth) {

@@ -60,6 +60,8 @@ static atomic_int force_mprotect_guards;
 static size_t guard_bytes = 4096; /* one page; set from sysconf when a pool is made */
 static atomic_int guard_install_unsupported; /* learned once: the kernel said EINVAL */
 
+/* relaxed, here and in install_guard: independent flags; a racing slab map may use either
+ * guard kind, and both are correct. */
 void weft__stack_force_mprotect_guards(int force) {
   atomic_store_explicit(&force_mprotect_guards, force, memory_order_relaxed);
 }

@@ -306,7 +306,7 @@ static void await_word(struct weft_task *self, _Atomic uintptr_t *word) {
 
 static void task_complete(struct weft_task *t, void *result) {
   t->result = result;
-  uintptr_t s = atomic_load_explicit(&t->word, memory_order_relaxed);
+  uintptr_t s = atomic_load_explicit(&t->word, memory_order_relaxed); /* the CAS validates it */
   /* acq_rel: release publishes result to whoever sees DONE; acquire makes the waiter nodes
    * (pushed with release) readable, and orders a handle release before our free. */
   while (!atomic_compare_exchange_weak_explicit(&t->word, &s, WEFT__DONE | (s & WEFT__RELEASED),
@@ -333,6 +333,7 @@ static void task_entry(void *arg) {
 }
 
 void weft__task_start(weft__worker_t *w, struct weft_task *t) {
+  WEFT__ASSERT(t->runs_on == NULL); /* a start entry is taken exactly once */
   weft__stack_t *s;
   if (WEFT__UNLIKELY(weft__stack_get(w->rt->stacks, &w->stacks, &s) != 0)) {
     /* Out of stacks or map entries since the spawn checked: the task ends unrun and its

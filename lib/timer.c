@@ -165,7 +165,8 @@ static bool next_expiration(const struct weft__timer *t, int *level_out, int *sl
   return false;
 }
 
-static void publish_next(struct weft__timer *t) {
+/* Publishes and returns the earliest time a poll has work. Caller holds the lock. */
+static uint64_t publish_next(struct weft__timer *t) {
   uint64_t next = UINT64_MAX;
   int level, slot;
   uint64_t tick;
@@ -176,6 +177,7 @@ static void publish_next(struct weft__timer *t) {
   /* seq_cst: the store side of the park check (a parker reads next_ns after publishing
    * itself as idle; see weft__timer_arm). */
   atomic_store_explicit(&t->next_ns, next, memory_order_seq_cst);
+  return next;
 }
 
 /* Moves due entries into t->due, processing slots up to now's tick. Caller holds the lock. */
@@ -214,9 +216,8 @@ void weft__timer_arm(struct weft__timer *t, weft__timer_entry_t *e) {
   atomic_store_explicit(&e->state, TIMER_ARMED, memory_order_relaxed);
   wheel_link(t, e);
   t->count++;
-  uint64_t before = atomic_load_explicit(&t->next_ns, memory_order_relaxed);
-  publish_next(t);
-  uint64_t after = atomic_load_explicit(&t->next_ns, memory_order_relaxed);
+  uint64_t before = atomic_load_explicit(&t->next_ns, memory_order_relaxed); /* lock: stable */
+  uint64_t after = publish_next(t);
   pthread_mutex_unlock(&t->lock);
   /* An earlier deadline than any parked worker waits for: wake one so it re-arms its sleep. */
   if (after < before) weft__timer_deadline_moved(t->rt);
@@ -226,7 +227,7 @@ bool weft__timer_cancel(struct weft__timer *t, weft__timer_entry_t *e) {
   /* acquire: pairs with the poller's release of FIRING, so a loser sees the callback's start */
   if (atomic_load_explicit(&e->state, memory_order_acquire) != TIMER_ARMED) return false;
   pthread_mutex_lock(&t->lock);
-  bool won = atomic_load_explicit(&e->state, memory_order_relaxed) == TIMER_ARMED;
+  bool won = atomic_load_explicit(&e->state, memory_order_relaxed) == TIMER_ARMED; /* lock */
   if (won) {
     wheel_unlink(t, e);
     t->count--;
@@ -239,8 +240,8 @@ bool weft__timer_cancel(struct weft__timer *t, weft__timer_entry_t *e) {
 
 uint64_t weft__timer_poll(struct weft__timer *t, uint64_t now_ns) {
   /* relaxed: a hint; a stale value only delays the poll to the next check */
-  if (atomic_load_explicit(&t->next_ns, memory_order_relaxed) > now_ns)
-    return atomic_load_explicit(&t->next_ns, memory_order_relaxed);
+  uint64_t hint = atomic_load_explicit(&t->next_ns, memory_order_relaxed);
+  if (hint > now_ns) return hint;
   weft__timer_entry_t *batch[FIRE_BATCH];
   int n = 0;
   if (pthread_mutex_trylock(&t->lock) != 0) return now_ns; /* another worker is polling */
@@ -252,8 +253,7 @@ uint64_t weft__timer_poll(struct weft__timer *t, uint64_t now_ns) {
     atomic_store_explicit(&e->state, TIMER_FIRING, memory_order_release); /* release: cancel */
     batch[n++] = e;
   }
-  publish_next(t);
-  uint64_t next = atomic_load_explicit(&t->next_ns, memory_order_relaxed);
+  uint64_t next = publish_next(t);
   pthread_mutex_unlock(&t->lock);
   for (int i = 0; i < n; i++) fire_now(batch[i]);
   return next;

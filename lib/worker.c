@@ -346,6 +346,7 @@ static void after_switch(weft__worker_t *w) {
 
 void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg) {
   struct weft_task *t = w->current;
+  WEFT__ASSERT(t && t->runs_on && w == weft__worker_self());
   w->after = after;
   w->after_arg = arg;
   weft__ctx_switch(&t->runs_on->ctx, &w->sched, false);
