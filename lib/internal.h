@@ -64,7 +64,7 @@ typedef struct weft__stack {
 } weft__stack_t;
 
 typedef struct weft__stack_cache {
-  weft__stack_t *head, *tail; /* hot end, cold end */
+  weft__stack_t *head; /* LIFO: the most recently used (hottest) stack first */
   size_t count;
 } weft__stack_cache_t;
 
@@ -77,7 +77,6 @@ void weft__stack_put(struct weft__stack_pool *pool, weft__stack_cache_t *cache, 
 /* 0 if a stack can be had now (cache non-empty, or the pool refills it); the spawn-time check.
  * cache NULL: a thread that is not a worker asks the pool. */
 int weft__stack_check(struct weft__stack_pool *pool, weft__stack_cache_t *cache);
-void weft__stack_cache_drain(struct weft__stack_pool *pool, weft__stack_cache_t *cache);
 uint64_t weft__stack_pool_mapped(struct weft__stack_pool *pool);
 /* Per worker thread: the alternate signal stack and the SIGSEGV handler for overflow reports. */
 int weft__stack_overflow_guard_install(void **altstack);

@@ -175,14 +175,12 @@ static int slab_map(struct weft__stack_pool *p) {
 static void cache_push_hot(weft__stack_cache_t *c, weft__stack_t *s) {
   s->next = c->head;
   c->head = s;
-  if (!c->tail) c->tail = s;
   c->count++;
 }
 
 static weft__stack_t *cache_pop_hot(weft__stack_cache_t *c) {
   weft__stack_t *s = c->head;
   c->head = s->next;
-  if (!c->head) c->tail = NULL;
   c->count--;
   return s;
 }
@@ -233,9 +231,6 @@ void weft__stack_put(struct weft__stack_pool *p, weft__stack_cache_t *c, weft__s
   if (WEFT__UNLIKELY(c->count > CACHE_MAX)) cache_spill(p, c, CACHE_MAX / 2);
 }
 
-void weft__stack_cache_drain(struct weft__stack_pool *p, weft__stack_cache_t *c) {
-  cache_spill(p, c, 0);
-}
 
 /* ---- Overflow reports ------------------------------------------------------------------- */
 
