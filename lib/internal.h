@@ -258,7 +258,6 @@ struct weft_runtime {
 
 /* Linked through the tasks themselves: no allocation per foreign spawn or wake. */
 void weft__inject_push(struct weft_runtime *rt, uintptr_t entry);
-uintptr_t weft__inject_pop(struct weft_runtime *rt);
 
 void weft__task_slabs_free(struct weft_runtime *rt);
 

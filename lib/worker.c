@@ -7,7 +7,8 @@
  *      Go's choice, prime so that it does not beat with a program's own periods);
  *   2. its own deque, newest first (LIFO: the task just spawned or woken shares the cache);
  *   3. its yield queue, oldest first (asyncio's sleep(0) goes behind the ready tasks);
- *   4. the inject queue (FIFO: spawns and wake-ups from threads that are not workers);
+ *   4. the inject queue (FIFO: spawns and wake-ups from threads that are not workers), taken
+ *      in batches of a fair share whose rest goes onto the worker's deque;
  *   5. due timers;
  *   6. stealing: the oldest entry of a random victim's deque, then of its yield queue;
  *   7. after a bounded spin, parking.
@@ -46,7 +47,8 @@
 enum {
   FAIRNESS_TICKS = 61,
   SPIN_ROUNDS = 64,
-  STEAL_TRIES = 4, /* victims per round */
+  STEAL_TRIES = 4,   /* victims per round */
+  INJECT_BATCH = 32, /* injected entries a worker moves to its deque at once */
 };
 
 static __thread weft__worker_t *tls_worker;
@@ -103,19 +105,32 @@ void weft__inject_push(struct weft_runtime *rt, uintptr_t entry) {
   pthread_mutex_unlock(&rt->inject_lock);
 }
 
-uintptr_t weft__inject_pop(struct weft_runtime *rt) {
+/* Takes the oldest injected entry and returns it; up to a fair share more (Go's globrunqget:
+ * len/workers + 1, at most INJECT_BATCH) are appended to `more`, oldest first, for the caller's
+ * deque. One lock round trip then feeds a busy worker many foreign spawns instead of one per
+ * fairness tick (a worker whose own task keeps yielding polled injected work only every 61st
+ * tick, and 10^6 spawns from other threads crawled behind it). */
+static uintptr_t inject_pop_batch(struct weft_runtime *rt, uintptr_t *more, int *nmore) {
+  *nmore = 0;
   /* relaxed: a hint; the mutex orders the real read */
-  if (atomic_load_explicit(&rt->inject_len, memory_order_relaxed) == 0) return 0;
+  long len = atomic_load_explicit(&rt->inject_len, memory_order_relaxed);
+  if (len == 0) return 0;
+  long share = len / rt->nworkers + 1;
+  if (share > INJECT_BATCH) share = INJECT_BATCH;
   pthread_mutex_lock(&rt->inject_lock);
-  uintptr_t e = rt->inject_head;
-  if (e) {
+  uintptr_t first = rt->inject_head;
+  long taken = 0;
+  while (rt->inject_head && taken < share) {
+    uintptr_t e = rt->inject_head;
     struct weft_task *t = (struct weft_task *)(e & ~WEFT__ENTRY_TAGS);
     rt->inject_head = (uintptr_t)t->next;
-    if (!rt->inject_head) rt->inject_tail = 0;
-    atomic_fetch_sub_explicit(&rt->inject_len, 1, memory_order_relaxed); /* relaxed: under lock */
+    if (taken > 0) more[(*nmore)++] = e;
+    taken++;
   }
+  if (!rt->inject_head) rt->inject_tail = 0;
+  atomic_fetch_sub_explicit(&rt->inject_len, taken, memory_order_relaxed); /* relaxed: under lock */
   pthread_mutex_unlock(&rt->inject_lock);
-  return e;
+  return first;
 }
 
 /* ---- Waking ------------------------------------------------------------------------------- */
@@ -195,15 +210,24 @@ static uintptr_t take_own_yielded(weft__worker_t *w) {
   return e == WEFT__DEQUE_ABORT ? 0 : e;
 }
 
+/* The oldest injected entry; the rest of the batch goes onto w's deque (thieves may take it). */
+static uintptr_t take_injected(weft__worker_t *w) {
+  uintptr_t more[INJECT_BATCH];
+  int nmore;
+  uintptr_t e = inject_pop_batch(w->rt, more, &nmore);
+  for (int i = 0; i < nmore; i++) push_local(w, &w->deque, more[i]);
+  return e;
+}
+
 static uintptr_t local_work(weft__worker_t *w) {
   uintptr_t e;
   if (WEFT__UNLIKELY(++w->tick % FAIRNESS_TICKS == 0)) {
     weft__timer_poll(w->rt->timer, weft_now_ns()); /* busy workers fire timers too */
-    if ((e = weft__inject_pop(w->rt)) || (e = take_own_yielded(w))) return e;
+    if ((e = take_injected(w)) || (e = take_own_yielded(w))) return e;
   }
   if ((e = weft__deque_take(&w->deque))) return e;
   if ((e = take_own_yielded(w))) return e;
-  return weft__inject_pop(w->rt);
+  return take_injected(w);
 }
 
 static bool any_work_visible(struct weft_runtime *rt) {

@@ -1,0 +1,576 @@
+/* The stress matrix's scenarios (see stress.h). Public API only: what users can do, done at once.
+ *
+ * Sizes: gcc's TSan allows ~8k live threads + fibers, so under TSan the live-at-once counts
+ * stay in the hundreds; the 10^6 of the foreign flood is kept in release and ASan builds and cut
+ * to 5*10^4 under TSan (10^6 TSan tasks per worker count would take CI's whole budget: a
+ * foreign spawn + join costs ~200 µs there). The soak runs the TSan matrix for as long as asked. */
+#include "stress.h"
+
+#include "weft.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef __has_feature
+#define __has_feature(x) 0
+#endif
+#if defined(__SANITIZE_THREAD__) || __has_feature(thread_sanitizer)
+#define SMALL 1 /* ASan runs at ~2x: it keeps the release sizes */
+#else
+#define SMALL 0
+#endif
+#define SIZE(release, tsan, scale) ((long)((SMALL ? (tsan) : (release)) * (scale)))
+
+const int stress_worker_counts[] = {1, 2, 4, 8};
+const int stress_worker_count_n = 4;
+
+/* ---- Shared pieces ------------------------------------------------------------------------ */
+
+static uint64_t rnd(uint64_t *state) { /* splitmix64, the project's PRNG (as in support.h) */
+  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+static uint64_t below(uint64_t *state, uint64_t n) { return rnd(state) % n; }
+
+uint64_t stress_derive_seed(uint64_t base, uint64_t round) {
+  uint64_t s = base ^ (round * 0xd1b54a32d192ed03ull);
+  return rnd(&s);
+}
+
+/* The one way a scenario fails: a line with everything needed to replay it, then abort. */
+__attribute__((noreturn, format(printf, 3, 4))) static void fail(const char *scenario,
+                                                                  const stress_config_t *cfg,
+                                                                  const char *fmt, ...) {
+  char what[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  fprintf(stderr,
+          "stress FAILED: %s workers=%d seed=0x%llx: %s\n"
+          "replay: WEFT_TEST_SEED=0x%llx test_stress, or weft-stress --scenario %s --workers %d "
+          "--seed 0x%llx --runs 1\n",
+          scenario, cfg->workers, (unsigned long long)cfg->seed, what,
+          (unsigned long long)cfg->seed, scenario, cfg->workers, (unsigned long long)cfg->seed);
+  fflush(stderr);
+  abort();
+}
+
+#define CHECK(cond, ...)                                  \
+  do {                                                    \
+    if (!(cond)) fail(SCENARIO, cfg, __VA_ARGS__);        \
+  } while (0)
+#define CHECK_OK(expr)                                                                  \
+  do {                                                                                  \
+    int check_err_ = (expr);                                                            \
+    if (check_err_) fail(SCENARIO, cfg, "%s: %s", #expr, weft_err_name(check_err_));    \
+  } while (0)
+
+static weft_runtime_t *make_runtime(const char *SCENARIO, const stress_config_t *cfg) {
+  weft_options_t o = WEFT_OPTIONS_INIT;
+  o.workers = cfg->workers;
+  o.stack_size = 16 * 1024;
+  weft_runtime_t *rt = NULL;
+  CHECK_OK(weft_runtime_create(&rt, &o));
+  return rt;
+}
+
+/* Exactly-once ledger: one counter per task index. */
+typedef struct ledger {
+  long n;
+  _Atomic unsigned char *ran;
+} ledger_t;
+
+static void ledger_init(ledger_t *l, long n) {
+  l->n = n;
+  l->ran = calloc((size_t)n, 1);
+}
+
+/* Returns false if index i had run before. */
+static bool ledger_mark(ledger_t *l, long i) {
+  return atomic_fetch_add_explicit(&l->ran[i], 1, memory_order_relaxed) == 0;
+}
+
+/* Index of the first entry not run exactly once, or -1. Up to `upto` entries. */
+static long ledger_first_bad(ledger_t *l, long upto, bool at_most_once) {
+  for (long i = 0; i < upto; i++) {
+    unsigned char r = atomic_load_explicit(&l->ran[i], memory_order_relaxed);
+    if (r > 1 || (!at_most_once && r != 1)) return i;
+  }
+  return -1;
+}
+
+/* ---- 1. Foreign flood --------------------------------------------------------------------- */
+
+typedef struct flood {
+  const stress_config_t *cfg;
+  weft_runtime_t *rt;
+  ledger_t ledger;
+  atomic_long outstanding; /* tasks not yet run; the one that ends it resolves all_ran */
+  weft_future_t *all_ran;
+  atomic_int feeders_done;
+  atomic_long churn_tasks;
+} flood_t;
+
+typedef struct feeder {
+  flood_t *f;
+  long first, count;
+  uint64_t seed;
+  pthread_t thread;
+} feeder_t;
+
+#undef SCENARIO
+#define SCENARIO "foreign_flood"
+
+static flood_t *flood_current; /* one flood at a time per process */
+
+static void *flood_task(void *arg) {
+  flood_t *f = flood_current;
+  long i = (long)(intptr_t)arg;
+  const stress_config_t *cfg = f->cfg;
+  CHECK(ledger_mark(&f->ledger, i), "task %ld ran twice", i);
+  if (atomic_fetch_sub_explicit(&f->outstanding, 1, memory_order_acq_rel) == 1)
+    CHECK_OK(weft_future_resolve(f->all_ran, NULL));
+  return arg;
+}
+
+static void *feeder_thread(void *arg) {
+  feeder_t *fd = arg;
+  flood_t *f = fd->f;
+  const stress_config_t *cfg = f->cfg;
+  enum { BATCH_MAX = 256 };
+  weft_task_t *batch[BATCH_MAX];
+  long batch_index[BATCH_MAX];
+  uint64_t rs = fd->seed;
+  long i = fd->first, end = fd->first + fd->count;
+  while (i < end) {
+    /* A random batch: some tasks joined from here (handles), the rest detached. */
+    int size = 1 + (int)below(&rs, BATCH_MAX);
+    int held = 0;
+    for (int k = 0; k < size && i < end; k++, i++) {
+      bool keep = below(&rs, 2);
+      CHECK_OK(weft_runtime_spawn(f->rt, keep ? &batch[held] : NULL, flood_task, (void *)(intptr_t)i));
+      if (keep) batch_index[held++] = i;
+    }
+    for (int k = 0; k < held; k++) {
+      void *r;
+      CHECK_OK(weft_join(batch[k], &r));
+      CHECK((intptr_t)r == batch_index[k], "task %ld returned %ld", batch_index[k], (long)(intptr_t)r);
+    }
+  }
+  return NULL;
+}
+
+static void *churn_leaf(void *arg) { return arg; }
+
+/* Keeps the workers spawning and stealing among themselves while the feeders flood them. */
+static void *churn(void *arg) {
+  flood_t *f = arg;
+  long tasks = 0;
+  while (!atomic_load_explicit(&f->feeders_done, memory_order_acquire)) {
+    weft_call_t calls[8];
+    for (int k = 0; k < 8; k++) calls[k] = (weft_call_t){churn_leaf, (void *)(intptr_t)k};
+    void *res[8];
+    const stress_config_t *cfg = f->cfg;
+    CHECK_OK(weft_gather_calls(calls, 8, res));
+    for (int k = 0; k < 8; k++) CHECK((intptr_t)res[k] == k, "gather_calls result %d wrong", k);
+    tasks += 8;
+    weft_yield();
+  }
+  atomic_store_explicit(&f->churn_tasks, tasks, memory_order_relaxed);
+  return NULL;
+}
+
+uint64_t stress_foreign_flood(const stress_config_t *cfg) {
+  enum { FEEDERS = 8 };
+  flood_t f = {.cfg = cfg};
+  long n = SIZE(1000000, 50000, cfg->scale);
+  ledger_init(&f.ledger, n);
+  atomic_init(&f.outstanding, n);
+  flood_current = &f;
+  f.rt = make_runtime(SCENARIO, cfg);
+  CHECK_OK(weft_future_create(&f.all_ran));
+  weft_task_t *churner;
+  CHECK_OK(weft_runtime_spawn(f.rt, &churner, churn, &f));
+  feeder_t fd[FEEDERS];
+  for (int k = 0; k < FEEDERS; k++) {
+    fd[k] = (feeder_t){&f, k * (n / FEEDERS), k == FEEDERS - 1 ? n - k * (n / FEEDERS) : n / FEEDERS,
+                       stress_derive_seed(cfg->seed, (uint64_t)k), 0};
+    CHECK(pthread_create(&fd[k].thread, NULL, feeder_thread, &fd[k]) == 0, "pthread_create");
+  }
+  for (int k = 0; k < FEEDERS; k++) pthread_join(fd[k].thread, NULL);
+  CHECK_OK(weft_future_await(f.all_ran, NULL)); /* a thread that is not a worker blocks here */
+  atomic_store_explicit(&f.feeders_done, 1, memory_order_release);
+  CHECK_OK(weft_join(churner, NULL));
+  CHECK_OK(weft_runtime_destroy(f.rt));
+  weft_future_destroy(f.all_ran);
+  long bad = ledger_first_bad(&f.ledger, n, false);
+  CHECK(bad < 0, "task %ld ran %d times", bad, bad < 0 ? 0 : (int)f.ledger.ran[bad]);
+  free((void *)f.ledger.ran);
+  flood_current = NULL;
+  return (uint64_t)n + (uint64_t)atomic_load(&f.churn_tasks);
+}
+
+/* ---- 2. Gather trees ---------------------------------------------------------------------- */
+
+#undef SCENARIO
+#define SCENARIO "gather_trees"
+
+enum { TREE_DEPTH_MAX = 7, TREE_FANOUT_MAX = 4 };
+
+typedef struct tree_node {
+  uint64_t seed;
+  int depth;
+  const stress_config_t *cfg;
+} tree_node_t;
+
+static int tree_fanout(uint64_t *rs, int depth) {
+  return depth >= TREE_DEPTH_MAX ? 0 : (int)below(rs, TREE_FANOUT_MAX + 1) - (depth == 0 ? 0 : 1);
+}
+
+/* The tree's size by plain recursion: what the tasks must compute. */
+static long tree_size_sequential(uint64_t seed, int depth) {
+  uint64_t rs = seed;
+  int fan = tree_fanout(&rs, depth);
+  (void)below(&rs, 5); /* the mode draw, kept in step with tree_task */
+  long size = 1;
+  for (int k = 0; k < fan; k++) size += tree_size_sequential(rnd(&rs), depth + 1);
+  return size;
+}
+
+static void *tree_task(void *arg) {
+  const tree_node_t *node = arg;
+  const stress_config_t *cfg = node->cfg;
+  uint64_t rs = node->seed;
+  int fan = tree_fanout(&rs, node->depth);
+  int mode = (int)below(&rs, 5);
+  if (fan <= 0) {
+    if (mode == 0) weft_yield();
+    return (void *)(intptr_t)1;
+  }
+  tree_node_t kids[TREE_FANOUT_MAX];
+  weft_task_t *t[TREE_FANOUT_MAX];
+  void *res[TREE_FANOUT_MAX];
+  for (int k = 0; k < fan; k++) kids[k] = (tree_node_t){rnd(&rs), node->depth + 1, cfg};
+  switch (mode) {
+  case 0: { /* gather over calls: unstolen children run inline */
+    weft_call_t calls[TREE_FANOUT_MAX];
+    for (int k = 0; k < fan; k++) calls[k] = (weft_call_t){tree_task, &kids[k]};
+    CHECK_OK(weft_gather_calls(calls, (size_t)fan, res));
+    break;
+  }
+  case 1: /* spawn, then gather the handles */
+    for (int k = 0; k < fan; k++) CHECK_OK(weft_spawn(&t[k], tree_task, &kids[k]));
+    CHECK_OK(weft_gather(t, (size_t)fan, res));
+    for (int k = 0; k < fan; k++) weft_task_release(t[k]);
+    break;
+  case 2: /* await one by one, oldest first (the newest may run inline at the end) */
+    for (int k = 0; k < fan; k++) CHECK_OK(weft_spawn(&t[k], tree_task, &kids[k]));
+    for (int k = 0; k < fan; k++) CHECK_OK(weft_join(t[k], &res[k]));
+    break;
+  case 3: /* a short deadline first (may time out), then a full await: awaiting twice */
+    for (int k = 0; k < fan; k++) CHECK_OK(weft_spawn(&t[k], tree_task, &kids[k]));
+    for (int k = 0; k < fan; k++) {
+      int err = weft_await_timeout(t[k], 20000, &res[k]);
+      CHECK(err == 0 || err == WEFT_ETIMEDOUT, "await_timeout: %s", weft_err_name(err));
+      CHECK_OK(weft_join(t[k], &res[k]));
+    }
+    break;
+  default: /* spawn, sleep a little, then gather: children finish before and after */
+    for (int k = 0; k < fan; k++) CHECK_OK(weft_spawn(&t[k], tree_task, &kids[k]));
+    CHECK_OK(weft_sleep_ns(below(&rs, 200000)));
+    CHECK_OK(weft_gather(t, (size_t)fan, res));
+    for (int k = 0; k < fan; k++) weft_task_release(t[k]);
+    break;
+  }
+  long size = 1;
+  for (int k = 0; k < fan; k++) size += (long)(intptr_t)res[k];
+  return (void *)(intptr_t)size;
+}
+
+typedef struct forest {
+  const stress_config_t *cfg;
+  long target_nodes;
+  long nodes;
+} forest_t;
+
+static void *forest_main(void *arg) {
+  forest_t *fo = arg;
+  const stress_config_t *cfg = fo->cfg;
+  enum { AT_ONCE_MAX = 8 };
+  int at_once = SMALL ? 2 : AT_ONCE_MAX;
+  uint64_t rs = cfg->seed;
+  while (fo->nodes < fo->target_nodes) {
+    tree_node_t roots[AT_ONCE_MAX];
+    weft_task_t *t[AT_ONCE_MAX];
+    void *res[AT_ONCE_MAX];
+    for (int k = 0; k < at_once; k++) {
+      roots[k] = (tree_node_t){rnd(&rs), 0, cfg};
+      CHECK_OK(weft_spawn(&t[k], tree_task, &roots[k]));
+    }
+    CHECK_OK(weft_gather(t, (size_t)at_once, res));
+    for (int k = 0; k < at_once; k++) {
+      weft_task_release(t[k]);
+      long want = tree_size_sequential(roots[k].seed, 0);
+      CHECK((long)(intptr_t)res[k] == want, "tree 0x%llx counted %ld nodes, has %ld",
+            (unsigned long long)roots[k].seed, (long)(intptr_t)res[k], want);
+      fo->nodes += want;
+    }
+  }
+  return NULL;
+}
+
+uint64_t stress_gather_trees(const stress_config_t *cfg) {
+  forest_t fo = {cfg, SIZE(300000, 20000, cfg->scale), 0};
+  weft_runtime_t *rt = make_runtime(SCENARIO, cfg);
+  weft_task_t *t;
+  CHECK_OK(weft_runtime_spawn(rt, &t, forest_main, &fo));
+  CHECK_OK(weft_join(t, NULL));
+  CHECK_OK(weft_runtime_destroy(rt));
+  return (uint64_t)fo.nodes;
+}
+
+/* ---- 3. Chaos: sleep, yield, spawn, await at random --------------------------------------- */
+
+#undef SCENARIO
+#define SCENARIO chaos->name
+
+typedef struct chaos {
+  const char *name;
+  const stress_config_t *cfg;
+  weft_runtime_t *rt;
+  ledger_t ledger;
+  atomic_long next_id;     /* ledger indices handed out */
+  atomic_long outstanding; /* spawned tasks not yet finished, +1 held by the root */
+  atomic_long ran;
+  weft_future_t *all_done;
+  long ran_trigger; /* shutdown: resolve `triggered` when this many tasks have run */
+  weft_future_t *triggered;
+  int steps;
+  bool forever; /* shutdown: actors never end by themselves */
+  atomic_int stopping;
+  struct actor *actors; /* one per ledger entry: discarded tasks leave nothing to free */
+} chaos_t;
+
+typedef struct actor {
+  chaos_t *chaos;
+  uint64_t seed;
+  int depth;
+  long id;
+} actor_t;
+
+static void *actor(void *arg);
+
+static void chaos_count_run(chaos_t *chaos) {
+  const stress_config_t *cfg = chaos->cfg;
+  long ran = atomic_fetch_add_explicit(&chaos->ran, 1, memory_order_relaxed) + 1;
+  if (chaos->triggered && ran == chaos->ran_trigger)
+    CHECK_OK(weft_future_resolve(chaos->triggered, NULL));
+}
+
+static void chaos_finish_one(chaos_t *chaos) {
+  const stress_config_t *cfg = chaos->cfg;
+  if (atomic_fetch_sub_explicit(&chaos->outstanding, 1, memory_order_acq_rel) == 1)
+    CHECK_OK(weft_future_resolve(chaos->all_done, NULL));
+}
+
+/* Spawns a child actor (detached if handle is NULL). Returns the spawn's error: during shutdown WEFT_ESHUTDOWN is the only allowed one. */
+static int spawn_actor(chaos_t *chaos, weft_task_t **handle, uint64_t seed, int depth) {
+  const stress_config_t *cfg = chaos->cfg;
+  long id = atomic_fetch_add_explicit(&chaos->next_id, 1, memory_order_relaxed);
+  if (id >= chaos->ledger.n) return WEFT_EAGAIN; /* ledger full: the caller carries on */
+  actor_t *a = &chaos->actors[id];
+  *a = (actor_t){chaos, seed, depth, id};
+  atomic_fetch_add_explicit(&chaos->outstanding, 1, memory_order_relaxed); /* before it can end */
+  int err = weft_spawn(handle, actor, a);
+  if (err) {
+    CHECK(err == WEFT_ESHUTDOWN && chaos->forever, "spawn: %s", weft_err_name(err));
+    atomic_fetch_sub_explicit(&chaos->outstanding, 1, memory_order_relaxed);
+  }
+  return err;
+}
+
+static void actor_step(chaos_t *chaos, actor_t *self, uint64_t *rs) {
+  const stress_config_t *cfg = chaos->cfg;
+  switch (below(rs, 6)) {
+  case 0:
+    CHECK_OK(weft_yield());
+    break;
+  case 1:
+    CHECK_OK(weft_sleep_ns(below(rs, 300000)));
+    break;
+  case 2:
+    if (self->depth < 3) spawn_actor(chaos, NULL, rnd(rs), self->depth + 1); /* detached */
+    break;
+  case 3:
+  case 4: {
+    weft_task_t *child;
+    if (self->depth >= 3 || spawn_actor(chaos, &child, rnd(rs), self->depth + 1)) break;
+    if (below(rs, 2)) {
+      int err = weft_await_timeout(child, below(rs, 200000), NULL);
+      CHECK(err == 0 || err == WEFT_ETIMEDOUT, "await_timeout: %s", weft_err_name(err));
+    }
+    void *r;
+    CHECK_OK(weft_await(child, &r));
+    void *again; /* awaiting a finished task again: the same result at once */
+    CHECK_OK(weft_await(child, &again));
+    CHECK(again == r, "a second await returned another result");
+    weft_task_release(child);
+    break;
+  }
+  default:
+    CHECK_OK(weft_sleep_ns(0));
+    break;
+  }
+}
+
+static void *actor(void *arg) {
+  actor_t *self = arg;
+  chaos_t *chaos = self->chaos;
+  const stress_config_t *cfg = chaos->cfg;
+  CHECK(ledger_mark(&chaos->ledger, self->id), "actor %ld ran twice", self->id);
+  chaos_count_run(chaos);
+  uint64_t rs = self->seed;
+  int steps = self->depth == 0 ? chaos->steps : (int)below(&rs, 8);
+  /* Shutdown: the top-level actors never end; their descendants do (live tasks stay bounded). */
+  bool forever = chaos->forever && self->depth == 0;
+  for (int s = 0; forever || s < steps; s++) actor_step(chaos, self, &rs);
+  void *result = (void *)(intptr_t)self->id;
+  chaos_finish_one(chaos);
+  return result;
+}
+
+/* The root: starts `actors` top-level actors, gathers them, then waits for every detached
+ * descendant through the outstanding count. */
+typedef struct chaos_root {
+  chaos_t *chaos;
+  int actors;
+  weft_task_t **handles; /* owned by the scenario: a discarded root leaves nothing to free */
+} chaos_root_t;
+
+static void *chaos_root(void *arg) {
+  chaos_root_t *root = arg;
+  chaos_t *chaos = root->chaos;
+  const stress_config_t *cfg = chaos->cfg;
+  uint64_t rs = cfg->seed;
+  weft_task_t **t = root->handles;
+  int started = 0;
+  for (int k = 0; k < root->actors; k++)
+    if (spawn_actor(chaos, &t[started], rnd(&rs), 0) == 0) started++;
+  CHECK_OK(weft_gather(t, (size_t)started, NULL));
+  for (int k = 0; k < started; k++) weft_task_release(t[k]);
+  chaos_finish_one(chaos); /* the root's own count */
+  CHECK_OK(weft_future_await(chaos->all_done, NULL));
+  return NULL;
+}
+
+static void chaos_init(chaos_t *chaos, const char *name, const stress_config_t *cfg, long capacity) {
+  *chaos = (chaos_t){.name = name, .cfg = cfg};
+  ledger_init(&chaos->ledger, capacity);
+  chaos->actors = calloc((size_t)capacity, sizeof *chaos->actors);
+  atomic_init(&chaos->outstanding, 1);
+  CHECK_OK(weft_future_create(&chaos->all_done));
+}
+
+static void chaos_free(chaos_t *chaos) {
+  weft_future_destroy(chaos->all_done);
+  free((void *)chaos->ledger.ran);
+  free(chaos->actors);
+}
+
+uint64_t stress_chaos(const stress_config_t *cfg) {
+  chaos_t c, *chaos = &c;
+  chaos_init(chaos, "chaos", cfg, SIZE(400000, 40000, cfg->scale) + 64);
+  chaos->steps = 24;
+  weft_task_t *handles[2000];
+  chaos_root_t root = {chaos, (int)SIZE(2000, 200, 1), handles};
+  chaos->rt = make_runtime(SCENARIO, cfg);
+  weft_task_t *t;
+  CHECK_OK(weft_runtime_spawn(chaos->rt, &t, chaos_root, &root));
+  CHECK_OK(weft_join(t, NULL));
+  CHECK_OK(weft_runtime_destroy(chaos->rt));
+  long spawned = atomic_load(&chaos->next_id);
+  if (spawned > chaos->ledger.n) spawned = chaos->ledger.n;
+  long bad = ledger_first_bad(&chaos->ledger, spawned, false);
+  CHECK(bad < 0, "actor %ld ran %d times", bad, bad < 0 ? 0 : (int)chaos->ledger.ran[bad]);
+  chaos_free(chaos);
+  return (uint64_t)atomic_load(&chaos->ran);
+}
+
+/* ---- 4. Shutdown in the middle of all of it ----------------------------------------------- */
+
+typedef struct spawner {
+  chaos_t *chaos;
+  pthread_t thread;
+  long spawned;
+} spawner_t;
+
+static void *counted_leaf(void *arg) {
+  chaos_count_run(arg);
+  return NULL;
+}
+
+/* A thread that is not a worker, spawning detached tasks until told to stop. */
+static void *foreign_spawner(void *arg) {
+  spawner_t *sp = arg;
+  chaos_t *chaos = sp->chaos;
+  const stress_config_t *cfg = chaos->cfg;
+  while (!atomic_load_explicit(&chaos->stopping, memory_order_acquire)) {
+    CHECK_OK(weft_runtime_spawn(chaos->rt, NULL, counted_leaf, chaos));
+    if (++sp->spawned % 64 == 0) sched_yield(); /* leave the workers some of the CPU */
+  }
+  return NULL;
+}
+
+uint64_t stress_shutdown_mid_flight(const stress_config_t *cfg) {
+  enum { SPAWNERS = 2 };
+  chaos_t c, *chaos = &c;
+  chaos_init(chaos, "shutdown_mid_flight", cfg, SIZE(200000, 20000, cfg->scale) + 64);
+  chaos->forever = true;
+  uint64_t rs = cfg->seed;
+  chaos->ran_trigger = 1 + (long)below(&rs, (uint64_t)SIZE(20000, 2000, 1));
+  CHECK_OK(weft_future_create(&chaos->triggered));
+  weft_task_t *handles[500];
+  chaos_root_t root = {chaos, (int)SIZE(500, 100, 1), handles};
+  chaos->rt = make_runtime(SCENARIO, cfg);
+  weft_task_t *t;
+  CHECK_OK(weft_runtime_spawn(chaos->rt, &t, chaos_root, &root));
+  weft_task_release(t); /* the root never ends: destroy discards it */
+  spawner_t sp[SPAWNERS];
+  for (int k = 0; k < SPAWNERS; k++) {
+    sp[k] = (spawner_t){chaos, 0, 0};
+    CHECK(pthread_create(&sp[k].thread, NULL, foreign_spawner, &sp[k]) == 0, "pthread_create");
+  }
+  CHECK_OK(weft_future_await(chaos->triggered, NULL)); /* mid-flight: a random number has run */
+  atomic_store_explicit(&chaos->stopping, 1, memory_order_release);
+  for (int k = 0; k < SPAWNERS; k++) pthread_join(sp[k].thread, NULL); /* rt must outlive them */
+  /* Futures that discarded tasks might still await must be resolved before the runtime goes
+   * (their waiter nodes live on the discarded stacks). */
+  weft_future_resolve(chaos->all_done, NULL);
+  CHECK_OK(weft_runtime_destroy(chaos->rt));
+  long spawned = atomic_load(&chaos->next_id);
+  if (spawned > chaos->ledger.n) spawned = chaos->ledger.n;
+  long bad = ledger_first_bad(&chaos->ledger, spawned, true);
+  CHECK(bad < 0, "actor %ld ran %d times", bad, bad < 0 ? 0 : (int)chaos->ledger.ran[bad]);
+  CHECK(atomic_load(&chaos->ran) >= chaos->ran_trigger, "destroy returned before the trigger");
+  weft_future_destroy(chaos->triggered);
+  chaos_free(chaos);
+  return (uint64_t)atomic_load(&chaos->ran);
+}
+
+const stress_scenario_t stress_scenarios[] = {
+    {"foreign_flood", stress_foreign_flood},
+    {"gather_trees", stress_gather_trees},
+    {"chaos", stress_chaos},
+    {"shutdown_mid_flight", stress_shutdown_mid_flight},
+};
+const int stress_scenario_count = sizeof stress_scenarios / sizeof *stress_scenarios;
