@@ -114,8 +114,12 @@ typedef struct weft_stats {
   uint64_t tasks_stolen;    /* taken from another worker's deque */
   uint64_t parks;           /* times a worker went to sleep */
   uint64_t stacks_mapped;   /* stacks ever mapped */
+  /* Tasks that found no stack when a worker started them (memory or map entries ran out after
+   * their spawn succeeded): they ended without running and their awaiters got WEFT_ENOMEM. A
+   * detached one has no awaiter: this count is where its loss shows. */
+  uint64_t tasks_unrun;
 } weft_stats_t;
-#define WEFT_STATS_INIT {sizeof(weft_stats_t), 0, 0, 0, 0, 0}
+#define WEFT_STATS_INIT {sizeof(weft_stats_t), 0, 0, 0, 0, 0, 0}
 WEFT_EXTERN int weft_runtime_stats(weft_runtime_t *rt, weft_stats_t *stats);
 
 /* ---- Tasks -------------------------------------------------------------------------------- */

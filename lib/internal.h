@@ -206,7 +206,7 @@ typedef struct weft__worker {
   bool idle_listed;
   pthread_t thread;
   /* Statistics: owner writes, readers tolerate tearing-free relaxed reads. */
-  _Atomic uint64_t n_spawned, n_inlined, n_stolen, n_parks;
+  _Atomic uint64_t n_spawned, n_inlined, n_stolen, n_parks, n_unrun;
 } weft__worker_t;
 
 /* Owner-written statistic: a plain increment made of relaxed atomics, so weft_runtime_stats
@@ -261,8 +261,16 @@ void weft__inject_push(struct weft_runtime *rt, uintptr_t entry);
 
 void weft__task_slabs_free(struct weft_runtime *rt);
 
-/* Test-only fault injection: make the n-th allocation of a kind fail (0 disables). */
-enum { WEFT__FAULT_STACK, WEFT__FAULT_TASK, WEFT__FAULT_THREAD, WEFT__FAULT_KINDS };
+/* Test-only fault injection: make the n-th allocation of a kind fail (0 disables).
+ * STACK: a spawn's stack check; STACK_START: taking the stack when a worker starts a task;
+ * TASK: a spawn's descriptor; THREAD: a worker thread's creation. */
+enum {
+  WEFT__FAULT_STACK,
+  WEFT__FAULT_STACK_START,
+  WEFT__FAULT_TASK,
+  WEFT__FAULT_THREAD,
+  WEFT__FAULT_KINDS
+};
 bool weft__fault_hit(int kind);
 void weft__fault_set(int kind, long nth);            /* tests link weft_static */
 void weft__stack_force_mprotect_guards(int force);

@@ -269,6 +269,7 @@ int weft_runtime_stats(weft_runtime_t *rt, weft_stats_t *st) {
     s.tasks_inlined += atomic_load_explicit(&w->n_inlined, memory_order_relaxed);
     s.tasks_stolen += atomic_load_explicit(&w->n_stolen, memory_order_relaxed);
     s.parks += atomic_load_explicit(&w->n_parks, memory_order_relaxed);
+    s.tasks_unrun += atomic_load_explicit(&w->n_unrun, memory_order_relaxed);
   }
   s.tasks_spawned += atomic_load_explicit(&rt->foreign_ids, memory_order_relaxed);
   s.stacks_mapped = weft__stack_pool_mapped(rt->stacks);

@@ -208,6 +208,7 @@ int weft__stack_check(struct weft__stack_pool *p, weft__stack_cache_t *c) {
 }
 
 int weft__stack_get(struct weft__stack_pool *p, weft__stack_cache_t *c, weft__stack_t **out) {
+  if (WEFT__UNLIKELY(weft__fault_hit(WEFT__FAULT_STACK_START))) return WEFT_ENOMEM;
   if (WEFT__UNLIKELY(!c->head)) {
     int err = cache_refill(p, c);
     if (err) return err;

@@ -7,8 +7,8 @@
  * spawning worker's cache can supply a stack (refilling it maps slabs, which is where
  * exhausted memory or map entries show), so exhaustion is reported by the spawn that meets
  * it. A stack can still run out between a spawn and the start (other tasks took them): that
- * task then ends unrun and its awaiter gets WEFT_ENOMEM. Rejected: binding a stack to each
- * task at spawn (exact, but 10^6 spawned-and-gathered tasks then map 10^6 stacks: 250 ns of
+ * task then ends unrun, its awaiter gets WEFT_ENOMEM and weft_stats_t.tasks_unrun counts it.
+ * Rejected: binding a stack to each task at spawn (exact, but 10^6 spawned-and-gathered tasks then map 10^6 stacks: 250 ns of
  * guard install each, and the cache stops being hot).
  *
  * Inline awaits. A task that awaits (or gathers) a task whose start entry is the newest in its
@@ -337,7 +337,9 @@ void weft__task_start(weft__worker_t *w, struct weft_task *t) {
   weft__stack_t *s;
   if (WEFT__UNLIKELY(weft__stack_get(w->rt->stacks, &w->stacks, &s) != 0)) {
     /* Out of stacks or map entries since the spawn checked: the task ends unrun and its
-     * awaiter gets WEFT_ENOMEM; the worker and every other task go on. */
+     * awaiter gets WEFT_ENOMEM; the worker and every other task go on. Counted, so that the
+     * loss of a detached one is not silent. */
+    weft__stat_bump(&w->n_unrun);
     t->error = WEFT_ENOMEM;
     task_complete(t, NULL);
     return;
@@ -515,27 +517,14 @@ int weft_join(weft_task_t *t, void **result) {
 
 enum { GATHER_ON_STACK = 16 };
 
-int weft_gather(weft_task_t *const *tasks, size_t n, void **results) {
-  if (n && !tasks) return WEFT_EINVAL;
-  for (size_t i = 0; i < n; i++) check_handle(tasks[i], "weft_gather");
-  weft__worker_t *w = weft__worker_self();
-  struct weft_task *self = awaiting_task(w, "weft_gather");
-  /* Newest first: the children we spawned last are the newest entries of our deque. */
-  if (self)
-    for (size_t i = n; i-- > 0;)
-      if (!weft_task_done(tasks[i])) try_inline(tasks[i]);
-  weft__waiter_t local[GATHER_ON_STACK];
-  weft__waiter_t *nodes = local;
+/* Waits until every task in tasks[0..n) is done, with one waiter node each from `nodes`. */
+static void wait_all(struct weft_task *self, weft_task_t *const *tasks, size_t n,
+                     weft__waiter_t *nodes) {
   weft__join_t j;
   join_init(&j, self, 1, false);
   size_t waiting = 0;
   for (size_t i = 0; i < n; i++) {
     if (weft_task_done(tasks[i])) continue;
-    if (waiting == GATHER_ON_STACK && nodes == local) {
-      nodes = malloc((n - i + GATHER_ON_STACK) * sizeof *nodes);
-      if (!nodes) weft__die("weft: out of memory for the waiter list of a gather of %zu tasks.", n);
-      memcpy(nodes, local, sizeof local);
-    }
     weft__waiter_t *node = &nodes[waiting];
     node->join = &j;
     /* Count before linking: the child may finish and arrive the moment it is linked. */
@@ -546,7 +535,26 @@ int weft_gather(weft_task_t *const *tasks, size_t n, void **results) {
       atomic_fetch_sub_explicit(&j.pending, 1, memory_order_relaxed); /* relaxed: as above */
   }
   if (waiting) wait_join(&j);
-  if (nodes != local) free(nodes);
+}
+
+int weft_gather(weft_task_t *const *tasks, size_t n, void **results) {
+  if (n && !tasks) return WEFT_EINVAL;
+  for (size_t i = 0; i < n; i++) check_handle(tasks[i], "weft_gather");
+  weft__worker_t *w = weft__worker_self();
+  struct weft_task *self = awaiting_task(w, "weft_gather");
+  /* Newest first: the children we spawned last are the newest entries of our deque. */
+  size_t pending = 0;
+  for (size_t i = n; i-- > 0;)
+    if (!weft_task_done(tasks[i]) && !(self && try_inline(tasks[i]))) pending++;
+  weft__waiter_t local[GATHER_ON_STACK];
+  weft__waiter_t *nodes = pending <= GATHER_ON_STACK ? local : malloc(n * sizeof *nodes);
+  if (nodes) {
+    wait_all(self, tasks, n, nodes);
+    if (nodes != local) free(nodes);
+  } else { /* no memory for n nodes: wait a stack's worth at a time (more wake-ups, same end) */
+    for (size_t i = 0; i < n; i += GATHER_ON_STACK)
+      wait_all(self, tasks + i, n - i < GATHER_ON_STACK ? n - i : GATHER_ON_STACK, local);
+  }
   if (results)
     for (size_t i = 0; i < n; i++) results[i] = tasks[i]->result;
   return 0;

@@ -1,12 +1,11 @@
 /* The runtime object: worker counts, options, shutdown, exhaustion, stack overflow. */
 #include "support.h"
 
-#include "../lib/internal.h" /* test-only fault injection hooks */
+#include "../lib/internal.h" /* the runtime's stopping flag */
 
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -87,89 +86,6 @@ Test(runtime, spawn_after_shutdown_began_is_refused) {
   cr_assert_eq(weft_runtime_spawn(rt, &t, one, NULL), WEFT_ESHUTDOWN);
   atomic_store(&((struct weft_runtime *)rt)->stopping, 0);
   OK(weft_runtime_destroy(rt));
-}
-
-/* ---- exhaustion ---- */
-
-static void *spawn_under_faults(void *arg) {
-  (void)arg;
-  weft_task_t *t[64];
-  int failed = 0, ok = 0;
-  for (int i = 0; i < 64; i++) {
-    if (i == 10) weft__fault_set(WEFT__FAULT_STACK, 1);
-    if (i == 20) weft__fault_set(WEFT__FAULT_TASK, 1);
-    int err = weft_spawn(&t[ok], one, IPTR(i));
-    if (err) {
-      cr_assert_eq(err, WEFT_ENOMEM);
-      failed++;
-    } else {
-      ok++;
-    }
-  }
-  cr_assert_eq(failed, 2);
-  void *res[64];
-  OK(weft_gather(t, (size_t)ok, res));
-  for (int i = 0; i < ok; i++) weft_task_release(t[i]);
-  return IPTR(ok);
-}
-
-Test(exhaustion, failed_spawn_returns_an_error_and_the_runtime_goes_on) {
-  cr_assert_eq(PINT(run_on(2, spawn_under_faults, NULL)), 62);
-}
-
-static void *hold(void *arg) {
-  weft_future_await(arg, NULL);
-  return NULL;
-}
-
-/* Real exhaustion: with the mprotect guard fallback (as on kernels without
- * MADV_GUARD_INSTALL), each stack costs two map entries; a lowered address-space limit makes
- * the mappings run out long before the machine does. */
-static void *spawn_until_refused(void *arg) {
-  weft_future_t *gate = arg;
-  long n = 0;
-  weft_task_t **t = malloc(sizeof *t * 100000);
-  int err = 0;
-  while (n < 100000 && !(err = weft_spawn(&t[n], hold, gate))) {
-    n++;
-    weft_yield(); /* let workers start them, so each takes a stack */
-  }
-  cr_assert_eq(err, WEFT_ENOMEM, "spawning until exhaustion ended with %s", weft_err_name(err));
-  weft_future_resolve(gate, NULL);
-  OK(weft_gather(t, (size_t)n, NULL)); /* everything already running still finishes */
-  for (long i = 0; i < n; i++) weft_task_release(t[i]);
-  free(t);
-  return IPTR(n);
-}
-
-Test(exhaustion, address_space_limit_makes_spawn_fail_cleanly, .timeout = 120) {
-#if TEST_SANITIZED
-  cr_skip_test("sanitizer runtimes reserve terabytes of address space: no RLIMIT_AS possible");
-#else
-  weft__stack_force_mprotect_guards(1);
-  weft_runtime_t *rt = test_runtime(2);
-  struct rlimit old, lim;
-  getrlimit(RLIMIT_AS, &old);
-  lim = old;
-  lim.rlim_cur = 1ull << 30; /* 1 GiB: ~15k stacks of 64 KiB */
-  cr_assert_eq(setrlimit(RLIMIT_AS, &lim), 0);
-  weft_future_t *gate;
-  OK(weft_future_create(&gate));
-  weft_task_t *t;
-  OK(weft_runtime_spawn(rt, &t, spawn_until_refused, gate));
-  void *n;
-  OK(weft_join(t, &n));
-  cr_assert_gt(PINT(n), 100);
-  setrlimit(RLIMIT_AS, &old);
-  weft_task_t *after;
-  OK(weft_runtime_spawn(rt, &after, one, IPTR(9))); /* still working */
-  void *r;
-  OK(weft_join(after, &r));
-  cr_assert_eq(PINT(r), 9);
-  weft_future_destroy(gate);
-  OK(weft_runtime_destroy(rt));
-  weft__stack_force_mprotect_guards(0);
-#endif
 }
 
 /* ---- stack overflow ---- */
