@@ -1,8 +1,16 @@
-/* Run by test_runtime's overflow test: a task that recurses without end. Must die by SIGSEGV
- * after weft printed one line naming the task. */
+/* Run by test_runtime's overflow test: a task that recurses without end while tasks on the other
+ * workers keep writing lines to stderr. Must die by SIGSEGV after weft printed one whole line
+ * naming the task, not garbled by the other writers' lines. */
 #include "weft.h"
 
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { NOISY = 3 };
+static atomic_int noisy_running;
 
 static long recurse(long depth) {
   volatile char pad[512];
@@ -16,10 +24,25 @@ static void *overflow(void *arg) {
   return (void *)(intptr_t)recurse(0);
 }
 
+/* Writes whole lines (one write each) until the process dies. */
+static void *noise(void *arg) {
+  (void)arg;
+  static const char line[] = "noise from a busy worker: the report must not land inside me\n";
+  atomic_fetch_add(&noisy_running, 1);
+  for (;;) {
+    ssize_t ignored = write(STDERR_FILENO, line, sizeof line - 1);
+    (void)ignored;
+    sched_yield();
+  }
+  return NULL;
+}
+
 static void *one(void *arg) { return arg; }
 
 static void *spawn_overflow(void *arg) {
   (void)arg;
+  for (int i = 0; i < NOISY; i++) weft_spawn(NULL, noise, NULL);
+  while (atomic_load(&noisy_running) < NOISY) weft_yield(); /* the other workers are writing */
   weft_task_t *t, *other;
   weft_spawn(&t, overflow, NULL);
   weft_spawn(&other, one, NULL); /* t is not our newest entry: it runs on its own stack */
@@ -30,7 +53,7 @@ static void *spawn_overflow(void *arg) {
 
 int main(void) {
   weft_options_t o = WEFT_OPTIONS_INIT;
-  o.workers = 2;
+  o.workers = NOISY + 1;
   weft_run(&o, spawn_overflow, NULL, NULL);
   return 0; /* not reached */
 }
