@@ -1,8 +1,9 @@
-/* Proof that the sanitizer builds are on (the way Go's race-detector suite has tests that must
- * race). `race`: two tasks on different workers write one plain int with no synchronisation —
- * the TSan build must report a data race. `uaf`: a task reads a freed block — the ASan build
- * must report a heap-use-after-free. ctest passes only if the report appears (see
- * tests/CMakeLists.txt); if these ever pass silently, the sanitizer setup is broken. */
+/* Proof that the sanitizer builds and the valgrind run are on (the way Go's race-detector suite
+ * has tests that must race). `race`: two tasks on different workers write one plain int with no
+ * synchronisation — the TSan build must report a data race. `uaf`: a task reads a freed block —
+ * the ASan build and memcheck must report it. `leak`: a task drops the only pointer to a block —
+ * LeakSanitizer and memcheck must report it. ctest passes only if the report appears (see
+ * tests/CMakeLists.txt); if these ever pass silently, the checking setup is broken. */
 #include "weft.h"
 
 #include <stdatomic.h>
@@ -40,11 +41,19 @@ static void *uaf_main(void *arg) {
   return (void *)(intptr_t)p[7]; /* the deliberate use after free */
 }
 
+static void *leak_main(void *arg) {
+  (void)arg;
+  volatile char *p = malloc(64);
+  p[0] = 1;
+  return NULL; /* the deliberate leak: the only pointer dies with this frame */
+}
+
 int main(int argc, char **argv) {
   weft_options_t o = WEFT_OPTIONS_INIT;
   o.workers = 2;
   if (argc > 1 && !strcmp(argv[1], "race")) return weft_run(&o, race_main, NULL, NULL);
   if (argc > 1 && !strcmp(argv[1], "uaf")) return weft_run(&o, uaf_main, NULL, NULL);
-  fprintf(stderr, "usage: %s race|uaf\n", argv[0]);
+  if (argc > 1 && !strcmp(argv[1], "leak")) return weft_run(&o, leak_main, NULL, NULL);
+  fprintf(stderr, "usage: %s race|uaf|leak\n", argv[0]);
   return 2;
 }
