@@ -30,6 +30,7 @@
  */
 #include "deque.h"
 #include "internal.h"
+#include "join.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -133,9 +134,7 @@ void weft__task_free(struct weft_runtime *rt, weft__worker_t *w, struct weft_tas
 /* ---- Join counters ------------------------------------------------------------------------ */
 
 void weft__join_release(weft__join_t *j) {
-  /* acq_rel: the last arriver sees every child's result (their releases) before it wakes the
-   * waiter, and the waiter's own release of its +1 orders its switch-out before our resume. */
-  if (atomic_fetch_sub_explicit(&j->pending, 1, memory_order_acq_rel) != 1) return;
+  if (!join_count_release(&j->pending)) return;
   if (j->task) { /* the waiter cannot run before this, so j (on its stack) is still alive */
     weft__schedule(j->task->rt, (uintptr_t)j->task | WEFT__ENTRY_RESUME);
     return;
@@ -178,19 +177,6 @@ static void wait_flag(_Atomic uint32_t *flag) {
   /* acquire: pairs with the release in timed_race; the other side is mid-callback, so the
    * wait is short, but it may be preempted: yield the CPU rather than burn it. */
   while (!atomic_load_explicit(flag, memory_order_acquire)) sched_yield();
-}
-
-/* Adds a waiter to a completion word; false if it is already DONE (nothing was added). */
-static bool word_add_waiter(_Atomic uintptr_t *word, weft__waiter_t *node) {
-  uintptr_t s = atomic_load_explicit(word, memory_order_acquire); /* acquire: see the value */
-  do {
-    if (s & WEFT__DONE) return false;
-    node->next = (weft__waiter_t *)(s & ~WEFT__WORD_FLAGS);
-    /* release: the completer that takes the list sees node->next and node->join;
-     * acquire on failure: a DONE we then see comes with its value. */
-  } while (!atomic_compare_exchange_weak_explicit(word, &s, (uintptr_t)node | (s & WEFT__WORD_FLAGS),
-                                                  memory_order_acq_rel, memory_order_acquire));
-  return true;
 }
 
 static void wake_waiters(weft__waiter_t *node) {
@@ -241,7 +227,7 @@ static void remove_waiter(_Atomic uintptr_t *word, weft__waiter_t *node, weft__j
         found = true;
         continue;
       }
-      if (!word_add_waiter(word, n)) weft__join_arrive(n->join);
+      if (!join_add_waiter(word, n)) weft__join_arrive(n->join);
     }
     if (found) return;
     /* Another remover holds our node for a moment; it pushes it back or delivers it. */
@@ -265,7 +251,7 @@ static int await_word_until(weft__worker_t *w, struct weft_task *self, _Atomic u
   weft__join_t j;
   join_init(&j, self, 2, true); /* the first of completion/timer, and ourselves */
   weft__waiter_t node = {.join = &j};
-  if (!word_add_waiter(word, &node)) return 0;
+  if (!join_add_waiter(word, &node)) return 0;
   if (self) {
     self->timer.deadline_ns = deadline_ns;
     self->timer.fire = timed_timer_fire;
@@ -299,19 +285,14 @@ static void await_word(struct weft_task *self, _Atomic uintptr_t *word) {
   weft__join_t j;
   join_init(&j, self, 2, false); /* the awaited, and ourselves until we are switched out */
   weft__waiter_t node = {.join = &j};
-  if (word_add_waiter(word, &node)) wait_join(&j);
+  if (join_add_waiter(word, &node)) wait_join(&j);
 }
 
 /* ---- Starting and finishing tasks --------------------------------------------------------- */
 
 static void task_complete(struct weft_task *t, void *result) {
   t->result = result;
-  uintptr_t s = atomic_load_explicit(&t->word, memory_order_relaxed); /* the CAS validates it */
-  /* acq_rel: release publishes result to whoever sees DONE; acquire makes the waiter nodes
-   * (pushed with release) readable, and orders a handle release before our free. */
-  while (!atomic_compare_exchange_weak_explicit(&t->word, &s, WEFT__DONE | (s & WEFT__RELEASED),
-                                                memory_order_acq_rel, memory_order_relaxed)) {
-  }
+  uintptr_t s = join_complete(&t->word);
   weft__waiter_t *waiters = (weft__waiter_t *)(s & ~WEFT__WORD_FLAGS);
   if (s & WEFT__RELEASED) weft__task_free(t->rt, weft__worker_self(), t);
   wake_waiters(waiters);
@@ -475,17 +456,11 @@ done:
 
 void weft_task_release(weft_task_t *t) {
   if (!t) return;
-  /* acquire: pairs with the completion's release; after DONE only we touch the word, so a
-   * finished task is freed without a read-modify-write. */
-  uintptr_t s = atomic_load_explicit(&t->word, memory_order_acquire);
-  if (WEFT__UNLIKELY(s & WEFT__RELEASED))
+  int r = join_release_handle(&t->word);
+  if (WEFT__UNLIKELY(r < 0))
     weft__die("weft: a task handle was released twice (or used after weft_task_release).");
-  if (!(s & WEFT__DONE)) {
-    /* acq_rel: if the task finishes concurrently, exactly one of us sees both bits. */
-    s = atomic_fetch_or_explicit(&t->word, WEFT__RELEASED, memory_order_acq_rel);
-    if (!(s & WEFT__DONE)) return; /* it runs on, detached; its completion frees it */
-  }
-  weft__task_free(t->rt, weft__worker_self(), t);
+  if (r > 0) weft__task_free(t->rt, weft__worker_self(), t);
+  /* r == 0: it runs on, detached; its completion frees it */
 }
 
 int weft_await_until(weft_task_t *t, uint64_t deadline_ns, void **result) {
@@ -529,7 +504,7 @@ static void wait_all(struct weft_task *self, weft_task_t *const *tasks, size_t n
     node->join = &j;
     /* Count before linking: the child may finish and arrive the moment it is linked. */
     atomic_fetch_add_explicit(&j.pending, 1, memory_order_relaxed); /* relaxed: we hold +1 */
-    if (word_add_waiter(&tasks[i]->word, node))
+    if (join_add_waiter(&tasks[i]->word, node))
       waiting++;
     else
       atomic_fetch_sub_explicit(&j.pending, 1, memory_order_relaxed); /* relaxed: as above */

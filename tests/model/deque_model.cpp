@@ -1,15 +1,22 @@
 /*
- * Model check of weft's Chase–Lev deque (lib/deque_impl.h) and join counter (lib/task.c) with
- * relacy. The deque header is the very one the library compiles: here it is instantiated with
- * relacy's atomics, once correctly and once per planted bug (each in its own namespace, with
- * the header's override macros set). Exit status 0 only if the correct variants pass AND every
- * planted bug is found.
+ * Model check of weft's Chase–Lev deque (lib/deque_impl.h) and of its completion word and join
+ * counter (lib/join_impl.h) with relacy. Both headers are the very ones the library compiles:
+ * here they are instantiated with relacy's atomics, once correctly and once per planted bug
+ * (each in its own namespace, with the header's override macros set). Exit status 0 only if
+ * the correct variants pass AND every planted bug is found.
  *
  * Deque model: capacity 2 (wraps around; no growth: a full push returns -1 and the owner runs
  * the element itself, the header's documented contract), one owner that pushes and takes, two
  * thieves that steal. Each element carries a payload in an rl::var<int>, written by the owner
  * before the push and read by whoever consumes it: a missing release/acquire is a data race.
  * A per-element counter checks that every element is consumed exactly once.
+ *
+ * Join model: a thread gathers two tasks while they complete (waiter nodes pushed onto each
+ * completion word, one join counter, the last arriver wakes the waiter, the waiter reads both
+ * results, ends its frame and releases both handles), and a handle released while its task
+ * completes (exactly one side frees). Results, node fields and the "freed" descriptor are
+ * rl::var, so any missing release/acquire is a data race; planted bugs: the count relaxed,
+ * completion relaxed, the waiter push relaxed, the handle release relaxed.
  *
  * Not covered: growth (WD_GROW and the acquire load of the array in steal), size_hint and
  * peek_newest; and push's acquire load of top (it orders a thief's read of a slot before the
@@ -205,48 +212,196 @@ struct deque_test : rl::test_suite<deque_test<Ops, RaceOnly>, 3> {
   }
 };
 
-/* ---- The join counter (lib/task.c, thread-waiter path) --------------------------------- */
-/* The waiter holds +1 on pending, registers each child with a relaxed fetch_add (it holds +1,
- * so the count cannot reach zero meanwhile), hands the child over (release flag: the deque's
- * role), drops its own +1 with weft__join_release and waits for thread_word (acquire). Each
- * child writes its result, then weft__join_release: fetch_sub, and whoever brings the count
- * to zero stores thread_word with release. The waiter then reads every result. */
+/* ---- The relacy instances of join_impl.h ----------------------------------------------- */
 
-template <rl::memory_order SubOrder>
-struct join_test : rl::test_suite<join_test<SubOrder>, 3> {
+struct model_node;
+struct model_join {
   rl::atomic<long> pending;
-  rl::atomic<int> thread_word;
-  rl::atomic<int> started[2];
-  rl::var<int> result[2];
+  rl::atomic<int> woken; /* the thread waiter's futex word */
+};
+struct model_node {
+  rl::var<model_node *> next; /* plain fields, on the waiter's stack in the library */
+  rl::var<model_join *> join;
+};
+
+#define JN_WORD rl::atomic<uintptr_t>
+#define JN_COUNT rl::atomic<long>
+#define JN_NODE model_node
+#define JN_NEXT(node) ((node)->next(RL_INFO))
+#define JN_RLX rl::mo_relaxed
+#define JN_ACQ rl::mo_acquire
+#define JN_ACQ_REL rl::mo_acq_rel
+#define JN_LOAD(obj, mo) ((obj)(RL_INFO).load(mo))
+#define JN_FETCH_OR(obj, v, mo) ((obj)(RL_INFO).fetch_or((v), (mo)))
+#define JN_FETCH_SUB(obj, v, mo) ((obj)(RL_INFO).fetch_sub((v), (mo)))
+#define JN_CAS_WEAK(obj, expected, desired, mos, mof) \
+  ((obj)(RL_INFO).compare_exchange_weak((expected), (desired), (mos), (mof)))
+#define JN_FN(name) name
+
+namespace j_correct {
+#include "join_impl.h"
+}
+#undef JN_ADD_ORDER
+#undef JN_ADD_FAIL_ORDER
+#undef JN_COMPLETE_ORDER
+#undef JN_RELEASE_ORDER
+#undef JN_COUNT_ORDER
+
+/* Bug 4: the join count without acquire/release (the last arriver does not carry the others'
+ * results to the waiter). */
+namespace j_count_relaxed {
+#define JN_COUNT_ORDER JN_RLX
+#include "join_impl.h"
+}
+#undef JN_ADD_ORDER
+#undef JN_ADD_FAIL_ORDER
+#undef JN_COMPLETE_ORDER
+#undef JN_RELEASE_ORDER
+#undef JN_COUNT_ORDER
+
+/* Bug 5: completion's CAS relaxed (publishes no result, acquires no waiter node). */
+namespace j_complete_relaxed {
+#define JN_COMPLETE_ORDER JN_RLX
+#include "join_impl.h"
+}
+#undef JN_ADD_ORDER
+#undef JN_ADD_FAIL_ORDER
+#undef JN_COMPLETE_ORDER
+#undef JN_RELEASE_ORDER
+#undef JN_COUNT_ORDER
+
+/* Bug 6: a waiter pushed without release (the completer reads its node's fields unordered). */
+namespace j_add_relaxed {
+#define JN_ADD_ORDER JN_RLX
+#define JN_ADD_FAIL_ORDER JN_RLX
+#include "join_impl.h"
+}
+#undef JN_ADD_ORDER
+#undef JN_ADD_FAIL_ORDER
+#undef JN_COMPLETE_ORDER
+#undef JN_RELEASE_ORDER
+#undef JN_COUNT_ORDER
+
+/* Bug 7: the handle's release relaxed (it may free a descriptor the completer just wrote). */
+namespace j_release_relaxed {
+#define JN_RELEASE_ORDER JN_RLX
+#include "join_impl.h"
+}
+#undef JN_ADD_ORDER
+#undef JN_ADD_FAIL_ORDER
+#undef JN_COMPLETE_ORDER
+#undef JN_RELEASE_ORDER
+#undef JN_COUNT_ORDER
+
+#define JN_MODEL_OPS(ns)                                                                     \
+  struct ops_##ns {                                                                          \
+    static bool add_waiter(rl::atomic<uintptr_t> *w, model_node *n) { return ns::add_waiter(w, n); } \
+    static uintptr_t complete(rl::atomic<uintptr_t> *w) { return ns::complete(w); }          \
+    static int release_handle(rl::atomic<uintptr_t> *w) { return ns::release_handle(w); }   \
+    static bool count_release(rl::atomic<long> *p) { return ns::count_release(p); }          \
+  };
+JN_MODEL_OPS(j_correct)
+JN_MODEL_OPS(j_count_relaxed)
+JN_MODEL_OPS(j_complete_relaxed)
+JN_MODEL_OPS(j_add_relaxed)
+JN_MODEL_OPS(j_release_relaxed)
+
+/* A task descriptor: its completion word, its result, and a freed count. "Freeing" writes the
+ * result field (the library's free list reuses it), so a free that is not ordered after the
+ * completer's write is a data race. */
+struct model_task {
+  rl::atomic<uintptr_t> word;
+  rl::var<int> result;
+  rl::atomic<int> freed;
+  void init() {
+    word($).store(0, rl::mo_relaxed);
+    freed($).store(0, rl::mo_relaxed);
+  }
+  void free_it() {
+    result($) = -1;
+    freed($).fetch_add(1, rl::mo_relaxed);
+  }
+};
+
+/* A thread gathers two tasks while they complete (lib/task.c's weft_gather, thread path): it
+ * holds +1, counts and links a node per child, drops its +1, waits for the last arriver's
+ * futex word, reads both results, poisons its nodes (its stack frame ends) and releases both
+ * handles. Each child writes its result, completes its word and arrives at every waiter it
+ * took, reading a node's fields before the arrival (after it the node may be gone). */
+template <class Ops>
+struct gather_test : rl::test_suite<gather_test<Ops>, 3> {
+  model_task task[2];
+  model_join join;
+  model_node node[2];
 
   void before() {
-    pending($).store(1, rl::mo_relaxed);
-    thread_word($).store(0, rl::mo_relaxed);
-    started[0]($).store(0, rl::mo_relaxed);
-    started[1]($).store(0, rl::mo_relaxed);
+    task[0].init();
+    task[1].init();
+    join.pending($).store(1, rl::mo_relaxed);
+    join.woken($).store(0, rl::mo_relaxed);
   }
 
-  void join_release() {
-    if (pending($).fetch_sub(1, SubOrder) != 1) return;
-    thread_word($).store(1, rl::mo_release);
+  static void arrive(model_join *j) {
+    if (Ops::count_release(&j->pending)) j->woken($).store(1, rl::mo_release);
   }
 
   void thread(unsigned id) {
     if (id == 0) {
       for (int c = 0; c < 2; c++) {
-        pending($).fetch_add(1, rl::mo_relaxed);
-        started[c]($).store(1, rl::mo_release);
+        node[c].join($) = &join;
+        join.pending($).fetch_add(1, rl::mo_relaxed); /* relaxed: we hold +1 */
+        if (!Ops::add_waiter(&task[c].word, &node[c]))
+          join.pending($).fetch_sub(1, rl::mo_relaxed);
       }
-      join_release();
-      while (thread_word($).load(rl::mo_acquire) == 0) rl::yield(1, $);
-      RL_ASSERT(result[0]($) == 10 && result[1]($) == 11);
+      arrive(&join);
+      while (join.woken($).load(rl::mo_acquire) == 0) rl::yield(1, $);
+      RL_ASSERT(task[0].result($) == 10 && task[1].result($) == 11);
+      node[0].next($) = nullptr; /* the frame that held the nodes ends */
+      node[1].next($) = nullptr;
+      for (int c = 0; c < 2; c++) {
+        int r = Ops::release_handle(&task[c].word);
+        RL_ASSERT(r == 1); /* done, so ours to free */
+        task[c].free_it();
+      }
     } else {
-      int c = (int)id - 1;
-      while (started[c]($).load(rl::mo_acquire) == 0) rl::yield(1, $);
-      result[c]($) = 10 + c;
-      join_release();
+      model_task *t = &task[id - 1];
+      t->result($) = 9 + (int)id;
+      uintptr_t s = Ops::complete(&t->word);
+      for (model_node *n = (model_node *)(s & ~JN_FLAGS); n;) {
+        model_node *next = n->next($); /* read first: the node dies once its join is done */
+        arrive(n->join($));
+        n = next;
+      }
+      if (s & JN_RELEASED) t->free_it();
     }
   }
+
+  void after() {
+    for (int c = 0; c < 2; c++) RL_ASSERT(task[c].freed($).load(rl::mo_relaxed) == 1);
+  }
+};
+
+/* A handle released while its task completes (weft_task_release of a running task): exactly
+ * one side frees the descriptor, after the other's last touch. */
+template <class Ops>
+struct detach_test : rl::test_suite<detach_test<Ops>, 2> {
+  model_task task;
+
+  void before() { task.init(); }
+
+  void thread(unsigned id) {
+    if (id == 0) {
+      int r = Ops::release_handle(&task.word);
+      RL_ASSERT(r >= 0);
+      if (r == 1) task.free_it();
+    } else {
+      task.result($) = 5;
+      uintptr_t s = Ops::complete(&task.word);
+      if (s & JN_RELEASED) task.free_it();
+    }
+  }
+
+  void after() { RL_ASSERT(task.freed($).load(rl::mo_relaxed) == 1); }
 };
 
 /* ---- Driver ----------------------------------------------------------------------------- */
@@ -352,9 +507,12 @@ int main(int argc, char **argv) {
   check<deque_test<ops_v_push_relaxed>>("deque no-release-push", true);
   check<deque_test<ops_v_push_relaxed, true>>("deque no-release-push (payload race only)", true);
 
-  check<join_test<rl::mo_acq_rel>>("join correct", false);
-  check<join_test<rl::mo_release>>("join no-acquire (fetch_sub release)", true);
-  check<join_test<rl::mo_acquire>>("join no-release (fetch_sub acquire)", true);
+  check<gather_test<ops_j_correct>>("join gather correct", false);
+  check<detach_test<ops_j_correct>>("join detach correct", false);
+  check<gather_test<ops_j_count_relaxed>>("join gather count-relaxed", true);
+  check<gather_test<ops_j_complete_relaxed>>("join gather complete-relaxed", true);
+  check<gather_test<ops_j_add_relaxed>>("join gather add-relaxed", true);
+  check<detach_test<ops_j_release_relaxed>>("join detach release-relaxed", true);
 
   double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%d passed, %d failed (%.2f s)\n", passed, failed, total);

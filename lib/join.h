@@ -1,0 +1,27 @@
+/* Private to weft: the library's instance of the completion word and join counter (protocol
+ * and memory orders in join_impl.h, shared with the relacy model in tests/model/). */
+#ifndef WEFT_JOIN_H
+#define WEFT_JOIN_H
+#include "internal.h"
+
+#define JN_WORD _Atomic uintptr_t
+#define JN_COUNT _Atomic long
+#define JN_NODE weft__waiter_t
+#define JN_NEXT(node) ((node)->next)
+#define JN_RLX memory_order_relaxed
+#define JN_ACQ memory_order_acquire
+#define JN_ACQ_REL memory_order_acq_rel
+#define JN_LOAD(obj, mo) atomic_load_explicit(&(obj), (mo))
+#define JN_FETCH_OR(obj, v, mo) atomic_fetch_or_explicit(&(obj), (v), (mo))
+#define JN_FETCH_SUB(obj, v, mo) atomic_fetch_sub_explicit(&(obj), (v), (mo))
+#define JN_CAS_WEAK(obj, expected, desired, mos, mof) \
+  atomic_compare_exchange_weak_explicit(&(obj), &(expected), (desired), (mos), (mof))
+#define JN_FN(name) join_##name
+
+#include "join_impl.h"
+
+_Static_assert(JN_DONE == WEFT__DONE && JN_RELEASED == WEFT__RELEASED &&
+                   JN_FLAGS == WEFT__WORD_FLAGS,
+               "join_impl.h and internal.h must agree on the completion word's bits");
+
+#endif /* WEFT_JOIN_H */
