@@ -16,7 +16,9 @@
  *   - Releasing the handle of a task that still runs detaches it; it runs to completion.
  *   - weft_runtime_destroy() stops the workers after the tasks that are running reach a
  *     suspension point; tasks still queued, sleeping or waiting are discarded without running
- *     further and every resource is freed (as asyncio.run cancels what is left).
+ *     further and every resource is freed (as asyncio.run cancels what is left). A future
+ *     that such discarded tasks still await must be resolved before the destroy (their
+ *     waiter nodes lived on the discarded stacks), or weft_future_destroy aborts.
  */
 #ifndef WEFT_H
 #define WEFT_H
