@@ -25,6 +25,7 @@
  *   No lost wake-ups: the producer's side is "store the work (seq_cst) → load nspinning and
  *   nidle (seq_cst)", the parker's "increment nidle and decrement nspinning (seq_cst RMWs) →
  *   load every queue (seq_cst)". In the single total order one of the two sees the other.
+ *   The two halves are park_impl.h's, model-checked with their planted bugs in tests/model.
  *   Only a push onto an empty deque needs this (deque_impl.h makes that push seq_cst): a push
  *   onto a non-empty deque comes after the push that made it non-empty, which already woke
  *   someone or was seen by a spinner, and a spinner that steals wakes the next one.
@@ -36,6 +37,14 @@
  */
 #include "deque.h"
 #include "internal.h"
+
+#define PK_COUNT _Atomic int
+#define PK_LOAD(obj, mo) atomic_load_explicit(&(obj), (mo))
+#define PK_FETCH_ADD(obj, v, mo) atomic_fetch_add_explicit(&(obj), (v), (mo))
+#define PK_FETCH_SUB(obj, v, mo) atomic_fetch_sub_explicit(&(obj), (v), (mo))
+#define PK_SC memory_order_seq_cst
+#define PK_FN(name) park_##name
+#include "park_impl.h" /* the hand-off's two halves, shared with the relacy model */
 
 #include <ck_backoff.h>
 #include <linux/futex.h>
@@ -154,10 +163,7 @@ static void wake_one(struct weft_runtime *rt) {
 }
 
 void weft__wake_one_if_needed(struct weft_runtime *rt) {
-  /* seq_cst loads: the load side of the producer's store→load pair. */
-  if (atomic_load_explicit(&rt->nspinning, memory_order_seq_cst) != 0) return;
-  if (atomic_load_explicit(&rt->nidle, memory_order_seq_cst) == 0) return;
-  wake_one(rt);
+  if (park_wake_needed(&rt->nspinning, &rt->nidle)) wake_one(rt);
 }
 
 void weft__timer_deadline_moved(struct weft_runtime *rt) { weft__wake_one_if_needed(rt); }
@@ -272,12 +278,9 @@ static void park(weft__worker_t *w, bool *spinning) {
   w->next_idle = rt->idle_list;
   rt->idle_list = w;
   w->idle_listed = true;
-  atomic_fetch_add_explicit(&rt->nidle, 1, memory_order_seq_cst); /* seq_cst: parker's store */
+  park_announce_idle(&rt->nidle, &rt->nspinning, *spinning); /* the parker's stores */
+  *spinning = false;
   pthread_mutex_unlock(&rt->idle_lock);
-  if (*spinning) {
-    *spinning = false;
-    atomic_fetch_sub_explicit(&rt->nspinning, 1, memory_order_seq_cst); /* seq_cst: as above */
-  }
   uint64_t deadline = weft__timer_next_deadline(rt->timer);
   /* seq_cst: ordered after our registration, so a concurrent stop cannot be missed */
   if (!any_work_visible(rt) && !atomic_load_explicit(&rt->stopping, memory_order_seq_cst) &&

@@ -1,6 +1,7 @@
 /*
- * Model check of weft's Chase–Lev deque (lib/deque_impl.h) and of its completion word and join
- * counter (lib/join_impl.h) with relacy. Both headers are the very ones the library compiles:
+ * Model check of weft's Chase–Lev deque (lib/deque_impl.h), its completion word and join
+ * counter (lib/join_impl.h) and its park/wake hand-off (lib/park_impl.h) with relacy. The
+ * headers are the very ones the library compiles:
  * here they are instantiated with relacy's atomics, once correctly and once per planted bug
  * (each in its own namespace, with the header's override macros set). Exit status 0 only if
  * the correct variants pass AND every planted bug is found.
@@ -17,6 +18,12 @@
  * completes (exactly one side frees). Results, node fields and the "freed" descriptor are
  * rl::var, so any missing release/acquire is a data race; planted bugs: the count relaxed,
  * completion relaxed, the waiter push relaxed, the handle release relaxed.
+ *
+ * Park model (lib/park_impl.h with the deque): a producer pushes onto its empty deque and
+ * checks whether to wake anyone while the other worker, spinning, finds nothing, announces
+ * itself idle, looks again and sleeps if it sees nothing. Property: never asleep and unwoken
+ * with the task queued. Planted bugs: the producer's check loads acquire, the parker's
+ * announcement acq_rel, the empty push release — each is the store-buffering lost wake-up.
  *
  * Not covered: growth (WD_GROW and the acquire load of the array in steal), size_hint and
  * peek_newest; and push's acquire load of top (it orders a thief's read of a slot before the
@@ -123,6 +130,17 @@ namespace v_no_last_cas {
 namespace v_push_relaxed {
 #define WD_PUSH_BOTTOM_ORDER WD_RLX
 #define WD_EMPTY_PUSH_ORDER WD_RLX
+#include "deque_impl.h"
+}
+#undef WD_PUSH_BOTTOM_ORDER
+#undef WD_EMPTY_PUSH_ORDER
+#undef WD_TAKE_ORDER
+#undef WD_LAST_CAS
+
+/* Bug 8 (park model): the push that makes the deque non-empty is only a release store, not
+ * seq_cst: the store side of the park/wake hand-off's store→load pattern is gone. */
+namespace v_empty_push_release {
+#define WD_EMPTY_PUSH_ORDER WD_REL
 #include "deque_impl.h"
 }
 #undef WD_PUSH_BOTTOM_ORDER
@@ -404,6 +422,107 @@ struct detach_test : rl::test_suite<detach_test<Ops>, 2> {
   void after() { RL_ASSERT(task.freed($).load(rl::mo_relaxed) == 1); }
 };
 
+/* ---- The relacy instances of park_impl.h, with the deque ------------------------------ */
+
+#define PK_COUNT rl::atomic<int>
+#define PK_LOAD(obj, mo) ((obj)(RL_INFO).load(mo))
+#define PK_FETCH_ADD(obj, v, mo) ((obj)(RL_INFO).fetch_add((v), (mo)))
+#define PK_FETCH_SUB(obj, v, mo) ((obj)(RL_INFO).fetch_sub((v), (mo)))
+#define PK_SC rl::mo_seq_cst
+#define PK_FN(name) name
+
+namespace p_correct {
+#include "park_impl.h"
+}
+#undef PK_CHECK_ORDER
+#undef PK_ANNOUNCE_ORDER
+
+/* Bug 9: the producer's check loads nspinning/nidle with acquire, not seq_cst. */
+namespace p_check_acquire {
+#define PK_CHECK_ORDER rl::mo_acquire
+#include "park_impl.h"
+}
+#undef PK_CHECK_ORDER
+#undef PK_ANNOUNCE_ORDER
+
+/* Bug 10: the parker announces itself with acq_rel read-modify-writes, not seq_cst. */
+namespace p_announce_acq_rel {
+#define PK_ANNOUNCE_ORDER rl::mo_acq_rel
+#include "park_impl.h"
+}
+#undef PK_CHECK_ORDER
+#undef PK_ANNOUNCE_ORDER
+
+#define PARK_MODEL_OPS(name, dns, pns)                                                         \
+  struct name {                                                                                \
+    static int push(model_deque *d, uintptr_t x) { return dns::push(d, x); }                   \
+    static uintptr_t steal(model_deque *d) { return dns::steal(d); }                           \
+    static int seen_nonempty(model_deque *d) { return dns::seen_nonempty(d); }                 \
+    static bool wake_needed(rl::atomic<int> *s, rl::atomic<int> *i) {                          \
+      return pns::wake_needed(s, i);                                                           \
+    }                                                                                          \
+    static void announce_idle(rl::atomic<int> *i, rl::atomic<int> *s) {                       \
+      pns::announce_idle(i, s, true);                                                          \
+    }                                                                                          \
+  };
+PARK_MODEL_OPS(park_correct, v_correct, p_correct)
+PARK_MODEL_OPS(park_check_acquire, v_correct, p_check_acquire)
+PARK_MODEL_OPS(park_announce_acq_rel, v_correct, p_announce_acq_rel)
+PARK_MODEL_OPS(park_push_release, v_empty_push_release, p_correct)
+
+/* worker.c's hand-off: a producer pushes one task onto its empty deque and checks whether to
+ * wake a worker (then goes on with something long: it never takes the task back); the other
+ * worker is spinning, finds nothing, announces itself idle, looks at the deque once more and
+ * sleeps if it sees nothing. The property: never asleep, unwoken, with the task still queued
+ * (the lost wake-up). The waker's side of the idle list is reduced to its futex word. */
+template <class Ops>
+struct park_test : rl::test_suite<park_test<Ops>, 2> {
+  model_array arr;
+  model_deque dq;
+  rl::atomic<int> nspinning, nidle, park_word, slept, consumed;
+  rl::var<int> payload;
+
+  void before() {
+    arr.mask = CAP - 1;
+    dq.top($).store(0, rl::mo_relaxed);
+    dq.bottom($).store(0, rl::mo_relaxed);
+    dq.array($).store(&arr, rl::mo_relaxed);
+    nspinning($).store(1, rl::mo_relaxed); /* the other worker is spinning */
+    nidle($).store(0, rl::mo_relaxed);
+    park_word($).store(0, rl::mo_relaxed);
+    slept($).store(0, rl::mo_relaxed);
+    consumed($).store(0, rl::mo_relaxed);
+  }
+
+  void run_stolen(uintptr_t x) {
+    RL_ASSERT(x == 2 && payload($) == 42);
+    consumed($).fetch_add(1, rl::mo_relaxed);
+  }
+
+  void thread(unsigned id) {
+    if (id == 0) { /* the producer */
+      payload($) = 42;
+      if (Ops::push(&dq, 2) == 1 && Ops::wake_needed(&nspinning, &nidle))
+        park_word($).store(1, rl::mo_release); /* wake_one */
+      return;
+    }
+    uintptr_t x = Ops::steal(&dq); /* the spinner's last round */
+    if (x > WD_ABORT) return run_stolen(x);
+    Ops::announce_idle(&nidle, &nspinning);
+    if (Ops::seen_nonempty(&dq)) { /* any_work_visible: do not sleep, go and get it */
+      x = Ops::steal(&dq);
+      RL_ASSERT(x > WD_ABORT); /* only we steal, and the producer never takes */
+      return run_stolen(x);
+    }
+    slept($).store(1, rl::mo_relaxed); /* futex_wait: only park_word can end it */
+  }
+
+  void after() {
+    bool asleep_unwoken = slept($).load(rl::mo_relaxed) && !park_word($).load(rl::mo_relaxed);
+    RL_ASSERT(!asleep_unwoken); /* the task is queued and every worker sleeps: lost wake-up */
+  }
+};
+
 /* ---- Driver ----------------------------------------------------------------------------- */
 /* Every variant is searched twice:
  *   random:  relacy's random scheduler, seeded by the iteration number (same schedules every
@@ -513,6 +632,11 @@ int main(int argc, char **argv) {
   check<gather_test<ops_j_complete_relaxed>>("join gather complete-relaxed", true);
   check<gather_test<ops_j_add_relaxed>>("join gather add-relaxed", true);
   check<detach_test<ops_j_release_relaxed>>("join detach release-relaxed", true);
+
+  check<park_test<park_correct>>("park/wake correct", false);
+  check<park_test<park_check_acquire>>("park/wake check-acquire", true);
+  check<park_test<park_announce_acq_rel>>("park/wake announce-acq-rel", true);
+  check<park_test<park_push_release>>("park/wake empty-push-release", true);
 
   double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%d passed, %d failed (%.2f s)\n", passed, failed, total);
