@@ -8,7 +8,7 @@
  *   2. its own deque, newest first (LIFO: the task just spawned or woken shares the cache);
  *   3. its yield queue, oldest first (asyncio's sleep(0) goes behind the ready tasks);
  *   4. the inject queue (FIFO: spawns and wake-ups from threads that are not workers), taken
- *      in batches of a fair share whose rest goes onto the worker's deque;
+ *      in batches of a fair share whose rest goes onto the worker's yield queue (still FIFO);
  *   5. due timers;
  *   6. stealing: the oldest entry of a random victim's deque, then of its yield queue;
  *   7. after a bounded spin, parking.
@@ -116,7 +116,7 @@ void weft__inject_push(struct weft_runtime *rt, uintptr_t entry) {
 
 /* Takes the oldest injected entry and returns it; up to a fair share more (Go's globrunqget:
  * len/workers + 1, at most INJECT_BATCH) are appended to `more`, oldest first, for the caller's
- * deque. One lock round trip then feeds a busy worker many foreign spawns instead of one per
+ * yield queue. One lock round trip then feeds a busy worker many foreign spawns instead of one per
  * fairness tick (a worker whose own task keeps yielding polled injected work only every 61st
  * tick, and 10^6 spawns from other threads crawled behind it). */
 static uintptr_t inject_pop_batch(struct weft_runtime *rt, uintptr_t *more, int *nmore) {
@@ -216,12 +216,14 @@ static uintptr_t take_own_yielded(weft__worker_t *w) {
   return e == WEFT__DEQUE_ABORT ? 0 : e;
 }
 
-/* The oldest injected entry; the rest of the batch goes onto w's deque (thieves may take it). */
+/* The oldest injected entry; the rest of the batch goes onto w's yield queue: FIFO, checked
+ * every 61 ticks and open to thieves, so the batch keeps the inject queue's order and its
+ * guarantee (on the LIFO deque, two tasks waking each other could bury it for good). */
 static uintptr_t take_injected(weft__worker_t *w) {
   uintptr_t more[INJECT_BATCH];
   int nmore;
   uintptr_t e = inject_pop_batch(w->rt, more, &nmore);
-  for (int i = 0; i < nmore; i++) push_local(w, &w->deque, more[i]);
+  for (int i = 0; i < nmore; i++) push_local(w, &w->yieldq, more[i]);
   return e;
 }
 

@@ -4,6 +4,7 @@
 #include "weft.h"
 
 #include <sched.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -28,10 +29,10 @@ static void *overflow(void *arg) {
 static void *noise(void *arg) {
   (void)arg;
   static const char line[] = "noise from a busy worker: the report must not land inside me\n";
-  atomic_fetch_add(&noisy_running, 1);
-  for (;;) {
+  for (bool first = true;; first = false) {
     ssize_t ignored = write(STDERR_FILENO, line, sizeof line - 1);
     (void)ignored;
+    if (first) atomic_fetch_add(&noisy_running, 1); /* counted once a line is out */
     sched_yield();
   }
   return NULL;
@@ -45,9 +46,11 @@ static void *spawn_overflow(void *arg) {
   while (atomic_load(&noisy_running) < NOISY) weft_yield(); /* the other workers are writing */
   weft_task_t *t, *other;
   weft_spawn(&t, overflow, NULL);
-  weft_spawn(&other, one, NULL); /* t is not our newest entry: it runs on its own stack */
-  weft_join(other, NULL);
+  weft_spawn(&other, one, NULL);
+  /* t is not our newest entry, so this await suspends us and the worker starts t on a stack
+   * of its own (the overflow under test); the other workers are busy writing. */
   weft_join(t, NULL);
+  weft_join(other, NULL);
   return NULL;
 }
 

@@ -47,6 +47,15 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--scale")) scale = atof(argv[++i]);
     else usage();
   }
+  bool scenario_known = !only, workers_known = !only_workers;
+  for (int s = 0; s < stress_scenario_count; s++)
+    if (only && !strcmp(only, stress_scenarios[s].name)) scenario_known = true;
+  for (int w = 0; w < stress_worker_count_n; w++)
+    if (only_workers == stress_worker_counts[w]) workers_known = true;
+  if (!scenario_known || !workers_known) {
+    fprintf(stderr, "weft-stress: no such scenario or worker count in the matrix\n");
+    usage();
+  }
   printf("weft-stress: base seed 0x%llx, %.1f minutes%s\n", (unsigned long long)base, minutes,
          seed_given ? " (the first run uses the seed as given)" : "");
   uint64_t start = weft_now_ns(), end = start + (uint64_t)(minutes * 60e9);
