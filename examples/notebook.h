@@ -8,8 +8,6 @@
 #include <stdio.h>
 #include <time.h>
 
-static uint64_t notebook_t0;
-
 static inline void print_clock(const char *what) {
   char buf[32];
   time_t now = time(NULL);
@@ -18,20 +16,15 @@ static inline void print_clock(const char *what) {
   fflush(stdout);
 }
 
-static inline void notebook_start(const char *idea) {
+/* Prints the idea, runs main_fn as asyncio.run(main()) with the default options, then the
+ * elapsed-time line the tests check. Returns main()'s exit status. */
+static inline int notebook_main(const char *idea, weft_fn main_fn) {
   printf("# notebook idea: %s\n", idea);
-  notebook_t0 = weft_now_ns();
-}
-
-static inline void notebook_end(void) {
-  printf("elapsed: %.1f s\n", (double)(weft_now_ns() - notebook_t0) / 1e9);
-}
-
-/* asyncio.run(main()) with the default options. */
-static inline int notebook_run(weft_fn main_fn) {
+  uint64_t t0 = weft_now_ns();
   void *r;
   int err = weft_run(NULL, main_fn, NULL, &r);
   if (err) fprintf(stderr, "weft_run: %s\n", weft_strerror(err));
+  printf("elapsed: %.1f s\n", (double)(weft_now_ns() - t0) / 1e9);
   return err ? 1 : 0;
 }
 #endif

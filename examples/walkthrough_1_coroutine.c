@@ -13,8 +13,5 @@ static void *main_task(void *arg) {
 }
 
 int main(void) {
-  notebook_start("a coroutine: hello, sleep 1 s, world");
-  int rc = notebook_run(main_task);
-  notebook_end();
-  return rc;
+  return notebook_main("a coroutine: hello, sleep 1 s, world", main_task);
 }

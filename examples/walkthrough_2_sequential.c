@@ -19,8 +19,5 @@ static void *main_task(void *arg) {
 }
 
 int main(void) {
-  notebook_start("coroutines awaited in sequence take 1 s + 2 s");
-  int rc = notebook_run(main_task);
-  notebook_end();
-  return rc;
+  return notebook_main("coroutines awaited in sequence take 1 s + 2 s", main_task);
 }

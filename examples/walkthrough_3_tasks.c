@@ -30,8 +30,5 @@ static void *main_task(void *arg) {
 }
 
 int main(void) {
-  notebook_start("tasks run concurrently: 1 s and 2 s overlap into 2 s");
-  int rc = notebook_run(main_task);
-  notebook_end();
-  return rc;
+  return notebook_main("tasks run concurrently: 1 s and 2 s overlap into 2 s", main_task);
 }

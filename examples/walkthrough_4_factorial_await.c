@@ -19,8 +19,5 @@ static void *main_task(void *arg) {
 }
 
 int main(void) {
-  notebook_start("tasks awaited one by one still overlap: ~3 s for A, B, C");
-  int rc = notebook_run(main_task);
-  notebook_end();
-  return rc;
+  return notebook_main("tasks awaited one by one still overlap: ~3 s for A, B, C", main_task);
 }

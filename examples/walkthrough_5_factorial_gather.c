@@ -15,8 +15,6 @@ static void *main_task(void *arg) {
 }
 
 int main(void) {
-  notebook_start("gather runs coroutines concurrently, results in argument order: ~3 s");
-  int rc = notebook_run(main_task);
-  notebook_end();
-  return rc;
+  return notebook_main("gather runs coroutines concurrently, results in argument order: ~3 s",
+                       main_task);
 }

@@ -20,6 +20,7 @@ weft__deque_array_t *weft__deque_grow(weft__deque_t *d, weft__deque_array_t *old
                                        int64_t b) {
   weft__deque_array_t *a = array_new((old->mask + 1) * 2);
   if (!a) return NULL;
+  /* relaxed: the owner copies its own slots; the release store of the array publishes them */
   for (int64_t i = t; i < b; i++)
     atomic_store_explicit(&WD_SLOT(a, i), atomic_load_explicit(&WD_SLOT(old, i), WD_RLX), WD_RLX);
   a->retired = old;
@@ -27,8 +28,6 @@ weft__deque_array_t *weft__deque_grow(weft__deque_t *d, weft__deque_array_t *old
   atomic_store_explicit(&d->array, a, memory_order_release);
   return a;
 }
-
-
 
 int weft__deque_init(weft__deque_t *d, size_t capacity_pow2) {
   atomic_init(&d->top, 0);
@@ -40,6 +39,7 @@ int weft__deque_init(weft__deque_t *d, size_t capacity_pow2) {
 }
 
 void weft__deque_destroy(weft__deque_t *d) {
+  /* relaxed (here and below): the workers are joined; nothing else touches the deque */
   weft__deque_array_t *a = atomic_load_explicit(&d->array, WD_RLX);
   while (a) {
     weft__deque_array_t *older = a->retired;

@@ -73,7 +73,6 @@ void weft__fault_set(int kind, long nth) {
 }
 
 bool weft__fault_hit(int kind) {
-  /* relaxed: a test knob; the countdown itself is the only shared state */
   if (WEFT__LIKELY(atomic_load_explicit(&fault_countdown[kind], memory_order_relaxed) <= 0))
     return false;
   return atomic_fetch_sub_explicit(&fault_countdown[kind], 1, memory_order_relaxed) == 1;

@@ -8,8 +8,8 @@
  * exhausted memory or map entries show), so exhaustion is reported by the spawn that meets
  * it. A stack can still run out between a spawn and the start (other tasks took them): that
  * task then ends unrun, its awaiter gets WEFT_ENOMEM and weft_stats_t.tasks_unrun counts it.
- * Rejected: binding a stack to each task at spawn (exact, but 10^6 spawned-and-gathered tasks then map 10^6 stacks: 250 ns of
- * guard install each, and the cache stops being hot).
+ * Rejected: binding a stack to each task at spawn (exact, but 10^6 spawned-and-gathered tasks
+ * then map 10^6 stacks: 250 ns of guard install each, and the cache stops being hot).
  *
  * Inline awaits. A task that awaits (or gathers) a task whose start entry is the newest in its
  * own worker's deque takes the entry back (Chase–Lev take) and runs the task as a plain call

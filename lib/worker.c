@@ -57,7 +57,7 @@ enum {
   FAIRNESS_TICKS = 61,
   SPIN_ROUNDS = 64,
   STEAL_TRIES = 4,   /* victims per round */
-  INJECT_BATCH = 32, /* injected entries a worker moves to its deque at once */
+  INJECT_BATCH = 32, /* injected entries a worker takes at once (the rest to its yield queue) */
 };
 
 static __thread weft__worker_t *tls_worker;
@@ -114,32 +114,28 @@ void weft__inject_push(struct weft_runtime *rt, uintptr_t entry) {
   pthread_mutex_unlock(&rt->inject_lock);
 }
 
-/* Takes the oldest injected entry and returns it; up to a fair share more (Go's globrunqget:
- * len/workers + 1, at most INJECT_BATCH) are appended to `more`, oldest first, for the caller's
- * yield queue. One lock round trip then feeds a busy worker many foreign spawns instead of one per
- * fairness tick (a worker whose own task keeps yielding polled injected work only every 61st
- * tick, and 10^6 spawns from other threads crawled behind it). */
-static uintptr_t inject_pop_batch(struct weft_runtime *rt, uintptr_t *more, int *nmore) {
-  *nmore = 0;
+/* Takes the oldest injected entries, a fair share of them (Go's globrunqget: len/workers + 1,
+ * at most INJECT_BATCH), into out[], oldest first; returns how many. One lock round trip then
+ * feeds a busy worker many foreign spawns instead of one per fairness tick (a worker whose own
+ * task kept yielding polled injected work only every 61st tick, and 10^6 spawns from other
+ * threads crawled behind it). */
+static int inject_pop_batch(struct weft_runtime *rt, uintptr_t out[INJECT_BATCH]) {
   /* relaxed: a hint; the mutex orders the real read */
   long len = atomic_load_explicit(&rt->inject_len, memory_order_relaxed);
   if (len == 0) return 0;
   long share = len / rt->nworkers + 1;
   if (share > INJECT_BATCH) share = INJECT_BATCH;
+  int taken = 0;
   pthread_mutex_lock(&rt->inject_lock);
-  uintptr_t first = rt->inject_head;
-  long taken = 0;
   while (rt->inject_head && taken < share) {
     uintptr_t e = rt->inject_head;
-    struct weft_task *t = (struct weft_task *)(e & ~WEFT__ENTRY_TAGS);
-    rt->inject_head = (uintptr_t)t->next;
-    if (taken > 0) more[(*nmore)++] = e;
-    taken++;
+    rt->inject_head = (uintptr_t)((struct weft_task *)(e & ~WEFT__ENTRY_TAGS))->next;
+    out[taken++] = e;
   }
   if (!rt->inject_head) rt->inject_tail = 0;
   atomic_fetch_sub_explicit(&rt->inject_len, taken, memory_order_relaxed); /* relaxed: under lock */
   pthread_mutex_unlock(&rt->inject_lock);
-  return first;
+  return taken;
 }
 
 /* ---- Waking ------------------------------------------------------------------------------- */
@@ -220,11 +216,10 @@ static uintptr_t take_own_yielded(weft__worker_t *w) {
  * every 61 ticks and open to thieves, so the batch keeps the inject queue's order and its
  * guarantee (on the LIFO deque, two tasks waking each other could bury it for good). */
 static uintptr_t take_injected(weft__worker_t *w) {
-  uintptr_t more[INJECT_BATCH];
-  int nmore;
-  uintptr_t e = inject_pop_batch(w->rt, more, &nmore);
-  for (int i = 0; i < nmore; i++) push_local(w, &w->yieldq, more[i]);
-  return e;
+  uintptr_t batch[INJECT_BATCH];
+  int n = inject_pop_batch(w->rt, batch);
+  for (int i = 1; i < n; i++) push_local(w, &w->yieldq, batch[i]);
+  return n ? batch[0] : 0;
 }
 
 static uintptr_t local_work(weft__worker_t *w) {

@@ -9,6 +9,15 @@
 
 static void *one(void *arg) { return arg; }
 
+/* The runtime still runs tasks after whatever failed before. */
+static void assert_still_runs(weft_runtime_t *rt) {
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, one, IPTR(9)));
+  void *r;
+  OK(weft_join(t, &r));
+  cr_assert_eq(PINT(r), 9);
+}
+
 #if TEST_ASAN
 #define ASSERT_NO_LEAKS(what) cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, what " leaked")
 #else
@@ -122,12 +131,7 @@ static void sweep_kind(int kind, const char *name, long *hits) {
       *hits += failed;
     }
   }
-  /* And it still works normally. */
-  weft_task_t *t;
-  OK(weft_runtime_spawn(rt, &t, one, IPTR(5)));
-  void *r;
-  OK(weft_join(t, &r));
-  cr_assert_eq(PINT(r), 5);
+  assert_still_runs(rt);
   OK(weft_runtime_destroy(rt));
 }
 
@@ -164,11 +168,7 @@ Test(faults, nth_worker_thread_fails) {
   }
   weft__fault_set(WEFT__FAULT_THREAD, 0);
   weft_runtime_t *rt = test_runtime(W); /* nothing left behind stops the next one */
-  weft_task_t *t;
-  OK(weft_runtime_spawn(rt, &t, one, IPTR(3)));
-  void *r;
-  OK(weft_join(t, &r));
-  cr_assert_eq(PINT(r), 3);
+  assert_still_runs(rt);
   OK(weft_runtime_destroy(rt));
   ASSERT_NO_LEAKS("failed runtime creation");
 }
@@ -209,11 +209,7 @@ static long exhaust_then_recover(weft_runtime_t *rt) {
   void *n;
   OK(weft_join(t, &n));
   fprintf(stderr, "exhaustion: %ld tasks held stacks before a spawn was refused\n", PINT(n));
-  weft_task_t *after;
-  OK(weft_runtime_spawn(rt, &after, one, IPTR(9))); /* still working */
-  void *r;
-  OK(weft_join(after, &r));
-  cr_assert_eq(PINT(r), 9);
+  assert_still_runs(rt);
   weft_future_destroy(gate);
   return PINT(n);
 }

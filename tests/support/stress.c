@@ -390,7 +390,8 @@ static void chaos_finish_one(chaos_t *chaos) {
   CHECK(err == 0 || (err == WEFT_EALREADY && chaos->forever), "resolve: %s", weft_err_name(err));
 }
 
-/* Spawns a child actor (detached if handle is NULL). Returns the spawn's error: during shutdown WEFT_ESHUTDOWN is the only allowed one. */
+/* Spawns a child actor (detached if handle is NULL). Returns the spawn's error: during
+ * shutdown WEFT_ESHUTDOWN is the only allowed one. */
 static int spawn_actor(chaos_t *chaos, weft_task_t **handle, uint64_t seed, int depth) {
   const stress_config_t *cfg = chaos->cfg;
   long id = atomic_fetch_add_explicit(&chaos->next_id, 1, memory_order_relaxed);
