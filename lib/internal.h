@@ -112,28 +112,35 @@ void weft__deque_destroy(weft__deque_t *d);
 typedef struct weft__join {
   _Atomic long pending; /* children not yet done, +1 held by the waiter until it sleeps */
   struct weft_task *task; /* the waiting task, or NULL when a thread waits */
-  _Atomic uint32_t thread_word; /* futex word when a thread waits */
+  _Atomic uint32_t thread_word; /* a blocked thread's wake word: WAITING, SIGNALLED, WOKEN */
   /* Timed waits only: the completion and the timer race; the first to flip `fired` wins and
-   * arrives. Each side then sets its `*_done` flag as its last touch of the join, so that the
-   * waiter knows when its stack frame may go. */
+   * arrives. The timer callback sets `timer_done` as its last touch of the join, so that the
+   * waiter knows when its stack frame may go (the completer's side is the word's BUSY). */
   bool timed;
   _Atomic uint32_t fired;      /* 0, or FIRED_BY_COMPLETION / FIRED_BY_TIMER */
-  _Atomic uint32_t node_done;  /* the completer is finished with our waiter node */
   _Atomic uint32_t timer_done; /* the timer callback is finished with us */
+  /* The waiter nodes linked for this join (a task's wait record, read by destroy to take a
+   * discarded task's nodes out of the words of what it awaited). */
+  struct weft__waiter *nodes;
+  size_t nnodes;
 } weft__join_t;
 
 typedef struct weft__waiter {
   struct weft__waiter *next;
   weft__join_t *join;
+  _Atomic uintptr_t *word; /* the completion word this node is linked into */
 } weft__waiter_t;
 
 /* A completion word (task or future): the waiter list in the upper bits, and
  *   DONE     — the value is set; no waiter may be added any more;
- *   RELEASED — (tasks only) the handle is released: whoever sees DONE|RELEASED last frees it.
- * One word, so that a task's completion is a single CAS. Waiter nodes are 8-aligned. */
+ *   RELEASED — (tasks only) the handle is released: whoever sees DONE|RELEASED last frees it;
+ *   BUSY     — the list's nodes are held for a moment: delivered (with DONE) or one unlinked.
+ * One word, so that a task's completion is a single CAS. Waiter nodes are 8-aligned. The
+ * protocol is join_impl.h's. */
 #define WEFT__DONE ((uintptr_t)1)
 #define WEFT__RELEASED ((uintptr_t)2)
-#define WEFT__WORD_FLAGS ((uintptr_t)3)
+#define WEFT__BUSY ((uintptr_t)4)
+#define WEFT__WORD_FLAGS ((uintptr_t)7)
 
 struct weft__timer; /* lib/timer.c */
 
@@ -157,7 +164,8 @@ struct weft_task {
   struct weft_task *next; /* free list, inject queue (a task is in at most one queue) */
   const char *name;
   uint64_t id;
-  /* What the task waits on, for diagnostics and for the timeout path. */
+  /* The task's timer (sleep, await with a deadline), and its wait record: while it is
+   * suspended on a join, fire is a join-wait marker (or the timed callback) and ctx the join. */
   weft__timer_entry_t timer;
 } __attribute__((aligned(64)));
 
@@ -252,7 +260,7 @@ struct weft_runtime {
   /* Descriptor slabs and the shared overflow free list. */
   pthread_mutex_t task_lock WEFT__ALIGNED;
   struct weft_task *free_tasks;
-  void *task_slabs;
+  struct weft__task_slab *task_slabs; /* lib/task.c */
   _Atomic uint64_t foreign_ids;
 };
 
@@ -260,6 +268,8 @@ struct weft_runtime {
 void weft__inject_push(struct weft_runtime *rt, uintptr_t entry);
 
 void weft__task_slabs_free(struct weft_runtime *rt);
+/* Destroy's step for tasks, once the workers have stopped: see runtime.c's shutdown comment. */
+void weft__tasks_discard(struct weft_runtime *rt);
 
 /* Test-only fault injection: make the n-th allocation of a kind fail (0 disables).
  * STACK: a spawn's stack check; STACK_START: taking the stack when a worker starts a task;

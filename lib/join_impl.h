@@ -5,31 +5,65 @@
  *
  *   JN_WORD, JN_COUNT                      the atomic uintptr_t and atomic long object types
  *   JN_NODE, JN_NEXT(node)                 the waiter node type and its plain `next` lvalue
- *   JN_LOAD(obj, mo)  JN_FETCH_OR(obj, v, mo)  JN_FETCH_SUB(obj, v, mo)
+ *   JN_LOAD(obj, mo)  JN_FETCH_OR(obj, v, mo)  JN_FETCH_AND(obj, v, mo)  JN_FETCH_SUB(obj, v, mo)
  *   JN_CAS_WEAK(obj, expected_lvalue, desired, mo_success, mo_failure)
- *   JN_RLX JN_ACQ JN_ACQ_REL               memory orders
+ *   JN_RLX JN_ACQ JN_REL JN_ACQ_REL        memory orders
+ *   JN_YIELD()                             give the CPU away while another party finishes
+ *   JN_SIGNAL, JN_SIGNAL_LOAD(sig, mo), JN_SIGNAL_STORE(sig, v, mo), JN_FUTEX_WAKE(sig)
+ *                                          a blocked thread's wake word (a pointer to it is passed)
  *   JN_FN(name)                            the name of each function
  * and may override the orders that the negative controls plant bugs in:
  *   JN_ADD_ORDER, JN_COMPLETE_ORDER, JN_RELEASE_ORDER, JN_COUNT_ORDER (all acq_rel), and
- *   JN_ADD_FAIL_ORDER (acquire; a CAS's failure order may not be stronger than its success's).
+ *   JN_ADD_FAIL_ORDER (acquire; a CAS's failure order may not be stronger than its success's);
+ * and the protocol steps they plant bugs in: JN_THREAD_RETURNS_AT (the wake word's value at
+ * which a blocked thread may return: JN_WOKEN), JN_REMOVE_WAITS_BUSY and JN_COMPLETE_WAITS_BUSY
+ * (1: the steps below that wait out the other party's BUSY).
  *
- * Design. A task's (or gather's) completion word holds, in one uintptr_t, the list of waiter
- * nodes (a Treiber stack of nodes that live on the waiters' own stacks, 8-aligned), DONE and
- * RELEASED (the handle is gone). Waiting pushes a node unless DONE is set; completing sets DONE
- * and takes the whole list in one CAS; so no waiter can be added after the list was taken, and
- * none is missed. Each node points to a join counter: `pending` counts the children not yet
- * arrived plus one held by the waiter until it is switched out; the arrival that brings it to
- * zero makes the waiter runnable. Whoever of completion and handle release comes second frees
- * the descriptor. Rejected: a mutex + condition variable per task (a lock round trip per
- * completion, 40+ bytes per task), a counter per task plus a separate waiter list (two atomic
- * operations per completion instead of one), and waking the waiter from every child (N
- * wake-ups per gather instead of one).
+ * Design. A task's (or future's) completion word holds, in one uintptr_t, the list of waiter
+ * nodes (a Treiber stack of nodes that live on the waiters' own stacks, 8-aligned), DONE,
+ * RELEASED (the handle is gone) and BUSY (someone holds the list's nodes for a moment).
+ * Waiting pushes a node unless DONE is set; completing sets DONE and takes the whole list in
+ * one CAS; so no waiter can be added after the list was taken, and none is missed. Each node
+ * points to a join counter: `pending` counts the children not yet arrived plus one held by the
+ * waiter until it is switched out; the arrival that brings it to zero makes the waiter
+ * runnable. Whoever of completion and handle release comes second frees the descriptor.
+ *
+ * BUSY closes the stale touches (a waker using a node, a join or a futex word after its owner
+ * returned). It is set by the completer while it delivers the list it took (DONE|BUSY until
+ * finish_waking), and by a remover (a timed-out waiter, or destroy taking a discarded task's
+ * node out) while it unlinks one node in place (BUSY without DONE; the completer waits for it
+ * to end). So "DONE and not BUSY" means: every node was delivered and no one will touch any
+ * node of this word again — a remover that sees it may return and let its frame go. The
+ * descriptor is not freed while BUSY: the completer frees it at finish_waking if the handle
+ * was released meanwhile. A blocked thread's wake word has three values, WAITING → SIGNALLED
+ * (the results are published; the waker is about to call FUTEX_WAKE on the word) → WOKEN (the
+ * waker is done with it): the thread returns only at WOKEN, so the wake never lands on a stack
+ * frame that is gone.
+ * Rejected: a mutex + condition variable per task (a lock round trip per completion, 40+ bytes
+ * per task), a counter per task plus a separate waiter list (two atomic operations per
+ * completion instead of one), waking the waiter from every child (N wake-ups per gather
+ * instead of one), removers that take the whole list and push the rest back (a node held
+ * outside the word is invisible: a second remover cannot tell "delivered" from "held"), and a
+ * per-node "done" flag (covers the node but not the join and wake word behind it).
  */
 
 #ifndef JN_DONE
 #define JN_DONE ((uintptr_t)1)
 #define JN_RELEASED ((uintptr_t)2)
-#define JN_FLAGS ((uintptr_t)3)
+#define JN_BUSY ((uintptr_t)4)
+#define JN_FLAGS ((uintptr_t)7)
+#define JN_WAITING 0u
+#define JN_SIGNALLED 1u
+#define JN_WOKEN 2u
+#endif
+#ifndef JN_THREAD_RETURNS_AT
+#define JN_THREAD_RETURNS_AT JN_WOKEN
+#endif
+#ifndef JN_REMOVE_WAITS_BUSY
+#define JN_REMOVE_WAITS_BUSY 1
+#endif
+#ifndef JN_COMPLETE_WAITS_BUSY
+#define JN_COMPLETE_WAITS_BUSY 1
 #endif
 
 #ifndef JN_ADD_ORDER
@@ -60,29 +94,47 @@ static inline bool JN_FN(add_waiter)(JN_WORD *word, JN_NODE *node) {
   return true;
 }
 
-/* Sets DONE (keeping RELEASED) and returns the word as it was: the waiter list and flags.
- * The caller wrote the result before; if RELEASED was set it frees the descriptor. */
+/* Sets DONE (keeping RELEASED; BUSY too if it takes waiters) and returns the word as it was:
+ * the waiter list and flags. The caller wrote the result before. With waiters it delivers them
+ * and then calls finish_waking, which says whether to free; without, it frees if RELEASED. */
 static inline uintptr_t JN_FN(complete)(JN_WORD *word) {
   uintptr_t s = JN_LOAD(*word, JN_RLX); /* relaxed: the CAS validates it */
-  /* acq_rel: release publishes the result to whoever sees DONE; acquire makes the waiter
-   * nodes (pushed with release) readable, and orders a handle release before our free. */
-  while (!JN_CAS_WEAK(*word, s, JN_DONE | (s & JN_RELEASED), JN_COMPLETE_ORDER, JN_RLX)) {
+  for (;;) {
+    if (JN_COMPLETE_WAITS_BUSY && (s & JN_BUSY)) { /* a remover is unlinking a node in place */
+      JN_YIELD();
+      s = JN_LOAD(*word, JN_RLX); /* relaxed: the CAS validates it */
+      continue;
+    }
+    uintptr_t busy = (s & ~JN_FLAGS) ? JN_BUSY : 0;
+    /* acq_rel: release publishes the result to whoever sees DONE; acquire makes the waiter
+     * nodes (pushed with release, edited by removers before their release) readable, and
+     * orders a handle release before our free. */
+    if (JN_CAS_WEAK(*word, s, JN_DONE | busy | (s & JN_RELEASED), JN_COMPLETE_ORDER, JN_RLX))
+      return s;
   }
-  return s;
+}
+
+/* After delivering the list complete() took: ends BUSY. True if the handle was released
+ * meanwhile (or before), so the caller frees the descriptor: it was the last to touch it. */
+static inline bool JN_FN(finish_waking)(JN_WORD *word) {
+  /* acq_rel: release orders our last touches of the nodes before a remover's return; acquire
+   * orders a concurrent handle release before our free. */
+  return (JN_FETCH_AND(*word, ~JN_BUSY, JN_ACQ_REL) & JN_RELEASED) != 0;
 }
 
 /* The handle's release. Returns -1 if it was released before (misuse), 1 if the task is done
  * and the caller frees the descriptor, 0 if it runs on detached and its completion frees it. */
 static inline int JN_FN(release_handle)(JN_WORD *word) {
-  /* acquire: after DONE only the handle's owner touches the word, so a finished task is
-   * freed without a read-modify-write, and the completer's writes happen before the free. */
+  /* acquire: after DONE (and its delivery) only the handle's owner touches the word, so a
+   * finished task is freed without a read-modify-write, and the completer's writes happen
+   * before the free. */
   uintptr_t s = JN_LOAD(*word, JN_ACQ);
   if (s & JN_RELEASED) return -1;
-  if (s & JN_DONE) return 1;
-  /* acq_rel: if the task finishes concurrently, exactly one of us sees both bits, and the
-   * one that frees has seen the other's last write. */
+  if ((s & (JN_DONE | JN_BUSY)) == JN_DONE) return 1;
+  /* acq_rel: if the task finishes (or ends its delivery) concurrently, exactly one of us sees
+   * both bits without BUSY, and the one that frees has seen the other's last write. */
   s = JN_FETCH_OR(*word, JN_RELEASED, JN_RELEASE_ORDER);
-  return (s & JN_DONE) ? 1 : 0;
+  return (s & (JN_DONE | JN_BUSY)) == JN_DONE ? 1 : 0;
 }
 
 /* One arrival at a join; true for the last one, which makes the waiter runnable. */
@@ -91,3 +143,53 @@ static inline bool JN_FN(count_release)(JN_COUNT *pending) {
    * waiter, and the waiter's own release of its +1 orders its switch-out before the resume. */
   return JN_FETCH_SUB(*pending, 1, JN_COUNT_ORDER) == 1;
 }
+
+/* Takes node out of the word's waiter list, where its owner linked it, unless the list was
+ * taken for delivery: returns true if it unlinked the node (no one will arrive at its join),
+ * false if it was delivered (the arrival has happened, and the deliverer is done with the node,
+ * the join and the wake word behind it). Either way the node's frame may end on return. */
+static inline bool JN_FN(remove_waiter)(JN_WORD *word, JN_NODE *node) {
+  uintptr_t s = JN_LOAD(*word, JN_ACQ); /* acquire: DONE without BUSY ends the deliverer's touches */
+  for (;;) {
+    if ((s & JN_DONE) && !(JN_REMOVE_WAITS_BUSY && (s & JN_BUSY))) return false;
+    if (s & JN_BUSY) { /* the deliverer, or another remover, holds the list for a moment */
+      JN_YIELD();
+      s = JN_LOAD(*word, JN_ACQ); /* acquire: as above */
+      continue;
+    }
+    /* acquire: the nodes' links (pushed with release, edited by removers with release) */
+    if (JN_CAS_WEAK(*word, s, s | JN_BUSY, JN_ACQ, JN_ACQ)) break;
+  }
+  /* BUSY is ours: pushers may still prepend, nobody else edits a link or takes the list. */
+  uintptr_t head = s & ~JN_FLAGS;
+  while (head == (uintptr_t)node) { /* our node is the newest: swing the word past it */
+    uintptr_t desired = (uintptr_t)(JN_NODE *)JN_NEXT(node) | (s & JN_FLAGS) | JN_BUSY;
+    s |= JN_BUSY;
+    /* acquire: the links of a node a pusher prepended meanwhile */
+    if (JN_CAS_WEAK(*word, s, desired, JN_ACQ, JN_ACQ)) goto unlock;
+    head = s & ~JN_FLAGS; /* a pusher prepended: our node now has a predecessor */
+  }
+  for (JN_NODE *p = (JN_NODE *)head; p; p = JN_NEXT(p))
+    if ((JN_NODE *)JN_NEXT(p) == node) {
+      JN_NEXT(p) = (JN_NODE *)JN_NEXT(node);
+      break;
+    }
+unlock:
+  /* release: our edit of the links happens before the completer's (or next remover's) read */
+  JN_FETCH_AND(*word, ~JN_BUSY, JN_REL);
+  return true;
+}
+
+/* A blocked thread's wake: publish, wake, then say that the word is ours no more. */
+static inline void JN_FN(signal_thread)(JN_SIGNAL *sig) {
+  JN_SIGNAL_STORE(*sig, JN_SIGNALLED, JN_REL); /* release: the results, to the woken thread */
+  JN_FUTEX_WAKE(sig);
+  JN_SIGNAL_STORE(*sig, JN_WOKEN, JN_REL); /* release: our wake happens before its return */
+}
+
+/* The blocked thread's side: the wake word's value, and whether it may return on it. */
+static inline unsigned JN_FN(signal_state)(JN_SIGNAL *sig) {
+  return JN_SIGNAL_LOAD(*sig, JN_ACQ); /* acquire: pairs with both stores above */
+}
+
+static inline bool JN_FN(may_return)(unsigned state) { return state >= JN_THREAD_RETURNS_AT; }

@@ -250,8 +250,7 @@ int weft_runtime_destroy(weft_runtime_t *rt) {
     weft__die("weft: weft_runtime_destroy was called from one of the runtime's own tasks, "
               "which would wait for itself.");
   stop_workers(rt, rt->nworkers);
-  /* Quiescent now: tasks still queued or suspended are discarded with their slabs (the pool
-   * unmaps slabs whole, so the worker caches need no draining). */
+  weft__tasks_discard(rt);
   runtime_free(rt, rt->nworkers);
   return 0;
 }

@@ -46,18 +46,27 @@ enum {
 
 /* ---- Descriptors -------------------------------------------------------------------------- */
 
-typedef struct task_slab {
-  struct task_slab *next;
+typedef struct weft__task_slab {
+  struct weft__task_slab *next;
+  /* After destroy: descriptors whose handles are still held; the last release frees the slab. */
+  _Atomic long orphans;
   struct weft_task tasks[TASK_SLAB];
 } task_slab_t;
+
+/* A descriptor on a free list (or never used) carries this word: a release of a handle that
+ * was already released (or never given) aborts with a sentence, and destroy tells free
+ * descriptors from live ones by it. */
+#define TASK_WORD_FREE (WEFT__DONE | WEFT__RELEASED)
 
 /* Caller holds rt->task_lock. */
 static int task_slab_add(struct weft_runtime *rt) {
   task_slab_t *slab = aligned_alloc(64, sizeof *slab);
   if (!slab) return WEFT_ENOMEM;
   slab->next = rt->task_slabs;
+  atomic_init(&slab->orphans, 0);
   rt->task_slabs = slab;
   for (int i = TASK_SLAB - 1; i >= 0; i--) {
+    atomic_init(&slab->tasks[i].word, TASK_WORD_FREE);
     slab->tasks[i].next = rt->free_tasks;
     rt->free_tasks = &slab->tasks[i];
   }
@@ -115,10 +124,22 @@ static void task_cache_spill(struct weft_runtime *rt, weft__worker_t *w) {
   pthread_mutex_unlock(&rt->task_lock);
 }
 
+/* The last handle of a descriptor that outlived its runtime's destroy: its slab goes with the
+ * last of its orphans. */
+static void orphan_free(struct weft_task *t) {
+  task_slab_t *slab = (task_slab_t *)(void *)t->next;
+  /* acq_rel: the one that frees the slab sees every other orphan's last touch */
+  if (atomic_fetch_sub_explicit(&slab->orphans, 1, memory_order_acq_rel) == 1) free(slab);
+}
+
 void weft__task_free(struct weft_runtime *rt, weft__worker_t *w, struct weft_task *t) {
   /* Poison: a release of this handle before the descriptor is reused aborts with a sentence.
    * relaxed: nobody else may touch a freed descriptor. */
-  atomic_store_explicit(&t->word, WEFT__DONE | WEFT__RELEASED, memory_order_relaxed);
+  atomic_store_explicit(&t->word, TASK_WORD_FREE, memory_order_relaxed);
+  if (WEFT__UNLIKELY(!rt)) { /* its runtime was destroyed while the handle was held */
+    orphan_free(t);
+    return;
+  }
   if (w && w->rt == rt) {
     t->next = w->free_tasks;
     w->free_tasks = t;
@@ -139,9 +160,7 @@ void weft__join_release(weft__join_t *j) {
     weft__schedule(j->task->rt, (uintptr_t)j->task | WEFT__ENTRY_RESUME);
     return;
   }
-  /* release: the thread that sees 1 sees the results too. */
-  atomic_store_explicit(&j->thread_word, 1, memory_order_release);
-  weft__futex_wake(&j->thread_word, 1);
+  join_signal_thread(&j->thread_word);
 }
 
 enum { FIRED_BY_COMPLETION = 1, FIRED_BY_TIMER = 2 };
@@ -154,28 +173,42 @@ static bool claim_fired(weft__join_t *j, uint32_t side) {
                                                  memory_order_acq_rel, memory_order_acquire);
 }
 
-/* One side of a timed wait's race; the loser's last touch of j is its done flag. */
-static void timed_race(weft__join_t *j, uint32_t side, _Atomic uint32_t *done_flag) {
-  bool won = claim_fired(j, side);
-  atomic_store_explicit(done_flag, 1, memory_order_release); /* release: the waiter may go */
-  if (won) weft__join_release(j);
-}
-
+/* A completion arrives. A timed join's completer that loses to the timer does nothing more:
+ * its touches of the join end with the word's BUSY, which the waiter waits out. */
 void weft__join_arrive(weft__join_t *j) {
-  if (WEFT__LIKELY(!j->timed))
-    weft__join_release(j);
-  else
-    timed_race(j, FIRED_BY_COMPLETION, &j->node_done);
+  if (WEFT__LIKELY(!j->timed) || claim_fired(j, FIRED_BY_COMPLETION)) weft__join_release(j);
 }
 
 static void timed_timer_fire(weft__timer_entry_t *e) {
   weft__join_t *j = e->ctx;
-  timed_race(j, FIRED_BY_TIMER, &j->timer_done);
+  bool won = claim_fired(j, FIRED_BY_TIMER);
+  atomic_store_explicit(&j->timer_done, 1, memory_order_release); /* release: the waiter may go */
+  if (won) weft__join_release(j); /* the waiter cannot run before this: j is alive */
+}
+
+/* The wait record's marker for an untimed join wait (a timed one is marked by its callback).
+ * Never armed: a wait record is not a timer. */
+static void join_wait_marker(weft__timer_entry_t *e) {
+  (void)e;
+  weft__die("weft: internal error: a join wait record was armed as a timer.");
+}
+
+/* While a task is suspended on j, destroy can find j (and j's nodes) from the task. */
+static void wait_record_begin(struct weft_task *self, weft__join_t *j, bool timed) {
+  self->timer.fire = timed ? timed_timer_fire : join_wait_marker;
+  self->timer.ctx = j;
+}
+
+static void wait_record_end(struct weft_task *self) { self->timer.fire = NULL; }
+
+static weft__join_t *wait_record(struct weft_task *t) {
+  bool waiting = t->timer.fire == join_wait_marker || t->timer.fire == timed_timer_fire;
+  return waiting ? t->timer.ctx : NULL;
 }
 
 static void wait_flag(_Atomic uint32_t *flag) {
-  /* acquire: pairs with the release in timed_race; the other side is mid-callback, so the
-   * wait is short, but it may be preempted: yield the CPU rather than burn it. */
+  /* acquire: pairs with the release in timed_timer_fire; the other side is mid-callback, so
+   * the wait is short, but it may be preempted: yield the CPU rather than burn it. */
   while (!atomic_load_explicit(flag, memory_order_acquire)) sched_yield();
 }
 
@@ -187,11 +220,15 @@ static void wake_waiters(weft__waiter_t *node) {
   }
 }
 
-/* Blocks the calling thread (not a task) until the join's count reaches zero. */
+/* Blocks the calling thread (not a task) until the join's waker is finished with it. */
 static void thread_wait_join(weft__join_t *j) {
-  /* acquire: pairs with the release store in weft__join_release. */
-  while (atomic_load_explicit(&j->thread_word, memory_order_acquire) == 0)
-    weft__futex_wait(&j->thread_word, 0, UINT64_MAX);
+  unsigned state;
+  while (!join_may_return(state = join_signal_state(&j->thread_word))) {
+    if (state == JN_WAITING)
+      weft__futex_wait(&j->thread_word, JN_WAITING, UINT64_MAX);
+    else
+      sched_yield(); /* SIGNALLED: the waker is inside FUTEX_WAKE; WOKEN comes next */
+  }
 }
 
 /* Waits on a join whose children have been registered: `j->pending` counts them plus one for
@@ -199,50 +236,46 @@ static void thread_wait_join(weft__join_t *j) {
 static void wait_join(weft__join_t *j) {
   if (j->task) {
     weft__worker_t *w = weft__worker_self(); /* fresh: see try_inline */
+    wait_record_begin(j->task, j, false);
     weft__suspend(w, WEFT__AFTER_JOIN, j);
+    wait_record_end(j->task);
     return;
   }
   weft__join_release(j);
   thread_wait_join(j);
 }
 
-/* After a timeout: take our node out of the completion word's list. The list is a stack that
- * only grows or is taken whole, so removal takes it whole, drops our node and pushes the
- * others back — delivering the completion to them itself if it happened meanwhile. */
-static void remove_waiter(_Atomic uintptr_t *word, weft__waiter_t *node, weft__join_t *j) {
-  for (;;) {
-    uintptr_t s = atomic_load_explicit(word, memory_order_acquire); /* acquire: node links */
-    if (s & WEFT__DONE) { /* the completer owns the list now and will touch our node */
-      wait_flag(&j->node_done);
-      return;
-    }
-    /* acq_rel: acquire the nodes' links; release our emptying to the next pusher */
-    if (!atomic_compare_exchange_weak_explicit(word, &s, s & WEFT__WORD_FLAGS,
-                                               memory_order_acq_rel, memory_order_relaxed))
-      continue;
-    bool found = false;
-    for (weft__waiter_t *n = (weft__waiter_t *)(s & ~WEFT__WORD_FLAGS), *next; n; n = next) {
-      next = n->next;
-      if (n == node) {
-        found = true;
-        continue;
-      }
-      if (!join_add_waiter(word, n)) weft__join_arrive(n->join);
-    }
-    if (found) return;
-    /* Another remover holds our node for a moment; it pushes it back or delivers it. */
-    sched_yield();
-  }
-}
-
 static void join_init(weft__join_t *j, struct weft_task *task, long pending, bool timed) {
   j->task = task;
   atomic_init(&j->pending, pending);
-  atomic_init(&j->thread_word, 0);
+  atomic_init(&j->thread_word, JN_WAITING);
   j->timed = timed;
   atomic_init(&j->fired, 0);
-  atomic_init(&j->node_done, 0);
   atomic_init(&j->timer_done, 0);
+  j->nodes = NULL;
+  j->nnodes = 0;
+}
+
+/* A thread's side of a timed wait: the deadline is its own futex timeout. */
+static int thread_await_until(weft__join_t *j, weft__waiter_t *node, uint64_t deadline_ns) {
+  weft__join_release(j); /* our own count: the completion alone now wakes us */
+  for (;;) {
+    unsigned state = join_signal_state(&j->thread_word);
+    if (join_may_return(state)) return 0;
+    if (state != JN_WAITING) {
+      sched_yield(); /* SIGNALLED: the waker is inside FUTEX_WAKE; WOKEN comes next */
+      continue;
+    }
+    if (weft_now_ns() >= deadline_ns) {
+      if (claim_fired(j, FIRED_BY_TIMER)) {
+        join_remove_waiter(node->word, node);
+        return WEFT_ETIMEDOUT;
+      }
+      thread_wait_join(j); /* the completion won the race: its wake is on the way */
+      return 0;
+    }
+    weft__futex_wait(&j->thread_word, JN_WAITING, deadline_ns);
+  }
 }
 
 /* Waits until a completion word is DONE or the deadline passes (WEFT_ETIMEDOUT). */
@@ -250,41 +283,33 @@ static int await_word_until(weft__worker_t *w, struct weft_task *self, _Atomic u
                             uint64_t deadline_ns) {
   weft__join_t j;
   join_init(&j, self, 2, true); /* the first of completion/timer, and ourselves */
-  weft__waiter_t node = {.join = &j};
+  weft__waiter_t node = {.join = &j, .word = word};
+  j.nodes = &node;
+  j.nnodes = 1;
   if (!join_add_waiter(word, &node)) return 0;
-  if (self) {
-    self->timer.deadline_ns = deadline_ns;
-    self->timer.fire = timed_timer_fire;
-    self->timer.ctx = &j;
-    weft__suspend(w, WEFT__AFTER_TIMED_JOIN, &j);
-    /* acquire: pairs with the winner's CAS */
-    if (atomic_load_explicit(&j.fired, memory_order_acquire) == FIRED_BY_COMPLETION) {
-      if (!weft__timer_cancel(self->rt->timer, &self->timer)) wait_flag(&j.timer_done);
-      return 0;
-    }
-    remove_waiter(word, &node, &j);
-    return WEFT_ETIMEDOUT;
+  if (!self) return thread_await_until(&j, &node, deadline_ns);
+  self->timer.deadline_ns = deadline_ns;
+  wait_record_begin(self, &j, true);
+  weft__suspend(w, WEFT__AFTER_TIMED_JOIN, &j);
+  int err = 0;
+  /* acquire: pairs with the winner's CAS */
+  if (atomic_load_explicit(&j.fired, memory_order_acquire) == FIRED_BY_COMPLETION) {
+    if (!weft__timer_cancel(self->rt->timer, &self->timer)) wait_flag(&j.timer_done);
+  } else {
+    join_remove_waiter(word, &node); /* unlinked, or delivered and let go: we may return */
+    err = WEFT_ETIMEDOUT;
   }
-  weft__join_release(&j); /* a thread waits on its futex word with the deadline itself */
-  while (atomic_load_explicit(&j.thread_word, memory_order_acquire) == 0) { /* acquire: results */
-    if (weft_now_ns() >= deadline_ns) {
-      if (claim_fired(&j, FIRED_BY_TIMER)) {
-        remove_waiter(word, &node, &j);
-        return WEFT_ETIMEDOUT;
-      }
-      thread_wait_join(&j); /* the completion won the race: its wake is on the way */
-      return 0;
-    }
-    weft__futex_wait(&j.thread_word, 0, deadline_ns);
-  }
-  return 0;
+  wait_record_end(self);
+  return err;
 }
 
 /* Waits until a completion word is DONE (one waiter node, a join of one). */
 static void await_word(struct weft_task *self, _Atomic uintptr_t *word) {
   weft__join_t j;
   join_init(&j, self, 2, false); /* the awaited, and ourselves until we are switched out */
-  weft__waiter_t node = {.join = &j};
+  weft__waiter_t node = {.join = &j, .word = word};
+  j.nodes = &node;
+  j.nnodes = 1;
   if (join_add_waiter(word, &node)) wait_join(&j);
 }
 
@@ -292,10 +317,15 @@ static void await_word(struct weft_task *self, _Atomic uintptr_t *word) {
 
 static void task_complete(struct weft_task *t, void *result) {
   t->result = result;
+  struct weft_runtime *rt = t->rt; /* read now: once delivered, its owner may free t */
   uintptr_t s = join_complete(&t->word);
   weft__waiter_t *waiters = (weft__waiter_t *)(s & ~WEFT__WORD_FLAGS);
-  if (s & WEFT__RELEASED) weft__task_free(t->rt, weft__worker_self(), t);
+  if (!waiters) {
+    if (s & WEFT__RELEASED) weft__task_free(rt, weft__worker_self(), t);
+    return;
+  }
   wake_waiters(waiters);
+  if (join_finish_waking(&t->word)) weft__task_free(rt, weft__worker_self(), t);
 }
 
 /* Entry of a task started on its own stack. */
@@ -359,6 +389,67 @@ static bool try_inline(struct weft_task *t) {
   return true;
 }
 
+/* ---- Destroy's step for tasks -------------------------------------------------------------- */
+
+static bool task_is_free(struct weft_task *t) {
+  /* relaxed: the workers have stopped and pthread_join ordered their writes before ours;
+   * others may still CAS a live word (a thread starting an await), never a free one. */
+  return atomic_load_explicit(&t->word, memory_order_relaxed) == TASK_WORD_FREE;
+}
+
+/* Step 1: a discarded task's waiter nodes (on its stack, unmapped soon) leave the words of
+ * what it awaited — futures, tasks of other runtimes — waiting out a concurrent deliverer. */
+static void unlink_discarded_waiters(struct weft_runtime *rt) {
+  for (task_slab_t *slab = rt->task_slabs; slab; slab = slab->next)
+    for (int i = 0; i < TASK_SLAB; i++) {
+      struct weft_task *t = &slab->tasks[i];
+      weft__join_t *j = task_is_free(t) ? NULL : wait_record(t);
+      for (size_t k = 0; j && k < j->nnodes; k++) join_remove_waiter(j->nodes[k].word, &j->nodes[k]);
+    }
+}
+
+/* Step 2: every descriptor whose handle is still held becomes an orphan that its release
+ * frees; returns the unfinished ones, linked through timer.ctx, to be completed. */
+static struct weft_task *orphan_held(struct weft_runtime *rt) {
+  struct weft_task *unfinished = NULL;
+  for (task_slab_t **link = &rt->task_slabs, *slab; (slab = *link);) {
+    long orphans = 0;
+    for (int i = 0; i < TASK_SLAB; i++) {
+      struct weft_task *t = &slab->tasks[i];
+      uintptr_t s = atomic_load_explicit(&t->word, memory_order_relaxed); /* relaxed: above */
+      if (s & WEFT__RELEASED) continue; /* free, or detached: it goes with the slab */
+      t->rt = NULL;
+      t->next = (struct weft_task *)(void *)slab;
+      orphans++;
+      if (!(s & WEFT__DONE)) {
+        t->error = WEFT_ESHUTDOWN;
+        t->result = NULL;
+        t->timer.ctx = unfinished;
+        unfinished = t;
+      }
+    }
+    if (!orphans) {
+      link = &slab->next;
+      continue;
+    }
+    /* relaxed: published to the releasers by the completions' acq_rel (or, for finished
+     * tasks, by destroy returning before the owner may release) */
+    atomic_store_explicit(&slab->orphans, orphans, memory_order_relaxed);
+    *link = slab->next; /* out of the runtime's list: its orphans own it now */
+  }
+  return unfinished;
+}
+
+void weft__tasks_discard(struct weft_runtime *rt) {
+  unlink_discarded_waiters(rt);
+  struct weft_task *t = orphan_held(rt);
+  while (t) { /* step 3: threads and other runtimes' tasks that await them get ESHUTDOWN */
+    struct weft_task *next = t->timer.ctx; /* read first: a woken awaiter may release t */
+    task_complete(t, NULL);
+    t = next;
+  }
+}
+
 /* ---- Spawning ----------------------------------------------------------------------------- */
 
 static int spawn(struct weft_runtime *rt, weft__worker_t *w, weft_task_t **out, weft_fn fn,
@@ -381,6 +472,7 @@ static int spawn(struct weft_runtime *rt, weft__worker_t *w, weft_task_t **out, 
   t->error = 0;
   t->runs_on = NULL;
   t->name = NULL;
+  t->timer.fire = NULL; /* no wait record */
   if (w) {
     t->id = ((uint64_t)w->index << 48) | ++w->ids;
     weft__stat_bump(&w->n_spawned);
@@ -502,6 +594,7 @@ static void wait_all(struct weft_task *self, weft_task_t *const *tasks, size_t n
     if (weft_task_done(tasks[i])) continue;
     weft__waiter_t *node = &nodes[waiting];
     node->join = &j;
+    node->word = &tasks[i]->word;
     /* Count before linking: the child may finish and arrive the moment it is linked. */
     atomic_fetch_add_explicit(&j.pending, 1, memory_order_relaxed); /* relaxed: we hold +1 */
     if (join_add_waiter(&tasks[i]->word, node))
@@ -509,6 +602,8 @@ static void wait_all(struct weft_task *self, weft_task_t *const *tasks, size_t n
     else
       atomic_fetch_sub_explicit(&j.pending, 1, memory_order_relaxed); /* relaxed: as above */
   }
+  j.nodes = nodes;
+  j.nnodes = waiting; /* every node linked: a completion may arrive at any of them already */
   if (waiting) wait_join(&j);
 }
 
@@ -640,9 +735,13 @@ int weft_future_create(weft_future_t **out) {
 
 void weft_future_destroy(weft_future_t *f) {
   if (!f) return;
-  /* relaxed: only the owner destroys, after every awaiter returned */
-  if (atomic_load_explicit(&f->word, memory_order_relaxed) & ~WEFT__WORD_FLAGS)
-    weft__die("weft: a future was destroyed while tasks still await it.");
+  uintptr_t s;
+  /* acquire: pairs with the resolver's finish_waking; an awaiter may return (and its owner
+   * destroy the future) while the resolver still delivers to the other waiters. */
+  while ((s = atomic_load_explicit(&f->word, memory_order_acquire)) & WEFT__BUSY) sched_yield();
+  if (s & ~WEFT__WORD_FLAGS)
+    weft__die("weft: weft_future_destroy was called while tasks or threads still await the "
+              "future.");
   free(f);
 }
 
@@ -656,9 +755,13 @@ int weft_future_resolve(weft_future_t *f, void *value) {
   } while (!atomic_compare_exchange_weak_explicit(&f->word, &s, s | FUTURE_RESOLVING,
                                                   memory_order_relaxed, memory_order_relaxed));
   f->value = value;
-  /* acq_rel: release publishes value to whoever sees DONE; acquire reads the waiter nodes. */
-  s = atomic_exchange_explicit(&f->word, WEFT__DONE, memory_order_acq_rel);
-  wake_waiters((weft__waiter_t *)(s & ~WEFT__WORD_FLAGS));
+  /* The same completion as a task's (RESOLVING stays, in the RELEASED bit's place). */
+  s = join_complete(&f->word);
+  weft__waiter_t *waiters = (weft__waiter_t *)(s & ~WEFT__WORD_FLAGS);
+  if (waiters) {
+    wake_waiters(waiters);
+    join_finish_waking(&f->word); /* its answer is about handles: futures have none */
+  }
   return 0;
 }
 

@@ -242,14 +242,29 @@ struct model_node {
   rl::var<model_join *> join;
 };
 
+/* A blocked thread's wake word, and the stack frame it lives in: FUTEX_WAKE reads the frame
+ * (the kernel touches the word's page), the waiter's return ends it (a write). A wake after the
+ * return is a data race on `frame`. */
+struct model_signal {
+  rl::atomic<unsigned> word;
+  rl::var<int> frame;
+};
+
 #define JN_WORD rl::atomic<uintptr_t>
 #define JN_COUNT rl::atomic<long>
 #define JN_NODE model_node
 #define JN_NEXT(node) ((node)->next(RL_INFO))
 #define JN_RLX rl::mo_relaxed
 #define JN_ACQ rl::mo_acquire
+#define JN_REL rl::mo_release
 #define JN_ACQ_REL rl::mo_acq_rel
 #define JN_LOAD(obj, mo) ((obj)(RL_INFO).load(mo))
+#define JN_FETCH_AND(obj, v, mo) ((obj)(RL_INFO).fetch_and((v), (mo)))
+#define JN_YIELD() rl::yield(1, RL_INFO)
+#define JN_SIGNAL model_signal
+#define JN_SIGNAL_LOAD(obj, mo) ((obj).word(RL_INFO).load(mo))
+#define JN_SIGNAL_STORE(obj, v, mo) ((obj).word(RL_INFO).store((v), (mo)))
+#define JN_FUTEX_WAKE(sig) ((void)(int)(sig)->frame(RL_INFO))
 #define JN_FETCH_OR(obj, v, mo) ((obj)(RL_INFO).fetch_or((v), (mo)))
 #define JN_FETCH_SUB(obj, v, mo) ((obj)(RL_INFO).fetch_sub((v), (mo)))
 #define JN_CAS_WEAK(obj, expected, desired, mos, mof) \
@@ -311,18 +326,47 @@ namespace j_release_relaxed {
 #undef JN_RELEASE_ORDER
 #undef JN_COUNT_ORDER
 
+/* The stale-wake controls: a thread returns on SIGNALLED (the waker's FUTEX_WAKE may land in
+ * its dead frame); a remover returns on DONE without waiting out BUSY (the deliverer reads its
+ * node after its frame ended); a completer takes the list while a remover edits it in place. */
+namespace j_returns_at_signalled {
+#undef JN_THREAD_RETURNS_AT
+#define JN_THREAD_RETURNS_AT JN_SIGNALLED
+#include "join_impl.h"
+}
+#undef JN_THREAD_RETURNS_AT
+namespace j_remove_ignores_busy {
+#undef JN_REMOVE_WAITS_BUSY
+#define JN_REMOVE_WAITS_BUSY 0
+#include "join_impl.h"
+}
+#undef JN_REMOVE_WAITS_BUSY
+namespace j_complete_ignores_busy {
+#undef JN_COMPLETE_WAITS_BUSY
+#define JN_COMPLETE_WAITS_BUSY 0
+#include "join_impl.h"
+}
+#undef JN_COMPLETE_WAITS_BUSY
+
 #define JN_MODEL_OPS(ns)                                                                     \
   struct ops_##ns {                                                                          \
     static bool add_waiter(rl::atomic<uintptr_t> *w, model_node *n) { return ns::add_waiter(w, n); } \
     static uintptr_t complete(rl::atomic<uintptr_t> *w) { return ns::complete(w); }          \
+    static bool finish_waking(rl::atomic<uintptr_t> *w) { return ns::finish_waking(w); }     \
     static int release_handle(rl::atomic<uintptr_t> *w) { return ns::release_handle(w); }   \
     static bool count_release(rl::atomic<long> *p) { return ns::count_release(p); }          \
+    static bool remove_waiter(rl::atomic<uintptr_t> *w, model_node *n) { return ns::remove_waiter(w, n); } \
+    static void signal_thread(model_signal *g) { ns::signal_thread(g); }                     \
+    static bool may_return(model_signal *g) { return ns::may_return(ns::signal_state(g)); } \
   };
 JN_MODEL_OPS(j_correct)
 JN_MODEL_OPS(j_count_relaxed)
 JN_MODEL_OPS(j_complete_relaxed)
 JN_MODEL_OPS(j_add_relaxed)
 JN_MODEL_OPS(j_release_relaxed)
+JN_MODEL_OPS(j_returns_at_signalled)
+JN_MODEL_OPS(j_remove_ignores_busy)
+JN_MODEL_OPS(j_complete_ignores_busy)
 
 /* A task descriptor: its completion word, its result, and a freed count. "Freeing" writes the
  * result field (the library's free list reuses it), so a free that is not ordered after the
@@ -378,8 +422,8 @@ struct gather_test : rl::test_suite<gather_test<Ops>, 3> {
       node[1].next($) = nullptr;
       for (int c = 0; c < 2; c++) {
         int r = Ops::release_handle(&task[c].word);
-        RL_ASSERT(r == 1); /* done, so ours to free */
-        task[c].free_it();
+        RL_ASSERT(r >= 0);
+        if (r == 1) task[c].free_it(); /* 0: its completer is still delivering, and frees */
       }
     } else {
       model_task *t = &task[id - 1];
@@ -390,7 +434,8 @@ struct gather_test : rl::test_suite<gather_test<Ops>, 3> {
         arrive(n->join($));
         n = next;
       }
-      if (s & JN_RELEASED) t->free_it();
+      bool free_it = (s & ~JN_FLAGS) ? Ops::finish_waking(&t->word) : (s & JN_RELEASED) != 0;
+      if (free_it) t->free_it();
     }
   }
 
@@ -420,6 +465,87 @@ struct detach_test : rl::test_suite<detach_test<Ops>, 2> {
   }
 
   void after() { RL_ASSERT(task.freed($).load(rl::mo_relaxed) == 1); }
+};
+
+/* Timed waits and the stale wake (lib/task.c's await_word_until and thread_wait_join, thread
+ * paths): thread A awaits with a deadline that has already passed, so it times out at once
+ * unless the completion came first — claiming the join, then taking its node out of the list
+ * in place; thread B awaits the same task without a deadline; thread C completes the task and
+ * delivers to both. Each waiter's frame (its node, its join's wake word) ends when it returns:
+ * any touch by the deliverer after that is a data race. Checks: a waiter that got the
+ * completion sees the result; A's outcome is exactly one of the result and the timeout. */
+struct model_timed_join {
+  rl::atomic<long> pending;
+  rl::atomic<int> fired; /* 0, 1 completion, 2 timer */
+  bool timed;
+  model_signal sig;
+};
+
+template <class Ops>
+struct timed_test : rl::test_suite<timed_test<Ops>, 3> {
+  model_task task;
+  model_timed_join join[2];
+  model_node node[2];
+
+  void before() {
+    task.init();
+    for (int k = 0; k < 2; k++) {
+      join[k].pending($).store(2, rl::mo_relaxed); /* the completion (or timer), and the waiter */
+      join[k].fired($).store(0, rl::mo_relaxed);
+      join[k].timed = k == 0;
+      join[k].sig.word($).store(JN_WAITING, rl::mo_relaxed);
+      join[k].sig.frame($) = 0;
+    }
+  }
+
+  static bool claim(model_timed_join *j, int side) {
+    int expected = 0;
+    return j->fired($).compare_exchange_strong(expected, side, rl::mo_acq_rel, rl::mo_acquire);
+  }
+  static void release(model_timed_join *j) {
+    if (Ops::count_release(&j->pending)) Ops::signal_thread(&j->sig);
+  }
+  static void arrive(model_timed_join *j) {
+    if (!j->timed || claim(j, 1)) release(j);
+  }
+
+  void end_frame(int k) { /* the waiter returned: its stack frame is gone */
+    node[k].next($) = nullptr;
+    node[k].join($) = nullptr;
+    join[k].sig.frame($) = 1;
+  }
+
+  void thread(unsigned id) {
+    if (id == 2) { /* the completer */
+      task.result($) = 7;
+      uintptr_t s = Ops::complete(&task.word);
+      for (model_node *n = (model_node *)(s & ~JN_FLAGS); n;) {
+        model_node *next = n->next($); /* read first: the node dies once its join is done */
+        arrive((model_timed_join *)(model_join *)n->join($));
+        n = next;
+      }
+      if (s & ~JN_FLAGS) Ops::finish_waking(&task.word);
+      return;
+    }
+    model_timed_join *j = &join[id];
+    node[id].join($) = (model_join *)(void *)j;
+    if (!Ops::add_waiter(&task.word, &node[id])) {
+      RL_ASSERT(task.result($) == 7); /* already done: the result is there */
+      end_frame((int)id);
+      return;
+    }
+    release(j); /* our own count */
+    if (id == 0 && !Ops::may_return(&j->sig) && claim(j, 2)) {
+      Ops::remove_waiter(&task.word, &node[id]); /* timed out */
+      end_frame(0);
+      return;
+    }
+    while (!Ops::may_return(&j->sig)) rl::yield(1, $);
+    RL_ASSERT(task.result($) == 7);
+    end_frame((int)id);
+  }
+
+  void after() {}
 };
 
 /* ---- The relacy instances of park_impl.h, with the deque ------------------------------ */
@@ -632,6 +758,10 @@ int main(int argc, char **argv) {
   check<gather_test<ops_j_complete_relaxed>>("join gather complete-relaxed", true);
   check<gather_test<ops_j_add_relaxed>>("join gather add-relaxed", true);
   check<detach_test<ops_j_release_relaxed>>("join detach release-relaxed", true);
+  check<timed_test<ops_j_correct>>("join timed-wait and stale-wake correct", false);
+  check<timed_test<ops_j_returns_at_signalled>>("join thread returns at SIGNALLED", true);
+  check<timed_test<ops_j_remove_ignores_busy>>("join remover ignores BUSY", true);
+  check<timed_test<ops_j_complete_ignores_busy>>("join completer ignores BUSY", true);
 
   check<park_test<park_correct>>("park/wake correct", false);
   check<park_test<park_check_acquire>>("park/wake check-acquire", true);

@@ -1,0 +1,252 @@
+/* What outlives weft_runtime_destroy: awaiters on plain threads and in other runtimes, task
+ * handles, futures that discarded tasks awaited — and the timed-wait wake that must never land
+ * in a frame that has returned. Each test holds in every build; LeakSanitizer checks the ends. */
+#include "support.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/time.h>
+
+static void *asleep_for_an_hour(void *arg) {
+  weft_sleep_ms(3600 * 1000);
+  return arg;
+}
+
+static void *identity(void *arg) { return arg; }
+
+static void assert_no_leak(void) {
+#if TEST_ASAN
+  cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "memory leaked across destroy");
+#endif
+}
+
+/* ---- awaiters on plain threads ---- */
+
+typedef struct {
+  weft_task_t *task;
+  uint64_t deadline_ns; /* 0: no deadline */
+  atomic_int started;
+  int err;
+  void *result;
+} thread_await_t;
+
+static void *await_from_thread(void *arg) {
+  thread_await_t *a = arg;
+  atomic_store(&a->started, 1);
+  a->err = a->deadline_ns ? weft_await_until(a->task, a->deadline_ns, &a->result)
+                          : weft_await(a->task, &a->result);
+  return NULL;
+}
+
+/* Destroys rt while `n` threads await its sleeping task, then checks each got ESHUTDOWN. The
+ * threads announce themselves before awaiting; whether destroy meets one still blocked or just
+ * about to await, the answer must be the same. */
+static void destroy_under_thread_awaiters(uint64_t deadline_ns) {
+  enum { N = 4 };
+  weft_runtime_t *rt = test_runtime(2);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, asleep_for_an_hour, NULL));
+  thread_await_t a[N];
+  pthread_t th[N];
+  for (int i = 0; i < N; i++) {
+    memset(&a[i], 0, sizeof a[i]);
+    a[i].task = t;
+    a[i].deadline_ns = deadline_ns;
+    cr_assert_eq(pthread_create(&th[i], NULL, await_from_thread, &a[i]), 0);
+  }
+  for (int i = 0; i < N; i++)
+    while (!atomic_load(&a[i].started)) sched_yield();
+  OK(weft_runtime_destroy(rt));
+  for (int i = 0; i < N; i++) {
+    pthread_join(th[i], NULL);
+    cr_assert_eq(a[i].err, WEFT_ESHUTDOWN, "awaiter %d got %s, not WEFT_ESHUTDOWN", i,
+                 weft_err_name(a[i].err));
+  }
+  cr_assert(weft_task_done(t), "a discarded task reads as done after destroy");
+  cr_assert_eq(weft_task_result(t, NULL), WEFT_ESHUTDOWN);
+  cr_assert_eq(weft_await(t, NULL), WEFT_ESHUTDOWN, "an await after destroy answers at once");
+  weft_task_release(t);
+}
+
+Test(destroy, threads_awaiting_a_discarded_task_get_eshutdown) {
+  for (int round = 0; round < 20; round++) destroy_under_thread_awaiters(0);
+  assert_no_leak();
+}
+
+Test(destroy, threads_awaiting_with_a_deadline_get_eshutdown) {
+  for (int round = 0; round < 20; round++)
+    destroy_under_thread_awaiters(weft_now_ns() + 3600ull * 1000000000u);
+  assert_no_leak();
+}
+
+/* ---- awaiters in another runtime ---- */
+
+typedef struct {
+  weft_task_t *task;
+  atomic_int started;
+} cross_await_t;
+
+static void *await_other_runtimes_task(void *arg) {
+  cross_await_t *c = arg;
+  atomic_store(&c->started, 1);
+  return IPTR(weft_await(c->task, NULL));
+}
+
+Test(destroy, a_task_of_another_runtime_awaiting_a_discarded_task_gets_eshutdown) {
+  for (int round = 0; round < 10; round++) {
+    weft_runtime_t *doomed = test_runtime(1), *other = test_runtime(2);
+    cross_await_t c = {.started = 0};
+    OK(weft_runtime_spawn(doomed, &c.task, asleep_for_an_hour, NULL));
+    weft_task_t *awaiter;
+    OK(weft_runtime_spawn(other, &awaiter, await_other_runtimes_task, &c));
+    while (!atomic_load(&c.started)) sched_yield();
+    OK(weft_runtime_destroy(doomed));
+    void *err = NULL;
+    OK(weft_join(awaiter, &err));
+    cr_assert_eq(PINT(err), WEFT_ESHUTDOWN, "the other runtime's task got %s",
+                 weft_err_name((int)PINT(err)));
+    weft_task_release(c.task);
+    OK(weft_runtime_destroy(other));
+  }
+  assert_no_leak();
+}
+
+/* ---- handles after destroy ---- */
+
+Test(destroy, handles_stay_valid_until_released) {
+  weft_runtime_t *rt = test_runtime(1);
+  enum { FINISHED = 40, ASLEEP = 40, QUEUED = 300 };
+  weft_task_t *finished[FINISHED], *asleep[ASLEEP], *queued[QUEUED];
+  for (int i = 0; i < FINISHED; i++) {
+    OK(weft_runtime_spawn(rt, &finished[i], identity, IPTR(i + 1)));
+    OK(weft_await(finished[i], NULL)); /* done, handle still held */
+  }
+  for (int i = 0; i < ASLEEP; i++) OK(weft_runtime_spawn(rt, &asleep[i], asleep_for_an_hour, NULL));
+  for (int i = 0; i < QUEUED; i++) OK(weft_runtime_spawn(rt, &queued[i], identity, IPTR(i)));
+  OK(weft_runtime_destroy(rt)); /* some of `queued` may have run: either answer is allowed */
+  for (int i = 0; i < FINISHED; i++) {
+    void *r = NULL;
+    cr_assert_eq(weft_task_result(finished[i], &r), 0);
+    cr_assert_eq(PINT(r), i + 1, "a finished task's result survives destroy");
+  }
+  for (int i = 0; i < ASLEEP; i++) cr_assert_eq(weft_await(asleep[i], NULL), WEFT_ESHUTDOWN);
+  for (int i = 0; i < QUEUED; i++) {
+    void *r = NULL;
+    int err = weft_join(queued[i], &r);
+    cr_assert(err == WEFT_ESHUTDOWN || (err == 0 && PINT(r) == i),
+              "queued task %d: %s, result %ld", i, weft_err_name(err), PINT(r));
+  }
+  for (int i = 0; i < ASLEEP; i++) weft_task_release(asleep[i]);
+  for (int i = FINISHED - 1; i >= 0; i--) weft_task_release(finished[i]);
+  assert_no_leak();
+}
+
+/* ---- futures that discarded tasks awaited ---- */
+
+static atomic_int future_awaiters;
+static void *await_future(void *arg) {
+  atomic_fetch_add(&future_awaiters, 1);
+  void *v = NULL;
+  weft_future_await(arg, &v);
+  return v;
+}
+
+static void *await_future_briefly(void *arg) {
+  atomic_fetch_add(&future_awaiters, 1);
+  void *v = NULL;
+  weft_future_await_until(arg, weft_now_ns() + 3600ull * 1000000000u, &v);
+  return v;
+}
+
+Test(destroy, a_future_that_discarded_tasks_awaited_stays_usable) {
+  for (int round = 0; round < 10; round++) {
+    weft_future_t *f;
+    OK(weft_future_create(&f));
+    atomic_store(&future_awaiters, 0);
+    weft_runtime_t *rt = test_runtime(2);
+    for (int i = 0; i < 8; i++)
+      OK(weft_runtime_spawn(rt, NULL, i % 2 ? await_future : await_future_briefly, f));
+    while (atomic_load(&future_awaiters) < 8) sched_yield();
+    OK(weft_runtime_destroy(rt));
+    /* Their waiter nodes lived on discarded stacks: destroy took them out of the list. */
+    cr_assert_eq(weft_future_done(f), 0);
+    OK(weft_future_resolve(f, IPTR(5)));
+    void *v = NULL;
+    OK(weft_future_await(f, &v)); /* a plain thread, after destroy */
+    cr_assert_eq(PINT(v), 5);
+    weft_future_destroy(f); /* would abort if a discarded node were still linked */
+  }
+  assert_no_leak();
+}
+
+/* A thread resolves the future while destroy takes the discarded tasks' nodes out: whichever
+ * comes first, no node is touched after its stack is gone (ASan, valgrind) and both end. */
+static void *resolve_now(void *arg) {
+  weft_future_resolve(arg, IPTR(9));
+  return NULL;
+}
+
+Test(destroy, resolving_a_future_while_destroy_discards_its_awaiters) {
+  for (int round = 0; round < 20; round++) {
+    weft_future_t *f;
+    OK(weft_future_create(&f));
+    atomic_store(&future_awaiters, 0);
+    weft_runtime_t *rt = test_runtime(2);
+    for (int i = 0; i < 8; i++) OK(weft_runtime_spawn(rt, NULL, await_future, f));
+    while (atomic_load(&future_awaiters) < 8) sched_yield();
+    pthread_t resolver;
+    cr_assert_eq(pthread_create(&resolver, NULL, resolve_now, f), 0);
+    OK(weft_runtime_destroy(rt));
+    pthread_join(resolver, NULL);
+    cr_assert(weft_future_done(f));
+    weft_future_destroy(f);
+  }
+  assert_no_leak();
+}
+
+/* ---- the stale wake ---- */
+
+static void on_alarm(int sig) { (void)sig; }
+
+static void *finish_after(void *arg) {
+  uint64_t spin_until = weft_now_ns() + (uint64_t)PINT(arg);
+  while (weft_now_ns() < spin_until) {
+  }
+  return arg;
+}
+
+/* A thread awaits with deadlines that race the completion, while SIGALRM interrupts every
+ * futex wait each 100 µs (the storm that made a completer's FUTEX_WAKE land on a returned
+ * waiter's frame: valgrind reported it, here under valgrind_destroy). Each await ends exactly
+ * once: with the result, or timed out and then awaited to its result. */
+Test(destroy, timed_awaits_racing_completions_under_a_signal_storm, .timeout = 300) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_alarm; /* no SA_RESTART: every blocking call returns EINTR */
+  sigaction(SIGALRM, &sa, NULL);
+  struct itimerval storm = {{0, 100}, {0, 100}};
+  setitimer(ITIMER_REAL, &storm, NULL);
+  weft_runtime_t *rt = test_runtime(2);
+  uint64_t seed = test_seed();
+  int rounds = SCALE(3000, 600), timed_out = 0;
+  for (int i = 0; i < rounds; i++) {
+    long work_ns = (long)(test_rand(&seed) % 200000);
+    weft_task_t *t;
+    OK(weft_runtime_spawn(rt, &t, finish_after, IPTR(work_ns)));
+    void *r = NULL;
+    int err = weft_await_timeout(t, test_rand(&seed) % 100000, &r);
+    if (err == WEFT_ETIMEDOUT) {
+      timed_out++;
+      err = weft_await(t, &r);
+    }
+    cr_assert_eq(err, 0, "round %d: %s", i, weft_err_name(err));
+    cr_assert_eq(PINT(r), work_ns, "round %d: wrong result", i);
+    weft_task_release(t);
+  }
+  struct itimerval off = {{0, 0}, {0, 0}};
+  setitimer(ITIMER_REAL, &off, NULL);
+  OK(weft_runtime_destroy(rt));
+  cr_log_info("%d of %d awaits timed out", timed_out, rounds);
+}
