@@ -3,9 +3,14 @@
  *
  * One header, read top to bottom: export macro and version, error codes, handles, the runtime,
  * tasks, gather, futures, sleeping. Every function that can fail returns 0 or a negative
- * errno-style WEFT_E* code; weft_strerror() names it. Misuse that cannot be returned (awaiting
- * outside a task from a worker thread, destroying a runtime from one of its own tasks, ...)
- * aborts the process with one sentence that names the misuse.
+ * errno-style WEFT_E* code; weft_strerror() names it. The error contract: a function that
+ * returns int answers a NULL handle or NULL required pointer with WEFT_EINVAL; a function that
+ * returns no code (weft_task_set_name, weft_task_name, weft_task_id) aborts on one with a
+ * sentence naming itself, and weft_task_release(NULL) and weft_future_destroy(NULL) do
+ * nothing, like free(NULL). Misuse that no return value can report — awaiting on a worker
+ * thread outside any task, a task awaiting itself, destroying a runtime from one of its own
+ * tasks, releasing a handle twice, destroying a future that is still awaited — aborts the
+ * process with one sentence that names the function called and the misuse.
  *
  * Ownership, in one place:
  *   - weft_spawn(&t, ...) gives the caller a handle; the caller releases it exactly once with
@@ -16,9 +21,13 @@
  *   - Releasing the handle of a task that still runs detaches it; it runs to completion.
  *   - weft_runtime_destroy() stops the workers after the tasks that are running reach a
  *     suspension point; tasks still queued, sleeping or waiting are discarded without running
- *     further and every resource is freed (as asyncio.run cancels what is left). A future
- *     that such discarded tasks still await must be resolved before the destroy (their
- *     waiter nodes lived on the discarded stacks), or weft_future_destroy aborts.
+ *     further (as asyncio.run cancels what is left). Threads and other runtimes' tasks that
+ *     await a discarded task wake with WEFT_ESHUTDOWN. Every handle stays valid until it is
+ *     released, before or after the destroy: awaiting it answers at once (WEFT_ESHUTDOWN, or
+ *     the result of a task that had finished) and weft_task_release() frees it; everything
+ *     else is freed by the destroy. Futures that discarded tasks awaited stay usable. Using
+ *     the runtime's handles from other threads *while* destroy runs (a release, a new await)
+ *     is a race; awaits already blocked when it starts are woken.
  */
 #ifndef WEFT_H
 #define WEFT_H
@@ -136,24 +145,27 @@ WEFT_EXTERN int weft_runtime_spawn(weft_runtime_t *rt, weft_task_t **task, weft_
 
 /* await task: suspends the calling task (or blocks a thread that is not a worker) until the
  * task ends, then stores its result. A task that no worker has started yet runs inline, as a
- * plain call on the caller's stack. */
+ * plain call on the caller's stack. Returns the task's own error: 0, WEFT_ENOMEM (it found no
+ * stack to start on), or WEFT_ESHUTDOWN (its runtime was destroyed before it ended). */
 WEFT_EXTERN int weft_await(weft_task_t *task, void **result);
 /* The same with an absolute deadline on CLOCK_MONOTONIC in nanoseconds (weft_now_ns());
  * WEFT_ETIMEDOUT leaves the task running and awaitable again. */
 WEFT_EXTERN int weft_await_until(weft_task_t *task, uint64_t deadline_ns, void **result);
 WEFT_EXTERN int weft_await_timeout(weft_task_t *task, uint64_t timeout_ns, void **result);
-/* await + release, the fork-join idiom. */
+/* await + release, the fork-join idiom. All four: WEFT_EINVAL for a NULL task. */
 WEFT_EXTERN int weft_join(weft_task_t *task, void **result);
 WEFT_EXTERN void weft_task_release(weft_task_t *task);
 
-/* task.done() and task.result(): result fails with WEFT_EAGAIN while the task runs. */
+/* task.done() and task.result(): result fails with WEFT_EAGAIN while the task runs. Both
+ * return WEFT_EINVAL for a NULL task (so test done() == 1, not just non-zero). */
 WEFT_EXTERN int weft_task_done(const weft_task_t *task);
 WEFT_EXTERN int weft_task_result(const weft_task_t *task, void **result);
 
 /* The running task, or NULL outside tasks. An inlined task is itself here too. */
 WEFT_EXTERN weft_task_t *weft_current(void);
 /* Names are for diagnostics (stack-overflow reports). The string is not copied: it must
- * outlive the task (a literal, typically). */
+ * outlive the task (a literal, typically). Ids start at 1 in each runtime and are unique in
+ * it. These three return no code: a NULL task aborts. */
 WEFT_EXTERN void weft_task_set_name(weft_task_t *task, const char *name);
 WEFT_EXTERN const char *weft_task_name(const weft_task_t *task);
 WEFT_EXTERN uint64_t weft_task_id(const weft_task_t *task);
@@ -164,7 +176,8 @@ WEFT_EXTERN int weft_yield(void);
 /* ---- Gather ------------------------------------------------------------------------------- */
 
 /* asyncio.gather over tasks already spawned: waits for all n, results[i] from tasks[i]
- * (results may be NULL). Handles stay owned by the caller. */
+ * (results may be NULL). Handles stay owned by the caller. WEFT_EINVAL if tasks or one of its
+ * handles is NULL (nothing is awaited then). */
 WEFT_EXTERN int weft_gather(weft_task_t *const *tasks, size_t n, void **results);
 
 /* asyncio.gather over work not yet spawned: fns[i](args[i]) for each i, concurrently, results in

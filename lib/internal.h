@@ -200,7 +200,7 @@ typedef struct weft__worker {
   weft__stack_t *after_stack;
   uint32_t tick;
   uint32_t rng;
-  uint64_t ids;
+  uint64_t id_next, id_end; /* this worker's block of task ids */
   int index;
   struct weft_task *free_tasks;
   size_t free_task_count;
@@ -261,10 +261,12 @@ struct weft_runtime {
   pthread_mutex_t task_lock WEFT__ALIGNED;
   struct weft_task *free_tasks;
   struct weft__task_slab *task_slabs; /* lib/task.c */
-  _Atomic uint64_t foreign_ids;
+  _Atomic uint64_t foreign_spawns; /* spawns from threads that are not workers */
+  _Atomic uint64_t next_task_id;   /* the next block of ids: 1 at creation */
 };
 
-/* Linked through the tasks themselves: no allocation per foreign spawn or wake. */
+/* Linked through the tasks themselves: no allocation per foreign spawn or wake. Wakes a parked
+ * worker if needed, under the queue's lock (see the function). */
 void weft__inject_push(struct weft_runtime *rt, uintptr_t entry);
 
 void weft__task_slabs_free(struct weft_runtime *rt);

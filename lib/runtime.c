@@ -1,5 +1,33 @@
 /*
  * The runtime object: options, worker threads, weft_run, shutdown, errors and statistics.
+ *
+ * Shutdown (weft_runtime_destroy), in order; each step says what it guarantees and the race
+ * it closes. The model is asyncio.run's end and Tokio's multi_thread shutdown, minus the
+ * cancellation weft does not have yet: tasks are discarded where they wait, not unwound.
+ *   1. `stopping` is set (seq_cst, the store side of park's check) and every parked worker is
+ *      woken. From here a spawn answers WEFT_ESHUTDOWN (a best-effort early answer: one that
+ *      slips past it is simply discarded in step 4).
+ *   2. The worker threads are joined. Each finishes the slice it is running — up to the task's
+ *      next suspension point — and leaves its loop. Afterwards nothing of this runtime runs;
+ *      pthread_join orders every worker write before the steps below. Then destroy passes
+ *      through the inject lock: an outside thread that made a task runnable wakes workers
+ *      under that lock, so none is still reading the runtime (a task it woke may have ended,
+ *      and so be in no wait record that step 3 could wait on). Only outside parties
+ *      still touch the runtime's memory: threads and other runtimes' tasks awaiting its
+ *      tasks, and whoever resolves a future or completes a task that its tasks await.
+ *   3. Discarded tasks leave the lists of what they await (lib/task.c, from each task's wait
+ *      record): their waiter nodes live on stacks that step 6 unmaps. A deliverer that took
+ *      such a list holds the word's BUSY until its last touch, and the removal waits it out,
+ *      so no outside completion touches a discarded node, join or this runtime afterwards.
+ *   4. Descriptors whose handles are still held become orphans (their slabs leave the runtime
+ *      and are freed by the last release); unfinished ones get WEFT_ESHUTDOWN. This happens
+ *      before step 5 because the awaiters woken there may release at once.
+ *   5. The unfinished orphans complete: threads and other runtimes' tasks that await them wake
+ *      with WEFT_ESHUTDOWN. Their nodes are on their own stacks; nothing here is freed yet.
+ *   6. Everything else is freed: deques, the timer wheel, every stack (the slabs are unmapped
+ *      whole, so worker caches need no draining), the other descriptor slabs, the runtime.
+ * Not covered: a thread that starts using one of the runtime's handles (an await, a release)
+ * while steps 4–5 run — a race on an object being destroyed, as for any C object.
  */
 
 #include "deque.h"
@@ -214,6 +242,7 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
   if (!rt) return WEFT_ENOMEM;
   memset(rt, 0, sizeof *rt);
   rt->nworkers = nworkers;
+  atomic_init(&rt->next_task_id, 1);
   rt->stack_bytes = stack_bytes;
   pthread_mutex_init(&rt->idle_lock, NULL);
   pthread_mutex_init(&rt->inject_lock, NULL);
@@ -250,6 +279,10 @@ int weft_runtime_destroy(weft_runtime_t *rt) {
     weft__die("weft: weft_runtime_destroy was called from one of the runtime's own tasks, "
               "which would wait for itself.");
   stop_workers(rt, rt->nworkers);
+  /* A thread that made one of our tasks runnable may still be inside inject_push (waking a
+   * worker); it leaves the lock before we may free what it touches. */
+  pthread_mutex_lock(&rt->inject_lock);
+  pthread_mutex_unlock(&rt->inject_lock);
   weft__tasks_discard(rt);
   runtime_free(rt, rt->nworkers);
   return 0;
@@ -269,7 +302,7 @@ int weft_runtime_stats(weft_runtime_t *rt, weft_stats_t *st) {
     s.parks += atomic_load_explicit(&w->n_parks, memory_order_relaxed);
     s.tasks_unrun += atomic_load_explicit(&w->n_unrun, memory_order_relaxed);
   }
-  s.tasks_spawned += atomic_load_explicit(&rt->foreign_ids, memory_order_relaxed);
+  s.tasks_spawned += atomic_load_explicit(&rt->foreign_spawns, memory_order_relaxed);
   s.stacks_mapped = weft__stack_pool_mapped(rt->stacks);
   size_t n = st->stats_size < sizeof s ? st->stats_size : sizeof s;
   memcpy((char *)st + sizeof(size_t), (char *)&s + sizeof(size_t), n - sizeof(size_t));

@@ -136,7 +136,7 @@ void weft__task_free(struct weft_runtime *rt, weft__worker_t *w, struct weft_tas
   /* Poison: a release of this handle before the descriptor is reused aborts with a sentence.
    * relaxed: nobody else may touch a freed descriptor. */
   atomic_store_explicit(&t->word, TASK_WORD_FREE, memory_order_relaxed);
-  if (WEFT__UNLIKELY(!rt)) { /* its runtime was destroyed while the handle was held */
+  if (WEFT__UNLIKELY(!t->fn)) { /* an orphan: its runtime was destroyed, the handle held */
     orphan_free(t);
     return;
   }
@@ -418,7 +418,9 @@ static struct weft_task *orphan_held(struct weft_runtime *rt) {
       struct weft_task *t = &slab->tasks[i];
       uintptr_t s = atomic_load_explicit(&t->word, memory_order_relaxed); /* relaxed: above */
       if (s & WEFT__RELEASED) continue; /* free, or detached: it goes with the slab */
-      t->rt = NULL;
+      /* The orphan mark: fn, which nothing outside reads (t->rt is read by awaiters that
+       * compare runtimes, so it keeps its now dangling value). */
+      t->fn = NULL;
       t->next = (struct weft_task *)(void *)slab;
       orphans++;
       if (!(s & WEFT__DONE)) {
@@ -452,6 +454,21 @@ void weft__tasks_discard(struct weft_runtime *rt) {
 
 /* ---- Spawning ----------------------------------------------------------------------------- */
 
+/* Ids users see (task dumps, overflow reports) start at 1 and stay small: a worker takes them
+ * in blocks from the runtime's counter, so that a spawn costs no shared atomic; a thread that
+ * is not a worker takes one at a time. Unique per runtime; in spawn order per worker. */
+enum { TASK_ID_BLOCK = 1024 }; /* picked: one shared RMW per 1024 spawns, ids stay dense */
+
+static uint64_t next_task_id(struct weft_runtime *rt, weft__worker_t *w) {
+  /* relaxed: uniqueness comes from the RMW itself; ids order nothing */
+  if (!w) return atomic_fetch_add_explicit(&rt->next_task_id, 1, memory_order_relaxed);
+  if (WEFT__UNLIKELY(w->id_next == w->id_end)) {
+    w->id_next = atomic_fetch_add_explicit(&rt->next_task_id, TASK_ID_BLOCK, memory_order_relaxed);
+    w->id_end = w->id_next + TASK_ID_BLOCK;
+  }
+  return w->id_next++;
+}
+
 static int spawn(struct weft_runtime *rt, weft__worker_t *w, weft_task_t **out, weft_fn fn,
                  void *arg) {
   if (WEFT__UNLIKELY(!fn)) return WEFT_EINVAL;
@@ -473,13 +490,11 @@ static int spawn(struct weft_runtime *rt, weft__worker_t *w, weft_task_t **out, 
   t->runs_on = NULL;
   t->name = NULL;
   t->timer.fire = NULL; /* no wait record */
-  if (w) {
-    t->id = ((uint64_t)w->index << 48) | ++w->ids;
+  t->id = next_task_id(rt, w);
+  if (w)
     weft__stat_bump(&w->n_spawned);
-  } else {
-    t->id = ((uint64_t)0xffff << 48) |
-            atomic_fetch_add_explicit(&rt->foreign_ids, 1, memory_order_relaxed); /* unique only */
-  }
+  else /* relaxed: a statistic */
+    atomic_fetch_add_explicit(&rt->foreign_spawns, 1, memory_order_relaxed);
   if (out) *out = t;
   if (w)
     weft__schedule_local(w, (uintptr_t)t);
@@ -516,28 +531,34 @@ static struct weft_task *awaiting_task(weft__worker_t *w, const char *what) {
   return w->current;
 }
 
+/* For the functions that return no code: a NULL handle aborts, naming the function called. */
 static void check_handle(const struct weft_task *t, const char *what) {
   if (WEFT__UNLIKELY(!t)) weft__die("weft: %s was given a NULL task handle.", what);
 }
 
-int weft_task_done(const weft_task_t *t) {
-  check_handle(t, "weft_task_done");
+static bool task_is_done(const weft_task_t *t) {
   /* acquire: a caller that sees DONE may read the result next */
   return (atomic_load_explicit(&((weft_task_t *)t)->word, memory_order_acquire) & WEFT__DONE) != 0;
 }
 
+int weft_task_done(const weft_task_t *t) {
+  if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
+  return task_is_done(t);
+}
+
 int weft_task_result(const weft_task_t *t, void **result) {
-  if (!weft_task_done(t)) return WEFT_EAGAIN;
+  if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
+  if (!task_is_done(t)) return WEFT_EAGAIN;
   if (result) *result = t->result;
   return t->error;
 }
 
-int weft_await(weft_task_t *t, void **result) {
-  check_handle(t, "weft_await");
-  if (atomic_load_explicit(&t->word, memory_order_acquire) & WEFT__DONE) /* acquire: result */
-    goto done;
+/* weft_await under the name the user called (weft_await or weft_join), for its abort texts. */
+static int await_task(weft_task_t *t, void **result, const char *what) {
+  if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
+  if (task_is_done(t)) goto done;
   weft__worker_t *w = weft__worker_self();
-  struct weft_task *self = awaiting_task(w, "weft_await");
+  struct weft_task *self = awaiting_task(w, what);
   if (self == t) weft__die("weft: a task awaited itself, which can never finish.");
   if (self && try_inline(t)) goto done;
   await_word(self, &t->word);
@@ -546,19 +567,24 @@ done:
   return t->error;
 }
 
-void weft_task_release(weft_task_t *t) {
-  if (!t) return;
+int weft_await(weft_task_t *t, void **result) { return await_task(t, result, "weft_await"); }
+
+static void release_task(weft_task_t *t, const char *what) {
   int r = join_release_handle(&t->word);
   if (WEFT__UNLIKELY(r < 0))
-    weft__die("weft: a task handle was released twice (or used after weft_task_release).");
+    weft__die("weft: %s was given a task handle that was already released.", what);
   if (r > 0) weft__task_free(t->rt, weft__worker_self(), t);
   /* r == 0: it runs on, detached; its completion frees it */
 }
 
+void weft_task_release(weft_task_t *t) {
+  if (t) release_task(t, "weft_task_release");
+}
+
 int weft_await_until(weft_task_t *t, uint64_t deadline_ns, void **result) {
-  check_handle(t, "weft_await_until");
+  if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
   int err = 0;
-  if (!(atomic_load_explicit(&t->word, memory_order_acquire) & WEFT__DONE)) { /* acquire */
+  if (!task_is_done(t)) {
     weft__worker_t *w = weft__worker_self();
     struct weft_task *self = awaiting_task(w, "weft_await_until");
     if (self == t) weft__die("weft: a task awaited itself, which can never finish.");
@@ -575,8 +601,9 @@ int weft_await_timeout(weft_task_t *t, uint64_t timeout_ns, void **result) {
 }
 
 int weft_join(weft_task_t *t, void **result) {
-  int err = weft_await(t, result);
-  weft_task_release(t);
+  if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
+  int err = await_task(t, result, "weft_join");
+  release_task(t, "weft_join");
   return err;
 }
 
@@ -591,7 +618,7 @@ static void wait_all(struct weft_task *self, weft_task_t *const *tasks, size_t n
   join_init(&j, self, 1, false);
   size_t waiting = 0;
   for (size_t i = 0; i < n; i++) {
-    if (weft_task_done(tasks[i])) continue;
+    if (task_is_done(tasks[i])) continue;
     weft__waiter_t *node = &nodes[waiting];
     node->join = &j;
     node->word = &tasks[i]->word;
@@ -614,13 +641,14 @@ static void wait_all(struct weft_task *self, weft_task_t *const *tasks, size_t n
  * then fail, or leak when discarded). */
 int weft_gather(weft_task_t *const *tasks, size_t n, void **results) {
   if (n && !tasks) return WEFT_EINVAL;
-  for (size_t i = 0; i < n; i++) check_handle(tasks[i], "weft_gather");
+  for (size_t i = 0; i < n; i++)
+    if (!tasks[i]) return WEFT_EINVAL;
   weft__worker_t *w = weft__worker_self();
   struct weft_task *self = awaiting_task(w, "weft_gather");
   /* Newest first: the children we spawned last are the newest entries of our deque. */
   if (self)
     for (size_t i = n; i-- > 0;)
-      if (!weft_task_done(tasks[i])) try_inline(tasks[i]);
+      if (!task_is_done(tasks[i])) try_inline(tasks[i]);
   weft__waiter_t nodes[GATHER_ON_STACK];
   for (size_t i = 0; i < n; i += GATHER_ON_STACK)
     wait_all(self, tasks + i, n - i < GATHER_ON_STACK ? n - i : GATHER_ON_STACK, nodes);

@@ -111,6 +111,11 @@ void weft__inject_push(struct weft_runtime *rt, uintptr_t entry) {
   rt->inject_tail = entry;
   /* seq_cst: the store side of the wake check (see the design comment). */
   atomic_fetch_add_explicit(&rt->inject_len, 1, memory_order_seq_cst);
+  /* Still under the lock: the entry cannot run (and its task end, and its owner destroy the
+   * runtime) before we are done with rt; destroy passes through this lock after the workers
+   * stop (runtime.c, step 2). Rejected: waking after the unlock (a resolver on another thread
+   * read rt->nspinning after the runtime was freed: TSan, test_destroy). */
+  weft__wake_one_if_needed(rt);
   pthread_mutex_unlock(&rt->inject_lock);
 }
 
@@ -168,7 +173,10 @@ void weft__timer_deadline_moved(struct weft_runtime *rt) { weft__wake_one_if_nee
 static void push_local(weft__worker_t *w, weft__deque_t *q, uintptr_t entry) {
   int r = weft__deque_push(q, entry);
   if (WEFT__LIKELY(r == 0)) return; /* non-empty before: someone already knows */
-  if (r < 0) weft__inject_push(w->rt, entry); /* the deque could not grow: spill */
+  if (r < 0) {
+    weft__inject_push(w->rt, entry); /* the deque could not grow: spill (it wakes) */
+    return;
+  }
   weft__wake_one_if_needed(w->rt);
 }
 
@@ -181,7 +189,6 @@ void weft__schedule(struct weft_runtime *rt, uintptr_t entry) {
     return;
   }
   weft__inject_push(rt, entry);
-  weft__wake_one_if_needed(rt);
 }
 
 /* ---- Finding work ------------------------------------------------------------------------- */

@@ -180,12 +180,42 @@ static void *await_self(void *arg) {
 }
 Test(misuse, a_task_awaiting_itself_aborts, .signal = SIGABRT) { run_on(1, await_self, NULL); }
 
-static void *await_null(void *arg) {
+/* The error contract: every function that returns a code answers a NULL handle with
+ * WEFT_EINVAL, from a task and from a plain thread alike. */
+static void *null_handles(void *arg) {
   (void)arg;
-  weft_await(NULL, NULL); /* aborts: there is no task to wait for */
+  weft_task_t *none[2] = {NULL, NULL};
+  cr_assert_eq(weft_await(NULL, NULL), WEFT_EINVAL);
+  cr_assert_eq(weft_join(NULL, NULL), WEFT_EINVAL);
+  cr_assert_eq(weft_await_until(NULL, 0, NULL), WEFT_EINVAL);
+  cr_assert_eq(weft_await_timeout(NULL, 1000, NULL), WEFT_EINVAL);
+  cr_assert_eq(weft_task_result(NULL, NULL), WEFT_EINVAL);
+  cr_assert_eq(weft_task_done(NULL), WEFT_EINVAL);
+  cr_assert_eq(weft_gather(none, 2, NULL), WEFT_EINVAL);
+  weft_task_release(NULL); /* like free(NULL): nothing to do */
+  return IPTR(1);
+}
+Test(misuse, a_null_handle_is_einval_where_a_code_is_returned) {
+  cr_assert_eq(PINT(run_on(1, null_handles, NULL)), 1);
+  null_handles(NULL);
+}
+
+/* Functions that return no code abort on a NULL handle with a sentence naming themselves. */
+static void *name_null(void *arg) {
+  (void)arg;
+  weft_task_set_name(NULL, "x");
   return NULL;
 }
-Test(misuse, awaiting_a_null_handle_aborts, .signal = SIGABRT) { run_on(1, await_null, NULL); }
+Test(misuse, naming_a_null_handle_aborts, .signal = SIGABRT) { run_on(1, name_null, NULL); }
+
+Test(misuse, task_ids_start_small) {
+  weft_runtime_t *rt = test_runtime(2);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, one, NULL));
+  cr_assert_eq(weft_task_id(t), 1, "the first task's id is %llu", (unsigned long long)weft_task_id(t));
+  OK(weft_join(t, NULL));
+  OK(weft_runtime_destroy(rt));
+}
 
 /* ---- misuse that is returned ---- */
 
