@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / "bench" / "peers"
 PY = "/usr/bin/python3"  # the system's interpreter: the asyncio figures are Debian's CPython
 ALL_RUNTIMES = ["weft", "tbb", "omp-gcc", "omp-clang", "go", "asyncio", "boost-fiber", "tokio"]
-DEFAULT_WORKLOADS = "fib:30 skynet:1000000 spawn:1000000 yield:10000000 sleep:1000000 gather:10000:10"
+DEFAULT_WORKLOADS = ("fib:30 skynet:1000000 spawn:1000000 yield:10000000 sleep:1000000 "
+                     "gather:10000:10")
 QUICK_WORKLOADS = "fib:20 skynet:10000 spawn:10000 yield:100000 sleep:2000 gather:200:3"
 QUICK_TOKIO_BUILD_S = 120  # Tokio's first build compiles its crates: too slow for a quick check
 WEFT_BENCH_DEFAULT = "build/release/bench/weft-bench"
@@ -50,7 +51,8 @@ class Workload:
 
     @property
     def label(self):
-        return f"gather n={self.n} k={self.k}" if self.name == "gather" else f"{self.name} n={self.n}"
+        k = f" k={self.k}" if self.name == "gather" else ""
+        return f"{self.name} n={self.n}{k}"
 
     def args(self, workers):
         extra = ["-k", str(self.k)] if self.name == "gather" else []
@@ -103,10 +105,11 @@ def parse_workload(spec):
 # ---------------------------------------------------------------- processes
 def run_limited(cmd, limit=None, **kw):
     """Runs cmd under `timeout -s KILL limit` (None: no limit) and returns (exit status as the
-    shell says it, stdout, stderr): 137 where the limit killed it. timeout kills the command's whole process group (cargo's rustc children
-    too), and it is also what keeps the peak RSS the programs report their own: Linux starts a
-    process's ru_maxrss at the peak of the process that exec'd it, so a program started straight
-    from this Python (14 MB) would report at least that; started from timeout, about 1.5 MB."""
+    shell says it, stdout, stderr): 137 where the limit killed it. timeout kills the command's
+    whole process group (cargo's rustc children too), and it also keeps the peak RSS that the
+    programs report their own: Linux starts a process's ru_maxrss at the peak of the process that
+    exec'd it, so a program started straight from this Python reads at least ~14 MB, one started
+    by timeout (as compare.sh started them) ~1.5 MB, as alone."""
     if limit:
         cmd = ["timeout", "-s", "KILL", str(limit)] + cmd
     p = subprocess.run(cmd, capture_output=True, text=True, errors="replace", **kw)
@@ -231,7 +234,8 @@ class Builder:
             rc = 127
         if rc == 137 and rt == "tokio" and self.quick:
             binary.unlink(missing_ok=True)
-            return Runtime(rt, skip=f"build took >{QUICK_TOKIO_BUILD_S} s: not built in --quick mode")
+            return Runtime(rt, skip=f"build took >{QUICK_TOKIO_BUILD_S} s: "
+                           "not built in --quick mode")
         tenths = (time.monotonic_ns() - t0) // 100000000
         took = f"{tenths // 10}.{tenths % 10} s"
         if rc == 0 and os.access(binary, os.X_OK):
@@ -314,9 +318,9 @@ def run_all(opts, rows, runtimes, raw_path):
                         fail(f"weft {w.name} n={w.n} took over {opts.limit}s")
                 else:
                     run.status = left[i, rt.name] = "error"
+                    tail = err.encode()[-300:].decode(errors="replace").replace("\n", " ")
                     msg = (f"{rt.name} {' '.join(args)}: exit {rc}, "
-                           f"{'line ok' if m else 'no valid result line'}; "
-                           f"stderr: {err.encode()[-300:].decode(errors='replace').replace(chr(10), ' ')}")
+                           f"{'line ok' if m else 'no valid result line'}; stderr: {tail}")
                     if rt.name == "weft" or opts.quick:
                         fail(msg)
                     else:
@@ -469,9 +473,9 @@ def parse_args(argv):
     for rt in opts.runtimes:
         if rt not in ALL_RUNTIMES:
             p.error(f"unknown runtime '{rt}' (known: {' '.join(ALL_RUNTIMES)})")
+    specs = opts.workloads or (QUICK_WORKLOADS if opts.quick else DEFAULT_WORKLOADS)
     try:
-        opts.rows = [parse_workload(s) for s in
-                     (opts.workloads or (QUICK_WORKLOADS if opts.quick else DEFAULT_WORKLOADS)).split()]
+        opts.rows = [parse_workload(s) for s in specs.split()]
     except ValueError as e:
         p.error(str(e))
     if not opts.rows:

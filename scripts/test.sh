@@ -10,7 +10,8 @@ status=0
 run_build() { # name, cmake args...; the tests run under the command in ${under[@]} (may be empty)
   local name=$1; shift
   echo "=== build $name"
-  if ! { cmake -S . -B "build/$name" "$@" >/dev/null && cmake --build "build/$name" -j"$jobs" >/dev/null; }; then
+  if ! { cmake -S . -B "build/$name" "$@" >/dev/null &&
+         cmake --build "build/$name" -j"$jobs" >/dev/null; }; then
     echo "=== build $name FAILED"; status=1; return
   fi
   echo "=== test $name"
@@ -27,6 +28,7 @@ run_build tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWEFT_SANITIZE=thread
 under=()
 run_build asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWEFT_SANITIZE=address
 echo "=== bench quick (harness correctness, not speed)"
-python3 bench/compare.py --quick --weft-bench build/release/bench/weft-bench --out build/peers-quick || status=1
+python3 bench/compare.py --quick --weft-bench build/release/bench/weft-bench \
+  --out build/peers-quick || status=1
 if ((status == 0)); then echo "ALL SUITES PASSED"; else echo "SOME SUITE FAILED"; fi
 exit $status

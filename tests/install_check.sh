@@ -13,7 +13,8 @@ trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 prefix=$tmp/prefix
-cmake --install "$build" --prefix "$prefix" >"$tmp/install.log" || { cat "$tmp/install.log"; fail "cmake --install"; }
+cmake --install "$build" --prefix "$prefix" >"$tmp/install.log" ||
+  { cat "$tmp/install.log"; fail "cmake --install"; }
 pc=$(find "$prefix" -name weft.pc -path '*/pkgconfig/*')
 [ -n "$pc" ] || fail "no weft.pc under $prefix"
 
@@ -22,17 +23,20 @@ export PKG_CONFIG_PATH=${pc%/weft.pc}
 cflags=$(pkg-config --cflags weft) libs=$(pkg-config --libs weft)
 libdir=$(pkg-config --variable=libdir weft)
 echo "cflags: $cflags"; echo "libs: $libs"
-[[ " $cflags " == *" -fstack-clash-protection "* ]] || fail "weft.pc Cflags lack -fstack-clash-protection"
+[[ " $cflags " == *" -fstack-clash-protection "* ]] ||
+  fail "weft.pc Cflags lack -fstack-clash-protection"
 [ "$(realpath "$(pkg-config --variable=prefix weft)")" = "$(realpath "$prefix")" ] ||
   fail "weft.pc's prefix is not the install prefix $prefix"
-[ -f "$(pkg-config --variable=includedir weft)/weft.h" ] || fail "weft.pc's includedir has no weft.h"
+[ -f "$(pkg-config --variable=includedir weft)/weft.h" ] ||
+  fail "weft.pc's includedir has no weft.h"
 # shellcheck disable=SC2086 # pkg-config's output is a list of words
 "$cc" -o "$tmp/fib_pc" "$src/fib.c" $cflags $libs -Wl,-rpath,"$libdir"
 "$tmp/fib_pc" || fail "the pkg-config build exited $?"
 
 echo "== find_package(weft CONFIG)"
 cmake -S "$src" -B "$tmp/cmake" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_C_COMPILER="$cc" \
-  -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >"$tmp/cmake.log" || { cat "$tmp/cmake.log"; fail "configure"; }
+  -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >"$tmp/cmake.log" ||
+  { cat "$tmp/cmake.log"; fail "configure"; }
 cmake --build "$tmp/cmake" >>"$tmp/cmake.log" || { cat "$tmp/cmake.log"; fail "build"; }
 grep -q -- -fstack-clash-protection "$tmp/cmake/compile_commands.json" ||
   fail "weft::weft did not carry -fstack-clash-protection into the user's build"
