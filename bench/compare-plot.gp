@@ -1,4 +1,4 @@
-# bench/compare-plot.gp - chart for bench/compare.sh: per workload, one group of bars (one bar
+# bench/compare-plot.gp - chart for bench/compare.py: per workload, one group of bars (one bar
 # per runtime), median wall ms on a log-scale y axis.
 # Variables (gnuplot -e): datafile (results.dat: header "workload" + one quoted runtime name per
 # column, then one row per workload, "-" where a runtime has no value), outfile (PNG path),

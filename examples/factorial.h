@@ -27,12 +27,12 @@ static void *factorial(void *arg) {
   fact_arg_t *a = arg;
   long f = 1;
   uint64_t deadline = a->start_ns + (uint64_t)a->stagger * 50000000u;
-  weft_sleep_until(deadline); /* the stagger: A at +0 ms, B at +50 ms, C at +100 ms */
+  CHECK(weft_sleep_until(deadline)); /* the stagger: A at +0 ms, B at +50 ms, C at +100 ms */
   for (long i = 2; i <= a->number; i++) {
     printf("Task %s: Compute factorial(%ld), currently i=%ld...\n", a->name, a->number, i);
     fflush(stdout);
     deadline += 1000000000u;
-    weft_sleep_until(deadline);
+    CHECK(weft_sleep_until(deadline));
     f *= i;
   }
   printf("Task %s: factorial(%ld) = %ld\n", a->name, a->number, f);

@@ -1,12 +1,23 @@
-/* Helpers shared by the walkthrough programs: the notebook's `time.strftime('%X')` and an
- * elapsed-time line the tests check. */
+/* Helpers shared by the walkthrough programs: CHECK for weft's return codes, the notebook's
+ * `time.strftime('%X')` and an elapsed-time line the tests check. */
 #ifndef WEFT_NOTEBOOK_H
 #define WEFT_NOTEBOOK_H
 #include "weft.h"
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
+
+/* CHECK(weft_call(...)): a walkthrough has no error path of its own, so a weft call that fails
+ * (returns a negative WEFT_E* code) aborts with the call and the error's text. */
+#define CHECK(call) notebook_check((call), #call)
+static inline void notebook_check(int err, const char *call) {
+  if (err) {
+    fprintf(stderr, "%s failed: %s\n", call, weft_strerror(err));
+    abort();
+  }
+}
 
 static inline void print_clock(const char *what) {
   char buf[32];

@@ -7,7 +7,7 @@ static void *main_task(void *arg) {
   (void)arg;
   printf("hello\n");
   fflush(stdout);
-  weft_sleep_ms(1000);
+  CHECK(weft_sleep_ms(1000));
   printf("world\n");
   return NULL;
 }

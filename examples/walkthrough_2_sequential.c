@@ -4,7 +4,7 @@
 #include "notebook.h"
 
 static void say_after(uint64_t delay_ms, const char *what) {
-  weft_sleep_ms(delay_ms);
+  CHECK(weft_sleep_ms(delay_ms));
   printf("%s\n", what);
   fflush(stdout);
 }

@@ -10,7 +10,7 @@ typedef struct {
 
 static void *say_after(void *arg) {
   say_t *s = arg;
-  weft_sleep_ms(s->delay_ms);
+  CHECK(weft_sleep_ms(s->delay_ms));
   printf("%s\n", s->what);
   fflush(stdout);
   return NULL;
@@ -20,11 +20,11 @@ static void *main_task(void *arg) {
   (void)arg;
   say_t hello = {1000, "hello"}, world = {2000, "world"};
   weft_task_t *task1, *task2;
-  weft_spawn(&task1, say_after, &hello);
-  weft_spawn(&task2, say_after, &world);
+  CHECK(weft_spawn(&task1, say_after, &hello));
+  CHECK(weft_spawn(&task2, say_after, &world));
   print_clock("started");
-  weft_join(task1, NULL);
-  weft_join(task2, NULL);
+  CHECK(weft_join(task1, NULL));
+  CHECK(weft_join(task2, NULL));
   print_clock("finished");
   return NULL;
 }

@@ -7,11 +7,11 @@ static void *main_task(void *arg) {
   uint64_t start = weft_now_ns();
   fact_arg_t args[3] = {{"A", 2, 0, start}, {"B", 3, 1, start}, {"C", 4, 2, start}};
   weft_task_t *t[3];
-  for (int i = 0; i < 3; i++) weft_spawn(&t[i], factorial, &args[i]);
+  for (int i = 0; i < 3; i++) CHECK(weft_spawn(&t[i], factorial, &args[i]));
   long results[3];
   for (int i = 0; i < 3; i++) {
     void *r;
-    weft_join(t[i], &r);
+    CHECK(weft_join(t[i], &r));
     results[i] = (long)(intptr_t)r;
   }
   printf("[%ld, %ld, %ld]\n", results[0], results[1], results[2]);

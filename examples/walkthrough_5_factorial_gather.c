@@ -9,7 +9,7 @@ static void *main_task(void *arg) {
   fact_arg_t args[3] = {{"A", 2, 0, start}, {"B", 3, 1, start}, {"C", 4, 2, start}};
   weft_call_t calls[3] = {{factorial, &args[0]}, {factorial, &args[1]}, {factorial, &args[2]}};
   void *r[3];
-  weft_gather_calls(calls, 3, r);
+  CHECK(weft_gather_calls(calls, 3, r));
   printf("[%ld, %ld, %ld]\n", (long)(intptr_t)r[0], (long)(intptr_t)r[1], (long)(intptr_t)r[2]);
   return NULL;
 }

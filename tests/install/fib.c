@@ -1,0 +1,31 @@
+/* A user of the installed weft (tests/install_check.sh builds it with pkg-config and with
+ * find_package): the README's fib, every return code checked. */
+#include <weft.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static void check(int err, const char *what) {
+  if (err) {
+    fprintf(stderr, "%s: %s\n", what, weft_strerror(err));
+    exit(2);
+  }
+}
+
+static void *fib(void *arg) {
+  long n = (long)arg;
+  if (n < 2) return arg;
+  weft_task_t *t;
+  check(weft_spawn(&t, fib, (void *)(n - 1)), "weft_spawn");
+  long b = (long)fib((void *)(n - 2));
+  void *a;
+  check(weft_join(t, &a), "weft_join");
+  return (void *)((long)a + b);
+}
+
+int main(void) {
+  void *r;
+  check(weft_run(NULL, fib, (void *)20L, &r), "weft_run");
+  printf("fib(20) = %ld\n", (long)r);
+  return (long)r == 6765 ? 0 : 1;
+}
