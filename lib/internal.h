@@ -4,6 +4,7 @@
 
 #include "weft.h"
 #include "sanitize.h"
+#include "sys.h"
 
 #include <ck_md.h>
 #include <pthread.h>
@@ -15,19 +16,6 @@
 
 #define WEFT__CACHELINE CK_MD_CACHELINE
 #define WEFT__ALIGNED __attribute__((aligned(WEFT__CACHELINE)))
-#define WEFT__LIKELY(x) __builtin_expect(!!(x), 1)
-#define WEFT__UNLIKELY(x) __builtin_expect(!!(x), 0)
-
-/* Misuse that cannot be returned: one sentence, then abort. */
-_Noreturn void weft__die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* Debug-build invariant checks, in the spirit of SQLite's ALWAYS(). */
-#ifdef WEFT_DEBUG
-#define WEFT__ASSERT(cond) \
-  ((cond) ? (void)0 : weft__die("weft: internal invariant failed: %s (%s:%d)", #cond, __FILE__, __LINE__))
-#else
-#define WEFT__ASSERT(cond) ((void)0)
-#endif
 
 struct weft__worker;
 struct weft_runtime;
@@ -273,35 +261,19 @@ void weft__task_slabs_free(struct weft_runtime *rt);
 /* Destroy's step for tasks, once the workers have stopped: see runtime.c's shutdown comment. */
 void weft__tasks_discard(struct weft_runtime *rt);
 
-/* Test-only fault injection: make the n-th allocation of a kind fail (0 disables).
- * STACK: a spawn's stack check; STACK_START: taking the stack when a worker starts a task;
- * TASK: a spawn's descriptor; THREAD: a worker thread's creation. */
-enum {
-  WEFT__FAULT_STACK,
-  WEFT__FAULT_STACK_START,
-  WEFT__FAULT_TASK,
-  WEFT__FAULT_THREAD,
-  WEFT__FAULT_KINDS
-};
-bool weft__fault_hit(int kind);
-void weft__fault_set(int kind, long nth);            /* tests link weft_static */
 void weft__stack_force_mprotect_guards(int force);
 
 /* ---- Timers (lib/timer.c) ------------------------------------------------------------------- */
 
-int weft__timer_create(struct weft__timer **timer, struct weft_runtime *rt);
+int weft__timer_create(struct weft__timer **timer);
 void weft__timer_destroy(struct weft__timer *timer);
-void weft__timer_arm(struct weft__timer *timer, weft__timer_entry_t *e);
+/* Arms e; true if that made the earliest deadline earlier: the caller then wakes a parked
+ * worker so it re-arms its sleep (the wheel knows nothing of workers). */
+bool weft__timer_arm(struct weft__timer *timer, weft__timer_entry_t *e);
 bool weft__timer_cancel(struct weft__timer *timer, weft__timer_entry_t *e);
 /* Fire what is due (at most a batch); returns the next deadline or UINT64_MAX. */
 uint64_t weft__timer_poll(struct weft__timer *timer, uint64_t now_ns);
 uint64_t weft__timer_next_deadline(struct weft__timer *timer);
 bool weft__timer_pending(struct weft__timer *timer);
-/* Called by the wheel when an insert made the earliest deadline earlier (worker.c). */
-void weft__timer_deadline_moved(struct weft_runtime *rt);
-
-/* ---- Futex -------------------------------------------------------------------------------- */
-void weft__futex_wait(_Atomic uint32_t *word, uint32_t expected, uint64_t deadline_ns);
-void weft__futex_wake(_Atomic uint32_t *word, int n);
 
 #endif /* WEFT_INTERNAL_H */

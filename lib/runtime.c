@@ -76,36 +76,6 @@ const char *weft_err_name(int err) {
   return "WEFT_UNKNOWN";
 }
 
-_Noreturn void weft__die(const char *fmt, ...) {
-  char line[512];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(line, sizeof line - 1, fmt, ap);
-  va_end(ap);
-  if (n < 0) n = 0;
-  if (n > (int)sizeof line - 2) n = (int)sizeof line - 2;
-  line[n++] = '\n';
-  ssize_t ignored = write(STDERR_FILENO, line, (size_t)n);
-  (void)ignored;
-  abort();
-}
-
-/* ---- Fault injection (test-only) ---------------------------------------------------------- */
-
-/* relaxed throughout: a test knob; the countdown itself is the only shared state. */
-static _Atomic long fault_countdown[WEFT__FAULT_KINDS];
-
-void weft__fault_set(int kind, long nth) {
-  if (kind >= 0 && kind < WEFT__FAULT_KINDS)
-    atomic_store_explicit(&fault_countdown[kind], nth, memory_order_relaxed);
-}
-
-bool weft__fault_hit(int kind) {
-  if (WEFT__LIKELY(atomic_load_explicit(&fault_countdown[kind], memory_order_relaxed) <= 0))
-    return false;
-  return atomic_fetch_sub_explicit(&fault_countdown[kind], 1, memory_order_relaxed) == 1;
-}
-
 /* ---- Options ------------------------------------------------------------------------------ */
 
 /* A field is read only if the caller's struct is large enough to have it. */
@@ -249,7 +219,7 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
   pthread_mutex_init(&rt->task_lock, NULL);
   rt->workers = aligned_alloc(WEFT__CACHELINE, sizeof(weft__worker_t) * (size_t)nworkers);
   if (!rt->workers || weft__stack_pool_create(&rt->stacks, stack_bytes) != 0 ||
-      weft__timer_create(&rt->timer, rt) != 0) {
+      weft__timer_create(&rt->timer) != 0) {
     runtime_free(rt, 0);
     return WEFT_ENOMEM;
   }

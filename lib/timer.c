@@ -31,7 +31,9 @@
  * state word changed only under the lock: ARMED → FIRING (poll) or ARMED → IDLE (cancel), so
  * exactly one wins.
  * Parking: a worker about to park reads the earliest deadline (next_ns) and parks until then;
- * arming an earlier timer wakes one parked worker (weft__timer_arm → worker.c).
+ * arming an earlier timer makes weft__timer_arm return true, and its caller (the worker that
+ * armed it) wakes one parked worker. Due entries leave the wheel one way only: their `fire`
+ * callback, run outside the lock.
  */
 #include "internal.h"
 
@@ -57,7 +59,6 @@ typedef struct list {
 
 struct weft__timer {
   pthread_mutex_t lock;
-  struct weft_runtime *rt;
   uint64_t start_ns;    /* tick 0 */
   uint64_t elapsed;     /* ticks processed */
   uint64_t occupied[LEVELS];
@@ -82,17 +83,10 @@ static void list_unlink(list_t *l, weft__timer_entry_t *e) {
   if (e->next) e->next->prev = e->prev;
 }
 
-uint64_t weft_now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-int weft__timer_create(struct weft__timer **out, struct weft_runtime *rt) {
+int weft__timer_create(struct weft__timer **out) {
   struct weft__timer *t = calloc(1, sizeof *t);
   if (!t) return WEFT_ENOMEM;
   pthread_mutex_init(&t->lock, NULL);
-  t->rt = rt;
   t->start_ns = weft_now_ns();
   atomic_init(&t->next_ns, UINT64_MAX);
   *out = t;
@@ -204,12 +198,12 @@ static void advance(struct weft__timer *t, uint64_t now_tick) {
 
 static void fire_now(weft__timer_entry_t *e) { e->fire(e); }
 
-void weft__timer_arm(struct weft__timer *t, weft__timer_entry_t *e) {
+bool weft__timer_arm(struct weft__timer *t, weft__timer_entry_t *e) {
   uint64_t now = weft_now_ns();
   if (e->deadline_ns <= now) { /* already due: no need to touch the wheel */
     atomic_store_explicit(&e->state, TIMER_FIRING, memory_order_relaxed); /* relaxed: ours */
     fire_now(e);
-    return;
+    return false;
   }
   pthread_mutex_lock(&t->lock);
   /* relaxed: the state changes only under the lock; the lock orders it */
@@ -219,8 +213,7 @@ void weft__timer_arm(struct weft__timer *t, weft__timer_entry_t *e) {
   uint64_t before = atomic_load_explicit(&t->next_ns, memory_order_relaxed); /* lock: stable */
   uint64_t after = publish_next(t);
   pthread_mutex_unlock(&t->lock);
-  /* An earlier deadline than any parked worker waits for: wake one so it re-arms its sleep. */
-  if (after < before) weft__timer_deadline_moved(t->rt);
+  return after < before; /* earlier than any parked worker waits for: the caller wakes one */
 }
 
 bool weft__timer_cancel(struct weft__timer *t, weft__timer_entry_t *e) {

@@ -79,24 +79,6 @@ static uint32_t next_random(weft__worker_t *w) {
   return w->rng = x;
 }
 
-/* ---- Futex -------------------------------------------------------------------------------- */
-
-void weft__futex_wait(_Atomic uint32_t *word, uint32_t expected, uint64_t deadline_ns) {
-  struct timespec ts, *tsp = NULL;
-  if (deadline_ns != UINT64_MAX) {
-    ts.tv_sec = (time_t)(deadline_ns / 1000000000u);
-    ts.tv_nsec = (long)(deadline_ns % 1000000000u);
-    tsp = &ts;
-  }
-  /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline (FUTEX_WAIT a relative one). */
-  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected, tsp, NULL,
-          FUTEX_BITSET_MATCH_ANY);
-}
-
-void weft__futex_wake(_Atomic uint32_t *word, int n) {
-  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n, NULL, NULL, 0);
-}
-
 /* ---- Inject queue --------------------------------------------------------------------------- */
 
 void weft__inject_push(struct weft_runtime *rt, uintptr_t entry) {
@@ -166,8 +148,6 @@ static void wake_one(struct weft_runtime *rt) {
 void weft__wake_one_if_needed(struct weft_runtime *rt) {
   if (park_wake_needed(&rt->nspinning, &rt->nidle)) wake_one(rt);
 }
-
-void weft__timer_deadline_moved(struct weft_runtime *rt) { weft__wake_one_if_needed(rt); }
 
 /* Pushes onto one of w's own queues; an empty→non-empty push may need a parked worker woken. */
 static void push_local(weft__worker_t *w, weft__deque_t *q, uintptr_t entry) {
@@ -364,11 +344,11 @@ static void after_switch(weft__worker_t *w) {
     weft__join_release(w->after_arg);
     break;
   case WEFT__AFTER_TIMER:
-    weft__timer_arm(w->rt->timer, w->after_arg);
+    if (weft__timer_arm(w->rt->timer, w->after_arg)) weft__wake_one_if_needed(w->rt);
     break;
   case WEFT__AFTER_TIMED_JOIN: {
     weft__join_t *j = w->after_arg;
-    weft__timer_arm(w->rt->timer, &j->task->timer);
+    if (weft__timer_arm(w->rt->timer, &j->task->timer)) weft__wake_one_if_needed(w->rt);
     weft__join_release(j);
     break;
   }

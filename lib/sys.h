@@ -1,0 +1,46 @@
+/* Private to weft: the ground floor — process-level helpers that every other file of lib/ may
+ * use and that use nothing of weft above them (libuv's src/unix/core.c is the model): the
+ * abort with one sentence, the test-only fault knobs, the futex, the clock. Defined in
+ * lib/sys.c. */
+#ifndef WEFT_SYS_H
+#define WEFT_SYS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define WEFT__LIKELY(x) __builtin_expect(!!(x), 1)
+#define WEFT__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* Misuse that cannot be returned: one sentence, then abort. */
+_Noreturn void weft__die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Debug-build invariant checks, in the spirit of SQLite's ALWAYS(). */
+#ifdef WEFT_DEBUG
+#define WEFT__ASSERT(cond)                                                                     \
+  ((cond) ? (void)0                                                                           \
+          : weft__die("weft: internal invariant failed: %s (%s:%d)", #cond, __FILE__, __LINE__))
+#else
+#define WEFT__ASSERT(cond) ((void)0)
+#endif
+
+/* Test-only fault injection: make the n-th allocation of a kind fail (0 disables).
+ * STACK: a spawn's stack check; STACK_START: taking the stack when a worker starts a task;
+ * TASK: a spawn's descriptor; THREAD: a worker thread's creation. */
+enum {
+  WEFT__FAULT_STACK,
+  WEFT__FAULT_STACK_START,
+  WEFT__FAULT_TASK,
+  WEFT__FAULT_THREAD,
+  WEFT__FAULT_KINDS
+};
+bool weft__fault_hit(int kind);
+void weft__fault_set(int kind, long nth); /* tests link weft_static */
+
+/* Private futex on a 32-bit word; the deadline is absolute CLOCK_MONOTONIC (UINT64_MAX: none). */
+void weft__futex_wait(_Atomic uint32_t *word, uint32_t expected, uint64_t deadline_ns);
+void weft__futex_wake(_Atomic uint32_t *word, int n);
+
+/* weft_now_ns (CLOCK_MONOTONIC) is public and lives in lib/sys.c too. */
+
+#endif /* WEFT_SYS_H */
