@@ -1,10 +1,13 @@
 /*
  * Storage for the Chase–Lev deques: arrays, growth and retirement (the algorithm is in
- * deque_impl.h).
+ * deque_impl.h). Owns the arrays; a grown deque keeps its older arrays until it is destroyed,
+ * because a thief may still read one (reclaiming them while running is an open issue).
  */
 #include "deque.h"
 
-#include <string.h>
+#include <stdlib.h>
+
+enum { DEQUE_ENOMEM = -12 }; /* WEFT_ENOMEM, without the public header */
 
 static weft__deque_array_t *array_new(int64_t capacity) {
   weft__deque_array_t *a = malloc(sizeof *a + (size_t)capacity * sizeof(_Atomic uintptr_t));
@@ -33,7 +36,7 @@ int weft__deque_init(weft__deque_t *d, size_t capacity_pow2) {
   atomic_init(&d->top, 0);
   atomic_init(&d->bottom, 0);
   weft__deque_array_t *a = array_new((int64_t)capacity_pow2);
-  if (!a) return WEFT_ENOMEM;
+  if (!a) return DEQUE_ENOMEM;
   atomic_init(&d->array, a);
   return 0;
 }

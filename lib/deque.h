@@ -1,9 +1,38 @@
-/* Private to weft: the library's instance of the Chase–Lev deque (algorithm and memory orders
- * in deque_impl.h, shared with the relacy model in tests/model/). Included where the scheduler
- * needs push/take/steal inlined on its fast paths. */
+/* Private to weft: the Chase–Lev deque, self-contained like a Concurrency Kit header — its
+ * struct and its operations, no runtime types. The algorithm and memory orders are in
+ * deque_impl.h, instantiated here with C11 atomics (and in tests/model/ with relacy's); the
+ * storage (arrays, growth, retirement) is in deque.c.
+ *
+ * Names this header generates (grep finds them here): weft__deque_push, weft__deque_take,
+ * weft__deque_steal, weft__deque_seen_nonempty, weft__deque_peek_newest (static inline, from
+ * deque_impl.h's WD_FN), and WEFT__DEQUE_ABORT. Declared: weft__deque_init, weft__deque_destroy,
+ * weft__deque_grow. */
 #ifndef WEFT_DEQUE_H
 #define WEFT_DEQUE_H
-#include "internal.h"
+
+#include <ck_md.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct weft__deque_array {
+  int64_t mask;
+  struct weft__deque_array *retired; /* older arrays, kept until the deque is destroyed */
+  _Atomic uintptr_t slot[];
+} weft__deque_array_t;
+
+typedef struct weft__deque {
+  _Atomic int64_t top __attribute__((aligned(CK_MD_CACHELINE)));    /* thieves' end */
+  _Atomic int64_t bottom __attribute__((aligned(CK_MD_CACHELINE))); /* owner's end */
+  _Atomic(weft__deque_array_t *) array;
+} weft__deque_t;
+
+/* 0, or -12 (WEFT_ENOMEM) when the first array cannot be had. */
+int weft__deque_init(weft__deque_t *d, size_t capacity_pow2);
+void weft__deque_destroy(weft__deque_t *d);
+/* The owner's growth step inside push: NULL when memory is exhausted (push then fails). */
+weft__deque_array_t *weft__deque_grow(weft__deque_t *d, weft__deque_array_t *old, int64_t t,
+                                      int64_t b);
 
 #define WD_DEQUE weft__deque_t
 #define WD_ARRAY weft__deque_array_t
@@ -18,9 +47,6 @@
 #define WD_SLOT(a, i) ((a)->slot[(i) & (a)->mask])
 #define WD_GROW(d, a, t, b) weft__deque_grow((d), (a), (t), (b))
 #define WD_FN(name) weft__deque_##name
-
-weft__deque_array_t *weft__deque_grow(weft__deque_t *d, weft__deque_array_t *old, int64_t t,
-                                      int64_t b);
 
 #include "deque_impl.h"
 #define WEFT__DEQUE_ABORT WD_ABORT

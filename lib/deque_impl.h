@@ -112,13 +112,6 @@ static inline uintptr_t WD_FN(steal)(WD_DEQUE *d) {
   return x;
 }
 
-/* Any thread: a racy size estimate, for heuristics only. */
-static inline int64_t WD_FN(size_hint)(WD_DEQUE *d) {
-  int64_t b = WD_LOAD(d->bottom, WD_RLX); /* relaxed: a hint, validated by take/steal */
-  int64_t t = WD_LOAD(d->top, WD_RLX);
-  return b - t;
-}
-
 /* Any thread: whether the deque held something, with seq_cst loads: the load side of the
  * wake check's store→load pattern (a parker that sees nothing here cannot miss a push that
  * the spawner followed with a check for idle workers). */

@@ -5,6 +5,7 @@
 #include "weft.h"
 #include "sanitize.h"
 #include "sys.h"
+#include "deque.h"
 
 #include <ck_md.h>
 #include <pthread.h>
@@ -71,22 +72,6 @@ int weft__stack_overflow_guard_install(void **altstack);
 void weft__stack_overflow_guard_remove(void *altstack);
 
 /* ---- Deque (lib/deque.c) -------------------------------------------------------------------- */
-
-typedef struct weft__deque_array {
-  int64_t mask;
-  struct weft__deque_array *retired; /* older arrays, kept until the deque is destroyed */
-  _Atomic uintptr_t slot[];
-} weft__deque_array_t;
-
-typedef struct weft__deque {
-  _Atomic int64_t top WEFT__ALIGNED;    /* thieves' end */
-  _Atomic int64_t bottom WEFT__ALIGNED; /* owner's end */
-  _Atomic(weft__deque_array_t *) array;
-} weft__deque_t;
-
-int weft__deque_init(weft__deque_t *d, size_t capacity_pow2);
-void weft__deque_destroy(weft__deque_t *d);
-/* push/take/steal/size_hint/peek_newest: static inline in deque.h. */
 
 /* Deque entries are task pointers (64-byte aligned) with a tag: a task to start, or a
  * suspended task to resume. 1 is the deque's ABORT value, so the tag uses bit 1. */
@@ -214,7 +199,7 @@ static inline void weft__stat_bump(_Atomic uint64_t *counter) {
 
 /* The worker of the calling thread, or NULL. noinline + barrier: a task can resume on another
  * thread, and a compiler that cached the TLS address across the switch would read the old
- * worker's variable (seen with gcc 12; see shared/field-notes.md). */
+ * worker's variable (seen with gcc 12 in the team's field notes, which live outside this repository). */
 weft__worker_t *weft__worker_self(void) __attribute__((noinline));
 void weft__worker_set_self(weft__worker_t *w);
 

@@ -30,7 +30,7 @@
  *   onto a non-empty deque comes after the push that made it non-empty, which already woke
  *   someone or was seen by a spinner, and a spinner that steals wakes the next one.
  * Cost measured on this 2-vCPU VM: waking a parked worker ~84 µs round trip (a halted vCPU),
- * so the spin budget is generous (WEFT__SPIN_ROUNDS rounds, ~20-50 µs) before a futex wait.
+ * so the spin budget is generous (SPIN_ROUNDS rounds, ~20-50 µs) before a futex wait.
  * Rejected: busy-waiting forever (Lace: 100% CPU while idle), one condition variable for all
  * (thundering herd and a mutex on every spawn), ck_ec (its wait/wake live in uninstrumented
  * libck.so: every hand-off would need TSan annotations that the futex word gives for free).

@@ -15,7 +15,7 @@
  * Only callee-saved registers are kept; FPCR is left alone for the reason given in
  * switch_x86_64_sysv.S (tasks must leave FP modes as they found them).
  *
- * C prototypes (lib/context.h):
+ * C prototypes (lib/internal.h, "Context switch"):
  *   void  weft__context_switch(void **save_sp, void *load_sp);
  *   void *weft__context_make(void *stack_top, void (*entry)(void *), void *arg);
  */

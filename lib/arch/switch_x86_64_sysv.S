@@ -15,15 +15,15 @@
  *
  * Only callee-saved registers are kept: the switch is an ordinary call as far as the compiler
  * knows, so everything caller-saved is already dead. MXCSR and the x87 control word are
- * callee-saved too, but reloading them costs ~50 ns on this CPU (ldmxcsr then fldcw, see
- * shared/field-notes.md): weft requires that tasks leave the FP control modes as they found
+ * callee-saved too, but reloading them costs ~50 ns on this CPU (ldmxcsr then fldcw, measured
+ * for the team's field notes): weft requires that tasks leave the FP control modes as they found
  * them, as every libc function does, and does not switch them. No signal mask is switched
  * (swapcontext spends 87 of its 161 ns in rt_sigprocmask).
  *
  * The switch ends in `pop; jmp` instead of `ret`: a `ret` into another stack always misses the
  * return-stack predictor (9 ns against 2.5 ns measured here).
  *
- * C prototypes (lib/context.h):
+ * C prototypes (lib/internal.h, "Context switch"):
  *   void  weft__context_switch(void **save_sp, void *load_sp);
  *   void *weft__context_make(void *stack_top, void (*entry)(void *), void *arg);
  */

@@ -6,9 +6,9 @@
  * (each in its own namespace, with the header's override macros set). Exit status 0 only if
  * the correct variants pass AND every planted bug is found.
  *
- * Deque model: capacity 2 (wraps around; no growth: a full push returns -1 and the owner runs
- * the element itself, the header's documented contract), one owner that pushes and takes, two
- * thieves that steal. Each element carries a payload in an rl::var<int>, written by the owner
+ * Deque model: capacity 2 (wraps around; no growth: a full push returns -1 — the library then
+ * spills the entry to the inject queue, the model's owner consumes it itself), one owner that
+ * pushes and takes, two thieves that steal. Each element carries a payload in an rl::var<int>, written by the owner
  * before the push and read by whoever consumes it: a missing release/acquire is a data race.
  * A per-element counter checks that every element is consumed exactly once.
  *
@@ -25,7 +25,7 @@
  * with the task queued. Planted bugs: the producer's check loads acquire, the parker's
  * announcement acq_rel, the empty push release — each is the store-buffering lost wake-up.
  *
- * Not covered: growth (WD_GROW and the acquire load of the array in steal), size_hint and
+ * Not covered: growth (WD_GROW and the acquire load of the array in steal) and
  * peek_newest; and push's acquire load of top (it orders a thief's read of a slot before the
  * owner's reuse of it, a load-buffering pattern that relacy does not model: weakening it to
  * relaxed still passes here).
