@@ -142,13 +142,31 @@ struct weft_task {
   weft__timer_entry_t timer;
 } __attribute__((aligned(64)));
 
-/* Starts a task from the scheduler loop, on the stack reserved for it at spawn. */
+/* lib/task.c: starts a task from the scheduler loop on a stack from the worker's cache. */
 void weft__task_start(struct weft__worker *w, struct weft_task *t);
+/* lib/task.c: back to a free list (or, for an orphan, its slab's count). */
 void weft__task_free(struct weft_runtime *rt, struct weft__worker *w, struct weft_task *t);
-/* A completion arrives at a join (timed joins race it against their timer). */
+
+/* lib/join.c: sets the result, completes the word and delivers to its waiters; frees the
+ * descriptor if the handle is gone. */
+void weft__task_complete(struct weft_task *t, void *result);
+/* lib/join.c: each node's join gets its arrival (read `next` before: the node may die). */
+void weft__wake_waiters(weft__waiter_t *node);
+/* lib/join.c: a completion arrives at a join (timed joins race it against their timer). */
 void weft__join_arrive(weft__join_t *j);
-/* Drops one count; the last wakes the waiter. */
+/* lib/join.c: drops one count; the last wakes the waiter. */
 void weft__join_release(weft__join_t *j);
+/* lib/join.c, for destroy: takes a suspended task's waiter nodes (its wait record's) out of
+ * the words they are linked into, waiting out a deliverer that holds one (BUSY). */
+void weft__wait_abandon(struct weft_task *t);
+/* lib/join.c: waits until a completion word is DONE (self NULL: a plain thread blocks). */
+void weft__await_word(struct weft_task *self, _Atomic uintptr_t *word);
+/* lib/join.c: the same with a deadline: 0 or WEFT_ETIMEDOUT (the node is out of the list). */
+int weft__await_word_until(struct weft__worker *w, struct weft_task *self,
+                           _Atomic uintptr_t *word, uint64_t deadline_ns);
+/* lib/join.c: the task running on this thread; NULL on a thread that is not a worker; aborts,
+ * naming `what` (the function the user called), on a worker thread outside any task. */
+struct weft_task *weft__awaiting_task(struct weft__worker *w, const char *what);
 
 /* ---- Workers (lib/worker.c) ----------------------------------------------------------------- */
 

@@ -1,5 +1,8 @@
 /*
- * Tasks, join counters and futures.
+ * Tasks: descriptors, spawning, starting, identity, and destroy's step for tasks.
+ * Owns the descriptor slabs and free lists, spawn (ids, the stack check), a task's start on its
+ * own stack, and what happens to descriptors at destroy (orphans). Completion, awaiting and
+ * gather are lib/join.c's; futures lib/future.c's; sleep and yield lib/sleep.c's.
  *
  * A spawned task is a 64-byte-aligned descriptor from the spawning worker's free list (no
  * malloc on the fast path); it gets a stack only when a worker starts it from its scheduler
@@ -10,33 +13,11 @@
  * task then ends unrun, its awaiter gets WEFT_ENOMEM and weft_stats_t.tasks_unrun counts it.
  * Rejected: binding a stack to each task at spawn (exact, but 10^6 spawned-and-gathered tasks
  * then map 10^6 stacks: 250 ns of guard install each, and the cache stops being hot).
- *
- * Inline awaits. A task that awaits (or gathers) a task whose start entry is the newest in its
- * own worker's deque takes the entry back (Chase–Lev take) and runs the task as a plain call
- * on its own stack — Lace's SYNC, Java ForkJoin's tryUnfork. Extraction from a deque is
- * exactly-once, so the inline path needs no claim CAS and no stale entries exist.
- * Rejected: claiming any unstarted task by a CAS on its state from wherever it sits (inlines
- * more awaits, but costs a CAS per task and leaves stale entries whose owners must then be
- * reference-counted); and "helping" — running
- * other queued tasks while waiting — which can deadlock when the helped task waits for
- * something the helper would do after its await returns.
- *
- * Completion. One word per task holds the waiter list, DONE and RELEASED (the handle is gone).
- * Completion is one CAS that sets DONE and takes the list; the waiters' nodes live on their own
- * (suspended) stacks and point to a join counter. A gather is one join counter for N
- * children; awaiting one task is a gather of one. The waiting task holds one extra count
- * until it is fully switched out (the scheduler drops it after the switch), so the last child
- * cannot make it runnable while it is still running — Go's gopark with an unlock function.
  */
 #include "deque.h"
 #include "internal.h"
-#include "join.h"
 
-#include <errno.h>
-#include <sched.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 enum {
   TASK_SLAB = 256,       /* descriptors per slab */
@@ -152,243 +133,6 @@ void weft__task_free(struct weft_runtime *rt, weft__worker_t *w, struct weft_tas
   pthread_mutex_unlock(&rt->task_lock);
 }
 
-/* ---- Join counters ------------------------------------------------------------------------ */
-
-void weft__join_release(weft__join_t *j) {
-  if (!join_count_release(&j->pending)) return;
-  if (j->task) { /* the waiter cannot run before this, so j (on its stack) is still alive */
-    weft__schedule(j->task->rt, (uintptr_t)j->task | WEFT__ENTRY_RESUME);
-    return;
-  }
-  join_signal_thread(&j->thread_word);
-}
-
-enum { FIRED_BY_COMPLETION = 1, FIRED_BY_TIMER = 2 };
-
-/* True for the first of completion and timer to claim a timed join. */
-static bool claim_fired(weft__join_t *j, uint32_t side) {
-  uint32_t expected = 0;
-  /* acq_rel: the winner's release reaches the waiter through the join's acq_rel count. */
-  return atomic_compare_exchange_strong_explicit(&j->fired, &expected, side,
-                                                 memory_order_acq_rel, memory_order_acquire);
-}
-
-/* A completion arrives. A timed join's completer that loses to the timer does nothing more:
- * its touches of the join end with the word's BUSY, which the waiter waits out. */
-void weft__join_arrive(weft__join_t *j) {
-  if (WEFT__LIKELY(!j->timed) || claim_fired(j, FIRED_BY_COMPLETION)) weft__join_release(j);
-}
-
-static void timed_timer_fire(weft__timer_entry_t *e) {
-  weft__join_t *j = e->ctx;
-  bool won = claim_fired(j, FIRED_BY_TIMER);
-  atomic_store_explicit(&j->timer_done, 1, memory_order_release); /* release: the waiter may go */
-  if (won) weft__join_release(j); /* the waiter cannot run before this: j is alive */
-}
-
-/* The wait record's marker for an untimed join wait (a timed one is marked by its callback).
- * Never armed: a wait record is not a timer. */
-static void join_wait_marker(weft__timer_entry_t *e) {
-  (void)e;
-  weft__die("weft: internal error: a join wait record was armed as a timer.");
-}
-
-/* While a task is suspended on j, destroy can find j (and j's nodes) from the task. */
-static void wait_record_begin(struct weft_task *self, weft__join_t *j, bool timed) {
-  self->timer.fire = timed ? timed_timer_fire : join_wait_marker;
-  self->timer.ctx = j;
-}
-
-static void wait_record_end(struct weft_task *self) { self->timer.fire = NULL; }
-
-static weft__join_t *wait_record(struct weft_task *t) {
-  bool waiting = t->timer.fire == join_wait_marker || t->timer.fire == timed_timer_fire;
-  return waiting ? t->timer.ctx : NULL;
-}
-
-static void wait_flag(_Atomic uint32_t *flag) {
-  /* acquire: pairs with the release in timed_timer_fire; the other side is mid-callback, so
-   * the wait is short, but it may be preempted: yield the CPU rather than burn it. */
-  while (!atomic_load_explicit(flag, memory_order_acquire)) sched_yield();
-}
-
-static void wake_waiters(weft__waiter_t *node) {
-  while (node) {
-    weft__waiter_t *next = node->next; /* read first: the node dies once its join is done */
-    weft__join_arrive(node->join);
-    node = next;
-  }
-}
-
-/* Blocks the calling thread (not a task) until the join's waker is finished with it. */
-static void thread_wait_join(weft__join_t *j) {
-  unsigned state;
-  while (!join_may_return(state = join_signal_state(&j->thread_word))) {
-    if (state == JN_WAITING)
-      weft__futex_wait(&j->thread_word, JN_WAITING, UINT64_MAX);
-    else
-      sched_yield(); /* SIGNALLED: the waker is inside FUTEX_WAKE; WOKEN comes next */
-  }
-}
-
-/* Waits on a join whose children have been registered: `j->pending` counts them plus one for
- * the waiter itself, dropped here (by the scheduler after the switch, when a task waits). */
-static void wait_join(weft__join_t *j) {
-  if (j->task) {
-    weft__worker_t *w = weft__worker_self(); /* fresh: see try_inline */
-    wait_record_begin(j->task, j, false);
-    weft__suspend(w, WEFT__AFTER_JOIN, j);
-    wait_record_end(j->task);
-    return;
-  }
-  weft__join_release(j);
-  thread_wait_join(j);
-}
-
-static void join_init(weft__join_t *j, struct weft_task *task, long pending, bool timed) {
-  j->task = task;
-  atomic_init(&j->pending, pending);
-  atomic_init(&j->thread_word, JN_WAITING);
-  j->timed = timed;
-  atomic_init(&j->fired, 0);
-  atomic_init(&j->timer_done, 0);
-  j->nodes = NULL;
-  j->nnodes = 0;
-}
-
-/* A thread's side of a timed wait: the deadline is its own futex timeout. */
-static int thread_await_until(weft__join_t *j, weft__waiter_t *node, uint64_t deadline_ns) {
-  weft__join_release(j); /* our own count: the completion alone now wakes us */
-  for (;;) {
-    unsigned state = join_signal_state(&j->thread_word);
-    if (join_may_return(state)) return 0;
-    if (state != JN_WAITING) {
-      sched_yield(); /* SIGNALLED: the waker is inside FUTEX_WAKE; WOKEN comes next */
-      continue;
-    }
-    if (weft_now_ns() >= deadline_ns) {
-      if (claim_fired(j, FIRED_BY_TIMER)) {
-        join_remove_waiter(node->word, node);
-        return WEFT_ETIMEDOUT;
-      }
-      thread_wait_join(j); /* the completion won the race: its wake is on the way */
-      return 0;
-    }
-    weft__futex_wait(&j->thread_word, JN_WAITING, deadline_ns);
-  }
-}
-
-/* Waits until a completion word is DONE or the deadline passes (WEFT_ETIMEDOUT). */
-static int await_word_until(weft__worker_t *w, struct weft_task *self, _Atomic uintptr_t *word,
-                            uint64_t deadline_ns) {
-  weft__join_t j;
-  join_init(&j, self, 2, true); /* the first of completion/timer, and ourselves */
-  weft__waiter_t node = {.join = &j, .word = word};
-  j.nodes = &node;
-  j.nnodes = 1;
-  if (!join_add_waiter(word, &node)) return 0;
-  if (!self) return thread_await_until(&j, &node, deadline_ns);
-  self->timer.deadline_ns = deadline_ns;
-  wait_record_begin(self, &j, true);
-  weft__suspend(w, WEFT__AFTER_TIMED_JOIN, &j);
-  int err = 0;
-  /* acquire: pairs with the winner's CAS */
-  if (atomic_load_explicit(&j.fired, memory_order_acquire) == FIRED_BY_COMPLETION) {
-    if (!weft__timer_cancel(self->rt->timer, &self->timer)) wait_flag(&j.timer_done);
-  } else {
-    join_remove_waiter(word, &node); /* unlinked, or delivered and let go: we may return */
-    err = WEFT_ETIMEDOUT;
-  }
-  wait_record_end(self);
-  return err;
-}
-
-/* Waits until a completion word is DONE (one waiter node, a join of one). */
-static void await_word(struct weft_task *self, _Atomic uintptr_t *word) {
-  weft__join_t j;
-  join_init(&j, self, 2, false); /* the awaited, and ourselves until we are switched out */
-  weft__waiter_t node = {.join = &j, .word = word};
-  j.nodes = &node;
-  j.nnodes = 1;
-  if (join_add_waiter(word, &node)) wait_join(&j);
-}
-
-/* ---- Starting and finishing tasks --------------------------------------------------------- */
-
-static void task_complete(struct weft_task *t, void *result) {
-  t->result = result;
-  struct weft_runtime *rt = t->rt; /* read now: once delivered, its owner may free t */
-  uintptr_t s = join_complete(&t->word);
-  weft__waiter_t *waiters = (weft__waiter_t *)(s & ~WEFT__WORD_FLAGS);
-  if (!waiters) {
-    if (s & WEFT__RELEASED) weft__task_free(rt, weft__worker_self(), t);
-    return;
-  }
-  wake_waiters(waiters);
-  if (join_finish_waking(&t->word)) weft__task_free(rt, weft__worker_self(), t);
-}
-
-/* Entry of a task started on its own stack. */
-static void task_entry(void *arg) {
-  struct weft_task *t = arg;
-  weft__stack_t *s = t->runs_on; /* read now: t may be freed by its completion */
-  weft__ctx_entered(&s->ctx);
-  void *result = t->fn(t->arg);
-  task_complete(t, result);
-  weft__worker_t *w = weft__worker_self(); /* may differ from the one that started us */
-  w->current = NULL;
-  w->after = WEFT__AFTER_FINISHED;
-  w->after_stack = s;
-  weft__ctx_switch(&s->ctx, &w->sched, true);
-  __builtin_unreachable();
-}
-
-void weft__task_start(weft__worker_t *w, struct weft_task *t) {
-  WEFT__ASSERT(t->runs_on == NULL); /* a start entry is taken exactly once */
-  weft__stack_t *s;
-  if (WEFT__UNLIKELY(weft__stack_get(w->rt->stacks, &w->stacks, &s) != 0)) {
-    /* Out of stacks or map entries since the spawn checked: the task ends unrun and its
-     * awaiter gets WEFT_ENOMEM; the worker and every other task go on. Counted, so that the
-     * loss of a detached one is not silent. */
-    weft__stat_bump(&w->n_unrun);
-    t->error = WEFT_ENOMEM;
-    task_complete(t, NULL);
-    return;
-  }
-  t->runs_on = s;
-  WEFT_UNPOISON(s->lo, s->bytes); /* a pooled stack keeps the poison of its last task */
-  s->ctx.sp = weft__context_make(s->lo + s->bytes, task_entry, t);
-#if WEFT_TSAN
-  s->ctx.tsan_fiber = __tsan_create_fiber(0);
-#endif
-  w->current = t;
-  weft__ctx_switch(&w->sched, &s->ctx, false);
-}
-
-/* Runs t, whose start entry we took back from our own deque, as a plain call. */
-static void run_inline(weft__worker_t *w, struct weft_task *t) {
-  struct weft_task *awaiter = w->current;
-  t->runs_on = awaiter->runs_on;
-  w->current = t;
-  weft__stat_bump(&w->n_inlined);
-  void *result = t->fn(t->arg);
-  w = weft__worker_self(); /* t may have suspended and resumed elsewhere */
-  w->current = awaiter;
-  task_complete(t, result);
-}
-
-/* If t is the newest entry of our deque, take it back and run it here. */
-static bool try_inline(struct weft_task *t) {
-  /* Read here, not passed in: an earlier inline run may have resumed us on another worker,
-   * and the deque operations below are for the owner's thread only. */
-  weft__worker_t *w = weft__worker_self();
-  if (w->rt != t->rt || weft__deque_peek_newest(&w->deque) != (uintptr_t)t) return false;
-  /* Only we change the bottom end, so the take returns t, or 0 if a thief took it since. */
-  if (weft__deque_take(&w->deque) != (uintptr_t)t) return false;
-  run_inline(w, t);
-  return true;
-}
-
 /* ---- Destroy's step for tasks -------------------------------------------------------------- */
 
 static bool task_is_free(struct weft_task *t) {
@@ -401,11 +145,8 @@ static bool task_is_free(struct weft_task *t) {
  * what it awaited — futures, tasks of other runtimes — waiting out a concurrent deliverer. */
 static void unlink_discarded_waiters(struct weft_runtime *rt) {
   for (task_slab_t *slab = rt->task_slabs; slab; slab = slab->next)
-    for (int i = 0; i < TASK_SLAB; i++) {
-      struct weft_task *t = &slab->tasks[i];
-      weft__join_t *j = task_is_free(t) ? NULL : wait_record(t);
-      for (size_t k = 0; j && k < j->nnodes; k++) join_remove_waiter(j->nodes[k].word, &j->nodes[k]);
-    }
+    for (int i = 0; i < TASK_SLAB; i++)
+      if (!task_is_free(&slab->tasks[i])) weft__wait_abandon(&slab->tasks[i]);
 }
 
 /* Step 2: every descriptor whose handle is still held becomes an orphan that its release
@@ -447,9 +188,48 @@ void weft__tasks_discard(struct weft_runtime *rt) {
   struct weft_task *t = orphan_held(rt);
   while (t) { /* step 3: threads and other runtimes' tasks that await them get ESHUTDOWN */
     struct weft_task *next = t->timer.ctx; /* read first: a woken awaiter may release t */
-    task_complete(t, NULL);
+    weft__task_complete(t, NULL);
     t = next;
   }
+}
+
+/* ---- Starting ---------------------------------------------------------------------------- */
+
+/* Entry of a task started on its own stack. */
+static void task_entry(void *arg) {
+  struct weft_task *t = arg;
+  weft__stack_t *s = t->runs_on; /* read now: t may be freed by its completion */
+  weft__ctx_entered(&s->ctx);
+  void *result = t->fn(t->arg);
+  weft__task_complete(t, result);
+  weft__worker_t *w = weft__worker_self(); /* may differ from the one that started us */
+  w->current = NULL;
+  w->after = WEFT__AFTER_FINISHED;
+  w->after_stack = s;
+  weft__ctx_switch(&s->ctx, &w->sched, true);
+  __builtin_unreachable();
+}
+
+void weft__task_start(weft__worker_t *w, struct weft_task *t) {
+  WEFT__ASSERT(t->runs_on == NULL); /* a start entry is taken exactly once */
+  weft__stack_t *s;
+  if (WEFT__UNLIKELY(weft__stack_get(w->rt->stacks, &w->stacks, &s) != 0)) {
+    /* Out of stacks or map entries since the spawn checked: the task ends unrun and its
+     * awaiter gets WEFT_ENOMEM; the worker and every other task go on. Counted, so that the
+     * loss of a detached one is not silent. */
+    weft__stat_bump(&w->n_unrun);
+    t->error = WEFT_ENOMEM;
+    weft__task_complete(t, NULL);
+    return;
+  }
+  t->runs_on = s;
+  WEFT_UNPOISON(s->lo, s->bytes); /* a pooled stack keeps the poison of its last task */
+  s->ctx.sp = weft__context_make(s->lo + s->bytes, task_entry, t);
+#if WEFT_TSAN
+  s->ctx.tsan_fiber = __tsan_create_fiber(0);
+#endif
+  w->current = t;
+  weft__ctx_switch(&w->sched, &s->ctx, false);
 }
 
 /* ---- Spawning ----------------------------------------------------------------------------- */
@@ -519,168 +299,13 @@ int weft_runtime_spawn(weft_runtime_t *rt, weft_task_t **task, weft_fn fn, void 
   return spawn(rt, worker_of(rt), task, fn, arg);
 }
 
-/* ---- Awaiting ----------------------------------------------------------------------------- */
-
-/* The task running on this thread, NULL on a thread that is not a worker; aborts on a worker
- * thread outside any task (a scheduler callback cannot suspend). */
-static struct weft_task *awaiting_task(weft__worker_t *w, const char *what) {
-  if (!w) return NULL;
-  if (!w->current)
-    weft__die("weft: %s was called on a worker thread outside any task, where nothing can wait.",
-              what);
-  return w->current;
-}
+/* ---- Identity ----------------------------------------------------------------------------- */
 
 /* For the functions that return no code: a NULL handle aborts, naming the function called. */
 static void check_handle(const struct weft_task *t, const char *what) {
   if (WEFT__UNLIKELY(!t)) weft__die("weft: %s was given a NULL task handle.", what);
 }
 
-static bool task_is_done(const weft_task_t *t) {
-  /* acquire: a caller that sees DONE may read the result next */
-  return (atomic_load_explicit(&((weft_task_t *)t)->word, memory_order_acquire) & WEFT__DONE) != 0;
-}
-
-int weft_task_done(const weft_task_t *t) {
-  if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
-  return task_is_done(t);
-}
-
-int weft_task_result(const weft_task_t *t, void **result) {
-  if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
-  if (!task_is_done(t)) return WEFT_EAGAIN;
-  if (result) *result = t->result;
-  return t->error;
-}
-
-/* weft_await under the name the user called (weft_await or weft_join), for its abort texts. */
-static int await_task(weft_task_t *t, void **result, const char *what) {
-  if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
-  if (task_is_done(t)) goto done;
-  weft__worker_t *w = weft__worker_self();
-  struct weft_task *self = awaiting_task(w, what);
-  if (self == t) weft__die("weft: a task awaited itself, which can never finish.");
-  if (self && try_inline(t)) goto done;
-  await_word(self, &t->word);
-done:
-  if (result) *result = t->result;
-  return t->error;
-}
-
-int weft_await(weft_task_t *t, void **result) { return await_task(t, result, "weft_await"); }
-
-static void release_task(weft_task_t *t, const char *what) {
-  int r = join_release_handle(&t->word);
-  if (WEFT__UNLIKELY(r < 0))
-    weft__die("weft: %s was given a task handle that was already released.", what);
-  if (r > 0) weft__task_free(t->rt, weft__worker_self(), t);
-  /* r == 0: it runs on, detached; its completion frees it */
-}
-
-void weft_task_release(weft_task_t *t) {
-  if (t) release_task(t, "weft_task_release");
-}
-
-int weft_await_until(weft_task_t *t, uint64_t deadline_ns, void **result) {
-  if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
-  int err = 0;
-  if (!task_is_done(t)) {
-    weft__worker_t *w = weft__worker_self();
-    struct weft_task *self = awaiting_task(w, "weft_await_until");
-    if (self == t) weft__die("weft: a task awaited itself, which can never finish.");
-    /* No inline run here: a deadline means the caller wants the task run beside it. */
-    err = await_word_until(w, self, &t->word, deadline_ns);
-  }
-  if (!err && result) *result = t->result;
-  return err ? err : t->error;
-}
-
-int weft_await_timeout(weft_task_t *t, uint64_t timeout_ns, void **result) {
-  uint64_t now = weft_now_ns();
-  return weft_await_until(t, timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + timeout_ns, result);
-}
-
-int weft_join(weft_task_t *t, void **result) {
-  if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
-  int err = await_task(t, result, "weft_join");
-  release_task(t, "weft_join");
-  return err;
-}
-
-/* ---- Gather ------------------------------------------------------------------------------- */
-
-enum { GATHER_ON_STACK = 16 };
-
-/* Waits until every task in tasks[0..n) is done, with one waiter node each from `nodes`. */
-static void wait_all(struct weft_task *self, weft_task_t *const *tasks, size_t n,
-                     weft__waiter_t *nodes) {
-  weft__join_t j;
-  join_init(&j, self, 1, false);
-  size_t waiting = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (task_is_done(tasks[i])) continue;
-    weft__waiter_t *node = &nodes[waiting];
-    node->join = &j;
-    node->word = &tasks[i]->word;
-    /* Count before linking: the child may finish and arrive the moment it is linked. */
-    atomic_fetch_add_explicit(&j.pending, 1, memory_order_relaxed); /* relaxed: we hold +1 */
-    if (join_add_waiter(&tasks[i]->word, node))
-      waiting++;
-    else
-      atomic_fetch_sub_explicit(&j.pending, 1, memory_order_relaxed); /* relaxed: as above */
-  }
-  j.nodes = nodes;
-  j.nnodes = waiting; /* every node linked: a completion may arrive at any of them already */
-  if (waiting) wait_join(&j);
-}
-
-/* Waits in chunks of GATHER_ON_STACK with the nodes on this stack: no allocation, so no
- * out-of-memory path and nothing left on the heap if the runtime discards the waiting task at
- * destroy. Costs at most n/16 suspensions instead of one; chunks whose tasks are all done by
- * then cost none. Rejected: a malloc'd node per task (one wake-up for any n, but a gather could
- * then fail, or leak when discarded). */
-int weft_gather(weft_task_t *const *tasks, size_t n, void **results) {
-  if (n && !tasks) return WEFT_EINVAL;
-  for (size_t i = 0; i < n; i++)
-    if (!tasks[i]) return WEFT_EINVAL;
-  weft__worker_t *w = weft__worker_self();
-  struct weft_task *self = awaiting_task(w, "weft_gather");
-  /* Newest first: the children we spawned last are the newest entries of our deque. */
-  if (self)
-    for (size_t i = n; i-- > 0;)
-      if (!task_is_done(tasks[i])) try_inline(tasks[i]);
-  weft__waiter_t nodes[GATHER_ON_STACK];
-  for (size_t i = 0; i < n; i += GATHER_ON_STACK)
-    wait_all(self, tasks + i, n - i < GATHER_ON_STACK ? n - i : GATHER_ON_STACK, nodes);
-  if (results)
-    for (size_t i = 0; i < n; i++) results[i] = tasks[i]->result;
-  return 0;
-}
-
-int weft_gather_calls(const weft_call_t *calls, size_t n, void **results) {
-  if (n && !calls) return WEFT_EINVAL;
-  for (size_t i = 0; i < n; i++)
-    if (!calls[i].fn) return WEFT_EINVAL;
-  weft__worker_t *w = weft__worker_self();
-  if (!w || !w->current) return WEFT_EPERM;
-  weft_task_t *local[GATHER_ON_STACK];
-  weft_task_t **tasks = n <= GATHER_ON_STACK ? local : malloc(n * sizeof *tasks);
-  if (!tasks) return WEFT_ENOMEM;
-  int err = 0;
-  size_t spawned = 0;
-  for (; spawned < n; spawned++) {
-    err = weft_spawn(&tasks[spawned], calls[spawned].fn, calls[spawned].arg);
-    if (err) break;
-  }
-  /* On a failed spawn the ones already spawned still run to the end before we report it:
-   * no task is lost or left running unowned. */
-  weft_gather(tasks, spawned, err ? NULL : results);
-  for (size_t i = 0; i < spawned; i++) weft_task_release(tasks[i]);
-  if (tasks != local) free(tasks);
-  return err;
-}
-
-/* ---- Identity ----------------------------------------------------------------------------- */
 
 weft_task_t *weft_current(void) {
   weft__worker_t *w = weft__worker_self();
@@ -702,117 +327,3 @@ uint64_t weft_task_id(const weft_task_t *t) {
   return t->id;
 }
 
-/* ---- Sleeping ----------------------------------------------------------------------------- */
-
-static void sleep_fire(weft__timer_entry_t *e) {
-  struct weft_task *t = e->ctx;
-  weft__schedule(t->rt, (uintptr_t)t | WEFT__ENTRY_RESUME);
-}
-
-int weft_sleep_until(uint64_t deadline_ns) {
-  weft__worker_t *w = weft__worker_self();
-  struct weft_task *self = awaiting_task(w, "weft_sleep_until");
-  if (!self) { /* a plain thread sleeps the plain way */
-    struct timespec ts = {.tv_sec = (time_t)(deadline_ns / 1000000000u),
-                          .tv_nsec = (long)(deadline_ns % 1000000000u)};
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
-    }
-    return 0;
-  }
-  if (deadline_ns <= weft_now_ns()) return weft_yield();
-  self->timer.deadline_ns = deadline_ns;
-  self->timer.fire = sleep_fire;
-  self->timer.ctx = self;
-  weft__suspend(w, WEFT__AFTER_TIMER, &self->timer);
-  return 0;
-}
-
-int weft_sleep_ns(uint64_t duration_ns) {
-  uint64_t now = weft_now_ns();
-  return weft_sleep_until(duration_ns > UINT64_MAX - now ? UINT64_MAX - 1 : now + duration_ns);
-}
-
-int weft_sleep_ms(uint64_t duration_ms) {
-  return weft_sleep_ns(duration_ms > UINT64_MAX / 1000000u ? UINT64_MAX : duration_ms * 1000000u);
-}
-
-int weft_yield(void) {
-  weft__worker_t *w = weft__worker_self();
-  if (!w || !w->current) return WEFT_EPERM;
-  weft__suspend(w, WEFT__AFTER_YIELD, w->current);
-  return 0;
-}
-
-/* ---- Futures ------------------------------------------------------------------------------ */
-
-struct weft_future {
-  _Atomic uintptr_t word; /* waiters | DONE | RESOLVING */
-  void *value;
-};
-#define FUTURE_RESOLVING WEFT__RELEASED /* futures have no handle: the bit means "being set" */
-
-int weft_future_create(weft_future_t **out) {
-  if (!out) return WEFT_EINVAL;
-  weft_future_t *f = malloc(sizeof *f);
-  if (!f) return WEFT_ENOMEM;
-  atomic_init(&f->word, 0);
-  f->value = NULL;
-  *out = f;
-  return 0;
-}
-
-void weft_future_destroy(weft_future_t *f) {
-  if (!f) return;
-  uintptr_t s;
-  /* acquire: pairs with the resolver's finish_waking; an awaiter may return (and its owner
-   * destroy the future) while the resolver still delivers to the other waiters. */
-  while ((s = atomic_load_explicit(&f->word, memory_order_acquire)) & WEFT__BUSY) sched_yield();
-  if (s & ~WEFT__WORD_FLAGS)
-    weft__die("weft: weft_future_destroy was called while tasks or threads still await the "
-              "future.");
-  free(f);
-}
-
-int weft_future_resolve(weft_future_t *f, void *value) {
-  if (!f) return WEFT_EINVAL;
-  /* RESOLVING first, so that of two racing resolvers exactly one writes the value. */
-  uintptr_t s = atomic_load_explicit(&f->word, memory_order_relaxed);
-  do {
-    if (s & (WEFT__DONE | FUTURE_RESOLVING)) return WEFT_EALREADY;
-    /* relaxed: the value is published by the exchange below, not by this claim */
-  } while (!atomic_compare_exchange_weak_explicit(&f->word, &s, s | FUTURE_RESOLVING,
-                                                  memory_order_relaxed, memory_order_relaxed));
-  f->value = value;
-  /* The same completion as a task's (RESOLVING stays, in the RELEASED bit's place). */
-  s = join_complete(&f->word);
-  weft__waiter_t *waiters = (weft__waiter_t *)(s & ~WEFT__WORD_FLAGS);
-  if (waiters) {
-    wake_waiters(waiters);
-    join_finish_waking(&f->word); /* its answer is about handles: futures have none */
-  }
-  return 0;
-}
-
-int weft_future_done(const weft_future_t *f) {
-  if (!f) return 0;
-  /* acquire: a caller that sees DONE may read the value next */
-  return (atomic_load_explicit(&((weft_future_t *)f)->word, memory_order_acquire) & WEFT__DONE) != 0;
-}
-
-int weft_future_await_until(weft_future_t *f, uint64_t deadline_ns, void **value) {
-  if (!f) return WEFT_EINVAL;
-  weft__worker_t *w = weft__worker_self();
-  struct weft_task *self = awaiting_task(w, "weft_future_await_until");
-  int err = await_word_until(w, self, &f->word, deadline_ns);
-  if (!err && value) *value = f->value;
-  return err;
-}
-
-int weft_future_await(weft_future_t *f, void **value) {
-  if (!f) return WEFT_EINVAL;
-  weft__worker_t *w = weft__worker_self();
-  struct weft_task *self = awaiting_task(w, "weft_future_await");
-  await_word(self, &f->word);
-  if (value) *value = f->value;
-  return 0;
-}

@@ -1,0 +1,84 @@
+/*
+ * Futures: asyncio.Future — a one-shot value that tasks and threads await and any thread
+ * resolves. The same completion word and waits as a task's (lib/join.c); RELEASED's bit means
+ * "being resolved" here, since a future has no handle to release.
+ */
+#include "internal.h"
+#include "join.h"
+
+#include <sched.h>
+#include <stdlib.h>
+
+/* ---- Futures ------------------------------------------------------------------------------ */
+
+struct weft_future {
+  _Atomic uintptr_t word; /* waiters | DONE | RESOLVING */
+  void *value;
+};
+#define FUTURE_RESOLVING WEFT__RELEASED /* futures have no handle: the bit means "being set" */
+
+int weft_future_create(weft_future_t **out) {
+  if (!out) return WEFT_EINVAL;
+  weft_future_t *f = malloc(sizeof *f);
+  if (!f) return WEFT_ENOMEM;
+  atomic_init(&f->word, 0);
+  f->value = NULL;
+  *out = f;
+  return 0;
+}
+
+void weft_future_destroy(weft_future_t *f) {
+  if (!f) return;
+  uintptr_t s;
+  /* acquire: pairs with the resolver's finish_waking; an awaiter may return (and its owner
+   * destroy the future) while the resolver still delivers to the other waiters. */
+  while ((s = atomic_load_explicit(&f->word, memory_order_acquire)) & WEFT__BUSY) sched_yield();
+  if (s & ~WEFT__WORD_FLAGS)
+    weft__die("weft: weft_future_destroy was called while tasks or threads still await the "
+              "future.");
+  free(f);
+}
+
+int weft_future_resolve(weft_future_t *f, void *value) {
+  if (!f) return WEFT_EINVAL;
+  /* RESOLVING first, so that of two racing resolvers exactly one writes the value. */
+  uintptr_t s = atomic_load_explicit(&f->word, memory_order_relaxed);
+  do {
+    if (s & (WEFT__DONE | FUTURE_RESOLVING)) return WEFT_EALREADY;
+    /* relaxed: the value is published by the exchange below, not by this claim */
+  } while (!atomic_compare_exchange_weak_explicit(&f->word, &s, s | FUTURE_RESOLVING,
+                                                  memory_order_relaxed, memory_order_relaxed));
+  f->value = value;
+  /* The same completion as a task's (RESOLVING stays, in the RELEASED bit's place). */
+  s = join_complete(&f->word);
+  weft__waiter_t *waiters = (weft__waiter_t *)(s & ~WEFT__WORD_FLAGS);
+  if (waiters) {
+    weft__wake_waiters(waiters);
+    join_finish_waking(&f->word); /* its answer is about handles: futures have none */
+  }
+  return 0;
+}
+
+int weft_future_done(const weft_future_t *f) {
+  if (!f) return 0;
+  /* acquire: a caller that sees DONE may read the value next */
+  return (atomic_load_explicit(&((weft_future_t *)f)->word, memory_order_acquire) & WEFT__DONE) != 0;
+}
+
+int weft_future_await_until(weft_future_t *f, uint64_t deadline_ns, void **value) {
+  if (!f) return WEFT_EINVAL;
+  weft__worker_t *w = weft__worker_self();
+  struct weft_task *self = weft__awaiting_task(w, "weft_future_await_until");
+  int err = weft__await_word_until(w, self, &f->word, deadline_ns);
+  if (!err && value) *value = f->value;
+  return err;
+}
+
+int weft_future_await(weft_future_t *f, void **value) {
+  if (!f) return WEFT_EINVAL;
+  weft__worker_t *w = weft__worker_self();
+  struct weft_task *self = weft__awaiting_task(w, "weft_future_await");
+  weft__await_word(self, &f->word);
+  if (value) *value = f->value;
+  return 0;
+}
