@@ -58,7 +58,7 @@ void weft__ctx_entered(weft__ctx_t *self);
 
 typedef struct weft__stack {
   struct weft__stack *next; /* cache link */
-  char *lo;                 /* lowest usable byte; the guard page is just below */
+  char *lo;                 /* lowest usable byte; the guard region is just below */
   size_t bytes;             /* usable bytes */
   weft__ctx_t ctx;
 } weft__stack_t;
@@ -69,7 +69,8 @@ typedef struct weft__stack_cache {
 } weft__stack_cache_t;
 
 struct weft__stack_pool; /* runtime-wide: slabs and the overflow list */
-int weft__stack_pool_create(struct weft__stack_pool **pool, size_t stack_bytes);
+/* Both sizes are rounded up to pages. */
+int weft__stack_pool_create(struct weft__stack_pool **pool, size_t stack_bytes, size_t guard_bytes);
 void weft__stack_pool_destroy(struct weft__stack_pool *pool);
 /* From the worker's cache, refilling from the pool (which may map a new slab). */
 int weft__stack_get(struct weft__stack_pool *pool, weft__stack_cache_t *cache, weft__stack_t **out);

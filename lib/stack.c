@@ -51,13 +51,13 @@ struct weft__stack_pool {
   pthread_mutex_t lock;
   size_t bytes;      /* usable bytes per stack */
   size_t page;
+  size_t guard;      /* guard bytes below each stack (whole pages); read by on_segv */
   slab_t *slabs;
   weft__stack_t *free_list;
   _Atomic uint64_t mapped;
 };
 
 static atomic_int force_mprotect_guards;
-static size_t guard_bytes = 4096; /* one page; set from sysconf when a pool is made */
 static atomic_int guard_install_unsupported; /* learned once: the kernel said EINVAL */
 
 /* relaxed, here and in install_guard: independent flags; a racing slab map may use either
@@ -66,13 +66,14 @@ void weft__stack_force_mprotect_guards(int force) {
   atomic_store_explicit(&force_mprotect_guards, force, memory_order_relaxed);
 }
 
-int weft__stack_pool_create(struct weft__stack_pool **out, size_t stack_bytes) {
+int weft__stack_pool_create(struct weft__stack_pool **out, size_t stack_bytes,
+                            size_t guard_bytes) {
   struct weft__stack_pool *p = calloc(1, sizeof *p);
   if (!p) return WEFT_ENOMEM;
   pthread_mutex_init(&p->lock, NULL);
   p->page = (size_t)sysconf(_SC_PAGESIZE);
-  guard_bytes = p->page;
   p->bytes = (stack_bytes + p->page - 1) & ~(p->page - 1);
+  p->guard = (guard_bytes + p->page - 1) & ~(p->page - 1);
   *out = p;
   return 0;
 }
@@ -81,7 +82,7 @@ void weft__stack_pool_destroy(struct weft__stack_pool *p) {
   if (!p) return;
   for (slab_t *s = p->slabs, *next; s; s = next) {
     next = s->next;
-    size_t count = s->len / (p->bytes + p->page);
+    size_t count = s->len / (p->bytes + p->guard);
     for (size_t i = 0; i < count; i++) { /* stacks of tasks discarded by shutdown */
 #if WEFT_TSAN
       if (s->stacks[i].ctx.tsan_fiber) __tsan_destroy_fiber(s->stacks[i].ctx.tsan_fiber);
@@ -100,14 +101,14 @@ uint64_t weft__stack_pool_mapped(struct weft__stack_pool *p) {
   return atomic_load_explicit(&p->mapped, memory_order_relaxed); /* relaxed: a statistic */
 }
 
-static int install_guard(char *guard, size_t page) {
+static int install_guard(char *guard, size_t bytes) {
   if (!atomic_load_explicit(&force_mprotect_guards, memory_order_relaxed) &&
       !atomic_load_explicit(&guard_install_unsupported, memory_order_relaxed)) {
-    if (madvise(guard, page, MADV_GUARD_INSTALL) == 0) return 0;
+    if (madvise(guard, bytes, MADV_GUARD_INSTALL) == 0) return 0;
     if (errno != EINVAL) return WEFT_ENOMEM;
     atomic_store_explicit(&guard_install_unsupported, 1, memory_order_relaxed);
   }
-  return mprotect(guard, page, PROT_NONE) == 0 ? 0 : WEFT_ENOMEM;
+  return mprotect(guard, bytes, PROT_NONE) == 0 ? 0 : WEFT_ENOMEM;
 }
 
 static void stack_register(weft__stack_t *s) {
@@ -128,7 +129,7 @@ static void stack_register(weft__stack_t *s) {
 
 /* Maps a slab and links its guarded stacks onto the pool's free list. Caller holds the lock. */
 static int slab_map(struct weft__stack_pool *p) {
-  size_t one = p->bytes + p->page;
+  size_t one = p->bytes + p->guard;
   size_t count = SLAB_TARGET_BYTES / one;
   if (count == 0) count = 1;
   slab_t *slab = calloc(1, sizeof *slab);
@@ -147,7 +148,7 @@ static int slab_map(struct weft__stack_pool *p) {
     return WEFT_ENOMEM;
   }
   size_t guarded = 0;
-  while (guarded < count && install_guard(base + guarded * one, p->page) == 0) guarded++;
+  while (guarded < count && install_guard(base + guarded * one, p->guard) == 0) guarded++;
   if (guarded == 0) {
     munmap(base, len);
     free(slab);
@@ -162,7 +163,7 @@ static int slab_map(struct weft__stack_pool *p) {
   p->slabs = slab;
   for (size_t i = 0; i < guarded; i++) {
     weft__stack_t *s = &stacks[i];
-    s->lo = base + i * one + p->page;
+    s->lo = base + i * one + p->guard;
     s->bytes = p->bytes;
     stack_register(s);
     s->next = p->free_list;
@@ -261,7 +262,10 @@ static void on_segv(int sig, siginfo_t *info, void *uctx) {
   weft_task_t *t = w ? w->current : NULL;
   weft__stack_t *s = t ? t->runs_on : NULL;
   char *addr = info->si_addr;
-  if (s && addr >= s->lo - guard_bytes && addr < s->lo) {
+  /* Every stack a task of this runtime runs on (an inlined task runs on its awaiter's) comes
+   * from this runtime's pool, whose guard size was fixed at creation. */
+  size_t guard = s ? t->rt->stacks->guard : 0;
+  if (s && addr >= s->lo - guard && addr < s->lo) {
     char line[256];
     size_t n = put_str(line, 0, sizeof line, "weft: task '");
     n = put_str(line, n, sizeof line, t->name ? t->name : "(unnamed)");
