@@ -58,6 +58,8 @@ void weft__ctx_entered(weft__ctx_t *self);
 
 typedef struct weft__stack {
   struct weft__stack *next; /* cache link */
+  struct weft__stack *prev; /* the pool's used list only (doubly linked: trimmed from the tail) */
+  uint64_t idle_since;      /* when it entered the pool's used list (weft_now_ns) */
   char *lo;                 /* lowest usable byte; the guard region is just below */
   size_t bytes;             /* usable bytes */
   weft__ctx_t ctx;
@@ -79,6 +81,11 @@ void weft__stack_put(struct weft__stack_pool *pool, weft__stack_cache_t *cache, 
  * cache NULL: a thread that is not a worker asks the pool. */
 int weft__stack_check(struct weft__stack_pool *pool, weft__stack_cache_t *cache);
 uint64_t weft__stack_pool_mapped(struct weft__stack_pool *pool);
+/* Run by a worker about to park: hands its cache beyond a few stacks to the pool and returns
+ * the memory of stacks idle in the pool for a while to the system (a bounded batch). Returns
+ * when it should run again (weft_now_ns), UINT64_MAX once nothing is left to return. */
+uint64_t weft__stack_scavenge(struct weft__stack_pool *pool, weft__stack_cache_t *cache,
+                              uint64_t now_ns);
 /* Per worker thread: the alternate signal stack and the SIGSEGV handler for overflow reports. */
 int weft__stack_overflow_guard_install(void **altstack);
 void weft__stack_overflow_guard_remove(void *altstack);
@@ -253,7 +260,12 @@ struct weft_runtime {
   /* Descriptor slabs and the shared overflow free list. */
   pthread_mutex_t task_lock WEFT__ALIGNED;
   struct weft_task *free_tasks;
+  size_t free_task_total; /* descriptors in free_tasks */
   void *task_slabs;
+  /* The descriptor scavenger's state (task.c), under task_lock like the list. */
+  bool task_scavenging;
+  size_t task_scavenged_total; /* free_task_total right after the last pass */
+  uint64_t task_scavenge_after; /* no pass before this (weft_now_ns) */
   _Atomic uint64_t foreign_ids;
 };
 
@@ -261,6 +273,10 @@ struct weft_runtime {
 void weft__inject_push(struct weft_runtime *rt, uintptr_t entry);
 
 void weft__task_slabs_free(struct weft_runtime *rt);
+/* Run by a worker about to park: hands its descriptor cache to the runtime and frees the slabs
+ * whose descriptors are all free (at most one pass a second). Returns when it should run
+ * again, UINT64_MAX if nothing new came back since its last pass. */
+uint64_t weft__task_scavenge(struct weft_runtime *rt, struct weft__worker *w, uint64_t now_ns);
 
 /* Test-only fault injection: make the n-th allocation of a kind fail (0 disables).
  * STACK: a spawn's stack check; STACK_START: taking the stack when a worker starts a task;

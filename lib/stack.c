@@ -36,9 +36,13 @@
 
 enum {
   SLAB_TARGET_BYTES = 2 << 20,
-  CACHE_MAX = 64,   /* stacks a worker keeps before handing surplus back */
-  CACHE_REFILL = 16 /* stacks taken from the pool at once */
+  CACHE_MAX = 64,      /* stacks a worker keeps before handing surplus back */
+  CACHE_REFILL = 16,   /* stacks taken from the pool at once */
+  IDLE_CACHE_KEEP = 4, /* stacks a worker keeps in its cache while it parks */
+  HOT_KEEP = CACHE_REFILL, /* the newest used stacks of the pool are never trimmed */
+  TRIM_BATCH = 512     /* stacks trimmed per pass: ~1 ms of madvise, then look for work again */
 };
+#define TRIM_AGE_NS ((uint64_t)1000000000) /* idle this long in the pool: trimmed */
 
 typedef struct slab {
   struct slab *next;
@@ -53,7 +57,13 @@ struct weft__stack_pool {
   size_t page;
   size_t guard;      /* guard bytes below each stack (whole pages); read by on_segv */
   slab_t *slabs;
-  weft__stack_t *free_list;
+  /* Free stacks in two lists. used: touched since their last trim, newest first (LIFO, so
+   * sorted by idle_since), doubly linked so that the scavenger takes the oldest from the
+   * tail. clean: trimmed or never touched (no resident pages), singly linked. Refills take
+   * used stacks first (hot), then clean ones, then map a slab. */
+  weft__stack_t *used_head, *used_tail;
+  size_t used_count;
+  weft__stack_t *clean;
   _Atomic uint64_t mapped;
 };
 
@@ -166,8 +176,8 @@ static int slab_map(struct weft__stack_pool *p) {
     s->lo = base + i * one + p->guard;
     s->bytes = p->bytes;
     stack_register(s);
-    s->next = p->free_list;
-    p->free_list = s;
+    s->next = p->clean;
+    p->clean = s;
   }
   atomic_fetch_add_explicit(&p->mapped, guarded, memory_order_relaxed); /* relaxed: statistic */
   return 0;
@@ -186,15 +196,45 @@ static weft__stack_t *cache_pop_hot(weft__stack_cache_t *c) {
   return s;
 }
 
+/* The pool's lists; the caller holds the lock. */
+static void used_push(struct weft__stack_pool *p, weft__stack_t *s, uint64_t now) {
+  s->idle_since = now;
+  s->prev = NULL;
+  s->next = p->used_head;
+  if (p->used_head) p->used_head->prev = s;
+  else p->used_tail = s;
+  p->used_head = s;
+  p->used_count++;
+}
+
+static weft__stack_t *used_pop_tail(struct weft__stack_pool *p) {
+  weft__stack_t *s = p->used_tail;
+  p->used_tail = s->prev;
+  if (p->used_tail) p->used_tail->next = NULL;
+  else p->used_head = NULL;
+  p->used_count--;
+  return s;
+}
+
+static weft__stack_t *pool_pop(struct weft__stack_pool *p) {
+  weft__stack_t *s = p->used_head;
+  if (s) {
+    p->used_head = s->next;
+    if (p->used_head) p->used_head->prev = NULL;
+    else p->used_tail = NULL;
+    p->used_count--;
+  } else if ((s = p->clean)) {
+    p->clean = s->next;
+  }
+  return s;
+}
+
 static int cache_refill(struct weft__stack_pool *p, weft__stack_cache_t *c) {
   int err = 0;
   pthread_mutex_lock(&p->lock);
-  if (!p->free_list) err = slab_map(p);
-  for (int i = 0; i < CACHE_REFILL && p->free_list; i++) {
-    weft__stack_t *s = p->free_list;
-    p->free_list = s->next;
-    cache_push_hot(c, s);
-  }
+  if (!p->used_head && !p->clean) err = slab_map(p);
+  weft__stack_t *s;
+  for (int i = 0; i < CACHE_REFILL && (s = pool_pop(p)); i++) cache_push_hot(c, s);
   pthread_mutex_unlock(&p->lock);
   return c->head ? 0 : (err ? err : WEFT_ENOMEM);
 }
@@ -203,7 +243,7 @@ int weft__stack_check(struct weft__stack_pool *p, weft__stack_cache_t *c) {
   if (WEFT__UNLIKELY(weft__fault_hit(WEFT__FAULT_STACK))) return WEFT_ENOMEM;
   if (WEFT__LIKELY(c && c->head)) return 0;
   pthread_mutex_lock(&p->lock);
-  int err = p->free_list ? 0 : slab_map(p);
+  int err = p->used_head || p->clean ? 0 : slab_map(p);
   pthread_mutex_unlock(&p->lock);
   return err;
 }
@@ -218,19 +258,60 @@ int weft__stack_get(struct weft__stack_pool *p, weft__stack_cache_t *c, weft__st
   return 0;
 }
 
-static void cache_spill(struct weft__stack_pool *p, weft__stack_cache_t *c, size_t keep) {
+/* The coldest of the cache go first (deepest in its LIFO); the pool's used list then gets
+ * them as its newest, stamped now: one clock read per spill, not per stack. */
+static void cache_spill(struct weft__stack_pool *p, weft__stack_cache_t *c, size_t keep,
+                        uint64_t now) {
+  weft__stack_t **link = &c->head;
+  for (size_t i = 0; i < keep; i++) link = &(*link)->next;
+  weft__stack_t *s = *link;
+  *link = NULL;
+  c->count = keep;
   pthread_mutex_lock(&p->lock);
-  while (c->count > keep) {
-    weft__stack_t *s = cache_pop_hot(c);
-    s->next = p->free_list;
-    p->free_list = s;
+  for (weft__stack_t *next; s; s = next) {
+    next = s->next;
+    used_push(p, s, now);
   }
   pthread_mutex_unlock(&p->lock);
 }
 
 void weft__stack_put(struct weft__stack_pool *p, weft__stack_cache_t *c, weft__stack_t *s) {
   cache_push_hot(c, s);
-  if (WEFT__UNLIKELY(c->count > CACHE_MAX)) cache_spill(p, c, CACHE_MAX / 2);
+  if (WEFT__UNLIKELY(c->count > CACHE_MAX)) cache_spill(p, c, CACHE_MAX / 2, weft_now_ns());
+}
+
+uint64_t weft__stack_scavenge(struct weft__stack_pool *p, weft__stack_cache_t *c, uint64_t now) {
+  if (c->count > IDLE_CACHE_KEEP) cache_spill(p, c, IDLE_CACHE_KEEP, now);
+  /* Detach a batch of the oldest used stacks under the lock; madvise them outside it (the
+   * batch is ours alone: no other thread can reach it), then file them as clean. */
+  weft__stack_t *batch = NULL;
+  size_t n = 0;
+  uint64_t next = UINT64_MAX;
+  pthread_mutex_lock(&p->lock);
+  while (n < TRIM_BATCH && p->used_count > HOT_KEEP &&
+         now - p->used_tail->idle_since >= TRIM_AGE_NS) {
+    weft__stack_t *s = used_pop_tail(p);
+    s->next = batch;
+    batch = s;
+    n++;
+  }
+  if (p->used_count > HOT_KEEP) /* more to trim: now if the batch was full, else once it ages */
+    next = n == TRIM_BATCH ? now : p->used_tail->idle_since + TRIM_AGE_NS;
+  pthread_mutex_unlock(&p->lock);
+  if (!batch) return next;
+  weft__stack_t *last = batch;
+  for (weft__stack_t *s = batch; s; s = s->next) {
+    /* MADV_DONTNEED: the pages go back at once and read as zeros on reuse. Rejected:
+     * MADV_FREE, which keeps them counted in RSS until the kernel is short of memory. The
+     * guard below lo is not touched (its markers survive either way). */
+    madvise(s->lo, s->bytes, MADV_DONTNEED);
+    last = s;
+  }
+  pthread_mutex_lock(&p->lock);
+  last->next = p->clean;
+  p->clean = batch;
+  pthread_mutex_unlock(&p->lock);
+  return next;
 }
 
 

@@ -33,34 +33,45 @@
 #include "join.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <sched.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 enum {
-  TASK_SLAB = 256,       /* descriptors per slab */
+  TASK_SLAB_BYTES = 32 * 1024, /* and their alignment: a descriptor finds its slab by masking */
   TASK_CACHE_MAX = 1024, /* a worker's free list beyond this spills half to the runtime */
-  TASK_REFILL = 64
+  TASK_REFILL = 64,
+  TASK_IDLE_KEEP = 0 /* descriptors a worker keeps while it parks (each could pin a slab) */
 };
+#define TASK_SCAVENGE_PERIOD_NS ((uint64_t)1000000000) /* at most one slab pass per second */
 
 /* ---- Descriptors -------------------------------------------------------------------------- */
 
 typedef struct task_slab {
   struct task_slab *next;
-  struct weft_task tasks[TASK_SLAB];
+  size_t idle; /* the scavenger's count of this slab's descriptors in the shared list */
+  struct weft_task tasks[]; /* 64-aligned: the header takes one cache line */
 } task_slab_t;
+#define TASK_SLAB ((TASK_SLAB_BYTES - sizeof(task_slab_t)) / sizeof(struct weft_task))
+
+static task_slab_t *slab_of(struct weft_task *t) {
+  return (task_slab_t *)((uintptr_t)t & ~(uintptr_t)(TASK_SLAB_BYTES - 1));
+}
 
 /* Caller holds rt->task_lock. */
 static int task_slab_add(struct weft_runtime *rt) {
-  task_slab_t *slab = aligned_alloc(64, sizeof *slab);
+  task_slab_t *slab = aligned_alloc(TASK_SLAB_BYTES, TASK_SLAB_BYTES);
   if (!slab) return WEFT_ENOMEM;
   slab->next = rt->task_slabs;
+  slab->idle = 0;
   rt->task_slabs = slab;
-  for (int i = TASK_SLAB - 1; i >= 0; i--) {
+  for (size_t i = TASK_SLAB; i-- > 0;) {
     slab->tasks[i].next = rt->free_tasks;
     rt->free_tasks = &slab->tasks[i];
   }
+  rt->free_task_total += TASK_SLAB;
   return 0;
 }
 
@@ -73,6 +84,61 @@ void weft__task_slabs_free(struct weft_runtime *rt) {
   rt->free_tasks = NULL;
 }
 
+/* Slabs whose every descriptor sits in the shared free list go back to malloc, and malloc's
+ * free pages to the system. The list is detached under the lock and counted outside it: a
+ * descriptor freed meanwhile lands in the new list, so its slab is not whole and stays. */
+static void task_slabs_scavenge(struct weft_runtime *rt, uint64_t now) {
+  pthread_mutex_lock(&rt->task_lock);
+  if (rt->task_scavenging || now < rt->task_scavenge_after ||
+      rt->free_task_total == rt->task_scavenged_total || rt->free_task_total < TASK_SLAB) {
+    pthread_mutex_unlock(&rt->task_lock);
+    return;
+  }
+  rt->task_scavenging = true; /* one scavenger at a time: the slabs' idle counts are its own */
+  struct weft_task *list = rt->free_tasks;
+  size_t total = rt->free_task_total;
+  rt->free_tasks = NULL;
+  rt->free_task_total = 0;
+  pthread_mutex_unlock(&rt->task_lock);
+
+  for (struct weft_task *t = list; t; t = t->next) slab_of(t)->idle++;
+  struct weft_task *keep = NULL, **tail = &keep; /* the survivors, in their order */
+  for (struct weft_task *t = list; t; t = t->next)
+    if (slab_of(t)->idle != TASK_SLAB) {
+      *tail = t;
+      tail = &t->next;
+    } else {
+      total--;
+    }
+  *tail = NULL;
+
+  task_slab_t *dead = NULL;
+  pthread_mutex_lock(&rt->task_lock);
+  for (task_slab_t **link = (task_slab_t **)&rt->task_slabs, *s; (s = *link);) {
+    if (s->idle == TASK_SLAB) {
+      *link = s->next;
+      s->next = dead;
+      dead = s;
+    } else {
+      s->idle = 0;
+      link = &s->next;
+    }
+  }
+  *tail = rt->free_tasks;
+  rt->free_tasks = keep;
+  rt->free_task_total += total;
+  rt->task_scavenged_total = rt->free_task_total;
+  rt->task_scavenge_after = now + TASK_SCAVENGE_PERIOD_NS;
+  rt->task_scavenging = false;
+  pthread_mutex_unlock(&rt->task_lock);
+  if (!dead) return;
+  for (task_slab_t *next; dead; dead = next) {
+    next = dead->next;
+    free(dead);
+  }
+  malloc_trim(0);
+}
+
 static struct weft_task *task_alloc_shared(struct weft_runtime *rt, weft__worker_t *w) {
   pthread_mutex_lock(&rt->task_lock);
   if (!rt->free_tasks && task_slab_add(rt) != 0) {
@@ -81,9 +147,11 @@ static struct weft_task *task_alloc_shared(struct weft_runtime *rt, weft__worker
   }
   struct weft_task *t = rt->free_tasks;
   rt->free_tasks = t->next;
+  rt->free_task_total--;
   for (int i = 0; w && i < TASK_REFILL && rt->free_tasks; i++) { /* refill the worker's list */
     struct weft_task *u = rt->free_tasks;
     rt->free_tasks = u->next;
+    rt->free_task_total--;
     u->next = w->free_tasks;
     w->free_tasks = u;
     w->free_task_count++;
@@ -103,16 +171,30 @@ static struct weft_task *task_alloc(struct weft_runtime *rt, weft__worker_t *w) 
   return task_alloc_shared(rt, w);
 }
 
-static void task_cache_spill(struct weft_runtime *rt, weft__worker_t *w) {
+static void task_cache_spill(struct weft_runtime *rt, weft__worker_t *w, size_t keep) {
   pthread_mutex_lock(&rt->task_lock);
-  while (w->free_task_count > TASK_CACHE_MAX / 2) {
+  while (w->free_task_count > keep) {
     struct weft_task *t = w->free_tasks;
     w->free_tasks = t->next;
     w->free_task_count--;
     t->next = rt->free_tasks;
     rt->free_tasks = t;
+    rt->free_task_total++;
   }
   pthread_mutex_unlock(&rt->task_lock);
+}
+
+uint64_t weft__task_scavenge(struct weft_runtime *rt, weft__worker_t *w, uint64_t now) {
+  if (w->free_task_count > TASK_IDLE_KEEP) task_cache_spill(rt, w, TASK_IDLE_KEEP);
+  task_slabs_scavenge(rt, now);
+  pthread_mutex_lock(&rt->task_lock);
+  /* Another pass is worth a wake-up only if descriptors came back since the last one. */
+  uint64_t next = rt->free_task_total != rt->task_scavenged_total &&
+                          rt->free_task_total >= TASK_SLAB
+                      ? rt->task_scavenge_after
+                      : UINT64_MAX;
+  pthread_mutex_unlock(&rt->task_lock);
+  return next;
 }
 
 void weft__task_free(struct weft_runtime *rt, weft__worker_t *w, struct weft_task *t) {
@@ -122,12 +204,13 @@ void weft__task_free(struct weft_runtime *rt, weft__worker_t *w, struct weft_tas
   if (w && w->rt == rt) {
     t->next = w->free_tasks;
     w->free_tasks = t;
-    if (WEFT__UNLIKELY(++w->free_task_count > TASK_CACHE_MAX)) task_cache_spill(rt, w);
+    if (WEFT__UNLIKELY(++w->free_task_count > TASK_CACHE_MAX)) task_cache_spill(rt, w, TASK_CACHE_MAX / 2);
     return;
   }
   pthread_mutex_lock(&rt->task_lock);
   t->next = rt->free_tasks;
   rt->free_tasks = t;
+  rt->free_task_total++;
   pthread_mutex_unlock(&rt->task_lock);
 }
 
