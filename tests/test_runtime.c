@@ -189,7 +189,7 @@ Test(stacks, a_frame_larger_than_a_one_page_guard_is_reported_when_built_with_st
 #endif
 }
 
-Test(stacks, a_frame_smaller_than_the_default_guard_is_reported_even_without_probes,
+Test(stacks, a_frame_overshooting_its_stack_by_less_than_the_default_guard_is_reported_without_probes,
      .timeout = 60) {
 #if TEST_ASAN
   cr_skip_test("ASan reports stack overflows itself (its own SEGV handler)");
