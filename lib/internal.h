@@ -265,7 +265,8 @@ struct weft_runtime {
   /* The descriptor scavenger's state (task.c), under task_lock like the list. */
   bool task_scavenging;
   size_t task_scavenged_total; /* free_task_total right after the last pass */
-  uint64_t task_scavenge_after; /* no pass before this (weft_now_ns) */
+  size_t task_seen_total;      /* free_task_total as a scavenger last saw it ... */
+  uint64_t task_seen_at;       /* ... and since when (weft_now_ns): a pass waits for quiet */
   _Atomic uint64_t foreign_ids;
 };
 

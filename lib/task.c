@@ -46,7 +46,9 @@ enum {
   TASK_REFILL = 64,
   TASK_IDLE_KEEP = 0 /* descriptors a worker keeps while it parks (each could pin a slab) */
 };
-#define TASK_SCAVENGE_PERIOD_NS ((uint64_t)1000000000) /* at most one slab pass per second */
+/* A slab pass walks the whole shared list: it waits until that list has not changed for this
+ * long (the runtime is quiet), so busy phases and short-lived runtimes never pay for it. */
+#define TASK_QUIET_NS ((uint64_t)1000000000)
 
 /* ---- Descriptors -------------------------------------------------------------------------- */
 
@@ -148,7 +150,11 @@ void weft__task_slabs_free(struct weft_runtime *rt) {
  * the new list, so its slab is not whole and stays. */
 static void task_slabs_scavenge(struct weft_runtime *rt, uint64_t now) {
   pthread_mutex_lock(&rt->task_lock);
-  if (rt->task_scavenging || now < rt->task_scavenge_after ||
+  if (rt->free_task_total != rt->task_seen_total) { /* still moving: wait for quiet */
+    rt->task_seen_total = rt->free_task_total;
+    rt->task_seen_at = now;
+  }
+  if (rt->task_scavenging || now - rt->task_seen_at < TASK_QUIET_NS ||
       rt->free_task_total == rt->task_scavenged_total || rt->free_task_total < TASK_SLAB) {
     pthread_mutex_unlock(&rt->task_lock);
     return;
@@ -200,7 +206,7 @@ static void task_slabs_scavenge(struct weft_runtime *rt, uint64_t now) {
   }
   pthread_mutex_lock(&rt->task_lock);
   rt->task_scavenged_total = rt->free_task_total;
-  rt->task_scavenge_after = now + TASK_SCAVENGE_PERIOD_NS;
+  rt->task_seen_total = rt->free_task_total;
   rt->task_scavenging = false;
   pthread_mutex_unlock(&rt->task_lock);
 }
@@ -257,7 +263,7 @@ uint64_t weft__task_scavenge(struct weft_runtime *rt, weft__worker_t *w, uint64_
   /* Another pass is worth a wake-up only if descriptors came back since the last one. */
   uint64_t next = rt->free_task_total != rt->task_scavenged_total &&
                           rt->free_task_total >= TASK_SLAB
-                      ? rt->task_scavenge_after
+                      ? rt->task_seen_at + TASK_QUIET_NS
                       : UINT64_MAX;
   pthread_mutex_unlock(&rt->task_lock);
   return next;

@@ -274,10 +274,14 @@ static void park(weft__worker_t *w, bool *spinning) {
    * while (bounded work); it then sleeps no longer than until the next batch is due, so an
    * idle runtime still gives memory back, and once nothing is left it sleeps as long as it
    * has no work. Done while we still count as spinning: a pass is short (~1 ms at most). */
-  uint64_t now = weft_now_ns();
-  uint64_t scavenge_at = weft__stack_scavenge(rt->stacks, &w->stacks, now);
-  uint64_t tasks_at = weft__task_scavenge(rt, w, now);
-  if (tasks_at < scavenge_at) scavenge_at = tasks_at;
+  uint64_t scavenge_at = UINT64_MAX;
+  /* relaxed: a hint; a runtime that stops frees everything anyway, so skip the work */
+  if (!atomic_load_explicit(&rt->stopping, memory_order_relaxed)) {
+    uint64_t now = weft_now_ns();
+    scavenge_at = weft__stack_scavenge(rt->stacks, &w->stacks, now);
+    uint64_t tasks_at = weft__task_scavenge(rt, w, now);
+    if (tasks_at < scavenge_at) scavenge_at = tasks_at;
+  }
   pthread_mutex_lock(&rt->idle_lock);
   atomic_store_explicit(&w->park_word, 0, memory_order_relaxed); /* relaxed: under the lock */
   w->next_idle = rt->idle_list;
