@@ -97,15 +97,27 @@ typedef struct weft_options {
   /* Worker threads. 0: WEFT_WORKERS from the environment if set (an invalid value makes
    * weft_runtime_create fail with WEFT_EINVAL), else the CPUs this process may run on. */
   int workers;
-  /* Usable bytes of each task stack (a guard page is added below it). 0: WEFT_STACK_DEFAULT.
-   * Rounded up to a page; at least WEFT_STACK_MIN. */
+  /* Usable bytes of each task stack (the guard region is added below it). 0:
+   * WEFT_STACK_DEFAULT. Values below WEFT_STACK_MIN (one page) make weft_runtime_create fail
+   * with WEFT_EINVAL, values above WEFT_STACK_MAX (4 GiB) with WEFT_ERANGE; anything between
+   * is rounded up to a whole number of pages. */
   size_t stack_size;
+  /* Bytes of the inaccessible guard region below each stack, which turns an overflow into a
+   * one-line report and SIGSEGV. 0: WEFT_GUARD_DEFAULT. Rounded up to a whole number of pages.
+   * A frame larger than the guard can jump over it unless its code was built with
+   * -fstack-clash-protection (which probes every page of a large frame): such code is only
+   * protected by the guard's size. Values above WEFT_STACK_MAX fail with WEFT_ERANGE. */
+  size_t guard_size;
 } weft_options_t;
 
 #define WEFT_STACK_DEFAULT ((size_t)64 * 1024)
 #define WEFT_STACK_MIN ((size_t)4096)
+#define WEFT_STACK_MAX ((size_t)1 << 32)
+/* 64 KiB: with MADV_GUARD_INSTALL (Linux >= 6.13) as cheap to install as one page and no extra
+ * map entry; with the mprotect fallback one range either way (see lib/stack.c). */
+#define WEFT_GUARD_DEFAULT ((size_t)64 * 1024)
 #define WEFT_WORKERS_MAX 1024
-#define WEFT_OPTIONS_INIT {sizeof(weft_options_t), 0, 0}
+#define WEFT_OPTIONS_INIT {sizeof(weft_options_t), 0, 0, 0}
 
 WEFT_EXTERN int weft_runtime_create(weft_runtime_t **rt, const weft_options_t *options);
 /* Stops the workers and frees everything (see the ownership notes above). Must not be called

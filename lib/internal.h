@@ -47,7 +47,9 @@ void weft__ctx_entered(weft__ctx_t *self);
 
 typedef struct weft__stack {
   struct weft__stack *next; /* cache link */
-  char *lo;                 /* lowest usable byte; the guard page is just below */
+  struct weft__stack *prev; /* the pool's used list only (doubly linked: trimmed from the tail) */
+  uint64_t idle_since;      /* when it entered the pool's used list (weft_now_ns) */
+  char *lo;                 /* lowest usable byte; the guard region is just below */
   size_t bytes;             /* usable bytes */
   weft__ctx_t ctx;
 } weft__stack_t;
@@ -58,7 +60,8 @@ typedef struct weft__stack_cache {
 } weft__stack_cache_t;
 
 struct weft__stack_pool; /* runtime-wide: slabs and the overflow list */
-int weft__stack_pool_create(struct weft__stack_pool **pool, size_t stack_bytes);
+/* Both sizes are rounded up to pages. */
+int weft__stack_pool_create(struct weft__stack_pool **pool, size_t stack_bytes, size_t guard_bytes);
 void weft__stack_pool_destroy(struct weft__stack_pool *pool);
 /* From the worker's cache, refilling from the pool (which may map a new slab). */
 int weft__stack_get(struct weft__stack_pool *pool, weft__stack_cache_t *cache, weft__stack_t **out);
@@ -67,6 +70,11 @@ void weft__stack_put(struct weft__stack_pool *pool, weft__stack_cache_t *cache, 
  * cache NULL: a thread that is not a worker asks the pool. */
 int weft__stack_check(struct weft__stack_pool *pool, weft__stack_cache_t *cache);
 uint64_t weft__stack_pool_mapped(struct weft__stack_pool *pool);
+/* Run by a worker about to park: hands its cache beyond a few stacks to the pool and returns
+ * the memory of stacks idle in the pool for a while to the system (a bounded batch). Returns
+ * when it should run again (weft_now_ns), UINT64_MAX once nothing is left to return. */
+uint64_t weft__stack_scavenge(struct weft__stack_pool *pool, weft__stack_cache_t *cache,
+                              uint64_t now_ns);
 /* Per worker thread: the alternate signal stack and the SIGSEGV handler for overflow reports. */
 int weft__stack_overflow_guard_install(void **altstack);
 void weft__stack_overflow_guard_remove(void *altstack);
@@ -251,7 +259,13 @@ struct weft_runtime {
   /* Descriptor slabs and the shared overflow free list. */
   pthread_mutex_t task_lock WEFT__ALIGNED;
   struct weft_task *free_tasks;
-  struct weft__task_slab *task_slabs; /* lib/task.c */
+  size_t free_task_total; /* descriptors in free_tasks */
+  struct weft__task_store *task_store; /* descriptor slabs and their mappings (lib/task.c) */
+  /* The descriptor scavenger's state (task.c), under task_lock like the list. */
+  bool task_scavenging;
+  size_t task_scavenged_total; /* free_task_total right after the last pass */
+  size_t task_seen_total;      /* free_task_total as a scavenger last saw it ... */
+  uint64_t task_seen_at;       /* ... and since when (weft_now_ns): a pass waits for quiet */
   _Atomic uint64_t foreign_spawns; /* spawns from threads that are not workers */
   _Atomic uint64_t next_task_id;   /* the next block of ids: 1 at creation */
 };
@@ -263,6 +277,10 @@ void weft__inject_push(struct weft_runtime *rt, uintptr_t entry);
 void weft__task_slabs_free(struct weft_runtime *rt);
 /* Destroy's step for tasks, once the workers have stopped: see runtime.c's shutdown comment. */
 void weft__tasks_discard(struct weft_runtime *rt);
+/* Run by a worker about to park: hands its descriptor cache to the runtime and frees the slabs
+ * whose descriptors are all free (at most one pass a second). Returns when it should run
+ * again, UINT64_MAX if nothing new came back since its last pass. */
+uint64_t weft__task_scavenge(struct weft_runtime *rt, struct weft__worker *w, uint64_t now_ns);
 
 void weft__stack_force_mprotect_guards(int force);
 

@@ -119,7 +119,15 @@ static int resolve_stack(const weft_options_t *opts, size_t *out) {
   size_t bytes = OPTION(opts, stack_size, 0);
   if (bytes == 0) bytes = WEFT_STACK_DEFAULT;
   if (bytes < WEFT_STACK_MIN) return WEFT_EINVAL;
-  if (bytes > ((size_t)1 << 32)) return WEFT_ERANGE;
+  if (bytes > WEFT_STACK_MAX) return WEFT_ERANGE;
+  *out = bytes;
+  return 0;
+}
+
+static int resolve_guard(const weft_options_t *opts, size_t *out) {
+  size_t bytes = OPTION(opts, guard_size, 0);
+  if (bytes == 0) bytes = WEFT_GUARD_DEFAULT;
+  if (bytes > WEFT_STACK_MAX) return WEFT_ERANGE;
   *out = bytes;
   return 0;
 }
@@ -203,9 +211,10 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
   *out = NULL;
   if (opts && opts->options_size < sizeof(size_t)) return WEFT_EINVAL;
   int nworkers;
-  size_t stack_bytes;
+  size_t stack_bytes, guard_bytes;
   int err = resolve_workers(opts, &nworkers);
   if (!err) err = resolve_stack(opts, &stack_bytes);
+  if (!err) err = resolve_guard(opts, &guard_bytes);
   if (err) return err;
 
   struct weft_runtime *rt = aligned_alloc(WEFT__CACHELINE, sizeof *rt);
@@ -218,7 +227,7 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
   pthread_mutex_init(&rt->inject_lock, NULL);
   pthread_mutex_init(&rt->task_lock, NULL);
   rt->workers = aligned_alloc(WEFT__CACHELINE, sizeof(weft__worker_t) * (size_t)nworkers);
-  if (!rt->workers || weft__stack_pool_create(&rt->stacks, stack_bytes) != 0 ||
+  if (!rt->workers || weft__stack_pool_create(&rt->stacks, stack_bytes, guard_bytes) != 0 ||
       weft__timer_create(&rt->timer) != 0) {
     runtime_free(rt, 0);
     return WEFT_ENOMEM;

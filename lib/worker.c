@@ -11,7 +11,7 @@
  *      in batches of a fair share whose rest goes onto the worker's yield queue (still FIFO);
  *   5. due timers;
  *   6. stealing: the oldest entry of a random victim's deque, then of its yield queue;
- *   7. after a bounded spin, parking.
+ *   7. after a bounded spin, parking (after a scavenger pass: see park()).
  * Guarantee: no ready task starves. A task in a deque runs when its owner drains the LIFO end
  * or a thief takes it (oldest first); yielded and injected tasks are checked every 61 ticks.
  * The order among ready tasks is otherwise unspecified, as in asyncio.
@@ -257,6 +257,18 @@ static bool idle_unlist(weft__worker_t *w) {
  * the wake left it (a waker counts us as spinning). */
 static void park(weft__worker_t *w, bool *spinning) {
   struct weft_runtime *rt = w->rt;
+  /* Memory first: an idle worker hands its caches back and returns what has sat unused for a
+   * while (bounded work); it then sleeps no longer than until the next batch is due, so an
+   * idle runtime still gives memory back, and once nothing is left it sleeps as long as it
+   * has no work. Done while we still count as spinning: a pass is short (~1 ms at most). */
+  uint64_t scavenge_at = UINT64_MAX;
+  /* relaxed: a hint; a runtime that stops frees everything anyway, so skip the work */
+  if (!atomic_load_explicit(&rt->stopping, memory_order_relaxed)) {
+    uint64_t now = weft_now_ns();
+    scavenge_at = weft__stack_scavenge(rt->stacks, &w->stacks, now);
+    uint64_t tasks_at = weft__task_scavenge(rt, w, now);
+    if (tasks_at < scavenge_at) scavenge_at = tasks_at;
+  }
   pthread_mutex_lock(&rt->idle_lock);
   atomic_store_explicit(&w->park_word, 0, memory_order_relaxed); /* relaxed: under the lock */
   w->next_idle = rt->idle_list;
@@ -266,6 +278,7 @@ static void park(weft__worker_t *w, bool *spinning) {
   *spinning = false;
   pthread_mutex_unlock(&rt->idle_lock);
   uint64_t deadline = weft__timer_next_deadline(rt->timer);
+  if (scavenge_at < deadline) deadline = scavenge_at;
   /* seq_cst: ordered after our registration, so a concurrent stop cannot be missed */
   if (!any_work_visible(rt) && !atomic_load_explicit(&rt->stopping, memory_order_seq_cst) &&
       deadline > weft_now_ns()) {
@@ -276,6 +289,7 @@ static void park(weft__worker_t *w, bool *spinning) {
       weft__futex_wait(&w->park_word, 0, deadline);
       if (deadline != UINT64_MAX && weft_now_ns() >= deadline) break;
       deadline = weft__timer_next_deadline(rt->timer);
+      if (scavenge_at < deadline) deadline = scavenge_at;
     }
   }
   if (idle_unlist(w)) {

@@ -44,6 +44,15 @@ Test(runtime, bad_options_rejected) {
   o = (weft_options_t)WEFT_OPTIONS_INIT;
   o.stack_size = 100;
   cr_assert_eq(weft_runtime_create(&rt, &o), WEFT_EINVAL);
+  o.stack_size = WEFT_STACK_MAX + 1;
+  cr_assert_eq(weft_runtime_create(&rt, &o), WEFT_ERANGE);
+  o = (weft_options_t)WEFT_OPTIONS_INIT;
+  o.guard_size = WEFT_STACK_MAX + 1;
+  cr_assert_eq(weft_runtime_create(&rt, &o), WEFT_ERANGE);
+  o.guard_size = 1; /* rounded up to a page */
+  OK(weft_runtime_create(&rt, &o));
+  OK(weft_runtime_destroy(rt));
+  o = (weft_options_t)WEFT_OPTIONS_INIT;
   o.options_size = 0;
   cr_assert_eq(weft_runtime_create(&rt, &o), WEFT_EINVAL);
   cr_assert_eq(weft_runtime_create(NULL, NULL), WEFT_EINVAL);
@@ -104,26 +113,32 @@ static char *read_all(int fd, size_t *len) {
   return buf;
 }
 
-Test(stacks, overflow_is_reported_in_one_line_naming_the_task, .timeout = 60) {
-#if TEST_ASAN
-  cr_skip_test("ASan reports stack overflows itself (its own SEGV handler)");
-#else
-  /* fork + exec of a separate program: TSan forbids threads after a multi-threaded fork. */
+/* Runs a child program (fork + exec: TSan forbids threads after a multi-threaded fork) with
+ * stderr into a pipe; returns what it wrote and its wait status. */
+static char *run_child(const char *path, const char *arg, int *status) {
   int fds[2];
   cr_assert_eq(pipe(fds), 0);
   pid_t pid = fork();
   if (pid == 0) {
     dup2(fds[1], 2);
     close(fds[0]);
-    execl(OVERFLOW_CHILD, OVERFLOW_CHILD, (char *)NULL);
+    execl(path, path, arg, (char *)NULL);
     _exit(127);
   }
   close(fds[1]);
   size_t len;
   char *out = read_all(fds[0], &len);
   close(fds[0]);
+  waitpid(pid, status, 0);
+  return out;
+}
+
+Test(stacks, overflow_is_reported_in_one_line_naming_the_task, .timeout = 60) {
+#if TEST_ASAN
+  cr_skip_test("ASan reports stack overflows itself (its own SEGV handler)");
+#else
   int status;
-  waitpid(pid, &status, 0);
+  char *out = run_child(OVERFLOW_CHILD, NULL, &status);
   cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "status %d", status);
   /* Every line is either the other workers' noise or the report, each whole. */
   static const char noise[] = "noise from a busy worker: the report must not land inside me";
@@ -146,6 +161,40 @@ Test(stacks, overflow_is_reported_in_one_line_naming_the_task, .timeout = 60) {
   cr_assert_eq(reports, 1, "%ld overflow reports", reports);
   cr_assert_gt(noise_lines, 0, "the other workers wrote nothing: the test proves nothing");
   free(out);
+#endif
+}
+
+/* A 96 KiB frame on a 64 KiB stack that writes only its lowest page (tests/overflow_frame.c):
+ * the overflow must be reported and kill the process, never corrupt the stack below. */
+static void assert_big_frame_reported(const char *child, const char *guard) {
+  int status;
+  char *out = run_child(child, guard, &status);
+  cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV,
+            "status %d (exit %d): the overflow went silent; stderr: '%s'", status,
+            WIFEXITED(status) ? WEXITSTATUS(status) : -1, out);
+  unsigned long long id;
+  int end = 0;
+  cr_assert(sscanf(out, "weft: task 'big-frame' (id %llu) overflowed its 65536-byte stack\n%n",
+                   &id, &end) == 1 && out[end] == 0,
+            "stderr: '%s'", out);
+  free(out);
+}
+
+Test(stacks, a_frame_larger_than_a_one_page_guard_is_reported_when_built_with_stack_clash_probes,
+     .timeout = 60) {
+#if TEST_ASAN
+  cr_skip_test("ASan reports stack overflows itself (its own SEGV handler)");
+#else
+  assert_big_frame_reported(OVERFLOW_FRAME_PROBED, "4096");
+#endif
+}
+
+Test(stacks, a_frame_overshooting_its_stack_by_less_than_the_default_guard_is_reported_without_probes,
+     .timeout = 60) {
+#if TEST_ASAN
+  cr_skip_test("ASan reports stack overflows itself (its own SEGV handler)");
+#else
+  assert_big_frame_reported(OVERFLOW_FRAME_UNPROBED, "0");
 #endif
 }
 
