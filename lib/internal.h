@@ -75,9 +75,14 @@ uint64_t weft__stack_pool_mapped(struct weft__stack_pool *pool);
  * when it should run again (weft_now_ns), UINT64_MAX once nothing is left to return. */
 uint64_t weft__stack_scavenge(struct weft__stack_pool *pool, weft__stack_cache_t *cache,
                               uint64_t now_ns);
+/* The guard bytes below each of the pool's stacks (read by the overflow reporter). */
+size_t weft__stack_pool_guard(struct weft__stack_pool *pool);
+
+/* ---- Overflow reports (lib/overflow.c) ------------------------------------------------------ */
+
 /* Per worker thread: the alternate signal stack and the SIGSEGV handler for overflow reports. */
-int weft__stack_overflow_guard_install(void **altstack);
-void weft__stack_overflow_guard_remove(void *altstack);
+int weft__overflow_reports_install(void **altstack);
+void weft__overflow_reports_remove(void *altstack);
 
 /* ---- Deque (lib/deque.c) -------------------------------------------------------------------- */
 

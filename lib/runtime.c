@@ -155,9 +155,9 @@ static void worker_capture_thread_stack(weft__worker_t *w) {
 static void *worker_thread(void *arg) {
   weft__worker_t *w = arg;
   worker_capture_thread_stack(w);
-  weft__stack_overflow_guard_install(&w->altstack); /* without it overflows crash unreported */
+  weft__overflow_reports_install(&w->altstack); /* without it overflows crash unreported */
   weft__worker_main_loop(w);
-  weft__stack_overflow_guard_remove(w->altstack);
+  weft__overflow_reports_remove(w->altstack);
   w->altstack = NULL;
   weft__worker_set_self(NULL);
   return NULL;

@@ -41,11 +41,10 @@
  *     nobody can tell the memory came back); trimming on the finish path (a syscall per task);
  *     unmapping whole slabs (a slab is only free when all its stacks are, which one long-lived
  *     task in it prevents; and a remap pays the guard installs again).
- * Overflow: the guard traps; a SIGSEGV handler on a per-thread alternate signal stack checks
- * whether the address lies in the running stack's guard and, if so, writes one line naming
- * the task and the stack size, then lets the default action kill the process. A frame larger
- * than the guard jumps it unless its code probes each page (-fstack-clash-protection, which
- * weft's own sources use): that case stays unprotected by the guard alone (README).
+ * Overflow: the guard traps, and lib/overflow.c reports it. A frame larger than the guard
+ * jumps it unless its code probes each page (-fstack-clash-protection, which weft's own
+ * sources use and its package passes to users): that case stays unprotected by the guard
+ * alone (README).
  */
 #include "internal.h"
 
@@ -339,93 +338,4 @@ uint64_t weft__stack_scavenge(struct weft__stack_pool *p, weft__stack_cache_t *c
   return next;
 }
 
-
-/* ---- Overflow reports ------------------------------------------------------------------- */
-
-static struct sigaction previous_segv;
-static pthread_mutex_t handler_lock = PTHREAD_MUTEX_INITIALIZER;
-static int handler_users;
-
-/* Async-signal-safe formatting: snprintf is not on the list. */
-static size_t put_str(char *buf, size_t at, size_t cap, const char *s) {
-  while (*s && at + 1 < cap) buf[at++] = *s++;
-  return at;
-}
-
-static size_t put_u64(char *buf, size_t at, size_t cap, uint64_t v) {
-  char digits[24];
-  int n = 0;
-  do {
-    digits[n++] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  while (n && at + 1 < cap) buf[at++] = digits[--n];
-  return at;
-}
-
-static void on_segv(int sig, siginfo_t *info, void *uctx) {
-  weft__worker_t *w = weft__worker_self();
-  weft_task_t *t = w ? w->current : NULL;
-  weft__stack_t *s = t ? t->runs_on : NULL;
-  char *addr = info->si_addr;
-  /* Every stack a task of this runtime runs on (an inlined task runs on its awaiter's) comes
-   * from this runtime's pool, whose guard size was fixed at creation. */
-  size_t guard = s ? t->rt->stacks->guard : 0;
-  if (s && addr >= s->lo - guard && addr < s->lo) {
-    char line[256];
-    size_t n = put_str(line, 0, sizeof line, "weft: task '");
-    n = put_str(line, n, sizeof line, t->name ? t->name : "(unnamed)");
-    n = put_str(line, n, sizeof line, "' (id ");
-    n = put_u64(line, n, sizeof line, t->id);
-    n = put_str(line, n, sizeof line, ") overflowed its ");
-    n = put_u64(line, n, sizeof line, s->bytes);
-    n = put_str(line, n, sizeof line, "-byte stack\n");
-    /* One write: lines from two workers cannot interleave (pipes keep writes ≤ PIPE_BUF whole). */
-    ssize_t ignored = write(STDERR_FILENO, line, n);
-    (void)ignored;
-    signal(SIGSEGV, SIG_DFL);
-    return; /* the faulting access repeats and the default action ends the process */
-  }
-  /* Not ours: hand the fault to whoever handled it before us. */
-  if (previous_segv.sa_flags & SA_SIGINFO && previous_segv.sa_sigaction) {
-    previous_segv.sa_sigaction(sig, info, uctx);
-  } else if (previous_segv.sa_handler != SIG_DFL && previous_segv.sa_handler != SIG_IGN &&
-             previous_segv.sa_handler) {
-    previous_segv.sa_handler(sig);
-  } else {
-    signal(SIGSEGV, SIG_DFL);
-  }
-}
-
-int weft__stack_overflow_guard_install(void **altstack) {
-  size_t size = 64 * 1024; /* above SIGSTKSZ and MINSIGSTKSZ on both arches */
-  void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (mem == MAP_FAILED) return WEFT_ENOMEM;
-  stack_t ss = {.ss_sp = mem, .ss_size = size, .ss_flags = 0};
-  if (sigaltstack(&ss, NULL) != 0) {
-    munmap(mem, size);
-    return WEFT_ENOMEM;
-  }
-  *altstack = mem;
-  pthread_mutex_lock(&handler_lock);
-  if (handler_users++ == 0) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_segv;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGSEGV, &sa, &previous_segv);
-  }
-  pthread_mutex_unlock(&handler_lock);
-  return 0;
-}
-
-void weft__stack_overflow_guard_remove(void *altstack) {
-  if (!altstack) return;
-  stack_t ss = {.ss_flags = SS_DISABLE};
-  sigaltstack(&ss, NULL);
-  munmap(altstack, 64 * 1024);
-  pthread_mutex_lock(&handler_lock);
-  if (--handler_users == 0) sigaction(SIGSEGV, &previous_segv, NULL);
-  pthread_mutex_unlock(&handler_lock);
-}
+size_t weft__stack_pool_guard(struct weft__stack_pool *p) { return p->guard; }

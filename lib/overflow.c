@@ -1,0 +1,106 @@
+/*
+ * Stack-overflow reports: a SIGSEGV handler, on a per-worker alternate signal stack, that
+ * tells an overflow of the running task's stack from any other fault. If the faulting address
+ * lies in the guard below the running task's stack, it writes one line naming the task, its
+ * id and its stack size, then lets the default action kill the process; any other fault goes
+ * to whoever handled SIGSEGV before weft. Above the stacks and the workers: it reads the
+ * running task (worker.c) and the pool's guard size (stack.c); nothing below calls it.
+ * Rejected: reporting from the guard page itself (a handler cannot run on the stack that
+ * overflowed — hence the alternate stack), and longjmp-ing out of the fault to fail only the
+ * task (its frames, locks and partners are in an unknown state: the process must end).
+ */
+#include "internal.h"
+
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+
+static struct sigaction previous_segv;
+static pthread_mutex_t handler_lock = PTHREAD_MUTEX_INITIALIZER;
+static int handler_users;
+
+/* Async-signal-safe formatting: snprintf is not on the list. */
+static size_t put_str(char *buf, size_t at, size_t cap, const char *s) {
+  while (*s && at + 1 < cap) buf[at++] = *s++;
+  return at;
+}
+
+static size_t put_u64(char *buf, size_t at, size_t cap, uint64_t v) {
+  char digits[24];
+  int n = 0;
+  do {
+    digits[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  while (n && at + 1 < cap) buf[at++] = digits[--n];
+  return at;
+}
+
+static void on_segv(int sig, siginfo_t *info, void *uctx) {
+  weft__worker_t *w = weft__worker_self();
+  weft_task_t *t = w ? w->current : NULL;
+  weft__stack_t *s = t ? t->runs_on : NULL;
+  char *addr = info->si_addr;
+  /* Every stack a task of this runtime runs on (an inlined task runs on its awaiter's) comes
+   * from this runtime's pool, whose guard size was fixed at creation. */
+  size_t guard = s ? weft__stack_pool_guard(t->rt->stacks) : 0;
+  if (s && addr >= s->lo - guard && addr < s->lo) {
+    char line[256];
+    size_t n = put_str(line, 0, sizeof line, "weft: task '");
+    n = put_str(line, n, sizeof line, t->name ? t->name : "(unnamed)");
+    n = put_str(line, n, sizeof line, "' (id ");
+    n = put_u64(line, n, sizeof line, t->id);
+    n = put_str(line, n, sizeof line, ") overflowed its ");
+    n = put_u64(line, n, sizeof line, s->bytes);
+    n = put_str(line, n, sizeof line, "-byte stack\n");
+    /* One write: lines from two workers cannot interleave (pipes keep writes ≤ PIPE_BUF whole). */
+    ssize_t ignored = write(STDERR_FILENO, line, n);
+    (void)ignored;
+    signal(SIGSEGV, SIG_DFL);
+    return; /* the faulting access repeats and the default action ends the process */
+  }
+  /* Not ours: hand the fault to whoever handled it before us. */
+  if (previous_segv.sa_flags & SA_SIGINFO && previous_segv.sa_sigaction) {
+    previous_segv.sa_sigaction(sig, info, uctx);
+  } else if (previous_segv.sa_handler != SIG_DFL && previous_segv.sa_handler != SIG_IGN &&
+             previous_segv.sa_handler) {
+    previous_segv.sa_handler(sig);
+  } else {
+    signal(SIGSEGV, SIG_DFL);
+  }
+}
+
+int weft__overflow_reports_install(void **altstack) {
+  size_t size = 64 * 1024; /* above SIGSTKSZ and MINSIGSTKSZ on both arches */
+  void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) return WEFT_ENOMEM;
+  stack_t ss = {.ss_sp = mem, .ss_size = size, .ss_flags = 0};
+  if (sigaltstack(&ss, NULL) != 0) {
+    munmap(mem, size);
+    return WEFT_ENOMEM;
+  }
+  *altstack = mem;
+  pthread_mutex_lock(&handler_lock);
+  if (handler_users++ == 0) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &previous_segv);
+  }
+  pthread_mutex_unlock(&handler_lock);
+  return 0;
+}
+
+void weft__overflow_reports_remove(void *altstack) {
+  if (!altstack) return;
+  stack_t ss = {.ss_flags = SS_DISABLE};
+  sigaltstack(&ss, NULL);
+  munmap(altstack, 64 * 1024);
+  pthread_mutex_lock(&handler_lock);
+  if (--handler_users == 0) sigaction(SIGSEGV, &previous_segv, NULL);
+  pthread_mutex_unlock(&handler_lock);
+}
