@@ -1,4 +1,9 @@
-/* Private to weft: the structures every file of lib/ shares. Nothing here is API. */
+/* Private to weft: the structures every file of lib/ shares. Nothing here is API.
+ * Ordered by layer, each section naming the file that defines it: the ground floor (sys.h,
+ * sanitize.h) and the deque (deque.h) are their own headers; then the context switch, stacks,
+ * the timer wheel, the scheduler's entries, tasks and joins, workers, the runtime, and the
+ * overflow reporter that sits above them. A file uses only what is above it, except the
+ * scheduler and its tasks (worker.c, task.c, join.c), which call each other. */
 #ifndef WEFT_INTERNAL_H
 #define WEFT_INTERNAL_H
 
@@ -32,7 +37,6 @@ typedef struct weft__ctx {
 #if WEFT_ASAN
   void *asan_fake_stack;
   const void *stack_lo; /* lowest usable address, for ASan's switch annotations */
-  size_t stack_bytes;
 #endif
 } weft__ctx_t;
 
@@ -77,21 +81,41 @@ uint64_t weft__stack_scavenge(struct weft__stack_pool *pool, weft__stack_cache_t
                               uint64_t now_ns);
 /* The guard bytes below each of the pool's stacks (read by the overflow reporter). */
 size_t weft__stack_pool_guard(struct weft__stack_pool *pool);
+/* Test-only: use mprotect guards even where MADV_GUARD_INSTALL works (tests link weft_static). */
+void weft__stack_force_mprotect_guards(int force);
 
-/* ---- Overflow reports (lib/overflow.c) ------------------------------------------------------ */
+/* ---- Timers (lib/timer.c) ------------------------------------------------------------------- */
 
-/* Per worker thread: the alternate signal stack and the SIGSEGV handler for overflow reports. */
-int weft__overflow_reports_install(void **altstack);
-void weft__overflow_reports_remove(void *altstack);
+struct weft__timer; /* lib/timer.c */
 
-/* ---- Deque (lib/deque.c) -------------------------------------------------------------------- */
+typedef struct weft__timer_entry {
+  struct weft__timer_entry *next, *prev; /* slot list */
+  uint64_t deadline_ns;
+  uint32_t level_slot;   /* where it is linked, for O(1) cancel */
+  _Atomic uint32_t state; /* see timer.c */
+  void (*fire)(struct weft__timer_entry *e);
+  void *ctx; /* for fire */
+} weft__timer_entry_t;
+
+int weft__timer_create(struct weft__timer **timer);
+void weft__timer_destroy(struct weft__timer *timer);
+/* Arms e; true if that made the earliest deadline earlier: the caller then wakes a parked
+ * worker so it re-arms its sleep (the wheel knows nothing of workers). */
+bool weft__timer_arm(struct weft__timer *timer, weft__timer_entry_t *e);
+bool weft__timer_cancel(struct weft__timer *timer, weft__timer_entry_t *e);
+/* Fire what is due (at most a batch); returns the next deadline or UINT64_MAX. */
+uint64_t weft__timer_poll(struct weft__timer *timer, uint64_t now_ns);
+uint64_t weft__timer_next_deadline(struct weft__timer *timer);
+bool weft__timer_pending(struct weft__timer *timer);
+
+/* ---- Scheduler entries ---------------------------------------------------------------------- */
 
 /* Deque entries are task pointers (64-byte aligned) with a tag: a task to start, or a
  * suspended task to resume. 1 is the deque's ABORT value, so the tag uses bit 1. */
 #define WEFT__ENTRY_RESUME ((uintptr_t)2)
 #define WEFT__ENTRY_TAGS ((uintptr_t)63)
 
-/* ---- Tasks, join counters, futures (lib/task.c) ------------------------------------------- */
+/* ---- Tasks, joins, futures (lib/task.c, lib/join.c, lib/future.c, lib/sleep.c) ------------- */
 
 /* A waiter: lives on the stack of whoever waits (a suspended task's stack, or a blocked
  * thread's), linked into the list of what it waits for; no allocation per wait. */
@@ -128,16 +152,6 @@ typedef struct weft__waiter {
 #define WEFT__BUSY ((uintptr_t)4)
 #define WEFT__WORD_FLAGS ((uintptr_t)7)
 
-struct weft__timer; /* lib/timer.c */
-
-typedef struct weft__timer_entry {
-  struct weft__timer_entry *next, *prev; /* slot list */
-  uint64_t deadline_ns;
-  uint32_t level_slot;   /* where it is linked, for O(1) cancel */
-  _Atomic uint32_t state; /* see timer.c */
-  void (*fire)(struct weft__timer_entry *e);
-  void *ctx; /* for fire */
-} weft__timer_entry_t;
 
 struct weft_task {
   _Atomic uintptr_t word; /* waiters | DONE | RELEASED */
@@ -159,6 +173,14 @@ struct weft_task {
 void weft__task_start(struct weft__worker *w, struct weft_task *t);
 /* lib/task.c: back to a free list (or, for an orphan, its slab's count). */
 void weft__task_free(struct weft_runtime *rt, struct weft__worker *w, struct weft_task *t);
+/* lib/task.c: frees the descriptor store (the slabs orphans keep stay mapped). */
+void weft__task_slabs_free(struct weft_runtime *rt);
+/* lib/task.c: destroy's step for tasks, once the workers have stopped: see runtime.c's shutdown comment. */
+void weft__tasks_discard(struct weft_runtime *rt);
+/* lib/task.c: run by a worker about to park: hands its descriptor cache to the runtime and frees the slabs
+ * whose descriptors are all free (at most one pass a second). Returns when it should run
+ * again, UINT64_MAX if nothing new came back since its last pass. */
+uint64_t weft__task_scavenge(struct weft_runtime *rt, struct weft__worker *w, uint64_t now_ns);
 
 /* lib/join.c: sets the result, completes the word and delivers to its waiters; frees the
  * descriptor if the handle is gone. */
@@ -243,12 +265,14 @@ void weft__schedule_local(weft__worker_t *w, uintptr_t entry);
 /* Switch from the running task to the scheduler, which then performs `after`. */
 void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg);
 void weft__wake_one_if_needed(struct weft_runtime *rt);
+/* Linked through the tasks themselves: no allocation per foreign spawn or wake. Wakes a parked
+ * worker if needed, under the queue's lock (see the function). */
+void weft__inject_push(struct weft_runtime *rt, uintptr_t entry);
 
 /* ---- Runtime (lib/runtime.c) ---------------------------------------------------------------- */
 
 struct weft_runtime {
   int nworkers;
-  size_t stack_bytes;
   weft__worker_t *workers;
   struct weft__stack_pool *stacks;
   struct weft__timer *timer;
@@ -275,31 +299,12 @@ struct weft_runtime {
   _Atomic uint64_t next_task_id;   /* the next block of ids: 1 at creation */
 };
 
-/* Linked through the tasks themselves: no allocation per foreign spawn or wake. Wakes a parked
- * worker if needed, under the queue's lock (see the function). */
-void weft__inject_push(struct weft_runtime *rt, uintptr_t entry);
 
-void weft__task_slabs_free(struct weft_runtime *rt);
-/* Destroy's step for tasks, once the workers have stopped: see runtime.c's shutdown comment. */
-void weft__tasks_discard(struct weft_runtime *rt);
-/* Run by a worker about to park: hands its descriptor cache to the runtime and frees the slabs
- * whose descriptors are all free (at most one pass a second). Returns when it should run
- * again, UINT64_MAX if nothing new came back since its last pass. */
-uint64_t weft__task_scavenge(struct weft_runtime *rt, struct weft__worker *w, uint64_t now_ns);
 
-void weft__stack_force_mprotect_guards(int force);
+/* ---- Overflow reports (lib/overflow.c) ------------------------------------------------------ */
 
-/* ---- Timers (lib/timer.c) ------------------------------------------------------------------- */
-
-int weft__timer_create(struct weft__timer **timer);
-void weft__timer_destroy(struct weft__timer *timer);
-/* Arms e; true if that made the earliest deadline earlier: the caller then wakes a parked
- * worker so it re-arms its sleep (the wheel knows nothing of workers). */
-bool weft__timer_arm(struct weft__timer *timer, weft__timer_entry_t *e);
-bool weft__timer_cancel(struct weft__timer *timer, weft__timer_entry_t *e);
-/* Fire what is due (at most a batch); returns the next deadline or UINT64_MAX. */
-uint64_t weft__timer_poll(struct weft__timer *timer, uint64_t now_ns);
-uint64_t weft__timer_next_deadline(struct weft__timer *timer);
-bool weft__timer_pending(struct weft__timer *timer);
+/* Per worker thread: the alternate signal stack and the SIGSEGV handler for overflow reports. */
+int weft__overflow_reports_install(void **altstack);
+void weft__overflow_reports_remove(void *altstack);
 
 #endif /* WEFT_INTERNAL_H */

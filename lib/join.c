@@ -323,7 +323,7 @@ int weft_join(weft_task_t *t, void **result) {
 
 /* ---- Gather ------------------------------------------------------------------------------- */
 
-enum { GATHER_ON_STACK = 16 };
+enum { GATHER_ON_STACK = 16 }; /* picked: waiter nodes per chunk, 384 bytes of the stack */
 
 /* Waits until every task in tasks[0..n) is done, with one waiter node each from `nodes`. */
 static void wait_all(struct weft_task *self, weft_task_t *const *tasks, size_t n,

@@ -1,5 +1,10 @@
 /* Private to weft: the library's instance of the completion word and join counter (protocol
- * and memory orders in join_impl.h, shared with the relacy model in tests/model/). */
+ * and memory orders in join_impl.h, shared with the relacy model in tests/model/).
+ * Names this header generates (static inline, from join_impl.h's JN_FN), so grep finds them
+ * here: join_add_waiter, join_complete, join_finish_waking, join_release_handle,
+ * join_count_release, join_remove_waiter, join_signal_thread, join_signal_state,
+ * join_may_return; and the constants JN_DONE, JN_RELEASED, JN_BUSY, JN_FLAGS, JN_WAITING,
+ * JN_SIGNALLED, JN_WOKEN. */
 #ifndef WEFT_JOIN_H
 #define WEFT_JOIN_H
 #include "internal.h"

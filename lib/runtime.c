@@ -39,7 +39,7 @@
 #include <sched.h>
 #include <string.h>
 
-enum { DEQUE_INITIAL = 1024 };
+enum { DEQUE_INITIAL = 1024 }; /* picked: entries before a deque first grows */
 
 unsigned int weft_version(void) { return WEFT_VERSION_HEX; }
 
@@ -222,7 +222,6 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
   memset(rt, 0, sizeof *rt);
   rt->nworkers = nworkers;
   atomic_init(&rt->next_task_id, 1);
-  rt->stack_bytes = stack_bytes;
   pthread_mutex_init(&rt->idle_lock, NULL);
   pthread_mutex_init(&rt->inject_lock, NULL);
   pthread_mutex_init(&rt->task_lock, NULL);

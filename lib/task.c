@@ -21,11 +21,11 @@
 #include <sys/mman.h>
 
 enum {
-  TASK_SLAB_BYTES = 32 * 1024, /* and their alignment: a descriptor finds its slab by masking */
-  TASK_REGION_SLABS = 64, /* slabs per mapping (2 MiB) */
-  TASK_CACHE_MAX = 1024, /* a worker's free list beyond this spills half to the runtime */
-  TASK_REFILL = 64,
-  TASK_IDLE_KEEP = 0 /* descriptors a worker keeps while it parks (each could pin a slab) */
+  TASK_SLAB_BYTES = 32 * 1024, /* picked: a slab's bytes and their alignment: a descriptor finds its slab by masking */
+  TASK_REGION_SLABS = 64, /* picked: slabs per mapping (2 MiB) */
+  TASK_CACHE_MAX = 1024, /* picked: a worker's free list beyond this spills half to the runtime */
+  TASK_REFILL = 64, /* picked: descriptors a worker takes from the shared list at once */
+  TASK_IDLE_KEEP = 0 /* picked: descriptors a worker keeps while it parks (each could pin a slab) */
 };
 /* A slab pass walks the whole shared list: it waits until that list has not changed for this
  * long (the runtime is quiet), so busy phases and short-lived runtimes never pay for it. */

@@ -45,7 +45,7 @@ enum {
   SLOTS = 1 << SLOT_BITS,
   SLOT_MASK = SLOTS - 1,
   LEVELS = 6,
-  FIRE_BATCH = 256,
+  FIRE_BATCH = 256, /* picked: callbacks one poll runs before it looks for work again */
   DUE_LIST = LEVELS * SLOTS, /* level_slot value of an entry waiting in the due list */
 };
 #define TICK_NS UINT64_C(250000)
