@@ -292,6 +292,9 @@ static void await_word(struct weft_task *self, _Atomic uintptr_t *word) {
 
 static void task_complete(struct weft_task *t, void *result) {
   t->result = result;
+  /* The completion edge, before DONE is published: pairs with the acquire in every call that
+   * returns a task's result (awaited, gathered, polled). */
+  weft__tsan_release(&t->word);
   uintptr_t s = join_complete(&t->word);
   weft__waiter_t *waiters = (weft__waiter_t *)(s & ~WEFT__WORD_FLAGS);
   if (s & WEFT__RELEASED) weft__task_free(t->rt, weft__worker_self(), t);
@@ -328,9 +331,12 @@ void weft__task_start(weft__worker_t *w, struct weft_task *t) {
   t->runs_on = s;
   WEFT_UNPOISON(s->lo, s->bytes); /* a pooled stack keeps the poison of its last task */
   s->ctx.sp = weft__context_make(s->lo + s->bytes, task_entry, t);
-#if WEFT_TSAN
-  s->ctx.tsan_fiber = __tsan_create_fiber(0);
-#endif
+  if (weft__san_hooks() & WEFT__SAN_TSAN) {
+    /* The spawn edge: acquired here on the scheduler's fiber, carried into the task's by the
+     * switch below (flag 0 syncs). Pairs with the release in spawn(). */
+    __tsan_acquire(&t->fn);
+    s->ctx.tsan_fiber = __tsan_create_fiber(0);
+  }
   w->current = t;
   weft__ctx_switch(&w->sched, &s->ctx, false);
 }
@@ -341,6 +347,7 @@ static void run_inline(weft__worker_t *w, struct weft_task *t) {
   t->runs_on = awaiter->runs_on;
   w->current = t;
   weft__stat_bump(&w->n_inlined);
+  weft__tsan_acquire(&t->fn); /* the spawn edge (pairs with spawn()); same fiber, kept for form */
   void *result = t->fn(t->arg);
   w = weft__worker_self(); /* t may have suspended and resumed elsewhere */
   w->current = awaiter;
@@ -389,6 +396,10 @@ static int spawn(struct weft_runtime *rt, weft__worker_t *w, weft_task_t **out, 
             atomic_fetch_add_explicit(&rt->foreign_ids, 1, memory_order_relaxed); /* unique only */
   }
   if (out) *out = t;
+  /* The spawn edge: what the spawner wrote before spawning happens before the task starts
+   * (pairs with the acquire in weft__task_start/run_inline). Keyed on &t->fn, not t, which
+   * is &t->word, the completion edge's key. */
+  weft__tsan_release(&t->fn);
   if (w)
     weft__schedule_local(w, (uintptr_t)t);
   else
@@ -431,7 +442,10 @@ static void check_handle(const struct weft_task *t, const char *what) {
 int weft_task_done(const weft_task_t *t) {
   check_handle(t, "weft_task_done");
   /* acquire: a caller that sees DONE may read the result next */
-  return (atomic_load_explicit(&((weft_task_t *)t)->word, memory_order_acquire) & WEFT__DONE) != 0;
+  if (!(atomic_load_explicit(&((weft_task_t *)t)->word, memory_order_acquire) & WEFT__DONE))
+    return 0;
+  weft__tsan_acquire(&((weft_task_t *)t)->word); /* the completion edge (task_complete) */
+  return 1;
 }
 
 int weft_task_result(const weft_task_t *t, void **result) {
@@ -450,6 +464,7 @@ int weft_await(weft_task_t *t, void **result) {
   if (self && try_inline(t)) goto done;
   await_word(self, &t->word);
 done:
+  weft__tsan_acquire(&t->word); /* the completion edge (task_complete) */
   if (result) *result = t->result;
   return t->error;
 }
@@ -473,6 +488,7 @@ int weft_await_until(weft_task_t *t, uint64_t deadline_ns, void **result) {
     /* No inline run here: a deadline means the caller wants the task run beside it. */
     err = await_word_until(w, self, &t->word, deadline_ns);
   }
+  if (!err) weft__tsan_acquire(&t->word); /* the completion edge (task_complete) */
   if (!err && result) *result = t->result;
   return err ? err : t->error;
 }
@@ -529,6 +545,8 @@ int weft_gather(weft_task_t *const *tasks, size_t n, void **results) {
   weft__waiter_t nodes[GATHER_ON_STACK];
   for (size_t i = 0; i < n; i += GATHER_ON_STACK)
     wait_all(self, tasks + i, n - i < GATHER_ON_STACK ? n - i : GATHER_ON_STACK, nodes);
+  if (weft__san_hooks() & WEFT__SAN_TSAN) /* the completion edges (task_complete) */
+    for (size_t i = 0; i < n; i++) __tsan_acquire(&tasks[i]->word);
   if (results)
     for (size_t i = 0; i < n; i++) results[i] = tasks[i]->result;
   return 0;
@@ -656,6 +674,8 @@ int weft_future_resolve(weft_future_t *f, void *value) {
   } while (!atomic_compare_exchange_weak_explicit(&f->word, &s, s | FUTURE_RESOLVING,
                                                   memory_order_relaxed, memory_order_relaxed));
   f->value = value;
+  /* The resolve edge: pairs with the acquire in weft_future_await*, weft_future_done. */
+  weft__tsan_release(&f->word);
   /* acq_rel: release publishes value to whoever sees DONE; acquire reads the waiter nodes. */
   s = atomic_exchange_explicit(&f->word, WEFT__DONE, memory_order_acq_rel);
   wake_waiters((weft__waiter_t *)(s & ~WEFT__WORD_FLAGS));
@@ -665,7 +685,10 @@ int weft_future_resolve(weft_future_t *f, void *value) {
 int weft_future_done(const weft_future_t *f) {
   if (!f) return 0;
   /* acquire: a caller that sees DONE may read the value next */
-  return (atomic_load_explicit(&((weft_future_t *)f)->word, memory_order_acquire) & WEFT__DONE) != 0;
+  if (!(atomic_load_explicit(&((weft_future_t *)f)->word, memory_order_acquire) & WEFT__DONE))
+    return 0;
+  weft__tsan_acquire(&((weft_future_t *)f)->word); /* the resolve edge */
+  return 1;
 }
 
 int weft_future_await_until(weft_future_t *f, uint64_t deadline_ns, void **value) {
@@ -673,6 +696,7 @@ int weft_future_await_until(weft_future_t *f, uint64_t deadline_ns, void **value
   weft__worker_t *w = weft__worker_self();
   struct weft_task *self = awaiting_task(w, "weft_future_await_until");
   int err = await_word_until(w, self, &f->word, deadline_ns);
+  if (!err) weft__tsan_acquire(&f->word); /* the resolve edge */
   if (!err && value) *value = f->value;
   return err;
 }
@@ -682,6 +706,7 @@ int weft_future_await(weft_future_t *f, void **value) {
   weft__worker_t *w = weft__worker_self();
   struct weft_task *self = awaiting_task(w, "weft_future_await");
   await_word(self, &f->word);
+  weft__tsan_acquire(&f->word); /* the resolve edge */
   if (value) *value = f->value;
   return 0;
 }
