@@ -70,7 +70,7 @@ WEFT__WEAK void __asan_unpoison_memory_region(void const volatile *addr, size_t 
 #define weft__san_hooks() ((WEFT_TSAN ? WEFT__SAN_TSAN : 0u) | (WEFT_ASAN ? WEFT__SAN_ASAN : 0u))
 #else
 /* Set once before main by context.c; read-only afterwards (hence a plain variable). */
-extern unsigned weft__san_present;
+extern unsigned weft__san_present __attribute__((visibility("hidden")));
 #define weft__san_hooks() weft__san_present
 #endif
 
