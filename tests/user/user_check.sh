@@ -70,7 +70,8 @@ case $tool in
              UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1) ;;
   asan-uar) run=(env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1
                  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1) ;;
-  valgrind) run=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite) ;;
+  valgrind) run=(valgrind -q --error-exitcode=99 --leak-check=full
+                 --errors-for-leak-kinds=definite) ;;
   plain) run=() ;;
 esac
 "${run[@]}" "$work/prog" "$@" >"$work/out" 2>&1
@@ -85,7 +86,8 @@ case $expect in
   race)
     # Both stacks: the report names the racing function in its first and its previous access.
     frames=$(grep -c "#0 adder " "$work/out")
-    if ((rc == 0)) || ! grep -q "WARNING: ThreadSanitizer: data race" "$work/out" || ((frames < 2)); then
+    if ((rc == 0 || frames < 2)) ||
+      ! grep -q "WARNING: ThreadSanitizer: data race" "$work/out"; then
       echo "FAIL: expected TSan to report the planted race with both tasks' stacks"; exit 1
     fi ;;
   die:*)
