@@ -203,7 +203,8 @@ WEFT_EXTERN int weft_gather_calls(const weft_call_t *calls, size_t n, void **res
 /* ---- Futures ------------------------------------------------------------------------------ */
 
 /* asyncio.Future: a one-shot value that tasks (and threads) await and that any thread
- * resolves. The creator destroys it once no one awaits it any more. */
+ * resolves. The creator destroys it once no one awaits it any more. Every function here that
+ * returns int answers a NULL future with WEFT_EINVAL (weft_future_done included). */
 WEFT_EXTERN int weft_future_create(weft_future_t **future);
 WEFT_EXTERN void weft_future_destroy(weft_future_t *future);
 /* WEFT_EALREADY if already resolved (the first value stays). Safe from any thread, including

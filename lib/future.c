@@ -49,6 +49,8 @@ int weft_future_resolve(weft_future_t *f, void *value) {
   } while (!atomic_compare_exchange_weak_explicit(&f->word, &s, s | FUTURE_RESOLVING,
                                                   memory_order_relaxed, memory_order_relaxed));
   f->value = value;
+  /* The resolve edge: pairs with the acquire in weft_future_await*, weft_future_done. */
+  weft__tsan_release(&f->word);
   /* The same completion as a task's (RESOLVING stays, in the RELEASED bit's place). */
   s = join_complete(&f->word);
   weft__waiter_t *waiters = (weft__waiter_t *)(s & ~WEFT__WORD_FLAGS);
@@ -60,9 +62,12 @@ int weft_future_resolve(weft_future_t *f, void *value) {
 }
 
 int weft_future_done(const weft_future_t *f) {
-  if (!f) return 0;
+  if (!f) return WEFT_EINVAL;
   /* acquire: a caller that sees DONE may read the value next */
-  return (atomic_load_explicit(&((weft_future_t *)f)->word, memory_order_acquire) & WEFT__DONE) != 0;
+  if (!(atomic_load_explicit(&((weft_future_t *)f)->word, memory_order_acquire) & WEFT__DONE))
+    return 0;
+  weft__tsan_acquire(&((weft_future_t *)f)->word); /* the resolve edge */
+  return 1;
 }
 
 int weft_future_await_until(weft_future_t *f, uint64_t deadline_ns, void **value) {
@@ -70,6 +75,7 @@ int weft_future_await_until(weft_future_t *f, uint64_t deadline_ns, void **value
   weft__worker_t *w = weft__worker_self();
   struct weft_task *self = weft__awaiting_task(w, "weft_future_await_until");
   int err = weft__await_word_until(w, self, &f->word, deadline_ns);
+  if (!err) weft__tsan_acquire(&f->word); /* the resolve edge */
   if (!err && value) *value = f->value;
   return err;
 }
@@ -79,6 +85,7 @@ int weft_future_await(weft_future_t *f, void **value) {
   weft__worker_t *w = weft__worker_self();
   struct weft_task *self = weft__awaiting_task(w, "weft_future_await");
   weft__await_word(self, &f->word);
+  weft__tsan_acquire(&f->word); /* the resolve edge */
   if (value) *value = f->value;
   return 0;
 }

@@ -31,13 +31,12 @@ struct weft_runtime;
 /* One execution context: a task stack, or a worker's own thread stack (its scheduler loop). */
 typedef struct weft__ctx {
   void *sp; /* saved stack pointer while suspended */
-#if WEFT_TSAN
+  /* Used only when a sanitizer runtime is in the process (sanitize.h); kept in every build so
+   * that one compiled library serves programs with and without one. */
   void *tsan_fiber;
-#endif
-#if WEFT_ASAN
   void *asan_fake_stack;
   const void *stack_lo; /* lowest usable address, for ASan's switch annotations */
-#endif
+  size_t stack_bytes;
 } weft__ctx_t;
 
 void weft__context_switch(void **save_sp, void *load_sp);

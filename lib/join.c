@@ -201,6 +201,9 @@ void weft__await_word(struct weft_task *self, _Atomic uintptr_t *word) {
 
 void weft__task_complete(struct weft_task *t, void *result) {
   t->result = result;
+  /* The completion edge, before DONE is published: pairs with the acquire in every call that
+   * returns a task's result (awaited, gathered, polled). */
+  weft__tsan_release(&t->word);
   struct weft_runtime *rt = t->rt; /* read now: once delivered, its owner may free t */
   uintptr_t s = join_complete(&t->word);
   weft__waiter_t *waiters = (weft__waiter_t *)(s & ~WEFT__WORD_FLAGS);
@@ -220,6 +223,7 @@ static void run_inline(weft__worker_t *w, struct weft_task *t) {
   t->runs_on = awaiter->runs_on;
   w->current = t;
   weft__stat_bump(&w->n_inlined);
+  weft__tsan_acquire(&t->fn); /* the spawn edge (pairs with spawn()); same fiber, kept for form */
   void *result = t->fn(t->arg);
   w = weft__worker_self(); /* t may have suspended and resumed elsewhere */
   w->current = awaiter;
@@ -257,12 +261,15 @@ static bool task_is_done(const weft_task_t *t) {
 
 int weft_task_done(const weft_task_t *t) {
   if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
-  return task_is_done(t);
+  if (!task_is_done(t)) return 0;
+  weft__tsan_acquire(&((weft_task_t *)t)->word); /* the completion edge (task_complete) */
+  return 1;
 }
 
 int weft_task_result(const weft_task_t *t, void **result) {
   if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
   if (!task_is_done(t)) return WEFT_EAGAIN;
+  weft__tsan_acquire(&((weft_task_t *)t)->word); /* the completion edge (task_complete) */
   if (result) *result = t->result;
   return t->error;
 }
@@ -277,6 +284,7 @@ static int await_task(weft_task_t *t, void **result, const char *what) {
   if (self && try_inline(t)) goto done;
   weft__await_word(self, &t->word);
 done:
+  weft__tsan_acquire(&t->word); /* the completion edge (weft__task_complete) */
   if (result) *result = t->result;
   return t->error;
 }
@@ -305,6 +313,7 @@ int weft_await_until(weft_task_t *t, uint64_t deadline_ns, void **result) {
     /* No inline run here: a deadline means the caller wants the task run beside it. */
     err = weft__await_word_until(w, self, &t->word, deadline_ns);
   }
+  if (!err) weft__tsan_acquire(&t->word); /* the completion edge (weft__task_complete) */
   if (!err && result) *result = t->result;
   return err ? err : t->error;
 }
@@ -366,6 +375,8 @@ int weft_gather(weft_task_t *const *tasks, size_t n, void **results) {
   weft__waiter_t nodes[GATHER_ON_STACK];
   for (size_t i = 0; i < n; i += GATHER_ON_STACK)
     wait_all(self, tasks + i, n - i < GATHER_ON_STACK ? n - i : GATHER_ON_STACK, nodes);
+  if (weft__san_hooks() & WEFT__SAN_TSAN) /* the completion edges (weft__task_complete) */
+    for (size_t i = 0; i < n; i++) __tsan_acquire(&tasks[i]->word);
   if (results)
     for (size_t i = 0; i < n; i++) results[i] = tasks[i]->result;
   return 0;

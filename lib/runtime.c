@@ -135,10 +135,8 @@ static int resolve_guard(const weft_options_t *opts, size_t *out) {
 /* ---- Worker threads ----------------------------------------------------------------------- */
 
 static void worker_capture_thread_stack(weft__worker_t *w) {
-#if WEFT_TSAN
-  w->sched.tsan_fiber = __tsan_get_current_fiber();
-#endif
-#if WEFT_ASAN
+  if (weft__san_hooks() & WEFT__SAN_TSAN) w->sched.tsan_fiber = __tsan_get_current_fiber();
+  if (!(weft__san_hooks() & WEFT__SAN_ASAN)) return;
   pthread_attr_t attr;
   void *lo = NULL;
   size_t bytes = 0;
@@ -148,8 +146,6 @@ static void worker_capture_thread_stack(weft__worker_t *w) {
   }
   w->sched.stack_lo = lo;
   w->sched.stack_bytes = bytes;
-#endif
-  (void)w;
 }
 
 static void *worker_thread(void *arg) {
@@ -210,6 +206,7 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
   if (!out) return WEFT_EINVAL;
   *out = NULL;
   if (opts && opts->options_size < sizeof(size_t)) return WEFT_EINVAL;
+  weft__san_check(); /* a sanitizer runtime weft cannot serve: say so now, not SEGV later */
   int nworkers;
   size_t stack_bytes, guard_bytes;
   int err = resolve_workers(opts, &nworkers);

@@ -119,9 +119,8 @@ void weft__stack_pool_destroy(struct weft__stack_pool *p) {
     next = s->next;
     size_t count = s->len / (p->bytes + p->guard);
     for (size_t i = 0; i < count; i++) { /* stacks of tasks discarded by shutdown */
-#if WEFT_TSAN
-      if (s->stacks[i].ctx.tsan_fiber) __tsan_destroy_fiber(s->stacks[i].ctx.tsan_fiber);
-#endif
+      if ((weft__san_hooks() & WEFT__SAN_TSAN) && s->stacks[i].ctx.tsan_fiber)
+        __tsan_destroy_fiber(s->stacks[i].ctx.tsan_fiber);
       WEFT_UNPOISON(s->stacks[i].lo, s->stacks[i].bytes);
     }
     munmap(s->base, s->len);
@@ -152,14 +151,10 @@ static void stack_register(weft__stack_t *s) {
    * thousands of uninitialised reads. The id is not kept: the slab lives until destroy. */
   (void)VALGRIND_STACK_REGISTER(s->lo, s->lo + s->bytes);
 #endif
-#if WEFT_TSAN
   s->ctx.tsan_fiber = NULL;
-#endif
-#if WEFT_ASAN
   s->ctx.stack_lo = s->lo;
   s->ctx.stack_bytes = s->bytes;
   s->ctx.asan_fake_stack = NULL;
-#endif
 }
 
 /* Maps a slab and links its guarded stacks onto the pool's free list. Caller holds the lock. */

@@ -404,9 +404,12 @@ void weft__task_start(weft__worker_t *w, struct weft_task *t) {
   t->runs_on = s;
   WEFT_UNPOISON(s->lo, s->bytes); /* a pooled stack keeps the poison of its last task */
   s->ctx.sp = weft__context_make(s->lo + s->bytes, task_entry, t);
-#if WEFT_TSAN
-  s->ctx.tsan_fiber = __tsan_create_fiber(0);
-#endif
+  if (weft__san_hooks() & WEFT__SAN_TSAN) {
+    /* The spawn edge: acquired here on the scheduler's fiber, carried into the task's by the
+     * switch below (flag 0 syncs). Pairs with the release in spawn(). */
+    __tsan_acquire(&t->fn);
+    s->ctx.tsan_fiber = __tsan_create_fiber(0);
+  }
   w->current = t;
   weft__ctx_switch(&w->sched, &s->ctx, false);
 }
@@ -455,6 +458,10 @@ static int spawn(struct weft_runtime *rt, weft__worker_t *w, weft_task_t **out, 
   else /* relaxed: a statistic */
     atomic_fetch_add_explicit(&rt->foreign_spawns, 1, memory_order_relaxed);
   if (out) *out = t;
+  /* The spawn edge: what the spawner wrote before spawning happens before the task starts
+   * (pairs with the acquire in weft__task_start/run_inline). Keyed on &t->fn, not t, which
+   * is &t->word, the completion edge's key. */
+  weft__tsan_release(&t->fn);
   if (w)
     weft__schedule_local(w, (uintptr_t)t);
   else

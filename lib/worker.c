@@ -348,10 +348,10 @@ static void after_switch(weft__worker_t *w) {
     break;
   case WEFT__AFTER_FINISHED: {
     weft__stack_t *s = w->after_stack;
-#if WEFT_TSAN
-    __tsan_destroy_fiber(s->ctx.tsan_fiber);
-    s->ctx.tsan_fiber = NULL;
-#endif
+    if (weft__san_hooks() & WEFT__SAN_TSAN) {
+      __tsan_destroy_fiber(s->ctx.tsan_fiber);
+      s->ctx.tsan_fiber = NULL;
+    }
     weft__stack_put(w->rt->stacks, &w->stacks, s);
     break;
   }

@@ -241,6 +241,9 @@ static void *null_handles(void *arg) {
   cr_assert_eq(weft_task_result(NULL, NULL), WEFT_EINVAL);
   cr_assert_eq(weft_task_done(NULL), WEFT_EINVAL);
   cr_assert_eq(weft_gather(none, 2, NULL), WEFT_EINVAL);
+  cr_assert_eq(weft_future_done(NULL), WEFT_EINVAL);
+  cr_assert_eq(weft_future_resolve(NULL, NULL), WEFT_EINVAL);
+  cr_assert_eq(weft_future_await(NULL, NULL), WEFT_EINVAL);
   weft_task_release(NULL); /* like free(NULL): nothing to do */
   return IPTR(1);
 }
