@@ -66,7 +66,8 @@ WEFT_EXTERN const char *weft_version_string(void);
   X(ESHUTDOWN, -108, "the runtime is shutting down")                                         \
   X(EALREADY, -114, "the future was already resolved")                                       \
   X(EPERM, -1, "operation not permitted from this thread")                                   \
-  X(ERANGE, -34, "value out of range")
+  X(ERANGE, -34, "value out of range")                                                      \
+  X(ECANCELED, -125, "the task was cancelled")
 
 typedef enum {
 #define WEFT__ERRNO_ENUM(name, value, text) WEFT_##name = (value),
@@ -185,15 +186,61 @@ WEFT_EXTERN uint64_t weft_task_id(const weft_task_t *task);
 /* await asyncio.sleep(0): let other ready tasks run. Fails with WEFT_EPERM outside a task. */
 WEFT_EXTERN int weft_yield(void);
 
+/* ---- Cancellation and task errors ---------------------------------------------------------- */
+
+/* Task.cancel(), from any thread or task: the cancel is delivered at the target's next
+ * suspension point — sleep, yield, await (every form), gather, gather_calls, wait_any, a
+ * future's await — as WEFT_ECANCELED returned from that call. It is sticky: every later
+ * suspension point of the task returns it too (Trio, libdill), so C code that ignores one
+ * error still unwinds. A task that never suspends is not interrupted. A task cancelled before
+ * it starts ends without running. Cancelling a finished task does nothing; cancelling twice is
+ * cancelling once. Awaiting a cancelled task gives WEFT_ECANCELED and a NULL result, unless the
+ * task set an error of its own (weft_fail). A thread that is not a task cannot be cancelled;
+ * its waits ignore cancellation. WEFT_EINVAL for a NULL task. */
+WEFT_EXTERN int weft_cancel(weft_task_t *task);
+/* asyncio.shield for cleanup code: between begin and end, the current task's suspension points
+ * do not deliver a cancel (it stays pending); nestable. end returns WEFT_ECANCELED if a cancel
+ * is pending when the outermost shield ends (the next suspension point delivers it), else 0.
+ * WEFT_EPERM outside a task; an end without a begin aborts. */
+WEFT_EXTERN int weft_shield_begin(void);
+WEFT_EXTERN int weft_shield_end(void);
+/* Task.cancelling(): 1 if a cancel was requested for the current task (0 outside tasks). */
+WEFT_EXTERN int weft_cancelling(void);
+/* Ends the current task with an error: `return weft_fail(-EIO);` in a task body. The error
+ * (any negative int, a WEFT_E* code or your own) is what await, join, gather and groups report
+ * for the task. Aborts outside a task or for err >= 0. Returns NULL (the task's result). */
+WEFT_EXTERN void *weft_fail(int err);
+/* asyncio.wait_for: await with a timeout that cancels. If the deadline passes, the task is
+ * cancelled and awaited until it has unwound; WEFT_ETIMEDOUT then, unless it finished anyway
+ * (its own outcome is returned). If the caller is cancelled meanwhile, the task is cancelled and
+ * awaited the same way, and WEFT_ECANCELED is returned. The handle stays the caller's. */
+WEFT_EXTERN int weft_await_for(weft_task_t *task, uint64_t timeout_ns, void **result);
+/* asyncio.wait(..., return_when=FIRST_COMPLETED): waits until one of tasks[0..n) is done (or
+ * the absolute deadline passes: UINT64_MAX for none), and stores the lowest index of a done task
+ * in *index. 0, WEFT_ETIMEDOUT, WEFT_ECANCELED; WEFT_EINVAL for n == 0 or a NULL handle;
+ * WEFT_ENOMEM if n > 64 and its waiter nodes cannot be allocated. Nothing is cancelled. */
+WEFT_EXTERN int weft_wait_any(weft_task_t *const *tasks, size_t n, uint64_t deadline_ns,
+                              size_t *index);
+
 /* ---- Gather ------------------------------------------------------------------------------- */
 
 /* asyncio.gather over tasks already spawned: waits for all n, results[i] from tasks[i]
- * (results may be NULL). Handles stay owned by the caller. WEFT_EINVAL if tasks or one of its
- * handles is NULL (nothing is awaited then). */
+ * (results may be NULL). Handles stay owned by the caller. Returns 0, or the error of the
+ * lowest-indexed task that failed (asyncio.gather's default: every result is still filled in).
+ * Tasks not yet started that sit newest in the caller's deque run inline, newest first.
+ * If the caller is cancelled while it waits, the unfinished tasks are cancelled too (asyncio)
+ * and WEFT_ECANCELED returns at once. WEFT_EINVAL if tasks or one of its handles is NULL. */
 WEFT_EXTERN int weft_gather(weft_task_t *const *tasks, size_t n, void **results);
+/* The same with each task's own status in errors[i] (return_exceptions=True): returns 0 once
+ * all are done, whatever they returned; WEFT_ECANCELED, WEFT_EINVAL as weft_gather. */
+WEFT_EXTERN int weft_gather_status(weft_task_t *const *tasks, size_t n, void **results,
+                                   int *errors);
 
 /* asyncio.gather over work not yet spawned: fns[i](args[i]) for each i, concurrently, results in
- * argument order. Children that nobody has stolen run inline on the caller's stack. */
+ * argument order; returns 0 or the lowest-indexed child's error. Children that nobody has
+ * stolen run inline on the caller's stack, in argument order (A, B, C, as asyncio starts
+ * them). If the caller is cancelled, its children are cancelled and awaited before it returns
+ * WEFT_ECANCELED: none outlives the call. */
 typedef struct weft_call {
   weft_fn fn;
   void *arg;

@@ -74,7 +74,7 @@ int weft_future_await_until(weft_future_t *f, uint64_t deadline_ns, void **value
   if (!f) return WEFT_EINVAL;
   weft__worker_t *w = weft__worker_self();
   struct weft_task *self = weft__awaiting_task(w, "weft_future_await_until");
-  int err = weft__await_word_until(w, self, &f->word, deadline_ns);
+  int err = weft__await_word_until(self, &f->word, deadline_ns);
   if (!err) weft__tsan_acquire(&f->word); /* the resolve edge */
   if (!err && value) *value = f->value;
   return err;
@@ -84,7 +84,8 @@ int weft_future_await(weft_future_t *f, void **value) {
   if (!f) return WEFT_EINVAL;
   weft__worker_t *w = weft__worker_self();
   struct weft_task *self = weft__awaiting_task(w, "weft_future_await");
-  weft__await_word(self, &f->word);
+  int err = weft__await_word_until(self, &f->word, UINT64_MAX);
+  if (err) return err;
   weft__tsan_acquire(&f->word); /* the resolve edge */
   if (value) *value = f->value;
   return 0;

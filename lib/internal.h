@@ -122,10 +122,12 @@ typedef struct weft__join {
   _Atomic long pending; /* children not yet done, +1 held by the waiter until it sleeps */
   struct weft_task *task; /* the waiting task, or NULL when a thread waits */
   _Atomic uint32_t thread_word; /* a blocked thread's wake word: WAITING, SIGNALLED, WOKEN */
-  /* Timed waits only: the completion and the timer race; the first to flip `fired` wins and
-   * arrives. The timer callback sets `timer_done` as its last touch of the join, so that the
-   * waiter knows when its stack frame may go (the completer's side is the word's BUSY). */
+  /* A task waiter is woken through its park state (wake_impl.h); a thread's timed or any-wait
+   * is claimed through `fired`. The timer callback sets `timer_done` as its last touch of the
+   * join, so that the waiter knows when its frame may go (a deliverer's side is its word's
+   * BUSY). `pending`: children not yet arrived, plus the waiter's hold while it links them. */
   bool timed;
+  bool any; /* wait for any one child (weft_wait_any), not all */
   _Atomic uint32_t fired;      /* 0, or FIRED_BY_COMPLETION / FIRED_BY_TIMER */
   _Atomic uint32_t timer_done; /* the timer callback is finished with us */
   /* The waiter nodes linked for this join (a task's wait record, read by destroy to take a
@@ -158,7 +160,8 @@ struct weft_task {
   weft_fn fn;
   void *arg;
   struct weft_runtime *rt;
-  int error; /* WEFT_ENOMEM if it could not be started */
+  int error; /* 0, the task's own error (weft_fail), WEFT_ECANCELED, WEFT_ENOMEM, ... */
+  _Atomic uint32_t state; /* park phase, waking event, cancel bits, shield depth: wake_impl.h */
   weft__stack_t *runs_on; /* the stack whose top holds this task's frames */
   struct weft_task *next; /* free list, inject queue (a task is in at most one queue) */
   const char *name;
@@ -167,6 +170,7 @@ struct weft_task {
    * suspended on a join, fire is a join-wait marker (or the timed callback) and ctx the join. */
   weft__timer_entry_t timer;
 } __attribute__((aligned(64)));
+_Static_assert(sizeof(struct weft_task) == 128, "a task descriptor is two cache lines");
 
 /* lib/task.c: starts a task from the scheduler loop on a stack from the worker's cache. */
 void weft__task_start(struct weft__worker *w, struct weft_task *t);
@@ -188,16 +192,23 @@ void weft__task_complete(struct weft_task *t, void *result);
 void weft__wake_waiters(weft__waiter_t *node);
 /* lib/join.c: a completion arrives at a join (timed joins race it against their timer). */
 void weft__join_arrive(weft__join_t *j);
-/* lib/join.c: drops one count; the last wakes the waiter. */
-void weft__join_release(weft__join_t *j);
+/* lib/join.c, for the scheduler after a task switched out to wait: PARKING → PARKED, or
+ * schedules it if an event came first. */
+void weft__park_commit(struct weft__worker *w, struct weft_task *t);
+/* lib/join.c: sleeps the task until the deadline or a cancel: 0 or WEFT_ECANCELED. */
+int weft__park_until(struct weft_task *self, uint64_t deadline_ns);
+/* lib/join.c: a suspension point that does not park (yield, a task's start): true if a
+ * cancel is pending, which it counts as delivered. */
+bool weft__checkpoint(struct weft_task *self);
+/* lib/join.c: awaits t with cancellation held back (cleanup that must see t end). */
+void weft__await_shielded(weft_task_t *t);
 /* lib/join.c, for destroy: takes a suspended task's waiter nodes (its wait record's) out of
  * the words they are linked into, waiting out a deliverer that holds one (BUSY). */
 void weft__wait_abandon(struct weft_task *t);
-/* lib/join.c: waits until a completion word is DONE (self NULL: a plain thread blocks). */
-void weft__await_word(struct weft_task *self, _Atomic uintptr_t *word);
-/* lib/join.c: the same with a deadline: 0 or WEFT_ETIMEDOUT (the node is out of the list). */
-int weft__await_word_until(struct weft__worker *w, struct weft_task *self,
-                           _Atomic uintptr_t *word, uint64_t deadline_ns);
+/* lib/join.c: waits until a completion word is DONE, the deadline passes (UINT64_MAX: none)
+ * or, for a task, a cancel arrives: 0, WEFT_ETIMEDOUT or WEFT_ECANCELED (self NULL: a plain
+ * thread blocks, and is not cancellable). */
+int weft__await_word_until(struct weft_task *self, _Atomic uintptr_t *word, uint64_t deadline_ns);
 /* lib/join.c: the task running on this thread; NULL on a thread that is not a worker; aborts,
  * naming `what` (the function the user called), on a worker thread outside any task. */
 struct weft_task *weft__awaiting_task(struct weft__worker *w, const char *what);
@@ -210,9 +221,8 @@ typedef enum {
   WEFT__AFTER_NOTHING = 0,
   WEFT__AFTER_FINISHED, /* the task ended on its own stack: recycle the stack */
   WEFT__AFTER_YIELD,    /* requeue behind the other ready tasks */
-  WEFT__AFTER_JOIN,     /* release the waiter's +1 on a join: if last, it is ready again */
-  WEFT__AFTER_TIMER,    /* arm the task's timer (sleep) */
-  WEFT__AFTER_TIMED_JOIN, /* arm the task's timer, then release the join (await with deadline) */
+  WEFT__AFTER_PARK,       /* commit the task's park: if an event came first, it is ready again */
+  WEFT__AFTER_PARK_TIMED, /* arm the task's timer (its deadline), then commit the park */
 } weft__after_t;
 
 typedef struct weft__worker {

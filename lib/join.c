@@ -28,46 +28,57 @@
 #include "deque.h"
 #include "internal.h"
 #include "join.h"
+#include "wake.h"
 
 #include <sched.h>
 #include <stdlib.h>
 
-/* ---- Join counters ------------------------------------------------------------------------ */
-
-void weft__join_release(weft__join_t *j) {
-  if (!join_count_release(&j->pending)) return;
-  if (j->task) { /* the waiter cannot run before this, so j (on its stack) is still alive */
-    weft__schedule(j->task->rt, (uintptr_t)j->task | WEFT__ENTRY_RESUME);
-    return;
-  }
-  join_signal_thread(&j->thread_word);
-}
-
-enum { FIRED_BY_COMPLETION = 1, FIRED_BY_TIMER = 2 };
-
-/* True for the first of completion and timer to claim a timed join. */
+/* True for the first of completion and timeout to claim a thread's timed join. */
 static bool claim_fired(weft__join_t *j, uint32_t side) {
   uint32_t expected = 0;
-  /* acq_rel: the winner's release reaches the waiter through the join's acq_rel count. */
+  /* acq_rel: the winner's release reaches the thread through its wake word's release */
   return atomic_compare_exchange_strong_explicit(&j->fired, &expected, side,
                                                  memory_order_acq_rel, memory_order_acquire);
 }
 
-/* A completion arrives. A timed join's completer that loses to the timer does nothing more:
- * its touches of the join end with the word's BUSY, which the waiter waits out. */
+/* ---- Events and the park hand-off ----------------------------------------------------------- */
+
+/* An event for a join's waiter: a task is woken through its park state (wake_impl.h); a thread
+ * through its wake word, after a timed wait's claim (the thread times out by itself). */
+static void join_event(weft__join_t *j, uint32_t side) {
+  struct weft_task *t = j->task; /* read first: once woken, the waiter (and j) may go on */
+  if (t) {
+    if (wake_wake(&t->state, side) == WK_WON_PARKED)
+      weft__schedule(t->rt, (uintptr_t)t | WEFT__ENTRY_RESUME);
+    return;
+  }
+  if ((j->timed || j->any) && !claim_fired(j, side)) return; /* one wake per thread wait */
+  join_signal_thread(&j->thread_word);
+}
+
+/* A completion arrives: the last child of a gather (or any child of an any-wait) wakes the
+ * waiter. A deliverer's later touches of the join end with its word's BUSY, which a waiter
+ * that leaves without all arrivals waits out (join_remove_waiter). */
 void weft__join_arrive(weft__join_t *j) {
-  if (WEFT__LIKELY(!j->timed) || claim_fired(j, FIRED_BY_COMPLETION)) weft__join_release(j);
+  if (j->any || join_count_release(&j->pending)) join_event(j, WK_BY_COMPLETION);
 }
 
-static void timed_timer_fire(weft__timer_entry_t *e) {
+void weft__park_commit(weft__worker_t *w, struct weft_task *t) {
+  if (wake_park_commit(&t->state)) weft__schedule_local(w, (uintptr_t)t | WEFT__ENTRY_RESUME);
+}
+
+/* A task's timer (a sleep, a deadline) fired. timer_done is the last touch of the join unless
+ * we won a parked task, which cannot run before we schedule it. */
+static void park_timer_fire(weft__timer_entry_t *e) {
   weft__join_t *j = e->ctx;
-  bool won = claim_fired(j, FIRED_BY_TIMER);
+  struct weft_task *t = j->task;
+  int won = wake_wake(&t->state, WK_BY_TIMER);
   atomic_store_explicit(&j->timer_done, 1, memory_order_release); /* release: the waiter may go */
-  if (won) weft__join_release(j); /* the waiter cannot run before this: j is alive */
+  if (won == WK_WON_PARKED) weft__schedule(t->rt, (uintptr_t)t | WEFT__ENTRY_RESUME);
 }
 
-/* The wait record's marker for an untimed join wait (a timed one is marked by its callback).
- * Never armed: a wait record is not a timer. */
+/* The wait record's marker for an untimed wait (a timed one is marked by its callback). Never
+ * armed: a wait record is not a timer. */
 static void join_wait_marker(weft__timer_entry_t *e) {
   (void)e;
   weft__die("weft: internal error: a join wait record was armed as a timer.");
@@ -75,23 +86,28 @@ static void join_wait_marker(weft__timer_entry_t *e) {
 
 /* While a task is suspended on j, destroy can find j (and j's nodes) from the task. */
 static void wait_record_begin(struct weft_task *self, weft__join_t *j, bool timed) {
-  self->timer.fire = timed ? timed_timer_fire : join_wait_marker;
+  self->timer.fire = timed ? park_timer_fire : join_wait_marker;
   self->timer.ctx = j;
 }
 
 static void wait_record_end(struct weft_task *self) { self->timer.fire = NULL; }
 
 static weft__join_t *wait_record(struct weft_task *t) {
-  bool waiting = t->timer.fire == join_wait_marker || t->timer.fire == timed_timer_fire;
+  bool waiting = t->timer.fire == join_wait_marker || t->timer.fire == park_timer_fire;
   return waiting ? t->timer.ctx : NULL;
+}
+
+static void remove_nodes(weft__join_t *j) {
+  for (size_t k = 0; k < j->nnodes; k++) join_remove_waiter(j->nodes[k].word, &j->nodes[k]);
 }
 
 void weft__wait_abandon(struct weft_task *t) {
   weft__join_t *j = wait_record(t);
-  for (size_t k = 0; j && k < j->nnodes; k++) join_remove_waiter(j->nodes[k].word, &j->nodes[k]);
+  if (j) remove_nodes(j);
 }
+
 static void wait_flag(_Atomic uint32_t *flag) {
-  /* acquire: pairs with the release in timed_timer_fire; the other side is mid-callback, so
+  /* acquire: pairs with the release in park_timer_fire; the other side is mid-callback, so
    * the wait is short, but it may be preempted: yield the CPU rather than burn it. */
   while (!atomic_load_explicit(flag, memory_order_acquire)) sched_yield();
 }
@@ -104,6 +120,48 @@ void weft__wake_waiters(weft__waiter_t *node) {
   }
 }
 
+static void join_init(weft__join_t *j, struct weft_task *task, long pending, bool timed) {
+  j->task = task;
+  atomic_init(&j->pending, pending);
+  atomic_init(&j->thread_word, JN_WAITING);
+  j->timed = timed;
+  j->any = false;
+  atomic_init(&j->fired, 0);
+  atomic_init(&j->timer_done, 0);
+  j->nodes = NULL;
+  j->nnodes = 0;
+}
+
+static int side_error(uint32_t side) {
+  return side == WK_BY_COMPLETION ? 0 : side == WK_BY_TIMER ? WEFT_ETIMEDOUT : WEFT_ECANCELED;
+}
+
+/* ---- Waiting: tasks ------------------------------------------------------------------------ */
+
+/* The task's side of every wait. The task is PARKING (wake_park_begin) and j's nodes are
+ * linked. Suspends — the scheduler arms the timer if there is a deadline, then commits —
+ * resumes on the first event, clears what the others left (the timer, unarrived nodes) and
+ * returns 0 (completion), WEFT_ETIMEDOUT or WEFT_ECANCELED. */
+static int task_wait(struct weft_task *self, weft__join_t *j, uint64_t deadline_ns) {
+  bool timed = deadline_ns != UINT64_MAX;
+  if (timed) self->timer.deadline_ns = deadline_ns;
+  wait_record_begin(self, j, timed);
+  weft__suspend(weft__worker_self(), timed ? WEFT__AFTER_PARK_TIMED : WEFT__AFTER_PARK, self);
+  uint32_t side = wake_park_end(&self->state);
+  if (timed && (side == WK_BY_TIMER || !weft__timer_cancel(self->rt->timer, &self->timer)))
+    wait_flag(&j->timer_done); /* the callback ran, or runs: its last touch of j */
+  if (side != WK_BY_COMPLETION || j->any) remove_nodes(j); /* unlinked, or delivered and let go */
+  wait_record_end(self);
+  return side_error(side);
+}
+
+/* A wait that turned out to need no suspension (everything was already done). */
+static int task_wait_skipped(struct weft_task *self) {
+  return side_error(wake_park_abort(&self->state) ?: WK_BY_COMPLETION);
+}
+
+/* ---- Waiting: threads ---------------------------------------------------------------------- */
+
 /* Blocks the calling thread (not a task) until the join's waker is finished with it. */
 static void thread_wait_join(weft__join_t *j) {
   unsigned state;
@@ -115,34 +173,13 @@ static void thread_wait_join(weft__join_t *j) {
   }
 }
 
-/* Waits on a join whose children have been registered: `j->pending` counts them plus one for
- * the waiter itself, dropped here (by the scheduler after the switch, when a task waits). */
-static void wait_join(weft__join_t *j) {
-  if (j->task) {
-    weft__worker_t *w = weft__worker_self(); /* fresh: see try_inline */
-    wait_record_begin(j->task, j, false);
-    weft__suspend(w, WEFT__AFTER_JOIN, j);
-    wait_record_end(j->task);
-    return;
+/* A thread's wait with a deadline (UINT64_MAX: none): the deadline is its own futex timeout,
+ * and the first of completion and timeout claims the join. */
+static int thread_wait(weft__join_t *j, uint64_t deadline_ns) {
+  if (deadline_ns == UINT64_MAX) {
+    thread_wait_join(j);
+    return 0;
   }
-  weft__join_release(j);
-  thread_wait_join(j);
-}
-
-static void join_init(weft__join_t *j, struct weft_task *task, long pending, bool timed) {
-  j->task = task;
-  atomic_init(&j->pending, pending);
-  atomic_init(&j->thread_word, JN_WAITING);
-  j->timed = timed;
-  atomic_init(&j->fired, 0);
-  atomic_init(&j->timer_done, 0);
-  j->nodes = NULL;
-  j->nnodes = 0;
-}
-
-/* A thread's side of a timed wait: the deadline is its own futex timeout. */
-static int thread_await_until(weft__join_t *j, weft__waiter_t *node, uint64_t deadline_ns) {
-  weft__join_release(j); /* our own count: the completion alone now wakes us */
   for (;;) {
     unsigned state = join_signal_state(&j->thread_word);
     if (join_may_return(state)) return 0;
@@ -151,8 +188,8 @@ static int thread_await_until(weft__join_t *j, weft__waiter_t *node, uint64_t de
       continue;
     }
     if (weft_now_ns() >= deadline_ns) {
-      if (claim_fired(j, FIRED_BY_TIMER)) {
-        join_remove_waiter(node->word, node);
+      if (claim_fired(j, WK_BY_TIMER)) {
+        remove_nodes(j);
         return WEFT_ETIMEDOUT;
       }
       thread_wait_join(j); /* the completion won the race: its wake is on the way */
@@ -162,45 +199,39 @@ static int thread_await_until(weft__join_t *j, weft__waiter_t *node, uint64_t de
   }
 }
 
-/* Waits until a completion word is DONE or the deadline passes (WEFT_ETIMEDOUT). */
-int weft__await_word_until(weft__worker_t *w, struct weft_task *self, _Atomic uintptr_t *word,
-                            uint64_t deadline_ns) {
+/* ---- Waiting on completion words ----------------------------------------------------------- */
+
+/* Waits until a completion word is DONE, the deadline passes (UINT64_MAX: none) or, for a
+ * task, a cancel arrives: 0, WEFT_ETIMEDOUT or WEFT_ECANCELED. */
+int weft__await_word_until(struct weft_task *self, _Atomic uintptr_t *word, uint64_t deadline_ns) {
+  if (self && !wake_park_begin(&self->state, true)) return WEFT_ECANCELED;
   weft__join_t j;
-  join_init(&j, self, 2, true); /* the first of completion/timer, and ourselves */
+  join_init(&j, self, 1, deadline_ns != UINT64_MAX);
   weft__waiter_t node = {.join = &j, .word = word};
   j.nodes = &node;
   j.nnodes = 1;
-  if (!join_add_waiter(word, &node)) return 0;
-  if (!self) return thread_await_until(&j, &node, deadline_ns);
-  self->timer.deadline_ns = deadline_ns;
-  wait_record_begin(self, &j, true);
-  weft__suspend(w, WEFT__AFTER_TIMED_JOIN, &j);
-  int err = 0;
-  /* acquire: pairs with the winner's CAS */
-  if (atomic_load_explicit(&j.fired, memory_order_acquire) == FIRED_BY_COMPLETION) {
-    if (!weft__timer_cancel(self->rt->timer, &self->timer)) wait_flag(&j.timer_done);
-  } else {
-    join_remove_waiter(word, &node); /* unlinked, or delivered and let go: we may return */
-    err = WEFT_ETIMEDOUT;
-  }
-  wait_record_end(self);
-  return err;
+  if (!join_add_waiter(word, &node)) return self ? task_wait_skipped(self) : 0;
+  return self ? task_wait(self, &j, deadline_ns) : thread_wait(&j, deadline_ns);
 }
 
-/* Waits until a completion word is DONE (one waiter node, a join of one). */
-void weft__await_word(struct weft_task *self, _Atomic uintptr_t *word) {
+/* Sleeps until the deadline or a cancel: 0 or WEFT_ECANCELED. A task only. */
+int weft__park_until(struct weft_task *self, uint64_t deadline_ns) {
+  if (!wake_park_begin(&self->state, true)) return WEFT_ECANCELED;
   weft__join_t j;
-  join_init(&j, self, 2, false); /* the awaited, and ourselves until we are switched out */
-  weft__waiter_t node = {.join = &j, .word = word};
-  j.nodes = &node;
-  j.nnodes = 1;
-  if (join_add_waiter(word, &node)) wait_join(&j);
+  join_init(&j, self, 1, true);
+  int err = task_wait(self, &j, deadline_ns);
+  return err == WEFT_ETIMEDOUT ? 0 : err;
 }
 
 /* ---- Completion --------------------------------------------------------------------------- */
 
 void weft__task_complete(struct weft_task *t, void *result) {
-  t->result = result;
+  /* A task that a cancel reached (a suspension point returned WEFT_ECANCELED to it, or it was
+   * cancelled before it started) ends cancelled unless it set an error of its own: exactly
+   * one outcome, and no result beside WEFT_ECANCELED. relaxed: the task's own bits. */
+  if ((atomic_load_explicit(&t->state, memory_order_relaxed) & WK_CANCEL_DELIVERED) && !t->error)
+    t->error = WEFT_ECANCELED;
+  t->result = t->error == WEFT_ECANCELED ? NULL : result;
   /* The completion edge, before DONE is published: pairs with the acquire in every call that
    * returns a task's result (awaited, gathered, polled). */
   weft__tsan_release(&t->word);
@@ -217,8 +248,13 @@ void weft__task_complete(struct weft_task *t, void *result) {
 
 /* ---- Inline awaits ------------------------------------------------------------------------ */
 
-/* Runs t, whose start entry we took back from our own deque, as a plain call. */
+/* Runs t, whose start entry we took back from our own deque, as a plain call (or ends it
+ * cancelled if a cancel reached it before it started). */
 static void run_inline(weft__worker_t *w, struct weft_task *t) {
+  if (wake_checkpoint(&t->state)) {
+    weft__task_complete(t, NULL);
+    return;
+  }
   struct weft_task *awaiter = w->current;
   t->runs_on = awaiter->runs_on;
   w->current = t;
@@ -274,19 +310,26 @@ int weft_task_result(const weft_task_t *t, void **result) {
   return t->error;
 }
 
-/* weft_await under the name the user called (weft_await or weft_join), for its abort texts. */
-static int await_task(weft_task_t *t, void **result, const char *what) {
-  if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
-  if (task_is_done(t)) goto done;
-  weft__worker_t *w = weft__worker_self();
-  struct weft_task *self = weft__awaiting_task(w, what);
-  if (self == t) weft__die("weft: a task awaited itself, which can never finish.");
-  if (self && try_inline(t)) goto done;
-  weft__await_word(self, &t->word);
-done:
+/* The awaited task's outcome, once it is done. */
+static int task_outcome(weft_task_t *t, void **result) {
   weft__tsan_acquire(&t->word); /* the completion edge (weft__task_complete) */
   if (result) *result = t->result;
   return t->error;
+}
+
+/* weft_await under the name the user called (weft_await or weft_join), for its abort texts. */
+static int await_task(weft_task_t *t, void **result, const char *what) {
+  if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
+  if (task_is_done(t)) return task_outcome(t, result);
+  weft__worker_t *w = weft__worker_self();
+  struct weft_task *self = weft__awaiting_task(w, what);
+  if (self == t) weft__die("weft: %s: a task awaited itself, which can never finish.", what);
+  if (self && wake_checkpoint(&self->state)) return WEFT_ECANCELED;
+  if (!(self && try_inline(t))) {
+    int err = weft__await_word_until(self, &t->word, UINT64_MAX);
+    if (err) return err;
+  }
+  return task_outcome(t, result);
 }
 
 int weft_await(weft_task_t *t, void **result) { return await_task(t, result, "weft_await"); }
@@ -305,28 +348,104 @@ void weft_task_release(weft_task_t *t) {
 
 int weft_await_until(weft_task_t *t, uint64_t deadline_ns, void **result) {
   if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
-  int err = 0;
   if (!task_is_done(t)) {
     weft__worker_t *w = weft__worker_self();
     struct weft_task *self = weft__awaiting_task(w, "weft_await_until");
-    if (self == t) weft__die("weft: a task awaited itself, which can never finish.");
+    if (self == t) weft__die("weft: weft_await_until: a task awaited itself, which can never finish.");
     /* No inline run here: a deadline means the caller wants the task run beside it. */
-    err = weft__await_word_until(w, self, &t->word, deadline_ns);
+    int err = weft__await_word_until(self, &t->word, deadline_ns);
+    if (err) return err;
   }
-  if (!err) weft__tsan_acquire(&t->word); /* the completion edge (weft__task_complete) */
-  if (!err && result) *result = t->result;
-  return err ? err : t->error;
+  return task_outcome(t, result);
+}
+
+static uint64_t deadline_after(uint64_t timeout_ns) {
+  uint64_t now = weft_now_ns();
+  return timeout_ns > UINT64_MAX - 1 - now ? UINT64_MAX - 1 : now + timeout_ns;
 }
 
 int weft_await_timeout(weft_task_t *t, uint64_t timeout_ns, void **result) {
-  uint64_t now = weft_now_ns();
-  return weft_await_until(t, timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + timeout_ns, result);
+  return weft_await_until(t, deadline_after(timeout_ns), result);
 }
 
 int weft_join(weft_task_t *t, void **result) {
   if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
   int err = await_task(t, result, "weft_join");
+  if (err == WEFT_ECANCELED && !task_is_done(t)) { /* we were cancelled: t must not run unowned */
+    weft_cancel(t);
+    weft__await_shielded(t);
+  }
   release_task(t, "weft_join");
+  return err;
+}
+
+/* ---- Cancellation --------------------------------------------------------------------------- */
+
+bool weft__checkpoint(struct weft_task *self) { return wake_checkpoint(&self->state); }
+
+int weft_cancel(weft_task_t *t) {
+  if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
+  if (wake_cancel(&t->state) == WK_WON_PARKED)
+    weft__schedule(t->rt, (uintptr_t)t | WEFT__ENTRY_RESUME);
+  return 0;
+}
+
+int weft_shield_begin(void) {
+  weft__worker_t *w = weft__worker_self();
+  if (!w || !w->current) return WEFT_EPERM;
+  /* relaxed: the owner's own bits; a canceller reads them in its CAS loop */
+  atomic_fetch_add_explicit(&w->current->state, WK_SHIELD_ONE, memory_order_relaxed);
+  return 0;
+}
+
+int weft_shield_end(void) {
+  weft__worker_t *w = weft__worker_self();
+  if (!w || !w->current) return WEFT_EPERM;
+  struct weft_task *self = w->current;
+  /* relaxed: as above */
+  uint32_t s = atomic_load_explicit(&self->state, memory_order_relaxed);
+  if (!(s & WK_SHIELD))
+    weft__die("weft: weft_shield_end was called without a matching weft_shield_begin.");
+  atomic_fetch_sub_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
+  return wake_cancel_pending(atomic_load_explicit(&self->state, memory_order_acquire))
+             ? WEFT_ECANCELED
+             : 0;
+}
+
+int weft_cancelling(void) {
+  weft__worker_t *w = weft__worker_self();
+  if (!w || !w->current) return 0;
+  /* relaxed: a query; the next suspension point acts on it with acquire */
+  return (atomic_load_explicit(&w->current->state, memory_order_relaxed) &
+          WK_CANCEL_REQUESTED) != 0;
+}
+
+void *weft_fail(int err) {
+  weft__worker_t *w = weft__worker_self();
+  if (!w || !w->current) weft__die("weft: weft_fail was called outside a task.");
+  if (err >= 0) weft__die("weft: weft_fail was given %d; a task's error must be negative.", err);
+  w->current->error = err;
+  return NULL;
+}
+
+/* Awaits t with cancellation held back (cleanup that must see t end). A thread just awaits. */
+void weft__await_shielded(weft_task_t *t) {
+  bool task = weft_shield_begin() == 0;
+  await_task(t, NULL, "weft_await");
+  if (task) weft_shield_end();
+}
+
+int weft_await_for(weft_task_t *t, uint64_t timeout_ns, void **result) {
+  if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
+  int err = weft_await_until(t, deadline_after(timeout_ns), result);
+  if (err != WEFT_ETIMEDOUT && err != WEFT_ECANCELED) return err;
+  if (task_is_done(t)) return err == WEFT_ETIMEDOUT ? task_outcome(t, result) : err;
+  /* Timed out, or we were cancelled: cancel t and wait for it to unwind (asyncio.wait_for). */
+  weft_cancel(t);
+  weft__await_shielded(t);
+  int outcome = task_outcome(t, result);
+  if (err == WEFT_ETIMEDOUT && outcome != WEFT_ECANCELED) return outcome; /* it finished anyway */
+  if (result) *result = NULL;
   return err;
 }
 
@@ -334,52 +453,132 @@ int weft_join(weft_task_t *t, void **result) {
 
 enum { GATHER_ON_STACK = 16 }; /* picked: waiter nodes per chunk, 384 bytes of the stack */
 
-/* Waits until every task in tasks[0..n) is done, with one waiter node each from `nodes`. */
-static void wait_all(struct weft_task *self, weft_task_t *const *tasks, size_t n,
-                     weft__waiter_t *nodes) {
+/* Waits until every task in tasks[0..n) is done (or, any: one of them; or the deadline, or a
+ * cancel), with one waiter node each from `nodes`: 0, WEFT_ETIMEDOUT or WEFT_ECANCELED. */
+static int wait_tasks(struct weft_task *self, weft_task_t *const *tasks, size_t n,
+                      weft__waiter_t *nodes, bool any, uint64_t deadline_ns) {
+  if (self && !wake_park_begin(&self->state, true)) return WEFT_ECANCELED;
   weft__join_t j;
-  join_init(&j, self, 1, false);
+  join_init(&j, self, 1, deadline_ns != UINT64_MAX); /* 1: our hold while we link */
+  j.any = any;
+  j.nodes = nodes;
   size_t waiting = 0;
   for (size_t i = 0; i < n; i++) {
-    if (task_is_done(tasks[i])) continue;
+    if (task_is_done(tasks[i])) {
+      if (any) break;
+      continue;
+    }
     weft__waiter_t *node = &nodes[waiting];
     node->join = &j;
     node->word = &tasks[i]->word;
     /* Count before linking: the child may finish and arrive the moment it is linked. */
     atomic_fetch_add_explicit(&j.pending, 1, memory_order_relaxed); /* relaxed: we hold +1 */
-    if (join_add_waiter(&tasks[i]->word, node))
-      waiting++;
-    else
+    if (join_add_waiter(&tasks[i]->word, node)) {
+      j.nnodes = ++waiting; /* linked: a completion may arrive at it already */
+    } else {
       atomic_fetch_sub_explicit(&j.pending, 1, memory_order_relaxed); /* relaxed: as above */
+      if (any) break;
+    }
   }
-  j.nodes = nodes;
-  j.nnodes = waiting; /* every node linked: a completion may arrive at any of them already */
-  if (waiting) wait_join(&j);
+  bool all_linked = waiting == n;
+  if (!any && join_count_release(&j.pending)) join_event(&j, WK_BY_COMPLETION); /* our hold */
+  if (any && !all_linked) join_event(&j, WK_BY_COMPLETION); /* one was done already */
+  if (!waiting) return self ? task_wait_skipped(self) : 0;
+  if (self) return task_wait(self, &j, deadline_ns);
+  int err = thread_wait(&j, deadline_ns);
+  if (!err && any) remove_nodes(&j); /* the others are still linked */
+  return err;
 }
 
-/* Waits in chunks of GATHER_ON_STACK with the nodes on this stack: no allocation, so no
- * out-of-memory path and nothing left on the heap if the runtime discards the waiting task at
- * destroy. Costs at most n/16 suspensions instead of one; chunks whose tasks are all done by
+/* Waits for all of tasks[0..n) in chunks of GATHER_ON_STACK nodes on this stack: no
+ * allocation, so no out-of-memory path and nothing left on the heap if the waiting task is
+ * discarded. Costs at most n/16 suspensions instead of one; chunks whose tasks are all done by
  * then cost none. Rejected: a malloc'd node per task (one wake-up for any n, but a gather could
  * then fail, or leak when discarded). */
-int weft_gather(weft_task_t *const *tasks, size_t n, void **results) {
+static int wait_all(struct weft_task *self, weft_task_t *const *tasks, size_t n) {
+  weft__waiter_t nodes[GATHER_ON_STACK];
+  for (size_t i = 0; i < n; i += GATHER_ON_STACK) {
+    int err = wait_tasks(self, tasks + i, n - i < GATHER_ON_STACK ? n - i : GATHER_ON_STACK, nodes,
+                         false, UINT64_MAX);
+    if (err) return err;
+  }
+  return 0;
+}
+
+static int gather_checked(weft_task_t *const *tasks, size_t n, const char *what,
+                          struct weft_task **self) {
   if (n && !tasks) return WEFT_EINVAL;
   for (size_t i = 0; i < n; i++)
     if (!tasks[i]) return WEFT_EINVAL;
-  weft__worker_t *w = weft__worker_self();
-  struct weft_task *self = weft__awaiting_task(w, "weft_gather");
-  /* Newest first: the children we spawned last are the newest entries of our deque. */
-  if (self)
-    for (size_t i = n; i-- > 0;)
-      if (!task_is_done(tasks[i])) try_inline(tasks[i]);
-  weft__waiter_t nodes[GATHER_ON_STACK];
-  for (size_t i = 0; i < n; i += GATHER_ON_STACK)
-    wait_all(self, tasks + i, n - i < GATHER_ON_STACK ? n - i : GATHER_ON_STACK, nodes);
-  if (weft__san_hooks() & WEFT__SAN_TSAN) /* the completion edges (weft__task_complete) */
-    for (size_t i = 0; i < n; i++) __tsan_acquire(&tasks[i]->word);
-  if (results)
-    for (size_t i = 0; i < n; i++) results[i] = tasks[i]->result;
+  *self = weft__awaiting_task(weft__worker_self(), what);
   return 0;
+}
+
+/* Runs what it can inline, newest first (the children we spawned last are the newest entries
+ * of our deque), then waits for the rest. On a cancel, the unfinished ones are cancelled too
+ * (asyncio.gather) and WEFT_ECANCELED returns at once; the handles stay the caller's. */
+static int gather_wait(struct weft_task *self, weft_task_t *const *tasks, size_t n,
+                       bool spawned_in_reverse) {
+  if (self && wake_checkpoint(&self->state)) goto cancelled;
+  for (size_t k = 0; self && k < n; k++) { /* newest first: in reverse order of spawning */
+    weft_task_t *t = tasks[spawned_in_reverse ? k : n - 1 - k];
+    if (!task_is_done(t)) try_inline(t);
+  }
+  if (wait_all(self, tasks, n) == 0) {
+    if (weft__san_hooks() & WEFT__SAN_TSAN) /* the completion edges (weft__task_complete) */
+      for (size_t i = 0; i < n; i++) __tsan_acquire(&tasks[i]->word);
+    return 0;
+  }
+cancelled:
+  for (size_t i = 0; i < n; i++)
+    if (!task_is_done(tasks[i])) weft_cancel(tasks[i]);
+  return WEFT_ECANCELED;
+}
+
+int weft_gather(weft_task_t *const *tasks, size_t n, void **results) {
+  struct weft_task *self;
+  int err = gather_checked(tasks, n, "weft_gather", &self);
+  if (!err) err = gather_wait(self, tasks, n, false);
+  if (err) return err;
+  int first = 0; /* asyncio.gather's default: the first error, and every result regardless */
+  for (size_t i = 0; i < n; i++) {
+    if (results) results[i] = tasks[i]->result;
+    if (!first) first = tasks[i]->error;
+  }
+  return first;
+}
+
+int weft_gather_status(weft_task_t *const *tasks, size_t n, void **results, int *errors) {
+  struct weft_task *self;
+  int err = gather_checked(tasks, n, "weft_gather_status", &self);
+  if (!err) err = gather_wait(self, tasks, n, false);
+  if (err) return err;
+  for (size_t i = 0; i < n; i++) {
+    if (results) results[i] = tasks[i]->result;
+    if (errors) errors[i] = tasks[i]->error;
+  }
+  return 0;
+}
+
+enum { ANY_ON_STACK = 64 }; /* picked: a wait for any of more tasks allocates its nodes */
+
+int weft_wait_any(weft_task_t *const *tasks, size_t n, uint64_t deadline_ns, size_t *index) {
+  struct weft_task *self;
+  int err = n ? gather_checked(tasks, n, "weft_wait_any", &self) : WEFT_EINVAL;
+  if (err) return err;
+  weft__waiter_t local[ANY_ON_STACK];
+  weft__waiter_t *nodes = n <= ANY_ON_STACK ? local : malloc(n * sizeof *nodes);
+  if (!nodes) return WEFT_ENOMEM;
+  err = wait_tasks(self, tasks, n, nodes, true, deadline_ns);
+  if (nodes != local) free(nodes);
+  if (err) return err;
+  for (size_t i = 0; i < n; i++)
+    if (task_is_done(tasks[i])) {
+      weft__tsan_acquire(&tasks[i]->word); /* the completion edge (weft__task_complete) */
+      if (index) *index = i;
+      return 0;
+    }
+  weft__die("weft: internal error: weft_wait_any woke with no task done.");
 }
 
 int weft_gather_calls(const weft_call_t *calls, size_t n, void **results) {
@@ -392,16 +591,29 @@ int weft_gather_calls(const weft_call_t *calls, size_t n, void **results) {
   weft_task_t **tasks = n <= GATHER_ON_STACK ? local : malloc(n * sizeof *tasks);
   if (!tasks) return WEFT_ENOMEM;
   int err = 0;
-  size_t spawned = 0;
-  for (; spawned < n; spawned++) {
-    err = weft_spawn(&tasks[spawned], calls[spawned].fn, calls[spawned].arg);
-    if (err) break;
+  size_t first_spawned = n;
+  /* Spawned in reverse so that the first call is the newest entry of our deque: the inline
+   * pass (newest first) then runs them in argument order, A, B, C, as asyncio starts them. */
+  while (first_spawned > 0 && !err) {
+    err = weft_spawn(&tasks[first_spawned - 1], calls[first_spawned - 1].fn,
+                     calls[first_spawned - 1].arg);
+    if (!err) first_spawned--;
   }
-  /* On a failed spawn the ones already spawned still run to the end before we report it:
-   * no task is lost or left running unowned. */
-  weft_gather(tasks, spawned, err ? NULL : results);
-  for (size_t i = 0; i < spawned; i++) weft_task_release(tasks[i]);
+  if (err) { /* the ones spawned still run to their end before we report it: none unowned */
+    for (size_t i = first_spawned; i < n; i++) weft__await_shielded(tasks[i]);
+    for (size_t i = first_spawned; i < n; i++) weft_task_release(tasks[i]);
+    if (tasks != local) free(tasks);
+    return err;
+  }
+  err = gather_wait(w->current, tasks, n, true);
+  if (err) /* cancelled: our children were cancelled too; they end before we return */
+    for (size_t i = 0; i < n; i++) weft__await_shielded(tasks[i]);
+  int first = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (results && !err) results[i] = tasks[i]->result;
+    if (!first) first = tasks[i]->error;
+    weft_task_release(tasks[i]);
+  }
   if (tasks != local) free(tasks);
-  return err;
+  return err ? err : first;
 }
-

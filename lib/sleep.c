@@ -1,7 +1,8 @@
 /*
  * Sleeping and yielding: asyncio.sleep(d) on the timer wheel and asyncio.sleep(0). A sleeping
- * task arms its own timer entry after it is switched out; the entry's callback makes it
- * runnable again. A plain thread sleeps the plain way.
+ * task parks with its own timer entry as its deadline (lib/join.c: the same park as every
+ * wait, so a cancel wakes it and removes the entry); a plain thread sleeps the plain way.
+ * Both are cancellation points: a pending cancel returns WEFT_ECANCELED instead.
  */
 #include "internal.h"
 
@@ -9,11 +10,6 @@
 #include <time.h>
 
 /* ---- Sleeping ----------------------------------------------------------------------------- */
-
-static void sleep_fire(weft__timer_entry_t *e) {
-  struct weft_task *t = e->ctx;
-  weft__schedule(t->rt, (uintptr_t)t | WEFT__ENTRY_RESUME);
-}
 
 int weft_sleep_until(uint64_t deadline_ns) {
   weft__worker_t *w = weft__worker_self();
@@ -26,11 +22,7 @@ int weft_sleep_until(uint64_t deadline_ns) {
     return 0;
   }
   if (deadline_ns <= weft_now_ns()) return weft_yield();
-  self->timer.deadline_ns = deadline_ns;
-  self->timer.fire = sleep_fire;
-  self->timer.ctx = self;
-  weft__suspend(w, WEFT__AFTER_TIMER, &self->timer);
-  return 0;
+  return weft__park_until(self, deadline_ns); /* UINT64_MAX: until cancelled */
 }
 
 int weft_sleep_ns(uint64_t duration_ns) {
@@ -45,7 +37,7 @@ int weft_sleep_ms(uint64_t duration_ms) {
 int weft_yield(void) {
   weft__worker_t *w = weft__worker_self();
   if (!w || !w->current) return WEFT_EPERM;
+  if (weft__checkpoint(w->current)) return WEFT_ECANCELED;
   weft__suspend(w, WEFT__AFTER_YIELD, w->current);
   return 0;
 }
-

@@ -391,6 +391,10 @@ static void task_entry(void *arg) {
 
 void weft__task_start(weft__worker_t *w, struct weft_task *t) {
   WEFT__ASSERT(t->runs_on == NULL); /* a start entry is taken exactly once */
+  if (WEFT__UNLIKELY(weft__checkpoint(t))) { /* cancelled before it started: it never runs */
+    weft__task_complete(t, NULL);
+    return;
+  }
   weft__stack_t *s;
   if (WEFT__UNLIKELY(weft__stack_get(w->rt->stacks, &w->stacks, &s) != 0)) {
     /* Out of stacks or map entries since the spawn checked: the task ends unrun and its
@@ -452,6 +456,7 @@ static int spawn(struct weft_runtime *rt, weft__worker_t *w, weft_task_t **out, 
   t->runs_on = NULL;
   t->name = NULL;
   t->timer.fire = NULL; /* no wait record */
+  atomic_init(&t->state, 0); /* RUNNING (or rather, not yet waiting), no cancel, no shield */
   t->id = next_task_id(rt, w);
   if (w)
     weft__stat_bump(&w->n_spawned);

@@ -358,16 +358,13 @@ static void after_switch(weft__worker_t *w) {
   case WEFT__AFTER_YIELD: /* a parked worker may take it while we run something long */
     push_local(w, &w->yieldq, (uintptr_t)w->after_arg | WEFT__ENTRY_RESUME);
     break;
-  case WEFT__AFTER_JOIN:
-    weft__join_release(w->after_arg);
+  case WEFT__AFTER_PARK:
+    weft__park_commit(w, w->after_arg);
     break;
-  case WEFT__AFTER_TIMER:
-    if (weft__timer_arm(w->rt->timer, w->after_arg)) weft__wake_one_if_needed(w->rt);
-    break;
-  case WEFT__AFTER_TIMED_JOIN: {
-    weft__join_t *j = w->after_arg;
-    if (weft__timer_arm(w->rt->timer, &j->task->timer)) weft__wake_one_if_needed(w->rt);
-    weft__join_release(j);
+  case WEFT__AFTER_PARK_TIMED: {
+    struct weft_task *t = w->after_arg;
+    if (weft__timer_arm(w->rt->timer, &t->timer)) weft__wake_one_if_needed(w->rt);
+    weft__park_commit(w, t); /* after the arm: a resumed task finds its timer armed or fired */
     break;
   }
   }

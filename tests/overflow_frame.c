@@ -14,6 +14,9 @@ enum { FRAME_BYTES = 96 * 1024 };
 
 __attribute__((noinline)) static int big_frame(int x) {
   volatile char frame[FRAME_BYTES];
+  /* The array escapes, so the compiler must give it its whole size (clang shrank an unused
+   * volatile array to the one byte written, and the frame no longer overflowed). */
+  __asm__ __volatile__("" : : "r"(frame) : "memory");
   frame[0] = (char)x; /* the lowest byte: the only page written */
   return frame[0];
 }
