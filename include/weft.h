@@ -85,6 +85,7 @@ WEFT_EXTERN const char *weft_err_name(int err);
 typedef struct weft_runtime weft_runtime_t;
 typedef struct weft_task weft_task_t;
 typedef struct weft_future weft_future_t;
+typedef struct weft_group weft_group_t;
 
 /* A task's body: asyncio's `async def f(arg)`. It may call anything that suspends. */
 typedef void *(*weft_fn)(void *arg);
@@ -221,6 +222,26 @@ WEFT_EXTERN int weft_await_for(weft_task_t *task, uint64_t timeout_ns, void **re
  * WEFT_ENOMEM if n > 64 and its waiter nodes cannot be allocated. Nothing is cancelled. */
 WEFT_EXTERN int weft_wait_any(weft_task_t *const *tasks, size_t n, uint64_t deadline_ns,
                               size_t *index);
+
+/* ---- Task groups -------------------------------------------------------------------------- */
+
+/* asyncio.TaskGroup, errgroup, JoinSet. Tasks spawned into a group are awaited together; the
+ * first error of one that is not a cancellation cancels all the others and is what the wait
+ * returns; no task outlives its group. Usable from tasks and plain threads alike.
+ *   weft_group_create: rt NULL means the calling task's runtime (WEFT_EINVAL outside a task).
+ *   weft_group_spawn: starts fn(arg) in the group (no handle: results travel through arg);
+ *     WEFT_ECANCELED once the group is cancelled or has failed; spawn's own errors otherwise.
+ *   weft_group_wait: waits for every task, including ones spawned while it waits; returns 0,
+ *     the first non-cancellation error, or WEFT_ECANCELED (the group was cancelled, or the
+ *     waiting task was: it then cancels the group's tasks and waits for them to unwind — so
+ *     cancelling the task that owns a group cancels its children).
+ *   weft_group_cancel: cancels every task of the group; later spawns are refused.
+ *   weft_group_destroy: cancels and awaits whatever was not waited for, then frees. */
+WEFT_EXTERN int weft_group_create(weft_group_t **group, weft_runtime_t *rt);
+WEFT_EXTERN int weft_group_spawn(weft_group_t *group, weft_fn fn, void *arg);
+WEFT_EXTERN int weft_group_wait(weft_group_t *group);
+WEFT_EXTERN int weft_group_cancel(weft_group_t *group);
+WEFT_EXTERN void weft_group_destroy(weft_group_t *group);
 
 /* ---- Gather ------------------------------------------------------------------------------- */
 

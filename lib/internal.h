@@ -200,6 +200,10 @@ int weft__park_until(struct weft_task *self, uint64_t deadline_ns);
 /* lib/join.c: a suspension point that does not park (yield, a task's start): true if a
  * cancel is pending, which it counts as delivered. */
 bool weft__checkpoint(struct weft_task *self);
+/* lib/join.c: weft_gather_status without inline runs (task groups): 0 or WEFT_ECANCELED. */
+int weft__gather_apart(weft_task_t *const *tasks, size_t n);
+/* lib/join.c: the error the current task would end with if it returned now (0 outside tasks). */
+int weft__current_error(void);
 /* lib/join.c: awaits t with cancellation held back (cleanup that must see t end). */
 void weft__await_shielded(weft_task_t *t);
 /* lib/join.c, for destroy: takes a suspended task's waiter nodes (its wait record's) out of

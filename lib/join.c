@@ -383,6 +383,17 @@ int weft_join(weft_task_t *t, void **result) {
 
 bool weft__checkpoint(struct weft_task *self) { return wake_checkpoint(&self->state); }
 
+int weft__current_error(void) {
+  weft__worker_t *w = weft__worker_self();
+  struct weft_task *self = w ? w->current : NULL;
+  if (!self) return 0;
+  if (self->error) return self->error;
+  /* relaxed: the task's own bits */
+  return atomic_load_explicit(&self->state, memory_order_relaxed) & WK_CANCEL_DELIVERED
+             ? WEFT_ECANCELED
+             : 0;
+}
+
 int weft_cancel(weft_task_t *t) {
   if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
   if (wake_cancel(&t->state) == WK_WON_PARKED)
@@ -518,9 +529,9 @@ static int gather_checked(weft_task_t *const *tasks, size_t n, const char *what,
  * of our deque), then waits for the rest. On a cancel, the unfinished ones are cancelled too
  * (asyncio.gather) and WEFT_ECANCELED returns at once; the handles stay the caller's. */
 static int gather_wait(struct weft_task *self, weft_task_t *const *tasks, size_t n,
-                       bool spawned_in_reverse) {
+                       bool spawned_in_reverse, bool run_inline) {
   if (self && wake_checkpoint(&self->state)) goto cancelled;
-  for (size_t k = 0; self && k < n; k++) { /* newest first: in reverse order of spawning */
+  for (size_t k = 0; self && run_inline && k < n; k++) { /* newest first: reverse spawn order */
     weft_task_t *t = tasks[spawned_in_reverse ? k : n - 1 - k];
     if (!task_is_done(t)) try_inline(t);
   }
@@ -538,7 +549,7 @@ cancelled:
 int weft_gather(weft_task_t *const *tasks, size_t n, void **results) {
   struct weft_task *self;
   int err = gather_checked(tasks, n, "weft_gather", &self);
-  if (!err) err = gather_wait(self, tasks, n, false);
+  if (!err) err = gather_wait(self, tasks, n, false, true);
   if (err) return err;
   int first = 0; /* asyncio.gather's default: the first error, and every result regardless */
   for (size_t i = 0; i < n; i++) {
@@ -548,16 +559,27 @@ int weft_gather(weft_task_t *const *tasks, size_t n, void **results) {
   return first;
 }
 
-int weft_gather_status(weft_task_t *const *tasks, size_t n, void **results, int *errors) {
+static int gather_status(weft_task_t *const *tasks, size_t n, void **results, int *errors,
+                         bool run_inline) {
   struct weft_task *self;
   int err = gather_checked(tasks, n, "weft_gather_status", &self);
-  if (!err) err = gather_wait(self, tasks, n, false);
+  if (!err) err = gather_wait(self, tasks, n, false, run_inline);
   if (err) return err;
   for (size_t i = 0; i < n; i++) {
     if (results) results[i] = tasks[i]->result;
     if (errors) errors[i] = tasks[i]->error;
   }
   return 0;
+}
+
+int weft_gather_status(weft_task_t *const *tasks, size_t n, void **results, int *errors) {
+  return gather_status(tasks, n, results, errors, true);
+}
+
+/* For task groups: never inline, so that a cancel of the waiter reaches it at once (a child
+ * run inline would hold the cancel until it returned). */
+int weft__gather_apart(weft_task_t *const *tasks, size_t n) {
+  return gather_status(tasks, n, NULL, NULL, false);
 }
 
 enum { ANY_ON_STACK = 64 }; /* picked: a wait for any of more tasks allocates its nodes */
@@ -605,7 +627,7 @@ int weft_gather_calls(const weft_call_t *calls, size_t n, void **results) {
     if (tasks != local) free(tasks);
     return err;
   }
-  err = gather_wait(w->current, tasks, n, true);
+  err = gather_wait(w->current, tasks, n, true, true);
   if (err) /* cancelled: our children were cancelled too; they end before we return */
     for (size_t i = 0; i < n; i++) weft__await_shielded(tasks[i]);
   int first = 0;

@@ -1,0 +1,182 @@
+/* Task groups: the first error cancels the rest and is what the wait returns; nested groups
+ * unwind inside out; a group cancelled from outside, or whose owner is cancelled, cancels its
+ * tasks; no task outlives its group; 10^5 tasks; from a plain thread too. */
+#include "support.h"
+
+#include <sched.h>
+#include <stdatomic.h>
+
+#define HOUR_NS (3600ull * 1000000000u)
+
+/* A sleeper that started is live until it saw its cancel: live must be 0 once a group's wait
+ * or destroy returns (a sleeper cancelled before it started never runs, and never counts). */
+static atomic_long ran, cancelled_seen, started, live;
+
+static void *count_and_return(void *arg) {
+  atomic_fetch_add(&ran, 1);
+  return arg;
+}
+
+static void *sleep_until_cancelled(void *arg) {
+  (void)arg;
+  atomic_fetch_add(&started, 1);
+  atomic_fetch_add(&live, 1);
+  int err = weft_sleep_ns(HOUR_NS);
+  if (err == WEFT_ECANCELED) atomic_fetch_add(&cancelled_seen, 1);
+  atomic_fetch_sub(&live, 1);
+  return NULL;
+}
+
+/* Every sleeper that started saw its cancel and ended. */
+static void assert_all_unwound(void) {
+  cr_assert_eq(atomic_load(&live), 0, "%ld sleepers still running", atomic_load(&live));
+  cr_assert_eq(atomic_load(&cancelled_seen), atomic_load(&started),
+               "%ld started, %ld saw their cancel", atomic_load(&started),
+               atomic_load(&cancelled_seen));
+}
+
+static void *fail_soon(void *arg) {
+  weft_yield();
+  return weft_fail((int)PINT(arg));
+}
+
+static void reset(void) {
+  atomic_store(&ran, 0);
+  atomic_store(&cancelled_seen, 0);
+  atomic_store(&started, 0);
+  atomic_store(&live, 0);
+}
+
+static void *first_error_cancels_the_rest(void *arg) {
+  (void)arg;
+  weft_group_t *g;
+  OK(weft_group_create(&g, NULL));
+  for (int i = 0; i < 8; i++) OK(weft_group_spawn(g, sleep_until_cancelled, NULL));
+  OK(weft_group_spawn(g, fail_soon, IPTR(-71)));
+  cr_assert_eq(weft_group_wait(g), -71, "the wait returns the first error");
+  assert_all_unwound();
+  cr_assert_eq(weft_group_spawn(g, count_and_return, NULL), WEFT_ECANCELED,
+               "a failed group takes no new task");
+  weft_group_destroy(g);
+  return NULL;
+}
+
+Test(group, the_first_error_cancels_the_other_tasks_and_is_what_the_wait_returns) {
+  reset();
+  run_on(2, first_error_cancels_the_rest, NULL);
+}
+
+static void *inner_group(void *arg) {
+  (void)arg;
+  weft_group_t *g;
+  OK(weft_group_create(&g, NULL));
+  for (int i = 0; i < 4; i++) OK(weft_group_spawn(g, sleep_until_cancelled, NULL));
+  int err = weft_group_wait(g); /* its owner is cancelled: it cancels and awaits its own */
+  weft_group_destroy(g);
+  return err ? weft_fail(err) : NULL;
+}
+
+static void *nested(void *arg) {
+  (void)arg;
+  weft_group_t *outer;
+  OK(weft_group_create(&outer, NULL));
+  for (int i = 0; i < 3; i++) OK(weft_group_spawn(outer, inner_group, NULL));
+  OK(weft_group_spawn(outer, fail_soon, IPTR(-5)));
+  cr_assert_eq(weft_group_wait(outer), -5);
+  assert_all_unwound();
+  weft_group_destroy(outer);
+  return NULL;
+}
+
+Test(group, nested_groups_unwind_inside_out_when_the_outer_one_fails) {
+  reset();
+  run_on(2, nested, NULL);
+}
+
+Test(group, a_group_cancelled_from_a_plain_thread_cancels_its_tasks) {
+  reset();
+  weft_runtime_t *rt = test_runtime(2);
+  weft_group_t *g;
+  OK(weft_group_create(&g, rt));
+  for (int i = 0; i < 16; i++) OK(weft_group_spawn(g, sleep_until_cancelled, NULL));
+  OK(weft_group_cancel(g));
+  cr_assert_eq(weft_group_wait(g), WEFT_ECANCELED);
+  assert_all_unwound();
+  weft_group_destroy(g);
+  OK(weft_runtime_destroy(rt));
+}
+
+static atomic_int owner_ready;
+static void *owner(void *arg) {
+  (void)arg;
+  weft_group_t *g;
+  OK(weft_group_create(&g, NULL));
+  for (int i = 0; i < 6; i++) OK(weft_group_spawn(g, sleep_until_cancelled, NULL));
+  atomic_store(&owner_ready, 1);
+  int err = weft_group_wait(g);
+  weft_group_destroy(g);
+  return err ? weft_fail(err) : NULL;
+}
+
+Test(group, cancelling_the_task_that_owns_a_group_cancels_its_children) {
+  reset();
+  atomic_store(&owner_ready, 0);
+  weft_runtime_t *rt = test_runtime(2);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, owner, NULL));
+  while (!atomic_load(&owner_ready)) sched_yield();
+  OK(weft_cancel(t));
+  cr_assert_eq(weft_join(t, NULL), WEFT_ECANCELED);
+  cr_assert_eq(atomic_load(&started), 6, "the owner waited, so its children had started");
+  assert_all_unwound();
+  OK(weft_runtime_destroy(rt));
+}
+
+Test(group, a_group_destroyed_without_a_wait_leaves_no_task_running) {
+  reset();
+  weft_runtime_t *rt = test_runtime(2);
+  weft_group_t *g;
+  OK(weft_group_create(&g, rt));
+  for (int i = 0; i < 10; i++) OK(weft_group_spawn(g, sleep_until_cancelled, NULL));
+  weft_group_destroy(g);
+  assert_all_unwound();
+  OK(weft_runtime_destroy(rt));
+#if TEST_ASAN
+  cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "a group leaked");
+#endif
+}
+
+static void *many(void *arg) {
+  long n = PINT(arg);
+  weft_group_t *g;
+  OK(weft_group_create(&g, NULL));
+  for (long i = 0; i < n; i++) OK(weft_group_spawn(g, count_and_return, NULL));
+  OK(weft_group_wait(g));
+  cr_assert_eq(atomic_load(&ran), n);
+  weft_group_destroy(g);
+  return NULL;
+}
+
+Test(group, a_hundred_thousand_tasks_in_one_group, .timeout = 300) {
+  reset();
+  run_on(2, many, IPTR(SCALE(100000, 5000)));
+}
+
+static void *spawn_more(void *arg) {
+  weft_group_t *g = arg;
+  for (int i = 0; i < 4; i++) weft_group_spawn(g, count_and_return, NULL);
+  return NULL;
+}
+
+Test(group, a_wait_includes_tasks_spawned_while_it_waits) {
+  reset();
+  weft_runtime_t *rt = test_runtime(2);
+  weft_group_t *g;
+  OK(weft_group_create(&g, rt));
+  for (int i = 0; i < 5; i++) OK(weft_group_spawn(g, spawn_more, g));
+  OK(weft_group_wait(g)); /* from a plain thread */
+  cr_assert_eq(atomic_load(&ran), 20);
+  weft_group_destroy(g);
+  OK(weft_runtime_destroy(rt));
+  cr_assert_eq(weft_group_create(&g, NULL), WEFT_EINVAL, "no runtime to spawn on");
+}
