@@ -19,6 +19,10 @@
  * rl::var, so any missing release/acquire is a data race; planted bugs: the count relaxed,
  * completion relaxed, the waiter push relaxed, the handle release relaxed.
  *
+ * Task park model (lib/wake_impl.h): a task parks while its completion, a cancel or its timer
+ * race to wake it (wake_test); planted bugs: the commit as a store, an event that ignores a
+ * task still switching out, a relaxed event, a waiter that leaves before the timer callback.
+ *
  * Park model (lib/park_impl.h with the deque): a producer pushes onto its empty deque and
  * checks whether to wake anyone while the other worker, spinning, finds nothing, announces
  * itself idle, looks again and sleeps if it sees nothing. Property: never asleep and unwoken
@@ -548,6 +552,143 @@ struct timed_test : rl::test_suite<timed_test<Ops>, 3> {
   void after() {}
 };
 
+/* ---- The relacy instances of wake_impl.h (a task's park state) ------------------------- */
+
+#define WK_STATE rl::atomic<uint32_t>
+#define WK_LOAD(obj, mo) ((obj)(RL_INFO).load(mo))
+#define WK_STORE(obj, v, mo) ((obj)(RL_INFO).store((v), (mo)))
+#define WK_CAS(obj, expected, desired, mos, mof) \
+  ((obj)(RL_INFO).compare_exchange_weak((expected), (desired), (mos), (mof)))
+#define WK_RLX rl::mo_relaxed
+#define WK_ACQ rl::mo_acquire
+#define WK_REL rl::mo_release
+#define WK_ACQ_REL rl::mo_acq_rel
+#define WK_FN(name) name
+
+namespace w_correct {
+#include "wake_impl.h"
+}
+/* Bug: the scheduler's commit is a load and a store, not a CAS (an event between them is lost). */
+namespace w_commit_by_store {
+#undef WK_COMMIT_BY_STORE
+#define WK_COMMIT_BY_STORE 1
+#include "wake_impl.h"
+}
+#undef WK_COMMIT_BY_STORE
+#define WK_COMMIT_BY_STORE 0
+/* Bug: an event ignores a task still switching out (nobody schedules it). */
+namespace w_wake_only_parked {
+#undef WK_WAKE_ONLY_PARKED
+#define WK_WAKE_ONLY_PARKED 1
+#include "wake_impl.h"
+}
+#undef WK_WAKE_ONLY_PARKED
+#define WK_WAKE_ONLY_PARKED 0
+/* Bug: the event's CAS is relaxed (the woken task does not see the completer's result). */
+namespace w_wake_relaxed {
+#undef WK_WAKE_ORDER
+#define WK_WAKE_ORDER WK_RLX
+#include "wake_impl.h"
+}
+#undef WK_WAKE_ORDER
+#define WK_WAKE_ORDER WK_ACQ_REL
+
+#define WK_MODEL_OPS(ns)                                                                       \
+  struct ops_##ns {                                                                            \
+    static bool park_begin(rl::atomic<uint32_t> *s) { return ns::park_begin(s, true); }       \
+    static bool park_commit(rl::atomic<uint32_t> *s) { return ns::park_commit(s); }           \
+    static int wake(rl::atomic<uint32_t> *s, uint32_t side) { return ns::wake(s, side); }     \
+    static int cancel(rl::atomic<uint32_t> *s) { return ns::cancel(s); }                      \
+    static uint32_t park_end(rl::atomic<uint32_t> *s) { return ns::park_end(s); }             \
+    enum { WON_PARKED = ns::WK_WON_PARKED };                                                  \
+  };
+WK_MODEL_OPS(w_correct)
+WK_MODEL_OPS(w_commit_by_store)
+WK_MODEL_OPS(w_wake_only_parked)
+WK_MODEL_OPS(w_wake_relaxed)
+
+/* lib/join.c's task_wait around wake_impl.h: thread 0 is a task that parks (registering a
+ * waiter node only after park_begin, as join.c does: `linked`), switches out and has its
+ * scheduler commit the park, then runs again when scheduled; thread 1 completes what it waits
+ * for (writes a result, then the event) once the node is linked; with a canceller (thread 2),
+ * a cancel races both. Properties: a parked task is scheduled exactly once; it wakes with the
+ * completion (and then sees the result) or the cancel. With a timer instead of the canceller
+ * (TimerRace), the wheel's entry and the callback's timer_done follow join.c: the woken task
+ * either removes the entry (ARMED → IDLE) or waits for timer_done before its frame — which the
+ * callback touches — ends; the planted SkipTimerDone leaves without waiting. */
+enum { ENTRY_IDLE = 0, ENTRY_ARMED = 1, ENTRY_FIRING = 2 };
+
+template <class Ops, int Racer, bool SkipTimerDone = false>
+struct wake_test : rl::test_suite<wake_test<Ops, Racer, SkipTimerDone>, Racer ? 3 : 2> {
+  enum { NONE = 0, CANCELLER = 1, TIMER = 2 };
+  rl::atomic<uint32_t> state;
+  rl::atomic<int> linked, scheduled, entry, timer_done;
+  rl::var<int> result, frame; /* frame: the waiter's join, alive until it leaves the wait */
+  bool parked;
+  uint32_t side;
+
+  void before() {
+    state($).store(0, rl::mo_relaxed);
+    linked($).store(0, rl::mo_relaxed);
+    scheduled($).store(0, rl::mo_relaxed);
+    entry($).store(Racer == TIMER ? ENTRY_ARMED : ENTRY_IDLE, rl::mo_relaxed);
+    timer_done($).store(0, rl::mo_relaxed);
+    result($) = 0;
+    frame($) = 1;
+    parked = false;
+    side = 0;
+  }
+
+  void schedule() { scheduled($).fetch_add(1, rl::mo_release); }
+  void schedule_if(int won) {
+    if (won == Ops::WON_PARKED) schedule();
+  }
+
+  void thread(unsigned id) {
+    if (id == 0) {
+      if (!Ops::park_begin(&state)) { /* cancelled before it waited: nothing will be linked */
+        linked($).store(2, rl::mo_release);
+        return;
+      }
+      parked = true;
+      linked($).store(1, rl::mo_release);
+      if (Ops::park_commit(&state)) schedule(); /* the scheduler, after the switch */
+      while (scheduled($).load(rl::mo_acquire) == 0) rl::yield(1, $);
+      side = Ops::park_end(&state);
+      if (side == 1) RL_ASSERT(result($) == 7); /* woken by the completion: its result */
+      if (Racer == TIMER && !SkipTimerDone) {
+        int armed = ENTRY_ARMED;
+        bool removed = side != 2 && entry($).compare_exchange_strong(armed, ENTRY_IDLE, rl::mo_acq_rel);
+        if (!removed)
+          while (timer_done($).load(rl::mo_acquire) == 0) rl::yield(1, $);
+      }
+      frame($) = 0; /* the wait returns: its join is gone */
+    } else if (id == 1) {
+      while (linked($).load(rl::mo_acquire) == 0) rl::yield(1, $);
+      if (linked($).load(rl::mo_relaxed) == 2) return;
+      result($) = 7;
+      schedule_if(Ops::wake(&state, 1));
+    } else if (Racer == CANCELLER) {
+      schedule_if(Ops::cancel(&state));
+    } else { /* the timer wheel firing the entry */
+      while (linked($).load(rl::mo_acquire) == 0) rl::yield(1, $);
+      int armed = ENTRY_ARMED;
+      if (!entry($).compare_exchange_strong(armed, ENTRY_FIRING, rl::mo_acq_rel)) return;
+      int won = Ops::wake(&state, 2);
+      (void)(int)frame($); /* the callback reads the join (its timer_done lives there) */
+      timer_done($).store(1, rl::mo_release);
+      schedule_if(won);
+    }
+  }
+
+  void after() {
+    if (parked) {
+      RL_ASSERT(scheduled($).load(rl::mo_relaxed) == 1); /* woken exactly once */
+      RL_ASSERT(side == 1 || side == (Racer == TIMER ? 2u : 3u));
+    }
+  }
+};
+
 /* ---- The relacy instances of park_impl.h, with the deque ------------------------------ */
 
 #define PK_COUNT rl::atomic<int>
@@ -762,6 +903,14 @@ int main(int argc, char **argv) {
   check<timed_test<ops_j_returns_at_signalled>>("join thread returns at SIGNALLED", true);
   check<timed_test<ops_j_remove_ignores_busy>>("join remover ignores BUSY", true);
   check<timed_test<ops_j_complete_ignores_busy>>("join completer ignores BUSY", true);
+
+  check<wake_test<ops_w_correct, 0>>("task park, completion only, correct", false);
+  check<wake_test<ops_w_correct, 1>>("task park, completion racing cancel, correct", false);
+  check<wake_test<ops_w_correct, 2>>("task park, completion racing its timer, correct", false);
+  check<wake_test<ops_w_commit_by_store, 1>>("task park commit by store", true);
+  check<wake_test<ops_w_wake_only_parked, 0>>("task park event ignores PARKING", true);
+  check<wake_test<ops_w_wake_relaxed, 0>>("task park event relaxed", true);
+  check<wake_test<ops_w_correct, 2, true>>("task park leaves before timer_done", true);
 
   check<park_test<park_correct>>("park/wake correct", false);
   check<park_test<park_check_acquire>>("park/wake check-acquire", true);
