@@ -110,6 +110,9 @@ typedef struct weft_options {
    * -fstack-clash-protection (which probes every page of a large frame): such code is only
    * protected by the guard's size. Values above WEFT_STACK_MAX fail with WEFT_ERANGE. */
   size_t guard_size;
+  /* How long weft_runtime_destroy lets cancelled tasks unwind before it discards the ones
+   * still unfinished (reporting each on stderr). 0: WEFT_SHUTDOWN_DEFAULT_MS. */
+  uint64_t shutdown_timeout_ms;
 } weft_options_t;
 
 #define WEFT_STACK_DEFAULT ((size_t)64 * 1024)
@@ -119,11 +122,19 @@ typedef struct weft_options {
  * map entry; with the mprotect fallback one range either way (see lib/stack.c). */
 #define WEFT_GUARD_DEFAULT ((size_t)64 * 1024)
 #define WEFT_WORKERS_MAX 1024
-#define WEFT_OPTIONS_INIT {sizeof(weft_options_t), 0, 0, 0}
+#define WEFT_SHUTDOWN_DEFAULT_MS 1000
+#define WEFT_OPTIONS_INIT {sizeof(weft_options_t), 0, 0, 0, 0}
 
 WEFT_EXTERN int weft_runtime_create(weft_runtime_t **rt, const weft_options_t *options);
-/* Stops the workers and frees everything (see the ownership notes above). Must not be called
- * from one of the runtime's own tasks (that aborts). */
+/* asyncio.run's end, in two steps. weft_runtime_shutdown refuses new spawns (WEFT_ESHUTDOWN),
+ * cancels every task that has not ended and waits until they all have, or until timeout_ns
+ * passes: 0, or WEFT_ETIMEDOUT with the stragglers counted in weft_stats_t.tasks_abandoned.
+ * weft_runtime_destroy runs the shutdown (bounded by the shutdown_timeout_ms option) unless it
+ * ran already, then stops the workers and frees everything (see the ownership notes above);
+ * each task still unfinished is named on stderr and discarded where it waits. Neither may be
+ * called from one of the runtime's own tasks (that aborts). A task that never suspends holds
+ * its worker: destroy waits for it to reach a suspension point. */
+WEFT_EXTERN int weft_runtime_shutdown(weft_runtime_t *rt, uint64_t timeout_ns);
 WEFT_EXTERN int weft_runtime_destroy(weft_runtime_t *rt);
 WEFT_EXTERN int weft_runtime_workers(const weft_runtime_t *rt);
 
@@ -143,8 +154,10 @@ typedef struct weft_stats {
    * their spawn succeeded): they ended without running and their awaiters got WEFT_ENOMEM. A
    * detached one has no awaiter: this count is where its loss shows. */
   uint64_t tasks_unrun;
+  /* Tasks weft_runtime_shutdown cancelled that had not ended when its bound passed. */
+  uint64_t tasks_abandoned;
 } weft_stats_t;
-#define WEFT_STATS_INIT {sizeof(weft_stats_t), 0, 0, 0, 0, 0, 0}
+#define WEFT_STATS_INIT {sizeof(weft_stats_t), 0, 0, 0, 0, 0, 0, 0}
 WEFT_EXTERN int weft_runtime_stats(weft_runtime_t *rt, weft_stats_t *stats);
 
 /* ---- Tasks -------------------------------------------------------------------------------- */

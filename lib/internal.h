@@ -178,6 +178,8 @@ void weft__task_start(struct weft__worker *w, struct weft_task *t);
 void weft__task_free(struct weft_runtime *rt, struct weft__worker *w, struct weft_task *t);
 /* lib/task.c: frees the descriptor store (the slabs orphans keep stay mapped). */
 void weft__task_slabs_free(struct weft_runtime *rt);
+/* lib/task.c: cancels every task that has not ended; returns how many have not. */
+size_t weft__tasks_cancel_all(struct weft_runtime *rt);
 /* lib/task.c: destroy's step for tasks, once the workers have stopped: see runtime.c's shutdown comment. */
 void weft__tasks_discard(struct weft_runtime *rt);
 /* lib/task.c: run by a worker about to park: hands its descriptor cache to the runtime and frees the slabs
@@ -290,6 +292,9 @@ struct weft_runtime {
   struct weft__stack_pool *stacks;
   struct weft__timer *timer;
   _Atomic int stopping;
+  _Atomic int closing;  /* shutdown began: spawns refused, tasks being cancelled */
+  _Atomic uint64_t abandoned; /* tasks the shutdown's bound left unfinished */
+  uint64_t shutdown_ns; /* destroy's bound on the shutdown (option) */
   _Atomic int nspinning WEFT__ALIGNED; /* workers looking for work, Go's rule */
   _Atomic int nidle;                  /* workers parked (on the idle list) */
   pthread_mutex_t idle_lock WEFT__ALIGNED;

@@ -38,6 +38,7 @@
 #include <unistd.h>
 #include <sched.h>
 #include <string.h>
+#include <time.h>
 
 enum { DEQUE_INITIAL = 1024 }; /* picked: entries before a deque first grows */
 
@@ -219,6 +220,9 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
   memset(rt, 0, sizeof *rt);
   rt->nworkers = nworkers;
   atomic_init(&rt->next_task_id, 1);
+  uint64_t shutdown_ms = OPTION(opts, shutdown_timeout_ms, 0);
+  if (!shutdown_ms) shutdown_ms = WEFT_SHUTDOWN_DEFAULT_MS;
+  rt->shutdown_ns = shutdown_ms > UINT64_MAX / 1000000u ? UINT64_MAX : shutdown_ms * 1000000u;
   pthread_mutex_init(&rt->idle_lock, NULL);
   pthread_mutex_init(&rt->inject_lock, NULL);
   pthread_mutex_init(&rt->task_lock, NULL);
@@ -247,12 +251,43 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
   return 0;
 }
 
-int weft_runtime_destroy(weft_runtime_t *rt) {
-  if (!rt) return WEFT_EINVAL;
+static void refuse_own_task(struct weft_runtime *rt, const char *what) {
   weft__worker_t *w = weft__worker_self();
   if (w && w->rt == rt)
-    weft__die("weft: weft_runtime_destroy was called from one of the runtime's own tasks, "
-              "which would wait for itself.");
+    weft__die("weft: %s was called from one of the runtime's own tasks, which would wait for "
+              "itself.",
+              what);
+}
+
+static int shutdown_tasks(struct weft_runtime *rt, uint64_t timeout_ns) {
+  /* seq_cst: ordered before the walk, so a spawn either sees it or is seen by the walk */
+  atomic_store_explicit(&rt->closing, 1, memory_order_seq_cst);
+  uint64_t now = weft_now_ns();
+  uint64_t deadline = timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + timeout_ns;
+  for (;;) {
+    size_t unfinished = weft__tasks_cancel_all(rt);
+    /* relaxed: read by destroy and stats on this thread or after this call returned */
+    atomic_store_explicit(&rt->abandoned, unfinished, memory_order_relaxed);
+    if (!unfinished) return 0;
+    if (weft_now_ns() >= deadline) return WEFT_ETIMEDOUT;
+    /* A poll, not an event: a shutdown is rare, and its cost is this 1 ms at most. */
+    struct timespec ms = {0, 1000000};
+    nanosleep(&ms, NULL);
+  }
+}
+
+int weft_runtime_shutdown(weft_runtime_t *rt, uint64_t timeout_ns) {
+  if (!rt) return WEFT_EINVAL;
+  refuse_own_task(rt, "weft_runtime_shutdown");
+  return shutdown_tasks(rt, timeout_ns);
+}
+
+int weft_runtime_destroy(weft_runtime_t *rt) {
+  if (!rt) return WEFT_EINVAL;
+  refuse_own_task(rt, "weft_runtime_destroy");
+  /* relaxed: our own thread's earlier shutdown, if any */
+  if (!atomic_load_explicit(&rt->closing, memory_order_relaxed))
+    shutdown_tasks(rt, rt->shutdown_ns);
   stop_workers(rt, rt->nworkers);
   /* A thread that made one of our tasks runnable may still be inside inject_push (waking a
    * worker); it leaves the lock before we may free what it touches. */
@@ -277,6 +312,7 @@ int weft_runtime_stats(weft_runtime_t *rt, weft_stats_t *st) {
     s.parks += atomic_load_explicit(&w->n_parks, memory_order_relaxed);
     s.tasks_unrun += atomic_load_explicit(&w->n_unrun, memory_order_relaxed);
   }
+  s.tasks_abandoned = atomic_load_explicit(&rt->abandoned, memory_order_relaxed);
   s.tasks_spawned += atomic_load_explicit(&rt->foreign_spawns, memory_order_relaxed);
   s.stacks_mapped = weft__stack_pool_mapped(rt->stacks);
   size_t n = st->stats_size < sizeof s ? st->stats_size : sizeof s;

@@ -17,8 +17,10 @@
 #include "deque.h"
 #include "internal.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 enum {
   TASK_SLAB_BYTES = 32 * 1024, /* picked: a slab's bytes and their alignment: a descriptor finds its slab by masking */
@@ -312,6 +314,41 @@ static bool task_is_free(struct weft_task *t) {
   return atomic_load_explicit(&t->word, memory_order_relaxed) == TASK_WORD_FREE;
 }
 
+size_t weft__tasks_cancel_all(struct weft_runtime *rt) {
+  size_t unfinished = 0;
+  /* The lock keeps the slab list still (the scavenger moves slabs under it); descriptors end
+   * and are freed meanwhile, which the cancel tolerates (it touches only the state word). */
+  pthread_mutex_lock(&rt->task_lock);
+  task_store_t *st = rt->task_store;
+  for (task_slab_t *slab = st ? st->slabs : NULL; slab; slab = slab->next)
+    for (size_t i = 0; i < TASK_SLAB; i++) {
+      struct weft_task *t = &slab->tasks[i];
+      /* acquire: a DONE we see comes with the end of the task's touches */
+      if (atomic_load_explicit(&t->word, memory_order_acquire) & WEFT__DONE) continue;
+      unfinished++;
+      weft_cancel(t);
+    }
+  pthread_mutex_unlock(&rt->task_lock);
+  return unfinished;
+}
+
+/* Names, on stderr, each task the shutdown could not end (the workers have stopped). */
+static void report_unfinished(struct weft_runtime *rt) {
+  task_store_t *st = rt->task_store;
+  for (task_slab_t *slab = st ? st->slabs : NULL; slab; slab = slab->next)
+    for (size_t i = 0; i < TASK_SLAB; i++) {
+      struct weft_task *t = &slab->tasks[i];
+      if (atomic_load_explicit(&t->word, memory_order_relaxed) & WEFT__DONE) continue;
+      char line[256];
+      int n = snprintf(line, sizeof line,
+                       "weft: weft_runtime_destroy: task '%s' (id %llu) did not end after its "
+                       "cancel; discarded where it waits\n",
+                       t->name ? t->name : "(unnamed)", (unsigned long long)t->id);
+      ssize_t ignored = write(STDERR_FILENO, line, n > 0 && n < (int)sizeof line ? (size_t)n : 0);
+      (void)ignored;
+    }
+}
+
 /* Step 1: a discarded task's waiter nodes (on its stack, unmapped soon) leave the words of
  * what it awaited — futures, tasks of other runtimes — waiting out a concurrent deliverer. */
 static void unlink_discarded_waiters(struct weft_runtime *rt) {
@@ -363,6 +400,7 @@ static struct weft_task *orphan_held(struct weft_runtime *rt) {
 }
 
 void weft__tasks_discard(struct weft_runtime *rt) {
+  if (atomic_load_explicit(&rt->abandoned, memory_order_relaxed)) report_unfinished(rt);
   unlink_discarded_waiters(rt);
   struct weft_task *t = orphan_held(rt);
   while (t) { /* step 3: threads and other runtimes' tasks that await them get ESHUTDOWN */
@@ -438,8 +476,8 @@ static uint64_t next_task_id(struct weft_runtime *rt, weft__worker_t *w) {
 static int spawn(struct weft_runtime *rt, weft__worker_t *w, weft_task_t **out, weft_fn fn,
                  void *arg) {
   if (WEFT__UNLIKELY(!fn)) return WEFT_EINVAL;
-  /* relaxed: a best-effort early answer; destroy discards whatever still slips in */
-  if (WEFT__UNLIKELY(atomic_load_explicit(&rt->stopping, memory_order_relaxed)))
+  /* relaxed: a best-effort early answer; the shutdown cancels whatever still slips in */
+  if (WEFT__UNLIKELY(atomic_load_explicit(&rt->closing, memory_order_relaxed)))
     return WEFT_ESHUTDOWN;
   /* Stacks are taken when a worker starts the task, not here; but a spawn that could not
    * get one now fails now, while the caller can still handle it. */
@@ -456,7 +494,9 @@ static int spawn(struct weft_runtime *rt, weft__worker_t *w, weft_task_t **out, 
   t->runs_on = NULL;
   t->name = NULL;
   t->timer.fire = NULL; /* no wait record */
-  atomic_init(&t->state, 0); /* RUNNING (or rather, not yet waiting), no cancel, no shield */
+  /* RUNNING (not waiting), no cancel, no shield. relaxed, and atomic: a shutdown's cancel
+   * walk may touch a descriptor as it is reused. */
+  atomic_store_explicit(&t->state, 0, memory_order_relaxed);
   t->id = next_task_id(rt, w);
   if (w)
     weft__stat_bump(&w->n_spawned);

@@ -1,6 +1,9 @@
 /* What outlives weft_runtime_destroy: awaiters on plain threads and in other runtimes, task
  * handles, futures that discarded tasks awaited — and the timed-wait wake that must never land
- * in a frame that has returned. Each test holds in every build; LeakSanitizer checks the ends. */
+ * in a frame that has returned. Destroy first cancels every task and lets it unwind (its
+ * awaiters get WEFT_ECANCELED); a "stubborn" task, which shields its wait, outlasts the
+ * shutdown's bound and is discarded where it waits (its awaiters get WEFT_ESHUTDOWN). Each
+ * test holds in every build; LeakSanitizer checks the ends. */
 #include "support.h"
 
 #include <pthread.h>
@@ -12,6 +15,23 @@
 static void *asleep_for_an_hour(void *arg) {
   weft_sleep_ms(3600 * 1000);
   return arg;
+}
+
+/* Ignores cancellation: the shutdown's bound passes and destroy discards it. */
+static void *stubborn(void *arg) {
+  weft_shield_begin();
+  weft_sleep_ms(3600 * 1000);
+  weft_shield_end();
+  return arg;
+}
+
+static weft_runtime_t *runtime_with_short_shutdown(int workers) {
+  weft_options_t o = WEFT_OPTIONS_INIT;
+  o.workers = workers;
+  o.shutdown_timeout_ms = 20; /* stubborn tasks are abandoned after this */
+  weft_runtime_t *rt = NULL;
+  OK(weft_runtime_create(&rt, &o));
+  return rt;
 }
 
 static void *identity(void *arg) { return arg; }
@@ -40,14 +60,16 @@ static void *await_from_thread(void *arg) {
   return NULL;
 }
 
-/* Destroys rt while `n` threads await its sleeping task, then checks each got ESHUTDOWN. The
- * threads announce themselves before awaiting; whether destroy meets one still blocked or just
- * about to await, the answer must be the same. */
-static void destroy_under_thread_awaiters(uint64_t deadline_ns) {
+/* Destroys rt while `n` threads await its sleeping task, then checks each got the task's end:
+ * WEFT_ECANCELED (destroy cancelled it and it unwound) or, for a stubborn one, WEFT_ESHUTDOWN
+ * (discarded). The threads announce themselves before awaiting; whether destroy meets one
+ * still blocked or just about to await, the answer must be the same. */
+static void destroy_under_thread_awaiters(uint64_t deadline_ns, bool stubborn_task) {
   enum { N = 4 };
-  weft_runtime_t *rt = test_runtime(2);
+  int expected = stubborn_task ? WEFT_ESHUTDOWN : WEFT_ECANCELED;
+  weft_runtime_t *rt = runtime_with_short_shutdown(2);
   weft_task_t *t;
-  OK(weft_runtime_spawn(rt, &t, asleep_for_an_hour, NULL));
+  OK(weft_runtime_spawn(rt, &t, stubborn_task ? stubborn : asleep_for_an_hour, NULL));
   thread_await_t a[N];
   pthread_t th[N];
   for (int i = 0; i < N; i++) {
@@ -61,23 +83,45 @@ static void destroy_under_thread_awaiters(uint64_t deadline_ns) {
   OK(weft_runtime_destroy(rt));
   for (int i = 0; i < N; i++) {
     pthread_join(th[i], NULL);
-    cr_assert_eq(a[i].err, WEFT_ESHUTDOWN, "awaiter %d got %s, not WEFT_ESHUTDOWN", i,
-                 weft_err_name(a[i].err));
+    cr_assert_eq(a[i].err, expected, "awaiter %d got %s, not %s", i, weft_err_name(a[i].err),
+                 weft_err_name(expected));
   }
   cr_assert(weft_task_done(t), "a discarded task reads as done after destroy");
-  cr_assert_eq(weft_task_result(t, NULL), WEFT_ESHUTDOWN);
-  cr_assert_eq(weft_await(t, NULL), WEFT_ESHUTDOWN, "an await after destroy answers at once");
+  cr_assert_eq(weft_task_result(t, NULL), expected);
+  cr_assert_eq(weft_await(t, NULL), expected, "an await after destroy answers at once");
   weft_task_release(t);
 }
 
-Test(destroy, threads_awaiting_a_discarded_task_get_eshutdown) {
-  for (int round = 0; round < 20; round++) destroy_under_thread_awaiters(0);
+Test(destroy, threads_awaiting_a_task_that_destroy_cancels_get_ecanceled) {
+  for (int round = 0; round < 20; round++) destroy_under_thread_awaiters(0, false);
+  for (int round = 0; round < 10; round++)
+    destroy_under_thread_awaiters(weft_now_ns() + 3600ull * 1000000000u, false);
   assert_no_leak();
 }
 
-Test(destroy, threads_awaiting_with_a_deadline_get_eshutdown) {
-  for (int round = 0; round < 20; round++)
-    destroy_under_thread_awaiters(weft_now_ns() + 3600ull * 1000000000u);
+Test(destroy, threads_awaiting_a_discarded_task_get_eshutdown) {
+  for (int round = 0; round < 10; round++) destroy_under_thread_awaiters(0, true);
+  for (int round = 0; round < 5; round++)
+    destroy_under_thread_awaiters(weft_now_ns() + 3600ull * 1000000000u, true);
+  assert_no_leak();
+}
+
+Test(destroy, a_shutdown_reports_the_tasks_it_could_not_end) {
+  weft_runtime_t *rt = test_runtime(2);
+  weft_task_t *t, *u;
+  OK(weft_runtime_spawn(rt, &t, stubborn, NULL));
+  OK(weft_runtime_spawn(rt, &u, asleep_for_an_hour, NULL));
+  cr_assert_eq(weft_runtime_shutdown(rt, 20 * 1000000u), WEFT_ETIMEDOUT);
+  weft_stats_t st = WEFT_STATS_INIT;
+  OK(weft_runtime_stats(rt, &st));
+  cr_assert_eq(st.tasks_abandoned, 1, "%llu abandoned", (unsigned long long)st.tasks_abandoned);
+  cr_assert_eq(weft_await(u, NULL), WEFT_ECANCELED, "the cancellable one unwound");
+  weft_task_t *late;
+  cr_assert_eq(weft_runtime_spawn(rt, &late, identity, NULL), WEFT_ESHUTDOWN);
+  OK(weft_runtime_destroy(rt)); /* names the stubborn one on stderr, discards it */
+  cr_assert_eq(weft_await(t, NULL), WEFT_ESHUTDOWN);
+  weft_task_release(t);
+  weft_task_release(u);
   assert_no_leak();
 }
 
@@ -94,18 +138,20 @@ static void *await_other_runtimes_task(void *arg) {
   return IPTR(weft_await(c->task, NULL));
 }
 
-Test(destroy, a_task_of_another_runtime_awaiting_a_discarded_task_gets_eshutdown) {
+Test(destroy, a_task_of_another_runtime_awaiting_a_destroyed_runtimes_task_gets_its_end) {
   for (int round = 0; round < 10; round++) {
-    weft_runtime_t *doomed = test_runtime(1), *other = test_runtime(2);
+    bool stubborn_task = round % 2;
+    int expected = stubborn_task ? WEFT_ESHUTDOWN : WEFT_ECANCELED;
+    weft_runtime_t *doomed = runtime_with_short_shutdown(1), *other = test_runtime(2);
     cross_await_t c = {.started = 0};
-    OK(weft_runtime_spawn(doomed, &c.task, asleep_for_an_hour, NULL));
+    OK(weft_runtime_spawn(doomed, &c.task, stubborn_task ? stubborn : asleep_for_an_hour, NULL));
     weft_task_t *awaiter;
     OK(weft_runtime_spawn(other, &awaiter, await_other_runtimes_task, &c));
     while (!atomic_load(&c.started)) sched_yield();
     OK(weft_runtime_destroy(doomed));
     void *err = NULL;
     OK(weft_join(awaiter, &err));
-    cr_assert_eq(PINT(err), WEFT_ESHUTDOWN, "the other runtime's task got %s",
+    cr_assert_eq(PINT(err), expected, "the other runtime's task got %s",
                  weft_err_name((int)PINT(err)));
     weft_task_release(c.task);
     OK(weft_runtime_destroy(other));
@@ -116,14 +162,16 @@ Test(destroy, a_task_of_another_runtime_awaiting_a_discarded_task_gets_eshutdown
 /* ---- handles after destroy ---- */
 
 Test(destroy, handles_stay_valid_until_released) {
-  weft_runtime_t *rt = test_runtime(1);
+  weft_runtime_t *rt = runtime_with_short_shutdown(1);
   enum { FINISHED = 40, ASLEEP = 40, QUEUED = 300 };
   weft_task_t *finished[FINISHED], *asleep[ASLEEP], *queued[QUEUED];
+  /* Odd sleepers are stubborn: discarded (ESHUTDOWN); even ones cancelled (ECANCELED). */
   for (int i = 0; i < FINISHED; i++) {
     OK(weft_runtime_spawn(rt, &finished[i], identity, IPTR(i + 1)));
     OK(weft_await(finished[i], NULL)); /* done, handle still held */
   }
-  for (int i = 0; i < ASLEEP; i++) OK(weft_runtime_spawn(rt, &asleep[i], asleep_for_an_hour, NULL));
+  for (int i = 0; i < ASLEEP; i++)
+    OK(weft_runtime_spawn(rt, &asleep[i], i % 2 ? stubborn : asleep_for_an_hour, NULL));
   for (int i = 0; i < QUEUED; i++) OK(weft_runtime_spawn(rt, &queued[i], identity, IPTR(i)));
   OK(weft_runtime_destroy(rt)); /* some of `queued` may have run: either answer is allowed */
   for (int i = 0; i < FINISHED; i++) {
@@ -131,11 +179,12 @@ Test(destroy, handles_stay_valid_until_released) {
     cr_assert_eq(weft_task_result(finished[i], &r), 0);
     cr_assert_eq(PINT(r), i + 1, "a finished task's result survives destroy");
   }
-  for (int i = 0; i < ASLEEP; i++) cr_assert_eq(weft_await(asleep[i], NULL), WEFT_ESHUTDOWN);
+  for (int i = 0; i < ASLEEP; i++)
+    cr_assert_eq(weft_await(asleep[i], NULL), i % 2 ? WEFT_ESHUTDOWN : WEFT_ECANCELED);
   for (int i = 0; i < QUEUED; i++) {
     void *r = NULL;
     int err = weft_join(queued[i], &r);
-    cr_assert(err == WEFT_ESHUTDOWN || (err == 0 && PINT(r) == i),
+    cr_assert(err == WEFT_ECANCELED || (err == 0 && PINT(r) == i),
               "queued task %d: %s, result %ld", i, weft_err_name(err), PINT(r));
   }
   for (int i = 0; i < ASLEEP; i++) weft_task_release(asleep[i]);
@@ -160,17 +209,29 @@ static void *await_future_briefly(void *arg) {
   return v;
 }
 
+/* Shielded: outlasts the shutdown, so destroy discards it and unlinks its node itself. */
+static void *await_future_stubbornly(void *arg) {
+  weft_shield_begin();
+  void *v = PINT(arg) & 1 ? await_future_briefly((void *)(PINT(arg) & ~1L))
+                          : await_future(arg);
+  weft_shield_end();
+  return v;
+}
+
 Test(destroy, a_future_that_discarded_tasks_awaited_stays_usable) {
   for (int round = 0; round < 10; round++) {
     weft_future_t *f;
     OK(weft_future_create(&f));
     atomic_store(&future_awaiters, 0);
-    weft_runtime_t *rt = test_runtime(2);
-    for (int i = 0; i < 8; i++)
-      OK(weft_runtime_spawn(rt, NULL, i % 2 ? await_future : await_future_briefly, f));
-    while (atomic_load(&future_awaiters) < 8) sched_yield();
+    weft_runtime_t *rt = runtime_with_short_shutdown(2);
+    for (int i = 0; i < 8; i++) {
+      weft_fn fn = i % 2 ? await_future : await_future_briefly;
+      OK(weft_runtime_spawn(rt, NULL, fn, f)); /* cancelled: they unlink their own nodes */
+      OK(weft_runtime_spawn(rt, NULL, await_future_stubbornly, IPTR((intptr_t)f | (i % 2))));
+    }
+    while (atomic_load(&future_awaiters) < 16) sched_yield();
     OK(weft_runtime_destroy(rt));
-    /* Their waiter nodes lived on discarded stacks: destroy took them out of the list. */
+    /* The stubborn ones' nodes lived on discarded stacks: destroy took them out of the list. */
     cr_assert_eq(weft_future_done(f), 0);
     OK(weft_future_resolve(f, IPTR(5)));
     void *v = NULL;
@@ -193,8 +254,8 @@ Test(destroy, resolving_a_future_while_destroy_discards_its_awaiters) {
     weft_future_t *f;
     OK(weft_future_create(&f));
     atomic_store(&future_awaiters, 0);
-    weft_runtime_t *rt = test_runtime(2);
-    for (int i = 0; i < 8; i++) OK(weft_runtime_spawn(rt, NULL, await_future, f));
+    weft_runtime_t *rt = runtime_with_short_shutdown(2);
+    for (int i = 0; i < 8; i++) OK(weft_runtime_spawn(rt, NULL, await_future_stubbornly, f));
     while (atomic_load(&future_awaiters) < 8) sched_yield();
     pthread_t resolver;
     cr_assert_eq(pthread_create(&resolver, NULL, resolve_now, f), 0);

@@ -90,10 +90,10 @@ Test(runtime, spawn_after_shutdown_began_is_refused) {
   /* The flag is visible to spawns racing with destroy; after destroy the handle is gone, so
    * check the code through a runtime that is stopping. */
   weft_runtime_t *rt = test_runtime(1);
-  atomic_store(&((struct weft_runtime *)rt)->stopping, 1);
+  atomic_store(&((struct weft_runtime *)rt)->closing, 1);
   weft_task_t *t;
   cr_assert_eq(weft_runtime_spawn(rt, &t, one, NULL), WEFT_ESHUTDOWN);
-  atomic_store(&((struct weft_runtime *)rt)->stopping, 0);
+  atomic_store(&((struct weft_runtime *)rt)->closing, 0);
   OK(weft_runtime_destroy(rt));
 }
 

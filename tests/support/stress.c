@@ -370,7 +370,8 @@ typedef struct chaos {
   long ran_trigger; /* shutdown: resolve `triggered` when this many tasks have run */
   weft_future_t *triggered;
   int steps;
-  bool forever; /* shutdown: actors never end by themselves */
+  bool forever; /* shutdown: actors never end by themselves; destroy cancels and unwinds them */
+  bool cancels; /* cancel: actors cancel children, await with cancelling deadlines, use groups */
   atomic_int stopping;
   struct actor *actors; /* one per ledger entry: discarded tasks leave nothing to free */
 } chaos_t;
@@ -402,9 +403,11 @@ static void chaos_finish_one(chaos_t *chaos) {
 
 /* Spawns a child actor (detached if handle is NULL). Returns the spawn's error: during
  * shutdown WEFT_ESHUTDOWN is the only allowed one. */
-static int spawn_actor(chaos_t *chaos, weft_task_t **handle, uint64_t seed, int depth) {
+static int spawn_actor_id(chaos_t *chaos, weft_task_t **handle, uint64_t seed, int depth,
+                          long *id_out) {
   const stress_config_t *cfg = chaos->cfg;
   long id = atomic_fetch_add_explicit(&chaos->next_id, 1, memory_order_relaxed);
+  if (id_out) *id_out = id;
   if (id >= chaos->ledger.n) return WEFT_EAGAIN; /* ledger full: the caller carries on */
   actor_t *a = &chaos->actors[id];
   *a = (actor_t){chaos, seed, depth, id};
@@ -417,14 +420,88 @@ static int spawn_actor(chaos_t *chaos, weft_task_t **handle, uint64_t seed, int 
   return err;
 }
 
-static void actor_step(chaos_t *chaos, actor_t *self, uint64_t *rs) {
+/* WEFT_ECANCELED is allowed where something cancels: a shutdown, or the cancel scenario. */
+#define CHECK_STEP(expr)                                                                     \
+  do {                                                                                       \
+    int step_err_ = (expr);                                                                  \
+    CHECK(step_err_ == 0 || (step_err_ == WEFT_ECANCELED && (chaos->forever || chaos->cancels)), \
+          "%s: %s", #expr, weft_err_name(step_err_));                                        \
+    if (step_err_) return step_err_;                                                         \
+  } while (0)
+
+static int spawn_into_group(chaos_t *chaos, weft_group_t *g, uint64_t seed, int depth,
+                            long *id_out);
+
+static int spawn_actor(chaos_t *chaos, weft_task_t **handle, uint64_t seed, int depth) {
+  return spawn_actor_id(chaos, handle, seed, depth, NULL);
+}
+
+/* An actor cancelled before it started never runs, so never counts itself finished: whoever
+ * saw it end does, for the outstanding count to reach zero. */
+static void finish_if_never_ran(chaos_t *chaos, long id) {
+  if (id < chaos->ledger.n && !atomic_load_explicit(&chaos->ledger.ran[id], memory_order_relaxed))
+    chaos_finish_one(chaos);
+}
+
+/* Awaits (and releases) a child actor, in one of the ways the scenario allows. */
+static int await_child(chaos_t *chaos, weft_task_t *child, long id, uint64_t *rs) {
   const stress_config_t *cfg = chaos->cfg;
-  switch (below(rs, 6)) {
+  int err = 0;
+  if (chaos->cancels && below(rs, 4) == 0) weft_cancel(child);
+  if (below(rs, 2)) {
+    err = chaos->cancels && below(rs, 2) ? weft_await_for(child, below(rs, 200000), NULL)
+                                         : weft_await_timeout(child, below(rs, 200000), NULL);
+    CHECK(err == 0 || err == WEFT_ETIMEDOUT ||
+              (err == WEFT_ECANCELED && (chaos->forever || chaos->cancels)),
+          "await with a deadline: %s", weft_err_name(err));
+  }
+  void *r;
+  err = weft_await(child, &r);
+  CHECK(err == 0 || (err == WEFT_ECANCELED && (chaos->forever || chaos->cancels)),
+        "await: %s", weft_err_name(err));
+  if (!err) {
+    void *again; /* awaiting a finished task again: the same result at once */
+    CHECK_OK(weft_await(child, &again));
+    CHECK(again == r, "a second await returned another result");
+  }
+  if (!weft_task_done(child)) { /* we were cancelled mid-await: it must end before we go */
+    weft_cancel(child);
+    CHECK_OK(weft_shield_begin());
+    weft_await(child, NULL);
+    weft_shield_end();
+  }
+  weft_task_release(child);
+  finish_if_never_ran(chaos, id);
+  return weft_cancelling() ? WEFT_ECANCELED : 0;
+}
+
+static int spawn_into_group(chaos_t *chaos, weft_group_t *g, uint64_t seed, int depth,
+                            long *id_out) {
+  const stress_config_t *cfg = chaos->cfg;
+  long id = atomic_fetch_add_explicit(&chaos->next_id, 1, memory_order_relaxed);
+  *id_out = -1;
+  if (id >= chaos->ledger.n) return WEFT_EAGAIN;
+  actor_t *a = &chaos->actors[id];
+  *a = (actor_t){chaos, seed, depth, id};
+  atomic_fetch_add_explicit(&chaos->outstanding, 1, memory_order_relaxed); /* before it can end */
+  int err = weft_group_spawn(g, actor, a);
+  if (!err) *id_out = id;
+  if (err) { /* a cancelled group, or a shutdown */
+    CHECK(err == WEFT_ECANCELED || (err == WEFT_ESHUTDOWN && chaos->forever), "group spawn: %s",
+          weft_err_name(err));
+    atomic_fetch_sub_explicit(&chaos->outstanding, 1, memory_order_relaxed);
+  }
+  return err;
+}
+
+static int actor_step(chaos_t *chaos, actor_t *self, uint64_t *rs) {
+  const stress_config_t *cfg = chaos->cfg;
+  switch (below(rs, chaos->cancels ? 7 : 6)) {
   case 0:
-    CHECK_OK(weft_yield());
+    CHECK_STEP(weft_yield());
     break;
   case 1:
-    CHECK_OK(weft_sleep_ns(below(rs, 300000)));
+    CHECK_STEP(weft_sleep_ns(below(rs, 300000)));
     break;
   case 2:
     if (self->depth < 3) spawn_actor(chaos, NULL, rnd(rs), self->depth + 1); /* detached */
@@ -432,23 +509,29 @@ static void actor_step(chaos_t *chaos, actor_t *self, uint64_t *rs) {
   case 3:
   case 4: {
     weft_task_t *child;
-    if (self->depth >= 3 || spawn_actor(chaos, &child, rnd(rs), self->depth + 1)) break;
-    if (below(rs, 2)) {
-      int err = weft_await_timeout(child, below(rs, 200000), NULL);
-      CHECK(err == 0 || err == WEFT_ETIMEDOUT, "await_timeout: %s", weft_err_name(err));
-    }
-    void *r;
-    CHECK_OK(weft_await(child, &r));
-    void *again; /* awaiting a finished task again: the same result at once */
-    CHECK_OK(weft_await(child, &again));
-    CHECK(again == r, "a second await returned another result");
-    weft_task_release(child);
-    break;
+    long id;
+    if (self->depth >= 3 || spawn_actor_id(chaos, &child, rnd(rs), self->depth + 1, &id)) break;
+    return await_child(chaos, child, id, rs);
+  }
+  case 6: { /* a group of two children; sometimes cancelled from here */
+    if (self->depth >= 3) break;
+    weft_group_t *g;
+    CHECK_OK(weft_group_create(&g, NULL));
+    long ids[2];
+    for (int k = 0; k < 2; k++) spawn_into_group(chaos, g, rnd(rs), self->depth + 1, &ids[k]);
+    if (below(rs, 4) == 0) weft_group_cancel(g);
+    int err = weft_group_wait(g);
+    CHECK(err == 0 || err == WEFT_ECANCELED, "group wait: %s", weft_err_name(err));
+    weft_group_destroy(g); /* every child has ended now */
+    for (int k = 0; k < 2; k++)
+      if (ids[k] >= 0) finish_if_never_ran(chaos, ids[k]);
+    return weft_cancelling() ? WEFT_ECANCELED : 0;
   }
   default:
-    CHECK_OK(weft_sleep_ns(0));
+    CHECK_STEP(weft_sleep_ns(0));
     break;
   }
+  return 0;
 }
 
 static void *actor(void *arg) {
@@ -461,7 +544,8 @@ static void *actor(void *arg) {
   int steps = self->depth == 0 ? chaos->steps : (int)below(&rs, 8);
   /* Shutdown: the top-level actors never end; their descendants do (live tasks stay bounded). */
   bool forever = chaos->forever && self->depth == 0;
-  for (int s = 0; forever || s < steps; s++) actor_step(chaos, self, &rs);
+  for (int s = 0; forever || s < steps; s++)
+    if (actor_step(chaos, self, &rs)) break; /* cancelled: unwind */
   void *result = (void *)(intptr_t)self->id;
   chaos_finish_one(chaos);
   return result;
@@ -484,10 +568,16 @@ static void *chaos_root(void *arg) {
   int started = 0;
   for (int k = 0; k < root->actors; k++)
     if (spawn_actor(chaos, &t[started], rnd(&rs), 0) == 0) started++;
-  CHECK_OK(weft_gather(t, (size_t)started, NULL));
+  bool cancellable = chaos->forever || chaos->cancels;
+  int err = weft_gather(t, (size_t)started, NULL);
+  CHECK(err == 0 || (err == WEFT_ECANCELED && cancellable), "gather: %s", weft_err_name(err));
+  if (err && chaos->forever) /* the shutdown cancelled us: the actors unwind on their own */
+    for (int k = 0; k < started; k++) weft_cancel(t[k]);
   for (int k = 0; k < started; k++) weft_task_release(t[k]);
   chaos_finish_one(chaos); /* the root's own count */
-  CHECK_OK(weft_future_await(chaos->all_done, NULL));
+  err = weft_future_await(chaos->all_done, NULL); /* a shutdown's cancel unwinds this wait */
+  CHECK(err == 0 || (err == WEFT_ECANCELED && chaos->forever), "await all_done: %s",
+        weft_err_name(err));
   return NULL;
 }
 
@@ -519,6 +609,33 @@ uint64_t stress_chaos(const stress_config_t *cfg) {
   long spawned = atomic_load(&chaos->next_id);
   if (spawned > chaos->ledger.n) spawned = chaos->ledger.n;
   long bad = ledger_first_bad(&chaos->ledger, spawned, false);
+  CHECK(bad < 0, "actor %ld ran %d times", bad, bad < 0 ? 0 : (int)chaos->ledger.ran[bad]);
+  chaos_free(chaos);
+  free(root.handles);
+  return (uint64_t)atomic_load(&chaos->ran);
+}
+
+/* ---- 3b. Cancellation: random cancels, cancelling deadlines, groups ----------------------- */
+
+uint64_t stress_cancel(const stress_config_t *cfg) {
+  chaos_t c, *chaos = &c;
+  chaos_init(chaos, "cancel", cfg, SIZE(400000, 40000, cfg->scale) + 64);
+  chaos->steps = 24;
+  chaos->cancels = true;
+  int actors = (int)SIZE_LIVE(2000, 200, cfg->scale) + 1;
+  chaos_root_t root = {chaos, actors, calloc((size_t)actors, sizeof(weft_task_t *))};
+  chaos->rt = make_runtime(SCENARIO, cfg);
+  weft_task_t *t;
+  CHECK_OK(weft_runtime_spawn(chaos->rt, &t, chaos_root, &root));
+  CHECK_OK(weft_join(t, NULL));
+  weft_stats_t st = WEFT_STATS_INIT;
+  CHECK_OK(weft_runtime_shutdown(chaos->rt, UINT64_MAX)); /* everything already ended */
+  CHECK_OK(weft_runtime_stats(chaos->rt, &st));
+  CHECK(st.tasks_abandoned == 0, "%llu tasks abandoned", (unsigned long long)st.tasks_abandoned);
+  CHECK_OK(weft_runtime_destroy(chaos->rt));
+  long spawned = atomic_load(&chaos->next_id);
+  if (spawned > chaos->ledger.n) spawned = chaos->ledger.n;
+  long bad = ledger_first_bad(&chaos->ledger, spawned, true); /* cancelled before start: 0 runs */
   CHECK(bad < 0, "actor %ld ran %d times", bad, bad < 0 ? 0 : (int)chaos->ledger.ran[bad]);
   chaos_free(chaos);
   free(root.handles);
@@ -572,9 +689,8 @@ uint64_t stress_shutdown_mid_flight(const stress_config_t *cfg) {
   CHECK_OK(weft_future_await(chaos->triggered, NULL)); /* mid-flight: a random number has run */
   atomic_store_explicit(&chaos->stopping, 1, memory_order_release);
   for (int k = 0; k < SPAWNERS; k++) pthread_join(sp[k].thread, NULL); /* rt must outlive them */
-  /* Futures that discarded tasks might still await must be resolved before the runtime goes
-   * (their waiter nodes live on the discarded stacks). */
-  weft_future_resolve(chaos->all_done, NULL);
+  /* No future is resolved first: destroy cancels every task, the ones blocked on all_done
+   * included, and they unwind; none is left to discard. */
   CHECK_OK(weft_runtime_destroy(chaos->rt));
   long spawned = atomic_load(&chaos->next_id);
   if (spawned > chaos->ledger.n) spawned = chaos->ledger.n;
@@ -590,6 +706,7 @@ const stress_scenario_t stress_scenarios[] = {
     {"foreign_flood", stress_foreign_flood},
     {"gather_trees", stress_gather_trees},
     {"chaos", stress_chaos},
+    {"cancel", stress_cancel},
     {"shutdown_mid_flight", stress_shutdown_mid_flight},
 };
 const int stress_scenario_count = sizeof stress_scenarios / sizeof *stress_scenarios;

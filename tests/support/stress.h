@@ -33,6 +33,7 @@ uint64_t stress_gather_trees(const stress_config_t *cfg);
 /* Actors that sleep, yield, spawn (awaited and detached) and await with deadlines at random. */
 uint64_t stress_chaos(const stress_config_t *cfg);
 /* The chaos of the above plus foreign spawners, destroyed at a random point mid-flight. */
+uint64_t stress_cancel(const stress_config_t *cfg);
 uint64_t stress_shutdown_mid_flight(const stress_config_t *cfg);
 
 extern const stress_scenario_t stress_scenarios[];
