@@ -108,6 +108,10 @@ typedef struct weft_options {
    * -fstack-clash-protection (which probes every page of a large frame): such code is only
    * protected by the guard's size. Values above WEFT_STACK_MAX fail with WEFT_ERANGE. */
   size_t guard_size;
+  /* Diagnostics, in WEFT_TRACE's syntax (see weft_runtime_dump and docs/api.md); NULL: the
+   * WEFT_TRACE environment variable, if set. A malformed spec makes weft_runtime_create fail
+   * with WEFT_EINVAL. */
+  const char *trace;
 } weft_options_t;
 
 #define WEFT_STACK_DEFAULT ((size_t)64 * 1024)
@@ -117,7 +121,7 @@ typedef struct weft_options {
  * map entry; with the mprotect fallback one range either way (see lib/stack.c). */
 #define WEFT_GUARD_DEFAULT ((size_t)64 * 1024)
 #define WEFT_WORKERS_MAX 1024
-#define WEFT_OPTIONS_INIT {sizeof(weft_options_t), 0, 0, 0}
+#define WEFT_OPTIONS_INIT {sizeof(weft_options_t), 0, 0, 0, NULL}
 
 WEFT_EXTERN int weft_runtime_create(weft_runtime_t **rt, const weft_options_t *options);
 /* Stops the workers and frees everything (see the ownership notes above). Must not be called
@@ -144,6 +148,66 @@ typedef struct weft_stats {
 } weft_stats_t;
 #define WEFT_STATS_INIT {sizeof(weft_stats_t), 0, 0, 0, 0, 0, 0}
 WEFT_EXTERN int weft_runtime_stats(weft_runtime_t *rt, weft_stats_t *stats);
+
+/* ---- Diagnostics -------------------------------------------------------------------------- */
+
+/* One snapshot of a runtime's metrics, for one worker or summed over all. Counters only grow;
+ * depths are what was seen during the call. Workers keep running while it is read, so fields
+ * are each exact but not taken at one instant. Always on (the counters are per worker, written
+ * by their owner without locked instructions). Start from WEFT_METRICS_INIT. More fields may
+ * be added at any time (at the end). */
+typedef struct weft_metrics {
+  size_t metrics_size; /* sizeof(weft_metrics_t) as the caller compiled it */
+  int worker;          /* the worker asked for, or WEFT_METRICS_ALL */
+  int workers;         /* the runtime's worker count */
+  uint64_t uptime_ns;  /* since weft_runtime_create */
+  /* Monotonic counters (per worker; summed for WEFT_METRICS_ALL). */
+  uint64_t tasks_run;      /* tasks that began running, on their own stack or inline */
+  uint64_t tasks_spawned;  /* the sum also counts spawns from threads that are not workers */
+  uint64_t tasks_stolen;   /* entries taken from another worker's queues */
+  uint64_t steal_attempts; /* victims probed */
+  uint64_t tasks_inlined;  /* awaited before starting: ran as plain calls (also in tasks_run) */
+  uint64_t tasks_unrun;    /* ended unrun for want of a stack (see weft_stats_t) */
+  uint64_t parks;          /* times a worker went to sleep */
+  uint64_t unparks;        /* times another thread woke a sleeping worker */
+  uint64_t timers_fired;   /* timer callbacks run (sleeps ending, deadlines passing) */
+  uint64_t injected_taken; /* entries taken from the queue of spawns and wakes from outside */
+  uint64_t yields;         /* weft_yield calls that suspended */
+  uint64_t busy_ns;        /* uptime not parked (running tasks, or looking for them) */
+  uint64_t idle_ns;        /* time parked */
+  /* Depths now. deque/yield: the worker's (summed for WEFT_METRICS_ALL); the rest are the
+   * runtime's, the same in every view. */
+  uint64_t deque_depth;   /* spawned and woken tasks waiting in the worker's deque */
+  uint64_t yield_depth;   /* yielded (and injected-batch) tasks in its yield queue */
+  uint64_t inject_depth;  /* spawns and wakes from outside not yet taken */
+  uint64_t timers_armed;  /* sleeps and deadlines pending */
+  uint64_t tasks_live;    /* spawned and not yet ended */
+  uint64_t stacks_mapped; /* task stacks mapped */
+  uint64_t stacks_cached; /* of those, not held by a task now */
+} weft_metrics_t;
+#define WEFT_METRICS_ALL (-1)
+#define WEFT_METRICS_INIT {sizeof(weft_metrics_t), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+/* worker: 0 .. weft_runtime_workers(rt) - 1, or WEFT_METRICS_ALL. WEFT_EINVAL for a NULL rt or
+ * metrics, a metrics_size too small for its first field, or a worker out of range. Safe from
+ * any thread, including the runtime's own tasks. */
+WEFT_EXTERN int weft_runtime_metrics(weft_runtime_t *rt, int worker, weft_metrics_t *metrics);
+
+/* Writes one line per live task to fd (2 for stderr): id, name, state (queued; running on
+ * worker N; sleeping until +T; awaiting task N; awaiting a future; in gather of K; done, the
+ * handle not yet released) and age. The wait reason is the one recorded where the task last
+ * suspended. Tasks keep running while the dump is taken: each line is one task's state at
+ * one moment, not all at the same moment. Safe from any thread; not from a signal handler
+ * (WEFT_TRACE=dump:SIG makes weft's monitor thread dump on a signal for you).
+ *
+ * WEFT_TRACE (or weft_options_t.trace): comma-separated, each item turning one tool on:
+ *   schedtrace:MS   one line on stderr every MS milliseconds summarising the runtime
+ *                   (Go's schedtrace, adapted; fields in docs/api.md)
+ *   dump:SIG        a task dump on stderr when the process gets SIG (USR1, USR2, or a
+ *                   number); the handler only counts, the monitor thread dumps
+ *   watchdog:MS     names on stderr a task that holds its worker more than MS milliseconds
+ *                   without suspending (a blocking call in a task), once per such slice
+ * Any of them starts one monitor thread per runtime; without WEFT_TRACE nothing runs. */
+WEFT_EXTERN int weft_runtime_dump(weft_runtime_t *rt, int fd);
 
 /* ---- Tasks -------------------------------------------------------------------------------- */
 

@@ -103,7 +103,9 @@ void weft__timer_destroy(struct weft__timer *timer);
 bool weft__timer_arm(struct weft__timer *timer, weft__timer_entry_t *e);
 bool weft__timer_cancel(struct weft__timer *timer, weft__timer_entry_t *e);
 /* Fire what is due (at most a batch); returns the next deadline or UINT64_MAX. */
-uint64_t weft__timer_poll(struct weft__timer *timer, uint64_t now_ns);
+/* *fired (if not NULL) is increased by the number of callbacks run. */
+uint64_t weft__timer_poll(struct weft__timer *timer, uint64_t now_ns, _Atomic uint64_t *fired);
+uint64_t weft__timer_armed(struct weft__timer *timer); /* entries armed now */
 uint64_t weft__timer_next_deadline(struct weft__timer *timer);
 bool weft__timer_pending(struct weft__timer *timer);
 
@@ -159,14 +161,77 @@ struct weft_task {
   void *arg;
   struct weft_runtime *rt;
   int error; /* WEFT_ENOMEM if it could not be started */
+  /* Diagnostics (lib/trace.c): WEFT__TS_* state | the worker it runs on << 8. Written by
+   * whoever runs or suspends the task (relaxed: the scheduler's hand-offs already order these
+   * writes), read by a dump from any thread (relaxed: a racy snapshot, said so in its output). */
+  _Atomic uint32_t diag_state;
   weft__stack_t *runs_on; /* the stack whose top holds this task's frames */
   struct weft_task *next; /* free list, inject queue (a task is in at most one queue) */
-  const char *name;
-  uint64_t id;
+  /* Atomic (relaxed where written) only because a dump reads them from another thread. */
+  _Atomic(const char *) name;
+  _Atomic uint64_t id;
   /* The task's timer (sleep, await with a deadline), and its wait record: while it is
    * suspended on a join, fire is a join-wait marker (or the timed callback) and ctx the join. */
   weft__timer_entry_t timer;
+  /* Diagnostics, the third cache line (the struct grew from 128 to 192 bytes: see
+   * bench/README.md for what that cost). Why the task last suspended (WEFT__WAIT_*) and its
+   * detail, recorded at the suspension point (Go's gopark reason); and when it was spawned. */
+  _Atomic uint32_t wait_reason;
+  _Atomic uint64_t wait_detail; /* awaited task's id, gather size, sleep deadline, future */
+  _Atomic uint64_t born_ns;     /* CLOCK_MONOTONIC_COARSE at spawn (a dump's "age") */
 } __attribute__((aligned(64)));
+
+/* A task's state for dumps (diag_state's low byte). A task woken but not yet resumed still
+ * shows WAITING with its last reason: the wake paths are left alone (no store on them). */
+enum { WEFT__TS_QUEUED = 1, WEFT__TS_RUNNING = 2, WEFT__TS_WAITING = 3 };
+
+/* Why a task waits: recorded by the suspending call with weft__wait_reason(), one line per
+ * suspension point. CHANNEL, LOCK, FD and CANCELLED are for the primitives other issues add;
+ * lib/trace.c has each one's text. */
+typedef enum {
+  WEFT__WAIT_NONE = 0,
+  WEFT__WAIT_TASK,      /* detail: the awaited task's id */
+  WEFT__WAIT_FUTURE,    /* detail: the future's address */
+  WEFT__WAIT_GATHER,    /* detail: how many tasks the gather waits for */
+  WEFT__WAIT_SLEEP,     /* detail: the deadline (weft_now_ns) */
+  WEFT__WAIT_CHANNEL,   /* detail: the channel's address */
+  WEFT__WAIT_LOCK,      /* detail: the lock's address */
+  WEFT__WAIT_FD,        /* detail: the file descriptor */
+  WEFT__WAIT_CANCELLED, /* detail: unused (a cancelled task waiting for its children) */
+  WEFT__WAIT_KINDS
+} weft__wait_t;
+
+/* Records why `self` is about to wait (nothing for a plain thread: self NULL). Relaxed: the
+ * dump that reads it is a racy snapshot; the task's own later stores come after in program
+ * order. The state becomes WAITING in weft__suspend, only if the task really suspends. */
+static inline void weft__wait_reason(struct weft_task *self, weft__wait_t reason, uint64_t detail) {
+  if (!self) return;
+  atomic_store_explicit(&self->wait_detail, detail, memory_order_relaxed);
+  atomic_store_explicit(&self->wait_reason, (uint32_t)reason, memory_order_relaxed);
+}
+
+/* Spawn's part (relaxed stores: the spawn edge publishes them to the task's workers; a dump
+ * reads them racily). */
+static inline void weft__task_born(struct weft_task *t, uint64_t id) {
+  atomic_store_explicit(&t->id, id, memory_order_relaxed);
+  atomic_store_explicit(&t->name, NULL, memory_order_relaxed);
+  atomic_store_explicit(&t->diag_state, WEFT__TS_QUEUED, memory_order_relaxed);
+  atomic_store_explicit(&t->wait_reason, WEFT__WAIT_NONE, memory_order_relaxed);
+  atomic_store_explicit(&t->born_ns, weft__coarse_now_ns(), memory_order_relaxed);
+}
+
+static inline void weft__task_state(struct weft_task *t, uint32_t state, int worker) {
+  /* relaxed: see diag_state */
+  atomic_store_explicit(&t->diag_state, state | (uint32_t)worker << 8, memory_order_relaxed);
+}
+
+/* An awaiter runs t inline on its own stack: t runs, and the awaiter waits for it (if t
+ * suspends, the dump shows both: t with its reason, the awaiter awaiting t). */
+static inline void weft__inline_begin(struct weft_task *awaiter, struct weft_task *t, int worker) {
+  weft__wait_reason(awaiter, WEFT__WAIT_TASK, atomic_load_explicit(&t->id, memory_order_relaxed));
+  weft__task_state(awaiter, WEFT__TS_WAITING, worker);
+  weft__task_state(t, WEFT__TS_RUNNING, worker);
+}
 
 /* lib/task.c: starts a task from the scheduler loop on a stack from the worker's cache. */
 void weft__task_start(struct weft__worker *w, struct weft_task *t);
@@ -240,6 +305,16 @@ typedef struct weft__worker {
   pthread_t thread;
   /* Statistics: owner writes, readers tolerate tearing-free relaxed reads. */
   _Atomic uint64_t n_spawned, n_inlined, n_stolen, n_parks, n_unrun;
+  /* Metrics (lib/metrics.c), owner-written the same way: start entries taken (unrun ones
+   * included), tasks that ended on their own stack, victims probed, futex sleeps that a
+   * waker ended, timer callbacks fired, injected entries taken, yields, nanoseconds parked. */
+  _Atomic uint64_t n_started, n_finished, n_steal_tries, n_unparks, n_fired, n_injected,
+      n_yields, idle_ns;
+  /* The task this worker runs (NULL in its scheduler loop) and how many slices it has begun:
+   * the watchdog's view (lib/trace.c). */
+  _Atomic(struct weft_task *) running;
+  _Atomic uint64_t slices;
+  uint64_t start_ns; /* written before the thread starts */
 } weft__worker_t;
 
 /* Owner-written statistic: a plain increment made of relaxed atomics, so weft_runtime_stats
@@ -296,9 +371,21 @@ struct weft_runtime {
   uint64_t task_seen_at;       /* ... and since when (weft_now_ns): a pass waits for quiet */
   _Atomic uint64_t foreign_spawns; /* spawns from threads that are not workers */
   _Atomic uint64_t next_task_id;   /* the next block of ids: 1 at creation */
+  uint64_t created_ns;
+  struct weft__trace *trace; /* the monitor thread, NULL when no tracing is on (lib/trace.c) */
 };
 
 
+
+/* ---- Diagnostics (lib/metrics.c, lib/trace.c) ------------------------------------------------ */
+
+/* Parses WEFT_TRACE (or the option) and starts the monitor thread if anything asks for it. */
+int weft__trace_start(struct weft_runtime *rt, const char *spec);
+/* Stops and joins the monitor: first thing in destroy, before the workers stop. */
+void weft__trace_stop(struct weft_runtime *rt);
+/* lib/task.c: calls fn(t, ctx) for every descriptor not on a free list, under task_lock. */
+void weft__tasks_visit(struct weft_runtime *rt, void (*fn)(struct weft_task *t, void *ctx),
+                       void *ctx);
 
 /* ---- Overflow reports (lib/overflow.c) ------------------------------------------------------ */
 

@@ -222,11 +222,13 @@ static void run_inline(weft__worker_t *w, struct weft_task *t) {
   struct weft_task *awaiter = w->current;
   t->runs_on = awaiter->runs_on;
   w->current = t;
+  weft__inline_begin(awaiter, t, w->index);
   weft__stat_bump(&w->n_inlined);
   weft__tsan_acquire(&t->fn); /* the spawn edge (pairs with spawn()); same fiber, kept for form */
   void *result = t->fn(t->arg);
   w = weft__worker_self(); /* t may have suspended and resumed elsewhere */
   w->current = awaiter;
+  weft__task_state(awaiter, WEFT__TS_RUNNING, w->index);
   weft__task_complete(t, result);
 }
 
@@ -282,6 +284,7 @@ static int await_task(weft_task_t *t, void **result, const char *what) {
   struct weft_task *self = weft__awaiting_task(w, what);
   if (self == t) weft__die("weft: a task awaited itself, which can never finish.");
   if (self && try_inline(t)) goto done;
+  weft__wait_reason(self, WEFT__WAIT_TASK, t->id);
   weft__await_word(self, &t->word);
 done:
   weft__tsan_acquire(&t->word); /* the completion edge (weft__task_complete) */
@@ -311,6 +314,7 @@ int weft_await_until(weft_task_t *t, uint64_t deadline_ns, void **result) {
     struct weft_task *self = weft__awaiting_task(w, "weft_await_until");
     if (self == t) weft__die("weft: a task awaited itself, which can never finish.");
     /* No inline run here: a deadline means the caller wants the task run beside it. */
+    weft__wait_reason(self, WEFT__WAIT_TASK, t->id);
     err = weft__await_word_until(w, self, &t->word, deadline_ns);
   }
   if (!err) weft__tsan_acquire(&t->word); /* the completion edge (weft__task_complete) */
@@ -373,6 +377,7 @@ int weft_gather(weft_task_t *const *tasks, size_t n, void **results) {
     for (size_t i = n; i-- > 0;)
       if (!task_is_done(tasks[i])) try_inline(tasks[i]);
   weft__waiter_t nodes[GATHER_ON_STACK];
+  weft__wait_reason(self, WEFT__WAIT_GATHER, n);
   for (size_t i = 0; i < n; i += GATHER_ON_STACK)
     wait_all(self, tasks + i, n - i < GATHER_ON_STACK ? n - i : GATHER_ON_STACK, nodes);
   if (weft__san_hooks() & WEFT__SAN_TSAN) /* the completion edges (weft__task_complete) */

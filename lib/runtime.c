@@ -163,6 +163,7 @@ static int worker_init(struct weft_runtime *rt, weft__worker_t *w, int index) {
   memset(w, 0, sizeof *w);
   w->rt = rt;
   w->index = index;
+  w->start_ns = weft_now_ns();
   w->rng = 0x9e3779b9u ^ (uint32_t)(index * 2654435761u);
   if (!w->rng) w->rng = 1;
   atomic_init(&w->park_word, 0);
@@ -218,6 +219,7 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
   if (!rt) return WEFT_ENOMEM;
   memset(rt, 0, sizeof *rt);
   rt->nworkers = nworkers;
+  rt->created_ns = weft_now_ns();
   atomic_init(&rt->next_task_id, 1);
   pthread_mutex_init(&rt->idle_lock, NULL);
   pthread_mutex_init(&rt->inject_lock, NULL);
@@ -243,6 +245,14 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
       return WEFT_EAGAIN;
     }
   }
+  /* The monitor reads the workers: started after them, stopped before them. */
+  const char *trace = OPTION(opts, trace, NULL);
+  if (!trace) trace = getenv("WEFT_TRACE");
+  if ((err = weft__trace_start(rt, trace)) != 0) {
+    stop_workers(rt, started);
+    runtime_free(rt, inited);
+    return err;
+  }
   *out = rt;
   return 0;
 }
@@ -253,6 +263,7 @@ int weft_runtime_destroy(weft_runtime_t *rt) {
   if (w && w->rt == rt)
     weft__die("weft: weft_runtime_destroy was called from one of the runtime's own tasks, "
               "which would wait for itself.");
+  weft__trace_stop(rt);
   stop_workers(rt, rt->nworkers);
   /* A thread that made one of our tasks runnable may still be inside inject_push (waking a
    * worker); it leaves the lock before we may free what it touches. */

@@ -27,6 +27,7 @@ int weft_sleep_until(uint64_t deadline_ns) {
   }
   if (deadline_ns <= weft_now_ns()) return weft_yield();
   self->timer.deadline_ns = deadline_ns;
+  weft__wait_reason(self, WEFT__WAIT_SLEEP, deadline_ns);
   self->timer.fire = sleep_fire;
   self->timer.ctx = self;
   weft__suspend(w, WEFT__AFTER_TIMER, &self->timer);

@@ -372,6 +372,18 @@ void weft__tasks_discard(struct weft_runtime *rt) {
   }
 }
 
+/* For dumps (lib/trace.c): every descriptor whose word is not the free mark. A descriptor may
+ * be freed or reused while fn reads it: fn reads only atomics, and says the view is racy. */
+void weft__tasks_visit(struct weft_runtime *rt, void (*fn)(struct weft_task *t, void *ctx),
+                       void *ctx) {
+  pthread_mutex_lock(&rt->task_lock);
+  task_store_t *st = rt->task_store;
+  for (task_slab_t *slab = st ? st->slabs : NULL; slab; slab = slab->next)
+    for (size_t i = 0; i < TASK_SLAB; i++)
+      if (!task_is_free(&slab->tasks[i])) fn(&slab->tasks[i], ctx);
+  pthread_mutex_unlock(&rt->task_lock);
+}
+
 /* ---- Starting ---------------------------------------------------------------------------- */
 
 /* Entry of a task started on its own stack. */
@@ -450,9 +462,8 @@ static int spawn(struct weft_runtime *rt, weft__worker_t *w, weft_task_t **out, 
   t->rt = rt;
   t->error = 0;
   t->runs_on = NULL;
-  t->name = NULL;
   t->timer.fire = NULL; /* no wait record */
-  t->id = next_task_id(rt, w);
+  weft__task_born(t, next_task_id(rt, w));
   if (w)
     weft__stat_bump(&w->n_spawned);
   else /* relaxed: a statistic */
@@ -500,7 +511,7 @@ weft_task_t *weft_current(void) {
 
 void weft_task_set_name(weft_task_t *t, const char *name) {
   check_handle(t, "weft_task_set_name");
-  t->name = name;
+  atomic_store_explicit(&t->name, name, memory_order_relaxed); /* relaxed: names order nothing */
 }
 
 const char *weft_task_name(const weft_task_t *t) {

@@ -231,7 +231,7 @@ bool weft__timer_cancel(struct weft__timer *t, weft__timer_entry_t *e) {
   return won;
 }
 
-uint64_t weft__timer_poll(struct weft__timer *t, uint64_t now_ns) {
+uint64_t weft__timer_poll(struct weft__timer *t, uint64_t now_ns, _Atomic uint64_t *fired) {
   /* relaxed: a hint; a stale value only delays the poll to the next check */
   uint64_t hint = atomic_load_explicit(&t->next_ns, memory_order_relaxed);
   if (hint > now_ns) return hint;
@@ -249,7 +249,17 @@ uint64_t weft__timer_poll(struct weft__timer *t, uint64_t now_ns) {
   uint64_t next = publish_next(t);
   pthread_mutex_unlock(&t->lock);
   for (int i = 0; i < n; i++) fire_now(batch[i]);
+  if (fired && n) /* relaxed load + store: the caller's own counter (weft__stat_bump's rule) */
+    atomic_store_explicit(fired, atomic_load_explicit(fired, memory_order_relaxed) + (uint64_t)n,
+                          memory_order_relaxed);
   return next;
+}
+
+uint64_t weft__timer_armed(struct weft__timer *t) {
+  pthread_mutex_lock(&t->lock);
+  long n = t->count;
+  pthread_mutex_unlock(&t->lock);
+  return (uint64_t)n;
 }
 
 uint64_t weft__timer_next_deadline(struct weft__timer *t) {

@@ -184,6 +184,7 @@ static uintptr_t steal_one(weft__worker_t *w) {
   for (int i = 0; i < STEAL_TRIES; i++) {
     weft__worker_t *victim = &rt->workers[next_random(w) % (uint32_t)n];
     if (victim == w) continue;
+    weft__stat_bump(&w->n_steal_tries);
     uintptr_t e = weft__deque_steal(&victim->deque);
     if (e == WEFT__DEQUE_ABORT) e = 0; /* lost a race: someone is busy there, try elsewhere */
     if (!e) {
@@ -209,6 +210,10 @@ static uintptr_t take_own_yielded(weft__worker_t *w) {
 static uintptr_t take_injected(weft__worker_t *w) {
   uintptr_t batch[INJECT_BATCH];
   int n = inject_pop_batch(w->rt, batch);
+  if (n) /* relaxed load + store: owner-written, as weft__stat_bump */
+    atomic_store_explicit(&w->n_injected,
+                          atomic_load_explicit(&w->n_injected, memory_order_relaxed) + (uint64_t)n,
+                          memory_order_relaxed);
   for (int i = 1; i < n; i++) push_local(w, &w->yieldq, batch[i]);
   return n ? batch[0] : 0;
 }
@@ -216,7 +221,7 @@ static uintptr_t take_injected(weft__worker_t *w) {
 static uintptr_t local_work(weft__worker_t *w) {
   uintptr_t e;
   if (WEFT__UNLIKELY(++w->tick % FAIRNESS_TICKS == 0)) {
-    weft__timer_poll(w->rt->timer, weft_now_ns()); /* busy workers fire timers too */
+    weft__timer_poll(w->rt->timer, weft_now_ns(), &w->n_fired); /* busy workers fire timers too */
     if ((e = take_injected(w)) || (e = take_own_yielded(w))) return e;
   }
   if ((e = weft__deque_take(&w->deque))) return e;
@@ -287,6 +292,7 @@ static void park(weft__worker_t *w, bool *spinning) {
   if (!any_work_visible(rt) && !atomic_load_explicit(&rt->stopping, memory_order_seq_cst) &&
       deadline > weft_now_ns()) {
     weft__stat_bump(&w->n_parks);
+    uint64_t parked_at = weft_now_ns(); /* two clock reads per park: parks are ~84 µs anyway */
     /* acquire: pairs with the waker's release store */
     while (atomic_load_explicit(&w->park_word, memory_order_acquire) == 0 &&
            !atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
@@ -295,6 +301,11 @@ static void park(weft__worker_t *w, bool *spinning) {
       deadline = weft__timer_next_deadline(rt->timer);
       if (scavenge_at < deadline) deadline = scavenge_at;
     }
+    /* relaxed load + store: owner-written, as weft__stat_bump */
+    atomic_store_explicit(&w->idle_ns,
+                          atomic_load_explicit(&w->idle_ns, memory_order_relaxed) +
+                              (weft_now_ns() - parked_at),
+                          memory_order_relaxed);
   }
   if (idle_unlist(w)) {
     *spinning = true; /* we left on our own: count ourselves as a spinner again */
@@ -304,6 +315,7 @@ static void park(weft__worker_t *w, bool *spinning) {
      * the next park does not consume a stale wake. acquire: pairs with its release. */
     while (atomic_load_explicit(&w->park_word, memory_order_acquire) == 0) ck_pr_stall();
     *spinning = true;
+    weft__stat_bump(&w->n_unparks);
   }
 }
 
@@ -325,7 +337,7 @@ static uintptr_t find_work(weft__worker_t *w) {
         stop_spinning(w, &spinning);
         return 0;
       }
-      weft__timer_poll(rt->timer, weft_now_ns());
+      weft__timer_poll(rt->timer, weft_now_ns(), &w->n_fired);
       if ((e = local_work(w)) || (e = steal_one(w))) {
         stop_spinning(w, &spinning);
         return e;
@@ -343,6 +355,8 @@ static void after_switch(weft__worker_t *w) {
   weft__after_t after = w->after;
   w->after = WEFT__AFTER_NOTHING;
   w->current = NULL;
+  /* relaxed: the watchdog's sample; it tolerates a stale view by one check */
+  atomic_store_explicit(&w->running, NULL, memory_order_relaxed);
   switch (after) {
   case WEFT__AFTER_NOTHING:
     break;
@@ -353,9 +367,11 @@ static void after_switch(weft__worker_t *w) {
       s->ctx.tsan_fiber = NULL;
     }
     weft__stack_put(w->rt->stacks, &w->stacks, s);
+    weft__stat_bump(&w->n_finished);
     break;
   }
   case WEFT__AFTER_YIELD: /* a parked worker may take it while we run something long */
+    weft__stat_bump(&w->n_yields);
     push_local(w, &w->yieldq, (uintptr_t)w->after_arg | WEFT__ENTRY_RESUME);
     break;
   case WEFT__AFTER_JOIN:
@@ -378,16 +394,23 @@ void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg) {
   WEFT__ASSERT(t && t->runs_on && w == weft__worker_self());
   w->after = after;
   w->after_arg = arg;
+  /* Before the switch: once after_switch makes t runnable, its next RUNNING comes after. */
+  weft__task_state(t, after == WEFT__AFTER_YIELD ? WEFT__TS_QUEUED : WEFT__TS_WAITING, w->index);
   weft__ctx_switch(&t->runs_on->ctx, &w->sched, false);
   /* Resumed, possibly by another worker: callers re-read weft__worker_self(). */
 }
 
 static void run_entry(weft__worker_t *w, uintptr_t e) {
   struct weft_task *t = (struct weft_task *)(e & ~WEFT__ENTRY_TAGS);
+  weft__task_state(t, WEFT__TS_RUNNING, w->index);
+  /* relaxed: the watchdog samples these two; a new slice shows as a new count */
+  atomic_store_explicit(&w->running, t, memory_order_relaxed);
+  weft__stat_bump(&w->slices);
   if (e & WEFT__ENTRY_RESUME) {
     w->current = t;
     weft__ctx_switch(&w->sched, &t->runs_on->ctx, false);
   } else {
+    weft__stat_bump(&w->n_started);
     weft__task_start(w, t);
   }
   after_switch(w);
