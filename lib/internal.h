@@ -161,9 +161,10 @@ struct weft_task {
   void *arg;
   struct weft_runtime *rt;
   int error; /* WEFT_ENOMEM if it could not be started */
-  /* Diagnostics (lib/trace.c): WEFT__TS_* state | the worker it runs on << 8. Written by
-   * whoever runs or suspends the task (relaxed: the scheduler's hand-offs already order these
-   * writes), read by a dump from any thread (relaxed: a racy snapshot, said so in its output). */
+  /* Diagnostics (lib/trace.c): WEFT__TS_* state | WEFT__WAIT_* reason << 8 | worker << 16.
+   * One writer at a time — whoever runs or suspends the task — so a relaxed load + store
+   * updates a part (the scheduler's hand-offs order successive writers); read by a dump from
+   * any thread (relaxed: a racy snapshot, said so in its output). */
   _Atomic uint32_t diag_state;
   weft__stack_t *runs_on; /* the stack whose top holds this task's frames */
   struct weft_task *next; /* free list, inject queue (a task is in at most one queue) */
@@ -173,13 +174,30 @@ struct weft_task {
   /* The task's timer (sleep, await with a deadline), and its wait record: while it is
    * suspended on a join, fire is a join-wait marker (or the timed callback) and ctx the join. */
   weft__timer_entry_t timer;
-  /* Diagnostics, the third cache line (the struct grew from 128 to 192 bytes: see
-   * bench/README.md for what that cost). Why the task last suspended (WEFT__WAIT_*) and its
-   * detail, recorded at the suspension point (Go's gopark reason); and when it was spawned. */
-  _Atomic uint32_t wait_reason;
-  _Atomic uint64_t wait_detail; /* awaited task's id, gather size, sleep deadline, future */
-  _Atomic uint64_t born_ns;     /* CLOCK_MONOTONIC_COARSE at spawn (a dump's "age") */
 } __attribute__((aligned(64)));
+_Static_assert(sizeof(struct weft_task) == 128, "two cache lines: diagnostics go beside it");
+
+/* A descriptor's diagnostics that do not fit in its 128 bytes (they would grow it to 192: +26 %
+ * time and +62 MB on 10^6 live tasks in weft-bench spawn, bench/README.md): kept in the same
+ * slab after the descriptors, found by masking like the slab itself; 16 bytes a task. */
+typedef struct weft__task_diag {
+  _Atomic uint64_t wait_detail; /* awaited task's id, gather size, sleep deadline, future */
+  _Atomic uint64_t born_ns;     /* coarse clock at spawn (a dump's "age") */
+} weft__task_diag_t;
+/* lib/task.c's slabs: their size and alignment, the header's size, descriptors per slab. */
+#define WEFT__TASK_SLAB_BYTES (32 * 1024)
+#define WEFT__TASK_SLAB_HEADER 64
+#define WEFT__TASK_SLAB                                            \
+  ((WEFT__TASK_SLAB_BYTES - WEFT__TASK_SLAB_HEADER) /              \
+   (sizeof(struct weft_task) + sizeof(weft__task_diag_t)))
+
+static inline weft__task_diag_t *weft__task_diag(struct weft_task *t) {
+  uintptr_t slab = (uintptr_t)t & ~(uintptr_t)(WEFT__TASK_SLAB_BYTES - 1);
+  size_t i = ((uintptr_t)t - slab - WEFT__TASK_SLAB_HEADER) / sizeof(struct weft_task);
+  weft__task_diag_t *diags =
+      (weft__task_diag_t *)(slab + WEFT__TASK_SLAB_HEADER + WEFT__TASK_SLAB * sizeof(struct weft_task));
+  return &diags[i];
+}
 
 /* A task's state for dumps (diag_state's low byte). A task woken but not yet resumed still
  * shows WAITING with its last reason: the wake paths are left alone (no store on them). */
@@ -206,23 +224,26 @@ typedef enum {
  * order. The state becomes WAITING in weft__suspend, only if the task really suspends. */
 static inline void weft__wait_reason(struct weft_task *self, weft__wait_t reason, uint64_t detail) {
   if (!self) return;
-  atomic_store_explicit(&self->wait_detail, detail, memory_order_relaxed);
-  atomic_store_explicit(&self->wait_reason, (uint32_t)reason, memory_order_relaxed);
+  atomic_store_explicit(&weft__task_diag(self)->wait_detail, detail, memory_order_relaxed);
+  uint32_t d = atomic_load_explicit(&self->diag_state, memory_order_relaxed);
+  atomic_store_explicit(&self->diag_state, (d & ~UINT32_C(0xff00)) | (uint32_t)reason << 8,
+                        memory_order_relaxed);
 }
 
 /* Spawn's part (relaxed stores: the spawn edge publishes them to the task's workers; a dump
- * reads them racily). */
-static inline void weft__task_born(struct weft_task *t, uint64_t id) {
+ * reads them racily). now_ns: a coarse time (see weft__worker_coarse_now). */
+static inline void weft__task_born(struct weft_task *t, uint64_t id, uint64_t now_ns) {
   atomic_store_explicit(&t->id, id, memory_order_relaxed);
   atomic_store_explicit(&t->name, NULL, memory_order_relaxed);
   atomic_store_explicit(&t->diag_state, WEFT__TS_QUEUED, memory_order_relaxed);
-  atomic_store_explicit(&t->wait_reason, WEFT__WAIT_NONE, memory_order_relaxed);
-  atomic_store_explicit(&t->born_ns, weft__coarse_now_ns(), memory_order_relaxed);
+  atomic_store_explicit(&weft__task_diag(t)->born_ns, now_ns, memory_order_relaxed);
 }
 
 static inline void weft__task_state(struct weft_task *t, uint32_t state, int worker) {
-  /* relaxed: see diag_state */
-  atomic_store_explicit(&t->diag_state, state | (uint32_t)worker << 8, memory_order_relaxed);
+  /* relaxed: see diag_state (the reason byte is kept) */
+  uint32_t d = atomic_load_explicit(&t->diag_state, memory_order_relaxed);
+  atomic_store_explicit(&t->diag_state, (d & UINT32_C(0xff00)) | state | (uint32_t)worker << 16,
+                        memory_order_relaxed);
 }
 
 /* An awaiter runs t inline on its own stack: t runs, and the awaiter waits for it (if t
@@ -315,6 +336,11 @@ typedef struct weft__worker {
   _Atomic(struct weft_task *) running;
   _Atomic uint64_t slices;
   uint64_t start_ns; /* written before the thread starts */
+  /* Spawn times for dumps without a clock read per spawn (6 ns each here: +12 % on fib 35):
+   * the coarse clock, re-read every COARSE_SPAWNS spawns and whenever the worker looks for
+   * work (lib/worker.c's weft__worker_coarse_now). Owner-only. */
+  uint64_t coarse_ns;
+  uint32_t coarse_spawns;
 } weft__worker_t;
 
 /* Owner-written statistic: a plain increment made of relaxed atomics, so weft_runtime_stats
@@ -331,6 +357,8 @@ weft__worker_t *weft__worker_self(void) __attribute__((noinline));
 void weft__worker_set_self(weft__worker_t *w);
 
 void weft__worker_main_loop(weft__worker_t *w);
+/* A spawn time for dumps: the worker's cached coarse clock (NULL w: the clock itself). */
+uint64_t weft__worker_coarse_now(weft__worker_t *w);
 /* Make a task runnable (start or resume entry): local deque if on a worker, else the inject
  * queue; wakes a parked worker if no one is looking for work. */
 void weft__schedule(struct weft_runtime *rt, uintptr_t entry);

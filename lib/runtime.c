@@ -164,6 +164,7 @@ static int worker_init(struct weft_runtime *rt, weft__worker_t *w, int index) {
   w->rt = rt;
   w->index = index;
   w->start_ns = weft_now_ns();
+  w->coarse_ns = weft__coarse_now_ns();
   w->rng = 0x9e3779b9u ^ (uint32_t)(index * 2654435761u);
   if (!w->rng) w->rng = 1;
   atomic_init(&w->park_word, 0);

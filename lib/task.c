@@ -21,7 +21,7 @@
 #include <sys/mman.h>
 
 enum {
-  TASK_SLAB_BYTES = 32 * 1024, /* picked: a slab's bytes and their alignment: a descriptor finds its slab by masking */
+  TASK_SLAB_BYTES = WEFT__TASK_SLAB_BYTES, /* picked (internal.h): a descriptor finds its slab by masking */
   TASK_REGION_SLABS = 64, /* picked: slabs per mapping (2 MiB) */
   TASK_CACHE_MAX = 1024, /* picked: a worker's free list beyond this spills half to the runtime */
   TASK_REFILL = 64, /* picked: descriptors a worker takes from the shared list at once */
@@ -45,7 +45,13 @@ typedef struct task_slab {
   _Atomic long orphans;
   struct weft_task tasks[]; /* 64-aligned: the header takes one cache line */
 } task_slab_t;
-#define TASK_SLAB ((TASK_SLAB_BYTES - sizeof(task_slab_t)) / sizeof(struct weft_task))
+/* Descriptors per slab; their diagnostics (weft__task_diag_t) follow them in the slab. */
+#define TASK_SLAB WEFT__TASK_SLAB
+_Static_assert(sizeof(task_slab_t) == WEFT__TASK_SLAB_HEADER, "weft__task_diag assumes this header");
+_Static_assert(WEFT__TASK_SLAB_HEADER + WEFT__TASK_SLAB * (sizeof(struct weft_task) +
+                                                           sizeof(weft__task_diag_t)) <=
+                   WEFT__TASK_SLAB_BYTES,
+               "descriptors and their diagnostics fit in a slab");
 
 typedef struct task_region {
   struct task_region *next;
@@ -463,7 +469,7 @@ static int spawn(struct weft_runtime *rt, weft__worker_t *w, weft_task_t **out, 
   t->error = 0;
   t->runs_on = NULL;
   t->timer.fire = NULL; /* no wait record */
-  weft__task_born(t, next_task_id(rt, w));
+  weft__task_born(t, next_task_id(rt, w), weft__worker_coarse_now(w));
   if (w)
     weft__stat_bump(&w->n_spawned);
   else /* relaxed: a statistic */

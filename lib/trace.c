@@ -8,7 +8,7 @@
  * The dump walks the descriptor slabs under rt->task_lock (lib/task.c's weft__tasks_visit):
  * spawns from a worker's own free list take no lock, so descriptors change under it. It reads
  * only atomic fields, all relaxed (a racy snapshot, TSan-clean): a task's id, name, word (done
- * or not), state and wait reason (diag_state, wait_reason, wait_detail — see internal.h) and
+ * or not), state and wait reason (diag_state and the slab-side weft__task_diag_t — see internal.h) and
  * spawn time. A line may mix two moments of one task (a reason from one wait, the state from
  * the next); the header says so. Why a task waits is recorded where it suspends, one store
  * pair per suspension point (Go's gopark reason), never reconstructed from wait records: those
@@ -98,6 +98,7 @@ static double ms(uint64_t ns) { return (double)ns / 1e6; }
 
 /* ---- The task dump ------------------------------------------------------------------------ */
 
+/* diag_state's parts: see internal.h */
 static const char *const wait_text[WEFT__WAIT_KINDS] = {
     [WEFT__WAIT_NONE] = "waiting",
     [WEFT__WAIT_TASK] = "awaiting task",
@@ -123,9 +124,10 @@ static void dump_task(struct weft_task *t, void *arg) {
   const char *name = atomic_load_explicit(&t->name, memory_order_relaxed);
   uintptr_t word = atomic_load_explicit(&t->word, memory_order_relaxed);
   uint32_t st = atomic_load_explicit(&t->diag_state, memory_order_relaxed);
-  uint32_t why = atomic_load_explicit(&t->wait_reason, memory_order_relaxed);
-  uint64_t detail = atomic_load_explicit(&t->wait_detail, memory_order_relaxed);
-  uint64_t born = atomic_load_explicit(&t->born_ns, memory_order_relaxed);
+  uint32_t why = st >> 8 & 0xff;
+  weft__task_diag_t *diag = weft__task_diag(t);
+  uint64_t detail = atomic_load_explicit(&diag->wait_detail, memory_order_relaxed);
+  uint64_t born = atomic_load_explicit(&diag->born_ns, memory_order_relaxed);
   line_t l = {.n = 0};
   put(&l, "  task %" PRIu64, id);
   if (name) put(&l, " \"%.64s\"", name);
@@ -133,7 +135,7 @@ static void dump_task(struct weft_task *t, void *arg) {
   if (word & WEFT__DONE) {
     put(&l, "done, handle not released");
   } else if ((st & 0xff) == WEFT__TS_RUNNING) {
-    put(&l, "running on worker %u", st >> 8);
+    put(&l, "running on worker %u", st >> 16);
   } else if ((st & 0xff) == WEFT__TS_WAITING) {
     put(&l, "%s", wait_text[why < WEFT__WAIT_KINDS ? why : WEFT__WAIT_NONE]);
     switch (why) {

@@ -62,6 +62,7 @@ enum {
   SPIN_ROUNDS = 64,    /* measured: ~20-50 µs of spinning against an ~84 µs park/wake round trip */
   STEAL_TRIES = 4,     /* picked: victims per spin round */
   INJECT_BATCH = 32,   /* picked: injected entries taken at once (the rest to the yield queue) */
+  COARSE_SPAWNS = 64,  /* picked: spawns between coarse clock reads (6 ns each) for ages */
 };
 
 static __thread weft__worker_t *tls_worker;
@@ -73,6 +74,15 @@ weft__worker_t *weft__worker_self(void) {
 }
 
 void weft__worker_set_self(weft__worker_t *w) { tls_worker = w; }
+
+uint64_t weft__worker_coarse_now(weft__worker_t *w) {
+  if (!w) return weft__coarse_now_ns();
+  if (WEFT__UNLIKELY(++w->coarse_spawns >= COARSE_SPAWNS)) {
+    w->coarse_spawns = 0;
+    w->coarse_ns = weft__coarse_now_ns();
+  }
+  return w->coarse_ns;
+}
 
 static uint32_t next_random(weft__worker_t *w) {
   /* xorshift32: victims need spreading, not quality */
@@ -221,7 +231,8 @@ static uintptr_t take_injected(weft__worker_t *w) {
 static uintptr_t local_work(weft__worker_t *w) {
   uintptr_t e;
   if (WEFT__UNLIKELY(++w->tick % FAIRNESS_TICKS == 0)) {
-    weft__timer_poll(w->rt->timer, weft_now_ns(), &w->n_fired); /* busy workers fire timers too */
+    w->coarse_ns = weft_now_ns(); /* read anyway: it refreshes spawn ages too */
+    weft__timer_poll(w->rt->timer, w->coarse_ns, &w->n_fired); /* busy workers fire timers too */
     if ((e = take_injected(w)) || (e = take_own_yielded(w))) return e;
   }
   if ((e = weft__deque_take(&w->deque))) return e;
@@ -324,6 +335,7 @@ static uintptr_t find_work(weft__worker_t *w) {
   struct weft_runtime *rt = w->rt;
   uintptr_t e = local_work(w);
   if (WEFT__LIKELY(e)) return e;
+  w->coarse_ns = weft__coarse_now_ns(); /* out of local work: spawn ages restart from here */
   bool spinning = false;
   for (;;) {
     if (!spinning) {
