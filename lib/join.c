@@ -228,7 +228,7 @@ static void run_inline(weft__worker_t *w, struct weft_task *t) {
   void *result = t->fn(t->arg);
   w = weft__worker_self(); /* t may have suspended and resumed elsewhere */
   w->current = awaiter;
-  weft__task_state(awaiter, WEFT__TS_RUNNING, w->index);
+  weft__task_running(awaiter, w->index);
   weft__task_complete(t, result);
 }
 

@@ -62,7 +62,6 @@ enum {
   SPIN_ROUNDS = 64,    /* measured: ~20-50 µs of spinning against an ~84 µs park/wake round trip */
   STEAL_TRIES = 4,     /* picked: victims per spin round */
   INJECT_BATCH = 32,   /* picked: injected entries taken at once (the rest to the yield queue) */
-  COARSE_SPAWNS = 64,  /* picked: spawns between coarse clock reads (6 ns each) for ages */
 };
 
 static __thread weft__worker_t *tls_worker;
@@ -74,15 +73,6 @@ weft__worker_t *weft__worker_self(void) {
 }
 
 void weft__worker_set_self(weft__worker_t *w) { tls_worker = w; }
-
-uint64_t weft__worker_coarse_now(weft__worker_t *w) {
-  if (!w) return weft__coarse_now_ns();
-  if (WEFT__UNLIKELY(++w->coarse_spawns >= COARSE_SPAWNS)) {
-    w->coarse_spawns = 0;
-    w->coarse_ns = weft__coarse_now_ns();
-  }
-  return w->coarse_ns;
-}
 
 static uint32_t next_random(weft__worker_t *w) {
   /* xorshift32: victims need spreading, not quality */
@@ -414,7 +404,7 @@ void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg) {
 
 static void run_entry(weft__worker_t *w, uintptr_t e) {
   struct weft_task *t = (struct weft_task *)(e & ~WEFT__ENTRY_TAGS);
-  weft__task_state(t, WEFT__TS_RUNNING, w->index);
+  weft__task_running(t, w->index); /* one whole-word store: the reason is stale now */
   /* relaxed: the watchdog samples these two; a new slice shows as a new count */
   atomic_store_explicit(&w->running, t, memory_order_relaxed);
   weft__stat_bump(&w->slices);
