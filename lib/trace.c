@@ -211,9 +211,10 @@ static void watchdog(struct weft__trace *tr, uint64_t now) {
   for (int i = 0; i < rt->nworkers; i++) {
     weft__worker_t *w = &rt->workers[i];
     struct watch *s = &tr->watch[i];
-    /* relaxed: samples; a stale one delays a report by one check */
+    /* relaxed: a sample; a stale one delays a report by one check */
     uint64_t slices = atomic_load_explicit(&w->slices, memory_order_relaxed);
-    struct weft_task *t = atomic_load_explicit(&w->running, memory_order_relaxed);
+    /* acquire: pairs with run_entry's release (the descriptor's making happens before) */
+    struct weft_task *t = atomic_load_explicit(&w->running, memory_order_acquire);
     if (!t || slices != s->slices || t != s->task) {
       *s = (struct watch){.slices = slices, .task = t, .since = now, .reported = false};
       continue;

@@ -405,8 +405,10 @@ void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg) {
 static void run_entry(weft__worker_t *w, uintptr_t e) {
   struct weft_task *t = (struct weft_task *)(e & ~WEFT__ENTRY_TAGS);
   weft__task_running(t, w->index); /* one whole-word store: the reason is stale now */
-  /* relaxed: the watchdog samples these two; a new slice shows as a new count */
-  atomic_store_explicit(&w->running, t, memory_order_relaxed);
+  /* release: pairs with the watchdog's acquire, so that what made t's descriptor (its slab's
+   * mapping, its spawn) happens before the watchdog reads its id and name; free on x86 */
+  atomic_store_explicit(&w->running, t, memory_order_release);
+  /* relaxed: the watchdog's sample; a new slice shows as a new count */
   weft__stat_bump(&w->slices);
   if (e & WEFT__ENTRY_RESUME) {
     w->current = t;
