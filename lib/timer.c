@@ -248,10 +248,12 @@ uint64_t weft__timer_poll(struct weft__timer *t, uint64_t now_ns, _Atomic uint64
   }
   uint64_t next = publish_next(t);
   pthread_mutex_unlock(&t->lock);
-  for (int i = 0; i < n; i++) fire_now(batch[i]);
-  if (fired && n) /* relaxed load + store: the caller's own counter (weft__stat_bump's rule) */
+  /* Counted before the callbacks run, so that whatever they wake sees itself counted.
+   * relaxed load + store: the caller's own counter (weft__stat_bump's rule). */
+  if (fired && n)
     atomic_store_explicit(fired, atomic_load_explicit(fired, memory_order_relaxed) + (uint64_t)n,
                           memory_order_relaxed);
+  for (int i = 0; i < n; i++) fire_now(batch[i]);
   return next;
 }
 
