@@ -198,10 +198,18 @@ static void advance(struct weft__timer *t, uint64_t now_tick) {
 
 static void fire_now(weft__timer_entry_t *e) { e->fire(e); }
 
-bool weft__timer_arm(struct weft__timer *t, weft__timer_entry_t *e) {
+/* Adds n to a counter only its owner writes (weft__stat_bump's relaxed load + store). */
+static void count_fired(_Atomic uint64_t *fired, int n) {
+  if (fired && n)
+    atomic_store_explicit(fired, atomic_load_explicit(fired, memory_order_relaxed) + (uint64_t)n,
+                          memory_order_relaxed);
+}
+
+bool weft__timer_arm(struct weft__timer *t, weft__timer_entry_t *e, _Atomic uint64_t *fired) {
   uint64_t now = weft_now_ns();
   if (e->deadline_ns <= now) { /* already due: no need to touch the wheel */
     atomic_store_explicit(&e->state, TIMER_FIRING, memory_order_relaxed); /* relaxed: ours */
+    count_fired(fired, 1); /* before the callback: what it wakes sees itself counted */
     fire_now(e);
     return false;
   }
@@ -248,11 +256,7 @@ uint64_t weft__timer_poll(struct weft__timer *t, uint64_t now_ns, _Atomic uint64
   }
   uint64_t next = publish_next(t);
   pthread_mutex_unlock(&t->lock);
-  /* Counted before the callbacks run, so that whatever they wake sees itself counted.
-   * relaxed load + store: the caller's own counter (weft__stat_bump's rule). */
-  if (fired && n)
-    atomic_store_explicit(fired, atomic_load_explicit(fired, memory_order_relaxed) + (uint64_t)n,
-                          memory_order_relaxed);
+  count_fired(fired, n); /* before the callbacks: what they wake sees itself counted */
   for (int i = 0; i < n; i++) fire_now(batch[i]);
   return next;
 }

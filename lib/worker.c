@@ -380,11 +380,12 @@ static void after_switch(weft__worker_t *w) {
     weft__join_release(w->after_arg);
     break;
   case WEFT__AFTER_TIMER:
-    if (weft__timer_arm(w->rt->timer, w->after_arg)) weft__wake_one_if_needed(w->rt);
+    if (weft__timer_arm(w->rt->timer, w->after_arg, &w->n_fired)) weft__wake_one_if_needed(w->rt);
     break;
   case WEFT__AFTER_TIMED_JOIN: {
     weft__join_t *j = w->after_arg;
-    if (weft__timer_arm(w->rt->timer, &j->task->timer)) weft__wake_one_if_needed(w->rt);
+    if (weft__timer_arm(w->rt->timer, &j->task->timer, &w->n_fired))
+      weft__wake_one_if_needed(w->rt);
     weft__join_release(j);
     break;
   }
