@@ -27,10 +27,14 @@ def main():
     ap.add_argument("a")
     ap.add_argument("b")
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--only", help="comma-separated workload names (default: all)")
     args = ap.parse_args()
+    only = set(args.only.split(",")) if args.only else None
     print("| workload | A median ms | B median ms | B/A | A rss MB | B rss MB |")
     print("|---|---:|---:|---:|---:|---:|")
     for workload, n in WORKLOADS:
+        if only and workload not in only:
+            continue
         times = {args.a: [], args.b: []}
         rss = {args.a: 0, args.b: 0}
         results = set()
