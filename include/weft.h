@@ -34,6 +34,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h> /* malloc and free, for the typed task helpers */
 
 #ifdef __cplusplus
 extern "C" {
@@ -287,6 +288,83 @@ WEFT_EXTERN uint64_t weft_now_ns(void);
 WEFT_EXTERN int weft_sleep_ns(uint64_t duration_ns);
 WEFT_EXTERN int weft_sleep_ms(uint64_t duration_ms);
 WEFT_EXTERN int weft_sleep_until(uint64_t deadline_ns);
+
+/* ---- Typed tasks --------------------------------------------------------------------------- */
+
+/* A task with typed arguments and a typed result, no hand-packed struct and no casts:
+ *
+ *   WEFT_TASK_2(double, scale, double, x, int, times) { return x * times; }
+ *   ...
+ *   WEFT_HANDLE(scale) h;                        // a typed handle
+ *   int err = WEFT_SPAWN(scale)(&h, 1.5, 4);     // asyncio.create_task(scale(1.5, 4))
+ *   double r;
+ *   err = WEFT_JOIN(scale)(h, &r);               // r == 6.0; the handle is released
+ *
+ * WEFT_TASK_n(ret, name, type1, arg1, ..., typen, argn), n = 0..4, declares `static ret
+ * name(args)` (the body follows the macro; call it directly for a plain call) and generates,
+ * all static and all named from `name`: name_weft_frame (the arguments and the result, one
+ * malloc per spawn, freed by the join), name_weft_handle, name_weft_entry (names the task
+ * #name, then calls name), name_weft_spawn and name_weft_join. WEFT_SPAWN works inside tasks
+ * only (weft_spawn's rules and errors, plus WEFT_ENOMEM for the frame); WEFT_JOIN returns
+ * weft_join's error and stores the result only when it is 0. ret must not be void (return an
+ * int). Each handle is joined exactly once. Locals of the generated code are weft__-prefixed. */
+#define WEFT_HANDLE(name) name##_weft_handle
+#define WEFT_SPAWN(name) name##_weft_spawn
+#define WEFT_JOIN(name) name##_weft_join
+
+#define WEFT__ID(...) __VA_ARGS__
+#define WEFT__TASK(ret, name, fields, params, spawn_params, call_args, stores)                 \
+  typedef struct name##_weft_frame {                                                         \
+    WEFT__ID fields ret weft_ret;                                                            \
+  } name##_weft_frame;                                                                       \
+  typedef struct name##_weft_handle {                                                        \
+    weft_task_t *task;                                                                       \
+    name##_weft_frame *frame;                                                                \
+  } name##_weft_handle;                                                                      \
+  static ret name(WEFT__ID params);                                                          \
+  static void *name##_weft_entry(void *weft__p) {                                            \
+    name##_weft_frame *weft__f = (name##_weft_frame *)weft__p;                               \
+    weft_task_set_name(weft_current(), #name);                                               \
+    weft__f->weft_ret = name(WEFT__ID call_args);                                            \
+    return weft__f;                                                                          \
+  }                                                                                          \
+  static inline __attribute__((unused)) int name##_weft_spawn(WEFT__ID spawn_params) {       \
+    name##_weft_frame *weft__f = (name##_weft_frame *)malloc(sizeof *weft__f);               \
+    if (!weft__f) return WEFT_ENOMEM;                                                        \
+    WEFT__ID stores;                                                                         \
+    int weft__err = weft_spawn(&weft__h->task, name##_weft_entry, weft__f);                  \
+    weft__h->frame = weft__err ? NULL : weft__f;                                             \
+    if (weft__err) free(weft__f);                                                            \
+    return weft__err;                                                                        \
+  }                                                                                          \
+  static inline __attribute__((unused)) int name##_weft_join(name##_weft_handle weft__h,     \
+                                                             ret *weft__out) {               \
+    int weft__err = weft_join(weft__h.task, NULL);                                           \
+    if (!weft__err && weft__out) *weft__out = weft__h.frame->weft_ret;                       \
+    free(weft__h.frame); /* the task has ended (or was discarded): nothing else holds it */  \
+    return weft__err;                                                                        \
+  }                                                                                          \
+  static ret name(WEFT__ID params)
+
+#define WEFT_TASK_0(ret, name)                                                                 \
+  WEFT__TASK(ret, name, (), (void), (name##_weft_handle * weft__h), (), ((void)0))
+#define WEFT_TASK_1(ret, name, t1, a1)                                                         \
+  WEFT__TASK(ret, name, (t1 a1;), (t1 a1), (name##_weft_handle * weft__h, t1 a1),             \
+             (weft__f->a1), (weft__f->a1 = a1))
+#define WEFT_TASK_2(ret, name, t1, a1, t2, a2)                                                 \
+  WEFT__TASK(ret, name, (t1 a1; t2 a2;), (t1 a1, t2 a2),                                      \
+             (name##_weft_handle * weft__h, t1 a1, t2 a2), (weft__f->a1, weft__f->a2),        \
+             (weft__f->a1 = a1, weft__f->a2 = a2))
+#define WEFT_TASK_3(ret, name, t1, a1, t2, a2, t3, a3)                                         \
+  WEFT__TASK(ret, name, (t1 a1; t2 a2; t3 a3;), (t1 a1, t2 a2, t3 a3),                        \
+             (name##_weft_handle * weft__h, t1 a1, t2 a2, t3 a3),                             \
+             (weft__f->a1, weft__f->a2, weft__f->a3),                                         \
+             (weft__f->a1 = a1, weft__f->a2 = a2, weft__f->a3 = a3))
+#define WEFT_TASK_4(ret, name, t1, a1, t2, a2, t3, a3, t4, a4)                                 \
+  WEFT__TASK(ret, name, (t1 a1; t2 a2; t3 a3; t4 a4;), (t1 a1, t2 a2, t3 a3, t4 a4),          \
+             (name##_weft_handle * weft__h, t1 a1, t2 a2, t3 a3, t4 a4),                      \
+             (weft__f->a1, weft__f->a2, weft__f->a3, weft__f->a4),                            \
+             (weft__f->a1 = a1, weft__f->a2 = a2, weft__f->a3 = a3, weft__f->a4 = a4))
 
 #ifdef __cplusplus
 }
