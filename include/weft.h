@@ -113,6 +113,14 @@ typedef struct weft_options {
    * WEFT_TRACE environment variable, if set. A malformed spec makes weft_runtime_create fail
    * with WEFT_EINVAL. */
   const char *trace;
+  /* Schedule perturbation for stress-testing your own code, off (0) in production: with a
+   * seed, workers pick among ready tasks at random (either end of their deque, their yield
+   * queue, the inject queue) and tasks yield at random at spawns and suspension points, so
+   * that an ordering bug shows in a few seeds instead of in production. Reproducible for a
+   * seed with one worker and no timers (with more workers, thread timing mixes in). 0: the
+   * WEFT_CHAOS environment variable (a number, decimal or 0x hex), if set; an invalid value
+   * makes weft_runtime_create fail with WEFT_EINVAL. */
+  uint64_t chaos_seed;
 } weft_options_t;
 
 #define WEFT_STACK_DEFAULT ((size_t)64 * 1024)
@@ -122,7 +130,7 @@ typedef struct weft_options {
  * map entry; with the mprotect fallback one range either way (see lib/stack.c). */
 #define WEFT_GUARD_DEFAULT ((size_t)64 * 1024)
 #define WEFT_WORKERS_MAX 1024
-#define WEFT_OPTIONS_INIT {sizeof(weft_options_t), 0, 0, 0, NULL}
+#define WEFT_OPTIONS_INIT {sizeof(weft_options_t), 0, 0, 0, NULL, 0}
 
 WEFT_EXTERN int weft_runtime_create(weft_runtime_t **rt, const weft_options_t *options);
 /* Stops the workers and frees everything (see the ownership notes above). Must not be called

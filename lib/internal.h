@@ -354,6 +354,7 @@ typedef struct weft__worker {
    * (weft__worker_coarse_now below). Owner-only. */
   uint64_t coarse_ns;
   uint32_t coarse_spawns;
+  uint64_t chaos; /* chaos mode's PRNG state (xorshift64), 0: off. Owner-only. */
 } weft__worker_t;
 
 /* Owner-written statistic: a plain increment made of relaxed atomics, so weft_runtime_stats
@@ -370,6 +371,10 @@ weft__worker_t *weft__worker_self(void) __attribute__((noinline));
 void weft__worker_set_self(weft__worker_t *w);
 
 void weft__worker_main_loop(weft__worker_t *w);
+/* Chaos mode (lib/worker.c): self (the running task, or NULL) yields with probability 1/2 when
+ * its runtime has a chaos seed; nothing otherwise. Called after spawns (weft__suspend has its
+ * own). The caller must not use a worker pointer it read before: the task may move. */
+void weft__chaos_point(struct weft_task *self);
 /* A spawn time for dumps: the worker's cached coarse clock, re-read every 64th spawn (picked:
  * 6 ns a read) and whenever the worker runs out of local work; NULL w: the clock itself. */
 static inline uint64_t weft__worker_coarse_now(weft__worker_t *w) {
@@ -419,6 +424,7 @@ struct weft_runtime {
   _Atomic uint64_t next_task_id;   /* the next block of ids: 1 at creation */
   uint64_t created_ns;
   struct weft__trace *trace; /* the monitor thread, NULL when no tracing is on (lib/trace.c) */
+  uint64_t chaos_seed;       /* 0: off (lib/worker.c, chaos mode) */
 };
 
 

@@ -494,7 +494,9 @@ static weft__worker_t *worker_of(struct weft_runtime *rt) {
 int weft_spawn(weft_task_t **task, weft_fn fn, void *arg) {
   weft__worker_t *w = weft__worker_self();
   if (!w || !w->current) return WEFT_EPERM;
-  return spawn(w->rt, w, task, fn, arg);
+  int err = spawn(w->rt, w, task, fn, arg);
+  if (WEFT__UNLIKELY(w->chaos)) weft__chaos_point(w->current); /* chaos mode (lib/worker.c) */
+  return err;
 }
 
 int weft_runtime_spawn(weft_runtime_t *rt, weft_task_t **task, weft_fn fn, void *arg) {

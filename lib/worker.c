@@ -74,6 +74,34 @@ weft__worker_t *weft__worker_self(void) {
 
 void weft__worker_set_self(weft__worker_t *w) { tls_worker = w; }
 
+/* ---- Chaos mode ----------------------------------------------------------------------------- */
+
+/* Schedule perturbation (WEFT_CHAOS, weft_options_t.chaos_seed): Go's randomised select and
+ * Tokio's shuttle are the models — explore orders the default policy never produces, from a
+ * seed. Each worker draws from its own xorshift64 seeded from the runtime's seed and its index,
+ * so one worker replays exactly (no timers: their firing depends on the clock). Two knobs:
+ * which ready task runs next (chaos_local_work: either end of the deque, the yield queue or the
+ * inject queue, in random order), and a random yield after spawns (weft__chaos_point) and
+ * before suspensions (weft__suspend): where a task's check and its act get separated by another
+ * task's. Rejected: random preemption (cooperative tasks cannot be preempted without signals,
+ * which TSan delivers only at interceptors), and perturbing only with random sleeps (timing,
+ * not a seed, would decide the order). Off, it costs an untaken branch per local_work, spawn
+ * and suspension. */
+static uint32_t chaos_next(weft__worker_t *w) {
+  uint64_t x = w->chaos; /* xorshift64: never 0 once seeded non-zero */
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  w->chaos = x;
+  return (uint32_t)(x >> 32);
+}
+
+void weft__chaos_point(struct weft_task *self) {
+  if (WEFT__LIKELY(!self || !self->rt->chaos_seed)) return;
+  weft__worker_t *w = weft__worker_self();
+  if (w && w->current == self && (chaos_next(w) & 1)) weft_yield();
+}
+
 static uint32_t next_random(weft__worker_t *w) {
   /* xorshift32: victims need spreading, not quality */
   uint32_t x = w->rng;
@@ -218,8 +246,45 @@ static uintptr_t take_injected(weft__worker_t *w) {
   return n ? batch[0] : 0;
 }
 
+static uintptr_t take_injected(weft__worker_t *w);
+static uintptr_t take_own_yielded(weft__worker_t *w);
+
+/* Chaos mode's pick among the ready: the four local sources in a random order. The draw is
+ * consumed only when a task is found: an idle worker polls a timing-dependent number of times,
+ * and a seed must not depend on timing. */
+static uintptr_t chaos_local_work(weft__worker_t *w) {
+  uint32_t r = (uint32_t)(w->chaos >> 32);
+  for (int i = 0; i < 4; i++) {
+    uintptr_t e = 0;
+    switch ((r + (uint32_t)i) % 4) {
+    case 0:
+      e = weft__deque_take(&w->deque); /* newest */
+      break;
+    case 1:
+      e = weft__deque_steal(&w->deque); /* oldest: stealing from ourselves is allowed */
+      if (e == WEFT__DEQUE_ABORT) e = 0;
+      break;
+    case 2:
+      e = take_own_yielded(w);
+      break;
+    case 3:
+      e = take_injected(w);
+      break;
+    }
+    if (e) {
+      chaos_next(w);
+      return e;
+    }
+  }
+  return 0;
+}
+
 static uintptr_t local_work(weft__worker_t *w) {
   uintptr_t e;
+  if (WEFT__UNLIKELY(w->chaos)) {
+    if (++w->tick % FAIRNESS_TICKS == 0) weft__timer_poll(w->rt->timer, weft_now_ns(), &w->n_fired);
+    return chaos_local_work(w);
+  }
   if (WEFT__UNLIKELY(++w->tick % FAIRNESS_TICKS == 0)) {
     w->coarse_ns = weft_now_ns(); /* read anyway: it refreshes spawn ages too */
     weft__timer_poll(w->rt->timer, w->coarse_ns, &w->n_fired); /* busy workers fire timers too */
@@ -393,6 +458,13 @@ static void after_switch(weft__worker_t *w) {
 }
 
 void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg) {
+  if (WEFT__UNLIKELY(w->chaos) && after != WEFT__AFTER_YIELD && (chaos_next(w) & 1)) {
+    /* Chaos mode's random yield at a suspension point: nothing is armed or released yet (that
+     * happens after the switch below), so the wait simply starts a turn later, maybe on
+     * another worker. */
+    weft__suspend(w, WEFT__AFTER_YIELD, w->current);
+    w = weft__worker_self();
+  }
   struct weft_task *t = w->current;
   WEFT__ASSERT(t && t->runs_on && w == weft__worker_self());
   w->after = after;

@@ -472,3 +472,34 @@ Test(metrics, a_short_struct_gets_only_its_fields_and_bad_arguments_are_einval) 
   cr_assert_eq(weft_runtime_metrics(rt, 0, &ok), WEFT_EINVAL);
   OK(weft_runtime_destroy(rt));
 }
+
+/* ---- chaos mode ---- */
+
+Test(chaos, an_invalid_weft_chaos_fails_create_with_einval) {
+  const char *bad[] = {"", "x", "12x", "-1", "99999999999999999999999"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    setenv("WEFT_CHAOS", bad[i], 1);
+    weft_runtime_t *rt = NULL;
+    weft_options_t o = WEFT_OPTIONS_INIT;
+    o.workers = 1;
+    cr_assert_eq(weft_runtime_create(&rt, &o), WEFT_EINVAL, "WEFT_CHAOS='%s' accepted", bad[i]);
+  }
+  setenv("WEFT_CHAOS", "0x2a", 1);
+  weft_runtime_t *rt = test_runtime(1);
+  OK(weft_runtime_destroy(rt));
+  unsetenv("WEFT_CHAOS");
+}
+
+static void *chaos_tree(void *arg) { return busy_tree(arg); }
+
+Test(chaos, results_stay_right_under_chaos_on_two_workers) {
+  for (uint64_t seed = 1; seed <= 8; seed++) {
+    weft_options_t o = WEFT_OPTIONS_INIT;
+    o.workers = 2;
+    o.chaos_seed = seed;
+    void *r = NULL;
+    OK(weft_run(&o, chaos_tree, IPTR(10), &r));
+    cr_assert_eq(PINT(r), 89, "seed %llu: fib-shaped tree of 10 gave %ld", (unsigned long long)seed,
+                 PINT(r));
+  }
+}
