@@ -89,6 +89,25 @@ static weft_runtime_t *traced_runtime(int workers, const char *trace) {
 }
 
 /* "task N" and what follows it on its line: a name, or the state after a colon. */
+/* Runs fn(arg) as a task of a 2-worker runtime with the given trace spec, stderr captured; with
+ * a needle, waits (10 s at most) for it to appear before the task is joined. Destroying the
+ * runtime joins the monitor, so buf then holds every line it wrote. Returns whether the needle
+ * was seen (true without one). */
+static bool traced_run(const char *trace, weft_fn fn, void *arg, const char *needle, char *buf,
+                       size_t cap) {
+  capture_t c;
+  capture_begin(&c);
+  weft_runtime_t *rt = traced_runtime(2, trace);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, fn, arg));
+  bool seen = !needle || capture_wait(&c, needle, buf, cap);
+  OK(weft_join(t, NULL));
+  OK(weft_runtime_destroy(rt));
+  capture_read(&c, buf, cap);
+  capture_end(&c);
+  return seen;
+}
+
 static char *id_text(weft_task_t *t, char *buf, const char *rest) {
   sprintf(buf, "task %llu%s", (unsigned long long)weft_task_id(t), rest);
   return buf;
@@ -145,6 +164,15 @@ static void *quick(void *arg) { return arg; }
 
 /* ---- the dump: one test per wait kind ---- */
 
+/* Ends a test's wait: resolves f with want, joins t (which must return want), frees f. */
+static void resolve_and_join(weft_future_t *f, long want, weft_task_t *t) {
+  OK(weft_future_resolve(f, IPTR(want)));
+  void *r;
+  OK(weft_join(t, &r));
+  cr_assert_eq(PINT(r), want);
+  weft_future_destroy(f);
+}
+
 Test(dump, a_sleeping_task_shows_sleeping_until_its_deadline) {
   weft_runtime_t *rt = test_runtime(2);
   weft_task_t *t;
@@ -163,11 +191,7 @@ Test(dump, a_task_awaiting_a_future_says_so) {
   OK(weft_runtime_spawn(rt, &t, await_future, f));
   char id[64];
   expect_dump_line(rt, id_text(t, id, " \"future-waiter\": "), "awaiting a future (0x");
-  OK(weft_future_resolve(f, IPTR(7)));
-  void *r;
-  OK(weft_join(t, &r));
-  cr_assert_eq(PINT(r), 7);
-  weft_future_destroy(f);
+  resolve_and_join(f, 7, t);
   OK(weft_runtime_destroy(rt));
 }
 
@@ -181,12 +205,8 @@ Test(dump, a_task_awaiting_a_task_names_the_awaited_task) {
   char id[64], want[64];
   sprintf(want, ": awaiting task %llu,", (unsigned long long)weft_task_id(blocker));
   expect_dump_line(rt, id_text(waiter, id, " \"task-waiter\""), want);
-  OK(weft_future_resolve(f, IPTR(3)));
-  void *r;
-  OK(weft_join(waiter, &r));
-  cr_assert_eq(PINT(r), 3);
+  resolve_and_join(f, 3, waiter);
   weft_task_release(blocker);
-  weft_future_destroy(f);
   OK(weft_runtime_destroy(rt));
 }
 
@@ -297,18 +317,9 @@ static void *run_for_a_while(void *arg) {
 }
 
 Test(trace, schedtrace_lines_parse_field_by_field) {
-  capture_t c;
-  capture_begin(&c);
-  weft_runtime_t *rt = traced_runtime(2, "schedtrace:20");
-  weft_task_t *t;
-  OK(weft_runtime_spawn(rt, &t, run_for_a_while, NULL));
-  OK(weft_join(t, NULL));
   static char buf[1 << 16];
-  bool seen = capture_wait(&c, "SCHED", buf, sizeof buf);
-  OK(weft_runtime_destroy(rt));
-  capture_read(&c, buf, sizeof buf);
-  capture_end(&c);
-  cr_assert(seen, "no schedtrace line");
+  cr_assert(traced_run("schedtrace:20", run_for_a_while, NULL, "SCHED", buf, sizeof buf),
+            "no schedtrace line");
   int lines = 0;
   for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
     if (strncmp(line, "SCHED ", 6) != 0) continue;
@@ -354,17 +365,9 @@ static void *yields_often(void *arg) {
 }
 
 Test(trace, the_watchdog_names_a_task_that_blocks_its_worker) {
-  capture_t c;
-  capture_begin(&c);
-  weft_runtime_t *rt = traced_runtime(2, "watchdog:100");
-  weft_task_t *t;
-  OK(weft_runtime_spawn(rt, &t, blocks_its_worker, IPTR(1000)));
   static char buf[1 << 14];
-  bool seen = capture_wait(&c, "\"blocker\" has held worker", buf, sizeof buf);
-  OK(weft_join(t, NULL));
-  OK(weft_runtime_destroy(rt));
-  capture_read(&c, buf, sizeof buf);
-  capture_end(&c);
+  bool seen = traced_run("watchdog:100", blocks_its_worker, IPTR(1000),
+                         "\"blocker\" has held worker", buf, sizeof buf);
   cr_assert(seen, "the watchdog said nothing; stderr had:\n%s", buf);
   cr_assert(strstr(buf, "weft watchdog: task 1 \"blocker\""), "%s", buf);
   /* once per slice */
@@ -372,17 +375,9 @@ Test(trace, the_watchdog_names_a_task_that_blocks_its_worker) {
 }
 
 Test(trace, the_watchdog_stays_silent_for_a_task_that_yields) {
-  capture_t c;
-  capture_begin(&c);
-  /* 250 ms: far above a slice between yields, above the OS preempting a worker on this VM */
-  weft_runtime_t *rt = traced_runtime(2, "watchdog:250");
-  weft_task_t *t;
-  OK(weft_runtime_spawn(rt, &t, yields_often, IPTR(1000)));
-  OK(weft_join(t, NULL));
-  OK(weft_runtime_destroy(rt)); /* joins the monitor: every line it wrote is in the file */
   static char buf[1 << 14];
-  capture_read(&c, buf, sizeof buf);
-  capture_end(&c);
+  /* 250 ms: far above a slice between yields, above the OS preempting a worker on this VM */
+  traced_run("watchdog:250", yields_often, IPTR(1000), NULL, buf, sizeof buf);
   cr_assert_null(strstr(buf, "watchdog"), "a false report:\n%s", buf);
 }
 
