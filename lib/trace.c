@@ -98,7 +98,6 @@ static double ms(uint64_t ns) { return (double)ns / 1e6; }
 
 /* ---- The task dump ------------------------------------------------------------------------ */
 
-/* diag_state's parts: see internal.h */
 static const char *const wait_text[WEFT__WAIT_KINDS] = {
     [WEFT__WAIT_NONE] = "waiting",
     [WEFT__WAIT_TASK] = "awaiting task",
@@ -124,7 +123,8 @@ static void dump_task(struct weft_task *t, void *arg) {
   const char *name = atomic_load_explicit(&t->name, memory_order_relaxed);
   uintptr_t word = atomic_load_explicit(&t->word, memory_order_relaxed);
   uint32_t st = atomic_load_explicit(&t->diag_state, memory_order_relaxed);
-  uint32_t why = st >> 8 & 0xff;
+  uint32_t why = atomic_load_explicit(&t->wait_reason, memory_order_relaxed);
+  uint32_t on = atomic_load_explicit(&t->diag_worker, memory_order_relaxed);
   weft__task_diag_t *diag = weft__task_diag(t);
   uint64_t detail = atomic_load_explicit(&diag->wait_detail, memory_order_relaxed);
   uint64_t born = atomic_load_explicit(&diag->born_ns, memory_order_relaxed);
@@ -134,9 +134,9 @@ static void dump_task(struct weft_task *t, void *arg) {
   put(&l, ": ");
   if (word & WEFT__DONE) {
     put(&l, "done, handle not released");
-  } else if ((st & 0xff) == WEFT__TS_RUNNING) {
-    put(&l, "running on worker %u", st >> 16);
-  } else if ((st & 0xff) == WEFT__TS_WAITING) {
+  } else if (st == WEFT__TS_RUNNING) {
+    put(&l, "running on worker %u", on);
+  } else if (st == WEFT__TS_WAITING) {
     put(&l, "%s", wait_text[why < WEFT__WAIT_KINDS ? why : WEFT__WAIT_NONE]);
     switch (why) {
     case WEFT__WAIT_TASK:

@@ -252,7 +252,9 @@ static uintptr_t take_own_yielded(weft__worker_t *w);
 /* Chaos mode's pick among the ready: the four local sources in a random order. The draw is
  * consumed only when a task is found: an idle worker polls a timing-dependent number of times,
  * and a seed must not depend on timing. */
-static uintptr_t chaos_local_work(weft__worker_t *w) {
+static uintptr_t __attribute__((noinline, cold)) chaos_local_work(weft__worker_t *w) {
+  if (++w->tick % FAIRNESS_TICKS == 0) /* busy workers fire timers too, as in local_work */
+    weft__timer_poll(w->rt->timer, weft_now_ns(), &w->n_fired);
   uint32_t r = (uint32_t)(w->chaos >> 32);
   for (int i = 0; i < 4; i++) {
     uintptr_t e = 0;
@@ -281,10 +283,7 @@ static uintptr_t chaos_local_work(weft__worker_t *w) {
 
 static uintptr_t local_work(weft__worker_t *w) {
   uintptr_t e;
-  if (WEFT__UNLIKELY(w->chaos)) {
-    if (++w->tick % FAIRNESS_TICKS == 0) weft__timer_poll(w->rt->timer, weft_now_ns(), &w->n_fired);
-    return chaos_local_work(w);
-  }
+  if (WEFT__UNLIKELY(w->chaos)) return chaos_local_work(w);
   if (WEFT__UNLIKELY(++w->tick % FAIRNESS_TICKS == 0)) {
     w->coarse_ns = weft_now_ns(); /* read anyway: it refreshes spawn ages too */
     weft__timer_poll(w->rt->timer, w->coarse_ns, &w->n_fired); /* busy workers fire timers too */
@@ -457,20 +456,24 @@ static void after_switch(weft__worker_t *w) {
   }
 }
 
+/* Chaos mode's random yield at a suspension point: nothing is armed or released yet (that
+ * happens after weft__suspend's switch), so the wait simply starts a turn later, maybe on
+ * another worker. Returns the worker the task is on now. */
+static weft__worker_t *__attribute__((noinline, cold)) chaos_before_suspend(weft__worker_t *w,
+                                                                          weft__after_t after) {
+  if (after == WEFT__AFTER_YIELD || !(chaos_next(w) & 1)) return w;
+  weft__suspend(w, WEFT__AFTER_YIELD, w->current);
+  return weft__worker_self();
+}
+
 void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg) {
-  if (WEFT__UNLIKELY(w->chaos) && after != WEFT__AFTER_YIELD && (chaos_next(w) & 1)) {
-    /* Chaos mode's random yield at a suspension point: nothing is armed or released yet (that
-     * happens after the switch below), so the wait simply starts a turn later, maybe on
-     * another worker. */
-    weft__suspend(w, WEFT__AFTER_YIELD, w->current);
-    w = weft__worker_self();
-  }
+  if (WEFT__UNLIKELY(w->chaos)) w = chaos_before_suspend(w, after);
   struct weft_task *t = w->current;
   WEFT__ASSERT(t && t->runs_on && w == weft__worker_self());
   w->after = after;
   w->after_arg = arg;
   /* Before the switch: once after_switch makes t runnable, its next RUNNING comes after. */
-  weft__task_state(t, after == WEFT__AFTER_YIELD ? WEFT__TS_QUEUED : WEFT__TS_WAITING, w->index);
+  weft__task_state(t, after == WEFT__AFTER_YIELD ? WEFT__TS_QUEUED : WEFT__TS_WAITING);
   weft__ctx_switch(&t->runs_on->ctx, &w->sched, false);
   /* Resumed, possibly by another worker: callers re-read weft__worker_self(). */
 }
