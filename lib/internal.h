@@ -198,10 +198,11 @@ typedef struct weft__task_diag {
 
 static inline weft__task_diag_t *weft__task_diag(struct weft_task *t) {
   uintptr_t slab = (uintptr_t)t & ~(uintptr_t)(WEFT__TASK_SLAB_BYTES - 1);
-  size_t i = ((uintptr_t)t - slab - WEFT__TASK_SLAB_HEADER) / sizeof(struct weft_task);
-  weft__task_diag_t *diags =
-      (weft__task_diag_t *)(slab + WEFT__TASK_SLAB_HEADER + WEFT__TASK_SLAB * sizeof(struct weft_task));
-  return &diags[i];
+  uintptr_t offset = (uintptr_t)t - slab - WEFT__TASK_SLAB_HEADER; /* a multiple of 128 */
+  /* index * 16 == offset / 8: descriptors are 8 times the size of their diagnostics */
+  _Static_assert(sizeof(struct weft_task) == 8 * sizeof(weft__task_diag_t), "the shift below");
+  return (weft__task_diag_t *)(slab + WEFT__TASK_SLAB_HEADER +
+                               WEFT__TASK_SLAB * sizeof(struct weft_task) + offset / 8);
 }
 
 /* A task's state for dumps (diag_state). A task woken but not yet resumed still

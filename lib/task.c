@@ -491,12 +491,19 @@ static weft__worker_t *worker_of(struct weft_runtime *rt) {
   return w && w->rt == rt ? w : NULL;
 }
 
+/* Chaos mode's spawn (lib/worker.c): out of line, so that weft_spawn stays a tail call. */
+static int __attribute__((noinline, cold)) spawn_chaos(weft__worker_t *w, weft_task_t **task,
+                                                      weft_fn fn, void *arg) {
+  int err = spawn(w->rt, w, task, fn, arg);
+  weft__chaos_point(w->current); /* may yield: w is not used after it */
+  return err;
+}
+
 int weft_spawn(weft_task_t **task, weft_fn fn, void *arg) {
   weft__worker_t *w = weft__worker_self();
   if (!w || !w->current) return WEFT_EPERM;
-  int err = spawn(w->rt, w, task, fn, arg);
-  if (WEFT__UNLIKELY(w->chaos)) weft__chaos_point(w->current); /* chaos mode (lib/worker.c) */
-  return err;
+  if (WEFT__UNLIKELY(w->chaos)) return spawn_chaos(w, task, fn, arg);
+  return spawn(w->rt, w, task, fn, arg);
 }
 
 int weft_runtime_spawn(weft_runtime_t *rt, weft_task_t **task, weft_fn fn, void *arg) {
