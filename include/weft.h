@@ -34,6 +34,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h> /* malloc and free, for the typed task helpers */
 
 #ifdef __cplusplus
 extern "C" {
@@ -113,6 +114,18 @@ typedef struct weft_options {
   /* How long weft_runtime_destroy lets cancelled tasks unwind before it discards the ones
    * still unfinished (reporting each on stderr). 0: WEFT_SHUTDOWN_DEFAULT_MS. */
   uint64_t shutdown_timeout_ms;
+  /* Diagnostics, in WEFT_TRACE's syntax (see weft_runtime_dump and docs/api.md); NULL: the
+   * WEFT_TRACE environment variable, if set. A malformed spec makes weft_runtime_create fail
+   * with WEFT_EINVAL. */
+  const char *trace;
+  /* Schedule perturbation for stress-testing your own code, off (0) in production: with a
+   * seed, workers pick among ready tasks at random (either end of their deque, their yield
+   * queue, the inject queue) and tasks yield at random at spawns and suspension points, so
+   * that an ordering bug shows in a few seeds instead of in production. Reproducible for a
+   * seed with one worker and no timers (with more workers, thread timing mixes in). 0: the
+   * WEFT_CHAOS environment variable (a number, decimal or 0x hex), if set; an invalid value
+   * makes weft_runtime_create fail with WEFT_EINVAL. */
+  uint64_t chaos_seed;
 } weft_options_t;
 
 #define WEFT_STACK_DEFAULT ((size_t)64 * 1024)
@@ -123,7 +136,7 @@ typedef struct weft_options {
 #define WEFT_GUARD_DEFAULT ((size_t)64 * 1024)
 #define WEFT_WORKERS_MAX 1024
 #define WEFT_SHUTDOWN_DEFAULT_MS 1000
-#define WEFT_OPTIONS_INIT {sizeof(weft_options_t), 0, 0, 0, 0}
+#define WEFT_OPTIONS_INIT {sizeof(weft_options_t), 0, 0, 0, 0, NULL, 0}
 
 WEFT_EXTERN int weft_runtime_create(weft_runtime_t **rt, const weft_options_t *options);
 /* asyncio.run's end, in two steps. weft_runtime_shutdown refuses new spawns (WEFT_ESHUTDOWN),
@@ -159,6 +172,66 @@ typedef struct weft_stats {
 } weft_stats_t;
 #define WEFT_STATS_INIT {sizeof(weft_stats_t), 0, 0, 0, 0, 0, 0, 0}
 WEFT_EXTERN int weft_runtime_stats(weft_runtime_t *rt, weft_stats_t *stats);
+
+/* ---- Diagnostics -------------------------------------------------------------------------- */
+
+/* One snapshot of a runtime's metrics, for one worker or summed over all. Counters only grow;
+ * depths are what was seen during the call. Workers keep running while it is read, so fields
+ * are each exact but not taken at one instant. Always on (the counters are per worker, written
+ * by their owner without locked instructions). Start from WEFT_METRICS_INIT. More fields may
+ * be added at any time (at the end). */
+typedef struct weft_metrics {
+  size_t metrics_size; /* sizeof(weft_metrics_t) as the caller compiled it */
+  int worker;          /* the worker asked for, or WEFT_METRICS_ALL */
+  int workers;         /* the runtime's worker count */
+  uint64_t uptime_ns;  /* since weft_runtime_create */
+  /* Monotonic counters (per worker; summed for WEFT_METRICS_ALL). */
+  uint64_t tasks_run;      /* tasks that began running, on their own stack or inline */
+  uint64_t tasks_spawned;  /* the sum also counts spawns from threads that are not workers */
+  uint64_t tasks_stolen;   /* entries taken from another worker's queues */
+  uint64_t steal_attempts; /* victims probed */
+  uint64_t tasks_inlined;  /* awaited before starting: ran as plain calls (also in tasks_run) */
+  uint64_t tasks_unrun;    /* ended unrun for want of a stack (see weft_stats_t) */
+  uint64_t parks;          /* times a worker went to sleep */
+  uint64_t unparks;        /* times another thread woke a sleeping worker */
+  uint64_t timers_fired;   /* timer callbacks run (sleeps ending, deadlines passing) */
+  uint64_t injected_taken; /* entries taken from the queue of spawns and wakes from outside */
+  uint64_t yields;         /* weft_yield calls that suspended */
+  uint64_t busy_ns;        /* uptime not parked (running tasks, or looking for them) */
+  uint64_t idle_ns;        /* time parked */
+  /* Depths now. deque/yield: the worker's (summed for WEFT_METRICS_ALL); the rest are the
+   * runtime's, the same in every view. */
+  uint64_t deque_depth;   /* spawned and woken tasks waiting in the worker's deque */
+  uint64_t yield_depth;   /* yielded (and injected-batch) tasks in its yield queue */
+  uint64_t inject_depth;  /* spawns and wakes from outside not yet taken */
+  uint64_t timers_armed;  /* sleeps and deadlines pending */
+  uint64_t tasks_live;    /* spawned and not yet ended */
+  uint64_t stacks_mapped; /* task stacks mapped */
+  uint64_t stacks_cached; /* of those, not held by a task now */
+} weft_metrics_t;
+#define WEFT_METRICS_ALL (-1)
+#define WEFT_METRICS_INIT {sizeof(weft_metrics_t), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+/* worker: 0 .. weft_runtime_workers(rt) - 1, or WEFT_METRICS_ALL. WEFT_EINVAL for a NULL rt or
+ * metrics, a metrics_size too small for its first field, or a worker out of range. Safe from
+ * any thread, including the runtime's own tasks. */
+WEFT_EXTERN int weft_runtime_metrics(weft_runtime_t *rt, int worker, weft_metrics_t *metrics);
+
+/* Writes one line per live task to fd (2 for stderr): id, name, state (queued; running on
+ * worker N; sleeping until +T; awaiting task N; awaiting a future; in gather of K; done, the
+ * handle not yet released) and age. The wait reason is the one recorded where the task last
+ * suspended. Tasks keep running while the dump is taken: each line is one task's state at
+ * one moment, not all at the same moment. Safe from any thread; not from a signal handler
+ * (WEFT_TRACE=dump:SIG makes weft's monitor thread dump on a signal for you).
+ *
+ * WEFT_TRACE (or weft_options_t.trace): comma-separated, each item turning one tool on:
+ *   schedtrace:MS   one line on stderr every MS milliseconds summarising the runtime
+ *                   (Go's schedtrace, adapted; fields in docs/api.md)
+ *   dump:SIG        a task dump on stderr when the process gets SIG (USR1, USR2, or a
+ *                   number); the handler only counts, the monitor thread dumps
+ *   watchdog:MS     names on stderr a task that holds its worker more than MS milliseconds
+ *                   without suspending (a blocking call in a task), once per such slice
+ * Any of them starts one monitor thread per runtime; without WEFT_TRACE nothing runs. */
+WEFT_EXTERN int weft_runtime_dump(weft_runtime_t *rt, int fd);
 
 /* ---- Tasks -------------------------------------------------------------------------------- */
 
@@ -304,6 +377,83 @@ WEFT_EXTERN uint64_t weft_now_ns(void);
 WEFT_EXTERN int weft_sleep_ns(uint64_t duration_ns);
 WEFT_EXTERN int weft_sleep_ms(uint64_t duration_ms);
 WEFT_EXTERN int weft_sleep_until(uint64_t deadline_ns);
+
+/* ---- Typed tasks --------------------------------------------------------------------------- */
+
+/* A task with typed arguments and a typed result, no hand-packed struct and no casts:
+ *
+ *   WEFT_TASK_2(double, scale, double, x, int, times) { return x * times; }
+ *   ...
+ *   WEFT_HANDLE(scale) h;                        // a typed handle
+ *   int err = WEFT_SPAWN(scale)(&h, 1.5, 4);     // asyncio.create_task(scale(1.5, 4))
+ *   double r;
+ *   err = WEFT_JOIN(scale)(h, &r);               // r == 6.0; the handle is released
+ *
+ * WEFT_TASK_n(ret, name, type1, arg1, ..., typen, argn), n = 0..4, declares `static ret
+ * name(args)` (the body follows the macro; call it directly for a plain call) and generates,
+ * all static and all named from `name`: name_weft_frame (the arguments and the result, one
+ * malloc per spawn, freed by the join), name_weft_handle, name_weft_entry (names the task
+ * #name, then calls name), name_weft_spawn and name_weft_join. WEFT_SPAWN works inside tasks
+ * only (weft_spawn's rules and errors, plus WEFT_ENOMEM for the frame); WEFT_JOIN returns
+ * weft_join's error and stores the result only when it is 0. ret must not be void (return an
+ * int). Each handle is joined exactly once. Locals of the generated code are weft__-prefixed. */
+#define WEFT_HANDLE(name) name##_weft_handle
+#define WEFT_SPAWN(name) name##_weft_spawn
+#define WEFT_JOIN(name) name##_weft_join
+
+#define WEFT__ID(...) __VA_ARGS__
+#define WEFT__TASK(ret, name, fields, params, spawn_params, call_args, stores)                 \
+  typedef struct name##_weft_frame {                                                         \
+    WEFT__ID fields ret weft_ret;                                                            \
+  } name##_weft_frame;                                                                       \
+  typedef struct name##_weft_handle {                                                        \
+    weft_task_t *task;                                                                       \
+    name##_weft_frame *frame;                                                                \
+  } name##_weft_handle;                                                                      \
+  static ret name(WEFT__ID params);                                                          \
+  static void *name##_weft_entry(void *weft__p) {                                            \
+    name##_weft_frame *weft__f = (name##_weft_frame *)weft__p;                               \
+    weft_task_set_name(weft_current(), #name);                                               \
+    weft__f->weft_ret = name(WEFT__ID call_args);                                            \
+    return weft__f;                                                                          \
+  }                                                                                          \
+  static inline __attribute__((unused)) int name##_weft_spawn(WEFT__ID spawn_params) {       \
+    name##_weft_frame *weft__f = (name##_weft_frame *)malloc(sizeof *weft__f);               \
+    if (!weft__f) return WEFT_ENOMEM;                                                        \
+    WEFT__ID stores;                                                                         \
+    int weft__err = weft_spawn(&weft__h->task, name##_weft_entry, weft__f);                  \
+    weft__h->frame = weft__err ? NULL : weft__f;                                             \
+    if (weft__err) free(weft__f);                                                            \
+    return weft__err;                                                                        \
+  }                                                                                          \
+  static inline __attribute__((unused)) int name##_weft_join(name##_weft_handle weft__h,     \
+                                                             ret *weft__out) {               \
+    int weft__err = weft_join(weft__h.task, NULL);                                           \
+    if (!weft__err && weft__out) *weft__out = weft__h.frame->weft_ret;                       \
+    free(weft__h.frame); /* the task has ended (or was discarded): nothing else holds it */  \
+    return weft__err;                                                                        \
+  }                                                                                          \
+  static ret name(WEFT__ID params)
+
+#define WEFT_TASK_0(ret, name)                                                                 \
+  WEFT__TASK(ret, name, (), (void), (name##_weft_handle * weft__h), (), ((void)0))
+#define WEFT_TASK_1(ret, name, t1, a1)                                                         \
+  WEFT__TASK(ret, name, (t1 a1;), (t1 a1), (name##_weft_handle * weft__h, t1 a1),             \
+             (weft__f->a1), (weft__f->a1 = a1))
+#define WEFT_TASK_2(ret, name, t1, a1, t2, a2)                                                 \
+  WEFT__TASK(ret, name, (t1 a1; t2 a2;), (t1 a1, t2 a2),                                      \
+             (name##_weft_handle * weft__h, t1 a1, t2 a2), (weft__f->a1, weft__f->a2),        \
+             (weft__f->a1 = a1, weft__f->a2 = a2))
+#define WEFT_TASK_3(ret, name, t1, a1, t2, a2, t3, a3)                                         \
+  WEFT__TASK(ret, name, (t1 a1; t2 a2; t3 a3;), (t1 a1, t2 a2, t3 a3),                        \
+             (name##_weft_handle * weft__h, t1 a1, t2 a2, t3 a3),                             \
+             (weft__f->a1, weft__f->a2, weft__f->a3),                                         \
+             (weft__f->a1 = a1, weft__f->a2 = a2, weft__f->a3 = a3))
+#define WEFT_TASK_4(ret, name, t1, a1, t2, a2, t3, a3, t4, a4)                                 \
+  WEFT__TASK(ret, name, (t1 a1; t2 a2; t3 a3; t4 a4;), (t1 a1, t2 a2, t3 a3, t4 a4),          \
+             (name##_weft_handle * weft__h, t1 a1, t2 a2, t3 a3, t4 a4),                      \
+             (weft__f->a1, weft__f->a2, weft__f->a3, weft__f->a4),                            \
+             (weft__f->a1 = a1, weft__f->a2 = a2, weft__f->a3 = a3, weft__f->a4 = a4))
 
 #ifdef __cplusplus
 }

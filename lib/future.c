@@ -74,6 +74,7 @@ int weft_future_await_until(weft_future_t *f, uint64_t deadline_ns, void **value
   if (!f) return WEFT_EINVAL;
   weft__worker_t *w = weft__worker_self();
   struct weft_task *self = weft__awaiting_task(w, "weft_future_await_until");
+  weft__wait_reason(self, WEFT__WAIT_FUTURE, (uintptr_t)f);
   int err = weft__await_word_until(self, &f->word, deadline_ns);
   if (!err) weft__tsan_acquire(&f->word); /* the resolve edge */
   if (!err && value) *value = f->value;
@@ -84,6 +85,7 @@ int weft_future_await(weft_future_t *f, void **value) {
   if (!f) return WEFT_EINVAL;
   weft__worker_t *w = weft__worker_self();
   struct weft_task *self = weft__awaiting_task(w, "weft_future_await");
+  weft__wait_reason(self, WEFT__WAIT_FUTURE, (uintptr_t)f);
   int err = weft__await_word_until(self, &f->word, UINT64_MAX);
   if (err) return err;
   weft__tsan_acquire(&f->word); /* the resolve edge */

@@ -100,10 +100,12 @@ int weft__timer_create(struct weft__timer **timer);
 void weft__timer_destroy(struct weft__timer *timer);
 /* Arms e; true if that made the earliest deadline earlier: the caller then wakes a parked
  * worker so it re-arms its sleep (the wheel knows nothing of workers). */
-bool weft__timer_arm(struct weft__timer *timer, weft__timer_entry_t *e);
+bool weft__timer_arm(struct weft__timer *timer, weft__timer_entry_t *e, _Atomic uint64_t *fired);
 bool weft__timer_cancel(struct weft__timer *timer, weft__timer_entry_t *e);
 /* Fire what is due (at most a batch); returns the next deadline or UINT64_MAX. */
-uint64_t weft__timer_poll(struct weft__timer *timer, uint64_t now_ns);
+/* *fired (if not NULL) is increased by the number of callbacks run. */
+uint64_t weft__timer_poll(struct weft__timer *timer, uint64_t now_ns, _Atomic uint64_t *fired);
+uint64_t weft__timer_armed(struct weft__timer *timer); /* entries armed now */
 uint64_t weft__timer_next_deadline(struct weft__timer *timer);
 bool weft__timer_pending(struct weft__timer *timer);
 
@@ -164,13 +166,110 @@ struct weft_task {
   _Atomic uint32_t state; /* park phase, waking event, cancel bits, shield depth: wake_impl.h */
   weft__stack_t *runs_on; /* the stack whose top holds this task's frames */
   struct weft_task *next; /* free list, inject queue (a task is in at most one queue) */
-  const char *name;
-  uint64_t id;
+  /* Atomic (relaxed where written) only because a dump reads them from another thread. */
+  _Atomic(const char *) name;
+  _Atomic uint64_t id;
   /* The task's timer (sleep, await with a deadline), and its wait record: while it is
    * suspended on a join, fire is a join-wait marker (or the timed callback) and ctx the join. */
   weft__timer_entry_t timer;
 } __attribute__((aligned(64)));
-_Static_assert(sizeof(struct weft_task) == 128, "a task descriptor is two cache lines");
+_Static_assert(sizeof(struct weft_task) == 128, "two cache lines: diagnostics go beside it");
+
+/* A descriptor's diagnostics that do not fit in its 128 bytes (they would grow it to 192: +26 %
+ * time and +62 MB on 10^6 live tasks in weft-bench spawn, bench/README.md): kept in the same
+ * slab after the descriptors, found by masking like the slab itself; 32 bytes a task. */
+typedef struct weft__task_diag {
+  _Atomic uint64_t wait_detail; /* awaited task's id, gather size, sleep deadline, future */
+  _Atomic uint64_t born_ns;     /* coarse clock at spawn (a dump's "age") */
+  /* The WEFT__TS_* state, the WEFT__WAIT_* reason of the last wait, the worker that last ran
+   * it: three fields, so that each update is one plain store (a packed word needed load +
+   * store: +22 instructions per yield under callgrind). Written by whoever runs or suspends the
+   * task (relaxed: the scheduler's hand-offs order successive writers), read by a dump from any
+   * thread (relaxed: a racy snapshot, said so in its output). Here, not in the descriptor:
+   * the descriptor's spare 4 bytes hold its park state (wake_impl.h). */
+  _Atomic uint8_t diag_state;
+  _Atomic uint8_t wait_reason;
+  _Atomic uint16_t diag_worker; /* < WEFT_WORKERS_MAX */
+  uint32_t reserved;
+  uint64_t reserved2;
+} weft__task_diag_t;
+/* lib/task.c's slabs: their size and alignment, the header's size, descriptors per slab. */
+#define WEFT__TASK_SLAB_BYTES (32 * 1024)
+#define WEFT__TASK_SLAB_HEADER 64
+#define WEFT__TASK_SLAB                                            \
+  ((WEFT__TASK_SLAB_BYTES - WEFT__TASK_SLAB_HEADER) /              \
+   (sizeof(struct weft_task) + sizeof(weft__task_diag_t)))
+
+static inline weft__task_diag_t *weft__task_diag(struct weft_task *t) {
+  uintptr_t slab = (uintptr_t)t & ~(uintptr_t)(WEFT__TASK_SLAB_BYTES - 1);
+  uintptr_t offset = (uintptr_t)t - slab - WEFT__TASK_SLAB_HEADER; /* a multiple of 128 */
+  /* index * 32 == offset / 4: descriptors are 4 times the size of their diagnostics */
+  _Static_assert(sizeof(struct weft_task) == 4 * sizeof(weft__task_diag_t), "the shift below");
+  return (weft__task_diag_t *)(slab + WEFT__TASK_SLAB_HEADER +
+                               WEFT__TASK_SLAB * sizeof(struct weft_task) + offset / 4);
+}
+
+/* A task's state for dumps (diag_state). A task woken but not yet resumed still
+ * shows WAITING with its last reason: the wake paths are left alone (no store on them). */
+enum { WEFT__TS_QUEUED = 1, WEFT__TS_RUNNING = 2, WEFT__TS_WAITING = 3 };
+
+/* Why a task waits: recorded by the suspending call with weft__wait_reason(), one line per
+ * suspension point. CHANNEL, LOCK, FD and CANCELLED are for the primitives other issues add;
+ * lib/trace.c has each one's text. */
+typedef enum {
+  WEFT__WAIT_NONE = 0,
+  WEFT__WAIT_TASK,      /* detail: the awaited task's id */
+  WEFT__WAIT_FUTURE,    /* detail: the future's address */
+  WEFT__WAIT_GATHER,    /* detail: how many tasks the gather waits for */
+  WEFT__WAIT_SLEEP,     /* detail: the deadline (weft_now_ns) */
+  WEFT__WAIT_CHANNEL,   /* detail: the channel's address */
+  WEFT__WAIT_LOCK,      /* detail: the lock's address */
+  WEFT__WAIT_FD,        /* detail: the file descriptor */
+  WEFT__WAIT_CANCELLED, /* detail: unused (a cancelled task waiting for its children) */
+  WEFT__WAIT_KINDS
+} weft__wait_t;
+
+/* Records why `self` is about to wait (nothing for a plain thread: self NULL). Relaxed: the
+ * dump that reads it is a racy snapshot; the task's own later stores come after in program
+ * order. The state becomes WAITING in weft__suspend, only if the task really suspends. */
+static inline void weft__wait_reason(struct weft_task *self, weft__wait_t reason, uint64_t detail) {
+  if (!self) return;
+  atomic_store_explicit(&weft__task_diag(self)->wait_detail, detail, memory_order_relaxed);
+  atomic_store_explicit(&weft__task_diag(self)->wait_reason, (uint8_t)reason, memory_order_relaxed);
+}
+
+/* Spawn's part (relaxed stores: the spawn edge publishes them to the task's workers; a dump
+ * reads them racily). now_ns: a coarse time (see weft__worker_coarse_now). */
+static inline void weft__task_born(struct weft_task *t, uint64_t id, uint64_t now_ns) {
+  atomic_store_explicit(&t->id, id, memory_order_relaxed);
+  atomic_store_explicit(&t->name, NULL, memory_order_relaxed);
+  atomic_store_explicit(&weft__task_diag(t)->diag_state, WEFT__TS_QUEUED, memory_order_relaxed);
+  atomic_store_explicit(&weft__task_diag(t)->born_ns, now_ns, memory_order_relaxed);
+}
+
+/* weft__suspend's part: QUEUED for a yield, else WAITING (relaxed: see diag_state). */
+static inline void weft__task_state(struct weft_task *t, uint8_t state) {
+  atomic_store_explicit(&weft__task_diag(t)->diag_state, state, memory_order_relaxed);
+}
+
+/* An awaiter runs t inline on its own stack: t runs, and the awaiter waits for it (if t
+ * suspends, the dump shows both: t with its reason, the awaiter awaiting t). */
+/* t runs on worker (relaxed: see diag_state): the scheduler loop for every slice, and an
+ * awaiter whose inline run is over. */
+static inline void weft__task_running(struct weft_task *t, int worker) {
+  weft__task_diag_t *d = weft__task_diag(t);
+  atomic_store_explicit(&d->diag_worker, (uint16_t)worker, memory_order_relaxed);
+  atomic_store_explicit(&d->diag_state, WEFT__TS_RUNNING, memory_order_relaxed);
+}
+
+/* An awaiter runs t inline on its own stack: t runs, and the awaiter waits for it (if t
+ * suspends, the dump shows both: t with its reason, the awaiter awaiting t). fib's hot path:
+ * plain stores only (relaxed: see diag_state). */
+static inline void weft__inline_begin(struct weft_task *awaiter, struct weft_task *t, int worker) {
+  weft__wait_reason(awaiter, WEFT__WAIT_TASK, atomic_load_explicit(&t->id, memory_order_relaxed));
+  weft__task_state(awaiter, WEFT__TS_WAITING);
+  weft__task_running(t, worker);
+}
 
 /* lib/task.c: starts a task from the scheduler loop on a stack from the worker's cache. */
 void weft__task_start(struct weft__worker *w, struct weft_task *t);
@@ -256,6 +355,22 @@ typedef struct weft__worker {
   pthread_t thread;
   /* Statistics: owner writes, readers tolerate tearing-free relaxed reads. */
   _Atomic uint64_t n_spawned, n_inlined, n_stolen, n_parks, n_unrun;
+  /* Metrics (lib/metrics.c), owner-written the same way: start entries taken (unrun ones
+   * included), tasks that ended on their own stack, victims probed, futex sleeps that a
+   * waker ended, timer callbacks fired, injected entries taken, yields, nanoseconds parked. */
+  _Atomic uint64_t n_started, n_finished, n_steal_tries, n_unparks, n_fired, n_injected,
+      n_yields, idle_ns;
+  /* The task this worker runs (NULL in its scheduler loop) and how many slices it has begun:
+   * the watchdog's view (lib/trace.c). */
+  _Atomic(struct weft_task *) running;
+  _Atomic uint64_t slices;
+  uint64_t start_ns; /* written before the thread starts */
+  /* Spawn times for dumps without a clock read per spawn (6 ns each here: +12 % on fib 35):
+   * the coarse clock, re-read every 64th spawn and whenever the worker looks for work
+   * (weft__worker_coarse_now below). Owner-only. */
+  uint64_t coarse_ns;
+  uint32_t coarse_spawns;
+  uint64_t chaos; /* chaos mode's PRNG state (xorshift64), 0: off. Owner-only. */
 } weft__worker_t;
 
 /* Owner-written statistic: a plain increment made of relaxed atomics, so weft_runtime_stats
@@ -272,6 +387,17 @@ weft__worker_t *weft__worker_self(void) __attribute__((noinline));
 void weft__worker_set_self(weft__worker_t *w);
 
 void weft__worker_main_loop(weft__worker_t *w);
+/* Chaos mode (lib/worker.c): self (the running task, or NULL) yields with probability 1/2 when
+ * its runtime has a chaos seed; nothing otherwise. Called after spawns (weft__suspend has its
+ * own). The caller must not use a worker pointer it read before: the task may move. */
+void weft__chaos_point(struct weft_task *self);
+/* A spawn time for dumps: the worker's cached coarse clock, re-read every 64th spawn (picked:
+ * 6 ns a read) and whenever the worker runs out of local work; NULL w: the clock itself. */
+static inline uint64_t weft__worker_coarse_now(weft__worker_t *w) {
+  if (!w) return weft__coarse_now_ns();
+  if (WEFT__UNLIKELY(++w->coarse_spawns % 64 == 0)) w->coarse_ns = weft__coarse_now_ns();
+  return w->coarse_ns;
+}
 /* Make a task runnable (start or resume entry): local deque if on a worker, else the inject
  * queue; wakes a parked worker if no one is looking for work. */
 void weft__schedule(struct weft_runtime *rt, uintptr_t entry);
@@ -315,9 +441,22 @@ struct weft_runtime {
   uint64_t task_seen_at;       /* ... and since when (weft_now_ns): a pass waits for quiet */
   _Atomic uint64_t foreign_spawns; /* spawns from threads that are not workers */
   _Atomic uint64_t next_task_id;   /* the next block of ids: 1 at creation */
+  uint64_t created_ns;
+  struct weft__trace *trace; /* the monitor thread, NULL when no tracing is on (lib/trace.c) */
+  uint64_t chaos_seed;       /* 0: off (lib/worker.c, chaos mode) */
 };
 
 
+
+/* ---- Diagnostics (lib/metrics.c, lib/trace.c) ------------------------------------------------ */
+
+/* Parses WEFT_TRACE (or the option) and starts the monitor thread if anything asks for it. */
+int weft__trace_start(struct weft_runtime *rt, const char *spec);
+/* Stops and joins the monitor: first thing in destroy, before the workers stop. */
+void weft__trace_stop(struct weft_runtime *rt);
+/* lib/task.c: calls fn(t, ctx) for every descriptor not on a free list, under task_lock. */
+void weft__tasks_visit(struct weft_runtime *rt, void (*fn)(struct weft_task *t, void *ctx),
+                       void *ctx);
 
 /* ---- Overflow reports (lib/overflow.c) ------------------------------------------------------ */
 

@@ -258,11 +258,13 @@ static void run_inline(weft__worker_t *w, struct weft_task *t) {
   struct weft_task *awaiter = w->current;
   t->runs_on = awaiter->runs_on;
   w->current = t;
+  weft__inline_begin(awaiter, t, w->index);
   weft__stat_bump(&w->n_inlined);
   weft__tsan_acquire(&t->fn); /* the spawn edge (pairs with spawn()); same fiber, kept for form */
   void *result = t->fn(t->arg);
   w = weft__worker_self(); /* t may have suspended and resumed elsewhere */
   w->current = awaiter;
+  weft__task_running(awaiter, w->index);
   weft__task_complete(t, result);
 }
 
@@ -326,6 +328,7 @@ static int await_task(weft_task_t *t, void **result, const char *what) {
   if (self == t) weft__die("weft: %s: a task awaited itself, which can never finish.", what);
   if (self && wake_checkpoint(&self->state)) return WEFT_ECANCELED;
   if (!(self && try_inline(t))) {
+    weft__wait_reason(self, WEFT__WAIT_TASK, atomic_load_explicit(&t->id, memory_order_relaxed));
     int err = weft__await_word_until(self, &t->word, UINT64_MAX);
     if (err) return err;
   }
@@ -353,6 +356,7 @@ int weft_await_until(weft_task_t *t, uint64_t deadline_ns, void **result) {
     struct weft_task *self = weft__awaiting_task(w, "weft_await_until");
     if (self == t) weft__die("weft: weft_await_until: a task awaited itself, which can never finish.");
     /* No inline run here: a deadline means the caller wants the task run beside it. */
+    weft__wait_reason(self, WEFT__WAIT_TASK, atomic_load_explicit(&t->id, memory_order_relaxed));
     int err = weft__await_word_until(self, &t->word, deadline_ns);
     if (err) return err;
   }
@@ -535,6 +539,7 @@ static int gather_wait(struct weft_task *self, weft_task_t *const *tasks, size_t
     weft_task_t *t = tasks[spawned_in_reverse ? k : n - 1 - k];
     if (!task_is_done(t)) try_inline(t);
   }
+  weft__wait_reason(self, WEFT__WAIT_GATHER, n);
   if (wait_all(self, tasks, n) == 0) {
     if (weft__san_hooks() & WEFT__SAN_TSAN) /* the completion edges (weft__task_complete) */
       for (size_t i = 0; i < n; i++) __tsan_acquire(&tasks[i]->word);

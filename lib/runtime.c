@@ -116,6 +116,18 @@ static int resolve_workers(const weft_options_t *opts, int *out) {
   return 0;
 }
 
+static int resolve_chaos(const weft_options_t *opts, uint64_t *out) {
+  *out = OPTION(opts, chaos_seed, 0);
+  const char *env = getenv("WEFT_CHAOS");
+  if (*out || !env) return 0;
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(env, &end, 0);
+  if (!*env || *end || errno || *env == '-') return WEFT_EINVAL;
+  *out = v;
+  return 0;
+}
+
 static int resolve_stack(const weft_options_t *opts, size_t *out) {
   size_t bytes = OPTION(opts, stack_size, 0);
   if (bytes == 0) bytes = WEFT_STACK_DEFAULT;
@@ -164,8 +176,17 @@ static int worker_init(struct weft_runtime *rt, weft__worker_t *w, int index) {
   memset(w, 0, sizeof *w);
   w->rt = rt;
   w->index = index;
+  w->start_ns = weft_now_ns();
+  w->coarse_ns = weft__coarse_now_ns();
+  if (rt->chaos_seed) { /* splitmix64 of seed and index: never 0, distinct per worker */
+    uint64_t z = rt->chaos_seed + 0x9e3779b97f4a7c15ull * (uint64_t)(index + 1);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    w->chaos = (z ^ (z >> 31)) | 1;
+  }
   w->rng = 0x9e3779b9u ^ (uint32_t)(index * 2654435761u);
   if (!w->rng) w->rng = 1;
+  if (w->chaos) w->rng = (uint32_t)(w->chaos >> 32) | 1; /* random victims from the seed too */
   atomic_init(&w->park_word, 0);
   if (weft__deque_init(&w->deque, DEQUE_INITIAL) != 0) return WEFT_ENOMEM;
   if (weft__deque_init(&w->yieldq, DEQUE_INITIAL) != 0) {
@@ -213,12 +234,16 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
   int err = resolve_workers(opts, &nworkers);
   if (!err) err = resolve_stack(opts, &stack_bytes);
   if (!err) err = resolve_guard(opts, &guard_bytes);
+  uint64_t chaos_seed = 0;
+  if (!err) err = resolve_chaos(opts, &chaos_seed);
   if (err) return err;
 
   struct weft_runtime *rt = aligned_alloc(WEFT__CACHELINE, sizeof *rt);
   if (!rt) return WEFT_ENOMEM;
   memset(rt, 0, sizeof *rt);
   rt->nworkers = nworkers;
+  rt->created_ns = weft_now_ns();
+  rt->chaos_seed = chaos_seed;
   atomic_init(&rt->next_task_id, 1);
   uint64_t shutdown_ms = OPTION(opts, shutdown_timeout_ms, 0);
   if (!shutdown_ms) shutdown_ms = WEFT_SHUTDOWN_DEFAULT_MS;
@@ -246,6 +271,14 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
       runtime_free(rt, inited);
       return WEFT_EAGAIN;
     }
+  }
+  /* The monitor reads the workers: started after them, stopped before them. */
+  const char *trace = OPTION(opts, trace, NULL);
+  if (!trace) trace = getenv("WEFT_TRACE");
+  if ((err = weft__trace_start(rt, trace)) != 0) {
+    stop_workers(rt, started);
+    runtime_free(rt, inited);
+    return err;
   }
   *out = rt;
   return 0;
@@ -288,6 +321,7 @@ int weft_runtime_destroy(weft_runtime_t *rt) {
   /* relaxed: our own thread's earlier shutdown, if any */
   if (!atomic_load_explicit(&rt->closing, memory_order_relaxed))
     shutdown_tasks(rt, rt->shutdown_ns);
+  weft__trace_stop(rt);
   stop_workers(rt, rt->nworkers);
   /* A thread that made one of our tasks runnable may still be inside inject_push (waking a
    * worker); it leaves the lock before we may free what it touches. */

@@ -22,6 +22,7 @@ int weft_sleep_until(uint64_t deadline_ns) {
     return 0;
   }
   if (deadline_ns <= weft_now_ns()) return weft_yield();
+  weft__wait_reason(self, WEFT__WAIT_SLEEP, deadline_ns);
   return weft__park_until(self, deadline_ns); /* UINT64_MAX: until cancelled */
 }
 

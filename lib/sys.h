@@ -41,6 +41,9 @@ void weft__fault_set(int kind, long nth); /* tests link weft_static */
 void weft__futex_wait(_Atomic uint32_t *word, uint32_t expected, uint64_t deadline_ns);
 void weft__futex_wake(_Atomic uint32_t *word, int n);
 
-/* weft_now_ns (CLOCK_MONOTONIC) is public and lives in lib/sys.c too. */
+/* weft_now_ns (CLOCK_MONOTONIC) is public and lives in lib/sys.c too. This one reads
+ * CLOCK_MONOTONIC_COARSE (the vDSO's last tick: no TSC read, 1-4 ms resolution): for ages in
+ * dumps, stamped on every spawn, never for deadlines. */
+uint64_t weft__coarse_now_ns(void);
 
 #endif /* WEFT_SYS_H */

@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 enum {
-  TASK_SLAB_BYTES = 32 * 1024, /* picked: a slab's bytes and their alignment: a descriptor finds its slab by masking */
+  TASK_SLAB_BYTES = WEFT__TASK_SLAB_BYTES, /* picked (internal.h): a descriptor finds its slab by masking */
   TASK_REGION_SLABS = 64, /* picked: slabs per mapping (2 MiB) */
   TASK_CACHE_MAX = 1024, /* picked: a worker's free list beyond this spills half to the runtime */
   TASK_REFILL = 64, /* picked: descriptors a worker takes from the shared list at once */
@@ -47,7 +47,13 @@ typedef struct task_slab {
   _Atomic long orphans;
   struct weft_task tasks[]; /* 64-aligned: the header takes one cache line */
 } task_slab_t;
-#define TASK_SLAB ((TASK_SLAB_BYTES - sizeof(task_slab_t)) / sizeof(struct weft_task))
+/* Descriptors per slab; their diagnostics (weft__task_diag_t) follow them in the slab. */
+#define TASK_SLAB WEFT__TASK_SLAB
+_Static_assert(sizeof(task_slab_t) == WEFT__TASK_SLAB_HEADER, "weft__task_diag assumes this header");
+_Static_assert(WEFT__TASK_SLAB_HEADER + WEFT__TASK_SLAB * (sizeof(struct weft_task) +
+                                                           sizeof(weft__task_diag_t)) <=
+                   WEFT__TASK_SLAB_BYTES,
+               "descriptors and their diagnostics fit in a slab");
 
 typedef struct task_region {
   struct task_region *next;
@@ -410,6 +416,18 @@ void weft__tasks_discard(struct weft_runtime *rt) {
   }
 }
 
+/* For dumps (lib/trace.c): every descriptor whose word is not the free mark. A descriptor may
+ * be freed or reused while fn reads it: fn reads only atomics, and says the view is racy. */
+void weft__tasks_visit(struct weft_runtime *rt, void (*fn)(struct weft_task *t, void *ctx),
+                       void *ctx) {
+  pthread_mutex_lock(&rt->task_lock);
+  task_store_t *st = rt->task_store;
+  for (task_slab_t *slab = st ? st->slabs : NULL; slab; slab = slab->next)
+    for (size_t i = 0; i < TASK_SLAB; i++)
+      if (!task_is_free(&slab->tasks[i])) fn(&slab->tasks[i], ctx);
+  pthread_mutex_unlock(&rt->task_lock);
+}
+
 /* ---- Starting ---------------------------------------------------------------------------- */
 
 /* Entry of a task started on its own stack. */
@@ -492,12 +510,11 @@ static int spawn(struct weft_runtime *rt, weft__worker_t *w, weft_task_t **out, 
   t->rt = rt;
   t->error = 0;
   t->runs_on = NULL;
-  t->name = NULL;
   t->timer.fire = NULL; /* no wait record */
   /* RUNNING (not waiting), no cancel, no shield. relaxed, and atomic: a shutdown's cancel
    * walk may touch a descriptor as it is reused. */
   atomic_store_explicit(&t->state, 0, memory_order_relaxed);
-  t->id = next_task_id(rt, w);
+  weft__task_born(t, next_task_id(rt, w), weft__worker_coarse_now(w));
   if (w)
     weft__stat_bump(&w->n_spawned);
   else /* relaxed: a statistic */
@@ -519,9 +536,18 @@ static weft__worker_t *worker_of(struct weft_runtime *rt) {
   return w && w->rt == rt ? w : NULL;
 }
 
+/* Chaos mode's spawn (lib/worker.c): out of line, so that weft_spawn stays a tail call. */
+static int __attribute__((noinline, cold)) spawn_chaos(weft__worker_t *w, weft_task_t **task,
+                                                      weft_fn fn, void *arg) {
+  int err = spawn(w->rt, w, task, fn, arg);
+  weft__chaos_point(w->current); /* may yield: w is not used after it */
+  return err;
+}
+
 int weft_spawn(weft_task_t **task, weft_fn fn, void *arg) {
   weft__worker_t *w = weft__worker_self();
   if (!w || !w->current) return WEFT_EPERM;
+  if (WEFT__UNLIKELY(w->chaos)) return spawn_chaos(w, task, fn, arg);
   return spawn(w->rt, w, task, fn, arg);
 }
 
@@ -545,7 +571,7 @@ weft_task_t *weft_current(void) {
 
 void weft_task_set_name(weft_task_t *t, const char *name) {
   check_handle(t, "weft_task_set_name");
-  t->name = name;
+  atomic_store_explicit(&t->name, name, memory_order_relaxed); /* relaxed: names order nothing */
 }
 
 const char *weft_task_name(const weft_task_t *t) {

@@ -198,10 +198,18 @@ static void advance(struct weft__timer *t, uint64_t now_tick) {
 
 static void fire_now(weft__timer_entry_t *e) { e->fire(e); }
 
-bool weft__timer_arm(struct weft__timer *t, weft__timer_entry_t *e) {
+/* Adds n to a counter only its owner writes (weft__stat_bump's relaxed load + store). */
+static void count_fired(_Atomic uint64_t *fired, int n) {
+  if (fired && n)
+    atomic_store_explicit(fired, atomic_load_explicit(fired, memory_order_relaxed) + (uint64_t)n,
+                          memory_order_relaxed);
+}
+
+bool weft__timer_arm(struct weft__timer *t, weft__timer_entry_t *e, _Atomic uint64_t *fired) {
   uint64_t now = weft_now_ns();
   if (e->deadline_ns <= now) { /* already due: no need to touch the wheel */
     atomic_store_explicit(&e->state, TIMER_FIRING, memory_order_relaxed); /* relaxed: ours */
+    count_fired(fired, 1); /* before the callback: what it wakes sees itself counted */
     fire_now(e);
     return false;
   }
@@ -231,7 +239,7 @@ bool weft__timer_cancel(struct weft__timer *t, weft__timer_entry_t *e) {
   return won;
 }
 
-uint64_t weft__timer_poll(struct weft__timer *t, uint64_t now_ns) {
+uint64_t weft__timer_poll(struct weft__timer *t, uint64_t now_ns, _Atomic uint64_t *fired) {
   /* relaxed: a hint; a stale value only delays the poll to the next check */
   uint64_t hint = atomic_load_explicit(&t->next_ns, memory_order_relaxed);
   if (hint > now_ns) return hint;
@@ -248,8 +256,16 @@ uint64_t weft__timer_poll(struct weft__timer *t, uint64_t now_ns) {
   }
   uint64_t next = publish_next(t);
   pthread_mutex_unlock(&t->lock);
+  count_fired(fired, n); /* before the callbacks: what they wake sees itself counted */
   for (int i = 0; i < n; i++) fire_now(batch[i]);
   return next;
+}
+
+uint64_t weft__timer_armed(struct weft__timer *t) {
+  pthread_mutex_lock(&t->lock);
+  long n = t->count;
+  pthread_mutex_unlock(&t->lock);
+  return (uint64_t)n;
 }
 
 uint64_t weft__timer_next_deadline(struct weft__timer *t) {

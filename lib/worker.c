@@ -74,6 +74,36 @@ weft__worker_t *weft__worker_self(void) {
 
 void weft__worker_set_self(weft__worker_t *w) { tls_worker = w; }
 
+/* ---- Chaos mode ----------------------------------------------------------------------------- */
+
+/* Schedule perturbation (WEFT_CHAOS, weft_options_t.chaos_seed): Go's randomised select and
+ * Tokio's shuttle are the models — explore orders the default policy never produces, from a
+ * seed. Each worker draws from its own xorshift64 seeded from the runtime's seed and its index,
+ * so one worker replays exactly (no timers: their firing depends on the clock). Two knobs:
+ * which ready task runs next (chaos_local_work: either end of the deque, the yield queue or the
+ * inject queue, in random order), and a random yield after spawns (weft__chaos_point) and
+ * before suspensions (weft__suspend): where a task's check and its act get separated by another
+ * task's. Rejected: random preemption (cooperative tasks cannot be preempted without signals,
+ * which TSan delivers only at interceptors), and perturbing only with random sleeps (timing,
+ * not a seed, would decide the order). Off, it costs an untaken branch per local_work, spawn
+ * and suspension. */
+static uint32_t chaos_next(weft__worker_t *w) {
+  uint64_t x = w->chaos; /* xorshift64: never 0 once seeded non-zero */
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  w->chaos = x;
+  return (uint32_t)(x >> 32);
+}
+
+void weft__chaos_point(struct weft_task *self) {
+  if (WEFT__LIKELY(!self || !self->rt->chaos_seed)) return;
+  weft__worker_t *w = weft__worker_self();
+  /* A plain suspension, not weft_yield: a chaos point must not deliver (and so consume) a
+   * pending cancel that no call of the task's would report. */
+  if (w && w->current == self && (chaos_next(w) & 1)) weft__suspend(w, WEFT__AFTER_YIELD, self);
+}
+
 static uint32_t next_random(weft__worker_t *w) {
   /* xorshift32: victims need spreading, not quality */
   uint32_t x = w->rng;
@@ -184,6 +214,7 @@ static uintptr_t steal_one(weft__worker_t *w) {
   for (int i = 0; i < STEAL_TRIES; i++) {
     weft__worker_t *victim = &rt->workers[next_random(w) % (uint32_t)n];
     if (victim == w) continue;
+    weft__stat_bump(&w->n_steal_tries);
     uintptr_t e = weft__deque_steal(&victim->deque);
     if (e == WEFT__DEQUE_ABORT) e = 0; /* lost a race: someone is busy there, try elsewhere */
     if (!e) {
@@ -209,14 +240,55 @@ static uintptr_t take_own_yielded(weft__worker_t *w) {
 static uintptr_t take_injected(weft__worker_t *w) {
   uintptr_t batch[INJECT_BATCH];
   int n = inject_pop_batch(w->rt, batch);
+  if (n) /* relaxed load + store: owner-written, as weft__stat_bump */
+    atomic_store_explicit(&w->n_injected,
+                          atomic_load_explicit(&w->n_injected, memory_order_relaxed) + (uint64_t)n,
+                          memory_order_relaxed);
   for (int i = 1; i < n; i++) push_local(w, &w->yieldq, batch[i]);
   return n ? batch[0] : 0;
 }
 
+static uintptr_t take_injected(weft__worker_t *w);
+static uintptr_t take_own_yielded(weft__worker_t *w);
+
+/* Chaos mode's pick among the ready: the four local sources in a random order. The draw is
+ * consumed only when a task is found: an idle worker polls a timing-dependent number of times,
+ * and a seed must not depend on timing. */
+static uintptr_t __attribute__((noinline, cold)) chaos_local_work(weft__worker_t *w) {
+  if (++w->tick % FAIRNESS_TICKS == 0) /* busy workers fire timers too, as in local_work */
+    weft__timer_poll(w->rt->timer, weft_now_ns(), &w->n_fired);
+  uint32_t r = (uint32_t)(w->chaos >> 32);
+  for (int i = 0; i < 4; i++) {
+    uintptr_t e = 0;
+    switch ((r + (uint32_t)i) % 4) {
+    case 0:
+      e = weft__deque_take(&w->deque); /* newest */
+      break;
+    case 1:
+      e = weft__deque_steal(&w->deque); /* oldest: stealing from ourselves is allowed */
+      if (e == WEFT__DEQUE_ABORT) e = 0;
+      break;
+    case 2:
+      e = take_own_yielded(w);
+      break;
+    case 3:
+      e = take_injected(w);
+      break;
+    }
+    if (e) {
+      chaos_next(w);
+      return e;
+    }
+  }
+  return 0;
+}
+
 static uintptr_t local_work(weft__worker_t *w) {
   uintptr_t e;
+  if (WEFT__UNLIKELY(w->chaos)) return chaos_local_work(w);
   if (WEFT__UNLIKELY(++w->tick % FAIRNESS_TICKS == 0)) {
-    weft__timer_poll(w->rt->timer, weft_now_ns()); /* busy workers fire timers too */
+    w->coarse_ns = weft_now_ns(); /* read anyway: it refreshes spawn ages too */
+    weft__timer_poll(w->rt->timer, w->coarse_ns, &w->n_fired); /* busy workers fire timers too */
     if ((e = take_injected(w)) || (e = take_own_yielded(w))) return e;
   }
   if ((e = weft__deque_take(&w->deque))) return e;
@@ -287,6 +359,7 @@ static void park(weft__worker_t *w, bool *spinning) {
   if (!any_work_visible(rt) && !atomic_load_explicit(&rt->stopping, memory_order_seq_cst) &&
       deadline > weft_now_ns()) {
     weft__stat_bump(&w->n_parks);
+    uint64_t parked_at = weft_now_ns(); /* two clock reads per park: parks are ~84 µs anyway */
     /* acquire: pairs with the waker's release store */
     while (atomic_load_explicit(&w->park_word, memory_order_acquire) == 0 &&
            !atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
@@ -295,6 +368,11 @@ static void park(weft__worker_t *w, bool *spinning) {
       deadline = weft__timer_next_deadline(rt->timer);
       if (scavenge_at < deadline) deadline = scavenge_at;
     }
+    /* relaxed load + store: owner-written, as weft__stat_bump */
+    atomic_store_explicit(&w->idle_ns,
+                          atomic_load_explicit(&w->idle_ns, memory_order_relaxed) +
+                              (weft_now_ns() - parked_at),
+                          memory_order_relaxed);
   }
   if (idle_unlist(w)) {
     *spinning = true; /* we left on our own: count ourselves as a spinner again */
@@ -304,6 +382,7 @@ static void park(weft__worker_t *w, bool *spinning) {
      * the next park does not consume a stale wake. acquire: pairs with its release. */
     while (atomic_load_explicit(&w->park_word, memory_order_acquire) == 0) ck_pr_stall();
     *spinning = true;
+    weft__stat_bump(&w->n_unparks);
   }
 }
 
@@ -312,6 +391,7 @@ static uintptr_t find_work(weft__worker_t *w) {
   struct weft_runtime *rt = w->rt;
   uintptr_t e = local_work(w);
   if (WEFT__LIKELY(e)) return e;
+  w->coarse_ns = weft__coarse_now_ns(); /* out of local work: spawn ages restart from here */
   bool spinning = false;
   for (;;) {
     if (!spinning) {
@@ -325,7 +405,7 @@ static uintptr_t find_work(weft__worker_t *w) {
         stop_spinning(w, &spinning);
         return 0;
       }
-      weft__timer_poll(rt->timer, weft_now_ns());
+      weft__timer_poll(rt->timer, weft_now_ns(), &w->n_fired);
       if ((e = local_work(w)) || (e = steal_one(w))) {
         stop_spinning(w, &spinning);
         return e;
@@ -343,6 +423,8 @@ static void after_switch(weft__worker_t *w) {
   weft__after_t after = w->after;
   w->after = WEFT__AFTER_NOTHING;
   w->current = NULL;
+  /* relaxed: the watchdog's sample; it tolerates a stale view by one check */
+  atomic_store_explicit(&w->running, NULL, memory_order_relaxed);
   switch (after) {
   case WEFT__AFTER_NOTHING:
     break;
@@ -353,9 +435,11 @@ static void after_switch(weft__worker_t *w) {
       s->ctx.tsan_fiber = NULL;
     }
     weft__stack_put(w->rt->stacks, &w->stacks, s);
+    weft__stat_bump(&w->n_finished);
     break;
   }
   case WEFT__AFTER_YIELD: /* a parked worker may take it while we run something long */
+    weft__stat_bump(&w->n_yields);
     push_local(w, &w->yieldq, (uintptr_t)w->after_arg | WEFT__ENTRY_RESUME);
     break;
   case WEFT__AFTER_PARK:
@@ -363,28 +447,48 @@ static void after_switch(weft__worker_t *w) {
     break;
   case WEFT__AFTER_PARK_TIMED: {
     struct weft_task *t = w->after_arg;
-    if (weft__timer_arm(w->rt->timer, &t->timer)) weft__wake_one_if_needed(w->rt);
+    if (weft__timer_arm(w->rt->timer, &t->timer, &w->n_fired)) weft__wake_one_if_needed(w->rt);
     weft__park_commit(w, t); /* after the arm: a resumed task finds its timer armed or fired */
     break;
   }
   }
 }
 
+/* Chaos mode's random yield at a suspension point: nothing is armed or released yet (that
+ * happens after weft__suspend's switch), so the wait simply starts a turn later, maybe on
+ * another worker. Returns the worker the task is on now. */
+static weft__worker_t *__attribute__((noinline, cold)) chaos_before_suspend(weft__worker_t *w,
+                                                                          weft__after_t after) {
+  if (after == WEFT__AFTER_YIELD || !(chaos_next(w) & 1)) return w;
+  weft__suspend(w, WEFT__AFTER_YIELD, w->current);
+  return weft__worker_self();
+}
+
 void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg) {
+  if (WEFT__UNLIKELY(w->chaos)) w = chaos_before_suspend(w, after);
   struct weft_task *t = w->current;
   WEFT__ASSERT(t && t->runs_on && w == weft__worker_self());
   w->after = after;
   w->after_arg = arg;
+  /* Before the switch: once after_switch makes t runnable, its next RUNNING comes after. */
+  weft__task_state(t, after == WEFT__AFTER_YIELD ? WEFT__TS_QUEUED : WEFT__TS_WAITING);
   weft__ctx_switch(&t->runs_on->ctx, &w->sched, false);
   /* Resumed, possibly by another worker: callers re-read weft__worker_self(). */
 }
 
 static void run_entry(weft__worker_t *w, uintptr_t e) {
   struct weft_task *t = (struct weft_task *)(e & ~WEFT__ENTRY_TAGS);
+  weft__task_running(t, w->index); /* one whole-word store: the reason is stale now */
+  /* release: pairs with the watchdog's acquire, so that what made t's descriptor (its slab's
+   * mapping, its spawn) happens before the watchdog reads its id and name; free on x86 */
+  atomic_store_explicit(&w->running, t, memory_order_release);
+  /* relaxed: the watchdog's sample; a new slice shows as a new count */
+  weft__stat_bump(&w->slices);
   if (e & WEFT__ENTRY_RESUME) {
     w->current = t;
     weft__ctx_switch(&w->sched, &t->runs_on->ctx, false);
   } else {
+    weft__stat_bump(&w->n_started);
     weft__task_start(w, t);
   }
   after_switch(w);

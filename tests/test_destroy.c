@@ -18,8 +18,10 @@ static void *asleep_for_an_hour(void *arg) {
 }
 
 /* Ignores cancellation: the shutdown's bound passes and destroy discards it. */
+static atomic_int stubborn_started;
 static void *stubborn(void *arg) {
   weft_shield_begin();
+  atomic_fetch_add(&stubborn_started, 1);
   weft_sleep_ms(3600 * 1000);
   weft_shield_end();
   return arg;
@@ -69,7 +71,10 @@ static void destroy_under_thread_awaiters(uint64_t deadline_ns, bool stubborn_ta
   int expected = stubborn_task ? WEFT_ESHUTDOWN : WEFT_ECANCELED;
   weft_runtime_t *rt = runtime_with_short_shutdown(2);
   weft_task_t *t;
+  atomic_store(&stubborn_started, 0);
   OK(weft_runtime_spawn(rt, &t, stubborn_task ? stubborn : asleep_for_an_hour, NULL));
+  /* A stubborn task must be in its shield before the cancel, or it never starts at all. */
+  while (stubborn_task && !atomic_load(&stubborn_started)) sched_yield();
   thread_await_t a[N];
   pthread_t th[N];
   for (int i = 0; i < N; i++) {
@@ -109,8 +114,10 @@ Test(destroy, threads_awaiting_a_discarded_task_get_eshutdown) {
 Test(destroy, a_shutdown_reports_the_tasks_it_could_not_end) {
   weft_runtime_t *rt = test_runtime(2);
   weft_task_t *t, *u;
+  atomic_store(&stubborn_started, 0);
   OK(weft_runtime_spawn(rt, &t, stubborn, NULL));
   OK(weft_runtime_spawn(rt, &u, asleep_for_an_hour, NULL));
+  while (!atomic_load(&stubborn_started)) sched_yield(); /* shielded before the cancel */
   cr_assert_eq(weft_runtime_shutdown(rt, 20 * 1000000u), WEFT_ETIMEDOUT);
   weft_stats_t st = WEFT_STATS_INIT;
   OK(weft_runtime_stats(rt, &st));
@@ -144,7 +151,9 @@ Test(destroy, a_task_of_another_runtime_awaiting_a_destroyed_runtimes_task_gets_
     int expected = stubborn_task ? WEFT_ESHUTDOWN : WEFT_ECANCELED;
     weft_runtime_t *doomed = runtime_with_short_shutdown(1), *other = test_runtime(2);
     cross_await_t c = {.started = 0};
+    atomic_store(&stubborn_started, 0);
     OK(weft_runtime_spawn(doomed, &c.task, stubborn_task ? stubborn : asleep_for_an_hour, NULL));
+    while (stubborn_task && !atomic_load(&stubborn_started)) sched_yield();
     weft_task_t *awaiter;
     OK(weft_runtime_spawn(other, &awaiter, await_other_runtimes_task, &c));
     while (!atomic_load(&c.started)) sched_yield();
@@ -170,8 +179,10 @@ Test(destroy, handles_stay_valid_until_released) {
     OK(weft_runtime_spawn(rt, &finished[i], identity, IPTR(i + 1)));
     OK(weft_await(finished[i], NULL)); /* done, handle still held */
   }
+  atomic_store(&stubborn_started, 0);
   for (int i = 0; i < ASLEEP; i++)
     OK(weft_runtime_spawn(rt, &asleep[i], i % 2 ? stubborn : asleep_for_an_hour, NULL));
+  while (atomic_load(&stubborn_started) < ASLEEP / 2) sched_yield(); /* all in their shields */
   for (int i = 0; i < QUEUED; i++) OK(weft_runtime_spawn(rt, &queued[i], identity, IPTR(i)));
   OK(weft_runtime_destroy(rt)); /* some of `queued` may have run: either answer is allowed */
   for (int i = 0; i < FINISHED; i++) {

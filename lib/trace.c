@@ -1,0 +1,373 @@
+/*
+ * Tracing: the task dump, schedtrace, the blocked-worker watchdog and the monitor thread
+ * that runs the last two (and the dump on a signal).
+ *
+ * Owns: WEFT_TRACE's parsing, one monitor thread per runtime that asks for any tool, the
+ * signal handler for dump:SIG, and the text of every line these tools print.
+ *
+ * The dump walks the descriptor slabs under rt->task_lock (lib/task.c's weft__tasks_visit):
+ * spawns from a worker's own free list take no lock, so descriptors change under it. It reads
+ * only atomic fields, all relaxed (a racy snapshot, TSan-clean): a task's id, name, word (done
+ * or not), state and wait reason (diag_state and the slab-side weft__task_diag_t — see internal.h) and
+ * spawn time. A line may mix two moments of one task (a reason from one wait, the state from
+ * the next); the header says so. Why a task waits is recorded where it suspends, one store
+ * pair per suspension point (Go's gopark reason), never reconstructed from wait records: those
+ * live on the task's stack and are not atomic.
+ *
+ * The watchdog samples each worker's (slices, running) pair every threshold/4: a worker whose
+ * slice count has not moved while a task runs on it has been in that one slice since the
+ * first sample that saw it; past the threshold it is named, once per slice. Detection comes
+ * between threshold and 1.25 x threshold after the slice began. Rejected: stamping each slice
+ * with the clock (two clock reads per switch on a 2.5 ns switch) and a signal to the worker
+ * to print its own task (TSan delivers signals only at interceptors; a task spinning in user
+ * code would never see it).
+ *
+ * dump:SIG's handler only increments a counter (a lock-free atomic, async-signal-safe); the
+ * monitor, which polls it every DUMP_POLL_MS, does the dump (walking slabs under a mutex is not
+ * async-signal-safe). Every runtime that asks for the same signal dumps on it. The handler is
+ * never removed: once installed, the signal no longer ends the process.
+ * Rejected: a signalfd (the signal would have to be blocked in every thread, the user's too).
+ *
+ * Every line is written with one write(2) to fd 2, so lines of two runtimes cannot interleave.
+ */
+#include "deque.h"
+#include "internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+
+enum {
+  DUMP_POLL_MS = 50, /* picked: a signal's dump comes within 50 ms; one futex timeout each */
+  LINE_MAX_BYTES = 512,
+};
+
+struct weft__trace {
+  struct weft_runtime *rt;
+  pthread_t thread;
+  _Atomic uint32_t stop; /* futex word: 1 once destroy asks the monitor to leave */
+  uint64_t sched_ns, watch_ns; /* periods; 0: off */
+  int dump_signal;             /* 0: off */
+  unsigned seen_dumps;
+  struct watch {
+    uint64_t slices;
+    struct weft_task *task;
+    uint64_t since;
+    bool reported;
+  } *watch; /* one per worker, the monitor's own */
+};
+
+static _Atomic unsigned dump_requests; /* bumped by the handler; lock-free on every target */
+
+/* ---- Output ------------------------------------------------------------------------------- */
+
+typedef struct {
+  char buf[LINE_MAX_BYTES];
+  size_t n;
+} line_t;
+
+static void put(line_t *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(line_t *l, const char *fmt, ...) {
+  if (l->n >= sizeof l->buf) return;
+  va_list ap;
+  va_start(ap, fmt);
+  int k = vsnprintf(l->buf + l->n, sizeof l->buf - l->n, fmt, ap);
+  va_end(ap);
+  if (k > 0) l->n = l->n + (size_t)k < sizeof l->buf ? l->n + (size_t)k : sizeof l->buf - 1;
+}
+
+static void emit(int fd, line_t *l) {
+  if (l->n >= sizeof l->buf) l->n = sizeof l->buf - 1;
+  l->buf[l->n++] = '\n';
+  const char *p = l->buf;
+  size_t left = l->n;
+  while (left) {
+    ssize_t k = write(fd, p, left);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) break;
+    p += k;
+    left -= (size_t)k;
+  }
+  l->n = 0;
+}
+
+static double ms(uint64_t ns) { return (double)ns / 1e6; }
+
+/* ---- The task dump ------------------------------------------------------------------------ */
+
+static const char *const wait_text[WEFT__WAIT_KINDS] = {
+    [WEFT__WAIT_NONE] = "waiting",
+    [WEFT__WAIT_TASK] = "awaiting task",
+    [WEFT__WAIT_FUTURE] = "awaiting a future",
+    [WEFT__WAIT_GATHER] = "in gather of",
+    [WEFT__WAIT_SLEEP] = "sleeping until",
+    [WEFT__WAIT_CHANNEL] = "waiting on a channel",
+    [WEFT__WAIT_LOCK] = "waiting for a lock",
+    [WEFT__WAIT_FD] = "waiting on fd",
+    [WEFT__WAIT_CANCELLED] = "cancelled, waiting for its children",
+};
+
+typedef struct {
+  int fd;
+  uint64_t now, coarse_now;
+  size_t count;
+} dump_ctx_t;
+
+static void dump_task(struct weft_task *t, void *arg) {
+  dump_ctx_t *d = arg;
+  /* relaxed, every load here: a racy snapshot (see the design comment) */
+  uint64_t id = atomic_load_explicit(&t->id, memory_order_relaxed);
+  const char *name = atomic_load_explicit(&t->name, memory_order_relaxed);
+  uintptr_t word = atomic_load_explicit(&t->word, memory_order_relaxed);
+  uint32_t st = atomic_load_explicit(&weft__task_diag(t)->diag_state, memory_order_relaxed);
+  uint32_t why = atomic_load_explicit(&weft__task_diag(t)->wait_reason, memory_order_relaxed);
+  uint32_t on = atomic_load_explicit(&weft__task_diag(t)->diag_worker, memory_order_relaxed);
+  weft__task_diag_t *diag = weft__task_diag(t);
+  uint64_t detail = atomic_load_explicit(&diag->wait_detail, memory_order_relaxed);
+  uint64_t born = atomic_load_explicit(&diag->born_ns, memory_order_relaxed);
+  line_t l = {.n = 0};
+  put(&l, "  task %" PRIu64, id);
+  if (name) put(&l, " \"%.64s\"", name);
+  put(&l, ": ");
+  if (word & WEFT__DONE) {
+    put(&l, "done, handle not released");
+  } else if (st == WEFT__TS_RUNNING) {
+    put(&l, "running on worker %u", on);
+  } else if (st == WEFT__TS_WAITING) {
+    put(&l, "%s", wait_text[why < WEFT__WAIT_KINDS ? why : WEFT__WAIT_NONE]);
+    switch (why) {
+    case WEFT__WAIT_TASK:
+      put(&l, " %" PRIu64, detail);
+      break;
+    case WEFT__WAIT_GATHER:
+      put(&l, " %" PRIu64, detail);
+      break;
+    case WEFT__WAIT_SLEEP:
+      if (detail > d->now) put(&l, " +%.3f ms", ms(detail - d->now));
+      else put(&l, " now (due)");
+      break;
+    case WEFT__WAIT_FD:
+      put(&l, " %" PRIu64, detail);
+      break;
+    case WEFT__WAIT_FUTURE:
+    case WEFT__WAIT_CHANNEL:
+    case WEFT__WAIT_LOCK:
+      put(&l, " (%#" PRIx64 ")", detail);
+      break;
+    default:
+      break;
+    }
+  } else {
+    put(&l, "queued");
+  }
+  put(&l, ", age %.3f ms", ms(d->coarse_now > born ? d->coarse_now - born : 0));
+  emit(d->fd, &l);
+  d->count++;
+}
+
+int weft_runtime_dump(weft_runtime_t *rt, int fd) {
+  if (!rt || fd < 0) return WEFT_EINVAL;
+  dump_ctx_t d = {.fd = fd, .now = weft_now_ns(), .coarse_now = weft__coarse_now_ns()};
+  line_t l = {.n = 0};
+  put(&l, "weft dump: %d workers, uptime %.3f ms (tasks run on while it is taken)", rt->nworkers,
+      ms(d.now - rt->created_ns));
+  emit(fd, &l);
+  weft__tasks_visit(rt, dump_task, &d);
+  put(&l, "weft dump end: %zu tasks", d.count);
+  emit(fd, &l);
+  return 0;
+}
+
+/* ---- schedtrace --------------------------------------------------------------------------- */
+
+static void schedtrace(struct weft_runtime *rt) {
+  weft_metrics_t m = WEFT_METRICS_INIT;
+  weft_runtime_metrics(rt, WEFT_METRICS_ALL, &m);
+  line_t l = {.n = 0};
+  /* relaxed: counts for display */
+  put(&l,
+      "SCHED %" PRIu64 "ms: workers=%d idleworkers=%d spinning=%d injectq=%" PRIu64
+      " timers=%" PRIu64 " live=%" PRIu64 " run=%" PRIu64 " spawned=%" PRIu64 " stolen=%" PRIu64
+      " parks=%" PRIu64 " runq=[",
+      m.uptime_ns / 1000000, m.workers, atomic_load_explicit(&rt->nidle, memory_order_relaxed),
+      atomic_load_explicit(&rt->nspinning, memory_order_relaxed), m.inject_depth, m.timers_armed,
+      m.tasks_live, m.tasks_run, m.tasks_spawned, m.tasks_stolen, m.parks);
+  for (int i = 0; i < rt->nworkers; i++) {
+    weft_metrics_t w = WEFT_METRICS_INIT;
+    weft_runtime_metrics(rt, i, &w);
+    put(&l, "%s%" PRIu64 "/%" PRIu64, i ? " " : "", w.deque_depth, w.yield_depth);
+  }
+  put(&l, "]");
+  emit(STDERR_FILENO, &l);
+}
+
+/* ---- The watchdog ------------------------------------------------------------------------- */
+
+static void watchdog(struct weft__trace *tr, uint64_t now) {
+  struct weft_runtime *rt = tr->rt;
+  for (int i = 0; i < rt->nworkers; i++) {
+    weft__worker_t *w = &rt->workers[i];
+    struct watch *s = &tr->watch[i];
+    /* relaxed: a sample; a stale one delays a report by one check */
+    uint64_t slices = atomic_load_explicit(&w->slices, memory_order_relaxed);
+    /* acquire: pairs with run_entry's release (the descriptor's making happens before) */
+    struct weft_task *t = atomic_load_explicit(&w->running, memory_order_acquire);
+    if (!t || slices != s->slices || t != s->task) {
+      *s = (struct watch){.slices = slices, .task = t, .since = now, .reported = false};
+      continue;
+    }
+    if (s->reported || now - s->since < tr->watch_ns) continue;
+    s->reported = true;
+    /* The descriptor stays mapped while the runtime lives; if the task ended just now these
+     * read its successor's fields: relaxed atomics, like the dump's. */
+    uint64_t id = atomic_load_explicit(&t->id, memory_order_relaxed);
+    const char *name = atomic_load_explicit(&t->name, memory_order_relaxed);
+    line_t l = {.n = 0};
+    put(&l, "weft watchdog: task %" PRIu64 " \"%.64s\" has held worker %d for %.0f ms without "
+            "suspending (a blocking call in a task?)",
+        id, name ? name : "(unnamed)", i, ms(now - s->since));
+    emit(STDERR_FILENO, &l);
+  }
+}
+
+/* ---- The monitor thread ------------------------------------------------------------------- */
+
+static void on_dump_signal(int sig) {
+  (void)sig;
+  atomic_fetch_add_explicit(&dump_requests, 1, memory_order_relaxed); /* relaxed: a counter */
+}
+
+static void *monitor(void *arg) {
+  struct weft__trace *tr = arg;
+  uint64_t now = weft_now_ns();
+  uint64_t next_sched = tr->sched_ns ? now + tr->sched_ns : UINT64_MAX;
+  uint64_t watch_every = tr->watch_ns / 4 ? tr->watch_ns / 4 : 1;
+  uint64_t next_watch = tr->watch_ns ? now + watch_every : UINT64_MAX;
+  uint64_t poll = (uint64_t)DUMP_POLL_MS * 1000000;
+  for (;;) {
+    uint64_t deadline = next_sched < next_watch ? next_sched : next_watch;
+    if (tr->dump_signal && deadline > now + poll) deadline = now + poll;
+    /* acquire: pairs with trace_stop's release; nothing is handed over, it only ends us */
+    if (atomic_load_explicit(&tr->stop, memory_order_acquire)) break;
+    weft__futex_wait(&tr->stop, 0, deadline);
+    if (atomic_load_explicit(&tr->stop, memory_order_acquire)) break;
+    now = weft_now_ns();
+    if (now >= next_sched) {
+      schedtrace(tr->rt);
+      while (next_sched <= now) next_sched += tr->sched_ns; /* no burst after a stall */
+    }
+    if (now >= next_watch) {
+      watchdog(tr, now);
+      next_watch = now + watch_every;
+    }
+    if (tr->dump_signal) {
+      /* relaxed: the counter itself is all we read */
+      unsigned d = atomic_load_explicit(&dump_requests, memory_order_relaxed);
+      if (d != tr->seen_dumps) {
+        tr->seen_dumps = d;
+        weft_runtime_dump(tr->rt, STDERR_FILENO);
+      }
+    }
+  }
+  return NULL;
+}
+
+/* ---- WEFT_TRACE --------------------------------------------------------------------------- */
+
+static int parse_ms(const char *s, size_t len, uint64_t *out) {
+  uint64_t v = 0;
+  if (len == 0 || len > 9) return WEFT_EINVAL;
+  for (size_t i = 0; i < len; i++) {
+    if (s[i] < '0' || s[i] > '9') return WEFT_EINVAL;
+    v = v * 10 + (uint64_t)(s[i] - '0');
+  }
+  if (v == 0) return WEFT_EINVAL;
+  *out = v * 1000000;
+  return 0;
+}
+
+static int parse_signal(const char *s, size_t len, int *out) {
+  static const struct {
+    const char *name;
+    int sig;
+  } names[] = {{"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"SIGUSR1", SIGUSR1}, {"SIGUSR2", SIGUSR2},
+               {"QUIT", SIGQUIT}, {"SIGQUIT", SIGQUIT}, {"HUP", SIGHUP},   {"SIGHUP", SIGHUP}};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strlen(names[i].name) == len && memcmp(names[i].name, s, len) == 0) {
+      *out = names[i].sig;
+      return 0;
+    }
+  uint64_t v = 0;
+  if (len == 0 || len > 2) return WEFT_EINVAL;
+  for (size_t i = 0; i < len; i++) {
+    if (s[i] < '0' || s[i] > '9') return WEFT_EINVAL;
+    v = v * 10 + (uint64_t)(s[i] - '0');
+  }
+  /* Signals the process cannot catch, or whose handling would break it, are refused. */
+  if (v < 1 || v > 64 || v == SIGKILL || v == SIGSTOP || v == SIGSEGV) return WEFT_EINVAL;
+  *out = (int)v;
+  return 0;
+}
+
+static int parse(struct weft__trace *tr, const char *spec) {
+  const char *p = spec;
+  while (*p) {
+    const char *end = strchr(p, ',');
+    if (!end) end = p + strlen(p);
+    const char *colon = memchr(p, ':', (size_t)(end - p));
+    if (!colon) return WEFT_EINVAL;
+    size_t klen = (size_t)(colon - p), vlen = (size_t)(end - colon - 1);
+    int err;
+    if (klen == 10 && memcmp(p, "schedtrace", 10) == 0) err = parse_ms(colon + 1, vlen, &tr->sched_ns);
+    else if (klen == 8 && memcmp(p, "watchdog", 8) == 0) err = parse_ms(colon + 1, vlen, &tr->watch_ns);
+    else if (klen == 4 && memcmp(p, "dump", 4) == 0) err = parse_signal(colon + 1, vlen, &tr->dump_signal);
+    else err = WEFT_EINVAL;
+    if (err) return err;
+    if (*end && !end[1]) return WEFT_EINVAL; /* a trailing comma */
+    p = *end ? end + 1 : end;
+  }
+  return 0;
+}
+
+int weft__trace_start(struct weft_runtime *rt, const char *spec) {
+  rt->trace = NULL;
+  if (!spec || !*spec) return 0;
+  struct weft__trace *tr = calloc(1, sizeof *tr);
+  if (!tr) return WEFT_ENOMEM;
+  tr->rt = rt;
+  int err = parse(tr, spec);
+  if (!err && !(tr->watch = calloc((size_t)rt->nworkers, sizeof *tr->watch))) err = WEFT_ENOMEM;
+  if (!err && tr->dump_signal) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_dump_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(tr->dump_signal, &sa, NULL) != 0) err = WEFT_EINVAL;
+    /* relaxed: only this monitor reads its own copy */
+    tr->seen_dumps = atomic_load_explicit(&dump_requests, memory_order_relaxed);
+  }
+  atomic_init(&tr->stop, 0);
+  if (!err && pthread_create(&tr->thread, NULL, monitor, tr) != 0) err = WEFT_EAGAIN;
+  if (err) {
+    free(tr->watch);
+    free(tr);
+    return err;
+  }
+  rt->trace = tr;
+  return 0;
+}
+
+void weft__trace_stop(struct weft_runtime *rt) {
+  struct weft__trace *tr = rt->trace;
+  if (!tr) return;
+  atomic_store_explicit(&tr->stop, 1, memory_order_release); /* release: see monitor() */
+  weft__futex_wake(&tr->stop, 1);
+  pthread_join(tr->thread, NULL);
+  free(tr->watch);
+  free(tr);
+  rt->trace = NULL;
+}

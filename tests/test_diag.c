@@ -1,0 +1,501 @@
+/* Diagnostics (issue 14): metrics that add up, the task dump with each wait reason, the dump on
+ * a signal, schedtrace lines that parse, and the watchdog (names a blocking task, silent for a
+ * cooperative one). Every wait is reached by polling the dump for its line with a deadline:
+ * the state under test is the event. */
+#include "support.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- helpers ---- */
+
+/* The dump's text, read back from a temporary file. */
+static void dump_text(weft_runtime_t *rt, char *buf, size_t cap) {
+  FILE *f = tmpfile();
+  cr_assert(f);
+  OK(weft_runtime_dump(rt, fileno(f)));
+  ssize_t n = pread(fileno(f), buf, cap - 1, 0);
+  buf[n > 0 ? n : 0] = 0;
+  fclose(f);
+}
+
+/* Polls the dump until it has a line containing both needles (10 s at most); returns it. */
+static void expect_dump_line(weft_runtime_t *rt, const char *a, const char *b) {
+  /* a is a line's start after its indent */
+  static char buf[1 << 16];
+  uint64_t until = weft_now_ns() + 10000000000ull;
+  for (;;) {
+    dump_text(rt, buf, sizeof buf);
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n"))
+      if (strncmp(line, "  ", 2) == 0 && strncmp(line + 2, a, strlen(a)) == 0 && strstr(line, b))
+        return;
+    if (weft_now_ns() > until) break;
+    struct timespec ts = {0, 2000000};
+    nanosleep(&ts, NULL);
+  }
+  dump_text(rt, buf, sizeof buf);
+  cr_assert_fail("no dump line with '%s' and '%s' in:\n%s", a, b, buf);
+}
+
+/* stderr into a temporary file, for the monitor's lines. */
+typedef struct {
+  FILE *file;
+  int saved;
+} capture_t;
+
+static void capture_begin(capture_t *c) {
+  fflush(stderr);
+  c->file = tmpfile();
+  cr_assert(c->file);
+  c->saved = dup(2);
+  dup2(fileno(c->file), 2);
+}
+
+static void capture_read(capture_t *c, char *buf, size_t cap) {
+  ssize_t n = pread(fileno(c->file), buf, cap - 1, 0);
+  buf[n > 0 ? n : 0] = 0;
+}
+
+static void capture_end(capture_t *c) {
+  dup2(c->saved, 2);
+  close(c->saved);
+  fclose(c->file);
+}
+
+/* Polls the captured stderr until it contains needle (10 s at most). */
+static bool capture_wait(capture_t *c, const char *needle, char *buf, size_t cap) {
+  uint64_t until = weft_now_ns() + 10000000000ull;
+  do {
+    capture_read(c, buf, cap);
+    if (strstr(buf, needle)) return true;
+    struct timespec ts = {0, 5000000};
+    nanosleep(&ts, NULL);
+  } while (weft_now_ns() < until);
+  return false;
+}
+
+static weft_runtime_t *traced_runtime(int workers, const char *trace) {
+  weft_options_t o = WEFT_OPTIONS_INIT;
+  o.workers = workers;
+  o.trace = trace;
+  weft_runtime_t *rt = NULL;
+  OK(weft_runtime_create(&rt, &o));
+  return rt;
+}
+
+/* "task N" and what follows it on its line: a name, or the state after a colon. */
+/* Runs fn(arg) as a task of a 2-worker runtime with the given trace spec, stderr captured; with
+ * a needle, waits (10 s at most) for it to appear before the task is joined. Destroying the
+ * runtime joins the monitor, so buf then holds every line it wrote. Returns whether the needle
+ * was seen (true without one). */
+static bool traced_run(const char *trace, weft_fn fn, void *arg, const char *needle, char *buf,
+                       size_t cap) {
+  capture_t c;
+  capture_begin(&c);
+  weft_runtime_t *rt = traced_runtime(2, trace);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, fn, arg));
+  bool seen = !needle || capture_wait(&c, needle, buf, cap);
+  OK(weft_join(t, NULL));
+  OK(weft_runtime_destroy(rt));
+  capture_read(&c, buf, cap);
+  capture_end(&c);
+  return seen;
+}
+
+static char *id_text(weft_task_t *t, char *buf, const char *rest) {
+  sprintf(buf, "task %llu%s", (unsigned long long)weft_task_id(t), rest);
+  return buf;
+}
+
+/* ---- task bodies ---- */
+
+static void *named(const char *name) {
+  weft_task_set_name(weft_current(), name);
+  return NULL;
+}
+
+static void *await_future(void *f) {
+  named("future-waiter");
+  void *v;
+  OK(weft_future_await(f, &v));
+  return v;
+}
+
+static void *await_task(void *t) {
+  named("task-waiter");
+  void *v;
+  OK(weft_await(t, &v));
+  return v;
+}
+
+static void *nap(void *arg) {
+  named("napper");
+  int err = weft_sleep_ms((uint64_t)PINT(arg)); /* the destroy that ends the test cancels it */
+  cr_assert(err == 0 || err == WEFT_ECANCELED, "sleep: %s", weft_err_name(err));
+  return NULL;
+}
+
+typedef struct {
+  weft_task_t **tasks;
+  size_t n;
+} gather_arg_t;
+
+/* Gathers tasks spawned from outside (on the inject queue, never inlined by the gather). */
+static void *gather_given(void *arg) {
+  gather_arg_t *g = arg;
+  named("gatherer");
+  OK(weft_gather(g->tasks, g->n, NULL));
+  return NULL;
+}
+
+static void *spin_until(void *flag) {
+  named("spinner");
+  while (!atomic_load_explicit((atomic_int *)flag, memory_order_acquire)) {
+  }
+  return NULL;
+}
+
+static void *quick(void *arg) { return arg; }
+
+/* ---- the dump: one test per wait kind ---- */
+
+/* Ends a test's wait: resolves f with want, joins t (which must return want), frees f. */
+static void resolve_and_join(weft_future_t *f, long want, weft_task_t *t) {
+  OK(weft_future_resolve(f, IPTR(want)));
+  void *r;
+  OK(weft_join(t, &r));
+  cr_assert_eq(PINT(r), want);
+  weft_future_destroy(f);
+}
+
+Test(dump, a_sleeping_task_shows_sleeping_until_its_deadline) {
+  weft_runtime_t *rt = test_runtime(2);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, nap, IPTR(60000)));
+  char id[64];
+  expect_dump_line(rt, id_text(t, id, " \"napper\": "), "sleeping until +");
+  OK(weft_runtime_destroy(rt)); /* discards the sleeper */
+  weft_task_release(t);
+}
+
+Test(dump, a_task_awaiting_a_future_says_so) {
+  weft_runtime_t *rt = test_runtime(2);
+  weft_future_t *f;
+  OK(weft_future_create(&f));
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, await_future, f));
+  char id[64];
+  expect_dump_line(rt, id_text(t, id, " \"future-waiter\": "), "awaiting a future (0x");
+  resolve_and_join(f, 7, t);
+  OK(weft_runtime_destroy(rt));
+}
+
+Test(dump, a_task_awaiting_a_task_names_the_awaited_task) {
+  weft_runtime_t *rt = test_runtime(2);
+  weft_future_t *f;
+  OK(weft_future_create(&f));
+  weft_task_t *blocker, *waiter;
+  OK(weft_runtime_spawn(rt, &blocker, await_future, f));
+  OK(weft_runtime_spawn(rt, &waiter, await_task, blocker));
+  char id[64], want[64];
+  sprintf(want, ": awaiting task %llu,", (unsigned long long)weft_task_id(blocker));
+  expect_dump_line(rt, id_text(waiter, id, " \"task-waiter\""), want);
+  resolve_and_join(f, 3, waiter);
+  weft_task_release(blocker);
+  OK(weft_runtime_destroy(rt));
+}
+
+Test(dump, a_gathering_task_shows_how_many_it_gathers) {
+  weft_runtime_t *rt = test_runtime(2);
+  weft_future_t *f;
+  OK(weft_future_create(&f));
+  weft_task_t *kids[3], *t;
+  for (int i = 0; i < 3; i++) OK(weft_runtime_spawn(rt, &kids[i], await_future, f));
+  gather_arg_t g = {kids, 3};
+  OK(weft_runtime_spawn(rt, &t, gather_given, &g));
+  char id[64];
+  expect_dump_line(rt, id_text(t, id, " \"gatherer\": "), "in gather of 3,");
+  OK(weft_future_resolve(f, NULL));
+  OK(weft_join(t, NULL));
+  for (int i = 0; i < 3; i++) weft_task_release(kids[i]);
+  weft_future_destroy(f);
+  OK(weft_runtime_destroy(rt));
+}
+
+Test(dump, a_running_task_and_a_queued_one_behind_it_on_one_worker) {
+  weft_runtime_t *rt = test_runtime(1);
+  atomic_int go = 0;
+  weft_task_t *spinner, *later;
+  OK(weft_runtime_spawn(rt, &spinner, spin_until, &go));
+  char id[64];
+  expect_dump_line(rt, id_text(spinner, id, " \"spinner\": "), "running on worker 0,");
+  OK(weft_runtime_spawn(rt, &later, quick, NULL)); /* the only worker is busy: it waits */
+  expect_dump_line(rt, id_text(later, id, ": queued,"), "age");
+  atomic_store_explicit(&go, 1, memory_order_release);
+  OK(weft_join(spinner, NULL));
+  OK(weft_join(later, NULL));
+  OK(weft_runtime_destroy(rt));
+}
+
+Test(dump, a_finished_task_whose_handle_is_held_is_done) {
+  weft_runtime_t *rt = test_runtime(2);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, quick, NULL));
+  OK(weft_await(t, NULL));
+  char id[64];
+  expect_dump_line(rt, id_text(t, id, ": done, handle not released"), "age");
+  weft_task_release(t);
+  OK(weft_runtime_destroy(rt));
+}
+
+Test(dump, bad_arguments_are_einval) {
+  cr_assert_eq(weft_runtime_dump(NULL, 2), WEFT_EINVAL);
+  weft_runtime_t *rt = test_runtime(1);
+  cr_assert_eq(weft_runtime_dump(rt, -1), WEFT_EINVAL);
+  OK(weft_runtime_destroy(rt));
+}
+
+Test(dump, is_written_on_the_signal_named_in_weft_trace) {
+  setenv("WEFT_TRACE", "dump:USR1", 1);
+  weft_runtime_t *rt = test_runtime(2);
+  unsetenv("WEFT_TRACE");
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, nap, IPTR(60000)));
+  char id[64];
+  expect_dump_line(rt, id_text(t, id, " \"napper\": sleeping"), "until"); /* in place */
+  capture_t c;
+  capture_begin(&c);
+  raise(SIGUSR1);
+  static char buf[1 << 16];
+  bool seen = capture_wait(&c, "weft dump end", buf, sizeof buf);
+  capture_end(&c);
+  cr_assert(seen, "no dump on SIGUSR1; stderr had:\n%s", buf);
+  cr_assert(strstr(buf, "\"napper\": sleeping until +"), "%s", buf);
+  OK(weft_runtime_destroy(rt));
+  weft_task_release(t);
+}
+
+Test(trace, a_malformed_spec_fails_create_with_einval) {
+  const char *bad[] = {"schedtrace", "schedtrace:", "schedtrace:0", "schedtrace:x", "bogus:1",
+                       "dump:KILL",  "dump:9",      "watchdog:1,", "dump:SEGV"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    weft_options_t o = WEFT_OPTIONS_INIT;
+    o.workers = 1;
+    o.trace = bad[i];
+    weft_runtime_t *rt = NULL;
+    cr_assert_eq(weft_runtime_create(&rt, &o), WEFT_EINVAL, "spec '%s' accepted", bad[i]);
+    cr_assert_null(rt);
+  }
+}
+
+/* ---- schedtrace ---- */
+
+static void *busy_tree(void *arg) {
+  long n = PINT(arg);
+  if (n < 2) {
+    weft_sleep_ms(1);
+    return IPTR(1);
+  }
+  weft_task_t *t;
+  OK(weft_spawn(&t, busy_tree, IPTR(n - 1)));
+  long b = PINT(busy_tree(IPTR(n - 2)));
+  void *a;
+  OK(weft_join(t, &a));
+  return IPTR(PINT(a) + b);
+}
+
+static void *run_for_a_while(void *arg) {
+  (void)arg;
+  uint64_t until = weft_now_ns() + 150000000ull;
+  while (weft_now_ns() < until) busy_tree(IPTR(8));
+  return NULL;
+}
+
+Test(trace, schedtrace_lines_parse_field_by_field) {
+  static char buf[1 << 16];
+  cr_assert(traced_run("schedtrace:20", run_for_a_while, NULL, "SCHED", buf, sizeof buf),
+            "no schedtrace line");
+  int lines = 0;
+  for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+    if (strncmp(line, "SCHED ", 6) != 0) continue;
+    unsigned long long ms, inject, timers, live, run, spawned, stolen, parks;
+    int workers, idle, spinning, used = 0;
+    int k = sscanf(line,
+                   "SCHED %llums: workers=%d idleworkers=%d spinning=%d injectq=%llu timers=%llu "
+                   "live=%llu run=%llu spawned=%llu stolen=%llu parks=%llu runq=[%n",
+                   &ms, &workers, &idle, &spinning, &inject, &timers, &live, &run, &spawned,
+                   &stolen, &parks, &used);
+    cr_assert_eq(k, 11, "unparsable: %s", line);
+    cr_assert_eq(workers, 2, "%s", line);
+    cr_assert(idle >= 0 && idle <= 2 && spinning >= 0 && spinning <= 2, "%s", line);
+    cr_assert(run <= spawned + 1, "%s", line); /* counters read one after another */
+    const char *q = line + used;
+    for (int w = 0; w < 2; w++) {
+      unsigned long long dq, yq;
+      int adv = 0;
+      cr_assert_eq(sscanf(q, "%llu/%llu%n", &dq, &yq, &adv), 2, "runq of %s", line);
+      q += adv;
+      if (*q == ' ') q++;
+    }
+    cr_assert_str_eq(q, "]", "%s", line);
+    lines++;
+  }
+  cr_assert(lines >= 2, "%d schedtrace lines in 150 ms at 20 ms", lines);
+}
+
+/* ---- the watchdog ---- */
+
+static void *blocks_its_worker(void *arg) {
+  named("blocker");
+  struct timespec ts = {PINT(arg) / 1000, PINT(arg) % 1000 * 1000000L};
+  nanosleep(&ts, NULL); /* the mistake: a blocking call in a task */
+  return NULL;
+}
+
+static void *yields_often(void *arg) {
+  named("cooperative");
+  uint64_t until = weft_now_ns() + (uint64_t)PINT(arg) * 1000000u;
+  while (weft_now_ns() < until) OK(weft_yield());
+  return NULL;
+}
+
+Test(trace, the_watchdog_names_a_task_that_blocks_its_worker) {
+  static char buf[1 << 14];
+  bool seen = traced_run("watchdog:100", blocks_its_worker, IPTR(1000),
+                         "\"blocker\" has held worker", buf, sizeof buf);
+  cr_assert(seen, "the watchdog said nothing; stderr had:\n%s", buf);
+  cr_assert(strstr(buf, "weft watchdog: task 1 \"blocker\""), "%s", buf);
+  /* once per slice */
+  cr_assert_null(strstr(strstr(buf, "weft watchdog") + 1, "weft watchdog"), "%s", buf);
+}
+
+Test(trace, the_watchdog_stays_silent_for_a_task_that_yields) {
+  static char buf[1 << 14];
+  /* 250 ms: far above a slice between yields, above the OS preempting a worker on this VM */
+  traced_run("watchdog:250", yields_often, IPTR(1000), NULL, buf, sizeof buf);
+  cr_assert_null(strstr(buf, "watchdog"), "a false report:\n%s", buf);
+}
+
+/* ---- metrics ---- */
+
+static void *mixed_work(void *arg) {
+  (void)arg;
+  weft_task_t *kids[16];
+  for (int i = 0; i < 16; i++) OK(weft_spawn(&kids[i], busy_tree, IPTR(6)));
+  for (int i = 0; i < 20; i++) OK(weft_yield());
+  OK(weft_gather(kids, 16, NULL));
+  for (int i = 0; i < 16; i++) weft_task_release(kids[i]);
+  OK(weft_sleep_ms(2));
+  return NULL;
+}
+
+Test(metrics, counters_add_up_at_quiescence) {
+  weft_runtime_t *rt = test_runtime(2);
+  weft_task_t *t[4];
+  for (int i = 0; i < 4; i++) OK(weft_runtime_spawn(rt, &t[i], mixed_work, NULL));
+  for (int i = 0; i < 4; i++) OK(weft_await(t[i], NULL));
+  weft_metrics_t m = WEFT_METRICS_INIT;
+  /* The last task's worker counts its end just after its joiner woke: poll for quiescence. */
+  uint64_t until = weft_now_ns() + 10000000000ull;
+  do OK(weft_runtime_metrics(rt, WEFT_METRICS_ALL, &m));
+  while ((m.tasks_live || m.deque_depth || m.yield_depth) && weft_now_ns() < until);
+  cr_assert_eq(m.tasks_live, 0);
+  cr_assert_eq(m.workers, 2);
+  cr_assert_eq(m.worker, WEFT_METRICS_ALL);
+  /* 4 x (1 + 16 trees of busy_tree(6): its root and 12 spawns, 13 leaves that sleep) */
+  cr_assert_eq(m.tasks_spawned, 4 * (1 + 16 * 13), "spawned %llu", (unsigned long long)m.tasks_spawned);
+  cr_assert_eq(m.tasks_run + m.tasks_unrun, m.tasks_spawned);
+  cr_assert(m.tasks_inlined <= m.tasks_run);
+  /* Each sleep fires its timer, or yields when its deadline passed before it could arm (slow
+   * sanitizer builds): with the 20 explicit yields per top task, every one is counted once. */
+  cr_assert_eq(m.timers_fired + m.yields, 4 * 20 + 4 * (16 * 13 + 1), "fired %llu, yields %llu",
+               (unsigned long long)m.timers_fired, (unsigned long long)m.yields);
+  cr_assert(m.injected_taken >= 1 && m.injected_taken <= 4 + m.timers_fired);
+  cr_assert(m.tasks_stolen <= m.steal_attempts);
+  cr_assert(m.unparks <= m.parks);
+  cr_assert_eq(m.timers_armed, 0);
+  cr_assert_eq(m.inject_depth, 0);
+  cr_assert(m.stacks_mapped >= 1 && m.stacks_cached == m.stacks_mapped,
+            "mapped %llu cached %llu", (unsigned long long)m.stacks_mapped,
+            (unsigned long long)m.stacks_cached);
+  /* the per-worker views sum to the total */
+  uint64_t run = 0, spawned = 0, yields = 0, fired = 0;
+  for (int i = 0; i < 2; i++) {
+    weft_metrics_t w = WEFT_METRICS_INIT;
+    OK(weft_runtime_metrics(rt, i, &w));
+    cr_assert_eq(w.worker, i);
+    cr_assert(w.busy_ns + w.idle_ns >= w.uptime_ns / 2); /* per-thread clocks, read apart */
+    run += w.tasks_run;
+    spawned += w.tasks_spawned;
+    yields += w.yields;
+    fired += w.timers_fired;
+  }
+  weft_metrics_t again = WEFT_METRICS_INIT;
+  OK(weft_runtime_metrics(rt, WEFT_METRICS_ALL, &again)); /* idle now: nothing moves */
+  cr_assert_eq(run, again.tasks_run);
+  cr_assert_eq(spawned + 4, again.tasks_spawned); /* the 4 foreign spawns are the runtime's */
+  cr_assert_eq(yields, again.yields);
+  cr_assert_eq(fired, again.timers_fired);
+  /* the old statistics agree */
+  weft_stats_t s = WEFT_STATS_INIT;
+  OK(weft_runtime_stats(rt, &s));
+  cr_assert_eq(s.tasks_spawned, again.tasks_spawned);
+  cr_assert_eq(s.tasks_inlined, again.tasks_inlined);
+  for (int i = 0; i < 4; i++) weft_task_release(t[i]);
+  OK(weft_runtime_destroy(rt));
+}
+
+Test(metrics, a_short_struct_gets_only_its_fields_and_bad_arguments_are_einval) {
+  weft_runtime_t *rt = test_runtime(1);
+  weft_metrics_t m;
+  memset(&m, 0xab, sizeof m);
+  m.metrics_size = offsetof(weft_metrics_t, uptime_ns); /* an old caller: three fields */
+  OK(weft_runtime_metrics(rt, 0, &m));
+  cr_assert_eq(m.workers, 1);
+  cr_assert_eq(m.uptime_ns, 0xababababababababull); /* untouched */
+  weft_metrics_t ok = WEFT_METRICS_INIT;
+  cr_assert_eq(weft_runtime_metrics(NULL, 0, &ok), WEFT_EINVAL);
+  cr_assert_eq(weft_runtime_metrics(rt, 0, NULL), WEFT_EINVAL);
+  cr_assert_eq(weft_runtime_metrics(rt, 1, &ok), WEFT_EINVAL);
+  cr_assert_eq(weft_runtime_metrics(rt, -2, &ok), WEFT_EINVAL);
+  ok.metrics_size = 0;
+  cr_assert_eq(weft_runtime_metrics(rt, 0, &ok), WEFT_EINVAL);
+  OK(weft_runtime_destroy(rt));
+}
+
+/* ---- chaos mode ---- */
+
+Test(chaos, an_invalid_weft_chaos_fails_create_with_einval) {
+  const char *bad[] = {"", "x", "12x", "-1", "99999999999999999999999"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    setenv("WEFT_CHAOS", bad[i], 1);
+    weft_runtime_t *rt = NULL;
+    weft_options_t o = WEFT_OPTIONS_INIT;
+    o.workers = 1;
+    cr_assert_eq(weft_runtime_create(&rt, &o), WEFT_EINVAL, "WEFT_CHAOS='%s' accepted", bad[i]);
+  }
+  setenv("WEFT_CHAOS", "0x2a", 1);
+  weft_runtime_t *rt = test_runtime(1);
+  OK(weft_runtime_destroy(rt));
+  unsetenv("WEFT_CHAOS");
+}
+
+static void *chaos_tree(void *arg) { return busy_tree(arg); }
+
+Test(chaos, results_stay_right_under_chaos_on_two_workers) {
+  for (uint64_t seed = 1; seed <= 8; seed++) {
+    weft_options_t o = WEFT_OPTIONS_INIT;
+    o.workers = 2;
+    o.chaos_seed = seed;
+    void *r = NULL;
+    OK(weft_run(&o, chaos_tree, IPTR(10), &r));
+    cr_assert_eq(PINT(r), 89, "seed %llu: fib-shaped tree of 10 gave %ld", (unsigned long long)seed,
+                 PINT(r));
+  }
+}
