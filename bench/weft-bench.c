@@ -2,7 +2,7 @@
  * weft-bench: one line per run, in the format the peer programs of bench/peers/ print:
  *   weft <workload> n=<N> r=<result> ms=<wall ms> rss_kb=<peak RSS KiB>
  * Usage: weft-bench <workload> <n> [-w workers] [-s stack_bytes] [-k k]
- * Workloads: fib skynet yield spawn gather sleep switch timer-lateness (see bench/README.md).
+ * Workloads: fib skynet yield spawn gather sleep cancel switch timer-lateness (bench/README.md).
  * Wall time includes starting and stopping the runtime (as the peers' does).
  */
 #include "weft.h"
@@ -113,6 +113,24 @@ static void *sleeper(void *arg) {
   return (void *)(intptr_t)i;
 }
 
+/* ---- cancel: n tasks sleep an hour; all are cancelled, then joined; r = how many ended
+ * cancelled (Go: a context's cancel; Tokio: JoinHandle::abort) ---- */
+static void *hour_sleeper(void *arg) {
+  (void)arg;
+  weft_sleep_ms(3600 * 1000);
+  return NULL;
+}
+static void *cancel_main(void *arg) {
+  long n = (long)(intptr_t)arg, cancelled = 0;
+  weft_task_t **t = malloc(sizeof *t * (size_t)n);
+  if (!t) return NULL;
+  for (long i = 0; i < n; i++) check(weft_spawn(&t[i], hour_sleeper, NULL), "spawn");
+  for (long i = 0; i < n; i++) weft_cancel(t[i]);
+  for (long i = 0; i < n; i++) cancelled += weft_join(t[i], NULL) == WEFT_ECANCELED;
+  free(t);
+  return (void *)(intptr_t)cancelled;
+}
+
 /* ---- gather: n tasks each doing k sleeps of 1 ms ---- */
 static long gather_k = 10;
 static void *ticker(void *arg) {
@@ -187,7 +205,7 @@ static double ms_since(uint64_t t0) { return (double)(weft_now_ns() - t0) / 1e6;
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: %s <fib|skynet|yield|spawn|gather|sleep|switch|timer-lateness> <n> "
+    fprintf(stderr, "usage: %s <fib|skynet|yield|spawn|gather|sleep|cancel|switch|timer-lateness> <n> "
                     "[-w workers] [-s stack_bytes] [-k k]\n", argv[0]);
     return 2;
   }
@@ -221,6 +239,9 @@ int main(int argc, char **argv) {
   } else if (!strcmp(work, "sleep")) {
     many_t m = {n, sleeper, arg_index, NULL};
     check(weft_run(&opts, many_main, &m, &r), "run");
+    result = (int64_t)(intptr_t)r;
+  } else if (!strcmp(work, "cancel")) {
+    check(weft_run(&opts, cancel_main, (void *)(intptr_t)n, &r), "run");
     result = (int64_t)(intptr_t)r;
   } else if (!strcmp(work, "gather")) {
     many_t m = {n, ticker, arg_const, NULL};

@@ -1,12 +1,12 @@
 /* An ordering bug planted for chaos mode to find (README, "Seeing inside a running runtime").
  *
  *   cc chaos_bank.c $(pkg-config --cflags --libs weft)
- *   ./a.out                        # balance 50: passes, every run, on one worker
+ *   ./a.out                        # balance 20: passes, every run, on one worker
  *   WEFT_CHAOS=3 ./a.out           # some seeds: balance -30, the invariant broken
  *
  * Two withdrawals check the balance, await an audit task, then subtract: check-then-act across
  * a suspension point. asyncio has the same bug when an `await` sits between the check and the
- * act. weft's default order hides it on one worker: the gather runs the newest withdrawal
+ *  act. weft's default order hides it on one worker: the gather runs the first withdrawal
  * inline, its audit runs inline too, and nothing else runs in between. Chaos mode (a random
  * yield at the spawn of the audit, a random pick among ready tasks) lets the other withdrawal
  * check the old balance in between. The fix: subtract before awaiting (or re-check after).

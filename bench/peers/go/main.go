@@ -10,6 +10,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"runtime"
@@ -91,7 +92,7 @@ func gatherEach(n int64, body func(i int64) int64) int64 {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: go-peer <fib|skynet|spawn|yield|sleep|gather> <n> [k | -k k] [-w workers]")
+	fmt.Fprintln(os.Stderr, "usage: go-peer <fib|skynet|spawn|yield|sleep|cancel|gather> <n> [k | -k k] [-w workers]")
 	os.Exit(2)
 }
 
@@ -170,6 +171,29 @@ func main() {
 			time.Sleep(time.Duration(i*7919%1000) * time.Millisecond)
 			return i
 		})
+	case "cancel": // n goroutines wait an hour or for their context; one cancel ends them all
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		var cancelled int64
+		var mu sync.Mutex
+		for i := int64(0); i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				t := time.NewTimer(time.Hour)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					mu.Lock()
+					cancelled++
+					mu.Unlock()
+				case <-t.C:
+				}
+			}()
+		}
+		cancel()
+		wg.Wait()
+		r = cancelled
 	case "gather":
 		r = gatherEach(n, func(int64) int64 {
 			var c int64

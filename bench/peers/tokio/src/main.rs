@@ -80,6 +80,29 @@ async fn root(wl: String, n: i64, k: i64) -> i64 {
             })
             .await
         }
+        "cancel" => {
+            // n tasks sleep an hour; every JoinHandle is aborted, then awaited
+            let hs: Vec<_> = (0..n)
+                .map(|_| {
+                    tokio::spawn(async {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        0i64
+                    })
+                })
+                .collect();
+            for h in &hs {
+                h.abort();
+            }
+            let mut c = 0;
+            for h in hs {
+                if let Err(e) = h.await {
+                    if e.is_cancelled() {
+                        c += 1;
+                    }
+                }
+            }
+            c
+        }
         "gather" => {
             gather_each(n, move |_| async move {
                 let mut c = 0;
@@ -108,7 +131,7 @@ fn peak_rss_kb() -> i64 {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: tokio-peer <fib|skynet|spawn|yield|sleep|gather> <n> [k | -k k] [-w workers]"
+        "usage: tokio-peer <fib|skynet|spawn|yield|sleep|cancel|gather> <n> [k | -k k] [-w workers]"
     );
     std::process::exit(2);
 }
@@ -146,7 +169,7 @@ fn main() {
     if n < 0
         || !matches!(
             wl.as_str(),
-            "fib" | "skynet" | "spawn" | "yield" | "sleep" | "gather"
+            "fib" | "skynet" | "spawn" | "yield" | "sleep" | "cancel" | "gather"
         )
     {
         usage();
