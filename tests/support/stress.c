@@ -401,17 +401,25 @@ static void chaos_finish_one(chaos_t *chaos) {
   CHECK(err == 0 || (err == WEFT_EALREADY && chaos->forever), "resolve: %s", weft_err_name(err));
 }
 
+/* The next ledger entry for a new actor, counted outstanding before it can end; NULL when the
+ * ledger is full. */
+static actor_t *claim_actor(chaos_t *chaos, uint64_t seed, int depth, long *id_out) {
+  long id = atomic_fetch_add_explicit(&chaos->next_id, 1, memory_order_relaxed);
+  if (id_out) *id_out = id;
+  if (id >= chaos->ledger.n) return NULL;
+  actor_t *a = &chaos->actors[id];
+  *a = (actor_t){chaos, seed, depth, id};
+  atomic_fetch_add_explicit(&chaos->outstanding, 1, memory_order_relaxed); /* before it can end */
+  return a;
+}
+
 /* Spawns a child actor (detached if handle is NULL). Returns the spawn's error: during
  * shutdown WEFT_ESHUTDOWN is the only allowed one. */
 static int spawn_actor_id(chaos_t *chaos, weft_task_t **handle, uint64_t seed, int depth,
                           long *id_out) {
   const stress_config_t *cfg = chaos->cfg;
-  long id = atomic_fetch_add_explicit(&chaos->next_id, 1, memory_order_relaxed);
-  if (id_out) *id_out = id;
-  if (id >= chaos->ledger.n) return WEFT_EAGAIN; /* ledger full: the caller carries on */
-  actor_t *a = &chaos->actors[id];
-  *a = (actor_t){chaos, seed, depth, id};
-  atomic_fetch_add_explicit(&chaos->outstanding, 1, memory_order_relaxed); /* before it can end */
+  actor_t *a = claim_actor(chaos, seed, depth, id_out);
+  if (!a) return WEFT_EAGAIN; /* ledger full: the caller carries on */
   int err = weft_spawn(handle, actor, a);
   if (err) {
     CHECK(err == WEFT_ESHUTDOWN && chaos->forever, "spawn: %s", weft_err_name(err));
@@ -478,12 +486,10 @@ static int await_child(chaos_t *chaos, weft_task_t *child, long id, uint64_t *rs
 static int spawn_into_group(chaos_t *chaos, weft_group_t *g, uint64_t seed, int depth,
                             long *id_out) {
   const stress_config_t *cfg = chaos->cfg;
-  long id = atomic_fetch_add_explicit(&chaos->next_id, 1, memory_order_relaxed);
+  long id;
+  actor_t *a = claim_actor(chaos, seed, depth, &id);
   *id_out = -1;
-  if (id >= chaos->ledger.n) return WEFT_EAGAIN;
-  actor_t *a = &chaos->actors[id];
-  *a = (actor_t){chaos, seed, depth, id};
-  atomic_fetch_add_explicit(&chaos->outstanding, 1, memory_order_relaxed); /* before it can end */
+  if (!a) return WEFT_EAGAIN;
   int err = weft_group_spawn(g, actor, a);
   if (!err) *id_out = id;
   if (err) { /* a cancelled group, or a shutdown */
@@ -595,33 +601,14 @@ static void chaos_free(chaos_t *chaos) {
   free(chaos->actors);
 }
 
-uint64_t stress_chaos(const stress_config_t *cfg) {
+/* The chaos scenario, and with `cancels` the cancel one: random cancels, cancelling deadlines,
+ * groups; an actor cancelled before it started runs zero times, so the ledger then checks at
+ * most once, and the shutdown afterwards must find nothing left (no task abandoned). */
+static uint64_t run_chaos(const stress_config_t *cfg, const char *name, bool cancels) {
   chaos_t c, *chaos = &c;
-  chaos_init(chaos, "chaos", cfg, SIZE(400000, 40000, cfg->scale) + 64);
+  chaos_init(chaos, name, cfg, SIZE(400000, 40000, cfg->scale) + 64);
   chaos->steps = 24;
-  int actors = (int)SIZE_LIVE(2000, 200, cfg->scale) + 1;
-  chaos_root_t root = {chaos, actors, calloc((size_t)actors, sizeof(weft_task_t *))};
-  chaos->rt = make_runtime(SCENARIO, cfg);
-  weft_task_t *t;
-  CHECK_OK(weft_runtime_spawn(chaos->rt, &t, chaos_root, &root));
-  CHECK_OK(weft_join(t, NULL));
-  CHECK_OK(weft_runtime_destroy(chaos->rt));
-  long spawned = atomic_load(&chaos->next_id);
-  if (spawned > chaos->ledger.n) spawned = chaos->ledger.n;
-  long bad = ledger_first_bad(&chaos->ledger, spawned, false);
-  CHECK(bad < 0, "actor %ld ran %d times", bad, bad < 0 ? 0 : (int)chaos->ledger.ran[bad]);
-  chaos_free(chaos);
-  free(root.handles);
-  return (uint64_t)atomic_load(&chaos->ran);
-}
-
-/* ---- 3b. Cancellation: random cancels, cancelling deadlines, groups ----------------------- */
-
-uint64_t stress_cancel(const stress_config_t *cfg) {
-  chaos_t c, *chaos = &c;
-  chaos_init(chaos, "cancel", cfg, SIZE(400000, 40000, cfg->scale) + 64);
-  chaos->steps = 24;
-  chaos->cancels = true;
+  chaos->cancels = cancels;
   int actors = (int)SIZE_LIVE(2000, 200, cfg->scale) + 1;
   chaos_root_t root = {chaos, actors, calloc((size_t)actors, sizeof(weft_task_t *))};
   chaos->rt = make_runtime(SCENARIO, cfg);
@@ -635,12 +622,18 @@ uint64_t stress_cancel(const stress_config_t *cfg) {
   CHECK_OK(weft_runtime_destroy(chaos->rt));
   long spawned = atomic_load(&chaos->next_id);
   if (spawned > chaos->ledger.n) spawned = chaos->ledger.n;
-  long bad = ledger_first_bad(&chaos->ledger, spawned, true); /* cancelled before start: 0 runs */
+  long bad = ledger_first_bad(&chaos->ledger, spawned, cancels);
   CHECK(bad < 0, "actor %ld ran %d times", bad, bad < 0 ? 0 : (int)chaos->ledger.ran[bad]);
   chaos_free(chaos);
   free(root.handles);
   return (uint64_t)atomic_load(&chaos->ran);
 }
+
+uint64_t stress_chaos(const stress_config_t *cfg) { return run_chaos(cfg, "chaos", false); }
+
+/* ---- 3b. Cancellation: random cancels, cancelling deadlines, groups ----------------------- */
+
+uint64_t stress_cancel(const stress_config_t *cfg) { return run_chaos(cfg, "cancel", true); }
 
 /* ---- 4. Shutdown in the middle of all of it ----------------------------------------------- */
 
