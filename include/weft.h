@@ -309,6 +309,21 @@ WEFT_EXTERN int weft_await_for(weft_task_t *task, uint64_t timeout_ns, void **re
 WEFT_EXTERN int weft_wait_any(weft_task_t *const *tasks, size_t n, uint64_t deadline_ns,
                               size_t *index);
 
+/* asyncio.timeout: a deadline scope for the current task's own waits. Between begin and end,
+ * every wait of the task is bounded by the absolute deadline (CLOCK_MONOTONIC, weft_now_ns)
+ * and returns WEFT_ETIMEDOUT once it passes — at once, for every later wait in the scope.
+ * Scopes nest (the earliest deadline rules) and must end innermost first (otherwise end
+ * aborts); the struct lives on the caller's stack. end returns WEFT_ETIMEDOUT if the deadline
+ * passed before the scope ended, else 0. Tasks the task spawns or awaits are not bounded by
+ * it (cancel them, or use weft_await_for). WEFT_EPERM outside a task, WEFT_EINVAL for NULL. */
+typedef struct weft_deadline {
+  uint64_t deadline_ns;
+  uint64_t effective_ns;      /* weft's: min with the enclosing scopes */
+  struct weft_deadline *outer; /* weft's: the enclosing scope */
+} weft_deadline_t;
+WEFT_EXTERN int weft_deadline_begin(weft_deadline_t *scope, uint64_t deadline_ns);
+WEFT_EXTERN int weft_deadline_end(weft_deadline_t *scope);
+
 /* ---- Task groups -------------------------------------------------------------------------- */
 
 /* asyncio.TaskGroup, errgroup, JoinSet. Tasks spawned into a group are awaited together; the

@@ -191,7 +191,8 @@ typedef struct weft__task_diag {
   _Atomic uint8_t wait_reason;
   _Atomic uint16_t diag_worker; /* < WEFT_WORKERS_MAX */
   uint32_t reserved;
-  uint64_t reserved2;
+  /* The task's innermost deadline scope (weft_deadline_begin), on its own stack; owner only. */
+  struct weft_deadline *scope;
 } weft__task_diag_t;
 /* lib/task.c's slabs: their size and alignment, the header's size, descriptors per slab. */
 #define WEFT__TASK_SLAB_BYTES (32 * 1024)
@@ -245,6 +246,7 @@ static inline void weft__task_born(struct weft_task *t, uint64_t id, uint64_t no
   atomic_store_explicit(&t->name, NULL, memory_order_relaxed);
   atomic_store_explicit(&weft__task_diag(t)->diag_state, WEFT__TS_QUEUED, memory_order_relaxed);
   atomic_store_explicit(&weft__task_diag(t)->born_ns, now_ns, memory_order_relaxed);
+  weft__task_diag(t)->scope = NULL; /* no deadline scope: the spawn edge publishes it */
 }
 
 /* weft__suspend's part: QUEUED for a yield, else WAITING (relaxed: see diag_state). */
@@ -298,6 +300,8 @@ void weft__join_arrive(weft__join_t *j);
 void weft__park_commit(struct weft__worker *w, struct weft_task *t);
 /* lib/join.c: sleeps the task until the deadline or a cancel: 0 or WEFT_ECANCELED. */
 int weft__park_until(struct weft_task *self, uint64_t deadline_ns);
+/* lib/join.c: WEFT_ETIMEDOUT if the task's deadline scope has passed, else 0. */
+int weft__scope_check(struct weft_task *self);
 /* lib/join.c: a suspension point that does not park (yield, a task's start): true if a
  * cancel is pending, which it counts as delivered. */
 bool weft__checkpoint(struct weft_task *self);

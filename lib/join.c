@@ -136,6 +136,41 @@ static int side_error(uint32_t side) {
   return side == WK_BY_COMPLETION ? 0 : side == WK_BY_TIMER ? WEFT_ETIMEDOUT : WEFT_ECANCELED;
 }
 
+/* ---- Deadline scopes (asyncio.timeout) ----------------------------------------------------- */
+
+/* A wait's deadline bounded by the task's innermost scope (owner-only data on its stack). */
+static uint64_t scoped_deadline(struct weft_task *self, uint64_t deadline_ns) {
+  weft_deadline_t *scope = self ? weft__task_diag(self)->scope : NULL;
+  return scope && scope->effective_ns < deadline_ns ? scope->effective_ns : deadline_ns;
+}
+
+int weft__scope_check(struct weft_task *self) {
+  return scoped_deadline(self, UINT64_MAX) <= weft_now_ns() ? WEFT_ETIMEDOUT : 0;
+}
+
+int weft_deadline_begin(weft_deadline_t *scope, uint64_t deadline_ns) {
+  if (!scope) return WEFT_EINVAL;
+  weft__worker_t *w = weft__worker_self();
+  if (!w || !w->current) return WEFT_EPERM;
+  weft__task_diag_t *d = weft__task_diag(w->current);
+  scope->deadline_ns = deadline_ns;
+  scope->outer = d->scope;
+  scope->effective_ns = scoped_deadline(w->current, deadline_ns);
+  d->scope = scope;
+  return 0;
+}
+
+int weft_deadline_end(weft_deadline_t *scope) {
+  if (!scope) return WEFT_EINVAL;
+  weft__worker_t *w = weft__worker_self();
+  if (!w || !w->current) return WEFT_EPERM;
+  weft__task_diag_t *d = weft__task_diag(w->current);
+  if (d->scope != scope)
+    weft__die("weft: weft_deadline_end was given a scope that is not the task's innermost.");
+  d->scope = scope->outer;
+  return weft_now_ns() >= scope->deadline_ns ? WEFT_ETIMEDOUT : 0;
+}
+
 /* ---- Waiting: tasks ------------------------------------------------------------------------ */
 
 /* The task's side of every wait. The task is PARKING (wake_park_begin) and j's nodes are
@@ -204,6 +239,8 @@ static int thread_wait(weft__join_t *j, uint64_t deadline_ns) {
 /* Waits until a completion word is DONE, the deadline passes (UINT64_MAX: none) or, for a
  * task, a cancel arrives: 0, WEFT_ETIMEDOUT or WEFT_ECANCELED. */
 int weft__await_word_until(struct weft_task *self, _Atomic uintptr_t *word, uint64_t deadline_ns) {
+  deadline_ns = scoped_deadline(self, deadline_ns);
+  if (self && deadline_ns <= weft_now_ns()) return WEFT_ETIMEDOUT; /* a scope's, passed */
   if (self && !wake_park_begin(&self->state, true)) return WEFT_ECANCELED;
   weft__join_t j;
   join_init(&j, self, 1, deadline_ns != UINT64_MAX);
@@ -216,11 +253,14 @@ int weft__await_word_until(struct weft_task *self, _Atomic uintptr_t *word, uint
 
 /* Sleeps until the deadline or a cancel: 0 or WEFT_ECANCELED. A task only. */
 int weft__park_until(struct weft_task *self, uint64_t deadline_ns) {
+  uint64_t bounded = scoped_deadline(self, deadline_ns);
+  if (bounded < deadline_ns && bounded <= weft_now_ns()) return WEFT_ETIMEDOUT;
   if (!wake_park_begin(&self->state, true)) return WEFT_ECANCELED;
   weft__join_t j;
   join_init(&j, self, 1, true);
-  int err = task_wait(self, &j, deadline_ns);
-  return err == WEFT_ETIMEDOUT ? 0 : err;
+  int err = task_wait(self, &j, bounded);
+  /* Its own deadline is a sleep's success; a scope's is the scope's timeout. */
+  return err == WEFT_ETIMEDOUT && bounded == deadline_ns ? 0 : err;
 }
 
 /* ---- Completion --------------------------------------------------------------------------- */
@@ -472,6 +512,8 @@ enum { GATHER_ON_STACK = 16 }; /* picked: waiter nodes per chunk, 384 bytes of t
  * cancel), with one waiter node each from `nodes`: 0, WEFT_ETIMEDOUT or WEFT_ECANCELED. */
 static int wait_tasks(struct weft_task *self, weft_task_t *const *tasks, size_t n,
                       weft__waiter_t *nodes, bool any, uint64_t deadline_ns) {
+  deadline_ns = scoped_deadline(self, deadline_ns);
+  if (self && deadline_ns <= weft_now_ns()) return WEFT_ETIMEDOUT; /* a scope's, passed */
   if (self && !wake_park_begin(&self->state, true)) return WEFT_ECANCELED;
   weft__join_t j;
   join_init(&j, self, 1, deadline_ns != UINT64_MAX); /* 1: our hold while we link */

@@ -2,11 +2,16 @@
  * The runtime object: options, worker threads, weft_run, shutdown, errors and statistics.
  *
  * Shutdown (weft_runtime_destroy), in order; each step says what it guarantees and the race
- * it closes. The model is asyncio.run's end and Tokio's multi_thread shutdown, minus the
- * cancellation weft does not have yet: tasks are discarded where they wait, not unwound.
+ * it closes. The model is asyncio.run's end and Tokio's multi_thread shutdown.
+ *   0. Unwinding (weft_runtime_shutdown, bounded by shutdown_timeout_ms): `closing` is set
+ *      (seq_cst), so spawns answer WEFT_ESHUTDOWN; then every task not yet done is cancelled,
+ *      every millisecond until none is left or the bound passes (a spawn that slipped past
+ *      the flag is caught by the next round). Cancelled tasks run their cleanup and end: their
+ *      waits took their own nodes out of every list, their gather_calls freed their arrays.
+ *      What is still unfinished after the bound (a shielded or stubborn task) goes through
+ *      the steps below, which were the whole of destroy before cancellation existed.
  *   1. `stopping` is set (seq_cst, the store side of park's check) and every parked worker is
- *      woken. From here a spawn answers WEFT_ESHUTDOWN (a best-effort early answer: one that
- *      slips past it is simply discarded in step 4).
+ *      woken. From here the workers leave their loops.
  *   2. The worker threads are joined. Each finishes the slice it is running — up to the task's
  *      next suspension point — and leaves its loop. Afterwards nothing of this runtime runs;
  *      pthread_join orders every worker write before the steps below. Then destroy passes
@@ -19,8 +24,9 @@
  *      record): their waiter nodes live on stacks that step 6 unmaps. A deliverer that took
  *      such a list holds the word's BUSY until its last touch, and the removal waits it out,
  *      so no outside completion touches a discarded node, join or this runtime afterwards.
- *   4. Descriptors whose handles are still held become orphans (their slabs leave the runtime
- *      and are freed by the last release); unfinished ones get WEFT_ESHUTDOWN. This happens
+ *   4. Unfinished tasks are named on stderr. Descriptors whose handles are still held become
+ *      orphans (their slabs stay mapped and go with the last release); unfinished ones get
+ *      WEFT_ESHUTDOWN. This happens
  *      before step 5 because the awaiters woken there may release at once.
  *   5. The unfinished orphans complete: threads and other runtimes' tasks that await them wake
  *      with WEFT_ESHUTDOWN. Their nodes are on their own stacks; nothing here is freed yet.

@@ -39,6 +39,7 @@ int weft_yield(void) {
   weft__worker_t *w = weft__worker_self();
   if (!w || !w->current) return WEFT_EPERM;
   if (weft__checkpoint(w->current)) return WEFT_ECANCELED;
+  if (weft__scope_check(w->current)) return WEFT_ETIMEDOUT; /* its deadline scope passed */
   weft__suspend(w, WEFT__AFTER_YIELD, w->current);
   return 0;
 }

@@ -380,6 +380,35 @@ Test(cancel, wait_any_returns_the_first_done_and_honours_its_deadline) {
   OK(weft_runtime_destroy(rt));
 }
 
+/* ---- deadline scopes (asyncio.timeout) ---- */
+
+static void *scoped(void *arg) {
+  (void)arg;
+  weft_deadline_t outer, inner;
+  weft_task_t *t;
+  OK(weft_spawn(&t, slow, NULL));
+  OK(weft_yield()); /* t starts on a stack of its own (an await would otherwise run it inline) */
+  uint64_t t0 = weft_now_ns();
+  OK(weft_deadline_begin(&outer, t0 + HOUR_NS));
+  OK(weft_deadline_begin(&inner, t0 + 20 * 1000000u));
+  cr_assert_eq(weft_sleep_ns(HOUR_NS), WEFT_ETIMEDOUT, "the scope bounds a sleep");
+  cr_assert_geq(weft_now_ns() - t0, 20 * 1000000u, "the scope's deadline came early");
+  cr_assert_eq(weft_await(t, NULL), WEFT_ETIMEDOUT, "every later wait in it times out at once");
+  cr_assert_eq(weft_yield(), WEFT_ETIMEDOUT);
+  cr_assert_eq(weft_deadline_end(&inner), WEFT_ETIMEDOUT);
+  OK(weft_sleep_ns(1000000)); /* the outer scope's deadline is an hour away */
+  OK(weft_deadline_end(&outer));
+  weft_cancel(t);
+  cr_assert_eq(weft_join(t, NULL), WEFT_ECANCELED, "the awaited task was not bounded by it");
+  return NULL;
+}
+
+Test(cancel, a_deadline_scope_bounds_every_wait_of_its_task_and_nests) {
+  run_on(2, scoped, NULL);
+  weft_deadline_t s;
+  cr_assert_eq(weft_deadline_begin(&s, 0), WEFT_EPERM, "a plain thread has no scope");
+}
+
 /* ---- argument order ---- */
 
 static atomic_int order_next;
