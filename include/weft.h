@@ -288,7 +288,8 @@ WEFT_EXTERN int weft_cancel(weft_task_t *task);
 /* asyncio.shield for cleanup code: between begin and end, the current task's suspension points
  * do not deliver a cancel (it stays pending); nestable. end returns WEFT_ECANCELED if a cancel
  * is pending when the outermost shield ends (the next suspension point delivers it), else 0.
- * WEFT_EPERM outside a task; an end without a begin aborts. */
+ * WEFT_EPERM outside a task, WEFT_ERANGE beyond 255 nested shields; an end without a begin
+ * aborts. A shield holds back a deadline scope (weft_deadline_begin) as well. */
 WEFT_EXTERN int weft_shield_begin(void);
 WEFT_EXTERN int weft_shield_end(void);
 /* Task.cancelling(): 1 if a cancel was requested for the current task (0 outside tasks). */
@@ -335,7 +336,8 @@ WEFT_EXTERN int weft_deadline_end(weft_deadline_t *scope);
  *   weft_group_wait: waits for every task, including ones spawned while it waits; returns 0,
  *     the first non-cancellation error, or WEFT_ECANCELED (the group was cancelled, or the
  *     waiting task was: it then cancels the group's tasks and waits for them to unwind — so
- *     cancelling the task that owns a group cancels its children).
+ *     cancelling the task that owns a group cancels its children); WEFT_ETIMEDOUT likewise
+ *     when the waiting task's deadline scope passes.
  *   weft_group_cancel: cancels every task of the group; later spawns are refused.
  *   weft_group_destroy: cancels and awaits whatever was not waited for, then frees. */
 WEFT_EXTERN int weft_group_create(weft_group_t **group, weft_runtime_t *rt);

@@ -146,8 +146,9 @@ static int wait_all_tasks(weft_group_t *g) {
   bool shielded = false;
   while ((n = next_unwaited(g, &tasks)) != 0) {
     int err = weft__gather_apart(tasks, n);
-    if (err == WEFT_ECANCELED && !shielded) {
-      result = WEFT_ECANCELED;
+    if (err && shielded) continue; /* cannot happen shielded; never mark unfinished tasks */
+    if (err && !shielded) { /* cancelled, or the waiter's deadline scope passed */
+      result = err;
       pthread_mutex_lock(&g->lock);
       cancel_all_locked(g);
       pthread_mutex_unlock(&g->lock);

@@ -141,6 +141,9 @@ static int side_error(uint32_t side) {
 /* A wait's deadline bounded by the task's innermost scope (owner-only data on its stack). */
 static uint64_t scoped_deadline(struct weft_task *self, uint64_t deadline_ns) {
   weft_deadline_t *scope = self ? weft__task_diag(self)->scope : NULL;
+  /* A shield holds the scope back too: cleanup (a shielded await of a cancelled child) must
+   * see its task end. relaxed: the task's own bits. */
+  if (scope && (atomic_load_explicit(&self->state, memory_order_relaxed) & WK_SHIELD)) return deadline_ns;
   return scope && scope->effective_ns < deadline_ns ? scope->effective_ns : deadline_ns;
 }
 
@@ -415,7 +418,8 @@ int weft_await_timeout(weft_task_t *t, uint64_t timeout_ns, void **result) {
 int weft_join(weft_task_t *t, void **result) {
   if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
   int err = await_task(t, result, "weft_join");
-  if (err == WEFT_ECANCELED && !task_is_done(t)) { /* we were cancelled: t must not run unowned */
+  if ((err == WEFT_ECANCELED || err == WEFT_ETIMEDOUT) && !task_is_done(t)) {
+    /* we were cancelled (or our deadline scope passed): t must not run on unowned */
     weft_cancel(t);
     weft__await_shielded(t);
   }
@@ -449,6 +453,8 @@ int weft_shield_begin(void) {
   weft__worker_t *w = weft__worker_self();
   if (!w || !w->current) return WEFT_EPERM;
   /* relaxed: the owner's own bits; a canceller reads them in its CAS loop */
+  if ((atomic_load_explicit(&w->current->state, memory_order_relaxed) & WK_SHIELD) == WK_SHIELD)
+    return WEFT_ERANGE; /* 255 deep: one more would carry out of the depth's byte */
   atomic_fetch_add_explicit(&w->current->state, WK_SHIELD_ONE, memory_order_relaxed);
   return 0;
 }
@@ -462,9 +468,8 @@ int weft_shield_end(void) {
   if (!(s & WK_SHIELD))
     weft__die("weft: weft_shield_end was called without a matching weft_shield_begin.");
   atomic_fetch_sub_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
-  return wake_cancel_pending(atomic_load_explicit(&self->state, memory_order_acquire))
-             ? WEFT_ECANCELED
-             : 0;
+  /* Reporting the cancel delivers it: the task ends cancelled unless it fails otherwise. */
+  return wake_checkpoint(&self->state) ? WEFT_ECANCELED : 0;
 }
 
 int weft_cancelling(void) {
@@ -582,15 +587,19 @@ static int gather_wait(struct weft_task *self, weft_task_t *const *tasks, size_t
     if (!task_is_done(t)) try_inline(t);
   }
   weft__wait_reason(self, WEFT__WAIT_GATHER, n);
-  if (wait_all(self, tasks, n) == 0) {
+  int err = wait_all(self, tasks, n);
+  if (err == 0) {
     if (weft__san_hooks() & WEFT__SAN_TSAN) /* the completion edges (weft__task_complete) */
       for (size_t i = 0; i < n; i++) __tsan_acquire(&tasks[i]->word);
     return 0;
   }
-cancelled:
-  for (size_t i = 0; i < n; i++)
+  if (0) {
+  cancelled:
+    err = WEFT_ECANCELED;
+  }
+  for (size_t i = 0; i < n; i++) /* cancelled, or the task's deadline scope passed */
     if (!task_is_done(tasks[i])) weft_cancel(tasks[i]);
-  return WEFT_ECANCELED;
+  return err;
 }
 
 int weft_gather(weft_task_t *const *tasks, size_t n, void **results) {

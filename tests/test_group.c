@@ -181,3 +181,22 @@ Test(group, a_wait_includes_tasks_spawned_while_it_waits) {
   OK(weft_runtime_destroy(rt));
   cr_assert_eq(weft_group_create(&g, NULL), WEFT_EINVAL, "no runtime to spawn on");
 }
+
+static void *wait_in_a_deadline_scope(void *arg) {
+  (void)arg;
+  weft_group_t *g;
+  OK(weft_group_create(&g, NULL));
+  for (int i = 0; i < 4; i++) OK(weft_group_spawn(g, sleep_until_cancelled, NULL));
+  weft_deadline_t scope;
+  OK(weft_deadline_begin(&scope, weft_now_ns() + 10 * 1000000u));
+  cr_assert_eq(weft_group_wait(g), WEFT_ETIMEDOUT, "the scope's deadline ends the wait");
+  assert_all_unwound(); /* the children were cancelled and awaited before the wait returned */
+  cr_assert_eq(weft_deadline_end(&scope), WEFT_ETIMEDOUT);
+  weft_group_destroy(g);
+  return NULL;
+}
+
+Test(group, a_wait_cut_by_a_deadline_scope_still_outlives_the_groups_tasks) {
+  reset();
+  run_on(2, wait_in_a_deadline_scope, NULL);
+}
