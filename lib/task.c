@@ -503,7 +503,9 @@ static int spawn(struct weft_runtime *rt, weft__worker_t *w, weft_task_t **out, 
   if (WEFT__UNLIKELY(err)) return err;
   struct weft_task *t = task_alloc(rt, w);
   if (WEFT__UNLIKELY(!t)) return WEFT_ENOMEM;
-  atomic_init(&t->word, out ? 0 : WEFT__RELEASED);
+  /* relaxed, but atomic: a shutdown's cancel walk reads words of descriptors being reused;
+   * the push that schedules the task publishes it. */
+  atomic_store_explicit(&t->word, out ? 0 : WEFT__RELEASED, memory_order_relaxed);
   t->result = NULL;
   t->fn = fn;
   t->arg = arg;

@@ -13,8 +13,9 @@ typedef struct matrix_cell {
 } matrix_cell_t;
 
 ParameterizedTestParameters(stress, matrix) {
-  static matrix_cell_t cells[4 * 4];
+  static matrix_cell_t cells[8 * 4]; /* up to 8 scenarios at the 4 worker counts */
   size_t n = 0;
+  cr_assert(stress_scenario_count * stress_worker_count_n <= (int)(sizeof cells / sizeof *cells));
   for (int s = 0; s < stress_scenario_count; s++)
     for (int w = 0; w < stress_worker_count_n; w++)
       cells[n++] = (matrix_cell_t){s, stress_worker_counts[w]};
