@@ -148,7 +148,8 @@ static uint64_t scoped_deadline(struct weft_task *self, uint64_t deadline_ns) {
 }
 
 int weft__scope_check(struct weft_task *self) {
-  return scoped_deadline(self, UINT64_MAX) <= weft_now_ns() ? WEFT_ETIMEDOUT : 0;
+  uint64_t deadline_ns = scoped_deadline(self, UINT64_MAX); /* no clock read without a scope */
+  return deadline_ns != UINT64_MAX && deadline_ns <= weft_now_ns() ? WEFT_ETIMEDOUT : 0;
 }
 
 int weft_deadline_begin(weft_deadline_t *scope, uint64_t deadline_ns) {
@@ -243,7 +244,8 @@ static int thread_wait(weft__join_t *j, uint64_t deadline_ns) {
  * task, a cancel arrives: 0, WEFT_ETIMEDOUT or WEFT_ECANCELED. */
 int weft__await_word_until(struct weft_task *self, _Atomic uintptr_t *word, uint64_t deadline_ns) {
   deadline_ns = scoped_deadline(self, deadline_ns);
-  if (self && deadline_ns <= weft_now_ns()) return WEFT_ETIMEDOUT; /* a scope's, passed */
+  /* A deadline already passed (a scope's, typically): no wait. No clock read without one. */
+  if (self && deadline_ns != UINT64_MAX && deadline_ns <= weft_now_ns()) return WEFT_ETIMEDOUT;
   if (self && !wake_park_begin(&self->state, true)) return WEFT_ECANCELED;
   weft__join_t j;
   join_init(&j, self, 1, deadline_ns != UINT64_MAX);
@@ -518,7 +520,8 @@ enum { GATHER_ON_STACK = 16 }; /* picked: waiter nodes per chunk, 384 bytes of t
 static int wait_tasks(struct weft_task *self, weft_task_t *const *tasks, size_t n,
                       weft__waiter_t *nodes, bool any, uint64_t deadline_ns) {
   deadline_ns = scoped_deadline(self, deadline_ns);
-  if (self && deadline_ns <= weft_now_ns()) return WEFT_ETIMEDOUT; /* a scope's, passed */
+  /* A deadline already passed (a scope's, typically): no wait. No clock read without one. */
+  if (self && deadline_ns != UINT64_MAX && deadline_ns <= weft_now_ns()) return WEFT_ETIMEDOUT;
   if (self && !wake_park_begin(&self->state, true)) return WEFT_ECANCELED;
   weft__join_t j;
   join_init(&j, self, 1, deadline_ns != UINT64_MAX); /* 1: our hold while we link */
