@@ -119,9 +119,17 @@ static void *target(void *arg) {
 
 typedef enum { FROM_TASK, FROM_THREAD, RACING } source_t;
 
-/* A task on the same runtime that blocks the only worker until released (NOT_STARTED). */
+/* A task on the same runtime that holds the only worker, without suspending (a suspension
+ * would free the worker to start the target), until released (NOT_STARTED). */
+typedef struct {
+  atomic_int running, release;
+} hold_t;
+
 static void *hold_worker(void *arg) {
-  weft_future_await(arg, NULL);
+  hold_t *h = arg;
+  atomic_store(&h->running, 1);
+  while (!atomic_load(&h->release)) {
+  }
   return NULL;
 }
 
@@ -183,27 +191,28 @@ static void *run_cell(void *arg) {
   memset(&c, 0, sizeof c);
   c.state = r->state;
   OK(weft_future_create(&c.release));
-  weft_future_t *unblock = NULL;
+  hold_t hold = {0, 0};
+  bool held = false;
   bool on_worker = weft_current() != NULL;
   weft_runtime_t *rt = NULL;
   if (!on_worker) rt = test_runtime(c.state == NOT_STARTED ? 1 : 2);
   weft_task_t *blocker = NULL, *t;
   if (c.state == NOT_STARTED && !on_worker) { /* the only worker is busy: t stays queued */
-    OK(weft_future_create(&unblock));
-    OK(weft_runtime_spawn(rt, &blocker, hold_worker, unblock));
+    OK(weft_runtime_spawn(rt, &blocker, hold_worker, &hold));
+    while (!atomic_load(&hold.running)) sched_yield();
+    held = true;
   }
   /* From a task, a spawn lands in our own deque; we are running, so it is not started. */
   OK(on_worker ? weft_spawn(&t, target, &c) : weft_runtime_spawn(rt, &t, target, &c));
   cancel_cell(&c, t, r->source, &r->seed);
-  if (unblock) {
-    OK(weft_future_resolve(unblock, NULL));
+  if (held) {
+    atomic_store(&hold.release, 1);
     OK(weft_join(blocker, NULL));
   }
   void *result = IPTR(-1);
   int err = weft_join(t, &result);
   check_outcome(&c, err, result, r->source);
   if (rt) OK(weft_runtime_destroy(rt));
-  if (unblock) weft_future_destroy(unblock);
   weft_future_destroy(c.release);
   return NULL;
 }
