@@ -582,27 +582,27 @@ static int gather_checked(weft_task_t *const *tasks, size_t n, const char *what,
 /* Runs what it can inline, newest first (the children we spawned last are the newest entries
  * of our deque), then waits for the rest. On a cancel, the unfinished ones are cancelled too
  * (asyncio.gather) and WEFT_ECANCELED returns at once; the handles stay the caller's. */
+/* Cancels the unfinished ones of tasks[0..n) (the gatherer was cancelled, or its scope
+ * passed: asyncio.gather cancels its children) and passes err on. */
+static int gather_abandon(weft_task_t *const *tasks, size_t n, int err) {
+  for (size_t i = 0; i < n; i++)
+    if (!task_is_done(tasks[i])) weft_cancel(tasks[i]);
+  return err;
+}
+
 static int gather_wait(struct weft_task *self, weft_task_t *const *tasks, size_t n,
                        bool spawned_in_reverse, bool run_inline) {
-  if (self && wake_checkpoint(&self->state)) goto cancelled;
+  if (self && wake_checkpoint(&self->state)) return gather_abandon(tasks, n, WEFT_ECANCELED);
   for (size_t k = 0; self && run_inline && k < n; k++) { /* newest first: reverse spawn order */
     weft_task_t *t = tasks[spawned_in_reverse ? k : n - 1 - k];
     if (!task_is_done(t)) try_inline(t);
   }
   weft__wait_reason(self, WEFT__WAIT_GATHER, n);
   int err = wait_all(self, tasks, n);
-  if (err == 0) {
-    if (weft__san_hooks() & WEFT__SAN_TSAN) /* the completion edges (weft__task_complete) */
-      for (size_t i = 0; i < n; i++) __tsan_acquire(&tasks[i]->word);
-    return 0;
-  }
-  if (0) {
-  cancelled:
-    err = WEFT_ECANCELED;
-  }
-  for (size_t i = 0; i < n; i++) /* cancelled, or the task's deadline scope passed */
-    if (!task_is_done(tasks[i])) weft_cancel(tasks[i]);
-  return err;
+  if (err) return gather_abandon(tasks, n, err);
+  if (weft__san_hooks() & WEFT__SAN_TSAN) /* the completion edges (weft__task_complete) */
+    for (size_t i = 0; i < n; i++) __tsan_acquire(&tasks[i]->word);
+  return 0;
 }
 
 int weft_gather(weft_task_t *const *tasks, size_t n, void **results) {
