@@ -2,7 +2,7 @@
  * weft-bench: one line per run, in the format the peer programs of bench/peers/ print:
  *   weft <workload> n=<N> r=<result> ms=<wall ms> rss_kb=<peak RSS KiB>
  * Usage: weft-bench <workload> <n> [-w workers] [-s stack_bytes] [-k k]
- * Workloads: fib skynet yield spawn gather sleep cancel switch timer-lateness (bench/README.md).
+ * Workloads: fib fib-frame skynet yield spawn gather sleep cancel switch timer-lateness (bench/README.md).
  * Wall time includes starting and stopping the runtime (as the peers' does).
  */
 #include "weft.h"
@@ -38,6 +38,17 @@ static void *fib(void *arg) {
   void *a;
   weft_join(t, &a);
   return (void *)(intptr_t)((long)(intptr_t)a + b);
+}
+
+/* ---- fib-frame: the same tree through strict fork-join frames (weft_fork / weft_sync) ---- */
+static void *fib_frame(void *arg) {
+  long n = (long)(intptr_t)arg;
+  if (n < 2) return (void *)(intptr_t)n;
+  weft_frame_t f;
+  weft_fork(&f, fib_frame, (void *)(intptr_t)(n - 1));
+  long b = (long)(intptr_t)fib_frame((void *)(intptr_t)(n - 2));
+  long a = (long)(intptr_t)weft_sync(&f);
+  return (void *)(intptr_t)(a + b);
 }
 
 /* ---- skynet: 10-ary tree, leaves return their number ---- */
@@ -205,7 +216,7 @@ static double ms_since(uint64_t t0) { return (double)(weft_now_ns() - t0) / 1e6;
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: %s <fib|skynet|yield|spawn|gather|sleep|cancel|switch|timer-lateness> <n> "
+    fprintf(stderr, "usage: %s <fib|fib-frame|skynet|yield|spawn|gather|sleep|cancel|switch|timer-lateness> <n> "
                     "[-w workers] [-s stack_bytes] [-k k]\n", argv[0]);
     return 2;
   }
@@ -223,6 +234,9 @@ int main(int argc, char **argv) {
   uint64_t t0 = weft_now_ns();
   if (!strcmp(work, "fib")) {
     check(weft_run(&opts, fib, (void *)(intptr_t)n, &r), "run");
+    result = (int64_t)(intptr_t)r;
+  } else if (!strcmp(work, "fib-frame")) {
+    check(weft_run(&opts, fib_frame, (void *)(intptr_t)n, &r), "run");
     result = (int64_t)(intptr_t)r;
   } else if (!strcmp(work, "skynet")) {
     sky_arg_t a = {0, n};

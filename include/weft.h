@@ -256,6 +256,24 @@ WEFT_EXTERN int weft_await_timeout(weft_task_t *task, uint64_t timeout_ns, void 
 WEFT_EXTERN int weft_join(weft_task_t *task, void **result);
 WEFT_EXTERN void weft_task_release(weft_task_t *task);
 
+/* ---- Strict fork-join: frames (Lace's SPAWN/SYNC, Cilk's spawn/sync) ----
+ * weft_fork(&f, fn, arg) offers the call fn(arg) to other workers; weft_sync(&f) returns its
+ * result, running it right there as a plain call unless a thief took it meanwhile (then it
+ * waits, and the worker runs other tasks). An untaken fork+sync costs a few nanoseconds: no
+ * descriptor, no stack, no atomic instruction; only a taken frame becomes a task. Rules (API
+ * misuse aborts with a sentence): the frame lives in the forking function's own frame (a local
+ * variable) and each fork is synced, in reverse order of the forks, before that function
+ * returns; weft_sync takes no error: fn always runs exactly once (as a call at the sync if no
+ * one else could run it) and its result is returned. Outside a task the call runs at the
+ * sync. A pending cancel of the task is not delivered by weft_sync (it waits shielded, since
+ * the frame's function writes into the frame) but at the next suspension point after it.
+ * For everything that is not strictly nested, weft_spawn/weft_join. */
+typedef struct weft_frame {
+  void *weft__opaque[6];
+} weft_frame_t;
+WEFT_EXTERN void weft_fork(weft_frame_t *frame, weft_fn fn, void *arg);
+WEFT_EXTERN void *weft_sync(weft_frame_t *frame);
+
 /* task.done() and task.result(): result fails with WEFT_EAGAIN while the task runs. Both
  * return WEFT_EINVAL for a NULL task (so test done() == 1, not just non-zero). */
 WEFT_EXTERN int weft_task_done(const weft_task_t *task);

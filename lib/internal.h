@@ -227,6 +227,7 @@ typedef enum {
   WEFT__WAIT_LOCK,      /* detail: the lock's address */
   WEFT__WAIT_FD,        /* detail: the file descriptor */
   WEFT__WAIT_CANCELLED, /* detail: unused (a cancelled task waiting for its children) */
+  WEFT__WAIT_FRAME,     /* detail: the frame's address (weft_sync of a stolen frame) */
   WEFT__WAIT_KINDS
 } weft__wait_t;
 
@@ -334,6 +335,29 @@ typedef enum {
   WEFT__AFTER_PARK_TIMED, /* arm the task's timer (its deadline), then commit the park */
 } weft__after_t;
 
+/* ---- Fork-join frames (lib/frame.c; the split deque's protocol is lib/frame_impl.h) --------- */
+
+/* A worker's split deque of frames: slots [tail, split) are shared with thieves, [split, head)
+ * are the owner's alone. head and osplit (the owner's copy of split) are owner-only; ts
+ * (tail | split << 16 | gen << 32) and splitreq are the thieves' line. */
+enum { WEFT__FRAMES_CAP = 4096 }; /* picked: nesting deeper than this runs forks as calls */
+typedef struct weft__frames {
+  uint32_t head, osplit;
+  _Atomic(void *) *slot; /* WEFT__FRAMES_CAP slots */
+  _Atomic uint64_t ts WEFT__ALIGNED;
+  _Atomic uint32_t splitreq;
+} weft__frames_t;
+
+/* The frame behind a weft_frame_t, on the forking task's stack. */
+typedef struct weft__frame {
+  _Atomic uintptr_t word; /* completion word of a frame run elsewhere (join_impl.h) */
+  weft_fn fn;
+  void *arg;
+  void *result;
+  uint32_t where; /* owner-only: lib/frame.c's FRAME_* */
+  uint32_t unrun; /* set by whoever took it and could not run it: the owner runs it at sync */
+} weft__frame_t;
+
 typedef struct weft__worker {
   /* Hot, owner-only. */
   struct weft_runtime *rt;
@@ -353,6 +377,7 @@ typedef struct weft__worker {
   /* Shared: thieves touch these. */
   weft__deque_t deque;   /* spawned and woken tasks: owner LIFO, thieves FIFO */
   weft__deque_t yieldq;  /* yielded tasks: everyone takes the oldest (FIFO) */
+  weft__frames_t frames; /* forked frames of the task running here (lib/frame.c) */
   _Atomic uint32_t park_word WEFT__ALIGNED; /* futex: 0 sleeping, 1 woken */
   struct weft__worker *next_idle;
   bool idle_listed;
@@ -413,6 +438,26 @@ void weft__wake_one_if_needed(struct weft_runtime *rt);
 /* Linked through the tasks themselves: no allocation per foreign spawn or wake. Wakes a parked
  * worker if needed, under the queue's lock (see the function). */
 void weft__inject_push(struct weft_runtime *rt, uintptr_t entry);
+
+/* lib/frame.c: the worker's frame deque, made and freed with the worker. */
+int weft__frames_init(weft__frames_t *d);
+void weft__frames_fini(weft__frames_t *d);
+/* lib/frame.c, for thieves: victim's oldest shared frame made into a task to start (an
+ * entry), or 0. */
+uintptr_t weft__frames_steal(weft__worker_t *thief, weft__worker_t *victim);
+/* lib/frame.c, for a parker's look: whether victim has frames shared (seq_cst: wake check). */
+bool weft__frames_seen(weft__worker_t *victim);
+/* lib/frame.c, for weft__suspend: the frames in w's deque are the suspending task's (or its
+ * inline callers'); they leave the deque — queued as tasks, or run by their sync — so that
+ * the deque serves the next task, and the suspended one may resume on any worker. */
+void weft__frames_detach(weft__worker_t *w);
+/* lib/frame.c: a frame's runner task (its fn), and its end when it could not start. */
+void *weft__frame_run(void *frame);
+void weft__frame_unrun(weft__frame_t *f);
+/* lib/task.c: a detached task made but not scheduled (a frame's runner); NULL if no
+ * descriptor could be had. */
+struct weft_task *weft__task_make(struct weft_runtime *rt, weft__worker_t *w, weft_fn fn,
+                                  void *arg);
 
 /* ---- Runtime (lib/runtime.c) ---------------------------------------------------------------- */
 

@@ -199,12 +199,18 @@ static int worker_init(struct weft_runtime *rt, weft__worker_t *w, int index) {
     weft__deque_destroy(&w->deque);
     return WEFT_ENOMEM;
   }
+  if (weft__frames_init(&w->frames) != 0) {
+    weft__deque_destroy(&w->deque);
+    weft__deque_destroy(&w->yieldq);
+    return WEFT_ENOMEM;
+  }
   return 0;
 }
 
 static void worker_fini(weft__worker_t *w) {
   weft__deque_destroy(&w->deque);
   weft__deque_destroy(&w->yieldq);
+  weft__frames_fini(&w->frames);
 }
 
 static void stop_workers(struct weft_runtime *rt, int started) {

@@ -448,6 +448,7 @@ static void task_entry(void *arg) {
 void weft__task_start(weft__worker_t *w, struct weft_task *t) {
   WEFT__ASSERT(t->runs_on == NULL); /* a start entry is taken exactly once */
   if (WEFT__UNLIKELY(weft__checkpoint(t))) { /* cancelled before it started: it never runs */
+    if (t->fn == weft__frame_run) weft__frame_unrun(t->arg); /* its frame's sync runs it */
     weft__task_complete(t, NULL);
     return;
   }
@@ -457,6 +458,7 @@ void weft__task_start(weft__worker_t *w, struct weft_task *t) {
      * awaiter gets WEFT_ENOMEM; the worker and every other task go on. Counted, so that the
      * loss of a detached one is not silent. */
     weft__stat_bump(&w->n_unrun);
+    if (t->fn == weft__frame_run) weft__frame_unrun(t->arg); /* its frame's sync runs it */
     t->error = WEFT_ENOMEM;
     weft__task_complete(t, NULL);
     return;
@@ -491,21 +493,12 @@ static uint64_t next_task_id(struct weft_runtime *rt, weft__worker_t *w) {
   return w->id_next++;
 }
 
-static int spawn(struct weft_runtime *rt, weft__worker_t *w, weft_task_t **out, weft_fn fn,
-                 void *arg) {
-  if (WEFT__UNLIKELY(!fn)) return WEFT_EINVAL;
-  /* relaxed: a best-effort early answer; the shutdown cancels whatever still slips in */
-  if (WEFT__UNLIKELY(atomic_load_explicit(&rt->closing, memory_order_relaxed)))
-    return WEFT_ESHUTDOWN;
-  /* Stacks are taken when a worker starts the task, not here; but a spawn that could not
-   * get one now fails now, while the caller can still handle it. */
-  int err = weft__stack_check(rt->stacks, w ? &w->stacks : NULL);
-  if (WEFT__UNLIKELY(err)) return err;
-  struct weft_task *t = task_alloc(rt, w);
-  if (WEFT__UNLIKELY(!t)) return WEFT_ENOMEM;
+/* Fills a fresh descriptor (handle held or released). */
+static void task_init(struct weft_runtime *rt, weft__worker_t *w, struct weft_task *t, weft_fn fn,
+                      void *arg, bool held) {
   /* relaxed, but atomic: a shutdown's cancel walk reads words of descriptors being reused;
    * the push that schedules the task publishes it. */
-  atomic_store_explicit(&t->word, out ? 0 : WEFT__RELEASED, memory_order_relaxed);
+  atomic_store_explicit(&t->word, held ? 0 : WEFT__RELEASED, memory_order_relaxed);
   t->result = NULL;
   t->fn = fn;
   t->arg = arg;
@@ -521,11 +514,33 @@ static int spawn(struct weft_runtime *rt, weft__worker_t *w, weft_task_t **out, 
     weft__stat_bump(&w->n_spawned);
   else /* relaxed: a statistic */
     atomic_fetch_add_explicit(&rt->foreign_spawns, 1, memory_order_relaxed);
-  if (out) *out = t;
   /* The spawn edge: what the spawner wrote before spawning happens before the task starts
    * (pairs with the acquire in weft__task_start/run_inline). Keyed on &t->fn, not t, which
    * is &t->word, the completion edge's key. */
   weft__tsan_release(&t->fn);
+}
+
+struct weft_task *weft__task_make(struct weft_runtime *rt, weft__worker_t *w, weft_fn fn,
+                                  void *arg) {
+  struct weft_task *t = task_alloc(rt, w);
+  if (t) task_init(rt, w, t, fn, arg, false);
+  return t;
+}
+
+static int spawn(struct weft_runtime *rt, weft__worker_t *w, weft_task_t **out, weft_fn fn,
+                 void *arg) {
+  if (WEFT__UNLIKELY(!fn)) return WEFT_EINVAL;
+  /* relaxed: a best-effort early answer; the shutdown cancels whatever still slips in */
+  if (WEFT__UNLIKELY(atomic_load_explicit(&rt->closing, memory_order_relaxed)))
+    return WEFT_ESHUTDOWN;
+  /* Stacks are taken when a worker starts the task, not here; but a spawn that could not
+   * get one now fails now, while the caller can still handle it. */
+  int err = weft__stack_check(rt->stacks, w ? &w->stacks : NULL);
+  if (WEFT__UNLIKELY(err)) return err;
+  struct weft_task *t = task_alloc(rt, w);
+  if (WEFT__UNLIKELY(!t)) return WEFT_ENOMEM;
+  task_init(rt, w, t, fn, arg, out != NULL);
+  if (out) *out = t;
   if (w)
     weft__schedule_local(w, (uintptr_t)t);
   else

@@ -108,6 +108,7 @@ static const char *const wait_text[WEFT__WAIT_KINDS] = {
     [WEFT__WAIT_LOCK] = "waiting for a lock",
     [WEFT__WAIT_FD] = "waiting on fd",
     [WEFT__WAIT_CANCELLED] = "cancelled, waiting for its children",
+    [WEFT__WAIT_FRAME] = "in weft_sync, waiting for a stolen frame",
 };
 
 typedef struct {

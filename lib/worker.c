@@ -217,6 +217,7 @@ static uintptr_t steal_one(weft__worker_t *w) {
     weft__stat_bump(&w->n_steal_tries);
     uintptr_t e = weft__deque_steal(&victim->deque);
     if (e == WEFT__DEQUE_ABORT) e = 0; /* lost a race: someone is busy there, try elsewhere */
+    if (!e) e = weft__frames_steal(w, victim); /* a fork-join frame, made a task */
     if (!e) {
       e = weft__deque_steal(&victim->yieldq);
       if (e == WEFT__DEQUE_ABORT) e = 0;
@@ -301,7 +302,7 @@ static bool any_work_visible(struct weft_runtime *rt) {
   if (atomic_load_explicit(&rt->inject_len, memory_order_seq_cst) > 0) return true;
   for (int i = 0; i < rt->nworkers; i++)
     if (weft__deque_seen_nonempty(&rt->workers[i].deque) ||
-        weft__deque_seen_nonempty(&rt->workers[i].yieldq))
+        weft__deque_seen_nonempty(&rt->workers[i].yieldq) || weft__frames_seen(&rt->workers[i]))
       return true;
   return false;
 }
@@ -429,6 +430,8 @@ static void after_switch(weft__worker_t *w) {
   case WEFT__AFTER_NOTHING:
     break;
   case WEFT__AFTER_FINISHED: {
+    if (WEFT__UNLIKELY(w->frames.head))
+      weft__die("weft: a task returned without weft_sync of a frame it forked with weft_fork.");
     weft__stack_t *s = w->after_stack;
     if (weft__san_hooks() & WEFT__SAN_TSAN) {
       __tsan_destroy_fiber(s->ctx.tsan_fiber);
@@ -468,6 +471,8 @@ void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg) {
   if (WEFT__UNLIKELY(w->chaos)) w = chaos_before_suspend(w, after);
   struct weft_task *t = w->current;
   WEFT__ASSERT(t && t->runs_on && w == weft__worker_self());
+  /* Its frames leave the deque first: t may resume elsewhere, the next task needs it empty. */
+  if (WEFT__UNLIKELY(w->frames.head)) weft__frames_detach(w);
   w->after = after;
   w->after_arg = arg;
   /* Before the switch: once after_switch makes t runnable, its next RUNNING comes after. */

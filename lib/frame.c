@@ -1,0 +1,210 @@
+/*
+ * Strict fork-join frames: weft_fork / weft_sync — Lace's SPAWN/SYNC, Cilk's spawn/sync.
+ *
+ * A frame is a call that may run elsewhere: weft_fork records (fn, arg) in a frame on the
+ * caller's stack and pushes it onto the worker's split deque (frame_impl.h); weft_sync pops it
+ * back and, unless a thief took it, runs it as a plain call. So an unstolen fork+sync costs a
+ * few stores and loads and no atomic instruction — no descriptor, no stack, no handle, no
+ * completion word touched — and only a stolen frame becomes a task: the thief makes a
+ * detached runner task for it (lazy task creation, Mohr–Kranz–Halstead), which runs fn on a
+ * stack of its own, stores the result in the frame and completes the frame's word; the owner's
+ * sync waits on that word like any await (so its worker runs other tasks meanwhile).
+ *
+ * The price is strictness: syncs in reverse fork order, every fork synced before the forking
+ * function returns, and the frame alive until then (it lives in the caller's frame, as the
+ * name says). weft_spawn/weft_join remain for everything else.
+ *
+ * Suspension. The deque is the worker's, but the frames in it belong to the task running there.
+ * A task that suspends (awaits, sleeps, yields) may resume on another worker, and the next
+ * task here must find the deque empty. So weft__suspend first detaches them: every frame not
+ * stolen becomes a queued runner task, every frame becomes AWAY, and the deque is reset; the
+ * suspended task's later syncs of those frames wait on their words. (A detach that cannot get
+ * a descriptor leaves the frame DEFERRED: its sync runs it as a call.) Invariant: a QUEUED
+ * frame is in the current worker's deque, at index head-1 when it is synced.
+ *
+ * Failure is never lost work: a frame that nobody could run (no descriptor for its runner, its
+ * runner could not get a stack, or was cancelled before it started) comes back "unrun" and its
+ * sync runs it. So weft_sync always returns fn's result, as a call would; fn's errors are its
+ * result's business. Off a worker (a plain thread) a fork is recorded and its sync runs it.
+ *
+ * Rejected: frames in the task deque as tagged entries (a Chase–Lev take's fence per sync; see
+ * frame_impl.h); leapfrogging at a stolen sync (running the thief's work on our stack while
+ * waiting — Lace does; here a stolen frame's function may suspend, and a task's worker is free
+ * to run others while it waits anyway); a deque per task (thieves would need to find it, and
+ * it dies with the task).
+ */
+#include "frame.h"
+#include "internal.h"
+#include "join.h"
+#include "wake.h"
+
+#include <sched.h>
+#include <stdlib.h>
+
+enum {
+  FRAME_QUEUED = 1, /* in the current worker's deque (or stolen from it: the pop says) */
+  FRAME_AWAY,       /* detached: a runner task has it, or a thief; wait on its word */
+  FRAME_DEFERRED,   /* nobody will run it: its sync calls it */
+  FRAME_SYNCED,     /* its sync began: a second one aborts */
+};
+
+_Static_assert(sizeof(weft__frame_t) <= sizeof(weft_frame_t), "weft.h's weft_frame_t is too small");
+_Static_assert(_Alignof(weft_frame_t) >= _Alignof(weft__frame_t), "weft_frame_t's alignment");
+
+int weft__frames_init(weft__frames_t *d) {
+  d->slot = calloc(WEFT__FRAMES_CAP, sizeof *d->slot);
+  if (!d->slot) return WEFT_ENOMEM;
+  d->head = d->osplit = 0;
+  atomic_init(&d->ts, 0);
+  atomic_init(&d->splitreq, 0);
+  return 0;
+}
+
+void weft__frames_fini(weft__frames_t *d) {
+  free((void *)d->slot);
+  d->slot = NULL;
+}
+
+/* ---- Completion of a frame run elsewhere ------------------------------------------------- */
+
+static void frame_complete(weft__frame_t *f) {
+  /* The frame edge: the result (or unrun) happens before the owner's read (frame_wait). */
+  weft__tsan_release(&f->word);
+  uintptr_t s = join_complete(&f->word);
+  weft__waiter_t *waiters = (weft__waiter_t *)(s & ~WEFT__WORD_FLAGS);
+  if (!waiters) return; /* the owner had not waited yet: f may be gone from here on */
+  weft__wake_waiters(waiters);
+  join_finish_waking(&f->word); /* its answer is about handles: frames have none */
+}
+
+void *weft__frame_run(void *frame) {
+  weft__frame_t *f = frame;
+  f->result = f->fn(f->arg);
+  frame_complete(f);
+  return NULL;
+}
+
+void weft__frame_unrun(weft__frame_t *f) {
+  f->unrun = 1;
+  frame_complete(f);
+}
+
+/* The owner waits for its frame's runner, cancellation held back: the frame lives on our stack
+ * and its runner writes into it, so this wait cannot be abandoned (nor cut by a deadline
+ * scope: a shield holds scopes back too). A cancel stays pending for the next suspension. */
+static void frame_wait(weft__worker_t *w, weft__frame_t *f) {
+  struct weft_task *self = w->current;
+  weft__wait_reason(self, WEFT__WAIT_FRAME, (uintptr_t)f);
+  /* relaxed: the task's own shield bits (as weft_shield_begin); no depth check: a frame wait
+   * holds one level for a moment, and a full byte of shields would be the user's bug anyway */
+  atomic_fetch_add_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
+  int err = weft__await_word_until(self, &f->word, UINT64_MAX);
+  atomic_fetch_sub_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
+  if (err) weft__die("weft: internal: a shielded frame wait ended early (%d).", err);
+  /* The runner may still be delivering to other waiters' nodes (none here, but the word is
+   * BUSY until it lets go): the frame may die only after. acquire: pairs with its release. */
+  while (atomic_load_explicit(&f->word, memory_order_acquire) & WEFT__BUSY) sched_yield();
+  weft__tsan_acquire(&f->word); /* the frame edge (frame_complete) */
+}
+
+/* A thread that is not a worker, or a task whose runner never ran it: the answer arrives by
+ * a plain call. */
+static void *frame_call(weft__frame_t *f) { return f->fn(f->arg); }
+
+/* ---- Fork ----------------------------------------------------------------------------------- */
+
+/* A thief asked, a worker is parked with no one spinning, or the deque is full. */
+static void __attribute__((noinline)) fork_slow(weft__worker_t *w, weft__frame_t *f, int pushed) {
+  if (pushed < 0) { /* nested deeper than the deque: a call at its sync */
+    f->where = FRAME_DEFERRED;
+    return;
+  }
+  /* After the seq_cst share, the wake check (worker.c's rule for making work visible). */
+  if (frames_share(&w->frames)) weft__wake_one_if_needed(w->rt);
+}
+
+/* Whether a parked worker could help and nobody is looking for work: a parked worker never
+ * asks for a share itself. relaxed: a hint (a stale answer only costs parallelism until the
+ * next fork); the share that follows does the real wake check. */
+static bool helper_parked(const struct weft_runtime *rt) {
+  return atomic_load_explicit(&rt->nidle, memory_order_relaxed) > 0 &&
+         atomic_load_explicit(&rt->nspinning, memory_order_relaxed) == 0;
+}
+
+void weft_fork(weft_frame_t *frame, weft_fn fn, void *arg) {
+  weft__frame_t *f = (weft__frame_t *)frame;
+  if (WEFT__UNLIKELY(!f || !fn)) weft__die("weft: weft_fork was given a NULL frame or function.");
+  f->fn = fn;
+  f->arg = arg;
+  f->unrun = 0;
+  weft__worker_t *w = weft__worker_self();
+  if (WEFT__UNLIKELY(!w || !w->current)) {
+    f->where = FRAME_DEFERRED;
+    return;
+  }
+  f->where = FRAME_QUEUED;
+  /* relaxed: a thief reads the frame after share()'s release CAS publishes it */
+  atomic_store_explicit(&f->word, 0, memory_order_relaxed);
+  int pushed = frames_push(&w->frames, f);
+  if (WEFT__UNLIKELY(pushed != 0 || helper_parked(w->rt))) fork_slow(w, f, pushed);
+}
+
+/* ---- Sync ----------------------------------------------------------------------------------- */
+
+static void *__attribute__((noinline)) sync_away(weft__frame_t *f) {
+  if (f->where == FRAME_AWAY) frame_wait(weft__worker_self(), f);
+  else if (f->where != FRAME_DEFERRED)
+    weft__die("weft: weft_sync was given a frame that was never forked, or was synced already.");
+  return f->where == FRAME_DEFERRED || f->unrun ? frame_call(f) : f->result;
+}
+
+void *weft_sync(weft_frame_t *frame) {
+  weft__frame_t *f = (weft__frame_t *)frame;
+  if (WEFT__UNLIKELY(!f)) weft__die("weft: weft_sync was given a NULL frame.");
+  if (WEFT__UNLIKELY(f->where != FRAME_QUEUED)) return sync_away(f);
+  weft__worker_t *w = weft__worker_self();
+  weft__frames_t *d = &w->frames;
+  /* relaxed: our own write (a QUEUED frame is in this worker's deque, newest first) */
+  if (WEFT__UNLIKELY(d->head == 0 ||
+                     atomic_load_explicit(&d->slot[d->head - 1], memory_order_relaxed) != f))
+    weft__die("weft: weft_sync was given a frame that is not the newest one forked and not "
+              "synced; frames are synced in reverse order of their forks.");
+  f->where = FRAME_SYNCED;
+  if (WEFT__LIKELY(frames_pop(d) == f)) return frame_call(f);
+  frame_wait(w, f); /* a thief has it */
+  return f->unrun ? frame_call(f) : f->result;
+}
+
+/* ---- Thieves and suspension ------------------------------------------------------------------ */
+
+uintptr_t weft__frames_steal(weft__worker_t *thief, weft__worker_t *victim) {
+  void *x = frames_steal(&victim->frames);
+  if (!x || x == FR_ABORT) return 0;
+  weft__frame_t *f = x;
+  struct weft_task *t = weft__task_make(thief->rt, thief, weft__frame_run, f);
+  if (!t) {
+    weft__frame_unrun(f); /* no descriptor: the owner's sync runs it */
+    return 0;
+  }
+  return (uintptr_t)t;
+}
+
+bool weft__frames_seen(weft__worker_t *victim) { return frames_seen_shared(&victim->frames); }
+
+void weft__frames_detach(weft__worker_t *w) {
+  weft__frames_t *d = &w->frames;
+  uint32_t stolen = frames_reclaim_all(d); /* [0, stolen) thieves have; the rest is ours */
+  for (uint32_t i = 0; i < d->head; i++) {
+    /* relaxed: our own writes */
+    weft__frame_t *f = atomic_load_explicit(&d->slot[i], memory_order_relaxed);
+    f->where = FRAME_AWAY;
+    if (i < stolen) continue; /* its thief's runner completes it */
+    struct weft_task *t = weft__task_make(w->rt, w, weft__frame_run, f);
+    if (!t) {
+      f->where = FRAME_DEFERRED;
+      continue;
+    }
+    weft__schedule_local(w, (uintptr_t)t);
+  }
+  frames_reset(d);
+}

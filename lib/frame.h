@@ -1,0 +1,27 @@
+/* Private to weft: the library's instance of the frames' split deque (protocol and memory
+ * orders in frame_impl.h, shared with the relacy model in tests/model/frame_model.cpp).
+ * Names this header generates (static inline, from frame_impl.h's FR_FN), so grep finds them
+ * here: frames_push, frames_share, frames_pop, frames_pop_shared, frames_reclaim_all,
+ * frames_reset, frames_steal, frames_seen_shared, frames_ts_*; and FR_ABORT. */
+#ifndef WEFT_FRAME_H
+#define WEFT_FRAME_H
+#include "internal.h"
+
+#define FR_DEQUE weft__frames_t
+#define FR_CAP WEFT__FRAMES_CAP
+#define FR_RLX memory_order_relaxed
+#define FR_ACQ memory_order_acquire
+#define FR_REL memory_order_release
+#define FR_ACQ_REL memory_order_acq_rel
+#define FR_SC memory_order_seq_cst
+#define FR_LOAD(obj, mo) atomic_load_explicit(&(obj), (mo))
+#define FR_STORE(obj, v, mo) atomic_store_explicit(&(obj), (v), (mo))
+#define FR_CAS(obj, expected, desired, mo) \
+  atomic_compare_exchange_strong_explicit(&(obj), &(expected), (desired), (mo), memory_order_relaxed)
+#define FR_FN(name) frames_##name
+
+#include "frame_impl.h"
+
+_Static_assert(WEFT__FRAMES_CAP <= 0xffff, "ts holds tail and split in 16 bits each");
+
+#endif /* WEFT_FRAME_H */

@@ -1,0 +1,252 @@
+/* Strict fork-join frames (issue 13): weft_fork / weft_sync — results at 1-8 workers, a frame
+ * taken by a thief (the owner's sync waits for it), frames of a task that suspends (they become
+ * tasks), frame functions that suspend, nesting deeper than the deque, plain threads, a runner
+ * that cannot be made (the sync runs the frame), a cancel during a sync, and the misuse aborts. */
+#include "support.h"
+
+#include "../lib/internal.h" /* test-only fault injection hooks */
+
+#include <signal.h>
+#include <stdatomic.h>
+
+static void *ffib(void *arg) {
+  long n = (long)(intptr_t)arg;
+  if (n < 2) return (void *)(intptr_t)n;
+  weft_frame_t f;
+  weft_fork(&f, ffib, (void *)(intptr_t)(n - 1));
+  long b = (long)(intptr_t)ffib((void *)(intptr_t)(n - 2));
+  long a = (long)(intptr_t)weft_sync(&f);
+  return (void *)(intptr_t)(a + b);
+}
+
+static long fib_plain(long n) { return n < 2 ? n : fib_plain(n - 1) + fib_plain(n - 2); }
+
+Test(frames, fib_is_right_at_1_2_4_8_workers) {
+  long n = SCALE(25, 18);
+  for (int workers = 1; workers <= 8; workers *= 2) {
+    long r = (long)(intptr_t)run_on(workers, ffib, (void *)(intptr_t)n);
+    cr_assert_eq(r, fib_plain(n), "fib(%ld) at %d workers: %ld", n, workers, r);
+  }
+}
+
+/* ---- a thief takes the frame; the owner's sync waits for the thief's runner ---- */
+
+static _Atomic int stolen_started, owner_released;
+
+static void *slow_seven(void *arg) {
+  (void)arg;
+  atomic_store(&stolen_started, 1);
+  while (!atomic_load(&owner_released)) weft_yield(); /* the owner is about to sync */
+  cr_assert_eq(weft_sleep_ms(5), 0);                    /* still running when it syncs */
+  return (void *)(intptr_t)7;
+}
+
+static void *steal_owner(void *arg) {
+  (void)arg;
+  atomic_store(&stolen_started, 0);
+  atomic_store(&owner_released, 0);
+  weft_task_t *self = weft_current();
+  weft_frame_t f;
+  weft_fork(&f, slow_seven, NULL);
+  /* Busy without suspending (a suspension would detach the frame): only a thief can start it.
+   * The other worker is parked, so the fork woke it and shared the frame. */
+  uint64_t give_up = weft_now_ns() + 10ull * 1000 * 1000 * 1000;
+  while (!atomic_load(&stolen_started) && weft_now_ns() < give_up) {
+  }
+  cr_assert(atomic_load(&stolen_started), "no other worker took the frame in 10 s");
+  cr_assert_eq(weft_current(), self);
+  atomic_store(&owner_released, 1);
+  cr_assert_eq((intptr_t)weft_sync(&f), 7);
+  return NULL;
+}
+
+Test(frames, a_frame_taken_by_a_thief_is_waited_for_at_its_sync) {
+  for (int i = 0; i < SCALE(20, 5); i++) run_on(2, steal_owner, NULL);
+}
+
+/* ---- the owner suspends with frames forked: they become tasks ---- */
+
+static void *times_ten(void *arg) { return (void *)((intptr_t)arg * 10); }
+
+static void *suspend_with_frames(void *arg) {
+  int how = (int)(intptr_t)arg;
+  weft_frame_t f[5];
+  for (int i = 0; i < 5; i++) weft_fork(&f[i], times_ten, (void *)(intptr_t)(i + 1));
+  if (how == 0) cr_assert_eq(weft_sleep_ms(2), 0);
+  else cr_assert_eq(weft_yield(), 0);
+  long sum = 0;
+  for (int i = 4; i >= 0; i--) sum += (long)(intptr_t)weft_sync(&f[i]);
+  return (void *)(intptr_t)sum;
+}
+
+Test(frames, frames_of_a_task_that_sleeps_or_yields_before_syncing_still_return) {
+  for (int workers = 1; workers <= 4; workers *= 2)
+    for (int how = 0; how < 2; how++)
+      cr_assert_eq((intptr_t)run_on(workers, suspend_with_frames, (void *)(intptr_t)how), 150);
+}
+
+/* A runner that cannot be made (no descriptor) leaves its frame to its sync. */
+Test(frames, a_frame_whose_runner_cannot_be_made_runs_at_its_sync) {
+  weft_runtime_t *rt = test_runtime(1);
+  weft__fault_set(WEFT__FAULT_TASK, 2); /* the second descriptor: the first frame's runner */
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, suspend_with_frames, (void *)(intptr_t)1));
+  void *r;
+  OK(weft_join(t, &r));
+  weft__fault_set(WEFT__FAULT_TASK, 0);
+  cr_assert_eq((intptr_t)r, 150);
+  OK(weft_runtime_destroy(rt));
+}
+
+/* ---- frame functions that suspend (sleep, yield, await) ---- */
+
+static void *sleepy_tree(void *arg) {
+  long depth = (long)(intptr_t)arg;
+  if (depth == 0) {
+    cr_assert_eq(weft_sleep_ns(20000), 0);
+    return (void *)(intptr_t)1;
+  }
+  weft_frame_t a, b;
+  weft_fork(&a, sleepy_tree, (void *)(intptr_t)(depth - 1));
+  weft_fork(&b, sleepy_tree, (void *)(intptr_t)(depth - 1));
+  if (depth % 3 == 0) cr_assert_eq(weft_yield(), 0);
+  long rb = (long)(intptr_t)weft_sync(&b);
+  long ra = (long)(intptr_t)weft_sync(&a);
+  return (void *)(intptr_t)(ra + rb);
+}
+
+Test(frames, frame_functions_that_sleep_and_yield_count_every_leaf_once) {
+  long depth = SCALE(10, 7);
+  for (int workers = 1; workers <= 8; workers *= 2)
+    cr_assert_eq((long)(intptr_t)run_on(workers, sleepy_tree, (void *)(intptr_t)depth),
+                 1L << depth, "at %d workers", workers);
+}
+
+/* ---- nesting deeper than the deque: the extra forks run as calls at their syncs ---- */
+
+static void *chain(void *arg) {
+  long n = (long)(intptr_t)arg;
+  if (n == 0) return (void *)(intptr_t)0;
+  weft_frame_t f;
+  weft_fork(&f, chain, (void *)(intptr_t)(n - 1));
+  return (void *)(intptr_t)((long)(intptr_t)weft_sync(&f) + 1);
+}
+
+static void *deep_chain(void *arg) {
+  (void)arg;
+  weft_frame_t f[8]; /* fork a few first, so the chain's frames sit above them */
+  for (int i = 0; i < 8; i++) weft_fork(&f[i], times_ten, (void *)(intptr_t)i);
+  long depth = (long)(intptr_t)chain((void *)(intptr_t)(WEFT__FRAMES_CAP + 500));
+  long sum = 0;
+  for (int i = 7; i >= 0; i--) sum += (long)(intptr_t)weft_sync(&f[i]);
+  return (void *)(intptr_t)(depth * 1000 + sum);
+}
+
+Test(frames, nesting_deeper_than_the_deque_runs_the_rest_as_calls) {
+  weft_options_t o = WEFT_OPTIONS_INIT;
+  o.workers = 2;
+  o.stack_size = 8u << 20; /* ~4600 nested calls of ~200 bytes each, sanitizers' frames bigger */
+  void *r;
+  OK(weft_run(&o, deep_chain, NULL, &r));
+  cr_assert_eq((long)(intptr_t)r, (WEFT__FRAMES_CAP + 500L) * 1000 + 280);
+}
+
+/* ---- a plain thread: the fork is recorded, the sync runs it ---- */
+
+Test(frames, on_a_plain_thread_the_sync_runs_the_call) {
+  cr_assert_eq((long)(intptr_t)ffib((void *)(intptr_t)15), 610);
+  weft_frame_t f;
+  weft_fork(&f, times_ten, (void *)(intptr_t)4);
+  cr_assert_eq((intptr_t)weft_sync(&f), 40);
+}
+
+/* ---- a cancel that arrives while the task waits in a sync ---- */
+
+static void *cancel_in_sync(void *arg) {
+  (void)arg;
+  atomic_store(&stolen_started, 0);
+  atomic_store(&owner_released, 0);
+  weft_frame_t f;
+  weft_fork(&f, slow_seven, NULL);
+  uint64_t give_up = weft_now_ns() + 10ull * 1000 * 1000 * 1000;
+  while (!atomic_load(&stolen_started) && weft_now_ns() < give_up) {
+  }
+  cr_assert(atomic_load(&stolen_started), "no other worker took the frame in 10 s");
+  weft_cancel(weft_current()); /* pending: the sync must still wait and return the result */
+  atomic_store(&owner_released, 1);
+  cr_assert_eq((intptr_t)weft_sync(&f), 7);
+  cr_assert_eq(weft_cancelling(), 1);
+  cr_assert_eq(weft_yield(), WEFT_ECANCELED); /* the next suspension point delivers it */
+  return NULL;
+}
+
+Test(frames, a_cancel_during_a_sync_is_delivered_at_the_next_suspension_point) {
+  weft_runtime_t *rt = test_runtime(2);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, cancel_in_sync, NULL));
+  cr_assert_eq(weft_join(t, NULL), WEFT_ECANCELED);
+  OK(weft_runtime_destroy(rt));
+}
+
+/* ---- a mix of spawns and frames at more workers than cores ---- */
+
+static void *mixed(void *arg) {
+  long n = (long)(intptr_t)arg;
+  if (n < 2) return (void *)(intptr_t)n;
+  if (n % 2) {
+    weft_task_t *t;
+    OK(weft_spawn(&t, mixed, (void *)(intptr_t)(n - 1)));
+    long b = (long)(intptr_t)mixed((void *)(intptr_t)(n - 2));
+    void *a;
+    OK(weft_join(t, &a));
+    return (void *)(intptr_t)((long)(intptr_t)a + b);
+  }
+  weft_frame_t f;
+  weft_fork(&f, mixed, (void *)(intptr_t)(n - 1));
+  long b = (long)(intptr_t)mixed((void *)(intptr_t)(n - 2));
+  return (void *)(intptr_t)((long)(intptr_t)weft_sync(&f) + b);
+}
+
+Test(frames, spawns_and_frames_mixed_at_8_workers) {
+  long n = SCALE(23, 16);
+  for (int round = 0; round < 3; round++)
+    cr_assert_eq((long)(intptr_t)run_on(8, mixed, (void *)(intptr_t)n), fib_plain(n));
+}
+
+/* ---- misuse: one sentence, then abort ---- */
+
+static void *sync_out_of_order(void *arg) {
+  (void)arg;
+  weft_frame_t a, b;
+  weft_fork(&a, times_ten, NULL);
+  weft_fork(&b, times_ten, NULL);
+  weft_sync(&a); /* aborts: b is the newest */
+  weft_sync(&b);
+  return NULL;
+}
+
+Test(frames_misuse, syncing_out_of_order_aborts, .signal = SIGABRT) {
+  run_on(1, sync_out_of_order, NULL);
+}
+
+static void *sync_twice(void *arg) {
+  (void)arg;
+  weft_frame_t a;
+  weft_fork(&a, times_ten, NULL);
+  weft_sync(&a);
+  weft_sync(&a); /* aborts */
+  return NULL;
+}
+
+Test(frames_misuse, syncing_twice_aborts, .signal = SIGABRT) { run_on(1, sync_twice, NULL); }
+
+static void *forget_sync(void *arg) {
+  (void)arg;
+  static weft_frame_t a; /* static: the abort must come from the check, not a dead frame */
+  weft_fork(&a, times_ten, NULL);
+  return NULL; /* aborts: returned without syncing */
+}
+
+Test(frames_misuse, returning_without_a_sync_aborts, .signal = SIGABRT) {
+  run_on(1, forget_sync, NULL);
+}
