@@ -113,9 +113,9 @@ static void *frame_call(weft__frame_t *f) { return f->fn(f->arg); }
 
 /* ---- Fork ----------------------------------------------------------------------------------- */
 
-/* A thief asked, a worker is parked with no one spinning, or the deque is full. */
+/* Off a worker, the deque full, its first frame, or an ask from a thief or a parker. */
 static void __attribute__((noinline)) fork_slow(weft__worker_t *w, weft__frame_t *f, int pushed) {
-  if (pushed < 0) { /* nested deeper than the deque: a call at its sync */
+  if (!w || pushed < 0) { /* a plain thread, or nested deeper than the deque: a call at sync */
     f->where = FRAME_DEFERRED;
     return;
   }
@@ -123,35 +123,25 @@ static void __attribute__((noinline)) fork_slow(weft__worker_t *w, weft__frame_t
   if (frames_share(&w->frames)) weft__wake_one_if_needed(w->rt);
 }
 
-/* Whether a parked worker could help and nobody is looking for work: a parked worker never
- * asks for a share itself. relaxed: a hint (a stale answer only costs parallelism until the
- * next fork); the share that follows does the real wake check. */
-static bool helper_parked(const struct weft_runtime *rt) {
-  return atomic_load_explicit(&rt->nidle, memory_order_relaxed) > 0 &&
-         atomic_load_explicit(&rt->nspinning, memory_order_relaxed) == 0;
-}
-
 void weft_fork(weft_frame_t *frame, weft_fn fn, void *arg) {
   weft__frame_t *f = (weft__frame_t *)frame;
   if (WEFT__UNLIKELY(!f || !fn)) weft__die("weft: weft_fork was given a NULL frame or function.");
   f->fn = fn;
   f->arg = arg;
-  f->unrun = 0;
-  weft__worker_t *w = weft__worker_self();
-  if (WEFT__UNLIKELY(!w || !w->current)) {
-    f->where = FRAME_DEFERRED;
-    return;
-  }
   f->where = FRAME_QUEUED;
-  /* relaxed: a thief reads the frame after share()'s release CAS publishes it */
-  atomic_store_explicit(&f->word, 0, memory_order_relaxed);
-  int pushed = frames_push(&w->frames, f);
-  if (WEFT__UNLIKELY(pushed != 0 || helper_parked(w->rt))) fork_slow(w, f, pushed);
+  /* A worker thread runs user code only inside a task: w set means a task forks. */
+  weft__worker_t *w = weft__worker_self();
+  int pushed = w ? frames_push(&w->frames, f) : -1;
+  if (WEFT__UNLIKELY(pushed != 0)) fork_slow(w, f, pushed);
 }
 
 /* ---- Sync ----------------------------------------------------------------------------------- */
 
-static void *__attribute__((noinline)) sync_away(weft__frame_t *f) {
+static void *__attribute__((noinline)) sync_slow(weft__frame_t *f) {
+  if (WEFT__UNLIKELY(!f)) weft__die("weft: weft_sync was given a NULL frame.");
+  if (f->where == FRAME_QUEUED)
+    weft__die("weft: weft_sync was given a frame that is not the newest one forked and not "
+              "synced; frames are synced in reverse order of their forks.");
   if (f->where == FRAME_AWAY) frame_wait(weft__worker_self(), f);
   else if (f->where != FRAME_DEFERRED)
     weft__die("weft: weft_sync was given a frame that was never forked, or was synced already.");
@@ -160,18 +150,14 @@ static void *__attribute__((noinline)) sync_away(weft__frame_t *f) {
 
 void *weft_sync(weft_frame_t *frame) {
   weft__frame_t *f = (weft__frame_t *)frame;
-  if (WEFT__UNLIKELY(!f)) weft__die("weft: weft_sync was given a NULL frame.");
-  if (WEFT__UNLIKELY(f->where != FRAME_QUEUED)) return sync_away(f);
-  weft__worker_t *w = weft__worker_self();
-  weft__frames_t *d = &w->frames;
-  /* relaxed: our own write (a QUEUED frame is in this worker's deque, newest first) */
-  if (WEFT__UNLIKELY(d->head == 0 ||
-                     atomic_load_explicit(&d->slot[d->head - 1], memory_order_relaxed) != f))
-    weft__die("weft: weft_sync was given a frame that is not the newest one forked and not "
-              "synced; frames are synced in reverse order of their forks.");
+  /* A QUEUED frame is in this worker's deque; synced in order, it is the newest there. */
+  weft__frames_t *d;
+  if (WEFT__UNLIKELY(!f || f->where != FRAME_QUEUED ||
+                     frames_newest(d = &weft__worker_self()->frames) != f))
+    return sync_slow(f);
   f->where = FRAME_SYNCED;
   if (WEFT__LIKELY(frames_pop(d) == f)) return frame_call(f);
-  frame_wait(w, f); /* a thief has it */
+  frame_wait(weft__worker_self(), f); /* a thief has it */
   return f->unrun ? frame_call(f) : f->result;
 }
 
@@ -191,6 +177,8 @@ uintptr_t weft__frames_steal(weft__worker_t *thief, weft__worker_t *victim) {
 
 bool weft__frames_seen(weft__worker_t *victim) { return frames_seen_shared(&victim->frames); }
 
+void weft__frames_ask(weft__worker_t *victim) { frames_ask(&victim->frames); }
+
 void weft__frames_detach(weft__worker_t *w) {
   weft__frames_t *d = &w->frames;
   uint32_t stolen = frames_reclaim_all(d); /* [0, stolen) thieves have; the rest is ours */
@@ -199,6 +187,7 @@ void weft__frames_detach(weft__worker_t *w) {
     weft__frame_t *f = atomic_load_explicit(&d->slot[i], memory_order_relaxed);
     f->where = FRAME_AWAY;
     if (i < stolen) continue; /* its thief's runner completes it */
+    FR_PREPARE(f); /* ours again: nobody else reads it until the runner is queued */
     struct weft_task *t = weft__task_make(w->rt, w, weft__frame_run, f);
     if (!t) {
       f->where = FRAME_DEFERRED;

@@ -2,7 +2,7 @@
  * orders in frame_impl.h, shared with the relacy model in tests/model/frame_model.cpp).
  * Names this header generates (static inline, from frame_impl.h's FR_FN), so grep finds them
  * here: frames_push, frames_share, frames_pop, frames_pop_shared, frames_reclaim_all,
- * frames_reset, frames_steal, frames_seen_shared, frames_ts_*; and FR_ABORT. */
+ * frames_reset, frames_steal, frames_seen_shared, frames_newest, frames_ask, frames_ts_*; and FR_ABORT. */
 #ifndef WEFT_FRAME_H
 #define WEFT_FRAME_H
 #include "internal.h"
@@ -19,6 +19,14 @@
 #define FR_CAS(obj, expected, desired, mo) \
   atomic_compare_exchange_strong_explicit(&(obj), &(expected), (desired), (mo), memory_order_relaxed)
 #define FR_FN(name) frames_##name
+/* A frame's word and unrun matter only once another thread may have it: set when shared (and
+ * when detached), not at every fork. relaxed: share()'s release CAS publishes them. */
+#define FR_PREPARE(x)                                                                          \
+  do {                                                                                         \
+    weft__frame_t *prep_ = (x);                                                                \
+    atomic_store_explicit(&prep_->word, 0, memory_order_relaxed);                              \
+    prep_->unrun = 0;                                                                          \
+  } while (0)
 
 #include "frame_impl.h"
 

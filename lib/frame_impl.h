@@ -9,6 +9,7 @@
  *   FR_LOAD(obj, mo)  FR_STORE(obj, v, mo)  FR_CAS(obj, expected_lvalue, desired, mo)
  *   FR_RLX FR_ACQ FR_REL FR_ACQ_REL FR_SC    memory orders
  *   FR_FN(name)                           the name of each function
+ *   FR_PREPARE(x)                         readies frame x for thieves (share() calls it)
  * and may override what the negative controls plant bugs in: FR_SHARE_ORDER (seq_cst),
  * FR_STEAL_READS_FIRST (1), FR_GEN_STEP (1), FR_RECLAIM_BY_CAS (1).
  *
@@ -59,16 +60,30 @@ static inline int FR_FN(push)(FR_DEQUE *d, void *x) {
   if (h == FR_CAP) return -1;
   FR_STORE(d->slot[h], x, FR_RLX); /* relaxed: published by share()'s CAS, if ever shared */
   d->head = h + 1;
-  return h == 0 || FR_LOAD(d->splitreq, FR_RLX) != 0; /* relaxed: a hint; a thief asks again */
+  /* acquire: pairs with a parker's release (worker.c), so that the wake check after our
+   * share sees it counted as idle; free on x86 */
+  return h == 0 || FR_LOAD(d->splitreq, FR_ACQ) != 0;
 }
 
-/* Owner: moves the split up over half of the private part (at least one slot). Returns 1 if
- * it shared anything. */
+/* Owner: the newest frame, or 0 if the deque is empty (whether a thief has it: pop says). */
+static inline void *FR_FN(newest)(FR_DEQUE *d) {
+  return d->head ? FR_LOAD(d->slot[d->head - 1], FR_RLX) : 0; /* relaxed: our own write */
+}
+
+/* Any thread: asks the owner to share at its next fork (a worker about to park does this, as
+ * a thief that found nothing does). release: see push. */
+static inline void FR_FN(ask)(FR_DEQUE *d) {
+  if (!FR_LOAD(d->splitreq, FR_RLX)) FR_STORE(d->splitreq, 1, FR_REL);
+}
+
+/* Owner: moves the split up over half of the private part (at least one slot), after
+ * FR_PREPARE(x) on each frame it is about to publish. Returns 1 if it shared anything. */
 static inline int FR_FN(share)(FR_DEQUE *d) {
   FR_STORE(d->splitreq, 0, FR_RLX); /* relaxed: a hint; cleared before, so a new ask stays */
   uint32_t split = d->osplit;
   uint32_t newsplit = split + (d->head - split + 1) / 2;
   if (newsplit == split) return 0;
+  for (uint32_t i = split; i < newsplit; i++) FR_PREPARE(FR_LOAD(d->slot[i], FR_RLX));
   uint64_t ts = FR_LOAD(d->ts, FR_RLX); /* relaxed: the CAS validates it */
   /* seq_cst: release publishes the slots and the frames they name to a thief's acquire; and
    * it is the store side of the wake check (worker.c: a parker's seq_cst load of ts sees it,
@@ -152,8 +167,7 @@ static inline void *FR_FN(steal)(FR_DEQUE *d) {
   uint64_t ts = FR_LOAD(d->ts, FR_SC);
   uint32_t tail = FR_FN(ts_tail)(ts);
   if (tail >= FR_FN(ts_split)(ts)) {
-    /* relaxed: a hint the owner reads at its next fork; checked first to keep the line shared */
-    if (!FR_LOAD(d->splitreq, FR_RLX)) FR_STORE(d->splitreq, 1, FR_RLX);
+    FR_FN(ask)(d); /* checked first, so the line stays shared while the ask stands */
     return 0;
   }
 #if FR_STEAL_READS_FIRST

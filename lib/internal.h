@@ -412,7 +412,14 @@ static inline void weft__stat_bump(_Atomic uint64_t *counter) {
 /* The worker of the calling thread, or NULL. noinline + barrier: a task can resume on another
  * thread, and a compiler that cached the TLS address across the switch would read the old
  * worker's variable (seen with gcc 12 in the team's field notes, which live outside this repository). */
+#if defined(__x86_64__) && defined(__ELF__)
+#include "arch/tls_x86_64_sysv.h"
+#endif
+#ifdef WEFT__TLS_WORKER_INLINE
+static inline weft__worker_t *weft__worker_self(void) { return weft__tls_worker_read(); }
+#else
 weft__worker_t *weft__worker_self(void) __attribute__((noinline));
+#endif
 void weft__worker_set_self(weft__worker_t *w);
 
 void weft__worker_main_loop(weft__worker_t *w);
@@ -447,6 +454,9 @@ void weft__frames_fini(weft__frames_t *d);
 uintptr_t weft__frames_steal(weft__worker_t *thief, weft__worker_t *victim);
 /* lib/frame.c, for a parker's look: whether victim has frames shared (seq_cst: wake check). */
 bool weft__frames_seen(weft__worker_t *victim);
+/* lib/frame.c, for a worker about to park: asks victim to share frames at its next fork (a
+ * parked worker cannot ask as a thief does). */
+void weft__frames_ask(weft__worker_t *victim);
 /* lib/frame.c, for weft__suspend: the frames in w's deque are the suspending task's (or its
  * inline callers'); they leave the deque — queued as tasks, or run by their sync — so that
  * the deque serves the next task, and the suspended one may resume on any worker. */

@@ -64,15 +64,20 @@ enum {
   INJECT_BATCH = 32,   /* picked: injected entries taken at once (the rest to the yield queue) */
 };
 
-static __thread weft__worker_t *tls_worker;
+/* Not static: lib/arch/tls_*.h reads it by name. Hidden: not part of the ABI. initial-exec:
+ * the model those reads use (see there). */
+__attribute__((visibility("hidden"), tls_model("initial-exec"))) __thread weft__worker_t
+    *weft__tls_worker;
 
+#ifndef WEFT__TLS_WORKER_INLINE
 weft__worker_t *weft__worker_self(void) {
   /* The barrier keeps the compiler from reusing a TLS address computed before a switch. */
   __asm__ __volatile__("" ::: "memory");
-  return tls_worker;
+  return weft__tls_worker;
 }
+#endif
 
-void weft__worker_set_self(weft__worker_t *w) { tls_worker = w; }
+void weft__worker_set_self(weft__worker_t *w) { weft__tls_worker = w; }
 
 /* ---- Chaos mode ----------------------------------------------------------------------------- */
 
@@ -354,6 +359,9 @@ static void park(weft__worker_t *w, bool *spinning) {
   park_announce_idle(&rt->nidle, &rt->nspinning, *spinning); /* the parker's stores */
   *spinning = false;
   pthread_mutex_unlock(&rt->idle_lock);
+  /* Frames are shared only when asked: ask every owner, so its next fork shares and wakes us. */
+  for (int i = 0; i < rt->nworkers; i++)
+    if (&rt->workers[i] != w) weft__frames_ask(&rt->workers[i]);
   uint64_t deadline = weft__timer_next_deadline(rt->timer);
   if (scavenge_at < deadline) deadline = scavenge_at;
   /* seq_cst: ordered after our registration, so a concurrent stop cannot be missed */
