@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / "bench" / "peers"
 PY = "/usr/bin/python3"  # the system's interpreter: the asyncio figures are Debian's CPython
 ALL_RUNTIMES = ["weft", "tbb", "omp-gcc", "omp-clang", "go", "asyncio", "boost-fiber", "tokio"]
-DEFAULT_WORKLOADS = ("fib:30 skynet:1000000 spawn:1000000 yield:10000000 sleep:1000000 "
+DEFAULT_WORKLOADS = ("fib:30 fib-frame:30 skynet:1000000 spawn:1000000 yield:10000000 sleep:1000000 "
                      "gather:10000:10 cancel:1000000@weft,go,tokio")
-QUICK_WORKLOADS = ("fib:20 skynet:10000 spawn:10000 yield:100000 sleep:2000 gather:200:3 "
+QUICK_WORKLOADS = ("fib:20 fib-frame:20 skynet:10000 spawn:10000 yield:100000 sleep:2000 gather:200:3 "
                    "cancel:2000@weft,go,tokio")
 QUICK_TOKIO_BUILD_S = 120  # Tokio's first build compiles its crates: too slow for a quick check
 WEFT_BENCH_DEFAULT = "build/release/bench/weft-bench"
@@ -61,7 +61,7 @@ class Workload:
 
     def expected(self):
         """The result `r` every runtime must print."""
-        if self.name == "fib":
+        if self.name in ("fib", "fib-frame"):
             a, b = 0, 1
             for _ in range(self.n):
                 a, b = b, a + b
@@ -85,13 +85,15 @@ def parse_workload(spec):
     n = int(n)
     checks = {
         "fib": (n <= 92, "fib n must be <= 92 (64-bit result)"),
+        "fib-frame": (n <= 92, "fib-frame n must be <= 92 (64-bit result)"),
         "skynet": (re.fullmatch(r"10*", str(n)), f"skynet n must be a power of 10, got {n}"),
         "yield": (n % 1000 == 0, f"yield n must be a multiple of 1000, got {n}"),
         "spawn": (True, ""), "sleep": (True, ""), "cancel": (True, ""),
         "gather": (k == "" or k.isdigit(), f"bad k in '{spec}'"),
     }
     if name not in checks:
-        raise ValueError(f"unknown workload '{name}' (fib skynet spawn yield sleep cancel gather)")
+        raise ValueError(f"unknown workload '{name}' "
+                         "(fib fib-frame skynet spawn yield sleep cancel gather)")
     ok, why = checks[name]
     if not ok:
         raise ValueError(why)
@@ -100,6 +102,8 @@ def parse_workload(spec):
     for rt in only:
         if rt not in ALL_RUNTIMES:
             raise ValueError(f"unknown runtime '{rt}' in '{spec}'")
+    if name == "fib-frame":  # weft's strict fork-join form of fib: the peers' row is fib's
+        only = ["weft"]
     return Workload(name, n, int(k or 10) if name == "gather" else None, only)
 
 

@@ -72,6 +72,12 @@ void weft__stack_put(struct weft__stack_pool *pool, weft__stack_cache_t *cache, 
 /* 0 if a stack can be had now (cache non-empty, or the pool refills it); the spawn-time check.
  * cache NULL: a thread that is not a worker asks the pool. */
 int weft__stack_check(struct weft__stack_pool *pool, weft__stack_cache_t *cache);
+/* The same with the common answer inline: the worker's cache has a stack. */
+static inline int weft__stack_ready(struct weft__stack_pool *pool, weft__stack_cache_t *cache) {
+  /* one countdown step per spawn either way (the test build's fault sweeps count them) */
+  if (WEFT__LIKELY(cache && cache->head)) return weft__fault_hit(WEFT__FAULT_STACK) ? WEFT_ENOMEM : 0;
+  return weft__stack_check(pool, cache);
+}
 uint64_t weft__stack_pool_mapped(struct weft__stack_pool *pool);
 /* Run by a worker about to park: hands its cache beyond a few stacks to the pool and returns
  * the memory of stacks idle in the pool for a while to the system (a bounded batch). Returns

@@ -32,6 +32,7 @@ _Noreturn void weft__die(const char *fmt, ...) {
 /* ---- Fault injection (test-only) ---------------------------------------------------------- */
 
 /* relaxed throughout: a test knob; the countdown itself is the only shared state. */
+#ifdef WEFT_FAULTS
 static _Atomic long fault_countdown[WEFT__FAULT_KINDS];
 
 void weft__fault_set(int kind, long nth) {
@@ -44,6 +45,7 @@ bool weft__fault_hit(int kind) {
     return false;
   return atomic_fetch_sub_explicit(&fault_countdown[kind], 1, memory_order_relaxed) == 1;
 }
+#endif
 
 /* ---- Futex -------------------------------------------------------------------------------- */
 

@@ -494,8 +494,10 @@ static uint64_t next_task_id(struct weft_runtime *rt, weft__worker_t *w) {
 }
 
 /* Fills a fresh descriptor (handle held or released). */
-static void task_init(struct weft_runtime *rt, weft__worker_t *w, struct weft_task *t, weft_fn fn,
-                      void *arg, bool held) {
+/* always_inline: spawn's hot path (a call here cost 10 % of fib's instructions) */
+static inline __attribute__((always_inline)) void task_init(struct weft_runtime *rt,
+                                                            weft__worker_t *w, struct weft_task *t,
+                                                            weft_fn fn, void *arg, bool held) {
   /* relaxed, but atomic: a shutdown's cancel walk reads words of descriptors being reused;
    * the push that schedules the task publishes it. */
   atomic_store_explicit(&t->word, held ? 0 : WEFT__RELEASED, memory_order_relaxed);
@@ -535,7 +537,7 @@ static int spawn(struct weft_runtime *rt, weft__worker_t *w, weft_task_t **out, 
     return WEFT_ESHUTDOWN;
   /* Stacks are taken when a worker starts the task, not here; but a spawn that could not
    * get one now fails now, while the caller can still handle it. */
-  int err = weft__stack_check(rt->stacks, w ? &w->stacks : NULL);
+  int err = weft__stack_ready(rt->stacks, w ? &w->stacks : NULL);
   if (WEFT__UNLIKELY(err)) return err;
   struct weft_task *t = task_alloc(rt, w);
   if (WEFT__UNLIKELY(!t)) return WEFT_ENOMEM;
