@@ -271,8 +271,88 @@ WEFT_EXTERN void weft_task_release(weft_task_t *task);
 typedef struct weft_frame {
   void *weft__opaque[6];
 } weft_frame_t;
-WEFT_EXTERN void weft_fork(weft_frame_t *frame, weft_fn fn, void *arg);
-WEFT_EXTERN void *weft_sync(weft_frame_t *frame);
+#define WEFT__FRAMES_CAP 4096u /* frames a worker's deque holds; deeper forks run at their sync */
+#define WEFT__FRAME_QUEUED 1u
+#define WEFT__FRAME_SYNCED 4u
+/* The complete operations, out of line; weft_fork/weft_sync below are their inline fast paths
+ * where the compiler and platform allow (x86-64 ELF, C), else these themselves. */
+WEFT_EXTERN void weft__fork(weft_frame_t *frame, weft_fn fn, void *arg);
+WEFT_EXTERN void *weft__sync(weft_frame_t *frame);
+
+#if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__) && !defined(__cplusplus) && \
+    !defined(WEFT_NO_INLINE_FRAMES)
+/* Private ABI (part of the SONAME contract, README "Versions and ABI"; do not use): the layout
+ * of a frame and of the owner's half of a worker's frame deque (lib/internal.h's
+ * weft__frame_t and weft__frames_t, checked there by static asserts), and the thread's deque
+ * (libweft's weft__tls_frames, initial-exec TLS). The inline paths below are the owner-only
+ * steps of lib/frame_impl.h's push and pop (no atomic read-modify-write, no fence); anything
+ * else goes to weft__fork/weft__sync. */
+#define WEFT__FRAMES_INLINE 1
+struct weft__frame_abi {
+  uintptr_t word;
+  weft_fn fn;
+  void *arg;
+  void *result;
+  uint32_t where;
+  uint32_t unrun;
+};
+struct weft__frames_abi {
+  uint32_t head, osplit;
+  void **slot;
+  char pad[64 - 16];
+  uint64_t ts;
+  uint32_t splitreq;
+};
+/* The thread's frame deque, NULL off a worker. One asm volatile (with a memory clobber), so
+ * that a read after a call that switched the task to another thread is a fresh read: a
+ * compiler may keep a thread-local address across calls (lib/arch/tls_x86_64_sysv.h). */
+static inline struct weft__frames_abi *weft__frames_self(void) {
+  struct weft__frames_abi *d;
+  __asm__ __volatile__("movq weft__tls_frames@gottpoff(%%rip), %0\n\t"
+                       "movq %%fs:(%0), %0"
+                       : "=r"(d)
+                       :
+                       : "memory");
+  return d;
+}
+static inline void weft_fork(weft_frame_t *frame, weft_fn fn, void *arg) {
+  struct weft__frame_abi *f = (struct weft__frame_abi *)frame;
+  struct weft__frames_abi *d = weft__frames_self();
+  uint32_t h;
+  /* not the first frame (it is shared at once), not full, no thief asking */
+  if (__builtin_expect(d && f && fn && (h = d->head) - 1u < WEFT__FRAMES_CAP - 1u &&
+                           !__atomic_load_n(&d->splitreq, __ATOMIC_ACQUIRE),
+                       1)) {
+    f->fn = fn;
+    f->arg = arg;
+    f->where = WEFT__FRAME_QUEUED;
+    __atomic_store_n(&d->slot[h], (void *)f, __ATOMIC_RELAXED);
+    d->head = h + 1;
+    return;
+  }
+  weft__fork(frame, fn, arg);
+}
+static inline void *weft_sync(weft_frame_t *frame) {
+  struct weft__frame_abi *f = (struct weft__frame_abi *)frame;
+  struct weft__frames_abi *d;
+  uint32_t h;
+  /* queued here, the newest, and above the split: no thief can have it */
+  if (__builtin_expect(f && f->where == WEFT__FRAME_QUEUED && (d = weft__frames_self()) != 0 &&
+                           (h = d->head) > d->osplit &&
+                           __atomic_load_n(&d->slot[h - 1], __ATOMIC_RELAXED) == (void *)f,
+                       1)) {
+    d->head = h - 1;
+    f->where = WEFT__FRAME_SYNCED;
+    return f->fn(f->arg);
+  }
+  return weft__sync(frame);
+}
+#else
+static inline void weft_fork(weft_frame_t *frame, weft_fn fn, void *arg) {
+  weft__fork(frame, fn, arg);
+}
+static inline void *weft_sync(weft_frame_t *frame) { return weft__sync(frame); }
+#endif
 
 /* task.done() and task.result(): result fails with WEFT_EAGAIN while the task runs. Both
  * return WEFT_EINVAL for a NULL task (so test done() == 1, not just non-zero). */

@@ -42,11 +42,30 @@
 #include <stdlib.h>
 
 enum {
-  FRAME_QUEUED = 1, /* in the current worker's deque (or stolen from it: the pop says) */
-  FRAME_AWAY,       /* detached: a runner task has it, or a thief; wait on its word */
-  FRAME_DEFERRED,   /* nobody will run it: its sync calls it */
-  FRAME_SYNCED,     /* its sync began: a second one aborts */
+  FRAME_QUEUED = WEFT__FRAME_QUEUED, /* in this worker's deque (or stolen: the pop says) */
+  FRAME_AWAY = 2,     /* detached: a runner task has it, or a thief; wait on its word */
+  FRAME_DEFERRED = 3, /* nobody will run it: its sync calls it */
+  FRAME_SYNCED = WEFT__FRAME_SYNCED, /* its sync began: a second one aborts */
 };
+
+/* weft.h's inline fast paths see frames and the owner's half of the deque through these. */
+#ifdef WEFT__FRAMES_INLINE
+#include <stddef.h>
+#define FRAME_ABI_SAME(a, b, field) \
+  _Static_assert(offsetof(a, field) == offsetof(b, field), "weft.h's " #b " ." #field)
+FRAME_ABI_SAME(weft__frame_t, struct weft__frame_abi, fn);
+FRAME_ABI_SAME(weft__frame_t, struct weft__frame_abi, arg);
+FRAME_ABI_SAME(weft__frame_t, struct weft__frame_abi, where);
+FRAME_ABI_SAME(weft__frames_t, struct weft__frames_abi, head);
+FRAME_ABI_SAME(weft__frames_t, struct weft__frames_abi, osplit);
+FRAME_ABI_SAME(weft__frames_t, struct weft__frames_abi, slot);
+FRAME_ABI_SAME(weft__frames_t, struct weft__frames_abi, splitreq);
+_Static_assert(sizeof(((weft__frames_t *)0)->splitreq) == sizeof(uint32_t), "splitreq's size");
+#endif
+
+/* The thread's frame deque for weft.h (NULL off a worker): exported, initial-exec. */
+__attribute__((visibility("default"), tls_model("initial-exec"))) __thread weft__frames_t
+    *weft__tls_frames;
 
 _Static_assert(sizeof(weft__frame_t) <= sizeof(weft_frame_t), "weft.h's weft_frame_t is too small");
 _Static_assert(_Alignof(weft_frame_t) >= _Alignof(weft__frame_t), "weft_frame_t's alignment");
@@ -123,7 +142,7 @@ static void __attribute__((noinline)) fork_slow(weft__worker_t *w, weft__frame_t
   if (frames_share(&w->frames)) weft__wake_one_if_needed(w->rt);
 }
 
-void weft_fork(weft_frame_t *frame, weft_fn fn, void *arg) {
+void weft__fork(weft_frame_t *frame, weft_fn fn, void *arg) {
   weft__frame_t *f = (weft__frame_t *)frame;
   if (WEFT__UNLIKELY(!f || !fn)) weft__die("weft: weft_fork was given a NULL frame or function.");
   f->fn = fn;
@@ -148,7 +167,7 @@ static void *__attribute__((noinline)) sync_slow(weft__frame_t *f) {
   return f->where == FRAME_DEFERRED || f->unrun ? frame_call(f) : f->result;
 }
 
-void *weft_sync(weft_frame_t *frame) {
+void *weft__sync(weft_frame_t *frame) {
   weft__frame_t *f = (weft__frame_t *)frame;
   /* A QUEUED frame is in this worker's deque; synced in order, it is the newest there. */
   weft__frames_t *d;

@@ -307,11 +307,24 @@ void weft__join_arrive(weft__join_t *j);
 void weft__park_commit(struct weft__worker *w, struct weft_task *t);
 /* lib/join.c: sleeps the task until the deadline or a cancel: 0 or WEFT_ECANCELED. */
 int weft__park_until(struct weft_task *self, uint64_t deadline_ns);
-/* lib/join.c: WEFT_ETIMEDOUT if the task's deadline scope has passed, else 0. */
-int weft__scope_check(struct weft_task *self);
+/* lib/join.c: WEFT_ETIMEDOUT if the task's deadline scope has passed, else 0. Inline: the
+ * common answer (no scope) without a call — yield's hot path (issue 13). */
+int weft__scope_check_slow(struct weft_task *self);
+static inline int weft__scope_check(struct weft_task *self) {
+  return WEFT__LIKELY(!weft__task_diag(self)->scope) ? 0 : weft__scope_check_slow(self);
+}
 /* lib/join.c: a suspension point that does not park (yield, a task's start): true if a
- * cancel is pending, which it counts as delivered. */
-bool weft__checkpoint(struct weft_task *self);
+ * cancel is pending, which it counts as delivered. Inline: the common answer (no request)
+ * without a call; the bit is wake_impl.h's WK_CANCEL_REQUESTED (join.c asserts it). */
+#define WEFT__CANCEL_REQUESTED (1u << 4)
+bool weft__checkpoint_slow(struct weft_task *self);
+static inline bool weft__checkpoint(struct weft_task *self) {
+  /* acquire, as wake_checkpoint's: the canceller's writes come with its request */
+  if (WEFT__LIKELY(!(atomic_load_explicit(&self->state, memory_order_acquire) &
+                     WEFT__CANCEL_REQUESTED)))
+    return false;
+  return weft__checkpoint_slow(self);
+}
 /* lib/join.c: weft_gather_status without inline runs (task groups): 0 or WEFT_ECANCELED. */
 int weft__gather_apart(weft_task_t *const *tasks, size_t n);
 /* lib/join.c: the error the current task would end with if it returned now (0 outside tasks). */
@@ -346,7 +359,7 @@ typedef enum {
 /* A worker's split deque of frames: slots [tail, split) are shared with thieves, [split, head)
  * are the owner's alone. head and osplit (the owner's copy of split) are owner-only; ts
  * (tail | split << 16 | gen << 32) and splitreq are the thieves' line. */
-enum { WEFT__FRAMES_CAP = 4096 }; /* picked: nesting deeper than this runs forks as calls */
+/* WEFT__FRAMES_CAP (weft.h, 4096, picked): nesting deeper than this runs forks as calls. */
 typedef struct weft__frames {
   uint32_t head, osplit;
   _Atomic(void *) *slot; /* WEFT__FRAMES_CAP slots */
@@ -427,6 +440,7 @@ static inline weft__worker_t *weft__worker_self(void) { return weft__tls_worker_
 weft__worker_t *weft__worker_self(void) __attribute__((noinline));
 #endif
 void weft__worker_set_self(weft__worker_t *w);
+extern __thread weft__frames_t *weft__tls_frames; /* lib/frame.c: weft.h reads it */
 
 void weft__worker_main_loop(weft__worker_t *w);
 /* Chaos mode (lib/worker.c): self (the running task, or NULL) yields with probability 1/2 when

@@ -147,7 +147,7 @@ static uint64_t scoped_deadline(struct weft_task *self, uint64_t deadline_ns) {
   return scope && scope->effective_ns < deadline_ns ? scope->effective_ns : deadline_ns;
 }
 
-int weft__scope_check(struct weft_task *self) {
+int weft__scope_check_slow(struct weft_task *self) {
   uint64_t deadline_ns = scoped_deadline(self, UINT64_MAX); /* no clock read without a scope */
   return deadline_ns != UINT64_MAX && deadline_ns <= weft_now_ns() ? WEFT_ETIMEDOUT : 0;
 }
@@ -431,7 +431,8 @@ int weft_join(weft_task_t *t, void **result) {
 
 /* ---- Cancellation --------------------------------------------------------------------------- */
 
-bool weft__checkpoint(struct weft_task *self) { return wake_checkpoint(&self->state); }
+_Static_assert(WEFT__CANCEL_REQUESTED == WK_CANCEL_REQUESTED, "internal.h's inline checkpoint");
+bool weft__checkpoint_slow(struct weft_task *self) { return wake_checkpoint(&self->state); }
 
 int weft__current_error(void) {
   weft__worker_t *w = weft__worker_self();

@@ -77,7 +77,10 @@ weft__worker_t *weft__worker_self(void) {
 }
 #endif
 
-void weft__worker_set_self(weft__worker_t *w) { weft__tls_worker = w; }
+void weft__worker_set_self(weft__worker_t *w) {
+  weft__tls_worker = w;
+  weft__tls_frames = w ? &w->frames : NULL; /* lib/frame.c's, for weft.h's inline forks */
+}
 
 /* ---- Chaos mode ----------------------------------------------------------------------------- */
 

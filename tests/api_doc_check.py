@@ -8,8 +8,10 @@ import sys
 
 def main():
     header, doc = (open(p, encoding="utf-8").read() for p in sys.argv[1:3])
-    # A declaration: WEFT_EXTERN, a return type, the name, "(" (the macro's own #define is not).
-    declared = set(re.findall(r"^WEFT_EXTERN\b[^(;]*?\b(weft_\w+)\s*\(", header, re.M))
+    # A declaration: WEFT_EXTERN (or a public static inline definition at the start of a line),
+    # a return type, the name, "(" (the macro's own #define is not). weft__ names are private.
+    declared = set(re.findall(r"^(?:WEFT_EXTERN|static inline)\b[^(;=]*?\b(weft_[a-z0-9]\w*)\s*\(",
+                              header, re.M))
     documented = re.findall(r"^### (weft_\w+)\s*$", doc, re.M)
     problems = [f"no section for {n}" for n in sorted(declared - set(documented))]
     problems += [f"a section for {n}, which weft.h does not declare"
