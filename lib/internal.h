@@ -237,11 +237,20 @@ typedef enum {
   WEFT__WAIT_KINDS
 } weft__wait_t;
 
+/* The dump's and watchdog's per-task stores (issue 14) are always on; WEFT_AB_NO_DIAG (a
+ * compiler flag, never in a shipped build) compiles them out, only to measure what they cost
+ * (bench/README.md, "always on"). */
+#ifdef WEFT_AB_NO_DIAG
+#define WEFT__DIAG 0
+#else
+#define WEFT__DIAG 1
+#endif
+
 /* Records why `self` is about to wait (nothing for a plain thread: self NULL). Relaxed: the
  * dump that reads it is a racy snapshot; the task's own later stores come after in program
  * order. The state becomes WAITING in weft__suspend, only if the task really suspends. */
 static inline void weft__wait_reason(struct weft_task *self, weft__wait_t reason, uint64_t detail) {
-  if (!self) return;
+  if (!WEFT__DIAG || !self) return;
   atomic_store_explicit(&weft__task_diag(self)->wait_detail, detail, memory_order_relaxed);
   atomic_store_explicit(&weft__task_diag(self)->wait_reason, (uint8_t)reason, memory_order_relaxed);
 }
@@ -251,14 +260,15 @@ static inline void weft__wait_reason(struct weft_task *self, weft__wait_t reason
 static inline void weft__task_born(struct weft_task *t, uint64_t id, uint64_t now_ns) {
   atomic_store_explicit(&t->id, id, memory_order_relaxed);
   atomic_store_explicit(&t->name, NULL, memory_order_relaxed);
+  weft__task_diag(t)->scope = NULL; /* no deadline scope: the spawn edge publishes it */
+  if (!WEFT__DIAG) return;
   atomic_store_explicit(&weft__task_diag(t)->diag_state, WEFT__TS_QUEUED, memory_order_relaxed);
   atomic_store_explicit(&weft__task_diag(t)->born_ns, now_ns, memory_order_relaxed);
-  weft__task_diag(t)->scope = NULL; /* no deadline scope: the spawn edge publishes it */
 }
 
 /* weft__suspend's part: QUEUED for a yield, else WAITING (relaxed: see diag_state). */
 static inline void weft__task_state(struct weft_task *t, uint8_t state) {
-  atomic_store_explicit(&weft__task_diag(t)->diag_state, state, memory_order_relaxed);
+  if (WEFT__DIAG) atomic_store_explicit(&weft__task_diag(t)->diag_state, state, memory_order_relaxed);
 }
 
 /* An awaiter runs t inline on its own stack: t runs, and the awaiter waits for it (if t
@@ -266,6 +276,7 @@ static inline void weft__task_state(struct weft_task *t, uint8_t state) {
 /* t runs on worker (relaxed: see diag_state): the scheduler loop for every slice, and an
  * awaiter whose inline run is over. */
 static inline void weft__task_running(struct weft_task *t, int worker) {
+  if (!WEFT__DIAG) return;
   weft__task_diag_t *d = weft__task_diag(t);
   atomic_store_explicit(&d->diag_worker, (uint16_t)worker, memory_order_relaxed);
   atomic_store_explicit(&d->diag_state, WEFT__TS_RUNNING, memory_order_relaxed);

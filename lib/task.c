@@ -511,7 +511,7 @@ static inline __attribute__((always_inline)) void task_init(struct weft_runtime 
   /* RUNNING (not waiting), no cancel, no shield. relaxed, and atomic: a shutdown's cancel
    * walk may touch a descriptor as it is reused. */
   atomic_store_explicit(&t->state, 0, memory_order_relaxed);
-  weft__task_born(t, next_task_id(rt, w), weft__worker_coarse_now(w));
+  weft__task_born(t, next_task_id(rt, w), WEFT__DIAG ? weft__worker_coarse_now(w) : 0);
   if (w)
     weft__stat_bump(&w->n_spawned);
   else /* relaxed: a statistic */

@@ -436,7 +436,7 @@ static void after_switch(weft__worker_t *w) {
   w->after = WEFT__AFTER_NOTHING;
   w->current = NULL;
   /* relaxed: the watchdog's sample; it tolerates a stale view by one check */
-  atomic_store_explicit(&w->running, NULL, memory_order_relaxed);
+  if (WEFT__DIAG) atomic_store_explicit(&w->running, NULL, memory_order_relaxed);
   switch (after) {
   case WEFT__AFTER_NOTHING:
     break;
@@ -497,9 +497,11 @@ static void run_entry(weft__worker_t *w, uintptr_t e) {
   weft__task_running(t, w->index); /* one whole-word store: the reason is stale now */
   /* release: pairs with the watchdog's acquire, so that what made t's descriptor (its slab's
    * mapping, its spawn) happens before the watchdog reads its id and name; free on x86 */
-  atomic_store_explicit(&w->running, t, memory_order_release);
-  /* relaxed: the watchdog's sample; a new slice shows as a new count */
-  weft__stat_bump(&w->slices);
+  if (WEFT__DIAG) {
+    atomic_store_explicit(&w->running, t, memory_order_release);
+    /* relaxed: the watchdog's sample; a new slice shows as a new count */
+    weft__stat_bump(&w->slices);
+  }
   if (e & WEFT__ENTRY_RESUME) {
     w->current = t;
     weft__ctx_switch(&w->sched, &t->runs_on->ctx, false);
