@@ -247,6 +247,8 @@ typedef struct tree_node {
   const stress_config_t *cfg;
 } tree_node_t;
 
+enum { TREE_MODES = 6 }; /* the ways a node waits for its children (tree_task's switch) */
+
 static int tree_fanout(uint64_t *rs, int depth) {
   return depth >= TREE_DEPTH_MAX ? 0 : (int)below(rs, TREE_FANOUT_MAX + 1) - (depth == 0 ? 0 : 1);
 }
@@ -255,7 +257,7 @@ static int tree_fanout(uint64_t *rs, int depth) {
 static long tree_size_sequential(uint64_t seed, int depth) {
   uint64_t rs = seed;
   int fan = tree_fanout(&rs, depth);
-  (void)below(&rs, 5); /* the mode draw, kept in step with tree_task */
+  (void)below(&rs, TREE_MODES); /* the mode draw, kept in step with tree_task */
   long size = 1;
   for (int k = 0; k < fan; k++) size += tree_size_sequential(rnd(&rs), depth + 1);
   return size;
@@ -266,7 +268,7 @@ static void *tree_task(void *arg) {
   const stress_config_t *cfg = node->cfg;
   uint64_t rs = node->seed;
   int fan = tree_fanout(&rs, node->depth);
-  int mode = (int)below(&rs, 5);
+  int mode = (int)below(&rs, TREE_MODES);
   if (fan <= 0) {
     if (mode == 0) weft_yield();
     return (void *)(intptr_t)1;
@@ -299,6 +301,13 @@ static void *tree_task(void *arg) {
       CHECK_OK(weft_join(t[k], &res[k]));
     }
     break;
+  case 5: { /* fork-join frames, synced newest first: unstolen ones run as calls */
+    weft_frame_t f[TREE_FANOUT_MAX];
+    for (int k = 0; k < fan; k++) weft_fork(&f[k], tree_task, &kids[k]);
+    if (below(&rs, 2)) CHECK_OK(weft_yield()); /* a suspension detaches the frames */
+    for (int k = fan - 1; k >= 0; k--) res[k] = weft_sync(&f[k]);
+    break;
+  }
   default: /* spawn, sleep a little, then gather: children finish before and after */
     for (int k = 0; k < fan; k++) CHECK_OK(weft_spawn(&t[k], tree_task, &kids[k]));
     CHECK_OK(weft_sleep_ns(below(&rs, 200000)));
