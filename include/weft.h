@@ -165,7 +165,9 @@ typedef struct weft_stats {
   uint64_t stacks_mapped;   /* stacks ever mapped */
   /* Tasks that found no stack when a worker started them (memory or map entries ran out after
    * their spawn succeeded): they ended without running and their awaiters got WEFT_ENOMEM. A
-   * detached one has no awaiter: this count is where its loss shows. */
+   * detached one has no awaiter: this count is where its loss shows. (Also counted: the task
+   * that would have run a weft_fork frame elsewhere; that frame is not lost — its sync runs
+   * it.) Frames' runner tasks count in tasks_spawned too. */
   uint64_t tasks_unrun;
   /* Tasks weft_runtime_shutdown cancelled that had not ended when its bound passed. */
   uint64_t tasks_abandoned;
@@ -263,10 +265,14 @@ WEFT_EXTERN void weft_task_release(weft_task_t *task);
  * descriptor, no stack, no atomic instruction; only a taken frame becomes a task. Rules (API
  * misuse aborts with a sentence): the frame lives in the forking function's own frame (a local
  * variable) and each fork is synced, in reverse order of the forks, before that function
- * returns; weft_sync takes no error: fn always runs exactly once (as a call at the sync if no
- * one else could run it) and its result is returned. Outside a task the call runs at the
- * sync. A pending cancel of the task is not delivered by weft_sync (it waits shielded, since
- * the frame's function writes into the frame) but at the next suspension point after it.
+ * returns; the code between a fork and its sync must not wait for something fn does (fn may
+ * run only at the sync, as Lace's tasks may); weft_sync takes no error: fn always runs exactly
+ * once (as a call at the sync if no one else could run it) and its result is returned.
+ * Outside a task the call runs at the sync. Cancellation: fn run at the sync is part of the
+ * task and sees its cancel and deadline scopes; fn run elsewhere (by a thief, or because the
+ * task suspended between fork and sync) is a task of its own that the forking task's cancel
+ * does not reach — it runs to its end, and weft_sync waits for it shielded (fn writes into
+ * the frame); the cancel stays pending for the task's next suspension point.
  * For everything that is not strictly nested, weft_spawn/weft_join. */
 typedef struct weft_frame {
   void *weft__opaque[6];
@@ -279,8 +285,8 @@ typedef struct weft_frame {
 WEFT_EXTERN void weft__fork(weft_frame_t *frame, weft_fn fn, void *arg);
 WEFT_EXTERN void *weft__sync(weft_frame_t *frame);
 
-#if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__) && !defined(__cplusplus) && \
-    !defined(WEFT_NO_INLINE_FRAMES)
+#if defined(__x86_64__) && defined(__LP64__) && defined(__ELF__) && defined(__GNUC__) && \
+    !defined(__cplusplus) && !defined(WEFT_NO_INLINE_FRAMES)
 /* Private ABI (part of the SONAME contract, README "Versions and ABI"; do not use): the layout
  * of a frame and of the owner's half of a worker's frame deque (lib/internal.h's
  * weft__frame_t and weft__frames_t, checked there by static asserts), and the thread's deque
@@ -319,13 +325,15 @@ static inline void weft_fork(weft_frame_t *frame, weft_fn fn, void *arg) {
   struct weft__frame_abi *f = (struct weft__frame_abi *)frame;
   struct weft__frames_abi *d = weft__frames_self();
   uint32_t h;
-  /* not the first frame (it is shared at once), not full, no thief asking */
+  /* not the first frame (it may be shared at once), not full, no thief asking. acquire: pairs
+   * with an asker's release (frame_impl.h's push has the same load) */
   if (__builtin_expect(d && f && fn && (h = d->head) - 1u < WEFT__FRAMES_CAP - 1u &&
                            !__atomic_load_n(&d->splitreq, __ATOMIC_ACQUIRE),
                        1)) {
     f->fn = fn;
     f->arg = arg;
     f->where = WEFT__FRAME_QUEUED;
+    /* relaxed: thieves see the slot only after a share's release (frame_impl.h) */
     __atomic_store_n(&d->slot[h], (void *)f, __ATOMIC_RELAXED);
     d->head = h + 1;
     return;
@@ -336,7 +344,8 @@ static inline void *weft_sync(weft_frame_t *frame) {
   struct weft__frame_abi *f = (struct weft__frame_abi *)frame;
   struct weft__frames_abi *d;
   uint32_t h;
-  /* queued here, the newest, and above the split: no thief can have it */
+  /* queued here, the newest, and above the split: no thief can have it. relaxed: our own
+   * write (a QUEUED frame was forked on this worker: any suspension since would detach it) */
   if (__builtin_expect(f && f->where == WEFT__FRAME_QUEUED && (d = weft__frames_self()) != 0 &&
                            (h = d->head) > d->osplit &&
                            __atomic_load_n(&d->slot[h - 1], __ATOMIC_RELAXED) == (void *)f,

@@ -45,7 +45,7 @@ enum {
   FRAME_QUEUED = WEFT__FRAME_QUEUED, /* in this worker's deque (or stolen: the pop says) */
   FRAME_AWAY = 2,     /* detached: a runner task has it, or a thief; wait on its word */
   FRAME_DEFERRED = 3, /* nobody will run it: its sync calls it */
-  FRAME_SYNCED = WEFT__FRAME_SYNCED, /* its sync began: a second one aborts */
+  FRAME_SYNCED = WEFT__FRAME_SYNCED, /* its sync began (or ended): a second one aborts */
 };
 
 /* weft.h's inline fast paths see frames and the owner's half of the deque through these. */
@@ -114,11 +114,12 @@ void weft__frame_unrun(weft__frame_t *f) {
 static void frame_wait(weft__worker_t *w, weft__frame_t *f) {
   struct weft_task *self = w->current;
   weft__wait_reason(self, WEFT__WAIT_FRAME, (uintptr_t)f);
-  /* relaxed: the task's own shield bits (as weft_shield_begin); no depth check: a frame wait
-   * holds one level for a moment, and a full byte of shields would be the user's bug anyway */
-  atomic_fetch_add_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
+  /* relaxed: the task's own shield bits (as weft_shield_begin). One level if not shielded
+   * already: at the API's full 255 one more would carry out of the depth's byte. */
+  bool shield = !(atomic_load_explicit(&self->state, memory_order_relaxed) & WK_SHIELD);
+  if (shield) atomic_fetch_add_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
   int err = weft__await_word_until(self, &f->word, UINT64_MAX);
-  atomic_fetch_sub_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
+  if (shield) atomic_fetch_sub_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
   if (err) weft__die("weft: internal: a shielded frame wait ended early (%d).", err);
   /* The runner may still be delivering to other waiters' nodes (none here, but the word is
    * BUSY until it lets go): the frame may die only after. acquire: pairs with its release. */
@@ -136,6 +137,12 @@ static void *frame_call(weft__frame_t *f) { return f->fn(f->arg); }
 static void __attribute__((noinline)) fork_slow(weft__worker_t *w, weft__frame_t *f, int pushed) {
   if (!w || pushed < 0) { /* a plain thread, or nested deeper than the deque: a call at sync */
     f->where = FRAME_DEFERRED;
+    return;
+  }
+  /* A lone worker has no thief to share with (its first frame would pay a CAS at its fork and
+   * at its sync for nothing: 10x on a flat fork/sync loop). */
+  if (w->rt->nworkers == 1) {
+    atomic_store_explicit(&w->frames.splitreq, 0, memory_order_relaxed); /* relaxed: a hint */
     return;
   }
   /* After the seq_cst share, the wake check (worker.c's rule for making work visible). */
@@ -160,23 +167,32 @@ static void *__attribute__((noinline)) sync_slow(weft__frame_t *f) {
   if (WEFT__UNLIKELY(!f)) weft__die("weft: weft_sync was given a NULL frame.");
   if (f->where == FRAME_QUEUED)
     weft__die("weft: weft_sync was given a frame that is not the newest one forked and not "
-              "synced; frames are synced in reverse order of their forks.");
-  if (f->where == FRAME_AWAY) frame_wait(weft__worker_self(), f);
-  else if (f->where != FRAME_DEFERRED)
+              "synced on this thread; frames are synced in reverse order of their forks, by "
+              "the task that forked them.");
+  if (f->where == FRAME_AWAY) {
+    weft__worker_t *w = weft__worker_self();
+    frame_wait(w, f);
+    w = weft__worker_self(); /* the wait may have moved us */
+    w->current->runs_on->frames_away--;
+  } else if (f->where != FRAME_DEFERRED) {
     weft__die("weft: weft_sync was given a frame that was never forked, or was synced already.");
-  return f->where == FRAME_DEFERRED || f->unrun ? frame_call(f) : f->result;
+  }
+  bool call = f->where == FRAME_DEFERRED || f->unrun;
+  f->where = FRAME_SYNCED;
+  return call ? frame_call(f) : f->result;
 }
 
 void *weft__sync(weft_frame_t *frame) {
   weft__frame_t *f = (weft__frame_t *)frame;
   /* A QUEUED frame is in this worker's deque; synced in order, it is the newest there. */
+  weft__worker_t *w;
   weft__frames_t *d;
-  if (WEFT__UNLIKELY(!f || f->where != FRAME_QUEUED ||
-                     frames_newest(d = &weft__worker_self()->frames) != f))
+  if (WEFT__UNLIKELY(!f || f->where != FRAME_QUEUED || !(w = weft__worker_self()) ||
+                     frames_newest(d = &w->frames) != f))
     return sync_slow(f);
   f->where = FRAME_SYNCED;
   if (WEFT__LIKELY(frames_pop(d) == f)) return frame_call(f);
-  frame_wait(weft__worker_self(), f); /* a thief has it */
+  frame_wait(w, f); /* a thief has it */
   return f->unrun ? frame_call(f) : f->result;
 }
 
@@ -186,6 +202,7 @@ uintptr_t weft__frames_steal(weft__worker_t *thief, weft__worker_t *victim) {
   void *x = frames_steal(&victim->frames);
   if (!x || x == FR_ABORT) return 0;
   weft__frame_t *f = x;
+  weft__tsan_acquire(&f->fn); /* the fork edge (FR_PREPARE's release) */
   struct weft_task *t = weft__task_make(thief->rt, thief, weft__frame_run, f);
   if (!t) {
     weft__frame_unrun(f); /* no descriptor: the owner's sync runs it */
@@ -201,6 +218,10 @@ void weft__frames_ask(weft__worker_t *victim) { frames_ask(&victim->frames); }
 void weft__frames_detach(weft__worker_t *w) {
   weft__frames_t *d = &w->frames;
   uint32_t stolen = frames_reclaim_all(d); /* [0, stolen) thieves have; the rest is ours */
+  /* Every frame here was forked on the running task's stack (its own, or an inline caller's):
+   * the AWAY ones are counted there until synced, so that the stack's task cannot end with
+   * one outstanding (a runner would write into a dead stack). */
+  uint32_t away = d->head;
   for (uint32_t i = 0; i < d->head; i++) {
     /* relaxed: our own writes */
     weft__frame_t *f = atomic_load_explicit(&d->slot[i], memory_order_relaxed);
@@ -210,9 +231,11 @@ void weft__frames_detach(weft__worker_t *w) {
     struct weft_task *t = weft__task_make(w->rt, w, weft__frame_run, f);
     if (!t) {
       f->where = FRAME_DEFERRED;
+      away--;
       continue;
     }
     weft__schedule_local(w, (uintptr_t)t);
   }
+  w->current->runs_on->frames_away += away;
   frames_reset(d);
 }

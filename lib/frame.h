@@ -20,16 +20,20 @@
   atomic_compare_exchange_strong_explicit(&(obj), &(expected), (desired), (mo), memory_order_relaxed)
 #define FR_FN(name) frames_##name
 /* A frame's word and unrun matter only once another thread may have it: set when shared (and
- * when detached), not at every fork. relaxed: share()'s release CAS publishes them. */
+ * when detached), not at every fork. relaxed: share()'s release CAS publishes them. The TSan
+ * release is the fork edge for a program whose own code is instrumented but whose libweft is
+ * not (the CAS is then invisible to TSan): what the owner wrote before the fork happens before
+ * the thief's run (pairs with the acquire in weft__frames_steal). */
 #define FR_PREPARE(x)                                                                          \
   do {                                                                                         \
     weft__frame_t *prep_ = (x);                                                                \
     atomic_store_explicit(&prep_->word, 0, memory_order_relaxed);                              \
     prep_->unrun = 0;                                                                          \
+    weft__tsan_release(&prep_->fn);                                                            \
   } while (0)
 
 #include "frame_impl.h"
 
-_Static_assert(WEFT__FRAMES_CAP <= 0xffff, "ts holds tail and split in 16 bits each");
+_Static_assert(WEFT__FRAMES_CAP <= FR_IDX_MASK, "ts holds tail and split in 13 bits each");
 
 #endif /* WEFT_FRAME_H */

@@ -5,7 +5,7 @@
  *
  *   FR_DEQUE                              the deque type: `FR_TS ts`, `FR_FLAG splitreq`,
  *                                         owner-only `uint32_t head, osplit`, slots `slot[]`
- *   FR_CAP                                the slot count (<= 0xffff)
+ *   FR_CAP                                the slot count (< 8192)
  *   FR_LOAD(obj, mo)  FR_STORE(obj, v, mo)  FR_CAS(obj, expected_lvalue, desired, mo)
  *   FR_RLX FR_ACQ FR_REL FR_ACQ_REL FR_SC    memory orders
  *   FR_FN(name)                           the name of each function
@@ -21,8 +21,8 @@
  * cycles here, a third of the target cost of a spawn+sync). Thieves that find nothing shared
  * raise `splitreq`; the owner sees it at its next fork and shares half of its private part.
  * A sync that finds its frame in the shared part moves the split down by a CAS (reclaim), or
- * learns that a thief has it. All shared state is one 64-bit word, ts = tail | split << 16 |
- * gen << 32, changed only by CAS (the owner's resets excepted: they happen when tail == split,
+ * learns that a thief has it. All shared state is one 64-bit word, ts = tail | split << 13 |
+ * gen << 26, changed only by CAS (the owner's resets excepted: they happen when tail == split,
  * where no thief's CAS can succeed). A thief reads its slot *before* its CAS and the CAS
  * validates it: every owner change of ts bumps gen, so an unchanged ts means the slot was not
  * rewritten since the share that published it. (Reading after the CAS is wrong here: a
@@ -44,12 +44,21 @@
 #define FR_RECLAIM_BY_CAS 1
 #endif
 
+/* 13 bits each for tail and split (FR_CAP <= 4096), 38 for gen: at one owner change per
+ * ~50 ns it wraps after ~3.8 hours, so a thief would have to stall that long between its read
+ * and its CAS to be fooled by a wrapped gen. */
+#define FR_IDX_BITS 13
+#define FR_IDX_MASK ((1u << FR_IDX_BITS) - 1)
 static inline uint64_t FR_FN(ts_pack)(uint32_t tail, uint32_t split, uint64_t gen) {
-  return (uint64_t)tail | (uint64_t)split << 16 | gen << 32;
+  return (uint64_t)tail | (uint64_t)split << FR_IDX_BITS | gen << (2 * FR_IDX_BITS);
 }
-static inline uint32_t FR_FN(ts_tail)(uint64_t ts) { return (uint32_t)(ts & 0xffff); }
-static inline uint32_t FR_FN(ts_split)(uint64_t ts) { return (uint32_t)(ts >> 16 & 0xffff); }
-static inline uint64_t FR_FN(ts_next_gen)(uint64_t ts) { return (ts >> 32) + FR_GEN_STEP; }
+static inline uint32_t FR_FN(ts_tail)(uint64_t ts) { return (uint32_t)(ts & FR_IDX_MASK); }
+static inline uint32_t FR_FN(ts_split)(uint64_t ts) {
+  return (uint32_t)(ts >> FR_IDX_BITS & FR_IDX_MASK);
+}
+static inline uint64_t FR_FN(ts_next_gen)(uint64_t ts) {
+  return (ts >> (2 * FR_IDX_BITS)) + FR_GEN_STEP;
+}
 
 /* Owner: pushes x into the private part. -1 if full (nothing pushed), else 1 if the caller
  * should share: a thief has asked, or x is the first frame (an owner that forks once and then
@@ -99,7 +108,9 @@ static inline int FR_FN(share)(FR_DEQUE *d) {
  * back, or 0 if a thief has it (the deque is then empty). */
 static inline void *FR_FN(pop_shared)(FR_DEQUE *d) {
   uint32_t split = d->osplit, top = split - 1;
-  uint64_t ts = FR_LOAD(d->ts, FR_RLX); /* relaxed: a CAS validates it, or tail >= split is final */
+  /* acquire: on the all-stolen path below, orders the thieves' reads of the slots (before their
+   * release CAS) before our reuse of them; on the other, a CAS validates it */
+  uint64_t ts = FR_LOAD(d->ts, FR_ACQ);
   uint32_t newsplit;
   for (;;) {
     uint32_t tail = FR_FN(ts_tail)(ts);

@@ -55,6 +55,9 @@ typedef struct weft__stack {
   char *lo;                 /* lowest usable byte; the guard region is just below */
   size_t bytes;             /* usable bytes */
   weft__ctx_t ctx;
+  /* Frames forked on this stack, detached (lib/frame.c) and not yet synced: a task that ends
+   * with some would leave their runners writing into a dead stack. Owner-only. */
+  uint32_t frames_away;
 } weft__stack_t;
 
 typedef struct weft__stack_cache {
@@ -439,10 +442,12 @@ static inline void weft__stat_bump(_Atomic uint64_t *counter) {
                         memory_order_relaxed);
 }
 
-/* The worker of the calling thread, or NULL. noinline + barrier: a task can resume on another
- * thread, and a compiler that cached the TLS address across the switch would read the old
- * worker's variable (seen with gcc 12 in the team's field notes, which live outside this repository). */
-#if defined(__x86_64__) && defined(__ELF__)
+/* The worker of the calling thread, or NULL. A task can resume on another thread, and a
+ * compiler that cached the TLS address across the switch would read the old worker's variable
+ * (seen with gcc 12 in the team's field notes, which live outside this repository): on x86-64
+ * an asm volatile read (lib/arch/tls_x86_64_sysv.h), elsewhere a noinline getter with a
+ * compiler barrier. */
+#if defined(__x86_64__) && defined(__LP64__) && defined(__ELF__)
 #include "arch/tls_x86_64_sysv.h"
 #endif
 #ifdef WEFT__TLS_WORKER_INLINE

@@ -441,9 +441,9 @@ static void after_switch(weft__worker_t *w) {
   case WEFT__AFTER_NOTHING:
     break;
   case WEFT__AFTER_FINISHED: {
-    if (WEFT__UNLIKELY(w->frames.head))
-      weft__die("weft: a task returned without weft_sync of a frame it forked with weft_fork.");
     weft__stack_t *s = w->after_stack;
+    if (WEFT__UNLIKELY(w->frames.head || s->frames_away))
+      weft__die("weft: a task returned without weft_sync of a frame it forked with weft_fork.");
     if (weft__san_hooks() & WEFT__SAN_TSAN) {
       __tsan_destroy_fiber(s->ctx.tsan_fiber);
       s->ctx.tsan_fiber = NULL;

@@ -213,6 +213,30 @@ Test(frames, spawns_and_frames_mixed_at_8_workers) {
     cr_assert_eq((long)(intptr_t)run_on(8, mixed, (void *)(intptr_t)n), fib_plain(n));
 }
 
+/* ---- a frame synced at the API's full shield depth, with a cancel pending ---- */
+
+static void *full_shield_sync(void *arg) {
+  (void)arg;
+  weft_frame_t f;
+  weft_fork(&f, times_ten, (void *)(intptr_t)3);
+  cr_assert_eq(weft_yield(), 0); /* detached: the sync waits on its word */
+  int depth = 0;
+  while (weft_shield_begin() == 0) depth++;
+  cr_assert_eq(depth, 255);
+  weft_cancel(weft_current());
+  cr_assert_eq((intptr_t)weft_sync(&f), 30); /* no depth overflow, no early end */
+  while (depth--) weft_shield_end();
+  return NULL;
+}
+
+Test(frames, a_sync_at_the_full_shield_depth_with_a_cancel_pending_still_waits) {
+  weft_runtime_t *rt = test_runtime(1);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, full_shield_sync, NULL));
+  cr_assert_eq(weft_join(t, NULL), WEFT_ECANCELED); /* delivered by the last shield_end */
+  OK(weft_runtime_destroy(rt));
+}
+
 /* ---- misuse: one sentence, then abort ---- */
 
 static void *sync_out_of_order(void *arg) {
@@ -249,4 +273,23 @@ static void *forget_sync(void *arg) {
 
 Test(frames_misuse, returning_without_a_sync_aborts, .signal = SIGABRT) {
   run_on(1, forget_sync, NULL);
+}
+
+static void *forget_sync_after_a_yield(void *arg) {
+  (void)arg;
+  static weft_frame_t a; /* static: the abort must come from the check, not a dead frame */
+  weft_fork(&a, times_ten, NULL);
+  cr_assert_eq(weft_yield(), 0); /* detached: a runner has it */
+  return NULL;                   /* aborts: returned with a detached frame unsynced */
+}
+
+Test(frames_misuse, returning_without_a_sync_after_a_suspension_aborts, .signal = SIGABRT) {
+  run_on(1, forget_sync_after_a_yield, NULL);
+}
+
+Test(frames_misuse, syncing_a_deferred_frame_twice_aborts, .signal = SIGABRT) {
+  weft_frame_t a; /* a plain thread: the frame is deferred to its sync */
+  weft_fork(&a, times_ten, NULL);
+  weft_sync(&a);
+  weft_sync(&a); /* aborts */
 }

@@ -4,8 +4,9 @@
  * address before a context switch reuses it after (the field notes: seen with gcc 12), so the
  * worker used to be read through a noinline getter behind a compiler barrier: a call, ~7
  * instructions, five times per spawn+join. Here the read is one asm volatile with a memory
- * clobber — load the variable's offset from the GOT (initial-exec: the library is loaded at
- * start-up or linked statically, as every weft program is), then read %fs:offset — so each
+ * clobber — load the variable's offset from the GOT (initial-exec: fine for a library loaded
+ * at start-up or linked statically; a dlopen'ed libweft.so depends on the C library's static
+ * TLS reserve, which glibc keeps and musl may not), then read %fs:offset — so each
  * read happens where it is written and is never merged with one before a switch. Two loads, no
  * call. Rejected: __thread with a barrier in an inline function (the compiler may still keep
  * the %fs-relative address it computed before the barrier), the local-exec model (not valid in
