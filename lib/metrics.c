@@ -94,7 +94,7 @@ int weft_runtime_metrics(weft_runtime_t *rt, int worker, weft_metrics_t *out) {
     m = all;
   }
   /* relaxed: a depth (the mutex orders the queue itself) */
-  long injected = atomic_load_explicit(&rt->inject_len, memory_order_relaxed);
+  long injected = atomic_load_explicit(&rt->inject.len, memory_order_relaxed);
   m.inject_depth = injected > 0 ? (uint64_t)injected : 0;
   m.timers_armed = weft__timer_armed(rt->timer);
   uint64_t ended = life.finished + life.inlined + life.unrun;
