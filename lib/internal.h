@@ -334,6 +334,9 @@ typedef enum {
   WEFT__AFTER_PARK_TIMED, /* arm the task's timer (its deadline), then commit the park */
 } weft__after_t;
 
+/* Yielded entries a worker takes from its own yield queue at once (lib/worker.c). */
+#define WEFT__YRING 32
+
 typedef struct weft__worker {
   /* Hot, owner-only. */
   struct weft_runtime *rt;
@@ -375,6 +378,12 @@ typedef struct weft__worker {
   uint64_t coarse_ns;
   uint32_t coarse_spawns;
   uint64_t chaos; /* chaos mode's PRNG state (xorshift64), 0: off. Owner-only. */
+  /* #13: the owner's private run of yielded entries, oldest first: taken from its yield queue
+   * in batches (one CAS a batch instead of one per yield; lib/worker.c, take_own_yielded).
+   * Owner-written; the count is atomic (relaxed) only because metrics read it. */
+  uint32_t yring_next;
+  _Atomic uint32_t yring_left;
+  uintptr_t yring[WEFT__YRING];
 } weft__worker_t;
 
 /* Owner-written statistic: a plain increment made of relaxed atomics, so weft_runtime_stats

@@ -57,6 +57,8 @@ static void add_worker(weft_metrics_t *m, life_t *life, weft__worker_t *w, uint6
   m->busy_ns += uptime > idle ? uptime - idle : 0;
   m->deque_depth += deque_depth(&w->deque);
   m->yield_depth += deque_depth(&w->yieldq);
+  /* relaxed: a snapshot, like the depths */
+  m->yield_depth += atomic_load_explicit(&w->yring_left, memory_order_relaxed);
   life->started += started;
   life->finished += finished;
   life->inlined += inlined;

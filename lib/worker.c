@@ -6,9 +6,11 @@
  *      yielded, or were spawned by other threads, cannot starve behind local work; 61 is
  *      Go's choice, prime so that it does not beat with a program's own periods);
  *   2. its own deque, newest first (LIFO: the task just spawned or woken shares the cache);
- *   3. its yield queue, oldest first (asyncio's sleep(0) goes behind the ready tasks);
- *   4. the inject queue (FIFO: spawns and wake-ups from threads that are not workers), taken
- *      in batches of a fair share whose rest goes onto the worker's yield queue (still FIFO);
+ *   3. its yield queue, oldest first (asyncio's sleep(0) goes behind the ready tasks), taken
+ *      in batches of up to half into a private run (take_own_yielded: one CAS a batch);
+ *   4. the inject queue (FIFO: spawns and wake-ups from threads that are not workers; a
+ *      lock-free MPSC list, lib/inject_impl.h), taken in batches of a fair share whose rest
+ *      goes onto the worker's yield queue (still FIFO);
  *   5. due timers;
  *   6. stealing: the oldest entry of a random victim's deque, then of its yield queue;
  *   7. after a bounded spin, parking (after a scavenger pass: see park()).
@@ -252,9 +254,26 @@ static uintptr_t steal_one(weft__worker_t *w) {
   return 0;
 }
 
+/* The oldest of w's yielded entries: from its private run, refilled from its yield queue's
+ * oldest (FIFO: the run holds entries older than any still queued) up to half of them at once
+ * with one CAS (weft__deque_steal_batch), so that a worker whose tasks keep yielding pays a
+ * locked instruction per batch, not per yield (it was one CAS per yield: a self-steal).
+ * Published on demand: thieves see only the yield queue, where every new yield still goes,
+ * and a batch leaves them half of it. The price: the entries of the run (at most
+ * WEFT__YRING) wait for their owner's next look even when another worker idles — at most
+ * one slice plus the run itself, as the deque's LIFO end does. Rejected: a private ring fed
+ * directly by yields, published when a worker spins (needs the yield path itself to change). */
 static uintptr_t take_own_yielded(weft__worker_t *w) {
-  uintptr_t e = weft__deque_steal(&w->yieldq); /* FIFO: the owner takes the oldest, as thieves do */
-  return e == WEFT__DEQUE_ABORT ? 0 : e;
+  uint32_t left = atomic_load_explicit(&w->yring_left, memory_order_relaxed); /* owner's own */
+  if (left) {
+    atomic_store_explicit(&w->yring_left, left - 1, memory_order_relaxed); /* metrics read it */
+    return w->yring[w->yring_next++];
+  }
+  int n = weft__deque_steal_batch(&w->yieldq, w->yring, WEFT__YRING);
+  if (n <= 0) return 0;
+  w->yring_next = 1;
+  atomic_store_explicit(&w->yring_left, (uint32_t)n - 1, memory_order_relaxed);
+  return w->yring[0];
 }
 
 /* The oldest injected entry; the rest of the batch goes onto w's yield queue: FIFO, checked

@@ -30,6 +30,10 @@
  * with the task queued. Planted bugs: the producer's check loads acquire, the parker's
  * announcement acq_rel, the empty push release — each is the store-buffering lost wake-up.
  *
+ * Yield queue model (#13): the owner pushes and takes its oldest in batches (steal_batch, one
+ * CAS for up to half) while two thieves steal one at a time; exactly once, payload published.
+ * Planted bugs: the batch claimed by a store (an element taken twice), the push relaxed.
+ *
  * Inject queue model (lib/inject_impl.h, #13): Vyukov's intrusive MPSC list with a stub and
  * try-locked consumers. inject_test: two threads push one entry each (one tagged) and drain
  * once while a third drains twice; afterwards the queue is quiescent (destroy's wait), every
@@ -163,17 +167,35 @@ namespace v_empty_push_release {
 #undef WD_TAKE_ORDER
 #undef WD_LAST_CAS
 
+/* Bug 15 (#13): the yield queue's batch claimed with a store of top, not a CAS: a thief's
+ * steal and the batch take the same element. */
+#undef WD_BATCH_CAS
+namespace v_batch_store {
+#define WD_BATCH_CAS 0
+#include "deque_impl.h"
+}
+#undef WD_PUSH_BOTTOM_ORDER
+#undef WD_EMPTY_PUSH_ORDER
+#undef WD_TAKE_ORDER
+#undef WD_LAST_CAS
+#undef WD_BATCH_CAS
+
 #define WD_MODEL_OPS(ns)                                                                   \
   struct ops_##ns {                                                                        \
     static int push(model_deque *d, uintptr_t x) { return ns::push(d, x); }                \
     static uintptr_t take(model_deque *d) { return ns::take(d); }                          \
     static uintptr_t steal(model_deque *d) { return ns::steal(d); }                        \
+    static int steal_batch(model_deque *d, uintptr_t *out, int max) {                      \
+      return ns::steal_batch(d, out, max);                                                 \
+    }                                                                                      \
+    static int seen_nonempty(model_deque *d) { return ns::seen_nonempty(d); }              \
   };
 WD_MODEL_OPS(v_correct)
 WD_MODEL_OPS(v_take_relaxed)
 WD_MODEL_OPS(v_take_acq_rel)
 WD_MODEL_OPS(v_no_last_cas)
 WD_MODEL_OPS(v_push_relaxed)
+WD_MODEL_OPS(v_batch_store)
 
 /* ---- The deque test: thread 0 owns the deque, threads 1 and 2 steal -------------------- */
 
@@ -243,6 +265,38 @@ struct deque_test : rl::test_suite<deque_test<Ops, RaceOnly>, 3> {
     if (!RaceOnly)
       for (int i = 0; i < ELEMS; i++) RL_ASSERT(consumed[i]($).load(rl::mo_relaxed) == 1);
   }
+};
+
+/* The yield queue (#13, lib/worker.c's take_own_yielded): thread 0 owns it, pushes and takes
+ * its oldest in batches (steal_batch, never take); threads 1 and 2 steal one at a time. Every
+ * element consumed exactly once, its payload published. */
+template <class Ops>
+struct yieldq_test : rl::test_suite<yieldq_test<Ops>, 3> {
+  deque_test<Ops> d; /* its deque, payloads and exactly-once checks */
+
+  void before() { d.before(); }
+  void batch() {
+    uintptr_t out[CAP];
+    int n = Ops::steal_batch(&d.dq, out, CAP);
+    for (int k = 0; k < n; k++) d.consume(out[k]);
+  }
+  void thread(unsigned id) {
+    if (id == 0) {
+      d.produce(0);
+      d.produce(1);
+      batch();
+      d.produce(2);
+      d.produce(3); /* may find the queue full (capacity 2): then the owner runs it */
+      batch();
+      while (Ops::seen_nonempty(&d.dq)) batch(); /* drain (a lost race returns 0: retry) */
+      return;
+    }
+    for (int k = 0; k < STEAL_TRIES; k++) {
+      uintptr_t x = Ops::steal(&d.dq);
+      if (x > WD_ABORT) d.consume(x);
+    }
+  }
+  void after() { d.after(); }
 };
 
 /* ---- The relacy instances of join_impl.h ----------------------------------------------- */
@@ -1110,6 +1164,9 @@ int main(int argc, char **argv) {
   check<deque_test<ops_v_no_last_cas>>("deque no-last-cas", true);
   check<deque_test<ops_v_push_relaxed>>("deque no-release-push", true);
   check<deque_test<ops_v_push_relaxed, true>>("deque no-release-push (payload race only)", true);
+  check<yieldq_test<ops_v_correct>>("yield queue batches correct", false);
+  check<yieldq_test<ops_v_batch_store>>("yield queue batch-store", true);
+  check<yieldq_test<ops_v_push_relaxed>>("yield queue no-release-push", true);
 
   check<gather_test<ops_j_correct>>("join gather correct", false);
   check<detach_test<ops_j_correct>>("join detach correct", false);
