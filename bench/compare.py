@@ -33,10 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / "bench" / "peers"
 PY = "/usr/bin/python3"  # the system's interpreter: the asyncio figures are Debian's CPython
 ALL_RUNTIMES = ["weft", "tbb", "omp-gcc", "omp-clang", "go", "asyncio", "boost-fiber", "tokio"]
-DEFAULT_WORKLOADS = ("fib:30 fib-frame:30 skynet:1000000 spawn:1000000 yield:10000000 sleep:1000000 "
-                     "gather:10000:10 cancel:1000000@weft,go,tokio")
-QUICK_WORKLOADS = ("fib:20 fib-frame:20 skynet:10000 spawn:10000 yield:100000 sleep:2000 gather:200:3 "
-                   "cancel:2000@weft,go,tokio")
+DEFAULT_WORKLOADS = ("fib:30 fib-frame:30 skynet:1000000 spawn:1000000 yield:10000000 "
+                     "sleep:1000000 gather:10000:10 cancel:1000000@weft,go,tokio "
+                     "inject:1000000@weft,go,tokio")
+QUICK_WORKLOADS = ("fib:20 fib-frame:20 skynet:10000 spawn:10000 yield:100000 sleep:2000 "
+                   "gather:200:3 cancel:2000@weft,go,tokio inject:2000@weft,go,tokio")
 QUICK_TOKIO_BUILD_S = 120  # Tokio's first build compiles its crates: too slow for a quick check
 WEFT_BENCH_DEFAULT = "build/release/bench/weft-bench"
 
@@ -68,7 +69,7 @@ class Workload:
             return a
         if self.name in ("skynet", "sleep"):
             return self.n * (self.n - 1) // 2
-        if self.name in ("spawn", "yield", "cancel"):
+        if self.name in ("spawn", "yield", "cancel", "inject"):
             return self.n
         return self.n * self.k  # gather
 
@@ -88,12 +89,12 @@ def parse_workload(spec):
         "fib-frame": (n <= 92, "fib-frame n must be <= 92 (64-bit result)"),
         "skynet": (re.fullmatch(r"10*", str(n)), f"skynet n must be a power of 10, got {n}"),
         "yield": (n % 1000 == 0, f"yield n must be a multiple of 1000, got {n}"),
-        "spawn": (True, ""), "sleep": (True, ""), "cancel": (True, ""),
+        "spawn": (True, ""), "sleep": (True, ""), "cancel": (True, ""), "inject": (True, ""),
         "gather": (k == "" or k.isdigit(), f"bad k in '{spec}'"),
     }
     if name not in checks:
         raise ValueError(f"unknown workload '{name}' "
-                         "(fib fib-frame skynet spawn yield sleep cancel gather)")
+                         "(fib fib-frame skynet spawn yield sleep cancel gather inject)")
     ok, why = checks[name]
     if not ok:
         raise ValueError(why)
@@ -446,7 +447,7 @@ def parse_args(argv):
         description=__doc__.split("\n\n")[0], epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     p.add_argument("--quick", action="store_true",
                    help="each workload once at small n (fib 20, skynet 1e4, spawn 1e4, yield 1e5, "
-                   "sleep 2000, gather 200 k=3); fails on any wrong result or crash. Checks the "
+                   "sleep 2000, gather 200 k=3, cancel and inject 2000); fails on any wrong result or crash. Checks the "
                    "harness and the peers, not speed.")
     p.add_argument("--rounds", type=positive("--rounds"),
                    help="rounds per workload (default 5; --quick: 1)")

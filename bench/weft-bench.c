@@ -2,7 +2,8 @@
  * weft-bench: one line per run, in the format the peer programs of bench/peers/ print:
  *   weft <workload> n=<N> r=<result> ms=<wall ms> rss_kb=<peak RSS KiB>
  * Usage: weft-bench <workload> <n> [-w workers] [-s stack_bytes] [-k k]
- * Workloads: fib fib-frame skynet yield spawn gather sleep cancel switch timer-lateness (bench/README.md).
+ * Workloads: fib fib-frame skynet yield spawn gather sleep cancel inject switch
+ * timer-lateness (bench/README.md).
  * Wall time includes starting and stopping the runtime (as the peers' does).
  */
 #include "weft.h"
@@ -10,6 +11,7 @@
 #include "../lib/internal.h" /* the switch microbenchmark drives weft__context_switch directly */
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,6 +206,46 @@ static void *late_main(void *arg) {
   return NULL;
 }
 
+/* ---- inject: INJECT_THREADS plain threads (not workers) spawn n tasks in all into one runtime
+ * with weft_runtime_spawn, then each joins its own; r = the tasks' results summed (Go: 8
+ * goroutines spawning; Tokio: Handle::spawn from 8 std threads) ---- */
+enum { INJECT_THREADS = 8 };
+typedef struct {
+  weft_runtime_t *rt;
+  long count;
+  int64_t sum;
+} inject_t;
+static void *inject_thread(void *arg) {
+  inject_t *a = arg;
+  weft_task_t **ts = malloc(sizeof *ts * (size_t)a->count);
+  if (!ts) check(WEFT_ENOMEM, "inject handles");
+  for (long i = 0; i < a->count; i++) check(weft_runtime_spawn(a->rt, &ts[i], one, NULL), "spawn");
+  for (long i = 0; i < a->count; i++) {
+    void *r;
+    check(weft_join(ts[i], &r), "join");
+    a->sum += (int64_t)(intptr_t)r;
+  }
+  free(ts);
+  return NULL;
+}
+static int64_t inject_run(const weft_options_t *opts, long n) {
+  weft_runtime_t *rt;
+  check(weft_runtime_create(&rt, opts), "runtime");
+  inject_t a[INJECT_THREADS];
+  pthread_t th[INJECT_THREADS];
+  for (int i = 0; i < INJECT_THREADS; i++) {
+    a[i] = (inject_t){rt, n / INJECT_THREADS + (i < n % INJECT_THREADS), 0};
+    if (pthread_create(&th[i], NULL, inject_thread, &a[i])) check(WEFT_ENOMEM, "thread");
+  }
+  int64_t sum = 0;
+  for (int i = 0; i < INJECT_THREADS; i++) {
+    pthread_join(th[i], NULL);
+    sum += a[i].sum;
+  }
+  check(weft_runtime_destroy(rt), "destroy");
+  return sum;
+}
+
 /* ---- switch: raw context switches between two stacks ---- */
 static weft__ctx_t sw_main, sw_other;
 static long sw_left;
@@ -216,7 +258,8 @@ static double ms_since(uint64_t t0) { return (double)(weft_now_ns() - t0) / 1e6;
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: %s <fib|fib-frame|skynet|yield|spawn|gather|sleep|cancel|switch|timer-lateness> <n> "
+    fprintf(stderr, "usage: %s <fib|fib-frame|skynet|yield|spawn|gather|sleep|cancel|inject|switch|"
+                    "timer-lateness> <n> "
                     "[-w workers] [-s stack_bytes] [-k k]\n", argv[0]);
     return 2;
   }
@@ -257,6 +300,8 @@ int main(int argc, char **argv) {
   } else if (!strcmp(work, "cancel")) {
     check(weft_run(&opts, cancel_main, (void *)(intptr_t)n, &r), "run");
     result = (int64_t)(intptr_t)r;
+  } else if (!strcmp(work, "inject")) {
+    result = inject_run(&opts, n);
   } else if (!strcmp(work, "gather")) {
     many_t m = {n, ticker, arg_const, NULL};
     check(weft_run(&opts, many_main, &m, &r), "run");

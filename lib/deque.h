@@ -4,7 +4,7 @@
  * storage (arrays, growth, retirement) is in deque.c.
  *
  * Names this header generates (grep finds them here): weft__deque_push, weft__deque_take,
- * weft__deque_steal, weft__deque_seen_nonempty, weft__deque_peek_newest (static inline, from
+ * weft__deque_steal, weft__deque_steal_batch, weft__deque_seen_nonempty, weft__deque_peek_newest (static inline, from
  * deque_impl.h's WD_FN), and WEFT__DEQUE_ABORT. Declared: weft__deque_init, weft__deque_destroy,
  * weft__deque_grow. */
 #ifndef WEFT_DEQUE_H

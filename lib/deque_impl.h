@@ -8,9 +8,9 @@
  *   WD_SLOT(array, index)                 the atomic slot object
  *   WD_GROW(d, a, top, bottom)            returns a larger array holding [top, bottom)
  *   WD_FN(name)                           the name of each function
- * and may override the three orders and the switch that the negative controls plant bugs in:
+ * and may override the three orders and the switches that the negative controls plant bugs in:
  *   WD_PUSH_BOTTOM_ORDER (release), WD_EMPTY_PUSH_ORDER (seq_cst), WD_TAKE_ORDER (seq_cst),
- *   WD_LAST_CAS (1).
+ *   WD_LAST_CAS (1), WD_BATCH_CAS (1).
  *
  * Design (Lê, Pop, Cohen, Zappa Nardelli, PPoPP 2013), changed to suit ThreadSanitizer:
  * the paper orders take and steal with standalone seq_cst fences, which TSan does not model
@@ -112,6 +112,32 @@ static inline uintptr_t WD_FN(steal)(WD_DEQUE *d) {
   return x;
 }
 
+/* Any thread, on a deque whose owner never takes (the yield queue: the owner pushes at the
+ * bottom, everyone consumes at the top): up to `max` of the oldest elements — at most half of
+ * them, rounded up, so that thieves still find some — into out[], oldest first, with one CAS;
+ * returns how many (0: empty, or another consumer won the race). Not for a deque with takes:
+ * take claims the bottom end without a CAS while it sees top below it, so a claim of several
+ * elements at the top could overlap it (Go's runqsteal works because its owner pops with a
+ * CAS too). Orders as in steal: the slots are validated by the CAS. */
+#ifndef WD_BATCH_CAS
+#define WD_BATCH_CAS 1
+#endif
+static inline int WD_FN(steal_batch)(WD_DEQUE *d, uintptr_t *out, int max) {
+  int64_t t = WD_LOAD(d->top, WD_SC);
+  int64_t b = WD_LOAD(d->bottom, WD_SC); /* seq_cst ⊇ acquire: pairs with push's release */
+  int64_t n = (b - t + 1) / 2;
+  if (n <= 0) return 0;
+  if (n > max) n = max;
+  WD_ARRAY *a = WD_LOAD(d->array, WD_ACQ); /* acquire: pairs with the release in grow */
+  for (int64_t i = 0; i < n; i++) out[i] = WD_LOAD(WD_SLOT(a, t + i), WD_RLX);
+#if WD_BATCH_CAS
+  /* seq_cst: one total order with the other consumers' CAS on top */
+  if (!WD_CAS(d->top, t, t + n, WD_SC)) return 0;
+#else
+  WD_STORE(d->top, t + n, WD_SC);
+#endif
+  return (int)n;
+}
 /* Any thread: whether the deque held something, with seq_cst loads: the load side of the
  * wake check's store→load pattern (a parker that sees nothing here cannot miss a push that
  * the spawner followed with a check for idle workers). */

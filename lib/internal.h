@@ -390,6 +390,8 @@ typedef struct weft__frame {
   uint32_t where; /* owner-only: lib/frame.c's FRAME_* */
   uint32_t unrun; /* set by whoever took it and could not run it: the owner runs it at sync */
 } weft__frame_t;
+/* Yielded entries a worker takes from its own yield queue at once (lib/worker.c). */
+#define WEFT__YRING 32
 
 typedef struct weft__worker {
   /* Hot, owner-only. */
@@ -433,6 +435,12 @@ typedef struct weft__worker {
   uint64_t coarse_ns;
   uint32_t coarse_spawns;
   uint64_t chaos; /* chaos mode's PRNG state (xorshift64), 0: off. Owner-only. */
+  /* #13: the owner's private run of yielded entries, oldest first: taken from its yield queue
+   * in batches (one CAS a batch instead of one per yield; lib/worker.c, take_own_yielded).
+   * Owner-written; the count is atomic (relaxed) only because metrics read it. */
+  uint32_t yring_next;
+  _Atomic uint32_t yring_left;
+  uintptr_t yring[WEFT__YRING];
 } weft__worker_t;
 
 /* Owner-written statistic: a plain increment made of relaxed atomics, so weft_runtime_stats
@@ -478,8 +486,8 @@ void weft__schedule_local(weft__worker_t *w, uintptr_t entry);
 /* Switch from the running task to the scheduler, which then performs `after`. */
 void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg);
 void weft__wake_one_if_needed(struct weft_runtime *rt);
-/* Linked through the tasks themselves: no allocation per foreign spawn or wake. Wakes a parked
- * worker if needed, under the queue's lock (see the function). */
+/* Linked through the tasks themselves: no allocation per foreign spawn or wake, no lock. Wakes
+ * a parked worker if needed, before its last touch of the queue (see the function). */
 void weft__inject_push(struct weft_runtime *rt, uintptr_t entry);
 
 /* lib/frame.c: the worker's frame deque, made and freed with the worker. */
@@ -504,6 +512,19 @@ void weft__frame_unrun(weft__frame_t *f);
  * descriptor could be had. */
 struct weft_task *weft__task_make(struct weft_runtime *rt, weft__worker_t *w, weft_fn fn,
                                   void *arg);
+/* ---- Inject queue (lib/inject_impl.h, instantiated in lib/worker.c) -------------------------- */
+
+typedef struct weft__inject {
+  _Atomic uintptr_t in WEFT__ALIGNED; /* producers' end: the newest entry, or &stub */
+  _Atomic long len; /* entries pushed and not yet taken (a hint: fair shares, metrics) */
+  _Atomic uintptr_t out WEFT__ALIGNED; /* consumers' end: the oldest entry, or &stub */
+  _Atomic uintptr_t taking;           /* the consumers' try-lock */
+  struct weft_task stub;              /* never run: only its link is used */
+} weft__inject_t;
+/* Before the workers start. */
+void weft__inject_init(struct weft_runtime *rt);
+/* Destroy, after the workers stopped: returns once no outside thread is inside a push. */
+void weft__inject_quiesce(struct weft_runtime *rt);
 
 /* ---- Runtime (lib/runtime.c) ---------------------------------------------------------------- */
 
@@ -520,10 +541,6 @@ struct weft_runtime {
   _Atomic int nidle;                  /* workers parked (on the idle list) */
   pthread_mutex_t idle_lock WEFT__ALIGNED;
   weft__worker_t *idle_list;
-  /* Inject queue: spawns and wake-ups from threads that are not workers (FIFO). */
-  pthread_mutex_t inject_lock WEFT__ALIGNED;
-  uintptr_t inject_head, inject_tail; /* entries; linked through task->next */
-  _Atomic long inject_len;
   /* Descriptor slabs and the shared overflow free list. */
   pthread_mutex_t task_lock WEFT__ALIGNED;
   struct weft_task *free_tasks;
@@ -539,6 +556,9 @@ struct weft_runtime {
   uint64_t created_ns;
   struct weft__trace *trace; /* the monitor thread, NULL when no tracing is on (lib/trace.c) */
   uint64_t chaos_seed;       /* 0: off (lib/worker.c, chaos mode) */
+  /* Inject queue (#13): spawns and wake-ups from threads that are not workers (FIFO), a
+   * lock-free MPSC list linked through task->next (lib/inject_impl.h, used by lib/worker.c). */
+  weft__inject_t inject;
 };
 
 

@@ -57,6 +57,8 @@ static void add_worker(weft_metrics_t *m, life_t *life, weft__worker_t *w, uint6
   m->busy_ns += uptime > idle ? uptime - idle : 0;
   m->deque_depth += deque_depth(&w->deque);
   m->yield_depth += deque_depth(&w->yieldq);
+  /* relaxed: a snapshot, like the depths */
+  m->yield_depth += atomic_load_explicit(&w->yring_left, memory_order_relaxed);
   life->started += started;
   life->finished += finished;
   life->inlined += inlined;
@@ -94,7 +96,7 @@ int weft_runtime_metrics(weft_runtime_t *rt, int worker, weft_metrics_t *out) {
     m = all;
   }
   /* relaxed: a depth (the mutex orders the queue itself) */
-  long injected = atomic_load_explicit(&rt->inject_len, memory_order_relaxed);
+  long injected = atomic_load_explicit(&rt->inject.len, memory_order_relaxed);
   m.inject_depth = injected > 0 ? (uint64_t)injected : 0;
   m.timers_armed = weft__timer_armed(rt->timer);
   uint64_t ended = life.finished + life.inlined + life.unrun;

@@ -11,7 +11,7 @@
  * read-modify-writes), both seq_cst, for the negative controls.
  *
  * The argument (Go's proc.go, and worker.c's design comment): a producer makes work visible
- * with a seq_cst store (a push onto an empty deque, or the inject queue's length) and then
+ * with a seq_cst store (a push onto an empty deque, or the inject queue's exchange) and then
  * loads nspinning and nidle; a parker increments nidle and leaves the spinners (seq_cst RMWs)
  * and then loads every queue with seq_cst. Both sides are "store, then load what the other
  * stored": in the single total order of seq_cst operations one of them comes first, so either

@@ -14,9 +14,10 @@
  *      woken. From here the workers leave their loops.
  *   2. The worker threads are joined. Each finishes the slice it is running — up to the task's
  *      next suspension point — and leaves its loop. Afterwards nothing of this runtime runs;
- *      pthread_join orders every worker write before the steps below. Then destroy passes
- *      through the inject lock: an outside thread that made a task runnable wakes workers
- *      under that lock, so none is still reading the runtime (a task it woke may have ended,
+ *      pthread_join orders every worker write before the steps below. Then destroy waits
+ *      until the inject queue has no missing link: an outside thread that made a task
+ *      runnable wakes workers before it links its entry, its last touch of the runtime
+ *      (lib/inject_impl.h), so none is still reading the runtime (a task it woke may have ended,
  *      and so be in no wait record that step 3 could wait on). Only outside parties
  *      still touch the runtime's memory: threads and other runtimes' tasks awaiting its
  *      tasks, and whoever resolves a future or completes a task that its tasks await.
@@ -231,7 +232,6 @@ static void runtime_free(struct weft_runtime *rt, int initialized_workers) {
   weft__stack_pool_destroy(rt->stacks);
   weft__task_slabs_free(rt);
   pthread_mutex_destroy(&rt->idle_lock);
-  pthread_mutex_destroy(&rt->inject_lock);
   pthread_mutex_destroy(&rt->task_lock);
   free(rt);
 }
@@ -261,7 +261,7 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
   if (!shutdown_ms) shutdown_ms = WEFT_SHUTDOWN_DEFAULT_MS;
   rt->shutdown_ns = shutdown_ms > UINT64_MAX / 1000000u ? UINT64_MAX : shutdown_ms * 1000000u;
   pthread_mutex_init(&rt->idle_lock, NULL);
-  pthread_mutex_init(&rt->inject_lock, NULL);
+  weft__inject_init(rt);
   pthread_mutex_init(&rt->task_lock, NULL);
   rt->workers = aligned_alloc(WEFT__CACHELINE, sizeof(weft__worker_t) * (size_t)nworkers);
   if (!rt->workers || weft__stack_pool_create(&rt->stacks, stack_bytes, guard_bytes) != 0 ||
@@ -336,9 +336,8 @@ int weft_runtime_destroy(weft_runtime_t *rt) {
   weft__trace_stop(rt);
   stop_workers(rt, rt->nworkers);
   /* A thread that made one of our tasks runnable may still be inside inject_push (waking a
-   * worker); it leaves the lock before we may free what it touches. */
-  pthread_mutex_lock(&rt->inject_lock);
-  pthread_mutex_unlock(&rt->inject_lock);
+   * worker); its link is its last touch, and we wait for every link before we free. */
+  weft__inject_quiesce(rt);
   weft__tasks_discard(rt);
   runtime_free(rt, rt->nworkers);
   return 0;

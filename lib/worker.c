@@ -6,9 +6,11 @@
  *      yielded, or were spawned by other threads, cannot starve behind local work; 61 is
  *      Go's choice, prime so that it does not beat with a program's own periods);
  *   2. its own deque, newest first (LIFO: the task just spawned or woken shares the cache);
- *   3. its yield queue, oldest first (asyncio's sleep(0) goes behind the ready tasks);
- *   4. the inject queue (FIFO: spawns and wake-ups from threads that are not workers), taken
- *      in batches of a fair share whose rest goes onto the worker's yield queue (still FIFO);
+ *   3. its yield queue, oldest first (asyncio's sleep(0) goes behind the ready tasks), taken
+ *      in batches of up to half into a private run (take_own_yielded: one CAS a batch);
+ *   4. the inject queue (FIFO: spawns and wake-ups from threads that are not workers; a
+ *      lock-free MPSC list, lib/inject_impl.h), taken in batches of a fair share whose rest
+ *      goes onto the worker's yield queue (still FIFO);
  *   5. due timers;
  *   6. stealing: the oldest entry of a random victim's deque, then of its yield queue;
  *   7. after a bounded spin, parking (after a scavenger pass: see park()).
@@ -49,6 +51,7 @@
 #include "park_impl.h"
 
 #include <ck_backoff.h>
+#include <sched.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -123,47 +126,69 @@ static uint32_t next_random(weft__worker_t *w) {
 
 /* ---- Inject queue --------------------------------------------------------------------------- */
 
+#define IQ_NODE struct weft_task
+#define IQ_QUEUE weft__inject_t
+#define IQ_LOAD(obj, mo) atomic_load_explicit(&(obj), (mo))
+#define IQ_STORE(obj, v, mo) atomic_store_explicit(&(obj), (v), (mo))
+#define IQ_XCHG(obj, v, mo) atomic_exchange_explicit(&(obj), (v), (mo))
+#define IQ_CAS(obj, expected, v, mo) \
+  atomic_compare_exchange_strong_explicit(&(obj), &(expected), (v), (mo), memory_order_relaxed)
+/* task->next is a plain pointer (the free lists use it too): GCC's __atomic builtins make these
+ * accesses atomic, and TSan sees them as such. The C11 orders have the same values. */
+#define IQ_LINK_LOAD(node, mo) ((uintptr_t)__atomic_load_n(&(node)->next, (mo)))
+#define IQ_LINK_STORE(node, v, mo) __atomic_store_n(&(node)->next, (struct weft_task *)(v), (mo))
+#define IQ_UNTAG(entry) ((struct weft_task *)((entry) & ~WEFT__ENTRY_TAGS))
+#define IQ_RLX memory_order_relaxed
+#define IQ_ACQ memory_order_acquire
+#define IQ_REL memory_order_release
+#define IQ_ACQ_REL memory_order_acq_rel
+#define IQ_SC memory_order_seq_cst
+#define IQ_FN(name) iq_##name
+/* Generates iq_init, iq_push_begin/iq_push_link, iq_try_take/iq_untake, iq_pop, iq_visible
+ * and iq_quiescent (static inline), shared with the relacy model. */
+#include "inject_impl.h"
+
+void weft__inject_init(struct weft_runtime *rt) {
+  iq_init(&rt->inject);
+  atomic_init(&rt->inject.len, 0);
+}
+
 void weft__inject_push(struct weft_runtime *rt, uintptr_t entry) {
-  struct weft_task *t = (struct weft_task *)(entry & ~WEFT__ENTRY_TAGS);
-  t->next = NULL;
-  pthread_mutex_lock(&rt->inject_lock);
-  /* The tag travels in the link's low bits: the entry says start or resume. */
-  if (rt->inject_tail)
-    ((struct weft_task *)(rt->inject_tail & ~WEFT__ENTRY_TAGS))->next = (struct weft_task *)entry;
-  else
-    rt->inject_head = entry;
-  rt->inject_tail = entry;
-  /* seq_cst: the store side of the wake check (see the design comment). */
-  atomic_fetch_add_explicit(&rt->inject_len, 1, memory_order_seq_cst);
-  /* Still under the lock: the entry cannot run (and its task end, and its owner destroy the
-   * runtime) before we are done with rt; destroy passes through this lock after the workers
-   * stop (runtime.c, step 2). Rejected: waking after the unlock (a resolver on another thread
-   * read rt->nspinning after the runtime was freed: TSan, test_destroy). */
+  /* relaxed: a hint (fair shares, metrics); the exchange carries the protocol */
+  atomic_fetch_add_explicit(&rt->inject.len, 1, memory_order_relaxed);
+  uintptr_t prev = iq_push_begin(&rt->inject, entry);
+  /* Before the link: the entry cannot run (and its task end, and its owner destroy the
+   * runtime) until we link it, and destroy waits for every link (weft__inject_quiesce), so
+   * the link must be our last touch of rt. Rejected: waking after the link (a resolver on
+   * another thread read rt->nspinning after the runtime was freed: TSan, test_destroy). */
   weft__wake_one_if_needed(rt);
-  pthread_mutex_unlock(&rt->inject_lock);
+  iq_push_link(prev, entry);
+}
+
+void weft__inject_quiesce(struct weft_runtime *rt) {
+  /* The workers have stopped: the try-lock is free, and only outside producers that are
+   * between their exchange and their link remain (a few instructions, unless preempted). */
+  while (!iq_quiescent(&rt->inject)) sched_yield();
 }
 
 /* Takes the oldest injected entries, a fair share of them (Go's globrunqget: len/workers + 1,
- * at most INJECT_BATCH), into out[], oldest first; returns how many. One lock round trip then
- * feeds a busy worker many foreign spawns instead of one per fairness tick (a worker whose own
- * task kept yielding polled injected work only every 61st tick, and 10^6 spawns from other
- * threads crawled behind it). */
+ * at most INJECT_BATCH), into out[], oldest first; returns how many. One try-lock round trip
+ * then feeds a busy worker many foreign spawns instead of one per fairness tick (a worker
+ * whose own task kept yielding polled injected work only every 61st tick, and 10^6 spawns
+ * from other threads crawled behind it). A worker that finds another one taking looks
+ * elsewhere: the queue still counts as visible work, so nobody parks on it. */
 static int inject_pop_batch(struct weft_runtime *rt, uintptr_t out[INJECT_BATCH]) {
-  /* relaxed: a hint; the mutex orders the real read */
-  long len = atomic_load_explicit(&rt->inject_len, memory_order_relaxed);
-  if (len == 0) return 0;
+  /* relaxed: a hint; a stale 0 is caught by the next look (visible() guards parking) */
+  long len = atomic_load_explicit(&rt->inject.len, memory_order_relaxed);
+  if (len <= 0) return 0;
   long share = len / rt->nworkers + 1;
   if (share > INJECT_BATCH) share = INJECT_BATCH;
+  if (!iq_try_take(&rt->inject)) return 0;
   int taken = 0;
-  pthread_mutex_lock(&rt->inject_lock);
-  while (rt->inject_head && taken < share) {
-    uintptr_t e = rt->inject_head;
-    rt->inject_head = (uintptr_t)((struct weft_task *)(e & ~WEFT__ENTRY_TAGS))->next;
-    out[taken++] = e;
-  }
-  if (!rt->inject_head) rt->inject_tail = 0;
-  atomic_fetch_sub_explicit(&rt->inject_len, taken, memory_order_relaxed); /* relaxed: under lock */
-  pthread_mutex_unlock(&rt->inject_lock);
+  uintptr_t e;
+  while (taken < share && (e = iq_pop(&rt->inject))) out[taken++] = e;
+  iq_untake(&rt->inject);
+  atomic_fetch_sub_explicit(&rt->inject.len, taken, memory_order_relaxed); /* relaxed: a hint */
   return taken;
 }
 
@@ -238,9 +263,26 @@ static uintptr_t steal_one(weft__worker_t *w) {
   return 0;
 }
 
+/* The oldest of w's yielded entries: from its private run, refilled from its yield queue's
+ * oldest (FIFO: the run holds entries older than any still queued) up to half of them at once
+ * with one CAS (weft__deque_steal_batch), so that a worker whose tasks keep yielding pays a
+ * locked instruction per batch, not per yield (it was one CAS per yield: a self-steal).
+ * Published on demand: thieves see only the yield queue, where every new yield still goes,
+ * and a batch leaves them half of it. The price: the entries of the run (at most
+ * WEFT__YRING) wait for their owner's next look even when another worker idles — at most
+ * one slice plus the run itself, as the deque's LIFO end does. Rejected: a private ring fed
+ * directly by yields, published when a worker spins (needs the yield path itself to change). */
 static uintptr_t take_own_yielded(weft__worker_t *w) {
-  uintptr_t e = weft__deque_steal(&w->yieldq); /* FIFO: the owner takes the oldest, as thieves do */
-  return e == WEFT__DEQUE_ABORT ? 0 : e;
+  uint32_t left = atomic_load_explicit(&w->yring_left, memory_order_relaxed); /* owner's own */
+  if (left) {
+    atomic_store_explicit(&w->yring_left, left - 1, memory_order_relaxed); /* metrics read it */
+    return w->yring[w->yring_next++];
+  }
+  int n = weft__deque_steal_batch(&w->yieldq, w->yring, WEFT__YRING);
+  if (n <= 0) return 0;
+  w->yring_next = 1;
+  atomic_store_explicit(&w->yring_left, (uint32_t)n - 1, memory_order_relaxed);
+  return w->yring[0];
 }
 
 /* The oldest injected entry; the rest of the batch goes onto w's yield queue: FIFO, checked
@@ -307,7 +349,7 @@ static uintptr_t local_work(weft__worker_t *w) {
 
 static bool any_work_visible(struct weft_runtime *rt) {
   /* seq_cst loads (here and in seen_nonempty): the parker's load side of the wake check. */
-  if (atomic_load_explicit(&rt->inject_len, memory_order_seq_cst) > 0) return true;
+  if (iq_visible(&rt->inject)) return true;
   for (int i = 0; i < rt->nworkers; i++)
     if (weft__deque_seen_nonempty(&rt->workers[i].deque) ||
         weft__deque_seen_nonempty(&rt->workers[i].yieldq) || weft__frames_seen(&rt->workers[i]))

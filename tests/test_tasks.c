@@ -460,3 +460,41 @@ static void *starve_main(void *arg) {
 Test(scheduler, yielders_do_not_starve_others) {
   cr_assert_eq(PINT(run_on(1, starve_main, NULL)), 36);
 }
+
+/* ---- #13: yielded tasks keep their FIFO order through the owner's batches ---- */
+
+/* YIELD_RING_TASKS tasks, injected from this thread, yield in turn on one worker: first until
+ * all of them are queued (the gate), then YIELD_RING_ROUNDS times, logging their index before
+ * each yield. The yield queue is FIFO, taken in batches (lib/worker.c, take_own_yielded), so
+ * the log repeats with period YIELD_RING_TASKS: a batch taken newest-first or out of order
+ * breaks it. More tasks than one batch (WEFT__YRING = 32), so batches and the queue interleave. */
+enum { YIELD_RING_TASKS = 77, YIELD_RING_ROUNDS = 6 };
+static atomic_int ring_gate, ring_pos;
+static int ring_log[YIELD_RING_TASKS * YIELD_RING_ROUNDS];
+static void *ring_yielder(void *arg) {
+  while (!atomic_load(&ring_gate)) weft_yield();
+  for (int r = 0; r < YIELD_RING_ROUNDS; r++) {
+    ring_log[atomic_fetch_add(&ring_pos, 1)] = (int)(intptr_t)arg;
+    weft_yield();
+  }
+  return NULL;
+}
+Test(scheduler, yielders_keep_fifo_order_through_batches) {
+  weft_runtime_t *rt = test_runtime(1);
+  weft_task_t *t[YIELD_RING_TASKS];
+  atomic_store(&ring_gate, 0);
+  atomic_store(&ring_pos, 0);
+  for (int i = 0; i < YIELD_RING_TASKS; i++) OK(weft_runtime_spawn(rt, &t[i], ring_yielder, IPTR(i)));
+  /* Open the gate once every task has started (each injected entry was taken). */
+  weft_metrics_t m = WEFT_METRICS_INIT;
+  do {
+    OK(weft_runtime_metrics(rt, WEFT_METRICS_ALL, &m));
+    sched_yield();
+  } while (m.injected_taken < YIELD_RING_TASKS);
+  atomic_store(&ring_gate, 1);
+  for (int i = 0; i < YIELD_RING_TASKS; i++) OK(weft_join(t[i], NULL));
+  OK(weft_runtime_destroy(rt));
+  cr_assert_eq(atomic_load(&ring_pos), YIELD_RING_TASKS * YIELD_RING_ROUNDS);
+  for (int i = YIELD_RING_TASKS; i < YIELD_RING_TASKS * YIELD_RING_ROUNDS; i++)
+    cr_assert_eq(ring_log[i], ring_log[i - YIELD_RING_TASKS], "entry %d of the yield log", i);
+}

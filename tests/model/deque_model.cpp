@@ -1,6 +1,7 @@
 /*
  * Model check of weft's Chase–Lev deque (lib/deque_impl.h), its completion word and join
- * counter (lib/join_impl.h) and its park/wake hand-off (lib/park_impl.h) with relacy. The
+ * counter (lib/join_impl.h), its park/wake hand-off (lib/park_impl.h) and its inject queue
+ * (lib/inject_impl.h) with relacy. The
  * headers are the very ones the library compiles:
  * here they are instantiated with relacy's atomics, once correctly and once per planted bug
  * (each in its own namespace, with the header's override macros set). Exit status 0 only if
@@ -29,13 +30,27 @@
  * with the task queued. Planted bugs: the producer's check loads acquire, the parker's
  * announcement acq_rel, the empty push release — each is the store-buffering lost wake-up.
  *
+ * Yield queue model (#13): the owner pushes and takes its oldest in batches (steal_batch, one
+ * CAS for up to half) while two thieves steal one at a time; exactly once, payload published.
+ * Planted bugs: the batch claimed by a store (an element taken twice), the push relaxed.
+ *
+ * Inject queue model (lib/inject_impl.h, #13): Vyukov's intrusive MPSC list with a stub and
+ * try-locked consumers. inject_test: two threads push one entry each (one tagged) and drain
+ * once while a third drains twice; afterwards the queue is quiescent (destroy's wait), every
+ * entry was consumed exactly once with its payload, and nothing is visible. inject_park_test:
+ * a producer pushes and checks for sleepers before it links (weft__inject_push) while the
+ * other worker drains, announces itself idle and looks (any_work_visible). Planted bugs: the
+ * link relaxed (payload unsynchronised), pop re-pushing the stub over a half-done push (an
+ * entry lost), a parker that looks only at `in` (lost wake-up after a stub re-push), the
+ * producer's exchange acq_rel (store-buffering lost wake-up).
+ *
  * Not covered: growth (WD_GROW and the acquire load of the array in steal) and
  * peek_newest; and push's acquire load of top (it orders a thief's read of a slot before the
  * owner's reuse of it, a load-buffering pattern that relacy does not model: weakening it to
  * relaxed still passes here).
  *
- * Run time on the 2-vCPU dev VM (one core used): about 6 s, nearly all of it the bounded search
- * of the correct deque. Usage: deque_model [-v] [--random ITERATIONS] [--bound PREEMPTIONS].
+ * Run time on the 2-vCPU dev VM (one core used): about 45 s on a shared machine (2026-12-01),
+ * nearly all of it the bounded searches of the correct deque and the correct inject queue. Usage: deque_model [-v] [--random ITERATIONS] [--bound PREEMPTIONS].
  */
 #include <chrono>
 #include <cstdint>
@@ -152,17 +167,35 @@ namespace v_empty_push_release {
 #undef WD_TAKE_ORDER
 #undef WD_LAST_CAS
 
+/* Bug 15 (#13): the yield queue's batch claimed with a store of top, not a CAS: a thief's
+ * steal and the batch take the same element. */
+#undef WD_BATCH_CAS
+namespace v_batch_store {
+#define WD_BATCH_CAS 0
+#include "deque_impl.h"
+}
+#undef WD_PUSH_BOTTOM_ORDER
+#undef WD_EMPTY_PUSH_ORDER
+#undef WD_TAKE_ORDER
+#undef WD_LAST_CAS
+#undef WD_BATCH_CAS
+
 #define WD_MODEL_OPS(ns)                                                                   \
   struct ops_##ns {                                                                        \
     static int push(model_deque *d, uintptr_t x) { return ns::push(d, x); }                \
     static uintptr_t take(model_deque *d) { return ns::take(d); }                          \
     static uintptr_t steal(model_deque *d) { return ns::steal(d); }                        \
+    static int steal_batch(model_deque *d, uintptr_t *out, int max) {                      \
+      return ns::steal_batch(d, out, max);                                                 \
+    }                                                                                      \
+    static int seen_nonempty(model_deque *d) { return ns::seen_nonempty(d); }              \
   };
 WD_MODEL_OPS(v_correct)
 WD_MODEL_OPS(v_take_relaxed)
 WD_MODEL_OPS(v_take_acq_rel)
 WD_MODEL_OPS(v_no_last_cas)
 WD_MODEL_OPS(v_push_relaxed)
+WD_MODEL_OPS(v_batch_store)
 
 /* ---- The deque test: thread 0 owns the deque, threads 1 and 2 steal -------------------- */
 
@@ -232,6 +265,38 @@ struct deque_test : rl::test_suite<deque_test<Ops, RaceOnly>, 3> {
     if (!RaceOnly)
       for (int i = 0; i < ELEMS; i++) RL_ASSERT(consumed[i]($).load(rl::mo_relaxed) == 1);
   }
+};
+
+/* The yield queue (#13, lib/worker.c's take_own_yielded): thread 0 owns it, pushes and takes
+ * its oldest in batches (steal_batch, never take); threads 1 and 2 steal one at a time. Every
+ * element consumed exactly once, its payload published. */
+template <class Ops>
+struct yieldq_test : rl::test_suite<yieldq_test<Ops>, 3> {
+  deque_test<Ops> d; /* its deque, payloads and exactly-once checks */
+
+  void before() { d.before(); }
+  void batch() {
+    uintptr_t out[CAP];
+    int n = Ops::steal_batch(&d.dq, out, CAP);
+    for (int k = 0; k < n; k++) d.consume(out[k]);
+  }
+  void thread(unsigned id) {
+    if (id == 0) {
+      d.produce(0);
+      d.produce(1);
+      batch();
+      d.produce(2);
+      d.produce(3); /* may find the queue full (capacity 2): then the owner runs it */
+      batch();
+      while (Ops::seen_nonempty(&d.dq)) batch(); /* drain (a lost race returns 0: retry) */
+      return;
+    }
+    for (int k = 0; k < STEAL_TRIES; k++) {
+      uintptr_t x = Ops::steal(&d.dq);
+      if (x > WD_ABORT) d.consume(x);
+    }
+  }
+  void after() { d.after(); }
 };
 
 /* ---- The relacy instances of join_impl.h ----------------------------------------------- */
@@ -790,6 +855,213 @@ struct park_test : rl::test_suite<park_test<Ops>, 2> {
   }
 };
 
+/* ---- The relacy instances of inject_impl.h (the inject queue, with the park hand-off) ---- */
+
+struct model_inode {
+  rl::atomic<uintptr_t> link;
+};
+
+struct model_inject {
+  rl::atomic<uintptr_t> in, out, taking;
+  model_inode stub;
+};
+
+#define IQ_NODE model_inode
+#define IQ_QUEUE model_inject
+#define IQ_LOAD(obj, mo) ((obj)(RL_INFO).load(mo))
+#define IQ_STORE(obj, v, mo) ((obj)(RL_INFO).store((v), (mo)))
+#define IQ_XCHG(obj, v, mo) ((obj)(RL_INFO).exchange((v), (mo)))
+#define IQ_CAS(obj, expected, v, mo) \
+  ((obj)(RL_INFO).compare_exchange_strong((expected), (uintptr_t)(v), (mo), rl::mo_relaxed))
+#define IQ_LINK_LOAD(node, mo) ((node)->link(RL_INFO).load(mo))
+#define IQ_LINK_STORE(node, v, mo) ((node)->link(RL_INFO).store((uintptr_t)(v), (mo)))
+#define IQ_UNTAG(e) ((model_inode *)((e) & ~(uintptr_t)3)) /* tag: bit 1, as the library's */
+#define IQ_RLX rl::mo_relaxed
+#define IQ_ACQ rl::mo_acquire
+#define IQ_REL rl::mo_release
+#define IQ_ACQ_REL rl::mo_acq_rel
+#define IQ_SC rl::mo_seq_cst
+#define IQ_FN(name) name
+
+namespace q_correct {
+#include "inject_impl.h"
+}
+#undef IQ_PUSH_ORDER
+#undef IQ_LINK_ORDER
+#undef IQ_VISIBLE_OUT
+#undef IQ_POP_CHECKS_GAP
+
+/* Bug 11: the link stored relaxed: the consumer reads the entry's payload unsynchronised. */
+namespace q_link_relaxed {
+#define IQ_LINK_ORDER rl::mo_relaxed
+#include "inject_impl.h"
+}
+#undef IQ_PUSH_ORDER
+#undef IQ_LINK_ORDER
+#undef IQ_VISIBLE_OUT
+#undef IQ_POP_CHECKS_GAP
+
+/* Bug 12: pop re-pushes the stub over a producer's half-done push: a second pop during the
+ * same gap pushes the stub while it is still queued (a cycle, an entry lost). */
+namespace q_no_gap_check {
+#define IQ_POP_CHECKS_GAP 0
+#include "inject_impl.h"
+}
+#undef IQ_PUSH_ORDER
+#undef IQ_LINK_ORDER
+#undef IQ_VISIBLE_OUT
+#undef IQ_POP_CHECKS_GAP
+
+/* Bug 13: a parker looks only at `in`: after a consumer re-pushed the stub over a half-done
+ * push, `in` is the stub while that producer's entry is still queued: lost wake-up. */
+namespace q_visible_in_only {
+#define IQ_VISIBLE_OUT 0
+#include "inject_impl.h"
+}
+#undef IQ_PUSH_ORDER
+#undef IQ_LINK_ORDER
+#undef IQ_VISIBLE_OUT
+#undef IQ_POP_CHECKS_GAP
+
+/* Bug 14: the producer's exchange acq_rel, not seq_cst: the store-buffering lost wake-up
+ * (its check and the parker's look both read the old values). */
+namespace q_push_acq_rel {
+#define IQ_PUSH_ORDER rl::mo_acq_rel
+#include "inject_impl.h"
+}
+#undef IQ_PUSH_ORDER
+#undef IQ_LINK_ORDER
+#undef IQ_VISIBLE_OUT
+#undef IQ_POP_CHECKS_GAP
+
+#define IQ_MODEL_OPS(ns)                                                                       \
+  struct ops_##ns {                                                                            \
+    static void init(model_inject *q) { ns::init(q); }                                         \
+    static uintptr_t push_begin(model_inject *q, uintptr_t e) { return ns::push_begin(q, e); } \
+    static void push_link(uintptr_t prev, uintptr_t e) { ns::push_link(prev, e); }             \
+    static bool try_take(model_inject *q) { return ns::try_take(q); }                          \
+    static void untake(model_inject *q) { ns::untake(q); }                                     \
+    static uintptr_t pop(model_inject *q) { return ns::pop(q); }                               \
+    static bool visible(model_inject *q) { return ns::visible(q); }                            \
+    static bool quiescent(model_inject *q) { return ns::quiescent(q); }                        \
+  };
+IQ_MODEL_OPS(q_correct)
+IQ_MODEL_OPS(q_link_relaxed)
+IQ_MODEL_OPS(q_no_gap_check)
+IQ_MODEL_OPS(q_visible_in_only)
+IQ_MODEL_OPS(q_push_acq_rel)
+
+/* Entries of the inject models: node i, tagged on odd i (the tag must survive the trip). */
+enum { INODES = 3 };
+struct inject_nodes {
+  model_inode node[INODES];
+  rl::var<int> payload[INODES]; /* written before the push, read by the consumer */
+  rl::atomic<int> consumed[INODES];
+
+  uintptr_t entry(int i) { return (uintptr_t)&node[i] | (i & 1 ? 2 : 0); }
+  static int value(int i) { return 100 + 7 * i; }
+
+  void reset() {
+    for (int i = 0; i < INODES; i++) consumed[i]($).store(0, rl::mo_relaxed);
+  }
+  void consume(uintptr_t e) {
+    int i = -1;
+    for (int k = 0; k < INODES; k++)
+      if (e == entry(k)) i = k;
+    RL_ASSERT(i >= 0); /* a stub, a lost tag or garbage handed out */
+    RL_ASSERT(payload[i]($) == value(i)); /* a data race if the hand-off lacks sync */
+    int before_count = consumed[i]($).fetch_add(1, rl::mo_relaxed);
+    RL_ASSERT(before_count == 0); /* consumed twice */
+  }
+  template <class Ops>
+  void push(model_inject *q, int i) { /* a producer without the wake check */
+    payload[i]($) = value(i);
+    Ops::push_link(Ops::push_begin(q, entry(i)), entry(i));
+  }
+  template <class Ops>
+  int drain(model_inject *q) { /* under the try-lock, as inject_pop_batch; -1: lock taken */
+    if (!Ops::try_take(q)) return -1;
+    int n = 0;
+    for (uintptr_t e; (e = Ops::pop(q)) != 0; n++) consume(e);
+    Ops::untake(q);
+    return n;
+  }
+};
+
+/* Two threads push one entry each (a third was queued before) and then drain once, while a
+ * consumer drains twice, all under the try-lock. Afterwards (every push linked) the queue is
+ * quiescent, a last drain finds the rest, every entry was consumed exactly once, and the
+ * queue is empty. (Four threads — two producers, two consumers — took the bounded search
+ * 100 s for nothing more found.) */
+template <class Ops>
+struct inject_test : rl::test_suite<inject_test<Ops>, 3> {
+  model_inject q;
+  inject_nodes nodes;
+
+  void before() {
+    nodes.reset();
+    Ops::init(&q);
+    nodes.push<Ops>(&q, 0);
+  }
+  void thread(unsigned id) {
+    if (id < 2) nodes.push<Ops>(&q, 1 + (int)id);
+    for (int k = id < 2 ? 1 : 0; k < 2; k++) nodes.drain<Ops>(&q);
+  }
+  void after() {
+    RL_ASSERT(Ops::quiescent(&q));
+    RL_ASSERT(nodes.drain<Ops>(&q) >= 0);
+    for (int i = 0; i < INODES; i++) RL_ASSERT(nodes.consumed[i]($).load(rl::mo_relaxed) == 1);
+    RL_ASSERT(!Ops::visible(&q));
+  }
+};
+
+/* worker.c's hand-off through the inject queue: one entry is queued; a producer pushes a
+ * second and checks whether to wake a worker before it links (weft__inject_push); the other
+ * worker is spinning: it drains, announces itself idle, looks (any_work_visible) and sleeps
+ * if it sees nothing, else leaves the idle list and tries again (two rounds, then it counts
+ * as still spinning). Property: never asleep, unwoken, with an entry not consumed. */
+template <class Ops>
+struct inject_park_test : rl::test_suite<inject_park_test<Ops>, 2> {
+  model_inject q;
+  inject_nodes nodes;
+  rl::atomic<int> nspinning, nidle, park_word, slept;
+
+  void before() {
+    nodes.reset();
+    Ops::init(&q);
+    nodes.push<Ops>(&q, 0);
+    nspinning($).store(1, rl::mo_relaxed); /* the other worker is spinning */
+    nidle($).store(0, rl::mo_relaxed);
+    park_word($).store(0, rl::mo_relaxed);
+    slept($).store(0, rl::mo_relaxed);
+  }
+  void thread(unsigned id) {
+    if (id == 0) { /* the producer: weft__inject_push */
+      nodes.payload[1]($) = inject_nodes::value(1);
+      uintptr_t prev = Ops::push_begin(&q, nodes.entry(1));
+      if (p_correct::wake_needed(&nspinning, &nidle)) park_word($).store(1, rl::mo_release);
+      Ops::push_link(prev, nodes.entry(1));
+      return;
+    }
+    for (int round = 0; round < 2; round++) {
+      nodes.drain<Ops>(&q);
+      p_correct::announce_idle(&nidle, &nspinning, true);
+      if (!Ops::visible(&q)) {
+        slept($).store(1, rl::mo_relaxed); /* futex_wait: only park_word can end it */
+        return;
+      }
+      nidle($).fetch_sub(1, rl::mo_seq_cst); /* idle_unlist: spinning again */
+      nspinning($).fetch_add(1, rl::mo_seq_cst);
+    }
+  }
+  void after() {
+    bool asleep_unwoken = slept($).load(rl::mo_relaxed) && !park_word($).load(rl::mo_relaxed);
+    bool all_consumed = nodes.consumed[0]($).load(rl::mo_relaxed) == 1 &&
+                        nodes.consumed[1]($).load(rl::mo_relaxed) == 1;
+    RL_ASSERT(!asleep_unwoken || all_consumed); /* queued, and every worker sleeps */
+  }
+};
+
 #include "model_driver.h" /* run_model, check, searches: shared with frame_model.cpp */
 
 } // namespace
@@ -815,6 +1087,9 @@ int main(int argc, char **argv) {
   check<deque_test<ops_v_no_last_cas>>("deque no-last-cas", true);
   check<deque_test<ops_v_push_relaxed>>("deque no-release-push", true);
   check<deque_test<ops_v_push_relaxed, true>>("deque no-release-push (payload race only)", true);
+  check<yieldq_test<ops_v_correct>>("yield queue batches correct", false);
+  check<yieldq_test<ops_v_batch_store>>("yield queue batch-store", true);
+  check<yieldq_test<ops_v_push_relaxed>>("yield queue no-release-push", true);
 
   check<gather_test<ops_j_correct>>("join gather correct", false);
   check<detach_test<ops_j_correct>>("join detach correct", false);
@@ -839,6 +1114,13 @@ int main(int argc, char **argv) {
   check<park_test<park_check_acquire>>("park/wake check-acquire", true);
   check<park_test<park_announce_acq_rel>>("park/wake announce-acq-rel", true);
   check<park_test<park_push_release>>("park/wake empty-push-release", true);
+
+  check<inject_test<ops_q_correct>>("inject queue correct", false);
+  check<inject_park_test<ops_q_correct>>("inject park/wake correct", false);
+  check<inject_test<ops_q_link_relaxed>>("inject queue link-relaxed", true);
+  check<inject_test<ops_q_no_gap_check>>("inject queue no-gap-check", true);
+  check<inject_park_test<ops_q_visible_in_only>>("inject park/wake visible-in-only", true);
+  check<inject_park_test<ops_q_push_acq_rel>>("inject park/wake push-acq-rel", true);
 
   double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%d passed, %d failed (%.2f s)\n", passed, failed, total);

@@ -91,8 +91,33 @@ func gatherEach(n int64, body func(i int64) int64) int64 {
 	return s
 }
 
+// injectAll: 8 goroutines spawn n goroutines in all (each its share), each spawner waits for
+// its own; the sum of the results.
+func injectAll(n int64) int64 {
+	const spawners = 8
+	sums := make([]int64, spawners)
+	var outer sync.WaitGroup
+	outer.Add(spawners)
+	for s := int64(0); s < spawners; s++ {
+		count := n / spawners
+		if s < n%spawners {
+			count++
+		}
+		go func(s, count int64) {
+			defer outer.Done()
+			sums[s] = spawnAll(count)
+		}(s, count)
+	}
+	outer.Wait()
+	var total int64
+	for _, v := range sums {
+		total += v
+	}
+	return total
+}
+
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: go-peer <fib|skynet|spawn|yield|sleep|cancel|gather> <n> [k | -k k] [-w workers]")
+	fmt.Fprintln(os.Stderr, "usage: go-peer <fib|skynet|spawn|yield|sleep|cancel|gather|inject> <n> [k | -k k] [-w workers]")
 	os.Exit(2)
 }
 
@@ -156,6 +181,8 @@ func main() {
 		r = <-ch
 	case "spawn":
 		r = spawnAll(n)
+	case "inject":
+		r = injectAll(n)
 	case "yield":
 		per := n / 1000
 		r = gatherEach(1000, func(int64) int64 {

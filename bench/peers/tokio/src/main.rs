@@ -118,6 +118,29 @@ async fn root(wl: String, n: i64, k: i64) -> i64 {
     }
 }
 
+/// inject: 8 std threads (not workers) spawn n tasks in all through a runtime Handle, then each
+/// awaits its own JoinHandles (Handle::block_on); the sum of the results.
+fn inject(handle: &tokio::runtime::Handle, n: i64) -> i64 {
+    const SPAWNERS: i64 = 8;
+    let threads: Vec<_> = (0..SPAWNERS)
+        .map(|s| {
+            let h = handle.clone();
+            let count = n / SPAWNERS + i64::from(s < n % SPAWNERS);
+            std::thread::spawn(move || {
+                let hs: Vec<_> = (0..count).map(|_| h.spawn(async { 1i64 })).collect();
+                h.block_on(async {
+                    let mut sum = 0;
+                    for j in hs {
+                        sum += j.await.unwrap();
+                    }
+                    sum
+                })
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).sum()
+}
+
 fn peak_rss_kb() -> i64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -131,7 +154,7 @@ fn peak_rss_kb() -> i64 {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: tokio-peer <fib|skynet|spawn|yield|sleep|cancel|gather> <n> [k | -k k] [-w workers]"
+        "usage: tokio-peer <fib|skynet|spawn|yield|sleep|cancel|gather|inject> <n> [k | -k k] [-w workers]"
     );
     std::process::exit(2);
 }
@@ -169,7 +192,7 @@ fn main() {
     if n < 0
         || !matches!(
             wl.as_str(),
-            "fib" | "skynet" | "spawn" | "yield" | "sleep" | "cancel" | "gather"
+            "fib" | "skynet" | "spawn" | "yield" | "sleep" | "cancel" | "gather" | "inject"
         )
     {
         usage();
@@ -181,8 +204,12 @@ fn main() {
         .enable_time()
         .build()
         .expect("tokio runtime");
-    let h = rt.spawn(root(wl.clone(), n, k));
-    let r = rt.block_on(h).unwrap();
+    let r = if wl == "inject" {
+        inject(rt.handle(), n)
+    } else {
+        let h = rt.spawn(root(wl.clone(), n, k));
+        rt.block_on(h).unwrap()
+    };
     let ms = t0.elapsed().as_secs_f64() * 1e3;
     println!(
         "tokio {} n={} r={} ms={:.1} rss_kb={}",
