@@ -78,13 +78,25 @@ static struct weft_task *waiter_self(const char *what) {
 
 /* ---- Mutex -------------------------------------------------------------------------------------- */
 
-#define MUTEX_LOCKED 1u
-#define MUTEX_WAITERS 2u
+/* The state word's protocol (lib/mutex_impl.h, shared with the relacy model). Generated names:
+ * mx_lock_fast, mx_try_lock, mx_take_or_mark, mx_unlock_fast, mx_clear; MX_LOCKED, MX_WAITERS. */
+#define MX_WORD _Atomic uint32_t
+#define MX_LOAD(obj, mo) atomic_load_explicit(&(obj), (mo))
+#define MX_STORE(obj, v, mo) atomic_store_explicit(&(obj), (v), (mo))
+#define MX_FETCH_AND(obj, v, mo) atomic_fetch_and_explicit(&(obj), (v), (mo))
+#define MX_CAS(obj, expected, desired, mos, mof) \
+  atomic_compare_exchange_strong_explicit(&(obj), &(expected), (desired), (mos), (mof))
+#define MX_RLX memory_order_relaxed
+#define MX_ACQ memory_order_acquire
+#define MX_REL memory_order_release
+#define MX_FN(name) mx_##name
+#include "mutex_impl.h"
+
 enum { MUTEX_HANDED = 0, MUTEX_RETRY = 1 }; /* a woken waiter's status */
 enum { MUTEX_SPINS = 128 }; /* picked: about one short critical section on another core */
 
 struct weft_mutex {
-  _Atomic uint32_t state; /* LOCKED | WAITERS */
+  _Atomic uint32_t state; /* MX_LOCKED | MX_WAITERS (mutex_impl.h) */
   weft__spin_t lock;      /* guards q */
   weft__wq_t q;
 };
@@ -105,17 +117,9 @@ void weft_mutex_destroy(weft_mutex_t *m) {
   free(m);
 }
 
-static bool mutex_try(weft_mutex_t *m) {
-  uint32_t s = atomic_load_explicit(&m->state, memory_order_relaxed);
-  /* acquire: the previous holder's critical section (its unlock's release) */
-  return !(s & MUTEX_LOCKED) &&
-         atomic_compare_exchange_strong_explicit(&m->state, &s, s | MUTEX_LOCKED,
-                                                 memory_order_acquire, memory_order_relaxed);
-}
-
 static bool mutex_spin(weft_mutex_t *m) {
   for (int i = 0; i < MUTEX_SPINS; i++) {
-    if (mutex_try(m)) return true;
+    if (mx_try_lock(&m->state)) return true;
     wq_pause();
   }
   return false;
@@ -123,20 +127,7 @@ static bool mutex_spin(weft_mutex_t *m) {
 
 int weft_mutex_trylock(weft_mutex_t *m) {
   if (!m) return WEFT_EINVAL;
-  return mutex_try(m) ? 0 : WEFT_EAGAIN;
-}
-
-/* Under m->lock: takes the lock if it is free, else marks WAITERS (so that the holder's unlock
- * takes the slow path and finds the node we are about to queue). True if we took it. */
-static bool mutex_take_or_mark(weft_mutex_t *m) {
-  uint32_t s = atomic_load_explicit(&m->state, memory_order_relaxed);
-  for (;;) {
-    uint32_t desired = s & MUTEX_LOCKED ? s | MUTEX_WAITERS : s | MUTEX_LOCKED;
-    /* acquire: as mutex_try, when we take it; relaxed marking: the queue's lock orders it */
-    if (atomic_compare_exchange_weak_explicit(&m->state, &s, desired, memory_order_acquire,
-                                              memory_order_relaxed))
-      return !(s & MUTEX_LOCKED);
-  }
+  return mx_try_lock(&m->state) ? 0 : WEFT_EAGAIN;
 }
 
 /* The unlock's slow path, and the hand-on of a woken waiter that gave up: wakes the oldest
@@ -144,19 +135,33 @@ static bool mutex_take_or_mark(weft_mutex_t *m) {
 static void mutex_wake_next(weft_mutex_t *m, bool locked) {
   wq_lock(&m->lock);
   weft__wq_node_t *n = wq_pop(&m->q);
-  uint32_t clear = wq_empty(&m->q) ? MUTEX_WAITERS : 0;
   bool hand = n && n->starving && locked;
-  if (!hand && locked) clear |= MUTEX_LOCKED;
+  uint32_t clear = wq_empty(&m->q) ? MX_WAITERS : 0;
+  if (locked && !hand) clear |= MX_LOCKED;
   if (!n && !locked) clear = 0; /* a giving-up waiter with no one behind it: nothing to do */
-  /* release: our critical section, to the next holder (barger or woken waiter) */
-  if (clear) atomic_fetch_and_explicit(&m->state, ~clear, memory_order_release);
+  mx_clear(&m->state, clear);
   wq_unlock(&m->lock);
   if (n) wq_wake(n->wait, hand ? MUTEX_HANDED : MUTEX_RETRY);
 }
 
+/* A woken waiter that will not compete after all (cancelled, or its deadline passed): passes
+ * the wake-up on, or it is lost. Returns the error. */
+static int mutex_give_up(weft_mutex_t *m, int err) {
+  mutex_wake_next(m, false);
+  return err;
+}
+
+/* After a wake-up to compete (MUTEX_RETRY): 0 to compete again, or the error to give up with. */
+static int mutex_retry_check(struct weft_task *self, uint64_t deadline_ns) {
+  if (self && weft__checkpoint(self)) return WEFT_ECANCELED;
+  if (self && weft__scope_check(self)) return WEFT_ETIMEDOUT;
+  if (deadline_ns != UINT64_MAX && weft_now_ns() >= deadline_ns) return WEFT_ETIMEDOUT;
+  return 0;
+}
+
 /* Queues and waits until the lock is ours, the deadline passes or a cancel arrives. */
 static int mutex_lock_slow(weft_mutex_t *m, uint64_t deadline_ns) {
-  struct weft_task *self = waiter_self("weft_mutex_lock");
+  struct weft_task *self = weft__awaiting_task(weft__worker_self(), "weft_mutex_lock");
   weft__wait_reason(self, WEFT__WAIT_LOCK, (uintptr_t)m);
   uint64_t since = 0;
   bool front = false, starving = false;
@@ -168,7 +173,7 @@ static int mutex_lock_slow(weft_mutex_t *m, uint64_t deadline_ns) {
     wq_node_init(&n, &w, NULL, 0);
     n.starving = starving;
     wq_lock(&m->lock);
-    if (mutex_take_or_mark(m)) {
+    if (mx_take_or_mark(&m->state)) {
       wq_unlock(&m->lock);
       return 0;
     }
@@ -177,16 +182,7 @@ static int mutex_lock_slow(weft_mutex_t *m, uint64_t deadline_ns) {
     int err = weft__wq_wait(self, &m->lock, &m->q, &n, deadline_ns);
     if (err == MUTEX_HANDED) return 0;
     if (err != MUTEX_RETRY) return err; /* timed out or cancelled while queued */
-    if (self && (weft__checkpoint(self) || weft__scope_check(self))) {
-      /* woken to compete, but we give up: pass the wake-up on, or it is lost */
-      mutex_wake_next(m, false);
-      return weft__scope_check(self) ? WEFT_ETIMEDOUT : WEFT_ECANCELED;
-    }
-    if (deadline_ns != UINT64_MAX && weft_now_ns() >= deadline_ns) {
-      if (mutex_try(m)) return 0;
-      mutex_wake_next(m, false);
-      return WEFT_ETIMEDOUT;
-    }
+    if ((err = mutex_retry_check(self, deadline_ns))) return mutex_give_up(m, err);
     front = true; /* a woken waiter that loses goes back to the head (Go's LIFO requeue) */
     starving = weft_now_ns() - since > WEFT_MUTEX_STARVE_NS;
   }
@@ -194,24 +190,15 @@ static int mutex_lock_slow(weft_mutex_t *m, uint64_t deadline_ns) {
 
 int weft_mutex_lock(weft_mutex_t *m, uint64_t deadline_ns) {
   if (!m) return WEFT_EINVAL;
-  uint32_t s = 0;
-  /* acquire: the previous holder's critical section */
-  if (WEFT__LIKELY(atomic_compare_exchange_strong_explicit(&m->state, &s, MUTEX_LOCKED,
-                                                           memory_order_acquire,
-                                                           memory_order_relaxed)))
-    return 0;
+  if (WEFT__LIKELY(mx_lock_fast(&m->state))) return 0;
   return mutex_lock_slow(m, deadline_ns);
 }
 
 int weft_mutex_unlock(weft_mutex_t *m) {
   if (!m) return WEFT_EINVAL;
-  uint32_t s = MUTEX_LOCKED;
-  /* release: our critical section, to the next locker's acquire */
-  if (WEFT__LIKELY(atomic_compare_exchange_strong_explicit(&m->state, &s, 0, memory_order_release,
-                                                           memory_order_relaxed)))
-    return 0;
-  if (!(s & MUTEX_LOCKED))
-    weft__die("weft: weft_mutex_unlock was called on a mutex that is not locked.");
+  int r = mx_unlock_fast(&m->state);
+  if (WEFT__LIKELY(r > 0)) return 0;
+  if (r < 0) weft__die("weft: weft_mutex_unlock was called on a mutex that is not locked.");
   mutex_wake_next(m, true);
   return 0;
 }
@@ -402,7 +389,7 @@ int weft_cond_wait(weft_cond_t *c, weft_mutex_t *m, uint64_t deadline_ns) {
   if (!c || !m) return WEFT_EINVAL;
   struct weft_task *self = waiter_self("weft_cond_wait");
   /* relaxed: a check for misuse; the caller's own lock */
-  if (!(atomic_load_explicit(&m->state, memory_order_relaxed) & MUTEX_LOCKED))
+  if (!(atomic_load_explicit(&m->state, memory_order_relaxed) & MX_LOCKED))
     weft__die("weft: weft_cond_wait was called without its mutex locked.");
   weft__wait_reason(self, WEFT__WAIT_LOCK, (uintptr_t)c);
   weft__wq_wait_t w;
