@@ -46,11 +46,19 @@ int weft__wq_block(struct weft_task *self, weft__wq_wait_t *w, uint64_t deadline
   return weft__await_word_until(self, &w->word, deadline_ns);
 }
 
+enum { SETTLE_SPINS = 64 }; /* picked: the deliverer is a few instructions from the end */
+
 void weft__wq_settle(weft__wq_wait_t *w) {
   /* acquire: the peer's writes (value, status) and its last touch of the word (BUSY's end) */
-  while ((atomic_load_explicit(&w->word, memory_order_acquire) & (WEFT__DONE | WEFT__BUSY)) !=
-         WEFT__DONE)
-    sched_yield(); /* the peer dequeued us and is completing: it never suspends there */
+  /* The peer dequeued us and is completing: it never suspends there, and it schedules a task
+   * waiter only after BUSY ends (wq_wake): a short spin, then yield (it may be preempted). */
+  for (unsigned i = 0; (atomic_load_explicit(&w->word, memory_order_acquire) &
+                        (WEFT__DONE | WEFT__BUSY)) != WEFT__DONE;
+       i++)
+    if (i < SETTLE_SPINS)
+      wq_pause();
+    else
+      sched_yield();
   weft__tsan_acquire(&w->word); /* the hand-off edge (wq_wake) */
 }
 

@@ -38,6 +38,7 @@
 
 #include "internal.h"
 #include "join.h"
+#include "wake.h"
 
 #include <sched.h>
 
@@ -166,11 +167,23 @@ static inline void wq_wake(weft__wq_wait_t *w, int status) {
   w->status = status;
   weft__tsan_release(&w->word); /* the hand-off edge: pairs with wq_settle's acquire */
   uintptr_t s = join_complete(&w->word);
-  weft__waiter_t *waiters = (weft__waiter_t *)(s & ~WEFT__WORD_FLAGS);
-  if (waiters) {
-    weft__wake_waiters(waiters);
+  weft__waiter_t *node = (weft__waiter_t *)(s & ~WEFT__WORD_FLAGS);
+  if (!node) return; /* not waiting yet (or gave up): it finds DONE */
+  weft__join_t *j = node->join;
+  struct weft_task *t = j->task;
+  if (!t || j->any || node->next) { /* a thread (or, never here, several waiters): join.c's way */
+    weft__wake_waiters(node);
     join_finish_waking(&w->word);
+    return;
   }
+  /* A task: join.c's arrival and wake-up (join_event), but with the scheduling after BUSY
+   * ends. The task cannot run before we schedule it (or its own commit does), and its
+   * descriptor outlives the wait; so the futex wake of a parked worker that scheduling may do
+   * is outside the window in which a resumed waiter spins in wq_settle (measured: that window
+   * held the woken task, stolen by the worker the futex woke, for the whole wake-up). */
+  int won = join_count_release(&j->pending) ? wake_wake(&t->state, WK_BY_COMPLETION) : WK_LOST;
+  join_finish_waking(&w->word);
+  if (won == WK_WON_PARKED) weft__schedule(t->rt, (uintptr_t)t | WEFT__ENTRY_RESUME);
 }
 
 /* Wakes a list of dequeued nodes (linked through `next` by whoever dequeued them), after
