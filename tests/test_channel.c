@@ -162,6 +162,48 @@ Test(close, wakes_blocked_senders_with_eclosed_and_keeps_the_buffer) {
   close_blocked(blocked_sender, "sender", 1);
 }
 
+/* ---- The dump names what a task waits on ---- */
+
+static void *dump_receiver(void *arg) {
+  weft_task_set_name(weft_current(), "dump-receiver");
+  void *v;
+  return weft_chan_recv(arg, &v, UINT64_MAX) == WEFT_ECLOSED ? NULL : IPTR(1);
+}
+
+static void *dump_locker(void *arg) {
+  weft_task_set_name(weft_current(), "dump-locker");
+  if (weft_mutex_lock(arg, UINT64_MAX)) return IPTR(1);
+  weft_mutex_unlock(arg);
+  return NULL;
+}
+
+Test(dump, shows_the_channel_and_the_lock_a_task_waits_on) {
+  weft_runtime_t *rt = test_runtime(2);
+  weft_chan_t *c;
+  weft_mutex_t *m;
+  OK(weft_chan_create(&c, 0));
+  OK(weft_mutex_create(&m));
+  OK(weft_mutex_trylock(m));
+  weft_task_t *r, *l;
+  OK(weft_runtime_spawn(rt, &r, dump_receiver, c));
+  OK(weft_runtime_spawn(rt, &l, dump_locker, m));
+  char want[64];
+  snprintf(want, sizeof want, "waiting on a channel (%#lx)", (unsigned long)(uintptr_t)c);
+  await_blocked(rt, "dump-receiver", want);
+  snprintf(want, sizeof want, "waiting for a lock (%#lx)", (unsigned long)(uintptr_t)m);
+  await_blocked(rt, "dump-locker", want);
+  OK(weft_chan_close(c));
+  OK(weft_mutex_unlock(m));
+  void *res;
+  OK(weft_join(r, &res));
+  cr_assert_null(res);
+  OK(weft_join(l, &res));
+  cr_assert_null(res);
+  weft_chan_destroy(c);
+  weft_mutex_destroy(m);
+  OK(weft_runtime_destroy(rt));
+}
+
 /* ---- Plain threads ---- */
 
 typedef struct {
