@@ -410,7 +410,8 @@ WEFT_EXTERN int weft_sleep_until(uint64_t deadline_ns);
  * A call that completes without waiting does not check for a cancel (asyncio's rule). Called
  * from a task, a wait suspends the task and its worker runs others; called from a plain thread
  * (not a worker), it blocks that thread, which is not cancellable; called on a worker thread
- * outside any task, it aborts. Waiters are served first come, first served.
+ * outside any task, it aborts. Waiters queue first come, first served (a mutex's woken waiter
+ * may still lose to a running locker: see weft_mutex_lock).
  *
  * Cancel-safety: a call that fails (deadline, cancel) had no effect — a send did not deliver
  * its value, a recv took nothing, a lock or permit was not taken. A call that succeeded returns
