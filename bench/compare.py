@@ -32,12 +32,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / "bench" / "peers"
 PY = "/usr/bin/python3"  # the system's interpreter: the asyncio figures are Debian's CPython
-ALL_RUNTIMES = ["weft", "tbb", "omp-gcc", "omp-clang", "go", "asyncio", "boost-fiber", "tokio"]
+ALL_RUNTIMES = ["weft", "tbb", "omp-gcc", "omp-clang", "go", "asyncio", "boost-fiber", "tokio",
+                "pthread"]
 DEFAULT_WORKLOADS = ("fib:30 fib-frame:30 skynet:1000000 spawn:1000000 yield:10000000 "
                      "sleep:1000000 gather:10000:10 cancel:1000000@weft,go,tokio "
-                     "inject:1000000@weft,go,tokio")
+                     "inject:1000000@weft,go,tokio"
+                     # synchronisation and channels (issue 11); pthread: the mutex row only
+                     " pingpong:1000000@weft,go,tokio chan:10000000@weft,go,tokio"
+                     " mutex:8000000@weft,go,tokio,pthread")
 QUICK_WORKLOADS = ("fib:20 fib-frame:20 skynet:10000 spawn:10000 yield:100000 sleep:2000 "
-                   "gather:200:3 cancel:2000@weft,go,tokio inject:2000@weft,go,tokio")
+                   "gather:200:3 cancel:2000@weft,go,tokio inject:2000@weft,go,tokio"
+                   " pingpong:10000@weft,go chan:100000@weft,go mutex:80000@weft,go,pthread")
 QUICK_TOKIO_BUILD_S = 120  # Tokio's first build compiles its crates: too slow for a quick check
 WEFT_BENCH_DEFAULT = "build/release/bench/weft-bench"
 
@@ -69,7 +74,7 @@ class Workload:
             return a
         if self.name in ("skynet", "sleep"):
             return self.n * (self.n - 1) // 2
-        if self.name in ("spawn", "yield", "cancel", "inject"):
+        if self.name in ("spawn", "yield", "cancel", "inject", "pingpong", "chan", "mutex"):
             return self.n
         return self.n * self.k  # gather
 
@@ -87,14 +92,17 @@ def parse_workload(spec):
     checks = {
         "fib": (n <= 92, "fib n must be <= 92 (64-bit result)"),
         "fib-frame": (n <= 92, "fib-frame n must be <= 92 (64-bit result)"),
+        "pingpong": (True, ""),
+        "chan": (n % 4 == 0, f"chan n must be a multiple of 4 (4 producers), got {n}"),
+        "mutex": (n % 8 == 0, f"mutex n must be a multiple of 8 (8 tasks), got {n}"),
         "skynet": (re.fullmatch(r"10*", str(n)), f"skynet n must be a power of 10, got {n}"),
         "yield": (n % 1000 == 0, f"yield n must be a multiple of 1000, got {n}"),
         "spawn": (True, ""), "sleep": (True, ""), "cancel": (True, ""), "inject": (True, ""),
         "gather": (k == "" or k.isdigit(), f"bad k in '{spec}'"),
     }
     if name not in checks:
-        raise ValueError(f"unknown workload '{name}' "
-                         "(fib fib-frame skynet spawn yield sleep cancel gather inject)")
+        raise ValueError(f"unknown workload '{name}' (fib fib-frame skynet spawn yield sleep "
+                         "cancel gather inject pingpong chan mutex)")
     ok, why = checks[name]
     if not ok:
         raise ValueError(why)
@@ -139,7 +147,7 @@ def have_pkg(pkg):
 PACKAGES = {
     "weft": [], "tbb": ["libtbb-dev"], "omp-gcc": ["gcc"], "omp-clang": ["clang", "libomp-14-dev"],
     "go": ["golang-go"], "asyncio": ["python3"], "boost-fiber": ["libboost-fiber-dev"],
-    "tokio": ["librust-tokio-dev", "librust-num-cpus-dev"],
+    "tokio": ["librust-tokio-dev", "librust-num-cpus-dev"], "pthread": ["gcc"],
 }
 
 
@@ -189,6 +197,7 @@ class Builder:
         "tbb": ("g++", "tbb.cpp", ["-std=c++17"], ["-ltbb", "-pthread"]),
         "omp-gcc": ("gcc", "omp.c", ["-fopenmp"], []),
         "omp-clang": ("clang", "omp.c", ["-fopenmp"], []),
+        "pthread": ("gcc", "pthread_mutex.c", [], ["-pthread"]),  # the mutex row only
         "boost-fiber": ("g++", "boost_fiber.cpp", ["-std=c++17"],
                         ["-lboost_fiber", "-lboost_context", "-pthread"]),
     }

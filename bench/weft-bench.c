@@ -3,7 +3,7 @@
  *   weft <workload> n=<N> r=<result> ms=<wall ms> rss_kb=<peak RSS KiB>
  * Usage: weft-bench <workload> <n> [-w workers] [-s stack_bytes] [-k k]
  * Workloads: fib fib-frame skynet yield spawn gather sleep cancel inject switch
- * timer-lateness (bench/README.md).
+ * timer-lateness pingpong chan mutex (bench/README.md).
  * Wall time includes starting and stopping the runtime (as the peers' does).
  */
 #include "weft.h"
@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/resource.h>
 
 static long peak_rss_kb(void) {
@@ -254,12 +255,118 @@ static void sw_entry(void *arg) {
   for (;;) weft__context_switch(&sw_other.sp, sw_main.sp);
 }
 
+/* ---- pingpong, chan, mutex: synchronisation and channels (issue 11) ---- */
+/* pingpong: n round trips between two tasks over two unbuffered channels. */
+typedef struct {
+  weft_chan_t *ping, *pong;
+  long n;
+} pingpong_t;
+static void *pong_task(void *arg) {
+  pingpong_t *p = arg;
+  void *v;
+  for (long i = 0; i < p->n; i++) {
+    check(weft_chan_recv(p->ping, &v, UINT64_MAX), "recv");
+    check(weft_chan_send(p->pong, v, UINT64_MAX), "send");
+  }
+  return NULL;
+}
+static void *pingpong_main(void *arg) {
+  pingpong_t *p = arg;
+  weft_task_t *t;
+  check(weft_spawn(&t, pong_task, p), "spawn");
+  long sum = 0;
+  for (long i = 0; i < p->n; i++) {
+    void *v;
+    check(weft_chan_send(p->ping, (void *)(intptr_t)1, UINT64_MAX), "send");
+    check(weft_chan_recv(p->pong, &v, UINT64_MAX), "recv");
+    sum += (long)(intptr_t)v;
+  }
+  weft_join(t, NULL);
+  return (void *)(intptr_t)sum;
+}
+/* chan: 4 producers and 4 consumers move n values through one channel of capacity 1024. */
+enum { CHAN_SIDES = 4, CHAN_CAP = 1024, MUTEX_TASKS = 8 };
+typedef struct {
+  weft_chan_t *c;
+  long per;
+  _Atomic long sum;
+  _Atomic int producers_left;
+} chanbench_t;
+static void *chan_producer(void *arg) {
+  chanbench_t *b = arg;
+  for (long i = 0; i < b->per; i++) check(weft_chan_send(b->c, (void *)(intptr_t)1, UINT64_MAX), "send");
+  if (atomic_fetch_sub(&b->producers_left, 1) == 1) weft_chan_close(b->c);
+  return NULL;
+}
+static void *chan_consumer(void *arg) {
+  chanbench_t *b = arg;
+  long sum = 0;
+  void *v;
+  while (weft_chan_recv(b->c, &v, UINT64_MAX) == 0) sum += (long)(intptr_t)v;
+  atomic_fetch_add(&b->sum, sum);
+  return NULL;
+}
+static void *chan_main(void *arg) {
+  long n = (long)(intptr_t)arg;
+  chanbench_t b = {NULL, n / CHAN_SIDES, 0, CHAN_SIDES};
+  check(weft_chan_create(&b.c, CHAN_CAP), "chan");
+  weft_task_t *t[2 * CHAN_SIDES];
+  for (int i = 0; i < CHAN_SIDES; i++) check(weft_spawn(&t[i], chan_consumer, &b), "spawn");
+  for (int i = 0; i < CHAN_SIDES; i++) check(weft_spawn(&t[CHAN_SIDES + i], chan_producer, &b), "spawn");
+  for (int i = 0; i < 2 * CHAN_SIDES; i++) weft_join(t[i], NULL);
+  weft_chan_destroy(b.c);
+  return (void *)(intptr_t)atomic_load(&b.sum);
+}
+/* mutex: 8 tasks each lock, increment, unlock n/8 times. */
+typedef struct {
+  weft_mutex_t *m;
+  long per, counter;
+} mutexbench_t;
+static void *mutex_task(void *arg) {
+  mutexbench_t *b = arg;
+  for (long i = 0; i < b->per; i++) {
+    weft_mutex_lock(b->m, UINT64_MAX);
+    b->counter++;
+    weft_mutex_unlock(b->m);
+  }
+  return NULL;
+}
+static void *mutex_main(void *arg) {
+  long n = (long)(intptr_t)arg;
+  mutexbench_t b = {NULL, n / MUTEX_TASKS, 0};
+  check(weft_mutex_create(&b.m), "mutex");
+  weft_task_t *t[MUTEX_TASKS];
+  for (int i = 0; i < MUTEX_TASKS; i++) check(weft_spawn(&t[i], mutex_task, &b), "spawn");
+  for (int i = 0; i < MUTEX_TASKS; i++) weft_join(t[i], NULL);
+  weft_mutex_destroy(b.m);
+  return (void *)(intptr_t)b.counter;
+}
+static int sync_workload(const char *work, long n, weft_options_t *opts, int64_t *result) {
+  void *r = NULL;
+  if (!strcmp(work, "pingpong")) {
+    pingpong_t p = {NULL, NULL, n};
+    check(weft_chan_create(&p.ping, 0), "chan");
+    check(weft_chan_create(&p.pong, 0), "chan");
+    check(weft_run(opts, pingpong_main, &p, &r), "run");
+    weft_chan_destroy(p.ping);
+    weft_chan_destroy(p.pong);
+  } else if (!strcmp(work, "chan")) {
+    check(weft_run(opts, chan_main, (void *)(intptr_t)n, &r), "run");
+  } else if (!strcmp(work, "mutex")) {
+    check(weft_run(opts, mutex_main, (void *)(intptr_t)n, &r), "run");
+  } else {
+    return 0;
+  }
+  *result = (int64_t)(intptr_t)r;
+  return 1;
+}
+
 static double ms_since(uint64_t t0) { return (double)(weft_now_ns() - t0) / 1e6; }
 
 int main(int argc, char **argv) {
   if (argc < 3) {
     fprintf(stderr, "usage: %s <fib|fib-frame|skynet|yield|spawn|gather|sleep|cancel|inject|switch|"
-                    "timer-lateness> <n> "
+                    "timer-lateness|pingpong|chan|mutex> <n> "
                     "[-w workers] [-s stack_bytes] [-k k]\n", argv[0]);
     return 2;
   }
@@ -275,7 +382,9 @@ int main(int argc, char **argv) {
   void *r = NULL;
   int64_t result = 0;
   uint64_t t0 = weft_now_ns();
-  if (!strcmp(work, "fib")) {
+  if (sync_workload(work, n, &opts, &result)) {
+    /* pingpong, chan, mutex (issue 11) */
+  } else if (!strcmp(work, "fib")) {
     check(weft_run(&opts, fib, (void *)(intptr_t)n, &r), "run");
     result = (int64_t)(intptr_t)r;
   } else if (!strcmp(work, "fib-frame")) {

@@ -68,7 +68,8 @@ WEFT_EXTERN const char *weft_version_string(void);
   X(EALREADY, -114, "the future was already resolved")                                       \
   X(EPERM, -1, "operation not permitted from this thread")                                   \
   X(ERANGE, -34, "value out of range")                                                      \
-  X(ECANCELED, -125, "the task was cancelled")
+  X(ECANCELED, -125, "the task was cancelled")                                              \
+  X(ECLOSED, -32, "the channel is closed")
 
 typedef enum {
 #define WEFT__ERRNO_ENUM(name, value, text) WEFT_##name = (value),
@@ -501,6 +502,145 @@ WEFT_EXTERN uint64_t weft_now_ns(void);
 WEFT_EXTERN int weft_sleep_ns(uint64_t duration_ns);
 WEFT_EXTERN int weft_sleep_ms(uint64_t duration_ms);
 WEFT_EXTERN int weft_sleep_until(uint64_t deadline_ns);
+
+/* ---- Synchronisation and channels ---------------------------------------------------------- */
+
+/* asyncio's Event, Lock, Semaphore, BoundedSemaphore, Condition and Queue, Go's WaitGroup, chan
+ * and select. Each is an opaque handle from its _create (WEFT_EINVAL for a NULL out pointer,
+ * WEFT_ENOMEM) that its owner frees with its _destroy (NULL does nothing) once no task or thread
+ * waits on it: destroying one that is still awaited aborts. Every function that returns int
+ * answers a NULL handle with WEFT_EINVAL.
+ *
+ * Waiting: every call that can block takes an absolute deadline (CLOCK_MONOTONIC, weft_now_ns;
+ * UINT64_MAX: none) and returns WEFT_ETIMEDOUT once it passes, or WEFT_ECANCELED when the
+ * calling task is cancelled (and WEFT_ETIMEDOUT when its deadline scope passes) while it waits.
+ * A call that completes without waiting does not check for a cancel (asyncio's rule). Called
+ * from a task, a wait suspends the task and its worker runs others; called from a plain thread
+ * (not a worker), it blocks that thread, which is not cancellable; called on a worker thread
+ * outside any task, it aborts. Waiters queue first come, first served (a mutex's woken waiter
+ * may still lose to a running locker: see weft_mutex_lock).
+ *
+ * Cancel-safety: a call that fails (deadline, cancel) had no effect — a send did not deliver
+ * its value, a recv took nothing, a lock or permit was not taken. A call that succeeded returns
+ * 0 even if a cancel arrived after the hand-off; the cancel is then delivered at the task's
+ * next suspension point. */
+typedef struct weft_mutex weft_mutex_t;
+typedef struct weft_sem weft_sem_t;
+typedef struct weft_event weft_event_t;
+typedef struct weft_cond weft_cond_t;
+typedef struct weft_waitgroup weft_waitgroup_t;
+typedef struct weft_chan weft_chan_t;
+typedef struct weft_queue weft_queue_t;
+
+/* asyncio.Lock / Go's sync.Mutex, not reentrant. lock: 0, WEFT_ETIMEDOUT, WEFT_ECANCELED;
+ * trylock: 0 or WEFT_EAGAIN. Uncontended, lock and unlock are one atomic operation each; a
+ * contended lock spins briefly, then waits. A woken waiter competes with running lockers (no
+ * convoy); one that has waited more than WEFT_MUTEX_STARVE_NS is handed the lock directly at
+ * the next unlock (Go's starvation mode), so no waiter starves. Any task or thread may unlock;
+ * unlocking a mutex that is not locked aborts. */
+#define WEFT_MUTEX_STARVE_NS 1000000ull
+WEFT_EXTERN int weft_mutex_create(weft_mutex_t **mutex);
+WEFT_EXTERN void weft_mutex_destroy(weft_mutex_t *mutex);
+WEFT_EXTERN int weft_mutex_lock(weft_mutex_t *mutex, uint64_t deadline_ns);
+WEFT_EXTERN int weft_mutex_trylock(weft_mutex_t *mutex);
+WEFT_EXTERN int weft_mutex_unlock(weft_mutex_t *mutex);
+
+/* asyncio.Semaphore with `value` permits; max > 0 makes it a BoundedSemaphore, whose release
+ * beyond max fails with WEFT_ERANGE (create: WEFT_EINVAL if value > max). A release hands its
+ * permit to the oldest waiter. acquire: 0, WEFT_ETIMEDOUT, WEFT_ECANCELED; try_acquire: 0 or
+ * WEFT_EAGAIN. */
+WEFT_EXTERN int weft_sem_create(weft_sem_t **sem, size_t value, size_t max);
+WEFT_EXTERN void weft_sem_destroy(weft_sem_t *sem);
+WEFT_EXTERN int weft_sem_acquire(weft_sem_t *sem, uint64_t deadline_ns);
+WEFT_EXTERN int weft_sem_try_acquire(weft_sem_t *sem);
+WEFT_EXTERN int weft_sem_release(weft_sem_t *sem);
+WEFT_EXTERN int weft_sem_value(weft_sem_t *sem, size_t *value);
+
+/* asyncio.Event: set wakes every waiter and lets later waits through until clear. is_set: 1 or
+ * 0. wait: 0, WEFT_ETIMEDOUT, WEFT_ECANCELED. */
+WEFT_EXTERN int weft_event_create(weft_event_t **event);
+WEFT_EXTERN void weft_event_destroy(weft_event_t *event);
+WEFT_EXTERN int weft_event_set(weft_event_t *event);
+WEFT_EXTERN int weft_event_clear(weft_event_t *event);
+WEFT_EXTERN int weft_event_is_set(const weft_event_t *event);
+WEFT_EXTERN int weft_event_wait(weft_event_t *event, uint64_t deadline_ns);
+
+/* asyncio.Condition over a weft_mutex_t the caller holds: wait unlocks it, waits for a notify,
+ * and always returns with it locked again (relocking ignores cancellation and deadlines), with
+ * 0 (notified), WEFT_ETIMEDOUT or WEFT_ECANCELED; calling wait without the mutex locked aborts.
+ * Wake-ups may be spurious in effect (another task may change the state first): wait in a loop
+ * that tests the predicate. notify wakes the `count` oldest waiters, notify_all all of them. */
+WEFT_EXTERN int weft_cond_create(weft_cond_t **cond);
+WEFT_EXTERN void weft_cond_destroy(weft_cond_t *cond);
+WEFT_EXTERN int weft_cond_wait(weft_cond_t *cond, weft_mutex_t *mutex, uint64_t deadline_ns);
+WEFT_EXTERN int weft_cond_notify(weft_cond_t *cond, size_t count);
+WEFT_EXTERN int weft_cond_notify_all(weft_cond_t *cond);
+
+/* Go's sync.WaitGroup: add(delta) changes the counter (below zero aborts), done is add(-1), wait
+ * returns once it is zero: 0, WEFT_ETIMEDOUT, WEFT_ECANCELED. */
+WEFT_EXTERN int weft_waitgroup_create(weft_waitgroup_t **group);
+WEFT_EXTERN void weft_waitgroup_destroy(weft_waitgroup_t *group);
+WEFT_EXTERN int weft_waitgroup_add(weft_waitgroup_t *group, long delta);
+WEFT_EXTERN int weft_waitgroup_done(weft_waitgroup_t *group);
+WEFT_EXTERN int weft_waitgroup_wait(weft_waitgroup_t *group, uint64_t deadline_ns);
+
+/* Channels: Go's chan of `void *`, multi-producer multi-consumer, FIFO for values and waiters.
+ * capacity: 0 for a rendezvous (a send waits for a receiver, Go's unbuffered chan), N for a
+ * buffer of N values, WEFT_CHAN_UNBOUNDED for a buffer that grows (send never waits; it fails
+ * with WEFT_ENOMEM when memory runs out).
+ * Ownership: a value is a pointer the channel never dereferences or frees; a successful send
+ * passes it (and whatever it owns) to the receiver that gets it; a failed send leaves it with
+ * the sender. Values still buffered when the channel is destroyed are dropped unseen: drain
+ * them first (try_recv) if they own memory.
+ *   send:  0, WEFT_ECLOSED (closed before or while it waited), WEFT_ETIMEDOUT, WEFT_ECANCELED.
+ *   recv:  0 with *value (value may be NULL), WEFT_ECLOSED once closed and drained,
+ *          WEFT_ETIMEDOUT, WEFT_ECANCELED.
+ *   try_send, try_recv: as send and recv, with WEFT_EAGAIN instead of waiting.
+ *   close: later sends and blocked senders fail with WEFT_ECLOSED; receivers drain what is
+ *          buffered, then get WEFT_ECLOSED. Closing twice returns WEFT_ECLOSED.
+ *   len:   the values buffered now. */
+#define WEFT_CHAN_UNBOUNDED SIZE_MAX
+WEFT_EXTERN int weft_chan_create(weft_chan_t **chan, size_t capacity);
+WEFT_EXTERN void weft_chan_destroy(weft_chan_t *chan);
+WEFT_EXTERN int weft_chan_send(weft_chan_t *chan, void *value, uint64_t deadline_ns);
+WEFT_EXTERN int weft_chan_try_send(weft_chan_t *chan, void *value);
+WEFT_EXTERN int weft_chan_recv(weft_chan_t *chan, void **value, uint64_t deadline_ns);
+WEFT_EXTERN int weft_chan_try_recv(weft_chan_t *chan, void **value);
+WEFT_EXTERN int weft_chan_close(weft_chan_t *chan);
+WEFT_EXTERN int weft_chan_len(weft_chan_t *chan, size_t *len);
+
+/* Go's select over up to 64 send and recv cases: waits until one can proceed, does exactly
+ * that one and stores its index in *index (index may be NULL). A recv case's value receives
+ * the value; a case with a NULL chan never proceeds (Go's nil channel). Returns 0, or
+ * WEFT_ECLOSED with *index naming the case whose channel is closed (a recv case once drained);
+ * WEFT_ETIMEDOUT, WEFT_ECANCELED with no case done; deadline_ns 0: do not wait (WEFT_EAGAIN if
+ * no case is ready: Go's default case). WEFT_EINVAL for n == 0, n > 64 or a bad op. Fair: the
+ * ready cases are polled from a random starting case (Go randomises its order too), so under
+ * contention each ready case is chosen about equally often; waiting, the first case a peer
+ * reaches wins. */
+typedef enum { WEFT_CHAN_SEND = 1, WEFT_CHAN_RECV = 2 } weft_chan_dir_t;
+typedef struct weft_chan_op {
+  weft_chan_t *chan;
+  weft_chan_dir_t op;
+  void *value; /* send: the value to send; recv: the value received */
+} weft_chan_op_t;
+WEFT_EXTERN int weft_chan_select(weft_chan_op_t *ops, size_t n, uint64_t deadline_ns,
+                                 size_t *index);
+
+/* asyncio.Queue: a channel (capacity as weft_chan_create) that also counts unfinished items.
+ * put and get are send and recv (same codes; try_ variants WEFT_EAGAIN); every item put counts
+ * as unfinished until a consumer calls task_done for it (more task_done calls than items
+ * aborts); join waits until none is unfinished: 0, WEFT_ETIMEDOUT, WEFT_ECANCELED. close is the
+ * channel's. */
+WEFT_EXTERN int weft_queue_create(weft_queue_t **queue, size_t capacity);
+WEFT_EXTERN void weft_queue_destroy(weft_queue_t *queue);
+WEFT_EXTERN int weft_queue_put(weft_queue_t *queue, void *value, uint64_t deadline_ns);
+WEFT_EXTERN int weft_queue_try_put(weft_queue_t *queue, void *value);
+WEFT_EXTERN int weft_queue_get(weft_queue_t *queue, void **value, uint64_t deadline_ns);
+WEFT_EXTERN int weft_queue_try_get(weft_queue_t *queue, void **value);
+WEFT_EXTERN int weft_queue_task_done(weft_queue_t *queue);
+WEFT_EXTERN int weft_queue_join(weft_queue_t *queue, uint64_t deadline_ns);
+WEFT_EXTERN int weft_queue_close(weft_queue_t *queue);
 
 /* ---- Typed tasks --------------------------------------------------------------------------- */
 

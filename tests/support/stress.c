@@ -704,11 +704,144 @@ uint64_t stress_shutdown_mid_flight(const stress_config_t *cfg) {
   return (uint64_t)atomic_load(&chaos->ran);
 }
 
+/* ---- 6. Channel chains (issue 11) ---------------------------------------------------------- */
+
+#undef SCENARIO
+#define SCENARIO "channels"
+
+/* Producers (tasks and foreign threads) feed a rendezvous channel; relay tasks move each value
+ * on to a buffered one, through a mutex-guarded counter; sinks (tasks and a foreign thread)
+ * mark each value in a ledger. Sends and receives take short random deadlines that race the
+ * hand-offs (a timed-out send is retried, so no value is lost); every value must arrive exactly
+ * once and the mutex's count must match. */
+enum { CHAIN_PRODUCERS = 3, CHAIN_THREADS = 2, CHAIN_RELAYS = 3, CHAIN_SINKS = 2 };
+
+typedef struct chain {
+  const stress_config_t *cfg;
+  weft_chan_t *first, *second;
+  weft_mutex_t *mutex;
+  long relayed; /* under mutex */
+  long per;     /* values per producer */
+  ledger_t ledger;
+  _Atomic int producers_left, relays_left;
+} chain_t;
+
+typedef struct chain_arg {
+  chain_t *chain;
+  long base;
+  uint64_t seed;
+} chain_arg_t;
+
+/* A deadline 0-50 us ahead, or none. */
+static uint64_t chain_deadline(uint64_t *rs) {
+  uint64_t r = below(rs, 4);
+  return r == 0 ? UINT64_MAX : weft_now_ns() + below(rs, 50000);
+}
+
+static void chain_send(chain_t *c, weft_chan_t *ch, long v, uint64_t *rs) {
+  const stress_config_t *cfg = c->cfg;
+  int err;
+  while ((err = weft_chan_send(ch, (void *)(intptr_t)(v + 1), chain_deadline(rs))) == WEFT_ETIMEDOUT) {}
+  CHECK(err == 0, "send of %ld: %s", v, weft_err_name(err));
+}
+
+/* 0 with *v, or WEFT_ECLOSED once the channel is drained. */
+static int chain_recv(chain_t *c, weft_chan_t *ch, long *v, uint64_t *rs) {
+  const stress_config_t *cfg = c->cfg;
+  void *got;
+  int err;
+  while ((err = weft_chan_recv(ch, &got, chain_deadline(rs))) == WEFT_ETIMEDOUT) {}
+  CHECK(err == 0 || err == WEFT_ECLOSED, "recv: %s", weft_err_name(err));
+  if (!err) *v = (long)(intptr_t)got - 1;
+  return err;
+}
+
+static void *chain_producer(void *arg) {
+  chain_arg_t *a = arg;
+  chain_t *c = a->chain;
+  uint64_t rs = a->seed;
+  for (long i = 0; i < c->per; i++) chain_send(c, c->first, a->base + i, &rs);
+  if (atomic_fetch_sub(&c->producers_left, 1) == 1) weft_chan_close(c->first);
+  return NULL;
+}
+
+static void *chain_relay(void *arg) {
+  chain_arg_t *a = arg;
+  chain_t *c = a->chain;
+  uint64_t rs = a->seed;
+  long v;
+  while (chain_recv(c, c->first, &v, &rs) == 0) {
+    weft_mutex_lock(c->mutex, UINT64_MAX);
+    c->relayed++;
+    weft_mutex_unlock(c->mutex);
+    chain_send(c, c->second, v, &rs);
+  }
+  if (atomic_fetch_sub(&c->relays_left, 1) == 1) weft_chan_close(c->second);
+  return NULL;
+}
+
+static void *chain_sink(void *arg) {
+  chain_arg_t *a = arg;
+  chain_t *c = a->chain;
+  const stress_config_t *cfg = c->cfg;
+  uint64_t rs = a->seed;
+  long v;
+  while (chain_recv(c, c->second, &v, &rs) == 0) {
+    CHECK(v >= 0 && v < c->ledger.n, "value %ld out of range", v);
+    CHECK(ledger_mark(&c->ledger, v), "value %ld delivered twice", v);
+  }
+  return NULL;
+}
+
+uint64_t stress_channels(const stress_config_t *cfg) {
+  weft_runtime_t *rt = make_runtime(SCENARIO, cfg);
+  chain_t c = {.cfg = cfg, .per = SIZE(20000, 1000, cfg->scale)};
+  if (c.per < 1) c.per = 1;
+  long total = (CHAIN_PRODUCERS + CHAIN_THREADS) * c.per;
+  ledger_init(&c.ledger, total);
+  CHECK_OK(weft_chan_create(&c.first, 0));
+  CHECK_OK(weft_chan_create(&c.second, 8));
+  CHECK_OK(weft_mutex_create(&c.mutex));
+  atomic_init(&c.producers_left, CHAIN_PRODUCERS + CHAIN_THREADS);
+  atomic_init(&c.relays_left, CHAIN_RELAYS);
+  enum { TASKS = CHAIN_PRODUCERS + CHAIN_RELAYS + CHAIN_SINKS };
+  chain_arg_t args[TASKS + CHAIN_THREADS + 1];
+  uint64_t rs = cfg->seed;
+  for (int i = 0; i < TASKS + CHAIN_THREADS + 1; i++)
+    args[i] = (chain_arg_t){&c, 0, rnd(&rs)};
+  weft_task_t *t[TASKS];
+  int k = 0;
+  for (int i = 0; i < CHAIN_SINKS; i++, k++) CHECK_OK(weft_runtime_spawn(rt, &t[k], chain_sink, &args[k]));
+  for (int i = 0; i < CHAIN_RELAYS; i++, k++) CHECK_OK(weft_runtime_spawn(rt, &t[k], chain_relay, &args[k]));
+  /* the producers' arguments carry their value ranges */
+  chain_arg_t prod[CHAIN_PRODUCERS + CHAIN_THREADS];
+  for (int i = 0; i < CHAIN_PRODUCERS + CHAIN_THREADS; i++)
+    prod[i] = (chain_arg_t){&c, (long)i * c.per, rnd(&rs)};
+  for (int i = 0; i < CHAIN_PRODUCERS; i++, k++)
+    CHECK_OK(weft_runtime_spawn(rt, &t[k], chain_producer, &prod[i]));
+  pthread_t th[CHAIN_THREADS + 1];
+  for (int i = 0; i < CHAIN_THREADS; i++)
+    CHECK(pthread_create(&th[i], NULL, chain_producer, &prod[CHAIN_PRODUCERS + i]) == 0, "pthread_create");
+  CHECK(pthread_create(&th[CHAIN_THREADS], NULL, chain_sink, &args[TASKS]) == 0, "pthread_create");
+  for (int i = 0; i < TASKS; i++) CHECK_OK(weft_join(t[i], NULL));
+  for (int i = 0; i <= CHAIN_THREADS; i++) pthread_join(th[i], NULL);
+  long bad = ledger_first_bad(&c.ledger, total, false);
+  CHECK(bad < 0, "value %ld arrived %d times", bad, bad < 0 ? 0 : (int)c.ledger.ran[bad]);
+  CHECK(c.relayed == total, "the mutex counted %ld relays of %ld", c.relayed, total);
+  CHECK_OK(weft_runtime_destroy(rt));
+  weft_chan_destroy(c.first);
+  weft_chan_destroy(c.second);
+  weft_mutex_destroy(c.mutex);
+  free(c.ledger.ran);
+  return (uint64_t)total;
+}
+
 const stress_scenario_t stress_scenarios[] = {
     {"foreign_flood", stress_foreign_flood},
     {"gather_trees", stress_gather_trees},
     {"chaos", stress_chaos},
     {"cancel", stress_cancel},
     {"shutdown_mid_flight", stress_shutdown_mid_flight},
+    {"channels", stress_channels}, /* issue 11 */
 };
 const int stress_scenario_count = sizeof stress_scenarios / sizeof *stress_scenarios;

@@ -35,6 +35,10 @@ uint64_t stress_chaos(const stress_config_t *cfg);
 /* The chaos of the above plus foreign spawners, destroyed at a random point mid-flight. */
 uint64_t stress_cancel(const stress_config_t *cfg);
 uint64_t stress_shutdown_mid_flight(const stress_config_t *cfg);
+/* Channel chains (issue 11): producers (tasks and foreign threads) -> rendezvous channel ->
+ * relay tasks (a mutex-guarded count) -> buffered channel -> sinks (tasks and a foreign thread),
+ * with deadlines racing the hand-offs; every value delivered exactly once. */
+uint64_t stress_channels(const stress_config_t *cfg);
 
 extern const stress_scenario_t stress_scenarios[];
 extern const int stress_scenario_count;

@@ -116,8 +116,82 @@ func injectAll(n int64) int64 {
 	return total
 }
 
+// Synchronisation and channels (weft issue 11): pingpong, chan, mutex.
+
+// pingpong: n round trips between two goroutines over two unbuffered channels.
+func pingpong(n int64) int64 {
+	ping, pong := make(chan int64), make(chan int64)
+	go func() {
+		for i := int64(0); i < n; i++ {
+			pong <- <-ping
+		}
+	}()
+	var s int64
+	for i := int64(0); i < n; i++ {
+		ping <- 1
+		s += <-pong
+	}
+	return s
+}
+
+// chanThroughput: 4 producers and 4 consumers move n values through a chan of capacity 1024.
+func chanThroughput(n int64) int64 {
+	c := make(chan int64, 1024)
+	var prod, cons sync.WaitGroup
+	var mu sync.Mutex
+	var total int64
+	per := n / 4
+	for p := 0; p < 4; p++ {
+		prod.Add(1)
+		go func() {
+			defer prod.Done()
+			for i := int64(0); i < per; i++ {
+				c <- 1
+			}
+		}()
+	}
+	for q := 0; q < 4; q++ {
+		cons.Add(1)
+		go func() {
+			defer cons.Done()
+			var s int64
+			for v := range c {
+				s += v
+			}
+			mu.Lock()
+			total += s
+			mu.Unlock()
+		}()
+	}
+	prod.Wait()
+	close(c)
+	cons.Wait()
+	return total
+}
+
+// mutexContended: 8 goroutines each lock, increment, unlock n/8 times.
+func mutexContended(n int64) int64 {
+	var mu sync.Mutex
+	var counter int64
+	var wg sync.WaitGroup
+	per := n / 8
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int64(0); i < per; i++ {
+				mu.Lock()
+				counter++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return counter
+}
+
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: go-peer <fib|skynet|spawn|yield|sleep|cancel|gather|inject> <n> [k | -k k] [-w workers]")
+	fmt.Fprintln(os.Stderr, "usage: go-peer <fib|skynet|spawn|yield|sleep|cancel|gather|inject|pingpong|chan|mutex> <n> [k | -k k] [-w workers]")
 	os.Exit(2)
 }
 
@@ -230,6 +304,12 @@ func main() {
 			}
 			return c
 		})
+	case "pingpong":
+		r = pingpong(n)
+	case "chan":
+		r = chanThroughput(n)
+	case "mutex":
+		r = mutexContended(n)
 	default:
 		usage()
 	}

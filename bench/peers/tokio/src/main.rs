@@ -56,6 +56,82 @@ where
     s
 }
 
+// Synchronisation and channels (weft issue 11): pingpong over two rendezvous-like channels
+// (tokio has no capacity-0 mpsc: capacity 1 is the nearest), 4P/4C through mpsc(1024) (a
+// single consumer: tokio's mpsc is multi-producer single-consumer, so the 4 consumers share
+// the receiver behind a tokio Mutex), and 8 tasks on a contended tokio::sync::Mutex.
+async fn pingpong(n: i64) -> i64 {
+    let (ping_tx, mut ping_rx) = tokio::sync::mpsc::channel::<i64>(1);
+    let (pong_tx, mut pong_rx) = tokio::sync::mpsc::channel::<i64>(1);
+    let h = tokio::spawn(async move {
+        for _ in 0..n {
+            let v = ping_rx.recv().await.unwrap();
+            pong_tx.send(v).await.unwrap();
+        }
+    });
+    let mut s = 0;
+    for _ in 0..n {
+        ping_tx.send(1).await.unwrap();
+        s += pong_rx.recv().await.unwrap();
+    }
+    h.await.unwrap();
+    s
+}
+
+async fn chan_throughput(n: i64) -> i64 {
+    let (tx, rx) = tokio::sync::mpsc::channel::<i64>(1024);
+    let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+    let per = n / 4;
+    let mut hs = Vec::new();
+    for _ in 0..4 {
+        let tx = tx.clone();
+        hs.push(tokio::spawn(async move {
+            for _ in 0..per {
+                tx.send(1).await.unwrap();
+            }
+            0
+        }));
+    }
+    drop(tx);
+    for _ in 0..4 {
+        let rx = rx.clone();
+        hs.push(tokio::spawn(async move {
+            let mut s = 0;
+            loop {
+                let v = rx.lock().await.recv().await;
+                match v {
+                    Some(v) => s += v,
+                    None => return s,
+                }
+            }
+        }));
+    }
+    let mut total = 0;
+    for h in hs {
+        total += h.await.unwrap();
+    }
+    total
+}
+
+async fn mutex_contended(n: i64) -> i64 {
+    let m = std::sync::Arc::new(tokio::sync::Mutex::new(0i64));
+    let per = n / 8;
+    let mut hs = Vec::new();
+    for _ in 0..8 {
+        let m = m.clone();
+        hs.push(tokio::spawn(async move {
+            for _ in 0..per {
+                *m.lock().await += 1;
+            }
+        }));
+    }
+    for h in hs {
+        h.await.unwrap();
+    }
+    let v = *m.lock().await;
+    v
+}
+
 async fn root(wl: String, n: i64, k: i64) -> i64 {
     match wl.as_str() {
         "fib" => fib(n).await,
@@ -114,6 +190,9 @@ async fn root(wl: String, n: i64, k: i64) -> i64 {
             })
             .await
         }
+        "pingpong" => pingpong(n).await,
+        "chan" => chan_throughput(n).await,
+        "mutex" => mutex_contended(n).await,
         _ => unreachable!(),
     }
 }
@@ -154,7 +233,7 @@ fn peak_rss_kb() -> i64 {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: tokio-peer <fib|skynet|spawn|yield|sleep|cancel|gather|inject> <n> [k | -k k] [-w workers]"
+        "usage: tokio-peer <fib|skynet|spawn|yield|sleep|cancel|gather|inject|pingpong|chan|mutex> <n> [k | -k k] [-w workers]"
     );
     std::process::exit(2);
 }
@@ -193,6 +272,7 @@ fn main() {
         || !matches!(
             wl.as_str(),
             "fib" | "skynet" | "spawn" | "yield" | "sleep" | "cancel" | "gather" | "inject"
+                | "pingpong" | "chan" | "mutex"
         )
     {
         usage();

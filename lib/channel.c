@@ -1,0 +1,395 @@
+/*
+ * Channels (Go's chan, Tokio's mpsc, asyncio.Queue) and select, on the waiter queue of
+ * lib/waitq.h; and weft_queue_t, asyncio.Queue's join/task_done on top of a channel.
+ *
+ * A channel is a ring of `void *` values (capacity fixed, 0 for a rendezvous, or growing for
+ * an unbounded one), a queue of blocked senders and one of blocked receivers, a closed flag,
+ * all under one short spinlock (Go locks each chan the same way). Values and waiters are FIFO.
+ * A send that finds a blocked receiver hands it the value directly (no ring slot, one
+ * wake-up); a recv that takes from a full ring refills the slot from the oldest blocked
+ * sender, so senders' values keep their order. Invariant: receivers wait only while the ring
+ * is empty, senders only while it is full (or, with capacity 0, while no receiver waits).
+ *
+ * Close: later sends fail with WEFT_ECLOSED at once, and so do blocked senders (their values
+ * stay theirs); receivers take what is buffered and then get WEFT_ECLOSED.
+ *
+ * Select: lock every case's channel in address order (Go's sellock: no two selects can
+ * deadlock), poll the cases starting at a random one and going round (so each ready case is
+ * equally likely: fair under contention, as Go's select; a rotation, not Go's full
+ * permutation), and if none is ready queue one node per case sharing one claim word (see
+ * waitq.h), unlock, wait, relock and unlink what is left.
+ */
+#include "internal.h"
+#include "join.h"
+#include "waitq.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct weft_chan {
+  weft__spin_t lock; /* guards everything below */
+  bool closed;
+  size_t cap;   /* values the ring may hold; WEFT_CHAN_UNBOUNDED: no limit */
+  size_t ring;  /* slots allocated */
+  size_t head;  /* oldest value */
+  size_t len;   /* values held */
+  void **buf;
+  weft__wq_t sendq, recvq;
+};
+
+enum { CHAN_RING_MIN = 16 }; /* picked: an unbounded channel's first ring */
+
+int weft_chan_create(weft_chan_t **out, size_t capacity) {
+  if (!out) return WEFT_EINVAL;
+  weft_chan_t *c = calloc(1, sizeof *c);
+  if (!c) return WEFT_ENOMEM;
+  c->cap = capacity;
+  c->ring = capacity == WEFT_CHAN_UNBOUNDED ? CHAN_RING_MIN : capacity;
+  if (c->ring && !(c->buf = malloc(c->ring * sizeof *c->buf))) {
+    free(c);
+    return WEFT_ENOMEM;
+  }
+  *out = c;
+  return 0;
+}
+
+void weft_chan_destroy(weft_chan_t *c) {
+  if (!c) return;
+  if (!wq_empty(&c->sendq) || !wq_empty(&c->recvq))
+    weft__die("weft: weft_chan_destroy was called on a channel that tasks or threads still "
+              "send to or receive from.");
+  free(c->buf);
+  free(c);
+}
+
+/* ---- The ring (under the lock) ------------------------------------------------------------------- */
+
+static void **ring_slot(weft_chan_t *c, size_t i) { return &c->buf[(c->head + i) % c->ring]; }
+
+static bool ring_full(const weft_chan_t *c) {
+  return c->cap != WEFT_CHAN_UNBOUNDED && c->len >= c->cap;
+}
+
+/* An unbounded channel's ring doubles when full; false if memory ran out. */
+static bool ring_grow(weft_chan_t *c) {
+  if (c->len < c->ring) return true;
+  if (c->ring > SIZE_MAX / 2 / sizeof *c->buf) return false;
+  void **bigger = malloc(2 * c->ring * sizeof *bigger);
+  if (!bigger) return false;
+  for (size_t i = 0; i < c->len; i++) bigger[i] = *ring_slot(c, i);
+  free(c->buf);
+  c->buf = bigger;
+  c->head = 0;
+  c->ring *= 2;
+  return true;
+}
+
+static void ring_put(weft_chan_t *c, void *v) {
+  *ring_slot(c, c->len) = v;
+  c->len++;
+}
+
+static void *ring_take(weft_chan_t *c) {
+  void *v = *ring_slot(c, 0);
+  c->head = (c->head + 1) % c->ring;
+  c->len--;
+  return v;
+}
+
+/* ---- One operation, under the lock ----------------------------------------------------------------- */
+
+/* The outcome of trying one operation without waiting. `wake`: a peer dequeued to complete
+ * after unlocking (with status 0). */
+typedef struct {
+  int err; /* 0 done; WEFT_ECLOSED; WEFT_EAGAIN would block; WEFT_ENOMEM */
+  weft__wq_node_t *wake;
+} chan_try_t;
+
+static chan_try_t try_send_locked(weft_chan_t *c, void *v) {
+  chan_try_t t = {0, NULL};
+  if (c->closed) {
+    t.err = WEFT_ECLOSED;
+  } else if ((t.wake = wq_pop(&c->recvq))) {
+    t.wake->value = v; /* the ring is empty (receivers wait only then): hand it over */
+  } else if (ring_full(c)) {
+    t.err = WEFT_EAGAIN;
+  } else if (c->cap == WEFT_CHAN_UNBOUNDED && !ring_grow(c)) {
+    t.err = WEFT_ENOMEM;
+  } else {
+    ring_put(c, v);
+  }
+  return t;
+}
+
+static chan_try_t try_recv_locked(weft_chan_t *c, void **v) {
+  chan_try_t t = {0, NULL};
+  if (c->len) {
+    *v = ring_take(c);
+    if ((t.wake = wq_pop(&c->sendq))) ring_put(c, t.wake->value); /* refill: keeps FIFO */
+  } else if ((t.wake = wq_pop(&c->sendq))) {
+    *v = t.wake->value; /* a rendezvous */
+  } else {
+    t.err = c->closed ? WEFT_ECLOSED : WEFT_EAGAIN;
+  }
+  return t;
+}
+
+/* ---- Send and receive ------------------------------------------------------------------------------- */
+
+static int chan_block(weft_chan_t *c, weft__wq_t *q, weft__wq_node_t *n, uint64_t deadline_ns,
+                      const char *what) {
+  struct weft_task *self = weft__awaiting_task(weft__worker_self(), what);
+  weft__wait_reason(self, WEFT__WAIT_CHANNEL, (uintptr_t)c);
+  wq_push(q, n, false);
+  return weft__wq_wait(self, &c->lock, q, n, deadline_ns);
+}
+
+static int chan_send(weft_chan_t *c, void *v, uint64_t deadline_ns, bool wait) {
+  if (!c) return WEFT_EINVAL;
+  wq_lock(&c->lock);
+  chan_try_t t = try_send_locked(c, v);
+  if (t.err != WEFT_EAGAIN || !wait) {
+    wq_unlock(&c->lock);
+    if (t.wake) wq_wake(t.wake->wait, 0);
+    return t.err;
+  }
+  weft__wq_wait_t w;
+  weft__wq_node_t n;
+  wq_wait_init(&w, false);
+  wq_node_init(&n, &w, v, 0);
+  return chan_block(c, &c->sendq, &n, deadline_ns, "weft_chan_send");
+}
+
+static int chan_recv(weft_chan_t *c, void **v, uint64_t deadline_ns, bool wait) {
+  if (!c) return WEFT_EINVAL;
+  void *got = NULL;
+  wq_lock(&c->lock);
+  chan_try_t t = try_recv_locked(c, &got);
+  if (t.err != WEFT_EAGAIN || !wait) {
+    wq_unlock(&c->lock);
+    if (t.wake) wq_wake(t.wake->wait, 0);
+    if (!t.err && v) *v = got;
+    return t.err;
+  }
+  weft__wq_wait_t w;
+  weft__wq_node_t n;
+  wq_wait_init(&w, false);
+  wq_node_init(&n, &w, NULL, 0);
+  int err = chan_block(c, &c->recvq, &n, deadline_ns, "weft_chan_recv");
+  if (!err && v) *v = n.value;
+  return err;
+}
+
+int weft_chan_send(weft_chan_t *c, void *value, uint64_t deadline_ns) {
+  return chan_send(c, value, deadline_ns, true);
+}
+
+int weft_chan_try_send(weft_chan_t *c, void *value) { return chan_send(c, value, 0, false); }
+
+int weft_chan_recv(weft_chan_t *c, void **value, uint64_t deadline_ns) {
+  return chan_recv(c, value, deadline_ns, true);
+}
+
+int weft_chan_try_recv(weft_chan_t *c, void **value) { return chan_recv(c, value, 0, false); }
+
+int weft_chan_close(weft_chan_t *c) {
+  if (!c) return WEFT_EINVAL;
+  wq_lock(&c->lock);
+  if (c->closed) {
+    wq_unlock(&c->lock);
+    return WEFT_ECLOSED;
+  }
+  c->closed = true;
+  weft__wq_node_t *list = NULL, *n;
+  /* Receivers wait only on an empty ring: they all get "closed". Senders' values stay theirs. */
+  while ((n = wq_pop(&c->recvq)) || (n = wq_pop(&c->sendq))) {
+    n->next = list; /* dequeued: its links are ours */
+    list = n;
+  }
+  wq_unlock(&c->lock);
+  wq_wake_list(list, WEFT_ECLOSED);
+  return 0;
+}
+
+int weft_chan_len(weft_chan_t *c, size_t *len) {
+  if (!c || !len) return WEFT_EINVAL;
+  wq_lock(&c->lock);
+  *len = c->len;
+  wq_unlock(&c->lock);
+  return 0;
+}
+
+/* ---- Select ----------------------------------------------------------------------------------------- */
+
+enum { SELECT_MAX = 64 }; /* cases per select: nodes live on the caller's stack */
+
+/* xorshift32 per thread: the polling order's start (a task may move threads: any state will do). */
+static _Thread_local uint32_t select_rng = 0x9e3779b9u;
+
+static uint32_t select_random(void) {
+  uint32_t x = select_rng;
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  return select_rng = x;
+}
+
+/* The cases' distinct channels in address order (Go's lockorder): every select locks them in
+ * the same order. Insertion sort: n is small. Returns how many. */
+static size_t lock_order(const weft_chan_op_t *ops, size_t n, weft_chan_t **order) {
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    weft_chan_t *c = ops[i].chan;
+    if (!c) continue;
+    size_t j = k;
+    while (j > 0 && (uintptr_t)order[j - 1] > (uintptr_t)c) j--;
+    if (j > 0 && order[j - 1] == c) continue; /* the same channel twice */
+    memmove(&order[j + 1], &order[j], (k - j) * sizeof *order);
+    order[j] = c;
+    k++;
+  }
+  return k;
+}
+
+static void lock_all(weft_chan_t **order, size_t k) {
+  for (size_t i = 0; i < k; i++) wq_lock(&order[i]->lock);
+}
+
+static void unlock_all(weft_chan_t **order, size_t k) {
+  for (size_t i = k; i > 0; i--) wq_unlock(&order[i - 1]->lock);
+}
+
+static int select_checked(const weft_chan_op_t *ops, size_t n) {
+  if (!ops || n == 0 || n > SELECT_MAX) return WEFT_EINVAL;
+  for (size_t i = 0; i < n; i++)
+    if (ops[i].op != WEFT_CHAN_SEND && ops[i].op != WEFT_CHAN_RECV) return WEFT_EINVAL;
+  return 0;
+}
+
+/* Under every lock: tries the cases from a random start, going round; the first that does not
+ * block is done (its peer, if any, in *wake) and its index returned; -1 if all would block. */
+static int select_poll(weft_chan_op_t *ops, size_t n, chan_try_t *t) {
+  size_t start = select_random() % n;
+  for (size_t k = 0; k < n; k++) {
+    size_t i = (start + k) % n;
+    if (!ops[i].chan) continue; /* a NULL channel never becomes ready (Go's nil chan) */
+    *t = ops[i].op == WEFT_CHAN_SEND ? try_send_locked(ops[i].chan, ops[i].value)
+                                     : try_recv_locked(ops[i].chan, &ops[i].value);
+    if (t->err != WEFT_EAGAIN) return (int)i;
+  }
+  return -1;
+}
+
+/* Queues one node per case, waits, and takes back the nodes no peer took. */
+static int select_wait(struct weft_task *self, weft_chan_op_t *ops, size_t n,
+                       weft_chan_t **order, size_t k, uint64_t deadline_ns, size_t *index) {
+  weft__wq_wait_t w;
+  weft__wq_node_t nodes[SELECT_MAX];
+  wq_wait_init(&w, true);
+  for (size_t i = 0; i < n; i++) {
+    wq_node_init(&nodes[i], &w, ops[i].value, (int)i);
+    if (!ops[i].chan) continue;
+    wq_push(ops[i].op == WEFT_CHAN_SEND ? &ops[i].chan->sendq : &ops[i].chan->recvq, &nodes[i],
+            false);
+  }
+  uint32_t before = weft__wq_state(self);
+  unlock_all(order, k);
+  int err = weft__wq_block(self, &w, deadline_ns);
+  lock_all(order, k);
+  for (size_t i = 0; i < n; i++)
+    if (nodes[i].queued)
+      wq_unlink(ops[i].op == WEFT_CHAN_SEND ? &ops[i].chan->sendq : &ops[i].chan->recvq,
+                &nodes[i]);
+  unlock_all(order, k);
+  /* relaxed: claims are made under the cases' locks, which we took after them */
+  int won = atomic_load_explicit(&w.claim, memory_order_relaxed);
+  if (won == WQ_UNCLAIMED) return err; /* no peer took a node, and none can now */
+  if (err) weft__wq_undeliver(self, before); /* the hand-off won the race */
+  weft__wq_settle(&w);
+  *index = (size_t)won;
+  if (ops[won].op == WEFT_CHAN_RECV) ops[won].value = nodes[won].value;
+  return w.status;
+}
+
+int weft_chan_select(weft_chan_op_t *ops, size_t n, uint64_t deadline_ns, size_t *index) {
+  int err = select_checked(ops, n);
+  if (err) return err;
+  size_t ignored;
+  if (!index) index = &ignored;
+  weft_chan_t *order[SELECT_MAX];
+  size_t k = lock_order(ops, n, order);
+  lock_all(order, k);
+  chan_try_t t;
+  int ready = select_poll(ops, n, &t);
+  if (ready >= 0 || deadline_ns == 0) {
+    unlock_all(order, k);
+    if (ready < 0) return WEFT_EAGAIN;
+    if (t.wake) wq_wake(t.wake->wait, 0);
+    *index = (size_t)ready;
+    return t.err;
+  }
+  struct weft_task *self = weft__awaiting_task(weft__worker_self(), "weft_chan_select");
+  weft__wait_reason(self, WEFT__WAIT_CHANNEL, k ? (uintptr_t)order[0] : 0);
+  return select_wait(self, ops, n, order, k, deadline_ns, index);
+}
+
+/* ---- Queue: asyncio.Queue's join and task_done ------------------------------------------------------- */
+
+struct weft_queue {
+  weft_chan_t *chan;
+  weft_waitgroup_t *unfinished; /* items put and not yet marked done */
+};
+
+int weft_queue_create(weft_queue_t **out, size_t capacity) {
+  if (!out) return WEFT_EINVAL;
+  weft_queue_t *q = calloc(1, sizeof *q);
+  if (!q) return WEFT_ENOMEM;
+  int err = weft_chan_create(&q->chan, capacity);
+  if (!err) err = weft_waitgroup_create(&q->unfinished);
+  if (err) {
+    weft_chan_destroy(q->chan);
+    free(q);
+    return err;
+  }
+  *out = q;
+  return 0;
+}
+
+void weft_queue_destroy(weft_queue_t *q) {
+  if (!q) return;
+  weft_chan_destroy(q->chan);
+  weft_waitgroup_destroy(q->unfinished);
+  free(q);
+}
+
+static int queue_put(weft_queue_t *q, void *v, uint64_t deadline_ns, bool wait) {
+  if (!q) return WEFT_EINVAL;
+  weft_waitgroup_add(q->unfinished, 1); /* before the item is visible: join cannot miss it */
+  int err = chan_send(q->chan, v, deadline_ns, wait);
+  if (err) weft_waitgroup_add(q->unfinished, -1);
+  return err;
+}
+
+int weft_queue_put(weft_queue_t *q, void *value, uint64_t deadline_ns) {
+  return queue_put(q, value, deadline_ns, true);
+}
+
+int weft_queue_try_put(weft_queue_t *q, void *value) { return queue_put(q, value, 0, false); }
+
+int weft_queue_get(weft_queue_t *q, void **value, uint64_t deadline_ns) {
+  return q ? chan_recv(q->chan, value, deadline_ns, true) : WEFT_EINVAL;
+}
+
+int weft_queue_try_get(weft_queue_t *q, void **value) {
+  return q ? chan_recv(q->chan, value, 0, false) : WEFT_EINVAL;
+}
+
+int weft_queue_task_done(weft_queue_t *q) {
+  return q ? weft_waitgroup_add(q->unfinished, -1) : WEFT_EINVAL;
+}
+
+int weft_queue_join(weft_queue_t *q, uint64_t deadline_ns) {
+  return q ? weft_waitgroup_wait(q->unfinished, deadline_ns) : WEFT_EINVAL;
+}
+
+int weft_queue_close(weft_queue_t *q) { return q ? weft_chan_close(q->chan) : WEFT_EINVAL; }

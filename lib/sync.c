@@ -1,0 +1,490 @@
+/*
+ * Synchronisation between tasks (and plain threads): asyncio's Event, Lock, Semaphore,
+ * BoundedSemaphore and Condition, and Go's WaitGroup, on the waiter queue of lib/waitq.h. A
+ * blocked task suspends (its worker runs other tasks); a blocked plain thread blocks.
+ *
+ * The mutex. One word: LOCKED and WAITERS. Uncontended, lock is one CAS (0 -> LOCKED) and
+ * unlock one CAS (LOCKED -> 0). A locker that finds it held spins briefly (the holder is
+ * likely running on another worker: a critical section is short), then queues. The unlock
+ * that sees WAITERS takes the slow path: it dequeues the oldest waiter and, like Go's
+ * sync.Mutex in normal mode, releases the lock and wakes that waiter to compete for it (a
+ * running task may barge in first: no lock convoy, where every unlock would wait for a
+ * sleeping task to be scheduled). A woken waiter that loses requeues at the front. Starvation:
+ * a waiter that has waited more than WEFT_MUTEX_STARVE_NS (1 ms, Go's figure) since it first
+ * queued marks itself starving; an unlock that finds a starving waiter at the head hands the
+ * lock over directly (LOCKED is never cleared, so no one can barge). Rejected: strict FIFO
+ * hand-off on every contended unlock (fair, but each unlock then waits for a context switch:
+ * throughput collapses to one critical section per wake-up), and an owner field (tasks move
+ * between threads, and Go and asyncio allow unlock from another task).
+ *
+ * Semaphore, event, condition and wait group are a counter or flag beside a waiter queue, all
+ * under the queue's spinlock; releases hand the permit straight to the oldest waiter (FIFO, so
+ * a stream of try_acquires cannot starve a waiter).
+ */
+#include "internal.h"
+#include "join.h"
+#include "waitq.h"
+#include "wake.h"
+
+#include <stdlib.h>
+
+/* ---- The waiter's side (waitq.h) -------------------------------------------------------------- */
+
+uint32_t weft__wq_state(struct weft_task *self) {
+  /* relaxed: the task's own bits */
+  return self ? atomic_load_explicit(&self->state, memory_order_relaxed) : 0;
+}
+
+void weft__wq_undeliver(struct weft_task *self, uint32_t state_before) {
+  if (!self || (state_before & WK_CANCEL_DELIVERED)) return;
+  /* relaxed: only the owner writes DELIVERED; REQUESTED stays, so the next suspension point
+   * still delivers the cancel */
+  atomic_fetch_and_explicit(&self->state, ~WK_CANCEL_DELIVERED, memory_order_relaxed);
+}
+
+int weft__wq_block(struct weft_task *self, weft__wq_wait_t *w, uint64_t deadline_ns) {
+  return weft__await_word_until(self, &w->word, deadline_ns);
+}
+
+enum { SETTLE_SPINS = 64 }; /* picked: the deliverer is a few instructions from the end */
+
+void weft__wq_settle(weft__wq_wait_t *w) {
+  /* acquire: the peer's writes (value, status) and its last touch of the word (BUSY's end) */
+  /* The peer dequeued us and is completing: it never suspends there, and it schedules a task
+   * waiter only after BUSY ends (wq_wake): a short spin, then yield (it may be preempted). */
+  for (unsigned i = 0; (atomic_load_explicit(&w->word, memory_order_acquire) &
+                        (WEFT__DONE | WEFT__BUSY)) != WEFT__DONE;
+       i++)
+    if (i < SETTLE_SPINS)
+      wq_pause();
+    else
+      sched_yield();
+  weft__tsan_acquire(&w->word); /* the hand-off edge (wq_wake) */
+}
+
+int weft__wq_wait(struct weft_task *self, weft__spin_t *lock, weft__wq_t *q, weft__wq_node_t *n,
+                  uint64_t deadline_ns) {
+  uint32_t before = weft__wq_state(self);
+  wq_unlock(lock);
+  int err = weft__wq_block(self, n->wait, deadline_ns);
+  if (err) {
+    wq_lock(lock);
+    bool queued = n->queued;
+    if (queued) wq_unlink(q, n);
+    wq_unlock(lock);
+    if (queued) return err; /* nothing was handed over */
+    weft__wq_undeliver(self, before); /* the hand-off won: report it, keep the cancel pending */
+  }
+  weft__wq_settle(n->wait);
+  return n->wait->status;
+}
+
+/* The calling task (NULL on a plain thread); aborts on a worker outside any task. */
+static struct weft_task *waiter_self(const char *what) {
+  return weft__awaiting_task(weft__worker_self(), what);
+}
+
+/* ---- Mutex -------------------------------------------------------------------------------------- */
+
+/* The state word's protocol (lib/mutex_impl.h, shared with the relacy model). Generated names:
+ * mx_lock_fast, mx_try_lock, mx_take_or_mark, mx_unlock_fast, mx_clear; MX_LOCKED, MX_WAITERS. */
+#define MX_WORD _Atomic uint32_t
+#define MX_LOAD(obj, mo) atomic_load_explicit(&(obj), (mo))
+#define MX_STORE(obj, v, mo) atomic_store_explicit(&(obj), (v), (mo))
+#define MX_FETCH_AND(obj, v, mo) atomic_fetch_and_explicit(&(obj), (v), (mo))
+#define MX_CAS(obj, expected, desired, mos, mof) \
+  atomic_compare_exchange_strong_explicit(&(obj), &(expected), (desired), (mos), (mof))
+#define MX_RLX memory_order_relaxed
+#define MX_ACQ memory_order_acquire
+#define MX_REL memory_order_release
+#define MX_FN(name) mx_##name
+#include "mutex_impl.h"
+
+enum { MUTEX_HANDED = 0, MUTEX_RETRY = 1 }; /* a woken waiter's status */
+enum { MUTEX_SPINS = 128 }; /* picked: about one short critical section on another core */
+
+struct weft_mutex {
+  _Atomic uint32_t state; /* MX_LOCKED | MX_WAITERS (mutex_impl.h) */
+  weft__spin_t lock;      /* guards q */
+  weft__wq_t q;
+};
+
+int weft_mutex_create(weft_mutex_t **out) {
+  if (!out) return WEFT_EINVAL;
+  weft_mutex_t *m = calloc(1, sizeof *m);
+  if (!m) return WEFT_ENOMEM;
+  *out = m;
+  return 0;
+}
+
+void weft_mutex_destroy(weft_mutex_t *m) {
+  if (!m) return;
+  /* relaxed: the destroyer owns m; a destroy racing a lock is the caller's bug */
+  if (atomic_load_explicit(&m->state, memory_order_relaxed))
+    weft__die("weft: weft_mutex_destroy was called on a mutex that is locked or awaited.");
+  free(m);
+}
+
+static bool mutex_spin(weft_mutex_t *m) {
+  for (int i = 0; i < MUTEX_SPINS; i++) {
+    if (mx_try_lock(&m->state)) return true;
+    wq_pause();
+  }
+  return false;
+}
+
+int weft_mutex_trylock(weft_mutex_t *m) {
+  if (!m) return WEFT_EINVAL;
+  return mx_try_lock(&m->state) ? 0 : WEFT_EAGAIN;
+}
+
+/* The unlock's slow path, and the hand-on of a woken waiter that gave up: wakes the oldest
+ * waiter — with the lock (a starving one), or to compete for it. locked: we hold the lock. */
+static void mutex_wake_next(weft_mutex_t *m, bool locked) {
+  wq_lock(&m->lock);
+  weft__wq_node_t *n = wq_pop(&m->q);
+  bool hand = n && n->starving && locked;
+  uint32_t clear = wq_empty(&m->q) ? MX_WAITERS : 0;
+  if (locked && !hand) clear |= MX_LOCKED;
+  if (!n && !locked) clear = 0; /* a giving-up waiter with no one behind it: nothing to do */
+  mx_clear(&m->state, clear);
+  wq_unlock(&m->lock);
+  if (n) wq_wake(n->wait, hand ? MUTEX_HANDED : MUTEX_RETRY);
+}
+
+/* A woken waiter that will not compete after all (cancelled, or its deadline passed): passes
+ * the wake-up on, or it is lost. Returns the error. */
+static int mutex_give_up(weft_mutex_t *m, int err) {
+  mutex_wake_next(m, false);
+  return err;
+}
+
+/* After a wake-up to compete (MUTEX_RETRY): 0 to compete again, or the error to give up with. */
+static int mutex_retry_check(struct weft_task *self, uint64_t deadline_ns) {
+  if (self && weft__checkpoint(self)) return WEFT_ECANCELED;
+  if (self && weft__scope_check(self)) return WEFT_ETIMEDOUT;
+  if (deadline_ns != UINT64_MAX && weft_now_ns() >= deadline_ns) return WEFT_ETIMEDOUT;
+  return 0;
+}
+
+/* Queues and waits until the lock is ours, the deadline passes or a cancel arrives. */
+static int mutex_lock_slow(weft_mutex_t *m, uint64_t deadline_ns) {
+  struct weft_task *self = weft__awaiting_task(weft__worker_self(), "weft_mutex_lock");
+  weft__wait_reason(self, WEFT__WAIT_LOCK, (uintptr_t)m);
+  uint64_t since = 0;
+  bool front = false, starving = false;
+  for (;;) {
+    if (mutex_spin(m)) return 0;
+    weft__wq_wait_t w;
+    weft__wq_node_t n;
+    wq_wait_init(&w, false);
+    wq_node_init(&n, &w, NULL, 0);
+    n.starving = starving;
+    wq_lock(&m->lock);
+    if (mx_take_or_mark(&m->state)) {
+      wq_unlock(&m->lock);
+      return 0;
+    }
+    wq_push(&m->q, &n, front);
+    if (!since) since = weft_now_ns(); /* only once queued: no clock read on the fast paths */
+    int err = weft__wq_wait(self, &m->lock, &m->q, &n, deadline_ns);
+    if (err == MUTEX_HANDED) return 0;
+    if (err != MUTEX_RETRY) return err; /* timed out or cancelled while queued */
+    if ((err = mutex_retry_check(self, deadline_ns))) return mutex_give_up(m, err);
+    front = true; /* a woken waiter that loses goes back to the head (Go's LIFO requeue) */
+    starving = weft_now_ns() - since > WEFT_MUTEX_STARVE_NS;
+  }
+}
+
+int weft_mutex_lock(weft_mutex_t *m, uint64_t deadline_ns) {
+  if (!m) return WEFT_EINVAL;
+  if (WEFT__LIKELY(mx_lock_fast(&m->state))) return 0;
+  return mutex_lock_slow(m, deadline_ns);
+}
+
+int weft_mutex_unlock(weft_mutex_t *m) {
+  if (!m) return WEFT_EINVAL;
+  int r = mx_unlock_fast(&m->state);
+  if (WEFT__LIKELY(r > 0)) return 0;
+  if (r < 0) weft__die("weft: weft_mutex_unlock was called on a mutex that is not locked.");
+  mutex_wake_next(m, true);
+  return 0;
+}
+
+/* ---- Semaphore ---------------------------------------------------------------------------------- */
+
+struct weft_sem {
+  weft__spin_t lock; /* guards all below */
+  size_t value;
+  size_t max; /* 0: unbounded */
+  weft__wq_t q;
+};
+
+int weft_sem_create(weft_sem_t **out, size_t value, size_t max) {
+  if (!out || (max && value > max)) return WEFT_EINVAL;
+  weft_sem_t *s = calloc(1, sizeof *s);
+  if (!s) return WEFT_ENOMEM;
+  s->value = value;
+  s->max = max;
+  *out = s;
+  return 0;
+}
+
+void weft_sem_destroy(weft_sem_t *s) {
+  if (!s) return;
+  if (!wq_empty(&s->q))
+    weft__die("weft: weft_sem_destroy was called on a semaphore that tasks or threads await.");
+  free(s);
+}
+
+static int sem_take(weft_sem_t *s, uint64_t deadline_ns, bool wait) {
+  wq_lock(&s->lock);
+  if (s->value > 0) { /* only when no one waits: a releaser hands straight to the queue */
+    s->value--;
+    wq_unlock(&s->lock);
+    return 0;
+  }
+  if (!wait) {
+    wq_unlock(&s->lock);
+    return WEFT_EAGAIN;
+  }
+  struct weft_task *self = waiter_self("weft_sem_acquire");
+  weft__wait_reason(self, WEFT__WAIT_LOCK, (uintptr_t)s);
+  weft__wq_wait_t w;
+  weft__wq_node_t n;
+  wq_wait_init(&w, false);
+  wq_node_init(&n, &w, NULL, 0);
+  wq_push(&s->q, &n, false);
+  return weft__wq_wait(self, &s->lock, &s->q, &n, deadline_ns);
+}
+
+int weft_sem_acquire(weft_sem_t *s, uint64_t deadline_ns) {
+  return s ? sem_take(s, deadline_ns, true) : WEFT_EINVAL;
+}
+
+int weft_sem_try_acquire(weft_sem_t *s) { return s ? sem_take(s, 0, false) : WEFT_EINVAL; }
+
+int weft_sem_release(weft_sem_t *s) {
+  if (!s) return WEFT_EINVAL;
+  wq_lock(&s->lock);
+  weft__wq_node_t *n = wq_pop(&s->q);
+  if (!n) {
+    if (s->max && s->value >= s->max) {
+      wq_unlock(&s->lock);
+      return WEFT_ERANGE; /* asyncio.BoundedSemaphore's ValueError */
+    }
+    s->value++;
+  }
+  wq_unlock(&s->lock);
+  if (n) wq_wake(n->wait, 0); /* the permit goes straight to the oldest waiter */
+  return 0;
+}
+
+int weft_sem_value(weft_sem_t *s, size_t *value) {
+  if (!s || !value) return WEFT_EINVAL;
+  wq_lock(&s->lock);
+  *value = s->value;
+  wq_unlock(&s->lock);
+  return 0;
+}
+
+/* ---- Event -------------------------------------------------------------------------------------- */
+
+struct weft_event {
+  _Atomic int set; /* read without the lock by is_set and wait's fast path */
+  weft__spin_t lock;
+  weft__wq_t q;
+};
+
+int weft_event_create(weft_event_t **out) {
+  if (!out) return WEFT_EINVAL;
+  weft_event_t *e = calloc(1, sizeof *e);
+  if (!e) return WEFT_ENOMEM;
+  *out = e;
+  return 0;
+}
+
+void weft_event_destroy(weft_event_t *e) {
+  if (!e) return;
+  if (!wq_empty(&e->q))
+    weft__die("weft: weft_event_destroy was called on an event that tasks or threads await.");
+  free(e);
+}
+
+/* Wakes every node of q with status (taken under the lock, woken after it). */
+static void wake_all(weft__spin_t *lock, weft__wq_t *q, int status) {
+  weft__wq_node_t *list = NULL, *n;
+  while ((n = wq_pop(q))) { /* dequeued: its links are ours now */
+    n->next = list;
+    list = n;
+  }
+  wq_unlock(lock);
+  wq_wake_list(list, status);
+}
+
+int weft_event_set(weft_event_t *e) {
+  if (!e) return WEFT_EINVAL;
+  wq_lock(&e->lock);
+  /* release: the setter's writes, to a wait's fast-path acquire */
+  atomic_store_explicit(&e->set, 1, memory_order_release);
+  wake_all(&e->lock, &e->q, 0);
+  return 0;
+}
+
+int weft_event_clear(weft_event_t *e) {
+  if (!e) return WEFT_EINVAL;
+  atomic_store_explicit(&e->set, 0, memory_order_relaxed); /* relaxed: no data comes with it */
+  return 0;
+}
+
+int weft_event_is_set(const weft_event_t *e) {
+  if (!e) return WEFT_EINVAL;
+  /* acquire: pairs with set's release */
+  return atomic_load_explicit(&((weft_event_t *)e)->set, memory_order_acquire);
+}
+
+int weft_event_wait(weft_event_t *e, uint64_t deadline_ns) {
+  if (!e) return WEFT_EINVAL;
+  if (atomic_load_explicit(&e->set, memory_order_acquire)) return 0; /* acquire: as is_set */
+  struct weft_task *self = waiter_self("weft_event_wait");
+  wq_lock(&e->lock);
+  if (atomic_load_explicit(&e->set, memory_order_relaxed)) { /* relaxed: the lock orders it */
+    wq_unlock(&e->lock);
+    return 0;
+  }
+  weft__wait_reason(self, WEFT__WAIT_LOCK, (uintptr_t)e);
+  weft__wq_wait_t w;
+  weft__wq_node_t n;
+  wq_wait_init(&w, false);
+  wq_node_init(&n, &w, NULL, 0);
+  wq_push(&e->q, &n, false);
+  return weft__wq_wait(self, &e->lock, &e->q, &n, deadline_ns);
+}
+
+/* ---- Condition ---------------------------------------------------------------------------------- */
+
+struct weft_cond {
+  weft__spin_t lock;
+  weft__wq_t q;
+};
+
+int weft_cond_create(weft_cond_t **out) {
+  if (!out) return WEFT_EINVAL;
+  weft_cond_t *c = calloc(1, sizeof *c);
+  if (!c) return WEFT_ENOMEM;
+  *out = c;
+  return 0;
+}
+
+void weft_cond_destroy(weft_cond_t *c) {
+  if (!c) return;
+  if (!wq_empty(&c->q))
+    weft__die("weft: weft_cond_destroy was called on a condition that tasks or threads await.");
+  free(c);
+}
+
+/* Relocks m with cancellation and deadline scopes held back (asyncio's Condition.wait always
+ * returns with the lock held). */
+static void mutex_relock(struct weft_task *self, weft_mutex_t *m) {
+  /* relaxed: the owner's own shield depth, as weft_shield_begin */
+  if (self) atomic_fetch_add_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
+  int err = weft_mutex_lock(m, UINT64_MAX);
+  if (self) atomic_fetch_sub_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
+  if (err) weft__die("weft: internal error: weft_cond_wait could not relock its mutex.");
+}
+
+int weft_cond_wait(weft_cond_t *c, weft_mutex_t *m, uint64_t deadline_ns) {
+  if (!c || !m) return WEFT_EINVAL;
+  struct weft_task *self = waiter_self("weft_cond_wait");
+  /* relaxed: a check for misuse; the caller's own lock */
+  if (!(atomic_load_explicit(&m->state, memory_order_relaxed) & MX_LOCKED))
+    weft__die("weft: weft_cond_wait was called without its mutex locked.");
+  weft__wait_reason(self, WEFT__WAIT_LOCK, (uintptr_t)c);
+  weft__wq_wait_t w;
+  weft__wq_node_t n;
+  wq_wait_init(&w, false);
+  wq_node_init(&n, &w, NULL, 0);
+  wq_lock(&c->lock);
+  wq_push(&c->q, &n, false);
+  /* Unlocked while we hold c's lock: a notify after the unlock finds our node (no lost
+   * wake-up). Nesting is always c's lock, then m's. */
+  weft_mutex_unlock(m);
+  int err = weft__wq_wait(self, &c->lock, &c->q, &n, deadline_ns);
+  mutex_relock(self, m);
+  return err;
+}
+
+static int cond_notify(weft_cond_t *c, size_t count) {
+  if (!c) return WEFT_EINVAL;
+  weft__wq_node_t *list = NULL, *n;
+  wq_lock(&c->lock);
+  for (size_t i = 0; i < count && (n = wq_pop(&c->q)); i++) {
+    n->next = list;
+    list = n;
+  }
+  wq_unlock(&c->lock);
+  wq_wake_list(list, 0);
+  return 0;
+}
+
+int weft_cond_notify(weft_cond_t *c, size_t count) { return cond_notify(c, count); }
+
+int weft_cond_notify_all(weft_cond_t *c) { return cond_notify(c, SIZE_MAX); }
+
+/* ---- Wait group ----------------------------------------------------------------------------------- */
+
+struct weft_waitgroup {
+  weft__spin_t lock;
+  long count;
+  weft__wq_t q;
+};
+
+int weft_waitgroup_create(weft_waitgroup_t **out) {
+  if (!out) return WEFT_EINVAL;
+  weft_waitgroup_t *g = calloc(1, sizeof *g);
+  if (!g) return WEFT_ENOMEM;
+  *out = g;
+  return 0;
+}
+
+void weft_waitgroup_destroy(weft_waitgroup_t *g) {
+  if (!g) return;
+  if (!wq_empty(&g->q))
+    weft__die("weft: weft_waitgroup_destroy was called on a wait group that tasks or threads "
+              "await.");
+  free(g);
+}
+
+int weft_waitgroup_add(weft_waitgroup_t *g, long delta) {
+  if (!g) return WEFT_EINVAL;
+  wq_lock(&g->lock);
+  if (g->count + delta < 0) {
+    wq_unlock(&g->lock);
+    weft__die("weft: weft_waitgroup_add took the wait group's counter below zero.");
+  }
+  g->count += delta;
+  if (g->count == 0)
+    wake_all(&g->lock, &g->q, 0);
+  else
+    wq_unlock(&g->lock);
+  return 0;
+}
+
+int weft_waitgroup_done(weft_waitgroup_t *g) { return weft_waitgroup_add(g, -1); }
+
+int weft_waitgroup_wait(weft_waitgroup_t *g, uint64_t deadline_ns) {
+  if (!g) return WEFT_EINVAL;
+  struct weft_task *self = waiter_self("weft_waitgroup_wait");
+  wq_lock(&g->lock);
+  if (g->count == 0) {
+    wq_unlock(&g->lock);
+    return 0;
+  }
+  weft__wait_reason(self, WEFT__WAIT_LOCK, (uintptr_t)g);
+  weft__wq_wait_t w;
+  weft__wq_node_t n;
+  wq_wait_init(&w, false);
+  wq_node_init(&n, &w, NULL, 0);
+  wq_push(&g->q, &n, false);
+  return weft__wq_wait(self, &g->lock, &g->q, &n, deadline_ns);
+}

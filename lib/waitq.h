@@ -1,0 +1,217 @@
+/*
+ * Private to weft: the waiter queue that every synchronisation primitive and channel is built
+ * on (lib/sync.c, lib/channel.c). Nothing here is API.
+ *
+ * Design. A call that must block (a recv with nothing to take, a lock that is held) puts a
+ * waiter node on its own stack into the primitive's FIFO queue, under the primitive's short
+ * spinlock, and then waits on a one-shot completion word of its own (join_impl.h's word, the
+ * same one futures use: weft__await_word_until blocks a task without blocking its worker, or
+ * blocks a plain thread). The peer that hands over (a send, an unlock) dequeues the node under
+ * the same lock — that dequeue is the claim —, writes the value and a status into it, and after
+ * unlocking completes the node's word (join_complete + weft__wake_waiters, as a future's
+ * resolve does). So a value moves exactly once and no wake-up needs the lock.
+ *
+ * Cancel-safety. A waiter whose wait ends without the completion (its deadline passed, or it
+ * was cancelled) re-takes the lock: if its node is still queued it unlinks it and reports the
+ * error — nothing was delivered; if the node was dequeued, the hand-off won the race: the peer
+ * is between its dequeue and its completion (it never suspends there), so the waiter waits for
+ * the word's DONE (spinning with sched_yield, as join.c's wait_flag does) and reports success.
+ * A cancel that lost that race stays requested (sticky) and is delivered at the task's next
+ * suspension point; wq_wait undoes the "delivered" mark the woken wait left, so that the task
+ * does not end cancelled because of a call that succeeded.
+ *
+ * Select. A select puts one node per case into the cases' queues, all pointing to one shared
+ * wait (one completion word, one claim word). A peer that dequeues a select's node must also
+ * win the claim (CAS UNCLAIMED -> the case's index); a node whose select was already claimed
+ * through another case is stale: the peer drops it and looks at the next. The selector, once
+ * awake, takes every case's lock and unlinks the nodes still queued; after that no peer can
+ * claim it, so an unclaimed claim word then means "nothing was delivered".
+ *
+ * The lock: a test-and-test-and-set spinlock with sched_yield after a short spin. Held for a
+ * few dozen instructions (queue links, a ring slot), never across a wake-up, an allocation of
+ * a waiter, or a suspension. Rejected: pthread_mutex (a futex round trip when contended,
+ * 40 bytes), and a lock-free MPMC ring (Vyukov's) for the buffered path — it does not give
+ * FIFO for blocked waiters nor the close/drain semantics without a lock beside it anyway.
+ */
+#ifndef WEFT_WAITQ_H
+#define WEFT_WAITQ_H
+
+#include "internal.h"
+#include "join.h"
+#include "wake.h"
+
+#include <sched.h>
+
+/* ---- The spinlock --------------------------------------------------------------------------- */
+
+typedef struct weft__spin {
+  _Atomic uint32_t held;
+} weft__spin_t;
+
+enum { WQ_SPIN_PAUSES = 64 }; /* picked: a held lock is held for ~100 ns */
+
+static inline void wq_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+static inline void wq_lock(weft__spin_t *l) {
+  for (unsigned i = 0;; i++) {
+    /* relaxed read first (test-and-test-and-set: no cache-line ping-pong while held);
+     * acquire exchange: pairs with wq_unlock's release, the queue's state comes with it */
+    if (!atomic_load_explicit(&l->held, memory_order_relaxed) &&
+        !atomic_exchange_explicit(&l->held, 1, memory_order_acquire))
+      return;
+    if (i < WQ_SPIN_PAUSES)
+      wq_pause();
+    else
+      sched_yield(); /* the holder was preempted: give it the CPU */
+  }
+}
+
+static inline void wq_unlock(weft__spin_t *l) {
+  atomic_store_explicit(&l->held, 0, memory_order_release); /* release: our queue edits */
+}
+
+/* ---- Waits and nodes -------------------------------------------------------------------------- */
+
+enum { WQ_UNCLAIMED = -1 };
+
+/* One per blocking call (a select's cases share it), on the caller's stack. */
+typedef struct weft__wq_wait {
+  _Atomic uintptr_t word; /* join_impl.h's completion word: DONE once a peer handed over */
+  _Atomic int claim;      /* a select's: WQ_UNCLAIMED or the index of the case that won */
+  int status;             /* the peer's answer, written before it completes `word` */
+  bool select;            /* peers must win `claim` to take one of its nodes */
+} weft__wq_wait_t;
+
+/* One per queue entry, on the caller's stack. */
+typedef struct weft__wq_node {
+  struct weft__wq_node *next, *prev;
+  weft__wq_wait_t *wait;
+  void *value; /* a send's value offered; a recv's value received */
+  int index;   /* a select's case */
+  bool queued; /* in its queue (under the queue's lock) */
+  bool starving; /* a mutex waiter that waited over WEFT_MUTEX_STARVE_NS: hand it the lock */
+} weft__wq_node_t;
+
+typedef struct weft__wq {
+  weft__wq_node_t *head, *tail;
+} weft__wq_t;
+
+static inline void wq_wait_init(weft__wq_wait_t *w, bool select) {
+  atomic_init(&w->word, 0);
+  atomic_init(&w->claim, WQ_UNCLAIMED);
+  w->status = 0;
+  w->select = select;
+}
+
+static inline void wq_node_init(weft__wq_node_t *n, weft__wq_wait_t *w, void *value, int index) {
+  n->next = n->prev = NULL;
+  n->wait = w;
+  n->value = value;
+  n->index = index;
+  n->queued = false;
+  n->starving = false;
+}
+
+/* Under the queue's lock, as are the three below. */
+static inline void wq_push(weft__wq_t *q, weft__wq_node_t *n, bool front) {
+  n->queued = true;
+  if (front) {
+    n->prev = NULL;
+    n->next = q->head;
+    if (q->head) q->head->prev = n; else q->tail = n;
+    q->head = n;
+    return;
+  }
+  n->next = NULL;
+  n->prev = q->tail;
+  if (q->tail) q->tail->next = n; else q->head = n;
+  q->tail = n;
+}
+
+static inline void wq_unlink(weft__wq_t *q, weft__wq_node_t *n) {
+  if (n->prev) n->prev->next = n->next; else q->head = n->next;
+  if (n->next) n->next->prev = n->prev; else q->tail = n->prev;
+  n->next = n->prev = NULL;
+  n->queued = false;
+}
+
+/* The oldest node whose wait we may claim, dequeued (and claimed, for a select); NULL if none.
+ * Stale select nodes met on the way are dropped. */
+static inline weft__wq_node_t *wq_pop(weft__wq_t *q) {
+  weft__wq_node_t *n;
+  while ((n = q->head)) {
+    wq_unlink(q, n);
+    if (!n->wait->select) return n;
+    int expected = WQ_UNCLAIMED;
+    /* relaxed: the claim is made under this queue's lock, and the selector reads it only after
+     * taking every case's lock (or after the completion word's acquire) */
+    if (atomic_compare_exchange_strong_explicit(&n->wait->claim, &expected, n->index,
+                                                memory_order_relaxed, memory_order_relaxed))
+      return n;
+  }
+  return NULL;
+}
+
+static inline bool wq_empty(const weft__wq_t *q) { return q->head == NULL; }
+
+/* The hand-off's end, after unlocking: completes the node's wait and wakes its owner. The
+ * node and its wait may be gone once this returns (or even before it returns: only the word's
+ * BUSY, which wq_settle waits out, keeps the frame alive). */
+static inline void wq_wake(weft__wq_wait_t *w, int status) {
+  w->status = status;
+  weft__tsan_release(&w->word); /* the hand-off edge: pairs with wq_settle's acquire */
+  uintptr_t s = join_complete(&w->word);
+  weft__waiter_t *node = (weft__waiter_t *)(s & ~WEFT__WORD_FLAGS);
+  if (!node) return; /* not waiting yet (or gave up): it finds DONE */
+  weft__join_t *j = node->join;
+  struct weft_task *t = j->task;
+  if (!t || j->any || node->next) { /* a thread (or, never here, several waiters): join.c's way */
+    weft__wake_waiters(node);
+    join_finish_waking(&w->word);
+    return;
+  }
+  /* A task: join.c's arrival and wake-up (join_event), but with the scheduling after BUSY
+   * ends. The task cannot run before we schedule it (or its own commit does), and its
+   * descriptor outlives the wait; so the futex wake of a parked worker that scheduling may do
+   * is outside the window in which a resumed waiter spins in wq_settle (measured: that window
+   * held the woken task, stolen by the worker the futex woke, for the whole wake-up). */
+  int won = join_count_release(&j->pending) ? wake_wake(&t->state, WK_BY_COMPLETION) : WK_LOST;
+  join_finish_waking(&w->word);
+  if (won == WK_WON_PARKED) weft__schedule(t->rt, (uintptr_t)t | WEFT__ENTRY_RESUME);
+}
+
+/* Wakes a list of dequeued nodes (linked through `next` by whoever dequeued them), after
+ * unlocking. */
+static inline void wq_wake_list(weft__wq_node_t *list, int status) {
+  weft__wq_node_t *n;
+  while ((n = list)) {
+    list = n->next; /* read first: the node may go once woken */
+    wq_wake(n->wait, status);
+  }
+}
+
+/* lib/sync.c: the waiter's side of every blocking call but select. Called with the lock held
+ * and n queued; unlocks, waits, and settles the race with the hand-off (see the top). Returns
+ * the peer's status (0, or e.g. WEFT_ECLOSED) if the hand-off happened, else the wait's error
+ * (WEFT_ETIMEDOUT, WEFT_ECANCELED). self: the calling task, NULL on a plain thread. */
+int weft__wq_wait(struct weft_task *self, weft__spin_t *lock, weft__wq_t *q, weft__wq_node_t *n,
+                  uint64_t deadline_ns);
+/* lib/sync.c: waits on a wait's word, without the settling (select does its own): 0 or the
+ * wait's error (WEFT_ETIMEDOUT, WEFT_ECANCELED). */
+int weft__wq_block(struct weft_task *self, weft__wq_wait_t *w, uint64_t deadline_ns);
+/* lib/sync.c: waits until the hand-off's completion is over: DONE, and no deliverer holds the
+ * word (BUSY). After it the wait's frame may go. */
+void weft__wq_settle(weft__wq_wait_t *w);
+/* lib/sync.c: the hand-off won over a cancel that woke the task: the cancel stays requested
+ * for the next suspension point, but this call is not the one that delivered it. */
+void weft__wq_undeliver(struct weft_task *self, uint32_t state_before);
+/* lib/sync.c: the task's park state before a wait (0 for a thread), for weft__wq_undeliver. */
+uint32_t weft__wq_state(struct weft_task *self);
+
+#endif /* WEFT_WAITQ_H */

@@ -1,0 +1,612 @@
+/* Synchronisation primitives and channels (issue 11): the matrix of every blocking operation
+ * x {its deadline passes, its task is cancelled, its channel is closed}, each checked to have
+ * had no effect; the same waits from plain threads; then mutex, semaphore, event, condition
+ * and wait group on their own (counts exact under contention at 2, 4 and 8 workers with
+ * foreign threads, bounds held, wake-ups not lost), and the task dump's wait reasons. */
+#include "support.h"
+#include "waits.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+
+#define MS (1000000ull)
+
+/* ---- The matrix ---- */
+
+typedef enum {
+  OP_SEND_FULL,       /* a send on a full buffered channel */
+  OP_SEND_RENDEZVOUS, /* a send on a capacity-0 channel with no receiver */
+  OP_RECV,            /* a recv on an empty channel */
+  OP_SELECT,          /* a select of a recv on the empty channel and a send on the full one */
+  OP_QUEUE_PUT,       /* a put on a full queue */
+  OP_QUEUE_GET,       /* a get on an empty queue */
+  OP_QUEUE_JOIN,      /* a join on a queue with an unfinished item */
+  OP_LOCK,            /* a lock of a held mutex */
+  OP_SEM,             /* an acquire of a semaphore with no permit */
+  OP_EVENT,           /* a wait on an unset event */
+  OP_COND,            /* a wait on a condition nobody notifies */
+  OP_WAITGROUP,       /* a wait on a wait group at 1 */
+  OPS
+} op_t;
+
+static const char *op_name[OPS] = {"send (full)", "send (rendezvous)", "recv", "select",
+                                   "queue put", "queue get", "queue join", "mutex lock",
+                                   "semaphore acquire", "event wait", "condition wait",
+                                   "wait group wait"};
+
+typedef struct {
+  weft_chan_t *full, *rendezvous, *empty;
+  weft_queue_t *qfull, *qempty;
+  weft_mutex_t *held, *cond_mutex;
+  weft_sem_t *sem;
+  weft_event_t *event;
+  weft_cond_t *cond;
+  weft_waitgroup_t *wg;
+} prims_t;
+
+static void prims_create(prims_t *p) {
+  OK(weft_chan_create(&p->full, 1));
+  OK(weft_chan_try_send(p->full, IPTR(11)));
+  OK(weft_chan_create(&p->rendezvous, 0));
+  OK(weft_chan_create(&p->empty, 4));
+  OK(weft_queue_create(&p->qfull, 1));
+  OK(weft_queue_try_put(p->qfull, IPTR(12)));
+  OK(weft_queue_create(&p->qempty, 1));
+  OK(weft_mutex_create(&p->held));
+  OK(weft_mutex_trylock(p->held));
+  OK(weft_mutex_create(&p->cond_mutex));
+  OK(weft_sem_create(&p->sem, 0, 1));
+  OK(weft_event_create(&p->event));
+  OK(weft_cond_create(&p->cond));
+  OK(weft_waitgroup_create(&p->wg));
+  OK(weft_waitgroup_add(p->wg, 1));
+}
+
+/* Checks that the failed operation left everything as it was, then frees it all. */
+static void prims_check_and_destroy(prims_t *p, op_t op) {
+  void *v = NULL;
+  cr_assert_eq(weft_chan_try_recv(p->full, &v), 0, "%s: the full channel lost its value", op_name[op]);
+  cr_assert_eq(PINT(v), 11, "%s: the full channel's value changed", op_name[op]);
+  cr_assert_eq(weft_chan_try_recv(p->full, &v), WEFT_EAGAIN, "%s: a value was delivered", op_name[op]);
+  cr_assert_eq(weft_chan_try_recv(p->rendezvous, &v), WEFT_EAGAIN, "%s: half-delivered", op_name[op]);
+  size_t len = 9;
+  OK(weft_chan_len(p->empty, &len));
+  cr_assert_eq(len, 0, "%s: a value appeared in the empty channel", op_name[op]);
+  cr_assert_eq(weft_queue_try_get(p->qfull, &v), 0);
+  cr_assert_eq(PINT(v), 12);
+  cr_assert_eq(weft_queue_try_get(p->qfull, &v), WEFT_EAGAIN, "%s: a put went through", op_name[op]);
+  OK(weft_queue_task_done(p->qfull));
+  OK(weft_queue_join(p->qfull, 0)); /* nothing unfinished: a failed put did not count */
+  cr_assert_eq(weft_mutex_trylock(p->held), WEFT_EAGAIN, "%s: the held mutex came free", op_name[op]);
+  OK(weft_mutex_unlock(p->held));
+  OK(weft_mutex_trylock(p->held)); /* the failed lock left no one queued to hand it to */
+  OK(weft_mutex_unlock(p->held));
+  OK(weft_mutex_trylock(p->cond_mutex)); /* the condition's waiter unlocked it on its way out */
+  OK(weft_mutex_unlock(p->cond_mutex));
+  cr_assert_eq(weft_sem_try_acquire(p->sem), WEFT_EAGAIN, "%s: a permit appeared", op_name[op]);
+  OK(weft_sem_release(p->sem));
+  OK(weft_sem_try_acquire(p->sem)); /* a failed acquire took no permit from the release */
+  cr_assert_eq(weft_event_is_set(p->event), 0);
+  OK(weft_waitgroup_done(p->wg));
+  weft_chan_destroy(p->full);
+  weft_chan_destroy(p->rendezvous);
+  weft_chan_destroy(p->empty);
+  weft_queue_destroy(p->qfull);
+  weft_queue_destroy(p->qempty);
+  weft_mutex_destroy(p->held);
+  weft_mutex_destroy(p->cond_mutex);
+  weft_sem_destroy(p->sem);
+  weft_event_destroy(p->event);
+  weft_cond_destroy(p->cond);
+  weft_waitgroup_destroy(p->wg);
+}
+
+typedef struct {
+  prims_t *p;
+  op_t op;
+  uint64_t deadline_ns;
+  int err;
+  int cond_relocked; /* OP_COND: the mutex was held again when wait returned */
+} cell_t;
+
+static int blocking_op(cell_t *c) {
+  prims_t *p = c->p;
+  void *v = NULL;
+  switch (c->op) {
+  case OP_SEND_FULL: return weft_chan_send(p->full, IPTR(99), c->deadline_ns);
+  case OP_SEND_RENDEZVOUS: return weft_chan_send(p->rendezvous, IPTR(99), c->deadline_ns);
+  case OP_RECV: return weft_chan_recv(p->empty, &v, c->deadline_ns);
+  case OP_SELECT: {
+    weft_chan_op_t ops[2] = {{p->empty, WEFT_CHAN_RECV, NULL}, {p->full, WEFT_CHAN_SEND, IPTR(99)}};
+    size_t index = 7;
+    int err = weft_chan_select(ops, 2, c->deadline_ns, &index);
+    if (err == WEFT_ECLOSED) cr_assert(index < 2);
+    return err;
+  }
+  case OP_QUEUE_PUT: return weft_queue_put(p->qfull, IPTR(99), c->deadline_ns);
+  case OP_QUEUE_GET: return weft_queue_get(p->qempty, &v, c->deadline_ns);
+  case OP_QUEUE_JOIN: return weft_queue_join(p->qfull, c->deadline_ns);
+  case OP_LOCK: return weft_mutex_lock(p->held, c->deadline_ns);
+  case OP_SEM: return weft_sem_acquire(p->sem, c->deadline_ns);
+  case OP_EVENT: return weft_event_wait(p->event, c->deadline_ns);
+  case OP_COND: {
+    OK(weft_mutex_lock(p->cond_mutex, UINT64_MAX));
+    int err = weft_cond_wait(p->cond, p->cond_mutex, c->deadline_ns);
+    c->cond_relocked = weft_mutex_trylock(p->cond_mutex) == WEFT_EAGAIN;
+    OK(weft_mutex_unlock(p->cond_mutex));
+    return err;
+  }
+  case OP_WAITGROUP: return weft_waitgroup_wait(p->wg, c->deadline_ns);
+  default: cr_assert_fail("no such op");
+  }
+  return 0;
+}
+
+static void *blocker(void *arg) {
+  cell_t *c = arg;
+  weft_task_set_name(weft_current(), "blocker");
+  c->err = blocking_op(c);
+  return NULL;
+}
+
+static void *thread_blocker(void *arg) {
+  cell_t *c = arg;
+  c->err = blocking_op(c);
+  return NULL;
+}
+
+static bool closes(op_t op) {
+  return op <= OP_QUEUE_GET; /* the channel and queue operations */
+}
+
+static void close_for(prims_t *p, op_t op) {
+  switch (op) {
+  case OP_SEND_FULL: OK(weft_chan_close(p->full)); break;
+  case OP_SEND_RENDEZVOUS: OK(weft_chan_close(p->rendezvous)); break;
+  case OP_RECV: OK(weft_chan_close(p->empty)); break;
+  case OP_SELECT: OK(weft_chan_close(p->empty)); break;
+  case OP_QUEUE_PUT: OK(weft_queue_close(p->qfull)); break;
+  case OP_QUEUE_GET: OK(weft_queue_close(p->qempty)); break;
+  default: break;
+  }
+}
+
+static const char *reason(op_t op) {
+  return op <= OP_QUEUE_GET ? "waiting on a channel" : "waiting for a lock";
+}
+
+typedef enum { BY_DEADLINE, BY_CANCEL, BY_CLOSE, BY_THREAD_DEADLINE } how_t;
+
+static void run_cell(weft_runtime_t *rt, op_t op, how_t how) {
+  prims_t p;
+  prims_create(&p);
+  cell_t c = {&p, op, UINT64_MAX, 1, 0};
+  if (how == BY_DEADLINE || how == BY_THREAD_DEADLINE) c.deadline_ns = weft_now_ns() + 20 * MS;
+  if (how == BY_THREAD_DEADLINE) {
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, thread_blocker, &c), 0);
+    pthread_join(th, NULL);
+  } else {
+    weft_task_t *t;
+    OK(weft_runtime_spawn(rt, &t, blocker, &c));
+    if (how != BY_DEADLINE) await_blocked(rt, "blocker", op == OP_COND ? "waiting for a lock" : reason(op));
+    if (how == BY_CANCEL) OK(weft_cancel(t));
+    if (how == BY_CLOSE) close_for(&p, op);
+    weft_join(t, NULL);
+  }
+  int want = how == BY_CANCEL ? WEFT_ECANCELED : how == BY_CLOSE ? WEFT_ECLOSED : WEFT_ETIMEDOUT;
+  cr_assert_eq(c.err, want, "%s, how %d: got %s, want %s", op_name[op], how, weft_strerror(c.err),
+               weft_strerror(want));
+  if (op == OP_COND) cr_assert(c.cond_relocked, "condition wait returned without its mutex");
+  if (how == BY_CLOSE) { /* the channels are closed: check what still applies */
+    void *v;
+    if (op == OP_SEND_FULL) {
+      cr_assert_eq(weft_chan_try_recv(p.full, &v), 0); /* receivers drain what is buffered */
+      cr_assert_eq(PINT(v), 11);
+      cr_assert_eq(weft_chan_try_recv(p.full, &v), WEFT_ECLOSED);
+      OK(weft_chan_close(p.full) == WEFT_ECLOSED ? 0 : -1);
+      /* reopen a fresh one for the common check */
+      weft_chan_destroy(p.full);
+      OK(weft_chan_create(&p.full, 1));
+      OK(weft_chan_try_send(p.full, IPTR(11)));
+    }
+    if (op == OP_SEND_RENDEZVOUS) {
+      cr_assert_eq(weft_chan_try_recv(p.rendezvous, &v), WEFT_ECLOSED); /* nothing delivered */
+      weft_chan_destroy(p.rendezvous);
+      OK(weft_chan_create(&p.rendezvous, 0));
+    }
+    if (op == OP_QUEUE_PUT) {
+      weft_queue_destroy(p.qfull);
+      OK(weft_queue_create(&p.qfull, 1));
+      OK(weft_queue_try_put(p.qfull, IPTR(12)));
+    }
+  }
+  prims_check_and_destroy(&p, op);
+}
+
+static void run_matrix(how_t how) {
+  weft_runtime_t *rt = test_runtime(2);
+  for (op_t op = 0; op < OPS; op++)
+    if (how != BY_CLOSE || closes(op)) run_cell(rt, op, how);
+  OK(weft_runtime_destroy(rt));
+}
+
+Test(matrix, every_wait_times_out_at_its_deadline_with_no_effect) { run_matrix(BY_DEADLINE); }
+Test(matrix, every_wait_ends_cancelled_with_no_effect) { run_matrix(BY_CANCEL); }
+Test(matrix, every_channel_wait_ends_closed_when_its_channel_closes) { run_matrix(BY_CLOSE); }
+Test(matrix, every_wait_times_out_on_a_plain_thread) { run_matrix(BY_THREAD_DEADLINE); }
+
+/* ---- Mutex ---- */
+
+typedef struct {
+  weft_mutex_t *m;
+  long per;
+  long counter; /* guarded by m */
+  atomic_long inside;
+  atomic_int overlap;
+} counter_t;
+
+static void count_with_lock(counter_t *c) {
+  for (long i = 0; i < c->per; i++) {
+    OK(weft_mutex_lock(c->m, UINT64_MAX));
+    if (atomic_fetch_add(&c->inside, 1) != 0) atomic_store(&c->overlap, 1);
+    c->counter++;
+    atomic_fetch_sub(&c->inside, 1);
+    OK(weft_mutex_unlock(c->m));
+    if (i % 64 == 0 && weft_current()) weft_yield();
+  }
+}
+
+static void *count_task(void *arg) {
+  count_with_lock(arg);
+  return NULL;
+}
+
+static void *count_thread(void *arg) {
+  count_with_lock(arg);
+  return NULL;
+}
+
+static void mutex_contended(int workers) {
+  weft_runtime_t *rt = test_runtime(workers);
+  counter_t c = {.per = SCALE(20000, 2000)};
+  OK(weft_mutex_create(&c.m));
+  enum { TASKS = 8, THREADS = 2 };
+  weft_task_t *t[TASKS];
+  pthread_t th[THREADS];
+  for (int i = 0; i < TASKS; i++) OK(weft_runtime_spawn(rt, &t[i], count_task, &c));
+  for (int i = 0; i < THREADS; i++) cr_assert_eq(pthread_create(&th[i], NULL, count_thread, &c), 0);
+  for (int i = 0; i < TASKS; i++) OK(weft_join(t[i], NULL));
+  for (int i = 0; i < THREADS; i++) pthread_join(th[i], NULL);
+  cr_assert_eq(c.counter, (TASKS + THREADS) * c.per, "lost increments at %d workers", workers);
+  cr_assert_eq(atomic_load(&c.overlap), 0, "two holders at once");
+  weft_mutex_destroy(c.m);
+  OK(weft_runtime_destroy(rt));
+}
+
+Test(mutex, counts_exactly_under_contention_at_2_workers) { mutex_contended(2); }
+Test(mutex, counts_exactly_under_contention_at_4_workers) { mutex_contended(4); }
+Test(mutex, counts_exactly_under_contention_at_8_workers) { mutex_contended(8); }
+
+Test(mutex, trylock_and_bad_arguments) {
+  weft_mutex_t *m;
+  cr_assert_eq(weft_mutex_create(NULL), WEFT_EINVAL);
+  OK(weft_mutex_create(&m));
+  OK(weft_mutex_trylock(m));
+  cr_assert_eq(weft_mutex_trylock(m), WEFT_EAGAIN);
+  cr_assert_eq(weft_mutex_lock(m, weft_now_ns()), WEFT_ETIMEDOUT); /* a thread, deadline passed */
+  OK(weft_mutex_unlock(m));
+  cr_assert_eq(weft_mutex_lock(NULL, 0), WEFT_EINVAL);
+  cr_assert_eq(weft_mutex_unlock(NULL), WEFT_EINVAL);
+  weft_mutex_destroy(m);
+  weft_mutex_destroy(NULL);
+}
+
+Test(mutex, unlocking_an_unlocked_mutex_aborts, .signal = SIGABRT) {
+  weft_mutex_t *m;
+  OK(weft_mutex_create(&m));
+  weft_mutex_unlock(m);
+}
+
+/* Queued waiters all get the lock in turn once it is released: no lost wake-up. */
+typedef struct {
+  weft_mutex_t *m;
+  atomic_int got;
+} waiters_t;
+
+static void *lock_once(void *arg) {
+  waiters_t *w = arg;
+  weft_task_set_name(weft_current(), "locker");
+  OK(weft_mutex_lock(w->m, UINT64_MAX));
+  atomic_fetch_add(&w->got, 1);
+  OK(weft_mutex_unlock(w->m));
+  return NULL;
+}
+
+Test(mutex, every_queued_waiter_gets_the_lock_after_release) {
+  weft_runtime_t *rt = test_runtime(2);
+  waiters_t w = {0};
+  OK(weft_mutex_create(&w.m));
+  OK(weft_mutex_trylock(w.m));
+  enum { N = 16 };
+  weft_task_t *t[N];
+  for (int i = 0; i < N; i++) OK(weft_runtime_spawn(rt, &t[i], lock_once, &w));
+  await_blocked(rt, "locker", "waiting for a lock");
+  cr_assert_eq(atomic_load(&w.got), 0);
+  OK(weft_mutex_unlock(w.m));
+  for (int i = 0; i < N; i++) OK(weft_join(t[i], NULL));
+  cr_assert_eq(atomic_load(&w.got), N);
+  weft_mutex_destroy(w.m);
+  OK(weft_runtime_destroy(rt));
+}
+
+/* Starvation: a task that waits while others hammer the lock still gets it (hand-off after
+ * WEFT_MUTEX_STARVE_NS), long before the hammering stops. */
+typedef struct {
+  weft_mutex_t *m;
+  atomic_int stop;
+  atomic_int victim_done;
+} starve_t;
+
+static void *hammer(void *arg) {
+  starve_t *s = arg;
+  while (!atomic_load(&s->stop)) {
+    OK(weft_mutex_lock(s->m, UINT64_MAX));
+    for (volatile int i = 0; i < 200; i++) {}
+    OK(weft_mutex_unlock(s->m));
+  }
+  return NULL;
+}
+
+static void *victim(void *arg) {
+  starve_t *s = arg;
+  for (int i = 0; i < 100; i++) {
+    OK(weft_mutex_lock(s->m, UINT64_MAX));
+    OK(weft_mutex_unlock(s->m));
+  }
+  atomic_store(&s->victim_done, 1);
+  atomic_store(&s->stop, 1); /* the hammers run until the victim is through */
+  return NULL;
+}
+
+Test(mutex, a_waiter_is_not_starved_by_threads_hammering_the_lock) {
+  weft_runtime_t *rt = test_runtime(1);
+  starve_t s = {0};
+  OK(weft_mutex_create(&s.m));
+  pthread_t th[3];
+  for (int i = 0; i < 3; i++) cr_assert_eq(pthread_create(&th[i], NULL, hammer, &s), 0);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, victim, &s));
+  OK(weft_join(t, NULL));
+  for (int i = 0; i < 3; i++) pthread_join(th[i], NULL);
+  cr_assert_eq(atomic_load(&s.victim_done), 1);
+  weft_mutex_destroy(s.m);
+  OK(weft_runtime_destroy(rt));
+}
+
+/* ---- Semaphore ---- */
+
+typedef struct {
+  weft_sem_t *sem;
+  atomic_int inside, most;
+} bound_t;
+
+static void *bounded_worker(void *arg) {
+  bound_t *b = arg;
+  for (int i = 0; i < 200; i++) {
+    OK(weft_sem_acquire(b->sem, UINT64_MAX));
+    int now = atomic_fetch_add(&b->inside, 1) + 1;
+    int most = atomic_load(&b->most);
+    while (now > most && !atomic_compare_exchange_weak(&b->most, &most, now)) {}
+    weft_yield();
+    atomic_fetch_sub(&b->inside, 1);
+    OK(weft_sem_release(b->sem));
+  }
+  return NULL;
+}
+
+Test(sem, bounds_concurrency_to_its_permits) {
+  weft_runtime_t *rt = test_runtime(4);
+  bound_t b = {0};
+  OK(weft_sem_create(&b.sem, 3, 3));
+  enum { N = 12 };
+  weft_task_t *t[N];
+  for (int i = 0; i < N; i++) OK(weft_runtime_spawn(rt, &t[i], bounded_worker, &b));
+  for (int i = 0; i < N; i++) OK(weft_join(t[i], NULL));
+  cr_assert(atomic_load(&b.most) <= 3 && atomic_load(&b.most) >= 1, "most %d", atomic_load(&b.most));
+  size_t v;
+  OK(weft_sem_value(b.sem, &v));
+  cr_assert_eq(v, 3);
+  weft_sem_destroy(b.sem);
+  OK(weft_runtime_destroy(rt));
+}
+
+Test(sem, bounded_release_beyond_max_is_erange) {
+  weft_sem_t *s;
+  cr_assert_eq(weft_sem_create(&s, 2, 1), WEFT_EINVAL);
+  OK(weft_sem_create(&s, 1, 1));
+  cr_assert_eq(weft_sem_release(s), WEFT_ERANGE);
+  OK(weft_sem_try_acquire(s));
+  cr_assert_eq(weft_sem_try_acquire(s), WEFT_EAGAIN);
+  OK(weft_sem_release(s));
+  weft_sem_destroy(s);
+  OK(weft_sem_create(&s, 0, 0)); /* unbounded */
+  for (int i = 0; i < 5; i++) OK(weft_sem_release(s));
+  size_t v;
+  OK(weft_sem_value(s, &v));
+  cr_assert_eq(v, 5);
+  weft_sem_destroy(s);
+}
+
+/* ---- Event ---- */
+
+typedef struct {
+  weft_event_t *e;
+  atomic_int woke;
+} ev_t;
+
+static void *ev_waiter(void *arg) {
+  ev_t *e = arg;
+  weft_task_set_name(weft_current(), "ev-waiter");
+  OK(weft_event_wait(e->e, UINT64_MAX));
+  atomic_fetch_add(&e->woke, 1);
+  return NULL;
+}
+
+static void *ev_thread(void *arg) {
+  ev_t *e = arg;
+  OK(weft_event_wait(e->e, UINT64_MAX));
+  atomic_fetch_add(&e->woke, 1);
+  return NULL;
+}
+
+Test(event, set_wakes_every_waiter_task_and_thread_and_clear_rearms) {
+  weft_runtime_t *rt = test_runtime(2);
+  ev_t e = {0};
+  OK(weft_event_create(&e.e));
+  enum { N = 8 };
+  weft_task_t *t[N];
+  pthread_t th;
+  for (int i = 0; i < N; i++) OK(weft_runtime_spawn(rt, &t[i], ev_waiter, &e));
+  cr_assert_eq(pthread_create(&th, NULL, ev_thread, &e), 0);
+  await_blocked(rt, "ev-waiter", "waiting for a lock");
+  cr_assert_eq(atomic_load(&e.woke), 0);
+  OK(weft_event_set(e.e));
+  for (int i = 0; i < N; i++) OK(weft_join(t[i], NULL));
+  pthread_join(th, NULL);
+  cr_assert_eq(atomic_load(&e.woke), N + 1);
+  cr_assert_eq(weft_event_is_set(e.e), 1);
+  OK(weft_event_wait(e.e, 0)); /* set: no wait, even with a passed deadline */
+  OK(weft_event_clear(e.e));
+  cr_assert_eq(weft_event_is_set(e.e), 0);
+  cr_assert_eq(weft_event_wait(e.e, weft_now_ns() + MS), WEFT_ETIMEDOUT);
+  weft_event_destroy(e.e);
+  OK(weft_runtime_destroy(rt));
+}
+
+/* ---- Condition ---- */
+
+typedef struct {
+  weft_mutex_t *m;
+  weft_cond_t *c;
+  int items; /* guarded by m */
+  int consumed;
+  int total;
+} pc_t;
+
+static void *cond_consumer(void *arg) {
+  pc_t *p = arg;
+  for (;;) {
+    OK(weft_mutex_lock(p->m, UINT64_MAX));
+    while (p->items == 0 && p->consumed < p->total) OK(weft_cond_wait(p->c, p->m, UINT64_MAX));
+    if (p->consumed >= p->total) {
+      OK(weft_mutex_unlock(p->m));
+      return NULL;
+    }
+    p->items--;
+    p->consumed++;
+    if (p->consumed == p->total) OK(weft_cond_notify_all(p->c)); /* the others may finish */
+    OK(weft_mutex_unlock(p->m));
+  }
+}
+
+static void *cond_producer(void *arg) {
+  pc_t *p = arg;
+  for (int i = 0; i < p->total; i++) {
+    OK(weft_mutex_lock(p->m, UINT64_MAX));
+    p->items++;
+    OK(weft_cond_notify(p->c, 1));
+    OK(weft_mutex_unlock(p->m));
+    if (i % 16 == 0) weft_yield();
+  }
+  return NULL;
+}
+
+Test(cond, producer_and_consumers_hand_over_every_item) {
+  weft_runtime_t *rt = test_runtime(4);
+  pc_t p = {.total = SCALE(20000, 2000)};
+  OK(weft_mutex_create(&p.m));
+  OK(weft_cond_create(&p.c));
+  enum { C = 4 };
+  weft_task_t *t[C + 1];
+  for (int i = 0; i < C; i++) OK(weft_runtime_spawn(rt, &t[i], cond_consumer, &p));
+  OK(weft_runtime_spawn(rt, &t[C], cond_producer, &p));
+  for (int i = 0; i <= C; i++) OK(weft_join(t[i], NULL));
+  cr_assert_eq(p.consumed, p.total);
+  cr_assert_eq(p.items, 0);
+  weft_cond_destroy(p.c);
+  weft_mutex_destroy(p.m);
+  OK(weft_runtime_destroy(rt));
+}
+
+Test(cond, waiting_without_the_mutex_aborts, .signal = SIGABRT) {
+  weft_mutex_t *m;
+  weft_cond_t *c;
+  OK(weft_mutex_create(&m));
+  OK(weft_cond_create(&c));
+  weft_cond_wait(c, m, UINT64_MAX);
+}
+
+/* ---- Wait group ---- */
+
+typedef struct {
+  weft_waitgroup_t *wg;
+  atomic_int done;
+} wgarg_t;
+
+static void *wg_child(void *arg) {
+  wgarg_t *a = arg;
+  weft_yield();
+  atomic_fetch_add(&a->done, 1);
+  OK(weft_waitgroup_done(a->wg));
+  return NULL;
+}
+
+static void *wg_main(void *arg) {
+  wgarg_t *a = arg;
+  enum { N = 100 };
+  OK(weft_waitgroup_add(a->wg, N));
+  for (int i = 0; i < N; i++) OK(weft_spawn(NULL, wg_child, a));
+  OK(weft_waitgroup_wait(a->wg, UINT64_MAX));
+  cr_assert_eq(atomic_load(&a->done), N);
+  return NULL;
+}
+
+Test(waitgroup, wait_returns_once_every_child_is_done) {
+  wgarg_t a = {0};
+  OK(weft_waitgroup_create(&a.wg));
+  run_on(4, wg_main, &a);
+  OK(weft_waitgroup_wait(a.wg, 0)); /* zero: no wait */
+  weft_waitgroup_destroy(a.wg);
+}
+
+Test(waitgroup, below_zero_aborts, .signal = SIGABRT) {
+  weft_waitgroup_t *g;
+  OK(weft_waitgroup_create(&g));
+  weft_waitgroup_done(g);
+}
+
+/* ---- Bad arguments ---- */
+
+Test(args, null_handles_are_einval) {
+  cr_assert_eq(weft_sem_create(NULL, 0, 0), WEFT_EINVAL);
+  cr_assert_eq(weft_sem_acquire(NULL, 0), WEFT_EINVAL);
+  cr_assert_eq(weft_sem_release(NULL), WEFT_EINVAL);
+  cr_assert_eq(weft_event_create(NULL), WEFT_EINVAL);
+  cr_assert_eq(weft_event_set(NULL), WEFT_EINVAL);
+  cr_assert_eq(weft_event_wait(NULL, 0), WEFT_EINVAL);
+  cr_assert_eq(weft_cond_create(NULL), WEFT_EINVAL);
+  cr_assert_eq(weft_cond_wait(NULL, NULL, 0), WEFT_EINVAL);
+  cr_assert_eq(weft_cond_notify(NULL, 1), WEFT_EINVAL);
+  cr_assert_eq(weft_waitgroup_create(NULL), WEFT_EINVAL);
+  cr_assert_eq(weft_waitgroup_add(NULL, 1), WEFT_EINVAL);
+  cr_assert_eq(weft_chan_create(NULL, 0), WEFT_EINVAL);
+  cr_assert_eq(weft_chan_send(NULL, NULL, 0), WEFT_EINVAL);
+  cr_assert_eq(weft_chan_recv(NULL, NULL, 0), WEFT_EINVAL);
+  cr_assert_eq(weft_chan_select(NULL, 0, 0, NULL), WEFT_EINVAL);
+  cr_assert_eq(weft_queue_create(NULL, 0), WEFT_EINVAL);
+  cr_assert_eq(weft_queue_join(NULL, 0), WEFT_EINVAL);
+  cr_assert_str_eq(weft_err_name(WEFT_ECLOSED), "WEFT_ECLOSED");
+  cr_assert_str_eq(weft_strerror(WEFT_ECLOSED), "the channel is closed");
+}
