@@ -167,14 +167,36 @@ static void out_append(conn_t *c, const char *data, size_t len) {
   c->out_len += len;
 }
 
+/* Appends s and returns the end (the response head is built by hand: snprintf was 5 % of the
+ * server's CPU under wrk). */
+static char *put(char *p, const char *s) {
+  size_t n = strlen(s);
+  memcpy(p, s, n);
+  return p + n;
+}
+
+static char *put_uint(char *p, size_t v) {
+  char digits[24];
+  int n = 0;
+  do digits[n++] = (char)('0' + v % 10);
+  while ((v /= 10));
+  while (n) *p++ = digits[--n];
+  return p;
+}
+
 static void out_response(conn_t *c, int status, const char *type, const char *body, size_t len,
                          bool keep_alive) {
-  char head[256];
-  int n = snprintf(head, sizeof head,
-                   "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s\r\n", status,
-                   http_status_str((enum http_status)status), type, len,
-                   keep_alive ? "" : "Connection: close\r\n");
-  out_append(c, head, (size_t)n);
+  char head[256], *p = head;
+  p = put(p, "HTTP/1.1 ");
+  p = put_uint(p, (size_t)status);
+  p = put(p, " ");
+  p = put(p, http_status_str((enum http_status)status)); /* at most 31 bytes */
+  p = put(p, "\r\nContent-Type: ");
+  p = put(p, type); /* the handlers' own short constants */
+  p = put(p, "\r\nContent-Length: ");
+  p = put_uint(p, len);
+  p = put(p, keep_alive ? "\r\n\r\n" : "\r\nConnection: close\r\n\r\n");
+  out_append(c, head, (size_t)(p - head));
   out_append(c, body, len);
 }
 
@@ -262,7 +284,8 @@ static void conn_unlink(conn_t *c) {
 /* Reads, parses, answers; true while the connection stays open. */
 static bool serve_once(conn_t *c) {
   char buf[READ_BUF];
-  ptrdiff_t n = weft_sock_read(c->sock, buf, sizeof buf, weft_now_ns() + IDLE_TIMEOUT_S * SEC_NS);
+  uint64_t deadline = weft_now_ns() + IDLE_TIMEOUT_S * SEC_NS; /* for the read and the write */
+  ptrdiff_t n = weft_sock_read(c->sock, buf, sizeof buf, deadline);
   int idle = CONN_IDLE;
   /* The shutdown may have claimed us while we waited: then stop without answering. */
   if (n <= 0 || !atomic_compare_exchange_strong(&c->state, &idle, CONN_BUSY)) return false;
@@ -279,8 +302,7 @@ static bool serve_once(conn_t *c) {
   } else {
     open = c->keep_alive || c->out_len == 0; /* a partial request: keep reading */
   }
-  if (c->out_len && weft_sock_write(c->sock, c->out, c->out_len, NULL,
-                                    weft_now_ns() + IDLE_TIMEOUT_S * SEC_NS) != 0)
+  if (c->out_len && weft_sock_write(c->sock, c->out, c->out_len, NULL, deadline) != 0)
     open = false;
   if (c->out != c->out_inline) free(c->out);
   int busy = CONN_BUSY;

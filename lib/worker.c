@@ -412,6 +412,8 @@ static uintptr_t find_work(weft__worker_t *w) {
         return 0;
       }
       weft__timer_poll(rt->timer, weft_now_ns(), &w->n_fired);
+      /* fds too, before stealing (Go's findRunnable: netpoll(0)); every 8th round: a syscall */
+      if (round % 8 == 0 && weft__poll_active(rt)) weft__poll_tick(w);
       if ((e = local_work(w)) || (e = steal_one(w))) {
         stop_spinning(w, &spinning);
         return e;
