@@ -72,6 +72,8 @@ const char *weft_strerror(int err) {
     WEFT_ERRNO_MAP(WEFT__ERRNO_TEXT)
 #undef WEFT__ERRNO_TEXT
   }
+  /* Socket calls pass the system's other failures through as -errno (lib/io.c). */
+  if (err < 0 && err > -4096) return strerror(-err);
   return "unknown error";
 }
 
