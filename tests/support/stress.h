@@ -35,6 +35,9 @@ uint64_t stress_chaos(const stress_config_t *cfg);
 /* The chaos of the above plus foreign spawners, destroyed at a random point mid-flight. */
 uint64_t stress_cancel(const stress_config_t *cfg);
 uint64_t stress_shutdown_mid_flight(const stress_config_t *cfg);
+/* Loopback echo clients (round trips checked byte for byte, abrupt closes, read deadlines,
+ * cancels) against an accept loop with a task per connection (issue 12). */
+uint64_t stress_sockets(const stress_config_t *cfg);
 
 extern const stress_scenario_t stress_scenarios[];
 extern const int stress_scenario_count;
