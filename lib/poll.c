@@ -313,29 +313,34 @@ void weft__poll_unregister(struct weft__poller *p, weft__sock_t *s, bool close_f
   pthread_mutex_unlock(&p->lock);
 }
 
-void weft__poll_dir_notify(weft__poll_dir_t *d) {
+int weft__poll_dir_notify(weft__poll_dir_t *d) {
   /* seq_cst, before the completion: a waiter that reset the word before our completion sees
    * ready when it checks (its reset is an acquire RMW that reads our release, or comes before
    * it in the word's order and then its add_waiter sees DONE). See lib/io.c's dir_wait. */
   atomic_store_explicit(&d->ready, 1, memory_order_seq_cst);
   uintptr_t s = join_complete(&d->word);
   weft__waiter_t *waiters = (weft__waiter_t *)(s & ~WEFT__WORD_FLAGS);
+  int n = 0;
   if (waiters) {
+    /* Counted before the delivery (a woken node may die at once); BUSY keeps them alive. */
+    for (weft__waiter_t *w = waiters; w; w = w->next) n++;
     weft__wake_waiters(waiters);
     join_finish_waking(&d->word); /* the word belongs to the descriptor: nothing to free */
   }
+  return n;
 }
 
-/* Hands the events to their descriptors; returns how many were for live registrations. */
-static int dispatch(struct weft__poller *p, const weft__poll_event_t *ev, int n) {
+/* Hands the events to their descriptors; returns how many were for live registrations and
+ * adds the waiters woken to *woken. */
+static int dispatch(struct weft__poller *p, const weft__poll_event_t *ev, int n, int *woken) {
   int live = 0;
   for (int i = 0; i < n; i++) {
     weft__sock_t *s = lookup(p, (uint32_t)ev[i].tag);
     /* acquire: pairs with register's release (the flags of this registration are reset) */
     if (!s || atomic_load_explicit(&s->seq, memory_order_acquire) != (uint32_t)(ev[i].tag >> 32))
       continue; /* an earlier registration's event: the fd was closed meanwhile */
-    if (ev[i].in) weft__poll_dir_notify(&s->rd);
-    if (ev[i].out) weft__poll_dir_notify(&s->wr);
+    if (ev[i].in) *woken += weft__poll_dir_notify(&s->rd);
+    if (ev[i].out) *woken += weft__poll_dir_notify(&s->wr);
     live++;
   }
   return live;
@@ -350,8 +355,32 @@ static bool try_own(struct weft__poller *p, weft__worker_t *w) {
                                                  memory_order_relaxed);
 }
 
-/* Polls once (deadline 0: without blocking) and dispatches; the caller owns the poller. */
-static int poll_once(struct weft__poller *p, uint64_t deadline_ns, bool release_first) {
+/* The tasks an I/O batch woke went onto w's deque (weft__schedule), whose owner end is LIFO:
+ * under load a busy worker's tick polls would keep stacking new connections on top of older
+ * ones, and the oldest would wait for a thief (measured: p99 latency under wrk). So the newest
+ * `woken` entries move to the yield queue, oldest first (FIFO, stealable, checked every 61
+ * ticks): Go puts netpoll's goroutines at the tail of a run queue for the same reason. An
+ * entry a thief took meanwhile is simply not moved; one pushed before the batch and moved
+ * with it still runs (behind the batch). */
+static void ready_fifo(weft__worker_t *w, int woken) {
+  uintptr_t batch[2 * EVENTS_MAX]; /* a batch wakes at most a reader and a writer per event */
+  int n = 0;
+  while (n < woken && n < 2 * EVENTS_MAX) {
+    uintptr_t e = weft__deque_take(&w->deque);
+    if (!e) break;
+    batch[n++] = e;
+  }
+  while (n > 0) { /* as worker.c's push_local: wake a sibling on empty→non-empty, spill if full */
+    uintptr_t e = batch[--n];
+    int r = weft__deque_push(&w->yieldq, e);
+    if (r < 0) weft__inject_push(w->rt, e);
+    else if (r > 0) weft__wake_one_if_needed(w->rt);
+  }
+}
+
+/* Polls once (deadline 0: without blocking) and dispatches; the caller (worker w, in its
+ * scheduler loop) owns the poller, and no longer does when this returns. */
+static int poll_once(struct weft__poller *p, weft__worker_t *w, uint64_t deadline_ns) {
   weft__poll_event_t ev[EVENTS_MAX];
   bool broke = false;
   int n = p->ops->wait(p, deadline_ns, ev, EVENTS_MAX, &broke);
@@ -359,8 +388,12 @@ static int poll_once(struct weft__poller *p, uint64_t deadline_ns, bool release_
     atomic_store_explicit(&p->break_pending, 0, memory_order_relaxed);
   /* Released before dispatching: the wake-ups dispatch causes may pick this very worker, and
    * it needs no break while it is not blocked. release: orders our reads of the table. */
-  if (release_first) atomic_store_explicit(&p->owner, NULL, memory_order_release);
-  return n > 0 ? dispatch(p, ev, n) : 0;
+  atomic_store_explicit(&p->owner, NULL, memory_order_release);
+  if (n <= 0) return 0;
+  int woken = 0;
+  int live = dispatch(p, ev, n, &woken);
+  if (woken) ready_fifo(w, woken);
+  return live;
 }
 
 int weft__poll_park(weft__worker_t *w, uint64_t deadline_ns) {
@@ -373,12 +406,12 @@ int weft__poll_park(weft__worker_t *w, uint64_t deadline_ns) {
     atomic_store_explicit(&p->owner, NULL, memory_order_release); /* release: as poll_once */
     return 0;
   }
-  return poll_once(p, deadline_ns == 0 ? 1 : deadline_ns, true);
+  return poll_once(p, w, deadline_ns == 0 ? 1 : deadline_ns);
 }
 
 void weft__poll_tick(weft__worker_t *w) {
   struct weft__poller *p = poller_of(w->rt);
-  if (p && try_own(p, w)) poll_once(p, 0, true);
+  if (p && try_own(p, w)) poll_once(p, w, 0);
 }
 
 static void poll_break(struct weft__poller *p) {

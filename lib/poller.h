@@ -41,8 +41,9 @@ int weft__poller_get(struct weft_runtime *rt, struct weft__poller **out);
 int weft__poll_register(struct weft__poller *p, int fd, weft__sock_t **out);
 /* Deregisters, closes the fd if close_fd, and returns the descriptor to the free list. */
 void weft__poll_unregister(struct weft__poller *p, weft__sock_t *s, bool close_fd);
-/* An edge (or a close) on one direction: sets ready and completes its word. */
-void weft__poll_dir_notify(weft__poll_dir_t *d);
+/* An edge (or a close) on one direction: sets ready and completes its word; returns the
+ * number of waiters it woke (0 or 1). */
+int weft__poll_dir_notify(weft__poll_dir_t *d);
 /* Runtime destroy's step: closes every fd still registered, frees the table and the poller. */
 void weft__poller_destroy(struct weft_runtime *rt);
 
