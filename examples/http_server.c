@@ -30,9 +30,9 @@
 
 enum {
   /* Kept small: an idle connection costs the stack pages its deepest call touched. */
-  READ_BUF = 2048,         /* on the connection task's stack */
-  OUT_INLINE = 1536,       /* responses up to this size need no allocation */
-  URL_MAX = 512,
+  READ_BUF = 1024,         /* on the connection task's stack */
+  OUT_INLINE = 768,        /* responses up to this size need no allocation */
+  URL_MAX = 256,
   BODY_LIMIT = 64 * 1024,  /* larger bodies get 413 */
   IDLE_TIMEOUT_S = 60,
   DRAIN_TIMEOUT_S = 5,
