@@ -12,12 +12,15 @@
  *     epoll_pwait2 with the timer wheel's next deadline as its timeout (nanoseconds; epoll_wait
  *     with milliseconds rounded up where the kernel lacks epoll_pwait2); the other idle workers
  *     sleep on their futex words as before;
- *   - a busy worker polls with timeout 0 at its fairness tick (every 61st task), if the lock is
- *     free (Tokio's event_interval, Go's findRunnable netpoll(0)).
+ *   - a busy worker polls with timeout 0 at its fairness tick (every 61st task), and a
+ *     spinning one every 8th spin round before it steals, if the lock is free (Tokio's
+ *     event_interval, Go's findRunnable netpoll(0)).
  * An edge sets the direction's `ready` flag and completes its completion word (join_impl.h):
  * the waiting task is made runnable by the same path as any awaited completion
  * (weft__schedule: onto the polling worker's deque, which wakes a sibling if none is looking
- * for work) — so cancellation, deadlines, dumps and destroy work for fd waits for free.
+ * for work) — so cancellation, deadlines, dumps and destroy work for fd waits for free. The
+ * batch's tasks then move to the worker's FIFO yield queue (ready_fifo: oldest connection
+ * first, as Go queues netpoll's goroutines at a run queue's tail).
  * Breaking the poller: the poller stays on the idle list while it blocks, so every existing
  * wake-up (new work, an earlier timer, a stop) may pick it; the waker then also writes the
  * eventfd (weft__poll_woke), deduplicated by `break_pending` (Go's netpollBreak). The lost
@@ -35,7 +38,8 @@
  * (an epoll_ctl per wait to re-arm, or a storm of events for fds nobody waits on); a per-fd
  * mutex (the two atomic flags and the word suffice for one waiter per direction).
  * Cost: nothing until the first socket (the worker hooks test one pointer); then one
- * epoll_wait(0) syscall (~0.3 µs here) per 61 tasks on busy workers.
+ * epoll_wait(0) syscall (~0.3 µs here) per 61 tasks on busy workers and per 8 spin rounds on
+ * spinning ones.
  * Known limit: a worker running one task for a long time without suspending polls nothing; if
  * every other worker sleeps on its futex at that moment, events wait for that task (Go has
  * sysmon's 10 ms poll for this; weft has no such thread).
@@ -146,7 +150,8 @@ static int ep_wait_raw(struct weft__poller *p, uint64_t deadline_ns, struct epol
     uint64_t rel = deadline_ns > now ? deadline_ns - now : 0;
     struct timespec ts = {.tv_sec = (time_t)(rel / 1000000000u), .tv_nsec = (long)(rel % 1000000000u)};
     int n = epoll_pwait2(p->epfd, evs, max, &ts, NULL);
-    if (n >= 0 || errno != ENOSYS) return n < 0 ? -errno : n;
+    /* ENOSYS: a kernel before 5.11; EPERM: a seccomp profile that does not know the call */
+    if (n >= 0 || (errno != ENOSYS && errno != EPERM)) return n < 0 ? -errno : n;
     atomic_store_explicit(&p->pwait2, 0, memory_order_relaxed);
   }
   int n = epoll_wait(p->epfd, evs, max, deadline_ns ? deadline_ms(deadline_ns, now) : 0);
