@@ -4,7 +4,8 @@
   http  HTTP/1.1 "hello" keep-alive under wrk -c100 (--latency: p99): examples/http_server vs
         Go net/http (bench/peers/go-net) vs bench/peers/epoll_http.c (2 threads, no parser);
   echo  ping-pong of 64-byte messages over 1000 connections, driven by examples/echo_client
-        (the same client for every server): examples/echo_server vs Go's goroutine-per-conn;
+        (the same client for every server): examples/echo_server vs Go's goroutine-per-conn and
+        Tokio's task-per-conn (bench/peers/tokio-net, built offline from Debian's crates);
   idle  10 000 idle keep-alive connections (each sent one request and got its answer): the
         server's RSS growth per connection, weft vs Go.
 
@@ -87,7 +88,16 @@ def build_peers(build):
                        check=True, env={**os.environ, "GOFLAGS": "-mod=mod"})
     else:
         go = None
-    return epoll, go
+    tokio = None
+    if shutil.which("cargo"):  # offline, Debian's crates only (bench/peers/tokio-net/.cargo)
+        target = os.path.join(out, "tokio-net-target")
+        r = subprocess.run(["cargo", "build", "--offline", "--release", "--target-dir", target],
+                           cwd=os.path.join(ROOT, "bench/peers/tokio-net"), capture_output=True)
+        if r.returncode == 0:
+            tokio = os.path.join(target, "release", "tokio-net-peer")
+        else:
+            print("tokio: build failed (librust-tokio-dev?): skipped")
+    return epoll, go, tokio
 
 
 def wrk(port, opts):
@@ -190,7 +200,7 @@ def main():
     if opts.pin:
         opts.workers = 1
     ex = os.path.join(opts.build, "examples")
-    epoll, go = build_peers(opts.build)
+    epoll, go, tokio = build_peers(opts.build)
     wenv = {"WEFT_WORKERS": str(opts.workers)}
     genv = {"GOMAXPROCS": str(opts.workers)}
     parts = opts.only.split(",")
@@ -213,6 +223,8 @@ def main():
         servers = {"weft": ([os.path.join(ex, "echo_server"), "PORT"], wenv)}
         if go:
             servers["go"] = ([go, "echo", "PORT"], genv)
+        if tokio:
+            servers["tokio"] = ([tokio, "echo", "PORT"], {"TOKIO_WORKERS": str(opts.workers)})
         res = bench_echo(opts, servers, os.path.join(ex, "echo_client"))
         med = {k: statistics.median(v) for k, v in res.items()}
         report.append("")
