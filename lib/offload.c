@@ -109,14 +109,14 @@ static struct weft__offload *pool_get(struct weft_runtime *rt) {
   struct weft__offload *pool = atomic_load_explicit(&rt->offload, memory_order_acquire);
   if (pool) return pool;
   pthread_mutex_lock(&create_lock);
-  pool = atomic_load_explicit(&rt->offload, memory_order_acquire);
+  pool = atomic_load_explicit(&rt->offload, memory_order_acquire); /* acquire: as above */
   if (!pool && (pool = calloc(1, sizeof *pool))) {
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->work, NULL);
     pthread_cond_init(&pool->gone, NULL);
     pool->max = rt->blocking_threads;
     pool->keepalive_ns = rt->blocking_keepalive_ns;
-    atomic_store_explicit(&rt->offload, pool, memory_order_release);
+    atomic_store_explicit(&rt->offload, pool, memory_order_release); /* release: to pool_get */
   }
   pthread_mutex_unlock(&create_lock);
   return pool;
@@ -189,6 +189,7 @@ int weft_offload(weft_fn fn, void *arg, void **result) {
 }
 
 void weft__offload_destroy(struct weft_runtime *rt) {
+  /* acquire: the pool's creation, on whichever worker made it, before we tear it down */
   struct weft__offload *pool = atomic_load_explicit(&rt->offload, memory_order_acquire);
   if (!pool) return;
   pthread_mutex_lock(&pool->lock);

@@ -253,6 +253,7 @@ static weft__sock_t *desc_alloc(struct weft__poller *p) {
     p->free_list = s->next_free;
   } else if (p->used < (uint32_t)CHUNKS * CHUNK) {
     uint32_t index = p->used;
+    /* relaxed: chunks are published under this lock; lookups outside it use acquire */
     weft__sock_t *chunk = atomic_load_explicit(&p->chunks[index >> CHUNK_SHIFT], memory_order_relaxed);
     if (!chunk) {
       chunk = calloc(CHUNK, sizeof *chunk);
@@ -441,6 +442,7 @@ void weft__poller_destroy(struct weft_runtime *rt) {
     int spare = atomic_load_explicit(&s->spare_fd, memory_order_relaxed); /* relaxed: no one runs */
     if (spare >= 0) close(spare);
   }
+  /* relaxed: the workers are joined; this thread is the only one left touching the table */
   for (int c = 0; c < CHUNKS; c++) free(atomic_load_explicit(&p->chunks[c], memory_order_relaxed));
   p->ops->close(p);
   pthread_mutex_destroy(&p->lock);
