@@ -3,7 +3,8 @@
  * deadline, fd exhaustion (RLIMIT_NOFILE lowered: the server keeps serving what it has and
  * recovers), a close while another task (or thread) waits, cancel during accept/read/write,
  * destroy with connections open, plain threads that block, one waiter per direction; and the
- * blocking pool: its bound, its queue, a cancelled awaiter, a queued call never started. */
+ * blocking pool: its bound, its queue, a cancelled awaiter, a queued call never started, and
+ * its idle threads leaving after the keep-alive. */
 #include "support.h"
 #include "../lib/internal.h" /* a task's wait state: the tests wait for "waiting on fd" */
 
@@ -758,4 +759,46 @@ Test(io, offload_cancel_stops_the_wait_not_the_call) {
 #if TEST_ASAN
   cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "a job leaked");
 #endif
+}
+
+static int threads_now(void) {
+  int n = 0;
+  DIR *d = opendir("/proc/self/task");
+  cr_assert(d);
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (e->d_name[0] != '.') n++;
+  closedir(d);
+  return n;
+}
+
+static void *count_threads_call(void *arg) { /* runs on the pool thread */
+  *(int *)arg = threads_now();
+  return NULL;
+}
+
+static void *offload_count_threads(void *arg) {
+  return IPTR(weft_offload(count_threads_call, arg, NULL));
+}
+
+Test(io, offload_threads_leave_after_the_keepalive) {
+  weft_options_t o = WEFT_OPTIONS_INIT;
+  o.workers = 1;
+  o.blocking_keepalive_ms = 50;
+  weft_runtime_t *rt;
+  OK(weft_runtime_create(&rt, &o));
+  int base = threads_now(); /* the worker (and any monitor) */
+  int during = 0;
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, offload_count_threads, &during));
+  OK(weft_join(t, NULL));
+  cr_assert_eq(during, base + 1, "the pool started one thread for the call");
+  /* The event: the thread's exit, seen in /proc; bounded by a generous 10 s. */
+  uint64_t give_up = weft_now_ns() + 10 * SEC_NS;
+  while (threads_now() > base && weft_now_ns() < give_up) sched_yield();
+  cr_assert_eq(threads_now(), base, "the idle pool thread did not leave");
+  OK(weft_runtime_spawn(rt, &t, offload_count_threads, &during)); /* a new one on demand */
+  OK(weft_join(t, NULL));
+  cr_assert_eq(during, base + 1);
+  OK(weft_runtime_destroy(rt));
 }
