@@ -496,7 +496,8 @@ WEFT_EXTERN int weft_sleep_until(uint64_t deadline_ns);
  * WEFT_EBUSY (another task already waits in the same direction: one reader and one writer at a
  * time), WEFT_EINVAL for a NULL handle, or the system's -errno (WEFT_ECONNRESET, WEFT_EPIPE,
  * and others that weft_strerror describes with strerror's text). The handle is valid until
- * weft_sock_close; weft_runtime_destroy closes every socket still open. */
+ * weft_sock_close or its runtime's weft_runtime_destroy, which closes every socket still open.
+ * One accept loop per listener (several listeners: WEFT_LISTEN_REUSEPORT). */
 typedef struct weft_sock weft_sock_t;
 #define WEFT_IO_READABLE 1u
 #define WEFT_IO_WRITABLE 2u
