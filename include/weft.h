@@ -35,6 +35,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h> /* malloc and free, for the typed task helpers */
+#include <sys/socket.h> /* struct sockaddr, socklen_t: the I/O section */
+#include <sys/uio.h>    /* struct iovec: the I/O section */
 
 #ifdef __cplusplus
 extern "C" {
@@ -69,7 +71,12 @@ WEFT_EXTERN const char *weft_version_string(void);
   X(EPERM, -1, "operation not permitted from this thread")                                   \
   X(ERANGE, -34, "value out of range")                                                      \
   X(ECANCELED, -125, "the task was cancelled")                                              \
-  X(ECLOSED, -32, "the channel is closed")
+  X(EBADF, -9, "the socket was closed (or is being closed) by another task or thread")      \
+  X(EBUSY, -16, "another task or thread already waits on this socket in this direction")   \
+  X(EPIPE, -32, "the peer closed the connection: nothing more can be written")             \
+  X(ECONNRESET, -104, "the peer reset the connection")                                      \
+  X(ECONNREFUSED, -111, "the peer refused the connection")                                  \
+  X(ECLOSED, -4095, "the channel is closed")
 
 typedef enum {
 #define WEFT__ERRNO_ENUM(name, value, text) WEFT_##name = (value),
@@ -127,6 +134,11 @@ typedef struct weft_options {
    * WEFT_CHAOS environment variable (a number, decimal or 0x hex), if set; an invalid value
    * makes weft_runtime_create fail with WEFT_EINVAL. */
   uint64_t chaos_seed;
+  /* The blocking pool (weft_offload): at most this many threads run blocking calls at once
+   * (0: WEFT_BLOCKING_THREADS_DEFAULT); calls beyond wait in a FIFO queue. A thread idle for
+   * blocking_keepalive_ms exits (0: WEFT_BLOCKING_KEEPALIVE_DEFAULT_MS). */
+  int blocking_threads;
+  uint64_t blocking_keepalive_ms;
 } weft_options_t;
 
 #define WEFT_STACK_DEFAULT ((size_t)64 * 1024)
@@ -718,6 +730,77 @@ WEFT_EXTERN int weft_queue_close(weft_queue_t *queue);
              (name##_weft_handle * weft__h, t1 a1, t2 a2, t3 a3, t4 a4),                      \
              (weft__f->a1, weft__f->a2, weft__f->a3, weft__f->a4),                            \
              (weft__f->a1 = a1, weft__f->a2 = a2, weft__f->a3 = a3, weft__f->a4 = a4))
+
+/* ---- I/O: sockets that suspend the task, and blocking calls offloaded ------------------------ */
+
+/* A socket (or any fd that supports non-blocking I/O: pipes, eventfds) registered with its
+ * runtime's poller. An operation that would block suspends the calling task until the fd is
+ * ready, its deadline passes or the task is cancelled; called from a thread that is not one of
+ * a runtime's workers, it blocks that thread (poll(2)) instead. Every operation takes an
+ * absolute deadline in weft_now_ns() time (UINT64_MAX: none; a weft_deadline_begin scope bounds
+ * it too) and returns 0 or a byte count, or a negative code: WEFT_ETIMEDOUT, WEFT_ECANCELED,
+ * WEFT_EBADF (the socket was closed by someone else meanwhile: the waiter is woken with it),
+ * WEFT_EBUSY (another task already waits in the same direction: one reader and one writer at a
+ * time), WEFT_EINVAL for a NULL handle, or the system's -errno (WEFT_ECONNRESET, WEFT_EPIPE,
+ * and others that weft_strerror describes with strerror's text). The handle is valid until
+ * weft_sock_close or its runtime's weft_runtime_destroy, which closes every socket still open.
+ * One accept loop per listener (several listeners: WEFT_LISTEN_REUSEPORT). */
+typedef struct weft_sock weft_sock_t;
+#define WEFT_IO_READABLE 1u
+#define WEFT_IO_WRITABLE 2u
+#define WEFT_LISTEN_REUSEPORT 1u /* weft_sock_listen: SO_REUSEPORT (one listener per worker) */
+
+/* Adopts fd (made non-blocking): rt NULL means the calling task's runtime (WEFT_EINVAL
+ * outside a task). The socket owns fd from now on; on failure fd stays the caller's. */
+WEFT_EXTERN int weft_sock_open(weft_runtime_t *rt, int fd, weft_sock_t **sock);
+/* Wakes every task waiting on the socket (they get WEFT_EBADF) and closes the fd once the last
+ * operation in progress has left it. 0, or WEFT_EBADF if it was already being closed. */
+WEFT_EXTERN int weft_sock_close(weft_sock_t *sock);
+WEFT_EXTERN int weft_sock_fd(const weft_sock_t *sock);
+/* The local port (listeners bound to port 0 learn theirs), or a negative code. */
+WEFT_EXTERN int weft_sock_port(const weft_sock_t *sock);
+/* A numeric IPv4 or IPv6 address and a port into *addr (no name lookup: for names, call
+ * getaddrinfo through weft_offload). WEFT_EINVAL if host is not numeric. */
+WEFT_EXTERN int weft_sock_addr(const char *host, uint16_t port, struct sockaddr_storage *addr,
+                               socklen_t *len);
+/* Waits until the socket is readable or writable (exactly one of WEFT_IO_*). */
+WEFT_EXTERN int weft_sock_wait(weft_sock_t *sock, unsigned events, uint64_t deadline_ns);
+/* socket + SO_REUSEADDR (+ SO_REUSEPORT) + bind + listen(backlog; 0: SOMAXCONN) + open. */
+WEFT_EXTERN int weft_sock_listen(weft_runtime_t *rt, const struct sockaddr *addr, socklen_t len,
+                                 int backlog, unsigned flags, weft_sock_t **listener);
+/* The next connection (non-blocking, close-on-exec, registered with the listener's runtime);
+ * addr/len may be NULL. Out of fds (EMFILE, ENFILE) it does not spin and does not return the
+ * error: it closes the listener's reserve fd, accepts and closes the pending connections with
+ * it (their clients see a close, not a hang), reopens the reserve and backs off (5 ms doubling
+ * to 1 s, cancellable, bounded by the deadline) before accepting again. */
+WEFT_EXTERN int weft_sock_accept(weft_sock_t *listener, weft_sock_t **conn, struct sockaddr *addr,
+                                 socklen_t *len, uint64_t deadline_ns);
+/* A stream socket connected to addr, or the error (WEFT_ETIMEDOUT at the deadline). */
+WEFT_EXTERN int weft_sock_connect(weft_runtime_t *rt, const struct sockaddr *addr, socklen_t len,
+                                  uint64_t deadline_ns, weft_sock_t **conn);
+/* Up to len bytes: the count (0: end of stream), or a negative code. */
+WEFT_EXTERN ptrdiff_t weft_sock_read(weft_sock_t *sock, void *buf, size_t len,
+                                     uint64_t deadline_ns);
+WEFT_EXTERN ptrdiff_t weft_sock_readv(weft_sock_t *sock, const struct iovec *iov, int iovcnt,
+                                      uint64_t deadline_ns);
+/* All len bytes, or an error; *written (may be NULL) says how many went out either way. */
+WEFT_EXTERN int weft_sock_write(weft_sock_t *sock, const void *buf, size_t len, size_t *written,
+                                uint64_t deadline_ns);
+/* The same for iovcnt buffers (at most 64; more: WEFT_EINVAL); iov is not modified. */
+WEFT_EXTERN int weft_sock_writev(weft_sock_t *sock, const struct iovec *iov, int iovcnt,
+                                 size_t *written, uint64_t deadline_ns);
+/* shutdown(2): SHUT_RD, SHUT_WR (a half-close: the peer reads end of stream) or SHUT_RDWR. */
+WEFT_EXTERN int weft_sock_shutdown(weft_sock_t *sock, int how);
+
+/* asyncio.to_thread: runs fn(arg) on the runtime's blocking pool and awaits it from the
+ * calling task; *result (may be NULL) gets its return value. 0, WEFT_ECANCELED (the task was
+ * cancelled while waiting: it stops waiting at once, but a call already started runs to its
+ * end on its pool thread, and its result is dropped; a call still queued is not run), or
+ * WEFT_ENOMEM / WEFT_EAGAIN (no job or thread). Outside a task it calls fn on the calling
+ * thread. Bounded by weft_options_t.blocking_threads; calls beyond queue (FIFO). */
+WEFT_EXTERN int weft_offload(weft_fn fn, void *arg, void **result);
+#define WEFT_BLOCKING_THREADS_DEFAULT 64
+#define WEFT_BLOCKING_KEEPALIVE_DEFAULT_MS 10000
 
 #ifdef __cplusplus
 }

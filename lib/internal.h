@@ -559,7 +559,34 @@ struct weft_runtime {
   /* Inject queue (#13): spawns and wake-ups from threads that are not workers (FIFO), a
    * lock-free MPSC list linked through task->next (lib/inject_impl.h, used by lib/worker.c). */
   weft__inject_t inject;
+  /* I/O (lib/poll.c, lib/offload.c): created on first use, freed by destroy (NULL until). */
+  _Atomic(struct weft__poller *) poller;
+  _Atomic(struct weft__offload *) offload;
+  int blocking_threads;            /* weft_options_t's, resolved (lib/offload.c) */
+  uint64_t blocking_keepalive_ns;
 };
+
+/* ---- I/O (lib/poll.c, lib/offload.c) -------------------------------------------------------- */
+
+struct weft__poller;
+struct weft__offload;
+/* The worker loop's hooks, each a no-op (one pointer test) until the runtime's first socket.
+ * park: an idle worker blocks in the poller until deadline_ns instead of on its futex, if it
+ * wins the poller's try-lock: -1 if it did not (sleep on the futex), else the events
+ * dispatched (> 0: tasks may be ready). tick: a busy worker's poll without blocking (at the
+ * fairness tick). woke: after a waker set w's park word (w NULL: the runtime stops), break
+ * the poller if w is blocked in it. */
+int weft__poll_park(weft__worker_t *w, uint64_t deadline_ns);
+void weft__poll_tick(weft__worker_t *w);
+void weft__poll_woke(struct weft_runtime *rt, weft__worker_t *w);
+static inline bool weft__poll_active(struct weft_runtime *rt) {
+  /* relaxed: a hint; the hooks load it again with acquire */
+  return atomic_load_explicit(&rt->poller, memory_order_relaxed) != NULL;
+}
+/* Runtime destroy's steps (runtime.c's shutdown comment, step 6): the blocking pool's threads
+ * finish their calls and are joined; the poller closes every socket still open. */
+void weft__offload_destroy(struct weft_runtime *rt);
+void weft__poller_destroy(struct weft_runtime *rt);
 
 
 

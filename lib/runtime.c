@@ -31,7 +31,12 @@
  *      before step 5 because the awaiters woken there may release at once.
  *   5. The unfinished orphans complete: threads and other runtimes' tasks that await them wake
  *      with WEFT_ESHUTDOWN. Their nodes are on their own stacks; nothing here is freed yet.
- *   6. Everything else is freed: deques, the timer wheel, every stack (the slabs are unmapped
+ *   6. I/O first (lib/offload.c, lib/poll.c): the blocking pool's threads finish the calls
+ *      they run (a blocking call cannot be interrupted; its awaiters were cancelled in step 0
+ *      or discarded in step 3, so its completion wakes no one) and are joined, and calls
+ *      still queued are dropped; then the poller closes every socket still open, its epoll
+ *      instance and eventfd (no worker polls any more since step 2).
+ *      Everything else is freed: deques, the timer wheel, every stack (the slabs are unmapped
  *      whole, so worker caches need no draining), the other descriptor slabs, the runtime.
  * Not covered: a thread that starts using one of the runtime's handles (an await, a release)
  * while steps 4–5 run — a race on an object being destroyed, as for any C object.
@@ -68,6 +73,8 @@ const char *weft_strerror(int err) {
     WEFT_ERRNO_MAP(WEFT__ERRNO_TEXT)
 #undef WEFT__ERRNO_TEXT
   }
+  /* Socket calls pass the system's other failures through as -errno (lib/io.c). */
+  if (err < 0 && err > -4096) return strerror(-err);
   return "unknown error";
 }
 
@@ -222,6 +229,7 @@ static void stop_workers(struct weft_runtime *rt, int started) {
     weft__futex_wake(&w->park_word, 1);
   }
   pthread_mutex_unlock(&rt->idle_lock);
+  weft__poll_woke(rt, NULL); /* a worker blocked in the poller: break it too */
   for (int i = 0; i < started; i++) pthread_join(rt->workers[i].thread, NULL);
 }
 
@@ -260,6 +268,13 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
   uint64_t shutdown_ms = OPTION(opts, shutdown_timeout_ms, 0);
   if (!shutdown_ms) shutdown_ms = WEFT_SHUTDOWN_DEFAULT_MS;
   rt->shutdown_ns = shutdown_ms > UINT64_MAX / 1000000u ? UINT64_MAX : shutdown_ms * 1000000u;
+  /* The blocking pool's bounds (lib/offload.c); negative thread counts mean the default. */
+  rt->blocking_threads = OPTION(opts, blocking_threads, 0);
+  if (rt->blocking_threads <= 0) rt->blocking_threads = WEFT_BLOCKING_THREADS_DEFAULT;
+  uint64_t keepalive_ms = OPTION(opts, blocking_keepalive_ms, 0);
+  if (!keepalive_ms) keepalive_ms = WEFT_BLOCKING_KEEPALIVE_DEFAULT_MS;
+  rt->blocking_keepalive_ns =
+      keepalive_ms > UINT64_MAX / 1000000u ? UINT64_MAX : keepalive_ms * 1000000u;
   pthread_mutex_init(&rt->idle_lock, NULL);
   weft__inject_init(rt);
   pthread_mutex_init(&rt->task_lock, NULL);
@@ -339,6 +354,8 @@ int weft_runtime_destroy(weft_runtime_t *rt) {
    * worker); its link is its last touch, and we wait for every link before we free. */
   weft__inject_quiesce(rt);
   weft__tasks_discard(rt);
+  weft__offload_destroy(rt); /* step 6's I/O part */
+  weft__poller_destroy(rt);
   runtime_free(rt, rt->nworkers);
   return 0;
 }

@@ -207,8 +207,10 @@ static void wake_one(struct weft_runtime *rt) {
   }
   pthread_mutex_unlock(&rt->idle_lock);
   if (w) {
-    atomic_store_explicit(&w->park_word, 1, memory_order_release); /* release: pairs with park */
+    /* seq_cst (release would do for the futex): the store side of the poller's break check */
+    atomic_store_explicit(&w->park_word, 1, memory_order_seq_cst);
     weft__futex_wake(&w->park_word, 1);
+    if (weft__poll_active(rt)) weft__poll_woke(rt, w); /* w may be blocked in the poller */
   }
 }
 
@@ -340,6 +342,7 @@ static uintptr_t local_work(weft__worker_t *w) {
   if (WEFT__UNLIKELY(++w->tick % FAIRNESS_TICKS == 0)) {
     w->coarse_ns = weft_now_ns(); /* read anyway: it refreshes spawn ages too */
     weft__timer_poll(w->rt->timer, w->coarse_ns, &w->n_fired); /* busy workers fire timers too */
+    if (weft__poll_active(w->rt)) weft__poll_tick(w); /* and poll fds, without blocking */
     if ((e = take_injected(w)) || (e = take_own_yielded(w))) return e;
   }
   if ((e = weft__deque_take(&w->deque))) return e;
@@ -417,7 +420,10 @@ static void park(weft__worker_t *w, bool *spinning) {
     /* acquire: pairs with the waker's release store */
     while (atomic_load_explicit(&w->park_word, memory_order_acquire) == 0 &&
            !atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
-      weft__futex_wait(&w->park_word, 0, deadline);
+      /* The first idle worker to take the poller blocks in it instead (lib/poll.c). */
+      int polled = weft__poll_active(rt) ? weft__poll_park(w, deadline) : -1;
+      if (polled < 0) weft__futex_wait(&w->park_word, 0, deadline);
+      if (polled > 0) break; /* fds became ready: their tasks are on our deque */
       if (deadline != UINT64_MAX && weft_now_ns() >= deadline) break;
       deadline = weft__timer_next_deadline(rt->timer);
       if (scavenge_at < deadline) deadline = scavenge_at;
@@ -460,6 +466,8 @@ static uintptr_t find_work(weft__worker_t *w) {
         return 0;
       }
       weft__timer_poll(rt->timer, weft_now_ns(), &w->n_fired);
+      /* fds too, before stealing (Go's findRunnable: netpoll(0)); every 8th round: a syscall */
+      if (round % 8 == 0 && weft__poll_active(rt)) weft__poll_tick(w);
       if ((e = local_work(w)) || (e = steal_one(w))) {
         stop_spinning(w, &spinning);
         return e;

@@ -7,6 +7,10 @@ declare -A sets=(
   [test]="libcriterion-dev g++ relacy-dev valgrind gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user clang"
   [bench]="libtbb-dev golang-go libboost-fiber-dev librust-tokio-dev clang libomp-14-dev gnuplot-nox python3"
 )
+# Servers (issue 12): the HTTP example's parser, curl for its test, wrk for its benchmark.
+sets[build]+=" libhttp-parser-dev"
+sets[test]+=" curl"
+sets[bench]+=" wrk"
 want=()
 for s in "${@:-build}"; do
   for p in ${sets[$s]}; do

@@ -834,6 +834,150 @@ uint64_t stress_channels(const stress_config_t *cfg) {
   weft_mutex_destroy(c.mutex);
   free(c.ledger.ran);
   return (uint64_t)total;
+
+/* ---- 6. Sockets (issue 12) ------------------------------------------------------------------ */
+
+/* Echo clients over loopback against an accept loop and a task per connection, each client
+ * doing something different by the seed: complete round trips of random sizes (checked byte
+ * for byte), a close mid-conversation, a read with a deadline that passes, a cancel while
+ * blocked. Invariants: every echo is exact, every connection task ends (its client's close,
+ * reset or the server's cancel), the acceptor answers a close of its listener with WEFT_EBADF,
+ * and every client ran exactly once. */
+#undef SCENARIO
+#define SCENARIO "sockets"
+
+typedef struct sock_stress {
+  const stress_config_t *cfg;
+  weft_sock_t *listener;
+  weft_group_t *conns;
+  ledger_t ledger;
+  atomic_long accepted, exact, timed_out, cancelled;
+} sock_stress_t;
+
+typedef struct sock_client {
+  sock_stress_t *st;
+  long index;
+  uint64_t seed;
+} sock_client_t;
+
+static void *sock_echo(void *arg) {
+  weft_sock_t *c = arg;
+  char buf[2048];
+  ptrdiff_t n;
+  while ((n = weft_sock_read(c, buf, sizeof buf, UINT64_MAX)) > 0)
+    if (weft_sock_write(c, buf, (size_t)n, NULL, UINT64_MAX) != 0) break;
+  weft_sock_close(c);
+  return NULL;
+}
+
+static void *sock_acceptor(void *arg) {
+  sock_stress_t *st = arg;
+  const stress_config_t *cfg = st->cfg;
+  for (;;) {
+    weft_sock_t *c;
+    int err = weft_sock_accept(st->listener, &c, NULL, NULL, UINT64_MAX);
+    if (err == WEFT_EBADF) return NULL; /* the listener was closed: done */
+    CHECK(!err, "accept: %s", weft_err_name(err));
+    atomic_fetch_add(&st->accepted, 1);
+    CHECK_OK(weft_group_spawn(st->conns, sock_echo, c));
+  }
+}
+
+/* One client's conversation; returns its outcome's counter. */
+static atomic_long *sock_converse(sock_client_t *cl, weft_sock_t *c, char *out, char *in) {
+  sock_stress_t *st = cl->st;
+  const stress_config_t *cfg = st->cfg;
+  uint64_t rs = cl->seed;
+  int rounds = 1 + (int)below(&rs, 6);
+  bool abrupt = below(&rs, 8) == 0, short_deadline = below(&rs, 8) == 0;
+  for (int r = 0; r < rounds; r++) {
+    size_t len = 1 + (size_t)below(&rs, 6000);
+    for (size_t i = 0; i < len; i++) out[i] = (char)rnd(&rs);
+    int err = weft_sock_write(c, out, len, NULL, UINT64_MAX);
+    if (err == WEFT_ECANCELED) return &st->cancelled;
+    CHECK(!err, "write: %s", weft_err_name(err));
+    if (abrupt && r == rounds - 1) return &st->exact; /* closes without reading the echo */
+    size_t got = 0;
+    while (got < len) {
+      ptrdiff_t n = weft_sock_read(c, in + got, len - got, UINT64_MAX);
+      if (n == WEFT_ECANCELED) return &st->cancelled;
+      CHECK(n > 0, "read: %s", n ? weft_err_name((int)n) : "end of stream");
+      got += (size_t)n;
+    }
+    CHECK(memcmp(in, out, len) == 0, "client %ld got bytes that were not its own", cl->index);
+  }
+  if (short_deadline) { /* nothing more comes: the deadline must pass */
+    ptrdiff_t n = weft_sock_read(c, in, 1, weft_now_ns() + 1000000u);
+    if (n == WEFT_ECANCELED) return &st->cancelled;
+    CHECK(n == WEFT_ETIMEDOUT, "an idle read answered %ld", (long)n);
+    return &st->timed_out;
+  }
+  return &st->exact;
+}
+
+static void *sock_client(void *arg) {
+  sock_client_t *cl = arg;
+  sock_stress_t *st = cl->st;
+  const stress_config_t *cfg = st->cfg;
+  CHECK(ledger_mark(&st->ledger, cl->index), "client %ld ran twice", cl->index);
+  struct sockaddr_storage ss;
+  socklen_t len;
+  CHECK_OK(weft_sock_addr("127.0.0.1", (uint16_t)weft_sock_port(st->listener), &ss, &len));
+  weft_sock_t *c;
+  int err = weft_sock_connect(NULL, (struct sockaddr *)&ss, len, UINT64_MAX, &c);
+  if (err == WEFT_ECANCELED) {
+    atomic_fetch_add(&st->cancelled, 1);
+    return NULL;
+  }
+  CHECK(!err, "connect: %s", weft_err_name(err));
+  char *bufs = malloc(2 * 6000);
+  atomic_fetch_add(sock_converse(cl, c, bufs, bufs + 6000), 1);
+  free(bufs);
+  CHECK_OK(weft_sock_close(c));
+  return NULL;
+}
+
+uint64_t stress_sockets(const stress_config_t *cfg) {
+  weft_runtime_t *rt = make_runtime(SCENARIO, cfg);
+  sock_stress_t st = {.cfg = cfg};
+  long n = SIZE(400, 60, cfg->scale);
+  ledger_init(&st.ledger, n);
+  struct sockaddr_storage ss;
+  socklen_t len;
+  CHECK_OK(weft_sock_addr("127.0.0.1", 0, &ss, &len));
+  CHECK_OK(weft_sock_listen(rt, (struct sockaddr *)&ss, len, 0, 0, &st.listener));
+  CHECK_OK(weft_group_create(&st.conns, rt));
+  weft_task_t *acceptor;
+  CHECK_OK(weft_runtime_spawn(rt, &acceptor, sock_acceptor, &st));
+  sock_client_t *cls = calloc((size_t)n, sizeof *cls);
+  weft_task_t **ts = calloc((size_t)n, sizeof *ts);
+  uint64_t rs = cfg->seed;
+  for (long i = 0; i < n; i++) {
+    cls[i] = (sock_client_t){&st, i, rnd(&rs)};
+    CHECK_OK(weft_runtime_spawn(rt, &ts[i], sock_client, &cls[i]));
+  }
+  for (long i = 0; i < n; i++) { /* one in 8 is cancelled wherever it is */
+    if (below(&rs, 8) == 0) weft_cancel(ts[i]);
+  }
+  for (long i = 0; i < n; i++) {
+    int err = weft_join(ts[i], NULL);
+    CHECK(err == 0 || err == WEFT_ECANCELED, "client %ld: %s", i, weft_err_name(err));
+  }
+  CHECK_OK(weft_sock_close(st.listener));
+  CHECK_OK(weft_join(acceptor, NULL));
+  CHECK_OK(weft_group_wait(st.conns)); /* every connection task saw its client go */
+  weft_group_destroy(st.conns);
+  long bad = ledger_first_bad(&st.ledger, n, true); /* a client cancelled unstarted never runs */
+  CHECK(bad < 0, "client %ld ran %d times", bad, bad < 0 ? 0 : (int)st.ledger.ran[bad]);
+  long ran = 0;
+  for (long i = 0; i < n; i++) ran += atomic_load_explicit(&st.ledger.ran[i], memory_order_relaxed);
+  long outcomes = atomic_load(&st.exact) + atomic_load(&st.timed_out) + atomic_load(&st.cancelled);
+  CHECK(outcomes == ran, "%ld clients ended, %ld ran", outcomes, ran);
+  CHECK_OK(weft_runtime_destroy(rt));
+  free((void *)st.ledger.ran);
+  free(cls);
+  free(ts);
+  return (uint64_t)(ran + atomic_load(&st.accepted));
 }
 
 const stress_scenario_t stress_scenarios[] = {
@@ -843,5 +987,6 @@ const stress_scenario_t stress_scenarios[] = {
     {"cancel", stress_cancel},
     {"shutdown_mid_flight", stress_shutdown_mid_flight},
     {"channels", stress_channels}, /* issue 11 */
+    {"sockets", stress_sockets},   /* issue 12 */
 };
 const int stress_scenario_count = sizeof stress_scenarios / sizeof *stress_scenarios;

@@ -39,6 +39,9 @@ uint64_t stress_shutdown_mid_flight(const stress_config_t *cfg);
  * relay tasks (a mutex-guarded count) -> buffered channel -> sinks (tasks and a foreign thread),
  * with deadlines racing the hand-offs; every value delivered exactly once. */
 uint64_t stress_channels(const stress_config_t *cfg);
+/* Loopback echo clients (round trips checked byte for byte, abrupt closes, read deadlines,
+ * cancels) against an accept loop with a task per connection (issue 12). */
+uint64_t stress_sockets(const stress_config_t *cfg);
 
 extern const stress_scenario_t stress_scenarios[];
 extern const int stress_scenario_count;

@@ -1,0 +1,3 @@
+module weft/bench/peers/gonet
+
+go 1.19

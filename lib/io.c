@@ -1,0 +1,508 @@
+/*
+ * Sockets that suspend the task, not the worker: fd waits and the socket operations.
+ *
+ * Every operation tries its system call first (the fd is non-blocking); on EAGAIN it waits for
+ * the direction's readiness and tries again — Go's netFD loop. The wait (dir_wait) is a wait on
+ * a completion word (lib/join.c's weft__await_word_until), so a fd wait has a deadline, is
+ * cancellable, appears in dumps (WEFT__WAIT_FD) and is taken apart by destroy like any other.
+ * The protocol with the poller (lib/poll.c, weft__poll_dir_notify), per direction:
+ *   poller: ready := 1 (seq_cst); complete(word) — DONE, and the waiter (if linked) woken.
+ *   waiter: reset word DONE → 0 (acq_rel CAS, after the completer's BUSY is gone);
+ *           if exchange(ready, 0) (seq_cst) was 1: retry the call now;
+ *           else await the word (returns at once if a completion made it DONE meanwhile).
+ * No lost edge: if the waiter's exchange reads 0, the poller's store comes after it, so its
+ * completion comes after the waiter's reset in the word's order and is seen by the await. One
+ * waiter per direction (`owner`): a second gets WEFT_EBUSY (libdill's EEXIST) rather than a
+ * queue — a connection has one reader task and one writer task in every server this serves.
+ *
+ * Closing a socket another task waits on (Photon#925, Go's fdMutex): `refs` counts the
+ * operations in progress (2 each) and holds CLOSING. weft_sock_close sets CLOSING and notifies
+ * both directions: each waiter wakes, sees CLOSING and returns WEFT_EBADF; the fd itself is
+ * closed by whoever drops the last reference, so no operation ever uses an fd number that was
+ * closed and perhaps reused. A plain thread blocked in poll(2) cannot be woken that way: it
+ * polls in slices of THREAD_SLICE_MS and checks CLOSING between them.
+ * Rejected: closing at once and letting waiters fail on EBADF (the number may be reused by
+ * then, and the waiter would operate on someone else's file); shutdown(2) to wake blocked
+ * threads (it sends FIN behind the owner's back, and is not for pipes).
+ */
+#include "poller.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SOCK_CLOSING 1u
+#define SOCK_REF 2u
+
+enum {
+  THREAD_SLICE_MS = 50,    /* picked: how soon a blocked plain thread notices a close */
+  IOV_MAX_WEFT = 64,       /* writev's copy lives on the stack */
+  BACKOFF_FIRST_MS = 5,    /* Go's net/http server: 5 ms doubling to 1 s after EMFILE */
+  BACKOFF_MAX_MS = 1000,
+  DROP_MAX = 64,           /* picked: pending connections dropped per EMFILE answer */
+};
+
+/* ---- References and close ------------------------------------------------------------------- */
+
+static void sock_final(weft__sock_t *s) {
+  int spare = atomic_exchange_explicit(&s->spare_fd, -1, memory_order_relaxed); /* last user */
+  if (spare >= 0) close(spare);
+  weft__poll_unregister(s->poller, s, true);
+}
+
+static void sock_unref(weft__sock_t *s) {
+  /* acq_rel: the last one out sees every other user's accesses before it closes the fd */
+  if (atomic_fetch_sub_explicit(&s->refs, SOCK_REF, memory_order_acq_rel) - SOCK_REF == SOCK_CLOSING)
+    sock_final(s);
+}
+
+static int sock_ref(weft__sock_t *s) {
+  /* acquire: a CLOSING we see comes with the closer's state; the add keeps the fd open */
+  if (atomic_fetch_add_explicit(&s->refs, SOCK_REF, memory_order_acquire) & SOCK_CLOSING) {
+    sock_unref(s);
+    return WEFT_EBADF;
+  }
+  return 0;
+}
+
+static bool sock_closing(weft__sock_t *s) {
+  /* acquire: pairs with close's acq_rel (reached us through the word's completion anyway) */
+  return atomic_load_explicit(&s->refs, memory_order_acquire) & SOCK_CLOSING;
+}
+
+int weft_sock_close(weft_sock_t *s) {
+  if (!s) return WEFT_EINVAL;
+  int err = sock_ref(s); /* our own reference: the final close cannot happen under us */
+  if (err) return err;
+  /* acq_rel: set before the notifications, so a woken waiter sees it */
+  if (atomic_fetch_or_explicit(&s->refs, SOCK_CLOSING, memory_order_acq_rel) & SOCK_CLOSING) {
+    sock_unref(s);
+    return WEFT_EBADF; /* a second close */
+  }
+  weft__poll_dir_notify(&s->rd);
+  weft__poll_dir_notify(&s->wr);
+  sock_unref(s);
+  return 0;
+}
+
+/* ---- Waiting for a direction ---------------------------------------------------------------- */
+
+/* Makes a DONE word fresh for the next wait. Only the owner of the direction resets; the
+ * poller only ever completes (0 → DONE, DONE → DONE), holding BUSY while it delivers. */
+static void word_reset(_Atomic uintptr_t *word) {
+  uintptr_t s = atomic_load_explicit(word, memory_order_acquire); /* acquire: as the CAS */
+  for (;;) {
+    if (!(s & WEFT__DONE)) return;
+    if (s & WEFT__BUSY) { /* the completer is delivering (to no one: we are not linked) */
+      sched_yield();
+      s = atomic_load_explicit(word, memory_order_acquire);
+      continue;
+    }
+    /* acq_rel: acquire the completer's release (and so the ready flag it set before) */
+    if (atomic_compare_exchange_weak_explicit(word, &s, 0, memory_order_acq_rel,
+                                              memory_order_acquire))
+      return;
+  }
+}
+
+static int task_dir_wait(struct weft_task *self, weft__sock_t *s, weft__poll_dir_t *d,
+                         uint64_t deadline_ns) {
+  word_reset(&d->word);
+  /* seq_cst: the waiter's side of the no-lost-edge argument (design comment) */
+  if (atomic_exchange_explicit(&d->ready, 0, memory_order_seq_cst)) return 0;
+  if (sock_closing(s)) return WEFT_EBADF;
+  weft__wait_reason(self, WEFT__WAIT_FD, (uint64_t)s->fd);
+  int err = weft__await_word_until(self, &d->word, deadline_ns);
+  if (err) return err;
+  if (sock_closing(s)) return WEFT_EBADF;
+  atomic_exchange_explicit(&d->ready, 0, memory_order_seq_cst); /* consumed: we retry now */
+  return 0;
+}
+
+static int poll_timeout_ms(uint64_t deadline_ns) {
+  if (deadline_ns == UINT64_MAX) return THREAD_SLICE_MS;
+  uint64_t now = weft_now_ns();
+  if (deadline_ns <= now) return 0;
+  uint64_t ms = (deadline_ns - now + 999999u) / 1000000u;
+  return ms < THREAD_SLICE_MS ? (int)ms : THREAD_SLICE_MS;
+}
+
+/* A plain thread blocks in poll(2), in slices, so that a close reaches it. */
+static int thread_dir_wait(weft__sock_t *s, short events, uint64_t deadline_ns) {
+  for (;;) {
+    if (sock_closing(s)) return WEFT_EBADF;
+    if (deadline_ns != UINT64_MAX && weft_now_ns() >= deadline_ns) return WEFT_ETIMEDOUT;
+    struct pollfd pfd = {.fd = s->fd, .events = events};
+    int n = poll(&pfd, 1, poll_timeout_ms(deadline_ns));
+    if (n > 0) return sock_closing(s) ? WEFT_EBADF : 0;
+    if (n < 0 && errno != EINTR) return -errno;
+  }
+}
+
+/* Waits until the direction may have become ready: 0 (retry the call), or an error. */
+static int dir_wait(weft__sock_t *s, weft__poll_dir_t *d, uint64_t deadline_ns) {
+  struct weft_task *self = weft__awaiting_task(weft__worker_self(), "a weft_sock_ operation");
+  if (!self) return thread_dir_wait(s, d == &s->rd ? POLLIN : POLLOUT, deadline_ns);
+  uint32_t free_slot = 0;
+  /* acquire: the previous owner's reset and consumption happen before ours */
+  if (!atomic_compare_exchange_strong_explicit(&d->owner, &free_slot, 1, memory_order_acquire,
+                                               memory_order_relaxed))
+    return WEFT_EBUSY;
+  int err = task_dir_wait(self, s, d, deadline_ns);
+  atomic_store_explicit(&d->owner, 0, memory_order_release); /* release: pairs with the CAS */
+  return err;
+}
+
+int weft_sock_wait(weft_sock_t *s, unsigned events, uint64_t deadline_ns) {
+  if (!s || (events != WEFT_IO_READABLE && events != WEFT_IO_WRITABLE)) return WEFT_EINVAL;
+  int err = sock_ref(s);
+  if (err) return err;
+  weft__poll_dir_t *d = events == WEFT_IO_READABLE ? &s->rd : &s->wr;
+  /* Asked of the kernel each time: the ready flag says "an edge came", which may be stale
+   * (edge-triggered: a direction ready now may never see a new edge, so ask first). */
+  struct pollfd pfd = {.fd = s->fd, .events = events == WEFT_IO_READABLE ? POLLIN : POLLOUT};
+  while (!err && poll(&pfd, 1, 0) == 0) err = dir_wait(s, d, deadline_ns);
+  sock_unref(s);
+  return err;
+}
+
+/* ---- The retry loop ------------------------------------------------------------------------- */
+
+typedef ssize_t (*io_call_fn)(weft__sock_t *s, void *ctx);
+
+/* Calls call(s, ctx) until it does not answer EAGAIN, waiting on d between tries. */
+static ssize_t io_loop(weft__sock_t *s, weft__poll_dir_t *d, io_call_fn call, void *ctx,
+                       uint64_t deadline_ns) {
+  for (;;) {
+    ssize_t n = call(s, ctx);
+    if (n >= 0) return n;
+    int e = errno;
+    if (e == EINTR) continue;
+    if (e != EAGAIN && e != EWOULDBLOCK) return -e;
+    int err = dir_wait(s, d, deadline_ns);
+    if (err) return err;
+  }
+}
+
+typedef struct io_buf {
+  void *buf;
+  size_t len;
+  const struct iovec *iov;
+  int iovcnt;
+} io_buf_t;
+
+static ssize_t call_read(weft__sock_t *s, void *ctx) {
+  io_buf_t *b = ctx;
+  return read(s->fd, b->buf, b->len);
+}
+
+static ssize_t call_readv(weft__sock_t *s, void *ctx) {
+  io_buf_t *b = ctx;
+  return readv(s->fd, b->iov, b->iovcnt);
+}
+
+static ssize_t call_write(weft__sock_t *s, void *ctx) {
+  io_buf_t *b = ctx;
+  /* MSG_NOSIGNAL: a closed peer is WEFT_EPIPE, never a SIGPIPE that kills the process */
+  return s->is_socket ? send(s->fd, b->buf, b->len, MSG_NOSIGNAL) : write(s->fd, b->buf, b->len);
+}
+
+static ssize_t call_writev(weft__sock_t *s, void *ctx) {
+  io_buf_t *b = ctx;
+  if (!s->is_socket) return writev(s->fd, b->iov, b->iovcnt);
+  struct msghdr m = {.msg_iov = (struct iovec *)b->iov, .msg_iovlen = (size_t)b->iovcnt};
+  return sendmsg(s->fd, &m, MSG_NOSIGNAL);
+}
+
+ptrdiff_t weft_sock_read(weft_sock_t *s, void *buf, size_t len, uint64_t deadline_ns) {
+  if (!s || (!buf && len)) return WEFT_EINVAL;
+  int err = sock_ref(s);
+  if (err) return err;
+  io_buf_t b = {.buf = buf, .len = len};
+  ssize_t n = io_loop(s, &s->rd, call_read, &b, deadline_ns);
+  sock_unref(s);
+  return n;
+}
+
+ptrdiff_t weft_sock_readv(weft_sock_t *s, const struct iovec *iov, int iovcnt,
+                          uint64_t deadline_ns) {
+  if (!s || !iov || iovcnt <= 0) return WEFT_EINVAL;
+  int err = sock_ref(s);
+  if (err) return err;
+  io_buf_t b = {.iov = iov, .iovcnt = iovcnt};
+  ssize_t n = io_loop(s, &s->rd, call_readv, &b, deadline_ns);
+  sock_unref(s);
+  return n;
+}
+
+int weft_sock_write(weft_sock_t *s, const void *buf, size_t len, size_t *written,
+                    uint64_t deadline_ns) {
+  if (written) *written = 0;
+  if (!s || (!buf && len)) return WEFT_EINVAL;
+  int err = sock_ref(s);
+  if (err) return err;
+  size_t done = 0;
+  while (done < len) {
+    io_buf_t b = {.buf = (char *)buf + done, .len = len - done};
+    ssize_t n = io_loop(s, &s->wr, call_write, &b, deadline_ns);
+    if (n < 0) {
+      err = (int)n;
+      break;
+    }
+    done += (size_t)n;
+  }
+  if (written) *written = done;
+  sock_unref(s);
+  return err;
+}
+
+/* Drops the first `bytes` of the iovec array (a copy the caller owns). */
+static int iov_advance(struct iovec *iov, int iovcnt, size_t bytes) {
+  int i = 0;
+  while (i < iovcnt && bytes >= iov[i].iov_len) bytes -= iov[i++].iov_len;
+  if (i < iovcnt) {
+    iov[i].iov_base = (char *)iov[i].iov_base + bytes;
+    iov[i].iov_len -= bytes;
+  }
+  memmove(iov, iov + i, sizeof *iov * (size_t)(iovcnt - i));
+  return iovcnt - i;
+}
+
+int weft_sock_writev(weft_sock_t *s, const struct iovec *iov, int iovcnt, size_t *written,
+                     uint64_t deadline_ns) {
+  if (written) *written = 0;
+  if (!s || !iov || iovcnt <= 0 || iovcnt > IOV_MAX_WEFT) return WEFT_EINVAL;
+  struct iovec left[IOV_MAX_WEFT];
+  memcpy(left, iov, sizeof *iov * (size_t)iovcnt);
+  int err = sock_ref(s);
+  if (err) return err;
+  size_t done = 0;
+  int n_left = iov_advance(left, iovcnt, 0); /* skips leading empty buffers */
+  while (n_left > 0) {
+    io_buf_t b = {.iov = left, .iovcnt = n_left};
+    ssize_t n = io_loop(s, &s->wr, call_writev, &b, deadline_ns);
+    if (n < 0) {
+      err = (int)n;
+      break;
+    }
+    done += (size_t)n;
+    n_left = iov_advance(left, n_left, (size_t)n);
+  }
+  if (written) *written = done;
+  sock_unref(s);
+  return err;
+}
+
+int weft_sock_shutdown(weft_sock_t *s, int how) {
+  if (!s) return WEFT_EINVAL;
+  int err = sock_ref(s);
+  if (err) return err;
+  if (shutdown(s->fd, how) != 0) err = -errno;
+  sock_unref(s);
+  return err;
+}
+
+/* ---- Opening -------------------------------------------------------------------------------- */
+
+static struct weft_runtime *runtime_or_current(struct weft_runtime *rt) {
+  if (rt) return rt;
+  weft__worker_t *w = weft__worker_self();
+  return w ? w->rt : NULL;
+}
+
+static int sock_adopt(struct weft_runtime *rt, int fd, weft__sock_t **out) {
+  struct weft__poller *p;
+  int err = weft__poller_get(rt, &p);
+  if (err) return err;
+  int type;
+  socklen_t tlen = sizeof type;
+  bool is_socket = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0;
+  weft__sock_t *s;
+  if ((err = weft__poll_register(p, fd, &s)) != 0) return err;
+  s->rt = rt;
+  s->is_socket = is_socket;
+  *out = s;
+  return 0;
+}
+
+int weft_sock_open(weft_runtime_t *rt, int fd, weft_sock_t **out) {
+  if (!out || fd < 0 || !(rt = runtime_or_current(rt))) return WEFT_EINVAL;
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return -errno;
+  return sock_adopt(rt, fd, out);
+}
+
+int weft_sock_fd(const weft_sock_t *s) { return s ? s->fd : WEFT_EINVAL; }
+
+int weft_sock_port(const weft_sock_t *s) {
+  if (!s) return WEFT_EINVAL;
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (getsockname(s->fd, (struct sockaddr *)&ss, &len) != 0) return -errno;
+  if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+  if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  return WEFT_EINVAL;
+}
+
+int weft_sock_addr(const char *host, uint16_t port, struct sockaddr_storage *addr, socklen_t *len) {
+  if (!host || !addr || !len) return WEFT_EINVAL;
+  memset(addr, 0, sizeof *addr);
+  struct sockaddr_in *v4 = (struct sockaddr_in *)addr;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)addr;
+  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    *len = sizeof *v4;
+    return 0;
+  }
+  if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    *len = sizeof *v6;
+    return 0;
+  }
+  return WEFT_EINVAL;
+}
+
+/* Closes fd keeping the call's errno-style answer. */
+static int fail_close(int fd, int err) {
+  close(fd);
+  return err;
+}
+
+int weft_sock_listen(weft_runtime_t *rt, const struct sockaddr *addr, socklen_t len, int backlog,
+                     unsigned flags, weft_sock_t **out) {
+  if (!addr || !out || (flags & ~WEFT_LISTEN_REUSEPORT) || !(rt = runtime_or_current(rt)))
+    return WEFT_EINVAL;
+  int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) return fail_close(fd, -errno);
+  if ((flags & WEFT_LISTEN_REUSEPORT) &&
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+    return fail_close(fd, -errno);
+  if (bind(fd, addr, len) != 0 || listen(fd, backlog > 0 ? backlog : SOMAXCONN) != 0)
+    return fail_close(fd, -errno);
+  weft__sock_t *s;
+  int err = sock_adopt(rt, fd, &s);
+  if (err) return fail_close(fd, err);
+  s->listening = true;
+  /* relaxed: the handle reaches other threads through the caller's own hand-off */
+  atomic_store_explicit(&s->spare_fd, open("/dev/null", O_RDONLY | O_CLOEXEC), memory_order_relaxed);
+  *out = s;
+  return 0;
+}
+
+/* ---- Accept and its EMFILE answer ----------------------------------------------------------- */
+
+/* Out of fds: frees the reserve, accepts and closes what is pending (at most DROP_MAX), takes
+ * the reserve back (libuv's uv__emfile_trick; without it an edge-triggered accept loop either
+ * spins or leaves clients hanging). */
+static void emfile_drop(weft__sock_t *l) {
+  /* acq_rel exchanges: two acceptors racing here must not both close the same reserve */
+  int spare = atomic_exchange_explicit(&l->spare_fd, -1, memory_order_acq_rel);
+  if (spare < 0) return;
+  close(spare);
+  for (int i = 0; i < DROP_MAX; i++) {
+    int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0) break;
+    close(fd);
+  }
+  spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (spare >= 0 && atomic_exchange_explicit(&l->spare_fd, spare, memory_order_acq_rel) >= 0)
+    weft__die("weft: a listener's reserve fd was replaced twice (internal).");
+}
+
+/* Sleeps min(delay, until the deadline): 0, WEFT_ETIMEDOUT or WEFT_ECANCELED. */
+static int backoff(uint64_t *delay_ms, uint64_t deadline_ns) {
+  uint64_t now = weft_now_ns();
+  if (deadline_ns != UINT64_MAX && now >= deadline_ns) return WEFT_ETIMEDOUT;
+  uint64_t until = now + *delay_ms * 1000000u;
+  if (until > deadline_ns) until = deadline_ns;
+  *delay_ms = *delay_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : *delay_ms * 2;
+  return weft_sleep_until(until); /* a task parks (cancellable); a thread sleeps */
+}
+
+typedef struct accept_ctx {
+  struct sockaddr *addr;
+  socklen_t *len;
+  socklen_t len_in;
+} accept_ctx_t;
+
+static ssize_t call_accept(weft__sock_t *s, void *ctx) {
+  accept_ctx_t *a = ctx;
+  if (a->len) *a->len = a->len_in; /* in/out: fresh for every try */
+  return accept4(s->fd, a->addr, a->len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+int weft_sock_accept(weft_sock_t *l, weft_sock_t **conn, struct sockaddr *addr, socklen_t *len,
+                     uint64_t deadline_ns) {
+  if (!l || !conn || (addr && !len)) return WEFT_EINVAL;
+  int err = sock_ref(l);
+  if (err) return err;
+  accept_ctx_t a = {.addr = addr, .len = addr ? len : NULL, .len_in = addr ? *len : 0};
+  uint64_t delay_ms = BACKOFF_FIRST_MS;
+  for (;;) {
+    ssize_t fd = io_loop(l, &l->rd, call_accept, &a, deadline_ns);
+    if (fd >= 0) {
+      weft__sock_t *s;
+      err = sock_adopt(l->rt, (int)fd, &s);
+      if (err) close((int)fd);
+      else *conn = s;
+      break;
+    }
+    err = (int)fd;
+    if (err == -ECONNABORTED) continue; /* the client gave up while queued: take the next */
+    if (err != -EMFILE && err != -ENFILE) break;
+    emfile_drop(l);
+    if ((err = backoff(&delay_ms, deadline_ns)) != 0) break;
+  }
+  sock_unref(l);
+  return err;
+}
+
+/* ---- Connect -------------------------------------------------------------------------------- */
+
+static int connect_finish(weft__sock_t *s, uint64_t deadline_ns) {
+  for (;;) {
+    int so_error = 0;
+    socklen_t elen = sizeof so_error;
+    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &so_error, &elen) != 0) return -errno;
+    if (so_error) return -so_error;
+    struct sockaddr_storage peer;
+    socklen_t plen = sizeof peer;
+    if (getpeername(s->fd, (struct sockaddr *)&peer, &plen) == 0) return 0;
+    if (errno != ENOTCONN) return -errno;
+    int err = dir_wait(s, &s->wr, deadline_ns); /* still in progress: wait for the edge */
+    if (err) return err;
+  }
+}
+
+int weft_sock_connect(weft_runtime_t *rt, const struct sockaddr *addr, socklen_t len,
+                      uint64_t deadline_ns, weft_sock_t **conn) {
+  if (!addr || !conn || !(rt = runtime_or_current(rt))) return WEFT_EINVAL;
+  int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int r;
+  while ((r = connect(fd, addr, len)) != 0 && errno == EINTR) {
+  }
+  if (r != 0 && errno != EINPROGRESS) return fail_close(fd, -errno);
+  /* Registered after connect: a fresh socket reports writable+hangup, which is no answer. */
+  weft__sock_t *s;
+  int err = sock_adopt(rt, fd, &s);
+  if (err) return fail_close(fd, err);
+  if (r != 0 && (err = connect_finish(s, deadline_ns)) != 0) {
+    weft_sock_close(s);
+    return err;
+  }
+  *conn = s;
+  return 0;
+}

@@ -1,0 +1,213 @@
+/*
+ * The blocking pool: asyncio.to_thread, Tokio's spawn_blocking. A task hands a call that would
+ * block its worker (getaddrinfo, file I/O, a library without a non-blocking mode) to a pool
+ * thread and awaits its future; the worker runs other tasks meanwhile.
+ *
+ * Shape. One pool per runtime, created on the first weft_offload: a FIFO queue of jobs under a
+ * mutex, at most blocking_threads threads (started on demand when no thread is idle), each
+ * leaving after blocking_keepalive idle (Tokio: 512 threads, 10 s; asyncio's default executor:
+ * min(32, CPUs + 4) threads, kept for the loop's life). A job is a future plus the call; the
+ * awaiter and the pool hold one reference each, the last one frees it.
+ * Cancellation: the awaiter's future wait is a cancellation point like any other; a cancelled
+ * awaiter marks the job abandoned and returns WEFT_ECANCELED at once. A call already running
+ * cannot be stopped (a thread cannot be interrupted safely): it runs to its end and its result
+ * is dropped. A job still queued when its awaiter gives up is not run (concurrent.futures'
+ * cancel of a pending future does the same).
+ * Destroy (runtime.c, step 6): the threads finish the calls they run and leave; jobs still
+ * queued are dropped; every job left (its awaiter discarded) is freed from the pool's list.
+ * Rejected: a thread per call (unbounded threads under load: the bound is the point), running
+ * the call on a worker with the worker marked "blocked" and replaced (Go's handoff: needs a
+ * sysmon and worker threads beyond nworkers; the pool gives the same with less machinery).
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct job {
+  weft_fn fn;
+  void *arg;
+  void *result;
+  weft_future_t *done;
+  _Atomic int refs;      /* awaiter + pool */
+  _Atomic int abandoned; /* the awaiter gave up: do not start the call */
+  struct weft__offload *pool;
+  struct job *next;            /* queue */
+  struct job *all_prev, *all_next; /* every job alive, for destroy */
+} job_t;
+
+struct weft__offload {
+  pthread_mutex_t lock;
+  pthread_cond_t work;   /* a job was queued, or the pool stops */
+  pthread_cond_t gone;   /* a thread left */
+  job_t *head, *tail;
+  job_t *all;
+  int threads, idle, max;
+  uint64_t keepalive_ns;
+  bool stopping;
+};
+
+static pthread_mutex_t create_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void job_unref(job_t *j) {
+  /* acq_rel: the last one out sees the other's writes (the result) before freeing */
+  if (atomic_fetch_sub_explicit(&j->refs, 1, memory_order_acq_rel) != 1) return;
+  struct weft__offload *pool = j->pool;
+  pthread_mutex_lock(&pool->lock);
+  if (j->all_prev) j->all_prev->all_next = j->all_next;
+  else pool->all = j->all_next;
+  if (j->all_next) j->all_next->all_prev = j->all_prev;
+  pthread_mutex_unlock(&pool->lock);
+  weft_future_destroy(j->done);
+  free(j);
+}
+
+static void run_job(job_t *j) {
+  /* relaxed: a hint; a job started anyway only costs its run */
+  if (!atomic_load_explicit(&j->abandoned, memory_order_relaxed)) j->result = j->fn(j->arg);
+  weft_future_resolve(j->done, NULL); /* publishes j->result (release) */
+  job_unref(j);
+}
+
+static struct timespec abs_realtime(uint64_t after_ns) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  uint64_t ns = (uint64_t)ts.tv_nsec + after_ns % 1000000000u;
+  ts.tv_sec += (time_t)(after_ns / 1000000000u + ns / 1000000000u);
+  ts.tv_nsec = (long)(ns % 1000000000u);
+  return ts;
+}
+
+static void *pool_thread(void *arg) {
+  struct weft__offload *pool = arg;
+  pthread_mutex_lock(&pool->lock);
+  for (;;) {
+    bool timed_out = false;
+    while (!pool->head && !pool->stopping && !timed_out) {
+      pool->idle++;
+      struct timespec until = abs_realtime(pool->keepalive_ns);
+      timed_out = pthread_cond_timedwait(&pool->work, &pool->lock, &until) == ETIMEDOUT;
+      pool->idle--;
+    }
+    if (pool->stopping || !pool->head) break; /* stopping, or idle past the keep-alive */
+    job_t *j = pool->head;
+    pool->head = j->next;
+    if (!pool->head) pool->tail = NULL;
+    pthread_mutex_unlock(&pool->lock);
+    run_job(j);
+    pthread_mutex_lock(&pool->lock);
+  }
+  pool->threads--;
+  pthread_cond_broadcast(&pool->gone);
+  pthread_mutex_unlock(&pool->lock); /* our last touch of the pool */
+  return NULL;
+}
+
+static struct weft__offload *pool_get(struct weft_runtime *rt) {
+  /* acquire: pairs with the release below; the pool's fields come with it */
+  struct weft__offload *pool = atomic_load_explicit(&rt->offload, memory_order_acquire);
+  if (pool) return pool;
+  pthread_mutex_lock(&create_lock);
+  pool = atomic_load_explicit(&rt->offload, memory_order_acquire); /* acquire: as above */
+  if (!pool && (pool = calloc(1, sizeof *pool))) {
+    pthread_mutex_init(&pool->lock, NULL);
+    pthread_cond_init(&pool->work, NULL);
+    pthread_cond_init(&pool->gone, NULL);
+    pool->max = rt->blocking_threads;
+    pool->keepalive_ns = rt->blocking_keepalive_ns;
+    atomic_store_explicit(&rt->offload, pool, memory_order_release); /* release: to pool_get */
+  }
+  pthread_mutex_unlock(&create_lock);
+  return pool;
+}
+
+/* Queues j and makes sure a thread will take it; WEFT_EAGAIN if no thread exists or can. */
+static int pool_submit(struct weft__offload *pool, job_t *j) {
+  int err = 0;
+  pthread_mutex_lock(&pool->lock);
+  j->next = NULL;
+  if (pool->tail) pool->tail->next = j;
+  else pool->head = j;
+  pool->tail = j;
+  j->all_prev = NULL;
+  j->all_next = pool->all;
+  if (pool->all) pool->all->all_prev = j;
+  pool->all = j;
+  if (pool->idle > 0) {
+    pthread_cond_signal(&pool->work);
+  } else if (pool->threads < pool->max) {
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, pool_thread, pool) == 0) pool->threads++;
+    else if (pool->threads == 0) err = WEFT_EAGAIN; /* no thread would ever take it */
+    pthread_attr_destroy(&attr);
+  }
+  if (err) { /* no thread runs, so the queue held nothing before j (threads leave only idle) */
+    pool->head = pool->tail = NULL;
+    pool->all = j->all_next;
+    if (pool->all) pool->all->all_prev = NULL;
+  }
+  pthread_mutex_unlock(&pool->lock);
+  return err;
+}
+
+int weft_offload(weft_fn fn, void *arg, void **result) {
+  if (!fn) return WEFT_EINVAL;
+  struct weft_task *self = weft__awaiting_task(weft__worker_self(), "weft_offload");
+  if (!self) { /* a plain thread may block: call it here */
+    void *r = fn(arg);
+    if (result) *result = r;
+    return 0;
+  }
+  struct weft__offload *pool = pool_get(self->rt);
+  job_t *j = pool ? malloc(sizeof *j) : NULL;
+  if (!j) return WEFT_ENOMEM;
+  if (weft_future_create(&j->done) != 0) {
+    free(j);
+    return WEFT_ENOMEM;
+  }
+  j->fn = fn;
+  j->arg = arg;
+  j->result = NULL;
+  j->pool = pool;
+  atomic_init(&j->refs, 2);
+  atomic_init(&j->abandoned, 0);
+  int err = pool_submit(pool, j);
+  if (err) {
+    weft_future_destroy(j->done);
+    free(j);
+    return err;
+  }
+  err = weft_future_await(j->done, NULL);
+  if (err) atomic_store_explicit(&j->abandoned, 1, memory_order_relaxed); /* relaxed: a hint */
+  else if (result) *result = j->result; /* the resolve's release, acquired by the await */
+  job_unref(j);
+  return err;
+}
+
+void weft__offload_destroy(struct weft_runtime *rt) {
+  /* acquire: the pool's creation, on whichever worker made it, before we tear it down */
+  struct weft__offload *pool = atomic_load_explicit(&rt->offload, memory_order_acquire);
+  if (!pool) return;
+  pthread_mutex_lock(&pool->lock);
+  pool->stopping = true;
+  pthread_cond_broadcast(&pool->work);
+  while (pool->threads > 0) pthread_cond_wait(&pool->gone, &pool->lock);
+  job_t *left = pool->all; /* queued, or finished with a discarded awaiter */
+  pool->all = NULL;
+  pthread_mutex_unlock(&pool->lock);
+  while (left) {
+    job_t *next = left->all_next;
+    weft_future_destroy(left->done);
+    free(left);
+    left = next;
+  }
+  pthread_cond_destroy(&pool->work);
+  pthread_cond_destroy(&pool->gone);
+  pthread_mutex_destroy(&pool->lock);
+  free(pool);
+  atomic_store_explicit(&rt->offload, NULL, memory_order_relaxed); /* relaxed: destroy's thread */
+}

@@ -1,0 +1,451 @@
+/*
+ * The poller: fd readiness folded into the scheduler and the timer wheel (Go's netpoll, Tokio's
+ * I/O driver).
+ *
+ * Shape. One poller per runtime, created on the first socket: one epoll instance, one eventfd
+ * to break a blocked epoll_wait, and a table of descriptors (weft__sock_t, poll.h). Each fd is
+ * registered once, edge-triggered for both directions (EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET);
+ * the event's 64-bit data is the descriptor's index and its sequence number, so an event queued
+ * for an fd number that was closed and reused is recognised and dropped (Go's pollDesc tag).
+ * Who polls:
+ *   - an idle worker about to sleep (worker.c's park) that wins the try-lock (`owner`) blocks in
+ *     epoll_pwait2 with the timer wheel's next deadline as its timeout (nanoseconds; epoll_wait
+ *     with milliseconds rounded up where the kernel lacks epoll_pwait2); the other idle workers
+ *     sleep on their futex words as before;
+ *   - a busy worker polls with timeout 0 at its fairness tick (every 61st task), and a
+ *     spinning one every 8th spin round before it steals, if the lock is free (Tokio's
+ *     event_interval, Go's findRunnable netpoll(0)).
+ * An edge sets the direction's `ready` flag and completes its completion word (join_impl.h):
+ * the waiting task is made runnable by the same path as any awaited completion
+ * (weft__schedule: onto the polling worker's deque, which wakes a sibling if none is looking
+ * for work) — so cancellation, deadlines, dumps and destroy work for fd waits for free. The
+ * batch's tasks then move to the worker's FIFO yield queue (ready_fifo: oldest connection
+ * first, as Go queues netpoll's goroutines at a run queue's tail).
+ * Breaking the poller: the poller stays on the idle list while it blocks, so every existing
+ * wake-up (new work, an earlier timer, a stop) may pick it; the waker then also writes the
+ * eventfd (weft__poll_woke), deduplicated by `break_pending` (Go's netpollBreak). The lost
+ * wake-up is closed as for the futex: the poller stores `owner` and then loads its park word
+ * and `stopping`; the waker stores the park word (or `stopping`) and then loads `owner`; all
+ * seq_cst, so one of the two sees the other.
+ * Backends: the table, the ready flags and the worker hooks are generic; what talks to the
+ * kernel sits behind weft__poll_backend_t (open, add, del, wait, interrupt). epoll is the only
+ * one; io_uring (liburing 2.3 in Debian) can be a second, but container seccomp profiles often
+ * block it, so epoll stays the default.
+ * Rejected: a poller thread of its own (one more context switch per event, and it competes with
+ * the workers for the cores: Go and Tokio both poll from the scheduler); one epoll per worker
+ * (Seastar's shard-per-core: a connection would be tied to the worker that accepted it, against
+ * weft's stealing; tokio#5771 is the open request for that); level-triggered registration
+ * (an epoll_ctl per wait to re-arm, or a storm of events for fds nobody waits on); a per-fd
+ * mutex (the two atomic flags and the word suffice for one waiter per direction).
+ * Cost: nothing until the first socket (the worker hooks test one pointer); then one
+ * epoll_wait(0) syscall (~0.3 µs here) per 61 tasks on busy workers and per 8 spin rounds on
+ * spinning ones.
+ * Known limit: a worker running one task for a long time without suspending polls nothing; if
+ * every other worker sleeps on its futex at that moment, events wait for that task (Go has
+ * sysmon's 10 ms poll for this; weft has no such thread).
+ */
+#include "poller.h"
+#include "join.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+enum {
+  CHUNK_SHIFT = 10,                 /* picked: 1024 descriptors (~80 KiB) per allocation */
+  CHUNK = 1 << CHUNK_SHIFT,
+  CHUNKS = 1024,                    /* picked: room for 2^20 open sockets */
+  EVENTS_MAX = 128,                 /* picked: events taken per epoll_wait (Go: 128) */
+};
+#define BREAK_TAG UINT64_MAX /* the eventfd's event data: no descriptor has this index */
+
+typedef struct weft__poll_event {
+  uint64_t tag;
+  bool in, out; /* in: readable, hung up or failed; out: writable, hung up or failed */
+} weft__poll_event_t;
+
+struct weft__poller;
+/* What a kernel interface provides. wait blocks until deadline_ns (absolute CLOCK_MONOTONIC;
+ * 0: do not block; UINT64_MAX: no deadline) and returns how many events it stored, or a
+ * negative errno; *broke says it drained a break. */
+typedef struct weft__poll_backend {
+  const char *name;
+  int (*open)(struct weft__poller *p);
+  void (*close)(struct weft__poller *p);
+  int (*add)(struct weft__poller *p, int fd, uint64_t tag);
+  void (*del)(struct weft__poller *p, int fd);
+  int (*wait)(struct weft__poller *p, uint64_t deadline_ns, weft__poll_event_t *out, int max,
+              bool *broke);
+  void (*interrupt)(struct weft__poller *p);
+} weft__poll_backend_t;
+
+struct weft__poller {
+  const weft__poll_backend_t *ops;
+  int epfd, evfd;
+  _Atomic int pwait2; /* 1: epoll_pwait2 works, 0: it answered ENOSYS (relaxed: a hint) */
+  /* The try-lock: the worker polling now, NULL when none. */
+  _Atomic(weft__worker_t *) owner WEFT__ALIGNED;
+  _Atomic uint32_t break_pending; /* the eventfd was written and not yet drained */
+  pthread_mutex_t lock WEFT__ALIGNED; /* the free list and chunk allocation */
+  weft__sock_t *free_list;
+  uint32_t used; /* descriptors handed out of the chunks so far */
+  _Atomic(weft__sock_t *) chunks[CHUNKS];
+};
+
+/* ---- The epoll backend ---------------------------------------------------------------------- */
+
+static int ep_open(struct weft__poller *p) {
+  p->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (p->epfd < 0) return -errno;
+  p->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (p->evfd < 0) {
+    int err = -errno;
+    close(p->epfd);
+    return err;
+  }
+  /* Level-triggered: a break stays visible until it is drained. */
+  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = BREAK_TAG};
+  if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->evfd, &ev) != 0) {
+    int err = -errno;
+    close(p->evfd);
+    close(p->epfd);
+    return err;
+  }
+  atomic_init(&p->pwait2, 1);
+  return 0;
+}
+
+static void ep_close(struct weft__poller *p) {
+  close(p->evfd);
+  close(p->epfd);
+}
+
+static int ep_add(struct weft__poller *p, int fd, uint64_t tag) {
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.u64 = tag};
+  return epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : -errno;
+}
+
+static void ep_del(struct weft__poller *p, int fd) {
+  struct epoll_event ev = {0}; /* ignored, but kernels before 2.6.9 wanted it */
+  epoll_ctl(p->epfd, EPOLL_CTL_DEL, fd, &ev);
+}
+
+/* Milliseconds for epoll_wait, rounded up (Go does the same: an early wake-up only re-polls). */
+static int deadline_ms(uint64_t deadline_ns, uint64_t now) {
+  if (deadline_ns == UINT64_MAX) return -1;
+  if (deadline_ns <= now) return 0;
+  uint64_t ms = (deadline_ns - now + 999999u) / 1000000u;
+  return ms > 1000000u ? 1000000 : (int)ms;
+}
+
+static int ep_wait_raw(struct weft__poller *p, uint64_t deadline_ns, struct epoll_event *evs,
+                       int max) {
+  uint64_t now = deadline_ns && deadline_ns != UINT64_MAX ? weft_now_ns() : 0;
+  /* relaxed: a capability flag; a stale 1 costs one more ENOSYS */
+  if (deadline_ns && deadline_ns != UINT64_MAX &&
+      atomic_load_explicit(&p->pwait2, memory_order_relaxed)) {
+    uint64_t rel = deadline_ns > now ? deadline_ns - now : 0;
+    struct timespec ts = {.tv_sec = (time_t)(rel / 1000000000u), .tv_nsec = (long)(rel % 1000000000u)};
+    int n = epoll_pwait2(p->epfd, evs, max, &ts, NULL);
+    /* ENOSYS: a kernel before 5.11; EPERM: a seccomp profile that does not know the call */
+    if (n >= 0 || (errno != ENOSYS && errno != EPERM)) return n < 0 ? -errno : n;
+    atomic_store_explicit(&p->pwait2, 0, memory_order_relaxed);
+  }
+  int n = epoll_wait(p->epfd, evs, max, deadline_ns ? deadline_ms(deadline_ns, now) : 0);
+  return n < 0 ? -errno : n;
+}
+
+static int ep_wait(struct weft__poller *p, uint64_t deadline_ns, weft__poll_event_t *out, int max,
+                   bool *broke) {
+  struct epoll_event evs[EVENTS_MAX];
+  if (max > EVENTS_MAX) max = EVENTS_MAX;
+  int n = ep_wait_raw(p, deadline_ns, evs, max);
+  if (n < 0) return n == -EINTR ? 0 : n;
+  int k = 0;
+  for (int i = 0; i < n; i++) {
+    uint32_t e = evs[i].events;
+    if (evs[i].data.u64 == BREAK_TAG) {
+      uint64_t v;
+      while (read(p->evfd, &v, sizeof v) > 0) {
+      }
+      *broke = true;
+      continue;
+    }
+    out[k].tag = evs[i].data.u64;
+    out[k].in = e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR);
+    out[k].out = e & (EPOLLOUT | EPOLLHUP | EPOLLERR);
+    k++;
+  }
+  return k;
+}
+
+static void ep_interrupt(struct weft__poller *p) {
+  uint64_t one = 1;
+  /* EAGAIN (the counter is full) still leaves it readable: the break is delivered */
+  ssize_t r = write(p->evfd, &one, sizeof one);
+  (void)r;
+}
+
+static const weft__poll_backend_t epoll_backend = {
+    .name = "epoll",
+    .open = ep_open,
+    .close = ep_close,
+    .add = ep_add,
+    .del = ep_del,
+    .wait = ep_wait,
+    .interrupt = ep_interrupt,
+};
+
+/* ---- The poller ----------------------------------------------------------------------------- */
+
+static pthread_mutex_t create_lock = PTHREAD_MUTEX_INITIALIZER; /* first use, all runtimes */
+
+static struct weft__poller *poller_of(struct weft_runtime *rt) {
+  /* acquire: pairs with the release in weft__poller_get; the poller's fields come with it */
+  return atomic_load_explicit(&rt->poller, memory_order_acquire);
+}
+
+int weft__poller_get(struct weft_runtime *rt, struct weft__poller **out) {
+  struct weft__poller *p = poller_of(rt);
+  if (WEFT__LIKELY(p)) {
+    *out = p;
+    return 0;
+  }
+  pthread_mutex_lock(&create_lock);
+  p = poller_of(rt);
+  int err = 0;
+  if (!p) {
+    p = aligned_alloc(WEFT__CACHELINE, sizeof *p);
+    if (!p) err = WEFT_ENOMEM;
+    if (p) {
+      memset(p, 0, sizeof *p);
+      p->ops = &epoll_backend;
+      pthread_mutex_init(&p->lock, NULL);
+      err = p->ops->open(p);
+      if (err) {
+        pthread_mutex_destroy(&p->lock);
+        free(p);
+        p = NULL;
+      } else {
+        /* release: publishes the opened poller to poller_of's acquire */
+        atomic_store_explicit(&rt->poller, p, memory_order_release);
+      }
+    }
+  }
+  pthread_mutex_unlock(&create_lock);
+  *out = p;
+  return err;
+}
+
+static weft__sock_t *lookup(struct weft__poller *p, uint32_t index) {
+  /* acquire: pairs with the release that published the chunk */
+  weft__sock_t *chunk = atomic_load_explicit(&p->chunks[index >> CHUNK_SHIFT], memory_order_acquire);
+  return chunk ? &chunk[index & (CHUNK - 1)] : NULL;
+}
+
+static weft__sock_t *desc_alloc(struct weft__poller *p) {
+  pthread_mutex_lock(&p->lock);
+  weft__sock_t *s = p->free_list;
+  if (s) {
+    p->free_list = s->next_free;
+  } else if (p->used < (uint32_t)CHUNKS * CHUNK) {
+    uint32_t index = p->used;
+    /* relaxed: chunks are published under this lock; lookups outside it use acquire */
+    weft__sock_t *chunk = atomic_load_explicit(&p->chunks[index >> CHUNK_SHIFT], memory_order_relaxed);
+    if (!chunk) {
+      chunk = calloc(CHUNK, sizeof *chunk);
+      if (chunk) {
+        for (uint32_t i = 0; i < CHUNK; i++) {
+          chunk[i].index = index + i;
+          chunk[i].fd = -1;
+          chunk[i].spare_fd = -1;
+        }
+        /* release: the initialised chunk to lookup's acquire (a stale event may read it) */
+        atomic_store_explicit(&p->chunks[index >> CHUNK_SHIFT], chunk, memory_order_release);
+      }
+    }
+    if (chunk) {
+      s = &chunk[index & (CHUNK - 1)];
+      p->used++;
+    }
+  }
+  pthread_mutex_unlock(&p->lock);
+  return s;
+}
+
+static void dir_init(weft__poll_dir_t *d) {
+  /* relaxed: the descriptor reaches other threads through the registration (epoll_ctl, a
+   * system call) or through the handle the caller passes on */
+  atomic_store_explicit(&d->ready, 0, memory_order_relaxed);
+  atomic_store_explicit(&d->owner, 0, memory_order_relaxed);
+  atomic_store_explicit(&d->word, 0, memory_order_relaxed);
+}
+
+int weft__poll_register(struct weft__poller *p, int fd, weft__sock_t **out) {
+  weft__sock_t *s = desc_alloc(p);
+  if (!s) return WEFT_ENOMEM;
+  dir_init(&s->rd);
+  dir_init(&s->wr);
+  atomic_store_explicit(&s->refs, 0, memory_order_relaxed); /* relaxed: as dir_init */
+  s->fd = fd;
+  s->poller = p;
+  atomic_store_explicit(&s->spare_fd, -1, memory_order_relaxed); /* relaxed: as dir_init */
+  s->listening = false;
+  /* release: a stale event that reads the new seq sees the reset flags (and only notifies) */
+  uint32_t seq = atomic_fetch_add_explicit(&s->seq, 1, memory_order_release) + 1;
+  int err = p->ops->add(p, fd, (uint64_t)seq << 32 | s->index);
+  if (err) {
+    weft__poll_unregister(p, s, false); /* the caller's fd stays the caller's */
+    return err;
+  }
+  *out = s;
+  return 0;
+}
+
+void weft__poll_unregister(struct weft__poller *p, weft__sock_t *s, bool close_fd) {
+  if (s->fd >= 0) p->ops->del(p, s->fd);
+  /* Closed before the descriptor is reusable: a new registration of the same number then
+   * finds this one gone from epoll (close also drops it from the interest list). */
+  if (close_fd && s->fd >= 0) close(s->fd);
+  /* release: an event still in flight for this registration carries the old seq */
+  atomic_fetch_add_explicit(&s->seq, 1, memory_order_release);
+  s->fd = -1;
+  pthread_mutex_lock(&p->lock);
+  s->next_free = p->free_list;
+  p->free_list = s;
+  pthread_mutex_unlock(&p->lock);
+}
+
+int weft__poll_dir_notify(weft__poll_dir_t *d) {
+  /* seq_cst, before the completion: a waiter that reset the word before our completion sees
+   * ready when it checks (its reset is an acquire RMW that reads our release, or comes before
+   * it in the word's order and then its add_waiter sees DONE). See lib/io.c's dir_wait. */
+  atomic_store_explicit(&d->ready, 1, memory_order_seq_cst);
+  uintptr_t s = join_complete(&d->word);
+  weft__waiter_t *waiters = (weft__waiter_t *)(s & ~WEFT__WORD_FLAGS);
+  int n = 0;
+  if (waiters) {
+    /* Counted before the delivery (a woken node may die at once); BUSY keeps them alive. */
+    for (weft__waiter_t *w = waiters; w; w = w->next) n++;
+    weft__wake_waiters(waiters);
+    join_finish_waking(&d->word); /* the word belongs to the descriptor: nothing to free */
+  }
+  return n;
+}
+
+/* Hands the events to their descriptors; returns how many were for live registrations and
+ * adds the waiters woken to *woken. */
+static int dispatch(struct weft__poller *p, const weft__poll_event_t *ev, int n, int *woken) {
+  int live = 0;
+  for (int i = 0; i < n; i++) {
+    weft__sock_t *s = lookup(p, (uint32_t)ev[i].tag);
+    /* acquire: pairs with register's release (the flags of this registration are reset) */
+    if (!s || atomic_load_explicit(&s->seq, memory_order_acquire) != (uint32_t)(ev[i].tag >> 32))
+      continue; /* an earlier registration's event: the fd was closed meanwhile */
+    if (ev[i].in) *woken += weft__poll_dir_notify(&s->rd);
+    if (ev[i].out) *woken += weft__poll_dir_notify(&s->wr);
+    live++;
+  }
+  return live;
+}
+
+static bool try_own(struct weft__poller *p, weft__worker_t *w) {
+  weft__worker_t *none = NULL;
+  /* relaxed pre-check: busy workers skip a held lock without a locked instruction */
+  if (atomic_load_explicit(&p->owner, memory_order_relaxed)) return false;
+  /* seq_cst: the poller's store side of the break hand-off (design comment) */
+  return atomic_compare_exchange_strong_explicit(&p->owner, &none, w, memory_order_seq_cst,
+                                                 memory_order_relaxed);
+}
+
+/* The tasks an I/O batch woke went onto w's deque (weft__schedule), whose owner end is LIFO:
+ * under load a busy worker's tick polls would keep stacking new connections on top of older
+ * ones, and the oldest would wait for a thief (measured: p99 latency under wrk). So the newest
+ * `woken` entries move to the yield queue, oldest first (FIFO, stealable, checked every 61
+ * ticks): Go puts netpoll's goroutines at the tail of a run queue for the same reason. An
+ * entry a thief took meanwhile is simply not moved; one pushed before the batch and moved
+ * with it still runs (behind the batch). */
+static void ready_fifo(weft__worker_t *w, int woken) {
+  uintptr_t batch[2 * EVENTS_MAX]; /* a batch wakes at most a reader and a writer per event */
+  int n = 0;
+  while (n < woken && n < 2 * EVENTS_MAX) {
+    uintptr_t e = weft__deque_take(&w->deque);
+    if (!e) break;
+    batch[n++] = e;
+  }
+  while (n > 0) { /* as worker.c's push_local: wake a sibling on empty→non-empty, spill if full */
+    uintptr_t e = batch[--n];
+    int r = weft__deque_push(&w->yieldq, e);
+    if (r < 0) weft__inject_push(w->rt, e);
+    else if (r > 0) weft__wake_one_if_needed(w->rt);
+  }
+}
+
+/* Polls once (deadline 0: without blocking) and dispatches; the caller (worker w, in its
+ * scheduler loop) owns the poller, and no longer does when this returns. */
+static int poll_once(struct weft__poller *p, weft__worker_t *w, uint64_t deadline_ns) {
+  weft__poll_event_t ev[EVENTS_MAX];
+  bool broke = false;
+  int n = p->ops->wait(p, deadline_ns, ev, EVENTS_MAX, &broke);
+  if (broke) /* relaxed: a later break's write is seen by epoll (level-triggered), not by us */
+    atomic_store_explicit(&p->break_pending, 0, memory_order_relaxed);
+  /* Released before dispatching: the wake-ups dispatch causes may pick this very worker, and
+   * it needs no break while it is not blocked. release: orders our reads of the table. */
+  atomic_store_explicit(&p->owner, NULL, memory_order_release);
+  if (n <= 0) return 0;
+  int woken = 0;
+  int live = dispatch(p, ev, n, &woken);
+  if (woken) ready_fifo(w, woken);
+  return live;
+}
+
+int weft__poll_park(weft__worker_t *w, uint64_t deadline_ns) {
+  struct weft_runtime *rt = w->rt;
+  struct weft__poller *p = poller_of(rt);
+  if (!p || !try_own(p, w)) return -1;
+  /* seq_cst loads after the owner CAS: the loads of the lost-wake-up argument */
+  if (atomic_load_explicit(&w->park_word, memory_order_seq_cst) ||
+      atomic_load_explicit(&rt->stopping, memory_order_seq_cst)) {
+    atomic_store_explicit(&p->owner, NULL, memory_order_release); /* release: as poll_once */
+    return 0;
+  }
+  return poll_once(p, w, deadline_ns == 0 ? 1 : deadline_ns);
+}
+
+void weft__poll_tick(weft__worker_t *w) {
+  struct weft__poller *p = poller_of(w->rt);
+  if (p && try_own(p, w)) poll_once(p, w, 0);
+}
+
+static void poll_break(struct weft__poller *p) {
+  /* acq_rel: one write per blocked poll; the drain's store reopens it */
+  if (!atomic_exchange_explicit(&p->break_pending, 1, memory_order_acq_rel)) p->ops->interrupt(p);
+}
+
+void weft__poll_woke(struct weft_runtime *rt, weft__worker_t *w) {
+  struct weft__poller *p = poller_of(rt);
+  /* seq_cst: the waker's load after its seq_cst store of the park word (or of `stopping`) */
+  if (!p) return;
+  weft__worker_t *owner = atomic_load_explicit(&p->owner, memory_order_seq_cst);
+  if (owner && (!w || owner == w)) poll_break(p);
+}
+
+void weft__poller_destroy(struct weft_runtime *rt) {
+  struct weft__poller *p = poller_of(rt);
+  if (!p) return;
+  for (uint32_t i = 0; i < p->used; i++) {
+    weft__sock_t *s = lookup(p, i);
+    if (s->fd >= 0) close(s->fd); /* a socket its owner never closed: destroy closes it */
+    int spare = atomic_load_explicit(&s->spare_fd, memory_order_relaxed); /* relaxed: no one runs */
+    if (spare >= 0) close(spare);
+  }
+  /* relaxed: the workers are joined; this thread is the only one left touching the table */
+  for (int c = 0; c < CHUNKS; c++) free(atomic_load_explicit(&p->chunks[c], memory_order_relaxed));
+  p->ops->close(p);
+  pthread_mutex_destroy(&p->lock);
+  free(p);
+  atomic_store_explicit(&rt->poller, NULL, memory_order_relaxed); /* relaxed: destroy's thread */
+}

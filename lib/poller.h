@@ -1,0 +1,50 @@
+/* Private to weft: the poller (lib/poll.c) and what lib/io.c needs of it. Nothing here is API.
+ * Named poller.h, not poll.h: lib/ is on the include path, and poll.h would hide <poll.h>.
+ * The worker loop's three hooks (weft__poll_park, weft__poll_tick, weft__poll_woke) are
+ * declared in internal.h, so that worker.c needs no more than it already includes. */
+#ifndef WEFT_POLLER_H
+#define WEFT_POLLER_H
+
+#include "internal.h"
+
+/* One direction of a registered fd (Go's pollDesc rg/wg, split in two words):
+ *   ready — set by the poller on an edge, consumed by the waiter before it retries its call;
+ *   word  — a completion word (join_impl.h) the waiter awaits; the poller completes it on
+ *           every edge; the waiter resets it from DONE to 0 before its next wait;
+ *   owner — 1 while a task or thread is in a wait on this direction (one at a time). */
+typedef struct weft__poll_dir {
+  _Atomic uint32_t ready;
+  _Atomic uint32_t owner;
+  _Atomic uintptr_t word;
+} weft__poll_dir_t;
+
+/* A registered fd: type-stable (never freed before the poller), reused through a free list;
+ * the sequence number, bumped at every reuse, travels in the epoll event's data beside the
+ * descriptor's index, so that an event for an earlier registration is recognised and dropped. */
+typedef struct weft_sock {
+  int fd;
+  uint32_t index;          /* in the poller's table */
+  _Atomic uint32_t seq;    /* registration count (the tag) */
+  _Atomic uint32_t refs;   /* 2 per operation in progress | SOCK_CLOSING (lib/io.c) */
+  bool is_socket;          /* send/sendmsg with MSG_NOSIGNAL; else write/writev */
+  bool listening;
+  _Atomic int spare_fd;    /* a listener's reserve fd for the EMFILE answer (lib/io.c), or -1 */
+  struct weft_runtime *rt;
+  struct weft__poller *poller;
+  struct weft_sock *next_free;
+  weft__poll_dir_t rd, wr;
+} weft__sock_t;
+
+/* The poller for rt, created on first use (0, or WEFT_ENOMEM / a system error). */
+int weft__poller_get(struct weft_runtime *rt, struct weft__poller **out);
+/* A fresh descriptor for fd, registered (edge-triggered, both directions). */
+int weft__poll_register(struct weft__poller *p, int fd, weft__sock_t **out);
+/* Deregisters, closes the fd if close_fd, and returns the descriptor to the free list. */
+void weft__poll_unregister(struct weft__poller *p, weft__sock_t *s, bool close_fd);
+/* An edge (or a close) on one direction: sets ready and completes its word; returns the
+ * number of waiters it woke (0 or 1). */
+int weft__poll_dir_notify(weft__poll_dir_t *d);
+/* Runtime destroy's step: closes every fd still registered, frees the table and the poller. */
+void weft__poller_destroy(struct weft_runtime *rt);
+
+#endif /* WEFT_POLLER_H */

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Drives the built examples/http_server the way a client would (issue 12): curl for GET /,
+keep-alive (one connection for two requests) and a body over the limit (413); raw sockets for
+pipelined requests (both answers, in order, on one connection) and a malformed request (400,
+then the connection closes); then SIGTERM, and the server must exit 0 after draining.
+Usage: http_check.py PATH/TO/http_server"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+
+server = subprocess.Popen([sys.argv[1], "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what)
+    if not cond:
+        failures.append(what)
+
+
+try:
+    line = server.stdout.readline()  # "http_server: listening on port N"
+    m = re.search(r"port (\d+)", line)
+    if not m:
+        sys.exit(f"no port in {line!r}")
+    base = f"http://127.0.0.1:{m.group(1)}"
+    port = int(m.group(1))
+
+    def curl(*args):
+        return subprocess.run(["curl", "-s", "--max-time", "10", *args], capture_output=True,
+                              text=True)
+
+    r = curl(base + "/")
+    check(r.stdout == "hello, world\n", "GET / answers 'hello, world'")
+    r = curl("-v", base + "/", base + "/")
+    check(r.stdout == "hello, world\n" * 2 and "Re-using existing connection" in r.stderr,
+          "keep-alive: curl reuses one connection for two requests")
+    r = curl("-o", "/dev/null", "-w", "%{http_code}", base + "/missing")
+    check(r.stdout == "404", "an unknown path is 404")
+    r = subprocess.run(["curl", "-s", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}",
+                        "-H", "Expect:", "--data-binary", "@-", base + "/"],
+                       input="x" * (100 * 1024), capture_output=True, text=True)
+    check(r.stdout == "413", f"a 100 KiB body is 413 (got {r.stdout!r})")
+
+    def raw(payload):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(payload)
+            data = b""
+            while True:
+                try:
+                    chunk = s.recv(65536)
+                except socket.timeout:
+                    return data, False  # the server kept the connection open
+                if not chunk:
+                    return data, True  # the server closed it
+                data += chunk
+                if payload.count(b"GET") and data.count(b"hello, world\n") == payload.count(b"GET") \
+                        and b"close" not in payload:
+                    return data, False
+
+    req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    data, closed = raw(req * 3)
+    check(data.count(b"HTTP/1.1 200 OK") == 3 and data.count(b"hello, world\n") == 3 and not closed,
+          "three pipelined requests get three answers on an open connection")
+    data, closed = raw(b"BLAH\x01 / HTTP/1.1\r\n\r\n")
+    check(data.startswith(b"HTTP/1.1 400") and closed, "a malformed request gets 400 and a close")
+    data, closed = raw(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    check(b"hello, world\n" in data and closed, "Connection: close is honoured")
+finally:
+    server.send_signal(signal.SIGTERM)
+    try:
+        code = server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        code = "hung"
+check(code == 0, f"SIGTERM drains and exits 0 (got {code})")
+sys.exit(1 if failures else 0)

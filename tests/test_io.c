@@ -1,0 +1,804 @@
+/* Sockets that suspend the task (issue 12), on real loopback sockets: many connections across
+ * more workers than cores, a peer reset mid-read, a half-close, a slow client that hits a read
+ * deadline, fd exhaustion (RLIMIT_NOFILE lowered: the server keeps serving what it has and
+ * recovers), a close while another task (or thread) waits, cancel during accept/read/write,
+ * destroy with connections open, plain threads that block, one waiter per direction; and the
+ * blocking pool: its bound, its queue, a cancelled awaiter, a queued call never started, and
+ * its idle threads leaving after the keep-alive. */
+#include "support.h"
+#include "../lib/internal.h" /* a task's wait state: the tests wait for "waiting on fd" */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define SEC_NS 1000000000ull
+
+static uint64_t in_ns(uint64_t ns) { return weft_now_ns() + ns; }
+
+/* Waits (yielding, or spinning on a plain thread) until t is suspended on an fd: the event the
+ * tests synchronise on instead of sleeping. */
+static void wait_until_fd_wait(weft_task_t *t) {
+  weft__task_diag_t *d = weft__task_diag(t);
+  while (atomic_load(&d->diag_state) != WEFT__TS_WAITING ||
+         atomic_load(&d->wait_reason) != WEFT__WAIT_FD) {
+    if (weft_current()) weft_yield();
+    else sched_yield();
+  }
+}
+
+static int open_fds(void) {
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  cr_assert(d);
+  while (readdir(d)) n++;
+  closedir(d);
+  return n - 3; /* ".", ".." and the DIR's own fd */
+}
+
+static weft_sock_t *listen_loopback(weft_runtime_t *rt) {
+  struct sockaddr_storage ss;
+  socklen_t len;
+  OK(weft_sock_addr("127.0.0.1", 0, &ss, &len));
+  weft_sock_t *l;
+  OK(weft_sock_listen(rt, (struct sockaddr *)&ss, len, 0, 0, &l));
+  cr_assert_gt(weft_sock_port(l), 0);
+  return l;
+}
+
+static weft_sock_t *connect_port(int port) {
+  struct sockaddr_storage ss;
+  socklen_t len;
+  OK(weft_sock_addr("127.0.0.1", (uint16_t)port, &ss, &len));
+  weft_sock_t *c;
+  OK(weft_sock_connect(NULL, (struct sockaddr *)&ss, len, in_ns(10 * SEC_NS), &c));
+  return c;
+}
+
+/* A plain blocking client socket (for plain threads and forked children). */
+static int raw_connect(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* ---- An echo server: one task accepts, one task per connection ----------------------------- */
+
+typedef struct server {
+  weft_sock_t *listener;
+  atomic_int accepted, finished;
+  atomic_uint workers_seen; /* bit per worker index that ran a connection's task */
+  weft_group_t *conns;
+} server_t;
+
+static void *echo_conn(void *arg) {
+  weft_sock_t *c = arg;
+  char buf[4096];
+  for (;;) {
+    ptrdiff_t n = weft_sock_read(c, buf, sizeof buf, UINT64_MAX);
+    if (n <= 0) break;
+    if (weft_sock_write(c, buf, (size_t)n, NULL, UINT64_MAX) != 0) break;
+  }
+  weft_sock_close(c);
+  return NULL;
+}
+
+typedef struct conn_arg {
+  server_t *srv;
+  weft_sock_t *c;
+} conn_arg_t;
+
+static void *echo_conn_counted(void *arg) {
+  conn_arg_t *a = arg;
+  server_t *srv = a->srv;
+  weft_sock_t *c = a->c;
+  free(a);
+  weft__worker_t *w = weft__worker_self();
+  atomic_fetch_or(&srv->workers_seen, 1u << (w->index & 31));
+  echo_conn(c);
+  atomic_fetch_add(&srv->finished, 1);
+  return NULL;
+}
+
+static void *accept_loop(void *arg) {
+  server_t *srv = arg;
+  for (;;) {
+    weft_sock_t *c;
+    int err = weft_sock_accept(srv->listener, &c, NULL, NULL, UINT64_MAX);
+    if (err) return IPTR(err);
+    atomic_fetch_add(&srv->accepted, 1);
+    conn_arg_t *a = malloc(sizeof *a);
+    a->srv = srv;
+    a->c = c;
+    weft_task_t *t;
+    if (weft_spawn(&t, echo_conn_counted, a) == 0) weft_task_release(t);
+  }
+}
+
+/* Cancels the acceptor, closes the listener and destroys the runtime. */
+static void server_stop(weft_runtime_t *rt, server_t *srv, weft_task_t *acceptor) {
+  OK(weft_cancel(acceptor));
+  cr_assert_eq(weft_join(acceptor, NULL), WEFT_ECANCELED);
+  OK(weft_sock_close(srv->listener));
+  OK(weft_runtime_destroy(rt));
+}
+
+/* ---- Many connections across workers ------------------------------------------------------- */
+
+typedef struct client_job {
+  int port;
+  int id;
+  atomic_int *ok;
+} client_job_t;
+
+static void *echo_client(void *arg) {
+  client_job_t *j = arg;
+  weft_sock_t *c = connect_port(j->port);
+  char out[3000], in[3000];
+  for (size_t i = 0; i < sizeof out; i++) out[i] = (char)(j->id * 7 + i);
+  for (int round = 0; round < 3; round++) {
+    OK(weft_sock_write(c, out, sizeof out, NULL, in_ns(30 * SEC_NS)));
+    size_t got = 0;
+    while (got < sizeof in) {
+      ptrdiff_t n = weft_sock_read(c, in + got, sizeof in - got, in_ns(30 * SEC_NS));
+      cr_assert_gt(n, 0, "read: %s", weft_strerror((int)n));
+      got += (size_t)n;
+    }
+    cr_assert_eq(memcmp(in, out, sizeof in), 0, "client %d got someone else's bytes", j->id);
+  }
+  OK(weft_sock_close(c));
+  atomic_fetch_add(j->ok, 1);
+  return NULL;
+}
+
+Test(io, many_connections_echo_across_more_workers_than_cores) {
+  weft_runtime_t *rt = test_runtime(4); /* the machine has 2 cores */
+  server_t srv = {0};
+  srv.listener = listen_loopback(rt);
+  weft_task_t *acceptor;
+  OK(weft_runtime_spawn(rt, &acceptor, accept_loop, &srv));
+  enum { CLIENTS = SCALE(400, 60) };
+  static client_job_t jobs[CLIENTS];
+  atomic_int ok = 0;
+  weft_task_t *clients[CLIENTS];
+  for (int i = 0; i < CLIENTS; i++) {
+    jobs[i] = (client_job_t){.port = weft_sock_port(srv.listener), .id = i, .ok = &ok};
+    OK(weft_runtime_spawn(rt, &clients[i], echo_client, &jobs[i]));
+  }
+  for (int i = 0; i < CLIENTS; i++) OK(weft_join(clients[i], NULL));
+  cr_assert_eq(atomic_load(&ok), CLIENTS);
+  cr_assert_eq(atomic_load(&srv.accepted), CLIENTS);
+  while (atomic_load(&srv.finished) < CLIENTS) sched_yield(); /* each saw its client's close */
+  /* Connection tasks are spawned on the acceptor's worker; the others steal them. */
+  cr_assert_geq(__builtin_popcount(atomic_load(&srv.workers_seen)), 2,
+                "every connection ran on one worker");
+  server_stop(rt, &srv, acceptor);
+}
+
+/* ---- Peer reset, half-close, slowloris ------------------------------------------------------ */
+
+typedef struct pair {
+  weft_sock_t *server_side;
+  int port;
+  atomic_int stage;
+  int result;
+} pair_t;
+
+static void *read_then_expect_reset(void *arg) {
+  pair_t *p = arg;
+  weft_sock_t *c;
+  OK(weft_sock_accept(p->server_side, &c, NULL, NULL, in_ns(10 * SEC_NS)));
+  char buf[16];
+  ptrdiff_t n = weft_sock_read(c, buf, sizeof buf, in_ns(10 * SEC_NS));
+  cr_assert_eq(n, 2);
+  atomic_store(&p->stage, 1); /* the client resets now */
+  n = weft_sock_read(c, buf, sizeof buf, in_ns(10 * SEC_NS));
+  p->result = (int)n;
+  OK(weft_sock_close(c));
+  return NULL;
+}
+
+Test(io, peer_reset_mid_read_is_econnreset) {
+  weft_runtime_t *rt = test_runtime(2);
+  pair_t p = {0};
+  p.server_side = listen_loopback(rt);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, read_then_expect_reset, &p));
+  int fd = raw_connect(weft_sock_port(p.server_side)); /* this thread is a plain client */
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(write(fd, "hi", 2), 2);
+  while (!atomic_load(&p.stage)) sched_yield();
+  struct linger lg = {.l_onoff = 1, .l_linger = 0}; /* close sends RST */
+  cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+  close(fd);
+  OK(weft_join(t, NULL));
+  cr_assert_eq(p.result, WEFT_ECONNRESET, "got %d (%s)", p.result, weft_strerror(p.result));
+  OK(weft_sock_close(p.server_side));
+  OK(weft_runtime_destroy(rt));
+}
+
+static void *half_close_server(void *arg) {
+  pair_t *p = arg;
+  weft_sock_t *c;
+  OK(weft_sock_accept(p->server_side, &c, NULL, NULL, in_ns(10 * SEC_NS)));
+  char buf[64];
+  size_t got = 0;
+  for (;;) { /* read the whole request: it ends where the client half-closes */
+    ptrdiff_t n = weft_sock_read(c, buf + got, sizeof buf - got, in_ns(10 * SEC_NS));
+    cr_assert_geq(n, 0);
+    if (n == 0) break;
+    got += (size_t)n;
+  }
+  cr_assert_eq(got, 7);
+  cr_assert_eq(memcmp(buf, "request", 7), 0);
+  /* Our direction is still open: the reply goes out after the peer's end of stream. */
+  OK(weft_sock_write(c, "reply", 5, NULL, in_ns(10 * SEC_NS)));
+  OK(weft_sock_close(c));
+  return NULL;
+}
+
+static void *half_close_client(void *arg) {
+  pair_t *p = arg;
+  weft_sock_t *c = connect_port(p->port);
+  OK(weft_sock_write(c, "request", 7, NULL, in_ns(10 * SEC_NS)));
+  OK(weft_sock_shutdown(c, SHUT_WR));
+  char buf[64];
+  size_t got = 0;
+  for (;;) {
+    ptrdiff_t n = weft_sock_read(c, buf + got, sizeof buf - got, in_ns(10 * SEC_NS));
+    cr_assert_geq(n, 0);
+    if (n == 0) break;
+    got += (size_t)n;
+  }
+  cr_assert_eq(got, 5);
+  cr_assert_eq(memcmp(buf, "reply", 5), 0);
+  OK(weft_sock_close(c));
+  return NULL;
+}
+
+Test(io, half_close_lets_the_reply_through) {
+  weft_runtime_t *rt = test_runtime(2);
+  pair_t p = {0};
+  p.server_side = listen_loopback(rt);
+  p.port = weft_sock_port(p.server_side);
+  weft_task_t *s, *c;
+  OK(weft_runtime_spawn(rt, &s, half_close_server, &p));
+  OK(weft_runtime_spawn(rt, &c, half_close_client, &p));
+  OK(weft_join(c, NULL));
+  OK(weft_join(s, NULL));
+  OK(weft_sock_close(p.server_side));
+  OK(weft_runtime_destroy(rt));
+}
+
+static void *slow_read(void *arg) {
+  pair_t *p = arg;
+  weft_sock_t *c;
+  OK(weft_sock_accept(p->server_side, &c, NULL, NULL, in_ns(10 * SEC_NS)));
+  char buf[64];
+  uint64_t t0 = weft_now_ns();
+  /* The header deadline: 100 ms for the whole request, one byte arrives, never the rest. */
+  uint64_t deadline = t0 + 100000000u;
+  size_t got = 0;
+  ptrdiff_t n;
+  while ((n = weft_sock_read(c, buf + got, sizeof buf - got, deadline)) > 0) got += (size_t)n;
+  p->result = (int)n;
+  cr_assert_geq(weft_now_ns(), deadline, "the deadline came early");
+  cr_assert_eq(got, 1);
+  /* A deadline scope bounds socket calls as it bounds every wait. */
+  weft_deadline_t scope;
+  OK(weft_deadline_begin(&scope, weft_now_ns() + 20000000u));
+  n = weft_sock_read(c, buf, sizeof buf, UINT64_MAX);
+  cr_assert_eq(n, WEFT_ETIMEDOUT);
+  cr_assert_eq(weft_deadline_end(&scope), WEFT_ETIMEDOUT);
+  atomic_store(&p->stage, 1);
+  OK(weft_sock_close(c));
+  return NULL;
+}
+
+Test(io, slowloris_client_hits_the_read_deadline) {
+  weft_runtime_t *rt = test_runtime(2);
+  pair_t p = {0};
+  p.server_side = listen_loopback(rt);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, slow_read, &p));
+  int fd = raw_connect(weft_sock_port(p.server_side));
+  cr_assert_eq(write(fd, "G", 1), 1); /* and then nothing */
+  OK(weft_join(t, NULL));
+  cr_assert_eq(p.result, WEFT_ETIMEDOUT);
+  close(fd);
+  OK(weft_sock_close(p.server_side));
+  OK(weft_runtime_destroy(rt));
+}
+
+/* ---- fd exhaustion -------------------------------------------------------------------------- */
+
+/* The forked client: only system calls (the parent has threads). Exit codes name the step. */
+static int read_echo(int fd, char ch, int timeout_ms) {
+  struct pollfd pfd = {.fd = fd, .events = POLLIN};
+  if (write(fd, &ch, 1) != 1) return -1;
+  if (poll(&pfd, 1, timeout_ms) != 1) return 0; /* hanging */
+  char back;
+  ssize_t n = read(fd, &back, 1);
+  return n == 1 && back == ch ? 1 : -1; /* 1 served; -1 dropped (end of stream or reset) */
+}
+
+static int exhaustion_child(int port) {
+  struct rlimit lim;
+  getrlimit(RLIMIT_NOFILE, &lim);
+  lim.rlim_cur = lim.rlim_max; /* the child is not the one under test */
+  setrlimit(RLIMIT_NOFILE, &lim);
+  enum { K = 24 };
+  int fds[K];
+  for (int i = 0; i < K; i++)
+    if ((fds[i] = raw_connect(port)) < 0) return 10;
+  if (read_echo(fds[0], 'a', 10000) != 1) return 11; /* the first is served */
+  int served = 0, dropped = 0;
+  for (int i = 1; i < K; i++) {
+    int r = read_echo(fds[i], 'b', 5000);
+    if (r == 1) served++;
+    else if (r == -1) dropped++;
+    else return 12; /* a connection left hanging */
+  }
+  if (!dropped) return 13;        /* the limit was never reached */
+  if (read_echo(fds[0], 'c', 10000) != 1) return 14; /* it keeps serving what it has */
+  for (int i = 0; i < K; i++) close(fds[i]);
+  /* Recovery: once the handlers saw their closes, new connections are served (backoff ≤ 1 s). */
+  for (int tries = 0; tries < 100; tries++) {
+    int fd = raw_connect(port);
+    int r = fd >= 0 ? read_echo(fd, 'd', 3000) : -1;
+    if (fd >= 0) close(fd);
+    if (r == 1) return 0;
+    struct timespec ts = {0, 50000000};
+    nanosleep(&ts, NULL);
+  }
+  return 15;
+}
+
+Test(io, fd_exhaustion_keeps_serving_and_recovers, .timeout = 120) {
+  weft_runtime_t *rt = test_runtime(2);
+  server_t srv = {0};
+  srv.listener = listen_loopback(rt);
+  int port = weft_sock_port(srv.listener);
+  weft_task_t *acceptor;
+  OK(weft_runtime_spawn(rt, &acceptor, accept_loop, &srv));
+  struct rlimit old, lim;
+  cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+  lim = old;
+  lim.rlim_cur = (rlim_t)open_fds() + 10; /* room for a few connections only */
+  cr_assert_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) _exit(exhaustion_child(port));
+  int status;
+  cr_assert_eq(waitpid(pid, &status, 0), pid);
+  cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+  cr_assert(WIFEXITED(status));
+  cr_assert_eq(WEXITSTATUS(status), 0, "the client failed at step %d", WEXITSTATUS(status));
+  server_stop(rt, &srv, acceptor);
+}
+
+/* ---- Close while another waits; cancel during accept/read/write ------------------------------ */
+
+typedef struct waiter {
+  weft_sock_t *s;
+  int result;
+  size_t written;
+} waiter_t;
+
+static void *blocked_read(void *arg) {
+  waiter_t *w = arg;
+  char buf[8];
+  w->result = (int)weft_sock_read(w->s, buf, sizeof buf, UINT64_MAX);
+  return NULL;
+}
+
+static void *blocked_accept(void *arg) {
+  waiter_t *w = arg;
+  weft_sock_t *c;
+  w->result = weft_sock_accept(w->s, &c, NULL, NULL, UINT64_MAX);
+  return NULL;
+}
+
+static void *blocked_write(void *arg) {
+  waiter_t *w = arg;
+  size_t big = 8u << 20; /* far more than the socket buffers hold */
+  char *buf = calloc(1, big);
+  w->result = weft_sock_write(w->s, buf, big, &w->written, UINT64_MAX);
+  free(buf);
+  return NULL;
+}
+
+static void socket_pair(weft_runtime_t *rt, weft_sock_t **a, int *b) {
+  int sv[2];
+  cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  OK(weft_sock_open(rt, sv[0], a));
+  *b = sv[1];
+}
+
+Test(io, close_wakes_a_task_waiting_on_the_socket_with_ebadf) {
+  weft_runtime_t *rt = test_runtime(2);
+  waiter_t w = {0};
+  int peer;
+  socket_pair(rt, &w.s, &peer);
+  int fd = weft_sock_fd(w.s);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, blocked_read, &w));
+  wait_until_fd_wait(t);
+  OK(weft_sock_close(w.s));
+  OK(weft_join(t, NULL));
+  cr_assert_eq(w.result, WEFT_EBADF);
+  /* The last operation out closed the fd (nothing of ours reopened the number meanwhile). */
+  cr_assert_eq(fcntl(fd, F_GETFD), -1);
+  close(peer);
+  OK(weft_runtime_destroy(rt));
+}
+
+static void *read_on_plain_thread(void *arg) {
+  blocked_read(arg);
+  return NULL;
+}
+
+static void *close_from_task(void *arg) { return IPTR(weft_sock_close(arg)); }
+
+Test(io, close_wakes_a_plain_thread_blocked_in_read) {
+  weft_runtime_t *rt = test_runtime(1);
+  waiter_t w = {0};
+  int peer;
+  socket_pair(rt, &w.s, &peer);
+  w.result = 1;
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, read_on_plain_thread, &w), 0);
+  /* No event says the thread is inside poll(2); a close before it got there answers the same
+   * (the read sees CLOSING or EBADF), so the outcome does not depend on the timing. */
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, close_from_task, w.s));
+  OK(weft_join(t, NULL));
+  pthread_join(th, NULL);
+  cr_assert_eq(w.result, WEFT_EBADF);
+  close(peer);
+  OK(weft_runtime_destroy(rt));
+}
+
+Test(io, cancel_during_accept_read_and_write) {
+  weft_runtime_t *rt = test_runtime(2);
+  weft_sock_t *l = listen_loopback(rt);
+  waiter_t wa = {.s = l}, wr = {0}, ww = {0};
+  int peer_r, peer_w;
+  socket_pair(rt, &wr.s, &peer_r);
+  socket_pair(rt, &ww.s, &peer_w);
+  weft_task_t *ta, *tr, *tw;
+  OK(weft_runtime_spawn(rt, &ta, blocked_accept, &wa));
+  OK(weft_runtime_spawn(rt, &tr, blocked_read, &wr));
+  OK(weft_runtime_spawn(rt, &tw, blocked_write, &ww));
+  wait_until_fd_wait(ta);
+  wait_until_fd_wait(tr);
+  wait_until_fd_wait(tw);
+  OK(weft_cancel(ta));
+  OK(weft_cancel(tr));
+  OK(weft_cancel(tw));
+  weft_join(ta, NULL);
+  weft_join(tr, NULL);
+  weft_join(tw, NULL);
+  cr_assert_eq(wa.result, WEFT_ECANCELED);
+  cr_assert_eq(wr.result, WEFT_ECANCELED);
+  cr_assert_eq(ww.result, WEFT_ECANCELED);
+  cr_assert_gt(ww.written, 0, "the partial progress is reported");
+  cr_assert_lt(ww.written, 8u << 20);
+  /* Each socket is still usable after its waiter was cancelled. */
+  cr_assert_eq(write(peer_r, "x", 1), 1);
+  char ch;
+  cr_assert_eq(weft_sock_read(wr.s, &ch, 1, UINT64_MAX), 1); /* a plain thread: blocks */
+  OK(weft_sock_close(l));
+  OK(weft_sock_close(wr.s));
+  OK(weft_sock_close(ww.s));
+  close(peer_r);
+  close(peer_w);
+  OK(weft_runtime_destroy(rt));
+}
+
+static void *read_twice(void *arg) {
+  waiter_t *w = arg;
+  char buf[4];
+  return IPTR(weft_sock_read(w->s, buf, sizeof buf, UINT64_MAX));
+}
+
+Test(io, a_second_reader_gets_ebusy) {
+  weft_runtime_t *rt = test_runtime(2);
+  waiter_t w = {0};
+  int peer;
+  socket_pair(rt, &w.s, &peer);
+  weft_task_t *first, *second;
+  OK(weft_runtime_spawn(rt, &first, blocked_read, &w));
+  wait_until_fd_wait(first);
+  OK(weft_runtime_spawn(rt, &second, read_twice, &w));
+  void *r;
+  OK(weft_join(second, &r));
+  cr_assert_eq((int)(intptr_t)r, WEFT_EBUSY);
+  cr_assert_eq(write(peer, "ok", 2), 2);
+  OK(weft_join(first, NULL));
+  cr_assert_eq(w.result, 2);
+  OK(weft_sock_close(w.s));
+  close(peer);
+  OK(weft_runtime_destroy(rt));
+}
+
+/* ---- Destroy with connections open; plain threads; vectors; connect errors ------------------- */
+
+Test(io, destroy_with_connections_open_closes_them) {
+  int before = open_fds();
+  weft_runtime_t *rt = test_runtime(2);
+  server_t srv = {0};
+  srv.listener = listen_loopback(rt);
+  weft_task_t *acceptor;
+  OK(weft_runtime_spawn(rt, &acceptor, accept_loop, &srv));
+  weft_task_release(acceptor);
+  enum { N = 8 };
+  int fds[N];
+  for (int i = 0; i < N; i++) {
+    fds[i] = raw_connect(weft_sock_port(srv.listener));
+    cr_assert_geq(fds[i], 0);
+  }
+  while (atomic_load(&srv.accepted) < N) sched_yield();
+  /* Every connection task is blocked in a read now or soon; destroy cancels them. */
+  OK(weft_runtime_destroy(rt));
+  for (int i = 0; i < N; i++) { /* the server side went away: end of stream for each client */
+    char ch;
+    cr_assert_eq(read(fds[i], &ch, 1), 0);
+    close(fds[i]);
+  }
+  cr_assert_eq(open_fds(), before, "destroy left fds open");
+#if TEST_ASAN
+  cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "memory leaked across destroy");
+#endif
+}
+
+static void *write_later(void *arg) {
+  int fd = (int)(intptr_t)arg;
+  OK(weft_sleep_ms(20));
+  cr_assert_eq(write(fd, "abcdef", 6), 6);
+  return NULL;
+}
+
+Test(io, a_plain_thread_blocks_and_vectors_round_trip) {
+  weft_runtime_t *rt = test_runtime(1);
+  weft_sock_t *s;
+  int peer;
+  socket_pair(rt, &s, &peer);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, write_later, IPTR(peer)));
+  char a[2], b[4];
+  struct iovec iov[2] = {{a, sizeof a}, {b, sizeof b}};
+  size_t got = 0;
+  while (got < 6) { /* this thread is no worker: readv blocks it */
+    ptrdiff_t n = weft_sock_readv(s, iov, 2, weft_now_ns() + 10 * SEC_NS);
+    cr_assert_gt(n, 0);
+    got += (size_t)n;
+    if (got < 6) { /* rare: split delivery; shift what is left */
+      iov[0].iov_len = 0;
+      iov[1].iov_base = b + (got - 2);
+      iov[1].iov_len = 6 - got;
+    }
+  }
+  cr_assert_eq(memcmp(a, "ab", 2), 0);
+  cr_assert_eq(memcmp(b, "cdef", 4), 0);
+  struct iovec out[3] = {{"x", 1}, {"", 0}, {"yz", 2}};
+  size_t written;
+  OK(weft_sock_writev(s, out, 3, &written, UINT64_MAX));
+  cr_assert_eq(written, 3);
+  char back[3];
+  cr_assert_eq(read(peer, back, 3), 3);
+  cr_assert_eq(memcmp(back, "xyz", 3), 0);
+  cr_assert_eq(weft_sock_read(s, a, 1, weft_now_ns() + 10000000u), WEFT_ETIMEDOUT);
+  OK(weft_join(t, NULL));
+  OK(weft_sock_close(s));
+  close(peer);
+  OK(weft_runtime_destroy(rt));
+}
+
+static void *connect_refused(void *arg) {
+  int port = (int)(intptr_t)arg;
+  struct sockaddr_storage ss;
+  socklen_t len;
+  OK(weft_sock_addr("127.0.0.1", (uint16_t)port, &ss, &len));
+  weft_sock_t *c;
+  return IPTR(weft_sock_connect(NULL, (struct sockaddr *)&ss, len, in_ns(10 * SEC_NS), &c));
+}
+
+Test(io, connect_to_a_closed_port_is_refused) {
+  weft_runtime_t *rt = test_runtime(1);
+  weft_sock_t *l = listen_loopback(rt);
+  int port = weft_sock_port(l);
+  OK(weft_sock_close(l)); /* nobody listens there now */
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, connect_refused, IPTR(port)));
+  void *r;
+  OK(weft_join(t, &r));
+  cr_assert_eq((int)(intptr_t)r, WEFT_ECONNREFUSED);
+  struct sockaddr_storage ss;
+  socklen_t len;
+  cr_assert_eq(weft_sock_addr("not-an-address", 1, &ss, &len), WEFT_EINVAL);
+  cr_assert_eq(weft_sock_wait(NULL, WEFT_IO_READABLE, 0), WEFT_EINVAL);
+  OK(weft_runtime_destroy(rt));
+}
+
+/* ---- The blocking pool ---------------------------------------------------------------------- */
+
+typedef struct pool_probe {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  int running, max_running, ran;
+  bool gate_open;  /* opens for good once `running` reached the bound */
+  int bound;
+} pool_probe_t;
+
+static void *gated_call(void *arg) {
+  pool_probe_t *p = arg;
+  pthread_mutex_lock(&p->lock);
+  if (++p->running > p->max_running) p->max_running = p->running;
+  if (p->running >= p->bound) p->gate_open = true;
+  pthread_cond_broadcast(&p->cond);
+  while (!p->gate_open) pthread_cond_wait(&p->cond, &p->lock);
+  p->running--;
+  p->ran++;
+  pthread_mutex_unlock(&p->lock);
+  return IPTR(42);
+}
+
+static void *offload_once(void *arg) {
+  void *r = NULL;
+  int err = weft_offload(gated_call, arg, &r);
+  return err ? weft_fail(err) : r;
+}
+
+Test(io, offload_is_bounded_and_queues_the_rest) {
+  weft_options_t o = WEFT_OPTIONS_INIT;
+  o.workers = 2;
+  o.blocking_threads = 2;
+  weft_runtime_t *rt;
+  OK(weft_runtime_create(&rt, &o));
+  pool_probe_t p = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .bound = 2};
+  enum { CALLS = 8 };
+  weft_task_t *t[CALLS];
+  for (int i = 0; i < CALLS; i++) OK(weft_runtime_spawn(rt, &t[i], offload_once, &p));
+  for (int i = 0; i < CALLS; i++) {
+    void *r;
+    OK(weft_join(t[i], &r));
+    cr_assert_eq(r, IPTR(42));
+  }
+  cr_assert_eq(p.ran, CALLS);
+  cr_assert_eq(p.max_running, 2, "two calls ran at once, never more");
+  OK(weft_runtime_destroy(rt));
+  void *r;
+  p.gate_open = true;
+  OK(weft_offload(gated_call, &p, &r)); /* a plain thread: called right here */
+  cr_assert_eq(r, IPTR(42));
+}
+
+typedef struct cancel_probe {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  bool started, release, finished;
+  atomic_int second_ran;
+} cancel_probe_t;
+
+static void *held_call(void *arg) {
+  cancel_probe_t *c = arg;
+  pthread_mutex_lock(&c->lock);
+  c->started = true;
+  pthread_cond_broadcast(&c->cond);
+  while (!c->release) pthread_cond_wait(&c->cond, &c->lock);
+  c->finished = true;
+  pthread_cond_broadcast(&c->cond);
+  pthread_mutex_unlock(&c->lock);
+  return NULL;
+}
+
+static void *mark_call(void *arg) {
+  atomic_store(&((cancel_probe_t *)arg)->second_ran, 1);
+  return NULL;
+}
+
+static void *offload_held(void *arg) { return IPTR(weft_offload(held_call, arg, NULL)); }
+static void *offload_mark(void *arg) { return IPTR(weft_offload(mark_call, arg, NULL)); }
+static void *offload_nop(void *arg) {
+  (void)arg;
+  return IPTR(weft_offload(mark_call, &(cancel_probe_t){0}, NULL));
+}
+
+Test(io, offload_cancel_stops_the_wait_not_the_call) {
+  weft_options_t o = WEFT_OPTIONS_INIT;
+  o.workers = 2;
+  o.blocking_threads = 1;
+  weft_runtime_t *rt;
+  OK(weft_runtime_create(&rt, &o));
+  cancel_probe_t c = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+  weft_task_t *held, *queued;
+  OK(weft_runtime_spawn(rt, &held, offload_held, &c));
+  pthread_mutex_lock(&c.lock);
+  while (!c.started) pthread_cond_wait(&c.cond, &c.lock);
+  pthread_mutex_unlock(&c.lock);
+  /* The only pool thread is busy: this one queues. */
+  OK(weft_runtime_spawn(rt, &queued, offload_mark, &c));
+  weft__task_diag_t *d = weft__task_diag(queued);
+  while (atomic_load(&d->diag_state) != WEFT__TS_WAITING) sched_yield();
+  OK(weft_cancel(held));
+  OK(weft_cancel(queued));
+  void *r;
+  /* Each ends cancelled (its offload answered WEFT_ECANCELED), while the call is still held. */
+  cr_assert_eq(weft_join(held, &r), WEFT_ECANCELED);
+  cr_assert_eq(weft_join(queued, &r), WEFT_ECANCELED);
+  pthread_mutex_lock(&c.lock);
+  cr_assert(!c.finished);
+  c.release = true;
+  pthread_cond_broadcast(&c.cond);
+  while (!c.finished) pthread_cond_wait(&c.cond, &c.lock); /* it ran to its end */
+  pthread_mutex_unlock(&c.lock);
+  /* FIFO: a call queued after the cancelled one has run, so that one was skipped, not late. */
+  weft_task_t *after;
+  OK(weft_runtime_spawn(rt, &after, offload_nop, NULL));
+  OK(weft_join(after, &r));
+  cr_assert_eq((int)(intptr_t)r, 0);
+  cr_assert_eq(atomic_load(&c.second_ran), 0, "a queued call whose awaiter left was run");
+  OK(weft_runtime_destroy(rt));
+#if TEST_ASAN
+  cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "a job leaked");
+#endif
+}
+
+static int threads_now(void) {
+  int n = 0;
+  DIR *d = opendir("/proc/self/task");
+  cr_assert(d);
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (e->d_name[0] != '.') n++;
+  closedir(d);
+  return n;
+}
+
+static void *count_threads_call(void *arg) { /* runs on the pool thread */
+  *(int *)arg = threads_now();
+  return NULL;
+}
+
+static void *offload_count_threads(void *arg) {
+  return IPTR(weft_offload(count_threads_call, arg, NULL));
+}
+
+Test(io, offload_threads_leave_after_the_keepalive) {
+  weft_options_t o = WEFT_OPTIONS_INIT;
+  o.workers = 1;
+  o.blocking_keepalive_ms = 50;
+  weft_runtime_t *rt;
+  OK(weft_runtime_create(&rt, &o));
+  int base = threads_now(); /* the worker (and any monitor) */
+  int during = 0;
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, offload_count_threads, &during));
+  OK(weft_join(t, NULL));
+  cr_assert_eq(during, base + 1, "the pool started one thread for the call");
+  /* The event: the thread's exit, seen in /proc; bounded by a generous 10 s. */
+  uint64_t give_up = weft_now_ns() + 10 * SEC_NS;
+  while (threads_now() > base && weft_now_ns() < give_up) sched_yield();
+  cr_assert_eq(threads_now(), base, "the idle pool thread did not leave");
+  OK(weft_runtime_spawn(rt, &t, offload_count_threads, &during)); /* a new one on demand */
+  OK(weft_join(t, NULL));
+  cr_assert_eq(during, base + 1);
+  OK(weft_runtime_destroy(rt));
+}
