@@ -834,8 +834,9 @@ uint64_t stress_channels(const stress_config_t *cfg) {
   weft_mutex_destroy(c.mutex);
   free(c.ledger.ran);
   return (uint64_t)total;
+}
 
-/* ---- 6. Sockets (issue 12) ------------------------------------------------------------------ */
+/* ---- 7. Sockets (issue 12) ------------------------------------------------------------------ */
 
 /* Echo clients over loopback against an accept loop and a task per connection, each client
  * doing something different by the seed: complete round trips of random sizes (checked byte
