@@ -302,60 +302,18 @@ struct select_test : rl::test_suite<select_test<NoClaim>, 3> {
   }
 };
 
-/* ---- Running the searches (as deque_model.cpp does) ------------------------------------------- */
-
-struct search {
-  const char *name;
-  rl::scheduler_type_e type;
-  unsigned long long iterations; /* random only */
-  unsigned bound;                /* bounded only */
-};
-
-int passed = 0, failed = 0;
-bool verbose = false;
-search searches[2] = {{"random", rl::sched_random, 100000, 0}, {"bounded", rl::sched_bound, 0, 3}};
-
-template <class Test>
-void check(const char *name, bool expect_bug) {
-  std::string detail, logs;
-  bool ok = true;
-  for (const search &s : searches) {
-    rl::ostringstream out;
-    rl::test_params p;
-    p.search_type = s.type;
-    p.iteration_count = s.iterations;
-    p.context_bound = s.bound;
-    p.output_stream = &out;
-    p.progress_stream = &out;
-    auto t0 = std::chrono::steady_clock::now();
-    rl::simulate<Test>(p);
-    double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    bool bug = p.test_result != rl::test_result_success;
-    char buf[512];
-    std::snprintf(buf, sizeof buf, "%s%s: %s after %llu iterations, %.2f s",
-                  detail.empty() ? "" : "; ", s.name,
-                  bug ? rl::test_result_str(p.test_result) : "ok",
-                  (unsigned long long)p.stop_iteration, sec);
-    detail += buf;
-    if (bug != expect_bug) ok = false;
-    if (bug && (verbose || !expect_bug)) logs += out.str().c_str();
-  }
-  const char *verdict = expect_bug ? (ok ? "bug caught (as required)" : "BUG NOT CAUGHT")
-                                   : (ok ? "passed" : "FAILED");
-  std::printf("model %s: %s (%s)\n", name, verdict, detail.c_str());
-  if (!logs.empty()) std::printf("%s\n", logs.c_str());
-  std::fflush(stdout);
-  (ok ? passed : failed)++;
-}
+#include "model_driver.h" /* run_model, check, searches: shared with the other models */
 
 } // namespace
 
 int main(int argc, char **argv) {
+  bool random_given = false;
   for (int i = 1; i < argc; i++) {
     if (!std::strcmp(argv[i], "-v")) {
       verbose = true;
     } else if (!std::strcmp(argv[i], "--random") && i + 1 < argc) {
       searches[0].iterations = std::strtoull(argv[++i], nullptr, 10);
+      random_given = true;
     } else if (!std::strcmp(argv[i], "--bound") && i + 1 < argc) {
       searches[1].bound = (unsigned)std::strtoul(argv[++i], nullptr, 10);
     } else {
@@ -363,6 +321,7 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
+  if (!random_given) searches[0].iterations = 100000; /* enough here: ~10 s in all */
   auto t0 = std::chrono::steady_clock::now();
   check<mutex_test<ops_mx_correct>>("mutex correct", false);
   check<mutex_test<ops_mx_unlock_by_store>>("mutex fast unlock by store", true);
