@@ -95,7 +95,7 @@ int weft_runtime_metrics(weft_runtime_t *rt, int worker, weft_metrics_t *out) {
     all.uptime_ns = m.uptime_ns;
     m = all;
   }
-  /* relaxed: a depth (the mutex orders the queue itself) */
+  /* relaxed: a depth (a hint the queue keeps beside its lock-free list: lib/worker.c) */
   long injected = atomic_load_explicit(&rt->inject.len, memory_order_relaxed);
   m.inject_depth = injected > 0 ? (uint64_t)injected : 0;
   m.timers_armed = weft__timer_armed(rt->timer);
