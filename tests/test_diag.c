@@ -3,6 +3,7 @@
  * cooperative one). Every wait is reached by polling the dump for its line with a deadline:
  * the state under test is the event. */
 #include "support.h"
+#include "waits.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -14,15 +15,8 @@
 
 /* ---- helpers ---- */
 
-/* The dump's text, read back from a temporary file. */
-static void dump_text(weft_runtime_t *rt, char *buf, size_t cap) {
-  FILE *f = tmpfile();
-  cr_assert(f);
-  OK(weft_runtime_dump(rt, fileno(f)));
-  ssize_t n = pread(fileno(f), buf, cap - 1, 0);
-  buf[n > 0 ? n : 0] = 0;
-  fclose(f);
-}
+/* The dump's text, read back from a temporary file (support/waits.h). */
+#define dump_text waits_dump_text
 
 /* Polls the dump until it has a line containing both needles (10 s at most); returns it. */
 static void expect_dump_line(weft_runtime_t *rt, const char *a, const char *b) {

@@ -1,4 +1,5 @@
-/* For tests of blocking primitives (test_sync.c, test_channel.c): wait until a named task is
+/* For tests that read the task dump (test_diag.c) and tests of blocking primitives
+ * (test_sync.c, test_channel.c): the dump's text, and waiting until a named task is
  * suspended on a channel or a lock, by polling the task dump for its line (the state under
  * test is the event: no sleep-and-hope). */
 #ifndef WEFT_TEST_WAITS_H
