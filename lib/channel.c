@@ -43,6 +43,11 @@ int weft_chan_create(weft_chan_t **out, size_t capacity) {
   if (!out) return WEFT_EINVAL;
   weft_chan_t *c = calloc(1, sizeof *c);
   if (!c) return WEFT_ENOMEM;
+  /* a ring that large cannot exist, and its byte count would wrap (a heap overflow later) */
+  if (capacity != WEFT_CHAN_UNBOUNDED && capacity > SIZE_MAX / sizeof(void *) / 2) {
+    free(c);
+    return WEFT_ENOMEM;
+  }
   c->cap = capacity;
   c->ring = capacity == WEFT_CHAN_UNBOUNDED ? CHAN_RING_MIN : capacity;
   if (c->ring && !(c->buf = malloc(c->ring * sizeof *c->buf))) {
@@ -266,12 +271,21 @@ static int select_checked(const weft_chan_op_t *ops, size_t n) {
   return 0;
 }
 
-/* Under every lock: tries the cases from a random start, going round; the first that does not
- * block is done (its peer, if any, in *wake) and its index returned; -1 if all would block. */
+/* Under every lock: tries the cases in a random order (a Fisher-Yates permutation, Go's
+ * pollorder: a random start going round would favour a ready case that follows a run of
+ * unready ones); the first that does not block is done (its peer, if any, in *wake) and its
+ * index returned; -1 if all would block. */
 static int select_poll(weft_chan_op_t *ops, size_t n, chan_try_t *t) {
-  size_t start = select_random() % n;
+  uint8_t order[SELECT_MAX];
+  for (size_t k = 0; k < n; k++) order[k] = (uint8_t)k;
+  for (size_t k = n - 1; k > 0; k--) {
+    size_t r = select_random() % (k + 1);
+    uint8_t tmp = order[k];
+    order[k] = order[r];
+    order[r] = tmp;
+  }
   for (size_t k = 0; k < n; k++) {
-    size_t i = (start + k) % n;
+    size_t i = order[k];
     if (!ops[i].chan) continue; /* a NULL channel never becomes ready (Go's nil chan) */
     *t = ops[i].op == WEFT_CHAN_SEND ? try_send_locked(ops[i].chan, ops[i].value)
                                      : try_recv_locked(ops[i].chan, &ops[i].value);

@@ -44,6 +44,7 @@ struct weft__offload {
   job_t *head, *tail;
   job_t *all;
   int threads, idle, max;
+  int queued;
   uint64_t keepalive_ns;
   bool stopping;
 };
@@ -93,6 +94,7 @@ static void *pool_thread(void *arg) {
     if (pool->stopping || !pool->head) break; /* stopping, or idle past the keep-alive */
     job_t *j = pool->head;
     pool->head = j->next;
+    pool->queued--;
     if (!pool->head) pool->tail = NULL;
     pthread_mutex_unlock(&pool->lock);
     run_job(j);
@@ -130,13 +132,13 @@ static int pool_submit(struct weft__offload *pool, job_t *j) {
   if (pool->tail) pool->tail->next = j;
   else pool->head = j;
   pool->tail = j;
+  pool->queued++;
   j->all_prev = NULL;
   j->all_next = pool->all;
   if (pool->all) pool->all->all_prev = j;
   pool->all = j;
-  if (pool->idle > 0) {
-    pthread_cond_signal(&pool->work);
-  } else if (pool->threads < pool->max) {
+  if (pool->idle > 0) pthread_cond_signal(&pool->work);
+  if (pool->queued > pool->idle && pool->threads < pool->max) {
     pthread_t t;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
@@ -147,6 +149,7 @@ static int pool_submit(struct weft__offload *pool, job_t *j) {
   }
   if (err) { /* no thread runs, so the queue held nothing before j (threads leave only idle) */
     pool->head = pool->tail = NULL;
+    pool->queued = 0;
     pool->all = j->all_next;
     if (pool->all) pool->all->all_prev = NULL;
   }

@@ -182,8 +182,18 @@ static inline void wq_wake(weft__wq_wait_t *w, int status) {
    * is outside the window in which a resumed waiter spins in wq_settle (measured: that window
    * held the woken task, stolen by the worker the futex woke, for the whole wake-up). */
   int won = join_count_release(&j->pending) ? wake_wake(&t->state, WK_BY_COMPLETION) : WK_LOST;
+  struct weft_runtime *rt = t->rt;
+  weft__worker_t *self = weft__worker_self();
+  if (won == WK_WON_PARKED && !(self && self->rt == rt)) {
+    /* From outside the task's runtime (a plain thread, another runtime's worker): schedule
+     * inside BUSY, as join_event does — destroy's step 3 waits out BUSY and then frees the
+     * runtime, which a push after BUSY could touch (lib/runtime.c's shutdown comment). */
+    weft__schedule(rt, (uintptr_t)t | WEFT__ENTRY_RESUME);
+    join_finish_waking(&w->word);
+    return;
+  }
   join_finish_waking(&w->word);
-  if (won == WK_WON_PARKED) weft__schedule(t->rt, (uintptr_t)t | WEFT__ENTRY_RESUME);
+  if (won == WK_WON_PARKED) weft__schedule(rt, (uintptr_t)t | WEFT__ENTRY_RESUME);
 }
 
 /* Wakes a list of dequeued nodes (linked through `next` by whoever dequeued them), after

@@ -329,6 +329,35 @@ Test(select, chooses_fairly_among_ready_cases) {
   for (int i = 0; i < 3; i++) weft_chan_destroy(c[i]);
 }
 
+/* Ready cases separated by unready ones are still chosen about equally (a random start going
+ * round would give the case after the unready run its whole share: 9 in 10 here). */
+Test(select, chooses_fairly_among_ready_cases_between_unready_ones) {
+  enum { N = 20000, K = 11 };
+  weft_chan_t *c[K];
+  for (int i = 0; i < K; i++) OK(weft_chan_create(&c[i], WEFT_CHAN_UNBOUNDED));
+  for (int k = 0; k < N; k++) {
+    OK(weft_chan_try_send(c[0], IPTR(0)));
+    OK(weft_chan_try_send(c[K - 1], IPTR(K - 1)));
+  }
+  long count[K] = {0};
+  for (int k = 0; k < N; k++) {
+    weft_chan_op_t ops[K];
+    for (int i = 0; i < K; i++) ops[i] = (weft_chan_op_t){c[i], WEFT_CHAN_RECV, NULL};
+    size_t index;
+    OK(weft_chan_select(ops, K, 0, &index));
+    count[index]++;
+  }
+  cr_assert(count[0] > N * 2 / 5 && count[K - 1] > N * 2 / 5, "first %ld, last %ld of %d",
+            count[0], count[K - 1], N);
+  for (int i = 0; i < K; i++) weft_chan_destroy(c[i]);
+}
+
+Test(channel, a_capacity_too_large_for_memory_is_refused) {
+  weft_chan_t *c = NULL;
+  cr_assert_eq(weft_chan_create(&c, SIZE_MAX / sizeof(void *) + 2), WEFT_ENOMEM);
+  cr_assert_null(c);
+}
+
 /* Two producers feed two channels; one selecting consumer must see both streams progress. */
 typedef struct {
   weft_chan_t *c[2];

@@ -671,6 +671,63 @@ static void *offload_once(void *arg) {
   return err ? weft_fail(err) : r;
 }
 
+/* Up to blocking_threads calls run at once, also right after some threads went idle: N calls
+ * that can only finish together (each waits, 2 s at most, for all N to arrive). */
+enum { MEET_N = 6 };
+static pthread_mutex_t meet_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t meet_cond = PTHREAD_COND_INITIALIZER;
+static int meet_arrived;
+
+static void *meet_warm(void *arg) { return arg; }
+
+static void *meet_all(void *arg) {
+  (void)arg;
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 2; /* a bound on a failure, not a timing of success */
+  pthread_mutex_lock(&meet_lock);
+  meet_arrived++;
+  pthread_cond_broadcast(&meet_cond);
+  int ok = 1;
+  while (meet_arrived < MEET_N && ok) ok = pthread_cond_timedwait(&meet_cond, &meet_lock, &until) == 0;
+  pthread_mutex_unlock(&meet_lock);
+  return IPTR(meet_arrived >= MEET_N);
+}
+
+static void *offload_meet(void *arg) {
+  void *r = NULL;
+  OK(weft_offload(arg, NULL, &r));
+  return r;
+}
+
+static void *meet_main(void *arg) {
+  (void)arg;
+  weft_task_t *t[MEET_N];
+  for (int i = 0; i < 2; i++) OK(weft_spawn(&t[i], offload_meet, meet_warm));
+  for (int i = 0; i < 2; i++) OK(weft_join(t[i], NULL));
+  OK(weft_sleep_ms(5)); /* the warm-up's threads go idle */
+  for (int i = 0; i < MEET_N; i++) OK(weft_spawn(&t[i], offload_meet, meet_all));
+  long together = 0;
+  for (int i = 0; i < MEET_N; i++) {
+    void *r = NULL;
+    OK(weft_join(t[i], &r));
+    together += PINT(r);
+  }
+  return IPTR(together);
+}
+
+Test(io, offload_runs_as_many_calls_at_once_as_it_has_threads) {
+  for (int round = 0; round < 5; round++) {
+    meet_arrived = 0;
+    weft_options_t o = WEFT_OPTIONS_INIT;
+    o.workers = 2;
+    o.blocking_threads = MEET_N;
+    void *r = NULL;
+    OK(weft_run(&o, meet_main, NULL, &r));
+    cr_assert_eq(PINT(r), MEET_N, "round %d: a call waited behind a busy thread", round);
+  }
+}
+
 Test(io, offload_is_bounded_and_queues_the_rest) {
   weft_options_t o = WEFT_OPTIONS_INIT;
   o.workers = 2;
