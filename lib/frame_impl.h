@@ -92,6 +92,7 @@ static inline int FR_FN(share)(FR_DEQUE *d) {
   uint32_t split = d->osplit;
   uint32_t newsplit = split + (d->head - split + 1) / 2;
   if (newsplit == split) return 0;
+  /* relaxed: our own writes (the CAS below publishes what FR_PREPARE sets) */
   for (uint32_t i = split; i < newsplit; i++) FR_PREPARE(FR_LOAD(d->slot[i], FR_RLX));
   uint64_t ts = FR_LOAD(d->ts, FR_RLX); /* relaxed: the CAS validates it */
   /* seq_cst: release publishes the slots and the frames they name to a thief's acquire; and

@@ -372,7 +372,7 @@ typedef enum {
 
 /* A worker's split deque of frames: slots [tail, split) are shared with thieves, [split, head)
  * are the owner's alone. head and osplit (the owner's copy of split) are owner-only; ts
- * (tail | split << 16 | gen << 32) and splitreq are the thieves' line. */
+ * (tail | split << 13 | gen << 26: frame_impl.h) and splitreq are the thieves' line. */
 /* WEFT__FRAMES_CAP (weft.h, 4096, picked): nesting deeper than this runs forks as calls. */
 typedef struct weft__frames {
   uint32_t head, osplit;
