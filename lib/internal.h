@@ -165,9 +165,24 @@ typedef struct weft__waiter {
 #define WEFT__WORD_FLAGS ((uintptr_t)7)
 
 
+/* Post-switch actions: what the scheduler does for a task after the task's stack is saved
+ * (so that no other worker can resume it while it is still running there). */
+typedef enum {
+  WEFT__AFTER_NOTHING = 0,
+  WEFT__AFTER_FINISHED, /* the task ended on its own stack: recycle the stack */
+  WEFT__AFTER_YIELD,    /* requeue behind the other ready tasks */
+  WEFT__AFTER_PARK,       /* commit the task's park: if an event came first, it is ready again */
+  WEFT__AFTER_PARK_TIMED, /* arm the task's timer (its deadline), then commit the park */
+} weft__after_t;
+
 struct weft_task {
   _Atomic uintptr_t word; /* waiters | DONE | RELEASED */
-  void *result;
+  /* Once DONE: the result (weft__task_result). While the task lives: the detail of its last
+   * wait, for a dump (weft__wait_reason). One field because the two never coexist and the
+   * descriptor has no other 8 bytes to spare (#14: the dump's bytes beside the hot fields).
+   * Atomic (relaxed) only because a dump reads the detail from another thread; the completion
+   * word's release/acquire orders the result. */
+  _Atomic uintptr_t result_or_detail;
   weft_fn fn;
   void *arg;
   struct weft_runtime *rt;
@@ -175,33 +190,38 @@ struct weft_task {
   _Atomic uint32_t state; /* park phase, waking event, cancel bits, shield depth: wake_impl.h */
   weft__stack_t *runs_on; /* the stack whose top holds this task's frames */
   struct weft_task *next; /* free list, inject queue (a task is in at most one queue) */
-  /* Atomic (relaxed where written) only because a dump reads them from another thread. */
-  _Atomic(const char *) name;
+  /* The dump's view (#14), here and not in the slab-side area so that the hot paths store
+   * them with no address computation, in a line they touch anyway (the id's): the state and
+   * the WEFT__WAIT_* reason of the last wait (where it runs is its worker's
+   * `running`). Separate fields, so that each update is one plain store. Written by whoever runs or suspends the
+   * task (relaxed: the scheduler's hand-offs order successive writers), read by a dump from any
+   * thread (relaxed: a racy snapshot, said so in its output). */
+  _Atomic uint8_t diag_state; /* see weft__task_waiting */
+  _Atomic uint8_t wait_reason;
+  uint16_t spare16;
+  uint32_t spare;
+  /* Atomic (relaxed where written) only because a dump reads it from another thread. Its id
+   * block also dates it: a dump's "age" (lib/task.c, id births). */
   _Atomic uint64_t id;
   /* The task's timer (sleep, await with a deadline), and its wait record: while it is
    * suspended on a join, fire is a join-wait marker (or the timed callback) and ctx the join. */
   weft__timer_entry_t timer;
 } __attribute__((aligned(64)));
-_Static_assert(sizeof(struct weft_task) == 128, "two cache lines: diagnostics go beside it");
+_Static_assert(sizeof(struct weft_task) == 128, "two cache lines: the rarely used go beside it");
 
-/* A descriptor's diagnostics that do not fit in its 128 bytes (they would grow it to 192: +26 %
- * time and +62 MB on 10^6 live tasks in weft-bench spawn, bench/README.md): kept in the same
- * slab after the descriptors, found by masking like the slab itself; 32 bytes a task. */
+/* A descriptor's rarely used fields (they would grow it to 192 bytes: +26 % time and +62 MB on
+ * 10^6 live tasks in weft-bench spawn, bench/README.md): kept in the same slab after the
+ * descriptors, found by masking like the slab itself; 32 bytes a task. Nothing on a spawn's
+ * or a slice's path writes here but the deadline scope. */
 typedef struct weft__task_diag {
-  _Atomic uint64_t wait_detail; /* awaited task's id, gather size, sleep deadline, future */
-  _Atomic uint64_t born_ns;     /* coarse clock at spawn (a dump's "age") */
-  /* The WEFT__TS_* state, the WEFT__WAIT_* reason of the last wait, the worker that last ran
-   * it: three fields, so that each update is one plain store (a packed word needed load +
-   * store: +22 instructions per yield under callgrind). Written by whoever runs or suspends the
-   * task (relaxed: the scheduler's hand-offs order successive writers), read by a dump from any
-   * thread (relaxed: a racy snapshot, said so in its output). Here, not in the descriptor:
-   * the descriptor's spare 4 bytes hold its park state (wake_impl.h). */
-  _Atomic uint8_t diag_state;
-  _Atomic uint8_t wait_reason;
-  _Atomic uint16_t diag_worker; /* < WEFT_WORKERS_MAX */
-  uint32_t reserved;
+  /* weft_task_set_name's name, valid only while name_id is the task's id: a reused descriptor
+   * needs no store at spawn to forget its last life's name. Relaxed both (a racy snapshot for
+   * dumps; the owner's own reads are program-ordered). */
+  _Atomic(const char *) name;
+  _Atomic uint64_t name_id;
   /* The task's innermost deadline scope (weft_deadline_begin), on its own stack; owner only. */
   struct weft_deadline *scope;
+  uint64_t reserved;
 } weft__task_diag_t;
 /* lib/task.c's slabs: their size and alignment, the header's size, descriptors per slab. */
 #define WEFT__TASK_SLAB_BYTES (32 * 1024)
@@ -219,9 +239,6 @@ static inline weft__task_diag_t *weft__task_diag(struct weft_task *t) {
                                WEFT__TASK_SLAB * sizeof(struct weft_task) + offset / 4);
 }
 
-/* A task's state for dumps (diag_state). A task woken but not yet resumed still
- * shows WAITING with its last reason: the wake paths are left alone (no store on them). */
-enum { WEFT__TS_QUEUED = 1, WEFT__TS_RUNNING = 2, WEFT__TS_WAITING = 3 };
 
 /* Why a task waits: recorded by the suspending call with weft__wait_reason(), one line per
  * suspension point. CHANNEL, LOCK, FD and CANCELLED are for the primitives other issues add;
@@ -237,6 +254,7 @@ typedef enum {
   WEFT__WAIT_FD,        /* detail: the file descriptor */
   WEFT__WAIT_CANCELLED, /* detail: unused (a cancelled task waiting for its children) */
   WEFT__WAIT_FRAME,     /* detail: the frame's address (weft_sync of a stolen frame) */
+  WEFT__WAIT_INLINE,    /* detail: the id of the task it runs inline on its stack (awaits) */
   WEFT__WAIT_KINDS
 } weft__wait_t;
 
@@ -254,45 +272,72 @@ typedef enum {
  * order. The state becomes WAITING in weft__suspend, only if the task really suspends. */
 static inline void weft__wait_reason(struct weft_task *self, weft__wait_t reason, uint64_t detail) {
   if (!WEFT__DIAG || !self) return;
-  atomic_store_explicit(&weft__task_diag(self)->wait_detail, detail, memory_order_relaxed);
-  atomic_store_explicit(&weft__task_diag(self)->wait_reason, (uint8_t)reason, memory_order_relaxed);
+  atomic_store_explicit(&self->result_or_detail, (uintptr_t)detail, memory_order_relaxed);
+  atomic_store_explicit(&self->wait_reason, (uint8_t)reason, memory_order_relaxed);
 }
 
-/* Spawn's part (relaxed stores: the spawn edge publishes them to the task's workers; a dump
- * reads them racily). now_ns: a coarse time (see weft__worker_coarse_now). */
-static inline void weft__task_born(struct weft_task *t, uint64_t id, uint64_t now_ns) {
+/* Spawn's part: not started, so queued (relaxed: the spawn edge publishes it to the task's
+ * workers; a dump reads it racily). The id and its block's birth time are task.c's. */
+static inline void weft__task_born(struct weft_task *t, uint64_t id) {
   atomic_store_explicit(&t->id, id, memory_order_relaxed);
-  atomic_store_explicit(&t->name, NULL, memory_order_relaxed);
   weft__task_diag(t)->scope = NULL; /* no deadline scope: the spawn edge publishes it */
-  if (!WEFT__DIAG) return;
-  atomic_store_explicit(&weft__task_diag(t)->diag_state, WEFT__TS_QUEUED, memory_order_relaxed);
-  atomic_store_explicit(&weft__task_diag(t)->born_ns, now_ns, memory_order_relaxed);
+  if (WEFT__DIAG) atomic_store_explicit(&t->diag_state, WEFT__AFTER_NOTHING, memory_order_relaxed);
 }
 
-/* weft__suspend's part: QUEUED for a yield, else WAITING (relaxed: see diag_state). */
-static inline void weft__task_state(struct weft_task *t, uint8_t state) {
-  if (WEFT__DIAG) atomic_store_explicit(&weft__task_diag(t)->diag_state, state, memory_order_relaxed);
+/* weft__suspend's part: the suspension's `after` itself, one store with no branch (relaxed:
+ * see diag_state). */
+static inline void weft__task_state(struct weft_task *t, weft__after_t after) {
+  if (WEFT__DIAG) atomic_store_explicit(&t->diag_state, (uint8_t)after, memory_order_relaxed);
 }
 
-/* An awaiter runs t inline on its own stack: t runs, and the awaiter waits for it (if t
- * suspends, the dump shows both: t with its reason, the awaiter awaiting t). */
-/* t runs on worker (relaxed: see diag_state): the scheduler loop for every slice, and an
- * awaiter whose inline run is over. */
-static inline void weft__task_running(struct weft_task *t, int worker) {
-  if (!WEFT__DIAG) return;
-  weft__task_diag_t *d = weft__task_diag(t);
-  atomic_store_explicit(&d->diag_worker, (uint16_t)worker, memory_order_relaxed);
-  atomic_store_explicit(&d->diag_state, WEFT__TS_RUNNING, memory_order_relaxed);
+/* A task's state for dumps: diag_state is the weft__after_t of its last suspension, NOTHING
+ * from its spawn. YIELD or NOTHING: queued; PARK*: waiting (woken but not yet resumed too: the
+ * wake paths are left alone); running is its worker's `running` (lib/trace.c). */
+static inline bool weft__task_waiting(const struct weft_task *t) {
+  uint8_t after = atomic_load_explicit(&t->diag_state, memory_order_relaxed);
+  return after == WEFT__AFTER_PARK || after == WEFT__AFTER_PARK_TIMED;
 }
 
 /* An awaiter runs t inline on its own stack: t runs, and the awaiter waits for it (if t
  * suspends, the dump shows both: t with its reason, the awaiter awaiting t). fib's hot path:
- * plain stores only (relaxed: see diag_state). */
-static inline void weft__inline_begin(struct weft_task *awaiter, struct weft_task *t, int worker) {
-  weft__wait_reason(awaiter, WEFT__WAIT_TASK, atomic_load_explicit(&t->id, memory_order_relaxed));
-  weft__task_state(awaiter, WEFT__TS_WAITING);
-  weft__task_running(t, worker);
+ * the awaiter's reason and detail (relaxed: see diag_state), and t becomes the worker's
+ * `running` (release: as run_entry's), where the dump finds it running. The awaiter's state is
+ * not touched: the INLINE reason says it all, until weft__inline_end clears it (an awaiter
+ * never ends inside an inline run, so no descriptor is reused with the reason set). */
+static inline void weft__inline_begin(struct weft__worker *w, struct weft_task *awaiter,
+                                      struct weft_task *t);
+static inline void weft__inline_end(struct weft__worker *w, struct weft_task *awaiter);
+
+/* A finished task's result (relaxed: the completion word's acquire, which the caller has
+ * done, orders it). */
+static inline void *weft__task_result(const struct weft_task *t) {
+  return (void *)atomic_load_explicit(&t->result_or_detail, memory_order_relaxed);
 }
+/* A task's name (weft_task_set_name), NULL if none was set in this life (relaxed: see
+ * weft__task_diag_t). */
+static inline const char *weft__task_name(struct weft_task *t) {
+  weft__task_diag_t *d = weft__task_diag(t);
+  const char *name = atomic_load_explicit(&d->name, memory_order_relaxed);
+  return atomic_load_explicit(&d->name_id, memory_order_relaxed) ==
+                 atomic_load_explicit(&t->id, memory_order_relaxed)
+             ? name
+             : NULL;
+}
+
+/* Task ids and their births (lib/task.c, "Ids and their births"): blocks of WEFT__ID_BLOCK
+ * ids, the times of the last WEFT__ID_BIRTHS blocks, and a worker's block given up once older
+ * than WEFT__ID_BLOCK_AGE_NS at a clock re-read (picked: a dump's ages in ms). */
+#define WEFT__ID_BLOCK 1024
+#define WEFT__ID_BIRTHS 4096
+#define WEFT__ID_BLOCK_AGE_NS 1000000u
+int weft__task_ids_init(struct weft_runtime *rt);
+/* When the block of id was taken, 0 if the ring no longer knows. */
+uint64_t weft__task_birth_ns(struct weft_runtime *rt, uint64_t id);
+/* Takes a fresh block for w (its current one is used up or too old). */
+void weft__worker_id_block_take(struct weft__worker *w);
+/* The worker re-read its coarse clock: a block older than WEFT__ID_BLOCK_AGE_NS is given up,
+ * so that the next spawn takes (and stamps) a fresh one. */
+static inline void weft__id_block_check(struct weft__worker *w);
 
 /* lib/task.c: starts a task from the scheduler loop on a stack from the worker's cache. */
 void weft__task_start(struct weft__worker *w, struct weft_task *t);
@@ -358,15 +403,6 @@ struct weft_task *weft__awaiting_task(struct weft__worker *w, const char *what);
 
 /* ---- Workers (lib/worker.c) ----------------------------------------------------------------- */
 
-/* Post-switch actions: what the scheduler does for a task after the task's stack is saved
- * (so that no other worker can resume it while it is still running there). */
-typedef enum {
-  WEFT__AFTER_NOTHING = 0,
-  WEFT__AFTER_FINISHED, /* the task ended on its own stack: recycle the stack */
-  WEFT__AFTER_YIELD,    /* requeue behind the other ready tasks */
-  WEFT__AFTER_PARK,       /* commit the task's park: if an event came first, it is ready again */
-  WEFT__AFTER_PARK_TIMED, /* arm the task's timer (its deadline), then commit the park */
-} weft__after_t;
 
 /* ---- Fork-join frames (lib/frame.c; the split deque's protocol is lib/frame_impl.h) --------- */
 
@@ -401,7 +437,10 @@ typedef struct weft__worker {
   weft__after_t after;
   void *after_arg;
   weft__stack_t *after_stack;
-  uint32_t tick;
+  /* Look-for-work count: the fairness tick (lib/worker.c) and, because it moves once a slice,
+   * the watchdog's slice count (lib/trace.c). Owner-written (relaxed: a sample for the
+   * watchdog). */
+  _Atomic uint32_t tick;
   uint32_t rng;
   uint64_t id_next, id_end; /* this worker's block of task ids */
   int index;
@@ -424,16 +463,17 @@ typedef struct weft__worker {
    * waker ended, timer callbacks fired, injected entries taken, yields, nanoseconds parked. */
   _Atomic uint64_t n_started, n_finished, n_steal_tries, n_unparks, n_fired, n_injected,
       n_yields, idle_ns;
-  /* The task this worker runs (NULL in its scheduler loop) and how many slices it has begun:
-   * the watchdog's view (lib/trace.c). */
+  /* The task whose slice this worker runs, or the one it runs inline (NULL in its scheduler
+   * loop): the watchdog's and the dump's view (lib/trace.c). */
   _Atomic(struct weft_task *) running;
-  _Atomic uint64_t slices;
   uint64_t start_ns; /* written before the thread starts */
-  /* Spawn times for dumps without a clock read per spawn (6 ns each here: +12 % on fib 35):
-   * the coarse clock, re-read every 64th spawn and whenever the worker looks for work
-   * (weft__worker_coarse_now below). Owner-only. */
+  /* Spawn times for dumps without a clock read or a store per spawn (#14): a task's age is
+   * its id block's (lib/task.c, id births). coarse_ns is the coarse clock as the worker last
+   * read it (at the fairness tick and whenever it looks for work); id_block_ns when this
+   * worker's id block was taken: a block older than WEFT__ID_BLOCK_AGE_NS at a re-read is
+   * given up (weft__id_block_check). Owner-only. */
   uint64_t coarse_ns;
-  uint32_t coarse_spawns;
+  uint64_t id_block_ns;
   uint64_t chaos; /* chaos mode's PRNG state (xorshift64), 0: off. Owner-only. */
   /* #13: the owner's private run of yielded entries, oldest first: taken from its yield queue
    * in batches (one CAS a batch instead of one per yield; lib/worker.c, take_own_yielded).
@@ -442,6 +482,23 @@ typedef struct weft__worker {
   _Atomic uint32_t yring_left;
   uintptr_t yring[WEFT__YRING];
 } weft__worker_t;
+
+static inline void weft__id_block_check(weft__worker_t *w) {
+  if (WEFT__UNLIKELY(w->coarse_ns - w->id_block_ns >= WEFT__ID_BLOCK_AGE_NS)) w->id_end = w->id_next;
+}
+
+static inline void weft__inline_begin(weft__worker_t *w, struct weft_task *awaiter,
+                                      struct weft_task *t) {
+  if (!WEFT__DIAG) return;
+  weft__wait_reason(awaiter, WEFT__WAIT_INLINE, atomic_load_explicit(&t->id, memory_order_relaxed));
+  atomic_store_explicit(&w->running, t, memory_order_release);
+}
+
+static inline void weft__inline_end(weft__worker_t *w, struct weft_task *awaiter) {
+  if (!WEFT__DIAG) return;
+  atomic_store_explicit(&awaiter->wait_reason, WEFT__WAIT_NONE, memory_order_relaxed);
+  atomic_store_explicit(&w->running, awaiter, memory_order_release);
+}
 
 /* Owner-written statistic: a plain increment made of relaxed atomics, so weft_runtime_stats
  * may read it from another thread (no locked instruction on the hot path). */
@@ -471,13 +528,6 @@ void weft__worker_main_loop(weft__worker_t *w);
  * its runtime has a chaos seed; nothing otherwise. Called after spawns (weft__suspend has its
  * own). The caller must not use a worker pointer it read before: the task may move. */
 void weft__chaos_point(struct weft_task *self);
-/* A spawn time for dumps: the worker's cached coarse clock, re-read every 64th spawn (picked:
- * 6 ns a read) and whenever the worker runs out of local work; NULL w: the clock itself. */
-static inline uint64_t weft__worker_coarse_now(weft__worker_t *w) {
-  if (!w) return weft__coarse_now_ns();
-  if (WEFT__UNLIKELY(++w->coarse_spawns % 64 == 0)) w->coarse_ns = weft__coarse_now_ns();
-  return w->coarse_ns;
-}
 /* Make a task runnable (start or resume entry): local deque if on a worker, else the inject
  * queue; wakes a parked worker if no one is looking for work. */
 void weft__schedule(struct weft_runtime *rt, uintptr_t entry);
@@ -552,7 +602,11 @@ struct weft_runtime {
   size_t task_seen_total;      /* free_task_total as a scavenger last saw it ... */
   uint64_t task_seen_at;       /* ... and since when (weft_now_ns): a pass waits for quiet */
   _Atomic uint64_t foreign_spawns; /* spawns from threads that are not workers */
-  _Atomic uint64_t next_task_id;   /* the next block of ids: 1 at creation */
+  _Atomic uint64_t next_task_id;   /* the next block of ids: WEFT__ID_BLOCK at creation */
+  /* When each of the last WEFT__ID_BIRTHS id blocks was taken, for dumps' ages: a ring
+   * indexed by block number (lib/task.c, id births). */
+  _Atomic uint64_t *id_births;
+  uint64_t serial; /* this runtime's number in the process: foreign threads' id blocks */
   uint64_t created_ns;
   struct weft__trace *trace; /* the monitor thread, NULL when no tracing is on (lib/trace.c) */
   uint64_t chaos_seed;       /* 0: off (lib/worker.c, chaos mode) */

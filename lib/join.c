@@ -276,7 +276,9 @@ void weft__task_complete(struct weft_task *t, void *result) {
    * one outcome, and no result beside WEFT_ECANCELED. relaxed: the task's own bits. */
   if ((atomic_load_explicit(&t->state, memory_order_relaxed) & WK_CANCEL_DELIVERED) && !t->error)
     t->error = WEFT_ECANCELED;
-  t->result = t->error == WEFT_ECANCELED ? NULL : result;
+  /* relaxed: the completion word's release below publishes it */
+  atomic_store_explicit(&t->result_or_detail, (uintptr_t)(t->error == WEFT_ECANCELED ? NULL : result),
+                        memory_order_relaxed);
   /* The completion edge, before DONE is published: pairs with the acquire in every call that
    * returns a task's result (awaited, gathered, polled). */
   weft__tsan_release(&t->word);
@@ -303,13 +305,13 @@ static void run_inline(weft__worker_t *w, struct weft_task *t) {
   struct weft_task *awaiter = w->current;
   t->runs_on = awaiter->runs_on;
   w->current = t;
-  weft__inline_begin(awaiter, t, w->index);
+  weft__inline_begin(w, awaiter, t);
   weft__stat_bump(&w->n_inlined);
   weft__tsan_acquire(&t->fn); /* the spawn edge (pairs with spawn()); same fiber, kept for form */
   void *result = t->fn(t->arg);
   w = weft__worker_self(); /* t may have suspended and resumed elsewhere */
   w->current = awaiter;
-  weft__task_running(awaiter, w->index);
+  weft__inline_end(w, awaiter);
   weft__task_complete(t, result);
 }
 
@@ -353,14 +355,14 @@ int weft_task_result(const weft_task_t *t, void **result) {
   if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
   if (!task_is_done(t)) return WEFT_EAGAIN;
   weft__tsan_acquire(&((weft_task_t *)t)->word); /* the completion edge (task_complete) */
-  if (result) *result = t->result;
+  if (result) *result = weft__task_result(t);
   return t->error;
 }
 
 /* The awaited task's outcome, once it is done. */
 static int task_outcome(weft_task_t *t, void **result) {
   weft__tsan_acquire(&t->word); /* the completion edge (weft__task_complete) */
-  if (result) *result = t->result;
+  if (result) *result = weft__task_result(t);
   return t->error;
 }
 
@@ -613,7 +615,7 @@ int weft_gather(weft_task_t *const *tasks, size_t n, void **results) {
   if (err) return err;
   int first = 0; /* asyncio.gather's default: the first error, and every result regardless */
   for (size_t i = 0; i < n; i++) {
-    if (results) results[i] = tasks[i]->result;
+    if (results) results[i] = weft__task_result(tasks[i]);
     if (!first) first = tasks[i]->error;
   }
   return first;
@@ -626,7 +628,7 @@ static int gather_status(weft_task_t *const *tasks, size_t n, void **results, in
   if (!err) err = gather_wait(self, tasks, n, false, run_inline);
   if (err) return err;
   for (size_t i = 0; i < n; i++) {
-    if (results) results[i] = tasks[i]->result;
+    if (results) results[i] = weft__task_result(tasks[i]);
     if (errors) errors[i] = tasks[i]->error;
   }
   return 0;
@@ -692,7 +694,7 @@ int weft_gather_calls(const weft_call_t *calls, size_t n, void **results) {
     for (size_t i = 0; i < n; i++) weft__await_shielded(tasks[i]);
   int first = 0;
   for (size_t i = 0; i < n; i++) {
-    if (results && !err) results[i] = tasks[i]->result;
+    if (results && !err) results[i] = weft__task_result(tasks[i]);
     if (!first) first = tasks[i]->error;
     weft_task_release(tasks[i]);
   }

@@ -49,7 +49,7 @@ static void on_segv(int sig, siginfo_t *info, void *uctx) {
   if (s && addr >= s->lo - guard && addr < s->lo) {
     char line[256];
     size_t n = put_str(line, 0, sizeof line, "weft: task '");
-    n = put_str(line, n, sizeof line, t->name ? t->name : "(unnamed)");
+    n = put_str(line, n, sizeof line, weft__task_name(t) ? weft__task_name(t) : "(unnamed)");
     n = put_str(line, n, sizeof line, "' (id ");
     n = put_u64(line, n, sizeof line, t->id);
     n = put_str(line, n, sizeof line, ") overflowed its ");

@@ -239,6 +239,7 @@ static void runtime_free(struct weft_runtime *rt, int initialized_workers) {
   if (rt->timer) weft__timer_destroy(rt->timer);
   weft__stack_pool_destroy(rt->stacks);
   weft__task_slabs_free(rt);
+  free(rt->id_births);
   pthread_mutex_destroy(&rt->idle_lock);
   pthread_mutex_destroy(&rt->task_lock);
   free(rt);
@@ -264,7 +265,7 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
   rt->nworkers = nworkers;
   rt->created_ns = weft_now_ns();
   rt->chaos_seed = chaos_seed;
-  atomic_init(&rt->next_task_id, 1);
+  atomic_init(&rt->next_task_id, 0); /* the first block skips id 0 (lib/task.c) */
   uint64_t shutdown_ms = OPTION(opts, shutdown_timeout_ms, 0);
   if (!shutdown_ms) shutdown_ms = WEFT_SHUTDOWN_DEFAULT_MS;
   rt->shutdown_ns = shutdown_ms > UINT64_MAX / 1000000u ? UINT64_MAX : shutdown_ms * 1000000u;
@@ -279,7 +280,8 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
   weft__inject_init(rt);
   pthread_mutex_init(&rt->task_lock, NULL);
   rt->workers = aligned_alloc(WEFT__CACHELINE, sizeof(weft__worker_t) * (size_t)nworkers);
-  if (!rt->workers || weft__stack_pool_create(&rt->stacks, stack_bytes, guard_bytes) != 0 ||
+  if (!rt->workers || weft__task_ids_init(rt) != 0 ||
+      weft__stack_pool_create(&rt->stacks, stack_bytes, guard_bytes) != 0 ||
       weft__timer_create(&rt->timer) != 0) {
     runtime_free(rt, 0);
     return WEFT_ENOMEM;

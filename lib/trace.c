@@ -8,15 +8,26 @@
  * The dump walks the descriptor slabs under rt->task_lock (lib/task.c's weft__tasks_visit):
  * spawns from a worker's own free list take no lock, so descriptors change under it. It reads
  * only atomic fields, all relaxed (a racy snapshot, TSan-clean): a task's id, name, word (done
- * or not), state and wait reason (diag_state and the slab-side weft__task_diag_t — see internal.h) and
- * spawn time. A line may mix two moments of one task (a reason from one wait, the state from
- * the next); the header says so. Why a task waits is recorded where it suspends, one store
- * pair per suspension point (Go's gopark reason), never reconstructed from wait records: those
- * live on the task's stack and are not atomic.
+ * or not), state, wait reason and detail (the descriptor's diag_* fields and its
+ * result_or_detail, see internal.h), and the birth time of its id block (lib/task.c: ages cost
+ * no store per spawn). A line may mix two moments of one task (a reason from one wait, the
+ * state from the next); the header says so. Why a task waits is recorded where it suspends,
+ * one store pair per suspension point (Go's gopark reason), never reconstructed from wait
+ * records: those live on the task's stack and are not atomic.
  *
- * The watchdog samples each worker's (slices, running) pair every threshold/4: a worker whose
- * slice count has not moved while a task runs on it has been in that one slice since the
- * first sample that saw it; past the threshold it is named, once per slice. Detection comes
+ * Which task runs is not stored per task (#14: no store per slice): each worker's `running`
+ * names its slice's task, or the task it runs inline, and the dump reads them all once at its
+ * start. So a task is, in this order: done (its word); awaiting the task it runs inline (the
+ * INLINE reason, set and cleared around the inline run); running on worker N (it is N's
+ * `running`); waiting (its last suspension parked it); else queued. Rejected: a state and
+ * worker stored per slice and per inline await (session 4: +9 % instructions on fib and
+ * skynet, #14's "always on" missed; now +2 %).
+ *
+ * The watchdog samples each worker's (tick, running) pair every threshold/4: the tick moves
+ * once per slice (each look for work), so a worker whose tick has not moved while a task runs
+ * on it has been in that one slice since the first sample that saw it; past the threshold it
+ * is named (the task running at that moment: a slice's task or one it runs inline), once per
+ * slice. Detection comes
  * between threshold and 1.25 x threshold after the slice began. Rejected: stamping each slice
  * with the clock (two clock reads per switch on a 2.5 ns switch) and a signal to the worker
  * to print its own task (TSan delivers signals only at interceptors; a task spinning in user
@@ -109,38 +120,46 @@ static const char *const wait_text[WEFT__WAIT_KINDS] = {
     [WEFT__WAIT_FD] = "waiting on fd",
     [WEFT__WAIT_CANCELLED] = "cancelled, waiting for its children",
     [WEFT__WAIT_FRAME] = "in weft_sync, waiting for a stolen frame",
+    [WEFT__WAIT_INLINE] = "awaiting task",
 };
 
 typedef struct {
+  struct weft_runtime *rt;
   int fd;
   uint64_t now, coarse_now;
   size_t count;
+  struct weft_task **running; /* each worker's `running`, read once at the dump's start */
 } dump_ctx_t;
+
+/* The worker whose slice is t's in the dump's snapshot, or -1. */
+static int slice_worker(const dump_ctx_t *d, const struct weft_task *t) {
+  for (int i = 0; i < d->rt->nworkers; i++)
+    if (d->running[i] == t) return i;
+  return -1;
+}
 
 static void dump_task(struct weft_task *t, void *arg) {
   dump_ctx_t *d = arg;
   /* relaxed, every load here: a racy snapshot (see the design comment) */
   uint64_t id = atomic_load_explicit(&t->id, memory_order_relaxed);
-  const char *name = atomic_load_explicit(&t->name, memory_order_relaxed);
+  const char *name = weft__task_name(t);
   uintptr_t word = atomic_load_explicit(&t->word, memory_order_relaxed);
-  uint32_t st = atomic_load_explicit(&weft__task_diag(t)->diag_state, memory_order_relaxed);
-  uint32_t why = atomic_load_explicit(&weft__task_diag(t)->wait_reason, memory_order_relaxed);
-  uint32_t on = atomic_load_explicit(&weft__task_diag(t)->diag_worker, memory_order_relaxed);
-  weft__task_diag_t *diag = weft__task_diag(t);
-  uint64_t detail = atomic_load_explicit(&diag->wait_detail, memory_order_relaxed);
-  uint64_t born = atomic_load_explicit(&diag->born_ns, memory_order_relaxed);
+  uint32_t why = atomic_load_explicit(&t->wait_reason, memory_order_relaxed);
+  uint64_t detail = atomic_load_explicit(&t->result_or_detail, memory_order_relaxed);
+  uint64_t born = weft__task_birth_ns(d->rt, id);
   line_t l = {.n = 0};
   put(&l, "  task %" PRIu64, id);
   if (name) put(&l, " \"%.64s\"", name);
   put(&l, ": ");
   if (word & WEFT__DONE) {
     put(&l, "done, handle not released");
-  } else if (st == WEFT__TS_RUNNING) {
-    put(&l, "running on worker %u", on);
-  } else if (st == WEFT__TS_WAITING) {
+  } else if (why != WEFT__WAIT_INLINE && slice_worker(d, t) >= 0) {
+    put(&l, "running on worker %d", slice_worker(d, t)); /* whatever its last state said */
+  } else if (weft__task_waiting(t) || why == WEFT__WAIT_INLINE) {
     put(&l, "%s", wait_text[why < WEFT__WAIT_KINDS ? why : WEFT__WAIT_NONE]);
     switch (why) {
     case WEFT__WAIT_TASK:
+    case WEFT__WAIT_INLINE:
       put(&l, " %" PRIu64, detail);
       break;
     case WEFT__WAIT_GATHER:
@@ -164,14 +183,20 @@ static void dump_task(struct weft_task *t, void *arg) {
   } else {
     put(&l, "queued");
   }
-  put(&l, ", age %.3f ms", ms(d->coarse_now > born ? d->coarse_now - born : 0));
+  if (born) put(&l, ", age %.3f ms", ms(d->coarse_now > born ? d->coarse_now - born : 0));
+  else put(&l, ", age unknown (spawned %u id blocks ago or more)", (unsigned)WEFT__ID_BIRTHS);
   emit(d->fd, &l);
   d->count++;
 }
 
 int weft_runtime_dump(weft_runtime_t *rt, int fd) {
   if (!rt || fd < 0) return WEFT_EINVAL;
-  dump_ctx_t d = {.fd = fd, .now = weft_now_ns(), .coarse_now = weft__coarse_now_ns()};
+  struct weft_task *running[WEFT_WORKERS_MAX];
+  /* acquire: pairs with run_entry's release (the descriptor's making happens before) */
+  for (int i = 0; i < rt->nworkers; i++)
+    running[i] = atomic_load_explicit(&rt->workers[i].running, memory_order_acquire);
+  dump_ctx_t d = {.rt = rt, .fd = fd, .now = weft_now_ns(), .coarse_now = weft__coarse_now_ns(),
+                  .running = running};
   line_t l = {.n = 0};
   put(&l, "weft dump: %d workers, uptime %.3f ms (tasks run on while it is taken)", rt->nworkers,
       ms(d.now - rt->created_ns));
@@ -213,10 +238,13 @@ static void watchdog(struct weft__trace *tr, uint64_t now) {
     weft__worker_t *w = &rt->workers[i];
     struct watch *s = &tr->watch[i];
     /* relaxed: a sample; a stale one delays a report by one check */
-    uint64_t slices = atomic_load_explicit(&w->slices, memory_order_relaxed);
+    uint64_t slices = atomic_load_explicit(&w->tick, memory_order_relaxed); /* moves per slice */
     /* acquire: pairs with run_entry's release (the descriptor's making happens before) */
     struct weft_task *t = atomic_load_explicit(&w->running, memory_order_acquire);
-    if (!t || slices != s->slices || t != s->task) {
+    /* Only the slice count resets: `running` also moves between a task and what it runs
+     * inline, which is still one slice that has not suspended (the report names the task
+     * running inline at the moment). */
+    if (!t || slices != s->slices) {
       *s = (struct watch){.slices = slices, .task = t, .since = now, .reported = false};
       continue;
     }
@@ -225,7 +253,7 @@ static void watchdog(struct weft__trace *tr, uint64_t now) {
     /* The descriptor stays mapped while the runtime lives; if the task ended just now these
      * read its successor's fields: relaxed atomics, like the dump's. */
     uint64_t id = atomic_load_explicit(&t->id, memory_order_relaxed);
-    const char *name = atomic_load_explicit(&t->name, memory_order_relaxed);
+    const char *name = weft__task_name(t);
     line_t l = {.n = 0};
     put(&l, "weft watchdog: task %" PRIu64 " \"%.64s\" has held worker %d for %.0f ms without "
             "suspending (a blocking call in a task?)",

@@ -304,11 +304,18 @@ static uintptr_t take_injected(weft__worker_t *w) {
 static uintptr_t take_injected(weft__worker_t *w);
 static uintptr_t take_own_yielded(weft__worker_t *w);
 
+/* The next look for work (relaxed: owner-written, the watchdog's sample). */
+static inline uint32_t tick_next(weft__worker_t *w) {
+  uint32_t tick = atomic_load_explicit(&w->tick, memory_order_relaxed) + 1;
+  atomic_store_explicit(&w->tick, tick, memory_order_relaxed);
+  return tick;
+}
+
 /* Chaos mode's pick among the ready: the four local sources in a random order. The draw is
  * consumed only when a task is found: an idle worker polls a timing-dependent number of times,
  * and a seed must not depend on timing. */
 static uintptr_t __attribute__((noinline, cold)) chaos_local_work(weft__worker_t *w) {
-  if (++w->tick % FAIRNESS_TICKS == 0) /* busy workers fire timers too, as in local_work */
+  if (tick_next(w) % FAIRNESS_TICKS == 0) /* busy workers fire timers too, as in local_work */
     weft__timer_poll(w->rt->timer, weft_now_ns(), &w->n_fired);
   uint32_t r = (uint32_t)(w->chaos >> 32);
   for (int i = 0; i < 4; i++) {
@@ -339,8 +346,9 @@ static uintptr_t __attribute__((noinline, cold)) chaos_local_work(weft__worker_t
 static uintptr_t local_work(weft__worker_t *w) {
   uintptr_t e;
   if (WEFT__UNLIKELY(w->chaos)) return chaos_local_work(w);
-  if (WEFT__UNLIKELY(++w->tick % FAIRNESS_TICKS == 0)) {
+  if (WEFT__UNLIKELY(tick_next(w) % FAIRNESS_TICKS == 0)) {
     w->coarse_ns = weft_now_ns(); /* read anyway: it refreshes spawn ages too */
+    weft__id_block_check(w);
     weft__timer_poll(w->rt->timer, w->coarse_ns, &w->n_fired); /* busy workers fire timers too */
     if (weft__poll_active(w->rt)) weft__poll_tick(w); /* and poll fds, without blocking */
     if ((e = take_injected(w)) || (e = take_own_yielded(w))) return e;
@@ -452,6 +460,7 @@ static uintptr_t find_work(weft__worker_t *w) {
   uintptr_t e = local_work(w);
   if (WEFT__LIKELY(e)) return e;
   w->coarse_ns = weft__coarse_now_ns(); /* out of local work: spawn ages restart from here */
+  weft__id_block_check(w);
   bool spinning = false;
   for (;;) {
     if (!spinning) {
@@ -532,26 +541,24 @@ void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg) {
   if (WEFT__UNLIKELY(w->chaos)) w = chaos_before_suspend(w, after);
   struct weft_task *t = w->current;
   WEFT__ASSERT(t && t->runs_on && w == weft__worker_self());
-  /* Its frames leave the deque first: t may resume elsewhere, the next task needs it empty. */
-  if (WEFT__UNLIKELY(w->frames.head)) weft__frames_detach(w);
   w->after = after;
   w->after_arg = arg;
-  /* Before the switch: once after_switch makes t runnable, its next RUNNING comes after. */
-  weft__task_state(t, after == WEFT__AFTER_YIELD ? WEFT__TS_QUEUED : WEFT__TS_WAITING);
+  /* Before the switch: once after_switch makes t runnable, its next slice comes after. */
+  weft__task_state(t, after);
+  /* Its frames leave the deque (before the switch: t may resume elsewhere, the next task needs
+   * it empty). Last, so that nothing but w and t lives across this rare call. */
+  if (WEFT__UNLIKELY(w->frames.head)) weft__frames_detach(w);
   weft__ctx_switch(&t->runs_on->ctx, &w->sched, false);
   /* Resumed, possibly by another worker: callers re-read weft__worker_self(). */
 }
 
 static void run_entry(weft__worker_t *w, uintptr_t e) {
   struct weft_task *t = (struct weft_task *)(e & ~WEFT__ENTRY_TAGS);
-  weft__task_running(t, w->index); /* one whole-word store: the reason is stale now */
-  /* release: pairs with the watchdog's acquire, so that what made t's descriptor (its slab's
-   * mapping, its spawn) happens before the watchdog reads its id and name; free on x86 */
-  if (WEFT__DIAG) {
-    atomic_store_explicit(&w->running, t, memory_order_release);
-    /* relaxed: the watchdog's sample; a new slice shows as a new count */
-    weft__stat_bump(&w->slices);
-  }
+  /* release: pairs with the watchdog's and the dump's acquire, so that what made t's
+   * descriptor (its slab's mapping, its spawn) happens before they read its id and name; free
+   * on x86. The only per-slice diagnostic store: t's own state is not touched (the dump finds
+   * it here), and the slice count is the tick local_work moved. */
+  if (WEFT__DIAG) atomic_store_explicit(&w->running, t, memory_order_release);
   if (e & WEFT__ENTRY_RESUME) {
     w->current = t;
     weft__ctx_switch(&w->sched, &t->runs_on->ctx, false);

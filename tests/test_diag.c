@@ -237,6 +237,119 @@ Test(dump, a_running_task_and_a_queued_one_behind_it_on_one_worker) {
   OK(weft_runtime_destroy(rt));
 }
 
+/* An inline chain on one worker: top awaits mid, mid awaits the leaf, each run inline on top's
+ * stack (the newest entry of the only worker's deque); the leaf spins or sleeps. */
+typedef struct {
+  atomic_int *go;  /* the spinning leaf's flag; NULL: the leaf sleeps */
+  _Atomic(weft_task_t *) mid, leaf;
+} chain_t;
+
+static void *chain_leaf(void *arg) {
+  chain_t *c = arg;
+  named("leaf");
+  if (c->go) {
+    while (!atomic_load_explicit(c->go, memory_order_acquire)) {
+    }
+    return NULL;
+  }
+  int err = weft_sleep_ms(60000); /* the destroy that ends the test cancels it */
+  cr_assert(err == WEFT_ECANCELED, "sleep: %s", weft_err_name(err));
+  return NULL;
+}
+
+static void *chain_mid(void *arg) {
+  chain_t *c = arg;
+  named("mid");
+  weft_task_t *leaf;
+  OK(weft_spawn(&leaf, chain_leaf, c));
+  atomic_store(&c->leaf, leaf);
+  int err = weft_await(leaf, NULL);
+  cr_assert(err == 0 || err == WEFT_ECANCELED, "await: %s", weft_err_name(err));
+  return NULL;
+}
+
+static void *chain_top(void *arg) {
+  chain_t *c = arg;
+  named("top");
+  weft_task_t *mid;
+  OK(weft_spawn(&mid, chain_mid, c));
+  atomic_store(&c->mid, mid);
+  int err = weft_await(mid, NULL);
+  cr_assert(err == 0 || err == WEFT_ECANCELED, "await: %s", weft_err_name(err));
+  return NULL;
+}
+
+/* Waits (10 s at most) until the chain's tasks are spawned. */
+static void chain_spawned(chain_t *c) {
+  uint64_t until = weft_now_ns() + 10000000000ull;
+  while (!atomic_load(&c->leaf)) {
+    cr_assert(weft_now_ns() < until, "the chain's leaf was never spawned");
+    sched_yield();
+  }
+}
+
+static void expect_chain(weft_runtime_t *rt, weft_task_t *top, chain_t *c, const char *leaf_state) {
+  char id[64], want[64];
+  sprintf(want, ": awaiting task %llu,", (unsigned long long)weft_task_id(atomic_load(&c->mid)));
+  expect_dump_line(rt, id_text(top, id, " \"top\""), want);
+  sprintf(want, ": awaiting task %llu,", (unsigned long long)weft_task_id(atomic_load(&c->leaf)));
+  expect_dump_line(rt, id_text(atomic_load(&c->mid), id, " \"mid\""), want);
+  expect_dump_line(rt, id_text(atomic_load(&c->leaf), id, " \"leaf\": "), leaf_state);
+}
+
+Test(dump, an_inline_chain_shows_each_awaiter_and_the_running_leaf) {
+  weft_runtime_t *rt = test_runtime(1);
+  atomic_int go = 0;
+  chain_t c = {.go = &go};
+  weft_task_t *top;
+  OK(weft_runtime_spawn(rt, &top, chain_top, &c));
+  chain_spawned(&c);
+  expect_chain(rt, top, &c, "running on worker 0,");
+  atomic_store_explicit(&go, 1, memory_order_release);
+  OK(weft_join(top, NULL));
+  /* done: no task still says it runs or awaits (mid and leaf are released, so gone) */
+  char buf[1 << 12];
+  dump_text(rt, buf, sizeof buf);
+  cr_assert(!strstr(buf, "awaiting task") && !strstr(buf, "running on"), "after the chain:\n%s", buf);
+  OK(weft_runtime_destroy(rt));
+}
+
+Test(dump, an_inline_chain_whose_leaf_sleeps_shows_the_sleep_and_both_awaiters) {
+  weft_runtime_t *rt = test_runtime(1);
+  chain_t c = {.go = NULL};
+  weft_task_t *top;
+  OK(weft_runtime_spawn(rt, &top, chain_top, &c));
+  chain_spawned(&c);
+  expect_chain(rt, top, &c, "sleeping until +");
+  OK(weft_runtime_destroy(rt)); /* cancels the chain */
+  weft_task_release(top);
+}
+
+/* Age is the feature here: a task's age must grow with the wall clock (bounds generous: the
+ * coarse clock's tick, the id block's age). */
+Test(dump, a_task_age_follows_the_clock) {
+  weft_runtime_t *rt = test_runtime(2);
+  uint64_t before = weft_now_ns();
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, nap, IPTR(60000)));
+  char id[64];
+  expect_dump_line(rt, id_text(t, id, " \"napper\": "), "sleeping until +");
+  struct timespec ts = {0, 300000000}; /* the age to reach */
+  nanosleep(&ts, NULL);
+  static char buf[1 << 12];
+  dump_text(rt, buf, sizeof buf);
+  uint64_t elapsed_ms = (weft_now_ns() - before) / 1000000;
+  char *line = strstr(buf, id);
+  cr_assert(line, "no line for the task in:\n%s", buf);
+  char *age = strstr(line, ", age ");
+  cr_assert(age, "no age on: %s", line);
+  double ms = strtod(age + 6, NULL);
+  cr_assert(ms >= 280 && ms <= (double)elapsed_ms + 50, "age %.3f ms after %llu ms: %s", ms,
+            (unsigned long long)elapsed_ms, line);
+  OK(weft_runtime_destroy(rt)); /* discards the sleeper */
+  weft_task_release(t);
+}
+
 Test(dump, a_finished_task_whose_handle_is_held_is_done) {
   weft_runtime_t *rt = test_runtime(2);
   weft_task_t *t;

@@ -30,9 +30,8 @@ static uint64_t in_ns(uint64_t ns) { return weft_now_ns() + ns; }
 /* Waits (yielding, or spinning on a plain thread) until t is suspended on an fd: the event the
  * tests synchronise on instead of sleeping. */
 static void wait_until_fd_wait(weft_task_t *t) {
-  weft__task_diag_t *d = weft__task_diag(t);
-  while (atomic_load(&d->diag_state) != WEFT__TS_WAITING ||
-         atomic_load(&d->wait_reason) != WEFT__WAIT_FD) {
+  while (!weft__task_waiting(t) ||
+         atomic_load(&t->wait_reason) != WEFT__WAIT_FD) {
     if (weft_current()) weft_yield();
     else sched_yield();
   }
@@ -794,8 +793,7 @@ Test(io, offload_cancel_stops_the_wait_not_the_call) {
   pthread_mutex_unlock(&c.lock);
   /* The only pool thread is busy: this one queues. */
   OK(weft_runtime_spawn(rt, &queued, offload_mark, &c));
-  weft__task_diag_t *d = weft__task_diag(queued);
-  while (atomic_load(&d->diag_state) != WEFT__TS_WAITING) sched_yield();
+  while (!weft__task_waiting(queued)) sched_yield();
   OK(weft_cancel(held));
   OK(weft_cancel(queued));
   void *r;
