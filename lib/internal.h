@@ -252,7 +252,7 @@ typedef enum {
   WEFT__WAIT_CHANNEL,   /* detail: the channel's address */
   WEFT__WAIT_LOCK,      /* detail: the lock's address */
   WEFT__WAIT_FD,        /* detail: the file descriptor */
-  WEFT__WAIT_CANCELLED, /* detail: unused (a cancelled task waiting for its children) */
+  WEFT__WAIT_CANCELLED, /* detail: how many (a cancelled task gathers, shielded: a group's) */
   WEFT__WAIT_FRAME,     /* detail: the frame's address (weft_sync of a stolen frame) */
   WEFT__WAIT_INLINE,    /* detail: the id of the task it runs inline on its stack (awaits) */
   WEFT__WAIT_KINDS
@@ -499,6 +499,13 @@ static inline void weft__inline_end(weft__worker_t *w, struct weft_task *awaiter
   atomic_store_explicit(&awaiter->wait_reason, WEFT__WAIT_NONE, memory_order_relaxed);
   atomic_store_explicit(&w->running, awaiter, memory_order_release);
 }
+
+/* A #14 metric's bump: weft__stat_bump, compiled out with the rest of the always-on
+ * diagnostics by WEFT_AB_NO_DIAG (only to measure what they cost). */
+#define weft__metric_bump(counter)          \
+  do {                                      \
+    if (WEFT__DIAG) weft__stat_bump(counter); \
+  } while (0)
 
 /* Owner-written statistic: a plain increment made of relaxed atomics, so weft_runtime_stats
  * may read it from another thread (no locked instruction on the hot path). */

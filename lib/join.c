@@ -593,6 +593,14 @@ static int gather_abandon(weft_task_t *const *tasks, size_t n, int err) {
   return err;
 }
 
+/* A cancelled task that gathers (shielded: a group's cleanup after its owner was cancelled)
+ * waits for its children to unwind: the dump says so (relaxed: as weft_cancelling). */
+static weft__wait_t gather_reason(struct weft_task *self) {
+  return self && (atomic_load_explicit(&self->state, memory_order_relaxed) & WK_CANCEL_REQUESTED)
+             ? WEFT__WAIT_CANCELLED
+             : WEFT__WAIT_GATHER;
+}
+
 static int gather_wait(struct weft_task *self, weft_task_t *const *tasks, size_t n,
                        bool spawned_in_reverse, bool run_inline) {
   if (self && wake_checkpoint(&self->state)) return gather_abandon(tasks, n, WEFT_ECANCELED);
@@ -600,7 +608,7 @@ static int gather_wait(struct weft_task *self, weft_task_t *const *tasks, size_t
     weft_task_t *t = tasks[spawned_in_reverse ? k : n - 1 - k];
     if (!task_is_done(t)) try_inline(t);
   }
-  weft__wait_reason(self, WEFT__WAIT_GATHER, n);
+  weft__wait_reason(self, gather_reason(self), n);
   int err = wait_all(self, tasks, n);
   if (err) return gather_abandon(tasks, n, err);
   if (weft__san_hooks() & WEFT__SAN_TSAN) /* the completion edges (weft__task_complete) */

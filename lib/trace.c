@@ -165,6 +165,9 @@ static void dump_task(struct weft_task *t, void *arg) {
     case WEFT__WAIT_GATHER:
       put(&l, " %" PRIu64, detail);
       break;
+    case WEFT__WAIT_CANCELLED:
+      put(&l, " (%" PRIu64 ")", detail);
+      break;
     case WEFT__WAIT_SLEEP:
       if (detail > d->now) put(&l, " +%.3f ms", ms(detail - d->now));
       else put(&l, " now (due)");

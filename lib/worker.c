@@ -249,7 +249,7 @@ static uintptr_t steal_one(weft__worker_t *w) {
   for (int i = 0; i < STEAL_TRIES; i++) {
     weft__worker_t *victim = &rt->workers[next_random(w) % (uint32_t)n];
     if (victim == w) continue;
-    weft__stat_bump(&w->n_steal_tries);
+    weft__metric_bump(&w->n_steal_tries);
     uintptr_t e = weft__deque_steal(&victim->deque);
     if (e == WEFT__DEQUE_ABORT) e = 0; /* lost a race: someone is busy there, try elsewhere */
     if (!e) e = weft__frames_steal(w, victim); /* a fork-join frame, made a task */
@@ -450,7 +450,7 @@ static void park(weft__worker_t *w, bool *spinning) {
      * the next park does not consume a stale wake. acquire: pairs with its release. */
     while (atomic_load_explicit(&w->park_word, memory_order_acquire) == 0) ck_pr_stall();
     *spinning = true;
-    weft__stat_bump(&w->n_unparks);
+    weft__metric_bump(&w->n_unparks);
   }
 }
 
@@ -508,11 +508,11 @@ static void after_switch(weft__worker_t *w) {
       s->ctx.tsan_fiber = NULL;
     }
     weft__stack_put(w->rt->stacks, &w->stacks, s);
-    weft__stat_bump(&w->n_finished);
+    weft__metric_bump(&w->n_finished);
     break;
   }
   case WEFT__AFTER_YIELD: /* a parked worker may take it while we run something long */
-    weft__stat_bump(&w->n_yields);
+    weft__metric_bump(&w->n_yields);
     push_local(w, &w->yieldq, (uintptr_t)w->after_arg | WEFT__ENTRY_RESUME);
     break;
   case WEFT__AFTER_PARK:
@@ -563,7 +563,7 @@ static void run_entry(weft__worker_t *w, uintptr_t e) {
     w->current = t;
     weft__ctx_switch(&w->sched, &t->runs_on->ctx, false);
   } else {
-    weft__stat_bump(&w->n_started);
+    weft__metric_bump(&w->n_started);
     weft__task_start(w, t);
   }
   after_switch(w);

@@ -350,6 +350,84 @@ Test(dump, a_task_age_follows_the_clock) {
   weft_task_release(t);
 }
 
+/* A group's child that holds back its cancel until a future resolves. */
+typedef struct {
+  weft_future_t *f;
+  weft_group_t *g;
+} slow_group_t;
+
+static void *slow_to_unwind(void *f) {
+  named("slow-child");
+  OK(weft_shield_begin());
+  void *v;
+  OK(weft_future_await(f, &v));
+  weft_shield_end(); /* the pending cancel: the next suspension point delivers it */
+  return NULL;
+}
+
+static void *group_owner(void *arg) {
+  slow_group_t *s = arg;
+  named("group-owner");
+  OK(weft_group_create(&s->g, NULL));
+  OK(weft_group_spawn(s->g, slow_to_unwind, s->f));
+  int err = weft_group_wait(s->g);
+  weft_group_destroy(s->g);
+  return IPTR(err);
+}
+
+Test(dump, a_cancelled_task_waiting_for_its_children_says_so) {
+  weft_runtime_t *rt = test_runtime(2);
+  slow_group_t s = {0};
+  OK(weft_future_create(&s.f));
+  weft_task_t *owner;
+  OK(weft_runtime_spawn(rt, &owner, group_owner, &s));
+  char id[64];
+  expect_dump_line(rt, id_text(owner, id, " \"group-owner\": "), "in gather of 1,");
+  OK(weft_cancel(owner));
+  expect_dump_line(rt, id_text(owner, id, " \"group-owner\": "),
+                   "cancelled, waiting for its children (1),");
+  OK(weft_future_resolve(s.f, NULL));
+  cr_assert_eq(weft_join(owner, NULL), WEFT_ECANCELED); /* its group wait said so too */
+  weft_future_destroy(s.f);
+  OK(weft_runtime_destroy(rt));
+}
+
+/* A frame a thief runs, which waits on a future; its forker syncs once it has started. */
+typedef struct {
+  weft_future_t *f;
+  atomic_int started;
+} stolen_frame_t;
+
+static void *frame_body(void *arg) {
+  stolen_frame_t *s = arg;
+  atomic_store_explicit(&s->started, 1, memory_order_release);
+  void *v;
+  OK(weft_future_await(s->f, &v));
+  return v;
+}
+
+static void *forker(void *arg) {
+  stolen_frame_t *s = arg;
+  named("forker");
+  weft_frame_t fr;
+  weft_fork(&fr, frame_body, s);
+  while (!atomic_load_explicit(&s->started, memory_order_acquire)) {
+  } /* the other worker took the frame (the first one is shared at once with 2 workers) */
+  return weft_sync(&fr);
+}
+
+Test(dump, a_task_syncing_a_stolen_frame_says_so) {
+  weft_runtime_t *rt = test_runtime(2);
+  stolen_frame_t s = {0};
+  OK(weft_future_create(&s.f));
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, forker, &s));
+  char id[64];
+  expect_dump_line(rt, id_text(t, id, " \"forker\": "), "in weft_sync, waiting for a stolen frame");
+  resolve_and_join(s.f, 5, t);
+  OK(weft_runtime_destroy(rt));
+}
+
 Test(dump, a_finished_task_whose_handle_is_held_is_done) {
   weft_runtime_t *rt = test_runtime(2);
   weft_task_t *t;
