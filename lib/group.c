@@ -111,7 +111,8 @@ int weft_group_spawn(weft_group_t *g, weft_fn fn, void *arg) {
     group_call_t *call = &c->calls[c->used];
     *call = (group_call_t){g, fn, arg};
     /* Under the lock, so that a failure that cancels the group cannot miss this task. */
-    err = weft_runtime_spawn(g->rt, &c->tasks[c->used], group_trampoline, call);
+    err = weft__runtime_spawn_at(g->rt, &c->tasks[c->used], group_trampoline, call,
+                                 __builtin_return_address(0));
     if (!err) c->used++;
   }
   pthread_mutex_unlock(&g->lock);

@@ -221,7 +221,9 @@ typedef struct weft__task_diag {
   _Atomic uint64_t name_id;
   /* The task's innermost deadline scope (weft_deadline_begin), on its own stack; owner only. */
   struct weft_deadline *scope;
-  uint64_t reserved;
+  /* Where it was spawned (the spawning call's return address), written at every spawn of a
+   * runtime with WEFT_TRACE=sites and read only there (relaxed: a dump's racy snapshot). */
+  _Atomic(void *) site;
 } weft__task_diag_t;
 /* lib/task.c's slabs: their size and alignment, the header's size, descriptors per slab. */
 #define WEFT__TASK_SLAB_BYTES (32 * 1024)
@@ -339,6 +341,10 @@ void weft__worker_id_block_take(struct weft__worker *w);
  * so that the next spawn takes (and stamps) a fresh one. */
 static inline void weft__id_block_check(struct weft__worker *w);
 
+/* lib/task.c: weft_runtime_spawn with the spawn site to record (WEFT_TRACE=sites) given:
+ * weft_group_spawn's caller, not weft_group_spawn. */
+int weft__runtime_spawn_at(struct weft_runtime *rt, struct weft_task **task, weft_fn fn, void *arg,
+                           void *site);
 /* lib/task.c: starts a task from the scheduler loop on a stack from the worker's cache. */
 void weft__task_start(struct weft__worker *w, struct weft_task *t);
 /* lib/task.c: back to a free list (or, for an orphan, its slab's count). */
@@ -475,6 +481,9 @@ typedef struct weft__worker {
   uint64_t coarse_ns;
   uint64_t id_block_ns;
   uint64_t chaos; /* chaos mode's PRNG state (xorshift64), 0: off. Owner-only. */
+  /* weft_spawn's slow path is needed: chaos mode, or WEFT_TRACE=sites (one test on the fast
+   * path for both). Set before the thread starts. */
+  bool spawn_hooks;
   /* #13: the owner's private run of yielded entries, oldest first: taken from its yield queue
    * in batches (one CAS a batch instead of one per yield; lib/worker.c, take_own_yielded).
    * Owner-written; the count is atomic (relaxed) only because metrics read it. */
@@ -617,6 +626,7 @@ struct weft_runtime {
   uint64_t created_ns;
   struct weft__trace *trace; /* the monitor thread, NULL when no tracing is on (lib/trace.c) */
   uint64_t chaos_seed;       /* 0: off (lib/worker.c, chaos mode) */
+  bool spawn_sites;          /* WEFT_TRACE=sites: every spawn records its site (lib/task.c) */
   /* Inject queue (#13): spawns and wake-ups from threads that are not workers (FIFO), a
    * lock-free MPSC list linked through task->next (lib/inject_impl.h, used by lib/worker.c). */
   weft__inject_t inject;
@@ -653,6 +663,8 @@ void weft__poller_destroy(struct weft_runtime *rt);
 
 /* ---- Diagnostics (lib/metrics.c, lib/trace.c) ------------------------------------------------ */
 
+/* Whether a WEFT_TRACE spec has the `sites` item (read before the workers start). */
+bool weft__trace_wants_sites(const char *spec);
 /* Parses WEFT_TRACE (or the option) and starts the monitor thread if anything asks for it. */
 int weft__trace_start(struct weft_runtime *rt, const char *spec);
 /* Stops and joins the monitor: first thing in destroy, before the workers stop. */

@@ -201,6 +201,7 @@ static int worker_init(struct weft_runtime *rt, weft__worker_t *w, int index) {
   w->rng = 0x9e3779b9u ^ (uint32_t)(index * 2654435761u);
   if (!w->rng) w->rng = 1;
   if (w->chaos) w->rng = (uint32_t)(w->chaos >> 32) | 1; /* random victims from the seed too */
+  w->spawn_hooks = w->chaos || rt->spawn_sites;
   atomic_init(&w->park_word, 0);
   if (weft__deque_init(&w->deque, DEQUE_INITIAL) != 0) return WEFT_ENOMEM;
   if (weft__deque_init(&w->yieldq, DEQUE_INITIAL) != 0) {
@@ -265,6 +266,9 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
   rt->nworkers = nworkers;
   rt->created_ns = weft_now_ns();
   rt->chaos_seed = chaos_seed;
+  const char *trace = OPTION(opts, trace, NULL);
+  if (!trace) trace = getenv("WEFT_TRACE");
+  rt->spawn_sites = weft__trace_wants_sites(trace);
   atomic_init(&rt->next_task_id, 0); /* the first block skips id 0 (lib/task.c) */
   uint64_t shutdown_ms = OPTION(opts, shutdown_timeout_ms, 0);
   if (!shutdown_ms) shutdown_ms = WEFT_SHUTDOWN_DEFAULT_MS;
@@ -302,8 +306,6 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
     }
   }
   /* The monitor reads the workers: started after them, stopped before them. */
-  const char *trace = OPTION(opts, trace, NULL);
-  if (!trace) trace = getenv("WEFT_TRACE");
   if ((err = weft__trace_start(rt, trace)) != 0) {
     stop_workers(rt, started);
     runtime_free(rt, inited);

@@ -595,15 +595,22 @@ static inline __attribute__((always_inline)) void task_init(struct weft_runtime 
   weft__tsan_release(&t->fn);
 }
 
+/* WEFT_TRACE=sites: where t was spawned (relaxed: a dump's racy snapshot). */
+static void __attribute__((noinline, cold)) record_site(struct weft_task *t, void *site) {
+  atomic_store_explicit(&weft__task_diag(t)->site, site, memory_order_relaxed);
+}
+
 struct weft_task *weft__task_make(struct weft_runtime *rt, weft__worker_t *w, weft_fn fn,
                                   void *arg) {
   struct weft_task *t = task_alloc(rt, w);
   if (t) task_init(rt, w, t, fn, arg, false);
+  if (t && WEFT__UNLIKELY(rt->spawn_sites)) record_site(t, NULL); /* a frame's runner: none */
   return t;
 }
 
-static int spawn(struct weft_runtime *rt, weft__worker_t *w, weft_task_t **out, weft_fn fn,
-                 void *arg) {
+/* A spawn's first half: checks, a descriptor, its fields; nothing published yet. */
+static inline int spawn_make(struct weft_runtime *rt, weft__worker_t *w, weft_fn fn, void *arg,
+                             bool held, struct weft_task **made) {
   if (WEFT__UNLIKELY(!fn)) return WEFT_EINVAL;
   /* relaxed: a best-effort early answer; the shutdown cancels whatever still slips in */
   if (WEFT__UNLIKELY(atomic_load_explicit(&rt->closing, memory_order_relaxed)))
@@ -614,12 +621,39 @@ static int spawn(struct weft_runtime *rt, weft__worker_t *w, weft_task_t **out, 
   if (WEFT__UNLIKELY(err)) return err;
   struct weft_task *t = task_alloc(rt, w);
   if (WEFT__UNLIKELY(!t)) return WEFT_ENOMEM;
-  task_init(rt, w, t, fn, arg, out != NULL);
-  if (out) *out = t;
+  task_init(rt, w, t, fn, arg, held);
+  *made = t;
+  return 0;
+}
+
+/* The second half: the push that publishes it. */
+static inline void spawn_publish(struct weft_runtime *rt, weft__worker_t *w, struct weft_task *t) {
   if (w)
     weft__schedule_local(w, (uintptr_t)t);
   else
     weft__schedule(rt, (uintptr_t)t);
+}
+
+static int spawn(struct weft_runtime *rt, weft__worker_t *w, weft_task_t **out, weft_fn fn,
+                 void *arg) {
+  struct weft_task *t;
+  int err = spawn_make(rt, w, fn, arg, out != NULL, &t);
+  if (WEFT__UNLIKELY(err)) return err;
+  if (out) *out = t;
+  spawn_publish(rt, w, t);
+  return 0;
+}
+
+/* spawn, and the site recorded before the push publishes the task (WEFT_TRACE=sites). */
+static int __attribute__((noinline, cold)) spawn_at(struct weft_runtime *rt, weft__worker_t *w,
+                                                    weft_task_t **out, weft_fn fn, void *arg,
+                                                    void *site) {
+  struct weft_task *t;
+  int err = spawn_make(rt, w, fn, arg, out != NULL, &t);
+  if (err) return err;
+  record_site(t, site);
+  if (out) *out = t;
+  spawn_publish(rt, w, t);
   return 0;
 }
 
@@ -628,24 +662,33 @@ static weft__worker_t *worker_of(struct weft_runtime *rt) {
   return w && w->rt == rt ? w : NULL;
 }
 
-/* Chaos mode's spawn (lib/worker.c): out of line, so that weft_spawn stays a tail call. */
-static int __attribute__((noinline, cold)) spawn_chaos(weft__worker_t *w, weft_task_t **task,
-                                                      weft_fn fn, void *arg) {
-  int err = spawn(w->rt, w, task, fn, arg);
-  weft__chaos_point(w->current); /* may yield: w is not used after it */
+/* weft_spawn's slow path (chaos mode, spawn sites): out of line, so that weft_spawn stays a
+ * tail call. */
+static int __attribute__((noinline, cold)) spawn_hooked(weft__worker_t *w, weft_task_t **task,
+                                                       weft_fn fn, void *arg, void *site) {
+  int err = w->rt->spawn_sites ? spawn_at(w->rt, w, task, fn, arg, site)
+                                : spawn(w->rt, w, task, fn, arg);
+  if (w->chaos) weft__chaos_point(w->current); /* may yield: w is not used after it */
   return err;
 }
 
 int weft_spawn(weft_task_t **task, weft_fn fn, void *arg) {
   weft__worker_t *w = weft__worker_self();
   if (!w || !w->current) return WEFT_EPERM;
-  if (WEFT__UNLIKELY(w->chaos)) return spawn_chaos(w, task, fn, arg);
+  if (WEFT__UNLIKELY(w->spawn_hooks))
+    return spawn_hooked(w, task, fn, arg, __builtin_return_address(0));
   return spawn(w->rt, w, task, fn, arg);
 }
 
-int weft_runtime_spawn(weft_runtime_t *rt, weft_task_t **task, weft_fn fn, void *arg) {
+int weft__runtime_spawn_at(weft_runtime_t *rt, weft_task_t **task, weft_fn fn, void *arg,
+                           void *site) {
   if (!rt) return WEFT_EINVAL;
+  if (WEFT__UNLIKELY(rt->spawn_sites)) return spawn_at(rt, worker_of(rt), task, fn, arg, site);
   return spawn(rt, worker_of(rt), task, fn, arg);
+}
+
+int weft_runtime_spawn(weft_runtime_t *rt, weft_task_t **task, weft_fn fn, void *arg) {
+  return weft__runtime_spawn_at(rt, task, fn, arg, __builtin_return_address(0));
 }
 
 /* ---- Identity ----------------------------------------------------------------------------- */

@@ -44,6 +44,7 @@
 #include "deque.h"
 #include "internal.h"
 
+#include <dlfcn.h> /* dladdr, in libc since glibc 2.34 (WEFT_TRACE=sites) */
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -131,6 +132,21 @@ typedef struct {
   struct weft_task **running; /* each worker's `running`, read once at the dump's start */
 } dump_ctx_t;
 
+/* WEFT_TRACE=sites: " spawned at fn+0xOFF (file+0xOFF)", as much of it as dladdr knows. */
+static void put_site(line_t *l, void *site) {
+  Dl_info info;
+  if (!site || !dladdr(site, &info) || !info.dli_fname) {
+    put(l, site ? ", spawned at %p" : ", spawned by weft (a frame's runner)", site);
+    return;
+  }
+  const char *file = strrchr(info.dli_fname, '/') ? strrchr(info.dli_fname, '/') + 1 : info.dli_fname;
+  if (info.dli_sname)
+    put(l, ", spawned at %.64s+%#tx", info.dli_sname, (char *)site - (char *)info.dli_saddr);
+  else
+    put(l, ", spawned at");
+  put(l, " (%.64s+%#tx)", file, (char *)site - (char *)info.dli_fbase);
+}
+
 /* The worker whose slice is t's in the dump's snapshot, or -1. */
 static int slice_worker(const dump_ctx_t *d, const struct weft_task *t) {
   for (int i = 0; i < d->rt->nworkers; i++)
@@ -186,6 +202,7 @@ static void dump_task(struct weft_task *t, void *arg) {
   } else {
     put(&l, "queued");
   }
+  if (d->rt->spawn_sites) put_site(&l, atomic_load_explicit(&weft__task_diag(t)->site, memory_order_relaxed));
   if (born) put(&l, ", age %.3f ms", ms(d->coarse_now > born ? d->coarse_now - born : 0));
   else put(&l, ", age unknown (spawned %u id blocks ago or more)", (unsigned)WEFT__ID_BIRTHS);
   emit(d->fd, &l);
@@ -350,6 +367,11 @@ static int parse(struct weft__trace *tr, const char *spec) {
     const char *end = strchr(p, ',');
     if (!end) end = p + strlen(p);
     const char *colon = memchr(p, ':', (size_t)(end - p));
+    if (end - p == 5 && memcmp(p, "sites", 5) == 0) { /* read by weft__trace_wants_sites */
+      if (*end && !end[1]) return WEFT_EINVAL;          /* a trailing comma */
+      p = *end ? end + 1 : end;
+      continue;
+    }
     if (!colon) return WEFT_EINVAL;
     size_t klen = (size_t)(colon - p), vlen = (size_t)(end - colon - 1);
     int err;
@@ -362,6 +384,16 @@ static int parse(struct weft__trace *tr, const char *spec) {
     p = *end ? end + 1 : end;
   }
   return 0;
+}
+
+bool weft__trace_wants_sites(const char *spec) {
+  for (const char *p = spec; p && *p;) {
+    const char *end = strchr(p, ',');
+    if (!end) end = p + strlen(p);
+    if (end - p == 5 && memcmp(p, "sites", 5) == 0) return true;
+    p = *end ? end + 1 : end;
+  }
+  return false;
 }
 
 int weft__trace_start(struct weft_runtime *rt, const char *spec) {

@@ -428,6 +428,48 @@ Test(dump, a_task_syncing_a_stolen_frame_says_so) {
   OK(weft_runtime_destroy(rt));
 }
 
+/* WEFT_TRACE=sites: the dump names where each task was spawned (the test binary, at an
+ * offset addr2line can resolve); without it, nothing. noinline: a site of its own. */
+static void *__attribute__((noinline)) spawn_child_here(void *f) {
+  named("site-parent");
+  weft_task_t *child;
+  OK(weft_spawn(&child, await_future, f));
+  void *v;
+  OK(weft_await(child, &v));
+  return v;
+}
+
+static void expect_sites(const char *trace, bool shown) {
+  weft_runtime_t *rt = traced_runtime(2, trace);
+  weft_future_t *f;
+  OK(weft_future_create(&f));
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, spawn_child_here, f));
+  expect_dump_line(rt, "", "\"future-waiter\": awaiting a future");
+  static char buf[1 << 12];
+  dump_text(rt, buf, sizeof buf);
+  /* each line of interest, cut at its end: the child's (spawned by weft_spawn in
+   * spawn_child_here) and the root's (by weft_runtime_spawn in this function) */
+  char *lines[2] = {strstr(buf, "\"future-waiter\""), strstr(buf, "\"site-parent\"")};
+  for (int i = 0; i < 2; i++) {
+    cr_assert(lines[i], "no line %d in:\n%s", i, buf);
+    char *end = strchr(lines[i], '\n');
+    if (end) *end = 0;
+  }
+  for (int i = 0; i < 2; i++) {
+    if (shown) /* file+offset at the least: a test binary exports no symbols */
+      cr_assert(strstr(lines[i], ", spawned at ") && strstr(lines[i], "+0x"), "no spawn site in: %s",
+                lines[i]);
+    else
+      cr_assert(!strstr(lines[i], "spawned at"), "a site without WEFT_TRACE=sites: %s", lines[i]);
+  }
+  resolve_and_join(f, 9, t);
+  OK(weft_runtime_destroy(rt));
+}
+
+Test(dump, weft_trace_sites_shows_where_each_task_was_spawned) { expect_sites("sites", true); }
+Test(dump, without_sites_the_dump_shows_none) { expect_sites("schedtrace:100000", false); }
+
 Test(dump, a_finished_task_whose_handle_is_held_is_done) {
   weft_runtime_t *rt = test_runtime(2);
   weft_task_t *t;
