@@ -71,9 +71,11 @@ static void run_job(job_t *j) {
   job_unref(j);
 }
 
-static struct timespec abs_realtime(uint64_t after_ns) {
+/* The keep-alive's end on CLOCK_MONOTONIC (the work condition's clock: a wall-clock step
+ * must not end or stretch an idle thread's wait). */
+static struct timespec abs_monotonic(uint64_t after_ns) {
   struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
+  clock_gettime(CLOCK_MONOTONIC, &ts);
   uint64_t ns = (uint64_t)ts.tv_nsec + after_ns % 1000000000u;
   ts.tv_sec += (time_t)(after_ns / 1000000000u + ns / 1000000000u);
   ts.tv_nsec = (long)(ns % 1000000000u);
@@ -87,7 +89,7 @@ static void *pool_thread(void *arg) {
     bool timed_out = false;
     while (!pool->head && !pool->stopping && !timed_out) {
       pool->idle++;
-      struct timespec until = abs_realtime(pool->keepalive_ns);
+      struct timespec until = abs_monotonic(pool->keepalive_ns);
       timed_out = pthread_cond_timedwait(&pool->work, &pool->lock, &until) == ETIMEDOUT;
       pool->idle--;
     }
@@ -114,7 +116,11 @@ static struct weft__offload *pool_get(struct weft_runtime *rt) {
   pool = atomic_load_explicit(&rt->offload, memory_order_acquire); /* acquire: as above */
   if (!pool && (pool = calloc(1, sizeof *pool))) {
     pthread_mutex_init(&pool->lock, NULL);
-    pthread_cond_init(&pool->work, NULL);
+    pthread_condattr_t monotonic;
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+    pthread_cond_init(&pool->work, &monotonic);
+    pthread_condattr_destroy(&monotonic);
     pthread_cond_init(&pool->gone, NULL);
     pool->max = rt->blocking_threads;
     pool->keepalive_ns = rt->blocking_keepalive_ns;

@@ -62,10 +62,10 @@ void weft__wq_settle(weft__wq_wait_t *w) {
   weft__tsan_acquire(&w->word); /* the hand-off edge (wq_wake) */
 }
 
-int weft__wq_wait(struct weft_task *self, weft__spin_t *lock, weft__wq_t *q, weft__wq_node_t *n,
-                  uint64_t deadline_ns) {
-  uint32_t before = weft__wq_state(self);
-  wq_unlock(lock);
+/* weft__wq_wait once the caller has dropped the lock (n queued before it did); before: the
+ * task's park state taken while it held it. */
+static int wq_wait_unlocked(struct weft_task *self, weft__spin_t *lock, weft__wq_t *q,
+                            weft__wq_node_t *n, uint64_t deadline_ns, uint32_t before) {
   int err = weft__wq_block(self, n->wait, deadline_ns);
   if (err) {
     wq_lock(lock);
@@ -77,6 +77,13 @@ int weft__wq_wait(struct weft_task *self, weft__spin_t *lock, weft__wq_t *q, wef
   }
   weft__wq_settle(n->wait);
   return n->wait->status;
+}
+
+int weft__wq_wait(struct weft_task *self, weft__spin_t *lock, weft__wq_t *q, weft__wq_node_t *n,
+                  uint64_t deadline_ns) {
+  uint32_t before = weft__wq_state(self);
+  wq_unlock(lock);
+  return wq_wait_unlocked(self, lock, q, n, deadline_ns, before);
 }
 
 /* The calling task (NULL on a plain thread); aborts on a worker outside any task. */
@@ -406,10 +413,14 @@ int weft_cond_wait(weft_cond_t *c, weft_mutex_t *m, uint64_t deadline_ns) {
   wq_node_init(&n, &w, NULL, 0);
   wq_lock(&c->lock);
   wq_push(&c->q, &n, false);
-  /* Unlocked while we hold c's lock: a notify after the unlock finds our node (no lost
-   * wake-up). Nesting is always c's lock, then m's. */
+  uint32_t before = weft__wq_state(self);
+  wq_unlock(&c->lock);
+  /* Unlocked once our node is queued: a notify after the unlock finds it (no lost wake-up),
+   * and a notify before it completes our word, which the wait then finds DONE. Not under c's
+   * lock: the unlock may wake a mutex waiter, and no wake-up runs under a queue's spinlock
+   * (waitq.h). */
   weft_mutex_unlock(m);
-  int err = weft__wq_wait(self, &c->lock, &c->q, &n, deadline_ns);
+  int err = wq_wait_unlocked(self, &c->lock, &c->q, &n, deadline_ns, before);
   mutex_relock(self, m);
   return err;
 }
