@@ -245,10 +245,9 @@ WEFT_EXTERN int weft_runtime_metrics(weft_runtime_t *rt, int worker, weft_metric
  *                   number); the handler only counts, the monitor thread dumps
  *   watchdog:MS     names on stderr a task that holds its worker more than MS milliseconds
  *                   without suspending (a blocking call in a task), once per such slice
- *   sites           the dump shows where each task was spawned ("spawned at fn+0xOFF
- *                   (file+0xOFF)": the caller of weft_spawn, weft_runtime_spawn or
- *                   weft_group_spawn; a function name needs -rdynamic or a shared object,
- *                   file+offset works with addr2line); costs a spawn one out-of-line call
+ *   sites           the dump shows where each task was spawned ("spawned at file+0xOFF",
+ *                   for addr2line: the caller of the API call that spawned it); costs a
+ *                   spawn one out-of-line call
  * Any of them starts one monitor thread per runtime; without WEFT_TRACE nothing runs. */
 WEFT_EXTERN int weft_runtime_dump(weft_runtime_t *rt, int fd);
 

@@ -198,10 +198,13 @@ struct weft_task {
    * thread (relaxed: a racy snapshot, said so in its output). */
   _Atomic uint8_t diag_state; /* see weft__task_waiting */
   _Atomic uint8_t wait_reason;
-  uint16_t spare16;
-  uint32_t spare;
-  /* Atomic (relaxed where written) only because a dump reads it from another thread. Its id
-   * block also dates it: a dump's "age" (lib/task.c, id births). */
+  uint16_t spare;
+  /* When it was spawned, for a dump's age: the spawning worker's last clock read
+   * (weft__worker_t.born_now) in units of 2^20 ns (~1 ms), modulo 2^32 (ages up to 52 days
+   * come out right). Here, in bytes the descriptor had spare, not in the slab-side area: one
+   * store in a line the spawn writes anyway. */
+  _Atomic uint32_t born;
+  /* Atomic (relaxed where written) only because a dump reads it from another thread. */
   _Atomic uint64_t id;
   /* The task's timer (sleep, await with a deadline), and its wait record: while it is
    * suspended on a join, fire is a join-wait marker (or the timed callback) and ctx the join. */
@@ -278,12 +281,17 @@ static inline void weft__wait_reason(struct weft_task *self, weft__wait_t reason
   atomic_store_explicit(&self->wait_reason, (uint8_t)reason, memory_order_relaxed);
 }
 
-/* Spawn's part: not started, so queued (relaxed: the spawn edge publishes it to the task's
- * workers; a dump reads it racily). The id and its block's birth time are task.c's. */
-static inline void weft__task_born(struct weft_task *t, uint64_t id) {
+/* A birth stamp's unit (see weft_task.born). */
+#define WEFT__BORN_SHIFT 20
+
+/* Spawn's part: not started, so queued, born at `born` (weft_task.born's units; relaxed: the
+ * spawn edge publishes them to the task's workers; a dump reads them racily). */
+static inline void weft__task_born(struct weft_task *t, uint64_t id, uint32_t born) {
   atomic_store_explicit(&t->id, id, memory_order_relaxed);
   weft__task_diag(t)->scope = NULL; /* no deadline scope: the spawn edge publishes it */
-  if (WEFT__DIAG) atomic_store_explicit(&t->diag_state, WEFT__AFTER_NOTHING, memory_order_relaxed);
+  if (!WEFT__DIAG) return;
+  atomic_store_explicit(&t->diag_state, WEFT__AFTER_NOTHING, memory_order_relaxed);
+  atomic_store_explicit(&t->born, born, memory_order_relaxed);
 }
 
 /* weft__suspend's part: the suspension's `after` itself, one store with no branch (relaxed:
@@ -319,30 +327,21 @@ static inline void *weft__task_result(const struct weft_task *t) {
  * weft__task_diag_t). */
 static inline const char *weft__task_name(struct weft_task *t) {
   weft__task_diag_t *d = weft__task_diag(t);
-  const char *name = atomic_load_explicit(&d->name, memory_order_relaxed);
-  return atomic_load_explicit(&d->name_id, memory_order_relaxed) ==
-                 atomic_load_explicit(&t->id, memory_order_relaxed)
-             ? name
-             : NULL;
+  uint64_t id = atomic_load_explicit(&t->id, memory_order_relaxed);
+  /* acquire: pairs with set_name's release of the id, so the name read is the one set with
+   * it or a later one */
+  if (atomic_load_explicit(&d->name_id, memory_order_acquire) != id) return NULL;
+  /* acquire, then the id again: a name from a later life's set_name (which zeroes the id
+   * before it stores the name, release) comes with that zero, so the check fails */
+  const char *name = atomic_load_explicit(&d->name, memory_order_acquire);
+  return atomic_load_explicit(&d->name_id, memory_order_relaxed) == id ? name : NULL;
 }
 
-/* Task ids and their births (lib/task.c, "Ids and their births"): blocks of WEFT__ID_BLOCK
- * ids, the times of the last WEFT__ID_BIRTHS blocks, and a worker's block given up once older
- * than WEFT__ID_BLOCK_AGE_NS at a clock re-read (picked: a dump's ages in ms). */
-#define WEFT__ID_BLOCK 1024
-#define WEFT__ID_BIRTHS 4096
-#define WEFT__ID_BLOCK_AGE_NS 1000000u
-int weft__task_ids_init(struct weft_runtime *rt);
-/* When the block of id was taken, 0 if the ring no longer knows. */
-uint64_t weft__task_birth_ns(struct weft_runtime *rt, uint64_t id);
-/* Takes a fresh block for w (its current one is used up or too old). */
-void weft__worker_id_block_take(struct weft__worker *w);
-/* The worker re-read its coarse clock: a block older than WEFT__ID_BLOCK_AGE_NS is given up,
- * so that the next spawn takes (and stamps) a fresh one. */
-static inline void weft__id_block_check(struct weft__worker *w);
 
-/* lib/task.c: weft_runtime_spawn with the spawn site to record (WEFT_TRACE=sites) given:
- * weft_group_spawn's caller, not weft_group_spawn. */
+/* lib/task.c: weft_runtime_spawn and weft_spawn with the spawn site to record
+ * (WEFT_TRACE=sites) given: for the API calls that spawn (groups, weft_gather_calls, weft_run),
+ * their caller's. */
+int weft__spawn_at(struct weft_task **task, weft_fn fn, void *arg, void *site);
 int weft__runtime_spawn_at(struct weft_runtime *rt, struct weft_task **task, weft_fn fn, void *arg,
                            void *site);
 /* lib/task.c: starts a task from the scheduler loop on a stack from the worker's cache. */
@@ -473,13 +472,10 @@ typedef struct weft__worker {
    * loop): the watchdog's and the dump's view (lib/trace.c). */
   _Atomic(struct weft_task *) running;
   uint64_t start_ns; /* written before the thread starts */
-  /* Spawn times for dumps without a clock read or a store per spawn (#14): a task's age is
-   * its id block's (lib/task.c, id births). coarse_ns is the coarse clock as the worker last
-   * read it (at the fairness tick and whenever it looks for work); id_block_ns when this
-   * worker's id block was taken: a block older than WEFT__ID_BLOCK_AGE_NS at a re-read is
-   * given up (weft__id_block_check). Owner-only. */
-  uint64_t coarse_ns;
-  uint64_t id_block_ns;
+  /* Spawn times for dumps without a clock read per spawn (6 ns each here: +12 % on fib 35):
+   * the clock as the worker last read it — at the fairness tick, whenever it looks for work,
+   * and at each new block of 1 024 task ids. Owner-only. */
+  uint32_t born_now; /* that read in weft_task.born's units (weft__worker_clock) */
   uint64_t chaos; /* chaos mode's PRNG state (xorshift64), 0: off. Owner-only. */
   /* weft_spawn's slow path is needed: chaos mode, or WEFT_TRACE=sites (one test on the fast
    * path for both). Set before the thread starts. */
@@ -492,9 +488,6 @@ typedef struct weft__worker {
   uintptr_t yring[WEFT__YRING];
 } weft__worker_t;
 
-static inline void weft__id_block_check(weft__worker_t *w) {
-  if (WEFT__UNLIKELY(w->coarse_ns - w->id_block_ns >= WEFT__ID_BLOCK_AGE_NS)) w->id_end = w->id_next;
-}
 
 static inline void weft__inline_begin(weft__worker_t *w, struct weft_task *awaiter,
                                       struct weft_task *t) {
@@ -515,6 +508,11 @@ static inline void weft__inline_end(weft__worker_t *w, struct weft_task *awaiter
   do {                                      \
     if (WEFT__DIAG) weft__stat_bump(counter); \
   } while (0)
+
+/* The worker read the clock: its spawns from now on are born at now_ns. */
+static inline void weft__worker_clock(weft__worker_t *w, uint64_t now_ns) {
+  w->born_now = (uint32_t)(now_ns >> WEFT__BORN_SHIFT);
+}
 
 /* Owner-written statistic: a plain increment made of relaxed atomics, so weft_runtime_stats
  * may read it from another thread (no locked instruction on the hot path). */
@@ -618,11 +616,7 @@ struct weft_runtime {
   size_t task_seen_total;      /* free_task_total as a scavenger last saw it ... */
   uint64_t task_seen_at;       /* ... and since when (weft_now_ns): a pass waits for quiet */
   _Atomic uint64_t foreign_spawns; /* spawns from threads that are not workers */
-  _Atomic uint64_t next_task_id;   /* the next block of ids: WEFT__ID_BLOCK at creation */
-  /* When each of the last WEFT__ID_BIRTHS id blocks was taken, for dumps' ages: a ring
-   * indexed by block number (lib/task.c, id births). */
-  _Atomic uint64_t *id_births;
-  uint64_t serial; /* this runtime's number in the process: foreign threads' id blocks */
+  _Atomic uint64_t next_task_id;   /* the next block of ids: 1 at creation */
   uint64_t created_ns;
   struct weft__trace *trace; /* the monitor thread, NULL when no tracing is on (lib/trace.c) */
   uint64_t chaos_seed;       /* 0: off (lib/worker.c, chaos mode) */

@@ -687,8 +687,8 @@ int weft_gather_calls(const weft_call_t *calls, size_t n, void **results) {
   /* Spawned in reverse so that the first call is the newest entry of our deque: the inline
    * pass (newest first) then runs them in argument order, A, B, C, as asyncio starts them. */
   while (first_spawned > 0 && !err) {
-    err = weft_spawn(&tasks[first_spawned - 1], calls[first_spawned - 1].fn,
-                     calls[first_spawned - 1].arg);
+    err = weft__spawn_at(&tasks[first_spawned - 1], calls[first_spawned - 1].fn,
+                         calls[first_spawned - 1].arg, __builtin_return_address(0));
     if (!err) first_spawned--;
   }
   if (err) { /* the ones spawned still run to their end before we report it: none unowned */

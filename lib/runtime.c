@@ -191,7 +191,7 @@ static int worker_init(struct weft_runtime *rt, weft__worker_t *w, int index) {
   w->rt = rt;
   w->index = index;
   w->start_ns = weft_now_ns();
-  w->coarse_ns = weft__coarse_now_ns();
+  weft__worker_clock(w, weft__coarse_now_ns());
   if (rt->chaos_seed) { /* splitmix64 of seed and index: never 0, distinct per worker */
     uint64_t z = rt->chaos_seed + 0x9e3779b97f4a7c15ull * (uint64_t)(index + 1);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -240,7 +240,6 @@ static void runtime_free(struct weft_runtime *rt, int initialized_workers) {
   if (rt->timer) weft__timer_destroy(rt->timer);
   weft__stack_pool_destroy(rt->stacks);
   weft__task_slabs_free(rt);
-  free(rt->id_births);
   pthread_mutex_destroy(&rt->idle_lock);
   pthread_mutex_destroy(&rt->task_lock);
   free(rt);
@@ -269,7 +268,7 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
   const char *trace = OPTION(opts, trace, NULL);
   if (!trace) trace = getenv("WEFT_TRACE");
   rt->spawn_sites = weft__trace_wants_sites(trace);
-  atomic_init(&rt->next_task_id, 0); /* the first block skips id 0 (lib/task.c) */
+  atomic_init(&rt->next_task_id, 1);
   uint64_t shutdown_ms = OPTION(opts, shutdown_timeout_ms, 0);
   if (!shutdown_ms) shutdown_ms = WEFT_SHUTDOWN_DEFAULT_MS;
   rt->shutdown_ns = shutdown_ms > UINT64_MAX / 1000000u ? UINT64_MAX : shutdown_ms * 1000000u;
@@ -284,8 +283,7 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
   weft__inject_init(rt);
   pthread_mutex_init(&rt->task_lock, NULL);
   rt->workers = aligned_alloc(WEFT__CACHELINE, sizeof(weft__worker_t) * (size_t)nworkers);
-  if (!rt->workers || weft__task_ids_init(rt) != 0 ||
-      weft__stack_pool_create(&rt->stacks, stack_bytes, guard_bytes) != 0 ||
+  if (!rt->workers || weft__stack_pool_create(&rt->stacks, stack_bytes, guard_bytes) != 0 ||
       weft__timer_create(&rt->timer) != 0) {
     runtime_free(rt, 0);
     return WEFT_ENOMEM;
@@ -392,7 +390,7 @@ int weft_run(const weft_options_t *opts, weft_fn main, void *arg, void **result)
   int err = weft_runtime_create(&rt, opts);
   if (err) return err;
   weft_task_t *t;
-  err = weft_runtime_spawn(rt, &t, main, arg);
+  err = weft__runtime_spawn_at(rt, &t, main, arg, __builtin_return_address(0));
   if (!err) err = weft_join(t, result);
   weft_runtime_destroy(rt);
   return err;

@@ -478,91 +478,24 @@ void weft__task_start(weft__worker_t *w, struct weft_task *t) {
 
 /* ---- Spawning ----------------------------------------------------------------------------- */
 
-/* ---- Ids and their births --------------------------------------------------------------- */
-
 /* Ids users see (task dumps, overflow reports) start at 1 and stay small: a worker takes them
- * in aligned blocks of WEFT__ID_BLOCK from the runtime's counter, so that a spawn costs no
- * shared atomic. Unique per runtime; in spawn order per worker.
- *
- * A dump's "age" of a task (#14) comes from its id, not from a time stored per spawn: whoever
- * takes a block stamps the coarse clock into rt->id_births[block % WEFT__ID_BIRTHS], and a
- * worker gives its block up when, at one of its clock re-reads (the fairness tick, a look for
- * work), the block is older than WEFT__ID_BLOCK_AGE_NS: so a block's stamp is never older than
- * the spawns in it by more than that or the re-read's lag, the precision the per-spawn store
- * had. Rejected: a born_ns per task (a store and an address computation per spawn, part of the
- * +9 % always-on diagnostics cost of session 4) and a clock read per spawn (6 ns here).
- * The price: tasks of a block that fell out of the ring (WEFT__ID_BIRTHS blocks later, 4·10^6
- * spawns at the least) show no age, and ids are sparser (a block given up leaves a gap).
- * Threads that are not workers keep a block of their own per thread (TLS, tagged with the
- * runtime's serial number), given up the same way. */
-enum { ID_STAMP_SHIFT = 16, ID_STAMP_BITS = 40, ID_TAG_BITS = 23 };
-#define ID_STAMP_VALID ((uint64_t)1 << 63)
+ * in blocks from the runtime's counter, so that a spawn costs no shared atomic; a thread that
+ * is not a worker takes one at a time. Unique per runtime; in spawn order per worker. */
+enum { TASK_ID_BLOCK = 1024 }; /* picked: one shared RMW per 1024 spawns, ids stay dense */
 
-int weft__task_ids_init(struct weft_runtime *rt) {
-  static _Atomic uint64_t serials;
-  /* relaxed: uniqueness comes from the RMW itself */
-  rt->serial = atomic_fetch_add_explicit(&serials, 1, memory_order_relaxed) + 1;
-  rt->id_births = calloc(WEFT__ID_BIRTHS, sizeof *rt->id_births);
-  return rt->id_births ? 0 : WEFT_ENOMEM;
-}
-
-/* The ring's word for a block taken at now_ns: valid | the block number's low bits (a tag
- * against a later block in the same place) | the time since the runtime's creation in 65.5 µs
- * units (40 bits: 2.2 years). */
-static uint64_t id_stamp(struct weft_runtime *rt, uint64_t block, uint64_t now_ns) {
-  uint64_t units = (now_ns > rt->created_ns ? now_ns - rt->created_ns : 0) >> ID_STAMP_SHIFT;
-  uint64_t tag = block & (((uint64_t)1 << ID_TAG_BITS) - 1);
-  return ID_STAMP_VALID | tag << ID_STAMP_BITS | (units & (((uint64_t)1 << ID_STAMP_BITS) - 1));
-}
-
-/* Takes a block of ids taken at now_ns; its first id (never 0). */
-static uint64_t id_block_take(struct weft_runtime *rt, uint64_t now_ns) {
+/* A new block, and a clock read for the spawn times (a task that spawns without ever
+ * suspending would otherwise stamp its children with the time its slice began). */
+static void __attribute__((noinline)) id_block_take(struct weft_runtime *rt, weft__worker_t *w) {
   /* relaxed: uniqueness comes from the RMW itself; ids order nothing */
-  uint64_t first = atomic_fetch_add_explicit(&rt->next_task_id, WEFT__ID_BLOCK, memory_order_relaxed);
-  uint64_t block = first / WEFT__ID_BLOCK;
-  /* relaxed: a dump's racy snapshot; a torn view is impossible (one word) and a stale one
-   * fails the tag check */
-  atomic_store_explicit(&rt->id_births[block % WEFT__ID_BIRTHS], id_stamp(rt, block, now_ns),
-                        memory_order_relaxed);
-  return first ? first : 1;
-}
-
-uint64_t weft__task_birth_ns(struct weft_runtime *rt, uint64_t id) {
-  uint64_t block = id / WEFT__ID_BLOCK;
-  /* relaxed: see id_block_take */
-  uint64_t stamp = atomic_load_explicit(&rt->id_births[block % WEFT__ID_BIRTHS], memory_order_relaxed);
-  if ((stamp & ~(((uint64_t)1 << ID_STAMP_BITS) - 1)) != (id_stamp(rt, block, 0) & ~(((uint64_t)1 << ID_STAMP_BITS) - 1)))
-    return 0;
-  return rt->created_ns + ((stamp & (((uint64_t)1 << ID_STAMP_BITS) - 1)) << ID_STAMP_SHIFT);
-}
-
-static __thread struct {
-  uint64_t serial, next, end, taken_ns;
-} foreign_ids;
-
-static uint64_t foreign_task_id(struct weft_runtime *rt) {
-  uint64_t now = weft__coarse_now_ns(); /* a foreign spawn takes the inject queue's path anyway */
-  if (foreign_ids.serial != rt->serial || foreign_ids.next == foreign_ids.end ||
-      now - foreign_ids.taken_ns >= WEFT__ID_BLOCK_AGE_NS) {
-    uint64_t first = id_block_take(rt, now);
-    foreign_ids.serial = rt->serial;
-    foreign_ids.next = first;
-    foreign_ids.end = (first / WEFT__ID_BLOCK + 1) * WEFT__ID_BLOCK;
-    foreign_ids.taken_ns = now;
-  }
-  return foreign_ids.next++;
-}
-
-void __attribute__((noinline)) weft__worker_id_block_take(weft__worker_t *w) {
-  uint64_t now = weft__coarse_now_ns();
-  w->id_next = id_block_take(w->rt, now);
-  w->id_end = (w->id_next / WEFT__ID_BLOCK + 1) * WEFT__ID_BLOCK;
-  w->id_block_ns = now;
+  w->id_next = atomic_fetch_add_explicit(&rt->next_task_id, TASK_ID_BLOCK, memory_order_relaxed);
+  w->id_end = w->id_next + TASK_ID_BLOCK;
+  weft__worker_clock(w, weft__coarse_now_ns());
 }
 
 static uint64_t next_task_id(struct weft_runtime *rt, weft__worker_t *w) {
-  if (!w) return foreign_task_id(rt);
-  if (WEFT__UNLIKELY(w->id_next == w->id_end)) weft__worker_id_block_take(w);
+  /* relaxed: as above */
+  if (!w) return atomic_fetch_add_explicit(&rt->next_task_id, 1, memory_order_relaxed);
+  if (WEFT__UNLIKELY(w->id_next == w->id_end)) id_block_take(rt, w);
   return w->id_next++;
 }
 
@@ -574,7 +507,7 @@ static inline __attribute__((always_inline)) void task_init(struct weft_runtime 
   /* relaxed, but atomic: a shutdown's cancel walk reads words of descriptors being reused;
    * the push that schedules the task publishes it. */
   atomic_store_explicit(&t->word, held ? 0 : WEFT__RELEASED, memory_order_relaxed);
-  atomic_store_explicit(&t->result_or_detail, 0, memory_order_relaxed); /* relaxed: see the field */
+  /* result_or_detail: set by the task's first wait or its completion; read by no one before */
   t->fn = fn;
   t->arg = arg;
   t->rt = rt;
@@ -584,11 +517,16 @@ static inline __attribute__((always_inline)) void task_init(struct weft_runtime 
   /* RUNNING (not waiting), no cancel, no shield. relaxed, and atomic: a shutdown's cancel
    * walk may touch a descriptor as it is reused. */
   atomic_store_explicit(&t->state, 0, memory_order_relaxed);
-  weft__task_born(t, next_task_id(rt, w));
-  if (w)
+  uint64_t id = next_task_id(rt, w); /* first: it may refresh w's clock */
+  uint32_t born;
+  if (w) {
     weft__stat_bump(&w->n_spawned);
-  else /* relaxed: a statistic */
+    born = w->born_now;
+  } else { /* relaxed: a statistic */
     atomic_fetch_add_explicit(&rt->foreign_spawns, 1, memory_order_relaxed);
+    born = (uint32_t)(weft__coarse_now_ns() >> WEFT__BORN_SHIFT);
+  }
+  weft__task_born(t, id, born);
   /* The spawn edge: what the spawner wrote before spawning happens before the task starts
    * (pairs with the acquire in weft__task_start/run_inline). Keyed on &t->fn, not t, which
    * is &t->word, the completion edge's key. */
@@ -680,6 +618,13 @@ int weft_spawn(weft_task_t **task, weft_fn fn, void *arg) {
   return spawn(w->rt, w, task, fn, arg);
 }
 
+int weft__spawn_at(weft_task_t **task, weft_fn fn, void *arg, void *site) {
+  weft__worker_t *w = weft__worker_self();
+  if (!w || !w->current) return WEFT_EPERM;
+  if (WEFT__UNLIKELY(w->spawn_hooks)) return spawn_hooked(w, task, fn, arg, site);
+  return spawn(w->rt, w, task, fn, arg);
+}
+
 int weft__runtime_spawn_at(weft_runtime_t *rt, weft_task_t **task, weft_fn fn, void *arg,
                            void *site) {
   if (!rt) return WEFT_EINVAL;
@@ -709,9 +654,12 @@ void weft_task_set_name(weft_task_t *t, const char *name) {
   weft__task_diag_t *d = weft__task_diag(t);
   /* relaxed: names order nothing; a dump that sees the id before the name shows a stale or
    * no name, as racy snapshots may */
-  atomic_store_explicit(&d->name, name, memory_order_relaxed);
+  /* The order weft__task_name's checks rely on: no name (no id is 0), the name (release:
+   * after the 0), then the id (release: after the name). */
+  atomic_store_explicit(&d->name_id, 0, memory_order_relaxed);
+  atomic_store_explicit(&d->name, name, memory_order_release);
   atomic_store_explicit(&d->name_id, atomic_load_explicit(&t->id, memory_order_relaxed),
-                        memory_order_relaxed);
+                        memory_order_release);
 }
 
 const char *weft_task_name(const weft_task_t *t) {

@@ -9,8 +9,7 @@
  * spawns from a worker's own free list take no lock, so descriptors change under it. It reads
  * only atomic fields, all relaxed (a racy snapshot, TSan-clean): a task's id, name, word (done
  * or not), state, wait reason and detail (the descriptor's diag_* fields and its
- * result_or_detail, see internal.h), and the birth time of its id block (lib/task.c: ages cost
- * no store per spawn). A line may mix two moments of one task (a reason from one wait, the
+ * result_or_detail, see internal.h), and its birth stamp. A line may mix two moments of one task (a reason from one wait, the
  * state from the next); the header says so. Why a task waits is recorded where it suspends,
  * one store pair per suspension point (Go's gopark reason), never reconstructed from wait
  * records: those live on the task's stack and are not atomic.
@@ -44,7 +43,7 @@
 #include "deque.h"
 #include "internal.h"
 
-#include <dlfcn.h> /* dladdr, in libc since glibc 2.34 (WEFT_TRACE=sites) */
+#include <link.h> /* dl_iterate_phdr (WEFT_TRACE=sites) */
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -119,10 +118,52 @@ static const char *const wait_text[WEFT__WAIT_KINDS] = {
     [WEFT__WAIT_CHANNEL] = "waiting on a channel",
     [WEFT__WAIT_LOCK] = "waiting for a lock",
     [WEFT__WAIT_FD] = "waiting on fd",
-    [WEFT__WAIT_CANCELLED] = "cancelled, waiting for its children",
+    [WEFT__WAIT_CANCELLED] = "cancelled, in its cleanup gather of",
     [WEFT__WAIT_FRAME] = "in weft_sync, waiting for a stolen frame",
     [WEFT__WAIT_INLINE] = "awaiting task",
 };
+
+
+/* WEFT_TRACE=sites: the loaded objects, read before the dump takes task_lock (the loader's
+ * lock must not nest inside it: a dlopen'ed constructor that spawns would take them in the
+ * other order), so that each site is found without a call into the loader. */
+enum { SITE_OBJECTS = 64 };
+typedef struct {
+  uintptr_t lo, hi, base; /* the object's PT_LOAD span, and its load bias (addr2line's base) */
+  char name[64];
+} site_object_t;
+typedef struct {
+  site_object_t obj[SITE_OBJECTS];
+  int n;
+} site_objects_t;
+
+static int collect_object(struct dl_phdr_info *info, size_t size, void *arg) {
+  (void)size;
+  site_objects_t *objs = arg;
+  if (objs->n == SITE_OBJECTS) return 1;
+  site_object_t *o = &objs->obj[objs->n];
+  o->lo = UINTPTR_MAX;
+  o->hi = 0;
+  o->base = info->dlpi_addr;
+  for (int k = 0; k < info->dlpi_phnum; k++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[k];
+    if (ph->p_type != PT_LOAD) continue;
+    uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+    if (lo < o->lo) o->lo = lo;
+    if (lo + ph->p_memsz > o->hi) o->hi = lo + ph->p_memsz;
+  }
+  const char *path = info->dlpi_name;
+  char exe[256];
+  if (!path || !*path) { /* the program itself */
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = 0;
+    path = n > 0 ? exe : "the program";
+  }
+  const char *slash = strrchr(path, '/');
+  snprintf(o->name, sizeof o->name, "%.63s", slash ? slash + 1 : path); /* cut: a dump's text */
+  if (o->lo < o->hi) objs->n++;
+  return 0;
+}
 
 typedef struct {
   struct weft_runtime *rt;
@@ -130,21 +171,22 @@ typedef struct {
   uint64_t now, coarse_now;
   size_t count;
   struct weft_task **running; /* each worker's `running`, read once at the dump's start */
+  const site_objects_t *objects; /* WEFT_TRACE=sites: the loaded objects, else NULL */
 } dump_ctx_t;
 
-/* WEFT_TRACE=sites: " spawned at fn+0xOFF (file+0xOFF)", as much of it as dladdr knows. */
-static void put_site(line_t *l, void *site) {
-  Dl_info info;
-  if (!site || !dladdr(site, &info) || !info.dli_fname) {
-    put(l, site ? ", spawned at %p" : ", spawned by weft (a frame's runner)", site);
+/* ", spawned at file+0xOFF" (addr2line -e file 0xOFF names the line). */
+static void put_site(line_t *l, const site_objects_t *objs, void *site) {
+  uintptr_t a = (uintptr_t)site;
+  if (!site) {
+    put(l, ", spawned by weft (a stolen frame's task)");
     return;
   }
-  const char *file = strrchr(info.dli_fname, '/') ? strrchr(info.dli_fname, '/') + 1 : info.dli_fname;
-  if (info.dli_sname)
-    put(l, ", spawned at %.64s+%#tx", info.dli_sname, (char *)site - (char *)info.dli_saddr);
-  else
-    put(l, ", spawned at");
-  put(l, " (%.64s+%#tx)", file, (char *)site - (char *)info.dli_fbase);
+  for (int k = 0; objs && k < objs->n; k++)
+    if (a >= objs->obj[k].lo && a < objs->obj[k].hi) {
+      put(l, ", spawned at %s+%#" PRIxPTR, objs->obj[k].name, a - objs->obj[k].base);
+      return;
+    }
+  put(l, ", spawned at %p", site);
 }
 
 /* The worker whose slice is t's in the dump's snapshot, or -1. */
@@ -162,7 +204,7 @@ static void dump_task(struct weft_task *t, void *arg) {
   uintptr_t word = atomic_load_explicit(&t->word, memory_order_relaxed);
   uint32_t why = atomic_load_explicit(&t->wait_reason, memory_order_relaxed);
   uint64_t detail = atomic_load_explicit(&t->result_or_detail, memory_order_relaxed);
-  uint64_t born = weft__task_birth_ns(d->rt, id);
+  uint32_t born = atomic_load_explicit(&t->born, memory_order_relaxed);
   line_t l = {.n = 0};
   put(&l, "  task %" PRIu64, id);
   if (name) put(&l, " \"%.64s\"", name);
@@ -182,7 +224,7 @@ static void dump_task(struct weft_task *t, void *arg) {
       put(&l, " %" PRIu64, detail);
       break;
     case WEFT__WAIT_CANCELLED:
-      put(&l, " (%" PRIu64 ")", detail);
+      put(&l, " %" PRIu64, detail);
       break;
     case WEFT__WAIT_SLEEP:
       if (detail > d->now) put(&l, " +%.3f ms", ms(detail - d->now));
@@ -202,21 +244,34 @@ static void dump_task(struct weft_task *t, void *arg) {
   } else {
     put(&l, "queued");
   }
-  if (d->rt->spawn_sites) put_site(&l, atomic_load_explicit(&weft__task_diag(t)->site, memory_order_relaxed));
-  if (born) put(&l, ", age %.3f ms", ms(d->coarse_now > born ? d->coarse_now - born : 0));
-  else put(&l, ", age unknown (spawned %u id blocks ago or more)", (unsigned)WEFT__ID_BIRTHS);
+  if (d->rt->spawn_sites)
+    put_site(&l, d->objects, atomic_load_explicit(&weft__task_diag(t)->site, memory_order_relaxed));
+  /* modulo 2^32 units: right for ages up to 52 days */
+  uint32_t age = (uint32_t)(d->coarse_now >> WEFT__BORN_SHIFT) - born;
+  put(&l, ", age %.0f ms", ms((uint64_t)(age > UINT32_MAX / 2 ? 0 : age) << WEFT__BORN_SHIFT));
   emit(d->fd, &l);
   d->count++;
 }
 
 int weft_runtime_dump(weft_runtime_t *rt, int fd) {
   if (!rt || fd < 0) return WEFT_EINVAL;
-  struct weft_task *running[WEFT_WORKERS_MAX];
+  /* On the heap: a task may call this on its 64 KiB stack. */
+  struct weft_task **running = malloc(sizeof *running * (size_t)rt->nworkers);
+  site_objects_t *objects = rt->spawn_sites ? malloc(sizeof *objects) : NULL;
+  if (!running || (rt->spawn_sites && !objects)) {
+    free(running);
+    free(objects);
+    return WEFT_ENOMEM;
+  }
   /* acquire: pairs with run_entry's release (the descriptor's making happens before) */
   for (int i = 0; i < rt->nworkers; i++)
     running[i] = atomic_load_explicit(&rt->workers[i].running, memory_order_acquire);
+  if (objects) {
+    objects->n = 0;
+    dl_iterate_phdr(collect_object, objects); /* before task_lock: see site_objects_t */
+  }
   dump_ctx_t d = {.rt = rt, .fd = fd, .now = weft_now_ns(), .coarse_now = weft__coarse_now_ns(),
-                  .running = running};
+                  .running = running, .objects = objects};
   line_t l = {.n = 0};
   put(&l, "weft dump: %d workers, uptime %.3f ms (tasks run on while it is taken)", rt->nworkers,
       ms(d.now - rt->created_ns));
@@ -224,6 +279,8 @@ int weft_runtime_dump(weft_runtime_t *rt, int fd) {
   weft__tasks_visit(rt, dump_task, &d);
   put(&l, "weft dump end: %zu tasks", d.count);
   emit(fd, &l);
+  free(running);
+  free(objects);
   return 0;
 }
 
@@ -275,9 +332,9 @@ static void watchdog(struct weft__trace *tr, uint64_t now) {
     uint64_t id = atomic_load_explicit(&t->id, memory_order_relaxed);
     const char *name = weft__task_name(t);
     line_t l = {.n = 0};
-    put(&l, "weft watchdog: task %" PRIu64 " \"%.64s\" has held worker %d for %.0f ms without "
-            "suspending (a blocking call in a task?)",
-        id, name ? name : "(unnamed)", i, ms(now - s->since));
+    put(&l, "weft watchdog: worker %d has run one slice for %.0f ms without suspending, now in "
+            "task %" PRIu64 " \"%.64s\" (a blocking call in a task?)",
+        i, ms(now - s->since), id, name ? name : "(unnamed)");
     emit(STDERR_FILENO, &l);
   }
 }
@@ -415,6 +472,11 @@ int weft__trace_start(struct weft_runtime *rt, const char *spec) {
     tr->seen_dumps = atomic_load_explicit(&dump_requests, memory_order_relaxed);
   }
   atomic_init(&tr->stop, 0);
+  if (!err && !tr->sched_ns && !tr->watch_ns && !tr->dump_signal) { /* `sites` alone: no thread */
+    free(tr->watch);
+    free(tr);
+    return 0;
+  }
   if (!err && pthread_create(&tr->thread, NULL, monitor, tr) != 0) err = WEFT_EAGAIN;
   if (err) {
     free(tr->watch);

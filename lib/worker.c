@@ -347,9 +347,9 @@ static uintptr_t local_work(weft__worker_t *w) {
   uintptr_t e;
   if (WEFT__UNLIKELY(w->chaos)) return chaos_local_work(w);
   if (WEFT__UNLIKELY(tick_next(w) % FAIRNESS_TICKS == 0)) {
-    w->coarse_ns = weft_now_ns(); /* read anyway: it refreshes spawn ages too */
-    weft__id_block_check(w);
-    weft__timer_poll(w->rt->timer, w->coarse_ns, &w->n_fired); /* busy workers fire timers too */
+    uint64_t now = weft_now_ns(); /* read anyway: it refreshes spawn ages too */
+    weft__worker_clock(w, now);
+    weft__timer_poll(w->rt->timer, now, &w->n_fired); /* busy workers fire timers too */
     if (weft__poll_active(w->rt)) weft__poll_tick(w); /* and poll fds, without blocking */
     if ((e = take_injected(w)) || (e = take_own_yielded(w))) return e;
   }
@@ -459,8 +459,7 @@ static uintptr_t find_work(weft__worker_t *w) {
   struct weft_runtime *rt = w->rt;
   uintptr_t e = local_work(w);
   if (WEFT__LIKELY(e)) return e;
-  w->coarse_ns = weft__coarse_now_ns(); /* out of local work: spawn ages restart from here */
-  weft__id_block_check(w);
+  weft__worker_clock(w, weft__coarse_now_ns()); /* out of local work: ages restart from here */
   bool spinning = false;
   for (;;) {
     if (!spinning) {
