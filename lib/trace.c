@@ -20,7 +20,7 @@
  * INLINE reason, set and cleared around the inline run); running on worker N (it is N's
  * `running`); waiting (its last suspension parked it); else queued. Rejected: a state and
  * worker stored per slice and per inline await (session 4: +9 % instructions on fib and
- * skynet, #14's "always on" missed; now +2 %).
+ * skynet, #14's "always on" missed; now +2–3 %, bench/README.md).
  *
  * The watchdog samples each worker's (tick, running) pair every threshold/4: the tick moves
  * once per slice (each look for work), so a worker whose tick has not moved while a task runs
