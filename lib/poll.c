@@ -350,9 +350,29 @@ int weft__poll_dir_notify(weft__poll_dir_t *d, bool hup) {
   return n;
 }
 
+/* Starts the batch's cache misses together instead of one after another: with a thousand
+ * connections the descriptors and the waiters' nodes (on their tasks' stacks) are cold, and
+ * the profile of the echo server put most of weft__poll_dir_notify's time on the load of the
+ * node (perf annotate). Two passes: the descriptors' read words, then the nodes they hold.
+ * A prefetch never faults, and the word is read atomically; nothing else is touched, since
+ * a node may be unlinked and its stack reused until the completion holds BUSY. */
+static void prefetch_batch(struct weft__poller *p, const weft__poll_event_t *ev, int n) {
+  for (int i = 0; i < n; i++) {
+    weft__sock_t *s = lookup(p, (uint32_t)ev[i].tag);
+    if (s) __builtin_prefetch(&s->rd, 1); /* written: edges and the word */
+  }
+  for (int i = 0; i < n; i++) {
+    weft__sock_t *s = lookup(p, (uint32_t)ev[i].tag);
+    /* relaxed: only an address to prefetch; dispatch's notify reads the word for real */
+    uintptr_t word = s ? atomic_load_explicit(&s->rd.word, memory_order_relaxed) : 0;
+    if (word & ~WEFT__WORD_FLAGS) __builtin_prefetch((void *)(word & ~WEFT__WORD_FLAGS), 0);
+  }
+}
+
 /* Hands the events to their descriptors; returns how many were for live registrations and
  * adds the waiters woken to *woken. */
 static int dispatch(struct weft__poller *p, const weft__poll_event_t *ev, int n, int *woken) {
+  prefetch_batch(p, ev, n);
   int live = 0;
   for (int i = 0; i < n; i++) {
     weft__sock_t *s = lookup(p, (uint32_t)ev[i].tag);
