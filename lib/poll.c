@@ -492,6 +492,27 @@ void weft__poll_woke(struct weft_runtime *rt, weft__worker_t *w) {
   if ((owner & OWNER_BLOCKS) && (!w || owner == ((uintptr_t)w | OWNER_BLOCKS))) poll_break(p);
 }
 
+#ifdef WEFT_FAULTS
+/* Test-only (the weft_testing library): takes the poller's try-lock as a busy worker's
+ * non-blocking poll holds it (breaking a worker blocked in it, until the lock is won), or
+ * lets it go. test_io holds it while an idle worker comes to block in the poller. */
+void weft__poll_test_hold(struct weft_runtime *rt, bool hold) {
+  struct weft__poller *p = poller_of(rt);
+  if (!hold) {
+    atomic_store_explicit(&p->owner, 0, memory_order_release); /* release: as poll_once */
+    return;
+  }
+  for (;;) {
+    uintptr_t holder = 0;
+    /* seq_cst: as try_own; (uintptr_t)p: any aligned non-NULL value, without OWNER_BLOCKS */
+    if (atomic_compare_exchange_strong_explicit(&p->owner, &holder, (uintptr_t)p,
+                                                memory_order_seq_cst, memory_order_relaxed))
+      return;
+    if (holder & OWNER_BLOCKS) poll_break(p);
+  }
+}
+#endif
+
 void weft__poller_destroy(struct weft_runtime *rt) {
   struct weft__poller *p = poller_of(rt);
   if (!p) return;

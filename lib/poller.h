@@ -53,6 +53,10 @@ void weft__poll_unregister(struct weft__poller *p, weft__sock_t *s, bool close_f
 /* An edge (or a close) on one direction: bumps edges (setting WEFT__EDGE_HUP first if hup)
  * and completes its word; returns the number of waiters it woke (0 or 1). */
 int weft__poll_dir_notify(weft__poll_dir_t *d, bool hup);
+#ifdef WEFT_FAULTS
+/* Test-only: hold the poller's try-lock as a busy worker's poll does (true), or release it. */
+void weft__poll_test_hold(struct weft_runtime *rt, bool hold);
+#endif
 /* Runtime destroy's step: closes every fd still registered, frees the table and the poller. */
 void weft__poller_destroy(struct weft_runtime *rt);
 

@@ -7,6 +7,7 @@
  * its idle threads leaving after the keep-alive. */
 #include "support.h"
 #include "../lib/internal.h" /* a task's wait state: the tests wait for "waiting on fd" */
+#include "../lib/poller.h"   /* weft__poll_test_hold (the weft_testing library) */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -511,6 +512,41 @@ Test(io, cancel_during_accept_read_and_write) {
   OK(weft_sock_close(ww.s));
   close(peer_r);
   close(peer_w);
+  OK(weft_runtime_destroy(rt));
+}
+
+/* ---- The poller's try-lock (#12's review): an idle worker that finds it held by a busy
+ * worker's non-blocking poll must still come to wait in epoll ------------------------------- */
+
+Test(io, an_idle_worker_that_finds_the_poller_held_by_a_busy_poll_still_waits_in_it) {
+  weft_runtime_t *rt = test_runtime(1); /* its one worker is the only one that can poll */
+  waiter_t w = {0};
+  int peer;
+  socket_pair(rt, &w.s, &peer);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, blocked_read, &w));
+  wait_until_fd_wait(t);
+  /* Held as a busy worker's poll holds it: the idle worker, broken out of its epoll wait,
+   * finds the lock taken. Before the fix it then slept on its futex and nobody waited in
+   * epoll. The pause only gives it time to get there (should it not, the test passes without
+   * having tested: it cannot fail falsely). */
+  weft__poll_test_hold(rt, true);
+  struct timespec pause = {.tv_nsec = 50 * 1000 * 1000};
+  nanosleep(&pause, NULL);
+  cr_assert_eq(write(peer, "x", 1), 1);
+  uint64_t released = weft_now_ns();
+  weft__poll_test_hold(rt, false);
+  /* Timing is the feature here: the worker blocks in epoll once the lock is free and finds
+   * the byte at once; asleep on its futex it would wake at its next deadline only (none, or
+   * the scavenger's, up to ~1 s). The bound is generous for sanitizers and a loaded machine. */
+  int err = weft_await_until(t, released + 5 * SEC_NS, NULL);
+  uint64_t took_ms = (weft_now_ns() - released) / 1000000u;
+  cr_assert_eq(err, 0, "the byte was not read within 5 s: nobody waited in epoll");
+  cr_assert_lt(took_ms, 400, "the byte waited %llu ms for a poller", (unsigned long long)took_ms);
+  OK(weft_join(t, NULL));
+  cr_assert_eq(w.result, 1);
+  OK(weft_sock_close(w.s));
+  close(peer);
   OK(weft_runtime_destroy(rt));
 }
 
