@@ -172,6 +172,7 @@ static void *run(void *arg) {
 }
 
 static uint64_t percentile(const uint64_t *hist, uint64_t total, double q) {
+  if (!total) return 0;
   uint64_t want = (uint64_t)(q * (double)total), seen = 0;
   for (int us = 0; us <= HIST_US; us++) {
     seen += hist[us];
@@ -226,6 +227,7 @@ int main(int argc, char **argv) {
   }
   double secs = (double)(now_ns() - start_ns) / 1e9;
   if (secs > seconds) secs = seconds; /* the window replies were counted in */
+  if (secs <= 0) secs = 1e-9;
   uint64_t max = 0;
   for (int us = 0; us <= HIST_US; us++)
     if (hist[us]) max = (uint64_t)us;
