@@ -3,19 +3,27 @@
 
   http  HTTP/1.1 "hello" keep-alive under wrk -c100 (--latency: p99): examples/http_server vs
         Go net/http (bench/peers/go-net) vs bench/peers/epoll_http.c (2 threads, no parser);
-  echo  ping-pong of 64-byte messages over 1000 connections, driven by examples/echo_client
-        (the same client for every server): examples/echo_server vs Go's goroutine-per-conn and
-        Tokio's task-per-conn (bench/peers/tokio-net, built offline from Debian's crates);
+  echo  ping-pong of 64-byte messages over 1000 connections, each with one message in flight,
+        driven by bench/peers/echo_load.c (plain C and epoll, no weft: the same lean client for
+        every server; msgs/s and p99 round trip): examples/echo_server vs Go's
+        goroutine-per-conn and Tokio's task-per-conn (bench/peers/tokio-net, built offline from
+        Debian's crates);
   idle  10 000 idle keep-alive connections (each sent one request and got its answer): the
         server's RSS growth per connection, weft vs Go.
 
 Every server gets the same parallelism: WEFT_WORKERS / GOMAXPROCS / epoll threads = --workers.
 Cores: by default nothing is pinned and the load tool shares the machine's CPUs with the server
-(on the 2-vCPU VM: both); --pin puts the server on CPU 0 and the load tool on CPU 1 (taskset),
-with --workers 1. Rounds alternate the servers (A B C A B C ...), medians are reported.
+(on the 2-vCPU VM: both; echo_load then runs --workers threads); --pin puts the server on CPU 0
+and the load tool on CPU 1 (taskset), with --workers 1 and one load thread: the fairest
+comparison on 2 vCPUs. Rounds alternate the servers (A B C A B C ...), medians are reported.
+
+Peers are built into <build>/bench-peers from a fresh build dir too: Go offline (GOPROXY=off,
+its caches in the build dir), Tokio from a copy of its sources under the build dir against
+Debian's crates (as bench/compare.py does), every path absolute. A server that exits or does
+not listen is reported with its exit status and the tail of its stderr.
 
 usage: bench/servers.py [--build build/release] [--rounds 3] [--duration 5] [--pin]
-                        [--only http,echo,idle] [--workers 2]
+                        [--only http,echo,idle] [--workers 2] [--conns 1000]
 Needs wrk (scripts/deps.sh bench) for http; a missing wrk skips that part with a message.
 """
 import argparse
@@ -27,6 +35,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,22 +52,38 @@ class Server:
 
     def __init__(self, argv, env, pin):
         self.port = free_port()
-        argv = [a.replace("PORT", str(self.port)) for a in argv]
+        self.argv = [a.replace("PORT", str(self.port)) for a in argv]
+        if not os.access(self.argv[0], os.X_OK):
+            raise RuntimeError(f"server binary missing: {self.argv[0]}")
         if pin:
-            argv = ["taskset", "-c", "0"] + argv
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     env={**os.environ, **env}, text=True)
-        self.proc.stdout.readline()  # every server prints one line once it listens
-        self.wait_listening()
+            self.argv = ["taskset", "-c", "0"] + self.argv
+        self.err = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=self.err,
+                                     env={**os.environ, **env})
+        try:
+            self.wait_listening()
+        except RuntimeError:
+            self.stop()
+            raise
 
     def wait_listening(self):
-        for _ in range(200):
+        """Connects until the port answers (every server listens before it serves); fails at
+        once if the process exits, after 10 s if it never listens."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited ({self.proc.returncode}): {self.describe()}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return
             except OSError:
                 time.sleep(0.01)
-        raise RuntimeError("server did not listen")
+        raise RuntimeError(f"server did not listen within 10 s: {self.describe()}")
+
+    def describe(self):
+        self.err.seek(0)
+        tail = self.err.read()[-400:].decode(errors="replace").strip()
+        return f"{' '.join(self.argv)}; stderr: {tail or '(empty)'}"
 
     def rss_kb(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -68,35 +93,67 @@ class Server:
         return 0
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.err.close()
+
+
+def find_tool(name):
+    """name on PATH, or in ~/.cargo/bin for cargo (rustup's place, which bench/compare.py adds)."""
+    found = shutil.which(name)
+    if not found and name == "cargo":
+        home = os.path.expanduser("~/.cargo/bin/cargo")
+        found = home if os.access(home, os.X_OK) else None
+    return found
 
 
 def build_peers(build):
+    """Builds the peers into <build>/bench-peers. Every path is absolute: go and cargo run in
+    the peers' source directories, where a relative output path would land in the source tree
+    (bench/peers/go-net/build/...) and the binary looked for would not exist."""
     out = os.path.join(build, "bench-peers")
     os.makedirs(out, exist_ok=True)
     epoll = os.path.join(out, "epoll_http")
     subprocess.run(["cc", "-O2", "-pthread", "-o", epoll,
                     os.path.join(ROOT, "bench/peers/epoll_http.c")], check=True)
     go = os.path.join(out, "go-net")
-    if shutil.which("go"):
-        subprocess.run(["go", "build", "-o", go, "."], cwd=os.path.join(ROOT, "bench/peers/go-net"),
-                       check=True, env={**os.environ, "GOFLAGS": "-mod=mod"})
+    gotool = find_tool("go")
+    if gotool:  # offline, as bench/compare.py: caches in the build dir, no module proxy
+        env = {**os.environ, "GOCACHE": os.path.join(out, "go/cache"),
+               "GOPATH": os.path.join(out, "go/path"), "GOFLAGS": "-mod=mod", "GOPROXY": "off",
+               "GOSUMDB": "off", "GOTOOLCHAIN": "local"}
+        r = subprocess.run([gotool, "build", "-o", go, "."], capture_output=True, text=True,
+                           cwd=os.path.join(ROOT, "bench/peers/go-net"), env=env)
+        if r.returncode != 0 or not os.access(go, os.X_OK):
+            print(f"go: build failed, skipped: {r.stderr.strip()[-400:]}")
+            go = None
     else:
+        print("go: not found, skipped")
         go = None
     tokio = None
-    if shutil.which("cargo"):  # offline, Debian's crates only (bench/peers/tokio-net/.cargo)
+    cargo = find_tool("cargo")
+    if cargo:  # offline, Debian's crates only (bench/peers/tokio-net/.cargo), from a copy so
+        # that Cargo.lock never lands in the source tree
+        src = os.path.join(out, "tokio-net-src")
+        shutil.rmtree(src, ignore_errors=True)
+        os.makedirs(src)
+        shutil.copy(os.path.join(ROOT, "bench/peers/tokio-net/Cargo.toml"), src)
+        for d in ("src", ".cargo"):
+            shutil.copytree(os.path.join(ROOT, "bench/peers/tokio-net", d), os.path.join(src, d))
         target = os.path.join(out, "tokio-net-target")
-        r = subprocess.run(["cargo", "build", "--offline", "--release", "--target-dir", target],
-                           cwd=os.path.join(ROOT, "bench/peers/tokio-net"), capture_output=True)
-        if r.returncode == 0:
-            tokio = os.path.join(target, "release", "tokio-net-peer")
-        else:
-            print("tokio: build failed (librust-tokio-dev?): skipped")
+        r = subprocess.run([cargo, "build", "--offline", "--release", "--target-dir", target],
+                           cwd=src, capture_output=True, text=True)
+        tokio = os.path.join(target, "release", "tokio-net-peer")
+        if r.returncode != 0 or not os.access(tokio, os.X_OK):
+            print(f"tokio: build failed (librust-tokio-dev?), skipped: {r.stderr.strip()[-400:]}")
+            tokio = None
+    else:
+        print("tokio: cargo not found, skipped")
     return epoll, go, tokio
 
 
@@ -130,23 +187,31 @@ def bench_http(opts, servers):
     return res
 
 
+def echo_load(client, port, opts):
+    """One echo_load run against port: (msgs/s, p99 µs)."""
+    threads = 1 if opts.pin else opts.workers
+    cmd = [client, str(port), str(opts.conns), str(opts.duration), str(threads)]
+    if opts.pin:
+        cmd = ["taskset", "-c", "1"] + cmd
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=opts.duration + 120)
+    m = re.search(r"([\d.]+) msgs/s, p50 (\d+) us, p99 (\d+) us", r.stdout)
+    if r.returncode != 0 or not m:
+        raise RuntimeError(f"echo_load failed ({r.returncode}): {r.stdout.strip()} "
+                           f"{r.stderr.strip()}")
+    return float(m.group(1)), float(m.group(3))
+
+
 def bench_echo(opts, servers, client):
     res = {name: [] for name in servers}
     for r in range(opts.rounds):
         for name, (argv, env) in servers.items():
             s = Server(argv, env, opts.pin)
             try:
-                cmd = [client, "127.0.0.1", str(s.port), "1000", str(opts.duration), "64"]
-                if opts.pin:
-                    cmd = ["taskset", "-c", "1"] + cmd
-                out = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
-                                     env={**os.environ, "WEFT_WORKERS": str(opts.workers)}).stdout
-                m = re.search(r"([\d.]+) msgs/s", out)
-                v = float(m.group(1)) if m else 0.0
+                v, p99 = echo_load(client, s.port, opts)
             finally:
                 s.stop()
-            res[name].append(v)
-            print(f"echo round {r + 1} {name}: {v:,.0f} msgs/s", flush=True)
+            res[name].append((v, p99))
+            print(f"echo round {r + 1} {name}: {v:,.0f} msgs/s p99 {p99:,.0f} us", flush=True)
     return res
 
 
@@ -195,8 +260,10 @@ def main():
     p.add_argument("--duration", type=int, default=5)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--pin", action="store_true")
+    p.add_argument("--conns", type=int, default=1000, help="echo connections")
     p.add_argument("--only", default="http,echo,idle")
     opts = p.parse_args()
+    opts.build = os.path.abspath(opts.build)  # go and cargo run elsewhere (build_peers)
     if opts.pin:
         opts.workers = 1
     ex = os.path.join(opts.build, "examples")
@@ -225,13 +292,16 @@ def main():
             servers["go"] = ([go, "echo", "PORT"], genv)
         if tokio:
             servers["tokio"] = ([tokio, "echo", "PORT"], {"TOKIO_WORKERS": str(opts.workers)})
-        res = bench_echo(opts, servers, os.path.join(ex, "echo_client"))
-        med = {k: statistics.median(v) for k, v in res.items()}
+        res = bench_echo(opts, servers, os.path.join(opts.build, "bench", "echo_load"))
+        med = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
+               for k, v in res.items()}
         report.append("")
-        report.append("| echo, 1000 conns, 64 B | msgs/s (median) | weft / it |")
-        report.append("|---|---|---|")
-        for k, v in med.items():
-            report.append(f"| {k} | {v:,.0f} | {med['weft'] / v if v else 0:.2f}× |")
+        report.append(f"| echo, {opts.conns} conns, 64 B | msgs/s (median) | p99 (median) "
+                      "| weft / it |")
+        report.append("|---|---|---|---|")
+        for k, (v, p99) in med.items():
+            report.append(f"| {k} | {v:,.0f} | {p99:,.0f} µs | "
+                          f"{med['weft'][0] / v if v else 0:.2f}× |")
     if "idle" in parts:
         servers = {"weft": ([os.path.join(ex, "http_server"), "PORT"], wenv)}
         if go:

@@ -6,14 +6,36 @@
  * a completion word (lib/join.c's weft__await_word_until), so a fd wait has a deadline, is
  * cancellable, appears in dumps (WEFT__WAIT_FD) and is taken apart by destroy like any other.
  * The protocol with the poller (lib/poll.c, weft__poll_dir_notify), per direction:
- *   poller: ready := 1 (seq_cst); complete(word) — DONE, and the waiter (if linked) woken.
- *   waiter: reset word DONE → 0 (acq_rel CAS, after the completer's BUSY is gone);
- *           if exchange(ready, 0) (seq_cst) was 1: retry the call now;
+ *   poller: edges += 1; complete(word) — DONE, and the waiter (if linked) woken.
+ *   waiter: seen := edges, read before the call that said "not now" (EAGAIN, or a short read);
+ *           reset word DONE → 0 (acq_rel CAS, after the completer's BUSY is gone);
+ *           if edges != seen: retry the call now;
  *           else await the word (returns at once if a completion made it DONE meanwhile).
- * No lost edge: if the waiter's exchange reads 0, the poller's store comes after it, so its
- * completion comes after the waiter's reset in the word's order and is seen by the await. One
- * waiter per direction (`owner`): a second gets WEFT_EBUSY (libdill's EEXIST) rather than a
- * queue — a connection has one reader task and one writer task in every server this serves.
+ * No lost edge: what arrives after the call looked at the kernel's queue raises an edge whose
+ * bump comes after the call (the kernel's socket lock orders the arrival after the look, the
+ * epoll callback and epoll_wait's harvest order the bump after the arrival), and so after the
+ * read of `seen` in the count's order. Either that bump's completion is acquired by the reset,
+ * and the waiter sees edges != seen, or it comes after the reset in the word's order and the
+ * await sees it. One waiter per direction (`owner`): a second gets WEFT_EBUSY (libdill's EEXIST)
+ * rather than a queue — a connection has one reader task and one writer task in every server
+ * this serves.
+ *
+ * Short reads (Tokio's PollEvented::poll_read does the same): on a TCP socket, a read that
+ * returns less than it was asked for emptied the receive queue, so the next read would answer
+ * EAGAIN. The socket remembers the `seen` of that read (rd_drained), and the next read goes
+ * straight to the wait with it: the same argument holds, with the short read as the call that
+ * looked. That saves one system call per message in a request/response exchange (the echo
+ * benchmark's read → write → read-EAGAIN became read → write, measured in bench/README.md).
+ * Only TCP (SO_DOMAIN AF_INET/AF_INET6, SOCK_STREAM): a datagram read returns one datagram of
+ * several, a Unix stream read stops between messages with different credentials or fds, a tty
+ * at a line. A short read that reached the peer's end of stream leaves it behind (the next read
+ * answers 0 at once, and no edge will come): the poller marks a hang-up in `edges` for good
+ * (WEFT__EDGE_HUP, Tokio's sticky READ_CLOSED), and a `seen` with the mark is no witness. Any
+ * other short read's `seen` is a valid witness, so two readers racing on the field cannot make
+ * it wrong; a full read, an EOF or an error clears it. A read with a deadline that
+ * has passed does not use it (a deadline of "now" is a poll: it must ask the kernel). Known
+ * limit, as in Tokio: TCP urgent data (MSG_OOB) stops a read at its mark with data behind it;
+ * weft does not support urgent data (that data waits for the next arrival).
  *
  * Closing a socket another task waits on (Photon#925, Go's fdMutex): `refs` counts the
  * operations in progress (2 each) and holds CLOSING. weft_sock_close sets CLOSING and notifies
@@ -87,8 +109,8 @@ int weft_sock_close(weft_sock_t *s) {
     sock_unref(s);
     return WEFT_EBADF; /* a second close */
   }
-  weft__poll_dir_notify(&s->rd);
-  weft__poll_dir_notify(&s->wr);
+  weft__poll_dir_notify(&s->rd, false);
+  weft__poll_dir_notify(&s->wr, false);
   sock_unref(s);
   return 0;
 }
@@ -106,7 +128,7 @@ static void word_reset(_Atomic uintptr_t *word) {
       s = atomic_load_explicit(word, memory_order_acquire);
       continue;
     }
-    /* acq_rel: acquire the completer's release (and so the ready flag it set before) */
+    /* acq_rel: acquire the completer's release (and so the edge bump made before it) */
     if (atomic_compare_exchange_weak_explicit(word, &s, 0, memory_order_acq_rel,
                                               memory_order_acquire))
       return;
@@ -114,17 +136,15 @@ static void word_reset(_Atomic uintptr_t *word) {
 }
 
 static int task_dir_wait(struct weft_task *self, weft__sock_t *s, weft__poll_dir_t *d,
-                         uint64_t deadline_ns) {
+                         uint64_t deadline_ns, uint32_t seen) {
   word_reset(&d->word);
-  /* seq_cst: the waiter's side of the no-lost-edge argument (design comment) */
-  if (atomic_exchange_explicit(&d->ready, 0, memory_order_seq_cst)) return 0;
+  /* acquire: after the reset's acquire, sees the bump of any completion the reset read */
+  if (atomic_load_explicit(&d->edges, memory_order_acquire) != seen) return 0;
   if (sock_closing(s)) return WEFT_EBADF;
   weft__wait_reason(self, WEFT__WAIT_FD, (uint64_t)s->fd);
   int err = weft__await_word_until(self, &d->word, deadline_ns);
   if (err) return err;
-  if (sock_closing(s)) return WEFT_EBADF;
-  atomic_exchange_explicit(&d->ready, 0, memory_order_seq_cst); /* consumed: we retry now */
-  return 0;
+  return sock_closing(s) ? WEFT_EBADF : 0;
 }
 
 static int poll_timeout_ms(uint64_t deadline_ns) {
@@ -147,8 +167,16 @@ static int thread_dir_wait(weft__sock_t *s, short events, uint64_t deadline_ns) 
   }
 }
 
-/* Waits until the direction may have become ready: 0 (retry the call), or an error. */
-static int dir_wait(weft__sock_t *s, weft__poll_dir_t *d, uint64_t deadline_ns) {
+/* The direction's edge count, read before a call whose "not now" a wait would trust. */
+static uint32_t edges_before(weft__poll_dir_t *d) {
+  /* acquire: keeps the read ahead of the call (free on x86); dir_wait's argument needs only
+   * that it precede the call's look at the kernel's queue */
+  return atomic_load_explicit(&d->edges, memory_order_acquire);
+}
+
+/* Waits until the direction may have become ready since edges read `seen` (edges_before, ahead
+ * of the call that answered "not now"): 0 (retry the call), or an error. */
+static int dir_wait(weft__sock_t *s, weft__poll_dir_t *d, uint64_t deadline_ns, uint32_t seen) {
   struct weft_task *self = weft__awaiting_task(weft__worker_self(), "a weft_sock_ operation");
   if (!self) return thread_dir_wait(s, d == &s->rd ? POLLIN : POLLOUT, deadline_ns);
   uint32_t free_slot = 0;
@@ -156,7 +184,7 @@ static int dir_wait(weft__sock_t *s, weft__poll_dir_t *d, uint64_t deadline_ns) 
   if (!atomic_compare_exchange_strong_explicit(&d->owner, &free_slot, 1, memory_order_acquire,
                                                memory_order_relaxed))
     return WEFT_EBUSY;
-  int err = task_dir_wait(self, s, d, deadline_ns);
+  int err = task_dir_wait(self, s, d, deadline_ns, seen);
   atomic_store_explicit(&d->owner, 0, memory_order_release); /* release: pairs with the CAS */
   return err;
 }
@@ -166,10 +194,17 @@ int weft_sock_wait(weft_sock_t *s, unsigned events, uint64_t deadline_ns) {
   int err = sock_ref(s);
   if (err) return err;
   weft__poll_dir_t *d = events == WEFT_IO_READABLE ? &s->rd : &s->wr;
-  /* Asked of the kernel each time: the ready flag says "an edge came", which may be stale
+  /* Asked of the kernel each time: an edge says "something came", which may be stale
    * (edge-triggered: a direction ready now may never see a new edge, so ask first). */
   struct pollfd pfd = {.fd = s->fd, .events = events == WEFT_IO_READABLE ? POLLIN : POLLOUT};
-  while (!err && poll(&pfd, 1, 0) == 0) err = dir_wait(s, d, deadline_ns);
+  for (;;) {
+    uint32_t seen = edges_before(d);
+    if (err || poll(&pfd, 1, 0) != 0) break;
+    err = dir_wait(s, d, deadline_ns, seen);
+  }
+  /* Readable now: a short read's hint is stale (the edge that made it so may be undispatched,
+   * and a read that trusted the hint would wait for it). relaxed: as read_leaves. */
+  if (!err && d == &s->rd && s->tcp) atomic_store_explicit(&s->rd_drained, 0, memory_order_relaxed);
   sock_unref(s);
   return err;
 }
@@ -178,18 +213,52 @@ int weft_sock_wait(weft_sock_t *s, unsigned events, uint64_t deadline_ns) {
 
 typedef ssize_t (*io_call_fn)(weft__sock_t *s, void *ctx);
 
-/* Calls call(s, ctx) until it does not answer EAGAIN, waiting on d between tries. */
+/* Calls call(s, ctx) until it does not answer EAGAIN, waiting on d between tries. With
+ * drained (a TCP read whose predecessor came back short: rd_drained), waits first. */
 static ssize_t io_loop(weft__sock_t *s, weft__poll_dir_t *d, io_call_fn call, void *ctx,
-                       uint64_t deadline_ns) {
+                       uint64_t deadline_ns, uint64_t drained, uint32_t *seen_out) {
+  if (drained) {
+    int err = dir_wait(s, d, deadline_ns, (uint32_t)drained);
+    if (err && err != WEFT_EBUSY) return err; /* busy: another reader waits; ask the kernel */
+  }
   for (;;) {
+    uint32_t seen = edges_before(d);
     ssize_t n = call(s, ctx);
-    if (n >= 0) return n;
+    if (n >= 0) {
+      if (seen_out) *seen_out = seen;
+      return n;
+    }
     int e = errno;
     if (e == EINTR) continue;
     if (e != EAGAIN && e != EWOULDBLOCK) return -e;
-    int err = dir_wait(s, d, deadline_ns);
+    int err = dir_wait(s, d, deadline_ns, seen);
     if (err) return err;
   }
+}
+
+#define DRAINED (UINT64_C(1) << 32)
+
+/* The hint a TCP read leaves for the next: its queue was empty after it (a short read), or
+ * unknown. relaxed: a hint whose every value is a sound witness (design comment); it reaches
+ * the next reader with the data it read, or is a stale witness that only costs a read. */
+static void read_leaves(weft__sock_t *s, ssize_t n, size_t asked, uint32_t seen) {
+  uint64_t want = n > 0 && (size_t)n < asked && !(seen & WEFT__EDGE_HUP) ? DRAINED | seen : 0;
+  if (atomic_load_explicit(&s->rd_drained, memory_order_relaxed) != want)
+    atomic_store_explicit(&s->rd_drained, want, memory_order_relaxed);
+}
+
+/* The hint for a read about to start: DRAINED | seen, or 0 (call first). */
+static uint64_t read_hint(weft__sock_t *s, uint64_t deadline_ns) {
+  if (!s->tcp) return 0;
+  uint64_t h = atomic_load_explicit(&s->rd_drained, memory_order_relaxed); /* relaxed: above */
+  if (h && deadline_ns != UINT64_MAX && weft_now_ns() >= deadline_ns) return 0; /* a poll */
+  return h;
+}
+
+static size_t iov_total(const struct iovec *iov, int iovcnt) {
+  size_t total = 0;
+  for (int i = 0; i < iovcnt; i++) total += iov[i].iov_len;
+  return total;
 }
 
 typedef struct io_buf {
@@ -199,14 +268,19 @@ typedef struct io_buf {
   int iovcnt;
 } io_buf_t;
 
+/* Sockets are read with recv/recvmsg: read(2) goes through the VFS first (the file position
+ * lock check, fsnotify), measurably more per call in a profile of the echo server (Tokio's
+ * mio calls recv too). */
 static ssize_t call_read(weft__sock_t *s, void *ctx) {
   io_buf_t *b = ctx;
-  return read(s->fd, b->buf, b->len);
+  return s->is_socket ? recv(s->fd, b->buf, b->len, 0) : read(s->fd, b->buf, b->len);
 }
 
 static ssize_t call_readv(weft__sock_t *s, void *ctx) {
   io_buf_t *b = ctx;
-  return readv(s->fd, b->iov, b->iovcnt);
+  if (!s->is_socket) return readv(s->fd, b->iov, b->iovcnt);
+  struct msghdr m = {.msg_iov = (struct iovec *)b->iov, .msg_iovlen = (size_t)b->iovcnt};
+  return recvmsg(s->fd, &m, 0);
 }
 
 static ssize_t call_write(weft__sock_t *s, void *ctx) {
@@ -227,7 +301,9 @@ ptrdiff_t weft_sock_read(weft_sock_t *s, void *buf, size_t len, uint64_t deadlin
   int err = sock_ref(s);
   if (err) return err;
   io_buf_t b = {.buf = buf, .len = len};
-  ssize_t n = io_loop(s, &s->rd, call_read, &b, deadline_ns);
+  uint32_t seen = 0;
+  ssize_t n = io_loop(s, &s->rd, call_read, &b, deadline_ns, read_hint(s, deadline_ns), &seen);
+  if (s->tcp) read_leaves(s, n, len, seen);
   sock_unref(s);
   return n;
 }
@@ -238,7 +314,9 @@ ptrdiff_t weft_sock_readv(weft_sock_t *s, const struct iovec *iov, int iovcnt,
   int err = sock_ref(s);
   if (err) return err;
   io_buf_t b = {.iov = iov, .iovcnt = iovcnt};
-  ssize_t n = io_loop(s, &s->rd, call_readv, &b, deadline_ns);
+  uint32_t seen = 0;
+  ssize_t n = io_loop(s, &s->rd, call_readv, &b, deadline_ns, read_hint(s, deadline_ns), &seen);
+  if (s->tcp) read_leaves(s, n, iov_total(iov, iovcnt), seen);
   sock_unref(s);
   return n;
 }
@@ -252,7 +330,7 @@ int weft_sock_write(weft_sock_t *s, const void *buf, size_t len, size_t *written
   size_t done = 0;
   while (done < len) {
     io_buf_t b = {.buf = (char *)buf + done, .len = len - done};
-    ssize_t n = io_loop(s, &s->wr, call_write, &b, deadline_ns);
+    ssize_t n = io_loop(s, &s->wr, call_write, &b, deadline_ns, 0, NULL);
     if (n < 0) {
       err = (int)n;
       break;
@@ -288,7 +366,7 @@ int weft_sock_writev(weft_sock_t *s, const struct iovec *iov, int iovcnt, size_t
   int n_left = iov_advance(left, iovcnt, 0); /* skips leading empty buffers */
   while (n_left > 0) {
     io_buf_t b = {.iov = left, .iovcnt = n_left};
-    ssize_t n = io_loop(s, &s->wr, call_writev, &b, deadline_ns);
+    ssize_t n = io_loop(s, &s->wr, call_writev, &b, deadline_ns, 0, NULL);
     if (n < 0) {
       err = (int)n;
       break;
@@ -318,17 +396,25 @@ static struct weft_runtime *runtime_or_current(struct weft_runtime *rt) {
   return w ? w->rt : NULL;
 }
 
-static int sock_adopt(struct weft_runtime *rt, int fd, weft__sock_t **out) {
+/* Registers fd. tcp: 1 or 0 where the caller knows (accept, connect), -1 to ask the kernel. */
+static int sock_adopt(struct weft_runtime *rt, int fd, int tcp, weft__sock_t **out) {
   struct weft__poller *p;
   int err = weft__poller_get(rt, &p);
   if (err) return err;
-  int type;
+  int type = 0, domain = 0;
   socklen_t tlen = sizeof type;
   bool is_socket = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0;
+  if (tcp < 0) {
+    tlen = sizeof domain;
+    tcp = is_socket && type == SOCK_STREAM &&
+          getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &tlen) == 0 &&
+          (domain == AF_INET || domain == AF_INET6);
+  }
   weft__sock_t *s;
   if ((err = weft__poll_register(p, fd, &s)) != 0) return err;
   s->rt = rt;
   s->is_socket = is_socket;
+  s->tcp = tcp > 0;
   *out = s;
   return 0;
 }
@@ -337,7 +423,7 @@ int weft_sock_open(weft_runtime_t *rt, int fd, weft_sock_t **out) {
   if (!out || fd < 0 || !(rt = runtime_or_current(rt))) return WEFT_EINVAL;
   int flags = fcntl(fd, F_GETFL);
   if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return -errno;
-  return sock_adopt(rt, fd, out);
+  return sock_adopt(rt, fd, -1, out);
 }
 
 int weft_sock_fd(const weft_sock_t *s) { return s ? s->fd : WEFT_EINVAL; }
@@ -392,7 +478,7 @@ int weft_sock_listen(weft_runtime_t *rt, const struct sockaddr *addr, socklen_t 
   if (bind(fd, addr, len) != 0 || listen(fd, backlog > 0 ? backlog : SOMAXCONN) != 0)
     return fail_close(fd, -errno);
   weft__sock_t *s;
-  int err = sock_adopt(rt, fd, &s);
+  int err = sock_adopt(rt, fd, -1, &s);
   if (err) return fail_close(fd, err);
   s->listening = true;
   /* relaxed: the handle reaches other threads through the caller's own hand-off */
@@ -451,10 +537,10 @@ int weft_sock_accept(weft_sock_t *l, weft_sock_t **conn, struct sockaddr *addr, 
   accept_ctx_t a = {.addr = addr, .len = addr ? len : NULL, .len_in = addr ? *len : 0};
   uint64_t delay_ms = BACKOFF_FIRST_MS;
   for (;;) {
-    ssize_t fd = io_loop(l, &l->rd, call_accept, &a, deadline_ns);
+    ssize_t fd = io_loop(l, &l->rd, call_accept, &a, deadline_ns, 0, NULL);
     if (fd >= 0) {
       weft__sock_t *s;
-      err = sock_adopt(l->rt, (int)fd, &s);
+      err = sock_adopt(l->rt, (int)fd, l->tcp, &s); /* a TCP listener's connections are TCP */
       if (err) close((int)fd);
       else *conn = s;
       break;
@@ -473,6 +559,7 @@ int weft_sock_accept(weft_sock_t *l, weft_sock_t **conn, struct sockaddr *addr, 
 
 static int connect_finish(weft__sock_t *s, uint64_t deadline_ns) {
   for (;;) {
+    uint32_t seen = edges_before(&s->wr);
     int so_error = 0;
     socklen_t elen = sizeof so_error;
     if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &so_error, &elen) != 0) return -errno;
@@ -481,7 +568,7 @@ static int connect_finish(weft__sock_t *s, uint64_t deadline_ns) {
     socklen_t plen = sizeof peer;
     if (getpeername(s->fd, (struct sockaddr *)&peer, &plen) == 0) return 0;
     if (errno != ENOTCONN) return -errno;
-    int err = dir_wait(s, &s->wr, deadline_ns); /* still in progress: wait for the edge */
+    int err = dir_wait(s, &s->wr, deadline_ns, seen); /* still in progress: wait for the edge */
     if (err) return err;
   }
 }
@@ -497,7 +584,7 @@ int weft_sock_connect(weft_runtime_t *rt, const struct sockaddr *addr, socklen_t
   if (r != 0 && errno != EINPROGRESS) return fail_close(fd, -errno);
   /* Registered after connect: a fresh socket reports writable+hangup, which is no answer. */
   weft__sock_t *s;
-  int err = sock_adopt(rt, fd, &s);
+  int err = sock_adopt(rt, fd, addr->sa_family == AF_INET || addr->sa_family == AF_INET6, &s);
   if (err) return fail_close(fd, err);
   if (r != 0 && (err = connect_finish(s, deadline_ns)) != 0) {
     weft_sock_close(s);

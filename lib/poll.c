@@ -14,8 +14,12 @@
  *     sleep on their futex words as before;
  *   - a busy worker polls with timeout 0 at its fairness tick (every 61st task), and a
  *     spinning one every 8th spin round before it steals, if the lock is free (Tokio's
- *     event_interval, Go's findRunnable netpoll(0)).
- * An edge sets the direction's `ready` flag and completes its completion word (join_impl.h):
+ *     event_interval, Go's findRunnable netpoll(0));
+ *   - an idle worker that finds the lock held by such a non-blocking poll waits for it to end
+ *     (one epoll_wait(0)) and then takes it to block, instead of sleeping on its futex: else,
+ *     that poll done, nobody would wait in epoll and events would wait for the busy worker's
+ *     next tick (found in review). `owner` carries OWNER_BLOCKS to tell the two holders apart.
+ * An edge bumps the direction's `edges` count and completes its completion word (join_impl.h):
  * the waiting task is made runnable by the same path as any awaited completion
  * (weft__schedule: onto the polling worker's deque, which wakes a sibling if none is looking
  * for work) — so cancellation, deadlines, dumps and destroy work for fd waits for free. The
@@ -27,7 +31,7 @@
  * wake-up is closed as for the futex: the poller stores `owner` and then loads its park word
  * and `stopping`; the waker stores the park word (or `stopping`) and then loads `owner`; all
  * seq_cst, so one of the two sees the other.
- * Backends: the table, the ready flags and the worker hooks are generic; what talks to the
+ * Backends: the table, the edge counts and the worker hooks are generic; what talks to the
  * kernel sits behind weft__poll_backend_t (open, add, del, wait, interrupt). epoll is the only
  * one; io_uring (liburing 2.3 in Debian) can be a second, but container seccomp profiles often
  * block it, so epoll stays the default.
@@ -48,6 +52,7 @@
 #include "join.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -59,12 +64,15 @@ enum {
   CHUNK = 1 << CHUNK_SHIFT,
   CHUNKS = 1024,                    /* picked: room for 2^20 open sockets */
   EVENTS_MAX = 128,                 /* picked: events taken per epoll_wait (Go: 128) */
+  PREFETCH_BELOW = 2,               /* measured: the node's join record (perf annotate) */
 };
 #define BREAK_TAG UINT64_MAX /* the eventfd's event data: no descriptor has this index */
+#define OWNER_BLOCKS ((uintptr_t)1) /* in `owner`: the holder blocks (workers are aligned) */
 
 typedef struct weft__poll_event {
   uint64_t tag;
   bool in, out; /* in: readable, hung up or failed; out: writable, hung up or failed */
+  bool hup;     /* hung up (either way) or failed: EPOLLRDHUP, EPOLLHUP, EPOLLERR */
 } weft__poll_event_t;
 
 struct weft__poller;
@@ -86,8 +94,9 @@ struct weft__poller {
   const weft__poll_backend_t *ops;
   int epfd, evfd;
   _Atomic int pwait2; /* 1: epoll_pwait2 works, 0: it answered ENOSYS (relaxed: a hint) */
-  /* The try-lock: the worker polling now, NULL when none. */
-  _Atomic(weft__worker_t *) owner WEFT__ALIGNED;
+  /* The try-lock: the worker polling now (its address, | OWNER_BLOCKS if it is an idle worker
+   * that blocks in the wait; a busy worker's poll does not block), 0 when none. */
+  _Atomic uintptr_t owner WEFT__ALIGNED;
   _Atomic uint32_t break_pending; /* the eventfd was written and not yet drained */
   pthread_mutex_t lock WEFT__ALIGNED; /* the free list and chunk allocation */
   weft__sock_t *free_list;
@@ -177,6 +186,7 @@ static int ep_wait(struct weft__poller *p, uint64_t deadline_ns, weft__poll_even
     out[k].tag = evs[i].data.u64;
     out[k].in = e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR);
     out[k].out = e & (EPOLLOUT | EPOLLHUP | EPOLLERR);
+    out[k].hup = e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR);
     k++;
   }
   return k;
@@ -279,7 +289,7 @@ static weft__sock_t *desc_alloc(struct weft__poller *p) {
 static void dir_init(weft__poll_dir_t *d) {
   /* relaxed: the descriptor reaches other threads through the registration (epoll_ctl, a
    * system call) or through the handle the caller passes on */
-  atomic_store_explicit(&d->ready, 0, memory_order_relaxed);
+  atomic_store_explicit(&d->edges, 0, memory_order_relaxed);
   atomic_store_explicit(&d->owner, 0, memory_order_relaxed);
   atomic_store_explicit(&d->word, 0, memory_order_relaxed);
 }
@@ -293,7 +303,9 @@ int weft__poll_register(struct weft__poller *p, int fd, weft__sock_t **out) {
   s->fd = fd;
   s->poller = p;
   atomic_store_explicit(&s->spare_fd, -1, memory_order_relaxed); /* relaxed: as dir_init */
+  atomic_store_explicit(&s->rd_drained, 0, memory_order_relaxed); /* relaxed: as dir_init */
   s->listening = false;
+  s->tcp = false;
   /* release: a stale event that reads the new seq sees the reset flags (and only notifies) */
   uint32_t seq = atomic_fetch_add_explicit(&s->seq, 1, memory_order_release) + 1;
   int err = p->ops->add(p, fd, (uint64_t)seq << 32 | s->index);
@@ -319,11 +331,14 @@ void weft__poll_unregister(struct weft__poller *p, weft__sock_t *s, bool close_f
   pthread_mutex_unlock(&p->lock);
 }
 
-int weft__poll_dir_notify(weft__poll_dir_t *d) {
-  /* seq_cst, before the completion: a waiter that reset the word before our completion sees
-   * ready when it checks (its reset is an acquire RMW that reads our release, or comes before
-   * it in the word's order and then its add_waiter sees DONE). See lib/io.c's dir_wait. */
-  atomic_store_explicit(&d->ready, 1, memory_order_seq_cst);
+int weft__poll_dir_notify(weft__poll_dir_t *d, bool hup) {
+  /* relaxed (both): ordered before the completion's release, which a waiter's reset acquires
+   * (or, reset before it, the waiter's await sees DONE); the count's own order does the rest:
+   * a waiter's earlier read of it reads a value before this bump. The hang-up bit goes in
+   * first, so a read that sees it unset comes before the bump. See lib/io.c's dir_wait. */
+  if (hup && !(atomic_load_explicit(&d->edges, memory_order_relaxed) & WEFT__EDGE_HUP))
+    atomic_fetch_or_explicit(&d->edges, WEFT__EDGE_HUP, memory_order_relaxed);
+  atomic_fetch_add_explicit(&d->edges, WEFT__EDGE, memory_order_relaxed);
   uintptr_t s = join_complete(&d->word);
   weft__waiter_t *waiters = (weft__waiter_t *)(s & ~WEFT__WORD_FLAGS);
   int n = 0;
@@ -336,29 +351,54 @@ int weft__poll_dir_notify(weft__poll_dir_t *d) {
   return n;
 }
 
+/* Starts the batch's cache misses together instead of one after another: with a thousand
+ * connections the descriptors and the waiters' nodes (on their tasks' stacks) are cold, and
+ * the profile of the echo server put most of weft__poll_dir_notify's time on the load of the
+ * node (perf annotate). Two passes: the descriptors' read words, then the nodes they hold.
+ * A prefetch never faults, and the word is read atomically; nothing else is touched, since
+ * a node may be unlinked and its stack reused until the completion holds BUSY. */
+static void prefetch_batch(struct weft__poller *p, const weft__poll_event_t *ev, int n) {
+  for (int i = 0; i < n; i++) {
+    weft__sock_t *s = lookup(p, (uint32_t)ev[i].tag);
+    if (s) __builtin_prefetch(&s->rd, 1); /* written: edges and the word */
+  }
+  for (int i = 0; i < n; i++) {
+    weft__sock_t *s = lookup(p, (uint32_t)ev[i].tag);
+    /* relaxed: only an address to prefetch; dispatch's notify reads the word for real */
+    uintptr_t word = s ? atomic_load_explicit(&s->rd.word, memory_order_relaxed) : 0;
+    if (!(word & ~WEFT__WORD_FLAGS)) continue;
+    /* The node lies in the waiting task's frame beside its join record, which the wake reads
+     * next (weft__wake_waiters' hot load before this). Lines further down, where the switch
+     * back to the task pops its registers, were tried: that load stayed as hot. */
+    const char *node = (const char *)(word & ~WEFT__WORD_FLAGS);
+    for (int line = -PREFETCH_BELOW; line <= 1; line++) __builtin_prefetch(node + line * 64, 0);
+  }
+}
+
 /* Hands the events to their descriptors; returns how many were for live registrations and
  * adds the waiters woken to *woken. */
 static int dispatch(struct weft__poller *p, const weft__poll_event_t *ev, int n, int *woken) {
+  prefetch_batch(p, ev, n);
   int live = 0;
   for (int i = 0; i < n; i++) {
     weft__sock_t *s = lookup(p, (uint32_t)ev[i].tag);
     /* acquire: pairs with register's release (the flags of this registration are reset) */
     if (!s || atomic_load_explicit(&s->seq, memory_order_acquire) != (uint32_t)(ev[i].tag >> 32))
       continue; /* an earlier registration's event: the fd was closed meanwhile */
-    if (ev[i].in) *woken += weft__poll_dir_notify(&s->rd);
-    if (ev[i].out) *woken += weft__poll_dir_notify(&s->wr);
+    if (ev[i].in) *woken += weft__poll_dir_notify(&s->rd, ev[i].hup);
+    if (ev[i].out) *woken += weft__poll_dir_notify(&s->wr, ev[i].hup);
     live++;
   }
   return live;
 }
 
-static bool try_own(struct weft__poller *p, weft__worker_t *w) {
-  weft__worker_t *none = NULL;
+static bool try_own(struct weft__poller *p, weft__worker_t *w, uintptr_t blocks) {
+  uintptr_t none = 0;
   /* relaxed pre-check: busy workers skip a held lock without a locked instruction */
   if (atomic_load_explicit(&p->owner, memory_order_relaxed)) return false;
   /* seq_cst: the poller's store side of the break hand-off (design comment) */
-  return atomic_compare_exchange_strong_explicit(&p->owner, &none, w, memory_order_seq_cst,
-                                                 memory_order_relaxed);
+  return atomic_compare_exchange_strong_explicit(&p->owner, &none, (uintptr_t)w | blocks,
+                                                 memory_order_seq_cst, memory_order_relaxed);
 }
 
 /* The tasks an I/O batch woke went onto w's deque (weft__schedule), whose owner end is LIFO:
@@ -394,7 +434,7 @@ static int poll_once(struct weft__poller *p, weft__worker_t *w, uint64_t deadlin
     atomic_store_explicit(&p->break_pending, 0, memory_order_relaxed);
   /* Released before dispatching: the wake-ups dispatch causes may pick this very worker, and
    * it needs no break while it is not blocked. release: orders our reads of the table. */
-  atomic_store_explicit(&p->owner, NULL, memory_order_release);
+  atomic_store_explicit(&p->owner, 0, memory_order_release);
   if (n <= 0) return 0;
   int woken = 0;
   int live = dispatch(p, ev, n, &woken);
@@ -402,14 +442,38 @@ static int poll_once(struct weft__poller *p, weft__worker_t *w, uint64_t deadlin
   return live;
 }
 
+/* Takes the poller to block in it: true, or false if another idle worker blocks in it (sleep
+ * on the futex then) or w was woken meanwhile (*woken). A busy worker's poll (tick) holds the
+ * lock for one epoll_wait(0) only: w waits for it to end rather than sleep, because once that
+ * poll is done nobody would wait in epoll, and events would wait for the busy worker's next
+ * tick — or, if it then runs one long task, for that task (the review's lost-poller defect). */
+static bool own_to_block(struct weft__poller *p, weft__worker_t *w, bool *woken) {
+  struct weft_runtime *rt = w->rt;
+  while (!try_own(p, w, OWNER_BLOCKS)) {
+    /* relaxed: which kind of holder; the CAS above and the checks below decide */
+    uintptr_t holder = atomic_load_explicit(&p->owner, memory_order_relaxed);
+    if (holder & OWNER_BLOCKS) return false;
+    /* relaxed: a prompt exit; the seq_cst loads after a won CAS are the ones that count */
+    if (atomic_load_explicit(&w->park_word, memory_order_relaxed) ||
+        atomic_load_explicit(&rt->stopping, memory_order_relaxed)) {
+      *woken = true;
+      return false;
+    }
+    if (holder) sched_yield(); /* the holder is in a system call: let it finish */
+  }
+  return true;
+}
+
 int weft__poll_park(weft__worker_t *w, uint64_t deadline_ns) {
   struct weft_runtime *rt = w->rt;
   struct weft__poller *p = poller_of(rt);
-  if (!p || !try_own(p, w)) return -1;
+  bool woken = false;
+  if (!p) return -1;
+  if (!own_to_block(p, w, &woken)) return woken ? 0 : -1;
   /* seq_cst loads after the owner CAS: the loads of the lost-wake-up argument */
   if (atomic_load_explicit(&w->park_word, memory_order_seq_cst) ||
       atomic_load_explicit(&rt->stopping, memory_order_seq_cst)) {
-    atomic_store_explicit(&p->owner, NULL, memory_order_release); /* release: as poll_once */
+    atomic_store_explicit(&p->owner, 0, memory_order_release); /* release: as poll_once */
     return 0;
   }
   return poll_once(p, w, deadline_ns == 0 ? 1 : deadline_ns);
@@ -417,7 +481,7 @@ int weft__poll_park(weft__worker_t *w, uint64_t deadline_ns) {
 
 void weft__poll_tick(weft__worker_t *w) {
   struct weft__poller *p = poller_of(w->rt);
-  if (p && try_own(p, w)) poll_once(p, w, 0);
+  if (p && try_own(p, w, 0)) poll_once(p, w, 0);
 }
 
 static void poll_break(struct weft__poller *p) {
@@ -429,9 +493,31 @@ void weft__poll_woke(struct weft_runtime *rt, weft__worker_t *w) {
   struct weft__poller *p = poller_of(rt);
   /* seq_cst: the waker's load after its seq_cst store of the park word (or of `stopping`) */
   if (!p) return;
-  weft__worker_t *owner = atomic_load_explicit(&p->owner, memory_order_seq_cst);
-  if (owner && (!w || owner == w)) poll_break(p);
+  uintptr_t owner = atomic_load_explicit(&p->owner, memory_order_seq_cst);
+  /* Only a blocking holder needs the break: a busy worker's poll returns by itself. */
+  if ((owner & OWNER_BLOCKS) && (!w || owner == ((uintptr_t)w | OWNER_BLOCKS))) poll_break(p);
 }
+
+#ifdef WEFT_FAULTS
+/* Test-only (the weft_testing library): takes the poller's try-lock as a busy worker's
+ * non-blocking poll holds it (breaking a worker blocked in it, until the lock is won), or
+ * lets it go. test_io holds it while an idle worker comes to block in the poller. */
+void weft__poll_test_hold(struct weft_runtime *rt, bool hold) {
+  struct weft__poller *p = poller_of(rt);
+  if (!hold) {
+    atomic_store_explicit(&p->owner, 0, memory_order_release); /* release: as poll_once */
+    return;
+  }
+  for (;;) {
+    uintptr_t holder = 0;
+    /* seq_cst: as try_own; (uintptr_t)p: any aligned non-NULL value, without OWNER_BLOCKS */
+    if (atomic_compare_exchange_strong_explicit(&p->owner, &holder, (uintptr_t)p,
+                                                memory_order_seq_cst, memory_order_relaxed))
+      return;
+    if (holder & OWNER_BLOCKS) poll_break(p);
+  }
+}
+#endif
 
 void weft__poller_destroy(struct weft_runtime *rt) {
   struct weft__poller *p = poller_of(rt);

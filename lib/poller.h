@@ -8,15 +8,20 @@
 #include "internal.h"
 
 /* One direction of a registered fd (Go's pollDesc rg/wg, split in two words):
- *   ready — set by the poller on an edge, consumed by the waiter before it retries its call;
+ *   edges — bumped (by WEFT__EDGE) by the poller on every edge and by a close, before it
+ *           completes word; a waiter reads it before its call and waits only while it is
+ *           unchanged (lib/io.c). Bit 0 (WEFT__EDGE_HUP), never cleared until the fd is
+ *           registered again: the peer hung up or the socket failed (EPOLLRDHUP, HUP, ERR);
  *   word  — a completion word (join_impl.h) the waiter awaits; the poller completes it on
  *           every edge; the waiter resets it from DONE to 0 before its next wait;
  *   owner — 1 while a task or thread is in a wait on this direction (one at a time). */
 typedef struct weft__poll_dir {
-  _Atomic uint32_t ready;
+  _Atomic uint32_t edges;
   _Atomic uint32_t owner;
   _Atomic uintptr_t word;
 } weft__poll_dir_t;
+#define WEFT__EDGE 2u     /* one edge's step: bit 0 stays out of the count */
+#define WEFT__EDGE_HUP 1u
 
 /* A registered fd: type-stable (never freed before the poller), reused through a free list;
  * the sequence number, bumped at every reuse, travels in the epoll event's data beside the
@@ -28,6 +33,10 @@ typedef struct weft_sock {
   _Atomic uint32_t refs;   /* 2 per operation in progress | SOCK_CLOSING (lib/io.c) */
   bool is_socket;          /* send/sendmsg with MSG_NOSIGNAL; else write/writev */
   bool listening;
+  bool tcp;                /* a TCP stream: a short read means its receive queue was empty */
+  /* TCP only: DRAINED | the read direction's edges as read before a read that came back
+   * short; 0 when unknown. The next read waits for a later edge instead of calling first. */
+  _Atomic uint64_t rd_drained;
   _Atomic int spare_fd;    /* a listener's reserve fd for the EMFILE answer (lib/io.c), or -1 */
   struct weft_runtime *rt;
   struct weft__poller *poller;
@@ -41,9 +50,13 @@ int weft__poller_get(struct weft_runtime *rt, struct weft__poller **out);
 int weft__poll_register(struct weft__poller *p, int fd, weft__sock_t **out);
 /* Deregisters, closes the fd if close_fd, and returns the descriptor to the free list. */
 void weft__poll_unregister(struct weft__poller *p, weft__sock_t *s, bool close_fd);
-/* An edge (or a close) on one direction: sets ready and completes its word; returns the
- * number of waiters it woke (0 or 1). */
-int weft__poll_dir_notify(weft__poll_dir_t *d);
+/* An edge (or a close) on one direction: bumps edges (setting WEFT__EDGE_HUP first if hup)
+ * and completes its word; returns the number of waiters it woke (0 or 1). */
+int weft__poll_dir_notify(weft__poll_dir_t *d, bool hup);
+#ifdef WEFT_FAULTS
+/* Test-only: hold the poller's try-lock as a busy worker's poll does (true), or release it. */
+void weft__poll_test_hold(struct weft_runtime *rt, bool hold);
+#endif
 /* Runtime destroy's step: closes every fd still registered, frees the table and the poller. */
 void weft__poller_destroy(struct weft_runtime *rt);
 

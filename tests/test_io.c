@@ -4,9 +4,12 @@
  * recovers), a close while another task (or thread) waits, cancel during accept/read/write,
  * destroy with connections open, plain threads that block, one waiter per direction; and the
  * blocking pool: its bound, its queue, a cancelled awaiter, a queued call never started, and
- * its idle threads leaving after the keep-alive. */
+ * its idle threads leaving after the keep-alive. Also: the poller's try-lock held by a busy
+ * worker's poll, and what a short TCP read leaves for the next read. */
+#define _GNU_SOURCE /* POLLRDHUP */
 #include "support.h"
 #include "../lib/internal.h" /* a task's wait state: the tests wait for "waiting on fd" */
+#include "../lib/poller.h"   /* weft__poll_test_hold (the weft_testing library) */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -511,6 +514,134 @@ Test(io, cancel_during_accept_read_and_write) {
   close(peer_r);
   close(peer_w);
   OK(weft_runtime_destroy(rt));
+}
+
+/* ---- The poller's try-lock (#12's review): an idle worker that finds it held by a busy
+ * worker's non-blocking poll must still come to wait in epoll ------------------------------- */
+
+Test(io, an_idle_worker_that_finds_the_poller_held_by_a_busy_poll_still_waits_in_it) {
+  weft_runtime_t *rt = test_runtime(1); /* its one worker is the only one that can poll */
+  waiter_t w = {0};
+  int peer;
+  socket_pair(rt, &w.s, &peer);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, blocked_read, &w));
+  wait_until_fd_wait(t);
+  /* Held as a busy worker's poll holds it: the idle worker, broken out of its epoll wait,
+   * finds the lock taken. Before the fix it then slept on its futex and nobody waited in
+   * epoll. The pause only gives it time to get there (should it not, the test passes without
+   * having tested: it cannot fail falsely). */
+  weft__poll_test_hold(rt, true);
+  struct timespec pause = {.tv_nsec = 50 * 1000 * 1000};
+  nanosleep(&pause, NULL);
+  cr_assert_eq(write(peer, "x", 1), 1);
+  uint64_t released = weft_now_ns();
+  weft__poll_test_hold(rt, false);
+  /* Timing is the feature here: the worker blocks in epoll once the lock is free and finds
+   * the byte at once; asleep on its futex it would wake at its next deadline only (none, or
+   * the scavenger's, up to ~1 s). The bound is generous for sanitizers and a loaded machine. */
+  int err = weft_await_until(t, released + 5 * SEC_NS, NULL);
+  uint64_t took_ms = (weft_now_ns() - released) / 1000000u;
+  cr_assert_eq(err, 0, "the byte was not read within 5 s: nobody waited in epoll");
+  cr_assert_lt(took_ms, 400, "the byte waited %llu ms for a poller", (unsigned long long)took_ms);
+  OK(weft_join(t, NULL));
+  cr_assert_eq(w.result, 1);
+  OK(weft_sock_close(w.s));
+  close(peer);
+  OK(weft_runtime_destroy(rt));
+}
+
+/* ---- Short reads (lib/io.c): the next read waits for an edge, unless its deadline has passed -- */
+
+typedef struct short_read_case {
+  weft_sock_t *listener;
+  int fd; /* the accepted socket's, for the test's poll(2) */
+  atomic_int stage;
+  ptrdiff_t first, second;
+} short_read_case_t;
+
+static void *short_read_then_poll(void *arg) {
+  short_read_case_t *h = arg;
+  weft_sock_t *c;
+  OK(weft_sock_accept(h->listener, &c, NULL, NULL, in_ns(10 * SEC_NS)));
+  h->fd = weft_sock_fd(c);
+  atomic_store(&h->stage, 1); /* the test sends "ab" */
+  char buf[8];
+  h->first = weft_sock_read(c, buf, sizeof buf, in_ns(10 * SEC_NS)); /* short: the hint is left */
+  atomic_store(&h->stage, 2); /* the test sends "c" and sees it arrive */
+  while (atomic_load(&h->stage) != 3) {
+    /* spins without suspending: the one worker polls nothing, so no edge is dispatched */
+  }
+  h->second = weft_sock_read(c, buf, sizeof buf, weft_now_ns()); /* a deadline of now: a poll */
+  OK(weft_sock_close(c));
+  return NULL;
+}
+
+/* One worker, a listener and fn's task accepting on it; returns the test's client fd once the
+ * task has accepted (stage 1). */
+static int short_read_start(weft_runtime_t *rt, short_read_case_t *h, weft_fn fn, weft_task_t **t) {
+  h->listener = listen_loopback(rt);
+  OK(weft_runtime_spawn(rt, t, fn, h));
+  int fd = raw_connect(weft_sock_port(h->listener));
+  cr_assert_geq(fd, 0);
+  while (atomic_load(&h->stage) != 1) sched_yield();
+  cr_assert_eq(write(fd, "ab", 2), 2);
+  return fd;
+}
+
+static void short_read_end(weft_runtime_t *rt, short_read_case_t *h, weft_task_t *t, int fd) {
+  OK(weft_join(t, NULL));
+  close(fd);
+  OK(weft_sock_close(h->listener));
+  OK(weft_runtime_destroy(rt));
+}
+
+Test(io, a_read_whose_deadline_has_passed_asks_the_kernel_even_after_a_short_read) {
+  weft_runtime_t *rt = test_runtime(1);
+  short_read_case_t h = {0};
+  weft_task_t *t;
+  int fd = short_read_start(rt, &h, short_read_then_poll, &t);
+  while (atomic_load(&h.stage) != 2) sched_yield();
+  cr_assert_eq(write(fd, "c", 1), 1);
+  struct pollfd arrived = {.fd = h.fd, .events = POLLIN};
+  cr_assert_eq(poll(&arrived, 1, 5000), 1); /* "c" is in the task's socket, its edge unseen */
+  atomic_store(&h.stage, 3);
+  short_read_end(rt, &h, t, fd);
+  cr_assert_eq(h.first, 2);
+  /* The hint alone would have waited for the undispatched edge and timed out. */
+  cr_assert_eq(h.second, 1);
+}
+
+static void *short_read_at_end_of_stream(void *arg) {
+  short_read_case_t *h = arg;
+  weft_sock_t *c;
+  OK(weft_sock_accept(h->listener, &c, NULL, NULL, in_ns(10 * SEC_NS)));
+  h->fd = weft_sock_fd(c);
+  atomic_store(&h->stage, 1); /* the test sends "ab" and its end of stream */
+  while (atomic_load(&h->stage) != 2) weft_yield();
+  /* Asleep, the one worker parks in the poller, which dispatches the data's edge with its
+   * hang-up before this task's reads look at the socket. */
+  OK(weft_sleep_until(in_ns(20 * 1000000ull)));
+  char buf[8];
+  h->first = weft_sock_read(c, buf, sizeof buf, in_ns(2 * SEC_NS)); /* "ab": short */
+  h->second = weft_sock_read(c, buf, sizeof buf, in_ns(2 * SEC_NS)); /* 0 at once */
+  OK(weft_sock_close(c));
+  return NULL;
+}
+
+Test(io, a_short_read_that_reached_the_end_of_stream_leaves_no_hint) {
+  weft_runtime_t *rt = test_runtime(1);
+  short_read_case_t h = {0};
+  weft_task_t *t;
+  int fd = short_read_start(rt, &h, short_read_at_end_of_stream, &t);
+  cr_assert_eq(shutdown(fd, SHUT_WR), 0);
+  struct pollfd arrived = {.fd = h.fd, .events = POLLRDHUP};
+  cr_assert_eq(poll(&arrived, 1, 5000), 1); /* data and end of stream are in the task's socket */
+  atomic_store(&h.stage, 2);
+  short_read_end(rt, &h, t, fd);
+  cr_assert_eq(h.first, 2);
+  /* Had the short read left its hint, this read would wait for an edge that never comes. */
+  cr_assert_eq(h.second, 0);
 }
 
 static void *read_twice(void *arg) {
