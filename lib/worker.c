@@ -50,6 +50,22 @@
  * halves, shared with the relacy model. */
 #include "park_impl.h"
 
+#define NX_SLOT _Atomic uintptr_t
+#define NX_LOAD(obj, mo) atomic_load_explicit(&(obj), (mo))
+#define NX_XCHG(obj, v, mo) atomic_exchange_explicit(&(obj), (v), (mo))
+#define NX_CAS(obj, expected, v, mos, mof) \
+  atomic_compare_exchange_strong_explicit(&(obj), &(expected), (v), (mos), (mof))
+#define NX_RLX memory_order_relaxed
+#define NX_ACQ memory_order_acquire
+#define NX_SC memory_order_seq_cst
+/* The put counter above the entry: user-space addresses stay below 2^48 on x86-64 and
+ * aarch64 (an entry that does not fit goes to the deque: next_fits). */
+#define NX_GEN_SHIFT (UINTPTR_MAX > 0xffffffffu ? 48 : 0)
+#define NX_FN(name) next_##name
+/* Generates next_fits, next_put, next_take, next_peek and next_steal (static inline): the next
+ * slot's protocol, shared with the relacy model. */
+#include "next_impl.h"
+
 #include <ck_backoff.h>
 #include <sched.h>
 #include <linux/futex.h>
@@ -65,6 +81,9 @@ enum {
   SPIN_ROUNDS = 64,    /* measured: ~20-50 µs of spinning against an ~84 µs park/wake round trip */
   STEAL_TRIES = 4,     /* picked: victims per spin round */
   INJECT_BATCH = 32,   /* picked: injected entries taken at once (the rest to the yield queue) */
+  NEXT_BURST = 3,      /* Tokio (MAX_LIFO_POLLS_PER_TICK): slot picks in a row before a look */
+  NEXT_STEAL_NS = 3000, /* Go (runqgrab's usleep(3)): a slot entry is stealable after 3 µs */
+  NEXT_WATCH_NS = 1000000, /* picked: a watcher's look at busy slots, once a millisecond */
 };
 
 /* Not static: lib/arch/tls_*.h reads it by name. Hidden: not part of the ABI. initial-exec:
@@ -231,16 +250,56 @@ static void push_local(weft__worker_t *w, weft__deque_t *q, uintptr_t entry) {
 
 void weft__schedule_local(weft__worker_t *w, uintptr_t entry) { push_local(w, &w->deque, entry); }
 
+void weft__schedule_next(weft__worker_t *w, uintptr_t entry) {
+  /* Chaos mode explores orders: no slot (its pick is chaos_local_work's). */
+  if (WEFT__UNLIKELY(w->chaos || !w->current || !next_fits(entry))) {
+    push_local(w, &w->deque, entry);
+    return;
+  }
+  /* relaxed load + store: owner-written, read by spinners as a hint (next_active) */
+  uint32_t puts = atomic_load_explicit(&w->next_puts, memory_order_relaxed) + 1;
+  atomic_store_explicit(&w->next_puts, puts, memory_order_relaxed);
+  uintptr_t old = next_put(&w->next, entry, puts & 0xffff);
+  if (old) /* displaced (Go's runqput kicks the old runnext to its queue): the deque's LIFO end */
+    push_local(w, &w->deque, old);
+  else if (!atomic_load_explicit(&w->rt->nwatching, memory_order_seq_cst))
+    /* the slot was empty and no watcher looks: the put was seq_cst, the store side of the
+     * wake check (see the top); seq_cst load: the watcher's end is in the same order */
+    weft__wake_one_if_needed(w->rt);
+}
+
 void weft__schedule(struct weft_runtime *rt, uintptr_t entry) {
   weft__worker_t *w = weft__worker_self();
   if (WEFT__LIKELY(w && w->rt == rt)) {
-    weft__schedule_local(w, entry);
+    if (entry & WEFT__ENTRY_RESUME)
+      weft__schedule_next(w, entry); /* a wake-up by the running task: its worker runs it next */
+    else
+      weft__schedule_local(w, entry);
     return;
   }
   weft__inject_push(rt, entry);
 }
 
 /* ---- Finding work ------------------------------------------------------------------------- */
+
+/* The victim's next slot, if it has held the same put for NEXT_STEAL_NS: its owner is running
+ * something long (or blocked), and the woken task should not wait for it. Earlier, the owner
+ * will most likely take it itself within a hop, and stealing it would move a pair of tasks that
+ * wake each other to another core on every hop (the cause of pingpong's 2-worker slowdown).
+ * One word of memory per thief: the last slot word seen and since when. */
+static uintptr_t steal_next(weft__worker_t *w, weft__worker_t *victim) {
+  uintptr_t seen = next_peek(&victim->next, 0);
+  if (!seen) return 0;
+  uint64_t now = weft_now_ns();
+  if (seen != w->next_seen) {
+    w->next_seen = seen;
+    w->next_seen_ns = now;
+    return 0;
+  }
+  if (now - w->next_seen_ns < NEXT_STEAL_NS) return 0;
+  w->next_seen = 0;
+  return next_steal(&victim->next, seen);
+}
 
 static uintptr_t steal_one(weft__worker_t *w) {
   struct weft_runtime *rt = w->rt;
@@ -257,6 +316,7 @@ static uintptr_t steal_one(weft__worker_t *w) {
       e = weft__deque_steal(&victim->yieldq);
       if (e == WEFT__DEQUE_ABORT) e = 0;
     }
+    if (!e) e = steal_next(w, victim);
     if (e) {
       weft__stat_bump(&w->n_stolen);
       return e;
@@ -345,9 +405,17 @@ static uintptr_t local_work(weft__worker_t *w) {
     if (weft__poll_active(w->rt)) weft__poll_tick(w); /* and poll fds, without blocking */
     if ((e = take_injected(w)) || (e = take_own_yielded(w))) return e;
   }
+  /* The next slot first, NEXT_BURST times in a row at most: then the queues get a look, so two
+   * tasks that keep waking each other cannot starve the rest of this worker's tasks. */
+  if (w->next_streak < NEXT_BURST && (e = next_take(&w->next))) {
+    w->next_streak++;
+    return e;
+  }
+  w->next_streak = 0;
   if ((e = weft__deque_take(&w->deque))) return e;
   if ((e = take_own_yielded(w))) return e;
-  return take_injected(w);
+  if ((e = take_injected(w))) return e;
+  return next_take(&w->next);
 }
 
 static bool any_work_visible(struct weft_runtime *rt) {
@@ -355,7 +423,8 @@ static bool any_work_visible(struct weft_runtime *rt) {
   if (iq_visible(&rt->inject)) return true;
   for (int i = 0; i < rt->nworkers; i++)
     if (weft__deque_seen_nonempty(&rt->workers[i].deque) ||
-        weft__deque_seen_nonempty(&rt->workers[i].yieldq) || weft__frames_seen(&rt->workers[i]))
+        weft__deque_seen_nonempty(&rt->workers[i].yieldq) || weft__frames_seen(&rt->workers[i]) ||
+        next_peek(&rt->workers[i].next, 1))
       return true;
   return false;
 }
@@ -383,9 +452,10 @@ static bool idle_unlist(weft__worker_t *w) {
   return was_listed;
 }
 
-/* Parks until woken, a timer is due, or the runtime stops. Returns with *spinning set the way
- * the wake left it (a waker counts us as spinning). */
-static void park(weft__worker_t *w, bool *spinning) {
+/* Parks until woken, a timer is due, `until` passes (a watcher's look), or the runtime stops.
+ * Returns with *spinning set the way the wake left it (a waker counts us as spinning); true if
+ * no waker woke us. */
+static bool park(weft__worker_t *w, bool *spinning, uint64_t until) {
   struct weft_runtime *rt = w->rt;
   /* Memory first: an idle worker hands its caches back and returns what has sat unused for a
    * while (bounded work); it then sleeps no longer than until the next batch is due, so an
@@ -410,6 +480,7 @@ static void park(weft__worker_t *w, bool *spinning) {
   /* Frames are shared only when asked: ask every owner, so its next fork shares and wakes us. */
   for (int i = 0; i < rt->nworkers; i++)
     if (&rt->workers[i] != w) weft__frames_ask(&rt->workers[i]);
+  if (until < scavenge_at) scavenge_at = until; /* a wake-up of the same kind: a look */
   uint64_t deadline = weft__timer_next_deadline(rt->timer);
   if (scavenge_at < deadline) deadline = scavenge_at;
   /* seq_cst: ordered after our registration, so a concurrent stop cannot be missed */
@@ -437,6 +508,7 @@ static void park(weft__worker_t *w, bool *spinning) {
   if (idle_unlist(w)) {
     *spinning = true; /* we left on our own: count ourselves as a spinner again */
     atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_seq_cst); /* seq_cst: wake check */
+    return true;
   } else {
     /* A waker took us off the list and counted us as spinning; wait for its store so that
      * the next park does not consume a stale wake. acquire: pairs with its release. */
@@ -444,6 +516,38 @@ static void park(weft__worker_t *w, bool *spinning) {
     *spinning = true;
     weft__stat_bump(&w->n_unparks);
   }
+  return false;
+}
+
+/* The one watcher (see the top): a worker that parks while slots are in use, waking every
+ * NEXT_WATCH_NS to steal an entry that sat there since its last look. seq_cst: the watcher's
+ * half of the slot's wake check (a put skips the wake while it sees a watcher; a watcher that
+ * ends, and then parks for good, looks at every slot after its end). */
+static bool watch_begin(struct weft_runtime *rt) {
+  int none = 0;
+  return atomic_compare_exchange_strong_explicit(&rt->nwatching, &none, 1, memory_order_seq_cst,
+                                                 memory_order_relaxed);
+}
+
+static void watch_end(struct weft_runtime *rt) {
+  atomic_fetch_sub_explicit(&rt->nwatching, 1, memory_order_seq_cst); /* seq_cst: see above */
+}
+
+/* Whether some worker put into its next slot since our last look (a spin period ago): a pair of
+ * tasks is waking each other there, each wake a put into an empty slot. A spinner that parked
+ * now would be woken by the next such put (the put's wake check: a futex round trip per spin
+ * period — measured 12 000 park/wake cycles per 10^6 pingpong round trips, 2.3× slower than
+ * one worker); it stays a spinner instead, ready to steal an entry that sits too long. Parks
+ * once a whole spin period passes without a put. relaxed: a hint; parking's own look is the
+ * seq_cst one. */
+static bool next_active(weft__worker_t *w) {
+  struct weft_runtime *rt = w->rt;
+  uint32_t sum = 0;
+  for (int i = 0; i < rt->nworkers; i++)
+    sum += atomic_load_explicit(&rt->workers[i].next_puts, memory_order_relaxed);
+  bool changed = sum != w->next_sum;
+  w->next_sum = sum;
+  return changed;
 }
 
 /* The next entry to run, or 0 once the runtime stops. */
@@ -452,14 +556,15 @@ static uintptr_t find_work(weft__worker_t *w) {
   uintptr_t e = local_work(w);
   if (WEFT__LIKELY(e)) return e;
   w->coarse_ns = weft__coarse_now_ns(); /* out of local work: spawn ages restart from here */
-  bool spinning = false;
+  bool spinning = false, quick = false;
   for (;;) {
     if (!spinning) {
       spinning = true;
       atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_seq_cst); /* seq_cst: wake check */
     }
     ck_backoff_t backoff = CK_BACKOFF_INITIALIZER;
-    for (int round = 0; round < SPIN_ROUNDS; round++) {
+    /* A watcher's look (its watch ended on its own): one round, not a whole spin */
+    for (int round = 0; round < (quick ? 1 : SPIN_ROUNDS); round++) {
       /* relaxed: a prompt exit is all we need; join() orders the rest */
       if (atomic_load_explicit(&rt->stopping, memory_order_relaxed)) {
         stop_spinning(w, &spinning);
@@ -475,7 +580,9 @@ static uintptr_t find_work(weft__worker_t *w) {
       if (backoff < 1024) ck_backoff_eb(&backoff);
       else ck_pr_stall();
     }
-    park(w, &spinning);
+    bool watch = next_active(w) && watch_begin(rt);
+    quick = park(w, &spinning, watch ? weft_now_ns() + NEXT_WATCH_NS : UINT64_MAX) && watch;
+    if (watch) watch_end(rt);
   }
 }
 
@@ -509,6 +616,15 @@ static void after_switch(weft__worker_t *w) {
   case WEFT__AFTER_PARK:
     weft__park_commit(w, w->after_arg);
     break;
+  case WEFT__AFTER_PARK_UNLOCK:
+    /* The task's waiter node became findable only now: a peer that dequeues it finds the task
+     * PARKED and schedules it into its own worker's next slot, so two tasks that wake each
+     * other run on one worker (with the lock released before the commit, a peer on another
+     * worker found the task still PARKING, left its scheduling to this commit, and the pair
+     * stayed split across two workers, a cross-core hop every time: pingpong at 2 workers). */
+    weft__park_commit(w, w->after_arg);
+    atomic_store_explicit(w->after_lock, 0, memory_order_release); /* release: wq_unlock's */
+    break;
   case WEFT__AFTER_PARK_TIMED: {
     struct weft_task *t = w->after_arg;
     if (weft__timer_arm(w->rt->timer, &t->timer, &w->n_fired)) weft__wake_one_if_needed(w->rt);
@@ -523,7 +639,9 @@ static void after_switch(weft__worker_t *w) {
  * another worker. Returns the worker the task is on now. */
 static weft__worker_t *__attribute__((noinline, cold)) chaos_before_suspend(weft__worker_t *w,
                                                                           weft__after_t after) {
-  if (after == WEFT__AFTER_YIELD || !(chaos_next(w) & 1)) return w;
+  /* Not with a spinlock held (PARK_UNLOCK): its holder must not wait for a turn. */
+  if (after == WEFT__AFTER_YIELD || after == WEFT__AFTER_PARK_UNLOCK || !(chaos_next(w) & 1))
+    return w;
   weft__suspend(w, WEFT__AFTER_YIELD, w->current);
   return weft__worker_self();
 }
@@ -568,4 +686,5 @@ void weft__worker_main_loop(weft__worker_t *w) {
   /* relaxed: a prompt exit is all we need; pthread_join orders the rest */
   while (!atomic_load_explicit(&w->rt->stopping, memory_order_relaxed) && (e = find_work(w)))
     run_entry(w, e);
+  if (getenv("WEFT_DBG")) fprintf(stderr, "DBG w%d parks=%lu unparks=%lu stolen=%lu tries=%lu\n", w->index, (unsigned long)w->n_parks, (unsigned long)w->n_unparks, (unsigned long)w->n_stolen, (unsigned long)w->n_steal_tries);
 }
