@@ -11,7 +11,8 @@
  *   NX_FN(name)                      the name of each function
  * and may plant the bugs the model must catch: NX_TAKE_BY_STORE (the owner takes with a load
  * and a store, not an exchange), NX_PUT_BY_STORE (the owner overwrites the slot with a store
- * and kicks the occupant it read before), NX_STEAL_BY_STORE (the thief clears it by a store).
+ * and kicks the occupant it read before), NX_STEAL_BY_STORE (the thief clears it by a store),
+ * NX_PUT_ORDER (seq_cst; release misses the watcher's end, lib/worker.c).
  *
  * The word: an entry (a 64-byte-aligned task pointer with its tags) and, above NX_GEN_SHIFT, a
  * count of the owner's puts, so that a thief that saw "the same word" twice saw the same put
@@ -36,6 +37,9 @@
 #ifndef NX_STEAL_BY_STORE
 #define NX_STEAL_BY_STORE 0
 #endif
+#ifndef NX_PUT_ORDER
+#define NX_PUT_ORDER NX_SC
+#endif
 
 #define NX_ENTRY_MASK (NX_GEN_SHIFT ? ((uintptr_t)1 << NX_GEN_SHIFT) - 1 : ~(uintptr_t)0)
 
@@ -47,9 +51,9 @@ static inline uintptr_t NX_FN(put)(NX_SLOT *slot, uintptr_t entry, uintptr_t gen
   uintptr_t v = entry | (NX_GEN_SHIFT ? gen << NX_GEN_SHIFT : 0);
 #if NX_PUT_BY_STORE
   uintptr_t old = NX_LOAD(*slot, NX_RLX);
-  NX_XCHG(*slot, v, NX_SC); /* the planted bug: `old` may have been stolen meanwhile */
+  NX_XCHG(*slot, v, NX_PUT_ORDER); /* the planted bug: `old` may have been stolen meanwhile */
 #else
-  uintptr_t old = NX_XCHG(*slot, v, NX_SC); /* seq_cst: see the top */
+  uintptr_t old = NX_XCHG(*slot, v, NX_PUT_ORDER); /* seq_cst: see the top */
 #endif
   return old & NX_ENTRY_MASK;
 }

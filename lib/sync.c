@@ -95,7 +95,9 @@ static int wq_wait_direct(struct weft_task *self, weft__spin_t *lock, weft__wq_t
                           weft__wq_node_t *n) {
   weft__wq_wait_t *w = n->wait;
   uint32_t before = weft__wq_state(self);
-  if (!wake_park_begin(&self->state, true)) { /* a cancel is pending: nothing was queued */
+  /* No park_begin (the commit does its work: wake_impl.h's park_commit_direct); a cancel
+   * pending already is delivered here, as park_begin would, without a switch. */
+  if (WEFT__UNLIKELY(wake_cancel_pending(before)) && wake_checkpoint(&self->state)) {
     wq_unlink(q, n);
     wq_unlock(lock);
     return WEFT_ECANCELED;

@@ -588,12 +588,11 @@ static uintptr_t find_work(weft__worker_t *w) {
 
 /* ---- Running ------------------------------------------------------------------------------ */
 
-static void after_switch(weft__worker_t *w) {
+/* What the scheduler does for the task that just switched out (w->after), on the next stack
+ * that runs on this worker: the scheduler loop's, or the task's a direct switch went to. */
+static void do_after(weft__worker_t *w) {
   weft__after_t after = w->after;
   w->after = WEFT__AFTER_NOTHING;
-  w->current = NULL;
-  /* relaxed: the watchdog's sample; it tolerates a stale view by one check */
-  if (WEFT__DIAG) atomic_store_explicit(&w->running, NULL, memory_order_relaxed);
   switch (after) {
   case WEFT__AFTER_NOTHING:
     break;
@@ -622,7 +621,7 @@ static void after_switch(weft__worker_t *w) {
      * other run on one worker (with the lock released before the commit, a peer on another
      * worker found the task still PARKING, left its scheduling to this commit, and the pair
      * stayed split across two workers, a cross-core hop every time: pingpong at 2 workers). */
-    weft__park_commit(w, w->after_arg);
+    weft__park_commit_direct(w, w->after_arg);
     atomic_store_explicit(w->after_lock, 0, memory_order_release); /* release: wq_unlock's */
     break;
   case WEFT__AFTER_PARK_TIMED: {
@@ -632,6 +631,57 @@ static void after_switch(weft__worker_t *w) {
     break;
   }
   }
+}
+
+static void after_switch(weft__worker_t *w) {
+  w->current = NULL;
+  /* relaxed: the watchdog's sample; it tolerates a stale view by one check */
+  if (WEFT__DIAG) atomic_store_explicit(&w->running, NULL, memory_order_relaxed);
+  do_after(w);
+}
+
+/* A slice of t begins on w (the scheduler loop's run_entry, or a direct switch). */
+static void slice_begin(weft__worker_t *w, struct weft_task *t) {
+  weft__task_running(t, w->index); /* one whole-word store: the reason is stale now */
+  /* release: pairs with the watchdog's acquire, so that what made t's descriptor (its slab's
+   * mapping, its spawn) happens before the watchdog reads its id and name; free on x86 */
+  if (WEFT__DIAG) {
+    atomic_store_explicit(&w->running, t, memory_order_release);
+    /* relaxed: the watchdog's sample; a new slice shows as a new count */
+    weft__stat_bump(&w->slices);
+  }
+}
+
+/* Whether w's own queues look empty (relaxed loads of indices that only grow or that w
+ * writes: a hint — a miss is caught at the next look, within NEXT_BURST picks). */
+static bool deque_looks_empty(weft__deque_t *d) {
+  return atomic_load_explicit(&d->bottom, memory_order_relaxed) <=
+         atomic_load_explicit(&d->top, memory_order_relaxed);
+}
+
+static bool local_queues_empty(weft__worker_t *w) {
+  return deque_looks_empty(&w->deque) && deque_looks_empty(&w->yieldq) &&
+         !atomic_load_explicit(&w->yring_left, memory_order_relaxed) &&
+         atomic_load_explicit(&w->rt->inject.len, memory_order_relaxed) <= 0;
+}
+
+/* The direct switch (see the top): the entry of w's next slot, if a suspending task may switch
+ * straight to it — what the scheduler loop would pick next anyway (local_work: the slot, within
+ * its burst, outside a fairness tick) —, else 0 (the loop decides). */
+static uintptr_t direct_next(weft__worker_t *w) {
+  if (WEFT__UNLIKELY(w->chaos) || (w->tick + 1) % FAIRNESS_TICKS == 0) return 0;
+  if (w->next_streak >= NEXT_BURST) {
+    if (!local_queues_empty(w)) return 0; /* their turn: the loop takes the deque first */
+    w->next_streak = 0;                   /* nothing else is waiting here: a new burst */
+  }
+  /* relaxed: a prompt exit is all we need, as the loop's own check */
+  if (atomic_load_explicit(&w->rt->stopping, memory_order_relaxed)) return 0;
+  uintptr_t e = next_take(&w->next);
+  if (e) {
+    w->tick++;
+    w->next_streak++;
+  }
+  return e;
 }
 
 /* Chaos mode's random yield at a suspension point: nothing is armed or released yet (that
@@ -656,20 +706,24 @@ void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg) {
   w->after_arg = arg;
   /* Before the switch: once after_switch makes t runnable, its next RUNNING comes after. */
   weft__task_state(t, after == WEFT__AFTER_YIELD ? WEFT__TS_QUEUED : WEFT__TS_WAITING);
-  weft__ctx_switch(&t->runs_on->ctx, &w->sched, false);
-  /* Resumed, possibly by another worker: callers re-read weft__worker_self(). */
+  uintptr_t e = after != WEFT__AFTER_YIELD ? direct_next(w) : 0;
+  if (e) { /* the slot holds a suspended task (a resume entry): straight to its stack */
+    struct weft_task *next = (struct weft_task *)(e & ~WEFT__ENTRY_TAGS);
+    slice_begin(w, next);
+    w->current = next;
+    weft__ctx_switch(&t->runs_on->ctx, &next->runs_on->ctx, false);
+  } else {
+    weft__ctx_switch(&t->runs_on->ctx, &w->sched, false);
+  }
+  /* Resumed, possibly by another worker: callers re-read weft__worker_self(). A task that
+   * switched straight to us left its after-action for us to do. */
+  w = weft__worker_self();
+  if (w->after != WEFT__AFTER_NOTHING) do_after(w);
 }
 
 static void run_entry(weft__worker_t *w, uintptr_t e) {
   struct weft_task *t = (struct weft_task *)(e & ~WEFT__ENTRY_TAGS);
-  weft__task_running(t, w->index); /* one whole-word store: the reason is stale now */
-  /* release: pairs with the watchdog's acquire, so that what made t's descriptor (its slab's
-   * mapping, its spawn) happens before the watchdog reads its id and name; free on x86 */
-  if (WEFT__DIAG) {
-    atomic_store_explicit(&w->running, t, memory_order_release);
-    /* relaxed: the watchdog's sample; a new slice shows as a new count */
-    weft__stat_bump(&w->slices);
-  }
+  slice_begin(w, t);
   if (e & WEFT__ENTRY_RESUME) {
     w->current = t;
     weft__ctx_switch(&w->sched, &t->runs_on->ctx, false);
