@@ -27,6 +27,29 @@
  * awake, takes every case's lock and unlinks the nodes still queued; after that no peer can
  * claim it, so an unclaimed claim word then means "nothing was delivered".
  *
+ * Direct hand-off (#11). A task that waits without a deadline (its own or a scope's) takes a
+ * shorter path, the one pingpong's every hop takes: no completion word, no join, no
+ * park_begin. It queues its node, records itself in the wait, and suspends holding the lock;
+ * its scheduler commits the park (wake_impl.h's park_commit_direct: RUNNING → PARKED, or woken
+ * at once by a cancel already requested) and only then releases the lock (Go's gopark with the
+ * channel's unlock as its unlockf). So a peer that dequeues the node always finds the task
+ * PARKED: one CAS on its park state (wake_wake) hands it the value and status and wins the
+ * right to schedule it, into the peer's own next slot (lib/worker.c), and the resumed task
+ * reads the state with one load (park_end). Rejected: releasing the lock before the commit (a
+ * peer on another worker then found the task still PARKING, left the scheduling to the
+ * commit, and the two tasks of a pingpong stayed on two workers: a cross-core hop each time).
+ * A cancel that wins the task's state instead: the task re-takes the lock; a node still queued
+ * is unlinked (ECANCELED); a dequeued one means a peer is between its dequeue and its CAS,
+ * which then loses and stores `done` (its last touch of the wait), which the task waits for.
+ * A peer from outside the task's runtime (a plain thread; marked `settle` under the lock at its
+ * dequeue) always ends with `done` after its scheduling (an inject push that touches the
+ * runtime), and the task, and destroy (weft__wq_abandon, which also unlinks a discarded task's
+ * queued node), wait for it. Locked instructions per pingpong hop, measured by reading the
+ * path: the send's lock, the wake CAS, the next slot's put, the receive's lock, the commit, the
+ * slot's take — 6, where the completion-word path took 12 (lock, park_begin, add_waiter,
+ * commit, take from the deque; complete, count_release, wake, finish_waking, push; lock,
+ * park_end).
+ *
  * The lock: a test-and-test-and-set spinlock with sched_yield after a short spin. Held for a
  * few dozen instructions (queue links, a ring slot), never across a wake-up, an allocation of
  * a waiter, or a suspension. Rejected: pthread_mutex (a futex round trip when contended,

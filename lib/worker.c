@@ -5,6 +5,8 @@
  *   1. every 61st tick, the inject queue and then its yield queue first (so that tasks that
  *      yielded, or were spawned by other threads, cannot starve behind local work; 61 is
  *      Go's choice, prime so that it does not beat with a program's own periods);
+ *   1½. its next slot, at most NEXT_BURST (3) times in a row while its queues hold anything
+ *      (see "The next slot" below);
  *   2. its own deque, newest first (LIFO: the task just spawned or woken shares the cache);
  *   3. its yield queue, oldest first (asyncio's sleep(0) goes behind the ready tasks), taken
  *      in batches of up to half into a private run (take_own_yielded: one CAS a batch);
@@ -36,6 +38,42 @@
  * Rejected: busy-waiting forever (Lace: 100% CPU while idle), one condition variable for all
  * (thundering herd and a mutex on every spawn), ck_ec (its wait/wake live in uninstrumented
  * libck.so: every hand-off would need TSan annotations that the futex word gives for free).
+ *
+ * The next slot (#11; Go's runnext, Tokio's LIFO slot). A task woken by the task running on
+ * worker w (a channel hand-off, an unlock, a completion, a cancel) goes into w's one-entry next
+ * slot instead of its deque; an entry it displaces goes to the deque. Two tasks that wake each
+ * other (pingpong, a producer and its consumer) so stay on one worker and in its cache: pushed
+ * onto the deque, the woken task was stolen at once by the other worker, which spins looking
+ * for work, and the pair crossed cores on every hop (pingpong at 2 workers: 2.3× slower than at
+ * 1). The protocol is lib/next_impl.h's (model-checked, tests/model/next_model.cpp): the owner
+ * fills the slot (a seq_cst exchange) and empties it (an exchange); a thief empties it with a
+ * CAS, but only a word it has seen there unchanged for NEXT_STEAL_NS (3 µs, Go's runqgrab
+ * delay; the word carries a put counter, so a pair that puts the same two tasks back every
+ * other hop is not mistaken for a stuck entry). So a task in the slot of a worker whose running
+ * task never gives the worker back (a long computation, a blocking call) is still run: by a
+ * spinner within 3 µs, else by the watcher (below) within NEXT_WATCH_NS, and the put itself
+ * wakes a parked worker when no watcher looks (the wake check as for a push onto an empty
+ * deque: the put's seq_cst exchange is its store side, and parkers look at every slot).
+ * Fairness: the slot is taken at most NEXT_BURST times in a row while the worker's deque,
+ * yield queue or the inject queue hold anything (Tokio's 3); the 61-tick rule above still
+ * applies. Cost: a put and a take are one locked instruction each (a deque push and take of a
+ * woken task: two, plus a thief's probe of a busy line).
+ * The direct switch: a task that suspends to park (not a yield) while the slot holds an entry
+ * that the loop would pick next anyway switches straight to that task's stack (no round trip
+ * through the scheduler's stack); the task resumed there performs the suspended one's
+ * after-action (weft__suspend's tail), as the loop would have.
+ * The watcher. While some slot is in use (puts since a spinner's last look), the spinner that
+ * finds nothing parks as the runtime's one watcher: a timed park of NEXT_WATCH_NS (1 ms), after
+ * which it looks once (stealing an entry that sat there since its previous look) and parks
+ * again, until a whole watch passes without a put. A put that sees a watcher (seq_cst) skips
+ * its wake check: otherwise every put into an empty slot — every hop of a pair — found the
+ * other worker parked and paid a futex wake (12 000 per 10^6 round trips). The watcher's end
+ * (a seq_cst RMW) and its next park's look at the slots make the other half of that check.
+ * Rejected: a slot only the owner may empty (Tokio; a task in it waits as long as its waker's
+ * worker is busy, and a task that busy-waits for the woken one never ends), spinning while
+ * slots are in use (a whole CPU, and on this shared 2-vCPU VM the spinner's time came out of
+ * the pair's: 2× slower), and handing the woken task to the waker privately until it suspends
+ * (no thief could reach it: the same starvation as Tokio's).
  */
 #include "deque.h"
 #include "internal.h"
@@ -533,13 +571,12 @@ static void watch_end(struct weft_runtime *rt) {
   atomic_fetch_sub_explicit(&rt->nwatching, 1, memory_order_seq_cst); /* seq_cst: see above */
 }
 
-/* Whether some worker put into its next slot since our last look (a spin period ago): a pair of
- * tasks is waking each other there, each wake a put into an empty slot. A spinner that parked
- * now would be woken by the next such put (the put's wake check: a futex round trip per spin
- * period — measured 12 000 park/wake cycles per 10^6 pingpong round trips, 2.3× slower than
- * one worker); it stays a spinner instead, ready to steal an entry that sits too long. Parks
- * once a whole spin period passes without a put. relaxed: a hint; parking's own look is the
- * seq_cst one. */
+/* Whether some worker put into its next slot since our last look (a spin period, or a watch,
+ * ago): a pair of tasks is waking each other there, each wake a put into an empty slot. A
+ * spinner that then parked plainly would be woken by the next such put (its wake check: a
+ * futex round trip per spin period — measured 12 000 park/wake cycles per 10^6 pingpong round
+ * trips, 2.3× slower than one worker); it parks as the watcher instead (see the top). relaxed:
+ * a hint; parking's own look at the slots is the seq_cst one. */
 static bool next_active(weft__worker_t *w) {
   struct weft_runtime *rt = w->rt;
   uint32_t sum = 0;
@@ -740,5 +777,4 @@ void weft__worker_main_loop(weft__worker_t *w) {
   /* relaxed: a prompt exit is all we need; pthread_join orders the rest */
   while (!atomic_load_explicit(&w->rt->stopping, memory_order_relaxed) && (e = find_work(w)))
     run_entry(w, e);
-  if (getenv("WEFT_DBG")) fprintf(stderr, "DBG w%d parks=%lu unparks=%lu stolen=%lu tries=%lu\n", w->index, (unsigned long)w->n_parks, (unsigned long)w->n_unparks, (unsigned long)w->n_stolen, (unsigned long)w->n_steal_tries);
 }
