@@ -445,11 +445,13 @@ static uintptr_t local_work(weft__worker_t *w) {
   }
   /* The next slot first, NEXT_BURST times in a row at most: then the queues get a look, so two
    * tasks that keep waking each other cannot starve the rest of this worker's tasks. */
-  if (w->next_streak < NEXT_BURST && (e = next_take(&w->next))) {
-    w->next_streak++;
-    return e;
+  if (next_peek(&w->next, 0)) { /* relaxed: the owner's own slot (a thief may empty it) */
+    if (w->next_streak < NEXT_BURST && (e = next_take(&w->next))) {
+      w->next_streak++;
+      return e;
+    }
+    w->next_streak = 0; /* the burst is over: the queues' turn */
   }
-  w->next_streak = 0;
   if ((e = weft__deque_take(&w->deque))) return e;
   if ((e = take_own_yielded(w))) return e;
   if ((e = take_injected(w))) return e;
@@ -627,7 +629,7 @@ static uintptr_t find_work(weft__worker_t *w) {
 
 /* What the scheduler does for the task that just switched out (w->after), on the next stack
  * that runs on this worker: the scheduler loop's, or the task's a direct switch went to. */
-static void do_after(weft__worker_t *w) {
+static inline __attribute__((always_inline)) void do_after(weft__worker_t *w) {
   weft__after_t after = w->after;
   w->after = WEFT__AFTER_NOTHING;
   switch (after) {
@@ -676,6 +678,9 @@ static void after_switch(weft__worker_t *w) {
   if (WEFT__DIAG) atomic_store_explicit(&w->running, NULL, memory_order_relaxed);
   do_after(w);
 }
+
+/* do_after out of line, for weft__suspend's tail (after_switch, the loop's, inlines it). */
+static __attribute__((noinline)) void after_direct(weft__worker_t *w) { do_after(w); }
 
 /* A slice of t begins on w (the scheduler loop's run_entry, or a direct switch). */
 static void slice_begin(weft__worker_t *w, struct weft_task *t) {
@@ -743,7 +748,13 @@ void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg) {
   w->after_arg = arg;
   /* Before the switch: once after_switch makes t runnable, its next RUNNING comes after. */
   weft__task_state(t, after == WEFT__AFTER_YIELD ? WEFT__TS_QUEUED : WEFT__TS_WAITING);
-  uintptr_t e = after != WEFT__AFTER_YIELD ? direct_next(w) : 0;
+  if (after == WEFT__AFTER_YIELD) {
+    /* Through the loop, and resumed by it (a yielded task is never in a next slot): the loop
+     * performs every after-action itself. */
+    weft__ctx_switch(&t->runs_on->ctx, &w->sched, false);
+    return;
+  }
+  uintptr_t e = direct_next(w);
   if (e) { /* the slot holds a suspended task (a resume entry): straight to its stack */
     struct weft_task *next = (struct weft_task *)(e & ~WEFT__ENTRY_TAGS);
     slice_begin(w, next);
@@ -755,7 +766,7 @@ void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg) {
   /* Resumed, possibly by another worker: callers re-read weft__worker_self(). A task that
    * switched straight to us left its after-action for us to do. */
   w = weft__worker_self();
-  if (w->after != WEFT__AFTER_NOTHING) do_after(w);
+  if (w->after != WEFT__AFTER_NOTHING) after_direct(w);
 }
 
 static void run_entry(weft__worker_t *w, uintptr_t e) {
