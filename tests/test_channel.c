@@ -2,12 +2,17 @@
  * blocked senders and receivers, select (a waiting select, its timeout, closed cases, and its
  * fairness in counts), plain threads on both ends, the queue's join/task_done, and the
  * exactly-once stress: producers and consumers across 4 and 8 workers and foreign threads,
- * with deadlines and cancels racing the hand-offs, every value delivered exactly once. */
+ * with deadlines and cancels racing the hand-offs, every value delivered exactly once; and the
+ * next slot (lib/worker.c): a woken task leaves its waker's slot while the waker holds its
+ * worker (a loop, a blocking system call), a ping-ponging pair does not starve a third task,
+ * a cancelled direct wait leaves its queue. */
 #include "support.h"
 #include "waits.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 #include <sched.h>
 #include <stdatomic.h>
 
@@ -581,6 +586,8 @@ Test(exactly_once, buffered_at_8_workers) { exactly_once(8, 16); }
 typedef struct {
   weft_chan_t *c;
   atomic_int resumed;
+  bool syscall; /* the waker blocks in read(2) on `pipe` instead of a loop */
+  int pipe[2];
 } hold_t;
 
 static void *hold_receiver(void *arg) {
@@ -589,6 +596,7 @@ static void *hold_receiver(void *arg) {
   OK(weft_chan_recv(h->c, &v, UINT64_MAX)); /* no deadline: the direct wait */
   cr_assert_eq(PINT(v), 7);
   atomic_store(&h->resumed, 1);
+  if (h->syscall) cr_assert_eq(write(h->pipe[1], "x", 1), 1);
   return NULL;
 }
 
@@ -597,6 +605,12 @@ static void *hold_waker(void *arg) {
   weft_task_t *r;
   OK(weft_spawn(&r, hold_receiver, h));
   while (weft_chan_try_send(h->c, IPTR(7)) == WEFT_EAGAIN) weft_yield(); /* until it waits */
+  if (h->syscall) { /* the worker's thread blocks in the kernel until the woken task writes */
+    struct pollfd p = {.fd = h->pipe[0], .events = POLLIN};
+    cr_assert_eq(poll(&p, 1, 10000), 1, "the woken task never left its waker's next slot");
+    char b;
+    cr_assert_eq(read(h->pipe[0], &b, 1), 1);
+  }
   uint64_t until = weft_now_ns() + 10000 * MS; /* a failure detector, not a timing check */
   while (!atomic_load(&h->resumed))
     cr_assert(weft_now_ns() < until, "the woken task never left its waker's next slot");
@@ -604,18 +618,23 @@ static void *hold_waker(void *arg) {
   return NULL;
 }
 
-static void hold(int workers) {
+static void hold(int workers, bool syscall) {
   for (int round = 0; round < SCALE(20, 5); round++) {
-    hold_t h = {0};
+    hold_t h = {.syscall = syscall};
+    cr_assert_eq(pipe(h.pipe), 0);
     OK(weft_chan_create(&h.c, 0));
     run_on(workers, hold_waker, &h);
     weft_chan_destroy(h.c);
+    close(h.pipe[0]);
+    close(h.pipe[1]);
   }
 }
 
-Test(next_slot, a_woken_task_runs_while_its_waker_holds_the_worker_at_2_workers) { hold(2); }
-Test(next_slot, a_woken_task_runs_while_its_waker_holds_the_worker_at_4_workers) { hold(4); }
-Test(next_slot, a_woken_task_runs_while_its_waker_holds_the_worker_at_8_workers) { hold(8); }
+Test(next_slot, a_woken_task_runs_while_its_waker_holds_the_worker_at_2_workers) { hold(2, false); }
+Test(next_slot, a_woken_task_runs_while_its_waker_holds_the_worker_at_4_workers) { hold(4, false); }
+Test(next_slot, a_woken_task_runs_while_its_waker_holds_the_worker_at_8_workers) { hold(8, false); }
+Test(next_slot, a_woken_task_runs_while_its_waker_blocks_in_a_syscall_at_2_workers) { hold(2, true); }
+Test(next_slot, a_woken_task_runs_while_its_waker_blocks_in_a_syscall_at_8_workers) { hold(8, true); }
 
 /* Two tasks that wake each other through rendezvous channels (each hop a put into the next
  * slot and a direct switch) do not starve a third task: one spawned beside them, one that
