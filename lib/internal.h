@@ -319,8 +319,6 @@ void weft__join_arrive(weft__join_t *j);
 /* lib/join.c, for the scheduler after a task switched out to wait: PARKING → PARKED, or
  * schedules it if an event came first. */
 void weft__park_commit(struct weft__worker *w, struct weft_task *t);
-/* #11, lib/join.c: the same for a direct wait (lib/waitq.h), which skipped park_begin. */
-void weft__park_commit_direct(struct weft__worker *w, struct weft_task *t);
 /* lib/join.c: sleeps the task until the deadline or a cancel: 0 or WEFT_ECANCELED. */
 int weft__park_until(struct weft_task *self, uint64_t deadline_ns);
 /* lib/join.c: WEFT_ETIMEDOUT if the task's deadline scope has passed, else 0. Inline: the

@@ -67,11 +67,6 @@ void weft__park_commit(weft__worker_t *w, struct weft_task *t) {
   if (wake_park_commit(&t->state)) weft__schedule_local(w, (uintptr_t)t | WEFT__ENTRY_RESUME);
 }
 
-void weft__park_commit_direct(weft__worker_t *w, struct weft_task *t) {
-  if (wake_park_commit_direct(&t->state))
-    weft__schedule_local(w, (uintptr_t)t | WEFT__ENTRY_RESUME);
-}
-
 /* A task's timer (a sleep, a deadline) fired. timer_done is the last touch of the join unless
  * we won a parked task, which cannot run before we schedule it. */
 static void park_timer_fire(weft__timer_entry_t *e) {

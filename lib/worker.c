@@ -77,6 +77,7 @@
  */
 #include "deque.h"
 #include "internal.h"
+#include "wake.h" /* the direct wait's commit (do_after) */
 
 #define PK_COUNT _Atomic int
 #define PK_LOAD(obj, mo) atomic_load_explicit(&(obj), (mo))
@@ -300,10 +301,11 @@ void weft__schedule_next(weft__worker_t *w, uintptr_t entry) {
   uintptr_t old = next_put(&w->next, entry, puts & 0xffff);
   if (old) /* displaced (Go's runqput kicks the old runnext to its queue): the deque's LIFO end */
     push_local(w, &w->deque, old);
-  else if (!atomic_load_explicit(&w->rt->nwatching, memory_order_seq_cst))
+  else if (!atomic_load_explicit(&w->rt->nwatching, memory_order_seq_cst) &&
+           park_wake_needed(&w->rt->nspinning, &w->rt->nidle))
     /* the slot was empty and no watcher looks: the put was seq_cst, the store side of the
      * wake check (see the top); seq_cst load: the watcher's end is in the same order */
-    weft__wake_one_if_needed(w->rt);
+    wake_one(w->rt);
 }
 
 void weft__schedule(struct weft_runtime *rt, uintptr_t entry) {
@@ -660,7 +662,8 @@ static inline __attribute__((always_inline)) void do_after(weft__worker_t *w) {
      * other run on one worker (with the lock released before the commit, a peer on another
      * worker found the task still PARKING, left its scheduling to this commit, and the pair
      * stayed split across two workers, a cross-core hop every time: pingpong at 2 workers). */
-    weft__park_commit_direct(w, w->after_arg);
+    if (wake_park_commit_direct(&((struct weft_task *)w->after_arg)->state)) /* a cancel */
+      push_local(w, &w->deque, (uintptr_t)w->after_arg | WEFT__ENTRY_RESUME);
     atomic_store_explicit(w->after_lock, 0, memory_order_release); /* release: wq_unlock's */
     break;
   case WEFT__AFTER_PARK_TIMED: {
