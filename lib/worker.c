@@ -460,13 +460,15 @@ static uintptr_t local_work(weft__worker_t *w) {
   return next_take(&w->next);
 }
 
-static bool any_work_visible(struct weft_runtime *rt) {
+/* slots: whether next slots count (not for the watcher's timed park: a busy pair keeps one
+ * filled most of the time, and the watcher looks again within NEXT_WATCH_NS anyway). */
+static bool any_work_visible(struct weft_runtime *rt, bool slots) {
   /* seq_cst loads (here and in seen_nonempty): the parker's load side of the wake check. */
   if (iq_visible(&rt->inject)) return true;
   for (int i = 0; i < rt->nworkers; i++)
     if (weft__deque_seen_nonempty(&rt->workers[i].deque) ||
         weft__deque_seen_nonempty(&rt->workers[i].yieldq) || weft__frames_seen(&rt->workers[i]) ||
-        next_peek(&rt->workers[i].next, 1))
+        (slots && next_peek(&rt->workers[i].next, 1)))
       return true;
   return false;
 }
@@ -526,8 +528,8 @@ static bool park(weft__worker_t *w, bool *spinning, uint64_t until) {
   uint64_t deadline = weft__timer_next_deadline(rt->timer);
   if (scavenge_at < deadline) deadline = scavenge_at;
   /* seq_cst: ordered after our registration, so a concurrent stop cannot be missed */
-  if (!any_work_visible(rt) && !atomic_load_explicit(&rt->stopping, memory_order_seq_cst) &&
-      deadline > weft_now_ns()) {
+  if (!any_work_visible(rt, until == UINT64_MAX) &&
+      !atomic_load_explicit(&rt->stopping, memory_order_seq_cst) && deadline > weft_now_ns()) {
     weft__stat_bump(&w->n_parks);
     uint64_t parked_at = weft_now_ns(); /* two clock reads per park: parks are ~84 µs anyway */
     /* acquire: pairs with the waker's release store */
