@@ -63,7 +63,8 @@
  * through the scheduler's stack); the task resumed there performs the suspended one's
  * after-action (weft__suspend's tail), as the loop would have.
  * The watcher. While some slot is in use (puts since a spinner's last look), the spinner that
- * finds nothing parks as the runtime's one watcher: a timed park of NEXT_WATCH_NS (1 ms), after
+ * finds nothing parks as the runtime's one watcher: a timed park of NEXT_WATCH_NS (1 ms), whose
+ * look before sleeping ignores the slots (a busy pair keeps one filled most of the time), after
  * which it looks once (stealing an entry that sat there since its previous look) and parks
  * again, until a whole watch passes without a put. A put that sees a watcher (seq_cst) skips
  * its wake check: otherwise every put into an empty slot — every hop of a pair — found the
