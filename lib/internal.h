@@ -173,6 +173,8 @@ typedef enum {
   WEFT__AFTER_YIELD,    /* requeue behind the other ready tasks */
   WEFT__AFTER_PARK,       /* commit the task's park: if an event came first, it is ready again */
   WEFT__AFTER_PARK_TIMED, /* arm the task's timer (its deadline), then commit the park */
+  WEFT__AFTER_PARK_UNLOCK, /* #11: commit the park, then release the waiter queue's spinlock
+                            * (w->after_lock) that the task held across its switch */
 } weft__after_t;
 
 struct weft_task {
@@ -305,7 +307,8 @@ static inline void weft__task_state(struct weft_task *t, weft__after_t after) {
  * wake paths are left alone); running is its worker's `running` (lib/trace.c). */
 static inline bool weft__task_waiting(const struct weft_task *t) {
   uint8_t after = atomic_load_explicit(&t->diag_state, memory_order_relaxed);
-  return after == WEFT__AFTER_PARK || after == WEFT__AFTER_PARK_TIMED;
+  return after == WEFT__AFTER_PARK || after == WEFT__AFTER_PARK_TIMED ||
+         after == WEFT__AFTER_PARK_UNLOCK;
 }
 
 /* An awaiter runs t inline on its own stack: t runs, and the awaiter waits for it (if t
@@ -398,6 +401,10 @@ void weft__await_shielded(weft_task_t *t);
 /* lib/join.c, for destroy: takes a suspended task's waiter nodes (its wait record's) out of
  * the words they are linked into, waiting out a deliverer that holds one (BUSY). */
 void weft__wait_abandon(struct weft_task *t);
+/* #11, lib/sync.c: a direct wait's record marker (a task's timer.fire while it waits on a
+ * waiter queue, lib/waitq.h), and destroy's removal of such a wait (from weft__wait_abandon). */
+void weft__wq_marker(weft__timer_entry_t *e);
+void weft__wq_abandon_task(struct weft_task *t);
 /* lib/join.c: waits until a completion word is DONE, the deadline passes (UINT64_MAX: none)
  * or, for a task, a cancel arrives: 0, WEFT_ETIMEDOUT or WEFT_ECANCELED (self NULL: a plain
  * thread blocks, and is not cancellable). */
@@ -486,6 +493,17 @@ typedef struct weft__worker {
   uint32_t yring_next;
   _Atomic uint32_t yring_left;
   uintptr_t yring[WEFT__YRING];
+  /* #11: the next slot (lib/worker.c, protocol lib/next_impl.h): the task that the task running
+   * here woke last, run next (Go's runnext). Filled by the owner only; emptied by the owner or,
+   * once it has sat there NEXT_STEAL_NS, by a thief. On its own line: thieves read it. */
+  _Atomic uintptr_t next WEFT__ALIGNED;
+  uint32_t next_streak;   /* owner: slot picks in a row (NEXT_BURST bounds them) */
+  _Atomic uint32_t next_puts; /* owner-written (relaxed) puts: the slot word's ABA guard
+                               * (mod 2^16) and spinners' sign of a slot in use */
+  uintptr_t next_seen;    /* as a thief: a victim's slot word at first sight ... */
+  uint64_t next_seen_ns;  /* ... and when (weft_now_ns) */
+  uint32_t next_sum;      /* as a spinner: every worker's next_puts, summed at its last look */
+  _Atomic uint32_t *after_lock; /* WEFT__AFTER_PARK_UNLOCK's spinlock word (lib/waitq.h) */
 } weft__worker_t;
 
 
@@ -547,6 +565,9 @@ void weft__chaos_point(struct weft_task *self);
 void weft__schedule(struct weft_runtime *rt, uintptr_t entry);
 /* The same, known to run on worker w of the task's runtime (spawn's fast path). */
 void weft__schedule_local(weft__worker_t *w, uintptr_t entry);
+/* #11: a resume entry woken by the task running on w, into w's next slot (lib/worker.c); the
+ * deque where the slot does not apply (chaos mode, no task running). */
+void weft__schedule_next(weft__worker_t *w, uintptr_t entry);
 /* Switch from the running task to the scheduler, which then performs `after`. */
 void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg);
 void weft__wake_one_if_needed(struct weft_runtime *rt);
@@ -629,6 +650,8 @@ struct weft_runtime {
   _Atomic(struct weft__offload *) offload;
   int blocking_threads;            /* weft_options_t's, resolved (lib/offload.c) */
   uint64_t blocking_keepalive_ns;
+  /* #11: workers parked as the next slots' watcher (0 or 1; lib/worker.c) */
+  _Atomic int nwatching WEFT__ALIGNED;
 };
 
 /* ---- I/O (lib/poll.c, lib/offload.c) -------------------------------------------------------- */

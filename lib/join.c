@@ -102,6 +102,10 @@ static void remove_nodes(weft__join_t *j) {
 }
 
 void weft__wait_abandon(struct weft_task *t) {
+  if (t->timer.fire == weft__wq_marker) { /* a direct wait on a waiter queue (lib/sync.c) */
+    weft__wq_abandon_task(t);
+    return;
+  }
   weft__join_t *j = wait_record(t);
   if (j) remove_nodes(j);
 }

@@ -62,6 +62,73 @@ void weft__wq_settle(weft__wq_wait_t *w) {
   weft__tsan_acquire(&w->word); /* the hand-off edge (wq_wake) */
 }
 
+/* A direct wait's record (the task's timer entry, as join.c's waits use it): never armed. */
+void weft__wq_marker(weft__timer_entry_t *e) {
+  (void)e;
+  weft__die("weft: internal error: a direct wait record was armed as a timer.");
+}
+
+/* Waits for the peer's `done` (its last touch of the wait): it dequeued us and is a few
+ * instructions from it, never suspending there. */
+static void wq_wait_done(weft__wq_wait_t *w) {
+  /* acquire: pairs with the peer's release store, its last touch of our frame */
+  for (unsigned i = 0; !atomic_load_explicit(&w->done, memory_order_acquire); i++)
+    if (i < SETTLE_SPINS)
+      wq_pause();
+    else
+      sched_yield();
+}
+
+void weft__wq_abandon(weft__wq_wait_t *w) {
+  wq_lock(w->lock);
+  bool queued = w->node->queued, wait = !queued && w->settle;
+  if (queued) wq_unlink(w->q, w->node);
+  wq_unlock(w->lock);
+  if (wait) wq_wait_done(w); /* an outside peer: its inject push touches the runtime */
+}
+
+void weft__wq_abandon_task(struct weft_task *t) { weft__wq_abandon(t->timer.ctx); }
+
+/* The direct wait (waitq.h's top): a task, no deadline. Called with the lock held and n queued;
+ * the lock is released by the scheduler once the task is switched out and PARKED. */
+static int wq_wait_direct(struct weft_task *self, weft__spin_t *lock, weft__wq_t *q,
+                          weft__wq_node_t *n) {
+  weft__wq_wait_t *w = n->wait;
+  uint32_t before = weft__wq_state(self);
+  /* No park_begin (the commit does its work: wake_impl.h's park_commit_direct); a cancel
+   * pending already is delivered here, as park_begin would, without a switch. */
+  if (WEFT__UNLIKELY(wake_cancel_pending(before)) && wake_checkpoint(&self->state)) {
+    wq_unlink(q, n);
+    wq_unlock(lock);
+    return WEFT_ECANCELED;
+  }
+  w->task = self;
+  atomic_init(&w->done, 0);
+  w->settle = false;
+  w->lock = lock;
+  w->q = q;
+  w->node = n;
+  self->timer.ctx = w; /* the wait record, for destroy */
+  self->timer.fire = weft__wq_marker;
+  weft__worker_t *wk = weft__worker_self();
+  wk->after_lock = &lock->held;
+  weft__suspend(wk, WEFT__AFTER_PARK_UNLOCK, self);
+  uint32_t side = wake_park_end(&self->state);
+  self->timer.fire = NULL;
+  if (side == WK_BY_COMPLETION) {
+    if (w->settle) wq_wait_done(w); /* an outside peer: it touches us after its CAS */
+    return w->status;
+  }
+  wq_lock(lock); /* a cancel woke us: did a peer dequeue us first? */
+  bool queued = n->queued;
+  if (queued) wq_unlink(q, n);
+  wq_unlock(lock);
+  if (queued) return WEFT_ECANCELED; /* nothing was handed over */
+  wq_wait_done(w);
+  weft__wq_undeliver(self, before); /* the hand-off won: report it, keep the cancel pending */
+  return w->status;
+}
+
 /* weft__wq_wait once the caller has dropped the lock (n queued before it did); before: the
  * task's park state taken while it held it. */
 static int wq_wait_unlocked(struct weft_task *self, weft__spin_t *lock, weft__wq_t *q,
@@ -81,6 +148,9 @@ static int wq_wait_unlocked(struct weft_task *self, weft__spin_t *lock, weft__wq
 
 int weft__wq_wait(struct weft_task *self, weft__spin_t *lock, weft__wq_t *q, weft__wq_node_t *n,
                   uint64_t deadline_ns) {
+  /* No deadline of its own nor of a scope: the direct wait; else the completion word's. */
+  if (self && deadline_ns == UINT64_MAX && !weft__task_diag(self)->scope)
+    return wq_wait_direct(self, lock, q, n);
   uint32_t before = weft__wq_state(self);
   wq_unlock(lock);
   return wq_wait_unlocked(self, lock, q, n, deadline_ns, before);

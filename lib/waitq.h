@@ -27,6 +27,29 @@
  * awake, takes every case's lock and unlinks the nodes still queued; after that no peer can
  * claim it, so an unclaimed claim word then means "nothing was delivered".
  *
+ * Direct hand-off (#11). A task that waits without a deadline (its own or a scope's) takes a
+ * shorter path, the one pingpong's every hop takes: no completion word, no join, no
+ * park_begin. It queues its node, records itself in the wait, and suspends holding the lock;
+ * its scheduler commits the park (wake_impl.h's park_commit_direct: RUNNING → PARKED, or woken
+ * at once by a cancel already requested) and only then releases the lock (Go's gopark with the
+ * channel's unlock as its unlockf). So a peer that dequeues the node always finds the task
+ * PARKED: one CAS on its park state (wake_wake) hands it the value and status and wins the
+ * right to schedule it, into the peer's own next slot (lib/worker.c), and the resumed task
+ * reads the state with one load (park_end). Rejected: releasing the lock before the commit (a
+ * peer on another worker then found the task still PARKING, left the scheduling to the
+ * commit, and the two tasks of a pingpong stayed on two workers: a cross-core hop each time).
+ * A cancel that wins the task's state instead: the task re-takes the lock; a node still queued
+ * is unlinked (ECANCELED); a dequeued one means a peer is between its dequeue and its CAS,
+ * which then loses and stores `done` (its last touch of the wait), which the task waits for.
+ * A peer from outside the task's runtime (a plain thread; marked `settle` under the lock at its
+ * dequeue) always ends with `done` after its scheduling (an inject push that touches the
+ * runtime), and the task, and destroy (weft__wq_abandon, which also unlinks a discarded task's
+ * queued node), wait for it. Locked instructions per pingpong hop, measured by reading the
+ * path: the send's lock, the wake CAS, the next slot's put, the receive's lock, the commit, the
+ * slot's take — 6, where the completion-word path took 12 (lock, park_begin, add_waiter,
+ * commit, take from the deque; complete, count_release, wake, finish_waking, push; lock,
+ * park_end).
+ *
  * The lock: a test-and-test-and-set spinlock with sched_yield after a short spin. Held for a
  * few dozen instructions (queue links, a ring slot), never across a wake-up, an allocation of
  * a waiter, or a suspension. Rejected: pthread_mutex (a futex round trip when contended,
@@ -80,12 +103,23 @@ static inline void wq_unlock(weft__spin_t *l) {
 
 enum { WQ_UNCLAIMED = -1 };
 
+struct weft__wq_node;
+struct weft__wq;
+
 /* One per blocking call (a select's cases share it), on the caller's stack. */
 typedef struct weft__wq_wait {
   _Atomic uintptr_t word; /* join_impl.h's completion word: DONE once a peer handed over */
   _Atomic int claim;      /* a select's: WQ_UNCLAIMED or the index of the case that won */
   int status;             /* the peer's answer, written before it completes `word` */
   bool select;            /* peers must win `claim` to take one of its nodes */
+  /* The direct wait (see "Direct hand-off" at the top): the waiting task, or NULL when the
+   * wait goes through `word`. */
+  struct weft_task *task;
+  bool settle;            /* set by a dequeuing peer from outside the task's runtime */
+  _Atomic uint32_t done;  /* a peer's last touch, where the waiter must wait for it */
+  weft__spin_t *lock;     /* where its node waits: for destroy (weft__wq_abandon) */
+  struct weft__wq *q;
+  struct weft__wq_node *node;
 } weft__wq_wait_t;
 
 /* One per queue entry, on the caller's stack. */
@@ -107,6 +141,7 @@ static inline void wq_wait_init(weft__wq_wait_t *w, bool select) {
   atomic_init(&w->claim, WQ_UNCLAIMED);
   w->status = 0;
   w->select = select;
+  w->task = NULL;
 }
 
 static inline void wq_node_init(weft__wq_node_t *n, weft__wq_wait_t *w, void *value, int index) {
@@ -147,6 +182,12 @@ static inline weft__wq_node_t *wq_pop(weft__wq_t *q) {
   weft__wq_node_t *n;
   while ((n = q->head)) {
     wq_unlink(q, n);
+    if (n->wait->task) { /* a direct wait (never a select's) */
+      weft__worker_t *self = weft__worker_self();
+      /* Under the lock, so that destroy's weft__wq_abandon, which takes it, sees it. */
+      n->wait->settle = !(self && self->rt == n->wait->task->rt);
+      return n;
+    }
     if (!n->wait->select) return n;
     int expected = WQ_UNCLAIMED;
     /* relaxed: the claim is made under this queue's lock, and the selector reads it only after
@@ -163,7 +204,35 @@ static inline bool wq_empty(const weft__wq_t *q) { return q->head == NULL; }
 /* The hand-off's end, after unlocking: completes the node's wait and wakes its owner. The
  * node and its wait may be gone once this returns (or even before it returns: only the word's
  * BUSY, which wq_settle waits out, keeps the frame alive). */
+/* The direct hand-off's end (see the top): one CAS on the task's park state, which hands it
+ * the value and status, and, for a worker of its runtime, the task into our next slot. */
+static inline void wq_wake_direct(weft__wq_wait_t *w, struct weft_task *t, int status) {
+  w->status = status;
+  bool foreign = w->settle; /* ours: written under the lock at our dequeue */
+  struct weft_runtime *rt = t->rt;
+  /* acq_rel inside: release hands the value and status to the task; acquire sees its saved
+   * stack (it is PARKED: its node was findable only after its commit) */
+  int won = wake_wake(&t->state, WK_BY_COMPLETION);
+  if (!foreign) {
+    /* Won: the task runs only once scheduled, and reads nothing more of ours — the wait's
+     * frame is no longer ours to touch. Lost (a cancel woke it): it waits for `done`. */
+    if (won == WK_WON_PARKED)
+      weft__schedule_next(weft__worker_self(), (uintptr_t)t | WEFT__ENTRY_RESUME);
+    else if (won == WK_LOST)
+      atomic_store_explicit(&w->done, 1, memory_order_release); /* release: our last touch */
+    return;
+  }
+  /* From outside the runtime: the task waits for `done` either way, and so does destroy (it
+   * frees the runtime, which the inject push below touches). */
+  if (won == WK_WON_PARKED) weft__schedule(rt, (uintptr_t)t | WEFT__ENTRY_RESUME);
+  atomic_store_explicit(&w->done, 1, memory_order_release); /* release: our last touch */
+}
+
 static inline void wq_wake(weft__wq_wait_t *w, int status) {
+  if (w->task) {
+    wq_wake_direct(w, w->task, status);
+    return;
+  }
   w->status = status;
   weft__tsan_release(&w->word); /* the hand-off edge: pairs with wq_settle's acquire */
   uintptr_t s = join_complete(&w->word);
@@ -212,6 +281,9 @@ static inline void wq_wake_list(weft__wq_node_t *list, int status) {
  * (WEFT_ETIMEDOUT, WEFT_ECANCELED). self: the calling task, NULL on a plain thread. */
 int weft__wq_wait(struct weft_task *self, weft__spin_t *lock, weft__wq_t *q, weft__wq_node_t *n,
                   uint64_t deadline_ns);
+/* lib/sync.c, for destroy (through lib/join.c's weft__wait_abandon): a discarded task's direct
+ * wait leaves its queue, or waits out the outside peer that dequeued it. */
+void weft__wq_abandon(weft__wq_wait_t *w);
 /* lib/sync.c: waits on a wait's word, without the settling (select does its own): 0 or the
  * wait's error (WEFT_ETIMEDOUT, WEFT_ECANCELED). */
 int weft__wq_block(struct weft_task *self, weft__wq_wait_t *w, uint64_t deadline_ns);

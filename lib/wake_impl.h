@@ -11,7 +11,8 @@
  *   WK_FN(name)                      the name of each function
  * and may plant the bugs the model must catch: WK_COMMIT_BY_STORE (the scheduler's commit is a
  * plain store, not a CAS), WK_WAKE_ONLY_PARKED (an event ignores a task still switching out),
- * WK_WAKE_ORDER (acq_rel).
+ * WK_WAKE_ORDER (acq_rel), WK_DIRECT_BY_STORE (park_commit_direct stores instead of a CAS);
+ * WK_END_BY_CAS 1 gives back the old park_end (a CAS on every resume) for comparison.
  *
  * The word, one per task (it lives in the descriptor, so an event that holds the task's
  * handle, or that a deliverer's BUSY keeps alive, can always reach it):
@@ -58,6 +59,12 @@
 #endif
 #ifndef WK_WAKE_ORDER
 #define WK_WAKE_ORDER WK_ACQ_REL
+#endif
+#ifndef WK_END_BY_CAS
+#define WK_END_BY_CAS 0
+#endif
+#ifndef WK_DIRECT_BY_STORE
+#define WK_DIRECT_BY_STORE 0
 #endif
 
 /* What an event or a cancel did: nothing; won while the task was still switching out (its
@@ -113,6 +120,34 @@ static inline bool WK_FN(park_commit)(WK_STATE *st) {
 #endif
 }
 
+/* The scheduler, after the switch of a task that waits without park_begin (a direct wait,
+ * lib/waitq.h): its waiter node becomes findable only after this commit (the queue's lock is
+ * released after it), and it has no timer, so the only event that can come first is a cancel,
+ * which finds the task RUNNING (or WOKEN, which means the same) and only requests. So:
+ * → PARKED, or, if a cancel is pending (requested, not shielded), → WOKEN by the cancel, and
+ * true: the caller schedules the task now. One CAS where park_begin + park_commit take two. */
+static inline bool WK_FN(park_commit_direct)(WK_STATE *st) {
+#if WK_DIRECT_BY_STORE
+  uint32_t s = WK_LOAD(*st, WK_RLX);
+  if (WK_FN(cancel_pending)(s)) {
+    WK_STORE(*st, (s & ~(WK_PHASE | WK_SIDE)) | WK_WOKEN | (WK_BY_CANCEL << WK_SIDE_SHIFT), WK_REL);
+    return true;
+  }
+  WK_STORE(*st, (s & ~(WK_PHASE | WK_SIDE)) | WK_PARKED, WK_REL); /* planted: loses a cancel */
+  return false;
+#else
+  uint32_t s = WK_LOAD(*st, WK_RLX); /* relaxed: the CAS validates it */
+  for (;;) {
+    bool cancelled = WK_FN(cancel_pending)(s);
+    uint32_t desired = (s & ~(WK_PHASE | WK_SIDE)) |
+                       (cancelled ? WK_WOKEN | (WK_BY_CANCEL << WK_SIDE_SHIFT) : WK_PARKED);
+    /* acq_rel: release publishes the saved stack to the peer that will schedule us; acquire:
+     * a cancel's request comes with the canceller's writes */
+    if (WK_CAS(*st, s, desired, WK_ACQ_REL, WK_RLX)) return cancelled;
+  }
+#endif
+}
+
 /* An event (side WK_BY_COMPLETION or WK_BY_TIMER) for a task that waits. */
 static inline int WK_FN(wake)(WK_STATE *st, uint32_t side) {
   uint32_t s = WK_LOAD(*st, WK_RLX); /* relaxed: the CAS validates it */
@@ -141,9 +176,18 @@ static inline int WK_FN(cancel)(WK_STATE *st) {
   }
 }
 
-/* The task, resumed: WOKEN → RUNNING; returns the side that woke it (a cancel is delivered). */
+/* The task, resumed: returns the side that woke it (a cancel is delivered). A completion or a
+ * timer leaves the word as it is — WOKEN stands for RUNNING from here on: every event and
+ * cancel treats the two alike (wake and cancel act only on PARKING or PARKED), and the next
+ * wait starts with park_begin or park_commit_direct, which overwrite the phase — so the common
+ * resume costs a load, not a CAS (#11: one locked instruction less per channel hop). A cancel
+ * sets DELIVERED, which needs the CAS. */
 static inline uint32_t WK_FN(park_end)(WK_STATE *st) {
   uint32_t s = WK_LOAD(*st, WK_ACQ); /* acquire: the event's writes */
+#if !WK_END_BY_CAS
+  if ((s & WK_PHASE) == WK_WOKEN && ((s & WK_SIDE) >> WK_SIDE_SHIFT) != WK_BY_CANCEL)
+    return (s & WK_SIDE) >> WK_SIDE_SHIFT;
+#endif
   for (;;) {
     uint32_t side = (s & WK_SIDE) >> WK_SIDE_SHIFT;
     uint32_t desired = (s & ~(WK_PHASE | WK_SIDE)) | WK_RUNNING;

@@ -5,6 +5,8 @@
  *   1. every 61st tick, the inject queue and then its yield queue first (so that tasks that
  *      yielded, or were spawned by other threads, cannot starve behind local work; 61 is
  *      Go's choice, prime so that it does not beat with a program's own periods);
+ *   1½. its next slot, at most NEXT_BURST (3) times in a row while its queues hold anything
+ *      (see "The next slot" below);
  *   2. its own deque, newest first (LIFO: the task just spawned or woken shares the cache);
  *   3. its yield queue, oldest first (asyncio's sleep(0) goes behind the ready tasks), taken
  *      in batches of up to half into a private run (take_own_yielded: one CAS a batch);
@@ -36,9 +38,47 @@
  * Rejected: busy-waiting forever (Lace: 100% CPU while idle), one condition variable for all
  * (thundering herd and a mutex on every spawn), ck_ec (its wait/wake live in uninstrumented
  * libck.so: every hand-off would need TSan annotations that the futex word gives for free).
+ *
+ * The next slot (#11; Go's runnext, Tokio's LIFO slot). A task woken by the task running on
+ * worker w (a channel hand-off, an unlock, a completion, a cancel) goes into w's one-entry next
+ * slot instead of its deque; an entry it displaces goes to the deque. Two tasks that wake each
+ * other (pingpong, a producer and its consumer) so stay on one worker and in its cache: pushed
+ * onto the deque, the woken task was stolen at once by the other worker, which spins looking
+ * for work, and the pair crossed cores on every hop (pingpong at 2 workers: 2.3× slower than at
+ * 1). The protocol is lib/next_impl.h's (model-checked, tests/model/next_model.cpp): the owner
+ * fills the slot (a seq_cst exchange) and empties it (an exchange); a thief empties it with a
+ * CAS, but only a word it has seen there unchanged for NEXT_STEAL_NS (3 µs, Go's runqgrab
+ * delay; the word carries a put counter, so a pair that puts the same two tasks back every
+ * other hop is not mistaken for a stuck entry). So a task in the slot of a worker whose running
+ * task never gives the worker back (a long computation, a blocking call) is still run: by a
+ * spinner within 3 µs, else by the watcher (below) within NEXT_WATCH_NS, and the put itself
+ * wakes a parked worker when no watcher looks (the wake check as for a push onto an empty
+ * deque: the put's seq_cst exchange is its store side, and parkers look at every slot).
+ * Fairness: the slot is taken at most NEXT_BURST times in a row while the worker's deque,
+ * yield queue or the inject queue hold anything (Tokio's 3); the 61-tick rule above still
+ * applies. Cost: a put and a take are one locked instruction each (a deque push and take of a
+ * woken task: two, plus a thief's probe of a busy line).
+ * The direct switch: a task that suspends to park (not a yield) while the slot holds an entry
+ * that the loop would pick next anyway switches straight to that task's stack (no round trip
+ * through the scheduler's stack); the task resumed there performs the suspended one's
+ * after-action (weft__suspend's tail), as the loop would have.
+ * The watcher. While some slot is in use (puts since a spinner's last look), the spinner that
+ * finds nothing parks as the runtime's one watcher: a timed park of NEXT_WATCH_NS (1 ms), whose
+ * look before sleeping ignores the slots (a busy pair keeps one filled most of the time), after
+ * which it looks once (stealing an entry that sat there since its previous look) and parks
+ * again, until a whole watch passes without a put. A put that sees a watcher (seq_cst) skips
+ * its wake check: otherwise every put into an empty slot — every hop of a pair — found the
+ * other worker parked and paid a futex wake (12 000 per 10^6 round trips). The watcher's end
+ * (a seq_cst RMW) and its next park's look at the slots make the other half of that check.
+ * Rejected: a slot only the owner may empty (Tokio; a task in it waits as long as its waker's
+ * worker is busy, and a task that busy-waits for the woken one never ends), spinning while
+ * slots are in use (a whole CPU, and on this shared 2-vCPU VM the spinner's time came out of
+ * the pair's: 2× slower), and handing the woken task to the waker privately until it suspends
+ * (no thief could reach it: the same starvation as Tokio's).
  */
 #include "deque.h"
 #include "internal.h"
+#include "wake.h" /* the direct wait's commit (do_after) */
 
 #define PK_COUNT _Atomic int
 #define PK_LOAD(obj, mo) atomic_load_explicit(&(obj), (mo))
@@ -49,6 +89,22 @@
 /* Generates park_wake_needed and park_announce_idle (static inline): the hand-off's two
  * halves, shared with the relacy model. */
 #include "park_impl.h"
+
+#define NX_SLOT _Atomic uintptr_t
+#define NX_LOAD(obj, mo) atomic_load_explicit(&(obj), (mo))
+#define NX_XCHG(obj, v, mo) atomic_exchange_explicit(&(obj), (v), (mo))
+#define NX_CAS(obj, expected, v, mos, mof) \
+  atomic_compare_exchange_strong_explicit(&(obj), &(expected), (v), (mos), (mof))
+#define NX_RLX memory_order_relaxed
+#define NX_ACQ memory_order_acquire
+#define NX_SC memory_order_seq_cst
+/* The put counter above the entry: user-space addresses stay below 2^48 on x86-64 and
+ * aarch64 (an entry that does not fit goes to the deque: next_fits). */
+#define NX_GEN_SHIFT (UINTPTR_MAX > 0xffffffffu ? 48 : 0)
+#define NX_FN(name) next_##name
+/* Generates next_fits, next_put, next_take, next_peek and next_steal (static inline): the next
+ * slot's protocol, shared with the relacy model. */
+#include "next_impl.h"
 
 #include <ck_backoff.h>
 #include <sched.h>
@@ -65,6 +121,9 @@ enum {
   SPIN_ROUNDS = 64,    /* measured: ~20-50 µs of spinning against an ~84 µs park/wake round trip */
   STEAL_TRIES = 4,     /* picked: victims per spin round */
   INJECT_BATCH = 32,   /* picked: injected entries taken at once (the rest to the yield queue) */
+  NEXT_BURST = 3,      /* Tokio (MAX_LIFO_POLLS_PER_TICK): slot picks in a row before a look */
+  NEXT_STEAL_NS = 3000, /* Go (runqgrab's usleep(3)): a slot entry is stealable after 3 µs */
+  NEXT_WATCH_NS = 1000000, /* picked: a watcher's look at busy slots, once a millisecond */
 };
 
 /* Not static: lib/arch/tls_*.h reads it by name. Hidden: not part of the ABI. initial-exec:
@@ -231,16 +290,57 @@ static void push_local(weft__worker_t *w, weft__deque_t *q, uintptr_t entry) {
 
 void weft__schedule_local(weft__worker_t *w, uintptr_t entry) { push_local(w, &w->deque, entry); }
 
+void weft__schedule_next(weft__worker_t *w, uintptr_t entry) {
+  /* Chaos mode explores orders: no slot (its pick is chaos_local_work's). */
+  if (WEFT__UNLIKELY(w->chaos || !w->current || !next_fits(entry))) {
+    push_local(w, &w->deque, entry);
+    return;
+  }
+  /* relaxed load + store: owner-written, read by spinners as a hint (next_active) */
+  uint32_t puts = atomic_load_explicit(&w->next_puts, memory_order_relaxed) + 1;
+  atomic_store_explicit(&w->next_puts, puts, memory_order_relaxed);
+  uintptr_t old = next_put(&w->next, entry, puts & 0xffff);
+  if (old) /* displaced (Go's runqput kicks the old runnext to its queue): the deque's LIFO end */
+    push_local(w, &w->deque, old);
+  else if (!atomic_load_explicit(&w->rt->nwatching, memory_order_seq_cst) &&
+           park_wake_needed(&w->rt->nspinning, &w->rt->nidle))
+    /* the slot was empty and no watcher looks: the put was seq_cst, the store side of the
+     * wake check (see the top); seq_cst load: the watcher's end is in the same order */
+    wake_one(w->rt);
+}
+
 void weft__schedule(struct weft_runtime *rt, uintptr_t entry) {
   weft__worker_t *w = weft__worker_self();
   if (WEFT__LIKELY(w && w->rt == rt)) {
-    weft__schedule_local(w, entry);
+    if (entry & WEFT__ENTRY_RESUME)
+      weft__schedule_next(w, entry); /* a wake-up by the running task: its worker runs it next */
+    else
+      weft__schedule_local(w, entry);
     return;
   }
   weft__inject_push(rt, entry);
 }
 
 /* ---- Finding work ------------------------------------------------------------------------- */
+
+/* The victim's next slot, if it has held the same put for NEXT_STEAL_NS: its owner is running
+ * something long (or blocked), and the woken task should not wait for it. Earlier, the owner
+ * will most likely take it itself within a hop, and stealing it would move a pair of tasks that
+ * wake each other to another core on every hop (the cause of pingpong's 2-worker slowdown).
+ * One word of memory per thief: the last slot word seen and since when. */
+static uintptr_t steal_next(weft__worker_t *w, weft__worker_t *victim) {
+  uintptr_t seen = next_peek(&victim->next, 0);
+  if (!seen) return 0;
+  uint64_t now = weft_now_ns();
+  if (seen != w->next_seen) {
+    w->next_seen = seen;
+    w->next_seen_ns = now;
+    return 0;
+  }
+  if (now - w->next_seen_ns < NEXT_STEAL_NS) return 0;
+  w->next_seen = 0;
+  return next_steal(&victim->next, seen);
+}
 
 static uintptr_t steal_one(weft__worker_t *w) {
   struct weft_runtime *rt = w->rt;
@@ -257,6 +357,7 @@ static uintptr_t steal_one(weft__worker_t *w) {
       e = weft__deque_steal(&victim->yieldq);
       if (e == WEFT__DEQUE_ABORT) e = 0;
     }
+    if (!e) e = steal_next(w, victim);
     if (e) {
       weft__stat_bump(&w->n_stolen);
       return e;
@@ -353,17 +454,30 @@ static uintptr_t local_work(weft__worker_t *w) {
     if (weft__poll_active(w->rt)) weft__poll_tick(w); /* and poll fds, without blocking */
     if ((e = take_injected(w)) || (e = take_own_yielded(w))) return e;
   }
+  /* The next slot first, NEXT_BURST times in a row at most: then the queues get a look, so two
+   * tasks that keep waking each other cannot starve the rest of this worker's tasks. */
+  if (next_peek(&w->next, 0)) { /* relaxed: the owner's own slot (a thief may empty it) */
+    if (w->next_streak < NEXT_BURST && (e = next_take(&w->next))) {
+      w->next_streak++;
+      return e;
+    }
+    w->next_streak = 0; /* the burst is over: the queues' turn */
+  }
   if ((e = weft__deque_take(&w->deque))) return e;
   if ((e = take_own_yielded(w))) return e;
-  return take_injected(w);
+  if ((e = take_injected(w))) return e;
+  return next_take(&w->next);
 }
 
-static bool any_work_visible(struct weft_runtime *rt) {
+/* slots: whether next slots count (not for the watcher's timed park: a busy pair keeps one
+ * filled most of the time, and the watcher looks again within NEXT_WATCH_NS anyway). */
+static bool any_work_visible(struct weft_runtime *rt, bool slots) {
   /* seq_cst loads (here and in seen_nonempty): the parker's load side of the wake check. */
   if (iq_visible(&rt->inject)) return true;
   for (int i = 0; i < rt->nworkers; i++)
     if (weft__deque_seen_nonempty(&rt->workers[i].deque) ||
-        weft__deque_seen_nonempty(&rt->workers[i].yieldq) || weft__frames_seen(&rt->workers[i]))
+        weft__deque_seen_nonempty(&rt->workers[i].yieldq) || weft__frames_seen(&rt->workers[i]) ||
+        (slots && next_peek(&rt->workers[i].next, 1)))
       return true;
   return false;
 }
@@ -391,9 +505,10 @@ static bool idle_unlist(weft__worker_t *w) {
   return was_listed;
 }
 
-/* Parks until woken, a timer is due, or the runtime stops. Returns with *spinning set the way
- * the wake left it (a waker counts us as spinning). */
-static void park(weft__worker_t *w, bool *spinning) {
+/* Parks until woken, a timer is due, `until` passes (a watcher's look), or the runtime stops.
+ * Returns with *spinning set the way the wake left it (a waker counts us as spinning); true if
+ * no waker woke us. */
+static bool park(weft__worker_t *w, bool *spinning, uint64_t until) {
   struct weft_runtime *rt = w->rt;
   /* Memory first: an idle worker hands its caches back and returns what has sat unused for a
    * while (bounded work); it then sleeps no longer than until the next batch is due, so an
@@ -418,11 +533,12 @@ static void park(weft__worker_t *w, bool *spinning) {
   /* Frames are shared only when asked: ask every owner, so its next fork shares and wakes us. */
   for (int i = 0; i < rt->nworkers; i++)
     if (&rt->workers[i] != w) weft__frames_ask(&rt->workers[i]);
+  if (until < scavenge_at) scavenge_at = until; /* a wake-up of the same kind: a look */
   uint64_t deadline = weft__timer_next_deadline(rt->timer);
   if (scavenge_at < deadline) deadline = scavenge_at;
   /* seq_cst: ordered after our registration, so a concurrent stop cannot be missed */
-  if (!any_work_visible(rt) && !atomic_load_explicit(&rt->stopping, memory_order_seq_cst) &&
-      deadline > weft_now_ns()) {
+  if (!any_work_visible(rt, until == UINT64_MAX) &&
+      !atomic_load_explicit(&rt->stopping, memory_order_seq_cst) && deadline > weft_now_ns()) {
     weft__stat_bump(&w->n_parks);
     uint64_t parked_at = weft_now_ns(); /* two clock reads per park: parks are ~84 µs anyway */
     /* acquire: pairs with the waker's release store */
@@ -445,6 +561,7 @@ static void park(weft__worker_t *w, bool *spinning) {
   if (idle_unlist(w)) {
     *spinning = true; /* we left on our own: count ourselves as a spinner again */
     atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_seq_cst); /* seq_cst: wake check */
+    return true;
   } else {
     /* A waker took us off the list and counted us as spinning; wait for its store so that
      * the next park does not consume a stale wake. acquire: pairs with its release. */
@@ -452,6 +569,37 @@ static void park(weft__worker_t *w, bool *spinning) {
     *spinning = true;
     weft__metric_bump(&w->n_unparks);
   }
+  return false;
+}
+
+/* The one watcher (see the top): a worker that parks while slots are in use, waking every
+ * NEXT_WATCH_NS to steal an entry that sat there since its last look. seq_cst: the watcher's
+ * half of the slot's wake check (a put skips the wake while it sees a watcher; a watcher that
+ * ends, and then parks for good, looks at every slot after its end). */
+static bool watch_begin(struct weft_runtime *rt) {
+  int none = 0;
+  return atomic_compare_exchange_strong_explicit(&rt->nwatching, &none, 1, memory_order_seq_cst,
+                                                 memory_order_relaxed);
+}
+
+static void watch_end(struct weft_runtime *rt) {
+  atomic_fetch_sub_explicit(&rt->nwatching, 1, memory_order_seq_cst); /* seq_cst: see above */
+}
+
+/* Whether some worker put into its next slot since our last look (a spin period, or a watch,
+ * ago): a pair of tasks is waking each other there, each wake a put into an empty slot. A
+ * spinner that then parked plainly would be woken by the next such put (its wake check: a
+ * futex round trip per spin period — measured 12 000 park/wake cycles per 10^6 pingpong round
+ * trips, 2.3× slower than one worker); it parks as the watcher instead (see the top). relaxed:
+ * a hint; parking's own look at the slots is the seq_cst one. */
+static bool next_active(weft__worker_t *w) {
+  struct weft_runtime *rt = w->rt;
+  uint32_t sum = 0;
+  for (int i = 0; i < rt->nworkers; i++)
+    sum += atomic_load_explicit(&rt->workers[i].next_puts, memory_order_relaxed);
+  bool changed = sum != w->next_sum;
+  w->next_sum = sum;
+  return changed;
 }
 
 /* The next entry to run, or 0 once the runtime stops. */
@@ -460,14 +608,15 @@ static uintptr_t find_work(weft__worker_t *w) {
   uintptr_t e = local_work(w);
   if (WEFT__LIKELY(e)) return e;
   weft__worker_clock(w, weft__coarse_now_ns()); /* out of local work: ages restart from here */
-  bool spinning = false;
+  bool spinning = false, quick = false;
   for (;;) {
     if (!spinning) {
       spinning = true;
       atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_seq_cst); /* seq_cst: wake check */
     }
     ck_backoff_t backoff = CK_BACKOFF_INITIALIZER;
-    for (int round = 0; round < SPIN_ROUNDS; round++) {
+    /* A watcher's look (its watch ended on its own): one round, not a whole spin */
+    for (int round = 0; round < (quick ? 1 : SPIN_ROUNDS); round++) {
       /* relaxed: a prompt exit is all we need; join() orders the rest */
       if (atomic_load_explicit(&rt->stopping, memory_order_relaxed)) {
         stop_spinning(w, &spinning);
@@ -483,18 +632,19 @@ static uintptr_t find_work(weft__worker_t *w) {
       if (backoff < 1024) ck_backoff_eb(&backoff);
       else ck_pr_stall();
     }
-    park(w, &spinning);
+    bool watch = next_active(w) && watch_begin(rt);
+    quick = park(w, &spinning, watch ? weft_now_ns() + NEXT_WATCH_NS : UINT64_MAX) && watch;
+    if (watch) watch_end(rt);
   }
 }
 
 /* ---- Running ------------------------------------------------------------------------------ */
 
-static void after_switch(weft__worker_t *w) {
+/* What the scheduler does for the task that just switched out (w->after), on the next stack
+ * that runs on this worker: the scheduler loop's, or the task's a direct switch went to. */
+static inline __attribute__((always_inline)) void do_after(weft__worker_t *w) {
   weft__after_t after = w->after;
   w->after = WEFT__AFTER_NOTHING;
-  w->current = NULL;
-  /* relaxed: the watchdog's sample; it tolerates a stale view by one check */
-  if (WEFT__DIAG) atomic_store_explicit(&w->running, NULL, memory_order_relaxed);
   switch (after) {
   case WEFT__AFTER_NOTHING:
     break;
@@ -517,6 +667,16 @@ static void after_switch(weft__worker_t *w) {
   case WEFT__AFTER_PARK:
     weft__park_commit(w, w->after_arg);
     break;
+  case WEFT__AFTER_PARK_UNLOCK:
+    /* The task's waiter node became findable only now: a peer that dequeues it finds the task
+     * PARKED and schedules it into its own worker's next slot, so two tasks that wake each
+     * other run on one worker (with the lock released before the commit, a peer on another
+     * worker found the task still PARKING, left its scheduling to this commit, and the pair
+     * stayed split across two workers, a cross-core hop every time: pingpong at 2 workers). */
+    if (wake_park_commit_direct(&((struct weft_task *)w->after_arg)->state)) /* a cancel */
+      push_local(w, &w->deque, (uintptr_t)w->after_arg | WEFT__ENTRY_RESUME);
+    atomic_store_explicit(w->after_lock, 0, memory_order_release); /* release: wq_unlock's */
+    break;
   case WEFT__AFTER_PARK_TIMED: {
     struct weft_task *t = w->after_arg;
     if (weft__timer_arm(w->rt->timer, &t->timer, &w->n_fired)) weft__wake_one_if_needed(w->rt);
@@ -526,12 +686,68 @@ static void after_switch(weft__worker_t *w) {
   }
 }
 
+static void after_switch(weft__worker_t *w) {
+  w->current = NULL;
+  /* relaxed: the watchdog's sample; it tolerates a stale view by one check */
+  if (WEFT__DIAG) atomic_store_explicit(&w->running, NULL, memory_order_relaxed);
+  do_after(w);
+}
+
+/* do_after out of line, for weft__suspend's tail (after_switch, the loop's, inlines it). */
+static __attribute__((noinline)) void after_direct(weft__worker_t *w) { do_after(w); }
+
+/* A slice of t begins on w (the scheduler loop's run_entry, or a direct switch). */
+static void slice_begin(weft__worker_t *w, struct weft_task *t) {
+  /* release: pairs with the watchdog's and the dump's acquire, so that what made t's
+   * descriptor (its slab's mapping, its spawn) happens before they read its id and name; free
+   * on x86. The only per-slice diagnostic store: t's own state is not touched (the dump finds
+   * it here), and the slice count is the tick (local_work's, or direct_next's). */
+  if (WEFT__DIAG) atomic_store_explicit(&w->running, t, memory_order_release);
+}
+
+/* Whether w's own queues look empty (relaxed loads of indices that only grow or that w
+ * writes: a hint — a miss is caught at the next look, within NEXT_BURST picks). */
+static bool deque_looks_empty(weft__deque_t *d) {
+  return atomic_load_explicit(&d->bottom, memory_order_relaxed) <=
+         atomic_load_explicit(&d->top, memory_order_relaxed);
+}
+
+static bool local_queues_empty(weft__worker_t *w) {
+  return deque_looks_empty(&w->deque) && deque_looks_empty(&w->yieldq) &&
+         !atomic_load_explicit(&w->yring_left, memory_order_relaxed) &&
+         atomic_load_explicit(&w->rt->inject.len, memory_order_relaxed) <= 0;
+}
+
+/* The direct switch (see the top): the entry of w's next slot, if a suspending task may switch
+ * straight to it — what the scheduler loop would pick next anyway (local_work: the slot, within
+ * its burst, outside a fairness tick) —, else 0 (the loop decides). */
+static uintptr_t direct_next(weft__worker_t *w) {
+  /* relaxed: owner-written (atomic for the watchdog's sample) */
+  if (WEFT__UNLIKELY(w->chaos) ||
+      (atomic_load_explicit(&w->tick, memory_order_relaxed) + 1) % FAIRNESS_TICKS == 0)
+    return 0;
+  if (w->next_streak >= NEXT_BURST) {
+    if (!local_queues_empty(w)) return 0; /* their turn: the loop takes the deque first */
+    w->next_streak = 0;                   /* nothing else is waiting here: a new burst */
+  }
+  /* relaxed: a prompt exit is all we need, as the loop's own check */
+  if (atomic_load_explicit(&w->rt->stopping, memory_order_relaxed)) return 0;
+  uintptr_t e = next_take(&w->next);
+  if (e) {
+    tick_next(w); /* a slice: the fairness tick and the watchdog count it */
+    w->next_streak++;
+  }
+  return e;
+}
+
 /* Chaos mode's random yield at a suspension point: nothing is armed or released yet (that
  * happens after weft__suspend's switch), so the wait simply starts a turn later, maybe on
  * another worker. Returns the worker the task is on now. */
 static weft__worker_t *__attribute__((noinline, cold)) chaos_before_suspend(weft__worker_t *w,
                                                                           weft__after_t after) {
-  if (after == WEFT__AFTER_YIELD || !(chaos_next(w) & 1)) return w;
+  /* Not with a spinlock held (PARK_UNLOCK): its holder must not wait for a turn. */
+  if (after == WEFT__AFTER_YIELD || after == WEFT__AFTER_PARK_UNLOCK || !(chaos_next(w) & 1))
+    return w;
   weft__suspend(w, WEFT__AFTER_YIELD, w->current);
   return weft__worker_self();
 }
@@ -545,19 +761,32 @@ void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg) {
   /* Before the switch: once after_switch makes t runnable, its next slice comes after. */
   weft__task_state(t, after);
   /* Its frames leave the deque (before the switch: t may resume elsewhere, the next task needs
-   * it empty). Last, so that nothing but w and t lives across this rare call. */
+   * it empty). After the stores above, so that nothing but w and t lives across this rare call. */
   if (WEFT__UNLIKELY(w->frames.head)) weft__frames_detach(w);
-  weft__ctx_switch(&t->runs_on->ctx, &w->sched, false);
-  /* Resumed, possibly by another worker: callers re-read weft__worker_self(). */
+  if (after == WEFT__AFTER_YIELD) {
+    /* Through the loop, and resumed by it (a yielded task is never in a next slot): the loop
+     * performs every after-action itself. */
+    weft__ctx_switch(&t->runs_on->ctx, &w->sched, false);
+    return;
+  }
+  uintptr_t e = direct_next(w);
+  if (e) { /* the slot holds a suspended task (a resume entry): straight to its stack */
+    struct weft_task *next = (struct weft_task *)(e & ~WEFT__ENTRY_TAGS);
+    slice_begin(w, next);
+    w->current = next;
+    weft__ctx_switch(&t->runs_on->ctx, &next->runs_on->ctx, false);
+  } else {
+    weft__ctx_switch(&t->runs_on->ctx, &w->sched, false);
+  }
+  /* Resumed, possibly by another worker: callers re-read weft__worker_self(). A task that
+   * switched straight to us left its after-action for us to do. */
+  w = weft__worker_self();
+  if (w->after != WEFT__AFTER_NOTHING) after_direct(w);
 }
 
 static void run_entry(weft__worker_t *w, uintptr_t e) {
   struct weft_task *t = (struct weft_task *)(e & ~WEFT__ENTRY_TAGS);
-  /* release: pairs with the watchdog's and the dump's acquire, so that what made t's
-   * descriptor (its slab's mapping, its spawn) happens before they read its id and name; free
-   * on x86. The only per-slice diagnostic store: t's own state is not touched (the dump finds
-   * it here), and the slice count is the tick local_work moved. */
-  if (WEFT__DIAG) atomic_store_explicit(&w->running, t, memory_order_release);
+  slice_begin(w, t);
   if (e & WEFT__ENTRY_RESUME) {
     w->current = t;
     weft__ctx_switch(&w->sched, &t->runs_on->ctx, false);

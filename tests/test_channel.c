@@ -2,12 +2,17 @@
  * blocked senders and receivers, select (a waiting select, its timeout, closed cases, and its
  * fairness in counts), plain threads on both ends, the queue's join/task_done, and the
  * exactly-once stress: producers and consumers across 4 and 8 workers and foreign threads,
- * with deadlines and cancels racing the hand-offs, every value delivered exactly once. */
+ * with deadlines and cancels racing the hand-offs, every value delivered exactly once; and the
+ * next slot (lib/worker.c): a woken task leaves its waker's slot while the waker holds its
+ * worker (a loop, a blocking system call), a ping-ponging pair does not starve a third task,
+ * a cancelled direct wait leaves its queue. */
 #include "support.h"
 #include "waits.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 #include <sched.h>
 #include <stdatomic.h>
 
@@ -570,3 +575,180 @@ Test(exactly_once, rendezvous_at_4_workers) { exactly_once(4, 0); }
 Test(exactly_once, rendezvous_at_8_workers) { exactly_once(8, 0); }
 Test(exactly_once, buffered_at_4_workers) { exactly_once(4, 16); }
 Test(exactly_once, buffered_at_8_workers) { exactly_once(8, 16); }
+
+/* ---- The next slot and the direct hand-off (#11's pingpong work) ---- */
+
+/* A task woken into its waker's next slot runs even though the waker never gives its worker
+ * back: another worker takes it from the slot (a spinner after NEXT_STEAL_NS, or the parked
+ * watcher within a millisecond, or a worker the put woke). Deterministic: a try_send on a
+ * rendezvous channel succeeds only while the receiver waits, so the hand-off wakes it into the
+ * waker's slot; the waker then busy-waits (no suspension point) until the receiver has run. */
+typedef struct {
+  weft_chan_t *c;
+  atomic_int resumed;
+  bool syscall; /* the waker blocks in read(2) on `pipe` instead of a loop */
+  int pipe[2];
+} hold_t;
+
+static void *hold_receiver(void *arg) {
+  hold_t *h = arg;
+  void *v;
+  OK(weft_chan_recv(h->c, &v, UINT64_MAX)); /* no deadline: the direct wait */
+  cr_assert_eq(PINT(v), 7);
+  atomic_store(&h->resumed, 1);
+  if (h->syscall) cr_assert_eq(write(h->pipe[1], "x", 1), 1);
+  return NULL;
+}
+
+static void *hold_waker(void *arg) {
+  hold_t *h = arg;
+  weft_task_t *r;
+  OK(weft_spawn(&r, hold_receiver, h));
+  while (weft_chan_try_send(h->c, IPTR(7)) == WEFT_EAGAIN) weft_yield(); /* until it waits */
+  if (h->syscall) { /* the worker's thread blocks in the kernel until the woken task writes */
+    struct pollfd p = {.fd = h->pipe[0], .events = POLLIN};
+    cr_assert_eq(poll(&p, 1, 10000), 1, "the woken task never left its waker's next slot");
+    char b;
+    cr_assert_eq(read(h->pipe[0], &b, 1), 1);
+  }
+  uint64_t until = weft_now_ns() + 10000 * MS; /* a failure detector, not a timing check */
+  while (!atomic_load(&h->resumed))
+    cr_assert(weft_now_ns() < until, "the woken task never left its waker's next slot");
+  OK(weft_join(r, NULL));
+  return NULL;
+}
+
+static void hold(int workers, bool syscall) {
+  for (int round = 0; round < SCALE(20, 5); round++) {
+    hold_t h = {.syscall = syscall};
+    cr_assert_eq(pipe(h.pipe), 0);
+    OK(weft_chan_create(&h.c, 0));
+    run_on(workers, hold_waker, &h);
+    weft_chan_destroy(h.c);
+    close(h.pipe[0]);
+    close(h.pipe[1]);
+  }
+}
+
+Test(next_slot, a_woken_task_runs_while_its_waker_holds_the_worker_at_2_workers) { hold(2, false); }
+Test(next_slot, a_woken_task_runs_while_its_waker_holds_the_worker_at_4_workers) { hold(4, false); }
+Test(next_slot, a_woken_task_runs_while_its_waker_holds_the_worker_at_8_workers) { hold(8, false); }
+Test(next_slot, a_woken_task_runs_while_its_waker_blocks_in_a_syscall_at_2_workers) { hold(2, true); }
+Test(next_slot, a_woken_task_runs_while_its_waker_blocks_in_a_syscall_at_8_workers) { hold(8, true); }
+
+/* Two tasks that wake each other through rendezvous channels (each hop a put into the next
+ * slot and a direct switch) do not starve a third task: one spawned beside them, one that
+ * keeps yielding, and one spawned from outside the runtime (the inject queue). Each third task
+ * ends the ping-pong when it runs; at 1 worker it can only run on the pair's worker. The spawned
+ * and the yielding one are spawned by the ponger after 1000 hops (onto the deque's LIFO end,
+ * under the pair's slot); the yielding one then goes to the yield queue. */
+typedef struct {
+  weft_chan_t *ping, *pong;
+  atomic_int stop;
+  atomic_long hops;
+  int kind; /* FAIR_SPAWNED, FAIR_YIELDING, FAIR_INJECTED */
+} fair_t;
+
+enum { FAIR_SPAWNED, FAIR_YIELDING, FAIR_INJECTED };
+
+static void *fair_third(void *arg);
+
+/* Spawns the third task (onto its worker's deque) once the pair is hopping. */
+static void *fair_ponger(void *arg) {
+  fair_t *f = arg;
+  weft_task_t *third = NULL;
+  for (long i = 0;; i++) {
+    if (i == 1000 && f->kind != FAIR_INJECTED) OK(weft_spawn(&third, fair_third, f));
+    void *v;
+    OK(weft_chan_recv(f->ping, &v, UINT64_MAX));
+    if (!v) break;
+    OK(weft_chan_send(f->pong, v, UINT64_MAX));
+  }
+  if (third) OK(weft_join(third, NULL));
+  return NULL;
+}
+
+static void *fair_third(void *arg) {
+  fair_t *f = arg;
+  if (f->kind == FAIR_YIELDING)
+    for (int i = 0; i < 100; i++) OK(weft_yield());
+  atomic_store(&f->stop, 1);
+  return NULL;
+}
+
+static void *fair_pinger(void *arg) {
+  fair_t *f = arg;
+  weft_task_t *p;
+  OK(weft_spawn(&p, fair_ponger, f));
+  while (!atomic_load(&f->stop)) {
+    void *v;
+    OK(weft_chan_send(f->ping, IPTR(1), UINT64_MAX));
+    OK(weft_chan_recv(f->pong, &v, UINT64_MAX));
+    atomic_fetch_add(&f->hops, 1);
+  }
+  OK(weft_chan_send(f->ping, NULL, UINT64_MAX)); /* the ponger's end */
+  OK(weft_join(p, NULL));
+  return NULL;
+}
+
+static void fair(int workers, int kind) {
+  weft_runtime_t *rt = test_runtime(workers);
+  fair_t f = {.kind = kind};
+  OK(weft_chan_create(&f.ping, 0));
+  OK(weft_chan_create(&f.pong, 0));
+  weft_task_t *pinger, *third = NULL;
+  OK(weft_runtime_spawn(rt, &pinger, fair_pinger, &f));
+  if (kind == FAIR_INJECTED) {
+    while (atomic_load(&f.hops) < 1000) sched_yield(); /* the pair is hopping */
+    OK(weft_runtime_spawn(rt, &third, fair_third, &f));
+  }
+  OK(weft_join(pinger, NULL)); /* returns only once the third task ran */
+  if (third) OK(weft_join(third, NULL));
+  cr_assert_eq(atomic_load(&f.stop), 1);
+  weft_chan_destroy(f.ping);
+  weft_chan_destroy(f.pong);
+  OK(weft_runtime_destroy(rt));
+}
+
+#define FAIR_TESTS(workers)                                                                      \
+  Test(next_slot, a_pair_does_not_starve_a_spawned_task_at_##workers##_workers) {                \
+    fair(workers, FAIR_SPAWNED);                                                                 \
+  }                                                                                              \
+  Test(next_slot, a_pair_does_not_starve_a_yielding_task_at_##workers##_workers) {               \
+    fair(workers, FAIR_YIELDING);                                                                \
+  }                                                                                              \
+  Test(next_slot, a_pair_does_not_starve_an_injected_task_at_##workers##_workers) {              \
+    fair(workers, FAIR_INJECTED);                                                                \
+  }
+FAIR_TESTS(1)
+FAIR_TESTS(2)
+FAIR_TESTS(4)
+FAIR_TESTS(8)
+
+/* A task blocked in a direct wait (no deadline) is cancelled: it leaves the queue, and a later
+ * send finds no stale waiter (the channel's queue is empty again: destroy would abort). */
+static void *cancel_waiter(void *arg) {
+  weft_task_set_name(weft_current(), "direct-waiter");
+  void *v;
+  return IPTR(weft_chan_recv(arg, &v, UINT64_MAX));
+}
+
+Test(next_slot, a_cancelled_direct_wait_leaves_its_queue) {
+  weft_runtime_t *rt = test_runtime(2);
+  weft_chan_t *c;
+  OK(weft_chan_create(&c, 0));
+  char want[64];
+  snprintf(want, sizeof want, "waiting on a channel (%#lx)", (unsigned long)(uintptr_t)c);
+  for (int i = 0; i < SCALE(20, 5); i++) {
+    weft_task_t *t;
+    OK(weft_runtime_spawn(rt, &t, cancel_waiter, c));
+    await_blocked(rt, "direct-waiter", want);
+    OK(weft_cancel(t));
+    void *res;
+    cr_assert_eq(weft_join(t, &res), WEFT_ECANCELED);
+    cr_assert_eq(PINT(res), 0); /* a cancelled task's result is NULL */
+    cr_assert_eq(weft_chan_try_send(c, IPTR(1)), WEFT_EAGAIN, "a cancelled waiter took a value");
+  }
+  weft_chan_destroy(c);
+  OK(weft_runtime_destroy(rt));
+}

@@ -651,6 +651,47 @@ Test(trace, the_watchdog_stays_silent_for_a_task_that_yields) {
   cr_assert_null(strstr(buf, "watchdog"), "a false report:\n%s", buf);
 }
 
+/* Two tasks that hand each other a value through rendezvous channels switch straight from one
+ * to the other (#11's direct switch, no trip through the scheduler loop): each switch is a
+ * new slice for the watchdog too. */
+typedef struct {
+  weft_chan_t *ping, *pong;
+  uint64_t until;
+} pingpong_t;
+
+static void *ponger(void *arg) {
+  pingpong_t *p = arg;
+  void *v;
+  while (weft_chan_recv(p->ping, &v, UINT64_MAX) == 0 && v) OK(weft_chan_send(p->pong, v, UINT64_MAX));
+  return NULL;
+}
+
+static void *pinger(void *arg) {
+  pingpong_t *p = arg;
+  named("pinger");
+  OK(weft_chan_create(&p->ping, 0));
+  OK(weft_chan_create(&p->pong, 0));
+  weft_task_t *t;
+  OK(weft_spawn(&t, ponger, p));
+  void *v;
+  while (weft_now_ns() < p->until) {
+    OK(weft_chan_send(p->ping, IPTR(1), UINT64_MAX));
+    OK(weft_chan_recv(p->pong, &v, UINT64_MAX));
+  }
+  OK(weft_chan_send(p->ping, NULL, UINT64_MAX)); /* the end */
+  OK(weft_join(t, NULL));
+  weft_chan_destroy(p->ping);
+  weft_chan_destroy(p->pong);
+  return NULL;
+}
+
+Test(trace, the_watchdog_stays_silent_for_tasks_that_switch_straight_to_each_other) {
+  static char buf[1 << 14];
+  pingpong_t p = {.until = weft_now_ns() + 1000000000ull}; /* 1 s: 4 watchdog thresholds */
+  traced_run("watchdog:250", pinger, &p, NULL, buf, sizeof buf);
+  cr_assert_null(strstr(buf, "watchdog"), "a false report:\n%s", buf);
+}
+
 /* ---- metrics ---- */
 
 static void *mixed_work(void *arg) {
