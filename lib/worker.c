@@ -65,6 +65,7 @@ enum {
   SPIN_ROUNDS = 64,    /* measured: ~20-50 µs of spinning against an ~84 µs park/wake round trip */
   STEAL_TRIES = 4,     /* picked: victims per spin round */
   INJECT_BATCH = 32,   /* picked: injected entries taken at once (the rest to the yield queue) */
+  SPIN_ROUNDS_IO = 2,  /* measured: while the poller is active (spin_rounds; >= 1, or no steal) */
 };
 
 /* Not static: lib/arch/tls_*.h reads it by name. Hidden: not part of the ABI. initial-exec:
@@ -446,6 +447,19 @@ static void park(weft__worker_t *w, bool *spinning) {
   }
 }
 
+/* How many rounds an idle worker spins before it parks. Without sockets, SPIN_ROUNDS: a futex
+ * wake-up costs ~84 µs here, so spinning ~20-50 µs pays. While the poller is active, the work
+ * an idle worker waits for mostly arrives through epoll, and the worker that parks first
+ * blocks in epoll_wait and takes it there: spinning then only burns CPU that others (on the
+ * echo benchmark, the client) need, and each spinner's poll every 8th round is one more
+ * epoll_wait (0.10-0.13 per echo message against Tokio's 0.02). So SPIN_ROUNDS_IO rounds:
+ * the first one polls fds once and tries to steal (Go's findRunnable: one stealWork pass and
+ * netpoll(0), then blocking netpoll or stopm; Tokio: one steal pass, then park in the
+ * driver). Correctness does not depend on the count: park re-checks every queue. */
+static int spin_rounds(weft__worker_t *w) {
+  return weft__poll_active(w->rt) ? SPIN_ROUNDS_IO : SPIN_ROUNDS;
+}
+
 /* The next entry to run, or 0 once the runtime stops. */
 static uintptr_t find_work(weft__worker_t *w) {
   struct weft_runtime *rt = w->rt;
@@ -459,7 +473,8 @@ static uintptr_t find_work(weft__worker_t *w) {
       atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_seq_cst); /* seq_cst: wake check */
     }
     ck_backoff_t backoff = CK_BACKOFF_INITIALIZER;
-    for (int round = 0; round < SPIN_ROUNDS; round++) {
+    int rounds = spin_rounds(w);
+    for (int round = 0; round < rounds; round++) {
       /* relaxed: a prompt exit is all we need; join() orders the rest */
       if (atomic_load_explicit(&rt->stopping, memory_order_relaxed)) {
         stop_spinning(w, &spinning);
