@@ -195,6 +195,20 @@ static int inject_pop_batch(struct weft_runtime *rt, uintptr_t out[INJECT_BATCH]
 
 /* ---- Waking ------------------------------------------------------------------------------- */
 
+/* Sets w's park word and, unless w is the calling thread's own worker, wakes its thread (the
+ * futex, or the poller if w blocks in it). A worker wakes itself when it dispatches fds from
+ * park: it is still on the idle list while it polls, so the wake-up its batch causes may pick
+ * it — it is awake and checks its park word before any wait (the futex wait would fail on it,
+ * and its poll has released the poller), so the system calls are skipped: with one worker
+ * (the pinned echo benchmark) they were 0.07 futex calls per message. */
+static void unpark(struct weft_runtime *rt, weft__worker_t *w) {
+  /* seq_cst (release would do for the futex): the store side of the poller's break check */
+  atomic_store_explicit(&w->park_word, 1, memory_order_seq_cst);
+  if (w == weft__worker_self()) return;
+  weft__futex_wake(&w->park_word, 1);
+  if (weft__poll_active(rt)) weft__poll_woke(rt, w); /* w may be blocked in the poller */
+}
+
 static void wake_one(struct weft_runtime *rt) {
   pthread_mutex_lock(&rt->idle_lock);
   weft__worker_t *w = rt->idle_list;
@@ -207,12 +221,7 @@ static void wake_one(struct weft_runtime *rt) {
     atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_seq_cst);
   }
   pthread_mutex_unlock(&rt->idle_lock);
-  if (w) {
-    /* seq_cst (release would do for the futex): the store side of the poller's break check */
-    atomic_store_explicit(&w->park_word, 1, memory_order_seq_cst);
-    weft__futex_wake(&w->park_word, 1);
-    if (weft__poll_active(rt)) weft__poll_woke(rt, w); /* w may be blocked in the poller */
-  }
+  if (w) unpark(rt, w);
 }
 
 void weft__wake_one_if_needed(struct weft_runtime *rt) {
