@@ -460,16 +460,15 @@ static void park(weft__worker_t *w, bool *spinning) {
  * wake-up costs ~84 µs here, so spinning ~20-50 µs pays. While the poller is active, the work
  * an idle worker waits for mostly arrives through epoll, and the worker that parks first
  * blocks in epoll_wait and takes it there: spinning then only burns CPU that others (on the
- * echo benchmark, the client) need, and each spinner's poll every 8th round is one more
- * epoll_wait (0.10-0.13 per echo message against Tokio's 0.02). So SPIN_ROUNDS_IO rounds of
- * local work and stealing, without polling fds, then park, which blocks in epoll_wait (it
- * returns at once if events are pending) or sleeps on the futex if another worker blocks
- * there — Tokio's order (one steal pass, then park in the driver; its epoll_wait(0) comes only
- * at the 61-task maintenance tick, as weft's busy tick). The spin loop used to poll every 8th
- * round: a worker that stole one task at a time then paid an empty epoll_wait(0) per task
- * (measured: 61-92 % of the echo server's epoll_waits returned nothing, 0.06-0.13 per message;
- * without it, 0.02). Cost: a runtime with sockets and CPU-bound tasks parks sooner, and a wake-up from
- * the futex costs ~84 µs. Correctness does not depend on the count: park re-checks every
+ * echo benchmark, the client) need. So SPIN_ROUNDS_IO rounds of local work and stealing,
+ * without polling fds, then park, which blocks in epoll_wait (it returns at once if events are
+ * pending) or sleeps on the futex if another worker blocks there — Tokio's order (one steal
+ * pass, then park in the driver; its epoll_wait(0) comes only at the 61-task maintenance tick,
+ * as weft's busy tick). The spin loop used to poll every 8th round: a worker that stole one
+ * task at a time then paid an empty epoll_wait(0) per task (measured: 61-92 % of the echo
+ * server's epoll_waits returned nothing, ~0.05 per message; without it 0.016, Tokio's rate).
+ * Cost: a runtime with sockets and CPU-bound tasks parks idle workers sooner, and waking one
+ * from the futex costs ~84 µs. Correctness does not depend on the count: park re-checks every
  * queue. */
 static int spin_rounds(weft__worker_t *w) {
   return weft__poll_active(w->rt) ? SPIN_ROUNDS_IO : SPIN_ROUNDS;
