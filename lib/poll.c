@@ -12,9 +12,9 @@
  *     epoll_pwait2 with the timer wheel's next deadline as its timeout (nanoseconds; epoll_wait
  *     with milliseconds rounded up where the kernel lacks epoll_pwait2); the other idle workers
  *     sleep on their futex words as before;
- *   - a busy worker polls with timeout 0 at its fairness tick (every 61st task), and a
- *     spinning one every 8th spin round before it steals, if the lock is free (Tokio's
- *     event_interval, Go's findRunnable netpoll(0));
+ *   - a busy worker polls with timeout 0 at its fairness tick (every 61st task), if the lock
+ *     is free (Tokio's event_interval); an idle one spins only briefly while the poller is
+ *     active and does not poll while it spins (worker.c's spin_rounds): it comes here to block;
  *   - an idle worker that finds the lock held by such a non-blocking poll waits for it to end
  *     (one epoll_wait(0)) and then takes it to block, instead of sleeping on its futex: else,
  *     that poll done, nobody would wait in epoll and events would wait for the busy worker's
@@ -42,8 +42,7 @@
  * (an epoll_ctl per wait to re-arm, or a storm of events for fds nobody waits on); a per-fd
  * mutex (the two atomic flags and the word suffice for one waiter per direction).
  * Cost: nothing until the first socket (the worker hooks test one pointer); then one
- * epoll_wait(0) syscall (~0.3 µs here) per 61 tasks on busy workers and per 8 spin rounds on
- * spinning ones.
+ * epoll_wait(0) syscall (~0.3 µs here) per 61 tasks on busy workers.
  * Known limit: a worker running one task for a long time without suspending polls nothing; if
  * every other worker sleeps on its futex at that moment, events wait for that task (Go has
  * sysmon's 10 ms poll for this; weft has no such thread).

@@ -124,6 +124,7 @@ enum {
   NEXT_BURST = 3,      /* Tokio (MAX_LIFO_POLLS_PER_TICK): slot picks in a row before a look */
   NEXT_STEAL_NS = 3000, /* Go (runqgrab's usleep(3)): a slot entry is stealable after 3 µs */
   NEXT_WATCH_NS = 1000000, /* picked: a watcher's look at busy slots, once a millisecond */
+  SPIN_ROUNDS_IO = 2,  /* measured: while the poller is active (spin_rounds; >= 1, or no steal) */
 };
 
 /* Not static: lib/arch/tls_*.h reads it by name. Hidden: not part of the ABI. initial-exec:
@@ -253,6 +254,20 @@ static int inject_pop_batch(struct weft_runtime *rt, uintptr_t out[INJECT_BATCH]
 
 /* ---- Waking ------------------------------------------------------------------------------- */
 
+/* Sets w's park word and, unless w is the calling thread's own worker, wakes its thread (the
+ * futex, or the poller if w blocks in it). A worker wakes itself when it dispatches fds from
+ * park: it is still on the idle list while it polls, so the wake-up its batch causes may pick
+ * it — it is awake and checks its park word before any wait (the futex wait would fail on it,
+ * and its poll has released the poller), so the system calls are skipped: with one worker
+ * (the pinned echo benchmark) they were 0.07 futex calls per message. */
+static void unpark(struct weft_runtime *rt, weft__worker_t *w) {
+  /* seq_cst (release would do for the futex): the store side of the poller's break check */
+  atomic_store_explicit(&w->park_word, 1, memory_order_seq_cst);
+  if (w == weft__worker_self()) return;
+  weft__futex_wake(&w->park_word, 1);
+  if (weft__poll_active(rt)) weft__poll_woke(rt, w); /* w may be blocked in the poller */
+}
+
 static void wake_one(struct weft_runtime *rt) {
   pthread_mutex_lock(&rt->idle_lock);
   weft__worker_t *w = rt->idle_list;
@@ -265,12 +280,7 @@ static void wake_one(struct weft_runtime *rt) {
     atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_seq_cst);
   }
   pthread_mutex_unlock(&rt->idle_lock);
-  if (w) {
-    /* seq_cst (release would do for the futex): the store side of the poller's break check */
-    atomic_store_explicit(&w->park_word, 1, memory_order_seq_cst);
-    weft__futex_wake(&w->park_word, 1);
-    if (weft__poll_active(rt)) weft__poll_woke(rt, w); /* w may be blocked in the poller */
-  }
+  if (w) unpark(rt, w);
 }
 
 void weft__wake_one_if_needed(struct weft_runtime *rt) {
@@ -602,6 +612,24 @@ static bool next_active(weft__worker_t *w) {
   return changed;
 }
 
+/* How many rounds an idle worker spins before it parks. Without sockets, SPIN_ROUNDS: a futex
+ * wake-up costs ~84 µs here, so spinning ~20-50 µs pays. While the poller is active, the work
+ * an idle worker waits for mostly arrives through epoll, and the worker that parks first
+ * blocks in epoll_wait and takes it there: spinning then only burns CPU that others (on the
+ * echo benchmark, the client) need. So SPIN_ROUNDS_IO rounds of local work and stealing,
+ * without polling fds, then park, which blocks in epoll_wait (it returns at once if events are
+ * pending) or sleeps on the futex if another worker blocks there — Tokio's order (one steal
+ * pass, then park in the driver; its epoll_wait(0) comes only at the 61-task maintenance tick,
+ * as weft's busy tick). The spin loop used to poll every 8th round: a worker that stole one
+ * task at a time then paid an empty epoll_wait(0) per task (measured: 61-92 % of the echo
+ * server's epoll_waits returned nothing, ~0.05 per message; without it 0.016, Tokio's rate).
+ * Cost: a runtime with sockets and CPU-bound tasks parks idle workers sooner, and waking one
+ * from the futex costs ~84 µs. Correctness does not depend on the count: park re-checks every
+ * queue. */
+static int spin_rounds(weft__worker_t *w) {
+  return weft__poll_active(w->rt) ? SPIN_ROUNDS_IO : SPIN_ROUNDS;
+}
+
 /* The next entry to run, or 0 once the runtime stops. */
 static uintptr_t find_work(weft__worker_t *w) {
   struct weft_runtime *rt = w->rt;
@@ -616,15 +644,15 @@ static uintptr_t find_work(weft__worker_t *w) {
     }
     ck_backoff_t backoff = CK_BACKOFF_INITIALIZER;
     /* A watcher's look (its watch ended on its own): one round, not a whole spin */
-    for (int round = 0; round < (quick ? 1 : SPIN_ROUNDS); round++) {
+    int rounds = quick ? 1 : spin_rounds(w);
+    for (int round = 0; round < rounds; round++) {
       /* relaxed: a prompt exit is all we need; join() orders the rest */
       if (atomic_load_explicit(&rt->stopping, memory_order_relaxed)) {
         stop_spinning(w, &spinning);
         return 0;
       }
       weft__timer_poll(rt->timer, weft_now_ns(), &w->n_fired);
-      /* fds too, before stealing (Go's findRunnable: netpoll(0)); every 8th round: a syscall */
-      if (round % 8 == 0 && weft__poll_active(rt)) weft__poll_tick(w);
+      /* No fd poll here: while the poller is active, park polls (spin_rounds). */
       if ((e = local_work(w)) || (e = steal_one(w))) {
         stop_spinning(w, &spinning);
         return e;
