@@ -619,16 +619,7 @@ struct timed_test : rl::test_suite<timed_test<Ops>, 3> {
 
 /* ---- The relacy instances of wake_impl.h (a task's park state) ------------------------- */
 
-#define WK_STATE rl::atomic<uint32_t>
-#define WK_LOAD(obj, mo) ((obj)(RL_INFO).load(mo))
-#define WK_STORE(obj, v, mo) ((obj)(RL_INFO).store((v), (mo)))
-#define WK_CAS(obj, expected, desired, mos, mof) \
-  ((obj)(RL_INFO).compare_exchange_weak((expected), (desired), (mos), (mof)))
-#define WK_RLX rl::mo_relaxed
-#define WK_ACQ rl::mo_acquire
-#define WK_REL rl::mo_release
-#define WK_ACQ_REL rl::mo_acq_rel
-#define WK_FN(name) name
+#include "wake_relacy.h"
 
 namespace w_correct {
 #include "wake_impl.h"
@@ -1067,18 +1058,7 @@ struct inject_park_test : rl::test_suite<inject_park_test<Ops>, 2> {
 } // namespace
 
 int main(int argc, char **argv) {
-  for (int i = 1; i < argc; i++) {
-    if (!std::strcmp(argv[i], "-v")) {
-      verbose = true; /* print relacy's report of each caught bug */
-    } else if (!std::strcmp(argv[i], "--random") && i + 1 < argc) {
-      searches[0].iterations = std::strtoull(argv[++i], nullptr, 10);
-    } else if (!std::strcmp(argv[i], "--bound") && i + 1 < argc) {
-      searches[1].bound = (unsigned)std::strtoul(argv[++i], nullptr, 10);
-    } else {
-      std::fprintf(stderr, "usage: %s [-v] [--random ITERATIONS] [--bound PREEMPTIONS]\n", argv[0]);
-      return 2;
-    }
-  }
+  if (!parse_args(argc, argv, 200000)) return 2;
   auto t0 = std::chrono::steady_clock::now();
 
   check<deque_test<ops_v_correct>>("deque correct", false);

@@ -216,14 +216,7 @@ struct detach_test : frames_base<Ops, detach_test<Ops>, 2> {
 } // namespace
 
 int main(int argc, char **argv) {
-  for (int i = 1; i < argc; i++) {
-    if (!std::strcmp(argv[i], "-v")) {
-      verbose = true;
-    } else {
-      std::fprintf(stderr, "usage: %s [-v]\n", argv[0]);
-      return 2;
-    }
-  }
+  if (!parse_args(argc, argv, 200000)) return 2;
   auto t0 = std::chrono::steady_clock::now();
   check<share_test<ops_f_correct>>("frames share/steal/pop correct", false);
   check<detach_test<ops_f_correct>>("frames detach/reset/reuse correct", false);

@@ -57,6 +57,27 @@ int passed = 0, failed = 0;
 bool verbose = false;
 search searches[2] = {{"random", rl::sched_random, 200000, 0}, {"bounded", rl::sched_bound, 0, 3}};
 
+/* The models' command line: -v, --random ITERATIONS (else default_iterations), --bound
+ * PREEMPTIONS. False, after a usage line, for anything else. */
+bool parse_args(int argc, char **argv, unsigned long long default_iterations) {
+  bool random_given = false;
+  for (int i = 1; i < argc; i++) {
+    if (!std::strcmp(argv[i], "-v")) {
+      verbose = true;
+    } else if (!std::strcmp(argv[i], "--random") && i + 1 < argc) {
+      searches[0].iterations = std::strtoull(argv[++i], nullptr, 10);
+      random_given = true;
+    } else if (!std::strcmp(argv[i], "--bound") && i + 1 < argc) {
+      searches[1].bound = (unsigned)std::strtoul(argv[++i], nullptr, 10);
+    } else {
+      std::fprintf(stderr, "usage: %s [-v] [--random ITERATIONS] [--bound PREEMPTIONS]\n", argv[0]);
+      return false;
+    }
+  }
+  if (!random_given) searches[0].iterations = default_iterations;
+  return true;
+}
+
 /* bounded_only: a planted bug whose window the random search does not meet in millions of
  * iterations (measured: frame_model's ABA, 3·10^6) is required of the bounded search alone,
  * which enumerates every execution within its preemption bound anyway. */

@@ -187,16 +187,7 @@ struct watch_test : rl::test_suite<watch_test<Ops>, 2> {
 
 /* ---- The relacy instances of wake_impl.h's direct commit ---------------------------------------- */
 
-#define WK_STATE rl::atomic<uint32_t>
-#define WK_LOAD(obj, mo) ((obj)(RL_INFO).load(mo))
-#define WK_STORE(obj, v, mo) ((obj)(RL_INFO).store((v), (mo)))
-#define WK_CAS(obj, expected, desired, mos, mof) \
-  ((obj)(RL_INFO).compare_exchange_weak((expected), (desired), (mos), (mof)))
-#define WK_RLX rl::mo_relaxed
-#define WK_ACQ rl::mo_acquire
-#define WK_REL rl::mo_release
-#define WK_ACQ_REL rl::mo_acq_rel
-#define WK_FN(name) name
+#include "wake_relacy.h"
 
 namespace wk_correct {
 #include "wake_impl.h"
@@ -268,21 +259,7 @@ struct direct_test : rl::test_suite<direct_test<Ops>, 3> {
 } // namespace
 
 int main(int argc, char **argv) {
-  bool random_given = false;
-  for (int i = 1; i < argc; i++) {
-    if (!std::strcmp(argv[i], "-v")) {
-      verbose = true;
-    } else if (!std::strcmp(argv[i], "--random") && i + 1 < argc) {
-      searches[0].iterations = std::strtoull(argv[++i], nullptr, 10);
-      random_given = true;
-    } else if (!std::strcmp(argv[i], "--bound") && i + 1 < argc) {
-      searches[1].bound = (unsigned)std::strtoul(argv[++i], nullptr, 10);
-    } else {
-      std::fprintf(stderr, "usage: %s [-v] [--random ITERATIONS] [--bound PREEMPTIONS]\n", argv[0]);
-      return 2;
-    }
-  }
-  if (!random_given) searches[0].iterations = 100000;
+  if (!parse_args(argc, argv, 100000)) return 2;
   auto t0 = std::chrono::steady_clock::now();
   check<slot_test<ops_nx_correct>>("next slot correct", false);
   check<slot_test<ops_nx_take_by_store>>("next slot take by store", true);

@@ -307,21 +307,7 @@ struct select_test : rl::test_suite<select_test<NoClaim>, 3> {
 } // namespace
 
 int main(int argc, char **argv) {
-  bool random_given = false;
-  for (int i = 1; i < argc; i++) {
-    if (!std::strcmp(argv[i], "-v")) {
-      verbose = true;
-    } else if (!std::strcmp(argv[i], "--random") && i + 1 < argc) {
-      searches[0].iterations = std::strtoull(argv[++i], nullptr, 10);
-      random_given = true;
-    } else if (!std::strcmp(argv[i], "--bound") && i + 1 < argc) {
-      searches[1].bound = (unsigned)std::strtoul(argv[++i], nullptr, 10);
-    } else {
-      std::fprintf(stderr, "usage: %s [-v] [--random ITERATIONS] [--bound PREEMPTIONS]\n", argv[0]);
-      return 2;
-    }
-  }
-  if (!random_given) searches[0].iterations = 100000; /* enough here: ~10 s in all */
+  if (!parse_args(argc, argv, 100000)) return 2; /* enough here: ~10 s in all */
   auto t0 = std::chrono::steady_clock::now();
   check<mutex_test<ops_mx_correct>>("mutex correct", false);
   check<mutex_test<ops_mx_unlock_by_store>>("mutex fast unlock by store", true);
