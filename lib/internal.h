@@ -399,12 +399,10 @@ int weft__current_error(void);
 /* lib/join.c: awaits t with cancellation held back (cleanup that must see t end). */
 void weft__await_shielded(weft_task_t *t);
 /* lib/join.c, for destroy: takes a suspended task's waiter nodes (its wait record's) out of
- * the words they are linked into, waiting out a deliverer that holds one (BUSY). */
+ * the words they are linked into, waiting out a deliverer that holds one (BUSY); a wait record
+ * of another file (timer.fire neither of join.c's: lib/sync.c's direct wait) is abandoned by
+ * calling its fire, which such a record never uses as a timer. */
 void weft__wait_abandon(struct weft_task *t);
-/* #11, lib/sync.c: a direct wait's record marker (a task's timer.fire while it waits on a
- * waiter queue, lib/waitq.h), and destroy's removal of such a wait (from weft__wait_abandon). */
-void weft__wq_marker(weft__timer_entry_t *e);
-void weft__wq_abandon_task(struct weft_task *t);
 /* lib/join.c: waits until a completion word is DONE, the deadline passes (UINT64_MAX: none)
  * or, for a task, a cancel arrives: 0, WEFT_ETIMEDOUT or WEFT_ECANCELED (self NULL: a plain
  * thread blocks, and is not cancellable). */

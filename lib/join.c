@@ -102,12 +102,14 @@ static void remove_nodes(weft__join_t *j) {
 }
 
 void weft__wait_abandon(struct weft_task *t) {
-  if (t->timer.fire == weft__wq_marker) { /* a direct wait on a waiter queue (lib/sync.c) */
-    weft__wq_abandon_task(t);
+  weft__join_t *j = wait_record(t);
+  if (j) {
+    remove_nodes(j);
     return;
   }
-  weft__join_t *j = wait_record(t);
-  if (j) remove_nodes(j);
+  /* Another file's wait record (lib/sync.c's direct wait on a waiter queue): never armed as
+   * a timer, its fire is its abandon. */
+  if (t->timer.fire) t->timer.fire(&t->timer);
 }
 
 static void wait_flag(_Atomic uint32_t *flag) {

@@ -62,11 +62,6 @@ void weft__wq_settle(weft__wq_wait_t *w) {
   weft__tsan_acquire(&w->word); /* the hand-off edge (wq_wake) */
 }
 
-/* A direct wait's record (the task's timer entry, as join.c's waits use it): never armed. */
-void weft__wq_marker(weft__timer_entry_t *e) {
-  (void)e;
-  weft__die("weft: internal error: a direct wait record was armed as a timer.");
-}
 
 /* Waits for the peer's `done` (its last touch of the wait): it dequeued us and is a few
  * instructions from it, never suspending there. */
@@ -87,7 +82,11 @@ void weft__wq_abandon(weft__wq_wait_t *w) {
   if (wait) wq_wait_done(w); /* an outside peer: its inject push touches the runtime */
 }
 
-void weft__wq_abandon_task(struct weft_task *t) { weft__wq_abandon(t->timer.ctx); }
+/* A direct wait's record: the task's timer entry, as join.c's waits use it, with ctx the wait.
+ * Never armed as a timer: its fire is called only by destroy's weft__wait_abandon, and
+ * abandons the wait. A function of the record, not a call from join.c into this file, so
+ * that join.c stays below the primitives in lib/'s link graph. */
+static void wq_record_abandon(weft__timer_entry_t *e) { weft__wq_abandon(e->ctx); }
 
 /* The direct wait (waitq.h's top): a task, no deadline. Called with the lock held and n queued;
  * the lock is released by the scheduler once the task is switched out and PARKED. */
@@ -109,7 +108,7 @@ static int wq_wait_direct(struct weft_task *self, weft__spin_t *lock, weft__wq_t
   w->q = q;
   w->node = n;
   self->timer.ctx = w; /* the wait record, for destroy */
-  self->timer.fire = weft__wq_marker;
+  self->timer.fire = wq_record_abandon;
   weft__worker_t *wk = weft__worker_self();
   wk->after_lock = &lock->held;
   weft__suspend(wk, WEFT__AFTER_PARK_UNLOCK, self);

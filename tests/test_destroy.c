@@ -114,6 +114,34 @@ Test(destroy, threads_awaiting_a_discarded_task_get_eshutdown) {
   assert_no_leak();
 }
 
+/* Ignores cancellation in an untimed channel receive (a task's direct wait on the channel's
+ * queue, lib/sync.c): destroy discards it and must take its node, on the discarded stack, out
+ * of the queue — weft_chan_destroy aborts on a queued waiter, and ASan sees a stale one. */
+static atomic_int stubborn_receiving;
+static void *stubborn_receiver(void *chan) {
+  weft_shield_begin();
+  atomic_fetch_add(&stubborn_receiving, 1);
+  void *v;
+  int err = weft_chan_recv(chan, &v, UINT64_MAX);
+  weft_shield_end();
+  return IPTR(err);
+}
+
+Test(destroy, a_task_discarded_in_a_channel_wait_leaves_the_channel_queue) {
+  weft_runtime_t *rt = runtime_with_short_shutdown(2);
+  weft_chan_t *ch;
+  OK(weft_chan_create(&ch, 0));
+  weft_task_t *t;
+  atomic_store(&stubborn_receiving, 0);
+  OK(weft_runtime_spawn(rt, &t, stubborn_receiver, ch));
+  while (!atomic_load(&stubborn_receiving)) sched_yield(); /* shielded before the cancel */
+  OK(weft_runtime_destroy(rt)); /* its bound passes: the receiver is discarded where it waits */
+  cr_assert_eq(weft_await(t, NULL), WEFT_ESHUTDOWN);
+  weft_task_release(t);
+  weft_chan_destroy(ch); /* aborts if the discarded receiver's node were still queued */
+  assert_no_leak();
+}
+
 Test(destroy, a_shutdown_reports_the_tasks_it_could_not_end) {
   weft_runtime_t *rt = test_runtime(2);
   weft_task_t *t, *u;
