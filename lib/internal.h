@@ -311,15 +311,6 @@ static inline bool weft__task_waiting(const struct weft_task *t) {
          after == WEFT__AFTER_PARK_UNLOCK;
 }
 
-/* An awaiter runs t inline on its own stack: t runs, and the awaiter waits for it (if t
- * suspends, the dump shows both: t with its reason, the awaiter awaiting t). fib's hot path:
- * the awaiter's reason and detail (relaxed: see diag_state), and t becomes the worker's
- * `running` (release: as run_entry's), where the dump finds it running. The awaiter's state is
- * not touched: the INLINE reason says it all, until weft__inline_end clears it (an awaiter
- * never ends inside an inline run, so no descriptor is reused with the reason set). */
-static inline void weft__inline_begin(struct weft__worker *w, struct weft_task *awaiter,
-                                      struct weft_task *t);
-static inline void weft__inline_end(struct weft__worker *w, struct weft_task *awaiter);
 
 /* A finished task's result (relaxed: the completion word's acquire, which the caller has
  * done, orders it). */
@@ -505,6 +496,12 @@ typedef struct weft__worker {
 } weft__worker_t;
 
 
+/* An awaiter runs t inline on its own stack: t runs, and the awaiter waits for it (if t
+ * suspends, the dump shows both: t with its reason, the awaiter awaiting t). fib's hot path:
+ * the awaiter's reason and detail (relaxed: see diag_state), and t becomes the worker's
+ * `running` (release: as run_entry's), where the dump finds it running. The awaiter's state is
+ * not touched: the INLINE reason says it all, until weft__inline_end clears it (an awaiter
+ * never ends inside an inline run, so no descriptor is reused with the reason set). */
 static inline void weft__inline_begin(weft__worker_t *w, struct weft_task *awaiter,
                                       struct weft_task *t) {
   if (!WEFT__DIAG) return;
@@ -512,6 +509,7 @@ static inline void weft__inline_begin(weft__worker_t *w, struct weft_task *await
   atomic_store_explicit(&w->running, t, memory_order_release);
 }
 
+/* The inline run is over: the awaiter runs again (relaxed and release: as above). */
 static inline void weft__inline_end(weft__worker_t *w, struct weft_task *awaiter) {
   if (!WEFT__DIAG) return;
   atomic_store_explicit(&awaiter->wait_reason, WEFT__WAIT_NONE, memory_order_relaxed);
@@ -673,8 +671,6 @@ static inline bool weft__poll_active(struct weft_runtime *rt) {
  * finish their calls and are joined; the poller closes every socket still open. */
 void weft__offload_destroy(struct weft_runtime *rt);
 void weft__poller_destroy(struct weft_runtime *rt);
-
-
 
 /* ---- Diagnostics (lib/metrics.c, lib/trace.c) ------------------------------------------------ */
 
