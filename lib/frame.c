@@ -112,7 +112,7 @@ void weft__frame_unrun(weft__frame_t *f) {
  * and its runner writes into it, so this wait cannot be abandoned (nor cut by a deadline
  * scope: a shield holds scopes back too). A cancel stays pending for the next suspension. */
 static void frame_wait(weft__worker_t *w, weft__frame_t *f) {
-  struct weft_task *self = w->current;
+  struct weft_task *self = weft__current(w);
   weft__wait_reason(self, WEFT__WAIT_FRAME, (uintptr_t)f);
   /* relaxed: the task's own shield bits (as weft_shield_begin). One level if not shielded
    * already: at the API's full 255 one more would carry out of the depth's byte. */
@@ -173,7 +173,7 @@ static void *__attribute__((noinline)) sync_slow(weft__frame_t *f) {
     weft__worker_t *w = weft__worker_self();
     frame_wait(w, f);
     w = weft__worker_self(); /* the wait may have moved us */
-    w->current->runs_on->frames_away--;
+    weft__current(w)->runs_on->frames_away--;
   } else if (f->where != FRAME_DEFERRED) {
     weft__die("weft: weft_sync was given a frame that was never forked, or was synced already.");
   }
@@ -236,6 +236,6 @@ void weft__frames_detach(weft__worker_t *w) {
     }
     weft__schedule_local(w, (uintptr_t)t);
   }
-  w->current->runs_on->frames_away += away;
+  weft__current(w)->runs_on->frames_away += away;
   frames_reset(d);
 }

@@ -76,7 +76,7 @@ int weft_group_create(weft_group_t **out, weft_runtime_t *rt) {
   *out = NULL;
   if (!rt) { /* inside a task: its runtime */
     weft__worker_t *w = weft__worker_self();
-    if (!w || !w->current) return WEFT_EINVAL;
+    if (!w || !weft__current(w)) return WEFT_EINVAL;
     rt = w->rt;
   }
   weft_group_t *g = calloc(1, sizeof *g);

@@ -193,19 +193,27 @@ struct weft_task {
   weft__stack_t *runs_on; /* the stack whose top holds this task's frames */
   struct weft_task *next; /* free list, inject queue (a task is in at most one queue) */
   /* The dump's view (#14), here and not in the slab-side area so that the hot paths store
-   * them with no address computation, in a line they touch anyway (the id's): the state and
-   * the WEFT__WAIT_* reason of the last wait (where it runs is its worker's
-   * `running`). Separate fields, so that each update is one plain store. Written by whoever runs or suspends the
-   * task (relaxed: the scheduler's hand-offs order successive writers), read by a dump from any
-   * thread (relaxed: a racy snapshot, said so in its output). */
-  _Atomic uint8_t diag_state; /* see weft__task_waiting */
-  _Atomic uint8_t wait_reason;
-  uint16_t spare;
-  /* When it was spawned, for a dump's age: the spawning worker's last clock read
-   * (weft__worker_t.born_now) in units of 2^20 ns (~1 ms), modulo 2^32 (ages up to 52 days
-   * come out right). Here, in bytes the descriptor had spare, not in the slab-side area: one
-   * store in a line the spawn writes anyway. */
-  _Atomic uint32_t born;
+   * them with no address computation, in a line they touch anyway (the id's). Where a task
+   * runs is not here: it is its worker's `current`. Written by whoever runs or suspends the
+   * task (relaxed: the scheduler's hand-offs order successive writers), read by a dump from
+   * any thread (relaxed: a racy snapshot, said so in its output). Three views of one aligned
+   * word, so that each hot path updates what it needs with one plain store: a spawn all of it
+   * (diag_word), an inline await state and reason (state_reason), a suspension its state, a
+   * wait its reason. Mixed-size atomics on one word are what x86-64 and AArch64 do natively;
+   * the layout is little-endian's (asserted below). */
+  union {
+    _Atomic uint64_t diag_word;
+    _Atomic uint16_t state_reason;
+    struct {
+      _Atomic uint8_t diag_state;  /* see weft__task_waiting */
+      _Atomic uint8_t wait_reason; /* WEFT__WAIT_* of the last wait (weft__wait_reason) */
+      uint16_t spare;
+      /* When it was spawned, for a dump's age: the spawning worker's last clock read
+       * (weft__worker_t.born_word) in units of 2^20 ns (~1 ms), modulo 2^32 (ages up to 52
+       * days come out right). */
+      _Atomic uint32_t born;
+    };
+  };
   /* Atomic (relaxed where written) only because a dump reads it from another thread. */
   _Atomic uint64_t id;
   /* The task's timer (sleep, await with a deadline), and its wait record: while it is
@@ -213,6 +221,12 @@ struct weft_task {
   weft__timer_entry_t timer;
 } __attribute__((aligned(64)));
 _Static_assert(sizeof(struct weft_task) == 128, "two cache lines: the rarely used go beside it");
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ &&
+                   offsetof(struct weft_task, diag_word) % 8 == 0 &&
+                   offsetof(struct weft_task, diag_state) == offsetof(struct weft_task, diag_word) &&
+                   offsetof(struct weft_task, wait_reason) == offsetof(struct weft_task, diag_word) + 1 &&
+                   offsetof(struct weft_task, born) == offsetof(struct weft_task, diag_word) + 4,
+               "weft__task_born and weft__inline_begin store the diag fields as one word");
 
 /* A descriptor's rarely used fields (they would grow it to 192 bytes: +26 % time and +62 MB on
  * 10^6 live tasks in weft-bench spawn, bench/README.md): kept in the same slab after the
@@ -286,14 +300,20 @@ static inline void weft__wait_reason(struct weft_task *self, weft__wait_t reason
 /* A birth stamp's unit (see weft_task.born). */
 #define WEFT__BORN_SHIFT 20
 
-/* Spawn's part: not started, so queued, born at `born` (weft_task.born's units; relaxed: the
- * spawn edge publishes them to the task's workers; a dump reads them racily). */
-static inline void weft__task_born(struct weft_task *t, uint64_t id, uint32_t born) {
+/* A spawn's whole diag_word at time now_ns: state NOTHING (not started, so queued), reason
+ * NONE, born at now_ns (weft_task.born's units). */
+static inline uint64_t weft__born_word(uint64_t now_ns) {
+  return (uint64_t)(uint32_t)(now_ns >> WEFT__BORN_SHIFT) << 32;
+}
+
+/* Spawn's part: the id, no deadline scope, and the diag fields (weft__born_word) in one
+ * 64-bit store (relaxed: the spawn edge publishes them to the task's workers; a dump reads
+ * them racily). */
+static inline void weft__task_born(struct weft_task *t, uint64_t id, uint64_t born_word) {
   atomic_store_explicit(&t->id, id, memory_order_relaxed);
   weft__task_diag(t)->scope = NULL; /* no deadline scope: the spawn edge publishes it */
   if (!WEFT__DIAG) return;
-  atomic_store_explicit(&t->diag_state, WEFT__AFTER_NOTHING, memory_order_relaxed);
-  atomic_store_explicit(&t->born, born, memory_order_relaxed);
+  atomic_store_explicit(&t->diag_word, born_word, memory_order_relaxed);
 }
 
 /* weft__suspend's part: the suspension's `after` itself, one store with no branch (relaxed:
@@ -303,8 +323,9 @@ static inline void weft__task_state(struct weft_task *t, weft__after_t after) {
 }
 
 /* A task's state for dumps: diag_state is the weft__after_t of its last suspension, NOTHING
- * from its spawn. YIELD or NOTHING: queued; PARK*: waiting (woken but not yet resumed too: the
- * wake paths are left alone); running is its worker's `running` (lib/trace.c). */
+ * from its spawn and from an inline await's start. YIELD or NOTHING: queued (or inline-awaiting
+ * with the INLINE reason); PARK*: waiting (woken but not yet resumed too: the wake paths are
+ * left alone); running is its worker's `current` (lib/trace.c). */
 static inline bool weft__task_waiting(const struct weft_task *t) {
   uint8_t after = atomic_load_explicit(&t->diag_state, memory_order_relaxed);
   return after == WEFT__AFTER_PARK || after == WEFT__AFTER_PARK_TIMED ||
@@ -433,7 +454,15 @@ typedef struct weft__frame {
 typedef struct weft__worker {
   /* Hot, owner-only. */
   struct weft_runtime *rt;
-  struct weft_task *current;
+  /* The task whose slice this worker runs, or the one it runs inline; NULL in its scheduler
+   * loop. Only the owner writes it, always atomically (weft__set_current), because the
+   * watchdog and the dump (lib/trace.c) read current_pub from their threads; the owner reads
+   * its own stores plainly (weft__current: no race, and the compiler may fold the read into a
+   * compare, which an atomic load prevents: +1 instruction per suspension and per wake). */
+  union {
+    struct weft_task *current;
+    _Atomic(struct weft_task *) current_pub;
+  };
   weft__ctx_t sched; /* the scheduler loop's context on the thread's own stack */
   weft__after_t after;
   void *after_arg;
@@ -461,17 +490,21 @@ typedef struct weft__worker {
   _Atomic uint64_t n_spawned, n_inlined, n_stolen, n_parks, n_unrun;
   /* Metrics (lib/metrics.c), owner-written the same way: start entries taken (unrun ones
    * included), tasks that ended on their own stack, victims probed, futex sleeps that a
-   * waker ended, timer callbacks fired, injected entries taken, yields, nanoseconds parked. */
+   * waker ended, timer callbacks fired, injected entries taken, nanoseconds parked. */
   _Atomic uint64_t n_started, n_finished, n_steal_tries, n_unparks, n_fired, n_injected,
-      n_yields, idle_ns;
-  /* The task whose slice this worker runs, or the one it runs inline (NULL in its scheduler
-   * loop): the watchdog's and the dump's view (lib/trace.c). */
-  _Atomic(struct weft_task *) running;
+      idle_ns;
+  /* Yields are not counted on their path (3 of a yield's ~225 instructions): the yield queue
+   * has no owner takes, so its bottom index counts every push, and yields = bottom - this, the
+   * entries it received that were not yields (injected and fd batches, added before they are
+   * pushed) less the yields that spilled to the inject queue. Owner-written like the others;
+   * lib/metrics.c reads the pair and keeps the counter monotonic (yields_reported). */
+  _Atomic uint64_t n_yieldq_extra;
+  _Atomic uint64_t yields_reported; /* the most any snapshot reported (readers only) */
   uint64_t start_ns; /* written before the thread starts */
   /* Spawn times for dumps without a clock read per spawn (6 ns each here: +12 % on fib 35):
    * the clock as the worker last read it — at the fairness tick, whenever it looks for work,
    * and at each new block of 1 024 task ids. Owner-only. */
-  uint32_t born_now; /* that read in weft_task.born's units (weft__worker_clock) */
+  uint64_t born_word; /* that read as a spawn's diag_word (weft__worker_clock) */
   uint64_t chaos; /* chaos mode's PRNG state (xorshift64), 0: off. Owner-only. */
   /* weft_spawn's slow path is needed: chaos mode, or WEFT_TRACE=sites (one test on the fast
    * path for both). Set before the thread starts. */
@@ -495,25 +528,37 @@ typedef struct weft__worker {
   _Atomic uint32_t *after_lock; /* WEFT__AFTER_PARK_UNLOCK's spinlock word (lib/waitq.h) */
 } weft__worker_t;
 
+/* The task running on w (the owner's read of its own store: see current). */
+static inline struct weft_task *weft__current(const weft__worker_t *w) { return w->current; }
+/* The task running on this thread's worker w, or NULL (w NULL: a plain thread; or w's
+ * scheduler loop). */
+static inline struct weft_task *weft__running_task(const weft__worker_t *w) {
+  return w ? weft__current(w) : NULL;
+}
+/* t runs on w from now on (release: pairs with the watchdog's and the dump's acquire, so that
+ * what made t's descriptor, its slab's mapping and its spawn, happens before they read its id
+ * and name; a plain store on x86-64). */
+static inline void weft__set_current(weft__worker_t *w, struct weft_task *t) {
+  atomic_store_explicit(&w->current_pub, t, memory_order_release);
+}
+
 
 /* An awaiter runs t inline on its own stack: t runs, and the awaiter waits for it (if t
  * suspends, the dump shows both: t with its reason, the awaiter awaiting t). fib's hot path:
- * the awaiter's reason and detail (relaxed: see diag_state), and t becomes the worker's
- * `running` (release: as run_entry's), where the dump finds it running. The awaiter's state is
- * not touched: the INLINE reason says it all, until weft__inline_end clears it (an awaiter
- * never ends inside an inline run, so no descriptor is reused with the reason set). */
-static inline void weft__inline_begin(weft__worker_t *w, struct weft_task *awaiter,
-                                      struct weft_task *t) {
+ * one 16-bit store of the awaiter's state and reason (NOTHING, INLINE) and one of the detail,
+ * t's id (relaxed: see diag_word; an id, not t's address, because a dump that reads the detail
+ * just after the awaiter ended would find its result there instead); t becomes the worker's `current` in run_inline anyway,
+ * where the dump finds it running. Nothing is cleared when the inline run ends: the awaiter is
+ * its worker's `current` again, which the dump checks first, and its next suspension changes
+ * its state (a reason is believed only with state NOTHING, lib/trace.c). */
+static inline void weft__inline_begin(struct weft_task *awaiter, struct weft_task *t) {
   if (!WEFT__DIAG) return;
-  weft__wait_reason(awaiter, WEFT__WAIT_INLINE, atomic_load_explicit(&t->id, memory_order_relaxed));
-  atomic_store_explicit(&w->running, t, memory_order_release);
-}
-
-/* The inline run is over: the awaiter runs again (relaxed and release: as above). */
-static inline void weft__inline_end(weft__worker_t *w, struct weft_task *awaiter) {
-  if (!WEFT__DIAG) return;
-  atomic_store_explicit(&awaiter->wait_reason, WEFT__WAIT_NONE, memory_order_relaxed);
-  atomic_store_explicit(&w->running, awaiter, memory_order_release);
+  atomic_store_explicit(&awaiter->result_or_detail,
+                        (uintptr_t)atomic_load_explicit(&t->id, memory_order_relaxed),
+                        memory_order_relaxed);
+  atomic_store_explicit(&awaiter->state_reason,
+                        (uint16_t)(WEFT__AFTER_NOTHING | (WEFT__WAIT_INLINE << 8)),
+                        memory_order_relaxed);
 }
 
 /* A #14 metric's bump: weft__stat_bump, compiled out with the rest of the always-on
@@ -523,9 +568,16 @@ static inline void weft__inline_end(weft__worker_t *w, struct weft_task *awaiter
     if (WEFT__DIAG) weft__stat_bump(counter); \
   } while (0)
 
+/* w's yield queue received `delta` entries that were not yields (negative: yields it did not
+ * receive), see n_yieldq_extra (relaxed load + store: owner-written, as weft__stat_bump). */
+static inline void weft__yieldq_extra(weft__worker_t *w, int64_t delta) {
+  uint64_t v = atomic_load_explicit(&w->n_yieldq_extra, memory_order_relaxed);
+  atomic_store_explicit(&w->n_yieldq_extra, v + (uint64_t)delta, memory_order_relaxed);
+}
+
 /* The worker read the clock: its spawns from now on are born at now_ns. */
 static inline void weft__worker_clock(weft__worker_t *w, uint64_t now_ns) {
-  w->born_now = (uint32_t)(now_ns >> WEFT__BORN_SHIFT);
+  w->born_word = weft__born_word(now_ns);
 }
 
 /* Owner-written statistic: a plain increment made of relaxed atomics, so weft_runtime_stats

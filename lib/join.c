@@ -161,11 +161,12 @@ int weft__scope_check_slow(struct weft_task *self) {
 int weft_deadline_begin(weft_deadline_t *scope, uint64_t deadline_ns) {
   if (!scope) return WEFT_EINVAL;
   weft__worker_t *w = weft__worker_self();
-  if (!w || !w->current) return WEFT_EPERM;
-  weft__task_diag_t *d = weft__task_diag(w->current);
+  struct weft_task *self = weft__running_task(w);
+  if (!self) return WEFT_EPERM;
+  weft__task_diag_t *d = weft__task_diag(self);
   scope->deadline_ns = deadline_ns;
   scope->outer = d->scope;
-  scope->effective_ns = scoped_deadline(w->current, deadline_ns);
+  scope->effective_ns = scoped_deadline(self, deadline_ns);
   d->scope = scope;
   return 0;
 }
@@ -173,8 +174,9 @@ int weft_deadline_begin(weft_deadline_t *scope, uint64_t deadline_ns) {
 int weft_deadline_end(weft_deadline_t *scope) {
   if (!scope) return WEFT_EINVAL;
   weft__worker_t *w = weft__worker_self();
-  if (!w || !w->current) return WEFT_EPERM;
-  weft__task_diag_t *d = weft__task_diag(w->current);
+  struct weft_task *self = weft__running_task(w);
+  if (!self) return WEFT_EPERM;
+  weft__task_diag_t *d = weft__task_diag(self);
   if (d->scope != scope)
     weft__die("weft: weft_deadline_end was given a scope that is not the task's innermost.");
   d->scope = scope->outer;
@@ -308,16 +310,15 @@ static void run_inline(weft__worker_t *w, struct weft_task *t) {
     weft__task_complete(t, NULL);
     return;
   }
-  struct weft_task *awaiter = w->current;
+  struct weft_task *awaiter = weft__current(w);
   t->runs_on = awaiter->runs_on;
-  w->current = t;
-  weft__inline_begin(w, awaiter, t);
+  weft__set_current(w, t);
+  weft__inline_begin(awaiter, t);
   weft__stat_bump(&w->n_inlined);
   weft__tsan_acquire(&t->fn); /* the spawn edge (pairs with spawn()); same fiber, kept for form */
   void *result = t->fn(t->arg);
   w = weft__worker_self(); /* t may have suspended and resumed elsewhere */
-  w->current = awaiter;
-  weft__inline_end(w, awaiter);
+  weft__set_current(w, awaiter);
   weft__task_complete(t, result);
 }
 
@@ -339,10 +340,11 @@ static bool try_inline(struct weft_task *t) {
  * thread outside any task (a scheduler callback cannot suspend). */
 struct weft_task *weft__awaiting_task(weft__worker_t *w, const char *what) {
   if (!w) return NULL;
-  if (!w->current)
+  struct weft_task *self = weft__current(w);
+  if (!self)
     weft__die("weft: %s was called on a worker thread outside any task, where nothing can wait.",
               what);
-  return w->current;
+  return self;
 }
 
 static bool task_is_done(const weft_task_t *t) {
@@ -444,7 +446,7 @@ bool weft__checkpoint_slow(struct weft_task *self) { return wake_checkpoint(&sel
 
 int weft__current_error(void) {
   weft__worker_t *w = weft__worker_self();
-  struct weft_task *self = w ? w->current : NULL;
+  struct weft_task *self = w ? weft__current(w) : NULL;
   if (!self) return 0;
   if (self->error) return self->error;
   /* relaxed: the task's own bits */
@@ -462,18 +464,19 @@ int weft_cancel(weft_task_t *t) {
 
 int weft_shield_begin(void) {
   weft__worker_t *w = weft__worker_self();
-  if (!w || !w->current) return WEFT_EPERM;
+  struct weft_task *self = weft__running_task(w);
+  if (!self) return WEFT_EPERM;
   /* relaxed: the owner's own bits; a canceller reads them in its CAS loop */
-  if ((atomic_load_explicit(&w->current->state, memory_order_relaxed) & WK_SHIELD) == WK_SHIELD)
+  if ((atomic_load_explicit(&self->state, memory_order_relaxed) & WK_SHIELD) == WK_SHIELD)
     return WEFT_ERANGE; /* 255 deep: one more would carry out of the depth's byte */
-  atomic_fetch_add_explicit(&w->current->state, WK_SHIELD_ONE, memory_order_relaxed);
+  atomic_fetch_add_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
   return 0;
 }
 
 int weft_shield_end(void) {
   weft__worker_t *w = weft__worker_self();
-  if (!w || !w->current) return WEFT_EPERM;
-  struct weft_task *self = w->current;
+  struct weft_task *self = weft__running_task(w);
+  if (!self) return WEFT_EPERM;
   /* relaxed: as above */
   uint32_t s = atomic_load_explicit(&self->state, memory_order_relaxed);
   if (!(s & WK_SHIELD))
@@ -485,17 +488,19 @@ int weft_shield_end(void) {
 
 int weft_cancelling(void) {
   weft__worker_t *w = weft__worker_self();
-  if (!w || !w->current) return 0;
+  struct weft_task *self = weft__running_task(w);
+  if (!self) return 0;
   /* relaxed: a query; the next suspension point acts on it with acquire */
-  return (atomic_load_explicit(&w->current->state, memory_order_relaxed) &
+  return (atomic_load_explicit(&self->state, memory_order_relaxed) &
           WK_CANCEL_REQUESTED) != 0;
 }
 
 void *weft_fail(int err) {
   weft__worker_t *w = weft__worker_self();
-  if (!w || !w->current) weft__die("weft: weft_fail was called outside a task.");
+  struct weft_task *self = weft__running_task(w);
+  if (!self) weft__die("weft: weft_fail was called outside a task.");
   if (err >= 0) weft__die("weft: weft_fail was given %d; a task's error must be negative.", err);
-  w->current->error = err;
+  self->error = err;
   return NULL;
 }
 
@@ -684,7 +689,8 @@ int weft_gather_calls(const weft_call_t *calls, size_t n, void **results) {
   for (size_t i = 0; i < n; i++)
     if (!calls[i].fn) return WEFT_EINVAL;
   weft__worker_t *w = weft__worker_self();
-  if (!w || !w->current) return WEFT_EPERM;
+  struct weft_task *self = weft__running_task(w);
+  if (!self) return WEFT_EPERM;
   weft_task_t *local[GATHER_ON_STACK];
   weft_task_t **tasks = n <= GATHER_ON_STACK ? local : malloc(n * sizeof *tasks);
   if (!tasks) return WEFT_ENOMEM;
@@ -703,7 +709,7 @@ int weft_gather_calls(const weft_call_t *calls, size_t n, void **results) {
     if (tasks != local) free(tasks);
     return err;
   }
-  err = gather_wait(w->current, tasks, n, true, true);
+  err = gather_wait(self, tasks, n, true, true);
   if (err) /* cancelled: our children were cancelled too; they end before we return */
     for (size_t i = 0; i < n; i++) weft__await_shielded(tasks[i]);
   int first = 0;

@@ -38,6 +38,23 @@ typedef struct {
   uint64_t started, finished, inlined, unrun, spawned;
 } life_t;
 
+/* w's yields (see n_yieldq_extra): bottom - extra never exceeds the yields made, because the
+ * extra for a batch is added before its pushes and the bottom is read first; it dips below
+ * during a batch (the extra ahead of the pushes), which the reported maximum hides. */
+static uint64_t worker_yields(weft__worker_t *w) {
+  /* acquire: a push's bottom comes with the extra its owner added before it (pairs with the
+   * push's release store of bottom) */
+  uint64_t bottom = (uint64_t)atomic_load_explicit(&w->yieldq.bottom, memory_order_acquire);
+  uint64_t yields = bottom - load(&w->n_yieldq_extra);
+  /* relaxed: a maximum among readers; no other data rides on it */
+  uint64_t last = atomic_load_explicit(&w->yields_reported, memory_order_relaxed);
+  while (yields > last &&
+         !atomic_compare_exchange_weak_explicit(&w->yields_reported, &last, yields,
+                                                memory_order_relaxed, memory_order_relaxed)) {
+  }
+  return yields > last ? yields : last;
+}
+
 static void add_worker(weft_metrics_t *m, life_t *life, weft__worker_t *w, uint64_t uptime) {
   uint64_t started = load(&w->n_started), unrun = load(&w->n_unrun);
   uint64_t inlined = load(&w->n_inlined), finished = load(&w->n_finished);
@@ -52,7 +69,7 @@ static void add_worker(weft_metrics_t *m, life_t *life, weft__worker_t *w, uint6
   m->unparks += load(&w->n_unparks);
   m->timers_fired += load(&w->n_fired);
   m->injected_taken += load(&w->n_injected);
-  m->yields += load(&w->n_yields);
+  m->yields += worker_yields(w);
   m->idle_ns += idle;
   m->busy_ns += uptime > idle ? uptime - idle : 0;
   m->deque_depth += deque_depth(&w->deque);

@@ -40,7 +40,7 @@ static size_t put_u64(char *buf, size_t at, size_t cap, uint64_t v) {
 
 static void on_segv(int sig, siginfo_t *info, void *uctx) {
   weft__worker_t *w = weft__worker_self();
-  weft_task_t *t = w ? w->current : NULL;
+  weft_task_t *t = w ? weft__current(w) : NULL;
   weft__stack_t *s = t ? t->runs_on : NULL;
   char *addr = info->si_addr;
   /* Every stack a task of this runtime runs on (an inlined task runs on its awaiter's) comes

@@ -37,9 +37,10 @@ int weft_sleep_ms(uint64_t duration_ms) {
 
 int weft_yield(void) {
   weft__worker_t *w = weft__worker_self();
-  if (!w || !w->current) return WEFT_EPERM;
-  if (weft__checkpoint(w->current)) return WEFT_ECANCELED;
-  if (weft__scope_check(w->current)) return WEFT_ETIMEDOUT; /* its deadline scope passed */
-  weft__suspend(w, WEFT__AFTER_YIELD, w->current);
+  struct weft_task *self = weft__running_task(w);
+  if (!self) return WEFT_EPERM;
+  if (weft__checkpoint(self)) return WEFT_ECANCELED;
+  if (weft__scope_check(self)) return WEFT_ETIMEDOUT; /* its deadline scope passed */
+  weft__suspend(w, WEFT__AFTER_YIELD, self);
   return 0;
 }

@@ -438,7 +438,7 @@ static void task_entry(void *arg) {
   void *result = t->fn(t->arg);
   weft__task_complete(t, result);
   weft__worker_t *w = weft__worker_self(); /* may differ from the one that started us */
-  w->current = NULL;
+  weft__set_current(w, NULL);
   w->after = WEFT__AFTER_FINISHED;
   w->after_stack = s;
   weft__ctx_switch(&s->ctx, &w->sched, true);
@@ -472,7 +472,7 @@ void weft__task_start(weft__worker_t *w, struct weft_task *t) {
     __tsan_acquire(&t->fn);
     s->ctx.tsan_fiber = __tsan_create_fiber(0);
   }
-  w->current = t;
+  weft__set_current(w, t);
   weft__ctx_switch(&w->sched, &s->ctx, false);
 }
 
@@ -518,15 +518,15 @@ static inline __attribute__((always_inline)) void task_init(struct weft_runtime 
    * walk may touch a descriptor as it is reused. */
   atomic_store_explicit(&t->state, 0, memory_order_relaxed);
   uint64_t id = next_task_id(rt, w); /* first: it may refresh w's clock */
-  uint32_t born;
+  uint64_t born_word;
   if (w) {
     weft__stat_bump(&w->n_spawned);
-    born = w->born_now;
+    born_word = w->born_word;
   } else { /* relaxed: a statistic */
     atomic_fetch_add_explicit(&rt->foreign_spawns, 1, memory_order_relaxed);
-    born = (uint32_t)(weft__coarse_now_ns() >> WEFT__BORN_SHIFT);
+    born_word = weft__born_word(weft__coarse_now_ns());
   }
-  weft__task_born(t, id, born);
+  weft__task_born(t, id, born_word);
   /* The spawn edge: what the spawner wrote before spawning happens before the task starts
    * (pairs with the acquire in weft__task_start/run_inline). Keyed on &t->fn, not t, which
    * is &t->word, the completion edge's key. */
@@ -606,13 +606,13 @@ static int __attribute__((noinline, cold)) spawn_hooked(weft__worker_t *w, weft_
                                                        weft_fn fn, void *arg, void *site) {
   int err = w->rt->spawn_sites ? spawn_at(w->rt, w, task, fn, arg, site)
                                 : spawn(w->rt, w, task, fn, arg);
-  if (w->chaos) weft__chaos_point(w->current); /* may yield: w is not used after it */
+  if (w->chaos) weft__chaos_point(weft__current(w)); /* may yield: w is not used after it */
   return err;
 }
 
 int weft_spawn(weft_task_t **task, weft_fn fn, void *arg) {
   weft__worker_t *w = weft__worker_self();
-  if (!w || !w->current) return WEFT_EPERM;
+  if (!w || !weft__current(w)) return WEFT_EPERM;
   if (WEFT__UNLIKELY(w->spawn_hooks))
     return spawn_hooked(w, task, fn, arg, __builtin_return_address(0));
   return spawn(w->rt, w, task, fn, arg);
@@ -620,7 +620,7 @@ int weft_spawn(weft_task_t **task, weft_fn fn, void *arg) {
 
 int weft__spawn_at(weft_task_t **task, weft_fn fn, void *arg, void *site) {
   weft__worker_t *w = weft__worker_self();
-  if (!w || !w->current) return WEFT_EPERM;
+  if (!w || !weft__current(w)) return WEFT_EPERM;
   if (WEFT__UNLIKELY(w->spawn_hooks)) return spawn_hooked(w, task, fn, arg, site);
   return spawn(w->rt, w, task, fn, arg);
 }
@@ -646,7 +646,7 @@ static void check_handle(const struct weft_task *t, const char *what) {
 
 weft_task_t *weft_current(void) {
   weft__worker_t *w = weft__worker_self();
-  return w ? w->current : NULL;
+  return weft__running_task(w);
 }
 
 void weft_task_set_name(weft_task_t *t, const char *name) {

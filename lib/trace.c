@@ -14,15 +14,18 @@
  * one store pair per suspension point (Go's gopark reason), never reconstructed from wait
  * records: those live on the task's stack and are not atomic.
  *
- * Which task runs is not stored per task (#14: no store per slice): each worker's `running`
- * names its slice's task, or the task it runs inline, and the dump reads them all once at its
- * start. So a task is, in this order: done (its word); awaiting the task it runs inline (the
- * INLINE reason, set and cleared around the inline run); running on worker N (it is N's
- * `running`); waiting (its last suspension parked it); else queued. Rejected: a state and
- * worker stored per slice and per inline await (session 4: +9 % instructions on fib and
- * skynet, #14's "always on" missed; now +2–3 %, bench/README.md).
+ * Which task runs is not stored per task (#14: no store per slice): each worker's `current`
+ * (the scheduler's own field, published for this) names its slice's task, or the task it runs
+ * inline, and the dump reads them all once at its start. So a task is, in this order: done
+ * (its word); running on worker N (N's `current`); awaiting the task it runs inline (state
+ * NOTHING with the INLINE reason: weft__inline_begin stores the pair, the awaiter's next
+ * suspension changes the state, and nothing is cleared at the run's end because the awaiter is
+ * `current` again); waiting (its last suspension parked it); else queued. Rejected: a state
+ * and worker stored per slice and per inline await (session 4: +9 % instructions on fib and
+ * skynet, #14's "always on" missed); a `running` field beside `current` (session 5: two
+ * stores per slice and per inline await; +2-3.5 %); now +0.9-1.6 % (bench/README.md).
  *
- * The watchdog samples each worker's (tick, running) pair every threshold/4: the tick moves
+ * The watchdog samples each worker's (tick, current) pair every threshold/4: the tick moves
  * once per slice (each look for work), so a worker whose tick has not moved while a task runs
  * on it has been in that one slice since the first sample that saw it; past the threshold it
  * is named (the task running at that moment: a slice's task or one it runs inline), once per
@@ -170,7 +173,7 @@ typedef struct {
   int fd;
   uint64_t now, coarse_now;
   size_t count;
-  struct weft_task **running; /* each worker's `running`, read once at the dump's start */
+  struct weft_task **running; /* each worker's `current`, read once at the dump's start */
   const site_objects_t *objects; /* WEFT_TRACE=sites: the loaded objects, else NULL */
 } dump_ctx_t;
 
@@ -202,18 +205,22 @@ static void dump_task(struct weft_task *t, void *arg) {
   uint64_t id = atomic_load_explicit(&t->id, memory_order_relaxed);
   const char *name = weft__task_name(t);
   uintptr_t word = atomic_load_explicit(&t->word, memory_order_relaxed);
+  uint8_t after = atomic_load_explicit(&t->diag_state, memory_order_relaxed);
   uint32_t why = atomic_load_explicit(&t->wait_reason, memory_order_relaxed);
   uint64_t detail = atomic_load_explicit(&t->result_or_detail, memory_order_relaxed);
   uint32_t born = atomic_load_explicit(&t->born, memory_order_relaxed);
+  /* An INLINE reason counts only with state NOTHING: weft__inline_begin stores both, and the
+   * awaiter's next suspension changes the state (nothing clears the reason at the run's end) */
+  bool inline_await = why == WEFT__WAIT_INLINE && after == WEFT__AFTER_NOTHING;
   line_t l = {.n = 0};
   put(&l, "  task %" PRIu64, id);
   if (name) put(&l, " \"%.64s\"", name);
   put(&l, ": ");
   if (word & WEFT__DONE) {
     put(&l, "done, handle not released");
-  } else if (why != WEFT__WAIT_INLINE && slice_worker(d, t) >= 0) {
+  } else if (slice_worker(d, t) >= 0) {
     put(&l, "running on worker %d", slice_worker(d, t)); /* whatever its last state said */
-  } else if (weft__task_waiting(t) || why == WEFT__WAIT_INLINE) {
+  } else if (inline_await || (why != WEFT__WAIT_INLINE && weft__task_waiting(t))) {
     put(&l, "%s", wait_text[why < WEFT__WAIT_KINDS ? why : WEFT__WAIT_NONE]);
     switch (why) {
     case WEFT__WAIT_TASK:
@@ -263,9 +270,9 @@ int weft_runtime_dump(weft_runtime_t *rt, int fd) {
     free(objects);
     return WEFT_ENOMEM;
   }
-  /* acquire: pairs with run_entry's release (the descriptor's making happens before) */
+  /* acquire: pairs with weft__set_current's release (the descriptor's making happens before) */
   for (int i = 0; i < rt->nworkers; i++)
-    running[i] = atomic_load_explicit(&rt->workers[i].running, memory_order_acquire);
+    running[i] = atomic_load_explicit(&rt->workers[i].current_pub, memory_order_acquire);
   if (objects) {
     objects->n = 0;
     dl_iterate_phdr(collect_object, objects); /* before task_lock: see site_objects_t */
@@ -316,9 +323,9 @@ static void watchdog(struct weft__trace *tr, uint64_t now) {
     struct watch *s = &tr->watch[i];
     /* relaxed: a sample; a stale one delays a report by one check */
     uint64_t slices = atomic_load_explicit(&w->tick, memory_order_relaxed); /* moves per slice */
-    /* acquire: pairs with run_entry's release (the descriptor's making happens before) */
-    struct weft_task *t = atomic_load_explicit(&w->running, memory_order_acquire);
-    /* Only the slice count resets: `running` also moves between a task and what it runs
+    /* acquire: pairs with weft__set_current's release (the descriptor's making happens before) */
+    struct weft_task *t = atomic_load_explicit(&w->current_pub, memory_order_acquire);
+    /* Only the slice count resets: `current` also moves between a task and what it runs
      * inline, which is still one slice that has not suspended (the report names the task
      * running inline at the moment). */
     if (!t || slices != s->slices) {

@@ -172,7 +172,7 @@ void weft__chaos_point(struct weft_task *self) {
   weft__worker_t *w = weft__worker_self();
   /* A plain suspension, not weft_yield: a chaos point must not deliver (and so consume) a
    * pending cancel that no call of the task's would report. */
-  if (w && w->current == self && (chaos_next(w) & 1)) weft__suspend(w, WEFT__AFTER_YIELD, self);
+  if (w && weft__current(w) == self && (chaos_next(w) & 1)) weft__suspend(w, WEFT__AFTER_YIELD, self);
 }
 
 static uint32_t next_random(weft__worker_t *w) {
@@ -288,21 +288,23 @@ void weft__wake_one_if_needed(struct weft_runtime *rt) {
 }
 
 /* Pushes onto one of w's own queues; an empty→non-empty push may need a parked worker woken. */
-static void push_local(weft__worker_t *w, weft__deque_t *q, uintptr_t entry) {
+/* Returns whether entry went onto q (false: it spilled to the inject queue). */
+static bool push_local(weft__worker_t *w, weft__deque_t *q, uintptr_t entry) {
   int r = weft__deque_push(q, entry);
-  if (WEFT__LIKELY(r == 0)) return; /* non-empty before: someone already knows */
+  if (WEFT__LIKELY(r == 0)) return true; /* non-empty before: someone already knows */
   if (r < 0) {
     weft__inject_push(w->rt, entry); /* the deque could not grow: spill (it wakes) */
-    return;
+    return false;
   }
   weft__wake_one_if_needed(w->rt);
+  return true;
 }
 
 void weft__schedule_local(weft__worker_t *w, uintptr_t entry) { push_local(w, &w->deque, entry); }
 
 void weft__schedule_next(weft__worker_t *w, uintptr_t entry) {
   /* Chaos mode explores orders: no slot (its pick is chaos_local_work's). */
-  if (WEFT__UNLIKELY(w->chaos || !w->current || !next_fits(entry))) {
+  if (WEFT__UNLIKELY(w->chaos || !weft__current(w) || !next_fits(entry))) {
     push_local(w, &w->deque, entry);
     return;
   }
@@ -408,7 +410,10 @@ static uintptr_t take_injected(weft__worker_t *w) {
     atomic_store_explicit(&w->n_injected,
                           atomic_load_explicit(&w->n_injected, memory_order_relaxed) + (uint64_t)n,
                           memory_order_relaxed);
-  for (int i = 1; i < n; i++) push_local(w, &w->yieldq, batch[i]);
+  if (n > 1) weft__yieldq_extra(w, n - 1); /* before the pushes: see n_yieldq_extra */
+  int spilled = 0;
+  for (int i = 1; i < n; i++) spilled += !push_local(w, &w->yieldq, batch[i]);
+  if (spilled) weft__yieldq_extra(w, -spilled);
   return n ? batch[0] : 0;
 }
 
@@ -689,8 +694,8 @@ static inline __attribute__((always_inline)) void do_after(weft__worker_t *w) {
     break;
   }
   case WEFT__AFTER_YIELD: /* a parked worker may take it while we run something long */
-    weft__metric_bump(&w->n_yields);
-    push_local(w, &w->yieldq, (uintptr_t)w->after_arg | WEFT__ENTRY_RESUME);
+    if (WEFT__UNLIKELY(!push_local(w, &w->yieldq, (uintptr_t)w->after_arg | WEFT__ENTRY_RESUME)))
+      weft__yieldq_extra(w, -1); /* a yield the yield queue's bottom did not count */
     break;
   case WEFT__AFTER_PARK:
     weft__park_commit(w, w->after_arg);
@@ -715,23 +720,12 @@ static inline __attribute__((always_inline)) void do_after(weft__worker_t *w) {
 }
 
 static void after_switch(weft__worker_t *w) {
-  w->current = NULL;
-  /* relaxed: the watchdog's sample; it tolerates a stale view by one check */
-  if (WEFT__DIAG) atomic_store_explicit(&w->running, NULL, memory_order_relaxed);
+  weft__set_current(w, NULL);
   do_after(w);
 }
 
 /* do_after out of line, for weft__suspend's tail (after_switch, the loop's, inlines it). */
 static __attribute__((noinline)) void after_direct(weft__worker_t *w) { do_after(w); }
-
-/* A slice of t begins on w (the scheduler loop's run_entry, or a direct switch). */
-static void slice_begin(weft__worker_t *w, struct weft_task *t) {
-  /* release: pairs with the watchdog's and the dump's acquire, so that what made t's
-   * descriptor (its slab's mapping, its spawn) happens before they read its id and name; free
-   * on x86. The only per-slice diagnostic store: t's own state is not touched (the dump finds
-   * it here), and the slice count is the tick (local_work's, or direct_next's). */
-  if (WEFT__DIAG) atomic_store_explicit(&w->running, t, memory_order_release);
-}
 
 /* Whether w's own queues look empty (relaxed loads of indices that only grow or that w
  * writes: a hint — a miss is caught at the next look, within NEXT_BURST picks). */
@@ -776,13 +770,13 @@ static weft__worker_t *__attribute__((noinline, cold)) chaos_before_suspend(weft
   /* Not with a spinlock held (PARK_UNLOCK): its holder must not wait for a turn. */
   if (after == WEFT__AFTER_YIELD || after == WEFT__AFTER_PARK_UNLOCK || !(chaos_next(w) & 1))
     return w;
-  weft__suspend(w, WEFT__AFTER_YIELD, w->current);
+  weft__suspend(w, WEFT__AFTER_YIELD, weft__current(w));
   return weft__worker_self();
 }
 
 void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg) {
   if (WEFT__UNLIKELY(w->chaos)) w = chaos_before_suspend(w, after);
-  struct weft_task *t = w->current;
+  struct weft_task *t = weft__current(w);
   WEFT__ASSERT(t && t->runs_on && w == weft__worker_self());
   w->after = after;
   w->after_arg = arg;
@@ -800,8 +794,7 @@ void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg) {
   uintptr_t e = direct_next(w);
   if (e) { /* the slot holds a suspended task (a resume entry): straight to its stack */
     struct weft_task *next = (struct weft_task *)(e & ~WEFT__ENTRY_TAGS);
-    slice_begin(w, next);
-    w->current = next;
+    weft__set_current(w, next);
     weft__ctx_switch(&t->runs_on->ctx, &next->runs_on->ctx, false);
   } else {
     weft__ctx_switch(&t->runs_on->ctx, &w->sched, false);
@@ -814,9 +807,8 @@ void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg) {
 
 static void run_entry(weft__worker_t *w, uintptr_t e) {
   struct weft_task *t = (struct weft_task *)(e & ~WEFT__ENTRY_TAGS);
-  slice_begin(w, t);
   if (e & WEFT__ENTRY_RESUME) {
-    w->current = t;
+    weft__set_current(w, t);
     weft__ctx_switch(&w->sched, &t->runs_on->ctx, false);
   } else {
     weft__metric_bump(&w->n_started);

@@ -761,6 +761,59 @@ Test(metrics, counters_add_up_at_quiescence) {
   OK(weft_runtime_destroy(rt));
 }
 
+/* The yields metric is not counted on the yield path but derived from the yield queue's
+ * bottom less the entries it got that were not yields (injected and fd batches): snapshots
+ * taken while foreign spawns feed injected batches onto the yield queues must never go down,
+ * and the total must be exact at the end. */
+enum { YIELD_SPAWNERS = 3, YIELD_TASKS = 400, YIELDS_EACH = 5 };
+
+static void *yield_a_few(void *arg) {
+  (void)arg;
+  for (int i = 0; i < YIELDS_EACH; i++) OK(weft_yield());
+  return NULL;
+}
+
+typedef struct {
+  weft_runtime_t *rt;
+  atomic_int *done;
+} yield_spawner_t;
+
+static void *spawn_yielders(void *arg) {
+  yield_spawner_t *y = arg;
+  weft_task_t *t[YIELD_TASKS];
+  for (int i = 0; i < YIELD_TASKS; i++) OK(weft_runtime_spawn(y->rt, &t[i], yield_a_few, NULL));
+  for (int i = 0; i < YIELD_TASKS; i++) {
+    OK(weft_await(t[i], NULL));
+    weft_task_release(t[i]);
+  }
+  atomic_fetch_add(y->done, 1);
+  return NULL;
+}
+
+Test(metrics, yields_are_exact_and_never_go_down_while_injected_batches_share_the_yield_queue) {
+  weft_runtime_t *rt = test_runtime(3); /* more workers than this machine's cores */
+  atomic_int done = 0;
+  yield_spawner_t y = {.rt = rt, .done = &done};
+  pthread_t th[YIELD_SPAWNERS];
+  for (int i = 0; i < YIELD_SPAWNERS; i++) cr_assert_eq(pthread_create(&th[i], NULL, spawn_yielders, &y), 0);
+  uint64_t last = 0, snapshots = 0;
+  while (atomic_load(&done) < YIELD_SPAWNERS) {
+    weft_metrics_t m = WEFT_METRICS_INIT;
+    OK(weft_runtime_metrics(rt, WEFT_METRICS_ALL, &m));
+    cr_assert_geq(m.yields, last, "yields went down: %llu after %llu", (unsigned long long)m.yields,
+                  (unsigned long long)last);
+    last = m.yields;
+    snapshots++;
+  }
+  for (int i = 0; i < YIELD_SPAWNERS; i++) pthread_join(th[i], NULL);
+  weft_metrics_t m = WEFT_METRICS_INIT;
+  OK(weft_runtime_metrics(rt, WEFT_METRICS_ALL, &m));
+  cr_assert_eq(m.yields, (uint64_t)YIELD_SPAWNERS * YIELD_TASKS * YIELDS_EACH, "yields %llu",
+               (unsigned long long)m.yields);
+  cr_assert(m.injected_taken > 0 && snapshots > 0);
+  OK(weft_runtime_destroy(rt));
+}
+
 Test(metrics, a_short_struct_gets_only_its_fields_and_bad_arguments_are_einval) {
   weft_runtime_t *rt = test_runtime(1);
   weft_metrics_t m;
