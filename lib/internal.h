@@ -326,10 +326,12 @@ static inline void weft__task_state(struct weft_task *t, weft__after_t after) {
  * from its spawn and from an inline await's start. YIELD or NOTHING: queued (or inline-awaiting
  * with the INLINE reason); PARK*: waiting (woken but not yet resumed too: the wake paths are
  * left alone); running is its worker's `current` (lib/trace.c). */
-static inline bool weft__task_waiting(const struct weft_task *t) {
-  uint8_t after = atomic_load_explicit(&t->diag_state, memory_order_relaxed);
+static inline bool weft__after_waits(uint8_t after) {
   return after == WEFT__AFTER_PARK || after == WEFT__AFTER_PARK_TIMED ||
          after == WEFT__AFTER_PARK_UNLOCK;
+}
+static inline bool weft__task_waiting(const struct weft_task *t) {
+  return weft__after_waits(atomic_load_explicit(&t->diag_state, memory_order_relaxed));
 }
 
 

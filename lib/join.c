@@ -312,8 +312,10 @@ static void run_inline(weft__worker_t *w, struct weft_task *t) {
   }
   struct weft_task *awaiter = weft__current(w);
   t->runs_on = awaiter->runs_on;
-  weft__set_current(w, t);
+  /* The awaiter's INLINE first: the release of t as current publishes it, so a dump that sees
+   * t running sees the awaiter awaiting it (the other order showed it queued: review) */
   weft__inline_begin(awaiter, t);
+  weft__set_current(w, t);
   weft__stat_bump(&w->n_inlined);
   weft__tsan_acquire(&t->fn); /* the spawn edge (pairs with spawn()); same fiber, kept for form */
   void *result = t->fn(t->arg);

@@ -40,12 +40,17 @@ typedef struct {
 
 /* w's yields (see n_yieldq_extra): bottom - extra never exceeds the yields made, because the
  * extra for a batch is added before its pushes and the bottom is read first; it dips below
- * during a batch (the extra ahead of the pushes), which the reported maximum hides. */
+ * during a batch (the extra ahead of the pushes, even below zero), which the reported maximum
+ * hides. */
 static uint64_t worker_yields(weft__worker_t *w) {
   /* acquire: a push's bottom comes with the extra its owner added before it (pairs with the
    * push's release store of bottom) */
   uint64_t bottom = (uint64_t)atomic_load_explicit(&w->yieldq.bottom, memory_order_acquire);
-  uint64_t yields = bottom - load(&w->n_yieldq_extra);
+  /* Signed: mid-batch the extra may be ahead of every push made so far, yields included (a
+   * reader that wrapped to ~2^64 here would keep it as its maximum: found in review). The
+   * subtraction itself stays modular: yields that spilled can take the extra below zero. */
+  int64_t diff = (int64_t)(bottom - load(&w->n_yieldq_extra));
+  uint64_t yields = diff > 0 ? (uint64_t)diff : 0;
   /* relaxed: a maximum among readers; no other data rides on it */
   uint64_t last = atomic_load_explicit(&w->yields_reported, memory_order_relaxed);
   while (yields > last &&

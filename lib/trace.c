@@ -205,8 +205,10 @@ static void dump_task(struct weft_task *t, void *arg) {
   uint64_t id = atomic_load_explicit(&t->id, memory_order_relaxed);
   const char *name = weft__task_name(t);
   uintptr_t word = atomic_load_explicit(&t->word, memory_order_relaxed);
-  uint8_t after = atomic_load_explicit(&t->diag_state, memory_order_relaxed);
-  uint32_t why = atomic_load_explicit(&t->wait_reason, memory_order_relaxed);
+  /* one load of the pair that weft__inline_begin stores as one (little-endian: state low) */
+  uint16_t state_reason = atomic_load_explicit(&t->state_reason, memory_order_relaxed);
+  uint8_t after = (uint8_t)state_reason;
+  uint32_t why = state_reason >> 8;
   uint64_t detail = atomic_load_explicit(&t->result_or_detail, memory_order_relaxed);
   uint32_t born = atomic_load_explicit(&t->born, memory_order_relaxed);
   /* An INLINE reason counts only with state NOTHING: weft__inline_begin stores both, and the
@@ -220,7 +222,7 @@ static void dump_task(struct weft_task *t, void *arg) {
     put(&l, "done, handle not released");
   } else if (slice_worker(d, t) >= 0) {
     put(&l, "running on worker %d", slice_worker(d, t)); /* whatever its last state said */
-  } else if (inline_await || (why != WEFT__WAIT_INLINE && weft__task_waiting(t))) {
+  } else if (inline_await || (why != WEFT__WAIT_INLINE && weft__after_waits(after))) {
     put(&l, "%s", wait_text[why < WEFT__WAIT_KINDS ? why : WEFT__WAIT_NONE]);
     switch (why) {
     case WEFT__WAIT_TASK:
