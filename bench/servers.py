@@ -23,7 +23,7 @@ Debian's crates (as bench/compare.py does), every path absolute. A server that e
 not listen is reported with its exit status and the tail of its stderr.
 
 usage: bench/servers.py [--build build/release] [--rounds 3] [--duration 5] [--pin]
-                        [--only http,echo,idle] [--workers 2] [--conns 1000]
+                        [--only http,echo,idle] [--workers 2] [--conns 1000] [--base BUILD]
 Needs wrk (scripts/deps.sh bench) for http; a missing wrk skips that part with a message.
 """
 import argparse
@@ -262,11 +262,14 @@ def main():
     p.add_argument("--pin", action="store_true")
     p.add_argument("--conns", type=int, default=1000, help="echo connections")
     p.add_argument("--only", default="http,echo,idle")
+    p.add_argument("--base", help="another build dir: its examples run as 'weft-base' in the "
+                   "same alternation (an A/B of weft against weft)")
     opts = p.parse_args()
     opts.build = os.path.abspath(opts.build)  # go and cargo run elsewhere (build_peers)
     if opts.pin:
         opts.workers = 1
     ex = os.path.join(opts.build, "examples")
+    base_ex = os.path.join(os.path.abspath(opts.base), "examples") if opts.base else None
     epoll, go, tokio = build_peers(opts.build)
     wenv = {"WEFT_WORKERS": str(opts.workers)}
     genv = {"GOMAXPROCS": str(opts.workers)}
@@ -274,6 +277,8 @@ def main():
     report = []
     if "http" in parts:
         servers = {"weft": ([os.path.join(ex, "http_server"), "PORT"], wenv)}
+        if opts.base:
+            servers["weft-base"] = ([os.path.join(base_ex, "http_server"), "PORT"], wenv)
         if go:
             servers["go"] = ([go, "http", "PORT"], genv)
         servers["epoll"] = ([epoll, "PORT", str(opts.workers)], {})
@@ -288,6 +293,8 @@ def main():
                               f"{med['weft'][0] / rps:.2f}× |")
     if "echo" in parts:
         servers = {"weft": ([os.path.join(ex, "echo_server"), "PORT"], wenv)}
+        if opts.base:
+            servers["weft-base"] = ([os.path.join(base_ex, "echo_server"), "PORT"], wenv)
         if go:
             servers["go"] = ([go, "echo", "PORT"], genv)
         if tokio:
@@ -304,6 +311,8 @@ def main():
                           f"{med['weft'][0] / v if v else 0:.2f}× |")
     if "idle" in parts:
         servers = {"weft": ([os.path.join(ex, "http_server"), "PORT"], wenv)}
+        if opts.base:
+            servers["weft-base"] = ([os.path.join(base_ex, "http_server"), "PORT"], wenv)
         if go:
             servers["go"] = ([go, "http", "PORT"], genv)
         res = bench_idle(opts, servers)
