@@ -5,7 +5,7 @@
         Go net/http (bench/peers/go-net) vs bench/peers/epoll_http.c (2 threads, no parser);
   echo  ping-pong of 64-byte messages over 1000 connections, each with one message in flight,
         driven by bench/peers/echo_load.c (plain C and epoll, no weft: the same lean client for
-        every server; msgs/s and p99 round trip): examples/echo_server vs Go's
+        every server; msgs/s, p99 round trip and the server's CPU per message): examples/echo_server vs Go's
         goroutine-per-conn and Tokio's task-per-conn (bench/peers/tokio-net, built offline from
         Debian's crates);
   idle  10 000 idle keep-alive connections (each sent one request and got its answer): the
@@ -91,6 +91,12 @@ class Server:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
         return 0
+
+    def cpu_s(self):
+        """The server's CPU time so far (user + system, all threads), in seconds."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self):
         if self.proc.poll() is None:
@@ -207,11 +213,14 @@ def bench_echo(opts, servers, client):
         for name, (argv, env) in servers.items():
             s = Server(argv, env, opts.pin)
             try:
+                cpu0 = s.cpu_s()
                 v, p99 = echo_load(client, s.port, opts)
+                cpu_us = (s.cpu_s() - cpu0) * 1e6 / max(v * opts.duration, 1)
             finally:
                 s.stop()
-            res[name].append((v, p99))
-            print(f"echo round {r + 1} {name}: {v:,.0f} msgs/s p99 {p99:,.0f} us", flush=True)
+            res[name].append((v, p99, cpu_us))
+            print(f"echo round {r + 1} {name}: {v:,.0f} msgs/s p99 {p99:,.0f} us, "
+                  f"server CPU {cpu_us:.2f} us/msg", flush=True)
     return res
 
 
@@ -300,15 +309,15 @@ def main():
         if tokio:
             servers["tokio"] = ([tokio, "echo", "PORT"], {"TOKIO_WORKERS": str(opts.workers)})
         res = bench_echo(opts, servers, os.path.join(opts.build, "bench", "echo_load"))
-        med = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
+        med = {k: tuple(statistics.median(x[i] for x in v) for i in range(3))
                for k, v in res.items()}
         report.append("")
         report.append(f"| echo, {opts.conns} conns, 64 B | msgs/s (median) | p99 (median) "
-                      "| weft / it |")
-        report.append("|---|---|---|---|")
-        for k, (v, p99) in med.items():
+                      "| weft / it | server CPU per message (median) |")
+        report.append("|---|---|---|---|---|")
+        for k, (v, p99, cpu_us) in med.items():
             report.append(f"| {k} | {v:,.0f} | {p99:,.0f} µs | "
-                          f"{med['weft'][0] / v if v else 0:.2f}× |")
+                          f"{med['weft'][0] / v if v else 0:.2f}× | {cpu_us:.2f} µs |")
     if "idle" in parts:
         servers = {"weft": ([os.path.join(ex, "http_server"), "PORT"], wenv)}
         if opts.base:
