@@ -129,17 +129,24 @@ static void *stubborn_receiver(void *chan) {
   return IPTR(err);
 }
 
+/* Spawns fn(arg), which shields itself and bumps *started before its wait, and destroys rt:
+ * its bound passes, and the task is discarded where it waits (its handle says so). */
+static void discard_in_wait(weft_runtime_t *rt, void *(*fn)(void *), void *arg,
+                            atomic_int *started) {
+  weft_task_t *t;
+  atomic_store(started, 0);
+  OK(weft_runtime_spawn(rt, &t, fn, arg));
+  while (!atomic_load(started)) sched_yield(); /* shielded before the cancel */
+  OK(weft_runtime_destroy(rt));
+  cr_assert_eq(weft_await(t, NULL), WEFT_ESHUTDOWN);
+  weft_task_release(t);
+}
+
 Test(destroy, a_task_discarded_in_a_channel_wait_leaves_the_channel_queue) {
   weft_runtime_t *rt = runtime_with_short_shutdown(2);
   weft_chan_t *ch;
   OK(weft_chan_create(&ch, 0));
-  weft_task_t *t;
-  atomic_store(&stubborn_receiving, 0);
-  OK(weft_runtime_spawn(rt, &t, stubborn_receiver, ch));
-  while (!atomic_load(&stubborn_receiving)) sched_yield(); /* shielded before the cancel */
-  OK(weft_runtime_destroy(rt)); /* its bound passes: the receiver is discarded where it waits */
-  cr_assert_eq(weft_await(t, NULL), WEFT_ESHUTDOWN);
-  weft_task_release(t);
+  discard_in_wait(rt, stubborn_receiver, ch, &stubborn_receiving);
   weft_chan_destroy(ch); /* aborts if the discarded receiver's node were still queued */
   assert_no_leak();
 }
@@ -162,13 +169,7 @@ Test(destroy, a_task_discarded_in_a_socket_read_is_taken_apart_and_its_socket_cl
   cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
   weft_sock_t *s;
   OK(weft_sock_open(rt, sv[0], &s));
-  weft_task_t *t;
-  atomic_store(&stubborn_reading, 0);
-  OK(weft_runtime_spawn(rt, &t, stubborn_reader, s));
-  while (!atomic_load(&stubborn_reading)) sched_yield(); /* shielded before the cancel */
-  OK(weft_runtime_destroy(rt)); /* its bound passes: the reader is discarded where it waits */
-  cr_assert_eq(weft_await(t, NULL), WEFT_ESHUTDOWN);
-  weft_task_release(t);
+  discard_in_wait(rt, stubborn_reader, s, &stubborn_reading);
   char c;
   cr_assert_eq(read(sv[1], &c, 1), 0, "destroy closed the discarded reader's socket");
   close(sv[1]);
