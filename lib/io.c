@@ -134,8 +134,10 @@ static int task_dir_wait(struct weft_task *self, weft__sock_t *s, weft__poll_dir
                          uint64_t deadline_ns, uint32_t seen) {
   if (sock_closing(s)) return WEFT_EBADF;
   deadline_ns = weft__wait_deadline(self, deadline_ns);
-  /* A deadline already passed (a scope's, typically): no wait. No clock read without one. */
-  if (deadline_ns != UINT64_MAX && deadline_ns <= weft_now_ns()) return WEFT_ETIMEDOUT;
+  /* A deadline already passed (a poll, or a scope's): no wait, but an edge since the call is
+   * worth another call. No clock read without a deadline. acquire: as edges_before. */
+  if (deadline_ns != UINT64_MAX && deadline_ns <= weft_now_ns())
+    return atomic_load_explicit(&d->edges, memory_order_acquire) != seen ? 0 : WEFT_ETIMEDOUT;
   if (!wake_park_begin(&self->state, true)) return WEFT_ECANCELED;
   int r = fdpark_park(&d->park, &d->edges, (uintptr_t)self, seen);
   if (r != FP_PARKED) { /* busy, or an edge came: no suspension; a cancel may have come */
