@@ -5,7 +5,7 @@
         Go net/http (bench/peers/go-net) vs bench/peers/epoll_http.c (2 threads, no parser);
   echo  ping-pong of 64-byte messages over 1000 connections, each with one message in flight,
         driven by bench/peers/echo_load.c (plain C and epoll, no weft: the same lean client for
-        every server; msgs/s and p99 round trip): examples/echo_server vs Go's
+        every server; msgs/s, p99 round trip and the server's CPU per message): examples/echo_server vs Go's
         goroutine-per-conn and Tokio's task-per-conn (bench/peers/tokio-net, built offline from
         Debian's crates);
   idle  10 000 idle keep-alive connections (each sent one request and got its answer): the
@@ -23,7 +23,7 @@ Debian's crates (as bench/compare.py does), every path absolute. A server that e
 not listen is reported with its exit status and the tail of its stderr.
 
 usage: bench/servers.py [--build build/release] [--rounds 3] [--duration 5] [--pin]
-                        [--only http,echo,idle] [--workers 2] [--conns 1000]
+                        [--only http,echo,idle] [--workers 2] [--conns 1000] [--base BUILD]
 Needs wrk (scripts/deps.sh bench) for http; a missing wrk skips that part with a message.
 """
 import argparse
@@ -91,6 +91,12 @@ class Server:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
         return 0
+
+    def cpu_s(self):
+        """The server's CPU time so far (user + system, all threads), in seconds."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self):
         if self.proc.poll() is None:
@@ -207,11 +213,14 @@ def bench_echo(opts, servers, client):
         for name, (argv, env) in servers.items():
             s = Server(argv, env, opts.pin)
             try:
+                cpu0 = s.cpu_s()
                 v, p99 = echo_load(client, s.port, opts)
+                cpu_us = (s.cpu_s() - cpu0) * 1e6 / max(v * opts.duration, 1)
             finally:
                 s.stop()
-            res[name].append((v, p99))
-            print(f"echo round {r + 1} {name}: {v:,.0f} msgs/s p99 {p99:,.0f} us", flush=True)
+            res[name].append((v, p99, cpu_us))
+            print(f"echo round {r + 1} {name}: {v:,.0f} msgs/s p99 {p99:,.0f} us, "
+                  f"server CPU {cpu_us:.2f} us/msg", flush=True)
     return res
 
 
@@ -262,11 +271,14 @@ def main():
     p.add_argument("--pin", action="store_true")
     p.add_argument("--conns", type=int, default=1000, help="echo connections")
     p.add_argument("--only", default="http,echo,idle")
+    p.add_argument("--base", help="another build dir: its examples run as 'weft-base' in the "
+                   "same alternation (an A/B of weft against weft)")
     opts = p.parse_args()
     opts.build = os.path.abspath(opts.build)  # go and cargo run elsewhere (build_peers)
     if opts.pin:
         opts.workers = 1
     ex = os.path.join(opts.build, "examples")
+    base_ex = os.path.join(os.path.abspath(opts.base), "examples") if opts.base else None
     epoll, go, tokio = build_peers(opts.build)
     wenv = {"WEFT_WORKERS": str(opts.workers)}
     genv = {"GOMAXPROCS": str(opts.workers)}
@@ -274,6 +286,8 @@ def main():
     report = []
     if "http" in parts:
         servers = {"weft": ([os.path.join(ex, "http_server"), "PORT"], wenv)}
+        if opts.base:
+            servers["weft-base"] = ([os.path.join(base_ex, "http_server"), "PORT"], wenv)
         if go:
             servers["go"] = ([go, "http", "PORT"], genv)
         servers["epoll"] = ([epoll, "PORT", str(opts.workers)], {})
@@ -288,22 +302,26 @@ def main():
                               f"{med['weft'][0] / rps:.2f}× |")
     if "echo" in parts:
         servers = {"weft": ([os.path.join(ex, "echo_server"), "PORT"], wenv)}
+        if opts.base:
+            servers["weft-base"] = ([os.path.join(base_ex, "echo_server"), "PORT"], wenv)
         if go:
             servers["go"] = ([go, "echo", "PORT"], genv)
         if tokio:
             servers["tokio"] = ([tokio, "echo", "PORT"], {"TOKIO_WORKERS": str(opts.workers)})
         res = bench_echo(opts, servers, os.path.join(opts.build, "bench", "echo_load"))
-        med = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
+        med = {k: tuple(statistics.median(x[i] for x in v) for i in range(3))
                for k, v in res.items()}
         report.append("")
         report.append(f"| echo, {opts.conns} conns, 64 B | msgs/s (median) | p99 (median) "
-                      "| weft / it |")
-        report.append("|---|---|---|---|")
-        for k, (v, p99) in med.items():
+                      "| weft / it | server CPU per message (median) |")
+        report.append("|---|---|---|---|---|")
+        for k, (v, p99, cpu_us) in med.items():
             report.append(f"| {k} | {v:,.0f} | {p99:,.0f} µs | "
-                          f"{med['weft'][0] / v if v else 0:.2f}× |")
+                          f"{med['weft'][0] / v if v else 0:.2f}× | {cpu_us:.2f} µs |")
     if "idle" in parts:
         servers = {"weft": ([os.path.join(ex, "http_server"), "PORT"], wenv)}
+        if opts.base:
+            servers["weft-base"] = ([os.path.join(base_ex, "http_server"), "PORT"], wenv)
         if go:
             servers["go"] = ([go, "http", "PORT"], genv)
         res = bench_idle(opts, servers)

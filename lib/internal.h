@@ -145,6 +145,10 @@ typedef struct weft__join {
    * discarded task's nodes out of the words of what it awaited). */
   struct weft__waiter *nodes;
   size_t nnodes;
+  /* A wait published somewhere else than in completion words (lib/io.c's fd park): how
+   * destroy takes a discarded task out of it (NULL: nodes only). */
+  void (*abandon)(struct weft_task *t, void *ctx);
+  void *abandon_ctx;
 } weft__join_t;
 
 typedef struct weft__waiter {
@@ -421,6 +425,14 @@ void weft__wait_abandon(struct weft_task *t);
  * or, for a task, a cancel arrives: 0, WEFT_ETIMEDOUT or WEFT_ECANCELED (self NULL: a plain
  * thread blocks, and is not cancellable). */
 int weft__await_word_until(struct weft_task *self, _Atomic uintptr_t *word, uint64_t deadline_ns);
+/* lib/io.c's fd park (fdpark_impl.h): the task is PARKING (wake_park_begin) and published where
+ * its deliverer finds it; suspends until the first event: 0 (the deliverer's wake),
+ * WEFT_ETIMEDOUT or WEFT_ECANCELED. deadline_ns is already bounded (weft__wait_deadline);
+ * abandon(t, ctx) is destroy's way to take a discarded task out of where it is published. */
+int weft__park_published(struct weft_task *self, uint64_t deadline_ns,
+                         void (*abandon)(struct weft_task *t, void *ctx), void *ctx);
+/* A wait's deadline bounded by the task's innermost deadline scope (self may be NULL). */
+uint64_t weft__wait_deadline(struct weft_task *self, uint64_t deadline_ns);
 /* lib/join.c: the task running on this thread; NULL on a thread that is not a worker; aborts,
  * naming `what` (the function the user called), on a worker thread outside any task. */
 struct weft_task *weft__awaiting_task(struct weft__worker *w, const char *what);

@@ -2,23 +2,26 @@
  * Sockets that suspend the task, not the worker: fd waits and the socket operations.
  *
  * Every operation tries its system call first (the fd is non-blocking); on EAGAIN it waits for
- * the direction's readiness and tries again — Go's netFD loop. The wait (dir_wait) is a wait on
- * a completion word (lib/join.c's weft__await_word_until), so a fd wait has a deadline, is
- * cancellable, appears in dumps (WEFT__WAIT_FD) and is taken apart by destroy like any other.
+ * the direction's readiness and tries again — Go's netFD loop. The wait (dir_wait) is the fd
+ * park (lib/fdpark_impl.h, issue 12): the task publishes itself in the direction's park word
+ * and the poller's edge claims it and wakes it through its park state, so a fd wait has a
+ * deadline, is cancellable, appears in dumps (WEFT__WAIT_FD) and is taken apart by destroy like
+ * any other wait (lib/join.c's weft__park_published), at six locked instructions per message.
  * The protocol with the poller (lib/poll.c, weft__poll_dir_notify), per direction:
- *   poller: edges += 1; complete(word) — DONE, and the waiter (if linked) woken.
+ *   poller: edges += 1 (seq_cst); a task in the park word: claim it, wake it, free the word.
  *   waiter: seen := edges, read before the call that said "not now" (EAGAIN, or a short read);
- *           reset word DONE → 0 (acq_rel CAS, after the completer's BUSY is gone);
- *           if edges != seen: retry the call now;
- *           else await the word (returns at once if a completion made it DONE meanwhile).
+ *           publish itself in the park word (seq_cst CAS), then reread edges (seq_cst):
+ *           if edges != seen: withdraw and retry the call now; else suspend.
  * No lost edge: what arrives after the call looked at the kernel's queue raises an edge whose
  * bump comes after the call (the kernel's socket lock orders the arrival after the look, the
  * epoll callback and epoll_wait's harvest order the bump after the arrival), and so after the
- * read of `seen` in the count's order. Either that bump's completion is acquired by the reset,
- * and the waiter sees edges != seen, or it comes after the reset in the word's order and the
- * await sees it. One waiter per direction (`owner`): a second gets WEFT_EBUSY (libdill's EEXIST)
- * rather than a queue — a connection has one reader task and one writer task in every server
- * this serves.
+ * read of `seen` in the count's order. Either the waiter's reread comes after that bump in the
+ * seq_cst order, and it sees edges != seen, or its publication comes before the poller's look at
+ * the word, and the poller finds it (fdpark_impl.h). One waiter per direction: a second finds
+ * the word taken and gets WEFT_EBUSY (libdill's EEXIST) rather than a queue — a connection has
+ * one reader task and one writer task in every server this serves. Rejected: the completion
+ * word every other wait uses (join_impl.h; what this was until issue 12): an owner flag, a
+ * reset, a waiter node and a join counter per wait, ten locked instructions per message.
  *
  * Short reads (Tokio's PollEvented::poll_read does the same): on a TCP socket, a read that
  * returns less than it was asked for emptied the receive queue, so the next read would answer
@@ -47,6 +50,7 @@
  * then, and the waiter would operate on someone else's file); shutdown(2) to wake blocked
  * threads (it sends FIN behind the owner's back, and is not for pipes).
  */
+#include "fdpark.h"
 #include "poller.h"
 
 #include <arpa/inet.h>
@@ -117,32 +121,35 @@ int weft_sock_close(weft_sock_t *s) {
 
 /* ---- Waiting for a direction ---------------------------------------------------------------- */
 
-/* Makes a DONE word fresh for the next wait. Only the owner of the direction resets; the
- * poller only ever completes (0 → DONE, DONE → DONE), holding BUSY while it delivers. */
-static void word_reset(_Atomic uintptr_t *word) {
-  uintptr_t s = atomic_load_explicit(word, memory_order_acquire); /* acquire: as the CAS */
-  for (;;) {
-    if (!(s & WEFT__DONE)) return;
-    if (s & WEFT__BUSY) { /* the completer is delivering (to no one: we are not linked) */
-      sched_yield();
-      s = atomic_load_explicit(word, memory_order_acquire);
-      continue;
-    }
-    /* acq_rel: acquire the completer's release (and so the edge bump made before it) */
-    if (atomic_compare_exchange_weak_explicit(word, &s, 0, memory_order_acq_rel,
-                                              memory_order_acquire))
-      return;
-  }
+/* Destroy's way out of a discarded task's fd wait (through lib/join.c's weft__wait_abandon):
+ * out of the park word, or, if a deliverer holds it, once that deliverer is done. */
+static void dir_abandon(struct weft_task *t, void *ctx) {
+  weft__poll_dir_t *d = ctx;
+  fdpark_withdraw(&d->park, (uintptr_t)t);
 }
 
+/* A task's wait for an edge after `seen` (fdpark_impl.h's waiter): 0 (retry the call) or an
+ * error. */
 static int task_dir_wait(struct weft_task *self, weft__sock_t *s, weft__poll_dir_t *d,
                          uint64_t deadline_ns, uint32_t seen) {
-  word_reset(&d->word);
-  /* acquire: after the reset's acquire, sees the bump of any completion the reset read */
-  if (atomic_load_explicit(&d->edges, memory_order_acquire) != seen) return 0;
   if (sock_closing(s)) return WEFT_EBADF;
+  deadline_ns = weft__wait_deadline(self, deadline_ns);
+  /* A deadline already passed (a poll, or a scope's): no wait, but an edge since the call is
+   * worth another call. No clock read without a deadline. acquire: as edges_before. */
+  if (deadline_ns != UINT64_MAX && deadline_ns <= weft_now_ns())
+    return atomic_load_explicit(&d->edges, memory_order_acquire) != seen ? 0 : WEFT_ETIMEDOUT;
+  if (!wake_park_begin(&self->state, true)) return WEFT_ECANCELED;
+  int r = fdpark_park(&d->park, &d->edges, (uintptr_t)self, seen);
+  if (r != FP_PARKED) { /* busy, or an edge came: no suspension; a cancel may have come */
+    uint32_t side = wake_park_abort(&self->state);
+    return side == WK_BY_CANCEL ? WEFT_ECANCELED : r == FP_BUSY ? WEFT_EBUSY : 0;
+  }
+  /* After the publication: a dump (and test_io's wait for it) that sees the reason finds the
+   * direction taken. */
   weft__wait_reason(self, WEFT__WAIT_FD, (uint64_t)s->fd);
-  int err = weft__await_word_until(self, &d->word, deadline_ns);
+  int err = weft__park_published(self, deadline_ns, dir_abandon, d);
+  if (err) fdpark_withdraw(&d->park, (uintptr_t)self); /* a timer or a cancel woke us */
+  else fdpark_settle(&d->park);                       /* the deliverer's end, before reuse */
   if (err) return err;
   return sock_closing(s) ? WEFT_EBADF : 0;
 }
@@ -179,14 +186,7 @@ static uint32_t edges_before(weft__poll_dir_t *d) {
 static int dir_wait(weft__sock_t *s, weft__poll_dir_t *d, uint64_t deadline_ns, uint32_t seen) {
   struct weft_task *self = weft__awaiting_task(weft__worker_self(), "a weft_sock_ operation");
   if (!self) return thread_dir_wait(s, d == &s->rd ? POLLIN : POLLOUT, deadline_ns);
-  uint32_t free_slot = 0;
-  /* acquire: the previous owner's reset and consumption happen before ours */
-  if (!atomic_compare_exchange_strong_explicit(&d->owner, &free_slot, 1, memory_order_acquire,
-                                               memory_order_relaxed))
-    return WEFT_EBUSY;
-  int err = task_dir_wait(self, s, d, deadline_ns, seen);
-  atomic_store_explicit(&d->owner, 0, memory_order_release); /* release: pairs with the CAS */
-  return err;
+  return task_dir_wait(self, s, d, deadline_ns, seen);
 }
 
 int weft_sock_wait(weft_sock_t *s, unsigned events, uint64_t deadline_ns) {

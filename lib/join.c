@@ -105,6 +105,7 @@ void weft__wait_abandon(struct weft_task *t) {
   weft__join_t *j = wait_record(t);
   if (j) {
     remove_nodes(j);
+    if (j->abandon) j->abandon(t, j->abandon_ctx);
     return;
   }
   /* Another file's wait record (lib/sync.c's direct wait on a waiter queue): never armed as
@@ -136,6 +137,7 @@ static void join_init(weft__join_t *j, struct weft_task *task, long pending, boo
   atomic_init(&j->timer_done, 0);
   j->nodes = NULL;
   j->nnodes = 0;
+  j->abandon = NULL;
 }
 
 static int side_error(uint32_t side) {
@@ -262,6 +264,19 @@ int weft__await_word_until(struct weft_task *self, _Atomic uintptr_t *word, uint
   j.nnodes = 1;
   if (!join_add_waiter(word, &node)) return self ? task_wait_skipped(self) : 0;
   return self ? task_wait(self, &j, deadline_ns) : thread_wait(&j, deadline_ns);
+}
+
+uint64_t weft__wait_deadline(struct weft_task *self, uint64_t deadline_ns) {
+  return scoped_deadline(self, deadline_ns);
+}
+
+int weft__park_published(struct weft_task *self, uint64_t deadline_ns,
+                         void (*abandon)(struct weft_task *t, void *ctx), void *ctx) {
+  weft__join_t j;
+  join_init(&j, self, 1, deadline_ns != UINT64_MAX);
+  j.abandon = abandon;
+  j.abandon_ctx = ctx;
+  return task_wait(self, &j, deadline_ns);
 }
 
 /* Sleeps until the deadline or a cancel: 0 or WEFT_ECANCELED. A task only. */

@@ -19,10 +19,12 @@
  *     (one epoll_wait(0)) and then takes it to block, instead of sleeping on its futex: else,
  *     that poll done, nobody would wait in epoll and events would wait for the busy worker's
  *     next tick (found in review). `owner` carries OWNER_BLOCKS to tell the two holders apart.
- * An edge bumps the direction's `edges` count and completes its completion word (join_impl.h):
- * the waiting task is made runnable by the same path as any awaited completion
+ * An edge bumps the direction's `edges` count and wakes the task parked in its park word
+ * (lib/fdpark_impl.h, issue 12: claim the task out of the word, one CAS on its park state,
+ * which cancellation and deadlines race through as for every other wait), and schedules it
  * (weft__schedule: onto the polling worker's deque, which wakes a sibling if none is looking
- * for work) — so cancellation, deadlines, dumps and destroy work for fd waits for free. The
+ * for work). Until issue 12 the word was a completion word (join_impl.h), ten locked
+ * instructions per message between wait and wake where the fd park takes six. The
  * batch's tasks then move to the worker's FIFO yield queue (ready_fifo: oldest connection
  * first, as Go queues netpoll's goroutines at a run queue's tail).
  * Breaking the poller: the poller stays on the idle list while it blocks, so every existing
@@ -40,15 +42,15 @@
  * (Seastar's shard-per-core: a connection would be tied to the worker that accepted it, against
  * weft's stealing; tokio#5771 is the open request for that); level-triggered registration
  * (an epoll_ctl per wait to re-arm, or a storm of events for fds nobody waits on); a per-fd
- * mutex (the two atomic flags and the word suffice for one waiter per direction).
+ * mutex (the edge count and the park word suffice for one waiter per direction).
  * Cost: nothing until the first socket (the worker hooks test one pointer); then one
  * epoll_wait(0) syscall (~0.3 µs here) per 61 tasks on busy workers.
  * Known limit: a worker running one task for a long time without suspending polls nothing; if
  * every other worker sleeps on its futex at that moment, events wait for that task (Go has
  * sysmon's 10 ms poll for this; weft has no such thread).
  */
+#include "fdpark.h"
 #include "poller.h"
-#include "join.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -63,7 +65,6 @@ enum {
   CHUNK = 1 << CHUNK_SHIFT,
   CHUNKS = 1024,                    /* picked: room for 2^20 open sockets */
   EVENTS_MAX = 128,                 /* picked: events taken per epoll_wait (Go: 128) */
-  PREFETCH_BELOW = 2,               /* measured: the node's join record (perf annotate) */
 };
 #define BREAK_TAG UINT64_MAX /* the eventfd's event data: no descriptor has this index */
 #define OWNER_BLOCKS ((uintptr_t)1) /* in `owner`: the holder blocks (workers are aligned) */
@@ -289,8 +290,7 @@ static void dir_init(weft__poll_dir_t *d) {
   /* relaxed: the descriptor reaches other threads through the registration (epoll_ctl, a
    * system call) or through the handle the caller passes on */
   atomic_store_explicit(&d->edges, 0, memory_order_relaxed);
-  atomic_store_explicit(&d->owner, 0, memory_order_relaxed);
-  atomic_store_explicit(&d->word, 0, memory_order_relaxed);
+  atomic_store_explicit(&d->park, FP_EMPTY, memory_order_relaxed);
 }
 
 int weft__poll_register(struct weft__poller *p, int fd, weft__sock_t **out) {
@@ -331,46 +331,49 @@ void weft__poll_unregister(struct weft__poller *p, weft__sock_t *s, bool close_f
 }
 
 int weft__poll_dir_notify(weft__poll_dir_t *d, bool hup) {
-  /* relaxed (both): ordered before the completion's release, which a waiter's reset acquires
-   * (or, reset before it, the waiter's await sees DONE); the count's own order does the rest:
-   * a waiter's earlier read of it reads a value before this bump. The hang-up bit goes in
-   * first, so a read that sees it unset comes before the bump. See lib/io.c's dir_wait. */
+  /* relaxed: sequenced before the claim's seq_cst bump, so a waiter's read that sees that
+   * bump sees the bit too; the bit goes in first, so a read that sees it unset comes before
+   * the bump. See lib/io.c's dir_wait. */
   if (hup && !(atomic_load_explicit(&d->edges, memory_order_relaxed) & WEFT__EDGE_HUP))
     atomic_fetch_or_explicit(&d->edges, WEFT__EDGE_HUP, memory_order_relaxed);
-  atomic_fetch_add_explicit(&d->edges, WEFT__EDGE, memory_order_relaxed);
-  uintptr_t s = join_complete(&d->word);
-  weft__waiter_t *waiters = (weft__waiter_t *)(s & ~WEFT__WORD_FLAGS);
-  int n = 0;
-  if (waiters) {
-    /* Counted before the delivery (a woken node may die at once); BUSY keeps them alive. */
-    for (weft__waiter_t *w = waiters; w; w = w->next) n++;
-    weft__wake_waiters(waiters);
-    join_finish_waking(&d->word); /* the word belongs to the descriptor: nothing to free */
+  uintptr_t e = fdpark_deliver_claim(&d->park, &d->edges, WEFT__EDGE);
+  if (!e) return 0;
+  struct weft_task *t = (struct weft_task *)e;
+  struct weft_runtime *rt = t->rt; /* read first: a task its commit schedules may end at once */
+  int won = fdpark_deliver_wake(e);
+  weft__worker_t *self = weft__worker_self();
+  if (self && self->rt == rt) {
+    /* The word is free before the task can run (it runs only once we schedule it, or its own
+     * commit does), so its next wait finds it EMPTY; the scheduling itself (a deque push, maybe
+     * a sibling's futex wake) stays outside the claim. */
+    fdpark_deliver_end(&d->park);
+    if (won != WK_WON_PARKED) return 0;
+    weft__schedule(rt, e | WEFT__ENTRY_RESUME);
+    return 1;
   }
-  return n;
+  /* From outside the task's runtime (a plain thread's close): the inject push touches the
+   * runtime, so it comes before the end, which destroy's withdraw waits for (lib/runtime.c). */
+  if (won == WK_WON_PARKED) weft__schedule(rt, e | WEFT__ENTRY_RESUME);
+  fdpark_deliver_end(&d->park);
+  return 0;
 }
 
 /* Starts the batch's cache misses together instead of one after another: with a thousand
- * connections the descriptors and the waiters' nodes (on their tasks' stacks) are cold, and
- * the profile of the echo server put most of weft__poll_dir_notify's time on the load of the
- * node (perf annotate). Two passes: the descriptors' read words, then the nodes they hold.
- * A prefetch never faults, and the word is read atomically; nothing else is touched, since
- * a node may be unlinked and its stack reused until the completion holds BUSY. */
+ * connections the descriptors and the waiting tasks' descriptors are cold (the profile of the
+ * echo server put most of the dispatch's time on loading the waiter, perf annotate). Two
+ * passes: the descriptors' read directions, then the tasks parked in them (their park state,
+ * which the wake CASes). A prefetch never faults; the word is read atomically. */
 static void prefetch_batch(struct weft__poller *p, const weft__poll_event_t *ev, int n) {
   for (int i = 0; i < n; i++) {
     weft__sock_t *s = lookup(p, (uint32_t)ev[i].tag);
-    if (s) __builtin_prefetch(&s->rd, 1); /* written: edges and the word */
+    if (s) __builtin_prefetch(&s->rd, 1); /* written: edges and the park word */
   }
   for (int i = 0; i < n; i++) {
     weft__sock_t *s = lookup(p, (uint32_t)ev[i].tag);
-    /* relaxed: only an address to prefetch; dispatch's notify reads the word for real */
-    uintptr_t word = s ? atomic_load_explicit(&s->rd.word, memory_order_relaxed) : 0;
-    if (!(word & ~WEFT__WORD_FLAGS)) continue;
-    /* The node lies in the waiting task's frame beside its join record, which the wake reads
-     * next (weft__wake_waiters' hot load before this). Lines further down, where the switch
-     * back to the task pops its registers, were tried: that load stayed as hot. */
-    const char *node = (const char *)(word & ~WEFT__WORD_FLAGS);
-    for (int line = -PREFETCH_BELOW; line <= 1; line++) __builtin_prefetch(node + line * 64, 0);
+    /* relaxed: only an address to prefetch; the claim reads the word for real */
+    uintptr_t park = s ? atomic_load_explicit(&s->rd.park, memory_order_relaxed) : FP_EMPTY;
+    if (park != FP_EMPTY && park != FP_CLAIMED)
+      __builtin_prefetch(&((struct weft_task *)park)->state, 1);
   }
 }
 

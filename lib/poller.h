@@ -7,18 +7,17 @@
 
 #include "internal.h"
 
-/* One direction of a registered fd (Go's pollDesc rg/wg, split in two words):
- *   edges — bumped (by WEFT__EDGE) by the poller on every edge and by a close, before it
- *           completes word; a waiter reads it before its call and waits only while it is
+/* One direction of a registered fd (Go's pollDesc rg/wg, split in two words; the protocol is
+ * lib/fdpark_impl.h's):
+ *   edges — bumped (by WEFT__EDGE) by the poller on every edge and by a close, before it looks
+ *           for a waiter; a waiter reads it before its call and parks only while it is
  *           unchanged (lib/io.c). Bit 0 (WEFT__EDGE_HUP), never cleared until the fd is
  *           registered again: the peer hung up or the socket failed (EPOLLRDHUP, HUP, ERR);
- *   word  — a completion word (join_impl.h) the waiter awaits; the poller completes it on
- *           every edge; the waiter resets it from DONE to 0 before its next wait;
- *   owner — 1 while a task or thread is in a wait on this direction (one at a time). */
+ *   park  — FP_EMPTY, the waiting task (one at a time: a second gets WEFT_EBUSY), or
+ *           FP_CLAIMED while a deliverer wakes it. */
 typedef struct weft__poll_dir {
   _Atomic uint32_t edges;
-  _Atomic uint32_t owner;
-  _Atomic uintptr_t word;
+  _Atomic uintptr_t park;
 } weft__poll_dir_t;
 #define WEFT__EDGE 2u     /* one edge's step: bit 0 stays out of the count */
 #define WEFT__EDGE_HUP 1u
@@ -51,7 +50,7 @@ int weft__poll_register(struct weft__poller *p, int fd, weft__sock_t **out);
 /* Deregisters, closes the fd if close_fd, and returns the descriptor to the free list. */
 void weft__poll_unregister(struct weft__poller *p, weft__sock_t *s, bool close_fd);
 /* An edge (or a close) on one direction: bumps edges (setting WEFT__EDGE_HUP first if hup)
- * and completes its word; returns the number of waiters it woke (0 or 1). */
+ * and wakes its waiting task, if any; returns 1 if it scheduled that task, else 0. */
 int weft__poll_dir_notify(weft__poll_dir_t *d, bool hup);
 #ifdef WEFT_FAULTS
 /* Test-only: hold the poller's try-lock as a busy worker's poll does (true), or release it. */

@@ -10,7 +10,9 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 static void *asleep_for_an_hour(void *arg) {
   weft_sleep_ms(3600 * 1000);
@@ -127,18 +129,50 @@ static void *stubborn_receiver(void *chan) {
   return IPTR(err);
 }
 
+/* Spawns fn(arg), which shields itself and bumps *started before its wait, and destroys rt:
+ * its bound passes, and the task is discarded where it waits (its handle says so). */
+static void discard_in_wait(weft_runtime_t *rt, void *(*fn)(void *), void *arg,
+                            atomic_int *started) {
+  weft_task_t *t;
+  atomic_store(started, 0);
+  OK(weft_runtime_spawn(rt, &t, fn, arg));
+  while (!atomic_load(started)) sched_yield(); /* shielded before the cancel */
+  OK(weft_runtime_destroy(rt));
+  cr_assert_eq(weft_await(t, NULL), WEFT_ESHUTDOWN);
+  weft_task_release(t);
+}
+
 Test(destroy, a_task_discarded_in_a_channel_wait_leaves_the_channel_queue) {
   weft_runtime_t *rt = runtime_with_short_shutdown(2);
   weft_chan_t *ch;
   OK(weft_chan_create(&ch, 0));
-  weft_task_t *t;
-  atomic_store(&stubborn_receiving, 0);
-  OK(weft_runtime_spawn(rt, &t, stubborn_receiver, ch));
-  while (!atomic_load(&stubborn_receiving)) sched_yield(); /* shielded before the cancel */
-  OK(weft_runtime_destroy(rt)); /* its bound passes: the receiver is discarded where it waits */
-  cr_assert_eq(weft_await(t, NULL), WEFT_ESHUTDOWN);
-  weft_task_release(t);
+  discard_in_wait(rt, stubborn_receiver, ch, &stubborn_receiving);
   weft_chan_destroy(ch); /* aborts if the discarded receiver's node were still queued */
+  assert_no_leak();
+}
+
+/* A reader shielded in a socket read (the fd park, lib/fdpark_impl.h): destroy discards it where
+ * it waits — its wait record takes it out of the direction's park word — and closes the socket. */
+static atomic_int stubborn_reading;
+static void *stubborn_reader(void *sock) {
+  weft_shield_begin();
+  atomic_fetch_add(&stubborn_reading, 1);
+  char buf[8];
+  ptrdiff_t n = weft_sock_read(sock, buf, sizeof buf, UINT64_MAX);
+  weft_shield_end();
+  return IPTR(n);
+}
+
+Test(destroy, a_task_discarded_in_a_socket_read_is_taken_apart_and_its_socket_closed) {
+  weft_runtime_t *rt = runtime_with_short_shutdown(2);
+  int sv[2];
+  cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  weft_sock_t *s;
+  OK(weft_sock_open(rt, sv[0], &s));
+  discard_in_wait(rt, stubborn_reader, s, &stubborn_reading);
+  char c;
+  cr_assert_eq(read(sv[1], &c, 1), 0, "destroy closed the discarded reader's socket");
+  close(sv[1]);
   assert_no_leak();
 }
 
