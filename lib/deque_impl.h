@@ -10,7 +10,7 @@
  *   WD_FN(name)                           the name of each function
  * and may override the three orders and the switches that the negative controls plant bugs in:
  *   WD_PUSH_BOTTOM_ORDER (release), WD_EMPTY_PUSH_ORDER (seq_cst), WD_TAKE_ORDER (seq_cst),
- *   WD_LAST_CAS (1), WD_BATCH_CAS (1), WD_ARRAY_ORDER (seq_cst: a thief's load of the array).
+ *   WD_LAST_CAS (1), WD_BATCH_CAS (1).
  *
  * Design (Lê, Pop, Cohen, Zappa Nardelli, PPoPP 2013), changed to suit ThreadSanitizer:
  * the paper orders take and steal with standalone seq_cst fences, which TSan does not model
@@ -42,9 +42,6 @@
 #endif
 #ifndef WD_LAST_CAS
 #define WD_LAST_CAS 1
-#endif
-#ifndef WD_ARRAY_ORDER
-#define WD_ARRAY_ORDER WD_SC
 #endif
 
 /* Owner only. Returns 1 if the deque was seen empty before this push, 0 if not, and -1 if it
@@ -112,7 +109,7 @@ static inline uintptr_t WD_FN(steal)(WD_DEQUE *d) {
   if (t >= b) return 0;
   /* seq_cst ⊇ acquire: pairs with the store in grow (the copied slots), and comes after the
    * read section's seq_cst entry in the total order (epoch_impl.h: the array stays) */
-  WD_ARRAY *a = WD_LOAD(d->array, WD_ARRAY_ORDER);
+  WD_ARRAY *a = WD_LOAD(d->array, WD_SC);
   uintptr_t x = WD_LOAD(WD_SLOT(a, t), WD_RLX); /* relaxed: validated by the CAS below */
   /* seq_cst: one total order with take's last-element CAS and with other thieves. */
   if (!WD_CAS(d->top, t, t + 1, WD_SC)) return WD_ABORT;
@@ -135,7 +132,7 @@ static inline int WD_FN(steal_batch)(WD_DEQUE *d, uintptr_t *out, int max) {
   int64_t n = (b - t + 1) / 2;
   if (n <= 0) return 0;
   if (n > max) n = max;
-  WD_ARRAY *a = WD_LOAD(d->array, WD_ARRAY_ORDER); /* seq_cst: as in steal */
+  WD_ARRAY *a = WD_LOAD(d->array, WD_SC); /* seq_cst: as in steal */
   for (int64_t i = 0; i < n; i++) out[i] = WD_LOAD(WD_SLOT(a, t + i), WD_RLX);
 #if WD_BATCH_CAS
   /* seq_cst: one total order with the other consumers' CAS on top */

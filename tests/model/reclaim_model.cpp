@@ -153,7 +153,6 @@ MODEL_STORAGE(0)
 #undef EP_ENTER_ORDER
 #undef EP_LEAVE_ORDER
 #undef EP_GRACE
-#undef WD_ARRAY_ORDER
 
 /* Bug 1: the grace is one epoch: the advance that passes a reader of the old array frees it. */
 namespace v_grace_one {
@@ -165,7 +164,6 @@ MODEL_STORAGE(0)
 #undef EP_ENTER_ORDER
 #undef EP_LEAVE_ORDER
 #undef EP_GRACE
-#undef WD_ARRAY_ORDER
 
 /* Bug 2: no grace: the owner frees the old array as soon as it is unpublished. */
 namespace v_no_grace {
@@ -177,7 +175,6 @@ MODEL_STORAGE(0)
 #undef EP_ENTER_ORDER
 #undef EP_LEAVE_ORDER
 #undef EP_GRACE
-#undef WD_ARRAY_ORDER
 
 /* Bug 3: the reader's entry a release store: not ordered before its load of the array. */
 namespace v_enter_release {
@@ -189,7 +186,6 @@ MODEL_STORAGE(0)
 #undef EP_ENTER_ORDER
 #undef EP_LEAVE_ORDER
 #undef EP_GRACE
-#undef WD_ARRAY_ORDER
 
 /* Bug 4: the reader's leave relaxed: its reads do not happen-before the free. */
 namespace v_leave_relaxed {
@@ -201,7 +197,6 @@ MODEL_STORAGE(0)
 #undef EP_ENTER_ORDER
 #undef EP_LEAVE_ORDER
 #undef EP_GRACE
-#undef WD_ARRAY_ORDER
 
 #define RC_OPS(ns)                                                                     \
   struct ops_##ns {                                                                    \
