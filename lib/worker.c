@@ -14,7 +14,8 @@
  *      lock-free MPSC list, lib/inject_impl.h), taken in batches of a fair share whose rest
  *      goes onto the worker's yield queue (still FIFO);
  *   5. due timers;
- *   6. stealing: the oldest entry of a random victim's deque, then of its yield queue;
+ *   6. stealing: the oldest entry of a random victim's deque, then of its yield queue (a
+ *      round of tries is a read section of the deques' epoch domain: lib/deque.c);
  *   7. after a bounded spin, parking (after a scavenger pass: see park()).
  * Guarantee: no ready task starves. A task in a deque runs when its owner drains the LIFO end
  * or a thief takes it (oldest first); yielded and injected tasks are checked every 61 ticks.
