@@ -112,9 +112,8 @@ rl::atomic<uintptr_t> &slot_of(g_array *a, int64_t i) {
 #define WD_GROW(d, a, t, b) model_grow((d), (a), (t), (b))
 #define WD_FN(name) name
 
-/* lib/deque.c's grow and reclaim, over this namespace's epoch functions. TAG_FIRST: the tag
- * read before the new array is stored (tried as a planted bug: not caught, see the top). */
-#define MODEL_STORAGE(TAG_FIRST)                                                            \
+/* lib/deque.c's grow and reclaim, over this namespace's epoch functions. */
+#define MODEL_STORAGE()                                                            \
   int reclaim(g_deque *d) {                                                                 \
     if (!d->retired) return 0;                                                              \
     g_domain *dom = d->dom;                                                                 \
@@ -136,9 +135,8 @@ rl::atomic<uintptr_t> &slot_of(g_array *a, int64_t i) {
     g_array *a = array_new((old->mask + 1) * 2);                                            \
     for (int64_t i = t; i < b; i++)                                                         \
       slot_of(a, i)($).store(slot_of(old, i)($).load(rl::mo_relaxed), rl::mo_relaxed);      \
-    uint64_t tag = TAG_FIRST ? ep_now(&d->dom->now) : 0;                                    \
     d->array($).store(a, rl::mo_seq_cst);                                                   \
-    old->retired_at = TAG_FIRST ? tag : ep_now(&d->dom->now);                               \
+    old->retired_at = ep_now(&d->dom->now);                                                 \
     old->retired = d->retired;                                                              \
     d->retired = old;                                                                       \
     reclaim(d);                                                                             \
@@ -147,7 +145,7 @@ rl::atomic<uintptr_t> &slot_of(g_array *a, int64_t i) {
 
 namespace v_correct {
 #include "epoch_impl.h"
-MODEL_STORAGE(0)
+MODEL_STORAGE()
 #include "deque_impl.h"
 }
 #undef EP_ENTER_ORDER
@@ -158,7 +156,7 @@ MODEL_STORAGE(0)
 namespace v_grace_one {
 #define EP_GRACE 1
 #include "epoch_impl.h"
-MODEL_STORAGE(0)
+MODEL_STORAGE()
 #include "deque_impl.h"
 }
 #undef EP_ENTER_ORDER
@@ -169,7 +167,7 @@ MODEL_STORAGE(0)
 namespace v_no_grace {
 #define EP_GRACE 0
 #include "epoch_impl.h"
-MODEL_STORAGE(0)
+MODEL_STORAGE()
 #include "deque_impl.h"
 }
 #undef EP_ENTER_ORDER
@@ -180,7 +178,7 @@ MODEL_STORAGE(0)
 namespace v_enter_release {
 #define EP_ENTER_ORDER EP_REL
 #include "epoch_impl.h"
-MODEL_STORAGE(0)
+MODEL_STORAGE()
 #include "deque_impl.h"
 }
 #undef EP_ENTER_ORDER
@@ -191,7 +189,7 @@ MODEL_STORAGE(0)
 namespace v_leave_relaxed {
 #define EP_LEAVE_ORDER EP_RLX
 #include "epoch_impl.h"
-MODEL_STORAGE(0)
+MODEL_STORAGE()
 #include "deque_impl.h"
 }
 #undef EP_ENTER_ORDER
