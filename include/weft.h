@@ -223,9 +223,16 @@ typedef struct weft_metrics {
   uint64_t tasks_live;    /* spawned and not yet ended */
   uint64_t stacks_mapped; /* task stacks mapped */
   uint64_t stacks_cached; /* of those, not held by a task now */
+  /* The worker's queue arrays (summed for WEFT_METRICS_ALL): a queue that fills grows into an
+   * array twice as large, and the old one is freed once no thief can be reading it. */
+  uint64_t deque_arrays_retired; /* counter: arrays grown out of */
+  uint64_t deque_arrays_freed;   /* counter: of those, freed */
+  uint64_t deque_bytes;          /* depth: bytes in the queues' arrays, live and retired */
+  uint64_t deque_retired_bytes;  /* depth: of those, in retired arrays not yet freed */
 } weft_metrics_t;
 #define WEFT_METRICS_ALL (-1)
-#define WEFT_METRICS_INIT {sizeof(weft_metrics_t), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+#define WEFT_METRICS_INIT \
+  {sizeof(weft_metrics_t), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 /* worker: 0 .. weft_runtime_workers(rt) - 1, or WEFT_METRICS_ALL. WEFT_EINVAL for a NULL rt or
  * metrics, a metrics_size too small for its first field, or a worker out of range. Safe from
  * any thread, including the runtime's own tasks. */

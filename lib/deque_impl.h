@@ -24,9 +24,11 @@
  * weft's inline-await CAS already costs what the split would save).
  *
  * Indices are signed 64-bit: an empty take computes bottom - 1, which must compare below top.
- * When full, push grows the array (2x); the old array stays readable until the runtime is
- * destroyed, because a thief may still be reading a slot of it (reclamation by retirement:
- * the retired arrays are at most as large as the live one, so memory is bounded by 2x).
+ * When full, push grows the array (2x); the old array stays readable while a thief may still
+ * be reading a slot of it: thieves read arrays only inside an epoch read section (epoch_impl.h),
+ * and the owner frees a grown-out array after its grace period (deque.c). Hence the seq_cst
+ * loads of the array in steal and steal_batch: the load side of the section's store→load
+ * pattern (its word's seq_cst store, then the array), a plain load on x86.
  */
 
 #ifndef WD_PUSH_BOTTOM_ORDER
@@ -105,7 +107,9 @@ static inline uintptr_t WD_FN(steal)(WD_DEQUE *d) {
   int64_t t = WD_LOAD(d->top, WD_SC);
   int64_t b = WD_LOAD(d->bottom, WD_SC);
   if (t >= b) return 0;
-  WD_ARRAY *a = WD_LOAD(d->array, WD_ACQ); /* acquire: pairs with the release in grow */
+  /* seq_cst ⊇ acquire: pairs with the store in grow (the copied slots), and comes after the
+   * read section's seq_cst entry in the total order (epoch_impl.h: the array stays) */
+  WD_ARRAY *a = WD_LOAD(d->array, WD_SC);
   uintptr_t x = WD_LOAD(WD_SLOT(a, t), WD_RLX); /* relaxed: validated by the CAS below */
   /* seq_cst: one total order with take's last-element CAS and with other thieves. */
   if (!WD_CAS(d->top, t, t + 1, WD_SC)) return WD_ABORT;
@@ -128,7 +132,7 @@ static inline int WD_FN(steal_batch)(WD_DEQUE *d, uintptr_t *out, int max) {
   int64_t n = (b - t + 1) / 2;
   if (n <= 0) return 0;
   if (n > max) n = max;
-  WD_ARRAY *a = WD_LOAD(d->array, WD_ACQ); /* acquire: pairs with the release in grow */
+  WD_ARRAY *a = WD_LOAD(d->array, WD_SC); /* seq_cst: as in steal */
   for (int64_t i = 0; i < n; i++) out[i] = WD_LOAD(WD_SLOT(a, t + i), WD_RLX);
 #if WD_BATCH_CAS
   /* seq_cst: one total order with the other consumers' CAS on top */

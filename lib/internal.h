@@ -714,6 +714,8 @@ struct weft_runtime {
   uint64_t blocking_keepalive_ns;
   /* #11: workers parked as the next slots' watcher (0 or 1; lib/worker.c) */
   _Atomic int nwatching WEFT__ALIGNED;
+  /* #13: the deques' reclamation domain, one reader per worker (steal rounds; lib/deque.c) */
+  weft__epoch_t epoch;
 };
 
 /* ---- I/O (lib/poll.c, lib/offload.c) -------------------------------------------------------- */

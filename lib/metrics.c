@@ -34,6 +34,16 @@ static uint64_t deque_depth(weft__deque_t *d) {
   return b > t ? (uint64_t)(b - t) : 0;
 }
 
+/* The queue's array counters (owner-written, see deque.h): relaxed, a snapshot like the rest. */
+static void add_arrays(weft_metrics_t *m, weft__deque_t *d) {
+  m->deque_arrays_retired += load(&d->n_retired);
+  m->deque_arrays_freed += load(&d->n_freed);
+  /* acquire, then live: pairs with grow's release, so live has outgrown what retired holds */
+  uint64_t retired = atomic_load_explicit(&d->bytes_retired, memory_order_acquire);
+  m->deque_bytes += load(&d->bytes_live) + retired;
+  m->deque_retired_bytes += retired;
+}
+
 typedef struct {
   uint64_t started, finished, inlined, unrun, spawned;
 } life_t;
@@ -81,6 +91,8 @@ static void add_worker(weft_metrics_t *m, life_t *life, weft__worker_t *w, uint6
   m->yield_depth += deque_depth(&w->yieldq);
   /* relaxed: a snapshot, like the depths */
   m->yield_depth += atomic_load_explicit(&w->yring_left, memory_order_relaxed);
+  add_arrays(m, &w->deque);
+  add_arrays(m, &w->yieldq);
   life->started += started;
   life->finished += finished;
   life->inlined += inlined;

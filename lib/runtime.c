@@ -203,8 +203,8 @@ static int worker_init(struct weft_runtime *rt, weft__worker_t *w, int index) {
   if (w->chaos) w->rng = (uint32_t)(w->chaos >> 32) | 1; /* random victims from the seed too */
   w->spawn_hooks = w->chaos || rt->spawn_sites;
   atomic_init(&w->park_word, 0);
-  if (weft__deque_init(&w->deque, DEQUE_INITIAL) != 0) return WEFT_ENOMEM;
-  if (weft__deque_init(&w->yieldq, DEQUE_INITIAL) != 0) {
+  if (weft__deque_init(&w->deque, DEQUE_INITIAL, &rt->epoch) != 0) return WEFT_ENOMEM;
+  if (weft__deque_init(&w->yieldq, DEQUE_INITIAL, &rt->epoch) != 0) {
     weft__deque_destroy(&w->deque);
     return WEFT_ENOMEM;
   }
@@ -237,6 +237,7 @@ static void stop_workers(struct weft_runtime *rt, int started) {
 static void runtime_free(struct weft_runtime *rt, int initialized_workers) {
   for (int i = 0; i < initialized_workers; i++) worker_fini(&rt->workers[i]);
   free(rt->workers);
+  weft__epoch_fini(&rt->epoch); /* after the deques: their last frees need no grace */
   if (rt->timer) weft__timer_destroy(rt->timer);
   weft__stack_pool_destroy(rt->stacks);
   weft__task_slabs_free(rt);
@@ -283,7 +284,8 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
   weft__inject_init(rt);
   pthread_mutex_init(&rt->task_lock, NULL);
   rt->workers = aligned_alloc(WEFT__CACHELINE, sizeof(weft__worker_t) * (size_t)nworkers);
-  if (!rt->workers || weft__stack_pool_create(&rt->stacks, stack_bytes, guard_bytes) != 0 ||
+  if (!rt->workers || weft__epoch_init(&rt->epoch, nworkers) != 0 ||
+      weft__stack_pool_create(&rt->stacks, stack_bytes, guard_bytes) != 0 ||
       weft__timer_create(&rt->timer) != 0) {
     runtime_free(rt, 0);
     return WEFT_ENOMEM;

@@ -14,7 +14,8 @@
  *      lock-free MPSC list, lib/inject_impl.h), taken in batches of a fair share whose rest
  *      goes onto the worker's yield queue (still FIFO);
  *   5. due timers;
- *   6. stealing: the oldest entry of a random victim's deque, then of its yield queue;
+ *   6. stealing: the oldest entry of a random victim's deque, then of its yield queue (a
+ *      round of tries is a read section of the deques' epoch domain: lib/deque.c);
  *   7. after a bounded spin, parking (after a scavenger pass: see park()).
  * Guarantee: no ready task starves. A task in a deque runs when its owner drains the LIFO end
  * or a thief takes it (oldest first); yielded and injected tasks are checked every 61 ticks.
@@ -125,6 +126,7 @@ enum {
   NEXT_STEAL_NS = 3000, /* Go (runqgrab's usleep(3)): a slot entry is stealable after 3 µs */
   NEXT_WATCH_NS = 1000000, /* picked: a watcher's look at busy slots, once a millisecond */
   SPIN_ROUNDS_IO = 2,  /* measured: while the poller is active (spin_rounds; >= 1, or no steal) */
+  RECLAIM_RETRY_NS = 1000000, /* picked: an idle worker's next try at arrays held back (park) */
 };
 
 /* Not static: lib/arch/tls_*.h reads it by name. Hidden: not part of the ABI. initial-exec:
@@ -354,10 +356,9 @@ static uintptr_t steal_next(weft__worker_t *w, weft__worker_t *victim) {
   return next_steal(&victim->next, seen);
 }
 
-static uintptr_t steal_one(weft__worker_t *w) {
+static uintptr_t steal_round(weft__worker_t *w) {
   struct weft_runtime *rt = w->rt;
   int n = rt->nworkers;
-  if (n < 2) return 0;
   for (int i = 0; i < STEAL_TRIES; i++) {
     weft__worker_t *victim = &rt->workers[next_random(w) % (uint32_t)n];
     if (victim == w) continue;
@@ -376,6 +377,18 @@ static uintptr_t steal_one(weft__worker_t *w) {
     }
   }
   return 0;
+}
+
+/* One steal round: a read section of the deques' epoch domain (lib/deque.c), so that no
+ * victim frees an array this round may still read. */
+static uintptr_t steal_one(weft__worker_t *w) {
+  struct weft_runtime *rt = w->rt;
+  if (rt->nworkers < 2) return 0;
+  weft__epoch_reader_t *me = &rt->epoch.readers[w->index];
+  weft__epoch_enter(&rt->epoch.now, me);
+  uintptr_t e = steal_round(w);
+  weft__epoch_leave(me);
+  return e;
 }
 
 /* The oldest of w's yielded entries: from its private run, refilled from its yield queue's
@@ -419,6 +432,14 @@ static uintptr_t take_injected(weft__worker_t *w) {
 
 static uintptr_t take_injected(weft__worker_t *w);
 static uintptr_t take_own_yielded(weft__worker_t *w);
+
+/* The arrays w's queues grew out of, freed once no steal round can still read them (deque.c):
+ * at the fairness tick while w holds any, and when w parks. */
+static bool __attribute__((noinline, cold)) reclaim_arrays(weft__worker_t *w) {
+  weft__deque_reclaim(&w->deque);
+  weft__deque_reclaim(&w->yieldq);
+  return w->deque.retired || w->yieldq.retired; /* some still wait for their grace */
+}
 
 /* The next look for work (relaxed: owner-written, the watchdog's sample). */
 static inline uint32_t tick_next(weft__worker_t *w) {
@@ -467,6 +488,7 @@ static uintptr_t local_work(weft__worker_t *w) {
     weft__worker_clock(w, now);
     weft__timer_poll(w->rt->timer, now, &w->n_fired); /* busy workers fire timers too */
     if (weft__poll_active(w->rt)) weft__poll_tick(w); /* and poll fds, without blocking */
+    if (WEFT__UNLIKELY(w->deque.retired || w->yieldq.retired)) reclaim_arrays(w);
     if ((e = take_injected(w)) || (e = take_own_yielded(w))) return e;
   }
   /* The next slot first, NEXT_BURST times in a row at most: then the queues get a look, so two
@@ -536,6 +558,10 @@ static bool park(weft__worker_t *w, bool *spinning, uint64_t until) {
     scavenge_at = weft__stack_scavenge(rt->stacks, &w->stacks, now);
     uint64_t tasks_at = weft__task_scavenge(rt, w, now);
     if (tasks_at < scavenge_at) scavenge_at = tasks_at;
+    /* Arrays a steal round still held back: look again soon, not at the next wake-up (which
+     * may never come to an idle runtime). */
+    if (reclaim_arrays(w) && now + RECLAIM_RETRY_NS < scavenge_at)
+      scavenge_at = now + RECLAIM_RETRY_NS;
   }
   pthread_mutex_lock(&rt->idle_lock);
   atomic_store_explicit(&w->park_word, 0, memory_order_relaxed); /* relaxed: under the lock */
