@@ -765,7 +765,36 @@ Test(metrics, counters_add_up_at_quiescence) {
  * bottom less the entries it got that were not yields (injected and fd batches): snapshots
  * taken while foreign spawns feed injected batches onto the yield queues must never go down,
  * and the total must be exact at the end. */
-enum { YIELD_SPAWNERS = 3, YIELD_TASKS = 400, YIELDS_EACH = 5 };
+enum { YIELD_SPAWNERS = 3, YIELD_TASKS = 400, YIELDS_EACH = 5, NOYIELD_TASKS = 30000 };
+
+typedef struct {
+  weft_runtime_t *rt;
+  atomic_int *count; /* spawners done, or tasks ended: what the snapshot loop waits for */
+} spawner_t;
+
+/* Runs YIELD_SPAWNERS plain threads of spawn(&s) on a fresh 3-worker runtime (more workers
+ * than this machine's cores) while this thread checks metrics snapshots with check(yields,
+ * &last) until *count reaches target; returns the runtime, quiet, and its last snapshot. */
+static weft_runtime_t *snapshots_while_spawning(void *(*spawn)(void *), int target,
+                                                void (*check)(uint64_t, uint64_t *),
+                                                weft_metrics_t *final) {
+  weft_runtime_t *rt = test_runtime(3);
+  atomic_int count = 0;
+  spawner_t s = {.rt = rt, .count = &count};
+  pthread_t th[YIELD_SPAWNERS];
+  for (int i = 0; i < YIELD_SPAWNERS; i++) cr_assert_eq(pthread_create(&th[i], NULL, spawn, &s), 0);
+  uint64_t last = 0;
+  while (atomic_load(&count) < target) {
+    weft_metrics_t m = WEFT_METRICS_INIT;
+    OK(weft_runtime_metrics(rt, WEFT_METRICS_ALL, &m));
+    check(m.yields, &last);
+  }
+  for (int i = 0; i < YIELD_SPAWNERS; i++) pthread_join(th[i], NULL);
+  *final = (weft_metrics_t)WEFT_METRICS_INIT;
+  OK(weft_runtime_metrics(rt, WEFT_METRICS_ALL, final));
+  cr_assert(final->injected_taken > 0);
+  return rt;
+}
 
 static void *yield_a_few(void *arg) {
   (void)arg;
@@ -773,88 +802,60 @@ static void *yield_a_few(void *arg) {
   return NULL;
 }
 
-typedef struct {
-  weft_runtime_t *rt;
-  atomic_int *done;
-} yield_spawner_t;
-
 static void *spawn_yielders(void *arg) {
-  yield_spawner_t *y = arg;
+  spawner_t *s = arg;
   weft_task_t *t[YIELD_TASKS];
-  for (int i = 0; i < YIELD_TASKS; i++) OK(weft_runtime_spawn(y->rt, &t[i], yield_a_few, NULL));
+  for (int i = 0; i < YIELD_TASKS; i++) OK(weft_runtime_spawn(s->rt, &t[i], yield_a_few, NULL));
   for (int i = 0; i < YIELD_TASKS; i++) {
     OK(weft_await(t[i], NULL));
     weft_task_release(t[i]);
   }
-  atomic_fetch_add(y->done, 1);
+  atomic_fetch_add(s->count, 1);
   return NULL;
 }
 
+static void never_down(uint64_t yields, uint64_t *last) {
+  cr_assert_geq(yields, *last, "yields went down: %llu after %llu", (unsigned long long)yields,
+                (unsigned long long)*last);
+  *last = yields;
+}
+
 Test(metrics, yields_are_exact_and_never_go_down_while_injected_batches_share_the_yield_queue) {
-  weft_runtime_t *rt = test_runtime(3); /* more workers than this machine's cores */
-  atomic_int done = 0;
-  yield_spawner_t y = {.rt = rt, .done = &done, };
-  pthread_t th[YIELD_SPAWNERS];
-  for (int i = 0; i < YIELD_SPAWNERS; i++) cr_assert_eq(pthread_create(&th[i], NULL, spawn_yielders, &y), 0);
-  uint64_t last = 0, snapshots = 0;
-  while (atomic_load(&done) < YIELD_SPAWNERS) {
-    weft_metrics_t m = WEFT_METRICS_INIT;
-    OK(weft_runtime_metrics(rt, WEFT_METRICS_ALL, &m));
-    cr_assert_geq(m.yields, last, "yields went down: %llu after %llu", (unsigned long long)m.yields,
-                  (unsigned long long)last);
-    last = m.yields;
-    snapshots++;
-  }
-  for (int i = 0; i < YIELD_SPAWNERS; i++) pthread_join(th[i], NULL);
-  weft_metrics_t m = WEFT_METRICS_INIT;
-  OK(weft_runtime_metrics(rt, WEFT_METRICS_ALL, &m));
+  weft_metrics_t m;
+  weft_runtime_t *rt = snapshots_while_spawning(spawn_yielders, YIELD_SPAWNERS, never_down, &m);
   cr_assert_eq(m.yields, (uint64_t)YIELD_SPAWNERS * YIELD_TASKS * YIELDS_EACH, "yields %llu",
                (unsigned long long)m.yields);
-  cr_assert(m.injected_taken > 0 && snapshots > 0);
   OK(weft_runtime_destroy(rt));
 }
 
 /* Nothing yields: every snapshot reads 0 while injected batches announce their entries ahead
  * of their pushes (a difference taken unsigned wrapped to ~2^64 there and stayed: review).
  * Detached no-op tasks from plain threads keep the inject queue's batches large. */
-enum { NOYIELD_TASKS = 30000 };
-
 static void *count_and_end(void *arg) {
   atomic_fetch_add_explicit((atomic_int *)arg, 1, memory_order_relaxed);
   return NULL;
 }
 
-typedef struct {
-  weft_runtime_t *rt;
-  atomic_int *ended;
-} noyield_spawner_t;
-
 static void *spawn_detached(void *arg) {
-  noyield_spawner_t *y = arg;
+  spawner_t *s = arg;
   for (int i = 0; i < NOYIELD_TASKS; i++) {
     weft_task_t *t;
-    OK(weft_runtime_spawn(y->rt, &t, count_and_end, y->ended));
+    OK(weft_runtime_spawn(s->rt, &t, count_and_end, s->count));
     weft_task_release(t);
   }
   return NULL;
 }
 
+static void stays_zero(uint64_t yields, uint64_t *last) {
+  (void)last;
+  cr_assert_eq(yields, 0, "yields %llu", (unsigned long long)yields);
+}
+
 Test(metrics, yields_stay_zero_while_only_injected_batches_use_the_yield_queue) {
-  weft_runtime_t *rt = test_runtime(3);
-  atomic_int ended = 0;
-  noyield_spawner_t y = {.rt = rt, .ended = &ended};
-  pthread_t th[YIELD_SPAWNERS];
-  for (int i = 0; i < YIELD_SPAWNERS; i++) cr_assert_eq(pthread_create(&th[i], NULL, spawn_detached, &y), 0);
-  while (atomic_load(&ended) < YIELD_SPAWNERS * NOYIELD_TASKS) {
-    weft_metrics_t m = WEFT_METRICS_INIT;
-    OK(weft_runtime_metrics(rt, WEFT_METRICS_ALL, &m));
-    cr_assert_eq(m.yields, 0, "yields %llu", (unsigned long long)m.yields);
-  }
-  for (int i = 0; i < YIELD_SPAWNERS; i++) pthread_join(th[i], NULL);
-  weft_metrics_t m = WEFT_METRICS_INIT;
-  OK(weft_runtime_metrics(rt, WEFT_METRICS_ALL, &m));
+  weft_metrics_t m;
+  weft_runtime_t *rt =
+      snapshots_while_spawning(spawn_detached, YIELD_SPAWNERS * NOYIELD_TASKS, stays_zero, &m);
   cr_assert_eq(m.yields, 0);
-  cr_assert(m.injected_taken > 0);
   OK(weft_runtime_destroy(rt));
 }
 
