@@ -582,24 +582,20 @@ static inline void weft__inline_begin(struct weft_task *awaiter, struct weft_tas
     if (WEFT__DIAG) weft__stat_bump(counter); \
   } while (0)
 
-/* w's yield queue received `delta` entries that were not yields (negative: yields it did not
- * receive), see n_yieldq_extra (relaxed load + store: owner-written, as weft__stat_bump). */
-static inline void weft__yieldq_extra(weft__worker_t *w, int64_t delta) {
-  uint64_t v = atomic_load_explicit(&w->n_yieldq_extra, memory_order_relaxed);
-  atomic_store_explicit(&w->n_yieldq_extra, v + (uint64_t)delta, memory_order_relaxed);
-}
 
 /* The worker read the clock: its spawns from now on are born at now_ns. */
 static inline void weft__worker_clock(weft__worker_t *w, uint64_t now_ns) {
   w->born_word = weft__born_word(now_ns);
 }
 
-/* Owner-written statistic: a plain increment made of relaxed atomics, so weft_runtime_stats
+/* Owner-written statistic: a plain add (delta may be negative: n_yieldq_extra) made of relaxed atomics, so weft_runtime_stats
  * may read it from another thread (no locked instruction on the hot path). */
-static inline void weft__stat_bump(_Atomic uint64_t *counter) {
-  atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + 1,
+static inline void weft__stat_add(_Atomic uint64_t *counter, int64_t delta) {
+  atomic_store_explicit(counter,
+                        atomic_load_explicit(counter, memory_order_relaxed) + (uint64_t)delta,
                         memory_order_relaxed);
 }
+static inline void weft__stat_bump(_Atomic uint64_t *counter) { weft__stat_add(counter, 1); }
 
 /* The worker of the calling thread, or NULL. A task can resume on another thread, and a
  * compiler that cached the TLS address across the switch would read the old worker's variable

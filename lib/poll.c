@@ -418,7 +418,7 @@ static void ready_fifo(weft__worker_t *w, int woken) {
     if (!e) break;
     batch[n++] = e;
   }
-  if (n) weft__yieldq_extra(w, n); /* not yields; before the pushes (see n_yieldq_extra) */
+  if (n) weft__stat_add(&w->n_yieldq_extra, n); /* not yields; before the pushes (see n_yieldq_extra) */
   int spilled = 0;
   while (n > 0) { /* as worker.c's push_local: wake a sibling on empty→non-empty, spill if full */
     uintptr_t e = batch[--n];
@@ -427,7 +427,7 @@ static void ready_fifo(weft__worker_t *w, int woken) {
     else if (r > 0) weft__wake_one_if_needed(w->rt);
     spilled += r < 0;
   }
-  if (spilled) weft__yieldq_extra(w, -spilled);
+  if (spilled) weft__stat_add(&w->n_yieldq_extra, -spilled);
 }
 
 /* Polls once (deadline 0: without blocking) and dispatches; the caller (worker w, in its

@@ -419,14 +419,11 @@ static uintptr_t take_own_yielded(weft__worker_t *w) {
 static uintptr_t take_injected(weft__worker_t *w) {
   uintptr_t batch[INJECT_BATCH];
   int n = inject_pop_batch(w->rt, batch);
-  if (n) /* relaxed load + store: owner-written, as weft__stat_bump */
-    atomic_store_explicit(&w->n_injected,
-                          atomic_load_explicit(&w->n_injected, memory_order_relaxed) + (uint64_t)n,
-                          memory_order_relaxed);
-  if (n > 1) weft__yieldq_extra(w, n - 1); /* before the pushes: see n_yieldq_extra */
+  if (n) weft__stat_add(&w->n_injected, n);
+  if (n > 1) weft__stat_add(&w->n_yieldq_extra, n - 1); /* before the pushes: see n_yieldq_extra */
   int spilled = 0;
   for (int i = 1; i < n; i++) spilled += !push_local(w, &w->yieldq, batch[i]);
-  if (spilled) weft__yieldq_extra(w, -spilled);
+  if (spilled) weft__stat_add(&w->n_yieldq_extra, -spilled);
   return n ? batch[0] : 0;
 }
 
@@ -721,7 +718,7 @@ static inline __attribute__((always_inline)) void do_after(weft__worker_t *w) {
   }
   case WEFT__AFTER_YIELD: /* a parked worker may take it while we run something long */
     if (WEFT__UNLIKELY(!push_local(w, &w->yieldq, (uintptr_t)w->after_arg | WEFT__ENTRY_RESUME)))
-      weft__yieldq_extra(w, -1); /* a yield the yield queue's bottom did not count */
+      weft__stat_add(&w->n_yieldq_extra, -1); /* a yield the yield queue's bottom did not count */
     break;
   case WEFT__AFTER_PARK:
     weft__park_commit(w, w->after_arg);
