@@ -64,7 +64,8 @@
  * the quiet-machine case: 1 025-1 050 ms → 185-210 ms per 10^7; bench/README.md). The
  * count and the nap barely matter (4-32 tries, 20-100 µs: 185-210 ms); a longer spin does (64
  * tries: 300-440 ms, 256: 860). A holder preempted by the OS costs a nap, not a spin.
- * Rejected: sched_yield after 64 pauses (the old rule: returns at once on an idle CPU, so the
+ * Rejected (a counting build's figures, slower than Release when contended): sched_yield
+ * after 64 pauses (the old rule: returns at once on an idle CPU, so the
  * loser kept pulling the lines; on a loaded one it gave the CPU away for a whole slice, ~5-10
  * ms); exponential backoff between tries, then sched_yield (520-560 ms); a futex mutex whose
  * unlock wakes sleepers (an exchange per unlock, and both workers kept contending: 1 250-1 350
