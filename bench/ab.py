@@ -11,7 +11,8 @@ import statistics
 import subprocess
 
 WORKLOADS = [("fib", "35"), ("spawn", "1000000"), ("yield", "10000000"), ("sleep", "100000"),
-             ("skynet", "1000000"), ("gather", "10000"), ("inject", "1000000")]
+             ("skynet", "1000000"), ("gather", "10000"), ("inject", "1000000"),
+             ("pingpong", "1000000"), ("chan", "10000000"), ("mutex", "8000000")]
 LINE = re.compile(r"^weft (\S+) n=(\d+) r=(\S+) ms=([\d.]+) rss_kb=(\d+)")
 
 

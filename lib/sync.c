@@ -46,6 +46,7 @@ int weft__wq_block(struct weft_task *self, weft__wq_wait_t *w, uint64_t deadline
   return weft__await_word_until(self, &w->word, deadline_ns);
 }
 
+enum { WQ_NAP_NS = 50000 }; /* measured (#11, chan): a contended waiter's nap, waitq.h's top */
 enum { SETTLE_SPINS = 64 }; /* picked: the deliverer is a few instructions from the end */
 
 void weft__wq_settle(weft__wq_wait_t *w) {
@@ -62,6 +63,23 @@ void weft__wq_settle(weft__wq_wait_t *w) {
   weft__tsan_acquire(&w->word); /* the hand-off edge (wq_wake) */
 }
 
+
+/* wq_lock's contended path (waitq.h's "The lock"): WQ_SPIN_TRIES tries a pause apart, then a
+ * nap of WQ_NAP_NS on the lock word between tries. Nothing wakes a nap (wq_unlock stays one
+ * plain store): the futex only takes this thread off its CPU until the nap ends, or returns at
+ * once if the lock was released before it slept. */
+void weft__wq_lock_slow(weft__spin_t *l) {
+  for (unsigned i = 0;; i++) {
+    if (i < WQ_SPIN_TRIES)
+      wq_pause();
+    else
+      weft__futex_wait(&l->held, 1, weft_now_ns() + WQ_NAP_NS);
+    /* as wq_lock: relaxed read first, acquire exchange (pairs with wq_unlock's release) */
+    if (!atomic_load_explicit(&l->held, memory_order_relaxed) &&
+        !atomic_exchange_explicit(&l->held, 1, memory_order_acquire))
+      return;
+  }
+}
 
 /* Waits for the peer's `done` (its last touch of the wait): it dequeued us and is a few
  * instructions from it, never suspending there. */

@@ -50,11 +50,29 @@
  * commit, take from the deque; complete, count_release, wake, finish_waking, push; lock,
  * park_end).
  *
- * The lock: a test-and-test-and-set spinlock with sched_yield after a short spin. Held for a
- * few dozen instructions (queue links, a ring slot), never across a wake-up, an allocation of
- * a waiter, or a suspension. Rejected: pthread_mutex (a futex round trip when contended,
- * 40 bytes), and a lock-free MPMC ring (Vyukov's) for the buffered path — it does not give
- * FIFO for blocked waiters nor the close/drain semantics without a lock beside it anyway.
+ * The lock: a test-and-test-and-set spinlock. Held for a few dozen instructions (queue links,
+ * a ring slot; a direct wait holds it across its switch, up to the commit), never across a
+ * wake-up or an allocation. Uncontended: one exchange and one store. Contended (#11): 16
+ * tries a pause apart, then naps of 50 µs on the lock word (a futex wait with a deadline that
+ * nothing wakes, so the unlock stays a plain store; it returns at once if the lock was freed
+ * before the sleep) between tries. Why: a busy channel used from two workers at once (4
+ * producers and 4 consumers, `weft-bench chan`) ran at ~100 ns a value, every operation taking
+ * the lock's and the ring's lines from the other core (0.8 M contended acquisitions per 10^7
+ * values); the worker that loses a try now gets off its CPU for a while, the other runs many
+ * operations in its own cache (most tasks end up on it: a woken task goes to its waker's next
+ * slot), and the channel runs at one worker's speed, ~19 ns a value (measured with SCHED_FIFO,
+ * the quiet-machine case: 1 025-1 050 ms → 185-210 ms per 10^7; bench/README.md). The
+ * count and the nap barely matter (4-32 tries, 20-100 µs: 185-210 ms); a longer spin does (64
+ * tries: 300-440 ms, 256: 860). A holder preempted by the OS costs a nap, not a spin.
+ * Rejected (a counting build's figures, slower than Release when contended): sched_yield
+ * after 64 pauses (the old rule: returns at once on an idle CPU, so the
+ * loser kept pulling the lines; on a loaded one it gave the CPU away for a whole slice, ~5-10
+ * ms); exponential backoff between tries, then sched_yield (520-560 ms); a futex mutex whose
+ * unlock wakes sleepers (an exchange per unlock, and both workers kept contending: 1 250-1 350
+ * ms); moving a task that meets contention to the inject queue (830-870 ms); pthread_mutex
+ * (a futex round trip when contended, 40 bytes), and a lock-free MPMC ring (Vyukov's) for the
+ * buffered path — it does not give FIFO for blocked waiters nor the close/drain semantics
+ * without a lock beside it anyway.
  */
 #ifndef WEFT_WAITQ_H
 #define WEFT_WAITQ_H
@@ -71,7 +89,7 @@ typedef struct weft__spin {
   _Atomic uint32_t held;
 } weft__spin_t;
 
-enum { WQ_SPIN_PAUSES = 64 }; /* picked: a held lock is held for ~100 ns */
+enum { WQ_SPIN_TRIES = 16 }; /* measured (#11, chan): see "The lock" at the top */
 
 static inline void wq_pause(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -81,18 +99,16 @@ static inline void wq_pause(void) {
 #endif
 }
 
+/* lib/sync.c: the contended part of wq_lock (a short spin, then naps), out of line. */
+void weft__wq_lock_slow(weft__spin_t *l);
+
 static inline void wq_lock(weft__spin_t *l) {
-  for (unsigned i = 0;; i++) {
-    /* relaxed read first (test-and-test-and-set: no cache-line ping-pong while held);
-     * acquire exchange: pairs with wq_unlock's release, the queue's state comes with it */
-    if (!atomic_load_explicit(&l->held, memory_order_relaxed) &&
-        !atomic_exchange_explicit(&l->held, 1, memory_order_acquire))
-      return;
-    if (i < WQ_SPIN_PAUSES)
-      wq_pause();
-    else
-      sched_yield(); /* the holder was preempted: give it the CPU */
-  }
+  /* relaxed read first (test-and-test-and-set: no cache-line ping-pong while held);
+   * acquire exchange: pairs with wq_unlock's release, the queue's state comes with it */
+  if (WEFT__LIKELY(!atomic_load_explicit(&l->held, memory_order_relaxed) &&
+                   !atomic_exchange_explicit(&l->held, 1, memory_order_acquire)))
+    return;
+  weft__wq_lock_slow(l);
 }
 
 static inline void wq_unlock(weft__spin_t *l) {
