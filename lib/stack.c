@@ -217,7 +217,8 @@ static void populate_tops(struct weft__stack_pool *p, char *base, size_t count) 
   struct iovec r[WEFT__MADV_BATCH];
   for (size_t done = 0; done < count;) {
     size_t k = count - done < WEFT__MADV_BATCH ? count - done : WEFT__MADV_BATCH;
-    for (size_t i = 0; i < k; i++) r[i] = (struct iovec){base + (done + i + 1) * one - p->page, p->page};
+    for (size_t i = 0; i < k; i++)
+      r[i] = (struct iovec){base + (done + i + 1) * one - p->page, p->page};
     if (weft__madvise_ranges(r, k, MADV_POPULATE_WRITE) < k) {
       if (errno == EINVAL) atomic_store_explicit(&populate_unsupported, 1, memory_order_relaxed);
       return;

@@ -82,7 +82,7 @@ void weft__futex_wake(_Atomic uint32_t *word, int n) {
 #ifndef SYS_process_madvise
 #define SYS_process_madvise 440 /* the same number on every architecture (after 424) */
 #endif
-#define PIDFD_SELF_THREAD_NUM (-10000) /* uapi's PIDFD_SELF: the calling thread's process */
+#define WEFT_PIDFD_SELF (-10000) /* uapi's PIDFD_SELF (= PIDFD_SELF_THREAD): our own mm */
 
 static _Atomic unsigned char batch_off[128]; /* per advice value: the kernel said no */
 
@@ -99,7 +99,7 @@ static size_t madvise_batched(struct iovec *ranges, size_t n, int advice) {
   size_t done = 0;
   while (done < n) {
     size_t k = n - done < WEFT__MADV_BATCH ? n - done : WEFT__MADV_BATCH;
-    long got = syscall(SYS_process_madvise, PIDFD_SELF_THREAD_NUM, ranges + done, k, advice, 0u);
+    long got = syscall(SYS_process_madvise, WEFT_PIDFD_SELF, ranges + done, k, advice, 0u);
     if (got < 0) {
       /* relaxed: an independent flag; a racing caller may still try the batch once */
       if (errno == EINVAL || errno == EBADF || errno == EPERM || errno == ENOSYS)
