@@ -66,7 +66,12 @@ enum {
   CACHE_REFILL = 16,   /* picked: stacks taken from the pool at once */
   IDLE_CACHE_KEEP = 4, /* picked: stacks a worker keeps in its cache while it parks */
   HOT_KEEP = CACHE_REFILL, /* picked: the newest used stacks of the pool are never trimmed */
-  TRIM_BATCH = 512     /* measured (bench/README): stacks trimmed per pass: ~1 ms of madvise, then look for work again */
+  TRIM_BATCH = 512,    /* measured (bench/README): stacks trimmed per pass: ~1 ms of madvise, then look for work again */
+  /* picked: madvise ranges gathered per call (sys.c). SLAB_RANGES is small because slab_map
+   * can run on a spawning task's stack (WEFT_STACK_MIN is one page): 256 B of iovecs, a slab
+   * of 16 default stacks in one call; TRIM_RANGES runs on a worker's own thread stack. */
+  SLAB_RANGES = 16,
+  TRIM_RANGES = 128
 };
 #define TRIM_AGE_NS ((uint64_t)1000000000) /* picked: idle this long in the pool: trimmed */
 
@@ -173,9 +178,9 @@ static size_t install_guards(struct weft__stack_pool *p, char *base, size_t coun
   size_t done = 0;
   if (!atomic_load_explicit(&force_mprotect_guards, memory_order_relaxed) &&
       !atomic_load_explicit(&guard_install_unsupported, memory_order_relaxed)) {
-    struct iovec r[WEFT__MADV_BATCH];
+    struct iovec r[SLAB_RANGES];
     while (done < count) {
-      size_t k = count - done < WEFT__MADV_BATCH ? count - done : WEFT__MADV_BATCH;
+      size_t k = count - done < SLAB_RANGES ? count - done : SLAB_RANGES;
       for (size_t i = 0; i < k; i++) r[i] = (struct iovec){base + (done + i) * one, p->guard};
       size_t got = weft__madvise_ranges(r, k, MADV_GUARD_INSTALL);
       done += got;
@@ -214,9 +219,9 @@ static void populate_tops(struct weft__stack_pool *p, char *base, size_t count) 
   /* relaxed: an independent flag, as guard_install_unsupported */
   if (atomic_load_explicit(&populate_unsupported, memory_order_relaxed)) return;
   size_t one = p->bytes + p->guard;
-  struct iovec r[WEFT__MADV_BATCH];
+  struct iovec r[SLAB_RANGES];
   for (size_t done = 0; done < count;) {
-    size_t k = count - done < WEFT__MADV_BATCH ? count - done : WEFT__MADV_BATCH;
+    size_t k = count - done < SLAB_RANGES ? count - done : SLAB_RANGES;
     for (size_t i = 0; i < k; i++)
       r[i] = (struct iovec){base + (done + i + 1) * one - p->page, p->page};
     if (weft__madvise_ranges(r, k, MADV_POPULATE_WRITE) < k) {
@@ -373,15 +378,15 @@ void weft__stack_put(struct weft__stack_pool *p, weft__stack_cache_t *c, weft__s
  * back at once and read as zeros on reuse. Rejected: MADV_FREE, which keeps them counted in RSS
  * until the kernel is short of memory. The guard below lo is not touched (its markers survive
  * either way). In batches of ranges (sys.c): one syscall and one TLB flush for up to
- * WEFT__MADV_BATCH stacks, where a madvise per stack paid a cross-CPU flush each. */
+ * TRIM_RANGES stacks, where a madvise per stack paid a cross-CPU flush each. */
 static weft__stack_t *trim(weft__stack_t *batch) {
-  struct iovec r[WEFT__MADV_BATCH];
+  struct iovec r[TRIM_RANGES];
   size_t k = 0;
   weft__stack_t *last = batch;
   for (weft__stack_t *s = batch; s; s = s->next) {
     r[k++] = (struct iovec){s->lo, s->bytes};
     last = s;
-    if (k == WEFT__MADV_BATCH || !s->next) {
+    if (k == TRIM_RANGES || !s->next) {
       weft__madvise_ranges(r, k, MADV_DONTNEED); /* a failure leaves pages resident: harmless */
       k = 0;
     }

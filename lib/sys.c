@@ -93,12 +93,14 @@ static size_t ranges_covered(const struct iovec *r, size_t n, size_t bytes) {
   return k;
 }
 
-/* One process_madvise per WEFT__MADV_BATCH ranges; returns the ranges done, which may be fewer
- * than n (the rest, from the first one not done, are the caller's to retry one by one). */
+enum { IOV_LIMIT = 1024 }; /* the kernel's UIO_MAXIOV: ranges one call takes at most */
+
+/* One process_madvise per IOV_LIMIT ranges; returns the ranges done, which may be fewer than n
+ * (the rest, from the first one not done, are the caller's to retry one by one). */
 static size_t madvise_batched(struct iovec *ranges, size_t n, int advice) {
   size_t done = 0;
   while (done < n) {
-    size_t k = n - done < WEFT__MADV_BATCH ? n - done : WEFT__MADV_BATCH;
+    size_t k = n - done < IOV_LIMIT ? n - done : IOV_LIMIT;
     long got = syscall(SYS_process_madvise, WEFT_PIDFD_SELF, ranges + done, k, advice, 0u);
     if (got < 0) {
       /* relaxed: an independent flag; a racing caller may still try the batch once */

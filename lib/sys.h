@@ -51,12 +51,11 @@ static inline bool weft__fault_hit(int kind) {
 void weft__futex_wait(_Atomic uint32_t *word, uint32_t expected, uint64_t deadline_ns);
 void weft__futex_wake(_Atomic uint32_t *word, int n);
 
-/* madvise over n ranges, batched: one process_madvise(2) on this process per up to
- * WEFT__MADV_BATCH ranges (one syscall and, for advice that zaps pages, one TLB flush for all of
- * them), else one madvise(2) per range. Returns how many leading ranges were advised: n, or the
- * index of the first range that failed, with errno set as madvise(2) set it for that range. */
+/* madvise over n ranges, batched: one process_madvise(2) on this process for up to 1024 ranges
+ * (one syscall and, for advice that zaps pages, one TLB flush for all of them), else one
+ * madvise(2) per range. Returns how many leading ranges were advised: n, or the index of the
+ * first range that failed, with errno set as madvise(2) set it for that range. */
 struct iovec;
-enum { WEFT__MADV_BATCH = 128 }; /* picked: ranges per call a caller gathers (2 KiB of iovecs) */
 size_t weft__madvise_ranges(struct iovec *ranges, size_t n, int advice);
 
 /* weft_now_ns (CLOCK_MONOTONIC) is public and lives in lib/sys.c too. This one reads
