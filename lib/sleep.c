@@ -11,7 +11,10 @@
 
 /* ---- Sleeping ----------------------------------------------------------------------------- */
 
-int weft_sleep_until(uint64_t deadline_ns) {
+/* `now`: a clock read taken by the caller just before, or 0 (CLOCK_MONOTONIC never reads 0
+ * after boot) to read it here, only where needed (a plain thread's sleep never reads it).
+ * weft_sleep_ns passes the read its deadline came from: one clock read per sleep, not two. */
+static int sleep_until(uint64_t deadline_ns, uint64_t now) {
   weft__worker_t *w = weft__worker_self();
   struct weft_task *self = weft__awaiting_task(w, "weft_sleep_until");
   if (!self) { /* a plain thread sleeps the plain way */
@@ -21,14 +24,18 @@ int weft_sleep_until(uint64_t deadline_ns) {
     }
     return 0;
   }
-  if (deadline_ns <= weft_now_ns()) return weft_yield();
+  if (deadline_ns <= (now ? now : weft_now_ns())) return weft_yield();
   weft__wait_reason(self, WEFT__WAIT_SLEEP, deadline_ns);
   return weft__park_until(self, deadline_ns); /* UINT64_MAX: until cancelled */
 }
 
+int weft_sleep_until(uint64_t deadline_ns) {
+  return sleep_until(deadline_ns, 0);
+}
+
 int weft_sleep_ns(uint64_t duration_ns) {
   uint64_t now = weft_now_ns();
-  return weft_sleep_until(duration_ns > UINT64_MAX - now ? UINT64_MAX - 1 : now + duration_ns);
+  return sleep_until(duration_ns > UINT64_MAX - now ? UINT64_MAX - 1 : now + duration_ns, now);
 }
 
 int weft_sleep_ms(uint64_t duration_ms) {

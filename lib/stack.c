@@ -52,6 +52,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #ifndef MADV_GUARD_INSTALL
@@ -65,7 +66,12 @@ enum {
   CACHE_REFILL = 16,   /* picked: stacks taken from the pool at once */
   IDLE_CACHE_KEEP = 4, /* picked: stacks a worker keeps in its cache while it parks */
   HOT_KEEP = CACHE_REFILL, /* picked: the newest used stacks of the pool are never trimmed */
-  TRIM_BATCH = 512     /* measured (bench/README): stacks trimmed per pass: ~1 ms of madvise, then look for work again */
+  TRIM_BATCH = 512,    /* measured (bench/README): stacks trimmed per pass: ~1 ms of madvise, then look for work again */
+  /* picked: madvise ranges gathered per call (sys.c). SLAB_RANGES is small because slab_map
+   * can run on a spawning task's stack (WEFT_STACK_MIN is one page): 256 B of iovecs, a slab
+   * of 16 default stacks in one call; TRIM_RANGES runs on a worker's own thread stack. */
+  SLAB_RANGES = 16,
+  TRIM_RANGES = 128
 };
 #define TRIM_AGE_NS ((uint64_t)1000000000) /* picked: idle this long in the pool: trimmed */
 
@@ -95,7 +101,7 @@ struct weft__stack_pool {
 static atomic_int force_mprotect_guards;
 static atomic_int guard_install_unsupported; /* learned once: the kernel said EINVAL */
 
-/* relaxed, here and in install_guard: independent flags; a racing slab map may use either
+/* relaxed, here and in install_guards: independent flags; a racing slab map may use either
  * guard kind, and both are correct. */
 void weft__stack_force_mprotect_guards(int force) {
   atomic_store_explicit(&force_mprotect_guards, force, memory_order_relaxed);
@@ -113,17 +119,47 @@ int weft__stack_pool_create(struct weft__stack_pool **out, size_t stack_bytes,
   return 0;
 }
 
+static int slab_cmp(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t)(*(slab_t *const *)a)->base, y = (uintptr_t)(*(slab_t *const *)b)->base;
+  return (x > y) - (x < y);
+}
+
+/* Unmaps every slab. Slabs mapped one after another mostly lie side by side (the kernel
+ * places each new mapping just below the last), so sorted by address they unmap in a few
+ * calls, each one TLB flush, where one munmap per slab paid a flush per 2 MiB: sleep 10^6
+ * maps ~10^4 slabs (bench/README.md, #13 "Sleep floor"). Without memory for the sort, one by
+ * one. */
+static void slabs_unmap(slab_t *list, size_t nslabs) {
+  slab_t **v = nslabs ? malloc(nslabs * sizeof *v) : NULL;
+  if (!v) {
+    for (slab_t *s = list; s; s = s->next) munmap(s->base, s->len);
+    return;
+  }
+  size_t n = 0;
+  for (slab_t *s = list; s; s = s->next) v[n++] = s;
+  qsort(v, n, sizeof *v, slab_cmp);
+  for (size_t i = 0; i < n;) {
+    char *lo = v[i]->base, *hi = lo + v[i]->len;
+    for (i++; i < n && v[i]->base == hi; i++) hi += v[i]->len;
+    munmap(lo, (size_t)(hi - lo));
+  }
+  free(v);
+}
+
 void weft__stack_pool_destroy(struct weft__stack_pool *p) {
   if (!p) return;
-  for (slab_t *s = p->slabs, *next; s; s = next) {
-    next = s->next;
+  size_t nslabs = 0;
+  for (slab_t *s = p->slabs; s; s = s->next, nslabs++) {
     size_t count = s->len / (p->bytes + p->guard);
     for (size_t i = 0; i < count; i++) { /* stacks of tasks discarded by shutdown */
       if ((weft__san_hooks() & WEFT__SAN_TSAN) && s->stacks[i].ctx.tsan_fiber)
         __tsan_destroy_fiber(s->stacks[i].ctx.tsan_fiber);
       WEFT_UNPOISON(s->stacks[i].lo, s->stacks[i].bytes);
     }
-    munmap(s->base, s->len);
+  }
+  slabs_unmap(p->slabs, nslabs);
+  for (slab_t *s = p->slabs, *next; s; s = next) {
+    next = s->next;
     free(s->stacks);
     free(s);
   }
@@ -135,14 +171,26 @@ uint64_t weft__stack_pool_mapped(struct weft__stack_pool *p) {
   return atomic_load_explicit(&p->mapped, memory_order_relaxed); /* relaxed: a statistic */
 }
 
-static int install_guard(char *guard, size_t bytes) {
+/* Guards below the first `count` stacks of a slab at `base` (one stack every `one` bytes);
+ * returns how many, from the first, are guarded. MADV_GUARD_INSTALL in batches (sys.c), else
+ * mprotect one by one. */
+static size_t install_guards(struct weft__stack_pool *p, char *base, size_t count, size_t one) {
+  size_t done = 0;
   if (!atomic_load_explicit(&force_mprotect_guards, memory_order_relaxed) &&
       !atomic_load_explicit(&guard_install_unsupported, memory_order_relaxed)) {
-    if (madvise(guard, bytes, MADV_GUARD_INSTALL) == 0) return 0;
-    if (errno != EINVAL) return WEFT_ENOMEM;
+    struct iovec r[SLAB_RANGES];
+    while (done < count) {
+      size_t k = count - done < SLAB_RANGES ? count - done : SLAB_RANGES;
+      for (size_t i = 0; i < k; i++) r[i] = (struct iovec){base + (done + i) * one, p->guard};
+      size_t got = weft__madvise_ranges(r, k, MADV_GUARD_INSTALL);
+      done += got;
+      if (got < k) break;
+    }
+    if (done == count || errno != EINVAL) return done; /* all, or a real failure (ENOMEM) */
     atomic_store_explicit(&guard_install_unsupported, 1, memory_order_relaxed);
   }
-  return mprotect(guard, bytes, PROT_NONE) == 0 ? 0 : WEFT_ENOMEM;
+  while (done < count && mprotect(base + done * one, p->guard, PROT_NONE) == 0) done++;
+  return done;
 }
 
 static void stack_register(weft__stack_t *s) {
@@ -164,18 +212,24 @@ static void stack_register(weft__stack_t *s) {
 static atomic_int populate_unsupported; /* learned once: the kernel said EINVAL */
 
 /* #13: the top page of each new stack — the one its first frame writes — made resident now,
- * one madvise per stack, instead of by a page fault when a worker first switches to it
- * (~1.2 µs each on this VM: sleep 10^6 starts a million fresh stacks). A failure is harmless:
- * the page then faults in as before. */
+ * in batches of madvise ranges (sys.c: one syscall for a slab's 16 default stacks), instead
+ * of by a page fault when a worker first switches to it (sleep 10^6 starts up to a million
+ * fresh stacks). A failure is harmless: the page then faults in as before. */
 static void populate_tops(struct weft__stack_pool *p, char *base, size_t count) {
   /* relaxed: an independent flag, as guard_install_unsupported */
   if (atomic_load_explicit(&populate_unsupported, memory_order_relaxed)) return;
   size_t one = p->bytes + p->guard;
-  for (size_t i = 0; i < count; i++)
-    if (madvise(base + (i + 1) * one - p->page, p->page, MADV_POPULATE_WRITE) != 0) {
+  struct iovec r[SLAB_RANGES];
+  for (size_t done = 0; done < count;) {
+    size_t k = count - done < SLAB_RANGES ? count - done : SLAB_RANGES;
+    for (size_t i = 0; i < k; i++)
+      r[i] = (struct iovec){base + (done + i + 1) * one - p->page, p->page};
+    if (weft__madvise_ranges(r, k, MADV_POPULATE_WRITE) < k) {
       if (errno == EINVAL) atomic_store_explicit(&populate_unsupported, 1, memory_order_relaxed);
       return;
     }
+    done += k;
+  }
 }
 
 static int slab_map(struct weft__stack_pool *p) {
@@ -197,8 +251,7 @@ static int slab_map(struct weft__stack_pool *p) {
     free(stacks);
     return WEFT_ENOMEM;
   }
-  size_t guarded = 0;
-  while (guarded < count && install_guard(base + guarded * one, p->guard) == 0) guarded++;
+  size_t guarded = install_guards(p, base, count, one);
   if (guarded == 0) {
     munmap(base, len);
     free(slab);
@@ -321,6 +374,26 @@ void weft__stack_put(struct weft__stack_pool *p, weft__stack_cache_t *c, weft__s
   if (WEFT__UNLIKELY(c->count > CACHE_MAX)) cache_spill(p, c, CACHE_MAX / 2, weft_now_ns());
 }
 
+/* Gives a detached batch's pages back; returns its last stack. MADV_DONTNEED: the pages go
+ * back at once and read as zeros on reuse. Rejected: MADV_FREE, which keeps them counted in RSS
+ * until the kernel is short of memory. The guard below lo is not touched (its markers survive
+ * either way). In batches of ranges (sys.c): one syscall and one TLB flush for up to
+ * TRIM_RANGES stacks, where a madvise per stack paid a cross-CPU flush each. */
+static weft__stack_t *trim(weft__stack_t *batch) {
+  struct iovec r[TRIM_RANGES];
+  size_t k = 0;
+  weft__stack_t *last = batch;
+  for (weft__stack_t *s = batch; s; s = s->next) {
+    r[k++] = (struct iovec){s->lo, s->bytes};
+    last = s;
+    if (k == TRIM_RANGES || !s->next) {
+      weft__madvise_ranges(r, k, MADV_DONTNEED); /* a failure leaves pages resident: harmless */
+      k = 0;
+    }
+  }
+  return last;
+}
+
 uint64_t weft__stack_scavenge(struct weft__stack_pool *p, weft__stack_cache_t *c, uint64_t now) {
   if (c->count > IDLE_CACHE_KEEP) cache_spill(p, c, IDLE_CACHE_KEEP, now);
   /* Detach a batch of the oldest used stacks under the lock; madvise them outside it (the
@@ -340,14 +413,7 @@ uint64_t weft__stack_scavenge(struct weft__stack_pool *p, weft__stack_cache_t *c
     next = n == TRIM_BATCH ? now : p->used_tail->idle_since + TRIM_AGE_NS;
   pthread_mutex_unlock(&p->lock);
   if (!batch) return next;
-  weft__stack_t *last = batch;
-  for (weft__stack_t *s = batch; s; s = s->next) {
-    /* MADV_DONTNEED: the pages go back at once and read as zeros on reuse. Rejected:
-     * MADV_FREE, which keeps them counted in RSS until the kernel is short of memory. The
-     * guard below lo is not touched (its markers survive either way). */
-    madvise(s->lo, s->bytes, MADV_DONTNEED);
-    last = s;
-  }
+  weft__stack_t *last = trim(batch);
   pthread_mutex_lock(&p->lock);
   last->next = p->clean;
   p->clean = batch;

@@ -1,17 +1,21 @@
 /*
  * The ground floor: process-level helpers every file of lib/ may use, using nothing of weft
- * above them — the abort with one sentence, the test-only fault knobs, the futex, the clock.
+ * above them — the abort with one sentence, the test-only fault knobs, the futex, batched
+ * madvise, the clock.
  * Kept apart so that the concept files above (stacks, timer wheel, tasks, workers, runtime)
  * do not import one another for plumbing (they once formed one five-file import circle).
  */
 #include "sys.h"
 #include "weft.h"
 
+#include <errno.h>
 #include <linux/futex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,6 +67,62 @@ void weft__futex_wait(_Atomic uint32_t *word, uint32_t expected, uint64_t deadli
 
 void weft__futex_wake(_Atomic uint32_t *word, int n) {
   syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n, NULL, NULL, 0);
+}
+
+/* ---- Batched madvise ----------------------------------------------------------------------- */
+
+/* Why batch: on this VM (a paravirtualised guest) every syscall and every TLB flush is a trip
+ * through the hypervisor, so per-range madvise made a fresh slab of 16 stacks 32 syscalls and
+ * a scavenger pass of 512 trims 512 syscalls each with a cross-CPU flush (bench/README.md, #13
+ * "Sleep floor"). process_madvise(2) takes a vector of ranges; since Linux 6.13 it accepts any
+ * advice for the calling process, addressed as PIDFD_SELF (6.15) — no pidfd to open and keep.
+ * Older kernels answer EINVAL, EBADF, EPERM or ENOSYS: learned once per advice, then
+ * per-range madvise as before (a range's own failure is then reported the way madvise reports
+ * it, so callers need no second error path). */
+#ifndef SYS_process_madvise
+#define SYS_process_madvise 440 /* the same number on every architecture (after 424) */
+#endif
+#define WEFT_PIDFD_SELF (-10000) /* uapi's PIDFD_SELF (= PIDFD_SELF_THREAD): our own mm */
+
+static _Atomic unsigned char batch_off[128]; /* per advice value: the kernel said no */
+
+/* How many leading ranges `bytes` advised bytes cover in full. */
+static size_t ranges_covered(const struct iovec *r, size_t n, size_t bytes) {
+  size_t k = 0;
+  while (k < n && r[k].iov_len <= bytes) bytes -= r[k++].iov_len;
+  return k;
+}
+
+enum { IOV_LIMIT = 1024 }; /* the kernel's UIO_MAXIOV: ranges one call takes at most */
+
+/* One process_madvise per IOV_LIMIT ranges; returns the ranges done, which may be fewer than n
+ * (the rest, from the first one not done, are the caller's to retry one by one). */
+static size_t madvise_batched(struct iovec *ranges, size_t n, int advice) {
+  size_t done = 0;
+  while (done < n) {
+    size_t k = n - done < IOV_LIMIT ? n - done : IOV_LIMIT;
+    long got = syscall(SYS_process_madvise, WEFT_PIDFD_SELF, ranges + done, k, advice, 0u);
+    if (got < 0) {
+      /* relaxed: an independent flag; a racing caller may still try the batch once */
+      if (errno == EINVAL || errno == EBADF || errno == EPERM || errno == ENOSYS)
+        atomic_store_explicit(&batch_off[advice], 1, memory_order_relaxed);
+      return done;
+    }
+    size_t full = ranges_covered(ranges + done, k, (size_t)got);
+    done += full;
+    if (full < k) return done; /* stopped inside a range: retry from it one by one */
+  }
+  return done;
+}
+
+size_t weft__madvise_ranges(struct iovec *ranges, size_t n, int advice) {
+  size_t done = 0;
+  bool batch = advice >= 0 && advice < (int)sizeof batch_off &&
+               !atomic_load_explicit(&batch_off[advice], memory_order_relaxed); /* relaxed: flag */
+  if (batch) done = madvise_batched(ranges, n, advice);
+  for (; done < n; done++)
+    if (madvise(ranges[done].iov_base, ranges[done].iov_len, advice) != 0) break;
+  return done;
 }
 
 /* ---- Clock -------------------------------------------------------------------------------- */

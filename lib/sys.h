@@ -1,12 +1,13 @@
 /* Private to weft: the ground floor — process-level helpers that every other file of lib/ may
  * use and that use nothing of weft above them (libuv's src/unix/core.c is the model): the
- * abort with one sentence, the test-only fault knobs, the futex, the clock. Defined in
- * lib/sys.c. */
+ * abort with one sentence, the test-only fault knobs, the futex, batched madvise, the clock.
+ * Defined in lib/sys.c. */
 #ifndef WEFT_SYS_H
 #define WEFT_SYS_H
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define WEFT__LIKELY(x) __builtin_expect(!!(x), 1)
@@ -49,6 +50,13 @@ static inline bool weft__fault_hit(int kind) {
 /* Private futex on a 32-bit word; the deadline is absolute CLOCK_MONOTONIC (UINT64_MAX: none). */
 void weft__futex_wait(_Atomic uint32_t *word, uint32_t expected, uint64_t deadline_ns);
 void weft__futex_wake(_Atomic uint32_t *word, int n);
+
+/* madvise over n ranges, batched: one process_madvise(2) on this process for up to 1024 ranges
+ * (one syscall and, for advice that zaps pages, one TLB flush for all of them), else one
+ * madvise(2) per range. Returns how many leading ranges were advised: n, or the index of the
+ * first range that failed, with errno set as madvise(2) set it for that range. */
+struct iovec;
+size_t weft__madvise_ranges(struct iovec *ranges, size_t n, int advice);
 
 /* weft_now_ns (CLOCK_MONOTONIC) is public and lives in lib/sys.c too. This one reads
  * CLOCK_MONOTONIC_COARSE (the vDSO's last tick: no TSC read, 1-4 ms resolution): for ages in

@@ -25,6 +25,14 @@
  * cancel queue). One wheel, one mutex held for a few instructions per insert or cancel —
  * measured in bench/README.md (sleep 10^6: 10^6 inserts from 2 workers).
  *
+ * Lanes: each slot is LANES lists, filled round robin and walked abreast when the slot comes
+ * due, so a cascade has LANES cache misses in flight where one list had one (the entries live
+ * in their tasks' descriptors; the next of a list is known only once its miss is served).
+ * sleep 10^6: the poll's share of samples 12 % → 6.6 %, for ~40 more instructions per entry
+ * (bench/README.md, #13 "Sleep floor"). A cancel checks the slot's LANES heads to keep
+ * `occupied` exact. Rejected for now: slots as arrays of (deadline, entry) pairs, which
+ * cascade without touching entries at all but make a cancel move another entry into its place.
+ *
  * Firing happens outside the lock: a poll unlinks at most FIRE_BATCH due entries under the lock
  * and runs their callbacks after releasing it; the rest wait in a "due" list for the next poll,
  * so a storm of timers cannot starve running tasks. A timer and a cancel race on one atomic
@@ -46,7 +54,8 @@ enum {
   SLOT_MASK = SLOTS - 1,
   LEVELS = 6,
   FIRE_BATCH = 256, /* picked: callbacks one poll runs before it looks for work again */
-  DUE_LIST = LEVELS * SLOTS, /* level_slot value of an entry waiting in the due list */
+  LANES = 8, /* picked: lists per slot, walked abreast (see advance); not swept */
+  DUE_LIST = LEVELS * SLOTS * LANES, /* level_slot value of an entry waiting in the due list */
 };
 #define TICK_NS UINT64_C(250000)
 #define MAX_TICKS ((UINT64_C(1) << (SLOT_BITS * LEVELS)) - 1)
@@ -62,7 +71,8 @@ struct weft__timer {
   uint64_t start_ns;    /* tick 0 */
   uint64_t elapsed;     /* ticks processed */
   uint64_t occupied[LEVELS];
-  list_t slots[LEVELS][SLOTS];
+  list_t slots[LEVELS][SLOTS][LANES];
+  unsigned lane;        /* the lane the next link goes to (round robin) */
   list_t due;
   long count;
   _Atomic uint64_t next_ns; /* earliest time a poll has work; UINT64_MAX if none */
@@ -122,9 +132,16 @@ static void wheel_link(struct weft__timer *t, weft__timer_entry_t *e) {
   if (when - t->elapsed > MAX_TICKS) when = t->elapsed + MAX_TICKS; /* past the range: go round */
   int level = level_for(t->elapsed, when);
   int slot = (int)((when >> (level * SLOT_BITS)) & SLOT_MASK);
-  e->level_slot = (uint32_t)(level * SLOTS + slot);
-  list_push(&t->slots[level][slot], e);
+  unsigned lane = t->lane++ % LANES;
+  e->level_slot = (uint32_t)((level * SLOTS + slot) * LANES) + lane;
+  list_push(&t->slots[level][slot][lane], e);
   t->occupied[level] |= UINT64_C(1) << slot;
+}
+
+static bool slot_empty(const list_t lanes[LANES]) {
+  for (int i = 0; i < LANES; i++)
+    if (lanes[i].head) return false;
+  return true;
 }
 
 static void wheel_unlink(struct weft__timer *t, weft__timer_entry_t *e) {
@@ -132,9 +149,10 @@ static void wheel_unlink(struct weft__timer *t, weft__timer_entry_t *e) {
     list_unlink(&t->due, e);
     return;
   }
-  int level = (int)e->level_slot / SLOTS, slot = (int)e->level_slot % SLOTS;
-  list_unlink(&t->slots[level][slot], e);
-  if (!t->slots[level][slot].head) t->occupied[level] &= ~(UINT64_C(1) << slot);
+  int lane = (int)e->level_slot % LANES, level_slot = (int)e->level_slot / LANES;
+  int level = level_slot / SLOTS, slot = level_slot % SLOTS;
+  list_unlink(&t->slots[level][slot][lane], e);
+  if (slot_empty(t->slots[level][slot])) t->occupied[level] &= ~(UINT64_C(1) << slot);
 }
 
 /* The tick of the earliest non-empty slot at or after `elapsed` (lower levels first: an entry
@@ -174,22 +192,42 @@ static uint64_t publish_next(struct weft__timer *t) {
   return next;
 }
 
-/* Moves due entries into t->due, processing slots up to now's tick. Caller holds the lock. */
+/* A slot's entry comes due: into the due list, or down to a finer level. Caller holds the
+ * lock. */
+static void expire(struct weft__timer *t, weft__timer_entry_t *e, uint64_t tick) {
+  if (deadline_tick(t, e->deadline_ns) <= tick) {
+    e->level_slot = DUE_LIST;
+    list_push(&t->due, e);
+  } else {
+    wheel_link(t, e); /* cascade to a finer level */
+  }
+}
+
+/* Moves due entries into t->due, processing slots up to now's tick. Caller holds the lock.
+ * A slot's entries are spread over LANES lists that are walked abreast, one entry of each in
+ * turn: every entry is a cache miss (it lives in its task's descriptor), and the next one of a
+ * list is known only once the miss is served, so one list allows one miss at a time; LANES
+ * lists keep LANES in flight. sleep 10^6 cascades up to 16 000 entries a slot, and this walk
+ * was 88 % of the poll's samples with one list (bench/README.md, #13 "Sleep floor"). */
 static void advance(struct weft__timer *t, uint64_t now_tick) {
   int level, slot;
   uint64_t tick;
   while (next_expiration(t, &level, &slot, &tick) && tick <= now_tick) {
-    list_t l = t->slots[level][slot];
-    t->slots[level][slot].head = NULL;
+    weft__timer_entry_t *e[LANES];
+    for (int i = 0; i < LANES; i++) {
+      e[i] = t->slots[level][slot][i].head;
+      t->slots[level][slot][i].head = NULL;
+    }
     t->occupied[level] &= ~(UINT64_C(1) << slot);
     t->elapsed = tick;
-    for (weft__timer_entry_t *e = l.head, *next; e; e = next) {
-      next = e->next;
-      if (deadline_tick(t, e->deadline_ns) <= tick) {
-        e->level_slot = DUE_LIST;
-        list_push(&t->due, e);
-      } else {
-        wheel_link(t, e); /* cascade to a finer level */
+    for (bool more = true; more;) {
+      more = false;
+      for (int i = 0; i < LANES; i++) {
+        if (!e[i]) continue;
+        weft__timer_entry_t *next = e[i]->next;
+        expire(t, e[i], tick);
+        e[i] = next;
+        more = true;
       }
     }
   }

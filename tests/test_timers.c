@@ -206,3 +206,59 @@ Test(timers, shutdown_with_sleepers_pending_returns_promptly) {
   cr_assert_eq(__lsan_do_recoverable_leak_check(), 0);
 #endif
 }
+
+/* The wheel alone, on a clock the test drives: deadlines 10-13 s ahead of the real clock (so
+ * an arm never takes the already-due path) are armed, a seventh of them cancelled, then polled
+ * in steps of 100 µs, less than a tick. Every entry that was not cancelled fires exactly once,
+ * never before its deadline, at most a tick and a step after it, and in deadline order to the
+ * tick (deadlines from 10 to 13 s make every entry cascade down from the 1 s level, and the
+ * slots' lanes are walked abreast: lib/timer.c). */
+enum { WHEEL_N = 20000, STEP = 100000, TICK = 250000 /* lib/timer.c's TICK_NS */ };
+static weft__timer_entry_t wheel_entries[WHEEL_N];
+static weft__timer_entry_t *wheel_fired[WHEEL_N];
+static bool wheel_seen[WHEEL_N];
+static long wheel_nfired;
+static uint64_t wheel_now;
+
+static void wheel_record(weft__timer_entry_t *e) {
+  long i = e - wheel_entries;
+  cr_assert(!wheel_seen[i], "entry %ld fired twice", i);
+  wheel_seen[i] = true;
+  cr_assert_leq(e->deadline_ns, wheel_now, "fired %llu ns early",
+                (unsigned long long)(e->deadline_ns - wheel_now));
+  cr_assert_lt(wheel_now - e->deadline_ns, TICK + STEP, "fired late");
+  wheel_fired[wheel_nfired++] = e;
+}
+
+Test(timers, wheel_fires_in_deadline_order_never_early_after_cascades_and_cancels) {
+  struct weft__timer *t;
+  OK(weft__timer_create(&t));
+  uint64_t seed = test_seed(), base = weft_now_ns() + 10000 * MS, span = 3000 * MS;
+  for (int i = 0; i < WHEEL_N; i++) {
+    wheel_entries[i] = (weft__timer_entry_t){.deadline_ns = base + test_rand(&seed) % span,
+                                             .fire = wheel_record};
+    weft__timer_arm(t, &wheel_entries[i], NULL);
+  }
+  long cancelled = 0;
+  for (int i = 0; i < WHEEL_N; i += 7) cancelled += weft__timer_cancel(t, &wheel_entries[i]);
+  cr_assert_eq(cancelled, (WHEEL_N + 6) / 7);
+  cr_assert_eq(weft__timer_armed(t), (uint64_t)(WHEEL_N - cancelled));
+  for (wheel_now = base - STEP; wheel_now <= base + span + 2 * STEP; wheel_now += STEP) {
+    long before = wheel_nfired;
+    while (weft__timer_poll(t, wheel_now, NULL) <= wheel_now && wheel_nfired > before)
+      before = wheel_nfired; /* a full batch: poll again at the same time */
+  }
+  cr_assert_eq(wheel_nfired, WHEEL_N - cancelled, "seed %llu", (unsigned long long)test_seed());
+  cr_assert_eq(weft__timer_armed(t), 0);
+  for (long k = 0; k < wheel_nfired; k++) {
+    long i = wheel_fired[k] - wheel_entries;
+    cr_assert_neq(i % 7, 0, "a cancelled entry fired");
+    if (k > 0) /* the tick each deadline falls in never goes back (+1: ticks count from the
+                * wheel's creation, not from base) */
+      cr_assert_leq((wheel_fired[k - 1]->deadline_ns - base + TICK - 1) / TICK,
+                    (wheel_fired[k]->deadline_ns - base + TICK - 1) / TICK + 1,
+                    "out of deadline order at %ld (seed %llu)", k,
+                    (unsigned long long)test_seed());
+  }
+  weft__timer_destroy(t);
+}
