@@ -49,7 +49,7 @@ static void join_event(weft__join_t *j, uint32_t side) {
   struct weft_task *t = j->task; /* read first: once woken, the waiter (and j) may go on */
   if (t) {
     if (wake_wake(&t->state, side) == WK_WON_PARKED)
-      weft__schedule(t->rt, (uintptr_t)t | WEFT__ENTRY_RESUME);
+      weft__schedule(weft__task_rt(t), (uintptr_t)t | WEFT__ENTRY_RESUME);
     return;
   }
   if ((j->timed || j->any) && !claim_fired(j, side)) return; /* one wake per thread wait */
@@ -74,7 +74,7 @@ static void park_timer_fire(weft__timer_entry_t *e) {
   struct weft_task *t = j->task;
   int won = wake_wake(&t->state, WK_BY_TIMER);
   atomic_store_explicit(&j->timer_done, 1, memory_order_release); /* release: the waiter may go */
-  if (won == WK_WON_PARKED) weft__schedule(t->rt, (uintptr_t)t | WEFT__ENTRY_RESUME);
+  if (won == WK_WON_PARKED) weft__schedule(weft__task_rt(t), (uintptr_t)t | WEFT__ENTRY_RESUME);
 }
 
 /* The wait record's marker for an untimed wait (a timed one is marked by its callback). Never
@@ -86,15 +86,19 @@ static void join_wait_marker(weft__timer_entry_t *e) {
 
 /* While a task is suspended on j, destroy can find j (and j's nodes) from the task. */
 static void wait_record_begin(struct weft_task *self, weft__join_t *j, bool timed) {
-  self->timer.fire = timed ? park_timer_fire : join_wait_marker;
-  self->timer.ctx = j;
+  j->timer.fire = timed ? park_timer_fire : join_wait_marker;
+  j->timer.ctx = j;
+  atomic_init(&j->timer.state, 0); /* idle (timer.c's TIMER_IDLE): not armed yet */
+  self->wait = &j->timer;
 }
 
-static void wait_record_end(struct weft_task *self) { self->timer.fire = NULL; }
+static void wait_record_end(struct weft_task *self) { self->wait = NULL; }
 
+/* t's join while it waits on one; NULL if it waits on another file's record or not at all. */
 static weft__join_t *wait_record(struct weft_task *t) {
-  bool waiting = t->timer.fire == join_wait_marker || t->timer.fire == park_timer_fire;
-  return waiting ? t->timer.ctx : NULL;
+  weft__timer_entry_t *e = t->wait;
+  bool waiting = e && (e->fire == join_wait_marker || e->fire == park_timer_fire);
+  return waiting ? e->ctx : NULL;
 }
 
 static void remove_nodes(weft__join_t *j) {
@@ -102,6 +106,9 @@ static void remove_nodes(weft__join_t *j) {
 }
 
 void weft__wait_abandon(struct weft_task *t) {
+  /* relaxed: destroy reads it after the workers stopped. Not started: no wait record (the
+   * union holds fn and arg). */
+  if (!atomic_load_explicit(&t->started, memory_order_relaxed)) return;
   weft__join_t *j = wait_record(t);
   if (j) {
     remove_nodes(j);
@@ -110,7 +117,7 @@ void weft__wait_abandon(struct weft_task *t) {
   }
   /* Another file's wait record (lib/sync.c's direct wait on a waiter queue): never armed as
    * a timer, its fire is its abandon. */
-  if (t->timer.fire) t->timer.fire(&t->timer);
+  if (t->wait) t->wait->fire(t->wait);
 }
 
 static void wait_flag(_Atomic uint32_t *flag) {
@@ -193,11 +200,11 @@ int weft_deadline_end(weft_deadline_t *scope) {
  * returns 0 (completion), WEFT_ETIMEDOUT or WEFT_ECANCELED. */
 static int task_wait(struct weft_task *self, weft__join_t *j, uint64_t deadline_ns) {
   bool timed = deadline_ns != UINT64_MAX;
-  if (timed) self->timer.deadline_ns = deadline_ns;
+  if (timed) j->timer.deadline_ns = deadline_ns;
   wait_record_begin(self, j, timed);
   weft__suspend(weft__worker_self(), timed ? WEFT__AFTER_PARK_TIMED : WEFT__AFTER_PARK, self);
   uint32_t side = wake_park_end(&self->state);
-  if (timed && (side == WK_BY_TIMER || !weft__timer_cancel(self->rt->timer, &self->timer)))
+  if (timed && (side == WK_BY_TIMER || !weft__timer_cancel(weft__task_rt(self)->timer, &j->timer)))
     wait_flag(&j->timer_done); /* the callback ran, or runs: its last touch of j */
   if (side != WK_BY_COMPLETION || j->any) remove_nodes(j); /* unlinked, or delivered and let go */
   wait_record_end(self);
@@ -305,7 +312,7 @@ void weft__task_complete(struct weft_task *t, void *result) {
   /* The completion edge, before DONE is published: pairs with the acquire in every call that
    * returns a task's result (awaited, gathered, polled). */
   weft__tsan_release(&t->word);
-  struct weft_runtime *rt = t->rt; /* read now: once delivered, its owner may free t */
+  struct weft_runtime *rt = weft__task_rt(t); /* read now: once delivered, its owner may free t */
   uintptr_t s = join_complete(&t->word);
   weft__waiter_t *waiters = (weft__waiter_t *)(s & ~WEFT__WORD_FLAGS);
   if (!waiters) {
@@ -326,14 +333,16 @@ static void run_inline(weft__worker_t *w, struct weft_task *t) {
     return;
   }
   struct weft_task *awaiter = weft__current(w);
-  t->runs_on = awaiter->runs_on;
+  weft_fn fn = t->fn; /* read before weft__task_started puts runs_on in their bytes */
+  void *arg = t->arg;
+  weft__task_started(t, awaiter->runs_on);
   /* The awaiter's INLINE first: the release of t as current publishes it, so a dump that sees
    * t running sees the awaiter awaiting it (the other order showed it queued: review) */
   weft__inline_begin(awaiter, t);
   weft__set_current(w, t);
   weft__stat_bump(&w->n_inlined);
   weft__tsan_acquire(&t->fn); /* the spawn edge (pairs with spawn()); same fiber, kept for form */
-  void *result = t->fn(t->arg);
+  void *result = fn(arg);
   w = weft__worker_self(); /* t may have suspended and resumed elsewhere */
   weft__set_current(w, awaiter);
   weft__task_complete(t, result);
@@ -344,7 +353,7 @@ static bool try_inline(struct weft_task *t) {
   /* Read here, not passed in: an earlier inline run may have resumed us on another worker,
    * and the deque operations below are for the owner's thread only. */
   weft__worker_t *w = weft__worker_self();
-  if (w->rt != t->rt || weft__deque_peek_newest(&w->deque) != (uintptr_t)t) return false;
+  if (w->rt != weft__task_rt(t) || weft__deque_peek_newest(&w->deque) != (uintptr_t)t) return false;
   /* Only we change the bottom end, so the take returns t, or 0 if a thief took it since. */
   if (weft__deque_take(&w->deque) != (uintptr_t)t) return false;
   run_inline(w, t);
@@ -413,7 +422,7 @@ static void release_task(weft_task_t *t, const char *what) {
   int r = join_release_handle(&t->word);
   if (WEFT__UNLIKELY(r < 0))
     weft__die("weft: %s was given a task handle that was already released.", what);
-  if (r > 0) weft__task_free(t->rt, weft__worker_self(), t);
+  if (r > 0) weft__task_free(weft__task_rt(t), weft__worker_self(), t);
   /* r == 0: it runs on, detached; its completion frees it */
 }
 
@@ -475,7 +484,7 @@ int weft__current_error(void) {
 int weft_cancel(weft_task_t *t) {
   if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
   if (wake_cancel(&t->state) == WK_WON_PARKED)
-    weft__schedule(t->rt, (uintptr_t)t | WEFT__ENTRY_RESUME);
+    weft__schedule(weft__task_rt(t), (uintptr_t)t | WEFT__ENTRY_RESUME);
   return 0;
 }
 

@@ -41,6 +41,7 @@ enum {
  * Rejected: aligned_alloc per slab (glibc's memalign splits a twice-as-large chunk: +20 % RSS
  * at 10^6 live tasks) and free + malloc_trim (the heap keeps what fragmentation pins). */
 typedef struct task_slab {
+  struct weft_runtime *rt; /* its descriptors' runtime (weft__task_rt); first, as that reads it */
   struct task_slab *next; /* the slabs holding descriptors */
   size_t idle; /* the scavenger's count of this slab's descriptors in the shared list */
   /* After destroy: descriptors whose handles are still held; the last release unmaps it. */
@@ -50,6 +51,7 @@ typedef struct task_slab {
 /* Descriptors per slab; their diagnostics (weft__task_diag_t) follow them in the slab. */
 #define TASK_SLAB WEFT__TASK_SLAB
 _Static_assert(sizeof(task_slab_t) == WEFT__TASK_SLAB_HEADER, "weft__task_diag assumes this header");
+_Static_assert(offsetof(task_slab_t, rt) == 0, "weft__task_rt reads the slab's first word");
 _Static_assert(WEFT__TASK_SLAB_HEADER + WEFT__TASK_SLAB * (sizeof(struct weft_task) +
                                                            sizeof(weft__task_diag_t)) <=
                    WEFT__TASK_SLAB_BYTES,
@@ -116,6 +118,7 @@ static int task_slab_add(struct weft_runtime *rt) {
     slab = (task_slab_t *)st->carve;
     st->carve += TASK_SLAB_BYTES;
   }
+  slab->rt = rt;
   slab->next = st->slabs;
   slab->idle = 0;
   atomic_init(&slab->orphans, 0);
@@ -295,7 +298,9 @@ void weft__task_free(struct weft_runtime *rt, weft__worker_t *w, struct weft_tas
   /* Poison: a release of this handle before the descriptor is reused aborts with a sentence.
    * relaxed: nobody else may touch a freed descriptor. */
   atomic_store_explicit(&t->word, TASK_WORD_FREE, memory_order_relaxed);
-  if (WEFT__UNLIKELY(!t->fn)) { /* an orphan: its runtime was destroyed, the handle held */
+  /* An orphan (its runtime was destroyed, the handle held): its slab counts them. relaxed:
+   * see orphan_held's store. */
+  if (WEFT__UNLIKELY(atomic_load_explicit(&slab_of(t)->orphans, memory_order_relaxed))) {
     orphan_free(t);
     return;
   }
@@ -371,7 +376,9 @@ static void mark_orphan_slab(task_store_t *st, task_slab_t *slab) {
 }
 
 /* Step 2: every descriptor whose handle is still held becomes an orphan that its release
- * frees; returns the unfinished ones, linked through timer.ctx, to be completed. */
+ * frees (its slab's orphans count says so to weft__task_free); returns the unfinished ones,
+ * linked through result_or_detail (their result is NULL, stored by the completion that ends
+ * the list's use of it), to be completed. */
 static struct weft_task *orphan_held(struct weft_runtime *rt) {
   struct weft_task *unfinished = NULL;
   task_store_t *st = rt->task_store;
@@ -381,14 +388,11 @@ static struct weft_task *orphan_held(struct weft_runtime *rt) {
       struct weft_task *t = &slab->tasks[i];
       uintptr_t s = atomic_load_explicit(&t->word, memory_order_relaxed); /* relaxed: above */
       if (s & WEFT__RELEASED) continue; /* free, or detached: it goes with the slab */
-      /* The orphan mark: fn, which nothing outside reads (t->rt is read by awaiters that
-       * compare runtimes, so it keeps its now dangling value). */
-      t->fn = NULL;
       orphans++;
       if (!(s & WEFT__DONE)) {
         t->error = WEFT_ESHUTDOWN;
-        atomic_store_explicit(&t->result_or_detail, 0, memory_order_relaxed); /* relaxed: see the field */
-        t->timer.ctx = unfinished;
+        /* relaxed: the workers have stopped; step 3 reads it on this thread */
+        atomic_store_explicit(&t->result_or_detail, (uintptr_t)unfinished, memory_order_relaxed);
         unfinished = t;
       }
     }
@@ -410,7 +414,9 @@ void weft__tasks_discard(struct weft_runtime *rt) {
   unlink_discarded_waiters(rt);
   struct weft_task *t = orphan_held(rt);
   while (t) { /* step 3: threads and other runtimes' tasks that await them get ESHUTDOWN */
-    struct weft_task *next = t->timer.ctx; /* read first: a woken awaiter may release t */
+    /* read first: a woken awaiter may release t (relaxed: this thread's store) */
+    struct weft_task *next =
+        (struct weft_task *)atomic_load_explicit(&t->result_or_detail, memory_order_relaxed);
     weft__task_complete(t, NULL);
     t = next;
   }
@@ -430,12 +436,17 @@ void weft__tasks_visit(struct weft_runtime *rt, void (*fn)(struct weft_task *t, 
 
 /* ---- Starting ---------------------------------------------------------------------------- */
 
-/* Entry of a task started on its own stack. */
+/* Entry of a task started on its own stack s: the task is its worker's current
+ * (weft__task_start). fn and arg are read before weft__task_started puts runs_on and the
+ * wait record in their bytes. */
 static void task_entry(void *arg) {
-  struct weft_task *t = arg;
-  weft__stack_t *s = t->runs_on; /* read now: t may be freed by its completion */
+  weft__stack_t *s = arg; /* kept here: t may be freed by its completion */
   weft__ctx_entered(&s->ctx);
-  void *result = t->fn(t->arg);
+  struct weft_task *t = weft__current(weft__worker_self());
+  weft_fn fn = t->fn;
+  void *fn_arg = t->arg;
+  weft__task_started(t, s);
+  void *result = fn(fn_arg);
   weft__task_complete(t, result);
   weft__worker_t *w = weft__worker_self(); /* may differ from the one that started us */
   weft__set_current(w, NULL);
@@ -446,7 +457,8 @@ static void task_entry(void *arg) {
 }
 
 void weft__task_start(weft__worker_t *w, struct weft_task *t) {
-  WEFT__ASSERT(t->runs_on == NULL); /* a start entry is taken exactly once */
+  /* a start entry is taken exactly once (relaxed: ours) */
+  WEFT__ASSERT(!atomic_load_explicit(&t->started, memory_order_relaxed));
   if (WEFT__UNLIKELY(weft__checkpoint(t))) { /* cancelled before it started: it never runs */
     if (t->fn == weft__frame_run) weft__frame_unrun(t->arg); /* its frame's sync runs it */
     weft__task_complete(t, NULL);
@@ -463,9 +475,8 @@ void weft__task_start(weft__worker_t *w, struct weft_task *t) {
     weft__task_complete(t, NULL);
     return;
   }
-  t->runs_on = s;
   WEFT_UNPOISON(s->lo, s->bytes); /* a pooled stack keeps the poison of its last task */
-  s->ctx.sp = weft__context_make(s->lo + s->bytes, task_entry, t);
+  s->ctx.sp = weft__context_make(s->lo + s->bytes, task_entry, s);
   if (weft__san_hooks() & WEFT__SAN_TSAN) {
     /* The spawn edge: acquired here on the scheduler's fiber, carried into the task's by the
      * switch below (flag 0 syncs). Pairs with the release in spawn(). */
@@ -510,10 +521,9 @@ static inline __attribute__((always_inline)) void task_init(struct weft_runtime 
   /* result_or_detail: set by the task's first wait or its completion; read by no one before */
   t->fn = fn;
   t->arg = arg;
-  t->rt = rt;
   t->error = 0;
-  t->runs_on = NULL;
-  t->timer.fire = NULL; /* no wait record */
+  /* runs_on and the wait record come at the start (weft__task_started); not started is the
+   * diag word's, stored by weft__task_born */
   /* RUNNING (not waiting), no cancel, no shield. relaxed, and atomic: a shutdown's cancel
    * walk may touch a descriptor as it is reused. */
   atomic_store_explicit(&t->state, 0, memory_order_relaxed);

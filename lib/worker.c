@@ -170,7 +170,7 @@ static uint32_t chaos_next(weft__worker_t *w) {
 }
 
 void weft__chaos_point(struct weft_task *self) {
-  if (WEFT__LIKELY(!self || !self->rt->chaos_seed)) return;
+  if (WEFT__LIKELY(!self || !weft__task_rt(self)->chaos_seed)) return;
   weft__worker_t *w = weft__worker_self();
   /* A plain suspension, not weft_yield: a chaos point must not deliver (and so consume) a
    * pending cancel that no call of the task's would report. */
@@ -735,7 +735,7 @@ static inline __attribute__((always_inline)) void do_after(weft__worker_t *w) {
     break;
   case WEFT__AFTER_PARK_TIMED: {
     struct weft_task *t = w->after_arg;
-    if (weft__timer_arm(w->rt->timer, &t->timer, &w->n_fired)) weft__wake_one_if_needed(w->rt);
+    if (weft__timer_arm(w->rt->timer, t->wait, &w->n_fired)) weft__wake_one_if_needed(w->rt);
     weft__park_commit(w, t); /* after the arm: a resumed task finds its timer armed or fired */
     break;
   }
