@@ -239,7 +239,11 @@ struct weft_task {
        * spawn (the diag word's store), 1 from weft__task_start or an inline run. Read by
        * destroy (after the workers stopped). */
       _Atomic uint8_t started;
-      uint8_t spare;
+      /* 1: an orphan (its runtime was destroyed with its handle held; lib/task.c's
+       * orphan_held), which weft__task_free gives to its slab. An orphan is never reused, so
+       * no spawn's store has to clear it after that. Read and written after the workers
+       * stopped (destroy), or by the orphan's releaser, whom destroy's return orders. */
+      uint8_t orphan;
       /* When it was spawned, for a dump's age: the spawning worker's last clock read
        * (weft__worker_t.born_word) in units of 2^20 ns (~1 ms), modulo 2^32 (ages up to 52
        * days come out right). */
@@ -660,8 +664,9 @@ void weft__chaos_point(struct weft_task *self);
 /* Make a task runnable (start or resume entry): local deque if on a worker, else the inject
  * queue; wakes a parked worker if no one is looking for work. */
 void weft__schedule(struct weft_runtime *rt, uintptr_t entry);
-/* The same, known to run on worker w of the task's runtime (spawn's fast path). */
-void weft__schedule_local(weft__worker_t *w, uintptr_t entry);
+/* The same, known to run on worker w of the task's runtime (spawn's fast path). Returns 0,
+ * so that a spawn ends in a tail call to it. */
+int weft__schedule_local(weft__worker_t *w, uintptr_t entry);
 /* #11: a resume entry woken by the task running on w, into w's next slot (lib/worker.c); the
  * deque where the slot does not apply (chaos mode, no task running). */
 void weft__schedule_next(weft__worker_t *w, uintptr_t entry);

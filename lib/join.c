@@ -333,15 +333,17 @@ static void run_inline(weft__worker_t *w, struct weft_task *t) {
     return;
   }
   struct weft_task *awaiter = weft__current(w);
-  weft_fn fn = t->fn; /* read before weft__task_started puts runs_on in their bytes */
-  void *arg = t->arg;
-  weft__task_started(t, awaiter->runs_on);
   /* The awaiter's INLINE first: the release of t as current publishes it, so a dump that sees
    * t running sees the awaiter awaiting it (the other order showed it queued: review) */
   weft__inline_begin(awaiter, t);
   weft__set_current(w, t);
   weft__stat_bump(&w->n_inlined);
   weft__tsan_acquire(&t->fn); /* the spawn edge (pairs with spawn()); same fiber, kept for form */
+  /* Read last, just before the call (fewer registers held across the stores above), and
+   * before weft__task_started puts runs_on and the wait record in their bytes. */
+  weft_fn fn = t->fn;
+  void *arg = t->arg;
+  weft__task_started(t, awaiter->runs_on);
   void *result = fn(arg);
   w = weft__worker_self(); /* t may have suspended and resumed elsewhere */
   weft__set_current(w, awaiter);

@@ -302,7 +302,10 @@ static bool push_local(weft__worker_t *w, weft__deque_t *q, uintptr_t entry) {
   return true;
 }
 
-void weft__schedule_local(weft__worker_t *w, uintptr_t entry) { push_local(w, &w->deque, entry); }
+int weft__schedule_local(weft__worker_t *w, uintptr_t entry) {
+  push_local(w, &w->deque, entry);
+  return 0;
+}
 
 void weft__schedule_next(weft__worker_t *w, uintptr_t entry) {
   /* Chaos mode explores orders: no slot (its pick is chaos_local_work's). */
