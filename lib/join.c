@@ -21,9 +21,10 @@
  * deadlock when the helped task waits for something the helper would do after its await
  * returns.
  *
- * Wait records. While a task is suspended on a join, its timer entry's `fire` is a marker (or
- * the timed callback) and `ctx` the join, whose `nodes` say which words it is linked into:
- * destroy reads them to take a discarded task's nodes out (runtime.c, step 3).
+ * Wait records. While a task is suspended on a join, its `wait` points to the join's timer
+ * entry, whose `fire` is a marker (or the timed callback) and `ctx` the join, whose `nodes` say
+ * which words it is linked into: destroy reads them to take a discarded task's nodes out
+ * (runtime.c, step 3).
  */
 #include "deque.h"
 #include "internal.h"
