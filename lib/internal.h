@@ -263,8 +263,8 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ &&
 
 /* A descriptor's rarely used fields (they would grow it: +26 % time and +62 MB on 10^6 live
  * tasks in weft-bench spawn when it went to 192 bytes, bench/README.md): kept in the same slab
- * after the descriptors, found by masking like the slab itself; 32 bytes a task. Nothing on a spawn's
- * or a slice's path writes here but the deadline scope. */
+ * after the descriptors, found by masking like the slab itself; 32 bytes a task. Nothing on a
+ * spawn's or a slice's path writes here but the deadline scope. */
 typedef struct weft__task_diag {
   /* weft_task_set_name's name, valid only while name_id is the task's id: a reused descriptor
    * needs no store at spawn to forget its last life's name. Relaxed both (a racy snapshot for
