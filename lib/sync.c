@@ -84,8 +84,8 @@ void weft__wq_abandon(weft__wq_wait_t *w) {
 
 /* A direct wait's record: a timer entry on the task's stack, as join.c's waits use one, with
  * ctx the wait. Never armed as a timer: its fire is called only by destroy's
- * weft__wait_abandon, and abandons the wait. A function of the record, not a call from join.c into this file, so
- * that join.c stays below the primitives in lib/'s link graph. */
+ * weft__wait_abandon, and abandons the wait. A function of the record, not a call from join.c
+ * into this file, so that join.c stays below the primitives in lib/'s link graph. */
 static void wq_record_abandon(weft__timer_entry_t *e) { weft__wq_abandon(e->ctx); }
 
 /* The direct wait (waitq.h's top): a task, no deadline. Called with the lock held and n queued;
