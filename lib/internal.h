@@ -469,7 +469,7 @@ int weft__current_error(void);
 void weft__await_shielded(weft_task_t *t);
 /* lib/task.c, for destroy: takes a suspended task's waiter nodes (its wait record's) out of
  * the words they are linked into, waiting out a deliverer that holds one (BUSY); a wait record
- * of another file (timer.fire neither of task.c's: lib/sync.c's direct wait) is abandoned by
+ * of another file (its fire neither of task.c's: lib/sync.c's direct wait) is abandoned by
  * calling its fire, which such a record never uses as a timer. */
 void weft__wait_abandon(struct weft_task *t);
 /* lib/join.c: waits until a completion word is DONE, the deadline passes (UINT64_MAX: none)
