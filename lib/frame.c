@@ -27,6 +27,10 @@
  * sync runs it. So weft_sync always returns fn's result, as a call would; fn's errors are its
  * result's business. Off a worker (a plain thread) a fork is recorded and its sync runs it.
  *
+ * Files: fork, sync and the owner's wait are here; the thief's steal and the suspension's
+ * detach are lib/worker.c's, and a runner's end lib/task.c's (they run inside the scheduler,
+ * which this file calls into: lib/'s link graph keeps frames above it).
+ *
  * Rejected: frames in the task deque as tagged entries (a Chase–Lev take's fence per sync; see
  * frame_impl.h); leapfrogging at a stolen sync (running the thief's work on our stack while
  * waiting — Lace does; here a stolen frame's function may suspend, and a task's worker is free
@@ -41,12 +45,6 @@
 #include <sched.h>
 #include <stdlib.h>
 
-enum {
-  FRAME_QUEUED = WEFT__FRAME_QUEUED, /* in this worker's deque (or stolen: the pop says) */
-  FRAME_AWAY = 2,     /* detached: a runner task has it, or a thief; wait on its word */
-  FRAME_DEFERRED = 3, /* nobody will run it: its sync calls it */
-  FRAME_SYNCED = WEFT__FRAME_SYNCED, /* its sync began (or ended): a second one aborts */
-};
 
 /* weft.h's inline fast paths see frames and the owner's half of the deque through these. */
 #ifdef WEFT__FRAMES_INLINE
@@ -63,9 +61,6 @@ FRAME_ABI_SAME(weft__frames_t, struct weft__frames_abi, splitreq);
 _Static_assert(sizeof(((weft__frames_t *)0)->splitreq) == sizeof(uint32_t), "splitreq's size");
 #endif
 
-/* The thread's frame deque for weft.h (NULL off a worker): exported, initial-exec. */
-__attribute__((visibility("default"), tls_model("initial-exec"))) __thread weft__frames_t
-    *weft__tls_frames;
 
 _Static_assert(sizeof(weft__frame_t) <= sizeof(weft_frame_t), "weft.h's weft_frame_t is too small");
 _Static_assert(_Alignof(weft_frame_t) >= _Alignof(weft__frame_t), "weft_frame_t's alignment");
@@ -84,29 +79,6 @@ void weft__frames_fini(weft__frames_t *d) {
   d->slot = NULL;
 }
 
-/* ---- Completion of a frame run elsewhere ------------------------------------------------- */
-
-static void frame_complete(weft__frame_t *f) {
-  /* The frame edge: the result (or unrun) happens before the owner's read (frame_wait). */
-  weft__tsan_release(&f->word);
-  uintptr_t s = join_complete(&f->word);
-  weft__waiter_t *waiters = (weft__waiter_t *)(s & ~WEFT__WORD_FLAGS);
-  if (!waiters) return; /* the owner had not waited yet: f may be gone from here on */
-  weft__wake_waiters(waiters);
-  join_finish_waking(&f->word); /* its answer is about handles: frames have none */
-}
-
-void *weft__frame_run(void *frame) {
-  weft__frame_t *f = frame;
-  f->result = f->fn(f->arg);
-  frame_complete(f);
-  return NULL;
-}
-
-void weft__frame_unrun(weft__frame_t *f) {
-  f->unrun = 1;
-  frame_complete(f);
-}
 
 /* The owner waits for its frame's runner, cancellation held back: the frame lives on our stack
  * and its runner writes into it, so this wait cannot be abandoned (nor cut by a deadline
@@ -194,48 +166,4 @@ void *weft__sync(weft_frame_t *frame) {
   if (WEFT__LIKELY(frames_pop(d) == f)) return frame_call(f);
   frame_wait(w, f); /* a thief has it */
   return f->unrun ? frame_call(f) : f->result;
-}
-
-/* ---- Thieves and suspension ------------------------------------------------------------------ */
-
-uintptr_t weft__frames_steal(weft__worker_t *thief, weft__worker_t *victim) {
-  void *x = frames_steal(&victim->frames);
-  if (!x || x == FR_ABORT) return 0;
-  weft__frame_t *f = x;
-  weft__tsan_acquire(&f->fn); /* the fork edge (FR_PREPARE's release) */
-  struct weft_task *t = weft__task_make(thief->rt, thief, weft__frame_run, f);
-  if (!t) {
-    weft__frame_unrun(f); /* no descriptor: the owner's sync runs it */
-    return 0;
-  }
-  return (uintptr_t)t;
-}
-
-bool weft__frames_seen(weft__worker_t *victim) { return frames_seen_shared(&victim->frames); }
-
-void weft__frames_ask(weft__worker_t *victim) { frames_ask(&victim->frames); }
-
-void weft__frames_detach(weft__worker_t *w) {
-  weft__frames_t *d = &w->frames;
-  uint32_t stolen = frames_reclaim_all(d); /* [0, stolen) thieves have; the rest is ours */
-  /* Every frame here was forked on the running task's stack (its own, or an inline caller's):
-   * the AWAY ones are counted there until synced, so that the stack's task cannot end with
-   * one outstanding (a runner would write into a dead stack). */
-  uint32_t away = d->head;
-  for (uint32_t i = 0; i < d->head; i++) {
-    /* relaxed: our own writes */
-    weft__frame_t *f = atomic_load_explicit(&d->slot[i], memory_order_relaxed);
-    f->where = FRAME_AWAY;
-    if (i < stolen) continue; /* its thief's runner completes it */
-    FR_PREPARE(f); /* ours again: nobody else reads it until the runner is queued */
-    struct weft_task *t = weft__task_make(w->rt, w, weft__frame_run, f);
-    if (!t) {
-      f->where = FRAME_DEFERRED;
-      away--;
-      continue;
-    }
-    weft__schedule_local(w, (uintptr_t)t);
-  }
-  weft__current(w)->runs_on->frames_away += away;
-  frames_reset(d);
 }

@@ -34,6 +34,16 @@
 
 #include "frame_impl.h"
 
+/* Where a frame is (weft__frame_t.where): set by lib/frame.c's fork and sync and by the
+ * worker's detach (lib/worker.c). */
+enum {
+  FRAME_QUEUED = WEFT__FRAME_QUEUED, /* in this worker's deque (or stolen: the pop says) */
+  FRAME_AWAY = 2,     /* detached: a runner task has it, or a thief; wait on its word */
+  FRAME_DEFERRED = 3, /* nobody will run it: its sync calls it */
+  FRAME_SYNCED = WEFT__FRAME_SYNCED, /* its sync began (or ended): a second one aborts */
+};
+
+
 _Static_assert(WEFT__FRAMES_CAP <= FR_IDX_MASK, "ts holds tail and split in 13 bits each");
 
 #endif /* WEFT_FRAME_H */

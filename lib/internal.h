@@ -423,16 +423,24 @@ void weft__tasks_discard(struct weft_runtime *rt);
  * again, UINT64_MAX if nothing new came back since its last pass. */
 uint64_t weft__task_scavenge(struct weft_runtime *rt, struct weft__worker *w, uint64_t now_ns);
 
-/* lib/join.c: sets the result, completes the word and delivers to its waiters; frees the
+/* lib/task.c: sets the result, completes the word and delivers to its waiters; frees the
  * descriptor if the handle is gone. */
 void weft__task_complete(struct weft_task *t, void *result);
-/* lib/join.c: each node's join gets its arrival (read `next` before: the node may die). */
+/* lib/task.c: each node's join gets its arrival (read `next` before: the node may die). */
 void weft__wake_waiters(weft__waiter_t *node);
-/* lib/join.c: a completion arrives at a join (timed joins race it against their timer). */
+/* lib/task.c: a completion arrives at a join (timed joins race it against their timer). */
 void weft__join_arrive(weft__join_t *j);
-/* lib/join.c, for the scheduler after a task switched out to wait: PARKING → PARKED, or
+/* lib/task.c, for the scheduler after a task switched out to wait: PARKING → PARKED, or
  * schedules it if an event came first. */
 void weft__park_commit(struct weft__worker *w, struct weft_task *t);
+/* lib/task.c, for lib/join.c's waits: an event (WK_BY_*) for j's waiter; the first of a timed
+ * thread wait's completion and timeout to claim it; j's nodes out of their words; a task's
+ * wait record (destroy finds j from the task while it is suspended on j), begun and ended. */
+void weft__join_event(weft__join_t *j, uint32_t side);
+bool weft__join_claim_fired(weft__join_t *j, uint32_t side);
+void weft__join_remove_nodes(weft__join_t *j);
+void weft__wait_record_begin(struct weft_task *self, weft__join_t *j, bool timed);
+void weft__wait_record_end(struct weft_task *self);
 /* lib/join.c: sleeps the task until the deadline or a cancel: 0 or WEFT_ECANCELED. */
 int weft__park_until(struct weft_task *self, uint64_t deadline_ns);
 /* lib/join.c: WEFT_ETIMEDOUT if the task's deadline scope has passed, else 0. Inline: the
@@ -441,9 +449,9 @@ int weft__scope_check_slow(struct weft_task *self);
 static inline int weft__scope_check(struct weft_task *self) {
   return WEFT__LIKELY(!weft__task_diag(self)->scope) ? 0 : weft__scope_check_slow(self);
 }
-/* lib/join.c: a suspension point that does not park (yield, a task's start): true if a
+/* lib/task.c: a suspension point that does not park (yield, a task's start): true if a
  * cancel is pending, which it counts as delivered. Inline: the common answer (no request)
- * without a call; the bit is wake_impl.h's WK_CANCEL_REQUESTED (join.c asserts it). */
+ * without a call; the bit is wake_impl.h's WK_CANCEL_REQUESTED (task.c asserts it). */
 #define WEFT__CANCEL_REQUESTED (1u << 4)
 bool weft__checkpoint_slow(struct weft_task *self);
 static inline bool weft__checkpoint(struct weft_task *self) {
@@ -459,9 +467,9 @@ int weft__gather_apart(weft_task_t *const *tasks, size_t n);
 int weft__current_error(void);
 /* lib/join.c: awaits t with cancellation held back (cleanup that must see t end). */
 void weft__await_shielded(weft_task_t *t);
-/* lib/join.c, for destroy: takes a suspended task's waiter nodes (its wait record's) out of
+/* lib/task.c, for destroy: takes a suspended task's waiter nodes (its wait record's) out of
  * the words they are linked into, waiting out a deliverer that holds one (BUSY); a wait record
- * of another file (its fire neither of join.c's: lib/sync.c's direct wait) is abandoned by
+ * of another file (its fire neither of task.c's: lib/sync.c's direct wait) is abandoned by
  * calling its fire, which such a record never uses as a timer. */
 void weft__wait_abandon(struct weft_task *t);
 /* lib/join.c: waits until a completion word is DONE, the deadline passes (UINT64_MAX: none)
@@ -654,7 +662,7 @@ static inline weft__worker_t *weft__worker_self(void) { return weft__tls_worker_
 weft__worker_t *weft__worker_self(void) __attribute__((noinline));
 #endif
 void weft__worker_set_self(weft__worker_t *w);
-extern __thread weft__frames_t *weft__tls_frames; /* lib/frame.c: weft.h reads it */
+extern __thread weft__frames_t *weft__tls_frames; /* lib/worker.c: weft.h reads it */
 
 void weft__worker_main_loop(weft__worker_t *w);
 /* Chaos mode (lib/worker.c): self (the running task, or NULL) yields with probability 1/2 when
@@ -680,19 +688,7 @@ void weft__inject_push(struct weft_runtime *rt, uintptr_t entry);
 /* lib/frame.c: the worker's frame deque, made and freed with the worker. */
 int weft__frames_init(weft__frames_t *d);
 void weft__frames_fini(weft__frames_t *d);
-/* lib/frame.c, for thieves: victim's oldest shared frame made into a task to start (an
- * entry), or 0. */
-uintptr_t weft__frames_steal(weft__worker_t *thief, weft__worker_t *victim);
-/* lib/frame.c, for a parker's look: whether victim has frames shared (seq_cst: wake check). */
-bool weft__frames_seen(weft__worker_t *victim);
-/* lib/frame.c, for a worker about to park: asks victim to share frames at its next fork (a
- * parked worker cannot ask as a thief does). */
-void weft__frames_ask(weft__worker_t *victim);
-/* lib/frame.c, for weft__suspend: the frames in w's deque are the suspending task's (or its
- * inline callers'); they leave the deque — queued as tasks, or run by their sync — so that
- * the deque serves the next task, and the suspended one may resume on any worker. */
-void weft__frames_detach(weft__worker_t *w);
-/* lib/frame.c: a frame's runner task (its fn), and its end when it could not start. */
+/* lib/task.c: a frame's runner task (its fn), and its end when it could not start. */
 void *weft__frame_run(void *frame);
 void weft__frame_unrun(weft__frame_t *f);
 /* lib/task.c: a detached task made but not scheduled (a frame's runner); NULL if no
@@ -749,6 +745,7 @@ struct weft_runtime {
   weft__inject_t inject;
   /* I/O (lib/poll.c, lib/offload.c): created on first use, freed by destroy (NULL until). */
   _Atomic(struct weft__poller *) poller;
+  const struct weft__poll_hooks *poll_hooks; /* set before the workers start */
   _Atomic(struct weft__offload *) offload;
   int blocking_threads;            /* weft_options_t's, resolved (lib/offload.c) */
   uint64_t blocking_keepalive_ns;
@@ -762,15 +759,20 @@ struct weft_runtime {
 
 struct weft__poller;
 struct weft__offload;
-/* The worker loop's hooks, each a no-op (one pointer test) until the runtime's first socket.
+/* The worker loop's hooks, each skipped (one pointer test) until the runtime's first socket.
  * park: an idle worker blocks in the poller until deadline_ns instead of on its futex, if it
  * wins the poller's try-lock: -1 if it did not (sleep on the futex), else the events
  * dispatched (> 0: tasks may be ready). tick: a busy worker's poll without blocking (at the
  * fairness tick). woke: after a waker set w's park word (w NULL: the runtime stops), break
- * the poller if w is blocked in it. */
-int weft__poll_park(weft__worker_t *w, uint64_t deadline_ns);
-void weft__poll_tick(weft__worker_t *w);
-void weft__poll_woke(struct weft_runtime *rt, weft__worker_t *w);
+ * the poller if w is blocked in it. The worker calls them through rt->poll_hooks, which
+ * runtime.c points at lib/poll.c's table: the poller schedules through the worker, so a direct
+ * call back would tie the two into one link cycle; and a second backend brings its own table. */
+typedef struct weft__poll_hooks {
+  int (*park)(weft__worker_t *w, uint64_t deadline_ns);
+  void (*tick)(weft__worker_t *w);
+  void (*woke)(struct weft_runtime *rt, weft__worker_t *w);
+} weft__poll_hooks_t;
+extern const weft__poll_hooks_t weft__epoll_hooks; /* lib/poll.c */
 static inline bool weft__poll_active(struct weft_runtime *rt) {
   /* relaxed: a hint; the hooks load it again with acquire */
   return atomic_load_explicit(&rt->poller, memory_order_relaxed) != NULL;

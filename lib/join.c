@@ -1,7 +1,10 @@
 /*
  * Completion, awaiting and gather: the join concept — the completion word and join counter
  * (protocol in join_impl.h, instantiated by join.h), waiter nodes and wait records, timed
- * waits with their removal, inline awaits, and the await/join/gather API.
+ * waits with their removal, inline awaits, and the await/join/gather API. The delivering
+ * side — a task's completion, arrivals at a join, cancel, the park commit and the wait
+ * records destroy reads — is lib/task.c's last section: the scheduler calls it at a task's
+ * end and at a suspension, and this file, which calls the scheduler, stays above both.
  *
  * Completion. One word per task holds the waiter list, DONE, RELEASED (the handle is gone) and
  * BUSY (delivery or an in-place removal under way). Completion is one CAS that sets DONE and
@@ -34,106 +37,12 @@
 #include <sched.h>
 #include <stdlib.h>
 
-/* True for the first of completion and timeout to claim a thread's timed join. */
-static bool claim_fired(weft__join_t *j, uint32_t side) {
-  uint32_t expected = 0;
-  /* acq_rel: the winner's release reaches the thread through its wake word's release */
-  return atomic_compare_exchange_strong_explicit(&j->fired, &expected, side,
-                                                 memory_order_acq_rel, memory_order_acquire);
-}
-
-/* ---- Events and the park hand-off ----------------------------------------------------------- */
-
-/* An event for a join's waiter: a task is woken through its park state (wake_impl.h); a thread
- * through its wake word, after a timed wait's claim (the thread times out by itself). */
-static void join_event(weft__join_t *j, uint32_t side) {
-  struct weft_task *t = j->task; /* read first: once woken, the waiter (and j) may go on */
-  if (t) {
-    if (wake_wake(&t->state, side) == WK_WON_PARKED)
-      weft__schedule(weft__task_rt(t), (uintptr_t)t | WEFT__ENTRY_RESUME);
-    return;
-  }
-  if ((j->timed || j->any) && !claim_fired(j, side)) return; /* one wake per thread wait */
-  join_signal_thread(&j->thread_word);
-}
-
-/* A completion arrives: the last child of a gather (or any child of an any-wait) wakes the
- * waiter. A deliverer's later touches of the join end with its word's BUSY, which a waiter
- * that leaves without all arrivals waits out (join_remove_waiter). */
-void weft__join_arrive(weft__join_t *j) {
-  if (j->any || join_count_release(&j->pending)) join_event(j, WK_BY_COMPLETION);
-}
-
-void weft__park_commit(weft__worker_t *w, struct weft_task *t) {
-  if (wake_park_commit(&t->state)) weft__schedule_local(w, (uintptr_t)t | WEFT__ENTRY_RESUME);
-}
-
-/* A task's timer (a sleep, a deadline) fired. timer_done is the last touch of the join unless
- * we won a parked task, which cannot run before we schedule it. */
-static void park_timer_fire(weft__timer_entry_t *e) {
-  weft__join_t *j = e->ctx;
-  struct weft_task *t = j->task;
-  int won = wake_wake(&t->state, WK_BY_TIMER);
-  atomic_store_explicit(&j->timer_done, 1, memory_order_release); /* release: the waiter may go */
-  if (won == WK_WON_PARKED) weft__schedule(weft__task_rt(t), (uintptr_t)t | WEFT__ENTRY_RESUME);
-}
-
-/* The wait record's marker for an untimed wait (a timed one is marked by its callback). Never
- * armed: a wait record is not a timer. */
-static void join_wait_marker(weft__timer_entry_t *e) {
-  (void)e;
-  weft__die("weft: internal error: a join wait record was armed as a timer.");
-}
-
-/* While a task is suspended on j, destroy can find j (and j's nodes) from the task. */
-static void wait_record_begin(struct weft_task *self, weft__join_t *j, bool timed) {
-  j->timer.fire = timed ? park_timer_fire : join_wait_marker;
-  j->timer.ctx = j;
-  atomic_init(&j->timer.state, 0); /* idle (timer.c's TIMER_IDLE): not armed yet */
-  self->wait = &j->timer;
-}
-
-static void wait_record_end(struct weft_task *self) { self->wait = NULL; }
-
-/* t's join while it waits on one; NULL if it waits on another file's record or not at all. */
-static weft__join_t *wait_record(struct weft_task *t) {
-  weft__timer_entry_t *e = t->wait;
-  bool waiting = e && (e->fire == join_wait_marker || e->fire == park_timer_fire);
-  return waiting ? e->ctx : NULL;
-}
-
-static void remove_nodes(weft__join_t *j) {
-  for (size_t k = 0; k < j->nnodes; k++) join_remove_waiter(j->nodes[k].word, &j->nodes[k]);
-}
-
-void weft__wait_abandon(struct weft_task *t) {
-  /* relaxed: destroy reads it after the workers stopped. Not started: no wait record (the
-   * union holds fn and arg). */
-  if (!atomic_load_explicit(&t->started, memory_order_relaxed)) return;
-  weft__join_t *j = wait_record(t);
-  if (j) {
-    remove_nodes(j);
-    if (j->abandon) j->abandon(t, j->abandon_ctx);
-    return;
-  }
-  /* Another file's wait record (lib/sync.c's direct wait on a waiter queue): never armed as
-   * a timer, its fire is its abandon. */
-  if (t->wait) t->wait->fire(t->wait);
-}
-
 static void wait_flag(_Atomic uint32_t *flag) {
   /* acquire: pairs with the release in park_timer_fire; the other side is mid-callback, so
    * the wait is short, but it may be preempted: yield the CPU rather than burn it. */
   while (!atomic_load_explicit(flag, memory_order_acquire)) sched_yield();
 }
 
-void weft__wake_waiters(weft__waiter_t *node) {
-  while (node) {
-    weft__waiter_t *next = node->next; /* read first: the node dies once its join is done */
-    weft__join_arrive(node->join);
-    node = next;
-  }
-}
 
 static void join_init(weft__join_t *j, struct weft_task *task, long pending, bool timed) {
   j->task = task;
@@ -202,13 +111,13 @@ int weft_deadline_end(weft_deadline_t *scope) {
 static int task_wait(struct weft_task *self, weft__join_t *j, uint64_t deadline_ns) {
   bool timed = deadline_ns != UINT64_MAX;
   if (timed) j->timer.deadline_ns = deadline_ns;
-  wait_record_begin(self, j, timed);
+  weft__wait_record_begin(self, j, timed);
   weft__suspend(weft__worker_self(), timed ? WEFT__AFTER_PARK_TIMED : WEFT__AFTER_PARK, self);
   uint32_t side = wake_park_end(&self->state);
   if (timed && (side == WK_BY_TIMER || !weft__timer_cancel(weft__task_rt(self)->timer, &j->timer)))
     wait_flag(&j->timer_done); /* the callback ran, or runs: its last touch of j */
-  if (side != WK_BY_COMPLETION || j->any) remove_nodes(j); /* unlinked, or delivered and let go */
-  wait_record_end(self);
+  if (side != WK_BY_COMPLETION || j->any) weft__join_remove_nodes(j); /* unlinked, or delivered and let go */
+  weft__wait_record_end(self);
   return side_error(side);
 }
 
@@ -245,8 +154,8 @@ static int thread_wait(weft__join_t *j, uint64_t deadline_ns) {
       continue;
     }
     if (weft_now_ns() >= deadline_ns) {
-      if (claim_fired(j, WK_BY_TIMER)) {
-        remove_nodes(j);
+      if (weft__join_claim_fired(j, WK_BY_TIMER)) {
+        weft__join_remove_nodes(j);
         return WEFT_ETIMEDOUT;
       }
       thread_wait_join(j); /* the completion won the race: its wake is on the way */
@@ -297,31 +206,6 @@ int weft__park_until(struct weft_task *self, uint64_t deadline_ns) {
   int err = task_wait(self, &j, bounded);
   /* Its own deadline is a sleep's success; a scope's is the scope's timeout. */
   return err == WEFT_ETIMEDOUT && bounded == deadline_ns ? 0 : err;
-}
-
-/* ---- Completion --------------------------------------------------------------------------- */
-
-void weft__task_complete(struct weft_task *t, void *result) {
-  /* A task that a cancel reached (a suspension point returned WEFT_ECANCELED to it, or it was
-   * cancelled before it started) ends cancelled unless it set an error of its own: exactly
-   * one outcome, and no result beside WEFT_ECANCELED. relaxed: the task's own bits. */
-  if ((atomic_load_explicit(&t->state, memory_order_relaxed) & WK_CANCEL_DELIVERED) && !t->error)
-    t->error = WEFT_ECANCELED;
-  /* relaxed: the completion word's release below publishes it */
-  atomic_store_explicit(&t->result_or_detail, (uintptr_t)(t->error == WEFT_ECANCELED ? NULL : result),
-                        memory_order_relaxed);
-  /* The completion edge, before DONE is published: pairs with the acquire in every call that
-   * returns a task's result (awaited, gathered, polled). */
-  weft__tsan_release(&t->word);
-  struct weft_runtime *rt = weft__task_rt(t); /* read now: once delivered, its owner may free t */
-  uintptr_t s = join_complete(&t->word);
-  weft__waiter_t *waiters = (weft__waiter_t *)(s & ~WEFT__WORD_FLAGS);
-  if (!waiters) {
-    if (s & WEFT__RELEASED) weft__task_free(rt, weft__worker_self(), t);
-    return;
-  }
-  weft__wake_waiters(waiters);
-  if (join_finish_waking(&t->word)) weft__task_free(rt, weft__worker_self(), t);
 }
 
 /* ---- Inline awaits ------------------------------------------------------------------------ */
@@ -470,8 +354,6 @@ int weft_join(weft_task_t *t, void **result) {
 
 /* ---- Cancellation --------------------------------------------------------------------------- */
 
-_Static_assert(WEFT__CANCEL_REQUESTED == WK_CANCEL_REQUESTED, "internal.h's inline checkpoint");
-bool weft__checkpoint_slow(struct weft_task *self) { return wake_checkpoint(&self->state); }
 
 int weft__current_error(void) {
   weft__worker_t *w = weft__worker_self();
@@ -482,13 +364,6 @@ int weft__current_error(void) {
   return atomic_load_explicit(&self->state, memory_order_relaxed) & WK_CANCEL_DELIVERED
              ? WEFT_ECANCELED
              : 0;
-}
-
-int weft_cancel(weft_task_t *t) {
-  if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
-  if (wake_cancel(&t->state) == WK_WON_PARKED)
-    weft__schedule(weft__task_rt(t), (uintptr_t)t | WEFT__ENTRY_RESUME);
-  return 0;
 }
 
 int weft_shield_begin(void) {
@@ -589,12 +464,12 @@ static int wait_tasks(struct weft_task *self, weft_task_t *const *tasks, size_t 
     }
   }
   bool all_linked = waiting == n;
-  if (!any && join_count_release(&j.pending)) join_event(&j, WK_BY_COMPLETION); /* our hold */
-  if (any && !all_linked) join_event(&j, WK_BY_COMPLETION); /* one was done already */
+  if (!any && join_count_release(&j.pending)) weft__join_event(&j, WK_BY_COMPLETION); /* our hold */
+  if (any && !all_linked) weft__join_event(&j, WK_BY_COMPLETION); /* one was done already */
   if (!waiting) return self ? task_wait_skipped(self) : 0;
   if (self) return task_wait(self, &j, deadline_ns);
   int err = thread_wait(&j, deadline_ns);
-  if (!err && any) remove_nodes(&j); /* the others are still linked */
+  if (!err && any) weft__join_remove_nodes(&j); /* the others are still linked */
   return err;
 }
 

@@ -29,7 +29,7 @@
  * first, as Go queues netpoll's goroutines at a run queue's tail).
  * Breaking the poller: the poller stays on the idle list while it blocks, so every existing
  * wake-up (new work, an earlier timer, a stop) may pick it; the waker then also writes the
- * eventfd (weft__poll_woke), deduplicated by `break_pending` (Go's netpollBreak). The lost
+ * eventfd (the woke hook), deduplicated by `break_pending` (Go's netpollBreak). The lost
  * wake-up is closed as for the futex: the poller stores `owner` and then loads its park word
  * and `stopping`; the waker stores the park word (or `stopping`) and then loads `owner`; all
  * seq_cst, so one of the two sees the other.
@@ -471,7 +471,7 @@ static bool own_to_block(struct weft__poller *p, weft__worker_t *w, bool *woken)
   return true;
 }
 
-int weft__poll_park(weft__worker_t *w, uint64_t deadline_ns) {
+static int poll_park_hook(weft__worker_t *w, uint64_t deadline_ns) {
   struct weft_runtime *rt = w->rt;
   struct weft__poller *p = poller_of(rt);
   bool woken = false;
@@ -486,7 +486,7 @@ int weft__poll_park(weft__worker_t *w, uint64_t deadline_ns) {
   return poll_once(p, w, deadline_ns == 0 ? 1 : deadline_ns);
 }
 
-void weft__poll_tick(weft__worker_t *w) {
+static void poll_tick_hook(weft__worker_t *w) {
   struct weft__poller *p = poller_of(w->rt);
   if (p && try_own(p, w, 0)) poll_once(p, w, 0);
 }
@@ -496,7 +496,7 @@ static void poll_break(struct weft__poller *p) {
   if (!atomic_exchange_explicit(&p->break_pending, 1, memory_order_acq_rel)) p->ops->interrupt(p);
 }
 
-void weft__poll_woke(struct weft_runtime *rt, weft__worker_t *w) {
+static void poll_woke_hook(struct weft_runtime *rt, weft__worker_t *w) {
   struct weft__poller *p = poller_of(rt);
   /* seq_cst: the waker's load after its seq_cst store of the park word (or of `stopping`) */
   if (!p) return;
@@ -504,6 +504,8 @@ void weft__poll_woke(struct weft_runtime *rt, weft__worker_t *w) {
   /* Only a blocking holder needs the break: a busy worker's poll returns by itself. */
   if ((owner & OWNER_BLOCKS) && (!w || owner == ((uintptr_t)w | OWNER_BLOCKS))) poll_break(p);
 }
+
+const weft__poll_hooks_t weft__epoll_hooks = {poll_park_hook, poll_tick_hook, poll_woke_hook};
 
 #ifdef WEFT_FAULTS
 /* Test-only (the weft_testing library): takes the poller's try-lock as a busy worker's

@@ -1,6 +1,6 @@
 /* Private to weft: the poller (lib/poll.c) and what lib/io.c needs of it. Nothing here is API.
  * Named poller.h, not poll.h: lib/ is on the include path, and poll.h would hide <poll.h>.
- * The worker loop's three hooks (weft__poll_park, weft__poll_tick, weft__poll_woke) are
+ * The worker loop's three hooks (weft__epoll_hooks: park, tick, woke) are
  * declared in internal.h, so that worker.c needs no more than it already includes. */
 #ifndef WEFT_POLLER_H
 #define WEFT_POLLER_H

@@ -230,7 +230,7 @@ static void stop_workers(struct weft_runtime *rt, int started) {
     weft__futex_wake(&w->park_word, 1);
   }
   pthread_mutex_unlock(&rt->idle_lock);
-  weft__poll_woke(rt, NULL); /* a worker blocked in the poller: break it too */
+  rt->poll_hooks->woke(rt, NULL); /* a worker blocked in the poller: break it too */
   for (int i = 0; i < started; i++) pthread_join(rt->workers[i].thread, NULL);
 }
 
@@ -270,6 +270,7 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
   if (!trace) trace = getenv("WEFT_TRACE");
   rt->spawn_sites = weft__trace_wants_sites(trace);
   atomic_init(&rt->next_task_id, 1);
+  rt->poll_hooks = &weft__epoll_hooks; /* the one backend today (lib/poll.c) */
   uint64_t shutdown_ms = OPTION(opts, shutdown_timeout_ms, 0);
   if (!shutdown_ms) shutdown_ms = WEFT_SHUTDOWN_DEFAULT_MS;
   rt->shutdown_ns = shutdown_ms > UINT64_MAX / 1000000u ? UINT64_MAX : shutdown_ms * 1000000u;

@@ -1,8 +1,9 @@
 /*
  * Tasks: descriptors, spawning, starting, identity, and destroy's step for tasks.
  * Owns the descriptor slabs and free lists, spawn (ids, the stack check), a task's start on its
- * own stack, and what happens to descriptors at destroy (orphans). Completion, awaiting and
- * gather are lib/join.c's; futures lib/future.c's; sleep and yield lib/sleep.c's.
+ * own stack, and what happens to descriptors at destroy (orphans); and completion, the join
+ * counter's delivering side (the last section). Awaiting and gather are lib/join.c's; futures
+ * lib/future.c's; sleep and yield lib/sleep.c's.
  *
  * A spawned task is a 64-byte-aligned descriptor from the spawning worker's free list (no
  * malloc on the fast path); it gets a stack only when a worker starts it from its scheduler
@@ -15,7 +16,10 @@
  * then map 10^6 stacks: 250 ns of guard install each, and the cache stops being hot).
  */
 #include "deque.h"
+#include "frame.h"
 #include "internal.h"
+#include "join.h"
+#include "wake.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -726,3 +730,164 @@ uint64_t weft_task_id(const weft_task_t *t) {
   return t->id;
 }
 
+/* ---- Completion: the join counter's delivering side ------------------------------------------
+ * What a task's end, a cancel, a timer and destroy do to the tasks and threads that wait on it:
+ * the completion word's delivery (protocol in join_impl.h), the join counter's arrivals, the
+ * park hand-off's commit, and the wait records destroy reads. The waiting side — awaits,
+ * gather, timed and thread waits — is lib/join.c's, which calls these; the worker and this
+ * file call them at a task's end and at a suspension, so they live here, below the API. */
+
+/* True for the first of completion and timeout to claim a thread's timed join. */
+bool weft__join_claim_fired(weft__join_t *j, uint32_t side) {
+  uint32_t expected = 0;
+  /* acq_rel: the winner's release reaches the thread through its wake word's release */
+  return atomic_compare_exchange_strong_explicit(&j->fired, &expected, side,
+                                                 memory_order_acq_rel, memory_order_acquire);
+}
+
+/* ---- Events and the park hand-off ----------------------------------------------------------- */
+
+/* An event for a join's waiter: a task is woken through its park state (wake_impl.h); a thread
+ * through its wake word, after a timed wait's claim (the thread times out by itself). */
+void weft__join_event(weft__join_t *j, uint32_t side) {
+  struct weft_task *t = j->task; /* read first: once woken, the waiter (and j) may go on */
+  if (t) {
+    if (wake_wake(&t->state, side) == WK_WON_PARKED)
+      weft__schedule(weft__task_rt(t), (uintptr_t)t | WEFT__ENTRY_RESUME);
+    return;
+  }
+  if ((j->timed || j->any) && !weft__join_claim_fired(j, side)) return; /* one wake per thread wait */
+  join_signal_thread(&j->thread_word);
+}
+
+/* A completion arrives: the last child of a gather (or any child of an any-wait) wakes the
+ * waiter. A deliverer's later touches of the join end with its word's BUSY, which a waiter
+ * that leaves without all arrivals waits out (join_remove_waiter). */
+void weft__join_arrive(weft__join_t *j) {
+  if (j->any || join_count_release(&j->pending)) weft__join_event(j, WK_BY_COMPLETION);
+}
+
+void weft__park_commit(weft__worker_t *w, struct weft_task *t) {
+  if (wake_park_commit(&t->state)) weft__schedule_local(w, (uintptr_t)t | WEFT__ENTRY_RESUME);
+}
+
+/* A task's timer (a sleep, a deadline) fired. timer_done is the last touch of the join unless
+ * we won a parked task, which cannot run before we schedule it. */
+static void park_timer_fire(weft__timer_entry_t *e) {
+  weft__join_t *j = e->ctx;
+  struct weft_task *t = j->task;
+  int won = wake_wake(&t->state, WK_BY_TIMER);
+  atomic_store_explicit(&j->timer_done, 1, memory_order_release); /* release: the waiter may go */
+  if (won == WK_WON_PARKED) weft__schedule(weft__task_rt(t), (uintptr_t)t | WEFT__ENTRY_RESUME);
+}
+
+/* The wait record's marker for an untimed wait (a timed one is marked by its callback). Never
+ * armed: a wait record is not a timer. */
+static void join_wait_marker(weft__timer_entry_t *e) {
+  (void)e;
+  weft__die("weft: internal error: a join wait record was armed as a timer.");
+}
+
+/* While a task is suspended on j, destroy can find j (and j's nodes) from the task. */
+void weft__wait_record_begin(struct weft_task *self, weft__join_t *j, bool timed) {
+  j->timer.fire = timed ? park_timer_fire : join_wait_marker;
+  j->timer.ctx = j;
+  atomic_init(&j->timer.state, 0); /* idle (timer.c's TIMER_IDLE): not armed yet */
+  self->wait = &j->timer;
+}
+
+void weft__wait_record_end(struct weft_task *self) { self->wait = NULL; }
+
+/* t's join while it waits on one; NULL if it waits on another file's record or not at all. */
+static weft__join_t *wait_record(struct weft_task *t) {
+  weft__timer_entry_t *e = t->wait;
+  bool waiting = e && (e->fire == join_wait_marker || e->fire == park_timer_fire);
+  return waiting ? e->ctx : NULL;
+}
+
+void weft__join_remove_nodes(weft__join_t *j) {
+  for (size_t k = 0; k < j->nnodes; k++) join_remove_waiter(j->nodes[k].word, &j->nodes[k]);
+}
+
+void weft__wait_abandon(struct weft_task *t) {
+  /* relaxed: destroy reads it after the workers stopped. Not started: no wait record (the
+   * union holds fn and arg). */
+  if (!atomic_load_explicit(&t->started, memory_order_relaxed)) return;
+  weft__join_t *j = wait_record(t);
+  if (j) {
+    weft__join_remove_nodes(j);
+    if (j->abandon) j->abandon(t, j->abandon_ctx);
+    return;
+  }
+  /* Another file's wait record (lib/sync.c's direct wait on a waiter queue): never armed as
+   * a timer, its fire is its abandon. */
+  if (t->wait) t->wait->fire(t->wait);
+}
+
+/* Out of line: inlined into weft__task_complete, it made every completion (most have no
+ * waiter) save five registers: +6 instructions a task (callgrind, skynet). */
+void __attribute__((noinline)) weft__wake_waiters(weft__waiter_t *node) {
+  while (node) {
+    weft__waiter_t *next = node->next; /* read first: the node dies once its join is done */
+    weft__join_arrive(node->join);
+    node = next;
+  }
+}
+
+/* ---- Completion --------------------------------------------------------------------------- */
+
+void weft__task_complete(struct weft_task *t, void *result) {
+  /* A task that a cancel reached (a suspension point returned WEFT_ECANCELED to it, or it was
+   * cancelled before it started) ends cancelled unless it set an error of its own: exactly
+   * one outcome, and no result beside WEFT_ECANCELED. relaxed: the task's own bits. */
+  if ((atomic_load_explicit(&t->state, memory_order_relaxed) & WK_CANCEL_DELIVERED) && !t->error)
+    t->error = WEFT_ECANCELED;
+  /* relaxed: the completion word's release below publishes it */
+  atomic_store_explicit(&t->result_or_detail, (uintptr_t)(t->error == WEFT_ECANCELED ? NULL : result),
+                        memory_order_relaxed);
+  /* The completion edge, before DONE is published: pairs with the acquire in every call that
+   * returns a task's result (awaited, gathered, polled). */
+  weft__tsan_release(&t->word);
+  struct weft_runtime *rt = weft__task_rt(t); /* read now: once delivered, its owner may free t */
+  uintptr_t s = join_complete(&t->word);
+  weft__waiter_t *waiters = (weft__waiter_t *)(s & ~WEFT__WORD_FLAGS);
+  if (!waiters) {
+    if (s & WEFT__RELEASED) weft__task_free(rt, weft__worker_self(), t);
+    return;
+  }
+  weft__wake_waiters(waiters);
+  if (join_finish_waking(&t->word)) weft__task_free(rt, weft__worker_self(), t);
+}
+
+_Static_assert(WEFT__CANCEL_REQUESTED == WK_CANCEL_REQUESTED, "internal.h's inline checkpoint");
+bool weft__checkpoint_slow(struct weft_task *self) { return wake_checkpoint(&self->state); }
+
+int weft_cancel(weft_task_t *t) {
+  if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
+  if (wake_cancel(&t->state) == WK_WON_PARKED)
+    weft__schedule(weft__task_rt(t), (uintptr_t)t | WEFT__ENTRY_RESUME);
+  return 0;
+}
+
+/* A fork-join frame's runner (lib/frame.c): its end is a completion too. */
+static void frame_complete(weft__frame_t *f) {
+  /* The frame edge: the result (or unrun) happens before the owner's read (frame_wait). */
+  weft__tsan_release(&f->word);
+  uintptr_t s = join_complete(&f->word);
+  weft__waiter_t *waiters = (weft__waiter_t *)(s & ~WEFT__WORD_FLAGS);
+  if (!waiters) return; /* the owner had not waited yet: f may be gone from here on */
+  weft__wake_waiters(waiters);
+  join_finish_waking(&f->word); /* its answer is about handles: frames have none */
+}
+
+void *weft__frame_run(void *frame) {
+  weft__frame_t *f = frame;
+  f->result = f->fn(f->arg);
+  frame_complete(f);
+  return NULL;
+}
+
+void weft__frame_unrun(weft__frame_t *f) {
+  f->unrun = 1;
+  frame_complete(f);
+}

@@ -78,6 +78,7 @@
  * (no thief could reach it: the same starvation as Tokio's).
  */
 #include "deque.h"
+#include "frame.h"
 #include "internal.h"
 #include "wake.h" /* the direct wait's commit (do_after) */
 
@@ -142,9 +143,60 @@ weft__worker_t *weft__worker_self(void) {
 }
 #endif
 
+/* The thread's frame deque for weft.h (NULL off a worker): exported, initial-exec. */
+__attribute__((visibility("default"), tls_model("initial-exec"))) __thread weft__frames_t
+    *weft__tls_frames;
+
 void weft__worker_set_self(weft__worker_t *w) {
   weft__tls_worker = w;
-  weft__tls_frames = w ? &w->frames : NULL; /* lib/frame.c's, for weft.h's inline forks */
+  weft__tls_frames = w ? &w->frames : NULL; /* for weft.h's inline forks */
+}
+
+/* ---- Frames: the thief's and the suspension's side (fork and sync: lib/frame.c) ----------- */
+
+/* victim's oldest shared frame made into a task to start (an entry), or 0. Out of line, as
+ * detach_frames: inlined, they made the hot paths around them save registers (+12
+ * instructions a yield). */
+static uintptr_t __attribute__((noinline))
+steal_frame(weft__worker_t *thief, weft__worker_t *victim) {
+  void *x = frames_steal(&victim->frames);
+  if (!x || x == FR_ABORT) return 0;
+  weft__frame_t *f = x;
+  weft__tsan_acquire(&f->fn); /* the fork edge (FR_PREPARE's release) */
+  struct weft_task *t = weft__task_make(thief->rt, thief, weft__frame_run, f);
+  if (!t) {
+    weft__frame_unrun(f); /* no descriptor: the owner's sync runs it */
+    return 0;
+  }
+  return (uintptr_t)t;
+}
+
+/* weft__suspend's: the frames in w's deque are the suspending task's (or its inline callers');
+ * they leave the deque — queued as tasks, or run by their sync — so that the deque serves the
+ * next task, and the suspended one may resume on any worker. */
+static void __attribute__((noinline, cold)) detach_frames(weft__worker_t *w) {
+  weft__frames_t *d = &w->frames;
+  uint32_t stolen = frames_reclaim_all(d); /* [0, stolen) thieves have; the rest is ours */
+  /* Every frame here was forked on the running task's stack (its own, or an inline caller's):
+   * the AWAY ones are counted there until synced, so that the stack's task cannot end with
+   * one outstanding (a runner would write into a dead stack). */
+  uint32_t away = d->head;
+  for (uint32_t i = 0; i < d->head; i++) {
+    /* relaxed: our own writes */
+    weft__frame_t *f = atomic_load_explicit(&d->slot[i], memory_order_relaxed);
+    f->where = FRAME_AWAY;
+    if (i < stolen) continue; /* its thief's runner completes it */
+    FR_PREPARE(f); /* ours again: nobody else reads it until the runner is queued */
+    struct weft_task *t = weft__task_make(w->rt, w, weft__frame_run, f);
+    if (!t) {
+      f->where = FRAME_DEFERRED;
+      away--;
+      continue;
+    }
+    weft__schedule_local(w, (uintptr_t)t);
+  }
+  weft__current(w)->runs_on->frames_away += away;
+  frames_reset(d);
 }
 
 /* ---- Chaos mode ----------------------------------------------------------------------------- */
@@ -267,7 +319,7 @@ static void unpark(struct weft_runtime *rt, weft__worker_t *w) {
   atomic_store_explicit(&w->park_word, 1, memory_order_seq_cst);
   if (w == weft__worker_self()) return;
   weft__futex_wake(&w->park_word, 1);
-  if (weft__poll_active(rt)) weft__poll_woke(rt, w); /* w may be blocked in the poller */
+  if (weft__poll_active(rt)) rt->poll_hooks->woke(rt, w); /* w may be blocked in the poller */
 }
 
 static void wake_one(struct weft_runtime *rt) {
@@ -368,7 +420,7 @@ static uintptr_t steal_round(weft__worker_t *w) {
     weft__metric_bump(&w->n_steal_tries);
     uintptr_t e = weft__deque_steal(&victim->deque);
     if (e == WEFT__DEQUE_ABORT) e = 0; /* lost a race: someone is busy there, try elsewhere */
-    if (!e) e = weft__frames_steal(w, victim); /* a fork-join frame, made a task */
+    if (!e) e = steal_frame(w, victim); /* a fork-join frame, made a task */
     if (!e) {
       e = weft__deque_steal(&victim->yieldq);
       if (e == WEFT__DEQUE_ABORT) e = 0;
@@ -487,7 +539,7 @@ static uintptr_t local_work(weft__worker_t *w) {
     uint64_t now = weft_now_ns(); /* read anyway: it refreshes spawn ages too */
     weft__worker_clock(w, now);
     weft__timer_poll(w->rt->timer, now, &w->n_fired); /* busy workers fire timers too */
-    if (weft__poll_active(w->rt)) weft__poll_tick(w); /* and poll fds, without blocking */
+    if (weft__poll_active(w->rt)) w->rt->poll_hooks->tick(w); /* and poll fds, without blocking */
     if (WEFT__UNLIKELY(w->deque.retired || w->yieldq.retired)) reclaim_arrays(w);
     if ((e = take_injected(w)) || (e = take_own_yielded(w))) return e;
   }
@@ -513,7 +565,8 @@ static bool any_work_visible(struct weft_runtime *rt, bool slots) {
   if (iq_visible(&rt->inject)) return true;
   for (int i = 0; i < rt->nworkers; i++)
     if (weft__deque_seen_nonempty(&rt->workers[i].deque) ||
-        weft__deque_seen_nonempty(&rt->workers[i].yieldq) || weft__frames_seen(&rt->workers[i]) ||
+        weft__deque_seen_nonempty(&rt->workers[i].yieldq) ||
+        frames_seen_shared(&rt->workers[i].frames) ||
         (slots && next_peek(&rt->workers[i].next, 1)))
       return true;
   return false;
@@ -573,7 +626,7 @@ static bool park(weft__worker_t *w, bool *spinning, uint64_t until) {
   pthread_mutex_unlock(&rt->idle_lock);
   /* Frames are shared only when asked: ask every owner, so its next fork shares and wakes us. */
   for (int i = 0; i < rt->nworkers; i++)
-    if (&rt->workers[i] != w) weft__frames_ask(&rt->workers[i]);
+    if (&rt->workers[i] != w) frames_ask(&rt->workers[i].frames);
   if (until < scavenge_at) scavenge_at = until; /* a wake-up of the same kind: a look */
   uint64_t deadline = weft__timer_next_deadline(rt->timer);
   if (scavenge_at < deadline) deadline = scavenge_at;
@@ -586,7 +639,7 @@ static bool park(weft__worker_t *w, bool *spinning, uint64_t until) {
     while (atomic_load_explicit(&w->park_word, memory_order_acquire) == 0 &&
            !atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
       /* The first idle worker to take the poller blocks in it instead (lib/poll.c). */
-      int polled = weft__poll_active(rt) ? weft__poll_park(w, deadline) : -1;
+      int polled = weft__poll_active(rt) ? rt->poll_hooks->park(w, deadline) : -1;
       if (polled < 0) weft__futex_wait(&w->park_word, 0, deadline);
       if (polled > 0) break; /* fds became ready: their tasks are on our deque */
       if (deadline != UINT64_MAX && weft_now_ns() >= deadline) break;
@@ -810,7 +863,7 @@ void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg) {
   weft__task_state(t, after);
   /* Its frames leave the deque (before the switch: t may resume elsewhere, the next task needs
    * it empty). After the stores above, so that nothing but w and t lives across this rare call. */
-  if (WEFT__UNLIKELY(w->frames.head)) weft__frames_detach(w);
+  if (WEFT__UNLIKELY(w->frames.head)) detach_frames(w);
   if (after == WEFT__AFTER_YIELD) {
     /* Through the loop, and resumed by it (a yielded task is never in a next slot): the loop
      * performs every after-action itself. */
