@@ -16,7 +16,7 @@
  * the group's chunk, so a spawn allocates nothing but a chunk every 256 tasks, and a task
  * cancelled before it starts leaves nothing behind.
  * Rejected: a pointer from the task descriptor to its group (the descriptor has no room left
- * in its two cache lines, and only grouped tasks would use it); failing the group only when the
+ * in its one cache line, and only grouped tasks would use it); failing the group only when the
  * wait sees the error (errgroup cancels at the first error, not when someone looks).
  */
 #include "internal.h"

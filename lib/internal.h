@@ -149,6 +149,9 @@ typedef struct weft__join {
    * destroy takes a discarded task out of it (NULL: nodes only). */
   void (*abandon)(struct weft_task *t, void *ctx);
   void *abandon_ctx;
+  /* A task's wait record (weft_task.wait points here while it waits): fire a join-wait
+   * marker, or for a timed wait the timer callback with deadline_ns armed; ctx the join. */
+  weft__timer_entry_t timer;
 } weft__join_t;
 
 typedef struct weft__waiter {
@@ -181,6 +184,17 @@ typedef enum {
                             * (w->after_lock) that the task held across its switch */
 } weft__after_t;
 
+/* A descriptor: 64 bytes, one cache line (#13: 10^6 queued tasks cost 128 B each, plus a
+ * 32-byte diagnostics area, when it held its timer entry and runtime). What left the line:
+ *  - the runtime: the first word of the descriptor's slab (weft__task_rt), read-shared by the
+ *    slab's descriptors and written once;
+ *  - the timer entry: it lives in the wait that arms it, on the waiting task's stack (a join,
+ *    lib/join.c), and the descriptor holds a pointer to it (`wait`) while the task waits. The
+ *    wait clears it only after the timer callback's last touch (join.timer_done);
+ *  - fn and arg share their bytes with runs_on and wait: the first two are read once, at the
+ *    start, which sets the other two (`started` says which pair is there).
+ * Rejected: the timer entry in the slab-side area (48 more bytes a task, for sleeps only) and
+ * an allocation per timed wait (a malloc on every sleep). */
 struct weft_task {
   _Atomic uintptr_t word; /* waiters | DONE | RELEASED */
   /* Once DONE: the result (weft__task_result). While the task lives: the detail of its last
@@ -189,12 +203,22 @@ struct weft_task {
    * Atomic (relaxed) only because a dump reads the detail from another thread; the completion
    * word's release/acquire orders the result. */
   _Atomic uintptr_t result_or_detail;
-  weft_fn fn;
-  void *arg;
-  struct weft_runtime *rt;
+  union {
+    struct { /* until the start (weft__task_start, an inline run) reads them */
+      weft_fn fn;
+      void *arg;
+    };
+    struct { /* from the start on */
+      weft__stack_t *runs_on; /* the stack whose top holds this task's frames */
+      /* Its wait record while it waits, else NULL: a timer entry on its stack whose fire
+       * says the kind (lib/join.c's joins, lib/sync.c's direct wait) and whose ctx is the
+       * wait; destroy takes a discarded task out of its wait through it, and the scheduler
+       * arms it after a timed wait's switch (WEFT__AFTER_PARK_TIMED). Owner-only. */
+      weft__timer_entry_t *wait;
+    };
+  };
   int error; /* 0, the task's own error (weft_fail), WEFT_ECANCELED, WEFT_ENOMEM, ... */
   _Atomic uint32_t state; /* park phase, waking event, cancel bits, shield depth: wake_impl.h */
-  weft__stack_t *runs_on; /* the stack whose top holds this task's frames */
   struct weft_task *next; /* free list, inject queue (a task is in at most one queue) */
   /* The dump's view (#14), here and not in the slab-side area so that the hot paths store
    * them with no address computation, in a line they touch anyway (the id's). Where a task
@@ -211,7 +235,15 @@ struct weft_task {
     struct {
       _Atomic uint8_t diag_state;  /* see weft__task_waiting */
       _Atomic uint8_t wait_reason; /* WEFT__WAIT_* of the last wait (weft__wait_reason) */
-      uint16_t spare;
+      /* 1 once started: runs_on and wait hold the union's bytes, not fn and arg. 0 from the
+       * spawn (the diag word's store), 1 from weft__task_start or an inline run. Read by
+       * destroy (after the workers stopped). */
+      _Atomic uint8_t started;
+      /* 1: an orphan (its runtime was destroyed with its handle held; lib/task.c's
+       * orphan_held), which weft__task_free gives to its slab. An orphan is never reused, so
+       * no spawn's store has to clear it after that. Read and written after the workers
+       * stopped (destroy), or by the orphan's releaser, whom destroy's return orders. */
+      uint8_t orphan;
       /* When it was spawned, for a dump's age: the spawning worker's last clock read
        * (weft__worker_t.born_word) in units of 2^20 ns (~1 ms), modulo 2^32 (ages up to 52
        * days come out right). */
@@ -220,11 +252,8 @@ struct weft_task {
   };
   /* Atomic (relaxed where written) only because a dump reads it from another thread. */
   _Atomic uint64_t id;
-  /* The task's timer (sleep, await with a deadline), and its wait record: while it is
-   * suspended on a join, fire is a join-wait marker (or the timed callback) and ctx the join. */
-  weft__timer_entry_t timer;
 } __attribute__((aligned(64)));
-_Static_assert(sizeof(struct weft_task) == 128, "two cache lines: the rarely used go beside it");
+_Static_assert(sizeof(struct weft_task) == 64, "one cache line: the rarely used go beside it");
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ &&
                    offsetof(struct weft_task, diag_word) % 8 == 0 &&
                    offsetof(struct weft_task, diag_state) == offsetof(struct weft_task, diag_word) &&
@@ -232,10 +261,10 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ &&
                    offsetof(struct weft_task, born) == offsetof(struct weft_task, diag_word) + 4,
                "weft__task_born and weft__inline_begin store the diag fields as one word");
 
-/* A descriptor's rarely used fields (they would grow it to 192 bytes: +26 % time and +62 MB on
- * 10^6 live tasks in weft-bench spawn, bench/README.md): kept in the same slab after the
- * descriptors, found by masking like the slab itself; 32 bytes a task. Nothing on a spawn's
- * or a slice's path writes here but the deadline scope. */
+/* A descriptor's rarely used fields (they would grow it: +26 % time and +62 MB on 10^6 live
+ * tasks in weft-bench spawn when it went to 192 bytes, bench/README.md): kept in the same slab
+ * after the descriptors, found by masking like the slab itself; 32 bytes a task. Nothing on a
+ * spawn's or a slice's path writes here but the deadline scope. */
 typedef struct weft__task_diag {
   /* weft_task_set_name's name, valid only while name_id is the task's id: a reused descriptor
    * needs no store at spawn to forget its last life's name. Relaxed both (a racy snapshot for
@@ -257,11 +286,17 @@ typedef struct weft__task_diag {
 
 static inline weft__task_diag_t *weft__task_diag(struct weft_task *t) {
   uintptr_t slab = (uintptr_t)t & ~(uintptr_t)(WEFT__TASK_SLAB_BYTES - 1);
-  uintptr_t offset = (uintptr_t)t - slab - WEFT__TASK_SLAB_HEADER; /* a multiple of 128 */
-  /* index * 32 == offset / 4: descriptors are 4 times the size of their diagnostics */
-  _Static_assert(sizeof(struct weft_task) == 4 * sizeof(weft__task_diag_t), "the shift below");
+  uintptr_t offset = (uintptr_t)t - slab - WEFT__TASK_SLAB_HEADER; /* a multiple of 64 */
+  /* index * 32 == offset / 2: descriptors are twice the size of their diagnostics */
+  _Static_assert(sizeof(struct weft_task) == 2 * sizeof(weft__task_diag_t), "the shift below");
   return (weft__task_diag_t *)(slab + WEFT__TASK_SLAB_HEADER +
-                               WEFT__TASK_SLAB * sizeof(struct weft_task) + offset / 4);
+                               WEFT__TASK_SLAB * sizeof(struct weft_task) + offset / 2);
+}
+
+/* A descriptor's runtime: the first word of its slab (lib/task.c's task_slab_t), written when
+ * the slab joins the runtime's store and never again (an orphan's slab keeps it, dangling). */
+static inline struct weft_runtime *weft__task_rt(const struct weft_task *t) {
+  return *(struct weft_runtime *const *)((uintptr_t)t & ~(uintptr_t)(WEFT__TASK_SLAB_BYTES - 1));
 }
 
 
@@ -316,8 +351,16 @@ static inline uint64_t weft__born_word(uint64_t now_ns) {
 static inline void weft__task_born(struct weft_task *t, uint64_t id, uint64_t born_word) {
   atomic_store_explicit(&t->id, id, memory_order_relaxed);
   weft__task_diag(t)->scope = NULL; /* no deadline scope: the spawn edge publishes it */
-  if (!WEFT__DIAG) return;
-  atomic_store_explicit(&t->diag_word, born_word, memory_order_relaxed);
+  /* not started (the word's `started` byte) even with the diagnostics compiled out */
+  atomic_store_explicit(&t->diag_word, WEFT__DIAG ? born_word : 0, memory_order_relaxed);
+}
+
+/* The start's part (weft__task_start, an inline run): fn and arg are read; the union's bytes
+ * become where it runs and no wait record. relaxed: read by destroy after the workers stop. */
+static inline void weft__task_started(struct weft_task *t, weft__stack_t *s) {
+  t->runs_on = s;
+  t->wait = NULL;
+  atomic_store_explicit(&t->started, 1, memory_order_relaxed);
 }
 
 /* weft__suspend's part: the suspension's `after` itself, one store with no branch (relaxed:
@@ -426,7 +469,7 @@ int weft__current_error(void);
 void weft__await_shielded(weft_task_t *t);
 /* lib/task.c, for destroy: takes a suspended task's waiter nodes (its wait record's) out of
  * the words they are linked into, waiting out a deliverer that holds one (BUSY); a wait record
- * of another file (timer.fire neither of task.c's: lib/sync.c's direct wait) is abandoned by
+ * of another file (its fire neither of task.c's: lib/sync.c's direct wait) is abandoned by
  * calling its fire, which such a record never uses as a timer. */
 void weft__wait_abandon(struct weft_task *t);
 /* lib/join.c: waits until a completion word is DONE, the deadline passes (UINT64_MAX: none)
@@ -629,8 +672,9 @@ void weft__chaos_point(struct weft_task *self);
 /* Make a task runnable (start or resume entry): local deque if on a worker, else the inject
  * queue; wakes a parked worker if no one is looking for work. */
 void weft__schedule(struct weft_runtime *rt, uintptr_t entry);
-/* The same, known to run on worker w of the task's runtime (spawn's fast path). */
-void weft__schedule_local(weft__worker_t *w, uintptr_t entry);
+/* The same, known to run on worker w of the task's runtime (spawn's fast path). Returns 0,
+ * so that a spawn ends in a tail call to it. */
+int weft__schedule_local(weft__worker_t *w, uintptr_t entry);
 /* #11: a resume entry woken by the task running on w, into w's next slot (lib/worker.c); the
  * deque where the slot does not apply (chaos mode, no task running). */
 void weft__schedule_next(weft__worker_t *w, uintptr_t entry);

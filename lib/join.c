@@ -24,9 +24,10 @@
  * deadlock when the helped task waits for something the helper would do after its await
  * returns.
  *
- * Wait records. While a task is suspended on a join, its timer entry's `fire` is a marker (or
- * the timed callback) and `ctx` the join, whose `nodes` say which words it is linked into:
- * destroy reads them to take a discarded task's nodes out (runtime.c, step 3).
+ * Wait records. While a task is suspended on a join, its `wait` points to the join's timer
+ * entry, whose `fire` is a marker (or the timed callback) and `ctx` the join, whose `nodes` say
+ * which words it is linked into: destroy reads them to take a discarded task's nodes out
+ * (runtime.c, step 3).
  */
 #include "deque.h"
 #include "internal.h"
@@ -109,11 +110,11 @@ int weft_deadline_end(weft_deadline_t *scope) {
  * returns 0 (completion), WEFT_ETIMEDOUT or WEFT_ECANCELED. */
 static int task_wait(struct weft_task *self, weft__join_t *j, uint64_t deadline_ns) {
   bool timed = deadline_ns != UINT64_MAX;
-  if (timed) self->timer.deadline_ns = deadline_ns;
+  if (timed) j->timer.deadline_ns = deadline_ns;
   weft__wait_record_begin(self, j, timed);
   weft__suspend(weft__worker_self(), timed ? WEFT__AFTER_PARK_TIMED : WEFT__AFTER_PARK, self);
   uint32_t side = wake_park_end(&self->state);
-  if (timed && (side == WK_BY_TIMER || !weft__timer_cancel(self->rt->timer, &self->timer)))
+  if (timed && (side == WK_BY_TIMER || !weft__timer_cancel(weft__task_rt(self)->timer, &j->timer)))
     wait_flag(&j->timer_done); /* the callback ran, or runs: its last touch of j */
   if (side != WK_BY_COMPLETION || j->any) weft__join_remove_nodes(j); /* unlinked, or delivered and let go */
   weft__wait_record_end(self);
@@ -217,14 +218,18 @@ static void run_inline(weft__worker_t *w, struct weft_task *t) {
     return;
   }
   struct weft_task *awaiter = weft__current(w);
-  t->runs_on = awaiter->runs_on;
   /* The awaiter's INLINE first: the release of t as current publishes it, so a dump that sees
    * t running sees the awaiter awaiting it (the other order showed it queued: review) */
   weft__inline_begin(awaiter, t);
   weft__set_current(w, t);
   weft__stat_bump(&w->n_inlined);
   weft__tsan_acquire(&t->fn); /* the spawn edge (pairs with spawn()); same fiber, kept for form */
-  void *result = t->fn(t->arg);
+  /* Read last, just before the call (fewer registers held across the stores above), and
+   * before weft__task_started puts runs_on and the wait record in their bytes. */
+  weft_fn fn = t->fn;
+  void *arg = t->arg;
+  weft__task_started(t, awaiter->runs_on);
+  void *result = fn(arg);
   w = weft__worker_self(); /* t may have suspended and resumed elsewhere */
   weft__set_current(w, awaiter);
   weft__task_complete(t, result);
@@ -235,7 +240,7 @@ static bool try_inline(struct weft_task *t) {
   /* Read here, not passed in: an earlier inline run may have resumed us on another worker,
    * and the deque operations below are for the owner's thread only. */
   weft__worker_t *w = weft__worker_self();
-  if (w->rt != t->rt || weft__deque_peek_newest(&w->deque) != (uintptr_t)t) return false;
+  if (w->rt != weft__task_rt(t) || weft__deque_peek_newest(&w->deque) != (uintptr_t)t) return false;
   /* Only we change the bottom end, so the take returns t, or 0 if a thief took it since. */
   if (weft__deque_take(&w->deque) != (uintptr_t)t) return false;
   run_inline(w, t);
@@ -304,7 +309,7 @@ static void release_task(weft_task_t *t, const char *what) {
   int r = join_release_handle(&t->word);
   if (WEFT__UNLIKELY(r < 0))
     weft__die("weft: %s was given a task handle that was already released.", what);
-  if (r > 0) weft__task_free(t->rt, weft__worker_self(), t);
+  if (r > 0) weft__task_free(weft__task_rt(t), weft__worker_self(), t);
   /* r == 0: it runs on, detached; its completion frees it */
 }
 

@@ -171,7 +171,7 @@ int weft_offload(weft_fn fn, void *arg, void **result) {
     if (result) *result = r;
     return 0;
   }
-  struct weft__offload *pool = pool_get(self->rt);
+  struct weft__offload *pool = pool_get(weft__task_rt(self));
   job_t *j = pool ? malloc(sizeof *j) : NULL;
   if (!j) return WEFT_ENOMEM;
   if (weft_future_create(&j->done) != 0) {

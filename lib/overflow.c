@@ -45,7 +45,7 @@ static void on_segv(int sig, siginfo_t *info, void *uctx) {
   char *addr = info->si_addr;
   /* Every stack a task of this runtime runs on (an inlined task runs on its awaiter's) comes
    * from this runtime's pool, whose guard size was fixed at creation. */
-  size_t guard = s ? weft__stack_pool_guard(t->rt->stacks) : 0;
+  size_t guard = s ? weft__stack_pool_guard(weft__task_rt(t)->stacks) : 0;
   if (s && addr >= s->lo - guard && addr < s->lo) {
     char line[256];
     size_t n = put_str(line, 0, sizeof line, "weft: task '");

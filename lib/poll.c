@@ -339,7 +339,8 @@ int weft__poll_dir_notify(weft__poll_dir_t *d, bool hup) {
   uintptr_t e = fdpark_deliver_claim(&d->park, &d->edges, WEFT__EDGE);
   if (!e) return 0;
   struct weft_task *t = (struct weft_task *)e;
-  struct weft_runtime *rt = t->rt; /* read first: a task its commit schedules may end at once */
+  /* read first: a task its commit schedules may end at once */
+  struct weft_runtime *rt = weft__task_rt(t);
   int won = fdpark_deliver_wake(e);
   weft__worker_t *self = weft__worker_self();
   if (self && self->rt == rt) {

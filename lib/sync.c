@@ -100,10 +100,10 @@ void weft__wq_abandon(weft__wq_wait_t *w) {
   if (wait) wq_wait_done(w); /* an outside peer: its inject push touches the runtime */
 }
 
-/* A direct wait's record: the task's timer entry, as join.c's waits use it, with ctx the wait.
- * Never armed as a timer: its fire is called only by destroy's weft__wait_abandon, and
- * abandons the wait. A function of the record, not a call from join.c into this file, so
- * that join.c stays below the primitives in lib/'s link graph. */
+/* A direct wait's record: a timer entry on the task's stack, as join.c's waits use one, with
+ * ctx the wait. Never armed as a timer: its fire is called only by destroy's
+ * weft__wait_abandon, and abandons the wait. A function of the record, not a call from join.c
+ * into this file, so that join.c stays below the primitives in lib/'s link graph. */
 static void wq_record_abandon(weft__timer_entry_t *e) { weft__wq_abandon(e->ctx); }
 
 /* The direct wait (waitq.h's top): a task, no deadline. Called with the lock held and n queued;
@@ -125,13 +125,13 @@ static int wq_wait_direct(struct weft_task *self, weft__spin_t *lock, weft__wq_t
   w->lock = lock;
   w->q = q;
   w->node = n;
-  self->timer.ctx = w; /* the wait record, for destroy */
-  self->timer.fire = wq_record_abandon;
+  weft__timer_entry_t record = {.fire = wq_record_abandon, .ctx = w}; /* for destroy */
+  self->wait = &record;
   weft__worker_t *wk = weft__worker_self();
   wk->after_lock = &lock->held;
   weft__suspend(wk, WEFT__AFTER_PARK_UNLOCK, self);
   uint32_t side = wake_park_end(&self->state);
-  self->timer.fire = NULL;
+  self->wait = NULL;
   if (side == WK_BY_COMPLETION) {
     if (w->settle) wq_wait_done(w); /* an outside peer: it touches us after its CAS */
     return w->status;

@@ -45,6 +45,7 @@ enum {
  * Rejected: aligned_alloc per slab (glibc's memalign splits a twice-as-large chunk: +20 % RSS
  * at 10^6 live tasks) and free + malloc_trim (the heap keeps what fragmentation pins). */
 typedef struct task_slab {
+  struct weft_runtime *rt; /* its descriptors' runtime (weft__task_rt); first, as that reads it */
   struct task_slab *next; /* the slabs holding descriptors */
   size_t idle; /* the scavenger's count of this slab's descriptors in the shared list */
   /* After destroy: descriptors whose handles are still held; the last release unmaps it. */
@@ -54,6 +55,7 @@ typedef struct task_slab {
 /* Descriptors per slab; their diagnostics (weft__task_diag_t) follow them in the slab. */
 #define TASK_SLAB WEFT__TASK_SLAB
 _Static_assert(sizeof(task_slab_t) == WEFT__TASK_SLAB_HEADER, "weft__task_diag assumes this header");
+_Static_assert(offsetof(task_slab_t, rt) == 0, "weft__task_rt reads the slab's first word");
 _Static_assert(WEFT__TASK_SLAB_HEADER + WEFT__TASK_SLAB * (sizeof(struct weft_task) +
                                                            sizeof(weft__task_diag_t)) <=
                    WEFT__TASK_SLAB_BYTES,
@@ -83,7 +85,15 @@ static task_slab_t *slab_of(struct weft_task *t) {
   return (task_slab_t *)((uintptr_t)t & ~(uintptr_t)(TASK_SLAB_BYTES - 1));
 }
 
-/* Maps an aligned region of slabs. Caller holds rt->task_lock. */
+/* Maps an aligned region of slabs. Caller holds rt->task_lock.
+ * #13: a region is one transparent huge page's span (2 MiB), aligned to it, and every region
+ * after a runtime's first asks for huge pages (MADV_HUGEPAGE; the system's default "madvise"
+ * mode grants them on the first touch). A store that outgrows its first 2 MiB is holding
+ * thousands of tasks: one fault then maps 2 MiB where 512 page faults did, and a page fault
+ * cost ~1-3 us on this VM (spawn 10^6: a quarter of its CPU samples). The first region keeps
+ * small pages, so that a small runtime's RSS grows 4 KiB at a time. A slab given back
+ * (MADV_DONTNEED) splits its huge page; harmless. No huge pages (a kernel without THP, or
+ * "never"): the madvise fails or is ignored and pages fault in one by one, as before. */
 static int task_region_add(task_store_t *st) {
   size_t len = (size_t)TASK_SLAB_BYTES * TASK_REGION_SLABS;
   task_slab_t **empty = realloc(st->empty, sizeof *empty * (st->nslabs + TASK_REGION_SLABS));
@@ -91,15 +101,15 @@ static int task_region_add(task_store_t *st) {
   if (empty) st->empty = empty;
   char *map = MAP_FAILED;
   if (empty && r)
-    map = mmap(NULL, len + TASK_SLAB_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-               -1, 0);
+    map = mmap(NULL, 2 * len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (map == MAP_FAILED) {
     free(r);
     return WEFT_ENOMEM;
   }
-  char *base = (char *)(((uintptr_t)map + TASK_SLAB_BYTES - 1) & ~(uintptr_t)(TASK_SLAB_BYTES - 1));
+  char *base = (char *)(((uintptr_t)map + len - 1) & ~(uintptr_t)(len - 1));
   if (base > map) munmap(map, (size_t)(base - map));
-  if (base < map + TASK_SLAB_BYTES) munmap(base + len, (size_t)(map + TASK_SLAB_BYTES - base));
+  if (base < map + len) munmap(base + len, (size_t)(map + len - base));
+  if (st->regions) (void)madvise(base, len, MADV_HUGEPAGE); /* a hint: failure changes nothing */
   *r = (task_region_t){.next = st->regions, .base = base, .orphan_slabs = 0};
   st->regions = r;
   st->carve = base;
@@ -120,6 +130,7 @@ static int task_slab_add(struct weft_runtime *rt) {
     slab = (task_slab_t *)st->carve;
     st->carve += TASK_SLAB_BYTES;
   }
+  slab->rt = rt;
   slab->next = st->slabs;
   slab->idle = 0;
   atomic_init(&slab->orphans, 0);
@@ -299,7 +310,7 @@ void weft__task_free(struct weft_runtime *rt, weft__worker_t *w, struct weft_tas
   /* Poison: a release of this handle before the descriptor is reused aborts with a sentence.
    * relaxed: nobody else may touch a freed descriptor. */
   atomic_store_explicit(&t->word, TASK_WORD_FREE, memory_order_relaxed);
-  if (WEFT__UNLIKELY(!t->fn)) { /* an orphan: its runtime was destroyed, the handle held */
+  if (WEFT__UNLIKELY(t->orphan)) { /* its runtime was destroyed, the handle held */
     orphan_free(t);
     return;
   }
@@ -375,7 +386,9 @@ static void mark_orphan_slab(task_store_t *st, task_slab_t *slab) {
 }
 
 /* Step 2: every descriptor whose handle is still held becomes an orphan that its release
- * frees; returns the unfinished ones, linked through timer.ctx, to be completed. */
+ * frees; returns the unfinished ones,
+ * linked through result_or_detail (their result is NULL, stored by the completion that ends
+ * the list's use of it), to be completed. */
 static struct weft_task *orphan_held(struct weft_runtime *rt) {
   struct weft_task *unfinished = NULL;
   task_store_t *st = rt->task_store;
@@ -385,14 +398,12 @@ static struct weft_task *orphan_held(struct weft_runtime *rt) {
       struct weft_task *t = &slab->tasks[i];
       uintptr_t s = atomic_load_explicit(&t->word, memory_order_relaxed); /* relaxed: above */
       if (s & WEFT__RELEASED) continue; /* free, or detached: it goes with the slab */
-      /* The orphan mark: fn, which nothing outside reads (t->rt is read by awaiters that
-       * compare runtimes, so it keeps its now dangling value). */
-      t->fn = NULL;
+      t->orphan = 1;
       orphans++;
       if (!(s & WEFT__DONE)) {
         t->error = WEFT_ESHUTDOWN;
-        atomic_store_explicit(&t->result_or_detail, 0, memory_order_relaxed); /* relaxed: see the field */
-        t->timer.ctx = unfinished;
+        /* relaxed: the workers have stopped; step 3 reads it on this thread */
+        atomic_store_explicit(&t->result_or_detail, (uintptr_t)unfinished, memory_order_relaxed);
         unfinished = t;
       }
     }
@@ -414,7 +425,9 @@ void weft__tasks_discard(struct weft_runtime *rt) {
   unlink_discarded_waiters(rt);
   struct weft_task *t = orphan_held(rt);
   while (t) { /* step 3: threads and other runtimes' tasks that await them get ESHUTDOWN */
-    struct weft_task *next = t->timer.ctx; /* read first: a woken awaiter may release t */
+    /* read first: a woken awaiter may release t (relaxed: this thread's store) */
+    struct weft_task *next =
+        (struct weft_task *)atomic_load_explicit(&t->result_or_detail, memory_order_relaxed);
     weft__task_complete(t, NULL);
     t = next;
   }
@@ -434,12 +447,17 @@ void weft__tasks_visit(struct weft_runtime *rt, void (*fn)(struct weft_task *t, 
 
 /* ---- Starting ---------------------------------------------------------------------------- */
 
-/* Entry of a task started on its own stack. */
+/* Entry of a task started on its own stack s: the task is its worker's current
+ * (weft__task_start). fn and arg are read before weft__task_started puts runs_on and the
+ * wait record in their bytes. */
 static void task_entry(void *arg) {
-  struct weft_task *t = arg;
-  weft__stack_t *s = t->runs_on; /* read now: t may be freed by its completion */
+  weft__stack_t *s = arg; /* kept here: t may be freed by its completion */
   weft__ctx_entered(&s->ctx);
-  void *result = t->fn(t->arg);
+  struct weft_task *t = weft__current(weft__worker_self());
+  weft_fn fn = t->fn;
+  void *fn_arg = t->arg;
+  weft__task_started(t, s);
+  void *result = fn(fn_arg);
   weft__task_complete(t, result);
   weft__worker_t *w = weft__worker_self(); /* may differ from the one that started us */
   weft__set_current(w, NULL);
@@ -450,7 +468,8 @@ static void task_entry(void *arg) {
 }
 
 void weft__task_start(weft__worker_t *w, struct weft_task *t) {
-  WEFT__ASSERT(t->runs_on == NULL); /* a start entry is taken exactly once */
+  /* a start entry is taken exactly once (relaxed: ours) */
+  WEFT__ASSERT(!atomic_load_explicit(&t->started, memory_order_relaxed));
   if (WEFT__UNLIKELY(weft__checkpoint(t))) { /* cancelled before it started: it never runs */
     if (t->fn == weft__frame_run) weft__frame_unrun(t->arg); /* its frame's sync runs it */
     weft__task_complete(t, NULL);
@@ -467,9 +486,8 @@ void weft__task_start(weft__worker_t *w, struct weft_task *t) {
     weft__task_complete(t, NULL);
     return;
   }
-  t->runs_on = s;
   WEFT_UNPOISON(s->lo, s->bytes); /* a pooled stack keeps the poison of its last task */
-  s->ctx.sp = weft__context_make(s->lo + s->bytes, task_entry, t);
+  s->ctx.sp = weft__context_make(s->lo + s->bytes, task_entry, s);
   if (weft__san_hooks() & WEFT__SAN_TSAN) {
     /* The spawn edge: acquired here on the scheduler's fiber, carried into the task's by the
      * switch below (flag 0 syncs). Pairs with the release in spawn(). */
@@ -503,24 +521,30 @@ static uint64_t next_task_id(struct weft_runtime *rt, weft__worker_t *w) {
   return w->id_next++;
 }
 
-/* Fills a fresh descriptor (handle held or released). */
+/* A fresh descriptor's stores (handle held or released), given its id and diag word. */
 /* always_inline: spawn's hot path (a call here cost 10 % of fib's instructions) */
-static inline __attribute__((always_inline)) void task_init(struct weft_runtime *rt,
-                                                            weft__worker_t *w, struct weft_task *t,
-                                                            weft_fn fn, void *arg, bool held) {
+static inline __attribute__((always_inline)) void task_fill(struct weft_task *t, weft_fn fn,
+                                                            void *arg, bool held, uint64_t id,
+                                                            uint64_t born_word) {
   /* relaxed, but atomic: a shutdown's cancel walk reads words of descriptors being reused;
    * the push that schedules the task publishes it. */
   atomic_store_explicit(&t->word, held ? 0 : WEFT__RELEASED, memory_order_relaxed);
   /* result_or_detail: set by the task's first wait or its completion; read by no one before */
   t->fn = fn;
   t->arg = arg;
-  t->rt = rt;
   t->error = 0;
-  t->runs_on = NULL;
-  t->timer.fire = NULL; /* no wait record */
+  /* runs_on and the wait record come at the start (weft__task_started); not started is the
+   * diag word's, stored by weft__task_born */
   /* RUNNING (not waiting), no cancel, no shield. relaxed, and atomic: a shutdown's cancel
    * walk may touch a descriptor as it is reused. */
   atomic_store_explicit(&t->state, 0, memory_order_relaxed);
+  weft__task_born(t, id, born_word);
+}
+
+/* Fills a fresh descriptor (handle held or released). */
+static inline __attribute__((always_inline)) void task_init(struct weft_runtime *rt,
+                                                            weft__worker_t *w, struct weft_task *t,
+                                                            weft_fn fn, void *arg, bool held) {
   uint64_t id = next_task_id(rt, w); /* first: it may refresh w's clock */
   uint64_t born_word;
   if (w) {
@@ -530,7 +554,7 @@ static inline __attribute__((always_inline)) void task_init(struct weft_runtime 
     atomic_fetch_add_explicit(&rt->foreign_spawns, 1, memory_order_relaxed);
     born_word = weft__born_word(weft__coarse_now_ns());
   }
-  weft__task_born(t, id, born_word);
+  task_fill(t, fn, arg, held, id, born_word);
   /* The spawn edge: what the spawner wrote before spawning happens before the task starts
    * (pairs with the acquire in weft__task_start/run_inline). Keyed on &t->fn, not t, which
    * is &t->word, the completion edge's key. */
@@ -599,6 +623,36 @@ static int __attribute__((noinline, cold)) spawn_at(struct weft_runtime *rt, wef
   return 0;
 }
 
+/* spawn_local's end under TSan: the spawn edge, then the push. */
+static int __attribute__((noinline, cold)) spawn_push_tsan(weft__worker_t *w, struct weft_task *t) {
+  weft__tsan_release(&t->fn); /* as task_init's */
+  return weft__schedule_local(w, (uintptr_t)t);
+}
+
+/* A worker's spawn (#13). The common case — a descriptor and a stack in the worker's caches,
+ * an id left in its block, the runtime open — calls nothing before the push, which it ends
+ * with as a tail call: no registers to save, no frame (spawn() kept them all live across its
+ * possible calls). Everything else is spawn()'s, which checks and counts (the test build's
+ * fault countdowns) in the same order: this path runs each countdown only where spawn()
+ * would, after the same checks. */
+static inline int spawn_local(weft__worker_t *w, weft_task_t **out, weft_fn fn, void *arg) {
+  struct weft_runtime *rt = w->rt;
+  struct weft_task *t = w->free_tasks;
+  /* relaxed (closing): as spawn_make's */
+  if (WEFT__UNLIKELY(!fn || !t || !w->stacks.head || w->id_next == w->id_end ||
+                     atomic_load_explicit(&rt->closing, memory_order_relaxed)))
+    return spawn(rt, w, out, fn, arg);
+  if (WEFT__UNLIKELY(weft__fault_hit(WEFT__FAULT_STACK))) return WEFT_ENOMEM; /* stack_ready's */
+  if (WEFT__UNLIKELY(weft__fault_hit(WEFT__FAULT_TASK))) return WEFT_ENOMEM;  /* task_alloc's */
+  w->free_tasks = t->next;
+  w->free_task_count--;
+  weft__stat_bump(&w->n_spawned);
+  task_fill(t, fn, arg, out != NULL, w->id_next++, w->born_word);
+  if (out) *out = t;
+  if (WEFT__UNLIKELY(weft__san_hooks() & WEFT__SAN_TSAN)) return spawn_push_tsan(w, t);
+  return weft__schedule_local(w, (uintptr_t)t);
+}
+
 static weft__worker_t *worker_of(struct weft_runtime *rt) {
   weft__worker_t *w = weft__worker_self();
   return w && w->rt == rt ? w : NULL;
@@ -619,14 +673,14 @@ int weft_spawn(weft_task_t **task, weft_fn fn, void *arg) {
   if (!w || !weft__current(w)) return WEFT_EPERM;
   if (WEFT__UNLIKELY(w->spawn_hooks))
     return spawn_hooked(w, task, fn, arg, __builtin_return_address(0));
-  return spawn(w->rt, w, task, fn, arg);
+  return spawn_local(w, task, fn, arg);
 }
 
 int weft__spawn_at(weft_task_t **task, weft_fn fn, void *arg, void *site) {
   weft__worker_t *w = weft__worker_self();
   if (!w || !weft__current(w)) return WEFT_EPERM;
   if (WEFT__UNLIKELY(w->spawn_hooks)) return spawn_hooked(w, task, fn, arg, site);
-  return spawn(w->rt, w, task, fn, arg);
+  return spawn_local(w, task, fn, arg);
 }
 
 int weft__runtime_spawn_at(weft_runtime_t *rt, weft_task_t **task, weft_fn fn, void *arg,
@@ -699,7 +753,7 @@ void weft__join_event(weft__join_t *j, uint32_t side) {
   struct weft_task *t = j->task; /* read first: once woken, the waiter (and j) may go on */
   if (t) {
     if (wake_wake(&t->state, side) == WK_WON_PARKED)
-      weft__schedule(t->rt, (uintptr_t)t | WEFT__ENTRY_RESUME);
+      weft__schedule(weft__task_rt(t), (uintptr_t)t | WEFT__ENTRY_RESUME);
     return;
   }
   if ((j->timed || j->any) && !weft__join_claim_fired(j, side)) return; /* one wake per thread wait */
@@ -724,7 +778,7 @@ static void park_timer_fire(weft__timer_entry_t *e) {
   struct weft_task *t = j->task;
   int won = wake_wake(&t->state, WK_BY_TIMER);
   atomic_store_explicit(&j->timer_done, 1, memory_order_release); /* release: the waiter may go */
-  if (won == WK_WON_PARKED) weft__schedule(t->rt, (uintptr_t)t | WEFT__ENTRY_RESUME);
+  if (won == WK_WON_PARKED) weft__schedule(weft__task_rt(t), (uintptr_t)t | WEFT__ENTRY_RESUME);
 }
 
 /* The wait record's marker for an untimed wait (a timed one is marked by its callback). Never
@@ -736,15 +790,19 @@ static void join_wait_marker(weft__timer_entry_t *e) {
 
 /* While a task is suspended on j, destroy can find j (and j's nodes) from the task. */
 void weft__wait_record_begin(struct weft_task *self, weft__join_t *j, bool timed) {
-  self->timer.fire = timed ? park_timer_fire : join_wait_marker;
-  self->timer.ctx = j;
+  j->timer.fire = timed ? park_timer_fire : join_wait_marker;
+  j->timer.ctx = j;
+  atomic_init(&j->timer.state, 0); /* idle (timer.c's TIMER_IDLE): not armed yet */
+  self->wait = &j->timer;
 }
 
-void weft__wait_record_end(struct weft_task *self) { self->timer.fire = NULL; }
+void weft__wait_record_end(struct weft_task *self) { self->wait = NULL; }
 
+/* t's join while it waits on one; NULL if it waits on another file's record or not at all. */
 static weft__join_t *wait_record(struct weft_task *t) {
-  bool waiting = t->timer.fire == join_wait_marker || t->timer.fire == park_timer_fire;
-  return waiting ? t->timer.ctx : NULL;
+  weft__timer_entry_t *e = t->wait;
+  bool waiting = e && (e->fire == join_wait_marker || e->fire == park_timer_fire);
+  return waiting ? e->ctx : NULL;
 }
 
 void weft__join_remove_nodes(weft__join_t *j) {
@@ -752,6 +810,9 @@ void weft__join_remove_nodes(weft__join_t *j) {
 }
 
 void weft__wait_abandon(struct weft_task *t) {
+  /* relaxed: destroy reads it after the workers stopped. Not started: no wait record (the
+   * union holds fn and arg). */
+  if (!atomic_load_explicit(&t->started, memory_order_relaxed)) return;
   weft__join_t *j = wait_record(t);
   if (j) {
     weft__join_remove_nodes(j);
@@ -760,7 +821,7 @@ void weft__wait_abandon(struct weft_task *t) {
   }
   /* Another file's wait record (lib/sync.c's direct wait on a waiter queue): never armed as
    * a timer, its fire is its abandon. */
-  if (t->timer.fire) t->timer.fire(&t->timer);
+  if (t->wait) t->wait->fire(t->wait);
 }
 
 /* Out of line: inlined into weft__task_complete, it made every completion (most have no
@@ -787,7 +848,7 @@ void weft__task_complete(struct weft_task *t, void *result) {
   /* The completion edge, before DONE is published: pairs with the acquire in every call that
    * returns a task's result (awaited, gathered, polled). */
   weft__tsan_release(&t->word);
-  struct weft_runtime *rt = t->rt; /* read now: once delivered, its owner may free t */
+  struct weft_runtime *rt = weft__task_rt(t); /* read now: once delivered, its owner may free t */
   uintptr_t s = join_complete(&t->word);
   weft__waiter_t *waiters = (weft__waiter_t *)(s & ~WEFT__WORD_FLAGS);
   if (!waiters) {
@@ -804,7 +865,7 @@ bool weft__checkpoint_slow(struct weft_task *self) { return wake_checkpoint(&sel
 int weft_cancel(weft_task_t *t) {
   if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
   if (wake_cancel(&t->state) == WK_WON_PARKED)
-    weft__schedule(t->rt, (uintptr_t)t | WEFT__ENTRY_RESUME);
+    weft__schedule(weft__task_rt(t), (uintptr_t)t | WEFT__ENTRY_RESUME);
   return 0;
 }
 

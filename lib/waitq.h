@@ -201,7 +201,7 @@ static inline weft__wq_node_t *wq_pop(weft__wq_t *q) {
     if (n->wait->task) { /* a direct wait (never a select's) */
       weft__worker_t *self = weft__worker_self();
       /* Under the lock, so that destroy's weft__wq_abandon, which takes it, sees it. */
-      n->wait->settle = !(self && self->rt == n->wait->task->rt);
+      n->wait->settle = !(self && self->rt == weft__task_rt(n->wait->task));
       return n;
     }
     if (!n->wait->select) return n;
@@ -225,7 +225,7 @@ static inline bool wq_empty(const weft__wq_t *q) { return q->head == NULL; }
 static inline void wq_wake_direct(weft__wq_wait_t *w, struct weft_task *t, int status) {
   w->status = status;
   bool foreign = w->settle; /* ours: written under the lock at our dequeue */
-  struct weft_runtime *rt = t->rt;
+  struct weft_runtime *rt = weft__task_rt(t);
   /* acq_rel inside: release hands the value and status to the task; acquire sees its saved
    * stack (it is PARKED: its node was findable only after its commit) */
   int won = wake_wake(&t->state, WK_BY_COMPLETION);
@@ -267,7 +267,7 @@ static inline void wq_wake(weft__wq_wait_t *w, int status) {
    * is outside the window in which a resumed waiter spins in wq_settle (measured: that window
    * held the woken task, stolen by the worker the futex woke, for the whole wake-up). */
   int won = join_count_release(&j->pending) ? wake_wake(&t->state, WK_BY_COMPLETION) : WK_LOST;
-  struct weft_runtime *rt = t->rt;
+  struct weft_runtime *rt = weft__task_rt(t);
   weft__worker_t *self = weft__worker_self();
   if (won == WK_WON_PARKED && !(self && self->rt == rt)) {
     /* From outside the task's runtime (a plain thread, another runtime's worker): schedule

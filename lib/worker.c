@@ -222,7 +222,7 @@ static uint32_t chaos_next(weft__worker_t *w) {
 }
 
 void weft__chaos_point(struct weft_task *self) {
-  if (WEFT__LIKELY(!self || !self->rt->chaos_seed)) return;
+  if (WEFT__LIKELY(!self || !weft__task_rt(self)->chaos_seed)) return;
   weft__worker_t *w = weft__worker_self();
   /* A plain suspension, not weft_yield: a chaos point must not deliver (and so consume) a
    * pending cancel that no call of the task's would report. */
@@ -354,7 +354,10 @@ static bool push_local(weft__worker_t *w, weft__deque_t *q, uintptr_t entry) {
   return true;
 }
 
-void weft__schedule_local(weft__worker_t *w, uintptr_t entry) { push_local(w, &w->deque, entry); }
+int weft__schedule_local(weft__worker_t *w, uintptr_t entry) {
+  push_local(w, &w->deque, entry);
+  return 0;
+}
 
 void weft__schedule_next(weft__worker_t *w, uintptr_t entry) {
   /* Chaos mode explores orders: no slot (its pick is chaos_local_work's). */
@@ -788,7 +791,7 @@ static inline __attribute__((always_inline)) void do_after(weft__worker_t *w) {
     break;
   case WEFT__AFTER_PARK_TIMED: {
     struct weft_task *t = w->after_arg;
-    if (weft__timer_arm(w->rt->timer, &t->timer, &w->n_fired)) weft__wake_one_if_needed(w->rt);
+    if (weft__timer_arm(w->rt->timer, t->wait, &w->n_fired)) weft__wake_one_if_needed(w->rt);
     weft__park_commit(w, t); /* after the arm: a resumed task finds its timer armed or fired */
     break;
   }
