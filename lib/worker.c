@@ -59,10 +59,21 @@
  * yield queue or the inject queue hold anything (Tokio's 3); the 61-tick rule above still
  * applies. Cost: a put and a take are one locked instruction each (a deque push and take of a
  * woken task: two, plus a thief's probe of a busy line).
- * The direct switch: a task that suspends to park (not a yield) while the slot holds an entry
- * that the loop would pick next anyway switches straight to that task's stack (no round trip
- * through the scheduler's stack); the task resumed there performs the suspended one's
- * after-action (weft__suspend's tail), as the loop would have.
+ * The direct switch: a task that suspends to park while the slot holds an entry that the loop
+ * would pick next anyway switches straight to that task's stack (no round trip through the
+ * scheduler's stack); the task resumed there performs the suspended one's after-action
+ * (weft__suspend's tail), as the loop would have. A yield does the same with the oldest entry
+ * of the worker's private run of yielded tasks (#13, direct_yielded), when the slot and the
+ * deque are empty and that entry is a suspended task; and when nothing else is ready on the
+ * worker at all, the yielding task simply goes on (the loop would queue it and take it straight
+ * back; the yields metric counts it in n_yieldq_extra). Outside a fairness tick only, so timers,
+ * fds and the inject queue still get their look every FAIRNESS_TICKS slices. Measured (yield,
+ * bench/README.md's #13): instructions per yield −21 % at 1 worker, CPU time 3.7× less at 2
+ * workers (where a worker holding one task at a time is common). Rejected: the issue's
+ * owner-only yield ring published on demand (Lace's split deque): the locked instructions it
+ * would save were already one CAS per batch of 32; the cost was in the two switches per yield
+ * (each return after a switch lands where the return predictor does not expect it) and the
+ * loop's look for work in between.
  * The watcher. While some slot is in use (puts since a spinner's last look), the spinner that
  * finds nothing parks as the runtime's one watcher: a timed park of NEXT_WATCH_NS (1 ms), whose
  * look before sleeping ignores the slots (a busy pair keeps one filled most of the time), after
@@ -446,6 +457,18 @@ static uintptr_t steal_one(weft__worker_t *w) {
   return e;
 }
 
+/* How many entries w's private run holds, refilling it from the yield queue's oldest when it
+ * is empty (take_own_yielded's comment below); 0: nothing is yielded here. */
+static inline uint32_t yring_fill(weft__worker_t *w) {
+  uint32_t left = atomic_load_explicit(&w->yring_left, memory_order_relaxed); /* owner's own */
+  if (WEFT__LIKELY(left)) return left;
+  int n = weft__deque_steal_batch(&w->yieldq, w->yring, WEFT__YRING);
+  if (n <= 0) return 0;
+  w->yring_next = 0;
+  atomic_store_explicit(&w->yring_left, (uint32_t)n, memory_order_relaxed); /* metrics read it */
+  return (uint32_t)n;
+}
+
 /* The oldest of w's yielded entries: from its private run, refilled from its yield queue's
  * oldest (FIFO: the run holds entries older than any still queued) up to half of them at once
  * with one CAS (weft__deque_steal_batch), so that a worker whose tasks keep yielding pays a
@@ -453,19 +476,14 @@ static uintptr_t steal_one(weft__worker_t *w) {
  * Published on demand: thieves see only the yield queue, where every new yield still goes,
  * and a batch leaves them half of it. The price: the entries of the run (at most
  * WEFT__YRING) wait for their owner's next look even when another worker idles — at most
- * one slice plus the run itself, as the deque's LIFO end does. Rejected: a private ring fed
- * directly by yields, published when a worker spins (needs the yield path itself to change). */
+ * one slice plus the run itself, as the deque's LIFO end does. A yield takes from the same
+ * run when it switches straight to the next task (direct_yielded). Rejected: a private ring fed
+ * directly by yields, published when a worker spins (see the top: the direct switch). */
 static uintptr_t take_own_yielded(weft__worker_t *w) {
-  uint32_t left = atomic_load_explicit(&w->yring_left, memory_order_relaxed); /* owner's own */
-  if (left) {
-    atomic_store_explicit(&w->yring_left, left - 1, memory_order_relaxed); /* metrics read it */
-    return w->yring[w->yring_next++];
-  }
-  int n = weft__deque_steal_batch(&w->yieldq, w->yring, WEFT__YRING);
-  if (n <= 0) return 0;
-  w->yring_next = 1;
-  atomic_store_explicit(&w->yring_left, (uint32_t)n - 1, memory_order_relaxed);
-  return w->yring[0];
+  uint32_t left = yring_fill(w);
+  if (!left) return 0;
+  atomic_store_explicit(&w->yring_left, left - 1, memory_order_relaxed); /* metrics read it */
+  return w->yring[w->yring_next++];
 }
 
 /* The oldest injected entry; the rest of the batch goes onto w's yield queue: FIFO, checked
@@ -803,6 +821,23 @@ static void after_switch(weft__worker_t *w) {
   do_after(w);
 }
 
+/* A yield's after-action when the yield switched straight to the task now running (the most
+ * common one in weft__suspend's tail): do_after's, with the push inline (push_local's call and
+ * do_after's frame were 30 of a yield's ~200 instructions). Its own function, so that the
+ * push's registers cost nothing on the tail of a park. */
+static __attribute__((noinline)) void after_yield(weft__worker_t *w) {
+  w->after = WEFT__AFTER_NOTHING;
+  uintptr_t e = (uintptr_t)w->after_arg | WEFT__ENTRY_RESUME;
+  int r = weft__deque_push(&w->yieldq, e);
+  if (WEFT__LIKELY(r == 0)) return; /* non-empty before: someone already knows */
+  if (r > 0) {
+    weft__wake_one_if_needed(w->rt); /* push_local's wake check */
+    return;
+  }
+  weft__inject_push(w->rt, e); /* the queue could not grow: spill (it wakes) */
+  weft__stat_add(&w->n_yieldq_extra, -1); /* a yield the yield queue's bottom did not count */
+}
+
 /* do_after out of line, for weft__suspend's tail (after_switch, the loop's, inlines it). */
 static __attribute__((noinline)) void after_direct(weft__worker_t *w) { do_after(w); }
 
@@ -819,26 +854,56 @@ static bool local_queues_empty(weft__worker_t *w) {
          atomic_load_explicit(&w->rt->inject.len, memory_order_relaxed) <= 0;
 }
 
+/* Whether the loop's next look is an ordinary one that a direct switch may stand in for: not
+ * chaos mode (its picks are chaos_local_work's), not a fairness tick, not a stop. */
+static inline bool direct_allowed(weft__worker_t *w) {
+  /* relaxed: owner-written (atomic for the watchdog's sample) */
+  return !WEFT__UNLIKELY(w->chaos) &&
+         (atomic_load_explicit(&w->tick, memory_order_relaxed) + 1) % FAIRNESS_TICKS != 0 &&
+         /* relaxed: a prompt exit is all we need, as the loop's own check */
+         !atomic_load_explicit(&w->rt->stopping, memory_order_relaxed);
+}
+
 /* The direct switch (see the top): the entry of w's next slot, if a suspending task may switch
  * straight to it — what the scheduler loop would pick next anyway (local_work: the slot, within
  * its burst, outside a fairness tick) —, else 0 (the loop decides). */
 static uintptr_t direct_next(weft__worker_t *w) {
-  /* relaxed: owner-written (atomic for the watchdog's sample) */
-  if (WEFT__UNLIKELY(w->chaos) ||
-      (atomic_load_explicit(&w->tick, memory_order_relaxed) + 1) % FAIRNESS_TICKS == 0)
-    return 0;
+  if (!direct_allowed(w)) return 0;
   if (w->next_streak >= NEXT_BURST) {
     if (!local_queues_empty(w)) return 0; /* their turn: the loop takes the deque first */
     w->next_streak = 0;                   /* nothing else is waiting here: a new burst */
   }
-  /* relaxed: a prompt exit is all we need, as the loop's own check */
-  if (atomic_load_explicit(&w->rt->stopping, memory_order_relaxed)) return 0;
   uintptr_t e = next_take(&w->next);
   if (e) {
     tick_next(w); /* a slice: the fairness tick and the watchdog count it */
     w->next_streak++;
   }
   return e;
+}
+
+/* The direct switch of a yield (#13): the oldest yielded entry of w's private run, if the loop
+ * would pick it next anyway — the next slot and the deque are empty (they come first in
+ * local_work), outside a fairness tick — and it is a suspended task (a resume entry: a start
+ * entry needs the loop's task_start), else 0 (the loop decides). Taken before the yielder is
+ * queued (its after-action runs on the next task's stack: weft__suspend's tail), so a refill
+ * takes half of the queue without it; the order is the loop's (the yielder goes behind every
+ * entry already yielded). Why: through the loop, a yield is two switches, and each switch's
+ * return lands where the return predictor does not expect it (the scheduler's frames, then the
+ * task's); task to task, every yielder resumes through the same frames, and the loop's look
+ * for work is skipped. */
+static uintptr_t direct_yielded(weft__worker_t *w, struct weft_task *self) {
+  if (!direct_allowed(w)) return 0;
+  if (next_peek(&w->next, 0) || !deque_looks_empty(&w->deque)) return 0; /* their turn */
+  uint32_t left = yring_fill(w);
+  if (!left) { /* nothing else yielded here: the loop would queue the yielder and take it back */
+    if (!deque_looks_empty(&w->yieldq)) return 0; /* the batch lost a race: the loop decides */
+    tick_next(w);
+    return (uintptr_t)self | WEFT__ENTRY_RESUME;
+  }
+  if (!(w->yring[w->yring_next] & WEFT__ENTRY_RESUME)) return 0;
+  atomic_store_explicit(&w->yring_left, left - 1, memory_order_relaxed); /* metrics read it */
+  tick_next(w); /* a slice: the fairness tick and the watchdog count it */
+  return w->yring[w->yring_next++];
 }
 
 /* Chaos mode's random yield at a suspension point: nothing is armed or released yet (that
@@ -864,14 +929,20 @@ void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg) {
   /* Its frames leave the deque (before the switch: t may resume elsewhere, the next task needs
    * it empty). After the stores above, so that nothing but w and t lives across this rare call. */
   if (WEFT__UNLIKELY(w->frames.head)) detach_frames(w);
+  /* A yield goes straight to the oldest yielded task, a park to the slot's task (resume
+   * entries both), when the loop would pick them next. */
+  uintptr_t e;
   if (after == WEFT__AFTER_YIELD) {
-    /* Through the loop, and resumed by it (a yielded task is never in a next slot): the loop
-     * performs every after-action itself. */
-    weft__ctx_switch(&t->runs_on->ctx, &w->sched, false);
-    return;
+    e = direct_yielded(w, t);
+    if (e == ((uintptr_t)t | WEFT__ENTRY_RESUME)) { /* nothing else ready here: t goes on */
+      w->after = WEFT__AFTER_NOTHING;
+      weft__stat_add(&w->n_yieldq_extra, -1); /* a yield the yield queue's bottom did not count */
+      return;
+    }
+  } else {
+    e = direct_next(w);
   }
-  uintptr_t e = direct_next(w);
-  if (e) { /* the slot holds a suspended task (a resume entry): straight to its stack */
+  if (e) { /* straight to its stack */
     struct weft_task *next = (struct weft_task *)(e & ~WEFT__ENTRY_TAGS);
     weft__set_current(w, next);
     weft__ctx_switch(&t->runs_on->ctx, &next->runs_on->ctx, false);
@@ -881,7 +952,10 @@ void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg) {
   /* Resumed, possibly by another worker: callers re-read weft__worker_self(). A task that
    * switched straight to us left its after-action for us to do. */
   w = weft__worker_self();
-  if (w->after != WEFT__AFTER_NOTHING) after_direct(w);
+  if (w->after != WEFT__AFTER_NOTHING) {
+    if (w->after == WEFT__AFTER_YIELD) after_yield(w);
+    else after_direct(w);
+  }
 }
 
 static void run_entry(weft__worker_t *w, uintptr_t e) {

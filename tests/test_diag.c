@@ -859,6 +859,26 @@ Test(metrics, yields_stay_zero_while_only_injected_batches_use_the_yield_queue) 
   OK(weft_runtime_destroy(rt));
 }
 
+/* A yield that goes on without a trip through the yield queue (nothing else ready on its
+ * worker: lib/worker.c, direct_yielded) is counted all the same: a lone task on one worker
+ * yields LONE_YIELDS times, and all but the loop's fairness ticks take that path. */
+enum { LONE_YIELDS = 1000 };
+static void *yield_alone(void *arg) {
+  (void)arg;
+  for (int i = 0; i < LONE_YIELDS; i++) OK(weft_yield());
+  return NULL;
+}
+Test(metrics, yields_that_skip_the_yield_queue_are_counted) {
+  weft_runtime_t *rt = test_runtime(1);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, yield_alone, NULL));
+  OK(weft_join(t, NULL));
+  weft_metrics_t m = WEFT_METRICS_INIT;
+  OK(weft_runtime_metrics(rt, WEFT_METRICS_ALL, &m));
+  cr_assert_eq(m.yields, LONE_YIELDS, "yields %llu", (unsigned long long)m.yields);
+  OK(weft_runtime_destroy(rt));
+}
+
 Test(metrics, a_short_struct_gets_only_its_fields_and_bad_arguments_are_einval) {
   weft_runtime_t *rt = test_runtime(1);
   weft_metrics_t m;

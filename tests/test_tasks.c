@@ -461,6 +461,54 @@ Test(scheduler, yielders_do_not_starve_others) {
   cr_assert_eq(PINT(run_on(1, starve_main, NULL)), 36);
 }
 
+/* ---- #13: a yield with nothing else ready here goes on at once, but not past ready work ---- */
+
+/* One worker; one task yields until three others have run: one it spawned (its deque), one
+ * woken by a timer (fired at the loop's fairness tick), one that a plain thread injects. A
+ * yield that finds no other yielded task goes on without a switch (lib/worker.c,
+ * direct_yielded): it must still look at the deque first and leave the fairness tick to the
+ * loop, or the yielder spins forever (the test's timeout). */
+static atomic_int lone_ran, lone_started;
+static void *lone_bump(void *arg) {
+  (void)arg;
+  atomic_fetch_add(&lone_ran, 1);
+  return NULL;
+}
+static void *lone_sleep_bump(void *arg) {
+  OK(weft_sleep_ms(1));
+  return lone_bump(arg);
+}
+static void *lone_yielder(void *arg) {
+  (void)arg;
+  weft_task_t *kid[2];
+  OK(weft_spawn(&kid[0], lone_bump, NULL));
+  OK(weft_spawn(&kid[1], lone_sleep_bump, NULL));
+  atomic_store(&lone_started, 1);
+  long yields = 0;
+  while (atomic_load(&lone_ran) < 3) {
+    OK(weft_yield());
+    yields++;
+  }
+  OK(weft_gather(kid, 2, NULL));
+  for (int i = 0; i < 2; i++) weft_task_release(kid[i]);
+  return IPTR(yields);
+}
+Test(scheduler, a_lone_yielder_lets_spawned_timed_and_injected_tasks_run, .timeout = 60) {
+  weft_runtime_t *rt = test_runtime(1);
+  atomic_store(&lone_ran, 0);
+  atomic_store(&lone_started, 0);
+  weft_task_t *y, *inj;
+  OK(weft_runtime_spawn(rt, &y, lone_yielder, NULL));
+  while (!atomic_load(&lone_started)) sched_yield(); /* the yielder runs: inject behind it */
+  OK(weft_runtime_spawn(rt, &inj, lone_bump, NULL));
+  void *yields;
+  OK(weft_join(y, &yields));
+  OK(weft_join(inj, NULL));
+  cr_assert_eq(atomic_load(&lone_ran), 3);
+  cr_assert_gt(PINT(yields), 0);
+  OK(weft_runtime_destroy(rt));
+}
+
 /* ---- #13: yielded tasks keep their FIFO order through the owner's batches ---- */
 
 /* YIELD_RING_TASKS tasks, injected from this thread, yield in turn on one worker: first until
