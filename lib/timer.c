@@ -27,7 +27,8 @@
  *
  * Lanes: each slot is LANES lists, filled round robin and walked abreast when the slot comes
  * due, so a cascade has LANES cache misses in flight where one list had one (the entries live
- * in their tasks' descriptors; the next of a list is known only once its miss is served).
+ * on their waiting tasks' stacks, in their joins; the next of a list is known only once its
+ * miss is served). Entries due in the same tick fire in no promised order (lane by lane).
  * sleep 10^6: the poll's share of samples 12 % → 6.6 %, for ~40 more instructions per entry
  * (bench/README.md, #13 "Sleep floor"). A cancel checks the slot's LANES heads to keep
  * `occupied` exact. Rejected for now: slots as arrays of (deadline, entry) pairs, which
