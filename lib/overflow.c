@@ -41,7 +41,11 @@ static size_t put_u64(char *buf, size_t at, size_t cap, uint64_t v) {
 static void on_segv(int sig, siginfo_t *info, void *uctx) {
   weft__worker_t *w = weft__worker_self();
   weft_task_t *t = w ? weft__current(w) : NULL;
-  weft__stack_t *s = t ? t->runs_on : NULL;
+  /* Until its start stores runs_on, those bytes are its fn (the descriptor's union): a fault
+   * between weft__set_current and weft__task_started is no overflow of its stack. relaxed: the
+   * faulting thread's own store, or the worker's that ran it here. */
+  weft__stack_t *s =
+      t && atomic_load_explicit(&t->started, memory_order_relaxed) ? t->runs_on : NULL;
   char *addr = info->si_addr;
   /* Every stack a task of this runtime runs on (an inlined task runs on its awaiter's) comes
    * from this runtime's pool, whose guard size was fixed at creation. */
