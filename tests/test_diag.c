@@ -354,13 +354,16 @@ Test(dump, a_task_age_follows_the_clock) {
 typedef struct {
   weft_future_t *f;
   weft_group_t *g;
+  atomic_int shielded; /* the child runs inside its shield: a cancel can no longer skip it */
 } slow_group_t;
 
-static void *slow_to_unwind(void *f) {
+static void *slow_to_unwind(void *arg) {
+  slow_group_t *s = arg;
   named("slow-child");
   OK(weft_shield_begin());
+  atomic_store(&s->shielded, 1);
   void *v;
-  OK(weft_future_await(f, &v));
+  OK(weft_future_await(s->f, &v));
   weft_shield_end(); /* the pending cancel: the next suspension point delivers it */
   return NULL;
 }
@@ -369,7 +372,7 @@ static void *group_owner(void *arg) {
   slow_group_t *s = arg;
   named("group-owner");
   OK(weft_group_create(&s->g, NULL));
-  OK(weft_group_spawn(s->g, slow_to_unwind, s->f));
+  OK(weft_group_spawn(s->g, slow_to_unwind, s));
   int err = weft_group_wait(s->g);
   weft_group_destroy(s->g);
   return IPTR(err);
@@ -383,6 +386,10 @@ Test(dump, a_cancelled_task_waiting_for_its_children_says_so) {
   OK(weft_runtime_spawn(rt, &owner, group_owner, &s));
   char id[64];
   expect_dump_line(rt, id_text(owner, id, " \"group-owner\": "), "in gather of 1,");
+  /* A child cancelled before it starts never runs, and the owner's cleanup gather would end at
+   * once: cancel only once the child holds its shield. */
+  while (!atomic_load(&s.shielded))
+    sched_yield();
   OK(weft_cancel(owner));
   expect_dump_line(rt, id_text(owner, id, " \"group-owner\": "),
                    "cancelled, in its cleanup gather of 1,");
