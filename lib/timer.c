@@ -36,7 +36,10 @@
  *
  * Firing happens outside the lock: a poll unlinks at most FIRE_BATCH due entries under the lock
  * and runs their callbacks after releasing it; the rest wait in a "due" list for the next poll,
- * so a storm of timers cannot starve running tasks. A timer and a cancel race on one atomic
+ * so a storm of timers cannot starve running tasks. The due list is FIFO: a poll that comes
+ * late, with more than a batch due, fires the earliest batch first (deadline order to the tick
+ * across batches too). The order the woken tasks then run in is the scheduler's: their worker
+ * takes its newest work first, and another worker may steal any of them. A timer and a cancel race on one atomic
  * state word changed only under the lock: ARMED → FIRING (poll) or ARMED → IDLE (cancel), so
  * exactly one wins.
  * Parking: a worker about to park reads the earliest deadline (next_ns) and parks until then;
@@ -67,6 +70,12 @@ typedef struct list {
   weft__timer_entry_t *head;
 } list_t;
 
+/* Due entries in the order they came due (tick order: advance walks the ticks in order), so a
+ * late poll with more than a batch due fires the earliest batch first. */
+typedef struct due_list {
+  weft__timer_entry_t *head, *tail;
+} due_list_t;
+
 struct weft__timer {
   pthread_mutex_t lock;
   uint64_t start_ns;    /* tick 0 */
@@ -74,7 +83,7 @@ struct weft__timer {
   uint64_t occupied[LEVELS];
   list_t slots[LEVELS][SLOTS][LANES];
   unsigned lane;        /* the lane the next link goes to (round robin) */
-  list_t due;
+  due_list_t due;
   long count;
   _Atomic uint64_t next_ns; /* earliest time a poll has work; UINT64_MAX if none */
 };
@@ -92,6 +101,27 @@ static void list_unlink(list_t *l, weft__timer_entry_t *e) {
   else
     l->head = e->next;
   if (e->next) e->next->prev = e->prev;
+}
+
+static void due_append(due_list_t *l, weft__timer_entry_t *e) {
+  e->next = NULL;
+  e->prev = l->tail;
+  if (l->tail)
+    l->tail->next = e;
+  else
+    l->head = e;
+  l->tail = e;
+}
+
+static void due_unlink(due_list_t *l, weft__timer_entry_t *e) {
+  if (e->prev)
+    e->prev->next = e->next;
+  else
+    l->head = e->next;
+  if (e->next)
+    e->next->prev = e->prev;
+  else
+    l->tail = e->prev;
 }
 
 int weft__timer_create(struct weft__timer **out) {
@@ -147,7 +177,7 @@ static bool slot_empty(const list_t lanes[LANES]) {
 
 static void wheel_unlink(struct weft__timer *t, weft__timer_entry_t *e) {
   if (e->level_slot == DUE_LIST) {
-    list_unlink(&t->due, e);
+    due_unlink(&t->due, e);
     return;
   }
   int lane = (int)e->level_slot % LANES, level_slot = (int)e->level_slot / LANES;
@@ -198,7 +228,7 @@ static uint64_t publish_next(struct weft__timer *t) {
 static void expire(struct weft__timer *t, weft__timer_entry_t *e, uint64_t tick) {
   if (deadline_tick(t, e->deadline_ns) <= tick) {
     e->level_slot = DUE_LIST;
-    list_push(&t->due, e);
+    due_append(&t->due, e);
   } else {
     wheel_link(t, e); /* cascade to a finer level */
   }
@@ -288,7 +318,7 @@ uint64_t weft__timer_poll(struct weft__timer *t, uint64_t now_ns, _Atomic uint64
   advance(t, now_tick(t, now_ns));
   while (n < FIRE_BATCH && t->due.head) {
     weft__timer_entry_t *e = t->due.head;
-    list_unlink(&t->due, e);
+    due_unlink(&t->due, e);
     t->count--;
     atomic_store_explicit(&e->state, TIMER_FIRING, memory_order_release); /* release: cancel */
     batch[n++] = e;
