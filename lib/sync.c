@@ -5,9 +5,10 @@
  *
  * The mutex. One word: LOCKED and WAITERS. Uncontended, lock is one CAS (0 -> LOCKED) and
  * unlock one CAS (LOCKED -> 0). A locker that finds it held spins briefly (the holder is
- * likely running on another worker: a critical section is short), then queues. The unlock
- * that sees WAITERS takes the slow path: it dequeues the oldest waiter and, like Go's
- * sync.Mutex in normal mode, releases the lock and wakes that waiter to compete for it (a
+ * likely running on another worker: a critical section is short), naps its thread once for
+ * 50 us (so the holder's worker runs on with the word in its cache: mutex_spin), then queues.
+ * The unlock that sees WAITERS takes the slow path: it dequeues the oldest waiter and, like
+ * Go's sync.Mutex in normal mode, releases the lock and wakes that waiter to compete for it (a
  * running task may barge in first: no lock convoy, where every unlock would wait for a
  * sleeping task to be scheduled). A woken waiter that loses requeues at the front. Starvation:
  * a waiter that has waited more than WEFT_MUTEX_STARVE_NS (1 ms, Go's figure) since it first
@@ -195,7 +196,8 @@ static struct weft_task *waiter_self(const char *what) {
 #include "mutex_impl.h"
 
 enum { MUTEX_HANDED = 0, MUTEX_RETRY = 1 }; /* a woken waiter's status */
-enum { MUTEX_SPINS = 16 }; /* tries before queueing (mutex_spin: with backoff); picked */
+/* mutex_spin's: tries between naps, naps before queueing, a nap's length (measured) */
+enum { MUTEX_TRIES = 4, MUTEX_NAPS = 1, MUTEX_NAP_NS = 50000 };
 
 struct weft_mutex {
   _Atomic uint32_t state; /* MX_LOCKED | MX_WAITERS (mutex_impl.h) */
@@ -219,18 +221,32 @@ void weft_mutex_destroy(weft_mutex_t *m) {
   free(m);
 }
 
-/* Tries with exponential backoff (1, 2, 4 ... 64 pauses between tries, ~770 in all): under
- * contention a try every pause pulled the lock's line from its holder's core each time (8
- * tasks on 2 workers: 640-910 ms per 8*10^6 lock/unlock, 3x pthread); backing off lets the
- * holder run many uncontended sections while the line stays in its cache (225-290 ms, ahead of
- * pthread and Go, bench/README.md). Fewer constant tries (16, 4) parked more and were slower. */
-static bool mutex_spin(weft_mutex_t *m) {
-  for (int i = 0, pauses = 1; i < MUTEX_SPINS; i++) {
-    if (mx_try_lock(&m->state)) return true;
-    for (int k = 0; k < pauses; k++) wq_pause();
-    if (pauses < 64) pauses *= 2;
+/* The contended lock's wait before queueing (measured, #11, bench/README.md's s8 subsection):
+ * MUTEX_TRIES tries with exponential backoff (1, 2, 4, 8 pauses between them), then a nap of
+ * MUTEX_NAP_NS on the state word, then the tries again; after MUTEX_NAPS naps the caller
+ * queues. As the channel lock's nap (waitq.h's "The lock"): the loser gets off its CPU and the
+ * holder's worker runs many critical sections with the word's line in its own cache, so a lock
+ * contended from two workers runs at one worker's speed (8 tasks on 2 workers, 8*10^6
+ * sections: 220-320 ms before, spinning 16 tries up to 64 pauses apart; ~120 ms now, what one
+ * worker alone takes). Nothing wakes a nap (the unlock stays one CAS): the futex returns at
+ * once if the word changed before it slept, and a deadline cuts it short. Its cost: a holder
+ * that is suspended (a task holding the lock across a wait) blocks a contender's worker for
+ * up to MUTEX_NAPS naps before the contender queues. Rejected: queueing sooner (4 tries, no
+ * nap: every unlock then wakes a waiter that loses to the running holder and requeues, 330-580
+ * ms), a longer spin before the nap (8 tries, up to 128 pauses: ~185 ms), more naps (2, 4:
+ * no faster), 20 us naps (the same as 50). */
+static bool mutex_spin(weft_mutex_t *m, uint64_t deadline_ns) {
+  for (int nap = 0;; nap++) {
+    for (int i = 0, pauses = 1; i < MUTEX_TRIES; i++, pauses *= 2) {
+      if (mx_try_lock(&m->state)) return true;
+      for (int k = 0; k < pauses; k++) wq_pause();
+    }
+    if (nap == MUTEX_NAPS) return false;
+    uint32_t s = atomic_load_explicit(&m->state, memory_order_relaxed); /* a hint: futex checks */
+    if (!(s & MX_LOCKED)) continue;
+    uint64_t until = weft_now_ns() + MUTEX_NAP_NS;
+    weft__futex_wait(&m->state, s, until < deadline_ns ? until : deadline_ns);
   }
-  return false;
 }
 
 int weft_mutex_trylock(weft_mutex_t *m) {
@@ -267,14 +283,16 @@ static int mutex_retry_check(struct weft_task *self, uint64_t deadline_ns) {
   return 0;
 }
 
-/* Queues and waits until the lock is ours, the deadline passes or a cancel arrives. */
-static int mutex_lock_slow(weft_mutex_t *m, uint64_t deadline_ns) {
+/* Queues and waits until the lock is ours, the deadline passes or a cancel arrives. Out of
+ * line: inlined, its register saves and frame sat on weft_mutex_lock's uncontended path (23
+ * instructions a lock, 8 without them: callgrind). */
+static __attribute__((noinline)) int mutex_lock_slow(weft_mutex_t *m, uint64_t deadline_ns) {
   struct weft_task *self = weft__awaiting_task(weft__worker_self(), "weft_mutex_lock");
   weft__wait_reason(self, WEFT__WAIT_LOCK, (uintptr_t)m);
   uint64_t since = 0;
   bool front = false, starving = false;
   for (;;) {
-    if (mutex_spin(m)) return 0;
+    if (mutex_spin(m, deadline_ns)) return 0;
     weft__wq_wait_t w;
     weft__wq_node_t n;
     wq_wait_init(&w, false);
