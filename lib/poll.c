@@ -21,12 +21,12 @@
  *     next tick (found in review). `owner` carries OWNER_BLOCKS to tell the two holders apart.
  * An edge bumps the direction's `edges` count and wakes the task parked in its park word
  * (lib/fdpark_impl.h, issue 12: claim the task out of the word, one CAS on its park state,
- * which cancellation and deadlines race through as for every other wait), and schedules it
- * (weft__schedule: onto the polling worker's deque, which wakes a sibling if none is looking
- * for work). Until issue 12 the word was a completion word (join_impl.h), ten locked
- * instructions per message between wait and wake where the fd park takes six. The
- * batch's tasks then move to the worker's FIFO yield queue (ready_fifo: oldest connection
- * first, as Go queues netpoll's goroutines at a run queue's tail).
+ * which cancellation and deadlines race through as for every other wait). Until issue 12 the
+ * word was a completion word (join_impl.h), ten locked instructions per message between wait
+ * and wake where the fd park takes six. The batch's woken tasks go straight onto the polling
+ * worker's FIFO yield queue, in event order (ready_fifo: oldest connection first, as Go queues
+ * netpoll's goroutines at a run queue's tail; the empty → non-empty push wakes a sibling if
+ * none is looking for work). A close's notify from a task schedules as any wake-up does.
  * Breaking the poller: the poller stays on the idle list while it blocks, so every existing
  * wake-up (new work, an earlier timer, a stop) may pick it; the waker then also writes the
  * eventfd (the woke hook), deduplicated by `break_pending` (Go's netpollBreak). The lost
@@ -330,7 +330,12 @@ void weft__poll_unregister(struct weft__poller *p, weft__sock_t *s, bool close_f
   pthread_mutex_unlock(&p->lock);
 }
 
-int weft__poll_dir_notify(weft__poll_dir_t *d, bool hup) {
+/* The edge's delivery: bumps the count and claims and wakes the task parked in the word.
+ * Returns the task's resume entry if the caller is to schedule it (the task was parked, and
+ * the caller is a worker of its runtime: the word is free again, and the task runs only once
+ * it is scheduled), else 0 (nobody waited, the task's own commit schedules it, or the delivery
+ * came from outside the runtime and scheduled it here). */
+static uintptr_t dir_deliver(weft__poll_dir_t *d, bool hup) {
   /* relaxed: sequenced before the claim's seq_cst bump, so a waiter's read that sees that
    * bump sees the bit too; the bit goes in first, so a read that sees it unset comes before
    * the bump. See lib/io.c's dir_wait. */
@@ -344,19 +349,25 @@ int weft__poll_dir_notify(weft__poll_dir_t *d, bool hup) {
   int won = fdpark_deliver_wake(e);
   weft__worker_t *self = weft__worker_self();
   if (self && self->rt == rt) {
-    /* The word is free before the task can run (it runs only once we schedule it, or its own
-     * commit does), so its next wait finds it EMPTY; the scheduling itself (a deque push, maybe
-     * a sibling's futex wake) stays outside the claim. */
+    /* The word is free before the task can run (it runs only once the caller schedules it, or
+     * its own commit does), so its next wait finds it EMPTY; the scheduling itself (a queue
+     * push, maybe a sibling's futex wake) stays outside the claim. */
     fdpark_deliver_end(&d->park);
-    if (won != WK_WON_PARKED) return 0;
-    weft__schedule(rt, e | WEFT__ENTRY_RESUME);
-    return 1;
+    return won == WK_WON_PARKED ? e | WEFT__ENTRY_RESUME : 0;
   }
   /* From outside the task's runtime (a plain thread's close): the inject push touches the
    * runtime, so it comes before the end, which destroy's withdraw waits for (lib/runtime.c). */
   if (won == WK_WON_PARKED) weft__schedule(rt, e | WEFT__ENTRY_RESUME);
   fdpark_deliver_end(&d->park);
   return 0;
+}
+
+int weft__poll_dir_notify(weft__poll_dir_t *d, bool hup) {
+  uintptr_t e = dir_deliver(d, hup);
+  if (!e) return 0;
+  /* Parked and not yet scheduled: the task (and its runtime) cannot go away under us. */
+  weft__schedule(weft__task_rt((struct weft_task *)(e & ~WEFT__ENTRY_TAGS)), e);
+  return 1;
 }
 
 /* Starts the batch's cache misses together instead of one after another: with a thousand
@@ -378,9 +389,32 @@ static void prefetch_batch(struct weft__poller *p, const weft__poll_event_t *ev,
   }
 }
 
-/* Hands the events to their descriptors; returns how many were for live registrations and
- * adds the waiters woken to *woken. */
-static int dispatch(struct weft__poller *p, const weft__poll_event_t *ev, int n, int *woken) {
+/* The tasks a batch woke, in event order, onto w's yield queue (FIFO, stealable, checked every
+ * 61 ticks): oldest connection first, as Go queues netpoll's goroutines at a run queue's tail.
+ * Not the deque: its owner end is LIFO, and under load a busy worker's tick polls kept stacking
+ * new connections on top of older ones, the oldest waiting for a thief (measured: p99 latency
+ * under wrk). Until session 8 the batch went onto the deque (weft__schedule) and was then
+ * moved (a take, with its fence, and a push per task); now the dispatch collects the entries
+ * and pushes them here once (bench/README.md's "Echo, round 4"). As push_local: wake a sibling
+ * on the empty → non-empty push, spill to the inject queue if the queue cannot grow. */
+static void ready_fifo(weft__worker_t *w, const uintptr_t *batch, int n) {
+  weft__stat_add(&w->n_yieldq_extra, n); /* not yields; before the pushes (see n_yieldq_extra) */
+  int spilled = 0;
+  for (int i = 0; i < n; i++) {
+    int r = weft__deque_push(&w->yieldq, batch[i]);
+    if (r < 0) weft__inject_push(w->rt, batch[i]);
+    else if (r > 0) weft__wake_one_if_needed(w->rt);
+    spilled += r < 0;
+  }
+  if (spilled) weft__stat_add(&w->n_yieldq_extra, -spilled);
+}
+
+/* Hands the events to their descriptors and the tasks they woke to w's yield queue; returns how
+ * many events were for live registrations. */
+static int dispatch(struct weft__poller *p, weft__worker_t *w, const weft__poll_event_t *ev,
+                    int n) {
+  uintptr_t batch[2 * EVENTS_MAX]; /* a batch wakes at most a reader and a writer per event */
+  int woken = 0;
   prefetch_batch(p, ev, n);
   int live = 0;
   for (int i = 0; i < n; i++) {
@@ -388,10 +422,12 @@ static int dispatch(struct weft__poller *p, const weft__poll_event_t *ev, int n,
     /* acquire: pairs with register's release (the flags of this registration are reset) */
     if (!s || atomic_load_explicit(&s->seq, memory_order_acquire) != (uint32_t)(ev[i].tag >> 32))
       continue; /* an earlier registration's event: the fd was closed meanwhile */
-    if (ev[i].in) *woken += weft__poll_dir_notify(&s->rd, ev[i].hup);
-    if (ev[i].out) *woken += weft__poll_dir_notify(&s->wr, ev[i].hup);
+    uintptr_t e;
+    if (ev[i].in && (e = dir_deliver(&s->rd, ev[i].hup))) batch[woken++] = e;
+    if (ev[i].out && (e = dir_deliver(&s->wr, ev[i].hup))) batch[woken++] = e;
     live++;
   }
+  if (woken) ready_fifo(w, batch, woken);
   return live;
 }
 
@@ -402,33 +438,6 @@ static bool try_own(struct weft__poller *p, weft__worker_t *w, uintptr_t blocks)
   /* seq_cst: the poller's store side of the break hand-off (design comment) */
   return atomic_compare_exchange_strong_explicit(&p->owner, &none, (uintptr_t)w | blocks,
                                                  memory_order_seq_cst, memory_order_relaxed);
-}
-
-/* The tasks an I/O batch woke went onto w's deque (weft__schedule), whose owner end is LIFO:
- * under load a busy worker's tick polls would keep stacking new connections on top of older
- * ones, and the oldest would wait for a thief (measured: p99 latency under wrk). So the newest
- * `woken` entries move to the yield queue, oldest first (FIFO, stealable, checked every 61
- * ticks): Go puts netpoll's goroutines at the tail of a run queue for the same reason. An
- * entry a thief took meanwhile is simply not moved; one pushed before the batch and moved
- * with it still runs (behind the batch). */
-static void ready_fifo(weft__worker_t *w, int woken) {
-  uintptr_t batch[2 * EVENTS_MAX]; /* a batch wakes at most a reader and a writer per event */
-  int n = 0;
-  while (n < woken && n < 2 * EVENTS_MAX) {
-    uintptr_t e = weft__deque_take(&w->deque);
-    if (!e) break;
-    batch[n++] = e;
-  }
-  if (n) weft__stat_add(&w->n_yieldq_extra, n); /* not yields; before the pushes (see n_yieldq_extra) */
-  int spilled = 0;
-  while (n > 0) { /* as worker.c's push_local: wake a sibling on empty→non-empty, spill if full */
-    uintptr_t e = batch[--n];
-    int r = weft__deque_push(&w->yieldq, e);
-    if (r < 0) weft__inject_push(w->rt, e);
-    else if (r > 0) weft__wake_one_if_needed(w->rt);
-    spilled += r < 0;
-  }
-  if (spilled) weft__stat_add(&w->n_yieldq_extra, -spilled);
 }
 
 /* Polls once (deadline 0: without blocking) and dispatches; the caller (worker w, in its
@@ -443,10 +452,7 @@ static int poll_once(struct weft__poller *p, weft__worker_t *w, uint64_t deadlin
    * it needs no break while it is not blocked. release: orders our reads of the table. */
   atomic_store_explicit(&p->owner, 0, memory_order_release);
   if (n <= 0) return 0;
-  int woken = 0;
-  int live = dispatch(p, ev, n, &woken);
-  if (woken) ready_fifo(w, woken);
-  return live;
+  return dispatch(p, w, ev, n);
 }
 
 /* Takes the poller to block in it: true, or false if another idle worker blocks in it (sleep

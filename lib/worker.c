@@ -66,7 +66,10 @@
  * of the worker's private run of yielded tasks (#13, direct_yielded), when the slot and the
  * deque are empty and that entry is a suspended task; and when nothing else is ready on the
  * worker at all, the yielding task simply goes on (the loop would queue it and take it straight
- * back; the yields metric counts it in n_yieldq_extra). Outside a fairness tick only, so timers,
+ * back; the yields metric counts it in n_yieldq_extra). A park whose slot is empty does the same
+ * with that oldest yielded entry (the poller queues the tasks its fds woke there: a connection
+ * that waits for its socket switches straight to the next ready one; issue 12's echo, round 4).
+ * Outside a fairness tick only, so timers,
  * fds and the inject queue still get their look every FAIRNESS_TICKS slices. Measured (yield,
  * bench/README.md's #13): instructions per yield −21 % at 1 worker, CPU time 3.7× less at 2
  * workers (where a worker holding one task at a time is common). Rejected: the issue's
@@ -881,7 +884,8 @@ static uintptr_t direct_next(weft__worker_t *w) {
   return e;
 }
 
-/* The direct switch of a yield (#13): the oldest yielded entry of w's private run, if the loop
+/* The direct switch of a yield (#13; self: the yielder) or of a park whose slot is empty (self
+ * NULL): the oldest yielded entry of w's private run, if the loop
  * would pick it next anyway — the next slot and the deque are empty (they come first in
  * local_work), outside a fairness tick — and it is a suspended task (a resume entry: a start
  * entry needs the loop's task_start), else 0 (the loop decides). Taken before the yielder is
@@ -896,6 +900,7 @@ static uintptr_t direct_yielded(weft__worker_t *w, struct weft_task *self) {
   if (next_peek(&w->next, 0) || !deque_looks_empty(&w->deque)) return 0; /* their turn */
   uint32_t left = yring_fill(w);
   if (!left) { /* nothing else yielded here: the loop would queue the yielder and take it back */
+    if (!self) return 0; /* a park: the loop looks elsewhere */
     if (!deque_looks_empty(&w->yieldq)) return 0; /* the batch lost a race: the loop decides */
     tick_next(w);
     return (uintptr_t)self | WEFT__ENTRY_RESUME;
@@ -939,8 +944,11 @@ void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg) {
       weft__stat_add(&w->n_yieldq_extra, -1); /* a yield the yield queue's bottom did not count */
       return;
     }
-  } else {
-    e = direct_next(w);
+  } else if (!(e = direct_next(w))) {
+    /* The slot is empty: the oldest task of the yield queue, where the poller queues the
+     * tasks its fds woke (a server's connection that parks on its socket switches straight to
+     * the next ready connection, bench/README.md's "Echo, round 4"). */
+    e = direct_yielded(w, NULL);
   }
   if (e) { /* straight to its stack */
     struct weft_task *next = (struct weft_task *)(e & ~WEFT__ENTRY_TAGS);
