@@ -61,6 +61,7 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -268,32 +269,64 @@ typedef struct io_buf {
   int iovcnt;
 } io_buf_t;
 
+/* The socket calls without libc's cancellation wrapper. recv, send, recvmsg and sendmsg are
+ * pthread cancellation points: glibc brackets each system call with
+ * __pthread_enable_asynccancel / __pthread_disable_asynccancel, a locked CAS on the thread's
+ * cancel word each, so four locked instructions and ~57 instructions per echo message
+ * (callgrind of examples/echo_server: 7 % of its user instructions, more than the fd park's
+ * whole protocol). weft's fds are non-blocking, so these calls never block and a cancellation
+ * point there serves nobody: a task is cancelled with weft_cancel, and a plain thread that waits
+ * blocks in poll(2), which stays one. So weft makes the system call itself (Go does the same).
+ * Not when a sanitizer is in the process (weft__san_hooks): TSan's and ASan's interceptors of
+ * these calls are how they check the buffers and see the happens-before a socket carries (a
+ * thread sends, a task reads what it sent), so then the libc calls. Cost: a program that
+ * interposes recv or send (LD_PRELOAD) does not see weft's calls. */
+static ssize_t sys_recv(int fd, void *buf, size_t len) {
+  if (WEFT__UNLIKELY(weft__san_hooks())) return recv(fd, buf, len, 0);
+  return syscall(SYS_recvfrom, fd, buf, len, 0, NULL, NULL);
+}
+
+static ssize_t sys_send(int fd, const void *buf, size_t len) {
+  /* MSG_NOSIGNAL: a closed peer is WEFT_EPIPE, never a SIGPIPE that kills the process */
+  if (WEFT__UNLIKELY(weft__san_hooks())) return send(fd, buf, len, MSG_NOSIGNAL);
+  return syscall(SYS_sendto, fd, buf, len, MSG_NOSIGNAL, NULL, 0);
+}
+
+static ssize_t sys_recvmsg(int fd, struct msghdr *m) {
+  if (WEFT__UNLIKELY(weft__san_hooks())) return recvmsg(fd, m, 0);
+  return syscall(SYS_recvmsg, fd, m, 0);
+}
+
+static ssize_t sys_sendmsg(int fd, const struct msghdr *m) {
+  if (WEFT__UNLIKELY(weft__san_hooks())) return sendmsg(fd, m, MSG_NOSIGNAL); /* as sys_send */
+  return syscall(SYS_sendmsg, fd, m, MSG_NOSIGNAL);
+}
+
 /* Sockets are read with recv/recvmsg: read(2) goes through the VFS first (the file position
  * lock check, fsnotify), measurably more per call in a profile of the echo server (Tokio's
  * mio calls recv too). */
 static ssize_t call_read(weft__sock_t *s, void *ctx) {
   io_buf_t *b = ctx;
-  return s->is_socket ? recv(s->fd, b->buf, b->len, 0) : read(s->fd, b->buf, b->len);
+  return s->is_socket ? sys_recv(s->fd, b->buf, b->len) : read(s->fd, b->buf, b->len);
 }
 
 static ssize_t call_readv(weft__sock_t *s, void *ctx) {
   io_buf_t *b = ctx;
   if (!s->is_socket) return readv(s->fd, b->iov, b->iovcnt);
   struct msghdr m = {.msg_iov = (struct iovec *)b->iov, .msg_iovlen = (size_t)b->iovcnt};
-  return recvmsg(s->fd, &m, 0);
+  return sys_recvmsg(s->fd, &m);
 }
 
 static ssize_t call_write(weft__sock_t *s, void *ctx) {
   io_buf_t *b = ctx;
-  /* MSG_NOSIGNAL: a closed peer is WEFT_EPIPE, never a SIGPIPE that kills the process */
-  return s->is_socket ? send(s->fd, b->buf, b->len, MSG_NOSIGNAL) : write(s->fd, b->buf, b->len);
+  return s->is_socket ? sys_send(s->fd, b->buf, b->len) : write(s->fd, b->buf, b->len);
 }
 
 static ssize_t call_writev(weft__sock_t *s, void *ctx) {
   io_buf_t *b = ctx;
   if (!s->is_socket) return writev(s->fd, b->iov, b->iovcnt);
   struct msghdr m = {.msg_iov = (struct iovec *)b->iov, .msg_iovlen = (size_t)b->iovcnt};
-  return sendmsg(s->fd, &m, MSG_NOSIGNAL);
+  return sys_sendmsg(s->fd, &m);
 }
 
 ptrdiff_t weft_sock_read(weft_sock_t *s, void *buf, size_t len, uint64_t deadline_ns) {
