@@ -69,8 +69,8 @@
  * back; the yields metric counts it in n_yieldq_extra). A park whose slot is empty does the same
  * with that oldest yielded entry (the poller queues the tasks its fds woke there: a connection
  * that waits for its socket switches straight to the next ready one; issue 12's echo, round 4).
- * Outside a fairness tick only, so timers,
- * fds and the inject queue still get their look every FAIRNESS_TICKS slices. Measured (yield,
+ * Outside a fairness tick only, so timers, fds and the inject queue still get their look every
+ * FAIRNESS_TICKS slices. Measured (yield,
  * bench/README.md's #13): instructions per yield −21 % at 1 worker, CPU time 3.7× less at 2
  * workers (where a worker holding one task at a time is common). Rejected: the issue's
  * owner-only yield ring published on demand (Lace's split deque): the locked instructions it
@@ -885,10 +885,10 @@ static uintptr_t direct_next(weft__worker_t *w) {
 }
 
 /* The direct switch of a yield (#13; self: the yielder) or of a park whose slot is empty (self
- * NULL): the oldest yielded entry of w's private run, if the loop
- * would pick it next anyway — the next slot and the deque are empty (they come first in
- * local_work), outside a fairness tick — and it is a suspended task (a resume entry: a start
- * entry needs the loop's task_start), else 0 (the loop decides). Taken before the yielder is
+ * NULL): the oldest yielded entry of w's private run, if the loop would pick it next anyway —
+ * the next slot and the deque are empty (they come first in local_work), outside a fairness
+ * tick — and it is a suspended task (a resume entry: a start entry needs the loop's
+ * task_start), else 0 (the loop decides). Taken before the yielder is
  * queued (its after-action runs on the next task's stack: weft__suspend's tail), so a refill
  * takes half of the queue without it; the order is the loop's (the yielder goes behind every
  * entry already yielded). Why: through the loop, a yield is two switches, and each switch's
