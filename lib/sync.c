@@ -229,19 +229,23 @@ void weft_mutex_destroy(weft_mutex_t *m) {
  * contended from two workers runs at one worker's speed (8 tasks on 2 workers, 8*10^6
  * sections: 220-320 ms before, spinning 16 tries up to 64 pauses apart; ~120 ms now, what one
  * worker alone takes). Nothing wakes a nap (the unlock stays one CAS): the futex returns at
- * once if the word changed before it slept, and a deadline cuts it short. Its cost: a holder
- * that is suspended (a task holding the lock across a wait) blocks a contender's worker for
- * up to MUTEX_NAPS naps before the contender queues. Rejected: queueing sooner (4 tries, no
+ * once if the word changed before it slept, and a deadline cuts it short; timer slack makes it
+ * ~100-150 us at normal priority on this VM (review). Its cost: a holder that cannot run
+ * meanwhile — suspended across a wait, or queued on the napping worker — loses that time. So a
+ * lock call naps at most once (not again after a lost wake-up: may_nap), and never on a
+ * runtime of one worker, where the holder can only be suspended or queued behind the nap (a
+ * holder that yields while locked: 174-188 us a contended lock with the nap, 26-53 without).
+ * Rejected: queueing sooner (4 tries, no
  * nap: every unlock then wakes a waiter that loses to the running holder and requeues, 330-580
  * ms), a longer spin before the nap (8 tries, up to 128 pauses: ~185 ms), more naps (2, 4:
  * no faster), 20 us naps (the same as 50). */
-static bool mutex_spin(weft_mutex_t *m, uint64_t deadline_ns) {
+static bool mutex_spin(weft_mutex_t *m, uint64_t deadline_ns, bool may_nap) {
   for (int nap = 0;; nap++) {
     for (int i = 0, pauses = 1; i < MUTEX_TRIES; i++, pauses *= 2) {
       if (mx_try_lock(&m->state)) return true;
       for (int k = 0; k < pauses; k++) wq_pause();
     }
-    if (nap == MUTEX_NAPS) return false;
+    if (!may_nap || nap == MUTEX_NAPS) return false;
     uint32_t s = atomic_load_explicit(&m->state, memory_order_relaxed); /* a hint: futex checks */
     if (!(s & MX_LOCKED)) continue;
     uint64_t until = weft_now_ns() + MUTEX_NAP_NS;
@@ -287,12 +291,17 @@ static int mutex_retry_check(struct weft_task *self, uint64_t deadline_ns) {
  * line: inlined, its register saves and frame sat on weft_mutex_lock's uncontended path (23
  * instructions a lock, 8 without them: callgrind). */
 static __attribute__((noinline)) int mutex_lock_slow(weft_mutex_t *m, uint64_t deadline_ns) {
-  struct weft_task *self = weft__awaiting_task(weft__worker_self(), "weft_mutex_lock");
+  weft__worker_t *worker = weft__worker_self();
+  struct weft_task *self = weft__awaiting_task(worker, "weft_mutex_lock");
   weft__wait_reason(self, WEFT__WAIT_LOCK, (uintptr_t)m);
   uint64_t since = 0;
   bool front = false, starving = false;
+  /* mutex_spin's nap: a plain thread's is its own business; a worker's, only if another
+   * worker may be running the holder */
+  bool may_nap = !worker || worker->rt->nworkers > 1;
   for (;;) {
-    if (mutex_spin(m, deadline_ns)) return 0;
+    if (mutex_spin(m, deadline_ns, may_nap)) return 0;
+    may_nap = false; /* once per call */
     weft__wq_wait_t w;
     weft__wq_node_t n;
     wq_wait_init(&w, false);

@@ -662,7 +662,7 @@ static bool park(weft__worker_t *w, bool *spinning, uint64_t until) {
       /* The first idle worker to take the poller blocks in it instead (lib/poll.c). */
       int polled = weft__poll_active(rt) ? rt->poll_hooks->park(w, deadline) : -1;
       if (polled < 0) weft__futex_wait(&w->park_word, 0, deadline);
-      if (polled > 0) break; /* fds became ready: their tasks are on our deque */
+      if (polled > 0) break; /* fds became ready: their tasks are on our yield queue */
       if (deadline != UINT64_MAX && weft_now_ns() >= deadline) break;
       deadline = weft__timer_next_deadline(rt->timer);
       if (scavenge_at < deadline) deadline = scavenge_at;
@@ -934,8 +934,8 @@ void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg) {
   /* Its frames leave the deque (before the switch: t may resume elsewhere, the next task needs
    * it empty). After the stores above, so that nothing but w and t lives across this rare call. */
   if (WEFT__UNLIKELY(w->frames.head)) detach_frames(w);
-  /* A yield goes straight to the oldest yielded task, a park to the slot's task (resume
-   * entries both), when the loop would pick them next. */
+  /* A yield goes straight to the oldest yielded task, a park to the slot's task or else the
+   * oldest yielded one (resume entries all), when the loop would pick them next. */
   uintptr_t e;
   if (after == WEFT__AFTER_YIELD) {
     e = direct_yielded(w, t);
