@@ -628,14 +628,12 @@ static int __attribute__((noinline, cold)) spawn_push_tsan(weft__worker_t *w, st
 }
 
 /* spawn_local's push found the deque empty (r 1: wake an idle worker if no one looks, as
- * worker.c's push_local does) or full and unable to grow (r -1: spill to the inject queue,
- * which wakes). */
+ * worker.c's push_local does) or full (WD_FULL: nothing pushed yet; weft__schedule_local
+ * grows it, or spills to the inject queue). */
 static int __attribute__((noinline)) spawn_pushed_rare(weft__worker_t *w, struct weft_task *t,
                                                        int r) {
-  if (r < 0)
-    weft__inject_push(w->rt, (uintptr_t)t);
-  else
-    weft__wake_one_if_needed(w->rt);
+  if (r == WEFT__DEQUE_FULL) return weft__schedule_local(w, (uintptr_t)t);
+  weft__wake_one_if_needed(w->rt);
   return 0;
 }
 
@@ -660,9 +658,10 @@ static inline int spawn_local(weft__worker_t *w, weft_task_t **out, weft_fn fn, 
   task_fill(t, fn, arg, out != NULL, w->id_next++, w->born_word);
   if (out) *out = t;
   if (WEFT__UNLIKELY(weft__san_hooks() & WEFT__SAN_TSAN)) return spawn_push_tsan(w, t);
-  /* The push inline (#13, session 8: two calls and a frame less per spawn, ~30 instructions);
-   * weft__schedule_local's two other outcomes, out of line. */
-  int r = weft__deque_push(&w->deque, (uintptr_t)t);
+  /* The push inline (#13, session 8: two calls less per spawn), without the growth call
+   * (push_fit: the registers that call needs saved would cost every spawn); the deque's other
+   * outcomes out of line. */
+  int r = weft__deque_push_fit(&w->deque, (uintptr_t)t);
   if (WEFT__LIKELY(r == 0)) return 0; /* non-empty before: someone already knows */
   return spawn_pushed_rare(w, t, r);
 }
