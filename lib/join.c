@@ -378,8 +378,7 @@ static int join_inline(weft__worker_t *w, struct weft_task *self, struct weft_ta
    * otherwise (relaxed: t's own bits, and t ran on this thread) */
   if ((atomic_load_explicit(&t->state, memory_order_relaxed) & WK_CANCEL_DELIVERED) && !t->error)
     t->error = WEFT_ECANCELED;
-  /* relaxed: see above — no one else may write a word whose handle we hold and release now */
-  if (WEFT__UNLIKELY(atomic_load_explicit(&t->word, memory_order_relaxed) != 0)) {
+  if (WEFT__UNLIKELY(!join_holder_untouched(&t->word))) { /* join_impl.h, the relacy model's too */
     weft__task_complete(t, r); /* someone awaits it after all: publish, deliver */
     int err = task_outcome(t, result);
     release_task(t, "weft_join");
