@@ -553,16 +553,13 @@ struct detach_test : rl::test_suite<detach_test<Ops>, 2> {
  * the child because the newest entry is the child (peek_newest), without taking it back. */
 template <class DOps, class JOps, bool PeekOnly>
 struct join_inline_test : rl::test_suite<join_inline_test<DOps, JOps, PeekOnly>, 2> {
-  model_array arr;
-  model_deque dq;
+  deque_test<DOps> d; /* its deque (its payloads and counters unused) */
+  model_deque &dq = d.dq;
   model_task task;
   rl::atomic<int> ran;
 
   void before() {
-    arr.mask = CAP - 1;
-    dq.top($).store(0, rl::mo_relaxed);
-    dq.bottom($).store(0, rl::mo_relaxed);
-    dq.array($).store(&arr, rl::mo_relaxed);
+    d.before();
     task.init();
     ran($).store(0, rl::mo_relaxed);
   }
