@@ -638,8 +638,9 @@ static int __attribute__((noinline)) spawn_pushed_rare(weft__worker_t *w, struct
 }
 
 /* A worker's spawn (#13). The common case — a descriptor and a stack in the worker's caches,
- * an id left in its block, the runtime open — calls nothing before the push, which it ends
- * with as a tail call: no registers to save, no frame (spawn() kept them all live across its
+ * an id left in its block, the runtime open — calls nothing: the push is inline (session 8;
+ * before, it ended in a tail call to it), and what is rare after it is a tail call: no
+ * registers to save, no frame (spawn() kept them all live across its
  * possible calls). Everything else is spawn()'s, which checks and counts (the test build's
  * fault countdowns) in the same order: this path runs each countdown only where spawn()
  * would, after the same checks. */
