@@ -3,9 +3,9 @@
  * deque_impl.h, instantiated here with C11 atomics (and in tests/model/ with relacy's); the
  * storage (arrays, growth, retirement and reclamation while thieves run) is in deque.c.
  *
- * Names this header generates (grep finds them here): weft__deque_push, weft__deque_take,
+ * Names this header generates (grep finds them here): weft__deque_push, weft__deque_push_fit, weft__deque_take,
  * weft__deque_steal, weft__deque_steal_batch, weft__deque_seen_nonempty, weft__deque_peek_newest (static inline, from
- * deque_impl.h's WD_FN), and WEFT__DEQUE_ABORT. Declared: weft__deque_init, weft__deque_destroy,
+ * deque_impl.h's WD_FN), WEFT__DEQUE_ABORT and WEFT__DEQUE_FULL. Declared: weft__deque_init, weft__deque_destroy,
  * weft__deque_grow, weft__deque_reclaim. A thief calls steal and steal_batch on another's deque
  * only inside the domain's read section (weft__epoch_enter/leave, epoch.h). */
 #ifndef WEFT_DEQUE_H
@@ -63,5 +63,6 @@ int weft__deque_reclaim(weft__deque_t *d);
 
 #include "deque_impl.h"
 #define WEFT__DEQUE_ABORT WD_ABORT
+#define WEFT__DEQUE_FULL WD_FULL
 
 #endif /* WEFT_DEQUE_H */

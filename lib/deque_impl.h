@@ -44,21 +44,20 @@
 #define WD_LAST_CAS 1
 #endif
 
-/* Owner only. Returns 1 if the deque was seen empty before this push, 0 if not, and -1 if it
- * was full and could not grow (nothing pushed; the caller spills elsewhere). On 1 the caller
- * checks for idle workers to wake (an empty→non-empty transition is the only one that can
- * leave work unseen; see worker.c). That push stores bottom seq_cst: the store side of the
+/* Owner only. Returns 1 if the deque was seen empty before this push, 0 if not, and 2 if it
+ * was full (nothing pushed: push below grows it; a caller that keeps the growth call, and
+ * the registers it saves, off its own fast path calls push then — #13, weft_spawn). On 1 the
+ * caller checks for idle workers to wake (an empty→non-empty transition is the only one that
+ * can leave work unseen; see worker.c). That push stores bottom seq_cst: the store side of the
  * wake check's store→load (Dekker) pattern; pushes onto a non-empty deque need only release. */
-static inline int WD_FN(push)(WD_DEQUE *d, uintptr_t x) {
+#define WD_FULL 2
+static inline int WD_FN(push_fit)(WD_DEQUE *d, uintptr_t x) {
   int64_t b = WD_LOAD(d->bottom, WD_RLX); /* relaxed: only the owner writes bottom */
   /* acquire: pairs with a thief's CAS of top, so a slot is reused only after the thief that
    * took its old element has read it. */
   int64_t t = WD_LOAD(d->top, WD_ACQ);
   WD_ARRAY *a = WD_LOAD(d->array, WD_RLX); /* relaxed: only the owner replaces the array */
-  if (b - t > (int64_t)a->mask) {
-    a = WD_GROW(d, a, t, b);
-    if (!a) return -1;
-  }
+  if (b - t > (int64_t)a->mask) return WD_FULL;
   WD_STORE(WD_SLOT(a, b), x, WD_RLX); /* relaxed: published by the store of bottom below */
   if (b - t <= 0)
     WD_STORE(d->bottom, b + 1, WD_EMPTY_PUSH_ORDER); /* seq_cst: the wake check's store side */
@@ -66,6 +65,18 @@ static inline int WD_FN(push)(WD_DEQUE *d, uintptr_t x) {
     WD_STORE(d->bottom, b + 1, WD_PUSH_BOTTOM_ORDER); /* release: the slot (and the task it
                                                          names) happen-before a thief's load */
   return b - t <= 0;
+}
+
+/* Owner only: push_fit's answers, growing a full array (2x) first; -1 if it was full and could
+ * not grow (nothing pushed; the caller spills elsewhere). */
+static inline int WD_FN(push)(WD_DEQUE *d, uintptr_t x) {
+  int r = WD_FN(push_fit)(d, x);
+  if (r != WD_FULL) return r;
+  int64_t b = WD_LOAD(d->bottom, WD_RLX); /* relaxed: only the owner writes bottom */
+  int64_t t = WD_LOAD(d->top, WD_ACQ);    /* acquire: as push_fit's */
+  /* relaxed: only the owner replaces the array */
+  if (!WD_GROW(d, WD_LOAD(d->array, WD_RLX), t, b)) return -1;
+  return WD_FN(push_fit)(d, x); /* fits: the array doubled, and top only grows */
 }
 
 /* Owner only: the newest element, or 0 if empty. */

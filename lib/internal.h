@@ -412,6 +412,14 @@ int weft__runtime_spawn_at(struct weft_runtime *rt, struct weft_task **task, wef
 void weft__task_start(struct weft__worker *w, struct weft_task *t);
 /* lib/task.c: back to a free list (or, for an orphan, its slab's count). */
 void weft__task_free(struct weft_runtime *rt, struct weft__worker *w, struct weft_task *t);
+/* A free descriptor's word (lib/task.c): a release of a handle already released aborts, and
+ * destroy tells free descriptors from live ones by it. */
+#define WEFT__TASK_WORD_FREE (WEFT__DONE | WEFT__RELEASED)
+/* A worker's free list beyond this spills half to the runtime (picked; lib/task.c). */
+#define WEFT__TASK_CACHE_MAX 1024
+/* weft__task_free's common case, inline (#13: weft_join's inline run): a worker w of t's
+ * runtime puts t on its own free list; the rest (an orphan, a full list) goes the long way. */
+static inline void weft__task_free_cached(struct weft__worker *w, struct weft_task *t);
 /* lib/task.c: frees the descriptor store (the slabs orphans keep stay mapped). */
 void weft__task_slabs_free(struct weft_runtime *rt);
 /* lib/task.c: cancels every task that has not ended; returns how many have not. */
@@ -647,6 +655,18 @@ static inline void weft__stat_add(_Atomic uint64_t *counter, int64_t delta) {
                         memory_order_relaxed);
 }
 static inline void weft__stat_bump(_Atomic uint64_t *counter) { weft__stat_add(counter, 1); }
+
+static inline void weft__task_free_cached(weft__worker_t *w, struct weft_task *t) {
+  if (WEFT__UNLIKELY(t->orphan || w->free_task_count >= WEFT__TASK_CACHE_MAX)) {
+    weft__task_free(w->rt, w, t);
+    return;
+  }
+  /* relaxed: as weft__task_free's poison — nobody else may touch a freed descriptor */
+  atomic_store_explicit(&t->word, WEFT__TASK_WORD_FREE, memory_order_relaxed);
+  t->next = w->free_tasks;
+  w->free_tasks = t;
+  w->free_task_count++;
+}
 
 /* The worker of the calling thread, or NULL. A task can resume on another thread, and a
  * compiler that cached the TLS address across the switch would read the old worker's variable

@@ -340,8 +340,78 @@ int weft_await_timeout(weft_task_t *t, uint64_t timeout_ns, void **result) {
   return weft_await_until(t, deadline_after(timeout_ns), result);
 }
 
+/* ---- weft_join's own inline run (#13, session 8) ---------------------------------------------
+ * The fork-join idiom's common case: the joiner holds t's handle, t's start entry is the newest
+ * in the joiner's own deque (no thief took it), and the join releases the handle right after.
+ * The generic path (await_task, run_inline, weft__task_complete, release_task) publishes t's
+ * completion for awaiters that the idiom cannot have: a completion CAS (lock cmpxchg) that sets
+ * DONE, a result stored for readers, a release check, and a worker lookup in each of four calls
+ * (~220 instructions of fib's ~360 per spawn+join, callgrind). Here: t runs as a plain call
+ * exactly as run_inline runs it (current, the dump's INLINE reason, n_inlined, the spawn edge,
+ * started, cancel and deadline scopes: t is its own task), and when it returns its descriptor
+ * goes straight back to the worker's free list if its word is still 0 — held, no waiter, not
+ * done — with the outcome handed to the caller from registers: no locked instruction.
+ * Why a plain load of the word suffices: the only writers of a held, unfinished task's word are
+ * other awaiters of the same handle (their node) and its release. Another thread that awaits a
+ * handle while its holder joins it already races the join's release (it reads the result after
+ * being woken, when the joiner may have freed the descriptor: weft.h, "using a handle after
+ * releasing it is undefined"), so the idiom's joiner is the word's only user; a word that is not
+ * 0 (someone awaits it anyway, a debugging tool's node) takes the generic completion, which
+ * delivers to them as before. What differs, observably: nothing but the descriptor's last state
+ * — a dump taken in the instant between t's return and the free shows t not done rather than
+ * done (both are racy snapshots).
+ * Rejected: the same shortcut for weft_await (the handle stays valid after it: the result and
+ * DONE must be published) and for a cancelled-before-start t (rare: run_inline's way). */
+static int join_inline(weft__worker_t *w, struct weft_task *self, struct weft_task *t,
+                       void **result) {
+  weft__inline_begin(self, t);
+  weft__set_current(w, t);
+  weft__stat_bump(&w->n_inlined);
+  weft__tsan_acquire(&t->fn); /* the spawn edge, as run_inline's */
+  weft_fn fn = t->fn; /* read before weft__task_started puts runs_on in its bytes */
+  void *arg = t->arg;
+  weft__task_started(t, self->runs_on);
+  void *r = fn(arg);
+  w = weft__worker_self(); /* t may have suspended and resumed elsewhere */
+  weft__set_current(w, self);
+  /* weft__task_complete's outcome rule: a delivered cancel ends t cancelled unless it failed
+   * otherwise (relaxed: t's own bits, and t ran on this thread) */
+  if ((atomic_load_explicit(&t->state, memory_order_relaxed) & WK_CANCEL_DELIVERED) && !t->error)
+    t->error = WEFT_ECANCELED;
+  if (WEFT__UNLIKELY(!join_holder_untouched(&t->word))) { /* join_impl.h, the relacy model's too */
+    weft__task_complete(t, r); /* someone awaits it after all: publish, deliver */
+    int err = task_outcome(t, result);
+    release_task(t, "weft_join");
+    return err;
+  }
+  int err = t->error;
+  if (result) *result = err == WEFT_ECANCELED ? NULL : r;
+  weft__task_free_cached(w, t);
+  return err;
+}
+
 int weft_join(weft_task_t *t, void **result) {
   if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
+  weft__worker_t *w = weft__worker_self();
+  struct weft_task *self = w ? weft__current(w) : NULL;
+  /* The idiom's case (see above): a task joins an unfinished, unawaited task of its own deque's
+   * newest entry, has no cancel pending (relaxed: await_task's checkpoint handles a request
+   * seen late the same way as one that arrives during the run) and t was not cancelled before
+   * its start. Taking the entry back (the deque's take) makes the run exactly-once. */
+  if (WEFT__LIKELY(self && self != t && atomic_load_explicit(&t->word, memory_order_relaxed) == 0 &&
+                   !(atomic_load_explicit(&self->state, memory_order_relaxed) &
+                     WK_CANCEL_REQUESTED) &&
+                   weft__deque_peek_newest(&w->deque) == (uintptr_t)t)) {
+    if (WEFT__LIKELY(weft__deque_take(&w->deque) == (uintptr_t)t)) {
+      /* acquire: a canceller's writes come with its request (as wake_checkpoint's) */
+      if (WEFT__LIKELY(!(atomic_load_explicit(&t->state, memory_order_acquire) & WK_CANCEL_REQUESTED)))
+        return join_inline(w, self, t, result);
+      run_inline(w, t); /* cancelled before it started: it ends unrun, as the generic path's */
+      int err = task_outcome(t, result);
+      release_task(t, "weft_join");
+      return err;
+    }
+  }
   int err = await_task(t, result, "weft_join");
   if ((err == WEFT_ECANCELED || err == WEFT_ETIMEDOUT) && !task_is_done(t)) {
     /* we were cancelled (or our deadline scope passed): t must not run on unowned */

@@ -3,7 +3,7 @@
  * Names this header generates (static inline, from join_impl.h's JN_FN), so grep finds them
  * here: join_add_waiter, join_complete, join_finish_waking, join_release_handle,
  * join_count_release, join_remove_waiter, join_signal_thread, join_signal_state,
- * join_may_return; and the constants JN_DONE, JN_RELEASED, JN_BUSY, JN_FLAGS, JN_WAITING,
+ * join_may_return, join_holder_untouched; and the constants JN_DONE, JN_RELEASED, JN_BUSY, JN_FLAGS, JN_WAITING,
  * JN_SIGNALLED, JN_WOKEN. */
 #ifndef WEFT_JOIN_H
 #define WEFT_JOIN_H

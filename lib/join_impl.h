@@ -137,6 +137,16 @@ static inline int JN_FN(release_handle)(JN_WORD *word) {
   return (s & (JN_DONE | JN_BUSY)) == JN_DONE ? 1 : 0;
 }
 
+/* weft_join's own inline run (#13, session 8; lib/join.c's join_inline): the holder took its
+ * task's start entry back from its own deque (exactly once: the deque's take) and ran it, and
+ * releases the handle now. True if the word is still as the spawn left it — held, no waiter,
+ * not done: then nobody else may touch it any more (another awaiter of a handle that its
+ * holder joins races the join's release anyway), and the holder frees the descriptor without
+ * publishing a completion: no read-modify-write. False: complete() and release as usual.
+ * relaxed: the take made the run, the result and the word the holder's; no one else's writes
+ * need to be seen before the free. */
+static inline bool JN_FN(holder_untouched)(JN_WORD *word) { return JN_LOAD(*word, JN_RLX) == 0; }
+
 /* One arrival at a join; true for the last one, which makes the waiter runnable. */
 static inline bool JN_FN(count_release)(JN_COUNT *pending) {
   /* acq_rel: the last arriver sees every child's result (their releases) before it wakes the

@@ -29,7 +29,7 @@
 enum {
   TASK_SLAB_BYTES = WEFT__TASK_SLAB_BYTES, /* picked (internal.h): a descriptor finds its slab by masking */
   TASK_REGION_SLABS = 64, /* picked: slabs per mapping (2 MiB) */
-  TASK_CACHE_MAX = 1024, /* picked: a worker's free list beyond this spills half to the runtime */
+  TASK_CACHE_MAX = WEFT__TASK_CACHE_MAX, /* a worker's free list beyond this spills half (internal.h) */
   TASK_REFILL = 64, /* picked: descriptors a worker takes from the shared list at once */
   TASK_IDLE_KEEP = 0 /* picked: descriptors a worker keeps while it parks (each could pin a slab) */
 };
@@ -67,10 +67,8 @@ typedef struct task_region {
   uint64_t orphan_slabs; /* at destroy: bit k set if slab k outlives it (handles still held) */
 } task_region_t;
 
-/* A descriptor on a free list (or never used) carries this word: a release of a handle that
- * was already released (or never given) aborts with a sentence, and destroy tells free
- * descriptors from live ones by it. */
-#define TASK_WORD_FREE (WEFT__DONE | WEFT__RELEASED)
+/* A descriptor on a free list (or never used) carries this word (internal.h). */
+#define TASK_WORD_FREE WEFT__TASK_WORD_FREE
 
 /* rt->task_store: the runtime's descriptor store, under rt->task_lock. */
 typedef struct weft__task_store {
@@ -629,9 +627,20 @@ static int __attribute__((noinline, cold)) spawn_push_tsan(weft__worker_t *w, st
   return weft__schedule_local(w, (uintptr_t)t);
 }
 
+/* spawn_local's push found the deque empty (r 1: wake an idle worker if no one looks, as
+ * worker.c's push_local does) or full (WD_FULL: nothing pushed yet; weft__schedule_local
+ * grows it, or spills to the inject queue). */
+static int __attribute__((noinline)) spawn_pushed_rare(weft__worker_t *w, struct weft_task *t,
+                                                       int r) {
+  if (r == WEFT__DEQUE_FULL) return weft__schedule_local(w, (uintptr_t)t);
+  weft__wake_one_if_needed(w->rt);
+  return 0;
+}
+
 /* A worker's spawn (#13). The common case — a descriptor and a stack in the worker's caches,
- * an id left in its block, the runtime open — calls nothing before the push, which it ends
- * with as a tail call: no registers to save, no frame (spawn() kept them all live across its
+ * an id left in its block, the runtime open — calls nothing: the push is inline (session 8;
+ * before, it ended in a tail call to it), and what is rare after it is a tail call: no
+ * registers to save, no frame (spawn() kept them all live across its
  * possible calls). Everything else is spawn()'s, which checks and counts (the test build's
  * fault countdowns) in the same order: this path runs each countdown only where spawn()
  * would, after the same checks. */
@@ -650,7 +659,12 @@ static inline int spawn_local(weft__worker_t *w, weft_task_t **out, weft_fn fn, 
   task_fill(t, fn, arg, out != NULL, w->id_next++, w->born_word);
   if (out) *out = t;
   if (WEFT__UNLIKELY(weft__san_hooks() & WEFT__SAN_TSAN)) return spawn_push_tsan(w, t);
-  return weft__schedule_local(w, (uintptr_t)t);
+  /* The push inline (#13, session 8: two calls less per spawn), without the growth call
+   * (push_fit: the registers that call needs saved would cost every spawn); the deque's other
+   * outcomes out of line. */
+  int r = weft__deque_push_fit(&w->deque, (uintptr_t)t);
+  if (WEFT__LIKELY(r == 0)) return 0; /* non-empty before: someone already knows */
+  return spawn_pushed_rare(w, t, r);
 }
 
 static weft__worker_t *worker_of(struct weft_runtime *rt) {

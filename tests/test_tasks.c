@@ -330,6 +330,8 @@ static void wait_until_stolen(weft_runtime_t *rt) {
   } while (st.tasks_stolen == 0);
 }
 
+static void *spin_child_value(void *arg) { return arg; }
+
 static void *spin_until_released(void *arg) {
   while (!atomic_load(&spin_release)) sched_yield();
   return arg;
@@ -387,6 +389,95 @@ static void *inline_main(void *arg) {
 }
 
 Test(scheduler, await_of_an_unstarted_task_runs_it_inline) { run_given_runtime(1, inline_main); }
+
+/* weft_join's own inline run (#13, session 8: lib/join.c's join_inline): the joined task runs
+ * as itself, its outcome follows weft__task_complete's rules, and its descriptor is free again
+ * the moment the join returns (the next spawn on this one worker gets it back: LIFO). */
+static atomic_int join_child_ran;
+
+static void *join_child_fails(void *arg) {
+  (void)arg;
+  atomic_fetch_add(&join_child_ran, 1);
+  return weft_fail(-5);
+}
+
+static void *join_child_cancels_itself(void *arg) {
+  atomic_fetch_add(&join_child_ran, 1);
+  weft_cancel(weft_current());
+  cr_assert_eq(weft_yield(), WEFT_ECANCELED, "the cancel is delivered at the yield");
+  return arg; /* not the outcome: a delivered cancel ends the task cancelled */
+}
+
+static void *join_child_suspends(void *arg) {
+  atomic_fetch_add(&join_child_ran, 1);
+  OK(weft_sleep_ms(1)); /* suspends with its joiner on the joiner's stack; resumes on any worker */
+  return arg;
+}
+
+static void *join_inline_main(void *arg) {
+  weft_runtime_t *rt = arg;
+  inline_probe_t p = {0};
+  weft_stats_t before = WEFT_STATS_INIT, after = WEFT_STATS_INIT;
+  OK(weft_runtime_stats(rt, &before));
+  weft_task_t *t, *again;
+  void *r = NULL;
+  OK(weft_spawn(&t, probe, &p));
+  OK(weft_join(t, &r));
+  OK(weft_runtime_stats(rt, &after));
+  cr_assert_eq(PINT(r), 5);
+  cr_assert_eq(p.self_seen, t, "a task joined inline is still itself for weft_current()");
+  cr_assert(pthread_equal(p.thread_seen, pthread_self()));
+  cr_assert_eq(after.tasks_inlined, before.tasks_inlined + 1);
+  OK(weft_spawn(&again, probe, &p));
+  cr_assert_eq(again, t, "the joined task's descriptor went back to this worker's free list");
+  OK(weft_join(again, NULL));
+
+  atomic_store(&join_child_ran, 0);
+  r = IPTR(1);
+  OK(weft_spawn(&t, join_child_fails, NULL));
+  cr_assert_eq(weft_join(t, &r), -5, "the task's own error");
+  cr_assert_null(r);
+
+  r = IPTR(1);
+  OK(weft_spawn(&t, join_child_cancels_itself, IPTR(7)));
+  cr_assert_eq(weft_join(t, &r), WEFT_ECANCELED, "a delivered cancel ends it cancelled");
+  cr_assert_null(r, "no result beside WEFT_ECANCELED");
+
+  r = IPTR(1);
+  OK(weft_spawn(&t, join_child_fails, NULL));
+  OK(weft_cancel(t));
+  cr_assert_eq(weft_join(t, &r), WEFT_ECANCELED, "cancelled before it started: it never runs");
+  cr_assert_null(r);
+  cr_assert_eq(atomic_load(&join_child_ran), 2);
+
+  OK(weft_spawn(&t, join_child_suspends, IPTR(9)));
+  OK(weft_join(t, &r));
+  cr_assert_eq(PINT(r), 9);
+  return NULL;
+}
+
+Test(scheduler, join_of_an_unstarted_task_runs_it_inline_and_frees_it) {
+  run_given_runtime(1, join_inline_main);
+}
+
+/* The same joins with a second worker that may steal or resume them (no descriptor check:
+ * which worker's list gets it back depends on where the child resumed). */
+static void *join_inline_two_main(void *arg) {
+  (void)arg;
+  enum { N = 2000 };
+  for (long i = 0; i < N; i++) {
+    weft_task_t *t;
+    void *r = NULL;
+    OK(weft_spawn(&t, i % 2 ? join_child_suspends : spin_child_value, IPTR(i)));
+    OK(weft_join(t, &r));
+    cr_assert_eq(PINT(r), i);
+  }
+  return NULL;
+}
+
+Test(scheduler, joins_of_children_that_suspend_or_are_stolen_return_their_results) {
+  run_given_runtime(2, join_inline_two_main);
+}
 
 static void *stolen_waiter_main(void *arg) {
   weft_runtime_t *rt = arg;

@@ -20,6 +20,10 @@
  * rl::var, so any missing release/acquire is a data race; planted bugs: the count relaxed,
  * completion relaxed, the waiter push relaxed, the handle release relaxed.
  *
+ * Inline join model (#13, session 8): weft_join takes its child's entry back from its deque
+ * and, if it got it, runs the child and frees it with no completion (holder_untouched) while a
+ * thief may steal the entry; planted bug: running it on a peek without the take.
+ *
  * Task park model (lib/wake_impl.h): a task parks while its completion, a cancel or its timer
  * race to wake it (wake_test); planted bugs: the commit as a store, an event that ignores a
  * task still switching out, a relaxed event, a waiter that leaves before the timer callback.
@@ -189,6 +193,7 @@ namespace v_batch_store {
       return ns::steal_batch(d, out, max);                                                 \
     }                                                                                      \
     static int seen_nonempty(model_deque *d) { return ns::seen_nonempty(d); }              \
+    static uintptr_t peek_newest(model_deque *d) { return ns::peek_newest(d); }            \
   };
 WD_MODEL_OPS(v_correct)
 WD_MODEL_OPS(v_take_relaxed)
@@ -427,6 +432,7 @@ namespace j_complete_ignores_busy {
     static bool remove_waiter(rl::atomic<uintptr_t> *w, model_node *n) { return ns::remove_waiter(w, n); } \
     static void signal_thread(model_signal *g) { ns::signal_thread(g); }                     \
     static bool may_return(model_signal *g) { return ns::may_return(ns::signal_state(g)); } \
+    static bool holder_untouched(rl::atomic<uintptr_t> *w) { return ns::holder_untouched(w); } \
   };
 JN_MODEL_OPS(j_correct)
 JN_MODEL_OPS(j_count_relaxed)
@@ -534,6 +540,68 @@ struct detach_test : rl::test_suite<detach_test<Ops>, 2> {
   }
 
   void after() { RL_ASSERT(task.freed($).load(rl::mo_relaxed) == 1); }
+};
+
+/* weft_join's own inline run (#13, session 8; lib/join.c's join_inline): thread 0 spawns a
+ * child (pushes its start entry) and joins it while thread 1, a thief, may steal the entry.
+ * The joiner takes the entry back and, if it got it, runs the child and finishes it with
+ * holder_untouched (no completion published: the descriptor goes straight to the free list);
+ * otherwise it waits for the word's DONE (a thread's wait: acquire), reads the result and
+ * releases the handle. The thief that got the entry runs the child and completes its word.
+ * Checks: the child runs exactly once, its result is read after it was written (no race), the
+ * descriptor is freed exactly once, after every touch. Planted bug (PeekOnly): the joiner runs
+ * the child because the newest entry is the child (peek_newest), without taking it back. */
+template <class DOps, class JOps, bool PeekOnly>
+struct join_inline_test : rl::test_suite<join_inline_test<DOps, JOps, PeekOnly>, 2> {
+  deque_test<DOps> d; /* its deque (its payloads and counters unused) */
+  model_deque &dq = d.dq;
+  model_task task;
+  rl::atomic<int> ran;
+
+  void before() {
+    d.before();
+    task.init();
+    ran($).store(0, rl::mo_relaxed);
+  }
+
+  void run_child() {
+    ran($).fetch_add(1, rl::mo_relaxed);
+    task.result($) = 42;
+  }
+
+  void thread(unsigned id) {
+    const uintptr_t entry = 2; /* 0 = empty, 1 = WD_ABORT */
+    if (id == 0) {
+      RL_ASSERT(DOps::push(&dq, entry) >= 0);
+      bool mine = PeekOnly ? DOps::peek_newest(&dq) == entry : DOps::take(&dq) == entry;
+      if (mine) {
+        run_child();
+        if (JOps::holder_untouched(&task.word)) {
+          RL_ASSERT(task.result($) == 42);
+          task.free_it();
+          return;
+        }
+        uintptr_t s = JOps::complete(&task.word); /* not reached here: nobody else awaits */
+        if (s & JN_RELEASED) task.free_it();
+      } else {
+        while (!(task.word($).load(rl::mo_acquire) & JN_DONE)) rl::yield(1, $);
+      }
+      RL_ASSERT(task.result($) == 42);
+      int r = JOps::release_handle(&task.word);
+      RL_ASSERT(r >= 0);
+      if (r == 1) task.free_it();
+    } else {
+      if (DOps::steal(&dq) != entry) return;
+      run_child();
+      uintptr_t s = JOps::complete(&task.word);
+      if (s & JN_RELEASED) task.free_it();
+    }
+  }
+
+  void after() {
+    RL_ASSERT(ran($).load(rl::mo_relaxed) == 1);
+    RL_ASSERT(task.freed($).load(rl::mo_relaxed) == 1);
+  }
 };
 
 /* Timed waits and the stale wake (lib/task.c's await_word_until and thread_wait_join, thread
@@ -1078,6 +1146,8 @@ int main(int argc, char **argv) {
   check<gather_test<ops_j_add_relaxed>>("join gather add-relaxed", true);
   check<detach_test<ops_j_release_relaxed>>("join detach release-relaxed", true);
   check<timed_test<ops_j_correct>>("join timed-wait and stale-wake correct", false);
+  check<join_inline_test<ops_v_correct, ops_j_correct, false>>("join inline run (take, no completion) correct", false);
+  check<join_inline_test<ops_v_correct, ops_j_correct, true>>("join inline run on a peek without the take", true);
   check<timed_test<ops_j_returns_at_signalled>>("join thread returns at SIGNALLED", true);
   check<timed_test<ops_j_remove_ignores_busy>>("join remover ignores BUSY", true);
   check<timed_test<ops_j_complete_ignores_busy>>("join completer ignores BUSY", true);
