@@ -470,6 +470,9 @@ void weft__task_start(weft__worker_t *w, struct weft_task *t) {
   WEFT__ASSERT(!atomic_load_explicit(&t->started, memory_order_relaxed));
   if (WEFT__UNLIKELY(weft__checkpoint(t))) { /* cancelled before it started: it never runs */
     if (t->fn == weft__frame_run) weft__frame_unrun(t->arg); /* its frame's sync runs it */
+    /* Counted as ended (metrics.c: its start entry was counted as run; without this it stayed
+     * live, holding a stack it never had) */
+    weft__metric_bump(&w->n_finished);
     weft__task_complete(t, NULL);
     return;
   }

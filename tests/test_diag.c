@@ -712,6 +712,55 @@ static void *mixed_work(void *arg) {
   return NULL;
 }
 
+/* Tasks cancelled before they start end without running, by both ways a start entry is taken:
+ * a worker takes it (the task starts and ends at its first checkpoint) or its awaiter takes it
+ * back (ends inline). Each must count as ended: none stays live, none holds a stack. */
+static atomic_int gate_open;
+static void *gate(void *arg) {
+  (void)arg;
+  while (!atomic_load(&gate_open)) sched_yield(); /* holds the only worker: no suspension */
+  return NULL;
+}
+static void *never_runs(void *arg) {
+  cr_assert_fail("a task cancelled before it started ran");
+  return arg;
+}
+static void *cancel_then_await_own_child(void *arg) {
+  (void)arg;
+  weft_task_t *c;
+  OK(weft_spawn(&c, never_runs, NULL));
+  OK(weft_cancel(c));
+  cr_assert_eq(weft_await(c, NULL), WEFT_ECANCELED); /* taken back from our deque: inline */
+  weft_task_release(c);
+  return NULL;
+}
+Test(metrics, tasks_cancelled_before_they_start_end_and_hold_no_stack) {
+  weft_runtime_t *rt = test_runtime(1);
+  weft_task_t *g, *v, *o;
+  atomic_store(&gate_open, 0);
+  OK(weft_runtime_spawn(rt, &g, gate, NULL));
+  OK(weft_runtime_spawn(rt, &v, never_runs, NULL)); /* queued behind the gate */
+  OK(weft_cancel(v));
+  atomic_store(&gate_open, 1);
+  cr_assert_eq(weft_await(v, NULL), WEFT_ECANCELED);
+  OK(weft_await(g, NULL));
+  OK(weft_runtime_spawn(rt, &o, cancel_then_await_own_child, NULL));
+  OK(weft_await(o, NULL));
+  weft_metrics_t m = WEFT_METRICS_INIT;
+  uint64_t until = weft_now_ns() + 10000000000ull; /* a worker counts an end after its awaiter woke */
+  do OK(weft_runtime_metrics(rt, WEFT_METRICS_ALL, &m));
+  while (m.tasks_live && weft_now_ns() < until);
+  cr_assert_eq(m.tasks_live, 0);
+  cr_assert_eq(m.tasks_spawned, 4); /* three from this thread, one from a task */
+  cr_assert_eq(m.tasks_run + m.tasks_unrun, m.tasks_spawned);
+  cr_assert_eq(m.stacks_cached, m.stacks_mapped, "mapped %llu cached %llu",
+               (unsigned long long)m.stacks_mapped, (unsigned long long)m.stacks_cached);
+  weft_task_release(g);
+  weft_task_release(v);
+  weft_task_release(o);
+  OK(weft_runtime_destroy(rt));
+}
+
 Test(metrics, counters_add_up_at_quiescence) {
   weft_runtime_t *rt = test_runtime(2);
   weft_task_t *t[4];
