@@ -399,7 +399,8 @@ int weft_join(weft_task_t *t, void **result) {
   /* The idiom's case (see above): a task joins an unfinished, unawaited task of its own deque's
    * newest entry, has no cancel pending (relaxed: await_task's checkpoint handles a request
    * seen late the same way as one that arrives during the run) and t was not cancelled before
-   * its start. Taking the entry back (the deque's take) makes the run exactly-once. */
+   * its start. Taking the entry back (the deque's take) makes the run exactly-once. t's word:
+   * relaxed, a hint — join_inline checks it again after the run (holder_untouched). */
   if (WEFT__LIKELY(self && self != t && atomic_load_explicit(&t->word, memory_order_relaxed) == 0 &&
                    !(atomic_load_explicit(&self->state, memory_order_relaxed) &
                      WK_CANCEL_REQUESTED) &&
