@@ -388,6 +388,7 @@ static int join_inline(weft__worker_t *w, struct weft_task *self, struct weft_ta
   }
   int err = t->error;
   if (result) *result = err == WEFT_ECANCELED ? NULL : r;
+  weft__probe_hit(WEFT__PROBE_JOIN_INLINE);
   weft__task_free_cached(w, t);
   return err;
 }

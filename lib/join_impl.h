@@ -17,7 +17,8 @@
  *   JN_ADD_FAIL_ORDER (acquire; a CAS's failure order may not be stronger than its success's);
  * and the protocol steps they plant bugs in: JN_THREAD_RETURNS_AT (the wake word's value at
  * which a blocked thread may return: JN_WOKEN), JN_REMOVE_WAITS_BUSY and JN_COMPLETE_WAITS_BUSY
- * (1: the steps below that wait out the other party's BUSY).
+ * (1: the steps below that wait out the other party's BUSY), and JN_UNTOUCHED_BITS (the bits of
+ * the word holder_untouched looks at: all of them).
  *
  * Design. A task's (or future's) completion word holds, in one uintptr_t, the list of waiter
  * nodes (a Treiber stack of nodes that live on the waiters' own stacks, 8-aligned), DONE,
@@ -64,6 +65,9 @@
 #endif
 #ifndef JN_COMPLETE_WAITS_BUSY
 #define JN_COMPLETE_WAITS_BUSY 1
+#endif
+#ifndef JN_UNTOUCHED_BITS
+#define JN_UNTOUCHED_BITS (~(uintptr_t)0)
 #endif
 
 #ifndef JN_ADD_ORDER
@@ -145,7 +149,9 @@ static inline int JN_FN(release_handle)(JN_WORD *word) {
  * publishing a completion: no read-modify-write. False: complete() and release as usual.
  * relaxed: the take made the run, the result and the word the holder's; no one else's writes
  * need to be seen before the free. */
-static inline bool JN_FN(holder_untouched)(JN_WORD *word) { return JN_LOAD(*word, JN_RLX) == 0; }
+static inline bool JN_FN(holder_untouched)(JN_WORD *word) {
+  return (JN_LOAD(*word, JN_RLX) & JN_UNTOUCHED_BITS) == 0;
+}
 
 /* One arrival at a join; true for the last one, which makes the waiter runnable. */
 static inline bool JN_FN(count_release)(JN_COUNT *pending) {

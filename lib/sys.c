@@ -33,7 +33,7 @@ _Noreturn void weft__die(const char *fmt, ...) {
   abort();
 }
 
-/* ---- Fault injection (test-only) ---------------------------------------------------------- */
+/* ---- Fault injection and probes (test-only) ----------------------------------------------- */
 
 /* relaxed throughout: a test knob; the countdown itself is the only shared state. */
 #ifdef WEFT_FAULTS
@@ -48,6 +48,14 @@ bool weft__fault_hit(int kind) {
   if (WEFT__LIKELY(atomic_load_explicit(&fault_countdown[kind], memory_order_relaxed) <= 0))
     return false;
   return atomic_fetch_sub_explicit(&fault_countdown[kind], 1, memory_order_relaxed) == 1;
+}
+
+static _Atomic long probe_hits[WEFT__PROBES];
+
+void weft__probe_hit(int probe) { atomic_fetch_add_explicit(&probe_hits[probe], 1, memory_order_relaxed); }
+
+long weft__probe_count(int probe) {
+  return atomic_load_explicit(&probe_hits[probe], memory_order_relaxed);
 }
 #endif
 

@@ -47,6 +47,20 @@ static inline bool weft__fault_hit(int kind) {
 }
 #endif
 
+/* Test-only probes: how often a fast path that leaves no other trace was taken, so that a test
+ * can assert that it exercised it (review of session 8: the inline join's tests passed whether
+ * or not weft_join took its shortcut). Compiled out of the Release library. */
+enum {
+  WEFT__PROBE_JOIN_INLINE, /* weft_join ran its child inline and freed it without a completion */
+  WEFT__PROBES
+};
+#ifdef WEFT_FAULTS
+void weft__probe_hit(int probe);
+long weft__probe_count(int probe);
+#else
+static inline void weft__probe_hit(int probe) { (void)probe; }
+#endif
+
 /* Private futex on a 32-bit word; the deadline is absolute CLOCK_MONOTONIC (UINT64_MAX: none). */
 void weft__futex_wait(_Atomic uint32_t *word, uint32_t expected, uint64_t deadline_ns);
 void weft__futex_wake(_Atomic uint32_t *word, int n);

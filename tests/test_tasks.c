@@ -1,5 +1,6 @@
 /* Tasks, await, gather, futures, inline awaits, stealing, yields: issue 2's behaviour. */
 #include "support.h"
+#include "../lib/internal.h" /* test-only probes (weft__probe_count) */
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -421,8 +422,10 @@ static void *join_inline_main(void *arg) {
   OK(weft_runtime_stats(rt, &before));
   weft_task_t *t, *again;
   void *r = NULL;
+  long hits = weft__probe_count(WEFT__PROBE_JOIN_INLINE);
   OK(weft_spawn(&t, probe, &p));
   OK(weft_join(t, &r));
+  cr_assert_eq(weft__probe_count(WEFT__PROBE_JOIN_INLINE), hits + 1, "the join took its shortcut");
   OK(weft_runtime_stats(rt, &after));
   cr_assert_eq(PINT(r), 5);
   cr_assert_eq(p.self_seen, t, "a task joined inline is still itself for weft_current()");
@@ -449,10 +452,14 @@ static void *join_inline_main(void *arg) {
   cr_assert_eq(weft_join(t, &r), WEFT_ECANCELED, "cancelled before it started: it never runs");
   cr_assert_null(r);
   cr_assert_eq(atomic_load(&join_child_ran), 2);
+  /* the probe, its again, the failing and the self-cancelling child; not the unstarted one */
+  cr_assert_eq(weft__probe_count(WEFT__PROBE_JOIN_INLINE), hits + 4);
 
   OK(weft_spawn(&t, join_child_suspends, IPTR(9)));
   OK(weft_join(t, &r));
   cr_assert_eq(PINT(r), 9);
+  cr_assert_eq(weft__probe_count(WEFT__PROBE_JOIN_INLINE), hits + 5,
+               "a child that suspended during its inline run still ends by the shortcut");
   return NULL;
 }
 
@@ -477,6 +484,36 @@ static void *join_inline_two_main(void *arg) {
 
 Test(scheduler, joins_of_children_that_suspend_or_are_stolen_return_their_results) {
   run_given_runtime(2, join_inline_two_main);
+}
+
+/* A joined child that another worker has already taken (forced: the joiner does not leave its
+ * worker until the child runs elsewhere) is waited for, not run: the shortcut is not taken. */
+static atomic_int taken_child_started, taken_child_go;
+
+static void *child_waits_for_go(void *arg) {
+  atomic_store(&taken_child_started, 1);
+  while (!atomic_load(&taken_child_go)) sched_yield();
+  return arg;
+}
+
+static void *join_taken_child_main(void *arg) {
+  (void)arg;
+  atomic_store(&taken_child_started, 0);
+  atomic_store(&taken_child_go, 0);
+  long hits = weft__probe_count(WEFT__PROBE_JOIN_INLINE);
+  weft_task_t *t;
+  void *r = NULL;
+  OK(weft_spawn(&t, child_waits_for_go, IPTR(33)));
+  while (!atomic_load(&taken_child_started)) sched_yield(); /* only the other worker can run it */
+  atomic_store(&taken_child_go, 1);
+  OK(weft_join(t, &r));
+  cr_assert_eq(PINT(r), 33);
+  cr_assert_eq(weft__probe_count(WEFT__PROBE_JOIN_INLINE), hits, "a stolen child is not run inline");
+  return NULL;
+}
+
+Test(scheduler, join_of_a_child_another_worker_took_waits_for_it) {
+  run_given_runtime(2, join_taken_child_main);
 }
 
 static void *stolen_waiter_main(void *arg) {

@@ -22,7 +22,9 @@
  *
  * Inline join model (#13, session 8): weft_join takes its child's entry back from its deque
  * and, if it got it, runs the child and frees it with no completion (holder_untouched) while a
- * thief may steal the entry; planted bug: running it on a peek without the take.
+ * thief may steal the entry; planted bug: running it on a peek without the take. And the same
+ * run while another thread awaits the task (a node linked before the child finishes must be
+ * delivered); planted bug: the holder's check ignores the waiter list.
  *
  * Task park model (lib/wake_impl.h): a task parks while its completion, a cancel or its timer
  * race to wake it (wake_test); planted bugs: the commit as a store, an event that ignores a
@@ -422,6 +424,15 @@ namespace j_complete_ignores_busy {
 }
 #undef JN_COMPLETE_WAITS_BUSY
 
+/* Bug 8: the inline join's check looks only at the flags (a waiter linked during the run is
+ * freed with the descriptor, never woken). */
+namespace j_untouched_ignores_waiters {
+#undef JN_UNTOUCHED_BITS
+#define JN_UNTOUCHED_BITS JN_FLAGS
+#include "join_impl.h"
+}
+#undef JN_UNTOUCHED_BITS
+
 #define JN_MODEL_OPS(ns)                                                                     \
   struct ops_##ns {                                                                          \
     static bool add_waiter(rl::atomic<uintptr_t> *w, model_node *n) { return ns::add_waiter(w, n); } \
@@ -442,6 +453,7 @@ JN_MODEL_OPS(j_release_relaxed)
 JN_MODEL_OPS(j_returns_at_signalled)
 JN_MODEL_OPS(j_remove_ignores_busy)
 JN_MODEL_OPS(j_complete_ignores_busy)
+JN_MODEL_OPS(j_untouched_ignores_waiters)
 
 /* A task descriptor: its completion word, its result, and a freed count. "Freeing" writes the
  * result field (the library's free list reuses it), so a free that is not ordered after the
@@ -600,6 +612,59 @@ struct join_inline_test : rl::test_suite<join_inline_test<DOps, JOps, PeekOnly>,
 
   void after() {
     RL_ASSERT(ran($).load(rl::mo_relaxed) == 1);
+    RL_ASSERT(task.freed($).load(rl::mo_relaxed) == 1);
+  }
+};
+
+/* The inline join's other side (review of session 8): while the holder runs its child inline,
+ * another thread awaits the same task — it links its node, and only then does the child finish
+ * (the run waits for `linked`: a node linked after holder_untouched's load is the documented
+ * best-effort case, not modelled). holder_untouched must see the node and send the holder down
+ * the completion path, which delivers to the awaiter; then the holder releases its handle.
+ * Checks: the awaiter was woken, exactly once, and the descriptor freed exactly once. Planted
+ * bug: holder_untouched looks only at the flags (the awaiter is freed with the descriptor). */
+template <class JOps>
+struct join_inline_awaited_test : rl::test_suite<join_inline_awaited_test<JOps>, 2> {
+  model_task task;
+  model_join join;
+  model_node node;
+  rl::atomic<int> linked;
+
+  void before() {
+    task.init();
+    join.pending($).store(1, rl::mo_relaxed); /* the awaiter's one node */
+    join.woken($).store(0, rl::mo_relaxed);
+    linked($).store(0, rl::mo_relaxed);
+  }
+
+  void thread(unsigned id) {
+    if (id == 0) { /* the holder, which took the entry back and runs the child */
+      while (linked($).load(rl::mo_acquire) == 0) rl::yield(1, $);
+      task.result($) = 42;
+      if (JOps::holder_untouched(&task.word)) {
+        task.free_it();
+        return;
+      }
+      uintptr_t s = JOps::complete(&task.word);
+      for (model_node *n = (model_node *)(s & ~JN_FLAGS); n;) {
+        model_node *next = n->next($);
+        if (JOps::count_release(&n->join($)->pending)) n->join($)->woken($).fetch_add(1, rl::mo_release);
+        n = next;
+      }
+      bool free_it = (s & ~JN_FLAGS) ? JOps::finish_waking(&task.word) : (s & JN_RELEASED) != 0;
+      if (free_it) task.free_it();
+      int r = JOps::release_handle(&task.word);
+      RL_ASSERT(r >= 0);
+      if (r == 1) task.free_it();
+    } else { /* the awaiter: its node stays (in this struct) until delivered */
+      node.join($) = &join;
+      RL_ASSERT(JOps::add_waiter(&task.word, &node)); /* not DONE: the child waits for us */
+      linked($).store(1, rl::mo_release);
+    }
+  }
+
+  void after() {
+    RL_ASSERT(join.woken($).load(rl::mo_relaxed) == 1);
     RL_ASSERT(task.freed($).load(rl::mo_relaxed) == 1);
   }
 };
@@ -1148,6 +1213,8 @@ int main(int argc, char **argv) {
   check<timed_test<ops_j_correct>>("join timed-wait and stale-wake correct", false);
   check<join_inline_test<ops_v_correct, ops_j_correct, false>>("join inline run (take, no completion) correct", false);
   check<join_inline_test<ops_v_correct, ops_j_correct, true>>("join inline run on a peek without the take", true);
+  check<join_inline_awaited_test<ops_j_correct>>("join inline run awaited meanwhile correct", false);
+  check<join_inline_awaited_test<ops_j_untouched_ignores_waiters>>("join inline run ignores a linked waiter", true);
   check<timed_test<ops_j_returns_at_signalled>>("join thread returns at SIGNALLED", true);
   check<timed_test<ops_j_remove_ignores_busy>>("join remover ignores BUSY", true);
   check<timed_test<ops_j_complete_ignores_busy>>("join completer ignores BUSY", true);
