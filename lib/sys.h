@@ -52,6 +52,7 @@ static inline bool weft__fault_hit(int kind) {
  * or not weft_join took its shortcut). Compiled out of the Release library. */
 enum {
   WEFT__PROBE_JOIN_INLINE, /* weft_join ran its child inline and freed it without a completion */
+  WEFT__PROBE_GROUP_RELEASED, /* a group let go of a task that ended, before its destroy */
   WEFT__PROBES
 };
 #ifdef WEFT_FAULTS

@@ -1,7 +1,9 @@
 /* Task groups: the first error cancels the rest and is what the wait returns; nested groups
  * unwind inside out; a group cancelled from outside, or whose owner is cancelled, cancels its
- * tasks; no task outlives its group; 10^5 tasks; from a plain thread too. */
+ * tasks; no task outlives its group; 10^5 tasks; from a plain thread too; a long-lived group
+ * lets go of its ended tasks; two waiters at once each see every task end. */
 #include "support.h"
+#include "../lib/internal.h" /* test-only probes (weft__probe_count) */
 
 #include <sched.h>
 #include <stdatomic.h>
@@ -199,4 +201,66 @@ static void *wait_in_a_deadline_scope(void *arg) {
 Test(group, a_wait_cut_by_a_deadline_scope_still_outlives_the_groups_tasks) {
   reset();
   run_on(2, wait_in_a_deadline_scope, NULL);
+}
+
+/* A server's group lives as long as the server: it must let go of the tasks that ended as it
+ * goes (before, it kept every handle until its destroy). Rounds of spawns, each waited out
+ * through its own count (no group wait); by the end most tasks must have been released. */
+static void *long_lived_group(void *arg) {
+  (void)arg;
+  enum { ROUNDS = 20, PER_ROUND = 500 };
+  weft_group_t *g;
+  OK(weft_group_create(&g, NULL));
+  long released = weft__probe_count(WEFT__PROBE_GROUP_RELEASED);
+  for (long r = 1; r <= ROUNDS; r++) {
+    for (int i = 0; i < PER_ROUND; i++) OK(weft_group_spawn(g, count_and_return, NULL));
+    while (atomic_load(&ran) < r * PER_ROUND) weft_yield();
+  }
+  released = weft__probe_count(WEFT__PROBE_GROUP_RELEASED) - released;
+  cr_assert_geq(released, ROUNDS * PER_ROUND / 2, "the group kept %ld of %d ended tasks",
+                ROUNDS * PER_ROUND - released, ROUNDS * PER_ROUND);
+  OK(weft_group_wait(g));
+  weft_group_destroy(g);
+  return NULL;
+}
+
+Test(group, a_long_lived_group_lets_go_of_the_tasks_that_ended) {
+  reset();
+  run_on(2, long_lived_group, NULL);
+}
+
+/* Two tasks wait for one group at once: each returns only once every task has ended. */
+static void *count_after_yields(void *arg) {
+  for (int i = 0; i < 3; i++) weft_yield();
+  atomic_fetch_add(&ran, 1);
+  return arg;
+}
+
+static void *wait_and_count(void *arg) {
+  OK(weft_group_wait(arg));
+  return IPTR(atomic_load(&ran));
+}
+
+static void *two_waiters(void *arg) {
+  (void)arg;
+  enum { N = 300 };
+  weft_group_t *g;
+  OK(weft_group_create(&g, NULL));
+  for (int i = 0; i < N; i++) OK(weft_group_spawn(g, count_after_yields, NULL));
+  weft_task_t *w[2];
+  void *seen[2];
+  OK(weft_spawn(&w[0], wait_and_count, g));
+  OK(weft_spawn(&w[1], wait_and_count, g));
+  OK(weft_gather(w, 2, seen));
+  cr_assert_eq(PINT(seen[0]), N, "the first waiter returned with %ld of %d ended", PINT(seen[0]), N);
+  cr_assert_eq(PINT(seen[1]), N, "the second waiter returned with %ld of %d ended", PINT(seen[1]), N);
+  weft_task_release(w[0]);
+  weft_task_release(w[1]);
+  weft_group_destroy(g);
+  return NULL;
+}
+
+Test(group, two_waiters_at_once_each_see_every_task_end) {
+  reset();
+  run_on(2, two_waiters, NULL);
 }
