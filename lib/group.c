@@ -18,16 +18,20 @@
  *
  * Memory. A group lives as long as its owner wants (a server's connections group lives as long
  * as the server), so the slots of ended tasks are reclaimed as it goes, as asyncio's TaskGroup
- * forgets a task once it is done: once as many spawns have found no free slot since the last
- * sweep as the group held tasks after it (at least a chunk's worth), the next such spawn sweeps
- * the group, releasing the handles of ended tasks and putting their slots on a free list
- * (amortised O(1) per spawn; slots stay within about twice the tasks alive at once). A lone waiter releases the tasks it has
- * waited for as it goes. Reuse and sweeps wait while anyone waits: a waiter walks the slots
- * in order with handles copied out of them, so no slot behind it may be refilled and no handle
- * it holds may be released; spawns meanwhile append.
+ * forgets a task once it is done: once as many spawns have passed since the last sweep as the
+ * group held tasks after it (at least a chunk's worth), the next spawn that finds no free slot
+ * sweeps the group, releasing the handles of ended tasks and putting their slots on a free list
+ * (amortised O(1) per spawn; slots stay within about twice the tasks alive at once, or a
+ * chunk's worth). A sweep holds the group's lock for its walk (O(slots)): spawns and failing
+ * tasks on other workers wait that long. Waiters walk the slots in order, copying out batches
+ * of handles: a handle in a waiter's batch is pinned (no sweep releases it; the waiter releases
+ * it after its gather, once no other waiter pins it), and a waiter that reaches the end walks
+ * again if a slot was reused since its walk began (the reuse may lie behind it) — so a waiter
+ * blocked on one long-lived task holds up no reclaiming.
  * Rejected: keeping every handle until destroy (a server's group grew by ~130 bytes per
- * connection for its whole life); the task releasing its own handle at the end of its
- * trampoline (a task cancelled before it starts never runs it); a pointer from the task
+ * connection for its whole life); no reuse or sweep while anyone waits (a TaskGroup whose owner
+ * waits while an acceptor spawns into it grew as before); the task releasing its own handle at
+ * the end of its trampoline (a task cancelled before it starts never runs it); a pointer from the task
  * descriptor to its group (the descriptor has no room left in its one cache line, and only
  * grouped tasks would use it); failing the group only when the wait sees the error (errgroup
  * cancels at the first error, not when someone looks).
@@ -35,6 +39,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 enum {
@@ -44,6 +49,7 @@ enum {
 
 typedef struct group_slot {
   weft_task_t *task; /* NULL: free (its task ended and its handle was released) */
+  int pinned;        /* waiters holding this handle in their current batch */
   struct weft_group *group;
   weft_fn fn;
   union {
@@ -62,11 +68,11 @@ struct weft_group {
   pthread_mutex_t lock;
   weft_runtime_t *rt;
   group_chunk_t *head, *tail; /* in the order they were added */
-  group_slot_t *free;         /* slots to reuse (only while no one waits) */
+  group_slot_t *free;         /* slots to reuse */
+  uint64_t reuses;            /* slots taken from the free list, ever: see Memory above */
   size_t held;                /* slots holding a task */
   size_t since_sweep;         /* spawns since the last sweep */
   size_t sweep_at;            /* ... that the next one waits for */
-  int waiters;                /* tasks and threads inside wait_all_tasks */
   int error;                  /* the first error that was not a cancellation */
   bool cancelled;             /* no new spawns: the group is unwinding */
 };
@@ -111,8 +117,8 @@ int weft_group_create(weft_group_t **out, weft_runtime_t *rt) {
   return 0;
 }
 
-/* Releases an ended task's handle and frees its slot. Caller holds the lock, and no one holds
- * a copy of the handle (see Memory above). */
+/* Releases an ended task's handle and frees its slot. Caller holds the lock; the slot is not
+ * pinned (no waiter holds a copy of the handle). */
 static void slot_release_locked(weft_group_t *g, group_slot_t *slot) {
   weft_task_release(slot->task);
   weft__probe_hit(WEFT__PROBE_GROUP_RELEASED);
@@ -122,29 +128,35 @@ static void slot_release_locked(weft_group_t *g, group_slot_t *slot) {
   g->held--;
 }
 
-/* Releases every task that has ended. Caller holds the lock; no one waits. */
+/* Releases every task that has ended and that no waiter pins. Caller holds the lock. */
 static void sweep_locked(weft_group_t *g) {
   for (group_chunk_t *c = g->head; c; c = c->next)
-    for (size_t i = 0; i < c->used; i++)
-      if (c->slots[i].task && weft_task_done(c->slots[i].task) == 1)
-        slot_release_locked(g, &c->slots[i]);
+    for (size_t i = 0; i < c->used; i++) {
+      group_slot_t *slot = &c->slots[i];
+      if (slot->task && !slot->pinned && weft_task_done(slot->task) == 1)
+        slot_release_locked(g, slot);
+    }
   g->since_sweep = 0;
   g->sweep_at = g->held > GROUP_CHUNK ? g->held : GROUP_CHUNK;
 }
 
 /* A slot for one more task. Caller holds the lock. */
 static group_slot_t *slot_locked(weft_group_t *g) {
-  if (!g->waiters) {
-    if (!g->free && ++g->since_sweep >= g->sweep_at) sweep_locked(g);
-    if (g->free) {
-      group_slot_t *slot = g->free;
-      g->free = slot->next_free;
-      return slot;
-    }
+  if (++g->since_sweep >= g->sweep_at && !g->free) sweep_locked(g);
+  if (g->free) {
+    group_slot_t *slot = g->free;
+    g->free = slot->next_free;
+    g->reuses++;
+    return slot;
   }
   if (!g->tail || g->tail->used == GROUP_CHUNK) {
     group_chunk_t *c = malloc(sizeof *c);
+    if (!c && g->since_sweep) { /* out of memory: reclaim what ended before failing */
+      sweep_locked(g);
+      if (g->free) return slot_locked(g);
+    }
     if (!c) return NULL;
+    weft__probe_hit(WEFT__PROBE_GROUP_CHUNK);
     c->next = NULL;
     c->used = 0;
     if (g->tail)
@@ -153,7 +165,9 @@ static group_slot_t *slot_locked(weft_group_t *g) {
       g->head = c;
     g->tail = c;
   }
-  return &g->tail->slots[g->tail->used++];
+  group_slot_t *slot = &g->tail->slots[g->tail->used++];
+  slot->pinned = 0;
+  return slot;
 }
 
 int weft_group_spawn(weft_group_t *g, weft_fn fn, void *arg) {
@@ -168,7 +182,7 @@ int weft_group_spawn(weft_group_t *g, weft_fn fn, void *arg) {
     /* Under the lock, so that a failure that cancels the group cannot miss this task. */
     err = weft__runtime_spawn_at(g->rt, &slot->task, group_trampoline, slot,
                                  __builtin_return_address(0));
-    if (err) { /* the slot goes back: free, or the last of its chunk's */
+    if (err) { /* the slot goes back to the free list */
       slot->task = NULL;
       slot->next_free = g->free;
       g->free = slot;
@@ -180,41 +194,53 @@ int weft_group_spawn(weft_group_t *g, weft_fn fn, void *arg) {
   return err;
 }
 
-/* A waiter's place in the slots: the next one it has not looked at. */
+/* A waiter's place in the slots: the next one it has not looked at, and the group's reuse
+ * count when its walk began. */
 typedef struct {
   group_chunk_t *chunk;
   size_t next;
+  uint64_t reuses;
 } wait_cursor_t;
 
-/* Copies out the handles of up to WAIT_BATCH held slots from the cursor on; 0 at the end (every
- * slot looked at, under the lock: none was added since). */
+/* Pins and copies out the handles of up to WAIT_BATCH held slots from the cursor on. 0: every
+ * task has ended — the walk reached the end, under the lock, with no slot reused since it
+ * began (a reused slot may lie behind the cursor: then the walk starts again). */
 static size_t next_batch(weft_group_t *g, wait_cursor_t *at, group_slot_t **slots,
                          weft_task_t **tasks) {
   size_t n = 0;
   pthread_mutex_lock(&g->lock);
-  if (!at->chunk) at->chunk = g->head;
-  while (at->chunk && n < WAIT_BATCH) {
-    if (at->next == at->chunk->used) {
-      if (!at->chunk->next) break;
-      at->chunk = at->chunk->next;
+  for (;;) {
+    if (!at->chunk) {
+      at->chunk = g->head;
       at->next = 0;
-      continue;
+      at->reuses = g->reuses;
     }
-    group_slot_t *slot = &at->chunk->slots[at->next++];
-    if (slot->task) {
-      slots[n] = slot;
-      tasks[n++] = slot->task;
+    while (at->chunk && n < WAIT_BATCH) {
+      if (at->next == at->chunk->used) {
+        if (!at->chunk->next) break;
+        at->chunk = at->chunk->next;
+        at->next = 0;
+        continue;
+      }
+      group_slot_t *slot = &at->chunk->slots[at->next++];
+      if (slot->task) {
+        slot->pinned++;
+        slots[n] = slot;
+        tasks[n++] = slot->task;
+      }
     }
+    if (n || at->reuses == g->reuses) break;
+    at->chunk = NULL; /* a slot was reused since the walk began: walk again */
   }
   pthread_mutex_unlock(&g->lock);
   return n;
 }
 
-/* A lone waiter lets go of the tasks it has just waited for (they ended). */
-static void release_waited(weft_group_t *g, group_slot_t **slots, size_t n) {
+/* Unpins a gathered batch, releasing the tasks (they ended) that no other waiter pins. */
+static void unpin_batch(weft_group_t *g, group_slot_t **slots, size_t n) {
   pthread_mutex_lock(&g->lock);
-  if (g->waiters == 1)
-    for (size_t i = 0; i < n; i++) slot_release_locked(g, slots[i]);
+  for (size_t i = 0; i < n; i++)
+    if (--slots[i]->pinned == 0) slot_release_locked(g, slots[i]);
   pthread_mutex_unlock(&g->lock);
 }
 
@@ -224,12 +250,10 @@ static int wait_all_tasks(weft_group_t *g) {
   int result = 0;
   group_slot_t *slots[WAIT_BATCH];
   weft_task_t *tasks[WAIT_BATCH];
-  wait_cursor_t at = {NULL, 0};
+  wait_cursor_t at = {NULL, 0, 0};
   size_t n;
   bool shielded = false;
-  pthread_mutex_lock(&g->lock);
-  g->waiters++;
-  pthread_mutex_unlock(&g->lock);
+  weft__probe_hit(WEFT__PROBE_GROUP_WAIT);
   while ((n = next_batch(g, &at, slots, tasks)) != 0) {
     int err;
     while ((err = weft__gather_apart(tasks, n)) != 0) {
@@ -241,12 +265,9 @@ static int wait_all_tasks(weft_group_t *g) {
       weft_shield_begin(); /* only a task gets here: a plain thread is never cancelled */
       shielded = true;
     }
-    release_waited(g, slots, n);
+    unpin_batch(g, slots, n);
   }
   if (shielded) weft_shield_end();
-  pthread_mutex_lock(&g->lock);
-  g->waiters--;
-  pthread_mutex_unlock(&g->lock);
   return result;
 }
 

@@ -53,6 +53,8 @@ static inline bool weft__fault_hit(int kind) {
 enum {
   WEFT__PROBE_JOIN_INLINE, /* weft_join ran its child inline and freed it without a completion */
   WEFT__PROBE_GROUP_RELEASED, /* a group let go of a task that ended, before its destroy */
+  WEFT__PROBE_GROUP_CHUNK,    /* a group allocated a chunk of slots */
+  WEFT__PROBE_GROUP_WAIT,     /* a group wait (or destroy's) began */
   WEFT__PROBES
 };
 #ifdef WEFT_FAULTS

@@ -204,21 +204,36 @@ Test(group, a_wait_cut_by_a_deadline_scope_still_outlives_the_groups_tasks) {
 }
 
 /* A server's group lives as long as the server: it must let go of the tasks that ended as it
- * goes (before, it kept every handle until its destroy). Rounds of spawns, each waited out
- * through its own count (no group wait); by the end most tasks must have been released. */
-static void *long_lived_group(void *arg) {
-  (void)arg;
-  enum { ROUNDS = 20, PER_ROUND = 500 };
-  weft_group_t *g;
-  OK(weft_group_create(&g, NULL));
-  long released = weft__probe_count(WEFT__PROBE_GROUP_RELEASED);
+ * goes (before, it kept every handle until its destroy), and reuse their slots. Rounds of
+ * spawns, each waited out through its own count: most tasks must have been released and the
+ * slots must stay within a few chunks (256 each) — the 10 000 tasks would need 40. */
+enum { ROUNDS = 20, PER_ROUND = 500, MAX_CHUNKS = 6 };
+
+static void spawn_rounds(weft_group_t *g, long *released, long *chunks) {
+  long released0 = weft__probe_count(WEFT__PROBE_GROUP_RELEASED);
+  long chunks0 = weft__probe_count(WEFT__PROBE_GROUP_CHUNK);
+  long ran0 = atomic_load(&ran);
   for (long r = 1; r <= ROUNDS; r++) {
     for (int i = 0; i < PER_ROUND; i++) OK(weft_group_spawn(g, count_and_return, NULL));
-    while (atomic_load(&ran) < r * PER_ROUND) weft_yield();
+    while (atomic_load(&ran) < ran0 + r * PER_ROUND) weft_yield();
   }
-  released = weft__probe_count(WEFT__PROBE_GROUP_RELEASED) - released;
+  *released = weft__probe_count(WEFT__PROBE_GROUP_RELEASED) - released0;
+  *chunks = weft__probe_count(WEFT__PROBE_GROUP_CHUNK) - chunks0;
+}
+
+static void assert_reclaimed(long released, long chunks) {
   cr_assert_geq(released, ROUNDS * PER_ROUND / 2, "the group kept %ld of %d ended tasks",
                 ROUNDS * PER_ROUND - released, ROUNDS * PER_ROUND);
+  cr_assert_leq(chunks, MAX_CHUNKS, "the group grew to %ld chunks", chunks);
+}
+
+static void *long_lived_group(void *arg) {
+  (void)arg;
+  weft_group_t *g;
+  OK(weft_group_create(&g, NULL));
+  long released, chunks;
+  spawn_rounds(g, &released, &chunks);
+  assert_reclaimed(released, chunks);
   OK(weft_group_wait(g));
   weft_group_destroy(g);
   return NULL;
@@ -229,7 +244,47 @@ Test(group, a_long_lived_group_lets_go_of_the_tasks_that_ended) {
   run_on(2, long_lived_group, NULL);
 }
 
-/* Two tasks wait for one group at once: each returns only once every task has ended. */
+/* The same while the group's owner waits for it and one task lives on (asyncio's pattern: the
+ * owner waits, an acceptor spawns, one connection stays open): the waiter, held in its first
+ * batch, must hold up no reclaiming. */
+static atomic_int gate_open;
+
+static void *until_gate_opens(void *arg) {
+  while (!atomic_load(&gate_open)) weft_yield();
+  return arg;
+}
+
+static void *wait_for_group(void *arg) { return IPTR(weft_group_wait(arg)); }
+
+static void *waited_long_lived_group(void *arg) {
+  (void)arg;
+  atomic_store(&gate_open, 0);
+  weft_group_t *g;
+  OK(weft_group_create(&g, NULL));
+  long waits = weft__probe_count(WEFT__PROBE_GROUP_WAIT);
+  OK(weft_group_spawn(g, until_gate_opens, NULL));
+  weft_task_t *waiter;
+  OK(weft_spawn(&waiter, wait_for_group, g));
+  while (weft__probe_count(WEFT__PROBE_GROUP_WAIT) == waits) weft_yield();
+  long released, chunks;
+  spawn_rounds(g, &released, &chunks);
+  cr_assert_eq(weft_task_done(waiter), 0, "the wait outlasts the task that lives on");
+  atomic_store(&gate_open, 1);
+  void *err;
+  OK(weft_join(waiter, &err));
+  cr_assert_eq(PINT(err), 0);
+  assert_reclaimed(released, chunks);
+  weft_group_destroy(g);
+  return NULL;
+}
+
+Test(group, a_waited_group_lets_go_of_ended_tasks_while_one_lives_on) {
+  reset();
+  run_on(2, waited_long_lived_group, NULL);
+}
+
+/* Two tasks wait for one group at once (forced: a task of the group lives until both waits
+ * have begun): each returns only once every task has ended. */
 static void *count_after_yields(void *arg) {
   for (int i = 0; i < 3; i++) weft_yield();
   atomic_fetch_add(&ran, 1);
@@ -244,13 +299,18 @@ static void *wait_and_count(void *arg) {
 static void *two_waiters(void *arg) {
   (void)arg;
   enum { N = 300 };
+  atomic_store(&gate_open, 0);
   weft_group_t *g;
   OK(weft_group_create(&g, NULL));
+  long waits = weft__probe_count(WEFT__PROBE_GROUP_WAIT);
+  OK(weft_group_spawn(g, until_gate_opens, NULL));
   for (int i = 0; i < N; i++) OK(weft_group_spawn(g, count_after_yields, NULL));
   weft_task_t *w[2];
   void *seen[2];
   OK(weft_spawn(&w[0], wait_and_count, g));
   OK(weft_spawn(&w[1], wait_and_count, g));
+  while (weft__probe_count(WEFT__PROBE_GROUP_WAIT) < waits + 2) weft_yield();
+  atomic_store(&gate_open, 1);
   OK(weft_gather(w, 2, seen));
   cr_assert_eq(PINT(seen[0]), N, "the first waiter returned with %ld of %d ended", PINT(seen[0]), N);
   cr_assert_eq(PINT(seen[1]), N, "the second waiter returned with %ld of %d ended", PINT(seen[1]), N);
