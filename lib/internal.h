@@ -656,16 +656,24 @@ static inline void weft__stat_add(_Atomic uint64_t *counter, int64_t delta) {
 }
 static inline void weft__stat_bump(_Atomic uint64_t *counter) { weft__stat_add(counter, 1); }
 
+/* A freed descriptor t (poisoned already, not an orphan) onto the free list of w, a worker of
+ * its runtime: both frees' common step. Returns the list's new length. */
+static inline size_t weft__task_cache_put(weft__worker_t *w, struct weft_task *t) {
+  t->next = w->free_tasks;
+  w->free_tasks = t;
+  return ++w->free_task_count;
+}
+
 static inline void weft__task_free_cached(weft__worker_t *w, struct weft_task *t) {
+  /* >= here, > in weft__task_free: a list that is full already goes the long way, which puts
+   * t on it and then spills (the same as weft__task_free called directly) */
   if (WEFT__UNLIKELY(t->orphan || w->free_task_count >= WEFT__TASK_CACHE_MAX)) {
     weft__task_free(w->rt, w, t);
     return;
   }
   /* relaxed: as weft__task_free's poison — nobody else may touch a freed descriptor */
   atomic_store_explicit(&t->word, WEFT__TASK_WORD_FREE, memory_order_relaxed);
-  t->next = w->free_tasks;
-  w->free_tasks = t;
-  w->free_task_count++;
+  weft__task_cache_put(w, t);
 }
 
 /* The worker of the calling thread, or NULL. A task can resume on another thread, and a

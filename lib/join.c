@@ -241,9 +241,10 @@ static bool try_inline(struct weft_task *t) {
   /* Read here, not passed in: an earlier inline run may have resumed us on another worker,
    * and the deque operations below are for the owner's thread only. */
   weft__worker_t *w = weft__worker_self();
-  if (w->rt != weft__task_rt(t) || weft__deque_peek_newest(&w->deque) != (uintptr_t)t) return false;
-  /* Only we change the bottom end, so the take returns t, or 0 if a thief took it since. */
-  if (weft__deque_take(&w->deque) != (uintptr_t)t) return false;
+  /* Only we change the bottom end: take_if returns t if it is the newest entry and no thief
+   * took it, else 0 */
+  if (w->rt != weft__task_rt(t) || weft__deque_take_if(&w->deque, (uintptr_t)t) != (uintptr_t)t)
+    return false;
   run_inline(w, t);
   return true;
 }
@@ -400,13 +401,12 @@ int weft_join(weft_task_t *t, void **result) {
   /* The idiom's case (see above): a task joins an unfinished, unawaited task of its own deque's
    * newest entry, has no cancel pending (relaxed: await_task's checkpoint handles a request
    * seen late the same way as one that arrives during the run) and t was not cancelled before
-   * its start. Taking the entry back (the deque's take) makes the run exactly-once. t's word:
+   * its start. Taking the entry back (the deque's take_if) makes the run exactly-once. t's word:
    * relaxed, a hint — join_inline checks it again after the run (holder_untouched). */
   if (WEFT__LIKELY(self && self != t && atomic_load_explicit(&t->word, memory_order_relaxed) == 0 &&
                    !(atomic_load_explicit(&self->state, memory_order_relaxed) &
-                     WK_CANCEL_REQUESTED) &&
-                   weft__deque_peek_newest(&w->deque) == (uintptr_t)t)) {
-    if (WEFT__LIKELY(weft__deque_take(&w->deque) == (uintptr_t)t)) {
+                     WK_CANCEL_REQUESTED))) {
+    if (WEFT__LIKELY(weft__deque_take_if(&w->deque, (uintptr_t)t) == (uintptr_t)t)) {
       /* acquire: a canceller's writes come with its request (as wake_checkpoint's) */
       if (WEFT__LIKELY(!(atomic_load_explicit(&t->state, memory_order_acquire) & WK_CANCEL_REQUESTED)))
         return join_inline(w, self, t, result);
