@@ -65,7 +65,7 @@ static int side_error(uint32_t side) {
 
 /* A wait's deadline bounded by the task's innermost scope (owner-only data on its stack). */
 static uint64_t scoped_deadline(struct weft_task *self, uint64_t deadline_ns) {
-  weft_deadline_t *scope = self ? weft__task_diag(self)->scope : NULL;
+  weft_deadline_t *scope = self ? weft__task_scope(self) : NULL;
   /* A shield holds the scope back too: cleanup (a shielded await of a cancelled child) must
    * see its task end. relaxed: the task's own bits. */
   if (scope && (atomic_load_explicit(&self->state, memory_order_relaxed) & WK_SHIELD)) return deadline_ns;
@@ -82,11 +82,14 @@ int weft_deadline_begin(weft_deadline_t *scope, uint64_t deadline_ns) {
   weft__worker_t *w = weft__worker_self();
   struct weft_task *self = weft__running_task(w);
   if (!self) return WEFT_EPERM;
-  weft__task_diag_t *d = weft__task_diag(self);
   scope->deadline_ns = deadline_ns;
-  scope->outer = d->scope;
+  scope->outer = weft__task_scope(self);
   scope->effective_ns = scoped_deadline(self, deadline_ns);
-  d->scope = scope;
+  weft__task_diag(self)->scope = scope;
+  /* relaxed: the task's own byte (destroy and the overflow handler read it, after) */
+  atomic_store_explicit(&self->started,
+                        atomic_load_explicit(&self->started, memory_order_relaxed) | WEFT__SCOPED,
+                        memory_order_relaxed);
   return 0;
 }
 
@@ -95,10 +98,9 @@ int weft_deadline_end(weft_deadline_t *scope) {
   weft__worker_t *w = weft__worker_self();
   struct weft_task *self = weft__running_task(w);
   if (!self) return WEFT_EPERM;
-  weft__task_diag_t *d = weft__task_diag(self);
-  if (d->scope != scope)
+  if (weft__task_scope(self) != scope)
     weft__die("weft: weft_deadline_end was given a scope that is not the task's innermost.");
-  d->scope = scope->outer;
+  weft__task_diag(self)->scope = scope->outer; /* WEFT__SCOPED stays: the field is valid */
   return weft_now_ns() >= scope->deadline_ns ? WEFT_ETIMEDOUT : 0;
 }
 
