@@ -79,12 +79,10 @@ static inline int WD_FN(push)(WD_DEQUE *d, uintptr_t x) {
   return WD_FN(push_fit)(d, x); /* fits: the array doubled, and top only grows */
 }
 
-/* Owner only: the newest element, or 0 if empty. */
-static inline uintptr_t WD_FN(take)(WD_DEQUE *d) {
-  int64_t b = WD_LOAD(d->bottom, WD_RLX) - 1; /* relaxed: only the owner writes bottom */
-  /* relaxed pre-check: top only grows, so a stale top can only make us do the full take. */
-  if (b < WD_LOAD(d->top, WD_RLX)) return 0;
-  WD_ARRAY *a = WD_LOAD(d->array, WD_RLX); /* relaxed: only the owner replaces the array */
+/* Owner only: take's reservation of slot b, whose element x the caller read (only the owner
+ * writes slots, so reading it before the reservation reads what a read after it would):
+ * returns x, or 0 if a thief took it. */
+static inline uintptr_t WD_FN(take_reserve)(WD_DEQUE *d, int64_t b, uintptr_t x) {
   /* seq_cst store then seq_cst load: a thief's seq_cst loads of top and bottom see either our
    * reservation of slot b or we see its increment of top — never neither (the paper's fence). */
   WD_STORE(d->bottom, b, WD_TAKE_ORDER);
@@ -93,7 +91,6 @@ static inline uintptr_t WD_FN(take)(WD_DEQUE *d) {
     WD_STORE(d->bottom, b + 1, WD_RLX); /* relaxed: restoring our own index */
     return 0;
   }
-  uintptr_t x = WD_LOAD(WD_SLOT(a, b), WD_RLX); /* relaxed: we own slot b now, or race below */
   if (t == b) {
     /* The last element: a thief may be taking it too; the CAS on top settles who wins.
      * seq_cst: it is in the same total order as the thieves' CAS and loads. */
@@ -105,6 +102,28 @@ static inline uintptr_t WD_FN(take)(WD_DEQUE *d) {
     WD_STORE(d->bottom, b + 1, WD_RLX); /* relaxed: owner's own index, empty either way */
   }
   return x;
+}
+
+/* Owner only: the newest element, or 0 if empty. */
+static inline uintptr_t WD_FN(take)(WD_DEQUE *d) {
+  int64_t b = WD_LOAD(d->bottom, WD_RLX) - 1; /* relaxed: only the owner writes bottom */
+  /* relaxed pre-check: top only grows, so a stale top can only make us do the full take. */
+  if (b < WD_LOAD(d->top, WD_RLX)) return 0;
+  WD_ARRAY *a = WD_LOAD(d->array, WD_RLX); /* relaxed: only the owner replaces the array */
+  /* relaxed: the owner's own write (push); thieves only read slots */
+  return WD_FN(take_reserve)(d, b, WD_LOAD(WD_SLOT(a, b), WD_RLX));
+}
+
+/* Owner only: take, if the newest element is x; else 0 and nothing taken (#13, session 9: an
+ * inline join's "is my child still here? then it is mine", lib/join.c). One pass instead of
+ * peek_newest and take, which each loaded bottom, top, the array and the slot (~11 of fib's
+ * ~209 instructions per spawn+join), and no seq_cst store when the child is not the newest. */
+static inline uintptr_t WD_FN(take_if)(WD_DEQUE *d, uintptr_t x) {
+  int64_t b = WD_LOAD(d->bottom, WD_RLX) - 1; /* relaxed: only the owner writes bottom */
+  if (b < WD_LOAD(d->top, WD_RLX)) return 0; /* relaxed: as take's pre-check */
+  WD_ARRAY *a = WD_LOAD(d->array, WD_RLX); /* relaxed: only the owner replaces the array */
+  if (WD_LOAD(WD_SLOT(a, b), WD_RLX) != x) return 0; /* relaxed: as take's */
+  return WD_FN(take_reserve)(d, b, x);
 }
 
 /* Any thread: the oldest element; 0 if empty; WD_ABORT if another thief or the owner won the

@@ -235,9 +235,12 @@ struct weft_task {
     struct {
       _Atomic uint8_t diag_state;  /* see weft__task_waiting */
       _Atomic uint8_t wait_reason; /* WEFT__WAIT_* of the last wait (weft__wait_reason) */
-      /* 1 once started: runs_on and wait hold the union's bytes, not fn and arg. 0 from the
-       * spawn (the diag word's store), 1 from weft__task_start or an inline run. Read by
-       * destroy (after the workers stopped). */
+      /* WEFT__STARTED once started: runs_on and wait hold the union's bytes, not fn and arg.
+       * 0 from the spawn (the diag word's store), WEFT__STARTED from weft__task_start or an
+       * inline run. Read by destroy (after the workers stopped). WEFT__SCOPED too once the
+       * task has begun a deadline scope: only then is its diagnostics' `scope` valid (#13,
+       * session 9: the spawn's diag-word store forgets a last life's scope, where a store of
+       * NULL into the slab-side line cost every spawn 5 instructions and that line). */
       _Atomic uint8_t started;
       /* 1: an orphan (its runtime was destroyed with its handle held; lib/task.c's
        * orphan_held), which weft__task_free gives to its slab. An orphan is never reused, so
@@ -271,7 +274,8 @@ typedef struct weft__task_diag {
    * dumps; the owner's own reads are program-ordered). */
   _Atomic(const char *) name;
   _Atomic uint64_t name_id;
-  /* The task's innermost deadline scope (weft_deadline_begin), on its own stack; owner only. */
+  /* The task's innermost deadline scope (weft_deadline_begin), on its own stack; owner only.
+   * Valid only while the task's `started` has WEFT__SCOPED (weft__task_scope). */
   struct weft_deadline *scope;
   /* Where it was spawned (the spawning call's return address), written at every spawn of a
    * runtime with WEFT_TRACE=sites and read only there (relaxed: a dump's racy snapshot). */
@@ -345,22 +349,33 @@ static inline uint64_t weft__born_word(uint64_t now_ns) {
   return (uint64_t)(uint32_t)(now_ns >> WEFT__BORN_SHIFT) << 32;
 }
 
-/* Spawn's part: the id, no deadline scope, and the diag fields (weft__born_word) in one
- * 64-bit store (relaxed: the spawn edge publishes them to the task's workers; a dump reads
- * them racily). */
+/* weft_task.started's bits. */
+#define WEFT__STARTED 1u
+#define WEFT__SCOPED 2u
+
+/* Spawn's part: the id, and the diag fields (weft__born_word) in one 64-bit store, which also
+ * says not started and no deadline scope (relaxed: the spawn edge publishes them to the task's
+ * workers; a dump reads them racily). */
 static inline void weft__task_born(struct weft_task *t, uint64_t id, uint64_t born_word) {
   atomic_store_explicit(&t->id, id, memory_order_relaxed);
-  weft__task_diag(t)->scope = NULL; /* no deadline scope: the spawn edge publishes it */
-  /* not started (the word's `started` byte) even with the diagnostics compiled out */
+  /* the `started` byte 0 even with the diagnostics compiled out */
   atomic_store_explicit(&t->diag_word, WEFT__DIAG ? born_word : 0, memory_order_relaxed);
 }
 
 /* The start's part (weft__task_start, an inline run): fn and arg are read; the union's bytes
- * become where it runs and no wait record. relaxed: read by destroy after the workers stop. */
+ * become where it runs and no wait record. relaxed: read by destroy after the workers stop.
+ * No scope yet: only the running task begins one. */
 static inline void weft__task_started(struct weft_task *t, weft__stack_t *s) {
   t->runs_on = s;
   t->wait = NULL;
-  atomic_store_explicit(&t->started, 1, memory_order_relaxed);
+  atomic_store_explicit(&t->started, WEFT__STARTED, memory_order_relaxed);
+}
+
+/* The task's innermost deadline scope, or NULL (read by the task itself: relaxed). */
+static inline struct weft_deadline *weft__task_scope(struct weft_task *t) {
+  return atomic_load_explicit(&t->started, memory_order_relaxed) & WEFT__SCOPED
+             ? weft__task_diag(t)->scope
+             : NULL;
 }
 
 /* weft__suspend's part: the suspension's `after` itself, one store with no branch (relaxed:
@@ -418,7 +433,7 @@ void weft__task_free(struct weft_runtime *rt, struct weft__worker *w, struct wef
 /* A worker's free list beyond this spills half to the runtime (picked; lib/task.c). */
 #define WEFT__TASK_CACHE_MAX 1024
 /* weft__task_free's common case, inline (#13: weft_join's inline run): a worker w of t's
- * runtime puts t on its own free list; the rest (an orphan, a full list) goes the long way. */
+ * runtime puts t, which it ran, on its own free list; a full list goes the long way. */
 static inline void weft__task_free_cached(struct weft__worker *w, struct weft_task *t);
 /* lib/task.c: frees the descriptor store (the slabs orphans keep stay mapped). */
 void weft__task_slabs_free(struct weft_runtime *rt);
@@ -455,7 +470,7 @@ int weft__park_until(struct weft_task *self, uint64_t deadline_ns);
  * common answer (no scope) without a call — yield's hot path (issue 13). */
 int weft__scope_check_slow(struct weft_task *self);
 static inline int weft__scope_check(struct weft_task *self) {
-  return WEFT__LIKELY(!weft__task_diag(self)->scope) ? 0 : weft__scope_check_slow(self);
+  return WEFT__LIKELY(!weft__task_scope(self)) ? 0 : weft__scope_check_slow(self);
 }
 /* lib/task.c: a suspension point that does not park (yield, a task's start): true if a
  * cancel is pending, which it counts as delivered. Inline: the common answer (no request)
@@ -656,16 +671,26 @@ static inline void weft__stat_add(_Atomic uint64_t *counter, int64_t delta) {
 }
 static inline void weft__stat_bump(_Atomic uint64_t *counter) { weft__stat_add(counter, 1); }
 
+/* A freed descriptor t (poisoned already, not an orphan) onto the free list of w, a worker of
+ * its runtime: both frees' common step. Returns the list's new length. */
+static inline size_t weft__task_cache_put(weft__worker_t *w, struct weft_task *t) {
+  t->next = w->free_tasks;
+  w->free_tasks = t;
+  return ++w->free_task_count;
+}
+
 static inline void weft__task_free_cached(weft__worker_t *w, struct weft_task *t) {
-  if (WEFT__UNLIKELY(t->orphan || w->free_task_count >= WEFT__TASK_CACHE_MAX)) {
+  /* >= here, > in weft__task_free: a list that is full already goes the long way, which puts
+   * t on it and then spills (the same as weft__task_free called directly). No orphan check: t
+   * ran on w, a worker of its runtime, which is not destroyed (destroy makes orphans after the
+   * workers stopped). */
+  if (WEFT__UNLIKELY(w->free_task_count >= WEFT__TASK_CACHE_MAX)) {
     weft__task_free(w->rt, w, t);
     return;
   }
   /* relaxed: as weft__task_free's poison — nobody else may touch a freed descriptor */
   atomic_store_explicit(&t->word, WEFT__TASK_WORD_FREE, memory_order_relaxed);
-  t->next = w->free_tasks;
-  w->free_tasks = t;
-  w->free_task_count++;
+  weft__task_cache_put(w, t);
 }
 
 /* The worker of the calling thread, or NULL. A task can resume on another thread, and a

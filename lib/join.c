@@ -65,7 +65,7 @@ static int side_error(uint32_t side) {
 
 /* A wait's deadline bounded by the task's innermost scope (owner-only data on its stack). */
 static uint64_t scoped_deadline(struct weft_task *self, uint64_t deadline_ns) {
-  weft_deadline_t *scope = self ? weft__task_diag(self)->scope : NULL;
+  weft_deadline_t *scope = self ? weft__task_scope(self) : NULL;
   /* A shield holds the scope back too: cleanup (a shielded await of a cancelled child) must
    * see its task end. relaxed: the task's own bits. */
   if (scope && (atomic_load_explicit(&self->state, memory_order_relaxed) & WK_SHIELD)) return deadline_ns;
@@ -82,11 +82,14 @@ int weft_deadline_begin(weft_deadline_t *scope, uint64_t deadline_ns) {
   weft__worker_t *w = weft__worker_self();
   struct weft_task *self = weft__running_task(w);
   if (!self) return WEFT_EPERM;
-  weft__task_diag_t *d = weft__task_diag(self);
   scope->deadline_ns = deadline_ns;
-  scope->outer = d->scope;
+  scope->outer = weft__task_scope(self);
   scope->effective_ns = scoped_deadline(self, deadline_ns);
-  d->scope = scope;
+  weft__task_diag(self)->scope = scope;
+  /* relaxed: the task's own byte (destroy and the overflow handler read it, after) */
+  atomic_store_explicit(&self->started,
+                        atomic_load_explicit(&self->started, memory_order_relaxed) | WEFT__SCOPED,
+                        memory_order_relaxed);
   return 0;
 }
 
@@ -95,10 +98,9 @@ int weft_deadline_end(weft_deadline_t *scope) {
   weft__worker_t *w = weft__worker_self();
   struct weft_task *self = weft__running_task(w);
   if (!self) return WEFT_EPERM;
-  weft__task_diag_t *d = weft__task_diag(self);
-  if (d->scope != scope)
+  if (weft__task_scope(self) != scope)
     weft__die("weft: weft_deadline_end was given a scope that is not the task's innermost.");
-  d->scope = scope->outer;
+  weft__task_diag(self)->scope = scope->outer; /* WEFT__SCOPED stays: the field is valid */
   return weft_now_ns() >= scope->deadline_ns ? WEFT_ETIMEDOUT : 0;
 }
 
@@ -241,9 +243,10 @@ static bool try_inline(struct weft_task *t) {
   /* Read here, not passed in: an earlier inline run may have resumed us on another worker,
    * and the deque operations below are for the owner's thread only. */
   weft__worker_t *w = weft__worker_self();
-  if (w->rt != weft__task_rt(t) || weft__deque_peek_newest(&w->deque) != (uintptr_t)t) return false;
-  /* Only we change the bottom end, so the take returns t, or 0 if a thief took it since. */
-  if (weft__deque_take(&w->deque) != (uintptr_t)t) return false;
+  /* Only we change the bottom end: take_if returns t if it is the newest entry and no thief
+   * took it, else 0 */
+  if (w->rt != weft__task_rt(t) || weft__deque_take_if(&w->deque, (uintptr_t)t) != (uintptr_t)t)
+    return false;
   run_inline(w, t);
   return true;
 }
@@ -400,13 +403,12 @@ int weft_join(weft_task_t *t, void **result) {
   /* The idiom's case (see above): a task joins an unfinished, unawaited task of its own deque's
    * newest entry, has no cancel pending (relaxed: await_task's checkpoint handles a request
    * seen late the same way as one that arrives during the run) and t was not cancelled before
-   * its start. Taking the entry back (the deque's take) makes the run exactly-once. t's word:
+   * its start. Taking the entry back (the deque's take_if) makes the run exactly-once. t's word:
    * relaxed, a hint — join_inline checks it again after the run (holder_untouched). */
   if (WEFT__LIKELY(self && self != t && atomic_load_explicit(&t->word, memory_order_relaxed) == 0 &&
                    !(atomic_load_explicit(&self->state, memory_order_relaxed) &
-                     WK_CANCEL_REQUESTED) &&
-                   weft__deque_peek_newest(&w->deque) == (uintptr_t)t)) {
-    if (WEFT__LIKELY(weft__deque_take(&w->deque) == (uintptr_t)t)) {
+                     WK_CANCEL_REQUESTED))) {
+    if (WEFT__LIKELY(weft__deque_take_if(&w->deque, (uintptr_t)t) == (uintptr_t)t)) {
       /* acquire: a canceller's writes come with its request (as wake_checkpoint's) */
       if (WEFT__LIKELY(!(atomic_load_explicit(&t->state, memory_order_acquire) & WK_CANCEL_REQUESTED)))
         return join_inline(w, self, t, result);

@@ -167,7 +167,7 @@ static int wq_wait_unlocked(struct weft_task *self, weft__spin_t *lock, weft__wq
 int weft__wq_wait(struct weft_task *self, weft__spin_t *lock, weft__wq_t *q, weft__wq_node_t *n,
                   uint64_t deadline_ns) {
   /* No deadline of its own nor of a scope: the direct wait; else the completion word's. */
-  if (self && deadline_ns == UINT64_MAX && !weft__task_diag(self)->scope)
+  if (self && deadline_ns == UINT64_MAX && !weft__task_scope(self))
     return wq_wait_direct(self, lock, q, n);
   uint32_t before = weft__wq_state(self);
   wq_unlock(lock);

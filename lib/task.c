@@ -29,7 +29,6 @@
 enum {
   TASK_SLAB_BYTES = WEFT__TASK_SLAB_BYTES, /* picked (internal.h): a descriptor finds its slab by masking */
   TASK_REGION_SLABS = 64, /* picked: slabs per mapping (2 MiB) */
-  TASK_CACHE_MAX = WEFT__TASK_CACHE_MAX, /* a worker's free list beyond this spills half (internal.h) */
   TASK_REFILL = 64, /* picked: descriptors a worker takes from the shared list at once */
   TASK_IDLE_KEEP = 0 /* picked: descriptors a worker keeps while it parks (each could pin a slab) */
 };
@@ -66,9 +65,6 @@ typedef struct task_region {
   char *base;
   uint64_t orphan_slabs; /* at destroy: bit k set if slab k outlives it (handles still held) */
 } task_region_t;
-
-/* A descriptor on a free list (or never used) carries this word (internal.h). */
-#define TASK_WORD_FREE WEFT__TASK_WORD_FREE
 
 /* rt->task_store: the runtime's descriptor store, under rt->task_lock. */
 typedef struct weft__task_store {
@@ -134,7 +130,7 @@ static int task_slab_add(struct weft_runtime *rt) {
   atomic_init(&slab->orphans, 0);
   st->slabs = slab;
   for (size_t i = TASK_SLAB; i-- > 0;) {
-    atomic_init(&slab->tasks[i].word, TASK_WORD_FREE);
+    atomic_init(&slab->tasks[i].word, WEFT__TASK_WORD_FREE); /* internal.h */
     slab->tasks[i].next = rt->free_tasks;
     rt->free_tasks = &slab->tasks[i];
   }
@@ -307,15 +303,14 @@ static void orphan_free(struct weft_task *t) {
 void weft__task_free(struct weft_runtime *rt, weft__worker_t *w, struct weft_task *t) {
   /* Poison: a release of this handle before the descriptor is reused aborts with a sentence.
    * relaxed: nobody else may touch a freed descriptor. */
-  atomic_store_explicit(&t->word, TASK_WORD_FREE, memory_order_relaxed);
+  atomic_store_explicit(&t->word, WEFT__TASK_WORD_FREE, memory_order_relaxed);
   if (WEFT__UNLIKELY(t->orphan)) { /* its runtime was destroyed, the handle held */
     orphan_free(t);
     return;
   }
-  if (w && w->rt == rt) {
-    t->next = w->free_tasks;
-    w->free_tasks = t;
-    if (WEFT__UNLIKELY(++w->free_task_count > TASK_CACHE_MAX)) task_cache_spill(rt, w, TASK_CACHE_MAX / 2);
+  if (w && w->rt == rt) { /* a list beyond WEFT__TASK_CACHE_MAX (internal.h) spills half */
+    if (WEFT__UNLIKELY(weft__task_cache_put(w, t) > WEFT__TASK_CACHE_MAX))
+      task_cache_spill(rt, w, WEFT__TASK_CACHE_MAX / 2);
     return;
   }
   pthread_mutex_lock(&rt->task_lock);
@@ -330,7 +325,7 @@ void weft__task_free(struct weft_runtime *rt, weft__worker_t *w, struct weft_tas
 static bool task_is_free(struct weft_task *t) {
   /* relaxed: the workers have stopped and pthread_join ordered their writes before ours;
    * others may still CAS a live word (a thread starting an await), never a free one. */
-  return atomic_load_explicit(&t->word, memory_order_relaxed) == TASK_WORD_FREE;
+  return atomic_load_explicit(&t->word, memory_order_relaxed) == WEFT__TASK_WORD_FREE;
 }
 
 size_t weft__tasks_cancel_all(struct weft_runtime *rt) {

@@ -190,6 +190,7 @@ namespace v_batch_store {
   struct ops_##ns {                                                                        \
     static int push(model_deque *d, uintptr_t x) { return ns::push(d, x); }                \
     static uintptr_t take(model_deque *d) { return ns::take(d); }                          \
+    static uintptr_t take_if(model_deque *d, uintptr_t x) { return ns::take_if(d, x); }    \
     static uintptr_t steal(model_deque *d) { return ns::steal(d); }                        \
     static int steal_batch(model_deque *d, uintptr_t *out, int max) {                      \
       return ns::steal_batch(d, out, max);                                                 \
@@ -554,26 +555,34 @@ struct detach_test : rl::test_suite<detach_test<Ops>, 2> {
   void after() { RL_ASSERT(task.freed($).load(rl::mo_relaxed) == 1); }
 };
 
-/* weft_join's own inline run (#13, session 8; lib/join.c's join_inline): thread 0 spawns a
- * child (pushes its start entry) and joins it while thread 1, a thief, may steal the entry.
- * The joiner takes the entry back and, if it got it, runs the child and finishes it with
+/* weft_join's own inline run (#13, session 8; lib/join.c's join_inline): thread 0 spawns an
+ * older sibling and then the child (pushes their start entries) and joins the child while
+ * thread 1, a thief, may steal both entries (the sibling first: the take pair's ordering bugs
+ * need the child not to be the last element).
+ * The joiner takes the entry back (take_if, as lib/join.c since session 9: take's reservation
+ * after its own read of the slot) and, if it got it, runs the child and finishes it with
  * holder_untouched (no completion published: the descriptor goes straight to the free list);
  * otherwise it waits for the word's DONE (a thread's wait: acquire), reads the result and
  * releases the handle. The thief that got the entry runs the child and completes its word.
  * Checks: the child runs exactly once, its result is read after it was written (no race), the
- * descriptor is freed exactly once, after every touch. Planted bug (PeekOnly): the joiner runs
- * the child because the newest entry is the child (peek_newest), without taking it back. */
+ * descriptor is freed exactly once, after every touch. Planted bugs: (PeekOnly) the joiner runs
+ * the child because the newest entry is the child (peek_newest), without taking it back; and
+ * take_if with the deque's own planted bugs (the take pair relaxed or release/acquire, the last
+ * element without a CAS): the child runs twice. */
 template <class DOps, class JOps, bool PeekOnly>
 struct join_inline_test : rl::test_suite<join_inline_test<DOps, JOps, PeekOnly>, 2> {
   deque_test<DOps> d; /* its deque (its payloads and counters unused) */
   model_deque &dq = d.dq;
   model_task task;
   rl::atomic<int> ran;
+  rl::atomic<int> sibling_taken;
+  static constexpr uintptr_t sibling = 3;
 
   void before() {
     d.before();
     task.init();
     ran($).store(0, rl::mo_relaxed);
+    sibling_taken($).store(0, rl::mo_relaxed);
   }
 
   void run_child() {
@@ -584,13 +593,15 @@ struct join_inline_test : rl::test_suite<join_inline_test<DOps, JOps, PeekOnly>,
   void thread(unsigned id) {
     const uintptr_t entry = 2; /* 0 = empty, 1 = WD_ABORT */
     if (id == 0) {
+      RL_ASSERT(DOps::push(&dq, sibling) >= 0);
       RL_ASSERT(DOps::push(&dq, entry) >= 0);
-      bool mine = PeekOnly ? DOps::peek_newest(&dq) == entry : DOps::take(&dq) == entry;
+      bool mine = PeekOnly ? DOps::peek_newest(&dq) == entry : DOps::take_if(&dq, entry) == entry;
       if (mine) {
         run_child();
         if (JOps::holder_untouched(&task.word)) {
           RL_ASSERT(task.result($) == 42);
           task.free_it();
+          take_sibling();
           return;
         }
         uintptr_t s = JOps::complete(&task.word); /* not reached here: nobody else awaits */
@@ -602,17 +613,31 @@ struct join_inline_test : rl::test_suite<join_inline_test<DOps, JOps, PeekOnly>,
       int r = JOps::release_handle(&task.word);
       RL_ASSERT(r >= 0);
       if (r == 1) task.free_it();
+      take_sibling();
     } else {
-      if (DOps::steal(&dq) != entry) return;
-      run_child();
-      uintptr_t s = JOps::complete(&task.word);
-      if (s & JN_RELEASED) task.free_it();
+      for (int k = 0; k < 2; k++) {
+        uintptr_t x = DOps::steal(&dq);
+        if (x == sibling) sibling_taken($).fetch_add(1, rl::mo_relaxed);
+        if (x != entry) continue;
+        run_child();
+        uintptr_t s = JOps::complete(&task.word);
+        if (s & JN_RELEASED) task.free_it();
+        return;
+      }
     }
+  }
+
+  /* The joiner's own later take of the sibling (the scheduler's, after the join) */
+  void take_sibling() {
+    uintptr_t x = DOps::take(&dq);
+    RL_ASSERT(x == 0 || x == sibling);
+    if (x == sibling) sibling_taken($).fetch_add(1, rl::mo_relaxed);
   }
 
   void after() {
     RL_ASSERT(ran($).load(rl::mo_relaxed) == 1);
     RL_ASSERT(task.freed($).load(rl::mo_relaxed) == 1);
+    RL_ASSERT(sibling_taken($).load(rl::mo_relaxed) <= 1);
   }
 };
 
@@ -1215,6 +1240,9 @@ int main(int argc, char **argv) {
   check<join_inline_test<ops_v_correct, ops_j_correct, true>>("join inline run on a peek without the take", true);
   check<join_inline_awaited_test<ops_j_correct>>("join inline run awaited meanwhile correct", false);
   check<join_inline_awaited_test<ops_j_untouched_ignores_waiters>>("join inline run ignores a linked waiter", true);
+  check<join_inline_test<ops_v_take_relaxed, ops_j_correct, false>>("join inline take_if no-seq-cst-take (relaxed)", true);
+  check<join_inline_test<ops_v_take_acq_rel, ops_j_correct, false>>("join inline take_if no-seq-cst-take (release/acquire)", true);
+  check<join_inline_test<ops_v_no_last_cas, ops_j_correct, false>>("join inline take_if no-last-cas", true);
   check<timed_test<ops_j_returns_at_signalled>>("join thread returns at SIGNALLED", true);
   check<timed_test<ops_j_remove_ignores_busy>>("join remover ignores BUSY", true);
   check<timed_test<ops_j_complete_ignores_busy>>("join completer ignores BUSY", true);
