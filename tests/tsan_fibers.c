@@ -48,12 +48,25 @@ static int failures;
 
 enum { N = 2000 }; /* tasks per phase: well below gcc's 8128 live fibers */
 
-static void *leaf(void *arg) { return arg; }
+static weft_future_t *all_ran; /* finish phase: resolved by the last task to start */
+static atomic_int ran;
+
+static void count_start(void) {
+  if (atomic_fetch_add(&ran, 1) + 1 == N) weft_future_resolve(all_ran, NULL);
+}
+
+static void *leaf(void *arg) {
+  count_start();
+  return arg;
+}
 
 static void *yielder(void *arg) {
+  count_start();
   for (int i = 0; i < 3; i++) weft_yield();
   return arg;
 }
+
+static void *child(void *arg) { return arg; }
 
 static weft_future_t *all_parking; /* resolved by the last sleeper to start */
 static atomic_int parking;
@@ -91,14 +104,18 @@ static void *fib(void *arg) {
 
 static void *finish_phase(void *arg) {
   (void)arg;
-  weft_task_t *t[N];
+  static weft_task_t *t[N];
+  CHECK(weft_future_create(&all_ran) == 0, "future_create");
   for (int i = 0; i < N; i++) CHECK(weft_spawn(i % 2 ? &t[i] : NULL, i % 4 < 2 ? leaf : yielder,
                                                (void *)(intptr_t)i) == 0, "spawn %d", i);
+  /* All have started, each on its own stack: none is left for an await to run inline. */
+  CHECK(weft_future_await(all_ran, NULL) == 0, "all ran");
   for (int i = 1; i < N; i += 2) {
     void *r;
     CHECK(weft_await(t[i], &r) == 0 && r == (void *)(intptr_t)i, "await %d", i);
     weft_task_release(t[i]);
   }
+  weft_future_destroy(all_ran);
   return NULL;
 }
 
@@ -127,7 +144,7 @@ static void *inline_phase(void *arg) {
   for (int i = 0; i < N; i++) {
     weft_task_t *t;
     void *r = NULL;
-    CHECK(weft_spawn(&t, leaf, (void *)(intptr_t)i) == 0, "spawn %d", i);
+    CHECK(weft_spawn(&t, child, (void *)(intptr_t)i) == 0, "spawn %d", i);
     CHECK(weft_join(t, &r) == 0 && r == (void *)(intptr_t)i, "join %d", i);
   }
   return NULL;
@@ -190,10 +207,11 @@ static void discard_phase(void) {
 
 int main(void) {
   static const phase_t phases[] = {
-      {"finish", finish_phase, N + 1}, /* every task, and the main task */
+      {"finish", finish_phase, N + 1}, /* every task (all start before any await), and main */
       {"cancel", cancel_phase, N + 1}, /* those cancelled before their start get none */
-      {"inline", inline_phase, 1},     /* the main task's only: each child runs inline */
-      {"frames", frames_phase, 8},     /* frames run inline or on thieves' runner tasks */
+      {"inline", inline_phase, 1},     /* the main task's; a child runs inline unless stolen */
+      {"frames", frames_phase, 1},     /* the main task's; frames, tasks and thieves' runner
+                                          * tasks run inline or on their own, by timing */
   };
   for (size_t i = 0; i < sizeof phases / sizeof *phases; i++) run_phase(&phases[i]);
   discard_phase();
