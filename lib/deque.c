@@ -18,9 +18,9 @@
  * grow, when it parks (with the stack and task caches: "memory first"), and at its fairness
  * tick (every 61st look for work) while it holds retired arrays — a load of the list head on
  * that tick, nothing on push or take.
- *   Who reads arrays: the owner (push, take, take_if, peek_newest, and steal/steal_batch on its own
- * queues: the owner never frees an array under itself) and thieves in steal_one. Threads that
- * are not workers never touch a deque (their spawns and wakes go to the inject queue), and the
+ *   Who reads arrays: the owner (push, take, take_if, peek_newest, and steal/steal_batch on
+ * its own queues: the owner never frees an array under itself) and thieves in steal_one.
+ * Threads that are not workers never touch a deque (their spawns and wakes go to the inject queue), and the
  * metrics read only top and bottom, so the workers are the domain's only readers. A parked
  * worker is outside any section (its word is 0) and never delays a free.
  *

@@ -31,9 +31,9 @@
  * Rejected: keeping every handle until destroy (a server's group grew by ~130 bytes per
  * connection for its whole life); no reuse or sweep while anyone waits (a TaskGroup whose owner
  * waits while an acceptor spawns into it grew as before); the task releasing its own handle at
- * the end of its trampoline (a task cancelled before it starts never runs it); a pointer from the task
- * descriptor to its group (the descriptor has no room left in its one cache line, and only
- * grouped tasks would use it); failing the group only when the wait sees the error (errgroup
+ * the end of its trampoline (a task cancelled before it starts never runs it); a pointer from
+ * the task descriptor to its group (the descriptor has no room left in its one cache line, and
+ * only grouped tasks would use it); failing the group only when the wait sees the error (errgroup
  * cancels at the first error, not when someone looks).
  */
 #include "internal.h"
@@ -117,14 +117,19 @@ int weft_group_create(weft_group_t **out, weft_runtime_t *rt) {
   return 0;
 }
 
+/* Puts a slot that holds no task on the free list. Caller holds the lock. */
+static void slot_free_locked(weft_group_t *g, group_slot_t *slot) {
+  slot->task = NULL;
+  slot->next_free = g->free;
+  g->free = slot;
+}
+
 /* Releases an ended task's handle and frees its slot. Caller holds the lock; the slot is not
  * pinned (no waiter holds a copy of the handle). */
 static void slot_release_locked(weft_group_t *g, group_slot_t *slot) {
   weft_task_release(slot->task);
   weft__probe_hit(WEFT__PROBE_GROUP_RELEASED);
-  slot->task = NULL;
-  slot->next_free = g->free;
-  g->free = slot;
+  slot_free_locked(g, slot);
   g->held--;
 }
 
@@ -151,7 +156,8 @@ static group_slot_t *slot_locked(weft_group_t *g) {
   }
   if (!g->tail || g->tail->used == GROUP_CHUNK) {
     group_chunk_t *c = malloc(sizeof *c);
-    if (!c && g->since_sweep) { /* out of memory: reclaim what ended before failing */
+    /* out of memory: reclaim what ended before failing (unless this call just swept) */
+    if (!c && g->since_sweep) {
       sweep_locked(g);
       if (g->free) return slot_locked(g);
     }
@@ -182,13 +188,10 @@ int weft_group_spawn(weft_group_t *g, weft_fn fn, void *arg) {
     /* Under the lock, so that a failure that cancels the group cannot miss this task. */
     err = weft__runtime_spawn_at(g->rt, &slot->task, group_trampoline, slot,
                                  __builtin_return_address(0));
-    if (err) { /* the slot goes back to the free list */
-      slot->task = NULL;
-      slot->next_free = g->free;
-      g->free = slot;
-    } else {
+    if (err)
+      slot_free_locked(g, slot);
+    else
       g->held++;
-    }
   }
   pthread_mutex_unlock(&g->lock);
   return err;

@@ -359,10 +359,10 @@ int weft_await_timeout(weft_task_t *t, uint64_t timeout_ns, void **result) {
  * other awaiters of the same handle (their node) and its release. Another thread that awaits a
  * handle while its holder joins it already races the join's release (it reads the result after
  * being woken, when the joiner may have freed the descriptor: weft.h, "using a handle after
- * releasing it is undefined"), so the idiom's joiner is the word's only user. A word found not 0 (someone awaits it
- * anyway) takes the generic completion, which delivers to them — best effort only: an awaiter
- * that adds its node after that load is lost with the free (review), as such a program was
- * already undefined. What differs, observably: nothing but the descriptor's last state
+ * releasing it is undefined"), so the idiom's joiner is the word's only user. A word found
+ * not 0 (someone awaits it anyway) takes the generic completion, which delivers to them — best
+ * effort only: an awaiter that adds its node after that load is lost with the free (review),
+ * as such a program was already undefined. What differs, observably: nothing but the descriptor's last state
  * — a dump taken in the instant between t's return and the free shows t not done rather than
  * done (both are racy snapshots).
  * Rejected: the same shortcut for weft_await (the handle stays valid after it: the result and
