@@ -117,8 +117,12 @@ static void __attribute__((noinline)) fork_slow(weft__worker_t *w, weft__frame_t
     atomic_store_explicit(&w->frames.splitreq, 0, memory_order_relaxed); /* relaxed: a hint */
     return;
   }
-  /* After the seq_cst share, the wake check (worker.c's rule for making work visible). */
-  if (frames_share(&w->frames)) weft__wake_one_if_needed(w->rt);
+  /* After the seq_cst share, the wake check (worker.c's rule for making work visible). An ask
+   * is answered for private spawns too (lib/worker.c), which weft__priv_share does with ours. */
+  if (atomic_load_explicit(&w->npriv, memory_order_relaxed)) /* relaxed: the owner's own */
+    weft__priv_share(w);
+  else if (frames_share(&w->frames))
+    weft__wake_one_if_needed(w->rt);
 }
 
 void weft__fork(weft_frame_t *frame, weft_fn fn, void *arg) {

@@ -538,6 +538,8 @@ typedef struct weft__frame {
 } weft__frame_t;
 /* Yielded entries a worker takes from its own yield queue at once (lib/worker.c). */
 #define WEFT__YRING 32
+/* Spawns a worker keeps to itself before it pushes them all onto its deque (see below). */
+#define WEFT__PRIV_CAP 64
 
 typedef struct weft__worker {
   /* Hot, owner-only. */
@@ -566,6 +568,12 @@ typedef struct weft__worker {
   size_t free_task_count;
   weft__stack_cache_t stacks;
   void *altstack;
+  /* #13, session 10: the newest spawns, kept from thieves until one asks (lib/worker.c's
+   * "Private spawns"), oldest first: a spawn writes a slot, the join of the newest takes it
+   * back, no atomic instruction and no fence (a Chase–Lev take's store→load fence was ~30 % of
+   * fib's time). Owner-only; the count is atomic (relaxed) only because metrics read it. */
+  _Atomic uint32_t npriv;
+  uintptr_t priv[WEFT__PRIV_CAP];
   /* Shared: thieves touch these. */
   weft__deque_t deque;   /* spawned and woken tasks: owner LIFO, thieves FIFO */
   weft__deque_t yieldq;  /* yielded tasks: everyone takes the oldest (FIFO) */
@@ -720,6 +728,26 @@ void weft__schedule(struct weft_runtime *rt, uintptr_t entry);
 /* The same, known to run on worker w of the task's runtime (spawn's fast path). Returns 0,
  * so that a spawn ends in a tail call to it. */
 int weft__schedule_local(weft__worker_t *w, uintptr_t entry);
+/* Private spawns (#13, session 10; lib/worker.c): weft__priv_share pushes every private spawn
+ * of w onto its deque, oldest first, and answers a thief's ask (the frames' splitreq, which
+ * it clears): called when one is asked for, when the private run is full, and by the
+ * scheduler loop before it lets the worker idle. Returns 0, as weft__schedule_local. */
+int weft__priv_share(weft__worker_t *w);
+/* The newest private spawn, taken back; 0 if there is none. Owner only. */
+static inline uintptr_t weft__priv_pop(weft__worker_t *w) {
+  uint32_t n = atomic_load_explicit(&w->npriv, memory_order_relaxed); /* relaxed: our own */
+  if (!n) return 0;
+  atomic_store_explicit(&w->npriv, n - 1, memory_order_relaxed); /* relaxed: metrics' hint */
+  return w->priv[n - 1];
+}
+/* Takes t back if it is w's newest private spawn (a join's inline run); false if it is not
+ * (shared since, or never private). Owner only. */
+static inline bool weft__priv_take_if(weft__worker_t *w, struct weft_task *t) {
+  uint32_t n = atomic_load_explicit(&w->npriv, memory_order_relaxed); /* relaxed: our own */
+  if (!n || w->priv[n - 1] != (uintptr_t)t) return false;
+  atomic_store_explicit(&w->npriv, n - 1, memory_order_relaxed); /* relaxed: metrics' hint */
+  return true;
+}
 /* #11: a resume entry woken by the task running on w, into w's next slot (lib/worker.c); the
  * deque where the slot does not apply (chaos mode, no task running). */
 void weft__schedule_next(weft__worker_t *w, uintptr_t entry);

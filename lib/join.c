@@ -244,8 +244,10 @@ static bool try_inline(struct weft_task *t) {
    * and the deque operations below are for the owner's thread only. */
   weft__worker_t *w = weft__worker_self();
   /* Only we change the bottom end: take_if returns t if it is the newest entry and no thief
-   * took it, else 0 */
-  if (w->rt != weft__task_rt(t) || weft__deque_take_if(&w->deque, (uintptr_t)t) != (uintptr_t)t)
+   * took it, else 0. A private spawn is newer than anything on the deque (lib/worker.c). */
+  if (w->rt != weft__task_rt(t) ||
+      (!weft__priv_take_if(w, t) &&
+       weft__deque_take_if(&w->deque, (uintptr_t)t) != (uintptr_t)t))
     return false;
   run_inline(w, t);
   return true;
@@ -408,7 +410,9 @@ int weft_join(weft_task_t *t, void **result) {
   if (WEFT__LIKELY(self && self != t && atomic_load_explicit(&t->word, memory_order_relaxed) == 0 &&
                    !(atomic_load_explicit(&self->state, memory_order_relaxed) &
                      WK_CANCEL_REQUESTED))) {
-    if (WEFT__LIKELY(weft__deque_take_if(&w->deque, (uintptr_t)t) == (uintptr_t)t)) {
+    /* Private first: our newest spawns, no fence to take back (lib/worker.c) */
+    if (WEFT__LIKELY(weft__priv_take_if(w, t) ||
+                     weft__deque_take_if(&w->deque, (uintptr_t)t) == (uintptr_t)t)) {
       /* acquire: a canceller's writes come with its request (as wake_checkpoint's) */
       if (WEFT__LIKELY(!(atomic_load_explicit(&t->state, memory_order_acquire) & WK_CANCEL_REQUESTED)))
         return join_inline(w, self, t, result);

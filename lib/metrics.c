@@ -89,7 +89,8 @@ static void add_worker(weft_metrics_t *m, life_t *life, weft__worker_t *w, uint6
   m->yields += worker_yields(w);
   m->idle_ns += idle;
   m->busy_ns += uptime > idle ? uptime - idle : 0;
-  m->deque_depth += deque_depth(&w->deque);
+  /* relaxed: a hint, as the deque's indices (private spawns: lib/worker.c) */
+  m->deque_depth += deque_depth(&w->deque) + atomic_load_explicit(&w->npriv, memory_order_relaxed);
   m->yield_depth += deque_depth(&w->yieldq);
   /* relaxed: a snapshot, like the depths */
   m->yield_depth += atomic_load_explicit(&w->yring_left, memory_order_relaxed);

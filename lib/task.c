@@ -619,20 +619,36 @@ static int __attribute__((noinline, cold)) spawn_at(struct weft_runtime *rt, wef
   return 0;
 }
 
-/* spawn_local's end under TSan: the spawn edge, then the push. */
-static int __attribute__((noinline, cold)) spawn_push_tsan(weft__worker_t *w, struct weft_task *t) {
-  weft__tsan_release(&t->fn); /* as task_init's */
-  return weft__schedule_local(w, (uintptr_t)t);
+/* Whether w's deque looks empty to its owner (relaxed: bottom is ours, and a stale top, which
+ * only grows, can only make it look fuller: the spawn then stays private, which an ask
+ * corrects). */
+static inline bool deque_looks_empty(weft__worker_t *w) {
+  return atomic_load_explicit(&w->deque.bottom, memory_order_relaxed) <=
+         atomic_load_explicit(&w->deque.top, memory_order_relaxed);
 }
 
-/* spawn_local's push found the deque empty (r 1: wake an idle worker if no one looks, as
- * worker.c's push_local does) or full (WD_FULL: nothing pushed yet; weft__schedule_local
- * grows it, or spills to the inject queue). */
-static int __attribute__((noinline)) spawn_pushed_rare(weft__worker_t *w, struct weft_task *t,
-                                                       int r) {
-  if (r == WEFT__DEQUE_FULL) return weft__schedule_local(w, (uintptr_t)t);
-  weft__wake_one_if_needed(w->rt);
+/* Where a spawn goes that spawn_local did not keep private at once (lib/worker.c's "Private
+ * spawns"): private, unless a thief or a parker asked, the private run is full, or it would be
+ * the only task queued here — that one is pushed at once, so that a parent that spawns one
+ * child and then computes for long without a suspension point does not keep it from idle
+ * workers. What an ask or a full run finds private is pushed first, oldest first. */
+static int __attribute__((noinline)) spawn_place(weft__worker_t *w, struct weft_task *t) {
+  uint32_t n = atomic_load_explicit(&w->npriv, memory_order_relaxed); /* relaxed: our own */
+  /* acquire: as spawn_local's */
+  if (n == WEFT__PRIV_CAP || atomic_load_explicit(&w->frames.splitreq, memory_order_acquire)) {
+    weft__priv_share(w);
+    n = 0;
+  }
+  if (n == 0 && deque_looks_empty(w)) return weft__schedule_local(w, (uintptr_t)t);
+  w->priv[n] = (uintptr_t)t;
+  atomic_store_explicit(&w->npriv, n + 1, memory_order_relaxed); /* relaxed: metrics' hint */
   return 0;
+}
+
+/* spawn_local's end under TSan: the spawn edge, then the placement. */
+static int __attribute__((noinline, cold)) spawn_push_tsan(weft__worker_t *w, struct weft_task *t) {
+  weft__tsan_release(&t->fn); /* as task_init's */
+  return spawn_place(w, t);
 }
 
 /* A worker's spawn (#13). The common case — a descriptor and a stack in the worker's caches,
@@ -657,12 +673,18 @@ static inline int spawn_local(weft__worker_t *w, weft_task_t **out, weft_fn fn, 
   task_fill(t, fn, arg, out != NULL, w->id_next++, w->born_word);
   if (out) *out = t;
   if (WEFT__UNLIKELY(weft__san_hooks() & WEFT__SAN_TSAN)) return spawn_push_tsan(w, t);
-  /* The push inline (#13, session 8: two calls less per spawn), without the growth call
-   * (push_fit: the registers that call needs saved would cost every spawn); the deque's other
-   * outcomes out of line. */
-  int r = weft__deque_push_fit(&w->deque, (uintptr_t)t);
-  if (WEFT__LIKELY(r == 0)) return 0; /* non-empty before: someone already knows */
-  return spawn_pushed_rare(w, t, r);
+  /* Private (session 10): a slot and a count, no atomic instruction — unless this is the first
+   * entry (the placement decides), the run is full, or someone asked (acquire: as the frames'
+   * push, frame_impl.h: pairs with a parker's release, so that the wake check after our
+   * share sees it counted as idle; a plain load on x86). */
+  uint32_t n = atomic_load_explicit(&w->npriv, memory_order_relaxed); /* relaxed: our own */
+  if (WEFT__LIKELY(n - 1 < WEFT__PRIV_CAP - 1 &&
+                   !atomic_load_explicit(&w->frames.splitreq, memory_order_acquire))) {
+    w->priv[n] = (uintptr_t)t;
+    atomic_store_explicit(&w->npriv, n + 1, memory_order_relaxed); /* relaxed: metrics' hint */
+    return 0;
+  }
+  return spawn_place(w, t);
 }
 
 static weft__worker_t *worker_of(struct weft_runtime *rt) {

@@ -373,6 +373,42 @@ int weft__schedule_local(weft__worker_t *w, uintptr_t entry) {
   return 0;
 }
 
+/* ---- Private spawns (#13, session 10) ------------------------------------------------------
+ * A worker's spawn (lib/task.c, spawn_local) goes into w->priv, a plain array that only the
+ * owner touches, and the join of the newest child takes it back from there: no atomic
+ * instruction and no fence on fork-join's hot path. A Chase–Lev take needs a store→load fence
+ * (deque_impl.h) on every pop, and that fence was ~30 % of fib's time here (measured by
+ * removing it: fib 35 98 → 69-84 ms). Private spawns reach thieves the way the frames' do
+ * (Lace's split deque, lib/frame_impl.h), and through the same ask (the frames' splitreq): a
+ * thief that finds nothing shared asks, as does a worker about to park; the owner answers at its
+ * next spawn, its next fork, or when its scheduler loop next looks for work (local_work), by
+ * pushing every private spawn onto its deque, oldest first (so the deque stays ordered, the
+ * private ones being the newest). A spawn that would be the only task queued on its worker is
+ * pushed at once, and a full run (WEFT__PRIV_CAP) is pushed whole.
+ * The price, which is Lace's and Tokio's LIFO slot's: between those points, a task that
+ * computes without suspending keeps its newer children to its worker — they run when it
+ * spawns, forks, joins or suspends next, or ends. Only the first child of an empty worker is
+ * visible at once. A task that waits for its child by spinning on memory, instead of joining
+ * or another weft wait, may wait for ever (it did not before, with two workers or more).
+ * No protocol changed: the array is owner-only, and the entries reach thieves through the
+ * deque's own push; so the relacy models (deque, frames) cover all that is shared.
+ * Rejected: a private part inside the Chase–Lev deque (a second split protocol to prove, with
+ * a growable array); an asymmetric fence (membarrier) instead of take's fence (an IPI to every
+ * CPU of the process per steal, and a steal storm such as spawn 10^6 steals 10^5 times);
+ * keeping the newest spawn only (a slot, Tokio's): fib's children are joined after their
+ * younger siblings' subtrees, so most would still be on the deque at their join. */
+int weft__priv_share(weft__worker_t *w) {
+  /* relaxed: a hint, cleared before the pushes (as frames_share does), so an ask made during
+   * them stays */
+  atomic_store_explicit(&w->frames.splitreq, 0, memory_order_relaxed);
+  uint32_t n = atomic_load_explicit(&w->npriv, memory_order_relaxed); /* relaxed: our own */
+  atomic_store_explicit(&w->npriv, 0, memory_order_relaxed);          /* relaxed: metrics' */
+  for (uint32_t i = 0; i < n; i++) push_local(w, &w->deque, w->priv[i]); /* each wakes if due */
+  /* The ask may have been for frames: answer it for them too (lib/frame.c's fork does). */
+  if (w->rt->nworkers > 1 && frames_share(&w->frames)) weft__wake_one_if_needed(w->rt);
+  return 0;
+}
+
 void weft__schedule_next(weft__worker_t *w, uintptr_t entry) {
   /* Chaos mode explores orders: no slot (its pick is chaos_local_work's). */
   if (WEFT__UNLIKELY(w->chaos || !weft__current(w) || !next_fits(entry))) {
@@ -532,7 +568,8 @@ static uintptr_t __attribute__((noinline, cold)) chaos_local_work(weft__worker_t
     uintptr_t e = 0;
     switch ((r + (uint32_t)i) % 4) {
     case 0:
-      e = weft__deque_take(&w->deque); /* newest */
+      e = weft__priv_pop(w); /* newest (none in chaos mode: its spawns are all pushed) */
+      if (!e) e = weft__deque_take(&w->deque);
       break;
     case 1:
       e = weft__deque_steal(&w->deque); /* oldest: stealing from ourselves is allowed */
@@ -572,6 +609,13 @@ static uintptr_t local_work(weft__worker_t *w) {
       return e;
     }
     w->next_streak = 0; /* the burst is over: the queues' turn */
+  }
+  /* Private spawns are the newest entries (see "Private spawns"). The one we start may run for
+   * long without a suspension point: the others go onto the deque first, where thieves find
+   * them (a test found the hazard: noise tasks that never yield, the rest kept behind one). */
+  if ((e = weft__priv_pop(w))) {
+    if (atomic_load_explicit(&w->npriv, memory_order_relaxed)) weft__priv_share(w);
+    return e;
   }
   if ((e = weft__deque_take(&w->deque))) return e;
   if ((e = take_own_yielded(w))) return e;
@@ -852,7 +896,8 @@ static bool deque_looks_empty(weft__deque_t *d) {
 }
 
 static bool local_queues_empty(weft__worker_t *w) {
-  return deque_looks_empty(&w->deque) && deque_looks_empty(&w->yieldq) &&
+  /* relaxed: our own count */
+  return !atomic_load_explicit(&w->npriv, memory_order_relaxed) && deque_looks_empty(&w->deque) && deque_looks_empty(&w->yieldq) &&
          !atomic_load_explicit(&w->yring_left, memory_order_relaxed) &&
          atomic_load_explicit(&w->rt->inject.len, memory_order_relaxed) <= 0;
 }
@@ -897,7 +942,9 @@ static uintptr_t direct_next(weft__worker_t *w) {
  * for work is skipped. */
 static uintptr_t direct_yielded(weft__worker_t *w, struct weft_task *self) {
   if (!direct_allowed(w)) return 0;
-  if (next_peek(&w->next, 0) || !deque_looks_empty(&w->deque)) return 0; /* their turn */
+  if (next_peek(&w->next, 0) || atomic_load_explicit(&w->npriv, memory_order_relaxed) ||
+      !deque_looks_empty(&w->deque)) /* their turn (relaxed: our own count) */
+    return 0;
   uint32_t left = yring_fill(w);
   if (!left) { /* nothing else yielded here: the loop would queue the yielder and take it back */
     if (!self) return 0; /* a park: the loop looks elsewhere */
