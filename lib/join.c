@@ -238,17 +238,25 @@ static void run_inline(weft__worker_t *w, struct weft_task *t) {
   weft__task_complete(t, result);
 }
 
-/* If t is the newest entry of our deque, take it back and run it here. */
+/* Takes t back from w's queues if it is the newest entry there: our newest private spawn (no
+ * fence: lib/worker.c's "Private spawns"), or else the newest entry of our deque (take_if: only
+ * we change the bottom end; it returns t if no thief took it). A join out of LIFO order shares
+ * our private spawns first: they are t's younger siblings, and must not sit behind t's inline
+ * run, or behind our wait, where no thief can reach them (t is then not the deque's newest:
+ * our wait's scheduler loop takes the newest, and thieves the rest). */
+static inline bool take_back(weft__worker_t *w, struct weft_task *t) {
+  if (weft__priv_take_if(w, t)) return true;
+  /* relaxed: our own count */
+  if (WEFT__UNLIKELY(atomic_load_explicit(&w->npriv, memory_order_relaxed))) weft__priv_share(w);
+  return weft__deque_take_if(&w->deque, (uintptr_t)t) == (uintptr_t)t;
+}
+
+/* If t is the newest entry of our queues, take it back and run it here. */
 static bool try_inline(struct weft_task *t) {
   /* Read here, not passed in: an earlier inline run may have resumed us on another worker,
    * and the deque operations below are for the owner's thread only. */
   weft__worker_t *w = weft__worker_self();
-  /* Only we change the bottom end: take_if returns t if it is the newest entry and no thief
-   * took it, else 0. A private spawn is newer than anything on the deque (lib/worker.c). */
-  if (w->rt != weft__task_rt(t) ||
-      (!weft__priv_take_if(w, t) &&
-       weft__deque_take_if(&w->deque, (uintptr_t)t) != (uintptr_t)t))
-    return false;
+  if (w->rt != weft__task_rt(t) || !take_back(w, t)) return false;
   run_inline(w, t);
   return true;
 }
@@ -410,9 +418,7 @@ int weft_join(weft_task_t *t, void **result) {
   if (WEFT__LIKELY(self && self != t && atomic_load_explicit(&t->word, memory_order_relaxed) == 0 &&
                    !(atomic_load_explicit(&self->state, memory_order_relaxed) &
                      WK_CANCEL_REQUESTED))) {
-    /* Private first: our newest spawns, no fence to take back (lib/worker.c) */
-    if (WEFT__LIKELY(weft__priv_take_if(w, t) ||
-                     weft__deque_take_if(&w->deque, (uintptr_t)t) == (uintptr_t)t)) {
+    if (WEFT__LIKELY(take_back(w, t))) {
       /* acquire: a canceller's writes come with its request (as wake_checkpoint's) */
       if (WEFT__LIKELY(!(atomic_load_explicit(&t->state, memory_order_acquire) & WK_CANCEL_REQUESTED)))
         return join_inline(w, self, t, result);

@@ -404,6 +404,7 @@ int weft__priv_share(weft__worker_t *w) {
   uint32_t n = atomic_load_explicit(&w->npriv, memory_order_relaxed); /* relaxed: our own */
   atomic_store_explicit(&w->npriv, 0, memory_order_relaxed);          /* relaxed: metrics' */
   for (uint32_t i = 0; i < n; i++) push_local(w, &w->deque, w->priv[i]); /* each wakes if due */
+  if (n) weft__probe_hit(WEFT__PROBE_PRIV_SHARED);
   /* The ask may have been for frames: answer it for them too (lib/frame.c's fork does). */
   if (w->rt->nworkers > 1 && frames_share(&w->frames)) weft__wake_one_if_needed(w->rt);
   return 0;
