@@ -263,7 +263,15 @@ WEFT_EXTERN int weft_runtime_dump(weft_runtime_t *rt, int fd);
 /* asyncio.create_task(fn(arg)) from inside a task: the task is runnable at once, on any worker
  * of the caller's runtime. task == NULL makes it detached. Fails with WEFT_EPERM outside a task
  * (use weft_runtime_spawn there), WEFT_ENOMEM when no descriptor or stack can be had (every
- * running task is unaffected), WEFT_EINVAL for a NULL fn. */
+ * running task is unaffected), WEFT_EINVAL for a NULL fn.
+ * Where it runs: the caller's worker keeps its newest spawns to itself until another worker
+ * asks for work (as Lace's split deque and Tokio's LIFO slot do: a join of the newest child
+ * then costs no fence), and answers an ask at the caller's next spawn, fork, join or
+ * suspension; a worker that starts one of them shares the rest. The first spawn of a worker
+ * with nothing queued is visible to idle workers at once. So, as in asyncio, a task must not
+ * block its thread (spin on memory, a blocking call; use weft_blocking) waiting for something
+ * that its own unjoined children, or a child joined inline, would do: it may wait for ever.
+ * A weft wait (join, future, channel, mutex, sleep, yield) is always safe. */
 WEFT_EXTERN int weft_spawn(weft_task_t **task, weft_fn fn, void *arg);
 /* The same from any thread, onto a given runtime. WEFT_ESHUTDOWN once destroy has begun. */
 WEFT_EXTERN int weft_runtime_spawn(weft_runtime_t *rt, weft_task_t **task, weft_fn fn, void *arg);

@@ -344,6 +344,11 @@ static void watchdog(struct weft__trace *tr, uint64_t now) {
     put(&l, "weft watchdog: worker %d has run one slice for %.0f ms without suspending, now in "
             "task %" PRIu64 " \"%.64s\" (a blocking call in a task?)",
         i, ms(now - s->since), id, name ? name : "(unnamed)");
+    /* relaxed: a sample (lib/worker.c's "Private spawns": what a blocked worker keeps) */
+    uint32_t kept = atomic_load_explicit(&w->npriv, memory_order_relaxed);
+    if (kept)
+      put(&l, "; it keeps %" PRIu32 " spawn%s that no other worker can take until it suspends",
+          kept, kept == 1 ? "" : "s");
     emit(STDERR_FILENO, &l);
   }
 }

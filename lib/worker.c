@@ -600,7 +600,19 @@ static uintptr_t local_work(weft__worker_t *w) {
     weft__timer_poll(w->rt->timer, now, &w->n_fired); /* busy workers fire timers too */
     if (weft__poll_active(w->rt)) w->rt->poll_hooks->tick(w); /* and poll fds, without blocking */
     if (WEFT__UNLIKELY(w->deque.retired || w->yieldq.retired)) reclaim_arrays(w);
-    if ((e = take_injected(w)) || (e = take_own_yielded(w))) return e;
+    if ((e = take_injected(w)) || (e = take_own_yielded(w))) {
+      /* What we keep must not wait behind e (see "Private spawns"; relaxed: our own count) */
+      if (atomic_load_explicit(&w->npriv, memory_order_relaxed)) weft__priv_share(w);
+      return e;
+    }
+  }
+  /* Private spawns are the newest entries (see "Private spawns"), before the next slot too: the
+   * one we start, like any other task, may run for long without a suspension point, so the
+   * others go onto the deque first, where thieves find them (found by a test: siblings that
+   * spin until both have started, one kept behind the other). */
+  if ((e = weft__priv_pop(w))) {
+    if (atomic_load_explicit(&w->npriv, memory_order_relaxed)) weft__priv_share(w);
+    return e;
   }
   /* The next slot first, NEXT_BURST times in a row at most: then the queues get a look, so two
    * tasks that keep waking each other cannot starve the rest of this worker's tasks. */
@@ -610,13 +622,6 @@ static uintptr_t local_work(weft__worker_t *w) {
       return e;
     }
     w->next_streak = 0; /* the burst is over: the queues' turn */
-  }
-  /* Private spawns are the newest entries (see "Private spawns"). The one we start may run for
-   * long without a suspension point: the others go onto the deque first, where thieves find
-   * them (a test found the hazard: noise tasks that never yield, the rest kept behind one). */
-  if ((e = weft__priv_pop(w))) {
-    if (atomic_load_explicit(&w->npriv, memory_order_relaxed)) weft__priv_share(w);
-    return e;
   }
   if ((e = weft__deque_take(&w->deque))) return e;
   if ((e = take_own_yielded(w))) return e;
@@ -917,7 +922,8 @@ static inline bool direct_allowed(weft__worker_t *w) {
  * straight to it — what the scheduler loop would pick next anyway (local_work: the slot, within
  * its burst, outside a fairness tick) —, else 0 (the loop decides). */
 static uintptr_t direct_next(weft__worker_t *w) {
-  if (!direct_allowed(w)) return 0;
+  /* relaxed: our own count; kept spawns come first (local_work) */
+  if (!direct_allowed(w) || atomic_load_explicit(&w->npriv, memory_order_relaxed)) return 0;
   if (w->next_streak >= NEXT_BURST) {
     if (!local_queues_empty(w)) return 0; /* their turn: the loop takes the deque first */
     w->next_streak = 0;                   /* nothing else is waiting here: a new burst */

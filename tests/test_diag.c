@@ -651,6 +651,46 @@ Test(trace, the_watchdog_names_a_task_that_blocks_its_worker) {
   cr_assert_null(strstr(strstr(buf, "weft watchdog") + 1, "weft watchdog"), "%s", buf);
 }
 
+/* A task that blocks its worker after spawning keeps its newest spawn from the other workers
+ * (lib/worker.c's "Private spawns"): the watchdog says so. The other worker is kept busy by
+ * `occupier` first, so that no ask can come (an ask would be answered only at a suspension
+ * anyway): of the two children, the first is pushed (nothing was queued) and the second kept. */
+static atomic_int occupier_started, occupier_release;
+
+static void *occupier(void *arg) {
+  atomic_store(&occupier_started, 1);
+  while (!atomic_load(&occupier_release)) sched_yield();
+  return arg;
+}
+
+static void *square_task(void *arg) { return IPTR(PINT(arg) * PINT(arg)); }
+
+static void *spawns_then_blocks(void *arg) {
+  named("keeper");
+  atomic_store(&occupier_started, 0);
+  atomic_store(&occupier_release, 0);
+  weft_task_t *busy, *c1, *c2;
+  OK(weft_spawn(&busy, occupier, NULL)); /* pushed: the other worker takes it */
+  while (!atomic_load(&occupier_started)) sched_yield();
+  OK(weft_spawn(&c1, square_task, IPTR(2)));
+  OK(weft_spawn(&c2, square_task, IPTR(3)));
+  blocks_its_worker(arg);
+  atomic_store(&occupier_release, 1);
+  OK(weft_join(c2, NULL));
+  OK(weft_join(c1, NULL));
+  OK(weft_join(busy, NULL));
+  return NULL;
+}
+
+Test(trace, the_watchdog_says_which_spawns_a_blocked_worker_keeps) {
+  static char buf[1 << 14];
+  bool seen = traced_run("watchdog:100", spawns_then_blocks, IPTR(1000),
+                         "it keeps 1 spawn that no other worker can take until it suspends", buf,
+                         sizeof buf);
+  cr_assert(seen, "the watchdog did not name the kept spawn; stderr had:\n%s", buf);
+  cr_assert(strstr(buf, "\"blocker\" (a blocking call in a task?); it keeps 1 spawn"), "%s", buf);
+}
+
 Test(trace, the_watchdog_stays_silent_for_a_task_that_yields) {
   static char buf[1 << 14];
   /* 250 ms: far above a slice between yields, above the OS preempting a worker on this VM */
