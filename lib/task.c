@@ -657,10 +657,9 @@ static int __attribute__((noinline, cold)) spawn_push_tsan(weft__worker_t *w, st
 }
 
 /* A worker's spawn (#13). The common case — a descriptor and a stack in the worker's caches,
- * an id left in its block, the runtime open — calls nothing: the push is inline (session 8;
- * before, it ended in a tail call to it), and what is rare after it is a tail call: no
- * registers to save, no frame (spawn() kept them all live across its
- * possible calls). Everything else is spawn()'s, which checks and counts (the test build's
+ * an id left in its block, the runtime open — calls nothing: the task goes into the worker's
+ * private spawns (session 10; a deque push before), and what is rare after it is a tail call:
+ * no registers to save, no frame (spawn() kept them all live across its possible calls). Everything else is spawn()'s, which checks and counts (the test build's
  * fault countdowns) in the same order: this path runs each countdown only where spawn()
  * would, after the same checks. */
 static inline int spawn_local(weft__worker_t *w, weft_task_t **out, weft_fn fn, void *arg) {

@@ -5,6 +5,8 @@
  *   1. every 61st tick, the inject queue and then its yield queue first (so that tasks that
  *      yielded, or were spawned by other threads, cannot starve behind local work; 61 is
  *      Go's choice, prime so that it does not beat with a program's own periods);
+ *   1¼. its private spawns, newest first; starting one pushes the others onto its deque
+ *      (see "Private spawns" below: a spawn is kept from thieves until one asks);
  *   1½. its next slot, at most NEXT_BURST (3) times in a row while its queues hold anything
  *      (see "The next slot" below);
  *   2. its own deque, newest first (LIFO: the task just spawned or woken shares the cache);
@@ -18,7 +20,9 @@
  *      round of tries is a read section of the deques' epoch domain: lib/deque.c);
  *   7. after a bounded spin, parking (after a scavenger pass: see park()).
  * Guarantee: no ready task starves. A task in a deque runs when its owner drains the LIFO end
- * or a thief takes it (oldest first); yielded and injected tasks are checked every 61 ticks.
+ * or a thief takes it (oldest first); yielded and injected tasks are checked every 61 ticks; a
+ * private spawn runs when its worker next looks for work, or is pushed when a thief asks and
+ * the worker next spawns, forks or joins.
  * The order among ready tasks is otherwise unspecified, as in asyncio.
  *
  * Spinning and parking (Go's rule, proc.go). A worker with nothing to do becomes a spinner
@@ -384,7 +388,11 @@ int weft__schedule_local(weft__worker_t *w, uintptr_t entry) {
  * next spawn, its next fork, or when its scheduler loop next looks for work (local_work), by
  * pushing every private spawn onto its deque, oldest first (so the deque stays ordered, the
  * private ones being the newest). A spawn that would be the only task queued on its worker is
- * pushed at once, and a full run (WEFT__PRIV_CAP) is pushed whole.
+ * pushed at once, and a full run (WEFT__PRIV_CAP) is pushed whole. Whatever the worker starts
+ * or resumes instead of a kept spawn — another kept one, a yielded or injected task at the
+ * fairness tick — pushes the kept ones first, and the direct switches of weft__suspend leave a
+ * worker with kept spawns to its loop; a join out of LIFO order pushes them too (lib/join.c).
+ * So a kept spawn waits only behind its own parent's slice (or a task joined inline in it).
  * The price, which is Lace's and Tokio's LIFO slot's: between those points, a task that
  * computes without suspending keeps its newer children to its worker — they run when it
  * spawns, forks, joins or suspends next, or ends. Only the first child of an empty worker is
@@ -403,7 +411,15 @@ int weft__priv_share(weft__worker_t *w) {
   atomic_store_explicit(&w->frames.splitreq, 0, memory_order_relaxed);
   uint32_t n = atomic_load_explicit(&w->npriv, memory_order_relaxed); /* relaxed: our own */
   atomic_store_explicit(&w->npriv, 0, memory_order_relaxed);          /* relaxed: metrics' */
-  for (uint32_t i = 0; i < n; i++) push_local(w, &w->deque, w->priv[i]); /* each wakes if due */
+  bool was_empty = false;
+  for (uint32_t i = 0; i < n; i++) {
+    /* push_fit inline (a spawn storm pushes every entry here: push_local's call was ~30 of its
+     * instructions); a full deque's growth, or spill, is push_local's, wake included */
+    int r = weft__deque_push_fit(&w->deque, w->priv[i]);
+    if (WEFT__UNLIKELY(r == WEFT__DEQUE_FULL)) push_local(w, &w->deque, w->priv[i]);
+    else if (r) was_empty = true; /* that push was seq_cst: the wake check's store side */
+  }
+  if (was_empty) weft__wake_one_if_needed(w->rt);
   if (n) weft__probe_hit(WEFT__PROBE_PRIV_SHARED);
   /* The ask may have been for frames: answer it for them too (lib/frame.c's fork does). */
   if (w->rt->nworkers > 1 && frames_share(&w->frames)) weft__wake_one_if_needed(w->rt);
@@ -614,7 +630,7 @@ static uintptr_t local_work(weft__worker_t *w) {
     if (atomic_load_explicit(&w->npriv, memory_order_relaxed)) weft__priv_share(w);
     return e;
   }
-  /* The next slot first, NEXT_BURST times in a row at most: then the queues get a look, so two
+  /* The next slot then, NEXT_BURST times in a row at most: then the queues get a look, so two
    * tasks that keep waking each other cannot starve the rest of this worker's tasks. */
   if (next_peek(&w->next, 0)) { /* relaxed: the owner's own slot (a thief may empty it) */
     if (w->next_streak < NEXT_BURST && (e = next_take(&w->next))) {
