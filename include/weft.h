@@ -216,7 +216,8 @@ typedef struct weft_metrics {
   uint64_t idle_ns;        /* time parked */
   /* Depths now. deque/yield: the worker's (summed for WEFT_METRICS_ALL); the rest are the
    * runtime's, the same in every view. */
-  uint64_t deque_depth;   /* spawned and woken tasks waiting in the worker's deque */
+  uint64_t deque_depth;   /* spawned and woken tasks waiting in the worker's deque (and the
+                           * spawns it keeps: weft_spawn) */
   uint64_t yield_depth;   /* yielded (and injected-batch) tasks in its yield queue */
   uint64_t inject_depth;  /* spawns and wakes from outside not yet taken */
   uint64_t timers_armed;  /* sleeps and deadlines pending */
@@ -264,14 +265,17 @@ WEFT_EXTERN int weft_runtime_dump(weft_runtime_t *rt, int fd);
  * of the caller's runtime. task == NULL makes it detached. Fails with WEFT_EPERM outside a task
  * (use weft_runtime_spawn there), WEFT_ENOMEM when no descriptor or stack can be had (every
  * running task is unaffected), WEFT_EINVAL for a NULL fn.
- * Where it runs: the caller's worker keeps its newest spawns to itself until another worker
- * asks for work (as Lace's split deque and Tokio's LIFO slot do: a join of the newest child
- * then costs no fence), and answers an ask at the caller's next spawn, fork, join or
- * suspension; a worker that starts one of them shares the rest. The first spawn of a worker
- * with nothing queued is visible to idle workers at once. So, as in asyncio, a task must not
- * block its thread (spin on memory, a blocking call; use weft_blocking) waiting for something
- * that its own unjoined children, or a child joined inline, would do: it may wait for ever.
- * A weft wait (join, future, channel, mutex, sleep, yield) is always safe. */
+ * Where it runs: while every worker is busy, the caller's worker keeps its newest spawns to
+ * itself until another worker asks for work (as Lace's split deque and Tokio's LIFO slot do: a
+ * join of the newest child then costs no fence). It answers an ask at the caller's next spawn
+ * or fork, at a join out of spawn order, before each child a gather runs inline, and whenever
+ * its loop picks a task (the caller suspends or ends): what it does not start then goes where
+ * any worker can take it. The first spawn of a worker with nothing queued, and every spawn
+ * while a worker is idle, is visible at once. So, as in asyncio, a task — or a child it
+ * joins, awaits or gathers, which may run inline on its stack — must not block its thread
+ * (spin on memory, a blocking call: weft_offload is for those) waiting for something another
+ * of its unstarted children would do: that may wait for ever. Weft's own waits (join, future,
+ * channel, mutex, sleep, yield) are safe. */
 WEFT_EXTERN int weft_spawn(weft_task_t **task, weft_fn fn, void *arg);
 /* The same from any thread, onto a given runtime. WEFT_ESHUTDOWN once destroy has begun. */
 WEFT_EXTERN int weft_runtime_spawn(weft_runtime_t *rt, weft_task_t **task, weft_fn fn, void *arg);

@@ -730,8 +730,9 @@ void weft__schedule(struct weft_runtime *rt, uintptr_t entry);
 int weft__schedule_local(weft__worker_t *w, uintptr_t entry);
 /* Private spawns (#13, session 10; lib/worker.c): weft__priv_share pushes every private spawn
  * of w onto its deque, oldest first, and answers a thief's ask (the frames' splitreq, which
- * it clears): called when one is asked for, when the private run is full, and by the
- * scheduler loop before it lets the worker idle. Returns 0, as weft__schedule_local. */
+ * it clears) for frames too: called on an ask or a parked worker at a spawn, a fork or a
+ * gather's inline step, when the private run is full, at a join out of LIFO order, and when
+ * the scheduler loop picks a task while spawns are kept. Returns 0. */
 int weft__priv_share(weft__worker_t *w);
 /* The newest private spawn, taken back; 0 if there is none. Owner only. */
 static inline uintptr_t weft__priv_pop(weft__worker_t *w) {
@@ -872,5 +873,22 @@ void weft__tasks_visit(struct weft_runtime *rt, void (*fn)(struct weft_task *t, 
 /* Per worker thread: the alternate signal stack and the SIGSEGV handler for overflow reports. */
 int weft__overflow_reports_install(void **altstack);
 void weft__overflow_reports_remove(void *altstack);
+
+/* Whether some worker of rt is idle: parked or looking for work (Go's spinners). relaxed:
+ * a hint for where a spawn goes (lib/worker.c's "Private spawns"); the two counters share a
+ * line that stays clean while every worker is busy. */
+static inline bool weft__workers_idle(struct weft_runtime *rt) {
+  return atomic_load_explicit(&rt->nidle, memory_order_relaxed) |
+         atomic_load_explicit(&rt->nspinning, memory_order_relaxed);
+}
+
+/* Whether w keeps spawns that another worker could run now: one is idle, or one asked (the
+ * ask's acquire is for the frames' share, which the caller's weft__priv_share then does with
+ * its own loads). Owner only. */
+static inline bool weft__priv_wanted(weft__worker_t *w) {
+  return atomic_load_explicit(&w->npriv, memory_order_relaxed) && /* relaxed: our own */
+         (weft__workers_idle(w->rt) ||
+          atomic_load_explicit(&w->frames.splitreq, memory_order_acquire));
+}
 
 #endif /* WEFT_INTERNAL_H */

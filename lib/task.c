@@ -633,18 +633,21 @@ static inline bool deque_looks_empty(weft__worker_t *w) {
 }
 
 /* Where a spawn goes that spawn_local did not keep private at once (lib/worker.c's "Private
- * spawns"): private, unless a thief or a parker asked, the private run is full, or it would be
- * the only task queued here — that one is pushed at once, so that a parent that spawns one
- * child and then computes for long without a suspension point does not keep it from idle
- * workers. What an ask or a full run finds private is pushed first, oldest first. */
+ * spawns"): private, unless a thief or a parker asked, the private run is full, a worker is
+ * idle (see spawn_local), or it would be the only task queued here — that one is pushed at
+ * once, so that a parent that spawns one child and then computes for long without a
+ * suspension point does not keep it from idle workers. What an ask or a full run finds private
+ * is pushed first, oldest first. */
 static int __attribute__((noinline)) spawn_place(weft__worker_t *w, struct weft_task *t) {
   uint32_t n = atomic_load_explicit(&w->npriv, memory_order_relaxed); /* relaxed: our own */
+  bool idle = weft__workers_idle(w->rt); /* as spawn_local's */
   /* acquire: as spawn_local's */
-  if (n == WEFT__PRIV_CAP || atomic_load_explicit(&w->frames.splitreq, memory_order_acquire)) {
+  if (n == WEFT__PRIV_CAP || (idle && n) ||
+      atomic_load_explicit(&w->frames.splitreq, memory_order_acquire)) {
     weft__priv_share(w);
     n = 0;
   }
-  if (n == 0 && deque_looks_empty(w)) return weft__schedule_local(w, (uintptr_t)t);
+  if (idle || (n == 0 && deque_looks_empty(w))) return weft__schedule_local(w, (uintptr_t)t);
   w->priv[n] = (uintptr_t)t;
   atomic_store_explicit(&w->npriv, n + 1, memory_order_relaxed); /* relaxed: metrics' hint */
   return 0;
@@ -659,7 +662,8 @@ static int __attribute__((noinline, cold)) spawn_push_tsan(weft__worker_t *w, st
 /* A worker's spawn (#13). The common case — a descriptor and a stack in the worker's caches,
  * an id left in its block, the runtime open — calls nothing: the task goes into the worker's
  * private spawns (session 10; a deque push before), and what is rare after it is a tail call:
- * no registers to save, no frame (spawn() kept them all live across its possible calls). Everything else is spawn()'s, which checks and counts (the test build's
+ * no registers to save, no frame (spawn() kept them all live across its possible calls).
+ * Everything else is spawn()'s, which checks and counts (the test build's
  * fault countdowns) in the same order: this path runs each countdown only where spawn()
  * would, after the same checks. */
 static inline int spawn_local(weft__worker_t *w, weft_task_t **out, weft_fn fn, void *arg) {
@@ -678,12 +682,17 @@ static inline int spawn_local(weft__worker_t *w, weft_task_t **out, weft_fn fn, 
   if (out) *out = t;
   if (WEFT__UNLIKELY(weft__san_hooks() & WEFT__SAN_TSAN)) return spawn_push_tsan(w, t);
   /* Private (session 10): a slot and a count, no atomic instruction — unless this is the first
-   * entry (the placement decides), the run is full, or someone asked (acquire: as the frames'
+   * entry (the placement decides), the run is full, someone asked (acquire: as the frames'
    * push, frame_impl.h: pairs with a parker's release, so that the wake check after our
-   * share sees it counted as idle; a plain load on x86). */
+   * share sees it counted as idle; a plain load on x86), or a worker is idle: a parked one
+   * asked when it parked, but a burst of spawns is over before its wake-up (~84 µs) lets it
+   * ask again, and a parent that then computes would keep all but its first child (review:
+   * fan-out ran serially); a spinner would find nothing until our next spawn. fib's steady
+   * state has every worker busy. */
   uint32_t n = atomic_load_explicit(&w->npriv, memory_order_relaxed); /* relaxed: our own */
   if (WEFT__LIKELY(n - 1 < WEFT__PRIV_CAP - 1 &&
-                   !atomic_load_explicit(&w->frames.splitreq, memory_order_acquire))) {
+                   !atomic_load_explicit(&w->frames.splitreq, memory_order_acquire) &&
+                   !weft__workers_idle(rt))) {
     w->priv[n] = (uintptr_t)t;
     atomic_store_explicit(&w->npriv, n + 1, memory_order_relaxed); /* relaxed: metrics' hint */
     return 0;

@@ -5,10 +5,11 @@
  *   1. every 61st tick, the inject queue and then its yield queue first (so that tasks that
  *      yielded, or were spawned by other threads, cannot starve behind local work; 61 is
  *      Go's choice, prime so that it does not beat with a program's own periods);
- *   1¼. its private spawns, newest first; starting one pushes the others onto its deque
- *      (see "Private spawns" below: a spawn is kept from thieves until one asks);
- *   1½. its next slot, at most NEXT_BURST (3) times in a row while its queues hold anything
+  *   1½. its next slot, at most NEXT_BURST (3) times in a row while its queues hold anything
  *      (see "The next slot" below);
+ *   1¾. its private spawns, newest first (see "Private spawns" below: a spawn is kept from
+ *      thieves until one asks); whatever this loop picks, the kept spawns it does not start
+ *      go onto its deque first;
  *   2. its own deque, newest first (LIFO: the task just spawned or woken shares the cache);
  *   3. its yield queue, oldest first (asyncio's sleep(0) goes behind the ready tasks), taken
  *      in batches of up to half into a private run (take_own_yielded: one CAS a batch);
@@ -384,30 +385,36 @@ int weft__schedule_local(weft__worker_t *w, uintptr_t entry) {
  * (deque_impl.h) on every pop, and that fence was ~30 % of fib's time here (measured by
  * removing it: fib 35 98 → 69-84 ms). Private spawns reach thieves the way the frames' do
  * (Lace's split deque, lib/frame_impl.h), and through the same ask (the frames' splitreq): a
- * thief that finds nothing shared asks, as does a worker about to park; the owner answers at its
- * next spawn, its next fork, or when its scheduler loop next looks for work (local_work), by
- * pushing every private spawn onto its deque, oldest first (so the deque stays ordered, the
- * private ones being the newest). A spawn that would be the only task queued on its worker is
- * pushed at once, and a full run (WEFT__PRIV_CAP) is pushed whole. Whatever the worker starts
- * or resumes instead of a kept spawn — another kept one, a yielded or injected task at the
- * fairness tick — pushes the kept ones first, and the direct switches of weft__suspend leave a
- * worker with kept spawns to its loop; a join out of LIFO order pushes them too (lib/join.c).
- * So a kept spawn waits only behind its own parent's slice (or a task joined inline in it).
- * The price, which is Lace's and Tokio's LIFO slot's: between those points, a task that
- * computes without suspending keeps its newer children to its worker — they run when it
- * spawns, forks, joins or suspends next, or ends. Only the first child of an empty worker is
- * visible at once. A task that waits for its child by spinning on memory, instead of joining
- * or another weft wait, may wait for ever (it did not before, with two workers or more).
+ * thief that finds nothing shared asks, as does a worker about to park. The owner answers by
+ * pushing every private spawn onto its deque, oldest first (weft__priv_share), at its next
+ * spawn or fork, at a join out of LIFO order and before each child a gather runs inline
+ * (lib/join.c); and whatever its loop picks while spawns are kept — the newest kept one, the
+ * next slot, a yielded or injected task at the fairness tick — the kept ones it does not start
+ * are pushed first (the direct switches of weft__suspend leave such a worker to its loop).
+ * Pushed at once instead of kept: a spawn that would be the only task queued on its worker,
+ * every spawn while some worker is idle (parked or spinning: a parker asked when it parked, but
+ * its wake-up takes ~84 µs, and a parent that computes after a burst of spawns would keep them
+ * all: review), and
+ * a full run (WEFT__PRIV_CAP) as a whole. The kept ones are mostly the deque's newest entries
+ * (a frame's runner, an entry displaced from the next slot or a cancelled parker's push can
+ * land above them, which changes only the order).
+ * The price, which is Lace's and Tokio's LIFO slot's: a kept spawn waits for its worker while
+ * the task that spawned it (or a child running inline on its stack) computes without
+ * spawning, forking or suspending. A task that waits for a sibling or child by blocking its
+ * thread (spinning on memory, a blocking call) instead of a weft wait may wait for ever; with
+ * two workers or more it did not before (weft.h, weft_spawn).
  * No protocol changed: the array is owner-only, and the entries reach thieves through the
  * deque's own push; so the relacy models (deque, frames) cover all that is shared.
  * Rejected: a private part inside the Chase–Lev deque (a second split protocol to prove, with
  * a growable array); an asymmetric fence (membarrier) instead of take's fence (an IPI to every
  * CPU of the process per steal, and a steal storm such as spawn 10^6 steals 10^5 times);
  * keeping the newest spawn only (a slot, Tokio's): fib's children are joined after their
- * younger siblings' subtrees, so most would still be on the deque at their join. */
+ * younger siblings' subtrees, so most would still be on the deque at their join; sharing
+ * before every gather (skynet's gathers of ten: +11 % instructions). */
 int weft__priv_share(weft__worker_t *w) {
-  /* relaxed: a hint, cleared before the pushes (as frames_share does), so an ask made during
-   * them stays */
+  /* relaxed: a hint, cleared before the pushes (as frames_share does); frames_share below clears
+   * it again, which may drop an ask made meanwhile: harmless, the pushes are visible and their
+   * wake check follows, and a thief that still finds nothing asks again */
   atomic_store_explicit(&w->frames.splitreq, 0, memory_order_relaxed);
   uint32_t n = atomic_load_explicit(&w->npriv, memory_order_relaxed); /* relaxed: our own */
   atomic_store_explicit(&w->npriv, 0, memory_order_relaxed);          /* relaxed: metrics' */
@@ -622,22 +629,24 @@ static uintptr_t local_work(weft__worker_t *w) {
       return e;
     }
   }
-  /* Private spawns are the newest entries (see "Private spawns"), before the next slot too: the
-   * one we start, like any other task, may run for long without a suspension point, so the
-   * others go onto the deque first, where thieves find them (found by a test: siblings that
-   * spin until both have started, one kept behind the other). */
-  if ((e = weft__priv_pop(w))) {
-    if (atomic_load_explicit(&w->npriv, memory_order_relaxed)) weft__priv_share(w);
-    return e;
-  }
-  /* The next slot then, NEXT_BURST times in a row at most: then the queues get a look, so two
-   * tasks that keep waking each other cannot starve the rest of this worker's tasks. */
+  /* The next slot first, NEXT_BURST times in a row at most: then the queues get a look, so two
+   * tasks that keep waking each other cannot starve the rest of this worker's tasks. Kept
+   * spawns go onto the deque first (see "Private spawns": nothing we keep waits behind a task
+   * we start, which may run for long without a suspension point). */
   if (next_peek(&w->next, 0)) { /* relaxed: the owner's own slot (a thief may empty it) */
     if (w->next_streak < NEXT_BURST && (e = next_take(&w->next))) {
       w->next_streak++;
+      /* relaxed: our own count */
+      if (atomic_load_explicit(&w->npriv, memory_order_relaxed)) weft__priv_share(w);
       return e;
     }
     w->next_streak = 0; /* the burst is over: the queues' turn */
+  }
+  /* Then kept spawns, the newest entries; the others go onto the deque before it starts (found
+   * by a test: siblings that spin until both have started, one kept behind the other). */
+  if ((e = weft__priv_pop(w))) {
+    if (atomic_load_explicit(&w->npriv, memory_order_relaxed)) weft__priv_share(w);
+    return e;
   }
   if ((e = weft__deque_take(&w->deque))) return e;
   if ((e = take_own_yielded(w))) return e;
@@ -919,7 +928,8 @@ static bool deque_looks_empty(weft__deque_t *d) {
 
 static bool local_queues_empty(weft__worker_t *w) {
   /* relaxed: our own count */
-  return !atomic_load_explicit(&w->npriv, memory_order_relaxed) && deque_looks_empty(&w->deque) && deque_looks_empty(&w->yieldq) &&
+  return !atomic_load_explicit(&w->npriv, memory_order_relaxed) &&
+         deque_looks_empty(&w->deque) && deque_looks_empty(&w->yieldq) &&
          !atomic_load_explicit(&w->yring_left, memory_order_relaxed) &&
          atomic_load_explicit(&w->rt->inject.len, memory_order_relaxed) <= 0;
 }
@@ -938,7 +948,7 @@ static inline bool direct_allowed(weft__worker_t *w) {
  * straight to it — what the scheduler loop would pick next anyway (local_work: the slot, within
  * its burst, outside a fairness tick) —, else 0 (the loop decides). */
 static uintptr_t direct_next(weft__worker_t *w) {
-  /* relaxed: our own count; kept spawns come first (local_work) */
+  /* relaxed: our own count; the loop shares kept spawns before it takes the slot (local_work) */
   if (!direct_allowed(w) || atomic_load_explicit(&w->npriv, memory_order_relaxed)) return 0;
   if (w->next_streak >= NEXT_BURST) {
     if (!local_queues_empty(w)) return 0; /* their turn: the loop takes the deque first */

@@ -587,6 +587,85 @@ Test(scheduler, private_siblings_that_must_meet_do) {
                "no private spawn was ever shared: the test missed the path it is for");
 }
 
+/* Fan-out while the other workers are idle (review, session 10): every child must start while
+ * the parent computes without suspending — a spawn made while a worker is idle is not kept.
+ * The parent's "computation" waits for all three to start (30 s give-up). */
+static atomic_int fanned_started;
+
+static void *fanned_child(void *arg) {
+  atomic_fetch_add(&fanned_started, 1);
+  return arg;
+}
+
+static void *fanout_main(void *arg) {
+  (void)arg;
+  for (int round = 0; round < 50; round++) {
+    atomic_store(&fanned_started, 0);
+    weft_task_t *t[3];
+    for (long i = 0; i < 3; i++) OK(weft_spawn(&t[i], fanned_child, IPTR(i)));
+    uint64_t give_up = weft_now_ns() + 30ull * 1000000000u;
+    while (atomic_load(&fanned_started) < 3) { /* no weft wait: the parent's own work */
+      cr_assert_lt(weft_now_ns(), give_up, "round %d: %d of 3 children started while the "
+                   "parent computed", round, atomic_load(&fanned_started));
+      sched_yield();
+    }
+    for (long i = 0; i < 3; i++) {
+      void *r = NULL;
+      OK(weft_join(t[i], &r));
+      cr_assert_eq(PINT(r), i);
+    }
+    /* let the other workers go idle again (park or spin) before the next round */
+    OK(weft_sleep_ms(1));
+  }
+  return NULL;
+}
+
+Test(scheduler, children_spawned_while_workers_idle_run_beside_their_computing_parent) {
+  weft_options_t o = WEFT_OPTIONS_INIT;
+  o.workers = 4;
+  OK(weft_run(&o, fanout_main, NULL, NULL));
+}
+
+/* A task woken into the next slot is not held up by a chain of spawns that keeps the worker
+ * busy (review, session 10: kept spawns were taken before the slot, without its burst bound).
+ * One worker: nobody else can run either. */
+enum { CHAIN_LIMIT = 200000, CHAIN_WAKE_AT = 10 };
+static weft_future_t *chain_future;
+static atomic_long chain_steps, chain_resumed_at;
+static atomic_int chain_stop;
+
+static void *chain_step(void *arg) {
+  long k = atomic_fetch_add(&chain_steps, 1) + 1;
+  if (k == CHAIN_WAKE_AT) OK(weft_future_resolve(chain_future, NULL));
+  if (!atomic_load(&chain_stop) && k < CHAIN_LIMIT) OK(weft_spawn(NULL, chain_step, NULL));
+  return arg;
+}
+
+static void *chain_main(void *arg) {
+  (void)arg;
+  weft_task_t *filler;
+  OK(weft_spawn(&filler, spin_child_value, IPTR(1))); /* pushed: the worker had nothing */
+  OK(weft_spawn(NULL, chain_step, NULL));              /* kept */
+  OK(weft_future_await(chain_future, NULL)); /* woken into the next slot at step 10 */
+  atomic_store(&chain_resumed_at, atomic_load(&chain_steps));
+  atomic_store(&chain_stop, 1);
+  OK(weft_join(filler, NULL));
+  return NULL;
+}
+
+Test(scheduler, a_woken_task_is_not_held_up_by_a_chain_of_spawns) {
+  atomic_store(&chain_steps, 0);
+  atomic_store(&chain_stop, 0);
+  OK(weft_future_create(&chain_future));
+  weft_options_t o = WEFT_OPTIONS_INIT;
+  o.workers = 1;
+  OK(weft_run(&o, chain_main, NULL, NULL));
+  /* NEXT_BURST and the fairness tick bound the wait to a few steps; the chain runs to 200 000 */
+  cr_assert_lt(atomic_load(&chain_resumed_at), 1000, "resumed after step %ld",
+               atomic_load(&chain_resumed_at));
+  weft_future_destroy(chain_future);
+}
+
 static void *priv_join_main(void *arg) {
   weft_runtime_t *rt = arg;
   weft_task_t *first, *second;
@@ -600,7 +679,8 @@ static void *priv_join_main(void *arg) {
                (unsigned long long)m.deque_depth);
   OK(weft_join(second, &r));
   cr_assert_eq(PINT(r), 25);
-  cr_assert_eq(weft__probe_count(WEFT__PROBE_JOIN_INLINE), hits + 1, "the private child ran inline");
+  cr_assert_eq(weft__probe_count(WEFT__PROBE_JOIN_INLINE), hits + 1,
+               "the private child ran inline");
   OK(weft_join(first, &r));
   cr_assert_eq(PINT(r), 16);
   cr_assert_eq(weft__probe_count(WEFT__PROBE_JOIN_INLINE), hits + 2, "then the deque's, inline");
