@@ -730,7 +730,7 @@ void weft__schedule(struct weft_runtime *rt, uintptr_t entry);
 int weft__schedule_local(weft__worker_t *w, uintptr_t entry);
 /* Private spawns (#13, session 10; lib/worker.c): weft__priv_share pushes every private spawn
  * of w onto its deque, oldest first, and answers a thief's ask (the frames' splitreq, which
- * it clears) for frames too: called on an ask or a parked worker at a spawn, a fork or a
+ * it clears) for frames too: called on an ask or an idle worker at a spawn, a fork or a
  * gather's inline step, when the private run is full, at a join out of LIFO order, and when
  * the scheduler loop picks a task while spawns are kept. Returns 0. */
 int weft__priv_share(weft__worker_t *w);

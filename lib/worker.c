@@ -5,7 +5,7 @@
  *   1. every 61st tick, the inject queue and then its yield queue first (so that tasks that
  *      yielded, or were spawned by other threads, cannot starve behind local work; 61 is
  *      Go's choice, prime so that it does not beat with a program's own periods);
-  *   1½. its next slot, at most NEXT_BURST (3) times in a row while its queues hold anything
+ *   1½. its next slot, at most NEXT_BURST (3) times in a row while its queues hold anything
  *      (see "The next slot" below);
  *   1¾. its private spawns, newest first (see "Private spawns" below: a spawn is kept from
  *      thieves until one asks); whatever this loop picks, the kept spawns it does not start
@@ -22,8 +22,8 @@
  *   7. after a bounded spin, parking (after a scavenger pass: see park()).
  * Guarantee: no ready task starves. A task in a deque runs when its owner drains the LIFO end
  * or a thief takes it (oldest first); yielded and injected tasks are checked every 61 ticks; a
- * private spawn runs when its worker next looks for work, or is pushed when a thief asks and
- * the worker next spawns, forks or joins.
+ * private spawn runs when its worker next looks for work, or is pushed where thieves find it
+ * (see "Private spawns").
  * The order among ready tasks is otherwise unspecified, as in asyncio.
  *
  * Spinning and parking (Go's rule, proc.go). A worker with nothing to do becomes a spinner
@@ -394,8 +394,7 @@ int weft__schedule_local(weft__worker_t *w, uintptr_t entry) {
  * Pushed at once instead of kept: a spawn that would be the only task queued on its worker,
  * every spawn while some worker is idle (parked or spinning: a parker asked when it parked, but
  * its wake-up takes ~84 µs, and a parent that computes after a burst of spawns would keep them
- * all: review), and
- * a full run (WEFT__PRIV_CAP) as a whole. The kept ones are mostly the deque's newest entries
+ * all: review), and a full run (WEFT__PRIV_CAP) as a whole. The kept ones are mostly the deque's newest entries
  * (a frame's runner, an entry displaced from the next slot or a cancelled parker's push can
  * land above them, which changes only the order).
  * The price, which is Lace's and Tokio's LIFO slot's: a kept spawn waits for its worker while
