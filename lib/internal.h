@@ -733,6 +733,9 @@ int weft__schedule_local(weft__worker_t *w, uintptr_t entry);
  * it clears) for frames too: called on an ask or an idle worker at a spawn, a fork or a
  * gather's inline step, when the private run is full, at a join out of LIFO order, and when
  * the scheduler loop picks a task while spawns are kept. Returns 0. */
+/* A worker counts as spinning from before its thread starts (+1), until its first look for work
+ * takes the count over; -1 if its thread did not start (lib/worker.c). */
+void weft__worker_count_fresh(struct weft_runtime *rt, int delta);
 int weft__priv_share(weft__worker_t *w);
 /* The newest private spawn, taken back; 0 if there is none. Owner only. */
 static inline uintptr_t weft__priv_pop(weft__worker_t *w) {

@@ -300,7 +300,9 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
   int started = 0;
   for (; started < nworkers; started++) {
     weft__worker_t *w = &rt->workers[started];
+    weft__worker_count_fresh(rt, 1); /* it looks for work as soon as it runs */
     if (weft__fault_hit(WEFT__FAULT_THREAD) || pthread_create(&w->thread, NULL, worker_thread, w)) {
+      weft__worker_count_fresh(rt, -1);
       stop_workers(rt, started);
       runtime_free(rt, inited);
       return WEFT_EAGAIN;

@@ -347,10 +347,12 @@ static void wake_one(struct weft_runtime *rt) {
   if (w) {
     rt->idle_list = w->next_idle;
     w->idle_listed = false;
-    atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_seq_cst); /* seq_cst: wake check */
     /* The woken worker starts out spinning; counting it now keeps concurrent producers from
-     * waking a second worker for the same work (Go's wakep). */
-    atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_seq_cst);
+     * waking a second worker for the same work (Go's wakep). Counted as spinning before it
+     * leaves the idle count: a spawn between the two must not see no worker idle (lib/task.c
+     * would keep its child private). */
+    atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_seq_cst); /* seq_cst: wake check */
+    atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_seq_cst);     /* seq_cst: wake check */
   }
   pthread_mutex_unlock(&rt->idle_lock);
   if (w) unpark(rt, w);
@@ -684,7 +686,10 @@ static bool idle_unlist(weft__worker_t *w) {
     while (*p != w) p = &(*p)->next_idle;
     *p = w->next_idle;
     w->idle_listed = false;
-    atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_seq_cst); /* seq_cst: wake check */
+    /* We leave on our own, as a spinner again: counted as one before we leave the idle count
+     * (as wake_one's). seq_cst: the wake check's counters. */
+    atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_seq_cst);
+    atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_seq_cst);
   }
   pthread_mutex_unlock(&rt->idle_lock);
   return was_listed;
@@ -748,8 +753,7 @@ static bool park(weft__worker_t *w, bool *spinning, uint64_t until) {
                           memory_order_relaxed);
   }
   if (idle_unlist(w)) {
-    *spinning = true; /* we left on our own: count ourselves as a spinner again */
-    atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_seq_cst); /* seq_cst: wake check */
+    *spinning = true; /* we left on our own: idle_unlist counted us as a spinner again */
     return true;
   } else {
     /* A waker took us off the list and counted us as spinning; wait for its store so that
@@ -810,12 +814,16 @@ static int spin_rounds(weft__worker_t *w) {
 }
 
 /* The next entry to run, or 0 once the runtime stops. */
-static uintptr_t find_work(weft__worker_t *w) {
+/* counted: whether we already count as spinning (a fresh worker: see weft__worker_main_loop). */
+static uintptr_t find_work(weft__worker_t *w, bool counted) {
   struct weft_runtime *rt = w->rt;
   uintptr_t e = local_work(w);
-  if (WEFT__LIKELY(e)) return e;
+  if (WEFT__LIKELY(e)) {
+    if (WEFT__UNLIKELY(counted)) stop_spinning(w, &counted);
+    return e;
+  }
   weft__worker_clock(w, weft__coarse_now_ns()); /* out of local work: ages restart from here */
-  bool spinning = false, quick = false;
+  bool spinning = counted, quick = false;
   for (;;) {
     if (!spinning) {
       spinning = true;
@@ -1060,7 +1068,21 @@ static void run_entry(weft__worker_t *w, uintptr_t e) {
 void weft__worker_main_loop(weft__worker_t *w) {
   weft__worker_set_self(w);
   uintptr_t e;
+  /* The runtime counted us as spinning before our thread started (weft__worker_count_fresh):
+   * a spawn made before we first look must not take us for busy and keep its child private. */
+  bool counted = true; /* find_work takes the count over (and drops it when it returns) */
   /* relaxed: a prompt exit is all we need; pthread_join orders the rest */
-  while (!atomic_load_explicit(&w->rt->stopping, memory_order_relaxed) && (e = find_work(w)))
+  while (!atomic_load_explicit(&w->rt->stopping, memory_order_relaxed)) {
+    e = find_work(w, counted);
+    counted = false;
+    if (!e) return;
     run_entry(w, e);
+  }
+  if (counted) weft__worker_count_fresh(w->rt, -1); /* stopped before our first look */
+}
+
+/* A worker about to start counts as spinning from before its thread exists (fresh: +1), or
+ * stops counting if its thread could not start (-1). seq_cst: the wake check's counter. */
+void weft__worker_count_fresh(struct weft_runtime *rt, int delta) {
+  atomic_fetch_add_explicit(&rt->nspinning, delta, memory_order_seq_cst);
 }
