@@ -722,6 +722,10 @@ void weft__worker_main_loop(weft__worker_t *w);
  * its runtime has a chaos seed; nothing otherwise. Called after spawns (weft__suspend has its
  * own). The caller must not use a worker pointer it read before: the task may move. */
 void weft__chaos_point(struct weft_task *self);
+/* A worker counts as spinning from before its thread starts (+1), until its first look for work
+ * takes the count over; -1 if its thread did not start, or (the main loop's) if it stopped
+ * before its first look (lib/worker.c). */
+void weft__worker_count_fresh(struct weft_runtime *rt, int delta);
 /* Make a task runnable (start or resume entry): local deque if on a worker, else the inject
  * queue; wakes a parked worker if no one is looking for work. */
 void weft__schedule(struct weft_runtime *rt, uintptr_t entry);
@@ -733,9 +737,6 @@ int weft__schedule_local(weft__worker_t *w, uintptr_t entry);
  * it clears) for frames too: called on an ask or an idle worker at a spawn, a fork or a
  * gather's inline step, when the private run is full, at a join out of LIFO order, and when
  * the scheduler loop picks a task while spawns are kept. Returns 0. */
-/* A worker counts as spinning from before its thread starts (+1), until its first look for work
- * takes the count over; -1 if its thread did not start (lib/worker.c). */
-void weft__worker_count_fresh(struct weft_runtime *rt, int delta);
 int weft__priv_share(weft__worker_t *w);
 /* The newest private spawn, taken back; 0 if there is none. Owner only. */
 static inline uintptr_t weft__priv_pop(weft__worker_t *w) {

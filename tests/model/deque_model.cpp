@@ -1199,8 +1199,8 @@ struct inject_park_test : rl::test_suite<inject_park_test<Ops>, 2> {
         slept($).store(1, rl::mo_relaxed); /* futex_wait: only park_word can end it */
         return;
       }
-      nidle($).fetch_sub(1, rl::mo_seq_cst); /* idle_unlist: spinning again */
-      nspinning($).fetch_add(1, rl::mo_seq_cst);
+      nspinning($).fetch_add(1, rl::mo_seq_cst); /* idle_unlist: spinning again, counted */
+      nidle($).fetch_sub(1, rl::mo_seq_cst);     /* as such before it leaves the idle count */
     }
   }
   void after() {
