@@ -3,12 +3,13 @@
  * deque_impl.h, instantiated here with C11 atomics (and in tests/model/ with relacy's); the
  * storage (arrays, growth, retirement and reclamation while thieves run) is in deque.c.
  *
- * Names this header generates (grep finds them here): weft__deque_push, weft__deque_push_fit, weft__deque_take,
- * weft__deque_take_if,
- * weft__deque_steal, weft__deque_steal_batch, weft__deque_seen_nonempty, weft__deque_peek_newest (static inline, from
- * deque_impl.h's WD_FN), WEFT__DEQUE_ABORT and WEFT__DEQUE_FULL. Declared: weft__deque_init, weft__deque_destroy,
- * weft__deque_grow, weft__deque_reclaim. A thief calls steal and steal_batch on another's deque
- * only inside the domain's read section (weft__epoch_enter/leave, epoch.h). */
+ * Names this header generates (grep finds them here): weft__deque_push, weft__deque_push_fit,
+ * weft__deque_take, weft__deque_take_if, weft__deque_steal, weft__deque_steal_batch,
+ * weft__deque_seen_nonempty, weft__deque_looks_empty, weft__deque_peek_newest (static inline,
+ * from deque_impl.h's WD_FN), WEFT__DEQUE_ABORT and WEFT__DEQUE_FULL. Declared:
+ * weft__deque_init, weft__deque_destroy, weft__deque_grow, weft__deque_reclaim. A thief calls
+ * steal and steal_batch on another's deque only inside the domain's read section
+ * (weft__epoch_enter/leave, epoch.h). */
 #ifndef WEFT_DEQUE_H
 #define WEFT_DEQUE_H
 

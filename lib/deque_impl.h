@@ -180,6 +180,12 @@ static inline int WD_FN(seen_nonempty)(WD_DEQUE *d) {
   return WD_LOAD(d->bottom, WD_SC) > t;
 }
 
+/* Owner only: whether the deque looks empty (a hint: relaxed loads of indices that only grow
+ * or that the owner writes; a miss is caught at the caller's next look). */
+static inline int WD_FN(looks_empty)(WD_DEQUE *d) {
+  return WD_LOAD(d->bottom, WD_RLX) <= WD_LOAD(d->top, WD_RLX);
+}
+
 /* Owner only: the newest element without removing it (a hint; take() decides). */
 static inline uintptr_t WD_FN(peek_newest)(WD_DEQUE *d) {
   int64_t b = WD_LOAD(d->bottom, WD_RLX); /* relaxed: only the owner writes bottom */

@@ -627,11 +627,6 @@ static int __attribute__((noinline, cold)) spawn_at(struct weft_runtime *rt, wef
 /* Whether w's deque looks empty to its owner (relaxed: bottom is ours, and a stale top, which
  * only grows, can only make it look fuller: the spawn then stays private, which an ask
  * corrects). */
-static inline bool deque_looks_empty(weft__worker_t *w) {
-  return atomic_load_explicit(&w->deque.bottom, memory_order_relaxed) <=
-         atomic_load_explicit(&w->deque.top, memory_order_relaxed);
-}
-
 /* Where a spawn goes that spawn_local did not keep private at once (lib/worker.c's "Private
  * spawns"): private, unless a thief or a parker asked, the private run is full, a worker is
  * idle (see spawn_local), or it would be the only task queued here — that one is pushed at
@@ -647,7 +642,8 @@ static int __attribute__((noinline)) spawn_place(weft__worker_t *w, struct weft_
     weft__priv_share(w);
     n = 0;
   }
-  if (idle || (n == 0 && deque_looks_empty(w))) return weft__schedule_local(w, (uintptr_t)t);
+  if (idle || (n == 0 && weft__deque_looks_empty(&w->deque)))
+    return weft__schedule_local(w, (uintptr_t)t);
   w->priv[n] = (uintptr_t)t;
   atomic_store_explicit(&w->npriv, n + 1, memory_order_relaxed); /* relaxed: metrics' hint */
   return 0;

@@ -926,17 +926,12 @@ static __attribute__((noinline)) void after_yield(weft__worker_t *w) {
 /* do_after out of line, for weft__suspend's tail (after_switch, the loop's, inlines it). */
 static __attribute__((noinline)) void after_direct(weft__worker_t *w) { do_after(w); }
 
-/* Whether w's own queues look empty (relaxed loads of indices that only grow or that w
- * writes: a hint — a miss is caught at the next look, within NEXT_BURST picks). */
-static bool deque_looks_empty(weft__deque_t *d) {
-  return atomic_load_explicit(&d->bottom, memory_order_relaxed) <=
-         atomic_load_explicit(&d->top, memory_order_relaxed);
-}
-
+/* Whether w's own queues look empty: hints (weft__deque_looks_empty's), whose misses are
+ * caught at the next look, within NEXT_BURST picks. */
 static bool local_queues_empty(weft__worker_t *w) {
   /* relaxed: our own count */
   return !atomic_load_explicit(&w->npriv, memory_order_relaxed) &&
-         deque_looks_empty(&w->deque) && deque_looks_empty(&w->yieldq) &&
+         weft__deque_looks_empty(&w->deque) && weft__deque_looks_empty(&w->yieldq) &&
          !atomic_load_explicit(&w->yring_left, memory_order_relaxed) &&
          atomic_load_explicit(&w->rt->inject.len, memory_order_relaxed) <= 0;
 }
@@ -983,12 +978,12 @@ static uintptr_t direct_next(weft__worker_t *w) {
 static uintptr_t direct_yielded(weft__worker_t *w, struct weft_task *self) {
   if (!direct_allowed(w)) return 0;
   if (next_peek(&w->next, 0) || atomic_load_explicit(&w->npriv, memory_order_relaxed) ||
-      !deque_looks_empty(&w->deque)) /* their turn (relaxed: our own count) */
+      !weft__deque_looks_empty(&w->deque)) /* their turn (relaxed: our own count) */
     return 0;
   uint32_t left = yring_fill(w);
   if (!left) { /* nothing else yielded here: the loop would queue the yielder and take it back */
     if (!self) return 0; /* a park: the loop looks elsewhere */
-    if (!deque_looks_empty(&w->yieldq)) return 0; /* the batch lost a race: the loop decides */
+    if (!weft__deque_looks_empty(&w->yieldq)) return 0; /* the batch lost a race: loop decides */
     tick_next(w);
     return (uintptr_t)self | WEFT__ENTRY_RESUME;
   }
