@@ -354,10 +354,15 @@ static void report_unfinished(struct weft_runtime *rt) {
       struct weft_task *t = &slab->tasks[i];
       if (atomic_load_explicit(&t->word, memory_order_relaxed) & WEFT__DONE) continue;
       char line[256];
+      /* A task that never started was still queued when the workers stopped (its cancel
+       * ends it only when a worker takes it). relaxed: the workers have stopped. */
+      bool started = atomic_load_explicit(&t->started, memory_order_relaxed) & WEFT__STARTED;
       int n = snprintf(line, sizeof line,
-                       "weft: weft_runtime_destroy: task '%s' (id %llu) did not end after its "
-                       "cancel; discarded where it waits\n",
-                       weft__task_name(t) ? weft__task_name(t) : "(unnamed)", (unsigned long long)t->id);
+                       "weft: weft_runtime_destroy: task '%s' (id %llu) %s\n",
+                       weft__task_name(t) ? weft__task_name(t) : "(unnamed)",
+                       (unsigned long long)t->id,
+                       started ? "did not end after its cancel; discarded where it waits"
+                               : "never started (still queued when the workers stopped); discarded");
       ssize_t ignored = write(STDERR_FILENO, line, n > 0 && n < (int)sizeof line ? (size_t)n : 0);
       (void)ignored;
     }
