@@ -362,7 +362,7 @@ static void report_unfinished(struct weft_runtime *rt) {
                        weft__task_name(t) ? weft__task_name(t) : "(unnamed)",
                        (unsigned long long)t->id,
                        started ? "did not end after its cancel; discarded where it waits"
-                               : "never started (still queued when the workers stopped); discarded");
+                               : "never started (queued when the workers stopped); discarded");
       ssize_t ignored = write(STDERR_FILENO, line, n > 0 && n < (int)sizeof line ? (size_t)n : 0);
       (void)ignored;
     }
