@@ -252,14 +252,15 @@ static inline bool take_back(weft__worker_t *w, struct weft_task *t) {
 }
 
 /* If t is the newest entry of our queues, take it back and run it here. */
-static bool try_inline(struct weft_task *t) {
-  /* Read here, not passed in: an earlier inline run may have resumed us on another worker,
-   * and the deque operations below are for the owner's thread only. */
-  weft__worker_t *w = weft__worker_self();
+/* w: this thread's worker, read after any earlier inline run (which may have resumed us on
+ * another worker: the deque operations below are for the owner's thread only). */
+static bool try_inline_on(weft__worker_t *w, struct weft_task *t) {
   if (w->rt != weft__task_rt(t) || !take_back(w, t)) return false;
   run_inline(w, t);
   return true;
 }
+
+static bool try_inline(struct weft_task *t) { return try_inline_on(weft__worker_self(), t); }
 
 /* ---- Awaiting ----------------------------------------------------------------------------- */
 
@@ -615,7 +616,7 @@ static int gather_wait(struct weft_task *self, weft_task_t *const *tasks, size_t
     if (task_is_done(t)) continue;
     weft__worker_t *w = weft__worker_self(); /* the last inline run may have moved us */
     if (WEFT__UNLIKELY(weft__priv_wanted(w))) weft__priv_share(w);
-    try_inline(t);
+    try_inline_on(w, t);
   }
   weft__wait_reason(self, gather_reason(self), n);
   int err = wait_all(self, tasks, n);
