@@ -181,7 +181,7 @@ static inline int WD_FN(seen_nonempty)(WD_DEQUE *d) {
 }
 
 /* Owner only: whether the deque looks empty (a hint: relaxed loads of indices that only grow
- * or that the owner writes; a miss is caught at the caller's next look). */
+ * or that the owner writes; a stale top can only make it look fuller). */
 static inline int WD_FN(looks_empty)(WD_DEQUE *d) {
   return WD_LOAD(d->bottom, WD_RLX) <= WD_LOAD(d->top, WD_RLX);
 }

@@ -878,12 +878,19 @@ void weft__tasks_visit(struct weft_runtime *rt, void (*fn)(struct weft_task *t, 
 int weft__overflow_reports_install(void **altstack);
 void weft__overflow_reports_remove(void *altstack);
 
-/* Whether some worker of rt is idle: parked or looking for work (Go's spinners). relaxed:
- * a hint for where a spawn goes (lib/worker.c's "Private spawns"); the two counters share a
- * line that stays clean while every worker is busy. */
+/* Whether some worker of rt is idle: parked or looking for work (Go's spinners). A hint for
+ * where a spawn goes (lib/worker.c's "Private spawns"); the two counters share a line that
+ * stays clean while every worker is busy. Three loads, so that one worker moving between the
+ * counters is seen in one or the other whichever way it moves: a parker adds to nidle before
+ * it leaves nspinning, a woken worker adds to nspinning before it leaves nidle (review,
+ * session 11: two loads could fall either side of both of a parker's updates and read 0 | 0).
+ * acquire (plain loads on x86): a first load that sees a worker's later update orders the
+ * next load after its earlier one. */
 static inline bool weft__workers_idle(struct weft_runtime *rt) {
-  return atomic_load_explicit(&rt->nidle, memory_order_relaxed) |
-         atomic_load_explicit(&rt->nspinning, memory_order_relaxed);
+  /* separate statements: the operands of | are unsequenced */
+  int spinning = atomic_load_explicit(&rt->nspinning, memory_order_acquire);
+  int idle = atomic_load_explicit(&rt->nidle, memory_order_acquire);
+  return spinning | idle | atomic_load_explicit(&rt->nspinning, memory_order_relaxed);
 }
 
 /* Whether w keeps spawns that another worker could run now: one is idle, or one asked (the

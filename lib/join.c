@@ -251,9 +251,9 @@ static inline bool take_back(weft__worker_t *w, struct weft_task *t) {
   return weft__deque_take_if(&w->deque, (uintptr_t)t) == (uintptr_t)t;
 }
 
-/* If t is the newest entry of our queues, take it back and run it here. */
-/* w: this thread's worker, read after any earlier inline run (which may have resumed us on
- * another worker: the deque operations below are for the owner's thread only). */
+/* If t is the newest entry of our queues, take it back and run it here. w: this thread's
+ * worker, read after any earlier inline run (which may have resumed us on another worker: the
+ * deque operations below are for the owner's thread only). */
 static bool try_inline_on(weft__worker_t *w, struct weft_task *t) {
   if (w->rt != weft__task_rt(t) || !take_back(w, t)) return false;
   run_inline(w, t);

@@ -363,7 +363,9 @@ static void report_unfinished(struct weft_runtime *rt) {
                        (unsigned long long)t->id,
                        started ? "did not end after its cancel; discarded where it waits"
                                : "never started (queued when the workers stopped); discarded");
-      ssize_t ignored = write(STDERR_FILENO, line, n > 0 && n < (int)sizeof line ? (size_t)n : 0);
+      /* a name too long for the line is cut short, not the line dropped */
+      size_t len = n < 0 ? 0 : n < (int)sizeof line ? (size_t)n : sizeof line - 1;
+      ssize_t ignored = write(STDERR_FILENO, line, len);
       (void)ignored;
     }
 }
@@ -629,9 +631,6 @@ static int __attribute__((noinline, cold)) spawn_at(struct weft_runtime *rt, wef
   return 0;
 }
 
-/* Whether w's deque looks empty to its owner (relaxed: bottom is ours, and a stale top, which
- * only grows, can only make it look fuller: the spawn then stays private, which an ask
- * corrects). */
 /* Where a spawn goes that spawn_local did not keep private at once (lib/worker.c's "Private
  * spawns"): private, unless a thief or a parker asked, the private run is full, a worker is
  * idle (see spawn_local), or it would be the only task queued here — that one is pushed at
@@ -647,6 +646,8 @@ static int __attribute__((noinline)) spawn_place(weft__worker_t *w, struct weft_
     weft__priv_share(w);
     n = 0;
   }
+  /* A stale top (it only grows) can only make the deque look fuller: the spawn then stays
+   * private, which an ask corrects. */
   if (idle || (n == 0 && weft__deque_looks_empty(&w->deque)))
     return weft__schedule_local(w, (uintptr_t)t);
   w->priv[n] = (uintptr_t)t;

@@ -36,6 +36,11 @@
  *   nidle (seq_cst)", the parker's "increment nidle and decrement nspinning (seq_cst RMWs) →
  *   load every queue (seq_cst)". In the single total order one of the two sees the other.
  *   The two halves are park_impl.h's, model-checked with their planted bugs in tests/model.
+ *   A worker moving between the counts joins the new one before it leaves the old (a parker
+ *   nidle first, a woken or self-unlisted worker nspinning first), and a worker counts as
+ *   spinning from before its thread starts: a spawn's idle check (weft__workers_idle, see
+ *   "Private spawns") then never reads both as 0 while a worker is idle (session 11: CI hung
+ *   on a runtime whose threads had not yet looked for work).
  *   Only a push onto an empty deque needs this (deque_impl.h makes that push seq_cst): a push
  *   onto a non-empty deque comes after the push that made it non-empty, which already woke
  *   someone or was seen by a spinner, and a spinner that steals wakes the next one.
@@ -396,7 +401,8 @@ int weft__schedule_local(weft__worker_t *w, uintptr_t entry) {
  * Pushed at once instead of kept: a spawn that would be the only task queued on its worker,
  * every spawn while some worker is idle (parked or spinning: a parker asked when it parked, but
  * its wake-up takes ~84 µs, and a parent that computes after a burst of spawns would keep them
- * all: review), and a full run (WEFT__PRIV_CAP) as a whole. The kept ones are mostly the deque's newest entries
+ * all: review; the idle check's accounting is in "Spinning and parking" above), and a full
+ * run (WEFT__PRIV_CAP) as a whole. The kept ones are mostly the deque's newest entries
  * (a frame's runner, an entry displaced from the next slot or a cancelled parker's push can
  * land above them, which changes only the order).
  * The price, which is Lace's and Tokio's LIFO slot's: a kept spawn waits for its worker while
@@ -813,8 +819,8 @@ static int spin_rounds(weft__worker_t *w) {
   return weft__poll_active(w->rt) ? SPIN_ROUNDS_IO : SPIN_ROUNDS;
 }
 
-/* The next entry to run, or 0 once the runtime stops. */
-/* counted: whether we already count as spinning (a fresh worker: see weft__worker_main_loop). */
+/* The next entry to run, or 0 once the runtime stops. counted: whether we already count as
+ * spinning (a fresh worker: see weft__worker_main_loop). */
 static uintptr_t find_work(weft__worker_t *w, bool counted) {
   struct weft_runtime *rt = w->rt;
   uintptr_t e = local_work(w);
