@@ -363,7 +363,12 @@ Test(channel, a_capacity_too_large_for_memory_is_refused) {
   cr_assert_null(c);
 }
 
-/* Two producers feed two channels; one selecting consumer must see both streams progress. */
+/* Two producers feed two channels; one selecting consumer must see both streams progress.
+ * Over many selects: which cases are ready at a select depends on where the producers run,
+ * and for a few milliseconds one producer can wait behind the other and the consumer on one
+ * worker (CI, session 11: at 2·10^4 selects, ~10 ms, case 1 chosen 5 times in one run of 40
+ * and under n/20 in 2 of 60 on main before #13's private spawns too); at 2·10^5 each stream
+ * had over n/5 in 30 runs of 30. */
 typedef struct {
   weft_chan_t *c[2];
   long n;
@@ -403,12 +408,13 @@ static void *sf_main(void *arg) {
   for (int i = 0; i < 2; i++) OK(weft_join(p[i], NULL));
   weft_waitgroup_destroy(s->started);
   for (int i = 0; i < 2; i++)
-    cr_assert(count[i] > s->n / 20, "case %d chosen %ld of %ld under contention", i, count[i], s->n);
+    cr_assert(count[i] > s->n / 10, "case %d chosen %ld of %ld under contention", i, count[i],
+              s->n);
   return NULL;
 }
 
 Test(select, is_fair_under_contention) {
-  sf_t s = {.n = SCALE(20000, 2000)};
+  sf_t s = {.n = SCALE(200000, 20000)};
   for (int i = 0; i < 2; i++) OK(weft_chan_create(&s.c[i], 4));
   run_on(2, sf_main, &s);
   for (int i = 0; i < 2; i++) weft_chan_destroy(s.c[i]);
