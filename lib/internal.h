@@ -890,6 +890,7 @@ static inline bool weft__workers_idle(struct weft_runtime *rt) {
   /* separate statements: the operands of | are unsequenced */
   int spinning = atomic_load_explicit(&rt->nspinning, memory_order_acquire);
   int idle = atomic_load_explicit(&rt->nidle, memory_order_acquire);
+  /* relaxed: the last load orders nothing after it */
   return spinning | idle | atomic_load_explicit(&rt->nspinning, memory_order_relaxed);
 }
 
