@@ -24,6 +24,11 @@
  * contention moved to parking, and a sleeper that wakes on another worker needs a cross-wheel
  * cancel queue). One wheel, one mutex held for a few instructions per insert or cancel —
  * measured in bench/README.md (sleep 10^6: 10^6 inserts from 2 workers).
+ * Arming does not take the mutex: an armer pushes its entry onto a lock-free inbox and lowers
+ * the published earliest deadline; the next holder of the mutex links the inbox into the wheel
+ * (lib/timer_inbox_impl.h says how no deadline is lost between them). The mutex is left to the
+ * poller, cancels and counts, so arms never sleep on it while a poll cascades (gather 10^4 × 10:
+ * futex waits and wakes were a third of the profile).
  *
  * Lanes: each slot is LANES lists, filled round robin and walked abreast when the slot comes
  * due, so a cascade has LANES cache misses in flight where one list had one (the entries live
@@ -52,6 +57,21 @@
 #include <string.h>
 #include <time.h>
 
+#define TI_ENTRY weft__timer_entry_t
+#define TI_NEXT(e) ((e)->next)
+#define TI_HEAD _Atomic(weft__timer_entry_t *)
+#define TI_WORD _Atomic uint64_t
+#define TI_LOAD(obj, mo) atomic_load_explicit(&(obj), (mo))
+#define TI_STORE(obj, v, mo) atomic_store_explicit(&(obj), (v), (mo))
+#define TI_XCHG(obj, v, mo) atomic_exchange_explicit(&(obj), (v), (mo))
+#define TI_CAS(obj, expected, v, mos, mof) \
+  atomic_compare_exchange_weak_explicit(&(obj), &(expected), (v), (mos), (mof))
+#define TI_RLX memory_order_relaxed
+#define TI_ACQ memory_order_acquire
+#define TI_SC memory_order_seq_cst
+#define TI_FN(name) inbox_##name
+#include "timer_inbox_impl.h"
+
 enum {
   SLOT_BITS = 6,
   SLOTS = 1 << SLOT_BITS,
@@ -60,6 +80,7 @@ enum {
   FIRE_BATCH = 256, /* picked: callbacks one poll runs before it looks for work again */
   LANES = 8, /* picked: lists per slot, walked abreast (see advance); not swept */
   DUE_LIST = LEVELS * SLOTS * LANES, /* level_slot value of an entry waiting in the due list */
+  IN_INBOX = DUE_LIST + 1,           /* level_slot value of an entry not yet linked */
 };
 #define TICK_NS UINT64_C(250000)
 #define MAX_TICKS ((UINT64_C(1) << (SLOT_BITS * LEVELS)) - 1)
@@ -77,15 +98,17 @@ typedef struct due_list {
 } due_list_t;
 
 struct weft__timer {
-  pthread_mutex_t lock;
+  /* The armers' line: both written by every arm, read by parkers (next_ns) */
+  _Alignas(64) _Atomic(weft__timer_entry_t *) inbox;
+  _Atomic uint64_t next_ns; /* earliest time a poll has work; UINT64_MAX if none */
+  _Alignas(64) pthread_mutex_t lock;
   uint64_t start_ns;    /* tick 0 */
   uint64_t elapsed;     /* ticks processed */
   uint64_t occupied[LEVELS];
   list_t slots[LEVELS][SLOTS][LANES];
   unsigned lane;        /* the lane the next link goes to (round robin) */
   due_list_t due;
-  long count;
-  _Atomic uint64_t next_ns; /* earliest time a poll has work; UINT64_MAX if none */
+  long count; /* entries in the wheel and the due list (not the inbox) */
 };
 
 static void list_push(list_t *l, weft__timer_entry_t *e) {
@@ -125,8 +148,10 @@ static void due_unlink(due_list_t *l, weft__timer_entry_t *e) {
 }
 
 int weft__timer_create(struct weft__timer **out) {
-  struct weft__timer *t = calloc(1, sizeof *t);
+  struct weft__timer *t = aligned_alloc(64, sizeof *t); /* sizeof: a multiple of 64 */
   if (!t) return WEFT_ENOMEM;
+  memset(t, 0, sizeof *t);
+  atomic_init(&t->inbox, NULL);
   pthread_mutex_init(&t->lock, NULL);
   t->start_ns = weft_now_ns();
   atomic_init(&t->next_ns, UINT64_MAX);
@@ -208,19 +233,13 @@ static bool next_expiration(const struct weft__timer *t, int *level_out, int *sl
   return false;
 }
 
-/* Publishes and returns the earliest time a poll has work. Caller holds the lock. */
-static uint64_t publish_next(struct weft__timer *t) {
-  uint64_t next = UINT64_MAX;
+/* The earliest time a poll has work, from the wheel alone. Caller holds the lock. */
+static uint64_t wheel_next(const struct weft__timer *t) {
   int level, slot;
   uint64_t tick;
-  if (t->due.head)
-    next = 0;
-  else if (next_expiration(t, &level, &slot, &tick))
-    next = t->start_ns + tick * TICK_NS;
-  /* seq_cst: the store side of the park check (a parker reads next_ns after publishing
-   * itself as idle; see weft__timer_arm). */
-  atomic_store_explicit(&t->next_ns, next, memory_order_seq_cst);
-  return next;
+  if (t->due.head) return 0;
+  if (next_expiration(t, &level, &slot, &tick)) return t->start_ns + tick * TICK_NS;
+  return UINT64_MAX;
 }
 
 /* A slot's entry comes due: into the due list, or down to a finer level. Caller holds the
@@ -232,6 +251,27 @@ static void expire(struct weft__timer *t, weft__timer_entry_t *e, uint64_t tick)
   } else {
     wheel_link(t, e); /* cascade to a finer level */
   }
+}
+
+/* Links what the armers left in the inbox. Caller holds the lock. An entry whose tick the wheel
+ * has passed meanwhile goes straight to the due list (expire at the wheel's own tick). */
+static void drain_inbox(struct weft__timer *t) {
+  for (weft__timer_entry_t *e = inbox_take_all(&t->inbox), *next; e; e = next) {
+    next = e->next; /* before the link overwrites it */
+    t->count++;
+    expire(t, e, t->elapsed);
+  }
+}
+
+/* Publishes and returns the earliest time a poll has work, inbox included: drains again while
+ * an armer pushed meanwhile (lib/timer_inbox_impl.h). Caller holds the lock. */
+static uint64_t publish_next(struct weft__timer *t) {
+  uint64_t next;
+  do {
+    drain_inbox(t);
+    next = wheel_next(t);
+  } while (inbox_publish(&t->next_ns, next, &t->inbox));
+  return next;
 }
 
 /* Moves due entries into t->due, processing slots up to now's tick. Caller holds the lock.
@@ -282,21 +322,19 @@ bool weft__timer_arm(struct weft__timer *t, weft__timer_entry_t *e, _Atomic uint
     fire_now(e);
     return false;
   }
-  pthread_mutex_lock(&t->lock);
-  /* relaxed: the state changes only under the lock; the lock orders it */
+  /* relaxed: the push's release publishes it with the entry */
   atomic_store_explicit(&e->state, TIMER_ARMED, memory_order_relaxed);
-  wheel_link(t, e);
-  t->count++;
-  uint64_t before = atomic_load_explicit(&t->next_ns, memory_order_relaxed); /* lock: stable */
-  uint64_t after = publish_next(t);
-  pthread_mutex_unlock(&t->lock);
-  return after < before; /* earlier than any parked worker waits for: the caller wakes one */
+  e->level_slot = IN_INBOX;
+  inbox_push(&t->inbox, e);
+  /* true: earlier than any parked worker waits for, and the caller wakes one */
+  return inbox_lower(&t->next_ns, t->start_ns + deadline_tick(t, e->deadline_ns) * TICK_NS);
 }
 
 bool weft__timer_cancel(struct weft__timer *t, weft__timer_entry_t *e) {
   /* acquire: pairs with the poller's release of FIRING, so a loser sees the callback's start */
   if (atomic_load_explicit(&e->state, memory_order_acquire) != TIMER_ARMED) return false;
   pthread_mutex_lock(&t->lock);
+  drain_inbox(t); /* e may be there: it was pushed before (its task armed it, then parked) */
   bool won = atomic_load_explicit(&e->state, memory_order_relaxed) == TIMER_ARMED; /* lock */
   if (won) {
     wheel_unlink(t, e);
@@ -315,6 +353,7 @@ uint64_t weft__timer_poll(struct weft__timer *t, uint64_t now_ns, _Atomic uint64
   weft__timer_entry_t *batch[FIRE_BATCH];
   int n = 0;
   if (pthread_mutex_trylock(&t->lock) != 0) return now_ns; /* another worker is polling */
+  drain_inbox(t);
   advance(t, now_tick(t, now_ns));
   while (n < FIRE_BATCH && t->due.head) {
     weft__timer_entry_t *e = t->due.head;
@@ -332,6 +371,7 @@ uint64_t weft__timer_poll(struct weft__timer *t, uint64_t now_ns, _Atomic uint64
 
 uint64_t weft__timer_armed(struct weft__timer *t) {
   pthread_mutex_lock(&t->lock);
+  drain_inbox(t);
   long n = t->count;
   pthread_mutex_unlock(&t->lock);
   return (uint64_t)n;
@@ -344,6 +384,7 @@ uint64_t weft__timer_next_deadline(struct weft__timer *t) {
 
 bool weft__timer_pending(struct weft__timer *t) {
   pthread_mutex_lock(&t->lock);
+  drain_inbox(t);
   bool any = t->count > 0;
   pthread_mutex_unlock(&t->lock);
   return any;

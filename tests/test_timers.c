@@ -291,3 +291,33 @@ Test(timers, a_late_poll_fires_its_batches_earliest_first) {
                   "out of deadline order at %ld (seed %llu)", k, (unsigned long long)test_seed());
   weft__timer_destroy(t);
 }
+
+/* An arm does not take the wheel's lock: its entry waits in an inbox until the next holder of
+ * the lock links it (lib/timer_inbox_impl.h). By then the wheel may have passed the entry's
+ * tick (a poll whose clock read came after the armer's); the entry must fire at the next poll
+ * (linked as an arm under the lock links, it would land behind the wheel's time). Driven clock, as above: the wheel is advanced
+ * 5 s past a deadline that is still 10 s ahead of the real clock, then the entry is armed. */
+static int passed_fired;
+static void passed_record(weft__timer_entry_t *e) {
+  (void)e;
+  passed_fired++;
+}
+
+Test(timers, an_entry_armed_for_a_tick_the_wheel_has_passed_fires_at_the_next_poll) {
+  struct weft__timer *t;
+  OK(weft__timer_create(&t));
+  uint64_t base = weft_now_ns() + 10000 * MS, later = base + 5000 * MS;
+  cr_assert_eq(weft__timer_poll(t, later, NULL), UINT64_MAX, "an empty wheel has no deadline");
+  weft__timer_entry_t e = {.deadline_ns = base, .fire = passed_record};
+  cr_assert(weft__timer_arm(t, &e, NULL), "the first arm lowers the earliest deadline");
+  cr_assert_leq(weft__timer_next_deadline(t), base + TICK,
+                "a parked worker would sleep past the entry");
+  weft__timer_entry_t e2 = {.deadline_ns = base + 1000 * MS, .fire = passed_record};
+  cr_assert(!weft__timer_arm(t, &e2, NULL), "a later arm does not lower it");
+  cr_assert_eq(weft__timer_armed(t), 2);
+  weft__timer_poll(t, later, NULL);
+  cr_assert_eq(passed_fired, 2, "fired %d of 2 at the next poll", passed_fired);
+  cr_assert_eq(weft__timer_armed(t), 0);
+  cr_assert_eq(weft__timer_next_deadline(t), UINT64_MAX);
+  weft__timer_destroy(t);
+}
