@@ -105,7 +105,9 @@ typedef struct weft__timer_entry {
   void *ctx; /* for fire */
 } weft__timer_entry_t;
 
-int weft__timer_create(struct weft__timer **timer);
+/* wake (with wake_ctx): the wake check, which the wheel runs after a poll or cancel that may
+ * have let a worker park past an entry (lib/timer_inbox_impl.h); NULL: none. */
+int weft__timer_create(struct weft__timer **timer, void (*wake)(void *ctx), void *wake_ctx);
 void weft__timer_destroy(struct weft__timer *timer);
 /* Arms e; true if that made the earliest deadline earlier: the caller then wakes a parked
  * worker so it re-arms its sleep (the wheel knows nothing of workers). */

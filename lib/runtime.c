@@ -246,6 +246,9 @@ static void runtime_free(struct weft_runtime *rt, int initialized_workers) {
   free(rt);
 }
 
+/* The wheel's wake check (lib/timer_inbox_impl.h): it knows nothing of workers. */
+static void timer_wake_check(void *rt) { weft__wake_one_if_needed(rt); }
+
 int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
   if (!out) return WEFT_EINVAL;
   *out = NULL;
@@ -287,7 +290,7 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
   rt->workers = aligned_alloc(WEFT__CACHELINE, sizeof(weft__worker_t) * (size_t)nworkers);
   if (!rt->workers || weft__epoch_init(&rt->epoch, nworkers) != 0 ||
       weft__stack_pool_create(&rt->stacks, stack_bytes, guard_bytes) != 0 ||
-      weft__timer_create(&rt->timer) != 0) {
+      weft__timer_create(&rt->timer, timer_wake_check, rt) != 0) {
     runtime_free(rt, 0);
     return WEFT_ENOMEM;
   }

@@ -57,20 +57,6 @@
 #include <string.h>
 #include <time.h>
 
-#define TI_ENTRY weft__timer_entry_t
-#define TI_NEXT(e) ((e)->next)
-#define TI_HEAD _Atomic(weft__timer_entry_t *)
-#define TI_WORD _Atomic uint64_t
-#define TI_LOAD(obj, mo) atomic_load_explicit(&(obj), (mo))
-#define TI_STORE(obj, v, mo) atomic_store_explicit(&(obj), (v), (mo))
-#define TI_XCHG(obj, v, mo) atomic_exchange_explicit(&(obj), (v), (mo))
-#define TI_CAS(obj, expected, v, mos, mof) \
-  atomic_compare_exchange_weak_explicit(&(obj), &(expected), (v), (mos), (mof))
-#define TI_RLX memory_order_relaxed
-#define TI_ACQ memory_order_acquire
-#define TI_SC memory_order_seq_cst
-#define TI_FN(name) inbox_##name
-#include "timer_inbox_impl.h"
 
 enum {
   SLOT_BITS = 6,
@@ -97,6 +83,22 @@ typedef struct due_list {
   weft__timer_entry_t *head, *tail;
 } due_list_t;
 
+#define TI_ENTRY weft__timer_entry_t
+#define TI_NEXT(e) ((e)->next)
+#define TI_HEAD _Atomic(weft__timer_entry_t *)
+#define TI_WORD _Atomic uint64_t
+#define TI_LOAD(obj, mo) atomic_load_explicit(&(obj), (mo))
+#define TI_STORE(obj, v, mo) atomic_store_explicit(&(obj), (v), (mo))
+#define TI_XCHG(obj, v, mo) atomic_exchange_explicit(&(obj), (v), (mo))
+#define TI_CAS(obj, expected, v, mos, mof) \
+  atomic_compare_exchange_weak_explicit(&(obj), &(expected), (v), (mos), (mof))
+#define TI_RLX memory_order_relaxed
+#define TI_SC memory_order_seq_cst
+#define TI_FN(name) inbox_##name
+#define TI_DRAIN_NEXT(ctx) drain_and_next(ctx)
+static uint64_t drain_and_next(void *timer);
+#include "timer_inbox_impl.h"
+
 struct weft__timer {
   /* The armers' line: both written by every arm, read by parkers (next_ns) */
   _Alignas(64) _Atomic(weft__timer_entry_t *) inbox;
@@ -109,6 +111,8 @@ struct weft__timer {
   unsigned lane;        /* the lane the next link goes to (round robin) */
   due_list_t due;
   long count; /* entries in the wheel and the due list (not the inbox) */
+  void (*wake)(void *ctx); /* the wake check (a parked worker may sleep past an entry) */
+  void *wake_ctx;
 };
 
 static void list_push(list_t *l, weft__timer_entry_t *e) {
@@ -147,11 +151,13 @@ static void due_unlink(due_list_t *l, weft__timer_entry_t *e) {
     l->tail = e->prev;
 }
 
-int weft__timer_create(struct weft__timer **out) {
+int weft__timer_create(struct weft__timer **out, void (*wake)(void *ctx), void *wake_ctx) {
   struct weft__timer *t = aligned_alloc(64, sizeof *t); /* sizeof: a multiple of 64 */
   if (!t) return WEFT_ENOMEM;
   memset(t, 0, sizeof *t);
   atomic_init(&t->inbox, NULL);
+  t->wake = wake;
+  t->wake_ctx = wake_ctx;
   pthread_mutex_init(&t->lock, NULL);
   t->start_ns = weft_now_ns();
   atomic_init(&t->next_ns, UINT64_MAX);
@@ -173,6 +179,12 @@ static uint64_t deadline_tick(const struct weft__timer *t, uint64_t deadline_ns)
 /* The last tick that has fully begun: entries due at or before it are due now. */
 static uint64_t now_tick(const struct weft__timer *t, uint64_t now_ns) {
   return now_ns <= t->start_ns ? 0 : (now_ns - t->start_ns) / TICK_NS;
+}
+
+/* When a tick begins; saturated below UINT64_MAX ("none") for a deadline within a tick of it. */
+static uint64_t tick_time(const struct weft__timer *t, uint64_t tick) {
+  if (tick > (UINT64_MAX - 1 - t->start_ns) / TICK_NS) return UINT64_MAX - 1;
+  return t->start_ns + tick * TICK_NS;
 }
 
 static int level_for(uint64_t elapsed, uint64_t when) {
@@ -201,6 +213,8 @@ static bool slot_empty(const list_t lanes[LANES]) {
 }
 
 static void wheel_unlink(struct weft__timer *t, weft__timer_entry_t *e) {
+  if (e->level_slot == IN_INBOX) /* callers drain the inbox first */
+    weft__die("weft: internal error: a timer entry was unlinked while still in the inbox.");
   if (e->level_slot == DUE_LIST) {
     due_unlink(&t->due, e);
     return;
@@ -238,7 +252,7 @@ static uint64_t wheel_next(const struct weft__timer *t) {
   int level, slot;
   uint64_t tick;
   if (t->due.head) return 0;
-  if (next_expiration(t, &level, &slot, &tick)) return t->start_ns + tick * TICK_NS;
+  if (next_expiration(t, &level, &slot, &tick)) return tick_time(t, tick);
   return UINT64_MAX;
 }
 
@@ -263,15 +277,20 @@ static void drain_inbox(struct weft__timer *t) {
   }
 }
 
-/* Publishes and returns the earliest time a poll has work, inbox included: drains again while
- * an armer pushed meanwhile (lib/timer_inbox_impl.h). Caller holds the lock. */
-static uint64_t publish_next(struct weft__timer *t) {
-  uint64_t next;
-  do {
-    drain_inbox(t);
-    next = wheel_next(t);
-  } while (inbox_publish(&t->next_ns, next, &t->inbox));
-  return next;
+static uint64_t drain_and_next(void *timer) {
+  drain_inbox(timer);
+  return wheel_next(timer);
+}
+
+/* Publishes and returns the earliest time a poll has work, inbox included (see
+ * lib/timer_inbox_impl.h). Caller holds the lock, and makes the wake check after unlocking if
+ * *wake says so. */
+static uint64_t publish_next(struct weft__timer *t, bool *wake) {
+  return inbox_publish_next(&t->next_ns, &t->inbox, t, wake);
+}
+
+static void wake_check(struct weft__timer *t, bool wake) {
+  if (wake && t->wake) t->wake(t->wake_ctx);
 }
 
 /* Moves due entries into t->due, processing slots up to now's tick. Caller holds the lock.
@@ -322,12 +341,12 @@ bool weft__timer_arm(struct weft__timer *t, weft__timer_entry_t *e, _Atomic uint
     fire_now(e);
     return false;
   }
+  uint64_t due = tick_time(t, deadline_tick(t, e->deadline_ns)); /* before e is published */
   /* relaxed: the push's release publishes it with the entry */
   atomic_store_explicit(&e->state, TIMER_ARMED, memory_order_relaxed);
   e->level_slot = IN_INBOX;
   inbox_push(&t->inbox, e);
-  /* true: earlier than any parked worker waits for, and the caller wakes one */
-  return inbox_lower(&t->next_ns, t->start_ns + deadline_tick(t, e->deadline_ns) * TICK_NS);
+  return inbox_lower(&t->next_ns, due); /* true: the caller makes the wake check */
 }
 
 bool weft__timer_cancel(struct weft__timer *t, weft__timer_entry_t *e) {
@@ -336,13 +355,15 @@ bool weft__timer_cancel(struct weft__timer *t, weft__timer_entry_t *e) {
   pthread_mutex_lock(&t->lock);
   drain_inbox(t); /* e may be there: it was pushed before (its task armed it, then parked) */
   bool won = atomic_load_explicit(&e->state, memory_order_relaxed) == TIMER_ARMED; /* lock */
+  bool wake = false;
   if (won) {
     wheel_unlink(t, e);
     t->count--;
     atomic_store_explicit(&e->state, TIMER_IDLE, memory_order_relaxed); /* relaxed: lock */
-    publish_next(t);
+    publish_next(t, &wake);
   }
   pthread_mutex_unlock(&t->lock);
+  wake_check(t, wake);
   return won;
 }
 
@@ -362,8 +383,10 @@ uint64_t weft__timer_poll(struct weft__timer *t, uint64_t now_ns, _Atomic uint64
     atomic_store_explicit(&e->state, TIMER_FIRING, memory_order_release); /* release: cancel */
     batch[n++] = e;
   }
-  uint64_t next = publish_next(t);
+  bool wake;
+  uint64_t next = publish_next(t, &wake);
   pthread_mutex_unlock(&t->lock);
+  wake_check(t, wake);
   count_fired(fired, n); /* before the callbacks: what they wake sees itself counted */
   for (int i = 0; i < n; i++) fire_now(batch[i]);
   return next;

@@ -9,46 +9,55 @@
  *
  * The protocol. An armer pushes its entry onto a Treiber stack (`head`, one CAS) and lowers the
  * wheel's published earliest deadline (`next`, a CAS loop that only ever lowers it); it never
- * touches the wheel. Whoever holds the wheel's lock (the poller, a cancel, a count) takes the
- * whole stack with one exchange and links the entries into the wheel. Only exchange-all pops,
- * so a push cannot meet an ABA. The lock holder then publishes the wheel's earliest deadline
- * with a store — which may raise `next` over a lower value an armer stored after the holder's
- * take. So the holder looks at `head` again after its store, and drains and publishes again if
- * it is not empty (IQ's `publish` returns whether to). Either the holder's look sees the push
- * (and drains it), or the look came first in the single order of seq_cst operations, and then
- * the store came before the armer's push and lower, so the lower acts on the stored value.
- * Hence: an entry still in the inbox never has `next` later than its deadline (the property
- * the model checks); a parker that sleeps until `next` wakes for it.
+ * touches the wheel. If it lowered `next`, it makes the wake check (a worker parked until a
+ * later time must be woken), as an arm under the lock did. Whoever holds the wheel's lock (the
+ * poller, a cancel, a count) takes the whole stack with one exchange and links the entries into
+ * the wheel. Only exchange-all pops, so a push cannot meet an ABA.
+ * Publishing (TI_FN(publish_next)): the lock holder stores the wheel's earliest deadline, which
+ * may raise `next` over a lower value an armer stored after the holder's take. So the holder
+ * looks at `head` again after its store and, if it is not empty, drains and stores again.
+ * Either the look sees the push, or the look came first in the single order of seq_cst
+ * operations, and then the store came before the armer's push and lower, so the lower acts on
+ * the stored value. The end state is right: `next` is at or before every entry's deadline.
+ * But between a store and the next one, `next` was later than an entry in the inbox, whose
+ * armer may have seen no need to lower (or wake): a worker that parked then sleeps too long.
+ * So a holder that had to store again, lower than its first store, makes the wake check itself
+ * after its last store (seq_cst store, then the check's seq_cst look at the idle count; the
+ * parker announces itself idle, then reads `next`: one of the two sees the other).
  *
- * Memory orders: the push, the lower, the publishing store and the look after it are seq_cst
- * (the argument above needs all four in one order; each is a locked instruction or a plain
- * load on x86 anyway). The take is acquire: it pairs with the push's release, so the entry's
- * fields (deadline, callback) come with it. The wake check (a parker publishes itself idle,
- * then reads `next`, seq_cst) is unchanged: the lower is the armer's seq_cst store to `next`.
+ * Memory orders: the push, the lower, the stores, the look after them and the take are seq_cst
+ * (the argument above needs them in one order; each is a locked instruction or a plain load on
+ * x86 anyway). The take also acquires the push (release), so the entry's fields come with it.
  *
  * Rejected: Concurrency Kit's ck_stack (ck_stack_push_upmc / ck_stack_batch_pop_upmc) is the
  * same push and pop, but its inline assembly is invisible to ThreadSanitizer and to relacy,
  * and the protocol's correctness lies in how the push orders against `next`, which only a
  * model of our own code can check; the instructions on x86 are the same lock cmpxchg and xchg.
- * Per-worker inboxes (no shared line for the pushes) would make every drain and every look
- * scan all workers' stacks; two workers arming 10^4 sleeps a millisecond showed no CAS
- * retries worth the scan (measured in bench/README.md).
+ * Not tried: per-worker inboxes (no line shared by the pushes; every drain and every look
+ * would scan all workers' stacks). The push's CAS is ~5 % of gather's samples at 2 workers,
+ * its line shared with the holder's take as well (bench/README.md).
  *
  * The includer defines:
  *   TI_ENTRY                    the entry type;  TI_NEXT(e): its link, a plain lvalue
+ *   TI_DRAIN_NEXT(ctx)          the lock holder's: takes the stack (TI_FN(take_all)), links it
+ *                               into the wheel, and returns the wheel's earliest deadline
  *   TI_HEAD                     the atomic pointer type of the stack's head
  *   TI_WORD                     the atomic uint64_t type of `next`
  *   TI_LOAD(obj, mo) TI_STORE(obj, v, mo) TI_XCHG(obj, v, mo)
  *   TI_CAS(obj, expected_lvalue, v, mo_success, mo_failure)
- *   TI_RLX TI_ACQ TI_SC         memory orders
+ *   TI_RLX TI_SC                memory orders
  *   TI_FN(name)                 the name of each function
  * and may plant the bugs the model must catch: TI_NO_RECHECK (publish does not look at the
- * stack again), TI_LOWER_BY_STORE (lower is a load and a store), TI_PUSH_ORDER (release, not
- * seq_cst: the holder's look may miss a push that came before its store).
+ * stack again), TI_NO_HOLDER_WAKE (a holder that stored again makes no wake check),
+ * TI_LOWER_BY_STORE (lower is a load and a store), TI_PUSH_ORDER (release, not seq_cst: the
+ * holder's look may miss a push that came before its store).
  */
 
 #ifndef TI_NO_RECHECK
 #define TI_NO_RECHECK 0
+#endif
+#ifndef TI_NO_HOLDER_WAKE
+#define TI_NO_HOLDER_WAKE 0
 #endif
 #ifndef TI_LOWER_BY_STORE
 #define TI_LOWER_BY_STORE 0
@@ -84,17 +93,24 @@ static inline bool TI_FN(lower)(TI_WORD *next, uint64_t t) {
 static inline TI_ENTRY *TI_FN(take_all)(TI_HEAD *head) {
   /* relaxed: a hint; most polls find nothing to take, and an exchange is a locked write */
   if (!TI_LOAD(*head, TI_RLX)) return NULL;
-  return TI_XCHG(*head, NULL, TI_ACQ); /* acquire: pairs with the push */
+  return TI_XCHG(*head, NULL, TI_SC); /* seq_cst: see the top (acquire: pairs with the push) */
 }
 
-/* Lock holder: publishes the wheel's earliest deadline t; true if the stack is not empty
- * after it (the caller takes it, links it and publishes again). */
-static inline bool TI_FN(publish)(TI_WORD *next, uint64_t t, TI_HEAD *head) {
-  TI_STORE(*next, t, TI_SC); /* seq_cst: see the top */
+/* Lock holder: drains the stack into the wheel and publishes the wheel's earliest deadline,
+ * again while a look after the store finds the stack not empty. Returns the deadline
+ * published; *wake: the caller must make the wake check (see the top). */
+static inline uint64_t TI_FN(publish_next)(TI_WORD *next, TI_HEAD *head, void *ctx, bool *wake) {
+  uint64_t first = TI_DRAIN_NEXT(ctx), t = first;
+  for (;;) {
+    TI_STORE(*next, t, TI_SC); /* seq_cst: see the top */
 #if TI_NO_RECHECK
-  (void)head;
-  return false; /* the planted bug: a push after our take keeps a `next` we just raised */
+    (void)head;
+    break; /* the planted bug: a push after our take keeps a `next` we just raised */
 #else
-  return TI_LOAD(*head, TI_SC) != NULL; /* seq_cst: see the top */
+    if (!TI_LOAD(*head, TI_SC)) break; /* seq_cst: see the top */
 #endif
+    t = TI_DRAIN_NEXT(ctx); /* never later than the last: draining only adds entries */
+  }
+  *wake = !TI_NO_HOLDER_WAKE && t < first;
+  return t;
 }

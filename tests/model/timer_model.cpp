@@ -17,6 +17,13 @@
  * release, not seq_cst (the holder's look may then miss a push that came before its store in
  * the armer's program, while the armer's lower read the value from before that store).
  *
+ * Wake model: one armer (deadline 5), the holder (fires the entry due at 3, then publishes) and
+ * a worker that parks: it announces itself idle, then reads `next` and would sleep until it.
+ * The armer makes the wake check if its lower lowered; the holder if publish_next says so.
+ * Property: the parker read a `next` at or before 5, or a wake check saw it idle. Planted bug:
+ * the holder's wake check left out (the parker reads the holder's first store, "none", between
+ * its store and the drain of the armer's entry, while the armer found nothing to lower).
+ *
  * Usage: timer_model [-v] [--random ITERATIONS] [--bound PREEMPTIONS].
  */
 #include <chrono>
@@ -49,48 +56,101 @@ struct ent {
 #define TI_SC rl::mo_seq_cst
 #define TI_FN(name) name
 
+
+/* The lock holder's side of the model: its wheel is the least deadline it drained. */
+struct holder_state {
+  TI_HEAD *head;
+  ent *entries;
+  uint64_t wheel_min;
+  int drained[2];
+};
+
+uint64_t drain_into(holder_state *h, ent *e) {
+  for (ent *n; e; e = n) {
+    n = e->next($);
+    uint64_t d = e->deadline($); /* a data race if the take did not acquire the push */
+    RL_ASSERT(d == 5 || d == 7);
+    if (d < h->wheel_min) h->wheel_min = d;
+    h->drained[e == &h->entries[1]]++;
+  }
+  return h->wheel_min;
+}
+
+/* Each instance drains with its own take_all (TI_DRAIN_DEF after its include). */
+#define TI_DRAIN_NEXT(ctx) drain_next(ctx)
+#define TI_DRAIN_DEF                                                                       \
+  static uint64_t drain_next(void *ctx) {                                                  \
+    holder_state *h = static_cast<holder_state *>(ctx);                                    \
+    return drain_into(h, take_all(h->head));                                               \
+  }
+
 namespace ti_correct {
+static uint64_t drain_next(void *ctx);
 #include "timer_inbox_impl.h"
+TI_DRAIN_DEF
 }
 #undef TI_NO_RECHECK
+#undef TI_NO_HOLDER_WAKE
 #undef TI_LOWER_BY_STORE
 #undef TI_PUSH_ORDER
 
 /* Bug 1: publish does not look at the inbox again. */
 namespace ti_no_recheck {
+static uint64_t drain_next(void *ctx);
 #define TI_NO_RECHECK 1
 #include "timer_inbox_impl.h"
+TI_DRAIN_DEF
 }
 #undef TI_NO_RECHECK
+#undef TI_NO_HOLDER_WAKE
 #undef TI_LOWER_BY_STORE
 #undef TI_PUSH_ORDER
 
 /* Bug 2: lower is a load and a store: the other armer's lower between them is lost. */
 namespace ti_lower_by_store {
+static uint64_t drain_next(void *ctx);
 #define TI_LOWER_BY_STORE 1
 #include "timer_inbox_impl.h"
+TI_DRAIN_DEF
 }
 #undef TI_NO_RECHECK
+#undef TI_NO_HOLDER_WAKE
 #undef TI_LOWER_BY_STORE
 #undef TI_PUSH_ORDER
 
 /* Bug 3: the push is a release, outside the seq_cst order the argument needs. */
 namespace ti_push_release {
+static uint64_t drain_next(void *ctx);
 #define TI_PUSH_ORDER rl::mo_release
 #include "timer_inbox_impl.h"
+TI_DRAIN_DEF
+}
+#undef TI_NO_RECHECK
+#undef TI_NO_HOLDER_WAKE
+#undef TI_LOWER_BY_STORE
+#undef TI_PUSH_ORDER
+
+/* Bug 4: a holder that had to store again makes no wake check. */
+namespace ti_no_holder_wake {
+static uint64_t drain_next(void *ctx);
+#define TI_NO_HOLDER_WAKE 1
+#include "timer_inbox_impl.h"
+TI_DRAIN_DEF
 }
 
 #define TI_OPS(ns)                                                                          \
   struct ops_##ns {                                                                         \
     static void push(TI_HEAD *h, ent *e) { ns::push(h, e); }                                \
     static bool lower(TI_WORD *n, uint64_t t) { return ns::lower(n, t); }                   \
-    static ent *take_all(TI_HEAD *h) { return ns::take_all(h); }                            \
-    static bool publish(TI_WORD *n, uint64_t t, TI_HEAD *h) { return ns::publish(n, t, h); } \
+    static uint64_t publish_next(TI_WORD *n, holder_state *h, bool *wake) {                 \
+      return ns::publish_next(n, h->head, h, wake);                                         \
+    }                                                                                       \
   };
 TI_OPS(ti_correct)
 TI_OPS(ti_no_recheck)
 TI_OPS(ti_lower_by_store)
 TI_OPS(ti_push_release)
+TI_OPS(ti_no_holder_wake)
 
 const uint64_t NONE = UINT64_MAX;
 
@@ -99,7 +159,7 @@ struct inbox_test : rl::test_suite<inbox_test<Ops>, 3> {
   TI_HEAD head;
   TI_WORD next;
   ent entries[2];
-  int drained[2]; /* the holder's alone */
+  holder_state holder;
 
   void before() {
     head($).store(nullptr, rl::mo_relaxed);
@@ -107,8 +167,8 @@ struct inbox_test : rl::test_suite<inbox_test<Ops>, 3> {
     for (int i = 0; i < 2; i++) {
       entries[i].next($) = nullptr;
       entries[i].deadline($) = 0;
-      drained[i] = 0;
     }
+    holder = holder_state{&head, entries, NONE, {0, 0}};
   }
 
   void thread(unsigned id) {
@@ -117,17 +177,9 @@ struct inbox_test : rl::test_suite<inbox_test<Ops>, 3> {
       e->deadline($) = 5 + 2 * id;
       Ops::push(&head, e);
       Ops::lower(&next, 5 + 2 * id);
-    } else { /* the lock holder: fires the entry due at 10, drains, publishes */
-      uint64_t wheel_min = NONE;
-      do {
-        for (ent *e = Ops::take_all(&head), *n; e; e = n) {
-          n = e->next($);
-          uint64_t d = e->deadline($); /* a data race if the take did not acquire the push */
-          RL_ASSERT(d == 5 || d == 7);
-          if (d < wheel_min) wheel_min = d;
-          drained[e == &entries[1]]++;
-        }
-      } while (Ops::publish(&next, wheel_min, &head));
+    } else { /* the lock holder: has fired the entry due at 10 (wheel_min "none"), publishes */
+      bool wake;
+      Ops::publish_next(&next, &holder, &wake);
     }
   }
 
@@ -136,10 +188,53 @@ struct inbox_test : rl::test_suite<inbox_test<Ops>, 3> {
     int queued[2] = {0, 0};
     for (ent *e = head($).load(rl::mo_relaxed); e; e = e->next($)) queued[e == &entries[1]]++;
     for (int i = 0; i < 2; i++) {
-      RL_ASSERT(drained[i] + queued[i] == 1);       /* drained or queued, exactly once */
+      RL_ASSERT(holder.drained[i] + queued[i] == 1); /* drained or queued, exactly once */
       RL_ASSERT(published <= (uint64_t)(5 + 2 * i)); /* a parker wakes in time for it */
     }
   }
+};
+
+template <class Ops>
+struct wake_test : rl::test_suite<wake_test<Ops>, 3> {
+  TI_HEAD head;
+  TI_WORD next;
+  rl::atomic<int> nidle;
+  ent entries[2];
+  holder_state holder;
+  rl::atomic<int> woke;
+  uint64_t parker_read;
+
+  void before() {
+    head($).store(nullptr, rl::mo_relaxed);
+    next($).store(3, rl::mo_relaxed); /* the wheel's one entry, due at 3 */
+    nidle($).store(0, rl::mo_relaxed);
+    woke($).store(0, rl::mo_relaxed);
+    entries[0].next($) = nullptr;
+    entries[0].deadline($) = 0;
+    holder = holder_state{&head, entries, NONE, {0, 0}};
+    parker_read = 0;
+  }
+
+  void wake_check() { /* park_impl.h's: a seq_cst look at the idle count */
+    if (nidle($).load(rl::mo_seq_cst)) woke($).store(1, rl::mo_relaxed);
+  }
+
+  void thread(unsigned id) {
+    if (id == 0) { /* the armer */
+      entries[0].deadline($) = 5;
+      Ops::push(&head, &entries[0]);
+      if (Ops::lower(&next, 5)) wake_check();
+    } else if (id == 1) { /* the holder: has fired the entry due at 3, publishes */
+      bool wake;
+      Ops::publish_next(&next, &holder, &wake);
+      if (wake) wake_check();
+    } else { /* a worker parks: announces itself idle, then reads how long to sleep */
+      nidle($).fetch_add(1, rl::mo_seq_cst);
+      parker_read = next($).load(rl::mo_seq_cst);
+    }
+  }
+
+  void after() { RL_ASSERT(parker_read <= 5 || woke($).load(rl::mo_relaxed)); }
 };
 
 #include "model_driver.h" /* run_model, check, searches: shared with the other models */
@@ -150,9 +245,11 @@ int main(int argc, char **argv) {
   if (!parse_args(argc, argv, 200000)) return 2;
   auto t0 = std::chrono::steady_clock::now();
   check<inbox_test<ops_ti_correct>>("timer inbox correct", false);
+  check<wake_test<ops_ti_correct>>("timer inbox wake check correct", false);
   check<inbox_test<ops_ti_no_recheck>>("timer inbox publish without a look after", true);
   check<inbox_test<ops_ti_lower_by_store>>("timer inbox lower by store", true);
   check<inbox_test<ops_ti_push_release>>("timer inbox push with release", true);
+  check<wake_test<ops_ti_no_holder_wake>>("timer inbox holder without its wake check", true);
   double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%d passed, %d failed (%.2f s)\n", passed, failed, total);
   return failed == 0 ? 0 : 1;
