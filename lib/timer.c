@@ -22,13 +22,14 @@
  * Rejected: a binary heap (O(log n) insert and cancel, and 10^6 sleepers make it 20 levels of
  * cache misses under the lock); per-worker wheels (Tokio tried sharding and reverted:
  * contention moved to parking, and a sleeper that wakes on another worker needs a cross-wheel
- * cancel queue). One wheel, one mutex held for a few instructions per insert or cancel —
- * measured in bench/README.md (sleep 10^6: 10^6 inserts from 2 workers).
+ * cancel queue). One wheel, one mutex: held by a poll, a cancel or a count.
  * Arming does not take the mutex: an armer pushes its entry onto a lock-free inbox and lowers
  * the published earliest deadline; the next holder of the mutex links the inbox into the wheel
  * (lib/timer_inbox_impl.h says how no deadline is lost between them). The mutex is left to the
  * poller, cancels and counts, so arms never sleep on it while a poll cascades (gather 10^4 × 10:
- * futex waits and wakes were a third of the profile).
+ * futex waits and wakes were a third of the profile). A holder drains the inbox before it polls
+ * or cancels, and again after it publishes while armers keep pushing (each pass takes all
+ * there is, so only armers outpacing the links could keep it there).
  *
  * Lanes: each slot is LANES lists, filled round robin and walked abreast when the slot comes
  * due, so a cascade has LANES cache misses in flight where one list had one (the entries live
@@ -43,20 +44,21 @@
  * and runs their callbacks after releasing it; the rest wait in a "due" list for the next poll,
  * so a storm of timers cannot starve running tasks. The due list is FIFO: a poll that comes
  * late, with more than a batch due, fires the earliest batch first (deadline order to the tick
- * across batches too). The order the woken tasks then run in is the scheduler's: their worker
+ * across batches too, except for entries armed while a poll ran whose tick it had passed:
+ * they join the due list's end). The order the woken tasks then run in is the scheduler's: their worker
  * takes its newest work first, and another worker may steal any of them. A timer and a cancel race on one atomic
  * state word changed only under the lock: ARMED → FIRING (poll) or ARMED → IDLE (cancel), so
  * exactly one wins.
  * Parking: a worker about to park reads the earliest deadline (next_ns) and parks until then;
  * arming an earlier timer makes weft__timer_arm return true, and its caller (the worker that
- * armed it) wakes one parked worker. Due entries leave the wheel one way only: their `fire`
+ * armed it) wakes one parked worker; a poll or cancel whose publishing let a worker park too
+ * long runs the wake check it was created with (lib/timer_inbox_impl.h). Due entries leave the wheel one way only: their `fire`
  * callback, run outside the lock.
  */
 #include "internal.h"
 
 #include <string.h>
 #include <time.h>
-
 
 enum {
   SLOT_BITS = 6,
@@ -100,7 +102,8 @@ static uint64_t drain_and_next(void *timer);
 #include "timer_inbox_impl.h"
 
 struct weft__timer {
-  /* The armers' line: both written by every arm, read by parkers (next_ns) */
+  /* The armers' line: every arm pushes on inbox and reads next_ns (writes it when earlier);
+   * parkers read next_ns; the lock holder takes the inbox and publishes next_ns */
   _Alignas(64) _Atomic(weft__timer_entry_t *) inbox;
   _Atomic uint64_t next_ns; /* earliest time a poll has work; UINT64_MAX if none */
   _Alignas(64) pthread_mutex_t lock;
