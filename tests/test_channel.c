@@ -368,7 +368,11 @@ Test(channel, a_capacity_too_large_for_memory_is_refused) {
  * and for a few milliseconds one producer can wait behind the other and the consumer on one
  * worker (CI, session 11: at 2·10^4 selects, ~10 ms, case 1 chosen 5 times in one run of 40
  * and under n/20 in 2 of 60 on main before #13's private spawns too); at 2·10^5 each stream
- * had over n/5 in 30 runs of 30. */
+ * had over n/5 in 30 runs of 30. Why (session 12, a repro timing each producer's sends): the
+ * long one-sided streaks (up to 19 584 of 20 000 selects) coincide with a gap of 4 or 8 ms in
+ * one producer's sends during which its worker thread took one involuntary context switch and
+ * no contended channel lock: the OS ran both worker threads on one vCPU for a time slice or
+ * two, a task "running" on the preempted worker. Not the scheduler's or the lock's doing. */
 typedef struct {
   weft_chan_t *c[2];
   long n;
