@@ -52,8 +52,8 @@
  * Parking: a worker about to park reads the earliest deadline (next_ns) and parks until then;
  * arming an earlier timer makes weft__timer_arm return true, and its caller (the worker that
  * armed it) wakes one parked worker; a poll or cancel whose publishing let a worker park too
- * long runs the wake check it was created with (lib/timer_inbox_impl.h). Due entries leave the wheel one way only: their `fire`
- * callback, run outside the lock.
+ * long runs the wake check it was created with (lib/timer_inbox_impl.h). Due entries leave
+ * the wheel one way only: their `fire` callback, run outside the lock.
  */
 #include "internal.h"
 
@@ -69,6 +69,7 @@ enum {
   LANES = 8, /* picked: lists per slot, walked abreast (see advance); not swept */
   DUE_LIST = LEVELS * SLOTS * LANES, /* level_slot value of an entry waiting in the due list */
   IN_INBOX = DUE_LIST + 1,           /* level_slot value of an entry not yet linked */
+  INBOX_LANES = 4, /* picked: the inbox's stacks, drained abreast (timer_inbox_impl.h) */
 };
 #define TICK_NS UINT64_C(250000)
 #define MAX_TICKS ((UINT64_C(1) << (SLOT_BITS * LEVELS)) - 1)
@@ -97,15 +98,19 @@ typedef struct due_list {
 #define TI_RLX memory_order_relaxed
 #define TI_SC memory_order_seq_cst
 #define TI_FN(name) inbox_##name
+#define TI_LANES INBOX_LANES
+#define TI_LANE(heads, i) ((heads)[i])
 #define TI_DRAIN_NEXT(ctx) drain_and_next(ctx)
 static uint64_t drain_and_next(void *timer);
 #include "timer_inbox_impl.h"
 
 struct weft__timer {
-  /* The armers' line: every arm pushes on inbox and reads next_ns (writes it when earlier);
-   * parkers read next_ns; the lock holder takes the inbox and publishes next_ns */
-  _Alignas(64) _Atomic(weft__timer_entry_t *) inbox;
-  _Atomic uint64_t next_ns; /* earliest time a poll has work; UINT64_MAX if none */
+  /* Every arm reads next_ns (writes it when earlier); parkers read it; the lock holder
+   * publishes it. A line of its own: the pushes' lines change far more often */
+  _Alignas(64) _Atomic uint64_t next_ns; /* earliest time a poll has work; UINT64_MAX if none */
+  /* The inbox's stacks: an arm pushes on one, the lock holder takes them all. Adjacent: the
+   * holder's looks read them all (a line each would cost it a miss per lane per poll). */
+  _Alignas(64) _Atomic(weft__timer_entry_t *) inbox[INBOX_LANES];
   _Alignas(64) pthread_mutex_t lock;
   uint64_t start_ns;    /* tick 0 */
   uint64_t elapsed;     /* ticks processed */
@@ -158,7 +163,7 @@ int weft__timer_create(struct weft__timer **out, void (*wake)(void *ctx), void *
   struct weft__timer *t = aligned_alloc(64, sizeof *t); /* sizeof: a multiple of 64 */
   if (!t) return WEFT_ENOMEM;
   memset(t, 0, sizeof *t);
-  atomic_init(&t->inbox, NULL);
+  for (int i = 0; i < INBOX_LANES; i++) atomic_init(&t->inbox[i], NULL);
   t->wake = wake;
   t->wake_ctx = wake_ctx;
   pthread_mutex_init(&t->lock, NULL);
@@ -273,10 +278,18 @@ static void expire(struct weft__timer *t, weft__timer_entry_t *e, uint64_t tick)
 /* Links what the armers left in the inbox. Caller holds the lock. An entry whose tick the wheel
  * has passed meanwhile goes straight to the due list (expire at the wheel's own tick). */
 static void drain_inbox(struct weft__timer *t) {
-  for (weft__timer_entry_t *e = inbox_take_all(&t->inbox), *next; e; e = next) {
-    next = e->next; /* before the link overwrites it */
-    t->count++;
-    expire(t, e, t->elapsed);
+  weft__timer_entry_t *e[INBOX_LANES];
+  for (int i = 0; i < INBOX_LANES; i++) e[i] = inbox_take_all(&t->inbox[i]);
+  for (bool more = true; more;) { /* abreast: INBOX_LANES misses in flight */
+    more = false;
+    for (int i = 0; i < INBOX_LANES; i++) {
+      if (!e[i]) continue;
+      weft__timer_entry_t *next = e[i]->next; /* before the link overwrites it */
+      t->count++;
+      expire(t, e[i], t->elapsed);
+      e[i] = next;
+      more = true;
+    }
   }
 }
 
@@ -289,7 +302,7 @@ static uint64_t drain_and_next(void *timer) {
  * lib/timer_inbox_impl.h). Caller holds the lock, and makes the wake check after unlocking if
  * *wake says so. */
 static uint64_t publish_next(struct weft__timer *t, bool *wake) {
-  return inbox_publish_next(&t->next_ns, &t->inbox, t, wake);
+  return inbox_publish_next(&t->next_ns, t->inbox, t, wake);
 }
 
 static void wake_check(struct weft__timer *t, bool wake) {
@@ -336,6 +349,13 @@ static void count_fired(_Atomic uint64_t *fired, int n) {
                           memory_order_relaxed);
 }
 
+/* The lane an entry goes to: its address hashed (Fibonacci hashing; entries live on their
+ * tasks' stacks, at the same offset in each, so the low bits alone would pick one lane). */
+static unsigned inbox_lane(const weft__timer_entry_t *e) {
+  _Static_assert((INBOX_LANES & (INBOX_LANES - 1)) == 0, "a power of two");
+  return (unsigned)(((uintptr_t)e * UINT64_C(0x9E3779B97F4A7C15)) >> 32) % INBOX_LANES;
+}
+
 bool weft__timer_arm(struct weft__timer *t, weft__timer_entry_t *e, _Atomic uint64_t *fired) {
   uint64_t now = weft_now_ns();
   if (e->deadline_ns <= now) { /* already due: no need to touch the wheel */
@@ -348,7 +368,7 @@ bool weft__timer_arm(struct weft__timer *t, weft__timer_entry_t *e, _Atomic uint
   /* relaxed: the push's release publishes it with the entry */
   atomic_store_explicit(&e->state, TIMER_ARMED, memory_order_relaxed);
   e->level_slot = IN_INBOX;
-  inbox_push(&t->inbox, e);
+  inbox_push(&t->inbox[inbox_lane(e)], e);
   return inbox_lower(&t->next_ns, due); /* true: the caller makes the wake check */
 }
 

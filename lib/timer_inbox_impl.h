@@ -7,12 +7,16 @@
  * (weft-bench gather) fought over it with the poller, which holds it while it cascades: futex
  * waits and wakes were a third of gather's profile (bench/README.md, #13 "Timer inbox").
  *
- * The protocol. An armer pushes its entry onto a Treiber stack (`head`, one CAS) and lowers the
+ * The protocol. An armer pushes its entry onto a Treiber stack (one of TI_LANES `heads`, one
+ * CAS; which one does not matter to the argument below) and lowers the
  * wheel's published earliest deadline (`next`, a CAS loop that only ever lowers it); it never
  * touches the wheel. If it lowered `next`, it makes the wake check (a worker parked until a
  * later time must be woken), as an arm under the lock did. Whoever holds the wheel's lock (the
- * poller, a cancel, a count) takes the whole stack with one exchange and links the entries into
- * the wheel. Only exchange-all pops, so a push cannot meet an ABA.
+ * poller, a cancel, a count) takes each whole stack with one exchange and links the entries into
+ * the wheel. Only exchange-all pops, so a push cannot meet an ABA. Lanes: the holder walks the
+ * stacks abreast, so that it has TI_LANES entry misses in flight (each entry was written by its
+ * armer, on another core; with one stack the next is known only once the miss is served), and
+ * two armers meet on one head less often.
  * Publishing (TI_FN(publish_next)): the lock holder stores the wheel's earliest deadline, which
  * may raise `next` over a lower value an armer stored after the holder's take. So the holder
  * looks at `head` again after its store and, if it is not empty, drains and stores again.
@@ -41,20 +45,25 @@
  *   TI_ENTRY                    the entry type;  TI_NEXT(e): its link, a plain lvalue
  *   TI_DRAIN_NEXT(ctx)          the lock holder's: takes the stack (TI_FN(take_all)), links it
  *                               into the wheel, and returns the wheel's earliest deadline
- *   TI_HEAD                     the atomic pointer type of the stack's head
+ *   TI_HEAD                     the atomic pointer type of a stack's head
+ *   TI_LANES                    how many stacks (heads) there are
+ *   TI_LANE(heads, i)           the i-th head (an lvalue of type TI_HEAD)
  *   TI_WORD                     the atomic uint64_t type of `next`
  *   TI_LOAD(obj, mo) TI_STORE(obj, v, mo) TI_XCHG(obj, v, mo)
  *   TI_CAS(obj, expected_lvalue, v, mo_success, mo_failure)
  *   TI_RLX TI_SC                memory orders
  *   TI_FN(name)                 the name of each function
  * and may plant the bugs the model must catch: TI_NO_RECHECK (publish does not look at the
- * stack again), TI_NO_HOLDER_WAKE (a holder that stored again makes no wake check),
+ * stacks again), TI_LOOK_FIRST_LANE (it looks at the first only), TI_NO_HOLDER_WAKE (a holder that stored again makes no wake check),
  * TI_LOWER_BY_STORE (lower is a load and a store), TI_PUSH_ORDER (release, not seq_cst: the
  * holder's look may miss a push that came before its store).
  */
 
 #ifndef TI_NO_RECHECK
 #define TI_NO_RECHECK 0
+#endif
+#ifndef TI_LOOK_FIRST_LANE
+#define TI_LOOK_FIRST_LANE 0
 #endif
 #ifndef TI_NO_HOLDER_WAKE
 #define TI_NO_HOLDER_WAKE 0
@@ -96,18 +105,25 @@ static inline TI_ENTRY *TI_FN(take_all)(TI_HEAD *head) {
   return TI_XCHG(*head, NULL, TI_SC); /* seq_cst: see the top (acquire: pairs with the push) */
 }
 
-/* Lock holder: drains the stack into the wheel and publishes the wheel's earliest deadline,
- * again while a look after the store finds the stack not empty. Returns the deadline
- * published; *wake: the caller must make the wake check (see the top). */
-static inline uint64_t TI_FN(publish_next)(TI_WORD *next, TI_HEAD *head, void *ctx, bool *wake) {
+/* Lock holder: whether any stack is not empty (seq_cst: see the top). */
+static inline bool TI_FN(any_pushed)(TI_HEAD *heads) {
+  for (int i = 0; i < (TI_LOOK_FIRST_LANE ? 1 : TI_LANES); i++)
+    if (TI_LOAD(TI_LANE(heads, i), TI_SC)) return true;
+  return false;
+}
+
+/* Lock holder: drains the stacks into the wheel and publishes the wheel's earliest deadline,
+ * again while a look after the store finds a stack not empty. Returns the deadline published;
+ * *wake: the caller must make the wake check (see the top). */
+static inline uint64_t TI_FN(publish_next)(TI_WORD *next, TI_HEAD *heads, void *ctx, bool *wake) {
   uint64_t first = TI_DRAIN_NEXT(ctx), t = first;
   for (;;) {
     TI_STORE(*next, t, TI_SC); /* seq_cst: see the top */
 #if TI_NO_RECHECK
-    (void)head;
+    (void)heads;
     break; /* the planted bug: a push after our take keeps a `next` we just raised */
 #else
-    if (!TI_LOAD(*head, TI_SC)) break; /* seq_cst: see the top */
+    if (!TI_FN(any_pushed)(heads)) break;
 #endif
     t = TI_DRAIN_NEXT(ctx); /* never later than the last: draining only adds entries */
   }

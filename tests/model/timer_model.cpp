@@ -4,7 +4,8 @@
  * per planted bug. Exit status 0 only if the correct variant passes AND every planted bug is
  * found.
  *
- * The race: two armers push an entry each (deadlines 5 and 7) and lower the published earliest
+ * The race: two armers push an entry each (deadlines 5 and 7; each on its own lane of the two,
+ * the earlier on the second, so that the holder's look must cover both) and lower the published earliest
  * deadline `next`; the lock holder (a poller) fires the wheel's one entry (due at 10, which
  * `next` says at the start), then drains the inbox into its wheel and publishes the wheel's
  * earliest deadline — raising `next` to "none" if it drained nothing — looking at the inbox
@@ -13,7 +14,8 @@
  * was drained or is still in the inbox (a parker sleeping until `next` wakes in time for it);
  * every entry is drained or still queued, exactly once; the holder sees each drained entry's
  * deadline (no data race: the take acquires the push).
- * Planted bugs: publish without the look after it; lower as a load and a store; the push with
+ * Planted bugs: publish without the look after it, or with a look at the first lane only; lower
+ * as a load and a store; the push with
  * release, not seq_cst (the holder's look may then miss a push that came before its store in
  * the armer's program, while the armer's lower read the value from before that store).
  *
@@ -55,11 +57,13 @@ struct ent {
 #define TI_ACQ rl::mo_acquire
 #define TI_SC rl::mo_seq_cst
 #define TI_FN(name) name
+#define TI_LANES 2
+#define TI_LANE(heads, i) ((heads)[i])
 
 
 /* The lock holder's side of the model: its wheel is the least deadline it drained. */
 struct holder_state {
-  TI_HEAD *head;
+  TI_HEAD *heads; /* TI_LANES of them */
   ent *entries;
   uint64_t wheel_min;
   int drained[2];
@@ -81,7 +85,8 @@ uint64_t drain_into(holder_state *h, ent *e) {
 #define TI_DRAIN_DEF                                                                       \
   static uint64_t drain_next(void *ctx) {                                                  \
     holder_state *h = static_cast<holder_state *>(ctx);                                    \
-    return drain_into(h, take_all(h->head));                                               \
+    for (int i = 0; i < TI_LANES; i++) drain_into(h, take_all(&h->heads[i]));              \
+    return h->wheel_min;                                                                   \
   }
 
 namespace ti_correct {
@@ -90,6 +95,7 @@ static uint64_t drain_next(void *ctx);
 TI_DRAIN_DEF
 }
 #undef TI_NO_RECHECK
+#undef TI_LOOK_FIRST_LANE
 #undef TI_NO_HOLDER_WAKE
 #undef TI_LOWER_BY_STORE
 #undef TI_PUSH_ORDER
@@ -102,6 +108,20 @@ static uint64_t drain_next(void *ctx);
 TI_DRAIN_DEF
 }
 #undef TI_NO_RECHECK
+#undef TI_LOOK_FIRST_LANE
+#undef TI_NO_HOLDER_WAKE
+#undef TI_LOWER_BY_STORE
+#undef TI_PUSH_ORDER
+
+/* Bug 1b: the look after the store reads the first lane only. */
+namespace ti_look_first_lane {
+static uint64_t drain_next(void *ctx);
+#define TI_LOOK_FIRST_LANE 1
+#include "timer_inbox_impl.h"
+TI_DRAIN_DEF
+}
+#undef TI_NO_RECHECK
+#undef TI_LOOK_FIRST_LANE
 #undef TI_NO_HOLDER_WAKE
 #undef TI_LOWER_BY_STORE
 #undef TI_PUSH_ORDER
@@ -114,6 +134,7 @@ static uint64_t drain_next(void *ctx);
 TI_DRAIN_DEF
 }
 #undef TI_NO_RECHECK
+#undef TI_LOOK_FIRST_LANE
 #undef TI_NO_HOLDER_WAKE
 #undef TI_LOWER_BY_STORE
 #undef TI_PUSH_ORDER
@@ -126,6 +147,7 @@ static uint64_t drain_next(void *ctx);
 TI_DRAIN_DEF
 }
 #undef TI_NO_RECHECK
+#undef TI_LOOK_FIRST_LANE
 #undef TI_NO_HOLDER_WAKE
 #undef TI_LOWER_BY_STORE
 #undef TI_PUSH_ORDER
@@ -143,11 +165,12 @@ TI_DRAIN_DEF
     static void push(TI_HEAD *h, ent *e) { ns::push(h, e); }                                \
     static bool lower(TI_WORD *n, uint64_t t) { return ns::lower(n, t); }                   \
     static uint64_t publish_next(TI_WORD *n, holder_state *h, bool *wake) {                 \
-      return ns::publish_next(n, h->head, h, wake);                                         \
+      return ns::publish_next(n, h->heads, h, wake);                                        \
     }                                                                                       \
   };
 TI_OPS(ti_correct)
 TI_OPS(ti_no_recheck)
+TI_OPS(ti_look_first_lane)
 TI_OPS(ti_lower_by_store)
 TI_OPS(ti_push_release)
 TI_OPS(ti_no_holder_wake)
@@ -156,26 +179,26 @@ const uint64_t NONE = UINT64_MAX;
 
 template <class Ops>
 struct inbox_test : rl::test_suite<inbox_test<Ops>, 3> {
-  TI_HEAD head;
+  TI_HEAD heads[TI_LANES];
   TI_WORD next;
   ent entries[2];
   holder_state holder;
 
   void before() {
-    head($).store(nullptr, rl::mo_relaxed);
+    for (int i = 0; i < TI_LANES; i++) heads[i]($).store(nullptr, rl::mo_relaxed);
     next($).store(10, rl::mo_relaxed); /* the wheel's one entry, due at 10 */
     for (int i = 0; i < 2; i++) {
       entries[i].next($) = nullptr;
       entries[i].deadline($) = 0;
     }
-    holder = holder_state{&head, entries, NONE, {0, 0}};
+    holder = holder_state{heads, entries, NONE, {0, 0}};
   }
 
   void thread(unsigned id) {
     if (id < 2) { /* an armer: deadline 5 or 7 */
       ent *e = &entries[id];
       e->deadline($) = 5 + 2 * id;
-      Ops::push(&head, e);
+      Ops::push(&heads[1 - id], e); /* the earlier deadline on the second lane */
       Ops::lower(&next, 5 + 2 * id);
     } else { /* the lock holder: has fired the entry due at 10 (wheel_min "none"), publishes */
       bool wake;
@@ -186,7 +209,8 @@ struct inbox_test : rl::test_suite<inbox_test<Ops>, 3> {
   void after() {
     uint64_t published = next($).load(rl::mo_relaxed);
     int queued[2] = {0, 0};
-    for (ent *e = head($).load(rl::mo_relaxed); e; e = e->next($)) queued[e == &entries[1]]++;
+    for (int l = 0; l < TI_LANES; l++)
+      for (ent *e = heads[l]($).load(rl::mo_relaxed); e; e = e->next($)) queued[e == &entries[1]]++;
     for (int i = 0; i < 2; i++) {
       RL_ASSERT(holder.drained[i] + queued[i] == 1); /* drained or queued, exactly once */
       RL_ASSERT(published <= (uint64_t)(5 + 2 * i)); /* a parker wakes in time for it */
@@ -196,7 +220,7 @@ struct inbox_test : rl::test_suite<inbox_test<Ops>, 3> {
 
 template <class Ops>
 struct wake_test : rl::test_suite<wake_test<Ops>, 3> {
-  TI_HEAD head;
+  TI_HEAD heads[TI_LANES];
   TI_WORD next;
   rl::atomic<int> nidle;
   ent entries[2];
@@ -205,13 +229,13 @@ struct wake_test : rl::test_suite<wake_test<Ops>, 3> {
   uint64_t parker_read;
 
   void before() {
-    head($).store(nullptr, rl::mo_relaxed);
+    for (int i = 0; i < TI_LANES; i++) heads[i]($).store(nullptr, rl::mo_relaxed);
     next($).store(3, rl::mo_relaxed); /* the wheel's one entry, due at 3 */
     nidle($).store(0, rl::mo_relaxed);
     woke($).store(0, rl::mo_relaxed);
     entries[0].next($) = nullptr;
     entries[0].deadline($) = 0;
-    holder = holder_state{&head, entries, NONE, {0, 0}};
+    holder = holder_state{heads, entries, NONE, {0, 0}};
     parker_read = 0;
   }
 
@@ -222,7 +246,7 @@ struct wake_test : rl::test_suite<wake_test<Ops>, 3> {
   void thread(unsigned id) {
     if (id == 0) { /* the armer */
       entries[0].deadline($) = 5;
-      Ops::push(&head, &entries[0]);
+      Ops::push(&heads[1], &entries[0]); /* the second lane */
       if (Ops::lower(&next, 5)) wake_check();
     } else if (id == 1) { /* the holder: has fired the entry due at 3, publishes */
       bool wake;
@@ -247,6 +271,8 @@ int main(int argc, char **argv) {
   check<inbox_test<ops_ti_correct>>("timer inbox correct", false);
   check<wake_test<ops_ti_correct>>("timer inbox wake check correct", false);
   check<inbox_test<ops_ti_no_recheck>>("timer inbox publish without a look after", true);
+  check<inbox_test<ops_ti_look_first_lane>>("timer inbox look at the first lane only", true);
+  check<wake_test<ops_ti_look_first_lane>>("timer inbox wake check, first lane only", true);
   check<inbox_test<ops_ti_lower_by_store>>("timer inbox lower by store", true);
   check<inbox_test<ops_ti_push_release>>("timer inbox push with release", true);
   check<wake_test<ops_ti_no_holder_wake>>("timer inbox holder without its wake check", true);
