@@ -45,10 +45,10 @@
  * so a storm of timers cannot starve running tasks. The due list is FIFO: a poll that comes
  * late, with more than a batch due, fires the earliest batch first (deadline order to the tick
  * across batches too, except for entries armed while a poll ran whose tick it had passed:
- * they join the due list's end). The order the woken tasks then run in is the scheduler's: their worker
- * takes its newest work first, and another worker may steal any of them. A timer and a cancel race on one atomic
- * state word changed only under the lock: ARMED → FIRING (poll) or ARMED → IDLE (cancel), so
- * exactly one wins.
+ * they join the due list's end). The order the woken tasks then run in is the scheduler's:
+ * their worker takes its newest work first, and another worker may steal any of them. A timer
+ * and a cancel race on one atomic state word changed only under the lock: ARMED → FIRING
+ * (poll) or ARMED → IDLE (cancel), so exactly one wins.
  * Parking: a worker about to park reads the earliest deadline (next_ns) and parks until then;
  * arming an earlier timer makes weft__timer_arm return true, and its caller (the worker that
  * armed it) wakes one parked worker; a poll or cancel whose publishing let a worker park too

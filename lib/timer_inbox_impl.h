@@ -8,8 +8,8 @@
  * waits and wakes were a third of gather's profile (bench/README.md, #13 "Timer inbox").
  *
  * The protocol. An armer pushes its entry onto a Treiber stack (one of TI_LANES `heads`, one
- * CAS; which one does not matter to the argument below) and lowers the
- * wheel's published earliest deadline (`next`, a CAS loop that only ever lowers it); it never
+ * CAS; which one does not matter to the argument below) and lowers the wheel's published
+ * earliest deadline (`next`, a CAS loop that only ever lowers it); it never
  * touches the wheel. If it lowered `next`, it makes the wake check (a worker parked until a
  * later time must be woken), as an arm under the lock did. Whoever holds the wheel's lock (the
  * poller, a cancel, a count) takes each whole stack with one exchange and links the entries into
@@ -19,7 +19,7 @@
  * two armers meet on one head less often.
  * Publishing (TI_FN(publish_next)): the lock holder stores the wheel's earliest deadline, which
  * may raise `next` over a lower value an armer stored after the holder's take. So the holder
- * looks at `head` again after its store and, if it is not empty, drains and stores again.
+ * looks at every head again after its store and, if one is not empty, drains and stores again.
  * Either the look sees the push, or the look came first in the single order of seq_cst
  * operations, and then the store came before the armer's push and lower, so the lower acts on
  * the stored value. The end state is right: `next` is at or before every entry's deadline.
@@ -43,8 +43,8 @@
  *
  * The includer defines:
  *   TI_ENTRY                    the entry type;  TI_NEXT(e): its link, a plain lvalue
- *   TI_DRAIN_NEXT(ctx)          the lock holder's: takes the stack (TI_FN(take_all)), links it
- *                               into the wheel, and returns the wheel's earliest deadline
+ *   TI_DRAIN_NEXT(ctx)          the lock holder's: takes every stack (TI_FN(take_all)), links
+ *                               them into the wheel, returns the wheel's earliest deadline
  *   TI_HEAD                     the atomic pointer type of a stack's head
  *   TI_LANES                    how many stacks (heads) there are
  *   TI_LANE(heads, i)           the i-th head (an lvalue of type TI_HEAD)
@@ -54,9 +54,10 @@
  *   TI_RLX TI_SC                memory orders
  *   TI_FN(name)                 the name of each function
  * and may plant the bugs the model must catch: TI_NO_RECHECK (publish does not look at the
- * stacks again), TI_LOOK_FIRST_LANE (it looks at the first only), TI_NO_HOLDER_WAKE (a holder that stored again makes no wake check),
- * TI_LOWER_BY_STORE (lower is a load and a store), TI_PUSH_ORDER (release, not seq_cst: the
- * holder's look may miss a push that came before its store).
+ * stacks again), TI_LOOK_FIRST_LANE (it looks at the first only), TI_NO_HOLDER_WAKE (a holder
+ * that stored again makes no wake check), TI_LOWER_BY_STORE (lower is a load and a store),
+ * TI_PUSH_ORDER (release, not seq_cst: the holder's look may miss a push that came before its
+ * store).
  */
 
 #ifndef TI_NO_RECHECK

@@ -5,11 +5,11 @@
  * found.
  *
  * The race: two armers push an entry each (deadlines 5 and 7; each on its own lane of the two,
- * the earlier on the second, so that the holder's look must cover both) and lower the published earliest
- * deadline `next`; the lock holder (a poller) fires the wheel's one entry (due at 10, which
- * `next` says at the start), then drains the inbox into its wheel and publishes the wheel's
- * earliest deadline — raising `next` to "none" if it drained nothing — looking at the inbox
- * again after each publish, as publish_next in lib/timer.c does.
+ * the earlier on the second, so that the holder's look must cover both) and lower the
+ * published earliest deadline `next`; the lock holder (a poller) fires the wheel's one entry
+ * (due at 10, which `next` says at the start), then drains the inbox into its wheel and
+ * publishes the wheel's earliest deadline — raising `next` to "none" if it drained nothing —
+ * looking at the inbox again after each publish, as publish_next in lib/timer.c does.
  * Properties: at the end `next` is at or before every armed entry's deadline, whether the entry
  * was drained or is still in the inbox (a parker sleeping until `next` wakes in time for it);
  * every entry is drained or still queued, exactly once; the holder sees each drained entry's
