@@ -41,11 +41,20 @@
  * weft does not support urgent data (that data waits for the next arrival).
  *
  * Closing a socket another task waits on (Photon#925, Go's fdMutex): `refs` counts the
- * operations in progress (2 each) and holds CLOSING. weft_sock_close sets CLOSING and notifies
+ * operations in progress (SOCK_REF each) and holds CLOSING and FINAL. weft_sock_close sets CLOSING and notifies
  * both directions: each waiter wakes, sees CLOSING and returns WEFT_EBADF; the fd itself is
  * closed by whoever drops the last reference, so no operation ever uses an fd number that was
  * closed and perhaps reused. A plain thread blocked in poll(2) cannot be woken that way: it
  * polls in slices of THREAD_SLICE_MS and checks CLOSING between them.
+ * FINAL: the last one out claims the close by a CAS from "CLOSING, no reference" to
+ * "CLOSING | FINAL". A call that comes after the close (an acceptor task looping back into
+ * weft_sock_accept as another task closes its listener — the examples' way to stop a server —
+ * or a second weft_sock_close) takes and drops a reference, sees CLOSING and returns
+ * WEFT_EBADF; without FINAL its drop looked like the last one out and closed the fd and freed
+ * the descriptor a second time (found by the TSan soak, session 12: the poller's free list then
+ * held the descriptor twice, and two later sockets shared it). Such a late call is safe while
+ * the descriptor is not reused by a later socket (the poller hands freed descriptors out
+ * again); after that the handle names the new socket (docs/api.md: do not use a closed handle).
  * Rejected: closing at once and letting waiters fail on EBADF (the number may be reused by
  * then, and the waiter would operate on someone else's file); shutdown(2) to wake blocked
  * threads (it sends FIN behind the owner's back, and is not for pipes).
@@ -67,7 +76,8 @@
 #include <unistd.h>
 
 #define SOCK_CLOSING 1u
-#define SOCK_REF 2u
+#define SOCK_FINAL 2u /* the fd is closed and the descriptor back on the poller's free list */
+#define SOCK_REF 4u
 
 enum {
   THREAD_SLICE_MS = 50,    /* picked: how soon a blocked plain thread notices a close */
@@ -87,7 +97,12 @@ static void sock_final(weft__sock_t *s) {
 
 static void sock_unref(weft__sock_t *s) {
   /* acq_rel: the last one out sees every other user's accesses before it closes the fd */
-  if (atomic_fetch_sub_explicit(&s->refs, SOCK_REF, memory_order_acq_rel) - SOCK_REF == SOCK_CLOSING)
+  uint32_t left = atomic_fetch_sub_explicit(&s->refs, SOCK_REF, memory_order_acq_rel) - SOCK_REF;
+  /* relaxed: the fetch_sub above ordered what the final needs; the CAS only picks one closer
+   * among the last one out and a late caller that took and dropped a reference since */
+  if (left == SOCK_CLOSING &&
+      atomic_compare_exchange_strong_explicit(&s->refs, &left, SOCK_CLOSING | SOCK_FINAL,
+                                              memory_order_relaxed, memory_order_relaxed))
     sock_final(s);
 }
 

@@ -769,6 +769,31 @@ Test(io, connect_to_a_closed_port_is_refused) {
   OK(weft_runtime_destroy(rt));
 }
 
+/* An acceptor that loops back into weft_sock_accept just after another task closed its listener
+ * (the examples stop their servers so) and a second close: both come after the close's final
+ * step, and each must return WEFT_EBADF without running it again. Before SOCK_FINAL (lib/io.c)
+ * each late call closed the socket a second time and put its descriptor on the poller's free
+ * list again, so that two later sockets shared one descriptor (the TSan soak's report,
+ * session 12). Checked here: the late calls' answers, and two sockets opened after them are
+ * distinct and both work. */
+Test(io, calls_after_a_close_return_ebadf_and_free_the_socket_once) {
+  weft_runtime_t *rt = test_runtime(1);
+  weft_sock_t *l = listen_loopback(rt);
+  OK(weft_sock_close(l)); /* nothing in progress: the close is final at once */
+  weft_sock_t *c = NULL;
+  cr_assert_eq(weft_sock_accept(l, &c, NULL, NULL, 0), WEFT_EBADF);
+  cr_assert_eq(weft_sock_close(l), WEFT_EBADF, "a second close");
+  cr_assert_null(c);
+  weft_sock_t *a = listen_loopback(rt), *b = listen_loopback(rt);
+  cr_assert_neq(a, b, "two open sockets share one descriptor");
+  cr_assert_neq(weft_sock_port(a), weft_sock_port(b));
+  cr_assert_gt(weft_sock_port(a), 0);
+  cr_assert_gt(weft_sock_port(b), 0);
+  OK(weft_sock_close(a));
+  OK(weft_sock_close(b));
+  OK(weft_runtime_destroy(rt));
+}
+
 /* ---- The blocking pool ---------------------------------------------------------------------- */
 
 typedef struct pool_probe {
