@@ -29,7 +29,7 @@ typedef struct weft_sock {
   int fd;
   uint32_t index;          /* in the poller's table */
   _Atomic uint32_t seq;    /* registration count (the tag) */
-  _Atomic uint32_t refs;   /* 2 per operation in progress | SOCK_CLOSING (lib/io.c) */
+  _Atomic uint32_t refs;   /* SOCK_REF per operation in progress | CLOSING | FINAL (lib/io.c) */
   bool is_socket;          /* send/sendmsg with MSG_NOSIGNAL; else write/writev */
   bool listening;
   bool tcp;                /* a TCP stream: a short read means its receive queue was empty */
