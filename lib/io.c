@@ -44,8 +44,8 @@
  * operations in progress (SOCK_REF each) and holds CLOSING and FINAL. weft_sock_close sets
  * CLOSING and notifies both directions: each waiter wakes, sees CLOSING and returns WEFT_EBADF;
  * the fd itself is closed by whoever drops the last reference, so no operation ever uses an fd
- * number that was closed and perhaps reused. A plain thread blocked in poll(2) cannot be woken that way: it
- * polls in slices of THREAD_SLICE_MS and checks CLOSING between them.
+ * number that was closed and perhaps reused. A plain thread blocked in poll(2) cannot be woken
+ * that way: it polls in slices of THREAD_SLICE_MS and checks CLOSING between them.
  * FINAL: the last one out claims the close by a CAS from "CLOSING, no reference" to
  * "CLOSING | FINAL". A call that comes after the close (an acceptor task looping back into
  * weft_sock_accept as another task closes its listener — the examples' way to stop a server —
