@@ -57,7 +57,8 @@
  * stacks again), TI_LOOK_FIRST_LANE (it looks at the first only), TI_NO_HOLDER_WAKE (a holder
  * that stored again makes no wake check), TI_LOWER_BY_STORE (lower is a load and a store),
  * TI_PUSH_ORDER (release, not seq_cst: the holder's look may miss a push that came before its
- * store).
+ * store). The header undefines those five at its end, so that the next instance starts
+ * from the correct defaults.
  */
 
 #ifndef TI_NO_RECHECK
@@ -131,3 +132,9 @@ static inline uint64_t TI_FN(publish_next)(TI_WORD *next, TI_HEAD *heads, void *
   *wake = !TI_NO_HOLDER_WAKE && t < first;
   return t;
 }
+
+#undef TI_NO_RECHECK
+#undef TI_LOOK_FIRST_LANE
+#undef TI_NO_HOLDER_WAKE
+#undef TI_LOWER_BY_STORE
+#undef TI_PUSH_ORDER

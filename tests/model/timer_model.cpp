@@ -94,11 +94,6 @@ static uint64_t drain_next(void *ctx);
 #include "timer_inbox_impl.h"
 TI_DRAIN_DEF
 }
-#undef TI_NO_RECHECK
-#undef TI_LOOK_FIRST_LANE
-#undef TI_NO_HOLDER_WAKE
-#undef TI_LOWER_BY_STORE
-#undef TI_PUSH_ORDER
 
 /* Bug 1: publish does not look at the inbox again. */
 namespace ti_no_recheck {
@@ -107,11 +102,6 @@ static uint64_t drain_next(void *ctx);
 #include "timer_inbox_impl.h"
 TI_DRAIN_DEF
 }
-#undef TI_NO_RECHECK
-#undef TI_LOOK_FIRST_LANE
-#undef TI_NO_HOLDER_WAKE
-#undef TI_LOWER_BY_STORE
-#undef TI_PUSH_ORDER
 
 /* Bug 1b: the look after the store reads the first lane only. */
 namespace ti_look_first_lane {
@@ -120,11 +110,6 @@ static uint64_t drain_next(void *ctx);
 #include "timer_inbox_impl.h"
 TI_DRAIN_DEF
 }
-#undef TI_NO_RECHECK
-#undef TI_LOOK_FIRST_LANE
-#undef TI_NO_HOLDER_WAKE
-#undef TI_LOWER_BY_STORE
-#undef TI_PUSH_ORDER
 
 /* Bug 2: lower is a load and a store: the other armer's lower between them is lost. */
 namespace ti_lower_by_store {
@@ -133,11 +118,6 @@ static uint64_t drain_next(void *ctx);
 #include "timer_inbox_impl.h"
 TI_DRAIN_DEF
 }
-#undef TI_NO_RECHECK
-#undef TI_LOOK_FIRST_LANE
-#undef TI_NO_HOLDER_WAKE
-#undef TI_LOWER_BY_STORE
-#undef TI_PUSH_ORDER
 
 /* Bug 3: the push is a release, outside the seq_cst order the argument needs. */
 namespace ti_push_release {
@@ -146,11 +126,6 @@ static uint64_t drain_next(void *ctx);
 #include "timer_inbox_impl.h"
 TI_DRAIN_DEF
 }
-#undef TI_NO_RECHECK
-#undef TI_LOOK_FIRST_LANE
-#undef TI_NO_HOLDER_WAKE
-#undef TI_LOWER_BY_STORE
-#undef TI_PUSH_ORDER
 
 /* Bug 4: a holder that had to store again makes no wake check. */
 namespace ti_no_holder_wake {
