@@ -41,20 +41,18 @@
  * weft does not support urgent data (that data waits for the next arrival).
  *
  * Closing a socket another task waits on (Photon#925, Go's fdMutex): `refs` counts the
- * operations in progress (SOCK_REF each) and holds CLOSING and FINAL. weft_sock_close sets
- * CLOSING and notifies both directions: each waiter wakes, sees CLOSING and returns WEFT_EBADF;
- * the fd itself is closed by whoever drops the last reference, so no operation ever uses an fd
- * number that was closed and perhaps reused. A plain thread blocked in poll(2) cannot be woken
- * that way: it polls in slices of THREAD_SLICE_MS and checks CLOSING between them.
- * FINAL: the last one out claims the close by a CAS from "CLOSING, no reference" to
- * "CLOSING | FINAL". A call that comes after the close (an acceptor task looping back into
- * weft_sock_accept as another task closes its listener — the examples' way to stop a server —
- * or a second weft_sock_close) takes and drops a reference, sees CLOSING and returns
- * WEFT_EBADF; without FINAL its drop looked like the last one out and closed the fd and freed
- * the descriptor a second time (found by the TSan soak, session 12: the poller's free list then
- * held the descriptor twice, and two later sockets shared it). Such a late call is safe while
- * the descriptor is not reused by a later socket (the poller hands freed descriptors out
- * again); after that the handle names the new socket (docs/api.md: do not use a closed handle).
+ * operations in progress and holds CLOSING and FINAL (lib/sockref_impl.h, the protocol and its
+ * relacy model). weft_sock_close sets CLOSING and notifies both directions: each waiter wakes,
+ * sees CLOSING and returns WEFT_EBADF; the fd itself is closed by whoever drops the last
+ * reference, so no operation ever uses an fd number that was closed and perhaps reused. A plain
+ * thread blocked in poll(2) cannot be woken that way: it polls in slices of THREAD_SLICE_MS and
+ * checks CLOSING between them. A call that comes after the close (an acceptor task looping back
+ * into weft_sock_accept as another task closes its listener — the examples' way to stop a
+ * server — or a second weft_sock_close) takes and drops a reference and returns WEFT_EBADF; the
+ * FINAL bit keeps its drop from closing the fd and freeing the descriptor a second time (found
+ * by the TSan soak, session 12). Such a late call is safe while the descriptor is not reused by
+ * a later socket (the poller hands freed descriptors out again); after that the handle names
+ * the new socket (docs/api.md: do not use a closed handle).
  * Rejected: closing at once and letting waiters fail on EBADF (the number may be reused by
  * then, and the waiter would operate on someone else's file); shutdown(2) to wake blocked
  * threads (it sends FIN behind the owner's back, and is not for pipes).
@@ -75,10 +73,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SOCK_CLOSING 1u
-#define SOCK_FINAL 2u /* the fd is closed and the descriptor back on the poller's free list */
-#define SOCK_REF 4u
-
 enum {
   THREAD_SLICE_MS = 50,    /* picked: how soon a blocked plain thread notices a close */
   IOV_MAX_WEFT = 64,       /* writev's copy lives on the stack */
@@ -95,40 +89,31 @@ static void sock_final(weft__sock_t *s) {
   weft__poll_unregister(s->poller, s, true);
 }
 
-static void sock_unref(weft__sock_t *s) {
-  /* acq_rel: the last one out sees every other user's accesses before it closes the fd */
-  uint32_t left = atomic_fetch_sub_explicit(&s->refs, SOCK_REF, memory_order_acq_rel) - SOCK_REF;
-  /* relaxed: the fetch_sub above ordered what the final needs; the CAS only picks one closer
-   * among the last one out and a late caller that took and dropped a reference since */
-  if (left == SOCK_CLOSING &&
-      atomic_compare_exchange_strong_explicit(&s->refs, &left, SOCK_CLOSING | SOCK_FINAL,
-                                              memory_order_relaxed, memory_order_relaxed))
-    sock_final(s);
-}
+/* The reference word's protocol (lib/sockref_impl.h, model-checked by tests/model). */
+#define SR_WORD _Atomic uint32_t
+#define SR_LOAD(obj, mo) atomic_load_explicit((obj), (mo))
+#define SR_FETCH_ADD(obj, v, mo) atomic_fetch_add_explicit((obj), (v), (mo))
+#define SR_FETCH_SUB(obj, v, mo) atomic_fetch_sub_explicit((obj), (v), (mo))
+#define SR_FETCH_OR(obj, v, mo) atomic_fetch_or_explicit((obj), (v), (mo))
+#define SR_CAS(obj, expected, desired, mos, mof) \
+  atomic_compare_exchange_strong_explicit((obj), &(expected), (desired), (mos), (mof))
+#define SR_RLX memory_order_relaxed
+#define SR_ACQ memory_order_acquire
+#define SR_REL memory_order_release
+#define SR_ACQ_REL memory_order_acq_rel
+#define SR_FINAL(ctx) sock_final(ctx)
+#define SR_FN(name) sockref_##name
+#include "sockref_impl.h"
 
-static int sock_ref(weft__sock_t *s) {
-  /* acquire: a CLOSING we see comes with the closer's state; the add keeps the fd open */
-  if (atomic_fetch_add_explicit(&s->refs, SOCK_REF, memory_order_acquire) & SOCK_CLOSING) {
-    sock_unref(s);
-    return WEFT_EBADF;
-  }
-  return 0;
-}
+static void sock_unref(weft__sock_t *s) { sockref_drop(&s->refs, s); }
 
-static bool sock_closing(weft__sock_t *s) {
-  /* acquire: pairs with close's acq_rel (reached us through the word's completion anyway) */
-  return atomic_load_explicit(&s->refs, memory_order_acquire) & SOCK_CLOSING;
-}
+static int sock_ref(weft__sock_t *s) { return sockref_take(&s->refs, s) ? 0 : WEFT_EBADF; }
+
+static bool sock_closing(weft__sock_t *s) { return sockref_closing(&s->refs); }
 
 int weft_sock_close(weft_sock_t *s) {
   if (!s) return WEFT_EINVAL;
-  int err = sock_ref(s); /* our own reference: the final close cannot happen under us */
-  if (err) return err;
-  /* acq_rel: set before the notifications, so a woken waiter sees it */
-  if (atomic_fetch_or_explicit(&s->refs, SOCK_CLOSING, memory_order_acq_rel) & SOCK_CLOSING) {
-    sock_unref(s);
-    return WEFT_EBADF; /* a second close */
-  }
+  if (!sockref_close_begin(&s->refs, s)) return WEFT_EBADF; /* closed before, or a second close */
   weft__poll_dir_notify(&s->rd, false);
   weft__poll_dir_notify(&s->wr, false);
   sock_unref(s);

@@ -29,7 +29,7 @@ typedef struct weft_sock {
   int fd;
   uint32_t index;          /* in the poller's table */
   _Atomic uint32_t seq;    /* registration count (the tag) */
-  _Atomic uint32_t refs;   /* SOCK_REF per operation in progress | CLOSING | FINAL (lib/io.c) */
+  _Atomic uint32_t refs;   /* lib/sockref_impl.h: a reference per operation | CLOSING | FINAL */
   bool is_socket;          /* send/sendmsg with MSG_NOSIGNAL; else write/writev */
   bool listening;
   bool tcp;                /* a TCP stream: a short read means its receive queue was empty */
