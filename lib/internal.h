@@ -109,9 +109,10 @@ typedef struct weft__timer_entry {
  * have let a worker park past an entry (lib/timer_inbox_impl.h); NULL: none. */
 int weft__timer_create(struct weft__timer **timer, void (*wake)(void *ctx), void *wake_ctx);
 void weft__timer_destroy(struct weft__timer *timer);
-/* Arms e; true if that made the earliest deadline earlier: the caller then wakes a parked
- * worker so it re-arms its sleep (the wheel knows nothing of workers). */
-bool weft__timer_arm(struct weft__timer *timer, weft__timer_entry_t *e, _Atomic uint64_t *fired);
+/* Arms e (one already due fires at the next poll); true if that made the earliest deadline
+ * earlier: the caller then wakes a parked worker so it re-arms its sleep (the wheel knows
+ * nothing of workers). */
+bool weft__timer_arm(struct weft__timer *timer, weft__timer_entry_t *e);
 bool weft__timer_cancel(struct weft__timer *timer, weft__timer_entry_t *e);
 /* Fire what is due (at most a batch); returns the next deadline or UINT64_MAX. */
 /* *fired (if not NULL) is increased by the number of callbacks run. */

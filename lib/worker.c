@@ -900,7 +900,7 @@ static inline __attribute__((always_inline)) void do_after(weft__worker_t *w) {
     break;
   case WEFT__AFTER_PARK_TIMED: {
     struct weft_task *t = w->after_arg;
-    if (weft__timer_arm(w->rt->timer, t->wait, &w->n_fired)) weft__wake_one_if_needed(w->rt);
+    if (weft__timer_arm(w->rt->timer, t->wait)) weft__wake_one_if_needed(w->rt);
     weft__park_commit(w, t); /* after the arm: a resumed task finds its timer armed or fired */
     break;
   }

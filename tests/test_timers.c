@@ -229,7 +229,7 @@ Test(timers, wheel_fires_in_deadline_order_never_early_after_cascades_and_cancel
   for (int i = 0; i < WHEEL_N; i++) {
     wheel_entries[i] = (weft__timer_entry_t){.deadline_ns = base + test_rand(&seed) % span,
                                              .fire = wheel_record};
-    weft__timer_arm(t, &wheel_entries[i], NULL);
+    weft__timer_arm(t, &wheel_entries[i]);
   }
   long cancelled = 0;
   for (int i = 0; i < WHEEL_N; i += 7) cancelled += weft__timer_cancel(t, &wheel_entries[i]);
@@ -274,7 +274,7 @@ Test(timers, a_late_poll_fires_its_batches_earliest_first) {
   for (int i = 0; i < LATE_N; i++) {
     late_entries[i] = (weft__timer_entry_t){.deadline_ns = base + test_rand(&seed) % span,
                                             .fire = late_record};
-    weft__timer_arm(t, &late_entries[i], NULL);
+    weft__timer_arm(t, &late_entries[i]);
   }
   uint64_t late = base + span + 10 * MS; /* every entry is due: more than ten batches' worth */
   int polls = 0;
@@ -310,15 +310,15 @@ Test(timers, an_entry_armed_for_a_tick_the_wheel_has_passed_fires_at_the_next_po
   OK(weft__timer_create(&t, NULL, NULL));
   uint64_t base = weft_now_ns() + 10000 * MS, later = base + 5000 * MS;
   weft__timer_entry_t first = {.deadline_ns = base + 4000 * MS, .fire = passed_record};
-  cr_assert(weft__timer_arm(t, &first, NULL), "the first arm lowers the earliest deadline");
+  cr_assert(weft__timer_arm(t, &first), "the first arm lowers the earliest deadline");
   cr_assert_eq(weft__timer_poll(t, later, NULL), UINT64_MAX, "nothing left after the first");
   cr_assert_eq(passed_fired, 1);
   weft__timer_entry_t e = {.deadline_ns = base, .fire = passed_record};
-  cr_assert(weft__timer_arm(t, &e, NULL), "an arm on an empty wheel lowers the deadline");
+  cr_assert(weft__timer_arm(t, &e), "an arm on an empty wheel lowers the deadline");
   cr_assert_leq(weft__timer_next_deadline(t), base + TICK,
                 "a parked worker would sleep past the entry");
   weft__timer_entry_t e2 = {.deadline_ns = base + 1000 * MS, .fire = passed_record};
-  cr_assert(!weft__timer_arm(t, &e2, NULL), "a later arm does not lower it");
+  cr_assert(!weft__timer_arm(t, &e2), "a later arm does not lower it");
   cr_assert_eq(weft__timer_armed(t), 2);
   weft__timer_poll(t, later, NULL);
   cr_assert_eq(passed_fired, 3, "fired %d of 2 at the next poll", passed_fired - 1);
