@@ -27,12 +27,14 @@ _Noreturn void weft__die(const char *fmt, ...) __attribute__((format(printf, 1, 
 
 /* Test-only fault injection: make the n-th allocation of a kind fail (0 disables).
  * STACK: a spawn's stack check; STACK_START: taking the stack when a worker starts a task;
- * TASK: a spawn's descriptor; THREAD: a worker thread's creation. */
+ * TASK: a spawn's descriptor; THREAD: a worker thread's creation; TIMER_RING: the timer
+ * wheel's due ring growing (its overflow list takes the entries). */
 enum {
   WEFT__FAULT_STACK,
   WEFT__FAULT_STACK_START,
   WEFT__FAULT_TASK,
   WEFT__FAULT_THREAD,
+  WEFT__FAULT_TIMER_RING,
   WEFT__FAULT_KINDS
 };
 #ifdef WEFT_FAULTS

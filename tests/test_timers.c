@@ -292,6 +292,69 @@ Test(timers, a_late_poll_fires_its_batches_earliest_first) {
   weft__timer_destroy(t);
 }
 
+/* The due queue (lib/timer.c) is a ring of pointers that grows; when it cannot grow, entries
+ * queue on an overflow list behind it. Phase 1: the ring's first allocation succeeds and its
+ * growth fails (test build's fault countdown), so a late poll's 3000 due entries split over
+ * ring and list; a fifth of them are cancelled first, in both. Every other entry fires once,
+ * in tick order (the ring before the list). Phase 2: 6000 entries with growth allowed, so the
+ * ring grows past the size it keeps and is freed once empty; phase 3 uses it again from
+ * nothing. */
+enum { SPLIT_N = 6000 };
+static weft__timer_entry_t split_entries[SPLIT_N];
+static weft__timer_entry_t *split_fired[SPLIT_N];
+static long split_nfired;
+static bool split_cancelled[SPLIT_N];
+static void split_record(weft__timer_entry_t *e) {
+  cr_assert_lt(split_nfired, SPLIT_N, "an entry fired twice");
+  split_fired[split_nfired++] = e;
+}
+
+static void split_round(struct weft__timer *t, uint64_t base, long n, int cancel_every) {
+  uint64_t seed = test_seed(), span = 50 * MS;
+  split_nfired = 0;
+  for (long i = 0; i < n; i++) {
+    split_entries[i] = (weft__timer_entry_t){.deadline_ns = base + test_rand(&seed) % span,
+                                             .fire = split_record};
+    weft__timer_arm(t, &split_entries[i]);
+  }
+  uint64_t late = base + span + 10 * MS;
+  weft__timer_poll(t, base + span / 2, NULL); /* half of them into the due queue... */
+  long cancelled = 0, fired_first = split_nfired; /* the first batch fired at once */
+  memset(split_cancelled, 0, sizeof split_cancelled);
+  for (long i = 0; cancel_every && i < n; i += cancel_every) /* ...some cancelled there */
+    cancelled += split_cancelled[i] = weft__timer_cancel(t, &split_entries[i]);
+  cr_assert(!cancel_every || cancelled > n / cancel_every / 2, "only %ld cancels won", cancelled);
+  cr_assert_gt(fired_first, 0);
+  for (long before = -1; split_nfired > before;) {
+    before = split_nfired;
+    weft__timer_poll(t, late, NULL);
+  }
+  cr_assert_eq(split_nfired + cancelled, n, "fired %ld, cancelled %ld of %ld", split_nfired,
+               cancelled, n);
+  cr_assert_eq(weft__timer_armed(t), 0);
+  cr_assert_eq(weft__timer_next_deadline(t), UINT64_MAX);
+  for (long k = 0; k < split_nfired; k++) {
+    long i = split_fired[k] - split_entries;
+    cr_assert(!split_cancelled[i], "cancelled entry %ld fired", i);
+    if (k > 0) /* tick order never goes back (+1: ticks count from the wheel's creation) */
+      cr_assert_leq((split_fired[k - 1]->deadline_ns - base + TICK - 1) / TICK,
+                    (split_fired[k]->deadline_ns - base + TICK - 1) / TICK + 1,
+                    "out of deadline order at %ld (seed %llu)", k, (unsigned long long)test_seed());
+  }
+}
+
+Test(timers, the_due_queue_keeps_order_across_its_overflow_list_and_a_freed_ring) {
+  struct weft__timer *t;
+  OK(weft__timer_create(&t, NULL, NULL));
+  uint64_t base = weft_now_ns() + 10000 * MS;
+  weft__fault_set(WEFT__FAULT_TIMER_RING, 2); /* the first ring (256) comes, its growth fails */
+  split_round(t, base, 3000, 5);
+  weft__fault_set(WEFT__FAULT_TIMER_RING, 0);
+  split_round(t, base + 1000 * MS, SPLIT_N, 0);
+  split_round(t, base + 2000 * MS, 1000, 3);
+  weft__timer_destroy(t);
+}
+
 /* An arm does not take the wheel's lock: its entry waits in an inbox until the next holder of
  * the lock links it (lib/timer_inbox_impl.h). By then the wheel may have passed the entry's
  * tick (a poll whose clock read came after the armer's); the entry must fire at the next poll
