@@ -97,7 +97,7 @@ void weft__stack_force_mprotect_guards(int force);
 struct weft__timer; /* lib/timer.c */
 
 typedef struct weft__timer_entry {
-  struct weft__timer_entry *next, *prev; /* slot list */
+  struct weft__timer_entry *next, *prev; /* slot list; in the due ring, prev is its position */
   uint64_t deadline_ns;
   uint32_t level_slot;   /* where it is linked, for O(1) cancel */
   _Atomic uint32_t state; /* see timer.c */

@@ -15,9 +15,9 @@
  * no reference" closes: the rule before session 12, under which a call after the close — a
  * looping acceptor, a second close — closed the fd and freed the descriptor a second time),
  * SR_DROP_ORDER (release: the closer does not acquire the other users' last accesses to the
- * fd, a data race with its close), SR_CLOSE_UNREFERENCED (close sets CLOSING without a
- * reference of its own: with no operation in progress nobody is left to drop the last one, and
- * the fd leaks).
+ * fd, a data race with its close), SR_CLOSE_UNREFERENCED (close sets CLOSING before it holds
+ * a reference of its own: a late caller's drop then closes the fd and frees the descriptor
+ * while the closer still wakes the waiters through it).
  *
  * The word: SR_REF per operation in progress, plus two flags.
  *   CLOSING — set once, by the first weft_sock_close; every operation that finds it set returns

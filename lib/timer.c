@@ -98,6 +98,7 @@ typedef struct due_queue {
   weft__timer_entry_t **ring; /* cap slots (a power of two, or 0) */
   size_t cap;
   size_t head, tail; /* positions ever popped and pushed: the ring holds [head, tail) */
+  size_t live;       /* entries in the ring: [head, tail) less the slots cancels emptied */
   weft__timer_entry_t *over_head, *over_tail; /* the overflow list, doubly linked */
 } due_list_t;
 
@@ -195,6 +196,7 @@ static void due_append(due_list_t *l, weft__timer_entry_t *e) {
   e->level_slot = DUE_LIST;
   e->prev = (weft__timer_entry_t *)(uintptr_t)l->tail; /* its position, for a cancel */
   l->ring[l->tail++ & (l->cap - 1)] = e;
+  l->live++;
 }
 
 static void due_unlink(due_list_t *l, weft__timer_entry_t *e) {
@@ -203,10 +205,11 @@ static void due_unlink(due_list_t *l, weft__timer_entry_t *e) {
     return;
   }
   l->ring[(uintptr_t)e->prev & (l->cap - 1)] = NULL; /* the pop skips it */
+  l->live--;
 }
 
 static bool due_empty(const due_list_t *l) {
-  return l->head == l->tail && !l->over_head;
+  return !l->live && !l->over_head; /* slots a cancel emptied are no work (wheel_next) */
 }
 
 /* The oldest due entry, taken off the queue, or NULL. */
@@ -218,9 +221,13 @@ static weft__timer_entry_t *due_pop(due_list_t *l) {
       if (ahead) __builtin_prefetch(ahead, 1); /* its state is written below, its fire read */
     }
     weft__timer_entry_t *e = l->ring[l->head++ & mask];
-    if (e) return e;
+    if (e) {
+      l->live--;
+      return e;
+    }
   }
-  if (l->cap > DUE_KEEP) { /* empty: a burst's ring goes */
+  if (l->cap > DUE_KEEP) { /* empty: a burst's ring goes (regrown from DUE_FIRST_CAP: a few
+                            * doublings per burst, under the lock) */
     free(l->ring);
     l->ring = NULL;
     l->cap = l->head = l->tail = 0;
@@ -430,9 +437,9 @@ static unsigned inbox_lane(const weft__timer_entry_t *e) {
 /* No clock read (#13, session 13: ~45 ns on this guest's kvm-clock, one of a sleep's two): a
  * sleep or timed wait read the clock for its deadline just before its switch, so an entry is
  * due by now only if it was nearly due then. Such an entry goes through the inbox like any
- * other: its tick has passed, so the drain files it as due and the next poll fires it (at
- * most FAIRNESS_TICKS tasks later on a busy worker; at once on an idle one, which the lowered
- * deadline makes poll). Rejected: firing it here (the read it needs costs every arm). */
+ * other and fires at the first poll in or after its tick (the tick rounds its deadline up: up
+ * to TICK_NS later than an immediate fire; a busy worker polls at its fairness tick, an idle
+ * one when the lowered deadline comes). Rejected: firing it here (the read it needs costs every arm). */
 bool weft__timer_arm(struct weft__timer *t, weft__timer_entry_t *e) {
   uint64_t due = tick_time(t, deadline_tick(t, e->deadline_ns)); /* before e is published */
   /* relaxed: the push's release publishes it with the entry */

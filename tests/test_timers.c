@@ -200,7 +200,7 @@ Test(timers, shutdown_with_sleepers_pending_returns_promptly) {
 }
 
 /* The wheel alone, on a clock the test drives: deadlines 10-13 s ahead of the real clock (so
- * an arm never takes the already-due path) are armed, a seventh of them cancelled, then polled
+ * no entry is due before the test's first poll) are armed, a seventh of them cancelled, then polled
  * in steps of 100 µs, less than a tick. Every entry that was not cancelled fires exactly once,
  * never before its deadline, at most a tick and a step after it, and in deadline order to the
  * tick (deadlines from 10 to 13 s make every entry cascade down from the 1 s level, and the
@@ -293,12 +293,12 @@ Test(timers, a_late_poll_fires_its_batches_earliest_first) {
 }
 
 /* The due queue (lib/timer.c) is a ring of pointers that grows; when it cannot grow, entries
- * queue on an overflow list behind it. Phase 1: the ring's first allocation succeeds and its
- * growth fails (test build's fault countdown), so a late poll's 3000 due entries split over
- * ring and list; a fifth of them are cancelled first, in both. Every other entry fires once,
- * in tick order (the ring before the list). Phase 2: 6000 entries with growth allowed, so the
- * ring grows past the size it keeps and is freed once empty; phase 3 uses it again from
- * nothing. */
+ * queue on an overflow list behind it. Phase 1: the ring grows once and then cannot (the
+ * test build's fault countdown), so the due entries split over ring (512) and list; the first
+ * poll fires a batch (256), then a fifth of all entries are cancelled — in ring, list and
+ * wheel. Every other entry fires once, in tick order (the ring before the list). Phase 2: 6000
+ * entries with growth allowed, so the ring grows (and wraps) past the size it keeps, a seventh
+ * are cancelled, and it is freed once empty; phase 3 uses it again from nothing. */
 enum { SPLIT_N = 6000 };
 static weft__timer_entry_t split_entries[SPLIT_N];
 static weft__timer_entry_t *split_fired[SPLIT_N];
@@ -347,11 +347,40 @@ Test(timers, the_due_queue_keeps_order_across_its_overflow_list_and_a_freed_ring
   struct weft__timer *t;
   OK(weft__timer_create(&t, NULL, NULL));
   uint64_t base = weft_now_ns() + 10000 * MS;
-  weft__fault_set(WEFT__FAULT_TIMER_RING, 2); /* the first ring (256) comes, its growth fails */
+  weft__fault_set(WEFT__FAULT_TIMER_RING, 3); /* rings of 256 and 512 come, the next fails */
   split_round(t, base, 3000, 5);
   weft__fault_set(WEFT__FAULT_TIMER_RING, 0);
-  split_round(t, base + 1000 * MS, SPLIT_N, 0);
+  split_round(t, base + 1000 * MS, SPLIT_N, 7);
   split_round(t, base + 2000 * MS, 1000, 3);
+  weft__timer_destroy(t);
+}
+
+/* Due entries that a cancel took out are no work: once the rest of the due queue fired, the
+ * published earliest deadline is the wheel's next entry, not "now" (review, session 13: the
+ * ring's emptied slots counted as due, and a worker about to park polled again instead). */
+Test(timers, cancelled_due_entries_leave_the_next_deadline_to_the_wheel) {
+  struct weft__timer *t;
+  OK(weft__timer_create(&t, NULL, NULL));
+  enum { DUE = 300 };
+  static weft__timer_entry_t due[DUE];
+  uint64_t base = weft_now_ns() + 10000 * MS;
+  split_nfired = 0;
+  for (int i = 0; i < DUE; i++) {
+    due[i] = (weft__timer_entry_t){.deadline_ns = base, .fire = split_record};
+    weft__timer_arm(t, &due[i]);
+  }
+  weft__timer_entry_t later = {.deadline_ns = base + 1000 * MS, .fire = split_record};
+  weft__timer_arm(t, &later);
+  weft__timer_poll(t, base + MS, NULL); /* fires one batch; the rest wait in the due queue */
+  cr_assert_lt(split_nfired, DUE, "expected a batch smaller than %d, fired %ld", DUE, split_nfired);
+  long won = 0; /* the fired ones' cancels answer false */
+  for (int i = 0; i < DUE; i++) won += weft__timer_cancel(t, &due[i]);
+  cr_assert_eq(won, DUE - split_nfired);
+  cr_assert_eq(weft__timer_armed(t), 1);
+  /* later than the poll's time (not before: the wheel's next is where `later` cascades) */
+  cr_assert_gt(weft__timer_next_deadline(t), base + MS, "a cancelled due entry counted as work");
+  weft__timer_poll(t, base + 2000 * MS, NULL);
+  cr_assert_eq(weft__timer_armed(t), 0);
   weft__timer_destroy(t);
 }
 
