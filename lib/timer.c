@@ -179,7 +179,8 @@ static void over_unlink(due_list_t *l, weft__timer_entry_t *e) {
 /* Doubles the ring (positions stay: each entry's slot is its position masked). */
 static bool due_grow(due_list_t *l) {
   size_t cap = l->cap ? 2 * l->cap : DUE_FIRST_CAP;
-  weft__timer_entry_t **ring = weft__fault_hit(WEFT__FAULT_TIMER_RING) ? NULL : malloc(cap * sizeof *ring);
+  if (weft__fault_hit(WEFT__FAULT_TIMER_RING)) return false;
+  weft__timer_entry_t **ring = malloc(cap * sizeof *ring);
   if (!ring) return false;
   for (size_t p = l->head; p != l->tail; p++) ring[p & (cap - 1)] = l->ring[p & (l->cap - 1)];
   free(l->ring);
@@ -439,7 +440,8 @@ static unsigned inbox_lane(const weft__timer_entry_t *e) {
  * due by now only if it was nearly due then. Such an entry goes through the inbox like any
  * other and fires at the first poll in or after its tick (the tick rounds its deadline up: up
  * to TICK_NS later than an immediate fire; a busy worker polls at its fairness tick, an idle
- * one when the lowered deadline comes). Rejected: firing it here (the read it needs costs every arm). */
+ * one when the lowered deadline comes). Rejected: firing it here (the read it needs costs
+ * every arm). */
 bool weft__timer_arm(struct weft__timer *t, weft__timer_entry_t *e) {
   uint64_t due = tick_time(t, deadline_tick(t, e->deadline_ns)); /* before e is published */
   /* relaxed: the push's release publishes it with the entry */
