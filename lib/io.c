@@ -99,7 +99,6 @@ static void sock_final(weft__sock_t *s) {
   atomic_compare_exchange_strong_explicit((obj), &(expected), (desired), (mos), (mof))
 #define SR_RLX memory_order_relaxed
 #define SR_ACQ memory_order_acquire
-#define SR_REL memory_order_release
 #define SR_ACQ_REL memory_order_acq_rel
 #define SR_FINAL(ctx) sock_final(ctx)
 #define SR_FN(name) sockref_##name

@@ -7,7 +7,7 @@
  *   SR_WORD                          the atomic uint32_t type
  *   SR_LOAD(obj, mo)  SR_FETCH_ADD(obj, v, mo)  SR_FETCH_SUB(obj, v, mo)  SR_FETCH_OR(obj, v, mo)
  *   SR_CAS(obj, expected_lvalue, desired, mos, mof)
- *   SR_RLX SR_ACQ SR_REL SR_ACQ_REL  memory orders
+ *   SR_RLX SR_ACQ SR_ACQ_REL         memory orders
  *   SR_FINAL(ctx)                    closes the fd and frees the descriptor (lib/io.c's
  *                                    sock_final): called once, by the last one out
  *   SR_FN(name)                      the name of each function

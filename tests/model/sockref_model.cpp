@@ -56,7 +56,6 @@ void final_close(void *ctx) {
   ((*(obj))(RL_INFO).compare_exchange_strong((expected), (desired), (mos), (mof)))
 #define SR_RLX rl::mo_relaxed
 #define SR_ACQ rl::mo_acquire
-#define SR_REL rl::mo_release
 #define SR_ACQ_REL rl::mo_acq_rel
 #define SR_FINAL(ctx) final_close(ctx)
 #define SR_FN(name) name
