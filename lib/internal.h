@@ -103,8 +103,9 @@ typedef struct weft__timer_entry {
   _Atomic uint32_t state; /* see timer.c */
   void (*fire)(struct weft__timer_entry *e);
   void *ctx; /* for fire */
-  /* The line fire writes first (a waiting task's descriptor, whose state it wakes), or NULL:
-   * the poll prefetches it a few entries ahead (#13: the wake's CAS stalled on each miss). */
+  /* A line fire writes besides its ctx (a waiting task's descriptor, whose state it wakes), or
+   * NULL: the poll prefetches both a few entries ahead (#13: the wake's CAS stalled on each
+   * miss). */
   const void *touch;
 } weft__timer_entry_t;
 

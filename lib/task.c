@@ -31,8 +31,9 @@ enum {
   TASK_REGION_SLABS = 64, /* picked: slabs per mapping (2 MiB) */
   TASK_REFILL = 64, /* picked: descriptors a worker takes from the shared list at once */
   TASK_IDLE_KEEP = 0, /* picked: descriptors a worker keeps while it parks (each could pin a slab) */
-  /* picked (a sleep's frames measured: the saved registers 152 bytes below its join, the
-   * stack's top 224 above): lines prefetched below and from a timer-woken task's join */
+  /* picked (a sleep's frames measured on x86-64: the saved registers 152 bytes below its
+   * join, the stack's top 224 above; AArch64 saves more registers): lines prefetched below
+   * and from a timer-woken task's join */
   FRAMES_BELOW = 3,
   FRAMES_ABOVE = 3
 };
@@ -845,13 +846,14 @@ void weft__park_commit(weft__worker_t *w, struct weft_task *t) {
 }
 
 /* A timer woke t, which will resume where it suspended (#13, session 14): its stack record
- * (the saved sp) and the frames around its join — the switch's saved registers ~150 bytes
- * below it in a sleep, the callers' frames above — are cold by then (10^4 sleepers' frames
- * do not stay in cache across a 1 ms sleep), and the resume's pops and returns took their
- * misses one at a time (gather 10^4: a fifth of the samples). Prefetched here, a batch of
- * fires (timer.c) before the first of them resumes. A window of lines, not the exact frames:
- * the frames' bounds are in the stack record, itself a miss. A prefetch never faults (x86-64
- * PREFETCHW, AArch64 PRFM), so a line past the stack's top (the next stack's guard) is harmless.
+ * (the saved sp) and the frames around its join — the switch's saved registers below it, the
+ * callers' frames above — are cold by then (10^4 sleepers' frames do not stay in cache across
+ * a 1 ms sleep), and the resume's pops and returns took their misses one at a time (gather
+ * 10^4: a fifth of the samples). Prefetched here, a batch of fires (timer.c) before the first
+ * of them resumes: the lines from 192 bytes below the join to 191 above it. A window of lines,
+ * not the exact frames: their bounds are in the stack record, itself a miss. Prefetches are
+ * hints that never fault (x86-64 PREFETCHh, AArch64 PRFM), so a line past the top of a
+ * shallower wait's stack (the next stack's guard) is harmless.
  * Rejected: prefetching at the resume (too late: the switch is the next instruction). */
 static inline void prefetch_frames(struct weft_task *t, weft__join_t *j) {
   const char *at = (const char *)j;
