@@ -391,9 +391,10 @@ static void *server_main(void *arg) {
   weft_join(acceptor, NULL);
   close_idle();
   weft_deadline_t drain;
-  weft_deadline_begin(&drain, weft_now_ns() + DRAIN_TIMEOUT_S * SEC_NS);
-  err = weft_group_wait(s.conns);
-  weft_deadline_end(&drain);
+  /* WEFT_ENOMEM: no scope to hold the deadline, so cancel at once rather than wait unbounded */
+  bool scoped = weft_deadline_begin(&drain, weft_now_ns() + DRAIN_TIMEOUT_S * SEC_NS) == 0;
+  err = scoped ? weft_group_wait(s.conns) : WEFT_ETIMEDOUT;
+  if (scoped) weft_deadline_end(&drain);
   if (err == WEFT_ETIMEDOUT) { /* requests still running: cancel them */
     fprintf(stderr, "http_server: drain deadline passed: cancelling\n");
     weft_group_cancel(s.conns);

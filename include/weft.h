@@ -5,7 +5,7 @@
  * tasks, gather, futures, sleeping. Every function that can fail returns 0 or a negative
  * errno-style WEFT_E* code; weft_strerror() names it. The error contract: a function that
  * returns int answers a NULL handle or NULL required pointer with WEFT_EINVAL; a function that
- * returns no code (weft_task_set_name, weft_task_name, weft_task_id) aborts on one with a
+ * returns no code (weft_task_name, weft_task_id; and weft_task_set_name) aborts on one with a
  * sentence naming itself, and weft_task_release(NULL) and weft_future_destroy(NULL) do
  * nothing, like free(NULL). Misuse that no return value can report — awaiting on a worker
  * thread outside any task, a task awaiting itself, destroying a runtime from one of its own
@@ -405,10 +405,12 @@ WEFT_EXTERN int weft_task_result(const weft_task_t *task, void **result);
 
 /* The running task, or NULL outside tasks. An inlined task is itself here too. */
 WEFT_EXTERN weft_task_t *weft_current(void);
-/* Names are for diagnostics (stack-overflow reports). The string is not copied: it must
- * outlive the task (a literal, typically). Ids start at 1 in each runtime and are unique in
- * it. These three return no code: a NULL task aborts. */
-WEFT_EXTERN void weft_task_set_name(weft_task_t *task, const char *name);
+/* Names are for diagnostics (stack-overflow reports, dumps). The string is not copied: it must
+ * outlive the task (a literal, typically). set_name returns 0, or WEFT_ENOMEM when the name
+ * could not be stored (names live in an array allocated for every 511 descriptors on the first
+ * name among them, 16 KiB; the task is unaffected and keeps its previous name, if any). Ids
+ * start at 1 in each runtime and are unique in it. A NULL task aborts in all three. */
+WEFT_EXTERN int weft_task_set_name(weft_task_t *task, const char *name);
 WEFT_EXTERN const char *weft_task_name(const weft_task_t *task);
 WEFT_EXTERN uint64_t weft_task_id(const weft_task_t *task);
 
@@ -458,7 +460,9 @@ WEFT_EXTERN int weft_wait_any(weft_task_t *const *tasks, size_t n, uint64_t dead
  * Scopes nest (the earliest deadline rules) and must end innermost first (otherwise end
  * aborts); the struct lives on the caller's stack. end returns WEFT_ETIMEDOUT if the deadline
  * passed before the scope ended, else 0. Tasks the task spawns or awaits are not bounded by
- * it (cancel them, or use weft_await_for). WEFT_EPERM outside a task, WEFT_EINVAL for NULL. */
+ * it (cancel them, or use weft_await_for). WEFT_EPERM outside a task, WEFT_EINVAL for NULL;
+ * begin returns WEFT_ENOMEM, and begins nothing, when a task's first scope finds no memory for
+ * where scopes are kept (an array for every 511 descriptors, 16 KiB, shared with names). */
 typedef struct weft_deadline {
   uint64_t deadline_ns;
   uint64_t effective_ns;      /* weft's: min with the enclosing scopes */
@@ -717,7 +721,7 @@ WEFT_EXTERN int weft_queue_close(weft_queue_t *queue);
   static ret name(WEFT__ID params);                                                          \
   static void *name##_weft_entry(void *weft__p) {                                            \
     name##_weft_frame *weft__f = (name##_weft_frame *)weft__p;                               \
-    weft_task_set_name(weft_current(), #name);                                               \
+    (void)weft_task_set_name(weft_current(), #name); /* best effort: a label for dumps */   \
     weft__f->weft_ret = name(WEFT__ID call_args);                                            \
     return weft__f;                                                                          \
   }                                                                                          \

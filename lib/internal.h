@@ -272,9 +272,16 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ &&
                "weft__task_born and weft__inline_begin store the diag fields as one word");
 
 /* A descriptor's rarely used fields (they would grow it: +26 % time and +62 MB on 10^6 live
- * tasks in weft-bench spawn when it went to 192 bytes, bench/README.md): kept in the same slab
- * after the descriptors, found by masking like the slab itself; 32 bytes a task. Nothing on a
- * spawn's or a slice's path writes here but the deadline scope. */
+ * tasks in weft-bench spawn when it went to 192 bytes, bench/README.md). #13, session 15: they
+ * are allocated per slab, on first use, as one array beside the slab (its header's `diag`), so
+ * that a task nobody names, scopes or traces costs its 64-byte descriptor and nothing more
+ * (they were a 32-byte area in every slab: 96 B a task, 341 descriptors a 32 KiB slab; now 511).
+ * The first weft_task_set_name, weft_deadline_begin or traced spawn (WEFT_TRACE=sites) among a
+ * slab's tasks allocates it (16 KiB); it stays with the slab until the slab's pages go back
+ * (the scavenger: all its descriptors free) or the runtime is destroyed (an orphan's slab:
+ * with its last orphan). Rejected: a per-runtime table keyed by id (a lookup and its lock on
+ * every set_name, and the overflow handler, a signal handler, reads names lock-free); names in
+ * the descriptor (a second cache line a task). */
 typedef struct weft__task_diag {
   /* weft_task_set_name's name, valid only while name_id is the task's id: a reused descriptor
    * needs no store at spawn to forget its last life's name. Relaxed both (a racy snapshot for
@@ -291,18 +298,29 @@ typedef struct weft__task_diag {
 /* lib/task.c's slabs: their size and alignment, the header's size, descriptors per slab. */
 #define WEFT__TASK_SLAB_BYTES (32 * 1024)
 #define WEFT__TASK_SLAB_HEADER 64
-#define WEFT__TASK_SLAB                                            \
-  ((WEFT__TASK_SLAB_BYTES - WEFT__TASK_SLAB_HEADER) /              \
-   (sizeof(struct weft_task) + sizeof(weft__task_diag_t)))
+#define WEFT__TASK_SLAB \
+  ((WEFT__TASK_SLAB_BYTES - WEFT__TASK_SLAB_HEADER) / sizeof(struct weft_task))
+/* The slab header's second word (lib/task.c's task_slab_t): its diagnostics array or NULL. */
+#define WEFT__TASK_SLAB_DIAG_OFFSET 8
 
-static inline weft__task_diag_t *weft__task_diag(struct weft_task *t) {
-  uintptr_t slab = (uintptr_t)t & ~(uintptr_t)(WEFT__TASK_SLAB_BYTES - 1);
-  uintptr_t offset = (uintptr_t)t - slab - WEFT__TASK_SLAB_HEADER; /* a multiple of 64 */
-  /* index * 32 == offset / 2: descriptors are twice the size of their diagnostics */
-  _Static_assert(sizeof(struct weft_task) == 2 * sizeof(weft__task_diag_t), "the shift below");
-  return (weft__task_diag_t *)(slab + WEFT__TASK_SLAB_HEADER +
-                               WEFT__TASK_SLAB * sizeof(struct weft_task) + offset / 2);
+static inline uintptr_t weft__task_slab_of(const struct weft_task *t) {
+  return (uintptr_t)t & ~(uintptr_t)(WEFT__TASK_SLAB_BYTES - 1);
 }
+
+/* t's diagnostics, or NULL if no task of its slab has needed any yet (nothing to read then:
+ * no name, no scope, no site). acquire: pairs with weft__task_diag_make's publication, so the
+ * array's zeroes and fields written before it are seen. Lock-free: the overflow handler (a
+ * signal handler) reads names through it. */
+static inline weft__task_diag_t *weft__task_diag(const struct weft_task *t) {
+  uintptr_t slab = weft__task_slab_of(t);
+  weft__task_diag_t *diag = atomic_load_explicit(
+      (_Atomic(weft__task_diag_t *) *)(slab + WEFT__TASK_SLAB_DIAG_OFFSET), memory_order_acquire);
+  if (!diag) return NULL;
+  return diag + ((uintptr_t)t - slab - WEFT__TASK_SLAB_HEADER) / sizeof(struct weft_task);
+}
+/* lib/task.c: t's diagnostics, allocating its slab's array first if need be; NULL when memory
+ * is exhausted. */
+weft__task_diag_t *weft__task_diag_make(struct weft_task *t);
 
 /* A descriptor's runtime: the first word of its slab (lib/task.c's task_slab_t), written when
  * the slab joins the runtime's store and never again (an orphan's slab keeps it, dangling). */
@@ -380,6 +398,7 @@ static inline void weft__task_started(struct weft_task *t, weft__stack_t *s) {
 
 /* The task's innermost deadline scope, or NULL (read by the task itself: relaxed). */
 static inline struct weft_deadline *weft__task_scope(struct weft_task *t) {
+  /* SCOPED: the array exists (weft_deadline_begin made it) */
   return atomic_load_explicit(&t->started, memory_order_relaxed) & WEFT__SCOPED
              ? weft__task_diag(t)->scope
              : NULL;
@@ -413,6 +432,7 @@ static inline void *weft__task_result(const struct weft_task *t) {
  * weft__task_diag_t). */
 static inline const char *weft__task_name(struct weft_task *t) {
   weft__task_diag_t *d = weft__task_diag(t);
+  if (!d) return NULL;
   uint64_t id = atomic_load_explicit(&t->id, memory_order_relaxed);
   /* acquire: pairs with set_name's release of the id, so the name read is the one set with
    * it or a later one */

@@ -82,10 +82,12 @@ int weft_deadline_begin(weft_deadline_t *scope, uint64_t deadline_ns) {
   weft__worker_t *w = weft__worker_self();
   struct weft_task *self = weft__running_task(w);
   if (!self) return WEFT_EPERM;
+  weft__task_diag_t *diag = weft__task_diag_make(self);
+  if (!diag) return WEFT_ENOMEM; /* nothing begun: the caller must not end it */
   scope->deadline_ns = deadline_ns;
   scope->outer = weft__task_scope(self);
   scope->effective_ns = scoped_deadline(self, deadline_ns);
-  weft__task_diag(self)->scope = scope;
+  diag->scope = scope;
   /* relaxed: the task's own byte (destroy and the overflow handler read it, after) */
   atomic_store_explicit(&self->started,
                         atomic_load_explicit(&self->started, memory_order_relaxed) | WEFT__SCOPED,
@@ -100,7 +102,8 @@ int weft_deadline_end(weft_deadline_t *scope) {
   if (!self) return WEFT_EPERM;
   if (weft__task_scope(self) != scope)
     weft__die("weft: weft_deadline_end was given a scope that is not the task's innermost.");
-  weft__task_diag(self)->scope = scope->outer; /* WEFT__SCOPED stays: the field is valid */
+  /* SCOPED: the array exists; and it stays, so the field stays valid */
+  weft__task_diag(self)->scope = scope->outer;
   return weft_now_ns() >= scope->deadline_ns ? WEFT_ETIMEDOUT : 0;
 }
 

@@ -35,6 +35,7 @@ enum {
   WEFT__FAULT_TASK,
   WEFT__FAULT_THREAD,
   WEFT__FAULT_TIMER_RING,
+  WEFT__FAULT_DIAG, /* a slab's diagnostics array (lib/task.c, weft__task_diag_make) */
   WEFT__FAULT_KINDS
 };
 #ifdef WEFT_FAULTS

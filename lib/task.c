@@ -50,20 +50,48 @@ enum {
  * at 10^6 live tasks) and free + malloc_trim (the heap keeps what fragmentation pins). */
 typedef struct task_slab {
   struct weft_runtime *rt; /* its descriptors' runtime (weft__task_rt); first, as that reads it */
+  /* Its descriptors' diagnostics (internal.h's weft__task_diag_t), NULL until one needs them;
+   * written once per life of the slab (weft__task_diag_make), freed with its pages. */
+  _Atomic(weft__task_diag_t *) diag;
   struct task_slab *next; /* the slabs holding descriptors */
   size_t idle; /* the scavenger's count of this slab's descriptors in the shared list */
   /* After destroy: descriptors whose handles are still held; the last release unmaps it. */
   _Atomic long orphans;
   struct weft_task tasks[]; /* 64-aligned: the header takes one cache line */
 } task_slab_t;
-/* Descriptors per slab; their diagnostics (weft__task_diag_t) follow them in the slab. */
+/* Descriptors per slab (511); their diagnostics, when any, are an array beside it. */
 #define TASK_SLAB WEFT__TASK_SLAB
 _Static_assert(sizeof(task_slab_t) == WEFT__TASK_SLAB_HEADER, "weft__task_diag assumes this header");
 _Static_assert(offsetof(task_slab_t, rt) == 0, "weft__task_rt reads the slab's first word");
-_Static_assert(WEFT__TASK_SLAB_HEADER + WEFT__TASK_SLAB * (sizeof(struct weft_task) +
-                                                           sizeof(weft__task_diag_t)) <=
+_Static_assert(offsetof(task_slab_t, diag) == WEFT__TASK_SLAB_DIAG_OFFSET,
+               "weft__task_diag reads the slab's second word");
+_Static_assert(WEFT__TASK_SLAB_HEADER + WEFT__TASK_SLAB * sizeof(struct weft_task) <=
                    WEFT__TASK_SLAB_BYTES,
-               "descriptors and their diagnostics fit in a slab");
+               "the descriptors fit in a slab");
+
+/* Frees a slab's diagnostics: its descriptors are all free, or its runtime is gone and no
+ * handle of it is held (nobody can name, scope or read them). */
+static void slab_diag_free(task_slab_t *slab) {
+  /* relaxed: nobody else touches the slab now */
+  free(atomic_load_explicit(&slab->diag, memory_order_relaxed));
+  atomic_store_explicit(&slab->diag, NULL, memory_order_relaxed);
+}
+
+weft__task_diag_t *weft__task_diag_make(struct weft_task *t) {
+  weft__task_diag_t *d = weft__task_diag(t);
+  if (WEFT__LIKELY(d)) return d;
+  if (weft__fault_hit(WEFT__FAULT_DIAG)) return NULL;
+  weft__task_diag_t *fresh = calloc(TASK_SLAB, sizeof *fresh);
+  if (!fresh) return NULL;
+  task_slab_t *slab = (task_slab_t *)weft__task_slab_of(t);
+  weft__task_diag_t *expected = NULL;
+  /* release: the array's zeroes before its address (weft__task_diag's acquire); acquire on
+   * failure: another task of the slab published one first, and we use theirs */
+  if (!atomic_compare_exchange_strong_explicit(&slab->diag, &expected, fresh,
+                                               memory_order_acq_rel, memory_order_acquire))
+    free(fresh);
+  return weft__task_diag(t);
+}
 
 typedef struct task_region {
   struct task_region *next;
@@ -130,6 +158,7 @@ static int task_slab_add(struct weft_runtime *rt) {
     st->carve += TASK_SLAB_BYTES;
   }
   slab->rt = rt;
+  atomic_init(&slab->diag, NULL); /* a reused slab's was freed with its pages (scavenge) */
   slab->next = st->slabs;
   slab->idle = 0;
   atomic_init(&slab->orphans, 0);
@@ -143,8 +172,11 @@ static int task_slab_add(struct weft_runtime *rt) {
   return 0;
 }
 
-/* Unmaps a region except the slabs that orphans keep (each goes with its last orphan). */
-static void task_region_unmap(task_region_t *r) {
+/* Unmaps a region except the slabs that orphans keep (each goes with its last orphan), and
+ * frees the diagnostics of the `carved` slabs it unmaps (the others never had any). */
+static void task_region_unmap(task_region_t *r, int carved) {
+  for (int k = 0; k < carved; k++)
+    if (!(r->orphan_slabs >> k & 1)) slab_diag_free((task_slab_t *)(r->base + (size_t)k * TASK_SLAB_BYTES));
   for (int k = 0; k < TASK_REGION_SLABS;) {
     if (r->orphan_slabs >> k & 1) {
       k++;
@@ -162,7 +194,10 @@ void weft__task_slabs_free(struct weft_runtime *rt) {
   if (st) {
     for (task_region_t *r = st->regions, *next; r; r = next) {
       next = r->next;
-      task_region_unmap(r);
+      /* the newest region (the list's head) is carved up to st->carve; the others wholly */
+      int carved = r == st->regions ? (int)((st->carve - r->base) / TASK_SLAB_BYTES)
+                                     : TASK_REGION_SLABS;
+      task_region_unmap(r, carved);
       free(r);
     }
     free(st->empty);
@@ -226,6 +261,7 @@ static void task_slabs_scavenge(struct weft_runtime *rt, uint64_t now) {
    * then, so that no spawn reuses a slab while its pages are being discarded. */
   for (task_slab_t *next; dead; dead = next) {
     next = dead->next;
+    slab_diag_free(dead);
     madvise(dead, TASK_SLAB_BYTES, MADV_DONTNEED);
     pthread_mutex_lock(&rt->task_lock);
     st->empty[st->nempty++] = dead; /* room for every slab carved: cannot overflow */
@@ -301,8 +337,10 @@ uint64_t weft__task_scavenge(struct weft_runtime *rt, weft__worker_t *w, uint64_
 static void orphan_free(struct weft_task *t) {
   task_slab_t *slab = slab_of(t);
   /* acq_rel: the one that unmaps the slab sees every other orphan's last touch */
-  if (atomic_fetch_sub_explicit(&slab->orphans, 1, memory_order_acq_rel) == 1)
+  if (atomic_fetch_sub_explicit(&slab->orphans, 1, memory_order_acq_rel) == 1) {
+    slab_diag_free(slab);
     munmap(slab, TASK_SLAB_BYTES);
+  }
 }
 
 void weft__task_free(struct weft_runtime *rt, weft__worker_t *w, struct weft_task *t) {
@@ -571,7 +609,10 @@ static inline __attribute__((always_inline)) void task_init(struct weft_runtime 
 
 /* WEFT_TRACE=sites: where t was spawned (relaxed: a dump's racy snapshot). */
 static void __attribute__((noinline, cold)) record_site(struct weft_task *t, void *site) {
-  atomic_store_explicit(&weft__task_diag(t)->site, site, memory_order_relaxed);
+  weft__task_diag_t *d = weft__task_diag_make(t);
+  /* Out of memory: no site for this task (the slab has no array, so a dump prints none); the
+   * spawn itself succeeded, and tracing is best effort. */
+  if (d) atomic_store_explicit(&d->site, site, memory_order_relaxed);
 }
 
 struct weft_task *weft__task_make(struct weft_runtime *rt, weft__worker_t *w, weft_fn fn,
@@ -781,9 +822,10 @@ weft_task_t *weft_current(void) {
   return weft__running_task(w);
 }
 
-void weft_task_set_name(weft_task_t *t, const char *name) {
+int weft_task_set_name(weft_task_t *t, const char *name) {
   check_handle(t, "weft_task_set_name");
-  weft__task_diag_t *d = weft__task_diag(t);
+  weft__task_diag_t *d = weft__task_diag_make(t);
+  if (!d) return WEFT_ENOMEM;
   /* relaxed: names order nothing; a dump that sees the id before the name shows a stale or
    * no name, as racy snapshots may */
   /* The order weft__task_name's checks rely on: no name (no id is 0), the name (release:
@@ -792,6 +834,7 @@ void weft_task_set_name(weft_task_t *t, const char *name) {
   atomic_store_explicit(&d->name, name, memory_order_release);
   atomic_store_explicit(&d->name_id, atomic_load_explicit(&t->id, memory_order_relaxed),
                         memory_order_release);
+  return 0;
 }
 
 const char *weft_task_name(const weft_task_t *t) {

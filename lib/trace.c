@@ -253,8 +253,8 @@ static void dump_task(struct weft_task *t, void *arg) {
   } else {
     put(&l, "queued");
   }
-  if (d->rt->spawn_sites)
-    put_site(&l, d->objects, atomic_load_explicit(&weft__task_diag(t)->site, memory_order_relaxed));
+  weft__task_diag_t *diag = d->rt->spawn_sites ? weft__task_diag(t) : NULL;
+  if (diag) put_site(&l, d->objects, atomic_load_explicit(&diag->site, memory_order_relaxed));
   /* modulo 2^32 units: right for ages up to 52 days */
   uint32_t age = (uint32_t)(d->coarse_now >> WEFT__BORN_SHIFT) - born;
   put(&l, ", age %.0f ms", ms((uint64_t)(age > UINT32_MAX / 2 ? 0 : age) << WEFT__BORN_SHIFT));

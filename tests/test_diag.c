@@ -263,8 +263,8 @@ static void *chain_mid(void *arg) {
   weft_task_t *leaf;
   OK(weft_spawn(&leaf, chain_leaf, c));
   atomic_store(&c->leaf, leaf);
-  int err = weft_await(leaf, NULL);
-  cr_assert(err == 0 || err == WEFT_ECANCELED, "await: %s", weft_err_name(err));
+  int err = weft_join(leaf, NULL);
+  cr_assert(err == 0 || err == WEFT_ECANCELED, "join: %s", weft_err_name(err));
   return NULL;
 }
 
@@ -274,8 +274,8 @@ static void *chain_top(void *arg) {
   weft_task_t *mid;
   OK(weft_spawn(&mid, chain_mid, c));
   atomic_store(&c->mid, mid);
-  int err = weft_await(mid, NULL);
-  cr_assert(err == 0 || err == WEFT_ECANCELED, "await: %s", weft_err_name(err));
+  int err = weft_join(mid, NULL);
+  cr_assert(err == 0 || err == WEFT_ECANCELED, "join: %s", weft_err_name(err));
   return NULL;
 }
 
@@ -442,7 +442,7 @@ static void *__attribute__((noinline)) spawn_child_here(void *f) {
   weft_task_t *child;
   OK(weft_spawn(&child, await_future, f));
   void *v;
-  OK(weft_await(child, &v));
+  OK(weft_join(child, &v));
   return v;
 }
 

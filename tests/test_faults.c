@@ -176,6 +176,71 @@ Test(faults, nth_worker_thread_fails) {
   ASSERT_NO_LEAKS("failed runtime creation");
 }
 
+/* ---- Diagnostics are allocated per slab, on first use (#13, session 15) ---- */
+
+/* A task whose slab has no diagnostics array yet (the fault makes its allocation fail): a
+ * name and a deadline scope are refused with WEFT_ENOMEM, the task keeps running and nothing is
+ * half set; once memory is back, both work and the name reads back. */
+static void *diag_refused(void *arg) {
+  (void)arg;
+  weft_task_t *self = weft_current();
+  weft__fault_set(WEFT__FAULT_DIAG, 1);
+  cr_assert_eq(weft_task_set_name(self, "refused"), WEFT_ENOMEM, "no array: the name is refused");
+  cr_assert_null(weft_task_name(self), "a refused name must not read back");
+  weft__fault_set(WEFT__FAULT_DIAG, 1);
+  weft_deadline_t scope;
+  cr_assert_eq(weft_deadline_begin(&scope, weft_now_ns()), WEFT_ENOMEM, "no array: no scope");
+  /* nothing begun: a wait is not bounded by the refused (already passed) deadline */
+  OK(weft_sleep_ms(1));
+  weft__fault_set(WEFT__FAULT_DIAG, 0);
+  OK(weft_task_set_name(self, "named"));
+  cr_assert_str_eq(weft_task_name(self), "named");
+  OK(weft_deadline_begin(&scope, weft_now_ns()));
+  cr_assert_eq(weft_sleep_ms(1000), WEFT_ETIMEDOUT, "the scope begun once memory came back");
+  cr_assert_eq(weft_deadline_end(&scope), WEFT_ETIMEDOUT);
+  return IPTR(1);
+}
+
+Test(faults, names_and_scopes_report_enomem_when_their_array_cannot_be_had) {
+  weft_runtime_t *rt = test_runtime(2);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, diag_refused, NULL));
+  void *r;
+  OK(weft_join(t, &r));
+  cr_assert_eq(PINT(r), 1);
+  assert_still_runs(rt);
+  OK(weft_runtime_destroy(rt));
+  ASSERT_NO_LEAKS("a slab's diagnostics array");
+}
+
+/* Names on many slabs' tasks, descriptors freed and reused, the runtime destroyed while one
+ * named handle is held (its slab outlives the runtime with its array): every name reads back
+ * for its own task only, and no array leaks (the ASan build's leak check). */
+static void *named_child(void *arg) {
+  OK(weft_task_set_name(weft_current(), arg));
+  return arg;
+}
+Test(faults, names_on_many_slabs_read_back_across_reuse_and_an_orphan) {
+  enum { N = 3000 }; /* ~6 slabs of 511 */
+  static const char *names[] = {"a", "b", "c"};
+  weft_runtime_t *rt = test_runtime(2);
+  static weft_task_t *ts[N];
+  for (int round = 0; round < 2; round++) {
+    for (int i = 0; i < N; i++) OK(weft_runtime_spawn(rt, &ts[i], named_child, (void *)names[(i + round) % 3]));
+    for (int i = 0; i < N; i++) {
+      OK(weft_await(ts[i], NULL));
+      cr_assert_str_eq(weft_task_name(ts[i]), names[(i + round) % 3], "task %d's own name", i);
+    }
+    for (int i = 1; i < N; i++) weft_task_release(ts[i]); /* reused next round */
+    if (round == 0) weft_task_release(ts[0]);
+  }
+  /* ts[0] of the last round stays held across destroy: an orphan, its name still readable */
+  OK(weft_runtime_destroy(rt));
+  cr_assert_str_eq(weft_task_name(ts[0]), names[1], "an orphan keeps its name");
+  weft_task_release(ts[0]);
+  ASSERT_NO_LEAKS("slabs' diagnostics arrays");
+}
+
 /* ---- Real exhaustion ---- */
 
 static void *hold(void *arg) {
