@@ -200,7 +200,7 @@ typedef enum {
  *    wait clears it only after the timer callback's last touch (join.timer_done);
  *  - fn and arg share their bytes with runs_on and wait: the first two are read once, at the
  *    start, which sets the other two (`started` says which pair is there).
- * Rejected: the timer entry in the slab-side area (48 more bytes a task, for sleeps only) and
+ * Rejected: the timer entry in the diagnostics area (48 more bytes a task, for sleeps only) and
  * an allocation per timed wait (a malloc on every sleep). */
 struct weft_task {
   _Atomic uintptr_t word; /* waiters | DONE | RELEASED */
@@ -227,7 +227,7 @@ struct weft_task {
   int error; /* 0, the task's own error (weft_fail), WEFT_ECANCELED, WEFT_ENOMEM, ... */
   _Atomic uint32_t state; /* park phase, waking event, cancel bits, shield depth: wake_impl.h */
   struct weft_task *next; /* free list, inject queue (a task is in at most one queue) */
-  /* The dump's view (#14), here and not in the slab-side area so that the hot paths store
+  /* The dump's view (#14), here and not in the diagnostics array so that the hot paths store
    * them with no address computation, in a line they touch anyway (the id's). Where a task
    * runs is not here: it is its worker's `current`. Written by whoever runs or suspends the
    * task (relaxed: the scheduler's hand-offs order successive writers), read by a dump from
