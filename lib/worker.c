@@ -844,7 +844,7 @@ static uintptr_t find_work(weft__worker_t *w, bool counted) {
         stop_spinning(w, &spinning);
         return 0;
       }
-      weft__timer_poll(rt->timer, weft_now_ns(), &w->n_fired);
+      weft__timer_poll_if_armed(rt->timer, &w->n_fired);
       /* No fd poll here: while the poller is active, park polls (spin_rounds). */
       if ((e = local_work(w)) || (e = steal_one(w))) {
         stop_spinning(w, &spinning);
