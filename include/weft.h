@@ -4,9 +4,9 @@
  * One header, read top to bottom: export macro and version, error codes, handles, the runtime,
  * tasks, gather, futures, sleeping. Every function that can fail returns 0 or a negative
  * errno-style WEFT_E* code; weft_strerror() names it. The error contract: a function that
- * returns int answers a NULL handle or NULL required pointer with WEFT_EINVAL; a function that
- * returns no code (weft_task_name, weft_task_id; and weft_task_set_name) aborts on one with a
- * sentence naming itself, and weft_task_release(NULL) and weft_future_destroy(NULL) do
+ * returns int answers a NULL handle or NULL required pointer with WEFT_EINVAL; weft_task_name
+ * and weft_task_id, which return no code, and weft_task_set_name abort on one with a sentence
+ * naming the function, and weft_task_release(NULL) and weft_future_destroy(NULL) do
  * nothing, like free(NULL). Misuse that no return value can report — awaiting on a worker
  * thread outside any task, a task awaiting itself, destroying a runtime from one of its own
  * tasks, releasing a handle twice, destroying a future that is still awaited — aborts the

@@ -280,9 +280,10 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ &&
  * that a task nobody names, scopes or traces costs its 64-byte descriptor and nothing more
  * (they were a 32-byte area in every slab: 96 B a task, 341 descriptors a 32 KiB slab; now 511).
  * The first weft_task_set_name, weft_deadline_begin or traced spawn (WEFT_TRACE=sites) among a
- * slab's tasks allocates it (16 KiB); it stays with the slab until the slab's pages go back
- * (the scavenger: all its descriptors free) or the runtime is destroyed (an orphan's slab:
- * with its last orphan). Rejected: a per-runtime table keyed by id (a lookup and its lock on
+ * slab's tasks maps it (16 KiB; a mapping, not malloc: lib/task.c says why); it stays with the
+ * slab until the slab's pages go back (the scavenger: all its descriptors free; it frees under
+ * rt->task_lock, under which the dump and the watchdog read names) or the runtime is destroyed
+ * (an orphan's slab: with its last orphan). Rejected: a per-runtime table keyed by id (a lookup and its lock on
  * every set_name, and the overflow handler, a signal handler, reads names lock-free); names in
  * the descriptor (a second cache line a task). */
 typedef struct weft__task_diag {
@@ -324,6 +325,8 @@ static inline weft__task_diag_t *weft__task_diag(const struct weft_task *t) {
 /* lib/task.c: t's diagnostics, allocating its slab's array first if need be; NULL when memory
  * is exhausted. */
 weft__task_diag_t *weft__task_diag_make(struct weft_task *t);
+/* lib/task.c: diagnostics arrays mapped and not yet unmapped, in the process (for tests). */
+long weft__task_diag_arrays(void);
 
 /* A descriptor's runtime: the first word of its slab (lib/task.c's task_slab_t), written when
  * the slab joins the runtime's store and never again (an orphan's slab keeps it, dangling). */

@@ -69,27 +69,48 @@ _Static_assert(WEFT__TASK_SLAB_HEADER + WEFT__TASK_SLAB * sizeof(struct weft_tas
                    WEFT__TASK_SLAB_BYTES,
                "the descriptors fit in a slab");
 
-/* Frees a slab's diagnostics: its descriptors are all free, or its runtime is gone and no
- * handle of it is held (nobody can name, scope or read them). */
+/* The arrays are mappings of their own (16 352 bytes: four pages), not malloc'd: their only
+ * pointer is in a slab's header, which is mapped memory that LeakSanitizer does not scan, so a
+ * malloc'd array read as leaked to any leak check while its runtime lived (an ASan program that
+ * exits without destroying its runtime, with this library's ordinary build too: review).
+ * A mapping per 511 tasks that are named, scoped or traced; the count is for tests. */
+static _Atomic long diag_arrays_live;
+enum { DIAG_ARRAY_BYTES = TASK_SLAB * sizeof(weft__task_diag_t) };
+
+long weft__task_diag_arrays(void) {
+  return atomic_load_explicit(&diag_arrays_live, memory_order_relaxed); /* relaxed: a count */
+}
+
+static void diag_array_unmap(weft__task_diag_t *diag) {
+  munmap(diag, DIAG_ARRAY_BYTES);
+  atomic_fetch_sub_explicit(&diag_arrays_live, 1, memory_order_relaxed); /* relaxed: a count */
+}
+
+/* Frees a slab's diagnostics. Its descriptors are all free and it is out of the slab list (the
+ * scavenger, under rt->task_lock: the dump and the watchdog read names under that lock), or
+ * its runtime is gone and no handle of it is held (destroy, an orphan's last release). */
 static void slab_diag_free(task_slab_t *slab) {
-  /* relaxed: nobody else touches the slab now */
-  free(atomic_load_explicit(&slab->diag, memory_order_relaxed));
-  atomic_store_explicit(&slab->diag, NULL, memory_order_relaxed);
+  /* relaxed: see above; nobody reads the field without the lock or a handle now */
+  weft__task_diag_t *diag = atomic_exchange_explicit(&slab->diag, NULL, memory_order_relaxed);
+  if (diag) diag_array_unmap(diag);
 }
 
 weft__task_diag_t *weft__task_diag_make(struct weft_task *t) {
   weft__task_diag_t *d = weft__task_diag(t);
   if (WEFT__LIKELY(d)) return d;
   if (weft__fault_hit(WEFT__FAULT_DIAG)) return NULL;
-  weft__task_diag_t *fresh = calloc(TASK_SLAB, sizeof *fresh);
-  if (!fresh) return NULL;
+  /* zero-filled, as a fresh array must be (no name, no scope, no site) */
+  weft__task_diag_t *fresh =
+      mmap(NULL, DIAG_ARRAY_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (fresh == MAP_FAILED) return NULL;
+  atomic_fetch_add_explicit(&diag_arrays_live, 1, memory_order_relaxed); /* relaxed: a count */
   task_slab_t *slab = (task_slab_t *)weft__task_slab_of(t);
   weft__task_diag_t *expected = NULL;
   /* release: the array's zeroes before its address (weft__task_diag's acquire); acquire on
    * failure: another task of the slab published one first, and we use theirs */
   if (!atomic_compare_exchange_strong_explicit(&slab->diag, &expected, fresh,
                                                memory_order_acq_rel, memory_order_acquire))
-    free(fresh);
+    diag_array_unmap(fresh);
   return weft__task_diag(t);
 }
 
@@ -247,6 +268,7 @@ static void task_slabs_scavenge(struct weft_runtime *rt, uint64_t now) {
       *link = s->next;
       s->next = dead;
       dead = s;
+      slab_diag_free(s); /* under the lock: see slab_diag_free */
     } else {
       s->idle = 0;
       link = &s->next;
@@ -261,7 +283,6 @@ static void task_slabs_scavenge(struct weft_runtime *rt, uint64_t now) {
    * then, so that no spawn reuses a slab while its pages are being discarded. */
   for (task_slab_t *next; dead; dead = next) {
     next = dead->next;
-    slab_diag_free(dead);
     madvise(dead, TASK_SLAB_BYTES, MADV_DONTNEED);
     pthread_mutex_lock(&rt->task_lock);
     st->empty[st->nempty++] = dead; /* room for every slab carved: cannot overflow */
@@ -609,9 +630,10 @@ static inline __attribute__((always_inline)) void task_init(struct weft_runtime 
 
 /* WEFT_TRACE=sites: where t was spawned (relaxed: a dump's racy snapshot). */
 static void __attribute__((noinline, cold)) record_site(struct weft_task *t, void *site) {
-  weft__task_diag_t *d = weft__task_diag_make(t);
-  /* Out of memory: no site for this task (the slab has no array, so a dump prints none); the
-   * spawn itself succeeded, and tracing is best effort. */
+  /* No site (a frame's runner): no array is made to hold it; one that exists forgets the last
+   * life's. Out of memory: no site for this task (the slab has no array, so a dump prints
+   * none); the spawn itself succeeded, and tracing is best effort. */
+  weft__task_diag_t *d = site ? weft__task_diag_make(t) : weft__task_diag(t);
   if (d) atomic_store_explicit(&d->site, site, memory_order_relaxed);
 }
 

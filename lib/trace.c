@@ -337,9 +337,12 @@ static void watchdog(struct weft__trace *tr, uint64_t now) {
     if (s->reported || now - s->since < tr->watch_ns) continue;
     s->reported = true;
     /* The descriptor stays mapped while the runtime lives; if the task ended just now these
-     * read its successor's fields: relaxed atomics, like the dump's. */
+     * read its successor's fields: relaxed atomics, like the dump's. Its slab's names array
+     * is freed only under task_lock (the scavenger), so the name is read under it. */
     uint64_t id = atomic_load_explicit(&t->id, memory_order_relaxed);
+    pthread_mutex_lock(&rt->task_lock);
     const char *name = weft__task_name(t);
+    pthread_mutex_unlock(&rt->task_lock);
     line_t l = {.n = 0};
     put(&l, "weft watchdog: worker %d has run one slice for %.0f ms without suspending, now in "
             "task %" PRIu64 " \"%.64s\" (a blocking call in a task?)",

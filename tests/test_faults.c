@@ -5,6 +5,8 @@
 #include "../lib/internal.h" /* test-only fault injection hooks */
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <sys/resource.h>
 
 static void *one(void *arg) { return arg; }
@@ -202,6 +204,7 @@ static void *diag_refused(void *arg) {
 }
 
 Test(faults, names_and_scopes_report_enomem_when_their_array_cannot_be_had) {
+  unsetenv("WEFT_TRACE"); /* traced spawns would make the array before the test asks for it */
   weft_runtime_t *rt = test_runtime(2);
   weft_task_t *t;
   OK(weft_runtime_spawn(rt, &t, diag_refused, NULL));
@@ -234,11 +237,63 @@ Test(faults, names_on_many_slabs_read_back_across_reuse_and_an_orphan) {
     for (int i = 1; i < N; i++) weft_task_release(ts[i]); /* reused next round */
     if (round == 0) weft_task_release(ts[0]);
   }
+  cr_assert_geq(weft__task_diag_arrays(), 5, "%d named tasks: an array per slab of 511", N);
   /* ts[0] of the last round stays held across destroy: an orphan, its name still readable */
   OK(weft_runtime_destroy(rt));
+  cr_assert_eq(weft__task_diag_arrays(), 1, "destroy unmaps every array but the orphan's slab's");
   cr_assert_str_eq(weft_task_name(ts[0]), names[1], "an orphan keeps its name");
   weft_task_release(ts[0]);
+  cr_assert_eq(weft__task_diag_arrays(), 0, "the orphan's last release unmaps its slab's array");
   ASSERT_NO_LEAKS("slabs' diagnostics arrays");
+}
+
+/* The scavenger gives back a slab whose descriptors are all free, and its names array with it;
+ * a descriptor reused from that slab has no name, and one that is named again gets a fresh
+ * array. Unnamed tasks make no array. */
+static void *scoped_named(void *arg) {
+  OK(weft_task_set_name(weft_current(), "burst"));
+  weft_deadline_t scope;
+  OK(weft_deadline_begin(&scope, weft_now_ns() + 3600000000000ull));
+  OK(weft_sleep_ms(1));
+  OK(weft_deadline_end(&scope));
+  return arg;
+}
+static void *unnamed(void *arg) { return arg; }
+static void burst(weft_runtime_t *rt, weft_fn fn, weft_task_t **ts, int n) {
+  for (int i = 0; i < n; i++) OK(weft_runtime_spawn(rt, &ts[i], fn, IPTR(i)));
+  for (int i = 0; i < n; i++) OK(weft_await(ts[i], NULL));
+}
+Test(faults, the_scavenger_gives_back_names_arrays_with_their_slabs, .timeout = 120) {
+  enum { N = 4000, WAIT_S = 30 };
+  unsetenv("WEFT_TRACE");
+  static weft_task_t *ts[N];
+  weft_runtime_t *rt = test_runtime(2);
+  burst(rt, scoped_named, ts, N);
+  long named = weft__task_diag_arrays();
+  cr_assert_geq(named, N / 511, "named tasks on %d slabs", N / 511);
+  for (int i = 0; i < N; i++) weft_task_release(ts[i]);
+  /* The scavenger runs once the free descriptors have stood still for a second, when a worker
+   * parks: wait (bounded) for the arrays to go. */
+  uint64_t until = weft_now_ns() + WAIT_S * 1000000000ull;
+  while (weft__task_diag_arrays() > 0) {
+    cr_assert(weft_now_ns() < until, "%ld of %ld arrays still mapped after %d s",
+              weft__task_diag_arrays(), named, WAIT_S);
+    usleep(20 * 1000);
+  }
+  burst(rt, unnamed, ts, N); /* reuses the given-back slabs */
+  cr_assert_eq(weft__task_diag_arrays(), 0, "unnamed tasks made a names array");
+  for (int i = 0; i < N; i++) {
+    cr_assert_null(weft_task_name(ts[i]), "task %d read a name from the slab's last life", i);
+    weft_task_release(ts[i]);
+  }
+  burst(rt, scoped_named, ts, N);
+  for (int i = 0; i < N; i++) {
+    cr_assert_str_eq(weft_task_name(ts[i]), "burst");
+    weft_task_release(ts[i]);
+  }
+  OK(weft_runtime_destroy(rt));
+  cr_assert_eq(weft__task_diag_arrays(), 0, "destroy unmaps every array");
+  ASSERT_NO_LEAKS("names arrays through the scavenger");
 }
 
 /* ---- Real exhaustion ---- */
