@@ -283,9 +283,9 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ &&
  * slab's tasks maps it (16 KiB; a mapping, not malloc: lib/task.c says why); it stays with the
  * slab until the slab's pages go back (the scavenger: all its descriptors free; it frees under
  * rt->task_lock, under which the dump and the watchdog read names) or the runtime is destroyed
- * (an orphan's slab: with its last orphan). Rejected: a per-runtime table keyed by id (a lookup and its lock on
- * every set_name, and the overflow handler, a signal handler, reads names lock-free); names in
- * the descriptor (a second cache line a task). */
+ * (an orphan's slab: with its last orphan). Rejected: a per-runtime table keyed by id (a
+ * lookup and its lock on every set_name, and the overflow handler, a signal handler, reads
+ * names lock-free); names in the descriptor (a second cache line a task). */
 typedef struct weft__task_diag {
   /* weft_task_set_name's name, valid only while name_id is the task's id: a reused descriptor
    * needs no store at spawn to forget its last life's name. Relaxed both (a racy snapshot for
@@ -331,7 +331,7 @@ long weft__task_diag_arrays(void);
 /* A descriptor's runtime: the first word of its slab (lib/task.c's task_slab_t), written when
  * the slab joins the runtime's store and never again (an orphan's slab keeps it, dangling). */
 static inline struct weft_runtime *weft__task_rt(const struct weft_task *t) {
-  return *(struct weft_runtime *const *)((uintptr_t)t & ~(uintptr_t)(WEFT__TASK_SLAB_BYTES - 1));
+  return *(struct weft_runtime *const *)weft__task_slab_of(t);
 }
 
 

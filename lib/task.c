@@ -69,6 +69,8 @@ _Static_assert(WEFT__TASK_SLAB_HEADER + WEFT__TASK_SLAB * sizeof(struct weft_tas
                    WEFT__TASK_SLAB_BYTES,
                "the descriptors fit in a slab");
 
+static task_slab_t *slab_of(struct weft_task *t) { return (task_slab_t *)weft__task_slab_of(t); }
+
 /* The arrays are mappings of their own (16 352 bytes: four pages), not malloc'd: their only
  * pointer is in a slab's header, which is mapped memory that LeakSanitizer does not scan, so a
  * malloc'd array read as leaked to any leak check while its runtime lived (an ASan program that
@@ -104,7 +106,7 @@ weft__task_diag_t *weft__task_diag_make(struct weft_task *t) {
       mmap(NULL, DIAG_ARRAY_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (fresh == MAP_FAILED) return NULL;
   atomic_fetch_add_explicit(&diag_arrays_live, 1, memory_order_relaxed); /* relaxed: a count */
-  task_slab_t *slab = (task_slab_t *)weft__task_slab_of(t);
+  task_slab_t *slab = slab_of(t);
   weft__task_diag_t *expected = NULL;
   /* release: the array's zeroes before its address (weft__task_diag's acquire); acquire on
    * failure: another task of the slab published one first, and we use theirs */
@@ -129,9 +131,6 @@ typedef struct weft__task_store {
   size_t nempty, nslabs;
 } task_store_t;
 
-static task_slab_t *slab_of(struct weft_task *t) {
-  return (task_slab_t *)((uintptr_t)t & ~(uintptr_t)(TASK_SLAB_BYTES - 1));
-}
 
 /* Maps an aligned region of slabs. Caller holds rt->task_lock.
  * #13: a region is one transparent huge page's span (2 MiB), aligned to it, and every region
