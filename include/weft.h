@@ -204,7 +204,7 @@ typedef struct weft_metrics {
   uint64_t tasks_run;      /* tasks that began running, on their own stack or inline */
   uint64_t tasks_spawned;  /* the sum also counts spawns from threads that are not workers */
   uint64_t tasks_stolen;   /* entries taken from another worker's queues */
-  uint64_t steal_attempts; /* victims probed */
+  uint64_t steal_attempts; /* victims probed, and steals after one (a thief takes a batch) */
   uint64_t tasks_inlined;  /* awaited before starting: ran as plain calls (also in tasks_run) */
   uint64_t tasks_unrun;    /* ended unrun for want of a stack (see weft_stats_t) */
   uint64_t parks;          /* times a worker went to sleep */

@@ -59,6 +59,7 @@ enum {
   WEFT__PROBE_GROUP_CHUNK,    /* a group allocated a chunk of slots */
   WEFT__PROBE_GROUP_WAIT,     /* a group wait (or destroy's) began */
   WEFT__PROBE_PRIV_SHARED,    /* a worker pushed its private spawns onto its deque (worker.c) */
+  WEFT__PROBE_STEAL_BATCH,    /* a thief took more than one entry from a deque (worker.c) */
   WEFT__PROBES
 };
 #ifdef WEFT_FAULTS

@@ -17,8 +17,10 @@
  *      lock-free MPSC list, lib/inject_impl.h), taken in batches of a fair share whose rest
  *      goes onto the worker's yield queue (still FIFO);
  *   5. due timers;
- *   6. stealing: the oldest entry of a random victim's deque, then of its yield queue (a
- *      round of tries is a read section of the deques' epoch domain: lib/deque.c);
+ *   6. stealing: the oldest entry of a random victim's deque — and, if it holds more, up to
+ *      STEAL_MORE of the next oldest (half at most) onto the thief's own deque: steal_more —
+ *      then of its yield queue (a round of tries is a read section of the deques' epoch
+ *      domain: lib/deque.c);
  *   7. after a bounded spin, parking (after a scavenger pass: see park()).
  * Guarantee: no ready task starves. A task in a deque runs when its owner drains the LIFO end
  * or a thief takes it (oldest first); yielded and injected tasks are checked every 61 ticks; a
@@ -152,6 +154,8 @@ enum {
   NEXT_WATCH_NS = 1000000, /* picked: a watcher's look at busy slots, once a millisecond */
   SPIN_ROUNDS_IO = 2,  /* measured: while the poller is active (spin_rounds; >= 1, or no steal) */
   RECLAIM_RETRY_NS = 1000000, /* picked: an idle worker's next try at arrays held back (park) */
+  STEAL_MORE = 15,     /* picked: extra entries a successful steal takes from the same deque */
+  QUICK_STEAL_TICKS = 8, /* picked: a steal this soon after the last one takes a batch */
 };
 
 /* Not static: lib/arch/tls_*.h reads it by name. Hidden: not part of the ABI. initial-exec:
@@ -492,7 +496,52 @@ static uintptr_t steal_next(weft__worker_t *w, weft__worker_t *victim) {
   return next_steal(&victim->next, seen);
 }
 
-static uintptr_t steal_round(weft__worker_t *w) {
+/* Batch steals (#13, session 16). A thief that comes back for more within QUICK_STEAL_TICKS
+ * slices of its last steal (what it stole was short: a spawn storm) takes, after its steal, up
+ * to STEAL_MORE more of the victim's oldest entries — half of what the deque holds at most, as
+ * Go's runqsteal — onto its own deque (steal_one pushes them after the read section). One at a
+ * time, each such task cost the thief a whole look for work: two locked updates of nspinning
+ * (which the spawner's idle check reads on every spawn), an epoch entry, a miss on the victim's
+ * bottom. Measured (bench/README.md, "Session 16"): spawn 10^6 0.69-0.82x the time. Each extra
+ * is the deque's own steal (a CAS apiece), so the Chase-Lev protocol and its relacy model
+ * (whose thieves already steal twice in a row) are unchanged.
+ * Only quick steals: a thief's first steal, or one after a long task, takes one entry. Taking
+ * batches always made fork-join's rare steals take several of the largest subtrees at once
+ * (fib's slow rounds), and gave yield 10^7's thief many yielders at once where it held one
+ * (+13 %: its yields then switch instead of going on).
+ * Rejected: one CAS for several entries (deque_impl.h's steal_batch): take claims the bottom
+ * without a CAS, so a multi-entry claim at the top can overlap it; a chain of private spawns
+ * pushed as one entry (every consumer of entries would have to understand chains). */
+static inline int64_t deque_length_hint(weft__deque_t *d) {
+  /* relaxed: a hint; the steal decides */
+  return atomic_load_explicit(&d->bottom, memory_order_relaxed) -
+         atomic_load_explicit(&d->top, memory_order_relaxed);
+}
+
+static int steal_more(weft__worker_t *w, weft__deque_t *d, uintptr_t *more) {
+  int64_t half = deque_length_hint(d) / 2;
+  int max = half < STEAL_MORE ? (int)half : STEAL_MORE, n = 0;
+  while (n < max) {
+    if (deque_length_hint(d) < 2) break;
+    weft__metric_bump(&w->n_steal_tries); /* each steal is an attempt: stolen <= attempts */
+    uintptr_t e = weft__deque_steal(d);
+    if (e == 0 || e == WEFT__DEQUE_ABORT) break;
+    more[n++] = e;
+  }
+  return n;
+}
+
+/* Whether this steal comes within QUICK_STEAL_TICKS slices of the last one (stole_at: that
+ * tick + 1, 0 before the first): what the thief stole last was short (a spawn storm's tasks),
+ * so a steal's own cost is what bounds it. relaxed: our own tick. */
+static inline bool steals_quickly(weft__worker_t *w) {
+  uint32_t now = atomic_load_explicit(&w->tick, memory_order_relaxed) + 1;
+  bool quick = w->stole_at && now - w->stole_at <= QUICK_STEAL_TICKS;
+  w->stole_at = now;
+  return quick;
+}
+
+static uintptr_t steal_round(weft__worker_t *w, uintptr_t *more, int *nmore) {
   struct weft_runtime *rt = w->rt;
   int n = rt->nworkers;
   for (int i = 0; i < STEAL_TRIES; i++) {
@@ -501,6 +550,7 @@ static uintptr_t steal_round(weft__worker_t *w) {
     weft__metric_bump(&w->n_steal_tries);
     uintptr_t e = weft__deque_steal(&victim->deque);
     if (e == WEFT__DEQUE_ABORT) e = 0; /* lost a race: someone is busy there, try elsewhere */
+    if (e && steals_quickly(w)) *nmore = steal_more(w, &victim->deque, more);
     if (!e) e = steal_frame(w, victim); /* a fork-join frame, made a task */
     if (!e) {
       e = weft__deque_steal(&victim->yieldq);
@@ -522,8 +572,17 @@ static uintptr_t steal_one(weft__worker_t *w) {
   if (rt->nworkers < 2) return 0;
   weft__epoch_reader_t *me = &rt->epoch.readers[w->index];
   weft__epoch_enter(&rt->epoch.now, me);
-  uintptr_t e = steal_round(w);
+  uintptr_t more[STEAL_MORE];
+  int nmore = 0;
+  uintptr_t e = steal_round(w, more, &nmore);
   weft__epoch_leave(me);
+  /* Newest first, so that our LIFO takes run them oldest first, after e */
+  for (int i = nmore - 1; i >= 0; i--) push_local(w, &w->deque, more[i]);
+  if (nmore) {
+    w->stole_at += (uint32_t)nmore; /* their slices do not make the next steal a slow one */
+    weft__stat_add(&w->n_stolen, nmore);
+    weft__probe_hit(WEFT__PROBE_STEAL_BATCH);
+  }
   return e;
 }
 

@@ -642,6 +642,47 @@ Test(scheduler, private_siblings_that_must_meet_do) {
                atomic_load(&rendezvous_unshared_round));
 }
 
+/* Batch steals (#13, session 16: lib/worker.c's steal_more): a thief that finds a queue of
+ * spawns takes up to 16 of its oldest in one steal round, and every task still runs once with
+ * its own result. Each round waits until the other worker has parked, so that the storm's
+ * spawns are pushed (a worker is idle), and gathers them, its worker taking the newest while
+ * the thief takes the oldest. A round counts if the thief took a batch (a thief woken while
+ * the parent was still spawning may take them one at a time); 50 rounds at most. */
+enum { STORM_TASKS = 256, STORM_ROUNDS = 50 };
+static atomic_int storm_batched_round = -1;
+
+static void *storm_child(void *arg) { return arg; }
+
+static void *storm_main(void *arg) {
+  weft_runtime_t *rt = arg;
+  static weft_task_t *t[STORM_TASKS];
+  for (int round = 0; round < STORM_ROUNDS; round++) {
+    wait_until_others_idle(rt, 2);
+    if (atomic_load(&gave_up_round) >= 0) return NULL;
+    long batches = weft__probe_count(WEFT__PROBE_STEAL_BATCH);
+    for (int i = 0; i < STORM_TASKS; i++) OK(weft_spawn(&t[i], storm_child, IPTR(i)));
+    void *results[STORM_TASKS];
+    OK(weft_gather(t, STORM_TASKS, results));
+    for (int i = 0; i < STORM_TASKS; i++) {
+      cr_assert_eq(PINT(results[i]), i);
+      weft_task_release(t[i]);
+    }
+    if (weft__probe_count(WEFT__PROBE_STEAL_BATCH) > batches) {
+      atomic_store(&storm_batched_round, round);
+      return NULL;
+    }
+  }
+  return NULL;
+}
+
+Test(scheduler, a_thief_takes_a_spawn_storm_in_batches) {
+  run_given_runtime(2, storm_main);
+  cr_assert_lt(atomic_load(&gave_up_round), 0, "the other worker never parked");
+  cr_assert_geq(atomic_load(&storm_batched_round), 0,
+                "in %d rounds of %d spawns beside a parked worker, no steal took a batch",
+                STORM_ROUNDS, STORM_TASKS);
+}
+
 /* Fan-out while the other workers are idle (review, session 10): every child must start while
  * the parent computes without suspending — a spawn made while a worker counts as idle (parked
  * or spinning, or not yet started: session 11) is not kept. Each round waits until the other
