@@ -483,8 +483,20 @@ static struct weft_task *orphan_held(struct weft_runtime *rt) {
   return unfinished;
 }
 
+/* Whether every descriptor is free (the workers have stopped, so the counts are still): the
+ * free lists' lengths against the slabs'. Then destroy's walks below have nothing to find,
+ * and a runtime that ran 10^6 tasks skips two passes over their 64 MB (~8 ms, session 16). */
+static bool tasks_all_free(struct weft_runtime *rt) {
+  task_store_t *st = rt->task_store;
+  size_t slabs = 0, free = rt->free_task_total;
+  for (task_slab_t *slab = st ? st->slabs : NULL; slab; slab = slab->next) slabs++;
+  for (int i = 0; i < rt->nworkers; i++) free += rt->workers[i].free_task_count;
+  return free == slabs * TASK_SLAB;
+}
+
 void weft__tasks_discard(struct weft_runtime *rt) {
   if (atomic_load_explicit(&rt->abandoned, memory_order_relaxed)) report_unfinished(rt);
+  if (tasks_all_free(rt)) return;
   unlink_discarded_waiters(rt);
   struct weft_task *t = orphan_held(rt);
   while (t) { /* step 3: threads and other runtimes' tasks that await them get ESHUTDOWN */
