@@ -595,7 +595,7 @@ typedef struct weft__worker {
    * watchdog). */
   _Atomic uint32_t tick;
   uint32_t rng;
-  uint32_t stole_at; /* 1 + the tick of its last steal, 0 before one (worker.c: steal_more) */
+  uint32_t stole_at; /* its last steal's tick + 1 + batch, 0 before one (worker.c) */
   uint64_t id_next, id_end; /* this worker's block of task ids */
   int index;
   struct weft_task *free_tasks;

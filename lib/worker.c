@@ -17,9 +17,9 @@
  *      lock-free MPSC list, lib/inject_impl.h), taken in batches of a fair share whose rest
  *      goes onto the worker's yield queue (still FIFO);
  *   5. due timers;
- *   6. stealing: the oldest entry of a random victim's deque — and, if it holds more, up to
- *      STEAL_MORE of the next oldest (half at most) onto the thief's own deque: steal_more —
- *      then of its yield queue (a round of tries is a read section of the deques' epoch
+ *   6. stealing: the oldest entry of a random victim's deque — and, if the thief's last steal
+ *      was recent and the deque holds more, up to STEAL_MORE of the next oldest (half at most)
+ *      onto the thief's own deque: steal_more — then of its yield queue (a round of tries is a read section of the deques' epoch
  *      domain: lib/deque.c);
  *   7. after a bounded spin, parking (after a scavenger pass: see park()).
  * Guarantee: no ready task starves. A task in a deque runs when its owner drains the LIFO end
@@ -532,8 +532,10 @@ static int steal_more(weft__worker_t *w, weft__deque_t *d, uintptr_t *more) {
 }
 
 /* Whether this steal comes within QUICK_STEAL_TICKS slices of the last one (stole_at: that
- * tick + 1, 0 before the first): what the thief stole last was short (a spawn storm's tasks),
- * so a steal's own cost is what bounds it. relaxed: our own tick. */
+ * tick + 1 + the batch it took, whose runs are slices too; 0 before the first): what the
+ * thief stole last was short (a spawn storm's tasks), so a steal's own cost is what bounds it.
+ * If others took the batch back first, stole_at is ahead of the tick, the difference wraps and
+ * the steal counts as slow: a heuristic's miss, nothing more. relaxed: our own tick. */
 static inline bool steals_quickly(weft__worker_t *w) {
   uint32_t now = atomic_load_explicit(&w->tick, memory_order_relaxed) + 1;
   bool quick = w->stole_at && now - w->stole_at <= QUICK_STEAL_TICKS;
