@@ -595,9 +595,10 @@ typedef struct weft__worker {
    * watchdog). */
   _Atomic uint32_t tick;
   uint32_t rng;
-  uint32_t stole_at; /* its last steal's tick + 1 + batch, 0 before one (worker.c) */
   uint64_t id_next, id_end; /* this worker's block of task ids */
   int index;
+  uint32_t stole_at; /* its last steal's tick + 1 + batch, 0 before one (worker.c); here, in
+                      * index's padding, so that no hot field moves */
   struct weft_task *free_tasks;
   size_t free_task_count;
   weft__stack_cache_t stacks;
