@@ -2,7 +2,7 @@
  * weft-bench: one line per run, in the format the peer programs of bench/peers/ print:
  *   weft <workload> n=<N> r=<result> ms=<wall ms> rss_kb=<peak RSS KiB>
  * Usage: weft-bench <workload> <n> [-w workers] [-s stack_bytes] [-k k]
- * Workloads: fib fib-frame skynet yield spawn gather sleep cancel inject switch
+ * Workloads: fib fib-frame skynet yield spawn spawn-detached gather sleep cancel inject switch
  * timer-lateness pingpong chan mutex (bench/README.md).
  * Wall time includes starting and stopping the runtime (as the peers' does).
  */
@@ -112,6 +112,34 @@ static void *many_main(void *arg) {
     weft_task_release(ts[i]);
   }
   free(ts);
+  return (void *)(intptr_t)sum;
+}
+/* ---- spawn-detached: the peers' own spawn program — n detached tasks that each store 1 in
+ * their slot of a results array and mark a wait group done (Go's goroutines and WaitGroup,
+ * OpenMP's tasks and taskwait); the spawner waits, then sums. No handles: each descriptor is
+ * free once its task ends. ---- */
+typedef struct {
+  int64_t *res;
+  weft_waitgroup_t *done;
+} detached_t;
+static detached_t detached;
+static void *detached_one(void *arg) {
+  detached.res[(intptr_t)arg] = 1;
+  weft_waitgroup_done(detached.done);
+  return NULL;
+}
+static void *detached_main(void *arg) {
+  long n = (long)(intptr_t)arg;
+  detached.res = malloc(sizeof *detached.res * (size_t)n);
+  check(detached.res ? 0 : WEFT_ENOMEM, "malloc");
+  check(weft_waitgroup_create(&detached.done), "waitgroup");
+  check(weft_waitgroup_add(detached.done, n), "add");
+  for (long i = 0; i < n; i++) check(weft_spawn(NULL, detached_one, (void *)(intptr_t)i), "spawn");
+  check(weft_waitgroup_wait(detached.done, UINT64_MAX), "wait");
+  int64_t sum = 0;
+  for (long i = 0; i < n; i++) sum += detached.res[i];
+  weft_waitgroup_destroy(detached.done);
+  free(detached.res);
   return (void *)(intptr_t)sum;
 }
 static void *arg_const(long i, void *ctx) {
@@ -368,7 +396,7 @@ static double ms_since(uint64_t t0) { return (double)(weft_now_ns() - t0) / 1e6;
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: %s <fib|fib-frame|skynet|yield|spawn|gather|sleep|cancel|inject|switch|"
+    fprintf(stderr, "usage: %s <fib|fib-frame|skynet|yield|spawn|spawn-detached|gather|sleep|cancel|inject|switch|"
                     "timer-lateness|pingpong|chan|mutex> <n> "
                     "[-w workers] [-s stack_bytes] [-k k]\n", argv[0]);
     return 2;
@@ -400,6 +428,9 @@ int main(int argc, char **argv) {
   } else if (!strcmp(work, "spawn")) {
     many_t m = {n, one, arg_const, NULL};
     check(weft_run(&opts, many_main, &m, &r), "run");
+    result = (int64_t)(intptr_t)r;
+  } else if (!strcmp(work, "spawn-detached")) {
+    check(weft_run(&opts, detached_main, (void *)(intptr_t)n, &r), "run");
     result = (int64_t)(intptr_t)r;
   } else if (!strcmp(work, "yield")) {
     many_t m = {1000, yielder, arg_const, (void *)(intptr_t)(n / 1000)};

@@ -463,8 +463,11 @@ void weft__task_free(struct weft_runtime *rt, struct weft__worker *w, struct wef
 /* A free descriptor's word (lib/task.c): a release of a handle already released aborts, and
  * destroy tells free descriptors from live ones by it. */
 #define WEFT__TASK_WORD_FREE (WEFT__DONE | WEFT__RELEASED)
-/* A worker's free list beyond this spills half to the runtime (picked; lib/task.c). */
+/* A worker's free list beyond this goes to the runtime, whole (picked; lib/task.c). */
 #define WEFT__TASK_CACHE_MAX 1024
+/* Whole free lists the runtime keeps as they came, for a worker to take back whole (picked:
+ * 16 × 1 024 descriptors, 1 MiB of them; lib/task.c). */
+#define WEFT__TASK_BATCHES 16
 /* weft__task_free's common case, inline (#13: weft_join's inline run): a worker w of t's
  * runtime puts t, which it ran, on its own free list; a full list goes the long way. */
 static inline void weft__task_free_cached(struct weft__worker *w, struct weft_task *t);
@@ -840,7 +843,13 @@ struct weft_runtime {
   /* Descriptor slabs and the shared overflow free list. */
   pthread_mutex_t task_lock WEFT__ALIGNED;
   struct weft_task *free_tasks;
-  size_t free_task_total; /* descriptors in free_tasks */
+  size_t free_task_total; /* descriptors in free_tasks and in the batches */
+  /* Workers' whole free lists, each handed over as it was (lib/task.c's "Batches"). */
+  struct weft__task_batch {
+    struct weft_task *head;
+    size_t n;
+  } free_batches[WEFT__TASK_BATCHES];
+  int nfree_batches;
   struct weft__task_store *task_store; /* descriptor slabs and their mappings (lib/task.c) */
   /* The descriptor scavenger's state (task.c), under task_lock like the list. */
   bool task_scavenging;

@@ -564,9 +564,16 @@ int weft_cond_notify_all(weft_cond_t *c) { return cond_notify(c, SIZE_MAX); }
 
 /* ---- Wait group ----------------------------------------------------------------------------------- */
 
+/* The counter is an atomic that add and done change without the lock (Go's WaitGroup.Done is
+ * one atomic add too): only the change that takes it to zero takes the lock, to wake the
+ * waiters. A waiter reads the counter under the lock before it queues, so a change to zero
+ * either comes before that read (the waiter sees zero and does not wait) or takes the lock
+ * after the waiter queued and released it (and wakes it).
+ * Rejected: the counter under the lock (as it was): 10^6 detached tasks each calling done from
+ * two workers spent 16 % of their time on the lock's line and its futex naps. */
 struct weft_waitgroup {
   weft__spin_t lock;
-  long count;
+  _Atomic long count;
   weft__wq_t q;
 };
 
@@ -588,16 +595,15 @@ void weft_waitgroup_destroy(weft_waitgroup_t *g) {
 
 int weft_waitgroup_add(weft_waitgroup_t *g, long delta) {
   if (!g) return WEFT_EINVAL;
-  wq_lock(&g->lock);
-  if (g->count + delta < 0) {
-    wq_unlock(&g->lock);
-    weft__die("weft: weft_waitgroup_add took the wait group's counter below zero.");
-  }
-  g->count += delta;
-  if (g->count == 0)
+  /* acq_rel: release, so the writes before a done reach whoever sees the counter at zero
+   * (a waiter's acquire load, or the zero-taker, who hands them on through the lock); acquire,
+   * so the zero-taker has every earlier done's writes to hand on */
+  long now = atomic_fetch_add_explicit(&g->count, delta, memory_order_acq_rel) + delta;
+  if (now < 0) weft__die("weft: weft_waitgroup_add took the wait group's counter below zero.");
+  if (now == 0) {
+    wq_lock(&g->lock);
     wake_all(&g->lock, &g->q, 0);
-  else
-    wq_unlock(&g->lock);
+  }
   return 0;
 }
 
@@ -606,8 +612,10 @@ int weft_waitgroup_done(weft_waitgroup_t *g) { return weft_waitgroup_add(g, -1);
 int weft_waitgroup_wait(weft_waitgroup_t *g, uint64_t deadline_ns) {
   if (!g) return WEFT_EINVAL;
   struct weft_task *self = waiter_self("weft_waitgroup_wait");
+  /* acquire: pairs with the last done's release, so its writes are visible once we return */
+  if (atomic_load_explicit(&g->count, memory_order_acquire) == 0) return 0;
   wq_lock(&g->lock);
-  if (g->count == 0) {
+  if (atomic_load_explicit(&g->count, memory_order_acquire) == 0) { /* as above */
     wq_unlock(&g->lock);
     return 0;
   }

@@ -30,7 +30,6 @@ enum {
   TASK_SLAB_BYTES = WEFT__TASK_SLAB_BYTES, /* picked (internal.h): a descriptor finds its slab by masking */
   TASK_REGION_SLABS = 64, /* picked: slabs per mapping (2 MiB) */
   TASK_REFILL = 64, /* picked: descriptors a worker takes from the shared list at once */
-  TASK_IDLE_KEEP = 0, /* picked: descriptors a worker keeps while it parks (each could pin a slab) */
   /* picked (a sleep's frames measured on x86-64: the saved registers 152 bytes below its
    * join, the stack's top 224 above; AArch64 saves more registers): lines prefetched below
    * and from a timer-woken task's join */
@@ -225,6 +224,7 @@ void weft__task_slabs_free(struct weft_runtime *rt) {
   }
   rt->task_store = NULL;
   rt->free_tasks = NULL;
+  rt->nfree_batches = 0;
 }
 
 /* Slabs whose every descriptor sits in the shared free list give their pages back. The list
@@ -244,9 +244,19 @@ static void task_slabs_scavenge(struct weft_runtime *rt, uint64_t now) {
   rt->task_scavenging = true; /* one scavenger at a time: the slabs' idle counts are its own */
   struct weft_task *list = rt->free_tasks;
   size_t total = rt->free_task_total;
+  struct weft__task_batch batches[WEFT__TASK_BATCHES];
+  int nbatches = rt->nfree_batches;
+  memcpy(batches, rt->free_batches, sizeof batches[0] * (size_t)nbatches);
   rt->free_tasks = NULL;
   rt->free_task_total = 0;
+  rt->nfree_batches = 0;
   pthread_mutex_unlock(&rt->task_lock);
+  for (int i = 0; i < nbatches; i++) { /* one list of them all, the batches' order kept */
+    struct weft_task *tail = batches[i].head;
+    while (tail->next) tail = tail->next;
+    tail->next = list;
+    list = batches[i].head;
+  }
 
   for (struct weft_task *t = list; t; t = t->next) slab_of(t)->idle++;
   struct weft_task *keep = NULL, **tail = &keep; /* the survivors, in their order */
@@ -294,8 +304,62 @@ static void task_slabs_scavenge(struct weft_runtime *rt, uint64_t now) {
   pthread_mutex_unlock(&rt->task_lock);
 }
 
+/* ---- Batches -------------------------------------------------------------------------------
+ * A worker whose free list overflows (it frees what others spawned: a thief running a
+ * spawner's children) hands the whole list to the runtime as one batch, in O(1) under the
+ * lock; a worker whose list is empty takes the newest batch back whole, also in O(1). The
+ * descriptors then move between workers a thousand at a time without anyone walking them
+ * under the lock — a walk that missed the cache on every descriptor, one miss at a time (each
+ * link is known only once the line holding it arrives): spawn-detached 10^6 spent 5–14 % of
+ * its samples there, holding the lock, its spills and refills napping on the futex.
+ * The taker then misses on each descriptor as it spawns into it, as before, but a prefetch of
+ * the next one (spawn_local) overlaps the misses with a spawn's work.
+ * Rejected: spilling half the list (as it was: the split point is found by walking); batches
+ * linked through their first descriptors (unbounded, and the scavenger must find them all
+ * anyway; a full array splices the rest onto the plain list instead); a lock-free stack of
+ * batches (ABA on the pop, for an operation that happens once per thousand spawns). */
+
+/* Caller holds task_lock. A chain of n descriptors onto the shared store, whole. */
+static void shared_put_chain(struct weft_runtime *rt, struct weft_task *head, size_t n) {
+  if (n >= TASK_REFILL && rt->nfree_batches < WEFT__TASK_BATCHES) {
+    rt->free_batches[rt->nfree_batches++] = (struct weft__task_batch){head, n};
+    weft__probe_hit(WEFT__PROBE_TASK_BATCH_PUT);
+  } else { /* small or no room: onto the plain list (a walk, but of the spiller's hot lines) */
+    struct weft_task *tail = head;
+    while (tail->next) tail = tail->next;
+    tail->next = rt->free_tasks;
+    rt->free_tasks = head;
+  }
+  rt->free_task_total += n;
+}
+
+/* Caller holds task_lock and has checked nfree_batches. The newest batch (its lines the most
+ * likely still cached): all of it to worker w's empty list, or one descriptor for a thread
+ * that is not a worker. Returns the descriptor to use now. */
+static struct weft_task *shared_take_batch(struct weft_runtime *rt, weft__worker_t *w) {
+  struct weft__task_batch *b = &rt->free_batches[rt->nfree_batches - 1];
+  struct weft_task *t = b->head;
+  weft__probe_hit(WEFT__PROBE_TASK_BATCH_TAKE);
+  if (w) {
+    w->free_tasks = t->next;
+    w->free_task_count = b->n - 1;
+    rt->free_task_total -= b->n;
+    rt->nfree_batches--;
+  } else {
+    b->head = t->next;
+    rt->free_task_total--;
+    if (--b->n == 0) rt->nfree_batches--;
+  }
+  return t;
+}
+
 static struct weft_task *task_alloc_shared(struct weft_runtime *rt, weft__worker_t *w) {
   pthread_mutex_lock(&rt->task_lock);
+  if (rt->nfree_batches) { /* w's list is empty (task_alloc) */
+    struct weft_task *t = shared_take_batch(rt, w);
+    pthread_mutex_unlock(&rt->task_lock);
+    return t;
+  }
   if (!rt->free_tasks && task_slab_add(rt) != 0) {
     pthread_mutex_unlock(&rt->task_lock);
     return NULL;
@@ -326,21 +390,18 @@ static struct weft_task *task_alloc(struct weft_runtime *rt, weft__worker_t *w) 
   return task_alloc_shared(rt, w);
 }
 
-static void task_cache_spill(struct weft_runtime *rt, weft__worker_t *w, size_t keep) {
+/* Worker w's whole free list to the shared store. */
+static void task_cache_spill(struct weft_runtime *rt, weft__worker_t *w) {
+  if (!w->free_tasks) return;
   pthread_mutex_lock(&rt->task_lock);
-  while (w->free_task_count > keep) {
-    struct weft_task *t = w->free_tasks;
-    w->free_tasks = t->next;
-    w->free_task_count--;
-    t->next = rt->free_tasks;
-    rt->free_tasks = t;
-    rt->free_task_total++;
-  }
+  shared_put_chain(rt, w->free_tasks, w->free_task_count);
   pthread_mutex_unlock(&rt->task_lock);
+  w->free_tasks = NULL;
+  w->free_task_count = 0;
 }
 
 uint64_t weft__task_scavenge(struct weft_runtime *rt, weft__worker_t *w, uint64_t now) {
-  if (w->free_task_count > TASK_IDLE_KEEP) task_cache_spill(rt, w, TASK_IDLE_KEEP);
+  task_cache_spill(rt, w); /* a parked worker keeps none: each could pin a slab */
   task_slabs_scavenge(rt, now);
   pthread_mutex_lock(&rt->task_lock);
   /* Another pass is worth a wake-up only if descriptors came back since the last one. */
@@ -371,9 +432,8 @@ void weft__task_free(struct weft_runtime *rt, weft__worker_t *w, struct weft_tas
     orphan_free(t);
     return;
   }
-  if (w && w->rt == rt) { /* a list beyond WEFT__TASK_CACHE_MAX (internal.h) spills half */
-    if (WEFT__UNLIKELY(weft__task_cache_put(w, t) > WEFT__TASK_CACHE_MAX))
-      task_cache_spill(rt, w, WEFT__TASK_CACHE_MAX / 2);
+  if (w && w->rt == rt) { /* a list beyond WEFT__TASK_CACHE_MAX (internal.h) goes whole */
+    if (WEFT__UNLIKELY(weft__task_cache_put(w, t) > WEFT__TASK_CACHE_MAX)) task_cache_spill(rt, w);
     return;
   }
   pthread_mutex_lock(&rt->task_lock);
@@ -767,6 +827,9 @@ static inline int spawn_local(weft__worker_t *w, weft_task_t **out, weft_fn fn, 
   if (WEFT__UNLIKELY(weft__fault_hit(WEFT__FAULT_STACK))) return WEFT_ENOMEM; /* stack_ready's */
   if (WEFT__UNLIKELY(weft__fault_hit(WEFT__FAULT_TASK))) return WEFT_ENOMEM;  /* task_alloc's */
   w->free_tasks = t->next;
+  /* The next spawn's descriptor: after a batch came from another worker (task.c's "Batches")
+   * each is in that worker's cache; fetching it now overlaps its miss with this spawn. */
+  __builtin_prefetch(t->next, 1);
   w->free_task_count--;
   weft__stat_bump(&w->n_spawned);
   task_fill(t, fn, arg, out != NULL, w->id_next++, w->born_word);

@@ -3,6 +3,8 @@
  * back to about what it was before the burst while the runtime lives on. */
 #include "support.h"
 
+#include "../lib/internal.h" /* test-only probes (weft__probe_count) */
+
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
@@ -101,6 +103,86 @@ Test(memory, tasks_run_correctly_on_stacks_and_descriptors_given_back, .timeout 
     OK(weft_join(t, NULL));
     usleep(2500 * 1000); /* idle: the scavenger trims what the burst left (≥ 1 s old) */
   }
+  weft_stats_t st = WEFT_STATS_INIT;
+  OK(weft_runtime_stats(rt, &st));
+  cr_assert_eq(st.tasks_unrun, 0);
+  OK(weft_runtime_destroy(rt));
+}
+
+/* Descriptors move between workers as whole free lists (lib/task.c's "Batches"): a worker that
+ * frees more than it keeps hands its list to the runtime whole, and a spawner with none takes
+ * one back whole — or, from a thread that is not a worker, one descriptor of it. No descriptor
+ * may then be handed out twice: every live task's handle is distinct and returns its own
+ * value, through two rounds of batches, foreign spawns and a scavenger pass between them. */
+enum { BATCH_TASKS = 5000, FOREIGN_TASKS = 300 };
+
+static void *twice(void *arg) { return (void *)((intptr_t)arg * 2); }
+
+static int cmp_ptr(const void *a, const void *b) {
+  uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Spawns n tasks (foreign: from this thread onto rt, else from the calling task), checks that
+ * their handles are distinct while they are all held and that each returns its value. */
+static void spawn_distinct(weft_runtime_t *rt, int n, bool foreign) {
+  weft_task_t **tasks = malloc(sizeof *tasks * (size_t)n);
+  uintptr_t *sorted = malloc(sizeof *sorted * (size_t)n);
+  cr_assert(tasks && sorted);
+  for (int i = 0; i < n; i++) {
+    if (foreign)
+      OK(weft_runtime_spawn(rt, &tasks[i], twice, (void *)(intptr_t)i));
+    else
+      OK(weft_spawn(&tasks[i], twice, (void *)(intptr_t)i));
+    sorted[i] = (uintptr_t)tasks[i];
+  }
+  qsort(sorted, (size_t)n, sizeof *sorted, cmp_ptr);
+  for (int i = 1; i < n; i++)
+    cr_assert_neq(sorted[i - 1], sorted[i], "one descriptor was handed out to two live tasks");
+  for (int i = 0; i < n; i++) {
+    void *r;
+    OK(weft_join(tasks[i], &r));
+    cr_assert_eq((intptr_t)r, (intptr_t)i * 2, "task %d returned %ld", i, (long)(intptr_t)r);
+  }
+  free(sorted);
+  free(tasks);
+}
+
+static void *spawn_round(void *arg) {
+  (void)arg;
+  spawn_distinct(NULL, BATCH_TASKS, false);
+  return NULL;
+}
+
+/* The scavenger may merge the batches back into the plain list at any pass (after a second of
+ * quiet); so the takes are asserted over up to MAX_ROUNDS rounds, not per round. */
+enum { MAX_ROUNDS = 20 };
+
+Test(memory, descriptors_move_between_workers_in_whole_batches_and_are_never_handed_out_twice,
+     .timeout = 300) {
+  weft_runtime_t *rt = test_runtime(2);
+  long put0 = weft__probe_count(WEFT__PROBE_TASK_BATCH_PUT);
+  long take0 = weft__probe_count(WEFT__PROBE_TASK_BATCH_TAKE);
+  bool foreign_took = false, worker_took = false;
+  for (int round = 0; round < MAX_ROUNDS && !(foreign_took && worker_took); round++) {
+    weft_task_t *t;
+    /* 5 000 joined and freed on one worker: its list passes 1 024 and goes whole, four times */
+    OK(weft_runtime_spawn(rt, &t, spawn_round, NULL));
+    OK(weft_join(t, NULL));
+    long before = weft__probe_count(WEFT__PROBE_TASK_BATCH_TAKE);
+    spawn_distinct(rt, FOREIGN_TASKS, true); /* one at a time out of those batches */
+    long between = weft__probe_count(WEFT__PROBE_TASK_BATCH_TAKE);
+    OK(weft_runtime_spawn(rt, &t, spawn_round, NULL)); /* a worker takes them back whole */
+    OK(weft_join(t, NULL));
+    foreign_took |= between - before >= FOREIGN_TASKS / 2;
+    worker_took |= weft__probe_count(WEFT__PROBE_TASK_BATCH_TAKE) > between;
+    if (round == 0) usleep(2500 * 1000); /* idle: the scavenger merges the batches (≥ 1 s quiet) */
+  }
+  cr_assert_geq(weft__probe_count(WEFT__PROBE_TASK_BATCH_PUT) - put0, 4,
+                "the freeing worker's list never went to the runtime whole");
+  cr_assert(foreign_took, "spawns from a plain thread never took their descriptors from a batch "
+                          "(%ld takes in all)", weft__probe_count(WEFT__PROBE_TASK_BATCH_TAKE) - take0);
+  cr_assert(worker_took, "a spawning worker never took a batch back whole");
   weft_stats_t st = WEFT_STATS_INIT;
   OK(weft_runtime_stats(rt, &st));
   cr_assert_eq(st.tasks_unrun, 0);
