@@ -564,13 +564,17 @@ int weft_cond_notify_all(weft_cond_t *c) { return cond_notify(c, SIZE_MAX); }
 
 /* ---- Wait group ----------------------------------------------------------------------------------- */
 
-/* The counter is an atomic that add and done change without the lock (Go's WaitGroup.Done is
- * one atomic add too): only the change that takes it to zero takes the lock, to wake the
- * waiters. A waiter reads the counter under the lock before it queues, so a change to zero
- * either comes before that read (the waiter sees zero and does not wait) or takes the lock
- * after the waiter queued and released it (and wakes it).
- * Rejected: the counter under the lock (as it was): 10^6 detached tasks each calling done from
- * two workers spent 16 % of their time on the lock's line and its futex naps. */
+/* The counter's protocol (lib/waitgroup_impl.h, shared with the relacy model): add and done
+ * are one atomic add; only the change to zero takes the lock. Generated names: wg_add,
+ * wg_zero, wg_zero_locked. */
+#define WG_COUNT _Atomic long
+#define WG_LOAD(obj, mo) atomic_load_explicit(&(obj), (mo))
+#define WG_FETCH_ADD(obj, v, mo) atomic_fetch_add_explicit(&(obj), (v), (mo))
+#define WG_ACQ memory_order_acquire
+#define WG_ACQ_REL memory_order_acq_rel
+#define WG_FN(name) wg_##name
+#include "waitgroup_impl.h"
+
 struct weft_waitgroup {
   weft__spin_t lock;
   _Atomic long count;
@@ -595,12 +599,9 @@ void weft_waitgroup_destroy(weft_waitgroup_t *g) {
 
 int weft_waitgroup_add(weft_waitgroup_t *g, long delta) {
   if (!g) return WEFT_EINVAL;
-  /* acq_rel: release, so the writes before a done reach whoever sees the counter at zero
-   * (a waiter's acquire load, or the zero-taker, who hands them on through the lock); acquire,
-   * so the zero-taker has every earlier done's writes to hand on */
-  long now = atomic_fetch_add_explicit(&g->count, delta, memory_order_acq_rel) + delta;
+  long now = wg_add(&g->count, delta);
   if (now < 0) weft__die("weft: weft_waitgroup_add took the wait group's counter below zero.");
-  if (now == 0) {
+  if (now == 0) { /* ours took it to zero: wake every waiter (waitgroup_impl.h) */
     wq_lock(&g->lock);
     wake_all(&g->lock, &g->q, 0);
   }
@@ -612,10 +613,9 @@ int weft_waitgroup_done(weft_waitgroup_t *g) { return weft_waitgroup_add(g, -1);
 int weft_waitgroup_wait(weft_waitgroup_t *g, uint64_t deadline_ns) {
   if (!g) return WEFT_EINVAL;
   struct weft_task *self = waiter_self("weft_waitgroup_wait");
-  /* acquire: pairs with the last done's release, so its writes are visible once we return */
-  if (atomic_load_explicit(&g->count, memory_order_acquire) == 0) return 0;
+  if (wg_zero(&g->count)) return 0;
   wq_lock(&g->lock);
-  if (atomic_load_explicit(&g->count, memory_order_acquire) == 0) { /* as above */
+  if (wg_zero_locked(&g->count)) {
     wq_unlock(&g->lock);
     return 0;
   }

@@ -581,6 +581,67 @@ Test(waitgroup, wait_returns_once_every_child_is_done) {
   weft_waitgroup_destroy(a.wg);
 }
 
+/* The counter is lock-free (lib/waitgroup_impl.h): a group reused for many rounds, each of
+ * tasks that write a plain slot and call done from every worker (more workers than cores),
+ * waited for by a task and, at once, by a plain thread. Each waiter must return only after
+ * every slot of its round is written — plain ints, so a missing happens-before edge is also a
+ * ThreadSanitizer report — and no round may hang (a lost wake-up). */
+enum { WG_ROUNDS = 200, WG_KIDS = 16 };
+
+typedef struct {
+  weft_waitgroup_t *wg;
+  int slot[WG_KIDS];
+  int round;
+} wground_t;
+
+typedef struct {
+  wground_t *g;
+  int i;
+} wgkid_t;
+
+static void *wg_writer(void *arg) {
+  wgkid_t *k = arg;
+  if (k->i % 3 == 0) weft_yield(); /* some finish after the waiter has queued */
+  k->g->slot[k->i] = k->g->round;
+  OK(weft_waitgroup_done(k->g->wg));
+  return NULL;
+}
+
+static void *wg_thread_waiter(void *arg) {
+  wground_t *g = arg;
+  OK(weft_waitgroup_wait(g->wg, UINT64_MAX));
+  for (int i = 0; i < WG_KIDS; i++) cr_assert_eq(g->slot[i], g->round);
+  return NULL;
+}
+
+static void *wg_rounds(void *arg) {
+  wground_t *g = arg;
+  wgkid_t kids[WG_KIDS];
+  for (g->round = 1; g->round <= WG_ROUNDS; g->round++) {
+    OK(weft_waitgroup_add(g->wg, WG_KIDS));
+    pthread_t th = 0;
+    bool thread = g->round % 10 == 0; /* every tenth round, a plain thread waits too */
+    if (thread) cr_assert_eq(pthread_create(&th, NULL, wg_thread_waiter, g), 0);
+    for (int i = 0; i < WG_KIDS; i++) {
+      kids[i] = (wgkid_t){g, i};
+      OK(weft_spawn(NULL, wg_writer, &kids[i]));
+    }
+    OK(weft_waitgroup_wait(g->wg, UINT64_MAX));
+    for (int i = 0; i < WG_KIDS; i++)
+      cr_assert_eq(g->slot[i], g->round, "round %d: slot %d not written when wait returned",
+                   g->round, i);
+    if (thread) cr_assert_eq(pthread_join(th, NULL), 0);
+  }
+  return NULL;
+}
+
+Test(waitgroup, a_reused_group_waits_for_every_done_from_every_worker) {
+  wground_t g = {0};
+  OK(weft_waitgroup_create(&g.wg));
+  run_on(4, wg_rounds, &g);
+  weft_waitgroup_destroy(g.wg);
+}
+
 Test(waitgroup, below_zero_aborts, .signal = SIGABRT) {
   weft_waitgroup_t *g;
   OK(weft_waitgroup_create(&g));
