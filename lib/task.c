@@ -29,7 +29,8 @@
 enum {
   TASK_SLAB_BYTES = WEFT__TASK_SLAB_BYTES, /* picked (internal.h): a descriptor finds its slab by masking */
   TASK_REGION_SLABS = 64, /* picked: slabs per mapping (2 MiB) */
-  TASK_REFILL = 64, /* picked: descriptors a worker takes from the shared list at once */
+  TASK_REFILL = 64, /* picked: descriptors a worker takes from the plain shared list at once, and
+                       the shortest list kept whole as a batch */
   /* picked (a sleep's frames measured on x86-64: the saved registers 152 bytes below its
    * join, the stack's top 224 above; AArch64 saves more registers): lines prefetched below
    * and from a timer-woken task's join */
@@ -310,10 +311,11 @@ static void task_slabs_scavenge(struct weft_runtime *rt, uint64_t now) {
  * lock; a worker whose list is empty takes the newest batch back whole, also in O(1). The
  * descriptors then move between workers a thousand at a time without anyone walking them
  * under the lock — a walk that missed the cache on every descriptor, one miss at a time (each
- * link is known only once the line holding it arrives): spawn-detached 10^6 spent 5–14 % of
+ * link is known only once the line holding it arrives): spawn-detached 10^6 spent 5–18 % of
  * its samples there, holding the lock, its spills and refills napping on the futex.
- * The taker then misses on each descriptor as it spawns into it, as before, but a prefetch of
- * the next one (spawn_local) overlaps the misses with a spawn's work.
+ * The taker still misses on each descriptor as it spawns into it (a prefetch of the next one
+ * in spawn_local was tried: no difference that this machine's spread could show, so the hot
+ * path stays without it).
  * Rejected: spilling half the list (as it was: the split point is found by walking); batches
  * linked through their first descriptors (unbounded, and the scavenger must find them all
  * anyway; a full array splices the rest onto the plain list instead); a lock-free stack of
@@ -827,9 +829,6 @@ static inline int spawn_local(weft__worker_t *w, weft_task_t **out, weft_fn fn, 
   if (WEFT__UNLIKELY(weft__fault_hit(WEFT__FAULT_STACK))) return WEFT_ENOMEM; /* stack_ready's */
   if (WEFT__UNLIKELY(weft__fault_hit(WEFT__FAULT_TASK))) return WEFT_ENOMEM;  /* task_alloc's */
   w->free_tasks = t->next;
-  /* The next spawn's descriptor: after a batch came from another worker (task.c's "Batches")
-   * each is in that worker's cache; fetching it now overlaps its miss with this spawn. */
-  __builtin_prefetch(t->next, 1);
   w->free_task_count--;
   weft__stat_bump(&w->n_spawned);
   task_fill(t, fn, arg, out != NULL, w->id_next++, w->born_word);
