@@ -130,7 +130,7 @@ static void *detached_one(void *arg) {
 }
 static void *detached_main(void *arg) {
   long n = (long)(intptr_t)arg;
-  detached.res = malloc(sizeof *detached.res * (size_t)n);
+  detached.res = malloc(sizeof *detached.res * (size_t)(n > 0 ? n : 1));
   check(detached.res ? 0 : WEFT_ENOMEM, "malloc");
   check(weft_waitgroup_create(&detached.done), "waitgroup");
   check(weft_waitgroup_add(detached.done, n), "add");

@@ -621,9 +621,7 @@ WEFT_EXTERN int weft_cond_notify(weft_cond_t *cond, size_t count);
 WEFT_EXTERN int weft_cond_notify_all(weft_cond_t *cond);
 
 /* Go's sync.WaitGroup: add(delta) changes the counter (below zero aborts), done is add(-1), wait
- * returns once it is zero: 0, WEFT_ETIMEDOUT, WEFT_ECANCELED. add and done are one atomic add,
- * with no lock unless the counter reaches zero; what was written before a done is visible to
- * a waiter that returns. */
+ * returns once it is zero: 0, WEFT_ETIMEDOUT, WEFT_ECANCELED. */
 WEFT_EXTERN int weft_waitgroup_create(weft_waitgroup_t **group);
 WEFT_EXTERN void weft_waitgroup_destroy(weft_waitgroup_t *group);
 WEFT_EXTERN int weft_waitgroup_add(weft_waitgroup_t *group, long delta);

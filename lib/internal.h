@@ -463,7 +463,7 @@ void weft__task_free(struct weft_runtime *rt, struct weft__worker *w, struct wef
 /* A free descriptor's word (lib/task.c): a release of a handle already released aborts, and
  * destroy tells free descriptors from live ones by it. */
 #define WEFT__TASK_WORD_FREE (WEFT__DONE | WEFT__RELEASED)
-/* A worker's free list beyond this goes to the runtime, whole (picked; lib/task.c). */
+/* A worker's free list beyond this spills its older half to the runtime (picked; lib/task.c). */
 #define WEFT__TASK_CACHE_MAX 1024
 /* Whole free lists the runtime keeps as they came, for a worker to take back whole (picked:
  * 16 × 1 024 descriptors, 1 MiB of them; lib/task.c). */

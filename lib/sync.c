@@ -564,20 +564,9 @@ int weft_cond_notify_all(weft_cond_t *c) { return cond_notify(c, SIZE_MAX); }
 
 /* ---- Wait group ----------------------------------------------------------------------------------- */
 
-/* The counter's protocol (lib/waitgroup_impl.h, shared with the relacy model): add and done
- * are one atomic add; only the change to zero takes the lock. Generated names: wg_add,
- * wg_zero, wg_zero_locked. */
-#define WG_COUNT _Atomic long
-#define WG_LOAD(obj, mo) atomic_load_explicit(&(obj), (mo))
-#define WG_FETCH_ADD(obj, v, mo) atomic_fetch_add_explicit(&(obj), (v), (mo))
-#define WG_ACQ memory_order_acquire
-#define WG_ACQ_REL memory_order_acq_rel
-#define WG_FN(name) wg_##name
-#include "waitgroup_impl.h"
-
 struct weft_waitgroup {
   weft__spin_t lock;
-  _Atomic long count;
+  long count;
   weft__wq_t q;
 };
 
@@ -599,12 +588,16 @@ void weft_waitgroup_destroy(weft_waitgroup_t *g) {
 
 int weft_waitgroup_add(weft_waitgroup_t *g, long delta) {
   if (!g) return WEFT_EINVAL;
-  long now = wg_add(&g->count, delta);
-  if (now < 0) weft__die("weft: weft_waitgroup_add took the wait group's counter below zero.");
-  if (now == 0) { /* ours took it to zero: wake every waiter (waitgroup_impl.h) */
-    wq_lock(&g->lock);
-    wake_all(&g->lock, &g->q, 0);
+  wq_lock(&g->lock);
+  if (g->count + delta < 0) {
+    wq_unlock(&g->lock);
+    weft__die("weft: weft_waitgroup_add took the wait group's counter below zero.");
   }
+  g->count += delta;
+  if (g->count == 0)
+    wake_all(&g->lock, &g->q, 0);
+  else
+    wq_unlock(&g->lock);
   return 0;
 }
 
@@ -613,9 +606,8 @@ int weft_waitgroup_done(weft_waitgroup_t *g) { return weft_waitgroup_add(g, -1);
 int weft_waitgroup_wait(weft_waitgroup_t *g, uint64_t deadline_ns) {
   if (!g) return WEFT_EINVAL;
   struct weft_task *self = waiter_self("weft_waitgroup_wait");
-  if (wg_zero(&g->count)) return 0;
   wq_lock(&g->lock);
-  if (wg_zero_locked(&g->count)) {
+  if (g->count == 0) {
     wq_unlock(&g->lock);
     return 0;
   }

@@ -252,7 +252,7 @@ static void task_slabs_scavenge(struct weft_runtime *rt, uint64_t now) {
   rt->free_task_total = 0;
   rt->nfree_batches = 0;
   pthread_mutex_unlock(&rt->task_lock);
-  for (int i = 0; i < nbatches; i++) { /* one list of them all, the batches' order kept */
+  for (int i = 0; i < nbatches; i++) { /* one list of them all (the newest batch first) */
     struct weft_task *tail = batches[i].head;
     while (tail->next) tail = tail->next;
     tail->next = list;
@@ -307,17 +307,16 @@ static void task_slabs_scavenge(struct weft_runtime *rt, uint64_t now) {
 
 /* ---- Batches -------------------------------------------------------------------------------
  * A worker whose free list overflows (it frees what others spawned: a thief running a
- * spawner's children) hands the whole list to the runtime as one batch, in O(1) under the
+ * spawner's children) hands its older half to the runtime as one batch, in O(1) under the
  * lock; a worker whose list is empty takes the newest batch back whole, also in O(1). The
- * descriptors then move between workers a thousand at a time without anyone walking them
+ * descriptors then move between workers ~500 at a time without anyone walking them
  * under the lock — a walk that missed the cache on every descriptor, one miss at a time (each
  * link is known only once the line holding it arrives): spawn-detached 10^6 spent 5–18 % of
  * its samples there, holding the lock, its spills and refills napping on the futex.
  * The taker still misses on each descriptor as it spawns into it (a prefetch of the next one
- * in spawn_local was tried: no difference that this machine's spread could show, so the hot
- * path stays without it).
- * Rejected: spilling half the list (as it was: the split point is found by walking); batches
- * linked through their first descriptors (unbounded, and the scavenger must find them all
+ * in spawn_local was in the first version; not measured apart from the rest, so left out).
+ * Rejected: spilling the whole list (a worker that took a batch spilled again at its next
+ * free: review); batches linked through their first descriptors (unbounded, and the scavenger must find them all
  * anyway; a full array splices the rest onto the plain list instead); a lock-free stack of
  * batches (ABA on the pop, for an operation that happens once per thousand spawns). */
 
@@ -341,7 +340,7 @@ static void shared_put_chain(struct weft_runtime *rt, struct weft_task *head, si
 static struct weft_task *shared_take_batch(struct weft_runtime *rt, weft__worker_t *w) {
   struct weft__task_batch *b = &rt->free_batches[rt->nfree_batches - 1];
   struct weft_task *t = b->head;
-  weft__probe_hit(WEFT__PROBE_TASK_BATCH_TAKE);
+  weft__probe_hit(w ? WEFT__PROBE_TASK_BATCH_TAKE : WEFT__PROBE_TASK_BATCH_ONE);
   if (w) {
     w->free_tasks = t->next;
     w->free_task_count = b->n - 1;
@@ -392,18 +391,30 @@ static struct weft_task *task_alloc(struct weft_runtime *rt, weft__worker_t *w) 
   return task_alloc_shared(rt, w);
 }
 
-/* Worker w's whole free list to the shared store. */
-static void task_cache_spill(struct weft_runtime *rt, weft__worker_t *w) {
-  if (!w->free_tasks) return;
+/* Worker w's free list but its `keep` newest to the shared store, as one chain. The cut is
+ * found outside the lock by walking the kept part: the spiller's own lines, hot (the cold
+ * walk was the taker's, which a batch spares). Keeping half leaves a worker that took a batch
+ * (a full list's worth less the half kept) room for as many frees again before its next spill:
+ * a whole-list spill made a worker that had just taken one spill at its next free (review). */
+static void task_cache_spill(struct weft_runtime *rt, weft__worker_t *w, size_t keep) {
+  if (w->free_task_count <= keep) return;
+  struct weft_task *rest = w->free_tasks;
+  if (keep) {
+    struct weft_task *cut = w->free_tasks;
+    for (size_t i = 1; i < keep; i++) cut = cut->next;
+    rest = cut->next;
+    cut->next = NULL;
+  } else {
+    w->free_tasks = NULL;
+  }
   pthread_mutex_lock(&rt->task_lock);
-  shared_put_chain(rt, w->free_tasks, w->free_task_count);
+  shared_put_chain(rt, rest, w->free_task_count - keep);
   pthread_mutex_unlock(&rt->task_lock);
-  w->free_tasks = NULL;
-  w->free_task_count = 0;
+  w->free_task_count = keep;
 }
 
 uint64_t weft__task_scavenge(struct weft_runtime *rt, weft__worker_t *w, uint64_t now) {
-  task_cache_spill(rt, w); /* a parked worker keeps none: each could pin a slab */
+  task_cache_spill(rt, w, 0); /* a parked worker keeps none: each could pin a slab */
   task_slabs_scavenge(rt, now);
   pthread_mutex_lock(&rt->task_lock);
   /* Another pass is worth a wake-up only if descriptors came back since the last one. */
@@ -434,8 +445,9 @@ void weft__task_free(struct weft_runtime *rt, weft__worker_t *w, struct weft_tas
     orphan_free(t);
     return;
   }
-  if (w && w->rt == rt) { /* a list beyond WEFT__TASK_CACHE_MAX (internal.h) goes whole */
-    if (WEFT__UNLIKELY(weft__task_cache_put(w, t) > WEFT__TASK_CACHE_MAX)) task_cache_spill(rt, w);
+  if (w && w->rt == rt) { /* a list beyond WEFT__TASK_CACHE_MAX (internal.h) spills half */
+    if (WEFT__UNLIKELY(weft__task_cache_put(w, t) > WEFT__TASK_CACHE_MAX))
+      task_cache_spill(rt, w, WEFT__TASK_CACHE_MAX / 2);
     return;
   }
   pthread_mutex_lock(&rt->task_lock);

@@ -29,12 +29,6 @@
  * selector reports exactly the case delivered (or none). Planted bug: a peer that does not CAS
  * the claim.
  *
- * Wait group model (lib/waitgroup_impl.h, the same header lib/sync.c compiles): one waiter and
- * two threads calling done on a counter of 2; the zero-taker wakes the queued waiter under the
- * lock. Properties: the waiter returns, and sees what both wrote before their done. Planted
- * bugs: the adds relaxed, the waiter's look relaxed, a waiter that queues without looking
- * again under the lock.
- *
  * Usage: sync_model [-v] [--random ITERATIONS] [--bound PREEMPTIONS].
  */
 #include <chrono>
@@ -308,108 +302,6 @@ struct select_test : rl::test_suite<select_test<NoClaim>, 3> {
   }
 };
 
-/* ---- The wait group's counter (lib/waitgroup_impl.h) ----------------------------------------- */
-
-#define WG_COUNT rl::atomic<long>
-#define WG_LOAD(obj, mo) ((obj)(RL_INFO).load(mo))
-#define WG_FETCH_ADD(obj, v, mo) ((obj)(RL_INFO).fetch_add((v), (mo)))
-#define WG_ACQ rl::mo_acquire
-#define WG_ACQ_REL rl::mo_acq_rel
-#define WG_FN(name) name
-
-namespace wg_correct {
-#include "waitgroup_impl.h"
-}
-#undef WG_ADD_ORDER
-#undef WG_ZERO_ORDER
-#undef WG_LOCKED_CHECK
-
-/* Bug 1: the adds relaxed: a waiter that sees zero has not seen what the dones wrote. */
-namespace wg_add_relaxed {
-#define WG_ADD_ORDER rl::mo_relaxed
-#include "waitgroup_impl.h"
-}
-#undef WG_ADD_ORDER
-#undef WG_ZERO_ORDER
-#undef WG_LOCKED_CHECK
-
-/* Bug 2: the waiter's look relaxed: the same, from the reading side. */
-namespace wg_zero_relaxed {
-#define WG_ZERO_ORDER rl::mo_relaxed
-#include "waitgroup_impl.h"
-}
-#undef WG_ADD_ORDER
-#undef WG_ZERO_ORDER
-#undef WG_LOCKED_CHECK
-
-/* Bug 3: a waiter queues on its first look alone: the zero-taker may have come and gone. */
-namespace wg_no_locked_check {
-#define WG_LOCKED_CHECK 0
-#include "waitgroup_impl.h"
-}
-
-#define WG_OPS(ns)                                                                         \
-  struct ops_##ns {                                                                        \
-    static long add(WG_COUNT *c, long d) { return ns::add(c, d); }                         \
-    static bool zero(WG_COUNT *c) { return ns::zero(c); }                                  \
-    static bool zero_locked(WG_COUNT *c) { return ns::zero_locked(c); }                    \
-  };
-WG_OPS(wg_correct)
-WG_OPS(wg_add_relaxed)
-WG_OPS(wg_zero_relaxed)
-WG_OPS(wg_no_locked_check)
-
-/* Thread 0 waits; threads 1 and 2 each write their slot and call done on a counter of 2. The
- * queue is one waiter's flag under an rl::mutex (the library's spinlock); the wake is the
- * waiter record's completion (release), as in lib/sync.c's wake_all. Properties: the waiter
- * returns (a lost wake-up is a livelock relacy reports) and sees both slots (an rl::var read
- * without the edges is a data race). */
-template <class Ops>
-struct waitgroup_test : rl::test_suite<waitgroup_test<Ops>, 3> {
-  WG_COUNT count;
-  rl::mutex qlock;
-  rl::var<int> queued; /* the waiter's node is in the queue (under qlock) */
-  rl::atomic<int> done; /* the waiter record's completion */
-  rl::var<int> slot[3];
-
-  void before() {
-    count($).store(2, rl::mo_relaxed);
-    queued($) = 0;
-    done($).store(0, rl::mo_relaxed);
-    slot[1]($) = 0;
-    slot[2]($) = 0;
-  }
-
-  void wait() {
-    if (Ops::zero(&count)) return;
-    qlock.lock($);
-    if (Ops::zero_locked(&count)) {
-      qlock.unlock($);
-      return;
-    }
-    queued($) = 1;
-    qlock.unlock($);
-    while (done($).load(rl::mo_acquire) == 0) rl::yield(1, $);
-  }
-
-  void thread(unsigned id) {
-    if (id == 0) {
-      wait();
-      RL_ASSERT(slot[1]($) == 1 && slot[2]($) == 2);
-      return;
-    }
-    slot[id]($) = (int)id;
-    long now = Ops::add(&count, -1);
-    RL_ASSERT(now >= 0);
-    if (now != 0) return;
-    qlock.lock($); /* the zero-taker: wake whoever queued */
-    bool wake = queued($) != 0;
-    queued($) = 0;
-    qlock.unlock($);
-    if (wake) done($).store(1, rl::mo_release);
-  }
-};
-
 #include "model_driver.h" /* run_model, check, searches: shared with the other models */
 
 } // namespace
@@ -427,10 +319,6 @@ int main(int argc, char **argv) {
   check<handoff_test<false, true>>("hand-off waiter skips the settle", true);
   check<select_test<false>>("select claim correct", false);
   check<select_test<true>>("select without the claim CAS", true);
-  check<waitgroup_test<ops_wg_correct>>("wait group correct", false);
-  check<waitgroup_test<ops_wg_add_relaxed>>("wait group adds relaxed", true);
-  check<waitgroup_test<ops_wg_zero_relaxed>>("wait group waiter's look relaxed", true);
-  check<waitgroup_test<ops_wg_no_locked_check>>("wait group queues without a locked look", true);
   double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%d passed, %d failed (%.2f s)\n", passed, failed, total);
   return failed == 0 ? 0 : 1;
