@@ -465,8 +465,8 @@ void weft__task_free(struct weft_runtime *rt, struct weft__worker *w, struct wef
 #define WEFT__TASK_WORD_FREE (WEFT__DONE | WEFT__RELEASED)
 /* A worker's free list beyond this spills its older half to the runtime (picked; lib/task.c). */
 #define WEFT__TASK_CACHE_MAX 1024
-/* Whole free lists the runtime keeps as they came, for a worker to take back whole (picked:
- * 16 × 1 024 descriptors, 1 MiB of them; lib/task.c). */
+/* Spilled free lists the runtime keeps as they came, for a worker to take back whole (picked:
+ * 16 of them, ~512 descriptors each; lib/task.c). */
 #define WEFT__TASK_BATCHES 16
 /* weft__task_free's common case, inline (#13: weft_join's inline run): a worker w of t's
  * runtime puts t, which it ran, on its own free list; a full list goes the long way. */
@@ -844,7 +844,7 @@ struct weft_runtime {
   pthread_mutex_t task_lock WEFT__ALIGNED;
   struct weft_task *free_tasks;
   size_t free_task_total; /* descriptors in free_tasks and in the batches */
-  /* Workers' whole free lists, each handed over as it was (lib/task.c's "Batches"). */
+  /* Workers' spilled free lists, each kept as it came (lib/task.c's "Batches"). */
   struct weft__task_batch {
     struct weft_task *head;
     size_t n;

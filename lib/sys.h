@@ -60,7 +60,7 @@ enum {
   WEFT__PROBE_GROUP_WAIT,     /* a group wait (or destroy's) began */
   WEFT__PROBE_PRIV_SHARED,    /* a worker pushed its private spawns onto its deque (worker.c) */
   WEFT__PROBE_STEAL_BATCH,    /* a thief took more than one entry from a deque (worker.c) */
-  WEFT__PROBE_TASK_BATCH_PUT, /* a worker's whole free list went to the runtime as a batch (task.c) */
+  WEFT__PROBE_TASK_BATCH_PUT, /* a worker's spilled free list went to the runtime whole (task.c) */
   WEFT__PROBE_TASK_BATCH_TAKE, /* a worker took a batch of descriptors whole (task.c) */
   WEFT__PROBE_TASK_BATCH_ONE,  /* a thread that is not a worker took one from a batch (task.c) */
   WEFT__PROBES

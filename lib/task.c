@@ -316,9 +316,10 @@ static void task_slabs_scavenge(struct weft_runtime *rt, uint64_t now) {
  * The taker still misses on each descriptor as it spawns into it (a prefetch of the next one
  * in spawn_local was in the first version; not measured apart from the rest, so left out).
  * Rejected: spilling the whole list (a worker that took a batch spilled again at its next
- * free: review); batches linked through their first descriptors (unbounded, and the scavenger must find them all
- * anyway; a full array splices the rest onto the plain list instead); a lock-free stack of
- * batches (ABA on the pop, for an operation that happens once per thousand spawns). */
+ * free: review); batches linked through their first descriptors (unbounded, and the scavenger
+ * must find them all anyway; a full array splices the rest onto the plain list instead); a
+ * lock-free stack of batches (ABA on the pop, for an operation that happens once per ~500
+ * spawns). */
 
 /* Caller holds task_lock. A chain of n descriptors onto the shared store, whole. */
 static void shared_put_chain(struct weft_runtime *rt, struct weft_task *head, size_t n) {
