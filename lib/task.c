@@ -228,6 +228,15 @@ void weft__task_slabs_free(struct weft_runtime *rt) {
   rt->nfree_batches = 0;
 }
 
+/* A chain of free descriptors (linked through `next`) spliced in front of list; returns the
+ * new head. Walks the chain to its tail. */
+static struct weft_task *chain_in_front(struct weft_task *chain, struct weft_task *list) {
+  struct weft_task *tail = chain;
+  while (tail->next) tail = tail->next;
+  tail->next = list;
+  return chain;
+}
+
 /* Slabs whose every descriptor sits in the shared free list give their pages back. The list
  * is detached under the lock and counted outside it: a descriptor freed meanwhile lands in
  * the new list, so its slab is not whole and stays. */
@@ -252,12 +261,8 @@ static void task_slabs_scavenge(struct weft_runtime *rt, uint64_t now) {
   rt->free_task_total = 0;
   rt->nfree_batches = 0;
   pthread_mutex_unlock(&rt->task_lock);
-  for (int i = 0; i < nbatches; i++) { /* one list of them all (the newest batch first) */
-    struct weft_task *tail = batches[i].head;
-    while (tail->next) tail = tail->next;
-    tail->next = list;
-    list = batches[i].head;
-  }
+  for (int i = 0; i < nbatches; i++) /* one list of them all (the newest batch first) */
+    list = chain_in_front(batches[i].head, list);
 
   for (struct weft_task *t = list; t; t = t->next) slab_of(t)->idle++;
   struct weft_task *keep = NULL, **tail = &keep; /* the survivors, in their order */
@@ -327,10 +332,7 @@ static void shared_put_chain(struct weft_runtime *rt, struct weft_task *head, si
     rt->free_batches[rt->nfree_batches++] = (struct weft__task_batch){head, n};
     weft__probe_hit(WEFT__PROBE_TASK_BATCH_PUT);
   } else { /* small or no room: onto the plain list (a walk, but of the spiller's hot lines) */
-    struct weft_task *tail = head;
-    while (tail->next) tail = tail->next;
-    tail->next = rt->free_tasks;
-    rt->free_tasks = head;
+    rt->free_tasks = chain_in_front(head, rt->free_tasks);
   }
   rt->free_task_total += n;
 }
