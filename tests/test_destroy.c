@@ -195,9 +195,11 @@ Test(destroy, a_shutdown_reports_the_tasks_it_could_not_end) {
   weft_runtime_t *rt = test_runtime(2);
   weft_task_t *t, *u;
   atomic_store(&stubborn_started, 0);
+  atomic_store(&asleep_started, 0);
   OK(weft_runtime_spawn(rt, &t, stubborn, NULL));
   OK(weft_runtime_spawn(rt, &u, asleep_for_an_hour, NULL));
-  while (!atomic_load(&stubborn_started)) sched_yield(); /* shielded before the cancel */
+  /* shielded before the cancel; the other started (an unstarted one is discarded instead) */
+  while (!atomic_load(&stubborn_started) || !atomic_load(&asleep_started)) sched_yield();
   /* The bound must outlast the cancellable task's unwinding: 20 ms did not under gcc's TSan on
    * a loaded 2-vCPU CI machine (2 abandoned). Only the stubborn task makes the test wait it out. */
   cr_assert_eq(weft_runtime_shutdown(rt, 1000 * 1000000u), WEFT_ETIMEDOUT);
@@ -234,8 +236,10 @@ Test(destroy, a_task_of_another_runtime_awaiting_a_destroyed_runtimes_task_gets_
     weft_runtime_t *doomed = runtime_with_short_shutdown(1), *other = test_runtime(2);
     cross_await_t c = {.started = 0};
     atomic_store(&stubborn_started, 0);
+    atomic_store(&asleep_started, 0);
     OK(weft_runtime_spawn(doomed, &c.task, stubborn_task ? stubborn : asleep_for_an_hour, NULL));
-    while (stubborn_task && !atomic_load(&stubborn_started)) sched_yield();
+    /* started, as in destroy_under_thread_awaiters: an unstarted task is discarded instead */
+    while (!atomic_load(stubborn_task ? &stubborn_started : &asleep_started)) sched_yield();
     weft_task_t *awaiter;
     OK(weft_runtime_spawn(other, &awaiter, await_other_runtimes_task, &c));
     while (!atomic_load(&c.started)) sched_yield();
