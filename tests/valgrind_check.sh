@@ -7,6 +7,7 @@
 set -u
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
+export WEFT_TEST_UNDER_VALGRIND=1 # slow-path bounds in tests that time a shutdown
 valgrind --trace-children=yes --leak-check=full --show-leak-kinds=definite,indirect,possible \
   --errors-for-leak-kinds=definite,indirect,possible --log-file="$dir/vg.%p" "$@"
 rc=$?
