@@ -63,6 +63,7 @@ enum {
   WEFT__PROBE_TASK_BATCH_PUT, /* a worker's spilled free list went to the runtime whole (task.c) */
   WEFT__PROBE_TASK_BATCH_TAKE, /* a worker took a batch of descriptors whole (task.c) */
   WEFT__PROBE_TASK_BATCH_ONE,  /* a thread that is not a worker took one from a batch (task.c) */
+  WEFT__PROBE_TASK_SCAVENGE,   /* the descriptor scavenger began a pass (task.c) */
   WEFT__PROBES
 };
 #ifdef WEFT_FAULTS

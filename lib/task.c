@@ -252,6 +252,7 @@ static void task_slabs_scavenge(struct weft_runtime *rt, uint64_t now) {
     return;
   }
   rt->task_scavenging = true; /* one scavenger at a time: the slabs' idle counts are its own */
+  weft__probe_hit(WEFT__PROBE_TASK_SCAVENGE);
   struct weft_task *list = rt->free_tasks;
   size_t total = rt->free_task_total;
   struct weft__task_batch batches[WEFT__TASK_BATCHES];

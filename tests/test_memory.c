@@ -109,11 +109,12 @@ Test(memory, tasks_run_correctly_on_stacks_and_descriptors_given_back, .timeout 
   OK(weft_runtime_destroy(rt));
 }
 
-/* Descriptors move between workers in batches (lib/task.c's "Batches"): a worker that
- * frees more than it keeps hands the older half of its list to the runtime, and a spawner
- * with none takes one back whole — or, from a thread that is not a worker, one descriptor of it. No descriptor
- * may then be handed out twice: every live task's handle is distinct and returns its own
- * value, through two rounds of batches, foreign spawns and a scavenger pass between them. */
+/* Descriptors move between workers in batches (lib/task.c's "Batches"): a worker that frees
+ * more than it keeps hands the older half of its list to the runtime, and a spawner with none
+ * takes one back whole — or, from a thread that is not a worker, one descriptor of it. No
+ * descriptor may then be handed out twice: every live task's handle is distinct and returns
+ * its own value, through two rounds of batches, foreign spawns and a scavenger pass between
+ * them. */
 enum { BATCH_TASKS = 5000, FOREIGN_TASKS = 300 };
 
 static void *twice(void *arg) { return (void *)((intptr_t)arg * 2); }
@@ -178,7 +179,14 @@ Test(memory, descriptors_move_between_workers_in_whole_batches_and_are_never_han
     OK(weft_runtime_spawn(rt, &t, spawn_round, NULL)); /* a worker takes them back whole */
     OK(weft_join(t, NULL));
     worker_took |= weft__probe_count(WEFT__PROBE_TASK_BATCH_TAKE) > take0;
-    if (round == 0) usleep(2500 * 1000); /* idle: the scavenger merges the batches (≥ 1 s quiet) */
+    if (round == 0) { /* idle until the scavenger has merged the batches (after ≥ 1 s quiet) */
+      long passes = weft__probe_count(WEFT__PROBE_TASK_SCAVENGE);
+      uint64_t until = weft_now_ns() + 30000000000ull; /* a bound on failure, not a wait */
+      while (weft__probe_count(WEFT__PROBE_TASK_SCAVENGE) == passes) {
+        cr_assert_lt(weft_now_ns(), until, "the idle runtime's scavenger never ran");
+        usleep(10 * 1000);
+      }
+    }
   }
   cr_assert_geq(weft__probe_count(WEFT__PROBE_TASK_BATCH_PUT) - put0, 4,
                 "the freeing worker's list never went to the runtime as a batch");
