@@ -386,6 +386,7 @@ static weft__stack_t *trim(weft__stack_t *batch) {
   for (weft__stack_t *s = batch; s; s = s->next) {
     r[k++] = (struct iovec){s->lo, s->bytes};
     last = s;
+    weft__probe_hit(WEFT__PROBE_STACK_TRIMMED);
     if (k == TRIM_RANGES || !s->next) {
       weft__madvise_ranges(r, k, MADV_DONTNEED); /* a failure leaves pages resident: harmless */
       k = 0;

@@ -64,6 +64,8 @@ enum {
   WEFT__PROBE_TASK_BATCH_TAKE, /* a worker took a batch of descriptors whole (task.c) */
   WEFT__PROBE_TASK_BATCH_ONE,  /* a thread that is not a worker took one from a batch (task.c) */
   WEFT__PROBE_TASK_SCAVENGE,   /* the descriptor scavenger began a pass (task.c) */
+  WEFT__PROBE_TASK_SLAB_FREED, /* a slab of idle descriptors gave its pages back (task.c) */
+  WEFT__PROBE_STACK_TRIMMED,   /* an idle stack gave its pages back (stack.c) */
   WEFT__PROBES
 };
 #ifdef WEFT_FAULTS

@@ -300,6 +300,7 @@ static void task_slabs_scavenge(struct weft_runtime *rt, uint64_t now) {
   for (task_slab_t *next; dead; dead = next) {
     next = dead->next;
     madvise(dead, TASK_SLAB_BYTES, MADV_DONTNEED);
+    weft__probe_hit(WEFT__PROBE_TASK_SLAB_FREED);
     pthread_mutex_lock(&rt->task_lock);
     st->empty[st->nempty++] = dead; /* room for every slab carved: cannot overflow */
     pthread_mutex_unlock(&rt->task_lock);

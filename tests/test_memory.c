@@ -95,13 +95,27 @@ static void *reuse_burst(void *arg) {
   return NULL;
 }
 
+/* Idles until a probe has moved past since; the bound is on failure, not a wait. */
+static void idle_until_probe_passes(int probe, long since, const char *what) {
+  uint64_t until = weft_now_ns() + 30000000000ull;
+  while (weft__probe_count(probe) == since) {
+    cr_assert_lt(weft_now_ns(), until, "the idle runtime never %s", what);
+    usleep(10 * 1000);
+  }
+}
+
 Test(memory, tasks_run_correctly_on_stacks_and_descriptors_given_back, .timeout = 120) {
   weft_runtime_t *rt = test_runtime(2);
   for (int round = 0; round < 3; round++) {
+    long trimmed = weft__probe_count(WEFT__PROBE_STACK_TRIMMED);
+    long freed = weft__probe_count(WEFT__PROBE_TASK_SLAB_FREED);
     weft_task_t *t;
     OK(weft_runtime_spawn(rt, &t, reuse_burst, NULL));
     OK(weft_join(t, NULL));
-    usleep(2500 * 1000); /* idle: the scavenger trims what the burst left (≥ 1 s old) */
+    /* Idle until the scavengers have given back some of what the burst left (≥ 1 s old), so
+     * that the next round runs on trimmed stacks and on descriptors from a discarded slab. */
+    idle_until_probe_passes(WEFT__PROBE_STACK_TRIMMED, trimmed, "gave a stack back");
+    idle_until_probe_passes(WEFT__PROBE_TASK_SLAB_FREED, freed, "gave a descriptor slab back");
   }
   weft_stats_t st = WEFT_STATS_INIT;
   OK(weft_runtime_stats(rt, &st));
@@ -179,14 +193,9 @@ Test(memory, descriptors_move_between_workers_in_whole_batches_and_are_never_han
     OK(weft_runtime_spawn(rt, &t, spawn_round, NULL)); /* a worker takes them back whole */
     OK(weft_join(t, NULL));
     worker_took |= weft__probe_count(WEFT__PROBE_TASK_BATCH_TAKE) > take0;
-    if (round == 0) { /* idle until the scavenger has merged the batches (after ≥ 1 s quiet) */
-      long passes = weft__probe_count(WEFT__PROBE_TASK_SCAVENGE);
-      uint64_t until = weft_now_ns() + 30000000000ull; /* a bound on failure, not a wait */
-      while (weft__probe_count(WEFT__PROBE_TASK_SCAVENGE) == passes) {
-        cr_assert_lt(weft_now_ns(), until, "the idle runtime's scavenger never ran");
-        usleep(10 * 1000);
-      }
-    }
+    if (round == 0) /* idle until the scavenger has merged the batches (after ≥ 1 s quiet) */
+      idle_until_probe_passes(WEFT__PROBE_TASK_SCAVENGE, weft__probe_count(WEFT__PROBE_TASK_SCAVENGE),
+                              "ran its descriptor scavenger");
   }
   cr_assert_geq(weft__probe_count(WEFT__PROBE_TASK_BATCH_PUT) - put0, 4,
                 "the freeing worker's list never went to the runtime as a batch");
