@@ -659,7 +659,7 @@ WEFT_EXTERN int weft_chan_len(weft_chan_t *chan, size_t *len);
  * WEFT_ECLOSED with *index naming the case whose channel is closed (a recv case once drained);
  * WEFT_ETIMEDOUT, WEFT_ECANCELED with no case done; deadline_ns 0: do not wait (WEFT_EAGAIN if
  * no case is ready: Go's default case). WEFT_EINVAL for n == 0, n > 64 or a bad op. Fair: the
- * ready cases are polled from a random starting case (Go randomises its order too), so under
+ * ready cases are polled in a random order (Go randomises its order too), so under
  * contention each ready case is chosen about equally often; waiting, the first case a peer
  * reaches wins. */
 typedef enum { WEFT_CHAN_SEND = 1, WEFT_CHAN_RECV = 2 } weft_chan_dir_t;
@@ -804,7 +804,8 @@ WEFT_EXTERN int weft_sock_listen(weft_runtime_t *rt, const struct sockaddr *addr
  * addr/len may be NULL. Out of fds (EMFILE, ENFILE) it does not spin and does not return the
  * error: it closes the listener's reserve fd, accepts and closes the pending connections with
  * it (their clients see a close, not a hang), reopens the reserve and backs off (5 ms doubling
- * to 1 s, cancellable, bounded by the deadline) before accepting again. */
+ * to 1 s, cancellable, bounded by the deadline) before accepting again; closing the listener
+ * ends the back-off (WEFT_EBADF). */
 WEFT_EXTERN int weft_sock_accept(weft_sock_t *listener, weft_sock_t **conn, struct sockaddr *addr,
                                  socklen_t *len, uint64_t deadline_ns);
 /* A stream socket connected to addr, or the error (WEFT_ETIMEDOUT at the deadline). */
@@ -828,7 +829,8 @@ WEFT_EXTERN int weft_sock_shutdown(weft_sock_t *sock, int how);
  * calling task; *result (may be NULL) gets its return value. 0, WEFT_ECANCELED (the task was
  * cancelled while waiting: it stops waiting at once, but a call already started runs to its
  * end on its pool thread, and its result is dropped; a call still queued is not run), or
- * WEFT_ENOMEM / WEFT_EAGAIN (no job or thread). Outside a task it calls fn on the calling
+ * WEFT_ENOMEM / WEFT_EAGAIN (no job or thread), WEFT_ETIMEDOUT (the awaiter's deadline scope
+ * expired: as for a cancel, the call runs on). Outside a task it calls fn on the calling
  * thread. Bounded by weft_options_t.blocking_threads; calls beyond queue (FIFO). */
 WEFT_EXTERN int weft_offload(weft_fn fn, void *arg, void **result);
 #define WEFT_BLOCKING_THREADS_DEFAULT 64

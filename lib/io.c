@@ -29,14 +29,15 @@
  * straight to the wait with it: the same argument holds, with the short read as the call that
  * looked. That saves one system call per message in a request/response exchange (the echo
  * benchmark's read → write → read-EAGAIN became read → write, measured in bench/README.md).
- * Only TCP (SO_DOMAIN AF_INET/AF_INET6, SOCK_STREAM): a datagram read returns one datagram of
- * several, a Unix stream read stops between messages with different credentials or fds, a tty
- * at a line. A short read that reached the peer's end of stream leaves it behind (the next read
+ * Only TCP (SOCK_STREAM with SO_PROTOCOL IPPROTO_TCP): a datagram read returns one datagram of
+ * several, an SCTP stream read one message, a Unix stream read stops between messages with
+ * different credentials or fds, a tty at a line. A short read that reached the peer's end of stream leaves it behind (the next read
  * answers 0 at once, and no edge will come): the poller marks a hang-up in `edges` for good
  * (WEFT__EDGE_HUP, Tokio's sticky READ_CLOSED), and a `seen` with the mark is no witness. Any
  * other short read's `seen` is a valid witness, so two readers racing on the field cannot make
  * it wrong; a full read, an EOF or an error clears it. A read with a deadline that
- * has passed does not use it (a deadline of "now" is a poll: it must ask the kernel). Known
+ * has passed does not use it (a deadline of "now" is a poll: it must ask the kernel), and a
+ * hinted wait that times out (a deadline scope's, which the hint does not see) asks once too. Known
  * limit, as in Tokio: TCP urgent data (MSG_OOB) stops a read at its mark with data behind it;
  * weft does not support urgent data (that data waits for the next arrival).
  *
@@ -65,9 +66,12 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -219,7 +223,11 @@ static ssize_t io_loop(weft__sock_t *s, weft__poll_dir_t *d, io_call_fn call, vo
                        uint64_t deadline_ns, uint64_t drained, uint32_t *seen_out) {
   if (drained) {
     int err = dir_wait(s, d, deadline_ns, (uint32_t)drained);
-    if (err && err != WEFT_EBUSY) return err; /* busy: another reader waits; ask the kernel */
+    /* busy: another reader waits; ask the kernel. Timed out: a deadline (the call's, or a
+     * scope's, which read_hint does not see) that has passed makes the read a poll, and a
+     * poll asks the kernel once (review, session 19: an expired scope answered ETIMEDOUT
+     * with data queued). */
+    if (err && err != WEFT_EBUSY && err != WEFT_ETIMEDOUT) return err;
   }
   for (;;) {
     uint32_t seen = edges_before(d);
@@ -316,14 +324,43 @@ static ssize_t call_readv(weft__sock_t *s, void *ctx) {
   return sys_recvmsg(s->fd, &m);
 }
 
+/* A write to a pipe whose reader is gone raises SIGPIPE, which kills the process by default;
+ * sockets have MSG_NOSIGNAL, pipes nothing like it. So the calling thread holds SIGPIPE blocked
+ * for the call, and an EPIPE's signal (raised for this thread) is taken back with a zero-timeout
+ * sigtimedwait before the mask is restored. A SIGPIPE already pending before the call is left
+ * alone (standard signals do not queue: the call's merged with it, and it was not ours to
+ * take). Three more system calls per pipe write; sockets and other files pay nothing (only
+ * pipes and FIFOs answer EPIPE). Found by review (session 19): weft.h promised WEFT_EPIPE and
+ * the process died. Rejected: ignoring SIGPIPE process-wide (the application's choice, not a
+ * library's) and blocking it in the workers for good (a plain thread's write would still die,
+ * and a user's handler would never run on a worker again). */
+static ssize_t pipe_write(weft__sock_t *s, io_buf_t *b) {
+  sigset_t only_pipe, old, pending;
+  sigemptyset(&only_pipe);
+  sigaddset(&only_pipe, SIGPIPE);
+  bool was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+  pthread_sigmask(SIG_BLOCK, &only_pipe, &old);
+  ssize_t n = b->iov ? writev(s->fd, b->iov, b->iovcnt) : write(s->fd, b->buf, b->len);
+  int e = errno;
+  if (n < 0 && e == EPIPE && !was_pending) {
+    struct timespec zero = {0, 0};
+    while (sigtimedwait(&only_pipe, NULL, &zero) < 0 && errno == EINTR) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  errno = e;
+  return n;
+}
+
 static ssize_t call_write(weft__sock_t *s, void *ctx) {
   io_buf_t *b = ctx;
-  return s->is_socket ? sys_send(s->fd, b->buf, b->len) : write(s->fd, b->buf, b->len);
+  if (s->is_socket) return sys_send(s->fd, b->buf, b->len);
+  return s->is_pipe ? pipe_write(s, b) : write(s->fd, b->buf, b->len);
 }
 
 static ssize_t call_writev(weft__sock_t *s, void *ctx) {
   io_buf_t *b = ctx;
-  if (!s->is_socket) return writev(s->fd, b->iov, b->iovcnt);
+  if (!s->is_socket) return s->is_pipe ? pipe_write(s, b) : writev(s->fd, b->iov, b->iovcnt);
   struct msghdr m = {.msg_iov = (struct iovec *)b->iov, .msg_iovlen = (size_t)b->iovcnt};
   return sys_sendmsg(s->fd, &m);
 }
@@ -433,19 +470,24 @@ static int sock_adopt(struct weft_runtime *rt, int fd, int tcp, weft__sock_t **o
   struct weft__poller *p;
   int err = weft__poller_get(rt, &p);
   if (err) return err;
-  int type = 0, domain = 0;
+  int type = 0, protocol = 0;
   socklen_t tlen = sizeof type;
   bool is_socket = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0;
   if (tcp < 0) {
-    tlen = sizeof domain;
+    /* The protocol, not the domain: an SCTP one-to-one socket is an AF_INET SOCK_STREAM too,
+     * and its reads stop at message boundaries (review, session 19). */
+    tlen = sizeof protocol;
     tcp = is_socket && type == SOCK_STREAM &&
-          getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &tlen) == 0 &&
-          (domain == AF_INET || domain == AF_INET6);
+          getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &tlen) == 0 &&
+          protocol == IPPROTO_TCP;
   }
+  struct stat st;
+  bool is_pipe = !is_socket && fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
   weft__sock_t *s;
   if ((err = weft__poll_register(p, fd, &s)) != 0) return err;
   s->rt = rt;
   s->is_socket = is_socket;
+  s->is_pipe = is_pipe;
   s->tcp = tcp > 0;
   *out = s;
   return 0;
@@ -496,6 +538,11 @@ static int fail_close(int fd, int err) {
   return err;
 }
 
+/* A listener's reserve fd (the EMFILE answer's); a test can make it fail. */
+static int reserve_open(void) {
+  return weft__fault_hit(WEFT__FAULT_RESERVE) ? -1 : open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 int weft_sock_listen(weft_runtime_t *rt, const struct sockaddr *addr, socklen_t len, int backlog,
                      unsigned flags, weft_sock_t **out) {
   if (!addr || !out || (flags & ~WEFT_LISTEN_REUSEPORT) || !(rt = runtime_or_current(rt)))
@@ -514,17 +561,34 @@ int weft_sock_listen(weft_runtime_t *rt, const struct sockaddr *addr, socklen_t 
   if (err) return fail_close(fd, err);
   s->listening = true;
   /* relaxed: the handle reaches other threads through the caller's own hand-off */
-  atomic_store_explicit(&s->spare_fd, open("/dev/null", O_RDONLY | O_CLOEXEC), memory_order_relaxed);
+  atomic_store_explicit(&s->spare_fd, reserve_open(), memory_order_relaxed);
   *out = s;
   return 0;
 }
 
 /* ---- Accept and its EMFILE answer ----------------------------------------------------------- */
 
+/* Takes a reserve fd for l if it has none: the open at listen may have failed, or another
+ * thread of the process took the slot that emfile_drop freed before its reopen (review,
+ * session 19: the reserve was then lost for good, and every later exhaustion left clients
+ * hanging). Called where an fd may have come free: before each EMFILE answer and after each
+ * accepted connection (one relaxed load when the reserve is there). */
+static void reserve_refill(weft__sock_t *l) {
+  if (atomic_load_explicit(&l->spare_fd, memory_order_relaxed) >= 0) return; /* relaxed: a hint; the CAS decides */
+  int fd = reserve_open();
+  if (fd < 0) return;
+  int none = -1;
+  /* acq_rel: as emfile_drop's exchange (two acceptors refilling: one keeps its fd) */
+  if (!atomic_compare_exchange_strong_explicit(&l->spare_fd, &none, fd, memory_order_acq_rel,
+                                               memory_order_relaxed))
+    close(fd);
+}
+
 /* Out of fds: frees the reserve, accepts and closes what is pending (at most DROP_MAX), takes
  * the reserve back (libuv's uv__emfile_trick; without it an edge-triggered accept loop either
- * spins or leaves clients hanging). */
+ * spins or leaves clients hanging). Without a reserve (not yet refilled), nothing to drop. */
 static void emfile_drop(weft__sock_t *l) {
+  reserve_refill(l);
   /* acq_rel exchanges: two acceptors racing here must not both close the same reserve */
   int spare = atomic_exchange_explicit(&l->spare_fd, -1, memory_order_acq_rel);
   if (spare < 0) return;
@@ -534,19 +598,45 @@ static void emfile_drop(weft__sock_t *l) {
     if (fd < 0) break;
     close(fd);
   }
-  spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (spare >= 0 && atomic_exchange_explicit(&l->spare_fd, spare, memory_order_acq_rel) >= 0)
-    weft__die("weft: a listener's reserve fd was replaced twice (internal).");
+  reserve_refill(l);
 }
 
-/* Sleeps min(delay, until the deadline): 0, WEFT_ETIMEDOUT or WEFT_ECANCELED. */
-static int backoff(uint64_t *delay_ms, uint64_t deadline_ns) {
+/* The backoff's wait until `until` (self: the task, or NULL on a plain thread): 0 or
+ * WEFT_ETIMEDOUT at its end, earlier 0 (a new connection: the next try drops it), WEFT_EBADF
+ * (the listener was closed) or WEFT_ECANCELED. A task waits for the listener's next edge, which
+ * a close raises too; if another task waits there (WEFT_EBUSY), it sleeps. A plain thread
+ * sleeps in slices and checks for a close between them: its poll(2) would return at once while
+ * connections are pending, and spin. */
+static int backoff_wait(struct weft_task *self, weft__sock_t *l, uint64_t until) {
+  if (self) {
+    int err = task_dir_wait(self, l, &l->rd, until, edges_before(&l->rd));
+    return err == WEFT_EBUSY ? weft_sleep_until(until) : err;
+  }
+  for (;;) {
+    if (sock_closing(l)) return WEFT_EBADF;
+    uint64_t now = weft_now_ns();
+    if (now >= until) return WEFT_ETIMEDOUT;
+    uint64_t slice = now + (uint64_t)THREAD_SLICE_MS * 1000000u;
+    weft_sleep_until(slice < until ? slice : until); /* a thread: a plain sleep, 0 */
+  }
+}
+
+/* Waits min(delay, until the deadline — the caller's or its scope's), ended early by a close or
+ * a new connection: 0 (try again), WEFT_EBADF (closed), WEFT_ETIMEDOUT (the deadline) or
+ * WEFT_ECANCELED. Until session 19 a plain sleep, which a close did not reach: the acceptor
+ * lingered up to a second after its listener was closed (review). */
+static int backoff(weft__sock_t *l, uint64_t *delay_ms, uint64_t deadline_ns) {
+  struct weft_task *self = weft__awaiting_task(weft__worker_self(), "weft_sock_accept");
+  if (self) deadline_ns = weft__wait_deadline(self, deadline_ns);
   uint64_t now = weft_now_ns();
   if (deadline_ns != UINT64_MAX && now >= deadline_ns) return WEFT_ETIMEDOUT;
   uint64_t until = now + *delay_ms * 1000000u;
-  if (until > deadline_ns) until = deadline_ns;
+  bool capped = until >= deadline_ns;
+  if (capped) until = deadline_ns;
   *delay_ms = *delay_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : *delay_ms * 2;
-  return weft_sleep_until(until); /* a task parks (cancellable); a thread sleeps */
+  weft__probe_hit(WEFT__PROBE_ACCEPT_BACKOFF);
+  int err = backoff_wait(self, l, until);
+  return err == WEFT_ETIMEDOUT && !capped ? 0 : err; /* the backoff's own end: try again */
 }
 
 typedef struct accept_ctx {
@@ -571,6 +661,7 @@ int weft_sock_accept(weft_sock_t *l, weft_sock_t **conn, struct sockaddr *addr, 
   for (;;) {
     ssize_t fd = io_loop(l, &l->rd, call_accept, &a, deadline_ns, 0, NULL);
     if (fd >= 0) {
+      reserve_refill(l);
       weft__sock_t *s;
       err = sock_adopt(l->rt, (int)fd, l->tcp, &s); /* a TCP listener's connections are TCP */
       if (err) close((int)fd);
@@ -581,7 +672,7 @@ int weft_sock_accept(weft_sock_t *l, weft_sock_t **conn, struct sockaddr *addr, 
     if (err == -ECONNABORTED) continue; /* the client gave up while queued: take the next */
     if (err != -EMFILE && err != -ENFILE) break;
     emfile_drop(l);
-    if ((err = backoff(&delay_ms, deadline_ns)) != 0) break;
+    if ((err = backoff(l, &delay_ms, deadline_ns)) != 0) break;
   }
   sock_unref(l);
   return err;

@@ -309,7 +309,10 @@ int weft__poll_register(struct weft__poller *p, int fd, weft__sock_t **out) {
   uint32_t seq = atomic_fetch_add_explicit(&s->seq, 1, memory_order_release) + 1;
   int err = p->ops->add(p, fd, (uint64_t)seq << 32 | s->index);
   if (err) {
-    weft__poll_unregister(p, s, false); /* the caller's fd stays the caller's */
+    /* Not registered: no del (EEXIST — the fd is another socket's — would take that one's
+     * registration away: review, session 19), and the caller's fd stays the caller's. */
+    s->fd = -1;
+    weft__poll_unregister(p, s, false);
     return err;
   }
   *out = s;

@@ -31,6 +31,7 @@ typedef struct weft_sock {
   _Atomic uint32_t seq;    /* registration count (the tag) */
   _Atomic uint32_t refs;   /* lib/sockref_impl.h: a reference per operation | CLOSING | FINAL */
   bool is_socket;          /* send/sendmsg with MSG_NOSIGNAL; else write/writev */
+  bool is_pipe;            /* a pipe or FIFO: writes hold SIGPIPE back (lib/io.c's pipe_write) */
   bool listening;
   bool tcp;                /* a TCP stream: a short read means its receive queue was empty */
   /* TCP only: DRAINED | the read direction's edges as read before a read that came back

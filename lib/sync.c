@@ -266,7 +266,10 @@ static void mutex_wake_next(weft_mutex_t *m, bool locked) {
   bool hand = n && n->starving && locked;
   uint32_t clear = wq_empty(&m->q) ? MX_WAITERS : 0;
   if (locked && !hand) clear |= MX_LOCKED;
-  if (!n && !locked) clear = 0; /* a giving-up waiter with no one behind it: nothing to do */
+  /* A giving-up waiter with no one behind it clears WAITERS too: the queue is empty under the
+   * lock, and a locker that queues marks it again under the same lock. (Until session 19 it
+   * cleared nothing, and a mutex whose last waiters timed out and gave up read "awaited" to
+   * weft_mutex_destroy, which aborted: review.) */
   mx_clear(&m->state, clear);
   wq_unlock(&m->lock);
   if (n) wq_wake(n->wait, hand ? MUTEX_HANDED : MUTEX_RETRY);
@@ -313,6 +316,7 @@ static __attribute__((noinline)) int mutex_lock_slow(weft_mutex_t *m, uint64_t d
       return 0;
     }
     wq_push(&m->q, &n, front);
+    weft__probe_hit(WEFT__PROBE_MUTEX_QUEUED);
     if (!since) since = weft_now_ns(); /* only once queued: no clock read on the fast paths */
     int err = weft__wq_wait(self, &m->lock, &m->q, &n, deadline_ns);
     if (err == MUTEX_HANDED) return 0;

@@ -36,6 +36,7 @@ enum {
   WEFT__FAULT_THREAD,
   WEFT__FAULT_TIMER_RING,
   WEFT__FAULT_DIAG, /* a slab's diagnostics array (lib/task.c, weft__task_diag_make) */
+  WEFT__FAULT_RESERVE, /* a listener's reserve fd, opened for the EMFILE answer (lib/io.c) */
   WEFT__FAULT_KINDS
 };
 #ifdef WEFT_FAULTS
@@ -66,6 +67,8 @@ enum {
   WEFT__PROBE_TASK_SCAVENGE,   /* the descriptor scavenger began a pass (task.c) */
   WEFT__PROBE_TASK_SLAB_FREED, /* a slab of idle descriptors gave its pages back (task.c) */
   WEFT__PROBE_STACK_TRIMMED,   /* an idle stack gave its pages back (stack.c) */
+  WEFT__PROBE_MUTEX_QUEUED,    /* a mutex lock queued its waiter (sync.c) */
+  WEFT__PROBE_ACCEPT_BACKOFF,  /* an accept out of fds began a backoff (io.c) */
   WEFT__PROBES
 };
 #ifdef WEFT_FAULTS

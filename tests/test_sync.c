@@ -6,7 +6,10 @@
 #include "support.h"
 #include "waits.h"
 
+#include "../lib/internal.h" /* test-only probes (weft__probe_count) */
+
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 
@@ -338,6 +341,72 @@ Test(mutex, every_queued_waiter_gets_the_lock_after_release) {
   for (int i = 0; i < N; i++) OK(weft_join(t[i], NULL));
   cr_assert_eq(atomic_load(&w.got), N);
   weft_mutex_destroy(w.m);
+  OK(weft_runtime_destroy(rt));
+}
+
+/* The last waiters leave a mutex unlocked and unawaited, so that it can be destroyed: a woken
+ * waiter (A, a task) that gives up after the waiter behind it (B, a plain thread) timed out of
+ * the queue clears the awaited mark (review, session 19: it was left set, and destroy aborted
+ * on a mutex nobody held or awaited). One worker, held by a gate task, keeps A from running
+ * between the unlock that wakes it and the cancel that makes it give up. */
+typedef struct {
+  weft_mutex_t *m;
+  atomic_int gate_running, gate_open;
+  int a_result, b_result;
+} give_up_t;
+
+static void *lock_until_cancelled(void *arg) {
+  give_up_t *g = arg;
+  g->a_result = weft_mutex_lock(g->m, UINT64_MAX);
+  if (g->a_result == 0) OK(weft_mutex_unlock(g->m));
+  return NULL;
+}
+
+static void *gate(void *arg) {
+  give_up_t *g = arg;
+  atomic_store(&g->gate_running, 1);
+  while (!atomic_load(&g->gate_open)) sched_yield(); /* the one worker stays here, not in weft */
+  return NULL;
+}
+
+static void *lock_with_deadline(void *arg) {
+  give_up_t *g = arg;
+  g->b_result = weft_mutex_lock(g->m, weft_now_ns() + 1000 * MS);
+  return NULL;
+}
+
+static void await_probe(int probe, long count) {
+  uint64_t until = weft_now_ns() + 30000 * MS; /* a bound on failure, not a wait */
+  while (weft__probe_count(probe) < count) {
+    cr_assert_lt(weft_now_ns(), until, "probe %d never reached %ld", probe, count);
+    sched_yield();
+  }
+}
+
+Test(mutex, a_mutex_whose_last_waiters_timed_out_and_gave_up_can_be_destroyed) {
+  weft_runtime_t *rt = test_runtime(1);
+  give_up_t g = {0};
+  OK(weft_mutex_create(&g.m));
+  OK(weft_mutex_trylock(g.m));
+  long queued = weft__probe_count(WEFT__PROBE_MUTEX_QUEUED);
+  weft_task_t *a, *gt;
+  OK(weft_runtime_spawn(rt, &a, lock_until_cancelled, &g));
+  await_probe(WEFT__PROBE_MUTEX_QUEUED, queued + 1); /* A queued */
+  pthread_t b;
+  cr_assert_eq(pthread_create(&b, NULL, lock_with_deadline, &g), 0);
+  await_probe(WEFT__PROBE_MUTEX_QUEUED, queued + 2); /* B queued behind A */
+  OK(weft_runtime_spawn(rt, &gt, gate, &g));
+  while (!atomic_load(&g.gate_running)) sched_yield();
+  OK(weft_mutex_unlock(g.m)); /* wakes A to compete; B stays queued, so the mark stays */
+  cr_assert_eq(pthread_join(b, NULL), 0);
+  cr_assert_eq(g.b_result, WEFT_ETIMEDOUT); /* B left the queue on its own: empty now */
+  OK(weft_cancel(a));
+  atomic_store(&g.gate_open, 1);
+  cr_assert_eq(weft_join(a, NULL), WEFT_ECANCELED); /* a cancelled task ends cancelled */
+  cr_assert_eq(g.a_result, WEFT_ECANCELED, "A did not give up: the path was not taken");
+  OK(weft_join(gt, NULL));
+  weft_mutex_destroy(g.m); /* aborted here before the fix (a lock and unlock first would have
+                              repaired the mark: the unlock's slow path clears it) */
   OK(weft_runtime_destroy(rt));
 }
 
