@@ -433,7 +433,8 @@ WEFT_EXTERN int weft_cancel(weft_task_t *task);
  * do not deliver a cancel (it stays pending); nestable. end returns WEFT_ECANCELED if a cancel
  * is pending when the outermost shield ends (the next suspension point delivers it), else 0.
  * WEFT_EPERM outside a task, WEFT_ERANGE beyond 255 nested shields; an end without a begin
- * aborts. A shield holds back a deadline scope (weft_deadline_begin) as well. */
+ * aborts. A shield holds back the deadline scopes (weft_deadline_begin) begun outside it as
+ * well; a scope begun inside the shield bounds the shielded code's waits (Trio's rule). */
 WEFT_EXTERN int weft_shield_begin(void);
 WEFT_EXTERN int weft_shield_end(void);
 /* Task.cancelling(): 1 if a cancel was requested for the current task (0 outside tasks). */
@@ -467,6 +468,7 @@ typedef struct weft_deadline {
   uint64_t deadline_ns;
   uint64_t effective_ns;      /* weft's: min with the enclosing scopes */
   struct weft_deadline *outer; /* weft's: the enclosing scope */
+  uint32_t shield_depth;      /* weft's: the task's shield depth at begin */
 } weft_deadline_t;
 WEFT_EXTERN int weft_deadline_begin(weft_deadline_t *scope, uint64_t deadline_ns);
 WEFT_EXTERN int weft_deadline_end(weft_deadline_t *scope);

@@ -63,13 +63,29 @@ static int side_error(uint32_t side) {
 
 /* ---- Deadline scopes (asyncio.timeout) ----------------------------------------------------- */
 
-/* A wait's deadline bounded by the task's innermost scope (owner-only data on its stack). */
+/* The task's shield depth (relaxed: the task's own bits). */
+static uint32_t shield_depth(struct weft_task *self) {
+  return (atomic_load_explicit(&self->state, memory_order_relaxed) & WK_SHIELD) / WK_SHIELD_ONE;
+}
+
+/* A wait's deadline bounded by the task's scopes (owner-only data on its stack). A shield holds
+ * back the scopes begun outside it — cleanup (a shielded await of a cancelled child) must see
+ * its task end — but not those begun inside it, which bound the cleanup's own waits (Trio's
+ * shielded cancel scope; review, session 19: every scope was held back, so a shielded cleanup
+ * could not be given a time limit). Unshielded, every scope applies: effective_ns, the chain's
+ * minimum, kept by begin. Shielded (rare), the chain is walked for the scopes begun at this
+ * depth or deeper. */
 static uint64_t scoped_deadline(struct weft_task *self, uint64_t deadline_ns) {
   weft_deadline_t *scope = self ? weft__task_scope(self) : NULL;
-  /* A shield holds the scope back too: cleanup (a shielded await of a cancelled child) must
-   * see its task end. relaxed: the task's own bits. */
-  if (scope && (atomic_load_explicit(&self->state, memory_order_relaxed) & WK_SHIELD)) return deadline_ns;
-  return scope && scope->effective_ns < deadline_ns ? scope->effective_ns : deadline_ns;
+  if (!scope) return deadline_ns;
+  uint32_t depth = shield_depth(self);
+  uint64_t bound = scope->effective_ns;
+  if (WEFT__UNLIKELY(depth)) {
+    bound = UINT64_MAX;
+    for (weft_deadline_t *s = scope; s; s = s->outer)
+      if (s->shield_depth >= depth && s->deadline_ns < bound) bound = s->deadline_ns;
+  }
+  return bound < deadline_ns ? bound : deadline_ns;
 }
 
 int weft__scope_check_slow(struct weft_task *self) {
@@ -86,7 +102,11 @@ int weft_deadline_begin(weft_deadline_t *scope, uint64_t deadline_ns) {
   if (!diag) return WEFT_ENOMEM; /* nothing begun: the caller must not end it */
   scope->deadline_ns = deadline_ns;
   scope->outer = weft__task_scope(self);
-  scope->effective_ns = scoped_deadline(self, deadline_ns);
+  /* every enclosing scope's, shielded or not: what applies once the shields end */
+  scope->effective_ns = scope->outer && scope->outer->effective_ns < deadline_ns
+                            ? scope->outer->effective_ns
+                            : deadline_ns;
+  scope->shield_depth = shield_depth(self);
   diag->scope = scope;
   /* relaxed: the task's own byte (destroy and the overflow handler read it, after) */
   atomic_store_explicit(&self->started,
@@ -176,8 +196,12 @@ static int thread_wait(weft__join_t *j, uint64_t deadline_ns) {
  * task, a cancel arrives: 0, WEFT_ETIMEDOUT or WEFT_ECANCELED. */
 int weft__await_word_until(struct weft_task *self, _Atomic uintptr_t *word, uint64_t deadline_ns) {
   deadline_ns = scoped_deadline(self, deadline_ns);
-  /* A deadline already passed (a scope's, typically): no wait. No clock read without one. */
-  if (self && deadline_ns != UINT64_MAX && deadline_ns <= weft_now_ns()) return WEFT_ETIMEDOUT;
+  /* A deadline already passed (a scope's, or 0: a poll): no wait — unless the word is done, as a
+   * thread's wait would find (review, session 19: a task polling a resolved future got
+   * WEFT_ETIMEDOUT). No clock read without one. acquire: as join_add_waiter's look. */
+  if (self && deadline_ns != UINT64_MAX && deadline_ns <= weft_now_ns() &&
+      !(atomic_load_explicit(word, memory_order_acquire) & WEFT__DONE))
+    return WEFT_ETIMEDOUT;
   if (self && !wake_park_begin(&self->state, true)) return WEFT_ECANCELED;
   weft__join_t j;
   join_init(&j, self, 1, deadline_ns != UINT64_MAX);
@@ -523,13 +547,24 @@ int weft_await_for(weft_task_t *t, uint64_t timeout_ns, void **result) {
 
 enum { GATHER_ON_STACK = 16 }; /* picked: waiter nodes per chunk, 384 bytes of the stack */
 
+/* Whether every task in tasks[0..n) is done (any: one of them). */
+static bool tasks_done(weft_task_t *const *tasks, size_t n, bool any) {
+  for (size_t i = 0; i < n; i++)
+    if (task_is_done(tasks[i]) == any) return any;
+  return !any;
+}
+
 /* Waits until every task in tasks[0..n) is done (or, any: one of them; or the deadline, or a
  * cancel), with one waiter node each from `nodes`: 0, WEFT_ETIMEDOUT or WEFT_ECANCELED. */
 static int wait_tasks(struct weft_task *self, weft_task_t *const *tasks, size_t n,
                       weft__waiter_t *nodes, bool any, uint64_t deadline_ns) {
   deadline_ns = scoped_deadline(self, deadline_ns);
-  /* A deadline already passed (a scope's, typically): no wait. No clock read without one. */
-  if (self && deadline_ns != UINT64_MAX && deadline_ns <= weft_now_ns()) return WEFT_ETIMEDOUT;
+  /* A deadline already passed (a scope's, or 0: a poll): no wait — unless what is waited for is
+   * done already, as a thread's wait would find (review, session 19: a task's wait_any with
+   * deadline 0 never saw a finished task). No clock read without one. */
+  if (self && deadline_ns != UINT64_MAX && deadline_ns <= weft_now_ns() &&
+      !tasks_done(tasks, n, any))
+    return WEFT_ETIMEDOUT;
   if (self && !wake_park_begin(&self->state, true)) return WEFT_ECANCELED;
   weft__join_t j;
   join_init(&j, self, 1, deadline_ns != UINT64_MAX); /* 1: our hold while we link */
@@ -617,6 +652,9 @@ static int gather_wait(struct weft_task *self, weft_task_t *const *tasks, size_t
   for (size_t k = 0; self && run_inline && k < n; k++) { /* newest first: reverse spawn order */
     weft_task_t *t = tasks[spawned_in_reverse ? k : n - 1 - k];
     if (task_is_done(t)) continue;
+    /* A cancel that came during the last child's run stops the pass: the children not yet
+     * started end unrun (review, session 19: the pass ran them all). */
+    if (k && wake_checkpoint(&self->state)) return gather_abandon(tasks, n, WEFT_ECANCELED);
     weft__worker_t *w = weft__worker_self(); /* the last inline run may have moved us */
     if (WEFT__UNLIKELY(weft__priv_wanted(w))) weft__priv_share(w);
     try_inline_on(w, t);

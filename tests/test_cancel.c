@@ -12,6 +12,7 @@
 #include <string.h>
 
 #define HOUR_NS (3600ull * 1000000000u)
+#define SEC_NS 1000000000ull
 
 typedef enum {
   NOT_STARTED,
@@ -416,6 +417,109 @@ Test(cancel, a_deadline_scope_bounds_every_wait_of_its_task_and_nests) {
   run_on(2, scoped, NULL);
   weft_deadline_t s;
   cr_assert_eq(weft_deadline_begin(&s, 0), WEFT_EPERM, "a plain thread has no scope");
+}
+
+/* A shield holds back the scopes begun outside it, and only those: a scope begun inside the
+ * shield bounds the shielded waits, and once the shield ends the outer scope applies again
+ * (review, session 19: a scope begun in a shield was ignored there, and its effective deadline
+ * forgot the outer scope's for good). */
+static void *scopes_and_shields(void *arg) {
+  (void)arg;
+  weft_deadline_t outer, inner;
+  uint64_t t0 = weft_now_ns();
+  OK(weft_deadline_begin(&outer, t0 + 20 * 1000000u));
+  OK(weft_shield_begin());
+  OK(weft_sleep_ns(40 * 1000000u)); /* the outer scope is held back: a full sleep */
+  OK(weft_deadline_begin(&inner, weft_now_ns() + 20 * 1000000u));
+  /* 2 s, not an hour: a wrong answer should fail the test, not hang it */
+  cr_assert_eq(weft_sleep_ns(2 * SEC_NS), WEFT_ETIMEDOUT, "a scope begun in the shield bounds it");
+  OK(weft_shield_end()); /* no cancel pending */
+  /* Unshielded, both scopes apply: the outer one (passed long ago) times the next wait out. */
+  cr_assert_eq(weft_sleep_ns(2 * SEC_NS), WEFT_ETIMEDOUT, "the outer scope was forgotten");
+  cr_assert_eq(weft_deadline_end(&inner), WEFT_ETIMEDOUT);
+  cr_assert_eq(weft_deadline_end(&outer), WEFT_ETIMEDOUT);
+  /* A shield begun inside a scope whose deadline lies far off, with a near one begun inside
+   * the shield, then the shield ended: the near inner deadline still rules. */
+  OK(weft_deadline_begin(&outer, weft_now_ns() + HOUR_NS));
+  OK(weft_shield_begin());
+  OK(weft_deadline_begin(&inner, weft_now_ns() + 20 * 1000000u));
+  OK(weft_shield_end());
+  cr_assert_eq(weft_sleep_ns(2 * SEC_NS), WEFT_ETIMEDOUT);
+  cr_assert_eq(weft_deadline_end(&inner), WEFT_ETIMEDOUT);
+  OK(weft_deadline_end(&outer));
+  return NULL;
+}
+
+Test(cancel, a_shield_holds_back_only_the_scopes_begun_outside_it) {
+  run_on(2, scopes_and_shields, NULL);
+}
+
+/* A wait whose deadline has passed (0: a poll, or an expired scope) still reports what is done
+ * already, from a task as from a plain thread (review, session 19: a task got WEFT_ETIMEDOUT). */
+static void *poll_done(void *arg) {
+  (void)arg;
+  weft_task_t *t[2];
+  OK(weft_spawn(&t[0], slow, NULL));
+  OK(weft_spawn(&t[1], slow, IPTR(1000000)));
+  OK(weft_await(t[1], NULL)); /* done */
+  size_t index = 99;
+  OK(weft_wait_any(t, 2, 0, &index));
+  cr_assert_eq(index, 1);
+  cr_assert_eq(weft_wait_any(t, 1, 0, &index), WEFT_ETIMEDOUT, "t[0] is not done");
+  weft_future_t *f;
+  OK(weft_future_create(&f));
+  cr_assert_eq(weft_future_await_until(f, 0, NULL), WEFT_ETIMEDOUT);
+  OK(weft_future_resolve(f, IPTR(7)));
+  void *v = NULL;
+  OK(weft_future_await_until(f, 0, &v));
+  cr_assert_eq(PINT(v), 7);
+  weft_deadline_t scope;
+  OK(weft_deadline_begin(&scope, 0)); /* expired */
+  OK(weft_gather(&t[1], 1, NULL));
+  cr_assert_eq(weft_gather(t, 2, NULL), WEFT_ETIMEDOUT);
+  cr_assert_eq(weft_deadline_end(&scope), WEFT_ETIMEDOUT);
+  weft_future_destroy(f);
+  weft_cancel(t[0]);
+  cr_assert_eq(weft_join(t[0], NULL), WEFT_ECANCELED);
+  OK(weft_join(t[1], NULL));
+  return NULL;
+}
+
+Test(cancel, a_passed_deadline_still_reports_what_is_done) { run_on(2, poll_done, NULL); }
+
+/* A gatherer cancelled while it runs its children inline starts no more of them: those not yet
+ * started end unrun (review, session 19: the inline pass ran every one). One worker: the
+ * children run inline one after another; the first cancels its gatherer. */
+typedef struct {
+  weft_task_t *gatherer;
+  atomic_int ran;
+} inline_cancel_t;
+
+static inline_cancel_t inline_cancel;
+
+static void *count_and_cancel_gatherer(void *arg) {
+  if (atomic_fetch_add(&inline_cancel.ran, 1) == 0) OK(weft_cancel(inline_cancel.gatherer));
+  return arg;
+}
+
+static void *gather_inline_then_cancelled(void *arg) {
+  (void)arg;
+  inline_cancel.gatherer = weft_current();
+  weft_call_t calls[5];
+  for (int i = 0; i < 5; i++) calls[i] = (weft_call_t){count_and_cancel_gatherer, IPTR(i)};
+  cr_assert_eq(weft_gather_calls(calls, 5, NULL), WEFT_ECANCELED);
+  cr_assert_eq(atomic_load(&inline_cancel.ran), 1, "%d children started after the cancel",
+               atomic_load(&inline_cancel.ran) - 1);
+  return NULL;
+}
+
+Test(cancel, a_cancelled_gatherer_starts_no_more_children_inline) {
+  weft_runtime_t *rt = test_runtime(1);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, gather_inline_then_cancelled, NULL));
+  cr_assert_eq(weft_join(t, NULL), WEFT_ECANCELED);
+  OK(weft_runtime_destroy(rt)); /* the four cancelled children end (unrun) by now */
+  cr_assert_eq(atomic_load(&inline_cancel.ran), 1, "a child cancelled before it started ran");
 }
 
 /* ---- argument order ---- */
