@@ -6,11 +6,18 @@
  *                                       GET /file    -> FILE's contents (read via weft_offload)
  *                                       anything else -> 404
  *
- * Pipelined requests are answered in order, their responses written together. A malformed
- * request gets 400 and the connection closes; a body over BODY_LIMIT gets 413 and the
- * connection closes; a client that sends nothing for IDLE_TIMEOUT_S is dropped (slowloris).
- * SIGINT/SIGTERM: stop accepting, close idle connections, let requests in flight finish for up
- * to DRAIN_TIMEOUT_S, then cancel what is left (Go's Server.Shutdown).
+ * Pipelined requests are answered in order, their responses written together; HEAD gets GET's
+ * head without its body. A malformed request gets 400 and the connection closes; a body over
+ * BODY_LIMIT gets 413 and the connection closes (after a bounded "lingering close": the unread
+ * request is drained for up to LINGER_MS, so that the client reads the answer instead of a
+ * reset). After a request that says Connection: close (or HTTP/1.0 without keep-alive) nothing
+ * more is read or answered. A client that sends nothing for IDLE_TIMEOUT_S is dropped, and one
+ * that takes longer than REQUEST_TIMEOUT_S to send a whole request (slowloris: a byte at a
+ * time) too; a response gets WRITE_TIMEOUT_S of its own.
+ * SIGINT/SIGTERM: stop accepting, close idle connections (a half-received request is in flight,
+ * not idle), let requests in flight finish for up to DRAIN_TIMEOUT_S, then cancel what is left
+ * (Go's Server.Shutdown). Not done: Expect: 100-continue (curl waits 1 s, then sends), and the
+ * Host header is not required.
  * Workers: WEFT_WORKERS (default: every CPU).
  */
 #include <weft.h>
@@ -26,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 enum {
@@ -34,7 +42,10 @@ enum {
   OUT_INLINE = 768,        /* responses up to this size need no allocation */
   URL_MAX = 256,
   BODY_LIMIT = 64 * 1024,  /* larger bodies get 413 */
-  IDLE_TIMEOUT_S = 60,
+  IDLE_TIMEOUT_S = 60,     /* between requests */
+  REQUEST_TIMEOUT_S = 30,  /* from a request's first byte to its last */
+  WRITE_TIMEOUT_S = 60,    /* a response's write */
+  LINGER_MS = 1000,        /* draining what a refused request still sends */
   DRAIN_TIMEOUT_S = 5,
 };
 #define SEC_NS 1000000000ull
@@ -121,8 +132,9 @@ static void file(const request_t *r, response_t *w) {
 }
 
 static void route(const request_t *r, response_t *w) {
-  if (!strcmp(r->method, "GET") && !strcmp(r->path, "/")) return hello(r, w);
-  if (!strcmp(r->method, "GET") && !strcmp(r->path, "/file")) return file(r, w);
+  bool get = !strcmp(r->method, "GET") || !strcmp(r->method, "HEAD"); /* HEAD: GET's head */
+  if (get && !strcmp(r->path, "/")) return hello(r, w);
+  if (get && !strcmp(r->path, "/file")) return file(r, w);
   w->status = 404;
   respond_str(w, "not found\n");
 }
@@ -142,7 +154,9 @@ typedef struct conn {
   char *body;
   size_t body_len;
   int fail_status; /* 0, or the status the connection ends with (400, 413, 414) */
-  bool keep_alive;
+  bool keep_alive; /* false once a request said close: nothing after it is answered */
+  bool in_request; /* between a request's first byte and its end: in flight, not idle */
+  uint64_t request_deadline; /* REQUEST_TIMEOUT_S after the first byte of the current one */
   /* Responses to the requests parsed from one read: written together. */
   char *out;
   size_t out_len, out_cap;
@@ -184,8 +198,9 @@ static char *put_uint(char *p, size_t v) {
   return p;
 }
 
+/* The head, and the body unless the request was HEAD (its Content-Length is still GET's). */
 static void out_response(conn_t *c, int status, const char *type, const char *body, size_t len,
-                         bool keep_alive) {
+                         bool keep_alive, bool head_only) {
   char head[256], *p = head;
   p = put(p, "HTTP/1.1 ");
   p = put_uint(p, (size_t)status);
@@ -197,13 +212,14 @@ static void out_response(conn_t *c, int status, const char *type, const char *bo
   p = put_uint(p, len);
   p = put(p, keep_alive ? "\r\n\r\n" : "\r\nConnection: close\r\n\r\n");
   out_append(c, head, (size_t)(p - head));
-  out_append(c, body, len);
+  if (!head_only) out_append(c, body, len);
 }
 
 static int on_message_begin(http_parser *p) {
   conn_t *c = p->data;
   c->url_len = 0;
   c->body_len = 0;
+  c->in_request = true;
   return 0;
 }
 
@@ -252,8 +268,12 @@ static int on_message_complete(http_parser *p) {
   w.cap = sizeof w.inline_body;
   route(&r, &w);
   c->keep_alive = http_should_keep_alive(p) && !atomic_load(&draining);
-  out_response(c, w.status, w.content_type, w.body, w.len, c->keep_alive);
+  out_response(c, w.status, w.content_type, w.body, w.len, c->keep_alive, p->method == HTTP_HEAD);
   if (w.body != w.inline_body) free(w.body);
+  c->in_request = false;
+  /* The last request of the connection: parse nothing after it (RFC 9112 9.6; the parser
+   * itself would go on, and answer a pipelined request behind a close). */
+  if (!c->keep_alive) http_parser_pause(p, 1);
   return 0;
 }
 
@@ -281,34 +301,61 @@ static void conn_unlink(conn_t *c) {
   pthread_mutex_unlock(&conns_lock);
 }
 
+/* A refused request's lingering close: no more writes (the answer is out), then what the client
+ * still sends is read and dropped until it stops or LINGER_MS pass, so that closing with unread
+ * input does not reset the connection before the client has read the answer. */
+static void linger(conn_t *c) {
+  char sink[READ_BUF];
+  uint64_t until = weft_now_ns() + LINGER_MS * 1000000ull;
+  weft_sock_shutdown(c->sock, SHUT_WR);
+  while (weft_sock_read(c->sock, sink, sizeof sink, until) > 0) {
+  }
+}
+
+/* The next read's deadline: the idle timeout between requests, and within a request the
+ * earlier of that and the request's own (one byte a minute must not keep it open). poll_only:
+ * a connection the shutdown found before it was linked answers only what is already there. */
+static uint64_t read_deadline(const conn_t *c, bool poll_only) {
+  uint64_t now = weft_now_ns();
+  if (poll_only) return now;
+  uint64_t idle = now + IDLE_TIMEOUT_S * SEC_NS;
+  return c->in_request && c->request_deadline < idle ? c->request_deadline : idle;
+}
+
 /* Reads, parses, answers; true while the connection stays open. */
-static bool serve_once(conn_t *c) {
+static bool serve_once(conn_t *c, bool poll_only) {
   char buf[READ_BUF];
-  uint64_t deadline = weft_now_ns() + IDLE_TIMEOUT_S * SEC_NS; /* for the read and the write */
-  ptrdiff_t n = weft_sock_read(c->sock, buf, sizeof buf, deadline);
+  ptrdiff_t n = weft_sock_read(c->sock, buf, sizeof buf, read_deadline(c, poll_only));
+  if (n <= 0) return false;
+  /* Between requests we are IDLE, and the shutdown may have claimed us while we waited: then
+   * stop without answering. Within one we stayed BUSY: a request in flight is finished. */
   int idle = CONN_IDLE;
-  /* The shutdown may have claimed us while we waited: then stop without answering. */
-  if (n <= 0 || !atomic_compare_exchange_strong(&c->state, &idle, CONN_BUSY)) return false;
+  if (!c->in_request && !atomic_compare_exchange_strong(&c->state, &idle, CONN_BUSY)) return false;
+  if (!c->in_request) c->request_deadline = weft_now_ns() + REQUEST_TIMEOUT_S * SEC_NS;
   c->out = c->out_inline;
   c->out_cap = sizeof c->out_inline;
   c->out_len = 0;
   size_t used = http_parser_execute(&c->parser, &settings, buf, (size_t)n);
-  bool open;
-  if (c->parser.http_errno != HPE_OK || used != (size_t)n) {
+  bool open = true, refused = false;
+  if (HTTP_PARSER_ERRNO(&c->parser) == HPE_PAUSED) { /* a request said close: the last */
+    open = false;
+  } else if (HTTP_PARSER_ERRNO(&c->parser) != HPE_OK || used != (size_t)n) {
     int status = c->fail_status ? c->fail_status : 400;
     const char *text = status == 413 ? "body too large\n" : "bad request\n";
-    out_response(c, status, "text/plain; charset=utf-8", text, strlen(text), false);
+    out_response(c, status, "text/plain; charset=utf-8", text, strlen(text), false, false);
     open = false;
-  } else {
-    open = c->keep_alive || c->out_len == 0; /* a partial request: keep reading */
+    refused = true;
   }
-  if (c->out_len && weft_sock_write(c->sock, c->out, c->out_len, NULL, deadline) != 0)
-    open = false;
+  uint64_t write_deadline = weft_now_ns() + WRITE_TIMEOUT_S * SEC_NS;
+  if (c->out_len && weft_sock_write(c->sock, c->out, c->out_len, NULL, write_deadline) != 0)
+    open = refused = false;
   if (c->out != c->out_inline) free(c->out);
+  if (refused) linger(c);
+  if (!open || c->in_request) return open; /* mid-request: read on (the drain deadline bounds it) */
   int busy = CONN_BUSY;
   if (atomic_load(&draining) || !atomic_compare_exchange_strong(&c->state, &busy, CONN_IDLE))
-    open = false; /* shutting down: finish this request, then close */
-  return open;
+    return false; /* shutting down: this request is answered, now close */
+  return true;
 }
 
 static void *serve(void *arg) {
@@ -317,7 +364,10 @@ static void *serve(void *arg) {
   http_parser_init(&c.parser, HTTP_REQUEST);
   c.parser.data = &c;
   conn_link(&c);
-  while (serve_once(&c)) {
+  /* Linked after the shutdown's walk over the idle connections (accepted just before the
+   * listener closed): answer what the client has already sent, without waiting for more. */
+  bool poll_only = atomic_load(&draining);
+  while (serve_once(&c, poll_only)) {
   }
   conn_unlink(&c);
   free(c.body);

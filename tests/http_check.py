@@ -2,7 +2,9 @@
 """Drives the built examples/http_server the way a client would (issue 12): curl for GET /,
 keep-alive (one connection for two requests) and a body over the limit (413); raw sockets for
 pipelined requests (both answers, in order, on one connection) and a malformed request (400,
-then the connection closes); then SIGTERM, and the server must exit 0 after draining.
+then the connection closes); nothing answered after a request that says Connection: close; HEAD
+without a body; 413 read by the client, not lost to a reset, for bodies of 10 MiB; then SIGTERM
+while a request is half sent (it is still answered), and the server must exit 0 after draining.
 Usage: http_check.py PATH/TO/http_server"""
 import os
 import re
@@ -45,6 +47,11 @@ try:
                         "-H", "Expect:", "--data-binary", "@-", base + "/"],
                        input="x" * (100 * 1024), capture_output=True, text=True)
     check(r.stdout == "413", f"a 100 KiB body is 413 (got {r.stdout!r})")
+    big = "x" * (10 * 1024 * 1024)
+    codes = [subprocess.run(["curl", "-s", "--max-time", "10", "-o", "/dev/null", "-w",
+                             "%{http_code}", "-H", "Expect:", "--data-binary", "@-", base + "/"],
+                            input=big, capture_output=True, text=True).stdout for _ in range(8)]
+    check(codes == ["413"] * 8, f"a 10 MiB body is 413 every time, not a reset (got {codes})")
 
     def raw(payload):
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
@@ -70,6 +77,39 @@ try:
     check(data.startswith(b"HTTP/1.1 400") and closed, "a malformed request gets 400 and a close")
     data, closed = raw(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     check(b"hello, world\n" in data and closed, "Connection: close is honoured")
+    data, closed = raw(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" + req)
+    check(data.count(b"HTTP/1.1 200") == 1 and closed,
+          "nothing after a request that says Connection: close is answered")
+    data, closed = raw(b"GET / HTTP/1.0\r\n\r\n" + req)
+    check(data.count(b"HTTP/1.1 200") == 1 and closed, "HTTP/1.0 without keep-alive: one answer")
+    data, closed = raw(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n" + req)
+    heads = data.split(b"\r\n\r\n")
+    check(data.count(b"HTTP/1.1 200") == 2 and b"Content-Length: 13" in heads[0]
+          and heads[1].startswith(b"HTTP/1.1 200") and data.count(b"hello, world\n") == 1,
+          "HEAD gets GET's head and no body; the next answer follows it at once")
+
+    # In flight at the shutdown: a request whose second half comes after SIGTERM. The GET in
+    # front of it is answered from the same read, so once its answer is here the server has seen
+    # the first half (one small write arrives as one segment on loopback).
+    half = socket.create_connection(("127.0.0.1", port), timeout=10)
+    half.sendall(req + b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234")
+    got = b""
+    while b"hello, world\n" not in got:
+        chunk = half.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    server.send_signal(signal.SIGTERM)
+    half.sendall(b"56789")
+    got = b""
+    while True:
+        chunk = half.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    half.close()
+    check(got.startswith(b"HTTP/1.1 404") and b"Connection: close" in got,
+          f"a request half sent at SIGTERM is still answered (got {got[:40]!r})")
 finally:
     server.send_signal(signal.SIGTERM)
     try:
