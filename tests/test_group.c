@@ -324,3 +324,35 @@ Test(group, two_waiters_at_once_each_see_every_task_end) {
   reset();
   run_on(4, two_waiters, NULL); /* more workers than this machine has cores */
 }
+
+/* A task that ends without running (no stack when it was to start: a fault) fails its group like
+ * a task that returns an error: the wait returns WEFT_ENOMEM, as a join of the task would (review,
+ * session 19: the wait returned 0 and the task was lost silently). */
+static atomic_int unrun_ran;
+
+static void *count_run(void *arg) {
+  atomic_fetch_add(&unrun_ran, 1);
+  return arg;
+}
+
+static void *group_with_an_unrun_task(void *arg) {
+  (void)arg;
+  weft_group_t *g;
+  OK(weft_group_create(&g, NULL));
+  weft__fault_set(WEFT__FAULT_STACK_START, 1); /* the next task start finds no stack */
+  OK(weft_group_spawn(g, count_run, NULL));
+  OK(weft_group_spawn(g, count_run, NULL));
+  cr_assert_eq(weft_group_wait(g), WEFT_ENOMEM);
+  weft__fault_set(WEFT__FAULT_STACK_START, 0);
+  cr_assert_lt(atomic_load(&unrun_ran), 2, "both ran: the fault did not fire");
+  weft_group_destroy(g);
+  return NULL;
+}
+
+Test(group, a_task_that_could_not_start_fails_its_group) {
+  weft_runtime_t *rt = test_runtime(1);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, group_with_an_unrun_task, NULL));
+  OK(weft_join(t, NULL));
+  OK(weft_runtime_destroy(rt));
+}
