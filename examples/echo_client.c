@@ -92,6 +92,10 @@ int main(int argc, char **argv) {
   c.seconds = argc > 4 ? atoi(argv[4]) : 5;
   c.size = argc > 5 ? (size_t)atoi(argv[5]) : 64;
   if (c.size < 1 || c.size > 4096) c.size = 64;
+  if (c.conns < 1 || c.seconds < 1) {
+    fprintf(stderr, "echo_client: CONNS and SECONDS must be at least 1\n");
+    return 2;
+  }
   int err = weft_run(NULL, client_main, &c, NULL);
   if (err) return 1;
   printf("echo_client: %d connections, %zu-byte messages: %.0f msgs/s%s\n", c.conns, c.size,

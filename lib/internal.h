@@ -622,8 +622,8 @@ typedef struct weft__worker {
   pthread_t thread;
   /* Statistics: owner writes, readers tolerate tearing-free relaxed reads. */
   _Atomic uint64_t n_spawned, n_inlined, n_stolen, n_parks, n_unrun;
-  /* Metrics (lib/metrics.c), owner-written the same way: start entries taken (unrun ones
-   * included), tasks that ended on their own stack, victims probed, futex sleeps that a
+  /* Metrics (lib/metrics.c), owner-written the same way: tasks started (with a stack, or
+   * ended by a cancel before it; never an unrun one), tasks that ended on their own stack, victims probed, futex sleeps that a
    * waker ended, timer callbacks fired, injected entries taken, nanoseconds parked. */
   _Atomic uint64_t n_started, n_finished, n_steal_tries, n_unparks, n_fired, n_injected,
       idle_ns;

@@ -76,7 +76,7 @@ static void add_worker(weft_metrics_t *m, life_t *life, weft__worker_t *w, uint6
   uint64_t started = load(&w->n_started), unrun = load(&w->n_unrun);
   uint64_t inlined = load(&w->n_inlined), finished = load(&w->n_finished);
   uint64_t idle = load(&w->idle_ns);
-  m->tasks_run += started - unrun + inlined;
+  m->tasks_run += started + inlined; /* started: never an unrun task (weft__task_start) */
   m->tasks_spawned += load(&w->n_spawned);
   m->tasks_stolen += load(&w->n_stolen);
   m->steal_attempts += load(&w->n_steal_tries);
@@ -139,7 +139,7 @@ int weft_runtime_metrics(weft_runtime_t *rt, int worker, weft_metrics_t *out) {
   uint64_t ended = life.finished + life.inlined + life.unrun;
   m.tasks_live = life.spawned > ended ? life.spawned - ended : 0;
   m.stacks_mapped = weft__stack_pool_mapped(rt->stacks);
-  uint64_t held = life.started - life.unrun > life.finished ? life.started - life.unrun - life.finished : 0;
+  uint64_t held = life.started > life.finished ? life.started - life.finished : 0;
   m.stacks_cached = m.stacks_mapped > held ? m.stacks_mapped - held : 0;
   size_t n = out->metrics_size < sizeof m ? out->metrics_size : sizeof m;
   memcpy((char *)out + sizeof(size_t), (char *)&m + sizeof(size_t), n - sizeof(size_t));

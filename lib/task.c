@@ -626,8 +626,9 @@ void weft__task_start(weft__worker_t *w, struct weft_task *t) {
   WEFT__ASSERT(!atomic_load_explicit(&t->started, memory_order_relaxed));
   if (WEFT__UNLIKELY(weft__checkpoint(t))) { /* cancelled before it started: it never runs */
     if (t->fn == weft__frame_run) weft__frame_unrun(t->arg); /* its frame's sync runs it */
-    /* Counted as ended (metrics.c: its start entry was counted as run; without this it stayed
-     * live, holding a stack it never had) */
+    /* Counted as run and ended (metrics.c: tasks_run counts it, as the docs say; without the
+     * end it stayed live, holding a stack it never had) */
+    weft__metric_bump(&w->n_started);
     weft__metric_bump(&w->n_finished);
     weft__task_complete(t, NULL);
     return;
@@ -643,6 +644,9 @@ void weft__task_start(weft__worker_t *w, struct weft_task *t) {
     weft__task_complete(t, NULL);
     return;
   }
+  /* Counted only now, not when its entry was taken: a task that ends unrun was never counted
+   * as run, so tasks_run never goes down between two snapshots (review, session 19). */
+  weft__metric_bump(&w->n_started);
   WEFT_UNPOISON(s->lo, s->bytes); /* a pooled stack keeps the poison of its last task */
   s->ctx.sp = weft__context_make(s->lo + s->bytes, task_entry, s);
   if (weft__san_hooks() & WEFT__SAN_TSAN) {

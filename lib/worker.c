@@ -1121,8 +1121,7 @@ static void run_entry(weft__worker_t *w, uintptr_t e) {
     weft__set_current(w, t);
     weft__ctx_switch(&w->sched, &t->runs_on->ctx, false);
   } else {
-    weft__metric_bump(&w->n_started);
-    weft__task_start(w, t);
+    weft__task_start(w, t); /* counts n_started once it is sure to run (or ends cancelled) */
   }
   after_switch(w);
 }
