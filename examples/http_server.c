@@ -16,8 +16,9 @@
  * time) too; a response gets WRITE_TIMEOUT_S of its own.
  * SIGINT/SIGTERM: stop accepting, close idle connections (a half-received request is in flight,
  * not idle), let requests in flight finish for up to DRAIN_TIMEOUT_S, then cancel what is left
- * (Go's Server.Shutdown). Not done: Expect: 100-continue (curl waits 1 s, then sends), and the
- * Host header is not required.
+ * (Go's Server.Shutdown). Expect: 100-continue gets its interim answer at once (curl waits a
+ * second for it otherwise); an HTTP/1.1 request without Host gets 400 (RFC 9112 3.2). Routing
+ * looks at the path only (a query string is ignored).
  * Workers: WEFT_WORKERS (default: every CPU).
  */
 #include <weft.h>
@@ -131,10 +132,16 @@ static void file(const request_t *r, response_t *w) {
   free(f.data);
 }
 
+/* Whether the request's path (the URL up to its query) is `path`. */
+static bool path_is(const request_t *r, const char *path) {
+  size_t n = strcspn(r->path, "?");
+  return n == strlen(path) && !strncmp(r->path, path, n);
+}
+
 static void route(const request_t *r, response_t *w) {
   bool get = !strcmp(r->method, "GET") || !strcmp(r->method, "HEAD"); /* HEAD: GET's head */
-  if (get && !strcmp(r->path, "/")) return hello(r, w);
-  if (get && !strcmp(r->path, "/file")) return file(r, w);
+  if (get && path_is(r, "/")) return hello(r, w);
+  if (get && path_is(r, "/file")) return file(r, w);
   w->status = 404;
   respond_str(w, "not found\n");
 }
@@ -156,6 +163,14 @@ typedef struct conn {
   int fail_status; /* 0, or the status the connection ends with (400, 413, 414) */
   bool keep_alive; /* false once a request said close: nothing after it is answered */
   bool in_request; /* between a request's first byte and its end: in flight, not idle */
+  /* The headers this server reads (Host, Expect), matched as they arrive in pieces. */
+  char field[8];       /* the current header's name, lower-cased, while it fits */
+  size_t field_len;    /* its length (past sizeof field: some other header) */
+  bool in_value;       /* the parser is in a value: the next name is a new header */
+  bool has_host;
+  char expect[16];     /* the Expect value, lower-cased, while it fits */
+  size_t expect_len;
+  bool in_expect;
   uint64_t request_deadline; /* REQUEST_TIMEOUT_S after the first byte of the current one */
   /* Responses to the requests parsed from one read: written together. */
   char *out;
@@ -220,7 +235,50 @@ static int on_message_begin(http_parser *p) {
   c->url_len = 0;
   c->body_len = 0;
   c->in_request = true;
+  c->field_len = 0;
+  c->in_value = c->has_host = c->in_expect = false;
+  c->expect_len = 0;
   return 0;
+}
+
+/* Appends a lower-cased piece to buf while it fits; *len counts on past it (then no match). */
+static void lower_append(char *buf, size_t cap, size_t *len, const char *at, size_t n) {
+  for (size_t i = 0; i < n; i++, (*len)++)
+    if (*len < cap) buf[*len] = (char)(at[i] >= 'A' && at[i] <= 'Z' ? at[i] + 32 : at[i]);
+}
+
+static bool piece_is(const char *buf, size_t cap, size_t len, const char *s) {
+  return len <= cap && len == strlen(s) && !memcmp(buf, s, len);
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len) {
+  conn_t *c = p->data;
+  if (c->in_value) { /* a new header */
+    c->in_value = c->in_expect = false;
+    c->field_len = 0;
+  }
+  lower_append(c->field, sizeof c->field, &c->field_len, at, len);
+  return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len) {
+  conn_t *c = p->data;
+  if (!c->in_value) { /* the value's first piece: whose is it? */
+    c->in_value = true;
+    if (piece_is(c->field, sizeof c->field, c->field_len, "host")) c->has_host = true;
+    c->in_expect = piece_is(c->field, sizeof c->field, c->field_len, "expect");
+    if (c->in_expect) c->expect_len = 0;
+  }
+  if (c->in_expect) lower_append(c->expect, sizeof c->expect, &c->expect_len, at, len);
+  return 0;
+}
+
+/* Writes what is in c->out now (the interim 100 Continue goes out before the body comes). */
+static bool out_flush(conn_t *c) {
+  uint64_t deadline = weft_now_ns() + WRITE_TIMEOUT_S * SEC_NS;
+  bool ok = weft_sock_write(c->sock, c->out, c->out_len, NULL, deadline) == 0;
+  c->out_len = 0;
+  return ok;
 }
 
 static int on_url(http_parser *p, const char *at, size_t len) {
@@ -240,6 +298,16 @@ static int on_headers_complete(http_parser *p) {
   if ((p->flags & F_CONTENTLENGTH) && p->content_length > BODY_LIMIT) {
     c->fail_status = 413;
     return -1;
+  }
+  bool http11 = p->http_major == 1 && p->http_minor >= 1;
+  if (http11 && !c->has_host) return -1; /* 400: RFC 9112 3.2 requires it */
+  /* The client waits for this before it sends the body (RFC 9110 10.1.1); the answers to any
+   * requests pipelined ahead of it go first. A task may write from inside the parser: the
+   * write suspends the task, not the worker. */
+  if (http11 && piece_is(c->expect, sizeof c->expect, c->expect_len, "100-continue")) {
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    out_append(c, cont, sizeof cont - 1);
+    if (!out_flush(c)) return -1;
   }
   return 0;
 }
@@ -280,6 +348,8 @@ static int on_message_complete(http_parser *p) {
 static const http_parser_settings settings = {
     .on_message_begin = on_message_begin,
     .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,

@@ -3,7 +3,8 @@
 keep-alive (one connection for two requests) and a body over the limit (413); raw sockets for
 pipelined requests (both answers, in order, on one connection) and a malformed request (400,
 then the connection closes); nothing answered after a request that says Connection: close; HEAD
-without a body; 413 read by the client, not lost to a reset, for bodies of 10 MiB; then SIGTERM
+without a body; 413 read by the client, not lost to a reset, for bodies of 10 MiB; 100 Continue
+before a body; 400 for an HTTP/1.1 request without Host; a query string routed by its path; then SIGTERM
 while a request is half sent (it is still answered), and the server must exit 0 after draining.
 Usage: http_check.py PATH/TO/http_server"""
 import os
@@ -87,6 +88,29 @@ try:
     check(data.count(b"HTTP/1.1 200") == 2 and b"Content-Length: 13" in heads[0]
           and heads[1].startswith(b"HTTP/1.1 200") and data.count(b"hello, world\n") == 1,
           "HEAD gets GET's head and no body; the next answer follows it at once")
+
+    data, closed = raw(b"GET /?a=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    check(data.startswith(b"HTTP/1.1 200") and b"hello, world\n" in data,
+          "a query string does not change the route")
+    data, closed = raw(b"GET / HTTP/1.1\r\n\r\n")
+    check(data.startswith(b"HTTP/1.1 400") and closed, "an HTTP/1.1 request without Host is 400")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-Continue\r\n\r\n")
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            interim += chunk
+        s.sendall(b"abc")
+        final = interim.split(b"\r\n\r\n", 1)[1]
+        while b"not found" not in final:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            final += chunk
+    check(interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n") and final.startswith(b"HTTP/1.1 404"),
+          "Expect: 100-continue gets 100 Continue before the body, then the answer")
 
     # In flight at the shutdown: a request whose second half comes after SIGTERM. The GET in
     # front of it is answered from the same read, so once its answer is here the server has seen
