@@ -235,6 +235,8 @@ static int on_message_begin(http_parser *p) {
   c->url_len = 0;
   c->body_len = 0;
   c->in_request = true;
+  /* Its own time from its first byte, also when it comes in the read that ended the last */
+  c->request_deadline = weft_now_ns() + REQUEST_TIMEOUT_S * SEC_NS;
   c->field_len = 0;
   c->in_value = c->has_host = c->in_expect = false;
   c->expect_len = 0;
@@ -401,7 +403,6 @@ static bool serve_once(conn_t *c, bool poll_only) {
    * stop without answering. Within one we stayed BUSY: a request in flight is finished. */
   int idle = CONN_IDLE;
   if (!c->in_request && !atomic_compare_exchange_strong(&c->state, &idle, CONN_BUSY)) return false;
-  if (!c->in_request) c->request_deadline = weft_now_ns() + REQUEST_TIMEOUT_S * SEC_NS;
   c->out = c->out_inline;
   c->out_cap = sizeof c->out_inline;
   c->out_len = 0;
@@ -504,9 +505,9 @@ static void *server_main(void *arg) {
   struct signalfd_siginfo si;
   while (weft_sock_read(sig, &si, sizeof si, UINT64_MAX) != (ptrdiff_t)sizeof si) {
   }
-  fprintf(stderr, "http_server: %s: draining\n", strsignal((int)si.ssi_signo));
-
   atomic_store(&draining, 1);
+  /* After the store: a client that sees this line knows the drain has begun (http_check.py) */
+  fprintf(stderr, "http_server: %s: draining\n", strsignal((int)si.ssi_signo));
   weft_sock_close(s.listener); /* stop accepting: the acceptor wakes with WEFT_EBADF */
   weft_join(acceptor, NULL);
   close_idle();

@@ -468,7 +468,7 @@ typedef struct weft_deadline {
   uint64_t deadline_ns;
   uint64_t effective_ns;      /* weft's: min with the enclosing scopes */
   struct weft_deadline *outer; /* weft's: the enclosing scope */
-  uint32_t shield_depth;      /* weft's: the task's shield depth at begin */
+  uint32_t shield_depth;      /* weft's: the depth of the innermost shield it was begun in */
 } weft_deadline_t;
 WEFT_EXTERN int weft_deadline_begin(weft_deadline_t *scope, uint64_t deadline_ns);
 WEFT_EXTERN int weft_deadline_end(weft_deadline_t *scope);

@@ -124,9 +124,21 @@ static void slot_free_locked(weft_group_t *g, group_slot_t *slot) {
   g->free = slot;
 }
 
+/* The first error of the group; every task of it cancelled at that first one. Caller holds the
+ * lock. */
+static void fail_locked(weft_group_t *g, int err) {
+  if (g->error) return; /* the tasks were cancelled at the first */
+  g->error = err;
+  cancel_all_locked(g);
+}
+
 /* Releases an ended task's handle and frees its slot. Caller holds the lock; the slot is not
- * pinned (no waiter holds a copy of the handle). */
+ * pinned (no waiter holds a copy of the handle). A task that ended without running its
+ * trampoline (no stack at its start; discarded by a destroy) fails the group here if no wait
+ * saw it first (review, session 19: a sweep let go of it silently). */
 static void slot_release_locked(weft_group_t *g, group_slot_t *slot) {
+  int err = slot->task->error; /* done: its completion acquire ordered it (weft_task_done) */
+  if (err && err != WEFT_ECANCELED) fail_locked(g, err);
   weft_task_release(slot->task);
   weft__probe_hit(WEFT__PROBE_GROUP_RELEASED);
   slot_free_locked(g, slot);
@@ -249,13 +261,16 @@ static void unpin_batch(weft_group_t *g, group_slot_t **slots, size_t n) {
 
 /* A task that never ran its trampoline (no stack when it was to start: WEFT_ENOMEM; discarded
  * by a destroy: WEFT_ESHUTDOWN) failed the group only here, where its waiter sees it end
- * (review, session 19: such a task was invisible, and the wait returned 0). Errors of tasks
- * that ran went through group_fail already; a second call keeps the first error. */
+ * (review, session 19: such a task was invisible, and the wait returned 0); a sweep that
+ * releases it first does the same (slot_release_locked). Errors of tasks that ran went through
+ * group_fail already. */
 static void fail_on_unrun(weft_group_t *g, weft_task_t *const *tasks, size_t n) {
+  pthread_mutex_lock(&g->lock);
   for (size_t i = 0; i < n; i++) {
     int err = tasks[i]->error; /* the gather's completion acquire ordered it */
-    if (err && err != WEFT_ECANCELED) group_fail(g, err);
+    if (err && err != WEFT_ECANCELED) fail_locked(g, err); /* one cancel walk, at the first */
   }
+  pthread_mutex_unlock(&g->lock);
 }
 
 /* Waits for every task, new ones included; WEFT_ECANCELED if the caller was cancelled (the

@@ -604,20 +604,24 @@ static void emfile_drop(weft__sock_t *l) {
 /* The backoff's wait until `until` (self: the task, or NULL on a plain thread): 0 or
  * WEFT_ETIMEDOUT at its end, earlier 0 (a new connection: the next try drops it), WEFT_EBADF
  * (the listener was closed) or WEFT_ECANCELED. A task waits for the listener's next edge, which
- * a close raises too; if another task waits there (WEFT_EBUSY), it sleeps. A plain thread
- * sleeps in slices and checks for a close between them: its poll(2) would return at once while
- * connections are pending, and spin. */
+ * a close raises too (while it does, another task's weft_sock_wait for the listener's
+ * readability gets WEFT_EBUSY, the one-waiter rule). A plain thread, or a task that finds
+ * another waiting there, sleeps in slices and checks for a close between them: a thread's
+ * poll(2) would return at once while connections are pending, and spin. */
 static int backoff_wait(struct weft_task *self, weft__sock_t *l, uint64_t until) {
   if (self) {
     int err = task_dir_wait(self, l, &l->rd, until, edges_before(&l->rd));
-    return err == WEFT_EBUSY ? weft_sleep_until(until) : err;
+    if (err != WEFT_EBUSY) return err;
   }
+  /* A plain thread, or a task whose listener another task waits on (review: that task's plain
+   * sleep did not see a close either) */
   for (;;) {
     if (sock_closing(l)) return WEFT_EBADF;
     uint64_t now = weft_now_ns();
     if (now >= until) return WEFT_ETIMEDOUT;
     uint64_t slice = now + (uint64_t)THREAD_SLICE_MS * 1000000u;
-    weft_sleep_until(slice < until ? slice : until); /* a thread: a plain sleep, 0 */
+    int err = weft_sleep_until(slice < until ? slice : until); /* a task's: cancellable */
+    if (err) return err;
   }
 }
 

@@ -500,6 +500,12 @@ int weft_shield_end(void) {
   if (!(s & WK_SHIELD))
     weft__die("weft: weft_shield_end was called without a matching weft_shield_begin.");
   atomic_fetch_sub_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
+  /* The scopes begun inside this shield are outside any later shield at its depth: their
+   * recorded depth comes down to ours (review, session 19: a later shield at the same depth
+   * took them for its own, and the cleanup waits it holds back timed out). */
+  uint32_t depth = ((s - WK_SHIELD_ONE) & WK_SHIELD) / WK_SHIELD_ONE;
+  for (weft_deadline_t *scope = weft__task_scope(self); scope; scope = scope->outer)
+    if (scope->shield_depth > depth) scope->shield_depth = depth;
   /* Reporting the cancel delivers it: the task ends cancelled unless it fails otherwise. */
   return wake_checkpoint(&self->state) ? WEFT_ECANCELED : 0;
 }

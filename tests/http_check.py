@@ -124,6 +124,12 @@ try:
             break
         got += chunk
     server.send_signal(signal.SIGTERM)
+    # The rest only once the drain has begun (the server prints this after it set its flag):
+    # sent earlier, the request could finish before the drain and be answered as keep-alive.
+    while True:
+        line = server.stderr.readline()
+        if not line or "draining" in line:  # EOF: the server died; the check below fails
+            break
     half.sendall(b"56789")
     got = b""
     while True:

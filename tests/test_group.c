@@ -356,3 +356,35 @@ Test(group, a_task_that_could_not_start_fails_its_group) {
   OK(weft_join(t, NULL));
   OK(weft_runtime_destroy(rt));
 }
+
+/* The same when a sweep lets go of the unrun task before any wait reaches it: a long-lived group
+ * reclaims ended tasks' slots as spawns go on (review of session 19's first version: the sweep
+ * released it without a look at its error). */
+static void *group_sweeps_an_unrun_task(void *arg) {
+  (void)arg;
+  weft_group_t *g;
+  OK(weft_group_create(&g, NULL));
+  weft__fault_set(WEFT__FAULT_STACK_START, 1);
+  OK(weft_group_spawn(g, count_run, NULL));
+  OK(weft_yield()); /* the worker takes it: it ends unrun */
+  weft__fault_set(WEFT__FAULT_STACK_START, 0);
+  cr_assert_eq(atomic_load(&unrun_ran), 0, "the task ran: the fault did not fire");
+  long released = weft__probe_count(WEFT__PROBE_GROUP_RELEASED);
+  /* Past a sweep; once it has failed the group, the group refuses spawns (WEFT_ECANCELED). */
+  int err = 0;
+  for (int i = 0; i < 600 && !err; i++) err = weft_group_spawn(g, count_run, NULL);
+  cr_assert(err == 0 || err == WEFT_ECANCELED, "spawn: %s", weft_strerror(err));
+  cr_assert_gt(weft__probe_count(WEFT__PROBE_GROUP_RELEASED), released, "no sweep happened");
+  int w = weft_group_wait(g);
+  cr_assert_eq(w, WEFT_ENOMEM, "wait %d ran %d", w, atomic_load(&unrun_ran));
+  weft_group_destroy(g);
+  return NULL;
+}
+
+Test(group, a_task_that_could_not_start_fails_its_group_even_once_swept) {
+  weft_runtime_t *rt = test_runtime(1);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, group_sweeps_an_unrun_task, NULL));
+  OK(weft_join(t, NULL));
+  OK(weft_runtime_destroy(rt));
+}
