@@ -31,15 +31,15 @@
  * benchmark's read → write → read-EAGAIN became read → write, measured in bench/README.md).
  * Only TCP (SOCK_STREAM with SO_PROTOCOL IPPROTO_TCP): a datagram read returns one datagram of
  * several, an SCTP stream read one message, a Unix stream read stops between messages with
- * different credentials or fds, a tty at a line. A short read that reached the peer's end of stream leaves it behind (the next read
- * answers 0 at once, and no edge will come): the poller marks a hang-up in `edges` for good
- * (WEFT__EDGE_HUP, Tokio's sticky READ_CLOSED), and a `seen` with the mark is no witness. Any
- * other short read's `seen` is a valid witness, so two readers racing on the field cannot make
- * it wrong; a full read, an EOF or an error clears it. A read with a deadline that
- * has passed does not use it (a deadline of "now" is a poll: it must ask the kernel), and a
- * hinted wait that times out (a deadline scope's, which the hint does not see) asks once too. Known
- * limit, as in Tokio: TCP urgent data (MSG_OOB) stops a read at its mark with data behind it;
- * weft does not support urgent data (that data waits for the next arrival).
+ * different credentials or fds, a tty at a line. A short read that reached the peer's end of
+ * stream leaves it behind (the next read answers 0 at once, and no edge will come): the poller
+ * marks a hang-up in `edges` for good (WEFT__EDGE_HUP, Tokio's sticky READ_CLOSED), and a `seen`
+ * with the mark is no witness. Any other short read's `seen` is a valid witness, so two readers
+ * racing on the field cannot make it wrong; a full read, an EOF or an error clears it. A read with
+ * a deadline that has passed does not use it (a deadline of "now" is a poll: it must ask the
+ * kernel), and a hinted wait that times out (a deadline scope's, which the hint does not see) asks
+ * once too. Known limit, as in Tokio: TCP urgent data (MSG_OOB) stops a read at its mark with data
+ * behind it; weft does not support urgent data (that data waits for the next arrival).
  *
  * Closing a socket another task waits on (Photon#925, Go's fdMutex): `refs` counts the
  * operations in progress and holds CLOSING and FINAL (lib/sockref_impl.h, the protocol and its
@@ -574,7 +574,8 @@ int weft_sock_listen(weft_runtime_t *rt, const struct sockaddr *addr, socklen_t 
  * hanging). Called where an fd may have come free: before each EMFILE answer and after each
  * accepted connection (one relaxed load when the reserve is there). */
 static void reserve_refill(weft__sock_t *l) {
-  if (atomic_load_explicit(&l->spare_fd, memory_order_relaxed) >= 0) return; /* relaxed: a hint; the CAS decides */
+  /* relaxed: a hint; the CAS below decides */
+  if (atomic_load_explicit(&l->spare_fd, memory_order_relaxed) >= 0) return;
   int fd = reserve_open();
   if (fd < 0) return;
   int none = -1;
