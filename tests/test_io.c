@@ -8,6 +8,7 @@
  * worker's poll, and what a short TCP read leaves for the next read. */
 #define _GNU_SOURCE /* POLLRDHUP */
 #include "support.h"
+#include "probes.h"
 #include "../lib/internal.h" /* a task's wait state: the tests wait for "waiting on fd" */
 #include "../lib/poller.h"   /* weft__poll_test_hold (the weft_testing library) */
 
@@ -413,14 +414,6 @@ Test(io, fd_exhaustion_keeps_serving_and_recovers, .timeout = 120) { exhaustion_
 static void *accept_once(void *arg) {
   weft_sock_t *c;
   return IPTR(weft_sock_accept(arg, &c, NULL, NULL, UINT64_MAX));
-}
-
-static void await_probe(int probe, long count) {
-  uint64_t until = in_ns(30 * SEC_NS); /* a bound on failure, not a wait */
-  while (weft__probe_count(probe) < count) {
-    cr_assert_lt(weft_now_ns(), until, "probe %d never reached %ld", probe, count);
-    sched_yield();
-  }
 }
 
 typedef struct {

@@ -2,6 +2,7 @@
  * the system by idle workers (lib/stack.c, lib/task.c), so a runtime's resident set falls
  * back to about what it was before the burst while the runtime lives on. */
 #include "support.h"
+#include "probes.h"
 
 #include "../lib/internal.h" /* test-only probes (weft__probe_count) */
 
@@ -93,15 +94,6 @@ static void *reuse_burst(void *arg) {
   }
   free(tasks);
   return NULL;
-}
-
-/* Idles until a probe has moved past since; the bound is on failure, not a wait. */
-static void idle_until_probe_passes(int probe, long since, const char *what) {
-  uint64_t until = weft_now_ns() + 30000000000ull;
-  while (weft__probe_count(probe) == since) {
-    cr_assert_lt(weft_now_ns(), until, "the idle runtime never %s", what);
-    usleep(10 * 1000);
-  }
 }
 
 Test(memory, tasks_run_correctly_on_stacks_and_descriptors_given_back, .timeout = 120) {

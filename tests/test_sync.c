@@ -5,6 +5,7 @@
  * foreign threads, bounds held, wake-ups not lost), and the task dump's wait reasons. */
 #include "support.h"
 #include "waits.h"
+#include "probes.h"
 
 #include "../lib/internal.h" /* test-only probes (weft__probe_count) */
 
@@ -373,14 +374,6 @@ static void *lock_with_deadline(void *arg) {
   give_up_t *g = arg;
   g->b_result = weft_mutex_lock(g->m, weft_now_ns() + 1000 * MS);
   return NULL;
-}
-
-static void await_probe(int probe, long count) {
-  uint64_t until = weft_now_ns() + 30000 * MS; /* a bound on failure, not a wait */
-  while (weft__probe_count(probe) < count) {
-    cr_assert_lt(weft_now_ns(), until, "probe %d never reached %ld", probe, count);
-    sched_yield();
-  }
 }
 
 Test(mutex, a_mutex_whose_last_waiters_timed_out_and_gave_up_can_be_destroyed) {
