@@ -334,6 +334,7 @@ static void refuse_own_task(struct weft_runtime *rt, const char *what) {
  * walk goes by address), and only the next pass, which comes after it saw the spawner end, is
  * sure to see the child (review, session 19). */
 static int shutdown_tasks(struct weft_runtime *rt, uint64_t timeout_ns) {
+  /* seq_cst: the store side of the store-load pair with a foreign spawn's fence and load */
   atomic_store_explicit(&rt->closing, 1, memory_order_seq_cst);
   /* The store-load order with a foreign spawn (lib/task.c's cancel_if_closing): closing before
    * the walk's looks at the descriptors. */
