@@ -201,11 +201,13 @@ typedef struct weft_metrics {
   int workers;         /* the runtime's worker count */
   uint64_t uptime_ns;  /* since weft_runtime_create */
   /* Monotonic counters (per worker; summed for WEFT_METRICS_ALL). */
-  uint64_t tasks_run;      /* tasks that began running, on their own stack or inline */
+  uint64_t tasks_run;      /* tasks that began running on their own stack, or ran inline (counted
+                            * once they return: an inline child is live until then) */
   uint64_t tasks_spawned;  /* the sum also counts spawns from threads that are not workers */
   uint64_t tasks_stolen;   /* entries taken from another worker's queues */
   uint64_t steal_attempts; /* victims probed, and steals after one (a thief takes a batch) */
-  uint64_t tasks_inlined;  /* awaited before starting: ran as plain calls (also in tasks_run) */
+  uint64_t tasks_inlined;  /* awaited before starting: ran as plain calls, counted at their
+                            * return (also in tasks_run) */
   uint64_t tasks_unrun;    /* ended unrun for want of a stack (see weft_stats_t) */
   uint64_t parks;          /* times a worker went to sleep */
   uint64_t unparks;        /* times another thread woke a sleeping worker */

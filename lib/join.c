@@ -252,7 +252,6 @@ static void run_inline(weft__worker_t *w, struct weft_task *t) {
    * t running sees the awaiter awaiting it (the other order showed it queued: review) */
   weft__inline_begin(awaiter, t);
   weft__set_current(w, t);
-  weft__stat_bump(&w->n_inlined);
   weft__tsan_acquire(&t->fn); /* the spawn edge (pairs with spawn()); same fiber, kept for form */
   /* Read last, just before the call (fewer registers held across the stores above), and
    * before weft__task_started puts runs_on and the wait record in their bytes. */
@@ -261,6 +260,8 @@ static void run_inline(weft__worker_t *w, struct weft_task *t) {
   weft__task_started(t, awaiter->runs_on);
   void *result = fn(arg);
   w = weft__worker_self(); /* t may have suspended and resumed elsewhere */
+  /* Counted at its end: counted at its start, a child suspended inline was not live (metrics.c) */
+  weft__stat_bump(&w->n_inlined);
   weft__set_current(w, awaiter);
   weft__task_complete(t, result);
 }
@@ -409,13 +410,13 @@ static int join_inline(weft__worker_t *w, struct weft_task *self, struct weft_ta
                        void **result) {
   weft__inline_begin(self, t);
   weft__set_current(w, t);
-  weft__stat_bump(&w->n_inlined);
   weft__tsan_acquire(&t->fn); /* the spawn edge, as run_inline's */
   weft_fn fn = t->fn; /* read before weft__task_started puts runs_on in its bytes */
   void *arg = t->arg;
   weft__task_started(t, self->runs_on);
   void *r = fn(arg);
   w = weft__worker_self(); /* t may have suspended and resumed elsewhere */
+  weft__stat_bump(&w->n_inlined); /* at its end, as run_inline's */
   weft__set_current(w, self);
   /* weft__task_complete's outcome rule: a delivered cancel ends t cancelled unless it failed
    * otherwise (relaxed: t's own bits, and t ran on this thread) */

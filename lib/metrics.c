@@ -13,7 +13,9 @@
  * spawned - (ended on their own stack + inlined + unrun); stacks_cached = mapped - held, where
  * held = started - unrun - ended. A task cancelled before it started ends at its first
  * checkpoint and counts as run: as ended on its own stack (never holding one) when a worker
- * took its start entry, as inlined when its awaiter took it back. Counting live tasks
+ * took its start entry, as inlined when its awaiter took it back. An inline run counts when
+ * it returns, not when it begins: one suspended on its awaiter's stack is live (counted at its
+ * start, it was not: review, session 19); tasks_run then lags it by the same. Counting live tasks
  * directly would need a shared counter touched by every spawn and completion (a locked RMW on
  * a contended line: ~5-20 ns each on this VM, against a ~100 ns spawn). Busy time is uptime minus parked time: measuring each
  * task's slice would cost two clock reads per switch (~40 ns on a 2.5 ns switch).

@@ -801,6 +801,47 @@ Test(metrics, tasks_cancelled_before_they_start_end_and_hold_no_stack) {
   OK(weft_runtime_destroy(rt));
 }
 
+/* A child run inline by its joiner (taken back from the joiner's deque) that suspends there is
+ * live until it returns: counted ended at the start of its inline run, tasks_live left it out
+ * while it waited (review, session 19). */
+static atomic_int inline_child_waiting;
+static void *wait_for_future(void *arg) {
+  atomic_store(&inline_child_waiting, 1);
+  void *v;
+  OK(weft_future_await(arg, &v));
+  return v;
+}
+static void *join_own_child_at_once(void *arg) {
+  weft_task_t *c;
+  OK(weft_spawn(&c, wait_for_future, arg));
+  OK(weft_join(c, NULL)); /* our deque's newest entry, one worker: run inline */
+  return NULL;
+}
+Test(metrics, a_child_suspended_in_an_inline_run_is_live) {
+  weft_runtime_t *rt = test_runtime(1);
+  weft_future_t *f;
+  OK(weft_future_create(&f));
+  atomic_store(&inline_child_waiting, 0);
+  weft_task_t *p;
+  OK(weft_runtime_spawn(rt, &p, join_own_child_at_once, f));
+  while (!atomic_load(&inline_child_waiting)) sched_yield();
+  weft_metrics_t m = WEFT_METRICS_INIT;
+  OK(weft_runtime_metrics(rt, WEFT_METRICS_ALL, &m));
+  cr_assert_eq(m.tasks_spawned, 2);
+  cr_assert_eq(m.tasks_live, 2, "the joiner and its inline child: %llu live",
+               (unsigned long long)m.tasks_live);
+  OK(weft_future_resolve(f, NULL));
+  OK(weft_join(p, NULL));
+  uint64_t until = weft_now_ns() + 10000000000ull; /* a worker counts an end after its awaiter woke */
+  do OK(weft_runtime_metrics(rt, WEFT_METRICS_ALL, &m));
+  while (m.tasks_live && weft_now_ns() < until);
+  cr_assert_eq(m.tasks_live, 0);
+  cr_assert_eq(m.tasks_inlined, 1, "the child did not run inline");
+  cr_assert_eq(m.tasks_run, 2);
+  weft_future_destroy(f);
+  OK(weft_runtime_destroy(rt));
+}
+
 Test(metrics, counters_add_up_at_quiescence) {
   weft_runtime_t *rt = test_runtime(2);
   weft_task_t *t[4];
