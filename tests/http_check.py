@@ -4,7 +4,8 @@ keep-alive (one connection for two requests) and a body over the limit (413); ra
 pipelined requests (both answers, in order, on one connection) and a malformed request (400,
 then the connection closes); nothing answered after a request that says Connection: close; HEAD
 without a body; 413 read by the client, not lost to a reset, for bodies of 10 MiB; 100 Continue
-before a body; 400 for an HTTP/1.1 request without Host; a query string routed by its path; then SIGTERM
+before a body; 400 for an HTTP/1.1 request without Host or with "Host : x"; a query string routed
+by its path, and an absolute-form target by its path; then SIGTERM
 while a request is half sent (it is still answered), and the server must exit 0 after draining.
 Usage: http_check.py PATH/TO/http_server"""
 import os
@@ -94,6 +95,15 @@ try:
           "a query string does not change the route")
     data, closed = raw(b"GET / HTTP/1.1\r\n\r\n")
     check(data.startswith(b"HTTP/1.1 400") and closed, "an HTTP/1.1 request without Host is 400")
+    data, closed = raw(b"GET / HTTP/1.1\r\nHost : x\r\n\r\n")
+    check(data.startswith(b"HTTP/1.1 400") and closed,
+          "whitespace between a header's name and its colon is 400")
+    data, closed = raw(b"GET http://x/?a=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    check(data.startswith(b"HTTP/1.1 200") and b"hello, world\n" in data,
+          "an absolute-form target routes by its path")
+    data, closed = raw(b"GET http://x HTTP/1.1\r\nHost: x\r\n\r\n")
+    check(data.startswith(b"HTTP/1.1 200") and b"hello, world\n" in data,
+          "an absolute-form target without a path is /")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-Continue\r\n\r\n")
         interim = b""
