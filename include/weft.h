@@ -830,12 +830,14 @@ WEFT_EXTERN int weft_sock_writev(weft_sock_t *sock, const struct iovec *iov, int
 WEFT_EXTERN int weft_sock_shutdown(weft_sock_t *sock, int how);
 
 /* asyncio.to_thread: runs fn(arg) on the runtime's blocking pool and awaits it from the
- * calling task; *result (may be NULL) gets its return value. 0, WEFT_ECANCELED (the task was
- * cancelled while waiting: it stops waiting at once, but a call already started runs to its
- * end on its pool thread, and its result is dropped; a call still queued is not run), or
- * WEFT_ENOMEM / WEFT_EAGAIN (no job or thread), WEFT_ETIMEDOUT (the awaiter's deadline scope
- * expired: as for a cancel, the call runs on). Outside a task it calls fn on the calling
- * thread. Bounded by weft_options_t.blocking_threads; calls beyond queue (FIFO). */
+ * calling task; *result (may be NULL) gets its return value. 0; WEFT_ECANCELED if the task was
+ * cancelled while the call was still queued (it is then never run), WEFT_ETIMEDOUT the same
+ * for the awaiter's deadline scope; WEFT_ENOMEM / WEFT_EAGAIN (no job or thread). A call that
+ * has started cannot be stopped: a cancel (or scope) that comes then waits for its end, and
+ * weft_offload returns 0 with its result; the cancel stays pending for the task's next
+ * suspension point (Trio's to_thread.run_sync). So arg may live on the caller's stack: fn is
+ * done with it when weft_offload returns. Outside a task it calls fn on the calling thread.
+ * Bounded by weft_options_t.blocking_threads; calls beyond queue (FIFO). */
 WEFT_EXTERN int weft_offload(weft_fn fn, void *arg, void **result);
 #define WEFT_BLOCKING_THREADS_DEFAULT 64
 #define WEFT_BLOCKING_KEEPALIVE_DEFAULT_MS 10000

@@ -8,11 +8,17 @@
  * leaving after blocking_keepalive idle (Tokio: 512 threads, 10 s; asyncio's default executor:
  * min(32, CPUs + 4) threads, kept for the loop's life). A job is a future plus the call; the
  * awaiter and the pool hold one reference each, the last one frees it.
- * Cancellation: the awaiter's future wait is a cancellation point like any other; a cancelled
- * awaiter marks the job abandoned and returns WEFT_ECANCELED at once. A call already running
- * cannot be stopped (a thread cannot be interrupted safely): it runs to its end and its result
- * is dropped. A job still queued when its awaiter gives up is not run (concurrent.futures'
- * cancel of a pending future does the same).
+ * Cancellation (and a deadline scope's expiry): a job still queued when its awaiter gives up is
+ * abandoned — never run — and the awaiter returns WEFT_ECANCELED (WEFT_ETIMEDOUT) at once
+ * (concurrent.futures' cancel of a pending future). A call already running cannot be stopped (a
+ * thread cannot be interrupted safely), so the awaiter waits for its end, shielded, and returns
+ * its result with 0; the cancel stays pending for its next suspension point (Trio's
+ * to_thread.run_sync, not cancellable). The job's state word decides which, by one CAS on each
+ * side: QUEUED → RUNNING by the pool thread, QUEUED → ABANDONED by the awaiter.
+ * Rejected: returning at once and letting the call run on (asyncio's to_thread; until session
+ * 20): arg is typically on the awaiter's stack or freed by it after the return, and the call
+ * wrote into whatever task got that stack next (review, session 20: reproduced); dropping the
+ * result of a call waited for (a result that owns memory would leak).
  * Destroy (runtime.c, step 6): the threads finish the calls they run and leave; jobs still
  * queued are dropped; every job left (its awaiter discarded) is freed from the pool's list.
  * Rejected: a thread per call (unbounded threads under load: the bound is the point), running
@@ -22,16 +28,23 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 #include <time.h>
+
+typedef enum {
+  JOB_QUEUED,    /* not started: the awaiter may still abandon it */
+  JOB_RUNNING,   /* a pool thread took it: it runs to its end, and its awaiter waits for that */
+  JOB_ABANDONED, /* its awaiter gave up first: the pool thread skips the call */
+} job_state_t;
 
 typedef struct job {
   weft_fn fn;
   void *arg;
   void *result;
   weft_future_t *done;
-  _Atomic int refs;      /* awaiter + pool */
-  _Atomic int abandoned; /* the awaiter gave up: do not start the call */
+  _Atomic int refs;  /* awaiter + pool */
+  _Atomic int state; /* job_state_t */
   struct weft__offload *pool;
   struct job *next;            /* queue */
   struct job *all_prev, *all_next; /* every job alive, for destroy */
@@ -64,9 +77,17 @@ static void job_unref(job_t *j) {
   free(j);
 }
 
+/* One CAS on the job's state from QUEUED: whoever moves it first decides whether the call runs.
+ * relaxed: the CAS's atomicity is the decision; the data (arg, result) travels by the queue's
+ * mutex to the pool thread and by the future's resolve back to the awaiter. */
+static bool job_claim(job_t *j, job_state_t to) {
+  int queued = JOB_QUEUED;
+  return atomic_compare_exchange_strong_explicit(&j->state, &queued, to, memory_order_relaxed,
+                                                 memory_order_relaxed);
+}
+
 static void run_job(job_t *j) {
-  /* relaxed: a hint; a job started anyway only costs its run */
-  if (!atomic_load_explicit(&j->abandoned, memory_order_relaxed)) j->result = j->fn(j->arg);
+  if (job_claim(j, JOB_RUNNING)) j->result = j->fn(j->arg);
   weft_future_resolve(j->done, NULL); /* publishes j->result (release) */
   job_unref(j);
 }
@@ -163,6 +184,17 @@ static int pool_submit(struct weft__offload *pool, job_t *j) {
   return err;
 }
 
+/* The awaiter gave up on a call a pool thread has started: it may write into arg (on our stack,
+ * or freed once we return) until it ends, so we wait for that, cancellation held back. Only a
+ * task 255 shields deep, with a deadline scope begun inside the last, finds no shield to add
+ * and polls the future between turns. 0: the result is there. */
+static int await_started_call(job_t *j) {
+  bool shielded = weft_shield_begin() == 0;
+  while (weft_future_await(j->done, NULL) != 0) sched_yield();
+  if (shielded) weft_shield_end();
+  return 0;
+}
+
 int weft_offload(weft_fn fn, void *arg, void **result) {
   if (!fn) return WEFT_EINVAL;
   struct weft_task *self = weft__awaiting_task(weft__worker_self(), "weft_offload");
@@ -183,7 +215,7 @@ int weft_offload(weft_fn fn, void *arg, void **result) {
   j->result = NULL;
   j->pool = pool;
   atomic_init(&j->refs, 2);
-  atomic_init(&j->abandoned, 0);
+  atomic_init(&j->state, JOB_QUEUED);
   int err = pool_submit(pool, j);
   if (err) {
     weft_future_destroy(j->done);
@@ -191,8 +223,8 @@ int weft_offload(weft_fn fn, void *arg, void **result) {
     return err;
   }
   err = weft_future_await(j->done, NULL);
-  if (err) atomic_store_explicit(&j->abandoned, 1, memory_order_relaxed); /* relaxed: a hint */
-  else if (result) *result = j->result; /* the resolve's release, acquired by the await */
+  if (err && !job_claim(j, JOB_ABANDONED)) err = await_started_call(j);
+  if (!err && result) *result = j->result; /* the resolve's release, acquired by the await */
   job_unref(j);
   return err;
 }
