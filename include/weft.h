@@ -158,7 +158,8 @@ WEFT_EXTERN int weft_runtime_create(weft_runtime_t **rt, const weft_options_t *o
  * weft_runtime_destroy runs the shutdown (bounded by the shutdown_timeout_ms option) unless it
  * ran already, then stops the workers and frees everything (see the ownership notes above);
  * each task still unfinished is named on stderr and discarded where it waits. Neither may be
- * called from one of the runtime's own tasks (that aborts). A task that never suspends holds
+ * called from one of the runtime's own tasks (that aborts), nor destroy from a call the
+ * runtime's blocking pool runs (weft_offload: aborts too). A task that never suspends holds
  * its worker: destroy waits for it to reach a suspension point. */
 WEFT_EXTERN int weft_runtime_shutdown(weft_runtime_t *rt, uint64_t timeout_ns);
 WEFT_EXTERN int weft_runtime_destroy(weft_runtime_t *rt);

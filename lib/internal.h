@@ -902,6 +902,8 @@ static inline bool weft__poll_active(struct weft_runtime *rt) {
 /* Runtime destroy's steps (runtime.c's shutdown comment, step 6): the blocking pool's threads
  * finish their calls and are joined; the poller closes every socket still open. */
 void weft__offload_destroy(struct weft_runtime *rt);
+/* Whether the calling thread is one of rt's blocking-pool threads (running a weft_offload call). */
+bool weft__offload_is_pool_thread(struct weft_runtime *rt);
 void weft__poller_destroy(struct weft_runtime *rt);
 
 /* ---- Diagnostics (lib/metrics.c, lib/trace.c) ------------------------------------------------ */

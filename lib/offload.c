@@ -64,6 +64,11 @@ struct weft__offload {
 
 static pthread_mutex_t create_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* The pool this thread serves (NULL: not a pool thread), so that a destroy called from a call it
+ * runs dies with a sentence instead of waiting for its own thread to leave (review, session
+ * 20: `weft_offload(destroy_it, rt)` hung for good). */
+static __thread struct weft__offload *pool_of_thread;
+
 static void job_unref(job_t *j) {
   /* acq_rel: the last one out sees the other's writes (the result) before freeing */
   if (atomic_fetch_sub_explicit(&j->refs, 1, memory_order_acq_rel) != 1) return;
@@ -105,6 +110,7 @@ static struct timespec abs_monotonic(uint64_t after_ns) {
 
 static void *pool_thread(void *arg) {
   struct weft__offload *pool = arg;
+  pool_of_thread = pool;
   pthread_mutex_lock(&pool->lock);
   for (;;) {
     bool timed_out = false;
@@ -227,6 +233,12 @@ int weft_offload(weft_fn fn, void *arg, void **result) {
   if (!err && result) *result = j->result; /* the resolve's release, acquired by the await */
   job_unref(j);
   return err;
+}
+
+bool weft__offload_is_pool_thread(struct weft_runtime *rt) {
+  /* relaxed: if this thread is rt's pool's, it read the pool's address before it started */
+  struct weft__offload *pool = atomic_load_explicit(&rt->offload, memory_order_relaxed);
+  return pool && pool == pool_of_thread;
 }
 
 void weft__offload_destroy(struct weft_runtime *rt) {

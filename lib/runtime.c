@@ -365,6 +365,9 @@ int weft_runtime_shutdown(weft_runtime_t *rt, uint64_t timeout_ns) {
 int weft_runtime_destroy(weft_runtime_t *rt) {
   if (!rt) return WEFT_EINVAL;
   refuse_own_task(rt, "weft_runtime_destroy");
+  if (weft__offload_is_pool_thread(rt))
+    weft__die("weft: weft_runtime_destroy was called from a weft_offload call of the same "
+              "runtime, whose pool thread it would wait for.");
   /* relaxed: our own thread's earlier shutdown, if any */
   if (!atomic_load_explicit(&rt->closing, memory_order_relaxed))
     shutdown_tasks(rt, rt->shutdown_ns);

@@ -1105,6 +1105,21 @@ Test(io, offload_cancel_skips_a_queued_call_and_waits_for_a_running_one) {
 #endif
 }
 
+/* A destroy from a call the runtime's own pool runs would wait for its own thread to leave:
+ * it aborts with a sentence (review, session 20: it hung for good). */
+static void *destroy_from_the_pool(void *arg) {
+  weft_runtime_destroy(arg);
+  return NULL;
+}
+static void *offload_destroy(void *arg) { return IPTR(weft_offload(destroy_from_the_pool, arg, NULL)); }
+
+Test(io, a_destroy_from_an_offload_call_of_its_runtime_aborts, .signal = SIGABRT, .timeout = 30) {
+  weft_runtime_t *rt = test_runtime(1);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, offload_destroy, rt));
+  weft_join(t, NULL); /* the abort ends the process first */
+}
+
 static int threads_now(void) {
   int n = 0;
   DIR *d = opendir("/proc/self/task");
