@@ -105,6 +105,13 @@ void weft__overflow_reports_remove(void *altstack) {
   sigaltstack(&ss, NULL);
   munmap(altstack, 64 * 1024);
   pthread_mutex_lock(&handler_lock);
-  if (--handler_users == 0) sigaction(SIGSEGV, &previous_segv, NULL);
+  if (--handler_users == 0) {
+    /* Only if the handler is still ours: one the program installed after us (a crash reporter)
+     * stays (review, session 20: the destroy put back the one from before us over it). */
+    struct sigaction now;
+    if (sigaction(SIGSEGV, NULL, &now) == 0 && (now.sa_flags & SA_SIGINFO) &&
+        now.sa_sigaction == on_segv)
+      sigaction(SIGSEGV, &previous_segv, NULL);
+  }
   pthread_mutex_unlock(&handler_lock);
 }

@@ -164,6 +164,36 @@ Test(stacks, overflow_is_reported_in_one_line_naming_the_task, .timeout = 60) {
 #endif
 }
 
+/* The overflow reporter's SIGSEGV handler goes with the last runtime, but a handler the program
+ * installed after it (a crash reporter) stays: the destroy put back the one from before the
+ * runtime over it (review, session 20). */
+static void crash_reporter(int sig) { (void)sig; }
+static void *returns_arg(void *arg) { return arg; }
+static void segv_handler_now(struct sigaction *sa) { cr_assert_eq(sigaction(SIGSEGV, NULL, sa), 0); }
+
+Test(stacks, a_segv_handler_installed_after_the_runtime_survives_its_destroy) {
+  struct sigaction before, now, mine = {.sa_handler = crash_reporter};
+  segv_handler_now(&before);
+  /* A runtime alone: its destroy puts back the handler from before it. */
+  weft_runtime_t *rt = test_runtime(1);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, returns_arg, NULL)); /* its worker has started: installed */
+  OK(weft_join(t, NULL));
+  OK(weft_runtime_destroy(rt));
+  segv_handler_now(&now);
+  cr_assert(now.sa_handler == before.sa_handler, "the handler from before was not put back");
+  /* A handler installed while the runtime lives stays after it. */
+  rt = test_runtime(1);
+  OK(weft_runtime_spawn(rt, &t, returns_arg, NULL));
+  OK(weft_join(t, NULL));
+  sigemptyset(&mine.sa_mask);
+  cr_assert_eq(sigaction(SIGSEGV, &mine, NULL), 0);
+  OK(weft_runtime_destroy(rt));
+  segv_handler_now(&now);
+  cr_assert(!(now.sa_flags & SA_SIGINFO) && now.sa_handler == crash_reporter,
+            "the destroy removed the program's own handler");
+}
+
 /* A 96 KiB frame on a 64 KiB stack that writes only its lowest page (tests/overflow_frame.c):
  * the overflow must be reported and kill the process, never corrupt the stack below. */
 static void assert_big_frame_reported(const char *child, const char *guard) {
