@@ -429,8 +429,12 @@ static int parse_signal(const char *s, size_t len, int *out) {
     if (s[i] < '0' || s[i] > '9') return WEFT_EINVAL;
     v = v * 10 + (uint64_t)(s[i] - '0');
   }
-  /* Signals the process cannot catch, or whose handling would break it, are refused. */
-  if (v < 1 || v > 64 || v == SIGKILL || v == SIGSTOP || v == SIGSEGV) return WEFT_EINVAL;
+  /* Signals the process cannot catch are refused, and the synchronous fault signals: a handler
+   * that returns from one makes the faulting instruction run again, so a real fault became an
+   * endless loop of dumps (review, session 20: dump:8 and a division by zero). */
+  if (v < 1 || v > 64 || v == SIGKILL || v == SIGSTOP || v == SIGSEGV || v == SIGBUS ||
+      v == SIGFPE || v == SIGILL || v == SIGTRAP || v == SIGSYS)
+    return WEFT_EINVAL;
   *out = (int)v;
   return 0;
 }

@@ -559,7 +559,8 @@ Test(dump, is_written_on_the_signal_named_in_weft_trace) {
 
 Test(trace, a_malformed_spec_fails_create_with_einval) {
   const char *bad[] = {"schedtrace", "schedtrace:", "schedtrace:0", "schedtrace:x", "bogus:1",
-                       "dump:KILL",  "dump:9",      "watchdog:1,", "dump:SEGV"};
+                       "dump:KILL",  "dump:9",      "watchdog:1,", "dump:SEGV",  "dump:7",
+                       "dump:8",     "dump:4",      "dump:5",      "dump:31"}; /* BUS FPE ILL TRAP SYS */
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     weft_options_t o = WEFT_OPTIONS_INIT;
     o.workers = 1;
