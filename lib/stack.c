@@ -403,7 +403,9 @@ uint64_t weft__stack_scavenge(struct weft__stack_pool *p, weft__stack_cache_t *c
   size_t n = 0;
   uint64_t next = UINT64_MAX;
   pthread_mutex_lock(&p->lock);
-  while (n < TRIM_BATCH && p->used_count > HOT_KEEP &&
+  /* idle_since <= now first: another worker may have spilled stacks stamped after our clock
+   * read, and the unsigned age wrapped to ~2^64: all were trimmed at once (review, session 20) */
+  while (n < TRIM_BATCH && p->used_count > HOT_KEEP && p->used_tail->idle_since <= now &&
          now - p->used_tail->idle_since >= TRIM_AGE_NS) {
     weft__stack_t *s = used_pop_tail(p);
     s->next = batch;

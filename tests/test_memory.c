@@ -198,3 +198,22 @@ Test(memory, descriptors_move_between_workers_in_whole_batches_and_are_never_han
   cr_assert_eq(st.tasks_unrun, 0);
   OK(weft_runtime_destroy(rt));
 }
+
+/* The scavenger's age test against stacks stamped after its own clock read (another worker's
+ * spill between that read and the pass): they are seconds young, not 2^64 ns old. Replayed on
+ * one thread with the pool's own calls (review, session 20: every one of them was trimmed). */
+Test(memory, stacks_spilled_after_the_scavengers_clock_read_are_not_trimmed) {
+  struct weft__stack_pool *p;
+  OK(weft__stack_pool_create(&p, 64 * 1024, 4096));
+  weft__stack_cache_t scavenger = {0}, spiller = {0};
+  enum { N = 80 }; /* past the cache's bound: the puts spill to the pool */
+  weft__stack_t *s[N];
+  for (int i = 0; i < N; i++) OK(weft__stack_get(p, &spiller, &s[i]));
+  uint64_t clock_read = weft_now_ns(); /* the scavenger's, before the spill */
+  for (int i = 0; i < N; i++) weft__stack_put(p, &spiller, s[i]);
+  long trimmed = weft__probe_count(WEFT__PROBE_STACK_TRIMMED);
+  weft__stack_scavenge(p, &scavenger, clock_read);
+  cr_assert_eq(weft__probe_count(WEFT__PROBE_STACK_TRIMMED), trimmed,
+               "stacks idle for no time were trimmed");
+  weft__stack_pool_destroy(p); /* the caches' stacks are in its slabs */
+}
