@@ -409,7 +409,9 @@ WEFT_EXTERN int weft_task_result(const weft_task_t *task, void **result);
 /* The running task, or NULL outside tasks. An inlined task is itself here too. */
 WEFT_EXTERN weft_task_t *weft_current(void);
 /* Names are for diagnostics (stack-overflow reports, dumps). The string is not copied: it must
- * outlive the task (a literal, typically). set_name returns 0, or WEFT_ENOMEM when the name
+ * stay valid until the task has ended and its handle is released (detached: until it ends),
+ * since dumps print tasks done but not released (a literal, typically; or memory freed after
+ * weft_task_release). set_name returns 0, or WEFT_ENOMEM when the name
  * could not be stored (names live in an array allocated for every 511 descriptors on the first
  * name among them, 16 KiB; the task is unaffected and keeps its previous name, if any). Ids
  * start at 1 in each runtime and are unique in it. A NULL task aborts in all three. */

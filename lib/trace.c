@@ -93,11 +93,7 @@ static void put(line_t *l, const char *fmt, ...) {
   if (k > 0) l->n = l->n + (size_t)k < sizeof l->buf ? l->n + (size_t)k : sizeof l->buf - 1;
 }
 
-static void emit(int fd, line_t *l) {
-  if (l->n >= sizeof l->buf) l->n = sizeof l->buf - 1;
-  l->buf[l->n++] = '\n';
-  const char *p = l->buf;
-  size_t left = l->n;
+static void write_all(int fd, const char *p, size_t left) {
   while (left) {
     ssize_t k = write(fd, p, left);
     if (k < 0 && errno == EINTR) continue;
@@ -105,6 +101,12 @@ static void emit(int fd, line_t *l) {
     p += k;
     left -= (size_t)k;
   }
+}
+
+static void emit(int fd, line_t *l) {
+  if (l->n >= sizeof l->buf) l->n = sizeof l->buf - 1;
+  l->buf[l->n++] = '\n';
+  write_all(fd, l->buf, l->n);
   l->n = 0;
 }
 
@@ -170,12 +172,38 @@ static int collect_object(struct dl_phdr_info *info, size_t size, void *arg) {
 
 typedef struct {
   struct weft_runtime *rt;
-  int fd;
   uint64_t now, coarse_now;
   size_t count;
   struct weft_task **running; /* each worker's `current`, read once at the dump's start */
   const site_objects_t *objects; /* WEFT_TRACE=sites: the loaded objects, else NULL */
+  /* The task lines, written to the fd only once task_lock is released: a write that blocks
+   * (a full pipe, a paused terminal) held the lock, and with it every parking worker's
+   * scavenge, every foreign spawn and the timers (review, session 20: 2 s stalls). */
+  char *out;
+  size_t out_len, out_cap;
+  bool out_of_memory; /* a line did not fit and the buffer could not grow: the dump is cut */
 } dump_ctx_t;
+
+/* Appends l (and its newline) to the dump's buffer, doubling it as needed. */
+static void buffer_line(dump_ctx_t *d, line_t *l) {
+  if (l->n >= sizeof l->buf) l->n = sizeof l->buf - 1;
+  l->buf[l->n++] = '\n';
+  if (d->out_of_memory) return;
+  if (d->out_len + l->n > d->out_cap) {
+    size_t cap = d->out_cap ? d->out_cap * 2 : 64 * 1024;
+    while (cap < d->out_len + l->n) cap *= 2;
+    char *grown = realloc(d->out, cap);
+    if (!grown) {
+      d->out_of_memory = true;
+      return;
+    }
+    d->out = grown;
+    d->out_cap = cap;
+  }
+  memcpy(d->out + d->out_len, l->buf, l->n);
+  d->out_len += l->n;
+  l->n = 0;
+}
 
 /* ", spawned at file+0xOFF" (addr2line -e file 0xOFF names the line). */
 static void put_site(line_t *l, const site_objects_t *objs, void *site) {
@@ -258,7 +286,7 @@ static void dump_task(struct weft_task *t, void *arg) {
   /* modulo 2^32 units: right for ages up to 52 days */
   uint32_t age = (uint32_t)(d->coarse_now >> WEFT__BORN_SHIFT) - born;
   put(&l, ", age %.0f ms", ms((uint64_t)(age > UINT32_MAX / 2 ? 0 : age) << WEFT__BORN_SHIFT));
-  emit(d->fd, &l);
+  buffer_line(d, &l);
   d->count++;
 }
 
@@ -279,18 +307,23 @@ int weft_runtime_dump(weft_runtime_t *rt, int fd) {
     objects->n = 0;
     dl_iterate_phdr(collect_object, objects); /* before task_lock: see site_objects_t */
   }
-  dump_ctx_t d = {.rt = rt, .fd = fd, .now = weft_now_ns(), .coarse_now = weft__coarse_now_ns(),
+  dump_ctx_t d = {.rt = rt, .now = weft_now_ns(), .coarse_now = weft__coarse_now_ns(),
                   .running = running, .objects = objects};
   line_t l = {.n = 0};
   put(&l, "weft dump: %d workers, uptime %.3f ms (tasks run on while it is taken)", rt->nworkers,
       ms(d.now - rt->created_ns));
   emit(fd, &l);
-  weft__tasks_visit(rt, dump_task, &d);
-  put(&l, "weft dump end: %zu tasks", d.count);
+  weft__tasks_visit(rt, dump_task, &d); /* under task_lock: only into the buffer */
+  write_all(fd, d.out, d.out_len);
+  if (d.out_of_memory)
+    put(&l, "weft dump cut short: no memory for more lines (%zu tasks seen)", d.count);
+  else
+    put(&l, "weft dump end: %zu tasks", d.count);
   emit(fd, &l);
+  free(d.out);
   free(running);
   free(objects);
-  return 0;
+  return d.out_of_memory ? WEFT_ENOMEM : 0;
 }
 
 /* ---- schedtrace --------------------------------------------------------------------------- */
@@ -340,13 +373,18 @@ static void watchdog(struct weft__trace *tr, uint64_t now) {
      * read its successor's fields: relaxed atomics, like the dump's. Its slab's names array
      * is freed only under task_lock (the scavenger), so the name is read under it. */
     uint64_t id = atomic_load_explicit(&t->id, memory_order_relaxed);
+    /* The name's bytes copied at once, under the lock that keeps its slab's names array: a
+     * task that ends and is released just now may have its name freed (weft.h allows it), and
+     * this copy is the only read that can race that, not the line's formatting as well. */
+    char name[65];
     pthread_mutex_lock(&rt->task_lock);
-    const char *name = weft__task_name(t);
+    const char *named = weft__task_name(t);
+    snprintf(name, sizeof name, "%s", named ? named : "(unnamed)");
     pthread_mutex_unlock(&rt->task_lock);
     line_t l = {.n = 0};
     put(&l, "weft watchdog: worker %d has run one slice for %.0f ms without suspending, now in "
-            "task %" PRIu64 " \"%.64s\" (a blocking call in a task?)",
-        i, ms(now - s->since), id, name ? name : "(unnamed)");
+            "task %" PRIu64 " \"%s\" (a blocking call in a task?)",
+        i, ms(now - s->since), id, name);
     /* relaxed: a sample (lib/worker.c's "Private spawns": what a blocked worker keeps) */
     uint32_t kept = atomic_load_explicit(&w->npriv, memory_order_relaxed);
     if (kept)

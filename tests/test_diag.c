@@ -2,10 +2,13 @@
  * a signal, schedtrace lines that parse, and the watchdog (names a blocking task, silent for a
  * cooperative one). Every wait is reached by polling the dump for its line with a deadline:
  * the state under test is the event. */
+#define _GNU_SOURCE /* F_SETPIPE_SZ, pthread_tryjoin_np */
 #include "support.h"
 #include "waits.h"
 
+#include <fcntl.h>
 #include <pthread.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -569,6 +572,81 @@ Test(trace, a_malformed_spec_fails_create_with_einval) {
     cr_assert_eq(weft_runtime_create(&rt, &o), WEFT_EINVAL, "spec '%s' accepted", bad[i]);
     cr_assert_null(rt);
   }
+}
+
+/* A dump into a pipe nobody reads blocks its caller only: its lines are written after the walk
+ * of the descriptors, once task_lock is free. Written under the lock, a full pipe stopped every
+ * foreign spawn (and every parking worker's scavenge) until someone read it (review, session
+ * 20: a spawn took 1.9 s). */
+typedef struct {
+  weft_runtime_t *rt;
+  int fd, err;
+  _Atomic pid_t tid;
+} dumper_t;
+static void *dump_into(void *arg) {
+  dumper_t *d = arg;
+  atomic_store(&d->tid, (pid_t)syscall(SYS_gettid));
+  d->err = weft_runtime_dump(d->rt, d->fd);
+  return NULL;
+}
+/* Whether thread tid is inside write(fd, ...) now (the kernel's view: /proc/.../syscall). */
+static bool blocked_in_write(pid_t tid, int fd) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
+  FILE *f = fopen(path, "r");
+  if (!f) return false;
+  long nr = -1;
+  unsigned long arg0 = 0;
+  bool in = fscanf(f, "%ld %lx", &nr, &arg0) == 2 && nr == SYS_write && arg0 == (unsigned long)fd;
+  fclose(f);
+  return in;
+}
+static void *nap_an_hour(void *arg) {
+  (void)arg;
+  weft_sleep_ms(3600 * 1000); /* cancelled by the destroy */
+  return NULL;
+}
+static void *returns_one(void *arg) {
+  (void)arg;
+  return IPTR(1);
+}
+Test(dump, a_dump_blocked_on_its_fd_does_not_stop_the_runtime, .timeout = 60) {
+  weft_runtime_t *rt = test_runtime(2);
+  enum { SLEEPERS = 200 }; /* ~60 bytes a line: more than the pipe holds */
+  for (int i = 0; i < SLEEPERS; i++) OK(weft_runtime_spawn(rt, NULL, nap_an_hour, NULL));
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  int cap = fcntl(p[1], F_GETPIPE_SZ);
+  cr_assert_gt(cap, 0);
+  /* Full but for one page: room for the header line (written before the walk either way) and
+   * some task lines, not for 200 of them. */
+  char page[4096] = {0};
+  cr_assert_eq(fcntl(p[1], F_SETFL, O_NONBLOCK), 0);
+  while (write(p[1], page, sizeof page) > 0) {
+  }
+  cr_assert_eq(fcntl(p[1], F_SETFL, 0), 0);
+  cr_assert_eq(read(p[0], page, sizeof page), (ssize_t)sizeof page);
+  dumper_t d = {.rt = rt, .fd = p[1]};
+  pthread_t dumper;
+  cr_assert_eq(pthread_create(&dumper, NULL, dump_into, &d), 0);
+  uint64_t until = weft_now_ns() + 30000000000ull; /* a bound on failure, not a wait */
+  while (!atomic_load(&d.tid) || !blocked_in_write(atomic_load(&d.tid), p[1])) {
+    cr_assert_lt(weft_now_ns(), until, "the dumper never blocked in its write");
+    sched_yield();
+  }
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, returns_one, NULL)); /* a foreign spawn: it takes task_lock */
+  void *r;
+  OK(weft_join(t, &r));
+  cr_assert_eq(PINT(r), 1);
+  /* Drained until the dumper has written its last line and returned. */
+  cr_assert_eq(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+  while (pthread_tryjoin_np(dumper, NULL) != 0)
+    if (read(p[0], page, sizeof page) <= 0) sched_yield();
+  OK(d.err);
+  close(p[0]);
+  close(p[1]);
+  OK(weft_runtime_destroy(rt));
 }
 
 /* ---- schedtrace ---- */
