@@ -80,19 +80,13 @@ void weft__frames_fini(weft__frames_t *d) {
 }
 
 
-/* The owner waits for its frame's runner, cancellation held back: the frame lives on our stack
- * and its runner writes into it, so this wait cannot be abandoned (nor cut by a deadline
- * scope: a shield holds scopes back too). A cancel stays pending for the next suspension. */
+/* The owner waits for its frame's runner, cancellation held back and deadline scopes ignored:
+ * the frame lives on our stack and its runner writes into it, so this wait cannot be abandoned.
+ * A cancel stays pending for the next suspension. */
 static void frame_wait(weft__worker_t *w, weft__frame_t *f) {
   struct weft_task *self = weft__current(w);
   weft__wait_reason(self, WEFT__WAIT_FRAME, (uintptr_t)f);
-  /* relaxed: the task's own shield bits (as weft_shield_begin). One level if not shielded
-   * already: at the API's full 255 one more would carry out of the depth's byte. */
-  bool shield = !(atomic_load_explicit(&self->state, memory_order_relaxed) & WK_SHIELD);
-  if (shield) atomic_fetch_add_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
-  int err = weft__await_word_until(self, &f->word, UINT64_MAX);
-  if (shield) atomic_fetch_sub_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
-  if (err) weft__die("weft: internal: a shielded frame wait ended early (%d).", err);
+  weft__await_word_to_end(self, &f->word);
   /* The runner may still be delivering to other waiters' nodes (none here, but the word is
    * BUSY until it lets go): the frame may die only after. acquire: pairs with its release. */
   while (atomic_load_explicit(&f->word, memory_order_acquire) & WEFT__BUSY) sched_yield();

@@ -81,6 +81,13 @@ int weft_future_await_until(weft_future_t *f, uint64_t deadline_ns, void **value
   return err;
 }
 
+void weft__future_await_to_end(weft_future_t *f) {
+  struct weft_task *self = weft__awaiting_task(weft__worker_self(), "weft_offload");
+  weft__wait_reason(self, WEFT__WAIT_FUTURE, (uintptr_t)f);
+  weft__await_word_to_end(self, &f->word);
+  weft__tsan_acquire(&f->word); /* the resolve edge */
+}
+
 int weft_future_await(weft_future_t *f, void **value) {
   if (!f) return WEFT_EINVAL;
   weft__worker_t *w = weft__worker_self();

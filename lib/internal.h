@@ -535,6 +535,11 @@ void weft__wait_abandon(struct weft_task *t);
  * or, for a task, a cancel arrives: 0, WEFT_ETIMEDOUT or WEFT_ECANCELED (self NULL: a plain
  * thread blocks, and is not cancellable). */
 int weft__await_word_until(struct weft_task *self, _Atomic uintptr_t *word, uint64_t deadline_ns);
+/* lib/join.c: a task waits until the word is DONE, cancels held back and deadline scopes not
+ * consulted (the waited-for writes into its stack); a cancel stays pending. */
+void weft__await_word_to_end(struct weft_task *self, _Atomic uintptr_t *word);
+/* lib/future.c: the running task waits for f that way (lib/offload.c: a started call). */
+void weft__future_await_to_end(weft_future_t *f);
 /* lib/io.c's fd park (fdpark_impl.h): the task is PARKING (wake_park_begin) and published where
  * its deliverer finds it; suspends until the first event: 0 (the deliverer's wake),
  * WEFT_ETIMEDOUT or WEFT_ECANCELED. deadline_ns is already bounded (weft__wait_deadline);

@@ -194,8 +194,29 @@ static int thread_wait(weft__join_t *j, uint64_t deadline_ns) {
 
 /* Waits until a completion word is DONE, the deadline passes (UINT64_MAX: none) or, for a
  * task, a cancel arrives: 0, WEFT_ETIMEDOUT or WEFT_ECANCELED. */
+static int await_word(struct weft_task *self, _Atomic uintptr_t *word, uint64_t deadline_ns);
+
 int weft__await_word_until(struct weft_task *self, _Atomic uintptr_t *word, uint64_t deadline_ns) {
-  deadline_ns = scoped_deadline(self, deadline_ns);
+  return await_word(self, word, scoped_deadline(self, deadline_ns));
+}
+
+/* For a wait that must not end before the word is done, whatever its task's cancels and
+ * scopes: what it waits for writes into the task's stack (a frame's runner, a blocking-pool
+ * call given a buffer there). Cancels are held back by a shield level (added only if the task
+ * is not shielded already: at the API's full 255 one more would carry out of the depth's byte),
+ * and no deadline scope is consulted: not even one begun inside a shield, which bounds a
+ * shielded task's other waits (review, session 20: weft_sync in a time-limited cleanup aborted
+ * on its ETIMEDOUT). A cancel stays pending for the next suspension point. */
+void weft__await_word_to_end(struct weft_task *self, _Atomic uintptr_t *word) {
+  /* relaxed: the task's own shield bits (as weft_shield_begin) */
+  bool shield = !(atomic_load_explicit(&self->state, memory_order_relaxed) & WK_SHIELD);
+  if (shield) atomic_fetch_add_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
+  int err = await_word(self, word, UINT64_MAX);
+  if (shield) atomic_fetch_sub_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
+  if (err) weft__die("weft: internal: a wait held to its end ended early (%d).", err);
+}
+
+static int await_word(struct weft_task *self, _Atomic uintptr_t *word, uint64_t deadline_ns) {
   /* A deadline already passed (a scope's, or 0: a poll): no wait — unless the word is done, as a
    * thread's wait would find (review, session 19: a task polling a resolved future got
    * WEFT_ETIMEDOUT). No clock read without one. acquire: as join_add_waiter's look. */

@@ -28,7 +28,6 @@
 #include "internal.h"
 
 #include <errno.h>
-#include <sched.h>
 #include <string.h>
 #include <time.h>
 
@@ -191,13 +190,10 @@ static int pool_submit(struct weft__offload *pool, job_t *j) {
 }
 
 /* The awaiter gave up on a call a pool thread has started: it may write into arg (on our stack,
- * or freed once we return) until it ends, so we wait for that, cancellation held back. Only a
- * task 255 shields deep, with a deadline scope begun inside the last, finds no shield to add
- * and polls the future between turns. 0: the result is there. */
+ * or freed once we return) until it ends, so we wait for that, cancellation held back and
+ * deadline scopes ignored. 0: the result is there. */
 static int await_started_call(job_t *j) {
-  bool shielded = weft_shield_begin() == 0;
-  while (weft_future_await(j->done, NULL) != 0) sched_yield();
-  if (shielded) weft_shield_end();
+  weft__future_await_to_end(j->done);
   return 0;
 }
 

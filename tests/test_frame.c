@@ -237,6 +237,35 @@ Test(frames, a_sync_at_the_full_shield_depth_with_a_cancel_pending_still_waits) 
   OK(weft_runtime_destroy(rt));
 }
 
+/* ---- a frame synced in a time-limited cleanup (a scope begun inside a shield) ---- */
+
+/* Such a scope bounds the cleanup's waits, but not a sync: the frame's runner writes into our
+ * stack, and weft_sync has no error to give (review, session 20: it aborted with "a shielded
+ * frame wait ended early (-110)"). */
+static void *napper(void *arg) {
+  weft_sleep_ms(20);
+  return arg;
+}
+
+static void *sync_in_a_time_limited_cleanup(void *arg) {
+  (void)arg;
+  OK(weft_shield_begin());
+  weft_deadline_t cleanup;
+  OK(weft_deadline_begin(&cleanup, weft_now_ns() + 5 * 1000000ull));
+  weft_frame_t f;
+  weft_fork(&f, napper, (void *)(intptr_t)42);
+  cr_assert_eq(weft_yield(), 0); /* detached: its runner starts and sleeps */
+  cr_assert_eq((intptr_t)weft_sync(&f), 42);
+  cr_assert_eq(weft_sleep_ms(1000), WEFT_ETIMEDOUT, "the scope no longer bounds other waits");
+  weft_deadline_end(&cleanup);
+  OK(weft_shield_end());
+  return NULL;
+}
+
+Test(frames, a_sync_in_a_shielded_cleanup_outlives_the_cleanups_deadline_scope) {
+  run_on(1, sync_in_a_time_limited_cleanup, NULL);
+}
+
 /* ---- misuse: one sentence, then abort ---- */
 
 static void *sync_out_of_order(void *arg) {
