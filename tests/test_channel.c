@@ -400,20 +400,31 @@ static void *sf_main(void *arg) {
   OK(weft_waitgroup_add(s->started, 2));
   for (int i = 0; i < 2; i++) OK(weft_spawn(&p[i], sf_producer, &args[i]));
   OK(weft_waitgroup_wait(s->started, UINT64_MAX)); /* both streams flow before we count */
-  long count[2] = {0};
+  /* Counted among the selects that found both cases ready (both buffers non-empty: only we
+   * receive, so they stay so until the select), which is where the choice is the select's:
+   * how often each producer gets to run is the OS's (session 20: the whole count failed in CI
+   * and in 1 of 100 runs with the CPUs loaded, case 1 at 13 649 of 200 000). */
+  long count[2] = {0}, both_ready = 0;
   for (long k = 0; k < s->n; k++) {
     weft_chan_op_t ops[2] = {{s->c[0], WEFT_CHAN_RECV, NULL}, {s->c[1], WEFT_CHAN_RECV, NULL}};
-    size_t index;
+    size_t len[2], index;
+    OK(weft_chan_len(s->c[0], &len[0]));
+    OK(weft_chan_len(s->c[1], &len[1]));
     OK(weft_chan_select(ops, 2, UINT64_MAX, &index));
-    count[index]++;
+    if (len[0] && len[1]) {
+      both_ready++;
+      count[index]++;
+    }
     weft_yield(); /* a task that never suspends holds its worker: let woken producers run */
   }
   for (int i = 0; i < 2; i++) OK(weft_chan_close(s->c[i]));
   for (int i = 0; i < 2; i++) OK(weft_join(p[i], NULL));
   weft_waitgroup_destroy(s->started);
+  cr_assert_gt(both_ready, s->n / 100, "both cases ready in only %ld of %ld selects: no contention",
+               both_ready, s->n);
   for (int i = 0; i < 2; i++)
-    cr_assert(count[i] > s->n / 10, "case %d chosen %ld of %ld under contention", i, count[i],
-              s->n);
+    cr_assert(count[i] > both_ready / 4, "case %d chosen %ld of %ld with both ready", i, count[i],
+              both_ready);
   return NULL;
 }
 
