@@ -632,6 +632,11 @@ typedef struct weft__worker {
    * waker ended, timer callbacks fired, injected entries taken, nanoseconds parked. */
   _Atomic uint64_t n_started, n_finished, n_steal_tries, n_unparks, n_fired, n_injected,
       idle_ns;
+  /* The park in progress, for the metrics' idle and busy times (a park's span was added to
+   * idle_ns only at its end: busy_ns grew through a park and fell back after it). A seqlock,
+   * owner-written: park_seq is odd while the owner updates parked_since (when the park began,
+   * 0 when not parked) and idle_ns; a reader retries across an odd or moved park_seq. */
+  _Atomic uint64_t park_seq, parked_since;
   /* Yields are not counted on their path (3 of a yield's ~225 instructions): the yield queue
    * has no owner takes, so its bottom index counts every push, and yields = bottom - this, the
    * entries it received that were not yields (injected and fd batches, added before they are

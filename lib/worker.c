@@ -762,6 +762,22 @@ static bool idle_unlist(weft__worker_t *w) {
   return was_listed;
 }
 
+
+/* The park times' seqlock write (internal.h, park_seq): parked_since set (0: the park ended)
+ * and idle_ns grown by idle_add, between two bumps of park_seq. release on each bump: the
+ * reader that acquires an even value sees the fields as of it; the fence orders the first
+ * (odd) bump before the field stores, as a seqlock writer needs. */
+static void park_times_write(weft__worker_t *w, uint64_t parked_since, uint64_t idle_add) {
+  uint64_t seq = atomic_load_explicit(&w->park_seq, memory_order_relaxed); /* relaxed: ours */
+  atomic_store_explicit(&w->park_seq, seq + 1, memory_order_relaxed);
+  atomic_thread_fence(memory_order_release); /* the odd value before the stores below */
+  atomic_store_explicit(&w->parked_since, parked_since, memory_order_relaxed);
+  /* relaxed load + store: owner-written, as weft__stat_bump */
+  atomic_store_explicit(&w->idle_ns, atomic_load_explicit(&w->idle_ns, memory_order_relaxed) + idle_add,
+                        memory_order_relaxed);
+  atomic_store_explicit(&w->park_seq, seq + 2, memory_order_release); /* release: the stores */
+}
+
 /* Parks until woken, a timer is due, `until` passes (a watcher's look), or the runtime stops.
  * Returns with *spinning set the way the wake left it (a waker counts us as spinning); true if
  * no waker woke us. */
@@ -802,6 +818,7 @@ static bool park(weft__worker_t *w, bool *spinning, uint64_t until) {
       !atomic_load_explicit(&rt->stopping, memory_order_seq_cst) && deadline > weft_now_ns()) {
     weft__stat_bump(&w->n_parks);
     uint64_t parked_at = weft_now_ns(); /* two clock reads per park: parks are ~84 µs anyway */
+    park_times_write(w, parked_at, 0);
     /* acquire: pairs with the waker's release store */
     while (atomic_load_explicit(&w->park_word, memory_order_acquire) == 0 &&
            !atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
@@ -813,11 +830,7 @@ static bool park(weft__worker_t *w, bool *spinning, uint64_t until) {
       deadline = weft__timer_next_deadline(rt->timer);
       if (scavenge_at < deadline) deadline = scavenge_at;
     }
-    /* relaxed load + store: owner-written, as weft__stat_bump */
-    atomic_store_explicit(&w->idle_ns,
-                          atomic_load_explicit(&w->idle_ns, memory_order_relaxed) +
-                              (weft_now_ns() - parked_at),
-                          memory_order_relaxed);
+    park_times_write(w, 0, weft_now_ns() - parked_at);
   }
   if (idle_unlist(w)) {
     *spinning = true; /* we left on our own: idle_unlist counted us as a spinner again */

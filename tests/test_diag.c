@@ -921,6 +921,41 @@ Test(metrics, a_child_suspended_in_an_inline_run_is_live) {
   OK(weft_runtime_destroy(rt));
 }
 
+/* busy_ns and idle_ns are counters: a park in progress counts as idle while it lasts, so busy
+ * time neither grows through a park nor falls back when the park ends (review, session 20: an
+ * idle runtime showed 100 % busy, then busy_ns dropped by the whole park at the next wake). */
+static weft_metrics_t metrics_now(weft_runtime_t *rt) {
+  weft_metrics_t m = WEFT_METRICS_INIT;
+  OK(weft_runtime_metrics(rt, WEFT_METRICS_ALL, &m));
+  return m;
+}
+Test(metrics, a_park_counts_as_idle_while_it_lasts_and_busy_time_never_falls) {
+  weft_runtime_t *rt = test_runtime(1);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, returns_one, NULL));
+  OK(weft_join(t, NULL));
+  uint64_t until = weft_now_ns() + 30000000000ull; /* a bound on failure, not a wait */
+  weft_metrics_t before = metrics_now(rt);
+  while (before.parks == 0) { /* the worker is asleep from here on */
+    cr_assert_lt(weft_now_ns(), until, "the idle worker never parked");
+    sched_yield();
+    before = metrics_now(rt);
+  }
+  usleep(50 * 1000); /* the time under test: a park's */
+  weft_metrics_t during = metrics_now(rt);
+  cr_assert_geq(during.idle_ns - before.idle_ns, 25 * 1000000ull,
+                "idle grew by %llu ns across 50 ms of a park",
+                (unsigned long long)(during.idle_ns - before.idle_ns));
+  cr_assert_geq(during.busy_ns, before.busy_ns);
+  OK(weft_runtime_spawn(rt, &t, returns_one, NULL)); /* ends the park */
+  OK(weft_join(t, NULL));
+  weft_metrics_t after = metrics_now(rt);
+  cr_assert_geq(after.busy_ns, during.busy_ns, "busy_ns fell from %llu to %llu",
+                (unsigned long long)during.busy_ns, (unsigned long long)after.busy_ns);
+  cr_assert_geq(after.idle_ns, during.idle_ns);
+  OK(weft_runtime_destroy(rt));
+}
+
 Test(metrics, counters_add_up_at_quiescence) {
   weft_runtime_t *rt = test_runtime(2);
   weft_task_t *t[4];
