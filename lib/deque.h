@@ -4,6 +4,7 @@
  * storage (arrays, growth, retirement and reclamation while thieves run) is in deque.c.
  *
  * Names this header generates (grep finds them here): weft__deque_push, weft__deque_push_fit,
+ * weft__deque_push_as, weft__deque_push_fit_as,
  * weft__deque_take, weft__deque_take_if, weft__deque_steal, weft__deque_steal_batch,
  * weft__deque_seen_nonempty, weft__deque_looks_empty, weft__deque_peek_newest (static inline,
  * from deque_impl.h's WD_FN), WEFT__DEQUE_ABORT and WEFT__DEQUE_FULL. Declared:
@@ -17,6 +18,7 @@
 
 #include <ck_md.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 

@@ -51,7 +51,13 @@
  * can leave work unseen; see worker.c). That push stores bottom seq_cst: the store side of the
  * wake check's store→load (Dekker) pattern; pushes onto a non-empty deque need only release. */
 #define WD_FULL 2
-static inline int WD_FN(push_fit)(WD_DEQUE *d, uintptr_t x) {
+/* announce: the caller has seen a worker idle (spinning or parked) and will run the wake check
+ * after any push, so bottom is stored seq_cst even onto a non-empty deque, and the answer is 1.
+ * The non-empty case needs it too while a thief may be emptying the deque: a spinner that
+ * steals the last older entry without being the last spinner wakes no one, and a spinner
+ * parking just then could miss this release store (review, session 20: the 3-thread model
+ * below, "push onto a deque being emptied"). */
+static inline int WD_FN(push_fit_as)(WD_DEQUE *d, uintptr_t x, bool announce) {
   int64_t b = WD_LOAD(d->bottom, WD_RLX); /* relaxed: only the owner writes bottom */
   /* acquire: pairs with a thief's CAS of top, so a slot is reused only after the thief that
    * took its old element has read it. */
@@ -59,25 +65,29 @@ static inline int WD_FN(push_fit)(WD_DEQUE *d, uintptr_t x) {
   WD_ARRAY *a = WD_LOAD(d->array, WD_RLX); /* relaxed: only the owner replaces the array */
   if (b - t > (int64_t)a->mask) return WD_FULL;
   WD_STORE(WD_SLOT(a, b), x, WD_RLX); /* relaxed: published by the store of bottom below */
-  if (b - t <= 0)
+  if (b - t <= 0 || announce)
     WD_STORE(d->bottom, b + 1, WD_EMPTY_PUSH_ORDER); /* seq_cst: the wake check's store side */
   else
     WD_STORE(d->bottom, b + 1, WD_PUSH_BOTTOM_ORDER); /* release: the slot (and the task it
                                                          names) happen-before a thief's load */
-  return b - t <= 0;
+  return b - t <= 0 || announce;
 }
+
+static inline int WD_FN(push_fit)(WD_DEQUE *d, uintptr_t x) { return WD_FN(push_fit_as)(d, x, false); }
 
 /* Owner only: push_fit's answers, growing a full array (2x) first; -1 if it was full and could
  * not grow (nothing pushed; the caller spills elsewhere). */
-static inline int WD_FN(push)(WD_DEQUE *d, uintptr_t x) {
-  int r = WD_FN(push_fit)(d, x);
+static inline int WD_FN(push_as)(WD_DEQUE *d, uintptr_t x, bool announce) {
+  int r = WD_FN(push_fit_as)(d, x, announce);
   if (r != WD_FULL) return r;
   int64_t b = WD_LOAD(d->bottom, WD_RLX); /* relaxed: only the owner writes bottom */
   int64_t t = WD_LOAD(d->top, WD_ACQ);    /* acquire: as push_fit's */
   /* relaxed: only the owner replaces the array */
   if (!WD_GROW(d, WD_LOAD(d->array, WD_RLX), t, b)) return -1;
-  return WD_FN(push_fit)(d, x); /* fits: the array doubled, and top only grows */
+  return WD_FN(push_fit_as)(d, x, announce); /* fits: the array doubled, and top only grows */
 }
+
+static inline int WD_FN(push)(WD_DEQUE *d, uintptr_t x) { return WD_FN(push_as)(d, x, false); }
 
 /* Owner only: take's reservation of slot b, whose element x the caller read (only the owner
  * writes slots, so reading it before the reservation reads what a read after it would):

@@ -780,6 +780,8 @@ void weft__schedule(struct weft_runtime *rt, uintptr_t entry);
 /* The same, known to run on worker w of the task's runtime (spawn's fast path). Returns 0,
  * so that a spawn ends in a tail call to it. */
 int weft__schedule_local(weft__worker_t *w, uintptr_t entry);
+/* The same for a push made because some worker was seen idle: the wake check after any push. */
+int weft__schedule_local_announced(weft__worker_t *w, uintptr_t entry);
 /* Private spawns (#13, session 10; lib/worker.c): weft__priv_share pushes every private spawn
  * of w onto its deque, oldest first, and answers a thief's ask (the frames' splitreq, which
  * it clears) for frames too: called on an ask or an idle worker at a spawn, a fork or a

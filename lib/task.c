@@ -828,19 +828,20 @@ static int __attribute__((noinline)) spawn_place(weft__worker_t *w, struct weft_
   }
   /* A stale top (it only grows) can only make the deque look fuller: the spawn then stays
    * private, which an ask corrects. */
-  if (idle || (n == 0 && weft__deque_looks_empty(&w->deque)))
-    return weft__schedule_local(w, (uintptr_t)t);
+  if (idle) return weft__schedule_local_announced(w, (uintptr_t)t);
+  if (n == 0 && weft__deque_looks_empty(&w->deque)) return weft__schedule_local(w, (uintptr_t)t);
   w->priv[n] = (uintptr_t)t;
   atomic_store_explicit(&w->npriv, n + 1, memory_order_relaxed); /* relaxed: metrics' hint */
   return 0;
 }
 
-/* spawn_local's push found the deque empty (r 1: wake an idle worker if no one looks, as
- * worker.c's push_local does) or full (WD_FULL: nothing pushed yet; weft__schedule_local
- * grows it, or spills to the inject queue). */
+/* spawn_local's push, announced because a worker was seen idle (r 1: wake an idle worker if no
+ * one looks; deque_impl.h's push_fit_as says why even a push onto a non-empty deque must), or
+ * full (WD_FULL: nothing pushed yet; weft__schedule_local_announced grows it, or spills to the
+ * inject queue). */
 static int __attribute__((noinline)) spawn_pushed_rare(weft__worker_t *w, struct weft_task *t,
                                                        int r) {
-  if (r == WEFT__DEQUE_FULL) return weft__schedule_local(w, (uintptr_t)t);
+  if (r == WEFT__DEQUE_FULL) return weft__schedule_local_announced(w, (uintptr_t)t);
   weft__wake_one_if_needed(w->rt);
   return 0;
 }
@@ -894,8 +895,7 @@ static inline int spawn_local(weft__worker_t *w, weft_task_t **out, weft_fn fn, 
        * without the growth call (push_fit: the registers that call needs saved would cost
        * every spawn), its other outcomes out of line (through spawn_place: +13 % on spawn
        * 10^6). */
-      int r = weft__deque_push_fit(&w->deque, (uintptr_t)t);
-      if (WEFT__LIKELY(r == 0)) return 0; /* non-empty before: someone already knows */
+      int r = weft__deque_push_fit_as(&w->deque, (uintptr_t)t, true); /* announced: below */
       return spawn_pushed_rare(w, t, r);
     }
   }

@@ -43,9 +43,14 @@
  *   spinning from before its thread starts: a spawn's idle check (weft__workers_idle, see
  *   "Private spawns") then never reads both as 0 while a worker is idle (session 11: CI hung
  *   on a runtime whose threads had not yet looked for work).
- *   Only a push onto an empty deque needs this (deque_impl.h makes that push seq_cst): a push
- *   onto a non-empty deque comes after the push that made it non-empty, which already woke
- *   someone or was seen by a spinner, and a spinner that steals wakes the next one.
+ *   Which pushes need this: one onto an empty deque (deque_impl.h makes it seq_cst), and any
+ *   push made while some worker is idle (spinning or parked; push_fit_as's `announce`). The
+ *   second was missing until session 20 (review, with a 3-thread relacy model): a push that
+ *   sees the deque non-empty while a spinner steals its last older entry — that spinner not
+ *   the last, so it wakes no one — could be missed by another spinner parking just then (its
+ *   release store still in the pusher's store buffer, or the pusher's view of top stale), and
+ *   every later push found the deque non-empty: the sleeper slept through the storm. With
+ *   every worker busy no push pays for it.
  * Cost measured on this 2-vCPU VM: waking a parked worker ~84 µs round trip (a halted vCPU),
  * so the spin budget is generous (SPIN_ROUNDS rounds, ~20-50 µs) before a futex wait.
  * Rejected: busy-waiting forever (Lace: 100% CPU while idle), one condition variable for all
@@ -389,6 +394,16 @@ int weft__schedule_local(weft__worker_t *w, uintptr_t entry) {
   return 0;
 }
 
+/* A push made because some worker was seen idle (spinning or parked): seq_cst and followed by
+ * the wake check even onto a non-empty deque (deque_impl.h's push_fit_as: a spinner emptying
+ * the deque may be the one that parks next). */
+int weft__schedule_local_announced(weft__worker_t *w, uintptr_t entry) {
+  int r = weft__deque_push_as(&w->deque, entry, true);
+  if (WEFT__UNLIKELY(r < 0)) weft__inject_push(w->rt, entry); /* could not grow: spill (it wakes) */
+  else weft__wake_one_if_needed(w->rt);
+  return 0;
+}
+
 /* ---- Private spawns (#13, session 10) ------------------------------------------------------
  * A worker's spawn (lib/task.c, spawn_local) goes into w->priv, a plain array that only the
  * owner touches, and the join of the newest child takes it back from there: no atomic
@@ -432,8 +447,10 @@ int weft__priv_share(weft__worker_t *w) {
   bool was_empty = false;
   for (uint32_t i = 0; i < n; i++) {
     /* push_fit inline (a spawn storm pushes every entry here: push_local's call was ~30 of its
-     * instructions); a full deque's growth, or spill, is push_local's, wake included */
-    int r = weft__deque_push_fit(&w->deque, w->priv[i]);
+     * instructions); a full deque's growth, or spill, is push_local's, wake included. The
+     * batch's last push is announced (seq_cst, then the wake check below): a share answers an
+     * ask, or a worker seen idle, and one of them may be parking while the deque empties. */
+    int r = weft__deque_push_fit_as(&w->deque, w->priv[i], i + 1 == n);
     if (WEFT__UNLIKELY(r == WEFT__DEQUE_FULL)) push_local(w, &w->deque, w->priv[i]);
     else if (r) was_empty = true; /* that push was seq_cst: the wake check's store side */
   }

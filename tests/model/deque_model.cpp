@@ -934,9 +934,13 @@ namespace p_announce_acq_rel {
 #undef PK_CHECK_ORDER
 #undef PK_ANNOUNCE_ORDER
 
-#define PARK_MODEL_OPS(name, dns, pns)                                                         \
+#define PARK_MODEL_OPS(name, dns, pns) PARK_MODEL_OPS_AS(name, dns, pns, true)
+/* announce: what a push made while a worker is seen idle does (push_as's); false is the
+ * library before session 20 (a plain push: seq_cst and checked only onto an empty deque). */
+#define PARK_MODEL_OPS_AS(name, dns, pns, announce)                                            \
   struct name {                                                                                \
     static int push(model_deque *d, uintptr_t x) { return dns::push(d, x); }                   \
+    static int push_idle_seen(model_deque *d, uintptr_t x) { return dns::push_as(d, x, announce); } \
     static uintptr_t steal(model_deque *d) { return dns::steal(d); }                           \
     static int seen_nonempty(model_deque *d) { return dns::seen_nonempty(d); }                 \
     static bool wake_needed(rl::atomic<int> *s, rl::atomic<int> *i) {                          \
@@ -950,6 +954,7 @@ PARK_MODEL_OPS(park_correct, v_correct, p_correct)
 PARK_MODEL_OPS(park_check_acquire, v_correct, p_check_acquire)
 PARK_MODEL_OPS(park_announce_acq_rel, v_correct, p_announce_acq_rel)
 PARK_MODEL_OPS(park_push_release, v_empty_push_release, p_correct)
+PARK_MODEL_OPS_AS(park_idle_push_unannounced, v_correct, p_correct, false)
 
 /* worker.c's hand-off: a producer pushes one task onto its empty deque and checks whether to
  * wake a worker (then goes on with something long: it never takes the task back); the other
@@ -1001,6 +1006,65 @@ struct park_test : rl::test_suite<park_test<Ops>, 2> {
   void after() {
     bool asleep_unwoken = slept($).load(rl::mo_relaxed) && !park_word($).load(rl::mo_relaxed);
     RL_ASSERT(!asleep_unwoken); /* the task is queued and every worker sleeps: lost wake-up */
+  }
+};
+
+/* The same hand-off with three workers (review, session 20): the producer's deque already
+ * holds X when it pushes Y, having seen workers idle (two spinners). One spinner steals X and,
+ * not the last spinner, wakes no one (worker.c's stop_spinning) before it runs X; the other
+ * finds nothing, announces itself idle, looks once more and sleeps if it sees nothing. With
+ * Y pushed release only and unchecked (the library before session 20), the sleeper can miss
+ * it — the store in the producer's buffer, or the producer's view of top stale — and Y waits
+ * behind the producer's long task with a worker asleep. The property: never asleep, unwoken,
+ * with Y still queued. */
+template <class Ops>
+struct park_emptying_test : rl::test_suite<park_emptying_test<Ops>, 3> {
+  model_array arr;
+  model_deque dq;
+  rl::atomic<int> nspinning, nidle, park_word, slept, consumed;
+
+  void before() {
+    arr.mask = CAP - 1;
+    arr.slot[0]($).store(2, rl::mo_relaxed); /* X, pushed (and checked) long before */
+    dq.top($).store(0, rl::mo_relaxed);
+    dq.bottom($).store(1, rl::mo_relaxed);
+    dq.array($).store(&arr, rl::mo_relaxed);
+    nspinning($).store(2, rl::mo_relaxed); /* workers 1 and 2 are spinning */
+    nidle($).store(0, rl::mo_relaxed);
+    park_word($).store(0, rl::mo_relaxed);
+    slept($).store(0, rl::mo_relaxed);
+    consumed($).store(0, rl::mo_relaxed);
+  }
+
+  /* A spinner's steal that found work: it stops spinning, and the last spinner wakes the
+   * next (worker.c: stop_spinning, then wake_one when a worker is parked). */
+  void found_work() {
+    consumed($).fetch_add(1, rl::mo_relaxed);
+    if (nspinning($).fetch_sub(1, rl::mo_seq_cst) == 1 && nidle($).load(rl::mo_seq_cst) != 0)
+      park_word($).store(1, rl::mo_release);
+  }
+
+  void thread(unsigned id) {
+    if (id == 0) { /* the producer: workers were seen idle */
+      if (Ops::push_idle_seen(&dq, 3) == 1 && Ops::wake_needed(&nspinning, &nidle))
+        park_word($).store(1, rl::mo_release); /* wake_one */
+      return; /* then something long: it never takes Y back */
+    }
+    if (id == 1) { /* the spinner that steals (and then runs what it stole) */
+      if (Ops::steal(&dq) > WD_ABORT) found_work();
+      return;
+    }
+    uintptr_t x = Ops::steal(&dq); /* the other spinner's last round */
+    if (x > WD_ABORT) return found_work();
+    Ops::announce_idle(&nidle, &nspinning);
+    if (Ops::seen_nonempty(&dq)) return; /* any_work_visible: it goes and gets it */
+    slept($).store(1, rl::mo_relaxed); /* futex_wait: only park_word can end it */
+  }
+
+  void after() {
+    bool queued = dq.bottom($).load(rl::mo_relaxed) > dq.top($).load(rl::mo_relaxed);
+    bool asleep_unwoken = slept($).load(rl::mo_relaxed) && !park_word($).load(rl::mo_relaxed);
+    RL_ASSERT(!(queued && asleep_unwoken)); /* Y queued, a worker asleep: lost wake-up */
   }
 };
 
@@ -1259,6 +1323,9 @@ int main(int argc, char **argv) {
   check<park_test<park_check_acquire>>("park/wake check-acquire", true);
   check<park_test<park_announce_acq_rel>>("park/wake announce-acq-rel", true);
   check<park_test<park_push_release>>("park/wake empty-push-release", true);
+  check<park_emptying_test<park_correct>>("park/wake push onto a deque being emptied", false);
+  check<park_emptying_test<park_idle_push_unannounced>>(
+      "park/wake push onto a deque being emptied, unannounced (before session 20)", true);
 
   check<inject_test<ops_q_correct>>("inject queue correct", false);
   check<inject_park_test<ops_q_correct>>("inject park/wake correct", false);
