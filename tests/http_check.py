@@ -71,6 +71,15 @@ try:
                         and b"close" not in payload:
                     return data, False
 
+    def recv_until(s, done, got=b""):
+        """Reads from s onto got until done(got) or the peer closes; returns got."""
+        while not done(got):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        return got
+
     req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
     data, closed = raw(req * 3)
     check(data.count(b"HTTP/1.1 200 OK") == 3 and data.count(b"hello, world\n") == 3 and not closed,
@@ -106,19 +115,9 @@ try:
           "an absolute-form target without a path is /")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-Continue\r\n\r\n")
-        interim = b""
-        while b"\r\n\r\n" not in interim:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            interim += chunk
+        interim = recv_until(s, lambda got: b"\r\n\r\n" in got)
         s.sendall(b"abc")
-        final = interim.split(b"\r\n\r\n", 1)[1]
-        while b"not found" not in final:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            final += chunk
+        final = recv_until(s, lambda got: b"not found" in got, interim.split(b"\r\n\r\n", 1)[1])
     check(interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n") and final.startswith(b"HTTP/1.1 404"),
           "Expect: 100-continue gets 100 Continue before the body, then the answer")
 
@@ -127,12 +126,7 @@ try:
     # the first half (one small write arrives as one segment on loopback).
     half = socket.create_connection(("127.0.0.1", port), timeout=10)
     half.sendall(req + b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234")
-    got = b""
-    while b"hello, world\n" not in got:
-        chunk = half.recv(65536)
-        if not chunk:
-            break
-        got += chunk
+    recv_until(half, lambda got: b"hello, world\n" in got)
     server.send_signal(signal.SIGTERM)
     # The rest only once the drain has begun (the server prints this after it set its flag):
     # sent earlier, the request could finish before the drain and be answered as keep-alive.
@@ -141,12 +135,7 @@ try:
         if not line or "draining" in line:  # EOF: the server died; the check below fails
             break
     half.sendall(b"56789")
-    got = b""
-    while True:
-        chunk = half.recv(65536)
-        if not chunk:
-            break
-        got += chunk
+    got = recv_until(half, lambda got: False)  # to the server's close
     half.close()
     check(got.startswith(b"HTTP/1.1 404") and b"Connection: close" in got,
           f"a request half sent at SIGTERM is still answered (got {got[:40]!r})")

@@ -350,11 +350,7 @@ static void *group_with_an_unrun_task(void *arg) {
 }
 
 Test(group, a_task_that_could_not_start_fails_its_group) {
-  weft_runtime_t *rt = test_runtime(1);
-  weft_task_t *t;
-  OK(weft_runtime_spawn(rt, &t, group_with_an_unrun_task, NULL));
-  OK(weft_join(t, NULL));
-  OK(weft_runtime_destroy(rt));
+  run_given_runtime(1, group_with_an_unrun_task);
 }
 
 /* The same when a sweep lets go of the unrun task before any wait reaches it: a long-lived group
@@ -392,9 +388,5 @@ static void *group_sweeps_an_unrun_task(void *arg) {
 }
 
 Test(group, a_task_that_could_not_start_fails_its_group_even_once_swept) {
-  weft_runtime_t *rt = test_runtime(1);
-  weft_task_t *t;
-  OK(weft_runtime_spawn(rt, &t, group_sweeps_an_unrun_task, rt));
-  OK(weft_join(t, NULL));
-  OK(weft_runtime_destroy(rt));
+  run_given_runtime(1, group_sweeps_an_unrun_task);
 }
