@@ -550,11 +550,22 @@ void *weft_fail(int err) {
   return NULL;
 }
 
-/* Awaits t with cancellation held back (cleanup that must see t end). A thread just awaits. */
+/* Awaits t with cancellation held back (cleanup that must see t end). A thread just awaits.
+ * The added shield level holds back every deadline scope begun outside it; at the API's full
+ * 255 levels none can be added, and a scope begun at that depth would still cut the wait short
+ * (its callers then read an unfinished task's outcome): there the wait is held to its end. */
 void weft__await_shielded(weft_task_t *t) {
-  bool task = weft_shield_begin() == 0;
+  int shield = weft_shield_begin();
+  if (WEFT__UNLIKELY(shield == WEFT_ERANGE)) {
+    if (!task_is_done(t) && !try_inline(t)) {
+      struct weft_task *self = weft__current(weft__worker_self());
+      weft__wait_reason(self, WEFT__WAIT_TASK, atomic_load_explicit(&t->id, memory_order_relaxed));
+      weft__await_word_to_end(self, &t->word);
+    }
+    return;
+  }
   await_task(t, NULL, "weft_await");
-  if (task) weft_shield_end();
+  if (shield == 0) weft_shield_end();
 }
 
 int weft_await_for(weft_task_t *t, uint64_t timeout_ns, void **result) {

@@ -572,3 +572,39 @@ Test(cancel, a_storm_of_cancelled_sleepers_leaves_the_wheel_empty, .timeout = 60
             "cancelled sleepers left entries in the timer wheel");
   OK(weft_runtime_destroy(rt));
 }
+
+/* weft_await_for's cleanup holds its wait to the child's end even at the API's full 255 shield
+ * levels, where it cannot add one of its own and a deadline scope begun at that depth would
+ * otherwise cut it short (it then read an unfinished child's outcome). */
+static void *stubborn(void *arg) {
+  OK(weft_shield_begin());
+  weft_sleep_ms(30); /* the cancel waits for this */
+  weft_shield_end(); /* WEFT_ECANCELED: the cancel, delivered here */
+  return arg;
+}
+
+static void *await_for_at_full_shield_depth(void *arg) {
+  (void)arg;
+  weft_task_t *t;
+  OK(weft_spawn(&t, stubborn, IPTR(7)));
+  OK(weft_yield()); /* it starts, and sleeps shielded */
+  int depth = 0;
+  while (weft_shield_begin() == 0) depth++;
+  cr_assert_eq(depth, 255);
+  weft_deadline_t cleanup; /* begun at depth 255: it bounds the waits below */
+  OK(weft_deadline_begin(&cleanup, weft_now_ns() + 5 * 1000000ull));
+  void *r = NULL;
+  int err = weft_await_for(t, 1000 * 1000000ull, &r);
+  cr_assert_eq(weft_task_done(t), 1, "weft_await_for returned before its cancelled child ended");
+  /* its shield's end took the cancel: it ended cancelled, and the wait timed out */
+  cr_assert_eq(err, WEFT_ETIMEDOUT, "%s", weft_strerror(err));
+  cr_assert_null(r);
+  weft_deadline_end(&cleanup);
+  while (depth--) weft_shield_end();
+  weft_task_release(t);
+  return NULL;
+}
+
+Test(cancel, await_for_waits_for_its_child_at_the_full_shield_depth) {
+  run_on(1, await_for_at_full_shield_depth, NULL);
+}
