@@ -79,23 +79,27 @@ static uint64_t worker_yields(weft__worker_t *w) {
  * sleeps, and busy_ns (uptime less this) never falls back when a park ends (review, session
  * 20: busy grew at wall-clock rate through a park and dropped by all of it after). The park
  * times' seqlock read (internal.h, park_seq). */
-static uint64_t idle_until(weft__worker_t *w, uint64_t now) {
+static uint64_t idle_until(weft__worker_t *w, uint64_t *now) {
   for (;;) {
     /* acquire: pairs with the writer's closing release; the fields below are as of it */
     uint64_t seq = atomic_load_explicit(&w->park_seq, memory_order_acquire);
     uint64_t since = load(&w->parked_since), idle = load(&w->idle_ns);
+    /* The clock after the fields: with a clock read before them, a park that ended in between
+     * was counted to its end, past our clock, and busy time fell (review, session 20). */
+    *now = weft_now_ns();
     atomic_thread_fence(memory_order_acquire); /* the loads above before the re-read */
     if (!(seq & 1) && atomic_load_explicit(&w->park_seq, memory_order_relaxed) == seq)
-      return idle + (since && now > since ? now - since : 0);
+      return idle + (since && *now > since ? *now - since : 0);
     sched_yield(); /* the owner is between its two bumps: a few stores away */
   }
 }
 
-static void add_worker(weft_metrics_t *m, life_t *life, weft__worker_t *w, uint64_t now) {
+static void add_worker(weft_metrics_t *m, life_t *life, weft__worker_t *w) {
+  uint64_t now;
+  uint64_t idle = idle_until(w, &now);
   uint64_t uptime = now > w->start_ns ? now - w->start_ns : 0;
   uint64_t started = load(&w->n_started), unrun = load(&w->n_unrun);
   uint64_t inlined = load(&w->n_inlined), finished = load(&w->n_finished);
-  uint64_t idle = idle_until(w, now);
   m->tasks_run += started + inlined; /* started: never an unrun task (weft__task_start) */
   m->tasks_spawned += load(&w->n_spawned);
   m->tasks_stolen += load(&w->n_stolen);
@@ -138,8 +142,8 @@ int weft_runtime_metrics(weft_runtime_t *rt, int worker, weft_metrics_t *out) {
   memset(&all, 0, sizeof all);
   for (int i = 0; i < rt->nworkers; i++) {
     weft__worker_t *w = &rt->workers[i];
-    add_worker(&all, &life, w, now);
-    if (i == worker) add_worker(&m, &ignored, w, now);
+    add_worker(&all, &life, w);
+    if (i == worker) add_worker(&m, &ignored, w);
     life.spawned += load(&w->n_spawned);
   }
   life.spawned += load(&rt->foreign_spawns);

@@ -441,16 +441,20 @@ int weft__priv_share(weft__worker_t *w) {
   /* relaxed: a hint, cleared before the pushes (as frames_share does); frames_share below clears
    * it again, which may drop an ask made meanwhile: harmless, the pushes are visible and their
    * wake check follows, and a thief that still finds nothing asks again */
+  bool asked = atomic_load_explicit(&w->frames.splitreq, memory_order_relaxed) != 0;
   atomic_store_explicit(&w->frames.splitreq, 0, memory_order_relaxed);
   uint32_t n = atomic_load_explicit(&w->npriv, memory_order_relaxed); /* relaxed: our own */
   atomic_store_explicit(&w->npriv, 0, memory_order_relaxed);          /* relaxed: metrics' */
+  /* The last push announced only when a worker asked or is idle: a share on the all-busy path
+   * (a join out of LIFO order, the loop picking past kept spawns) pays nothing more (review) */
+  bool announce = asked || weft__workers_idle(w->rt);
   bool was_empty = false;
   for (uint32_t i = 0; i < n; i++) {
     /* push_fit inline (a spawn storm pushes every entry here: push_local's call was ~30 of its
      * instructions); a full deque's growth, or spill, is push_local's, wake included. The
-     * batch's last push is announced (seq_cst, then the wake check below): a share answers an
-     * ask, or a worker seen idle, and one of them may be parking while the deque empties. */
-    int r = weft__deque_push_fit_as(&w->deque, w->priv[i], i + 1 == n);
+     * batch's last push is announced (seq_cst, then the wake check below) when it answers an
+     * ask or a worker seen idle: one of them may be parking while the deque empties. */
+    int r = weft__deque_push_fit_as(&w->deque, w->priv[i], announce && i + 1 == n);
     if (WEFT__UNLIKELY(r == WEFT__DEQUE_FULL)) push_local(w, &w->deque, w->priv[i]);
     else if (r) was_empty = true; /* that push was seq_cst: the wake check's store side */
   }
@@ -780,19 +784,26 @@ static bool idle_unlist(weft__worker_t *w) {
 }
 
 
-/* The park times' seqlock write (internal.h, park_seq): parked_since set (0: the park ended)
- * and idle_ns grown by idle_add, between two bumps of park_seq. release on each bump: the
- * reader that acquires an even value sees the fields as of it; the fence orders the first
- * (odd) bump before the field stores, as a seqlock writer needs. */
-static void park_times_write(weft__worker_t *w, uint64_t parked_since, uint64_t idle_add) {
+/* The park times' seqlock (internal.h, park_seq), owner-written. At both ends of a park the
+ * odd bump goes first, and a store-load fence keeps it before the clock read that stamps that
+ * end: a reader reads its own clock after the fields (metrics.c), so one whose clock is past a
+ * stamp sees the sequence moved and retries. Otherwise it counted a park's first moments as
+ * busy and then as idle, or its last ones as idle up to the reader's clock and then, the end
+ * stamped earlier, not at all (review, session 20: busy_ns fell by up to 3 ms, idle_ns too).
+ * The fence orders the odd value before the field stores as well, as a seqlock writer needs;
+ * release on the even bump: the stores. Returns the stamp. */
+static uint64_t park_times_write(weft__worker_t *w, bool parking, uint64_t parked_at) {
   uint64_t seq = atomic_load_explicit(&w->park_seq, memory_order_relaxed); /* relaxed: ours */
   atomic_store_explicit(&w->park_seq, seq + 1, memory_order_relaxed);
-  atomic_thread_fence(memory_order_release); /* the odd value before the stores below */
-  atomic_store_explicit(&w->parked_since, parked_since, memory_order_relaxed);
-  /* relaxed load + store: owner-written, as weft__stat_bump */
-  atomic_store_explicit(&w->idle_ns, atomic_load_explicit(&w->idle_ns, memory_order_relaxed) + idle_add,
-                        memory_order_relaxed);
+  atomic_thread_fence(memory_order_seq_cst); /* the odd value before the clock read and stores */
+  uint64_t now = weft_now_ns();
+  atomic_store_explicit(&w->parked_since, parking ? now : 0, memory_order_relaxed);
+  if (!parking) /* relaxed load + store: owner-written, as weft__stat_bump */
+    atomic_store_explicit(&w->idle_ns,
+                          atomic_load_explicit(&w->idle_ns, memory_order_relaxed) + (now - parked_at),
+                          memory_order_relaxed);
   atomic_store_explicit(&w->park_seq, seq + 2, memory_order_release); /* release: the stores */
+  return now;
 }
 
 /* Parks until woken, a timer is due, `until` passes (a watcher's look), or the runtime stops.
@@ -834,8 +845,8 @@ static bool park(weft__worker_t *w, bool *spinning, uint64_t until) {
   if (!any_work_visible(rt, until == UINT64_MAX) &&
       !atomic_load_explicit(&rt->stopping, memory_order_seq_cst) && deadline > weft_now_ns()) {
     weft__stat_bump(&w->n_parks);
-    uint64_t parked_at = weft_now_ns(); /* two clock reads per park: parks are ~84 µs anyway */
-    park_times_write(w, parked_at, 0);
+    uint64_t parked_at = park_times_write(w, true, 0); /* two clock reads and fences per park:
+                                                          parks are ~84 µs */
     /* acquire: pairs with the waker's release store */
     while (atomic_load_explicit(&w->park_word, memory_order_acquire) == 0 &&
            !atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
@@ -847,7 +858,7 @@ static bool park(weft__worker_t *w, bool *spinning, uint64_t until) {
       deadline = weft__timer_next_deadline(rt->timer);
       if (scavenge_at < deadline) deadline = scavenge_at;
     }
-    park_times_write(w, 0, weft_now_ns() - parked_at);
+    park_times_write(w, false, parked_at);
   }
   if (idle_unlist(w)) {
     *spinning = true; /* we left on our own: idle_unlist counted us as a spinner again */

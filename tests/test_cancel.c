@@ -576,11 +576,12 @@ Test(cancel, a_storm_of_cancelled_sleepers_leaves_the_wheel_empty, .timeout = 60
 /* weft_await_for's cleanup holds its wait to the child's end even at the API's full 255 shield
  * levels, where it cannot add one of its own and a deadline scope begun at that depth would
  * otherwise cut it short (it then read an unfinished child's outcome). */
-static void *stubborn(void *arg) {
-  OK(weft_shield_begin());
-  weft_sleep_ms(30); /* the cancel waits for this */
-  weft_shield_end(); /* WEFT_ECANCELED: the cancel, delivered here */
-  return arg;
+static void *stubborn(void *arg) { /* ends only once cancelled, some time after it */
+  for (;;) {
+    OK(weft_shield_begin());
+    weft_sleep_ms(1);
+    if (weft_shield_end() == WEFT_ECANCELED) return arg; /* the cancel, delivered here */
+  }
 }
 
 static void *await_for_at_full_shield_depth(void *arg) {

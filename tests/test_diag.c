@@ -956,6 +956,44 @@ Test(metrics, a_park_counts_as_idle_while_it_lasts_and_busy_time_never_falls) {
   OK(weft_runtime_destroy(rt));
 }
 
+/* The same while the worker parks and wakes thousands of times a second and a reader samples
+ * without pause: neither time ever falls (review, session 20: the clock read before the
+ * snapshot, and the park's start stamped before its seqlock bump, let busy_ns fall by up to
+ * 3 ms, thousands of times in 4 s). */
+static atomic_int feeding;
+static void *feed_wakes(void *arg) {
+  weft_runtime_t *rt = arg;
+  while (atomic_load(&feeding)) {
+    weft_task_t *t;
+    OK(weft_runtime_spawn(rt, &t, returns_one, NULL));
+    OK(weft_join(t, NULL));
+    usleep(100); /* the worker parks in between */
+  }
+  return NULL;
+}
+Test(metrics, busy_and_idle_time_never_fall_while_a_worker_parks_and_wakes, .timeout = 60) {
+  weft_runtime_t *rt = test_runtime(1);
+  atomic_store(&feeding, 1);
+  pthread_t feeder;
+  cr_assert_eq(pthread_create(&feeder, NULL, feed_wakes, rt), 0);
+  weft_metrics_t last = metrics_now(rt);
+  long reads = 0;
+  uint64_t until = weft_now_ns() + 1000000000ull; /* the sampling is the test: one second of it */
+  while (weft_now_ns() < until) {
+    weft_metrics_t m = metrics_now(rt);
+    cr_assert_geq(m.busy_ns, last.busy_ns, "busy_ns fell by %llu ns after %ld reads",
+                  (unsigned long long)(last.busy_ns - m.busy_ns), reads);
+    cr_assert_geq(m.idle_ns, last.idle_ns, "idle_ns fell after %ld reads", reads);
+    last = m;
+    reads++;
+  }
+  atomic_store(&feeding, 0);
+  pthread_join(feeder, NULL);
+  cr_assert_gt(last.parks, 100, "the worker parked only %llu times: the test proves little",
+               (unsigned long long)last.parks);
+  OK(weft_runtime_destroy(rt));
+}
+
 Test(metrics, counters_add_up_at_quiescence) {
   weft_runtime_t *rt = test_runtime(2);
   weft_task_t *t[4];

@@ -243,7 +243,7 @@ Test(frames, a_sync_at_the_full_shield_depth_with_a_cancel_pending_still_waits) 
  * stack, and weft_sync has no error to give (review, session 20: it aborted with "a shielded
  * frame wait ended early (-110)"). */
 static void *napper(void *arg) {
-  weft_sleep_ms(20);
+  weft_sleep_ms(100); /* well past the cleanup's 5 ms, even with the parent preempted */
   return arg;
 }
 
