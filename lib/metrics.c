@@ -83,11 +83,14 @@ static uint64_t idle_until(weft__worker_t *w, uint64_t *now) {
   for (;;) {
     /* acquire: pairs with the writer's closing release; the fields below are as of it */
     uint64_t seq = atomic_load_explicit(&w->park_seq, memory_order_acquire);
-    uint64_t since = load(&w->parked_since), idle = load(&w->idle_ns);
+    /* acquire, both: they stay before the re-read below (a seqlock reader's order; no
+     * standalone fence, which TSan does not model: gcc warns) */
+    uint64_t since = atomic_load_explicit(&w->parked_since, memory_order_acquire);
+    uint64_t idle = atomic_load_explicit(&w->idle_ns, memory_order_acquire);
     /* The clock after the fields: with a clock read before them, a park that ended in between
      * was counted to its end, past our clock, and busy time fell (review, session 20). */
     *now = weft_now_ns();
-    atomic_thread_fence(memory_order_acquire); /* the loads above before the re-read */
+    /* relaxed: ordered after the acquire loads above */
     if (!(seq & 1) && atomic_load_explicit(&w->park_seq, memory_order_relaxed) == seq)
       return idle + (since && *now > since ? *now - since : 0);
     sched_yield(); /* the owner is between its two bumps: a few stores away */

@@ -376,11 +376,12 @@ void weft__wake_one_if_needed(struct weft_runtime *rt) {
   if (park_wake_needed(&rt->nspinning, &rt->nidle)) wake_one(rt);
 }
 
-/* Pushes onto one of w's own queues; an empty→non-empty push may need a parked worker woken. */
-/* Returns whether entry went onto q (false: it spilled to the inject queue). */
-static bool push_local(weft__worker_t *w, weft__deque_t *q, uintptr_t entry) {
-  int r = weft__deque_push(q, entry);
-  if (WEFT__LIKELY(r == 0)) return true; /* non-empty before: someone already knows */
+/* Pushes onto one of w's own queues; an empty→non-empty push, or an announced one (made
+ * because a worker was seen idle: deque_impl.h's push_fit_as), may need a parked worker woken.
+ * Returns whether entry went onto q (false: it spilled to the inject queue). */
+static bool push_local_as(weft__worker_t *w, weft__deque_t *q, uintptr_t entry, bool announce) {
+  int r = weft__deque_push_as(q, entry, announce);
+  if (WEFT__LIKELY(r == 0)) return true; /* non-empty before, not announced: someone knows */
   if (r < 0) {
     weft__inject_push(w->rt, entry); /* the deque could not grow: spill (it wakes) */
     return false;
@@ -389,18 +390,20 @@ static bool push_local(weft__worker_t *w, weft__deque_t *q, uintptr_t entry) {
   return true;
 }
 
+static bool push_local(weft__worker_t *w, weft__deque_t *q, uintptr_t entry) {
+  return push_local_as(w, q, entry, false);
+}
+
 int weft__schedule_local(weft__worker_t *w, uintptr_t entry) {
   push_local(w, &w->deque, entry);
   return 0;
 }
 
 /* A push made because some worker was seen idle (spinning or parked): seq_cst and followed by
- * the wake check even onto a non-empty deque (deque_impl.h's push_fit_as: a spinner emptying
- * the deque may be the one that parks next). */
+ * the wake check even onto a non-empty deque (a spinner emptying it may be the one that parks
+ * next). */
 int weft__schedule_local_announced(weft__worker_t *w, uintptr_t entry) {
-  int r = weft__deque_push_as(&w->deque, entry, true);
-  if (WEFT__UNLIKELY(r < 0)) weft__inject_push(w->rt, entry); /* could not grow: spill (it wakes) */
-  else weft__wake_one_if_needed(w->rt);
+  push_local_as(w, &w->deque, entry, true);
   return 0;
 }
 
@@ -454,8 +457,9 @@ int weft__priv_share(weft__worker_t *w) {
      * instructions); a full deque's growth, or spill, is push_local's, wake included. The
      * batch's last push is announced (seq_cst, then the wake check below) when it answers an
      * ask or a worker seen idle: one of them may be parking while the deque empties. */
-    int r = weft__deque_push_fit_as(&w->deque, w->priv[i], announce && i + 1 == n);
-    if (WEFT__UNLIKELY(r == WEFT__DEQUE_FULL)) push_local(w, &w->deque, w->priv[i]);
+    bool last_announced = announce && i + 1 == n;
+    int r = weft__deque_push_fit_as(&w->deque, w->priv[i], last_announced);
+    if (WEFT__UNLIKELY(r == WEFT__DEQUE_FULL)) push_local_as(w, &w->deque, w->priv[i], last_announced);
     else if (r) was_empty = true; /* that push was seq_cst: the wake check's store side */
   }
   if (was_empty) weft__wake_one_if_needed(w->rt);
@@ -782,7 +786,6 @@ static bool idle_unlist(weft__worker_t *w) {
   pthread_mutex_unlock(&rt->idle_lock);
   return was_listed;
 }
-
 
 /* The park times' seqlock (internal.h, park_seq), owner-written. At both ends of a park the
  * odd bump goes first, and a store-load fence keeps it before the clock read that stamps that
