@@ -653,6 +653,10 @@ typedef struct accept_ctx {
 static ssize_t call_accept(weft__sock_t *s, void *ctx) {
   accept_ctx_t *a = ctx;
   if (a->len) *a->len = a->len_in; /* in/out: fresh for every try */
+  if (weft__fault_hit(WEFT__FAULT_ACCEPT)) {
+    errno = EMFILE;
+    return -1;
+  }
   return accept4(s->fd, a->addr, a->len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }
 

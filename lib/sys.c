@@ -45,8 +45,9 @@ void weft__fault_set(int kind, long nth) {
 }
 
 bool weft__fault_hit(int kind) {
-  if (WEFT__LIKELY(atomic_load_explicit(&fault_countdown[kind], memory_order_relaxed) <= 0))
-    return false;
+  long left = atomic_load_explicit(&fault_countdown[kind], memory_order_relaxed);
+  if (WEFT__LIKELY(left <= 0)) return false;
+  if (left == WEFT__FAULT_ALWAYS) return true; /* never counted down: set it before the calls */
   return atomic_fetch_sub_explicit(&fault_countdown[kind], 1, memory_order_relaxed) == 1;
 }
 

@@ -5,6 +5,7 @@
 #ifndef WEFT_SYS_H
 #define WEFT_SYS_H
 
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -25,7 +26,8 @@ _Noreturn void weft__die(const char *fmt, ...) __attribute__((format(printf, 1, 
 #define WEFT__ASSERT(cond) ((void)0)
 #endif
 
-/* Test-only fault injection: make the n-th allocation of a kind fail (0 disables).
+/* Test-only fault injection: make the n-th allocation of a kind fail (0 disables), or every
+ * one while the countdown is WEFT__FAULT_ALWAYS.
  * STACK: a spawn's stack check; STACK_START: taking the stack when a worker starts a task;
  * TASK: a spawn's descriptor; THREAD: a worker thread's creation; TIMER_RING: the timer
  * wheel's due ring growing (its overflow list takes the entries). */
@@ -37,8 +39,10 @@ enum {
   WEFT__FAULT_TIMER_RING,
   WEFT__FAULT_DIAG, /* a slab's diagnostics array (lib/task.c, weft__task_diag_make) */
   WEFT__FAULT_RESERVE, /* a listener's reserve fd, opened for the EMFILE answer (lib/io.c) */
+  WEFT__FAULT_ACCEPT,  /* an accept answers EMFILE, as out of fds (lib/io.c) */
   WEFT__FAULT_KINDS
 };
+#define WEFT__FAULT_ALWAYS LONG_MAX
 #ifdef WEFT_FAULTS
 /* Only in the test build of the library (CMake target weft_testing, which the tests link): the
  * Release library has no countdown on its hot paths (issue 13). */
