@@ -35,6 +35,7 @@ PY = "/usr/bin/python3"  # the system's interpreter: the asyncio figures are Deb
 ALL_RUNTIMES = ["weft", "tbb", "omp-gcc", "omp-clang", "go", "asyncio", "boost-fiber", "tokio",
                 "pthread"]
 DEFAULT_WORKLOADS = ("fib:30 fib-frame:30 skynet:1000000 spawn:1000000 spawn-detached:1000000 "
+                     "spawn-detached-throttled:1000000 "
                      "yield:10000000 "
                      "sleep:1000000 gather:10000:10 cancel:1000000@weft,go,tokio "
                      "inject:1000000@weft,go,tokio"
@@ -42,6 +43,7 @@ DEFAULT_WORKLOADS = ("fib:30 fib-frame:30 skynet:1000000 spawn:1000000 spawn-det
                      " pingpong:1000000@weft,go,tokio chan:10000000@weft,go,tokio"
                      " mutex:8000000@weft,go,tokio,pthread")
 QUICK_WORKLOADS = ("fib:20 fib-frame:20 skynet:10000 spawn:10000 spawn-detached:10000 "
+                   "spawn-detached-throttled:10000 "
                    "yield:100000 sleep:2000 "
                    "gather:200:3 cancel:2000@weft,go,tokio inject:2000@weft,go,tokio"
                    " pingpong:10000@weft,go chan:100000@weft,go mutex:80000@weft,go,pthread")
@@ -76,8 +78,8 @@ class Workload:
             return a
         if self.name in ("skynet", "sleep"):
             return self.n * (self.n - 1) // 2
-        if self.name in ("spawn", "spawn-detached", "yield", "cancel", "inject", "pingpong", "chan",
-                         "mutex"):
+        if self.name in ("spawn", "spawn-detached", "spawn-throttled", "spawn-detached-throttled",
+                         "yield", "cancel", "inject", "pingpong", "chan", "mutex"):
             return self.n
         return self.n * self.k  # gather
 
@@ -101,12 +103,14 @@ def parse_workload(spec):
         "skynet": (re.fullmatch(r"10*", str(n)), f"skynet n must be a power of 10, got {n}"),
         "yield": (n % 1000 == 0, f"yield n must be a multiple of 1000, got {n}"),
         "spawn": (True, ""), "spawn-detached": (True, ""), "sleep": (True, ""),
+        "spawn-throttled": (True, ""), "spawn-detached-throttled": (True, ""),
         "cancel": (True, ""), "inject": (True, ""),
         "gather": (k == "" or k.isdigit(), f"bad k in '{spec}'"),
     }
     if name not in checks:
         raise ValueError(f"unknown workload '{name}' (fib fib-frame skynet spawn spawn-detached "
-                         "yield sleep cancel gather inject pingpong chan mutex)")
+                         "spawn[-detached]-throttled yield sleep cancel gather inject pingpong "
+                         "chan mutex)")
     ok, why = checks[name]
     if not ok:
         raise ValueError(why)
@@ -118,6 +122,8 @@ def parse_workload(spec):
     if name == "fib-frame":  # weft's strict fork-join form of fib: the peers' row is fib's
         only = ["weft"]
     if name == "spawn-detached":  # weft running the peers' spawn program (their row is spawn's)
+        only = ["weft"]
+    if name.endswith("-throttled"):  # the same with weft_options_t.spawn_throttle at 256
         only = ["weft"]
     return Workload(name, n, int(k or 10) if name == "gather" else None, only)
 

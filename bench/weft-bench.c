@@ -396,12 +396,12 @@ static double ms_since(uint64_t t0) { return (double)(weft_now_ns() - t0) / 1e6;
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: %s <fib|fib-frame|skynet|yield|spawn|spawn-detached|gather|sleep|cancel|inject|switch|"
+    fprintf(stderr, "usage: %s <fib|fib-frame|skynet|yield|spawn|spawn-detached|spawn[-detached]-throttled|gather|sleep|cancel|inject|switch|"
                     "timer-lateness|pingpong|chan|mutex> <n> "
-                    "[-w workers] [-s stack_bytes] [-k k]\n", argv[0]);
+                    "[-w workers] [-s stack_bytes] [-k k] [-t spawn_throttle]\n", argv[0]);
     return 2;
   }
-  const char *work = argv[1];
+  const char *work = argv[1], *run_work = work; /* printed; run (less a -throttled) */
   long n = strtol(argv[2], NULL, 10);
   weft_options_t opts = WEFT_OPTIONS_INIT;
   opts.workers = 2;
@@ -409,47 +409,58 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[i], "-w")) opts.workers = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "-s")) opts.stack_size = strtoul(argv[i + 1], NULL, 10);
     else if (!strcmp(argv[i], "-k")) gather_k = strtol(argv[i + 1], NULL, 10);
+    else if (!strcmp(argv[i], "-t")) opts.spawn_throttle = (uint32_t)strtoul(argv[i + 1], NULL, 10);
+  }
+  /* spawn-throttled, spawn-detached-throttled: spawn and spawn-detached with the runtime's
+   * spawn throttling on at libomp's depth (weft_options_t.spawn_throttle; -t sets another) */
+  char base[64];
+  const char *suffix = strstr(work, "-throttled");
+  if (suffix && !suffix[strlen("-throttled")] && (size_t)(suffix - work) < sizeof base) {
+    memcpy(base, work, (size_t)(suffix - work));
+    base[suffix - work] = 0;
+    if (!opts.spawn_throttle) opts.spawn_throttle = 256;
+    run_work = base;
   }
   void *r = NULL;
   int64_t result = 0;
   uint64_t t0 = weft_now_ns();
-  if (sync_workload(work, n, &opts, &result)) {
+  if (sync_workload(run_work, n, &opts, &result)) {
     /* pingpong, chan, mutex (issue 11) */
-  } else if (!strcmp(work, "fib")) {
+  } else if (!strcmp(run_work, "fib")) {
     check(weft_run(&opts, fib, (void *)(intptr_t)n, &r), "run");
     result = (int64_t)(intptr_t)r;
-  } else if (!strcmp(work, "fib-frame")) {
+  } else if (!strcmp(run_work, "fib-frame")) {
     check(weft_run(&opts, fib_frame, (void *)(intptr_t)n, &r), "run");
     result = (int64_t)(intptr_t)r;
-  } else if (!strcmp(work, "skynet")) {
+  } else if (!strcmp(run_work, "skynet")) {
     sky_arg_t a = {0, n};
     check(weft_run(&opts, skynet, &a, &r), "run");
     result = (int64_t)(intptr_t)r;
-  } else if (!strcmp(work, "spawn")) {
+  } else if (!strcmp(run_work, "spawn")) {
     many_t m = {n, one, arg_const, NULL};
     check(weft_run(&opts, many_main, &m, &r), "run");
     result = (int64_t)(intptr_t)r;
-  } else if (!strcmp(work, "spawn-detached")) {
+  } else if (!strcmp(run_work, "spawn-detached")) {
     check(weft_run(&opts, detached_main, (void *)(intptr_t)n, &r), "run");
     result = (int64_t)(intptr_t)r;
-  } else if (!strcmp(work, "yield")) {
+  } else if (!strcmp(run_work, "yield")) {
     many_t m = {1000, yielder, arg_const, (void *)(intptr_t)(n / 1000)};
     check(weft_run(&opts, many_main, &m, &r), "run");
     result = (int64_t)(intptr_t)r;
-  } else if (!strcmp(work, "sleep")) {
+  } else if (!strcmp(run_work, "sleep")) {
     many_t m = {n, sleeper, arg_index, NULL};
     check(weft_run(&opts, many_main, &m, &r), "run");
     result = (int64_t)(intptr_t)r;
-  } else if (!strcmp(work, "cancel")) {
+  } else if (!strcmp(run_work, "cancel")) {
     check(weft_run(&opts, cancel_main, (void *)(intptr_t)n, &r), "run");
     result = (int64_t)(intptr_t)r;
-  } else if (!strcmp(work, "inject")) {
+  } else if (!strcmp(run_work, "inject")) {
     result = inject_run(&opts, n);
-  } else if (!strcmp(work, "gather")) {
+  } else if (!strcmp(run_work, "gather")) {
     many_t m = {n, ticker, arg_const, NULL};
     check(weft_run(&opts, many_main, &m, &r), "run");
     result = (int64_t)(intptr_t)r;
-  } else if (!strcmp(work, "switch")) {
+  } else if (!strcmp(run_work, "switch")) {
     size_t bytes = 64 * 1024;
     char *stack = malloc(bytes);
     sw_other.sp = weft__context_make(stack + bytes, sw_entry, NULL);
@@ -461,7 +472,7 @@ int main(int argc, char **argv) {
     printf("weft switch n=%ld r=%ld ms=%.1f rss_kb=%ld ns_per_switch=%.2f\n", n, n, ms_since(t0),
            peak_rss_kb(), ns);
     return 0;
-  } else if (!strcmp(work, "timer-lateness")) {
+  } else if (!strcmp(run_work, "timer-lateness")) {
     for (int busy = 0; busy < 2; busy++) {
       late_t l = {n, calloc((size_t)n, sizeof(uint64_t)), busy};
       uint64_t s0 = weft_now_ns();

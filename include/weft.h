@@ -139,6 +139,16 @@ typedef struct weft_options {
    * blocking_keepalive_ms exits (0: WEFT_BLOCKING_KEEPALIVE_DEFAULT_MS). */
   int blocking_threads;
   uint64_t blocking_keepalive_ms;
+  /* Spawn throttling, off (0) by default: with N > 0, once N tasks are queued on the worker of
+   * a task that calls weft_spawn, the spawn runs its child first — the caller goes back to its
+   * worker's queue as the next task that worker takes (another worker may take it first) and
+   * the child starts at once. A spawn storm then runs in constant memory at the cost of a
+   * switch pair per spawn (libomp throttles so by default at 256; asyncio's opt-in
+   * eager_task_factory starts a child at once too). With it on, weft_spawn is a point where
+   * the caller may pause and resume on another thread (not a cancellation point: it returns 0
+   * once the child was spawned), so a caller must not hold a thread's lock (a pthread mutex)
+   * across it. weft_runtime_spawn, weft_group_spawn and chaos mode never throttle. */
+  uint32_t spawn_throttle;
 } weft_options_t;
 
 #define WEFT_STACK_DEFAULT ((size_t)64 * 1024)
@@ -278,7 +288,9 @@ WEFT_EXTERN int weft_runtime_dump(weft_runtime_t *rt, int fd);
  * joins, awaits or gathers, which may run inline on its stack — must not block its thread
  * (spin on memory, a blocking call: weft_offload is for those) waiting for something another
  * of its unstarted children would do: that may wait for ever. Weft's own waits (join, future,
- * channel, mutex, sleep, yield) are safe. */
+ * channel, mutex, sleep, yield) are safe. With weft_options_t.spawn_throttle on, a spawn onto a
+ * worker with that many tasks queued runs its child first and may resume the caller on another
+ * thread (see that option). */
 WEFT_EXTERN int weft_spawn(weft_task_t **task, weft_fn fn, void *arg);
 /* The same from any thread, onto a given runtime. WEFT_ESHUTDOWN once destroy has begun. */
 WEFT_EXTERN int weft_runtime_spawn(weft_runtime_t *rt, weft_task_t **task, weft_fn fn, void *arg);

@@ -196,6 +196,11 @@ static inline int WD_FN(looks_empty)(WD_DEQUE *d) {
   return WD_LOAD(d->bottom, WD_RLX) <= WD_LOAD(d->top, WD_RLX);
 }
 
+/* Owner only: whether the deque holds at least k elements (a hint, as looks_empty's). */
+static inline int WD_FN(looks_deeper_than)(WD_DEQUE *d, int64_t k) {
+  return WD_LOAD(d->bottom, WD_RLX) - WD_LOAD(d->top, WD_RLX) >= k;
+}
+
 /* Owner only: the newest element without removing it (a hint; take() decides). */
 static inline uintptr_t WD_FN(peek_newest)(WD_DEQUE *d) {
   int64_t b = WD_LOAD(d->bottom, WD_RLX); /* relaxed: only the owner writes bottom */

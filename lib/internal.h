@@ -192,6 +192,9 @@ typedef enum {
   WEFT__AFTER_PARK_TIMED, /* arm the task's timer (its deadline), then commit the park */
   WEFT__AFTER_PARK_UNLOCK, /* #11: commit the park, then release the waiter queue's spinlock
                             * (w->after_lock) that the task held across its switch */
+  WEFT__AFTER_CHILD_FIRST, /* a spawn onto a deep deque (lib/task.c, "Child first"): requeue
+                            * the spawner as the deque's newest entry, then start its child
+                            * (w->eager) before anything else */
 } weft__after_t;
 
 /* A descriptor: 64 bytes, one cache line (#13: 10^6 queued tasks cost 128 B each, plus a
@@ -616,6 +619,10 @@ typedef struct weft__worker {
    * back, no atomic instruction and no fence (a Chase–Lev take's store→load fence was ~30 % of
    * fib's time). Owner-only; the count is atomic (relaxed) only because metrics read it. */
   _Atomic uint32_t npriv;
+  /* Owner-only: how many spawns the fast path keeps private before it asks spawn_place —
+   * WEFT__PRIV_CAP, or 1 (every spawn asks) while this worker's deque is deep (lib/task.c,
+   * "Child first"). In npriv's padding, so that no field moves. */
+  uint32_t priv_limit;
   uintptr_t priv[WEFT__PRIV_CAP];
   /* Shared: thieves touch these. */
   weft__deque_t deque;   /* spawned and woken tasks: owner LIFO, thieves FIFO */
@@ -670,6 +677,9 @@ typedef struct weft__worker {
   uint64_t next_seen_ns;  /* ... and when (weft_now_ns) */
   uint32_t next_sum;      /* as a spinner: every worker's next_puts, summed at its last look */
   _Atomic uint32_t *after_lock; /* WEFT__AFTER_PARK_UNLOCK's spinlock word (lib/waitq.h) */
+  /* Spawn throttling (lib/task.c, "Child first"), owner-only and off the hot lines: */
+  uint32_t throttle_depth; /* the runtime's spawn_throttle (0: off) */
+  uintptr_t eager;         /* the child a spawn runs first (WEFT__AFTER_CHILD_FIRST), or 0 */
 } weft__worker_t;
 
 /* The task running on w (the owner's read of its own store: see current). */
@@ -788,6 +798,9 @@ int weft__schedule_local_announced(weft__worker_t *w, uintptr_t entry);
  * gather's inline step, when the private run is full, at a join out of LIFO order, and when
  * the scheduler loop picks a task while spawns are kept. Returns 0. */
 int weft__priv_share(weft__worker_t *w);
+/* A spawn that runs its child first (lib/task.c, "Child first"): the running task is requeued
+ * as w's newest deque entry and child starts at once; returns 0 once the spawner runs again. */
+int weft__spawn_child_first(weft__worker_t *w, struct weft_task *child);
 /* The newest private spawn, taken back; 0 if there is none. Owner only. */
 static inline uintptr_t weft__priv_pop(weft__worker_t *w) {
   uint32_t n = atomic_load_explicit(&w->npriv, memory_order_relaxed); /* relaxed: our own */
@@ -873,6 +886,7 @@ struct weft_runtime {
   uint64_t created_ns;
   struct weft__trace *trace; /* the monitor thread, NULL when no tracing is on (lib/trace.c) */
   uint64_t chaos_seed;       /* 0: off (lib/worker.c, chaos mode) */
+  uint32_t spawn_throttle;   /* weft_options_t's: 0 off (lib/task.c, "Child first") */
   bool spawn_sites;          /* WEFT_TRACE=sites: every spawn records its site (lib/task.c) */
   /* Inject queue (#13): spawns and wake-ups from threads that are not workers (FIFO), a
    * lock-free MPSC list linked through task->next (lib/inject_impl.h, used by lib/worker.c). */

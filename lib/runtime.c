@@ -198,6 +198,8 @@ static int worker_init(struct weft_runtime *rt, weft__worker_t *w, int index) {
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     w->chaos = (z ^ (z >> 31)) | 1;
   }
+  w->priv_limit = WEFT__PRIV_CAP;
+  w->throttle_depth = rt->spawn_throttle;
   w->rng = 0x9e3779b9u ^ (uint32_t)(index * 2654435761u);
   if (!w->rng) w->rng = 1;
   if (w->chaos) w->rng = (uint32_t)(w->chaos >> 32) | 1; /* random victims from the seed too */
@@ -269,6 +271,7 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
   rt->nworkers = nworkers;
   rt->created_ns = weft_now_ns();
   rt->chaos_seed = chaos_seed;
+  rt->spawn_throttle = chaos_seed ? 0 : OPTION(opts, spawn_throttle, 0); /* chaos: every push */
   const char *trace = OPTION(opts, trace, NULL);
   if (!trace) trace = getenv("WEFT_TRACE");
   rt->spawn_sites = weft__trace_wants_sites(trace);

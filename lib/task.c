@@ -758,11 +758,13 @@ static inline int spawn_make(struct weft_runtime *rt, weft__worker_t *w, weft_fn
 }
 
 /* The second half: the push that publishes it. */
-static int spawn_place(weft__worker_t *w, struct weft_task *t);
+static int spawn_place(weft__worker_t *w, struct weft_task *t, bool may_run_first);
 
-static inline void spawn_publish(struct weft_runtime *rt, weft__worker_t *w, struct weft_task *t) {
+/* may_run_first: weft_spawn's (not weft_runtime_spawn's: weft_group_spawn's, under its lock) */
+static inline void spawn_publish(struct weft_runtime *rt, weft__worker_t *w, struct weft_task *t,
+                                 bool may_run_first) {
   if (w && !w->chaos) /* as the fast path's (chaos mode explores steals: every spawn pushed) */
-    spawn_place(w, t);
+    spawn_place(w, t, may_run_first);
   else if (w)
     weft__schedule_local(w, (uintptr_t)t);
   else
@@ -787,28 +789,73 @@ static void __attribute__((noinline)) cancel_if_closing(struct weft_runtime *rt,
 
 /* noinline: inlined into weft_spawn, its calls made the fast path save five registers */
 static int __attribute__((noinline)) spawn(struct weft_runtime *rt, weft__worker_t *w,
-                                           weft_task_t **out, weft_fn fn, void *arg) {
+                                           weft_task_t **out, weft_fn fn, void *arg,
+                                           bool may_run_first) {
   struct weft_task *t;
   int err = spawn_make(rt, w, fn, arg, out != NULL, &t);
   if (WEFT__UNLIKELY(err)) return err;
   if (!w) cancel_if_closing(rt, t);
   if (out) *out = t;
-  spawn_publish(rt, w, t);
+  spawn_publish(rt, w, t, may_run_first);
   return 0;
 }
 
 /* spawn, and the site recorded before the push publishes the task (WEFT_TRACE=sites). */
 static int __attribute__((noinline, cold)) spawn_at(struct weft_runtime *rt, weft__worker_t *w,
                                                     weft_task_t **out, weft_fn fn, void *arg,
-                                                    void *site) {
+                                                    void *site, bool may_run_first) {
   struct weft_task *t;
   int err = spawn_make(rt, w, fn, arg, out != NULL, &t);
   if (err) return err;
   if (!w) cancel_if_closing(rt, t);
   record_site(t, site);
   if (out) *out = t;
-  spawn_publish(rt, w, t);
+  spawn_publish(rt, w, t, may_run_first);
   return 0;
+}
+
+/* ---- Child first ----------------------------------------------------------------------------
+ * A spawn storm — a task spawning far faster than its children run — queues every child: 10^6
+ * spawns hold 10^6 descriptors (64 MB, most of spawn 10^6's time the kernel zeroing their
+ * pages, bench/README.md) while the one or two workers that could run them fall behind. Once
+ * this worker's deque holds spawn_throttle entries (weft_options_t; no ready task there would
+ * start soon anyway), a spawn runs its child first: the spawner goes back onto its own deque as the
+ * newest entry — stealable, and the next one this worker takes — and the child starts at once
+ * on this worker (weft__spawn_child_first, lib/worker.c). An empty child then ends before the
+ * next spawn, so its descriptor and stack go back to the worker's caches still warm, and the
+ * storm runs in constant memory. This is libomp's task throttling (a thread whose deque holds
+ * 256 tasks runs its next task at once) and Cilk's work-first order, with one difference that
+ * a coroutine runtime needs: the spawner waits in a queue, not under its child's frames, so a
+ * child that waits for its spawner (a channel, a future the spawner resolves later) cannot
+ * deadlock it — the spawner is the next task this worker runs. Rejected: running the child
+ * inline on the spawner's stack (weft_join's inline run): no switches, but a child that
+ * blocks would block its spawner with it; and a user-level throttle (a weft_yield every k
+ * spawns, session 19's experiment): at 2 workers the yielded spawner was stolen back and
+ * forth, 170–950 ms. The deque's depth is a hint: a thief's stale top only makes it look
+ * deeper, and the next spawn looks again.
+ * Off by default, an option (weft.h): it makes weft_spawn a point where the caller pauses and
+ * may resume on another thread, which code that holds a pthread mutex across a spawn — as
+ * weft_group_spawn does — cannot survive (the child, on the same thread, would take the same
+ * mutex). So only weft_spawn's own paths (may_run_first) throttle, never weft_runtime_spawn's
+ * (the group's), chaos mode's (its spawns take spawn()'s path, which explores steals), nor a
+ * spawn outside a task. */
+
+/* Whether t's spawn should run it first: the deque and the private run (n) hold the throttle's
+ * depth (may: weft_spawn's, not a spawn under a lock such as weft_group_spawn's). While they
+ * do, priv_limit 1 sends every spawn of the fast path here to be asked. */
+static inline bool child_first_wanted(weft__worker_t *w, uint32_t n, bool may) {
+  if (WEFT__LIKELY(!w->throttle_depth)) return false;
+  bool deep = weft__deque_looks_deeper_than(&w->deque, (int64_t)w->throttle_depth - n);
+  w->priv_limit = deep ? 1 : WEFT__PRIV_CAP;
+  return deep && may && weft__current(w);
+}
+
+/* The child first: what is kept private goes onto the deque before it (nothing kept waits
+ * behind a task we start, as in the loop's local_work). */
+static int __attribute__((noinline)) spawn_run_first(weft__worker_t *w, struct weft_task *t,
+                                                     uint32_t n) {
+  if (n) weft__priv_share(w);
+  return weft__spawn_child_first(w, t);
 }
 
 /* Where a spawn goes that spawn_local did not keep private at once (lib/worker.c's "Private
@@ -817,7 +864,8 @@ static int __attribute__((noinline, cold)) spawn_at(struct weft_runtime *rt, wef
  * once, so that a parent that spawns one child and then computes for long without a
  * suspension point does not keep it from idle workers. What an ask or a full run finds private
  * is pushed first, oldest first. */
-static int __attribute__((noinline)) spawn_place(weft__worker_t *w, struct weft_task *t) {
+static int __attribute__((noinline)) spawn_place(weft__worker_t *w, struct weft_task *t,
+                                                  bool may_run_first) {
   uint32_t n = atomic_load_explicit(&w->npriv, memory_order_relaxed); /* relaxed: our own */
   bool idle = weft__workers_idle(w->rt); /* as spawn_local's */
   /* acquire: as spawn_local's */
@@ -826,6 +874,7 @@ static int __attribute__((noinline)) spawn_place(weft__worker_t *w, struct weft_
     weft__priv_share(w);
     n = 0;
   }
+  if (WEFT__UNLIKELY(child_first_wanted(w, n, may_run_first))) return spawn_run_first(w, t, n);
   /* A stale top (it only grows) can only make the deque look fuller: the spawn then stays
    * private, which an ask corrects. */
   if (idle) return weft__schedule_local_announced(w, (uintptr_t)t);
@@ -849,7 +898,7 @@ static int __attribute__((noinline)) spawn_pushed_rare(weft__worker_t *w, struct
 /* spawn_local's end under TSan: the spawn edge, then the placement. */
 static int __attribute__((noinline, cold)) spawn_push_tsan(weft__worker_t *w, struct weft_task *t) {
   weft__tsan_release(&t->fn); /* as task_init's */
-  return spawn_place(w, t);
+  return spawn_place(w, t, true);
 }
 
 /* A worker's spawn (#13). The common case — a descriptor and a stack in the worker's caches,
@@ -865,7 +914,7 @@ static inline int spawn_local(weft__worker_t *w, weft_task_t **out, weft_fn fn, 
   /* relaxed (closing): as spawn_make's */
   if (WEFT__UNLIKELY(!fn || !t || !w->stacks.head || w->id_next == w->id_end ||
                      atomic_load_explicit(&rt->closing, memory_order_relaxed)))
-    return spawn(rt, w, out, fn, arg);
+    return spawn(rt, w, out, fn, arg, true);
   if (WEFT__UNLIKELY(weft__fault_hit(WEFT__FAULT_STACK))) return WEFT_ENOMEM; /* stack_ready's */
   if (WEFT__UNLIKELY(weft__fault_hit(WEFT__FAULT_TASK))) return WEFT_ENOMEM;  /* task_alloc's */
   w->free_tasks = t->next;
@@ -885,12 +934,12 @@ static inline int spawn_local(weft__worker_t *w, weft_task_t **out, weft_fn fn, 
   uint32_t n = atomic_load_explicit(&w->npriv, memory_order_relaxed); /* relaxed: our own */
   if (WEFT__LIKELY(!atomic_load_explicit(&w->frames.splitreq, memory_order_acquire))) {
     bool idle = weft__workers_idle(rt);
-    if (WEFT__LIKELY(!idle && n - 1 < WEFT__PRIV_CAP - 1)) {
+    if (WEFT__LIKELY(!idle && n - 1 < w->priv_limit - 1)) {
       w->priv[n] = (uintptr_t)t;
       atomic_store_explicit(&w->npriv, n + 1, memory_order_relaxed); /* relaxed: metrics' */
       return 0;
     }
-    if (idle && n == 0) {
+    if (idle && n == 0 && WEFT__LIKELY(w->priv_limit != 1)) {
       /* Nothing kept and a worker idle (a spawn storm beside a thief): the plain push inline,
        * without the growth call (push_fit: the registers that call needs saved would cost
        * every spawn), its other outcomes out of line (through spawn_place: +13 % on spawn
@@ -899,7 +948,7 @@ static inline int spawn_local(weft__worker_t *w, weft_task_t **out, weft_fn fn, 
       return spawn_pushed_rare(w, t, r);
     }
   }
-  return spawn_place(w, t);
+  return spawn_place(w, t, true);
 }
 
 static weft__worker_t *worker_of(struct weft_runtime *rt) {
@@ -911,8 +960,9 @@ static weft__worker_t *worker_of(struct weft_runtime *rt) {
  * tail call. */
 static int __attribute__((noinline, cold)) spawn_hooked(weft__worker_t *w, weft_task_t **task,
                                                        weft_fn fn, void *arg, void *site) {
-  int err = w->rt->spawn_sites ? spawn_at(w->rt, w, task, fn, arg, site)
-                                : spawn(w->rt, w, task, fn, arg);
+  int err = w->rt->spawn_sites ? spawn_at(w->rt, w, task, fn, arg, site, true)
+                                : spawn(w->rt, w, task, fn, arg, true);
+  w = weft__worker_self(); /* a spawn that ran its child first may resume elsewhere */
   if (w->chaos) weft__chaos_point(weft__current(w)); /* may yield: w is not used after it */
   return err;
 }
@@ -935,8 +985,9 @@ int weft__spawn_at(weft_task_t **task, weft_fn fn, void *arg, void *site) {
 int weft__runtime_spawn_at(weft_runtime_t *rt, weft_task_t **task, weft_fn fn, void *arg,
                            void *site) {
   if (!rt) return WEFT_EINVAL;
-  if (WEFT__UNLIKELY(rt->spawn_sites)) return spawn_at(rt, worker_of(rt), task, fn, arg, site);
-  return spawn(rt, worker_of(rt), task, fn, arg);
+  if (WEFT__UNLIKELY(rt->spawn_sites))
+    return spawn_at(rt, worker_of(rt), task, fn, arg, site, false);
+  return spawn(rt, worker_of(rt), task, fn, arg, false);
 }
 
 int weft_runtime_spawn(weft_runtime_t *rt, weft_task_t **task, weft_fn fn, void *arg) {

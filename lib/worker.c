@@ -1003,6 +1003,9 @@ static inline __attribute__((always_inline)) void do_after(weft__worker_t *w) {
       push_local(w, &w->deque, (uintptr_t)w->after_arg | WEFT__ENTRY_RESUME);
     atomic_store_explicit(w->after_lock, 0, memory_order_release); /* release: wq_unlock's */
     break;
+  case WEFT__AFTER_CHILD_FIRST: /* the next entry this worker takes, after w->eager */
+    push_local(w, &w->deque, (uintptr_t)w->after_arg | WEFT__ENTRY_RESUME);
+    break;
   case WEFT__AFTER_PARK_TIMED: {
     struct weft_task *t = w->after_arg;
     if (weft__timer_arm(w->rt->timer, t->wait)) weft__wake_one_if_needed(w->rt);
@@ -1137,6 +1140,8 @@ void weft__suspend(weft__worker_t *w, weft__after_t after, void *arg) {
       weft__stat_add(&w->n_yieldq_extra, -1); /* a yield the yield queue's bottom did not count */
       return;
     }
+  } else if (WEFT__UNLIKELY(after == WEFT__AFTER_CHILD_FIRST)) {
+    e = 0; /* the loop starts the child (a start entry needs its task_start) */
   } else if (!(e = direct_next(w))) {
     /* The slot is empty: the oldest task of the yield queue, where the poller queues the
      * tasks its fds woke (a server's connection that parks on its socket switches straight to
@@ -1170,6 +1175,20 @@ static void run_entry(weft__worker_t *w, uintptr_t e) {
   after_switch(w);
 }
 
+int weft__spawn_child_first(weft__worker_t *w, struct weft_task *child) {
+  w->eager = (uintptr_t)child;
+  weft__suspend(w, WEFT__AFTER_CHILD_FIRST, weft__current(w));
+  return 0;
+}
+
+/* The child a spawn runs first (weft__spawn_child_first), as the loop's next pick: a slice. */
+static uintptr_t take_eager(weft__worker_t *w) {
+  uintptr_t e = w->eager;
+  w->eager = 0;
+  tick_next(w);
+  return e;
+}
+
 void weft__worker_main_loop(weft__worker_t *w) {
   weft__worker_set_self(w);
   uintptr_t e;
@@ -1178,7 +1197,7 @@ void weft__worker_main_loop(weft__worker_t *w) {
   bool counted = true; /* find_work takes the count over (and drops it when it returns) */
   /* relaxed: a prompt exit is all we need; pthread_join orders the rest */
   while (!atomic_load_explicit(&w->rt->stopping, memory_order_relaxed)) {
-    e = find_work(w, counted);
+    e = w->eager ? take_eager(w) : find_work(w, counted);
     counted = false;
     if (!e) return;
     run_entry(w, e);

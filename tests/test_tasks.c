@@ -941,3 +941,212 @@ Test(scheduler, yielders_keep_fifo_order_through_batches) {
   for (int i = YIELD_RING_TASKS; i < YIELD_RING_TASKS * YIELD_RING_ROUNDS; i++)
     cr_assert_eq(ring_log[i], ring_log[i - YIELD_RING_TASKS], "entry %d of the yield log", i);
 }
+
+/* ---- Spawn throttling (weft_options_t.spawn_throttle; lib/task.c, "Child first") ---- */
+
+static weft_runtime_t *throttled_runtime(int workers, uint32_t throttle) {
+  weft_options_t o = WEFT_OPTIONS_INIT;
+  o.workers = workers;
+  o.spawn_throttle = throttle;
+  weft_runtime_t *rt = NULL;
+  OK(weft_runtime_create(&rt, &o));
+  return rt;
+}
+
+static atomic_long throttled_started;
+static weft_waitgroup_t *throttled_done; /* NULL: no one counts */
+static void *throttled_child(void *arg) {
+  atomic_fetch_add(&throttled_started, 1);
+  if (throttled_done) OK(weft_waitgroup_done(throttled_done));
+  return arg;
+}
+
+enum { STORM_THROTTLE = 64 };
+#define STORM_SPAWNS SCALE(20000L, 2000L) /* either far above what the throttle lets queue */
+
+/* One worker: nothing runs a child but the spawner's own worker, so the backlog after the
+ * i-th spawn is exactly i - started. */
+static void *throttled_storm(void *arg) {
+  long most_queued = 0;
+  weft_task_t **t = malloc(sizeof *t * STORM_SPAWNS);
+  cr_assert(t);
+  OK(weft_waitgroup_create(&throttled_done));
+  OK(weft_waitgroup_add(throttled_done, STORM_SPAWNS));
+  for (long i = 0; i < STORM_SPAWNS; i++) {
+    OK(weft_spawn(PINT(arg) ? NULL : &t[i], throttled_child, IPTR(i)));
+    long queued = i + 1 - atomic_load(&throttled_started);
+    if (queued > most_queued) most_queued = queued;
+  }
+  if (!PINT(arg)) {
+    long sum = 0;
+    for (long i = 0; i < STORM_SPAWNS; i++) {
+      void *r;
+      OK(weft_join(t[i], &r));
+      sum += PINT(r);
+    }
+    cr_assert_eq(sum, (long)STORM_SPAWNS * (STORM_SPAWNS - 1) / 2);
+  }
+  OK(weft_waitgroup_wait(throttled_done, UINT64_MAX)); /* the detached ones too */
+  weft_waitgroup_destroy(throttled_done);
+  throttled_done = NULL;
+  free(t);
+  return IPTR(most_queued);
+}
+
+static long storm_backlog(uint32_t throttle, bool detached) {
+  atomic_store(&throttled_started, 0);
+  weft_runtime_t *rt = throttled_runtime(1, throttle);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, throttled_storm, IPTR(detached)));
+  void *most;
+  OK(weft_join(t, &most));
+  OK(weft_runtime_destroy(rt));
+  cr_assert_eq(atomic_load(&throttled_started), STORM_SPAWNS, "every child ran once");
+  return PINT(most);
+}
+
+/* The deque holds `throttle` entries, the private run at most 64 more (WEFT__PRIV_CAP), before
+ * a spawn runs its child first; without the option nothing ran before the spawner paused. */
+Test(throttle, a_spawn_storm_keeps_its_backlog_bounded) {
+  for (int detached = 0; detached < 2; detached++) {
+    long most = storm_backlog(STORM_THROTTLE, detached);
+    cr_assert_leq(most, 2 * STORM_THROTTLE + 64 + 2, "%ld children were queued at once (detached %d)", most, detached);
+  }
+}
+
+Test(throttle, is_off_by_default_so_a_spawn_never_runs_its_child_first) {
+  cr_assert_eq(storm_backlog(0, false), STORM_SPAWNS);
+}
+
+/* A child run first that waits for its spawner (a future the spawner resolves after its last
+ * spawn): the spawner is queued, not under the child's frames, so it goes on. */
+static weft_future_t *gate;
+static void *gated_child(void *arg) {
+  void *v;
+  OK(weft_future_await(gate, &v));
+  return IPTR(PINT(arg) + PINT(v));
+}
+static void *gated_main(void *arg) {
+  (void)arg;
+  enum { N = 1000 };
+  weft_task_t *t[N];
+  OK(weft_future_create(&gate));
+  for (long i = 0; i < N; i++) OK(weft_spawn(&t[i], gated_child, IPTR(i)));
+  OK(weft_future_resolve(gate, IPTR(1)));
+  long sum = 0;
+  for (long i = 0; i < N; i++) {
+    void *r;
+    OK(weft_join(t[i], &r));
+    sum += PINT(r);
+  }
+  weft_future_destroy(gate);
+  return IPTR(sum);
+}
+Test(throttle, a_child_run_first_may_wait_for_its_spawner, .timeout = 60) {
+  for (uint32_t throttle = 1; throttle <= 16; throttle *= 4) {
+    weft_runtime_t *rt = throttled_runtime(1, throttle);
+    weft_task_t *t;
+    OK(weft_runtime_spawn(rt, &t, gated_main, NULL));
+    void *r;
+    OK(weft_join(t, &r));
+    OK(weft_runtime_destroy(rt));
+    cr_assert_eq(PINT(r), 1000L * 999 / 2 + 1000);
+  }
+}
+
+/* A child run first that cancels its spawner: the spawn still returns 0 (the child exists),
+ * and the cancel waits for the spawner's next suspension point. */
+static void *cancel_spawner(void *arg) { return IPTR(weft_cancel(arg)); }
+static void *cancelled_spawner(void *arg) {
+  (void)arg;
+  weft_task_t *self = weft_current();
+  enum { N = 300 }; /* the private run (64) and the deque (4) fill well before */
+  weft_task_t *t[N];
+  int n = 0;
+  bool ran_first = false;
+  while (n < N && !ran_first) { /* every child cancels us; none runs before we pause but one */
+    int err = weft_spawn(&t[n], cancel_spawner, self);
+    cr_assert_eq(err, 0, "the spawn that ran its child first returned %d", err);
+    ran_first = weft_task_done(t[n++]);
+  }
+  cr_assert(ran_first, "throttle 4: no child of %d ran before its spawn returned", N);
+  cr_assert_eq(weft_yield(), WEFT_ECANCELED);
+  for (int i = 0; i < n; i++) {
+    weft__await_shielded(t[i]);
+    weft_task_release(t[i]);
+  }
+  return NULL;
+}
+Test(throttle, a_spawner_cancelled_by_its_child_run_first_sees_it_at_its_next_suspension) {
+  weft_runtime_t *rt = throttled_runtime(1, 4);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, cancelled_spawner, NULL));
+  cr_assert_eq(weft_join(t, NULL), WEFT_ECANCELED);
+  OK(weft_runtime_destroy(rt));
+}
+
+/* weft_runtime_spawn and weft_group_spawn (which spawns under its lock) never run a child
+ * first, however deep the deque. */
+static void *unthrottled_main(void *arg) {
+  weft_runtime_t *rt = arg;
+  enum { N = 300 };
+  weft_group_t *g;
+  OK(weft_group_create(&g, NULL));
+  for (int i = 0; i < N; i++) OK(weft_runtime_spawn(rt, NULL, throttled_child, NULL));
+  for (int i = 0; i < N; i++) OK(weft_group_spawn(g, throttled_child, NULL));
+  cr_assert_eq(atomic_load(&throttled_started), 0, "a child ran before its spawner paused");
+  OK(weft_group_wait(g));
+  weft_group_destroy(g);
+  return NULL;
+}
+Test(throttle, never_in_runtime_or_group_spawns) {
+  atomic_store(&throttled_started, 0);
+  weft_runtime_t *rt = throttled_runtime(1, 1);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, unthrottled_main, rt));
+  OK(weft_join(t, NULL));
+  OK(weft_runtime_destroy(rt));
+}
+
+/* More workers than cores, a throttle of 2: spawners requeued by their children are stolen and
+ * resumed elsewhere while their trees grow; every node counted once. */
+typedef struct {
+  int depth;
+  weft_waitgroup_t *wg;
+  atomic_long *nodes;
+} tree_t;
+static void *tree_node(void *arg) {
+  tree_t *n = arg;
+  atomic_fetch_add(n->nodes, 1);
+  if (n->depth > 0) {
+    tree_t *kids = malloc(sizeof *kids * 6);
+    cr_assert(kids);
+    weft_waitgroup_t *wg;
+    OK(weft_waitgroup_create(&wg));
+    OK(weft_waitgroup_add(wg, 6));
+    for (int i = 0; i < 6; i++) {
+      kids[i] = (tree_t){n->depth - 1, wg, n->nodes};
+      OK(weft_spawn(NULL, tree_node, &kids[i]));
+    }
+    OK(weft_waitgroup_wait(wg, UINT64_MAX));
+    weft_waitgroup_destroy(wg);
+    free(kids);
+  }
+  if (n->wg) OK(weft_waitgroup_done(n->wg));
+  return NULL;
+}
+Test(throttle, trees_of_spawns_are_whole_with_oversubscribed_workers, .timeout = 300) {
+  int depth = SCALE(6, 4); /* 6^6 + ... nodes: 55 987 (sanitized: 1 555) */
+  long want = 0;
+  for (int d = 0, k = 1; d <= depth; d++, k *= 6) want += k;
+  for (int round = 0; round < SCALE(5, 2); round++) {
+    atomic_long nodes = 0;
+    weft_runtime_t *rt = throttled_runtime(4, 2);
+    tree_t root = {depth, NULL, &nodes};
+    weft_task_t *t;
+    OK(weft_runtime_spawn(rt, &t, tree_node, &root));
+    OK(weft_join(t, NULL));
+    OK(weft_runtime_destroy(rt));
+    cr_assert_eq(atomic_load(&nodes), want);
+  }
+}
