@@ -80,9 +80,7 @@ static weft_runtime_t *traced_runtime(int workers, const char *trace) {
   weft_options_t o = WEFT_OPTIONS_INIT;
   o.workers = workers;
   o.trace = trace;
-  weft_runtime_t *rt = NULL;
-  OK(weft_runtime_create(&rt, &o));
-  return rt;
+  return runtime_with(&o);
 }
 
 /* "task N" and what follows it on its line: a name, or the state after a colon. */

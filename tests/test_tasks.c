@@ -948,9 +948,7 @@ static weft_runtime_t *throttled_runtime(int workers, uint32_t throttle) {
   weft_options_t o = WEFT_OPTIONS_INIT;
   o.workers = workers;
   o.spawn_throttle = throttle;
-  weft_runtime_t *rt = NULL;
-  OK(weft_runtime_create(&rt, &o));
-  return rt;
+  return runtime_with(&o);
 }
 
 static atomic_long throttled_started;

@@ -48,13 +48,18 @@ static inline uint64_t test_seed(void) {
     cr_assert_eq(ok_err_, 0, "%s failed: %s", #expr, weft_strerror(ok_err_));                  \
   } while (0)
 
+/* A runtime made with the given options (from WEFT_OPTIONS_INIT, a field or two set). */
+static inline weft_runtime_t *runtime_with(const weft_options_t *o) {
+  weft_runtime_t *rt = NULL;
+  int err = weft_runtime_create(&rt, o);
+  cr_assert_eq(err, 0, "weft_runtime_create(%d workers): %s", o->workers, weft_strerror(err));
+  return rt;
+}
+
 static inline weft_runtime_t *test_runtime(int workers) {
   weft_options_t o = WEFT_OPTIONS_INIT;
   o.workers = workers;
-  weft_runtime_t *rt = NULL;
-  int err = weft_runtime_create(&rt, &o);
-  cr_assert_eq(err, 0, "weft_runtime_create(%d workers): %s", workers, weft_strerror(err));
-  return rt;
+  return runtime_with(&o);
 }
 
 /* Runs fn(arg) as a task on a fresh runtime of `workers` and returns its result. */
