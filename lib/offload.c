@@ -31,11 +31,18 @@
 #include <string.h>
 #include <time.h>
 
-typedef enum {
-  JOB_QUEUED,    /* not started: the awaiter may still abandon it */
-  JOB_RUNNING,   /* a pool thread took it: it runs to its end, and its awaiter waits for that */
-  JOB_ABANDONED, /* its awaiter gave up first: the pool thread skips the call */
-} job_state_t;
+/* The job's state and references (lib/offload_impl.h, the protocol; model-checked by
+ * tests/model/offload_model.cpp). States: OJ_QUEUED (not started: the awaiter may still
+ * abandon it), OJ_RUNNING (a pool thread took it: it runs to its end, and its awaiter waits for
+ * that), OJ_ABANDONED (its awaiter gave up first: the pool thread skips the call). */
+#define OJ_WORD _Atomic int
+#define OJ_CAS(obj, expected, desired, mos, mof) \
+  atomic_compare_exchange_strong_explicit((obj), &(expected), (desired), (mos), (mof))
+#define OJ_FETCH_SUB(obj, v, mo) atomic_fetch_sub_explicit((obj), (v), (mo))
+#define OJ_RLX memory_order_relaxed
+#define OJ_ACQ_REL memory_order_acq_rel
+#define OJ_FN(name) job_##name
+#include "offload_impl.h"
 
 typedef struct job {
   weft_fn fn;
@@ -43,7 +50,7 @@ typedef struct job {
   void *result;
   weft_future_t *done;
   _Atomic int refs;  /* awaiter + pool */
-  _Atomic int state; /* job_state_t */
+  _Atomic int state; /* OJ_QUEUED, OJ_RUNNING or OJ_ABANDONED */
   struct weft__offload *pool;
   struct job *next;            /* queue */
   struct job *all_prev, *all_next; /* every job alive, for destroy */
@@ -68,9 +75,8 @@ static pthread_mutex_t create_lock = PTHREAD_MUTEX_INITIALIZER;
  * 20: `weft_offload(destroy_it, rt)` hung for good). */
 static __thread struct weft__offload *pool_of_thread;
 
-static void job_unref(job_t *j) {
-  /* acq_rel: the last one out sees the other's writes (the result) before freeing */
-  if (atomic_fetch_sub_explicit(&j->refs, 1, memory_order_acq_rel) != 1) return;
+static void job_release(job_t *j) {
+  if (!job_unref(&j->refs)) return;
   struct weft__offload *pool = j->pool;
   pthread_mutex_lock(&pool->lock);
   if (j->all_prev) j->all_prev->all_next = j->all_next;
@@ -81,19 +87,10 @@ static void job_unref(job_t *j) {
   free(j);
 }
 
-/* One CAS on the job's state from QUEUED: whoever moves it first decides whether the call runs.
- * relaxed: the CAS's atomicity is the decision; the data (arg, result) travels by the queue's
- * mutex to the pool thread and by the future's resolve back to the awaiter. */
-static bool job_claim(job_t *j, job_state_t to) {
-  int queued = JOB_QUEUED;
-  return atomic_compare_exchange_strong_explicit(&j->state, &queued, to, memory_order_relaxed,
-                                                 memory_order_relaxed);
-}
-
 static void run_job(job_t *j) {
-  if (job_claim(j, JOB_RUNNING)) j->result = j->fn(j->arg);
+  if (job_start(&j->state)) j->result = j->fn(j->arg);
   weft_future_resolve(j->done, NULL); /* publishes j->result (release) */
-  job_unref(j);
+  job_release(j);
 }
 
 /* The keep-alive's end on CLOCK_MONOTONIC (the work condition's clock: a wall-clock step
@@ -217,7 +214,7 @@ int weft_offload(weft_fn fn, void *arg, void **result) {
   j->result = NULL;
   j->pool = pool;
   atomic_init(&j->refs, 2);
-  atomic_init(&j->state, JOB_QUEUED);
+  atomic_init(&j->state, OJ_QUEUED);
   int err = pool_submit(pool, j);
   if (err) {
     weft_future_destroy(j->done);
@@ -225,9 +222,9 @@ int weft_offload(weft_fn fn, void *arg, void **result) {
     return err;
   }
   err = weft_future_await(j->done, NULL);
-  if (err && !job_claim(j, JOB_ABANDONED)) err = await_started_call(j);
+  if (err && !job_abandon(&j->state)) err = await_started_call(j);
   if (!err && result) *result = j->result; /* the resolve's release, acquired by the await */
-  job_unref(j);
+  job_release(j);
   return err;
 }
 
