@@ -90,7 +90,10 @@ static uint64_t idle_until(weft__worker_t *w, uint64_t *now) {
     /* The clock after the fields: with a clock read before them, a park that ended in between
      * was counted to its end, past our clock, and busy time fell (review, session 20). */
     *now = weft_now_ns();
-    /* relaxed: ordered after the acquire loads above */
+    /* relaxed: ordered after the acquire loads above. After the clock read too, which no
+     * C11 order says (a clock read is no memory access): x86 keeps loads in order, and arm64's
+     * vDSO orders later loads after its counter read (arch_counter_enforce_ordering). Not
+     * model-checked for that reason: relacy has no clock (session 21). */
     if (!(seq & 1) && atomic_load_explicit(&w->park_seq, memory_order_relaxed) == seq)
       return idle + (since && *now > since ? *now - since : 0);
     sched_yield(); /* the owner is between its two bumps: a few stores away */
