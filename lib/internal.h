@@ -677,9 +677,15 @@ typedef struct weft__worker {
   uint64_t next_seen_ns;  /* ... and when (weft_now_ns) */
   uint32_t next_sum;      /* as a spinner: every worker's next_puts, summed at its last look */
   _Atomic uint32_t *after_lock; /* WEFT__AFTER_PARK_UNLOCK's spinlock word (lib/waitq.h) */
-  /* Spawn throttling (lib/task.c, "Child first"), owner-only and off the hot lines: */
+  /* Spawn throttling (lib/task.c, "Child first"), off the hot lines: */
   uint32_t throttle_depth; /* the runtime's spawn_throttle (0: off) */
-  uintptr_t eager;         /* the child a spawn runs first (WEFT__AFTER_CHILD_FIRST), or 0 */
+  uintptr_t eager;         /* owner: the child a spawn runs first (WEFT__AFTER_CHILD_FIRST) */
+  /* Spawners a child-first spawn here suspended and that have not resumed yet: held_in less
+   * held_out (both owner-written: a spawner that resumes here) less held_out_elsewhere (a
+   * spawner another worker resumed; relaxed RMW: any thread). An overestimate while a remote
+   * release is on its way, which only throttles less. */
+  uint64_t held_in, held_out;
+  _Atomic uint64_t held_out_elsewhere;
 } weft__worker_t;
 
 /* The task running on w (the owner's read of its own store: see current). */
@@ -801,6 +807,8 @@ int weft__priv_share(weft__worker_t *w);
 /* A spawn that runs its child first (lib/task.c, "Child first"): the running task is requeued
  * as w's newest deque entry and child starts at once; returns 0 once the spawner runs again. */
 int weft__spawn_child_first(weft__worker_t *w, struct weft_task *child);
+/* Spawners suspended by child-first spawns on w that have not resumed yet (owner only). */
+uint64_t weft__spawners_held(weft__worker_t *w);
 /* The newest private spawn, taken back; 0 if there is none. Owner only. */
 static inline uintptr_t weft__priv_pop(weft__worker_t *w) {
   uint32_t n = atomic_load_explicit(&w->npriv, memory_order_relaxed); /* relaxed: our own */

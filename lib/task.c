@@ -841,13 +841,17 @@ static int __attribute__((noinline, cold)) spawn_at(struct weft_runtime *rt, wef
  * spawn outside a task. */
 
 /* Whether t's spawn should run it first: the deque and the private run (n) hold the throttle's
- * depth (may: weft_spawn's, not a spawn under a lock such as weft_group_spawn's). While they
- * do, priv_limit 1 sends every spawn of the fast path here to be asked. */
+ * depth (may: weft_spawn's, not a spawn under a lock such as weft_group_spawn's), and fewer
+ * than that many spawners wait here for children run first. While the queues are deep,
+ * priv_limit 1 sends every spawn of the fast path here to be asked. The cap on held spawners:
+ * a chain (each task spawns the next and returns) finds the deque deep at every link, and
+ * without it each link stayed suspended, its stack held, until the chain's end — O(n) stacks
+ * where the chain needs O(1) unthrottled (review, session 21: 10^5 links, 420 MB). */
 static inline bool child_first_wanted(weft__worker_t *w, uint32_t n, bool may) {
   if (WEFT__LIKELY(!w->throttle_depth)) return false;
   bool deep = weft__deque_looks_deeper_than(&w->deque, (int64_t)w->throttle_depth - n);
   w->priv_limit = deep ? 1 : WEFT__PRIV_CAP;
-  return deep && may && weft__current(w);
+  return deep && may && weft__current(w) && weft__spawners_held(w) < w->throttle_depth;
 }
 
 /* The child first: what is kept private goes onto the deque before it (nothing kept waits

@@ -1106,6 +1106,46 @@ Test(throttle, never_in_runtime_or_group_spawns) {
   OK(weft_runtime_destroy(rt));
 }
 
+/* A chain — each task spawns the next and returns — behind a deque kept deep by fillers: every
+ * link finds the deque deep, and each child-first spawn holds its spawner's stack until the
+ * worker comes back to it. The cap on held spawners keeps the stacks to a handful; without it
+ * every link's stack was held until the chain's end (review, session 21: 10^5 links, 420 MB). */
+enum { CHAIN_THROTTLE = 8 };
+static weft_runtime_t *chain_rt;
+static uint64_t chain_stacks;
+static void *chain_link(void *arg) {
+  long left = PINT(arg);
+  if (left > 0) {
+    OK(weft_spawn(NULL, chain_link, IPTR(left - 1)));
+    return NULL;
+  }
+  weft_metrics_t m = WEFT_METRICS_INIT;
+  OK(weft_runtime_metrics(chain_rt, WEFT_METRICS_ALL, &m));
+  chain_stacks = m.stacks_mapped; /* at the chain's end: every held stack still held */
+  OK(weft_future_resolve(gate, NULL));
+  return NULL;
+}
+static void *chain_start(void *arg) {
+  OK(weft_future_create(&gate));
+  for (int i = 0; i < 2 * CHAIN_THROTTLE; i++) OK(weft_spawn(NULL, throttled_child, NULL));
+  OK(weft_spawn(NULL, chain_link, arg));
+  OK(weft_future_await(gate, NULL)); /* the chain's end */
+  weft_future_destroy(gate);
+  return NULL;
+}
+Test(throttle, a_chain_of_spawns_holds_a_bounded_number_of_stacks, .timeout = 120) {
+  long links = SCALE(20000, 2000);
+  chain_rt = throttled_runtime(1, CHAIN_THROTTLE);
+  atomic_store(&throttled_started, 0);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(chain_rt, &t, chain_start, IPTR(links)));
+  OK(weft_join(t, NULL));
+  OK(weft_runtime_destroy(chain_rt));
+  cr_assert_gt(chain_stacks, 0, "the chain's last link never ran");
+  cr_assert_leq(chain_stacks, 4 * CHAIN_THROTTLE + 64, "%llu stacks mapped for a chain of %ld",
+                (unsigned long long)chain_stacks, links);
+}
+
 /* More workers than cores, a throttle of 2: spawners requeued by their children are stolen and
  * resumed elsewhere while their trees grow; every node counted once. */
 typedef struct {
