@@ -142,8 +142,9 @@ typedef struct weft_options {
   /* Spawn throttling, off (0) by default: with N > 0, once N tasks are queued on the worker of
    * a task that calls weft_spawn, the spawn runs its child first — the caller goes back to its
    * worker's queue as the next task that worker takes (another worker may take it first) and
-   * the child starts at once. A spawn storm then runs in constant memory at the cost of a
-   * switch pair per spawn (libomp throttles so by default at 256; asyncio's opt-in
+   * the child starts at once; at most N callers per worker wait so (beyond, spawns queue as
+   * usual: a chain of spawns holds N stacks, not one per link). A spawn storm then runs in
+   * constant memory at the cost of a switch pair per spawn (libomp throttles so by default at 256; asyncio's opt-in
    * eager_task_factory starts a child at once too). With it on, weft_spawn is a point where
    * the caller may pause and resume on another thread (not a cancellation point: it returns 0
    * once the child was spawned), so a caller must not hold a thread's lock (a pthread mutex)

@@ -823,7 +823,9 @@ static int __attribute__((noinline, cold)) spawn_at(struct weft_runtime *rt, wef
  * newest entry — stealable, and the next one this worker takes — and the child starts at once
  * on this worker (weft__spawn_child_first, lib/worker.c). An empty child then ends before the
  * next spawn, so its descriptor and stack go back to the worker's caches still warm, and the
- * storm runs in constant memory. This is libomp's task throttling (a thread whose deque holds
+ * storm runs in constant memory; at most spawn_throttle spawners per worker wait so (see
+ * child_first_wanted: a chain of spawns would otherwise hold a stack per link). This is libomp's
+ * task throttling (a thread whose deque holds
  * 256 tasks runs its next task at once) and Cilk's work-first order, with one difference that
  * a coroutine runtime needs: the spawner waits in a queue, not under its child's frames, so a
  * child that waits for its spawner (a channel, a future the spawner resolves later) cannot
