@@ -144,11 +144,12 @@ typedef struct weft_options {
    * worker's queue as the next task that worker takes (another worker may take it first) and
    * the child starts at once; at most N callers per worker wait so (beyond, spawns queue as
    * usual: a chain of spawns holds N stacks, not one per link). A spawn storm then runs in
-   * constant memory at the cost of a switch pair per spawn (libomp throttles so by default at 256; asyncio's opt-in
-   * eager_task_factory starts a child at once too). With it on, weft_spawn is a point where
-   * the caller may pause and resume on another thread (not a cancellation point: it returns 0
-   * once the child was spawned), so a caller must not hold a thread's lock (a pthread mutex)
-   * across it. weft_runtime_spawn, weft_group_spawn and chaos mode never throttle. */
+   * constant memory at the cost of a switch pair per spawn (libomp throttles so by default,
+   * at 256; asyncio's opt-in eager_task_factory starts a child at once too). With it on,
+   * weft_spawn is a point where the caller may pause and resume on another thread (not a
+   * cancellation point: it returns 0 once the child was spawned), so a caller must not hold a
+   * thread's lock (a pthread mutex) across it. weft_runtime_spawn, weft_group_spawn and chaos
+   * mode never throttle. */
   uint32_t spawn_throttle;
 } weft_options_t;
 

@@ -819,15 +819,14 @@ static int __attribute__((noinline, cold)) spawn_at(struct weft_runtime *rt, wef
  * spawns hold 10^6 descriptors (64 MB, most of spawn 10^6's time the kernel zeroing their
  * pages, bench/README.md) while the one or two workers that could run them fall behind. Once
  * this worker's deque holds spawn_throttle entries (weft_options_t; no ready task there would
- * start soon anyway), a spawn runs its child first: the spawner goes back onto its own deque as the
- * newest entry — stealable, and the next one this worker takes — and the child starts at once
- * on this worker (weft__spawn_child_first, lib/worker.c). An empty child then ends before the
- * next spawn, so its descriptor and stack go back to the worker's caches still warm, and the
- * storm runs in constant memory; at most spawn_throttle spawners per worker wait so (see
- * child_first_wanted: a chain of spawns would otherwise hold a stack per link). This is libomp's
- * task throttling (a thread whose deque holds
- * 256 tasks runs its next task at once) and Cilk's work-first order, with one difference that
- * a coroutine runtime needs: the spawner waits in a queue, not under its child's frames, so a
+ * start soon anyway), a spawn runs its child first: the spawner goes back onto its own deque
+ * as the newest entry — stealable, and the next one this worker takes — and the child starts
+ * at once on this worker (weft__spawn_child_first, lib/worker.c). An empty child then ends
+ * before the next spawn, so its descriptor and stack go back to the worker's caches still
+ * warm, and the storm runs in constant memory; at most spawn_throttle spawners per worker wait
+ * so (see child_first_wanted: a chain of spawns would otherwise hold a stack per link). This
+ * is libomp's task throttling (a thread whose deque holds 256 tasks runs its next task at
+ * once) and Cilk's work-first order, with one difference that a coroutine runtime needs: the spawner waits in a queue, not under its child's frames, so a
  * child that waits for its spawner (a channel, a future the spawner resolves later) cannot
  * deadlock it — the spawner is the next task this worker runs. Rejected: running the child
  * inline on the spawner's stack (weft_join's inline run): no switches, but a child that
