@@ -245,10 +245,12 @@ typedef struct weft_metrics {
   uint64_t deque_arrays_freed;   /* counter: of those, freed */
   uint64_t deque_bytes;          /* depth: bytes in the queues' arrays, live and retired */
   uint64_t deque_retired_bytes;  /* depth: of those, in retired arrays not yet freed */
+  /* Counter: spawns that ran their child first (weft_options_t.spawn_throttle). */
+  uint64_t tasks_run_first;
 } weft_metrics_t;
 #define WEFT_METRICS_ALL (-1)
 #define WEFT_METRICS_INIT \
-  {sizeof(weft_metrics_t), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+  {sizeof(weft_metrics_t), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 /* worker: 0 .. weft_runtime_workers(rt) - 1, or WEFT_METRICS_ALL. WEFT_EINVAL for a NULL rt or
  * metrics, a metrics_size too small for its first field, or a worker out of range. Safe from
  * any thread, including the runtime's own tasks. */

@@ -686,6 +686,7 @@ typedef struct weft__worker {
    * release is on its way, which only throttles less. */
   uint64_t held_in, held_out;
   _Atomic uint64_t held_out_elsewhere;
+  _Atomic uint64_t n_run_first; /* metrics' tasks_run_first: owner-written, as the counters */
 } weft__worker_t;
 
 /* The task running on w (the owner's read of its own store: see current). */

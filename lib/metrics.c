@@ -117,6 +117,7 @@ static void add_worker(weft_metrics_t *m, life_t *life, weft__worker_t *w) {
   m->timers_fired += load(&w->n_fired);
   m->injected_taken += load(&w->n_injected);
   m->yields += worker_yields(w);
+  m->tasks_run_first += load(&w->n_run_first);
   m->idle_ns += idle;
   m->busy_ns += uptime > idle ? uptime - idle : 0;
   /* relaxed: a hint, as the deque's indices (private spawns: lib/worker.c) */

@@ -1178,6 +1178,7 @@ static void run_entry(weft__worker_t *w, uintptr_t e) {
 int weft__spawn_child_first(weft__worker_t *w, struct weft_task *child) {
   w->eager = (uintptr_t)child;
   w->held_in++;
+  weft__metric_bump(&w->n_run_first);
   weft__suspend(w, WEFT__AFTER_CHILD_FIRST, weft__current(w));
   if (weft__worker_self() == w) w->held_out++; /* resumed by the worker that held us */
   else atomic_fetch_add_explicit(&w->held_out_elsewhere, 1, memory_order_relaxed); /* a count */

@@ -998,6 +998,11 @@ static long storm_backlog(uint32_t throttle, bool detached) {
   OK(weft_runtime_spawn(rt, &t, throttled_storm, IPTR(detached)));
   void *most;
   OK(weft_join(t, &most));
+  weft_metrics_t m = WEFT_METRICS_INIT;
+  OK(weft_runtime_metrics(rt, WEFT_METRICS_ALL, &m));
+  if (throttle) cr_assert_gt(m.tasks_run_first, 0, "no spawn ran its child first");
+  else cr_assert_eq(m.tasks_run_first, 0);
+  cr_assert_leq(m.tasks_run_first, STORM_SPAWNS);
   OK(weft_runtime_destroy(rt));
   cr_assert_eq(atomic_load(&throttled_started), STORM_SPAWNS, "every child ran once");
   return PINT(most);
