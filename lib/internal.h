@@ -680,11 +680,11 @@ typedef struct weft__worker {
   /* Spawn throttling (lib/task.c, "Child first"), off the hot lines: */
   uint32_t throttle_depth; /* the runtime's spawn_throttle (0: off) */
   uintptr_t eager;         /* owner: the child a spawn runs first (WEFT__AFTER_CHILD_FIRST) */
-  /* Spawners a child-first spawn here suspended and that have not resumed yet: held_in less
-   * held_out (both owner-written: a spawner that resumes here) less held_out_elsewhere (a
-   * spawner another worker resumed; relaxed RMW: any thread). An overestimate while a remote
-   * release is on its way, which only throttles less. */
-  uint64_t held_in, held_out;
+  /* Spawners a child-first spawn here suspended and that have not resumed yet: held (owner:
+   * up at the spawn, down when the spawner resumes here) less held_out_elsewhere (spawners
+   * another worker resumed; relaxed RMW: any thread). An overestimate while a remote release
+   * is on its way, which only throttles less. */
+  uint64_t held;
   _Atomic uint64_t held_out_elsewhere;
   _Atomic uint64_t n_run_first; /* metrics' tasks_run_first: owner-written, as the counters */
 } weft__worker_t;

@@ -1177,18 +1177,17 @@ static void run_entry(weft__worker_t *w, uintptr_t e) {
 
 int weft__spawn_child_first(weft__worker_t *w, struct weft_task *child) {
   w->eager = (uintptr_t)child;
-  w->held_in++;
+  w->held++;
   weft__metric_bump(&w->n_run_first);
   weft__suspend(w, WEFT__AFTER_CHILD_FIRST, weft__current(w));
-  if (weft__worker_self() == w) w->held_out++; /* resumed by the worker that held us */
+  if (weft__worker_self() == w) w->held--; /* resumed by the worker that held us */
   else atomic_fetch_add_explicit(&w->held_out_elsewhere, 1, memory_order_relaxed); /* a count */
   return 0;
 }
 
 uint64_t weft__spawners_held(weft__worker_t *w) {
   /* relaxed: a count; a release not yet seen only makes it larger (less throttling) */
-  return w->held_in - w->held_out -
-         atomic_load_explicit(&w->held_out_elsewhere, memory_order_relaxed);
+  return w->held - atomic_load_explicit(&w->held_out_elsewhere, memory_order_relaxed);
 }
 
 /* The child a spawn runs first (weft__spawn_child_first), as the loop's next pick: a slice. */
