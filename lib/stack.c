@@ -22,7 +22,8 @@
  *   - Caches: each worker keeps a LIFO cache of free stacks (the most recently used, hottest
  *     one first), bounded; the surplus goes to the pool under a mutex, onto its used list
  *     (newest first, stamped with the time). Refills take used stacks first, then clean ones
- *     (below), then map a slab.
+ *     (below), then map a slab — outside the lock, which is never held across a syscall on the
+ *     spawn or start paths (slab_map).
  *     Rejected: munmap on free (a syscall and fresh page faults per task), one global lock-free
  *     stack (ABA, and the line bounces between workers on every spawn).
  *   - Trimming (weft__stack_scavenge, run by a worker about to park): the worker hands its
@@ -80,6 +81,7 @@ typedef struct slab {
   char *base;
   size_t len;
   weft__stack_t *stacks; /* descriptors, one per stack in the slab */
+  size_t count;          /* stacks in the slab */
 } slab_t;
 
 struct weft__stack_pool {
@@ -205,7 +207,6 @@ static void stack_register(weft__stack_t *s) {
   s->ctx.asan_fake_stack = NULL;
 }
 
-/* Maps a slab and links its guarded stacks onto the pool's free list. Caller holds the lock. */
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14 uapi; older kernels answer EINVAL */
 #endif
@@ -232,7 +233,14 @@ static void populate_tops(struct weft__stack_pool *p, char *base, size_t count) 
   }
 }
 
-static int slab_map(struct weft__stack_pool *p) {
+/* Maps a slab and guards and registers its stacks, linked through `next` from the first;
+ * touches nothing shared but the statistic, so the caller holds no lock. Until session 22 the
+ * mmap and the two batched madvise calls (~70 µs a slab on this VM) ran under the pool's lock,
+ * and a worker that wanted a stack slept on the lock through another's syscalls: in sleep 10^6
+ * each worker sat idle for 15-45 % of the phase that starts the sleepers (bench/README.md,
+ * session 22). Two workers may now map a slab each at once; the spare goes to the pool.
+ * slab_link then files the slab under the lock. */
+static int slab_map(struct weft__stack_pool *p, slab_t **out) {
   size_t one = p->bytes + p->guard;
   size_t count = SLAB_TARGET_BYTES / one;
   if (count == 0) count = 1;
@@ -263,18 +271,32 @@ static int slab_map(struct weft__stack_pool *p) {
     len = guarded * one;
   }
   populate_tops(p, base, guarded);
-  *slab = (slab_t){.next = p->slabs, .base = base, .len = len, .stacks = stacks};
-  p->slabs = slab;
+  *slab = (slab_t){.base = base, .len = len, .stacks = stacks, .count = guarded};
   for (size_t i = 0; i < guarded; i++) {
     weft__stack_t *s = &stacks[i];
     s->lo = base + i * one + p->guard;
     s->bytes = p->bytes;
     stack_register(s);
-    s->next = p->clean;
-    p->clean = s;
+    s->next = i + 1 < guarded ? &stacks[i + 1] : NULL;
   }
   atomic_fetch_add_explicit(&p->mapped, guarded, memory_order_relaxed); /* relaxed: statistic */
+  *out = slab;
   return 0;
+}
+
+/* Files a mapped slab: onto the pool's slab list (for destroy), and its stacks from the
+ * `keep`-th on onto the clean list; returns the first `keep` (fewer if the slab is smaller),
+ * still linked. Caller holds the lock. */
+static weft__stack_t *slab_link(struct weft__stack_pool *p, slab_t *slab, size_t keep) {
+  slab->next = p->slabs;
+  p->slabs = slab;
+  if (keep >= slab->count) return slab->stacks;
+  weft__stack_t *rest = &slab->stacks[keep];
+  slab->stacks[slab->count - 1].next = p->clean;
+  p->clean = rest;
+  if (keep == 0) return NULL;
+  slab->stacks[keep - 1].next = NULL;
+  return slab->stacks;
 }
 
 static void cache_push_hot(weft__stack_cache_t *c, weft__stack_t *s) {
@@ -324,22 +346,38 @@ static weft__stack_t *pool_pop(struct weft__stack_pool *p) {
 }
 
 static int cache_refill(struct weft__stack_pool *p, weft__stack_cache_t *c) {
-  int err = 0;
   pthread_mutex_lock(&p->lock);
-  if (!p->used_head && !p->clean) err = slab_map(p);
   weft__stack_t *s;
   for (int i = 0; i < CACHE_REFILL && (s = pool_pop(p)); i++) cache_push_hot(c, s);
   pthread_mutex_unlock(&p->lock);
-  return c->head ? 0 : (err ? err : WEFT_ENOMEM);
+  if (c->head) return 0;
+  slab_t *slab;
+  int err = slab_map(p, &slab); /* outside the lock: see slab_map */
+  if (err) return err;
+  pthread_mutex_lock(&p->lock);
+  weft__stack_t *mine = slab_link(p, slab, CACHE_REFILL);
+  pthread_mutex_unlock(&p->lock);
+  for (weft__stack_t *next; mine; mine = next) {
+    next = mine->next;
+    cache_push_hot(c, mine);
+  }
+  return 0;
 }
 
 int weft__stack_check(struct weft__stack_pool *p, weft__stack_cache_t *c) {
   if (WEFT__UNLIKELY(weft__fault_hit(WEFT__FAULT_STACK))) return WEFT_ENOMEM;
   if (WEFT__LIKELY(c && c->head)) return 0;
   pthread_mutex_lock(&p->lock);
-  int err = p->used_head || p->clean ? 0 : slab_map(p);
+  int empty = !p->used_head && !p->clean;
   pthread_mutex_unlock(&p->lock);
-  return err;
+  if (!empty) return 0;
+  slab_t *slab;
+  int err = slab_map(p, &slab); /* outside the lock: see slab_map */
+  if (err) return err;
+  pthread_mutex_lock(&p->lock);
+  slab_link(p, slab, 0);
+  pthread_mutex_unlock(&p->lock);
+  return 0;
 }
 
 int weft__stack_get(struct weft__stack_pool *p, weft__stack_cache_t *c, weft__stack_t **out) {
