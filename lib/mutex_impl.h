@@ -10,7 +10,8 @@
  *   MX_FN(name)                      the name of each function
  * and may plant the bugs the model must catch: MX_LOCK_ORDER (acquire) and MX_UNLOCK_ORDER
  * (release), MX_MARKS_WAITERS (1: a locker about to queue marks WAITERS), MX_UNLOCK_BY_STORE
- * (0: the fast unlock is a CAS that fails when WAITERS is set, not a plain store).
+ * (0: the fast unlock is a CAS that fails when WAITERS is set, not a plain store),
+ * MX_GIVE_UP_CLEARS (1: a giving-up waiter that leaves the queue empty clears WAITERS).
  *
  * The word: LOCKED (someone holds it) and WAITERS (the queue may hold a waiter: the unlock must
  * take the slow path). The queue itself is under the mutex's spinlock (lib/sync.c). A locker
@@ -37,6 +38,9 @@
 #endif
 #ifndef MX_UNLOCK_BY_STORE
 #define MX_UNLOCK_BY_STORE 0
+#endif
+#ifndef MX_GIVE_UP_CLEARS
+#define MX_GIVE_UP_CLEARS 1
 #endif
 
 /* The uncontended lock: 0 -> LOCKED. */
@@ -80,6 +84,21 @@ static inline int MX_FN(unlock_fast)(MX_WORD *m) {
   if (MX_CAS(*m, s, 0, MX_UNLOCK_ORDER, MX_RLX)) return 1;
   return (s & MX_LOCKED) ? 0 : -1;
 #endif
+}
+
+/* Under the queue's lock, once the next waiter (if any: popped) is taken off the queue: the
+ * bits that the slow unlock (locked: we hold the lock) or a woken waiter giving up (!locked:
+ * it passes its wake-up on) clears. LOCKED goes unless the lock is handed over (hand: LOCKED
+ * stays, the waiter owns it); WAITERS once the queue is empty — a locker that queues marks it
+ * again under the same lock. A waiter that timed out while queued left WAITERS behind it, so a
+ * giving-up waiter with no one behind it must clear it too, or the word reads "awaited" to
+ * weft_mutex_destroy for good (session 19's defect, planted as MX_GIVE_UP_CLEARS 0). */
+static inline uint32_t MX_FN(wake_clear_bits)(bool locked, bool popped, bool hand,
+                                              bool queue_empty) {
+  if (!MX_GIVE_UP_CLEARS && !popped && !locked) return 0;
+  uint32_t clear = queue_empty ? MX_WAITERS : 0;
+  if (locked && !hand) clear |= MX_LOCKED;
+  return clear;
 }
 
 /* Under the queue's lock: the slow unlock's (or a giving-up waiter's) change of the word. */

@@ -182,7 +182,8 @@ static struct weft_task *waiter_self(const char *what) {
 /* ---- Mutex -------------------------------------------------------------------------------------- */
 
 /* The state word's protocol (lib/mutex_impl.h, shared with the relacy model). Generated names:
- * mx_lock_fast, mx_try_lock, mx_take_or_mark, mx_unlock_fast, mx_clear; MX_LOCKED, MX_WAITERS. */
+ * mx_lock_fast, mx_try_lock, mx_take_or_mark, mx_unlock_fast, mx_wake_clear_bits, mx_clear;
+ * MX_LOCKED, MX_WAITERS. */
 #define MX_WORD _Atomic uint32_t
 #define MX_LOAD(obj, mo) atomic_load_explicit(&(obj), (mo))
 #define MX_STORE(obj, v, mo) atomic_store_explicit(&(obj), (v), (mo))
@@ -264,13 +265,9 @@ static void mutex_wake_next(weft_mutex_t *m, bool locked) {
   wq_lock(&m->lock);
   weft__wq_node_t *n = wq_pop(&m->q);
   bool hand = n && n->starving && locked;
-  uint32_t clear = wq_empty(&m->q) ? MX_WAITERS : 0;
-  if (locked && !hand) clear |= MX_LOCKED;
-  /* A giving-up waiter with no one behind it clears WAITERS too: the queue is empty under the
-   * lock, and a locker that queues marks it again under the same lock. (Until session 19 it
-   * cleared nothing, and a mutex whose last waiters timed out and gave up read "awaited" to
-   * weft_mutex_destroy, which aborted: review.) */
-  mx_clear(&m->state, clear);
+  /* a giving-up waiter with no one behind it clears WAITERS too (mutex_impl.h; review,
+   * session 19: destroy aborted on a mutex whose last waiters had given up) */
+  mx_clear(&m->state, mx_wake_clear_bits(locked, n != NULL, hand, wq_empty(&m->q)));
   wq_unlock(&m->lock);
   if (n) wq_wake(n->wait, hand ? MUTEX_HANDED : MUTEX_RETRY);
 }

@@ -16,6 +16,18 @@
  * a plain store (ignores WAITERS), the locker that queues without marking WAITERS, the unlock
  * relaxed, the lock relaxed.
  *
+ * Give-up model (session 22, for session 19's fix): thread 0 locks twice and never gives up;
+ * threads 1 and 2 lock once with a deadline that may pass at any point (rl::rand): while
+ * queued (the waiter unlinks its node under the lock, or, if an unlock already took it, settles
+ * and then gives up), or after a wake-up to compete (it may give up instead of competing). A
+ * waiter that gives up after a wake passes it on (lib/sync.c's mutex_give_up). The bits each
+ * wake clears are mutex_impl.h's wake_clear_bits, as in the library. Properties: mutual
+ * exclusion, no lost wake-up (thread 0 has no deadline: a wake dropped by a giving-up waiter
+ * leaves it waiting for ever), and at the end the word is 0 with the queue empty (what
+ * weft_mutex_destroy requires of a mutex no one holds or awaits). Planted bugs: session 19's
+ * (a giving-up waiter that leaves the queue empty clears nothing: WAITERS stays), and a
+ * giving-up waiter that does not pass its wake-up on.
+ *
  * Hand-off model (waitq.h): a peer dequeues a waiter's node under the lock, writes the value
  * and completes the record after unlocking; the waiter times out at any point, re-takes the
  * lock, and either unlinks its node (nothing delivered) or finds it dequeued and settles (waits
@@ -62,6 +74,7 @@ namespace mx_correct {
 #undef MX_UNLOCK_ORDER
 #undef MX_MARKS_WAITERS
 #undef MX_UNLOCK_BY_STORE
+#undef MX_GIVE_UP_CLEARS
 
 /* Bug 1: the fast unlock stores 0 whatever WAITERS says: a queued waiter is never woken. */
 namespace mx_unlock_by_store {
@@ -72,6 +85,7 @@ namespace mx_unlock_by_store {
 #undef MX_UNLOCK_ORDER
 #undef MX_MARKS_WAITERS
 #undef MX_UNLOCK_BY_STORE
+#undef MX_GIVE_UP_CLEARS
 
 /* Bug 2: a locker queues without marking WAITERS: the holder's fast unlock misses it. */
 namespace mx_no_mark {
@@ -82,6 +96,7 @@ namespace mx_no_mark {
 #undef MX_UNLOCK_ORDER
 #undef MX_MARKS_WAITERS
 #undef MX_UNLOCK_BY_STORE
+#undef MX_GIVE_UP_CLEARS
 
 /* Bug 3: unlock relaxed: the critical section does not reach the next holder. */
 namespace mx_unlock_relaxed {
@@ -92,10 +107,23 @@ namespace mx_unlock_relaxed {
 #undef MX_UNLOCK_ORDER
 #undef MX_MARKS_WAITERS
 #undef MX_UNLOCK_BY_STORE
+#undef MX_GIVE_UP_CLEARS
 
 /* Bug 4: lock relaxed: the next holder does not see the previous critical section. */
 namespace mx_lock_relaxed {
 #define MX_LOCK_ORDER MX_RLX
+#include "mutex_impl.h"
+}
+#undef MX_LOCK_ORDER
+#undef MX_UNLOCK_ORDER
+#undef MX_MARKS_WAITERS
+#undef MX_UNLOCK_BY_STORE
+#undef MX_GIVE_UP_CLEARS
+
+/* Bug 5 (session 19's): a giving-up waiter that leaves the queue empty clears nothing, so a
+ * waiter that timed out while queued leaves WAITERS set on an unlocked, unawaited mutex. */
+namespace mx_give_up_keeps_waiters {
+#define MX_GIVE_UP_CLEARS 0
 #include "mutex_impl.h"
 }
 
@@ -106,61 +134,52 @@ namespace mx_lock_relaxed {
     static bool take_or_mark(MX_WORD *m) { return ns::take_or_mark(m); }                   \
     static int unlock_fast(MX_WORD *m) { return ns::unlock_fast(m); }                      \
     static void clear(MX_WORD *m, uint32_t bits) { ns::clear(m, bits); }                   \
+    static uint32_t wake_clear_bits(bool locked, bool popped, bool hand, bool empty) {      \
+      return ns::wake_clear_bits(locked, popped, hand, empty);                             \
+    }                                                                                      \
   };
 MX_OPS(mx_correct)
 MX_OPS(mx_unlock_by_store)
 MX_OPS(mx_no_mark)
 MX_OPS(mx_unlock_relaxed)
 MX_OPS(mx_lock_relaxed)
+MX_OPS(mx_give_up_keeps_waiters)
 
 enum { THREADS = 3, ROUNDS = 2, HANDED = 0, RETRY = 1 };
 
-template <class Ops>
-struct mutex_test : rl::test_suite<mutex_test<Ops>, THREADS> {
+/* Deadlines false: the mutex model (every lock waits to the end); true: the give-up model. */
+template <class Ops, bool Deadlines = false, bool GiveUpSilently = false>
+struct mutex_test : rl::test_suite<mutex_test<Ops, Deadlines, GiveUpSilently>, THREADS> {
   MX_WORD state;
-  rl::mutex qlock;         /* the library's spinlock */
-  rl::var<int> queue[THREADS]; /* FIFO of waiting thread ids, under qlock */
+  rl::mutex qlock;
+  rl::var<int> queue[THREADS];
   rl::var<int> qlen;
-  rl::atomic<int> done[THREADS]; /* a waiter's record: its completion ... */
-  rl::var<int> status[THREADS];  /* ... and the status written before it */
+  rl::atomic<int> done[THREADS];
+  rl::var<int> status[THREADS];
   rl::var<int> counter;
+  rl::atomic<int> held; /* critical sections entered (relaxed: read after the threads end) */
 
   void before() {
     state($).store(0, rl::mo_relaxed);
     qlen($) = 0;
     counter($) = 0;
+    held($).store(0, rl::mo_relaxed);
   }
 
-  void lock(unsigned id) {
-    if (Ops::lock_fast(&state)) return;
-    bool front = false;
-    for (;;) {
-      if (Ops::try_lock(&state)) return; /* the spin phase, one try */
-      qlock.lock($);
-      if (Ops::take_or_mark(&state)) {
-        qlock.unlock($);
-        return;
+  /* Under qlock: takes id's node out of the queue if it is still there. */
+  bool unlink(unsigned id) {
+    int n = qlen($);
+    for (int i = 0; i < n; i++)
+      if (queue[i]($) == (int)id) {
+        for (int k = i + 1; k < n; k++) queue[k - 1]($) = (int)queue[k]($);
+        qlen($) = n - 1;
+        return true;
       }
-      done[id]($).store(0, rl::mo_relaxed);
-      int n = qlen($);
-      if (front) { /* a woken waiter that lost requeues at the head */
-        for (int i = n; i > 0; i--) queue[i]($) = (int)queue[i - 1]($);
-        queue[0]($) = (int)id;
-      } else {
-        queue[n]($) = (int)id;
-      }
-      qlen($) = n + 1;
-      qlock.unlock($);
-      while (done[id]($).load(rl::mo_acquire) == 0) rl::yield(1, $);
-      if (status[id]($) == HANDED) return;
-      front = true;
-    }
+    return false;
   }
 
-  void unlock() {
-    int r = Ops::unlock_fast(&state);
-    RL_ASSERT(r >= 0);
-    if (r > 0) return;
+  /* mutex_wake_next: the slow unlock (locked) or a giving-up waiter's hand-on (!locked). */
+  void wake_next(bool locked) {
     qlock.lock($);
     int n = qlen($);
     int w = -1;
@@ -169,25 +188,80 @@ struct mutex_test : rl::test_suite<mutex_test<Ops>, THREADS> {
       for (int i = 1; i < n; i++) queue[i - 1]($) = (int)queue[i]($);
       qlen($) = n - 1;
     }
-    bool hand = w == 2; /* thread 2 plays the starving waiter */
-    uint32_t bits = (qlen($) == 0 ? MX_WAITERS : 0) | (hand ? 0 : MX_LOCKED);
-    Ops::clear(&state, bits);
+    bool hand = w == 2 && locked; /* thread 2 plays the starving waiter */
+    Ops::clear(&state, Ops::wake_clear_bits(locked, w >= 0, hand, qlen($) == 0));
     qlock.unlock($);
     if (w >= 0) {
       status[w]($) = hand ? HANDED : RETRY;
-      done[w]($).store(1, rl::mo_release); /* the completion (join_complete's release) */
+      done[w]($).store(1, rl::mo_release);
     }
   }
 
+  /* false: gave up (only a thread with a deadline does) */
+  bool lock(unsigned id, bool deadline) {
+    if (Ops::lock_fast(&state)) return true;
+    bool front = false;
+    for (;;) {
+      if (Ops::try_lock(&state)) return true;
+      qlock.lock($);
+      if (Ops::take_or_mark(&state)) {
+        qlock.unlock($);
+        return true;
+      }
+      done[id]($).store(0, rl::mo_relaxed);
+      int n = qlen($);
+      if (front) {
+        for (int i = n; i > 0; i--) queue[i]($) = (int)queue[i - 1]($);
+        queue[0]($) = (int)id;
+      } else {
+        queue[n]($) = (int)id;
+      }
+      qlen($) = n + 1;
+      qlock.unlock($);
+      bool passed = false; /* the deadline passed while queued, after a wake was on its way */
+      while (done[id]($).load(rl::mo_acquire) == 0) {
+        if (deadline && rl::rand(2)) { /* the deadline passes: weft__wq_wait's timeout */
+          qlock.lock($);
+          bool still = unlink(id);
+          qlock.unlock($);
+          if (still) return false; /* nothing woke us; WAITERS stays for the next unlock */
+          while (done[id]($).load(rl::mo_acquire) == 0) rl::yield(1, $); /* settle */
+          passed = true;
+          break;
+        }
+        rl::yield(1, $);
+      }
+      if (status[id]($) == HANDED) return true;
+      if (deadline && (passed || rl::rand(2))) { /* mutex_retry_check says give up */
+        if (!GiveUpSilently) wake_next(false);   /* mutex_give_up */
+        return false;
+      }
+      front = true;
+    }
+  }
+
+  void unlock() {
+    int r = Ops::unlock_fast(&state);
+    RL_ASSERT(r >= 0);
+    if (r == 0) wake_next(true);
+  }
+
   void thread(unsigned id) {
-    for (int r = 0; r < ROUNDS; r++) {
-      lock(id);
+    bool deadline = Deadlines && id != 0;
+    for (int r = 0; r < (deadline ? 1 : ROUNDS); r++) {
+      if (!lock(id, deadline)) continue;
       counter($) = counter($) + 1;
+      held($).fetch_add(1, rl::mo_relaxed);
       unlock();
     }
   }
 
-  void after() { RL_ASSERT(counter($) == THREADS * ROUNDS); }
+  void after() {
+    RL_ASSERT(counter($) == held($).load(rl::mo_relaxed));
+    if (!Deadlines) RL_ASSERT(counter($) == THREADS * ROUNDS);
+    RL_ASSERT(qlen($) == 0);
+    RL_ASSERT(state($).load(rl::mo_relaxed) == 0); /* what weft_mutex_destroy requires */
+  }
 };
 
 /* ---- The waiter-record hand-off (waitq.h) ----------------------------------------------------- */
@@ -314,6 +388,9 @@ int main(int argc, char **argv) {
   check<mutex_test<ops_mx_no_mark>>("mutex queues without WAITERS", true);
   check<mutex_test<ops_mx_unlock_relaxed>>("mutex unlock relaxed", true);
   check<mutex_test<ops_mx_lock_relaxed>>("mutex lock relaxed", true);
+  check<mutex_test<ops_mx_correct, true>>("mutex give-up correct", false);
+  check<mutex_test<ops_mx_give_up_keeps_waiters, true>>("mutex give-up keeps WAITERS", true);
+  check<mutex_test<ops_mx_correct, true, true>>("mutex give-up drops its wake-up", true);
   check<handoff_test<false, false>>("hand-off vs timeout correct", false);
   check<handoff_test<true, false>>("hand-off completion relaxed", true);
   check<handoff_test<false, true>>("hand-off waiter skips the settle", true);
