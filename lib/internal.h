@@ -478,6 +478,12 @@ static inline void weft__task_free_cached(struct weft__worker *w, struct weft_ta
 void weft__task_slabs_free(struct weft_runtime *rt);
 /* lib/task.c: cancels every task that has not ended; returns how many have not. */
 size_t weft__tasks_cancel_all(struct weft_runtime *rt);
+/* lib/shutdown.c (lib/shutdown_impl.h's protocol): the shutdown's first step, before its
+ * first walk; after each walk, whether it is done (two clean walks in a row); a spawn from
+ * outside the workers, its descriptor filled and not yet published: whether to cancel it. */
+void weft__shutdown_close(_Atomic int *closing);
+bool weft__shutdown_walked(int *clean_run, size_t unfinished);
+bool weft__shutdown_spawn_sees_closing(_Atomic int *closing);
 /* lib/task.c: destroy's step for tasks, once the workers have stopped: see runtime.c's shutdown comment. */
 void weft__tasks_discard(struct weft_runtime *rt);
 /* lib/task.c: run by a worker about to park: hands its descriptor cache to the runtime and frees the slabs

@@ -332,26 +332,19 @@ static void refuse_own_task(struct weft_runtime *rt, const char *what) {
               what);
 }
 
-/* Cancels every task and waits for them to end. Two clean passes in a row end it: a pass can
- * read a child's descriptor before its spawner filled it and the spawner's after it ended (the
- * walk goes by address), and only the next pass, which comes after it saw the spawner end, is
- * sure to see the child (review, session 19). */
+/* Cancels every task and waits for them to end: `closing`, then walks until two clean ones in
+ * a row (lib/shutdown.c says why; review, session 19). */
 static int shutdown_tasks(struct weft_runtime *rt, uint64_t timeout_ns) {
-  /* seq_cst: the store side of the store-load pair with a foreign spawn's fence and load */
-  atomic_store_explicit(&rt->closing, 1, memory_order_seq_cst);
-  /* The store-load order with a foreign spawn (lib/task.c's cancel_if_closing): closing before
-   * the walk's looks at the descriptors. */
-  atomic_thread_fence(memory_order_seq_cst);
+  weft__shutdown_close(&rt->closing);
   uint64_t now = weft_now_ns();
   uint64_t deadline = timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + timeout_ns;
-  bool clean_before = false;
+  int clean_run = 0;
   for (;;) {
     size_t unfinished = weft__tasks_cancel_all(rt);
     /* relaxed: read by destroy and stats on this thread or after this call returned */
     atomic_store_explicit(&rt->abandoned, unfinished, memory_order_relaxed);
-    if (!unfinished && clean_before) return 0;
-    clean_before = !unfinished;
-    if (!unfinished) continue; /* the second pass at once */
+    if (weft__shutdown_walked(&clean_run, unfinished)) return 0;
+    if (!unfinished) continue; /* the next walk at once */
     if (weft_now_ns() >= deadline) return WEFT_ETIMEDOUT;
     /* A poll, not an event: a shutdown is rare, and its cost is this 1 ms at most. */
     struct timespec ms = {0, 1000000};

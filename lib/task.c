@@ -772,19 +772,14 @@ static inline void spawn_publish(struct weft_runtime *rt, weft__worker_t *w, str
 }
 
 /* A spawn from outside the runtime's workers (a plain thread, another runtime's task) that may
- * have raced a shutdown past spawn_make's early look: the shutdown stores `closing` and then
- * walks the descriptors; we filled ours and now look at `closing`, with a seq_cst fence on each
- * side between the store and the load (shutdown_tasks has the other), so either we see it and
- * cancel our task before anyone can run it, or the walk sees our descriptor live and cancels
- * it. (Review, session 19: such a task could start after weft_runtime_shutdown returned 0.) A
- * spawn by one of the runtime's tasks needs no fence: the walk sees the spawner unfinished
- * until it ends, which is after it published its child, and the shutdown ends only after two
- * clean passes in a row. Cost: a fence per foreign spawn, a path that already takes a locked
- * instruction to publish. */
+ * have raced a shutdown past spawn_make's early look: we filled our descriptor and now look at
+ * `closing` (lib/shutdown.c: either we see it and cancel our task before anyone can run
+ * it, or the shutdown's walk sees the descriptor live and cancels it). A spawn by one of the
+ * runtime's tasks needs no fence (the two clean walks cover it). Cost: a fence per foreign
+ * spawn, a path that already takes a locked instruction to publish. */
 static void __attribute__((noinline)) cancel_if_closing(struct weft_runtime *rt,
                                                         struct weft_task *t) {
-  atomic_thread_fence(memory_order_seq_cst); /* the store-load order above */
-  if (atomic_load_explicit(&rt->closing, memory_order_relaxed)) weft_cancel(t);
+  if (weft__shutdown_spawn_sees_closing(&rt->closing)) weft_cancel(t);
 }
 
 /* noinline: inlined into weft_spawn, its calls made the fast path save five registers */

@@ -1,0 +1,69 @@
+/*
+ * Private to weft: how weft_runtime_shutdown and a spawn that races it agree on who cancels
+ * the new task — written once and instantiated twice: with C11 atomics in lib/runtime.c and
+ * lib/task.c, and with relacy's in tests/model/shutdown_model.cpp (session 22: session 19
+ * introduced the protocol without a model). The includer defines:
+ *
+ *   SD_FLAG                      the atomic int type of `closing`
+ *   SD_LOAD(obj, mo)  SD_STORE(obj, v, mo)  SD_FENCE(mo)
+ *   SD_RLX SD_SC                 memory orders
+ *   SD_FN(name)                  the name of each function
+ *   SD_LINKAGE                   (optional) their linkage: static inline unless defined
+ * and may plant the bugs the model must catch: SD_SPAWN_FENCE (1: a spawn from outside the
+ * runtime fences between its descriptor's fill and its look at `closing`), SD_CLOSE_FENCE (1:
+ * the shutdown fences between its store of `closing` and its walk), SD_CLEAN_PASSES (2: the
+ * clean walks in a row that end the shutdown).
+ *
+ * The shutdown stores `closing`, then walks every descriptor and cancels each one not DONE,
+ * until it has walked SD_CLEAN_PASSES times in a row finding none (or its bound passes).
+ *   - A spawn from outside the runtime (a plain thread, another runtime's task) fills its
+ *     descriptor and then looks at `closing`: a store-load pair against the shutdown's store
+ *     and walk, so a seq_cst fence on each side. Either the spawner sees `closing` and cancels
+ *     its task before anyone can run it, or the walk sees the descriptor live and cancels it.
+ *     Without the fences each may read the other's old value (store buffers): the task starts
+ *     after weft_runtime_shutdown returned 0 (review, session 19).
+ *   - A spawn by one of the runtime's own tasks needs no fence: its spawner is live until it
+ *     ends, which is after it filled its child. But a walk goes by address: it can read the
+ *     child's slot before the fill and the spawner's after its end, and call itself clean. The
+ *     next walk comes after it saw the spawner DONE (an acquire load of its word), so it sees
+ *     the child: two clean walks in a row are needed.
+ */
+
+#ifndef SD_LINKAGE
+#define SD_LINKAGE static inline
+#endif
+#ifndef SD_SPAWN_FENCE
+#define SD_SPAWN_FENCE 1
+#endif
+#ifndef SD_CLOSE_FENCE
+#define SD_CLOSE_FENCE 1
+#endif
+#ifndef SD_CLEAN_PASSES
+#define SD_CLEAN_PASSES 2
+#endif
+
+/* The shutdown's first step, before its first walk. */
+SD_LINKAGE void SD_FN(close)(SD_FLAG *closing) {
+  SD_STORE(*closing, 1, SD_SC); /* seq_cst: the store side of the store-load pair (top) */
+  /* and closing before the walk's looks at the descriptors: a seq_cst store alone does not
+   * keep later (acquire) loads of other objects behind it */
+#if SD_CLOSE_FENCE
+  SD_FENCE(SD_SC);
+#endif
+}
+
+/* After each walk, given what it found unfinished: true once the shutdown is done. *clean_run
+ * counts the clean walks in a row (0 before the first). */
+SD_LINKAGE bool SD_FN(walked)(int *clean_run, size_t unfinished) {
+  *clean_run = unfinished ? 0 : *clean_run + 1;
+  return *clean_run >= SD_CLEAN_PASSES;
+}
+
+/* A spawn from outside the runtime, its descriptor filled and not yet published: true if the
+ * runtime is closing (the caller cancels its task before publishing it). */
+SD_LINKAGE bool SD_FN(spawn_sees_closing)(SD_FLAG *closing) {
+#if SD_SPAWN_FENCE
+  SD_FENCE(SD_SC); /* the fill before the look at closing (top) */
+#endif
+  return SD_LOAD(*closing, SD_RLX);    /* relaxed: the fences order it */
+}

@@ -1,0 +1,157 @@
+/*
+ * Model check of how weft_runtime_shutdown and the spawns that race it agree on who cancels a
+ * new task (lib/shutdown_impl.h) with relacy: the very header lib/runtime.c and lib/task.c
+ * compile, instantiated with relacy's atomics, once correctly and once per planted bug. Exit
+ * status 0 only if the correct variant passes AND every planted bug is found.
+ *
+ * The actors, as in the library (session 19's review fix; modelled in session 22):
+ *   the shutdown      closes, then walks three descriptors in address order — a child's, its
+ *                     spawner's, a foreign task's — reading each one's word (acquire, as
+ *                     weft__tasks_cancel_all) and cancelling each one not DONE, until the
+ *                     header says it is done (two clean walks in a row); then it returns 0;
+ *   a runtime task    running when the model starts (its word live): it looks at `closing`
+ *                     (relaxed, spawn_make's early refusal), fills its child's descriptor, and
+ *                     ends (its word DONE, release); then its worker starts the child;
+ *   a foreign spawner a plain thread: the early look, the fill of its task's descriptor, then
+ *                     the header's look at `closing` (cancelling its task if it sees it); then
+ *                     the task starts (a worker took it).
+ * A task that starts cancelled ends at once; one that is not runs its body. Property: no body
+ * starts after the shutdown returned (a seq_cst flag the shutdown sets as it returns, read as
+ * a body starts: an execution in which the body comes later reads it set). Planted bugs: the
+ * foreign spawn without its fence, the shutdown without its fence (either way the spawner and
+ * the walk may each read the other's old value), and one clean walk taken as the end (it read
+ * the child's slot before the fill and the spawner's after its end).
+ *
+ * Usage: shutdown_model [-v] [--random ITERATIONS] [--bound PREEMPTIONS].
+ */
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include <relacy/relacy.hpp> /* last: it defines macros such as new, delete and assert */
+
+namespace {
+
+#define SD_FLAG rl::atomic<int>
+#define SD_LOAD(obj, mo) ((obj)(RL_INFO).load(mo))
+#define SD_STORE(obj, v, mo) ((obj)(RL_INFO).store((v), (mo)))
+#define SD_FENCE(mo) rl::atomic_thread_fence((mo), RL_INFO)
+#define SD_RLX rl::mo_relaxed
+#define SD_SC rl::mo_seq_cst
+#define SD_FN(name) name
+
+namespace sd_correct {
+#include "shutdown_impl.h"
+}
+#undef SD_SPAWN_FENCE
+#undef SD_CLOSE_FENCE
+#undef SD_CLEAN_PASSES
+
+/* Bug 1: the foreign spawn looks at `closing` without its fence. */
+namespace sd_no_spawn_fence {
+#define SD_SPAWN_FENCE 0
+#include "shutdown_impl.h"
+}
+#undef SD_SPAWN_FENCE
+#undef SD_CLOSE_FENCE
+#undef SD_CLEAN_PASSES
+
+/* Bug 2: the shutdown walks without its fence after the store of `closing`. */
+namespace sd_no_close_fence {
+#define SD_CLOSE_FENCE 0
+#include "shutdown_impl.h"
+}
+#undef SD_SPAWN_FENCE
+#undef SD_CLOSE_FENCE
+#undef SD_CLEAN_PASSES
+
+/* Bug 3: one clean walk ends the shutdown (before session 19). */
+namespace sd_one_clean_walk {
+#define SD_CLEAN_PASSES 1
+#include "shutdown_impl.h"
+}
+
+#define SD_OPS(ns)                                                                             \
+  struct ops_##ns {                                                                            \
+    static void close(SD_FLAG *c) { ns::close(c); }                                            \
+    static bool walked(int *run, size_t unfinished) { return ns::walked(run, unfinished); }    \
+    static bool spawn_sees_closing(SD_FLAG *c) { return ns::spawn_sees_closing(c); }           \
+  };
+SD_OPS(sd_correct)
+SD_OPS(sd_no_spawn_fence)
+SD_OPS(sd_no_close_fence)
+SD_OPS(sd_one_clean_walk)
+
+enum { CHILD, SPAWNER, FOREIGN, TASKS };
+enum { LIVE = 0, DONE = 1 }; /* a free descriptor reads DONE, as a slab's unused ones do */
+
+template <class Ops>
+struct shutdown_test : rl::test_suite<shutdown_test<Ops>, 3> {
+  SD_FLAG closing;
+  rl::atomic<int> word[TASKS];
+  rl::atomic<int> cancelled[TASKS]; /* weft_cancel's mark */
+  rl::atomic<int> returned;         /* the shutdown returned 0 (the property's flag) */
+
+  void before() {
+    closing($).store(0, rl::mo_relaxed);
+    word[CHILD]($).store(DONE, rl::mo_relaxed);
+    word[SPAWNER]($).store(LIVE, rl::mo_relaxed); /* running when the model starts */
+    word[FOREIGN]($).store(DONE, rl::mo_relaxed);
+    for (int i = 0; i < TASKS; i++) cancelled[i]($).store(0, rl::mo_relaxed);
+    returned($).store(0, rl::mo_relaxed);
+  }
+
+  /* A worker takes task i: it ends at once if cancelled, else its body runs. */
+  void start(int i) {
+    if (!cancelled[i]($).load(rl::mo_acquire)) /* acquire: as the word's CANCEL bit */
+      RL_ASSERT(returned($).load(rl::mo_seq_cst) == 0);
+    word[i]($).store(DONE, rl::mo_release);
+  }
+
+  void thread(unsigned id) {
+    if (id == 0) { /* weft_runtime_shutdown */
+      Ops::close(&closing);
+      int clean_run = 0;
+      for (;;) {
+        size_t unfinished = 0;
+        for (int i = 0; i < TASKS; i++) /* by address: the child's slot before its spawner's */
+          if (word[i]($).load(rl::mo_acquire) != DONE) {
+            unfinished++;
+            cancelled[i]($).store(1, rl::mo_release);
+          }
+        if (Ops::walked(&clean_run, unfinished)) break;
+        rl::yield(1, $); /* the 1 ms poll */
+      }
+      returned($).store(1, rl::mo_seq_cst);
+    } else if (id == 1) { /* a runtime task spawns a child, ends; its worker starts the child */
+      bool refused = closing($).load(rl::mo_relaxed); /* spawn_make's early look */
+      if (!refused) word[CHILD]($).store(LIVE, rl::mo_relaxed); /* the fill */
+      word[SPAWNER]($).store(DONE, rl::mo_release);
+      if (!refused) start(CHILD);
+    } else { /* a plain thread spawns into the runtime; a worker starts the task */
+      if (closing($).load(rl::mo_relaxed)) return; /* spawn_make's early look */
+      word[FOREIGN]($).store(LIVE, rl::mo_relaxed); /* the fill */
+      if (Ops::spawn_sees_closing(&closing)) cancelled[FOREIGN]($).store(1, rl::mo_relaxed);
+      start(FOREIGN); /* published (release) and taken (acquire): the same thread here */
+    }
+  }
+};
+
+#include "model_driver.h" /* run_model, check, searches: shared with the other models */
+
+} // namespace
+
+int main(int argc, char **argv) {
+  if (!parse_args(argc, argv, 200000)) return 2;
+  auto t0 = std::chrono::steady_clock::now();
+  check<shutdown_test<ops_sd_correct>>("shutdown vs spawns correct", false);
+  check<shutdown_test<ops_sd_no_spawn_fence>>("shutdown vs a foreign spawn without its fence", true);
+  check<shutdown_test<ops_sd_no_close_fence>>("shutdown walking without its fence", true);
+  check<shutdown_test<ops_sd_one_clean_walk>>("shutdown ended by one clean walk", true);
+  double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("%d passed, %d failed (%.2f s)\n", passed, failed, total);
+  return failed == 0 ? 0 : 1;
+}
