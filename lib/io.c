@@ -71,6 +71,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -538,9 +539,11 @@ static int fail_close(int fd, int err) {
   return err;
 }
 
-/* A listener's reserve fd (the EMFILE answer's); a test can make it fail. */
+/* A listener's reserve fd (the EMFILE answer's); a test can make it fail. An eventfd, not
+ * libuv's open of a path: it needs no filesystem (a chroot or a container without /dev/null
+ * failed that open for good, and every accept then paid a failing open for its refill). */
 static int reserve_open(void) {
-  return weft__fault_hit(WEFT__FAULT_RESERVE) ? -1 : open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return weft__fault_hit(WEFT__FAULT_RESERVE) ? -1 : eventfd(0, EFD_CLOEXEC);
 }
 
 int weft_sock_listen(weft_runtime_t *rt, const struct sockaddr *addr, socklen_t len, int backlog,
