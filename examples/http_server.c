@@ -3,7 +3,8 @@
  * bottom like a Go handler, parsing by Debian's libhttp-parser (nodejs/http-parser 2.9).
  *
  *   http_server 8080 [FILE]     serves  GET /        -> "hello, world\n"
- *                                       GET /file    -> FILE's contents (read via weft_offload)
+ *                                       GET /file    -> FILE's contents (read via weft_offload;
+ *                                                       a regular file of at most 64 MiB)
  *                                       anything else -> 404
  *
  * Pipelined requests are answered in order, their responses written together; HEAD gets GET's
@@ -38,6 +39,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum {
@@ -68,14 +70,24 @@ typedef struct response {
   const char *content_type;
   char *body;
   size_t len, cap;
+  bool failed; /* out of memory: an empty 500 */
   char inline_body[256];
 } response_t;
 
+/* Appends to the body. Out of memory, the answer becomes an empty 500 (nothing more is appended):
+ * never a crash, nor a 200 cut short. */
 static void respond(response_t *w, const void *data, size_t len) {
+  if (w->failed) return;
   if (w->len + len > w->cap) {
     size_t cap = (w->len + len) * 2;
     char *b = malloc(cap);
-    if (!b) abort();
+    if (!b) {
+      w->failed = true;
+      w->status = 500;
+      w->content_type = "text/plain; charset=utf-8";
+      w->len = 0;
+      return;
+    }
     memcpy(b, w->body, w->len);
     if (w->body != w->inline_body) free(w->body);
     w->body = b;
@@ -96,26 +108,26 @@ static void hello(const request_t *r, response_t *w) {
   respond_str(w, "hello, world\n");
 }
 
+enum { FILE_MAX = 64 << 20 }; /* picked: the largest file /file serves (it is read whole) */
+
 typedef struct file_read {
   const char *path;
   char *data;
   size_t len;
+  int status; /* 200, 404 (cannot open), 500 (too large, no memory, a read error) */
 } file_read_t;
 
 static void *read_file(void *arg) { /* blocking: runs on the pool */
   file_read_t *f = arg;
+  f->status = 404;
   FILE *fp = fopen(f->path, "rb");
-  if (!fp) return NULL;
-  size_t cap = 0;
-  for (;;) {
-    if (f->len == cap) {
-      char *d = realloc(f->data, cap = cap ? cap * 2 : 4096);
-      if (!d) break;
-      f->data = d;
-    }
-    size_t n = fread(f->data + f->len, 1, cap - f->len, fp);
-    if (n == 0) break;
-    f->len += n;
+  if (!fp) return f;
+  f->status = 500;
+  struct stat st;
+  if (fstat(fileno(fp), &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= FILE_MAX &&
+      (f->data = malloc(st.st_size ? (size_t)st.st_size : 1))) {
+    f->len = fread(f->data, 1, (size_t)st.st_size, fp);
+    if (f->len == (size_t)st.st_size && !ferror(fp)) f->status = 200; /* else cut short: 500 */
   }
   fclose(fp);
   return f;
@@ -123,14 +135,15 @@ static void *read_file(void *arg) { /* blocking: runs on the pool */
 
 static void file(const request_t *r, response_t *w) {
   (void)r;
-  file_read_t f = {.path = file_path};
-  void *ok = NULL;
-  if (!file_path || weft_offload(read_file, &f, &ok) != 0 || !ok) {
-    w->status = 404;
-    respond_str(w, "no file\n");
-  } else {
+  file_read_t f = {.path = file_path, .status = 404};
+  void *done = NULL;
+  if (file_path && weft_offload(read_file, &f, &done) != 0) f.status = 500; /* not run */
+  if (f.status == 200) {
     w->content_type = "application/octet-stream";
     respond(w, f.data, f.len);
+  } else {
+    w->status = f.status;
+    respond_str(w, f.status == 404 ? "no file\n" : "cannot serve the file\n");
   }
   free(f.data);
 }

@@ -5,18 +5,25 @@ pipelined requests (both answers, in order, on one connection) and a malformed r
 then the connection closes); nothing answered after a request that says Connection: close; HEAD
 without a body; 413 read by the client, not lost to a reset, for bodies of 10 MiB; 100 Continue
 before a body; 400 for an HTTP/1.1 request without Host or with "Host : x"; a query string routed
-by its path, and an absolute-form target by its path; then SIGTERM
+by its path, and an absolute-form target by its path; GET /file serves FILE's bytes exactly (200),
+a directory in its place is 500, nothing there 404; then SIGTERM
 while a request is half sent (it is still answered), and the server must exit 0 after draining.
 Usage: http_check.py PATH/TO/http_server"""
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 
-server = subprocess.Popen([sys.argv[1], "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True)
+workdir = tempfile.mkdtemp(prefix="http_check.")
+served = os.path.join(workdir, "served")
+with open(served, "wb") as f:  # binary, with NULs and every byte value, over a page
+    f.write(bytes(range(256)) * 300)
+server = subprocess.Popen([sys.argv[1], "0", served], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
 failures = []
 
 
@@ -113,6 +120,18 @@ try:
     data, closed = raw(b"GET http://x HTTP/1.1\r\nHost: x\r\n\r\n")
     check(data.startswith(b"HTTP/1.1 200") and b"hello, world\n" in data,
           "an absolute-form target without a path is /")
+    got_file = os.path.join(workdir, "got")
+    r = curl("-o", got_file, "-w", "%{http_code}", base + "/file")
+    with open(served, "rb") as a, open(got_file, "rb") as b:
+        same = a.read() == b.read()
+    check(r.stdout == "200" and same, f"GET /file serves the file's bytes exactly (got {r.stdout})")
+    os.remove(served)
+    os.mkdir(served)
+    r = curl("-o", "/dev/null", "-w", "%{http_code}", base + "/file")
+    check(r.stdout == "500", f"GET /file of a directory is 500 (got {r.stdout})")
+    os.rmdir(served)
+    r = curl("-o", "/dev/null", "-w", "%{http_code}", base + "/file")
+    check(r.stdout == "404", f"GET /file of nothing is 404 (got {r.stdout})")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-Continue\r\n\r\n")
         interim = recv_until(s, lambda got: b"\r\n\r\n" in got)
@@ -146,5 +165,6 @@ finally:
     except subprocess.TimeoutExpired:
         server.kill()
         code = "hung"
+    shutil.rmtree(workdir, ignore_errors=True)
 check(code == 0, f"SIGTERM drains and exits 0 (got {code})")
 sys.exit(1 if failures else 0)
