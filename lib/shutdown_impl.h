@@ -1,8 +1,8 @@
 /*
  * Private to weft: how weft_runtime_shutdown and a spawn that races it agree on who cancels
- * the new task — written once and instantiated twice: with C11 atomics in lib/runtime.c and
- * lib/task.c, and with relacy's in tests/model/shutdown_model.cpp (session 22: session 19
- * introduced the protocol without a model). The includer defines:
+ * the new task — written once and instantiated twice: with C11 atomics in lib/shutdown.c (for
+ * lib/runtime.c and lib/task.c) and with relacy's in tests/model/shutdown_model.cpp (session
+ * 22: session 19 introduced the protocol without a model). The includer defines:
  *
  *   SD_FLAG                      the atomic int type of `closing`
  *   SD_LOAD(obj, mo)  SD_STORE(obj, v, mo)  SD_FENCE(mo)

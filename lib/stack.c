@@ -345,15 +345,23 @@ static weft__stack_t *pool_pop(struct weft__stack_pool *p) {
   return s;
 }
 
-static int cache_refill(struct weft__stack_pool *p, weft__stack_cache_t *c) {
+static void pool_take(struct weft__stack_pool *p, weft__stack_cache_t *c) {
   pthread_mutex_lock(&p->lock);
   weft__stack_t *s;
   for (int i = 0; i < CACHE_REFILL && (s = pool_pop(p)); i++) cache_push_hot(c, s);
   pthread_mutex_unlock(&p->lock);
+}
+
+static int cache_refill(struct weft__stack_pool *p, weft__stack_cache_t *c) {
+  pool_take(p, c);
   if (c->head) return 0;
   slab_t *slab;
   int err = slab_map(p, &slab); /* outside the lock: see slab_map */
-  if (err) return err;
+  if (err) { /* another worker's slab, mapped meanwhile, may have taken the last of memory or
+              * map entries and filed its spare stacks: take those (review, session 22) */
+    pool_take(p, c);
+    return c->head ? 0 : err;
+  }
   pthread_mutex_lock(&p->lock);
   weft__stack_t *mine = slab_link(p, slab, CACHE_REFILL);
   pthread_mutex_unlock(&p->lock);
@@ -373,7 +381,12 @@ int weft__stack_check(struct weft__stack_pool *p, weft__stack_cache_t *c) {
   if (!empty) return 0;
   slab_t *slab;
   int err = slab_map(p, &slab); /* outside the lock: see slab_map */
-  if (err) return err;
+  if (err) { /* as cache_refill: a slab another worker filed meanwhile will do */
+    pthread_mutex_lock(&p->lock);
+    empty = !p->used_head && !p->clean;
+    pthread_mutex_unlock(&p->lock);
+    return empty ? err : 0;
+  }
   pthread_mutex_lock(&p->lock);
   slab_link(p, slab, 0);
   pthread_mutex_unlock(&p->lock);

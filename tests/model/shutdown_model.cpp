@@ -1,8 +1,8 @@
 /*
  * Model check of how weft_runtime_shutdown and the spawns that race it agree on who cancels a
- * new task (lib/shutdown_impl.h) with relacy: the very header lib/runtime.c and lib/task.c
- * compile, instantiated with relacy's atomics, once correctly and once per planted bug. Exit
- * status 0 only if the correct variant passes AND every planted bug is found.
+ * new task (lib/shutdown_impl.h) with relacy: the very header lib/shutdown.c compiles (for
+ * lib/runtime.c and lib/task.c), instantiated with relacy's atomics, once correctly and once per
+ * planted bug. Exit status 0 only if the correct variant passes AND every planted bug is found.
  *
  * The actors, as in the library (session 19's review fix; modelled in session 22):
  *   the shutdown      closes, then walks three descriptors in address order — a child's, its
@@ -15,12 +15,17 @@
  *   a foreign spawner a plain thread: the early look, the fill of its task's descriptor, then
  *                     the header's look at `closing` (cancelling its task if it sees it); then
  *                     the task starts (a worker took it).
- * A task that starts cancelled ends at once; one that is not runs its body. Property: no body
- * starts after the shutdown returned (a seq_cst flag the shutdown sets as it returns, read as
- * a body starts: an execution in which the body comes later reads it set). Planted bugs: the
- * foreign spawn without its fence, the shutdown without its fence (either way the spawner and
- * the walk may each read the other's old value), and one clean walk taken as the end (it read
- * the child's slot before the fill and the spawner's after its end).
+ * A fill clears the descriptor's cancel mark (the library's task_fill stores its state whole).
+ * A task that starts cancelled ends at once; one that is not runs its body, which runs until a
+ * cancel reaches it (as a stubborn server loop would: only the shutdown's cancel ends it).
+ * Properties: no body starts after the shutdown returned (a seq_cst flag the shutdown sets as
+ * it returns, read as a body starts: an execution in which the body comes later reads it set),
+ * and every body is cancelled in the end (a cancel lost leaves it running: relacy reports the
+ * livelock). Planted bugs: the foreign spawn without its fence, the shutdown without its fence
+ * (either way the spawner and the walk may each read the other's old value), one clean walk
+ * taken as the end (it read the child's slot before the fill and the spawner's after its end),
+ * and — in the model's own walk — a walk that counts live tasks without cancelling them (review,
+ * session 22: with bodies that ended by themselves the model could not tell).
  *
  * Usage: shutdown_model [-v] [--random ITERATIONS] [--bound PREEMPTIONS].
  */
@@ -88,8 +93,8 @@ SD_OPS(sd_one_clean_walk)
 enum { CHILD, SPAWNER, FOREIGN, TASKS };
 enum { LIVE = 0, DONE = 1 }; /* a free descriptor reads DONE, as a slab's unused ones do */
 
-template <class Ops>
-struct shutdown_test : rl::test_suite<shutdown_test<Ops>, 3> {
+template <class Ops, bool WalkDoesNotCancel = false>
+struct shutdown_test : rl::test_suite<shutdown_test<Ops, WalkDoesNotCancel>, 3> {
   SD_FLAG closing;
   rl::atomic<int> word[TASKS];
   rl::atomic<int> cancelled[TASKS]; /* weft_cancel's mark */
@@ -104,10 +109,19 @@ struct shutdown_test : rl::test_suite<shutdown_test<Ops>, 3> {
     returned($).store(0, rl::mo_relaxed);
   }
 
-  /* A worker takes task i: it ends at once if cancelled, else its body runs. */
+  /* spawn_make's fill: the cancel mark cleared, the word live. */
+  void fill(int i) {
+    cancelled[i]($).store(0, rl::mo_relaxed);
+    word[i]($).store(LIVE, rl::mo_relaxed);
+  }
+
+  /* A worker takes task i: it ends at once if cancelled, else its body runs until a cancel
+   * reaches it. */
   void start(int i) {
-    if (!cancelled[i]($).load(rl::mo_acquire)) /* acquire: as the word's CANCEL bit */
+    if (!cancelled[i]($).load(rl::mo_acquire)) { /* acquire: as the word's CANCEL bit */
       RL_ASSERT(returned($).load(rl::mo_seq_cst) == 0);
+      while (!cancelled[i]($).load(rl::mo_acquire)) rl::yield(1, $);
+    }
     word[i]($).store(DONE, rl::mo_release);
   }
 
@@ -120,7 +134,7 @@ struct shutdown_test : rl::test_suite<shutdown_test<Ops>, 3> {
         for (int i = 0; i < TASKS; i++) /* by address: the child's slot before its spawner's */
           if (word[i]($).load(rl::mo_acquire) != DONE) {
             unfinished++;
-            cancelled[i]($).store(1, rl::mo_release);
+            if (!WalkDoesNotCancel) cancelled[i]($).store(1, rl::mo_release);
           }
         if (Ops::walked(&clean_run, unfinished)) break;
         rl::yield(1, $); /* the 1 ms poll */
@@ -128,12 +142,12 @@ struct shutdown_test : rl::test_suite<shutdown_test<Ops>, 3> {
       returned($).store(1, rl::mo_seq_cst);
     } else if (id == 1) { /* a runtime task spawns a child, ends; its worker starts the child */
       bool refused = closing($).load(rl::mo_relaxed); /* spawn_make's early look */
-      if (!refused) word[CHILD]($).store(LIVE, rl::mo_relaxed); /* the fill */
+      if (!refused) fill(CHILD);
       word[SPAWNER]($).store(DONE, rl::mo_release);
       if (!refused) start(CHILD);
     } else { /* a plain thread spawns into the runtime; a worker starts the task */
       if (closing($).load(rl::mo_relaxed)) return; /* spawn_make's early look */
-      word[FOREIGN]($).store(LIVE, rl::mo_relaxed); /* the fill */
+      fill(FOREIGN);
       if (Ops::spawn_sees_closing(&closing)) cancelled[FOREIGN]($).store(1, rl::mo_relaxed);
       start(FOREIGN); /* published (release) and taken (acquire): the same thread here */
     }
@@ -151,6 +165,7 @@ int main(int argc, char **argv) {
   check<shutdown_test<ops_sd_no_spawn_fence>>("shutdown vs a foreign spawn without its fence", true);
   check<shutdown_test<ops_sd_no_close_fence>>("shutdown walking without its fence", true);
   check<shutdown_test<ops_sd_one_clean_walk>>("shutdown ended by one clean walk", true);
+  check<shutdown_test<ops_sd_correct, true>>("shutdown whose walk does not cancel", true);
   double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%d passed, %d failed (%.2f s)\n", passed, failed, total);
   return failed == 0 ? 0 : 1;
