@@ -333,7 +333,7 @@ static void refuse_own_task(struct weft_runtime *rt, const char *what) {
 }
 
 /* Cancels every task and waits for them to end: `closing`, then walks until two clean ones in
- * a row (lib/shutdown.c says why; review, session 19). */
+ * a row (lib/shutdown_impl.h says why; review, session 19). */
 static int shutdown_tasks(struct weft_runtime *rt, uint64_t timeout_ns) {
   weft__shutdown_close(&rt->closing);
   uint64_t now = weft_now_ns();

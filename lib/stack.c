@@ -372,21 +372,20 @@ static int cache_refill(struct weft__stack_pool *p, weft__stack_cache_t *c) {
   return 0;
 }
 
+static bool pool_empty(struct weft__stack_pool *p) {
+  pthread_mutex_lock(&p->lock);
+  bool empty = !p->used_head && !p->clean;
+  pthread_mutex_unlock(&p->lock);
+  return empty;
+}
+
 int weft__stack_check(struct weft__stack_pool *p, weft__stack_cache_t *c) {
   if (WEFT__UNLIKELY(weft__fault_hit(WEFT__FAULT_STACK))) return WEFT_ENOMEM;
   if (WEFT__LIKELY(c && c->head)) return 0;
-  pthread_mutex_lock(&p->lock);
-  int empty = !p->used_head && !p->clean;
-  pthread_mutex_unlock(&p->lock);
-  if (!empty) return 0;
+  if (!pool_empty(p)) return 0;
   slab_t *slab;
   int err = slab_map(p, &slab); /* outside the lock: see slab_map */
-  if (err) { /* as cache_refill: a slab another worker filed meanwhile will do */
-    pthread_mutex_lock(&p->lock);
-    empty = !p->used_head && !p->clean;
-    pthread_mutex_unlock(&p->lock);
-    return empty ? err : 0;
-  }
+  if (err) return pool_empty(p) ? err : 0; /* as cache_refill: another's slab will do */
   pthread_mutex_lock(&p->lock);
   slab_link(p, slab, 0);
   pthread_mutex_unlock(&p->lock);

@@ -773,7 +773,7 @@ static inline void spawn_publish(struct weft_runtime *rt, weft__worker_t *w, str
 
 /* A spawn from outside the runtime's workers (a plain thread, another runtime's task) that may
  * have raced a shutdown past spawn_make's early look: we filled our descriptor and now look at
- * `closing` (lib/shutdown.c: either we see it and cancel our task before anyone can run
+ * `closing` (lib/shutdown_impl.h: either we see it and cancel our task before anyone can run
  * it, or the shutdown's walk sees the descriptor live and cancels it). A spawn by one of the
  * runtime's tasks needs no fence (the two clean walks cover it). Cost: a fence per foreign
  * spawn, a path that already takes a locked instruction to publish. */
