@@ -1124,7 +1124,9 @@ Test(metrics, yields_are_exact_and_never_go_down_while_injected_batches_share_th
  * of their pushes (a difference taken unsigned wrapped to ~2^64 there and stayed: review).
  * Detached no-op tasks from plain threads keep the inject queue's batches large. */
 static void *count_and_end(void *arg) {
-  atomic_fetch_add_explicit((atomic_int *)arg, 1, memory_order_relaxed);
+  /* release: the counter lives in the waiter's frame, reused once it has seen the total (CI,
+   * gcc TSan, session 22: a relaxed add raced the frame's next owner) */
+  atomic_fetch_add_explicit((atomic_int *)arg, 1, memory_order_release);
   return NULL;
 }
 
