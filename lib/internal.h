@@ -48,6 +48,20 @@ void weft__ctx_entered(weft__ctx_t *self);
 
 /* ---- Stacks (lib/stack.c) ------------------------------------------------------------------- */
 
+/* What a task holds across a suspension inside weft's own calls that no unwinding would give
+ * back if destroy discarded the task where it waits (it is never resumed): weft_gather_calls'
+ * children and their handle array, weft_wait_any's heap nodes. A record lives in the frame of
+ * the call that holds the thing and is pushed onto its stack's list while it does (LIFO, so
+ * an inline child's records sit above its awaiter's); destroy runs a discarded task's records
+ * after taking its nodes out of every list (lib/task.c, weft__tasks_discard). Rejected: a
+ * pointer in the task descriptor (its 64 bytes are full; and a task run inline shares its
+ * awaiter's stack, so one list per stack covers both). */
+typedef struct weft__discard_hook {
+  struct weft__discard_hook *next;
+  void (*fn)(void *ctx);
+  void *ctx;
+} weft__discard_hook_t;
+
 typedef struct weft__stack {
   struct weft__stack *next; /* cache link */
   struct weft__stack *prev; /* the pool's used list only (doubly linked: trimmed from the tail) */
@@ -58,6 +72,9 @@ typedef struct weft__stack {
   /* Frames forked on this stack, detached (lib/frame.c) and not yet synced: a task that ends
    * with some would leave their runners writing into a dead stack. Owner-only. */
   uint32_t frames_away;
+  /* Records to run if destroy discards the task on this stack (weft__discard_hook_t); empty
+   * whenever a task ends. Owner-only; destroy reads it after the workers stopped. */
+  weft__discard_hook_t *on_discard;
 } weft__stack_t;
 
 typedef struct weft__stack_cache {
@@ -403,6 +420,20 @@ static inline void weft__task_started(struct weft_task *t, weft__stack_t *s) {
   t->runs_on = s;
   t->wait = NULL;
   atomic_store_explicit(&t->started, WEFT__STARTED, memory_order_relaxed);
+}
+
+/* A record (weft__discard_hook_t) for the running task self while its caller holds what fn
+ * gives back; popped in reverse order of pushing, before the caller returns. */
+static inline void weft__discard_hook_push(struct weft_task *self, weft__discard_hook_t *h,
+                                           void (*fn)(void *ctx), void *ctx) {
+  h->fn = fn;
+  h->ctx = ctx;
+  h->next = self->runs_on->on_discard;
+  self->runs_on->on_discard = h;
+}
+static inline void weft__discard_hook_pop(struct weft_task *self, weft__discard_hook_t *h) {
+  WEFT__ASSERT(self->runs_on->on_discard == h);
+  self->runs_on->on_discard = h->next;
 }
 
 /* The task's innermost deadline scope, or NULL (read by the task itself: relaxed). */

@@ -751,7 +751,11 @@ int weft_wait_any(weft_task_t *const *tasks, size_t n, uint64_t deadline_ns, siz
   weft__waiter_t local[ANY_ON_STACK];
   weft__waiter_t *nodes = n <= ANY_ON_STACK ? local : malloc(n * sizeof *nodes);
   if (!nodes) return WEFT_ENOMEM;
+  weft__discard_hook_t freed_if_discarded;
+  bool hooked = self && nodes != local; /* a thread is never discarded */
+  if (hooked) weft__discard_hook_push(self, &freed_if_discarded, free, nodes);
   err = wait_tasks(self, tasks, n, nodes, true, deadline_ns);
+  if (hooked) weft__discard_hook_pop(self, &freed_if_discarded);
   if (nodes != local) free(nodes);
   if (err) return err;
   for (size_t i = 0; i < n; i++)
@@ -761,6 +765,21 @@ int weft_wait_any(weft_task_t *const *tasks, size_t n, uint64_t deadline_ns, siz
       return 0;
     }
   weft__die("weft: internal error: weft_wait_any woke with no task done.");
+}
+
+/* What weft_gather_calls holds while its children run: their handles, tasks[first..n), in an
+ * array that is on the heap beyond GATHER_ON_STACK. */
+typedef struct {
+  weft_task_t **tasks;
+  size_t first, n;
+  bool heap;
+} calls_held_t;
+
+/* The caller was discarded by destroy (weft__discard_hook_t): nobody else will release them. */
+static void calls_discarded(void *ctx) {
+  calls_held_t *held = ctx;
+  for (size_t i = held->first; i < held->n; i++) weft_task_release(held->tasks[i]);
+  if (held->heap) free(held->tasks);
 }
 
 int weft_gather_calls(const weft_call_t *calls, size_t n, void **results) {
@@ -773,30 +792,31 @@ int weft_gather_calls(const weft_call_t *calls, size_t n, void **results) {
   weft_task_t *local[GATHER_ON_STACK];
   weft_task_t **tasks = n <= GATHER_ON_STACK ? local : malloc(n * sizeof *tasks);
   if (!tasks) return WEFT_ENOMEM;
+  calls_held_t held = {.tasks = tasks, .first = n, .n = n, .heap = tasks != local};
+  weft__discard_hook_t released_if_discarded;
+  weft__discard_hook_push(self, &released_if_discarded, calls_discarded, &held);
   int err = 0;
-  size_t first_spawned = n;
   /* Spawned in reverse so that the first call is the newest entry of our deque: the inline
    * pass (newest first) then runs them in argument order, A, B, C, as asyncio starts them. */
-  while (first_spawned > 0 && !err) {
-    err = weft__spawn_at(&tasks[first_spawned - 1], calls[first_spawned - 1].fn,
-                         calls[first_spawned - 1].arg, __builtin_return_address(0));
-    if (!err) first_spawned--;
+  while (held.first > 0 && !err) {
+    err = weft__spawn_at(&tasks[held.first - 1], calls[held.first - 1].fn,
+                         calls[held.first - 1].arg, __builtin_return_address(0));
+    if (!err) held.first--;
   }
   if (err) { /* the ones spawned still run to their end before we report it: none unowned */
-    for (size_t i = first_spawned; i < n; i++) weft__await_shielded(tasks[i]);
-    for (size_t i = first_spawned; i < n; i++) weft_task_release(tasks[i]);
-    if (tasks != local) free(tasks);
-    return err;
+    for (size_t i = held.first; i < n; i++) weft__await_shielded(tasks[i]);
+  } else {
+    err = gather_wait(self, tasks, n, true, true);
+    if (err) /* cancelled: our children were cancelled too; they end before we return */
+      for (size_t i = 0; i < n; i++) weft__await_shielded(tasks[i]);
   }
-  err = gather_wait(self, tasks, n, true, true);
-  if (err) /* cancelled: our children were cancelled too; they end before we return */
-    for (size_t i = 0; i < n; i++) weft__await_shielded(tasks[i]);
+  weft__discard_hook_pop(self, &released_if_discarded);
   int first = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (results && !err) results[i] = weft__task_result(tasks[i]);
-    if (!first) first = tasks[i]->error;
+  for (size_t i = held.first; i < n; i++) {
+    if (!err && results) results[i] = weft__task_result(tasks[i]);
+    if (!err && !first) first = tasks[i]->error;
     weft_task_release(tasks[i]);
   }
-  if (tasks != local) free(tasks);
+  if (held.heap) free(tasks);
   return err ? err : first;
 }

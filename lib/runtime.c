@@ -25,6 +25,8 @@
  *      record): their waiter nodes live on stacks that step 6 unmaps. A deliverer that took
  *      such a list holds the word's BUSY until its last touch, and the removal waits it out,
  *      so no outside completion touches a discarded node, join or this runtime afterwards.
+ *      Then what weft's own calls held on each discarded stack (weft__discard_hook_t: handles
+ *      of gather_calls' children, heap arrays) is given back, before step 4 counts handles.
  *   4. Unfinished tasks are named on stderr. Descriptors whose handles are still held become
  *      orphans (their slabs stay mapped and go with the last release); unfinished ones get
  *      WEFT_ESHUTDOWN. This happens

@@ -58,6 +58,18 @@ void weft__probe_hit(int probe) { atomic_fetch_add_explicit(&probe_hits[probe], 
 long weft__probe_count(int probe) {
   return atomic_load_explicit(&probe_hits[probe], memory_order_relaxed);
 }
+
+static void (*_Atomic pause_hooks[WEFT__PAUSES])(void);
+
+void weft__pause_set(int point, void (*fn)(void)) {
+  if (point >= 0 && point < WEFT__PAUSES)
+    atomic_store_explicit(&pause_hooks[point], fn, memory_order_relaxed);
+}
+
+void weft__pause(int point) {
+  void (*fn)(void) = atomic_load_explicit(&pause_hooks[point], memory_order_relaxed);
+  if (fn) fn();
+}
 #endif
 
 /* ---- Futex -------------------------------------------------------------------------------- */

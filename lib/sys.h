@@ -40,6 +40,7 @@ enum {
   WEFT__FAULT_DIAG, /* a slab's diagnostics array (lib/task.c, weft__task_diag_make) */
   WEFT__FAULT_RESERVE, /* a listener's reserve fd, opened for the EMFILE answer (lib/io.c) */
   WEFT__FAULT_ACCEPT,  /* an accept answers EMFILE, as out of fds (lib/io.c) */
+  WEFT__FAULT_SLAB_MAP, /* a stack slab's mapping, after its pause point (lib/stack.c) */
   WEFT__FAULT_KINDS
 };
 #define WEFT__FAULT_ALWAYS LONG_MAX
@@ -80,6 +81,20 @@ void weft__probe_hit(int probe);
 long weft__probe_count(int probe);
 #else
 static inline void weft__probe_hit(int probe) { (void)probe; }
+#endif
+
+/* Test-only pause points: where the library calls weft__pause(point), a test's callback runs
+ * on that thread, so that a test can hold one thread at a chosen step while another passes it
+ * (two workers mapping stack slabs at once). Compiled out of the Release library. */
+enum {
+  WEFT__PAUSE_SLAB_MAP, /* a stack slab is about to be mapped, outside the pool's lock */
+  WEFT__PAUSES
+};
+#ifdef WEFT_FAULTS
+void weft__pause_set(int point, void (*fn)(void));
+void weft__pause(int point);
+#else
+static inline void weft__pause(int point) { (void)point; }
 #endif
 
 /* Private futex on a 32-bit word; the deadline is absolute CLOCK_MONOTONIC (UINT64_MAX: none). */

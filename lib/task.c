@@ -521,6 +521,27 @@ static void unlink_discarded_waiters(struct weft_runtime *rt) {
       if (!task_is_free(&slab->tasks[i])) weft__wait_abandon(&slab->tasks[i]);
 }
 
+/* Step 3's second half: what weft's own calls held on a discarded task's stack (its records,
+ * weft__discard_hook_t: handles, heap arrays) is given back, once every discarded task's
+ * nodes have left every list (a record may free nodes: weft_wait_any's). Before orphan_held:
+ * the handles they release make no orphans. A task run inline shares its awaiter's stack: the
+ * list is emptied as it runs, so each record runs once. */
+static void run_discard_hooks(struct weft_runtime *rt) {
+  task_store_t *st = rt->task_store;
+  for (task_slab_t *slab = st ? st->slabs : NULL; slab; slab = slab->next)
+    for (size_t i = 0; i < TASK_SLAB; i++) {
+      struct weft_task *t = &slab->tasks[i];
+      /* relaxed: the workers have stopped (task_is_free). Done: its stack went back. */
+      if (task_is_free(t) || !atomic_load_explicit(&t->started, memory_order_relaxed) ||
+          (atomic_load_explicit(&t->word, memory_order_relaxed) & WEFT__DONE))
+        continue;
+      for (weft__discard_hook_t *h; (h = t->runs_on->on_discard);) {
+        t->runs_on->on_discard = h->next;
+        h->fn(h->ctx); /* may free descriptors: a freed one reads as free above */
+      }
+    }
+}
+
 static void mark_orphan_slab(task_store_t *st, task_slab_t *slab) {
   for (task_region_t *r = st->regions; r; r = r->next)
     if ((char *)slab >= r->base && (char *)slab < r->base + (size_t)TASK_SLAB_BYTES * TASK_REGION_SLABS)
@@ -577,6 +598,7 @@ void weft__tasks_discard(struct weft_runtime *rt) {
   if (atomic_load_explicit(&rt->abandoned, memory_order_relaxed)) report_unfinished(rt);
   if (tasks_all_free(rt)) return;
   unlink_discarded_waiters(rt);
+  run_discard_hooks(rt);
   struct weft_task *t = orphan_held(rt);
   while (t) { /* step 3: threads and other runtimes' tasks that await them get ESHUTDOWN */
     /* read first: a woken awaiter may release t (relaxed: this thread's store) */

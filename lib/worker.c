@@ -978,6 +978,7 @@ static inline __attribute__((always_inline)) void do_after(weft__worker_t *w) {
     weft__stack_t *s = w->after_stack;
     if (WEFT__UNLIKELY(w->frames.head || s->frames_away))
       weft__die("weft: a task returned without weft_sync of a frame it forked with weft_fork.");
+    WEFT__ASSERT(!s->on_discard); /* every record is popped before its call returns */
     if (weft__san_hooks() & WEFT__SAN_TSAN) {
       __tsan_destroy_fiber(s->ctx.tsan_fiber);
       s->ctx.tsan_fiber = NULL;

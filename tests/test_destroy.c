@@ -199,6 +199,84 @@ Test(destroy, a_task_discarded_in_a_socket_read_is_taken_apart_and_its_socket_cl
   assert_no_leak();
 }
 
+/* What weft's own calls hold on a discarded task's stack (lib/internal.h, weft__discard_hook_t):
+ * weft_gather_calls' children's handles and, beyond 16 calls, its handle array; weft_wait_any's
+ * nodes beyond 64 tasks. Nothing unwinds a discarded task, so destroy gives them back. */
+long weft__task_diag_arrays(void); /* lib/task.c (weft_testing): slabs with a names array */
+
+enum { CALLS = 20, ANY_OF = 65 }; /* beyond gather_calls' 16 and wait_any's 64 on the stack */
+
+static atomic_int stubborn_calls_started;
+static void *stubborn_named_call(void *arg) {
+  /* a name gives the descriptor's slab a names array: counted, it shows the slab's fate */
+  (void)weft_task_set_name(weft_current(), "stubborn call");
+  weft_shield_begin();
+  atomic_fetch_add(&stubborn_calls_started, 1);
+  weft_sleep_ms(3600 * 1000);
+  weft_shield_end();
+  return arg;
+}
+
+static void *stubborn_gatherer(void *arg) {
+  weft_shield_begin();
+  weft_call_t calls[CALLS];
+  for (int i = 0; i < CALLS; i++) calls[i] = (weft_call_t){stubborn_named_call, arg};
+  int err = weft_gather_calls(calls, CALLS, NULL);
+  weft_shield_end();
+  return IPTR(err);
+}
+
+Test(destroy, a_discarded_gather_calls_gives_back_its_childrens_handles_and_array) {
+  weft_runtime_t *rt = runtime_with_short_shutdown(2);
+  /* its first call runs inline and is shielded before the cancel; the rest may not start */
+  discard_in_wait(rt, stubborn_gatherer, NULL, &stubborn_calls_started);
+  /* A handle left held would keep its slab, and the slab's names array, as an orphan. */
+  cr_assert_eq(weft__task_diag_arrays(), 0, "no child's slab outlived destroy");
+  assert_no_leak(); /* the array of 20 handles */
+}
+
+typedef struct {
+  weft_task_t *children[ANY_OF];
+  atomic_int children_started;
+  atomic_int waiting;
+} any_of_stubborn_t;
+
+static void *stubborn_sleeper(void *arg) {
+  any_of_stubborn_t *a = arg;
+  weft_shield_begin();
+  atomic_fetch_add(&a->children_started, 1);
+  weft_sleep_ms(3600 * 1000);
+  weft_shield_end();
+  return NULL;
+}
+
+/* Waits for any of ANY_OF children that all shield themselves: none ends before destroy. */
+static void *stubborn_wait_any(void *arg) {
+  any_of_stubborn_t *a = arg;
+  weft_shield_begin();
+  for (int i = 0; i < ANY_OF; i++)
+    if (weft_spawn(&a->children[i], stubborn_sleeper, a)) return IPTR(-1);
+  /* each child in its shield before the shutdown's cancel (an unstarted one would end) */
+  while (atomic_load(&a->children_started) < ANY_OF) weft_yield();
+  atomic_store(&a->waiting, 1);
+  size_t index;
+  int err = weft_wait_any(a->children, ANY_OF, UINT64_MAX, &index);
+  weft_shield_end();
+  return IPTR(err);
+}
+
+Test(destroy, a_discarded_wait_any_of_many_frees_its_nodes) {
+  weft_runtime_t *rt = runtime_with_short_shutdown(2);
+  static any_of_stubborn_t a;
+  discard_in_wait(rt, stubborn_wait_any, &a, &a.waiting);
+  cr_assert_eq(atomic_load(&a.children_started), ANY_OF);
+  for (int i = 0; i < ANY_OF; i++) {
+    cr_assert_eq(weft_await(a.children[i], NULL), WEFT_ESHUTDOWN, "child %d discarded", i);
+    weft_task_release(a.children[i]);
+  }
+  assert_no_leak(); /* the 65 waiter nodes on the heap */
+}
+
 Test(destroy, a_shutdown_reports_the_tasks_it_could_not_end) {
   weft_runtime_t *rt = test_runtime(2);
   weft_task_t *t, *u;

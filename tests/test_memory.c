@@ -6,6 +6,9 @@
 
 #include "../lib/internal.h" /* test-only probes (weft__probe_count) */
 
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
@@ -216,4 +219,50 @@ Test(memory, stacks_spilled_after_the_scavengers_clock_read_are_not_trimmed) {
   cr_assert_eq(weft__probe_count(WEFT__PROBE_STACK_TRIMMED), trimmed,
                "stacks idle for no time were trimmed");
   weft__stack_pool_destroy(p); /* the caches' stacks are in its slabs */
+}
+
+/* Two workers find the pool empty and each maps a slab, outside the pool's lock (lib/stack.c,
+ * slab_map). The first's map fails after the second filed its slab: the second's spare stacks
+ * must serve the first (review, session 22: it answered ENOMEM with stacks in the pool).
+ * Replayed with a pause point that holds the first inside its map until the second is done,
+ * and the slab-map fault on the second map to be tried, the first's. */
+static struct weft__stack_pool *race_pool;
+static atomic_int race_in_map, race_second_done;
+
+static void hold_the_first_map(void) {
+  if (atomic_fetch_add(&race_in_map, 1) == 0)
+    while (!atomic_load(&race_second_done)) sched_yield();
+}
+
+typedef struct {
+  weft__stack_cache_t cache;
+  weft__stack_t *stack;
+  int err;
+} race_taker_t;
+
+static void *second_taker(void *arg) {
+  race_taker_t *r = arg;
+  while (!atomic_load(&race_in_map)) sched_yield(); /* the first is held in its map */
+  r->err = weft__stack_get(race_pool, &r->cache, &r->stack);
+  atomic_store(&race_second_done, 1);
+  return NULL;
+}
+
+Test(memory, a_failed_slab_map_takes_the_stacks_another_worker_mapped_meanwhile) {
+  OK(weft__stack_pool_create(&race_pool, 64 * 1024, 4096)); /* ~30 stacks a slab: 16 spare */
+  race_taker_t first = {0}, second = {0};
+  pthread_t th;
+  weft__pause_set(WEFT__PAUSE_SLAB_MAP, hold_the_first_map);
+  weft__fault_set(WEFT__FAULT_SLAB_MAP, 2); /* the second map tried fails: the first's */
+  cr_assert_eq(pthread_create(&th, NULL, second_taker, &second), 0);
+  first.err = weft__stack_get(race_pool, &first.cache, &first.stack);
+  pthread_join(th, NULL);
+  weft__pause_set(WEFT__PAUSE_SLAB_MAP, NULL);
+  weft__fault_set(WEFT__FAULT_SLAB_MAP, 0);
+  cr_assert_eq(atomic_load(&race_in_map), 2, "both took the mapping path");
+  OK(second.err);
+  cr_assert_eq(first.err, 0, "the failed map ignored the stacks the other filed meanwhile");
+  cr_assert_neq(first.stack, second.stack);
+  cr_assert_eq(weft__stack_pool_mapped(race_pool), 1 * (2 << 20) / (68 * 1024), "one slab");
+  weft__stack_pool_destroy(race_pool);
 }
