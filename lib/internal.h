@@ -403,6 +403,10 @@ static inline uint64_t weft__born_word(uint64_t now_ns) {
 /* weft_task.started's bits. */
 #define WEFT__STARTED 1u
 #define WEFT__SCOPED 2u
+/* Started by weft_join's inline run (lib/join.c, join_inline), whose frame holds its handle: if
+ * destroy discards it there, destroy releases that handle (lib/task.c, run_discard_hooks). Set
+ * in the start's own store, so the hot path pays nothing for it. */
+#define WEFT__JOINED 4u
 
 /* Spawn's part: the id, and the diag fields (weft__born_word) in one 64-bit store, which also
  * says not started and no deadline scope (relaxed: the spawn edge publishes them to the task's
@@ -416,10 +420,13 @@ static inline void weft__task_born(struct weft_task *t, uint64_t id, uint64_t bo
 /* The start's part (weft__task_start, an inline run): fn and arg are read; the union's bytes
  * become where it runs and no wait record. relaxed: read by destroy after the workers stop.
  * No scope yet: only the running task begins one. */
-static inline void weft__task_started(struct weft_task *t, weft__stack_t *s) {
+static inline void weft__task_started_as(struct weft_task *t, weft__stack_t *s, uint8_t bits) {
   t->runs_on = s;
   t->wait = NULL;
-  atomic_store_explicit(&t->started, WEFT__STARTED, memory_order_relaxed);
+  atomic_store_explicit(&t->started, bits, memory_order_relaxed);
+}
+static inline void weft__task_started(struct weft_task *t, weft__stack_t *s) {
+  weft__task_started_as(t, s, WEFT__STARTED);
 }
 
 /* A record (weft__discard_hook_t) for the running task self while its caller holds what fn
@@ -566,6 +573,12 @@ int weft__gather_apart(weft_task_t *const *tasks, size_t n);
 int weft__current_error(void);
 /* lib/join.c: awaits t with cancellation held back (cleanup that must see t end). */
 void weft__await_shielded(weft_task_t *t);
+/* lib/task.c, for destroy's discard records (weft__discard_hook_t): releases a handle that a
+ * discarded task held, unless its task is unfinished and awaited from outside (a thread, another
+ * runtime's task): that one stays held, so that destroy completes it with WEFT_ESHUTDOWN
+ * instead of unmapping it under its awaiters (review, session 23); its slab then stays mapped,
+ * a leak where the other way would be a fault. */
+void weft__task_release_discarded(weft_task_t *t);
 /* lib/task.c, for destroy: takes a suspended task's waiter nodes (its wait record's) out of
  * the words they are linked into, waiting out a deliverer that holds one (BUSY); a wait record
  * of another file (its fire neither of task.c's: lib/sync.c's direct wait) is abandoned by

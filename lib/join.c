@@ -434,7 +434,7 @@ static int join_inline(weft__worker_t *w, struct weft_task *self, struct weft_ta
   weft__tsan_acquire(&t->fn); /* the spawn edge, as run_inline's */
   weft_fn fn = t->fn; /* read before weft__task_started puts runs_on in its bytes */
   void *arg = t->arg;
-  weft__task_started(t, self->runs_on);
+  weft__task_started_as(t, self->runs_on, WEFT__STARTED | WEFT__JOINED); /* we hold its handle */
   void *r = fn(arg);
   w = weft__worker_self(); /* t may have suspended and resumed elsewhere */
   weft__stat_bump(&w->n_inlined); /* at its end, as run_inline's */
@@ -455,6 +455,11 @@ static int join_inline(weft__worker_t *w, struct weft_task *self, struct weft_ta
   weft__task_free_cached(w, t);
   return err;
 }
+
+/* weft_join's record (weft__discard_hook_t): its caller was discarded while it held t. */
+static void join_discarded(void *t) { weft__task_release_discarded(t); }
+
+static int join_waiting(struct weft_task *self, weft_task_t *t, void **result);
 
 int weft_join(weft_task_t *t, void **result) {
   if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
@@ -478,12 +483,25 @@ int weft_join(weft_task_t *t, void **result) {
       return err;
     }
   }
+  return join_waiting(self, t, result);
+}
+
+/* weft_join's general path, out of line: its record's frame kept off the inline path's (in
+ * weft_join itself it cost fib ~2.5 instructions a join in saved registers). While we wait (or
+ * run t inline through await_task), t's handle is ours to release: a record gives it back if
+ * destroy discards us here. None for a t already done: no wait. */
+static int __attribute__((noinline)) join_waiting(struct weft_task *self, weft_task_t *t,
+                                                  void **result) {
+  weft__discard_hook_t released_if_discarded;
+  bool hooked = self && !task_is_done(t);
+  if (hooked) weft__discard_hook_push(self, &released_if_discarded, join_discarded, t);
   int err = await_task(t, result, "weft_join");
   if ((err == WEFT_ECANCELED || err == WEFT_ETIMEDOUT) && !task_is_done(t)) {
     /* we were cancelled (or our deadline scope passed): t must not run on unowned */
     weft_cancel(t);
     weft__await_shielded(t);
   }
+  if (hooked) weft__discard_hook_pop(self, &released_if_discarded);
   release_task(t, "weft_join");
   return err;
 }
@@ -767,18 +785,18 @@ int weft_wait_any(weft_task_t *const *tasks, size_t n, uint64_t deadline_ns, siz
   weft__die("weft: internal error: weft_wait_any woke with no task done.");
 }
 
-/* What weft_gather_calls holds while its children run: their handles, tasks[first..n), in an
- * array that is on the heap beyond GATHER_ON_STACK. */
+/* What weft_gather_calls holds while its children run: their handles, the non-NULL entries of
+ * tasks[0..n), an array that is on the heap beyond GATHER_ON_STACK. */
 typedef struct {
   weft_task_t **tasks;
-  size_t first, n;
+  size_t n;
   bool heap;
 } calls_held_t;
 
 /* The caller was discarded by destroy (weft__discard_hook_t): nobody else will release them. */
 static void calls_discarded(void *ctx) {
   calls_held_t *held = ctx;
-  for (size_t i = held->first; i < held->n; i++) weft_task_release(held->tasks[i]);
+  for (size_t i = 0; i < held->n; i++) weft__task_release_discarded(held->tasks[i]); /* NULL: none */
   if (held->heap) free(held->tasks);
 }
 
@@ -789,34 +807,40 @@ int weft_gather_calls(const weft_call_t *calls, size_t n, void **results) {
   weft__worker_t *w = weft__worker_self();
   struct weft_task *self = weft__running_task(w);
   if (!self) return WEFT_EPERM;
-  weft_task_t *local[GATHER_ON_STACK];
-  weft_task_t **tasks = n <= GATHER_ON_STACK ? local : malloc(n * sizeof *tasks);
+  /* NULL until its spawn stores it (and only a spawn that succeeds does): a spawn may suspend
+   * us once it has stored the handle (spawn_throttle runs the child first; chaos mode yields),
+   * and a discard then must release that one too (review, session 23). Zeroed at once rather
+   * than tracked by a count the record reads: that count, kept in memory across each spawn
+   * call, cost skynet ~4 instructions a spawn (a memset call, ~2). */
+  weft_task_t *local[GATHER_ON_STACK] = {0};
+  weft_task_t **tasks = n <= GATHER_ON_STACK ? local : calloc(n, sizeof *tasks);
   if (!tasks) return WEFT_ENOMEM;
-  calls_held_t held = {.tasks = tasks, .first = n, .n = n, .heap = tasks != local};
+  calls_held_t held = {.tasks = tasks, .n = n, .heap = tasks != local};
   weft__discard_hook_t released_if_discarded;
   weft__discard_hook_push(self, &released_if_discarded, calls_discarded, &held);
   int err = 0;
+  size_t first = n;
   /* Spawned in reverse so that the first call is the newest entry of our deque: the inline
    * pass (newest first) then runs them in argument order, A, B, C, as asyncio starts them. */
-  while (held.first > 0 && !err) {
-    err = weft__spawn_at(&tasks[held.first - 1], calls[held.first - 1].fn,
-                         calls[held.first - 1].arg, __builtin_return_address(0));
-    if (!err) held.first--;
+  while (first > 0 && !err) {
+    err = weft__spawn_at(&tasks[first - 1], calls[first - 1].fn, calls[first - 1].arg,
+                         __builtin_return_address(0));
+    if (!err) first--;
   }
   if (err) { /* the ones spawned still run to their end before we report it: none unowned */
-    for (size_t i = held.first; i < n; i++) weft__await_shielded(tasks[i]);
+    for (size_t i = first; i < n; i++) weft__await_shielded(tasks[i]);
   } else {
     err = gather_wait(self, tasks, n, true, true);
     if (err) /* cancelled: our children were cancelled too; they end before we return */
       for (size_t i = 0; i < n; i++) weft__await_shielded(tasks[i]);
   }
   weft__discard_hook_pop(self, &released_if_discarded);
-  int first = 0;
-  for (size_t i = held.first; i < n; i++) {
+  int first_error = 0;
+  for (size_t i = first; i < n; i++) {
     if (!err && results) results[i] = weft__task_result(tasks[i]);
-    if (!err && !first) first = tasks[i]->error;
+    if (!err && !first_error) first_error = tasks[i]->error;
     weft_task_release(tasks[i]);
   }
-  if (held.heap) free(tasks);
-  return err ? err : first;
+  if (tasks != local) free(tasks);
+  return err ? err : first_error;
 }

@@ -244,7 +244,7 @@ static int slab_map(struct weft__stack_pool *p, slab_t **out) {
   size_t one = p->bytes + p->guard;
   size_t count = SLAB_TARGET_BYTES / one;
   if (count == 0) count = 1;
-  weft__pause(WEFT__PAUSE_SLAB_MAP); /* tests: two maps at once (test_faults) */
+  weft__pause(WEFT__PAUSE_SLAB_MAP); /* tests: two maps at once (test_memory) */
   if (WEFT__UNLIKELY(weft__fault_hit(WEFT__FAULT_SLAB_MAP))) return WEFT_ENOMEM;
   slab_t *slab = calloc(1, sizeof *slab);
   weft__stack_t *stacks = calloc(count, sizeof *stacks);

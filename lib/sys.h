@@ -74,6 +74,7 @@ enum {
   WEFT__PROBE_STACK_TRIMMED,   /* an idle stack gave its pages back (stack.c) */
   WEFT__PROBE_MUTEX_QUEUED,    /* a mutex lock queued its waiter (sync.c) */
   WEFT__PROBE_ACCEPT_BACKOFF,  /* an accept out of fds began a backoff (io.c) */
+  WEFT__PROBE_DISCARD_HOOK,    /* destroy ran a discarded task's record (task.c) */
   WEFT__PROBES
 };
 #ifdef WEFT_FAULTS

@@ -526,19 +526,36 @@ static void unlink_discarded_waiters(struct weft_runtime *rt) {
  * nodes have left every list (a record may free nodes: weft_wait_any's). Before orphan_held:
  * the handles they release make no orphans. A task run inline shares its awaiter's stack: the
  * list is emptied as it runs, so each record runs once. */
+void weft__task_release_discarded(weft_task_t *t) {
+  if (!t) return;
+  uintptr_t s = atomic_load_explicit(&t->word, memory_order_relaxed); /* relaxed: as task_is_free */
+  /* Every discarded task's nodes have left every word by now: nodes left are outside ones. */
+  if (!(s & WEFT__DONE) && (s & ~WEFT__WORD_FLAGS)) return;
+  weft_task_release(t);
+}
+
+/* Step 3's second half: what weft's own calls held on a discarded task's stack (its records,
+ * weft__discard_hook_t: handles, heap arrays) is given back, once every discarded task's
+ * nodes have left every list (a record may free nodes: weft_wait_any's), and so is the handle
+ * of a task that weft_join ran inline (WEFT__JOINED: the join's frame held it). Before
+ * orphan_held: the handles they release make no orphans. A task run inline shares its
+ * awaiter's stack: the list is emptied as it runs, so each record runs once. */
 static void run_discard_hooks(struct weft_runtime *rt) {
   task_store_t *st = rt->task_store;
   for (task_slab_t *slab = st ? st->slabs : NULL; slab; slab = slab->next)
     for (size_t i = 0; i < TASK_SLAB; i++) {
       struct weft_task *t = &slab->tasks[i];
       /* relaxed: the workers have stopped (task_is_free). Done: its stack went back. */
-      if (task_is_free(t) || !atomic_load_explicit(&t->started, memory_order_relaxed) ||
+      uint8_t started = atomic_load_explicit(&t->started, memory_order_relaxed);
+      if (task_is_free(t) || !started ||
           (atomic_load_explicit(&t->word, memory_order_relaxed) & WEFT__DONE))
         continue;
       for (weft__discard_hook_t *h; (h = t->runs_on->on_discard);) {
         t->runs_on->on_discard = h->next;
+        weft__probe_hit(WEFT__PROBE_DISCARD_HOOK);
         h->fn(h->ctx); /* may free descriptors: a freed one reads as free above */
       }
+      if (started & WEFT__JOINED) weft__task_release_discarded(t); /* unfinished: not freed */
     }
 }
 
