@@ -531,7 +531,9 @@ void weft__task_release_discarded(weft_task_t *t) {
   uintptr_t s = atomic_load_explicit(&t->word, memory_order_relaxed); /* relaxed: as task_is_free */
   /* Every discarded task's nodes have left every word by now: nodes left are outside ones. */
   if (!(s & WEFT__DONE) && (s & ~WEFT__WORD_FLAGS)) return;
-  weft_task_release(t);
+  /* weft_task_release's own steps (lib/join.c), kept here so that task.c does not call back
+   * into join.c; a discarded task's handles were never released, so r >= 0 */
+  if (join_release_handle(&t->word) > 0) weft__task_free(weft__task_rt(t), NULL, t);
 }
 
 /* Step 3's second half: what weft's own calls held on a discarded task's stack (its records,
