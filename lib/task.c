@@ -526,14 +526,24 @@ static void unlink_discarded_waiters(struct weft_runtime *rt) {
  * nodes have left every list (a record may free nodes: weft_wait_any's). Before orphan_held:
  * the handles they release make no orphans. A task run inline shares its awaiter's stack: the
  * list is emptied as it runs, so each record runs once. */
+/* The runtime whose discarded tasks run_discard_hooks is visiting on this thread. */
+static __thread struct weft_runtime *discarding_rt;
+
 void weft__task_release_discarded(weft_task_t *t) {
-  if (!t) return;
+  /* Another runtime's task (a straggler joined it) stays held, as before session 23: that
+   * runtime may be in its own destroy on another thread, whose lock and lists this one must
+   * not touch (review, session 23). */
+  if (!t || weft__task_rt(t) != discarding_rt) return;
   uintptr_t s = atomic_load_explicit(&t->word, memory_order_relaxed); /* relaxed: as task_is_free */
-  /* Every discarded task's nodes have left every word by now: nodes left are outside ones. */
-  if (!(s & WEFT__DONE) && (s & ~WEFT__WORD_FLAGS)) return;
+  /* Every discarded task's nodes have left every word by now: nodes left are outside ones; so
+   * is BUSY while not done, an outside awaiter between its unlink's two steps (join_impl.h,
+   * join_remove_waiter: review, session 23 reproduced the fault). */
+  if (!(s & WEFT__DONE) && (s & ~(uintptr_t)(WEFT__DONE | WEFT__RELEASED))) return;
   /* weft_task_release's own steps (lib/join.c), kept here so that task.c does not call back
    * into join.c; a discarded task's handles were never released, so r >= 0 */
-  if (join_release_handle(&t->word) > 0) weft__task_free(weft__task_rt(t), NULL, t);
+  int r = join_release_handle(&t->word);
+  WEFT__ASSERT(r >= 0);
+  if (r > 0) weft__task_free(weft__task_rt(t), NULL, t);
 }
 
 /* Step 3's second half: what weft's own calls held on a discarded task's stack (its records,
@@ -543,6 +553,7 @@ void weft__task_release_discarded(weft_task_t *t) {
  * orphan_held: the handles they release make no orphans. A task run inline shares its
  * awaiter's stack: the list is emptied as it runs, so each record runs once. */
 static void run_discard_hooks(struct weft_runtime *rt) {
+  discarding_rt = rt;
   task_store_t *st = rt->task_store;
   for (task_slab_t *slab = st ? st->slabs : NULL; slab; slab = slab->next)
     for (size_t i = 0; i < TASK_SLAB; i++) {
@@ -559,6 +570,7 @@ static void run_discard_hooks(struct weft_runtime *rt) {
       }
       if (started & WEFT__JOINED) weft__task_release_discarded(t); /* unfinished: not freed */
     }
+  discarding_rt = NULL;
 }
 
 static void mark_orphan_slab(task_store_t *st, task_slab_t *slab) {

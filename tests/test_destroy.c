@@ -281,6 +281,9 @@ Test(destroy, a_gather_calls_discarded_inside_a_throttled_spawn_gives_back_that_
   weft_task_t *t;
   OK(weft_runtime_spawn(throttled_rt, &t, throttled_gatherer, NULL));
   while (!atomic_load(&first_call_taken)) sched_yield(); /* the gatherer is requeued by then */
+  weft_metrics_t m = WEFT_METRICS_INIT;
+  OK(weft_runtime_metrics(throttled_rt, WEFT_METRICS_ALL, &m));
+  cr_assert_geq(m.tasks_run_first, 1, "the spinning child was a throttled spawn's, run first");
   OK(weft_runtime_destroy(throttled_rt));
   cr_assert_eq(atomic_load(&stubborn_calls_started), 1, "the spinning child saw the stop");
   cr_assert_eq(weft_await(t, NULL), WEFT_ESHUTDOWN);
