@@ -395,14 +395,18 @@ static void *watch_child(void *arg) {
   return NULL;
 }
 
-Test(destroy, a_child_awaited_from_outside_is_completed_not_freed_when_its_gatherer_is_discarded) {
-  weft_runtime_t *rt = runtime_with_short_shutdown(2);
+/* Spawns holder (which publishes its shielded child in watched_child), has a plain thread
+ * await that child through the borrowed handle until its node is in the child's word, then
+ * destroys rt: the thread must get the child's end, not a fault or a timeout. */
+static void destroy_under_a_childs_outside_awaiter(weft_runtime_t *rt, void *(*holder)(void *),
+                                                   bool joined) {
   atomic_store(&watched_child, NULL);
   weft_task_t *t;
-  OK(weft_runtime_spawn(rt, &t, gatherer_of_a_watched_child, NULL));
+  OK(weft_runtime_spawn(rt, &t, holder, NULL));
   while (!atomic_load(&watched_child)) sched_yield(); /* published in its shield */
   thread_await_t a = {.task = atomic_load(&watched_child), .deadline_ns = 10ull * 1000000000u};
   cr_assert_not_null(a.task);
+  if (joined) cr_assert(atomic_load(&a.task->started) & WEFT__JOINED, "the join ran it inline");
   pthread_t th;
   cr_assert_eq(pthread_create(&th, NULL, watch_child, &a), 0);
   /* linked before destroy: the thread waits in the await's word while the task's first call
@@ -415,6 +419,51 @@ Test(destroy, a_child_awaited_from_outside_is_completed_not_freed_when_its_gathe
   cr_assert_eq(a.err, WEFT_ESHUTDOWN, "the outside awaiter got the child's end");
   cr_assert_eq(weft_await(t, NULL), WEFT_ESHUTDOWN);
   weft_task_release(t);
+}
+
+Test(destroy, a_child_awaited_from_outside_is_completed_not_freed_when_its_gatherer_is_discarded) {
+  destroy_under_a_childs_outside_awaiter(runtime_with_short_shutdown(2),
+                                         gatherer_of_a_watched_child, false);
+}
+
+/* The same through weft_join's inline run (WEFT__JOINED, no record): one worker, so the
+ * joiner runs its child on its own stack, and a plain thread awaits that child through a
+ * borrowed handle. Destroy keeps the handle; the thread gets the child's end. */
+static void *joiner_of_a_watched_child(void *arg) {
+  weft_shield_begin();
+  weft_task_t *child;
+  int err = weft_spawn(&child, publishing_call, arg);
+  if (!err) err = weft_join(child, NULL); /* inline: the newest entry of the only worker */
+  weft_shield_end();
+  return IPTR(err);
+}
+
+Test(destroy, a_joined_child_awaited_from_outside_is_completed_not_freed_when_its_joiner_is_discarded) {
+  destroy_under_a_childs_outside_awaiter(runtime_with_short_shutdown(1), joiner_of_a_watched_child,
+                                         true);
+}
+
+/* Discarded in weft_gather_calls' error path: a spawn failed (an injected descriptor
+ * failure), and the call waits, shielded, for the children it had already spawned. Its record
+ * still holds their handles. One worker: the child runs inline on the gatherer's stack. */
+static void *gatherer_whose_second_spawn_fails(void *arg) {
+  weft_shield_begin();
+  weft_call_t calls[3] = {{identity, arg}, {identity, arg}, {stubborn_named_call, arg}};
+  /* spawned in reverse: calls[2] gets the first descriptor, calls[1] the failing second */
+  weft__fault_set(WEFT__FAULT_TASK, 2);
+  int err = weft_gather_calls(calls, 3, NULL);
+  weft__fault_set(WEFT__FAULT_TASK, 0);
+  weft_shield_end();
+  return IPTR(err);
+}
+
+Test(destroy, a_gather_calls_discarded_after_a_failed_spawn_gives_back_the_spawned_childs_handle) {
+  weft_runtime_t *rt = runtime_with_short_shutdown(1);
+  long records = weft__probe_count(WEFT__PROBE_DISCARD_HOOK);
+  discard_in_wait(rt, gatherer_whose_second_spawn_fails, NULL, &stubborn_calls_started);
+  weft__fault_set(WEFT__FAULT_TASK, 0); /* the gatherer never got back to its own reset */
+  cr_assert_gt(weft__probe_count(WEFT__PROBE_DISCARD_HOOK), records, "the gather's record ran");
+  assert_no_slab_kept();
 }
 
 Test(destroy, a_shutdown_reports_the_tasks_it_could_not_end) {
