@@ -31,6 +31,7 @@
 #define JN_SIGNAL_STORE(obj, v, mo) atomic_store_explicit(&(obj), (v), (mo))
 #define JN_FUTEX_WAKE(sig) weft__futex_wake((sig), 1)
 #define JN_FN(name) join_##name
+#define JN_PAUSE_UNLINKED() weft__pause(WEFT__PAUSE_JOIN_UNLINKED) /* tests (test_destroy) */
 
 #include "join_impl.h"
 

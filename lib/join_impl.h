@@ -18,7 +18,9 @@
  * and the protocol steps they plant bugs in: JN_THREAD_RETURNS_AT (the wake word's value at
  * which a blocked thread may return: JN_WOKEN), JN_REMOVE_WAITS_BUSY and JN_COMPLETE_WAITS_BUSY
  * (1: the steps below that wait out the other party's BUSY), and JN_UNTOUCHED_BITS (the bits of
- * the word holder_untouched looks at: all of them).
+ * the word holder_untouched looks at: all of them); and JN_PAUSE_UNLINKED() (nothing unless
+ * defined: the library's test build holds a remover there, its node unlinked and BUSY still
+ * set, for a test of destroy's release of a discarded task's handle).
  *
  * Design. A task's (or future's) completion word holds, in one uintptr_t, the list of waiter
  * nodes (a Treiber stack of nodes that live on the waiters' own stacks, 8-aligned), DONE,
@@ -48,6 +50,9 @@
  * per-node "done" flag (covers the node but not the join and wake word behind it).
  */
 
+#ifndef JN_PAUSE_UNLINKED
+#define JN_PAUSE_UNLINKED() ((void)0)
+#endif
 #ifndef JN_DONE
 #define JN_DONE ((uintptr_t)1)
 #define JN_RELEASED ((uintptr_t)2)
@@ -191,6 +196,7 @@ static inline bool JN_FN(remove_waiter)(JN_WORD *word, JN_NODE *node) {
       break;
     }
 unlock:
+  JN_PAUSE_UNLINKED();
   /* release: our edit of the links happens before the completer's (or next remover's) read */
   JN_FETCH_AND(*word, ~JN_BUSY, JN_REL);
   return true;

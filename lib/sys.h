@@ -75,6 +75,7 @@ enum {
   WEFT__PROBE_MUTEX_QUEUED,    /* a mutex lock queued its waiter (sync.c) */
   WEFT__PROBE_ACCEPT_BACKOFF,  /* an accept out of fds began a backoff (io.c) */
   WEFT__PROBE_DISCARD_HOOK,    /* destroy ran a discarded task's record (task.c) */
+  WEFT__PROBE_DISCARD_KEPT,    /* ... and kept a handle an outside awaiter still touches (task.c) */
   WEFT__PROBES
 };
 #ifdef WEFT_FAULTS
@@ -89,6 +90,7 @@ static inline void weft__probe_hit(int probe) { (void)probe; }
  * (two workers mapping stack slabs at once). Compiled out of the Release library. */
 enum {
   WEFT__PAUSE_SLAB_MAP, /* a stack slab is about to be mapped, outside the pool's lock */
+  WEFT__PAUSE_JOIN_UNLINKED, /* a remover unlinked its node from a word, BUSY still set (join_impl.h) */
   WEFT__PAUSES
 };
 #ifdef WEFT_FAULTS

@@ -538,7 +538,10 @@ void weft__task_release_discarded(weft_task_t *t) {
   /* Every discarded task's nodes have left every word by now: nodes left are outside ones; so
    * is BUSY while not done, an outside awaiter between its unlink's two steps (join_impl.h,
    * join_remove_waiter: review, session 23 reproduced the fault). */
-  if (!(s & WEFT__DONE) && (s & ~(uintptr_t)(WEFT__DONE | WEFT__RELEASED))) return;
+  if (!(s & WEFT__DONE) && (s & ~(uintptr_t)(WEFT__DONE | WEFT__RELEASED))) {
+    weft__probe_hit(WEFT__PROBE_DISCARD_KEPT);
+    return;
+  }
   /* weft_task_release's own steps (lib/join.c), kept here so that task.c does not call back
    * into join.c; a discarded task's handles were never released, so r >= 0 */
   int r = join_release_handle(&t->word);

@@ -443,6 +443,52 @@ Test(destroy, a_joined_child_awaited_from_outside_is_completed_not_freed_when_it
                                          true);
 }
 
+/* An outside awaiter between its unlink's two steps (join_impl.h's remove_waiter: its node
+ * gone from the word, BUSY still set) when destroy gives back a discarded joiner's child: the
+ * awaiter's next touch is that word, so destroy must keep the handle, not release it and unmap
+ * the slab under the awaiter (review, session 23: the fault, reproduced with a planted delay).
+ * The awaiter's deadline passes before destroy; a pause point holds it in the window until
+ * destroy has decided. */
+static pthread_t _Atomic window_thread;
+static atomic_int window_held;
+static long window_kept_before;
+static void hold_in_unlink_window(void) {
+  if (!pthread_equal(pthread_self(), atomic_load(&window_thread))) return;
+  atomic_store(&window_held, 1);
+  uint64_t give_up = weft_now_ns() + 10ull * 1000000000u; /* then the test fails, not hangs */
+  while (weft__probe_count(WEFT__PROBE_DISCARD_KEPT) == window_kept_before &&
+         weft_now_ns() < give_up)
+    sched_yield();
+}
+
+static void *watch_child_from_the_window(void *arg) {
+  atomic_store(&window_thread, pthread_self());
+  return watch_child(arg);
+}
+
+Test(destroy, an_outside_awaiter_mid_unlink_keeps_a_discarded_joiners_child) {
+  weft_runtime_t *rt = runtime_with_short_shutdown(1);
+  atomic_store(&watched_child, NULL);
+  atomic_store(&window_held, 0);
+  window_kept_before = weft__probe_count(WEFT__PROBE_DISCARD_KEPT);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, joiner_of_a_watched_child, NULL));
+  while (!atomic_load(&watched_child)) sched_yield();
+  thread_await_t a = {.task = atomic_load(&watched_child), .deadline_ns = 20ull * 1000000u};
+  weft__pause_set(WEFT__PAUSE_JOIN_UNLINKED, hold_in_unlink_window);
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, watch_child_from_the_window, &a), 0);
+  while (!atomic_load(&window_held)) sched_yield(); /* its deadline passed: in the window */
+  OK(weft_runtime_destroy(rt));
+  pthread_join(th, NULL);
+  weft__pause_set(WEFT__PAUSE_JOIN_UNLINKED, NULL);
+  cr_assert_gt(weft__probe_count(WEFT__PROBE_DISCARD_KEPT), window_kept_before,
+               "destroy kept the handle of a child whose word was BUSY");
+  cr_assert_eq(a.err, WEFT_ETIMEDOUT, "the awaiter left on its deadline, before destroy");
+  cr_assert_eq(weft_await(t, NULL), WEFT_ESHUTDOWN);
+  weft_task_release(t);
+}
+
 /* Discarded in weft_gather_calls' error path: a spawn failed (an injected descriptor
  * failure), and the call waits, shielded, for the children it had already spawned. Its record
  * still holds their handles. One worker: the child runs inline on the gatherer's stack. */
