@@ -297,6 +297,39 @@ static int select_poll(weft_chan_op_t *ops, size_t n, chan_try_t *t) {
   return -1;
 }
 
+/* A waiting select's cases, for destroy (select_abandoned). */
+typedef struct {
+  weft_chan_op_t *ops;
+  weft__wq_node_t *nodes;
+  size_t n;
+  weft_chan_t **order;
+  size_t k;
+  weft__wq_wait_t *w;
+} select_waiting_t;
+
+/* Takes back, under every case's lock, the nodes no peer took (the select's own way out). */
+static void select_unlink(weft_chan_op_t *ops, weft__wq_node_t *nodes, size_t n,
+                          weft_chan_t **order, size_t k) {
+  lock_all(order, k);
+  for (size_t i = 0; i < n; i++)
+    if (nodes[i].queued)
+      wq_unlink(ops[i].op == WEFT_CHAN_SEND ? &ops[i].chan->sendq : &ops[i].chan->recvq,
+                &nodes[i]);
+  unlock_all(order, k);
+}
+
+/* Destroy's way out for a select discarded while it waits: its nodes leave their queues, and a
+ * peer that claimed one is waited out (its completion of the word). Review, session 24: the
+ * nodes stayed queued on the unmapped stack. */
+static void select_abandoned(struct weft_task *t, void *ctx) {
+  (void)t;
+  select_waiting_t *s = ctx;
+  select_unlink(s->ops, s->nodes, s->n, s->order, s->k);
+  /* relaxed: claims are made under the cases' locks, which we took after them */
+  if (atomic_load_explicit(&s->w->claim, memory_order_relaxed) != WQ_UNCLAIMED)
+    weft__wq_settle(s->w);
+}
+
 /* Queues one node per case, waits, and takes back the nodes no peer took. */
 static int select_wait(struct weft_task *self, weft_chan_op_t *ops, size_t n,
                        weft_chan_t **order, size_t k, uint64_t deadline_ns, size_t *index) {
@@ -311,13 +344,9 @@ static int select_wait(struct weft_task *self, weft_chan_op_t *ops, size_t n,
   }
   uint32_t before = weft__wq_state(self);
   unlock_all(order, k);
-  int err = weft__wq_block(self, &w, deadline_ns);
-  lock_all(order, k);
-  for (size_t i = 0; i < n; i++)
-    if (nodes[i].queued)
-      wq_unlink(ops[i].op == WEFT_CHAN_SEND ? &ops[i].chan->sendq : &ops[i].chan->recvq,
-                &nodes[i]);
-  unlock_all(order, k);
+  select_waiting_t waiting = {ops, nodes, n, order, k, &w};
+  int err = weft__wq_block(self, &w, deadline_ns, select_abandoned, &waiting);
+  select_unlink(ops, nodes, n, order, k);
   /* relaxed: claims are made under the cases' locks, which we took after them */
   int won = atomic_load_explicit(&w.claim, memory_order_relaxed);
   if (won == WQ_UNCLAIMED) return err; /* no peer took a node, and none can now */

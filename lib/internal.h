@@ -588,6 +588,12 @@ void weft__wait_abandon(struct weft_task *t);
  * or, for a task, a cancel arrives: 0, WEFT_ETIMEDOUT or WEFT_ECANCELED (self NULL: a plain
  * thread blocks, and is not cancellable). */
 int weft__await_word_until(struct weft_task *self, _Atomic uintptr_t *word, uint64_t deadline_ns);
+/* The same for a wait whose word a peer completes after taking the caller's node out of a
+ * queue of its own (lib/sync.c's waiter queues, a channel select): abandon(t, ctx) is how
+ * destroy takes a discarded task's nodes out of those queues (weft__wait_abandon). */
+int weft__await_word_abandonable(struct weft_task *self, _Atomic uintptr_t *word,
+                                 uint64_t deadline_ns,
+                                 void (*abandon)(struct weft_task *t, void *ctx), void *ctx);
 /* lib/join.c: a task waits until the word is DONE, cancels held back and deadline scopes not
  * consulted (the waited-for writes into its stack); a cancel stays pending. */
 void weft__await_word_to_end(struct weft_task *self, _Atomic uintptr_t *word);

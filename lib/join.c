@@ -194,10 +194,17 @@ static int thread_wait(weft__join_t *j, uint64_t deadline_ns) {
 
 /* Waits until a completion word is DONE, the deadline passes (UINT64_MAX: none) or, for a
  * task, a cancel arrives: 0, WEFT_ETIMEDOUT or WEFT_ECANCELED. */
-static int await_word(struct weft_task *self, _Atomic uintptr_t *word, uint64_t deadline_ns);
+static int await_word(struct weft_task *self, _Atomic uintptr_t *word, uint64_t deadline_ns,
+                      void (*abandon)(struct weft_task *t, void *ctx), void *abandon_ctx);
 
 int weft__await_word_until(struct weft_task *self, _Atomic uintptr_t *word, uint64_t deadline_ns) {
-  return await_word(self, word, scoped_deadline(self, deadline_ns));
+  return await_word(self, word, scoped_deadline(self, deadline_ns), NULL, NULL);
+}
+
+int weft__await_word_abandonable(struct weft_task *self, _Atomic uintptr_t *word,
+                                 uint64_t deadline_ns,
+                                 void (*abandon)(struct weft_task *t, void *ctx), void *ctx) {
+  return await_word(self, word, scoped_deadline(self, deadline_ns), abandon, ctx);
 }
 
 /* For a wait that must not end before the word is done, whatever its task's cancels and
@@ -211,12 +218,13 @@ void weft__await_word_to_end(struct weft_task *self, _Atomic uintptr_t *word) {
   /* relaxed: the task's own shield bits (as weft_shield_begin) */
   bool shield = !(atomic_load_explicit(&self->state, memory_order_relaxed) & WK_SHIELD);
   if (shield) atomic_fetch_add_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
-  int err = await_word(self, word, UINT64_MAX);
+  int err = await_word(self, word, UINT64_MAX, NULL, NULL);
   if (shield) atomic_fetch_sub_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
   if (err) weft__die("weft: internal: a wait held to its end ended early (%d).", err);
 }
 
-static int await_word(struct weft_task *self, _Atomic uintptr_t *word, uint64_t deadline_ns) {
+static int await_word(struct weft_task *self, _Atomic uintptr_t *word, uint64_t deadline_ns,
+                      void (*abandon)(struct weft_task *t, void *ctx), void *abandon_ctx) {
   /* A deadline already passed (a scope's, or 0: a poll): no wait — unless the word is done, as a
    * thread's wait would find (review, session 19: a task polling a resolved future got
    * WEFT_ETIMEDOUT). No clock read without one. acquire: as join_add_waiter's look. */
@@ -229,6 +237,8 @@ static int await_word(struct weft_task *self, _Atomic uintptr_t *word, uint64_t 
   weft__waiter_t node = {.join = &j, .word = word};
   j.nodes = &node;
   j.nnodes = 1;
+  j.abandon = abandon;
+  j.abandon_ctx = abandon_ctx;
   if (!join_add_waiter(word, &node)) return self ? task_wait_skipped(self) : 0;
   return self ? task_wait(self, &j, deadline_ns) : thread_wait(&j, deadline_ns);
 }

@@ -43,8 +43,9 @@ void weft__wq_undeliver(struct weft_task *self, uint32_t state_before) {
   atomic_fetch_and_explicit(&self->state, ~WK_CANCEL_DELIVERED, memory_order_relaxed);
 }
 
-int weft__wq_block(struct weft_task *self, weft__wq_wait_t *w, uint64_t deadline_ns) {
-  return weft__await_word_until(self, &w->word, deadline_ns);
+int weft__wq_block(struct weft_task *self, weft__wq_wait_t *w, uint64_t deadline_ns,
+                   void (*abandon)(struct weft_task *t, void *ctx), void *ctx) {
+  return weft__await_word_abandonable(self, &w->word, deadline_ns, abandon, ctx);
 }
 
 enum { WQ_NAP_NS = 50000 }; /* measured (#11, chan): a contended waiter's nap, waitq.h's top */
@@ -147,11 +148,30 @@ static int wq_wait_direct(struct weft_task *self, weft__spin_t *lock, weft__wq_t
   return w->status;
 }
 
+/* Destroy's way out of a word wait (the abandon of weft__wq_block) for a discarded task: its
+ * node leaves the queue, or, if a peer dequeued it, the peer's completion of the word is waited
+ * out (the peer may be an outside thread still in it: its last touch is the word's BUSY).
+ * Without it the node stayed queued on an unmapped stack (review, session 24: a timed receive
+ * or semaphore acquire, then a send or release after destroy, faulted in wq_pop). */
+static void wq_word_wait_abandoned(struct weft_task *t, void *ctx) {
+  (void)t;
+  weft__wq_wait_t *w = ctx;
+  wq_lock(w->lock);
+  bool queued = w->node->queued;
+  if (queued) wq_unlink(w->q, w->node);
+  wq_unlock(w->lock);
+  if (!queued) weft__wq_settle(w);
+}
+
 /* weft__wq_wait once the caller has dropped the lock (n queued before it did); before: the
  * task's park state taken while it held it. */
 static int wq_wait_unlocked(struct weft_task *self, weft__spin_t *lock, weft__wq_t *q,
                             weft__wq_node_t *n, uint64_t deadline_ns, uint32_t before) {
-  int err = weft__wq_block(self, n->wait, deadline_ns);
+  weft__wq_wait_t *w = n->wait; /* not a direct wait (w->task NULL): these three for destroy */
+  w->lock = lock;
+  w->q = q;
+  w->node = n;
+  int err = weft__wq_block(self, w, deadline_ns, wq_word_wait_abandoned, w);
   if (err) {
     wq_lock(lock);
     bool queued = n->queued;

@@ -301,8 +301,10 @@ int weft__wq_wait(struct weft_task *self, weft__spin_t *lock, weft__wq_t *q, wef
  * wait leaves its queue, or waits out the outside peer that dequeued it. */
 void weft__wq_abandon(weft__wq_wait_t *w);
 /* lib/sync.c: waits on a wait's word, without the settling (select does its own): 0 or the
- * wait's error (WEFT_ETIMEDOUT, WEFT_ECANCELED). */
-int weft__wq_block(struct weft_task *self, weft__wq_wait_t *w, uint64_t deadline_ns);
+ * wait's error (WEFT_ETIMEDOUT, WEFT_ECANCELED). abandon(t, ctx): how destroy takes a discarded
+ * task's nodes out of their queues (weft__await_word_abandonable). */
+int weft__wq_block(struct weft_task *self, weft__wq_wait_t *w, uint64_t deadline_ns,
+                   void (*abandon)(struct weft_task *t, void *ctx), void *ctx);
 /* lib/sync.c: waits until the hand-off's completion is over: DONE, and no deliverer holds the
  * word (BUSY). After it the wait's frame may go. */
 void weft__wq_settle(weft__wq_wait_t *w);

@@ -178,6 +178,54 @@ Test(destroy, a_task_discarded_in_a_channel_wait_leaves_the_channel_queue) {
 
 /* A reader shielded in a socket read (the fd park, lib/fdpark_impl.h): destroy discards it where
  * it waits — its wait record takes it out of the direction's park word — and closes the socket. */
+/* The same for the waits that go through the completion word, with their nodes still in a
+ * queue (review, session 24): a receive with a deadline, a select, a semaphore acquire with a
+ * deadline. Destroy must take the nodes out: after it a send finds no receiver (before the
+ * fix: a fault in wq_pop on the unmapped stack), a release raises the count, and the
+ * channel's destroy does not abort on a waiter that is gone. */
+enum { TIMED_RECV, SELECT_RECV, TIMED_ACQUIRE };
+typedef struct {
+  weft_chan_t *ch;
+  weft_sem_t *sem;
+  int how;
+} word_wait_t;
+
+static void *stubborn_word_waiter(void *arg) {
+  word_wait_t *a = arg;
+  weft_shield_begin();
+  atomic_fetch_add(&stubborn_receiving, 1);
+  uint64_t in_an_hour = weft_now_ns() + 3600ull * 1000000000u;
+  void *v;
+  weft_chan_op_t op = {a->ch, WEFT_CHAN_RECV, NULL};
+  int err = a->how == TIMED_RECV    ? weft_chan_recv(a->ch, &v, in_an_hour)
+            : a->how == SELECT_RECV ? weft_chan_select(&op, 1, UINT64_MAX, NULL)
+                                    : weft_sem_acquire(a->sem, in_an_hour);
+  weft_shield_end();
+  return IPTR(err);
+}
+
+Test(destroy, a_task_discarded_in_a_timed_wait_or_a_select_leaves_the_queue) {
+  static const char *const names[] = {"timed receive", "select", "timed acquire"};
+  for (int how = TIMED_RECV; how <= TIMED_ACQUIRE; how++) {
+    word_wait_t a = {.how = how};
+    OK(weft_chan_create(&a.ch, 0));
+    OK(weft_sem_create(&a.sem, 0, 0));
+    discard_in_wait(runtime_with_short_shutdown(2), stubborn_word_waiter, &a, &stubborn_receiving);
+    if (how == TIMED_ACQUIRE) {
+      OK(weft_sem_release(a.sem));
+      size_t value = 0;
+      OK(weft_sem_value(a.sem, &value));
+      cr_assert_eq(value, 1, "%s: the release went to the discarded waiter", names[how]);
+    } else {
+      cr_assert_eq(weft_chan_try_send(a.ch, IPTR(1)), WEFT_EAGAIN,
+                   "%s: a send found the discarded receiver", names[how]);
+    }
+    weft_chan_destroy(a.ch); /* aborts if a discarded node were still queued */
+    weft_sem_destroy(a.sem);
+  }
+  assert_no_leak();
+}
+
 static atomic_int stubborn_reading;
 static void *stubborn_reader(void *sock) {
   weft_shield_begin();
