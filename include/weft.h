@@ -681,7 +681,8 @@ WEFT_EXTERN int weft_chan_len(weft_chan_t *chan, size_t *len);
  * the value; a case with a NULL chan never proceeds (Go's nil channel). Returns 0, or
  * WEFT_ECLOSED with *index naming the case whose channel is closed (a recv case once drained);
  * WEFT_ETIMEDOUT, WEFT_ECANCELED with no case done; deadline_ns 0: do not wait (WEFT_EAGAIN if
- * no case is ready: Go's default case). WEFT_EINVAL for n == 0, n > 64 or a bad op. Fair: the
+ * no case is ready: Go's default case). WEFT_EINVAL for n == 0, n > 64 or a bad op; WEFT_ENOMEM
+ * when the case chosen is a send to an unbounded channel that could not grow. Fair: the
  * ready cases are polled in a random order (Go randomises its order too), so under
  * contention each ready case is chosen about equally often; waiting, the first case a peer
  * reaches wins. */
@@ -696,9 +697,10 @@ WEFT_EXTERN int weft_chan_select(weft_chan_op_t *ops, size_t n, uint64_t deadlin
 
 /* asyncio.Queue: a channel (capacity as weft_chan_create) that also counts unfinished items.
  * put and get are send and recv (same codes; try_ variants WEFT_EAGAIN); every item put counts
- * as unfinished until a consumer calls task_done for it (more task_done calls than items
- * aborts); join waits until none is unfinished: 0, WEFT_ETIMEDOUT, WEFT_ECANCELED. close is the
- * channel's. */
+ * as unfinished, from when the queue accepts it (a put still blocked on a full queue has put
+ * nothing), until a consumer calls task_done for it (more task_done calls than items aborts);
+ * join waits until none is unfinished: 0, WEFT_ETIMEDOUT, WEFT_ECANCELED. close is the
+ * channel's. destroy aborts if a task or thread still puts, gets or joins. */
 WEFT_EXTERN int weft_queue_create(weft_queue_t **queue, size_t capacity);
 WEFT_EXTERN void weft_queue_destroy(weft_queue_t *queue);
 WEFT_EXTERN int weft_queue_put(weft_queue_t *queue, void *value, uint64_t deadline_ns);
@@ -796,9 +798,12 @@ WEFT_EXTERN int weft_queue_close(weft_queue_t *queue);
  * it too) and returns 0 or a byte count, or a negative code: WEFT_ETIMEDOUT, WEFT_ECANCELED,
  * WEFT_EBADF (the socket was closed by someone else meanwhile: the waiter is woken with it),
  * WEFT_EBUSY (another task already waits in the same direction: one reader and one writer at a
- * time), WEFT_EINVAL for a NULL handle, or the system's -errno (WEFT_ECONNRESET, WEFT_EPIPE,
+ * time; plain threads each poll, and never get it), WEFT_EINVAL for a NULL handle, or the system's -errno (WEFT_ECONNRESET, WEFT_EPIPE,
  * and others that weft_strerror describes with strerror's text). The handle is valid until
- * weft_sock_close or its runtime's weft_runtime_destroy, which closes every socket still open.
+ * weft_sock_close or its runtime's weft_runtime_destroy, which closes every socket still open:
+ * a plain thread or another runtime's task inside a call on one then is woken (WEFT_EBADF), and
+ * destroy waits for it to return (at most 2 s; beyond that the socket table is kept, not
+ * freed, and destroy says so on stderr).
  * One accept loop per listener (several listeners: WEFT_LISTEN_REUSEPORT). */
 typedef struct weft_sock weft_sock_t;
 #define WEFT_IO_READABLE 1u
@@ -834,7 +839,8 @@ WEFT_EXTERN int weft_sock_accept(weft_sock_t *listener, weft_sock_t **conn, stru
 /* A stream socket connected to addr, or the error (WEFT_ETIMEDOUT at the deadline). */
 WEFT_EXTERN int weft_sock_connect(weft_runtime_t *rt, const struct sockaddr *addr, socklen_t len,
                                   uint64_t deadline_ns, weft_sock_t **conn);
-/* Up to len bytes: the count (0: end of stream), or a negative code. */
+/* Up to len bytes: the count (0: end of stream, or len 0: at once), or a negative code. readv:
+ * at most IOV_MAX buffers (more: WEFT_EINVAL). */
 WEFT_EXTERN ptrdiff_t weft_sock_read(weft_sock_t *sock, void *buf, size_t len,
                                      uint64_t deadline_ns);
 WEFT_EXTERN ptrdiff_t weft_sock_readv(weft_sock_t *sock, const struct iovec *iov, int iovcnt,

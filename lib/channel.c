@@ -14,10 +14,9 @@
  * stay theirs); receivers take what is buffered and then get WEFT_ECLOSED.
  *
  * Select: lock every case's channel in address order (Go's sellock: no two selects can
- * deadlock), poll the cases starting at a random one and going round (so each ready case is
- * equally likely: fair under contention, as Go's select; a rotation, not Go's full
- * permutation), and if none is ready queue one node per case sharing one claim word (see
- * waitq.h), unlock, wait, relock and unlink what is left.
+ * deadlock), poll the cases in a random order (a fresh permutation per call, Go's pollorder:
+ * each ready case equally likely, fair under contention), and if none is ready queue one node
+ * per case sharing one claim word (see waitq.h), unlock, wait, relock and unlink what is left.
  */
 #include "internal.h"
 #include "join.h"
@@ -35,6 +34,9 @@ struct weft_chan {
   size_t len;   /* values held */
   void **buf;
   weft__wq_t sendq, recvq;
+  /* A queue's channel: its count of unfinished items, raised as each value is accepted (below);
+   * NULL for a plain channel. */
+  weft_waitgroup_t *counts;
 };
 
 enum { CHAN_RING_MIN = 16 }; /* picked: an unbounded channel's first ring */
@@ -58,9 +60,13 @@ int weft_chan_create(weft_chan_t **out, size_t capacity) {
   return 0;
 }
 
+static bool chan_awaited(const weft_chan_t *c) {
+  return !wq_empty(&c->sendq) || !wq_empty(&c->recvq);
+}
+
 void weft_chan_destroy(weft_chan_t *c) {
   if (!c) return;
-  if (!wq_empty(&c->sendq) || !wq_empty(&c->recvq))
+  if (chan_awaited(c))
     weft__die("weft: weft_chan_destroy was called on a channel that tasks or threads still "
               "send to or receive from.");
   free(c->buf);
@@ -103,6 +109,18 @@ static void *ring_take(weft_chan_t *c) {
 
 /* ---- One operation, under the lock ----------------------------------------------------------------- */
 
+/* A value was accepted (into the ring, or by a receiver): a queue counts it as unfinished now,
+ * under the lock, so before any receiver can take it and mark it done — and a put still
+ * blocked is not counted (asyncio's Queue; review, session 24: join waited for a put that
+ * never happened). Out of line: plain channels pay a load and a branch. */
+static void __attribute__((noinline)) count_accepted(weft_chan_t *c) {
+  weft_waitgroup_add(c->counts, 1); /* its lock inside ours: it never takes a channel's */
+}
+
+static inline __attribute__((always_inline)) void accepted(weft_chan_t *c) {
+  if (WEFT__UNLIKELY(c->counts != NULL)) count_accepted(c);
+}
+
 /* try_send_locked and try_recv_locked are always inlined (into send, receive and select's
  * poll): as calls returning this pair they cost 46 instructions more per pingpong hop and 25 %
  * more on `weft-bench chan` (callgrind, #11). */
@@ -119,12 +137,14 @@ static inline __attribute__((always_inline)) chan_try_t try_send_locked(weft_cha
     t.err = WEFT_ECLOSED;
   } else if ((t.wake = wq_pop(&c->recvq))) {
     t.wake->value = v; /* the ring is empty (receivers wait only then): hand it over */
+    accepted(c);
   } else if (ring_full(c)) {
     t.err = WEFT_EAGAIN;
   } else if (c->cap == WEFT_CHAN_UNBOUNDED && !ring_grow(c)) {
     t.err = WEFT_ENOMEM;
   } else {
     ring_put(c, v);
+    accepted(c);
   }
   return t;
 }
@@ -133,9 +153,13 @@ static inline __attribute__((always_inline)) chan_try_t try_recv_locked(weft_cha
   chan_try_t t = {0, NULL};
   if (c->len) {
     *v = ring_take(c);
-    if ((t.wake = wq_pop(&c->sendq))) ring_put(c, t.wake->value); /* refill: keeps FIFO */
+    if ((t.wake = wq_pop(&c->sendq))) { /* refill: keeps FIFO */
+      ring_put(c, t.wake->value);
+      accepted(c);
+    }
   } else if ((t.wake = wq_pop(&c->sendq))) {
     *v = t.wake->value; /* a rendezvous */
+    accepted(c);
   } else {
     t.err = c->closed ? WEFT_ECLOSED : WEFT_EAGAIN;
   }
@@ -392,6 +416,7 @@ int weft_queue_create(weft_queue_t **out, size_t capacity) {
   if (!q) return WEFT_ENOMEM;
   int err = weft_chan_create(&q->chan, capacity);
   if (!err) err = weft_waitgroup_create(&q->unfinished);
+  if (!err) q->chan->counts = q->unfinished;
   if (err) {
     weft_chan_destroy(q->chan);
     free(q);
@@ -403,17 +428,18 @@ int weft_queue_create(weft_queue_t **out, size_t capacity) {
 
 void weft_queue_destroy(weft_queue_t *q) {
   if (!q) return;
+  /* checked here, before anything is freed, so that the sentence names the caller's call (the
+   * wait group's own check named weft_waitgroup_destroy, after the channel was gone) */
+  if (chan_awaited(q->chan) || weft__waitgroup_awaited(q->unfinished))
+    weft__die("weft: weft_queue_destroy was called on a queue that tasks or threads still put "
+              "to, get from or join.");
   weft_chan_destroy(q->chan);
   weft_waitgroup_destroy(q->unfinished);
   free(q);
 }
 
 static int queue_put(weft_queue_t *q, void *v, uint64_t deadline_ns, bool wait) {
-  if (!q) return WEFT_EINVAL;
-  weft_waitgroup_add(q->unfinished, 1); /* before the item is visible: join cannot miss it */
-  int err = chan_send(q->chan, v, deadline_ns, wait);
-  if (err) weft_waitgroup_add(q->unfinished, -1);
-  return err;
+  return q ? chan_send(q->chan, v, deadline_ns, wait) : WEFT_EINVAL; /* counted as accepted */
 }
 
 int weft_queue_put(weft_queue_t *q, void *value, uint64_t deadline_ns) {

@@ -64,6 +64,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -115,13 +116,56 @@ static int sock_ref(weft__sock_t *s) { return sockref_take(&s->refs, s) ? 0 : WE
 
 static bool sock_closing(weft__sock_t *s) { return sockref_closing(&s->refs); }
 
-int weft_sock_close(weft_sock_t *s) {
-  if (!s) return WEFT_EINVAL;
+/* An operation's hold on s: its reference and, for a caller outside s's runtime (a plain
+ * thread, another runtime's task), its count in the poller, which destroy waits out before it
+ * frees the socket table (review, session 24: a thread blocked in a read when destroy ran
+ * read the freed descriptor). 0 or WEFT_EBADF; *outside is for op_end. */
+static int op_begin(weft__sock_t *s, bool *outside) {
+  weft__worker_t *w = weft__worker_self();
+  *outside = !w || w->rt != s->rt;
+  if (WEFT__UNLIKELY(*outside) && !weft__poll_outside_enter(s->poller)) return WEFT_EBADF;
+  int err = sock_ref(s);
+  if (WEFT__UNLIKELY(err && *outside)) weft__poll_outside_leave(s->poller);
+  else if (WEFT__UNLIKELY(*outside)) weft__probe_hit(WEFT__PROBE_SOCK_OUTSIDE);
+  return err;
+}
+
+static void op_end(weft__sock_t *s, bool outside) {
+  struct weft__poller *p = s->poller; /* read first: the drop may hand s out again */
+  sock_unref(s);
+  if (WEFT__UNLIKELY(outside)) weft__poll_outside_leave(p);
+}
+
+/* weft_sock_close's steps, for a caller already counted (op_begin's outside count). */
+static int sock_close(weft__sock_t *s) {
   if (!sockref_close_begin(&s->refs, s)) return WEFT_EBADF; /* closed before, or a second close */
   weft__poll_dir_notify(&s->rd, false);
   weft__poll_dir_notify(&s->wr, false);
   sock_unref(s);
   return 0;
+}
+
+int weft_sock_close(weft_sock_t *s) {
+  if (!s) return WEFT_EINVAL;
+  weft__worker_t *w = weft__worker_self();
+  bool outside = !w || w->rt != s->rt;
+  if (outside && !weft__poll_outside_enter(s->poller)) return WEFT_EBADF;
+  struct weft__poller *p = s->poller; /* read first: the close may hand s out again */
+  int err = sock_close(s);
+  if (outside) weft__poll_outside_leave(p);
+  return err;
+}
+
+/* Destroy (runtime.c, before the poller goes): every socket still open is closed as by
+ * weft_sock_close, which wakes whoever waits on it from outside the runtime (a plain thread
+ * within its poll slice, another runtime's task once that runtime runs it); then those callers
+ * are waited out, at most bound_ns. False if some are still inside: the caller must keep the
+ * table. The sockets of discarded tasks stay referenced: the poller closes their fds. */
+static void sock_close_at_destroy(weft__sock_t *s) { (void)sock_close(s); }
+
+bool weft__io_quiesce(struct weft_runtime *rt, uint64_t bound_ns) {
+  weft__poll_each_open(rt, sock_close_at_destroy);
+  return weft__poll_outside_left(rt, bound_ns);
 }
 
 /* ---- Waiting for a direction ---------------------------------------------------------------- */
@@ -196,7 +240,8 @@ static int dir_wait(weft__sock_t *s, weft__poll_dir_t *d, uint64_t deadline_ns, 
 
 int weft_sock_wait(weft_sock_t *s, unsigned events, uint64_t deadline_ns) {
   if (!s || (events != WEFT_IO_READABLE && events != WEFT_IO_WRITABLE)) return WEFT_EINVAL;
-  int err = sock_ref(s);
+  bool outside;
+  int err = op_begin(s, &outside);
   if (err) return err;
   weft__poll_dir_t *d = events == WEFT_IO_READABLE ? &s->rd : &s->wr;
   /* Asked of the kernel each time: an edge says "something came", which may be stale
@@ -204,13 +249,17 @@ int weft_sock_wait(weft_sock_t *s, unsigned events, uint64_t deadline_ns) {
   struct pollfd pfd = {.fd = s->fd, .events = events == WEFT_IO_READABLE ? POLLIN : POLLOUT};
   for (;;) {
     uint32_t seen = edges_before(d);
-    if (err || poll(&pfd, 1, 0) != 0) break;
+    if (err) break;
+    int ready = poll(&pfd, 1, 0);
+    if (ready < 0 && errno == EINTR) continue; /* not an answer (review, session 24: was "ready") */
+    if (ready < 0) err = -errno;
+    if (ready != 0) break;
     err = dir_wait(s, d, deadline_ns, seen);
   }
   /* Readable now: a short read's hint is stale (the edge that made it so may be undispatched,
    * and a read that trusted the hint would wait for it). relaxed: as read_leaves. */
   if (!err && d == &s->rd && s->tcp) atomic_store_explicit(&s->rd_drained, 0, memory_order_relaxed);
-  sock_unref(s);
+  op_end(s, outside);
   return err;
 }
 
@@ -366,28 +415,40 @@ static ssize_t call_writev(weft__sock_t *s, void *ctx) {
   return sys_sendmsg(s->fd, &m);
 }
 
+/* A read of nothing answers 0 at once, on an open socket, as read(2) says (review, session 24:
+ * a TCP socket answers EAGAIN to one while its queue is empty, and the read waited for data
+ * it would not take). */
 ptrdiff_t weft_sock_read(weft_sock_t *s, void *buf, size_t len, uint64_t deadline_ns) {
   if (!s || (!buf && len)) return WEFT_EINVAL;
-  int err = sock_ref(s);
+  bool outside;
+  int err = op_begin(s, &outside);
   if (err) return err;
-  io_buf_t b = {.buf = buf, .len = len};
-  uint32_t seen = 0;
-  ssize_t n = io_loop(s, &s->rd, call_read, &b, deadline_ns, read_hint(s, deadline_ns), &seen);
-  if (s->tcp) read_leaves(s, n, len, seen);
-  sock_unref(s);
+  ssize_t n = 0;
+  if (len) {
+    io_buf_t b = {.buf = buf, .len = len};
+    uint32_t seen = 0;
+    n = io_loop(s, &s->rd, call_read, &b, deadline_ns, read_hint(s, deadline_ns), &seen);
+    if (s->tcp) read_leaves(s, n, len, seen);
+  }
+  op_end(s, outside);
   return n;
 }
 
 ptrdiff_t weft_sock_readv(weft_sock_t *s, const struct iovec *iov, int iovcnt,
                           uint64_t deadline_ns) {
-  if (!s || !iov || iovcnt <= 0) return WEFT_EINVAL;
-  int err = sock_ref(s);
+  if (!s || !iov || iovcnt <= 0 || iovcnt > IOV_MAX) return WEFT_EINVAL;
+  bool outside;
+  int err = op_begin(s, &outside);
   if (err) return err;
-  io_buf_t b = {.iov = iov, .iovcnt = iovcnt};
-  uint32_t seen = 0;
-  ssize_t n = io_loop(s, &s->rd, call_readv, &b, deadline_ns, read_hint(s, deadline_ns), &seen);
-  if (s->tcp) read_leaves(s, n, iov_total(iov, iovcnt), seen);
-  sock_unref(s);
+  ssize_t n = 0;
+  size_t asked = iov_total(iov, iovcnt);
+  if (asked) { /* nothing asked: 0 at once, as weft_sock_read */
+    io_buf_t b = {.iov = iov, .iovcnt = iovcnt};
+    uint32_t seen = 0;
+    n = io_loop(s, &s->rd, call_readv, &b, deadline_ns, read_hint(s, deadline_ns), &seen);
+    if (s->tcp) read_leaves(s, n, asked, seen);
+  }
+  op_end(s, outside);
   return n;
 }
 
@@ -395,7 +456,8 @@ int weft_sock_write(weft_sock_t *s, const void *buf, size_t len, size_t *written
                     uint64_t deadline_ns) {
   if (written) *written = 0;
   if (!s || (!buf && len)) return WEFT_EINVAL;
-  int err = sock_ref(s);
+  bool outside;
+  int err = op_begin(s, &outside);
   if (err) return err;
   size_t done = 0;
   while (done < len) {
@@ -408,7 +470,7 @@ int weft_sock_write(weft_sock_t *s, const void *buf, size_t len, size_t *written
     done += (size_t)n;
   }
   if (written) *written = done;
-  sock_unref(s);
+  op_end(s, outside);
   return err;
 }
 
@@ -430,7 +492,8 @@ int weft_sock_writev(weft_sock_t *s, const struct iovec *iov, int iovcnt, size_t
   if (!s || !iov || iovcnt <= 0 || iovcnt > IOV_MAX_WEFT) return WEFT_EINVAL;
   struct iovec left[IOV_MAX_WEFT];
   memcpy(left, iov, sizeof *iov * (size_t)iovcnt);
-  int err = sock_ref(s);
+  bool outside;
+  int err = op_begin(s, &outside);
   if (err) return err;
   size_t done = 0;
   int n_left = iov_advance(left, iovcnt, 0); /* skips leading empty buffers */
@@ -445,16 +508,17 @@ int weft_sock_writev(weft_sock_t *s, const struct iovec *iov, int iovcnt, size_t
     n_left = iov_advance(left, n_left, (size_t)n);
   }
   if (written) *written = done;
-  sock_unref(s);
+  op_end(s, outside);
   return err;
 }
 
 int weft_sock_shutdown(weft_sock_t *s, int how) {
   if (!s) return WEFT_EINVAL;
-  int err = sock_ref(s);
+  bool outside;
+  int err = op_begin(s, &outside);
   if (err) return err;
   if (shutdown(s->fd, how) != 0) err = -errno;
-  sock_unref(s);
+  op_end(s, outside);
   return err;
 }
 
@@ -497,8 +561,13 @@ static int sock_adopt(struct weft_runtime *rt, int fd, int tcp, weft__sock_t **o
 int weft_sock_open(weft_runtime_t *rt, int fd, weft_sock_t **out) {
   if (!out || fd < 0 || !(rt = runtime_or_current(rt))) return WEFT_EINVAL;
   int flags = fcntl(fd, F_GETFL);
-  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return -errno;
-  return sock_adopt(rt, fd, -1, out);
+  if (flags < 0) return -errno;
+  bool made_nonblocking = !(flags & O_NONBLOCK);
+  if (made_nonblocking && fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return -errno;
+  int err = sock_adopt(rt, fd, -1, out);
+  /* on failure fd stays the caller's as it was (review, session 24: it was left non-blocking) */
+  if (err && made_nonblocking) (void)fcntl(fd, F_SETFL, flags);
+  return err;
 }
 
 int weft_sock_fd(const weft_sock_t *s) { return s ? s->fd : WEFT_EINVAL; }
@@ -666,7 +735,8 @@ static ssize_t call_accept(weft__sock_t *s, void *ctx) {
 int weft_sock_accept(weft_sock_t *l, weft_sock_t **conn, struct sockaddr *addr, socklen_t *len,
                      uint64_t deadline_ns) {
   if (!l || !conn || (addr && !len)) return WEFT_EINVAL;
-  int err = sock_ref(l);
+  bool outside;
+  int err = op_begin(l, &outside);
   if (err) return err;
   accept_ctx_t a = {.addr = addr, .len = addr ? len : NULL, .len_in = addr ? *len : 0};
   uint64_t delay_ms = BACKOFF_FIRST_MS;
@@ -686,7 +756,7 @@ int weft_sock_accept(weft_sock_t *l, weft_sock_t **conn, struct sockaddr *addr, 
     emfile_drop(l);
     if ((err = backoff(l, &delay_ms, deadline_ns)) != 0) break;
   }
-  sock_unref(l);
+  op_end(l, outside);
   return err;
 }
 

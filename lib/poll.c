@@ -102,6 +102,12 @@ struct weft__poller {
   weft__sock_t *free_list;
   uint32_t used; /* descriptors handed out of the chunks so far */
   _Atomic(weft__sock_t *) chunks[CHUNKS];
+  /* Socket operations in progress from outside the runtime (plain threads, other runtimes'
+   * tasks), which destroy waits out before it frees the table; and destroy's mark, which an
+   * outside caller looks at after counting itself (lib/shutdown_impl.h's store-load pair, as a
+   * spawn from outside against a shutdown). */
+  _Atomic long outside WEFT__ALIGNED;
+  _Atomic int closing;
 };
 
 /* ---- The epoll backend ---------------------------------------------------------------------- */
@@ -536,6 +542,43 @@ void weft__poll_test_hold(struct weft_runtime *rt, bool hold) {
   }
 }
 #endif
+
+bool weft__poll_outside_enter(struct weft__poller *p) {
+  /* relaxed: shutdown_impl.h's fence orders it before the look at closing */
+  atomic_fetch_add_explicit(&p->outside, 1, memory_order_relaxed);
+  if (!weft__shutdown_spawn_sees_closing(&p->closing)) return true;
+  weft__poll_outside_leave(p);
+  return false;
+}
+
+void weft__poll_outside_leave(struct weft__poller *p) {
+  /* release: this caller's touches of the table happen before destroy frees it */
+  atomic_fetch_sub_explicit(&p->outside, 1, memory_order_release);
+}
+
+void weft__poll_each_open(struct weft_runtime *rt, void (*fn)(weft__sock_t *s)) {
+  struct weft__poller *p = poller_of(rt);
+  if (!p) return;
+  weft__shutdown_close(&p->closing); /* before the walk: a caller counted after it backs out */
+  for (uint32_t i = 0; i < p->used; i++) {
+    weft__sock_t *s = lookup(p, i);
+    if (s->fd >= 0) fn(s);
+  }
+}
+
+bool weft__poll_outside_left(struct weft_runtime *rt, uint64_t bound_ns) {
+  struct weft__poller *p = poller_of(rt);
+  if (!p) return true;
+  uint64_t deadline = weft_now_ns() + bound_ns;
+  /* acquire: pairs with each leave's release; the seq_cst store of closing came before (the
+   * walk's shutdown_close), and its fence orders this load after it */
+  while (atomic_load_explicit(&p->outside, memory_order_acquire)) {
+    if (weft_now_ns() >= deadline) return false;
+    struct timespec ms = {0, 1000000}; /* a poll: a plain thread notices within its slice */
+    nanosleep(&ms, NULL);
+  }
+  return true;
+}
 
 void weft__poller_destroy(struct weft_runtime *rt) {
   struct weft__poller *p = poller_of(rt);

@@ -50,6 +50,15 @@ int weft__poller_get(struct weft_runtime *rt, struct weft__poller **out);
 int weft__poll_register(struct weft__poller *p, int fd, weft__sock_t **out);
 /* Deregisters, closes the fd if close_fd, and returns the descriptor to the free list. */
 void weft__poll_unregister(struct weft__poller *p, weft__sock_t *s, bool close_fd);
+/* A socket operation by a caller outside the socket's runtime counts itself in (false: its
+ * runtime's destroy has begun, nothing counted) and out again, its last touch of the table. */
+bool weft__poll_outside_enter(struct weft__poller *p);
+void weft__poll_outside_leave(struct weft__poller *p);
+/* Destroy: marks the poller closing, then calls fn on every socket still open. */
+void weft__poll_each_open(struct weft_runtime *rt, void (*fn)(weft__sock_t *s));
+/* Destroy: waits until no outside operation is in progress, at most bound_ns: false if some
+ * still were (the table must then be kept, not freed). */
+bool weft__poll_outside_left(struct weft_runtime *rt, uint64_t bound_ns);
 /* An edge (or a close) on one direction: bumps edges (setting WEFT__EDGE_HUP first if hup)
  * and wakes its waiting task, if any; returns 1 if it scheduled that task, else 0. */
 int weft__poll_dir_notify(weft__poll_dir_t *d, bool hup);

@@ -599,6 +599,8 @@ int weft_waitgroup_create(weft_waitgroup_t **out) {
   return 0;
 }
 
+bool weft__waitgroup_awaited(weft_waitgroup_t *g) { return !wq_empty(&g->q); }
+
 void weft_waitgroup_destroy(weft_waitgroup_t *g) {
   if (!g) return;
   if (!wq_empty(&g->q))

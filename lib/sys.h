@@ -76,6 +76,7 @@ enum {
   WEFT__PROBE_ACCEPT_BACKOFF,  /* an accept out of fds began a backoff (io.c) */
   WEFT__PROBE_DISCARD_HOOK,    /* destroy ran a discarded task's record (task.c) */
   WEFT__PROBE_DISCARD_KEPT,    /* ... and kept a handle an outside awaiter still touches (task.c) */
+  WEFT__PROBE_SOCK_OUTSIDE,    /* a socket call from outside its runtime counted itself in (io.c) */
   WEFT__PROBES
 };
 #ifdef WEFT_FAULTS

@@ -311,6 +311,9 @@ void weft__wq_settle(weft__wq_wait_t *w);
 /* lib/sync.c: the hand-off won over a cancel that woke the task: the cancel stays requested
  * for the next suspension point, but this call is not the one that delivered it. */
 void weft__wq_undeliver(struct weft_task *self, uint32_t state_before);
+/* lib/sync.c: whether a wait group has waiters queued (weft_queue_destroy's check, which names
+ * the queue rather than its wait group). Unlocked: a destroy racing a wait is the caller's bug. */
+bool weft__waitgroup_awaited(weft_waitgroup_t *g);
 /* lib/sync.c: the task's park state before a wait (0 for a thread), for weft__wq_undeliver. */
 uint32_t weft__wq_state(struct weft_task *self);
 

@@ -473,6 +473,58 @@ Test(queue, join_waits_until_every_item_is_marked_done) {
   weft_queue_destroy(a.q);
 }
 
+/* A put still blocked on a full queue has put nothing: join does not wait for it (asyncio
+ * counts an item when put_nowait stores it). Review, session 24: join timed out here. Each value
+ * accepted counts — taken by a waiting getter, moved from a blocked put into the buffer, or
+ * stored — so a getter's task_done never comes before its item's count. */
+static void *blocked_put(void *arg) {
+  weft_queue_t *q = arg;
+  weft_task_set_name(weft_current(), "putter");
+  return IPTR(weft_queue_put(q, IPTR(2), UINT64_MAX));
+}
+
+Test(queue, a_put_still_blocked_is_not_counted_by_join) {
+  weft_runtime_t *rt = test_runtime(2);
+  void *v, *put;
+  weft_task_t *t;
+  /* No buffer: the put waits for a getter, and counts only once one takes its value. */
+  weft_queue_t *q;
+  OK(weft_queue_create(&q, 0));
+  OK(weft_runtime_spawn(rt, &t, blocked_put, q));
+  await_blocked(rt, "putter", "waiting on a channel");
+  cr_assert_eq(weft_queue_join(q, 0), 0, "a put still blocked has put nothing");
+  OK(weft_queue_get(q, &v, UINT64_MAX)); /* the rendezvous: accepted, counted */
+  cr_assert_eq(weft_queue_join(q, 0), WEFT_ETIMEDOUT, "the value taken is unfinished");
+  OK(weft_queue_task_done(q));
+  OK(weft_queue_join(q, 0));
+  OK(weft_join(t, &put));
+  OK((int)PINT(put));
+  weft_queue_destroy(q);
+  /* A full buffer: a get moves the blocked put's value in, which counts it then. */
+  OK(weft_queue_create(&q, 1));
+  OK(weft_queue_put(q, IPTR(1), UINT64_MAX));
+  OK(weft_runtime_spawn(rt, &t, blocked_put, q));
+  await_blocked(rt, "putter", "waiting on a channel");
+  OK(weft_queue_try_get(q, &v));
+  cr_assert_eq(PINT(v), 1);
+  OK(weft_queue_task_done(q));
+  cr_assert_eq(weft_queue_join(q, 0), WEFT_ETIMEDOUT, "2, moved into the buffer, is unfinished");
+  OK(weft_queue_get(q, &v, UINT64_MAX));
+  cr_assert_eq(PINT(v), 2);
+  OK(weft_queue_task_done(q));
+  OK(weft_queue_join(q, 0));
+  OK(weft_join(t, &put));
+  OK((int)PINT(put));
+  /* A put that times out on a full buffer is not counted either. */
+  OK(weft_queue_put(q, IPTR(3), UINT64_MAX));
+  cr_assert_eq(weft_queue_put(q, IPTR(4), weft_now_ns() + 1000000), WEFT_ETIMEDOUT);
+  OK(weft_queue_try_get(q, &v));
+  OK(weft_queue_task_done(q));
+  cr_assert_eq(weft_queue_join(q, 0), 0, "only accepted values count");
+  weft_queue_destroy(q);
+  OK(weft_runtime_destroy(rt));
+}
+
 Test(queue, task_done_beyond_the_items_aborts, .signal = SIGABRT) {
   weft_queue_t *q;
   OK(weft_queue_create(&q, 1));

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <dirent.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -569,6 +570,29 @@ Test(io, close_wakes_a_plain_thread_blocked_in_read) {
   OK(weft_runtime_destroy(rt));
 }
 
+/* A plain thread blocked in a read when the runtime is destroyed: destroy closes the socket as
+ * weft_sock_close does, so the thread wakes within its poll slice with WEFT_EBADF, and destroy
+ * waits for it to leave before it frees the socket table (review, session 24: the thread read
+ * the freed descriptor, which ASan reported; a write would have used a reused fd number). The
+ * probe says the thread is inside the call, counted, before destroy begins. */
+Test(io, destroy_wakes_a_plain_thread_blocked_in_read_and_waits_for_it_to_leave) {
+  weft_runtime_t *rt = test_runtime(2);
+  waiter_t w = {0};
+  int peer;
+  socket_pair(rt, &w.s, &peer);
+  w.result = 1;
+  long inside = weft__probe_count(WEFT__PROBE_SOCK_OUTSIDE);
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, read_on_plain_thread, &w), 0);
+  while (weft__probe_count(WEFT__PROBE_SOCK_OUTSIDE) == inside) sched_yield();
+  OK(weft_runtime_destroy(rt));
+  pthread_join(th, NULL);
+  cr_assert_eq(w.result, WEFT_EBADF, "the blocked read got %s", weft_err_name(w.result));
+  char byte = 0;
+  cr_assert_eq(read(peer, &byte, 1), 0, "destroy closed the thread's socket: its peer sees EOF");
+  close(peer);
+}
+
 Test(io, cancel_during_accept_read_and_write) {
   weft_runtime_t *rt = test_runtime(2);
   weft_sock_t *l = listen_loopback(rt);
@@ -647,7 +671,7 @@ typedef struct short_read_case {
   weft_sock_t *listener;
   int fd; /* the accepted socket's, for the test's poll(2) */
   atomic_int stage;
-  ptrdiff_t first, second;
+  ptrdiff_t first, second, third;
   bool scoped; /* the second read's deadline is a scope's that has passed, not its own */
 } short_read_case_t;
 
@@ -717,6 +741,35 @@ Test(io, a_read_whose_deadline_has_passed_asks_the_kernel_even_after_a_short_rea
 /* The same with the deadline of a scope (review, session 19: the hint did not see it). */
 Test(io, a_read_whose_scope_has_expired_asks_the_kernel_even_after_a_short_read) {
   deadline_passed_after_a_short_read(true);
+}
+
+/* A read of nothing answers 0 at once, as recv(2) does, even after a short read whose hint
+ * would make a read wait for the next edge (review, session 24: it waited for one that never
+ * came, here until its deadline). */
+static void *short_read_then_read_nothing(void *arg) {
+  short_read_case_t *h = arg;
+  weft_sock_t *c;
+  OK(weft_sock_accept(h->listener, &c, NULL, NULL, in_ns(10 * SEC_NS)));
+  h->fd = weft_sock_fd(c);
+  atomic_store(&h->stage, 1); /* the test sends "ab", and nothing after it */
+  char buf[8];
+  h->first = weft_sock_read(c, buf, sizeof buf, in_ns(10 * SEC_NS)); /* short: the hint is left */
+  h->second = weft_sock_read(c, buf, 0, in_ns(10 * SEC_NS));
+  struct iovec nothing[2] = {{buf, 0}, {buf + 1, 0}};
+  h->third = weft_sock_readv(c, nothing, 2, in_ns(10 * SEC_NS));
+  OK(weft_sock_close(c));
+  return NULL;
+}
+
+Test(io, a_read_of_nothing_after_a_short_read_returns_0_at_once) {
+  weft_runtime_t *rt = test_runtime(1);
+  short_read_case_t h = {0};
+  weft_task_t *t;
+  int fd = short_read_start(rt, &h, short_read_then_read_nothing, &t);
+  short_read_end(rt, &h, t, fd);
+  cr_assert_eq(h.first, 2);
+  cr_assert_eq(h.second, 0, "a read of nothing got %s", weft_err_name((int)h.second));
+  cr_assert_eq(h.third, 0, "a readv of nothing got %s", weft_err_name((int)h.third));
 }
 
 static void *short_read_at_end_of_stream(void *arg) {
@@ -873,6 +926,31 @@ Test(io, connect_to_a_closed_port_is_refused) {
   socklen_t len;
   cr_assert_eq(weft_sock_addr("not-an-address", 1, &ss, &len), WEFT_EINVAL);
   cr_assert_eq(weft_sock_wait(NULL, WEFT_IO_READABLE, 0), WEFT_EINVAL);
+  OK(weft_runtime_destroy(rt));
+}
+
+/* Bad input gets WEFT_EINVAL, and a failed open leaves the caller's fd as it was (review,
+ * session 24: readv passed 2000 iovecs to the kernel, whose -EMSGSIZE weft_strerror did not
+ * name; an open that failed left the fd non-blocking). */
+Test(io, a_readv_beyond_iov_max_is_einval_and_a_failed_open_leaves_the_fd_as_it_was) {
+  weft_runtime_t *rt = test_runtime(1);
+  weft_sock_t *s;
+  int peer;
+  socket_pair(rt, &s, &peer);
+  static struct iovec many[IOV_MAX + 1];
+  char byte;
+  for (int i = 0; i <= IOV_MAX; i++) many[i] = (struct iovec){&byte, 1};
+  cr_assert_eq(weft_sock_readv(s, many, IOV_MAX + 1, 0), WEFT_EINVAL);
+  OK(weft_sock_close(s));
+  close(peer);
+  /* epoll refuses a regular file (EPERM): the open fails */
+  FILE *f = tmpfile();
+  cr_assert_not_null(f);
+  int fd = fileno(f);
+  cr_assert_eq(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+  cr_assert_lt(weft_sock_open(rt, fd, &s), 0, "a regular file is not pollable");
+  cr_assert_eq(fcntl(fd, F_GETFL) & O_NONBLOCK, 0, "the failed open left the fd non-blocking");
+  fclose(f);
   OK(weft_runtime_destroy(rt));
 }
 
