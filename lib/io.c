@@ -681,9 +681,9 @@ static void emfile_drop(weft__sock_t *l) {
  * readability gets WEFT_EBUSY, the one-waiter rule). A plain thread, or a task that finds
  * another waiting there, sleeps in slices and checks for a close between them: a thread's
  * poll(2) would return at once while connections are pending, and spin. */
-static int backoff_wait(struct weft_task *self, weft__sock_t *l, uint64_t until) {
+static int backoff_wait(struct weft_task *self, weft__sock_t *l, uint64_t until, uint32_t seen) {
   if (self) {
-    int err = task_dir_wait(self, l, &l->rd, until, edges_before(&l->rd));
+    int err = task_dir_wait(self, l, &l->rd, until, seen);
     if (err != WEFT_EBUSY) return err;
   }
   /* A plain thread, or a task whose listener another task waits on (review: that task's plain
@@ -701,8 +701,10 @@ static int backoff_wait(struct weft_task *self, weft__sock_t *l, uint64_t until)
 /* Waits min(delay, until the deadline — the caller's or its scope's), ended early by a close or
  * a new connection: 0 (try again), WEFT_EBADF (closed), WEFT_ETIMEDOUT (the deadline) or
  * WEFT_ECANCELED. Until session 19 a plain sleep, which a close did not reach: the acceptor
- * lingered up to a second after its listener was closed (review). */
-static int backoff(weft__sock_t *l, uint64_t *delay_ms, uint64_t deadline_ns) {
+ * lingered up to a second after its listener was closed (review). seen: the listener's edges
+ * read before the pending connections were dropped, so that one arriving after the last drop
+ * ends the wait (review, session 24: read here, after the drops, it waited out the delay). */
+static int backoff(weft__sock_t *l, uint64_t *delay_ms, uint64_t deadline_ns, uint32_t seen) {
   struct weft_task *self = weft__awaiting_task(weft__worker_self(), "weft_sock_accept");
   if (self) deadline_ns = weft__wait_deadline(self, deadline_ns);
   uint64_t now = weft_now_ns();
@@ -712,7 +714,7 @@ static int backoff(weft__sock_t *l, uint64_t *delay_ms, uint64_t deadline_ns) {
   if (capped) until = deadline_ns;
   *delay_ms = *delay_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : *delay_ms * 2;
   weft__probe_hit(WEFT__PROBE_ACCEPT_BACKOFF);
-  int err = backoff_wait(self, l, until);
+  int err = backoff_wait(self, l, until, seen);
   return err == WEFT_ETIMEDOUT && !capped ? 0 : err; /* the backoff's own end: try again */
 }
 
@@ -753,8 +755,9 @@ int weft_sock_accept(weft_sock_t *l, weft_sock_t **conn, struct sockaddr *addr, 
     err = (int)fd;
     if (err == -ECONNABORTED) continue; /* the client gave up while queued: take the next */
     if (err != -EMFILE && err != -ENFILE) break;
+    uint32_t seen = edges_before(&l->rd); /* before the drops: see backoff */
     emfile_drop(l);
-    if ((err = backoff(l, &delay_ms, deadline_ns)) != 0) break;
+    if ((err = backoff(l, &delay_ms, deadline_ns, seen)) != 0) break;
   }
   op_end(l, outside);
   return err;
