@@ -120,20 +120,34 @@ static bool sock_closing(weft__sock_t *s) { return sockref_closing(&s->refs); }
  * thread, another runtime's task), its count in the poller, which destroy waits out before it
  * frees the socket table (review, session 24: a thread blocked in a read when destroy ran
  * read the freed descriptor). 0 or WEFT_EBADF; *outside is for op_end. */
-static int op_begin(weft__sock_t *s, bool *outside) {
-  weft__worker_t *w = weft__worker_self();
-  *outside = !w || w->rt != s->rt;
-  if (WEFT__UNLIKELY(*outside) && !weft__poll_outside_enter(s->poller)) return WEFT_EBADF;
+static int __attribute__((noinline)) op_begin_outside(weft__sock_t *s) {
+  if (!weft__poll_outside_enter(s->poller)) return WEFT_EBADF;
   int err = sock_ref(s);
-  if (WEFT__UNLIKELY(err && *outside)) weft__poll_outside_leave(s->poller);
-  else if (WEFT__UNLIKELY(*outside)) weft__probe_hit(WEFT__PROBE_SOCK_OUTSIDE);
+  if (err) weft__poll_outside_leave(s->poller);
+  else weft__probe_hit(WEFT__PROBE_SOCK_OUTSIDE);
   return err;
 }
 
-static void op_end(weft__sock_t *s, bool outside) {
+static void __attribute__((noinline)) op_end_outside(weft__sock_t *s) {
   struct weft__poller *p = s->poller; /* read first: the drop may hand s out again */
   sock_unref(s);
-  if (WEFT__UNLIKELY(outside)) weft__poll_outside_leave(p);
+  weft__poll_outside_leave(p);
+}
+
+/* Inlined: a task of s's own runtime (the server's case) pays a thread-local read and a
+ * compare over the reference itself (an out-of-line op_begin cost the echo server ~60
+ * instructions a message: callgrind, bench/echo_instructions.sh). */
+static inline __attribute__((always_inline)) int op_begin(weft__sock_t *s, bool *outside) {
+  weft__worker_t *w = weft__worker_self();
+  *outside = !w || w->rt != s->rt;
+  return WEFT__UNLIKELY(*outside) ? op_begin_outside(s) : sock_ref(s);
+}
+
+static inline __attribute__((always_inline)) void op_end(weft__sock_t *s, bool outside) {
+  if (WEFT__UNLIKELY(outside))
+    op_end_outside(s);
+  else
+    sock_unref(s);
 }
 
 /* weft_sock_close's steps, for a caller already counted (op_begin's outside count). */
