@@ -803,7 +803,7 @@ WEFT_EXTERN int weft_queue_close(weft_queue_t *queue);
  * weft_sock_close or its runtime's weft_runtime_destroy, which closes every socket still open:
  * a plain thread or another runtime's task inside a call on one then is woken (WEFT_EBADF), and
  * destroy waits for it to return (at most 2 s; beyond that the socket table is kept, not
- * freed, and destroy says so on stderr).
+ * freed, its fds open, and destroy says so on stderr).
  * One accept loop per listener (several listeners: WEFT_LISTEN_REUSEPORT). */
 typedef struct weft_sock weft_sock_t;
 #define WEFT_IO_READABLE 1u
@@ -839,8 +839,8 @@ WEFT_EXTERN int weft_sock_accept(weft_sock_t *listener, weft_sock_t **conn, stru
 /* A stream socket connected to addr, or the error (WEFT_ETIMEDOUT at the deadline). */
 WEFT_EXTERN int weft_sock_connect(weft_runtime_t *rt, const struct sockaddr *addr, socklen_t len,
                                   uint64_t deadline_ns, weft_sock_t **conn);
-/* Up to len bytes: the count (0: end of stream, or len 0: at once), or a negative code. readv:
- * at most IOV_MAX buffers (more: WEFT_EINVAL). */
+/* Up to len bytes: the count (0: end of stream, or len 0 on TCP: at once), or a negative code.
+ * readv: at most IOV_MAX buffers (more: WEFT_EINVAL). */
 WEFT_EXTERN ptrdiff_t weft_sock_read(weft_sock_t *sock, void *buf, size_t len,
                                      uint64_t deadline_ns);
 WEFT_EXTERN ptrdiff_t weft_sock_readv(weft_sock_t *sock, const struct iovec *iov, int iovcnt,

@@ -995,9 +995,11 @@ static inline bool weft__poll_active(struct weft_runtime *rt) {
 void weft__offload_destroy(struct weft_runtime *rt);
 /* Whether the calling thread is one of rt's blocking-pool threads (running a weft_offload call). */
 bool weft__offload_is_pool_thread(struct weft_runtime *rt);
-/* lib/io.c: closes every socket still open and waits out the callers from outside the runtime
- * still inside a socket call, at most bound_ns: false if some are (the poller is then kept). */
-bool weft__io_quiesce(struct weft_runtime *rt, uint64_t bound_ns);
+/* lib/io.c, destroy's step 6: closes every socket still open (no socket is opened on the
+ * runtime after it); then waits out the callers from outside the runtime still inside a socket
+ * call, at most bound_ns: false if some are (the poller is then kept). */
+void weft__io_close_all(struct weft_runtime *rt);
+bool weft__io_callers_left(struct weft_runtime *rt, uint64_t bound_ns);
 void weft__poller_destroy(struct weft_runtime *rt);
 
 /* ---- Diagnostics (lib/metrics.c, lib/trace.c) ------------------------------------------------ */

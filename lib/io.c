@@ -116,38 +116,67 @@ static int sock_ref(weft__sock_t *s) { return sockref_take(&s->refs, s) ? 0 : WE
 
 static bool sock_closing(weft__sock_t *s) { return sockref_closing(&s->refs); }
 
-/* An operation's hold on s: its reference and, for a caller outside s's runtime (a plain
- * thread, another runtime's task), its count in the poller, which destroy waits out before it
- * frees the socket table (review, session 24: a thread blocked in a read when destroy ran
- * read the freed descriptor). 0 or WEFT_EBADF; *outside is for op_end. */
-static int __attribute__((noinline)) op_begin_outside(weft__sock_t *s) {
-  if (!weft__poll_outside_enter(s->poller)) return WEFT_EBADF;
-  int err = sock_ref(s);
-  if (err) weft__poll_outside_leave(s->poller);
-  else weft__probe_hit(WEFT__PROBE_SOCK_OUTSIDE);
-  return err;
+/* An operation's hold on s, in its caller's frame: its reference and, for a caller outside s's
+ * runtime (a plain thread, another runtime's task), its count in the poller, which destroy
+ * waits out before it frees the socket table (review, session 24: a thread blocked in a read
+ * when destroy ran read the freed descriptor). */
+typedef struct sock_op {
+  weft__sock_t *s;
+  bool outside;
+  struct weft_task *task;         /* an outside caller that is another runtime's task */
+  weft__discard_hook_t discarded; /* its record (op_discarded) */
+} sock_op_t;
+
+_Static_assert(WEFT__SOCK_REFS_FREE == (SR_CLOSING | SR_FINAL_BIT),
+               "poller.h's free descriptor reads as closed");
+
+/* Another runtime's task discarded inside a call on s (that runtime's destroy runs the record,
+ * after withdrawing the task's wait on s: dir_abandon) gives back its reference and its count,
+ * which would otherwise hold s's runtime's destroy for its whole bound and then keep the table
+ * (review, session 24). */
+static void op_discarded(void *ctx) {
+  sock_op_t *op = ctx;
+  struct weft__poller *p = op->s->poller;
+  sock_unref(op->s);
+  weft__poll_outside_leave(p);
 }
 
-static void __attribute__((noinline)) op_end_outside(weft__sock_t *s) {
-  struct weft__poller *p = s->poller; /* read first: the drop may hand s out again */
-  sock_unref(s);
+static int __attribute__((noinline)) op_begin_outside(sock_op_t *op, weft__worker_t *w) {
+  weft__sock_t *s = op->s;
+  if (!weft__poll_outside_enter(s->poller)) return WEFT_EBADF;
+  int err = sock_ref(s);
+  if (err) {
+    weft__poll_outside_leave(s->poller);
+    return err;
+  }
+  op->task = w ? weft__current(w) : NULL;
+  if (op->task) weft__discard_hook_push(op->task, &op->discarded, op_discarded, op);
+  weft__probe_hit(WEFT__PROBE_SOCK_OUTSIDE);
+  return 0;
+}
+
+static void __attribute__((noinline)) op_end_outside(sock_op_t *op) {
+  if (op->task) weft__discard_hook_pop(op->task, &op->discarded); /* the same stack, moved or not */
+  struct weft__poller *p = op->s->poller; /* read first: the drop may hand s out again */
+  sock_unref(op->s);
   weft__poll_outside_leave(p);
 }
 
 /* Inlined: a task of s's own runtime (the server's case) pays a thread-local read and a
  * compare over the reference itself (an out-of-line op_begin cost the echo server ~60
- * instructions a message: callgrind, bench/echo_instructions.sh). */
-static inline __attribute__((always_inline)) int op_begin(weft__sock_t *s, bool *outside) {
+ * instructions a message: callgrind, bench/echo_instructions.sh). 0 or WEFT_EBADF. */
+static inline __attribute__((always_inline)) int op_begin(weft__sock_t *s, sock_op_t *op) {
   weft__worker_t *w = weft__worker_self();
-  *outside = !w || w->rt != s->rt;
-  return WEFT__UNLIKELY(*outside) ? op_begin_outside(s) : sock_ref(s);
+  op->s = s;
+  op->outside = !w || w->rt != s->rt;
+  return WEFT__UNLIKELY(op->outside) ? op_begin_outside(op, w) : sock_ref(s);
 }
 
-static inline __attribute__((always_inline)) void op_end(weft__sock_t *s, bool outside) {
-  if (WEFT__UNLIKELY(outside))
-    op_end_outside(s);
+static inline __attribute__((always_inline)) void op_end(sock_op_t *op) {
+  if (WEFT__UNLIKELY(op->outside))
+    op_end_outside(op);
   else
-    sock_unref(s);
+    sock_unref(op->s);
 }
 
 /* weft_sock_close's steps, for a caller already counted (op_begin's outside count). */
@@ -170,15 +199,19 @@ int weft_sock_close(weft_sock_t *s) {
   return err;
 }
 
-/* Destroy (runtime.c, before the poller goes): every socket still open is closed as by
- * weft_sock_close, which wakes whoever waits on it from outside the runtime (a plain thread
- * within its poll slice, another runtime's task once that runtime runs it); then those callers
- * are waited out, at most bound_ns. False if some are still inside: the caller must keep the
- * table. The sockets of discarded tasks stay referenced: the poller closes their fds. */
+/* Destroy (runtime.c): every socket still open is closed as by weft_sock_close, which wakes
+ * whoever waits on it from outside the runtime (a plain thread or a blocking-pool thread within
+ * its poll slice, another runtime's task once that runtime runs it); closed descriptors answer
+ * EBADF and are left alone. The sockets of discarded tasks stay referenced: the poller closes
+ * their fds. Before the blocking pool is joined (review, session 24: a pool thread inside a read
+ * kept destroy waiting for ever). */
 static void sock_close_at_destroy(weft__sock_t *s) { (void)sock_close(s); }
 
-bool weft__io_quiesce(struct weft_runtime *rt, uint64_t bound_ns) {
+void weft__io_close_all(struct weft_runtime *rt) {
   weft__poll_each_open(rt, sock_close_at_destroy);
+}
+
+bool weft__io_callers_left(struct weft_runtime *rt, uint64_t bound_ns) {
   return weft__poll_outside_left(rt, bound_ns);
 }
 
@@ -254,8 +287,8 @@ static int dir_wait(weft__sock_t *s, weft__poll_dir_t *d, uint64_t deadline_ns, 
 
 int weft_sock_wait(weft_sock_t *s, unsigned events, uint64_t deadline_ns) {
   if (!s || (events != WEFT_IO_READABLE && events != WEFT_IO_WRITABLE)) return WEFT_EINVAL;
-  bool outside;
-  int err = op_begin(s, &outside);
+  sock_op_t op;
+  int err = op_begin(s, &op);
   if (err) return err;
   weft__poll_dir_t *d = events == WEFT_IO_READABLE ? &s->rd : &s->wr;
   /* Asked of the kernel each time: an edge says "something came", which may be stale
@@ -273,7 +306,7 @@ int weft_sock_wait(weft_sock_t *s, unsigned events, uint64_t deadline_ns) {
   /* Readable now: a short read's hint is stale (the edge that made it so may be undispatched,
    * and a read that trusted the hint would wait for it). relaxed: as read_leaves. */
   if (!err && d == &s->rd && s->tcp) atomic_store_explicit(&s->rd_drained, 0, memory_order_relaxed);
-  op_end(s, outside);
+  op_end(&op);
   return err;
 }
 
@@ -429,40 +462,41 @@ static ssize_t call_writev(weft__sock_t *s, void *ctx) {
   return sys_sendmsg(s->fd, &m);
 }
 
-/* A read of nothing answers 0 at once, on an open socket, as read(2) says (review, session 24:
- * a TCP socket answers EAGAIN to one while its queue is empty, and the read waited for data
- * it would not take). */
+/* A read of nothing from a TCP socket answers 0 at once, as read(2) says (review, session 24: TCP
+ * answers EAGAIN to one while its queue is empty, and the read waited for data it would not
+ * take). Other fds keep the kernel's answer: a datagram socket's read of nothing waits for a
+ * datagram and consumes it, as recv(2) does. */
 ptrdiff_t weft_sock_read(weft_sock_t *s, void *buf, size_t len, uint64_t deadline_ns) {
   if (!s || (!buf && len)) return WEFT_EINVAL;
-  bool outside;
-  int err = op_begin(s, &outside);
+  sock_op_t op;
+  int err = op_begin(s, &op);
   if (err) return err;
   ssize_t n = 0;
-  if (len) {
+  if (len || !s->tcp) {
     io_buf_t b = {.buf = buf, .len = len};
     uint32_t seen = 0;
     n = io_loop(s, &s->rd, call_read, &b, deadline_ns, read_hint(s, deadline_ns), &seen);
     if (s->tcp) read_leaves(s, n, len, seen);
   }
-  op_end(s, outside);
+  op_end(&op);
   return n;
 }
 
 ptrdiff_t weft_sock_readv(weft_sock_t *s, const struct iovec *iov, int iovcnt,
                           uint64_t deadline_ns) {
   if (!s || !iov || iovcnt <= 0 || iovcnt > IOV_MAX) return WEFT_EINVAL;
-  bool outside;
-  int err = op_begin(s, &outside);
+  sock_op_t op;
+  int err = op_begin(s, &op);
   if (err) return err;
   ssize_t n = 0;
   size_t asked = iov_total(iov, iovcnt);
-  if (asked) { /* nothing asked: 0 at once, as weft_sock_read */
+  if (asked || !s->tcp) { /* nothing asked of TCP: 0 at once, as weft_sock_read */
     io_buf_t b = {.iov = iov, .iovcnt = iovcnt};
     uint32_t seen = 0;
     n = io_loop(s, &s->rd, call_readv, &b, deadline_ns, read_hint(s, deadline_ns), &seen);
     if (s->tcp) read_leaves(s, n, asked, seen);
   }
-  op_end(s, outside);
+  op_end(&op);
   return n;
 }
 
@@ -470,8 +504,8 @@ int weft_sock_write(weft_sock_t *s, const void *buf, size_t len, size_t *written
                     uint64_t deadline_ns) {
   if (written) *written = 0;
   if (!s || (!buf && len)) return WEFT_EINVAL;
-  bool outside;
-  int err = op_begin(s, &outside);
+  sock_op_t op;
+  int err = op_begin(s, &op);
   if (err) return err;
   size_t done = 0;
   while (done < len) {
@@ -484,7 +518,7 @@ int weft_sock_write(weft_sock_t *s, const void *buf, size_t len, size_t *written
     done += (size_t)n;
   }
   if (written) *written = done;
-  op_end(s, outside);
+  op_end(&op);
   return err;
 }
 
@@ -506,8 +540,8 @@ int weft_sock_writev(weft_sock_t *s, const struct iovec *iov, int iovcnt, size_t
   if (!s || !iov || iovcnt <= 0 || iovcnt > IOV_MAX_WEFT) return WEFT_EINVAL;
   struct iovec left[IOV_MAX_WEFT];
   memcpy(left, iov, sizeof *iov * (size_t)iovcnt);
-  bool outside;
-  int err = op_begin(s, &outside);
+  sock_op_t op;
+  int err = op_begin(s, &op);
   if (err) return err;
   size_t done = 0;
   int n_left = iov_advance(left, iovcnt, 0); /* skips leading empty buffers */
@@ -522,17 +556,17 @@ int weft_sock_writev(weft_sock_t *s, const struct iovec *iov, int iovcnt, size_t
     n_left = iov_advance(left, n_left, (size_t)n);
   }
   if (written) *written = done;
-  op_end(s, outside);
+  op_end(&op);
   return err;
 }
 
 int weft_sock_shutdown(weft_sock_t *s, int how) {
   if (!s) return WEFT_EINVAL;
-  bool outside;
-  int err = op_begin(s, &outside);
+  sock_op_t op;
+  int err = op_begin(s, &op);
   if (err) return err;
   if (shutdown(s->fd, how) != 0) err = -errno;
-  op_end(s, outside);
+  op_end(&op);
   return err;
 }
 
@@ -751,8 +785,8 @@ static ssize_t call_accept(weft__sock_t *s, void *ctx) {
 int weft_sock_accept(weft_sock_t *l, weft_sock_t **conn, struct sockaddr *addr, socklen_t *len,
                      uint64_t deadline_ns) {
   if (!l || !conn || (addr && !len)) return WEFT_EINVAL;
-  bool outside;
-  int err = op_begin(l, &outside);
+  sock_op_t op;
+  int err = op_begin(l, &op);
   if (err) return err;
   accept_ctx_t a = {.addr = addr, .len = addr ? len : NULL, .len_in = addr ? *len : 0};
   uint64_t delay_ms = BACKOFF_FIRST_MS;
@@ -773,7 +807,7 @@ int weft_sock_accept(weft_sock_t *l, weft_sock_t **conn, struct sockaddr *addr, 
     emfile_drop(l);
     if ((err = backoff(l, &delay_ms, deadline_ns, seen)) != 0) break;
   }
-  op_end(l, outside);
+  op_end(&op);
   return err;
 }
 
@@ -808,7 +842,18 @@ int weft_sock_connect(weft_runtime_t *rt, const struct sockaddr *addr, socklen_t
   weft__sock_t *s;
   int err = sock_adopt(rt, fd, addr->sa_family == AF_INET || addr->sa_family == AF_INET6, &s);
   if (err) return fail_close(fd, err);
-  if (r != 0 && (err = connect_finish(s, deadline_ns)) != 0) {
+  if (r == 0) {
+    *conn = s;
+    return 0;
+  }
+  /* A hold for the wait, as every call's (review, session 24: a plain thread's connect was not
+   * counted, and destroy freed the socket under it). EBADF: destroy has begun, and its walk
+   * closes the socket. */
+  sock_op_t op;
+  if ((err = op_begin(s, &op)) != 0) return err;
+  err = connect_finish(s, deadline_ns);
+  op_end(&op);
+  if (err) {
     weft_sock_close(s);
     return err;
   }

@@ -262,8 +262,17 @@ static weft__sock_t *lookup(struct weft__poller *p, uint32_t index) {
   return chunk ? &chunk[index & (CHUNK - 1)] : NULL;
 }
 
-static weft__sock_t *desc_alloc(struct weft__poller *p) {
+/* A free descriptor, or NULL: out of memory, or (*closing) its runtime's destroy has begun —
+ * a registration then (an outside thread's accept or open racing destroy) would put a socket
+ * into a table that is about to be freed. */
+static weft__sock_t *desc_alloc(struct weft__poller *p, bool *closing) {
   pthread_mutex_lock(&p->lock);
+  /* relaxed: set under this lock (weft__poll_each_open) */
+  *closing = atomic_load_explicit(&p->closing, memory_order_relaxed);
+  if (*closing) {
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+  }
   weft__sock_t *s = p->free_list;
   if (s) {
     p->free_list = s->next_free;
@@ -278,6 +287,7 @@ static weft__sock_t *desc_alloc(struct weft__poller *p) {
           chunk[i].index = index + i;
           chunk[i].fd = -1;
           chunk[i].spare_fd = -1;
+          atomic_init(&chunk[i].refs, WEFT__SOCK_REFS_FREE); /* as a closed one: destroy's walk skips it */
         }
         /* release: the initialised chunk to lookup's acquire (a stale event may read it) */
         atomic_store_explicit(&p->chunks[index >> CHUNK_SHIFT], chunk, memory_order_release);
@@ -300,8 +310,9 @@ static void dir_init(weft__poll_dir_t *d) {
 }
 
 int weft__poll_register(struct weft__poller *p, int fd, weft__sock_t **out) {
-  weft__sock_t *s = desc_alloc(p);
-  if (!s) return WEFT_ENOMEM;
+  bool closing;
+  weft__sock_t *s = desc_alloc(p, &closing);
+  if (!s) return closing ? WEFT_EBADF : WEFT_ENOMEM;
   dir_init(&s->rd);
   dir_init(&s->wr);
   atomic_store_explicit(&s->refs, 0, memory_order_relaxed); /* relaxed: as dir_init */
@@ -318,6 +329,8 @@ int weft__poll_register(struct weft__poller *p, int fd, weft__sock_t **out) {
     /* Not registered: no del (EEXIST — the fd is another socket's — would take that one's
      * registration away: review, session 19), and the caller's fd stays the caller's. */
     s->fd = -1;
+    /* relaxed: nobody has the handle; as a closed one's, for destroy's walk */
+    atomic_store_explicit(&s->refs, WEFT__SOCK_REFS_FREE, memory_order_relaxed);
     weft__poll_unregister(p, s, false);
     return err;
   }
@@ -559,11 +572,15 @@ void weft__poll_outside_leave(struct weft__poller *p) {
 void weft__poll_each_open(struct weft_runtime *rt, void (*fn)(weft__sock_t *s)) {
   struct weft__poller *p = poller_of(rt);
   if (!p) return;
-  weft__shutdown_close(&p->closing); /* before the walk: a caller counted after it backs out */
-  for (uint32_t i = 0; i < p->used; i++) {
-    weft__sock_t *s = lookup(p, i);
-    if (s->fd >= 0) fn(s);
-  }
+  /* Under the lock: no registration comes after it (desc_alloc), so `used` is final. Before the
+   * walk: an outside caller counted after it backs out. fn gets every descriptor ever handed
+   * out, closed ones too (their refs say so: WEFT__SOCK_REFS_FREE), and reads nothing an
+   * outside caller may be writing (a socket's fd, its free-list link). */
+  pthread_mutex_lock(&p->lock);
+  weft__shutdown_close(&p->closing);
+  uint32_t used = p->used;
+  pthread_mutex_unlock(&p->lock);
+  for (uint32_t i = 0; i < used; i++) fn(lookup(p, i));
 }
 
 bool weft__poll_outside_left(struct weft_runtime *rt, uint64_t bound_ns) {

@@ -54,7 +54,11 @@ void weft__poll_unregister(struct weft__poller *p, weft__sock_t *s, bool close_f
  * runtime's destroy has begun, nothing counted) and out again, its last touch of the table. */
 bool weft__poll_outside_enter(struct weft__poller *p);
 void weft__poll_outside_leave(struct weft__poller *p);
-/* Destroy: marks the poller closing, then calls fn on every socket still open. */
+/* A descriptor's refs word (lib/sockref_impl.h) while it is not a socket: closed (CLOSING |
+ * FINAL), as after its last close. lib/io.c checks that it matches. */
+#define WEFT__SOCK_REFS_FREE 3u
+/* Destroy: marks the poller closing (no socket is registered after it: WEFT_EBADF), then calls
+ * fn on every descriptor handed out so far (closed ones too: fn must tell them by their refs). */
 void weft__poll_each_open(struct weft_runtime *rt, void (*fn)(weft__sock_t *s));
 /* Destroy: waits until no outside operation is in progress, at most bound_ns: false if some
  * still were (the table must then be kept, not freed). */

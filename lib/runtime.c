@@ -33,11 +33,17 @@
  *      before step 5 because the awaiters woken there may release at once.
  *   5. The unfinished orphans complete: threads and other runtimes' tasks that await them wake
  *      with WEFT_ESHUTDOWN. Their nodes are on their own stacks; nothing here is freed yet.
- *   6. I/O first (lib/offload.c, lib/poll.c): the blocking pool's threads finish the calls
- *      they run (a blocking call cannot be interrupted; its awaiters were cancelled in step 0
- *      or discarded in step 3, so its completion wakes no one) and are joined, and calls
- *      still queued are dropped; then the poller closes every socket still open, its epoll
- *      instance and eventfd (no worker polls any more since step 2).
+ *   6. I/O first (lib/io.c, lib/offload.c, lib/poll.c): every socket still open is closed as
+ *      by weft_sock_close (no socket is opened on the runtime after that), which wakes a plain
+ *      thread, a pool thread or another runtime's task inside a call on it (WEFT_EBADF; a
+ *      task of another runtime discarded there gives its hold back through its record). The
+ *      blocking pool's threads finish the calls they run (a blocking call cannot be
+ *      interrupted; its awaiters were cancelled in step 0 or discarded in step 3, so its
+ *      completion wakes no one) and are joined, and calls still queued are dropped. Then
+ *      destroy waits, at most IO_QUIESCE_NS, until no caller from outside is inside a socket
+ *      call, and the poller closes the fds of the sockets discarded tasks held, its epoll
+ *      instance and eventfd (no worker polls any more since step 2) and frees the table; a
+ *      caller still inside after the bound keeps it (leaked, fds open, said on stderr).
  *      Everything else is freed: deques, the timer wheel, every stack (the slabs are unmapped
  *      whole, so worker caches need no draining), the other descriptor slabs, the runtime.
  * Not covered: a thread that starts using one of the runtime's handles (an await, a release)
@@ -365,6 +371,7 @@ int weft_runtime_shutdown(weft_runtime_t *rt, uint64_t timeout_ns) {
 
 /* Kept rather than freed under a caller (destroy's step 6): said once, on stderr. */
 static void report_kept_poller(void) {
+  weft__probe_hit(WEFT__PROBE_POLLER_KEPT);
   static const char line[] = "weft: weft_runtime_destroy: a socket call from outside the "
                              "runtime did not return; its socket table is kept, not freed\n";
   ssize_t ignored = write(STDERR_FILENO, line, sizeof line - 1);
@@ -386,8 +393,9 @@ int weft_runtime_destroy(weft_runtime_t *rt) {
    * worker); its link is its last touch, and we wait for every link before we free. */
   weft__inject_quiesce(rt);
   weft__tasks_discard(rt);
-  weft__offload_destroy(rt); /* step 6's I/O part */
-  if (weft__io_quiesce(rt, IO_QUIESCE_NS))
+  weft__io_close_all(rt); /* step 6's I/O part: first, so that it wakes a pool thread's call */
+  weft__offload_destroy(rt);
+  if (weft__io_callers_left(rt, IO_QUIESCE_NS))
     weft__poller_destroy(rt);
   else /* a caller outside the runtime is still in a socket call: its memory stays */
     report_kept_poller();

@@ -77,6 +77,7 @@ enum {
   WEFT__PROBE_DISCARD_HOOK,    /* destroy ran a discarded task's record (task.c) */
   WEFT__PROBE_DISCARD_KEPT,    /* ... and kept a handle an outside awaiter still touches (task.c) */
   WEFT__PROBE_SOCK_OUTSIDE,    /* a socket call from outside its runtime counted itself in (io.c) */
+  WEFT__PROBE_POLLER_KEPT,     /* destroy kept a socket table a caller from outside was still in */
   WEFT__PROBES
 };
 #ifdef WEFT_FAULTS

@@ -575,7 +575,7 @@ Test(io, close_wakes_a_plain_thread_blocked_in_read) {
  * waits for it to leave before it frees the socket table (review, session 24: the thread read
  * the freed descriptor, which ASan reported; a write would have used a reused fd number). The
  * probe says the thread is inside the call, counted, before destroy begins. */
-Test(io, destroy_wakes_a_plain_thread_blocked_in_read_and_waits_for_it_to_leave) {
+Test(io, destroy_wakes_a_plain_thread_blocked_in_read_and_waits_for_it_to_leave, .timeout = 30) {
   weft_runtime_t *rt = test_runtime(2);
   waiter_t w = {0};
   int peer;
@@ -590,6 +590,114 @@ Test(io, destroy_wakes_a_plain_thread_blocked_in_read_and_waits_for_it_to_leave)
   cr_assert_eq(w.result, WEFT_EBADF, "the blocked read got %s", weft_err_name(w.result));
   char byte = 0;
   cr_assert_eq(read(peer, &byte, 1), 0, "destroy closed the thread's socket: its peer sees EOF");
+  close(peer);
+}
+
+/* The same for a plain thread's connect still in progress (review, session 24: the connect was
+ * not counted, and its thread read the freed descriptor). A listener whose backlog is full
+ * drops the SYN, so the connect waits; destroy closes its socket under it: WEFT_EBADF. */
+typedef struct {
+  struct sockaddr_in to;
+  weft_runtime_t *rt;
+  int err;
+} thread_connect_t;
+
+static void *connect_from_thread(void *arg) {
+  thread_connect_t *c = arg;
+  weft_sock_t *s = NULL;
+  c->err = weft_sock_connect(c->rt, (struct sockaddr *)&c->to, sizeof c->to,
+                             in_ns(10 * SEC_NS), &s);
+  return NULL;
+}
+
+Test(io, destroy_wakes_a_plain_thread_in_a_connect_and_waits_for_it_to_leave, .timeout = 30) {
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  thread_connect_t c = {.to = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)}};
+  socklen_t len = sizeof c.to;
+  cr_assert_eq(bind(l, (struct sockaddr *)&c.to, len), 0);
+  cr_assert_eq(getsockname(l, (struct sockaddr *)&c.to, &len), 0);
+  cr_assert_eq(listen(l, 0), 0);
+  int queued[4];
+  for (int i = 0; i < 4; i++) { /* fill the accept queue: the next SYN is dropped */
+    queued[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    (void)connect(queued[i], (struct sockaddr *)&c.to, sizeof c.to);
+  }
+  c.rt = test_runtime(1);
+  long inside = weft__probe_count(WEFT__PROBE_SOCK_OUTSIDE);
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, connect_from_thread, &c), 0);
+  while (weft__probe_count(WEFT__PROBE_SOCK_OUTSIDE) == inside) sched_yield();
+  OK(weft_runtime_destroy(c.rt));
+  pthread_join(th, NULL);
+  cr_assert_eq(c.err, WEFT_EBADF, "the connect got %s", weft_err_name(c.err));
+  for (int i = 0; i < 4; i++) close(queued[i]);
+  close(l);
+}
+
+/* A blocking-pool thread inside a read on the runtime's socket when destroy runs: destroy closes
+ * the sockets before it joins the pool, so the read ends (WEFT_EBADF) and destroy returns (review,
+ * session 24: it joined the pool first, and waited for ever). */
+static atomic_int pool_read_result;
+static void *read_on_pool_thread(void *s) {
+  char buf[8];
+  atomic_store(&pool_read_result, (int)weft_sock_read(s, buf, sizeof buf, UINT64_MAX));
+  return NULL;
+}
+
+static void *offload_read(void *s) { return IPTR(weft_offload(read_on_pool_thread, s, NULL)); }
+
+Test(io, destroy_ends_a_blocking_pool_calls_socket_read_before_joining_the_pool, .timeout = 60) {
+  weft_options_t o = WEFT_OPTIONS_INIT;
+  o.workers = 1;
+  o.shutdown_timeout_ms = 100; /* the awaiting task waits for the started call: discarded */
+  weft_runtime_t *rt = runtime_with(&o);
+  weft_sock_t *s;
+  int peer;
+  socket_pair(rt, &s, &peer);
+  atomic_store(&pool_read_result, 1);
+  long inside = weft__probe_count(WEFT__PROBE_SOCK_OUTSIDE);
+  OK(weft_runtime_spawn(rt, NULL, offload_read, s));
+  while (weft__probe_count(WEFT__PROBE_SOCK_OUTSIDE) == inside) sched_yield();
+  OK(weft_runtime_destroy(rt)); /* returns: the test's timeout is the failure */
+  cr_assert_eq(atomic_load(&pool_read_result), WEFT_EBADF);
+  close(peer);
+}
+
+/* A task of runtime B discarded inside a read on runtime A's socket gives its hold back when B is
+ * destroyed, so A's destroy frees its socket table at once (review, session 24: A waited its
+ * whole bound, then kept the table, its fds and 100 KB). */
+static atomic_int cross_reading;
+static void *stubborn_cross_read(void *s) {
+  weft_shield_begin();
+  atomic_store(&cross_reading, 1);
+  char buf[8];
+  int err = (int)weft_sock_read(s, buf, sizeof buf, UINT64_MAX);
+  weft_shield_end();
+  return IPTR(err);
+}
+
+Test(io, a_task_of_another_runtime_discarded_in_a_read_lets_the_sockets_runtime_free_it, .timeout = 30) {
+  weft_runtime_t *a = test_runtime(1);
+  weft_options_t o = WEFT_OPTIONS_INIT;
+  o.workers = 1;
+  o.shutdown_timeout_ms = 50;
+  weft_runtime_t *b = runtime_with(&o);
+  weft_sock_t *s;
+  int peer;
+  socket_pair(a, &s, &peer);
+  long inside = weft__probe_count(WEFT__PROBE_SOCK_OUTSIDE);
+  long kept = weft__probe_count(WEFT__PROBE_POLLER_KEPT);
+  weft_task_t *t;
+  atomic_store(&cross_reading, 0);
+  OK(weft_runtime_spawn(b, &t, stubborn_cross_read, s));
+  while (weft__probe_count(WEFT__PROBE_SOCK_OUTSIDE) == inside) sched_yield();
+  OK(weft_runtime_destroy(b)); /* discards the reader: its record gives its hold back */
+  cr_assert_eq(weft_await(t, NULL), WEFT_ESHUTDOWN);
+  weft_task_release(t);
+  OK(weft_runtime_destroy(a));
+  cr_assert_eq(weft__probe_count(WEFT__PROBE_POLLER_KEPT), kept, "A kept its socket table");
+  char byte;
+  cr_assert_eq(read(peer, &byte, 1), 0, "A's destroy closed the socket");
   close(peer);
 }
 
