@@ -783,12 +783,18 @@ typedef struct short_read_case {
   bool scoped; /* the second read's deadline is a scope's that has passed, not its own */
 } short_read_case_t;
 
-static void *short_read_then_poll(void *arg) {
-  short_read_case_t *h = arg;
+/* The case's task accepts the test's connection and says so (stage 1: the test sends). */
+static weft_sock_t *short_read_accept(short_read_case_t *h) {
   weft_sock_t *c;
   OK(weft_sock_accept(h->listener, &c, NULL, NULL, in_ns(10 * SEC_NS)));
   h->fd = weft_sock_fd(c);
-  atomic_store(&h->stage, 1); /* the test sends "ab" */
+  atomic_store(&h->stage, 1);
+  return c;
+}
+
+static void *short_read_then_poll(void *arg) {
+  short_read_case_t *h = arg;
+  weft_sock_t *c = short_read_accept(h); /* the test sends "ab" */
   char buf[8];
   h->first = weft_sock_read(c, buf, sizeof buf, in_ns(10 * SEC_NS)); /* short: the hint is left */
   atomic_store(&h->stage, 2); /* the test sends "c" and sees it arrive */
@@ -856,10 +862,7 @@ Test(io, a_read_whose_scope_has_expired_asks_the_kernel_even_after_a_short_read)
  * came, here until its deadline). */
 static void *short_read_then_read_nothing(void *arg) {
   short_read_case_t *h = arg;
-  weft_sock_t *c;
-  OK(weft_sock_accept(h->listener, &c, NULL, NULL, in_ns(10 * SEC_NS)));
-  h->fd = weft_sock_fd(c);
-  atomic_store(&h->stage, 1); /* the test sends "ab", and nothing after it */
+  weft_sock_t *c = short_read_accept(h); /* the test sends "ab", and nothing after it */
   char buf[8];
   h->first = weft_sock_read(c, buf, sizeof buf, in_ns(10 * SEC_NS)); /* short: the hint is left */
   h->second = weft_sock_read(c, buf, 0, in_ns(10 * SEC_NS));
@@ -882,10 +885,7 @@ Test(io, a_read_of_nothing_after_a_short_read_returns_0_at_once) {
 
 static void *short_read_at_end_of_stream(void *arg) {
   short_read_case_t *h = arg;
-  weft_sock_t *c;
-  OK(weft_sock_accept(h->listener, &c, NULL, NULL, in_ns(10 * SEC_NS)));
-  h->fd = weft_sock_fd(c);
-  atomic_store(&h->stage, 1); /* the test sends "ab" and its end of stream */
+  weft_sock_t *c = short_read_accept(h); /* the test sends "ab" and its end of stream */
   while (atomic_load(&h->stage) != 2) weft_yield();
   /* Asleep, the one worker parks in the poller, which dispatches the data's edge with its
    * hang-up before this task's reads look at the socket. */
