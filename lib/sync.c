@@ -100,6 +100,7 @@ void weft__wq_abandon(weft__wq_wait_t *w) {
   if (queued) wq_unlink(w->q, w->node);
   wq_unlock(w->lock);
   if (wait) wq_wait_done(w); /* an outside peer: its inject push touches the runtime */
+  if (!queued && w->undelivered) w->undelivered(w->obj, w->status);
 }
 
 /* A direct wait's record: a timer entry on the task's stack, as join.c's waits use one, with
@@ -160,7 +161,9 @@ static void wq_word_wait_abandoned(struct weft_task *t, void *ctx) {
   bool queued = w->node->queued;
   if (queued) wq_unlink(w->q, w->node);
   wq_unlock(w->lock);
-  if (!queued) weft__wq_settle(w);
+  if (queued) return;
+  weft__wq_settle(w);
+  if (w->undelivered) w->undelivered(w->obj, w->status);
 }
 
 /* weft__wq_wait once the caller has dropped the lock (n queued before it did); before: the
@@ -292,6 +295,18 @@ static void mutex_wake_next(weft_mutex_t *m, bool locked) {
   if (n) wq_wake(n->wait, hand ? MUTEX_HANDED : MUTEX_RETRY);
 }
 
+/* A waiter that destroy discarded after an unlock dequeued it (weft__wq_wait_t.undelivered):
+ * the lock handed over goes back (an unlock), a wake-up to compete is passed on (as
+ * mutex_give_up does); else the lock stayed held, or the waiters behind slept on a free
+ * mutex, for ever (review, session 24). */
+static void mutex_undelivered(void *obj, int status) {
+  weft_mutex_t *m = obj;
+  if (status == MUTEX_HANDED)
+    weft_mutex_unlock(m);
+  else if (status == MUTEX_RETRY)
+    mutex_wake_next(m, false);
+}
+
 /* A woken waiter that will not compete after all (cancelled, or its deadline passed): passes
  * the wake-up on, or it is lost. Returns the error. */
 static int mutex_give_up(weft_mutex_t *m, int err) {
@@ -325,6 +340,8 @@ static __attribute__((noinline)) int mutex_lock_slow(weft_mutex_t *m, uint64_t d
     weft__wq_wait_t w;
     weft__wq_node_t n;
     wq_wait_init(&w, false);
+    w.undelivered = mutex_undelivered;
+    w.obj = m;
     wq_node_init(&n, &w, NULL, 0);
     n.starving = starving;
     wq_lock(&m->lock);
@@ -385,6 +402,12 @@ void weft_sem_destroy(weft_sem_t *s) {
   free(s);
 }
 
+/* A waiter that destroy discarded after a release handed it the permit gives the permit back
+ * (weft__wq_wait_t.undelivered; review, session 24: it was lost). */
+static void sem_undelivered(void *obj, int status) {
+  if (status == 0) weft_sem_release(obj);
+}
+
 static int sem_take(weft_sem_t *s, uint64_t deadline_ns, bool wait) {
   wq_lock(&s->lock);
   if (s->value > 0) { /* only when no one waits: a releaser hands straight to the queue */
@@ -401,6 +424,8 @@ static int sem_take(weft_sem_t *s, uint64_t deadline_ns, bool wait) {
   weft__wq_wait_t w;
   weft__wq_node_t n;
   wq_wait_init(&w, false);
+  w.undelivered = sem_undelivered;
+  w.obj = s;
   wq_node_init(&n, &w, NULL, 0);
   wq_push(&s->q, &n, false);
   return weft__wq_wait(self, &s->lock, &s->q, &n, deadline_ns);
