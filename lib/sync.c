@@ -94,13 +94,29 @@ static void wq_wait_done(weft__wq_wait_t *w) {
       sched_yield();
 }
 
+/* Whether a peer has handed a discarded direct waiter its value: its wake won (the task reads
+ * WOKEN by completion) or lost to a cancel's and said `done`. Read without the queue's lock:
+ * the peer's call has returned since, and its caller may have freed the object (an event set,
+ * then destroyed, before the runtime: review, session 24, which ASan reproduced). acquire: the
+ * peer's writes (its `settle`) come with either. A peer between its dequeue and these is still
+ * inside its call, so the object is alive for the locked look. */
+static bool wq_direct_delivered(weft__wq_wait_t *w) {
+  uint32_t s = atomic_load_explicit(&w->task->state, memory_order_acquire);
+  if ((s & WK_PHASE) == WK_WOKEN && ((s & WK_SIDE) >> WK_SIDE_SHIFT) == WK_BY_COMPLETION)
+    return true;
+  return atomic_load_explicit(&w->done, memory_order_acquire) != 0;
+}
+
 void weft__wq_abandon(weft__wq_wait_t *w) {
+  if (wq_direct_delivered(w)) {
+    if (w->settle) wq_wait_done(w); /* an outside peer: its inject push touches the runtime */
+    return;
+  }
   wq_lock(w->lock);
   bool queued = w->node->queued, wait = !queued && w->settle;
   if (queued) wq_unlink(w->q, w->node);
   wq_unlock(w->lock);
   if (wait) wq_wait_done(w); /* an outside peer: its inject push touches the runtime */
-  if (!queued && w->undelivered) w->undelivered(w->obj, w->status);
 }
 
 /* A direct wait's record: a timer entry on the task's stack, as join.c's waits use one, with
@@ -157,13 +173,18 @@ static int wq_wait_direct(struct weft_task *self, weft__spin_t *lock, weft__wq_t
 static void wq_word_wait_abandoned(struct weft_task *t, void *ctx) {
   (void)t;
   weft__wq_wait_t *w = ctx;
+  /* Delivered (DONE: only a peer that dequeued us completes the word): the object may be gone
+   * (its owner freed it once the peer's call returned: review, session 24), so no lock; the
+   * peer's end is waited out. acquire: as weft__wq_settle's. */
+  if (atomic_load_explicit(&w->word, memory_order_acquire) & WEFT__DONE) {
+    weft__wq_settle(w);
+    return;
+  }
   wq_lock(w->lock);
   bool queued = w->node->queued;
   if (queued) wq_unlink(w->q, w->node);
   wq_unlock(w->lock);
-  if (queued) return;
-  weft__wq_settle(w);
-  if (w->undelivered) w->undelivered(w->obj, w->status);
+  if (!queued) weft__wq_settle(w);
 }
 
 /* weft__wq_wait once the caller has dropped the lock (n queued before it did); before: the
@@ -295,18 +316,6 @@ static void mutex_wake_next(weft_mutex_t *m, bool locked) {
   if (n) wq_wake(n->wait, hand ? MUTEX_HANDED : MUTEX_RETRY);
 }
 
-/* A waiter that destroy discarded after an unlock dequeued it (weft__wq_wait_t.undelivered):
- * the lock handed over goes back (an unlock), a wake-up to compete is passed on (as
- * mutex_give_up does); else the lock stayed held, or the waiters behind slept on a free
- * mutex, for ever (review, session 24). */
-static void mutex_undelivered(void *obj, int status) {
-  weft_mutex_t *m = obj;
-  if (status == MUTEX_HANDED)
-    weft_mutex_unlock(m);
-  else if (status == MUTEX_RETRY)
-    mutex_wake_next(m, false);
-}
-
 /* A woken waiter that will not compete after all (cancelled, or its deadline passed): passes
  * the wake-up on, or it is lost. Returns the error. */
 static int mutex_give_up(weft_mutex_t *m, int err) {
@@ -340,8 +349,6 @@ static __attribute__((noinline)) int mutex_lock_slow(weft_mutex_t *m, uint64_t d
     weft__wq_wait_t w;
     weft__wq_node_t n;
     wq_wait_init(&w, false);
-    w.undelivered = mutex_undelivered;
-    w.obj = m;
     wq_node_init(&n, &w, NULL, 0);
     n.starving = starving;
     wq_lock(&m->lock);
@@ -402,12 +409,6 @@ void weft_sem_destroy(weft_sem_t *s) {
   free(s);
 }
 
-/* A waiter that destroy discarded after a release handed it the permit gives the permit back
- * (weft__wq_wait_t.undelivered; review, session 24: it was lost). */
-static void sem_undelivered(void *obj, int status) {
-  if (status == 0) weft_sem_release(obj);
-}
-
 static int sem_take(weft_sem_t *s, uint64_t deadline_ns, bool wait) {
   wq_lock(&s->lock);
   if (s->value > 0) { /* only when no one waits: a releaser hands straight to the queue */
@@ -424,8 +425,6 @@ static int sem_take(weft_sem_t *s, uint64_t deadline_ns, bool wait) {
   weft__wq_wait_t w;
   weft__wq_node_t n;
   wq_wait_init(&w, false);
-  w.undelivered = sem_undelivered;
-  w.obj = s;
   wq_node_init(&n, &w, NULL, 0);
   wq_push(&s->q, &n, false);
   return weft__wq_wait(self, &s->lock, &s->q, &n, deadline_ns);

@@ -136,12 +136,6 @@ typedef struct weft__wq_wait {
   weft__spin_t *lock;     /* where its node waits: for destroy (weft__wq_abandon) */
   struct weft__wq *q;
   struct weft__wq_node *node;
-  /* What a waiter that was handed something gives back if destroy discards its task before
-   * it ran again (a mutex handed over or a wake-up to compete, a semaphore's permit): called
-   * by destroy's abandon with the status the peer delivered, obj its object. NULL: nothing
-   * (an event, a condition, a wait group, a channel's value: that one is lost with the task). */
-  void (*undelivered)(void *obj, int status);
-  void *obj;
 } weft__wq_wait_t;
 
 /* One per queue entry, on the caller's stack. */
@@ -164,7 +158,6 @@ static inline void wq_wait_init(weft__wq_wait_t *w, bool select) {
   w->status = 0;
   w->select = select;
   w->task = NULL;
-  w->undelivered = NULL;
 }
 
 static inline void wq_node_init(weft__wq_node_t *n, weft__wq_wait_t *w, void *value, int index) {
