@@ -352,7 +352,9 @@ static void select_unlink(weft_chan_op_t *ops, weft__wq_node_t *nodes, size_t n,
 
 /* Destroy's way out for a select discarded while it waits: its nodes leave their queues, and a
  * peer that claimed one is waited out (its completion of the word). Review, session 24: the
- * nodes stayed queued on the unmapped stack. */
+ * nodes stayed queued on the unmapped stack. It takes every case's lock even after a claim, as a
+ * woken select does (select_wait): a select's channels must outlive the call anyway, and the
+ * losing cases' nodes may still be queued. */
 static void select_abandoned(struct weft_task *t, void *ctx) {
   (void)t;
   select_waiting_t *s = ctx;
