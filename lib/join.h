@@ -2,8 +2,9 @@
  * and memory orders in join_impl.h, shared with the relacy model in tests/model/).
  * Names this header generates (static inline, from join_impl.h's JN_FN), so grep finds them
  * here: join_add_waiter, join_complete, join_finish_waking, join_release_handle,
- * join_count_release, join_remove_waiter, join_signal_thread, join_signal_state,
- * join_may_return, join_holder_untouched; and the constants JN_DONE, JN_RELEASED, JN_BUSY, JN_FLAGS, JN_WAITING,
+ * join_count_release, join_remove_waiter, join_hold_unless_done, join_unhold,
+ * join_signal_thread, join_signal_state, join_may_return, join_holder_untouched; and the
+ * constants JN_DONE, JN_RELEASED, JN_BUSY, JN_FLAGS, JN_WAITING,
  * JN_SIGNALLED, JN_WOKEN. */
 #ifndef WEFT_JOIN_H
 #define WEFT_JOIN_H
@@ -32,6 +33,7 @@
 #define JN_FUTEX_WAKE(sig) weft__futex_wake((sig), 1)
 #define JN_FN(name) join_##name
 #define JN_PAUSE_UNLINKED() weft__pause(WEFT__PAUSE_JOIN_UNLINKED) /* tests (test_destroy) */
+#define JN_COMPLETE_WAITED() weft__probe_hit(WEFT__PROBE_COMPLETE_HELD) /* tests (test_destroy) */
 
 #include "join_impl.h"
 

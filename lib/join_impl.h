@@ -18,9 +18,11 @@
  * and the protocol steps they plant bugs in: JN_THREAD_RETURNS_AT (the wake word's value at
  * which a blocked thread may return: JN_WOKEN), JN_REMOVE_WAITS_BUSY and JN_COMPLETE_WAITS_BUSY
  * (1: the steps below that wait out the other party's BUSY), and JN_UNTOUCHED_BITS (the bits of
- * the word holder_untouched looks at: all of them); and JN_PAUSE_UNLINKED() (nothing unless
+ * the word holder_untouched looks at: all of them), JN_HOLD_BY_LOOK (1: hold_unless_done only
+ * looks at DONE and holds nothing, session 24's rule); and JN_PAUSE_UNLINKED() (nothing unless
  * defined: the library's test build holds a remover there, its node unlinked and BUSY still
- * set, for a test of destroy's release of a discarded task's handle).
+ * set, for a test of destroy's release of a discarded task's handle) and JN_COMPLETE_WAITED()
+ * (nothing unless defined: the test build counts a completion that waited out BUSY).
  *
  * Design. A task's (or future's) completion word holds, in one uintptr_t, the list of waiter
  * nodes (a Treiber stack of nodes that live on the waiters' own stacks, 8-aligned), DONE,
@@ -36,7 +38,8 @@
  * finish_waking), and by a remover (a timed-out waiter, or destroy taking a discarded task's
  * node out) while it unlinks one node in place (BUSY without DONE; the completer waits for it
  * to end). So "DONE and not BUSY" means: every node was delivered and no one will touch any
- * node of this word again — a remover that sees it may return and let its frame go. The
+ * node of this word again — a remover that sees it may return and let its frame go. Destroy
+ * sets BUSY without DONE too (hold_unless_done), to keep a peer inside its call for a moment. The
  * descriptor is not freed while BUSY: the completer frees it at finish_waking if the handle
  * was released meanwhile. A blocked thread's wake word has three values, WAITING → SIGNALLED
  * (the results are published; the waker is about to call FUTEX_WAKE on the word) → WOKEN (the
@@ -52,6 +55,9 @@
 
 #ifndef JN_PAUSE_UNLINKED
 #define JN_PAUSE_UNLINKED() ((void)0)
+#endif
+#ifndef JN_COMPLETE_WAITED
+#define JN_COMPLETE_WAITED() ((void)0)
 #endif
 #ifndef JN_DONE
 #define JN_DONE ((uintptr_t)1)
@@ -110,6 +116,7 @@ static inline uintptr_t JN_FN(complete)(JN_WORD *word) {
   uintptr_t s = JN_LOAD(*word, JN_RLX); /* relaxed: the CAS validates it */
   for (;;) {
     if (JN_COMPLETE_WAITS_BUSY && (s & JN_BUSY)) { /* a remover is unlinking a node in place */
+      JN_COMPLETE_WAITED();
       JN_YIELD();
       s = JN_LOAD(*word, JN_RLX); /* relaxed: the CAS validates it */
       continue;
@@ -200,6 +207,40 @@ unlock:
   /* release: our edit of the links happens before the completer's (or next remover's) read */
   JN_FETCH_AND(*word, ~JN_BUSY, JN_REL);
   return true;
+}
+
+/* Destroy's hold on a discarded waiter's word (session 25; lib/sync.c, wq_word_wait_abandoned):
+ * BUSY without DONE, as a remover's, while destroy looks under the object's lock whether a
+ * peer dequeued the waiter. A peer that did completes the word only after its call's dequeue,
+ * and complete() waits out BUSY: so the peer stays inside its call, and the object alive (its
+ * owner may free it once the call returns), until unhold. False, holding nothing, if the word
+ * is DONE: the peer delivered already, and the object must not be touched. JN_HOLD_BY_LOOK 1
+ * plants session 24's rule (a look at DONE, no hold), which the model must catch. */
+#ifndef JN_HOLD_BY_LOOK
+#define JN_HOLD_BY_LOOK 0
+#endif
+static inline bool JN_FN(hold_unless_done)(JN_WORD *word) {
+  /* acquire: a DONE seen comes with the peer's writes (its status) */
+  uintptr_t s = JN_LOAD(*word, JN_ACQ);
+  if (JN_HOLD_BY_LOOK) return !(s & JN_DONE);
+  for (;;) {
+    if (s & JN_DONE) return false;
+    if (s & JN_BUSY) { /* another remover (never the deliverer: not DONE) */
+      JN_YIELD();
+      s = JN_LOAD(*word, JN_ACQ); /* acquire: as above */
+      continue;
+    }
+    /* acquire: on failure, a DONE that landed meanwhile, as above (C11: the success order
+     * may not be weaker than the failure's) */
+    if (JN_CAS_WEAK(*word, s, s | JN_BUSY, JN_ACQ, JN_ACQ)) return true;
+  }
+}
+
+/* Ends hold_unless_done's hold: a waiting complete() goes on. */
+static inline void JN_FN(unhold)(JN_WORD *word) {
+  /* release: our unlink (under the object's lock, released before) happens before the
+   * peer's completion and its return */
+  JN_FETCH_AND(*word, ~JN_BUSY, JN_REL);
 }
 
 /* A blocked thread's wake: publish, wake, then say that the word is ours no more. */

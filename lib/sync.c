@@ -94,28 +94,50 @@ static void wq_wait_done(weft__wq_wait_t *w) {
       sched_yield();
 }
 
+/* Destroy's handshake with an outside peer (lib/abandon_impl.h, model-checked by
+ * tests/model/abandon_model.cpp): weft__wq_abandon_begin, weft__wq_abandon_end (destroy's),
+ * weft__wq_peer_waits_abandon (the peer's, declared in waitq.h). */
+#define AB_FLAG _Atomic uint32_t
+#define AB_LOAD(obj, mo) atomic_load_explicit(&(obj), (mo))
+#define AB_STORE(obj, v, mo) atomic_store_explicit(&(obj), (v), (mo))
+#define AB_FENCE() atomic_thread_fence(memory_order_seq_cst)
+#define AB_YIELD() sched_yield()
+#define AB_RLX memory_order_relaxed
+#define AB_ACQ memory_order_acquire
+#define AB_REL memory_order_release
+#define AB_FN(name) weft__wq_##name
+#define AB_LINKAGE __attribute__((noinline)) /* the fences stay in functions of their own */
+#define AB_PEER_WAITS() weft__probe_hit(WEFT__PROBE_PEER_HELD) /* tests (test_destroy) */
+void weft__wq_abandon_begin(AB_FLAG *f);
+void weft__wq_abandon_end(AB_FLAG *f);
+#include "abandon_impl.h"
+
 /* Whether a peer has handed a discarded direct waiter its value: its wake won (the task reads
  * WOKEN by completion) or lost to a cancel's and said `done`. Read without the queue's lock:
- * the peer's call has returned since, and its caller may have freed the object (an event set,
- * then destroyed, before the runtime: review, session 24, which ASan reproduced). acquire: the
- * peer's writes (its `settle`) come with either. A peer between its dequeue and these is still
- * inside its call, so the object is alive for the locked look. */
+ * the peer's call may have returned since, and its caller freed the object (an event set,
+ * then destroyed: review, session 24, which ASan reproduced). acquire: the peer's writes (its
+ * `settle`) come with either. After weft__wq_abandon_begin: a peer that wakes the task after
+ * this look waits, inside its call, until weft__wq_abandon_end (lib/abandon_impl.h). */
 static bool wq_direct_delivered(weft__wq_wait_t *w) {
-  uint32_t s = atomic_load_explicit(&w->task->state, memory_order_acquire);
-  if ((s & WK_PHASE) == WK_WOKEN && ((s & WK_SIDE) >> WK_SIDE_SHIFT) == WK_BY_COMPLETION)
+  if (wake_woken_by_completion(atomic_load_explicit(&w->task->state, memory_order_acquire)))
     return true;
   return atomic_load_explicit(&w->done, memory_order_acquire) != 0;
 }
 
 void weft__wq_abandon(weft__wq_wait_t *w) {
+  weft__wq_abandon_begin(&w->abandoning);
+  bool wait;
   if (wq_direct_delivered(w)) {
-    if (w->settle) wq_wait_done(w); /* an outside peer: its inject push touches the runtime */
-    return;
+    wait = w->settle;
+  } else {
+    weft__pause(WEFT__PAUSE_ABANDON_LOOKED); /* tests: a peer wakes the task here */
+    wq_lock(w->lock);
+    bool queued = w->node->queued;
+    wait = !queued && w->settle;
+    if (queued) wq_unlink(w->q, w->node);
+    wq_unlock(w->lock);
   }
-  wq_lock(w->lock);
-  bool queued = w->node->queued, wait = !queued && w->settle;
-  if (queued) wq_unlink(w->q, w->node);
-  wq_unlock(w->lock);
+  weft__wq_abandon_end(&w->abandoning); /* before the wait: a peer may wait for it */
   if (wait) wq_wait_done(w); /* an outside peer: its inject push touches the runtime */
 }
 
@@ -140,6 +162,7 @@ static int wq_wait_direct(struct weft_task *self, weft__spin_t *lock, weft__wq_t
   }
   w->task = self;
   atomic_init(&w->done, 0);
+  atomic_init(&w->abandoning, AB_NONE);
   w->settle = false;
   w->lock = lock;
   w->q = q;
@@ -169,21 +192,24 @@ static int wq_wait_direct(struct weft_task *self, weft__spin_t *lock, weft__wq_t
  * node leaves the queue, or, if a peer dequeued it, the peer's completion of the word is waited
  * out (the peer may be an outside thread still in it: its last touch is the word's BUSY).
  * Without it the node stayed queued on an unmapped stack (review, session 24: a timed receive
- * or semaphore acquire, then a send or release after destroy, faulted in wq_pop). */
+ * or semaphore acquire, then a send or release after destroy, faulted in wq_pop). The lock is
+ * taken under a hold on the word (join_impl.h's hold_unless_done: a peer's completion waits for
+ * it), so that a peer that dequeued the node cannot return and let the object be freed while
+ * we look (session 25's model: session 24 looked at DONE, then locked). A word already DONE
+ * means delivered: the object may be gone, and is not touched. */
 static void wq_word_wait_abandoned(struct weft_task *t, void *ctx) {
   (void)t;
   weft__wq_wait_t *w = ctx;
-  /* Delivered (DONE: only a peer that dequeued us completes the word): the object may be gone
-   * (its owner freed it once the peer's call returned: review, session 24), so no lock; the
-   * peer's end is waited out. acquire: as weft__wq_settle's. */
-  if (atomic_load_explicit(&w->word, memory_order_acquire) & WEFT__DONE) {
+  if (!join_hold_unless_done(&w->word)) {
     weft__wq_settle(w);
     return;
   }
+  weft__pause(WEFT__PAUSE_ABANDON_LOOKED); /* tests: a peer delivers here */
   wq_lock(w->lock);
   bool queued = w->node->queued;
   if (queued) wq_unlink(w->q, w->node);
   wq_unlock(w->lock);
+  join_unhold(&w->word);
   if (!queued) weft__wq_settle(w);
 }
 

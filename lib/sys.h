@@ -78,6 +78,8 @@ enum {
   WEFT__PROBE_DISCARD_KEPT,    /* ... and kept a handle an outside awaiter still touches (task.c) */
   WEFT__PROBE_SOCK_OUTSIDE,    /* a socket call from outside its runtime counted itself in (io.c) */
   WEFT__PROBE_POLLER_KEPT,     /* destroy kept a socket table a caller from outside was still in */
+  WEFT__PROBE_PEER_HELD,       /* an outside peer's hand-off waited for destroy's look (sync.c) */
+  WEFT__PROBE_COMPLETE_HELD,   /* a completion waited out a remover's BUSY, or destroy's hold */
   WEFT__PROBES
 };
 #ifdef WEFT_FAULTS
@@ -93,6 +95,7 @@ static inline void weft__probe_hit(int probe) { (void)probe; }
 enum {
   WEFT__PAUSE_SLAB_MAP, /* a stack slab is about to be mapped, outside the pool's lock */
   WEFT__PAUSE_JOIN_UNLINKED, /* a remover unlinked its node from a word, BUSY still set (join_impl.h) */
+  WEFT__PAUSE_ABANDON_LOOKED, /* destroy found a discarded waiter's wait undelivered (sync.c) */
   WEFT__PAUSES
 };
 #ifdef WEFT_FAULTS

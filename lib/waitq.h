@@ -44,7 +44,8 @@
  * A peer from outside the task's runtime (a plain thread; marked `settle` under the lock at its
  * dequeue) always ends with `done` after its scheduling (an inject push that touches the
  * runtime), and the task, and destroy (weft__wq_abandon, which also unlinks a discarded task's
- * queued node), wait for it. Locked instructions per pingpong hop, measured by reading the
+ * queued node), wait for it; before `done` such a peer waits while destroy may be looking
+ * under the lock (lib/abandon_impl.h: its caller may free the object once the call returns). Locked instructions per pingpong hop, measured by reading the
  * path: the send's lock, the wake CAS, the next slot's put, the receive's lock, the commit, the
  * slot's take — 6, where the completion-word path took 12 (lock, park_begin, add_waiter,
  * commit, take from the deque; complete, count_release, wake, finish_waking, push; lock,
@@ -119,6 +120,12 @@ static inline void wq_unlock(weft__spin_t *l) {
 
 enum { WQ_UNCLAIMED = -1 };
 
+/* lib/sync.c: an outside peer's side of destroy's handshake (lib/abandon_impl.h, model-checked
+ * by tests/model/abandon_model.cpp): after its wake, before `done`. Out of line, as are
+ * destroy's two sides there: its fence stays in a function of its own (gcc's TSan build warns
+ * of a fence inlined into a caller), and only a peer from outside the runtime calls it. */
+void weft__wq_peer_waits_abandon(_Atomic uint32_t *abandoning);
+
 struct weft__wq_node;
 struct weft__wq;
 
@@ -133,6 +140,7 @@ typedef struct weft__wq_wait {
   struct weft_task *task;
   bool settle;            /* set by a dequeuing peer from outside the task's runtime */
   _Atomic uint32_t done;  /* a peer's last touch, where the waiter must wait for it */
+  _Atomic uint32_t abandoning; /* destroy's handshake with an outside peer (abandon_impl.h) */
   weft__spin_t *lock;     /* where its node waits: for destroy (weft__wq_abandon) */
   struct weft__wq *q;
   struct weft__wq_node *node;
@@ -241,6 +249,7 @@ static inline void wq_wake_direct(weft__wq_wait_t *w, struct weft_task *t, int s
   /* From outside the runtime: the task waits for `done` either way, and so does destroy (it
    * frees the runtime, which the inject push below touches). */
   if (won == WK_WON_PARKED) weft__schedule(rt, (uintptr_t)t | WEFT__ENTRY_RESUME);
+  weft__wq_peer_waits_abandon(&w->abandoning); /* destroy may be looking under the lock */
   atomic_store_explicit(&w->done, 1, memory_order_release); /* release: our last touch */
 }
 

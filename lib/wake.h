@@ -2,7 +2,7 @@
  * in wake_impl.h, shared with the relacy model in tests/model/).
  * Names this header generates (static inline, from wake_impl.h's WK_FN), so grep finds them
  * here: wake_cancel_pending, wake_park_begin, wake_park_commit, wake_park_commit_direct,
- * wake_wake, wake_cancel,
+ * wake_woken_by_completion, wake_wake, wake_cancel,
  * wake_park_end, wake_park_abort; and the constants WK_RUNNING, WK_PARKING, WK_PARKED,
  * WK_WOKEN, WK_BY_COMPLETION, WK_BY_TIMER, WK_BY_CANCEL, WK_CANCEL_REQUESTED,
  * WK_CANCEL_DELIVERED, WK_SHIELD_ONE, WK_SHIELD, WK_LOST, WK_WON_PARKING, WK_WON_PARKED. */

@@ -75,6 +75,12 @@ static inline bool WK_FN(cancel_pending)(uint32_t s) {
   return (s & WK_CANCEL_REQUESTED) && !(s & WK_SHIELD);
 }
 
+/* Whether a park state is WOKEN by a completion: a peer's hand-off won the task (destroy's
+ * abandon of a direct wait reads it: lib/sync.c, weft__wq_abandon). */
+static inline bool WK_FN(woken_by_completion)(uint32_t s) {
+  return (s & WK_PHASE) == WK_WOKEN && ((s & WK_SIDE) >> WK_SIDE_SHIFT) == WK_BY_COMPLETION;
+}
+
 /* A suspension point that does not park (a yield, an inline run, a spawn's start): true if a
  * cancel is pending, which it then counts as delivered. Owner only. */
 static inline bool WK_FN(checkpoint)(WK_STATE *st) {

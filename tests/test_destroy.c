@@ -294,6 +294,87 @@ Test(destroy, a_woken_waiter_discarded_after_its_semaphore_was_destroyed_leaves_
   OK(weft_runtime_destroy(held_rt));
 }
 
+/* The same race with the peer inside its call (session 25, found by tests/model/abandon_model):
+ * a plain thread sets the event (or releases the semaphore) just after destroy looked and found
+ * the discarded waiter undelivered, and destroys the object once its call returns. Before the
+ * fix destroy then took the freed object's lock (ASan: a use after free; the plain build: the
+ * peer never waited). Now the peer's call waits, inside it, until destroy is done with the lock:
+ * the direct wait by the handshake of lib/abandon_impl.h, the word's by destroy's hold on the
+ * word (join_impl.h). A pause point holds destroy after its look until the peer waits (or, the
+ * bug back, has returned). */
+typedef struct {
+  weft_event_t *event;
+  weft_sem_t *sem;
+  atomic_int go, returned;
+  int err;
+} window_peer_t;
+static window_peer_t *the_window_peer;
+static pthread_t _Atomic abandon_thread;
+static long held_before;
+static int held_probe;
+
+static void *peer_in_the_window(void *arg) {
+  window_peer_t *p = arg;
+  while (!atomic_load(&p->go)) sched_yield();
+  if (p->event) {
+    p->err = weft_event_set(p->event);
+    weft_event_destroy(p->event); /* legal: its one waiter was woken, by this call */
+  } else {
+    p->err = weft_sem_release(p->sem);
+    weft_sem_destroy(p->sem);
+  }
+  atomic_store(&p->returned, 1);
+  return NULL;
+}
+
+static void let_the_peer_in(void) {
+  if (!pthread_equal(pthread_self(), atomic_load(&abandon_thread))) return;
+  window_peer_t *p = the_window_peer;
+  atomic_store(&p->go, 1);
+  uint64_t give_up = weft_now_ns() + 10ull * 1000000000u; /* then the test fails, not hangs */
+  while (weft__probe_count(held_probe) == held_before && !atomic_load(&p->returned) &&
+         weft_now_ns() < give_up)
+    sched_yield();
+}
+
+static void destroy_with_a_peer_in_the_window(weft_fn waiter, window_peer_t *p, int probe) {
+  weft_options_t o = WEFT_OPTIONS_INIT;
+  o.workers = 1;
+  o.shutdown_timeout_ms = 20;
+  weft_runtime_t *rt;
+  OK(weft_runtime_create(&rt, &o));
+  OK(weft_runtime_spawn(rt, NULL, waiter, p->event ? (void *)p->event : (void *)p->sem));
+  await_blocked(rt, "discarded waiter", "waiting for a lock");
+  the_window_peer = p;
+  held_probe = probe;
+  held_before = weft__probe_count(probe);
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, peer_in_the_window, p), 0);
+  atomic_store(&abandon_thread, pthread_self());
+  weft__pause_set(WEFT__PAUSE_ABANDON_LOOKED, let_the_peer_in);
+  OK(weft_runtime_destroy(rt));
+  weft__pause_set(WEFT__PAUSE_ABANDON_LOOKED, NULL);
+  pthread_join(th, NULL);
+  cr_assert_eq(atomic_load(&p->go), 1, "destroy never looked at the discarded wait");
+  cr_assert_gt(weft__probe_count(probe), held_before,
+               "the peer returned while destroy was about to take the object's lock");
+  cr_assert_eq(p->err, 0);
+}
+
+Test(destroy, a_peer_waking_a_discarded_direct_waiter_during_destroy_waits_for_its_look,
+     .timeout = 30) {
+  window_peer_t p = {0};
+  OK(weft_event_create(&p.event));
+  destroy_with_a_peer_in_the_window(stubborn_event_waiter, &p, WEFT__PROBE_PEER_HELD);
+}
+
+Test(destroy, a_peer_releasing_to_a_discarded_timed_waiter_during_destroy_waits_for_its_look,
+     .timeout = 30) {
+  window_peer_t p = {0};
+  OK(weft_sem_create(&p.sem, 0, 0));
+  destroy_with_a_peer_in_the_window(stubborn_acquirer, &p, WEFT__PROBE_COMPLETE_HELD);
+}
+
 static atomic_int stubborn_reading;
 static void *stubborn_reader(void *sock) {
   weft_shield_begin();
