@@ -522,6 +522,11 @@ size_t weft__tasks_cancel_all(struct weft_runtime *rt);
 void weft__shutdown_close(_Atomic int *closing);
 bool weft__shutdown_walked(int *clean_run, size_t unfinished);
 bool weft__shutdown_spawn_sees_closing(_Atomic int *closing);
+/* ... and its count of callers from outside (lib/poll.c's socket calls): a caller's way in
+ * (false: closing, it touches nothing more) and out; the shutdown's look, after close. */
+bool weft__shutdown_enter(_Atomic long *inside, _Atomic int *closing);
+void weft__shutdown_leave(_Atomic long *inside);
+bool weft__shutdown_none_inside(_Atomic long *inside);
 /* lib/task.c: destroy's step for tasks, once the workers have stopped: see runtime.c's shutdown comment. */
 void weft__tasks_discard(struct weft_runtime *rt);
 /* lib/task.c: run by a worker about to park: hands its descriptor cache to the runtime and frees the slabs

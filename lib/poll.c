@@ -557,17 +557,10 @@ void weft__poll_test_hold(struct weft_runtime *rt, bool hold) {
 #endif
 
 bool weft__poll_outside_enter(struct weft__poller *p) {
-  /* relaxed: shutdown_impl.h's fence orders it before the look at closing */
-  atomic_fetch_add_explicit(&p->outside, 1, memory_order_relaxed);
-  if (!weft__shutdown_spawn_sees_closing(&p->closing)) return true;
-  weft__poll_outside_leave(p);
-  return false;
+  return weft__shutdown_enter(&p->outside, &p->closing);
 }
 
-void weft__poll_outside_leave(struct weft__poller *p) {
-  /* release: this caller's touches of the table happen before destroy frees it */
-  atomic_fetch_sub_explicit(&p->outside, 1, memory_order_release);
-}
+void weft__poll_outside_leave(struct weft__poller *p) { weft__shutdown_leave(&p->outside); }
 
 void weft__poll_each_open(struct weft_runtime *rt, void (*fn)(weft__sock_t *s)) {
   struct weft__poller *p = poller_of(rt);
@@ -587,9 +580,8 @@ bool weft__poll_outside_left(struct weft_runtime *rt, uint64_t bound_ns) {
   struct weft__poller *p = poller_of(rt);
   if (!p) return true;
   uint64_t deadline = weft_now_ns() + bound_ns;
-  /* acquire: pairs with each leave's release; the seq_cst store of closing came before (the
-   * walk's shutdown_close), and its fence orders this load after it */
-  while (atomic_load_explicit(&p->outside, memory_order_acquire)) {
+  /* the walk's shutdown_close came before (lib/shutdown_impl.h's store-load pair) */
+  while (!weft__shutdown_none_inside(&p->outside)) {
     if (weft_now_ns() >= deadline) return false;
     struct timespec ms = {0, 1000000}; /* a poll: a plain thread notices within its slice */
     nanosleep(&ms, NULL);

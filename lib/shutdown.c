@@ -11,8 +11,12 @@
 #define SD_FLAG _Atomic int
 #define SD_LOAD(obj, mo) atomic_load_explicit(&(obj), (mo))
 #define SD_STORE(obj, v, mo) atomic_store_explicit(&(obj), (v), (mo))
+#define SD_COUNT _Atomic long
 #define SD_FENCE(mo) atomic_thread_fence(mo)
+#define SD_FETCH_ADD(obj, v, mo) atomic_fetch_add_explicit(&(obj), (v), (mo))
 #define SD_RLX memory_order_relaxed
+#define SD_ACQ memory_order_acquire
+#define SD_REL memory_order_release
 #define SD_SC memory_order_seq_cst
 /* The header's functions are this file's exported ones (internal.h declares them): not inlined
  * into a caller of their own here, so the fences stay in functions of their own. */

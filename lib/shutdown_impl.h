@@ -5,14 +5,16 @@
  * 22: session 19 introduced the protocol without a model). The includer defines:
  *
  *   SD_FLAG                      the atomic int type of `closing`
- *   SD_LOAD(obj, mo)  SD_STORE(obj, v, mo)  SD_FENCE(mo)
- *   SD_RLX SD_SC                 memory orders
+ *   SD_COUNT                     the atomic long type of a count of callers inside
+ *   SD_LOAD(obj, mo)  SD_STORE(obj, v, mo)  SD_FENCE(mo)  SD_FETCH_ADD(obj, v, mo)
+ *   SD_RLX SD_ACQ SD_REL SD_SC   memory orders
  *   SD_FN(name)                  the name of each function
  *   SD_LINKAGE                   (optional) their linkage: static inline unless defined
  * and may plant the bugs the model must catch: SD_SPAWN_FENCE (1: a spawn from outside the
  * runtime fences between its descriptor's fill and its look at `closing`), SD_CLOSE_FENCE (1:
  * the shutdown fences between its store of `closing` and its walk), SD_CLEAN_PASSES (2: the
- * clean walks in a row that end the shutdown).
+ * clean walks in a row that end the shutdown), SD_LEAVE_ORDER (release: a counted caller's
+ * way out), SD_EMPTY_ORDER (acquire: the shutdown's look at the count).
  *
  * The shutdown stores `closing`, then walks every descriptor and cancels each one not DONE,
  * until it has walked SD_CLEAN_PASSES times in a row finding none (or its bound passes).
@@ -27,6 +29,14 @@
  *     child's slot before the fill and the spawner's after its end, and call itself clean. The
  *     next walk comes after it saw the spawner DONE (an acquire load of its word), so it sees
  *     the child: two clean walks in a row are needed.
+ *
+ * The same store-load pair counts callers from outside into a structure the shutdown frees
+ * (session 24: the socket table, lib/poll.c, against plain threads and other runtimes' tasks
+ * in a socket call; modelled in session 25). A caller adds itself to the count, then looks at
+ * `closing` (the fence between): closing, it counts itself out and touches nothing more; else
+ * it goes on and counts itself out (release) after its last touch. The shutdown stores
+ * `closing` (close), then waits (acquire) until the count reads 0, then frees: either the
+ * caller saw `closing`, or the shutdown's look sees it counted, and waits for its way out.
  */
 
 #ifndef SD_LINKAGE
@@ -40,6 +50,12 @@
 #endif
 #ifndef SD_CLEAN_PASSES
 #define SD_CLEAN_PASSES 2
+#endif
+#ifndef SD_LEAVE_ORDER
+#define SD_LEAVE_ORDER SD_REL
+#endif
+#ifndef SD_EMPTY_ORDER
+#define SD_EMPTY_ORDER SD_ACQ
 #endif
 
 /* The shutdown's first step, before its first walk. */
@@ -66,4 +82,25 @@ SD_LINKAGE bool SD_FN(spawn_sees_closing)(SD_FLAG *closing) {
   SD_FENCE(SD_SC); /* the fill before the look at closing (top) */
 #endif
   return SD_LOAD(*closing, SD_RLX);    /* relaxed: the fences order it */
+}
+
+/* A counted caller's way out, after its last touch of what the shutdown frees. */
+SD_LINKAGE void SD_FN(leave)(SD_COUNT *inside) {
+  /* release: our touches happen before the free of the shutdown that reads the count 0 */
+  SD_FETCH_ADD(*inside, -1, SD_LEAVE_ORDER);
+}
+
+/* A caller from outside, before its first touch: true if it may go on (and leaves later),
+ * false if the shutdown has begun (it is counted out again and touches nothing more). */
+SD_LINKAGE bool SD_FN(enter)(SD_COUNT *inside, SD_FLAG *closing) {
+  SD_FETCH_ADD(*inside, 1, SD_RLX); /* relaxed: spawn_sees_closing's fence orders it */
+  if (!SD_FN(spawn_sees_closing)(closing)) return true;
+  SD_FN(leave)(inside);
+  return false;
+}
+
+/* The shutdown, after close: whether no caller is inside (then it may free). */
+SD_LINKAGE bool SD_FN(none_inside)(SD_COUNT *inside) {
+  /* acquire: pairs with each leave's release; close's fence orders this look after closing */
+  return SD_LOAD(*inside, SD_EMPTY_ORDER) == 0;
 }

@@ -26,6 +26,9 @@
  * taken as the end (it read the child's slot before the fill and the spawner's after its end),
  * and — in the model's own walk — a walk that counts live tasks without cancelling them (review,
  * session 22: with bodies that ended by themselves the model could not tell).
+ * The same header's count of callers from outside (session 24's socket table) has a test of
+ * its own, outside_test below, with two more planted bugs (a way out without release, a look
+ * at the count without acquire) and the two fences' again.
  *
  * Usage: shutdown_model [-v] [--random ITERATIONS] [--bound PREEMPTIONS].
  */
@@ -41,10 +44,14 @@
 namespace {
 
 #define SD_FLAG rl::atomic<int>
+#define SD_COUNT rl::atomic<long>
 #define SD_LOAD(obj, mo) ((obj)(RL_INFO).load(mo))
 #define SD_STORE(obj, v, mo) ((obj)(RL_INFO).store((v), (mo)))
 #define SD_FENCE(mo) rl::atomic_thread_fence((mo), RL_INFO)
+#define SD_FETCH_ADD(obj, v, mo) ((obj)(RL_INFO).fetch_add((v), (mo)))
 #define SD_RLX rl::mo_relaxed
+#define SD_ACQ rl::mo_acquire
+#define SD_REL rl::mo_release
 #define SD_SC rl::mo_seq_cst
 #define SD_FN(name) name
 
@@ -54,6 +61,8 @@ namespace sd_correct {
 #undef SD_SPAWN_FENCE
 #undef SD_CLOSE_FENCE
 #undef SD_CLEAN_PASSES
+#undef SD_LEAVE_ORDER
+#undef SD_EMPTY_ORDER
 
 /* Bug 1: the foreign spawn looks at `closing` without its fence. */
 namespace sd_no_spawn_fence {
@@ -63,6 +72,8 @@ namespace sd_no_spawn_fence {
 #undef SD_SPAWN_FENCE
 #undef SD_CLOSE_FENCE
 #undef SD_CLEAN_PASSES
+#undef SD_LEAVE_ORDER
+#undef SD_EMPTY_ORDER
 
 /* Bug 2: the shutdown walks without its fence after the store of `closing`. */
 namespace sd_no_close_fence {
@@ -72,10 +83,35 @@ namespace sd_no_close_fence {
 #undef SD_SPAWN_FENCE
 #undef SD_CLOSE_FENCE
 #undef SD_CLEAN_PASSES
+#undef SD_LEAVE_ORDER
+#undef SD_EMPTY_ORDER
 
 /* Bug 3: one clean walk ends the shutdown (before session 19). */
 namespace sd_one_clean_walk {
 #define SD_CLEAN_PASSES 1
+#include "shutdown_impl.h"
+}
+
+#undef SD_SPAWN_FENCE
+#undef SD_CLOSE_FENCE
+#undef SD_CLEAN_PASSES
+#undef SD_LEAVE_ORDER
+#undef SD_EMPTY_ORDER
+
+/* Bug 4: a counted caller's way out without release. */
+namespace sd_leave_relaxed {
+#define SD_LEAVE_ORDER SD_RLX
+#include "shutdown_impl.h"
+}
+#undef SD_SPAWN_FENCE
+#undef SD_CLOSE_FENCE
+#undef SD_CLEAN_PASSES
+#undef SD_LEAVE_ORDER
+#undef SD_EMPTY_ORDER
+
+/* Bug 5: the shutdown's look at the count without acquire. */
+namespace sd_empty_relaxed {
+#define SD_EMPTY_ORDER SD_RLX
 #include "shutdown_impl.h"
 }
 
@@ -84,11 +120,16 @@ namespace sd_one_clean_walk {
     static void close(SD_FLAG *c) { ns::close(c); }                                            \
     static bool walked(int *run, size_t unfinished) { return ns::walked(run, unfinished); }    \
     static bool spawn_sees_closing(SD_FLAG *c) { return ns::spawn_sees_closing(c); }           \
+    static bool enter(SD_COUNT *n, SD_FLAG *c) { return ns::enter(n, c); }                     \
+    static void leave(SD_COUNT *n) { ns::leave(n); }                                           \
+    static bool none_inside(SD_COUNT *n) { return ns::none_inside(n); }                        \
   };
 SD_OPS(sd_correct)
 SD_OPS(sd_no_spawn_fence)
 SD_OPS(sd_no_close_fence)
 SD_OPS(sd_one_clean_walk)
+SD_OPS(sd_leave_relaxed)
+SD_OPS(sd_empty_relaxed)
 
 enum { CHILD, SPAWNER, FOREIGN, TASKS };
 enum { LIVE = 0, DONE = 1 }; /* a free descriptor reads DONE, as a slab's unused ones do */
@@ -154,6 +195,42 @@ struct shutdown_test : rl::test_suite<shutdown_test<Ops, WalkDoesNotCancel>, 3> 
   }
 };
 
+/* The count of callers from outside (session 24's socket table, lib/poll.c; modelled in
+ * session 25): destroy closes (its walk's close, under the table's lock in the library), waits
+ * until no caller is inside, and frees the table; two plain threads each enter, touch the table
+ * if they may (a read, and a write of their own socket's descriptor), and leave. The table is a
+ * plain variable that every touch checks and the free writes, a socket's descriptor another
+ * that the free writes too: a touch the free is not ordered after is a data race, one after it
+ * fails the check. */
+template <class Ops>
+struct outside_test : rl::test_suite<outside_test<Ops>, 3> {
+  SD_FLAG closing;
+  SD_COUNT inside;
+  rl::var<int> table_alive;
+  rl::var<int> socket[2]; /* each caller's socket's descriptor, in the table */
+
+  void before() {
+    closing($).store(0, rl::mo_relaxed);
+    inside($).store(0, rl::mo_relaxed);
+    table_alive($) = 1;
+    socket[0]($) = socket[1]($) = 0;
+  }
+
+  void thread(unsigned id) {
+    if (id == 0) { /* destroy: weft__poll_each_open's close, weft__poll_outside_left, the free */
+      Ops::close(&closing);
+      while (!Ops::none_inside(&inside)) rl::yield(1, $);
+      RL_ASSERT(table_alive($) == 1);
+      table_alive($) = 0;
+      socket[0]($) = socket[1]($) = -1;
+    } else if (Ops::enter(&inside, &closing)) { /* op_begin_outside */
+      RL_ASSERT(table_alive($) == 1);
+      socket[id - 1]($) = socket[id - 1]($) + 1;
+      Ops::leave(&inside); /* op_end_outside */
+    }
+  }
+};
+
 #include "model_driver.h" /* run_model, check, searches: shared with the other models */
 
 } // namespace
@@ -166,6 +243,11 @@ int main(int argc, char **argv) {
   check<shutdown_test<ops_sd_no_close_fence>>("shutdown walking without its fence", true);
   check<shutdown_test<ops_sd_one_clean_walk>>("shutdown ended by one clean walk", true);
   check<shutdown_test<ops_sd_correct, true>>("shutdown whose walk does not cancel", true);
+  check<outside_test<ops_sd_correct>>("outside callers vs destroy correct", false);
+  check<outside_test<ops_sd_no_spawn_fence>>("outside callers entering without their fence", true);
+  check<outside_test<ops_sd_no_close_fence>>("outside callers vs destroy without its fence", true);
+  check<outside_test<ops_sd_leave_relaxed>>("outside callers leaving without release", true);
+  check<outside_test<ops_sd_empty_relaxed>>("outside callers counted out without acquire", true);
   double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%d passed, %d failed (%.2f s)\n", passed, failed, total);
   return failed == 0 ? 0 : 1;
