@@ -609,7 +609,8 @@ static int sock_adopt(struct weft_runtime *rt, int fd, int tcp, weft__sock_t **o
 int weft_sock_open(weft_runtime_t *rt, int fd, weft_sock_t **out) {
   if (!out || fd < 0 || !(rt = runtime_or_current(rt))) return WEFT_EINVAL;
   int flags = fcntl(fd, F_GETFL);
-  if (flags < 0) return -errno;
+  /* not an open fd: bad input, not WEFT_EBADF's "closed by another task" (review, session 24) */
+  if (flags < 0) return errno == EBADF ? WEFT_EINVAL : -errno;
   bool made_nonblocking = !(flags & O_NONBLOCK);
   if (made_nonblocking && fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return -errno;
   int err = sock_adopt(rt, fd, -1, out);
@@ -779,7 +780,34 @@ static ssize_t call_accept(weft__sock_t *s, void *ctx) {
     errno = EMFILE;
     return -1;
   }
+  if (weft__fault_hit(WEFT__FAULT_ACCEPT_NET)) {
+    errno = EPROTO;
+    return -1;
+  }
   return accept4(s->fd, a->addr, a->len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+/* An error accept(2) takes from the connection it dequeued, not from the listener: the next
+ * try takes the next connection (or waits for one), so retrying cannot spin. Linux's accept(2)
+ * says to treat the network errors it passes on from a pending connection as EAGAIN: for TCP,
+ * those below; ECONNABORTED is the client that gave up while queued. Not EOPNOTSUPP, which the
+ * page lists too: it also means "not a stream socket", which would repeat for ever. Review,
+ * session 24: only ECONNABORTED was retried, so an acceptor loop that stops on an error (as
+ * the examples' do) stopped serving on one client's EPROTO. */
+static bool accept_error_is_the_connections(int err) {
+  switch (-err) {
+  case ECONNABORTED:
+  case EPROTO:
+  case ENOPROTOOPT:
+  case ENETDOWN:
+  case ENETUNREACH:
+  case EHOSTDOWN:
+  case EHOSTUNREACH:
+  case ENONET:
+    return true;
+  default:
+    return false;
+  }
 }
 
 int weft_sock_accept(weft_sock_t *l, weft_sock_t **conn, struct sockaddr *addr, socklen_t *len,
@@ -801,7 +829,7 @@ int weft_sock_accept(weft_sock_t *l, weft_sock_t **conn, struct sockaddr *addr, 
       break;
     }
     err = (int)fd;
-    if (err == -ECONNABORTED) continue; /* the client gave up while queued: take the next */
+    if (accept_error_is_the_connections(err)) continue; /* take the next */
     if (err != -EMFILE && err != -ENFILE) break;
     uint32_t seen = edges_before(&l->rd); /* before the drops: see backoff */
     emfile_drop(l);

@@ -40,6 +40,7 @@ enum {
   WEFT__FAULT_DIAG, /* a slab's diagnostics array (lib/task.c, weft__task_diag_make) */
   WEFT__FAULT_RESERVE, /* a listener's reserve fd, opened for the EMFILE answer (lib/io.c) */
   WEFT__FAULT_ACCEPT,  /* an accept answers EMFILE, as out of fds (lib/io.c) */
+  WEFT__FAULT_ACCEPT_NET, /* an accept answers EPROTO, a connection's pending error (lib/io.c) */
   WEFT__FAULT_SLAB_MAP, /* a stack slab's mapping, after its pause point (lib/stack.c) */
   WEFT__FAULT_KINDS
 };

@@ -1056,9 +1056,33 @@ Test(io, a_readv_beyond_iov_max_is_einval_and_a_failed_open_leaves_the_fd_as_it_
   cr_assert_not_null(f);
   int fd = fileno(f);
   cr_assert_eq(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
-  cr_assert_lt(weft_sock_open(rt, fd, &s), 0, "a regular file is not pollable");
+  cr_assert_eq(weft_sock_open(rt, fd, &s), WEFT_EPERM, "a regular file is not pollable");
   cr_assert_eq(fcntl(fd, F_GETFL) & O_NONBLOCK, 0, "the failed open left the fd non-blocking");
   fclose(f);
+  /* an fd that is not open (beyond any fd limit) is bad input, not WEFT_EBADF ("closed by
+   * another party") */
+  cr_assert_eq(weft_sock_open(rt, 1 << 30, &s), WEFT_EINVAL);
+  OK(weft_runtime_destroy(rt));
+}
+
+/* An error accept(2) passes on from the connection it dequeued (here EPROTO, injected for the
+ * first try) is that connection's: the accept takes the next one instead of returning it
+ * (review, session 24: only ECONNABORTED was skipped, so an acceptor loop that stops on an
+ * error stopped serving). A plain thread accepts; the client's connect completed before. */
+Test(io, an_accept_skips_a_connections_pending_network_error) {
+  weft_runtime_t *rt = test_runtime(1);
+  weft_sock_t *l = listen_loopback(rt);
+  int first = raw_connect(weft_sock_port(l)), second = raw_connect(weft_sock_port(l));
+  weft__fault_set(WEFT__FAULT_ACCEPT_NET, 1); /* the first try answers EPROTO */
+  weft_sock_t *c = NULL;
+  int err = weft_sock_accept(l, &c, NULL, NULL, in_ns(10 * SEC_NS));
+  weft__fault_set(WEFT__FAULT_ACCEPT_NET, 0);
+  cr_assert_eq(err, 0, "the accept returned the connection's error (%d)", err);
+  cr_assert_not_null(c);
+  OK(weft_sock_close(c));
+  OK(weft_sock_close(l));
+  close(first);
+  close(second);
   OK(weft_runtime_destroy(rt));
 }
 
