@@ -124,21 +124,25 @@ static bool wq_direct_delivered(weft__wq_wait_t *w) {
   return atomic_load_explicit(&w->done, memory_order_acquire) != 0;
 }
 
+static void wq_give_back(weft__wq_wait_t *w);
+
 void weft__wq_abandon(weft__wq_wait_t *w) {
   weft__wq_abandon_begin(&w->abandoning);
-  bool wait;
-  if (wq_direct_delivered(w)) {
+  bool wait, delivered = wq_direct_delivered(w);
+  if (delivered) {
     wait = w->settle;
   } else {
     weft__pause(WEFT__PAUSE_ABANDON_LOOKED); /* tests: a peer wakes the task here */
     wq_lock(w->lock);
     bool queued = w->node->queued;
     wait = !queued && w->settle;
+    delivered = !queued;
     if (queued) wq_unlink(w->q, w->node);
     wq_unlock(w->lock);
   }
   weft__wq_abandon_end(&w->abandoning); /* before the wait: a peer may wait for it */
   if (wait) wq_wait_done(w); /* an outside peer: its inject push touches the runtime */
+  if (delivered) wq_give_back(w);
 }
 
 /* A direct wait's record: a timer entry on the task's stack, as join.c's waits use one, with
@@ -202,6 +206,7 @@ static void wq_word_wait_abandoned(struct weft_task *t, void *ctx) {
   weft__wq_wait_t *w = ctx;
   if (!join_hold_unless_done(&w->word)) {
     weft__wq_settle(w);
+    wq_give_back(w);
     return;
   }
   weft__pause(WEFT__PAUSE_ABANDON_LOOKED); /* tests: a peer delivers here */
@@ -210,7 +215,9 @@ static void wq_word_wait_abandoned(struct weft_task *t, void *ctx) {
   if (queued) wq_unlink(w->q, w->node);
   wq_unlock(w->lock);
   join_unhold(&w->word);
-  if (!queued) weft__wq_settle(w);
+  if (queued) return;
+  weft__wq_settle(w);
+  wq_give_back(w);
 }
 
 /* weft__wq_wait once the caller has dropped the lock (n queued before it did); before: the
@@ -334,7 +341,7 @@ int weft_mutex_trylock(weft_mutex_t *m) {
 static void mutex_wake_next(weft_mutex_t *m, bool locked) {
   wq_lock(&m->lock);
   weft__wq_node_t *n = wq_pop(&m->q);
-  bool hand = n && n->starving && locked;
+  bool hand = n && n->mutex == WQ_MUTEX_STARVING && locked;
   /* a giving-up waiter with no one behind it clears WAITERS too (mutex_impl.h; review,
    * session 19: destroy aborted on a mutex whose last waiters had given up) */
   mx_clear(&m->state, mx_wake_clear_bits(locked, n != NULL, hand, wq_empty(&m->q)));
@@ -347,6 +354,23 @@ static void mutex_wake_next(weft_mutex_t *m, bool locked) {
 static int mutex_give_up(weft_mutex_t *m, int err) {
   mutex_wake_next(m, false);
   return err;
+}
+
+/* Destroy's give-back of what a peer handed a discarded waiter, once delivered (session 25).
+ * Only a mutex's: its lock (HANDED), unlocked, or its wake-up to compete (RETRY), passed on as
+ * a waiter that gives up passes it (before, both were lost: the mutex stayed locked for ever,
+ * or the waiters behind slept until some other unlock). A mutex, unlike an event, a semaphore
+ * or a channel, is alive here: a lock handed over is held, so no one may destroy it, and a
+ * woken waiter touches its mutex again in its own call (it competes, or passes the wake-up on),
+ * so a mutex must outlive every call on it. What other objects handed over (a permit, a value)
+ * stays lost: the object may be gone, as api.md says. */
+static void wq_give_back(weft__wq_wait_t *w) {
+  if (w->node->mutex == WQ_NOT_MUTEX) return;
+  weft_mutex_t *m = (weft_mutex_t *)((char *)w->lock - offsetof(weft_mutex_t, lock));
+  if (w->status == MUTEX_HANDED)
+    weft_mutex_unlock(m); /* it is locked, by the discarded waiter */
+  else if (w->status == MUTEX_RETRY)
+    mutex_give_up(m, 0);
 }
 
 /* After a wake-up to compete (MUTEX_RETRY): 0 to compete again, or the error to give up with. */
@@ -376,7 +400,7 @@ static __attribute__((noinline)) int mutex_lock_slow(weft_mutex_t *m, uint64_t d
     weft__wq_node_t n;
     wq_wait_init(&w, false);
     wq_node_init(&n, &w, NULL, 0);
-    n.starving = starving;
+    n.mutex = starving ? WQ_MUTEX_STARVING : WQ_MUTEX_WAITER;
     wq_lock(&m->lock);
     if (mx_take_or_mark(&m->state)) {
       wq_unlock(&m->lock);
@@ -388,6 +412,7 @@ static __attribute__((noinline)) int mutex_lock_slow(weft_mutex_t *m, uint64_t d
     int err = weft__wq_wait(self, &m->lock, &m->q, &n, deadline_ns);
     if (err == MUTEX_HANDED) return 0;
     if (err != MUTEX_RETRY) return err; /* timed out or cancelled while queued */
+    weft__pause(WEFT__PAUSE_MUTEX_RETRY); /* tests: another locker barges in here */
     if ((err = mutex_retry_check(self, deadline_ns))) return mutex_give_up(m, err);
     front = true; /* a woken waiter that loses goes back to the head (Go's LIFO requeue) */
     starving = weft_now_ns() - since > WEFT_MUTEX_STARVE_NS;

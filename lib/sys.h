@@ -97,6 +97,7 @@ enum {
   WEFT__PAUSE_SLAB_MAP, /* a stack slab is about to be mapped, outside the pool's lock */
   WEFT__PAUSE_JOIN_UNLINKED, /* a remover unlinked its node from a word, BUSY still set (join_impl.h) */
   WEFT__PAUSE_ABANDON_LOOKED, /* destroy found a discarded waiter's wait undelivered (sync.c) */
+  WEFT__PAUSE_MUTEX_RETRY, /* a mutex waiter woken to compete, before it competes (sync.c) */
   WEFT__PAUSES
 };
 #ifdef WEFT_FAULTS

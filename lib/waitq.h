@@ -119,6 +119,7 @@ static inline void wq_unlock(weft__spin_t *l) {
 /* ---- Waits and nodes -------------------------------------------------------------------------- */
 
 enum { WQ_UNCLAIMED = -1 };
+enum { WQ_NOT_MUTEX, WQ_MUTEX_WAITER, WQ_MUTEX_STARVING }; /* weft__wq_node_t.mutex */
 
 /* lib/sync.c: an outside peer's side of destroy's handshake (lib/abandon_impl.h, model-checked
  * by tests/model/abandon_model.cpp): after its wake, before `done`. Out of line, as are
@@ -153,7 +154,10 @@ typedef struct weft__wq_node {
   void *value; /* a send's value offered; a recv's value received */
   int index;   /* a select's case */
   bool queued; /* in its queue (under the queue's lock) */
-  bool starving; /* a mutex waiter that waited over WEFT_MUTEX_STARVE_NS: hand it the lock */
+  /* WQ_NOT_MUTEX; a mutex's waiter: WQ_MUTEX_STARVING once it has waited over
+   * WEFT_MUTEX_STARVE_NS (hand it the lock), else WQ_MUTEX_WAITER. Destroy reads it to give a
+   * discarded mutex waiter's hand-off back (lib/sync.c, wq_give_back). */
+  uint8_t mutex;
 } weft__wq_node_t;
 
 typedef struct weft__wq {
@@ -174,7 +178,7 @@ static inline void wq_node_init(weft__wq_node_t *n, weft__wq_wait_t *w, void *va
   n->value = value;
   n->index = index;
   n->queued = false;
-  n->starving = false;
+  n->mutex = WQ_NOT_MUTEX;
 }
 
 /* Under the queue's lock, as are the three below. */

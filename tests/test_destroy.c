@@ -4,6 +4,7 @@
  * awaiters get WEFT_ECANCELED); a "stubborn" task, which shields its wait, outlasts the
  * shutdown's bound and is discarded where it waits (its awaiters get WEFT_ESHUTDOWN). Each
  * test holds in every build; LeakSanitizer checks the ends. */
+#define _GNU_SOURCE /* pthread_timedjoin_np */
 #include "support.h"
 #include "waits.h"
 
@@ -373,6 +374,93 @@ Test(destroy, a_peer_releasing_to_a_discarded_timed_waiter_during_destroy_waits_
   window_peer_t p = {0};
   OK(weft_sem_create(&p.sem, 0, 0));
   destroy_with_a_peer_in_the_window(stubborn_acquirer, &p, WEFT__PROBE_COMPLETE_HELD);
+}
+
+/* What a peer handed a discarded mutex waiter is given back (session 25): here the wake-up to
+ * compete. Main holds the mutex; a task (shielded) and then a plain thread queue on it; the
+ * one worker is held, so the task, which main's unlock wakes to compete (it is the oldest),
+ * never runs. Destroy discards it: before, its wake-up was lost and the thread slept until its
+ * deadline; now destroy passes the wake-up on, as a waiter that gives up does, and the thread
+ * takes the lock. */
+static void *stubborn_locker(void *m) {
+  weft_task_set_name(weft_current(), "discarded waiter");
+  weft_shield_begin();
+  int err = weft_mutex_lock(m, UINT64_MAX);
+  weft_shield_end();
+  return IPTR(err);
+}
+
+typedef struct {
+  weft_mutex_t *m;
+  int err;
+} thread_lock_t;
+
+static void *lock_from_thread(void *arg) {
+  thread_lock_t *a = arg;
+  a->err = weft_mutex_lock(a->m, weft_now_ns() + 20ull * 1000000000u);
+  return NULL;
+}
+
+Test(destroy, a_discarded_mutex_waiters_wake_up_is_passed_on_to_the_next, .timeout = 60) {
+  weft_mutex_t *m;
+  OK(weft_mutex_create(&m));
+  OK(weft_mutex_lock(m, UINT64_MAX)); /* main holds it */
+  hold_after(stubborn_locker, m, "waiting for a lock");
+  long queued = weft__probe_count(WEFT__PROBE_MUTEX_QUEUED);
+  thread_lock_t a = {.m = m, .err = 1};
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, lock_from_thread, &a), 0);
+  while (weft__probe_count(WEFT__PROBE_MUTEX_QUEUED) == queued) sched_yield(); /* behind it */
+  OK(weft_mutex_unlock(m)); /* wakes the task to compete; it cannot run */
+  OK(weft_runtime_destroy(held_rt));
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 40;
+  cr_assert_eq(pthread_timedjoin_np(th, NULL, &until), 0);
+  cr_assert_eq(a.err, 0, "the thread behind the discarded waiter never got the lock (%d)", a.err);
+  OK(weft_mutex_unlock(m));
+  weft_mutex_destroy(m);
+}
+
+/* The same for a lock handed over: a starving waiter (it lost a wake-up to compete to a locker
+ * that barged in, a pause point's, more than WEFT_MUTEX_STARVE_NS after it first queued) at
+ * the head is handed the lock by main's unlock, and cannot run (the worker is held). Destroy
+ * discards it: before, the mutex stayed locked for ever; now destroy unlocks it. */
+static weft_mutex_t *barged_mutex;
+static atomic_int barged;
+static void barge_in(void) {
+  if (weft_mutex_trylock(barged_mutex) == 0) atomic_store(&barged, 1);
+}
+
+Test(destroy, a_lock_handed_to_a_discarded_mutex_waiter_is_unlocked, .timeout = 60) {
+  weft_mutex_t *m;
+  OK(weft_mutex_create(&m));
+  OK(weft_mutex_lock(m, UINT64_MAX)); /* main holds it */
+  weft_options_t o = WEFT_OPTIONS_INIT;
+  o.workers = 1;
+  o.shutdown_timeout_ms = 20;
+  OK(weft_runtime_create(&held_rt, &o));
+  long queued = weft__probe_count(WEFT__PROBE_MUTEX_QUEUED);
+  OK(weft_runtime_spawn(held_rt, NULL, stubborn_locker, m));
+  while (weft__probe_count(WEFT__PROBE_MUTEX_QUEUED) == queued) sched_yield();
+  uint64_t starving_from = weft_now_ns() + 2 * WEFT_MUTEX_STARVE_NS;
+  while (weft_now_ns() < starving_from) sched_yield(); /* the waiter's wait passes the bar */
+  barged_mutex = m;
+  atomic_store(&barged, 0);
+  weft__pause_set(WEFT__PAUSE_MUTEX_RETRY, barge_in);
+  OK(weft_mutex_unlock(m)); /* wakes it to compete; the pause point locks first */
+  while (weft__probe_count(WEFT__PROBE_MUTEX_QUEUED) < queued + 2) sched_yield(); /* requeued */
+  weft__pause_set(WEFT__PAUSE_MUTEX_RETRY, NULL);
+  cr_assert_eq(atomic_load(&barged), 1, "the barging lock did not take the mutex");
+  atomic_store(&holder_spinning, 0);
+  OK(weft_runtime_spawn(held_rt, NULL, hold_the_worker, NULL));
+  while (!atomic_load(&holder_spinning)) sched_yield();
+  OK(weft_mutex_unlock(m)); /* hands the lock to the starving waiter, which cannot run */
+  cr_assert_eq(weft_mutex_trylock(m), WEFT_EAGAIN, "the lock was not handed over");
+  OK(weft_runtime_destroy(held_rt));
+  cr_assert_eq(weft_mutex_trylock(m), 0, "the lock handed to the discarded waiter stayed held");
+  OK(weft_mutex_unlock(m));
+  weft_mutex_destroy(m);
 }
 
 static atomic_int stubborn_reading;
