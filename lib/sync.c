@@ -100,15 +100,16 @@ static void wq_wait_done(weft__wq_wait_t *w) {
 #define AB_FLAG _Atomic uint32_t
 #define AB_LOAD(obj, mo) atomic_load_explicit(&(obj), (mo))
 #define AB_STORE(obj, v, mo) atomic_store_explicit(&(obj), (v), (mo))
-#define AB_FENCE() atomic_thread_fence(memory_order_seq_cst)
+#define AB_EXCHANGE(obj, v, mo) atomic_exchange_explicit(&(obj), (v), (mo))
 #define AB_YIELD() sched_yield()
 #define AB_RLX memory_order_relaxed
 #define AB_ACQ memory_order_acquire
 #define AB_REL memory_order_release
+#define AB_ACQ_REL memory_order_acq_rel
 #define AB_FN(name) weft__wq_##name
-#define AB_LINKAGE __attribute__((noinline)) /* the fences stay in functions of their own */
+#define AB_LINKAGE /* the peer's, for lib/waitq.h: out of line, only a peer from outside calls it */
 #define AB_PEER_WAITS() weft__probe_hit(WEFT__PROBE_PEER_HELD) /* tests (test_destroy) */
-void weft__wq_abandon_begin(AB_FLAG *f);
+bool weft__wq_abandon_begin(AB_FLAG *f);
 void weft__wq_abandon_end(AB_FLAG *f);
 #include "abandon_impl.h"
 
@@ -116,8 +117,9 @@ void weft__wq_abandon_end(AB_FLAG *f);
  * WOKEN by completion) or lost to a cancel's and said `done`. Read without the queue's lock:
  * the peer's call may have returned since, and its caller freed the object (an event set,
  * then destroyed: review, session 24, which ASan reproduced). acquire: the peer's writes (its
- * `settle`) come with either. After weft__wq_abandon_begin: a peer that wakes the task after
- * this look waits, inside its call, until weft__wq_abandon_end (lib/abandon_impl.h). */
+ * `settle`) come with either. After weft__wq_abandon_begin (lib/abandon_impl.h): a peer from
+ * outside that has not marked the wait by then waits, inside its call, until
+ * weft__wq_abandon_end; one that had is taken for a delivery before this look. */
 static bool wq_direct_delivered(weft__wq_wait_t *w) {
   if (wake_woken_by_completion(atomic_load_explicit(&w->task->state, memory_order_acquire)))
     return true;
@@ -127,8 +129,9 @@ static bool wq_direct_delivered(weft__wq_wait_t *w) {
 static void wq_give_back(weft__wq_wait_t *w);
 
 void weft__wq_abandon(weft__wq_wait_t *w) {
-  weft__wq_abandon_begin(&w->abandoning);
-  bool wait, delivered = wq_direct_delivered(w);
+  bool wait, delivered = weft__wq_abandon_begin(&w->abandoning);
+  if (delivered) weft__probe_hit(WEFT__PROBE_PEER_MARKED);
+  delivered = delivered || wq_direct_delivered(w);
   if (delivered) {
     wait = w->settle;
   } else {

@@ -80,6 +80,7 @@ enum {
   WEFT__PROBE_SOCK_OUTSIDE,    /* a socket call from outside its runtime counted itself in (io.c) */
   WEFT__PROBE_POLLER_KEPT,     /* destroy kept a socket table a caller from outside was still in */
   WEFT__PROBE_PEER_HELD,       /* an outside peer's hand-off waited for destroy's look (sync.c) */
+  WEFT__PROBE_PEER_MARKED,     /* destroy found an outside peer's hand-off ending (sync.c) */
   WEFT__PROBE_COMPLETE_HELD,   /* a completion waited out a remover's BUSY, or destroy's hold */
   WEFT__PROBES
 };
@@ -98,6 +99,7 @@ enum {
   WEFT__PAUSE_JOIN_UNLINKED, /* a remover unlinked its node from a word, BUSY still set (join_impl.h) */
   WEFT__PAUSE_ABANDON_LOOKED, /* destroy found a discarded waiter's wait undelivered (sync.c) */
   WEFT__PAUSE_MUTEX_RETRY, /* a mutex waiter woken to compete, before it competes (sync.c) */
+  WEFT__PAUSE_PEER_TAIL, /* an outside peer's direct hand-off, before its `done` (waitq.h) */
   WEFT__PAUSES
 };
 #ifdef WEFT_FAULTS

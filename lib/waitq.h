@@ -122,9 +122,8 @@ enum { WQ_UNCLAIMED = -1 };
 enum { WQ_NOT_MUTEX, WQ_MUTEX_WAITER, WQ_MUTEX_STARVING }; /* weft__wq_node_t.mutex */
 
 /* lib/sync.c: an outside peer's side of destroy's handshake (lib/abandon_impl.h, model-checked
- * by tests/model/abandon_model.cpp): after its wake, before `done`. Out of line, as are
- * destroy's two sides there: its fence stays in a function of its own (gcc's TSan build warns
- * of a fence inlined into a caller), and only a peer from outside the runtime calls it. */
+ * by tests/model/abandon_model.cpp): after its wake, before `done`. Out of line: only a peer
+ * from outside the runtime calls it. */
 void weft__wq_peer_waits_abandon(_Atomic uint32_t *abandoning);
 
 struct weft__wq_node;
@@ -254,6 +253,7 @@ static inline void wq_wake_direct(weft__wq_wait_t *w, struct weft_task *t, int s
    * frees the runtime, which the inject push below touches). */
   if (won == WK_WON_PARKED) weft__schedule(rt, (uintptr_t)t | WEFT__ENTRY_RESUME);
   weft__wq_peer_waits_abandon(&w->abandoning); /* destroy may be looking under the lock */
+  weft__pause(WEFT__PAUSE_PEER_TAIL); /* tests: destroy comes now */
   atomic_store_explicit(&w->done, 1, memory_order_release); /* release: our last touch */
 }
 

@@ -376,6 +376,86 @@ Test(destroy, a_peer_releasing_to_a_discarded_timed_waiter_during_destroy_waits_
   destroy_with_a_peer_in_the_window(stubborn_acquirer, &p, WEFT__PROBE_COMPLETE_HELD);
 }
 
+/* The peer first, its wake lost to a cancel (review, session 25, which broke the first version
+ * of the fix): the receiver, not shielded, is cancelled while the one worker is held, so it is
+ * woken but never runs; a plain thread's send dequeues it (its wake loses, and writes nothing
+ * to the task) and is held before its `done` until destroy has looked. The fenced version
+ * looked at the task, found it undelivered, and was held at its lock until the sender had
+ * returned and destroyed the channel (ASan: a use after free). Now the sender's mark in the
+ * wait tells destroy that the node is gone, and it never takes the lock. */
+static atomic_int tail_reached, destroy_looked, sender_returned;
+static long marked_before;
+static weft_chan_t *tail_chan;
+static pthread_t _Atomic sender_thread;
+
+static void hold_the_sender(void) {
+  if (!pthread_equal(pthread_self(), atomic_load(&sender_thread))) return;
+  atomic_store(&tail_reached, 1);
+  uint64_t give_up = weft_now_ns() + 10ull * 1000000000u;
+  while (!atomic_load(&destroy_looked) &&
+         weft__probe_count(WEFT__PROBE_PEER_MARKED) == marked_before && weft_now_ns() < give_up)
+    sched_yield();
+}
+
+static void hold_the_look(void) {
+  if (pthread_equal(pthread_self(), atomic_load(&sender_thread))) return;
+  atomic_store(&destroy_looked, 1);
+  uint64_t give_up = weft_now_ns() + 10ull * 1000000000u;
+  while (!atomic_load(&sender_returned) && weft_now_ns() < give_up) sched_yield();
+}
+
+static void *send_and_destroy(void *arg) {
+  atomic_store(&sender_thread, pthread_self());
+  int *err = arg;
+  *err = weft_chan_send(tail_chan, IPTR(7), weft_now_ns() + 10ull * 1000000000u);
+  weft_chan_destroy(tail_chan); /* legal: its one receiver was handed the value */
+  atomic_store(&sender_returned, 1);
+  return NULL;
+}
+
+static void *cancellable_receiver(void *ch) {
+  weft_task_set_name(weft_current(), "discarded waiter");
+  void *v;
+  return IPTR(weft_chan_recv(ch, &v, UINT64_MAX));
+}
+
+Test(destroy, a_peer_whose_wake_lost_to_a_cancel_is_seen_by_destroy_before_its_look,
+     .timeout = 60) {
+  OK(weft_chan_create(&tail_chan, 0));
+  weft_options_t o = WEFT_OPTIONS_INIT;
+  o.workers = 1;
+  o.shutdown_timeout_ms = 20;
+  OK(weft_runtime_create(&held_rt, &o));
+  weft_task_t *r;
+  OK(weft_runtime_spawn(held_rt, &r, cancellable_receiver, tail_chan));
+  await_blocked(held_rt, "discarded waiter", "waiting on a channel");
+  atomic_store(&holder_spinning, 0);
+  OK(weft_runtime_spawn(held_rt, NULL, hold_the_worker, NULL));
+  while (!atomic_load(&holder_spinning)) sched_yield();
+  OK(weft_cancel(r)); /* woken by the cancel; it cannot run */
+  atomic_store(&tail_reached, 0);
+  atomic_store(&destroy_looked, 0);
+  atomic_store(&sender_returned, 0);
+  atomic_store(&sender_thread, (pthread_t)0);
+  marked_before = weft__probe_count(WEFT__PROBE_PEER_MARKED);
+  weft__pause_set(WEFT__PAUSE_PEER_TAIL, hold_the_sender);
+  weft__pause_set(WEFT__PAUSE_ABANDON_LOOKED, hold_the_look);
+  int send_err = 1;
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, send_and_destroy, &send_err), 0);
+  while (!atomic_load(&tail_reached)) sched_yield(); /* its wake lost; before its `done` */
+  OK(weft_runtime_destroy(held_rt));
+  pthread_join(th, NULL);
+  weft__pause_set(WEFT__PAUSE_PEER_TAIL, NULL);
+  weft__pause_set(WEFT__PAUSE_ABANDON_LOOKED, NULL);
+  cr_assert_eq(send_err, 0, "the send handed its value over");
+  cr_assert_gt(weft__probe_count(WEFT__PROBE_PEER_MARKED), marked_before,
+               "destroy did not see the sender's mark");
+  cr_assert_eq(atomic_load(&destroy_looked), 0, "destroy looked under the channel's lock");
+  cr_assert_eq(weft_await(r, NULL), WEFT_ESHUTDOWN);
+  weft_task_release(r);
+}
+
 /* What a peer handed a discarded mutex waiter is given back (session 25): here the wake-up to
  * compete. Main holds the mutex; a task (shielded) and then a plain thread queue on it; the
  * one worker is held, so the task, which main's unlock wakes to compete (it is the oldest),

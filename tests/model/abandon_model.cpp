@@ -22,8 +22,11 @@
  * relacy reports, one ordered after it fails the check.
  * Properties: the node is never left queued; destroy never touches the object after the peer's
  * caller freed it; the peer never touches the wait after destroy returned (the stack is gone).
- * Planted bugs: the direct wait without the handshake (session 24's rule: look, then lock) and
- * with destroy's side of it unfenced; the word wait with a look at DONE instead of the hold
+ * The direct wait is checked with the task PARKED (a shielded wait) and woken by a cancel but
+ * not yet run (its peer's wake loses: review, session 25, which broke the first, fenced,
+ * version of the handshake). Planted bugs: the direct wait without the handshake (session 24's
+ * rule: look, then lock), with the peer's mark ignored (the fenced version's look at the task),
+ * with destroy's exchange relaxed and with its OVER relaxed; the word wait with a look at DONE instead of the hold
  * (session 24's rule) and with a completion that does not wait out BUSY.
  *
  * Usage: abandon_model [-v] [--random ITERATIONS] [--bound PREEMPTIONS].
@@ -49,42 +52,71 @@ namespace wk {
 #define AB_FLAG rl::atomic<uint32_t>
 #define AB_LOAD(obj, mo) ((obj)(RL_INFO).load(mo))
 #define AB_STORE(obj, v, mo) ((obj)(RL_INFO).store((v), (mo)))
-#define AB_FENCE() rl::atomic_thread_fence(rl::mo_seq_cst, RL_INFO)
+#define AB_EXCHANGE(obj, v, mo) ((obj)(RL_INFO).exchange((v), (mo)))
 #define AB_YIELD() rl::yield(1, RL_INFO)
 #define AB_RLX rl::mo_relaxed
 #define AB_ACQ rl::mo_acquire
 #define AB_REL rl::mo_release
+#define AB_ACQ_REL rl::mo_acq_rel
 #define AB_FN(name) name
 
 namespace ab_correct {
 #include "abandon_impl.h"
 }
+/* the defaults the first include defined, before each planted variant's */
+#undef AB_NO_HANDSHAKE
+#undef AB_IGNORE_PEER
+#undef AB_BEGIN_ORDER
+#undef AB_END_ORDER
 
 /* Bug 1: session 24's rule: destroy looks, then locks; the peer never waits. */
 namespace ab_no_handshake {
-#undef AB_NO_HANDSHAKE /* the default the first include defined */
 #define AB_NO_HANDSHAKE 1
 #include "abandon_impl.h"
-#undef AB_NO_HANDSHAKE
 }
+#undef AB_NO_HANDSHAKE
+#undef AB_IGNORE_PEER
+#undef AB_BEGIN_ORDER
+#undef AB_END_ORDER
 
-/* Bug 2: destroy's announce without its fence (the peer keeps its own). */
-namespace ab_no_fence {
-#undef AB_NO_FENCE /* the default the first include defined */
-#define AB_NO_FENCE 1
+/* Bug 2: destroy ignores the peer's mark and looks at the task (session 25's first version,
+ * which a wake that lost to a cancel defeats). */
+namespace ab_ignore_peer {
+#define AB_IGNORE_PEER 1
 #include "abandon_impl.h"
-#undef AB_NO_FENCE
+}
+#undef AB_NO_HANDSHAKE
+#undef AB_IGNORE_PEER
+#undef AB_BEGIN_ORDER
+#undef AB_END_ORDER
+
+/* Bug 3: destroy's exchange without acquire (the peer's `settle` unseen). */
+namespace ab_begin_relaxed {
+#define AB_BEGIN_ORDER AB_RLX
+#include "abandon_impl.h"
+}
+#undef AB_NO_HANDSHAKE
+#undef AB_IGNORE_PEER
+#undef AB_BEGIN_ORDER
+#undef AB_END_ORDER
+
+/* Bug 4: destroy's OVER without release (its touches of the object not before the free). */
+namespace ab_end_relaxed {
+#define AB_END_ORDER AB_RLX
+#include "abandon_impl.h"
 }
 
 #define AB_OPS(ns)                                                                   \
   struct ops_##ns {                                                                  \
-    static void begin(rl::atomic<uint32_t> *f) { ns::abandon_begin(f); }             \
+    static bool begin(rl::atomic<uint32_t> *f) { return ns::abandon_begin(f); }      \
     static void end(rl::atomic<uint32_t> *f) { ns::abandon_end(f); }                 \
     static void peer_waits(rl::atomic<uint32_t> *f) { ns::peer_waits_abandon(f); }   \
   };
 AB_OPS(ab_correct)
 AB_OPS(ab_no_handshake)
-AB_OPS(ab_no_fence)
+AB_OPS(ab_ignore_peer)
+AB_OPS(ab_begin_relaxed)
+AB_OPS(ab_end_relaxed)
 
 /* ---- The completion word (join_impl.h) ---------------------------------------------------- */
 
@@ -169,16 +201,21 @@ struct scene {
 
 /* ---- The direct wait (weft__wq_abandon against wq_wake_direct) ---------------------------- */
 
-template <class Ops>
-struct direct_test : rl::test_suite<direct_test<Ops>, 2> {
+/* CancelWoken: the task was woken by a cancel (the shutdown's, or weft_cancel) and discarded
+ * before it ran, its node still queued: the peer's wake then loses and writes nothing to the
+ * park state (review, session 25). Else it is PARKED (a shielded wait). */
+template <class Ops, bool CancelWoken>
+struct direct_test : rl::test_suite<direct_test<Ops, CancelWoken>, 2> {
   scene sc;
-  rl::atomic<uint32_t> state;      /* the task's park state: PARKED in its direct wait */
+  rl::atomic<uint32_t> state;      /* the task's park state */
   rl::atomic<uint32_t> done;       /* the wait's */
   rl::atomic<uint32_t> abandoning; /* the wait's */
 
   void before() {
     sc.init();
-    state($).store(WK_PARKED, rl::mo_relaxed);
+    state($).store(CancelWoken ? WK_WOKEN | (WK_BY_CANCEL << WK_SIDE_SHIFT) | WK_CANCEL_REQUESTED
+                               : WK_PARKED,
+                   rl::mo_relaxed);
     done($).store(0, rl::mo_relaxed);
     abandoning($).store(ab_correct::AB_NONE, rl::mo_relaxed);
   }
@@ -188,6 +225,7 @@ struct direct_test : rl::test_suite<direct_test<Ops>, 2> {
       sc.touch_stack();
       sc.status($) = 0;
       (void)wk::wake(&state, WK_BY_COMPLETION); /* a won wake pushes into the runtime */
+      RL_ASSERT(!CancelWoken || wk::woken_by_completion(state($).load(rl::mo_relaxed)) == false);
       sc.touch_stack();
       Ops::peer_waits(&abandoning);
       sc.touch_stack();
@@ -198,9 +236,9 @@ struct direct_test : rl::test_suite<direct_test<Ops>, 2> {
   }
 
   void destroy() {
-    Ops::begin(&abandoning);
     bool wait;
-    if (wk::woken_by_completion(state($).load(rl::mo_acquire)) || done($).load(rl::mo_acquire)) {
+    if (Ops::begin(&abandoning) || wk::woken_by_completion(state($).load(rl::mo_acquire)) ||
+        done($).load(rl::mo_acquire)) {
       wait = sc.settle($) == 1;
     } else {
       bool q = sc.destroy_unlinks();
@@ -272,9 +310,14 @@ struct word_test : rl::test_suite<word_test<Ops>, 2> {
 int main(int argc, char **argv) {
   if (!parse_args(argc, argv, 200000)) return 2;
   auto t0 = std::chrono::steady_clock::now();
-  check<direct_test<ops_ab_correct>>("abandon of a direct wait, correct", false);
-  check<direct_test<ops_ab_no_handshake>>("abandon of a direct wait by look, then lock", true);
-  check<direct_test<ops_ab_no_fence>>("abandon of a direct wait, announce unfenced", true);
+  check<direct_test<ops_ab_correct, false>>("abandon of a direct wait, correct", false);
+  check<direct_test<ops_ab_correct, true>>("abandon of a cancel-woken direct wait, correct", false);
+  check<direct_test<ops_ab_no_handshake, false>>("abandon of a direct wait by look, then lock",
+                                                 true);
+  check<direct_test<ops_ab_ignore_peer, true>>(
+      "abandon of a cancel-woken direct wait, the peer's mark ignored", true);
+  check<direct_test<ops_ab_begin_relaxed, false>>("abandon of a direct wait, begin relaxed", true);
+  check<direct_test<ops_ab_end_relaxed, false>>("abandon of a direct wait, end relaxed", true);
   check<word_test<ops_jn_correct>>("abandon of a word wait, correct", false);
   check<word_test<ops_jn_hold_by_look>>("abandon of a word wait by look, then lock", true);
   check<word_test<ops_jn_complete_ignores_busy>>("abandon of a word wait, completion ignores BUSY",
