@@ -470,6 +470,15 @@ static void *stubborn_locker(void *m) {
   return IPTR(err);
 }
 
+/* The same through the completion word's wait (a deadline): destroy's other abandon. */
+static void *stubborn_timed_locker(void *m) {
+  weft_task_set_name(weft_current(), "discarded waiter");
+  weft_shield_begin();
+  int err = weft_mutex_lock(m, weft_now_ns() + 3600ull * 1000000000u);
+  weft_shield_end();
+  return IPTR(err);
+}
+
 typedef struct {
   weft_mutex_t *m;
   int err;
@@ -481,11 +490,11 @@ static void *lock_from_thread(void *arg) {
   return NULL;
 }
 
-Test(destroy, a_discarded_mutex_waiters_wake_up_is_passed_on_to_the_next, .timeout = 60) {
+static void pass_on_a_discarded_waiters_wake_up(weft_fn locker) {
   weft_mutex_t *m;
   OK(weft_mutex_create(&m));
   OK(weft_mutex_lock(m, UINT64_MAX)); /* main holds it */
-  hold_after(stubborn_locker, m, "waiting for a lock");
+  hold_after(locker, m, "waiting for a lock");
   long queued = weft__probe_count(WEFT__PROBE_MUTEX_QUEUED);
   thread_lock_t a = {.m = m, .err = 1};
   pthread_t th;
@@ -500,6 +509,14 @@ Test(destroy, a_discarded_mutex_waiters_wake_up_is_passed_on_to_the_next, .timeo
   cr_assert_eq(a.err, 0, "the thread behind the discarded waiter never got the lock (%d)", a.err);
   OK(weft_mutex_unlock(m));
   weft_mutex_destroy(m);
+}
+
+Test(destroy, a_discarded_mutex_waiters_wake_up_is_passed_on_to_the_next, .timeout = 60) {
+  pass_on_a_discarded_waiters_wake_up(stubborn_locker);
+}
+
+Test(destroy, a_discarded_timed_mutex_waiters_wake_up_is_passed_on_to_the_next, .timeout = 60) {
+  pass_on_a_discarded_waiters_wake_up(stubborn_timed_locker);
 }
 
 /* The same for a lock handed over: a starving waiter (it lost a wake-up to compete to a locker
