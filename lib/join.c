@@ -98,6 +98,12 @@ int weft_deadline_begin(weft_deadline_t *scope, uint64_t deadline_ns) {
   weft__worker_t *w = weft__worker_self();
   struct weft_task *self = weft__running_task(w);
   if (!self) return WEFT_EPERM;
+  /* A scope begun again before its end would link to itself (review, session 25: a retry
+   * loop that skips the end; the next shielded wait's walk never ended). */
+  for (weft_deadline_t *s = weft__task_scope(self); s; s = s->outer)
+    if (s == scope)
+      weft__die("weft: weft_deadline_begin was given a scope that is already begun and not "
+                "ended.");
   weft__task_diag_t *diag = weft__task_diag_make(self);
   if (!diag) return WEFT_ENOMEM; /* nothing begun: the caller must not end it */
   scope->deadline_ns = deadline_ns;

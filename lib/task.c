@@ -442,7 +442,26 @@ static void orphan_free(struct weft_task *t) {
   }
 }
 
+/* A named task's descriptor forgets its name under task_lock, before the call that freed it
+ * (a handle's release, a join) returns: weft.h lets the user free the string then, and the
+ * dump and the watchdog read names under that lock (review, session 25: a dump formatted a
+ * name freed after weft_join; ASan). An unnamed task pays a load from its slab's header,
+ * whose line weft__task_rt has just read. */
+static void task_forget_name(struct weft_runtime *rt, struct weft_task *t) {
+  weft__task_diag_t *d = weft__task_diag(t);
+  /* relaxed: the owner's own name (set by whoever holds the handle, which is being freed) */
+  if (WEFT__LIKELY(!d) || atomic_load_explicit(&d->name_id, memory_order_relaxed) !=
+                              atomic_load_explicit(&t->id, memory_order_relaxed))
+    return;
+  pthread_mutex_lock(&rt->task_lock);
+  atomic_store_explicit(&d->name_id, 0, memory_order_relaxed); /* relaxed: under the lock */
+  pthread_mutex_unlock(&rt->task_lock);
+}
+
 void weft__task_free(struct weft_runtime *rt, weft__worker_t *w, struct weft_task *t) {
+  /* Before the poison: a descriptor that reads free may have its slab's names array
+   * unmapped by the scavenger. An orphan's runtime is gone, and with it every dump. */
+  if (WEFT__LIKELY(!t->orphan)) task_forget_name(rt, t);
   /* Poison: a release of this handle before the descriptor is reused aborts with a sentence.
    * relaxed: nobody else may touch a freed descriptor. */
   atomic_store_explicit(&t->word, WEFT__TASK_WORD_FREE, memory_order_relaxed);

@@ -8,6 +8,7 @@
 #include "../lib/internal.h" /* the timer wheel's count, for the storm */
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -411,6 +412,22 @@ static void *scoped(void *arg) {
   weft_cancel(t);
   cr_assert_eq(weft_join(t, NULL), WEFT_ECANCELED, "the awaited task was not bounded by it");
   return NULL;
+}
+
+/* A scope begun again before its end (a retry loop that skips weft_deadline_end) would link to
+ * itself, and the next shielded wait's walk of the scopes would never end (review, session
+ * 25): it aborts with a sentence instead, here with another scope in between. */
+static void *scope_begun_twice(void *arg) {
+  (void)arg;
+  weft_deadline_t a, b;
+  OK(weft_deadline_begin(&a, weft_now_ns() + HOUR_NS));
+  OK(weft_deadline_begin(&b, weft_now_ns() + HOUR_NS));
+  weft_deadline_begin(&a, weft_now_ns() + HOUR_NS);
+  return NULL;
+}
+
+Test(cancel, a_scope_begun_again_before_its_end_aborts, .signal = SIGABRT) {
+  run_on(1, scope_begun_twice, NULL);
 }
 
 Test(cancel, a_deadline_scope_bounds_every_wait_of_its_task_and_nests) {
