@@ -262,17 +262,29 @@ static void *stubborn_acquirer(void *s) {
   return IPTR(err);
 }
 
-/* held_rt's one worker held by hold_the_worker once `waiter` (spawned first) waits. */
-static void hold_after(weft_fn waiter, void *obj, const char *what) {
+/* One worker and a 20 ms shutdown bound: a shielded waiter is discarded at once. */
+static weft_runtime_t *one_worker_runtime(void) {
   weft_options_t o = WEFT_OPTIONS_INIT;
   o.workers = 1;
   o.shutdown_timeout_ms = 20;
-  OK(weft_runtime_create(&held_rt, &o));
-  OK(weft_runtime_spawn(held_rt, NULL, waiter, obj));
-  await_blocked(held_rt, "discarded waiter", what);
+  weft_runtime_t *rt;
+  OK(weft_runtime_create(&rt, &o));
+  return rt;
+}
+
+/* held_rt's one worker held by hold_the_worker from now until destroy stops it. */
+static void hold_held_rt(void) {
   atomic_store(&holder_spinning, 0);
   OK(weft_runtime_spawn(held_rt, NULL, hold_the_worker, NULL));
   while (!atomic_load(&holder_spinning)) sched_yield();
+}
+
+/* held_rt's one worker held once `waiter` (spawned first) waits. */
+static void hold_after(weft_fn waiter, void *obj, const char *what) {
+  held_rt = one_worker_runtime();
+  OK(weft_runtime_spawn(held_rt, NULL, waiter, obj));
+  await_blocked(held_rt, "discarded waiter", what);
+  hold_held_rt();
 }
 
 Test(destroy, a_woken_waiter_discarded_after_its_event_was_destroyed_leaves_it_alone,
@@ -339,11 +351,7 @@ static void let_the_peer_in(void) {
 }
 
 static void destroy_with_a_peer_in_the_window(weft_fn waiter, window_peer_t *p, int probe) {
-  weft_options_t o = WEFT_OPTIONS_INIT;
-  o.workers = 1;
-  o.shutdown_timeout_ms = 20;
-  weft_runtime_t *rt;
-  OK(weft_runtime_create(&rt, &o));
+  weft_runtime_t *rt = one_worker_runtime();
   OK(weft_runtime_spawn(rt, NULL, waiter, p->event ? (void *)p->event : (void *)p->sem));
   await_blocked(rt, "discarded waiter", "waiting for a lock");
   the_window_peer = p;
@@ -422,16 +430,11 @@ static void *cancellable_receiver(void *ch) {
 Test(destroy, a_peer_whose_wake_lost_to_a_cancel_is_seen_by_destroy_before_its_look,
      .timeout = 60) {
   OK(weft_chan_create(&tail_chan, 0));
-  weft_options_t o = WEFT_OPTIONS_INIT;
-  o.workers = 1;
-  o.shutdown_timeout_ms = 20;
-  OK(weft_runtime_create(&held_rt, &o));
+  held_rt = one_worker_runtime();
   weft_task_t *r;
   OK(weft_runtime_spawn(held_rt, &r, cancellable_receiver, tail_chan));
   await_blocked(held_rt, "discarded waiter", "waiting on a channel");
-  atomic_store(&holder_spinning, 0);
-  OK(weft_runtime_spawn(held_rt, NULL, hold_the_worker, NULL));
-  while (!atomic_load(&holder_spinning)) sched_yield();
+  hold_held_rt();
   OK(weft_cancel(r)); /* woken by the cancel; it cannot run */
   atomic_store(&tail_reached, 0);
   atomic_store(&destroy_looked, 0);
@@ -533,10 +536,7 @@ Test(destroy, a_lock_handed_to_a_discarded_mutex_waiter_is_unlocked, .timeout = 
   weft_mutex_t *m;
   OK(weft_mutex_create(&m));
   OK(weft_mutex_lock(m, UINT64_MAX)); /* main holds it */
-  weft_options_t o = WEFT_OPTIONS_INIT;
-  o.workers = 1;
-  o.shutdown_timeout_ms = 20;
-  OK(weft_runtime_create(&held_rt, &o));
+  held_rt = one_worker_runtime();
   long queued = weft__probe_count(WEFT__PROBE_MUTEX_QUEUED);
   OK(weft_runtime_spawn(held_rt, NULL, stubborn_locker, m));
   while (weft__probe_count(WEFT__PROBE_MUTEX_QUEUED) == queued) sched_yield();
@@ -549,9 +549,7 @@ Test(destroy, a_lock_handed_to_a_discarded_mutex_waiter_is_unlocked, .timeout = 
   while (weft__probe_count(WEFT__PROBE_MUTEX_QUEUED) < queued + 2) sched_yield(); /* requeued */
   weft__pause_set(WEFT__PAUSE_MUTEX_RETRY, NULL);
   cr_assert_eq(atomic_load(&barged), 1, "the barging lock did not take the mutex");
-  atomic_store(&holder_spinning, 0);
-  OK(weft_runtime_spawn(held_rt, NULL, hold_the_worker, NULL));
-  while (!atomic_load(&holder_spinning)) sched_yield();
+  hold_held_rt();
   OK(weft_mutex_unlock(m)); /* hands the lock to the starving waiter, which cannot run */
   cr_assert_eq(weft_mutex_trylock(m), WEFT_EAGAIN, "the lock was not handed over");
   OK(weft_runtime_destroy(held_rt));
