@@ -613,7 +613,8 @@ WEFT_EXTERN int weft_mutex_trylock(weft_mutex_t *mutex);
 WEFT_EXTERN int weft_mutex_unlock(weft_mutex_t *mutex);
 
 /* asyncio.Semaphore with `value` permits; max > 0 makes it a BoundedSemaphore, whose release
- * beyond max fails with WEFT_ERANGE (create: WEFT_EINVAL if value > max). A release hands its
+ * beyond max fails with WEFT_ERANGE (create: WEFT_EINVAL if value > max); an unbounded one's
+ * release fails with WEFT_ERANGE at SIZE_MAX permits. A release hands its
  * permit to the oldest waiter. acquire: 0, WEFT_ETIMEDOUT, WEFT_ECANCELED; try_acquire: 0 or
  * WEFT_EAGAIN. */
 WEFT_EXTERN int weft_sem_create(weft_sem_t **sem, size_t value, size_t max);
@@ -643,7 +644,8 @@ WEFT_EXTERN int weft_cond_wait(weft_cond_t *cond, weft_mutex_t *mutex, uint64_t 
 WEFT_EXTERN int weft_cond_notify(weft_cond_t *cond, size_t count);
 WEFT_EXTERN int weft_cond_notify_all(weft_cond_t *cond);
 
-/* Go's sync.WaitGroup: add(delta) changes the counter (below zero aborts), done is add(-1), wait
+/* Go's sync.WaitGroup: add(delta) changes the counter (below zero aborts; WEFT_ERANGE, with the
+ * counter unchanged, where it would pass LONG_MAX), done is add(-1), wait
  * returns once it is zero: 0, WEFT_ETIMEDOUT, WEFT_ECANCELED. */
 WEFT_EXTERN int weft_waitgroup_create(weft_waitgroup_t **group);
 WEFT_EXTERN void weft_waitgroup_destroy(weft_waitgroup_t *group);

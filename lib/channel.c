@@ -467,7 +467,10 @@ int weft_queue_try_get(weft_queue_t *q, void **value) {
 }
 
 int weft_queue_task_done(weft_queue_t *q) {
-  return q ? weft_waitgroup_add(q->unfinished, -1) : WEFT_EINVAL;
+  return q ? weft__waitgroup_add_as(q->unfinished, -1,
+                                    "weft: weft_queue_task_done was called more times than "
+                                    "items were put.")
+           : WEFT_EINVAL;
 }
 
 int weft_queue_join(weft_queue_t *q, uint64_t deadline_ns) {

@@ -557,6 +557,11 @@ int weft__park_until(struct weft_task *self, uint64_t deadline_ns);
 /* lib/join.c: WEFT_ETIMEDOUT if the task's deadline scope has passed, else 0. Inline: the
  * common answer (no scope) without a call — yield's hot path (issue 13). */
 int weft__scope_check_slow(struct weft_task *self);
+/* lib/sync.c: weft_waitgroup_add with the sentence its misuse aborts with. */
+int weft__waitgroup_add_as(weft_waitgroup_t *g, long delta, const char *below_zero);
+/* lib/join.c: self's deadline scopes set aside (none applies) and put back; see mutex_relock. */
+struct weft_deadline *weft__scopes_set_aside(struct weft_task *self);
+void weft__scopes_put_back(struct weft_task *self, struct weft_deadline *scopes);
 static inline int weft__scope_check(struct weft_task *self) {
   return WEFT__LIKELY(!weft__task_scope(self)) ? 0 : weft__scope_check_slow(self);
 }
@@ -577,7 +582,7 @@ int weft__gather_apart(weft_task_t *const *tasks, size_t n);
 /* lib/join.c: the error the current task would end with if it returned now (0 outside tasks). */
 int weft__current_error(void);
 /* lib/join.c: awaits t with cancellation held back (cleanup that must see t end). */
-void weft__await_shielded(weft_task_t *t);
+int weft__await_shielded(weft_task_t *t);
 /* lib/task.c, for destroy's discard records (weft__discard_hook_t): releases a handle that a
  * discarded task held, unless its task is unfinished and awaited from outside (a thread, another
  * runtime's task): that one stays held, so that destroy completes it with WEFT_ESHUTDOWN

@@ -88,6 +88,13 @@ static uint64_t scoped_deadline(struct weft_task *self, uint64_t deadline_ns) {
   return bound < deadline_ns ? bound : deadline_ns;
 }
 
+/* Whether a scope bounds self's waits now: then an unstarted task is not run inline (an inline
+ * run cannot be cut short at the scope's deadline). */
+static bool scope_applies(struct weft_task *self) {
+  return self && WEFT__UNLIKELY(weft__task_scope(self) != NULL) &&
+         scoped_deadline(self, UINT64_MAX) != UINT64_MAX;
+}
+
 int weft__scope_check_slow(struct weft_task *self) {
   uint64_t deadline_ns = scoped_deadline(self, UINT64_MAX); /* no clock read without a scope */
   return deadline_ns != UINT64_MAX && deadline_ns <= weft_now_ns() ? WEFT_ETIMEDOUT : 0;
@@ -131,6 +138,18 @@ int weft_deadline_end(weft_deadline_t *scope) {
   /* SCOPED: the array exists; and it stays, so the field stays valid */
   weft__task_diag(self)->scope = scope->outer;
   return weft_now_ns() >= scope->deadline_ns ? WEFT_ETIMEDOUT : 0;
+}
+
+/* Sets self's deadline scopes aside (none applies until they are put back) and returns them:
+ * for cleanup that a shield cannot hold back because the task is at the full 255 levels. */
+weft_deadline_t *weft__scopes_set_aside(struct weft_task *self) {
+  weft_deadline_t *scopes = weft__task_scope(self);
+  if (scopes) weft__task_diag(self)->scope = NULL; /* SCOPED: the array exists */
+  return scopes;
+}
+
+void weft__scopes_put_back(struct weft_task *self, weft_deadline_t *scopes) {
+  if (scopes) weft__task_diag(self)->scope = scopes;
 }
 
 /* ---- Waiting: tasks ------------------------------------------------------------------------ */
@@ -375,7 +394,7 @@ static int await_task(weft_task_t *t, void **result, const char *what) {
   struct weft_task *self = weft__awaiting_task(w, what);
   if (self == t) weft__die("weft: %s: a task awaited itself, which can never finish.", what);
   if (self && wake_checkpoint(&self->state)) return WEFT_ECANCELED;
-  if (!(self && try_inline(t))) {
+  if (!(self && !scope_applies(self) && try_inline(t))) {
     weft__wait_reason(self, WEFT__WAIT_TASK, atomic_load_explicit(&t->id, memory_order_relaxed));
     int err = weft__await_word_until(self, &t->word, UINT64_MAX);
     if (err) return err;
@@ -487,6 +506,7 @@ int weft_join(weft_task_t *t, void **result) {
    * its start. Taking the entry back (the deque's take_if) makes the run exactly-once. t's word:
    * relaxed, a hint — join_inline checks it again after the run (holder_untouched). */
   if (WEFT__LIKELY(self && self != t && atomic_load_explicit(&t->word, memory_order_relaxed) == 0 &&
+                   !scope_applies(self) &&
                    !(atomic_load_explicit(&self->state, memory_order_relaxed) &
                      WK_CANCEL_REQUESTED))) {
     if (WEFT__LIKELY(take_back(w, t))) {
@@ -515,7 +535,7 @@ static int __attribute__((noinline)) join_waiting(struct weft_task *self, weft_t
   if ((err == WEFT_ECANCELED || err == WEFT_ETIMEDOUT) && !task_is_done(t)) {
     /* we were cancelled (or our deadline scope passed): t must not run on unowned */
     weft_cancel(t);
-    weft__await_shielded(t);
+    if (weft__await_shielded(t) == WEFT_ECANCELED) err = WEFT_ECANCELED; /* came meanwhile */
   }
   if (hooked) weft__discard_hook_pop(self, &released_if_discarded);
   release_task(t, "weft_join");
@@ -585,10 +605,13 @@ void *weft_fail(int err) {
 }
 
 /* Awaits t with cancellation held back (cleanup that must see t end). A thread just awaits.
+ * Returns WEFT_ECANCELED where a cancel came meanwhile: the shield's end delivered it, so the
+ * caller must report it (review, session 26: dropped, it ended the task cancelled with no call
+ * having said so).
  * The added shield level holds back every deadline scope begun outside it; at the API's full
  * 255 levels none can be added, and a scope begun at that depth would still cut the wait short
  * (its callers then read an unfinished task's outcome): there the wait is held to its end. */
-void weft__await_shielded(weft_task_t *t) {
+int weft__await_shielded(weft_task_t *t) {
   int shield = weft_shield_begin();
   if (WEFT__UNLIKELY(shield == WEFT_ERANGE)) {
     if (!task_is_done(t) && !try_inline(t)) {
@@ -596,10 +619,10 @@ void weft__await_shielded(weft_task_t *t) {
       weft__wait_reason(self, WEFT__WAIT_TASK, atomic_load_explicit(&t->id, memory_order_relaxed));
       weft__await_word_to_end(self, &t->word);
     }
-    return;
+    return 0;
   }
   await_task(t, NULL, "weft_await");
-  if (shield == 0) weft_shield_end();
+  return shield == 0 ? weft_shield_end() : 0; /* WEFT_ECANCELED: a cancel came meanwhile */
 }
 
 int weft_await_for(weft_task_t *t, uint64_t timeout_ns, void **result) {
@@ -609,7 +632,7 @@ int weft_await_for(weft_task_t *t, uint64_t timeout_ns, void **result) {
   if (task_is_done(t)) return err == WEFT_ETIMEDOUT ? task_outcome(t, result) : err;
   /* Timed out, or we were cancelled: cancel t and wait for it to unwind (asyncio.wait_for). */
   weft_cancel(t);
-  weft__await_shielded(t);
+  if (weft__await_shielded(t) == WEFT_ECANCELED) err = WEFT_ECANCELED; /* delivered: report it */
   int outcome = task_outcome(t, result);
   if (err == WEFT_ETIMEDOUT && outcome != WEFT_ECANCELED) return outcome; /* it finished anyway */
   if (result) *result = NULL;
@@ -722,6 +745,9 @@ static int gather_wait(struct weft_task *self, weft_task_t *const *tasks, size_t
    * before each child — where idle workers take the older ones meanwhile (review: without it,
    * a gather of CPU-bound calls ran serially). Not unconditionally: skynet's gathers of ten
    * would pay a second store and a fenced take per child (+11 % instructions). */
+  /* Not under a deadline scope: an inline run cannot be cut short at its deadline (review,
+   * session 26: a gather in a 5 ms scope returned after its child's 50 ms). */
+  if (run_inline && scope_applies(self)) run_inline = false;
   for (size_t k = 0; self && run_inline && k < n; k++) { /* newest first: reverse spawn order */
     weft_task_t *t = tasks[spawned_in_reverse ? k : n - 1 - k];
     if (task_is_done(t)) continue;
@@ -844,11 +870,13 @@ int weft_gather_calls(const weft_call_t *calls, size_t n, void **results) {
     if (!err) first--;
   }
   if (err) { /* the ones spawned still run to their end before we report it: none unowned */
-    for (size_t i = first; i < n; i++) weft__await_shielded(tasks[i]);
+    for (size_t i = first; i < n; i++)
+      if (weft__await_shielded(tasks[i]) == WEFT_ECANCELED) err = WEFT_ECANCELED;
   } else {
     err = gather_wait(self, tasks, n, true, true);
     if (err) /* cancelled: our children were cancelled too; they end before we return */
-      for (size_t i = 0; i < n; i++) weft__await_shielded(tasks[i]);
+      for (size_t i = 0; i < n; i++)
+        if (weft__await_shielded(tasks[i]) == WEFT_ECANCELED) err = WEFT_ECANCELED;
   }
   weft__discard_hook_pop(self, &released_if_discarded);
   int first_error = 0;

@@ -495,9 +495,11 @@ int weft_sem_release(weft_sem_t *s) {
   wq_lock(&s->lock);
   weft__wq_node_t *n = wq_pop(&s->q);
   if (!n) {
-    if (s->max && s->value >= s->max) {
+    /* asyncio.BoundedSemaphore's ValueError; unbounded, the count's own limit (review,
+     * session 26: it wrapped to 0 and every permit was lost) */
+    if ((s->max && s->value >= s->max) || s->value == SIZE_MAX) {
       wq_unlock(&s->lock);
-      return WEFT_ERANGE; /* asyncio.BoundedSemaphore's ValueError */
+      return WEFT_ERANGE;
     }
     s->value++;
   }
@@ -610,12 +612,20 @@ void weft_cond_destroy(weft_cond_t *c) {
 }
 
 /* Relocks m with cancellation and deadline scopes held back (asyncio's Condition.wait always
- * returns with the lock held). */
+ * returns with the lock held). One more shield level holds back both. At the full 255 levels
+ * none can be added (it would carry out of the depth's byte): the task is shielded already,
+ * which holds back cancels, and its scopes are set aside for the relock, since one begun at
+ * that depth would still cut it short (review, session 26: the level carried, the relock
+ * failed and the call aborted). */
 static void mutex_relock(struct weft_task *self, weft_mutex_t *m) {
   /* relaxed: the owner's own shield depth, as weft_shield_begin */
-  if (self) atomic_fetch_add_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
+  bool full = self && (atomic_load_explicit(&self->state, memory_order_relaxed) & WK_SHIELD) ==
+                          WK_SHIELD;
+  struct weft_deadline *scopes = full ? weft__scopes_set_aside(self) : NULL;
+  if (self && !full) atomic_fetch_add_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
   int err = weft_mutex_lock(m, UINT64_MAX);
-  if (self) atomic_fetch_sub_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
+  if (self && !full) atomic_fetch_sub_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
+  if (full) weft__scopes_put_back(self, scopes);
   if (err) weft__die("weft: internal error: weft_cond_wait could not relock its mutex.");
 }
 
@@ -687,19 +697,31 @@ void weft_waitgroup_destroy(weft_waitgroup_t *g) {
   free(g);
 }
 
-int weft_waitgroup_add(weft_waitgroup_t *g, long delta) {
+/* `below_zero` is the misuse's sentence: weft_queue_task_done counts on a wait group the user
+ * never sees, so it names itself (review, session 26). */
+int weft__waitgroup_add_as(weft_waitgroup_t *g, long delta, const char *below_zero) {
   if (!g) return WEFT_EINVAL;
   wq_lock(&g->lock);
-  if (g->count + delta < 0) {
+  long count;
+  if (__builtin_add_overflow(g->count, delta, &count)) { /* LONG_MAX's edge: no wrap */
     wq_unlock(&g->lock);
-    weft__die("weft: weft_waitgroup_add took the wait group's counter below zero.");
+    return WEFT_ERANGE;
   }
-  g->count += delta;
+  if (count < 0) {
+    wq_unlock(&g->lock);
+    weft__die("%s", below_zero);
+  }
+  g->count = count;
   if (g->count == 0)
     wake_all(&g->lock, &g->q, 0);
   else
     wq_unlock(&g->lock);
   return 0;
+}
+
+int weft_waitgroup_add(weft_waitgroup_t *g, long delta) {
+  return weft__waitgroup_add_as(
+      g, delta, "weft: weft_waitgroup_add took the wait group's counter below zero.");
 }
 
 int weft_waitgroup_done(weft_waitgroup_t *g) { return weft_waitgroup_add(g, -1); }

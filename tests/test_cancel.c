@@ -626,3 +626,81 @@ static void *await_for_at_full_shield_depth(void *arg) {
 Test(cancel, await_for_waits_for_its_child_at_the_full_shield_depth) {
   run_on(1, await_for_at_full_shield_depth, NULL);
 }
+
+/* ---- a deadline scope bounds an await, join or gather of a child not yet started ----
+ * (review, session 26: the child was run inline, which no deadline can cut short). Each child
+ * notes whether its parent's wait had already returned when it ran: one run inline by the wait
+ * says no. */
+static atomic_int wait_returned, ran_before_return;
+static void *notes_whether_the_wait_returned(void *arg) {
+  if (!atomic_load(&wait_returned)) atomic_fetch_add(&ran_before_return, 1);
+  return arg;
+}
+
+typedef enum { BY_AWAIT, BY_JOIN, BY_GATHER } scoped_wait_t;
+
+static void *wait_in_a_passed_scope(void *arg) {
+  scoped_wait_t how = (scoped_wait_t)(intptr_t)arg;
+  atomic_store(&wait_returned, 0);
+  atomic_store(&ran_before_return, 0);
+  weft_task_t *t[3];
+  size_t n = how == BY_GATHER ? 3 : 1;
+  for (size_t i = 0; i < n; i++) OK(weft_spawn(&t[i], notes_whether_the_wait_returned, IPTR(7)));
+  weft_deadline_t scope;
+  OK(weft_deadline_begin(&scope, weft_now_ns())); /* passed at once */
+  void *r = NULL;
+  int err = how == BY_AWAIT ? weft_await(t[0], &r)
+            : how == BY_JOIN ? weft_join(t[0], &r)
+                             : weft_gather(t, n, NULL);
+  atomic_store(&wait_returned, 1);
+  weft_deadline_end(&scope);
+  cr_assert_eq(err, WEFT_ETIMEDOUT, "a wait in a passed scope answered %s", weft_strerror(err));
+  cr_assert_eq(atomic_load(&ran_before_return), 0, "a child ran inline inside the scoped wait");
+  if (how == BY_AWAIT) OK(weft_join(t[0], NULL)); /* it runs now, unscoped */
+  for (size_t i = 0; how == BY_GATHER && i < n; i++) /* the failed gather cancelled them */
+    cr_assert_eq(weft_join(t[i], NULL), WEFT_ECANCELED);
+  return NULL;
+}
+
+Test(cancel, an_await_in_a_passed_scope_does_not_run_its_unstarted_child_inline) {
+  run_on(1, wait_in_a_passed_scope, IPTR(BY_AWAIT));
+}
+Test(cancel, a_join_in_a_passed_scope_does_not_run_its_unstarted_child_inline) {
+  run_on(1, wait_in_a_passed_scope, IPTR(BY_JOIN));
+}
+Test(cancel, a_gather_in_a_passed_scope_does_not_run_its_unstarted_children_inline) {
+  run_on(1, wait_in_a_passed_scope, IPTR(BY_GATHER));
+}
+
+/* ---- a cancel that comes while weft_await_for waits out its timed-out child is reported
+ * (review, session 26: the cleanup's shield end delivered it and the call said ETIMEDOUT, so
+ * the task ended cancelled though no call had told it) ---- */
+static weft_task_t *cleanup_waiter;
+static atomic_int await_for_answer;
+static void *await_for_whose_cleanup_is_cancelled(void *arg) {
+  (void)arg;
+  weft_task_t *c;
+  OK(weft_spawn(&c, cancel_the_awaiter_once_cancelled, &cleanup_waiter));
+  atomic_store(&await_for_answer, weft_await_for(c, 5 * 1000000ull, NULL));
+  weft_task_release(c);
+  return IPTR(42);
+}
+static void *cancel_during_await_for_cleanup(void *arg) {
+  (void)arg;
+  atomic_store(&await_for_answer, 1);
+  OK(weft_spawn(&cleanup_waiter, await_for_whose_cleanup_is_cancelled, NULL));
+  void *r = NULL;
+  int outcome = weft_await(cleanup_waiter, &r);
+  int answer = atomic_load(&await_for_answer);
+  /* delivered by await_for, the cancel is the task's outcome too */
+  cr_assert_eq(answer, WEFT_ECANCELED, "await_for answered %s", weft_strerror(answer));
+  cr_assert_eq(outcome, WEFT_ECANCELED, "the task ended %s", weft_strerror(outcome));
+  cr_assert_null(r);
+  weft_task_release(cleanup_waiter);
+  return NULL;
+}
+
+Test(cancel, a_cancel_during_await_for_cleanup_is_what_await_for_returns) {
+  run_on(1, cancel_during_await_for_cleanup, NULL);
+  run_on(2, cancel_during_await_for_cleanup, NULL);
+}

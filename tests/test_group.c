@@ -390,3 +390,60 @@ static void *group_sweeps_an_unrun_task(void *arg) {
 Test(group, a_task_that_could_not_start_fails_its_group_even_once_swept) {
   run_given_runtime(1, group_sweeps_an_unrun_task);
 }
+
+/* ---- a wait at the full 255 shield levels, in a passed scope (review, session 26: its
+ * cleanup's shield could not be begun, yet it spun until its tasks ended and then ended a
+ * shield it never began, so the caller's own last shield end aborted) ---- */
+static void *group_wait_at_full_shield_depth(void *arg) {
+  (void)arg;
+  int depth = 0;
+  while (weft_shield_begin() == 0) depth++;
+  cr_assert_eq(depth, 255);
+  weft_group_t *g;
+  OK(weft_group_create(&g, NULL));
+  for (int i = 0; i < 3; i++) OK(weft_group_spawn(g, sleep_until_cancelled, NULL));
+  weft_deadline_t scope; /* begun at depth 255: it bounds the wait */
+  OK(weft_deadline_begin(&scope, weft_now_ns()));
+  int err = weft_group_wait(g);
+  weft_deadline_end(&scope);
+  cr_assert_eq(err, WEFT_ETIMEDOUT, "%s", weft_strerror(err));
+  assert_all_unwound(); /* the wait cancelled them and saw them end */
+  weft_group_destroy(g);
+  while (depth--) cr_assert_eq(weft_shield_end(), 0); /* each ours: none aborts */
+  return NULL;
+}
+
+Test(group, a_wait_at_the_full_shield_depth_cancels_and_awaits_its_tasks_and_keeps_the_nesting,
+     .timeout = 60) {
+  reset();
+  run_on(1, group_wait_at_full_shield_depth, NULL);
+}
+
+/* ---- a cancel that comes while a timed-out wait waits out its cancelled tasks is what the
+ * wait returns (review, session 26: the cleanup's shield end delivered it unreported) ---- */
+static weft_task_t *group_owner;
+static atomic_int owner_wait_answer;
+static void *owner_waits_in_a_short_scope(void *arg) {
+  (void)arg;
+  weft_group_t *g;
+  OK(weft_group_create(&g, NULL));
+  OK(weft_group_spawn(g, cancel_the_awaiter_once_cancelled, &group_owner));
+  weft_deadline_t scope;
+  OK(weft_deadline_begin(&scope, weft_now_ns() + 5 * 1000000ull));
+  atomic_store(&owner_wait_answer, weft_group_wait(g));
+  weft_deadline_end(&scope);
+  weft_group_destroy(g);
+  return NULL;
+}
+
+Test(group, a_cancel_during_a_timed_out_waits_cleanup_is_what_the_wait_returns) {
+  for (int workers = 1; workers <= 2; workers++) {
+    atomic_store(&owner_wait_answer, 1);
+    weft_runtime_t *rt = test_runtime(workers);
+    OK(weft_runtime_spawn(rt, &group_owner, owner_waits_in_a_short_scope, NULL));
+    cr_assert_eq(weft_join(group_owner, NULL), WEFT_ECANCELED);
+    int answer = atomic_load(&owner_wait_answer);
+    cr_assert_eq(answer, WEFT_ECANCELED, "the wait answered %s", weft_strerror(answer));
+    OK(weft_runtime_destroy(rt));
+  }
+}

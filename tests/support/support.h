@@ -83,6 +83,18 @@ static inline void run_given_runtime(int workers, weft_fn fn) {
   cr_assert_eq(weft_runtime_destroy(rt), 0);
 }
 
+/* A child that, once its awaiter's cleanup cancels it, cancels that awaiter (*arg, a
+ * weft_task_t **) and ends: a cancel that comes during a wait's own cleanup. Shielded until
+ * then, so that the cancel which starts the cleanup does not end it first. */
+static inline void *cancel_the_awaiter_once_cancelled(void *arg) {
+  weft_shield_begin();
+  while (!weft_cancelling()) weft_sleep_ms(1);
+  int err = weft_cancel(*(weft_task_t **)arg);
+  cr_assert_eq(err, 0, "weft_cancel: %s", weft_strerror(err));
+  weft_shield_end();
+  return NULL;
+}
+
 #define IPTR(x) ((void *)(intptr_t)(x))
 #define PINT(p) ((long)(intptr_t)(p))
 
