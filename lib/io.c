@@ -602,6 +602,7 @@ static int sock_adopt(struct weft_runtime *rt, int fd, int tcp, weft__sock_t **o
   s->is_socket = is_socket;
   s->is_pipe = is_pipe;
   s->tcp = tcp > 0;
+  if ((err = weft__poll_publish(p, s)) != 0) return err; /* destroy began meanwhile */
   *out = s;
   return 0;
 }

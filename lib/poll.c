@@ -315,7 +315,7 @@ int weft__poll_register(struct weft__poller *p, int fd, weft__sock_t **out) {
   if (!s) return closing ? WEFT_EBADF : WEFT_ENOMEM;
   dir_init(&s->rd);
   dir_init(&s->wr);
-  atomic_store_explicit(&s->refs, 0, memory_order_relaxed); /* relaxed: as dir_init */
+  /* refs stay WEFT__SOCK_REFS_FREE (closed, to destroy's walk) until weft__poll_publish */
   s->fd = fd;
   s->poller = p;
   atomic_store_explicit(&s->spare_fd, -1, memory_order_relaxed); /* relaxed: as dir_init */
@@ -324,18 +324,36 @@ int weft__poll_register(struct weft__poller *p, int fd, weft__sock_t **out) {
   s->tcp = false;
   /* release: a stale event that reads the new seq sees the reset flags (and only notifies) */
   uint32_t seq = atomic_fetch_add_explicit(&s->seq, 1, memory_order_release) + 1;
+  weft__pause(WEFT__PAUSE_REGISTER); /* tests: destroy's walk runs here */
   int err = p->ops->add(p, fd, (uint64_t)seq << 32 | s->index);
   if (err) {
     /* Not registered: no del (EEXIST — the fd is another socket's — would take that one's
      * registration away: review, session 19), and the caller's fd stays the caller's. */
-    s->fd = -1;
-    /* relaxed: nobody has the handle; as a closed one's, for destroy's walk */
-    atomic_store_explicit(&s->refs, WEFT__SOCK_REFS_FREE, memory_order_relaxed);
+    s->fd = -1; /* its refs still say closed, for destroy's walk */
     weft__poll_unregister(p, s, false);
     return err;
   }
   *out = s;
   return 0;
+}
+
+/* Makes a registered socket, its fields all set, one that destroy's walk closes: until now its
+ * refs said closed, so a walk that came meanwhile skipped it (review, session 26: the walk
+ * closed a socket an outside accept was still registering; the accept then added, or closed a
+ * second time, a number the application may have reopened). Under the lock the walk begins
+ * under: the walk comes after (and sees the whole socket), or it came first and the socket is
+ * taken out again: WEFT_EBADF, the fd still the caller's. */
+int weft__poll_publish(struct weft__poller *p, weft__sock_t *s) {
+  pthread_mutex_lock(&p->lock);
+  /* relaxed: set under this lock (weft__poll_each_open) */
+  bool closing = atomic_load_explicit(&p->closing, memory_order_relaxed);
+  /* relaxed: the lock orders it before the walk. A subtraction, not a store: a late caller's
+   * reference on a stale handle to this descriptor stays counted. */
+  if (!closing) atomic_fetch_sub_explicit(&s->refs, WEFT__SOCK_REFS_FREE, memory_order_relaxed);
+  pthread_mutex_unlock(&p->lock);
+  if (!closing) return 0;
+  weft__poll_unregister(p, s, false);
+  return WEFT_EBADF;
 }
 
 void weft__poll_unregister(struct weft__poller *p, weft__sock_t *s, bool close_fd) {
@@ -574,6 +592,7 @@ void weft__poll_each_open(struct weft_runtime *rt, void (*fn)(weft__sock_t *s)) 
   uint32_t used = p->used;
   pthread_mutex_unlock(&p->lock);
   for (uint32_t i = 0; i < used; i++) fn(lookup(p, i));
+  weft__probe_hit(WEFT__PROBE_CLOSE_WALKED);
 }
 
 bool weft__poll_outside_left(struct weft_runtime *rt, uint64_t bound_ns) {

@@ -46,8 +46,11 @@ typedef struct weft_sock {
 
 /* The poller for rt, created on first use (0, or WEFT_ENOMEM / a system error). */
 int weft__poller_get(struct weft_runtime *rt, struct weft__poller **out);
-/* A fresh descriptor for fd, registered (edge-triggered, both directions). */
+/* A fresh descriptor for fd, registered (edge-triggered, both directions); destroy's walk
+ * leaves it alone until weft__poll_publish, called once its fields are set: 0, or WEFT_EBADF
+ * (destroy began: unregistered again, the fd still the caller's). */
 int weft__poll_register(struct weft__poller *p, int fd, weft__sock_t **out);
+int weft__poll_publish(struct weft__poller *p, weft__sock_t *s);
 /* Deregisters, closes the fd if close_fd, and returns the descriptor to the free list. */
 void weft__poll_unregister(struct weft__poller *p, weft__sock_t *s, bool close_fd);
 /* A socket operation by a caller outside the socket's runtime counts itself in (false: its

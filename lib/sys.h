@@ -82,6 +82,7 @@ enum {
   WEFT__PROBE_PEER_HELD,       /* an outside peer's hand-off waited for destroy's look (sync.c) */
   WEFT__PROBE_PEER_MARKED,     /* destroy found an outside peer's hand-off ending (sync.c) */
   WEFT__PROBE_COMPLETE_HELD,   /* a completion waited out a remover's BUSY, or destroy's hold */
+  WEFT__PROBE_CLOSE_WALKED,    /* destroy's walk closed every socket it found open (poll.c) */
   WEFT__PROBES
 };
 #ifdef WEFT_FAULTS
@@ -100,6 +101,7 @@ enum {
   WEFT__PAUSE_ABANDON_LOOKED, /* destroy found a discarded waiter's wait undelivered (sync.c) */
   WEFT__PAUSE_MUTEX_RETRY, /* a mutex waiter woken to compete, before it competes (sync.c) */
   WEFT__PAUSE_PEER_TAIL, /* an outside peer's direct hand-off, before its `done` (waitq.h) */
+  WEFT__PAUSE_REGISTER, /* a registration has its descriptor, before its epoll add (poll.c) */
   WEFT__PAUSES
 };
 #ifdef WEFT_FAULTS

@@ -8,6 +8,7 @@
  * worker's poll, and what a short TCP read leaves for the next read. */
 #define _GNU_SOURCE /* POLLRDHUP */
 #include "support.h"
+#include "loopback.h"
 #include "probes.h"
 #include "../lib/internal.h" /* a task's wait state: the tests wait for "waiting on fd" */
 #include "../lib/poller.h"   /* weft__poll_test_hold (the weft_testing library) */
@@ -52,16 +53,6 @@ static int open_fds(void) {
   return n - 3; /* ".", ".." and the DIR's own fd */
 }
 
-static weft_sock_t *listen_loopback(weft_runtime_t *rt) {
-  struct sockaddr_storage ss;
-  socklen_t len;
-  OK(weft_sock_addr("127.0.0.1", 0, &ss, &len));
-  weft_sock_t *l;
-  OK(weft_sock_listen(rt, (struct sockaddr *)&ss, len, 0, 0, &l));
-  cr_assert_gt(weft_sock_port(l), 0);
-  return l;
-}
-
 static weft_sock_t *connect_port(int port) {
   struct sockaddr_storage ss;
   socklen_t len;
@@ -69,18 +60,6 @@ static weft_sock_t *connect_port(int port) {
   weft_sock_t *c;
   OK(weft_sock_connect(NULL, (struct sockaddr *)&ss, len, in_ns(10 * SEC_NS), &c));
   return c;
-}
-
-/* A plain blocking client socket (for plain threads and forked children). */
-static int raw_connect(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
 }
 
 /* ---- An echo server: one task accepts, one task per connection ----------------------------- */

@@ -1,0 +1,271 @@
+/* Deterministic regression tests for two windows of lib/io.c that test_io reaches only by
+ * chance: the accept gap (a connection that arrives after accept4 answered EAGAIN and before
+ * the acceptor parks) in both of the fd park's branches, and weft_sock_wait's retry of a poll(2)
+ * that answered EINTR. The windows are opened by interposing accept4 and poll: this binary
+ * defines them (the library is linked statically, so its calls bind here) and forwards to the
+ * next definition (libc's, or a sanitizer's interceptor) through dlsym(RTLD_NEXT). Each
+ * interposer acts once, when armed, on the one fd the test names; otherwise it only forwards. */
+#define _GNU_SOURCE
+#include "support.h"
+#include "loopback.h"
+#include "../lib/internal.h"
+#include "../lib/poller.h" /* weft__sock_t: the listener's read edges */
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SEC_NS 1000000000ull
+static uint64_t in_ns(uint64_t ns) { return weft_now_ns() + ns; }
+
+/* ---- The interposers -------------------------------------------------------------------------- */
+
+typedef int (*accept4_fn)(int, struct sockaddr *, socklen_t *, int);
+typedef int (*poll_fn)(struct pollfd *, nfds_t, int);
+
+enum { GAP_OFF, GAP_UNDISPATCHED, GAP_DISPATCHED };
+static atomic_int gap_mode;        /* what the armed accept4 does in the gap */
+static atomic_int gap_fd = -1;     /* the listener's fd */
+static weft__sock_t *gap_listener; /* its descriptor: the read direction's edges */
+static atomic_int gap_client = -1; /* the connection made in the gap (the test closes it) */
+static atomic_int gap_done;        /* the gap was opened (1) */
+static atomic_uint gap_edges_at;   /* the listener's edges when accept4 had answered EAGAIN */
+static atomic_uint gap_edges_after; /* ... and when the gap ended */
+
+int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
+  static accept4_fn real;
+  if (!real) real = (accept4_fn)dlsym(RTLD_NEXT, "accept4");
+  int r = real(fd, addr, len, flags);
+  int e = errno;
+  if (r < 0 && (e == EAGAIN || e == EWOULDBLOCK) && fd == atomic_load(&gap_fd)) {
+    int mode = atomic_exchange(&gap_mode, GAP_OFF);
+    if (mode != GAP_OFF) {
+      /* The gap: accept4 looked at an empty queue; a connection arrives now (loopback: the
+       * handshake is done by the time connect returns, and the listener's epoll item is
+       * queued), before the task reads the edges again and parks. */
+      weft__poll_dir_t *d = &gap_listener->rd;
+      atomic_store(&gap_edges_at, atomic_load(&d->edges));
+      atomic_store(&gap_client, raw_connect(weft_sock_port(gap_listener)));
+      if (mode == GAP_DISPATCHED) {
+        /* Another worker (idle, blocked in epoll) dispatches the edge before the task goes
+         * on: its recheck then finds the count moved (fdpark's FP_RETRY). */
+        uint64_t until = in_ns(5 * SEC_NS);
+        while (atomic_load(&d->edges) == atomic_load(&gap_edges_at) && weft_now_ns() < until)
+          sched_yield();
+      }
+      atomic_store(&gap_edges_after, atomic_load(&d->edges));
+      atomic_store(&gap_done, 1);
+    }
+  }
+  errno = e;
+  return r;
+}
+
+static atomic_int eintr_fd = -1; /* poll(2) with timeout 0 on this fd answers EINTR once */
+static atomic_int eintr_hits;
+
+int poll(struct pollfd *fds, nfds_t nfds, int timeout) {
+  static poll_fn real;
+  if (!real) real = (poll_fn)dlsym(RTLD_NEXT, "poll");
+  if (nfds == 1 && timeout == 0 && fds[0].fd >= 0) {
+    int want = fds[0].fd;
+    if (atomic_compare_exchange_strong(&eintr_fd, &want, -1)) {
+      atomic_fetch_add(&eintr_hits, 1);
+      errno = EINTR;
+      return -1;
+    }
+  }
+  return real(fds, nfds, timeout);
+}
+
+/* ---- The accept gap ------------------------------------------------------------------------- */
+
+static void *accept_within_5s(void *arg) {
+  weft_sock_t *c = NULL;
+  int err = weft_sock_accept(arg, &c, NULL, NULL, in_ns(5 * SEC_NS));
+  if (!err) weft_sock_close(c);
+  return IPTR(err);
+}
+
+static void accept_gap(int workers, int mode) {
+  weft_runtime_t *rt = test_runtime(workers);
+  weft_sock_t *l = listen_loopback(rt);
+  gap_listener = l;
+  atomic_store(&gap_done, 0);
+  atomic_store(&gap_fd, weft_sock_fd(l));
+  atomic_store(&gap_mode, mode);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, accept_within_5s, l));
+  void *r;
+  OK(weft_join(t, &r));
+  cr_assert_eq(atomic_load(&gap_done), 1, "the accept never answered EAGAIN: no gap was opened");
+  cr_assert_geq(atomic_load(&gap_client), 0, "the gap's connect failed");
+  unsigned at = atomic_load(&gap_edges_at), after = atomic_load(&gap_edges_after);
+  if (mode == GAP_UNDISPATCHED)
+    cr_assert_eq(at, after, "the edge was dispatched inside the gap (the one worker ran the task)");
+  else
+    cr_assert_neq(at, after, "no worker dispatched the gap's edge within 5 s");
+  cr_assert_eq((int)(intptr_t)r, 0, "the connection that came in the gap was not accepted: %s",
+               weft_strerror((int)(intptr_t)r));
+  atomic_store(&gap_fd, -1);
+  close(atomic_exchange(&gap_client, -1));
+  OK(weft_sock_close(l));
+  OK(weft_runtime_destroy(rt));
+}
+
+/* One worker runs the acceptor, so nothing dispatches the gap's edge before the task parks:
+ * its publication precedes the poller's look at the park word, which finds and wakes it. */
+Test(io_gap, a_connection_arriving_in_the_accept_gap_wakes_the_parked_acceptor) {
+  accept_gap(1, GAP_UNDISPATCHED);
+}
+
+/* Two workers: the idle one dispatches the gap's edge before the task parks; the task's recheck
+ * of the edge count after its publication sends it back to accept4. */
+Test(io_gap, a_connection_dispatched_inside_the_accept_gap_sends_the_acceptor_back_to_accept) {
+  accept_gap(2, GAP_DISPATCHED);
+}
+
+/* ---- weft_sock_wait's EINTR retry ------------------------------------------------------------ */
+
+typedef struct eintr_case {
+  weft_sock_t *s;
+  int peer;
+  int result;
+  uint64_t took_ns;
+} eintr_case_t;
+
+static void *wait_readable_200ms(void *arg) {
+  eintr_case_t *c = arg;
+  uint64_t t0 = weft_now_ns();
+  c->result = weft_sock_wait(c->s, WEFT_IO_READABLE, t0 + 200 * 1000000ull);
+  c->took_ns = weft_now_ns() - t0;
+  return NULL;
+}
+
+/* An interrupted poll(2) is no answer: with nothing to read, the wait must run to its deadline
+ * (review, session 24: EINTR was taken for "ready"); with data, it must say ready. */
+static void sock_wait_eintr(bool on_task, bool with_data) {
+  weft_runtime_t *rt = test_runtime(1);
+  int sv[2];
+  cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  eintr_case_t c = {.peer = sv[1], .result = 1};
+  OK(weft_sock_open(rt, sv[0], &c.s));
+  if (with_data) cr_assert_eq(write(sv[1], "x", 1), 1);
+  atomic_store(&eintr_hits, 0);
+  atomic_store(&eintr_fd, sv[0]);
+  if (on_task) {
+    weft_task_t *t;
+    OK(weft_runtime_spawn(rt, &t, wait_readable_200ms, &c));
+    OK(weft_join(t, NULL));
+  } else {
+    wait_readable_200ms(&c);
+  }
+  cr_assert_eq(atomic_load(&eintr_hits), 1, "the poll was not interrupted");
+  if (with_data) {
+    cr_assert_eq(c.result, 0, "readable, yet %s", weft_strerror(c.result));
+  } else {
+    cr_assert_eq(c.result, WEFT_ETIMEDOUT, "nothing to read, yet %s after %llu ms",
+                 weft_strerror(c.result), (unsigned long long)(c.took_ns / 1000000u));
+    cr_assert_geq(c.took_ns, 190 * 1000000ull);
+  }
+  OK(weft_sock_close(c.s));
+  close(sv[1]);
+  OK(weft_runtime_destroy(rt));
+}
+
+Test(io_gap, sock_wait_on_a_task_retries_an_interrupted_poll_nothing_to_read) {
+  sock_wait_eintr(true, false);
+}
+Test(io_gap, sock_wait_on_a_task_retries_an_interrupted_poll_data_queued) {
+  sock_wait_eintr(true, true);
+}
+Test(io_gap, sock_wait_on_a_plain_thread_retries_an_interrupted_poll_nothing_to_read) {
+  sock_wait_eintr(false, false);
+}
+Test(io_gap, sock_wait_on_a_plain_thread_retries_an_interrupted_poll_data_queued) {
+  sock_wait_eintr(false, true);
+}
+
+/* ---- Destroy's close walk against a registration in progress ---------------------------------- */
+
+#include "../lib/sys.h"
+#include <sys/eventfd.h>
+#include <fcntl.h>
+
+static weft_sock_t *reg_listener;
+static atomic_int reg_paused, reg_xfd = -1, reg_xfd_closed_by_walk = -1, reg_victim = -1;
+
+/* The accepted socket's fd: a socket on the listener's port that is not listening. */
+static int find_accepted_fd(int port) {
+  for (int fd = 3; fd < 1024; fd++) {
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    int listening = 0;
+    socklen_t llen = sizeof listening;
+    if (getsockname(fd, (struct sockaddr *)&a, &len) != 0 || a.sin_family != AF_INET) continue;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &llen) != 0 || listening) continue;
+    if (ntohs(a.sin_port) == port) return fd;
+  }
+  return -1;
+}
+
+/* On the accepting thread, inside weft__poll_register: its descriptor is taken (before destroy
+ * marked the poller closing) and its fields are set; its epoll add is next. */
+static long reg_walks_before;
+static void hold_registration(void) {
+  if (atomic_exchange(&reg_paused, 1)) return;
+  weft__sock_t *l = reg_listener;
+  int xfd = find_accepted_fd(weft_sock_port(l));
+  atomic_store(&reg_xfd, xfd);
+  /* until destroy's walk over the open sockets is done */
+  uint64_t until = in_ns(5 * SEC_NS);
+  while (weft__probe_count(WEFT__PROBE_CLOSE_WALKED) == reg_walks_before && weft_now_ns() < until)
+    sched_yield();
+  atomic_store(&reg_xfd_closed_by_walk, fcntl(xfd, F_GETFD) == -1);
+  /* The application opens a file meanwhile: it gets the lowest free number. */
+  atomic_store(&reg_victim, eventfd(0, EFD_CLOEXEC));
+}
+
+static int reg_accept_result = 1;
+static void *accept_on_thread(void *arg) {
+  weft_sock_t *c = NULL;
+  reg_accept_result = weft_sock_accept(arg, &c, NULL, NULL, in_ns(10 * SEC_NS));
+  return NULL;
+}
+
+Test(io_gap, destroys_close_walk_leaves_a_registration_in_progress_alone) {
+  weft_runtime_t *rt = test_runtime(1);
+  weft_sock_t *l = listen_loopback(rt);
+  reg_listener = l;
+  reg_walks_before = weft__probe_count(WEFT__PROBE_CLOSE_WALKED);
+  weft__pause_set(WEFT__PAUSE_REGISTER, hold_registration);
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, accept_on_thread, l), 0);
+  int client = raw_connect(weft_sock_port(l));
+  cr_assert_geq(client, 0);
+  while (!atomic_load(&reg_paused)) sched_yield();
+  OK(weft_runtime_destroy(rt)); /* runs while the thread is held in its registration */
+  pthread_join(th, NULL);
+  weft__pause_set(WEFT__PAUSE_REGISTER, NULL);
+  int xfd = atomic_load(&reg_xfd), victim = atomic_load(&reg_victim);
+  int victim_open = victim >= 0 && fcntl(victim, F_GETFD) != -1;
+  cr_assert_geq(xfd, 0, "the accepted connection's fd was not found");
+  cr_assert_neq(weft__probe_count(WEFT__PROBE_CLOSE_WALKED), reg_walks_before,
+                "destroy's walk did not run while the registration was held");
+  cr_expect_eq(atomic_load(&reg_xfd_closed_by_walk), 0,
+               "destroy's walk closed fd %d, which a registration in progress held", xfd);
+  cr_expect(victim_open, "destroy closed the application's own fd %d", victim);
+  cr_expect_eq(reg_accept_result, WEFT_EBADF, "an accept that raced destroy answered %s",
+               weft_strerror(reg_accept_result));
+  cr_expect(xfd == victim || fcntl(xfd, F_GETFD) == -1, "the refused connection's fd %d leaked",
+            xfd);
+  close(client);
+  if (victim_open) close(victim);
+}
