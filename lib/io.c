@@ -596,13 +596,22 @@ static int sock_adopt(struct weft_runtime *rt, int fd, int tcp, weft__sock_t **o
   }
   struct stat st;
   bool is_pipe = !is_socket && fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
+  /* A caller from outside the runtime (a plain thread's open, listen or connect) counts itself
+   * in while it registers: destroy then waits for it instead of freeing the table under it
+   * (review, session 26). */
+  weft__worker_t *w = weft__worker_self();
+  bool outside = !w || w->rt != rt;
+  if (outside && !weft__poll_outside_enter(p)) return WEFT_EBADF;
   weft__sock_t *s;
-  if ((err = weft__poll_register(p, fd, &s)) != 0) return err;
-  s->rt = rt;
-  s->is_socket = is_socket;
-  s->is_pipe = is_pipe;
-  s->tcp = tcp > 0;
-  if ((err = weft__poll_publish(p, s)) != 0) return err; /* destroy began meanwhile */
+  if ((err = weft__poll_register(p, fd, &s)) == 0) {
+    s->rt = rt;
+    s->is_socket = is_socket;
+    s->is_pipe = is_pipe;
+    s->tcp = tcp > 0;
+    err = weft__poll_publish(p, s); /* WEFT_EBADF: destroy began meanwhile */
+  }
+  if (outside) weft__poll_outside_leave(p);
+  if (err) return err;
   *out = s;
   return 0;
 }
@@ -858,9 +867,8 @@ static int connect_finish(weft__sock_t *s, uint64_t deadline_ns) {
   }
 }
 
-int weft_sock_connect(weft_runtime_t *rt, const struct sockaddr *addr, socklen_t len,
-                      uint64_t deadline_ns, weft_sock_t **conn) {
-  if (!addr || !conn || !(rt = runtime_or_current(rt))) return WEFT_EINVAL;
+static int sock_connect(weft_runtime_t *rt, const struct sockaddr *addr, socklen_t len,
+                        uint64_t deadline_ns, weft_sock_t **conn) {
   int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
   int r;
@@ -888,4 +896,21 @@ int weft_sock_connect(weft_runtime_t *rt, const struct sockaddr *addr, socklen_t
   }
   *conn = s;
   return 0;
+}
+
+int weft_sock_connect(weft_runtime_t *rt, const struct sockaddr *addr, socklen_t len,
+                      uint64_t deadline_ns, weft_sock_t **conn) {
+  if (!addr || !conn || !(rt = runtime_or_current(rt))) return WEFT_EINVAL;
+  weft__worker_t *w = weft__worker_self();
+  if (w && w->rt == rt) return sock_connect(rt, addr, len, deadline_ns, conn);
+  /* From outside: counted in from before the socket is registered until after the wait's own
+   * count (op_begin) ends; between the two, destroy could otherwise free the table (review,
+   * session 26). */
+  struct weft__poller *p;
+  int err = weft__poller_get(rt, &p);
+  if (err) return err;
+  if (!weft__poll_outside_enter(p)) return WEFT_EBADF;
+  err = sock_connect(rt, addr, len, deadline_ns, conn);
+  weft__poll_outside_leave(p);
+  return err;
 }

@@ -218,16 +218,20 @@ static int find_accepted_fd(int port) {
 
 /* On the accepting thread, inside weft__poll_register: its descriptor is taken (before destroy
  * marked the poller closing) and its fields are set; its epoll add is next. */
+/* Until destroy's walk over the open sockets is done (bounded: the test then fails on it). */
+static void await_the_close_walk(long walks_before) {
+  uint64_t until = in_ns(5 * SEC_NS);
+  while (weft__probe_count(WEFT__PROBE_CLOSE_WALKED) == walks_before && weft_now_ns() < until)
+    sched_yield();
+}
+
 static long reg_walks_before;
 static void hold_registration(void) {
   if (atomic_exchange(&reg_paused, 1)) return;
   weft__sock_t *l = reg_listener;
   int xfd = find_accepted_fd(weft_sock_port(l));
   atomic_store(&reg_xfd, xfd);
-  /* until destroy's walk over the open sockets is done */
-  uint64_t until = in_ns(5 * SEC_NS);
-  while (weft__probe_count(WEFT__PROBE_CLOSE_WALKED) == reg_walks_before && weft_now_ns() < until)
-    sched_yield();
+  await_the_close_walk(reg_walks_before);
   atomic_store(&reg_xfd_closed_by_walk, fcntl(xfd, F_GETFD) == -1);
   /* The application opens a file meanwhile: it gets the lowest free number. */
   atomic_store(&reg_victim, eventfd(0, EFD_CLOEXEC));
@@ -268,4 +272,48 @@ Test(io_gap, destroys_close_walk_leaves_a_registration_in_progress_alone) {
             xfd);
   close(client);
   if (victim_open) close(victim);
+}
+
+/* ---- a plain thread's weft_sock_open racing destroy (review, session 26: registering, it was
+ * not counted in, so destroy could free the socket table under it) ---- */
+static atomic_int open_paused;
+static long open_walks_before;
+static void hold_open_until_the_walk(void) {
+  if (atomic_exchange(&open_paused, 1)) return;
+  await_the_close_walk(open_walks_before);
+}
+typedef struct {
+  weft_runtime_t *rt;
+  int fd, result;
+} open_case_t;
+static void *open_on_thread(void *arg) {
+  open_case_t *c = arg;
+  weft_sock_t *s = NULL;
+  c->result = weft_sock_open(c->rt, c->fd, &s);
+  return NULL;
+}
+
+Test(io_gap, a_plain_threads_open_racing_destroy_is_waited_for_and_refused) {
+  weft_runtime_t *rt = test_runtime(1);
+  weft_sock_t *l = listen_loopback(rt); /* the poller exists before the race */
+  int sv[2];
+  cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  open_case_t c = {.rt = rt, .fd = sv[0], .result = 1};
+  open_walks_before = weft__probe_count(WEFT__PROBE_CLOSE_WALKED);
+  atomic_store(&open_paused, 0);
+  weft__pause_set(WEFT__PAUSE_REGISTER, hold_open_until_the_walk);
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, open_on_thread, &c), 0);
+  while (!atomic_load(&open_paused)) sched_yield();
+  OK(weft_runtime_destroy(rt)); /* its walk runs while the thread is held in its registration */
+  pthread_join(th, NULL);
+  weft__pause_set(WEFT__PAUSE_REGISTER, NULL);
+  cr_assert_neq(weft__probe_count(WEFT__PROBE_CLOSE_WALKED), open_walks_before,
+                "destroy's walk did not run while the registration was held");
+  cr_assert_eq(c.result, WEFT_EBADF, "an open that raced destroy answered %s",
+               weft_strerror(c.result));
+  cr_assert_neq(fcntl(sv[0], F_GETFD), -1, "the refused fd is no longer the caller's");
+  (void)l; /* closed by destroy */
+  close(sv[0]);
+  close(sv[1]);
 }
