@@ -200,8 +200,9 @@ class Builder:
     """Builds the peers into the build dir: each `build_<peer>` returns (binary, source, recipe),
     the recipe a function (log path) -> exit status."""
 
-    def __init__(self, build, quick, rebuild):
+    def __init__(self, build, quick, rebuild, prebuilt=False):
         self.build, self.quick, self.rebuild = build, quick, rebuild
+        self.prebuilt = prebuilt
         self.logs = build / "logs"
 
     # Peers built by one compiler call: rt -> (compiler, source, flags, libraries)
@@ -249,6 +250,10 @@ class Builder:
                 return Runtime(rt, cmd=[PY, str(PEERS / "asyncio_peer.py")])
             return Runtime(rt, skip=f"no {PY}")
         binary, src, recipe = self.recipe(rt)
+        if self.prebuilt:  # a machine with no compilers: run what was built elsewhere, or skip
+            if os.access(binary, os.X_OK):
+                return Runtime(rt, cmd=[str(binary)], build_time="prebuilt")
+            return Runtime(rt, skip=f"--prebuilt: no {binary}")
         if not self.rebuild and os.access(binary, os.X_OK) and not newer_than(binary, src):
             return Runtime(rt, cmd=[str(binary)], build_time="up to date")
         log = self.logs / f"{rt}.build.log"
@@ -489,6 +494,9 @@ def parse_args(argv):
                    "(default: build dir)")
     p.add_argument("--rebuild", action="store_true",
                    help="rebuild every peer even if up to date")
+    p.add_argument("--prebuilt", action="store_true",
+                   help="never build: run the peers found in the build dir as they are, skip "
+                   "the missing (for a machine without compilers; bench/device_sweep.sh)")
     p.add_argument("--install", action="store_true",
                    help="apt-get install the Debian packages of missing peers first")
     p.add_argument("--weft-bench", default=os.environ.get("WEFT_BENCH"), metavar="PATH",
@@ -527,7 +535,7 @@ def main(argv):
     if os.access(cargo_home / "cargo", os.X_OK):
         os.environ["PATH"] += os.pathsep + str(cargo_home)
 
-    builder = Builder(opts.build_dir, opts.quick, opts.rebuild)
+    builder = Builder(opts.build_dir, opts.quick, opts.rebuild, opts.prebuilt)
     runtimes = []
     for rt in opts.runtimes:
         if rt == "weft":

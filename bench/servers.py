@@ -50,13 +50,13 @@ def free_port():
 class Server:
     """A server process started on a fresh port; stopped (by its own pid) on exit."""
 
-    def __init__(self, argv, env, pin):
+    def __init__(self, argv, env, cpus):
         self.port = free_port()
         self.argv = [a.replace("PORT", str(self.port)) for a in argv]
         if not os.access(self.argv[0], os.X_OK):
             raise RuntimeError(f"server binary missing: {self.argv[0]}")
-        if pin:
-            self.argv = ["taskset", "-c", "0"] + self.argv
+        if cpus:
+            self.argv = ["taskset", "-c", cpus] + self.argv
         self.err = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=self.err,
                                      env={**os.environ, **env})
@@ -164,10 +164,10 @@ def build_peers(build):
 
 
 def wrk(port, opts):
-    argv = ["wrk", f"-t{opts.workers}", "-c100", f"-d{opts.duration}s", "--latency",
+    argv = [opts.wrk, f"-t{opts.load_threads}", "-c100", f"-d{opts.duration}s", "--latency",
             f"http://127.0.0.1:{port}/"]
-    if opts.pin:
-        argv = ["taskset", "-c", "1"] + argv
+    if opts.load_cpus:
+        argv = ["taskset", "-c", opts.load_cpus] + argv
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
@@ -177,28 +177,30 @@ def wrk(port, opts):
 
 
 def bench_http(opts, servers):
-    if not shutil.which("wrk"):
+    if not shutil.which(opts.wrk):
         print("http: wrk not found (scripts/deps.sh bench installs it): skipped")
         return {}
     res = {name: [] for name in servers}
     for r in range(opts.rounds):
         for name, (argv, env) in servers.items():
-            s = Server(argv, env, opts.pin)
+            s = Server(argv, env, opts.server_cpus)
             try:
+                cpu0 = s.cpu_s()
                 rps, p99, err = wrk(s.port, opts)
+                cpu_us = (s.cpu_s() - cpu0) * 1e6 / max(rps * opts.duration, 1)
             finally:
                 s.stop()
-            res[name].append((rps, p99))
-            print(f"http round {r + 1} {name}: {rps:,.0f} req/s p99 {p99:.0f} us {err}", flush=True)
+            res[name].append((rps, p99, cpu_us))
+            print(f"http round {r + 1} {name}: {rps:,.0f} req/s p99 {p99:.0f} us, "
+                  f"server CPU {cpu_us:.2f} us/req {err}", flush=True)
     return res
 
 
 def echo_load(client, port, opts):
     """One echo_load run against port: (msgs/s, p99 µs)."""
-    threads = 1 if opts.pin else opts.workers
-    cmd = [client, str(port), str(opts.conns), str(opts.duration), str(threads)]
-    if opts.pin:
-        cmd = ["taskset", "-c", "1"] + cmd
+    cmd = [client, str(port), str(opts.conns), str(opts.duration), str(opts.load_threads)]
+    if opts.load_cpus:
+        cmd = ["taskset", "-c", opts.load_cpus] + cmd
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=opts.duration + 120)
     m = re.search(r"([\d.]+) msgs/s, p50 (\d+) us, p99 (\d+) us", r.stdout)
     if r.returncode != 0 or not m:
@@ -211,7 +213,7 @@ def bench_echo(opts, servers, client):
     res = {name: [] for name in servers}
     for r in range(opts.rounds):
         for name, (argv, env) in servers.items():
-            s = Server(argv, env, opts.pin)
+            s = Server(argv, env, opts.server_cpus)
             try:
                 cpu0 = s.cpu_s()
                 v, p99 = echo_load(client, s.port, opts)
@@ -268,7 +270,16 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", type=int, default=5)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--pin", action="store_true")
+    p.add_argument("--pin", action="store_true",
+                   help="server on CPU 0, load on CPU 1, one worker and one load thread")
+    p.add_argument("--server-cpus", help="taskset CPU list for the servers (e.g. 0-7)")
+    p.add_argument("--load-cpus", help="taskset CPU list for wrk and echo_load (e.g. 8-15)")
+    p.add_argument("--load-threads", type=int,
+                   help="wrk / echo_load threads (default: 1 with --pin, else --workers)")
+    p.add_argument("--prebuilt", metavar="DIR",
+                   help="never build: take go-net, tokio-net-peer and epoll_http from DIR "
+                   "(a missing one is skipped; for a machine without compilers)")
+    p.add_argument("--wrk", default="wrk", help="the wrk binary (default: wrk on PATH)")
     p.add_argument("--conns", type=int, default=1000, help="echo connections")
     p.add_argument("--only", default="http,echo,idle")
     p.add_argument("--base", help="another build dir: its examples run as 'weft-base' in the "
@@ -277,9 +288,17 @@ def main():
     opts.build = os.path.abspath(opts.build)  # go and cargo run elsewhere (build_peers)
     if opts.pin:
         opts.workers = 1
+        opts.server_cpus, opts.load_cpus = opts.server_cpus or "0", opts.load_cpus or "1"
+        opts.load_threads = opts.load_threads or 1
+    opts.load_threads = opts.load_threads or opts.workers
     ex = os.path.join(opts.build, "examples")
     base_ex = os.path.join(os.path.abspath(opts.base), "examples") if opts.base else None
-    epoll, go, tokio = build_peers(opts.build)
+    if opts.prebuilt:
+        found = [os.path.join(os.path.abspath(opts.prebuilt), n)
+                 for n in ("epoll_http", "go-net", "tokio-net-peer")]
+        epoll, go, tokio = (f if os.access(f, os.X_OK) else None for f in found)
+    else:
+        epoll, go, tokio = build_peers(opts.build)
     wenv = {"WEFT_WORKERS": str(opts.workers)}
     genv = {"GOMAXPROCS": str(opts.workers)}
     parts = opts.only.split(",")
@@ -290,16 +309,18 @@ def main():
             servers["weft-base"] = ([os.path.join(base_ex, "http_server"), "PORT"], wenv)
         if go:
             servers["go"] = ([go, "http", "PORT"], genv)
-        servers["epoll"] = ([epoll, "PORT", str(opts.workers)], {})
+        if epoll:
+            servers["epoll"] = ([epoll, "PORT", str(opts.workers)], {})
         res = bench_http(opts, servers)
         if res:
-            med = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
+            med = {k: tuple(statistics.median(x[i] for x in v) for i in range(3))
                    for k, v in res.items()}
-            report.append("| HTTP hello, wrk -c100 | req/s (median) | p99 (median) | weft / it |")
-            report.append("|---|---|---|---|")
-            for k, (rps, p99) in med.items():
+            report.append("| HTTP hello, wrk -c100 | req/s (median) | p99 (median) | weft / it "
+                          "| server CPU per request (median) |")
+            report.append("|---|---|---|---|---|")
+            for k, (rps, p99, cpu_us) in med.items():
                 report.append(f"| {k} | {rps:,.0f} | {p99:,.0f} µs | "
-                              f"{med['weft'][0] / rps:.2f}× |")
+                              f"{med['weft'][0] / rps:.2f}× | {cpu_us:.2f} µs |")
     if "echo" in parts:
         servers = {"weft": ([os.path.join(ex, "echo_server"), "PORT"], wenv)}
         if opts.base:
@@ -331,8 +352,9 @@ def main():
         for k, v in res.items():
             report.append(f"| {k} | {v / 1024:.1f} KiB |")
     print()
-    print(f"workers {opts.workers}, {'pinned: server CPU 0, load CPU 1' if opts.pin else 'unpinned'}"
-          f", {opts.rounds} rounds x {opts.duration} s")
+    where = (f"server CPUs {opts.server_cpus or 'any'}, load CPUs {opts.load_cpus or 'any'} "
+             f"({opts.load_threads} load threads)")
+    print(f"workers {opts.workers}, {where}, {opts.rounds} rounds x {opts.duration} s")
     print("\n".join(report))
 
 

@@ -161,7 +161,8 @@ typedef struct weft_options {
 #define WEFT_GUARD_DEFAULT ((size_t)64 * 1024)
 #define WEFT_WORKERS_MAX 1024
 #define WEFT_SHUTDOWN_DEFAULT_MS 1000
-#define WEFT_OPTIONS_INIT {sizeof(weft_options_t), 0, 0, 0, 0, NULL, 0}
+/* Every field listed, so that -Wextra's missing-initializer check stays quiet in users' code. */
+#define WEFT_OPTIONS_INIT {sizeof(weft_options_t), 0, 0, 0, 0, NULL, 0, 0, 0, 0}
 
 WEFT_EXTERN int weft_runtime_create(weft_runtime_t **rt, const weft_options_t *options);
 /* asyncio.run's end, in two steps. weft_runtime_shutdown refuses new spawns (WEFT_ESHUTDOWN),

@@ -30,7 +30,7 @@ echo "cflags: $cflags"; echo "libs: $libs"
 [ -f "$(pkg-config --variable=includedir weft)/weft.h" ] ||
   fail "weft.pc's includedir has no weft.h"
 # shellcheck disable=SC2086 # pkg-config's output is a list of words
-"$cc" -o "$tmp/fib_pc" "$src/fib.c" $cflags $libs -Wl,-rpath,"$libdir"
+"$cc" -Wall -Wextra -Werror -o "$tmp/fib_pc" "$src/fib.c" $cflags $libs -Wl,-rpath,"$libdir"
 "$tmp/fib_pc" || fail "the pkg-config build exited $?"
 
 echo "== find_package(weft CONFIG)"

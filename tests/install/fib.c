@@ -1,5 +1,7 @@
 /* A user of the installed weft (tests/install_check.sh builds it with pkg-config and with
- * find_package): the README's fib, every return code checked. */
+ * find_package, -Wall -Wextra -Werror: the public header must compile warning-free in a
+ * strict user's build, WEFT_OPTIONS_INIT included): the README's fib, every return code
+ * checked. */
 #include <weft.h>
 
 #include <stdio.h>
@@ -25,7 +27,14 @@ static void *fib(void *arg) {
 
 int main(void) {
   void *r;
-  check(weft_run(NULL, fib, (void *)20L, &r), "weft_run");
+  weft_options_t options = WEFT_OPTIONS_INIT;
+  options.workers = 2;
+  /* The other two initialisers, for -Wextra's missing-initializer check */
+  weft_stats_t stats = WEFT_STATS_INIT;
+  weft_metrics_t metrics = WEFT_METRICS_INIT;
+  (void)stats;
+  (void)metrics;
+  check(weft_run(&options, fib, (void *)20L, &r), "weft_run");
   printf("fib(20) = %ld\n", (long)r);
   return (long)r == 6765 ? 0 : 1;
 }
