@@ -454,9 +454,10 @@ WEFT_EXTERN int weft_cancel(weft_task_t *task);
 /* asyncio.shield for cleanup code: between begin and end, the current task's suspension points
  * do not deliver a cancel (it stays pending); nestable. end returns WEFT_ECANCELED if a cancel
  * is pending when the outermost shield ends (the next suspension point delivers it), else 0.
- * WEFT_EPERM outside a task, WEFT_ERANGE beyond 255 nested shields; an end without a begin
- * aborts. A shield holds back the deadline scopes (weft_deadline_begin) begun outside it as
- * well; a scope begun inside the shield bounds the shielded code's waits (Trio's rule). */
+ * WEFT_EPERM outside a task, WEFT_ERANGE beyond 254 nested shields (the 255th level is the
+ * runtime's, for its own cleanup waits); an end without a begin aborts. A shield holds back
+ * the deadline scopes (weft_deadline_begin) begun outside it as well; a scope begun inside the
+ * shield bounds the shielded code's waits (Trio's rule). */
 WEFT_EXTERN int weft_shield_begin(void);
 WEFT_EXTERN int weft_shield_end(void);
 /* Task.cancelling(): 1 if a cancel was requested for the current task (0 outside tasks). */

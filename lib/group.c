@@ -291,15 +291,9 @@ static int wait_all_tasks(weft_group_t *g) {
       pthread_mutex_lock(&g->lock);
       cancel_all_locked(g);
       pthread_mutex_unlock(&g->lock);
-      /* only a task gets here: a plain thread is never cancelled */
-      if (weft_shield_begin() == 0) {
-        shielded = true;
-        continue;
-      }
-      /* At the full 255 shield levels none can be added: each task is held to its end (review,
-       * session 26: the loop spun, and a shield end never begun broke the caller's nesting). */
-      for (size_t i = 0; i < n; i++) weft__await_shielded(tasks[i]);
-      break;
+      /* only a task gets here: a plain thread is never cancelled; the level is always there
+       * (join.c's "Shield levels") */
+      shielded = weft__shield_begin_cleanup() == 0;
     }
     fail_on_unrun(g, tasks, n);
     unpin_batch(g, slots, n);

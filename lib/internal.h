@@ -560,8 +560,9 @@ int weft__scope_check_slow(struct weft_task *self);
 /* lib/sync.c: weft_waitgroup_add with the sentence its misuse aborts with. */
 int weft__waitgroup_add_as(weft_waitgroup_t *g, long delta, const char *below_zero);
 /* lib/join.c: self's deadline scopes set aside (none applies) and put back; see mutex_relock. */
-struct weft_deadline *weft__scopes_set_aside(struct weft_task *self);
-void weft__scopes_put_back(struct weft_task *self, struct weft_deadline *scopes);
+int weft__shield_begin_cleanup(void);
+void weft__shield_hold(struct weft_task *self);
+void weft__shield_unhold(struct weft_task *self);
 static inline int weft__scope_check(struct weft_task *self) {
   return WEFT__LIKELY(!weft__task_scope(self)) ? 0 : weft__scope_check_slow(self);
 }

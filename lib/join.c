@@ -140,18 +140,6 @@ int weft_deadline_end(weft_deadline_t *scope) {
   return weft_now_ns() >= scope->deadline_ns ? WEFT_ETIMEDOUT : 0;
 }
 
-/* Sets self's deadline scopes aside (none applies until they are put back) and returns them:
- * for cleanup that a shield cannot hold back because the task is at the full 255 levels. */
-weft_deadline_t *weft__scopes_set_aside(struct weft_task *self) {
-  weft_deadline_t *scopes = weft__task_scope(self);
-  if (scopes) weft__task_diag(self)->scope = NULL; /* SCOPED: the array exists */
-  return scopes;
-}
-
-void weft__scopes_put_back(struct weft_task *self, weft_deadline_t *scopes) {
-  if (scopes) weft__task_diag(self)->scope = scopes;
-}
-
 /* ---- Waiting: tasks ------------------------------------------------------------------------ */
 
 /* The task's side of every wait. The task is PARKING (wake_park_begin) and j's nodes are
@@ -235,7 +223,7 @@ int weft__await_word_abandonable(struct weft_task *self, _Atomic uintptr_t *word
 /* For a wait that must not end before the word is done, whatever its task's cancels and
  * scopes: what it waits for writes into the task's stack (a frame's runner, a blocking-pool
  * call given a buffer there). Cancels are held back by a shield level (added only if the task
- * is not shielded already: at the API's full 255 one more would carry out of the depth's byte),
+ * is not shielded already: one level holds them back as well as several),
  * and no deadline scope is consulted: not even one begun inside a shield, which bounds a
  * shielded task's other waits (review, session 20: weft_sync in a time-limited cleanup aborted
  * on its ETIMEDOUT). A cancel stays pending for the next suspension point. */
@@ -556,15 +544,47 @@ int weft__current_error(void) {
              : 0;
 }
 
-int weft_shield_begin(void) {
+/* Shield levels. The depth's byte holds 255; the API may take SHIELD_API_MAX of them and the
+ * last is the runtime's own, for the cleanup waits that must not be cut short: weft_await_for's
+ * and the gathers' await of a cancelled child (weft__await_shielded), a group wait's cleanup,
+ * a condition's relock. So such a wait always finds its level. Cleanup levels never nest in
+ * one task: each is held around a wait that runs no user code as that task (an inline child
+ * runs as itself, with its own depth). Rejected (sessions 20-26): sharing all 255 with the
+ * API, where each cleanup wait needed a case of its own at the full depth (held to its end
+ * without a shield, scopes set aside): three of them were found broken in review. */
+enum { SHIELD_API_MAX = 254, SHIELD_LEVELS = WK_SHIELD / WK_SHIELD_ONE };
+
+static int shield_begin_upto(uint32_t max_depth) {
   weft__worker_t *w = weft__worker_self();
   struct weft_task *self = weft__running_task(w);
   if (!self) return WEFT_EPERM;
+  if (shield_depth(self) >= max_depth) return WEFT_ERANGE;
   /* relaxed: the owner's own bits; a canceller reads them in its CAS loop */
-  if ((atomic_load_explicit(&self->state, memory_order_relaxed) & WK_SHIELD) == WK_SHIELD)
-    return WEFT_ERANGE; /* 255 deep: one more would carry out of the depth's byte */
   atomic_fetch_add_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
   return 0;
+}
+
+int weft_shield_begin(void) { return shield_begin_upto(SHIELD_API_MAX); }
+
+/* A cleanup wait's level, ended with weft_shield_end (which delivers a cancel that came
+ * meanwhile: the caller reports it). 0, or WEFT_EPERM on a plain thread (it just waits). */
+int weft__shield_begin_cleanup(void) {
+  int err = shield_begin_upto(SHIELD_LEVELS);
+  if (WEFT__UNLIKELY(err == WEFT_ERANGE))
+    weft__die("weft: internal: a cleanup wait found the runtime's own shield level taken.");
+  return err;
+}
+
+/* The same level for a wait whose end delivers nothing (the cancel stays pending for the
+ * caller's next suspension point): a condition's relock. self is a task. */
+void weft__shield_hold(struct weft_task *self) {
+  if (WEFT__UNLIKELY(shield_depth(self) >= SHIELD_LEVELS))
+    weft__die("weft: internal: a cleanup wait found the runtime's own shield level taken.");
+  atomic_fetch_add_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed); /* as above */
+}
+
+void weft__shield_unhold(struct weft_task *self) {
+  atomic_fetch_sub_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed); /* as above */
 }
 
 int weft_shield_end(void) {
@@ -607,20 +627,10 @@ void *weft_fail(int err) {
 /* Awaits t with cancellation held back (cleanup that must see t end). A thread just awaits.
  * Returns WEFT_ECANCELED where a cancel came meanwhile: the shield's end delivered it, so the
  * caller must report it (review, session 26: dropped, it ended the task cancelled with no call
- * having said so).
- * The added shield level holds back every deadline scope begun outside it; at the API's full
- * 255 levels none can be added, and a scope begun at that depth would still cut the wait short
- * (its callers then read an unfinished task's outcome): there the wait is held to its end. */
+ * having said so). The cleanup level holds back every deadline scope begun outside it, so the
+ * wait ends only with t. */
 int weft__await_shielded(weft_task_t *t) {
-  int shield = weft_shield_begin();
-  if (WEFT__UNLIKELY(shield == WEFT_ERANGE)) {
-    if (!task_is_done(t) && !try_inline(t)) {
-      struct weft_task *self = weft__current(weft__worker_self());
-      weft__wait_reason(self, WEFT__WAIT_TASK, atomic_load_explicit(&t->id, memory_order_relaxed));
-      weft__await_word_to_end(self, &t->word);
-    }
-    return 0;
-  }
+  int shield = weft__shield_begin_cleanup();
   await_task(t, NULL, "weft_await");
   return shield == 0 ? weft_shield_end() : 0; /* WEFT_ECANCELED: a cancel came meanwhile */
 }

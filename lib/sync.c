@@ -612,20 +612,14 @@ void weft_cond_destroy(weft_cond_t *c) {
 }
 
 /* Relocks m with cancellation and deadline scopes held back (asyncio's Condition.wait always
- * returns with the lock held). One more shield level holds back both. At the full 255 levels
- * none can be added (it would carry out of the depth's byte): the task is shielded already,
- * which holds back cancels, and its scopes are set aside for the relock, since one begun at
- * that depth would still cut it short (review, session 26: the level carried, the relock
- * failed and the call aborted). */
+ * returns with the lock held): the runtime's own shield level holds back both, and is always
+ * there (join.c's "Shield levels"; review, session 26: at a full depth the level carried out
+ * of its byte, the relock failed and the call aborted). Its end delivers nothing: a cancel
+ * stays pending for the caller's next suspension point. */
 static void mutex_relock(struct weft_task *self, weft_mutex_t *m) {
-  /* relaxed: the owner's own shield depth, as weft_shield_begin */
-  bool full = self && (atomic_load_explicit(&self->state, memory_order_relaxed) & WK_SHIELD) ==
-                          WK_SHIELD;
-  struct weft_deadline *scopes = full ? weft__scopes_set_aside(self) : NULL;
-  if (self && !full) atomic_fetch_add_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
+  if (self) weft__shield_hold(self);
   int err = weft_mutex_lock(m, UINT64_MAX);
-  if (self && !full) atomic_fetch_sub_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
-  if (full) weft__scopes_put_back(self, scopes);
+  if (self) weft__shield_unhold(self);
   if (err) weft__die("weft: internal error: weft_cond_wait could not relock its mutex.");
 }
 

@@ -757,9 +757,10 @@ Test(waitgroup, an_add_past_long_max_is_erange_and_leaves_the_counter) {
   weft_waitgroup_destroy(g);
 }
 
-/* A cond wait at the full 255 shield levels relocks its mutex though a cancel is pending and
- * a deadline scope begun at that depth has passed (review, session 26: the relock's extra
- * level carried out of the depth's byte, the lock failed and the call aborted). */
+/* A cond wait at the API's full 254 shield levels relocks its mutex though a cancel is pending
+ * and a deadline scope begun at that depth has passed (review, session 26: at the full depth
+ * the relock's extra level carried out of the depth's byte, the lock failed and the call
+ * aborted; the relock now takes the runtime's own 255th level). */
 typedef struct {
   weft_mutex_t *m;
   weft_cond_t *c;
@@ -771,9 +772,9 @@ static void *deep_cond_waiter(void *arg) {
   deep_cond_t *x = arg;
   int depth = 0;
   while (weft_shield_begin() == 0) depth++;
-  cr_assert_eq(depth, 255);
+  cr_assert_eq(depth, 254);
   OK(weft_mutex_lock(x->m, UINT64_MAX));
-  weft_deadline_t scope; /* begun at depth 255: it bounds the wait, not the relock */
+  weft_deadline_t scope; /* begun at depth 254: it bounds the wait, not the relock */
   x->scope_ends = weft_now_ns() + 50 * MS;
   OK(weft_deadline_begin(&scope, x->scope_ends));
   atomic_store(&x->waiting, 1);
