@@ -18,7 +18,8 @@
 # 16 workers, 3 alternating rounds; (2) echo and HTTP servers with the server on the first half
 # of the CPUs and the load on the other half (as many workers as load threads); (3) sleep 10^6
 # at all CPUs' workers; (4) sleep 10^5 at each worker count, one round; (5) HTTP at 1, 2, 4 and
-# 8 server CPUs, the load on the other half, 2 rounds (where each server stops scaling);
+# 8 server CPUs, the load on the other half, 2 rounds (where each server stops scaling; weft's
+# schedtrace lines, a second apart, kept with every server's stderr);
 # (6) bench/wake_latency at each worker count. SWEEP_QUICK=1 shrinks every size (a check of
 # the script itself, on any machine).
 set -u
@@ -118,7 +119,8 @@ run() {
         python3 "$ROOT/bench/servers.py" --build "$B/build" --prebuilt "$B/net" \
             --wrk "$B/bin/wrk" --only http --workers "$w" --server-cpus "0-$((w - 1))" \
             --load-cpus "$half-$((cpus - 1))" --load-threads "$half" --rounds 2 \
-            --duration "$dur" > "$W/http-w$w.log" 2>&1
+            --duration "$dur" --weft-env WEFT_TRACE=schedtrace:1000 \
+            --keep-stderr "$W/http-w$w-stderr" > "$W/http-w$w.log" 2>&1
         sed -n '/^| HTTP/,/^$/p' "$W/http-w$w.log" | sed "s/^/w=$w /"
         phase_done
     done

@@ -98,7 +98,8 @@ class Server:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def stop(self):
+    def stop(self, keep_stderr=None):
+        """SIGTERM, then SIGKILL after 10 s; keep_stderr: a path to save the server's stderr to."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
@@ -106,6 +107,10 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        if keep_stderr:
+            self.err.seek(0)
+            with open(keep_stderr, "wb") as f:
+                shutil.copyfileobj(self.err, f)
         self.err.close()
 
 
@@ -189,7 +194,8 @@ def bench_http(opts, servers):
                 rps, p99, err = wrk(s.port, opts)
                 cpu_us = (s.cpu_s() - cpu0) * 1e6 / max(rps * opts.duration, 1)
             finally:
-                s.stop()
+                s.stop(os.path.join(opts.keep_stderr, f"http-{name}-{r + 1}.err")
+                       if opts.keep_stderr else None)
             res[name].append((rps, p99, cpu_us))
             print(f"http round {r + 1} {name}: {rps:,.0f} req/s p99 {p99:.0f} us, "
                   f"server CPU {cpu_us:.2f} us/req {err}", flush=True)
@@ -280,6 +286,11 @@ def main():
                    help="never build: take go-net, tokio-net-peer and epoll_http from DIR "
                    "(a missing one is skipped; for a machine without compilers)")
     p.add_argument("--wrk", default="wrk", help="the wrk binary (default: wrk on PATH)")
+    p.add_argument("--weft-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="an environment variable for weft's servers only (repeatable), e.g. "
+                   "WEFT_TRACE=schedtrace:1000")
+    p.add_argument("--keep-stderr", metavar="DIR",
+                   help="save each HTTP server's stderr as DIR/http-<server>-<round>.err")
     p.add_argument("--conns", type=int, default=1000, help="echo connections")
     p.add_argument("--only", default="http,echo,idle")
     p.add_argument("--base", help="another build dir: its examples run as 'weft-base' in the "
@@ -299,7 +310,9 @@ def main():
         epoll, go, tokio = (f if os.access(f, os.X_OK) else None for f in found)
     else:
         epoll, go, tokio = build_peers(opts.build)
-    wenv = {"WEFT_WORKERS": str(opts.workers)}
+    wenv = {"WEFT_WORKERS": str(opts.workers), **dict(kv.split("=", 1) for kv in opts.weft_env)}
+    if opts.keep_stderr:
+        os.makedirs(opts.keep_stderr, exist_ok=True)
     genv = {"GOMAXPROCS": str(opts.workers)}
     parts = opts.only.split(",")
     report = []
