@@ -559,7 +559,9 @@ int weft__park_until(struct weft_task *self, uint64_t deadline_ns);
 int weft__scope_check_slow(struct weft_task *self);
 /* lib/sync.c: weft_waitgroup_add with the sentence its misuse aborts with. */
 int weft__waitgroup_add_as(weft_waitgroup_t *g, long delta, const char *below_zero);
-/* lib/join.c: self's deadline scopes set aside (none applies) and put back; see mutex_relock. */
+/* lib/join.c: the runtime's own shield level (join.c's "Shield levels"): begin_cleanup's is
+ * ended by weft_shield_end (0, or WEFT_EPERM on a plain thread); hold/unhold's delivers
+ * nothing at its end (a condition's relock). */
 int weft__shield_begin_cleanup(void);
 void weft__shield_hold(struct weft_task *self);
 void weft__shield_unhold(struct weft_task *self);
@@ -578,7 +580,8 @@ static inline bool weft__checkpoint(struct weft_task *self) {
     return false;
   return weft__checkpoint_slow(self);
 }
-/* lib/join.c: weft_gather_status without inline runs (task groups): 0 or WEFT_ECANCELED. */
+/* lib/join.c: weft_gather_status without inline runs (task groups): 0, WEFT_ECANCELED or
+ * WEFT_ETIMEDOUT (the caller's deadline scope). */
 int weft__gather_apart(weft_task_t *const *tasks, size_t n);
 /* lib/join.c: the error the current task would end with if it returned now (0 outside tasks). */
 int weft__current_error(void);

@@ -545,9 +545,10 @@ int weft__current_error(void) {
 }
 
 /* Shield levels. The depth's byte holds 255; the API may take SHIELD_API_MAX of them and the
- * last is the runtime's own, for the cleanup waits that must not be cut short: weft_await_for's
- * and the gathers' await of a cancelled child (weft__await_shielded), a group wait's cleanup,
- * a condition's relock. So such a wait always finds its level. Cleanup levels never nest in
+ * last is the runtime's own, for the cleanup waits that must not be cut short: weft_await_for's,
+ * weft_join's and the gathers' await of a child they cancelled or could not gather (a failed
+ * spawn in weft_gather_calls) — weft__await_shielded —, a group wait's cleanup, a condition's
+ * relock. So such a wait always finds its level. Cleanup levels never nest in
  * one task: each is held around a wait that runs no user code as that task (an inline child
  * runs as itself, with its own depth). Rejected (sessions 20-26): sharing all 255 with the
  * API, where each cleanup wait needed a case of its own at the full depth (held to its end
