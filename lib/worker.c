@@ -318,6 +318,16 @@ void weft__inject_quiesce(struct weft_runtime *rt) {
   while (!iq_quiescent(&rt->inject)) sched_yield();
 }
 
+/* Queued entries (the length hint counts them from before the producer's exchange) but none
+ * to pop: a producer is between its exchange and its link (inject_impl.h's "blocking"), which
+ * comes after its wake check. If that producer is on our CPU, preempted by the very worker its
+ * wake check woke (us), it links only when we give the CPU up: spinning and parking (which
+ * sees the queue visible and does not sleep) kept it off until the scheduler's tick, ~4 ms per
+ * foreign wake-up with two workers on one CPU (session 27: bench/wake_latency under
+ * `taskset -c 0`, perf trace). A yield lets it finish; on another CPU it links within
+ * nanoseconds and the yield costs a system call, only in this window. */
+static void producer_gap_yield(void) { sched_yield(); }
+
 /* Takes the oldest injected entries, a fair share of them (Go's globrunqget: len/workers + 1,
  * at most INJECT_BATCH), into out[], oldest first; returns how many. One try-lock round trip
  * then feeds a busy worker many foreign spawns instead of one per fairness tick (a worker
@@ -336,6 +346,7 @@ static int inject_pop_batch(struct weft_runtime *rt, uintptr_t out[INJECT_BATCH]
   while (taken < share && (e = iq_pop(&rt->inject))) out[taken++] = e;
   iq_untake(&rt->inject);
   atomic_fetch_sub_explicit(&rt->inject.len, taken, memory_order_relaxed); /* relaxed: a hint */
+  if (WEFT__UNLIKELY(taken == 0)) producer_gap_yield();
   return taken;
 }
 
