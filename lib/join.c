@@ -555,25 +555,23 @@ int weft__current_error(void) {
  * without a shield, scopes set aside): three of them were found broken in review. */
 enum { SHIELD_API_MAX = 254, SHIELD_LEVELS = WK_SHIELD / WK_SHIELD_ONE };
 
-static int shield_begin_upto(uint32_t max_depth) {
+int weft_shield_begin(void) {
   weft__worker_t *w = weft__worker_self();
   struct weft_task *self = weft__running_task(w);
   if (!self) return WEFT_EPERM;
-  if (shield_depth(self) >= max_depth) return WEFT_ERANGE;
+  if (shield_depth(self) >= SHIELD_API_MAX) return WEFT_ERANGE;
   /* relaxed: the owner's own bits; a canceller reads them in its CAS loop */
   atomic_fetch_add_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
   return 0;
 }
 
-int weft_shield_begin(void) { return shield_begin_upto(SHIELD_API_MAX); }
-
 /* A cleanup wait's level, ended with weft_shield_end (which delivers a cancel that came
  * meanwhile: the caller reports it). 0, or WEFT_EPERM on a plain thread (it just waits). */
 int weft__shield_begin_cleanup(void) {
-  int err = shield_begin_upto(SHIELD_LEVELS);
-  if (WEFT__UNLIKELY(err == WEFT_ERANGE))
-    weft__die("weft: internal: a cleanup wait found the runtime's own shield level taken.");
-  return err;
+  struct weft_task *self = weft__running_task(weft__worker_self());
+  if (!self) return WEFT_EPERM;
+  weft__shield_hold(self);
+  return 0;
 }
 
 /* The same level for a wait whose end delivers nothing (the cancel stays pending for the
