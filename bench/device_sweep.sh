@@ -20,7 +20,9 @@
 # at all CPUs' workers; (4) sleep 10^5 at each worker count, one round; (5) HTTP at 1, 2, 4 and
 # 8 server CPUs, the load on the other half, 2 rounds (where each server stops scaling; weft's
 # schedtrace lines, a second apart, kept with every server's stderr);
-# (6) bench/wake_latency at each worker count. SWEEP_QUICK=1 shrinks every size (a check of
+# (6) bench/wake_latency at each worker count; (7) an A/B of the HTTP and echo servers against
+# a base build's (pack copies build/base/examples when it exists), 3 rounds alternating.
+# SWEEP_QUICK=1 shrinks every size (a check of
 # the script itself, on any machine).
 set -u
 cmd=${1:-}
@@ -43,6 +45,11 @@ pack() {
     cp "$rel/bench-peers"/{go-net,epoll_http} \
         "$rel/bench-peers/tokio-net-target/release/tokio-net-peer" "$B/net/"
     cp "$(command -v wrk)" "$B/bin/"
+    if [ -x "$ROOT/build/base/examples/http_server" ]; then  # phase 7's A/B baseline
+        mkdir -p "$B/base/examples"
+        cp "$ROOT/build/base/examples/http_server" "$ROOT/build/base/examples/echo_server" \
+            "$B/base/examples/"
+    fi
     # Every library outside glibc that a carried binary links: the target's own may be missing
     # or older. glibc itself stays (the target's is newer, and a mismatched loader breaks all).
     for f in "$B"/build/*/* "$B"/peers/*-peer "$B"/peers/tokio-target/release/* "$B"/net/* \
@@ -128,6 +135,21 @@ run() {
     want 6 && for w in $ws; do
         timeout 60 "$B/build/bench/wake_latency" "$w" 3000 | tee -a "$W/wake_latency.log"
     done && phase_done
+    want 7 && [ -d "$B/base" ] && echo "== phase 7: A/B against the base build, HTTP at 2, 4, 8 server CPUs, echo at 8 $(date -u +%T)"
+    want 7 && [ -d "$B/base" ] && for w in 2 4 8; do
+        [ "$w" -le "$half" ] || break
+        python3 "$ROOT/bench/servers.py" --build "$B/build" --base "$B/base" --prebuilt "$B/net" \
+            --wrk "$B/bin/wrk" --only http --workers "$w" --server-cpus "0-$((w - 1))" \
+            --load-cpus "$half-$((cpus - 1))" --load-threads "$half" --rounds "${AB_ROUNDS:-3}" \
+            --duration "$dur" > "$W/ab-http-w$w.log" 2>&1
+        grep -h "^http round\|^| " "$W/ab-http-w$w.log" | sed "s/^/w=$w /"
+        phase_done
+    done
+    want 7 && [ -d "$B/base" ] && python3 "$ROOT/bench/servers.py" --build "$B/build" \
+        --base "$B/base" --prebuilt "$B/net" --only echo --workers "$half" \
+        --server-cpus "0-$((half - 1))" --load-cpus "$half-$((cpus - 1))" \
+        --load-threads "$half" --rounds 2 --duration "$dur" 2>&1 | tee "$W/ab-echo.log" &&
+        phase_done
     echo "== done $(date -u +%T)"
 }
 

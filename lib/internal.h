@@ -512,6 +512,10 @@ void weft__task_free(struct weft_runtime *rt, struct weft__worker *w, struct wef
 /* weft__task_free's common case, inline (#13: weft_join's inline run): a worker w of t's
  * runtime puts t, which it ran, on its own free list; a full list goes the long way. */
 static inline void weft__task_free_cached(struct weft__worker *w, struct weft_task *t);
+/* lib/task.c's "Threads' caches": a runtime enters the live list when made and leaves it
+ * before its descriptors are freed (a thread's cache of them is then dropped, not returned). */
+void weft__tasks_live_add(struct weft_runtime *rt);
+void weft__tasks_live_remove(struct weft_runtime *rt);
 /* lib/task.c: frees the descriptor store (the slabs orphans keep stay mapped). */
 void weft__task_slabs_free(struct weft_runtime *rt);
 /* lib/task.c: cancels every task that has not ended; returns how many have not. */
@@ -955,6 +959,11 @@ struct weft_runtime {
   } free_batches[WEFT__TASK_BATCHES];
   int nfree_batches;
   struct weft__task_store *task_store; /* descriptor slabs and their mappings (lib/task.c) */
+  /* lib/task.c's "Threads' caches": this runtime's number among all runtimes ever made (never
+   * reused), and its link in the list of live ones; both under task.c's live_lock. */
+  uint64_t gen;
+  struct weft_runtime *live_next;
+  struct weft__thread_cache *thread_caches; /* threads' caches of our descriptors (task_lock) */
   /* The descriptor scavenger's state (task.c), under task_lock like the list. */
   bool task_scavenging;
   size_t task_scavenged_total; /* free_task_total right after the last pass */

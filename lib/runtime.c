@@ -253,6 +253,7 @@ static void runtime_free(struct weft_runtime *rt, int initialized_workers) {
   weft__epoch_fini(&rt->epoch); /* after the deques: their last frees need no grace */
   if (rt->timer) weft__timer_destroy(rt->timer);
   weft__stack_pool_destroy(rt->stacks);
+  weft__tasks_live_remove(rt); /* threads' caches of our descriptors are dropped from now on */
   weft__task_slabs_free(rt);
   pthread_mutex_destroy(&rt->idle_lock);
   pthread_mutex_destroy(&rt->task_lock);
@@ -301,6 +302,7 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
   pthread_mutex_init(&rt->idle_lock, NULL);
   weft__inject_init(rt);
   pthread_mutex_init(&rt->task_lock, NULL);
+  weft__tasks_live_add(rt);
   rt->workers = aligned_alloc(WEFT__CACHELINE, sizeof(weft__worker_t) * (size_t)nworkers);
   if (!rt->workers || weft__epoch_init(&rt->epoch, nworkers) != 0 ||
       weft__stack_pool_create(&rt->stacks, stack_bytes, guard_bytes) != 0 ||

@@ -83,6 +83,8 @@ enum {
   WEFT__PROBE_PEER_MARKED,     /* destroy found an outside peer's hand-off ending (sync.c) */
   WEFT__PROBE_COMPLETE_HELD,   /* a completion waited out a remover's BUSY, or destroy's hold */
   WEFT__PROBE_CLOSE_WALKED,    /* destroy's walk closed every socket it found open (poll.c) */
+  WEFT__PROBE_CACHE_RETURNED,  /* a thread's descriptor cache went back to its runtime (task.c) */
+  WEFT__PROBE_CACHE_RECLAIMED, /* the scavenger took a thread's descriptor cache (task.c) */
   WEFT__PROBES
 };
 #ifdef WEFT_FAULTS

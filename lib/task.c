@@ -21,6 +21,7 @@
 #include "join.h"
 #include "wake.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -237,6 +238,8 @@ static struct weft_task *chain_in_front(struct weft_task *chain, struct weft_tas
   return chain;
 }
 
+static void thread_caches_reclaim(struct weft_runtime *rt); /* "Threads' caches" below */
+
 /* Slabs whose every descriptor sits in the shared free list give their pages back. The list
  * is detached under the lock and counted outside it: a descriptor freed meanwhile lands in
  * the new list, so its slab is not whole and stays. */
@@ -252,6 +255,7 @@ static void task_slabs_scavenge(struct weft_runtime *rt, uint64_t now) {
     return;
   }
   rt->task_scavenging = true; /* one scavenger at a time: the slabs' idle counts are its own */
+  thread_caches_reclaim(rt);   /* threads' caches pin slabs too: into the list counted below */
   weft__probe_hit(WEFT__PROBE_TASK_SCAVENGE);
   struct weft_task *list = rt->free_tasks;
   size_t total = rt->free_task_total;
@@ -385,6 +389,188 @@ static struct weft_task *task_alloc_shared(struct weft_runtime *rt, weft__worker
   return t;
 }
 
+/* ---- Threads' caches ------------------------------------------------------------------------
+ * A thread that is not a worker (an application thread spawning with weft_runtime_spawn and
+ * joining what it spawned: weft-bench inject's eight threads) took every descriptor from the
+ * shared store, and gave every one back, under task_lock: eight such threads queued on it, and
+ * on the 16-core machine inject 10^5 took 53–66 ms at every worker count (Go: 16 at 16). Now
+ * such a thread keeps a small cache of one runtime's descriptors, as a worker does: refilled
+ * THREAD_REFILL at a time under the lock, fed by its own frees, spilling half beyond
+ * THREAD_CACHE_MAX (measured there: 18–32 ms; bench/README.md, session 28).
+ * Lifetime. The cache names its runtime by address and by `gen`, a number never reused, so a
+ * cache whose runtime was destroyed (its descriptors unmapped) is never read, even if a new
+ * runtime got the same address. A cache for a runtime that is still live goes back to it when
+ * its thread turns to another runtime or exits (a key destructor), under live_lock, which
+ * destroy takes to leave the live list before it frees descriptors: the return comes first,
+ * or finds the runtime gone and drops the cache.
+ * The scavenger. A slab gives its pages back only when all its descriptors are in the shared
+ * store, so a cache would pin its slabs for as long as its thread lives. The runtime keeps its
+ * threads' caches in a list (under task_lock), and the scavenger takes each cache whose owner
+ * is not using it at that moment: `busy`, a flag the owner takes with an exchange around each
+ * use (its own line: ~20 cycles, no sharing) and the scavenger with a CAS it does not retry.
+ * Rejected: a lock-free shared list (its pop has the ABA problem the batches' comment
+ * describes); a lock per thread-hash shard (the scavenger and the batches walk one store). */
+enum { THREAD_REFILL = 32, THREAD_CACHE_MAX = 128 }; /* picked: inject's threads spawn in runs */
+
+typedef struct weft__thread_cache {
+  /* 1 while the owner or the scavenger uses head and count. acquire on taking it, release on
+   * letting it go: the list's links pass between the two with it. */
+  _Atomic int busy;
+  struct weft_runtime *rt; /* owner-only: which runtime, and which life of that address */
+  uint64_t gen;
+  struct weft_task *head;
+  size_t count;
+  struct weft__thread_cache *next; /* the runtime's list of caches, under its task_lock */
+} thread_cache_t;
+
+static __thread thread_cache_t thread_cache;
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER; /* before any task_lock */
+static struct weft_runtime *live_list;
+static uint64_t live_gen;
+static pthread_key_t cache_key;
+static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
+
+void weft__tasks_live_add(struct weft_runtime *rt) {
+  pthread_mutex_lock(&live_lock);
+  rt->gen = ++live_gen;
+  rt->live_next = live_list;
+  live_list = rt;
+  pthread_mutex_unlock(&live_lock);
+}
+
+void weft__tasks_live_remove(struct weft_runtime *rt) {
+  pthread_mutex_lock(&live_lock);
+  struct weft_runtime **p = &live_list;
+  while (*p && *p != rt) p = &(*p)->live_next;
+  if (*p) *p = rt->live_next;
+  pthread_mutex_unlock(&live_lock);
+  /* The destroyer's own cache names rt: forget it (its descriptors go with the slabs). */
+  if (thread_cache.rt == rt) thread_cache.rt = NULL, thread_cache.head = NULL, thread_cache.count = 0;
+}
+
+static void cache_hold(thread_cache_t *c) {
+  /* acquire: the scavenger's changes to the list, if it took it last */
+  while (atomic_exchange_explicit(&c->busy, 1, memory_order_acquire)) sched_yield();
+}
+
+static void cache_let_go(thread_cache_t *c) {
+  atomic_store_explicit(&c->busy, 0, memory_order_release); /* release: our list changes */
+}
+
+/* Caller holds rt->task_lock: every cache of rt's threads not in use now, into the store. */
+static void thread_caches_reclaim(struct weft_runtime *rt) {
+  for (thread_cache_t *c = rt->thread_caches; c; c = c->next) {
+    int free_flag = 0;
+    /* acquire/release: as cache_hold and cache_let_go; never waits for an owner */
+    if (!atomic_compare_exchange_strong_explicit(&c->busy, &free_flag, 1, memory_order_acquire,
+                                                 memory_order_relaxed))
+      continue;
+    if (c->head) {
+      shared_put_chain(rt, c->head, c->count);
+      weft__probe_hit(WEFT__PROBE_CACHE_RECLAIMED);
+    }
+    c->head = NULL;
+    c->count = 0;
+    cache_let_go(c);
+  }
+}
+
+/* The cache back to its runtime if that is still live, else dropped; its owner calls (or the
+ * owner's exit), so nothing uses it meanwhile but a scavenger, which task_lock keeps out. */
+static void thread_cache_return(thread_cache_t *c) {
+  if (!c->rt) return;
+  pthread_mutex_lock(&live_lock);
+  struct weft_runtime *rt = live_list;
+  while (rt && !(rt == c->rt && rt->gen == c->gen)) rt = rt->live_next;
+  if (rt) {
+    pthread_mutex_lock(&rt->task_lock);
+    thread_cache_t **p = &rt->thread_caches;
+    while (*p && *p != c) p = &(*p)->next;
+    if (*p) *p = c->next;
+    if (c->head) {
+      shared_put_chain(rt, c->head, c->count);
+      weft__probe_hit(WEFT__PROBE_CACHE_RETURNED);
+    }
+    pthread_mutex_unlock(&rt->task_lock);
+  }
+  pthread_mutex_unlock(&live_lock);
+  c->rt = NULL;
+  c->head = NULL;
+  c->count = 0;
+}
+
+static void thread_exit_return(void *c) { thread_cache_return(c); }
+static void cache_key_make(void) { (void)pthread_key_create(&cache_key, thread_exit_return); }
+
+/* The calling thread's cache, for rt (live: the caller's contract), held (cache_hold). */
+static thread_cache_t *thread_cache_for(struct weft_runtime *rt) {
+  thread_cache_t *c = &thread_cache;
+  if (WEFT__UNLIKELY(c->rt != rt || c->gen != rt->gen)) {
+    thread_cache_return(c);
+    pthread_once(&cache_key_once, cache_key_make);
+    (void)pthread_setspecific(cache_key, c); /* non-NULL: the destructor runs at exit */
+    c->rt = rt;
+    c->gen = rt->gen;
+    pthread_mutex_lock(&rt->task_lock);
+    c->next = rt->thread_caches;
+    rt->thread_caches = c;
+    pthread_mutex_unlock(&rt->task_lock);
+  }
+  cache_hold(c);
+  return c;
+}
+
+/* Caller holds task_lock: up to n free descriptors from the shared store onto c. */
+static void thread_cache_refill(struct weft_runtime *rt, thread_cache_t *c, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    struct weft_task *t;
+    if (rt->nfree_batches) {
+      t = shared_take_batch(rt, NULL);
+    } else {
+      if (!rt->free_tasks && task_slab_add(rt) != 0) return;
+      t = rt->free_tasks;
+      rt->free_tasks = t->next;
+      rt->free_task_total--;
+    }
+    t->next = c->head;
+    c->head = t;
+    c->count++;
+  }
+}
+
+static struct weft_task *thread_alloc(struct weft_runtime *rt) {
+  thread_cache_t *c = thread_cache_for(rt);
+  if (!c->head) { /* holding the cache: a scavenger that takes task_lock skips it */
+    pthread_mutex_lock(&rt->task_lock);
+    thread_cache_refill(rt, c, THREAD_REFILL);
+    pthread_mutex_unlock(&rt->task_lock);
+  }
+  struct weft_task *t = c->head;
+  if (t) {
+    c->head = t->next;
+    c->count--;
+  }
+  cache_let_go(c);
+  return t;
+}
+
+static void thread_free(struct weft_runtime *rt, struct weft_task *t) {
+  thread_cache_t *c = thread_cache_for(rt);
+  t->next = c->head;
+  c->head = t;
+  if (++c->count > THREAD_CACHE_MAX) { /* the older half to the store (our own, hot lines) */
+    struct weft_task *cut = c->head;
+    for (size_t i = 1; i < THREAD_CACHE_MAX / 2; i++) cut = cut->next;
+    struct weft_task *rest = cut->next;
+    cut->next = NULL;
+    pthread_mutex_lock(&rt->task_lock);
+    shared_put_chain(rt, rest, c->count - THREAD_CACHE_MAX / 2);
+    pthread_mutex_unlock(&rt->task_lock);
+    c->count = THREAD_CACHE_MAX / 2;
+  }
+  cache_let_go(c);
+}
+
 static struct weft_task *task_alloc(struct weft_runtime *rt, weft__worker_t *w) {
   if (WEFT__UNLIKELY(weft__fault_hit(WEFT__FAULT_TASK))) return NULL;
   if (WEFT__LIKELY(w && w->free_tasks)) {
@@ -393,7 +579,7 @@ static struct weft_task *task_alloc(struct weft_runtime *rt, weft__worker_t *w) 
     w->free_task_count--;
     return t;
   }
-  return task_alloc_shared(rt, w);
+  return w ? task_alloc_shared(rt, w) : thread_alloc(rt);
 }
 
 /* Worker w's free list but its `keep` newest to the shared store, as one chain. The cut is
@@ -474,11 +660,7 @@ void weft__task_free(struct weft_runtime *rt, weft__worker_t *w, struct weft_tas
       task_cache_spill(rt, w, WEFT__TASK_CACHE_MAX / 2);
     return;
   }
-  pthread_mutex_lock(&rt->task_lock);
-  t->next = rt->free_tasks;
-  rt->free_tasks = t;
-  rt->free_task_total++;
-  pthread_mutex_unlock(&rt->task_lock);
+  thread_free(rt, t);
 }
 
 /* ---- Destroy's step for tasks -------------------------------------------------------------- */

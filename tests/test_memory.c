@@ -271,3 +271,115 @@ Test(memory, a_failed_slab_map_takes_the_stacks_another_worker_mapped_meanwhile)
   cr_assert_eq(weft__stack_pool_mapped(race_pool), (2u << 20) / one, "one slab was mapped");
   weft__stack_pool_destroy(race_pool);
 }
+
+/* ---- Threads' descriptor caches (lib/task.c's "Threads' caches", session 28) ---- */
+
+static long spawn_join_sum(weft_runtime_t *rt, int n) {
+  long sum = 0;
+  for (int i = 0; i < n; i++) {
+    weft_task_t *t;
+    void *r;
+    OK(weft_runtime_spawn(rt, &t, nothing, IPTR(i)));
+    OK(weft_await(t, &r));
+    weft_task_release(t); /* freed by this thread: into its cache */
+    sum += PINT(r);
+  }
+  return sum;
+}
+
+/* A plain thread keeps spawning while another thread destroys each runtime it used and makes
+ * the next, which the allocator tends to place at the same address: the spawner's cache of the
+ * destroyed one's descriptors (unmapped with it) must never be read. Without the cache's
+ * generation check this read unmapped slabs (SIGSEGV) or a live runtime's free memory. */
+typedef struct {
+  weft_runtime_t *_Atomic rt;
+  atomic_int round_done, round_go, reused;
+  long sums;
+} respawner_t;
+enum { RESPAWN_ROUNDS = 12, RESPAWN_TASKS = 300 };
+
+static void *respawner(void *arg) {
+  respawner_t *r = arg;
+  for (int round = 0; round < RESPAWN_ROUNDS; round++) {
+    while (atomic_load(&r->round_go) <= round) sched_yield();
+    r->sums += spawn_join_sum(atomic_load(&r->rt), RESPAWN_TASKS);
+    atomic_store(&r->round_done, round + 1);
+  }
+  return NULL;
+}
+
+Test(memory, a_threads_cached_descriptors_die_with_their_runtime_even_at_a_reused_address,
+     .timeout = 120) {
+  respawner_t r = {0};
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, respawner, &r), 0);
+  weft_runtime_t *last = NULL;
+  for (int round = 0; round < RESPAWN_ROUNDS; round++) {
+    weft_runtime_t *rt = test_runtime(2);
+    atomic_fetch_add(&r.reused, rt == last);
+    last = rt;
+    atomic_store(&r.rt, rt);
+    atomic_store(&r.round_go, round + 1);
+    while (atomic_load(&r.round_done) <= round) sched_yield();
+    OK(weft_runtime_destroy(rt)); /* by this thread: the spawner's cache still names it */
+  }
+  pthread_join(th, NULL);
+  long per_round = (long)RESPAWN_TASKS * (RESPAWN_TASKS - 1) / 2;
+  cr_assert_eq(r.sums, RESPAWN_ROUNDS * per_round);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+  /* glibc hands a freed block of the same size straight back (the sanitizers' allocators
+   * quarantine it): the address was reused, so the check above met the case it is for. */
+  cr_assert_gt(atomic_load(&r.reused), 0, "no runtime was made at its predecessor's address");
+#endif
+}
+
+/* A thread's cache goes back to its runtime when the thread turns to another runtime and when
+ * it exits (or the scavenger takes it first, if the runtime idled a second meanwhile): never
+ * dropped while the runtime lives, or every such turn would leak descriptors from the store. */
+static size_t store_free(weft_runtime_t *rt) {
+  pthread_mutex_lock(&rt->task_lock);
+  size_t n = rt->free_task_total;
+  pthread_mutex_unlock(&rt->task_lock);
+  return n;
+}
+
+typedef struct {
+  weft_runtime_t *rts[2];
+  long sums[2];
+  bool a_back;         /* A's store grew at the turn, or the scavenger took the cache first */
+  long returned_turn;  /* returns counted across the turn */
+} turner_t;
+
+static void *turn_then_exit(void *arg) {
+  turner_t *t = arg;
+  t->sums[0] = spawn_join_sum(t->rts[0], 100);
+  size_t a_before = store_free(t->rts[0]);
+  long taken_before = weft__probe_count(WEFT__PROBE_CACHE_RECLAIMED);
+  long returned_before = weft__probe_count(WEFT__PROBE_CACHE_RETURNED);
+  t->sums[1] = spawn_join_sum(t->rts[1], 100); /* turns to B: A's cache goes back */
+  t->a_back = store_free(t->rts[0]) > a_before ||
+              weft__probe_count(WEFT__PROBE_CACHE_RECLAIMED) > taken_before;
+  t->returned_turn = weft__probe_count(WEFT__PROBE_CACHE_RETURNED) - returned_before;
+  return NULL; /* exits holding a cache of B's descriptors */
+}
+
+Test(memory, a_threads_cache_goes_back_when_it_turns_to_another_runtime_and_when_it_exits,
+     .timeout = 60) {
+  turner_t t = {.rts = {test_runtime(2), test_runtime(2)}};
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, turn_then_exit, &t), 0);
+  pthread_join(th, NULL);
+  cr_assert_eq(t.sums[0], 4950);
+  cr_assert_eq(t.sums[1], 4950);
+  cr_assert(t.a_back, "the cache of A's descriptors was dropped at the turn, not given back");
+  cr_assert(t.returned_turn > 0 || t.a_back, "no return was counted at the turn");
+  /* The exit's destructor gave B's cache back, or a scavenger pass of B's took it earlier. */
+  size_t b_free = store_free(t.rts[1]);
+  pthread_mutex_lock(&t.rts[1]->task_lock);
+  bool b_cache_listed = t.rts[1]->thread_caches != NULL;
+  pthread_mutex_unlock(&t.rts[1]->task_lock);
+  cr_assert(!b_cache_listed, "B still lists the exited thread's cache");
+  cr_assert_gt(b_free, 0);
+  OK(weft_runtime_destroy(t.rts[0]));
+  OK(weft_runtime_destroy(t.rts[1]));
+}
