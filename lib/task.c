@@ -423,14 +423,35 @@ typedef struct weft__thread_cache {
   struct weft__thread_cache *next; /* the runtime's list of caches, under its task_lock */
 } thread_cache_t;
 
-static __thread thread_cache_t thread_cache;
+/* Two per thread, for two runtimes: a thread that spawns into two in turn (a dispatcher)
+ * would otherwise give one cache back and fill the other at every spawn (review: 3× slower
+ * than the lock). `thread_cache_last`: the slot used last; a third runtime evicts the other. */
+enum { THREAD_SLOTS = 2 };
+static __thread thread_cache_t thread_caches[THREAD_SLOTS];
+static __thread int thread_cache_last;
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER; /* before any task_lock */
 static struct weft_runtime *live_list;
 static uint64_t live_gen;
+/* The key whose destructor returns an exiting thread's caches; deleted when the library is
+ * unloaded (a dlclose'd library's destructor would run at a later thread exit: review). */
 static pthread_key_t cache_key;
+static bool cache_key_ok; /* pthread_key_create succeeded: else threads do not cache */
 static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
 
+/* A child of fork has only the forking thread, and none of the parent's runtimes works in it
+ * (their workers are gone): it starts with no live runtime and no caches, and a live_lock
+ * that no vanished thread holds (review, session 28: a fork while another thread made a
+ * runtime left the child's first weft_runtime_create waiting forever). */
+static void live_after_fork_in_child(void) {
+  pthread_mutex_init(&live_lock, NULL);
+  live_list = NULL;
+  for (int i = 0; i < THREAD_SLOTS; i++) thread_caches[i] = (thread_cache_t){0};
+}
+static pthread_once_t live_fork_once = PTHREAD_ONCE_INIT;
+static void live_fork_register(void) { (void)pthread_atfork(NULL, NULL, live_after_fork_in_child); }
+
 void weft__tasks_live_add(struct weft_runtime *rt) {
+  pthread_once(&live_fork_once, live_fork_register);
   pthread_mutex_lock(&live_lock);
   rt->gen = ++live_gen;
   rt->live_next = live_list;
@@ -444,8 +465,9 @@ void weft__tasks_live_remove(struct weft_runtime *rt) {
   while (*p && *p != rt) p = &(*p)->live_next;
   if (*p) *p = rt->live_next;
   pthread_mutex_unlock(&live_lock);
-  /* The destroyer's own cache names rt: forget it (its descriptors go with the slabs). */
-  if (thread_cache.rt == rt) thread_cache.rt = NULL, thread_cache.head = NULL, thread_cache.count = 0;
+  /* The destroyer's own cache may name rt: forget it (its descriptors go with the slabs). */
+  for (int i = 0; i < THREAD_SLOTS; i++)
+    if (thread_caches[i].rt == rt) thread_caches[i] = (thread_cache_t){0};
 }
 
 static void cache_hold(thread_cache_t *c) {
@@ -499,22 +521,41 @@ static void thread_cache_return(thread_cache_t *c) {
   c->count = 0;
 }
 
-static void thread_exit_return(void *c) { thread_cache_return(c); }
-static void cache_key_make(void) { (void)pthread_key_create(&cache_key, thread_exit_return); }
+static void thread_exit_return(void *caches) {
+  for (int i = 0; i < THREAD_SLOTS; i++) thread_cache_return(&((thread_cache_t *)caches)[i]);
+}
+static void cache_key_make(void) {
+  cache_key_ok = pthread_key_create(&cache_key, thread_exit_return) == 0;
+}
+__attribute__((destructor)) static void cache_key_unload(void) {
+  if (cache_key_ok) pthread_key_delete(cache_key);
+}
 
-/* The calling thread's cache, for rt (live: the caller's contract), held (cache_hold). */
+static thread_cache_t *cache_bind(thread_cache_t *c, struct weft_runtime *rt) {
+  thread_cache_return(c);
+  pthread_once(&cache_key_once, cache_key_make);
+  /* No destructor, no cache: an exited thread's listed cache would be freed memory. */
+  if (!cache_key_ok || pthread_setspecific(cache_key, thread_caches) != 0) return NULL;
+  c->rt = rt;
+  c->gen = rt->gen;
+  pthread_mutex_lock(&rt->task_lock);
+  c->next = rt->thread_caches;
+  rt->thread_caches = c;
+  pthread_mutex_unlock(&rt->task_lock);
+  return c;
+}
+
+/* The calling thread's cache for rt (live: the caller's contract), held (cache_hold); NULL if
+ * the thread cannot have one (the key could not be made or set): the caller takes the lock. */
 static thread_cache_t *thread_cache_for(struct weft_runtime *rt) {
-  thread_cache_t *c = &thread_cache;
+  int i = thread_cache_last;
+  thread_cache_t *c = &thread_caches[i];
   if (WEFT__UNLIKELY(c->rt != rt || c->gen != rt->gen)) {
-    thread_cache_return(c);
-    pthread_once(&cache_key_once, cache_key_make);
-    (void)pthread_setspecific(cache_key, c); /* non-NULL: the destructor runs at exit */
-    c->rt = rt;
-    c->gen = rt->gen;
-    pthread_mutex_lock(&rt->task_lock);
-    c->next = rt->thread_caches;
-    rt->thread_caches = c;
-    pthread_mutex_unlock(&rt->task_lock);
+    i = 1 - i;
+    c = &thread_caches[i];
+    if (c->rt != rt || c->gen != rt->gen) c = cache_bind(c, rt); /* evicts the one not last */
+    if (!c) return NULL;
+    thread_cache_last = i;
   }
   cache_hold(c);
   return c;
@@ -540,6 +581,7 @@ static void thread_cache_refill(struct weft_runtime *rt, thread_cache_t *c, size
 
 static struct weft_task *thread_alloc(struct weft_runtime *rt) {
   thread_cache_t *c = thread_cache_for(rt);
+  if (WEFT__UNLIKELY(!c)) return task_alloc_shared(rt, NULL);
   if (!c->head) { /* holding the cache: a scavenger that takes task_lock skips it */
     pthread_mutex_lock(&rt->task_lock);
     thread_cache_refill(rt, c, THREAD_REFILL);
@@ -556,6 +598,14 @@ static struct weft_task *thread_alloc(struct weft_runtime *rt) {
 
 static void thread_free(struct weft_runtime *rt, struct weft_task *t) {
   thread_cache_t *c = thread_cache_for(rt);
+  if (WEFT__UNLIKELY(!c)) {
+    pthread_mutex_lock(&rt->task_lock);
+    t->next = rt->free_tasks;
+    rt->free_tasks = t;
+    rt->free_task_total++;
+    pthread_mutex_unlock(&rt->task_lock);
+    return;
+  }
   t->next = c->head;
   c->head = t;
   if (++c->count > THREAD_CACHE_MAX) { /* the older half to the store (our own, hot lines) */
@@ -823,7 +873,13 @@ static struct weft_task *orphan_held(struct weft_runtime *rt) {
  * and a runtime that ran 10^6 tasks skips two passes over their 64 MB (~8 ms, session 16). */
 static bool tasks_all_free(struct weft_runtime *rt) {
   task_store_t *st = rt->task_store;
+  /* Under the lock: a plain thread may return its cache meanwhile (a turn, an exit); the
+   * threads' caches count too, taken into the store (one held by a thread at this moment
+   * keeps the answer false: the walks then find its descriptors free). */
+  pthread_mutex_lock(&rt->task_lock);
+  thread_caches_reclaim(rt);
   size_t slabs = 0, free = rt->free_task_total;
+  pthread_mutex_unlock(&rt->task_lock);
   for (task_slab_t *slab = st ? st->slabs : NULL; slab; slab = slab->next) slabs++;
   for (int i = 0; i < rt->nworkers; i++) free += rt->workers[i].free_task_count;
   return free == slabs * TASK_SLAB;

@@ -333,9 +333,10 @@ Test(memory, a_threads_cached_descriptors_die_with_their_runtime_even_at_a_reuse
 #endif
 }
 
-/* A thread's cache goes back to its runtime when the thread turns to another runtime and when
- * it exits (or the scavenger takes it first, if the runtime idled a second meanwhile): never
- * dropped while the runtime lives, or every such turn would leak descriptors from the store. */
+/* A thread's cache goes back to its runtime when the thread turns to a third runtime (a thread
+ * keeps caches for two) and when it exits (or the scavenger takes it first, if the runtime
+ * idled a second meanwhile): never dropped while the runtime lives, or every such turn would
+ * leak descriptors from the store, and never left listed after its thread is gone. */
 static size_t store_free(weft_runtime_t *rt) {
   pthread_mutex_lock(&rt->task_lock);
   size_t n = rt->free_task_total;
@@ -343,43 +344,45 @@ static size_t store_free(weft_runtime_t *rt) {
   return n;
 }
 
+static bool lists_a_cache(weft_runtime_t *rt) {
+  pthread_mutex_lock(&rt->task_lock);
+  bool listed = rt->thread_caches != NULL;
+  pthread_mutex_unlock(&rt->task_lock);
+  return listed;
+}
+
 typedef struct {
-  weft_runtime_t *rts[2];
-  long sums[2];
-  bool a_back;         /* A's store grew at the turn, or the scavenger took the cache first */
-  long returned_turn;  /* returns counted across the turn */
+  weft_runtime_t *rts[3];
+  long sums[3];
+  bool a_listed_before, a_back, a_listed_after;
 } turner_t;
 
 static void *turn_then_exit(void *arg) {
   turner_t *t = arg;
   t->sums[0] = spawn_join_sum(t->rts[0], 100);
+  t->sums[1] = spawn_join_sum(t->rts[1], 100); /* a second cache: A's stays */
+  t->a_listed_before = lists_a_cache(t->rts[0]);
   size_t a_before = store_free(t->rts[0]);
   long taken_before = weft__probe_count(WEFT__PROBE_CACHE_RECLAIMED);
-  long returned_before = weft__probe_count(WEFT__PROBE_CACHE_RETURNED);
-  t->sums[1] = spawn_join_sum(t->rts[1], 100); /* turns to B: A's cache goes back */
+  t->sums[2] = spawn_join_sum(t->rts[2], 100); /* a third: A's, used least recently, goes back */
   t->a_back = store_free(t->rts[0]) > a_before ||
               weft__probe_count(WEFT__PROBE_CACHE_RECLAIMED) > taken_before;
-  t->returned_turn = weft__probe_count(WEFT__PROBE_CACHE_RETURNED) - returned_before;
-  return NULL; /* exits holding a cache of B's descriptors */
+  t->a_listed_after = lists_a_cache(t->rts[0]);
+  return NULL; /* exits holding caches of B's and C's descriptors */
 }
 
-Test(memory, a_threads_cache_goes_back_when_it_turns_to_another_runtime_and_when_it_exits,
+Test(memory, a_threads_cache_goes_back_when_it_turns_to_a_third_runtime_and_when_it_exits,
      .timeout = 60) {
-  turner_t t = {.rts = {test_runtime(2), test_runtime(2)}};
+  turner_t t = {.rts = {test_runtime(2), test_runtime(2), test_runtime(2)}};
   pthread_t th;
   cr_assert_eq(pthread_create(&th, NULL, turn_then_exit, &t), 0);
   pthread_join(th, NULL);
-  cr_assert_eq(t.sums[0], 4950);
-  cr_assert_eq(t.sums[1], 4950);
-  cr_assert(t.a_back, "the cache of A's descriptors was dropped at the turn, not given back");
-  cr_assert(t.returned_turn > 0 || t.a_back, "no return was counted at the turn");
-  /* The exit's destructor gave B's cache back, or a scavenger pass of B's took it earlier. */
-  size_t b_free = store_free(t.rts[1]);
-  pthread_mutex_lock(&t.rts[1]->task_lock);
-  bool b_cache_listed = t.rts[1]->thread_caches != NULL;
-  pthread_mutex_unlock(&t.rts[1]->task_lock);
-  cr_assert(!b_cache_listed, "B still lists the exited thread's cache");
-  cr_assert_gt(b_free, 0);
-  OK(weft_runtime_destroy(t.rts[0]));
-  OK(weft_runtime_destroy(t.rts[1]));
+  for (int i = 0; i < 3; i++) cr_assert_eq(t.sums[i], 4950);
+  cr_assert(t.a_listed_before, "A lost the cache of the thread that turned to B");
+  cr_assert(t.a_back, "the cache of A's descriptors was dropped at the turn to C, not given back");
+  cr_assert(!t.a_listed_after, "A still lists the cache given back");
+  /* The exit's destructor gave B's and C's back and took them off the lists. */
+  cr_assert(!lists_a_cache(t.rts[1]), "B still lists the exited thread's cache");
+  cr_assert(!lists_a_cache(t.rts[2]), "C still lists the exited thread's cache");
+  for (int i = 0; i < 3; i++) OK(weft_runtime_destroy(t.rts[i]));
 }
