@@ -42,7 +42,12 @@
  * (Seastar's shard-per-core: a connection would be tied to the worker that accepted it, against
  * weft's stealing; tokio#5771 is the open request for that); level-triggered registration
  * (an epoll_ctl per wait to re-arm, or a storm of events for fds nobody waits on); a per-fd
- * mutex (the edge count and the park word suffice for one waiter per direction).
+ * mutex (the edge count and the park word suffice for one waiter per direction). Tried and
+ * reverted (session 28): routing each wake-up to the worker its task last parked on, through a
+ * per-worker inbox: no gain at 2–8 server cores (bench/README.md), as the worker that polls is
+ * mostly the idle one and the home worker is parked; keeping a connection on its core needs
+ * the per-worker poller above, which the 16-core sweep now argues for (bare epoll 1.7× weft at
+ * 8 cores).
  * Cost: nothing until the first socket (the worker hooks test one pointer); then one
  * epoll_wait(0) syscall (~0.3 µs here) per 61 tasks on busy workers.
  * Known limit: a worker running one task for a long time without suspending polls nothing; if

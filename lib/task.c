@@ -393,14 +393,15 @@ static struct weft_task *task_alloc_shared(struct weft_runtime *rt, weft__worker
  * A thread that is not a worker (an application thread spawning with weft_runtime_spawn and
  * joining what it spawned: weft-bench inject's eight threads) took every descriptor from the
  * shared store, and gave every one back, under task_lock: eight such threads queued on it, and
- * on the 16-core machine inject 10^5 took 53–66 ms at every worker count (Go: 16 at 16). Now
- * such a thread keeps a small cache of one runtime's descriptors, as a worker does: refilled
+ * on the 16-core machine inject 10^5 took 58–61 ms at every worker count (Go: 16 at 16). Now
+ * such a thread keeps a small cache of a runtime's descriptors, as a worker does: refilled
  * THREAD_REFILL at a time under the lock, fed by its own frees, spilling half beyond
- * THREAD_CACHE_MAX (measured there: 18–32 ms; bench/README.md, session 28).
+ * THREAD_CACHE_MAX (measured there: 17–31 ms; bench/README.md, session 28). Two such caches
+ * per thread (THREAD_SLOTS, below).
  * Lifetime. The cache names its runtime by address and by `gen`, a number never reused, so a
  * cache whose runtime was destroyed (its descriptors unmapped) is never read, even if a new
  * runtime got the same address. A cache for a runtime that is still live goes back to it when
- * its thread turns to another runtime or exits (a key destructor), under live_lock, which
+ * its thread turns to a third runtime or exits (a key destructor), under live_lock, which
  * destroy takes to leave the live list before it frees descriptors: the return comes first,
  * or finds the runtime gone and drops the cache.
  * The scavenger. A slab gives its pages back only when all its descriptors are in the shared
@@ -408,6 +409,7 @@ static struct weft_task *task_alloc_shared(struct weft_runtime *rt, weft__worker
  * threads' caches in a list (under task_lock), and the scavenger takes each cache whose owner
  * is not using it at that moment: `busy`, a flag the owner takes with an exchange around each
  * use (its own line: ~20 cycles, no sharing) and the scavenger with a CAS it does not retry.
+ * Destroy's "every descriptor free" check takes the caches the same way before it counts.
  * Rejected: a lock-free shared list (its pop has the ABA problem the batches' comment
  * describes); a lock per thread-hash shard (the scavenger and the batches walk one store). */
 enum { THREAD_REFILL = 32, THREAD_CACHE_MAX = 128 }; /* picked: inject's threads spawn in runs */

@@ -2,13 +2,16 @@
  * thread's exit must not run code of the unloaded library. Session 28's review: the threads'
  * descriptor caches (lib/task.c) came with a pthread key whose destructor lives in libweft,
  * and a thread exiting after the dlclose jumped to an unmapped address (SIGSEGV). Usage:
- * dlclose_check PATH-TO-libweft.so; exit status 0 when the thread exited cleanly. */
+ * dlclose_check PATH-TO-libweft.so; exit status 0 when the thread exited cleanly and a fork
+ * after the unload ran no handler of the library either. */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "../include/weft.h"
 
@@ -67,6 +70,15 @@ int main(int argc, char **argv) {
   if (dlclose(lib) != 0) return 1;
   atomic_store(&may_exit, 1);
   pthread_join(th, NULL);
-  printf("dlclose_check: the spawning thread exited after the library was unloaded\n");
+  /* The library's fork handler (lib/task.c, live_after_fork_in_child) went with it too. */
+  pid_t child = fork();
+  if (child == 0) _exit(0);
+  int status = 0;
+  if (child < 0 || waitpid(child, &status, 0) != child || !WIFEXITED(status) ||
+      WEXITSTATUS(status) != 0) {
+    fprintf(stderr, "dlclose_check: a fork after the unload failed (status %d)\n", status);
+    return 1;
+  }
+  printf("dlclose_check: the spawning thread exited, and a fork ran, after the unload\n");
   return 0;
 }
