@@ -437,7 +437,9 @@ static uint64_t live_gen;
 /* The key whose destructor returns an exiting thread's caches; deleted when the library is
  * unloaded (a dlclose'd library's destructor would run at a later thread exit: review). */
 static pthread_key_t cache_key;
-static bool cache_key_ok; /* pthread_key_create succeeded: else threads do not cache */
+/* pthread_key_create succeeded and the library is not being unloaded: else threads do not
+ * cache. relaxed: pthread_once orders the first store; the unload's is a late hint. */
+static _Atomic bool cache_key_ok;
 static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
 
 /* A child of fork has only the forking thread, and none of the parent's runtimes works in it
@@ -527,17 +529,25 @@ static void thread_exit_return(void *caches) {
   for (int i = 0; i < THREAD_SLOTS; i++) thread_cache_return(&((thread_cache_t *)caches)[i]);
 }
 static void cache_key_make(void) {
-  cache_key_ok = pthread_key_create(&cache_key, thread_exit_return) == 0;
+  atomic_store_explicit(&cache_key_ok, pthread_key_create(&cache_key, thread_exit_return) == 0,
+                        memory_order_relaxed);
 }
+/* At unload, or at exit for a static link: no thread binds a cache after this (a key number
+ * reused by another library would hand it our array). A thread still running then keeps its
+ * caches listed; at exit that is moot, and a dlclose with threads spawning through the library
+ * is the application's race. */
 __attribute__((destructor)) static void cache_key_unload(void) {
-  if (cache_key_ok) pthread_key_delete(cache_key);
+  if (!atomic_exchange_explicit(&cache_key_ok, false, memory_order_relaxed)) return;
+  pthread_key_delete(cache_key);
 }
 
 static thread_cache_t *cache_bind(thread_cache_t *c, struct weft_runtime *rt) {
   thread_cache_return(c);
   pthread_once(&cache_key_once, cache_key_make);
   /* No destructor, no cache: an exited thread's listed cache would be freed memory. */
-  if (!cache_key_ok || pthread_setspecific(cache_key, thread_caches) != 0) return NULL;
+  if (!atomic_load_explicit(&cache_key_ok, memory_order_relaxed) ||
+      pthread_setspecific(cache_key, thread_caches) != 0)
+    return NULL;
   c->rt = rt;
   c->gen = rt->gen;
   pthread_mutex_lock(&rt->task_lock);
