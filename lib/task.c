@@ -389,6 +389,37 @@ static struct weft_task *task_alloc_shared(struct weft_runtime *rt, weft__worker
   return t;
 }
 
+/* A free list (a worker's or a thread's cache) but its `keep` newest to the shared store, as
+ * one chain. The cut is found outside the lock by walking the kept part: the spiller's own
+ * lines, hot (the cold walk was the taker's, which a batch spares). */
+static void list_spill(struct weft_runtime *rt, struct weft_task **head, size_t *count,
+                       size_t keep) {
+  if (*count <= keep) return;
+  struct weft_task *rest = *head;
+  if (keep) {
+    struct weft_task *cut = *head;
+    for (size_t i = 1; i < keep; i++) cut = cut->next;
+    rest = cut->next;
+    cut->next = NULL;
+  } else {
+    *head = NULL;
+  }
+  pthread_mutex_lock(&rt->task_lock);
+  shared_put_chain(rt, rest, *count - keep);
+  pthread_mutex_unlock(&rt->task_lock);
+  *count = keep;
+}
+
+/* One descriptor onto the shared store's plain list (no walk: shared_put_chain's would find
+ * its stale link). */
+static void shared_put_one(struct weft_runtime *rt, struct weft_task *t) {
+  pthread_mutex_lock(&rt->task_lock);
+  t->next = rt->free_tasks;
+  rt->free_tasks = t;
+  rt->free_task_total++;
+  pthread_mutex_unlock(&rt->task_lock);
+}
+
 /* ---- Threads' caches ------------------------------------------------------------------------
  * A thread that is not a worker (an application thread spawning with weft_runtime_spawn and
  * joining what it spawned: weft-bench inject's eight threads) took every descriptor from the
@@ -611,25 +642,12 @@ static struct weft_task *thread_alloc(struct weft_runtime *rt) {
 static void thread_free(struct weft_runtime *rt, struct weft_task *t) {
   thread_cache_t *c = thread_cache_for(rt);
   if (WEFT__UNLIKELY(!c)) {
-    pthread_mutex_lock(&rt->task_lock);
-    t->next = rt->free_tasks;
-    rt->free_tasks = t;
-    rt->free_task_total++;
-    pthread_mutex_unlock(&rt->task_lock);
+    shared_put_one(rt, t);
     return;
   }
   t->next = c->head;
   c->head = t;
-  if (++c->count > THREAD_CACHE_MAX) { /* the older half to the store (our own, hot lines) */
-    struct weft_task *cut = c->head;
-    for (size_t i = 1; i < THREAD_CACHE_MAX / 2; i++) cut = cut->next;
-    struct weft_task *rest = cut->next;
-    cut->next = NULL;
-    pthread_mutex_lock(&rt->task_lock);
-    shared_put_chain(rt, rest, c->count - THREAD_CACHE_MAX / 2);
-    pthread_mutex_unlock(&rt->task_lock);
-    c->count = THREAD_CACHE_MAX / 2;
-  }
+  if (++c->count > THREAD_CACHE_MAX) list_spill(rt, &c->head, &c->count, THREAD_CACHE_MAX / 2);
   cache_let_go(c);
 }
 
@@ -644,26 +662,11 @@ static struct weft_task *task_alloc(struct weft_runtime *rt, weft__worker_t *w) 
   return w ? task_alloc_shared(rt, w) : thread_alloc(rt);
 }
 
-/* Worker w's free list but its `keep` newest to the shared store, as one chain. The cut is
- * found outside the lock by walking the kept part: the spiller's own lines, hot (the cold
- * walk was the taker's, which a batch spares). Keeping half leaves a worker that took a batch
+/* Worker w's free list but its `keep` newest to the shared store (list_spill). Keeping half leaves a worker that took a batch
  * (a full list's worth less the half kept) room for as many frees again before its next spill:
  * a whole-list spill made a worker that had just taken one spill at its next free (review). */
 static void task_cache_spill(struct weft_runtime *rt, weft__worker_t *w, size_t keep) {
-  if (w->free_task_count <= keep) return;
-  struct weft_task *rest = w->free_tasks;
-  if (keep) {
-    struct weft_task *cut = w->free_tasks;
-    for (size_t i = 1; i < keep; i++) cut = cut->next;
-    rest = cut->next;
-    cut->next = NULL;
-  } else {
-    w->free_tasks = NULL;
-  }
-  pthread_mutex_lock(&rt->task_lock);
-  shared_put_chain(rt, rest, w->free_task_count - keep);
-  pthread_mutex_unlock(&rt->task_lock);
-  w->free_task_count = keep;
+  list_spill(rt, &w->free_tasks, &w->free_task_count, keep);
 }
 
 uint64_t weft__task_scavenge(struct weft_runtime *rt, weft__worker_t *w, uint64_t now) {
