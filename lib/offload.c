@@ -68,8 +68,6 @@ struct weft__offload {
   bool stopping;
 };
 
-static pthread_mutex_t create_lock = PTHREAD_MUTEX_INITIALIZER;
-
 /* The pool this thread serves (NULL: not a pool thread), so that a destroy called from a call it
  * runs dies with a sentence instead of waiting for its own thread to leave (review, session
  * 20: `weft_offload(destroy_it, rt)` hung for good). */
@@ -135,7 +133,7 @@ static struct weft__offload *pool_get(struct weft_runtime *rt) {
   /* acquire: pairs with the release below; the pool's fields come with it */
   struct weft__offload *pool = atomic_load_explicit(&rt->offload, memory_order_acquire);
   if (pool) return pool;
-  pthread_mutex_lock(&create_lock);
+  weft__global_lock(WEFT__GLOBAL_OFFLOAD_CREATE);
   pool = atomic_load_explicit(&rt->offload, memory_order_acquire); /* acquire: as above */
   if (!pool && (pool = calloc(1, sizeof *pool))) {
     pthread_mutex_init(&pool->lock, NULL);
@@ -149,7 +147,7 @@ static struct weft__offload *pool_get(struct weft_runtime *rt) {
     pool->keepalive_ns = rt->blocking_keepalive_ns;
     atomic_store_explicit(&rt->offload, pool, memory_order_release); /* release: to pool_get */
   }
-  pthread_mutex_unlock(&create_lock);
+  weft__global_unlock(WEFT__GLOBAL_OFFLOAD_CREATE);
   return pool;
 }
 

@@ -18,8 +18,7 @@
 
 
 static struct sigaction previous_segv;
-static pthread_mutex_t handler_lock = PTHREAD_MUTEX_INITIALIZER;
-static int handler_users;
+static int handler_users; /* under WEFT__GLOBAL_SEGV_HANDLER */
 
 /* Async-signal-safe formatting: snprintf is not on the list. */
 static size_t put_str(char *buf, size_t at, size_t cap, const char *s) {
@@ -86,7 +85,7 @@ int weft__overflow_reports_install(void **altstack) {
     return WEFT_ENOMEM;
   }
   *altstack = mem;
-  pthread_mutex_lock(&handler_lock);
+  weft__global_lock(WEFT__GLOBAL_SEGV_HANDLER);
   if (handler_users++ == 0) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -95,7 +94,7 @@ int weft__overflow_reports_install(void **altstack) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, &previous_segv);
   }
-  pthread_mutex_unlock(&handler_lock);
+  weft__global_unlock(WEFT__GLOBAL_SEGV_HANDLER);
   return 0;
 }
 
@@ -104,7 +103,7 @@ void weft__overflow_reports_remove(void *altstack) {
   stack_t ss = {.ss_flags = SS_DISABLE};
   sigaltstack(&ss, NULL);
   munmap(altstack, 64 * 1024);
-  pthread_mutex_lock(&handler_lock);
+  weft__global_lock(WEFT__GLOBAL_SEGV_HANDLER);
   if (--handler_users == 0) {
     /* Only if the handler is still ours: one the program installed after us (a crash reporter)
      * stays (review, session 20: the destroy put back the one from before us over it). */
@@ -113,5 +112,5 @@ void weft__overflow_reports_remove(void *altstack) {
         now.sa_sigaction == on_segv)
       sigaction(SIGSEGV, &previous_segv, NULL);
   }
-  pthread_mutex_unlock(&handler_lock);
+  weft__global_unlock(WEFT__GLOBAL_SEGV_HANDLER);
 }

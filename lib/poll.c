@@ -222,8 +222,6 @@ static const weft__poll_backend_t epoll_backend = {
 
 /* ---- The poller ----------------------------------------------------------------------------- */
 
-static pthread_mutex_t create_lock = PTHREAD_MUTEX_INITIALIZER; /* first use, all runtimes */
-
 static struct weft__poller *poller_of(struct weft_runtime *rt) {
   /* acquire: pairs with the release in weft__poller_get; the poller's fields come with it */
   return atomic_load_explicit(&rt->poller, memory_order_acquire);
@@ -235,7 +233,7 @@ int weft__poller_get(struct weft_runtime *rt, struct weft__poller **out) {
     *out = p;
     return 0;
   }
-  pthread_mutex_lock(&create_lock);
+  weft__global_lock(WEFT__GLOBAL_POLLER_CREATE);
   p = poller_of(rt);
   int err = 0;
   if (!p) {
@@ -256,7 +254,7 @@ int weft__poller_get(struct weft_runtime *rt, struct weft__poller **out) {
       }
     }
   }
-  pthread_mutex_unlock(&create_lock);
+  weft__global_unlock(WEFT__GLOBAL_POLLER_CREATE);
   *out = p;
   return err;
 }

@@ -488,6 +488,7 @@ static void live_fork_register(void) { (void)pthread_atfork(NULL, NULL, live_aft
 void weft__tasks_live_add(struct weft_runtime *rt) {
   pthread_once(&live_fork_once, live_fork_register);
   pthread_mutex_lock(&live_lock);
+  weft__pause(WEFT__PAUSE_LIVE_LOCKED);
   rt->gen = ++live_gen;
   rt->live_next = live_list;
   live_list = rt;

@@ -1,9 +1,12 @@
-/* The runtime object: worker counts, options, shutdown, exhaustion, stack overflow. */
+/* The runtime object: worker counts, options, shutdown, exhaustion, stack overflow, fork(). */
 #include "support.h"
 
-#include "../lib/internal.h" /* the runtime's stopping flag */
+#include "../lib/internal.h" /* the runtime's stopping flag, the pause points */
 
+#include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -401,4 +404,124 @@ Test(misuse, spawning_while_the_runtime_shuts_down_is_eshutdown) {
 #if TEST_ASAN
   cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "shutdown mid-spawn leaked");
 #endif
+}
+
+/* ---- fork() while another thread holds a process-wide lock ---- */
+
+/* A child of fork() has only the forking thread: a lock another thread of the parent held at
+ * the fork stays held in the child for good unless the library releases it there, and the
+ * child's first runtime, socket or offload waits forever (review, session 28). Each test holds
+ * one lock in a thread of ours (a pause point just after the lock is taken), forks, and has the
+ * child use the whole library; alarm() turns a hang into a failure. */
+
+
+static sem_t lock_held, may_go_on;
+static atomic_bool held_once; /* the pause holds only the first thread that reaches it */
+static atomic_bool release_at_fork;
+
+static void hold_the_lock(void) {
+  if (atomic_exchange(&held_once, true)) return;
+  sem_post(&lock_held);
+  while (sem_wait(&may_go_on) != 0) continue; /* EINTR */
+}
+
+static void *identity(void *arg) { return arg; }
+
+static void *offload_once(void *arg) {
+  void *r = NULL;
+  int err = weft_offload(identity, arg, &r);
+  return err ? NULL : r;
+}
+
+/* A runtime (the live list, the SIGSEGV handler), a listening socket (the poller), a task that
+ * offloads a call (the blocking pool), then its destroy (the handler again). */
+static int use_the_library(void) {
+  weft_options_t o = WEFT_OPTIONS_INIT;
+  o.workers = 2;
+  weft_runtime_t *rt;
+  if (weft_runtime_create(&rt, &o)) return 1;
+  struct sockaddr_storage addr;
+  socklen_t len;
+  weft_sock_t *listener;
+  if (weft_sock_addr("127.0.0.1", 0, &addr, &len)) return 2;
+  if (weft_sock_listen(rt, (struct sockaddr *)&addr, len, 0, 0, &listener)) return 3;
+  if (weft_sock_close(listener)) return 4;
+  weft_task_t *t;
+  void *r = NULL;
+  if (weft_runtime_spawn(rt, &t, offload_once, &addr) || weft_join(t, &r)) return 5;
+  if (r != &addr) return 6;
+  return weft_runtime_destroy(rt) ? 7 : 0;
+}
+
+static void *use_the_library_in_a_thread(void *arg) {
+  (void)arg;
+  return (void *)(intptr_t)use_the_library();
+}
+
+/* Registered after the library's handlers, so it runs before their prepare: a lock the
+ * library holds across fork() is still held when fork() is called, and our thread lets go of
+ * it only then (else the library's prepare would wait for it for good). */
+static void release_the_holder_at_fork(void) {
+  if (atomic_exchange(&release_at_fork, false)) sem_post(&may_go_on);
+}
+static pthread_once_t release_once = PTHREAD_ONCE_INIT;
+static void release_register(void) {
+  cr_assert_eq(pthread_atfork(release_the_holder_at_fork, NULL, NULL), 0);
+}
+
+/* held_across: the library takes the lock in its prepare handler (the process-wide locks):
+ * fork() waits for our thread to let go of it. Else (the live list's lock) the child makes
+ * the lock anew and our thread lets go only after the child is done. */
+static void fork_while_held(int point, bool held_across) {
+  /* TSan ends a child of a multi-threaded fork that starts a thread ("not supported"), and with
+   * die_after_fork=0 it confuses the child's threads with the parent's ("dup thread"). */
+  if (TEST_TSAN) cr_skip("TSan does not support threads started after a multi-threaded fork");
+  /* gcc's ASan does not hold its allocator's locks across fork: a child forked while our
+   * thread, let go at the fork, allocates can wait forever on ASan's lock (seen: the child in
+   * SizeClassAllocator64::GetFromAllocator). glibc's malloc holds its own across fork. */
+  if (TEST_ASAN && held_across) cr_skip("ASan's allocator is not fork-safe");
+  sem_init(&lock_held, 0, 0);
+  sem_init(&may_go_on, 0, 0);
+  atomic_store(&held_once, false);
+  weft__pause_set(point, hold_the_lock);
+  pthread_t holder;
+  cr_assert_eq(pthread_create(&holder, NULL, use_the_library_in_a_thread, NULL), 0);
+  while (sem_wait(&lock_held) != 0) continue;
+  pthread_once(&release_once, release_register); /* after the library's first lock: its
+                                                    handlers are registered by now */
+  atomic_store(&release_at_fork, held_across);
+  pid_t child = fork();
+  if (child == 0) {
+    alarm(30); /* a child stuck on the inherited lock dies of SIGALRM */
+    _exit(use_the_library());
+  }
+  cr_assert_gt(child, 0, "fork failed");
+  int status;
+  cr_assert_eq(waitpid(child, &status, 0), child);
+  weft__pause_set(point, NULL);
+  if (!held_across) sem_post(&may_go_on);
+  void *holder_result;
+  pthread_join(holder, &holder_result);
+  cr_assert(!WIFSIGNALED(status), "the child was stuck (signal %d): the lock stayed held there",
+            WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child's step %d failed",
+            WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+  cr_assert_eq((intptr_t)holder_result, 0, "the parent's thread failed at step %d",
+               (int)(intptr_t)holder_result);
+}
+
+Test(fork, a_child_works_though_the_parent_held_the_live_runtimes_lock) {
+  fork_while_held(WEFT__PAUSE_LIVE_LOCKED, false);
+}
+
+Test(fork, a_child_works_though_the_parent_held_the_segv_handlers_lock) {
+  fork_while_held(WEFT__PAUSE_GLOBAL_LOCKED + WEFT__GLOBAL_SEGV_HANDLER, true);
+}
+
+Test(fork, a_child_works_though_the_parent_held_the_pollers_lock) {
+  fork_while_held(WEFT__PAUSE_GLOBAL_LOCKED + WEFT__GLOBAL_POLLER_CREATE, true);
+}
+
+Test(fork, a_child_works_though_the_parent_held_the_offload_pools_lock) {
+  fork_while_held(WEFT__PAUSE_GLOBAL_LOCKED + WEFT__GLOBAL_OFFLOAD_CREATE, true);
 }
