@@ -9,8 +9,9 @@
  *   LEVELS                   = 6: the wheel spans 64^6 ticks ≈ 199 days.
  * The tick is a quarter of a millisecond so that a sleep's lateness from rounding (< 1 tick)
  * stays well under the 1 ms p99 target; a 1 ms tick measured p99 1.12 ms idle.
- * A deadline past the range is parked in the last slot of the top level and re-inserted when
- * that slot comes due (so it is late by nothing and early never: it simply goes round again).
+ * A deadline past the range (or in the current top-level slot's next turn) is parked in the
+ * top level's slot just before the current one and re-inserted when that slot comes due (so it
+ * is late by nothing and early never: it simply goes round again).
  *
  * Trade-off: entries cascade (Tokio), not expire coarsely (Linux). When a higher-level slot
  * comes due, its entries are re-inserted at lower levels, so every sleep fires in the first
@@ -286,7 +287,12 @@ static int level_for(uint64_t elapsed, uint64_t when) {
 /* Links an entry due after `elapsed`. Caller holds the lock. */
 static void wheel_link(struct weft__timer *t, weft__timer_entry_t *e) {
   uint64_t when = deadline_tick(t, e->deadline_ns);
-  if (when - t->elapsed > MAX_TICKS) when = t->elapsed + MAX_TICKS; /* past the range: go round */
+  /* Past the range, or in the current top slot's next turn (which shares its index with the
+   * current one, so next_expiration would date it in the past: a needless wake-up and poll,
+   * review, session 29): the top level's last slot before the current one, to go round. */
+  uint64_t top_width = UINT64_C(1) << ((LEVELS - 1) * SLOT_BITS);
+  uint64_t last = (t->elapsed | (top_width - 1)) + (SLOTS - 1) * top_width;
+  if (when - t->elapsed > MAX_TICKS || when > last) when = last;
   int level = level_for(t->elapsed, when);
   int slot = (int)((when >> (level * SLOT_BITS)) & SLOT_MASK);
   unsigned lane = t->lane++ % LANES;
@@ -463,7 +469,9 @@ bool weft__timer_arm(struct weft__timer *t, weft__timer_entry_t *e) {
 }
 
 bool weft__timer_cancel(struct weft__timer *t, weft__timer_entry_t *e) {
-  /* acquire: pairs with the poller's release of FIRING, so a loser sees the callback's start */
+  /* acquire: pairs with the poller's release of FIRING. It does not order the callback: a
+   * loser that must wait for the callback's end waits on its own flag (join.c's timer_done,
+   * released by the callback) */
   if (atomic_load_explicit(&e->state, memory_order_acquire) != TIMER_ARMED) return false;
   pthread_mutex_lock(&t->lock);
   drain_inbox(t); /* e may be there: it was pushed before (its task armed it, then parked) */

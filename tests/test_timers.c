@@ -418,3 +418,39 @@ Test(timers, an_entry_armed_for_a_tick_the_wheel_has_passed_fires_at_the_next_po
   cr_assert_eq(weft__timer_next_deadline(t), UINT64_MAX);
   weft__timer_destroy(t);
 }
+
+/* A deadline past the wheel's range (~199 days), or one that falls in the current top-level
+ * slot's next turn, waits in a top slot that is still ahead: the published next deadline stays
+ * far off (review, session 29: it went into the current top slot, which next_expiration dates
+ * in the past, so a cancel published "now" and a parked worker woke and polled for nothing). */
+static void never_fires(weft__timer_entry_t *e) {
+  (void)e;
+  cr_assert_fail("an entry ~199 days off fired");
+}
+
+Test(timers, a_deadline_past_the_range_is_not_published_as_due_now) {
+  const uint64_t day = 86400 * 1000 * MS;
+  /* The second is in range from the wheel's time below (197.5 days on) but in its top slot
+   * (3.1 days wide) of the next turn: 199.5 days after the wheel's start. */
+  uint64_t far[] = {UINT64_MAX - 1, 199 * day + day / 2};
+  for (size_t k = 0; k < sizeof far / sizeof *far; k++) {
+    struct weft__timer *t;
+    uint64_t base = weft_now_ns(); /* the wheel starts at or after it */
+    OK(weft__timer_create(&t, NULL, NULL));
+    weft__timer_entry_t first = {.deadline_ns = base + 1 * MS, .fire = passed_record};
+    weft__timer_arm(t, &first);
+    uint64_t now = base + 2 * day;
+    weft__timer_poll(t, now, NULL); /* the wheel's time: two days into its first top slot */
+    weft__timer_entry_t e = {.deadline_ns = k ? base + far[k] : far[k], .fire = never_fires};
+    weft__timer_entry_t near = {.deadline_ns = now + 500 * MS, .fire = passed_record};
+    weft__timer_arm(t, &e);
+    weft__timer_arm(t, &near);
+    cr_assert(weft__timer_cancel(t, &near)); /* drains the inbox and publishes the next */
+    cr_assert_gt(weft__timer_next_deadline(t), now + 100 * day,
+                 "case %zu: the far entry published as due %.3f s from now", k,
+                 (double)(int64_t)(weft__timer_next_deadline(t) - now) / 1e9);
+    cr_assert_gt(weft__timer_poll(t, now + 1 * MS, NULL), now + 100 * day);
+    cr_assert(weft__timer_cancel(t, &e));
+    weft__timer_destroy(t);
+  }
+}
