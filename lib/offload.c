@@ -129,25 +129,44 @@ static void *pool_thread(void *arg) {
   return NULL;
 }
 
+static struct weft__offload *pool_make(const struct weft_runtime *rt) {
+  struct weft__offload *pool = calloc(1, sizeof *pool);
+  if (!pool) return NULL;
+  pthread_mutex_init(&pool->lock, NULL);
+  pthread_condattr_t monotonic;
+  pthread_condattr_init(&monotonic);
+  pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+  pthread_cond_init(&pool->work, &monotonic);
+  pthread_condattr_destroy(&monotonic);
+  pthread_cond_init(&pool->gone, NULL);
+  pool->max = rt->blocking_threads;
+  pool->keepalive_ns = rt->blocking_keepalive_ns;
+  return pool;
+}
+
+/* A pool with no thread and no job. */
+static void pool_free(struct weft__offload *pool) {
+  pthread_cond_destroy(&pool->work);
+  pthread_cond_destroy(&pool->gone);
+  pthread_mutex_destroy(&pool->lock);
+  free(pool);
+}
+
+/* The runtime's pool, made at the first weft_offload and published with a compare-and-swap
+ * (the loser of a race frees its own); no process-wide lock, for the reasons lib/poll.c's
+ * weft__poller_get gives (fork). */
 static struct weft__offload *pool_get(struct weft_runtime *rt) {
-  /* acquire: pairs with the release below; the pool's fields come with it */
+  /* acquire: pairs with the publishing CAS below; the pool's fields come with it */
   struct weft__offload *pool = atomic_load_explicit(&rt->offload, memory_order_acquire);
   if (pool) return pool;
-  weft__global_lock(WEFT__GLOBAL_OFFLOAD_CREATE);
-  pool = atomic_load_explicit(&rt->offload, memory_order_acquire); /* acquire: as above */
-  if (!pool && (pool = calloc(1, sizeof *pool))) {
-    pthread_mutex_init(&pool->lock, NULL);
-    pthread_condattr_t monotonic;
-    pthread_condattr_init(&monotonic);
-    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
-    pthread_cond_init(&pool->work, &monotonic);
-    pthread_condattr_destroy(&monotonic);
-    pthread_cond_init(&pool->gone, NULL);
-    pool->max = rt->blocking_threads;
-    pool->keepalive_ns = rt->blocking_keepalive_ns;
-    atomic_store_explicit(&rt->offload, pool, memory_order_release); /* release: to pool_get */
-  }
-  weft__global_unlock(WEFT__GLOBAL_OFFLOAD_CREATE);
+  struct weft__offload *made = pool_make(rt);
+  if (!made) return NULL;
+  weft__pause(WEFT__PAUSE_OFFLOAD_MADE); /* tests: a fork comes here */
+  /* release: publishes the made pool to the acquire above; acquire on failure: the winner's */
+  if (atomic_compare_exchange_strong_explicit(&rt->offload, &pool, made, memory_order_acq_rel,
+                                              memory_order_acquire))
+    return made;
+  pool_free(made);
   return pool;
 }
 
@@ -249,9 +268,6 @@ void weft__offload_destroy(struct weft_runtime *rt) {
     free(left);
     left = next;
   }
-  pthread_cond_destroy(&pool->work);
-  pthread_cond_destroy(&pool->gone);
-  pthread_mutex_destroy(&pool->lock);
-  free(pool);
+  pool_free(pool);
   atomic_store_explicit(&rt->offload, NULL, memory_order_relaxed); /* relaxed: destroy's thread */
 }

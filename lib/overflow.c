@@ -18,7 +18,8 @@
 
 
 static struct sigaction previous_segv;
-static int handler_users; /* under WEFT__GLOBAL_SEGV_HANDLER */
+static pthread_mutex_t handler_lock = PTHREAD_MUTEX_INITIALIZER;
+static int handler_users; /* worker threads with the handler installed, under handler_lock */
 
 /* Async-signal-safe formatting: snprintf is not on the list. */
 static size_t put_str(char *buf, size_t at, size_t cap, const char *s) {
@@ -75,6 +76,39 @@ static void on_segv(int sig, siginfo_t *info, void *uctx) {
   }
 }
 
+/* fork(): held across it (prepare takes it, parent and child let go), so that a child never
+ * inherits it held by a thread it does not have, nor a count half-way through its sigaction
+ * (review, session 28). Safe to hold there: only worker threads take it, at their start and
+ * end, holding nothing else and calling only sigaction under it, so no other fork handler's
+ * lock can wait on it (review, session 29). */
+static void handler_lock_prepare(void) { pthread_mutex_lock(&handler_lock); }
+static void handler_lock_parent(void) { pthread_mutex_unlock(&handler_lock); }
+
+/* The child has none of the workers counted: it starts as if weft had never installed the
+ * handler, so that its last runtime's destroy puts the one from before weft back, as in the
+ * parent (else the count never came back to 0 there). */
+static void handler_lock_child(void) {
+  if (handler_users) {
+    struct sigaction now;
+    if (sigaction(SIGSEGV, NULL, &now) == 0 && (now.sa_flags & SA_SIGINFO) &&
+        now.sa_sigaction == on_segv)
+      sigaction(SIGSEGV, &previous_segv, NULL);
+    handler_users = 0;
+  }
+  pthread_mutex_unlock(&handler_lock);
+}
+
+static pthread_once_t handler_fork_once = PTHREAD_ONCE_INIT;
+static void handler_fork_register(void) {
+  (void)pthread_atfork(handler_lock_prepare, handler_lock_parent, handler_lock_child);
+}
+
+static void handler_lock_take(void) {
+  pthread_once(&handler_fork_once, handler_fork_register);
+  pthread_mutex_lock(&handler_lock);
+  weft__pause(WEFT__PAUSE_HANDLER_LOCKED); /* tests: a fork comes here */
+}
+
 int weft__overflow_reports_install(void **altstack) {
   size_t size = 64 * 1024; /* above SIGSTKSZ and MINSIGSTKSZ on both arches */
   void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -85,7 +119,7 @@ int weft__overflow_reports_install(void **altstack) {
     return WEFT_ENOMEM;
   }
   *altstack = mem;
-  weft__global_lock(WEFT__GLOBAL_SEGV_HANDLER);
+  handler_lock_take();
   if (handler_users++ == 0) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -94,7 +128,7 @@ int weft__overflow_reports_install(void **altstack) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, &previous_segv);
   }
-  weft__global_unlock(WEFT__GLOBAL_SEGV_HANDLER);
+  pthread_mutex_unlock(&handler_lock);
   return 0;
 }
 
@@ -103,7 +137,7 @@ void weft__overflow_reports_remove(void *altstack) {
   stack_t ss = {.ss_flags = SS_DISABLE};
   sigaltstack(&ss, NULL);
   munmap(altstack, 64 * 1024);
-  weft__global_lock(WEFT__GLOBAL_SEGV_HANDLER);
+  handler_lock_take();
   if (--handler_users == 0) {
     /* Only if the handler is still ours: one the program installed after us (a crash reporter)
      * stays (review, session 20: the destroy put back the one from before us over it). */
@@ -112,5 +146,5 @@ void weft__overflow_reports_remove(void *altstack) {
         now.sa_sigaction == on_segv)
       sigaction(SIGSEGV, &previous_segv, NULL);
   }
-  weft__global_unlock(WEFT__GLOBAL_SEGV_HANDLER);
+  pthread_mutex_unlock(&handler_lock);
 }

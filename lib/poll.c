@@ -223,40 +223,58 @@ static const weft__poll_backend_t epoll_backend = {
 /* ---- The poller ----------------------------------------------------------------------------- */
 
 static struct weft__poller *poller_of(struct weft_runtime *rt) {
-  /* acquire: pairs with the release in weft__poller_get; the poller's fields come with it */
+  /* acquire: pairs with weft__poller_get's publishing CAS; the poller's fields come with it */
   return atomic_load_explicit(&rt->poller, memory_order_acquire);
 }
 
+/* A poller, opened, or NULL with *err set. */
+static struct weft__poller *poller_make(int *err) {
+  struct weft__poller *p = aligned_alloc(WEFT__CACHELINE, sizeof *p);
+  if (!p) {
+    *err = WEFT_ENOMEM;
+    return NULL;
+  }
+  memset(p, 0, sizeof *p);
+  p->ops = &epoll_backend;
+  pthread_mutex_init(&p->lock, NULL);
+  *err = p->ops->open(p);
+  if (!*err) return p;
+  pthread_mutex_destroy(&p->lock);
+  free(p);
+  return NULL;
+}
+
+/* The runtime's poller, made at its first use: opened outside any lock and published with a
+ * compare-and-swap; the loser of a race closes its own. Rejected: a process-wide creation
+ * lock (until session 29). A fork child inherited it held by a thread it does not have, and
+ * holding it across fork() instead ordered it against the application's fork handlers: a
+ * thread that held an application lock and then made a poller deadlocked with a fork whose
+ * prepare handlers took weft's lock, then the application's (review, session 29). */
 int weft__poller_get(struct weft_runtime *rt, struct weft__poller **out) {
   struct weft__poller *p = poller_of(rt);
   if (WEFT__LIKELY(p)) {
     *out = p;
     return 0;
   }
-  weft__global_lock(WEFT__GLOBAL_POLLER_CREATE);
-  p = poller_of(rt);
-  int err = 0;
-  if (!p) {
-    p = aligned_alloc(WEFT__CACHELINE, sizeof *p);
-    if (!p) err = WEFT_ENOMEM;
-    if (p) {
-      memset(p, 0, sizeof *p);
-      p->ops = &epoll_backend;
-      pthread_mutex_init(&p->lock, NULL);
-      err = p->ops->open(p);
-      if (err) {
-        pthread_mutex_destroy(&p->lock);
-        free(p);
-        p = NULL;
-      } else {
-        /* release: publishes the opened poller to poller_of's acquire */
-        atomic_store_explicit(&rt->poller, p, memory_order_release);
-      }
-    }
+  int err;
+  struct weft__poller *made = poller_make(&err);
+  if (!made) {
+    *out = NULL;
+    return err;
   }
-  weft__global_unlock(WEFT__GLOBAL_POLLER_CREATE);
+  weft__pause(WEFT__PAUSE_POLLER_MADE); /* tests: a fork comes here */
+  /* release: publishes the opened poller to poller_of's acquire; acquire on failure: the
+   * winner's poller, its fields with it */
+  if (atomic_compare_exchange_strong_explicit(&rt->poller, &p, made, memory_order_acq_rel,
+                                              memory_order_acquire)) {
+    *out = made;
+    return 0;
+  }
+  made->ops->close(made);
+  pthread_mutex_destroy(&made->lock);
+  free(made);
   *out = p;
-  return err;
+  return 0;
 }
 
 static weft__sock_t *lookup(struct weft__poller *p, uint32_t index) {

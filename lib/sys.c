@@ -1,7 +1,7 @@
 /*
  * The ground floor: process-level helpers every file of lib/ may use, using nothing of weft
- * above them — the abort with one sentence, the test-only fault knobs, the process-wide locks,
- * the futex, batched madvise, the clock.
+ * above them — the abort with one sentence, the test-only fault knobs, the futex, batched
+ * madvise, the clock.
  * Kept apart so that the concept files above (stacks, timer wheel, tasks, workers, runtime)
  * do not import one another for plumbing (they once formed one five-file import circle).
  */
@@ -9,7 +9,6 @@
 #include "weft.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <linux/futex.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -72,38 +71,6 @@ void weft__pause(int point) {
   if (fn) fn();
 }
 #endif
-
-/* ---- Process-wide locks, held across fork() ----------------------------------------------- */
-
-/* Rejected: re-initialising each lock in the child alone (the handler count it guards could
- * then disagree with the handler the child inherited, had the fork come between the two), and
- * one pthread_atfork per file (the same three handlers three times). Registered at first use
- * (a program that never takes one pays nothing at fork); glibc drops the handlers when the
- * library is unloaded. */
-static pthread_mutex_t global_locks[WEFT__GLOBAL_LOCKS] = {
-    PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER};
-static pthread_once_t global_fork_once = PTHREAD_ONCE_INIT;
-
-static void global_locks_take_all(void) {
-  for (int i = 0; i < WEFT__GLOBAL_LOCKS; i++) pthread_mutex_lock(&global_locks[i]);
-}
-
-/* In the child too: the forking thread took them and is the one thread there. */
-static void global_locks_drop_all(void) {
-  for (int i = WEFT__GLOBAL_LOCKS - 1; i >= 0; i--) pthread_mutex_unlock(&global_locks[i]);
-}
-
-static void global_fork_register(void) {
-  (void)pthread_atfork(global_locks_take_all, global_locks_drop_all, global_locks_drop_all);
-}
-
-void weft__global_lock(int which) {
-  pthread_once(&global_fork_once, global_fork_register);
-  pthread_mutex_lock(&global_locks[which]);
-  weft__pause(WEFT__PAUSE_GLOBAL_LOCKED + which);
-}
-
-void weft__global_unlock(int which) { pthread_mutex_unlock(&global_locks[which]); }
 
 /* ---- Futex -------------------------------------------------------------------------------- */
 

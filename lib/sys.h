@@ -1,7 +1,7 @@
 /* Private to weft: the ground floor — process-level helpers that every other file of lib/ may
  * use and that use nothing of weft above them (libuv's src/unix/core.c is the model): the
- * abort with one sentence, the test-only fault knobs, the process-wide locks, the futex,
- * batched madvise, the clock. Defined in lib/sys.c. */
+ * abort with one sentence, the test-only fault knobs, the futex, batched madvise, the clock.
+ * Defined in lib/sys.c. */
 #ifndef WEFT_SYS_H
 #define WEFT_SYS_H
 
@@ -94,21 +94,6 @@ long weft__probe_count(int probe);
 static inline void weft__probe_hit(int probe) { (void)probe; }
 #endif
 
-/* Process-wide locks (one per concept that keeps process-wide state), held across fork():
- * the prepare handler takes them all, in this order, and the parent and the child release
- * them, so that a child never inherits one held by a thread it does not have (its first
- * runtime, socket or offload waited forever: review, session 28). None of them may be taken
- * while holding another (the prepare handler's order would then matter), nor held across a
- * wait on another thread. */
-enum {
-  WEFT__GLOBAL_SEGV_HANDLER, /* the SIGSEGV handler's install count (overflow.c) */
-  WEFT__GLOBAL_POLLER_CREATE, /* a runtime's first poller (poll.c) */
-  WEFT__GLOBAL_OFFLOAD_CREATE, /* a runtime's first blocking pool (offload.c) */
-  WEFT__GLOBAL_LOCKS
-};
-void weft__global_lock(int which);
-void weft__global_unlock(int which);
-
 /* Test-only pause points: where the library calls weft__pause(point), a test's callback runs
  * on that thread, so that a test can hold one thread at a chosen step while another passes it
  * (two workers mapping stack slabs at once). Compiled out of the Release library. */
@@ -119,9 +104,10 @@ enum {
   WEFT__PAUSE_MUTEX_RETRY, /* a mutex waiter woken to compete, before it competes (sync.c) */
   WEFT__PAUSE_PEER_TAIL, /* an outside peer's direct hand-off, before its `done` (waitq.h) */
   WEFT__PAUSE_REGISTER, /* a registration has its descriptor, before its epoll add (poll.c) */
-  /* a process-wide lock was just taken: one point per lock, WEFT__PAUSE_GLOBAL_LOCKED + which */
-  WEFT__PAUSE_GLOBAL_LOCKED,
-  WEFT__PAUSE_LIVE_LOCKED = WEFT__PAUSE_GLOBAL_LOCKED + WEFT__GLOBAL_LOCKS, /* live_lock (task.c) */
+  WEFT__PAUSE_LIVE_LOCKED,    /* the live runtimes' list's lock was just taken (task.c) */
+  WEFT__PAUSE_HANDLER_LOCKED, /* the SIGSEGV handler's lock was just taken (overflow.c) */
+  WEFT__PAUSE_POLLER_MADE,    /* a runtime's first poller is open, not yet published (poll.c) */
+  WEFT__PAUSE_OFFLOAD_MADE,   /* a runtime's blocking pool is made, not yet published */
   WEFT__PAUSES
 };
 #ifdef WEFT_FAULTS

@@ -476,11 +476,17 @@ static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
 /* A child of fork has only the forking thread, and none of the parent's runtimes works in it
  * (their workers are gone): it starts with no live runtime and no caches, and a live_lock
  * that no vanished thread holds (review, session 28: a fork while another thread made a
- * runtime left the child's first weft_runtime_create waiting forever). */
+ * runtime left the child's first weft_runtime_create waiting forever). Made anew there, not
+ * held across the fork: runtime creation takes it on the application's threads, which may
+ * hold locks that the application's own fork handlers take (review, session 29). */
 static void live_after_fork_in_child(void) {
   pthread_mutex_init(&live_lock, NULL);
   live_list = NULL;
   for (int i = 0; i < THREAD_SLOTS; i++) thread_caches[i] = (thread_cache_t){0};
+  /* A fork from a task: the child's thread is no worker of anything (review, session 29: it
+   * went on as one of the dead runtime's, and a join there parked it in that runtime's loop).
+   * It runs on the task's stack, as a plain thread (docs/api.md, "fork()"). */
+  weft__worker_set_self(NULL);
 }
 static pthread_once_t live_fork_once = PTHREAD_ONCE_INIT;
 static void live_fork_register(void) { (void)pthread_atfork(NULL, NULL, live_after_fork_in_child); }

@@ -1410,3 +1410,57 @@ Test(io, opening_an_open_fd_again_fails_and_leaves_the_first_socket_working) {
   close(sv[1]);
   OK(weft_runtime_destroy(rt));
 }
+
+/* A runtime's poller and blocking pool are made at their first use and published with a
+ * compare-and-swap (no process-wide lock: fork, lib/poll.c): threads that race to a first use
+ * all get the one winner's, and each loser closes what it made (no fd left open). */
+typedef struct {
+  weft_runtime_t *rt;
+  pthread_barrier_t start;
+  weft_sock_t *listener[4];
+} first_use_t;
+
+static void *listen_at_once(void *arg) {
+  first_use_t *f = arg;
+  static atomic_int next;
+  int i = atomic_fetch_add(&next, 1) % 4;
+  struct sockaddr_storage addr;
+  socklen_t len;
+  OK(weft_sock_addr("127.0.0.1", 0, &addr, &len));
+  pthread_barrier_wait(&f->start);
+  OK(weft_sock_listen(f->rt, (struct sockaddr *)&addr, len, 0, 0, &f->listener[i]));
+  return NULL;
+}
+
+static void *offload_identity(void *arg) { return arg; }
+
+static void *offload_at_once(void *arg) {
+  void *r = NULL;
+  OK(weft_offload(offload_identity, arg, &r));
+  cr_assert_eq(r, arg);
+  return NULL;
+}
+
+Test(io, threads_racing_to_a_runtimes_first_poller_and_pool_share_one_and_leak_no_fd) {
+  for (int round = 0; round < 20; round++) {
+    int before = open_fds();
+    first_use_t f = {.rt = test_runtime(4)};
+    pthread_barrier_init(&f.start, NULL, 4);
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) cr_assert_eq(pthread_create(&th[i], NULL, listen_at_once, &f), 0);
+    for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+    struct weft__poller *p = atomic_load(&f.rt->poller);
+    cr_assert_not_null(p);
+    for (int i = 0; i < 4; i++) {
+      cr_assert_not_null(f.listener[i]);
+      OK(weft_sock_close(f.listener[i]));
+    }
+    weft_task_t *t[8];
+    for (int i = 0; i < 8; i++) OK(weft_runtime_spawn(f.rt, &t[i], offload_at_once, &t[i]));
+    for (int i = 0; i < 8; i++) OK(weft_join(t[i], NULL));
+    cr_assert_eq(atomic_load(&f.rt->poller), p, "a loser's poller was published");
+    pthread_barrier_destroy(&f.start);
+    OK(weft_runtime_destroy(f.rt));
+    cr_assert_eq(open_fds(), before, "round %d: a first use left an fd open", round);
+  }
+}
