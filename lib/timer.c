@@ -79,6 +79,7 @@ enum {
 };
 #define TICK_NS UINT64_C(250000)
 #define MAX_TICKS ((UINT64_C(1) << (SLOT_BITS * LEVELS)) - 1)
+#define TOP_WIDTH (UINT64_C(1) << (SLOT_BITS * (LEVELS - 1))) /* a top-level slot, in ticks */
 
 enum { TIMER_IDLE = 0, TIMER_ARMED = 1, TIMER_FIRING = 2 };
 
@@ -290,9 +291,10 @@ static void wheel_link(struct weft__timer *t, weft__timer_entry_t *e) {
   /* Past the range, or in the current top slot's next turn (which shares its index with the
    * current one, so next_expiration would date it in the past: a needless wake-up and poll,
    * review, session 29): the top level's last slot before the current one, to go round. */
-  uint64_t top_width = UINT64_C(1) << ((LEVELS - 1) * SLOT_BITS);
-  uint64_t last = (t->elapsed | (top_width - 1)) + (SLOTS - 1) * top_width;
-  if (when - t->elapsed > MAX_TICKS || when > last) when = last;
+  if (WEFT__UNLIKELY(when - t->elapsed > (SLOTS - 1) * TOP_WIDTH)) { /* else when <= last */
+    uint64_t last = (t->elapsed | (TOP_WIDTH - 1)) + (SLOTS - 1) * TOP_WIDTH;
+    if (when - t->elapsed > MAX_TICKS || when > last) when = last;
+  }
   int level = level_for(t->elapsed, when);
   int slot = (int)((when >> (level * SLOT_BITS)) & SLOT_MASK);
   unsigned lane = t->lane++ % LANES;
