@@ -160,7 +160,8 @@ static struct weft__offload *pool_get(struct weft_runtime *rt) {
   struct weft__offload *pool = atomic_load_explicit(&rt->offload, memory_order_acquire);
   if (pool) return pool;
   struct weft__offload *made = pool_make(rt);
-  if (!made) return NULL;
+  if (!made) /* acquire: as above (another thread's may be there by now all the same) */
+    return atomic_load_explicit(&rt->offload, memory_order_acquire);
   weft__pause(WEFT__PAUSE_OFFLOAD_MADE); /* tests: a fork comes here */
   /* release: publishes the made pool to the acquire above; acquire on failure: the winner's */
   if (atomic_compare_exchange_strong_explicit(&rt->offload, &pool, made, memory_order_acq_rel,

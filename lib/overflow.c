@@ -76,31 +76,27 @@ static void on_segv(int sig, siginfo_t *info, void *uctx) {
   }
 }
 
-/* fork(): held across it (prepare takes it, parent and child let go), so that a child never
- * inherits it held by a thread it does not have, nor a count half-way through its sigaction
- * (review, session 28). Safe to hold there: only worker threads take it, at their start and
- * end, holding nothing else and calling only sigaction under it, so no other fork handler's
- * lock can wait on it (review, session 29). */
-static void handler_lock_prepare(void) { pthread_mutex_lock(&handler_lock); }
-static void handler_lock_parent(void) { pthread_mutex_unlock(&handler_lock); }
+static bool segv_handler_is_ours(void) {
+  struct sigaction now;
+  return sigaction(SIGSEGV, NULL, &now) == 0 && (now.sa_flags & SA_SIGINFO) &&
+         now.sa_sigaction == on_segv;
+}
 
-/* The child has none of the workers counted: it starts as if weft had never installed the
- * handler, so that its last runtime's destroy puts the one from before weft back, as in the
- * parent (else the count never came back to 0 there). */
-static void handler_lock_child(void) {
-  if (handler_users) {
-    struct sigaction now;
-    if (sigaction(SIGSEGV, NULL, &now) == 0 && (now.sa_flags & SA_SIGINFO) &&
-        now.sa_sigaction == on_segv)
-      sigaction(SIGSEGV, &previous_segv, NULL);
-    handler_users = 0;
-  }
-  pthread_mutex_unlock(&handler_lock);
+/* fork(): the child has none of the workers counted, and a lock that one of them may have
+ * held; it starts with a fresh lock, a count of 0 and the handler from before weft (so that
+ * its last runtime's destroy puts that one back, as in the parent). Not held across the fork
+ * (tried in session 29: an application whose own prepare handler destroys a runtime waited
+ * for good, its workers' exits waiting on the lock the forking thread held: review). A fork
+ * in the middle of an install or a removal is covered by the install's check below. */
+static void handler_after_fork_in_child(void) {
+  pthread_mutex_init(&handler_lock, NULL);
+  if (handler_users && segv_handler_is_ours()) sigaction(SIGSEGV, &previous_segv, NULL);
+  handler_users = 0;
 }
 
 static pthread_once_t handler_fork_once = PTHREAD_ONCE_INIT;
 static void handler_fork_register(void) {
-  (void)pthread_atfork(handler_lock_prepare, handler_lock_parent, handler_lock_child);
+  (void)pthread_atfork(NULL, NULL, handler_after_fork_in_child);
 }
 
 static void handler_lock_take(void) {
@@ -126,7 +122,12 @@ int weft__overflow_reports_install(void **altstack) {
     sa.sa_sigaction = on_segv;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGSEGV, &sa, &previous_segv);
+    /* Ours already (a fork child whose parent was between a removal's count and its
+     * sigaction): keep the one from before weft, or a fault not ours would come back to us. */
+    struct sigaction before;
+    if (sigaction(SIGSEGV, &sa, &before) == 0 &&
+        !((before.sa_flags & SA_SIGINFO) && before.sa_sigaction == on_segv))
+      previous_segv = before;
   }
   pthread_mutex_unlock(&handler_lock);
   return 0;
@@ -141,10 +142,7 @@ void weft__overflow_reports_remove(void *altstack) {
   if (--handler_users == 0) {
     /* Only if the handler is still ours: one the program installed after us (a crash reporter)
      * stays (review, session 20: the destroy put back the one from before us over it). */
-    struct sigaction now;
-    if (sigaction(SIGSEGV, NULL, &now) == 0 && (now.sa_flags & SA_SIGINFO) &&
-        now.sa_sigaction == on_segv)
-      sigaction(SIGSEGV, &previous_segv, NULL);
+    if (segv_handler_is_ours()) sigaction(SIGSEGV, &previous_segv, NULL);
   }
   pthread_mutex_unlock(&handler_lock);
 }

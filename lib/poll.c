@@ -258,9 +258,9 @@ int weft__poller_get(struct weft_runtime *rt, struct weft__poller **out) {
   }
   int err;
   struct weft__poller *made = poller_make(&err);
-  if (!made) {
-    *out = NULL;
-    return err;
+  if (!made) { /* out of fds or memory: another thread's may be there by now all the same */
+    *out = poller_of(rt);
+    return *out ? 0 : err;
   }
   weft__pause(WEFT__PAUSE_POLLER_MADE); /* tests: a fork comes here */
   /* release: publishes the opened poller to poller_of's acquire; acquire on failure: the
