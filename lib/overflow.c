@@ -76,10 +76,13 @@ static void on_segv(int sig, siginfo_t *info, void *uctx) {
   }
 }
 
+static bool is_ours(const struct sigaction *sa) {
+  return (sa->sa_flags & SA_SIGINFO) && sa->sa_sigaction == on_segv;
+}
+
 static bool segv_handler_is_ours(void) {
   struct sigaction now;
-  return sigaction(SIGSEGV, NULL, &now) == 0 && (now.sa_flags & SA_SIGINFO) &&
-         now.sa_sigaction == on_segv;
+  return sigaction(SIGSEGV, NULL, &now) == 0 && is_ours(&now);
 }
 
 /* fork(): the child has none of the workers counted, and a lock that one of them may have
@@ -125,9 +128,7 @@ int weft__overflow_reports_install(void **altstack) {
     /* Ours already (a fork child whose parent was between a removal's count and its
      * sigaction): keep the one from before weft, or a fault not ours would come back to us. */
     struct sigaction before;
-    if (sigaction(SIGSEGV, &sa, &before) == 0 &&
-        !((before.sa_flags & SA_SIGINFO) && before.sa_sigaction == on_segv))
-      previous_segv = before;
+    if (sigaction(SIGSEGV, &sa, &before) == 0 && !is_ours(&before)) previous_segv = before;
   }
   pthread_mutex_unlock(&handler_lock);
   return 0;

@@ -227,6 +227,13 @@ static struct weft__poller *poller_of(struct weft_runtime *rt) {
   return atomic_load_explicit(&rt->poller, memory_order_acquire);
 }
 
+/* A poller with no socket table left: its epoll and break fds closed, its memory freed. */
+static void poller_free(struct weft__poller *p) {
+  p->ops->close(p);
+  pthread_mutex_destroy(&p->lock);
+  free(p);
+}
+
 /* A poller, opened, or NULL with *err set. */
 static struct weft__poller *poller_make(int *err) {
   struct weft__poller *p = aligned_alloc(WEFT__CACHELINE, sizeof *p);
@@ -270,9 +277,7 @@ int weft__poller_get(struct weft_runtime *rt, struct weft__poller **out) {
     *out = made;
     return 0;
   }
-  made->ops->close(made);
-  pthread_mutex_destroy(&made->lock);
-  free(made);
+  poller_free(made);
   *out = p;
   return 0;
 }
@@ -640,8 +645,6 @@ void weft__poller_destroy(struct weft_runtime *rt) {
   }
   /* relaxed: the workers are joined; this thread is the only one left touching the table */
   for (int c = 0; c < CHUNKS; c++) free(atomic_load_explicit(&p->chunks[c], memory_order_relaxed));
-  p->ops->close(p);
-  pthread_mutex_destroy(&p->lock);
-  free(p);
+  poller_free(p);
   atomic_store_explicit(&rt->poller, NULL, memory_order_relaxed); /* relaxed: destroy's thread */
 }

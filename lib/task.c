@@ -669,9 +669,10 @@ static struct weft_task *task_alloc(struct weft_runtime *rt, weft__worker_t *w) 
   return w ? task_alloc_shared(rt, w) : thread_alloc(rt);
 }
 
-/* Worker w's free list but its `keep` newest to the shared store (list_spill). Keeping half leaves a worker that took a batch
- * (a full list's worth less the half kept) room for as many frees again before its next spill:
- * a whole-list spill made a worker that had just taken one spill at its next free (review). */
+/* Worker w's free list but its `keep` newest to the shared store (list_spill). Keeping half
+ * leaves a worker that took a batch (a full list's worth less the half kept) room for as many
+ * frees again before its next spill: a whole-list spill made a worker that had just taken one
+ * spill at its next free (review). */
 static void task_cache_spill(struct weft_runtime *rt, weft__worker_t *w, size_t keep) {
   list_spill(rt, &w->free_tasks, &w->free_task_count, keep);
 }
