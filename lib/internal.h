@@ -1042,6 +1042,9 @@ void weft__tasks_visit(struct weft_runtime *rt, void (*fn)(struct weft_task *t, 
 /* Per worker thread: the alternate signal stack and the SIGSEGV handler for overflow reports. */
 int weft__overflow_reports_install(void **altstack);
 void weft__overflow_reports_remove(void *altstack);
+/* In a fork child not yet made anew (an application's child handler ran before weft's), makes
+ * the handler's lock and count anew; once per process otherwise. weft_runtime_create calls it. */
+void weft__overflow_fork_check(void);
 
 /* Whether some worker of rt is idle: parked or looking for work (Go's spinners). A hint for
  * where a spawn goes (lib/worker.c's "Private spawns"); the two counters share a line that

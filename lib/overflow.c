@@ -85,6 +85,8 @@ static bool segv_handler_is_ours(void) {
   return sigaction(SIGSEGV, NULL, &now) == 0 && is_ours(&now);
 }
 
+static pid_t handler_pid; /* as task.c's live_pid: the process the lock and count belong to */
+
 /* fork(): the child has none of the workers counted, and a lock that one of them may have
  * held; it starts with a fresh lock, a count of 0 and the handler from before weft (so that
  * its last runtime's destroy puts that one back, as in the parent). Not held across the fork
@@ -92,6 +94,8 @@ static bool segv_handler_is_ours(void) {
  * for good, its workers' exits waiting on the lock the forking thread held: review). A fork
  * in the middle of an install or a removal is covered by the install's check below. */
 static void handler_after_fork_in_child(void) {
+  if (handler_pid == getpid()) return; /* made anew already: weft__overflow_fork_check */
+  handler_pid = getpid();
   pthread_mutex_init(&handler_lock, NULL);
   if (handler_users && segv_handler_is_ours()) sigaction(SIGSEGV, &previous_segv, NULL);
   handler_users = 0;
@@ -99,7 +103,18 @@ static void handler_after_fork_in_child(void) {
 
 static pthread_once_t handler_fork_once = PTHREAD_ONCE_INIT;
 static void handler_fork_register(void) {
+  handler_pid = getpid();
   (void)pthread_atfork(NULL, NULL, handler_after_fork_in_child);
+}
+
+/* A fork child whose handler above has not run yet (an application's own child handler,
+ * registered before weft's, creating a runtime) gets the lock and count made anew now, not
+ * after that runtime's workers installed the handler (review, session 30: weft's handler, run
+ * afterwards, put the pre-weft handler back under them and zeroed their count). Called by
+ * weft_runtime_create before it starts a thread; in a child that is before it has a second. */
+void weft__overflow_fork_check(void) {
+  pthread_once(&handler_fork_once, handler_fork_register);
+  if (handler_pid != getpid()) handler_after_fork_in_child();
 }
 
 static void handler_lock_take(void) {

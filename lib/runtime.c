@@ -303,6 +303,7 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
   weft__inject_init(rt);
   pthread_mutex_init(&rt->task_lock, NULL);
   weft__tasks_live_add(rt);
+  weft__overflow_fork_check(); /* before the workers, which install the SIGSEGV handler */
   rt->workers = aligned_alloc(WEFT__CACHELINE, sizeof(weft__worker_t) * (size_t)nworkers);
   if (!rt->workers || weft__epoch_init(&rt->epoch, nworkers) != 0 ||
       weft__stack_pool_create(&rt->stacks, stack_bytes, guard_bytes) != 0 ||

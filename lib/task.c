@@ -479,7 +479,22 @@ static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
  * runtime left the child's first weft_runtime_create waiting forever). Made anew there, not
  * held across the fork: runtime creation takes it on the application's threads, which may
  * hold locks that the application's own fork handlers take (review, session 29). */
+/* The process live_lock and live_list belong to: set when the handler below is registered, and
+ * by the handler. A child whose live_pid is still its parent's has not been made anew yet: an
+ * application's own child handler, registered before weft's and so run before it, is creating
+ * a runtime. weft__tasks_live_add makes it anew then, on the thread that forked, before that
+ * runtime starts a thread (review, session 30: weft's handler, run afterwards, dropped the
+ * new runtime from the list and zeroed the cache the handler's spawns had bound, which the
+ * runtime still linked; its scavenger then took another runtime's descriptors, and the live
+ * lock, if a vanished thread held it, hung the application's handler). Written only in
+ * pthread_once's initialiser and in a child before it has a second thread; read after
+ * pthread_once. Rejected: registering from a library constructor (the order between
+ * constructors, and an application's handlers registered in one, is not ours to fix). */
+static pid_t live_pid;
+
 static void live_after_fork_in_child(void) {
+  if (live_pid == getpid()) return; /* made anew already (weft__tasks_live_add: see live_pid) */
+  live_pid = getpid();
   pthread_mutex_init(&live_lock, NULL);
   live_list = NULL;
   for (int i = 0; i < THREAD_SLOTS; i++) thread_caches[i] = (thread_cache_t){0};
@@ -489,10 +504,14 @@ static void live_after_fork_in_child(void) {
   weft__worker_set_self(NULL);
 }
 static pthread_once_t live_fork_once = PTHREAD_ONCE_INIT;
-static void live_fork_register(void) { (void)pthread_atfork(NULL, NULL, live_after_fork_in_child); }
+static void live_fork_register(void) {
+  live_pid = getpid();
+  (void)pthread_atfork(NULL, NULL, live_after_fork_in_child);
+}
 
 void weft__tasks_live_add(struct weft_runtime *rt) {
   pthread_once(&live_fork_once, live_fork_register);
+  if (live_pid != getpid()) live_after_fork_in_child(); /* see live_pid */
   pthread_mutex_lock(&live_lock);
   weft__pause(WEFT__PAUSE_LIVE_LOCKED);
   rt->gen = ++live_gen;

@@ -486,10 +486,27 @@ static void skip_under_sanitizers(void) {
   if (TEST_ASAN) cr_skip("this ASan's allocator is not fork-safe");
 }
 
+/* The application's child handler of fork_while_held's second form: the library used inside
+ * fork(), before weft's own child handlers have run. Armed by the test: it runs only then. */
+static atomic_bool child_handler_armed;
+static int child_handler_result = -1;
+static void use_the_library_in_the_child_handler(void) {
+  if (!atomic_load(&child_handler_armed)) return;
+  alarm(30); /* a child stuck on the inherited lock dies of SIGALRM */
+  child_handler_result = use_the_library();
+}
+
 /* Our thread is stopped at `point` (a lock just taken, or a poller or pool made and not yet
- * published) while we fork; it goes on once the child is done. */
-static void fork_while_held(int point) {
+ * published) while we fork; it goes on once the child is done. The child uses the library
+ * after fork() returned, or (in_child_handler) inside it, from a child handler registered
+ * before weft's, which therefore runs first (review, session 30: it waited for good on the
+ * live runtimes' lock a vanished thread held, which weft's handler had yet to make anew). */
+static void fork_while_held_in(int point, bool in_child_handler) {
   skip_under_sanitizers();
+  if (in_child_handler) { /* no runtime yet in this test's process: ours comes before weft's */
+    cr_assert_eq(pthread_atfork(NULL, NULL, use_the_library_in_the_child_handler), 0);
+    atomic_store(&child_handler_armed, true);
+  }
   sem_init(&lock_held, 0, 0);
   sem_init(&may_go_on, 0, 0);
   atomic_store(&held_once, false);
@@ -500,8 +517,9 @@ static void fork_while_held(int point) {
   pid_t child = fork();
   if (child == 0) {
     alarm(30); /* a child stuck on the inherited lock dies of SIGALRM */
-    _exit(use_the_library());
+    _exit(in_child_handler ? child_handler_result : use_the_library());
   }
+  atomic_store(&child_handler_armed, false);
   cr_assert_gt(child, 0, "fork failed");
   assert_child_worked(child);
   weft__pause_set(point, NULL);
@@ -512,8 +530,18 @@ static void fork_while_held(int point) {
                (int)(intptr_t)holder_result);
 }
 
+static void fork_while_held(int point) { fork_while_held_in(point, false); }
+
 Test(fork, a_child_works_though_the_parent_held_the_live_runtimes_lock) {
   fork_while_held(WEFT__PAUSE_LIVE_LOCKED);
+}
+
+Test(fork, a_child_handler_run_before_weft_s_works_though_the_parent_held_the_live_lock) {
+  fork_while_held_in(WEFT__PAUSE_LIVE_LOCKED, true);
+}
+
+Test(fork, a_child_handler_run_before_weft_s_works_though_the_parent_held_the_handlers_lock) {
+  fork_while_held_in(WEFT__PAUSE_HANDLER_LOCKED, true);
 }
 
 Test(fork, a_child_works_though_the_parent_held_the_segv_handlers_lock) {
@@ -570,18 +598,48 @@ static void recreate_after_fork(void) {
     abort();
 }
 
+/* In the child: the runtime our child handler made, run before weft's, is still a live one of
+ * weft's (review, session 30: weft's handler, run after ours, took it off the live list and
+ * zeroed the descriptor cache our spawn into it had bound, and put the pre-weft SIGSEGV
+ * handler back under its workers). The handler is still the one a live runtime installs, and
+ * a spawn into a third runtime evicts this thread's cache for it back to it. 0, or the step. */
+static struct sigaction segv_while_a_runtime_lives; /* read in the parent */
+static int the_child_handlers_runtime_is_intact(void) {
+  struct sigaction now;
+  if (sigaction(SIGSEGV, NULL, &now) || !(now.sa_flags & SA_SIGINFO) ||
+      now.sa_sigaction != segv_while_a_runtime_lives.sa_sigaction)
+    return 20;
+  long returned = weft__probe_count(WEFT__PROBE_CACHE_RETURNED);
+  weft_options_t o = WEFT_OPTIONS_INIT;
+  o.workers = 1;
+  weft_runtime_t *others[2];
+  for (int i = 0; i < 2; i++) { /* the second evicts the older of our two caches: quiesced_rt's */
+    weft_task_t *t;
+    void *r;
+    if (weft_runtime_create(&others[i], &o)) return 21;
+    if (weft_runtime_spawn(others[i], &t, twice, (void *)1) || weft_join(t, &r) || r != (void *)2)
+      return 22;
+  }
+  if (weft__probe_count(WEFT__PROBE_CACHE_RETURNED) != returned + 1) return 23;
+  for (int i = 0; i < 2; i++)
+    if (weft_runtime_destroy(others[i])) return 24;
+  return 0;
+}
+
 Test(fork, an_applications_fork_handlers_may_destroy_and_make_runtimes) {
   skip_under_sanitizers();
   cr_assert_eq(pthread_atfork(destroy_before_fork, recreate_after_fork, recreate_after_fork), 0);
   recreate_after_fork();
   OK(weft_runtime_destroy(quiesced_rt)); /* weft's handlers get registered: after ours */
   recreate_after_fork();
+  cr_assert_eq(sigaction(SIGSEGV, NULL, &segv_while_a_runtime_lives), 0);
   alarm(60);
   for (int i = 0; i < 3; i++) {
     pid_t child = fork();
     if (child == 0) {
       alarm(30);
-      _exit(use_the_library() || weft_runtime_destroy(quiesced_rt) ? 1 : 0);
+      int step = the_child_handlers_runtime_is_intact();
+      _exit(step ? step : use_the_library() || weft_runtime_destroy(quiesced_rt) ? 1 : 0);
     }
     cr_assert_gt(child, 0, "fork failed");
     assert_child_worked(child);
