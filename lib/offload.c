@@ -19,8 +19,9 @@
  * 20): arg is typically on the awaiter's stack or freed by it after the return, and the call
  * wrote into whatever task got that stack next (review, session 20: reproduced); dropping the
  * result of a call waited for (a result that owns memory would leak).
- * Destroy (runtime.c, step 6): the threads finish the calls they run and leave; jobs still
- * queued are dropped; every job left (its awaiter discarded) is freed from the pool's list.
+ * Destroy (runtime.c, step 6): the threads finish the calls they run and leave, and every
+ * thread the pool had is joined (see pool_thread_t); jobs still queued are dropped; every job
+ * left (its awaiter discarded) is freed from the pool's list.
  * Rejected: a thread per call (unbounded threads under load: the bound is the point), running
  * the call on a worker with the worker marked "blocked" and replaced (Go's handoff: needs a
  * sysmon and worker threads beyond nworkers; the pool gives the same with less machinery).
@@ -56,12 +57,24 @@ typedef struct job {
   struct job *all_prev, *all_next; /* every job alive, for destroy */
 } job_t;
 
+/* A pool thread, joinable: one that left is joined by the next thread start or by destroy,
+ * so that no pool thread still runs the library's code (its return from pool_thread) once
+ * destroy has returned — a dlclose may unmap it then (review, session 30: detached threads,
+ * counted out just before their last instructions, crashed a dlopen/destroy/dlclose loop).
+ * Rejected: a fixed array of ids (blocking_threads is the user's, possibly huge). */
+typedef struct pool_thread_rec {
+  pthread_t id;
+  struct weft__offload *pool;
+  struct pool_thread_rec *next; /* the pool's list of threads that left, under its lock */
+} pool_thread_t;
+
 struct weft__offload {
   pthread_mutex_t lock;
   pthread_cond_t work;   /* a job was queued, or the pool stops */
   pthread_cond_t gone;   /* a thread left */
   job_t *head, *tail;
   job_t *all;
+  pool_thread_t *left; /* threads that left and are not joined yet */
   int threads, idle, max;
   int queued;
   uint64_t keepalive_ns;
@@ -103,7 +116,8 @@ static struct timespec abs_monotonic(uint64_t after_ns) {
 }
 
 static void *pool_thread(void *arg) {
-  struct weft__offload *pool = arg;
+  pool_thread_t *self = arg;
+  struct weft__offload *pool = self->pool;
   pool_of_thread = pool;
   pthread_mutex_lock(&pool->lock);
   for (;;) {
@@ -124,9 +138,23 @@ static void *pool_thread(void *arg) {
     pthread_mutex_lock(&pool->lock);
   }
   pool->threads--;
+  self->next = pool->left; /* to be joined: by the next thread start, or by destroy */
+  pool->left = self;
   pthread_cond_broadcast(&pool->gone);
   pthread_mutex_unlock(&pool->lock); /* our last touch of the pool */
+  weft__pause(WEFT__PAUSE_POOL_THREAD_LEFT); /* tests: destroy must wait for what follows */
   return NULL;
+}
+
+/* Joins the threads of a list taken from pool->left (outside the lock: each is at most a
+ * return away from its end) and frees their records. */
+static void threads_join(pool_thread_t *left) {
+  while (left) {
+    pool_thread_t *next = left->next;
+    pthread_join(left->id, NULL);
+    free(left);
+    left = next;
+  }
 }
 
 static struct weft__offload *pool_make(const struct weft_runtime *rt) {
@@ -171,9 +199,23 @@ static struct weft__offload *pool_get(struct weft_runtime *rt) {
   return pool;
 }
 
+/* Starts a pool thread; the caller holds the pool's lock. 0, or WEFT_EAGAIN. */
+static int thread_start(struct weft__offload *pool) {
+  pool_thread_t *rec = malloc(sizeof *rec);
+  if (!rec) return WEFT_EAGAIN;
+  rec->pool = pool;
+  if (pthread_create(&rec->id, NULL, pool_thread, rec) != 0) {
+    free(rec);
+    return WEFT_EAGAIN;
+  }
+  pool->threads++;
+  return 0;
+}
+
 /* Queues j and makes sure a thread will take it; WEFT_EAGAIN if no thread exists or can. */
 static int pool_submit(struct weft__offload *pool, job_t *j) {
   int err = 0;
+  pool_thread_t *reap = NULL;
   pthread_mutex_lock(&pool->lock);
   j->next = NULL;
   if (pool->tail) pool->tail->next = j;
@@ -186,13 +228,11 @@ static int pool_submit(struct weft__offload *pool, job_t *j) {
   pool->all = j;
   if (pool->idle > 0) pthread_cond_signal(&pool->work);
   if (pool->queued > pool->idle && pool->threads < pool->max) {
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &attr, pool_thread, pool) == 0) pool->threads++;
-    else if (pool->threads == 0) err = WEFT_EAGAIN; /* no thread would ever take it */
-    pthread_attr_destroy(&attr);
+    /* Threads that left are joined before one starts: at most `max` exist, joined or not. */
+    reap = pool->left;
+    pool->left = NULL;
+    if (thread_start(pool) != 0 && pool->threads == 0)
+      err = WEFT_EAGAIN; /* no thread would ever take it */
   }
   if (err) { /* no thread runs, so the queue held nothing before j (threads leave only idle) */
     pool->head = pool->tail = NULL;
@@ -201,6 +241,7 @@ static int pool_submit(struct weft__offload *pool, job_t *j) {
     if (pool->all) pool->all->all_prev = NULL;
   }
   pthread_mutex_unlock(&pool->lock);
+  threads_join(reap);
   return err;
 }
 
@@ -260,9 +301,12 @@ void weft__offload_destroy(struct weft_runtime *rt) {
   pool->stopping = true;
   pthread_cond_broadcast(&pool->work);
   while (pool->threads > 0) pthread_cond_wait(&pool->gone, &pool->lock);
+  pool_thread_t *threads = pool->left; /* every thread it had: each recorded itself leaving */
+  pool->left = NULL;
   job_t *left = pool->all; /* queued, or finished with a discarded awaiter */
   pool->all = NULL;
   pthread_mutex_unlock(&pool->lock);
+  threads_join(threads);
   while (left) {
     job_t *next = left->all_next;
     weft_future_destroy(left->done);

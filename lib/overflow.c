@@ -80,6 +80,12 @@ static bool is_ours(const struct sigaction *sa) {
   return (sa->sa_flags & SA_SIGINFO) && sa->sa_sigaction == on_segv;
 }
 
+static bool same_handler(const struct sigaction *a, const struct sigaction *b) {
+  return a->sa_flags == b->sa_flags && (a->sa_flags & SA_SIGINFO
+                                            ? a->sa_sigaction == b->sa_sigaction
+                                            : a->sa_handler == b->sa_handler);
+}
+
 static bool segv_handler_is_ours(void) {
   struct sigaction now;
   return sigaction(SIGSEGV, NULL, &now) == 0 && is_ours(&now);
@@ -92,7 +98,8 @@ static pid_t handler_pid; /* as task.c's live_pid: the process the lock and coun
  * its last runtime's destroy puts that one back, as in the parent). Not held across the fork
  * (tried in session 29: an application whose own prepare handler destroys a runtime waited
  * for good, its workers' exits waiting on the lock the forking thread held: review). A fork
- * in the middle of an install or a removal is covered by the install's check below. */
+ * in the middle of an install (its saved handler is set first) or a removal (the install's
+ * check) is covered. */
 static void handler_after_fork_in_child(void) {
   if (handler_pid == getpid()) return; /* made anew already: weft__overflow_fork_check */
   handler_pid = getpid();
@@ -140,10 +147,18 @@ int weft__overflow_reports_install(void **altstack) {
     sa.sa_sigaction = on_segv;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
-    /* Ours already (a fork child whose parent was between a removal's count and its
-     * sigaction): keep the one from before weft, or a fault not ours would come back to us. */
-    struct sigaction before;
-    if (sigaction(SIGSEGV, &sa, &before) == 0 && !is_ours(&before)) previous_segv = before;
+    /* The handler before ours is saved before ours goes in: a fork between the two gave the
+     * child weft's handler and a stale saved one, which its fork handler then put back (review,
+     * session 30: the application's handler lost); a fault on a thread of no runtime there
+     * went to the stale one too. Ours already (a fork child whose parent was between a
+     * removal's count and its sigaction): keep the one from before weft, or a fault not ours
+     * would come back to us. */
+    struct sigaction before, replaced;
+    if (sigaction(SIGSEGV, NULL, &before) == 0 && !is_ours(&before)) previous_segv = before;
+    if (sigaction(SIGSEGV, &sa, &replaced) == 0 && !is_ours(&replaced) &&
+        !same_handler(&replaced, &before))
+      previous_segv = replaced; /* the program changed it between our two calls */
+    weft__pause(WEFT__PAUSE_HANDLER_INSTALLED); /* tests: a fork comes here */
   }
   pthread_mutex_unlock(&handler_lock);
   return 0;

@@ -106,8 +106,10 @@ enum {
   WEFT__PAUSE_REGISTER, /* a registration has its descriptor, before its epoll add (poll.c) */
   WEFT__PAUSE_LIVE_LOCKED,    /* the live runtimes' list's lock was just taken (task.c) */
   WEFT__PAUSE_HANDLER_LOCKED, /* the SIGSEGV handler's lock was just taken (overflow.c) */
+  WEFT__PAUSE_HANDLER_INSTALLED, /* the first install put weft's SIGSEGV handler in (overflow.c) */
   WEFT__PAUSE_POLLER_MADE,    /* a runtime's first poller is open, not yet published (poll.c) */
   WEFT__PAUSE_OFFLOAD_MADE,   /* a runtime's blocking pool is made, not yet published */
+  WEFT__PAUSE_POOL_THREAD_LEFT, /* a blocking pool thread counted itself out, before it returns */
   WEFT__PAUSES
 };
 #ifdef WEFT_FAULTS

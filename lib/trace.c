@@ -38,7 +38,8 @@
  * dump:SIG's handler only increments a counter (a lock-free atomic, async-signal-safe); the
  * monitor, which polls it every DUMP_POLL_MS, does the dump (walking slabs under a mutex is not
  * async-signal-safe). Every runtime that asks for the same signal dumps on it. The handler is
- * never removed: once installed, the signal no longer ends the process.
+ * not removed when a runtime goes (another may still want it): once installed, the signal no
+ * longer ends the process, until the library is unloaded (dump_signals_unload).
  * Rejected: a signalfd (the signal would have to be blocked in every thread, the user's too).
  *
  * Every line is written with one write(2) to fd 2, so lines of two runtimes cannot interleave.
@@ -401,6 +402,47 @@ static void on_dump_signal(int sig) {
   atomic_fetch_add_explicit(&dump_requests, 1, memory_order_relaxed); /* relaxed: a counter */
 }
 
+/* The signals whose handler weft put in (bit sig - 1), and what each had before: the library's
+ * unload puts that back, since the handler's code goes with the library (review, session 30:
+ * a signal after a dlclose jumped to unmapped code). Each entry is written once, by the first
+ * install that replaced a handler not ours, before its bit in `ours` is set. */
+static _Atomic uint64_t dump_signals_ours, dump_signals_claimed;
+static struct sigaction dump_signals_before[65];
+
+static bool is_dump_handler(const struct sigaction *sa) {
+  return !(sa->sa_flags & SA_SIGINFO) && sa->sa_handler == on_dump_signal;
+}
+
+static int dump_signal_install(int sig) {
+  struct sigaction sa, before;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_dump_signal;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(sig, &sa, &before) != 0) return WEFT_EINVAL;
+  uint64_t bit = UINT64_C(1) << (sig - 1);
+  /* The first install only (sigaction swaps, and the claim settles a program that put its own
+   * back in between): one writer per entry. relaxed: the claim only picks that writer. */
+  if (!is_dump_handler(&before) &&
+      !(atomic_fetch_or_explicit(&dump_signals_claimed, bit, memory_order_relaxed) & bit)) {
+    dump_signals_before[sig] = before;
+    /* release: the saved handler above, for the unload's acquire */
+    atomic_fetch_or_explicit(&dump_signals_ours, bit, memory_order_release);
+  }
+  return 0;
+}
+
+/* At unload (or exit): each signal whose handler is still ours gets its earlier one back. */
+__attribute__((destructor)) static void dump_signals_unload(void) {
+  /* acquire: pairs with the installs' release; their saved handlers come with it */
+  uint64_t ours = atomic_load_explicit(&dump_signals_ours, memory_order_acquire);
+  for (int sig = 1; sig <= 64; sig++) {
+    struct sigaction now;
+    if ((ours >> (sig - 1) & 1) && sigaction(sig, NULL, &now) == 0 && is_dump_handler(&now))
+      sigaction(sig, &dump_signals_before[sig], NULL);
+  }
+}
+
 static void *monitor(void *arg) {
   struct weft__trace *tr = arg;
   uint64_t now = weft_now_ns();
@@ -521,12 +563,7 @@ int weft__trace_start(struct weft_runtime *rt, const char *spec) {
   int err = parse(tr, spec);
   if (!err && !(tr->watch = calloc((size_t)rt->nworkers, sizeof *tr->watch))) err = WEFT_ENOMEM;
   if (!err && tr->dump_signal) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_dump_signal;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(tr->dump_signal, &sa, NULL) != 0) err = WEFT_EINVAL;
+    err = dump_signal_install(tr->dump_signal);
     /* relaxed: only this monitor reads its own copy */
     tr->seen_dumps = atomic_load_explicit(&dump_requests, memory_order_relaxed);
   }

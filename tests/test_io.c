@@ -14,6 +14,7 @@
 #include "../lib/poller.h"   /* weft__poll_test_hold (the weft_testing library) */
 
 #include <errno.h>
+#include <semaphore.h>
 #include <fcntl.h>
 #include <dirent.h>
 #include <limits.h>
@@ -1345,6 +1346,40 @@ Test(io, offload_threads_leave_after_the_keepalive) {
   OK(weft_join(t, NULL));
   cr_assert_eq(during, base + 1);
   OK(weft_runtime_destroy(rt));
+}
+
+/* A blocking pool thread's last steps (its return through the library's code) come before
+ * weft_runtime_destroy returns, since a dlclose may unmap that code next (review, session 30:
+ * the threads were detached and counted out just before those steps, and a loop of dlopen,
+ * offload, destroy and dlclose crashed in them). The pause holds the leaving thread until we
+ * let it go or 300 ms pass; destroy must not return before it is through. */
+static sem_t pool_exit_may_go;
+static atomic_bool pool_exit_done;
+static void hold_the_leaving_pool_thread(void) {
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_nsec += 300 * 1000000L;
+  if (until.tv_nsec >= 1000000000L) {
+    until.tv_sec++;
+    until.tv_nsec -= 1000000000L;
+  }
+  while (sem_timedwait(&pool_exit_may_go, &until) != 0 && errno == EINTR) continue;
+  atomic_store(&pool_exit_done, true);
+}
+
+Test(io, destroy_returns_after_every_blocking_pool_thread_has_ended) {
+  sem_init(&pool_exit_may_go, 0, 0);
+  weft__pause_set(WEFT__PAUSE_POOL_THREAD_LEFT, hold_the_leaving_pool_thread);
+  weft_runtime_t *rt = test_runtime(1);
+  int during = 0;
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, offload_count_threads, &during)); /* starts the pool's thread */
+  OK(weft_join(t, NULL));
+  OK(weft_runtime_destroy(rt));
+  bool done = atomic_load(&pool_exit_done);
+  sem_post(&pool_exit_may_go); /* a thread destroy did not wait for goes now */
+  cr_assert(done, "weft_runtime_destroy returned while a pool thread still ran the library");
+  cr_assert_gt(during, 0);
 }
 
 /* ---- Pipes and a second registration (review, session 19) ----------------------------------- */

@@ -501,7 +501,7 @@ static void use_the_library_in_the_child_handler(void) {
  * after fork() returned, or (in_child_handler) inside it, from a child handler registered
  * before weft's, which therefore runs first (review, session 30: it waited for good on the
  * live runtimes' lock a vanished thread held, which weft's handler had yet to make anew). */
-static void fork_while_held_in(int point, bool in_child_handler) {
+static void fork_while_held_in(int point, bool in_child_handler, int (*child_work)(void)) {
   skip_under_sanitizers();
   if (in_child_handler) { /* no runtime yet in this test's process: ours comes before weft's */
     cr_assert_eq(pthread_atfork(NULL, NULL, use_the_library_in_the_child_handler), 0);
@@ -517,7 +517,7 @@ static void fork_while_held_in(int point, bool in_child_handler) {
   pid_t child = fork();
   if (child == 0) {
     alarm(30); /* a child stuck on the inherited lock dies of SIGALRM */
-    _exit(in_child_handler ? child_handler_result : use_the_library());
+    _exit(in_child_handler ? child_handler_result : child_work());
   }
   atomic_store(&child_handler_armed, false);
   cr_assert_gt(child, 0, "fork failed");
@@ -530,18 +530,44 @@ static void fork_while_held_in(int point, bool in_child_handler) {
                (int)(intptr_t)holder_result);
 }
 
-static void fork_while_held(int point) { fork_while_held_in(point, false); }
+static void fork_while_held(int point) { fork_while_held_in(point, false, use_the_library); }
 
 Test(fork, a_child_works_though_the_parent_held_the_live_runtimes_lock) {
   fork_while_held(WEFT__PAUSE_LIVE_LOCKED);
 }
 
 Test(fork, a_child_handler_run_before_weft_s_works_though_the_parent_held_the_live_lock) {
-  fork_while_held_in(WEFT__PAUSE_LIVE_LOCKED, true);
+  fork_while_held_in(WEFT__PAUSE_LIVE_LOCKED, true, NULL);
 }
 
 Test(fork, a_child_handler_run_before_weft_s_works_though_the_parent_held_the_handlers_lock) {
-  fork_while_held_in(WEFT__PAUSE_HANDLER_LOCKED, true);
+  fork_while_held_in(WEFT__PAUSE_HANDLER_LOCKED, true, NULL);
+}
+
+/* A fork while the first worker installs weft's SIGSEGV handler: the child gets the
+ * application's own handler back, not a stale or empty one (review, session 30: the install
+ * swapped the handler in and saved the old one after, and a fork between the two left the
+ * child's fork handler restoring SIG_DFL). Checked before and after the child uses weft. */
+static void applications_segv(int sig) { (void)sig; }
+static bool segv_is_the_applications(void) {
+  struct sigaction now;
+  return sigaction(SIGSEGV, NULL, &now) == 0 && !(now.sa_flags & SA_SIGINFO) &&
+         now.sa_handler == applications_segv;
+}
+static int keeps_the_applications_segv_handler(void) {
+  if (!segv_is_the_applications()) return 30;
+  int step = use_the_library();
+  if (step) return step;
+  return segv_is_the_applications() ? 0 : 31;
+}
+
+Test(fork, a_fork_mid_install_leaves_the_child_the_applications_segv_handler) {
+  struct sigaction app;
+  memset(&app, 0, sizeof app);
+  app.sa_handler = applications_segv;
+  sigemptyset(&app.sa_mask);
+  cr_assert_eq(sigaction(SIGSEGV, &app, NULL), 0);
+  fork_while_held_in(WEFT__PAUSE_HANDLER_INSTALLED, false, keeps_the_applications_segv_handler);
 }
 
 Test(fork, a_child_works_though_the_parent_held_the_segv_handlers_lock) {
