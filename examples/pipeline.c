@@ -118,7 +118,10 @@ static void *run_pipeline(void *arg) {
   err = err ? err : weft_spawn(&t[n++], close_after_transforms, p);
   for (int i = 0; i < TRANSFORMS && !err; i++) err = weft_spawn(&t[n++], transform, p);
   err = err ? err : weft_spawn(&t[n++], parse, p);
-  if (err) n--; /* the failed spawn made no handle */
+  if (err) { /* the failed spawn made no handle, and the stages spawned would wait for it */
+    n--;
+    for (int i = 0; i < n; i++) weft_cancel(t[i]); /* their waits return WEFT_ECANCELED */
+  }
   for (int i = 0; i < n; i++) weft_join(t[i], NULL);
   return (void *)(intptr_t)err;
 }

@@ -9,8 +9,9 @@
  * naming the function, and weft_task_release(NULL) and weft_future_destroy(NULL) do
  * nothing, like free(NULL). Misuse that no return value can report — awaiting on a worker
  * thread outside any task, a task awaiting itself, destroying a runtime from one of its own
- * tasks, releasing a handle twice, destroying a future that is still awaited — aborts the
- * process with one sentence that names the function called and the misuse.
+ * tasks, releasing a handle twice (while its descriptor is not reused), destroying a future
+ * that is still awaited — aborts the process with one sentence that names the function called
+ * and the misuse.
  *
  * Ownership, in one place:
  *   - weft_spawn(&t, ...) gives the caller a handle; the caller releases it exactly once with
@@ -527,7 +528,8 @@ WEFT_EXTERN void weft_group_destroy(weft_group_t *group);
  * lowest-indexed task that failed (asyncio.gather's default: every result is still filled in).
  * Tasks not yet started that sit newest in the caller's deque run inline, newest first.
  * If the caller is cancelled while it waits, the unfinished tasks are cancelled too (asyncio)
- * and WEFT_ECANCELED returns at once. WEFT_EINVAL if tasks or one of its handles is NULL. */
+ * and WEFT_ECANCELED returns at once. WEFT_EINVAL if one of its handles is NULL, or tasks is
+ * with n > 0. A task that gathers itself aborts (as a join of itself does). */
 WEFT_EXTERN int weft_gather(weft_task_t *const *tasks, size_t n, void **results);
 /* The same with each task's own status in errors[i] (return_exceptions=True): returns 0 once
  * all are done, whatever they returned; WEFT_ECANCELED, WEFT_EINVAL as weft_gather. */
@@ -548,7 +550,8 @@ WEFT_EXTERN int weft_gather_calls(const weft_call_t *calls, size_t n, void **res
 /* ---- Futures ------------------------------------------------------------------------------ */
 
 /* asyncio.Future: a one-shot value that tasks (and threads) await and that any thread
- * resolves. The creator destroys it once no one awaits it any more. Every function here that
+ * resolves. The creator destroys it once no one awaits it unresolved any more (awaiters its
+ * resolve woke have the value already; see docs/api.md). Every function here that
  * returns int answers a NULL future with WEFT_EINVAL (weft_future_done included). */
 WEFT_EXTERN int weft_future_create(weft_future_t **future);
 WEFT_EXTERN void weft_future_destroy(weft_future_t *future);

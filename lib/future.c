@@ -39,6 +39,18 @@ void weft_future_destroy(weft_future_t *f) {
   free(f);
 }
 
+/* Every awaiter gets the value in its own frame before any is woken: a woken one may return,
+ * and its owner destroy the future, while we still wake the others (weft__waiter_t's
+ * `delivery`). The nodes stay ours until woken: BUSY holds off one that gives up meanwhile. */
+static void deliver(weft__waiter_t *node, void *value) {
+  for (; node; node = node->next)
+    if (node->delivery) {
+      node->delivery->value = value;
+      node->delivery->set = true;
+      weft__tsan_release(node->delivery); /* the resolve edge, for this awaiter */
+    }
+}
+
 int weft_future_resolve(weft_future_t *f, void *value) {
   if (!f) return WEFT_EINVAL;
   /* RESOLVING first, so that of two racing resolvers exactly one writes the value. */
@@ -55,6 +67,7 @@ int weft_future_resolve(weft_future_t *f, void *value) {
   s = join_complete(&f->word);
   weft__waiter_t *waiters = (weft__waiter_t *)(s & ~WEFT__WORD_FLAGS);
   if (waiters) {
+    deliver(waiters, value);
     weft__wake_waiters(waiters);
     join_finish_waking(&f->word); /* its answer is about handles: futures have none */
   }
@@ -70,15 +83,26 @@ int weft_future_done(const weft_future_t *f) {
   return 1;
 }
 
+/* The value, from our frame if the resolve woke us (the future may be gone by now), else from
+ * the future, resolved before we came. */
+static int future_await(weft_future_t *f, uint64_t deadline_ns, void **value, const char *fn) {
+  struct weft_task *self = weft__awaiting_task(weft__worker_self(), fn);
+  weft__wait_reason(self, WEFT__WAIT_FUTURE, (uintptr_t)f);
+  weft__delivery_t got = {NULL, false};
+  int err = weft__await_word_delivered(self, &f->word, deadline_ns, &got);
+  if (err) return err;
+  weft__tsan_acquire(&got); /* the resolve edge, if it came this way */
+  if (!got.set) {
+    weft__tsan_acquire(&f->word); /* the resolve edge */
+    got.value = f->value;
+  }
+  if (value) *value = got.value;
+  return 0;
+}
+
 int weft_future_await_until(weft_future_t *f, uint64_t deadline_ns, void **value) {
   if (!f) return WEFT_EINVAL;
-  weft__worker_t *w = weft__worker_self();
-  struct weft_task *self = weft__awaiting_task(w, "weft_future_await_until");
-  weft__wait_reason(self, WEFT__WAIT_FUTURE, (uintptr_t)f);
-  int err = weft__await_word_until(self, &f->word, deadline_ns);
-  if (!err) weft__tsan_acquire(&f->word); /* the resolve edge */
-  if (!err && value) *value = f->value;
-  return err;
+  return future_await(f, deadline_ns, value, "weft_future_await_until");
 }
 
 void weft__future_await_to_end(weft_future_t *f) {
@@ -90,12 +114,5 @@ void weft__future_await_to_end(weft_future_t *f) {
 
 int weft_future_await(weft_future_t *f, void **value) {
   if (!f) return WEFT_EINVAL;
-  weft__worker_t *w = weft__worker_self();
-  struct weft_task *self = weft__awaiting_task(w, "weft_future_await");
-  weft__wait_reason(self, WEFT__WAIT_FUTURE, (uintptr_t)f);
-  int err = weft__await_word_until(self, &f->word, UINT64_MAX);
-  if (err) return err;
-  weft__tsan_acquire(&f->word); /* the resolve edge */
-  if (value) *value = f->value;
-  return 0;
+  return future_await(f, UINT64_MAX, value, "weft_future_await");
 }

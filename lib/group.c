@@ -273,9 +273,20 @@ static void fail_on_unrun(weft_group_t *g, weft_task_t *const *tasks, size_t n) 
   pthread_mutex_unlock(&g->lock);
 }
 
+/* A task of the group waiting for the group waits for itself: never an end (review, session
+ * 30: weft_group_wait and weft_group_destroy from a member hung, its deadline scope and the
+ * owner's cancel too, where weft_join aborts). */
+static void refuse_a_member(weft_task_t *const *tasks, size_t n, const char *what) {
+  weft_task_t *me = weft_current();
+  for (size_t i = 0; me && i < n; i++)
+    if (tasks[i] == me)
+      weft__die("weft: %s: a task of the group waited for its group, so for itself, which can "
+                "never finish.", what);
+}
+
 /* Waits for every task, new ones included; WEFT_ECANCELED if the caller was cancelled (the
  * rest are then cancelled and waited for with cancellation held back). */
-static int wait_all_tasks(weft_group_t *g) {
+static int wait_all_tasks(weft_group_t *g, const char *what) {
   int result = 0;
   group_slot_t *slots[WAIT_BATCH];
   weft_task_t *tasks[WAIT_BATCH];
@@ -284,6 +295,7 @@ static int wait_all_tasks(weft_group_t *g) {
   bool shielded = false;
   weft__probe_hit(WEFT__PROBE_GROUP_WAIT);
   while ((n = next_batch(g, &at, slots, tasks)) != 0) {
+    refuse_a_member(tasks, n, what);
     int err;
     while ((err = weft__gather_apart(tasks, n)) != 0) {
       if (shielded) continue; /* cannot happen shielded; never pass unfinished tasks */
@@ -305,7 +317,7 @@ static int wait_all_tasks(weft_group_t *g) {
 
 int weft_group_wait(weft_group_t *g) {
   if (!g) return WEFT_EINVAL;
-  int err = wait_all_tasks(g);
+  int err = wait_all_tasks(g, "weft_group_wait");
   pthread_mutex_lock(&g->lock);
   if (!err) err = g->error ? g->error : g->cancelled ? WEFT_ECANCELED : 0;
   pthread_mutex_unlock(&g->lock);
@@ -323,7 +335,7 @@ int weft_group_cancel(weft_group_t *g) {
 void weft_group_destroy(weft_group_t *g) {
   if (!g) return;
   weft_group_cancel(g); /* a group not waited for unwinds: no task outlives it */
-  wait_all_tasks(g);
+  wait_all_tasks(g, "weft_group_destroy");
   for (group_chunk_t *c = g->head, *next; c; c = next) {
     next = c->next;
     for (size_t i = 0; i < c->used; i++)

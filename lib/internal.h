@@ -181,10 +181,21 @@ typedef struct weft__join {
   weft__timer_entry_t timer;
 } weft__join_t;
 
+/* Where a future's resolver leaves the value for one awaiter, in that awaiter's frame. */
+typedef struct weft__delivery {
+  void *value;
+  bool set; /* the resolver wrote value (else the future was resolved before the wait) */
+} weft__delivery_t;
+
 typedef struct weft__waiter {
   struct weft__waiter *next;
   weft__join_t *join;
   _Atomic uintptr_t *word; /* the completion word this node is linked into */
+  /* A future's awaiter (weft__await_word_delivered; unset in every other node): the resolver
+   * writes the value here before it wakes anyone, so that a woken awaiter never reads the
+   * future again — its owner may destroy it as soon as its own await returns (review, session
+   * 30: the others, woken and not yet run, read the freed future's value). */
+  weft__delivery_t *delivery;
 } weft__waiter_t;
 
 /* A completion word (task or future): the waiter list in the upper bits, and
@@ -606,6 +617,10 @@ void weft__wait_abandon(struct weft_task *t);
  * or, for a task, a cancel arrives: 0, WEFT_ETIMEDOUT or WEFT_ECANCELED (self NULL: a plain
  * thread blocks, and is not cancellable). */
 int weft__await_word_until(struct weft_task *self, _Atomic uintptr_t *word, uint64_t deadline_ns);
+/* The same for a future's awaiter: a wake delivers the value into *delivery (set true); a word
+ * already DONE leaves it unset (read the future then: it was resolved before we came). */
+int weft__await_word_delivered(struct weft_task *self, _Atomic uintptr_t *word,
+                               uint64_t deadline_ns, weft__delivery_t *delivery);
 /* The same for a wait whose word a peer completes after taking the caller's node out of a
  * queue of its own (lib/sync.c's waiter queues, a channel select): abandon(t, ctx) is how
  * destroy takes a discarded task's nodes out of those queues (weft__wait_abandon). */

@@ -208,16 +208,22 @@ static int thread_wait(weft__join_t *j, uint64_t deadline_ns) {
 /* Waits until a completion word is DONE, the deadline passes (UINT64_MAX: none) or, for a
  * task, a cancel arrives: 0, WEFT_ETIMEDOUT or WEFT_ECANCELED. */
 static int await_word(struct weft_task *self, _Atomic uintptr_t *word, uint64_t deadline_ns,
-                      void (*abandon)(struct weft_task *t, void *ctx), void *abandon_ctx);
+                      void (*abandon)(struct weft_task *t, void *ctx), void *abandon_ctx,
+                      weft__delivery_t *delivery);
 
 int weft__await_word_until(struct weft_task *self, _Atomic uintptr_t *word, uint64_t deadline_ns) {
-  return await_word(self, word, scoped_deadline(self, deadline_ns), NULL, NULL);
+  return await_word(self, word, scoped_deadline(self, deadline_ns), NULL, NULL, NULL);
+}
+
+int weft__await_word_delivered(struct weft_task *self, _Atomic uintptr_t *word,
+                               uint64_t deadline_ns, weft__delivery_t *delivery) {
+  return await_word(self, word, scoped_deadline(self, deadline_ns), NULL, NULL, delivery);
 }
 
 int weft__await_word_abandonable(struct weft_task *self, _Atomic uintptr_t *word,
                                  uint64_t deadline_ns,
                                  void (*abandon)(struct weft_task *t, void *ctx), void *ctx) {
-  return await_word(self, word, scoped_deadline(self, deadline_ns), abandon, ctx);
+  return await_word(self, word, scoped_deadline(self, deadline_ns), abandon, ctx, NULL);
 }
 
 /* For a wait that must not end before the word is done, whatever its task's cancels and
@@ -231,13 +237,14 @@ void weft__await_word_to_end(struct weft_task *self, _Atomic uintptr_t *word) {
   /* relaxed: the task's own shield bits (as weft_shield_begin) */
   bool shield = !(atomic_load_explicit(&self->state, memory_order_relaxed) & WK_SHIELD);
   if (shield) atomic_fetch_add_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
-  int err = await_word(self, word, UINT64_MAX, NULL, NULL);
+  int err = await_word(self, word, UINT64_MAX, NULL, NULL, NULL);
   if (shield) atomic_fetch_sub_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
   if (err) weft__die("weft: internal: a wait held to its end ended early (%d).", err);
 }
 
 static int await_word(struct weft_task *self, _Atomic uintptr_t *word, uint64_t deadline_ns,
-                      void (*abandon)(struct weft_task *t, void *ctx), void *abandon_ctx) {
+                      void (*abandon)(struct weft_task *t, void *ctx), void *abandon_ctx,
+                      weft__delivery_t *delivery) {
   /* A deadline already passed (a scope's, or 0: a poll): no wait — unless the word is done, as a
    * thread's wait would find (review, session 19: a task polling a resolved future got
    * WEFT_ETIMEDOUT). No clock read without one. acquire: as join_add_waiter's look. */
@@ -247,7 +254,7 @@ static int await_word(struct weft_task *self, _Atomic uintptr_t *word, uint64_t 
   if (self && !wake_park_begin(&self->state, true)) return WEFT_ECANCELED;
   weft__join_t j;
   join_init(&j, self, 1, deadline_ns != UINT64_MAX);
-  weft__waiter_t node = {.join = &j, .word = word};
+  weft__waiter_t node = {.join = &j, .word = word, .delivery = delivery};
   j.nodes = &node;
   j.nnodes = 1;
   j.abandon = abandon;
@@ -719,11 +726,16 @@ static int wait_all(struct weft_task *self, weft_task_t *const *tasks, size_t n)
 }
 
 static int gather_checked(weft_task_t *const *tasks, size_t n, const char *what,
-                          struct weft_task **self) {
+                          struct weft_task **self, bool all) {
   if (n && !tasks) return WEFT_EINVAL;
   for (size_t i = 0; i < n; i++)
     if (!tasks[i]) return WEFT_EINVAL;
   *self = weft__awaiting_task(weft__worker_self(), what);
+  /* A gather that waits for its own caller never ends (review, session 30: it hung, where
+   * weft_join aborts). Not for a wait for any one: another of them may end it. */
+  for (size_t i = 0; all && *self && i < n; i++)
+    if (tasks[i] == *self)
+      weft__die("weft: %s: a task gathered itself, which can never finish.", what);
   return 0;
 }
 
@@ -777,7 +789,7 @@ static int gather_wait(struct weft_task *self, weft_task_t *const *tasks, size_t
 
 int weft_gather(weft_task_t *const *tasks, size_t n, void **results) {
   struct weft_task *self;
-  int err = gather_checked(tasks, n, "weft_gather", &self);
+  int err = gather_checked(tasks, n, "weft_gather", &self, true);
   if (!err) err = gather_wait(self, tasks, n, false, true);
   if (err) return err;
   int first = 0; /* asyncio.gather's default: the first error, and every result regardless */
@@ -791,7 +803,7 @@ int weft_gather(weft_task_t *const *tasks, size_t n, void **results) {
 static int gather_status(weft_task_t *const *tasks, size_t n, void **results, int *errors,
                          bool run_inline) {
   struct weft_task *self;
-  int err = gather_checked(tasks, n, "weft_gather_status", &self);
+  int err = gather_checked(tasks, n, "weft_gather_status", &self, true);
   if (!err) err = gather_wait(self, tasks, n, false, run_inline);
   if (err) return err;
   for (size_t i = 0; i < n; i++) {
@@ -815,7 +827,7 @@ enum { ANY_ON_STACK = 64 }; /* picked: a wait for any of more tasks allocates it
 
 int weft_wait_any(weft_task_t *const *tasks, size_t n, uint64_t deadline_ns, size_t *index) {
   struct weft_task *self;
-  int err = n ? gather_checked(tasks, n, "weft_wait_any", &self) : WEFT_EINVAL;
+  int err = n ? gather_checked(tasks, n, "weft_wait_any", &self, false) : WEFT_EINVAL;
   if (err) return err;
   weft__waiter_t local[ANY_ON_STACK];
   weft__waiter_t *nodes = n <= ANY_ON_STACK ? local : malloc(n * sizeof *nodes);

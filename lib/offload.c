@@ -57,15 +57,15 @@ typedef struct job {
   struct job *all_prev, *all_next; /* every job alive, for destroy */
 } job_t;
 
-/* A pool thread, joinable: one that left is joined by the next thread start or by destroy,
- * so that no pool thread still runs the library's code (its return from pool_thread) once
+/* A pool thread, joinable: one that left is joined by the next to leave, the next thread
+ * start or destroy (whichever comes first), so that no pool thread still runs the library's code (its return from pool_thread) once
  * destroy has returned — a dlclose may unmap it then (review, session 30: detached threads,
  * counted out just before their last instructions, crashed a dlopen/destroy/dlclose loop).
  * Rejected: a fixed array of ids (blocking_threads is the user's, possibly huge). */
 typedef struct pool_thread_rec {
   pthread_t id;
   struct weft__offload *pool;
-  struct pool_thread_rec *next; /* the pool's list of threads that left, under its lock */
+  struct pool_thread_rec *next; /* pool->left's link (one entry at most), under its lock */
 } pool_thread_t;
 
 struct weft__offload {
@@ -74,7 +74,7 @@ struct weft__offload {
   pthread_cond_t gone;   /* a thread left */
   job_t *head, *tail;
   job_t *all;
-  pool_thread_t *left; /* threads that left and are not joined yet */
+  pool_thread_t *left; /* the thread that left last, not joined yet (or NULL) */
   int threads, idle, max;
   int queued;
   uint64_t keepalive_ns;
@@ -115,6 +115,17 @@ static struct timespec abs_monotonic(uint64_t after_ns) {
   return ts;
 }
 
+/* Joins the threads of a list taken from pool->left (outside the lock: each is at most a
+ * return, and its thread-exit destructors, away from its end) and frees their records. */
+static void threads_join(pool_thread_t *left) {
+  while (left) {
+    pool_thread_t *next = left->next;
+    pthread_join(left->id, NULL);
+    free(left);
+    left = next;
+  }
+}
+
 static void *pool_thread(void *arg) {
   pool_thread_t *self = arg;
   struct weft__offload *pool = self->pool;
@@ -138,23 +149,16 @@ static void *pool_thread(void *arg) {
     pthread_mutex_lock(&pool->lock);
   }
   pool->threads--;
-  self->next = pool->left; /* to be joined: by the next thread start, or by destroy */
+  /* We join the thread that left before us, and are joined by the next to leave, the next
+   * thread start or destroy: at most one thread that left is unjoined (its stack mapped). */
+  pool_thread_t *before = pool->left;
+  self->next = NULL;
   pool->left = self;
   pthread_cond_broadcast(&pool->gone);
   pthread_mutex_unlock(&pool->lock); /* our last touch of the pool */
+  threads_join(before);
   weft__pause(WEFT__PAUSE_POOL_THREAD_LEFT); /* tests: destroy must wait for what follows */
   return NULL;
-}
-
-/* Joins the threads of a list taken from pool->left (outside the lock: each is at most a
- * return away from its end) and frees their records. */
-static void threads_join(pool_thread_t *left) {
-  while (left) {
-    pool_thread_t *next = left->next;
-    pthread_join(left->id, NULL);
-    free(left);
-    left = next;
-  }
 }
 
 static struct weft__offload *pool_make(const struct weft_runtime *rt) {

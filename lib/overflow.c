@@ -91,37 +91,34 @@ static bool segv_handler_is_ours(void) {
   return sigaction(SIGSEGV, NULL, &now) == 0 && is_ours(&now);
 }
 
-static pid_t handler_pid; /* as task.c's live_pid: the process the lock and count belong to */
-
 /* fork(): the child has none of the workers counted, and a lock that one of them may have
  * held; it starts with a fresh lock, a count of 0 and the handler from before weft (so that
  * its last runtime's destroy puts that one back, as in the parent). Not held across the fork
  * (tried in session 29: an application whose own prepare handler destroys a runtime waited
  * for good, its workers' exits waiting on the lock the forking thread held: review). A fork
  * in the middle of an install (its saved handler is set first) or a removal (the install's
- * check) is covered. */
+ * check) is covered. Made anew by the first of weft's child handler and a
+ * weft_runtime_create in the child, once (lib/sys.c's weft__forked_claim; review, session 30:
+ * weft's handler, run after an application's child handler that made a runtime, put the
+ * pre-weft handler back under that runtime's workers and zeroed their count). */
 static void handler_after_fork_in_child(void) {
-  if (handler_pid == getpid()) return; /* made anew already: weft__overflow_fork_check */
-  handler_pid = getpid();
+  if (!weft__forked_claim(WEFT__FORKED_HANDLER)) return;
   pthread_mutex_init(&handler_lock, NULL);
   if (handler_users && segv_handler_is_ours()) sigaction(SIGSEGV, &previous_segv, NULL);
   handler_users = 0;
+  weft__forked_done(WEFT__FORKED_HANDLER);
 }
 
 static pthread_once_t handler_fork_once = PTHREAD_ONCE_INIT;
 static void handler_fork_register(void) {
-  handler_pid = getpid();
   (void)pthread_atfork(NULL, NULL, handler_after_fork_in_child);
 }
 
-/* A fork child whose handler above has not run yet (an application's own child handler,
- * registered before weft's, creating a runtime) gets the lock and count made anew now, not
- * after that runtime's workers installed the handler (review, session 30: weft's handler, run
- * afterwards, put the pre-weft handler back under them and zeroed their count). Called by
- * weft_runtime_create before it starts a thread; in a child that is before it has a second. */
+/* Called by weft_runtime_create before it starts a worker (the workers install the handler):
+ * registers the fork handler, and makes the state anew in a child whose handler has not run. */
 void weft__overflow_fork_check(void) {
   pthread_once(&handler_fork_once, handler_fork_register);
-  if (handler_pid != getpid()) handler_after_fork_in_child();
+  handler_after_fork_in_child();
 }
 
 static void handler_lock_take(void) {
@@ -155,10 +152,10 @@ int weft__overflow_reports_install(void **altstack) {
      * would come back to us. */
     struct sigaction before, replaced;
     if (sigaction(SIGSEGV, NULL, &before) == 0 && !is_ours(&before)) previous_segv = before;
-    if (sigaction(SIGSEGV, &sa, &replaced) == 0 && !is_ours(&replaced) &&
-        !same_handler(&replaced, &before))
+    bool installed = sigaction(SIGSEGV, &sa, &replaced) == 0;
+    weft__pause(WEFT__PAUSE_HANDLER_INSTALLED); /* tests: a fork with weft's handler just in */
+    if (installed && !is_ours(&replaced) && !same_handler(&replaced, &before))
       previous_segv = replaced; /* the program changed it between our two calls */
-    weft__pause(WEFT__PAUSE_HANDLER_INSTALLED); /* tests: a fork comes here */
   }
   pthread_mutex_unlock(&handler_lock);
   return 0;

@@ -9,6 +9,8 @@
 #include "weft.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <linux/futex.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -144,6 +146,65 @@ size_t weft__madvise_ranges(struct iovec *ranges, size_t n, int advice) {
   for (; done < n; done++)
     if (madvise(ranges[done].iov_base, ranges[done].iov_len, advice) != 0) break;
   return done;
+}
+
+/* ---- fork() ------------------------------------------------------------------------------- */
+
+/* Which process a kind's state belongs to. A page the kernel zeroes in a child
+ * (MADV_WIPEONFORK, Linux 4.14; as BoringSSL's RNG tells a fork) holds a word per kind:
+ * CURRENT in the process that made the state, 0 in a child until a claimer has made it anew.
+ * Where the kernel refuses the advice, the word is the owner's pid, which a child does not
+ * share — except a child of a pid-1 process in a new pid namespace, which is pid 1 too (review,
+ * session 30: why the page comes first). The claim is a CAS, so that an application thread
+ * making a runtime in the child while weft's own fork handler runs makes it anew once
+ * (review, session 30). Rejected: the pid alone (above); a counter bumped by a fork handler
+ * (an application's child handler registered before weft's runs first, and is what needs to
+ * know). */
+enum { FORKED_CURRENT = -1, FORKED_BUSY = -2 };
+static _Atomic int *forked_words; /* the page's words, or forked_pids */
+static _Atomic int forked_pids[WEFT__FORKED_KINDS];
+static bool forked_by_page;
+static pthread_once_t forked_once = PTHREAD_ONCE_INIT;
+
+/* The word's value in the process that made the state, and while one of its threads makes
+ * it anew (a pid mark is negative then: a child of that moment can tell it is not its own). */
+static int forked_current(void) { return forked_by_page ? FORKED_CURRENT : (int)getpid(); }
+static int forked_busy(void) { return forked_by_page ? FORKED_BUSY : -(int)getpid(); }
+
+static void forked_init(void) {
+  long page = sysconf(_SC_PAGESIZE);
+  void *p = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+#ifdef MADV_WIPEONFORK
+  forked_by_page = p != MAP_FAILED && madvise(p, (size_t)page, MADV_WIPEONFORK) == 0;
+#endif
+  if (p != MAP_FAILED && !forked_by_page) munmap(p, (size_t)page);
+  forked_words = forked_by_page ? p : forked_pids;
+  for (int k = 0; k < WEFT__FORKED_KINDS; k++) /* relaxed: pthread_once publishes them */
+    atomic_store_explicit(&forked_words[k], forked_current(), memory_order_relaxed);
+}
+
+bool weft__forked_claim(int kind) {
+  pthread_once(&forked_once, forked_init);
+  _Atomic int *word = &forked_words[kind];
+  int current = forked_current(), busy = forked_busy();
+  for (;;) {
+    /* acquire: a claimer's done (release) and the state it made, when we see it current */
+    int seen = atomic_load_explicit(word, memory_order_acquire);
+    if (seen == current) return false;
+    if (seen == busy) { /* another thread of ours makes it anew: a few stores away */
+      sched_yield();
+      continue;
+    }
+    /* relaxed: the claimer publishes with its done; a failure looks again (acquire above) */
+    if (atomic_compare_exchange_strong_explicit(word, &seen, busy, memory_order_relaxed,
+                                                memory_order_relaxed))
+      return true;
+  }
+}
+
+void weft__forked_done(int kind) {
+  /* release: the state the claimer made, before anyone sees it current */
+  atomic_store_explicit(&forked_words[kind], forked_current(), memory_order_release);
 }
 
 /* ---- Clock -------------------------------------------------------------------------------- */

@@ -135,4 +135,14 @@ size_t weft__madvise_ranges(struct iovec *ranges, size_t n, int advice);
  * dumps, stamped on every spawn, never for deadlines. */
 uint64_t weft__coarse_now_ns(void);
 
+/* fork(): process-wide state that a child must make anew (lib/task.c's live runtimes, lib/
+ * overflow.c's SIGSEGV handler count), one kind each. weft__forked_claim answers true to the
+ * one caller that must make `kind` anew in this process — its state came from a parent — and
+ * false once it is current; a caller that comes while another makes it anew waits for that
+ * (weft__forked_done). The first call in a process marks it current: there is nothing to make
+ * anew before any state exists. */
+enum { WEFT__FORKED_LIVE, WEFT__FORKED_HANDLER, WEFT__FORKED_KINDS };
+bool weft__forked_claim(int kind);
+void weft__forked_done(int kind);
+
 #endif /* WEFT_SYS_H */

@@ -478,40 +478,54 @@ static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
  * that no vanished thread holds (review, session 28: a fork while another thread made a
  * runtime left the child's first weft_runtime_create waiting forever). Made anew there, not
  * held across the fork: runtime creation takes it on the application's threads, which may
- * hold locks that the application's own fork handlers take (review, session 29). */
-/* The process live_lock and live_list belong to: set when the handler below is registered, and
- * by the handler. A child whose live_pid is still its parent's has not been made anew yet: an
- * application's own child handler, registered before weft's and so run before it, is creating
- * a runtime. weft__tasks_live_add makes it anew then, on the thread that forked, before that
- * runtime starts a thread (review, session 30: weft's handler, run afterwards, dropped the
- * new runtime from the list and zeroed the cache the handler's spawns had bound, which the
- * runtime still linked; its scavenger then took another runtime's descriptors, and the live
- * lock, if a vanished thread held it, hung the application's handler). Written only in
- * pthread_once's initialiser and in a child before it has a second thread; read after
- * pthread_once. Rejected: registering from a library constructor (the order between
- * constructors, and an application's handlers registered in one, is not ours to fix). */
-static pid_t live_pid;
-
-static void live_after_fork_in_child(void) {
-  if (live_pid == getpid()) return; /* made anew already (weft__tasks_live_add: see live_pid) */
-  live_pid = getpid();
+ * hold locks that the application's own fork handlers take (review, session 29). Made anew
+ * by the first of weft's child handler and a weft_runtime_create in the child, once
+ * (lib/sys.c's weft__forked_claim): an application's child handler registered before weft's
+ * runs first and may create a runtime, which weft's handler must then leave alone (review,
+ * session 30: it dropped that runtime from the list and zeroed the cache the handler's spawns
+ * had bound, which the runtime still linked — its scavenger then took another runtime's
+ * descriptors — and a live_lock a vanished thread held hung the application's handler).
+ * Rejected: registering from a library constructor (the order between constructors, and an
+ * application's handlers registered in one, is not ours to fix). */
+static void live_make_anew_if_forked(void) {
+  if (!weft__forked_claim(WEFT__FORKED_LIVE)) return;
   pthread_mutex_init(&live_lock, NULL);
   live_list = NULL;
-  for (int i = 0; i < THREAD_SLOTS; i++) thread_caches[i] = (thread_cache_t){0};
-  /* A fork from a task: the child's thread is no worker of anything (review, session 29: it
-   * went on as one of the dead runtime's, and a join there parked it in that runtime's loop).
-   * It runs on the task's stack, as a plain thread (docs/api.md, "fork()"). */
-  weft__worker_set_self(NULL);
+  weft__forked_done(WEFT__FORKED_LIVE);
+}
+
+/* Caller holds live_lock: whether rt, in the life gen, is live. */
+static bool live_has(const struct weft_runtime *rt, uint64_t gen) {
+  for (const struct weft_runtime *r = live_list; r; r = r->live_next)
+    if (r == rt && r->gen == gen) return true;
+  return false;
+}
+
+/* The forking thread's own thread-locals that name the parent's runtimes are forgotten: the
+ * caches it had bound to them, and the worker it was if it forked from a task (review,
+ * session 29: it went on as one of the dead runtime's, and a join there parked it in that
+ * runtime's loop; it runs on the task's stack as a plain thread: docs/api.md, "fork()"). What
+ * names a runtime made in the child since (an application's child handler's) stays. */
+static void forget_the_parents_runtimes_here(void) {
+  pthread_mutex_lock(&live_lock);
+  for (int i = 0; i < THREAD_SLOTS; i++)
+    if (thread_caches[i].rt && !live_has(thread_caches[i].rt, thread_caches[i].gen))
+      thread_caches[i] = (thread_cache_t){0};
+  weft__worker_t *w = weft__worker_self();
+  if (w && !live_has(w->rt, w->rt->gen)) weft__worker_set_self(NULL);
+  pthread_mutex_unlock(&live_lock);
+}
+
+static void live_after_fork_in_child(void) {
+  live_make_anew_if_forked();
+  forget_the_parents_runtimes_here();
 }
 static pthread_once_t live_fork_once = PTHREAD_ONCE_INIT;
-static void live_fork_register(void) {
-  live_pid = getpid();
-  (void)pthread_atfork(NULL, NULL, live_after_fork_in_child);
-}
+static void live_fork_register(void) { (void)pthread_atfork(NULL, NULL, live_after_fork_in_child); }
 
 void weft__tasks_live_add(struct weft_runtime *rt) {
   pthread_once(&live_fork_once, live_fork_register);
-  if (live_pid != getpid()) live_after_fork_in_child(); /* see live_pid */
+  live_make_anew_if_forked(); /* in a child whose fork handler has not run yet */
   pthread_mutex_lock(&live_lock);
   weft__pause(WEFT__PAUSE_LIVE_LOCKED);
   rt->gen = ++live_gen;

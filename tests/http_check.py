@@ -6,7 +6,8 @@ then the connection closes); nothing answered after a request that says Connecti
 without a body; 413 read by the client, not lost to a reset, for bodies of 10 MiB; 100 Continue
 before a body; 400 for an HTTP/1.1 request without Host or with "Host : x"; a query string routed
 by its path, and an absolute-form target by its path; GET /file serves FILE's bytes exactly (200),
-a directory in its place is 500, nothing there 404; then SIGTERM
+a directory in its place is 500, nothing there 404; three GET /file pipelined in one write get
+three whole answers; a request pipelined behind one asking to upgrade is answered; then SIGTERM
 while a request is half sent (it is still answered), and the server must exit 0 after draining.
 Usage: http_check.py PATH/TO/http_server"""
 import os
@@ -125,6 +126,40 @@ try:
     with open(served, "rb") as a, open(got_file, "rb") as b:
         same = a.read() == b.read()
     check(r.stdout == "200" and same, f"GET /file serves the file's bytes exactly (got {r.stdout})")
+    # Three GET /file pipelined in one write: their answers, 75 KiB each, pass the server's
+    # OUT_FLUSH (64 KiB) and go out as they come (review, session 30: a long pipeline's answers
+    # were all held in memory, and a failed allocation aborted the server).
+    with open(served, "rb") as f:
+        want = f.read()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /file HTTP/1.1\r\nHost: x\r\n\r\n" * 3)
+        body_len = len(want)
+
+        def three_answers(got):
+            at = 0
+            for _ in range(3):
+                end = got.find(b"\r\n\r\n", at)
+                if end < 0 or len(got) < end + 4 + body_len:
+                    return False
+                at = end + 4 + body_len
+            return True
+
+        got = recv_until(s, three_answers)
+    bodies, at = [], 0
+    for _ in range(3):
+        end = got.find(b"\r\n\r\n", at)
+        head = got[at:end] if end >= 0 else b""
+        bodies.append((head.startswith(b"HTTP/1.1 200"), got[end + 4:end + 4 + body_len]))
+        at = end + 4 + body_len
+    check(all(ok and body == want for ok, body in bodies) and len(got) == at,
+          "three pipelined GET /file get three whole answers, in order")
+    # An Upgrade request is answered as HTTP (no 101: this server never switches), and the
+    # request pipelined behind it too (review, session 30: the parser stopped at the upgrade,
+    # and the rest got 400).
+    data, closed = raw(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket"
+                       b"\r\n\r\n" + req)
+    check(data.count(b"HTTP/1.1 200") == 2 and not closed,
+          "a request pipelined behind one asking to upgrade is answered too")
     os.remove(served)
     os.mkdir(served)
     r = curl("-o", "/dev/null", "-w", "%{http_code}", base + "/file")

@@ -262,6 +262,46 @@ static void *await_self(void *arg) {
 }
 Test(misuse, a_task_awaiting_itself_aborts, .signal = SIGABRT) { run_on(1, await_self, NULL); }
 
+/* A gather or a group wait that includes the caller aborts as weft_join does (review, session
+ * 30: they hung for good, deadline scopes and cancels too). The timeout turns a hang into a
+ * failure. */
+static void *gather_self(void *arg) {
+  weft_task_t *tasks[2];
+  OK(weft_spawn(&tasks[0], one, NULL));
+  tasks[1] = weft_current();
+  if (arg) weft_gather_status(tasks, 2, NULL, NULL); /* aborts */
+  else weft_gather(tasks, 2, NULL);                  /* aborts */
+  return NULL;
+}
+Test(misuse, a_task_gathering_itself_aborts, .signal = SIGABRT, .timeout = 20) {
+  run_on(1, gather_self, NULL);
+}
+Test(misuse, a_task_gathering_itself_with_statuses_aborts, .signal = SIGABRT, .timeout = 20) {
+  run_on(1, gather_self, IPTR(1));
+}
+
+static bool member_destroys; /* else it waits */
+static void *member_waits_for_its_group(void *arg) {
+  if (member_destroys) weft_group_destroy(arg); /* aborts */
+  else weft_group_wait(arg);                     /* aborts */
+  return NULL;
+}
+static void *group_with_a_waiting_member(void *arg) {
+  (void)arg;
+  weft_group_t *g;
+  OK(weft_group_create(&g, NULL));
+  OK(weft_group_spawn(g, member_waits_for_its_group, g));
+  weft_group_wait(g); /* the member aborts the process first */
+  return NULL;
+}
+Test(misuse, a_group_waited_for_by_its_own_task_aborts, .signal = SIGABRT, .timeout = 20) {
+  run_on(2, group_with_a_waiting_member, NULL);
+}
+Test(misuse, a_group_destroyed_by_its_own_task_aborts, .signal = SIGABRT, .timeout = 20) {
+  member_destroys = true;
+  run_on(2, group_with_a_waiting_member, NULL);
+}
+
 /* The error contract: every function that returns a code answers a NULL handle with
  * WEFT_EINVAL, from a task and from a plain thread alike. */
 static void *null_handles(void *arg) {

@@ -126,6 +126,34 @@ Test(futures, foreign_thread_resolve_wakes_every_awaiter) {
   OK(weft_runtime_destroy(rt));
 }
 
+/* The owner of a future may destroy it as soon as its own await returns, though the other
+ * awaiters woken by the same resolve have not run yet: each has the value in its own frame
+ * (review, session 30: they read the freed future, which ASan and valgrind report). One
+ * worker, so that the owner resolves, awaits and destroys before any of them runs again. */
+static void *owner_destroys_after_its_own_await(void *arg) {
+  (void)arg;
+  fut_ctx_t c = {0};
+  OK(weft_future_create(&c.f));
+  weft_task_t *t[4];
+  for (int i = 0; i < 4; i++) OK(weft_spawn(&t[i], await_future, &c));
+  while (atomic_load(&c.waiting) < 4) weft_yield(); /* one worker: each that began has parked */
+  OK(weft_future_resolve(c.f, IPTR(42)));
+  void *v;
+  OK(weft_future_await(c.f, &v));
+  cr_assert_eq(PINT(v), 42);
+  weft_future_destroy(c.f);
+  long sum = 0;
+  for (int i = 0; i < 4; i++) {
+    OK(weft_join(t[i], &v));
+    sum += PINT(v);
+  }
+  return IPTR(sum);
+}
+
+Test(futures, the_owner_may_destroy_a_future_once_its_own_await_returns) {
+  cr_assert_eq(PINT(run_on(1, owner_destroys_after_its_own_await, NULL)), 4 * 42);
+}
+
 static void *await_resolved(void *arg) {
   void *v;
   OK(weft_future_await(arg, &v));
