@@ -167,7 +167,8 @@ static bool forked_by_page;
 static pthread_once_t forked_once = PTHREAD_ONCE_INIT;
 
 /* The word's value in the process that made the state, and while one of its threads makes
- * it anew (a pid mark is negative then: a child of that moment can tell it is not its own). */
+ * it anew (a pid mark is negative then: a child of that moment can tell it is not its own).
+ * The claim itself is lib/forked_impl.h's, model-checked by tests/model/forked_model.cpp. */
 static int forked_current(void) { return forked_by_page ? FORKED_CURRENT : (int)getpid(); }
 static int forked_busy(void) { return forked_by_page ? FORKED_BUSY : -(int)getpid(); }
 
@@ -183,29 +184,24 @@ static void forked_init(void) {
     atomic_store_explicit(&forked_words[k], forked_current(), memory_order_relaxed);
 }
 
+#define FK_WORD _Atomic int
+#define FK_LOAD(obj, mo) atomic_load_explicit((obj), (mo))
+#define FK_STORE(obj, v, mo) atomic_store_explicit((obj), (v), (mo))
+#define FK_CAS(obj, expected, desired, mos, mof) \
+  atomic_compare_exchange_strong_explicit((obj), &(expected), (desired), (mos), (mof))
+#define FK_RLX memory_order_relaxed
+#define FK_ACQ memory_order_acquire
+#define FK_REL memory_order_release
+#define FK_YIELD() sched_yield()
+#define FK_FN(name) forked_##name
+#include "forked_impl.h"
+
 bool weft__forked_claim(int kind) {
   pthread_once(&forked_once, forked_init);
-  _Atomic int *word = &forked_words[kind];
-  int current = forked_current(), busy = forked_busy();
-  for (;;) {
-    /* acquire: a claimer's done (release) and the state it made, when we see it current */
-    int seen = atomic_load_explicit(word, memory_order_acquire);
-    if (seen == current) return false;
-    if (seen == busy) { /* another thread of ours makes it anew: a few stores away */
-      sched_yield();
-      continue;
-    }
-    /* relaxed: the claimer publishes with its done; a failure looks again (acquire above) */
-    if (atomic_compare_exchange_strong_explicit(word, &seen, busy, memory_order_relaxed,
-                                                memory_order_relaxed))
-      return true;
-  }
+  return forked_claim(&forked_words[kind], forked_current(), forked_busy());
 }
 
-void weft__forked_done(int kind) {
-  /* release: the state the claimer made, before anyone sees it current */
-  atomic_store_explicit(&forked_words[kind], forked_current(), memory_order_release);
-}
+void weft__forked_done(int kind) { forked_done(&forked_words[kind], forked_current()); }
 
 /* ---- Clock -------------------------------------------------------------------------------- */
 

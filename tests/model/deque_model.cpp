@@ -518,6 +518,67 @@ struct detach_test : rl::test_suite<detach_test<Ops>, 2> {
   void after() { RL_ASSERT(task.freed($).load(rl::mo_relaxed) == 1); }
 };
 
+/* A future resolved while a task awaits it (lib/future.c, session 30): the awaiter links its
+ * node, whose delivery slot is in its own frame, before the resolver starts; the resolver
+ * writes the value, completes the word, delivers the value into every node, then wakes each and
+ * finishes waking; the owner waits for DONE, reads the value and destroys the future at once
+ * (after waiting out BUSY, as weft_future_destroy does), while the woken awaiter may not have
+ * run yet. The awaiter then reads its delivery. Planted bug (ReadsFuture): it reads the
+ * future's value after its wake, as before session 30 — a data race with the owner's free. */
+struct model_future {
+  rl::atomic<uintptr_t> word;
+  rl::var<int> value; /* the free writes it (the allocator reuses it) */
+};
+
+template <class Ops, bool ReadsFuture>
+struct future_test : rl::test_suite<future_test<Ops, ReadsFuture>, 3> {
+  model_future f;
+  model_join join;
+  model_node node;
+  rl::var<int> delivery; /* in the awaiter's frame */
+  rl::atomic<int> linked;
+
+  void before() {
+    f.word($).store(0, rl::mo_relaxed);
+    f.value($) = 0;
+    join.pending($).store(1, rl::mo_relaxed);
+    join.woken($).store(0, rl::mo_relaxed);
+    linked($).store(0, rl::mo_relaxed);
+    delivery($) = 0;
+  }
+
+  void thread(unsigned id) {
+    if (id == 0) { /* the awaiter */
+      node.join($) = &join;
+      RL_ASSERT(Ops::add_waiter(&f.word, &node)); /* nobody resolves before `linked` */
+      linked($).store(1, rl::mo_release);
+      while (join.woken($).load(rl::mo_acquire) == 0) rl::yield(1, $);
+      int v = ReadsFuture ? (int)f.value($) : (int)delivery($);
+      RL_ASSERT(v == 42);
+      node.next($) = nullptr; /* its frame ends */
+    } else if (id == 1) { /* the resolver */
+      while (linked($).load(rl::mo_acquire) == 0) rl::yield(1, $);
+      f.value($) = 42;
+      uintptr_t s = Ops::complete(&f.word);
+      model_node *waiters = (model_node *)(s & ~JN_FLAGS);
+      for (model_node *n = waiters; n; n = n->next($)) delivery($) = 42; /* deliver() */
+      for (model_node *n = waiters; n;) {
+        model_node *next = n->next($); /* read first: the node dies once its join is done */
+        n->join($)->woken($).store(1, rl::mo_release);
+        n = next;
+      }
+      if (waiters) Ops::finish_waking(&f.word);
+    } else { /* the owner: awaits (it finds DONE), then destroys */
+      while ((f.word($).load(rl::mo_acquire) & JN_DONE) == 0) rl::yield(1, $);
+      RL_ASSERT(f.value($) == 42);
+      uintptr_t w;
+      while ((w = f.word($).load(rl::mo_acquire)) & JN_BUSY) rl::yield(1, $);
+      RL_ASSERT((w & ~JN_FLAGS) == 0); /* nobody linked: the destroy does not abort */
+      f.value($) = -1;                 /* free */
+    }
+  }
+};
+
 /* weft_join's own inline run (#13, session 8; lib/join.c's join_inline): thread 0 spawns an
  * older sibling and then the child (pushes their start entries) and joins the child while
  * thread 1, a thief, may steal both entries (the sibling first: the take pair's ordering bugs
@@ -1258,6 +1319,8 @@ int main(int argc, char **argv) {
 
   check<gather_test<ops_j_correct>>("join gather correct", false);
   check<detach_test<ops_j_correct>>("join detach correct", false);
+  check<future_test<ops_j_correct, false>>("future destroyed by its owner after its await", false);
+  check<future_test<ops_j_correct, true>>("future read again by a woken awaiter", true);
   check<gather_test<ops_j_count_relaxed>>("join gather count-relaxed", true);
   check<gather_test<ops_j_complete_relaxed>>("join gather complete-relaxed", true);
   check<gather_test<ops_j_add_relaxed>>("join gather add-relaxed", true);
