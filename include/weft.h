@@ -550,8 +550,9 @@ WEFT_EXTERN int weft_gather_calls(const weft_call_t *calls, size_t n, void **res
 /* ---- Futures ------------------------------------------------------------------------------ */
 
 /* asyncio.Future: a one-shot value that tasks (and threads) await and that any thread
- * resolves. The creator destroys it once no one awaits it unresolved any more (awaiters its
- * resolve woke have the value already; see docs/api.md). Every function here that
+ * resolves. The creator destroys it once every await on it has returned — or, once resolved,
+ * while awaiters its resolve woke have yet to run (they have the value already; docs/api.md
+ * says which awaiters that covers). Every function here that
  * returns int answers a NULL future with WEFT_EINVAL (weft_future_done included). */
 WEFT_EXTERN int weft_future_create(weft_future_t **future);
 WEFT_EXTERN void weft_future_destroy(weft_future_t *future);

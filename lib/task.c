@@ -506,19 +506,23 @@ static bool live_has(const struct weft_runtime *rt, uint64_t gen) {
  * session 29: it went on as one of the dead runtime's, and a join there parked it in that
  * runtime's loop; it runs on the task's stack as a plain thread: docs/api.md, "fork()"). What
  * names a runtime made in the child since (an application's child handler's) stays. */
+/* Caller holds live_lock. Also done at every runtime creation, so that an application's child
+ * handler that runs before weft's finds its thread plain (review, session 30: forked from a
+ * task, its join parked it in the dead runtime's loop); in a parent it keeps all but caches
+ * named after runtimes destroyed since, whose descriptors went with them. */
 static void forget_the_parents_runtimes_here(void) {
-  pthread_mutex_lock(&live_lock);
   for (int i = 0; i < THREAD_SLOTS; i++)
     if (thread_caches[i].rt && !live_has(thread_caches[i].rt, thread_caches[i].gen))
       thread_caches[i] = (thread_cache_t){0};
   weft__worker_t *w = weft__worker_self();
   if (w && !live_has(w->rt, w->rt->gen)) weft__worker_set_self(NULL);
-  pthread_mutex_unlock(&live_lock);
 }
 
 static void live_after_fork_in_child(void) {
   live_make_anew_if_forked();
+  pthread_mutex_lock(&live_lock);
   forget_the_parents_runtimes_here();
+  pthread_mutex_unlock(&live_lock);
 }
 static pthread_once_t live_fork_once = PTHREAD_ONCE_INIT;
 static void live_fork_register(void) { (void)pthread_atfork(NULL, NULL, live_after_fork_in_child); }
@@ -528,6 +532,7 @@ void weft__tasks_live_add(struct weft_runtime *rt) {
   live_make_anew_if_forked(); /* in a child whose fork handler has not run yet */
   pthread_mutex_lock(&live_lock);
   weft__pause(WEFT__PAUSE_LIVE_LOCKED);
+  forget_the_parents_runtimes_here();
   rt->gen = ++live_gen;
   rt->live_next = live_list;
   live_list = rt;

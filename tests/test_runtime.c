@@ -642,6 +642,28 @@ Test(fork, a_child_forked_from_a_task_is_a_plain_thread_that_can_use_weft) {
   assert_child_worked(child);
 }
 
+/* The same fork from a task, with an application's child handler registered before weft's
+ * (so run first) that uses the library: its thread is plain already there (review, session
+ * 30: weft's own handler had yet to clear it, and the handler's join parked in the dead
+ * runtime's loop until SIGALRM). */
+static void *fork_from_a_task_for_the_handler(void *arg) {
+  (void)arg;
+  pid_t child = fork();
+  if (child == 0) _exit(child_handler_result); /* the handler's verdict */
+  return (void *)(intptr_t)child;
+}
+
+Test(fork, a_child_handler_run_before_weft_s_in_a_child_forked_from_a_task_is_a_plain_thread) {
+  skip_under_sanitizers();
+  /* no runtime yet in this test's process: ours comes before weft's */
+  cr_assert_eq(pthread_atfork(NULL, NULL, use_the_library_in_the_child_handler), 0);
+  atomic_store(&child_handler_armed, true);
+  pid_t child = (pid_t)(intptr_t)run_on(2, fork_from_a_task_for_the_handler, NULL);
+  atomic_store(&child_handler_armed, false);
+  cr_assert_gt(child, 0, "fork failed");
+  assert_child_worked(child);
+}
+
 /* The "quiesce before fork" pattern: the application's prepare handler destroys its runtime
  * and its parent handler makes a new one. Registered before weft's own handlers (no runtime
  * yet), so their prepares run after weft's and their parent handler before weft's: weft must
