@@ -196,6 +196,11 @@ static int by_ns(const void *a, const void *b) {
 }
 
 Test(foreign, a_wake_from_a_thread_on_the_workers_cpu_is_not_held_to_a_tick, .timeout = 60) {
+  /* Under valgrind every thread runs under its one lock, handed over on its own schedule: the
+   * round trip is valgrind's (2.5 ms median, seen in session 30's CI run beside two soaks),
+   * not the kernel scheduler's that this test is about. tests/valgrind_check.sh sets this. */
+  if (getenv("WEFT_TEST_UNDER_VALGRIND"))
+    cr_skip("timing under valgrind measures valgrind's thread hand-over, not the scheduler's");
   cpu_set_t one;
   CPU_ZERO(&one);
   CPU_SET(sched_getcpu(), &one);
