@@ -196,11 +196,6 @@ static int by_ns(const void *a, const void *b) {
 }
 
 Test(foreign, a_wake_from_a_thread_on_the_workers_cpu_is_not_held_to_a_tick, .timeout = 60) {
-  /* Under valgrind every thread runs under its one lock, handed over on its own schedule: the
-   * round trip is valgrind's (2.5 ms median, seen in session 30's CI run beside two soaks),
-   * not the kernel scheduler's that this test is about. tests/valgrind_check.sh sets this. */
-  if (getenv("WEFT_TEST_UNDER_VALGRIND"))
-    cr_skip("timing under valgrind measures valgrind's thread hand-over, not the scheduler's");
   cpu_set_t one;
   CPU_ZERO(&one);
   CPU_SET(sched_getcpu(), &one);
@@ -221,8 +216,14 @@ Test(foreign, a_wake_from_a_thread_on_the_workers_cpu_is_not_held_to_a_tick, .ti
   OK(weft_join(t, NULL));
   qsort(round_ns, PINNED_ROUNDS, sizeof round_ns[0], by_ns);
   uint64_t median = round_ns[PINNED_ROUNDS / 2];
-  cr_assert_lt(median, 500000u, "median round trip %llu µs (a scheduler tick is ~4 000)",
-               (unsigned long long)(median / 1000));
+  /* Under valgrind every thread runs under its one lock, handed over on its own schedule: the
+   * round trip is valgrind's (2.5 ms median, seen in session 30's CI run beside two soaks),
+   * not the kernel scheduler's that the bound is about; the round trips themselves must still
+   * all complete. tests/valgrind_check.sh sets this (a cr_skip there would leave Criterion's
+   * own allocations for valgrind to report). */
+  if (!getenv("WEFT_TEST_UNDER_VALGRIND"))
+    cr_assert_lt(median, 500000u, "median round trip %llu µs (a scheduler tick is ~4 000)",
+                 (unsigned long long)(median / 1000));
   weft_sem_destroy(p.to_task);
   weft_sem_destroy(p.to_thread);
   OK(weft_runtime_destroy(rt));
