@@ -58,10 +58,11 @@ typedef struct job {
 } job_t;
 
 /* A pool thread, joinable: one that left is joined by the next to leave, the next thread
- * start or destroy (whichever comes first), so that no pool thread still runs the library's code (its return from pool_thread) once
- * destroy has returned — a dlclose may unmap it then (review, session 30: detached threads,
- * counted out just before their last instructions, crashed a dlopen/destroy/dlclose loop).
- * Rejected: a fixed array of ids (blocking_threads is the user's, possibly huge). */
+ * start or destroy (whichever comes first), so that no pool thread still runs the library's
+ * code (its return from pool_thread) once destroy has returned — a dlclose may unmap it then
+ * (review, session 30: detached threads, counted out just before their last instructions,
+ * crashed a dlopen/destroy/dlclose loop). Rejected: a fixed array of ids (blocking_threads is
+ * the user's, possibly huge). */
 typedef struct pool_thread_rec {
   pthread_t id;
   struct weft__offload *pool;
