@@ -501,15 +501,14 @@ static bool live_has(const struct weft_runtime *rt, uint64_t gen) {
   return false;
 }
 
-/* The forking thread's own thread-locals that name the parent's runtimes are forgotten: the
- * caches it had bound to them, and the worker it was if it forked from a task (review,
- * session 29: it went on as one of the dead runtime's, and a join there parked it in that
- * runtime's loop; it runs on the task's stack as a plain thread: docs/api.md, "fork()"). What
- * names a runtime made in the child since (an application's child handler's) stays. */
-/* Caller holds live_lock. Also done at every runtime creation, so that an application's child
- * handler that runs before weft's finds its thread plain (review, session 30: forked from a
- * task, its join parked it in the dead runtime's loop); in a parent it keeps all but caches
- * named after runtimes destroyed since, whose descriptors went with them. */
+/* Caller holds live_lock. The calling thread's own thread-locals that name runtimes no longer
+ * live are forgotten: the caches it had bound to them, and the worker it was if it forked from
+ * a task (review, session 29: it went on as one of the dead runtime's, and a join there parked
+ * it in that runtime's loop; it runs on the task's stack as a plain thread: docs/api.md,
+ * "fork()"). What names a live runtime (one an application's child handler made) stays. Done by
+ * weft's child handler and at every runtime creation, so that a child handler that runs before
+ * weft's finds its thread plain (review, session 30); in a parent it only drops caches named
+ * after runtimes destroyed since, whose descriptors went with them. */
 static void forget_the_parents_runtimes_here(void) {
   for (int i = 0; i < THREAD_SLOTS; i++)
     if (thread_caches[i].rt && !live_has(thread_caches[i].rt, thread_caches[i].gen))
