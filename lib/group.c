@@ -67,6 +67,7 @@ typedef struct group_chunk {
 struct weft_group {
   pthread_mutex_t lock;
   weft_runtime_t *rt;
+  struct weft__rt_anchor *anchor; /* whether rt is gone: a group may outlive its runtime */
   group_chunk_t *head, *tail; /* in the order they were added */
   group_slot_t *free;         /* slots to reuse */
   uint64_t reuses;            /* slots taken from the free list, ever: see Memory above */
@@ -109,9 +110,14 @@ int weft_group_create(weft_group_t **out, weft_runtime_t *rt) {
     rt = w->rt;
   }
   weft_group_t *g = calloc(1, sizeof *g);
-  if (!g) return WEFT_ENOMEM;
+  struct weft__rt_anchor *anchor = g ? weft__runtime_anchor_hold(rt) : NULL;
+  if (!anchor) {
+    free(g);
+    return WEFT_ENOMEM;
+  }
   pthread_mutex_init(&g->lock, NULL);
   g->rt = rt;
+  g->anchor = anchor;
   g->sweep_at = GROUP_CHUNK;
   *out = g;
   return 0;
@@ -191,8 +197,11 @@ static group_slot_t *slot_locked(weft_group_t *g) {
 int weft_group_spawn(weft_group_t *g, weft_fn fn, void *arg) {
   if (!g || !fn) return WEFT_EINVAL;
   pthread_mutex_lock(&g->lock);
-  group_slot_t *slot = g->cancelled ? NULL : slot_locked(g);
-  int err = g->cancelled ? WEFT_ECANCELED : !slot ? WEFT_ENOMEM : 0;
+  /* A runtime destroyed before this spawn: its memory is gone, not just closed (found by
+   * review, session 31: the spawn read the freed runtime). */
+  bool gone = weft__runtime_anchor_gone(g->anchor);
+  group_slot_t *slot = g->cancelled || gone ? NULL : slot_locked(g);
+  int err = gone ? WEFT_ESHUTDOWN : g->cancelled ? WEFT_ECANCELED : !slot ? WEFT_ENOMEM : 0;
   if (!err) {
     slot->group = g;
     slot->fn = fn;
@@ -342,6 +351,7 @@ void weft_group_destroy(weft_group_t *g) {
       if (c->slots[i].task) weft_task_release(c->slots[i].task);
     free(c);
   }
+  weft__runtime_anchor_release(g->anchor);
   pthread_mutex_destroy(&g->lock);
   free(g);
 }

@@ -994,7 +994,10 @@ struct weft_runtime {
   /* Inject queue (#13): spawns and wake-ups from threads that are not workers (FIFO), a
    * lock-free MPSC list linked through task->next (lib/inject_impl.h, used by lib/worker.c). */
   weft__inject_t inject;
-  /* I/O (lib/poll.c, lib/offload.c): created on first use, freed by destroy (NULL until). */
+  /* What outlives the runtime for task groups (lib/runtime.c): made at the first group. */
+  _Atomic(struct weft__rt_anchor *) anchor;
+  /* I/O (lib/poll.c, lib/offload.c): created on first use, freed by destroy (NULL until);
+   * the poller WEFT__POLLER_CLOSED once destroy found none (none is made after that). */
   _Atomic(struct weft__poller *) poller;
   const struct weft__poll_hooks *poll_hooks; /* set before the workers start */
   _Atomic(struct weft__offload *) offload;
@@ -1006,10 +1009,23 @@ struct weft_runtime {
   weft__epoch_t epoch;
 };
 
+/* What a runtime leaves behind for the objects that name it and may outlive it (task groups,
+ * lib/group.c): whether it is gone. Counted: the runtime holds a reference, each holder one;
+ * the last release frees it. hold: NULL when out of memory. gone: true once destroy has freed
+ * the runtime (a caller ordered after that destroy sees it; one racing it races the runtime
+ * handle itself, as the header says). */
+struct weft__rt_anchor;
+struct weft__rt_anchor *weft__runtime_anchor_hold(struct weft_runtime *rt);
+void weft__runtime_anchor_release(struct weft__rt_anchor *a);
+bool weft__runtime_anchor_gone(struct weft__rt_anchor *a);
+
 /* ---- I/O (lib/poll.c, lib/offload.c) -------------------------------------------------------- */
 
 struct weft__poller;
 struct weft__offload;
+/* rt->poller after destroy's close walk found no poller: a plain thread's first socket call
+ * racing destroy then makes none (lib/poll.c, weft__poller_get). Never dereferenced. */
+#define WEFT__POLLER_CLOSED ((struct weft__poller *)(uintptr_t)1)
 /* The worker loop's hooks, each skipped (one pointer test) until the runtime's first socket.
  * park: an idle worker blocks in the poller until deadline_ns instead of on its futex, if it
  * wins the poller's try-lock: -1 if it did not (sleep on the futex), else the events
@@ -1026,7 +1042,8 @@ typedef struct weft__poll_hooks {
 extern const weft__poll_hooks_t weft__epoll_hooks; /* lib/poll.c */
 static inline bool weft__poll_active(struct weft_runtime *rt) {
   /* relaxed: a hint; the hooks load it again with acquire */
-  return atomic_load_explicit(&rt->poller, memory_order_relaxed) != NULL;
+  return (uintptr_t)atomic_load_explicit(&rt->poller, memory_order_relaxed) >
+         (uintptr_t)WEFT__POLLER_CLOSED;
 }
 /* Runtime destroy's steps (runtime.c's shutdown comment, step 6): the blocking pool's threads
  * finish their calls and are joined; the poller closes every socket still open. */

@@ -222,9 +222,16 @@ static const weft__poll_backend_t epoll_backend = {
 
 /* ---- The poller ----------------------------------------------------------------------------- */
 
-static struct weft__poller *poller_of(struct weft_runtime *rt) {
+/* rt's poller as published: NULL, WEFT__POLLER_CLOSED or a poller. */
+static struct weft__poller *poller_published(struct weft_runtime *rt) {
   /* acquire: pairs with weft__poller_get's publishing CAS; the poller's fields come with it */
   return atomic_load_explicit(&rt->poller, memory_order_acquire);
+}
+
+/* rt's poller, or NULL while it has none. */
+static struct weft__poller *poller_of(struct weft_runtime *rt) {
+  struct weft__poller *p = poller_published(rt);
+  return p == WEFT__POLLER_CLOSED ? NULL : p;
 }
 
 /* A poller with no socket table left: its epoll and break fds closed, its memory freed. */
@@ -258,18 +265,19 @@ static struct weft__poller *poller_make(int *err) {
  * thread that held an application lock and then made a poller deadlocked with a fork whose
  * prepare handlers took weft's lock, then the application's (review, session 29). */
 int weft__poller_get(struct weft_runtime *rt, struct weft__poller **out) {
-  struct weft__poller *p = poller_of(rt);
-  if (WEFT__LIKELY(p)) {
+  struct weft__poller *p = poller_published(rt);
+  if (WEFT__LIKELY(p && p != WEFT__POLLER_CLOSED)) {
     *out = p;
     return 0;
   }
+  if (p == WEFT__POLLER_CLOSED) return WEFT_EBADF; /* destroy has walked: as closing does */
   int err;
   struct weft__poller *made = poller_make(&err);
   if (!made) { /* out of fds or memory: another thread's may be there by now all the same */
     *out = poller_of(rt);
     return *out ? 0 : err;
   }
-  weft__pause(WEFT__PAUSE_POLLER_MADE); /* tests: a fork comes here */
+  weft__pause(WEFT__PAUSE_POLLER_MADE); /* tests: a fork, or destroy, comes here */
   /* release: publishes the opened poller to poller_of's acquire; acquire on failure: the
    * winner's poller, its fields with it */
   if (atomic_compare_exchange_strong_explicit(&rt->poller, &p, made, memory_order_acq_rel,
@@ -278,6 +286,7 @@ int weft__poller_get(struct weft_runtime *rt, struct weft__poller **out) {
     return 0;
   }
   poller_free(made);
+  if (p == WEFT__POLLER_CLOSED) return WEFT_EBADF; /* destroy walked while we made ours */
   *out = p;
   return 0;
 }
@@ -606,9 +615,20 @@ bool weft__poll_outside_enter(struct weft__poller *p) {
 
 void weft__poll_outside_leave(struct weft__poller *p) { weft__shutdown_leave(&p->outside); }
 
+/* Destroy's close walk. With no poller yet, it leaves WEFT__POLLER_CLOSED in its place: a plain
+ * thread's first socket call that made a poller meanwhile would otherwise publish it after the
+ * walk, uncounted and unclosed, and register a socket destroy closes or frees under it
+ * (session 29's note; session 31). */
 void weft__poll_each_open(struct weft_runtime *rt, void (*fn)(weft__sock_t *s)) {
-  struct weft__poller *p = poller_of(rt);
-  if (!p) return;
+  struct weft__poller *p = NULL;
+  /* acquire on failure: a poller published meanwhile, its fields with it (as poller_of); on
+   * success too, as C11 asks of a CAS whose failure order is acquire (the sentinel itself
+   * carries no fields) */
+  if (atomic_compare_exchange_strong_explicit(&rt->poller, &p, WEFT__POLLER_CLOSED,
+                                              memory_order_acquire, memory_order_acquire)) {
+    weft__pause(WEFT__PAUSE_CLOSE_WALKED);
+    return;
+  }
   /* Under the lock: no registration comes after it (desc_alloc), so `used` is final. Before the
    * walk: an outside caller counted after it backs out. fn gets every descriptor ever handed
    * out, closed ones too (their refs say so: WEFT__SOCK_REFS_FREE), and reads nothing an
@@ -619,6 +639,7 @@ void weft__poll_each_open(struct weft_runtime *rt, void (*fn)(weft__sock_t *s)) 
   pthread_mutex_unlock(&p->lock);
   for (uint32_t i = 0; i < used; i++) fn(lookup(p, i));
   weft__probe_hit(WEFT__PROBE_CLOSE_WALKED);
+  weft__pause(WEFT__PAUSE_CLOSE_WALKED);
 }
 
 bool weft__poll_outside_left(struct weft_runtime *rt, uint64_t bound_ns) {

@@ -247,7 +247,55 @@ static void stop_workers(struct weft_runtime *rt, int started) {
   for (int i = 0; i < started; i++) pthread_join(rt->workers[i].thread, NULL);
 }
 
+/* ---- The anchor (internal.h) ------------------------------------------------------------ */
+
+struct weft__rt_anchor {
+  _Atomic long refs;
+  _Atomic bool gone;
+};
+
+struct weft__rt_anchor *weft__runtime_anchor_hold(struct weft_runtime *rt) {
+  /* acquire: pairs with the publishing CAS below (the anchor's fields come with it) */
+  struct weft__rt_anchor *a = atomic_load_explicit(&rt->anchor, memory_order_acquire);
+  if (!a) {
+    struct weft__rt_anchor *made = malloc(sizeof *made);
+    if (!made) return NULL;
+    atomic_init(&made->refs, 1); /* the runtime's */
+    atomic_init(&made->gone, false);
+    /* release: publishes the anchor's fields; acquire on failure: the winner's */
+    if (atomic_compare_exchange_strong_explicit(&rt->anchor, &a, made, memory_order_acq_rel,
+                                                memory_order_acquire))
+      a = made;
+    else
+      free(made);
+  }
+  /* relaxed: a new reference from one the caller's runtime already holds */
+  atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
+  return a;
+}
+
+void weft__runtime_anchor_release(struct weft__rt_anchor *a) {
+  /* acq_rel: the last release frees; every other holder's reads come before it */
+  if (atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) == 1) free(a);
+}
+
+bool weft__runtime_anchor_gone(struct weft__rt_anchor *a) {
+  /* acquire: pairs with runtime_free's release (no field of the runtime is read after it) */
+  return atomic_load_explicit(&a->gone, memory_order_acquire);
+}
+
+/* The anchor's holders learn the runtime is gone; the runtime's reference goes. */
+static void anchor_let_go(struct weft_runtime *rt) {
+  /* acquire: a group made on another thread published it (the workers are joined by now; a
+   * plain thread's group came before this destroy, or it raced the runtime handle) */
+  struct weft__rt_anchor *a = atomic_load_explicit(&rt->anchor, memory_order_acquire);
+  if (!a) return;
+  atomic_store_explicit(&a->gone, true, memory_order_release); /* release: see _gone */
+  weft__runtime_anchor_release(a);
+}
+
 static void runtime_free(struct weft_runtime *rt, int initialized_workers) {
+  anchor_let_go(rt);
   for (int i = 0; i < initialized_workers; i++) worker_fini(&rt->workers[i]);
   free(rt->workers);
   weft__epoch_fini(&rt->epoch); /* after the deques: their last frees need no grace */

@@ -448,3 +448,29 @@ Test(group, a_cancel_during_a_timed_out_waits_cleanup_is_what_the_wait_returns) 
     OK(weft_runtime_destroy(rt));
   }
 }
+
+/* A group outlives its runtime (review, session 31: a spawn after the destroy read the freed
+ * runtime; ASan saw it): the spawn is refused, and the group's other calls still work. Both
+ * orders of the last two releases run: the group's before the runtime's, and after. */
+Test(group, a_group_outlives_its_runtime_and_refuses_spawns_after_its_destroy) {
+  reset();
+  weft_runtime_t *rt = test_runtime(2);
+  weft_group_t *outlives, *goes_first;
+  OK(weft_group_create(&outlives, rt));
+  OK(weft_group_create(&goes_first, rt));
+  OK(weft_group_spawn(outlives, sleep_until_cancelled, NULL));
+  OK(weft_group_spawn(goes_first, count_and_return, NULL));
+  OK(weft_group_wait(goes_first));
+  weft_group_destroy(goes_first);
+  while (atomic_load(&started) == 0) sched_yield(); /* the sleeper sleeps: destroy cancels it */
+  OK(weft_runtime_destroy(rt));
+  cr_assert_eq(weft_group_spawn(outlives, count_and_return, NULL), WEFT_ESHUTDOWN,
+               "a spawn into a group whose runtime is gone");
+  int err = weft_group_wait(outlives);
+  cr_assert_eq(err, 0, "the wait for a task that ended at its cancel answered %s",
+               weft_strerror(err));
+  assert_all_unwound();
+  cr_assert_eq(weft_group_cancel(outlives), 0);
+  weft_group_destroy(outlives);
+  cr_assert_eq(atomic_load(&ran), 1, "only the task spawned before the destroy ran");
+}

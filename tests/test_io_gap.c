@@ -17,6 +17,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -314,6 +315,56 @@ Test(io_gap, a_plain_threads_open_racing_destroy_is_waited_for_and_refused) {
                weft_strerror(c.result));
   cr_assert_neq(fcntl(sv[0], F_GETFD), -1, "the refused fd is no longer the caller's");
   (void)l; /* closed by destroy */
+  close(sv[0]);
+  close(sv[1]);
+}
+
+/* ---- a plain thread's first weft_sock_open racing destroy, the runtime with no poller yet
+ * (session 29's note): the thread's poller, made before destroy's walk and published after it,
+ * was neither counted in nor closed, and the socket registered on it was closed or freed by
+ * destroy under the handle the call returned ---- */
+static sem_t first_made, first_walked, first_returned;
+static void hold_the_made_poller(void) {
+  sem_post(&first_made);
+  sem_wait(&first_walked);
+}
+static void let_the_made_poller_go(void) {
+  sem_post(&first_walked);
+  /* destroy goes on only once the call has returned: a published poller would be found
+   * by destroy's later steps (bounded: a hung call fails the test on its result) */
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 5;
+  sem_timedwait(&first_returned, &until);
+}
+static void *first_open_on_thread(void *arg) {
+  open_case_t *c = arg;
+  weft_sock_t *s = NULL;
+  c->result = weft_sock_open(c->rt, c->fd, &s);
+  sem_post(&first_returned);
+  return NULL;
+}
+
+Test(io_gap, a_plain_threads_first_open_racing_destroy_makes_no_poller_after_the_walk) {
+  weft_runtime_t *rt = test_runtime(1); /* no socket yet: no poller */
+  int sv[2];
+  cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  open_case_t c = {.rt = rt, .fd = sv[0], .result = 1};
+  sem_init(&first_made, 0, 0);
+  sem_init(&first_walked, 0, 0);
+  sem_init(&first_returned, 0, 0);
+  weft__pause_set(WEFT__PAUSE_POLLER_MADE, hold_the_made_poller);
+  weft__pause_set(WEFT__PAUSE_CLOSE_WALKED, let_the_made_poller_go);
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, first_open_on_thread, &c), 0);
+  sem_wait(&first_made);
+  OK(weft_runtime_destroy(rt)); /* its walk finds no poller while the thread holds a made one */
+  pthread_join(th, NULL);
+  weft__pause_set(WEFT__PAUSE_POLLER_MADE, NULL);
+  weft__pause_set(WEFT__PAUSE_CLOSE_WALKED, NULL);
+  cr_expect_eq(c.result, WEFT_EBADF, "a first open that raced destroy's walk answered %s",
+               weft_strerror(c.result));
+  cr_expect_neq(fcntl(sv[0], F_GETFD), -1, "the refused fd is no longer the caller's");
   close(sv[0]);
   close(sv[1]);
 }
