@@ -328,7 +328,10 @@ WEFT_EXTERN void weft_task_release(weft_task_t *task);
  * task and sees its cancel and deadline scopes; fn run elsewhere (by a thief, or because the
  * task suspended between fork and sync) is a task of its own that the forking task's cancel
  * does not reach — it runs to its end, and weft_sync waits for it shielded (fn writes into
- * the frame); the cancel stays pending for the task's next suspension point.
+ * the frame); the cancel stays pending for the task's next suspension point. A fork left
+ * unsynced is caught when its task ends, or when a task run inline by a join, await or
+ * gather returns; a plain function's, or one a task suspended with and then left, is
+ * undefined (docs/api.md, weft_sync).
  * For everything that is not strictly nested, weft_spawn/weft_join. */
 typedef struct weft_frame {
   void *weft__opaque[6];

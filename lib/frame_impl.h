@@ -128,6 +128,10 @@ static inline void *FR_FN(pop_shared)(FR_DEQUE *d) {
      * reuse of them; the CAS is the only way to know no thief took `top` meanwhile. */
     if (FR_CAS(d->ts, ts, FR_FN(ts_pack)(tail, newsplit, FR_FN(ts_next_gen)(ts)), FR_ACQ_REL))
       break;
+    /* acquire: the failed CAS's reload is relaxed (FR_CAS), and the value may send us to the
+     * all-stolen path, which needs the first load's acquire (review, session 31: C11 let the
+     * thieves' reads of the slots pass our reuse; x86 and ARMv8 acquire on failure anyway) */
+    ts = FR_LOAD(d->ts, FR_ACQ);
 #else
     FR_STORE(d->ts, FR_FN(ts_pack)(tail, newsplit, FR_FN(ts_next_gen)(ts)), FR_SC);
     break;

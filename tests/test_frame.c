@@ -2,12 +2,16 @@
  * taken by a thief (the owner's sync waits for it), frames of a task that suspends (they become
  * tasks), frame functions that suspend, nesting deeper than the deque, plain threads, a runner
  * that cannot be made (the sync runs the frame), a cancel during a sync, and the misuse aborts. */
+#define _GNU_SOURCE /* memmem */
 #include "support.h"
 
 #include "../lib/internal.h" /* test-only fault injection hooks */
 
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 static void *ffib(void *arg) {
   long n = (long)(intptr_t)arg;
@@ -321,4 +325,94 @@ Test(frames_misuse, syncing_a_deferred_frame_twice_aborts, .signal = SIGABRT) {
   weft_fork(&a, times_ten, NULL);
   weft_sync(&a);
   weft_sync(&a); /* aborts */
+}
+
+/* ---- misuse by a child run inline (review, session 31): its own frame left unsynced ---- */
+
+/* Set by the root task once the misuse is behind it: the abort must come before. */
+static atomic_int past_the_misuse;
+static void say_past_the_misuse(void) { atomic_store(&past_the_misuse, 1); }
+
+/* The abort's check (async-signal-safe: read, memmem, _exit): the process exits 42 if the abort
+ * came before the root task went past the misuse and stderr (a file here) holds `sentence`. A
+ * forked child would be simpler, but TSan refuses threads after a fork of Criterion's
+ * multi-threaded test process. */
+static int stderr_file = -1;
+static const char *abort_sentence;
+static void check_the_abort(int sig) {
+  (void)sig;
+  static char out[8192];
+  ssize_t got = pread(stderr_file, out, sizeof out, 0);
+  bool said = got > 0 && memmem(out, (size_t)got, abort_sentence, strlen(abort_sentence));
+  _exit(said && !atomic_load(&past_the_misuse) ? 42 : 1);
+}
+
+/* Runs fn as the root task of a 1-worker runtime; the test expects exit code 42 (see
+ * check_the_abort). */
+static void aborts_saying(weft_fn fn, const char *sentence) {
+  char path[] = "/tmp/weft-test-frame-XXXXXX";
+  stderr_file = mkstemp(path);
+  cr_assert_geq(stderr_file, 0);
+  unlink(path);
+  abort_sentence = sentence;
+  cr_assert_neq(dup2(stderr_file, 2), -1);
+  signal(SIGABRT, check_the_abort);
+  weft_options_t o = WEFT_OPTIONS_INIT;
+  o.workers = 1;
+  weft_run(&o, fn, NULL, NULL);
+  _exit(2); /* no abort at all */
+}
+
+static const char unsynced[] = "a task returned without weft_sync of a frame it forked";
+
+/* Forks a frame on its own stack and returns without syncing it. (A child that suspends with
+ * the frame out, which detaches it, is caught only when its awaiter's task ends: docs/api.md,
+ * weft_fork.) */
+static void *leave_a_frame(void *arg) {
+  (void)arg;
+  weft_frame_t f; /* on this stack: dead once we return, which is the misuse */
+  weft_fork(&f, times_ten, NULL);
+  return NULL;
+}
+
+static void *join_a_child_that_leaves_a_frame(void *arg) {
+  (void)arg;
+  weft_task_t *c;
+  OK(weft_spawn(&c, leave_a_frame, NULL));
+  weft_join(c, NULL); /* runs c inline: the newest entry of our deque */
+  say_past_the_misuse();
+  cr_assert_eq(weft_yield(), 0); /* without the check, the dead frame is detached here */
+  return NULL;
+}
+
+static void *await_a_child_that_leaves_a_frame(void *arg) {
+  (void)arg;
+  weft_task_t *c;
+  OK(weft_spawn(&c, leave_a_frame, NULL));
+  weft_await(c, NULL); /* run_inline: the generic inline path */
+  say_past_the_misuse();
+  cr_assert_eq(weft_yield(), 0);
+  weft_task_release(c);
+  return NULL;
+}
+
+static void *gather_a_child_that_leaves_a_frame(void *arg) {
+  (void)arg;
+  weft_task_t *c;
+  OK(weft_spawn(&c, leave_a_frame, NULL));
+  weft_gather(&c, 1, NULL); /* gather's inline pass */
+  say_past_the_misuse();
+  cr_assert_eq(weft_yield(), 0);
+  weft_task_release(c);
+  return NULL;
+}
+
+Test(frames_misuse, a_child_joined_inline_that_returns_without_a_sync_aborts, .exit_code = 42) {
+  aborts_saying(join_a_child_that_leaves_a_frame, unsynced);
+}
+Test(frames_misuse, a_child_awaited_inline_that_returns_without_a_sync_aborts, .exit_code = 42) {
+  aborts_saying(await_a_child_that_leaves_a_frame, unsynced);
+}
+Test(frames_misuse, a_child_gathered_inline_that_returns_without_a_sync_aborts, .exit_code = 42) {
+  aborts_saying(gather_a_child_that_leaves_a_frame, unsynced);
 }
