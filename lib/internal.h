@@ -523,6 +523,9 @@ void weft__task_free(struct weft_runtime *rt, struct weft__worker *w, struct wef
 /* weft__task_free's common case, inline (#13: weft_join's inline run): a worker w of t's
  * runtime puts t, which it ran, on its own free list; a full list goes the long way. */
 static inline void weft__task_free_cached(struct weft__worker *w, struct weft_task *t);
+/* lib/task.c: a descriptor about to be freed drops its name, under the lock dumps read names
+ * under (the name's memory is its owner's once the handle is gone). */
+void weft__task_forget_name(struct weft_runtime *rt, struct weft_task *t);
 /* lib/task.c's "Threads' caches": a runtime enters the live list when made and leaves it
  * before its descriptors are freed (a thread's cache of them is then dropped, not returned). */
 void weft__tasks_live_add(struct weft_runtime *rt);

@@ -293,16 +293,25 @@ int weft__park_until(struct weft_task *self, uint64_t deadline_ns) {
 /* An inline run shares its awaiter's stack and worker, so the check at a task's end
  * (lib/worker.c) never sees an inline child end: a child that returned with one of its own
  * frames still in the worker's deque left a dead frame there, which a thief, the awaiter's next
- * suspension (detaching it into a runner) or a sync then used (review, session 31). So the
- * inline runs compare the deque's count after the call with the count before it: only the
- * child can have raised it (the awaiter syncs its own frames after the call), so a rise is the
- * misuse, never a false alarm. The count is the worker's (1.5 instructions a join, fib 22
- * under callgrind); the count of frames detached while the child was suspended lives on the
- * stack record, a pointer away, and checking it too cost 4 a join (+4 % on fib), so a child
- * that suspends with a frame out and returns without its sync is caught at its awaiter's end,
- * as before (docs/api.md, weft_fork). */
-static void __attribute__((noinline, cold)) die_unsynced_inline(void) {
-  weft__die("weft: a task returned without weft_sync of a frame it forked with weft_fork.");
+ * suspension (detaching it into a runner) or a sync then used (review, session 31). So when the
+ * deque is not empty after an inline run, its newest frame is looked at: a frame the child left
+ * is newer than any of the awaiter's, and it lies on this stack below the inline run's own
+ * stack frame (`here`, a local of the caller of fn), where the awaiter's live frames never are
+ * (they are in its callers' frames, above). Frames outside the stack's bounds (an ASan fake
+ * stack) are not judged: a missed abort, never a false one. Cost: a load and a branch a join
+ * (the deque is empty in spawn/join code). Rejected: comparing the deque's count before and
+ * after the run (a register kept across the call: +4 instructions a join on fib, +10 with the
+ * named-task check beside it); counting frames detached while the child was suspended (the
+ * stack record's count, a pointer away). So a child that suspends with a frame out and returns
+ * without its sync is caught only at its awaiter's end (docs/api.md, weft_fork). */
+static void __attribute__((noinline, cold)) check_inline_frames(weft__worker_t *w,
+                                                                 struct weft_task *awaiter,
+                                                                 const char *here) {
+  /* relaxed: our own write (the fork's push) */
+  const char *top = atomic_load_explicit(&w->frames.slot[w->frames.head - 1], memory_order_relaxed);
+  const weft__stack_t *s = awaiter->runs_on;
+  if (top >= s->lo && top < here)
+    weft__die("weft: a task returned without weft_sync of a frame it forked with weft_fork.");
 }
 
 /* Runs t, whose start entry we took back from our own deque, as a plain call (or ends it
@@ -324,10 +333,10 @@ static void run_inline(weft__worker_t *w, struct weft_task *t) {
   weft_fn fn = t->fn;
   void *arg = t->arg;
   weft__task_started(t, awaiter->runs_on);
-  uint32_t open = w->frames.head;
+  char here; /* this frame: the child's are below it (check_inline_frames) */
   void *result = fn(arg);
   w = weft__worker_self(); /* t may have suspended and resumed elsewhere */
-  if (WEFT__UNLIKELY(w->frames.head > open)) die_unsynced_inline();
+  if (WEFT__UNLIKELY(w->frames.head)) check_inline_frames(w, awaiter, &here);
   /* Counted at its end: counted at its start, a child suspended inline was not live (metrics.c) */
   weft__stat_bump(&w->n_inlined);
   weft__set_current(w, awaiter);
@@ -482,16 +491,20 @@ static int join_inline(weft__worker_t *w, struct weft_task *self, struct weft_ta
   weft_fn fn = t->fn; /* read before weft__task_started puts runs_on in its bytes */
   void *arg = t->arg;
   weft__task_started_as(t, self->runs_on, WEFT__STARTED | WEFT__JOINED); /* we hold its handle */
-  uint32_t open = w->frames.head;
+  char here; /* this frame: the child's are below it (check_inline_frames) */
   void *r = fn(arg);
   w = weft__worker_self(); /* t may have suspended and resumed elsewhere */
-  if (WEFT__UNLIKELY(w->frames.head > open)) die_unsynced_inline();
+  if (WEFT__UNLIKELY(w->frames.head)) check_inline_frames(w, self, &here);
   weft__stat_bump(&w->n_inlined); /* at its end, as run_inline's */
   weft__set_current(w, self);
   /* weft__task_complete's outcome rule: a delivered cancel ends t cancelled unless it failed
    * otherwise (relaxed: t's own bits, and t ran on this thread) */
-  if ((atomic_load_explicit(&t->state, memory_order_relaxed) & WK_CANCEL_DELIVERED) && !t->error)
-    t->error = WEFT_ECANCELED;
+  uint32_t state = atomic_load_explicit(&t->state, memory_order_relaxed);
+  if ((state & WK_CANCEL_DELIVERED) && !t->error) t->error = WEFT_ECANCELED;
+  /* A named t drops its name before the quick free below, as weft__task_free does (review,
+   * session 31: a dump formatted the freed name of a joined task once its descriptor was
+   * reused; ASan). */
+  if (WEFT__UNLIKELY(state & WK_NAMED)) weft__task_forget_name(w->rt, t);
   if (WEFT__UNLIKELY(!join_holder_untouched(&t->word))) { /* join_impl.h, the relacy model's too */
     weft__task_complete(t, r); /* someone awaits it after all: publish, deliver */
     int err = task_outcome(t, result);

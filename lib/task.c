@@ -743,7 +743,7 @@ static void orphan_free(struct weft_task *t) {
  * dump and the watchdog read names under that lock (review, session 25: a dump formatted a
  * name freed after weft_join; ASan). An unnamed task pays a load from its slab's header,
  * whose line weft__task_rt has just read. */
-static void task_forget_name(struct weft_runtime *rt, struct weft_task *t) {
+void weft__task_forget_name(struct weft_runtime *rt, struct weft_task *t) {
   weft__task_diag_t *d = weft__task_diag(t);
   /* relaxed: the owner's own name (set by whoever holds the handle, which is being freed) */
   if (WEFT__LIKELY(!d) || atomic_load_explicit(&d->name_id, memory_order_relaxed) !=
@@ -757,7 +757,7 @@ static void task_forget_name(struct weft_runtime *rt, struct weft_task *t) {
 void weft__task_free(struct weft_runtime *rt, weft__worker_t *w, struct weft_task *t) {
   /* Before the poison: a descriptor that reads free may have its slab's names array
    * unmapped by the scavenger. An orphan's runtime is gone, and with it every dump. */
-  if (WEFT__LIKELY(!t->orphan)) task_forget_name(rt, t);
+  if (WEFT__LIKELY(!t->orphan)) weft__task_forget_name(rt, t);
   /* Poison: a release of this handle before the descriptor is reused aborts with a sentence.
    * relaxed: nobody else may touch a freed descriptor. */
   atomic_store_explicit(&t->word, WEFT__TASK_WORD_FREE, memory_order_relaxed);
@@ -1392,6 +1392,9 @@ int weft_task_set_name(weft_task_t *t, const char *name) {
   atomic_store_explicit(&d->name, name, memory_order_release);
   atomic_store_explicit(&d->name_id, atomic_load_explicit(&t->id, memory_order_relaxed),
                         memory_order_release);
+  /* relaxed: read by weft_join's inline path on the joining thread, after the run that named
+   * the task or after the holder's own call (lib/join.c, join_inline) */
+  atomic_fetch_or_explicit(&t->state, WK_NAMED, memory_order_relaxed);
   return 0;
 }
 

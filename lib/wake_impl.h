@@ -21,6 +21,9 @@
  *   bits 2-3  the winning event, while WOKEN: COMPLETION, TIMER or CANCEL
  *   bit  4    CANCEL_REQUESTED: sticky, set by weft_cancel
  *   bit  5    CANCEL_DELIVERED: a suspension point returned WEFT_ECANCELED to the task
+ *   bit  6    NAMED: weft_task_set_name gave the task a name (lib/task.c); sticky, and no
+ *             step here reads or clears it (every RMW keeps it): weft_join's inline path reads
+ *             it with the state it loads anyway, to drop the name before its quick free
  *   bits 8-15 shield depth (owner-written): while non-zero a cancel is only requested
  *
  * The hand-off is Go's gopark/goready with the unlock step made a CAS. The task moves RUNNING →
@@ -48,6 +51,7 @@
 #define WK_BY_CANCEL 3u
 #define WK_CANCEL_REQUESTED (1u << 4)
 #define WK_CANCEL_DELIVERED (1u << 5)
+#define WK_NAMED (1u << 6)
 #define WK_SHIELD_ONE (1u << 8)
 #define WK_SHIELD (0xffu << 8)
 
