@@ -1068,6 +1068,8 @@ bool weft__trace_wants_sites(const char *spec);
 int weft__trace_start(struct weft_runtime *rt, const char *spec);
 /* Stops and joins the monitor: first thing in destroy, before the workers stop. */
 void weft__trace_stop(struct weft_runtime *rt);
+/* lib/metrics.c: w's queue depths as weft_metrics_t has them (deque_depth, yield_depth). */
+void weft__worker_depths(struct weft__worker *w, uint64_t *deque, uint64_t *yield);
 /* lib/task.c: calls fn(t, ctx) for every descriptor not on a free list, under task_lock. */
 void weft__tasks_visit(struct weft_runtime *rt, void (*fn)(struct weft_task *t, void *ctx),
                        void *ctx);

@@ -39,6 +39,13 @@ static uint64_t deque_depth(weft__deque_t *d) {
   return b > t ? (uint64_t)(b - t) : 0;
 }
 
+void weft__worker_depths(weft__worker_t *w, uint64_t *deque, uint64_t *yield) {
+  /* relaxed: a hint, as the deque's indices (private spawns: lib/worker.c) */
+  *deque = deque_depth(&w->deque) + atomic_load_explicit(&w->npriv, memory_order_relaxed);
+  /* relaxed: a snapshot, like the depths */
+  *yield = deque_depth(&w->yieldq) + atomic_load_explicit(&w->yring_left, memory_order_relaxed);
+}
+
 /* The queue's array counters (owner-written, see deque.h): relaxed, a snapshot like the rest. */
 static void add_arrays(weft_metrics_t *m, weft__deque_t *d) {
   m->deque_arrays_retired += load(&d->n_retired);
@@ -120,11 +127,10 @@ static void add_worker(weft_metrics_t *m, life_t *life, weft__worker_t *w) {
   m->tasks_run_first += load(&w->n_run_first);
   m->idle_ns += idle;
   m->busy_ns += uptime > idle ? uptime - idle : 0;
-  /* relaxed: a hint, as the deque's indices (private spawns: lib/worker.c) */
-  m->deque_depth += deque_depth(&w->deque) + atomic_load_explicit(&w->npriv, memory_order_relaxed);
-  m->yield_depth += deque_depth(&w->yieldq);
-  /* relaxed: a snapshot, like the depths */
-  m->yield_depth += atomic_load_explicit(&w->yring_left, memory_order_relaxed);
+  uint64_t deque, yield;
+  weft__worker_depths(w, &deque, &yield);
+  m->deque_depth += deque;
+  m->yield_depth += yield;
   add_arrays(m, &w->deque);
   add_arrays(m, &w->yieldq);
   life->started += started;

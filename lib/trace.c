@@ -75,7 +75,10 @@ struct weft__trace {
   } *watch; /* one per worker, the monitor's own */
 };
 
-static _Atomic unsigned dump_requests; /* bumped by the handler; lock-free on every target */
+/* Bumped by the handler, one counter per signal: a runtime dumps on its own signal only
+ * (review, session 31: one counter for all made a dump:USR1 runtime dump on SIGUSR2 too).
+ * Lock-free on every target. */
+static _Atomic unsigned dump_requests[65];
 
 /* ---- Output ------------------------------------------------------------------------------- */
 
@@ -341,13 +344,27 @@ static void schedtrace(struct weft_runtime *rt) {
       m.uptime_ns / 1000000, m.workers, atomic_load_explicit(&rt->nidle, memory_order_relaxed),
       atomic_load_explicit(&rt->nspinning, memory_order_relaxed), m.inject_depth, m.timers_armed,
       m.tasks_live, m.tasks_run, m.tasks_spawned, m.tasks_stolen, m.parks);
-  for (int i = 0; i < rt->nworkers; i++) {
-    weft_metrics_t w = WEFT_METRICS_INIT;
-    weft_runtime_metrics(rt, i, &w);
-    put(&l, "%s%" PRIu64 "/%" PRIu64, i ? " " : "", w.deque_depth, w.yield_depth);
+  /* One entry per worker, each at most 41 bytes ("D/Y "): past ~100 workers they outgrow the
+   * line, so the line goes into a buffer sized for them, written in one write (review, session
+   * 31: the line was cut at 512 bytes, its `]` with it). One pass over the workers (a
+   * weft_runtime_metrics call per worker walked them all: O(workers^2) a line). */
+  size_t cap = l.n + (size_t)rt->nworkers * 42 + 3;
+  char *line = malloc(cap);
+  if (!line) { /* out of memory: the line says so rather than show a part */
+    put(&l, "?]");
+    emit(STDERR_FILENO, &l);
+    return;
   }
-  put(&l, "]");
-  emit(STDERR_FILENO, &l);
+  memcpy(line, l.buf, l.n);
+  size_t n = l.n;
+  for (int i = 0; i < rt->nworkers; i++) {
+    uint64_t deque, yield;
+    weft__worker_depths(&rt->workers[i], &deque, &yield);
+    n += (size_t)snprintf(line + n, cap - n, "%s%" PRIu64 "/%" PRIu64, i ? " " : "", deque, yield);
+  }
+  n += (size_t)snprintf(line + n, cap - n, "]\n");
+  write_all(STDERR_FILENO, line, n);
+  free(line);
 }
 
 /* ---- The watchdog ------------------------------------------------------------------------- */
@@ -398,8 +415,8 @@ static void watchdog(struct weft__trace *tr, uint64_t now) {
 /* ---- The monitor thread ------------------------------------------------------------------- */
 
 static void on_dump_signal(int sig) {
-  (void)sig;
-  atomic_fetch_add_explicit(&dump_requests, 1, memory_order_relaxed); /* relaxed: a counter */
+  if (sig > 0 && sig < 65) /* relaxed: a counter */
+    atomic_fetch_add_explicit(&dump_requests[sig], 1, memory_order_relaxed);
 }
 
 /* The signals whose handler weft put in (bit sig - 1), and what each had before: the library's
@@ -468,7 +485,7 @@ static void *monitor(void *arg) {
     }
     if (tr->dump_signal) {
       /* relaxed: the counter itself is all we read */
-      unsigned d = atomic_load_explicit(&dump_requests, memory_order_relaxed);
+      unsigned d = atomic_load_explicit(&dump_requests[tr->dump_signal], memory_order_relaxed);
       if (d != tr->seen_dumps) {
         tr->seen_dumps = d;
         weft_runtime_dump(tr->rt, STDERR_FILENO);
@@ -565,7 +582,7 @@ int weft__trace_start(struct weft_runtime *rt, const char *spec) {
   if (!err && tr->dump_signal) {
     err = dump_signal_install(tr->dump_signal);
     /* relaxed: only this monitor reads its own copy */
-    tr->seen_dumps = atomic_load_explicit(&dump_requests, memory_order_relaxed);
+    tr->seen_dumps = atomic_load_explicit(&dump_requests[tr->dump_signal], memory_order_relaxed);
   }
   atomic_init(&tr->stop, 0);
   if (!err && !tr->sched_ns && !tr->watch_ns && !tr->dump_signal) { /* `sites` alone: no thread */

@@ -626,6 +626,62 @@ Test(dump, is_written_on_the_signal_named_in_weft_trace) {
   weft_task_release(t);
 }
 
+/* Counts "SCHED" lines after the first `after` in s. */
+static int sched_lines_after(const char *s, const char *after) {
+  const char *p = strstr(s, after);
+  int n = 0;
+  while (p && (p = strstr(p + 1, "SCHED ")) != NULL) n++;
+  return n;
+}
+
+/* Two runtimes, each dumping on its own signal: a signal meant for one makes no dump of the
+ * other (review, session 31: one counter for every signal made both dump). The other's
+ * monitor prints a schedtrace line each 20 ms; two lines after the first dump mean it has
+ * been round its loop, past its dump check, since the signal. */
+Test(dump, a_runtime_dumps_on_its_own_signal_only) {
+  static char buf[1 << 20];
+  capture_t c;
+  capture_begin(&c);
+  weft_runtime_t *on_usr1 = traced_runtime(1, "dump:USR1,schedtrace:20");
+  weft_runtime_t *on_usr2 = traced_runtime(3, "dump:USR2");
+  raise(SIGUSR2);
+  bool dumped = capture_wait(&c, "weft dump end", buf, sizeof buf);
+  uint64_t until = weft_now_ns() + 10000000000ull;
+  while (dumped && sched_lines_after(buf, "weft dump end") < 2 && weft_now_ns() < until) {
+    struct timespec ts = {0, 5000000};
+    nanosleep(&ts, NULL);
+    capture_read(&c, buf, sizeof buf);
+  }
+  capture_end(&c);
+  cr_assert(dumped, "no dump on SIGUSR2");
+  cr_assert(strstr(buf, "weft dump: 3 workers"), "the USR2 runtime's dump is missing:\n%.2000s", buf);
+  cr_assert_geq(sched_lines_after(buf, "weft dump end"), 2, "the USR1 runtime's monitor stalled");
+  cr_assert_null(strstr(buf, "weft dump: 1 workers"), "the USR1 runtime dumped on SIGUSR2");
+  OK(weft_runtime_destroy(on_usr1));
+  OK(weft_runtime_destroy(on_usr2));
+}
+
+/* schedtrace's runq has an entry per worker, whole, however many workers (review, session
+ * 31: past ~100 workers the line was cut at 512 bytes, its last entries and `]` with it). */
+Test(trace, schedtrace_shows_every_worker_of_a_wide_runtime) {
+  enum { WIDE = 120 };
+  static char buf[1 << 20];
+  capture_t c;
+  capture_begin(&c);
+  weft_runtime_t *rt = traced_runtime(WIDE, "schedtrace:20");
+  bool seen = capture_wait(&c, "]\n", buf, sizeof buf);
+  OK(weft_runtime_destroy(rt));
+  capture_end(&c);
+  cr_assert(seen, "no whole schedtrace line:\n%.600s", buf);
+  char *runq = strstr(buf, "runq=[");
+  cr_assert_not_null(runq);
+  char *end = strchr(runq, '\n');
+  cr_assert(end && end[-1] == ']', "the line is cut: %.*s", (int)(end ? end - runq : 80), runq);
+  int entries = 0;
+  for (char *p = runq + 6; p < end; p++) entries += *p == '/';
+  cr_assert_eq(entries, WIDE, "%d entries for %d workers", entries, WIDE);
+}
+
 Test(trace, a_malformed_spec_fails_create_with_einval) {
   const char *bad[] = {"schedtrace", "schedtrace:", "schedtrace:0", "schedtrace:x", "bogus:1",
                        "dump:KILL",  "dump:9",      "watchdog:1,", "dump:SEGV",  "dump:7",
