@@ -22,8 +22,10 @@
  *   - Releasing the handle of a task that still runs detaches it; it runs to completion.
  *   - weft_runtime_destroy() stops the workers after the tasks that are running reach a
  *     suspension point; tasks still queued, sleeping or waiting are discarded without running
- *     further (as asyncio.run cancels what is left). Threads and other runtimes' tasks that
- *     await a discarded task wake with WEFT_ESHUTDOWN. Every handle stays valid until it is
+ *     further (as asyncio.run cancels what is left): first each is cancelled, and a task that
+ *     ends at its cancel answers WEFT_ECANCELED to its awaiters; the tasks still unfinished
+ *     after the shutdown's bound are discarded, and threads and other runtimes' tasks that
+ *     await one of those wake with WEFT_ESHUTDOWN. Every handle stays valid until it is
  *     released, before or after the destroy: awaiting it answers at once (WEFT_ESHUTDOWN, or
  *     the result of a task that had finished) and weft_task_release() frees it; everything
  *     else is freed by the destroy. Futures that discarded tasks awaited stay usable. Using
@@ -283,7 +285,8 @@ WEFT_EXTERN int weft_runtime_dump(weft_runtime_t *rt, int fd);
 /* asyncio.create_task(fn(arg)) from inside a task: the task is runnable at once, on any worker
  * of the caller's runtime. task == NULL makes it detached. Fails with WEFT_EPERM outside a task
  * (use weft_runtime_spawn there), WEFT_ENOMEM when no descriptor or stack can be had (every
- * running task is unaffected), WEFT_EINVAL for a NULL fn.
+ * running task is unaffected), WEFT_EINVAL for a NULL fn. On failure *task is not written.
+ * (The _create functions set their handle to NULL on failure.)
  * Where it runs: while every worker is busy, the caller's worker keeps its newest spawns to
  * itself until another worker asks for work (as Lace's split deque and Tokio's LIFO slot do: a
  * join of the newest child then costs no fence). It answers an ask at the caller's next spawn
@@ -303,8 +306,11 @@ WEFT_EXTERN int weft_runtime_spawn(weft_runtime_t *rt, weft_task_t **task, weft_
 
 /* await task: suspends the calling task (or blocks a thread that is not a worker) until the
  * task ends, then stores its result. A task that no worker has started yet runs inline, as a
- * plain call on the caller's stack. Returns the task's own error: 0, WEFT_ENOMEM (it found no
- * stack to start on), or WEFT_ESHUTDOWN (its runtime was destroyed before it ended). */
+ * plain call on the caller's stack. Returns the task's own error: 0, what it failed with
+ * (weft_fail), WEFT_ECANCELED (it was cancelled — also what a task cancelled by its runtime's
+ * shutdown answers), WEFT_ENOMEM (it found no stack to start on), or WEFT_ESHUTDOWN (its
+ * runtime's destroy discarded it, unfinished after the shutdown's bound); WEFT_ECANCELED too
+ * if the caller is cancelled while it waits. */
 WEFT_EXTERN int weft_await(weft_task_t *task, void **result);
 /* The same with an absolute deadline on CLOCK_MONOTONIC in nanoseconds (weft_now_ns());
  * WEFT_ETIMEDOUT leaves the task running and awaitable again. */
@@ -533,7 +539,8 @@ WEFT_EXTERN void weft_group_destroy(weft_group_t *group);
  * Tasks not yet started that sit newest in the caller's deque run inline, newest first.
  * If the caller is cancelled while it waits, the unfinished tasks are cancelled too (asyncio)
  * and WEFT_ECANCELED returns at once. WEFT_EINVAL if one of its handles is NULL, or tasks is
- * with n > 0. A task that gathers itself aborts (as a join of itself does). */
+ * NULL with n > 0; WEFT_ENOMEM if the wait's nodes (one per task beyond a few on the stack)
+ * cannot be had. A task that gathers itself aborts (as a join of itself does). */
 WEFT_EXTERN int weft_gather(weft_task_t *const *tasks, size_t n, void **results);
 /* The same with each task's own status in errors[i] (return_exceptions=True): returns 0 once
  * all are done, whatever they returned; WEFT_ECANCELED, WEFT_EINVAL as weft_gather. */

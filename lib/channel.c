@@ -40,6 +40,7 @@ enum { CHAN_RING_MIN = 16 }; /* picked: an unbounded channel's first ring */
 
 int weft_chan_create(weft_chan_t **out, size_t capacity) {
   if (!out) return WEFT_EINVAL;
+  *out = NULL; /* as weft_runtime_create: a failed create leaves no stale handle */
   weft_chan_t *c = calloc(1, sizeof *c);
   if (!c) return WEFT_ENOMEM;
   /* a ring that large cannot exist, and its byte count would wrap (a heap overflow later) */
@@ -422,6 +423,7 @@ struct weft_queue {
 
 int weft_queue_create(weft_queue_t **out, size_t capacity) {
   if (!out) return WEFT_EINVAL;
+  *out = NULL; /* as weft_runtime_create: a failed create leaves no stale handle */
   weft_queue_t *q = calloc(1, sizeof *q);
   if (!q) return WEFT_ENOMEM;
   int err = weft_chan_create(&q->chan, capacity);

@@ -19,6 +19,7 @@ struct weft_future {
 
 int weft_future_create(weft_future_t **out) {
   if (!out) return WEFT_EINVAL;
+  *out = NULL; /* as weft_runtime_create: a failed create leaves no stale handle */
   weft_future_t *f = malloc(sizeof *f);
   if (!f) return WEFT_ENOMEM;
   atomic_init(&f->word, 0);

@@ -437,12 +437,13 @@ void weft_task_release(weft_task_t *t) {
   if (t) release_task(t, "weft_task_release");
 }
 
-int weft_await_until(weft_task_t *t, uint64_t deadline_ns, void **result) {
+static int await_until_named(weft_task_t *t, uint64_t deadline_ns, void **result,
+                             const char *what) {
   if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
   if (!task_is_done(t)) {
     weft__worker_t *w = weft__worker_self();
-    struct weft_task *self = weft__awaiting_task(w, "weft_await_until");
-    if (self == t) weft__die("weft: weft_await_until: a task awaited itself, which can never finish.");
+    struct weft_task *self = weft__awaiting_task(w, what);
+    if (self == t) weft__die("weft: %s: a task awaited itself, which can never finish.", what);
     /* No inline run here: a deadline means the caller wants the task run beside it. */
     weft__wait_reason(self, WEFT__WAIT_TASK, atomic_load_explicit(&t->id, memory_order_relaxed));
     int err = weft__await_word_until(self, &t->word, deadline_ns);
@@ -451,13 +452,17 @@ int weft_await_until(weft_task_t *t, uint64_t deadline_ns, void **result) {
   return task_outcome(t, result);
 }
 
+int weft_await_until(weft_task_t *t, uint64_t deadline_ns, void **result) {
+  return await_until_named(t, deadline_ns, result, "weft_await_until");
+}
+
 static uint64_t deadline_after(uint64_t timeout_ns) {
   uint64_t now = weft_now_ns();
   return timeout_ns > UINT64_MAX - 1 - now ? UINT64_MAX - 1 : now + timeout_ns;
 }
 
 int weft_await_timeout(weft_task_t *t, uint64_t timeout_ns, void **result) {
-  return weft_await_until(t, deadline_after(timeout_ns), result);
+  return await_until_named(t, deadline_after(timeout_ns), result, "weft_await_timeout");
 }
 
 /* ---- weft_join's own inline run (#13, session 8) ---------------------------------------------
@@ -675,7 +680,7 @@ int weft__await_shielded(weft_task_t *t) {
 
 int weft_await_for(weft_task_t *t, uint64_t timeout_ns, void **result) {
   if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
-  int err = weft_await_until(t, deadline_after(timeout_ns), result);
+  int err = await_until_named(t, deadline_after(timeout_ns), result, "weft_await_for");
   if (err != WEFT_ETIMEDOUT && err != WEFT_ECANCELED) return err;
   if (task_is_done(t)) return err == WEFT_ETIMEDOUT ? task_outcome(t, result) : err;
   /* Timed out, or we were cancelled: cancel t and wait for it to unwind (asyncio.wait_for). */
@@ -858,10 +863,21 @@ int weft__gather_apart(weft_task_t *const *tasks, size_t n) {
 
 enum { ANY_ON_STACK = 64 }; /* picked: a wait for any of more tasks allocates its nodes */
 
+/* A wait for any one of tasks that are all the caller never ends, as weft_await_until of
+ * itself, which aborts (review, session 31: it hung). With another task among them it is a
+ * wait for that one. */
+static void __attribute__((noinline, cold)) refuse_waiting_only_for_self(
+    struct weft_task *self, weft_task_t *const *tasks, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (tasks[i] != self) return;
+  weft__die("weft: weft_wait_any: a task waited only for itself, which can never finish.");
+}
+
 int weft_wait_any(weft_task_t *const *tasks, size_t n, uint64_t deadline_ns, size_t *index) {
   struct weft_task *self;
   int err = n ? gather_checked(tasks, n, "weft_wait_any", &self) : WEFT_EINVAL;
   if (err) return err;
+  if (WEFT__UNLIKELY(self && tasks[0] == self)) refuse_waiting_only_for_self(self, tasks, n);
   weft__waiter_t local[ANY_ON_STACK];
   weft__waiter_t *nodes = n <= ANY_ON_STACK ? local : malloc(n * sizeof *nodes);
   if (!nodes) return WEFT_ENOMEM;

@@ -288,6 +288,7 @@ struct weft_mutex {
 
 int weft_mutex_create(weft_mutex_t **out) {
   if (!out) return WEFT_EINVAL;
+  *out = NULL; /* as weft_runtime_create: a failed create leaves no stale handle */
   weft_mutex_t *m = calloc(1, sizeof *m);
   if (!m) return WEFT_ENOMEM;
   *out = m;
@@ -447,7 +448,9 @@ struct weft_sem {
 };
 
 int weft_sem_create(weft_sem_t **out, size_t value, size_t max) {
-  if (!out || (max && value > max)) return WEFT_EINVAL;
+  if (!out) return WEFT_EINVAL;
+  *out = NULL; /* as weft_runtime_create: a failed create leaves no stale handle */
+  if (max && value > max) return WEFT_EINVAL;
   weft_sem_t *s = calloc(1, sizeof *s);
   if (!s) return WEFT_ENOMEM;
   s->value = value;
@@ -526,6 +529,7 @@ struct weft_event {
 
 int weft_event_create(weft_event_t **out) {
   if (!out) return WEFT_EINVAL;
+  *out = NULL; /* as weft_runtime_create: a failed create leaves no stale handle */
   weft_event_t *e = calloc(1, sizeof *e);
   if (!e) return WEFT_ENOMEM;
   *out = e;
@@ -598,6 +602,7 @@ struct weft_cond {
 
 int weft_cond_create(weft_cond_t **out) {
   if (!out) return WEFT_EINVAL;
+  *out = NULL; /* as weft_runtime_create: a failed create leaves no stale handle */
   weft_cond_t *c = calloc(1, sizeof *c);
   if (!c) return WEFT_ENOMEM;
   *out = c;
@@ -675,6 +680,7 @@ struct weft_waitgroup {
 
 int weft_waitgroup_create(weft_waitgroup_t **out) {
   if (!out) return WEFT_EINVAL;
+  *out = NULL; /* as weft_runtime_create: a failed create leaves no stale handle */
   weft_waitgroup_t *g = calloc(1, sizeof *g);
   if (!g) return WEFT_ENOMEM;
   *out = g;

@@ -280,6 +280,28 @@ Test(misuse, a_task_gathering_itself_with_statuses_aborts, .signal = SIGABRT, .t
   run_on(1, gather_self, IPTR(1));
 }
 
+/* A wait for any one of handles that are all the caller's own aborts (review, session 31: it
+ * hung); with another task among them, it waits for that one. */
+static void *wait_any_for_self(void *arg) {
+  weft_task_t *tasks[2] = {weft_current(), weft_current()};
+  size_t index = 9;
+  if (arg) {
+    OK(weft_spawn(&tasks[1], one, NULL));
+    cr_assert_eq(weft_wait_any(tasks, 2, UINT64_MAX, &index), 0);
+    cr_assert_eq(index, 1);
+    weft_task_release(tasks[1]);
+    return NULL;
+  }
+  weft_wait_any(tasks, 2, UINT64_MAX, &index); /* aborts */
+  return NULL;
+}
+Test(misuse, a_task_waiting_for_any_of_only_itself_aborts, .signal = SIGABRT, .timeout = 20) {
+  run_on(1, wait_any_for_self, NULL);
+}
+Test(misuse, a_wait_for_any_of_itself_and_another_waits_for_the_other, .timeout = 20) {
+  run_on(1, wait_any_for_self, IPTR(1));
+}
+
 static bool member_destroys; /* else it waits */
 static void *member_waits_for_its_group(void *arg) {
   if (member_destroys) weft_group_destroy(arg); /* aborts */

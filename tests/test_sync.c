@@ -813,3 +813,14 @@ Test(condition, a_wait_at_the_full_shield_depth_relocks_its_mutex_despite_a_pend
   weft_mutex_destroy(x.m);
   weft_cond_destroy(x.c);
 }
+
+/* A failed create leaves its handle NULL, as weft_runtime_create does (review, session 31: it
+ * was left as it was, so `if (create(&h)) ...; destroy(h)` freed whatever h held). */
+Test(sync, a_failed_create_leaves_its_handle_null) {
+  weft_sem_t *s = (weft_sem_t *)&s; /* not NULL: what an uninitialised local might hold */
+  cr_assert_eq(weft_sem_create(&s, 5, 2), WEFT_EINVAL);
+  cr_assert_null(s);
+  weft_chan_t *c = (weft_chan_t *)&c;
+  cr_assert_eq(weft_chan_create(&c, SIZE_MAX / sizeof(void *)), WEFT_ENOMEM); /* too large */
+  cr_assert_null(c);
+}
