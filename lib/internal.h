@@ -591,6 +591,11 @@ static inline int weft__scope_check(struct weft_task *self) {
  * without a call; the bit is wake_impl.h's WK_CANCEL_REQUESTED (task.c asserts it). */
 #define WEFT__CANCEL_REQUESTED (1u << 4)
 bool weft__checkpoint_slow(struct weft_task *self);
+/* lib/join.c: what a suspension point of self returns when it delivers a cancel:
+ * WEFT_ECANCELED; or, once its runtime's destroy is past the shutdown's bound, nothing: the
+ * task parks for good there, to be discarded (a task that ignored WEFT_ECANCELED in a loop of
+ * suspension points never switched out, and destroy waited for its worker for ever). */
+int weft__cancelled(struct weft_task *self);
 static inline bool weft__checkpoint(struct weft_task *self) {
   /* acquire, as wake_checkpoint's: the canceller's writes come with its request */
   if (WEFT__LIKELY(!(atomic_load_explicit(&self->state, memory_order_acquire) &
@@ -960,6 +965,7 @@ struct weft_runtime {
   struct weft__timer *timer;
   _Atomic int stopping;
   _Atomic int closing;  /* shutdown began: spawns refused, tasks being cancelled */
+  _Atomic int discarding; /* destroy is past the shutdown: cancelled tasks park for good */
   _Atomic uint64_t abandoned; /* tasks the shutdown's bound left unfinished */
   uint64_t shutdown_ns; /* destroy's bound on the shutdown (option) */
   _Atomic int nspinning WEFT__ALIGNED; /* workers looking for work, Go's rule */

@@ -251,7 +251,7 @@ static int await_word(struct weft_task *self, _Atomic uintptr_t *word, uint64_t 
   if (self && deadline_ns != UINT64_MAX && deadline_ns <= weft_now_ns() &&
       !(atomic_load_explicit(word, memory_order_acquire) & WEFT__DONE))
     return WEFT_ETIMEDOUT;
-  if (self && !wake_park_begin(&self->state, true)) return WEFT_ECANCELED;
+  if (self && !wake_park_begin(&self->state, true)) return weft__cancelled(self);
   weft__join_t j;
   join_init(&j, self, 1, deadline_ns != UINT64_MAX);
   weft__waiter_t node = {.join = &j, .word = word, .delivery = delivery};
@@ -280,12 +280,35 @@ int weft__park_published(struct weft_task *self, uint64_t deadline_ns,
 int weft__park_until(struct weft_task *self, uint64_t deadline_ns) {
   uint64_t bounded = scoped_deadline(self, deadline_ns);
   if (bounded < deadline_ns && bounded <= weft_now_ns()) return WEFT_ETIMEDOUT;
-  if (!wake_park_begin(&self->state, true)) return WEFT_ECANCELED;
+  if (!wake_park_begin(&self->state, true)) return weft__cancelled(self);
   weft__join_t j;
   join_init(&j, self, 1, true);
   int err = task_wait(self, &j, bounded);
   /* Its own deadline is a sleep's success; a scope's is the scope's timeout. */
   return err == WEFT_ETIMEDOUT && bounded == deadline_ns ? 0 : err;
+}
+
+/* ---- A cancel delivered past the shutdown's bound ------------------------------------------ */
+
+/* Once destroy has given up on the shutdown (its bound passed, or every task ended) and stops
+ * the workers, a task still running is one that ignores its cancel: every suspension point
+ * answers WEFT_ECANCELED at once (the cancel is sticky), so a task that loops on them never
+ * switches out and its worker never stops (review, session 31: destroy hung for ever on
+ * `for (;;) weft_sleep_ms(10);`). Such a point parks the task instead, woken by nothing: it
+ * is discarded as any task asleep at destroy is, and the docs' bound holds. A task that never
+ * reaches a suspension point still holds its worker (nothing preempts a stackful task).
+ * Rejected: a cancel delivered once, as asyncio's (weft's cancel is level-triggered, as Trio's,
+ * so that a cleanup cannot lose it by accident). */
+int __attribute__((noinline, cold)) weft__cancelled(struct weft_task *self) {
+  /* relaxed: a flag destroy sets before it stops the workers; a late look parks at the next */
+  if (!atomic_load_explicit(&weft__task_rt(self)->discarding, memory_order_relaxed))
+    return WEFT_ECANCELED;
+  weft__wait_reason(self, WEFT__WAIT_NONE, 0); /* destroy's report names it: no dump runs now */
+  for (;;) { /* a wake (a stray cancel event) finds it parking again */
+    wake_park_begin(&self->state, false);
+    weft__suspend(weft__worker_self(), WEFT__AFTER_PARK, self);
+    wake_park_end(&self->state);
+  }
 }
 
 /* ---- Inline awaits ------------------------------------------------------------------------ */
@@ -298,7 +321,9 @@ int weft__park_until(struct weft_task *self, uint64_t deadline_ns) {
  * is newer than any of the awaiter's, and it lies on this stack below the inline run's own
  * stack frame (`here`, a local of the caller of fn), where the awaiter's live frames never are
  * (they are in its callers' frames, above). Frames outside the stack's bounds (an ASan fake
- * stack) are not judged: a missed abort, never a false one. Cost: a load and a branch a join
+ * stack), or a `here` outside them, are not judged: a missed abort, never a false one. `here`
+ * must not share a stack frame with the user's code: the entry points that reach an inline run
+ * (weft_join, weft_await, the gathers) are kept out of line even under LTO. Cost: a load and a branch a join
  * (the deque is empty in spawn/join code). Rejected: comparing the deque's count before and
  * after the run (a register kept across the call: +4 instructions a join on fib, +10 with the
  * named-task check beside it); counting frames detached while the child was suspended (the
@@ -310,7 +335,10 @@ static void __attribute__((noinline, cold)) check_inline_frames(weft__worker_t *
   /* relaxed: our own write (the fork's push) */
   const char *top = atomic_load_explicit(&w->frames.slot[w->frames.head - 1], memory_order_relaxed);
   const weft__stack_t *s = awaiter->runs_on;
-  if (top >= s->lo && top < here)
+  const char *hi = s->lo + s->bytes;
+  /* `here` on the stack too: under ASan's use-after-return mode it may be on a fake stack,
+   * where every real frame would seem below it (review, session 31: a false abort) */
+  if (here >= s->lo && here < hi && top >= s->lo && top < here)
     weft__die("weft: a task returned without weft_sync of a frame it forked with weft_fork.");
 }
 
@@ -414,7 +442,7 @@ static int await_task(weft_task_t *t, void **result, const char *what) {
   weft__worker_t *w = weft__worker_self();
   struct weft_task *self = weft__awaiting_task(w, what);
   if (self == t) weft__die("weft: %s: a task awaited itself, which can never finish.", what);
-  if (self && wake_checkpoint(&self->state)) return WEFT_ECANCELED;
+  if (self && wake_checkpoint(&self->state)) return weft__cancelled(self);
   if (!(self && !scope_applies(self) && try_inline(t))) {
     weft__wait_reason(self, WEFT__WAIT_TASK, atomic_load_explicit(&t->id, memory_order_relaxed));
     int err = weft__await_word_until(self, &t->word, UINT64_MAX);
@@ -423,6 +451,7 @@ static int await_task(weft_task_t *t, void **result, const char *what) {
   return task_outcome(t, result);
 }
 
+__attribute__((noinline)) /* check_inline_frames's `here` */
 int weft_await(weft_task_t *t, void **result) { return await_task(t, result, "weft_await"); }
 
 static void release_task(weft_task_t *t, const char *what) {
@@ -528,6 +557,7 @@ static void join_discarded(void *t) { weft__task_release_discarded(t); }
 
 static int join_waiting(struct weft_task *self, weft_task_t *t, void **result);
 
+__attribute__((noinline)) /* check_inline_frames's `here` */
 int weft_join(weft_task_t *t, void **result) {
   if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
   weft__worker_t *w = weft__worker_self();
@@ -714,7 +744,7 @@ static int wait_tasks(struct weft_task *self, weft_task_t *const *tasks, size_t 
   if (self && deadline_ns != UINT64_MAX && deadline_ns <= weft_now_ns() &&
       !tasks_done(tasks, n, any))
     return WEFT_ETIMEDOUT;
-  if (self && !wake_park_begin(&self->state, true)) return WEFT_ECANCELED;
+  if (self && !wake_park_begin(&self->state, true)) return weft__cancelled(self);
   weft__join_t j;
   join_init(&j, self, 1, deadline_ns != UINT64_MAX); /* 1: our hold while we link */
   j.any = any;
@@ -798,7 +828,7 @@ static weft__wait_t gather_reason(struct weft_task *self) {
 
 static int gather_wait(struct weft_task *self, weft_task_t *const *tasks, size_t n,
                        bool spawned_in_reverse, bool run_inline) {
-  if (self && wake_checkpoint(&self->state)) return gather_abandon(tasks, n, WEFT_ECANCELED);
+  if (self && wake_checkpoint(&self->state)) return gather_abandon(tasks, n, weft__cancelled(self));
   /* The inline pass runs the children one after another here; what it keeps (lib/worker.c's
    * "Private spawns") goes onto the deque when a worker is idle or asks — before the pass and
    * before each child — where idle workers take the older ones meanwhile (review: without it,
@@ -812,7 +842,7 @@ static int gather_wait(struct weft_task *self, weft_task_t *const *tasks, size_t
     if (task_is_done(t)) continue;
     /* A cancel that came during the last child's run stops the pass: the children not yet
      * started end unrun (review, session 19: the pass ran them all). */
-    if (k && wake_checkpoint(&self->state)) return gather_abandon(tasks, n, WEFT_ECANCELED);
+    if (k && wake_checkpoint(&self->state)) return gather_abandon(tasks, n, weft__cancelled(self));
     weft__worker_t *w = weft__worker_self(); /* the last inline run may have moved us */
     if (WEFT__UNLIKELY(weft__priv_wanted(w))) weft__priv_share(w);
     try_inline_on(w, t);
@@ -825,6 +855,7 @@ static int gather_wait(struct weft_task *self, weft_task_t *const *tasks, size_t
   return 0;
 }
 
+__attribute__((noinline)) /* check_inline_frames's `here` */
 int weft_gather(weft_task_t *const *tasks, size_t n, void **results) {
   struct weft_task *self;
   int err = gather_checked(tasks, n, "weft_gather", &self);
@@ -851,6 +882,7 @@ static int gather_status(weft_task_t *const *tasks, size_t n, void **results, in
   return 0;
 }
 
+__attribute__((noinline)) /* check_inline_frames's `here` */
 int weft_gather_status(weft_task_t *const *tasks, size_t n, void **results, int *errors) {
   return gather_status(tasks, n, results, errors, true);
 }
@@ -912,6 +944,7 @@ static void calls_discarded(void *ctx) {
   if (held->heap) free(held->tasks);
 }
 
+__attribute__((noinline)) /* check_inline_frames's `here` */
 int weft_gather_calls(const weft_call_t *calls, size_t n, void **results) {
   if (n && !calls) return WEFT_EINVAL;
   for (size_t i = 0; i < n; i++)

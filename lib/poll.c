@@ -275,7 +275,7 @@ int weft__poller_get(struct weft_runtime *rt, struct weft__poller **out) {
   struct weft__poller *made = poller_make(&err);
   if (!made) { /* out of fds or memory: another thread's may be there by now all the same */
     *out = poller_of(rt);
-    return *out ? 0 : err;
+    return *out ? 0 : poller_published(rt) == WEFT__POLLER_CLOSED ? WEFT_EBADF : err;
   }
   weft__pause(WEFT__PAUSE_POLLER_MADE); /* tests: a fork, or destroy, comes here */
   /* release: publishes the opened poller to poller_of's acquire; acquire on failure: the

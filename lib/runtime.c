@@ -438,6 +438,8 @@ int weft_runtime_destroy(weft_runtime_t *rt) {
   /* relaxed: our own thread's earlier shutdown, if any */
   if (!atomic_load_explicit(&rt->closing, memory_order_relaxed))
     shutdown_tasks(rt, rt->shutdown_ns);
+  /* relaxed: a flag (lib/join.c's weft__cancelled); the workers' stop that follows wakes them */
+  atomic_store_explicit(&rt->discarding, 1, memory_order_relaxed);
   weft__trace_stop(rt);
   stop_workers(rt, rt->nworkers);
   /* A thread that made one of our tasks runnable may still be inside inject_push (waking a

@@ -52,7 +52,7 @@ int weft_yield(void) {
   weft__worker_t *w = weft__worker_self();
   struct weft_task *self = weft__running_task(w);
   if (!self) return WEFT_EPERM;
-  if (weft__checkpoint(self)) return WEFT_ECANCELED;
+  if (weft__checkpoint(self)) return weft__cancelled(self);
   if (weft__scope_check(self)) return WEFT_ETIMEDOUT; /* its deadline scope passed */
   weft__suspend(w, WEFT__AFTER_YIELD, self);
   return 0;

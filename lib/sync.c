@@ -165,7 +165,7 @@ static int wq_wait_direct(struct weft_task *self, weft__spin_t *lock, weft__wq_t
   if (WEFT__UNLIKELY(wake_cancel_pending(before)) && wake_checkpoint(&self->state)) {
     wq_unlink(q, n);
     wq_unlock(lock);
-    return WEFT_ECANCELED;
+    return weft__cancelled(self);
   }
   w->task = self;
   atomic_init(&w->done, 0);
@@ -379,7 +379,7 @@ static void wq_give_back(weft__wq_wait_t *w) {
 
 /* After a wake-up to compete (MUTEX_RETRY): 0 to compete again, or the error to give up with. */
 static int mutex_retry_check(struct weft_task *self, uint64_t deadline_ns) {
-  if (self && weft__checkpoint(self)) return WEFT_ECANCELED;
+  if (self && weft__checkpoint(self)) return weft__cancelled(self);
   if (self && weft__scope_check(self)) return WEFT_ETIMEDOUT;
   if (deadline_ns != UINT64_MAX && weft_now_ns() >= deadline_ns) return WEFT_ETIMEDOUT;
   return 0;

@@ -58,6 +58,7 @@
 enum {
   DUMP_POLL_MS = 50, /* picked: a signal's dump comes within 50 ms; one futex timeout each */
   LINE_MAX_BYTES = 512,
+  SIGNALS_MAX = 64, /* what a dump:SIG spec may name (parse_signal), and a uint64_t's bits */
 };
 
 struct weft__trace {
@@ -78,7 +79,7 @@ struct weft__trace {
 /* Bumped by the handler, one counter per signal: a runtime dumps on its own signal only
  * (review, session 31: one counter for all made a dump:USR1 runtime dump on SIGUSR2 too).
  * Lock-free on every target. */
-static _Atomic unsigned dump_requests[65];
+static _Atomic unsigned dump_requests[SIGNALS_MAX + 1];
 
 /* ---- Output ------------------------------------------------------------------------------- */
 
@@ -344,7 +345,7 @@ static void schedtrace(struct weft_runtime *rt) {
       m.uptime_ns / 1000000, m.workers, atomic_load_explicit(&rt->nidle, memory_order_relaxed),
       atomic_load_explicit(&rt->nspinning, memory_order_relaxed), m.inject_depth, m.timers_armed,
       m.tasks_live, m.tasks_run, m.tasks_spawned, m.tasks_stolen, m.parks);
-  /* One entry per worker, each at most 41 bytes ("D/Y "): past ~100 workers they outgrow the
+  /* One entry per worker, each at most 42 bytes ("D/Y ", two 20-digit counts): past ~100 workers they outgrow the
    * line, so the line goes into a buffer sized for them, written in one write (review, session
    * 31: the line was cut at 512 bytes, its `]` with it). One pass over the workers (a
    * weft_runtime_metrics call per worker walked them all: O(workers^2) a line). */
@@ -415,7 +416,7 @@ static void watchdog(struct weft__trace *tr, uint64_t now) {
 /* ---- The monitor thread ------------------------------------------------------------------- */
 
 static void on_dump_signal(int sig) {
-  if (sig > 0 && sig < 65) /* relaxed: a counter */
+  if (sig > 0 && sig <= SIGNALS_MAX) /* relaxed: a counter */
     atomic_fetch_add_explicit(&dump_requests[sig], 1, memory_order_relaxed);
 }
 
@@ -424,7 +425,7 @@ static void on_dump_signal(int sig) {
  * a signal after a dlclose jumped to unmapped code). Each entry is written once, by the first
  * install that replaced a handler not ours, before its bit in `ours` is set. */
 static _Atomic uint64_t dump_signals_ours, dump_signals_claimed;
-static struct sigaction dump_signals_before[65];
+static struct sigaction dump_signals_before[SIGNALS_MAX + 1];
 
 static bool is_dump_handler(const struct sigaction *sa) {
   return !(sa->sa_flags & SA_SIGINFO) && sa->sa_handler == on_dump_signal;
@@ -453,7 +454,7 @@ static int dump_signal_install(int sig) {
 __attribute__((destructor)) static void dump_signals_unload(void) {
   /* acquire: pairs with the installs' release; their saved handlers come with it */
   uint64_t ours = atomic_load_explicit(&dump_signals_ours, memory_order_acquire);
-  for (int sig = 1; sig <= 64; sig++) {
+  for (int sig = 1; sig <= SIGNALS_MAX; sig++) {
     struct sigaction now;
     if ((ours >> (sig - 1) & 1) && sigaction(sig, NULL, &now) == 0 && is_dump_handler(&now))
       sigaction(sig, &dump_signals_before[sig], NULL);
@@ -529,7 +530,7 @@ static int parse_signal(const char *s, size_t len, int *out) {
   /* Signals the process cannot catch are refused, and the synchronous fault signals: a handler
    * that returns from one makes the faulting instruction run again, so a real fault became an
    * endless loop of dumps (review, session 20: dump:8 and a division by zero). */
-  if (v < 1 || v > 64 || v == SIGKILL || v == SIGSTOP || v == SIGSEGV || v == SIGBUS ||
+  if (v < 1 || v > SIGNALS_MAX || v == SIGKILL || v == SIGSTOP || v == SIGSEGV || v == SIGBUS ||
       v == SIGFPE || v == SIGILL || v == SIGTRAP || v == SIGSYS)
     return WEFT_EINVAL;
   *out = (int)v;

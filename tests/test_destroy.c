@@ -917,6 +917,49 @@ Test(destroy, a_shutdown_reports_the_tasks_it_could_not_end) {
   assert_no_leak();
 }
 
+/* A task that ignores its cancel in a loop of suspension points (each answers WEFT_ECANCELED
+ * at once: the cancel is sticky) is discarded by destroy after the shutdown's bound, at its
+ * next suspension point (review, session 31: destroy never returned, the task spinning). One
+ * loop per kind of point: a sleep, a yield, a channel receive, a future's await. (A loop with
+ * no suspension point at all still holds its worker: nothing preempts a stackful task.) */
+static atomic_long ignored_cancels;
+static atomic_int ignorer_started;
+static weft_chan_t *never_sent;
+static weft_future_t *never_resolved;
+static void *ignores_its_cancel(void *arg) {
+  int how = (int)(intptr_t)arg;
+  atomic_store(&ignorer_started, 1);
+  for (;;) {
+    void *v;
+    int err = how == 0   ? weft_sleep_ms(10)
+              : how == 1 ? weft_yield()
+              : how == 2 ? weft_chan_recv(never_sent, &v, UINT64_MAX)
+                         : weft_future_await(never_resolved, &v);
+    if (err == WEFT_ECANCELED) atomic_fetch_add(&ignored_cancels, 1);
+  }
+  return NULL;
+}
+
+Test(destroy, a_task_that_ignores_its_cancel_is_discarded_after_the_bound, .timeout = 60) {
+  OK(weft_chan_create(&never_sent, 1));
+  OK(weft_future_create(&never_resolved));
+  for (int how = 0; how < 4; how++) {
+    atomic_store(&ignored_cancels, 0);
+    atomic_store(&ignorer_started, 0);
+    weft_runtime_t *rt = runtime_with_short_shutdown(2);
+    weft_task_t *t;
+    OK(weft_runtime_spawn(rt, &t, ignores_its_cancel, IPTR(how)));
+    while (!atomic_load(&ignorer_started)) sched_yield(); /* unstarted, it would not run */
+    OK(weft_runtime_destroy(rt)); /* cancels it, waits the bound out, discards it */
+    cr_assert_gt(atomic_load(&ignored_cancels), 0, "kind %d: the task never saw its cancel", how);
+    cr_assert_eq(weft_await(t, NULL), WEFT_ESHUTDOWN, "kind %d", how);
+    weft_task_release(t);
+  }
+  weft_chan_destroy(never_sent);
+  weft_future_destroy(never_resolved);
+  assert_no_leak();
+}
+
 /* ---- awaiters in another runtime ---- */
 
 typedef struct {
