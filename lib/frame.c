@@ -141,6 +141,11 @@ static void *__attribute__((noinline)) sync_slow(weft__frame_t *f) {
               "the task that forked them.");
   if (f->where == FRAME_AWAY) {
     weft__worker_t *w = weft__worker_self();
+    /* Detached frames exist only in tasks (review, session 31: from a plain thread this read
+     * a NULL current task) */
+    if (WEFT__UNLIKELY(!w || !weft__current(w) || !weft__current(w)->runs_on->frames_away))
+      weft__die("weft: weft_sync was given a frame forked by another task; frames are synced "
+                "by the task that forked them.");
     frame_wait(w, f);
     w = weft__worker_self(); /* the wait may have moved us */
     weft__current(w)->runs_on->frames_away--;

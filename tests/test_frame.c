@@ -416,3 +416,25 @@ Test(frames_misuse, a_child_awaited_inline_that_returns_without_a_sync_aborts, .
 Test(frames_misuse, a_child_gathered_inline_that_returns_without_a_sync_aborts, .exit_code = 42) {
   aborts_saying(gather_a_child_that_leaves_a_frame, unsynced);
 }
+
+/* A detached frame synced from a plain thread aborts with a sentence (review, session 31: it
+ * read a NULL current task, a SIGSEGV). */
+static weft_frame_t *_Atomic handed_over;
+static void *fork_detach_and_hand_over(void *arg) {
+  (void)arg;
+  weft_frame_t f;
+  weft_fork(&f, times_ten, NULL);
+  cr_assert_eq(weft_yield(), 0); /* detached: a runner has it */
+  atomic_store(&handed_over, &f);
+  weft_sleep_ms(60000); /* the process aborts meanwhile */
+  weft_sync(&f);
+  return NULL;
+}
+Test(frames_misuse, syncing_a_detached_frame_from_a_plain_thread_aborts, .signal = SIGABRT) {
+  weft_runtime_t *rt = test_runtime(1);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, fork_detach_and_hand_over, NULL));
+  weft_frame_t *f;
+  while (!(f = atomic_load(&handed_over))) sched_yield();
+  weft_sync(f); /* aborts */
+}
