@@ -119,6 +119,16 @@ static double ms(uint64_t ns) { return (double)ns / 1e6; }
 
 /* ---- The task dump ------------------------------------------------------------------------ */
 
+/* A task's name, quoted, at most 64 bytes: a control byte (a newline) shows as '?', so that a
+ * task is one line whatever its name (review, session 31). */
+static void put_name(line_t *l, const char *name) {
+  char shown[65];
+  size_t n = 0;
+  for (; n < 64 && name[n]; n++) shown[n] = (unsigned char)name[n] < 0x20 ? '?' : name[n];
+  shown[n] = 0;
+  put(l, " \"%s\"", shown);
+}
+
 static const char *const wait_text[WEFT__WAIT_KINDS] = {
     [WEFT__WAIT_NONE] = "waiting",
     [WEFT__WAIT_TASK] = "awaiting task",
@@ -249,7 +259,7 @@ static void dump_task(struct weft_task *t, void *arg) {
   bool inline_await = why == WEFT__WAIT_INLINE && after == WEFT__AFTER_NOTHING;
   line_t l = {.n = 0};
   put(&l, "  task %" PRIu64, id);
-  if (name) put(&l, " \"%.64s\"", name);
+  if (name) put_name(&l, name);
   put(&l, ": ");
   if (word & WEFT__DONE) {
     put(&l, "done, handle not released");
@@ -551,10 +561,16 @@ static int parse(struct weft__trace *tr, const char *spec) {
     if (!colon) return WEFT_EINVAL;
     size_t klen = (size_t)(colon - p), vlen = (size_t)(end - colon - 1);
     int err;
-    if (klen == 10 && memcmp(p, "schedtrace", 10) == 0) err = parse_ms(colon + 1, vlen, &tr->sched_ns);
-    else if (klen == 8 && memcmp(p, "watchdog", 8) == 0) err = parse_ms(colon + 1, vlen, &tr->watch_ns);
-    else if (klen == 4 && memcmp(p, "dump", 4) == 0) err = parse_signal(colon + 1, vlen, &tr->dump_signal);
-    else err = WEFT_EINVAL;
+    /* An item given twice is refused: which one would count is not obvious (review, session
+     * 31: `dump:USR1,dump:USR2` kept the last) */
+    if (klen == 10 && memcmp(p, "schedtrace", 10) == 0)
+      err = tr->sched_ns ? WEFT_EINVAL : parse_ms(colon + 1, vlen, &tr->sched_ns);
+    else if (klen == 8 && memcmp(p, "watchdog", 8) == 0)
+      err = tr->watch_ns ? WEFT_EINVAL : parse_ms(colon + 1, vlen, &tr->watch_ns);
+    else if (klen == 4 && memcmp(p, "dump", 4) == 0)
+      err = tr->dump_signal ? WEFT_EINVAL : parse_signal(colon + 1, vlen, &tr->dump_signal);
+    else
+      err = WEFT_EINVAL;
     if (err) return err;
     if (*end && !end[1]) return WEFT_EINVAL; /* a trailing comma */
     p = *end ? end + 1 : end;

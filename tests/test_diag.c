@@ -129,6 +129,12 @@ static void *await_task(void *t) {
   return v;
 }
 
+static void *nap_renamed(void *arg) {
+  OK(weft_task_set_name(weft_current(), "two\nlines"));
+  weft_sleep_ms((uint64_t)PINT(arg)); /* the destroy that ends the test cancels it */
+  return NULL;
+}
+
 static void *nap(void *arg) {
   named("napper");
   int err = weft_sleep_ms((uint64_t)PINT(arg)); /* the destroy that ends the test cancels it */
@@ -235,6 +241,18 @@ Test(dump, a_dump_never_shows_a_name_freed_after_its_tasks_release, .timeout = 1
 
 Test(dump, a_dump_never_shows_a_name_freed_after_an_inline_join, .timeout = 120) {
   dumps_never_show_a_freed_name(true);
+}
+
+/* A task's line stays one line whatever its name (review, session 31: a newline in a name
+ * split it): control bytes show as '?'. */
+Test(dump, a_name_with_a_newline_stays_on_its_tasks_line) {
+  weft_runtime_t *rt = test_runtime(2);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, nap_renamed, IPTR(60000)));
+  char id[64];
+  expect_dump_line(rt, id_text(t, id, " \"two?lines\": "), "sleeping until +");
+  OK(weft_runtime_destroy(rt));
+  weft_task_release(t);
 }
 
 Test(dump, a_sleeping_task_shows_sleeping_until_its_deadline) {
@@ -685,7 +703,9 @@ Test(trace, schedtrace_shows_every_worker_of_a_wide_runtime) {
 Test(trace, a_malformed_spec_fails_create_with_einval) {
   const char *bad[] = {"schedtrace", "schedtrace:", "schedtrace:0", "schedtrace:x", "bogus:1",
                        "dump:KILL",  "dump:9",      "watchdog:1,", "dump:SEGV",  "dump:7",
-                       "dump:8",     "dump:4",      "dump:5",      "dump:31"}; /* BUS FPE ILL TRAP SYS */
+                       "dump:8",     "dump:4",      "dump:5",      "dump:31", /* BUS FPE ILL TRAP SYS */
+                       "dump:USR1,dump:USR2", "schedtrace:10,schedtrace:20", /* given twice */
+                       "watchdog:10,watchdog:10"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     weft_options_t o = WEFT_OPTIONS_INIT;
     o.workers = 1;
