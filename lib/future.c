@@ -86,11 +86,15 @@ int weft_future_done(const weft_future_t *f) {
 
 /* The value, from our frame if the resolve woke us (the future may be gone by now), else from
  * the future, resolved before we came. */
-static int future_await(weft_future_t *f, uint64_t deadline_ns, void **value, const char *fn) {
+static int future_await(weft_future_t *f, uint64_t deadline_ns, void **value, const char *fn,
+                        bool may_park) {
   struct weft_task *self = weft__awaiting_task(weft__worker_self(), fn);
   weft__wait_reason(self, WEFT__WAIT_FUTURE, (uintptr_t)f);
   weft__delivery_t got = {NULL, false};
   int err = weft__await_word_delivered(self, &f->word, deadline_ns, &got);
+  /* Nothing of ours is left linked: past destroy's shutdown a cancelled task parks here (not
+   * in weft_offload's await, which gives its job up first) */
+  if (err == WEFT_ECANCELED && may_park) return weft__cancelled(self);
   if (err) return err;
   weft__tsan_acquire(&got); /* the resolve edge, if it came this way */
   if (!got.set) {
@@ -103,7 +107,7 @@ static int future_await(weft_future_t *f, uint64_t deadline_ns, void **value, co
 
 int weft_future_await_until(weft_future_t *f, uint64_t deadline_ns, void **value) {
   if (!f) return WEFT_EINVAL;
-  return future_await(f, deadline_ns, value, "weft_future_await_until");
+  return future_await(f, deadline_ns, value, "weft_future_await_until", true);
 }
 
 void weft__future_await_to_end(weft_future_t *f) {
@@ -115,5 +119,9 @@ void weft__future_await_to_end(weft_future_t *f) {
 
 int weft_future_await(weft_future_t *f, void **value) {
   if (!f) return WEFT_EINVAL;
-  return future_await(f, UINT64_MAX, value, "weft_future_await");
+  return future_await(f, UINT64_MAX, value, "weft_future_await", true);
+}
+
+int weft__future_await_cancellable(weft_future_t *f, void **value) {
+  return future_await(f, UINT64_MAX, value, "weft_offload", false);
 }

@@ -596,6 +596,9 @@ bool weft__checkpoint_slow(struct weft_task *self);
  * task parks for good there, to be discarded (a task that ignored WEFT_ECANCELED in a loop of
  * suspension points never switched out, and destroy waited for its worker for ever). */
 int weft__cancelled(struct weft_task *self);
+/* lib/future.c: weft_future_await that answers WEFT_ECANCELED in every case (weft_offload
+ * gives its job up before it goes on). */
+int weft__future_await_cancellable(weft_future_t *f, void **value);
 static inline bool weft__checkpoint(struct weft_task *self) {
   /* acquire, as wake_checkpoint's: the canceller's writes come with its request */
   if (WEFT__LIKELY(!(atomic_load_explicit(&self->state, memory_order_acquire) &

@@ -234,7 +234,7 @@ static int task_dir_wait(struct weft_task *self, weft__sock_t *s, weft__poll_dir
    * worth another call. No clock read without a deadline. acquire: as edges_before. */
   if (deadline_ns != UINT64_MAX && deadline_ns <= weft_now_ns())
     return atomic_load_explicit(&d->edges, memory_order_acquire) != seen ? 0 : WEFT_ETIMEDOUT;
-  if (!wake_park_begin(&self->state, true)) return weft__cancelled(self);
+  if (!wake_park_begin(&self->state, true)) return WEFT_ECANCELED; /* the op's count is ours */
   int r = fdpark_park(&d->park, &d->edges, (uintptr_t)self, seen);
   if (r != FP_PARKED) { /* busy, or an edge came: no suspension; a cancel may have come */
     uint32_t side = wake_park_abort(&self->state);

@@ -251,7 +251,7 @@ static int await_word(struct weft_task *self, _Atomic uintptr_t *word, uint64_t 
   if (self && deadline_ns != UINT64_MAX && deadline_ns <= weft_now_ns() &&
       !(atomic_load_explicit(word, memory_order_acquire) & WEFT__DONE))
     return WEFT_ETIMEDOUT;
-  if (self && !wake_park_begin(&self->state, true)) return weft__cancelled(self);
+  if (self && !wake_park_begin(&self->state, true)) return WEFT_ECANCELED; /* callers clean up */
   weft__join_t j;
   join_init(&j, self, 1, deadline_ns != UINT64_MAX);
   weft__waiter_t node = {.join = &j, .word = word, .delivery = delivery};
@@ -295,8 +295,16 @@ int weft__park_until(struct weft_task *self, uint64_t deadline_ns) {
  * answers WEFT_ECANCELED at once (the cancel is sticky), so a task that loops on them never
  * switches out and its worker never stops (review, session 31: destroy hung for ever on
  * `for (;;) weft_sleep_ms(10);`). Such a point parks the task instead, woken by nothing: it
- * is discarded as any task asleep at destroy is, and the docs' bound holds. A task that never
- * reaches a suspension point still holds its worker (nothing preempts a stackful task).
+ * is discarded as any task asleep at destroy is, and the docs' bound holds. Only where the
+ * point has nothing of its wait left linked and nothing left to undo: a sleep, a yield, an
+ * await's or a gather's start (the gather's children cancelled first), a queue wait once its
+ * node is out (mutex, semaphore, event, condition — before the relock — wait group, channel,
+ * select), a future's await, wait_any. Not inside await_word (a queue's node is still linked
+ * there: the review of this fix crashed five ways on a stale node), nor in a socket wait (the
+ * operation's count), a mutex's retry (its wake is passed on first) or weft_offload's await
+ * (its job is given up first): those answer WEFT_ECANCELED, and the caller's next point parks.
+ * A task that never reaches a suspension point still holds its worker (nothing preempts a
+ * stackful task).
  * Rejected: a cancel delivered once, as asyncio's (weft's cancel is level-triggered, as Trio's,
  * so that a cleanup cannot lose it by accident). */
 int __attribute__((noinline, cold)) weft__cancelled(struct weft_task *self) {
@@ -744,7 +752,7 @@ static int wait_tasks(struct weft_task *self, weft_task_t *const *tasks, size_t 
   if (self && deadline_ns != UINT64_MAX && deadline_ns <= weft_now_ns() &&
       !tasks_done(tasks, n, any))
     return WEFT_ETIMEDOUT;
-  if (self && !wake_park_begin(&self->state, true)) return weft__cancelled(self);
+  if (self && !wake_park_begin(&self->state, true)) return WEFT_ECANCELED; /* callers clean up */
   weft__join_t j;
   join_init(&j, self, 1, deadline_ns != UINT64_MAX); /* 1: our hold while we link */
   j.any = any;
@@ -818,6 +826,13 @@ static int gather_abandon(weft_task_t *const *tasks, size_t n, int err) {
   return err;
 }
 
+/* A gather whose caller's cancel is delivered before it waits: its children are cancelled
+ * first, then the answer (weft__cancelled: past destroy's shutdown, the caller parks). */
+static int gather_cancelled(struct weft_task *self, weft_task_t *const *tasks, size_t n) {
+  gather_abandon(tasks, n, 0);
+  return weft__cancelled(self);
+}
+
 /* A cancelled task that gathers (shielded: a group's cleanup after its owner was cancelled)
  * waits for its children to unwind: the dump says so (relaxed: as weft_cancelling). */
 static weft__wait_t gather_reason(struct weft_task *self) {
@@ -828,7 +843,7 @@ static weft__wait_t gather_reason(struct weft_task *self) {
 
 static int gather_wait(struct weft_task *self, weft_task_t *const *tasks, size_t n,
                        bool spawned_in_reverse, bool run_inline) {
-  if (self && wake_checkpoint(&self->state)) return gather_abandon(tasks, n, weft__cancelled(self));
+  if (self && wake_checkpoint(&self->state)) return gather_cancelled(self, tasks, n);
   /* The inline pass runs the children one after another here; what it keeps (lib/worker.c's
    * "Private spawns") goes onto the deque when a worker is idle or asks — before the pass and
    * before each child — where idle workers take the older ones meanwhile (review: without it,
@@ -842,7 +857,7 @@ static int gather_wait(struct weft_task *self, weft_task_t *const *tasks, size_t
     if (task_is_done(t)) continue;
     /* A cancel that came during the last child's run stops the pass: the children not yet
      * started end unrun (review, session 19: the pass ran them all). */
-    if (k && wake_checkpoint(&self->state)) return gather_abandon(tasks, n, weft__cancelled(self));
+    if (k && wake_checkpoint(&self->state)) return gather_cancelled(self, tasks, n);
     weft__worker_t *w = weft__worker_self(); /* the last inline run may have moved us */
     if (WEFT__UNLIKELY(weft__priv_wanted(w))) weft__priv_share(w);
     try_inline_on(w, t);
@@ -919,7 +934,7 @@ int weft_wait_any(weft_task_t *const *tasks, size_t n, uint64_t deadline_ns, siz
   err = wait_tasks(self, tasks, n, nodes, true, deadline_ns);
   if (hooked) weft__discard_hook_pop(self, &freed_if_discarded);
   if (nodes != local) free(nodes);
-  if (err) return err;
+  if (err) return err == WEFT_ECANCELED && self ? weft__cancelled(self) : err; /* all undone */
   for (size_t i = 0; i < n; i++)
     if (task_is_done(tasks[i])) {
       weft__tsan_acquire(&tasks[i]->word); /* the completion edge (weft__task_complete) */

@@ -285,7 +285,7 @@ int weft_offload(weft_fn fn, void *arg, void **result) {
     free(j);
     return err;
   }
-  err = weft_future_await(j->done, NULL);
+  err = weft__future_await_cancellable(j->done, NULL); /* ECANCELED: we give the job up */
   if (err && !job_abandon(&j->state)) err = await_started_call(j);
   if (!err && result) *result = j->result; /* the resolve's release, acquired by the await */
   job_release(j);

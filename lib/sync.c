@@ -237,7 +237,8 @@ static int wq_wait_unlocked(struct weft_task *self, weft__spin_t *lock, weft__wq
     bool queued = n->queued;
     if (queued) wq_unlink(q, n);
     wq_unlock(lock);
-    if (queued) return err; /* nothing was handed over */
+    if (queued) /* nothing was handed over, and the node is out (weft__cancelled may park) */
+      return err == WEFT_ECANCELED && self ? weft__cancelled(self) : err;
     weft__wq_undeliver(self, before); /* the hand-off won: report it, keep the cancel pending */
   }
   weft__wq_settle(n->wait);
@@ -379,7 +380,7 @@ static void wq_give_back(weft__wq_wait_t *w) {
 
 /* After a wake-up to compete (MUTEX_RETRY): 0 to compete again, or the error to give up with. */
 static int mutex_retry_check(struct weft_task *self, uint64_t deadline_ns) {
-  if (self && weft__checkpoint(self)) return weft__cancelled(self);
+  if (self && weft__checkpoint(self)) return WEFT_ECANCELED; /* the retry is given up first */
   if (self && weft__scope_check(self)) return WEFT_ETIMEDOUT;
   if (deadline_ns != UINT64_MAX && weft_now_ns() >= deadline_ns) return WEFT_ETIMEDOUT;
   return 0;

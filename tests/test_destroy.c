@@ -920,43 +920,78 @@ Test(destroy, a_shutdown_reports_the_tasks_it_could_not_end) {
 /* A task that ignores its cancel in a loop of suspension points (each answers WEFT_ECANCELED
  * at once: the cancel is sticky) is discarded by destroy after the shutdown's bound, at its
  * next suspension point (review, session 31: destroy never returned, the task spinning). One
- * loop per kind of point: a sleep, a yield, a channel receive, a future's await. (A loop with
- * no suspension point at all still holds its worker: nothing preempts a stackful task.) */
+ * loop per kind of point; the waits that queue a node (a condition, a timed wait, a select)
+ * must leave nothing queued: after the destroy the test uses each object, which would hand a
+ * stale node on an unmapped stack its value (the review of the fix crashed so, five ways).
+ * (A loop with no suspension point at all still holds its worker: nothing preempts it.) */
+enum { IGNORE_KINDS = 9 };
+typedef struct {
+  int how;
+  weft_chan_t *chan;
+  weft_future_t *future;
+  weft_mutex_t *mutex;
+  weft_cond_t *cond;
+  weft_sem_t *sem;
+} ignorer_t;
 static atomic_long ignored_cancels;
 static atomic_int ignorer_started;
-static weft_chan_t *never_sent;
-static weft_future_t *never_resolved;
 static void *ignores_its_cancel(void *arg) {
-  int how = (int)(intptr_t)arg;
+  ignorer_t *g = arg;
+  uint64_t far = weft_now_ns() + 3600ull * 1000000000u; /* timed: the queued path */
+  if (g->how == 4) OK(weft_mutex_lock(g->mutex, UINT64_MAX));
   atomic_store(&ignorer_started, 1);
   for (;;) {
     void *v;
-    int err = how == 0   ? weft_sleep_ms(10)
-              : how == 1 ? weft_yield()
-              : how == 2 ? weft_chan_recv(never_sent, &v, UINT64_MAX)
-                         : weft_future_await(never_resolved, &v);
+    weft_chan_op_t op = {g->chan, WEFT_CHAN_RECV, NULL};
+    size_t index;
+    int err;
+    switch (g->how) {
+    case 0: err = weft_sleep_ms(10); break;
+    case 1: err = weft_yield(); break;
+    case 2: err = weft_chan_recv(g->chan, &v, UINT64_MAX); break;
+    case 3: err = weft_future_await(g->future, &v); break;
+    case 4: err = weft_cond_wait(g->cond, g->mutex, UINT64_MAX); break;
+    case 5: err = weft_sem_acquire(g->sem, far); break;
+    case 6: err = weft_chan_recv(g->chan, &v, far); break;
+    case 7: err = weft_chan_select(&op, 1, UINT64_MAX, &index); break;
+    default: err = weft_mutex_lock(g->mutex, far); break; /* the test thread holds it */
+    }
     if (err == WEFT_ECANCELED) atomic_fetch_add(&ignored_cancels, 1);
   }
   return NULL;
 }
 
-Test(destroy, a_task_that_ignores_its_cancel_is_discarded_after_the_bound, .timeout = 60) {
-  OK(weft_chan_create(&never_sent, 1));
-  OK(weft_future_create(&never_resolved));
-  for (int how = 0; how < 4; how++) {
+Test(destroy, a_task_that_ignores_its_cancel_is_discarded_after_the_bound, .timeout = 120) {
+  for (int how = 0; how < IGNORE_KINDS; how++) {
+    ignorer_t g = {.how = how};
+    OK(weft_chan_create(&g.chan, 1));
+    OK(weft_future_create(&g.future));
+    OK(weft_mutex_create(&g.mutex));
+    OK(weft_cond_create(&g.cond));
+    OK(weft_sem_create(&g.sem, 0, 0));
+    if (how == 8) OK(weft_mutex_lock(g.mutex, UINT64_MAX));
     atomic_store(&ignored_cancels, 0);
     atomic_store(&ignorer_started, 0);
     weft_runtime_t *rt = runtime_with_short_shutdown(2);
     weft_task_t *t;
-    OK(weft_runtime_spawn(rt, &t, ignores_its_cancel, IPTR(how)));
+    OK(weft_runtime_spawn(rt, &t, ignores_its_cancel, &g));
     while (!atomic_load(&ignorer_started)) sched_yield(); /* unstarted, it would not run */
     OK(weft_runtime_destroy(rt)); /* cancels it, waits the bound out, discards it */
     cr_assert_gt(atomic_load(&ignored_cancels), 0, "kind %d: the task never saw its cancel", how);
     cr_assert_eq(weft_await(t, NULL), WEFT_ESHUTDOWN, "kind %d", how);
     weft_task_release(t);
+    /* Each object is used again: nothing of the discarded task may be queued on it. */
+    OK(weft_chan_try_send(g.chan, IPTR(1)));
+    OK(weft_cond_notify_all(g.cond));
+    OK(weft_sem_release(g.sem));
+    if (how != 8) OK(weft_mutex_lock(g.mutex, UINT64_MAX)); /* kind 4 parked with it unlocked */
+    OK(weft_mutex_unlock(g.mutex));
+    weft_chan_destroy(g.chan);
+    weft_future_destroy(g.future);
+    weft_mutex_destroy(g.mutex);
+    weft_cond_destroy(g.cond);
+    weft_sem_destroy(g.sem);
   }
-  weft_chan_destroy(never_sent);
-  weft_future_destroy(never_resolved);
   assert_no_leak();
 }
 
