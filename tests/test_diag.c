@@ -243,26 +243,25 @@ Test(dump, a_dump_never_shows_a_name_freed_after_an_inline_join, .timeout = 120)
   dumps_never_show_a_freed_name(true);
 }
 
-/* A task's line stays one line whatever its name (review, session 31: a newline in a name
- * split it): control bytes show as '?'. */
-Test(dump, a_name_with_a_newline_stays_on_its_tasks_line) {
+/* A sleeper named by fn shows, after its id, `shown` and that it sleeps until its deadline. */
+static void expect_sleeper_shown(weft_fn fn, const char *shown) {
   weft_runtime_t *rt = test_runtime(2);
   weft_task_t *t;
-  OK(weft_runtime_spawn(rt, &t, nap_renamed, IPTR(60000)));
+  OK(weft_runtime_spawn(rt, &t, fn, IPTR(60000)));
   char id[64];
-  expect_dump_line(rt, id_text(t, id, " \"two?lines\": "), "sleeping until +");
-  OK(weft_runtime_destroy(rt));
+  expect_dump_line(rt, id_text(t, id, shown), "sleeping until +");
+  OK(weft_runtime_destroy(rt)); /* discards the sleeper */
   weft_task_release(t);
 }
 
+/* A task's line stays one line whatever its name (review, session 31: a newline in a name
+ * split it): control bytes show as '?'. */
+Test(dump, a_name_with_a_newline_stays_on_its_tasks_line) {
+  expect_sleeper_shown(nap_renamed, " \"two?lines\": ");
+}
+
 Test(dump, a_sleeping_task_shows_sleeping_until_its_deadline) {
-  weft_runtime_t *rt = test_runtime(2);
-  weft_task_t *t;
-  OK(weft_runtime_spawn(rt, &t, nap, IPTR(60000)));
-  char id[64];
-  expect_dump_line(rt, id_text(t, id, " \"napper\": "), "sleeping until +");
-  OK(weft_runtime_destroy(rt)); /* discards the sleeper */
-  weft_task_release(t);
+  expect_sleeper_shown(nap, " \"napper\": ");
 }
 
 Test(dump, a_task_awaiting_a_future_says_so) {
