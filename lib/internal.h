@@ -596,6 +596,12 @@ bool weft__checkpoint_slow(struct weft_task *self);
  * task parks for good there, to be discarded (a task that ignored WEFT_ECANCELED in a loop of
  * suspension points never switched out, and destroy waited for its worker for ever). */
 int weft__cancelled(struct weft_task *self);
+/* A call that has undone its wait (a socket operation, its count given back) and answers
+ * err: a cancel's answer goes through weft__cancelled when a task calls (lib/join.c). */
+ptrdiff_t weft__cancelled_answer_slow(void);
+static inline ptrdiff_t weft__answer(ptrdiff_t err) {
+  return WEFT__UNLIKELY(err == WEFT_ECANCELED) ? weft__cancelled_answer_slow() : err;
+}
 /* lib/future.c: weft_future_await that answers WEFT_ECANCELED in every case (weft_offload
  * gives its job up before it goes on). */
 int weft__future_await_cancellable(weft_future_t *f, void **value);

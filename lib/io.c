@@ -307,7 +307,7 @@ int weft_sock_wait(weft_sock_t *s, unsigned events, uint64_t deadline_ns) {
    * and a read that trusted the hint would wait for it). relaxed: as read_leaves. */
   if (!err && d == &s->rd && s->tcp) atomic_store_explicit(&s->rd_drained, 0, memory_order_relaxed);
   op_end(&op);
-  return err;
+  return weft__answer(err); /* the count is given back: a cancel may park here */
 }
 
 /* ---- The retry loop ------------------------------------------------------------------------- */
@@ -479,7 +479,7 @@ ptrdiff_t weft_sock_read(weft_sock_t *s, void *buf, size_t len, uint64_t deadlin
     if (s->tcp) read_leaves(s, n, len, seen);
   }
   op_end(&op);
-  return n;
+  return weft__answer(n);
 }
 
 ptrdiff_t weft_sock_readv(weft_sock_t *s, const struct iovec *iov, int iovcnt,
@@ -497,7 +497,7 @@ ptrdiff_t weft_sock_readv(weft_sock_t *s, const struct iovec *iov, int iovcnt,
     if (s->tcp) read_leaves(s, n, asked, seen);
   }
   op_end(&op);
-  return n;
+  return weft__answer(n);
 }
 
 int weft_sock_write(weft_sock_t *s, const void *buf, size_t len, size_t *written,
@@ -519,7 +519,7 @@ int weft_sock_write(weft_sock_t *s, const void *buf, size_t len, size_t *written
   }
   if (written) *written = done;
   op_end(&op);
-  return err;
+  return weft__answer(err);
 }
 
 /* Drops the first `bytes` of the iovec array (a copy the caller owns). */
@@ -557,7 +557,7 @@ int weft_sock_writev(weft_sock_t *s, const struct iovec *iov, int iovcnt, size_t
   }
   if (written) *written = done;
   op_end(&op);
-  return err;
+  return weft__answer(err);
 }
 
 int weft_sock_shutdown(weft_sock_t *s, int how) {
@@ -846,7 +846,7 @@ int weft_sock_accept(weft_sock_t *l, weft_sock_t **conn, struct sockaddr *addr, 
     if ((err = backoff(l, &delay_ms, deadline_ns, seen)) != 0) break;
   }
   op_end(&op);
-  return err;
+  return weft__answer(err);
 }
 
 /* ---- Connect -------------------------------------------------------------------------------- */

@@ -299,10 +299,11 @@ int weft__park_until(struct weft_task *self, uint64_t deadline_ns) {
  * point has nothing of its wait left linked and nothing left to undo: a sleep, a yield, an
  * await's or a gather's start (the gather's children cancelled first), a queue wait once its
  * node is out (mutex, semaphore, event, condition — before the relock — wait group, channel,
- * select), a future's await, wait_any. Not inside await_word (a queue's node is still linked
- * there: the review of this fix crashed five ways on a stale node), nor in a socket wait (the
- * operation's count), a mutex's retry (its wake is passed on first) or weft_offload's await
- * (its job is given up first): those answer WEFT_ECANCELED, and the caller's next point parks.
+ * select), a future's await, wait_any, a socket call once its operation's count is given
+ * back (weft__answer). Not inside await_word (a queue's node is still linked there: the review
+ * of this fix crashed five ways on a stale node), nor in a mutex's retry (its wake is passed on
+ * first) or weft_offload's await (its job is given up first): those answer WEFT_ECANCELED, and
+ * the caller's next point parks.
  * A task that never reaches a suspension point still holds its worker (nothing preempts a
  * stackful task).
  * Rejected: a cancel delivered once, as asyncio's (weft's cancel is level-triggered, as Trio's,
@@ -317,6 +318,11 @@ int __attribute__((noinline, cold)) weft__cancelled(struct weft_task *self) {
     weft__suspend(weft__worker_self(), WEFT__AFTER_PARK, self);
     wake_park_end(&self->state);
   }
+}
+
+ptrdiff_t __attribute__((noinline, cold)) weft__cancelled_answer_slow(void) {
+  struct weft_task *self = weft__running_task(weft__worker_self());
+  return self ? weft__cancelled(self) : WEFT_ECANCELED;
 }
 
 /* ---- Inline awaits ------------------------------------------------------------------------ */

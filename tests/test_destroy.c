@@ -920,13 +920,15 @@ Test(destroy, a_shutdown_reports_the_tasks_it_could_not_end) {
 /* A task that ignores its cancel in a loop of suspension points (each answers WEFT_ECANCELED
  * at once: the cancel is sticky) is discarded by destroy after the shutdown's bound, at its
  * next suspension point (review, session 31: destroy never returned, the task spinning). One
- * loop per kind of point; the waits that queue a node (a condition, a timed wait, a select)
+ * loop per kind of point (a socket read the last); the waits that queue a node (a condition, a
+ * timed wait, a select)
  * must leave nothing queued: after the destroy the test uses each object, which would hand a
  * stale node on an unmapped stack its value (the review of the fix crashed so, five ways).
  * (A loop with no suspension point at all still holds its worker: nothing preempts it.) */
-enum { IGNORE_KINDS = 9 };
+enum { IGNORE_KINDS = 10 };
 typedef struct {
   int how;
+  int fd; /* kind 9's: one end of a socket pair nobody writes to */
   weft_chan_t *chan;
   weft_future_t *future;
   weft_mutex_t *mutex;
@@ -939,6 +941,8 @@ static void *ignores_its_cancel(void *arg) {
   ignorer_t *g = arg;
   uint64_t far = weft_now_ns() + 3600ull * 1000000000u; /* timed: the queued path */
   if (g->how == 4) OK(weft_mutex_lock(g->mutex, UINT64_MAX));
+  weft_sock_t *sock = NULL;
+  if (g->how == 9) OK(weft_sock_open(NULL, g->fd, &sock)); /* destroy closes it */
   atomic_store(&ignorer_started, 1);
   for (;;) {
     void *v;
@@ -954,7 +958,8 @@ static void *ignores_its_cancel(void *arg) {
     case 5: err = weft_sem_acquire(g->sem, far); break;
     case 6: err = weft_chan_recv(g->chan, &v, far); break;
     case 7: err = weft_chan_select(&op, 1, UINT64_MAX, &index); break;
-    default: err = weft_mutex_lock(g->mutex, far); break; /* the test thread holds it */
+    case 8: err = weft_mutex_lock(g->mutex, far); break; /* the test thread holds it */
+    default: err = (int)weft_sock_read(sock, &v, sizeof v, UINT64_MAX); break;
     }
     if (err == WEFT_ECANCELED) atomic_fetch_add(&ignored_cancels, 1);
   }
@@ -970,6 +975,11 @@ Test(destroy, a_task_that_ignores_its_cancel_is_discarded_after_the_bound, .time
     OK(weft_cond_create(&g.cond));
     OK(weft_sem_create(&g.sem, 0, 0));
     if (how == 8) OK(weft_mutex_lock(g.mutex, UINT64_MAX));
+    int sv[2] = {-1, -1};
+    if (how == 9) {
+      cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+      g.fd = sv[0];
+    }
     atomic_store(&ignored_cancels, 0);
     atomic_store(&ignorer_started, 0);
     weft_runtime_t *rt = runtime_with_short_shutdown(2);
@@ -991,6 +1001,7 @@ Test(destroy, a_task_that_ignores_its_cancel_is_discarded_after_the_bound, .time
     weft_mutex_destroy(g.mutex);
     weft_cond_destroy(g.cond);
     weft_sem_destroy(g.sem);
+    if (how == 9) close(sv[1]); /* sv[0] was the socket's, closed by the destroy */
   }
   assert_no_leak();
 }
