@@ -309,10 +309,18 @@ int weft__park_until(struct weft_task *self, uint64_t deadline_ns) {
  * Rejected: a cancel delivered once, as asyncio's (weft's cancel is level-triggered, as Trio's,
  * so that a cleanup cannot lose it by accident). */
 int __attribute__((noinline, cold)) weft__cancelled(struct weft_task *self) {
-  /* relaxed: a flag destroy sets before it stops the workers; a late look parks at the next */
-  if (!atomic_load_explicit(&weft__task_rt(self)->discarding, memory_order_relaxed))
+  /* relaxed: a flag destroy sets before it stops the workers; a late look parks at the next.
+   * Only a task whose own cancel came (relaxed: its own bits): an answer passed on from
+   * another task's outcome is not its cancel. */
+  if (!atomic_load_explicit(&weft__task_rt(self)->discarding, memory_order_relaxed) ||
+      !(atomic_load_explicit(&self->state, memory_order_relaxed) & WK_CANCEL_REQUESTED))
     return WEFT_ECANCELED;
   weft__wait_reason(self, WEFT__WAIT_NONE, 0); /* destroy's report names it: no dump runs now */
+  /* Shielded: a later weft_cancel (of the handle, or a group's) only requests, where it woke
+   * the park and scheduled the task on a runtime that may be freed (review of this fix: ASan,
+   * a weft_cancel after destroy). The depth is 0 here: a cancel was delivered. relaxed: the
+   * task's own bits, as weft_shield_begin's. */
+  atomic_fetch_add_explicit(&self->state, WK_SHIELD_ONE, memory_order_relaxed);
   for (;;) { /* a wake (a stray cancel event) finds it parking again */
     wake_park_begin(&self->state, false);
     weft__suspend(weft__worker_self(), WEFT__AFTER_PARK, self);
@@ -481,7 +489,7 @@ void weft_task_release(weft_task_t *t) {
 }
 
 static int await_until_named(weft_task_t *t, uint64_t deadline_ns, void **result,
-                             const char *what) {
+                             const char *what, bool may_park) {
   if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
   if (!task_is_done(t)) {
     weft__worker_t *w = weft__worker_self();
@@ -490,13 +498,14 @@ static int await_until_named(weft_task_t *t, uint64_t deadline_ns, void **result
     /* No inline run here: a deadline means the caller wants the task run beside it. */
     weft__wait_reason(self, WEFT__WAIT_TASK, atomic_load_explicit(&t->id, memory_order_relaxed));
     int err = weft__await_word_until(self, &t->word, deadline_ns);
-    if (err) return err;
+    /* nothing of the wait is linked now: past destroy's shutdown, a cancelled caller parks */
+    if (err) return err == WEFT_ECANCELED && self && may_park ? weft__cancelled(self) : err;
   }
   return task_outcome(t, result);
 }
 
 int weft_await_until(weft_task_t *t, uint64_t deadline_ns, void **result) {
-  return await_until_named(t, deadline_ns, result, "weft_await_until");
+  return await_until_named(t, deadline_ns, result, "weft_await_until", true);
 }
 
 static uint64_t deadline_after(uint64_t timeout_ns) {
@@ -505,7 +514,7 @@ static uint64_t deadline_after(uint64_t timeout_ns) {
 }
 
 int weft_await_timeout(weft_task_t *t, uint64_t timeout_ns, void **result) {
-  return await_until_named(t, deadline_after(timeout_ns), result, "weft_await_timeout");
+  return await_until_named(t, deadline_after(timeout_ns), result, "weft_await_timeout", true);
 }
 
 /* ---- weft_join's own inline run (#13, session 8) ---------------------------------------------
@@ -724,7 +733,8 @@ int weft__await_shielded(weft_task_t *t) {
 
 int weft_await_for(weft_task_t *t, uint64_t timeout_ns, void **result) {
   if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
-  int err = await_until_named(t, deadline_after(timeout_ns), result, "weft_await_for");
+  /* no park inside: a cancelled caller cancels t and awaits its unwinding first */
+  int err = await_until_named(t, deadline_after(timeout_ns), result, "weft_await_for", false);
   if (err != WEFT_ETIMEDOUT && err != WEFT_ECANCELED) return err;
   if (task_is_done(t)) return err == WEFT_ETIMEDOUT ? task_outcome(t, result) : err;
   /* Timed out, or we were cancelled: cancel t and wait for it to unwind (asyncio.wait_for). */

@@ -289,7 +289,9 @@ int weft_offload(weft_fn fn, void *arg, void **result) {
   if (err && !job_abandon(&j->state)) err = await_started_call(j);
   if (!err && result) *result = j->result; /* the resolve's release, acquired by the await */
   job_release(j);
-  return err;
+  /* The job given up or ended: past destroy's shutdown a cancelled caller parks here (a loop
+   * of offloads ignoring WEFT_ECANCELED kept destroy waiting while the pool was busy) */
+  return err == WEFT_ECANCELED ? weft__cancelled(self) : err;
 }
 
 bool weft__offload_is_pool_thread(struct weft_runtime *rt) {

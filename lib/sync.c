@@ -189,7 +189,7 @@ static int wq_wait_direct(struct weft_task *self, weft__spin_t *lock, weft__wq_t
   bool queued = n->queued;
   if (queued) wq_unlink(q, n);
   wq_unlock(lock);
-  if (queued) return WEFT_ECANCELED; /* nothing was handed over */
+  if (queued) return weft__cancelled(self); /* nothing was handed over; the node is out */
   wq_wait_done(w);
   weft__wq_undeliver(self, before); /* the hand-off won: report it, keep the cancel pending */
   return w->status;

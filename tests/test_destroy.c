@@ -920,15 +920,17 @@ Test(destroy, a_shutdown_reports_the_tasks_it_could_not_end) {
 /* A task that ignores its cancel in a loop of suspension points (each answers WEFT_ECANCELED
  * at once: the cancel is sticky) is discarded by destroy after the shutdown's bound, at its
  * next suspension point (review, session 31: destroy never returned, the task spinning). One
- * loop per kind of point (a socket read the last); the waits that queue a node (a condition, a
+ * loop per kind of point (a socket read, a timed await of another such task); the waits that
+ * queue a node (a condition, a
  * timed wait, a select)
  * must leave nothing queued: after the destroy the test uses each object, which would hand a
  * stale node on an unmapped stack its value (the review of the fix crashed so, five ways).
  * (A loop with no suspension point at all still holds its worker: nothing preempts it.) */
-enum { IGNORE_KINDS = 10 };
+enum { IGNORE_KINDS = 11 };
 typedef struct {
   int how;
   int fd; /* kind 9's: one end of a socket pair nobody writes to */
+  weft_task_t *child; /* kind 10's: a task that ignores its cancel too (kind 0) */
   weft_chan_t *chan;
   weft_future_t *future;
   weft_mutex_t *mutex;
@@ -943,6 +945,10 @@ static void *ignores_its_cancel(void *arg) {
   if (g->how == 4) OK(weft_mutex_lock(g->mutex, UINT64_MAX));
   weft_sock_t *sock = NULL;
   if (g->how == 9) OK(weft_sock_open(NULL, g->fd, &sock)); /* destroy closes it */
+  if (g->how == 10) {
+    static ignorer_t sleeper; /* kind 0 */
+    OK(weft_spawn(&g->child, ignores_its_cancel, &sleeper));
+  }
   atomic_store(&ignorer_started, 1);
   for (;;) {
     void *v;
@@ -959,7 +965,8 @@ static void *ignores_its_cancel(void *arg) {
     case 6: err = weft_chan_recv(g->chan, &v, far); break;
     case 7: err = weft_chan_select(&op, 1, UINT64_MAX, &index); break;
     case 8: err = weft_mutex_lock(g->mutex, far); break; /* the test thread holds it */
-    default: err = (int)weft_sock_read(sock, &v, sizeof v, UINT64_MAX); break;
+    case 9: err = (int)weft_sock_read(sock, &v, sizeof v, UINT64_MAX); break;
+    default: err = weft_await_until(g->child, far, NULL); break;
     }
     if (err == WEFT_ECANCELED) atomic_fetch_add(&ignored_cancels, 1);
   }
@@ -988,8 +995,12 @@ Test(destroy, a_task_that_ignores_its_cancel_is_discarded_after_the_bound, .time
     while (!atomic_load(&ignorer_started)) sched_yield(); /* unstarted, it would not run */
     OK(weft_runtime_destroy(rt)); /* cancels it, waits the bound out, discards it */
     cr_assert_gt(atomic_load(&ignored_cancels), 0, "kind %d: the task never saw its cancel", how);
+    /* A cancel after the destroy only requests (review: it woke the park and scheduled the
+     * task on the freed runtime; ASan) */
+    OK(weft_cancel(t));
     cr_assert_eq(weft_await(t, NULL), WEFT_ESHUTDOWN, "kind %d", how);
     weft_task_release(t);
+    if (how == 10) weft_task_release(g.child);
     /* Each object is used again: nothing of the discarded task may be queued on it. */
     OK(weft_chan_try_send(g.chan, IPTR(1)));
     OK(weft_cond_notify_all(g.cond));
