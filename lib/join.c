@@ -300,7 +300,8 @@ int weft__park_until(struct weft_task *self, uint64_t deadline_ns) {
  * await's or a gather's start (the gather's children cancelled first), a queue wait once its
  * node is out (mutex, semaphore, event, condition — before the relock — wait group, channel,
  * select), a future's await, wait_any, a socket call once its operation's count is given
- * back (weft__answer). Not inside await_word (a queue's node is still linked there: the review
+ * back (weft__answer; an accept's EMFILE back-off sleeps holding it, as any discarded socket
+ * call holds its socket: the poller closes the fd). Not inside await_word (a queue's node is still linked there: the review
  * of this fix crashed five ways on a stale node), nor in a mutex's retry (its wake is passed on
  * first) or weft_offload's await (its job is given up first): those answer WEFT_ECANCELED, and
  * the caller's next point parks.
@@ -310,10 +311,11 @@ int weft__park_until(struct weft_task *self, uint64_t deadline_ns) {
  * so that a cleanup cannot lose it by accident). */
 int __attribute__((noinline, cold)) weft__cancelled(struct weft_task *self) {
   /* relaxed: a flag destroy sets before it stops the workers; a late look parks at the next.
-   * Only a task whose own cancel came (relaxed: its own bits): an answer passed on from
-   * another task's outcome is not its cancel. */
+   * Only an unshielded task with a cancel pending (relaxed: its own bits): a shielded cleanup
+   * may pass on the kernel's own ECANCELED (a timerfd's read), which is no cancel of ours
+   * (review). */
   if (!atomic_load_explicit(&weft__task_rt(self)->discarding, memory_order_relaxed) ||
-      !(atomic_load_explicit(&self->state, memory_order_relaxed) & WK_CANCEL_REQUESTED))
+      !wake_cancel_pending(atomic_load_explicit(&self->state, memory_order_relaxed)))
     return WEFT_ECANCELED;
   weft__wait_reason(self, WEFT__WAIT_NONE, 0); /* destroy's report names it: no dump runs now */
   /* Shielded: a later weft_cancel (of the handle, or a group's) only requests, where it woke
