@@ -515,9 +515,10 @@ WEFT_EXTERN int weft_deadline_end(weft_deadline_t *scope);
  *   weft_group_spawn: starts fn(arg) in the group (no handle: results travel through arg);
  *     WEFT_ECANCELED once the group is cancelled or has failed; WEFT_ESHUTDOWN once its
  *     runtime's shutdown or destroy has returned (the group outlives the runtime: wait,
- *     cancel and destroy still work); spawn's own errors otherwise. The group lets go of a task once it has ended: a long-lived group (a server's
- *     connections) holds memory for the tasks alive at once, not for every task it ran. So a
- *     group task's handle (weft_current() inside it) is valid only until the task ends.
+ *     cancel and destroy still work); spawn's own errors otherwise. The group lets go of a
+ *     task once it has ended: a long-lived group (a server's connections) holds memory for
+ *     the tasks alive at once, not for every task it ran. So a group task's handle
+ *     (weft_current() inside it) is valid only until the task ends.
  *   weft_group_wait: waits for every task, including ones spawned while it waits; returns 0,
  *     the first non-cancellation error, or WEFT_ECANCELED (the group was cancelled, or the
  *     waiting task was: it then cancels the group's tasks and waits for them to unwind — so

@@ -301,10 +301,10 @@ int weft__park_until(struct weft_task *self, uint64_t deadline_ns) {
  * node is out (mutex, semaphore, event, condition — before the relock — wait group, channel,
  * select), a future's await, wait_any, a socket call once its operation's count is given
  * back (weft__answer; an accept's EMFILE back-off sleeps holding it, as any discarded socket
- * call holds its socket: the poller closes the fd). Not inside await_word (a queue's node is still linked there: the review
- * of this fix crashed five ways on a stale node), nor in a mutex's retry (its wake is passed on
- * first) or weft_offload's await (its job is given up first): those answer WEFT_ECANCELED, and
- * the caller's next point parks.
+ * call holds its socket: the poller closes the fd). Not inside await_word (a queue's node is
+ * still linked there: the review of this fix crashed five ways on a stale node), nor in a
+ * mutex's retry (its wake is passed on first) or weft_offload's await (its job is given up
+ * first): those answer WEFT_ECANCELED, and the caller's next point parks.
  * A task that never reaches a suspension point still holds its worker (nothing preempts a
  * stackful task).
  * Rejected: a cancel delivered once, as asyncio's (weft's cancel is level-triggered, as Trio's,
@@ -347,12 +347,12 @@ ptrdiff_t __attribute__((noinline, cold)) weft__cancelled_answer_slow(void) {
  * (they are in its callers' frames, above). Frames outside the stack's bounds (an ASan fake
  * stack), or a `here` outside them, are not judged: a missed abort, never a false one. `here`
  * must not share a stack frame with the user's code: the entry points that reach an inline run
- * (weft_join, weft_await, the gathers) are kept out of line even under LTO. Cost: a load and a branch a join
- * (the deque is empty in spawn/join code). Rejected: comparing the deque's count before and
- * after the run (a register kept across the call: +4 instructions a join on fib, +10 with the
- * named-task check beside it); counting frames detached while the child was suspended (the
- * stack record's count, a pointer away). So a child that suspends with a frame out and returns
- * without its sync is caught only at its awaiter's end (docs/api.md, weft_fork). */
+ * (weft_join, weft_await, the gathers) are kept out of line even under LTO. Cost: a load and a
+ * branch a join (the deque is empty in spawn/join code). Rejected: comparing the deque's
+ * count before and after the run (a register kept across the call: +4 instructions a join on
+ * fib, +10 with the named-task check beside it); counting frames detached while the child was
+ * suspended (the stack record's count, a pointer away). So a child that suspends with a frame
+ * out and returns without its sync is caught only at its awaiter's end (docs/api.md, weft_sync). */
 static void __attribute__((noinline, cold)) check_inline_frames(weft__worker_t *w,
                                                                  struct weft_task *awaiter,
                                                                  const char *here) {

@@ -355,10 +355,11 @@ static void schedtrace(struct weft_runtime *rt) {
       m.uptime_ns / 1000000, m.workers, atomic_load_explicit(&rt->nidle, memory_order_relaxed),
       atomic_load_explicit(&rt->nspinning, memory_order_relaxed), m.inject_depth, m.timers_armed,
       m.tasks_live, m.tasks_run, m.tasks_spawned, m.tasks_stolen, m.parks);
-  /* One entry per worker, each at most 42 bytes ("D/Y ", two 20-digit counts): past ~100 workers they outgrow the
-   * line, so the line goes into a buffer sized for them, written in one write (review, session
-   * 31: the line was cut at 512 bytes, its `]` with it). One pass over the workers (a
-   * weft_runtime_metrics call per worker walked them all: O(workers^2) a line). */
+  /* One entry per worker, each at most 42 bytes ("D/Y ", two 20-digit counts): past ~100
+   * workers they outgrow the line, so the line goes into a buffer sized for them, written in
+   * one write (review, session 31: the line was cut at 512 bytes, its `]` with it). One pass
+   * over the workers (a weft_runtime_metrics call per worker walked them all: O(workers^2) a
+   * line). */
   size_t cap = l.n + (size_t)rt->nworkers * 42 + 3;
   char *line = malloc(cap);
   if (!line) { /* out of memory: the line says so rather than show a part */
