@@ -385,7 +385,7 @@ static int select_wait(struct weft_task *self, weft_chan_op_t *ops, size_t n,
   /* relaxed: claims are made under the cases' locks, which we took after them */
   int won = atomic_load_explicit(&w.claim, memory_order_relaxed);
   if (won == WQ_UNCLAIMED) /* no peer took a node, and none can now: they are all out */
-    return err == WEFT_ECANCELED && self ? weft__cancelled(self) : err;
+    return (int)weft__answer(err);
   if (err) weft__wq_undeliver(self, before); /* the hand-off won the race */
   weft__wq_settle(&w);
   *index = (size_t)won;

@@ -952,7 +952,7 @@ int weft_wait_any(weft_task_t *const *tasks, size_t n, uint64_t deadline_ns, siz
   err = wait_tasks(self, tasks, n, nodes, true, deadline_ns);
   if (hooked) weft__discard_hook_pop(self, &freed_if_discarded);
   if (nodes != local) free(nodes);
-  if (err) return err == WEFT_ECANCELED && self ? weft__cancelled(self) : err; /* all undone */
+  if (err) return (int)weft__answer(err); /* all undone */
   for (size_t i = 0; i < n; i++)
     if (task_is_done(tasks[i])) {
       weft__tsan_acquire(&tasks[i]->word); /* the completion edge (weft__task_complete) */

@@ -291,7 +291,7 @@ int weft_offload(weft_fn fn, void *arg, void **result) {
   job_release(j);
   /* The job given up or ended: past destroy's shutdown a cancelled caller parks here (a loop
    * of offloads ignoring WEFT_ECANCELED kept destroy waiting while the pool was busy) */
-  return err == WEFT_ECANCELED ? weft__cancelled(self) : err;
+  return (int)weft__answer(err);
 }
 
 bool weft__offload_is_pool_thread(struct weft_runtime *rt) {

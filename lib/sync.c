@@ -238,7 +238,7 @@ static int wq_wait_unlocked(struct weft_task *self, weft__spin_t *lock, weft__wq
     if (queued) wq_unlink(q, n);
     wq_unlock(lock);
     if (queued) /* nothing was handed over, and the node is out (weft__cancelled may park) */
-      return err == WEFT_ECANCELED && self ? weft__cancelled(self) : err;
+      return (int)weft__answer(err);
     weft__wq_undeliver(self, before); /* the hand-off won: report it, keep the cancel pending */
   }
   weft__wq_settle(n->wait);
