@@ -98,21 +98,25 @@ static void put(line_t *l, const char *fmt, ...) {
   if (k > 0) l->n = l->n + (size_t)k < sizeof l->buf ? l->n + (size_t)k : sizeof l->buf - 1;
 }
 
-static void write_all(int fd, const char *p, size_t left) {
+/* 0, or the write's -errno (-EIO for a write that took nothing). */
+static int write_all(int fd, const char *p, size_t left) {
   while (left) {
     ssize_t k = write(fd, p, left);
     if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) break;
+    if (k < 0) return -errno;
+    if (k == 0) return -EIO;
     p += k;
     left -= (size_t)k;
   }
+  return 0;
 }
 
-static void emit(int fd, line_t *l) {
+static int emit(int fd, line_t *l) {
   if (l->n >= sizeof l->buf) l->n = sizeof l->buf - 1;
   l->buf[l->n++] = '\n';
-  write_all(fd, l->buf, l->n);
+  int err = write_all(fd, l->buf, l->n);
   l->n = 0;
+  return err;
 }
 
 static double ms(uint64_t ns) { return (double)ns / 1e6; }
@@ -327,18 +331,24 @@ int weft_runtime_dump(weft_runtime_t *rt, int fd) {
   line_t l = {.n = 0};
   put(&l, "weft dump: %d workers, uptime %.3f ms (tasks run on while it is taken)", rt->nworkers,
       ms(d.now - rt->created_ns));
-  emit(fd, &l);
-  weft__tasks_visit(rt, dump_task, &d); /* under task_lock: only into the buffer */
-  write_all(fd, d.out, d.out_len);
-  if (d.out_of_memory)
-    put(&l, "weft dump cut short: no memory for more lines (%zu tasks seen)", d.count);
-  else
-    put(&l, "weft dump end: %zu tasks", d.count);
-  emit(fd, &l);
+  /* A failed write ends the dump with its error (review, session 31: they were ignored, and
+   * a dump to a closed or read-only fd answered 0) */
+  int err = emit(fd, &l);
+  if (!err) {
+    weft__tasks_visit(rt, dump_task, &d); /* under task_lock: only into the buffer */
+    err = write_all(fd, d.out, d.out_len);
+  }
+  if (!err) {
+    if (d.out_of_memory)
+      put(&l, "weft dump cut short: no memory for more lines (%zu tasks seen)", d.count);
+    else
+      put(&l, "weft dump end: %zu tasks", d.count);
+    err = emit(fd, &l);
+  }
   free(d.out);
   free(running);
   free(objects);
-  return d.out_of_memory ? WEFT_ENOMEM : 0;
+  return err ? err : d.out_of_memory ? WEFT_ENOMEM : 0;
 }
 
 /* ---- schedtrace --------------------------------------------------------------------------- */

@@ -623,6 +623,24 @@ Test(dump, bad_arguments_are_einval) {
   OK(weft_runtime_destroy(rt));
 }
 
+/* A write that fails ends the dump with its error (review, session 31: it answered 0) */
+Test(dump, a_failed_write_is_its_answer) {
+  weft_runtime_t *rt = test_runtime(1);
+  int read_only = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  cr_assert_geq(read_only, 0);
+  cr_assert_eq(weft_runtime_dump(rt, read_only), WEFT_EBADF);
+  close(read_only);
+  int p[2];
+  cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+  close(p[0]);
+  struct sigaction ignore = {.sa_handler = SIG_IGN}, before;
+  cr_assert_eq(sigaction(SIGPIPE, &ignore, &before), 0);
+  cr_assert_eq(weft_runtime_dump(rt, p[1]), WEFT_EPIPE);
+  sigaction(SIGPIPE, &before, NULL);
+  close(p[1]);
+  OK(weft_runtime_destroy(rt));
+}
+
 Test(dump, is_written_on_the_signal_named_in_weft_trace) {
   setenv("WEFT_TRACE", "dump:USR1", 1);
   weft_runtime_t *rt = test_runtime(2);
