@@ -619,9 +619,10 @@ typedef struct weft_queue weft_queue_t;
  * contended lock spins briefly, then (on a runtime of more than one worker, at most once per
  * call) takes its thread off the CPU for a nap of 50 us plus the kernel's timer slack, so the
  * holder's worker runs on with the lock in its cache — this worker's other tasks wait that
- * long too — then queues and suspends only the task. A woken waiter competes with running lockers (no
- * convoy); one that has waited more than WEFT_MUTEX_STARVE_NS is handed the lock directly at
- * the next unlock (Go's starvation mode), so no waiter starves. Any task or thread may unlock;
+ * long too — then queues and suspends only the task. A woken waiter competes with running
+ * lockers (no convoy); one that loses after waiting more than WEFT_MUTEX_STARVE_NS goes back
+ * to the queue's head marked starving and is handed the lock directly at the next unlock (Go's
+ * starvation mode), so no waiter starves. Any task or thread may unlock;
  * unlocking a mutex that is not locked aborts. */
 #define WEFT_MUTEX_STARVE_NS 1000000ull
 WEFT_EXTERN int weft_mutex_create(weft_mutex_t **mutex);

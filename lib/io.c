@@ -360,9 +360,13 @@ static uint64_t read_hint(weft__sock_t *s, uint64_t deadline_ns) {
   return h;
 }
 
+/* The bytes iov asks for, or SIZE_MAX past SSIZE_MAX (the kernel's EINVAL; a sum that wrapped
+ * to 0 read as "nothing asked", an end of stream: review, session 32). */
 static size_t iov_total(const struct iovec *iov, int iovcnt) {
   size_t total = 0;
-  for (int i = 0; i < iovcnt; i++) total += iov[i].iov_len;
+  for (int i = 0; i < iovcnt; i++)
+    if (iov[i].iov_len > (size_t)SSIZE_MAX - total) return SIZE_MAX;
+    else total += iov[i].iov_len;
   return total;
 }
 
@@ -485,11 +489,12 @@ ptrdiff_t weft_sock_read(weft_sock_t *s, void *buf, size_t len, uint64_t deadlin
 ptrdiff_t weft_sock_readv(weft_sock_t *s, const struct iovec *iov, int iovcnt,
                           uint64_t deadline_ns) {
   if (!s || !iov || iovcnt <= 0 || iovcnt > IOV_MAX) return WEFT_EINVAL;
+  size_t asked = iov_total(iov, iovcnt);
+  if (asked == SIZE_MAX) return WEFT_EINVAL;
   sock_op_t op;
   int err = op_begin(s, &op);
   if (err) return err;
   ssize_t n = 0;
-  size_t asked = iov_total(iov, iovcnt);
   if (asked || !s->tcp) { /* nothing asked of TCP: 0 at once, as weft_sock_read */
     io_buf_t b = {.iov = iov, .iovcnt = iovcnt};
     uint32_t seen = 0;
@@ -578,8 +583,10 @@ static struct weft_runtime *runtime_or_current(struct weft_runtime *rt) {
   return w ? w->rt : NULL;
 }
 
-/* Registers fd. tcp: 1 or 0 where the caller knows (accept, connect), -1 to ask the kernel. */
-static int sock_adopt(struct weft_runtime *rt, int fd, int tcp, weft__sock_t **out) {
+/* Registers fd. tcp: 1 or 0 where the caller knows (accept, connect), -1 to ask the kernel.
+ * spare: a listener's reserve fd (-1: none could be had), NULL for any other socket. */
+static int sock_adopt(struct weft_runtime *rt, int fd, int tcp, const int *spare,
+                      weft__sock_t **out) {
   struct weft__poller *p;
   int err = weft__poller_get(rt, &p);
   if (err) return err;
@@ -608,10 +615,19 @@ static int sock_adopt(struct weft_runtime *rt, int fd, int tcp, weft__sock_t **o
     s->is_socket = is_socket;
     s->is_pipe = is_pipe;
     s->tcp = tcp > 0;
+    /* A listener's fields before the publish: once published, destroy's close walk may close
+     * and free it, and the table go with it (review, session 32: weft_sock_listen set them
+     * after, uncounted, and wrote into the freed table) */
+    if (spare) {
+      s->listening = true;
+      /* relaxed: the publish's lock orders it before the close walk's look */
+      atomic_store_explicit(&s->spare_fd, *spare, memory_order_relaxed);
+    }
     err = weft__poll_publish(p, s); /* WEFT_EBADF: destroy began meanwhile */
   }
   if (outside) weft__poll_outside_leave(p);
   if (err) return err;
+  weft__pause(WEFT__PAUSE_ADOPTED); /* tests: destroy comes now (test_io_gap) */
   *out = s;
   return 0;
 }
@@ -623,7 +639,7 @@ int weft_sock_open(weft_runtime_t *rt, int fd, weft_sock_t **out) {
   if (flags < 0) return errno == EBADF ? WEFT_EINVAL : -errno;
   bool made_nonblocking = !(flags & O_NONBLOCK);
   if (made_nonblocking && fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return -errno;
-  int err = sock_adopt(rt, fd, -1, out);
+  int err = sock_adopt(rt, fd, -1, NULL, out);
   /* on failure fd stays the caller's as it was (review, session 24: it was left non-blocking) */
   if (err && made_nonblocking) (void)fcntl(fd, F_SETFL, flags);
   return err;
@@ -688,11 +704,12 @@ int weft_sock_listen(weft_runtime_t *rt, const struct sockaddr *addr, socklen_t 
   if (bind(fd, addr, len) != 0 || listen(fd, backlog > 0 ? backlog : SOMAXCONN) != 0)
     return fail_close(fd, -errno);
   weft__sock_t *s;
-  int err = sock_adopt(rt, fd, -1, &s);
-  if (err) return fail_close(fd, err);
-  s->listening = true;
-  /* relaxed: the handle reaches other threads through the caller's own hand-off */
-  atomic_store_explicit(&s->spare_fd, reserve_open(), memory_order_relaxed);
+  int spare = reserve_open();
+  int err = sock_adopt(rt, fd, -1, &spare, &s);
+  if (err) {
+    if (spare >= 0) close(spare);
+    return fail_close(fd, err);
+  }
   *out = s;
   return 0;
 }
@@ -833,7 +850,7 @@ int weft_sock_accept(weft_sock_t *l, weft_sock_t **conn, struct sockaddr *addr, 
     if (fd >= 0) {
       reserve_refill(l);
       weft__sock_t *s;
-      err = sock_adopt(l->rt, (int)fd, l->tcp, &s); /* a TCP listener's connections are TCP */
+      err = sock_adopt(l->rt, (int)fd, l->tcp, NULL, &s); /* a TCP listener's connections are TCP */
       if (err) close((int)fd);
       else *conn = s;
       break;
@@ -877,7 +894,7 @@ static int sock_connect(weft_runtime_t *rt, const struct sockaddr *addr, socklen
   if (r != 0 && errno != EINPROGRESS) return fail_close(fd, -errno);
   /* Registered after connect: a fresh socket reports writable+hangup, which is no answer. */
   weft__sock_t *s;
-  int err = sock_adopt(rt, fd, addr->sa_family == AF_INET || addr->sa_family == AF_INET6, &s);
+  int err = sock_adopt(rt, fd, addr->sa_family == AF_INET || addr->sa_family == AF_INET6, NULL, &s);
   if (err) return fail_close(fd, err);
   if (r == 0) {
     *conn = s;
@@ -898,19 +915,30 @@ static int sock_connect(weft_runtime_t *rt, const struct sockaddr *addr, socklen
   return 0;
 }
 
+/* Another runtime's task discarded inside weft_sock_connect gives back its outer count too. */
+static void connect_discarded(void *p) { weft__poll_outside_leave(p); }
+
 int weft_sock_connect(weft_runtime_t *rt, const struct sockaddr *addr, socklen_t len,
                       uint64_t deadline_ns, weft_sock_t **conn) {
   if (!addr || !conn || !(rt = runtime_or_current(rt))) return WEFT_EINVAL;
   weft__worker_t *w = weft__worker_self();
-  if (w && w->rt == rt) return sock_connect(rt, addr, len, deadline_ns, conn);
+  /* weft__answer: the socket closed and every count given back, a cancel may park (review,
+   * session 32: a loop of connects ignoring WEFT_ECANCELED kept destroy waiting for ever) */
+  if (w && w->rt == rt) return (int)weft__answer(sock_connect(rt, addr, len, deadline_ns, conn));
   /* From outside: counted in from before the socket is registered until after the wait's own
    * count (op_begin) ends; between the two, destroy could otherwise free the table (review,
-   * session 26). */
+   * session 26). Another runtime's task gets a discard record for it, as op_begin's count has
+   * one (review, session 32: discarded in the wait, it held this runtime's destroy for its
+   * bound, and the table was kept). */
   struct weft__poller *p;
   int err = weft__poller_get(rt, &p);
   if (err) return err;
   if (!weft__poll_outside_enter(p)) return WEFT_EBADF;
+  struct weft_task *task = w ? weft__current(w) : NULL;
+  weft__discard_hook_t discarded;
+  if (task) weft__discard_hook_push(task, &discarded, connect_discarded, p);
   err = sock_connect(rt, addr, len, deadline_ns, conn);
+  if (task) weft__discard_hook_pop(task, &discarded);
   weft__poll_outside_leave(p);
-  return err;
+  return (int)weft__answer(err);
 }

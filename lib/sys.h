@@ -111,6 +111,7 @@ enum {
   WEFT__PAUSE_OFFLOAD_MADE,   /* a runtime's blocking pool is made, not yet published */
   WEFT__PAUSE_POOL_THREAD_LEFT, /* a blocking pool thread counted itself out, before it returns */
   WEFT__PAUSE_CLOSE_WALKED,   /* destroy's socket walk is done, with or without a poller (poll.c) */
+  WEFT__PAUSE_ADOPTED,        /* a socket is registered and published, its call not returned (io.c) */
   WEFT__PAUSES
 };
 #ifdef WEFT_FAULTS

@@ -7,6 +7,7 @@
 #define _GNU_SOURCE /* pthread_timedjoin_np */
 #include "support.h"
 #include "waits.h"
+#include "loopback.h"
 
 #include "../lib/internal.h" /* test-only: probes, names arrays, rt->stopping */
 
@@ -920,16 +921,16 @@ Test(destroy, a_shutdown_reports_the_tasks_it_could_not_end) {
 /* A task that ignores its cancel in a loop of suspension points (each answers WEFT_ECANCELED
  * at once: the cancel is sticky) is discarded by destroy after the shutdown's bound, at its
  * next suspension point (review, session 31: destroy never returned, the task spinning). One
- * loop per kind of point (a socket read, a timed await of another such task); the waits that
- * queue a node (a condition, a
- * timed wait, a select)
- * must leave nothing queued: after the destroy the test uses each object, which would hand a
- * stale node on an unmapped stack its value (the review of the fix crashed so, five ways).
+ * loop per kind of point (a socket read, a timed await of another such task, a connect); the
+ * waits that queue a node (a condition, a timed wait, a select) must leave nothing queued:
+ * after the destroy the test uses each object, which would hand a stale node on an unmapped
+ * stack its value (the review of the fix crashed so, five ways).
  * (A loop with no suspension point at all still holds its worker: nothing preempts it.) */
-enum { IGNORE_KINDS = 11 };
+enum { IGNORE_KINDS = 12 };
 typedef struct {
   int how;
   int fd; /* kind 9's: one end of a socket pair nobody writes to */
+  struct sockaddr_in to; /* kind 11's: a listener whose accept queue is full */
   weft_task_t *child; /* kind 10's: a task that ignores its cancel too (kind 0) */
   weft_chan_t *chan;
   weft_future_t *future;
@@ -966,7 +967,12 @@ static void *ignores_its_cancel(void *arg) {
     case 7: err = weft_chan_select(&op, 1, UINT64_MAX, &index); break;
     case 8: err = weft_mutex_lock(g->mutex, far); break; /* the test thread holds it */
     case 9: err = (int)weft_sock_read(sock, &v, sizeof v, UINT64_MAX); break;
-    default: err = weft_await_until(g->child, far, NULL); break;
+    case 10: err = weft_await_until(g->child, far, NULL); break;
+    default: /* "retry until connected" (review, session 32: connect never parked) */
+      if (!(err = weft_sock_connect(NULL, (struct sockaddr *)&g->to, sizeof g->to, UINT64_MAX,
+                                    (weft_sock_t **)&v)))
+        weft_sock_close(v);
+      break;
     }
     if (err == WEFT_ECANCELED) atomic_fetch_add(&ignored_cancels, 1);
   }
@@ -987,6 +993,7 @@ Test(destroy, a_task_that_ignores_its_cancel_is_discarded_after_the_bound, .time
       cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
       g.fd = sv[0];
     }
+    int queued[FULL_QUEUED], full = how == 11 ? full_listener(&g.to, queued) : -1;
     atomic_store(&ignored_cancels, 0);
     atomic_store(&ignorer_started, 0);
     weft_runtime_t *rt = runtime_with_short_shutdown(2);
@@ -1013,6 +1020,7 @@ Test(destroy, a_task_that_ignores_its_cancel_is_discarded_after_the_bound, .time
     weft_cond_destroy(g.cond);
     weft_sem_destroy(g.sem);
     if (how == 9) close(sv[1]); /* sv[0] was the socket's, closed by the destroy */
+    if (how == 11) full_listener_close(full, queued);
   }
   assert_no_leak();
 }

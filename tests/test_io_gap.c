@@ -275,6 +275,49 @@ Test(io_gap, destroys_close_walk_leaves_a_registration_in_progress_alone) {
   if (victim_open) close(victim);
 }
 
+/* ---- a plain thread's weft_sock_listen racing destroy (review, session 32: it set the
+ * listener's fields and opened its reserve fd after the registration was published and no
+ * longer counted, so destroy could close and free it first: a write into the freed table, and
+ * the reserve fd leaked) ---- */
+static atomic_int listen_held, listen_let_go;
+static void hold_listen_until_destroyed(void) {
+  if (atomic_exchange(&listen_held, 1)) return;
+  while (!atomic_load(&listen_let_go)) sched_yield();
+}
+typedef struct {
+  weft_runtime_t *rt;
+  int result;
+} listen_case_t;
+static void *listen_on_thread(void *arg) {
+  listen_case_t *c = arg;
+  struct sockaddr_storage ss;
+  socklen_t len;
+  OK(weft_sock_addr("127.0.0.1", 0, &ss, &len));
+  weft_sock_t *s = NULL;
+  c->result = weft_sock_listen(c->rt, (struct sockaddr *)&ss, len, 16, 0, &s);
+  return NULL; /* s, if any, was closed and freed by the destroy */
+}
+
+Test(io_gap, a_plain_threads_listen_racing_destroy_leaves_nothing_behind) {
+  int fds_before = open_fds();
+  weft_runtime_t *rt = test_runtime(1);
+  weft_sock_t *l = listen_loopback(rt); /* the poller exists before the race */
+  listen_case_t c = {.rt = rt, .result = 1};
+  atomic_store(&listen_held, 0);
+  atomic_store(&listen_let_go, 0);
+  weft__pause_set(WEFT__PAUSE_ADOPTED, hold_listen_until_destroyed);
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, listen_on_thread, &c), 0);
+  while (!atomic_load(&listen_held)) sched_yield();
+  OK(weft_runtime_destroy(rt)); /* closes the published listener and frees the table */
+  atomic_store(&listen_let_go, 1);
+  pthread_join(th, NULL);
+  weft__pause_set(WEFT__PAUSE_ADOPTED, NULL);
+  cr_assert_eq(c.result, 0, "the listen answered %s", weft_strerror(c.result));
+  cr_assert_eq(open_fds(), fds_before, "fds were left open (the listener's reserve fd)");
+  (void)l; /* closed by destroy */
+}
+
 /* ---- a plain thread's weft_sock_open racing destroy (review, session 26: registering, it was
  * not counted in, so destroy could free the socket table under it) ---- */
 static atomic_int open_paused;
