@@ -463,7 +463,8 @@ WEFT_EXTERN int weft_yield(void);
 WEFT_EXTERN int weft_cancel(weft_task_t *task);
 /* asyncio.shield for cleanup code: between begin and end, the current task's suspension points
  * do not deliver a cancel (it stays pending); nestable. end returns WEFT_ECANCELED if a cancel
- * is pending when the outermost shield ends (the next suspension point delivers it), else 0.
+ * is pending when the outermost shield ends (that answer delivers it: the task ends cancelled
+ * unless it fails otherwise), else 0.
  * WEFT_EPERM outside a task, WEFT_ERANGE beyond 254 nested shields (the 255th level is the
  * runtime's, for its own cleanup waits); an end without a begin aborts. A shield holds back
  * the deadline scopes (weft_deadline_begin) begun outside it as well; a scope begun inside the
@@ -540,8 +541,8 @@ WEFT_EXTERN void weft_group_destroy(weft_group_t *group);
  * Tasks not yet started that sit newest in the caller's deque run inline, newest first.
  * If the caller is cancelled while it waits, the unfinished tasks are cancelled too (asyncio)
  * and WEFT_ECANCELED returns at once. WEFT_EINVAL if one of its handles is NULL, or tasks is
- * NULL with n > 0; WEFT_ENOMEM if the wait's nodes (one per task beyond a few on the stack)
- * cannot be had. A task that gathers itself aborts (as a join of itself does). */
+ * NULL with n > 0 (n = 0: 0 at once). A task that gathers itself aborts (as a join of itself
+ * does) when the gather comes to wait for it. */
 WEFT_EXTERN int weft_gather(weft_task_t *const *tasks, size_t n, void **results);
 /* The same with each task's own status in errors[i] (return_exceptions=True): returns 0 once
  * all are done, whatever they returned; WEFT_ECANCELED, WEFT_EINVAL as weft_gather. */

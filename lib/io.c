@@ -232,8 +232,11 @@ static int task_dir_wait(struct weft_task *self, weft__sock_t *s, weft__poll_dir
   deadline_ns = weft__wait_deadline(self, deadline_ns);
   /* A deadline already passed (a poll, or a scope's): no wait, but an edge since the call is
    * worth another call. No clock read without a deadline. acquire: as edges_before. */
-  if (deadline_ns != UINT64_MAX && deadline_ns <= weft_now_ns())
-    return atomic_load_explicit(&d->edges, memory_order_acquire) != seen ? 0 : WEFT_ETIMEDOUT;
+  if (deadline_ns != UINT64_MAX && deadline_ns <= weft_now_ns()) {
+    if (atomic_load_explicit(&d->edges, memory_order_acquire) != seen) return 0;
+    /* a cancel first, as lib/join.c's await_word: this is a suspension point */
+    return weft__checkpoint(self) ? WEFT_ECANCELED : WEFT_ETIMEDOUT; /* the op's count is ours */
+  }
   if (!wake_park_begin(&self->state, true)) return WEFT_ECANCELED; /* the op's count is ours */
   int r = fdpark_park(&d->park, &d->edges, (uintptr_t)self, seen);
   if (r != FP_PARKED) { /* busy, or an edge came: no suspension; a cancel may have come */
@@ -784,7 +787,8 @@ static int backoff(weft__sock_t *l, uint64_t *delay_ms, uint64_t deadline_ns, ui
   struct weft_task *self = weft__awaiting_task(weft__worker_self(), "weft_sock_accept");
   if (self) deadline_ns = weft__wait_deadline(self, deadline_ns);
   uint64_t now = weft_now_ns();
-  if (deadline_ns != UINT64_MAX && now >= deadline_ns) return WEFT_ETIMEDOUT;
+  if (deadline_ns != UINT64_MAX && now >= deadline_ns) /* a cancel first, as task_dir_wait */
+    return self && weft__checkpoint(self) ? WEFT_ECANCELED : WEFT_ETIMEDOUT;
   uint64_t until = now + *delay_ms * 1000000u;
   bool capped = until >= deadline_ns;
   if (capped) until = deadline_ns;

@@ -247,10 +247,12 @@ static int await_word(struct weft_task *self, _Atomic uintptr_t *word, uint64_t 
                       weft__delivery_t *delivery) {
   /* A deadline already passed (a scope's, or 0: a poll): no wait — unless the word is done, as a
    * thread's wait would find (review, session 19: a task polling a resolved future got
-   * WEFT_ETIMEDOUT). No clock read without one. acquire: as join_add_waiter's look. */
+   * WEFT_ETIMEDOUT). No clock read without one. acquire: as join_add_waiter's look. A cancel
+   * pending wins, as at weft_yield: this is a suspension point (review, session 32: in a passed
+   * scope a cancel was never delivered, so a loop ignoring it never parked past shutdown). */
   if (self && deadline_ns != UINT64_MAX && deadline_ns <= weft_now_ns() &&
       !(atomic_load_explicit(word, memory_order_acquire) & WEFT__DONE))
-    return WEFT_ETIMEDOUT;
+    return weft__checkpoint(self) ? WEFT_ECANCELED : WEFT_ETIMEDOUT; /* callers clean up */
   if (self && !wake_park_begin(&self->state, true)) return WEFT_ECANCELED; /* callers clean up */
   weft__join_t j;
   join_init(&j, self, 1, deadline_ns != UINT64_MAX);
@@ -279,7 +281,8 @@ int weft__park_published(struct weft_task *self, uint64_t deadline_ns,
 /* Sleeps until the deadline or a cancel: 0 or WEFT_ECANCELED. A task only. */
 int weft__park_until(struct weft_task *self, uint64_t deadline_ns) {
   uint64_t bounded = scoped_deadline(self, deadline_ns);
-  if (bounded < deadline_ns && bounded <= weft_now_ns()) return WEFT_ETIMEDOUT;
+  if (bounded < deadline_ns && bounded <= weft_now_ns()) /* a cancel first, as await_word */
+    return weft__checkpoint(self) ? weft__cancelled(self) : WEFT_ETIMEDOUT;
   if (!wake_park_begin(&self->state, true)) return weft__cancelled(self);
   weft__join_t j;
   join_init(&j, self, 1, true);
@@ -768,8 +771,8 @@ static int wait_tasks(struct weft_task *self, weft_task_t *const *tasks, size_t 
    * done already, as a thread's wait would find (review, session 19: a task's wait_any with
    * deadline 0 never saw a finished task). No clock read without one. */
   if (self && deadline_ns != UINT64_MAX && deadline_ns <= weft_now_ns() &&
-      !tasks_done(tasks, n, any))
-    return WEFT_ETIMEDOUT;
+      !tasks_done(tasks, n, any)) /* a cancel first, as await_word */
+    return weft__checkpoint(self) ? WEFT_ECANCELED : WEFT_ETIMEDOUT; /* callers clean up */
   if (self && !wake_park_begin(&self->state, true)) return WEFT_ECANCELED; /* callers clean up */
   weft__join_t j;
   join_init(&j, self, 1, deadline_ns != UINT64_MAX); /* 1: our hold while we link */
@@ -861,6 +864,7 @@ static weft__wait_t gather_reason(struct weft_task *self) {
 
 static int gather_wait(struct weft_task *self, weft_task_t *const *tasks, size_t n,
                        bool spawned_in_reverse, bool run_inline) {
+  if (!n) return 0; /* nothing to wait for: no suspension point (review, session 32) */
   if (self && wake_checkpoint(&self->state)) return gather_cancelled(self, tasks, n);
   /* The inline pass runs the children one after another here; what it keeps (lib/worker.c's
    * "Private spawns") goes onto the deque when a worker is idle or asks — before the pass and

@@ -11,6 +11,8 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define HOUR_NS (3600ull * 1000000000u)
 #define SEC_NS 1000000000ull
@@ -508,6 +510,58 @@ static void *poll_done(void *arg) {
 }
 
 Test(cancel, a_passed_deadline_still_reports_what_is_done) { run_on(2, poll_done, NULL); }
+
+/* A cancel pending wins over a passed deadline scope at every suspension point, as at
+ * weft_yield (review, session 32: they answered WEFT_ETIMEDOUT, so the cancel was never
+ * delivered there, and a loop ignoring it never parked past destroy's shutdown). */
+static void *cancelled_in_a_passed_scope(void *arg) {
+  (void)arg;
+  weft_task_t *child;
+  OK(weft_spawn(&child, slow, NULL)); /* an hour */
+  weft_chan_t *ch;
+  OK(weft_chan_create(&ch, 1));
+  weft_future_t *f;
+  OK(weft_future_create(&f));
+  weft_sem_t *sem;
+  OK(weft_sem_create(&sem, 0, 0));
+  int sv[2];
+  cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  weft_sock_t *sock;
+  OK(weft_sock_open(NULL, sv[0], &sock));
+  weft_deadline_t scope;
+  OK(weft_deadline_begin(&scope, 1)); /* long passed */
+  OK(weft_cancel(weft_current()));
+  void *v;
+  size_t index;
+  cr_expect_eq(weft_sleep_ms(10), WEFT_ECANCELED, "sleep");
+  cr_expect_eq(weft_await_until(child, UINT64_MAX, NULL), WEFT_ECANCELED, "await_until");
+  cr_expect_eq(weft_wait_any(&child, 1, UINT64_MAX, &index), WEFT_ECANCELED, "wait_any");
+  cr_expect_eq(weft_chan_recv(ch, &v, UINT64_MAX), WEFT_ECANCELED, "chan_recv");
+  cr_expect_eq(weft_future_await(f, &v), WEFT_ECANCELED, "future_await");
+  cr_expect_eq(weft_sem_acquire(sem, UINT64_MAX), WEFT_ECANCELED, "sem_acquire");
+  cr_expect_eq(weft_sock_read(sock, &v, sizeof v, UINT64_MAX), WEFT_ECANCELED, "sock_read");
+  cr_expect_eq(weft_yield(), WEFT_ECANCELED, "yield");
+  cr_expect_eq(weft_gather(NULL, 0, NULL), 0, "an empty gather waits for nothing");
+  cr_expect_eq(weft_deadline_end(&scope), WEFT_ETIMEDOUT);
+  OK(weft_cancel(child));
+  OK(weft_shield_begin());
+  cr_expect_eq(weft_join(child, NULL), WEFT_ECANCELED);
+  weft_shield_end();
+  OK(weft_sock_close(sock));
+  close(sv[1]);
+  weft_sem_destroy(sem);
+  weft_future_destroy(f);
+  weft_chan_destroy(ch);
+  return NULL;
+}
+
+Test(cancel, a_cancel_pending_wins_over_a_passed_scope_at_every_suspension_point) {
+  weft_runtime_t *rt = test_runtime(2);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, cancelled_in_a_passed_scope, NULL));
+  cr_assert_eq(weft_join(t, NULL), WEFT_ECANCELED, "it ends cancelled");
+  OK(weft_runtime_destroy(rt));
+}
 
 /* A gatherer cancelled while it runs its children inline starts no more of them: those not yet
  * started end unrun (review, session 19: the inline pass ran every one). One worker: the

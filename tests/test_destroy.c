@@ -926,7 +926,7 @@ Test(destroy, a_shutdown_reports_the_tasks_it_could_not_end) {
  * after the destroy the test uses each object, which would hand a stale node on an unmapped
  * stack its value (the review of the fix crashed so, five ways).
  * (A loop with no suspension point at all still holds its worker: nothing preempts it.) */
-enum { IGNORE_KINDS = 12 };
+enum { IGNORE_KINDS = 13 };
 typedef struct {
   int how;
   int fd; /* kind 9's: one end of a socket pair nobody writes to */
@@ -950,6 +950,9 @@ static void *ignores_its_cancel(void *arg) {
     static ignorer_t sleeper; /* kind 0 */
     OK(weft_spawn(&g->child, ignores_its_cancel, &sleeper));
   }
+  weft_deadline_t passed; /* kind 12: sleeps in a passed scope (review, session 32: they
+                           * answered WEFT_ETIMEDOUT, never the cancel, and never parked) */
+  if (g->how == 12) OK(weft_deadline_begin(&passed, 1));
   atomic_store(&ignorer_started, 1);
   for (;;) {
     void *v;
@@ -968,6 +971,7 @@ static void *ignores_its_cancel(void *arg) {
     case 8: err = weft_mutex_lock(g->mutex, far); break; /* the test thread holds it */
     case 9: err = (int)weft_sock_read(sock, &v, sizeof v, UINT64_MAX); break;
     case 10: err = weft_await_until(g->child, far, NULL); break;
+    case 12: err = weft_sleep_ms(10); break;
     default: /* "retry until connected" (review, session 32: connect never parked) */
       if (!(err = weft_sock_connect(NULL, (struct sockaddr *)&g->to, sizeof g->to, UINT64_MAX,
                                     (weft_sock_t **)&v)))
