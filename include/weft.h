@@ -515,8 +515,10 @@ WEFT_EXTERN int weft_deadline_end(weft_deadline_t *scope);
  *   weft_group_create: rt NULL means the calling task's runtime (WEFT_EINVAL outside a task).
  *   weft_group_spawn: starts fn(arg) in the group (no handle: results travel through arg);
  *     WEFT_ECANCELED once the group is cancelled or has failed; WEFT_ESHUTDOWN once its
- *     runtime's shutdown or destroy has returned (the group outlives the runtime: wait,
- *     cancel and destroy still work); spawn's own errors otherwise. The group lets go of a
+ *     runtime's shutdown or destroy has returned, and from outside the runtime (a plain
+ *     thread) once its destroy has begun: destroy waits for such a spawn already inside (the
+ *     group outlives the runtime: wait, cancel and destroy still work); spawn's own errors
+ *     otherwise. The group lets go of a
  *     task once it has ended: a long-lived group (a server's connections) holds memory for
  *     the tasks alive at once, not for every task it ran. So a group task's handle
  *     (weft_current() inside it) is valid only until the task ends.
@@ -622,8 +624,8 @@ typedef struct weft_queue weft_queue_t;
  * holder's worker runs on with the lock in its cache — this worker's other tasks wait that
  * long too — then queues and suspends only the task. A woken waiter competes with running
  * lockers (no convoy); one that loses after waiting more than WEFT_MUTEX_STARVE_NS goes back
- * to the queue's head marked starving and is handed the lock directly at the next unlock (Go's
- * starvation mode), so no waiter starves. Any task or thread may unlock;
+ * to the queue's head marked starving and is handed the lock directly when an unlock reaches
+ * it (Go's starvation mode), so no waiter starves. Any task or thread may unlock;
  * unlocking a mutex that is not locked aborts. */
 #define WEFT_MUTEX_STARVE_NS 1000000ull
 WEFT_EXTERN int weft_mutex_create(weft_mutex_t **mutex);
@@ -862,7 +864,7 @@ WEFT_EXTERN int weft_sock_accept(weft_sock_t *listener, weft_sock_t **conn, stru
 WEFT_EXTERN int weft_sock_connect(weft_runtime_t *rt, const struct sockaddr *addr, socklen_t len,
                                   uint64_t deadline_ns, weft_sock_t **conn);
 /* Up to len bytes: the count (0: end of stream, or len 0 on TCP: at once), or a negative code.
- * readv: at most IOV_MAX buffers (more: WEFT_EINVAL). */
+ * readv: at most IOV_MAX buffers, SSIZE_MAX bytes in all (more: WEFT_EINVAL). */
 WEFT_EXTERN ptrdiff_t weft_sock_read(weft_sock_t *sock, void *buf, size_t len,
                                      uint64_t deadline_ns);
 WEFT_EXTERN ptrdiff_t weft_sock_readv(weft_sock_t *sock, const struct iovec *iov, int iovcnt,

@@ -200,6 +200,12 @@ int weft_group_spawn(weft_group_t *g, weft_fn fn, void *arg) {
   /* A runtime destroyed before this spawn: its memory is gone, not just closed (found by
    * review, session 31: the spawn read the freed runtime). */
   bool gone = weft__runtime_anchor_gone(g->anchor);
+  /* From outside the runtime, counted in: a destroy that begins meanwhile waits for this spawn
+   * to leave before it frees anything (review, session 32). A runtime's own task needs no
+   * count: destroy stops its workers only once each task has switched out. */
+  weft__worker_t *w = weft__worker_self();
+  bool counted = !gone && (!w || w->rt != g->rt);
+  if (counted && !weft__runtime_anchor_enter(g->anchor)) counted = false, gone = true;
   group_slot_t *slot = g->cancelled || gone ? NULL : slot_locked(g);
   int err = gone ? WEFT_ESHUTDOWN : g->cancelled ? WEFT_ECANCELED : !slot ? WEFT_ENOMEM : 0;
   if (!err) {
@@ -214,6 +220,7 @@ int weft_group_spawn(weft_group_t *g, weft_fn fn, void *arg) {
     else
       g->held++;
   }
+  if (counted) weft__runtime_anchor_leave(g->anchor); /* the spawn's last touch was before */
   pthread_mutex_unlock(&g->lock);
   return err;
 }

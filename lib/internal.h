@@ -1036,6 +1036,10 @@ struct weft__rt_anchor;
 struct weft__rt_anchor *weft__runtime_anchor_hold(struct weft_runtime *rt);
 void weft__runtime_anchor_release(struct weft__rt_anchor *a);
 bool weft__runtime_anchor_gone(struct weft__rt_anchor *a);
+/* A spawn from outside the runtime through a group: true if it may go on (then it leaves after
+ * its last touch of the runtime), false once the runtime's destroy has begun. */
+bool weft__runtime_anchor_enter(struct weft__rt_anchor *a);
+void weft__runtime_anchor_leave(struct weft__rt_anchor *a);
 
 /* ---- I/O (lib/poll.c, lib/offload.c) -------------------------------------------------------- */
 

@@ -27,6 +27,7 @@
  * sysmon and worker threads beyond nworkers; the pool gives the same with less machinery).
  */
 #include "internal.h"
+#include "waitq.h" /* weft__wq_state, weft__wq_undeliver */
 
 #include <errno.h>
 #include <string.h>
@@ -285,8 +286,14 @@ int weft_offload(weft_fn fn, void *arg, void **result) {
     free(j);
     return err;
   }
+  uint32_t before = weft__wq_state(self);
   err = weft__future_await_cancellable(j->done, NULL); /* ECANCELED: we give the job up */
-  if (err && !job_abandon(&j->state)) err = await_started_call(j);
+  if (err && !job_abandon(&j->state)) {
+    err = await_started_call(j);
+    /* The call ran to its end and answers 0: the cancel stays pending, undelivered (review,
+     * session 32: the task then ended WEFT_ECANCELED though no call had answered it) */
+    if (err == 0) weft__wq_undeliver(self, before);
+  }
   if (!err && result) *result = j->result; /* the resolve's release, acquired by the await */
   job_release(j);
   /* The job given up or ended: past destroy's shutdown a cancelled caller parks here (a loop

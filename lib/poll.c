@@ -387,6 +387,10 @@ int weft__poll_publish(struct weft__poller *p, weft__sock_t *s) {
   if (!closing) atomic_fetch_sub_explicit(&s->refs, WEFT__SOCK_REFS_FREE, memory_order_relaxed);
   pthread_mutex_unlock(&p->lock);
   if (!closing) return 0;
+  /* The caller keeps what it put in, as it keeps the fd: a listener's reserve too (review,
+   * session 32: left here, weft__poller_destroy closed that number again, by then maybe one of
+   * the application's files). relaxed: nothing else reads an unpublished descriptor. */
+  atomic_store_explicit(&s->spare_fd, -1, memory_order_relaxed);
   weft__poll_unregister(p, s, false);
   return WEFT_EBADF;
 }

@@ -252,6 +252,13 @@ static void stop_workers(struct weft_runtime *rt, int started) {
 struct weft__rt_anchor {
   _Atomic long refs;
   _Atomic bool gone;
+  /* A group's spawn from outside the runtime (a plain thread, another runtime's task) counts
+   * itself in; destroy, from its start, refuses new ones and waits for those inside before it
+   * tears anything down (review, session 32: a spawn that passed `gone` before destroy began
+   * read the stack pool destroy freed under it; ASan). lib/shutdown_impl.h's store-load pair,
+   * as the socket table's callers from outside. */
+  _Atomic int refusing;
+  _Atomic long inside;
 };
 
 struct weft__rt_anchor *weft__runtime_anchor_hold(struct weft_runtime *rt) {
@@ -262,6 +269,8 @@ struct weft__rt_anchor *weft__runtime_anchor_hold(struct weft_runtime *rt) {
     if (!made) return NULL;
     atomic_init(&made->refs, 1); /* the runtime's */
     atomic_init(&made->gone, false);
+    atomic_init(&made->refusing, 0);
+    atomic_init(&made->inside, 0);
     /* release: publishes the anchor's fields; acquire on failure: the winner's */
     if (atomic_compare_exchange_strong_explicit(&rt->anchor, &a, made, memory_order_acq_rel,
                                                 memory_order_acquire))
@@ -282,6 +291,24 @@ void weft__runtime_anchor_release(struct weft__rt_anchor *a) {
 bool weft__runtime_anchor_gone(struct weft__rt_anchor *a) {
   /* acquire: pairs with runtime_free's release (no field of the runtime is read after it) */
   return atomic_load_explicit(&a->gone, memory_order_acquire);
+}
+
+bool weft__runtime_anchor_enter(struct weft__rt_anchor *a) {
+  return weft__shutdown_enter(&a->inside, &a->refusing);
+}
+
+void weft__runtime_anchor_leave(struct weft__rt_anchor *a) { weft__shutdown_leave(&a->inside); }
+
+/* Destroy's first step: group spawns from outside are refused from now on, and those inside
+ * have left (they do not suspend: spawn_throttle and chaos yields are for a runtime's own
+ * workers). */
+static void anchor_refuse(struct weft_runtime *rt) {
+  /* acquire: as anchor_let_go's (a group made on another thread before this destroy) */
+  struct weft__rt_anchor *a = atomic_load_explicit(&rt->anchor, memory_order_acquire);
+  if (!a) return;
+  weft__shutdown_close(&a->refusing);
+  if (!weft__shutdown_none_inside(&a->inside)) weft__probe_hit(WEFT__PROBE_ANCHOR_WAITED);
+  while (!weft__shutdown_none_inside(&a->inside)) sched_yield();
 }
 
 /* The anchor's holders learn the runtime is gone; the runtime's reference goes. */
@@ -435,6 +462,7 @@ int weft_runtime_destroy(weft_runtime_t *rt) {
   if (weft__offload_is_pool_thread(rt))
     weft__die("weft: weft_runtime_destroy was called from a weft_offload call of the same "
               "runtime, whose pool thread it would wait for.");
+  anchor_refuse(rt);
   /* relaxed: our own thread's earlier shutdown, if any */
   if (!atomic_load_explicit(&rt->closing, memory_order_relaxed))
     shutdown_tasks(rt, rt->shutdown_ns);

@@ -79,6 +79,7 @@ enum {
   WEFT__PROBE_DISCARD_KEPT,    /* ... and kept a handle an outside awaiter still touches (task.c) */
   WEFT__PROBE_SOCK_OUTSIDE,    /* a socket call from outside its runtime counted itself in (io.c) */
   WEFT__PROBE_POLLER_KEPT,     /* destroy kept a socket table a caller from outside was still in */
+  WEFT__PROBE_ANCHOR_WAITED,   /* destroy waited for a group's spawn from outside (runtime.c) */
   WEFT__PROBE_PEER_HELD,       /* an outside peer's hand-off waited for destroy's look (sync.c) */
   WEFT__PROBE_PEER_MARKED,     /* destroy found an outside peer's hand-off ending (sync.c) */
   WEFT__PROBE_COMPLETE_HELD,   /* a completion waited out a remover's BUSY, or destroy's hold */

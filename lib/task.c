@@ -893,6 +893,19 @@ static void mark_orphan_slab(task_store_t *st, task_slab_t *slab) {
       r->orphan_slabs |= UINT64_C(1) << (((char *)slab - r->base) / TASK_SLAB_BYTES);
 }
 
+/* A discarded task is never resumed: its park state leaves PARKING/PARKED for good, so that a
+ * weft_cancel of its handle after destroy (the owner's, or a group's) only requests, where
+ * winning the park scheduled it on the freed runtime (review, session 32: a spawn that slipped
+ * past a bounded shutdown's last walk left a parked task no walk had cancelled; ASan). A CAS:
+ * a thread may cancel it at this moment (relaxed: a canceller's CAS adds only its request). */
+static void park_state_discarded(struct weft_task *t) {
+  uint32_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
+  while (!atomic_compare_exchange_weak_explicit(
+      &t->state, &s, (s & ~(WK_PHASE | WK_SIDE)) | WK_WOKEN | (WK_BY_COMPLETION << WK_SIDE_SHIFT),
+      memory_order_relaxed, memory_order_relaxed)) {
+  }
+}
+
 /* Step 2: every descriptor whose handle is still held becomes an orphan that its release
  * frees; returns the unfinished ones,
  * linked through result_or_detail (their result is NULL, stored by the completion that ends
@@ -909,6 +922,7 @@ static struct weft_task *orphan_held(struct weft_runtime *rt) {
       t->orphan = 1;
       orphans++;
       if (!(s & WEFT__DONE)) {
+        park_state_discarded(t);
         t->error = WEFT_ESHUTDOWN;
         /* relaxed: the workers have stopped; step 3 reads it on this thread */
         atomic_store_explicit(&t->result_or_detail, (uintptr_t)unfinished, memory_order_relaxed);

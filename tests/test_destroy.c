@@ -10,6 +10,7 @@
 #include "loopback.h"
 
 #include "../lib/internal.h" /* test-only: probes, names arrays, rt->stopping */
+#include "../lib/wake.h" /* a discarded task's park state */
 
 #include <pthread.h>
 #include <signal.h>
@@ -1068,6 +1069,73 @@ Test(destroy, a_task_of_another_runtime_awaiting_a_destroyed_runtimes_task_gets_
 }
 
 /* ---- handles after destroy ---- */
+
+/* ---- a spawn that slips past a bounded shutdown's last walk (review, session 32) ----
+ * A task that looked at `closing` before weft_runtime_shutdown(rt, 0) and publishes its child
+ * after the walk leaves a child nobody cancelled; destroy discards it where it parks. A
+ * weft_cancel of its handle after destroy, or a group's destroy, then won the park and
+ * scheduled it onto the freed runtime (ASan). The spawner is held in the spawn's stack-slab
+ * map (4 MiB stacks: a fresh slab per stack). */
+static atomic_int late_in_spawn, late_shutdown_done, late_child_parked;
+static weft_task_t *late_child;
+static weft_group_t *late_group;
+static void hold_the_spawn(void) {
+  if (atomic_exchange(&late_in_spawn, 1)) return;
+  uint64_t until = weft_now_ns() + 10ull * 1000000000u;
+  while (!atomic_load(&late_shutdown_done) && weft_now_ns() < until) sched_yield();
+}
+static void *late_child_fn(void *arg) {
+  (void)arg;
+  atomic_store(&late_child_parked, 1);
+  weft_sleep_ms(3600 * 1000); /* uncancelled: parks until destroy discards it */
+  return NULL;
+}
+static void *late_spawner(void *arg) {
+  bool grouped = arg != NULL;
+  weft__pause_set(WEFT__PAUSE_SLAB_MAP, hold_the_spawn);
+  int err = grouped ? weft_group_spawn(late_group, late_child_fn, NULL)
+                    : weft_spawn(&late_child, late_child_fn, NULL);
+  weft__pause_set(WEFT__PAUSE_SLAB_MAP, NULL);
+  return IPTR(err);
+}
+
+static void a_late_spawn_is_safe_after_destroy(bool grouped) {
+  weft_options_t o = WEFT_OPTIONS_INIT;
+  o.workers = 1;
+  o.stack_size = (size_t)4 << 20;
+  weft_runtime_t *rt = runtime_with(&o);
+  atomic_store(&late_in_spawn, 0);
+  atomic_store(&late_shutdown_done, 0);
+  atomic_store(&late_child_parked, 0);
+  late_child = NULL;
+  if (grouped) OK(weft_group_create(&late_group, rt));
+  weft_task_t *spawner;
+  OK(weft_runtime_spawn(rt, &spawner, late_spawner, grouped ? IPTR(1) : NULL));
+  while (!atomic_load(&late_in_spawn)) sched_yield();
+  cr_assert_eq(weft_runtime_shutdown(rt, 0), WEFT_ETIMEDOUT); /* the spawner is inside */
+  atomic_store(&late_shutdown_done, 1);
+  while (!atomic_load(&late_child_parked)) sched_yield(); /* it was never cancelled */
+  OK(weft_join(spawner, NULL));
+  OK(weft_runtime_destroy(rt)); /* discards the child where it sleeps */
+  if (grouped) {
+    cr_assert_eq(weft_group_wait(late_group), WEFT_ESHUTDOWN);
+    weft_group_destroy(late_group); /* cancels what it holds */
+    return;
+  }
+  cr_assert_neq(atomic_load(&late_child->state) & WK_PHASE, WK_PARKED,
+                "a discarded task is left parked, for a later cancel to wake");
+  OK(weft_cancel(late_child)); /* only requests */
+  cr_assert_eq(weft_await(late_child, NULL), WEFT_ESHUTDOWN);
+  weft_task_release(late_child);
+}
+
+Test(destroy, a_spawn_past_a_bounded_shutdown_leaves_a_handle_safe_to_cancel_after_destroy) {
+  a_late_spawn_is_safe_after_destroy(false);
+}
+
+Test(destroy, a_spawn_past_a_bounded_shutdown_leaves_a_group_safe_to_destroy_after_destroy) {
+  a_late_spawn_is_safe_after_destroy(true);
+}
 
 Test(destroy, handles_stay_valid_until_released) {
   weft_runtime_t *rt = runtime_with_short_shutdown(1);

@@ -5,6 +5,7 @@
 #include "support.h"
 #include "../lib/internal.h" /* test-only probes (weft__probe_count) */
 
+#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 
@@ -473,4 +474,51 @@ Test(group, a_group_outlives_its_runtime_and_refuses_spawns_after_its_destroy) {
   cr_assert_eq(weft_group_cancel(outlives), 0);
   weft_group_destroy(outlives);
   cr_assert_eq(atomic_load(&ran), 1, "only the task spawned before the destroy ran");
+}
+
+/* A plain thread's group spawn that is inside the runtime's spawn when destroy begins: destroy
+ * waits for it to leave before it frees anything, and refuses the next one (review, session 32:
+ * the spawn read the stack pool destroy had freed; ASan). The spawn is held in its stack-slab
+ * map until destroy is seen waiting. */
+static weft_group_t *racing_group;
+static long anchor_waits_before;
+static void hold_until_destroy_waits(void) {
+  uint64_t until = weft_now_ns() + 10ull * 1000000000u;
+  while (weft__probe_count(WEFT__PROBE_ANCHOR_WAITED) == anchor_waits_before &&
+         weft_now_ns() < until)
+    sched_yield();
+}
+static atomic_int racing_in_spawn;
+static void signal_then_hold(void) {
+  if (atomic_exchange(&racing_in_spawn, 1)) return;
+  hold_until_destroy_waits();
+}
+static void *spawn_from_a_thread(void *arg) {
+  (void)arg;
+  weft__pause_set(WEFT__PAUSE_SLAB_MAP, signal_then_hold);
+  int err = weft_group_spawn(racing_group, count_and_return, NULL);
+  weft__pause_set(WEFT__PAUSE_SLAB_MAP, NULL);
+  return IPTR(err);
+}
+
+Test(group, destroy_waits_for_a_group_spawn_from_a_thread_that_is_inside_it) {
+  reset();
+  weft_runtime_t *rt = test_runtime(1);
+  OK(weft_group_create(&racing_group, rt));
+  anchor_waits_before = weft__probe_count(WEFT__PROBE_ANCHOR_WAITED);
+  atomic_store(&racing_in_spawn, 0);
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, spawn_from_a_thread, NULL), 0);
+  while (!atomic_load(&racing_in_spawn)) sched_yield();
+  OK(weft_runtime_destroy(rt));
+  void *err;
+  pthread_join(th, &err);
+  cr_assert_neq(weft__probe_count(WEFT__PROBE_ANCHOR_WAITED), anchor_waits_before,
+                "destroy did not wait for the spawn inside it");
+  cr_assert_eq(PINT(err), 0, "the spawn that began first answered %s",
+               weft_strerror((int)PINT(err)));
+  cr_assert_eq(weft_group_spawn(racing_group, count_and_return, NULL), WEFT_ESHUTDOWN);
+  int waited = weft_group_wait(racing_group); /* its task ran, or the shutdown cancelled it */
+  cr_assert(waited == 0 || waited == WEFT_ECANCELED, "%s", weft_strerror(waited));
+  weft_group_destroy(racing_group);
 }

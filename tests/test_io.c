@@ -1276,22 +1276,30 @@ static void *offload_nop(void *arg) {
   return IPTR(weft_offload(mark_call, &(cancel_probe_t){0}, NULL));
 }
 
+/* A runtime of `workers` with one blocking-pool thread, running fn(c) as a task whose offloaded
+ * held_call has started (and is held until c->release). */
+static weft_runtime_t *offload_started(int workers, weft_fn fn, cancel_probe_t *c,
+                                       weft_task_t **t) {
+  weft_options_t o = WEFT_OPTIONS_INIT;
+  o.workers = workers;
+  o.blocking_threads = 1;
+  weft_runtime_t *rt;
+  OK(weft_runtime_create(&rt, &o));
+  OK(weft_runtime_spawn(rt, t, fn, c));
+  pthread_mutex_lock(&c->lock);
+  while (!c->started) pthread_cond_wait(&c->cond, &c->lock);
+  pthread_mutex_unlock(&c->lock);
+  return rt;
+}
+
 /* A cancel skips a call still queued (its awaiter returns at once) and waits for one already
  * running, whose result comes back with 0 and whose task sees the cancel at its next
  * suspension point. Until session 20 the running call's awaiter returned at once too, while
  * the call still used arg (review: it wrote into the next task's stack). */
 Test(io, offload_cancel_skips_a_queued_call_and_waits_for_a_running_one) {
-  weft_options_t o = WEFT_OPTIONS_INIT;
-  o.workers = 2;
-  o.blocking_threads = 1;
-  weft_runtime_t *rt;
-  OK(weft_runtime_create(&rt, &o));
   cancel_probe_t c = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
   weft_task_t *held, *queued;
-  OK(weft_runtime_spawn(rt, &held, offload_held, &c));
-  pthread_mutex_lock(&c.lock);
-  while (!c.started) pthread_cond_wait(&c.cond, &c.lock);
-  pthread_mutex_unlock(&c.lock);
+  weft_runtime_t *rt = offload_started(2, offload_held, &c, &held);
   /* The only pool thread is busy: this one queues. */
   OK(weft_runtime_spawn(rt, &queued, offload_mark, &c));
   while (!weft__task_waiting(queued)) sched_yield();
@@ -1321,6 +1329,34 @@ Test(io, offload_cancel_skips_a_queued_call_and_waits_for_a_running_one) {
 #if TEST_ASAN
   cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "a job leaked");
 #endif
+}
+
+/* A cancel that comes while the offloaded call runs is left pending: the offload answers 0 and
+ * does not deliver it, so a task that returns right after ends with its own result (review,
+ * session 32: it ended WEFT_ECANCELED, its result lost, though no call had answered that). */
+static void *offload_then_return(void *arg) {
+  cancel_probe_t *c = arg;
+  c->offload_err = weft_offload(held_call, arg, NULL);
+  c->next_err = weft_cancelling(); /* requested, still */
+  return IPTR(7);
+}
+
+Test(io, a_cancel_during_a_running_offload_stays_pending_and_undelivered) {
+  cancel_probe_t c = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+  weft_task_t *t;
+  weft_runtime_t *rt = offload_started(1, offload_then_return, &c, &t);
+  while (!weft__task_waiting(t)) sched_yield(); /* in the offload's await */
+  OK(weft_cancel(t));
+  pthread_mutex_lock(&c.lock);
+  c.release = true;
+  pthread_cond_broadcast(&c.cond);
+  pthread_mutex_unlock(&c.lock);
+  void *r = NULL;
+  cr_assert_eq(weft_join(t, &r), 0, "the task ended cancelled though no call answered that");
+  cr_assert_eq(PINT(r), 7);
+  cr_assert_eq(c.offload_err, 0);
+  cr_assert_eq(c.next_err, 1, "the cancel is still requested");
+  OK(weft_runtime_destroy(rt));
 }
 
 /* A destroy from a call the runtime's own pool runs would wait for its own thread to leave:

@@ -318,6 +318,59 @@ Test(io_gap, a_plain_threads_listen_racing_destroy_leaves_nothing_behind) {
   (void)l; /* closed by destroy */
 }
 
+/* ---- a plain thread's weft_sock_listen refused by destroy's walk (review, session 32: the
+ * refused descriptor kept the listener's reserve fd, which the listen closed itself, and
+ * destroy's free of the table closed that number again — by then one of the application's
+ * files) ---- */
+enum { VICTIMS = 8 };
+static atomic_int refused_registering, refused_walked, refused_reopened;
+static int refused_victims[VICTIMS], refused_result = 1;
+static void await_flag(atomic_int *flag) {
+  uint64_t until = in_ns(10 * SEC_NS);
+  while (!atomic_load(flag) && weft_now_ns() < until) sched_yield();
+}
+static void hold_refused_registration(void) {
+  if (atomic_exchange(&refused_registering, 1)) return;
+  await_flag(&refused_walked);
+}
+static void hold_destroy_after_the_walk(void) {
+  atomic_store(&refused_walked, 1);
+  await_flag(&refused_reopened); /* the application opens files before destroy goes on */
+}
+static void *listen_refused_on_thread(void *arg) {
+  struct sockaddr_storage ss;
+  socklen_t len;
+  OK(weft_sock_addr("127.0.0.1", 0, &ss, &len));
+  weft_sock_t *s = NULL;
+  refused_result = weft_sock_listen(arg, (struct sockaddr *)&ss, len, 16, 0, &s);
+  for (int i = 0; i < VICTIMS; i++) /* the lowest free numbers: the ones just closed */
+    refused_victims[i] = eventfd(0, EFD_CLOEXEC);
+  atomic_store(&refused_reopened, 1);
+  return NULL;
+}
+
+Test(io_gap, a_listen_refused_by_destroy_leaves_the_applications_fds_alone) {
+  weft_runtime_t *rt = test_runtime(1);
+  weft_sock_t *l = listen_loopback(rt); /* the poller exists before the race */
+  weft__pause_set(WEFT__PAUSE_REGISTER, hold_refused_registration);
+  weft__pause_set(WEFT__PAUSE_CLOSE_WALKED, hold_destroy_after_the_walk);
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, listen_refused_on_thread, rt), 0);
+  while (!atomic_load(&refused_registering)) sched_yield();
+  OK(weft_runtime_destroy(rt));
+  pthread_join(th, NULL);
+  weft__pause_set(WEFT__PAUSE_REGISTER, NULL);
+  weft__pause_set(WEFT__PAUSE_CLOSE_WALKED, NULL);
+  cr_assert_eq(refused_result, WEFT_EBADF, "the listen answered %s", weft_strerror(refused_result));
+  for (int i = 0; i < VICTIMS; i++) {
+    cr_assert_geq(refused_victims[i], 0);
+    cr_expect_neq(fcntl(refused_victims[i], F_GETFD), -1, "destroy closed the application's fd %d",
+                  refused_victims[i]);
+    close(refused_victims[i]);
+  }
+  (void)l; /* closed by destroy */
+}
+
 /* ---- a plain thread's weft_sock_open racing destroy (review, session 26: registering, it was
  * not counted in, so destroy could free the socket table under it) ---- */
 static atomic_int open_paused;
