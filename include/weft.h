@@ -301,7 +301,8 @@ WEFT_EXTERN int weft_runtime_dump(weft_runtime_t *rt, int fd);
  * worker with that many tasks queued runs its child first and may resume the caller on another
  * thread (see that option). */
 WEFT_EXTERN int weft_spawn(weft_task_t **task, weft_fn fn, void *arg);
-/* The same from any thread, onto a given runtime. WEFT_ESHUTDOWN once destroy has begun. */
+/* The same from any thread, onto a given runtime. WEFT_ESHUTDOWN once shutdown or destroy has
+ * begun; a call from another thread must return before weft_runtime_destroy does. */
 WEFT_EXTERN int weft_runtime_spawn(weft_runtime_t *rt, weft_task_t **task, weft_fn fn, void *arg);
 
 /* await task: suspends the calling task (or blocks a thread that is not a worker) until the

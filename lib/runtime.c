@@ -470,6 +470,15 @@ int weft_runtime_destroy(weft_runtime_t *rt) {
   atomic_store_explicit(&rt->discarding, 1, memory_order_relaxed);
   weft__trace_stop(rt);
   stop_workers(rt, rt->nworkers);
+  /* A shutdown that timed out may have missed a child one of its tasks was still spawning at
+   * its last walk (docs/api.md, weft_runtime_shutdown). With the workers stopped every spawn
+   * is published, so one more walk cancels it — and from then on every unfinished task has
+   * its cancel requested and is out of any unshielded park, so a weft_cancel racing the rest
+   * of destroy (an await_for's timeout, a group's cancel, on another runtime) can no longer
+   * win a park and schedule a task onto this runtime after its quiescence (review, session
+   * 32). Only then: a shutdown that ended had two clean walks, and a walk of 10^6 descriptors
+   * costs ~5 ms. relaxed: the shutdown's own count, on this thread or before it returned. */
+  if (atomic_load_explicit(&rt->abandoned, memory_order_relaxed)) weft__tasks_cancel_all(rt);
   /* A thread that made one of our tasks runnable may still be inside inject_push (waking a
    * worker); its link is its last touch, and we wait for every link before we free. */
   weft__inject_quiesce(rt);
