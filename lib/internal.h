@@ -976,6 +976,7 @@ struct weft_runtime {
   _Atomic int closing;  /* shutdown began: spawns refused, tasks being cancelled */
   _Atomic int discarding; /* destroy is past the shutdown: cancelled tasks park for good */
   _Atomic uint64_t abandoned; /* tasks the shutdown's bound left unfinished */
+  _Atomic int shutdowns_running; /* weft_runtime_shutdown calls not yet returned (destroy waits) */
   uint64_t shutdown_ns; /* destroy's bound on the shutdown (option) */
   _Atomic int nspinning WEFT__ALIGNED; /* workers looking for work, Go's rule */
   _Atomic int nidle;                  /* workers parked (on the idle list) */

@@ -303,9 +303,12 @@ void weft__runtime_anchor_leave(struct weft__rt_anchor *a) { weft__shutdown_leav
  * have left (they do not suspend: spawn_throttle and chaos yields are for a runtime's own
  * workers). */
 static void anchor_refuse(struct weft_runtime *rt) {
-  /* acquire: as anchor_let_go's (a group made on another thread before this destroy) */
-  struct weft__rt_anchor *a = atomic_load_explicit(&rt->anchor, memory_order_acquire);
+  /* Made here if no group made it yet: a group made later (by one of our tasks, during the
+   * shutdown) then shares a refusing anchor (review of the fix: a fresh anchor let its spawns
+   * from outside in, uncounted by this wait). Out of memory: no group can be made either. */
+  struct weft__rt_anchor *a = weft__runtime_anchor_hold(rt);
   if (!a) return;
+  weft__runtime_anchor_release(a); /* the runtime's own reference keeps it */
   weft__shutdown_close(&a->refusing);
   if (!weft__shutdown_none_inside(&a->inside)) weft__probe_hit(WEFT__PROBE_ANCHOR_WAITED);
   while (!weft__shutdown_none_inside(&a->inside)) sched_yield();
@@ -423,7 +426,30 @@ static void refuse_own_task(struct weft_runtime *rt, const char *what) {
 
 /* Cancels every task and waits for them to end: `closing`, then walks until two clean ones in
  * a row (lib/shutdown_impl.h says why; review, session 19). */
+static int shutdown_walks(struct weft_runtime *rt, uint64_t timeout_ns);
 static int shutdown_tasks(struct weft_runtime *rt, uint64_t timeout_ns) {
+  /* Counted before `closing` (whose seq_cst store releases it): a destroy that sees `closing`
+   * sees this shutdown running, and waits for it (review, session 32: a destroy while another
+   * thread's shutdown ran took it for finished, discarded tasks still unwinding within its
+   * bound, and freed the runtime under its walk). relaxed: ordered by that store. */
+  atomic_fetch_add_explicit(&rt->shutdowns_running, 1, memory_order_relaxed);
+  int err = shutdown_walks(rt, timeout_ns);
+  /* release: our walks' touches and `abandoned` before destroy's acquire of the count */
+  atomic_fetch_sub_explicit(&rt->shutdowns_running, 1, memory_order_release);
+  return err;
+}
+
+/* A destroy that found a shutdown begun (by another thread, maybe still running): waits for
+ * every shutdown to return, so that `abandoned` is the last walk's and no walk outlives the
+ * free. acquire: pairs with shutdown_tasks's release. A poll: as the walks' own. */
+static void await_running_shutdowns(struct weft_runtime *rt) {
+  while (atomic_load_explicit(&rt->shutdowns_running, memory_order_acquire)) {
+    struct timespec ms = {0, 1000000};
+    nanosleep(&ms, NULL);
+  }
+}
+
+static int shutdown_walks(struct weft_runtime *rt, uint64_t timeout_ns) {
   weft__shutdown_close(&rt->closing);
   uint64_t now = weft_now_ns();
   uint64_t deadline = timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + timeout_ns;
@@ -463,9 +489,11 @@ int weft_runtime_destroy(weft_runtime_t *rt) {
     weft__die("weft: weft_runtime_destroy was called from a weft_offload call of the same "
               "runtime, whose pool thread it would wait for.");
   anchor_refuse(rt);
-  /* relaxed: our own thread's earlier shutdown, if any */
-  if (!atomic_load_explicit(&rt->closing, memory_order_relaxed))
+  /* acquire: a shutdown begun on another thread is counted before its `closing` (see
+   * shutdown_tasks); ours, or one that returned, is waited out at once */
+  if (!atomic_load_explicit(&rt->closing, memory_order_acquire))
     shutdown_tasks(rt, rt->shutdown_ns);
+  await_running_shutdowns(rt);
   /* relaxed: a flag (lib/join.c's weft__cancelled); the workers' stop that follows wakes them */
   atomic_store_explicit(&rt->discarding, 1, memory_order_relaxed);
   weft__trace_stop(rt);
