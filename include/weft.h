@@ -123,7 +123,8 @@ typedef struct weft_options {
    * protected by the guard's size. Values above WEFT_STACK_MAX fail with WEFT_ERANGE. */
   size_t guard_size;
   /* How long weft_runtime_destroy lets cancelled tasks unwind before it discards the ones
-   * still unfinished (reporting each on stderr). 0: WEFT_SHUTDOWN_DEFAULT_MS. */
+   * still unfinished (reporting each on stderr), when it runs the shutdown itself (a
+   * weft_runtime_shutdown begun earlier keeps its own bound). 0: WEFT_SHUTDOWN_DEFAULT_MS. */
   uint64_t shutdown_timeout_ms;
   /* Diagnostics, in WEFT_TRACE's syntax (see weft_runtime_dump and docs/api.md); NULL: the
    * WEFT_TRACE environment variable, if set. A malformed spec makes weft_runtime_create fail
@@ -171,8 +172,9 @@ WEFT_EXTERN int weft_runtime_create(weft_runtime_t **rt, const weft_options_t *o
 /* asyncio.run's end, in two steps. weft_runtime_shutdown refuses new spawns (WEFT_ESHUTDOWN),
  * cancels every task that has not ended and waits until they all have, or until timeout_ns
  * passes: 0, or WEFT_ETIMEDOUT with the stragglers counted in weft_stats_t.tasks_abandoned.
- * weft_runtime_destroy runs the shutdown (bounded by the shutdown_timeout_ms option) unless it
- * ran already, then stops the workers and frees everything (see the ownership notes above);
+ * weft_runtime_destroy runs the shutdown (bounded by the shutdown_timeout_ms option) unless one
+ * began already (one still running on another thread is waited for, under its own bound; a
+ * shutdown begun after destroy is the caller's race), then stops the workers and frees everything (see the ownership notes above);
  * each task still unfinished is named on stderr and discarded where it waits. Neither may be
  * called from one of the runtime's own tasks (that aborts), nor destroy from a call the
  * runtime's blocking pool runs (weft_offload: aborts too). A task that never suspends holds

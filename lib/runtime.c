@@ -299,16 +299,22 @@ bool weft__runtime_anchor_enter(struct weft__rt_anchor *a) {
 
 void weft__runtime_anchor_leave(struct weft__rt_anchor *a) { weft__shutdown_leave(&a->inside); }
 
+/* The runtime's own anchor, made with it (groups then only hold it). */
+static bool anchor_made(struct weft_runtime *rt) {
+  struct weft__rt_anchor *a = weft__runtime_anchor_hold(rt);
+  if (a) weft__runtime_anchor_release(a); /* the runtime's own reference keeps it */
+  return a != NULL;
+}
+
 /* Destroy's first step: group spawns from outside are refused from now on, and those inside
  * have left (they do not suspend: spawn_throttle and chaos yields are for a runtime's own
  * workers). */
 static void anchor_refuse(struct weft_runtime *rt) {
-  /* Made here if no group made it yet: a group made later (by one of our tasks, during the
-   * shutdown) then shares a refusing anchor (review of the fix: a fresh anchor let its spawns
-   * from outside in, uncounted by this wait). Out of memory: no group can be made either. */
-  struct weft__rt_anchor *a = weft__runtime_anchor_hold(rt);
-  if (!a) return;
-  weft__runtime_anchor_release(a); /* the runtime's own reference keeps it */
+  /* Made by weft_runtime_create, so that a group made after destroy began (by one of our tasks,
+   * during the shutdown) shares this refusing anchor (review of the fix: a fresh anchor let
+   * its spawns from outside in, uncounted by this wait; an anchor made here could fail).
+   * relaxed: stored before any other thread had the runtime. */
+  struct weft__rt_anchor *a = atomic_load_explicit(&rt->anchor, memory_order_relaxed);
   weft__shutdown_close(&a->refusing);
   if (!weft__shutdown_none_inside(&a->inside)) weft__probe_hit(WEFT__PROBE_ANCHOR_WAITED);
   while (!weft__shutdown_none_inside(&a->inside)) sched_yield();
@@ -385,7 +391,7 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
   rt->workers = aligned_alloc(WEFT__CACHELINE, sizeof(weft__worker_t) * (size_t)nworkers);
   if (!rt->workers || weft__epoch_init(&rt->epoch, nworkers) != 0 ||
       weft__stack_pool_create(&rt->stacks, stack_bytes, guard_bytes) != 0 ||
-      weft__timer_create(&rt->timer, timer_wake_check, rt) != 0) {
+      weft__timer_create(&rt->timer, timer_wake_check, rt) != 0 || !anchor_made(rt)) {
     runtime_free(rt, 0);
     return WEFT_ENOMEM;
   }
@@ -428,10 +434,11 @@ static void refuse_own_task(struct weft_runtime *rt, const char *what) {
  * a row (lib/shutdown_impl.h says why; review, session 19). */
 static int shutdown_walks(struct weft_runtime *rt, uint64_t timeout_ns);
 static int shutdown_tasks(struct weft_runtime *rt, uint64_t timeout_ns) {
-  /* Counted before `closing` (whose seq_cst store releases it): a destroy that sees `closing`
-   * sees this shutdown running, and waits for it (review, session 32: a destroy while another
+  /* Counted before `closing` (whose seq_cst store releases it): a destroy that reads this
+   * shutdown's store sees it running and waits for it; a shutdown that begins after destroy
+   * did is the caller's race (docs/api.md). Review, session 32: a destroy while another
    * thread's shutdown ran took it for finished, discarded tasks still unwinding within its
-   * bound, and freed the runtime under its walk). relaxed: ordered by that store. */
+   * bound, and freed the runtime under its walk. relaxed: ordered by that store. */
   atomic_fetch_add_explicit(&rt->shutdowns_running, 1, memory_order_relaxed);
   int err = shutdown_walks(rt, timeout_ns);
   /* release: our walks' touches and `abandoned` before destroy's acquire of the count */
