@@ -322,8 +322,8 @@ static void anchor_refuse(struct weft_runtime *rt) {
 
 /* The anchor's holders learn the runtime is gone; the runtime's reference goes. */
 static void anchor_let_go(struct weft_runtime *rt) {
-  /* acquire: a group made on another thread published it (the workers are joined by now; a
-   * plain thread's group came before this destroy, or it raced the runtime handle) */
+  /* Made by weft_runtime_create: NULL only on create's failure paths that came before it.
+   * acquire: pairs with the publishing CAS, as every load of it */
   struct weft__rt_anchor *a = atomic_load_explicit(&rt->anchor, memory_order_acquire);
   if (!a) return;
   atomic_store_explicit(&a->gone, true, memory_order_release); /* release: see _gone */
