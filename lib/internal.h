@@ -545,6 +545,12 @@ bool weft__shutdown_spawn_sees_closing(_Atomic int *closing);
 bool weft__shutdown_enter(_Atomic long *inside, _Atomic int *closing);
 void weft__shutdown_leave(_Atomic long *inside);
 bool weft__shutdown_none_inside(_Atomic long *inside);
+/* ... and the count of shutdowns running that destroy waits for (lib/runtime.c): a shutdown's
+ * first step (counted, then closed); destroy's look at `closing`; whether destroy walks once
+ * more after the shutdowns, given the last walk's unfinished count. */
+void weft__shutdown_begin(_Atomic long *running, _Atomic int *closing);
+bool weft__shutdown_begun(_Atomic int *closing);
+bool weft__shutdown_walk_again(size_t unfinished);
 /* lib/task.c: destroy's step for tasks, once the workers have stopped: see runtime.c's shutdown comment. */
 void weft__tasks_discard(struct weft_runtime *rt);
 /* lib/task.c: run by a worker about to park: hands its descriptor cache to the runtime and frees the slabs
@@ -976,7 +982,7 @@ struct weft_runtime {
   _Atomic int closing;  /* shutdown began: spawns refused, tasks being cancelled */
   _Atomic int discarding; /* destroy is past the shutdown: cancelled tasks park for good */
   _Atomic uint64_t abandoned; /* tasks the shutdown's bound left unfinished */
-  _Atomic int shutdowns_running; /* weft_runtime_shutdown calls not yet returned (destroy waits) */
+  _Atomic long shutdowns_running; /* weft_runtime_shutdown calls not yet returned (destroy waits) */
   uint64_t shutdown_ns; /* destroy's bound on the shutdown (option) */
   _Atomic int nspinning WEFT__ALIGNED; /* workers looking for work, Go's rule */
   _Atomic int nidle;                  /* workers parked (on the idle list) */

@@ -53,6 +53,7 @@
 #include "deque.h"
 #include "internal.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <unistd.h>
@@ -141,16 +142,26 @@ static int resolve_workers(const weft_options_t *opts, int *out) {
   return 0;
 }
 
+/* "123" or "0x7b", nothing else: strtoull alone also took leading blanks and signs, and read a
+ * leading 0 as octal ("09" refused, "010" as 8; review, session 33). */
+static int parse_chaos_env(const char *s, uint64_t *out) {
+  bool hex = s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
+  const char *digits = hex ? s + 2 : s;
+  if (!*digits) return WEFT_EINVAL;
+  for (const char *p = digits; *p; p++)
+    if (hex ? !isxdigit((unsigned char)*p) : !isdigit((unsigned char)*p)) return WEFT_EINVAL;
+  errno = 0;
+  unsigned long long v = strtoull(digits, NULL, hex ? 16 : 10);
+  if (errno) return WEFT_EINVAL; /* ERANGE: more than 64 bits */
+  *out = v;
+  return 0;
+}
+
 static int resolve_chaos(const weft_options_t *opts, uint64_t *out) {
   *out = OPTION(opts, chaos_seed, 0);
   const char *env = getenv("WEFT_CHAOS");
   if (*out || !env) return 0;
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(env, &end, 0);
-  if (!*env || *end || errno || *env == '-') return WEFT_EINVAL;
-  *out = v;
-  return 0;
+  return parse_chaos_env(env, out);
 }
 
 static int resolve_stack(const weft_options_t *opts, size_t *out) {
@@ -434,30 +445,29 @@ static void refuse_own_task(struct weft_runtime *rt, const char *what) {
  * a row (lib/shutdown_impl.h says why; review, session 19). */
 static int shutdown_walks(struct weft_runtime *rt, uint64_t timeout_ns);
 static int shutdown_tasks(struct weft_runtime *rt, uint64_t timeout_ns) {
-  /* Counted before `closing` (whose seq_cst store releases it): a destroy that reads this
+  /* Counted running before `closing` (lib/shutdown_impl.h): a destroy that reads this
    * shutdown's store sees it running and waits for it; a shutdown that begins after destroy
    * did is the caller's race (docs/api.md). Review, session 32: a destroy while another
    * thread's shutdown ran took it for finished, discarded tasks still unwinding within its
-   * bound, and freed the runtime under its walk. relaxed: ordered by that store. */
-  atomic_fetch_add_explicit(&rt->shutdowns_running, 1, memory_order_relaxed);
+   * bound, and freed the runtime under its walk. */
+  weft__shutdown_begin(&rt->shutdowns_running, &rt->closing);
   int err = shutdown_walks(rt, timeout_ns);
-  /* release: our walks' touches and `abandoned` before destroy's acquire of the count */
-  atomic_fetch_sub_explicit(&rt->shutdowns_running, 1, memory_order_release);
+  /* our walks' touches and `abandoned` before destroy's look at the count */
+  weft__shutdown_leave(&rt->shutdowns_running);
   return err;
 }
 
 /* A destroy that found a shutdown begun (by another thread, maybe still running): waits for
  * every shutdown to return, so that `abandoned` is the last walk's and no walk outlives the
- * free. acquire: pairs with shutdown_tasks's release. A poll: as the walks' own. */
+ * free. A poll: as the walks' own. */
 static void await_running_shutdowns(struct weft_runtime *rt) {
-  while (atomic_load_explicit(&rt->shutdowns_running, memory_order_acquire)) {
+  while (!weft__shutdown_none_inside(&rt->shutdowns_running)) {
     struct timespec ms = {0, 1000000};
     nanosleep(&ms, NULL);
   }
 }
 
 static int shutdown_walks(struct weft_runtime *rt, uint64_t timeout_ns) {
-  weft__shutdown_close(&rt->closing);
   uint64_t now = weft_now_ns();
   uint64_t deadline = timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + timeout_ns;
   int clean_run = 0;
@@ -496,10 +506,9 @@ int weft_runtime_destroy(weft_runtime_t *rt) {
     weft__die("weft: weft_runtime_destroy was called from a weft_offload call of the same "
               "runtime, whose pool thread it would wait for.");
   anchor_refuse(rt);
-  /* acquire: a shutdown begun on another thread is counted before its `closing` (see
-   * shutdown_tasks); ours, or one that returned, is waited out at once */
-  if (!atomic_load_explicit(&rt->closing, memory_order_acquire))
-    shutdown_tasks(rt, rt->shutdown_ns);
+  /* A shutdown begun on another thread is counted before its `closing` (see shutdown_tasks);
+   * ours, or one that returned, is waited out at once */
+  if (!weft__shutdown_begun(&rt->closing)) shutdown_tasks(rt, rt->shutdown_ns);
   await_running_shutdowns(rt);
   /* relaxed: a flag (lib/join.c's weft__cancelled); the workers' stop that follows wakes them */
   atomic_store_explicit(&rt->discarding, 1, memory_order_relaxed);
@@ -513,7 +522,8 @@ int weft_runtime_destroy(weft_runtime_t *rt) {
    * win a park and schedule a task onto this runtime after its quiescence (review, session
    * 32). Only then: a shutdown that ended had two clean walks, and a walk of 10^6 descriptors
    * costs ~5 ms. relaxed: the shutdown's own count, on this thread or before it returned. */
-  if (atomic_load_explicit(&rt->abandoned, memory_order_relaxed)) weft__tasks_cancel_all(rt);
+  if (weft__shutdown_walk_again(atomic_load_explicit(&rt->abandoned, memory_order_relaxed)))
+    weft__tasks_cancel_all(rt);
   /* A thread that made one of our tasks runnable may still be inside inject_push (waking a
    * worker); its link is its last touch, and we wait for every link before we free. */
   weft__inject_quiesce(rt);

@@ -14,7 +14,9 @@
  * runtime fences between its descriptor's fill and its look at `closing`), SD_CLOSE_FENCE (1:
  * the shutdown fences between its store of `closing` and its walk), SD_CLEAN_PASSES (2: the
  * clean walks in a row that end the shutdown), SD_LEAVE_ORDER (release: a counted caller's
- * way out), SD_EMPTY_ORDER (acquire: the shutdown's look at the count).
+ * way out), SD_EMPTY_ORDER (acquire: the shutdown's look at the count), SD_COUNT_FIRST (1: a
+ * shutdown counts itself running before it closes), SD_BEGUN_ORDER (acquire: destroy's look at
+ * `closing`), SD_LAST_WALK (1: destroy walks once more after a shutdown its bound ended).
  *
  * The shutdown stores `closing`, then walks every descriptor and cancels each one not DONE,
  * until it has walked SD_CLEAN_PASSES times in a row finding none (or its bound passes).
@@ -37,6 +39,15 @@
  * it goes on and counts itself out (release) after its last touch. The shutdown stores
  * `closing` (close), then waits (acquire) until the count reads 0, then frees: either the
  * caller saw `closing`, or the shutdown's look sees it counted, and waits for its way out.
+ *
+ * The same count, once more, for destroy against a weft_runtime_shutdown still running on
+ * another thread (session 32; modelled in session 33). A shutdown counts itself running, then
+ * closes: destroy's acquire look that reads `closing` set reads the count too, and waits until
+ * it is 0 (each shutdown's way out a release) before it frees what the walks touch. A shutdown
+ * that begins after destroy looked is the caller's race (docs/api.md). A shutdown that its
+ * bound ended may have walked before a stubborn task spawned a child: destroy, its workers
+ * stopped (every spawn published), walks once more when the last walk left tasks unfinished,
+ * so that every task left has its cancel requested.
  */
 
 #ifndef SD_LINKAGE
@@ -56,6 +67,15 @@
 #endif
 #ifndef SD_EMPTY_ORDER
 #define SD_EMPTY_ORDER SD_ACQ
+#endif
+#ifndef SD_COUNT_FIRST
+#define SD_COUNT_FIRST 1
+#endif
+#ifndef SD_BEGUN_ORDER
+#define SD_BEGUN_ORDER SD_ACQ
+#endif
+#ifndef SD_LAST_WALK
+#define SD_LAST_WALK 1
 #endif
 
 /* The shutdown's first step, before its first walk. */
@@ -104,3 +124,25 @@ SD_LINKAGE bool SD_FN(none_inside)(SD_COUNT *inside) {
   /* acquire: pairs with each leave's release; close's fence orders this look after closing */
   return SD_LOAD(*inside, SD_EMPTY_ORDER) == 0;
 }
+
+/* A shutdown's first step: counted running (destroy waits for it), then closed. */
+SD_LINKAGE void SD_FN(begin)(SD_COUNT *running, SD_FLAG *closing) {
+#if SD_COUNT_FIRST
+  SD_FETCH_ADD(*running, 1, SD_RLX); /* relaxed: close's seq_cst store releases it */
+#endif
+  SD_FN(close)(closing);
+#if !SD_COUNT_FIRST
+  SD_FETCH_ADD(*running, 1, SD_RLX);
+#endif
+}
+
+/* Destroy's look: whether a shutdown has begun (then destroy waits for every shutdown running
+ * with none_inside, and runs none of its own). */
+SD_LINKAGE bool SD_FN(begun)(SD_FLAG *closing) {
+  /* acquire: the seq_cst store releases the count taken before it (begin) */
+  return SD_LOAD(*closing, SD_BEGUN_ORDER);
+}
+
+/* Destroy, its workers stopped and every shutdown returned, given the last walk's unfinished
+ * count: whether to walk once more. */
+SD_LINKAGE bool SD_FN(walk_again)(size_t unfinished) { return SD_LAST_WALK && unfinished != 0; }

@@ -28,7 +28,10 @@
  * session 22: with bodies that ended by themselves the model could not tell).
  * The same header's count of callers from outside (session 24's socket table) has a test of
  * its own, outside_test below, with two more planted bugs (a way out without release, a look
- * at the count without acquire) and the two fences' again.
+ * at the count without acquire) and the two fences' again. And destroy_test (session 33):
+ * destroy against a shutdown still running on another thread and a shutdown its bound ended,
+ * with three more (the count taken after `closing`, destroy's look at `closing` without
+ * acquire, no walk after the bound) and the count's two orders again.
  *
  * Usage: shutdown_model [-v] [--random ITERATIONS] [--bound PREEMPTIONS].
  */
@@ -58,33 +61,21 @@ namespace {
 namespace sd_correct {
 #include "shutdown_impl.h"
 }
-#undef SD_SPAWN_FENCE
-#undef SD_CLOSE_FENCE
-#undef SD_CLEAN_PASSES
-#undef SD_LEAVE_ORDER
-#undef SD_EMPTY_ORDER
+#include "shutdown_knobs_reset.h"
 
 /* Bug 1: the foreign spawn looks at `closing` without its fence. */
 namespace sd_no_spawn_fence {
 #define SD_SPAWN_FENCE 0
 #include "shutdown_impl.h"
 }
-#undef SD_SPAWN_FENCE
-#undef SD_CLOSE_FENCE
-#undef SD_CLEAN_PASSES
-#undef SD_LEAVE_ORDER
-#undef SD_EMPTY_ORDER
+#include "shutdown_knobs_reset.h"
 
 /* Bug 2: the shutdown walks without its fence after the store of `closing`. */
 namespace sd_no_close_fence {
 #define SD_CLOSE_FENCE 0
 #include "shutdown_impl.h"
 }
-#undef SD_SPAWN_FENCE
-#undef SD_CLOSE_FENCE
-#undef SD_CLEAN_PASSES
-#undef SD_LEAVE_ORDER
-#undef SD_EMPTY_ORDER
+#include "shutdown_knobs_reset.h"
 
 /* Bug 3: one clean walk ends the shutdown (before session 19). */
 namespace sd_one_clean_walk {
@@ -92,26 +83,40 @@ namespace sd_one_clean_walk {
 #include "shutdown_impl.h"
 }
 
-#undef SD_SPAWN_FENCE
-#undef SD_CLOSE_FENCE
-#undef SD_CLEAN_PASSES
-#undef SD_LEAVE_ORDER
-#undef SD_EMPTY_ORDER
+#include "shutdown_knobs_reset.h"
 
 /* Bug 4: a counted caller's way out without release. */
 namespace sd_leave_relaxed {
 #define SD_LEAVE_ORDER SD_RLX
 #include "shutdown_impl.h"
 }
-#undef SD_SPAWN_FENCE
-#undef SD_CLOSE_FENCE
-#undef SD_CLEAN_PASSES
-#undef SD_LEAVE_ORDER
-#undef SD_EMPTY_ORDER
+#include "shutdown_knobs_reset.h"
 
 /* Bug 5: the shutdown's look at the count without acquire. */
 namespace sd_empty_relaxed {
 #define SD_EMPTY_ORDER SD_RLX
+#include "shutdown_impl.h"
+}
+#include "shutdown_knobs_reset.h"
+
+/* Bug 6: a shutdown counts itself running after it closed (destroy may read `closing` set and
+ * the count 0). */
+namespace sd_count_after_close {
+#define SD_COUNT_FIRST 0
+#include "shutdown_impl.h"
+}
+#include "shutdown_knobs_reset.h"
+
+/* Bug 7: destroy's look at `closing` without acquire. */
+namespace sd_begun_relaxed {
+#define SD_BEGUN_ORDER SD_RLX
+#include "shutdown_impl.h"
+}
+#include "shutdown_knobs_reset.h"
+
+/* Bug 8: destroy does not walk again after a shutdown its bound ended. */
+namespace sd_no_last_walk {
+#define SD_LAST_WALK 0
 #include "shutdown_impl.h"
 }
 
@@ -123,6 +128,9 @@ namespace sd_empty_relaxed {
     static bool enter(SD_COUNT *n, SD_FLAG *c) { return ns::enter(n, c); }                     \
     static void leave(SD_COUNT *n) { ns::leave(n); }                                           \
     static bool none_inside(SD_COUNT *n) { return ns::none_inside(n); }                        \
+    static void begin(SD_COUNT *n, SD_FLAG *c) { ns::begin(n, c); }                            \
+    static bool begun(SD_FLAG *c) { return ns::begun(c); }                                     \
+    static bool walk_again(size_t unfinished) { return ns::walk_again(unfinished); }           \
   };
 SD_OPS(sd_correct)
 SD_OPS(sd_no_spawn_fence)
@@ -130,6 +138,9 @@ SD_OPS(sd_no_close_fence)
 SD_OPS(sd_one_clean_walk)
 SD_OPS(sd_leave_relaxed)
 SD_OPS(sd_empty_relaxed)
+SD_OPS(sd_count_after_close)
+SD_OPS(sd_begun_relaxed)
+SD_OPS(sd_no_last_walk)
 
 enum { CHILD, SPAWNER, FOREIGN, TASKS };
 enum { LIVE = 0, DONE = 1 }; /* a free descriptor reads DONE, as a slab's unused ones do */
@@ -231,6 +242,103 @@ struct outside_test : rl::test_suite<outside_test<Ops>, 3> {
   }
 };
 
+/* Destroy against a weft_runtime_shutdown still running on another thread, and a shutdown
+ * that its bound ended (session 32's fixes; modelled in session 33). lib/runtime.c's
+ * shutdown_tasks, await_running_shutdowns and destroy's extra walk:
+ *   a shutdown        another thread's weft_runtime_shutdown with a bound of two walks: it
+ *                     begins (counted, then closed), walks (each walk touches the runtime,
+ *                     a plain variable the free writes, and stores its unfinished count in
+ *                     `abandoned`), and leaves the count;
+ *   destroy           called once its thread saw the shutdown begun, by a relaxed look at
+ *                     `closing` (a spawn it made answered WEFT_ESHUTDOWN; a shutdown whose
+ *                     start the caller has not seen is the caller's race, docs/api.md — the
+ *                     model's first version, with a hand-off at the shutdown call's entry,
+ *                     found destroy reading `closing` unset and the count 0 there, as the
+ *                     docs allow): if it sees no shutdown begun it runs its own (same
+ *                     bound; unreachable here), then waits until no
+ *                     shutdown runs, for the worker to stop, walks again if the header says
+ *                     so, checks that every task left unfinished has its cancel requested,
+ *                     and frees the runtime;
+ *   a stubborn task   running when the model starts, ignores its cancel: it spawns a child
+ *                     (spawn_make's early look at `closing`, relaxed, then the fill, which
+ *                     stores the word before it clears the state, as task_fill does), then
+ *                     parks for good; its worker stops (a release destroy's join acquires).
+ * Planted bugs: the count taken after `closing`, destroy's look at `closing` without acquire, a
+ * shutdown's way out without release, destroy's look at the count without acquire (a walk's
+ * touch then races the free), and no walk after a shutdown its bound ended (a child spawned
+ * after the last walk is left uncancelled, and a cancel of it from another runtime would
+ * schedule it onto the destroyed one). */
+template <class Ops>
+struct destroy_test : rl::test_suite<destroy_test<Ops>, 3> {
+  enum { BOUND = 2 }; /* walks before the shutdown's deadline passes */
+  SD_FLAG closing;
+  SD_COUNT running;
+  rl::atomic<size_t> abandoned;
+  rl::atomic<int> stopped;        /* the stubborn task's worker stopped */
+  rl::atomic<int> word[TASKS];
+  rl::atomic<int> cancelled[TASKS];
+  rl::var<int> runtime_alive;
+
+  void before() {
+    closing($).store(0, rl::mo_relaxed);
+    running($).store(0, rl::mo_relaxed);
+    abandoned($).store(0, rl::mo_relaxed);
+    stopped($).store(0, rl::mo_relaxed);
+    word[CHILD]($).store(DONE, rl::mo_relaxed);
+    word[SPAWNER]($).store(LIVE, rl::mo_relaxed);
+    word[FOREIGN]($).store(DONE, rl::mo_relaxed);
+    for (int i = 0; i < TASKS; i++) cancelled[i]($).store(0, rl::mo_relaxed);
+    runtime_alive($) = 1;
+  }
+
+  /* weft__tasks_cancel_all: the runtime touched, each descriptor not DONE cancelled
+   * (weft_cancel's read-modify-write of the state). */
+  size_t walk() {
+    RL_ASSERT(runtime_alive($) == 1);
+    size_t unfinished = 0;
+    for (int i = 0; i < TASKS; i++)
+      if (word[i]($).load(rl::mo_acquire) != DONE) {
+        unfinished++;
+        cancelled[i]($).fetch_or(1, rl::mo_acq_rel);
+      }
+    return unfinished;
+  }
+
+  /* shutdown_tasks with a bound of BOUND walks. */
+  void shutdown() {
+    Ops::begin(&running, &closing);
+    int clean_run = 0;
+    for (int walks = 1;; walks++) {
+      size_t unfinished = walk();
+      abandoned($).store(unfinished, rl::mo_relaxed);
+      if (Ops::walked(&clean_run, unfinished) || walks == BOUND) break;
+    }
+    Ops::leave(&running);
+  }
+
+  void thread(unsigned id) {
+    if (id == 0) { /* weft_runtime_shutdown on another thread */
+      shutdown();
+    } else if (id == 1) { /* weft_runtime_destroy */
+      while (!closing($).load(rl::mo_relaxed)) rl::yield(1, $); /* the caller saw it begun */
+      if (!Ops::begun(&closing)) shutdown();
+      while (!Ops::none_inside(&running)) rl::yield(1, $);  /* await_running_shutdowns */
+      while (!stopped($).load(rl::mo_acquire)) rl::yield(1, $); /* stop_workers' join */
+      if (Ops::walk_again(abandoned($).load(rl::mo_relaxed))) walk();
+      for (int i = 0; i < TASKS; i++)
+        RL_ASSERT(word[i]($).load(rl::mo_relaxed) == DONE ||
+                  cancelled[i]($).load(rl::mo_relaxed));
+      runtime_alive($) = 0; /* runtime_free */
+    } else { /* the stubborn task, then its worker's stop */
+      if (!closing($).load(rl::mo_relaxed)) { /* spawn_make's early look */
+        word[CHILD]($).store(LIVE, rl::mo_relaxed); /* task_fill: the word first */
+        cancelled[CHILD]($).store(0, rl::mo_relaxed);
+      }
+      stopped($).store(1, rl::mo_release);
+    }
+  }
+};
+
 #include "model_driver.h" /* run_model, check, searches: shared with the other models */
 
 } // namespace
@@ -248,6 +356,16 @@ int main(int argc, char **argv) {
   check<outside_test<ops_sd_no_close_fence>>("outside callers vs destroy without its fence", true);
   check<outside_test<ops_sd_leave_relaxed>>("outside callers leaving without release", true);
   check<outside_test<ops_sd_empty_relaxed>>("outside callers counted out without acquire", true);
+  check<destroy_test<ops_sd_correct>>("destroy vs a running shutdown correct", false);
+  check<destroy_test<ops_sd_count_after_close>>("a shutdown counted after it closed", true);
+  check<destroy_test<ops_sd_begun_relaxed>>("destroy looking at closing without acquire", true);
+  /* random only: the race needs destroy's spin and the shutdown's two walks interleaved, past
+   * the bound the model affords (bounds 3 and 4 pass, 4 in 20 s; random finds it at once). */
+  check<destroy_test<ops_sd_leave_relaxed>>("a shutdown leaving without release", true, false,
+                                             true);
+  check<destroy_test<ops_sd_empty_relaxed>>("destroy counting shutdowns without acquire", true,
+                                             false, true);
+  check<destroy_test<ops_sd_no_last_walk>>("destroy without its walk after a bound", true);
   double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%d passed, %d failed (%.2f s)\n", passed, failed, total);
   return failed == 0 ? 0 : 1;
