@@ -180,23 +180,37 @@ static int chan_block(weft_chan_t *c, weft__wq_t *q, weft__wq_node_t *n, uint64_
   return weft__wq_wait(self, &c->lock, q, n, deadline_ns);
 }
 
+/* What a receive (or a send) answered, with TSan's edge from c's senders and closer when a
+ * receive took a value or either saw the close (sanitize.h's weft__tsan_acquired). Out of line
+ * and tested once, as weft__tsan_acquired is: the plain paths pay one test and branch. */
+static __attribute__((noinline, cold)) int chan_observed_slow(weft_chan_t *c, int err,
+                                                              bool receive) {
+  if ((receive && !err) || err == WEFT_ECLOSED) weft__tsan_acquire(c);
+  return err;
+}
+
+static inline int chan_observed(weft_chan_t *c, int err, bool receive) {
+  return weft__tsan_on() ? chan_observed_slow(c, err, receive) : err;
+}
+
 /* counts: a queue's (accepted's), or NULL. Always inlined, so that a constant NULL folds. */
 static inline __attribute__((always_inline)) int chan_send(weft_chan_t *c, void *v,
                                                            uint64_t deadline_ns, bool wait,
                                                            weft_waitgroup_t *counts) {
   if (!c) return WEFT_EINVAL;
+  if (weft__tsan_on()) weft__tsan_release(c);
   wq_lock(&c->lock);
   chan_try_t t = try_send_locked(c, v, counts);
   if (t.err != WEFT_EAGAIN || !wait) {
     wq_unlock(&c->lock);
     if (t.wake) wq_wake(t.wake->wait, 0);
-    return t.err;
+    return chan_observed(c, t.err, false);
   }
   weft__wq_wait_t w;
   weft__wq_node_t n;
   wq_wait_init(&w, false);
   wq_node_init(&n, &w, v, 0);
-  return chan_block(c, &c->sendq, &n, deadline_ns, "weft_chan_send");
+  return chan_observed(c, chan_block(c, &c->sendq, &n, deadline_ns, "weft_chan_send"), false);
 }
 
 static inline __attribute__((always_inline)) int chan_recv(weft_chan_t *c, void **v,
@@ -210,7 +224,7 @@ static inline __attribute__((always_inline)) int chan_recv(weft_chan_t *c, void 
     wq_unlock(&c->lock);
     if (t.wake) wq_wake(t.wake->wait, 0);
     if (!t.err && v) *v = got;
-    return t.err;
+    return chan_observed(c, t.err, true);
   }
   weft__wq_wait_t w;
   weft__wq_node_t n;
@@ -218,7 +232,7 @@ static inline __attribute__((always_inline)) int chan_recv(weft_chan_t *c, void 
   wq_node_init(&n, &w, NULL, 0);
   int err = chan_block(c, &c->recvq, &n, deadline_ns, "weft_chan_recv");
   if (!err && v) *v = n.value;
-  return err;
+  return chan_observed(c, err, true);
 }
 
 int weft_chan_send(weft_chan_t *c, void *value, uint64_t deadline_ns) {
@@ -235,6 +249,7 @@ int weft_chan_try_recv(weft_chan_t *c, void **value) { return chan_recv(c, value
 
 int weft_chan_close(weft_chan_t *c) {
   if (!c) return WEFT_EINVAL;
+  weft__tsan_release(c);
   wq_lock(&c->lock);
   if (c->closed) {
     wq_unlock(&c->lock);
@@ -393,11 +408,21 @@ static int select_wait(struct weft_task *self, weft_chan_op_t *ops, size_t n,
   return w.status;
 }
 
+static int select_ops(weft_chan_op_t *ops, size_t n, uint64_t deadline_ns, size_t *index);
+
 int weft_chan_select(weft_chan_op_t *ops, size_t n, uint64_t deadline_ns, size_t *index) {
   int err = select_checked(ops, n);
   if (err) return err;
-  size_t ignored;
-  if (!index) index = &ignored;
+  for (size_t i = 0; i < n; i++) /* every send's release: any of them may be the one done */
+    if (ops[i].op == WEFT_CHAN_SEND && ops[i].chan) weft__tsan_release(ops[i].chan);
+  size_t done = SIZE_MAX; /* set only when a case was done (or saw its channel closed) */
+  err = select_ops(ops, n, deadline_ns, &done);
+  if (done >= n) return err;
+  if (index) *index = done;
+  return chan_observed(ops[done].chan, err, ops[done].op == WEFT_CHAN_RECV);
+}
+
+static int select_ops(weft_chan_op_t *ops, size_t n, uint64_t deadline_ns, size_t *index) {
   weft_chan_t *order[SELECT_MAX];
   size_t k = lock_order(ops, n, order);
   lock_all(order, k);

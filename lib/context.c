@@ -54,6 +54,11 @@ void weft__san_check(void) {
 #endif
 }
 
+int weft__tsan_acquired_slow(void *obj, int err) {
+  if (!err) weft__tsan_acquire(obj);
+  return err;
+}
+
 /* Out of line: the plain switch below stays a leaf-like call without the hooks' registers. */
 static __attribute__((noinline)) void ctx_switch_hooked(weft__ctx_t *from, weft__ctx_t *to,
                                                         bool from_ends) {

@@ -88,6 +88,28 @@ static inline void weft__tsan_acquire(void *addr) {
   if (__builtin_expect((weft__san_hooks() & WEFT__SAN_TSAN) != 0, 0)) __tsan_acquire(addr);
 }
 
+/* The edges of weft's synchronisation objects (mutex, semaphore, event, condition, wait group,
+ * channel, queue), keyed on the object: each call that hands something on (an unlock, a
+ * release, a set, a notify, a done, a send, a close) releases before it acts, and each that
+ * receives (a lock, an acquire, a wait, a receive) acquires once it has succeeded — on its
+ * fast path as on its slow one (review, session 33: a user's TSan reported races on data a
+ * weft mutex guarded, since only the queues' hand-off carried an edge). One key per object
+ * merges every releaser's history: a race between two senders may go unreported, never a
+ * false one reported. Returns err, so that a call can end with `return weft__tsan_acquired`. */
+int weft__tsan_acquired_slow(void *obj, int err); /* lib/context.c */
+static inline int weft__tsan_acquired(void *obj, int err) {
+  /* the edge out of line and reached by a tail call: a fast path keeps no frame of its own
+   * for it (an inline call cost weft_mutex_lock a frame and 4 instructions: callgrind) */
+  if (__builtin_expect((weft__san_hooks() & WEFT__SAN_TSAN) != 0, 0))
+    return weft__tsan_acquired_slow(obj, err);
+  return err;
+}
+/* Whether the release edges are wanted (a call that releases before it acts may branch once to
+ * an out-of-line copy of itself, for the same reason). */
+static inline bool weft__tsan_on(void) {
+  return __builtin_expect((weft__san_hooks() & WEFT__SAN_TSAN) != 0, 0);
+}
+
 /* A pooled stack keeps the poison of its last task's frames: clear it before reuse. */
 static inline void weft__unpoison(void *addr, size_t size) {
   if (__builtin_expect((weft__san_hooks() & WEFT__SAN_ASAN) != 0, 0))

@@ -338,7 +338,7 @@ static bool mutex_spin(weft_mutex_t *m, uint64_t deadline_ns, bool may_nap) {
 
 int weft_mutex_trylock(weft_mutex_t *m) {
   if (!m) return WEFT_EINVAL;
-  return mx_try_lock(&m->state) ? 0 : WEFT_EAGAIN;
+  return weft__tsan_acquired(m, mx_try_lock(&m->state) ? 0 : WEFT_EAGAIN);
 }
 
 /* The unlock's slow path, and the hand-on of a woken waiter that gave up: wakes the oldest
@@ -426,17 +426,28 @@ static __attribute__((noinline)) int mutex_lock_slow(weft_mutex_t *m, uint64_t d
 
 int weft_mutex_lock(weft_mutex_t *m, uint64_t deadline_ns) {
   if (!m) return WEFT_EINVAL;
-  if (WEFT__LIKELY(mx_lock_fast(&m->state))) return 0;
-  return mutex_lock_slow(m, deadline_ns);
+  if (WEFT__LIKELY(mx_lock_fast(&m->state))) return weft__tsan_acquired(m, 0);
+  return weft__tsan_acquired(m, mutex_lock_slow(m, deadline_ns));
 }
 
-int weft_mutex_unlock(weft_mutex_t *m) {
-  if (!m) return WEFT_EINVAL;
+static inline __attribute__((always_inline)) int mutex_unlock(weft_mutex_t *m) {
   int r = mx_unlock_fast(&m->state);
   if (WEFT__LIKELY(r > 0)) return 0;
   if (r < 0) weft__die("weft: weft_mutex_unlock was called on a mutex that is not locked.");
   mutex_wake_next(m, true);
   return 0;
+}
+
+/* With a user's TSan: the release edge first (sanitize.h's weft__tsan_on says why apart). */
+static __attribute__((noinline, cold)) int mutex_unlock_seen(weft_mutex_t *m) {
+  weft__tsan_release(m);
+  return mutex_unlock(m);
+}
+
+int weft_mutex_unlock(weft_mutex_t *m) {
+  if (!m) return WEFT_EINVAL;
+  if (weft__tsan_on()) return mutex_unlock_seen(m);
+  return mutex_unlock(m);
 }
 
 /* ---- Semaphore ---------------------------------------------------------------------------------- */
@@ -489,13 +500,16 @@ static int sem_take(weft_sem_t *s, uint64_t deadline_ns, bool wait) {
 }
 
 int weft_sem_acquire(weft_sem_t *s, uint64_t deadline_ns) {
-  return s ? sem_take(s, deadline_ns, true) : WEFT_EINVAL;
+  return s ? weft__tsan_acquired(s, sem_take(s, deadline_ns, true)) : WEFT_EINVAL;
 }
 
-int weft_sem_try_acquire(weft_sem_t *s) { return s ? sem_take(s, 0, false) : WEFT_EINVAL; }
+int weft_sem_try_acquire(weft_sem_t *s) {
+  return s ? weft__tsan_acquired(s, sem_take(s, 0, false)) : WEFT_EINVAL;
+}
 
 int weft_sem_release(weft_sem_t *s) {
   if (!s) return WEFT_EINVAL;
+  weft__tsan_release(s);
   wq_lock(&s->lock);
   weft__wq_node_t *n = wq_pop(&s->q);
   if (!n) {
@@ -557,6 +571,7 @@ static void wake_all(weft__spin_t *lock, weft__wq_t *q, int status) {
 
 int weft_event_set(weft_event_t *e) {
   if (!e) return WEFT_EINVAL;
+  weft__tsan_release(e);
   wq_lock(&e->lock);
   /* release: the setter's writes, to a wait's fast-path acquire */
   atomic_store_explicit(&e->set, 1, memory_order_release);
@@ -573,11 +588,12 @@ int weft_event_clear(weft_event_t *e) {
 int weft_event_is_set(const weft_event_t *e) {
   if (!e) return WEFT_EINVAL;
   /* acquire: pairs with set's release */
-  return atomic_load_explicit(&((weft_event_t *)e)->set, memory_order_acquire);
+  int set = atomic_load_explicit(&((weft_event_t *)e)->set, memory_order_acquire);
+  if (set) weft__tsan_acquire((weft_event_t *)e);
+  return set;
 }
 
-int weft_event_wait(weft_event_t *e, uint64_t deadline_ns) {
-  if (!e) return WEFT_EINVAL;
+static int event_wait(weft_event_t *e, uint64_t deadline_ns) {
   if (atomic_load_explicit(&e->set, memory_order_acquire)) return 0; /* acquire: as is_set */
   struct weft_task *self = waiter_self("weft_event_wait");
   wq_lock(&e->lock);
@@ -592,6 +608,10 @@ int weft_event_wait(weft_event_t *e, uint64_t deadline_ns) {
   wq_node_init(&n, &w, NULL, 0);
   wq_push(&e->q, &n, false);
   return weft__wq_wait(self, &e->lock, &e->q, &n, deadline_ns);
+}
+
+int weft_event_wait(weft_event_t *e, uint64_t deadline_ns) {
+  return e ? weft__tsan_acquired(e, event_wait(e, deadline_ns)) : WEFT_EINVAL;
 }
 
 /* ---- Condition ---------------------------------------------------------------------------------- */
@@ -651,11 +671,12 @@ int weft_cond_wait(weft_cond_t *c, weft_mutex_t *m, uint64_t deadline_ns) {
   weft_mutex_unlock(m);
   int err = wq_wait_unlocked(self, &c->lock, &c->q, &n, deadline_ns, before);
   mutex_relock(self, m);
-  return err;
+  return weft__tsan_acquired(c, err);
 }
 
 static int cond_notify(weft_cond_t *c, size_t count) {
   if (!c) return WEFT_EINVAL;
+  weft__tsan_release(c);
   weft__wq_node_t *list = NULL, *n;
   wq_lock(&c->lock);
   for (size_t i = 0; i < count && (n = wq_pop(&c->q)); i++) {
@@ -702,6 +723,7 @@ void weft_waitgroup_destroy(weft_waitgroup_t *g) {
  * never sees, so it names itself (review, session 26). */
 int weft__waitgroup_add_as(weft_waitgroup_t *g, long delta, const char *below_zero) {
   if (!g) return WEFT_EINVAL;
+  if (delta < 0) weft__tsan_release(g); /* a done: what the waiter may read */
   wq_lock(&g->lock);
   long count;
   if (__builtin_add_overflow(g->count, delta, &count)) { /* LONG_MAX's edge: no wrap */
@@ -727,8 +749,7 @@ int weft_waitgroup_add(weft_waitgroup_t *g, long delta) {
 
 int weft_waitgroup_done(weft_waitgroup_t *g) { return weft_waitgroup_add(g, -1); }
 
-int weft_waitgroup_wait(weft_waitgroup_t *g, uint64_t deadline_ns) {
-  if (!g) return WEFT_EINVAL;
+static int waitgroup_wait(weft_waitgroup_t *g, uint64_t deadline_ns) {
   struct weft_task *self = waiter_self("weft_waitgroup_wait");
   wq_lock(&g->lock);
   if (g->count == 0) {
@@ -742,4 +763,8 @@ int weft_waitgroup_wait(weft_waitgroup_t *g, uint64_t deadline_ns) {
   wq_node_init(&n, &w, NULL, 0);
   wq_push(&g->q, &n, false);
   return weft__wq_wait(self, &g->lock, &g->q, &n, deadline_ns);
+}
+
+int weft_waitgroup_wait(weft_waitgroup_t *g, uint64_t deadline_ns) {
+  return g ? weft__tsan_acquired(g, waitgroup_wait(g, deadline_ns)) : WEFT_EINVAL;
 }
