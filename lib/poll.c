@@ -479,8 +479,9 @@ static void prefetch_batch(struct weft__poller *p, const weft__poll_event_t *ev,
 static void ready_fifo(weft__worker_t *w, const uintptr_t *batch, int n) {
   weft__stat_add(&w->n_yieldq_extra, n); /* not yields; before the pushes (see n_yieldq_extra) */
   int spilled = 0;
+  bool idle = weft__workers_idle(w->rt); /* the last push announced, as push_local's */
   for (int i = 0; i < n; i++) {
-    int r = weft__deque_push(&w->yieldq, batch[i]);
+    int r = weft__deque_push_as(&w->yieldq, batch[i], idle && i + 1 == n);
     if (r < 0) weft__inject_push(w->rt, batch[i]);
     else if (r > 0) weft__wake_one_if_needed(w->rt);
     spilled += r < 0;

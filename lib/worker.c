@@ -50,7 +50,8 @@
  *   the last, so it wakes no one — could be missed by another spinner parking just then (its
  *   release store still in the pusher's store buffer, or the pusher's view of top stale), and
  *   every later push found the deque non-empty: the sleeper slept through the storm. With
- *   every worker busy no push pays for it.
+ *   every worker busy no push pays for it. Every push onto a worker's own queues does this
+ *   (push_local, after_yield, poll.c's ready_fifo), not only a spawn's (session 33).
  * Cost measured on this 2-vCPU VM: waking a parked worker ~84 µs round trip (a halted vCPU),
  * so the spin budget is generous (SPIN_ROUNDS rounds, ~20-50 µs) before a futex wait.
  * Rejected: busy-waiting forever (Lace: 100% CPU while idle), one condition variable for all
@@ -401,8 +402,12 @@ static bool push_local_as(weft__worker_t *w, weft__deque_t *q, uintptr_t entry, 
   return true;
 }
 
+/* Announced whenever a worker is idle, as a spawn's (review, session 33: only spawns were, and
+ * a yield, a park's commit, a displaced next entry or a batch pushed onto a non-empty queue
+ * while a spinner stole its last older entry could leave another spinner parked beside it —
+ * session 20's lost wake-up, found again with a relacy model of after_yield). */
 static bool push_local(weft__worker_t *w, weft__deque_t *q, uintptr_t entry) {
-  return push_local_as(w, q, entry, false);
+  return push_local_as(w, q, entry, weft__workers_idle(w->rt));
 }
 
 int weft__schedule_local(weft__worker_t *w, uintptr_t entry) {
@@ -1039,8 +1044,8 @@ static void after_switch(weft__worker_t *w) {
 static __attribute__((noinline)) void after_yield(weft__worker_t *w) {
   w->after = WEFT__AFTER_NOTHING;
   uintptr_t e = (uintptr_t)w->after_arg | WEFT__ENTRY_RESUME;
-  int r = weft__deque_push(&w->yieldq, e);
-  if (WEFT__LIKELY(r == 0)) return; /* non-empty before: someone already knows */
+  int r = weft__deque_push_as(&w->yieldq, e, weft__workers_idle(w->rt)); /* as push_local */
+  if (WEFT__LIKELY(r == 0)) return; /* non-empty before, no one idle: someone already knows */
   if (r > 0) {
     weft__wake_one_if_needed(w->rt); /* push_local's wake check */
     return;
@@ -1206,7 +1211,12 @@ uint64_t weft__spawners_held(weft__worker_t *w) {
 static uintptr_t take_eager(weft__worker_t *w) {
   uintptr_t e = w->eager;
   w->eager = 0;
-  tick_next(w);
+  /* A slice, but never the fairness tick's: that look is local_work's, as direct_allowed leaves
+   * it (review, session 33: an eager pick that landed on it skipped that tick's timers, fds and
+   * yield queue, every other tick with spawn_throttle alternating the two picks). relaxed: as
+   * tick_next's. */
+  if ((atomic_load_explicit(&w->tick, memory_order_relaxed) + 1) % FAIRNESS_TICKS != 0)
+    tick_next(w);
   return e;
 }
 

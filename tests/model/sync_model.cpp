@@ -28,6 +28,12 @@
  * (a giving-up waiter that leaves the queue empty clears nothing: WAITERS stays), and a
  * giving-up waiter that does not pass its wake-up on.
  *
+ * The hand-off and select models below are abstractions written here, not lib/waitq.h
+ * instantiated (the mutex's are the library's header): the library's own completion and claim
+ * paths (wq_wake_direct through wake_impl.h, wq_wake through join_impl.h) are checked by
+ * abandon_model, next_model and deque_model, which do compile those headers. Review, session
+ * 33: keep these two in step with waitq.h by hand.
+ *
  * Hand-off model (waitq.h): a peer dequeues a waiter's node under the lock, writes the value
  * and completes the record after unlocking; the waiter times out at any point, re-takes the
  * lock, and either unlinks its node (nothing delivered) or finds it dequeued and settles (waits
