@@ -4,7 +4,7 @@
 set -euo pipefail
 declare -A sets=(
   [build]="build-essential cmake pkg-config libck-dev"
-  [test]="libcriterion-dev g++ relacy-dev valgrind gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user clang"
+  [test]="libcriterion-dev g++ relacy-dev valgrind gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user clang libclang-rt-14-dev"
   [bench]="libtbb-dev golang-go libboost-fiber-dev librust-tokio-dev clang libomp-14-dev gnuplot-nox python3"
 )
 # Servers (issue 12): the HTTP example's parser, curl for its test, wrk for its benchmark.

@@ -1354,7 +1354,9 @@ Test(metrics, a_short_struct_gets_only_its_fields_and_bad_arguments_are_einval) 
 /* ---- chaos mode ---- */
 
 Test(chaos, an_invalid_weft_chaos_fails_create_with_einval) {
-  const char *bad[] = {"", "x", "12x", "-1", "99999999999999999999999"};
+  /* blanks, signs and bare or broken hex too (review, session 33: strtoull took them) */
+  const char *bad[] = {"", "x", "12x", "-1", "99999999999999999999999", " -1", "+5", "\t7",
+                       "0x", "0x1g", "0x10000000000000000"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     setenv("WEFT_CHAOS", bad[i], 1);
     weft_runtime_t *rt = NULL;
@@ -1362,9 +1364,12 @@ Test(chaos, an_invalid_weft_chaos_fails_create_with_einval) {
     o.workers = 1;
     cr_assert_eq(weft_runtime_create(&rt, &o), WEFT_EINVAL, "WEFT_CHAOS='%s' accepted", bad[i]);
   }
-  setenv("WEFT_CHAOS", "0x2a", 1);
-  weft_runtime_t *rt = test_runtime(1);
-  OK(weft_runtime_destroy(rt));
+  const char *good[] = {"0x2a", "09", "18446744073709551615"}; /* "09": decimal, not octal */
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+    setenv("WEFT_CHAOS", good[i], 1);
+    weft_runtime_t *rt = test_runtime(1);
+    OK(weft_runtime_destroy(rt));
+  }
   unsetenv("WEFT_CHAOS");
 }
 

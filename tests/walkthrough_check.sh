@@ -6,8 +6,12 @@ set -uo pipefail
 dir=$1
 fail=0 pass=0
 check() { # name, min_s, max_s, expected lines (times replaced by HH:MM:SS)
-  local name=$1 lo=$2 hi=$3 expected=$4 out got elapsed
+  local name=$1 lo=$2 hi=$3 expected=$4 out got elapsed rc
   out=$("$dir/$name" 2>&1)
+  rc=$?
+  if ((rc != 0)); then # a crash after the last line still fails (review, session 33)
+    echo "FAIL $name: exit status $rc"; printf '%s\n' "$out"; fail=$((fail + 1)); return
+  fi
   got=$(printf '%s\n' "$out" | grep -v '^# notebook idea' | grep -v '^elapsed:' |
         sed -E 's/ at [0-9]{1,2}:[0-9]{2}:[0-9]{2}.*/ at HH:MM:SS/')
   elapsed=$(printf '%s\n' "$out" | sed -n 's/^elapsed: \([0-9.]*\) s$/\1/p')
