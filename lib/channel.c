@@ -67,6 +67,7 @@ void weft_chan_destroy(weft_chan_t *c) {
   if (chan_awaited(c))
     weft__die("weft: weft_chan_destroy was called on a channel that tasks or threads still "
               "send to or receive from.");
+  weft__tsan_object_acquire(&c->buf); /* the ring a sender grew (ring_grow) */
   free(c->buf);
   free(c);
 }
@@ -86,8 +87,13 @@ static bool ring_grow(weft_chan_t *c) {
   void **bigger = malloc(2 * c->ring * sizeof *bigger);
   if (!bigger) return false;
   for (size_t i = 0; i < c->len; i++) bigger[i] = *ring_slot(c, i);
+  /* The ring passes between senders under our spinlock, which a user's TSan cannot see: it
+   * saw one sender's malloc and another's free (review, session 33). Its own key: a sender
+   * acquires no other sender's history. */
+  weft__tsan_object_acquire(&c->buf);
   free(c->buf);
   c->buf = bigger;
+  weft__tsan_object_release(&c->buf);
   c->head = 0;
   c->ring *= 2;
   return true;
@@ -133,12 +139,20 @@ typedef struct {
   weft__wq_node_t *wake;
 } chan_try_t;
 
+/* A user's TSan edge for a value sent (sanitize.h): made as the value is published, under the
+ * lock, so that a send that fails (closed, full, no memory) releases nothing (review, session
+ * 33: a failed send's history reached the next receiver). */
+static inline void chan_publishes(weft_chan_t *c) {
+  weft__tsan_object_release(c);
+}
+
 static inline __attribute__((always_inline)) chan_try_t try_send_locked(weft_chan_t *c, void *v,
                                                                         weft_waitgroup_t *counts) {
   chan_try_t t = {0, NULL};
   if (c->closed) {
     t.err = WEFT_ECLOSED;
   } else if ((t.wake = wq_pop(&c->recvq))) {
+    chan_publishes(c);
     t.wake->value = v; /* the ring is empty (receivers wait only then): hand it over */
     accepted(counts);
   } else if (ring_full(c)) {
@@ -146,6 +160,7 @@ static inline __attribute__((always_inline)) chan_try_t try_send_locked(weft_cha
   } else if (c->cap == WEFT_CHAN_UNBOUNDED && !ring_grow(c)) {
     t.err = WEFT_ENOMEM;
   } else {
+    chan_publishes(c);
     ring_put(c, v);
     accepted(counts);
   }
@@ -176,6 +191,7 @@ static int chan_block(weft_chan_t *c, weft__wq_t *q, weft__wq_node_t *n, uint64_
                       const char *what) {
   struct weft_task *self = weft__awaiting_task(weft__worker_self(), what);
   weft__wait_reason(self, WEFT__WAIT_CHANNEL, (uintptr_t)c);
+  if (q == &c->sendq) chan_publishes(c); /* a receiver may take the value from the queue */
   wq_push(q, n, false);
   return weft__wq_wait(self, &c->lock, q, n, deadline_ns);
 }
@@ -185,7 +201,7 @@ static int chan_block(weft_chan_t *c, weft__wq_t *q, weft__wq_node_t *n, uint64_
  * and tested once, as weft__tsan_acquired is: the plain paths pay one test and branch. */
 static __attribute__((noinline, cold)) int chan_observed_slow(weft_chan_t *c, int err,
                                                               bool receive) {
-  if ((receive && !err) || err == WEFT_ECLOSED) weft__tsan_acquire(c);
+  if ((receive && !err) || err == WEFT_ECLOSED) weft__tsan_object_acquire(c);
   return err;
 }
 
@@ -198,7 +214,6 @@ static inline __attribute__((always_inline)) int chan_send(weft_chan_t *c, void 
                                                            uint64_t deadline_ns, bool wait,
                                                            weft_waitgroup_t *counts) {
   if (!c) return WEFT_EINVAL;
-  if (weft__tsan_on()) weft__tsan_release(c);
   wq_lock(&c->lock);
   chan_try_t t = try_send_locked(c, v, counts);
   if (t.err != WEFT_EAGAIN || !wait) {
@@ -249,12 +264,12 @@ int weft_chan_try_recv(weft_chan_t *c, void **value) { return chan_recv(c, value
 
 int weft_chan_close(weft_chan_t *c) {
   if (!c) return WEFT_EINVAL;
-  weft__tsan_release(c);
   wq_lock(&c->lock);
   if (c->closed) {
     wq_unlock(&c->lock);
     return WEFT_ECLOSED;
   }
+  weft__tsan_object_release(c); /* what the closer wrote, to whoever sees the close */
   c->closed = true;
   weft__wq_node_t *list = NULL, *n;
   /* Receivers wait only on an empty ring: they all get "closed". Senders' values stay theirs. */
@@ -389,6 +404,7 @@ static int select_wait(struct weft_task *self, weft_chan_op_t *ops, size_t n,
   for (size_t i = 0; i < n; i++) {
     wq_node_init(&nodes[i], &w, ops[i].value, (int)i);
     if (!ops[i].chan) continue;
+    if (ops[i].op == WEFT_CHAN_SEND) chan_publishes(ops[i].chan); /* as chan_block's */
     wq_push(ops[i].op == WEFT_CHAN_SEND ? &ops[i].chan->sendq : &ops[i].chan->recvq, &nodes[i],
             false);
   }
@@ -413,8 +429,6 @@ static int select_ops(weft_chan_op_t *ops, size_t n, uint64_t deadline_ns, size_
 int weft_chan_select(weft_chan_op_t *ops, size_t n, uint64_t deadline_ns, size_t *index) {
   int err = select_checked(ops, n);
   if (err) return err;
-  for (size_t i = 0; i < n; i++) /* every send's release: any of them may be the one done */
-    if (ops[i].op == WEFT_CHAN_SEND && ops[i].chan) weft__tsan_release(ops[i].chan);
   size_t done = SIZE_MAX; /* set only when a case was done (or saw its channel closed) */
   err = select_ops(ops, n, deadline_ns, &done);
   if (done >= n) return err;

@@ -440,7 +440,7 @@ static inline __attribute__((always_inline)) int mutex_unlock(weft_mutex_t *m) {
 
 /* With a user's TSan: the release edge first (sanitize.h's weft__tsan_on says why apart). */
 static __attribute__((noinline, cold)) int mutex_unlock_seen(weft_mutex_t *m) {
-  weft__tsan_release(m);
+  weft__tsan_object_release(m);
   return mutex_unlock(m);
 }
 
@@ -509,7 +509,6 @@ int weft_sem_try_acquire(weft_sem_t *s) {
 
 int weft_sem_release(weft_sem_t *s) {
   if (!s) return WEFT_EINVAL;
-  weft__tsan_release(s);
   wq_lock(&s->lock);
   weft__wq_node_t *n = wq_pop(&s->q);
   if (!n) {
@@ -521,6 +520,7 @@ int weft_sem_release(weft_sem_t *s) {
     }
     s->value++;
   }
+  weft__tsan_object_release(s); /* a permit given: not on ERANGE (as a channel's failed send) */
   wq_unlock(&s->lock);
   if (n) wq_wake(n->wait, 0); /* the permit goes straight to the oldest waiter */
   return 0;
@@ -571,7 +571,7 @@ static void wake_all(weft__spin_t *lock, weft__wq_t *q, int status) {
 
 int weft_event_set(weft_event_t *e) {
   if (!e) return WEFT_EINVAL;
-  weft__tsan_release(e);
+  weft__tsan_object_release(e);
   wq_lock(&e->lock);
   /* release: the setter's writes, to a wait's fast-path acquire */
   atomic_store_explicit(&e->set, 1, memory_order_release);
@@ -589,7 +589,7 @@ int weft_event_is_set(const weft_event_t *e) {
   if (!e) return WEFT_EINVAL;
   /* acquire: pairs with set's release */
   int set = atomic_load_explicit(&((weft_event_t *)e)->set, memory_order_acquire);
-  if (set) weft__tsan_acquire((weft_event_t *)e);
+  if (set) weft__tsan_object_acquire((weft_event_t *)e);
   return set;
 }
 
@@ -676,7 +676,7 @@ int weft_cond_wait(weft_cond_t *c, weft_mutex_t *m, uint64_t deadline_ns) {
 
 static int cond_notify(weft_cond_t *c, size_t count) {
   if (!c) return WEFT_EINVAL;
-  weft__tsan_release(c);
+  weft__tsan_object_release(c);
   weft__wq_node_t *list = NULL, *n;
   wq_lock(&c->lock);
   for (size_t i = 0; i < count && (n = wq_pop(&c->q)); i++) {
@@ -723,7 +723,6 @@ void weft_waitgroup_destroy(weft_waitgroup_t *g) {
  * never sees, so it names itself (review, session 26). */
 int weft__waitgroup_add_as(weft_waitgroup_t *g, long delta, const char *below_zero) {
   if (!g) return WEFT_EINVAL;
-  if (delta < 0) weft__tsan_release(g); /* a done: what the waiter may read */
   wq_lock(&g->lock);
   long count;
   if (__builtin_add_overflow(g->count, delta, &count)) { /* LONG_MAX's edge: no wrap */
@@ -734,6 +733,7 @@ int weft__waitgroup_add_as(weft_waitgroup_t *g, long delta, const char *below_ze
     wq_unlock(&g->lock);
     weft__die("%s", below_zero);
   }
+  if (delta < 0) weft__tsan_object_release(g); /* a done: what the waiter may read */
   g->count = count;
   if (g->count == 0)
     wake_all(&g->lock, &g->q, 0);

@@ -263,12 +263,43 @@ static void mode_chan(void) {
 
 static void mode_queue(void) { mode_channel(16, true); }
 
+/* Several senders on an unbounded channel: the ring one sender grew (malloc) another grows
+ * again (free), and the receiver's destroy frees the last (review, session 33: a user's TSan
+ * took the ring's hand-over between senders for a race). */
+static void *send_many(void *arg) {
+  intptr_t first = (intptr_t)arg * ITEMS;
+  for (intptr_t i = first; i < first + ITEMS; i++) {
+    if (i % 2)
+      CHECK(weft_chan_send(chan, message(i), UINT64_MAX) == 0);
+    else
+      CHECK(weft_chan_try_send(chan, message(i)) == 0); /* unbounded: never full */
+  }
+  return NULL;
+}
+
+static void mode_unbounded(void) {
+  CHECK(weft_chan_create(&chan, WEFT_CHAN_UNBOUNDED) == 0);
+  run_tasks(send_many); /* all sent before the first receive: the ring grows under the senders */
+  long sum = 0;
+  for (long i = 0; i < (long)TASKS * ITEMS; i++) {
+    void *v;
+    CHECK(weft_chan_try_recv(chan, &v) == 0);
+    message_t *m = v;
+    sum += m->a;
+    free(m);
+  }
+  long n = (long)TASKS * ITEMS;
+  CHECK(sum == n * (n - 1) / 2);
+  weft_chan_destroy(chan);
+  chan = NULL;
+}
+
 static const struct {
   const char *name;
   void (*run)(void);
 } modes[] = {{"mutex", mode_mutex}, {"sem", mode_sem},           {"cond", mode_cond},
              {"event", mode_event}, {"waitgroup", mode_waitgroup}, {"chan", mode_chan},
-             {"queue", mode_queue}};
+             {"queue", mode_queue}, {"unbounded", mode_unbounded}};
 enum { NMODES = sizeof modes / sizeof modes[0] };
 
 static void *run_mode(void *arg) {
