@@ -146,6 +146,11 @@ static inline void chan_publishes(weft_chan_t *c) {
   weft__tsan_object_release(c);
 }
 
+/* A blocked sender's edge, keyed on its node, not the channel: only the receiver that takes the
+ * node acquires it (try_recv_locked), so a send that times out, is cancelled or sees the close
+ * while queued, or a select's case nobody took, passes nothing on (review, session 33). */
+static inline void sender_queues(weft__wq_node_t *n) { weft__tsan_object_release(n); }
+
 static inline __attribute__((always_inline)) chan_try_t try_send_locked(weft_chan_t *c, void *v,
                                                                         weft_waitgroup_t *counts) {
   chan_try_t t = {0, NULL};
@@ -173,11 +178,14 @@ static inline __attribute__((always_inline)) chan_try_t try_recv_locked(weft_cha
   if (c->len) {
     *v = ring_take(c);
     if ((t.wake = wq_pop(&c->sendq))) { /* refill: keeps FIFO */
+      weft__tsan_object_acquire(t.wake); /* the blocked sender's history (sender_queues)... */
+      chan_publishes(c);                 /* ...goes on with its value, into the ring */
       ring_put(c, t.wake->value);
       accepted(counts);
     }
   } else if ((t.wake = wq_pop(&c->sendq))) {
-    *v = t.wake->value; /* a rendezvous */
+    weft__tsan_object_acquire(t.wake); /* as a refill's */
+    *v = t.wake->value;                /* a rendezvous */
     accepted(counts);
   } else {
     t.err = c->closed ? WEFT_ECLOSED : WEFT_EAGAIN;
@@ -191,7 +199,7 @@ static int chan_block(weft_chan_t *c, weft__wq_t *q, weft__wq_node_t *n, uint64_
                       const char *what) {
   struct weft_task *self = weft__awaiting_task(weft__worker_self(), what);
   weft__wait_reason(self, WEFT__WAIT_CHANNEL, (uintptr_t)c);
-  if (q == &c->sendq) chan_publishes(c); /* a receiver may take the value from the queue */
+  if (q == &c->sendq) sender_queues(n);
   wq_push(q, n, false);
   return weft__wq_wait(self, &c->lock, q, n, deadline_ns);
 }
@@ -404,7 +412,7 @@ static int select_wait(struct weft_task *self, weft_chan_op_t *ops, size_t n,
   for (size_t i = 0; i < n; i++) {
     wq_node_init(&nodes[i], &w, ops[i].value, (int)i);
     if (!ops[i].chan) continue;
-    if (ops[i].op == WEFT_CHAN_SEND) chan_publishes(ops[i].chan); /* as chan_block's */
+    if (ops[i].op == WEFT_CHAN_SEND) sender_queues(&nodes[i]);
     wq_push(ops[i].op == WEFT_CHAN_SEND ? &ops[i].chan->sendq : &ops[i].chan->recvq, &nodes[i],
             false);
   }

@@ -675,7 +675,9 @@ static uintptr_t take_injected(weft__worker_t *w) {
   if (n) weft__stat_add(&w->n_injected, n);
   if (n > 1) weft__stat_add(&w->n_yieldq_extra, n - 1); /* before the pushes: see n_yieldq_extra */
   int spilled = 0;
-  bool idle = n > 1 && weft__workers_idle(w->rt); /* the last push announced, as ready_fifo's */
+  /* the last push announced, as ready_fifo's; the check-before-push window (top) spans the
+   * batch here */
+  bool idle = n > 1 && weft__workers_idle(w->rt);
   for (int i = 1; i < n; i++)
     spilled += !push_local_as(w, &w->yieldq, batch[i], idle && i + 1 == n);
   if (spilled) weft__stat_add(&w->n_yieldq_extra, -spilled);
