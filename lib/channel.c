@@ -148,7 +148,12 @@ static inline void chan_publishes(weft_chan_t *c) {
 
 /* A blocked sender's edge, keyed on its node, not the channel: only the receiver that takes the
  * node acquires it (try_recv_locked), so a send that times out, is cancelled or sees the close
- * while queued, or a select's case nobody took, passes nothing on (review, session 33). */
+ * while queued, or a select's case nobody took, passes nothing on (review, session 33) — unless
+ * a later sender's node lands at the same stack address: TSan keeps a sync object per address
+ * and never clears one on a stack, so that receiver acquires both histories (a plain thread
+ * reusing a finished thread's stack; a task's reuse is ordered anyway by its worker's switches
+ * or the stack pool's mutex). A missed race, never a false one; a heap token per blocked send
+ * would close it. */
 static inline void sender_queues(weft__wq_node_t *n) { weft__tsan_object_release(n); }
 
 static inline __attribute__((always_inline)) chan_try_t try_send_locked(weft_chan_t *c, void *v,

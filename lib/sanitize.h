@@ -90,12 +90,14 @@ static inline void weft__tsan_acquire(void *addr) {
 
 /* The edges of weft's synchronisation objects (mutex, semaphore, event, condition, wait group,
  * channel, queue), keyed on the object: each call that hands something on (an unlock, a
- * release, a set, a notify, a done, a send, a close) releases before it acts, and each that
- * receives (a lock, an acquire, a wait, a receive) acquires once it has succeeded — on its
- * fast path as on its slow one (review, session 33: a user's TSan reported races on data a
- * weft mutex guarded, since only the queues' hand-off carried an edge). One key per object
- * merges every releaser's history: a race between two senders may go unreported, never a
- * false one reported. Returns err, so that a call can end with `return weft__tsan_acquired`. */
+ * release, a set, a notify, a done, a send, a close) releases as it hands it over — under the
+ * object's lock where it has one, so that a call that fails releases nothing; a blocked sender
+ * on its own wait node, which only the receiver that takes it acquires (lib/channel.c) — and
+ * each that receives (a lock, an acquire, a wait, a receive) acquires once it has succeeded,
+ * on its fast path as on its slow one (review, session 33: a user's TSan reported races on
+ * data a weft mutex guarded, since only the queues' hand-off carried an edge). One key per
+ * object merges every releaser's history: a race between two senders may go unreported, never
+ * a false one reported. weft__tsan_acquired returns err, so that a call can end with it. */
 int weft__tsan_acquired_slow(void *obj, int err); /* lib/context.c */
 /* Not in weft's own TSan build: there TSan sees the objects' atomics, and an edge keyed on the
  * object would hide a memory order that is too weak (review, session 33: a relaxed event set
