@@ -103,18 +103,16 @@ int weft__tsan_acquired_slow(void *obj, int err); /* lib/context.c */
  * object would hide a memory order that is too weak (review, session 33: a relaxed event set
  * planted in that build went unreported). Only the uninstrumented library needs them. */
 #define WEFT__OBJECT_EDGES (!WEFT_TSAN)
-static inline int weft__tsan_acquired(void *obj, int err) {
-  if (!WEFT__OBJECT_EDGES) return err;
-  /* the edge out of line and reached by a tail call: a fast path keeps no frame of its own
-   * for it (an inline call cost weft_mutex_lock a frame and 4 instructions: callgrind) */
-  if (__builtin_expect((weft__san_hooks() & WEFT__SAN_TSAN) != 0, 0))
-    return weft__tsan_acquired_slow(obj, err);
-  return err;
-}
 /* Whether the release edges are wanted (a call that releases before it acts may branch once to
- * an out-of-line copy of itself, for the same reason). */
+ * an out-of-line copy of itself, for the reason weft__tsan_acquired gives). */
 static inline bool weft__tsan_on(void) {
   return WEFT__OBJECT_EDGES && __builtin_expect((weft__san_hooks() & WEFT__SAN_TSAN) != 0, 0);
+}
+static inline int weft__tsan_acquired(void *obj, int err) {
+  /* the edge out of line and reached by a tail call: a fast path keeps no frame of its own
+   * for it (an inline call cost weft_mutex_lock a frame and 4 instructions: callgrind) */
+  if (weft__tsan_on()) return weft__tsan_acquired_slow(obj, err);
+  return err;
 }
 static inline void weft__tsan_object_release(void *obj) {
   if (weft__tsan_on()) __tsan_release(obj);
