@@ -29,6 +29,11 @@ typedef struct server {
   weft_group_t *conns;
 } server_t;
 
+/* One connection's failure is its own (KEEP_GOING), and a connection task that never ran (no
+ * stack when it was to start, or cancelled by the shutdown first) closes its socket (unrun),
+ * as examples/http_server.c's. */
+static void close_unserved(void *sock) { weft_sock_close(sock); }
+
 static void *accept_loop(void *arg) {
   server_t *s = arg;
   weft_sock_t *c;
@@ -52,7 +57,12 @@ static void *server_main(void *arg) {
   }
   printf("echo_server: listening on port %d\n", weft_sock_port(s.listener));
   fflush(stdout);
-  weft_group_create(&s.conns, NULL);
+  weft_group_opts_t opts = {.flags = WEFT_GROUP_KEEP_GOING, .unrun = close_unserved};
+  if ((err = weft_group_create_opts(&s.conns, NULL, &opts)) != 0) {
+    fprintf(stderr, "echo_server: %s\n", weft_strerror(err));
+    weft_sock_close(s.listener);
+    return weft_fail(err);
+  }
   weft_task_t *acceptor;
   weft_spawn(&acceptor, accept_loop, &s);
   weft_sock_t *sig;

@@ -24,11 +24,13 @@
  * refuses it as a bad token; tests/http_check.py holds it to that). Routing looks
  * at the path only: a query string is ignored, and an absolute-form target ("GET http://h/ ...",
  * which a server must accept: RFC 9112 3.2.2) routes by its path.
- * Workers: WEFT_WORKERS (default: every CPU).
+ * Workers: WEFT_WORKERS (default: every CPU). HTTP_REQUEST_TIMEOUT_S replaces REQUEST_TIMEOUT_S
+ * (tests/http_check.py shortens it to time a slow client in seconds).
  */
 #include <weft.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <http_parser.h>
 #include <pthread.h>
 #include <signal.h>
@@ -51,7 +53,7 @@ enum {
   URL_MAX = 256,
   BODY_LIMIT = 64 * 1024,  /* larger bodies get 413 */
   IDLE_TIMEOUT_S = 60,     /* between requests */
-  REQUEST_TIMEOUT_S = 30,  /* from a request's first byte to its last */
+  REQUEST_TIMEOUT_S = 30,  /* from a request's first byte to its last (HTTP_REQUEST_TIMEOUT_S) */
   WRITE_TIMEOUT_S = 60,    /* a response's write */
   LINGER_MS = 1000,        /* draining what a refused request still sends */
   DRAIN_TIMEOUT_S = 5,
@@ -116,22 +118,42 @@ typedef struct file_read {
   const char *path;
   char *data;
   size_t len;
-  int status; /* 200, 404 (cannot open), 500 (too large, no memory, a read error) */
+  int status; /* 200, 404 (no such file), 503 (out of fds or memory), 500 (not a regular file,
+               * too large, any other error) */
 } file_read_t;
+
+/* Why an open failed, as a status: only a file that is not there is a 404 (review, session 34:
+ * out of fds, an existing file answered 404, which a cache may keep); running out of fds or
+ * memory passes (503), anything else is the server's (500). */
+static int open_failure_status(int err) {
+  if (err == ENOENT || err == ENOTDIR) return 404;
+  if (err == EMFILE || err == ENFILE || err == ENOMEM) return 503;
+  return 500;
+}
 
 static void *read_file(void *arg) { /* blocking: runs on the pool */
   file_read_t *f = arg;
-  f->status = 404;
-  FILE *fp = fopen(f->path, "rb");
-  if (!fp) return f;
+  /* O_NONBLOCK: a FIFO put at the path would block the open until a writer came, and the
+   * drain waits for offloaded calls, which no cancel stops (review, session 34: the server
+   * outlived its drain deadline by as long as the FIFO had no writer). Regular files ignore
+   * the flag; anything else is refused below. */
+  int fd = open(f->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    f->status = open_failure_status(errno);
+    return f;
+  }
   f->status = 500;
   struct stat st;
-  if (fstat(fileno(fp), &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= FILE_MAX &&
-      (f->data = malloc(st.st_size ? (size_t)st.st_size : 1))) {
+  FILE *fp = NULL;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= FILE_MAX &&
+      (fp = fdopen(fd, "rb")) && (f->data = malloc(st.st_size ? (size_t)st.st_size : 1))) {
     f->len = fread(f->data, 1, (size_t)st.st_size, fp);
     if (f->len == (size_t)st.st_size && !ferror(fp)) f->status = 200; /* else cut short: 500 */
   }
-  fclose(fp);
+  if (fp)
+    fclose(fp);
+  else
+    close(fd);
   return f;
 }
 
@@ -145,7 +167,9 @@ static void file(const request_t *r, response_t *w) {
     respond(w, f.data, f.len);
   } else {
     w->status = f.status;
-    respond_str(w, f.status == 404 ? "no file\n" : "cannot serve the file\n");
+    respond_str(w, f.status == 404   ? "no file\n"
+                   : f.status == 503 ? "busy: try again\n"
+                                     : "cannot serve the file\n");
   }
   free(f.data);
 }
@@ -181,6 +205,7 @@ typedef struct conn {
   int fail_status; /* 0, or the status the connection ends with (400, 413, 414) */
   bool keep_alive; /* false once a request said close: nothing after it is answered */
   bool in_request; /* between a request's first byte and its end: in flight, not idle */
+  bool bytes_since_request; /* read something since the last request ended (blank lines) */
   bool out_failed; /* out of memory for a response, or a write failed: the connection closes */
   /* The headers this server reads (Host, Expect), matched as they arrive in pieces. */
   char field[8];       /* the current header's name, lower-cased, while it fits */
@@ -196,6 +221,8 @@ typedef struct conn {
   size_t out_len, out_cap;
   char out_inline[OUT_INLINE];
 } conn_t;
+
+static uint64_t request_timeout_ns = REQUEST_TIMEOUT_S * SEC_NS; /* main may shorten it */
 
 static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
 static conn_t *conns;
@@ -259,8 +286,9 @@ static int on_message_begin(http_parser *p) {
   c->url_len = 0;
   c->body_len = 0;
   c->in_request = true;
-  /* Its own time from its first byte, also when it comes in the read that ended the last */
-  c->request_deadline = weft_now_ns() + REQUEST_TIMEOUT_S * SEC_NS;
+  /* Its own time from its first byte, also when it comes in the read that ended the last;
+   * blank lines read before it (which the parser skips) started the clock already */
+  if (!c->bytes_since_request) c->request_deadline = weft_now_ns() + request_timeout_ns;
   c->field_len = 0;
   c->in_value = c->has_host = c->in_expect = false;
   c->expect_len = 0;
@@ -333,7 +361,10 @@ static int on_headers_complete(http_parser *p) {
   if (http11 && piece_is(c->expect, sizeof c->expect, c->expect_len, "100-continue")) {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
     out_append(c, cont, sizeof cont - 1);
-    if (!out_flush(c)) return -1;
+    if (!out_flush(c)) { /* the connection is gone: close it, with nothing more written */
+      c->out_failed = true;
+      return -1;
+    }
   }
   return 0;
 }
@@ -345,7 +376,10 @@ static int on_body(http_parser *p, const char *at, size_t len) {
     return -1;
   }
   char *b = realloc(c->body, c->body_len + len);
-  if (!b) return -1;
+  if (!b) { /* out of memory: close, as for a response (not a 400: the request was fine) */
+    c->out_failed = true;
+    return -1;
+  }
   memcpy(b + c->body_len, at, len);
   c->body = b;
   c->body_len += len;
@@ -375,7 +409,7 @@ static int on_message_complete(http_parser *p) {
   c->keep_alive = http_should_keep_alive(p) && !atomic_load(&draining);
   out_response(c, w.status, w.content_type, w.body, w.len, c->keep_alive, p->method == HTTP_HEAD);
   if (w.body != w.inline_body) free(w.body);
-  c->in_request = false;
+  c->in_request = c->bytes_since_request = false;
   /* A long pipeline's answers go out as they pass OUT_FLUSH, not all held until the read's
    * end (review, session 30: 33 pipelined GET /file in one read held 1.4 GB, and a failed
    * allocation aborted the whole server). A failure parses nothing more: serve_once closes. */
@@ -434,7 +468,8 @@ static uint64_t read_deadline(const conn_t *c, bool poll_only) {
   uint64_t now = weft_now_ns();
   if (poll_only) return now;
   uint64_t idle = now + IDLE_TIMEOUT_S * SEC_NS;
-  return c->in_request && c->request_deadline < idle ? c->request_deadline : idle;
+  bool timed = c->in_request || c->bytes_since_request;
+  return timed && c->request_deadline < idle ? c->request_deadline : idle;
 }
 
 /* Parses the read whole. A request that asks to upgrade ends the parser's run at its end (the
@@ -464,6 +499,14 @@ static bool serve_once(conn_t *c, bool poll_only) {
   c->out_cap = sizeof c->out_inline;
   c->out_len = 0;
   c->out_failed = false;
+  /* The request's clock starts at the first byte after the last request, blank lines
+   * included: the parser skips CRLFs before a request without a callback, so a client sending
+   * one every few seconds was never timed (review, session 34: open after 40 s, where
+   * REQUEST_TIMEOUT_S is 30). */
+  if (!c->in_request && !c->bytes_since_request) {
+    c->bytes_since_request = true;
+    c->request_deadline = weft_now_ns() + request_timeout_ns;
+  }
   size_t used = parse_read(c, buf, (size_t)n);
   bool open = true, refused = false;
   if (c->out_failed) { /* out of memory, or a write failed: close with nothing more written */
@@ -484,9 +527,13 @@ static bool serve_once(conn_t *c, bool poll_only) {
   if (c->out != c->out_inline) free(c->out);
   if (refused) linger(c);
   if (!open || c->in_request) return open; /* mid-request: read on (the drain deadline bounds it) */
+  /* Idle first, then the look at the drain: the shutdown sets `draining` before its walk over
+   * the idle connections, so either the walk sees us idle (and cancels us) or we see the flag.
+   * Looked at first, a connection between the look and going idle was skipped by the walk as
+   * busy and then waited idle until the drain's deadline (review, session 34). */
   int busy = CONN_BUSY;
-  if (atomic_load(&draining) || !atomic_compare_exchange_strong(&c->state, &busy, CONN_IDLE))
-    return false; /* shutting down: this request is answered, now close */
+  if (!atomic_compare_exchange_strong(&c->state, &busy, CONN_IDLE)) return false;
+  if (atomic_load(&draining)) return false; /* shutting down: this request is answered, close */
   return true;
 }
 
@@ -513,6 +560,18 @@ typedef struct server {
   weft_sock_t *listener;
   weft_group_t *conns;
 } server_t;
+
+/* The connections' group: one connection's failure is its own (KEEP_GOING), and a connection
+ * task that never ran — no stack when it was to start, or cancelled by the drain first —
+ * closes its socket through unrun, so that its client sees the close (review, session 34: in a
+ * fail-fast group one such task cancelled every connection and refused every later one, and
+ * its client waited for ever). */
+static void close_unserved(void *sock) { weft_sock_close(sock); }
+
+static int connections_group(weft_group_t **conns) {
+  weft_group_opts_t opts = {.flags = WEFT_GROUP_KEEP_GOING, .unrun = close_unserved};
+  return weft_group_create_opts(conns, NULL, &opts);
+}
 
 static void *accept_loop(void *arg) {
   server_t *s = arg;
@@ -556,7 +615,11 @@ static void *server_main(void *arg) {
   }
   printf("http_server: listening on port %d\n", weft_sock_port(s.listener));
   fflush(stdout);
-  weft_group_create(&s.conns, NULL);
+  if ((err = connections_group(&s.conns)) != 0) {
+    fprintf(stderr, "http_server: %s\n", weft_strerror(err));
+    weft_sock_close(s.listener);
+    return weft_fail(err);
+  }
   weft_task_t *acceptor;
   weft_spawn(&acceptor, accept_loop, &s);
 
@@ -590,6 +653,8 @@ static void *server_main(void *arg) {
 
 int main(int argc, char **argv) {
   config_t cfg = {.port = argc > 1 ? atoi(argv[1]) : 8080};
+  const char *timeout_s = getenv("HTTP_REQUEST_TIMEOUT_S");
+  if (timeout_s && atoi(timeout_s) > 0) request_timeout_ns = (uint64_t)atoi(timeout_s) * SEC_NS;
   file_path = argc > 2 ? argv[2] : NULL;
   /* Blocked before the workers start, so that they inherit the mask and only the signalfd
    * sees the signals. */

@@ -18,7 +18,8 @@
  *     weft_task_release() (or weft_join(), which is await + release). weft_spawn(NULL, ...) makes
  *     a detached task: its resources are freed when it ends.
  *   - Awaiting a finished task again returns the same result at once (as in asyncio); using a
- *     handle after releasing it is undefined (debug builds abort on it when they can tell).
+ *     handle after releasing it is undefined, as using memory after free() is (only a second
+ *     weft_task_release is caught, while the descriptor is still free: it aborts).
  *   - Releasing the handle of a task that still runs detaches it; it runs to completion.
  *   - weft_runtime_destroy() stops the workers after the tasks that are running reach a
  *     suspension point; tasks still queued, sleeping or waiting are discarded without running
@@ -533,6 +534,24 @@ WEFT_EXTERN int weft_deadline_end(weft_deadline_t *scope);
  *   weft_group_cancel: cancels every task of the group; later spawns are refused.
  *   weft_group_destroy: cancels and awaits whatever was not waited for, then frees. */
 WEFT_EXTERN int weft_group_create(weft_group_t **group, weft_runtime_t *rt);
+/* A group with options (NULL, or all zero: weft_group_create's). WEFT_EINVAL for an unknown
+ * flag.
+ *   WEFT_GROUP_KEEP_GOING: a task's error is its own (Go's WaitGroup, tokio-util's TaskTracker:
+ *     a server's connections): it cancels no other task and refuses no spawn, and the wait
+ *     returns 0 once every task ended (WEFT_ECANCELED or WEFT_ETIMEDOUT as below still).
+ *   unrun: called once with the arg of each task of the group that ends without running fn
+ *     (cancelled before it started, no stack when it was to start, or discarded by its
+ *     runtime's destroy before it started), so that what arg owns is freed — what dropping a
+ *     never-polled future does in Rust. It runs on a worker outside any task, or in the wait
+ *     or destroy that lets go of the task, under the group's lock: it must not wait nor call
+ *     the group (free memory, close a socket). */
+typedef struct weft_group_opts {
+  unsigned flags;           /* WEFT_GROUP_KEEP_GOING */
+  void (*unrun)(void *arg); /* or NULL */
+} weft_group_opts_t;
+#define WEFT_GROUP_KEEP_GOING 1u
+WEFT_EXTERN int weft_group_create_opts(weft_group_t **group, weft_runtime_t *rt,
+                                       const weft_group_opts_t *opts);
 WEFT_EXTERN int weft_group_spawn(weft_group_t *group, weft_fn fn, void *arg);
 WEFT_EXTERN int weft_group_wait(weft_group_t *group);
 WEFT_EXTERN int weft_group_cancel(weft_group_t *group);

@@ -52,15 +52,27 @@ static void deliver(weft__waiter_t *node, void *value) {
     }
 }
 
+/* A resolver that lost to another still completing: WEFT_EALREADY means "resolved", so it
+ * returns once the winner's completion is in (review, session 34: it returned while the
+ * future still read as not done, and a caller that destroyed the future on that answer freed
+ * it under the winner). The winner never suspends between its claim and its completion. */
+static int resolved_by_another(weft_future_t *f) {
+  /* acquire: as weft_future_done's (the loser may read the value next) */
+  while (!(atomic_load_explicit(&f->word, memory_order_acquire) & WEFT__DONE)) sched_yield();
+  return WEFT_EALREADY;
+}
+
 int weft_future_resolve(weft_future_t *f, void *value) {
   if (!f) return WEFT_EINVAL;
   /* RESOLVING first, so that of two racing resolvers exactly one writes the value. */
   uintptr_t s = atomic_load_explicit(&f->word, memory_order_relaxed);
   do {
-    if (s & (WEFT__DONE | FUTURE_RESOLVING)) return WEFT_EALREADY;
+    if (s & WEFT__DONE) return WEFT_EALREADY;
+    if (s & FUTURE_RESOLVING) return resolved_by_another(f);
     /* relaxed: the value is published by the exchange below, not by this claim */
   } while (!atomic_compare_exchange_weak_explicit(&f->word, &s, s | FUTURE_RESOLVING,
                                                   memory_order_relaxed, memory_order_relaxed));
+  weft__pause(WEFT__PAUSE_FUTURE_CLAIMED); /* tests: a second resolver comes here */
   f->value = value;
   /* The resolve edge: pairs with the acquire in weft_future_await*, weft_future_done. */
   weft__tsan_release(&f->word);

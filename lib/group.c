@@ -41,15 +41,21 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 
 enum {
   GROUP_CHUNK = 256, /* picked: slots per chunk, 8 KiB */
   WAIT_BATCH = 64,   /* picked: handles a waiter gathers at once (1 KiB of its stack) */
 };
 
+/* Whether a slot's task ran its function (fate): written by the task's worker before the task
+ * completes, read after its completion (ordered by the completion's acquire). */
+enum { SLOT_NOT_STARTED, SLOT_RAN, SLOT_UNRUN_CALLED };
+
 typedef struct group_slot {
   weft_task_t *task; /* NULL: free (its task ended and its handle was released) */
   int pinned;        /* waiters holding this handle in their current batch */
+  uint8_t fate;      /* SLOT_*: whether the group's unrun is still owed its arg */
   struct weft_group *group;
   weft_fn fn;
   union {
@@ -76,6 +82,9 @@ struct weft_group {
   size_t sweep_at;            /* ... that the next one waits for */
   int error;                  /* the first error that was not a cancellation */
   bool cancelled;             /* no new spawns: the group is unwinding */
+  bool keep_going;            /* WEFT_GROUP_KEEP_GOING: a task's error is its own */
+  void (*unrun)(void *arg);   /* the options' (set at create, read-only after) */
+  size_t waiters;             /* inside wait_all_tasks: destroy waits for them to leave */
 };
 
 /* Cancels every task spawned so far. Caller holds the lock. */
@@ -86,24 +95,58 @@ static void cancel_all_locked(weft_group_t *g) {
       if (c->slots[i].task) weft_cancel(c->slots[i].task);
 }
 
+/* The first error of the group; every task of it cancelled at that first one — one walk, not
+ * one per failing task (review, session 34: N tasks that each turned their cancel into an error
+ * of their own walked N slots N times under the lock). Caller holds the lock. */
+static void fail_locked(weft_group_t *g, int err) {
+  if (g->keep_going || g->error) return;
+  g->error = err;
+  if (!g->cancelled) cancel_all_locked(g);
+}
+
 static void group_fail(weft_group_t *g, int err) {
   pthread_mutex_lock(&g->lock);
-  if (!g->error) g->error = err;
-  cancel_all_locked(g);
+  fail_locked(g, err);
   pthread_mutex_unlock(&g->lock);
 }
 
 static void *group_trampoline(void *arg) {
   group_slot_t *slot = arg;
+  slot->fate = SLOT_RAN;
   void *result = slot->fn(slot->arg);
   int err = weft__current_error();
-  if (err && err != WEFT_ECANCELED) group_fail(slot->group, err);
+  if (err && err != WEFT_ECANCELED && !slot->group->keep_going) group_fail(slot->group, err);
   return result;
 }
 
+/* lib/task.c's call for a task of ours that ends without running (cancelled before it started,
+ * or no stack when it was to start), on its worker before its completion: the options' unrun
+ * gets the arg at once, so that what it owns (a connection's socket) is not held until a sweep. */
+static void group_task_unrun(void *arg) {
+  group_slot_t *slot = arg;
+  if (!slot->group->unrun) return;
+  slot->fate = SLOT_UNRUN_CALLED;
+  slot->group->unrun(slot->arg);
+}
+
+/* A task that never ran and was not handed to unrun on its worker (discarded by its runtime's
+ * destroy before it started): its arg goes to unrun as the group lets go of it. Caller holds the
+ * lock (unrun must not call the group: docs). */
+static void unrun_owed_locked(weft_group_t *g, group_slot_t *slot) {
+  if (g->unrun && slot->fate == SLOT_NOT_STARTED) {
+    slot->fate = SLOT_UNRUN_CALLED;
+    g->unrun(slot->arg);
+  }
+}
+
 int weft_group_create(weft_group_t **out, weft_runtime_t *rt) {
+  return weft_group_create_opts(out, rt, NULL);
+}
+
+int weft_group_create_opts(weft_group_t **out, weft_runtime_t *rt, const weft_group_opts_t *opts) {
   if (!out) return WEFT_EINVAL;
   *out = NULL;
+  if (opts && (opts->flags & ~WEFT_GROUP_KEEP_GOING)) return WEFT_EINVAL;
   if (!rt) { /* inside a task: its runtime */
     weft__worker_t *w = weft__worker_self();
     if (!w || !weft__current(w)) return WEFT_EINVAL;
@@ -116,6 +159,9 @@ int weft_group_create(weft_group_t **out, weft_runtime_t *rt) {
     return WEFT_ENOMEM;
   }
   pthread_mutex_init(&g->lock, NULL);
+  g->keep_going = opts && (opts->flags & WEFT_GROUP_KEEP_GOING);
+  g->unrun = opts ? opts->unrun : NULL;
+  if (g->unrun) weft__task_unrun_hook(group_trampoline, group_task_unrun);
   g->rt = rt;
   g->anchor = anchor;
   g->sweep_at = GROUP_CHUNK;
@@ -130,14 +176,6 @@ static void slot_free_locked(weft_group_t *g, group_slot_t *slot) {
   g->free = slot;
 }
 
-/* The first error of the group; every task of it cancelled at that first one. Caller holds the
- * lock. */
-static void fail_locked(weft_group_t *g, int err) {
-  if (g->error) return; /* the tasks were cancelled at the first */
-  g->error = err;
-  cancel_all_locked(g);
-}
-
 /* Releases an ended task's handle and frees its slot. Caller holds the lock; the slot is not
  * pinned (no waiter holds a copy of the handle). A task that ended without running its
  * trampoline (no stack at its start; discarded by a destroy) fails the group here if no wait
@@ -145,6 +183,7 @@ static void fail_locked(weft_group_t *g, int err) {
 static void slot_release_locked(weft_group_t *g, group_slot_t *slot) {
   int err = slot->task->error; /* done: its completion acquire ordered it (weft_task_done) */
   if (err && err != WEFT_ECANCELED) fail_locked(g, err);
+  unrun_owed_locked(g, slot);
   weft_task_release(slot->task);
   weft__probe_hit(WEFT__PROBE_GROUP_RELEASED);
   slot_free_locked(g, slot);
@@ -212,6 +251,7 @@ int weft_group_spawn(weft_group_t *g, weft_fn fn, void *arg) {
     slot->group = g;
     slot->fn = fn;
     slot->arg = arg;
+    slot->fate = SLOT_NOT_STARTED;
     /* Under the lock, so that a failure that cancels the group cannot miss this task. */
     err = weft__runtime_spawn_at(g->rt, &slot->task, group_trampoline, slot,
                                  __builtin_return_address(0));
@@ -267,12 +307,37 @@ static size_t next_batch(weft_group_t *g, wait_cursor_t *at, group_slot_t **slot
   return n;
 }
 
+/* Whether a waiter may release the handles of ended tasks now. A release from outside the
+ * runtime (a plain thread, another runtime's task) must not overlap the runtime's destroy, whose
+ * step 2 turns every held descriptor into an orphan: a release racing it put descriptors into
+ * the thread's cache from a slab that an orphan's last release then unmapped (review, session
+ * 34: a SEGV at that thread's exit under ASan, and a race on the orphan mark under TSan). The
+ * user's own releases carry that rule in the docs; the group's are the group's to order. So a
+ * waiter from outside counts itself in as spawn does, and while destroy runs (refused, not yet
+ * gone) it leaves the slots of ended tasks held: a later wait, sweep or the group's destroy
+ * releases them. */
+typedef enum { RELEASE_NOW, RELEASE_COUNTED, RELEASE_NOT_NOW } release_right_t;
+
+static release_right_t release_right(weft_group_t *g) {
+  if (weft__runtime_anchor_gone(g->anchor)) return RELEASE_NOW; /* orphans: destroy is over */
+  weft__worker_t *w = weft__worker_self();
+  if (w && w->rt == g->rt) return RELEASE_NOW; /* its own task: the workers stop before step 2 */
+  if (weft__runtime_anchor_enter(g->anchor)) return RELEASE_COUNTED;
+  return weft__runtime_anchor_gone(g->anchor) ? RELEASE_NOW : RELEASE_NOT_NOW;
+}
+
+static void release_right_end(weft_group_t *g, release_right_t right) {
+  if (right == RELEASE_COUNTED) weft__runtime_anchor_leave(g->anchor);
+}
+
 /* Unpins a gathered batch, releasing the tasks (they ended) that no other waiter pins. */
 static void unpin_batch(weft_group_t *g, group_slot_t **slots, size_t n) {
+  release_right_t right = release_right(g);
   pthread_mutex_lock(&g->lock);
   for (size_t i = 0; i < n; i++)
-    if (--slots[i]->pinned == 0) slot_release_locked(g, slots[i]);
+    if (--slots[i]->pinned == 0 && right != RELEASE_NOT_NOW) slot_release_locked(g, slots[i]);
   pthread_mutex_unlock(&g->lock);
+  release_right_end(g, right);
 }
 
 /* A task that never ran its trampoline (no stack when it was to start: WEFT_ENOMEM; discarded
@@ -280,29 +345,46 @@ static void unpin_batch(weft_group_t *g, group_slot_t **slots, size_t n) {
  * (review, session 19: such a task was invisible, and the wait returned 0); a sweep that
  * releases it first does the same (slot_release_locked). Errors of tasks that ran went through
  * group_fail already. */
-static void fail_on_unrun(weft_group_t *g, weft_task_t *const *tasks, size_t n) {
+static void fail_on_unrun(weft_group_t *g, group_slot_t *const *slots, weft_task_t *const *tasks,
+                          size_t n) {
   pthread_mutex_lock(&g->lock);
   for (size_t i = 0; i < n; i++) {
     int err = tasks[i]->error; /* the gather's completion acquire ordered it */
     if (err && err != WEFT_ECANCELED) fail_locked(g, err); /* one cancel walk, at the first */
+    unrun_owed_locked(g, slots[i]);
   }
   pthread_mutex_unlock(&g->lock);
 }
 
 /* A task of the group waiting for the group waits for itself: never an end (review, session
  * 30: weft_group_wait and weft_group_destroy from a member hung, its deadline scope and the
- * owner's cancel too, where weft_join aborts). */
-static void refuse_a_member(weft_task_t *const *tasks, size_t n, const char *what) {
+ * owner's cancel too, where weft_join aborts). Every held slot is looked at before the wait
+ * begins, not only the batch being gathered (review, session 34: a member behind 64 live
+ * siblings waited for them first, for ever if one waited for the member). Also counts the
+ * caller in as a waiter (see weft_group_destroy). */
+static void waiter_enter(weft_group_t *g, const char *what) {
   weft_task_t *me = weft_current();
-  for (size_t i = 0; me && i < n; i++)
-    if (tasks[i] == me)
-      weft__die("weft: %s: a task of the group waited for its group, so for itself, which can "
-                "never finish.", what);
+  pthread_mutex_lock(&g->lock);
+  for (group_chunk_t *c = me ? g->head : NULL; c; c = c->next)
+    for (size_t i = 0; i < c->used; i++)
+      if (c->slots[i].task == me) {
+        pthread_mutex_unlock(&g->lock);
+        weft__die("weft: %s: a task of the group waited for its group, so for itself, which "
+                  "can never finish.", what);
+      }
+  g->waiters++;
+  pthread_mutex_unlock(&g->lock);
+}
+
+static void waiter_leave(weft_group_t *g) {
+  pthread_mutex_lock(&g->lock);
+  g->waiters--;
+  pthread_mutex_unlock(&g->lock);
 }
 
 /* Waits for every task, new ones included; WEFT_ECANCELED if the caller was cancelled (the
  * rest are then cancelled and waited for with cancellation held back). */
-static int wait_all_tasks(weft_group_t *g, const char *what) {
+static int wait_all_tasks(weft_group_t *g) {
   int result = 0;
   group_slot_t *slots[WAIT_BATCH];
   weft_task_t *tasks[WAIT_BATCH];
@@ -311,7 +393,6 @@ static int wait_all_tasks(weft_group_t *g, const char *what) {
   bool shielded = false;
   weft__probe_hit(WEFT__PROBE_GROUP_WAIT);
   while ((n = next_batch(g, &at, slots, tasks)) != 0) {
-    refuse_a_member(tasks, n, what);
     int err;
     while ((err = weft__gather_apart(tasks, n)) != 0) {
       if (shielded) continue; /* cannot happen shielded; never pass unfinished tasks */
@@ -323,7 +404,7 @@ static int wait_all_tasks(weft_group_t *g, const char *what) {
        * (join.c's "Shield levels") */
       shielded = weft__shield_begin_cleanup() == 0;
     }
-    fail_on_unrun(g, tasks, n);
+    fail_on_unrun(g, slots, tasks, n);
     unpin_batch(g, slots, n);
   }
   /* A cancel that came meanwhile is delivered by the shield's end: report it. */
@@ -333,9 +414,11 @@ static int wait_all_tasks(weft_group_t *g, const char *what) {
 
 int weft_group_wait(weft_group_t *g) {
   if (!g) return WEFT_EINVAL;
-  int err = wait_all_tasks(g, "weft_group_wait");
+  waiter_enter(g, "weft_group_wait");
+  int err = wait_all_tasks(g);
   pthread_mutex_lock(&g->lock);
   if (!err) err = g->error ? g->error : g->cancelled ? WEFT_ECANCELED : 0;
+  g->waiters--; /* waiter_leave's, under the lock already held: the last touch of g */
   pthread_mutex_unlock(&g->lock);
   return err;
 }
@@ -348,16 +431,54 @@ int weft_group_cancel(weft_group_t *g) {
   return 0;
 }
 
+/* Until the group may release what is left (release_right): a destroy of the group's runtime
+ * in progress is waited out, 1 ms at a time — a task's sleep, shielded, so that its worker runs
+ * the rest meanwhile (a spin could hold up the tasks that runtime's destroy waits for). */
+static release_right_t release_right_waited(weft_group_t *g) {
+  release_right_t right;
+  bool shielded = false;
+  while ((right = release_right(g)) == RELEASE_NOT_NOW) {
+    if (weft_current()) {
+      if (!shielded) shielded = weft__shield_begin_cleanup() == 0;
+      weft_sleep_ms(1);
+    } else {
+      nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+  }
+  if (shielded) weft_shield_end(); /* a cancel stays pending for the caller's next point */
+  return right;
+}
+
+/* Destroyed while another task or thread waits for it (weft_group_wait reads the group until it
+ * returns): API misuse, as destroying any weft object that is waited on (review, session 34: a
+ * use after free in the other waiter). */
+static void refuse_while_waited(weft_group_t *g) {
+  pthread_mutex_lock(&g->lock);
+  size_t waiters = g->waiters;
+  pthread_mutex_unlock(&g->lock);
+  if (waiters)
+    weft__die("weft: weft_group_destroy was called while another task or thread was inside "
+              "weft_group_wait on the same group.");
+}
+
 void weft_group_destroy(weft_group_t *g) {
   if (!g) return;
+  refuse_while_waited(g);
   weft_group_cancel(g); /* a group not waited for unwinds: no task outlives it */
-  wait_all_tasks(g, "weft_group_destroy");
+  waiter_enter(g, "weft_group_destroy");
+  wait_all_tasks(g);
+  waiter_leave(g);
+  release_right_t right = release_right_waited(g);
   for (group_chunk_t *c = g->head, *next; c; c = next) {
     next = c->next;
     for (size_t i = 0; i < c->used; i++)
-      if (c->slots[i].task) weft_task_release(c->slots[i].task);
+      if (c->slots[i].task) {
+        unrun_owed_locked(g, &c->slots[i]); /* no other party holds g now: no lock needed */
+        weft_task_release(c->slots[i].task);
+      }
     free(c);
   }
+  release_right_end(g, right);
   weft__runtime_anchor_release(g->anchor);
   pthread_mutex_destroy(&g->lock);
   free(g);

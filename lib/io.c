@@ -815,6 +815,10 @@ static ssize_t call_accept(weft__sock_t *s, void *ctx) {
     errno = EPROTO;
     return -1;
   }
+  if (weft__fault_hit(WEFT__FAULT_ACCEPT_NOMEM)) {
+    errno = ENOBUFS;
+    return -1;
+  }
   return accept4(s->fd, a->addr, a->len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }
 
@@ -841,6 +845,15 @@ static bool accept_error_is_the_connections(int err) {
   }
 }
 
+/* Errors that would repeat at once, answered with the back-off instead of returned: out of fds
+ * (EMFILE, ENFILE: the reserve's drop first), or the kernel out of memory for the connection
+ * (ENOMEM, ENOBUFS: accept4 allocates before it dequeues, so the connection stays queued and the
+ * next try fails the same way; no drop, which needs memory too). Review, session 34: those two
+ * were returned, and the examples' accept loops, which retry, spun at 100 % CPU. */
+static bool accept_error_is_exhaustion(int err) {
+  return err == -EMFILE || err == -ENFILE || err == -ENOMEM || err == -ENOBUFS;
+}
+
 int weft_sock_accept(weft_sock_t *l, weft_sock_t **conn, struct sockaddr *addr, socklen_t *len,
                      uint64_t deadline_ns) {
   if (!l || !conn || (addr && !len)) return WEFT_EINVAL;
@@ -861,9 +874,9 @@ int weft_sock_accept(weft_sock_t *l, weft_sock_t **conn, struct sockaddr *addr, 
     }
     err = (int)fd;
     if (accept_error_is_the_connections(err)) continue; /* take the next */
-    if (err != -EMFILE && err != -ENFILE) break;
+    if (!accept_error_is_exhaustion(err)) break;
     uint32_t seen = edges_before(&l->rd); /* before the drops: see backoff */
-    emfile_drop(l);
+    if (err == -EMFILE || err == -ENFILE) emfile_drop(l);
     if ((err = backoff(l, &delay_ms, deadline_ns, seen)) != 0) break;
   }
   op_end(&op);

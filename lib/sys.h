@@ -41,6 +41,7 @@ enum {
   WEFT__FAULT_RESERVE, /* a listener's reserve fd, opened for the EMFILE answer (lib/io.c) */
   WEFT__FAULT_ACCEPT,  /* an accept answers EMFILE, as out of fds (lib/io.c) */
   WEFT__FAULT_ACCEPT_NET, /* an accept answers EPROTO, a connection's pending error (lib/io.c) */
+  WEFT__FAULT_ACCEPT_NOMEM, /* an accept answers ENOBUFS, the kernel short of memory (lib/io.c) */
   WEFT__FAULT_SLAB_MAP, /* a stack slab's mapping, after its pause point (lib/stack.c) */
   WEFT__FAULT_KINDS
 };
@@ -113,6 +114,7 @@ enum {
   WEFT__PAUSE_POOL_THREAD_LEFT, /* a blocking pool thread counted itself out, before it returns */
   WEFT__PAUSE_CLOSE_WALKED,   /* destroy's socket walk is done, with or without a poller (poll.c) */
   WEFT__PAUSE_ADOPTED,        /* a socket is registered and published, its call not returned (io.c) */
+  WEFT__PAUSE_FUTURE_CLAIMED, /* a resolve claimed its future, not yet completed it (future.c) */
   WEFT__PAUSES
 };
 #ifdef WEFT_FAULTS

@@ -1008,11 +1008,33 @@ static void task_entry(void *arg) {
   __builtin_unreachable();
 }
 
+/* The one owner of a hook for tasks that end without running their function (lib/group.c's
+ * trampoline and its options' unrun): registered before the first such task exists (a group's
+ * create happens before its spawns, which publish to the worker that starts them), so relaxed
+ * loads suffice; a second registration stores the same pair. A table of one, not a call into
+ * group.c, which would close a cycle in lib/'s link graph. */
+static _Atomic(weft_fn) unrun_fn;
+static void (*_Atomic unrun_hook)(void *arg);
+
+void weft__task_unrun_hook(weft_fn fn, void (*hook)(void *arg)) {
+  atomic_store_explicit(&unrun_hook, hook, memory_order_relaxed);
+  atomic_store_explicit(&unrun_fn, fn, memory_order_relaxed);
+}
+
+/* A task that ends without running: what its function's caller must still be told. */
+static void task_unrun(struct weft_task *t) {
+  if (t->fn == weft__frame_run) {
+    weft__frame_unrun(t->arg); /* its frame's sync runs it */
+  } else if (t->fn == atomic_load_explicit(&unrun_fn, memory_order_relaxed)) {
+    atomic_load_explicit(&unrun_hook, memory_order_relaxed)(t->arg);
+  }
+}
+
 void weft__task_start(weft__worker_t *w, struct weft_task *t) {
   /* a start entry is taken exactly once (relaxed: ours) */
   WEFT__ASSERT(!atomic_load_explicit(&t->started, memory_order_relaxed));
   if (WEFT__UNLIKELY(weft__checkpoint(t))) { /* cancelled before it started: it never runs */
-    if (t->fn == weft__frame_run) weft__frame_unrun(t->arg); /* its frame's sync runs it */
+    task_unrun(t);
     /* Counted as run and ended (metrics.c: tasks_run counts it, as the docs say; without the
      * end it stayed live, holding a stack it never had) */
     weft__metric_bump(&w->n_started);
@@ -1026,7 +1048,7 @@ void weft__task_start(weft__worker_t *w, struct weft_task *t) {
      * awaiter gets WEFT_ENOMEM; the worker and every other task go on. Counted, so that the
      * loss of a detached one is not silent. */
     weft__stat_bump(&w->n_unrun);
-    if (t->fn == weft__frame_run) weft__frame_unrun(t->arg); /* its frame's sync runs it */
+    task_unrun(t);
     t->error = WEFT_ENOMEM;
     weft__task_complete(t, NULL);
     return;

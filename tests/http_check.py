@@ -7,7 +7,10 @@ without a body; 413 read by the client, not lost to a reset, for bodies of 10 Mi
 before a body; 400 for an HTTP/1.1 request without Host or with "Host : x"; a query string routed
 by its path, and an absolute-form target by its path; GET /file serves FILE's bytes exactly (200),
 a directory in its place is 500, nothing there 404; three GET /file pipelined in one write get
-three whole answers; a request pipelined behind one asking to upgrade is answered; then SIGTERM
+three whole answers; a request pipelined behind one asking to upgrade is answered; a FIFO at
+FILE's path is 500 at once (the open does not block the pool, and the drain); out of fds, an
+existing FILE is 503, not 404; a client that sends only blank lines is closed once the request
+timeout (3 s here) passes; then SIGTERM
 while a request is half sent (it is still answered), and the server must exit 0 after draining.
 Usage: http_check.py PATH/TO/http_server"""
 import os
@@ -23,8 +26,10 @@ workdir = tempfile.mkdtemp(prefix="http_check.")
 served = os.path.join(workdir, "served")
 with open(served, "wb") as f:  # binary, with NULs and every byte value, over a page
     f.write(bytes(range(256)) * 300)
+REQUEST_TIMEOUT_S = 3  # the server's request clock, shortened to time a slow client here
 server = subprocess.Popen([sys.argv[1], "0", served], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+                          stderr=subprocess.PIPE, text=True,
+                          env=dict(os.environ, HTTP_REQUEST_TIMEOUT_S=str(REQUEST_TIMEOUT_S)))
 failures = []
 
 
@@ -160,7 +165,52 @@ try:
                        b"\r\n\r\n" + req)
     check(data.count(b"HTTP/1.1 200") == 2 and not closed,
           "a request pipelined behind one asking to upgrade is answered too")
+    # Out of fds (the server's own limit lowered to what it has open, on a connection it already
+    # accepted): the file exists, so the answer is 503, not 404 (review, session 34).
+    import resource
+    import time
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(req)
+        recv_until(s, lambda got: b"hello, world\n" in got)  # accepted and served
+        limits = resource.prlimit(server.pid, resource.RLIMIT_NOFILE)
+        open_fds = len(os.listdir(f"/proc/{server.pid}/fd"))
+        resource.prlimit(server.pid, resource.RLIMIT_NOFILE, (open_fds, limits[1]))
+        try:
+            s.sendall(b"GET /file HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = recv_until(s, lambda got: b"\r\n\r\n" in got and got.endswith(b"\n"))
+        finally:
+            resource.prlimit(server.pid, resource.RLIMIT_NOFILE, limits)
+    check(got.startswith(b"HTTP/1.1 503"),
+          f"GET /file of an existing file out of fds is 503 (got {got[:30]!r})")
+    # A FIFO at the path: the open must not wait for a writer (the pool's call would block, and
+    # the drain with it, for as long as none came; review, session 34).
     os.remove(served)
+    os.mkfifo(served)
+    r = curl("-o", "/dev/null", "-w", "%{http_code}", base + "/file")
+    check(r.stdout == "500", f"GET /file of a FIFO is 500 at once (got {r.stdout!r})")
+    os.remove(served)
+    # Blank lines only, one a second: the parser skips them without a callback, so the request
+    # clock must start at the first byte after the last request (review, session 34: the
+    # connection stayed open, its idle timeout restarted by every read).
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        start = time.monotonic()
+        closed = False
+        while time.monotonic() - start < REQUEST_TIMEOUT_S + 5:
+            try:
+                s.sendall(b"\r\n")
+                s.settimeout(1.0)
+                if s.recv(4096) == b"":
+                    closed = True
+                    break
+            except socket.timeout:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+        took = time.monotonic() - start
+    check(closed and took < REQUEST_TIMEOUT_S + 3,
+          f"a client sending only blank lines is closed after the request timeout "
+          f"({'closed' if closed else 'open'} after {took:.1f} s)")
     os.mkdir(served)
     r = curl("-o", "/dev/null", "-w", "%{http_code}", base + "/file")
     check(r.stdout == "500", f"GET /file of a directory is 500 (got {r.stdout})")

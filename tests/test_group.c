@@ -7,7 +7,12 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "probes.h"
 
 #define HOUR_NS (3600ull * 1000000000u)
 
@@ -521,4 +526,256 @@ Test(group, destroy_waits_for_a_group_spawn_from_a_thread_that_is_inside_it) {
   int waited = weft_group_wait(racing_group); /* its task ran, or the shutdown cancelled it */
   cr_assert(waited == 0 || waited == WEFT_ECANCELED, "%s", weft_strerror(waited));
   weft_group_destroy(racing_group);
+}
+
+/* ---- WEFT_GROUP_KEEP_GOING and unrun (weft_group_create_opts; review, session 34: the
+ * examples' servers spawned connections into a fail-fast group, so one connection task that
+ * found no stack cancelled every connection and refused every later one, and its socket,
+ * owned by a task that never ran, left its client hanging) ---- */
+static atomic_long failed_ran, unrun_calls;
+static void *unrun_args[8];
+
+static void *fail_now(void *arg) {
+  atomic_fetch_add(&failed_ran, 1);
+  return weft_fail((int)PINT(arg));
+}
+
+static void count_unrun(void *arg) {
+  long i = atomic_fetch_add(&unrun_calls, 1);
+  if (i < 8) unrun_args[i] = arg;
+}
+
+static void reset_opts(void) {
+  reset();
+  atomic_store(&failed_ran, 0);
+  atomic_store(&unrun_calls, 0);
+  atomic_store(&unrun_ran, 0);
+  memset(unrun_args, 0, sizeof unrun_args);
+}
+
+/* One worker: a task that failed has run its whole trampoline before the spawner, which yields,
+ * runs again. */
+static void *keep_going_group(void *arg) {
+  (void)arg;
+  weft_group_t *g;
+  weft_group_opts_t o = {.flags = WEFT_GROUP_KEEP_GOING};
+  OK(weft_group_create_opts(&g, NULL, &o));
+  for (int i = 0; i < 3; i++) OK(weft_group_spawn(g, sleep_until_cancelled, NULL));
+  OK(weft_group_spawn(g, fail_now, IPTR(-71)));
+  OK(weft_group_spawn(g, fail_now, IPTR(-72)));
+  while (atomic_load(&failed_ran) < 2 || atomic_load(&started) < 3) OK(weft_yield());
+  OK(weft_yield());
+  cr_assert_eq(atomic_load(&cancelled_seen), 0, "a failure cancelled its siblings");
+  cr_assert_eq(atomic_load(&live), 3);
+  OK(weft_group_spawn(g, count_and_return, NULL)); /* not refused */
+  OK(weft_group_cancel(g));
+  cr_assert_eq(weft_group_wait(g), WEFT_ECANCELED, "the group was cancelled");
+  assert_all_unwound();
+  weft_group_destroy(g);
+  return NULL;
+}
+
+Test(group, a_keep_going_group_lets_a_failure_alone) {
+  reset_opts();
+  run_given_runtime(1, keep_going_group);
+}
+
+static void *keep_going_wait_is_0(void *arg) {
+  (void)arg;
+  weft_group_t *g;
+  weft_group_opts_t o = {.flags = WEFT_GROUP_KEEP_GOING};
+  OK(weft_group_create_opts(&g, NULL, &o));
+  OK(weft_group_spawn(g, fail_now, IPTR(-71)));
+  OK(weft_group_spawn(g, count_and_return, NULL));
+  cr_assert_eq(weft_group_wait(g), 0, "a keep-going group's wait reported a task's error");
+  cr_assert_eq(atomic_load(&ran), 1);
+  weft_group_destroy(g);
+  weft_group_opts_t bad = {.flags = 2};
+  cr_assert_eq(weft_group_create_opts(&g, NULL, &bad), WEFT_EINVAL);
+  cr_assert_null(g);
+  return NULL;
+}
+
+Test(group, a_keep_going_groups_wait_returns_0_and_unknown_flags_are_einval) {
+  reset_opts();
+  run_given_runtime(2, keep_going_wait_is_0);
+}
+
+/* A task that finds no stack at its start hands its arg to unrun at once, on its worker (not at
+ * a later sweep or wait: a connection's client would wait that long), and never runs. */
+static void *unrun_on_no_stack(void *arg) {
+  weft_runtime_t *rt = arg;
+  weft_group_t *g;
+  weft_group_opts_t o = {.flags = WEFT_GROUP_KEEP_GOING, .unrun = count_unrun};
+  OK(weft_group_create_opts(&g, NULL, &o));
+  static int a, b;
+  weft__fault_set(WEFT__FAULT_STACK_START, 1); /* the next task start finds no stack */
+  OK(weft_group_spawn(g, count_run, &a));
+  OK(weft_group_spawn(g, count_run, &b));
+  for (int i = 0; i < 1000 && tasks_unrun(rt) == 0; i++) OK(weft_yield());
+  weft__fault_set(WEFT__FAULT_STACK_START, 0);
+  cr_assert_eq(tasks_unrun(rt), 1, "no task ended unrun: the fault did not fire");
+  cr_assert_eq(atomic_load(&unrun_calls), 1, "unrun was not called as the task ended");
+  cr_assert(unrun_args[0] == &a || unrun_args[0] == &b);
+  OK(weft_group_wait(g));
+  cr_assert_eq(atomic_load(&unrun_ran), 1, "the other task ran");
+  cr_assert_eq(atomic_load(&unrun_calls), 1, "unrun called again by the wait");
+  weft_group_destroy(g);
+  cr_assert_eq(atomic_load(&unrun_calls), 1, "unrun called again by the destroy");
+  return NULL;
+}
+
+Test(group, a_task_that_finds_no_stack_hands_its_arg_to_unrun_at_once) {
+  reset_opts();
+  run_given_runtime(1, unrun_on_no_stack);
+}
+
+/* Tasks cancelled before they started (one worker, the spawner never yields before the cancel)
+ * each hand their arg to unrun; none runs. */
+static void *unrun_on_cancel_before_start(void *arg) {
+  (void)arg;
+  weft_group_t *g;
+  weft_group_opts_t o = {.unrun = count_unrun};
+  OK(weft_group_create_opts(&g, NULL, &o));
+  static int args[5];
+  for (int i = 0; i < 5; i++) OK(weft_group_spawn(g, count_run, &args[i]));
+  OK(weft_group_cancel(g));
+  /* as each ends, on the worker (the yields let it start them), not when the wait sees it */
+  for (int i = 0; i < 1000 && atomic_load(&unrun_calls) < 5; i++) OK(weft_yield());
+  cr_assert_eq(atomic_load(&unrun_calls), 5, "unrun was not called as the tasks ended");
+  cr_assert_eq(weft_group_wait(g), WEFT_ECANCELED);
+  cr_assert_eq(atomic_load(&unrun_ran), 0, "a task ran after its cancel");
+  cr_assert_eq(atomic_load(&unrun_calls), 5, "%ld unrun calls for 5 tasks",
+               atomic_load(&unrun_calls));
+  for (int i = 0; i < 5; i++) {
+    bool seen = false;
+    for (int j = 0; j < 5; j++) seen |= unrun_args[j] == &args[i];
+    cr_assert(seen, "task %d's arg was not handed to unrun", i);
+  }
+  weft_group_destroy(g);
+  return NULL;
+}
+
+Test(group, tasks_cancelled_before_they_started_hand_their_args_to_unrun) {
+  reset_opts();
+  run_given_runtime(1, unrun_on_cancel_before_start);
+}
+
+/* ---- destroy while another waits; a member behind a full batch (review, session 34) ---- */
+static weft_group_t *waited_group;
+
+static void *wait_for_waited_group(void *arg) {
+  (void)arg;
+  return IPTR(weft_group_wait(waited_group));
+}
+
+/* Destroying a group that another task waits for aborts with a sentence: the wait reads the
+ * group until it returns (it was a use after free: ASan). */
+Test(group, destroying_a_group_that_another_task_waits_for_aborts, .signal = SIGABRT) {
+  weft_runtime_t *rt = test_runtime(2);
+  OK(weft_group_create(&waited_group, rt));
+  OK(weft_group_spawn(waited_group, sleep_until_cancelled, NULL));
+  long waits = weft__probe_count(WEFT__PROBE_GROUP_WAIT);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, wait_for_waited_group, NULL));
+  await_probe(WEFT__PROBE_GROUP_WAIT, waits + 1); /* inside its wait */
+  weft_group_destroy(waited_group);               /* aborts */
+}
+
+/* A task of the group that waits for it aborts before it waits, wherever its slot lies: here
+ * behind 70 tasks that never end (it used to wait for the first 64 first, for ever). */
+static void *member_waits_for_its_group(void *arg) {
+  (void)arg;
+  weft_group_wait(waited_group);
+  return NULL;
+}
+
+Test(group, a_member_behind_many_live_siblings_aborts_before_it_waits, .signal = SIGABRT,
+     .timeout = 60) {
+  weft_runtime_t *rt = test_runtime(2);
+  OK(weft_group_create(&waited_group, rt));
+  for (int i = 0; i < 70; i++) OK(weft_group_spawn(waited_group, sleep_until_cancelled, NULL));
+  OK(weft_group_spawn(waited_group, member_waits_for_its_group, NULL));
+  for (;;) pause(); /* the member's abort ends the process */
+}
+
+/* A plain thread's group wait that returns while the group's runtime is being destroyed lets go
+ * of no handle then: a release racing destroy's orphaning of held handles put descriptors into
+ * the thread's cache from a slab that an orphan's release later unmapped (review, session 34:
+ * a SEGV at the thread's exit under ASan; a race on the orphan mark under TSan). Destroy is
+ * held after its orphan walk (its socket walk's pause) until the wait has returned; the
+ * group's destroy, after the runtime's, lets go of them. */
+static atomic_int thread_wait_returned;
+static long released_before, released_while_destroying;
+
+static void *thread_waits_for_group(void *arg) {
+  (void)arg;
+  int err = weft_group_wait(waited_group);
+  atomic_store(&thread_wait_returned, 1);
+  return IPTR(err);
+}
+
+static void hold_destroy_until_the_wait_returned(void) {
+  uint64_t until = weft_now_ns() + 10ull * 1000000000u;
+  while (!atomic_load(&thread_wait_returned) && weft_now_ns() < until) sched_yield();
+  released_while_destroying = weft__probe_count(WEFT__PROBE_GROUP_RELEASED) - released_before;
+}
+
+Test(group, a_wait_from_outside_releases_nothing_while_the_runtime_is_destroyed, .timeout = 60) {
+  reset();
+  weft_runtime_t *rt = test_runtime(1);
+  OK(weft_group_create(&waited_group, rt));
+  OK(weft_group_spawn(waited_group, sleep_until_cancelled, NULL));
+  while (atomic_load(&started) == 0) sched_yield();
+  atomic_store(&thread_wait_returned, 0);
+  long waits = weft__probe_count(WEFT__PROBE_GROUP_WAIT);
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, thread_waits_for_group, NULL), 0);
+  await_probe(WEFT__PROBE_GROUP_WAIT, waits + 1); /* inside its wait */
+  released_before = weft__probe_count(WEFT__PROBE_GROUP_RELEASED);
+  weft__pause_set(WEFT__PAUSE_CLOSE_WALKED, hold_destroy_until_the_wait_returned);
+  OK(weft_runtime_destroy(rt));
+  weft__pause_set(WEFT__PAUSE_CLOSE_WALKED, NULL);
+  void *err;
+  pthread_join(th, &err);
+  cr_assert(atomic_load(&thread_wait_returned), "the wait did not return during the destroy");
+  cr_assert_eq(PINT(err), 0, "%s", weft_strerror((int)PINT(err)));
+  cr_assert_eq(released_while_destroying, 0, "the wait released %ld handles during the destroy",
+               released_while_destroying);
+  assert_all_unwound();
+  weft_group_destroy(waited_group); /* lets go of them now, as orphans */
+}
+
+/* Tasks that never started because their runtime's destroy came first (its only worker held by
+ * a blocking call until the shutdown's bound passed; then the workers stop and the queued tasks
+ * are discarded unstarted): their args reach unrun when the group lets go of them. */
+static void *block_the_worker(void *arg) {
+  (void)arg;
+  atomic_fetch_add(&started, 1);
+  usleep(300 * 1000); /* a blocking call: the worker is held, no cancel reaches it */
+  return NULL;
+}
+
+Test(group, tasks_discarded_unstarted_by_a_destroy_hand_their_args_to_unrun, .timeout = 60) {
+  reset_opts();
+  weft_options_t o = WEFT_OPTIONS_INIT;
+  o.workers = 1;
+  o.shutdown_timeout_ms = 50;
+  weft_runtime_t *rt;
+  OK(weft_runtime_create(&rt, &o));
+  weft_group_t *g;
+  weft_group_opts_t go = {.flags = WEFT_GROUP_KEEP_GOING, .unrun = count_unrun};
+  OK(weft_group_create_opts(&g, rt, &go));
+  OK(weft_group_spawn(g, block_the_worker, NULL));
+  while (atomic_load(&started) == 0) sched_yield();
+  static int args[3];
+  for (int i = 0; i < 3; i++) OK(weft_group_spawn(g, count_run, &args[i]));
+  OK(weft_runtime_destroy(rt));
+  cr_assert_eq(atomic_load(&unrun_ran), 0, "a queued task ran: the worker was not held");
+  int err = weft_group_wait(g);
+  cr_assert(err == 0, "%s", weft_strerror(err));
+  cr_assert_eq(atomic_load(&unrun_calls), 3, "%ld unrun calls for 3 discarded tasks",
+               atomic_load(&unrun_calls));
+  weft_group_destroy(g);
+  cr_assert_eq(atomic_load(&unrun_calls), 3, "unrun called again by the destroy");
 }

@@ -1098,6 +1098,44 @@ Test(io, an_accept_skips_a_connections_pending_network_error) {
   OK(weft_runtime_destroy(rt));
 }
 
+/* The kernel short of memory for a connection (ENOBUFS, injected until the accept has backed
+ * off three times): accept4 fails before it dequeues, so the connection stays queued and an
+ * immediate retry fails again. The accept backs off (5 ms, doubling) instead of returning the
+ * error, and then takes the connection (review, session 34: it returned ENOBUFS, and the
+ * examples' accept loops, which retry at once, spun at 100 % CPU). A task accepts; the
+ * client's connect completed before. */
+typedef struct {
+  weft_sock_t *l, *conn;
+} accept_into_t;
+
+static void *accept_into(void *arg) {
+  accept_into_t *a = arg;
+  return IPTR(weft_sock_accept(a->l, &a->conn, NULL, NULL, in_ns(10 * SEC_NS)));
+}
+
+Test(io, an_accept_backs_off_while_the_kernel_is_out_of_memory_then_takes_the_connection,
+     .timeout = 60) {
+  weft_runtime_t *rt = test_runtime(2);
+  accept_into_t a = {listen_loopback(rt), NULL};
+  int client = raw_connect(weft_sock_port(a.l));
+  long backoffs = weft__probe_count(WEFT__PROBE_ACCEPT_BACKOFF);
+  weft__fault_set(WEFT__FAULT_ACCEPT_NOMEM, WEFT__FAULT_ALWAYS);
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, accept_into, &a));
+  await_probe(WEFT__PROBE_ACCEPT_BACKOFF, backoffs + 3); /* backing off, not returning */
+  weft__fault_set(WEFT__FAULT_ACCEPT_NOMEM, 0);           /* memory again */
+  void *r = NULL;
+  OK(weft_await_until(t, in_ns(10 * SEC_NS), &r));
+  weft_task_release(t);
+  cr_assert_eq(PINT(r), 0, "the accept returned the kernel's shortage (%d) for its caller to retry",
+               PINT(r));
+  cr_assert_not_null(a.conn);
+  OK(weft_sock_close(a.conn));
+  OK(weft_sock_close(a.l));
+  close(client);
+  OK(weft_runtime_destroy(rt));
+}
+
 /* An acceptor that loops back into weft_sock_accept just after another task closed its listener
  * (the examples stop their servers so) and a second close: both come after the close's final
  * step, and each must return WEFT_EBADF without running it again. Before SOCK_FINAL (lib/io.c)

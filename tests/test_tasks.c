@@ -171,6 +171,46 @@ Test(futures, resolved_before_await_is_seen_at_once) {
   weft_future_destroy(f);
 }
 
+/* WEFT_EALREADY means resolved: a second resolver that comes while the first is between its
+ * claim and its completion returns only once the future reads as done (review, session 34: it
+ * returned at once, with weft_future_done still 0, and a caller that destroyed the future on
+ * that answer freed it under the first resolver). The first is held at its claim until the
+ * second has returned, or 200 ms. */
+static weft_future_t *raced_future;
+static atomic_int second_returned, done_when_second_returned, second_result;
+static pthread_t second_thread;
+
+static void *resolve_second(void *arg) {
+  (void)arg;
+  atomic_store(&second_result, weft_future_resolve(raced_future, IPTR(2)));
+  atomic_store(&done_when_second_returned, weft_future_done(raced_future));
+  atomic_store(&second_returned, 1);
+  return NULL;
+}
+
+/* The first resolver's pause, after its claim: the second starts now, so it loses. */
+static void start_the_second_and_hold(void) {
+  cr_assert_eq(pthread_create(&second_thread, NULL, resolve_second, NULL), 0);
+  uint64_t until = weft_now_ns() + 200 * 1000000ull;
+  while (!atomic_load(&second_returned) && weft_now_ns() < until) sched_yield();
+}
+
+Test(futures, a_second_resolve_returns_ealready_only_once_the_first_has_completed) {
+  OK(weft_future_create(&raced_future));
+  weft__pause_set(WEFT__PAUSE_FUTURE_CLAIMED, start_the_second_and_hold);
+  int first = weft_future_resolve(raced_future, IPTR(1));
+  weft__pause_set(WEFT__PAUSE_FUTURE_CLAIMED, NULL);
+  pthread_join(second_thread, NULL);
+  OK(first);
+  cr_assert_eq(atomic_load(&second_result), WEFT_EALREADY);
+  cr_assert_eq(atomic_load(&done_when_second_returned), 1,
+               "the second resolve returned WEFT_EALREADY while the future read as not done");
+  void *v;
+  OK(weft_future_await(raced_future, &v));
+  cr_assert_eq(PINT(v), 1, "the first value stays");
+  weft_future_destroy(raced_future);
+}
+
 /* A plain thread's wake-up of a task reaches it promptly when the worker it wakes shares the
  * thread's CPU (session 27: the woken worker preempted the thread between its queue exchange
  * and its link, then spun on the unlinked entry until the scheduler's tick: ~4 ms every round
