@@ -1012,6 +1012,9 @@ struct weft_runtime {
   size_t task_scavenged_total; /* free_task_total right after the last pass */
   size_t task_seen_total;      /* free_task_total as a scavenger last saw it ... */
   uint64_t task_seen_at;       /* ... and since when (weft_now_ns): a pass waits for quiet */
+  /* A plain thread's spill woke a worker so that an idle runtime scavenges what it gave back;
+   * cleared by the next park's pass (at most one wake per park cycle). */
+  _Atomic bool task_scavenge_nudged;
   _Atomic uint64_t foreign_spawns; /* spawns from threads that are not workers */
   _Atomic uint64_t next_task_id;   /* the next block of ids: 1 at creation */
   uint64_t created_ns;

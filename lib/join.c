@@ -482,10 +482,15 @@ __attribute__((noinline)) /* check_inline_frames's `here` */
 int weft_await(weft_task_t *t, void **result) { return await_task(t, result, "weft_await"); }
 
 static void release_task(weft_task_t *t, const char *what) {
-  int r = join_release_handle(&t->word);
+  /* A slab the descriptor scavenger gave back reads as zeros: a handle into it was released
+   * already (every descriptor there was free), and its zeroed word would read as a running
+   * task's and "detach" it (review, session 34: the second release passed in silence once the
+   * runtime had idled a second). The word is read here anyway whenever r > 0. */
+  struct weft_runtime *rt = weft__task_rt(t);
+  int r = WEFT__LIKELY(rt != NULL) ? join_release_handle(&t->word) : -1;
   if (WEFT__UNLIKELY(r < 0))
     weft__die("weft: %s was given a task handle that was already released.", what);
-  if (r > 0) weft__task_free(weft__task_rt(t), weft__worker_self(), t);
+  if (r > 0) weft__task_free(rt, weft__worker_self(), t);
   /* r == 0: it runs on, detached; its completion frees it */
 }
 

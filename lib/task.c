@@ -140,7 +140,8 @@ typedef struct weft__task_store {
  * thousands of tasks: one fault then maps 2 MiB where 512 page faults did, and a page fault
  * cost ~1-3 us on this VM (spawn 10^6: a quarter of its CPU samples). The first region keeps
  * small pages, so that a small runtime's RSS grows 4 KiB at a time. A slab given back
- * (MADV_DONTNEED) splits its huge page; harmless. No huge pages (a kernel without THP, or
+ * (MADV_DONTNEED) splits its huge page, and its region leaves huge pages for good
+ * (region_stays_small: khugepaged would merge it back). No huge pages (a kernel without THP, or
  * "never"): the madvise fails or is ignored and pages fault in one by one, as before. */
 static int task_region_add(task_store_t *st) {
   size_t len = (size_t)TASK_SLAB_BYTES * TASK_REGION_SLABS;
@@ -240,6 +241,20 @@ static struct weft_task *chain_in_front(struct weft_task *chain, struct weft_tas
 
 static void thread_caches_reclaim(struct weft_runtime *rt); /* "Threads' caches" below */
 
+/* A slab about to be given back first takes its region off huge pages (MADV_NOHUGEPAGE):
+ * khugepaged merges a region that still has one page in use back into a whole 2 MiB page, so
+ * the slabs given back became resident again within ~20 s, and, filed as empty, were never
+ * given back again (review, session 34: RSS 7.4 → 29.9 MB after the joins). The region then
+ * faults 4 KiB at a time when its slabs are reused: only regions the scavenger has touched.
+ * Regions are aligned to their size (task_region_add); `last` is the previous call's region,
+ * so a pass marks each region once per run of its slabs. A hint: failure changes nothing. */
+static char *region_stays_small(task_slab_t *slab, char *last) {
+  size_t len = (size_t)TASK_SLAB_BYTES * TASK_REGION_SLABS;
+  char *base = (char *)((uintptr_t)slab & ~(uintptr_t)(len - 1));
+  if (base != last) (void)madvise(base, len, MADV_NOHUGEPAGE);
+  return base;
+}
+
 /* Slabs whose every descriptor sits in the shared free list give their pages back. The list
  * is detached under the lock and counted outside it: a descriptor freed meanwhile lands in
  * the new list, so its slab is not whole and stays. */
@@ -249,7 +264,10 @@ static void task_slabs_scavenge(struct weft_runtime *rt, uint64_t now) {
     rt->task_seen_total = rt->free_task_total;
     rt->task_seen_at = now;
   }
-  if (rt->task_scavenging || now - rt->task_seen_at < TASK_QUIET_NS ||
+  /* now may be earlier than task_seen_at: another worker's later clock read stored it while we
+   * trimmed stacks (review, session 34: the difference wrapped and counted as quiet; session
+   * 20's stack scavenger had the same). */
+  if (rt->task_scavenging || now < rt->task_seen_at || now - rt->task_seen_at < TASK_QUIET_NS ||
       rt->free_task_total == rt->task_scavenged_total || rt->free_task_total < TASK_SLAB) {
     pthread_mutex_unlock(&rt->task_lock);
     return;
@@ -301,8 +319,10 @@ static void task_slabs_scavenge(struct weft_runtime *rt, uint64_t now) {
   /* The dead slabs are ours alone now (nothing links to them): their pages go back outside
    * the lock, each link read before its page is dropped, and each is filed as empty only
    * then, so that no spawn reuses a slab while its pages are being discarded. */
+  char *unhuged = NULL;
   for (task_slab_t *next; dead; dead = next) {
     next = dead->next;
+    unhuged = region_stays_small(dead, unhuged);
     madvise(dead, TASK_SLAB_BYTES, MADV_DONTNEED);
     weft__probe_hit(WEFT__PROBE_TASK_SLAB_FREED);
     pthread_mutex_lock(&rt->task_lock);
@@ -683,6 +703,19 @@ static struct weft_task *thread_alloc(struct weft_runtime *rt) {
   return t;
 }
 
+/* Half of a thread's cache to the shared store. The descriptor scavenger runs only as a worker
+ * parks, so descriptors a plain thread gives back after every worker parked (its joins of what
+ * it spawned) stayed until some unrelated task woke one, perhaps never (review, session 34: 18
+ * MB kept by an idle runtime). A parked worker is woken once, to park again with the pass's
+ * wake-up armed; relaxed: a hint, cleared by that park (weft__task_scavenge), so a thread's
+ * spills wake at most one worker per park cycle. Not at a thread's exit (thread_cache_return:
+ * at most one cache's worth, and the runtime may be gone). */
+static void spill_from_thread(struct weft_runtime *rt, thread_cache_t *c) {
+  list_spill(rt, &c->head, &c->count, THREAD_CACHE_MAX / 2);
+  if (!atomic_exchange_explicit(&rt->task_scavenge_nudged, true, memory_order_relaxed))
+    weft__wake_one_if_needed(rt);
+}
+
 static void thread_free(struct weft_runtime *rt, struct weft_task *t) {
   thread_cache_t *c = thread_cache_for(rt);
   if (WEFT__UNLIKELY(!c)) {
@@ -691,7 +724,7 @@ static void thread_free(struct weft_runtime *rt, struct weft_task *t) {
   }
   t->next = c->head;
   c->head = t;
-  if (++c->count > THREAD_CACHE_MAX) list_spill(rt, &c->head, &c->count, THREAD_CACHE_MAX / 2);
+  if (++c->count > THREAD_CACHE_MAX) spill_from_thread(rt, c);
   cache_let_go(c);
 }
 
@@ -715,6 +748,8 @@ static void task_cache_spill(struct weft_runtime *rt, weft__worker_t *w, size_t 
 }
 
 uint64_t weft__task_scavenge(struct weft_runtime *rt, weft__worker_t *w, uint64_t now) {
+  /* relaxed: spill_from_thread's hint; this park arms the pass it asked for */
+  atomic_store_explicit(&rt->task_scavenge_nudged, false, memory_order_relaxed);
   task_cache_spill(rt, w, 0); /* a parked worker keeps none: each could pin a slab */
   task_slabs_scavenge(rt, now);
   pthread_mutex_lock(&rt->task_lock);
