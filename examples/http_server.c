@@ -118,8 +118,8 @@ typedef struct file_read {
   const char *path;
   char *data;
   size_t len;
-  int status; /* 200, 404 (no such file), 503 (out of fds or memory), 500 (not a regular file,
-               * too large, any other error) */
+  int status; /* 200, 404 (no such file), 503 (its open out of fds or memory), 500 (not a
+               * regular file, too large, no memory to read it, any other error) */
 } file_read_t;
 
 /* Why an open failed, as a status: only a file that is not there is a 404 (review, session 34:

@@ -542,9 +542,9 @@ WEFT_EXTERN int weft_group_create(weft_group_t **group, weft_runtime_t *rt);
  *   unrun: called once with the arg of each task of the group that ends without running fn
  *     (cancelled before it started, no stack when it was to start, or discarded by its
  *     runtime's destroy before it started), so that what arg owns is freed — what dropping a
- *     never-polled future does in Rust. It runs on a worker outside any task, or in the wait
- *     or destroy that lets go of the task, under the group's lock: it must not wait nor call
- *     the group (free memory, close a socket). */
+ *     never-polled future does in Rust. It runs on a worker outside any task, or, for a task
+ *     discarded unstarted, on the thread destroying the runtime (before it closes the
+ *     runtime's sockets): it must not wait nor call the group (free memory, close a socket). */
 typedef struct weft_group_opts {
   unsigned flags;           /* WEFT_GROUP_KEEP_GOING */
   void (*unrun)(void *arg); /* or NULL */

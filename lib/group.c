@@ -48,14 +48,9 @@ enum {
   WAIT_BATCH = 64,   /* picked: handles a waiter gathers at once (1 KiB of its stack) */
 };
 
-/* Whether a slot's task ran its function (fate): written by the task's worker before the task
- * completes, read after its completion (ordered by the completion's acquire). */
-enum { SLOT_NOT_STARTED, SLOT_RAN, SLOT_UNRUN_CALLED };
-
 typedef struct group_slot {
   weft_task_t *task; /* NULL: free (its task ended and its handle was released) */
   int pinned;        /* waiters holding this handle in their current batch */
-  uint8_t fate;      /* SLOT_*: whether the group's unrun is still owed its arg */
   struct weft_group *group;
   weft_fn fn;
   union {
@@ -112,31 +107,21 @@ static void group_fail(weft_group_t *g, int err) {
 
 static void *group_trampoline(void *arg) {
   group_slot_t *slot = arg;
-  slot->fate = SLOT_RAN;
   void *result = slot->fn(slot->arg);
   int err = weft__current_error();
   if (err && err != WEFT_ECANCELED && !slot->group->keep_going) group_fail(slot->group, err);
   return result;
 }
 
-/* lib/task.c's call for a task of ours that ends without running (cancelled before it started,
- * or no stack when it was to start), on its worker before its completion: the options' unrun
- * gets the arg at once, so that what it owns (a connection's socket) is not held until a sweep. */
+/* lib/task.c's call for a task of ours that ends without running: on its worker before its
+ * completion (cancelled before it started, or no stack when it was to start), or on the
+ * destroying thread for one its runtime's destroy discards unstarted — there before the
+ * destroy closes the runtime's sockets and frees their table, so that unrun may still close
+ * one (review of this change, session 34: called later, from the group's wait or destroy, a
+ * weft_sock_close read the freed table). A task ends once, so unrun runs once. */
 static void group_task_unrun(void *arg) {
   group_slot_t *slot = arg;
-  if (!slot->group->unrun) return;
-  slot->fate = SLOT_UNRUN_CALLED;
-  slot->group->unrun(slot->arg);
-}
-
-/* A task that never ran and was not handed to unrun on its worker (discarded by its runtime's
- * destroy before it started): its arg goes to unrun as the group lets go of it. Caller holds the
- * lock (unrun must not call the group: docs). */
-static void unrun_owed_locked(weft_group_t *g, group_slot_t *slot) {
-  if (g->unrun && slot->fate == SLOT_NOT_STARTED) {
-    slot->fate = SLOT_UNRUN_CALLED;
-    g->unrun(slot->arg);
-  }
+  if (slot->group->unrun) slot->group->unrun(slot->arg);
 }
 
 int weft_group_create(weft_group_t **out, weft_runtime_t *rt) {
@@ -183,7 +168,6 @@ static void slot_free_locked(weft_group_t *g, group_slot_t *slot) {
 static void slot_release_locked(weft_group_t *g, group_slot_t *slot) {
   int err = slot->task->error; /* done: its completion acquire ordered it (weft_task_done) */
   if (err && err != WEFT_ECANCELED) fail_locked(g, err);
-  unrun_owed_locked(g, slot);
   weft_task_release(slot->task);
   weft__probe_hit(WEFT__PROBE_GROUP_RELEASED);
   slot_free_locked(g, slot);
@@ -251,7 +235,6 @@ int weft_group_spawn(weft_group_t *g, weft_fn fn, void *arg) {
     slot->group = g;
     slot->fn = fn;
     slot->arg = arg;
-    slot->fate = SLOT_NOT_STARTED;
     /* Under the lock, so that a failure that cancels the group cannot miss this task. */
     err = weft__runtime_spawn_at(g->rt, &slot->task, group_trampoline, slot,
                                  __builtin_return_address(0));
@@ -313,17 +296,19 @@ static size_t next_batch(weft_group_t *g, wait_cursor_t *at, group_slot_t **slot
  * the thread's cache from a slab that an orphan's last release then unmapped (review, session
  * 34: a SEGV at that thread's exit under ASan, and a race on the orphan mark under TSan). The
  * user's own releases carry that rule in the docs; the group's are the group's to order. So a
- * waiter from outside counts itself in as spawn does, and while destroy runs (refused, not yet
- * gone) it leaves the slots of ended tasks held: a later wait, sweep or the group's destroy
- * releases them. */
+ * waiter from outside counts itself in as spawn does, and while destroy runs up to that walk
+ * (refused, the handles not yet orphans) it leaves the slots of ended tasks held: a later wait,
+ * sweep or the group's destroy releases them. */
 typedef enum { RELEASE_NOW, RELEASE_COUNTED, RELEASE_NOT_NOW } release_right_t;
 
 static release_right_t release_right(weft_group_t *g) {
-  if (weft__runtime_anchor_gone(g->anchor)) return RELEASE_NOW; /* orphans: destroy is over */
+  /* orphans already: the walk that made them is over (destroy may still be running) */
+  if (weft__runtime_anchor_gone(g->anchor) || weft__runtime_anchor_orphaned(g->anchor))
+    return RELEASE_NOW;
   weft__worker_t *w = weft__worker_self();
   if (w && w->rt == g->rt) return RELEASE_NOW; /* its own task: the workers stop before step 2 */
   if (weft__runtime_anchor_enter(g->anchor)) return RELEASE_COUNTED;
-  return weft__runtime_anchor_gone(g->anchor) ? RELEASE_NOW : RELEASE_NOT_NOW;
+  return weft__runtime_anchor_orphaned(g->anchor) ? RELEASE_NOW : RELEASE_NOT_NOW;
 }
 
 static void release_right_end(weft_group_t *g, release_right_t right) {
@@ -345,15 +330,34 @@ static void unpin_batch(weft_group_t *g, group_slot_t **slots, size_t n) {
  * (review, session 19: such a task was invisible, and the wait returned 0); a sweep that
  * releases it first does the same (slot_release_locked). Errors of tasks that ran went through
  * group_fail already. */
-static void fail_on_unrun(weft_group_t *g, group_slot_t *const *slots, weft_task_t *const *tasks,
-                          size_t n) {
+static void fail_on_unrun(weft_group_t *g, weft_task_t *const *tasks, size_t n) {
   pthread_mutex_lock(&g->lock);
   for (size_t i = 0; i < n; i++) {
     int err = tasks[i]->error; /* the gather's completion acquire ordered it */
     if (err && err != WEFT_ECANCELED) fail_locked(g, err); /* one cancel walk, at the first */
-    unrun_owed_locked(g, slots[i]);
   }
   pthread_mutex_unlock(&g->lock);
+}
+
+/* A waiter's record: the batch it holds pinned, and, in a task, its record for destroy
+ * (weft__discard_hook_t). A task discarded inside a wait never returns to unpin its batch nor
+ * leave the waiters' count, and the group's later destroy aborted as if it were still waited
+ * for (review of this change, session 34); its record does both. */
+typedef struct group_waiting {
+  weft_group_t *g;
+  struct weft_task *self; /* NULL: a plain thread (never discarded) */
+  group_slot_t **slots;
+  size_t n; /* pinned now */
+  weft__discard_hook_t discarded;
+} group_waiting_t;
+
+static void waiter_discarded(void *ctx) {
+  group_waiting_t *w = ctx;
+  pthread_mutex_lock(&w->g->lock);
+  for (size_t i = 0; i < w->n; i++) w->slots[i]->pinned--; /* released later, by a wait or
+                                                               * the group's destroy */
+  w->g->waiters--;
+  pthread_mutex_unlock(&w->g->lock);
 }
 
 /* A task of the group waiting for the group waits for itself: never an end (review, session
@@ -362,37 +366,40 @@ static void fail_on_unrun(weft_group_t *g, group_slot_t *const *slots, weft_task
  * begins, not only the batch being gathered (review, session 34: a member behind 64 live
  * siblings waited for them first, for ever if one waited for the member). Also counts the
  * caller in as a waiter (see weft_group_destroy). */
-static void waiter_enter(weft_group_t *g, const char *what) {
-  weft_task_t *me = weft_current();
+static void waiter_enter(weft_group_t *g, group_waiting_t *w, const char *what) {
+  *w = (group_waiting_t){.g = g, .self = weft_current()};
   pthread_mutex_lock(&g->lock);
-  for (group_chunk_t *c = me ? g->head : NULL; c; c = c->next)
+  for (group_chunk_t *c = w->self ? g->head : NULL; c; c = c->next)
     for (size_t i = 0; i < c->used; i++)
-      if (c->slots[i].task == me) {
+      if (c->slots[i].task == w->self) {
         pthread_mutex_unlock(&g->lock);
         weft__die("weft: %s: a task of the group waited for its group, so for itself, which "
                   "can never finish.", what);
       }
   g->waiters++;
   pthread_mutex_unlock(&g->lock);
+  if (w->self) weft__discard_hook_push(w->self, &w->discarded, waiter_discarded, w);
 }
 
-static void waiter_leave(weft_group_t *g) {
-  pthread_mutex_lock(&g->lock);
+/* Caller holds the lock. */
+static void waiter_leave_locked(weft_group_t *g, group_waiting_t *w) {
+  if (w->self) weft__discard_hook_pop(w->self, &w->discarded);
   g->waiters--;
-  pthread_mutex_unlock(&g->lock);
 }
 
 /* Waits for every task, new ones included; WEFT_ECANCELED if the caller was cancelled (the
  * rest are then cancelled and waited for with cancellation held back). */
-static int wait_all_tasks(weft_group_t *g) {
+static int wait_all_tasks(weft_group_t *g, group_waiting_t *w) {
   int result = 0;
   group_slot_t *slots[WAIT_BATCH];
   weft_task_t *tasks[WAIT_BATCH];
+  w->slots = slots;
   wait_cursor_t at = {NULL, 0, 0};
   size_t n;
   bool shielded = false;
   weft__probe_hit(WEFT__PROBE_GROUP_WAIT);
   while ((n = next_batch(g, &at, slots, tasks)) != 0) {
+    w->n = n;
     int err;
     while ((err = weft__gather_apart(tasks, n)) != 0) {
       if (shielded) continue; /* cannot happen shielded; never pass unfinished tasks */
@@ -404,8 +411,9 @@ static int wait_all_tasks(weft_group_t *g) {
        * (join.c's "Shield levels") */
       shielded = weft__shield_begin_cleanup() == 0;
     }
-    fail_on_unrun(g, slots, tasks, n);
+    fail_on_unrun(g, tasks, n);
     unpin_batch(g, slots, n);
+    w->n = 0;
   }
   /* A cancel that came meanwhile is delivered by the shield's end: report it. */
   if (shielded && weft_shield_end() == WEFT_ECANCELED) result = WEFT_ECANCELED;
@@ -414,11 +422,12 @@ static int wait_all_tasks(weft_group_t *g) {
 
 int weft_group_wait(weft_group_t *g) {
   if (!g) return WEFT_EINVAL;
-  waiter_enter(g, "weft_group_wait");
-  int err = wait_all_tasks(g);
+  group_waiting_t w;
+  waiter_enter(g, &w, "weft_group_wait");
+  int err = wait_all_tasks(g, &w);
   pthread_mutex_lock(&g->lock);
   if (!err) err = g->error ? g->error : g->cancelled ? WEFT_ECANCELED : 0;
-  g->waiters--; /* waiter_leave's, under the lock already held: the last touch of g */
+  waiter_leave_locked(g, &w); /* the last touch of g */
   pthread_mutex_unlock(&g->lock);
   return err;
 }
@@ -431,9 +440,12 @@ int weft_group_cancel(weft_group_t *g) {
   return 0;
 }
 
-/* Until the group may release what is left (release_right): a destroy of the group's runtime
- * in progress is waited out, 1 ms at a time — a task's sleep, shielded, so that its worker runs
- * the rest meanwhile (a spin could hold up the tasks that runtime's destroy waits for). */
+/* Until the group may release what is left (release_right): a destroy of the group's runtime in
+ * progress is waited out until it has made the handles orphans, 1 ms at a time — a task's
+ * sleep, shielded, so that its worker runs the rest meanwhile (a spin could hold up the tasks
+ * that runtime's destroy waits for). Not until the runtime is gone: its destroy joins the
+ * blocking pool after the orphaning, and a pool call of that runtime that destroys a group
+ * waited for a destroy that waited for it (review of this change, session 34: a hang). */
 static release_right_t release_right_waited(weft_group_t *g) {
   release_right_t right;
   bool shielded = false;
@@ -465,17 +477,17 @@ void weft_group_destroy(weft_group_t *g) {
   if (!g) return;
   refuse_while_waited(g);
   weft_group_cancel(g); /* a group not waited for unwinds: no task outlives it */
-  waiter_enter(g, "weft_group_destroy");
-  wait_all_tasks(g);
-  waiter_leave(g);
+  group_waiting_t w;
+  waiter_enter(g, &w, "weft_group_destroy");
+  wait_all_tasks(g, &w);
+  pthread_mutex_lock(&g->lock);
+  waiter_leave_locked(g, &w);
+  pthread_mutex_unlock(&g->lock);
   release_right_t right = release_right_waited(g);
   for (group_chunk_t *c = g->head, *next; c; c = next) {
     next = c->next;
     for (size_t i = 0; i < c->used; i++)
-      if (c->slots[i].task) {
-        unrun_owed_locked(g, &c->slots[i]); /* no other party holds g now: no lock needed */
-        weft_task_release(c->slots[i].task);
-      }
+      if (c->slots[i].task) weft_task_release(c->slots[i].task);
     free(c);
   }
   release_right_end(g, right);

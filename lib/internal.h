@@ -1053,6 +1053,8 @@ bool weft__runtime_anchor_gone(struct weft__rt_anchor *a);
  * its last touch of the runtime), false once the runtime's destroy has begun. */
 bool weft__runtime_anchor_enter(struct weft__rt_anchor *a);
 void weft__runtime_anchor_leave(struct weft__rt_anchor *a);
+/* Whether the runtime's destroy has made its held handles orphans (they may be released). */
+bool weft__runtime_anchor_orphaned(struct weft__rt_anchor *a);
 
 /* ---- I/O (lib/poll.c, lib/offload.c) -------------------------------------------------------- */
 

@@ -270,6 +270,10 @@ struct weft__rt_anchor {
    * as the socket table's callers from outside. */
   _Atomic int refusing;
   _Atomic long inside;
+  /* Set by destroy once its tasks' held handles are orphans (weft__tasks_discard): from then on
+   * a release from outside frees an orphan, which no longer races the walk that made it one
+   * (lib/group.c's release_right; review, session 34). */
+  _Atomic bool orphaned;
 };
 
 struct weft__rt_anchor *weft__runtime_anchor_hold(struct weft_runtime *rt) {
@@ -282,6 +286,7 @@ struct weft__rt_anchor *weft__runtime_anchor_hold(struct weft_runtime *rt) {
     atomic_init(&made->gone, false);
     atomic_init(&made->refusing, 0);
     atomic_init(&made->inside, 0);
+    atomic_init(&made->orphaned, false);
     /* release: publishes the anchor's fields; acquire on failure: the winner's */
     if (atomic_compare_exchange_strong_explicit(&rt->anchor, &a, made, memory_order_acq_rel,
                                                 memory_order_acquire))
@@ -309,6 +314,19 @@ bool weft__runtime_anchor_enter(struct weft__rt_anchor *a) {
 }
 
 void weft__runtime_anchor_leave(struct weft__rt_anchor *a) { weft__shutdown_leave(&a->inside); }
+
+bool weft__runtime_anchor_orphaned(struct weft__rt_anchor *a) {
+  /* acquire: pairs with anchor_orphaned's release (the orphan marks come with it) */
+  return atomic_load_explicit(&a->orphaned, memory_order_acquire);
+}
+
+/* Destroy, after weft__tasks_discard: held handles are orphans now (see the anchor). */
+static void anchor_orphaned(struct weft_runtime *rt) {
+  /* relaxed: made by weft_runtime_create (anchor_refuse) */
+  struct weft__rt_anchor *a = atomic_load_explicit(&rt->anchor, memory_order_relaxed);
+  /* release: the orphan marks and step 3's completions, for a releaser's acquire */
+  atomic_store_explicit(&a->orphaned, true, memory_order_release);
+}
 
 /* The runtime's own anchor, made with it (groups then only hold it). */
 static bool anchor_made(struct weft_runtime *rt) {
@@ -528,6 +546,7 @@ int weft_runtime_destroy(weft_runtime_t *rt) {
    * worker); its link is its last touch, and we wait for every link before we free. */
   weft__inject_quiesce(rt);
   weft__tasks_discard(rt);
+  anchor_orphaned(rt);
   weft__io_close_all(rt); /* step 6's I/O part: first, so that it wakes a pool thread's call */
   weft__offload_destroy(rt);
   if (weft__io_callers_left(rt, IO_QUIESCE_NS))

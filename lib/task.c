@@ -945,6 +945,8 @@ static void park_state_discarded(struct weft_task *t) {
  * frees; returns the unfinished ones,
  * linked through result_or_detail (their result is NULL, stored by the completion that ends
  * the list's use of it), to be completed. */
+static void task_unrun_hooked(struct weft_task *t); /* "Starting" below */
+
 static struct weft_task *orphan_held(struct weft_runtime *rt) {
   struct weft_task *unfinished = NULL;
   task_store_t *st = rt->task_store;
@@ -957,6 +959,10 @@ static struct weft_task *orphan_held(struct weft_runtime *rt) {
       t->orphan = 1;
       orphans++;
       if (!(s & WEFT__DONE)) {
+        /* Never started: its fn's unrun hook (a group's) gets its arg now, on this thread,
+         * while the runtime's sockets are still open (destroy closes them after this walk).
+         * relaxed: the workers have stopped, as run_discard_hooks reads it. */
+        if (!atomic_load_explicit(&t->started, memory_order_relaxed)) task_unrun_hooked(t);
         park_state_discarded(t);
         t->error = WEFT_ESHUTDOWN;
         /* relaxed: the workers have stopped; step 3 reads it on this thread */
@@ -1052,17 +1058,26 @@ static _Atomic(weft_fn) unrun_fn;
 static void (*_Atomic unrun_hook)(void *arg);
 
 void weft__task_unrun_hook(weft_fn fn, void (*hook)(void *arg)) {
+  /* relaxed: the hook is published by the release below */
   atomic_store_explicit(&unrun_hook, hook, memory_order_relaxed);
-  atomic_store_explicit(&unrun_fn, fn, memory_order_relaxed);
+  /* release: a thread that sees fn sees the hook (review of this change: an older group's
+   * task, fn the same trampoline, could read the new fn and a NULL hook) */
+  atomic_store_explicit(&unrun_fn, fn, memory_order_release);
+}
+
+/* A task that ends without running, not a frame's: the hook's, if fn is its. */
+static void task_unrun_hooked(struct weft_task *t) {
+  /* acquire: pairs with the registration's release (the hook comes with fn) */
+  if (t->fn == atomic_load_explicit(&unrun_fn, memory_order_acquire))
+    atomic_load_explicit(&unrun_hook, memory_order_relaxed)(t->arg);
 }
 
 /* A task that ends without running: what its function's caller must still be told. */
 static void task_unrun(struct weft_task *t) {
-  if (t->fn == weft__frame_run) {
+  if (t->fn == weft__frame_run)
     weft__frame_unrun(t->arg); /* its frame's sync runs it */
-  } else if (t->fn == atomic_load_explicit(&unrun_fn, memory_order_relaxed)) {
-    atomic_load_explicit(&unrun_hook, memory_order_relaxed)(t->arg);
-  }
+  else
+    task_unrun_hooked(t);
 }
 
 void weft__task_start(weft__worker_t *w, struct weft_task *t) {
