@@ -956,6 +956,8 @@ void weft__frame_unrun(weft__frame_t *f);
 /* lib/task.c: hook(arg) is called, on the worker, for a task whose function is fn that ends
  * without running it (cancelled before it started, no stack at its start). lib/group.c's. */
 void weft__task_unrun_hook(weft_fn fn, void (*hook)(void *arg));
+/* lib/task.c: for a task that ends without running (the frame's or the hook's business). */
+void weft__task_unrun(struct weft_task *t);
 /* lib/task.c: a detached task made but not scheduled (a frame's runner); NULL if no
  * descriptor could be had. */
 struct weft_task *weft__task_make(struct weft_runtime *rt, weft__worker_t *w, weft_fn fn,

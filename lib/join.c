@@ -374,6 +374,7 @@ static void __attribute__((noinline, cold)) check_inline_frames(weft__worker_t *
 static void run_inline(weft__worker_t *w, struct weft_task *t) {
   if (wake_checkpoint(&t->state)) {
     weft__stat_bump(&w->n_inlined); /* it ended here: counted, or it stays live (metrics.c) */
+    weft__task_unrun(t); /* as weft__task_start's (a group's task never comes here today) */
     weft__task_complete(t, NULL);
     return;
   }

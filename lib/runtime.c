@@ -545,6 +545,7 @@ int weft_runtime_destroy(weft_runtime_t *rt) {
   /* A thread that made one of our tasks runnable may still be inside inject_push (waking a
    * worker); its link is its last touch, and we wait for every link before we free. */
   weft__inject_quiesce(rt);
+  weft__pause(WEFT__PAUSE_DISCARDING); /* tests: an outside release must wait here */
   weft__tasks_discard(rt);
   anchor_orphaned(rt);
   weft__io_close_all(rt); /* step 6's I/O part: first, so that it wakes a pool thread's call */

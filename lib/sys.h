@@ -115,6 +115,7 @@ enum {
   WEFT__PAUSE_CLOSE_WALKED,   /* destroy's socket walk is done, with or without a poller (poll.c) */
   WEFT__PAUSE_ADOPTED,        /* a socket is registered and published, its call not returned (io.c) */
   WEFT__PAUSE_FUTURE_CLAIMED, /* a resolve claimed its future, not yet completed it (future.c) */
+  WEFT__PAUSE_DISCARDING,     /* destroy stopped the workers, before its discard walk (runtime.c) */
   WEFT__PAUSES
 };
 #ifdef WEFT_FAULTS

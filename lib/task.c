@@ -945,8 +945,6 @@ static void park_state_discarded(struct weft_task *t) {
  * frees; returns the unfinished ones,
  * linked through result_or_detail (their result is NULL, stored by the completion that ends
  * the list's use of it), to be completed. */
-static void task_unrun_hooked(struct weft_task *t); /* "Starting" below */
-
 static struct weft_task *orphan_held(struct weft_runtime *rt) {
   struct weft_task *unfinished = NULL;
   task_store_t *st = rt->task_store;
@@ -959,10 +957,6 @@ static struct weft_task *orphan_held(struct weft_runtime *rt) {
       t->orphan = 1;
       orphans++;
       if (!(s & WEFT__DONE)) {
-        /* Never started: its fn's unrun hook (a group's) gets its arg now, on this thread,
-         * while the runtime's sockets are still open (destroy closes them after this walk).
-         * relaxed: the workers have stopped, as run_discard_hooks reads it. */
-        if (!atomic_load_explicit(&t->started, memory_order_relaxed)) task_unrun_hooked(t);
         park_state_discarded(t);
         t->error = WEFT_ESHUTDOWN;
         /* relaxed: the workers have stopped; step 3 reads it on this thread */
@@ -1000,12 +994,28 @@ static bool tasks_all_free(struct weft_runtime *rt) {
   return free == slabs * TASK_SLAB;
 }
 
+static void task_unrun_hooked(struct weft_task *t); /* "Starting" below */
+
+/* The unfinished tasks (orphan_held's list) that never started: each one's unrun hook (a
+ * group's) gets its arg now, on this thread, while the runtime's sockets are still open
+ * (destroy closes them after this step: review of session 34's change, a close called later
+ * read the freed socket table). After the walk, not inside it: the user's unrun may release a
+ * handle, and a release in the walk decremented a slab's orphan count before the walk stored
+ * it (review: the slab stayed mapped for good). relaxed: the workers have stopped, as
+ * run_discard_hooks reads it. */
+static void unrun_discarded(struct weft_task *t) {
+  for (; t; t = (struct weft_task *)atomic_load_explicit(&t->result_or_detail,
+                                                          memory_order_relaxed))
+    if (!atomic_load_explicit(&t->started, memory_order_relaxed)) task_unrun_hooked(t);
+}
+
 void weft__tasks_discard(struct weft_runtime *rt) {
   if (atomic_load_explicit(&rt->abandoned, memory_order_relaxed)) report_unfinished(rt);
   if (tasks_all_free(rt)) return;
   unlink_discarded_waiters(rt);
   run_discard_hooks(rt);
   struct weft_task *t = orphan_held(rt);
+  unrun_discarded(t);
   while (t) { /* step 3: threads and other runtimes' tasks that await them get ESHUTDOWN */
     /* read first: a woken awaiter may release t (relaxed: this thread's store) */
     struct weft_task *next =
@@ -1050,10 +1060,10 @@ static void task_entry(void *arg) {
 }
 
 /* The one owner of a hook for tasks that end without running their function (lib/group.c's
- * trampoline and its options' unrun): registered before the first such task exists (a group's
- * create happens before its spawns, which publish to the worker that starts them), so relaxed
- * loads suffice; a second registration stores the same pair. A table of one, not a call into
- * group.c, which would close a cycle in lib/'s link graph. */
+ * trampoline and its options' unrun): every registration stores the same pair, fn published
+ * after the hook (release/acquire: an older group's task, with the same fn, may be started
+ * while a newer group registers). A table of one, not a call into group.c, which would close a
+ * cycle in lib/'s link graph. */
 static _Atomic(weft_fn) unrun_fn;
 static void (*_Atomic unrun_hook)(void *arg);
 
@@ -1072,8 +1082,9 @@ static void task_unrun_hooked(struct weft_task *t) {
     atomic_load_explicit(&unrun_hook, memory_order_relaxed)(t->arg);
 }
 
-/* A task that ends without running: what its function's caller must still be told. */
-static void task_unrun(struct weft_task *t) {
+/* A task that ends without running: what its function's caller must still be told. Also
+ * lib/join.c's inline run of a task cancelled before it started. */
+void weft__task_unrun(struct weft_task *t) {
   if (t->fn == weft__frame_run)
     weft__frame_unrun(t->arg); /* its frame's sync runs it */
   else
@@ -1084,7 +1095,7 @@ void weft__task_start(weft__worker_t *w, struct weft_task *t) {
   /* a start entry is taken exactly once (relaxed: ours) */
   WEFT__ASSERT(!atomic_load_explicit(&t->started, memory_order_relaxed));
   if (WEFT__UNLIKELY(weft__checkpoint(t))) { /* cancelled before it started: it never runs */
-    task_unrun(t);
+    weft__task_unrun(t);
     /* Counted as run and ended (metrics.c: tasks_run counts it, as the docs say; without the
      * end it stayed live, holding a stack it never had) */
     weft__metric_bump(&w->n_started);
@@ -1098,7 +1109,7 @@ void weft__task_start(weft__worker_t *w, struct weft_task *t) {
      * awaiter gets WEFT_ENOMEM; the worker and every other task go on. Counted, so that the
      * loss of a detached one is not silent. */
     weft__stat_bump(&w->n_unrun);
-    task_unrun(t);
+    weft__task_unrun(t);
     t->error = WEFT_ENOMEM;
     weft__task_complete(t, NULL);
     return;
