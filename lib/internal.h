@@ -557,6 +557,9 @@ void weft__tasks_discard(struct weft_runtime *rt);
  * whose descriptors are all free (at most one pass a second). Returns when it should run
  * again, UINT64_MAX if nothing new came back since its last pass. */
 uint64_t weft__task_scavenge(struct weft_runtime *rt, struct weft__worker *w, uint64_t now_ns);
+/* lib/task.c: for a worker that armed no descriptor pass and has announced its park: now + the
+ * pass's quiet time if a plain thread's spill asked for one meanwhile, else UINT64_MAX. */
+uint64_t weft__task_nudged_until(struct weft_runtime *rt, uint64_t now_ns);
 
 /* lib/task.c: sets the result, completes the word and delivers to its waiters; frees the
  * descriptor if the handle is gone. */
@@ -1014,8 +1017,8 @@ struct weft_runtime {
   size_t task_scavenged_total; /* free_task_total right after the last pass */
   size_t task_seen_total;      /* free_task_total as a scavenger last saw it ... */
   uint64_t task_seen_at;       /* ... and since when (weft_now_ns): a pass waits for quiet */
-  /* A plain thread's spill woke a worker so that an idle runtime scavenges what it gave back;
-   * cleared by the next park's pass (at most one wake per park cycle). */
+  /* A descriptor pass is armed by a park, or asked for by a plain thread's spill (task.c's
+   * spill_from_thread): such a spill wakes a parked worker only when it was clear. */
   _Atomic bool task_scavenge_nudged;
   _Atomic uint64_t foreign_spawns; /* spawns from threads that are not workers */
   _Atomic uint64_t next_task_id;   /* the next block of ids: 1 at creation */

@@ -464,8 +464,17 @@ static int task_outcome(weft_task_t *t, void **result) {
 }
 
 /* weft_await under the name the user called (weft_await or weft_join), for its abort texts. */
+/* A handle into a slab the descriptor scavenger gave back was released already: its zeroed
+ * word would read as a running task's, and an await of it waited for ever (review, session
+ * 34; release_task has the same check). */
+static inline void refuse_given_back(const weft_task_t *t, const char *what) {
+  if (WEFT__UNLIKELY(!weft__task_rt(t)))
+    weft__die("weft: %s was given a task handle that was already released.", what);
+}
+
 static int await_task(weft_task_t *t, void **result, const char *what) {
   if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
+  refuse_given_back(t, what);
   if (task_is_done(t)) return task_outcome(t, result);
   weft__worker_t *w = weft__worker_self();
   struct weft_task *self = weft__awaiting_task(w, what);
@@ -502,6 +511,7 @@ void weft_task_release(weft_task_t *t) {
 static int await_until_named(weft_task_t *t, uint64_t deadline_ns, void **result,
                              const char *what, bool may_park) {
   if (WEFT__UNLIKELY(!t)) return WEFT_EINVAL;
+  refuse_given_back(t, what);
   if (!task_is_done(t)) {
     weft__worker_t *w = weft__worker_self();
     struct weft_task *self = weft__awaiting_task(w, what);

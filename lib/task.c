@@ -706,14 +706,26 @@ static struct weft_task *thread_alloc(struct weft_runtime *rt) {
 /* Half of a thread's cache to the shared store. The descriptor scavenger runs only as a worker
  * parks, so descriptors a plain thread gives back after every worker parked (its joins of what
  * it spawned) stayed until some unrelated task woke one, perhaps never (review, session 34: 18
- * MB kept by an idle runtime). A parked worker is woken once, to park again with the pass's
- * wake-up armed; relaxed: a hint, cleared by that park (weft__task_scavenge), so a thread's
- * spills wake at most one worker per park cycle. Not at a thread's exit (thread_cache_return:
- * at most one cache's worth, and the runtime may be gone). */
+ * MB kept by an idle runtime). `task_scavenge_nudged` is set while a pass is armed (by the
+ * parks, weft__task_scavenge) or asked for (here): the first spill with none armed wakes a
+ * parked worker, which parks again with the pass armed; later spills wake no one (the review
+ * of the first version counted ~2 000 wasted wake-ups in 10^6 joins, each park clearing it).
+ * seq_cst exchange, then the wake check's seq_cst loads: the pair of a parker's announcement
+ * and its look at the flag (weft__task_nudged_until), so a worker still counted as spinning
+ * when the spill checked arms the pass itself (review: that spill woke no one, the worker
+ * parked for good). Not at a thread's exit (thread_cache_return: at most one cache's worth,
+ * and the runtime may be gone). */
 static void spill_from_thread(struct weft_runtime *rt, thread_cache_t *c) {
   list_spill(rt, &c->head, &c->count, THREAD_CACHE_MAX / 2);
-  if (!atomic_exchange_explicit(&rt->task_scavenge_nudged, true, memory_order_relaxed))
+  if (!atomic_exchange_explicit(&rt->task_scavenge_nudged, true, memory_order_seq_cst))
     weft__wake_one_if_needed(rt);
+}
+
+uint64_t weft__task_nudged_until(struct weft_runtime *rt, uint64_t now) {
+  /* seq_cst: after the parker's announcement (see spill_from_thread) */
+  return atomic_load_explicit(&rt->task_scavenge_nudged, memory_order_seq_cst)
+             ? now + TASK_QUIET_NS
+             : UINT64_MAX;
 }
 
 static void thread_free(struct weft_runtime *rt, struct weft_task *t) {
@@ -748,8 +760,6 @@ static void task_cache_spill(struct weft_runtime *rt, weft__worker_t *w, size_t 
 }
 
 uint64_t weft__task_scavenge(struct weft_runtime *rt, weft__worker_t *w, uint64_t now) {
-  /* relaxed: spill_from_thread's hint; this park arms the pass it asked for */
-  atomic_store_explicit(&rt->task_scavenge_nudged, false, memory_order_relaxed);
   task_cache_spill(rt, w, 0); /* a parked worker keeps none: each could pin a slab */
   task_slabs_scavenge(rt, now);
   pthread_mutex_lock(&rt->task_lock);
@@ -759,6 +769,8 @@ uint64_t weft__task_scavenge(struct weft_runtime *rt, weft__worker_t *w, uint64_
                       ? rt->task_seen_at + TASK_QUIET_NS
                       : UINT64_MAX;
   pthread_mutex_unlock(&rt->task_lock);
+  /* armed or not (spill_from_thread); seq_cst: as its exchange */
+  atomic_store_explicit(&rt->task_scavenge_nudged, next != UINT64_MAX, memory_order_seq_cst);
   return next;
 }
 

@@ -869,6 +869,11 @@ static bool park(weft__worker_t *w, bool *spinning, uint64_t until) {
   /* Frames are shared only when asked: ask every owner, so its next fork shares and wakes us. */
   for (int i = 0; i < rt->nworkers; i++)
     if (&rt->workers[i] != w) frames_ask(&rt->workers[i].frames);
+  /* A plain thread's spill that came before our announcement found us spinning and woke no
+   * one: if it asked for a descriptor pass we armed none for, we arm one (lib/task.c's
+   * spill_from_thread; after park_announce_idle's seq_cst RMWs). */
+  if (scavenge_at == UINT64_MAX && !atomic_load_explicit(&rt->stopping, memory_order_relaxed))
+    scavenge_at = weft__task_nudged_until(rt, weft_now_ns());
   if (until < scavenge_at) scavenge_at = until; /* a wake-up of the same kind: a look */
   uint64_t deadline = weft__timer_next_deadline(rt->timer);
   if (scavenge_at < deadline) deadline = scavenge_at;
