@@ -314,7 +314,10 @@ static void task_slabs_scavenge(struct weft_runtime *rt, uint64_t now) {
   }
   *tail = rt->free_tasks;
   rt->free_tasks = keep;
+  /* Freed since the detach: this pass never looked at them (the new list it merges into) */
+  size_t came_during = rt->free_task_total;
   rt->free_task_total += total;
+  size_t after_merge = rt->free_task_total;
   pthread_mutex_unlock(&rt->task_lock);
   /* The dead slabs are ours alone now (nothing links to them): their pages go back outside
    * the lock, each link read before its page is dropped, and each is filed as empty only
@@ -330,7 +333,11 @@ static void task_slabs_scavenge(struct weft_runtime *rt, uint64_t now) {
     pthread_mutex_unlock(&rt->task_lock);
   }
   pthread_mutex_lock(&rt->task_lock);
-  rt->task_scavenged_total = rt->free_task_total;
+  /* What this pass looked at, not the live total: descriptors freed during it (before the
+   * merge, or since) leave the two apart, so the next park arms another pass (review of
+   * session 34's nudge: they were counted as looked at, the spills that returned them found a
+   * pass armed and woke no one, and the slabs they completed stayed for good). */
+  rt->task_scavenged_total = came_during ? total : after_merge;
   rt->task_seen_total = rt->free_task_total;
   rt->task_scavenging = false;
   pthread_mutex_unlock(&rt->task_lock);
@@ -412,9 +419,19 @@ static struct weft_task *task_alloc_shared(struct weft_runtime *rt, weft__worker
 /* A free list (a worker's or a thread's cache) but its `keep` newest to the shared store, as
  * one chain. The cut is found outside the lock by walking the kept part: the spiller's own
  * lines, hot (the cold walk was the taker's, which a batch spares). */
+static bool list_spill_nudging(struct weft_runtime *rt, struct weft_task **head, size_t *count,
+                               size_t keep, bool nudge);
+
 static void list_spill(struct weft_runtime *rt, struct weft_task **head, size_t *count,
                        size_t keep) {
-  if (*count <= keep) return;
+  list_spill_nudging(rt, head, count, keep, false);
+}
+
+/* nudge: a plain thread's spill also asks for a descriptor pass (spill_from_thread), under the
+ * same lock; true if it was the one to ask. */
+static bool list_spill_nudging(struct weft_runtime *rt, struct weft_task **head, size_t *count,
+                               size_t keep, bool nudge) {
+  if (*count <= keep) return false;
   struct weft_task *rest = *head;
   if (keep) {
     struct weft_task *cut = *head;
@@ -426,8 +443,11 @@ static void list_spill(struct weft_runtime *rt, struct weft_task **head, size_t 
   }
   pthread_mutex_lock(&rt->task_lock);
   shared_put_chain(rt, rest, *count - keep);
+  bool asked = nudge && !atomic_exchange_explicit(&rt->task_scavenge_nudged, true,
+                                                  memory_order_seq_cst); /* see the caller */
   pthread_mutex_unlock(&rt->task_lock);
   *count = keep;
+  return asked;
 }
 
 /* One descriptor onto the shared store's plain list (no walk: shared_put_chain's would find
@@ -710,14 +730,15 @@ static struct weft_task *thread_alloc(struct weft_runtime *rt) {
  * parks, weft__task_scavenge) or asked for (here): the first spill with none armed wakes a
  * parked worker, which parks again with the pass armed; later spills wake no one (the review
  * of the first version counted ~2 000 wasted wake-ups in 10^6 joins, each park clearing it).
- * seq_cst exchange, then the wake check's seq_cst loads: the pair of a parker's announcement
- * and its look at the flag (weft__task_nudged_until), so a worker still counted as spinning
- * when the spill checked arms the pass itself (review: that spill woke no one, the worker
- * parked for good). Not at a thread's exit (thread_cache_return: at most one cache's worth,
- * and the runtime may be gone). */
+ * The exchange is made under task_lock with the spill, as a park's store of the flag is with
+ * its look at the totals (weft__task_scavenge): one comes wholly first (review: a store after
+ * the look erased a spill's request between them). seq_cst exchange, then the wake check's
+ * seq_cst loads: the pair of a parker's announcement and its look at the flag
+ * (weft__task_nudged_until), so a worker still counted as spinning when the spill checked arms
+ * the pass itself (review: that spill woke no one, the worker parked for good). Not at a
+ * thread's exit (thread_cache_return: at most one cache's worth, and the runtime may be gone). */
 static void spill_from_thread(struct weft_runtime *rt, thread_cache_t *c) {
-  list_spill(rt, &c->head, &c->count, THREAD_CACHE_MAX / 2);
-  if (!atomic_exchange_explicit(&rt->task_scavenge_nudged, true, memory_order_seq_cst))
+  if (list_spill_nudging(rt, &c->head, &c->count, THREAD_CACHE_MAX / 2, true))
     weft__wake_one_if_needed(rt);
 }
 
@@ -768,9 +789,11 @@ uint64_t weft__task_scavenge(struct weft_runtime *rt, weft__worker_t *w, uint64_
                           rt->free_task_total >= TASK_SLAB
                       ? rt->task_seen_at + TASK_QUIET_NS
                       : UINT64_MAX;
-  pthread_mutex_unlock(&rt->task_lock);
-  /* armed or not (spill_from_thread); seq_cst: as its exchange */
+  /* armed or not (spill_from_thread), under the lock as a spill's request is: a spill comes
+   * before this look (and `next` counts it) or after this store (its exchange reads it).
+   * seq_cst: as that exchange. */
   atomic_store_explicit(&rt->task_scavenge_nudged, next != UINT64_MAX, memory_order_seq_cst);
+  pthread_mutex_unlock(&rt->task_lock);
   return next;
 }
 
