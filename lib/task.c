@@ -314,10 +314,7 @@ static void task_slabs_scavenge(struct weft_runtime *rt, uint64_t now) {
   }
   *tail = rt->free_tasks;
   rt->free_tasks = keep;
-  /* Freed since the detach: this pass never looked at them (the new list it merges into) */
-  size_t came_during = rt->free_task_total;
   rt->free_task_total += total;
-  size_t after_merge = rt->free_task_total;
   pthread_mutex_unlock(&rt->task_lock);
   /* The dead slabs are ours alone now (nothing links to them): their pages go back outside
    * the lock, each link read before its page is dropped, and each is filed as empty only
@@ -333,11 +330,13 @@ static void task_slabs_scavenge(struct weft_runtime *rt, uint64_t now) {
     pthread_mutex_unlock(&rt->task_lock);
   }
   pthread_mutex_lock(&rt->task_lock);
-  /* What this pass looked at, not the live total: descriptors freed during it (before the
-   * merge, or since) leave the two apart, so the next park arms another pass (review of
-   * session 34's nudge: they were counted as looked at, the spills that returned them found a
-   * pass armed and woke no one, and the slabs they completed stayed for good). */
-  rt->task_scavenged_total = came_during ? total : after_merge;
+  /* What this pass looked at, not the live total: descriptors freed during it leave the two
+   * apart, so the next park arms another pass (review of session 34's nudge: they were
+   * counted as looked at, the spills that returned them found a pass armed and woke no one,
+   * and the slabs they completed stayed for good) — after a quiet time counted from now: the
+   * list moved during the pass (review: the stale stamp let a second pass run at once). */
+  rt->task_scavenged_total = total;
+  if (rt->free_task_total != total) rt->task_seen_at = weft_now_ns();
   rt->task_seen_total = rt->free_task_total;
   rt->task_scavenging = false;
   pthread_mutex_unlock(&rt->task_lock);

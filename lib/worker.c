@@ -846,12 +846,12 @@ static bool park(weft__worker_t *w, bool *spinning, uint64_t until) {
    * while (bounded work); it then sleeps no longer than until the next batch is due, so an
    * idle runtime still gives memory back, and once nothing is left it sleeps as long as it
    * has no work. Done while we still count as spinning: a pass is short (~1 ms at most). */
-  uint64_t scavenge_at = UINT64_MAX;
+  uint64_t scavenge_at = UINT64_MAX, tasks_at = UINT64_MAX;
   /* relaxed: a hint; a runtime that stops frees everything anyway, so skip the work */
   if (!atomic_load_explicit(&rt->stopping, memory_order_relaxed)) {
     uint64_t now = weft_now_ns();
     scavenge_at = weft__stack_scavenge(rt->stacks, &w->stacks, now);
-    uint64_t tasks_at = weft__task_scavenge(rt, w, now);
+    tasks_at = weft__task_scavenge(rt, w, now);
     if (tasks_at < scavenge_at) scavenge_at = tasks_at;
     /* Arrays a steal round still held back: look again soon, not at the next wake-up (which
      * may never come to an idle runtime). */
@@ -872,8 +872,10 @@ static bool park(weft__worker_t *w, bool *spinning, uint64_t until) {
   /* A plain thread's spill that came before our announcement found us spinning and woke no
    * one: if it asked for a descriptor pass we armed none for, we arm one (lib/task.c's
    * spill_from_thread; after park_announce_idle's seq_cst RMWs). */
-  if (scavenge_at == UINT64_MAX && !atomic_load_explicit(&rt->stopping, memory_order_relaxed))
-    scavenge_at = weft__task_nudged_until(rt, weft_now_ns());
+  if (tasks_at == UINT64_MAX && !atomic_load_explicit(&rt->stopping, memory_order_relaxed)) {
+    uint64_t nudged_at = weft__task_nudged_until(rt, weft_now_ns());
+    if (nudged_at < scavenge_at) scavenge_at = nudged_at;
+  }
   if (until < scavenge_at) scavenge_at = until; /* a wake-up of the same kind: a look */
   uint64_t deadline = weft__timer_next_deadline(rt->timer);
   if (scavenge_at < deadline) deadline = scavenge_at;
