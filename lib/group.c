@@ -11,6 +11,14 @@
  * children, and nested groups unwind inside out. weft_group_destroy does the same for a group
  * that was not waited: no task outlives its group.
  *
+ * Options (weft_group_create_opts, session 34): WEFT_GROUP_KEEP_GOING makes a task's error its
+ * own (no cancel of the rest, no refused spawn; the wait returns 0): a server's connections,
+ * where a fail-fast group let one unstartable connection take the server down. `unrun` gets
+ * the arg of a task that ends without running, through lib/task.c's one-entry hook table
+ * (this file's trampoline is its key): on the task's worker as it ends, or in its runtime's
+ * destroy for one discarded unstarted. Rejected: calling it when the group lets go of the
+ * task (a sweep, a wait: too late for a socket, whose runtime may have freed its table by then).
+ *
  * Each task runs through a trampoline that calls the user's function and, on a failure, fails
  * the group; the record it needs (group, function, argument) sits beside the task's handle in
  * its slot, so a spawn allocates nothing but a chunk every 256 tasks, and a task cancelled
@@ -79,7 +87,7 @@ struct weft_group {
   bool cancelled;             /* no new spawns: the group is unwinding */
   bool keep_going;            /* WEFT_GROUP_KEEP_GOING: a task's error is its own */
   void (*unrun)(void *arg);   /* the options' (set at create, read-only after) */
-  size_t waiters;             /* inside wait_all_tasks: destroy waits for them to leave */
+  size_t waiters;             /* inside a wait (or a destroy's): a destroy then aborts */
 };
 
 /* Cancels every task spawned so far. Caller holds the lock. */
