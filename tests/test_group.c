@@ -749,6 +749,17 @@ Test(group, a_wait_from_outside_releases_nothing_while_the_runtime_is_destroyed,
   weft_group_destroy(waited_group); /* lets go of them now, as orphans */
 }
 
+/* A runtime whose destroy gives up on its shutdown after 50 ms, so that a task that ignores it
+ * (a blocking call, a shielded sleep) is discarded: the destroy tests below. */
+static weft_runtime_t *runtime_with_short_shutdown(int workers) {
+  weft_options_t o = WEFT_OPTIONS_INIT;
+  o.workers = workers;
+  o.shutdown_timeout_ms = 50;
+  weft_runtime_t *rt;
+  OK(weft_runtime_create(&rt, &o));
+  return rt;
+}
+
 /* Tasks that never started because their runtime's destroy came first (its only worker held by
  * a blocking call until the shutdown's bound passed; then the workers stop and the queued tasks
  * are discarded unstarted): their args reach unrun during the destroy, while the runtime's
@@ -768,11 +779,7 @@ static void close_unrun(void *sock) {
 
 Test(group, tasks_discarded_unstarted_by_a_destroy_hand_their_args_to_unrun, .timeout = 60) {
   reset_opts();
-  weft_options_t o = WEFT_OPTIONS_INIT;
-  o.workers = 1;
-  o.shutdown_timeout_ms = 50;
-  weft_runtime_t *rt;
-  OK(weft_runtime_create(&rt, &o));
+  weft_runtime_t *rt = runtime_with_short_shutdown(1);
   weft_group_t *g;
   weft_group_opts_t go = {.flags = WEFT_GROUP_KEEP_GOING, .unrun = close_unrun};
   OK(weft_group_create_opts(&g, rt, &go));
@@ -817,11 +824,7 @@ static void *owner_waits(void *arg) {
 
 Test(group, a_group_whose_waiter_was_discarded_by_a_destroy_can_be_destroyed, .timeout = 60) {
   reset();
-  weft_options_t o = WEFT_OPTIONS_INIT;
-  o.workers = 2;
-  o.shutdown_timeout_ms = 50;
-  weft_runtime_t *rt;
-  OK(weft_runtime_create(&rt, &o));
+  weft_runtime_t *rt = runtime_with_short_shutdown(2);
   weft_group_t *g;
   OK(weft_group_create(&g, rt));
   OK(weft_group_spawn(g, sleep_shielded, NULL));
@@ -887,11 +890,7 @@ static bool page_mapped(void *p) { return msync(p, 4096, MS_ASYNC) == 0 || errno
 Test(group, an_unrun_that_releases_a_handle_during_a_destroy_leaves_no_slab_mapped,
      .timeout = 60) {
   reset();
-  weft_options_t o = WEFT_OPTIONS_INIT;
-  o.workers = 1;
-  o.shutdown_timeout_ms = 50;
-  weft_runtime_t *rt;
-  OK(weft_runtime_create(&rt, &o));
+  weft_runtime_t *rt = runtime_with_short_shutdown(1);
   weft_task_t *d[6];
   for (int i = 0; i < 6; i++) OK(weft_runtime_spawn(rt, &d[i], quick, NULL));
   for (int i = 0; i < 6; i++) OK(weft_join(d[i], NULL));
