@@ -1014,11 +1014,17 @@ struct weft_runtime {
   struct weft__thread_cache *thread_caches; /* threads' caches of our descriptors (task_lock) */
   /* The descriptor scavenger's state (task.c), under task_lock like the list. */
   bool task_scavenging;
-  size_t task_scavenged_total; /* free_task_total right after the last pass */
-  size_t task_seen_total;      /* free_task_total as a scavenger last saw it ... */
-  uint64_t task_seen_at;       /* ... and since when (weft_now_ns): a pass waits for quiet */
-  /* A descriptor pass is armed by a park, or asked for by a plain thread's spill (task.c's
-   * spill_from_thread): such a spill wakes a parked worker only when it was clear. */
+  size_t task_scavenged_total; /* free_task_total as the last pass looked at it */
+  /* Descriptors put into the store (and plain threads' asks), ever: a count that only grows,
+   * so that as many taken as given back between two passes still reads as movement. */
+  size_t task_returns;
+  size_t task_scavenged_returns; /* task_returns as the last pass looked at it */
+  size_t task_seen_total;        /* free_task_total and task_returns as a scavenger last ... */
+  size_t task_seen_returns;
+  uint64_t task_seen_at; /* ... saw them, and since when (weft_now_ns): a pass waits for quiet */
+  /* A descriptor pass is armed by a park, or asked for by a plain thread's spill or its first
+   * free since its cache was last taken (task.c's ask_for_a_pass): such an ask wakes a parked
+   * worker only when it was clear. */
   _Atomic bool task_scavenge_nudged;
   _Atomic uint64_t foreign_spawns; /* spawns from threads that are not workers */
   _Atomic uint64_t next_task_id;   /* the next block of ids: 1 at creation */

@@ -87,6 +87,7 @@ enum {
   WEFT__PROBE_CLOSE_WALKED,    /* destroy's walk closed every socket it found open (poll.c) */
   WEFT__PROBE_CACHE_RETURNED,  /* a thread's descriptor cache went back to its runtime (task.c) */
   WEFT__PROBE_CACHE_RECLAIMED, /* the scavenger took a thread's descriptor cache (task.c) */
+  WEFT__PROBE_CACHE_SKIPPED,   /* the scavenger left a cache its owner was using (task.c) */
   WEFT__PROBES
 };
 #ifdef WEFT_FAULTS
@@ -116,6 +117,7 @@ enum {
   WEFT__PAUSE_ADOPTED,        /* a socket is registered and published, its call not returned (io.c) */
   WEFT__PAUSE_FUTURE_CLAIMED, /* a resolve claimed its future, not yet completed it (future.c) */
   WEFT__PAUSE_DISCARDING,     /* destroy stopped the workers, before its discard walk (runtime.c) */
+  WEFT__PAUSE_THREAD_FREED,   /* a plain thread freed into its cache, still holding it (task.c) */
   WEFT__PAUSES
 };
 #ifdef WEFT_FAULTS

@@ -239,7 +239,7 @@ static struct weft_task *chain_in_front(struct weft_task *chain, struct weft_tas
   return chain;
 }
 
-static void thread_caches_reclaim(struct weft_runtime *rt); /* "Threads' caches" below */
+static bool thread_caches_reclaim(struct weft_runtime *rt); /* "Threads' caches" below */
 
 /* A slab about to be given back first takes its region off huge pages (MADV_NOHUGEPAGE):
  * khugepaged merges a region that still has one page in use back into a whole 2 MiB page, so
@@ -255,26 +255,44 @@ static char *region_stays_small(task_slab_t *slab, char *last) {
   return base;
 }
 
+/* Caller holds task_lock: whether a pass could find slabs to give back that the last one did
+ * not. The store's total alone missed as many descriptors taken as given back between two
+ * passes (review, session 34): the count of returns, which only grows, sees them. A pass
+ * needs a slab's worth free, in the store or in threads' caches it takes. */
+static bool descriptors_moved_since_the_last_pass(const struct weft_runtime *rt) {
+  bool moved = rt->free_task_total != rt->task_scavenged_total ||
+               rt->task_returns != rt->task_scavenged_returns;
+  return moved && (rt->free_task_total >= TASK_SLAB || rt->thread_caches);
+}
+
 /* Slabs whose every descriptor sits in the shared free list give their pages back. The list
  * is detached under the lock and counted outside it: a descriptor freed meanwhile lands in
  * the new list, so its slab is not whole and stays. */
 static void task_slabs_scavenge(struct weft_runtime *rt, uint64_t now) {
   pthread_mutex_lock(&rt->task_lock);
-  if (rt->free_task_total != rt->task_seen_total) { /* still moving: wait for quiet */
+  if (rt->free_task_total != rt->task_seen_total ||
+      rt->task_returns != rt->task_seen_returns) { /* still moving: wait for quiet */
     rt->task_seen_total = rt->free_task_total;
+    rt->task_seen_returns = rt->task_returns;
     rt->task_seen_at = now;
   }
   /* now may be earlier than task_seen_at: another worker's later clock read stored it while we
    * trimmed stacks (review, session 34: the difference wrapped and counted as quiet; session
    * 20's stack scavenger had the same). */
   if (rt->task_scavenging || now < rt->task_seen_at || now - rt->task_seen_at < TASK_QUIET_NS ||
-      rt->free_task_total == rt->task_scavenged_total || rt->free_task_total < TASK_SLAB) {
+      !descriptors_moved_since_the_last_pass(rt)) {
     pthread_mutex_unlock(&rt->task_lock);
     return;
   }
   rt->task_scavenging = true; /* one scavenger at a time: the slabs' idle counts are its own */
-  thread_caches_reclaim(rt);   /* threads' caches pin slabs too: into the list counted below */
+  /* threads' caches pin slabs too: into the list counted below */
+  bool skipped_a_cache = thread_caches_reclaim(rt);
   weft__probe_hit(WEFT__PROBE_TASK_SCAVENGE);
+  rt->task_scavenged_returns = rt->task_returns;
+  /* A cache its owner was using stays where it is: counted as a return still to look at, so
+   * that the next park arms another pass for it (review, session 34: nothing did, and the
+   * owner's later frees into it changed no count). */
+  if (skipped_a_cache) rt->task_returns++;
   struct weft_task *list = rt->free_tasks;
   size_t total = rt->free_task_total;
   struct weft__task_batch batches[WEFT__TASK_BATCHES];
@@ -336,8 +354,10 @@ static void task_slabs_scavenge(struct weft_runtime *rt, uint64_t now) {
    * and the slabs they completed stayed for good) — after a quiet time counted from now: the
    * list moved during the pass (review: the stale stamp let a second pass run at once). */
   rt->task_scavenged_total = total;
-  if (rt->free_task_total != total) rt->task_seen_at = weft_now_ns();
+  if (rt->free_task_total != total || rt->task_returns != rt->task_scavenged_returns)
+    rt->task_seen_at = weft_now_ns();
   rt->task_seen_total = rt->free_task_total;
+  rt->task_seen_returns = rt->task_returns;
   rt->task_scavenging = false;
   pthread_mutex_unlock(&rt->task_lock);
 }
@@ -367,6 +387,7 @@ static void shared_put_chain(struct weft_runtime *rt, struct weft_task *head, si
     rt->free_tasks = chain_in_front(head, rt->free_tasks);
   }
   rt->free_task_total += n;
+  rt->task_returns += n;
 }
 
 /* Caller holds task_lock and has checked nfree_batches. The newest batch (its lines the most
@@ -456,6 +477,7 @@ static void shared_put_one(struct weft_runtime *rt, struct weft_task *t) {
   t->next = rt->free_tasks;
   rt->free_tasks = t;
   rt->free_task_total++;
+  rt->task_returns++;
   pthread_mutex_unlock(&rt->task_lock);
 }
 
@@ -492,6 +514,9 @@ typedef struct weft__thread_cache {
   uint64_t gen;
   struct weft_task *head;
   size_t count;
+  /* The owner has freed into the cache since the scavenger last took it, and so asked for a
+   * pass (ask_for_a_pass); with head and count, under busy. */
+  bool asked;
   struct weft__thread_cache *next; /* the runtime's list of caches, under its task_lock */
 } thread_cache_t;
 
@@ -597,22 +622,29 @@ static void cache_let_go(thread_cache_t *c) {
   atomic_store_explicit(&c->busy, 0, memory_order_release); /* release: our list changes */
 }
 
-/* Caller holds rt->task_lock: every cache of rt's threads not in use now, into the store. */
-static void thread_caches_reclaim(struct weft_runtime *rt) {
+/* Caller holds rt->task_lock: every cache of rt's threads not in use now, into the store.
+ * Returns whether it left one that was in use. */
+static bool thread_caches_reclaim(struct weft_runtime *rt) {
+  bool skipped = false;
   for (thread_cache_t *c = rt->thread_caches; c; c = c->next) {
     int free_flag = 0;
     /* acquire/release: as cache_hold and cache_let_go; never waits for an owner */
     if (!atomic_compare_exchange_strong_explicit(&c->busy, &free_flag, 1, memory_order_acquire,
-                                                 memory_order_relaxed))
+                                                 memory_order_relaxed)) {
+      weft__probe_hit(WEFT__PROBE_CACHE_SKIPPED);
+      skipped = true;
       continue;
+    }
     if (c->head) {
       shared_put_chain(rt, c->head, c->count);
       weft__probe_hit(WEFT__PROBE_CACHE_RECLAIMED);
     }
     c->head = NULL;
     c->count = 0;
+    c->asked = false; /* the owner's next free asks for the pass that takes it again */
     cache_let_go(c);
   }
+  return skipped;
 }
 
 /* The cache back to its runtime if that is still live, else dropped; its owner calls (or the
@@ -664,6 +696,7 @@ static thread_cache_t *cache_bind(thread_cache_t *c, struct weft_runtime *rt) {
     return NULL;
   c->rt = rt;
   c->gen = rt->gen;
+  c->asked = false;
   pthread_mutex_lock(&rt->task_lock);
   c->next = rt->thread_caches;
   rt->thread_caches = c;
@@ -741,6 +774,20 @@ static void spill_from_thread(struct weft_runtime *rt, thread_cache_t *c) {
     weft__wake_one_if_needed(rt);
 }
 
+/* A plain thread's first free into its cache since the scavenger last took it: the cache
+ * pins slabs that no count in the store shows (review, session 34: a thread that only reused
+ * its own cache's descriptors, or whose cache a pass skipped as in use, asked for no pass,
+ * and its cache stayed for good — docs/api.md promises it goes back after a second idle).
+ * Counted as a return, and a nudge as a spill's (spill_from_thread): once per pass at most. */
+static void ask_for_a_pass(struct weft_runtime *rt) {
+  pthread_mutex_lock(&rt->task_lock);
+  rt->task_returns++;
+  bool asked = !atomic_exchange_explicit(&rt->task_scavenge_nudged, true,
+                                         memory_order_seq_cst); /* see spill_from_thread */
+  pthread_mutex_unlock(&rt->task_lock);
+  if (asked) weft__wake_one_if_needed(rt);
+}
+
 uint64_t weft__task_nudged_until(struct weft_runtime *rt, uint64_t now) {
   /* seq_cst: after the parker's announcement (see spill_from_thread) */
   return atomic_load_explicit(&rt->task_scavenge_nudged, memory_order_seq_cst)
@@ -757,6 +804,11 @@ static void thread_free(struct weft_runtime *rt, struct weft_task *t) {
   t->next = c->head;
   c->head = t;
   if (++c->count > THREAD_CACHE_MAX) spill_from_thread(rt, c);
+  if (WEFT__UNLIKELY(!c->asked)) {
+    c->asked = true;
+    ask_for_a_pass(rt); /* holding the cache: the scavenger's CAS skips it, never waits */
+  }
+  weft__pause(WEFT__PAUSE_THREAD_FREED);
   cache_let_go(c);
 }
 
@@ -784,10 +836,8 @@ uint64_t weft__task_scavenge(struct weft_runtime *rt, weft__worker_t *w, uint64_
   task_slabs_scavenge(rt, now);
   pthread_mutex_lock(&rt->task_lock);
   /* Another pass is worth a wake-up only if descriptors came back since the last one. */
-  uint64_t next = rt->free_task_total != rt->task_scavenged_total &&
-                          rt->free_task_total >= TASK_SLAB
-                      ? rt->task_seen_at + TASK_QUIET_NS
-                      : UINT64_MAX;
+  uint64_t next =
+      descriptors_moved_since_the_last_pass(rt) ? rt->task_seen_at + TASK_QUIET_NS : UINT64_MAX;
   /* armed or not (spill_from_thread), under the lock as a spill's request is: a spill comes
    * before this look (and `next` counts it) or after this store (its exchange reads it).
    * seq_cst: as that exchange. */
