@@ -500,7 +500,10 @@ static void shared_put_one(struct weft_runtime *rt, struct weft_task *t) {
  * store, so a cache would pin its slabs for as long as its thread lives. The runtime keeps its
  * threads' caches in a list (under task_lock), and the scavenger takes each cache whose owner
  * is not using it at that moment: `busy`, a flag the owner takes with an exchange around each
- * use (its own line: ~20 cycles, no sharing) and the scavenger with a CAS it does not retry.
+ * use (its own line: ~20 cycles, no sharing) and the scavenger with a CAS it does not retry;
+ * a cache it leaves counts as a return still to look at, so the next park arms another pass.
+ * An owner's frees into its cache change no count of the store's, so its first free since the
+ * scavenger last took the cache asks for a pass (ask_for_a_pass: a lock, once per pass).
  * Destroy's "every descriptor free" check takes the caches the same way before it counts.
  * Rejected: a lock-free shared list (its pop has the ABA problem the batches' comment
  * describes); a lock per thread-hash shard (the scavenger and the batches walk one store). */
