@@ -433,7 +433,9 @@ Test(memory, descriptors_a_thread_frees_after_the_workers_parked_are_given_back,
 /* A plain thread that frees into its cache handles it did not take from the store (tasks a
  * task spawned on a worker, from the worker's own list) moves no count of the store's: its
  * first such free since the scavenger last took its cache asks for the pass that takes it
- * again (review, session 34: nothing asked, and the cache stayed for good). */
+ * again (review, session 34: nothing asked, and the cache stayed for good). Before the fix
+ * the first wait failed already: a pass also needed a slab's worth free in the store, which
+ * the cache kept there. */
 enum { HANDED_OVER = 100 };
 
 static void *spawn_for_the_caller(void *arg) {
