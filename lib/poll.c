@@ -103,6 +103,11 @@ struct weft__poller {
    * that blocks in the wait; a busy worker's poll does not block), 0 when none. */
   _Atomic uintptr_t owner WEFT__ALIGNED;
   _Atomic uint32_t break_pending; /* the eventfd was written and not yet drained */
+#ifdef WEFT_FAULTS
+  /* weft__poll_test_hold is taking the lock: an idle worker treats it as held by a busy poll
+   * (relaxed: a hint; the CAS on `owner` decides). */
+  _Atomic bool test_hold_wanted;
+#endif
   pthread_mutex_t lock WEFT__ALIGNED; /* the free list and chunk allocation */
   weft__sock_t *free_list;
   uint32_t used; /* descriptors handed out of the chunks so far */
@@ -540,9 +545,15 @@ static int poll_once(struct weft__poller *p, weft__worker_t *w, uint64_t deadlin
  * lock for one epoll_wait(0) only: w waits for it to end rather than sleep, because once that
  * poll is done nobody would wait in epoll, and events would wait for the busy worker's next
  * tick — or, if it then runs one long task, for that task (the review's lost-poller defect). */
+#ifdef WEFT_FAULTS
+#define TEST_HOLD_WANTED(p) atomic_load_explicit(&(p)->test_hold_wanted, memory_order_relaxed)
+#else
+#define TEST_HOLD_WANTED(p) false
+#endif
+
 static bool own_to_block(struct weft__poller *p, weft__worker_t *w, bool *woken) {
   struct weft_runtime *rt = w->rt;
-  while (!try_own(p, w, OWNER_BLOCKS)) {
+  while (TEST_HOLD_WANTED(p) || !try_own(p, w, OWNER_BLOCKS)) {
     /* relaxed: which kind of holder; the CAS above and the checks below decide */
     uintptr_t holder = atomic_load_explicit(&p->owner, memory_order_relaxed);
     if (holder & OWNER_BLOCKS) return false;
@@ -552,7 +563,8 @@ static bool own_to_block(struct weft__poller *p, weft__worker_t *w, bool *woken)
       *woken = true;
       return false;
     }
-    if (holder) sched_yield(); /* the holder is in a system call: let it finish */
+    /* the holder is in a system call, or the test's hold is coming: let it go on */
+    if (holder || TEST_HOLD_WANTED(p)) sched_yield();
   }
   return true;
 }
@@ -596,13 +608,17 @@ const weft__poll_hooks_t weft__epoll_hooks = {poll_park_hook, poll_tick_hook, po
 #ifdef WEFT_FAULTS
 /* Test-only (the weft_testing library): takes the poller's try-lock as a busy worker's
  * non-blocking poll holds it (breaking a worker blocked in it, until the lock is won), or
- * lets it go. test_io holds it while an idle worker comes to block in the poller. */
+ * lets it go. test_io holds it while an idle worker comes to block in the poller. The wish
+ * is announced first: a broken worker re-took the lock at once, and on a shared CPU the hold
+ * lost to it for minutes (review, session 35: 79–91 s beside one busy loop). */
 void weft__poll_test_hold(struct weft_runtime *rt, bool hold) {
   struct weft__poller *p = poller_of(rt);
   if (!hold) {
     atomic_store_explicit(&p->owner, 0, memory_order_release); /* release: as poll_once */
+    atomic_store_explicit(&p->test_hold_wanted, false, memory_order_relaxed);
     return;
   }
+  atomic_store_explicit(&p->test_hold_wanted, true, memory_order_relaxed);
   for (;;) {
     uintptr_t holder = 0;
     /* seq_cst: as try_own; (uintptr_t)p: any aligned non-NULL value, without OWNER_BLOCKS */
@@ -610,6 +626,7 @@ void weft__poll_test_hold(struct weft_runtime *rt, bool hold) {
                                                 memory_order_seq_cst, memory_order_relaxed))
       return;
     if (holder & OWNER_BLOCKS) poll_break(p);
+    sched_yield();
   }
 }
 #endif

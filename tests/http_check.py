@@ -166,10 +166,11 @@ try:
     check(data.count(b"HTTP/1.1 200") == 2 and not closed,
           "a request pipelined behind one asking to upgrade is answered too")
     # Out of fds (the server's own limit lowered to what it has open, on a connection it already
-    # accepted): the file exists, so the answer is 503, not 404 (review, session 34). The count
-    # can include a connection an earlier check closed that the server has not closed yet; its
-    # close then leaves a free fd under the limit and the open succeeds (CI, stop 43: a 200 whose
-    # body the old check waited on). So a 200 (read whole) tries again with the limit re-counted.
+    # accepted): the file exists, so the answer is 503, not 404 (review, session 34). The limit
+    # bounds fd numbers (an open takes the lowest free one), so it is set to the lowest free
+    # number, not the count. A connection an earlier check closed that the server had not closed
+    # yet then frees a number under the limit and the open succeeds (CI, stop 43: a 200 whose
+    # body the old check waited on); a 200 (read whole) tries again with the limit taken anew.
     import resource
     import time
 
@@ -190,8 +191,9 @@ try:
         try:
             while tries < 20:
                 tries += 1
-                open_fds = len(os.listdir(f"/proc/{server.pid}/fd"))
-                resource.prlimit(server.pid, resource.RLIMIT_NOFILE, (open_fds, limits[1]))
+                open_fds = {int(fd) for fd in os.listdir(f"/proc/{server.pid}/fd")}
+                lowest_free = next(fd for fd in range(len(open_fds) + 1) if fd not in open_fds)
+                resource.prlimit(server.pid, resource.RLIMIT_NOFILE, (lowest_free, limits[1]))
                 s.sendall(b"GET /file HTTP/1.1\r\nHost: x\r\n\r\n")
                 got = recv_response(s)
                 if not got.startswith(b"HTTP/1.1 200"):
