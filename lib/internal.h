@@ -1019,9 +1019,8 @@ struct weft_runtime {
    * so that as many taken as given back between two passes still reads as movement. */
   size_t task_returns;
   size_t task_scavenged_returns; /* task_returns as the last pass looked at it */
-  size_t task_seen_total; /* free_task_total, task_returns and the threads' caches' frees ... */
+  size_t task_seen_total;        /* free_task_total and task_returns as a scavenger last ... */
   size_t task_seen_returns;
-  size_t task_seen_cache_frees;
   uint64_t task_seen_at; /* ... saw them, and since when (weft_now_ns): a pass waits for quiet */
   /* A descriptor pass is armed by a park, or asked for by a plain thread's spill or its first
    * free since its cache was last taken (task.c's ask_for_a_pass): such an ask wakes a parked

@@ -38,9 +38,15 @@ enum {
   FRAMES_BELOW = 3,
   FRAMES_ABOVE = 3
 };
-/* A slab pass walks the whole shared list: it waits until that list, and the threads' caches,
- * have not changed for this long (the runtime is quiet), so busy phases and short-lived
- * runtimes never pay for it. */
+/* A slab pass walks the whole shared list: it waits until that list has not changed for this
+ * long (the runtime is quiet), so busy phases and short-lived runtimes never pay for it. A
+ * plain thread spawning and joining from its own cache changes no list: the runtime reads as
+ * quiet, and a pass (which takes that cache, refilled at the thread's next spawn) comes about
+ * once a second while it works (review, session 35: 4–5 in 5 s; cost small in every case
+ * measured). Rejected: counting the caches' frees as movement (a thread spawning every 200 ms
+ * then kept a worker burst's free slabs resident for as long as it ran, and every park walked
+ * every cache under the lock); skipping a cache used since the last look (the cache of a
+ * thread gone idle then goes back after two passes, not one). */
 #define TASK_QUIET_NS ((uint64_t)1000000000)
 
 /* ---- Descriptors -------------------------------------------------------------------------- */
@@ -241,7 +247,6 @@ static struct weft_task *chain_in_front(struct weft_task *chain, struct weft_tas
 }
 
 static bool thread_caches_reclaim(struct weft_runtime *rt); /* "Threads' caches" below */
-static size_t thread_caches_frees(const struct weft_runtime *rt);
 
 /* A slab about to be given back first takes its region off huge pages (MADV_NOHUGEPAGE):
  * khugepaged merges a region that still has one page in use back into a whole 2 MiB page, so
@@ -272,15 +277,10 @@ static bool descriptors_moved_since_the_last_pass(const struct weft_runtime *rt)
  * the new list, so its slab is not whole and stays. */
 static void task_slabs_scavenge(struct weft_runtime *rt, uint64_t now) {
   pthread_mutex_lock(&rt->task_lock);
-  /* A plain thread spawning and joining from its own cache moves no count of the store's: its
-   * frees are counted too, or a pass (and the thread's refill after it) came every second
-   * while it worked (review, session 35). */
-  size_t cache_frees = thread_caches_frees(rt);
-  if (rt->free_task_total != rt->task_seen_total || rt->task_returns != rt->task_seen_returns ||
-      cache_frees != rt->task_seen_cache_frees) { /* still moving: wait for quiet */
+  if (rt->free_task_total != rt->task_seen_total ||
+      rt->task_returns != rt->task_seen_returns) { /* still moving: wait for quiet */
     rt->task_seen_total = rt->free_task_total;
     rt->task_seen_returns = rt->task_returns;
-    rt->task_seen_cache_frees = cache_frees;
     rt->task_seen_at = now;
   }
   /* now may be earlier than task_seen_at: another worker's later clock read stored it while we
@@ -365,7 +365,6 @@ static void task_slabs_scavenge(struct weft_runtime *rt, uint64_t now) {
     rt->task_seen_at = weft_now_ns();
   rt->task_seen_total = rt->free_task_total;
   rt->task_seen_returns = rt->task_returns;
-  rt->task_seen_cache_frees = thread_caches_frees(rt);
   rt->task_scavenging = false;
   pthread_mutex_unlock(&rt->task_lock);
 }
@@ -528,9 +527,6 @@ typedef struct weft__thread_cache {
   /* The owner has freed into the cache since the scavenger last took it, and so asked for a
    * pass (ask_for_a_pass); with head and count, under busy. */
   bool asked;
-  /* Frees into the cache, ever: the scavenger's quiet test sums them (thread_caches_frees).
-   * Written by the owner only; relaxed: a sign of movement, ordering nothing. */
-  _Atomic size_t frees;
   struct weft__thread_cache *next; /* the runtime's list of caches, under its task_lock */
 } thread_cache_t;
 
@@ -634,15 +630,6 @@ static void cache_hold(thread_cache_t *c) {
 
 static void cache_let_go(thread_cache_t *c) {
   atomic_store_explicit(&c->busy, 0, memory_order_release); /* release: our list changes */
-}
-
-/* Caller holds rt->task_lock: the frees into rt's threads' caches, summed (a cache leaving
- * the list moves the sum too, which only delays a pass). */
-static size_t thread_caches_frees(const struct weft_runtime *rt) {
-  size_t sum = 0;
-  for (const thread_cache_t *c = rt->thread_caches; c; c = c->next)
-    sum += atomic_load_explicit(&c->frees, memory_order_relaxed); /* relaxed: see `frees` */
-  return sum;
 }
 
 /* Caller holds rt->task_lock: every cache of rt's threads not in use now, into the store.
@@ -826,15 +813,10 @@ static void thread_free(struct weft_runtime *rt, struct weft_task *t) {
   }
   t->next = c->head;
   c->head = t;
-  /* relaxed: the owner's own counter (see `frees`) */
-  atomic_store_explicit(&c->frees, atomic_load_explicit(&c->frees, memory_order_relaxed) + 1,
-                        memory_order_relaxed);
-  bool spilled = ++c->count > THREAD_CACHE_MAX;
-  if (spilled) spill_from_thread(rt, c); /* counted as returns, and nudged, as an ask is */
+  if (++c->count > THREAD_CACHE_MAX) spill_from_thread(rt, c);
   if (WEFT__UNLIKELY(!c->asked)) {
     c->asked = true;
-    /* holding the cache: the scavenger's CAS skips it, never waits */
-    if (!spilled) ask_for_a_pass(rt);
+    ask_for_a_pass(rt); /* holding the cache: the scavenger's CAS skips it, never waits */
   }
   weft__pause(WEFT__PAUSE_THREAD_FREED);
   cache_let_go(c);
