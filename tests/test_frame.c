@@ -247,7 +247,7 @@ Test(frames, a_sync_at_the_full_shield_depth_with_a_cancel_pending_still_waits) 
  * stack, and weft_sync has no error to give (review, session 20: it aborted with "a shielded
  * frame wait ended early (-110)"). */
 static void *napper(void *arg) {
-  weft_sleep_ms(100); /* well past the cleanup's 5 ms, even with the parent preempted */
+  weft_sleep_ms(200); /* well past the cleanup's 50 ms, even with the parent preempted */
   return arg;
 }
 
@@ -255,7 +255,9 @@ static void *sync_in_a_time_limited_cleanup(void *arg) {
   (void)arg;
   OK(weft_shield_begin());
   weft_deadline_t cleanup;
-  OK(weft_deadline_begin(&cleanup, weft_now_ns() + 5 * 1000000ull));
+  /* 50 ms: the yield below checks the scope first, so a longer preemption before it failed
+   * the test (review, session 35: 5 ms) */
+  OK(weft_deadline_begin(&cleanup, weft_now_ns() + 50 * 1000000ull));
   weft_frame_t f;
   weft_fork(&f, napper, (void *)(intptr_t)42);
   cr_assert_eq(weft_yield(), 0); /* detached: its runner starts and sleeps */

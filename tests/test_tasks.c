@@ -425,7 +425,8 @@ static void *busy_spawner(void *arg) {
   return NULL;
 }
 
-Test(tasks, foreign_threads_spawn_while_workers_steal, .timeout = 300) {
+/* .timeout: 130 s under gcc TSan on one shared CPU (review, session 35) */
+Test(tasks, foreign_threads_spawn_while_workers_steal, .timeout = 600) {
   once.n = SCALE(100000, 20000);
   once.ran = calloc((size_t)once.n, 1);
   weft_runtime_t *rt = test_runtime(3);
@@ -1173,7 +1174,8 @@ static void *gated_main(void *arg) {
   weft_future_destroy(gate);
   return IPTR(sum);
 }
-Test(throttle, a_child_run_first_may_wait_for_its_spawner, .timeout = 60) {
+/* .timeout: ~30 s under gcc TSan on one shared CPU (review, session 35) */
+Test(throttle, a_child_run_first_may_wait_for_its_spawner, .timeout = 180) {
   for (uint32_t throttle = 1; throttle <= 16; throttle *= 4) {
     weft_runtime_t *rt = throttled_runtime(1, throttle);
     weft_task_t *t;
