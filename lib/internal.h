@@ -1015,8 +1015,9 @@ struct weft_runtime {
   /* The descriptor scavenger's state (task.c), under task_lock like the list. */
   bool task_scavenging;
   size_t task_scavenged_total; /* free_task_total as the last pass looked at it */
-  /* Descriptors put into the store (and plain threads' asks), ever: a count that only grows,
-   * so that as many taken as given back between two passes still reads as movement. */
+  /* Descriptors put into the store, ever, plus one for each plain thread's ask and each cache
+   * a pass left in use (task.c): a count that only grows, so that as many taken as given back
+   * between two passes still reads as movement. */
   size_t task_returns;
   size_t task_scavenged_returns; /* task_returns as the last pass looked at it */
   size_t task_seen_total;        /* free_task_total and task_returns as a scavenger last ... */
