@@ -27,6 +27,16 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#define NG_FLAG _Atomic bool
+#define NG_LOAD(obj, mo) atomic_load_explicit(&(obj), (mo))
+#define NG_STORE(obj, v, mo) atomic_store_explicit(&(obj), (v), (mo))
+#define NG_XCHG(obj, v, mo) atomic_exchange_explicit(&(obj), (v), (mo))
+#define NG_SC memory_order_seq_cst
+#define NG_FN(name) nudge_##name
+/* Generates nudge_ask, nudge_arm and nudge_armed (static inline): the descriptor pass's nudge
+ * flag, shared with the relacy model. */
+#include "nudge_impl.h"
+
 enum {
   TASK_SLAB_BYTES = WEFT__TASK_SLAB_BYTES, /* picked (internal.h): a descriptor finds its slab by masking */
   TASK_REGION_SLABS = 64, /* picked: slabs per mapping (2 MiB) */
@@ -470,8 +480,7 @@ static bool list_spill_nudging(struct weft_runtime *rt, struct weft_task **head,
   }
   pthread_mutex_lock(&rt->task_lock);
   shared_put_chain(rt, rest, *count - keep);
-  bool asked = nudge && !atomic_exchange_explicit(&rt->task_scavenge_nudged, true,
-                                                  memory_order_seq_cst); /* see the caller */
+  bool asked = nudge && nudge_ask(&rt->task_scavenge_nudged); /* see the caller */
   pthread_mutex_unlock(&rt->task_lock);
   *count = keep;
   return asked;
@@ -772,13 +781,12 @@ static struct weft_task *thread_alloc(struct weft_runtime *rt) {
  * parks, weft__task_scavenge) or asked for (here): the first spill with none armed wakes a
  * parked worker, which parks again with the pass armed; later spills wake no one (the review
  * of the first version counted ~2 000 wasted wake-ups in 10^6 joins, each park clearing it).
- * The exchange is made under task_lock with the spill, as a park's store of the flag is with
- * its look at the totals (weft__task_scavenge): one comes wholly first (review: a store after
- * the look erased a spill's request between them). seq_cst exchange, then the wake check's
- * seq_cst loads: the pair of a parker's announcement and its look at the flag
- * (weft__task_nudged_until), so a worker still counted as spinning when the spill checked arms
- * the pass itself (review: that spill woke no one, the worker parked for good). Not at a
- * thread's exit (thread_cache_return: at most one cache's worth, and the runtime may be gone). */
+ * The protocol and its argument are nudge_impl.h's (model-checked in tests/model/nudge_model.cpp
+ * with its planted bugs): the ask is made under task_lock with the spill, as a park's arm is
+ * with its look at the totals (weft__task_scavenge), so one comes wholly first (review: an arm
+ * after the look erased a spill's ask between them); and a worker still counted as spinning
+ * when the spill checked arms the pass itself (weft__task_nudged_until; review: that spill
+ * woke no one, the worker parked for good). Not at a thread's exit (thread_cache_return: at most one cache's worth, and the runtime may be gone). */
 static void spill_from_thread(struct weft_runtime *rt, thread_cache_t *c) {
   if (list_spill_nudging(rt, &c->head, &c->count, THREAD_CACHE_MAX / 2, true))
     weft__wake_one_if_needed(rt);
@@ -792,17 +800,14 @@ static void spill_from_thread(struct weft_runtime *rt, thread_cache_t *c) {
 static void ask_for_a_pass(struct weft_runtime *rt) {
   pthread_mutex_lock(&rt->task_lock);
   rt->task_returns++;
-  bool asked = !atomic_exchange_explicit(&rt->task_scavenge_nudged, true,
-                                         memory_order_seq_cst); /* see spill_from_thread */
+  bool asked = nudge_ask(&rt->task_scavenge_nudged); /* see spill_from_thread */
   pthread_mutex_unlock(&rt->task_lock);
   if (asked) weft__wake_one_if_needed(rt);
 }
 
 uint64_t weft__task_nudged_until(struct weft_runtime *rt, uint64_t now) {
-  /* seq_cst: after the parker's announcement (see spill_from_thread) */
-  return atomic_load_explicit(&rt->task_scavenge_nudged, memory_order_seq_cst)
-             ? now + TASK_QUIET_NS
-             : UINT64_MAX;
+  /* after the parker's announcement (see spill_from_thread) */
+  return nudge_armed(&rt->task_scavenge_nudged) ? now + TASK_QUIET_NS : UINT64_MAX;
 }
 
 static void thread_free(struct weft_runtime *rt, struct weft_task *t) {
@@ -849,9 +854,8 @@ uint64_t weft__task_scavenge(struct weft_runtime *rt, weft__worker_t *w, uint64_
   uint64_t next =
       descriptors_moved_since_the_last_pass(rt) ? rt->task_seen_at + TASK_QUIET_NS : UINT64_MAX;
   /* armed or not (spill_from_thread), under the lock as a spill's request is: a spill comes
-   * before this look (and `next` counts it) or after this store (its exchange reads it).
-   * seq_cst: as that exchange. */
-  atomic_store_explicit(&rt->task_scavenge_nudged, next != UINT64_MAX, memory_order_seq_cst);
+   * before this look (and `next` counts it) or after this store (its exchange reads it). */
+  nudge_arm(&rt->task_scavenge_nudged, next != UINT64_MAX);
   pthread_mutex_unlock(&rt->task_lock);
   return next;
 }
