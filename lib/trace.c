@@ -43,6 +43,13 @@
  * Rejected: a signalfd (the signal would have to be blocked in every thread, the user's too).
  *
  * Every line is written with one write(2) to fd 2, so lines of two runtimes cannot interleave.
+ * The monitor's writes wait for the fd to take them (poll), looking for destroy's stop while
+ * they wait, and go in pieces of at most PIPE_BUF bytes cut at a line's end (monitor_piece): a
+ * plain write blocked for good on a stderr pipe nobody read (a supervisor gone), and destroy,
+ * which joins the monitor, blocked with it. What is left unwritten at the stop is dropped. Left:
+ * a writer of the program's own that fills the pipe between the poll and the write still
+ * blocks that write (and a stream socket may take less than a piece); a weft_runtime_dump call
+ * writes to its caller's fd as the caller's own writes would (blocking).
  */
 #include "deque.h"
 #include "internal.h"
@@ -50,6 +57,8 @@
 #include <link.h> /* dl_iterate_phdr (WEFT_TRACE=sites) */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h> /* PIPE_BUF */
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
@@ -57,6 +66,7 @@
 
 enum {
   DUMP_POLL_MS = 50, /* picked: a signal's dump comes within 50 ms; one futex timeout each */
+  OUTPUT_LOOK_MS = 50, /* picked: a monitor waiting on its output looks for the stop this often */
   LINE_MAX_BYTES = 512,
   SIGNALS_MAX = 64, /* what a dump:SIG spec may name (parse_signal), and a uint64_t's bits */
 };
@@ -98,10 +108,47 @@ static void put(line_t *l, const char *fmt, ...) {
   if (k > 0) l->n = l->n + (size_t)k < sizeof l->buf ? l->n + (size_t)k : sizeof l->buf - 1;
 }
 
-/* 0, or the write's -errno (-EIO for a write that took nothing). */
-static int write_all(int fd, const char *p, size_t left) {
+/* Where lines go: a fd, and for the monitor the word destroy sets to stop it (NULL for a
+ * weft_runtime_dump call, which writes as its caller's own writes would). */
+typedef struct {
+  int fd;
+  _Atomic uint32_t *stop;
+} sink_t;
+
+/* Until the sink's fd takes a write (or has an error for the write to report): 0, or
+ * -ECANCELED once the monitor is asked to stop. */
+static int monitor_await_writable(const sink_t *s) {
+  struct pollfd p = {.fd = s->fd, .events = POLLOUT};
+  for (;;) {
+    /* acquire: as monitor()'s look at the same word */
+    if (atomic_load_explicit(s->stop, memory_order_acquire)) return -ECANCELED;
+    int r = poll(&p, 1, OUTPUT_LOOK_MS);
+    if (r > 0) return 0;
+    if (r < 0 && errno != EINTR) return -errno;
+    if (r == 0) weft__probe_hit(WEFT__PROBE_MONITOR_WAITED);
+  }
+}
+
+/* What a write that poll said the fd takes can write without blocking: a pipe with a free
+ * slot takes PIPE_BUF bytes at once. Whole lines where they fit, so that no other writer's
+ * line lands inside one of ours. */
+static size_t monitor_piece(const char *p, size_t left) {
+  if (left <= PIPE_BUF) return left;
+  const char *nl = memrchr(p, '\n', PIPE_BUF);
+  return nl ? (size_t)(nl - p) + 1 : PIPE_BUF;
+}
+
+/* 0, or the write's -errno (-EIO for a write that took nothing; -ECANCELED: the monitor was
+ * stopped, the rest dropped). */
+static int write_all(const sink_t *s, const char *p, size_t left) {
   while (left) {
-    ssize_t k = write(fd, p, left);
+    size_t n = left;
+    if (s->stop) {
+      int err = monitor_await_writable(s);
+      if (err) return err;
+      n = monitor_piece(p, left);
+    }
+    ssize_t k = write(s->fd, p, n);
     if (k < 0 && errno == EINTR) continue;
     if (k < 0) return -errno;
     if (k == 0) return -EIO;
@@ -111,10 +158,10 @@ static int write_all(int fd, const char *p, size_t left) {
   return 0;
 }
 
-static int emit(int fd, line_t *l) {
+static int emit(const sink_t *s, line_t *l) {
   if (l->n >= sizeof l->buf) l->n = sizeof l->buf - 1;
   l->buf[l->n++] = '\n';
-  int err = write_all(fd, l->buf, l->n);
+  int err = write_all(s, l->buf, l->n);
   l->n = 0;
   return err;
 }
@@ -309,8 +356,7 @@ static void dump_task(struct weft_task *t, void *arg) {
   d->count++;
 }
 
-int weft_runtime_dump(weft_runtime_t *rt, int fd) {
-  if (!rt || fd < 0) return WEFT_EINVAL;
+static int dump_to(weft_runtime_t *rt, const sink_t *out) {
   /* On the heap: a task may call this on its 64 KiB stack. */
   struct weft_task **running = malloc(sizeof *running * (size_t)rt->nworkers);
   site_objects_t *objects = rt->spawn_sites ? malloc(sizeof *objects) : NULL;
@@ -333,17 +379,17 @@ int weft_runtime_dump(weft_runtime_t *rt, int fd) {
       ms(d.now - rt->created_ns));
   /* A failed write ends the dump with its error (review, session 31: they were ignored, and
    * a dump to a closed or read-only fd answered 0) */
-  int err = emit(fd, &l);
+  int err = emit(out, &l);
   if (!err) {
     weft__tasks_visit(rt, dump_task, &d); /* under task_lock: only into the buffer */
-    err = write_all(fd, d.out, d.out_len);
+    err = write_all(out, d.out, d.out_len);
   }
   if (!err) {
     if (d.out_of_memory)
       put(&l, "weft dump cut short: no memory for more lines (%zu tasks seen)", d.count);
     else
       put(&l, "weft dump end: %zu tasks", d.count);
-    err = emit(fd, &l);
+    err = emit(out, &l);
   }
   free(d.out);
   free(running);
@@ -351,9 +397,14 @@ int weft_runtime_dump(weft_runtime_t *rt, int fd) {
   return err ? err : d.out_of_memory ? WEFT_ENOMEM : 0;
 }
 
+int weft_runtime_dump(weft_runtime_t *rt, int fd) {
+  if (!rt || fd < 0) return WEFT_EINVAL;
+  return dump_to(rt, &(sink_t){.fd = fd, .stop = NULL});
+}
+
 /* ---- schedtrace --------------------------------------------------------------------------- */
 
-static void schedtrace(struct weft_runtime *rt) {
+static void schedtrace(struct weft_runtime *rt, const sink_t *out) {
   weft_metrics_t m = WEFT_METRICS_INIT;
   weft_runtime_metrics(rt, WEFT_METRICS_ALL, &m);
   line_t l = {.n = 0};
@@ -374,7 +425,7 @@ static void schedtrace(struct weft_runtime *rt) {
   char *line = malloc(cap);
   if (!line) { /* out of memory: the line says so rather than show a part */
     put(&l, "?]");
-    emit(STDERR_FILENO, &l);
+    emit(out, &l);
     return;
   }
   memcpy(line, l.buf, l.n);
@@ -385,13 +436,13 @@ static void schedtrace(struct weft_runtime *rt) {
     n += (size_t)snprintf(line + n, cap - n, "%s%" PRIu64 "/%" PRIu64, i ? " " : "", deque, yield);
   }
   n += (size_t)snprintf(line + n, cap - n, "]\n");
-  write_all(STDERR_FILENO, line, n);
+  write_all(out, line, n);
   free(line);
 }
 
 /* ---- The watchdog ------------------------------------------------------------------------- */
 
-static void watchdog(struct weft__trace *tr, uint64_t now) {
+static void watchdog(struct weft__trace *tr, const sink_t *out, uint64_t now) {
   struct weft_runtime *rt = tr->rt;
   for (int i = 0; i < rt->nworkers; i++) {
     weft__worker_t *w = &rt->workers[i];
@@ -430,7 +481,7 @@ static void watchdog(struct weft__trace *tr, uint64_t now) {
     if (kept)
       put(&l, "; it keeps %" PRIu32 " spawn%s that no other worker can take until it suspends",
           kept, kept == 1 ? "" : "s");
-    emit(STDERR_FILENO, &l);
+    emit(out, &l);
   }
 }
 
@@ -488,21 +539,22 @@ static void *monitor(void *arg) {
   uint64_t next_sched = tr->sched_ns ? now + tr->sched_ns : UINT64_MAX;
   uint64_t watch_every = tr->watch_ns / 4 ? tr->watch_ns / 4 : 1;
   uint64_t next_watch = tr->watch_ns ? now + watch_every : UINT64_MAX;
-  uint64_t poll = (uint64_t)DUMP_POLL_MS * 1000000;
+  uint64_t dump_look = (uint64_t)DUMP_POLL_MS * 1000000;
+  const sink_t out = {.fd = STDERR_FILENO, .stop = &tr->stop};
   for (;;) {
     uint64_t deadline = next_sched < next_watch ? next_sched : next_watch;
-    if (tr->dump_signal && deadline > now + poll) deadline = now + poll;
+    if (tr->dump_signal && deadline > now + dump_look) deadline = now + dump_look;
     /* acquire: pairs with trace_stop's release; nothing is handed over, it only ends us */
     if (atomic_load_explicit(&tr->stop, memory_order_acquire)) break;
     weft__futex_wait(&tr->stop, 0, deadline);
     if (atomic_load_explicit(&tr->stop, memory_order_acquire)) break;
     now = weft_now_ns();
     if (now >= next_sched) {
-      schedtrace(tr->rt);
+      schedtrace(tr->rt, &out);
       while (next_sched <= now) next_sched += tr->sched_ns; /* no burst after a stall */
     }
     if (now >= next_watch) {
-      watchdog(tr, now);
+      watchdog(tr, &out, now);
       next_watch = now + watch_every;
     }
     if (tr->dump_signal) {
@@ -510,7 +562,7 @@ static void *monitor(void *arg) {
       unsigned d = atomic_load_explicit(&dump_requests[tr->dump_signal], memory_order_relaxed);
       if (d != tr->seen_dumps) {
         tr->seen_dumps = d;
-        weft_runtime_dump(tr->rt, STDERR_FILENO);
+        dump_to(tr->rt, &out);
       }
     }
   }

@@ -3,6 +3,7 @@
  * cooperative one). Every wait is reached by polling the dump for its line with a deadline:
  * the state under test is the event. */
 #define _GNU_SOURCE /* F_SETPIPE_SZ, pthread_tryjoin_np */
+#include "probes.h"
 #include "support.h"
 #include "waits.h"
 
@@ -806,6 +807,30 @@ Test(dump, a_dump_blocked_on_its_fd_does_not_stop_the_runtime, .timeout = 60) {
   close(p[0]);
   close(p[1]);
   OK(weft_runtime_destroy(rt));
+}
+
+/* A monitor whose stderr is a pipe nobody reads, full: destroy stops it and returns (session 36:
+ * its write blocked for good there, and destroy, which joins it, with it). */
+Test(trace, destroy_returns_while_the_monitor_waits_on_a_full_stderr_pipe, .timeout = 60) {
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  char page[4096] = {0};
+  cr_assert_eq(fcntl(p[1], F_SETFL, O_NONBLOCK), 0);
+  while (write(p[1], page, sizeof page) > 0) {
+  }
+  cr_assert_eq(fcntl(p[1], F_SETFL, 0), 0); /* the monitor's writes would block */
+  fflush(stderr);
+  int saved = dup(2);
+  cr_assert_geq(saved, 0);
+  cr_assert_eq(dup2(p[1], 2), 2);
+  long waited = weft__probe_count(WEFT__PROBE_MONITOR_WAITED);
+  weft_runtime_t *rt = traced_runtime(1, "schedtrace:1");
+  await_probe(WEFT__PROBE_MONITOR_WAITED, waited + 1); /* its first line found no room */
+  OK(weft_runtime_destroy(rt));
+  cr_assert_eq(dup2(saved, 2), 2);
+  close(saved);
+  close(p[0]);
+  close(p[1]);
 }
 
 /* ---- schedtrace ---- */
