@@ -40,14 +40,15 @@
 #endif
 
 /* Asker, under the lock with its return: true if it set the flag (then it makes the wake
- * check). */
+ * check). seq_cst: the store before the wake check's loads (the argument above). */
 static inline bool NG_FN(ask)(NG_FLAG *flag) { return !NG_XCHG(*flag, true, NG_ASK_ORDER); }
 
 /* Scavenger, under the lock, after its look: whether a pass is armed from now on.
  * seq_cst: in the same order as the asks' exchanges and the parkers' loads. */
 static inline void NG_FN(arm)(NG_FLAG *flag, bool armed) { NG_STORE(*flag, armed, NG_SC); }
 
-/* Parker, after announcing itself idle: whether a pass is armed or asked for. */
+/* Parker, after announcing itself idle: whether a pass is armed or asked for. seq_cst: the load
+ * after the announcement's read-modify-writes (the argument above). */
 static inline bool NG_FN(armed)(NG_FLAG *flag) { return NG_LOAD(*flag, NG_LOOK_ORDER); }
 
 #undef NG_ASK_ORDER
