@@ -156,12 +156,26 @@ static inline void chan_publishes(weft_chan_t *c) {
  * would close it. */
 static inline void sender_queues(weft__wq_node_t *n) { weft__tsan_object_release(n); }
 
+/* The other direction (Go's memory model): a receive is ordered before the completion of the
+ * send it takes, and on a channel of capacity C the k-th receive before the completion of the
+ * (k+C)-th send — the buffered channel used as a semaphore. A receive that takes a value
+ * releases on the receive queue's address (chan_receives), which every send that succeeds
+ * acquires (chan_observed_slow): more than Go promises (a send also acquires receives it did
+ * not pair with), so a race may go unseen, never a false one reported. A receiver that blocks
+ * releases on its own node (receiver_queues), acquired by the sender that takes the node
+ * (try_send_locked), as a blocked sender's. Review A, session 36: only a blocked sender's
+ * completion word gave an edge this way, so a user's TSan reported a race for a send with no
+ * deadline and none for the same send with one. */
+static inline void chan_receives(weft_chan_t *c) { weft__tsan_object_release(&c->recvq); }
+static inline void receiver_queues(weft__wq_node_t *n) { weft__tsan_object_release(n); }
+
 static inline __attribute__((always_inline)) chan_try_t try_send_locked(weft_chan_t *c, void *v,
                                                                         weft_waitgroup_t *counts) {
   chan_try_t t = {0, NULL};
   if (c->closed) {
     t.err = WEFT_ECLOSED;
   } else if ((t.wake = wq_pop(&c->recvq))) {
+    weft__tsan_object_acquire(t.wake); /* the blocked receiver's history (receiver_queues) */
     chan_publishes(c);
     t.wake->value = v; /* the ring is empty (receivers wait only then): hand it over */
     accepted(counts);
@@ -182,6 +196,7 @@ static inline __attribute__((always_inline)) chan_try_t try_recv_locked(weft_cha
   chan_try_t t = {0, NULL};
   if (c->len) {
     *v = ring_take(c);
+    chan_receives(c);
     if ((t.wake = wq_pop(&c->sendq))) { /* refill: keeps FIFO */
       weft__tsan_object_acquire(t.wake); /* the blocked sender's history (sender_queues)... */
       chan_publishes(c);                 /* ...goes on with its value, into the ring */
@@ -190,7 +205,8 @@ static inline __attribute__((always_inline)) chan_try_t try_recv_locked(weft_cha
     }
   } else if ((t.wake = wq_pop(&c->sendq))) {
     weft__tsan_object_acquire(t.wake); /* as a refill's */
-    *v = t.wake->value;                /* a rendezvous */
+    chan_receives(c);
+    *v = t.wake->value; /* a rendezvous */
     accepted(counts);
   } else {
     t.err = c->closed ? WEFT_ECLOSED : WEFT_EAGAIN;
@@ -204,17 +220,22 @@ static int chan_block(weft_chan_t *c, weft__wq_t *q, weft__wq_node_t *n, uint64_
                       const char *what) {
   struct weft_task *self = weft__awaiting_task(weft__worker_self(), what);
   weft__wait_reason(self, WEFT__WAIT_CHANNEL, (uintptr_t)c);
-  if (q == &c->sendq) sender_queues(n);
+  if (q == &c->sendq)
+    sender_queues(n);
+  else
+    receiver_queues(n);
   wq_push(q, n, false);
   return weft__wq_wait(self, &c->lock, q, n, deadline_ns);
 }
 
 /* What a receive (or a send) answered, with TSan's edge from c's senders and closer when a
- * receive took a value or either saw the close (sanitize.h's weft__tsan_acquired). Out of line
- * and tested once, as weft__tsan_acquired is: the plain paths pay one test and branch. */
+ * receive took a value or either saw the close, and from c's receivers when a send succeeded
+ * (chan_receives; sanitize.h's weft__tsan_acquired). Out of line and tested once, as
+ * weft__tsan_acquired is: the plain paths pay one test and branch. */
 static __attribute__((noinline, cold)) int chan_observed_slow(weft_chan_t *c, int err,
                                                               bool receive) {
   if ((receive && !err) || err == WEFT_ECLOSED) weft__tsan_object_acquire(c);
+  if (!receive && !err) weft__tsan_object_acquire(&c->recvq);
   return err;
 }
 
@@ -417,7 +438,10 @@ static int select_wait(struct weft_task *self, weft_chan_op_t *ops, size_t n,
   for (size_t i = 0; i < n; i++) {
     wq_node_init(&nodes[i], &w, ops[i].value, (int)i);
     if (!ops[i].chan) continue;
-    if (ops[i].op == WEFT_CHAN_SEND) sender_queues(&nodes[i]);
+    if (ops[i].op == WEFT_CHAN_SEND)
+      sender_queues(&nodes[i]);
+    else
+      receiver_queues(&nodes[i]);
     wq_push(ops[i].op == WEFT_CHAN_SEND ? &ops[i].chan->sendq : &ops[i].chan->recvq, &nodes[i],
             false);
   }

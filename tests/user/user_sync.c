@@ -1,6 +1,7 @@
 /* A correct program whose tasks share plain data ordered only by weft's synchronisation
  * objects: a mutex, a semaphore, a condition, an event, a wait group, a channel (send, receive,
- * close, select) and a queue (put, get, task_done, join). Built by a user with
+ * close, select; a receive ordering the send it takes; a channel as a lock) and a queue (put,
+ * get, task_done, join). Built by a user with
  * -fsanitize=thread against the installed, uninstrumented weft (tests/user/user_check.sh), it
  * must run without a report: weft tells the user's TSan of each object's hand-offs
  * (lib/sanitize.h, weft__tsan_acquired). Review, session 33: before, every mode here but the
@@ -294,12 +295,80 @@ static void mode_unbounded(void) {
   chan = NULL;
 }
 
+/* The other direction, Go's memory model: a receive is ordered before the completion of the
+ * send it takes (reply), and on a channel of capacity C the k-th receive before the (k+C)-th
+ * send's completion (lock: a capacity-1 channel as a lock — a send takes it, a receive gives
+ * it back). Review A, session 36: both drew false race reports, unless the send had a deadline. */
+static long reply_slot[ITEMS];
+
+static void *reply_receiver(void *arg) {
+  (void)arg;
+  for (long i = 0; i < ITEMS; i++) {
+    reply_slot[i] = i; /* written before the receive: the sender reads it after its send */
+    void *v = NULL;
+    if (i % 2) {
+      CHECK(weft_chan_recv(chan, &v, UINT64_MAX) == 0);
+    } else {
+      weft_chan_op_t op = {.chan = chan, .op = WEFT_CHAN_RECV};
+      CHECK(weft_chan_select(&op, 1, UINT64_MAX, NULL) == 0);
+      v = op.value;
+    }
+    CHECK((long)(intptr_t)v == i);
+  }
+  return NULL;
+}
+
+static void mode_reply(void) {
+  CHECK(weft_chan_create(&chan, 0) == 0);
+  weft_task_t *receiver;
+  CHECK(weft_spawn(&receiver, reply_receiver, NULL) == 0);
+  for (long i = 0; i < ITEMS; i++) {
+    void *v = (void *)(intptr_t)i;
+    if (i % 3 == 0) {
+      CHECK(weft_chan_send(chan, v, UINT64_MAX) == 0);
+    } else if (i % 3 == 1) {
+      CHECK(weft_chan_send(chan, v, weft_now_ns() + 60000000000ull) == 0); /* a deadline */
+    } else {
+      weft_chan_op_t op = {.chan = chan, .op = WEFT_CHAN_SEND, .value = v};
+      CHECK(weft_chan_select(&op, 1, UINT64_MAX, NULL) == 0);
+    }
+    CHECK(reply_slot[i] == i);
+  }
+  CHECK(weft_join(receiver, NULL) == 0);
+  weft_chan_destroy(chan);
+  chan = NULL;
+}
+
+static void *count_under_channel(void *arg) {
+  for (int i = 0; i < ROUNDS; i++) {
+    if ((i + (intptr_t)arg) % 2)
+      CHECK(weft_chan_send(chan, &counter, UINT64_MAX) == 0); /* take the lock */
+    else
+      while (weft_chan_try_send(chan, &counter) != 0) weft_yield();
+    counter++;
+    pause_a_little(i);
+    void *v;
+    CHECK(weft_chan_try_recv(chan, &v) == 0); /* give it back: the holder's token is there */
+  }
+  return NULL;
+}
+
+static void mode_chan_lock(void) {
+  CHECK(weft_chan_create(&chan, 1) == 0);
+  counter = 0;
+  run_tasks(count_under_channel);
+  CHECK(counter == (long)TASKS * ROUNDS);
+  weft_chan_destroy(chan);
+  chan = NULL;
+}
+
 static const struct {
   const char *name;
   void (*run)(void);
 } modes[] = {{"mutex", mode_mutex}, {"sem", mode_sem},           {"cond", mode_cond},
              {"event", mode_event}, {"waitgroup", mode_waitgroup}, {"chan", mode_chan},
-             {"queue", mode_queue}, {"unbounded", mode_unbounded}};
+             {"queue", mode_queue}, {"unbounded", mode_unbounded}, {"reply", mode_reply},
+             {"chan_lock", mode_chan_lock}};
 enum { NMODES = sizeof modes / sizeof modes[0] };
 
 static void *run_mode(void *arg) {
