@@ -351,6 +351,7 @@ static void mutex_wake_next(weft_mutex_t *m, bool locked) {
    * session 19: destroy aborted on a mutex whose last waiters had given up) */
   mx_clear(&m->state, mx_wake_clear_bits(locked, n != NULL, hand, wq_empty(&m->q)));
   wq_unlock(&m->lock);
+  if (hand) weft__probe_hit(WEFT__PROBE_MUTEX_HANDED);
   if (n) wq_wake(n->wait, hand ? MUTEX_HANDED : MUTEX_RETRY);
 }
 

@@ -53,7 +53,9 @@
  *
  * The lock: a test-and-test-and-set spinlock. Held for a few dozen instructions (queue links,
  * a ring slot; a direct wait holds it across its switch, up to the commit), never across a
- * wake-up or an allocation. Uncontended: one exchange and one store. Contended (#11): 16
+ * wake-up. One allocation runs under it: an unbounded channel's ring that is full doubles
+ * there (lib/channel.c's ring_grow: a malloc, a copy of its values and a free, once per
+ * doubling, so amortised over the sends that filled it). Uncontended: one exchange and one store. Contended (#11): 16
  * tries a pause apart, then naps of 50 µs on the lock word (a futex wait with a deadline that
  * nothing wakes, so the unlock stays a plain store; it returns at once if the lock was freed
  * before the sleep) between tries. Why: a busy channel used from two workers at once (4
