@@ -90,6 +90,7 @@ enum {
   WEFT__PROBE_CACHE_SKIPPED,   /* the scavenger left a cache its owner was using (task.c) */
   WEFT__PROBE_MONITOR_WAITED,  /* the monitor waited OUTPUT_LOOK_MS on an fd that took nothing */
   WEFT__PROBE_MUTEX_HANDED,    /* an unlock handed the lock to a starving waiter (sync.c) */
+  WEFT__PROBE_ARM_LOWERED,     /* a task's timed park lowered the wheel's next deadline (worker.c) */
   WEFT__PROBES
 };
 #ifdef WEFT_FAULTS

@@ -1044,7 +1044,10 @@ static inline __attribute__((always_inline)) void do_after(weft__worker_t *w) {
     break;
   case WEFT__AFTER_PARK_TIMED: {
     struct weft_task *t = w->after_arg;
-    if (weft__timer_arm(w->rt->timer, t->wait)) weft__wake_one_if_needed(w->rt);
+    if (weft__timer_arm(w->rt->timer, t->wait)) { /* a parked worker may sleep past it */
+      weft__probe_hit(WEFT__PROBE_ARM_LOWERED);
+      weft__wake_one_if_needed(w->rt);
+    }
     weft__park_commit(w, t); /* after the arm: a resumed task finds its timer armed or fired */
     break;
   }

@@ -84,17 +84,25 @@ static void *near_sleeper(void *arg) {
   weft_sleep_ms(20);
   return IPTR((long)((weft_now_ns() - t0) / MS));
 }
-Test(timers, earlier_timer_wakes_workers_parked_on_a_far_deadline) {
+/* The near sleep's arm lowers the wheel's next deadline below the far one every parked worker
+ * sleeps until, so it makes the wake check (the probe). Its effect is not observable here:
+ * the arming worker parks next and fires the timer itself; it matters when that worker stays
+ * busy (review B, session 36: the test passed with the wake deleted; timer_model's wake model
+ * covers the protocol). */
+Test(timers, an_earlier_timer_fires_on_time_beside_workers_parked_on_a_far_deadline) {
   weft_runtime_t *rt = test_runtime(2);
   weft_task_t *far;
   OK(weft_runtime_spawn(rt, &far, far_sleeper, NULL));
   /* Wait until every worker parked (the far sleeper is the only timer). */
   do weft_sleep_ms(1);
   while (atomic_load(&((struct weft_runtime *)rt)->nidle) < 2);
+  long lowered = weft__probe_count(WEFT__PROBE_ARM_LOWERED);
   weft_task_t *near;
   OK(weft_runtime_spawn(rt, &near, near_sleeper, NULL));
   void *elapsed;
   OK(weft_join(near, &elapsed));
+  cr_assert_gt(weft__probe_count(WEFT__PROBE_ARM_LOWERED), lowered,
+               "the near arm did not see that it lowered the next deadline");
   cr_assert_geq(PINT(elapsed), 20);
   cr_assert_lt(PINT(elapsed), 20 + 500, "fired %ld ms after a 20 ms sleep", PINT(elapsed));
   weft_task_release(far);
@@ -169,12 +177,55 @@ Test(timers, timer_and_completion_races_leave_the_wheel_empty, .timeout = 120) {
   OK(weft_runtime_destroy(rt));
 }
 
-Test(timers, zero_and_past_sleeps_yield) {
-  weft_runtime_t *rt = test_runtime(1);
+/* A sleep past the wheel's range (centuries) lowers its "none" to "beyond range" and makes no
+ * wake check: no parked worker need wake for it (review B, session 36: each such arm woke one
+ * to park again). */
+static void *sleep_for_centuries(void *arg) {
+  (void)arg;
+  return IPTR(weft_sleep_until(UINT64_MAX - 2));
+}
+Test(timers, a_sleep_past_the_wheels_range_wakes_no_parked_worker) {
+  weft_runtime_t *rt = test_runtime(2);
+  long lowered = weft__probe_count(WEFT__PROBE_ARM_LOWERED);
   weft_task_t *t;
-  OK(weft_runtime_spawn(rt, &t, finishes_after, IPTR(0)));
-  OK(weft_join(t, NULL));
+  OK(weft_runtime_spawn(rt, &t, sleep_for_centuries, NULL));
+  weft_metrics_t m = WEFT_METRICS_INIT;
+  uint64_t until = weft_now_ns() + 30000000000ull; /* a bound on failure, not a wait */
+  do {
+    cr_assert_lt(weft_now_ns(), until, "the sleep never armed its timer");
+    sched_yield();
+    OK(weft_runtime_metrics(rt, WEFT_METRICS_ALL, &m));
+  } while (m.timers_armed < 1);
+  cr_assert_eq(weft__probe_count(WEFT__PROBE_ARM_LOWERED), lowered,
+               "an arm centuries away made the wake check");
+  OK(weft_cancel(t));
+  void *r;
+  cr_assert_eq(weft_join(t, &r), WEFT_ECANCELED);
   OK(weft_runtime_destroy(rt));
+}
+
+/* A zero or past sleep returns 0 and yields: on one worker, a sibling spawned just before runs
+ * during it (review B, session 36: the test ignored the answer and never slept into the past). */
+static void *set_flag(void *arg) {
+  atomic_store((atomic_int *)arg, 1);
+  return NULL;
+}
+static void *zero_and_past(void *arg) {
+  (void)arg;
+  atomic_int ran[2] = {0, 0};
+  weft_task_t *sib;
+  OK(weft_spawn(&sib, set_flag, &ran[0]));
+  OK(weft_sleep_ms(0));
+  cr_assert(atomic_load(&ran[0]), "a zero sleep did not yield to its sibling");
+  OK(weft_join(sib, NULL));
+  OK(weft_spawn(&sib, set_flag, &ran[1]));
+  OK(weft_sleep_until(weft_now_ns() - 1));
+  cr_assert(atomic_load(&ran[1]), "a sleep into the past did not yield to its sibling");
+  OK(weft_join(sib, NULL));
+  return NULL;
+}
+Test(timers, zero_and_past_sleeps_yield) {
+  run_on(1, zero_and_past, NULL);
   uint64_t t0 = weft_now_ns();
   OK(weft_sleep_ms(2)); /* from a plain thread: a plain sleep */
   cr_assert_geq(weft_now_ns() - t0, 2 * MS);
