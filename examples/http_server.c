@@ -55,7 +55,7 @@ enum {
   IDLE_TIMEOUT_S = 60,     /* between requests */
   REQUEST_TIMEOUT_S = 30,  /* from a request's first byte to its last (HTTP_REQUEST_TIMEOUT_S) */
   WRITE_TIMEOUT_S = 60,    /* a response's write */
-  LINGER_MS = 1000,        /* draining what a refused request still sends */
+  LINGER_MS = 1000,        /* draining what a client sends after its last answer (linger) */
   DRAIN_TIMEOUT_S = 5,
 };
 #define SEC_NS 1000000000ull
@@ -212,6 +212,7 @@ typedef struct conn {
   size_t field_len;    /* its length (past sizeof field: some other header) */
   bool in_value;       /* the parser is in a value: the next name is a new header */
   bool has_host;
+  bool host_twice; /* a second Host line: 400 (RFC 9112 3.2) */
   char expect[16];     /* the Expect value, lower-cased, while it fits */
   size_t expect_len;
   bool in_expect;
@@ -264,9 +265,12 @@ static char *put_uint(char *p, size_t v) {
   return p;
 }
 
-/* The head, and the body unless the request was HEAD (its Content-Length is still GET's). */
+/* The head, and the body unless the request was HEAD (its Content-Length is still GET's).
+ * http10_kept: an HTTP/1.0 request that asked to keep the connection, which the answer must
+ * confirm, or its client reads until the close (review C, session 36: ab -k waited out the
+ * idle timeout). */
 static void out_response(conn_t *c, int status, const char *type, const char *body, size_t len,
-                         bool keep_alive, bool head_only) {
+                         bool keep_alive, bool head_only, bool http10_kept) {
   char head[256], *p = head;
   p = put(p, "HTTP/1.1 ");
   p = put_uint(p, (size_t)status);
@@ -276,7 +280,9 @@ static void out_response(conn_t *c, int status, const char *type, const char *bo
   p = put(p, type); /* the handlers' own short constants */
   p = put(p, "\r\nContent-Length: ");
   p = put_uint(p, len);
-  p = put(p, keep_alive ? "\r\n\r\n" : "\r\nConnection: close\r\n\r\n");
+  p = put(p, !keep_alive   ? "\r\nConnection: close\r\n\r\n"
+             : http10_kept ? "\r\nConnection: keep-alive\r\n\r\n"
+                           : "\r\n\r\n");
   out_append(c, head, (size_t)(p - head));
   if (!head_only) out_append(c, body, len);
 }
@@ -290,7 +296,7 @@ static int on_message_begin(http_parser *p) {
    * blank lines read before it (which the parser skips) started the clock already */
   if (!c->bytes_since_request) c->request_deadline = weft_now_ns() + request_timeout_ns;
   c->field_len = 0;
-  c->in_value = c->has_host = c->in_expect = false;
+  c->in_value = c->has_host = c->host_twice = c->in_expect = false;
   c->expect_len = 0;
   return 0;
 }
@@ -319,7 +325,10 @@ static int on_header_value(http_parser *p, const char *at, size_t len) {
   conn_t *c = p->data;
   if (!c->in_value) { /* the value's first piece: whose is it? */
     c->in_value = true;
-    if (piece_is(c->field, sizeof c->field, c->field_len, "host")) c->has_host = true;
+    if (piece_is(c->field, sizeof c->field, c->field_len, "host")) {
+      c->host_twice = c->has_host;
+      c->has_host = true;
+    }
     c->in_expect = piece_is(c->field, sizeof c->field, c->field_len, "expect");
     if (c->in_expect) c->expect_len = 0;
   }
@@ -354,7 +363,14 @@ static int on_headers_complete(http_parser *p) {
     return -1;
   }
   bool http11 = p->http_major == 1 && p->http_minor >= 1;
-  if (http11 && !c->has_host) return -1; /* 400: RFC 9112 3.2 requires it */
+  /* 400: RFC 9112 3.2 requires it for a missing Host in HTTP/1.1 and a second Host line in any
+   * version (review C, session 36: two were answered 200) */
+  if ((http11 && !c->has_host) || c->host_twice) return -1;
+  /* http_parser leaves a value's trailing whitespace in it (review C: "100-continue " got no
+   * interim answer, and its client waited for its own timeout before sending the body) */
+  while (c->expect_len && c->expect_len <= sizeof c->expect &&
+         (c->expect[c->expect_len - 1] == ' ' || c->expect[c->expect_len - 1] == '\t'))
+    c->expect_len--;
   /* The client waits for this before it sends the body (RFC 9110 10.1.1); the answers to any
    * requests pipelined ahead of it go first. A task may write from inside the parser: the
    * write suspends the task, not the worker. */
@@ -406,8 +422,16 @@ static int on_message_complete(http_parser *p) {
   w.body = w.inline_body;
   w.cap = sizeof w.inline_body;
   route(&r, &w);
-  c->keep_alive = http_should_keep_alive(p) && !atomic_load(&draining);
-  out_response(c, w.status, w.content_type, w.body, w.len, c->keep_alive, p->method == HTTP_HEAD);
+  /* The body goes now: a connection that stays idle must not keep up to BODY_LIMIT of it
+   * (review C, session 36: 72 KiB an idle connection after a 64 KiB POST). */
+  free(c->body);
+  c->body = NULL;
+  /* CONNECT's rest would be a tunnel's, never parsed (parse_read): its answer is the last, so
+   * that what follows ends the same way however the reads split it (review C, session 36). */
+  c->keep_alive = http_should_keep_alive(p) && !atomic_load(&draining) &&
+                  p->method != HTTP_CONNECT;
+  out_response(c, w.status, w.content_type, w.body, w.len, c->keep_alive, p->method == HTTP_HEAD,
+               c->keep_alive && p->http_major == 1 && p->http_minor == 0);
   if (w.body != w.inline_body) free(w.body);
   c->in_request = c->bytes_since_request = false;
   /* A long pipeline's answers go out as they pass OUT_FLUSH, not all held until the read's
@@ -450,9 +474,11 @@ static void conn_unlink(conn_t *c) {
   pthread_mutex_unlock(&conns_lock);
 }
 
-/* A refused request's lingering close: no more writes (the answer is out), then what the client
- * still sends is read and dropped until it stops or LINGER_MS pass, so that closing with unread
- * input does not reset the connection before the client has read the answer. */
+/* A lingering close, after a refused request or the connection's last answer: no more writes
+ * (the answer is out), then what the client still sends is read and dropped until it stops or
+ * LINGER_MS pass, so that closing with unread input (a request pipelined behind the last)
+ * does not reset the connection before the client has read the answer (Go's
+ * closeWriteAndWait). A client that closes when it has the answer ends it at once. */
 static void linger(conn_t *c) {
   char sink[READ_BUF];
   uint64_t until = weft_now_ns() + LINGER_MS * 1000000ull;
@@ -508,24 +534,25 @@ static bool serve_once(conn_t *c, bool poll_only) {
     c->request_deadline = weft_now_ns() + request_timeout_ns;
   }
   size_t used = parse_read(c, buf, (size_t)n);
-  bool open = true, refused = false;
+  bool open = true, refused = false, last = false;
   if (c->out_failed) { /* out of memory, or a write failed: close with nothing more written */
     open = false;
   } else if (HTTP_PARSER_ERRNO(&c->parser) == HPE_PAUSED) { /* a request said close: the last */
     open = false;
+    last = true; /* lingers: review C, session 36 (pipelined input behind it, in the drain) */
   } else if (HTTP_PARSER_ERRNO(&c->parser) != HPE_OK || used != (size_t)n) {
     int status = c->fail_status ? c->fail_status : 400;
     const char *text = status == 413 ? "body too large\n" : "bad request\n";
-    out_response(c, status, "text/plain; charset=utf-8", text, strlen(text), false, false);
+    out_response(c, status, "text/plain; charset=utf-8", text, strlen(text), false, false, false);
     open = false;
     refused = true;
   }
   uint64_t write_deadline = weft_now_ns() + WRITE_TIMEOUT_S * SEC_NS;
   if (!c->out_failed && c->out_len &&
       weft_sock_write(c->sock, c->out, c->out_len, NULL, write_deadline) != 0)
-    open = refused = false;
+    open = refused = last = false;
   if (c->out != c->out_inline) free(c->out);
-  if (refused) linger(c);
+  if (refused || last) linger(c);
   if (!open || c->in_request) return open; /* mid-request: read on (the drain deadline bounds it) */
   /* Idle first, then the look at the drain: the shutdown sets `draining` before its walk over
    * the idle connections, so either the walk sees us idle (and cancels us) or we see the flag.
@@ -621,13 +648,20 @@ static void *server_main(void *arg) {
     return weft_fail(err);
   }
   weft_task_t *acceptor;
-  weft_spawn(&acceptor, accept_loop, &s);
+  if ((err = weft_spawn(&acceptor, accept_loop, &s)) != 0) { /* review C, session 36 */
+    fprintf(stderr, "http_server: the acceptor: %s\n", weft_strerror(err));
+    weft_sock_close(s.listener);
+    weft_group_destroy(s.conns);
+    return weft_fail(err);
+  }
 
-  /* Wait for SIGINT or SIGTERM (a signalfd is a socket-like fd: the task suspends on it). */
-  weft_sock_t *sig;
-  weft_sock_open(NULL, cfg->signal_fd, &sig);
-  struct signalfd_siginfo si;
-  while (weft_sock_read(sig, &si, sizeof si, UINT64_MAX) != (ptrdiff_t)sizeof si) {
+  /* Wait for SIGINT or SIGTERM (a signalfd is a socket-like fd: the task suspends on it). A
+   * signal fd that cannot be had (no memory) stops the server at once, the same way. */
+  weft_sock_t *sig = NULL;
+  int sig_err = weft_sock_open(NULL, cfg->signal_fd, &sig);
+  if (sig_err) fprintf(stderr, "http_server: the signal fd: %s\n", weft_strerror(sig_err));
+  struct signalfd_siginfo si = {.ssi_signo = SIGTERM};
+  while (!sig_err && weft_sock_read(sig, &si, sizeof si, UINT64_MAX) != (ptrdiff_t)sizeof si) {
   }
   atomic_store(&draining, 1);
   /* After the store: a client that sees this line knows the drain has begun (http_check.py) */
@@ -646,13 +680,22 @@ static void *server_main(void *arg) {
     weft_group_wait(s.conns);
   }
   weft_group_destroy(s.conns);
-  weft_sock_close(sig);
+  if (sig) weft_sock_close(sig);
   fprintf(stderr, "http_server: stopped\n");
-  return NULL;
+  return sig_err ? weft_fail(sig_err) : NULL;
 }
 
 int main(int argc, char **argv) {
-  config_t cfg = {.port = argc > 1 ? atoi(argv[1]) : 8080};
+  config_t cfg = {.port = 8080};
+  if (argc > 1) { /* a port, whole: "abc" or 70000 was taken as 0 or 4464 (review C) */
+    char *end;
+    long port = strtol(argv[1], &end, 10);
+    if (!*argv[1] || *end || port < 0 || port > 65535) {
+      fprintf(stderr, "http_server: the port must be 0-65535, not '%s'\n", argv[1]);
+      return 2;
+    }
+    cfg.port = (int)port;
+  }
   const char *timeout_s = getenv("HTTP_REQUEST_TIMEOUT_S");
   if (timeout_s && atoi(timeout_s) > 0) request_timeout_ns = (uint64_t)atoi(timeout_s) * SEC_NS;
   file_path = argc > 2 ? argv[2] : NULL;
