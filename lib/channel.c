@@ -163,7 +163,9 @@ static inline void sender_queues(weft__wq_node_t *n) { weft__tsan_object_release
  * acquires (chan_observed_slow): more than Go promises (a send also acquires receives it did
  * not pair with), so a race may go unseen, never a false one reported. A receiver that blocks
  * releases on its own node (receiver_queues), acquired by the sender that takes the node
- * (try_send_locked), as a blocked sender's. Review A, session 36: only a blocked sender's
+ * (try_send_locked), as a blocked sender's; that sender then releases on the receive queue's
+ * address for the receiver, whose receive completes without a call of its own under the lock
+ * (review D, session 36: a later sender's read was reported; user_sync's mode handed). Review A, session 36: only a blocked sender's
  * completion word gave an edge this way, so a user's TSan reported a race for a send with no
  * deadline and none for the same send with one. */
 static inline void chan_receives(weft_chan_t *c) { weft__tsan_object_release(&c->recvq); }
@@ -175,7 +177,8 @@ static inline __attribute__((always_inline)) chan_try_t try_send_locked(weft_cha
   if (c->closed) {
     t.err = WEFT_ECLOSED;
   } else if ((t.wake = wq_pop(&c->recvq))) {
-    weft__tsan_object_acquire(t.wake); /* the blocked receiver's history (receiver_queues) */
+    weft__tsan_object_acquire(t.wake); /* the blocked receiver's history (receiver_queues)... */
+    chan_receives(c); /* ...for later sends too, as a receive's own (review D, session 36) */
     chan_publishes(c);
     t.wake->value = v; /* the ring is empty (receivers wait only then): hand it over */
     accepted(counts);

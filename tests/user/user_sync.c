@@ -12,6 +12,9 @@
  * reorder something. Usage: user_sync [MODE...]   (no mode: all of them, one runtime each). */
 #include <weft.h>
 
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -362,13 +365,75 @@ static void mode_chan_lock(void) {
   chan = NULL;
 }
 
+/* A receive that blocked and was handed its value by one sender still orders a later sender's
+ * completion (review D, session 36: it released only on its node, which that one sender took,
+ * and a second sender's read of what the receiver wrote was reported). Capacity 1, three plain
+ * threads (a task switch on a shared worker would order them by itself): the receiver writes,
+ * then blocks on the empty channel (most rounds: the first sender waits for its flag and
+ * yields first); the first sender hands it a value; the second sender's send (the 2nd, after
+ * the 1st receive) completes, and it reads what the receiver wrote. The flags are relaxed
+ * atomics, which give a user's TSan no edge, so only weft's can order the read. */
+enum { HANDED_ROUNDS = ITEMS / 4 };
+static long handed_slot;
+static weft_chan_t *ack;
+static _Atomic long receiver_ready, first_sent;
+
+static void *handed_receiver(void *arg) {
+  (void)arg;
+  for (long i = 0; i < HANDED_ROUNDS; i++) {
+    handed_slot = i;
+    atomic_store_explicit(&receiver_ready, i + 1, memory_order_relaxed);
+    void *v;
+    CHECK(weft_chan_recv(chan, &v, UINT64_MAX) == 0);
+    CHECK(weft_chan_recv(chan, &v, UINT64_MAX) == 0);
+    CHECK(weft_chan_recv(ack, &v, UINT64_MAX) == 0); /* the read is done: write the next */
+  }
+  return NULL;
+}
+
+static void *handed_first_sender(void *arg) {
+  (void)arg;
+  for (long i = 0; i < HANDED_ROUNDS; i++) {
+    while (atomic_load_explicit(&receiver_ready, memory_order_relaxed) != i + 1) sched_yield();
+    for (int k = 0; k < 3; k++) sched_yield(); /* let it block */
+    CHECK(weft_chan_send(chan, (void *)1, UINT64_MAX) == 0);
+    atomic_store_explicit(&first_sent, i + 1, memory_order_relaxed);
+  }
+  return NULL;
+}
+
+static void *handed_second_sender(void *arg) {
+  (void)arg;
+  for (long i = 0; i < HANDED_ROUNDS; i++) {
+    while (atomic_load_explicit(&first_sent, memory_order_relaxed) != i + 1) sched_yield();
+    CHECK(weft_chan_send(chan, (void *)2, UINT64_MAX) == 0);
+    CHECK(handed_slot == i);
+    CHECK(weft_chan_send(ack, NULL, UINT64_MAX) == 0);
+  }
+  return NULL;
+}
+
+static void mode_handed(void) {
+  CHECK(weft_chan_create(&chan, 1) == 0);
+  CHECK(weft_chan_create(&ack, 0) == 0);
+  atomic_store(&receiver_ready, 0);
+  atomic_store(&first_sent, 0);
+  pthread_t th[3];
+  void *(*fns[3])(void *) = {handed_receiver, handed_first_sender, handed_second_sender};
+  for (int i = 0; i < 3; i++) CHECK(pthread_create(&th[i], NULL, fns[i], NULL) == 0);
+  for (int i = 0; i < 3; i++) CHECK(pthread_join(th[i], NULL) == 0);
+  weft_chan_destroy(ack);
+  weft_chan_destroy(chan);
+  ack = chan = NULL;
+}
+
 static const struct {
   const char *name;
   void (*run)(void);
 } modes[] = {{"mutex", mode_mutex}, {"sem", mode_sem},           {"cond", mode_cond},
              {"event", mode_event}, {"waitgroup", mode_waitgroup}, {"chan", mode_chan},
              {"queue", mode_queue}, {"unbounded", mode_unbounded}, {"reply", mode_reply},
-             {"chan_lock", mode_chan_lock}};
+             {"chan_lock", mode_chan_lock}, {"handed", mode_handed}};
 enum { NMODES = sizeof modes / sizeof modes[0] };
 
 static void *run_mode(void *arg) {
