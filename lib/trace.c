@@ -42,14 +42,15 @@
  * longer ends the process, until the library is unloaded (dump_signals_unload).
  * Rejected: a signalfd (the signal would have to be blocked in every thread, the user's too).
  *
- * Every line is written with one write(2) to fd 2, so lines of two runtimes cannot interleave.
- * The monitor's writes wait for the fd to take them (poll), looking for destroy's stop while
- * they wait, and go in pieces of at most PIPE_BUF bytes cut at a line's end (monitor_piece): a
- * plain write blocked for good on a stderr pipe nobody read (a supervisor gone), and destroy,
- * which joins the monitor, blocked with it. What is left unwritten at the stop is dropped. Left:
- * a writer of the program's own that fills the pipe between the poll and the write still
- * blocks that write (and a stream socket may take less than a piece); a weft_runtime_dump call
- * writes to its caller's fd as the caller's own writes would (blocking).
+ * Every line is written with one write(2) to fd 2, so lines of two runtimes cannot interleave
+ * (a line over PIPE_BUF bytes, a schedtrace line of ~90 workers or more, goes in pieces). The
+ * monitor never blocks in a write: it writes through a non-blocking description of its own
+ * (monitor_write) and, when stderr takes nothing, waits in poll, looking for destroy's stop:
+ * a plain write blocked for good on a stderr pipe or terminal nobody read (a supervisor gone,
+ * a stalled terminal), and destroy, which joins the monitor, blocked with it (session 36, the
+ * terminal from review D). What is left unwritten at the stop is dropped. Its pieces are of at
+ * most PIPE_BUF bytes, cut at a line's end (monitor_piece), which a pipe takes whole or not at
+ * all. A weft_runtime_dump call writes to its caller's fd as the caller's own writes would.
  */
 #include "deque.h"
 #include "internal.h"
@@ -59,9 +60,12 @@
 #include <inttypes.h>
 #include <limits.h> /* PIPE_BUF */
 #include <poll.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum {
@@ -108,17 +112,34 @@ static void put(line_t *l, const char *fmt, ...) {
   if (k > 0) l->n = l->n + (size_t)k < sizeof l->buf ? l->n + (size_t)k : sizeof l->buf - 1;
 }
 
-/* Where lines go: a fd, and for the monitor the word destroy sets to stop it (NULL for a
- * weft_runtime_dump call, which writes as its caller's own writes would). */
+/* The monitor's way to stderr that never blocks it (review D, session 36: poll's POLLOUT on a
+ * terminal means some room, and a longer write then slept in the kernel for good when nobody
+ * read the terminal, and destroy with it). A pipe or a terminal is reopened through
+ * /proc/self/fd/2 with O_NONBLOCK: a description of the monitor's own, so the program's fd 2
+ * keeps its flags; reopened whenever fd 2 names another file (a program that redirects stderr
+ * later). A socket is written with MSG_DONTWAIT. A regular file takes every write. Where the
+ * reopen fails (no /proc), fd 2 itself, after a poll: a terminal nobody reads may then still
+ * block a write. A regular file is never reopened: a description of our own would not have the
+ * program's offset or O_APPEND. */
+typedef struct {
+  int fd;        /* the monitor's non-blocking description of fd 2's file, or -1 */
+  dev_t dev;     /* the file it describes */
+  ino_t ino;
+} monitor_out_t;
+
+/* Where lines go: a fd, and for the monitor the word destroy sets to stop it and its own
+ * description (stop NULL: a weft_runtime_dump call, which writes as its caller's own writes
+ * would). */
 typedef struct {
   int fd;
   _Atomic uint32_t *stop;
+  monitor_out_t *out;
 } sink_t;
 
-/* Until the sink's fd takes a write (or has an error for the write to report): 0, or
- * -ECANCELED once the monitor is asked to stop. */
-static int monitor_await_writable(const sink_t *s) {
-  struct pollfd p = {.fd = s->fd, .events = POLLOUT};
+/* Until fd takes a write (or has an error for the write to report): 0, or -ECANCELED once the
+ * monitor is asked to stop. */
+static int monitor_await_writable(const sink_t *s, int fd) {
+  struct pollfd p = {.fd = fd, .events = POLLOUT};
   for (;;) {
     /* acquire: as monitor()'s look at the same word */
     if (atomic_load_explicit(s->stop, memory_order_acquire)) return -ECANCELED;
@@ -129,9 +150,57 @@ static int monitor_await_writable(const sink_t *s) {
   }
 }
 
-/* What a write that poll said the fd takes can write without blocking: a pipe with a free
- * slot takes PIPE_BUF bytes at once. Whole lines where they fit, so that no other writer's
- * line lands inside one of ours. */
+/* The monitor's description of the file fd 2 names now (opened, or reopened if fd 2 changed),
+ * or -1: write to fd 2 itself. */
+static int monitor_fd(const sink_t *s, const struct stat *st) {
+  monitor_out_t *o = s->out;
+  if (o->fd >= 0 && (o->dev != st->st_dev || o->ino != st->st_ino)) {
+    close(o->fd);
+    o->fd = -1;
+  }
+  if (o->fd < 0) {
+    char path[32];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", s->fd);
+    o->fd = open(path, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    o->dev = st->st_dev;
+    o->ino = st->st_ino;
+  }
+  return o->fd;
+}
+
+/* One write of the monitor's, which never blocks it: what it took, or -1 with errno. */
+static ssize_t monitor_write(const sink_t *s, const char *p, size_t n) {
+  for (;;) {
+    struct stat st;
+    if (fstat(s->fd, &st) != 0) return -1; /* fd 2 closed: EBADF, as a write would say */
+    int fd = s->fd;
+    ssize_t k;
+    if (S_ISREG(st.st_mode)) {
+      k = write(fd, p, n);
+    } else if (S_ISSOCK(st.st_mode)) {
+      k = send(fd, p, n, MSG_DONTWAIT);
+    } else if ((fd = monitor_fd(s, &st)) >= 0) {
+      k = write(fd, p, n);
+    } else { /* no description of our own: wait for room, then a blocking write */
+      fd = s->fd;
+      int err = monitor_await_writable(s, fd);
+      if (err) {
+        errno = -err;
+        return -1;
+      }
+      k = write(fd, p, n);
+    }
+    if (k >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return k;
+    int err = monitor_await_writable(s, fd);
+    if (err) {
+      errno = -err;
+      return -1;
+    }
+  }
+}
+
+/* A piece of the monitor's output: PIPE_BUF bytes at most, which a pipe takes whole or not at
+ * all (never a part of a line beside another writer's). Whole lines where they fit. */
 static size_t monitor_piece(const char *p, size_t left) {
   if (left <= PIPE_BUF) return left;
   const char *nl = memrchr(p, '\n', PIPE_BUF);
@@ -142,13 +211,7 @@ static size_t monitor_piece(const char *p, size_t left) {
  * stopped, the rest dropped). */
 static int write_all(const sink_t *s, const char *p, size_t left) {
   while (left) {
-    size_t n = left;
-    if (s->stop) {
-      int err = monitor_await_writable(s);
-      if (err) return err;
-      n = monitor_piece(p, left);
-    }
-    ssize_t k = write(s->fd, p, n);
+    ssize_t k = s->stop ? monitor_write(s, p, monitor_piece(p, left)) : write(s->fd, p, left);
     if (k < 0 && errno == EINTR) continue;
     if (k < 0) return -errno;
     if (k == 0) return -EIO;
@@ -540,7 +603,8 @@ static void *monitor(void *arg) {
   uint64_t watch_every = tr->watch_ns / 4 ? tr->watch_ns / 4 : 1;
   uint64_t next_watch = tr->watch_ns ? now + watch_every : UINT64_MAX;
   uint64_t dump_look = (uint64_t)DUMP_POLL_MS * 1000000;
-  const sink_t out = {.fd = STDERR_FILENO, .stop = &tr->stop};
+  monitor_out_t own = {.fd = -1};
+  const sink_t out = {.fd = STDERR_FILENO, .stop = &tr->stop, .out = &own};
   for (;;) {
     uint64_t deadline = next_sched < next_watch ? next_sched : next_watch;
     if (tr->dump_signal && deadline > now + dump_look) deadline = now + dump_look;
@@ -566,6 +630,7 @@ static void *monitor(void *arg) {
       }
     }
   }
+  if (own.fd >= 0) close(own.fd);
   return NULL;
 }
 

@@ -833,6 +833,29 @@ Test(trace, destroy_returns_while_the_monitor_waits_on_a_full_stderr_pipe, .time
   close(p[1]);
 }
 
+/* The same with stderr a terminal nobody reads: poll says a terminal with some room takes a
+ * write, and a line longer than that room blocked (review D, session 36). */
+Test(trace, destroy_returns_while_the_monitor_waits_on_a_terminal_nobody_reads, .timeout = 60) {
+  int master = posix_openpt(O_RDWR | O_NOCTTY);
+  cr_assert_geq(master, 0);
+  cr_assert_eq(grantpt(master), 0);
+  cr_assert_eq(unlockpt(master), 0);
+  int slave = open(ptsname(master), O_RDWR | O_NOCTTY);
+  cr_assert_geq(slave, 0);
+  fflush(stderr);
+  int saved = dup(2);
+  cr_assert_geq(saved, 0);
+  cr_assert_eq(dup2(slave, 2), 2);
+  long waited = weft__probe_count(WEFT__PROBE_MONITOR_WAITED);
+  weft_runtime_t *rt = traced_runtime(1, "schedtrace:1");
+  await_probe(WEFT__PROBE_MONITOR_WAITED, waited + 1); /* the terminal is full */
+  OK(weft_runtime_destroy(rt));
+  cr_assert_eq(dup2(saved, 2), 2);
+  close(saved);
+  close(slave);
+  close(master);
+}
+
 /* ---- schedtrace ---- */
 
 static void *busy_tree(void *arg) {
