@@ -12,8 +12,9 @@
  * head without its body. A malformed request gets 400 and the connection closes; a body over
  * BODY_LIMIT gets 413 and the connection closes (after a bounded "lingering close": the unread
  * request is drained for up to LINGER_MS, so that the client reads the answer instead of a
- * reset). After a request that says Connection: close (or HTTP/1.0 without keep-alive) nothing
- * more is read or answered. A client that sends nothing for IDLE_TIMEOUT_S is dropped, and one
+ * reset). After a request that says Connection: close (or HTTP/1.0 without keep-alive, or
+ * CONNECT, or any request answered during the drain) nothing more is answered; if the client
+ * had sent more, the close lingers the same way. A request whose version is not 1.x gets 505. A client that sends nothing for IDLE_TIMEOUT_S is dropped, and one
  * that takes longer than REQUEST_TIMEOUT_S to send a whole request (slowloris: a byte at a
  * time) too; a response gets WRITE_TIMEOUT_S of its own.
  * SIGINT/SIGTERM: stop accepting, close idle connections (a half-received request is in flight,
@@ -215,6 +216,7 @@ typedef struct conn {
   bool host_twice; /* a second Host line: 400 (RFC 9112 3.2) */
   char expect[16];     /* the Expect value, lower-cased, while it fits */
   size_t expect_len;
+  size_t expect_ws; /* whitespace read after the value so far: kept only if more follows */
   bool in_expect;
   uint64_t request_deadline; /* REQUEST_TIMEOUT_S after the first byte of the current one */
   /* Responses to the requests parsed from one read: written together. */
@@ -297,7 +299,7 @@ static int on_message_begin(http_parser *p) {
   if (!c->bytes_since_request) c->request_deadline = weft_now_ns() + request_timeout_ns;
   c->field_len = 0;
   c->in_value = c->has_host = c->host_twice = c->in_expect = false;
-  c->expect_len = 0;
+  c->expect_len = c->expect_ws = 0;
   return 0;
 }
 
@@ -309,6 +311,21 @@ static void lower_append(char *buf, size_t cap, size_t *len, const char *at, siz
 
 static bool piece_is(const char *buf, size_t cap, size_t len, const char *s) {
   return len <= cap && len == strlen(s) && !memcmp(buf, s, len);
+}
+
+/* Expect's value, lower-cased, with the whitespace that http_parser leaves at its end held back
+ * (expect_ws) until more of the value follows: trailing whitespace is not part of it, however
+ * long (review C and E, session 36: "100-continue " got no interim answer, and its client
+ * waited for its own timeout before sending the body). */
+static void expect_append(conn_t *c, const char *at, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (at[i] == ' ' || at[i] == '\t') {
+      c->expect_ws++;
+      continue;
+    }
+    for (; c->expect_ws; c->expect_ws--) lower_append(c->expect, sizeof c->expect, &c->expect_len, " ", 1);
+    lower_append(c->expect, sizeof c->expect, &c->expect_len, &at[i], 1);
+  }
 }
 
 static int on_header_field(http_parser *p, const char *at, size_t len) {
@@ -330,9 +347,9 @@ static int on_header_value(http_parser *p, const char *at, size_t len) {
       c->has_host = true;
     }
     c->in_expect = piece_is(c->field, sizeof c->field, c->field_len, "expect");
-    if (c->in_expect) c->expect_len = 0;
+    if (c->in_expect) c->expect_len = c->expect_ws = 0;
   }
-  if (c->in_expect) lower_append(c->expect, sizeof c->expect, &c->expect_len, at, len);
+  if (c->in_expect) expect_append(c, at, len);
   return 0;
 }
 
@@ -362,15 +379,14 @@ static int on_headers_complete(http_parser *p) {
     c->fail_status = 413;
     return -1;
   }
-  bool http11 = p->http_major == 1 && p->http_minor >= 1;
+  if (p->http_major != 1) { /* RFC 9110 15.6.6 (review E, session 36: "HTTP/2.0" was served) */
+    c->fail_status = 505;
+    return -1;
+  }
+  bool http11 = p->http_minor >= 1;
   /* 400: RFC 9112 3.2 requires it for a missing Host in HTTP/1.1 and a second Host line in any
    * version (review C, session 36: two were answered 200) */
   if ((http11 && !c->has_host) || c->host_twice) return -1;
-  /* http_parser leaves a value's trailing whitespace in it (review C: "100-continue " got no
-   * interim answer, and its client waited for its own timeout before sending the body) */
-  while (c->expect_len && c->expect_len <= sizeof c->expect &&
-         (c->expect[c->expect_len - 1] == ' ' || c->expect[c->expect_len - 1] == '\t'))
-    c->expect_len--;
   /* The client waits for this before it sends the body (RFC 9110 10.1.1); the answers to any
    * requests pipelined ahead of it go first. A task may write from inside the parser: the
    * write suspends the task, not the worker. */
@@ -483,8 +499,17 @@ static void linger(conn_t *c) {
   char sink[READ_BUF];
   uint64_t until = weft_now_ns() + LINGER_MS * 1000000ull;
   weft_sock_shutdown(c->sock, SHUT_WR);
-  while (weft_sock_read(c->sock, sink, sizeof sink, until) > 0) {
+  /* the clock too: a read past its deadline still takes what is queued (a poll), so a client
+   * that keeps sending kept it going (review E, session 36) */
+  while (weft_now_ns() < until && weft_sock_read(c->sock, sink, sizeof sink, until) > 0) {
   }
+}
+
+/* Whether the client has sent more than we read (a read with a deadline of now is a poll; what
+ * it takes goes, as a lingering close's reads would drop it). */
+static bool unread_input(conn_t *c) {
+  char sink[64];
+  return weft_sock_read(c->sock, sink, sizeof sink, weft_now_ns()) > 0;
 }
 
 /* The next read's deadline: the idle timeout between requests, and within a request the
@@ -542,7 +567,9 @@ static bool serve_once(conn_t *c, bool poll_only) {
     last = true; /* lingers: review C, session 36 (pipelined input behind it, in the drain) */
   } else if (HTTP_PARSER_ERRNO(&c->parser) != HPE_OK || used != (size_t)n) {
     int status = c->fail_status ? c->fail_status : 400;
-    const char *text = status == 413 ? "body too large\n" : "bad request\n";
+    const char *text = status == 413   ? "body too large\n"
+                       : status == 505 ? "HTTP version not supported\n"
+                                       : "bad request\n";
     out_response(c, status, "text/plain; charset=utf-8", text, strlen(text), false, false, false);
     open = false;
     refused = true;
@@ -552,7 +579,9 @@ static bool serve_once(conn_t *c, bool poll_only) {
       weft_sock_write(c->sock, c->out, c->out_len, NULL, write_deadline) != 0)
     open = refused = last = false;
   if (c->out != c->out_inline) free(c->out);
-  if (refused || last) linger(c);
+  /* The last answer's close lingers only over input the client already sent (in this read, or
+   * queued now): one that sent nothing more gets no reset, and the drain no wait (review E). */
+  if (refused || (last && (used < (size_t)n || unread_input(c)))) linger(c);
   if (!open || c->in_request) return open; /* mid-request: read on (the drain deadline bounds it) */
   /* Idle first, then the look at the drain: the shutdown sets `draining` before its walk over
    * the idle connections, so either the walk sees us idle (and cancels us) or we see the flag.
@@ -659,13 +688,16 @@ static void *server_main(void *arg) {
    * signal fd that cannot be had (no memory) stops the server at once, the same way. */
   weft_sock_t *sig = NULL;
   int sig_err = weft_sock_open(NULL, cfg->signal_fd, &sig);
-  if (sig_err) fprintf(stderr, "http_server: the signal fd: %s\n", weft_strerror(sig_err));
-  struct signalfd_siginfo si = {.ssi_signo = SIGTERM};
+  if (sig_err) close(cfg->signal_fd); /* still ours: weft_sock_open failed */
+  struct signalfd_siginfo si;
   while (!sig_err && weft_sock_read(sig, &si, sizeof si, UINT64_MAX) != (ptrdiff_t)sizeof si) {
   }
   atomic_store(&draining, 1);
   /* After the store: a client that sees this line knows the drain has begun (http_check.py) */
-  fprintf(stderr, "http_server: %s: draining\n", strsignal((int)si.ssi_signo));
+  if (sig_err)
+    fprintf(stderr, "http_server: the signal fd: %s: draining\n", weft_strerror(sig_err));
+  else
+    fprintf(stderr, "http_server: %s: draining\n", strsignal((int)si.ssi_signo));
   weft_sock_close(s.listener); /* stop accepting: the acceptor wakes with WEFT_EBADF */
   weft_join(acceptor, NULL);
   close_idle();

@@ -467,9 +467,10 @@ bool weft__timer_arm(struct weft__timer *t, weft__timer_entry_t *e) {
   atomic_store_explicit(&e->state, TIMER_ARMED, memory_order_relaxed);
   e->level_slot = IN_INBOX;
   inbox_push(&t->inbox[inbox_lane(e)], e);
-  /* true: the caller makes the wake check. Not for a deadline past the wheel's range (due
-   * UINT64_MAX - 1, centuries away): it lowers "none" to that, and woke a parked worker only
-   * for it to park again (review B, session 36). */
+  /* true: the caller makes the wake check. Not for a deadline that saturates the clock (due
+   * UINT64_MAX - 1: within a tick of UINT64_MAX, centuries away): it lowers "none" to that,
+   * and woke a parked worker only for it to park again (review B, session 36). A deadline
+   * beyond the wheel's levels but short of that (ten years) still wakes one, once. */
   return inbox_lower(&t->next_ns, due) && due != UINT64_MAX - 1;
 }
 

@@ -10,7 +10,7 @@ a directory in its place is 500, nothing there 404; three GET /file pipelined in
 three whole answers; a request pipelined behind one asking to upgrade is answered; HTTP/1.0 keep-alive confirmed in
 the answer; two Host lines 400; CONNECT's answer the last; the last answer's close lingers (a
 pipelined request behind it gets an end of stream, not a reset); "100-continue " with trailing
-whitespace; a FIFO at
+whitespace (more than its buffer holds); HTTP/2.0 505; a FIFO at
 FILE's path is 500 at once (the open does not block the pool, and the drain); out of fds, an
 existing FILE is 503, not 404; a client that sends only blank lines is closed once the request
 timeout (3 s here) passes; then SIGTERM
@@ -85,16 +85,19 @@ try:
                 data += chunk
                 if payload.count(b"GET") and data.count(b"hello, world\n") == payload.count(b"GET") \
                         and b"close" not in payload:
-                    return data, not still_open(s)
+                    is_open, extra = still_open(s)
+                    return data + extra, not is_open
 
     def still_open(s):
-        """After the answers: no end of stream within 0.3 s (review C, session 36: raw() said
-        "open" once it had counted them, so no check of it could fail)."""
+        """After the answers: (no end of stream within 0.3 s, any bytes that came meanwhile)
+        (review C, session 36: raw() said "open" once it had counted them, so no check of it
+        could fail; review E: extra bytes go to the caller's data, where a check sees them)."""
         s.settimeout(0.3)
         try:
-            return s.recv(65536) != b""  # more bytes: not a close either, and the check sees them
+            extra = s.recv(65536)
+            return extra != b"", extra
         except socket.timeout:
-            return True
+            return True, b""
     def recv_until(s, done, got=b""):
         """Reads from s onto got until done(got) or the peer closes; returns got."""
         while not done(got):
@@ -122,6 +125,8 @@ try:
           "HTTP/1.0 with keep-alive: the answer says keep-alive, and the connection stays open")
     data, closed = raw(b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n")
     check(data.startswith(b"HTTP/1.1 400") and closed, "two Host lines are 400 (RFC 9112 3.2)")
+    data, closed = raw(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n")
+    check(data.startswith(b"HTTP/1.1 505") and closed, "a request of HTTP/2.0 is 505")
     data, closed = raw(b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n")
     check(b"Connection: close" in data and closed, "CONNECT's answer is the connection's last")
     # The last answer's close lingers: a request pipelined behind one that says close, its body
@@ -135,6 +140,45 @@ try:
             got, how = b"", "reset"
     check(how == "closed" and got.count(b"HTTP/1.1 200") == 1,
           f"the last answer is read, then an end of stream, not a reset ({how})")
+    # ...but only over input the client sent: one that sent nothing more is closed at once
+    # (review E, session 36: every last answer lingered LINGER_MS, 1 s, for a client that waits
+    # for the close, and the drain with it).
+    import time
+    def closed_within(s, seconds):
+        """After the server's end of stream: whether its socket is closed within `seconds` (a
+        byte sent to a closed socket draws a reset, which the next send reports; a lingering
+        close reads and drops it)."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            try:
+                s.send(b"x")
+            except (BrokenPipeError, ConnectionResetError):
+                return True
+            time.sleep(0.02)  # a poll of the server's state; its bound is the check's time
+        return False
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        got = recv_until(s, lambda got: False)
+        at_once = closed_within(s, 0.5)
+    check(got.count(b"HTTP/1.1 200") == 1 and at_once,
+          "a last answer with nothing sent after it closes at once, without a linger")
+    # The linger is bounded (LINGER_MS) for a client that keeps sending (review E: a read past
+    # its deadline still takes what is queued, and an upload kept the connection for seconds).
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        t0 = time.monotonic()  # more than the request: the close lingers
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" + b"x" * 1000)
+        recv_until(s, lambda got: False)  # the answer, then the server's end of stream
+        ended, flood = None, b"x" * (1 << 20)
+        while ended is None and time.monotonic() - t0 < 8:
+            try:  # as fast as the server drains it; its close ends the sends
+                s.sendall(flood)
+            except (BrokenPipeError, ConnectionResetError):
+                ended = time.monotonic() - t0
+    # the server's close: within LINGER_MS (1 s) and slack for a loaded machine
+    check(ended is not None and ended < 4,
+          f"a client that keeps sending after its last answer is closed after the linger "
+          f"({'never' if ended is None else f'{ended:.1f} s'})")
     data, closed = raw(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n" + req)
     heads = data.split(b"\r\n\r\n")
     check(data.count(b"HTTP/1.1 200") == 2 and b"Content-Length: 13" in heads[0]
@@ -274,7 +318,8 @@ try:
     check(interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n") and final.startswith(b"HTTP/1.1 404"),
           "Expect: 100-continue gets 100 Continue before the body, then the answer")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue \t\r\n\r\n")
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue "
+                  b"\t       \r\n\r\n")
         s.settimeout(3)
         try:
             interim = recv_until(s, lambda got: b"\r\n\r\n" in got)

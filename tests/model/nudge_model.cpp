@@ -82,8 +82,10 @@ NG_OPS(ng_ask_relaxed)
  * the planted usage bugs. */
 enum usage { AS_THE_LIBRARY, ARM_AFTER_UNLOCK, PARK_WITHOUT_LOOK };
 
-template <class Ops, usage Use, bool FlagStartsSet>
-struct nudge_test : rl::test_suite<nudge_test<Ops, Use, FlagStartsSet>, 3> {
+/* WasSpinning: the worker parks as the last spinner (it leaves the spinners in its announce),
+ * or as a worker that was not counted spinning (a park after a direct wake-up's look). */
+template <class Ops, usage Use, bool FlagStartsSet, bool WasSpinning = true>
+struct nudge_test : rl::test_suite<nudge_test<Ops, Use, FlagStartsSet, WasSpinning>, 3> {
   rl::mutex task_lock;
   rl::var<int> returns; /* under task_lock: descriptors given back (lib/task.c's task_returns) */
   rl::var<int> seen;    /* under task_lock: the returns the last pass looked at */
@@ -96,7 +98,7 @@ struct nudge_test : rl::test_suite<nudge_test<Ops, Use, FlagStartsSet>, 3> {
     returns($) = 0;
     seen($) = 0;
     flag($).store(FlagStartsSet, rl::mo_relaxed);
-    nspinning($).store(1, rl::mo_relaxed); /* the worker, still looking for work */
+    nspinning($).store(WasSpinning ? 1 : 0, rl::mo_relaxed); /* the worker, still looking */
     nidle($).store(0, rl::mo_relaxed);
     woke($).store(0, rl::mo_relaxed);
     pass_due = false;
@@ -117,7 +119,7 @@ struct nudge_test : rl::test_suite<nudge_test<Ops, Use, FlagStartsSet>, 3> {
     if (Use != ARM_AFTER_UNLOCK) Ops::arm(&flag, moved);
     task_lock.unlock($);
     if (Use == ARM_AFTER_UNLOCK) Ops::arm(&flag, moved);
-    park_announce_idle(&nidle, &nspinning, true);
+    park_announce_idle(&nidle, &nspinning, WasSpinning);
     pass_due = moved || (Use != PARK_WITHOUT_LOOK && Ops::armed(&flag));
   }
 
@@ -143,6 +145,10 @@ int main(int argc, char **argv) {
   auto t0 = std::chrono::steady_clock::now();
   check<nudge_test<ops_ng_correct, AS_THE_LIBRARY, true>>("nudge correct, flag set", false);
   check<nudge_test<ops_ng_correct, AS_THE_LIBRARY, false>>("nudge correct, flag clear", false);
+  check<nudge_test<ops_ng_correct, AS_THE_LIBRARY, false, false>>(
+      "nudge correct, flag clear, the worker not spinning", false);
+  check<nudge_test<ops_ng_look_acquire, AS_THE_LIBRARY, false, false>>(
+      "nudge look with acquire, the worker not spinning", true);
   check<nudge_test<ops_ng_correct, ARM_AFTER_UNLOCK, true>>("nudge arm after the unlock", true);
   check<nudge_test<ops_ng_correct, PARK_WITHOUT_LOOK, false>>("nudge park without a look", true);
   check<nudge_test<ops_ng_look_acquire, AS_THE_LIBRARY, false>>("nudge look with acquire", true);
