@@ -44,13 +44,13 @@
  *
  * Every line is written with one write(2) to fd 2, so lines of two runtimes cannot interleave
  * (a line over PIPE_BUF bytes, a schedtrace line of ~90 workers or more, goes in pieces). The
- * monitor never blocks in a write: it writes through a non-blocking description of its own
- * (monitor_write) and, when stderr takes nothing, waits in poll, looking for destroy's stop:
- * a plain write blocked for good on a stderr pipe or terminal nobody read (a supervisor gone,
- * a stalled terminal), and destroy, which joins the monitor, blocked with it (session 36, the
- * terminal from review D). What is left unwritten at the stop is dropped. Its pieces are of at
- * most PIPE_BUF bytes, cut at a line's end (monitor_piece), which a pipe takes whole or not at
- * all. A weft_runtime_dump call writes to its caller's fd as the caller's own writes would.
+ * monitor's writes wait in poll while stderr takes nothing, looking for destroy's stop, and
+ * never block beyond that (monitor_write: by what fd 2 is): a plain write blocked for good on
+ * a stderr pipe or terminal nobody read (a supervisor gone, a stalled terminal), and destroy,
+ * which joins the monitor, blocked with it (session 36; the terminal from review D). What is
+ * left unwritten at the stop is dropped. Its pieces are of at most PIPE_BUF bytes, cut at a
+ * line's end (monitor_piece), which a pipe with room takes whole. A weft_runtime_dump call
+ * writes to its caller's fd as the caller's own writes would.
  */
 #include "deque.h"
 #include "internal.h"
@@ -112,34 +112,17 @@ static void put(line_t *l, const char *fmt, ...) {
   if (k > 0) l->n = l->n + (size_t)k < sizeof l->buf ? l->n + (size_t)k : sizeof l->buf - 1;
 }
 
-/* The monitor's way to stderr that never blocks it (review D, session 36: poll's POLLOUT on a
- * terminal means some room, and a longer write then slept in the kernel for good when nobody
- * read the terminal, and destroy with it). A pipe or a terminal is reopened through
- * /proc/self/fd/2 with O_NONBLOCK: a description of the monitor's own, so the program's fd 2
- * keeps its flags; reopened whenever fd 2 names another file (a program that redirects stderr
- * later). A socket is written with MSG_DONTWAIT. A regular file takes every write. Where the
- * reopen fails (no /proc), fd 2 itself, after a poll: a terminal nobody reads may then still
- * block a write. A regular file is never reopened: a description of our own would not have the
- * program's offset or O_APPEND. */
-typedef struct {
-  int fd;        /* the monitor's non-blocking description of fd 2's file, or -1 */
-  dev_t dev;     /* the file it describes */
-  ino_t ino;
-} monitor_out_t;
-
-/* Where lines go: a fd, and for the monitor the word destroy sets to stop it and its own
- * description (stop NULL: a weft_runtime_dump call, which writes as its caller's own writes
- * would). */
+/* Where lines go: a fd, and for the monitor the word destroy sets to stop it (NULL for a
+ * weft_runtime_dump call, which writes as its caller's own writes would). */
 typedef struct {
   int fd;
   _Atomic uint32_t *stop;
-  monitor_out_t *out;
 } sink_t;
 
 /* Until fd takes a write (or has an error for the write to report): 0, or -ECANCELED once the
  * monitor is asked to stop. */
-static int monitor_await_writable(const sink_t *s, int fd) {
-  struct pollfd p = {.fd = fd, .events = POLLOUT};
+static int monitor_await_writable(const sink_t *s) {
+  struct pollfd p = {.fd = s->fd, .events = POLLOUT};
   for (;;) {
     /* acquire: as monitor()'s look at the same word */
     if (atomic_load_explicit(s->stop, memory_order_acquire)) return -ECANCELED;
@@ -150,48 +133,69 @@ static int monitor_await_writable(const sink_t *s, int fd) {
   }
 }
 
-/* The monitor's description of the file fd 2 names now (opened, or reopened if fd 2 changed),
- * or -1: write to fd 2 itself. */
-static int monitor_fd(const sink_t *s, const struct stat *st) {
-  monitor_out_t *o = s->out;
-  if (o->fd >= 0 && (o->dev != st->st_dev || o->ino != st->st_ino)) {
-    close(o->fd);
-    o->fd = -1;
+/* A write to the terminal fd 2 names (st: fd 2's), through a non-blocking description of our
+ * own, opened for this write and closed after it: poll's POLLOUT on a terminal means some room,
+ * and a longer write slept in the kernel for good when nobody read the terminal (review D,
+ * session 36). Used only if the description is of that very terminal (fd 2 may be moved
+ * between our look and the open: review F, a log file opened there at offset 0 was
+ * overwritten). Otherwise a poll, then fd 2 itself. Opened per write, never kept: a kept copy
+ * of a pipe held its reader's end of stream off (review F), and fd 2's own flags stay. */
+static ssize_t monitor_terminal_write(const sink_t *s, const struct stat *st, const char *p,
+                                      size_t n) {
+  char path[32];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", s->fd);
+  int fd = open(path, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  struct stat own;
+  if (fd >= 0 && (fstat(fd, &own) != 0 || !S_ISCHR(own.st_mode) || own.st_rdev != st->st_rdev)) {
+    close(fd);
+    fd = -1;
   }
-  if (o->fd < 0) {
-    char path[32];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", s->fd);
-    o->fd = open(path, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-    o->dev = st->st_dev;
-    o->ino = st->st_ino;
+  if (fd < 0) {
+    int err = monitor_await_writable(s);
+    if (err) {
+      errno = -err;
+      return -1;
+    }
+    return write(s->fd, p, n);
   }
-  return o->fd;
+  ssize_t k = write(fd, p, n);
+  int e = errno;
+  close(fd);
+  errno = e;
+  return k;
 }
 
-/* One write of the monitor's, which never blocks it: what it took, or -1 with errno. */
+/* One write of the monitor's, which destroy's stop can always end: what it took, or -1 with
+ * errno. By what fd 2 is, looked at each time (the program may move it):
+ *   a pipe: poll, then a write of at most PIPE_BUF bytes, which a pipe with room takes whole
+ *     (left: another writer of the program's that fills the pipe between the two);
+ *   a terminal: monitor_terminal_write; a socket: send with MSG_DONTWAIT, poll on EAGAIN;
+ *   a regular file, another device, or fd 2 not open for writing: a plain write (which
+ *   answers EBADF for the last, as before). */
 static ssize_t monitor_write(const sink_t *s, const char *p, size_t n) {
   for (;;) {
     struct stat st;
-    if (fstat(s->fd, &st) != 0) return -1; /* fd 2 closed: EBADF, as a write would say */
-    int fd = s->fd;
+    int flags = fcntl(s->fd, F_GETFL);
+    if (flags < 0 || fstat(s->fd, &st) != 0) return -1; /* fd 2 closed: EBADF */
     ssize_t k;
-    if (S_ISREG(st.st_mode)) {
-      k = write(fd, p, n);
-    } else if (S_ISSOCK(st.st_mode)) {
-      k = send(fd, p, n, MSG_DONTWAIT);
-    } else if ((fd = monitor_fd(s, &st)) >= 0) {
-      k = write(fd, p, n);
-    } else { /* no description of our own: wait for room, then a blocking write */
-      fd = s->fd;
-      int err = monitor_await_writable(s, fd);
+    if ((flags & O_ACCMODE) == O_RDONLY) {
+      k = write(s->fd, p, n);
+    } else if (S_ISFIFO(st.st_mode)) {
+      int err = monitor_await_writable(s);
       if (err) {
         errno = -err;
         return -1;
       }
-      k = write(fd, p, n);
+      k = write(s->fd, p, n);
+    } else if (S_ISSOCK(st.st_mode)) {
+      k = send(s->fd, p, n, MSG_DONTWAIT);
+    } else if (S_ISCHR(st.st_mode) && isatty(s->fd)) {
+      k = monitor_terminal_write(s, &st, p, n);
+    } else {
+      k = write(s->fd, p, n);
     }
     if (k >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return k;
-    int err = monitor_await_writable(s, fd);
+    int err = monitor_await_writable(s); /* no room: a socket's, a terminal's, or fd 2 O_NONBLOCK */
     if (err) {
       errno = -err;
       return -1;
@@ -603,8 +607,7 @@ static void *monitor(void *arg) {
   uint64_t watch_every = tr->watch_ns / 4 ? tr->watch_ns / 4 : 1;
   uint64_t next_watch = tr->watch_ns ? now + watch_every : UINT64_MAX;
   uint64_t dump_look = (uint64_t)DUMP_POLL_MS * 1000000;
-  monitor_out_t own = {.fd = -1};
-  const sink_t out = {.fd = STDERR_FILENO, .stop = &tr->stop, .out = &own};
+  const sink_t out = {.fd = STDERR_FILENO, .stop = &tr->stop};
   for (;;) {
     uint64_t deadline = next_sched < next_watch ? next_sched : next_watch;
     if (tr->dump_signal && deadline > now + dump_look) deadline = now + dump_look;
@@ -630,7 +633,6 @@ static void *monitor(void *arg) {
       }
     }
   }
-  if (own.fd >= 0) close(own.fd);
   return NULL;
 }
 

@@ -127,6 +127,8 @@ try:
     check(data.startswith(b"HTTP/1.1 400") and closed, "two Host lines are 400 (RFC 9112 3.2)")
     data, closed = raw(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n")
     check(data.startswith(b"HTTP/1.1 505") and closed, "a request of HTTP/2.0 is 505")
+    data, closed = raw(b"POST / HTTP/2.0\r\nHost: x\r\nContent-Length: 999999\r\n\r\n")
+    check(data.startswith(b"HTTP/1.1 505") and closed, "a large HTTP/2.0 request is 505, not 413")
     data, closed = raw(b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n")
     check(b"Connection: close" in data and closed, "CONNECT's answer is the connection's last")
     # The last answer's close lingers: a request pipelined behind one that says close, its body
