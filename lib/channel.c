@@ -165,9 +165,11 @@ static inline void sender_queues(weft__wq_node_t *n) { weft__tsan_object_release
  * releases on its own node (receiver_queues), acquired by the sender that takes the node
  * (try_send_locked), as a blocked sender's; that sender then releases on the receive queue's
  * address for the receiver, whose receive completes without a call of its own under the lock
- * (review D, session 36: a later sender's read was reported; user_sync's mode handed). Review A, session 36: only a blocked sender's
- * completion word gave an edge this way, so a user's TSan reported a race for a send with no
- * deadline and none for the same send with one. */
+ * (review D, session 36: a later sender's read was reported; user_sync's mode handed).
+ * Review A, session 36: only a blocked sender's completion word gave an edge this way, so a
+ * user's TSan reported a race for a send with no deadline and none for the same send with one.
+ * Left (review D): a precise key, the ring slot a receive frees and a send fills (and none on
+ * an unbounded channel, where Go orders nothing this way), would hide fewer races. */
 static inline void chan_receives(weft_chan_t *c) { weft__tsan_object_release(&c->recvq); }
 static inline void receiver_queues(weft__wq_node_t *n) { weft__tsan_object_release(n); }
 
