@@ -45,7 +45,8 @@
  * Every line is written with one write(2) to fd 2, so lines of two runtimes cannot interleave
  * (a line over PIPE_BUF bytes, a schedtrace line of ~90 workers or more, goes in pieces). The
  * monitor's writes wait in poll while stderr takes nothing, looking for destroy's stop, and
- * never block beyond that (monitor_write: by what fd 2 is): a plain write blocked for good on
+ * block beyond that only in the cases docs/api.md lists (monitor_write: by what fd 2 is, on a
+ * copy of it taken for each try): a plain write blocked for good on
  * a stderr pipe or terminal nobody read (a supervisor gone, a stalled terminal), and destroy,
  * which joins the monitor, blocked with it (session 36; the terminal from review D). What is
  * left unwritten at the stop is dropped. Its pieces are of at most PIPE_BUF bytes, cut at a
@@ -64,8 +65,10 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h> /* makedev */
 #include <unistd.h>
 
 enum {
@@ -119,87 +122,94 @@ typedef struct {
   _Atomic uint32_t *stop;
 } sink_t;
 
-/* Until fd takes a write (or has an error for the write to report): 0, or -ECANCELED once the
- * monitor is asked to stop. */
-static int monitor_await_writable(const sink_t *s) {
-  struct pollfd p = {.fd = s->fd, .events = POLLOUT};
-  for (;;) {
-    /* acquire: as monitor()'s look at the same word */
-    if (atomic_load_explicit(s->stop, memory_order_acquire)) return -ECANCELED;
-    int r = poll(&p, 1, OUTPUT_LOOK_MS);
-    if (r > 0) return 0;
-    if (r < 0 && errno != EINTR) return -errno;
-    if (r == 0) weft__probe_hit(WEFT__PROBE_MONITOR_WAITED);
+enum { MONITOR_NO_ROOM = -2 }; /* monitor_try_write: nothing written, fd took nothing */
+
+/* Whether fd takes a write within OUTPUT_LOOK_MS (or has an error for the write to report). */
+static bool writable_soon(int fd) {
+  struct pollfd p = {.fd = fd, .events = POLLOUT};
+  int r;
+  while ((r = poll(&p, 1, OUTPUT_LOOK_MS)) < 0 && errno == EINTR) {
   }
+  return r != 0;
 }
 
-/* A write to the terminal fd 2 names (st: fd 2's), through a non-blocking description of our
- * own, opened for this write and closed after it: poll's POLLOUT on a terminal means some room,
- * and a longer write slept in the kernel for good when nobody read the terminal (review D,
- * session 36). Used only if the description is of that very terminal (fd 2 may be moved
- * between our look and the open: review F, a log file opened there at offset 0 was
- * overwritten). Otherwise a poll, then fd 2 itself. Opened per write, never kept: a kept copy
- * of a pipe held its reader's end of stream off (review F), and fd 2's own flags stay. */
-static ssize_t monitor_terminal_write(const sink_t *s, const struct stat *st, const char *p,
-                                      size_t n) {
-  char path[32];
-  snprintf(path, sizeof path, "/proc/self/fd/%d", s->fd);
-  int fd = open(path, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-  struct stat own;
-  if (fd >= 0 && (fstat(fd, &own) != 0 || !S_ISCHR(own.st_mode) || own.st_rdev != st->st_rdev)) {
-    close(fd);
-    fd = -1;
-  }
-  if (fd < 0) {
-    int err = monitor_await_writable(s);
-    if (err) {
-      errno = -err;
-      return -1;
+/* A write to the terminal fd names (st: fd's), through a non-blocking description of our own,
+ * opened for this write and closed after it: poll's POLLOUT on a terminal means some room, and
+ * a longer write slept in the kernel for good when nobody read the terminal (review D, session
+ * 36). Used only if it is that very terminal; never for /dev/tty (it reaches whatever terminal
+ * controls the process now) or a pty master (the reopen makes a new pty: review G, the lines
+ * went nowhere). Otherwise, or if the open fails (a terminal of another user after a privilege
+ * drop, no /proc): a poll, then fd itself, which a terminal nobody reads can still block. */
+static ssize_t monitor_terminal_write(int fd, const struct stat *st, const char *p, size_t n) {
+  unsigned ptn;
+  int own = -1;
+  if (st->st_rdev != makedev(5, 0) && ioctl(fd, TIOCGPTN, &ptn) != 0) {
+    char path[32];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    own = open(path, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    struct stat o;
+    if (own >= 0 && (fstat(own, &o) != 0 || !S_ISCHR(o.st_mode) || o.st_rdev != st->st_rdev)) {
+      close(own);
+      own = -1;
     }
-    return write(s->fd, p, n);
   }
-  ssize_t k = write(fd, p, n);
+  if (own < 0) return writable_soon(fd) ? write(fd, p, n) : MONITOR_NO_ROOM;
+  ssize_t k = write(own, p, n);
   int e = errno;
-  close(fd);
+  close(own);
   errno = e;
   return k;
 }
 
+/* One try on fd, a copy of fd 2's description looked at now: what it wrote, -1 with errno, or
+ * MONITOR_NO_ROOM after OUTPUT_LOOK_MS without room.
+ *   a pipe (or a device other than a terminal): poll, then a write of at most PIPE_BUF bytes,
+ *     which a pipe with room takes whole (left: a writer of the program's own that fills it
+ *     between the two);
+ *   a terminal: monitor_terminal_write; a socket: send with MSG_DONTWAIT;
+ *   a regular file, or fd 2 not open for writing: a plain write (EBADF for the last). */
+static ssize_t monitor_try_write(int fd, const char *p, size_t n) {
+  struct stat st;
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fstat(fd, &st) != 0) return -1;
+  if ((flags & O_ACCMODE) == O_RDONLY || S_ISREG(st.st_mode)) return write(fd, p, n);
+  ssize_t k;
+  if (S_ISSOCK(st.st_mode))
+    k = send(fd, p, n, MSG_DONTWAIT);
+  else if (S_ISCHR(st.st_mode) && isatty(fd))
+    k = monitor_terminal_write(fd, &st, p, n);
+  else
+    k = writable_soon(fd) ? write(fd, p, n) : MONITOR_NO_ROOM;
+  if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) /* no room: a socket's, a terminal's */
+    return writable_soon(fd) ? -1 : MONITOR_NO_ROOM; /* -1 with EAGAIN: try again at once */
+  return k;
+}
+
 /* One write of the monitor's, which destroy's stop can always end: what it took, or -1 with
- * errno. By what fd 2 is, looked at each time (the program may move it):
- *   a pipe: poll, then a write of at most PIPE_BUF bytes, which a pipe with room takes whole
- *     (left: another writer of the program's that fills the pipe between the two);
- *   a terminal: monitor_terminal_write; a socket: send with MSG_DONTWAIT, poll on EAGAIN;
- *   a regular file, another device, or fd 2 not open for writing: a plain write (which
- *   answers EBADF for the last, as before). */
+ * errno (ECANCELED once stopped). Each try works on a copy of fd 2's description taken for it
+ * (so the look at what fd 2 is, the poll and the write are about one file even if the program
+ * moves fd 2 meanwhile: review G, a look at /dev/null then a write to a full pipe blocked
+ * destroy) and closed after it (no copy kept: review F, a kept one held a pipe's end of stream
+ * off after a redirect, a close or a fork). */
 static ssize_t monitor_write(const sink_t *s, const char *p, size_t n) {
   for (;;) {
-    struct stat st;
-    int flags = fcntl(s->fd, F_GETFL);
-    if (flags < 0 || fstat(s->fd, &st) != 0) return -1; /* fd 2 closed: EBADF */
-    ssize_t k;
-    if ((flags & O_ACCMODE) == O_RDONLY) {
-      k = write(s->fd, p, n);
-    } else if (S_ISFIFO(st.st_mode)) {
-      int err = monitor_await_writable(s);
-      if (err) {
-        errno = -err;
-        return -1;
-      }
-      k = write(s->fd, p, n);
-    } else if (S_ISSOCK(st.st_mode)) {
-      k = send(s->fd, p, n, MSG_DONTWAIT);
-    } else if (S_ISCHR(st.st_mode) && isatty(s->fd)) {
-      k = monitor_terminal_write(s, &st, p, n);
-    } else {
-      k = write(s->fd, p, n);
-    }
-    if (k >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return k;
-    int err = monitor_await_writable(s); /* no room: a socket's, a terminal's, or fd 2 O_NONBLOCK */
-    if (err) {
-      errno = -err;
+    /* acquire: as monitor()'s look at the same word */
+    if (atomic_load_explicit(s->stop, memory_order_acquire)) {
+      errno = ECANCELED;
       return -1;
     }
+    int fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 3);
+    if (fd < 0) return -1; /* fd 2 closed: EBADF, as a write would say */
+    ssize_t k = monitor_try_write(fd, p, n);
+    int e = errno;
+    close(fd);
+    if (k == MONITOR_NO_ROOM) {
+      weft__probe_hit(WEFT__PROBE_MONITOR_WAITED);
+      continue;
+    }
+    if (k < 0 && (e == EAGAIN || e == EWOULDBLOCK)) continue;
+    errno = e;
+    return k;
   }
 }
 

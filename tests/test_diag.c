@@ -870,6 +870,44 @@ Test(trace, destroy_returns_while_the_monitor_waits_on_a_terminal_nobody_reads, 
   cr_assert(waited, "the monitor never waited on the full terminal");
 }
 
+/* With stderr a pty master (as under expect or script), the monitor's lines reach the slave, as
+ * a plain write's do (review G, session 36: a reopen of the master made a new pty, and every
+ * line went there). */
+Test(trace, the_monitors_lines_reach_the_slave_of_a_pty_master_on_stderr, .timeout = 60) {
+  int master = posix_openpt(O_RDWR | O_NOCTTY);
+  cr_assert_geq(master, 0);
+  cr_assert_eq(grantpt(master), 0);
+  cr_assert_eq(unlockpt(master), 0);
+  int slave = open(ptsname(master), O_RDWR | O_NOCTTY | O_NONBLOCK);
+  cr_assert_geq(slave, 0);
+  fflush(stderr);
+  int saved = dup(2);
+  cr_assert_geq(saved, 0);
+  cr_assert_eq(dup2(master, 2), 2);
+  weft_options_t o = WEFT_OPTIONS_INIT;
+  o.workers = 1;
+  o.trace = "schedtrace:1";
+  weft_runtime_t *rt = NULL;
+  int created = weft_runtime_create(&rt, &o);
+  char buf[4096];
+  size_t got = 0;
+  uint64_t until = weft_now_ns() + 10000000000ull; /* a bound on failure, not a wait */
+  while (!created && weft_now_ns() < until) {
+    ssize_t k = read(slave, buf + got, sizeof buf - 1 - got);
+    if (k > 0) got += (size_t)k;
+    buf[got] = 0;
+    if (strstr(buf, "SCHED") || got == sizeof buf - 1) break;
+    sched_yield();
+  }
+  if (!created) OK(weft_runtime_destroy(rt));
+  cr_assert_eq(dup2(saved, 2), 2);
+  close(saved);
+  close(slave);
+  close(master);
+  OK(created);
+  cr_assert(strstr(buf, "SCHED"), "no schedtrace line reached the slave (%zu bytes)", got);
+}
+
 /* ---- schedtrace ---- */
 
 static void *busy_tree(void *arg) {
