@@ -323,7 +323,8 @@ static void expect_append(conn_t *c, const char *at, size_t n) {
       c->expect_ws++;
       continue;
     }
-    for (; c->expect_ws; c->expect_ws--) lower_append(c->expect, sizeof c->expect, &c->expect_len, " ", 1);
+    for (; c->expect_ws; c->expect_ws--)
+      lower_append(c->expect, sizeof c->expect, &c->expect_len, " ", 1);
     lower_append(c->expect, sizeof c->expect, &c->expect_len, &at[i], 1);
   }
 }

@@ -1134,7 +1134,7 @@ Test(io, an_accept_backs_off_while_the_kernel_is_out_of_memory_then_takes_the_co
   void *r = NULL;
   OK(weft_await_until(t, in_ns(10 * SEC_NS), &r));
   weft_task_release(t);
-  cr_assert_eq(PINT(r), 0, "the accept returned the kernel's shortage (%d) for its caller to retry",
+  cr_assert_eq(PINT(r), 0, "the accept returned the kernel's shortage (%ld) for its caller to retry",
                PINT(r));
   cr_assert_not_null(a.conn);
   OK(weft_sock_close(a.conn));

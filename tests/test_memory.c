@@ -312,7 +312,7 @@ static void *respawner(void *arg) {
 
 Test(memory, a_threads_cached_descriptors_die_with_their_runtime_even_at_a_reused_address,
      .timeout = 120) {
-  respawner_t r = {0};
+  respawner_t r = {.sums = 0}; /* the rest zero too; {0} gave the atomic pointer an int (clang) */
   pthread_t th;
   cr_assert_eq(pthread_create(&th, NULL, respawner, &r), 0);
   weft_runtime_t *last = NULL;

@@ -178,8 +178,8 @@ Test(timers, timer_and_completion_races_leave_the_wheel_empty, .timeout = 120) {
 }
 
 /* A sleep whose deadline saturates the wheel's clock (within a tick of UINT64_MAX, centuries
- * away) lowers its "none" to that and makes no wake check: no parked worker need wake for it (review B, session 36: each such arm woke one
- * to park again). */
+ * away) lowers its "none" to that and makes no wake check: no parked worker need wake for it
+ * (review B, session 36: each such arm woke one to park again). */
 static void *sleep_for_centuries(void *arg) {
   (void)arg;
   return IPTR(weft_sleep_until(UINT64_MAX - 2));
