@@ -809,6 +809,30 @@ Test(dump, a_dump_blocked_on_its_fd_does_not_stop_the_runtime, .timeout = 60) {
   OK(weft_runtime_destroy(rt));
 }
 
+/* A pty pair: *master, and *slave opened with slave_flags beside O_RDWR | O_NOCTTY. */
+static void open_pty(int *master, int *slave, int slave_flags) {
+  *master = posix_openpt(O_RDWR | O_NOCTTY);
+  cr_assert_geq(*master, 0);
+  cr_assert_eq(grantpt(*master), 0);
+  cr_assert_eq(unlockpt(*master), 0);
+  *slave = open(ptsname(*master), O_RDWR | O_NOCTTY | slave_flags);
+  cr_assert_geq(*slave, 0);
+}
+
+/* fd becomes stderr; the returned fd gives the old one back (stderr_restore). */
+static int stderr_swap(int fd) {
+  fflush(stderr);
+  int saved = dup(2);
+  cr_assert_geq(saved, 0);
+  cr_assert_eq(dup2(fd, 2), 2);
+  return saved;
+}
+
+static void stderr_restore(int saved) {
+  cr_assert_eq(dup2(saved, 2), 2);
+  close(saved);
+}
+
 /* A schedtrace monitor on stderr as the caller left it, until it waits on its output (the
  * probe), then destroy (which returns, or the test's timeout fails it). No assertion inside:
  * stderr is restored first (review E, session 36: a failure here left fd 2 on the full pipe,
@@ -837,13 +861,9 @@ Test(trace, destroy_returns_while_the_monitor_waits_on_a_full_stderr_pipe, .time
   while (write(p[1], page, sizeof page) > 0) {
   }
   cr_assert_eq(fcntl(p[1], F_SETFL, 0), 0); /* the monitor's writes would block */
-  fflush(stderr);
-  int saved = dup(2);
-  cr_assert_geq(saved, 0);
-  cr_assert_eq(dup2(p[1], 2), 2);
+  int saved = stderr_swap(p[1]);
   bool waited = monitor_waits_then_destroy();
-  cr_assert_eq(dup2(saved, 2), 2);
-  close(saved);
+  stderr_restore(saved);
   close(p[0]);
   close(p[1]);
   cr_assert(waited, "the monitor never waited on the full pipe");
@@ -852,19 +872,11 @@ Test(trace, destroy_returns_while_the_monitor_waits_on_a_full_stderr_pipe, .time
 /* The same with stderr a terminal nobody reads: poll says a terminal with some room takes a
  * write, and a line longer than that room blocked (review D, session 36). */
 Test(trace, destroy_returns_while_the_monitor_waits_on_a_terminal_nobody_reads, .timeout = 60) {
-  int master = posix_openpt(O_RDWR | O_NOCTTY);
-  cr_assert_geq(master, 0);
-  cr_assert_eq(grantpt(master), 0);
-  cr_assert_eq(unlockpt(master), 0);
-  int slave = open(ptsname(master), O_RDWR | O_NOCTTY);
-  cr_assert_geq(slave, 0);
-  fflush(stderr);
-  int saved = dup(2);
-  cr_assert_geq(saved, 0);
-  cr_assert_eq(dup2(slave, 2), 2);
+  int master, slave;
+  open_pty(&master, &slave, 0);
+  int saved = stderr_swap(slave);
   bool waited = monitor_waits_then_destroy();
-  cr_assert_eq(dup2(saved, 2), 2);
-  close(saved);
+  stderr_restore(saved);
   close(slave);
   close(master);
   cr_assert(waited, "the monitor never waited on the full terminal");
@@ -874,16 +886,9 @@ Test(trace, destroy_returns_while_the_monitor_waits_on_a_terminal_nobody_reads, 
  * a plain write's do (review G, session 36: a reopen of the master made a new pty, and every
  * line went there). */
 Test(trace, the_monitors_lines_reach_the_slave_of_a_pty_master_on_stderr, .timeout = 60) {
-  int master = posix_openpt(O_RDWR | O_NOCTTY);
-  cr_assert_geq(master, 0);
-  cr_assert_eq(grantpt(master), 0);
-  cr_assert_eq(unlockpt(master), 0);
-  int slave = open(ptsname(master), O_RDWR | O_NOCTTY | O_NONBLOCK);
-  cr_assert_geq(slave, 0);
-  fflush(stderr);
-  int saved = dup(2);
-  cr_assert_geq(saved, 0);
-  cr_assert_eq(dup2(master, 2), 2);
+  int master, slave;
+  open_pty(&master, &slave, O_NONBLOCK);
+  int saved = stderr_swap(master);
   weft_options_t o = WEFT_OPTIONS_INIT;
   o.workers = 1;
   o.trace = "schedtrace:1";
@@ -900,8 +905,7 @@ Test(trace, the_monitors_lines_reach_the_slave_of_a_pty_master_on_stderr, .timeo
     sched_yield();
   }
   if (!created) OK(weft_runtime_destroy(rt));
-  cr_assert_eq(dup2(saved, 2), 2);
-  close(saved);
+  stderr_restore(saved);
   close(slave);
   close(master);
   OK(created);
