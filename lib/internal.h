@@ -1114,6 +1114,12 @@ bool weft__trace_wants_sites(const char *spec);
 int weft__trace_start(struct weft_runtime *rt, const char *spec);
 /* Stops and joins the monitor: first thing in destroy, before the workers stop. */
 void weft__trace_stop(struct weft_runtime *rt);
+/* A running task's id, and its name (or "(unnamed)") copied into name, for a report from
+ * another thread (the watchdog, destroy's stop): t is a worker's published `current`, which
+ * may end meanwhile (then its successor's fields are read; never freed memory). */
+enum { WEFT__SAMPLED_NAME_MAX = 65 };
+uint64_t weft__task_sample(struct weft_runtime *rt, struct weft_task *t,
+                           char name[WEFT__SAMPLED_NAME_MAX]);
 /* lib/metrics.c: w's queue depths as weft_metrics_t has them (deque_depth, yield_depth). */
 void weft__worker_depths(struct weft__worker *w, uint64_t *deque, uint64_t *yield);
 /* lib/task.c: calls fn(t, ctx) for every descriptor not on a free list, under task_lock. */

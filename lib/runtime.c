@@ -13,7 +13,8 @@
  *   1. `stopping` is set (seq_cst, the store side of park's check) and every parked worker is
  *      woken. From here the workers leave their loops.
  *   2. The worker threads are joined. Each finishes the slice it is running — up to the task's
- *      next suspension point — and leaves its loop. Afterwards nothing of this runtime runs;
+ *      next suspension point — and leaves its loop (one still in its slice a second later is
+ *      named on stderr: join_worker). Afterwards nothing of this runtime runs;
  *      pthread_join orders every worker write before the steps below. Then destroy waits
  *      until the inject queue has no missing link: an outside thread that made a task
  *      runnable wakes workers before it links its entry, its last touch of the runtime
@@ -55,6 +56,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <unistd.h>
 #include <sched.h>
@@ -246,6 +248,48 @@ static void worker_fini(weft__worker_t *w) {
   weft__frames_fini(&w->frames);
 }
 
+/* A worker still running a slice this long after the stop is named on stderr (once), and then
+ * waited for as before: nothing preempts a stackful task, so a task that never reaches a
+ * suspension point — a loop without one (one that only awaits finished tasks is one), or a
+ * blocking call — holds its worker, and destroy with it. The line makes that hang
+ * diagnosable (session 37: a test's destroy waited on such a loop in silence until ctest's
+ * limit). Rejected: giving up on the worker (its task's stack and the runtime under it would
+ * be freed while it runs). */
+#define STOP_REPORT_S 1
+
+static void report_held_worker(struct weft_runtime *rt, int i) {
+  /* acquire: pairs with weft__set_current's release, as the watchdog's read */
+  struct weft_task *t = atomic_load_explicit(&rt->workers[i].current_pub, memory_order_acquire);
+  char line[320]; /* the longest: a 64-byte name and a 20-digit id */
+  int n;
+  if (t) {
+    char name[WEFT__SAMPLED_NAME_MAX];
+    uint64_t id = weft__task_sample(rt, t, name);
+    n = snprintf(line, sizeof line,
+                 "weft: weft_runtime_destroy: task '%s' (id %" PRIu64 ") has held worker %d for "
+                 "%d s since the stop without reaching a suspension point (a loop without one, "
+                 "or a blocking call); destroy waits for it\n",
+                 name, id, i, STOP_REPORT_S);
+  } else {
+    n = snprintf(line, sizeof line,
+                 "weft: weft_runtime_destroy: worker %d has not stopped %d s after the stop; "
+                 "destroy waits for it\n",
+                 i, STOP_REPORT_S);
+  }
+  size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1; /* cut: snprintf's n */
+  ssize_t ignored = write(STDERR_FILENO, line, len);
+  (void)ignored;
+}
+
+static void join_worker(struct weft_runtime *rt, int i) {
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until); /* pthread_timedjoin_np's clock */
+  until.tv_sec += STOP_REPORT_S;
+  if (pthread_timedjoin_np(rt->workers[i].thread, NULL, &until) == 0) return;
+  report_held_worker(rt, i);
+  pthread_join(rt->workers[i].thread, NULL);
+}
+
 static void stop_workers(struct weft_runtime *rt, int started) {
   atomic_store_explicit(&rt->stopping, 1, memory_order_seq_cst); /* seq_cst: see park() */
   pthread_mutex_lock(&rt->idle_lock);
@@ -255,7 +299,7 @@ static void stop_workers(struct weft_runtime *rt, int started) {
   }
   pthread_mutex_unlock(&rt->idle_lock);
   rt->poll_hooks->woke(rt, NULL); /* a worker blocked in the poller: break it too */
-  for (int i = 0; i < started; i++) pthread_join(rt->workers[i].thread, NULL);
+  for (int i = 0; i < started; i++) join_worker(rt, i);
 }
 
 /* ---- The anchor (internal.h) ------------------------------------------------------------ */

@@ -519,6 +519,22 @@ static void schedtrace(struct weft_runtime *rt, const sink_t *out) {
 
 /* ---- The watchdog ------------------------------------------------------------------------- */
 
+uint64_t weft__task_sample(struct weft_runtime *rt, struct weft_task *t,
+                           char name[WEFT__SAMPLED_NAME_MAX]) {
+  /* The descriptor stays mapped while the runtime lives; if the task ended just now these
+   * read its successor's fields: relaxed atomics, like the dump's. */
+  uint64_t id = atomic_load_explicit(&t->id, memory_order_relaxed);
+  /* The name's bytes copied at once, under the lock that keeps its slab's names array (the
+   * scavenger frees it under task_lock): a task that ends and is released just now may have
+   * its name freed (weft.h allows it), and this copy is the only read that can race that, not
+   * the line's formatting as well. */
+  pthread_mutex_lock(&rt->task_lock);
+  const char *named = weft__task_name(t);
+  snprintf(name, WEFT__SAMPLED_NAME_MAX, "%s", named ? named : "(unnamed)");
+  pthread_mutex_unlock(&rt->task_lock);
+  return id;
+}
+
 static void watchdog(struct weft__trace *tr, const sink_t *out, uint64_t now) {
   struct weft_runtime *rt = tr->rt;
   for (int i = 0; i < rt->nworkers; i++) {
@@ -537,18 +553,8 @@ static void watchdog(struct weft__trace *tr, const sink_t *out, uint64_t now) {
     }
     if (s->reported || now - s->since < tr->watch_ns) continue;
     s->reported = true;
-    /* The descriptor stays mapped while the runtime lives; if the task ended just now these
-     * read its successor's fields: relaxed atomics, like the dump's. Its slab's names array
-     * is freed only under task_lock (the scavenger), so the name is read under it. */
-    uint64_t id = atomic_load_explicit(&t->id, memory_order_relaxed);
-    /* The name's bytes copied at once, under the lock that keeps its slab's names array: a
-     * task that ends and is released just now may have its name freed (weft.h allows it), and
-     * this copy is the only read that can race that, not the line's formatting as well. */
-    char name[65];
-    pthread_mutex_lock(&rt->task_lock);
-    const char *named = weft__task_name(t);
-    snprintf(name, sizeof name, "%s", named ? named : "(unnamed)");
-    pthread_mutex_unlock(&rt->task_lock);
+    char name[WEFT__SAMPLED_NAME_MAX];
+    uint64_t id = weft__task_sample(rt, t, name);
     line_t l = {.n = 0};
     put(&l, "weft watchdog: worker %d has run one slice for %.0f ms without suspending, now in "
             "task %" PRIu64 " \"%s\" (a blocking call in a task?)",

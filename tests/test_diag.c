@@ -8,6 +8,7 @@
 #include "waits.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/syscall.h>
 #include <signal.h>
@@ -910,6 +911,79 @@ Test(trace, the_monitors_lines_reach_the_slave_of_a_pty_master_on_stderr, .timeo
   close(master);
   OK(created);
   cr_assert(strstr(buf, "SCHED"), "no schedtrace line reached the slave (%zu bytes)", got);
+}
+
+/* ---- destroy names the task that holds a worker ---- */
+
+static atomic_int holder_spinning, holder_released;
+
+/* No suspension point until released: the cancel of destroy's shutdown never reaches it. */
+static void *holds_its_worker(void *arg) {
+  (void)arg;
+  atomic_store(&holder_spinning, 1);
+  while (!atomic_load(&holder_released)) sched_yield(); /* a thread's yield, not weft's */
+  return NULL;
+}
+
+typedef struct {
+  int fd; /* the read end of the pipe that is stderr */
+  char buf[4096];
+  size_t got;
+} held_reader_t;
+
+/* Reads stderr's pipe until destroy's line about the held worker arrives (or 30 s pass, a bound
+ * on failure), then releases the task, so that destroy can return either way. */
+static void *read_until_held_line(void *arg) {
+  held_reader_t *r = arg;
+  uint64_t until = weft_now_ns() + 30000000000ull;
+  while (!strstr(r->buf, "has held worker") && r->got < sizeof r->buf - 1 &&
+         weft_now_ns() < until) {
+    struct pollfd in = {.fd = r->fd, .events = POLLIN};
+    if (poll(&in, 1, 100) <= 0) continue;
+    ssize_t n = read(r->fd, r->buf + r->got, sizeof r->buf - 1 - r->got);
+    if (n <= 0) break;
+    r->got += (size_t)n;
+    r->buf[r->got] = '\0';
+  }
+  atomic_store(&holder_released, 1);
+  return NULL;
+}
+
+/* A task that never reaches a suspension point holds its worker, and destroy with it: destroy
+ * says so on stderr, naming the task, a second after the stop, and goes on waiting (session 37:
+ * such a wait in a test went on in silence until ctest's limit). */
+Test(trace, destroy_names_a_task_that_holds_its_worker_past_the_stop, .timeout = 60) {
+  atomic_store(&holder_spinning, 0);
+  atomic_store(&holder_released, 0);
+  weft_options_t o = WEFT_OPTIONS_INIT;
+  o.workers = 1;
+  o.shutdown_timeout_ms = 1;
+  weft_runtime_t *rt;
+  OK(weft_runtime_create(&rt, &o));
+  weft_task_t *t;
+  OK(weft_runtime_spawn(rt, &t, holds_its_worker, NULL));
+  OK(weft_task_set_name(t, "held worker"));
+  uint64_t id = weft_task_id(t);
+  while (!atomic_load(&holder_spinning)) sched_yield();
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  held_reader_t r = {.fd = p[0], .got = 0};
+  r.buf[0] = '\0';
+  pthread_t reader;
+  cr_assert_eq(pthread_create(&reader, NULL, read_until_held_line, &r), 0);
+  int saved = stderr_swap(p[1]);
+  int destroyed = weft_runtime_destroy(rt); /* returns once the reader released the task */
+  stderr_restore(saved);
+  pthread_join(reader, NULL);
+  close(p[0]);
+  close(p[1]);
+  OK(destroyed);
+  cr_assert_eq(weft_await(t, NULL), 0, "the task ended by itself once released");
+  weft_task_release(t);
+  char want[128];
+  snprintf(want, sizeof want, "task 'held worker' (id %llu) has held worker 0 for 1 s",
+           (unsigned long long)id);
+  cr_assert(strstr(r.buf, want), "destroy's line is missing: stderr had \"%s\"", r.buf);
 }
 
 /* ---- schedtrace ---- */
