@@ -66,6 +66,20 @@ static void capture_end(capture_t *c) {
   fclose(c->file);
 }
 
+/* fd becomes stderr; the returned fd gives the old one back (stderr_restore). */
+static int stderr_swap(int fd) {
+  fflush(stderr);
+  int saved = dup(2);
+  cr_assert_geq(saved, 0);
+  cr_assert_eq(dup2(fd, 2), 2);
+  return saved;
+}
+
+static void stderr_restore(int saved) {
+  cr_assert_eq(dup2(saved, 2), 2);
+  close(saved);
+}
+
 /* Polls the captured stderr until it contains needle (10 s at most). */
 static bool capture_wait(capture_t *c, const char *needle, char *buf, size_t cap) {
   uint64_t until = weft_now_ns() + 10000000000ull;
@@ -663,6 +677,102 @@ Test(dump, is_written_on_the_signal_named_in_weft_trace) {
   weft_task_release(t);
 }
 
+/* ---- a long dump on a stderr pipe that another thread writes to ---- */
+
+typedef struct {
+  int fd;            /* the read end of the pipe that is stderr */
+  char *buf;         /* everything read */
+  size_t got, cap;
+  atomic_int dumped; /* the reader saw the dump's last line */
+  atomic_int stop;   /* set by the test: the foreign writer stops */
+} shared_pipe_t;
+
+static void *read_shared_pipe(void *arg) {
+  shared_pipe_t *s = arg;
+  uint64_t until = weft_now_ns() + 30000000000ull; /* a bound on failure */
+  while (!atomic_load(&s->stop) && s->got < s->cap - 1 && weft_now_ns() < until) {
+    struct pollfd in = {.fd = s->fd, .events = POLLIN};
+    if (poll(&in, 1, 100) <= 0) continue;
+    ssize_t n = read(s->fd, s->buf + s->got, s->cap - 1 - s->got);
+    if (n <= 0) break;
+    s->got += (size_t)n;
+    s->buf[s->got] = '\0';
+    if (strstr(s->buf, "weft dump end")) atomic_store(&s->dumped, 1);
+  }
+  atomic_store(&s->dumped, 1); /* done either way: the test looks at what came */
+  return NULL;
+}
+
+static void *write_foreign_lines(void *arg) {
+  shared_pipe_t *s = arg;
+  static const char line[] = "foreign line\n"; /* one write(2) of < PIPE_BUF: whole */
+  while (!atomic_load(&s->stop) && !atomic_load(&s->dumped)) {
+    ssize_t ignored = write(2, line, sizeof line - 1);
+    (void)ignored;
+    sched_yield();
+  }
+  return NULL;
+}
+
+/* Whether every line of buf is whole: a foreign one, or one of the dump's. */
+static bool lines_are_whole(char *buf, long *task_lines, char **bad) {
+  *task_lines = 0;
+  char *save = NULL;
+  for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    if (strcmp(line, "foreign line") == 0 || strncmp(line, "weft dump", 9) == 0) continue;
+    size_t n = strlen(line);
+    bool task_line = strncmp(line, "  task ", 7) == 0 && strstr(line, ", age ") && n > 3 &&
+                     strcmp(line + n - 3, " ms") == 0; /* its end: ", age N ms" */
+    if (!task_line) {
+      *bad = line;
+      return false;
+    }
+    ++*task_lines;
+  }
+  return true;
+}
+
+/* The monitor writes a dump of many lines to a pipe in pieces of at most PIPE_BUF bytes cut at
+ * a line's end (monitor_piece), each of which the pipe takes whole: another thread's lines on
+ * the same stderr land between the dump's lines, never inside one. */
+Test(dump, a_long_dump_on_a_shared_stderr_pipe_keeps_its_lines_whole, .timeout = 120) {
+  enum { SLEEPERS = 10000 };
+  weft_runtime_t *rt = traced_runtime(2, "dump:USR1");
+  for (int i = 0; i < SLEEPERS; i++) {
+    weft_task_t *t;
+    OK(weft_runtime_spawn(rt, &t, nap, IPTR(600000)));
+    weft_task_release(t);
+  }
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  static char buf[8 << 20];
+  shared_pipe_t s = {.fd = p[0], .buf = buf, .got = 0, .cap = sizeof buf};
+  buf[0] = '\0';
+  pthread_t reader, writer;
+  int saved = stderr_swap(p[1]);
+  bool started = pthread_create(&reader, NULL, read_shared_pipe, &s) == 0;
+  started = started && pthread_create(&writer, NULL, write_foreign_lines, &s) == 0;
+  if (started) raise(SIGUSR1);
+  while (started && !atomic_load(&s.dumped)) sched_yield();
+  atomic_store(&s.stop, 1);
+  if (started) {
+    pthread_join(writer, NULL);
+    pthread_join(reader, NULL);
+  }
+  stderr_restore(saved);
+  close(p[0]);
+  close(p[1]);
+  OK(weft_runtime_destroy(rt));
+  cr_assert(started, "a thread of the test did not start");
+  cr_assert(strstr(buf, "weft dump end"), "no dump end arrived (%zu bytes)", s.got);
+  cr_assert(strstr(buf, "foreign line"), "the other thread wrote nothing meanwhile");
+  long task_lines;
+  char *bad = NULL;
+  bool whole = lines_are_whole(buf, &task_lines, &bad);
+  cr_assert(whole, "a line was cut: \"%.200s\"", bad);
+  cr_assert_geq(task_lines, SLEEPERS, "the dump had %ld task lines", task_lines);
+}
+
 /* Counts "SCHED" lines after the first `after` in s. */
 static int sched_lines_after(const char *s, const char *after) {
   const char *p = strstr(s, after);
@@ -818,20 +928,6 @@ static void open_pty(int *master, int *slave, int slave_flags) {
   cr_assert_eq(unlockpt(*master), 0);
   *slave = open(ptsname(*master), O_RDWR | O_NOCTTY | slave_flags);
   cr_assert_geq(*slave, 0);
-}
-
-/* fd becomes stderr; the returned fd gives the old one back (stderr_restore). */
-static int stderr_swap(int fd) {
-  fflush(stderr);
-  int saved = dup(2);
-  cr_assert_geq(saved, 0);
-  cr_assert_eq(dup2(fd, 2), 2);
-  return saved;
-}
-
-static void stderr_restore(int saved) {
-  cr_assert_eq(dup2(saved, 2), 2);
-  close(saved);
 }
 
 /* A schedtrace monitor on stderr as the caller left it, until it waits on its output (the
