@@ -746,6 +746,7 @@ typedef struct weft__worker {
   _Atomic uint32_t park_word WEFT__ALIGNED; /* futex: 0 sleeping, 1 woken */
   struct weft__worker *next_idle;
   bool idle_listed;
+  bool joined; /* destroy's timed join took it (lib/runtime.c's join_workers) */
   pthread_t thread;
   /* Statistics: owner writes, readers tolerate tearing-free relaxed reads. */
   _Atomic uint64_t n_spawned, n_inlined, n_stolen, n_parks, n_unrun;
@@ -1118,6 +1119,10 @@ void weft__trace_stop(struct weft_runtime *rt);
  * another thread (the watchdog, destroy's stop): t is a worker's published `current`, which
  * may end meanwhile (then its successor's fields are read; never freed memory). */
 enum { WEFT__SAMPLED_NAME_MAX = 65 };
+/* One line to stderr as the monitor writes (lib/trace.c: a copy of fd 2, looked at, polled
+ * OUTPUT_LOOK_MS at most for room), dropped if it finds none: for destroy's own report, which
+ * a stderr nobody reads must not block. */
+void weft__stderr_try_line(const char *p, size_t n);
 uint64_t weft__task_sample(struct weft_runtime *rt, struct weft_task *t,
                            char name[WEFT__SAMPLED_NAME_MAX]);
 /* lib/metrics.c: w's queue depths as weft_metrics_t has them (deque_depth, yield_depth). */

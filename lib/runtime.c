@@ -14,7 +14,7 @@
  *      woken. From here the workers leave their loops.
  *   2. The worker threads are joined. Each finishes the slice it is running — up to the task's
  *      next suspension point — and leaves its loop (one still in its slice a second later is
- *      named on stderr: join_worker). Afterwards nothing of this runtime runs;
+ *      named on stderr: join_workers). Afterwards nothing of this runtime runs;
  *      pthread_join orders every worker write before the steps below. Then destroy waits
  *      until the inject queue has no missing link: an outside thread that made a task
  *      runnable wakes workers before it links its entry, its last touch of the runtime
@@ -253,8 +253,12 @@ static void worker_fini(weft__worker_t *w) {
  * suspension point — a loop without one (one that only awaits finished tasks is one), or a
  * blocking call — holds its worker, and destroy with it. The line makes that hang
  * diagnosable (session 37: a test's destroy waited on such a loop in silence until ctest's
- * limit). Rejected: giving up on the worker (its task's stack and the runtime under it would
- * be freed while it runs). */
+ * limit). One deadline for all the workers, so that every worker held at it is named (review
+ * H: a deadline per worker, taken after the join of the one before, named only the first).
+ * The line is written as the monitor's are, so that a stderr nobody reads cannot block destroy
+ * (review H). Rejected: giving up on the worker (its task's stack and the runtime under it
+ * would be freed while it runs). CLOCK_REALTIME: pthread_timedjoin_np's, and the one TSan
+ * intercepts (a clock step moves the line, never the join). */
 #define STOP_REPORT_S 1
 
 static void report_held_worker(struct weft_runtime *rt, int i) {
@@ -270,27 +274,35 @@ static void report_held_worker(struct weft_runtime *rt, int i) {
                  "%d s since the stop without reaching a suspension point (a loop without one, "
                  "or a blocking call); destroy waits for it\n",
                  name, id, i, STOP_REPORT_S);
-  } else {
+  } else { /* between slices, or its task ended just now */
     n = snprintf(line, sizeof line,
                  "weft: weft_runtime_destroy: worker %d has not stopped %d s after the stop; "
                  "destroy waits for it\n",
                  i, STOP_REPORT_S);
   }
-  size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1; /* cut: snprintf's n */
-  ssize_t ignored = write(STDERR_FILENO, line, len);
-  (void)ignored;
+  size_t len = n < 0 ? 0 : (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
+  weft__stderr_try_line(line, len);
 }
 
-static void join_worker(struct weft_runtime *rt, int i) {
-  struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until); /* pthread_timedjoin_np's clock */
-  until.tv_sec += STOP_REPORT_S;
-  if (pthread_timedjoin_np(rt->workers[i].thread, NULL, &until) == 0) return;
-  report_held_worker(rt, i);
-  pthread_join(rt->workers[i].thread, NULL);
+/* Joins the first `started` workers; destroy's (name_held) first joins each by one deadline,
+ * naming every worker still held at it, and only then waits for those (a wait for one before
+ * the look at the next let the next end unnamed). */
+static void join_workers(struct weft_runtime *rt, int started, bool name_held) {
+  if (name_held) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += STOP_REPORT_S;
+    for (int i = 0; i < started; i++) {
+      rt->workers[i].joined = pthread_timedjoin_np(rt->workers[i].thread, NULL, &until) == 0;
+      if (!rt->workers[i].joined) report_held_worker(rt, i);
+    }
+  }
+  for (int i = 0; i < started; i++)
+    if (!name_held || !rt->workers[i].joined) pthread_join(rt->workers[i].thread, NULL);
 }
 
-static void stop_workers(struct weft_runtime *rt, int started) {
+/* name_held: destroy's stop (a runtime_create that failed starts no task). */
+static void stop_workers(struct weft_runtime *rt, int started, bool name_held) {
   atomic_store_explicit(&rt->stopping, 1, memory_order_seq_cst); /* seq_cst: see park() */
   pthread_mutex_lock(&rt->idle_lock);
   for (weft__worker_t *w = rt->idle_list; w; w = w->next_idle) {
@@ -299,7 +311,7 @@ static void stop_workers(struct weft_runtime *rt, int started) {
   }
   pthread_mutex_unlock(&rt->idle_lock);
   rt->poll_hooks->woke(rt, NULL); /* a worker blocked in the poller: break it too */
-  for (int i = 0; i < started; i++) join_worker(rt, i);
+  join_workers(rt, started, name_held);
 }
 
 /* ---- The anchor (internal.h) ------------------------------------------------------------ */
@@ -480,14 +492,14 @@ int weft_runtime_create(weft_runtime_t **out, const weft_options_t *opts) {
     weft__worker_count_fresh(rt, 1); /* it looks for work as soon as it runs */
     if (weft__fault_hit(WEFT__FAULT_THREAD) || pthread_create(&w->thread, NULL, worker_thread, w)) {
       weft__worker_count_fresh(rt, -1);
-      stop_workers(rt, started);
+      stop_workers(rt, started, false);
       runtime_free(rt, inited);
       return WEFT_EAGAIN;
     }
   }
   /* The monitor reads the workers: started after them, stopped before them. */
   if ((err = weft__trace_start(rt, trace)) != 0) {
-    stop_workers(rt, started);
+    stop_workers(rt, started, false);
     runtime_free(rt, inited);
     return err;
   }
@@ -575,7 +587,7 @@ int weft_runtime_destroy(weft_runtime_t *rt) {
   /* relaxed: a flag (lib/join.c's weft__cancelled); the workers' stop that follows wakes them */
   atomic_store_explicit(&rt->discarding, 1, memory_order_relaxed);
   weft__trace_stop(rt);
-  stop_workers(rt, rt->nworkers);
+  stop_workers(rt, rt->nworkers, true);
   /* A shutdown that timed out may have missed a child one of its tasks was still spawning at
    * its last walk (docs/api.md, weft_runtime_shutdown). With the workers stopped every spawn
    * is published, so one more walk cancels it — and from then on every unfinished task has

@@ -213,6 +213,18 @@ static ssize_t monitor_write(const sink_t *s, const char *p, size_t n) {
   }
 }
 
+void weft__stderr_try_line(const char *p, size_t n) {
+  int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3); /* a copy looked at and written: as above */
+  if (fd < 0) return;
+  while (n) {
+    ssize_t k = monitor_try_write(fd, p, n);
+    if (k <= 0) break; /* no room within OUTPUT_LOOK_MS, or an error: the rest is dropped */
+    p += k;
+    n -= (size_t)k;
+  }
+  close(fd);
+}
+
 /* A piece of the monitor's output: PIPE_BUF bytes at most, which a pipe takes whole or not at
  * all (never a part of a line beside another writer's). Whole lines where they fit. */
 static size_t monitor_piece(const char *p, size_t left) {
@@ -522,16 +534,23 @@ static void schedtrace(struct weft_runtime *rt, const sink_t *out) {
 uint64_t weft__task_sample(struct weft_runtime *rt, struct weft_task *t,
                            char name[WEFT__SAMPLED_NAME_MAX]) {
   /* The descriptor stays mapped while the runtime lives; if the task ended just now these
-   * read its successor's fields: relaxed atomics, like the dump's. */
+   * read its successor's fields: relaxed atomics, like the dump's. The id is read again after
+   * the name: a descriptor that changed tasks in between is read once more, so that the pair
+   * is one task's (review H), three times at most (a sample, not a snapshot). */
   uint64_t id = atomic_load_explicit(&t->id, memory_order_relaxed);
-  /* The name's bytes copied at once, under the lock that keeps its slab's names array (the
-   * scavenger frees it under task_lock): a task that ends and is released just now may have
-   * its name freed (weft.h allows it), and this copy is the only read that can race that, not
-   * the line's formatting as well. */
-  pthread_mutex_lock(&rt->task_lock);
-  const char *named = weft__task_name(t);
-  snprintf(name, WEFT__SAMPLED_NAME_MAX, "%s", named ? named : "(unnamed)");
-  pthread_mutex_unlock(&rt->task_lock);
+  for (int tries = 0; tries < 3; tries++) {
+    /* The name's bytes copied at once, under the lock that keeps its slab's names array (the
+     * scavenger frees it under task_lock): a task that ends and is released just now may have
+     * its name freed (weft.h allows it), and this copy is the only read that can race that,
+     * not the line's formatting as well. */
+    pthread_mutex_lock(&rt->task_lock);
+    const char *named = weft__task_name(t);
+    snprintf(name, WEFT__SAMPLED_NAME_MAX, "%s", named ? named : "(unnamed)");
+    pthread_mutex_unlock(&rt->task_lock);
+    uint64_t again = atomic_load_explicit(&t->id, memory_order_relaxed);
+    if (again == id) break;
+    id = again;
+  }
   return id;
 }
 

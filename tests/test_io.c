@@ -317,6 +317,7 @@ static int read_echo(int fd, char ch, int timeout_ms) {
 }
 
 static int exhaustion_child(int port) {
+  alarm(120); /* its own bound (the test's watchdog timer is not inherited): SIGALRM ends it */
   struct rlimit lim;
   getrlimit(RLIMIT_NOFILE, &lim);
   lim.rlim_cur = lim.rlim_max; /* the child is not the one under test */

@@ -19,18 +19,20 @@
 /* Criterion 2.4.1's per-test timeouts (BoxFort's killer thread, in the runner) did not fire: a
  * test that spun under gcc's TSan ran on past its `.timeout = 120` and the binary's --timeout
  * 900 to ctest's 1 200 s limit, which names no test (session 36's CI; in the reproduction the
- * runner had no killer thread left). So each test's worker process (one per test, exec'd by BoxFort, which sets
- * BXFI_MAP) arms a timer of its own: at WEFT_TEST_WATCHDOG_S seconds (default 600, under
- * ctest's limit) the kernel sends SIGXCPU, whose default action ends the process, and
- * Criterion reports that test as crashed by signal 24. No handler: TSan defers a handled
- * signal to the thread's next interceptor, which a spinning thread never reaches. The runner
- * arms nothing (its own wait is the sum of its tests'). */
+ * runner had no killer thread left). So each test's worker process (one per test, exec'd by
+ * BoxFort, which sets BXFI_MAP) arms a timer of its own: at WEFT_TEST_WATCHDOG_S seconds
+ * (default 600, under ctest's limit) the kernel sends SIGVTALRM, whose default action ends the
+ * process (without a core, which SIGXCPU's would write: review H), and Criterion reports that
+ * test as crashed. No handler: TSan defers a handled signal to the thread's next interceptor,
+ * which a spinning thread never reaches. The runner arms nothing (its own wait is the sum of
+ * its tests'). A POSIX timer is not inherited by fork nor kept by exec: a test's child
+ * processes bound themselves (alarm). */
 __attribute__((constructor)) static void arm_test_watchdog(void) {
   if (!getenv("BXFI_MAP")) return; /* the runner, or a binary run outside Criterion's sandbox */
   const char *env = getenv("WEFT_TEST_WATCHDOG_S");
   long seconds = env ? strtol(env, NULL, 10) : 600;
   if (seconds <= 0) return; /* 0: no watchdog (a debugger session) */
-  struct sigevent ev = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGXCPU};
+  struct sigevent ev = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGVTALRM};
   timer_t timer;
   struct itimerspec at = {.it_value = {.tv_sec = seconds}};
   if (timer_create(CLOCK_MONOTONIC, &ev, &timer) != 0 || timer_settime(timer, 0, &at, NULL) != 0)
