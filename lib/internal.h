@@ -1119,9 +1119,10 @@ void weft__trace_stop(struct weft_runtime *rt);
  * another thread (the watchdog, destroy's stop): t is a worker's published `current`, which
  * may end meanwhile (then its successor's fields are read; never freed memory). */
 enum { WEFT__SAMPLED_NAME_MAX = 65 };
-/* One line to stderr as the monitor writes (lib/trace.c: a copy of fd 2, looked at, polled
- * OUTPUT_LOOK_MS at most for room), dropped if it finds none: for destroy's own report, which
- * a stderr nobody reads must not block. */
+/* One line to stderr as the monitor writes (lib/trace.c: a copy of fd 2, looked at, written
+ * without blocking where it can be, waited on OUTPUT_LOOK_MS at most for room, never SIGPIPE),
+ * dropped if it finds none: for destroy's own report, which a stderr nobody reads must not
+ * block. */
 void weft__stderr_try_line(const char *p, size_t n);
 uint64_t weft__task_sample(struct weft_runtime *rt, struct weft_task *t,
                            char name[WEFT__SAMPLED_NAME_MAX]);

@@ -428,31 +428,14 @@ static ssize_t call_readv(weft__sock_t *s, void *ctx) {
   return sys_recvmsg(s->fd, &m);
 }
 
-/* A write to a pipe whose reader is gone raises SIGPIPE, which kills the process by default;
- * sockets have MSG_NOSIGNAL, pipes nothing like it. So the calling thread holds SIGPIPE blocked
- * for the call, and an EPIPE's signal (raised for this thread) is taken back with a zero-timeout
- * sigtimedwait before the mask is restored. A SIGPIPE already pending before the call is left
- * alone (standard signals do not queue: the call's merged with it, and it was not ours to
- * take). Three more system calls per pipe write; sockets and other files pay nothing (only
- * pipes and FIFOs answer EPIPE). Found by review (session 19): weft.h promised WEFT_EPIPE and
- * the process died. Rejected: ignoring SIGPIPE process-wide (the application's choice, not a
- * library's) and blocking it in the workers for good (a plain thread's write would still die,
- * and a user's handler would never run on a worker again). */
+/* A write to a pipe whose reader is gone must not raise SIGPIPE (weft.h promises WEFT_EPIPE):
+ * lib/sys.h's hold, three more system calls per pipe write; sockets (MSG_NOSIGNAL) and other
+ * files (only pipes and FIFOs answer EPIPE) pay nothing. */
 static ssize_t pipe_write(weft__sock_t *s, io_buf_t *b) {
-  sigset_t only_pipe, old, pending;
-  sigemptyset(&only_pipe);
-  sigaddset(&only_pipe, SIGPIPE);
-  bool was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
-  pthread_sigmask(SIG_BLOCK, &only_pipe, &old);
+  weft__sigpipe_hold_t hold;
+  weft__sigpipe_hold(&hold);
   ssize_t n = b->iov ? writev(s->fd, b->iov, b->iovcnt) : write(s->fd, b->buf, b->len);
-  int e = errno;
-  if (n < 0 && e == EPIPE && !was_pending) {
-    struct timespec zero = {0, 0};
-    while (sigtimedwait(&only_pipe, NULL, &zero) < 0 && errno == EINTR) {
-    }
-  }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  errno = e;
+  weft__sigpipe_release(&hold, n, errno);
   return n;
 }
 

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <linux/futex.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -194,6 +195,27 @@ static void forked_init(void) {
 #define FK_REL memory_order_release
 #define FK_YIELD() sched_yield()
 #define FK_FN(name) forked_##name
+void weft__sigpipe_hold(weft__sigpipe_hold_t *h) {
+  sigset_t only_pipe, pending;
+  sigemptyset(&only_pipe);
+  sigaddset(&only_pipe, SIGPIPE);
+  h->was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+  pthread_sigmask(SIG_BLOCK, &only_pipe, &h->old);
+}
+
+void weft__sigpipe_release(weft__sigpipe_hold_t *h, long n, int err) {
+  if (n < 0 && err == EPIPE && !h->was_pending) {
+    sigset_t only_pipe;
+    sigemptyset(&only_pipe);
+    sigaddset(&only_pipe, SIGPIPE);
+    struct timespec zero = {0, 0};
+    while (sigtimedwait(&only_pipe, NULL, &zero) < 0 && errno == EINTR) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &h->old, NULL);
+  errno = err;
+}
+
 #include "forked_impl.h"
 
 bool weft__forked_claim(int kind) {

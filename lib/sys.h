@@ -6,6 +6,7 @@
 #define WEFT_SYS_H
 
 #include <limits.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -145,6 +146,23 @@ size_t weft__madvise_ranges(struct iovec *ranges, size_t n, int advice);
  * CLOCK_MONOTONIC_COARSE (the vDSO's last tick: no TSC read, 1-4 ms resolution): for ages in
  * dumps, stamped on every spawn, never for deadlines. */
 uint64_t weft__coarse_now_ns(void);
+
+/* A write to a pipe whose reader is gone raises SIGPIPE, which kills the process by default;
+ * sockets have MSG_NOSIGNAL, pipes nothing like it. So a write that may reach a pipe holds
+ * SIGPIPE blocked on its thread for the call (weft__sigpipe_hold), and an EPIPE's signal
+ * (raised for this thread) is taken back with a zero-timeout sigtimedwait before the mask is
+ * restored (weft__sigpipe_release: n and err are the write's result and errno). A SIGPIPE
+ * already pending before the call is left alone (standard signals do not queue: the call's
+ * merged with it, and it was not ours to take). Three system calls more per write. Rejected:
+ * ignoring SIGPIPE process-wide (the application's choice, not a library's) and blocking it in
+ * weft's threads for good (a plain thread's write would still die, and a user's handler would
+ * never run on a worker again). lib/io.c (review, session 19) and lib/trace.c use it. */
+typedef struct {
+  sigset_t old;
+  bool was_pending;
+} weft__sigpipe_hold_t;
+void weft__sigpipe_hold(weft__sigpipe_hold_t *h);
+void weft__sigpipe_release(weft__sigpipe_hold_t *h, long n, int err);
 
 /* fork(): process-wide state that a child must make anew (lib/task.c's live runtimes, lib/
  * overflow.c's SIGSEGV handler count), one kind each. weft__forked_claim answers true to the

@@ -45,12 +45,14 @@
  * Every line is written with one write(2) to fd 2, so lines of two runtimes cannot interleave
  * (a line over PIPE_BUF bytes, a schedtrace line of ~90 workers or more, goes in pieces). The
  * monitor's writes wait in poll while stderr takes nothing, looking for destroy's stop, and
- * block beyond that only in the cases docs/api.md lists (monitor_write: by what fd 2 is, on a
- * copy of it taken for each try): a plain write blocked for good on
- * a stderr pipe or terminal nobody read (a supervisor gone, a stalled terminal), and destroy,
- * which joins the monitor, blocked with it (session 36; the terminal from review D). What is
- * left unwritten at the stop is dropped. Its pieces are of at most PIPE_BUF bytes, cut at a
- * line's end (monitor_piece), which a pipe with room takes whole. A weft_runtime_dump call
+ * block beyond that only in the cases docs/api.md lists (monitor_try_write: by what fd 2 is,
+ * on a copy of it taken for each try): a plain write blocked for good on a stderr pipe or
+ * terminal nobody read (a supervisor gone, a stalled terminal), and destroy, which joins the
+ * monitor, blocked with it (session 36; the terminal from review D; a pipe another writer
+ * fills, review I). What is left unwritten at the stop is dropped. A reader gone gives EPIPE,
+ * never SIGPIPE (review I). destroy's own line about a held worker goes out the same way, in
+ * OUTPUT_LOOK_MS at most (weft__stderr_try_line). The pieces are of at most PIPE_BUF bytes,
+ * cut at a line's end (monitor_piece), which a pipe with room takes whole. A weft_runtime_dump call
  * writes to its caller's fd as the caller's own writes would.
  */
 #include "deque.h"
@@ -124,64 +126,85 @@ typedef struct {
 
 enum { MONITOR_NO_ROOM = -2 }; /* monitor_try_write: nothing written, fd took nothing */
 
-/* Whether fd takes a write within OUTPUT_LOOK_MS (or has an error for the write to report). */
-static bool writable_soon(int fd) {
-  struct pollfd p = {.fd = fd, .events = POLLOUT};
-  int r;
-  while ((r = poll(&p, 1, OUTPUT_LOOK_MS)) < 0 && errno == EINTR) {
+/* Whether fd takes a write by deadline (or has an error for the write to report). A signal's
+ * EINTR polls again for the time left only (review I: a fresh 50 ms per signal never ended
+ * under a 20 ms interval timer). */
+static bool writable_by(int fd, uint64_t deadline) {
+  for (;;) {
+    uint64_t now = weft_now_ns();
+    int left_ms = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int r = poll(&p, 1, left_ms);
+    if (r >= 0 || errno != EINTR) return r != 0;
+    if (weft_now_ns() >= deadline) return false;
   }
-  return r != 0;
 }
 
-/* A write to the terminal fd names (st: fd's), through a non-blocking description of our own,
- * opened for this write and closed after it: poll's POLLOUT on a terminal means some room, and
- * a longer write slept in the kernel for good when nobody read the terminal (review D, session
- * 36). Used only if it is that very terminal; never for /dev/tty (it reaches whatever terminal
- * controls the process now) or a pty master (the reopen makes a new pty: review G, the lines
- * went nowhere). Otherwise, or if the open fails (a terminal of another user after a privilege
- * drop, no /proc): a poll, then fd itself, which a terminal nobody reads can still block. */
-static ssize_t monitor_terminal_write(int fd, const struct stat *st, const char *p, size_t n) {
+/* A non-blocking description of the terminal or pipe fd names (st: fd's), opened through
+ * /proc/self/fd for one write and closed after it (fd 2's own flags are not touched): poll's
+ * POLLOUT on a terminal means some room, and a longer write slept in the kernel for good when
+ * nobody read it (review D, session 36); on a pipe, another writer may fill it between the
+ * poll and the write (review I), where a non-blocking write of at most PIPE_BUF bytes is whole
+ * or EAGAIN. Never for /dev/tty (it reaches whatever terminal controls the process now) or a
+ * pty master (the reopen makes a new pty: review G, the lines went nowhere); checked to be
+ * the same file. -1 if not (a terminal of another user after a privilege drop, no /proc, a
+ * FIFO with no reader: ENXIO). */
+static int reopen_nonblocking(int fd, const struct stat *st) {
   unsigned ptn;
-  int own = -1;
-  if (st->st_rdev != makedev(5, 0) && ioctl(fd, TIOCGPTN, &ptn) != 0) {
-    char path[32];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    own = open(path, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-    struct stat o;
-    if (own >= 0 && (fstat(own, &o) != 0 || !S_ISCHR(o.st_mode) || o.st_rdev != st->st_rdev)) {
-      close(own);
-      own = -1;
-    }
+  bool terminal = S_ISCHR(st->st_mode);
+  if (terminal && (st->st_rdev == makedev(5, 0) || ioctl(fd, TIOCGPTN, &ptn) == 0)) return -1;
+  char path[32];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  int own = open(path, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  struct stat o;
+  if (own >= 0 && (fstat(own, &o) != 0 ||
+                   (terminal ? !S_ISCHR(o.st_mode) || o.st_rdev != st->st_rdev
+                             : !S_ISFIFO(o.st_mode) || o.st_dev != st->st_dev ||
+                                   o.st_ino != st->st_ino))) {
+    close(own);
+    own = -1;
   }
-  if (own < 0) return writable_soon(fd) ? write(fd, p, n) : MONITOR_NO_ROOM;
-  ssize_t k = write(own, p, n);
-  int e = errno;
-  close(own);
-  errno = e;
+  return own;
+}
+
+/* A write that may reach a pipe with no reader: EPIPE, never SIGPIPE (lib/sys.h). */
+static ssize_t write_no_sigpipe(int fd, const char *p, size_t n) {
+  weft__sigpipe_hold_t hold;
+  weft__sigpipe_hold(&hold);
+  ssize_t k = write(fd, p, n);
+  weft__sigpipe_release(&hold, k, errno);
   return k;
 }
 
-/* One try on fd, a copy of fd 2's description looked at now: what it wrote, -1 with errno, or
- * MONITOR_NO_ROOM after OUTPUT_LOOK_MS without room.
- *   a pipe (or a device other than a terminal): poll, then a write of at most PIPE_BUF bytes,
- *     which a pipe with room takes whole (left: a writer of the program's own that fills it
- *     between the two);
- *   a terminal: monitor_terminal_write; a socket: send with MSG_DONTWAIT;
- *   a regular file, or fd 2 not open for writing: a plain write (EBADF for the last). */
-static ssize_t monitor_try_write(int fd, const char *p, size_t n) {
+/* One try on fd, a copy of fd 2's description looked at now: what it wrote, -1 with errno
+ * (EAGAIN: it has room again, try at once), or MONITOR_NO_ROOM at deadline without room.
+ *   a terminal or a pipe: through reopen_nonblocking's description, waiting by poll for room
+ *     after EAGAIN; if it cannot be had, a poll, then fd itself (left: a writer of the
+ *     program's own that fills a pipe between the two blocks that write, as a terminal
+ *     nobody reads can);
+ *   a socket: send with MSG_DONTWAIT and MSG_NOSIGNAL; another device: a poll, then a write;
+ *   a regular file, or fd 2 not open for writing: a plain write (EBADF for the last).
+ * No SIGPIPE from a reader gone (review I: the process died of it). */
+static ssize_t monitor_try_write(int fd, const char *p, size_t n, uint64_t deadline) {
   struct stat st;
   int flags = fcntl(fd, F_GETFL);
   if (flags < 0 || fstat(fd, &st) != 0) return -1;
   if ((flags & O_ACCMODE) == O_RDONLY || S_ISREG(st.st_mode)) return write(fd, p, n);
   ssize_t k;
-  if (S_ISSOCK(st.st_mode))
-    k = send(fd, p, n, MSG_DONTWAIT);
-  else if (S_ISCHR(st.st_mode) && isatty(fd))
-    k = monitor_terminal_write(fd, &st, p, n);
-  else
-    k = writable_soon(fd) ? write(fd, p, n) : MONITOR_NO_ROOM;
-  if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) /* no room: a socket's, a terminal's */
-    return writable_soon(fd) ? -1 : MONITOR_NO_ROOM; /* -1 with EAGAIN: try again at once */
+  int own = -1;
+  if (S_ISSOCK(st.st_mode)) {
+    k = send(fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+  } else if (((S_ISCHR(st.st_mode) && isatty(fd)) || S_ISFIFO(st.st_mode)) &&
+             (own = reopen_nonblocking(fd, &st)) >= 0) {
+    k = write_no_sigpipe(own, p, n);
+  } else {
+    k = writable_by(fd, deadline) ? write_no_sigpipe(fd, p, n) : MONITOR_NO_ROOM;
+  }
+  if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) /* no room: wait for some */
+    k = writable_by(own >= 0 ? own : fd, deadline) ? -1 : MONITOR_NO_ROOM; /* -1: EAGAIN */
+  int e = errno;
+  if (own >= 0) close(own);
+  errno = e;
   return k;
 }
 
@@ -190,7 +213,8 @@ static ssize_t monitor_try_write(int fd, const char *p, size_t n) {
  * (so the look at what fd 2 is, the poll and the write are about one file even if the program
  * moves fd 2 meanwhile: review G, a look at /dev/null then a write to a full pipe blocked
  * destroy) and closed after it (no copy kept: review F, a kept one held a pipe's end of stream
- * off after a redirect, a close or a fork). */
+ * off after a redirect, a close or a fork). Each try waits OUTPUT_LOOK_MS at most, then looks
+ * at the stop. */
 static ssize_t monitor_write(const sink_t *s, const char *p, size_t n) {
   for (;;) {
     /* acquire: as monitor()'s look at the same word */
@@ -200,7 +224,7 @@ static ssize_t monitor_write(const sink_t *s, const char *p, size_t n) {
     }
     int fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 3);
     if (fd < 0) return -1; /* fd 2 closed: EBADF, as a write would say */
-    ssize_t k = monitor_try_write(fd, p, n);
+    ssize_t k = monitor_try_write(fd, p, n, weft_now_ns() + OUTPUT_LOOK_MS * 1000000ull);
     int e = errno;
     close(fd);
     if (k == MONITOR_NO_ROOM) {
@@ -214,15 +238,20 @@ static ssize_t monitor_write(const sink_t *s, const char *p, size_t n) {
 }
 
 void weft__stderr_try_line(const char *p, size_t n) {
-  int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3); /* a copy looked at and written: as above */
-  if (fd < 0) return;
+  uint64_t deadline = weft_now_ns() + OUTPUT_LOOK_MS * 1000000ull; /* for the whole line */
   while (n) {
-    ssize_t k = monitor_try_write(fd, p, n);
-    if (k <= 0) break; /* no room within OUTPUT_LOOK_MS, or an error: the rest is dropped */
-    p += k;
-    n -= (size_t)k;
+    int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3); /* a copy looked at and written: above */
+    if (fd < 0) return;
+    ssize_t k = monitor_try_write(fd, p, n, deadline);
+    int e = errno;
+    close(fd);
+    if (k > 0) {
+      p += k;
+      n -= (size_t)k;
+    } else if (!(k == -1 && (e == EAGAIN || e == EWOULDBLOCK) && weft_now_ns() < deadline)) {
+      return; /* no room by the deadline, or an error: the rest is dropped */
+    }
   }
-  close(fd);
 }
 
 /* A piece of the monitor's output: PIPE_BUF bytes at most, which a pipe takes whole or not at
@@ -547,6 +576,9 @@ uint64_t weft__task_sample(struct weft_runtime *rt, struct weft_task *t,
     const char *named = weft__task_name(t);
     snprintf(name, WEFT__SAMPLED_NAME_MAX, "%s", named ? named : "(unnamed)");
     pthread_mutex_unlock(&rt->task_lock);
+    /* acquire fence: the name's loads before the id's second load (a weakly ordered CPU
+     * could take the second load first: review I) */
+    atomic_thread_fence(memory_order_acquire);
     uint64_t again = atomic_load_explicit(&t->id, memory_order_relaxed);
     if (again == id) break;
     id = again;

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -1097,7 +1098,7 @@ Test(trace, destroy_names_the_tasks_that_hold_their_workers_past_the_stop, .time
 static void *blocks_for_a_while(void *arg) {
   (void)arg;
   atomic_fetch_add(&holders_spinning, 1);
-  struct timespec ts = {1, 500000000}; /* 1.5 s: past destroy's report */
+  struct timespec ts = {2, 500000000}; /* 2.5 s: well past destroy's report, at 1 s */
   nanosleep(&ts, NULL);
   return NULL;
 }
@@ -1113,10 +1114,12 @@ static void *destroy_on_a_thread(void *arg) {
   return NULL;
 }
 
-/* destroy's line about a held worker, with stderr a full pipe nobody reads, is dropped, not
- * waited for: destroy returns once the worker is free (review H: a plain write blocked it for
- * good, where before the line it returned). */
-Test(trace, destroy_returns_with_a_held_worker_and_a_full_stderr_pipe, .timeout = 60) {
+static void on_usr1(int sig) { (void)sig; }
+
+/* A runtime whose one worker is blocked for 2.5 s, destroyed on a thread of its own while
+ * stderr is `err_fd`; with `storm`, that thread gets a signal (with a handler, SA_RESTART)
+ * every 10 ms meanwhile. Whether destroy returned within 20 s. */
+static bool destroy_held_with_stderr(int err_fd, int drain_fd, bool storm) {
   atomic_store(&holders_spinning, 0);
   weft_options_t o = WEFT_OPTIONS_INIT;
   o.workers = 1;
@@ -1126,32 +1129,81 @@ Test(trace, destroy_returns_with_a_held_worker_and_a_full_stderr_pipe, .timeout 
   weft_task_t *t;
   OK(weft_runtime_spawn(d.rt, &t, blocks_for_a_while, NULL));
   while (!atomic_load(&holders_spinning)) sched_yield();
-  int p[2];
+  if (storm) {
+    struct sigaction sa = {.sa_handler = on_usr1, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+  }
+  int saved = stderr_swap(err_fd);
+  pthread_t th;
+  bool started = pthread_create(&th, NULL, destroy_on_a_thread, &d) == 0;
+  uint64_t until = weft_now_ns() + 20000000000ull; /* a bound on failure: 2.5 s expected */
+  while (started && !atomic_load(&d.returned) && weft_now_ns() < until) {
+    if (storm) pthread_kill(th, SIGUSR1);
+    struct timespec ms = {0, 10000000};
+    nanosleep(&ms, NULL);
+  }
+  bool in_time = atomic_load(&d.returned) == 1;
+  /* On failure: drain what destroy may wait on, for 20 s more at most, then go on (the test
+   * fails either way; a destroy still blocked is left to the watchdog). */
+  char page[4096];
+  if (drain_fd >= 0) fcntl(drain_fd, F_SETFL, O_NONBLOCK);
+  until = weft_now_ns() + 20000000000ull;
+  while (started && !atomic_load(&d.returned) && weft_now_ns() < until)
+    if (drain_fd < 0 || read(drain_fd, page, sizeof page) <= 0) sched_yield();
+  if (started && atomic_load(&d.returned)) pthread_join(th, NULL);
+  stderr_restore(saved);
+  if (atomic_load(&d.returned)) weft_task_release(t);
+  return started && in_time;
+}
+
+/* A full pipe: the pipe's ends; the write end is full, with a plain write to it blocking. */
+static void full_pipe(int p[2]) {
   cr_assert_eq(pipe(p), 0);
   char page[4096] = {0};
   cr_assert_eq(fcntl(p[1], F_SETFL, O_NONBLOCK), 0);
   while (write(p[1], page, sizeof page) > 0) {
   }
-  cr_assert_eq(fcntl(p[1], F_SETFL, 0), 0); /* a plain write to it would block */
-  int saved = stderr_swap(p[1]);
-  pthread_t th;
-  bool started = pthread_create(&th, NULL, destroy_on_a_thread, &d) == 0;
-  uint64_t until = weft_now_ns() + 20000000000ull; /* a bound on failure: 1.5 s expected */
-  while (started && !atomic_load(&d.returned) && weft_now_ns() < until) {
-    struct timespec ms = {0, 1000000};
-    nanosleep(&ms, NULL);
-  }
-  int in_time = atomic_load(&d.returned);
-  fcntl(p[0], F_SETFL, O_NONBLOCK); /* on failure: drain, so that the destroy can end */
-  while (started && !atomic_load(&d.returned))
-    if (read(p[0], page, sizeof page) <= 0) sched_yield();
-  if (started) pthread_join(th, NULL);
-  stderr_restore(saved);
+  cr_assert_eq(fcntl(p[1], F_SETFL, 0), 0);
+}
+
+/* destroy's line about a held worker, with stderr a full pipe nobody reads, is dropped, not
+ * waited for: destroy returns once the worker is free (review H: a plain write blocked it for
+ * good, where before the line it returned). */
+Test(trace, destroy_returns_with_a_held_worker_and_a_full_stderr_pipe, .timeout = 60) {
+  int p[2];
+  full_pipe(p);
+  bool in_time = destroy_held_with_stderr(p[1], p[0], false);
   close(p[0]);
   close(p[1]);
-  cr_assert(started, "no thread for the destroy");
-  cr_assert_eq(in_time, 1, "destroy did not return within 20 s (it waited on stderr)");
-  weft_task_release(t);
+  cr_assert(in_time, "destroy did not return within 20 s (it waited on stderr)");
+}
+
+/* ... and so while signals interrupt its wait for room (review I: each EINTR began a fresh
+ * 50 ms wait, and a signal every 20 ms held destroy as long as they came). */
+Test(trace, destroy_returns_with_a_full_stderr_pipe_under_a_signal_storm, .timeout = 60) {
+  int p[2];
+  full_pipe(p);
+  bool in_time = destroy_held_with_stderr(p[1], p[0], true);
+  close(p[0]);
+  close(p[1]);
+  cr_assert(in_time, "destroy did not return within 20 s under the signals");
+}
+
+/* A stderr whose reader is gone: the line fails with EPIPE, and no SIGPIPE ends the process
+ * (review I: it died of it, on a pipe and on a socket). */
+Test(trace, destroy_survives_a_stderr_whose_reader_is_gone, .timeout = 60) {
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  close(p[0]);
+  bool pipe_in_time = destroy_held_with_stderr(p[1], -1, false);
+  close(p[1]);
+  cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, p), 0);
+  close(p[0]);
+  bool socket_in_time = destroy_held_with_stderr(p[1], -1, false);
+  close(p[1]);
+  cr_assert(pipe_in_time, "destroy with stderr a pipe without reader");
+  cr_assert(socket_in_time, "destroy with stderr a socket without peer");
 }
 
 /* ---- schedtrace ---- */
