@@ -281,6 +281,7 @@ static void report_held_worker(struct weft_runtime *rt, int i) {
                  i, STOP_REPORT_S);
   }
   size_t len = n < 0 ? 0 : (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
+  weft__probe_hit(WEFT__PROBE_HELD_NAMED);
   weft__stderr_try_line(line, len);
 }
 

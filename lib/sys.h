@@ -92,6 +92,7 @@ enum {
   WEFT__PROBE_MONITOR_WAITED,  /* the monitor waited OUTPUT_LOOK_MS on an fd that took nothing */
   WEFT__PROBE_MUTEX_HANDED,    /* an unlock handed the lock to a starving waiter (sync.c) */
   WEFT__PROBE_ARM_LOWERED,     /* a task's timed park lowered the wheel's next deadline (worker.c) */
+  WEFT__PROBE_HELD_NAMED,      /* destroy named a worker still held after the stop (runtime.c) */
   WEFT__PROBES
 };
 #ifdef WEFT_FAULTS

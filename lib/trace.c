@@ -71,6 +71,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h> /* makedev */
+#include <sys/uio.h> /* pwritev2 */
 #include <unistd.h>
 
 enum {
@@ -147,8 +148,9 @@ static bool writable_by(int fd, uint64_t deadline) {
  * poll and the write (review I), where a non-blocking write of at most PIPE_BUF bytes is whole
  * or EAGAIN. Never for /dev/tty (it reaches whatever terminal controls the process now) or a
  * pty master (the reopen makes a new pty: review G, the lines went nowhere); checked to be
- * the same file. -1 if not (a terminal of another user after a privilege drop, no /proc, a
- * FIFO with no reader: ENXIO). */
+ * the same file. -1 if not (a terminal or pipe of another user after a privilege drop:
+ * EACCES; no /proc; a named FIFO with no reader: ENXIO — an anonymous pipe's reopen succeeds,
+ * and its write answers EPIPE). */
 static int reopen_nonblocking(int fd, const struct stat *st) {
   unsigned ptn;
   bool terminal = S_ISCHR(st->st_mode);
@@ -167,6 +169,29 @@ static int reopen_nonblocking(int fd, const struct stat *st) {
   return own;
 }
 
+/* A write to a pipe that never waits (RWF_NOWAIT, which recent kernels' pipes take: 6.18 here): a
+ * piece of at most PIPE_BUF bytes goes whole or not at all (EAGAIN), without a description of
+ * our own — which another user's pipe refuses (review J: EACCES, and then a writer of the
+ * program's own filling it between a poll and a write blocked destroy). A named FIFO does
+ * not take it (opened by open(2)), and goes through a reopen, as a terminal. EPIPE, never
+ * SIGPIPE (lib/sys.h). */
+static ssize_t pipe_write_nowait(int fd, const char *p, size_t n) {
+  struct iovec iov = {.iov_base = (void *)p, .iov_len = n};
+  weft__sigpipe_hold_t hold;
+  weft__sigpipe_hold(&hold);
+  ssize_t k = pwritev2(fd, &iov, 1, -1, RWF_NOWAIT);
+  weft__sigpipe_release(&hold, k, errno);
+  return k;
+}
+
+/* pipe_write_nowait's answer, or NOWAIT_UNSUPPORTED where the pipe does not take RWF_NOWAIT
+ * (EOPNOTSUPP or EINVAL: an older kernel, or a named FIFO, which open(2) makes without it). */
+enum { NOWAIT_UNSUPPORTED = -3 };
+static ssize_t pipe_try_nowait(int fd, const char *p, size_t n) {
+  ssize_t k = pipe_write_nowait(fd, p, n);
+  return k < 0 && (errno == EOPNOTSUPP || errno == EINVAL) ? NOWAIT_UNSUPPORTED : k;
+}
+
 /* A write that may reach a pipe with no reader: EPIPE, never SIGPIPE (lib/sys.h). */
 static ssize_t write_no_sigpipe(int fd, const char *p, size_t n) {
   weft__sigpipe_hold_t hold;
@@ -178,10 +203,11 @@ static ssize_t write_no_sigpipe(int fd, const char *p, size_t n) {
 
 /* One try on fd, a copy of fd 2's description looked at now: what it wrote, -1 with errno
  * (EAGAIN: it has room again, try at once), or MONITOR_NO_ROOM at deadline without room.
- *   a terminal or a pipe: through reopen_nonblocking's description, waiting by poll for room
- *     after EAGAIN; if it cannot be had, a poll, then fd itself (left: a writer of the
- *     program's own that fills a pipe between the two blocks that write, as a terminal
- *     nobody reads can);
+ *   a pipe: pipe_write_nowait, waiting by poll for room after EAGAIN; a named FIFO, or a
+ *     pipe on a kernel whose pipes do not take RWF_NOWAIT, as a terminal;
+ *   a terminal: through reopen_nonblocking's description, as a pipe; if it cannot be had, a
+ *     poll, then fd itself (left: a writer of the program's own that fills a pipe between
+ *     the two blocks that write, as a terminal nobody reads can);
  *   a socket: send with MSG_DONTWAIT and MSG_NOSIGNAL; another device: a poll, then a write;
  *   a regular file, or fd 2 not open for writing: a plain write (EBADF for the last).
  * No SIGPIPE from a reader gone (review I: the process died of it). */
@@ -194,13 +220,15 @@ static ssize_t monitor_try_write(int fd, const char *p, size_t n, uint64_t deadl
   int own = -1;
   if (S_ISSOCK(st.st_mode)) {
     k = send(fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+  } else if (S_ISFIFO(st.st_mode) && (k = pipe_try_nowait(fd, p, n)) != NOWAIT_UNSUPPORTED) {
+    /* written, or EAGAIN or EPIPE: answered without waiting */
   } else if (((S_ISCHR(st.st_mode) && isatty(fd)) || S_ISFIFO(st.st_mode)) &&
              (own = reopen_nonblocking(fd, &st)) >= 0) {
     k = write_no_sigpipe(own, p, n);
   } else {
     k = writable_by(fd, deadline) ? write_no_sigpipe(fd, p, n) : MONITOR_NO_ROOM;
   }
-  if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) /* no room: wait for some */
+  if (k == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) /* no room: wait for some */
     k = writable_by(own >= 0 ? own : fd, deadline) ? -1 : MONITOR_NO_ROOM; /* -1: EAGAIN */
   int e = errno;
   if (own >= 0) close(own);

@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -949,6 +950,40 @@ static bool monitor_waits_then_destroy(void) {
   return weft_runtime_destroy(rt) == 0 && waited;
 }
 
+/* A monitor whose stderr is a named FIFO (which takes no RWF_NOWAIT: it is written through a
+ * description of the monitor's own): its lines arrive (review J's round: a misread errno
+ * dropped every one). */
+Test(trace, schedtrace_lines_reach_a_named_fifo_on_stderr, .timeout = 60) {
+  char path[64];
+  snprintf(path, sizeof path, "/tmp/weft-test-fifo-%d", (int)getpid());
+  unlink(path);
+  cr_assert_eq(mkfifo(path, 0600), 0);
+  int r = open(path, O_RDONLY | O_NONBLOCK);
+  int w = open(path, O_WRONLY);
+  unlink(path); /* both ends are open: the name is not needed */
+  cr_assert(r >= 0 && w >= 0);
+  int saved = stderr_swap(w);
+  weft_runtime_t *rt = traced_runtime(1, "schedtrace:5");
+  static char buf[1 << 16];
+  size_t got = 0;
+  int lines = 0;
+  uint64_t until = weft_now_ns() + 10000000000ull; /* a bound on failure */
+  while (lines < 3 && got < sizeof buf - 1 && weft_now_ns() < until) {
+    ssize_t n = read(r, buf + got, sizeof buf - 1 - got);
+    if (n > 0) got += (size_t)n;
+    buf[got] = '\0';
+    lines = sched_lines_after(buf, "");
+    struct timespec ms = {0, 2000000};
+    nanosleep(&ms, NULL);
+  }
+  int destroyed = weft_runtime_destroy(rt);
+  stderr_restore(saved);
+  close(r);
+  close(w);
+  OK(destroyed);
+  cr_assert_geq(lines, 3, "%d schedtrace lines reached the FIFO in 10 s: \"%s\"", lines, buf);
+}
+
 /* A monitor whose stderr is a pipe nobody reads, full: destroy stops it and returns (session 36:
  * its write blocked for good there, and destroy, which joins it, with it). */
 Test(trace, destroy_returns_while_the_monitor_waits_on_a_full_stderr_pipe, .timeout = 60) {
@@ -1118,8 +1153,10 @@ static void on_usr1(int sig) { (void)sig; }
 
 /* A runtime whose one worker is blocked for 2.5 s, destroyed on a thread of its own while
  * stderr is `err_fd`; with `storm`, that thread gets a signal (with a handler, SA_RESTART)
- * every 10 ms meanwhile. Whether destroy returned within 20 s. */
+ * every 10 ms meanwhile. Whether destroy returned within 20 s, having tried its line about
+ * the held worker (review J: a destroy that began late, on a loaded machine, skipped it). */
 static bool destroy_held_with_stderr(int err_fd, int drain_fd, bool storm) {
+  long named_before = weft__probe_count(WEFT__PROBE_HELD_NAMED);
   atomic_store(&holders_spinning, 0);
   weft_options_t o = WEFT_OPTIONS_INIT;
   o.workers = 1;
@@ -1154,6 +1191,8 @@ static bool destroy_held_with_stderr(int err_fd, int drain_fd, bool storm) {
   if (started && atomic_load(&d.returned)) pthread_join(th, NULL);
   stderr_restore(saved);
   if (atomic_load(&d.returned)) weft_task_release(t);
+  cr_assert_gt(weft__probe_count(WEFT__PROBE_HELD_NAMED), named_before,
+               "destroy never came to its line (the task ended before the report)");
   return started && in_time;
 }
 
