@@ -228,9 +228,11 @@ static ssize_t monitor_try_write(int fd, const char *p, size_t n, uint64_t deadl
   } else {
     k = writable_by(fd, deadline) ? write_no_sigpipe(fd, p, n) : MONITOR_NO_ROOM;
   }
-  if (k == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) /* no room: wait for some */
-    k = writable_by(own >= 0 ? own : fd, deadline) ? -1 : MONITOR_NO_ROOM; /* -1: EAGAIN */
   int e = errno;
+  if (k == -1 && (e == EAGAIN || e == EWOULDBLOCK)) { /* no room: wait for some */
+    k = writable_by(own >= 0 ? own : fd, deadline) ? -1 : MONITOR_NO_ROOM;
+    e = EAGAIN; /* for -1: try again at once (not a poll's EINTR, which would drop the rest) */
+  }
   if (own >= 0) close(own);
   errno = e;
   return k;
