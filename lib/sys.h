@@ -154,7 +154,10 @@ uint64_t weft__coarse_now_ns(void);
  * (raised for this thread) is taken back with a zero-timeout sigtimedwait before the mask is
  * restored (weft__sigpipe_release: n and err are the write's result and errno). A SIGPIPE
  * already pending before the call is left alone (standard signals do not queue: the call's
- * merged with it, and it was not ours to take). Three system calls more per write. Rejected:
+ * merged with it, and it was not ours to take) — left: sigpending() merges the process's
+ * pending set with the thread's, so a process-wide SIGPIPE pending (a `kill -PIPE` while the
+ * thread blocks it) leaves the write's own, raised for the thread, in place (review K).
+ * Three system calls more per write. Rejected:
  * ignoring SIGPIPE process-wide (the application's choice, not a library's) and blocking it in
  * weft's threads for good (a plain thread's write would still die, and a user's handler would
  * never run on a worker again). lib/io.c (review, session 19) and lib/trace.c use it. */

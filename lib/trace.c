@@ -169,7 +169,7 @@ static int reopen_nonblocking(int fd, const struct stat *st) {
   return own;
 }
 
-/* A write to a pipe that never waits (RWF_NOWAIT, which recent kernels' pipes take: 6.18 here): a
+/* A write to a pipe that never waits (RWF_NOWAIT, which pipes take since Linux 6.4): a
  * piece of at most PIPE_BUF bytes goes whole or not at all (EAGAIN), without a description of
  * our own — which another user's pipe refuses (review J: EACCES, and then a writer of the
  * program's own filling it between a poll and a write blocked destroy). A named FIFO does
@@ -184,12 +184,15 @@ static ssize_t pipe_write_nowait(int fd, const char *p, size_t n) {
   return k;
 }
 
-/* pipe_write_nowait's answer, or NOWAIT_UNSUPPORTED where the pipe does not take RWF_NOWAIT
- * (EOPNOTSUPP or EINVAL: an older kernel, or a named FIFO, which open(2) makes without it). */
+/* pipe_write_nowait's answer, or NOWAIT_UNSUPPORTED where the pipe does not take RWF_NOWAIT:
+ * any error but the pipe's own two (EAGAIN: full; EPIPE: no reader) — EOPNOTSUPP from a kernel
+ * before 6.4 or a pipe opened by path (a named FIFO, /dev/stdout), EPERM from a seccomp filter
+ * that refuses pwritev2 (review K: every line was dropped there), ENOSYS. */
 enum { NOWAIT_UNSUPPORTED = -3 };
 static ssize_t pipe_try_nowait(int fd, const char *p, size_t n) {
   ssize_t k = pipe_write_nowait(fd, p, n);
-  return k < 0 && (errno == EOPNOTSUPP || errno == EINVAL) ? NOWAIT_UNSUPPORTED : k;
+  return k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EPIPE ? NOWAIT_UNSUPPORTED
+                                                                            : k;
 }
 
 /* A write that may reach a pipe with no reader: EPIPE, never SIGPIPE (lib/sys.h). */
@@ -203,8 +206,8 @@ static ssize_t write_no_sigpipe(int fd, const char *p, size_t n) {
 
 /* One try on fd, a copy of fd 2's description looked at now: what it wrote, -1 with errno
  * (EAGAIN: it has room again, try at once), or MONITOR_NO_ROOM at deadline without room.
- *   a pipe: pipe_write_nowait, waiting by poll for room after EAGAIN; a named FIFO, or a
- *     pipe on a kernel whose pipes do not take RWF_NOWAIT, as a terminal;
+ *   a pipe: pipe_write_nowait, waiting by poll for room after EAGAIN; a pipe that does not
+ *     take RWF_NOWAIT (a named FIFO, one opened by path, a kernel before 6.4), as a terminal;
  *   a terminal: through reopen_nonblocking's description, as a pipe; if it cannot be had, a
  *     poll, then fd itself (left: a writer of the program's own that fills a pipe between
  *     the two blocks that write, as a terminal nobody reads can);
@@ -278,8 +281,10 @@ void weft__stderr_try_line(const char *p, size_t n) {
     if (k > 0) {
       p += k;
       n -= (size_t)k;
-    } else if (!(k == -1 && (e == EAGAIN || e == EWOULDBLOCK) && weft_now_ns() < deadline)) {
-      return; /* no room by the deadline, or an error: the rest is dropped */
+    } else if (!(k == -1 && (e == EAGAIN || e == EWOULDBLOCK || e == EINTR) &&
+                 weft_now_ns() < deadline)) {
+      return; /* no room by the deadline, or an error: the rest is dropped (EINTR: a blocking
+               * write's signal, tried again as EAGAIN is, review K) */
     }
   }
 }
