@@ -883,21 +883,25 @@ static void *returns_one(void *arg) {
   (void)arg;
   return IPTR(1);
 }
-Test(dump, a_dump_blocked_on_its_fd_does_not_stop_the_runtime, .timeout = 60) {
-  weft_runtime_t *rt = test_runtime(2);
-  enum { SLEEPERS = 200 }; /* ~60 bytes a line: more than the pipe holds */
-  for (int i = 0; i < SLEEPERS; i++) OK(weft_runtime_spawn(rt, NULL, nap_an_hour, NULL));
-  int p[2];
+/* A full pipe: the pipe's ends; the write end is full, with a plain write to it blocking. */
+static void full_pipe(int p[2]) {
   cr_assert_eq(pipe(p), 0);
-  int cap = fcntl(p[1], F_GETPIPE_SZ);
-  cr_assert_gt(cap, 0);
-  /* Full but for one page: room for the header line (written before the walk either way) and
-   * some task lines, not for 200 of them. */
   char page[4096] = {0};
   cr_assert_eq(fcntl(p[1], F_SETFL, O_NONBLOCK), 0);
   while (write(p[1], page, sizeof page) > 0) {
   }
   cr_assert_eq(fcntl(p[1], F_SETFL, 0), 0);
+}
+
+Test(dump, a_dump_blocked_on_its_fd_does_not_stop_the_runtime, .timeout = 60) {
+  weft_runtime_t *rt = test_runtime(2);
+  enum { SLEEPERS = 200 }; /* ~60 bytes a line: more than the pipe holds */
+  for (int i = 0; i < SLEEPERS; i++) OK(weft_runtime_spawn(rt, NULL, nap_an_hour, NULL));
+  int p[2];
+  full_pipe(p);
+  /* Full but for one page: room for the header line (written before the walk either way) and
+   * some task lines, not for 200 of them. */
+  char page[4096];
   cr_assert_eq(read(p[0], page, sizeof page), (ssize_t)sizeof page);
   dumper_t d = {.rt = rt, .fd = p[1]};
   pthread_t dumper;
@@ -988,12 +992,7 @@ Test(trace, schedtrace_lines_reach_a_named_fifo_on_stderr, .timeout = 60) {
  * its write blocked for good there, and destroy, which joins it, with it). */
 Test(trace, destroy_returns_while_the_monitor_waits_on_a_full_stderr_pipe, .timeout = 60) {
   int p[2];
-  cr_assert_eq(pipe(p), 0);
-  char page[4096] = {0};
-  cr_assert_eq(fcntl(p[1], F_SETFL, O_NONBLOCK), 0);
-  while (write(p[1], page, sizeof page) > 0) {
-  }
-  cr_assert_eq(fcntl(p[1], F_SETFL, 0), 0); /* the monitor's writes would block */
+  full_pipe(p); /* the monitor's writes would block */
   int saved = stderr_swap(p[1]);
   bool waited = monitor_waits_then_destroy();
   stderr_restore(saved);
@@ -1205,16 +1204,6 @@ static bool destroy_held_with_stderr(int err_fd, int drain_fd, bool storm) {
   cr_assert_gt(weft__probe_count(WEFT__PROBE_HELD_NAMED), named_before,
                "destroy never came to its line (the task ended before the report)");
   return started && in_time;
-}
-
-/* A full pipe: the pipe's ends; the write end is full, with a plain write to it blocking. */
-static void full_pipe(int p[2]) {
-  cr_assert_eq(pipe(p), 0);
-  char page[4096] = {0};
-  cr_assert_eq(fcntl(p[1], F_SETFL, O_NONBLOCK), 0);
-  while (write(p[1], page, sizeof page) > 0) {
-  }
-  cr_assert_eq(fcntl(p[1], F_SETFL, 0), 0);
 }
 
 /* destroy's line about a held worker, with stderr a full pipe nobody reads, is dropped, not
