@@ -93,11 +93,15 @@ enum {
   WEFT__PROBE_MUTEX_HANDED,    /* an unlock handed the lock to a starving waiter (sync.c) */
   WEFT__PROBE_ARM_LOWERED,     /* a task's timed park lowered the wheel's next deadline (worker.c) */
   WEFT__PROBE_HELD_NAMED,      /* destroy named a worker still held after the stop (runtime.c) */
+  WEFT__PROBE_OUTPUT_EINTR,    /* a wait for room on stderr was interrupted by a signal (trace.c) */
   WEFT__PROBES
 };
 #ifdef WEFT_FAULTS
 void weft__probe_hit(int probe);
 long weft__probe_count(int probe);
+/* Test-only: destroy's line about a held worker waits `ms` for room on stderr (0: the default,
+ * 50), so that a test can act inside that wait on a loaded machine (lib/trace.c). */
+void weft__stderr_budget_set(unsigned ms);
 #else
 static inline void weft__probe_hit(int probe) { (void)probe; }
 #endif

@@ -137,6 +137,7 @@ static bool writable_by(int fd, uint64_t deadline) {
     struct pollfd p = {.fd = fd, .events = POLLOUT};
     int r = poll(&p, 1, left_ms);
     if (r >= 0 || errno != EINTR) return r != 0;
+    weft__probe_hit(WEFT__PROBE_OUTPUT_EINTR);
     if (weft_now_ns() >= deadline) return false;
   }
 }
@@ -241,13 +242,28 @@ static ssize_t monitor_try_write(int fd, const char *p, size_t n, uint64_t deadl
   return k;
 }
 
+/* One try (monitor_try_write) on a copy of fd's description taken for it, so that the look at
+ * what fd is, the poll and the write are about one file even if the program moves fd
+ * meanwhile (review G: a look at /dev/null then a write to a full pipe blocked destroy),
+ * closed after it (no copy kept: review F, a kept one held a pipe's end of stream off after a
+ * redirect, a close or a fork). With no fd free for the copy (EMFILE, ENFILE), on fd itself:
+ * a process out of fds is what this output must still describe (session 38's review: every
+ * line was dropped there, stderr working). Then a program that moves fd between the look and
+ * the write meets review G's race again, and a terminal or FIFO has no reopen (also out of
+ * fds) and waits as one that cannot be reopened. -1 with EBADF: fd is closed. */
+static ssize_t try_on_a_copy(int fd, const char *p, size_t n, uint64_t deadline) {
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (copy < 0 && errno != EMFILE && errno != ENFILE) return -1;
+  ssize_t k = monitor_try_write(copy >= 0 ? copy : fd, p, n, deadline);
+  int e = errno;
+  if (copy >= 0) close(copy);
+  errno = e;
+  return k;
+}
+
 /* One write of the monitor's, which destroy's stop can always end: what it took, or -1 with
- * errno (ECANCELED once stopped). Each try works on a copy of fd 2's description taken for it
- * (so the look at what fd 2 is, the poll and the write are about one file even if the program
- * moves fd 2 meanwhile: review G, a look at /dev/null then a write to a full pipe blocked
- * destroy) and closed after it (no copy kept: review F, a kept one held a pipe's end of stream
- * off after a redirect, a close or a fork). Each try waits OUTPUT_LOOK_MS at most, then looks
- * at the stop. */
+ * errno (ECANCELED once stopped). Each try (try_on_a_copy) waits OUTPUT_LOOK_MS at most, then
+ * looks at the stop. */
 static ssize_t monitor_write(const sink_t *s, const char *p, size_t n) {
   for (;;) {
     /* acquire: as monitor()'s look at the same word */
@@ -255,11 +271,8 @@ static ssize_t monitor_write(const sink_t *s, const char *p, size_t n) {
       errno = ECANCELED;
       return -1;
     }
-    int fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 3);
-    if (fd < 0) return -1; /* fd 2 closed: EBADF, as a write would say */
-    ssize_t k = monitor_try_write(fd, p, n, weft_now_ns() + OUTPUT_LOOK_MS * 1000000ull);
-    int e = errno;
-    close(fd);
+    ssize_t k = try_on_a_copy(s->fd, p, n, weft_now_ns() + OUTPUT_LOOK_MS * 1000000ull);
+    int e = errno; /* EBADF: fd 2 closed, as a write would say */
     if (k == MONITOR_NO_ROOM) {
       weft__probe_hit(WEFT__PROBE_MONITOR_WAITED);
       continue;
@@ -270,14 +283,22 @@ static ssize_t monitor_write(const sink_t *s, const char *p, size_t n) {
   }
 }
 
+#ifdef WEFT_FAULTS
+static _Atomic unsigned line_budget_ms = OUTPUT_LOOK_MS; /* weft__stderr_budget_set */
+void weft__stderr_budget_set(unsigned ms) {
+  atomic_store_explicit(&line_budget_ms, ms ? ms : OUTPUT_LOOK_MS, memory_order_relaxed);
+}
+/* relaxed: a test sets it before the destroy whose line it times (nothing else rides on it) */
+#define LINE_BUDGET_MS atomic_load_explicit(&line_budget_ms, memory_order_relaxed)
+#else
+#define LINE_BUDGET_MS OUTPUT_LOOK_MS
+#endif
+
 void weft__stderr_try_line(const char *p, size_t n) {
-  uint64_t deadline = weft_now_ns() + OUTPUT_LOOK_MS * 1000000ull; /* for the whole line */
+  uint64_t deadline = weft_now_ns() + LINE_BUDGET_MS * 1000000ull; /* for the whole line */
   while (n) {
-    int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3); /* a copy looked at and written: above */
-    if (fd < 0) return;
-    ssize_t k = monitor_try_write(fd, p, n, deadline);
+    ssize_t k = try_on_a_copy(STDERR_FILENO, p, n, deadline);
     int e = errno;
-    close(fd);
     if (k > 0) {
       p += k;
       n -= (size_t)k;
@@ -325,11 +346,21 @@ static double ms(uint64_t ns) { return (double)ns / 1e6; }
 
 /* A task's name, quoted, at most 64 bytes: a control byte (a newline) shows as '?', so that a
  * task is one line whatever its name (review, session 31). */
-static void put_name(line_t *l, const char *name) {
-  char shown[65];
+/* A task's name as a line shows it: its first 64 bytes, a control byte (a newline, an escape
+ * sequence's start, DEL) as '?', so that a name cannot split a line or forge another line
+ * (session 31 for the dump; session 38's review: destroy's and the watchdog's lines). */
+static void name_shown(char shown[WEFT__SAMPLED_NAME_MAX], const char *name) {
   size_t n = 0;
-  for (; n < 64 && name[n]; n++) shown[n] = (unsigned char)name[n] < 0x20 ? '?' : name[n];
+  for (; n < WEFT__SAMPLED_NAME_MAX - 1 && name[n]; n++) {
+    unsigned char c = (unsigned char)name[n];
+    shown[n] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+  }
   shown[n] = 0;
+}
+
+static void put_name(line_t *l, const char *name) {
+  char shown[WEFT__SAMPLED_NAME_MAX];
+  name_shown(shown, name);
   put(l, " \"%s\"", shown);
 }
 
@@ -609,7 +640,7 @@ uint64_t weft__task_sample(struct weft_runtime *rt, struct weft_task *t,
      * not the line's formatting as well. */
     pthread_mutex_lock(&rt->task_lock);
     const char *named = weft__task_name(t);
-    snprintf(name, WEFT__SAMPLED_NAME_MAX, "%s", named ? named : "(unnamed)");
+    name_shown(name, named ? named : "(unnamed)");
     pthread_mutex_unlock(&rt->task_lock);
     /* acquire fence: the name's loads before the id's second load (a weakly ordered CPU
      * could take the second load first: review I) */
