@@ -196,8 +196,10 @@ typedef struct weft_stats {
   uint64_t tasks_stolen;    /* taken from another worker's deque */
   uint64_t parks;           /* times a worker went to sleep */
   uint64_t stacks_mapped;   /* stacks ever mapped */
-  /* Tasks that found no stack when a worker started them (memory or map entries ran out after
-   * their spawn succeeded): they ended without running and their awaiters got WEFT_ENOMEM. A
+  /* Tasks that found no stack when a worker started them (memory or map entries ran out: a
+   * spawn's check finds a stack free at that moment and reserves none, so at the limit a burst
+   * of spawns can pass it and find none at their start): they ended without running and their
+   * awaiters got WEFT_ENOMEM. A
    * detached one has no awaiter: this count is where its loss shows. (Also counted: the task
    * that would have run a weft_fork frame elsewhere; that frame is not lost — its sync runs
    * it.) Frames' runner tasks count in tasks_spawned too. */

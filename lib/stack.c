@@ -103,6 +103,12 @@ struct weft__stack_pool {
    * heads: 7 % of weft-bench inject's samples, its eight threads queueing on it. */
   _Atomic bool has_free;
   _Atomic uint64_t mapped;
+  /* Stacks out for trimming (a scavenger's batch, madvised outside the lock and filed after),
+   * under the lock, and the condition a taker whose slab map failed waits on until they are
+   * filed: at the limit of memory or map entries they may be the only free stacks (review M,
+   * session 38: 451 starts answered WEFT_ENOMEM while 512 free stacks were being trimmed). */
+  size_t trimming;
+  pthread_cond_t filed;
 };
 
 static atomic_int force_mprotect_guards;
@@ -119,6 +125,7 @@ int weft__stack_pool_create(struct weft__stack_pool **out, size_t stack_bytes,
   struct weft__stack_pool *p = calloc(1, sizeof *p);
   if (!p) return WEFT_ENOMEM;
   pthread_mutex_init(&p->lock, NULL);
+  pthread_cond_init(&p->filed, NULL);
   p->page = (size_t)sysconf(_SC_PAGESIZE);
   p->bytes = (stack_bytes + p->page - 1) & ~(p->page - 1);
   p->guard = (guard_bytes + p->page - 1) & ~(p->page - 1);
@@ -170,6 +177,7 @@ void weft__stack_pool_destroy(struct weft__stack_pool *p) {
     free(s->stacks);
     free(s);
   }
+  pthread_cond_destroy(&p->filed);
   pthread_mutex_destroy(&p->lock);
   free(p);
 }
@@ -361,11 +369,25 @@ static weft__stack_t *pool_pop(struct weft__stack_pool *p) {
   return s;
 }
 
-static void pool_take(struct weft__stack_pool *p, weft__stack_cache_t *c) {
-  pthread_mutex_lock(&p->lock);
+/* Caller holds the lock. */
+static void pool_take_locked(struct weft__stack_pool *p, weft__stack_cache_t *c) {
   weft__stack_t *s;
   for (int i = 0; i < CACHE_REFILL && (s = pool_pop(p)); i++) cache_push_hot(c, s);
+}
+
+static void pool_take(struct weft__stack_pool *p, weft__stack_cache_t *c) {
+  pthread_mutex_lock(&p->lock);
+  pool_take_locked(p, c);
   pthread_mutex_unlock(&p->lock);
+}
+
+/* After a failed slab map, with both lists empty: waits (releasing the lock) until a batch out
+ * for trimming is filed, if one is out. A scavenger's pass ends by itself (its madvise calls,
+ * ~1 ms a batch), so this is a wait of that long, taken only at the limit of memory. Caller
+ * holds the lock. */
+static void await_trimmed(struct weft__stack_pool *p) {
+  if (p->trimming && !p->used_head && !p->clean) weft__probe_hit(WEFT__PROBE_TRIM_AWAITED);
+  while (p->trimming && !p->used_head && !p->clean) pthread_cond_wait(&p->filed, &p->lock);
 }
 
 static int cache_refill(struct weft__stack_pool *p, weft__stack_cache_t *c) {
@@ -374,8 +396,12 @@ static int cache_refill(struct weft__stack_pool *p, weft__stack_cache_t *c) {
   slab_t *slab;
   int err = slab_map(p, &slab); /* outside the lock: see slab_map */
   if (err) { /* another worker's slab, mapped meanwhile, may have taken the last of memory or
-              * map entries and filed its spare stacks: take those (review, session 22) */
-    pool_take(p, c);
+              * map entries and filed its spare stacks: take those (review, session 22), or
+              * those a scavenger is trimming (await_trimmed) */
+    pthread_mutex_lock(&p->lock);
+    await_trimmed(p);
+    pool_take_locked(p, c);
+    pthread_mutex_unlock(&p->lock);
     return c->head ? 0 : err;
   }
   pthread_mutex_lock(&p->lock);
@@ -398,8 +424,10 @@ int weft__stack_check(struct weft__stack_pool *p, weft__stack_cache_t *c) {
   if (!pool_empty(p)) return 0;
   slab_t *slab;
   int err = slab_map(p, &slab); /* outside the lock: see slab_map */
-  if (err) { /* as cache_refill: another's slab will do (asked under the lock: not a hint) */
+  if (err) { /* as cache_refill: another's slab, or a trimmed batch, will do (asked under the
+              * lock: not a hint) */
     pthread_mutex_lock(&p->lock);
+    await_trimmed(p);
     bool empty = !p->used_head && !p->clean;
     pthread_mutex_unlock(&p->lock);
     return empty ? err : 0;
@@ -482,13 +510,17 @@ uint64_t weft__stack_scavenge(struct weft__stack_pool *p, weft__stack_cache_t *c
   }
   if (p->used_count > HOT_KEEP) /* more to trim: now if the batch was full, else once it ages */
     next = n == TRIM_BATCH ? now : p->used_tail->idle_since + TRIM_AGE_NS;
+  p->trimming += n;
   pthread_mutex_unlock(&p->lock);
   if (!batch) return next;
+  weft__pause(WEFT__PAUSE_TRIMMING);
   weft__stack_t *last = trim(batch);
   pthread_mutex_lock(&p->lock);
   last->next = p->clean;
   p->clean = batch;
+  p->trimming -= n;
   free_hint_update(p);
+  pthread_cond_broadcast(&p->filed); /* takers at the limit of memory (await_trimmed) */
   pthread_mutex_unlock(&p->lock);
   return next;
 }

@@ -94,6 +94,7 @@ enum {
   WEFT__PROBE_ARM_LOWERED,     /* a task's timed park lowered the wheel's next deadline (worker.c) */
   WEFT__PROBE_HELD_NAMED,      /* destroy named a worker still held after the stop (runtime.c) */
   WEFT__PROBE_OUTPUT_EINTR,    /* a wait for room on stderr was interrupted by a signal (trace.c) */
+  WEFT__PROBE_TRIM_AWAITED,    /* a failed slab map waited for stacks out for trimming (stack.c) */
   WEFT__PROBES
 };
 #ifdef WEFT_FAULTS
@@ -127,6 +128,7 @@ enum {
   WEFT__PAUSE_FUTURE_CLAIMED, /* a resolve claimed its future, not yet completed it (future.c) */
   WEFT__PAUSE_DISCARDING,     /* destroy stopped the workers, before its discard walk (runtime.c) */
   WEFT__PAUSE_THREAD_FREED,   /* a plain thread freed into its cache, still holding it (task.c) */
+  WEFT__PAUSE_TRIMMING,       /* a scavenger's batch of stacks is out, before its madvise (stack.c) */
   WEFT__PAUSES
 };
 #ifdef WEFT_FAULTS

@@ -274,6 +274,81 @@ Test(memory, a_failed_slab_map_takes_the_stacks_another_worker_mapped_meanwhile)
   weft__stack_pool_destroy(race_pool);
 }
 
+/* A scavenger's batch is out for trimming (madvised outside the pool's lock) while a taker
+ * empties the pool and its slab map fails (out of memory or map entries): the taker waits for
+ * the batch instead of answering ENOMEM with free stacks on their way back (review M, session
+ * 38: 451 task starts ended WEFT_ENOMEM so). Replayed with a pause point that holds the
+ * scavenger with its batch out until the taker waits (or has answered), and the slab-map
+ * fault on every map. */
+static struct weft__stack_pool *trim_pool;
+static atomic_int trim_held, trim_go;
+
+static void hold_the_trim(void) {
+  atomic_store(&trim_held, 1);
+  while (!atomic_load(&trim_go)) sched_yield();
+}
+
+static void *scavenge_long_after(void *arg) {
+  weft__stack_cache_t *c = arg;
+  weft__stack_scavenge(trim_pool, c, weft_now_ns() + 10000000000ull); /* all aged */
+  return NULL;
+}
+
+typedef struct {
+  weft__stack_cache_t cache;
+  long got;      /* stacks taken */
+  long want;     /* stacks to take */
+  int err;       /* the first failed take's */
+  atomic_int done;
+} drainer_t;
+
+static void *take_them_all(void *arg) {
+  drainer_t *d = arg;
+  weft__stack_t *s;
+  while (d->got < d->want && (d->err = weft__stack_get(trim_pool, &d->cache, &s)) == 0) d->got++;
+  atomic_store(&d->done, 1);
+  return NULL;
+}
+
+Test(memory, a_failed_slab_map_waits_for_the_stacks_being_trimmed) {
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  OK(weft__stack_pool_create(&trim_pool, 2 * page, page));
+  weft__stack_cache_t spiller = {0}, scavenger = {0};
+  enum { N = 80 }; /* past the cache's bound: the puts spill to the pool's used list */
+  weft__stack_t *s[N];
+  for (int i = 0; i < N; i++) OK(weft__stack_get(trim_pool, &spiller, &s[i]));
+  for (int i = 0; i < N; i++) weft__stack_put(trim_pool, &spiller, s[i]);
+  long mapped = (long)weft__stack_pool_mapped(trim_pool), in_spiller = (long)spiller.count;
+  long awaited = weft__probe_count(WEFT__PROBE_TRIM_AWAITED);
+  atomic_store(&trim_held, 0);
+  atomic_store(&trim_go, 0);
+  weft__pause_set(WEFT__PAUSE_TRIMMING, hold_the_trim);
+  pthread_t scav, taker;
+  cr_assert_eq(pthread_create(&scav, NULL, scavenge_long_after, &scavenger), 0);
+  while (!atomic_load(&trim_held)) sched_yield();
+  weft__fault_set(WEFT__FAULT_SLAB_MAP, WEFT__FAULT_ALWAYS);
+  /* every stack not in the spiller's cache: the pool's, and then the batch out for trimming */
+  static drainer_t d;
+  d = (drainer_t){.want = mapped - in_spiller};
+  cr_assert_eq(pthread_create(&taker, NULL, take_them_all, &d), 0);
+  uint64_t until = weft_now_ns() + 30000000000ull; /* a bound on failure */
+  while (!atomic_load(&d.done) && weft__probe_count(WEFT__PROBE_TRIM_AWAITED) == awaited &&
+         weft_now_ns() < until)
+    sched_yield();
+  atomic_store(&trim_go, 1); /* the batch goes on to be trimmed and filed */
+  pthread_join(scav, NULL);
+  pthread_join(taker, NULL);
+  weft__pause_set(WEFT__PAUSE_TRIMMING, NULL);
+  weft__fault_set(WEFT__FAULT_SLAB_MAP, 0);
+  cr_assert_gt(weft__probe_count(WEFT__PROBE_TRIM_AWAITED), awaited,
+               "the taker never waited for the batch (took %ld of %ld, err %d)", d.got, d.want,
+               d.err);
+  cr_assert_eq(d.err, 0, "a take answered %d with stacks out for trimming", d.err);
+  cr_assert_eq(d.got, d.want, "every free stack was taken");
+  cr_assert_eq(weft__stack_pool_mapped(trim_pool), (uint64_t)mapped, "no slab was mapped");
+  weft__stack_pool_destroy(trim_pool); /* the caches' stacks are in its slabs */
+}
+
 /* ---- Threads' descriptor caches (lib/task.c's "Threads' caches", session 28) ---- */
 
 static long spawn_join_sum(weft_runtime_t *rt, int n) {

@@ -35,21 +35,37 @@
         .p2align 4
 weft__context_switch:
         .cfi_startproc
+        /* CFI per push and pop, so that a debugger or profiler stopped inside the switch
+         * finds the frame (the saved layout is the same on both stacks). */
         pushq   %rbp
+        .cfi_adjust_cfa_offset 8
         pushq   %rbx
+        .cfi_adjust_cfa_offset 8
         pushq   %r12
+        .cfi_adjust_cfa_offset 8
         pushq   %r13
+        .cfi_adjust_cfa_offset 8
         pushq   %r14
+        .cfi_adjust_cfa_offset 8
         pushq   %r15
+        .cfi_adjust_cfa_offset 8
         movq    %rsp, (%rdi)
         movq    %rsi, %rsp
         popq    %r15
+        .cfi_adjust_cfa_offset -8
         popq    %r14
+        .cfi_adjust_cfa_offset -8
         popq    %r13
+        .cfi_adjust_cfa_offset -8
         popq    %r12
+        .cfi_adjust_cfa_offset -8
         popq    %rbx
+        .cfi_adjust_cfa_offset -8
         popq    %rbp
+        .cfi_adjust_cfa_offset -8
         popq    %rcx
+        .cfi_adjust_cfa_offset -8
+        .cfi_register rip, rcx
         jmpq    *%rcx
         .cfi_endproc
         .size   weft__context_switch,.-weft__context_switch

@@ -50,8 +50,8 @@
  * entry lost), a parker that looks only at `in` (lost wake-up after a stub re-push), the
  * producer's exchange acq_rel (store-buffering lost wake-up).
  *
- * Not covered: growth (WD_GROW and the acquire load of the array in steal) and
- * peek_newest; and push's acquire load of top (it orders a thief's read of a slot before the
+ * Not covered here: growth (WD_GROW and steal's load of the array: reclaim_model.cpp covers
+ * growth and the retired arrays' reclaim) and peek_newest; and push's acquire load of top (it orders a thief's read of a slot before the
  * owner's reuse of it, a load-buffering pattern that relacy does not model: weakening it to
  * relaxed still passes here).
  *
