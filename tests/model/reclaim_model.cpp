@@ -16,14 +16,19 @@
  * round each, inside a read section (enter, steal, leave), thread 1 twice. Every element
  * consumed exactly once with its payload.
  *
+ * Two more shapes of the correct protocol (review M, session 38): thread 2 also advances the
+ * epoch twice after its round, as another deque owner's reclaim does; and the owner drains by
+ * batch steals, as the yield queue's owner does.
+ *
  * Planted bugs: the grace one epoch (freed after one advance), no grace at all, the reader's
  * enter a release store (its announcement can come after its load of the array: a store→load
  * reordering; found by the random search only, see main), its leave relaxed (its reads do not
- * happen-before the free).
+ * happen-before the free), and grow reading the tag before its store of the new array (found
+ * with another advancer, by the bounded search only: with the owner the one advancer the tag
+ * cannot go stale).
  * Not caught here (tried, left out): a thief's load of the array made acquire (the same
  * reordering from the load side: relacy found no failing execution in 10^5 random runs and
- * bound 1), and grow reading the tag before its store of the new array (harmless with a single
- * advancer, as here: only another deque's owner can advance between the two in the library).
+ * bound 1).
  * Run time: ~5 s (random 10^5 and bound 1 for the correct variant; the bugs are found at once).
  */
 #include <chrono>
@@ -135,14 +140,17 @@ rl::atomic<uintptr_t> &slot_of(g_array *a, int64_t i) {
     g_array *a = array_new((old->mask + 1) * 2);                                            \
     for (int64_t i = t; i < b; i++)                                                         \
       slot_of(a, i)($).store(slot_of(old, i)($).load(rl::mo_relaxed), rl::mo_relaxed);      \
+    TAG_BEFORE_DECL                                                                        \
     d->array($).store(a, rl::mo_seq_cst);                                                   \
-    old->retired_at = ep_now(&d->dom->now);                                                 \
+    old->retired_at = TAG_VALUE;                                                            \
     old->retired = d->retired;                                                              \
     d->retired = old;                                                                       \
     reclaim(d);                                                                             \
     return a;                                                                               \
   }
 
+#define TAG_BEFORE_DECL
+#define TAG_VALUE ep_now(&d->dom->now)
 namespace v_correct {
 #include "epoch_impl.h"
 MODEL_STORAGE()
@@ -196,12 +204,34 @@ MODEL_STORAGE()
 #undef EP_LEAVE_ORDER
 #undef EP_GRACE
 
+#undef TAG_BEFORE_DECL
+#undef TAG_VALUE
+#define TAG_BEFORE_DECL uint64_t early_tag = ep_now(&d->dom->now);
+#define TAG_VALUE early_tag
+namespace v_tag_before {
+#include "epoch_impl.h"
+MODEL_STORAGE()
+#include "deque_impl.h"
+}
+#undef EP_ENTER_ORDER
+#undef EP_LEAVE_ORDER
+#undef EP_GRACE
+#undef TAG_BEFORE_DECL
+#undef TAG_VALUE
+#define TAG_BEFORE_DECL
+#define TAG_VALUE ep_now(&d->dom->now)
 #define RC_OPS(ns)                                                                     \
   struct ops_##ns {                                                                    \
     static int push(g_deque *d, uintptr_t x) { return ns::push(d, x); }                \
     static uintptr_t take(g_deque *d) { return ns::take(d); }                          \
     static uintptr_t steal(g_deque *d) { return ns::steal(d); }                        \
     static int reclaim(g_deque *d) { return ns::reclaim(d); }                          \
+    static int steal_batch(g_deque *d, uintptr_t *o, int m) {                        \
+      return ns::steal_batch(d, o, m);                                                 \
+    }                                                                                  \
+    static uint64_t advance(g_domain *m) {                                             \
+      return ns::ep_advance(&m->now, m->readers, THREADS);                             \
+    }                                                                                  \
     static void enter(g_domain *m, unsigned id) { ns::ep_enter(&m->now, &m->readers[id]); } \
     static void leave(g_domain *m, unsigned id) { ns::ep_leave(&m->readers[id]); }     \
   };
@@ -210,9 +240,10 @@ RC_OPS(v_grace_one)
 RC_OPS(v_no_grace)
 RC_OPS(v_enter_release)
 RC_OPS(v_leave_relaxed)
+RC_OPS(v_tag_before)
 
-template <class Ops>
-struct reclaim_test : rl::test_suite<reclaim_test<Ops>, THREADS> {
+template <class Ops, bool OtherAdv = false, bool BatchOwner = false>
+struct reclaim_test : rl::test_suite<reclaim_test<Ops, OtherAdv, BatchOwner>, THREADS> {
   g_domain dom;
   g_deque dq;
   rl::var<int> payload[ELEMS];     /* plain data published through the deque */
@@ -253,10 +284,25 @@ struct reclaim_test : rl::test_suite<reclaim_test<Ops>, THREADS> {
         RL_ASSERT(Ops::push(&dq, handle(i)) >= 0); /* grows: never full within MAXCAP */
       }
       Ops::reclaim(&dq);
-      for (uintptr_t x; (x = Ops::take(&dq)) != 0;) consume(x); /* drain */
+      if (BatchOwner) { /* the yield queue's shape: its owner drains by batch steals */
+        uintptr_t out[MAXCAP];
+        for (int k = 0; k < 4; k++) {
+          int n = Ops::steal_batch(&dq, out, MAXCAP);
+          for (int j = 0; j < n; j++) consume(out[j]);
+        }
+        Ops::reclaim(&dq);
+        for (uintptr_t x; (x = Ops::steal(&dq)) > WD_ABORT || x == WD_ABORT;)
+          if (x > WD_ABORT) consume(x);
+      } else {
+        for (uintptr_t x; (x = Ops::take(&dq)) != 0;) consume(x); /* drain */
+      }
     } else {
       steal_round(id);
       if (id == 1) steal_round(id);
+      if (OtherAdv && id == 2) { /* another deque owner's reclaim advances the epoch */
+        Ops::advance(&dom);
+        Ops::advance(&dom);
+      }
     }
   }
 
@@ -283,6 +329,13 @@ int main(int argc, char **argv) {
   if (!parse_args(argc, argv, 100000)) return 2;
   auto t0 = std::chrono::steady_clock::now();
   check<reclaim_test<ops_v_correct>>("reclaim correct", false);
+  check<reclaim_test<ops_v_correct, true>>("reclaim correct, another owner advancing", false);
+  check<reclaim_test<ops_v_correct, false, true>>("reclaim correct, owner drains by batches",
+                                                  false);
+  /* bounded only: the random search misses it (review M, session 38), and with one advancer
+   * neither search can see it (the tag can only be stale if another owner advances too) */
+  check<reclaim_test<ops_v_tag_before, true>>("reclaim tag-before-unpublish, another advancing",
+                                              true, true);
   check<reclaim_test<ops_v_grace_one>>("reclaim grace-one-epoch", true);
   check<reclaim_test<ops_v_no_grace>>("reclaim no-grace", true);
   check<reclaim_test<ops_v_enter_release>>("reclaim enter-release", true, false, true);
