@@ -104,10 +104,11 @@ struct weft__stack_pool {
   _Atomic bool has_free;
   _Atomic uint64_t mapped;
   /* Stacks out for trimming (a scavenger's batch, madvised outside the lock and filed after),
-   * under the lock, and the condition a taker whose slab map failed waits on until they are
-   * filed: at the limit of memory or map entries they may be the only free stacks (review M,
+   * under the lock, and the condition a taker whose slab map failed waits on until they (and
+   * other slabs being mapped) are filed (await_filed): at the limit of memory or map entries they may be the only free stacks (review M,
    * session 38: 451 starts answered WEFT_ENOMEM while 512 free stacks were being trimmed). */
   size_t trimming;
+  size_t mapping; /* slabs being mapped outside the lock (slab_map_counted), not yet filed */
   pthread_cond_t filed;
 };
 
@@ -381,32 +382,52 @@ static void pool_take(struct weft__stack_pool *p, weft__stack_cache_t *c) {
   pthread_mutex_unlock(&p->lock);
 }
 
-/* After a failed slab map, with both lists empty: waits (releasing the lock) until a batch out
- * for trimming is filed, if one is out. A scavenger's pass ends by itself (its madvise calls,
- * ~1 ms a batch), so this is a wait of that long, taken only at the limit of memory. Caller
- * holds the lock. */
-static void await_trimmed(struct weft__stack_pool *p) {
-  if (p->trimming && !p->used_head && !p->clean) weft__probe_hit(WEFT__PROBE_TRIM_AWAITED);
-  while (p->trimming && !p->used_head && !p->clean) pthread_cond_wait(&p->filed, &p->lock);
+/* After a failed slab map, with both lists empty: waits (releasing the lock) until the stacks
+ * on their way to the pool are filed, if any are: a scavenger's batch out for trimming, or the
+ * spare stacks of a slab another thread is mapping (review O, session 38: a map that took the
+ * last of memory while ours failed filed 154 spare stacks just after we answered ENOMEM).
+ * Both end by themselves (madvise calls; an mmap with its guards and populate, ~70 µs), so
+ * this waits that long, and only at the limit of memory or map entries. Caller holds the
+ * lock. */
+static void await_filed(struct weft__stack_pool *p) {
+  bool coming = p->trimming || p->mapping;
+  if (coming && !p->used_head && !p->clean) weft__probe_hit(WEFT__PROBE_STACKS_AWAITED);
+  while ((p->trimming || p->mapping) && !p->used_head && !p->clean)
+    pthread_cond_wait(&p->filed, &p->lock);
+}
+
+/* slab_map (outside the lock: see there), counted in flight (p->mapping, for await_filed).
+ * The caller takes the count back with slab_settle. */
+static int slab_map_counted(struct weft__stack_pool *p, slab_t **out) {
+  pthread_mutex_lock(&p->lock);
+  p->mapping++;
+  pthread_mutex_unlock(&p->lock);
+  return slab_map(p, out);
+}
+
+/* Caller holds the lock, after slab_map_counted: the map is no longer in flight, its slab (if
+ * it was made) filed, keeping `keep` stacks for the caller, whom they are returned to; a
+ * failed map waits for what others bring (await_filed). Wakes the takers that waited on it. */
+static weft__stack_t *slab_settle(struct weft__stack_pool *p, int err, slab_t *slab, size_t keep) {
+  p->mapping--;
+  weft__stack_t *mine = err ? NULL : slab_link(p, slab, keep);
+  pthread_cond_broadcast(&p->filed); /* before our own wait: another may wait on our map */
+  if (err) await_filed(p);
+  return mine;
 }
 
 static int cache_refill(struct weft__stack_pool *p, weft__stack_cache_t *c) {
   pool_take(p, c);
   if (c->head) return 0;
-  slab_t *slab;
-  int err = slab_map(p, &slab); /* outside the lock: see slab_map */
-  if (err) { /* another worker's slab, mapped meanwhile, may have taken the last of memory or
-              * map entries and filed its spare stacks: take those (review, session 22), or
-              * those a scavenger is trimming (await_trimmed) */
-    pthread_mutex_lock(&p->lock);
-    await_trimmed(p);
-    pool_take_locked(p, c);
-    pthread_mutex_unlock(&p->lock);
-    return c->head ? 0 : err;
-  }
+  slab_t *slab = NULL;
+  int err = slab_map_counted(p, &slab);
   pthread_mutex_lock(&p->lock);
-  weft__stack_t *mine = slab_link(p, slab, CACHE_REFILL);
+  weft__stack_t *mine = slab_settle(p, err, slab, CACHE_REFILL);
+  /* a failed map: another worker's slab, mapped meanwhile, may have taken the last of memory
+   * or map entries and filed its spare stacks: take those (review, session 22) */
+  if (err) pool_take_locked(p, c);
   pthread_mutex_unlock(&p->lock);
+  if (err) return c->head ? 0 : err;
   for (weft__stack_t *next; mine; mine = next) {
     next = mine->next;
     cache_push_hot(c, mine);
@@ -422,20 +443,14 @@ int weft__stack_check(struct weft__stack_pool *p, weft__stack_cache_t *c) {
   if (WEFT__UNLIKELY(weft__fault_hit(WEFT__FAULT_STACK))) return WEFT_ENOMEM;
   if (WEFT__LIKELY(c && c->head)) return 0;
   if (!pool_empty(p)) return 0;
-  slab_t *slab;
-  int err = slab_map(p, &slab); /* outside the lock: see slab_map */
-  if (err) { /* as cache_refill: another's slab, or a trimmed batch, will do (asked under the
-              * lock: not a hint) */
-    pthread_mutex_lock(&p->lock);
-    await_trimmed(p);
-    bool empty = !p->used_head && !p->clean;
-    pthread_mutex_unlock(&p->lock);
-    return empty ? err : 0;
-  }
+  slab_t *slab = NULL;
+  int err = slab_map_counted(p, &slab);
   pthread_mutex_lock(&p->lock);
-  slab_link(p, slab, 0);
+  slab_settle(p, err, slab, 0);
+  /* as cache_refill: what others filed will do (asked under the lock: not a hint) */
+  bool empty = !p->used_head && !p->clean;
   pthread_mutex_unlock(&p->lock);
-  return 0;
+  return err && empty ? err : 0;
 }
 
 int weft__stack_get(struct weft__stack_pool *p, weft__stack_cache_t *c, weft__stack_t **out) {

@@ -94,7 +94,7 @@ enum {
   WEFT__PROBE_ARM_LOWERED,     /* a task's timed park lowered the wheel's next deadline (worker.c) */
   WEFT__PROBE_HELD_NAMED,      /* destroy named a worker still held after the stop (runtime.c) */
   WEFT__PROBE_OUTPUT_EINTR,    /* a wait for room on stderr was interrupted by a signal (trace.c) */
-  WEFT__PROBE_TRIM_AWAITED,    /* a failed slab map waited for stacks out for trimming (stack.c) */
+  WEFT__PROBE_STACKS_AWAITED,  /* a failed slab map waited for stacks on their way (stack.c) */
   WEFT__PROBES
 };
 #ifdef WEFT_FAULTS

@@ -319,20 +319,21 @@ Test(memory, a_failed_slab_map_waits_for_the_stacks_being_trimmed) {
   for (int i = 0; i < N; i++) OK(weft__stack_get(trim_pool, &spiller, &s[i]));
   for (int i = 0; i < N; i++) weft__stack_put(trim_pool, &spiller, s[i]);
   long mapped = (long)weft__stack_pool_mapped(trim_pool), in_spiller = (long)spiller.count;
-  long awaited = weft__probe_count(WEFT__PROBE_TRIM_AWAITED);
+  long awaited = weft__probe_count(WEFT__PROBE_STACKS_AWAITED);
   atomic_store(&trim_held, 0);
   atomic_store(&trim_go, 0);
   weft__pause_set(WEFT__PAUSE_TRIMMING, hold_the_trim);
   pthread_t scav, taker;
   cr_assert_eq(pthread_create(&scav, NULL, scavenge_long_after, &scavenger), 0);
-  while (!atomic_load(&trim_held)) sched_yield();
+  uint64_t until = weft_now_ns() + 30000000000ull; /* bounds on failure */
+  while (!atomic_load(&trim_held) && weft_now_ns() < until) sched_yield();
+  cr_assert(atomic_load(&trim_held), "the scavenger never detached a batch");
   weft__fault_set(WEFT__FAULT_SLAB_MAP, WEFT__FAULT_ALWAYS);
   /* every stack not in the spiller's cache: the pool's, and then the batch out for trimming */
   static drainer_t d;
   d = (drainer_t){.want = mapped - in_spiller};
   cr_assert_eq(pthread_create(&taker, NULL, take_them_all, &d), 0);
-  uint64_t until = weft_now_ns() + 30000000000ull; /* a bound on failure */
-  while (!atomic_load(&d.done) && weft__probe_count(WEFT__PROBE_TRIM_AWAITED) == awaited &&
+  while (!atomic_load(&d.done) && weft__probe_count(WEFT__PROBE_STACKS_AWAITED) == awaited &&
          weft_now_ns() < until)
     sched_yield();
   atomic_store(&trim_go, 1); /* the batch goes on to be trimmed and filed */
@@ -340,13 +341,81 @@ Test(memory, a_failed_slab_map_waits_for_the_stacks_being_trimmed) {
   pthread_join(taker, NULL);
   weft__pause_set(WEFT__PAUSE_TRIMMING, NULL);
   weft__fault_set(WEFT__FAULT_SLAB_MAP, 0);
-  cr_assert_gt(weft__probe_count(WEFT__PROBE_TRIM_AWAITED), awaited,
+  cr_assert_gt(weft__probe_count(WEFT__PROBE_STACKS_AWAITED), awaited,
                "the taker never waited for the batch (took %ld of %ld, err %d)", d.got, d.want,
                d.err);
   cr_assert_eq(d.err, 0, "a take answered %d with stacks out for trimming", d.err);
   cr_assert_eq(d.got, d.want, "every free stack was taken");
   cr_assert_eq(weft__stack_pool_mapped(trim_pool), (uint64_t)mapped, "no slab was mapped");
   weft__stack_pool_destroy(trim_pool); /* the caches' stacks are in its slabs */
+}
+
+/* A slab is being mapped (not yet filed) when another taker's map fails: the failed one waits
+ * for that slab's spare stacks instead of answering ENOMEM (review O, session 38: 154 spare
+ * stacks were filed just after the ENOMEM). Through a spawn's check (weft__stack_check), the
+ * other path that waits. Replayed with a pause point that holds the first map before its mmap
+ * until the second has waited (or answered), and the slab-map fault on the second's map (the
+ * first fault hit: the first map is held before its own). */
+static atomic_int inflight_held, inflight_go;
+
+static void hold_the_first_map_until_told(void) {
+  if (atomic_fetch_add(&inflight_held, 1) == 0)
+    while (!atomic_load(&inflight_go)) sched_yield();
+}
+
+static void *map_a_slab(void *arg) {
+  race_taker_t *r = arg;
+  r->err = weft__stack_get(race_pool, &r->cache, &r->stack);
+  return NULL;
+}
+
+typedef struct {
+  weft__stack_cache_t cache;
+  int err;
+  atomic_int done;
+} checker_t;
+
+static void *check_for_a_stack(void *arg) {
+  checker_t *k = arg;
+  k->err = weft__stack_check(race_pool, &k->cache);
+  atomic_store(&k->done, 1);
+  return NULL;
+}
+
+Test(memory, a_failed_slab_map_waits_for_a_slab_another_is_mapping) {
+  size_t page = (size_t)sysconf(_SC_PAGESIZE), one = 3 * page;
+  if ((2u << 20) / one <= 16) cr_skip_test("pages of %zu bytes: a slab has no spare stacks", page);
+  OK(weft__stack_pool_create(&race_pool, 2 * page, page));
+  atomic_store(&inflight_held, 0);
+  atomic_store(&inflight_go, 0);
+  long awaited = weft__probe_count(WEFT__PROBE_STACKS_AWAITED);
+  weft__pause_set(WEFT__PAUSE_SLAB_MAP, hold_the_first_map_until_told);
+  static race_taker_t mapper;
+  static checker_t checker;
+  mapper = (race_taker_t){0};
+  checker = (checker_t){0};
+  pthread_t m, k;
+  cr_assert_eq(pthread_create(&m, NULL, map_a_slab, &mapper), 0);
+  uint64_t until = weft_now_ns() + 30000000000ull; /* bounds on failure */
+  while (!atomic_load(&inflight_held) && weft_now_ns() < until) sched_yield();
+  weft__fault_set(WEFT__FAULT_SLAB_MAP, 1); /* the next map to reach its fault: the checker's */
+  cr_assert_eq(pthread_create(&k, NULL, check_for_a_stack, &checker), 0);
+  while (!atomic_load(&checker.done) &&
+         weft__probe_count(WEFT__PROBE_STACKS_AWAITED) == awaited && weft_now_ns() < until)
+    sched_yield();
+  atomic_store(&inflight_go, 1); /* the first map goes on and files its slab */
+  pthread_join(m, NULL);
+  pthread_join(k, NULL);
+  weft__pause_set(WEFT__PAUSE_SLAB_MAP, NULL);
+  weft__fault_set(WEFT__FAULT_SLAB_MAP, 0);
+  cr_assert_eq(atomic_load(&inflight_held), 2, "both took the mapping path");
+  OK(mapper.err);
+  cr_assert_gt(weft__probe_count(WEFT__PROBE_STACKS_AWAITED), awaited,
+               "the failed check never waited for the slab in flight (err %d)", checker.err);
+  cr_assert_eq(checker.err, 0, "the check answered %d with a slab's spare stacks coming",
+               checker.err);
+  cr_assert_eq(weft__stack_pool_mapped(race_pool), (2u << 20) / one, "one slab was mapped");
+  weft__stack_pool_destroy(race_pool);
 }
 
 /* ---- Threads' descriptor caches (lib/task.c's "Threads' caches", session 28) ---- */

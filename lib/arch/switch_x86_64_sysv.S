@@ -35,34 +35,49 @@
         .p2align 4
 weft__context_switch:
         .cfi_startproc
-        /* CFI per push and pop, so that a debugger or profiler stopped inside the switch
-         * finds the frame (the saved layout is the same on both stacks). */
+        /* CFI per push and pop, the saved registers' slots included, so that a debugger or
+         * profiler stopped inside the switch finds a whole frame: the saved layout is the
+         * same on both stacks, so after the rsp swap it reads the new context's registers
+         * with its return address (review O, session 38: without the slots, rbp was the old
+         * context's, and frame-pointer code unwound into the wrong stack). */
         pushq   %rbp
         .cfi_adjust_cfa_offset 8
+        .cfi_offset rbp, -16
         pushq   %rbx
         .cfi_adjust_cfa_offset 8
+        .cfi_offset rbx, -24
         pushq   %r12
         .cfi_adjust_cfa_offset 8
+        .cfi_offset r12, -32
         pushq   %r13
         .cfi_adjust_cfa_offset 8
+        .cfi_offset r13, -40
         pushq   %r14
         .cfi_adjust_cfa_offset 8
+        .cfi_offset r14, -48
         pushq   %r15
         .cfi_adjust_cfa_offset 8
+        .cfi_offset r15, -56
         movq    %rsp, (%rdi)
         movq    %rsi, %rsp
         popq    %r15
         .cfi_adjust_cfa_offset -8
+        .cfi_restore r15
         popq    %r14
         .cfi_adjust_cfa_offset -8
+        .cfi_restore r14
         popq    %r13
         .cfi_adjust_cfa_offset -8
+        .cfi_restore r13
         popq    %r12
         .cfi_adjust_cfa_offset -8
+        .cfi_restore r12
         popq    %rbx
         .cfi_adjust_cfa_offset -8
+        .cfi_restore rbx
         popq    %rbp
         .cfi_adjust_cfa_offset -8
+        .cfi_restore rbp
         popq    %rcx
         .cfi_adjust_cfa_offset -8
         .cfi_register rip, rcx
