@@ -1123,7 +1123,10 @@ enum { WEFT__SAMPLED_NAME_MAX = 65 };
  * without blocking where it can be, waited on OUTPUT_LOOK_MS at most for room, never SIGPIPE),
  * dropped if it finds none: for destroy's own report, which a stderr nobody reads must not
  * block. */
-void weft__stderr_try_line(const char *p, size_t n);
+bool weft__stderr_try_line(const char *p, size_t n); /* whether it was written whole */
+/* lib/trace.c: a task's name as weft's lines show it (control bytes as '?', 64 bytes at most);
+ * async-signal-safe. */
+void weft__name_shown(char shown[WEFT__SAMPLED_NAME_MAX], const char *name);
 uint64_t weft__task_sample(struct weft_runtime *rt, struct weft_task *t,
                            char name[WEFT__SAMPLED_NAME_MAX]);
 /* lib/metrics.c: w's queue depths as weft_metrics_t has them (deque_depth, yield_depth). */

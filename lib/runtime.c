@@ -570,8 +570,7 @@ static void report_kept_poller(void) {
   weft__probe_hit(WEFT__PROBE_POLLER_KEPT);
   static const char line[] = "weft: weft_runtime_destroy: a socket call from outside the "
                              "runtime did not return; its socket table is kept, not freed\n";
-  ssize_t ignored = write(STDERR_FILENO, line, sizeof line - 1);
-  (void)ignored;
+  weft__stderr_try_line(line, sizeof line - 1); /* as the held worker's (above) */
 }
 
 int weft_runtime_destroy(weft_runtime_t *rt) {

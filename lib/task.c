@@ -932,27 +932,29 @@ size_t weft__tasks_cancel_all(struct weft_runtime *rt) {
   return unfinished;
 }
 
-/* Names, on stderr, each task the shutdown could not end (the workers have stopped). */
+/* Names, on stderr, each task the shutdown could not end (the workers have stopped). Written
+ * as destroy's line about a held worker is (weft__stderr_try_line: a stderr nobody reads
+ * cannot block destroy, review N, session 38); once a line is dropped the rest are too. */
 static void report_unfinished(struct weft_runtime *rt) {
   task_store_t *st = rt->task_store;
-  for (task_slab_t *slab = st ? st->slabs : NULL; slab; slab = slab->next)
-    for (size_t i = 0; i < TASK_SLAB; i++) {
+  bool heard = true;
+  for (task_slab_t *slab = st ? st->slabs : NULL; heard && slab; slab = slab->next)
+    for (size_t i = 0; heard && i < TASK_SLAB; i++) {
       struct weft_task *t = &slab->tasks[i];
       if (atomic_load_explicit(&t->word, memory_order_relaxed) & WEFT__DONE) continue;
-      char line[256];
+      char line[256], name[WEFT__SAMPLED_NAME_MAX];
+      weft__name_shown(name, weft__task_name(t) ? weft__task_name(t) : "(unnamed)");
       /* A task that never started was still queued when the workers stopped (its cancel
        * ends it only when a worker takes it). relaxed: the workers have stopped. */
       bool started = atomic_load_explicit(&t->started, memory_order_relaxed) & WEFT__STARTED;
       int n = snprintf(line, sizeof line,
-                       "weft: weft_runtime_destroy: task '%s' (id %llu) %s\n",
-                       weft__task_name(t) ? weft__task_name(t) : "(unnamed)",
+                       "weft: weft_runtime_destroy: task '%s' (id %llu) %s\n", name,
                        (unsigned long long)t->id,
                        started ? "did not end after its cancel; discarded where it waits"
                                : "never started (queued when the workers stopped); discarded");
       /* a name too long for the line is cut short, not the line dropped */
       size_t len = n < 0 ? 0 : n < (int)sizeof line ? (size_t)n : sizeof line - 1;
-      ssize_t ignored = write(STDERR_FILENO, line, len);
-      (void)ignored;
+      heard = weft__stderr_try_line(line, len);
     }
 }
 

@@ -215,7 +215,8 @@ static ssize_t write_no_sigpipe(int fd, const char *p, size_t n) {
  *   a socket: send with MSG_DONTWAIT and MSG_NOSIGNAL; another device: a poll, then a write;
  *   a regular file, or fd 2 not open for writing: a plain write (EBADF for the last).
  * No SIGPIPE from a reader gone (review I: the process died of it). */
-static ssize_t monitor_try_write(int fd, const char *p, size_t n, uint64_t deadline) {
+static ssize_t monitor_try_write(int fd, const char *p, size_t n, uint64_t deadline,
+                                 bool may_block) {
   struct stat st;
   int flags = fcntl(fd, F_GETFL);
   if (flags < 0 || fstat(fd, &st) != 0) return -1;
@@ -229,8 +230,11 @@ static ssize_t monitor_try_write(int fd, const char *p, size_t n, uint64_t deadl
   } else if (((S_ISCHR(st.st_mode) && isatty(fd)) || S_ISFIFO(st.st_mode)) &&
              (own = reopen_nonblocking(fd, &st)) >= 0) {
     k = write_no_sigpipe(own, p, n);
-  } else {
+  } else if (may_block) {
     k = writable_by(fd, deadline) ? write_no_sigpipe(fd, p, n) : MONITOR_NO_ROOM;
+  } else {
+    errno = EMFILE; /* see try_on_a_copy */
+    k = -1;
   }
   int e = errno;
   if (k == -1 && (e == EAGAIN || e == EWOULDBLOCK)) { /* no room: wait for some */
@@ -246,15 +250,17 @@ static ssize_t monitor_try_write(int fd, const char *p, size_t n, uint64_t deadl
  * what fd is, the poll and the write are about one file even if the program moves fd
  * meanwhile (review G: a look at /dev/null then a write to a full pipe blocked destroy),
  * closed after it (no copy kept: review F, a kept one held a pipe's end of stream off after a
- * redirect, a close or a fork). With no fd free for the copy (EMFILE, ENFILE), on fd itself:
- * a process out of fds is what this output must still describe (session 38's review: every
- * line was dropped there, stderr working). Then a program that moves fd between the look and
- * the write meets review G's race again, and a terminal or FIFO has no reopen (also out of
- * fds) and waits as one that cannot be reopened. -1 with EBADF: fd is closed. */
+ * redirect, a close or a fork). With no fd free for the copy (EMFILE, ENFILE; EINVAL under a
+ * limit of 3 fds or fewer), on fd itself where that write cannot wait — a socket, a pipe that
+ * takes RWF_NOWAIT, a regular file — and dropped (EMFILE) where it could (a terminal, a
+ * FIFO or a pipe without RWF_NOWAIT, which have no reopen with no fd free): a process out of
+ * fds is what this output must still describe (session 38's review L: every line was dropped
+ * there, stderr working), and destroy must not wait on it (review N). -1 with EBADF: fd is
+ * closed. */
 static ssize_t try_on_a_copy(int fd, const char *p, size_t n, uint64_t deadline) {
   int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-  if (copy < 0 && errno != EMFILE && errno != ENFILE) return -1;
-  ssize_t k = monitor_try_write(copy >= 0 ? copy : fd, p, n, deadline);
+  if (copy < 0 && errno != EMFILE && errno != ENFILE && errno != EINVAL) return -1;
+  ssize_t k = monitor_try_write(copy >= 0 ? copy : fd, p, n, deadline, copy >= 0);
   int e = errno;
   if (copy >= 0) close(copy);
   errno = e;
@@ -294,7 +300,7 @@ void weft__stderr_budget_set(unsigned ms) {
 #define LINE_BUDGET_MS OUTPUT_LOOK_MS
 #endif
 
-void weft__stderr_try_line(const char *p, size_t n) {
+bool weft__stderr_try_line(const char *p, size_t n) {
   uint64_t deadline = weft_now_ns() + LINE_BUDGET_MS * 1000000ull; /* for the whole line */
   while (n) {
     ssize_t k = try_on_a_copy(STDERR_FILENO, p, n, deadline);
@@ -304,10 +310,11 @@ void weft__stderr_try_line(const char *p, size_t n) {
       n -= (size_t)k;
     } else if (!(k == -1 && (e == EAGAIN || e == EWOULDBLOCK || e == EINTR) &&
                  weft_now_ns() < deadline)) {
-      return; /* no room by the deadline, or an error: the rest is dropped (EINTR: a blocking
-               * write's signal, tried again as EAGAIN is, review K) */
+      return false; /* no room by the deadline, or an error: the rest is dropped (EINTR: a
+                     * blocking write's signal, tried again as EAGAIN is, review K) */
     }
   }
+  return true;
 }
 
 /* A piece of the monitor's output: PIPE_BUF bytes at most, which a pipe takes whole or not at
@@ -344,12 +351,11 @@ static double ms(uint64_t ns) { return (double)ns / 1e6; }
 
 /* ---- The task dump ------------------------------------------------------------------------ */
 
-/* A task's name, quoted, at most 64 bytes: a control byte (a newline) shows as '?', so that a
- * task is one line whatever its name (review, session 31). */
-/* A task's name as a line shows it: its first 64 bytes, a control byte (a newline, an escape
- * sequence's start, DEL) as '?', so that a name cannot split a line or forge another line
- * (session 31 for the dump; session 38's review: destroy's and the watchdog's lines). */
-static void name_shown(char shown[WEFT__SAMPLED_NAME_MAX], const char *name) {
+/* A task's name as a line shows it: its first 64 bytes, a C0 control byte (a newline, ESC) or
+ * DEL as '?', so that a name cannot split a line or forge another line (session 31 for the
+ * dump; session 38's reviews L and N: destroy's, the watchdog's and the overflow's lines).
+ * Bytes 0x80-0xff stay: they are UTF-8's. Async-signal-safe (lib/overflow.c's handler). */
+void weft__name_shown(char shown[WEFT__SAMPLED_NAME_MAX], const char *name) {
   size_t n = 0;
   for (; n < WEFT__SAMPLED_NAME_MAX - 1 && name[n]; n++) {
     unsigned char c = (unsigned char)name[n];
@@ -360,7 +366,7 @@ static void name_shown(char shown[WEFT__SAMPLED_NAME_MAX], const char *name) {
 
 static void put_name(line_t *l, const char *name) {
   char shown[WEFT__SAMPLED_NAME_MAX];
-  name_shown(shown, name);
+  weft__name_shown(shown, name);
   put(l, " \"%s\"", shown);
 }
 
@@ -640,7 +646,7 @@ uint64_t weft__task_sample(struct weft_runtime *rt, struct weft_task *t,
      * not the line's formatting as well. */
     pthread_mutex_lock(&rt->task_lock);
     const char *named = weft__task_name(t);
-    name_shown(name, named ? named : "(unnamed)");
+    weft__name_shown(name, named ? named : "(unnamed)");
     pthread_mutex_unlock(&rt->task_lock);
     /* acquire fence: the name's loads before the id's second load (a weakly ordered CPU
      * could take the second load first: review I) */

@@ -21,7 +21,8 @@ static long recurse(long depth) {
 
 static void *overflow(void *arg) {
   (void)arg;
-  weft_task_set_name(weft_current(), "deep-recursion");
+  /* the newline must show as '?' (review N, session 38: a name could forge a line here) */
+  weft_task_set_name(weft_current(), "deep\nrecursion");
   return (void *)(intptr_t)recurse(0);
 }
 

