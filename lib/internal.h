@@ -1124,6 +1124,12 @@ enum { WEFT__SAMPLED_NAME_MAX = 65 };
  * dropped if it finds none: for destroy's own report, which a stderr nobody reads must not
  * block. */
 bool weft__stderr_try_line(const char *p, size_t n); /* whether it was written whole */
+/* lib/stderr.c: how long a line's write waits for room (destroy's lines in all; the monitor's
+ * per look at its stop), and one try of a write to fd (fd 2): what it wrote, -1 with errno
+ * (EAGAIN: room again, try at once; EBADF: fd closed), or WEFT__STDERR_NO_ROOM at the
+ * deadline. */
+enum { WEFT__STDERR_LOOK_MS = 50, WEFT__STDERR_NO_ROOM = -2 };
+ssize_t weft__stderr_try(int fd, const char *p, size_t n, uint64_t deadline);
 /* lib/trace.c: a task's name as weft's lines show it (control bytes as '?', 64 bytes at most);
  * async-signal-safe. */
 void weft__name_shown(char shown[WEFT__SAMPLED_NAME_MAX], const char *name);
