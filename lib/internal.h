@@ -1119,8 +1119,9 @@ void weft__trace_stop(struct weft_runtime *rt);
  * another thread (the watchdog, destroy's stop): t is a worker's published `current`, which
  * may end meanwhile (then its successor's fields are read; never freed memory). */
 enum { WEFT__SAMPLED_NAME_MAX = 65 };
-/* One line to stderr as the monitor writes (lib/trace.c: a copy of fd 2, looked at, written
- * without blocking where it can be, waited on OUTPUT_LOOK_MS at most for room, never SIGPIPE),
+/* One line to stderr as the monitor writes (lib/stderr.c: a copy of fd 2, looked at, written
+ * without blocking where it can be, waited on WEFT__STDERR_LOOK_MS at most for room, never
+ * SIGPIPE),
  * dropped if it finds none: for destroy's own report, which a stderr nobody reads must not
  * block. */
 bool weft__stderr_try_line(const char *p, size_t n); /* whether it was written whole */
@@ -1130,8 +1131,8 @@ bool weft__stderr_try_line(const char *p, size_t n); /* whether it was written w
  * deadline. */
 enum { WEFT__STDERR_LOOK_MS = 50, WEFT__STDERR_NO_ROOM = -2 };
 ssize_t weft__stderr_try(int fd, const char *p, size_t n, uint64_t deadline);
-/* lib/trace.c: a task's name as weft's lines show it (control bytes as '?', 64 bytes at most);
- * async-signal-safe. */
+/* lib/stderr.c: a task's name as weft's lines show it (control bytes as '?', 64 bytes at most,
+ * NULL as "(unnamed)"); async-signal-safe. */
 void weft__name_shown(char shown[WEFT__SAMPLED_NAME_MAX], const char *name);
 uint64_t weft__task_sample(struct weft_runtime *rt, struct weft_task *t,
                            char name[WEFT__SAMPLED_NAME_MAX]);

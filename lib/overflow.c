@@ -52,7 +52,7 @@ static void on_segv(int sig, siginfo_t *info, void *uctx) {
   size_t guard = s ? weft__stack_pool_guard(weft__task_rt(t)->stacks) : 0;
   if (s && addr >= s->lo - guard && addr < s->lo) {
     char line[256], name[WEFT__SAMPLED_NAME_MAX];
-    weft__name_shown(name, weft__task_name(t) ? weft__task_name(t) : "(unnamed)");
+    weft__name_shown(name, weft__task_name(t)); /* read once (a rename may clear it: review P) */
     size_t n = put_str(line, 0, sizeof line, "weft: task '");
     n = put_str(line, n, sizeof line, name);
     n = put_str(line, n, sizeof line, "' (id ");

@@ -15,14 +15,12 @@
 #include <limits.h> /* PIPE_BUF */
 #include <poll.h>
 #include <stdatomic.h>
-#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h> /* makedev */
 #include <sys/uio.h>       /* pwritev2 */
 #include <unistd.h>
-
 
 /* Whether fd takes a write by deadline (or has an error for the write to report). A signal's
  * EINTR polls again for the time left only (review I: a fresh 50 ms per signal never ended
@@ -127,7 +125,10 @@ static ssize_t stderr_try_write(int fd, const char *p, size_t n, uint64_t deadli
   } else if (((S_ISCHR(st.st_mode) && isatty(fd)) || S_ISFIFO(st.st_mode)) &&
              (own = reopen_nonblocking(fd, &st)) >= 0) {
     k = write_no_sigpipe(own, p, n);
-  } else if (may_block) {
+  } else if (may_block || (S_ISFIFO(st.st_mode) && n <= PIPE_BUF)) {
+    /* a pipe with no fd free: a piece it takes whole once poll says it has room (review P: a
+     * kernel before 6.4 dropped every line; left, review I's race with a writer that fills it
+     * between the two) */
     k = writable_by(fd, deadline) ? write_no_sigpipe(fd, p, n) : WEFT__STDERR_NO_ROOM;
   } else {
     errno = EMFILE; /* see weft__stderr_try */
@@ -149,11 +150,12 @@ static ssize_t stderr_try_write(int fd, const char *p, size_t n, uint64_t deadli
  * closed after it (no copy kept: review F, a kept one held a pipe's end of stream off after a
  * redirect, a close or a fork). With no fd free for the copy (EMFILE, ENFILE; EINVAL under a
  * limit of 3 fds or fewer), on fd itself where that write cannot wait — a socket, a pipe that
- * takes RWF_NOWAIT, a regular file — and dropped (EMFILE) where it could (a terminal, a
- * FIFO or a pipe without RWF_NOWAIT, which have no reopen with no fd free): a process out of
- * fds is what this output must still describe (session 38's review L: every line was dropped
- * there, stderr working), and destroy must not wait on it (review N). -1 with EBADF: fd is
- * closed. */
+ * takes RWF_NOWAIT, a regular file — or waits only in poll (a pipe without RWF_NOWAIT, a piece
+ * it takes whole), and dropped (EMFILE) where it could block (a terminal, which has no reopen
+ * with no fd free): a process out of fds is what this output must still describe (session
+ * 38's review L: every line was dropped there, stderr working), and destroy must not wait on
+ * it (review N). Left there: a program that moves fd 2 between the look and the write (review
+ * G's race) gets the write the look chose. -1 with EBADF: fd is closed. */
 ssize_t weft__stderr_try(int fd, const char *p, size_t n, uint64_t deadline) {
   int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
   if (copy < 0 && errno != EMFILE && errno != ENFILE && errno != EINVAL) return -1;
@@ -198,6 +200,7 @@ bool weft__stderr_try_line(const char *p, size_t n) {
  * Bytes 0x80-0xff stay: they are UTF-8's. Async-signal-safe (lib/overflow.c's handler). */
 void weft__name_shown(char shown[WEFT__SAMPLED_NAME_MAX], const char *name) {
   size_t n = 0;
+  if (!name) name = "(unnamed)";
   for (; n < WEFT__SAMPLED_NAME_MAX - 1 && name[n]; n++) {
     unsigned char c = (unsigned char)name[n];
     shown[n] = c < 0x20 || c == 0x7f ? '?' : (char)c;

@@ -93,7 +93,7 @@ enum {
   WEFT__PROBE_MUTEX_HANDED,    /* an unlock handed the lock to a starving waiter (sync.c) */
   WEFT__PROBE_ARM_LOWERED,     /* a task's timed park lowered the wheel's next deadline (worker.c) */
   WEFT__PROBE_HELD_NAMED,      /* destroy named a worker still held after the stop (runtime.c) */
-  WEFT__PROBE_OUTPUT_EINTR,    /* a wait for room on stderr was interrupted by a signal (trace.c) */
+  WEFT__PROBE_OUTPUT_EINTR,    /* a wait for room on stderr was interrupted by a signal (stderr.c) */
   WEFT__PROBE_STACKS_AWAITED,  /* a failed slab map waited for stacks on their way (stack.c) */
   WEFT__PROBES
 };
@@ -101,7 +101,7 @@ enum {
 void weft__probe_hit(int probe);
 long weft__probe_count(int probe);
 /* Test-only: destroy's line about a held worker waits `ms` for room on stderr (0: the default,
- * 50), so that a test can act inside that wait on a loaded machine (lib/trace.c). */
+ * 50), so that a test can act inside that wait on a loaded machine (lib/stderr.c). */
 void weft__stderr_budget_set(unsigned ms);
 #else
 static inline void weft__probe_hit(int probe) { (void)probe; }
@@ -166,7 +166,7 @@ uint64_t weft__coarse_now_ns(void);
  * Three system calls more per write. Rejected:
  * ignoring SIGPIPE process-wide (the application's choice, not a library's) and blocking it in
  * weft's threads for good (a plain thread's write would still die, and a user's handler would
- * never run on a worker again). lib/io.c (review, session 19) and lib/trace.c use it. */
+ * never run on a worker again). lib/io.c (review, session 19) and lib/stderr.c use it. */
 typedef struct {
   sigset_t old;
   bool was_pending;

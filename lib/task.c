@@ -932,18 +932,29 @@ size_t weft__tasks_cancel_all(struct weft_runtime *rt) {
   return unfinished;
 }
 
-/* Names, on stderr, each task the shutdown could not end (the workers have stopped). Written
- * as destroy's line about a held worker is (weft__stderr_try_line: a stderr nobody reads
- * cannot block destroy, review N, session 38); once a line is dropped the rest are too. */
+enum { UNFINISHED_NAMED_MAX = 1000 }; /* picked: a line each, then one line for the rest */
+
+/* Names, on stderr, each task the shutdown could not end (the workers have stopped), the first
+ * UNFINISHED_NAMED_MAX of them, then says how many more (a line costs ~5 system calls: review
+ * P, 10^6 of them were seconds). Written as destroy's line about a held worker is
+ * (weft__stderr_try_line: a stderr nobody reads cannot block destroy, review N, session 38);
+ * once a line is dropped the rest are too. */
 static void report_unfinished(struct weft_runtime *rt) {
   task_store_t *st = rt->task_store;
   bool heard = true;
+  size_t named = 0, more = 0;
   for (task_slab_t *slab = st ? st->slabs : NULL; heard && slab; slab = slab->next)
     for (size_t i = 0; heard && i < TASK_SLAB; i++) {
       struct weft_task *t = &slab->tasks[i];
       if (atomic_load_explicit(&t->word, memory_order_relaxed) & WEFT__DONE) continue;
+      if (named == UNFINISHED_NAMED_MAX) {
+        more++;
+        continue;
+      }
+      named++;
       char line[256], name[WEFT__SAMPLED_NAME_MAX];
-      weft__name_shown(name, weft__task_name(t) ? weft__task_name(t) : "(unnamed)");
+      /* the name read once: a rename on another thread may clear it between two reads */
+      weft__name_shown(name, weft__task_name(t));
       /* A task that never started was still queued when the workers stopped (its cancel
        * ends it only when a worker takes it). relaxed: the workers have stopped. */
       bool started = atomic_load_explicit(&t->started, memory_order_relaxed) & WEFT__STARTED;
@@ -952,10 +963,15 @@ static void report_unfinished(struct weft_runtime *rt) {
                        (unsigned long long)t->id,
                        started ? "did not end after its cancel; discarded where it waits"
                                : "never started (queued when the workers stopped); discarded");
-      /* a name too long for the line is cut short, not the line dropped */
       size_t len = n < 0 ? 0 : n < (int)sizeof line ? (size_t)n : sizeof line - 1;
       heard = weft__stderr_try_line(line, len);
     }
+  if (heard && more) {
+    char line[128];
+    int n = snprintf(line, sizeof line,
+                     "weft: weft_runtime_destroy: and %zu more tasks discarded, not named\n", more);
+    if (n > 0 && n < (int)sizeof line) weft__stderr_try_line(line, (size_t)n);
+  }
 }
 
 /* Step 1: a discarded task's waiter nodes (on its stack, unmapped soon) leave the words of

@@ -62,8 +62,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h> /* PIPE_BUF */
-#include <poll.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
@@ -120,7 +118,6 @@ typedef struct {
   _Atomic uint32_t *stop;
 } sink_t;
 
-
 /* One write of the monitor's, which destroy's stop can always end: what it took, or -1 with
  * errno (ECANCELED once stopped). Each try (weft__stderr_try) waits OUTPUT_LOOK_MS at most, then
  * looks at the stop. */
@@ -142,7 +139,6 @@ static ssize_t monitor_write(const sink_t *s, const char *p, size_t n) {
     return k;
   }
 }
-
 
 /* A piece of the monitor's output: PIPE_BUF bytes at most, which a pipe takes whole or not at
  * all (never a part of a line beside another writer's). Whole lines where they fit. */
@@ -178,7 +174,6 @@ static double ms(uint64_t ns) { return (double)ns / 1e6; }
 
 /* ---- The task dump ------------------------------------------------------------------------ */
 
-
 static void put_name(line_t *l, const char *name) {
   char shown[WEFT__SAMPLED_NAME_MAX];
   weft__name_shown(shown, name);
@@ -198,7 +193,6 @@ static const char *const wait_text[WEFT__WAIT_KINDS] = {
     [WEFT__WAIT_FRAME] = "in weft_sync, waiting for a stolen frame",
     [WEFT__WAIT_INLINE] = "awaiting task",
 };
-
 
 /* WEFT_TRACE=sites: the loaded objects, read before the dump takes task_lock (the loader's
  * lock must not nest inside it: a dlopen'ed constructor that spawns would take them in the
