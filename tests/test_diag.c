@@ -990,6 +990,18 @@ static int schedtrace_lines_through(int w, int r, char *buf, size_t cap, rlim_t 
   return lines;
 }
 
+/* schedtrace_lines_through a fresh pipe (fd_limit as there): 3 lines arrive within 10 s. */
+static void schedtrace_lines_reach_a_pipe(rlim_t fd_limit) {
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  cr_assert_eq(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+  static char buf[1 << 16];
+  int lines = schedtrace_lines_through(p[1], p[0], buf, sizeof buf, fd_limit);
+  close(p[0]);
+  close(p[1]);
+  cr_assert_geq(lines, 3, "%d schedtrace lines arrived in 10 s: \"%s\"", lines, buf);
+}
+
 /* A monitor whose stderr is a named FIFO (which takes no RWF_NOWAIT: it is written through a
  * description of the monitor's own): its lines arrive (review J's round: a misread errno
  * dropped every one). */
@@ -1028,31 +1040,17 @@ static bool refuse_pwritev2(void) {
  * its lines go through the reopen (review K: every line was dropped there). */
 Test(trace, schedtrace_lines_arrive_when_a_seccomp_filter_refuses_pwritev2, .timeout = 60) {
   if (!refuse_pwritev2()) cr_skip_test("no seccomp filter allowed here (%s)", strerror(errno));
-  int p[2];
-  cr_assert_eq(pipe(p), 0);
   struct iovec none = {.iov_base = "", .iov_len = 0};
-  cr_assert(pwritev2(p[1], &none, 1, -1, RWF_NOWAIT) == -1 && errno == EPERM,
+  cr_assert(pwritev2(2, &none, 1, -1, RWF_NOWAIT) == -1 && errno == EPERM,
             "the filter did not take");
-  cr_assert_eq(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
-  static char buf[1 << 16];
-  int lines = schedtrace_lines_through(p[1], p[0], buf, sizeof buf, 0);
-  close(p[0]);
-  close(p[1]);
-  cr_assert_geq(lines, 3, "%d schedtrace lines arrived in 10 s: \"%s\"", lines, buf);
+  schedtrace_lines_reach_a_pipe(0);
 }
 
 /* ... and so with no fd free as well (fd 2 itself, a pipe without RWF_NOWAIT: written after
  * poll, a piece it takes whole; review P: every line was dropped, as on a kernel before 6.4). */
 Test(trace, schedtrace_lines_arrive_with_no_fd_free_and_pwritev2_refused, .timeout = 60) {
   if (!refuse_pwritev2()) cr_skip_test("no seccomp filter allowed here (%s)", strerror(errno));
-  int p[2];
-  cr_assert_eq(pipe(p), 0);
-  cr_assert_eq(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
-  static char buf[1 << 16];
-  int lines = schedtrace_lines_through(p[1], p[0], buf, sizeof buf, 3);
-  close(p[0]);
-  close(p[1]);
-  cr_assert_geq(lines, 3, "%d schedtrace lines arrived in 10 s: \"%s\"", lines, buf);
+  schedtrace_lines_reach_a_pipe(3);
 }
 
 /* A monitor whose stderr is a pipe nobody reads, full: destroy stops it and returns (session 36:
@@ -1491,14 +1489,7 @@ Test(trace, schedtrace_lines_arrive_under_a_limit_of_three_fds, .timeout = 60) {
   if (probe >= 0) close(probe);
   cr_assert_eq(probe_errno, EINVAL, "the copy of fd 2 answered %s, not EINVAL: the test tests "
                "nothing", probe >= 0 ? "a fd" : strerror(probe_errno));
-  int p[2];
-  cr_assert_eq(pipe(p), 0);
-  cr_assert_eq(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
-  static char buf[1 << 16];
-  int lines = schedtrace_lines_through(p[1], p[0], buf, sizeof buf, 3);
-  close(p[0]);
-  close(p[1]);
-  cr_assert_geq(lines, 3, "%d schedtrace lines arrived in 10 s: \"%s\"", lines, buf);
+  schedtrace_lines_reach_a_pipe(3);
 }
 
 /* A stderr whose reader is gone: the line fails with EPIPE, and no SIGPIPE ends the process
