@@ -105,8 +105,9 @@ struct weft__stack_pool {
   _Atomic uint64_t mapped;
   /* Stacks out for trimming (a scavenger's batch, madvised outside the lock and filed after),
    * under the lock, and the condition a taker whose slab map failed waits on until they (and
-   * other slabs being mapped) are filed (await_filed): at the limit of memory or map entries they may be the only free stacks (review M,
-   * session 38: 451 starts answered WEFT_ENOMEM while 512 free stacks were being trimmed). */
+   * other slabs being mapped) are filed (await_filed): at the limit of memory or map entries
+   * they may be the only free stacks (review M, session 38: 451 starts answered WEFT_ENOMEM
+   * while 512 free stacks were being trimmed). */
   size_t trimming;
   size_t mapping; /* slabs being mapped outside the lock (slab_map_counted), not yet filed */
   pthread_cond_t filed;
@@ -535,7 +536,7 @@ uint64_t weft__stack_scavenge(struct weft__stack_pool *p, weft__stack_cache_t *c
   p->clean = batch;
   p->trimming -= n;
   free_hint_update(p);
-  pthread_cond_broadcast(&p->filed); /* takers at the limit of memory (await_trimmed) */
+  pthread_cond_broadcast(&p->filed); /* takers at the limit of memory (await_filed) */
   pthread_mutex_unlock(&p->lock);
   return next;
 }
